@@ -1,0 +1,50 @@
+//! `imagespec inspect SPEC [--json]`.
+
+use super::args::InspectArgs;
+use imagespec::inspect::image_json;
+use imagespec::{Error, ImageTag, NormalizedSpec};
+
+pub fn run(args: &InspectArgs) -> Result<(), Error> {
+    let file = super::load(&args.spec)?;
+    let chosen: Vec<(&str, &NormalizedSpec)> = match (&args.spec.image, file.is_multi()) {
+        (None, true) => file.images().collect(),
+        (key, _) => vec![file.select(key.as_deref())?],
+    };
+    let mut results = Vec::new();
+    for (key, spec) in chosen {
+        let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
+        results.push((key, spec, tag));
+    }
+    if args.json {
+        let value = if results.len() == 1 && (args.spec.image.is_some() || !file.is_multi()) {
+            let (key, spec, tag) = &results[0];
+            image_json(key, spec, tag)
+        } else {
+            serde_json::Value::Object(results.iter().map(|(k, s, t)| (k.to_string(), image_json(k, s, t))).collect())
+        };
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        for (key, spec, tag) in &results {
+            print_human(key, spec, tag);
+        }
+    }
+    Ok(())
+}
+
+fn print_human(key: &str, spec: &NormalizedSpec, tag: &ImageTag) {
+    if !key.is_empty() {
+        println!("[{key}]");
+    }
+    println!("image     {}", tag.image);
+    println!("id        {}", tag.id);
+    println!("tag       {}", tag.tag);
+    println!("platform  {}", spec.platform());
+    if let Some(base) = &tag.base {
+        println!("base      {} (built from its spec)", base.image);
+    } else if let Some(imagespec::spec::NormalizedBase::Ref(r)) = spec.base() {
+        println!("base      {r}");
+    }
+    if let Some(source) = &tag.source {
+        println!("source    {} files, digest {}", source.files.len(), source.digest);
+    }
+}

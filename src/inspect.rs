@@ -1,0 +1,61 @@
+//! Machine-readable views of a spec and its tag, for `imagespec inspect --json`.
+
+use crate::spec::{NormalizedBase, NormalizedSpec, PyValue};
+use crate::tag::{spec_dict, ImageTag};
+use serde_json::{json, Map, Value};
+
+/// The normalised spec as JSON: every set field, in flytekit's field order.
+pub fn spec_json(spec: &NormalizedSpec) -> Value {
+    let mut out = Map::new();
+    for (k, v) in spec_dict(spec) {
+        let value = match (k.as_str(), spec.base()) {
+            ("base_image", Some(NormalizedBase::Spec(inner))) => spec_json(inner),
+            ("source_copy_mode", _) => json!(spec.source_copy_mode),
+            _ => py_json(&v),
+        };
+        out.insert(k, value);
+    }
+    if let Some(b) = &spec.builder {
+        out.insert("builder".into(), json!(b));
+    }
+    if let Some(m) = &spec.pip_secret_mounts {
+        out.insert("pip_secret_mounts".into(), json!(m.iter().map(|m| [&m.source, &m.target]).collect::<Vec<_>>()));
+    }
+    if let Some(r) = &spec.runtime_packages {
+        out.insert("runtime_packages".into(), json!(r));
+    }
+    Value::Object(out)
+}
+
+fn py_json(v: &PyValue) -> Value {
+    match v {
+        PyValue::None => Value::Null,
+        PyValue::Bool(b) => json!(b),
+        PyValue::Int(i) => i64::try_from(*i).map_or_else(|_| json!(i.to_string()), |i| json!(i)),
+        PyValue::Float(x) => serde_json::Number::from_f64(*x).map_or_else(|| json!(crate::tag::pyrepr::float_repr(*x)), Value::Number),
+        PyValue::Str(s) | PyValue::Repr(s) => json!(s),
+        PyValue::List(items) | PyValue::Tuple(items) => Value::Array(items.iter().map(py_json).collect()),
+        PyValue::Dict(entries) => Value::Object(entries.iter().map(|(k, v)| (k.clone(), py_json(v))).collect()),
+    }
+}
+
+/// `inspect --json` for one image.
+pub fn image_json(key: &str, spec: &NormalizedSpec, tag: &ImageTag) -> Value {
+    let mut out = json!({
+        "key": key,
+        "id": tag.id,
+        "tag": tag.tag,
+        "image": tag.image,
+        "spec": spec_json(spec),
+    });
+    if let Some(source) = &tag.source {
+        out["source"] = json!({
+            "digest": source.digest,
+            "files": source.files.iter().map(|f| &f.rel).collect::<Vec<_>>(),
+        });
+    }
+    if let (Some(base), Some(NormalizedBase::Spec(inner))) = (&tag.base, spec.base()) {
+        out["base"] = image_json("", inner, base);
+    }
+    out
+}

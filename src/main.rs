@@ -1,0 +1,25 @@
+//! The `imagespec` command line: parse arguments, call the library, map errors to exit codes.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = cli::args::Cli::parse();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                // thiserror's transparent/format variants already print their cause inline.
+                if !err.to_string().contains(&cause.to_string()) {
+                    eprintln!("  caused by: {cause}");
+                }
+                source = cause.source();
+            }
+            ExitCode::from(err.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! flytekit's digests, with a stat-keyed cache for the source tree.
+//!
+//! The tree digest is one md5 stream over every file, so it cannot be updated per file.
+//! Instead the whole result is cached under a key made of every file's path, size, mtime,
+//! ctime, inode and device plus the ignore rules: an unchanged tree is answered without
+//! reading a byte. ctime cannot be set by users, so an edit always changes the key; files
+//! touched in the last two seconds make the result uncacheable (git's "racy" rule).
+
+use super::{pypath, SourceError};
+use md5::{Digest, Md5};
+use sha1::Sha1;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A file to feed into a tree digest.
+pub struct HashedFile<'a> {
+    pub path: &'a Path,
+    pub rel: &'a str,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
+    move |source| SourceError::Io { path: path.to_path_buf(), source }
+}
+
+/// md5 over each file's bytes then its relative path with `/` removed (flytekit's
+/// `_filehash_update` + `_pathhash_update`), cached by stat data.
+pub fn hash_files<'a>(files: impl Iterator<Item = HashedFile<'a>>, rules: &str) -> Result<String, SourceError> {
+    let files: Vec<HashedFile<'a>> = files.collect();
+    let mut key = Md5::new();
+    key.update(b"imagespec-tree-v1\0");
+    key.update(rules.as_bytes());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut racy = false;
+    for f in &files {
+        let meta = fs::metadata(f.path).map_err(io_err(f.path))?;
+        racy |= meta.mtime() >= now - 2 || meta.ctime() >= now - 2;
+        key.update(f.path.as_os_str().as_encoded_bytes());
+        key.update(b"\0");
+        key.update(f.rel.as_bytes());
+        for n in [meta.size() as i64, meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino() as i64, meta.dev() as i64] {
+            key.update(n.to_le_bytes());
+        }
+    }
+    let cache = cache_dir().map(|d| d.join(hex(&key.finalize())));
+    if let Some(hit) = cache.as_ref().and_then(|p| fs::read_to_string(p).ok()).filter(|s| s.len() == 32) {
+        return Ok(hit);
+    }
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for f in &files {
+        hash_file_into(&mut hasher, f.path, &mut buf)?;
+        hasher.update(f.rel.replace('/', "").as_bytes());
+    }
+    let digest = hex(&hasher.finalize());
+    if let (Some(path), false) = (cache, racy) {
+        store(&path, &digest);
+    }
+    Ok(digest)
+}
+
+fn hash_file_into(hasher: &mut Md5, path: &Path, buf: &mut [u8]) -> Result<(), SourceError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    loop {
+        let n = file.read(buf).map_err(io_err(path))?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// flytekit's `compute_digest(copy)`: each entry (relative to `cwd`) is a directory, walked
+/// in directory order with files sorted per directory and paths relative to the entry, or a
+/// file, hashed under its base name. Missing entries are skipped, as flytekit skips them.
+pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<String, SourceError> {
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for entry in entries {
+        let path = cwd.join(entry);
+        if path.is_dir() {
+            let mut files = Vec::new();
+            walk_in_dir_order(&path, "", &mut files)?;
+            for (rel, file) in files {
+                hash_existing(&mut hasher, &file, &rel, &mut buf)?;
+            }
+        } else {
+            hash_existing(&mut hasher, &path, pypath::basename(entry), &mut buf)?;
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hash_existing(hasher: &mut Md5, path: &Path, rel: &str, buf: &mut [u8]) -> Result<(), SourceError> {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::metadata(path) {
+        Err(_) => Ok(()),
+        Ok(m) if m.file_type().is_socket() => Ok(()),
+        Ok(_) => {
+            hash_file_into(hasher, path, buf)?;
+            hasher.update(rel.replace('/', "").as_bytes());
+            Ok(())
+        }
+    }
+}
+
+/// `os.walk(top)` order: this directory's files (sorted), then each subdirectory in the order
+/// the directory lists them, not following directory symlinks.
+fn walk_in_dir_order(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().into_string().map_err(|_| SourceError::NonUtf8 { path: entry.path() })?;
+        let path = entry.path();
+        let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
+            if !ft.is_symlink() {
+                dirs.push((child, path));
+            }
+        } else {
+            files.push((name, child, path));
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    out.extend(files.into_iter().map(|(_, child, path)| (child, path)));
+    for (child, path) in dirs {
+        walk_in_dir_order(&path, &child, out)?;
+    }
+    Ok(())
+}
+
+/// sha1 hex of the requirements file's bytes with ASCII whitespace stripped at both ends.
+pub fn requirements_digest(path: &Path) -> Result<String, SourceError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let start = bytes.iter().position(|b| !ws(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+    Ok(hex(&Sha1::digest(&bytes[start..end])))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where tree digests are cached: `$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`,
+/// else `~/.cache/imagespec`; `IMAGESPEC_NO_CACHE=1` turns caching off.
+fn cache_dir() -> Option<PathBuf> {
+    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
+        return None;
+    }
+    let base = std::env::var_os("IMAGESPEC_CACHE_DIR").map(PathBuf::from).or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(|x| PathBuf::from(x).join("imagespec"))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec")))
+    })?;
+    Some(base.join("tree-digests"))
+}
+
+fn store(path: &Path, digest: &str) {
+    // Best effort: a cache that cannot be written only costs speed.
+    if let Some(dir) = path.parent() {
+        let _ = fs::create_dir_all(dir);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if fs::write(&tmp, digest).is_ok() {
+            let _ = fs::rename(&tmp, path);
+        }
+    }
+}

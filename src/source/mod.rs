@@ -1,0 +1,42 @@
+//! Which files go into the image, and the digests flytekit computes over them.
+//!
+//! Walk once: the [`SourceSet`] whose digest becomes part of the tag is the same list of
+//! files the build later copies. Walks and digests follow flytekit 1.16:
+//! - `source_copy_mode = all`: `ls_files` → `list_all_files` (no directory symlinks followed,
+//!   `.git` skipped, broken links and sockets skipped, [`IgnoreGroup`] applied), sorted by
+//!   path; the digest is md5 over each file's bytes followed by its relative path with the
+//!   separators removed.
+//! - `loaded_modules`: the given module files that lie in `source_root` (no ignore rules).
+//! - `copy`: `compute_digest` (directories walked in directory order, files sorted per
+//!   directory, nothing ignored).
+//! - `requirements`: sha1 of the file's bytes with surrounding whitespace stripped.
+
+mod digest;
+pub mod fnmatch;
+pub mod ignore;
+pub mod imports;
+pub mod pypath;
+mod walk;
+
+pub use digest::{copy_digest, requirements_digest};
+pub use ignore::IgnoreGroup;
+pub use walk::SourceSet;
+
+use std::path::PathBuf;
+
+/// A problem with the files a spec points at.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: file name is not valid UTF-8 (flytekit cannot hash it either)", path.display())]
+    NonUtf8 { path: PathBuf },
+    #[error("{}: is a FIFO or device; flytekit would block reading it; remove it or ignore it in .dockerignore", path.display())]
+    Special { path: PathBuf },
+    #[error(".dockerignore: {0}")]
+    Pattern(#[from] fnmatch::PatternError),
+}

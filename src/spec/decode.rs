@@ -1,0 +1,300 @@
+//! [`Node`] tree → [`Spec`]s, with flytekit's `__post_init__` checks, each failure located.
+
+use super::error::SpecError;
+use super::model::{BaseImage, CopyMode, PyValue, Scalar, SecretMount, Spec, FIELDS};
+use super::node::{Key, Node, Pos, Value};
+use indexmap::IndexMap;
+use regex::Regex;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+/// flytekit's `validate_container_registry_name` pattern; Python's `$` also accepts one
+/// trailing newline, hence `\n?\z`.
+static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(localhost:\d{1,5}|([a-z\d\._-]+)(:\d{1,5})?)(/[\w\.-]+)*\n?\z").expect("registry pattern")
+});
+
+/// The key under which a multi-image file lists its images.
+pub const IMAGES_KEY: &str = "images";
+
+/// Decodes a whole file: one spec (key `""`), or the named specs of an `[images]` table with
+/// `base_image = { spec = "KEY" }` references resolved.
+pub fn decode_file(file: &Path, root: &Node) -> Result<(IndexMap<String, Spec>, bool), SpecError> {
+    let d = Decoder { file: file.to_path_buf() };
+    let entries = d.map(root, "")?;
+    let multi = entries.iter().any(|(k, _)| k.name == IMAGES_KEY);
+    if !multi {
+        let spec = d.spec(root, "", None)?;
+        return Ok((IndexMap::from([(String::new(), spec)]), false));
+    }
+    if let Some((k, _)) = entries.iter().find(|(k, _)| k.name != IMAGES_KEY) {
+        return Err(SpecError::Invalid {
+            file: d.file.clone(),
+            pos: k.pos,
+            field: k.name.clone(),
+            message: format!("a file with an `{IMAGES_KEY}` table holds only that table; move this field into one of its images"),
+        });
+    }
+    let (images_key, images_node) = &entries[0];
+    let images = d.map(images_node, &images_key.name)?;
+    if images.is_empty() {
+        return Err(d.invalid(images_node.pos, IMAGES_KEY, "names no image; add e.g. `[images.app]`"));
+    }
+    let names: Vec<&str> = images.iter().map(|(k, _)| k.name.as_str()).collect();
+    let mut raw: IndexMap<String, Spec> = IndexMap::new();
+    let mut refs: IndexMap<String, (String, Pos)> = IndexMap::new();
+    for (key, node) in images {
+        let path = format!("{IMAGES_KEY}.{}", key.name);
+        let mut reference = None;
+        let spec = d.spec(node, &path, Some((&names, &mut reference)))?;
+        if let Some(r) = reference {
+            refs.insert(key.name.clone(), r);
+        }
+        raw.insert(key.name.clone(), spec);
+    }
+    let mut resolved = IndexMap::new();
+    for name in raw.keys() {
+        let spec = resolve(&d, name, &raw, &refs, &mut Vec::new())?;
+        resolved.insert(name.clone(), spec);
+    }
+    Ok((resolved, true))
+}
+
+fn resolve(
+    d: &Decoder,
+    name: &str,
+    raw: &IndexMap<String, Spec>,
+    refs: &IndexMap<String, (String, Pos)>,
+    seen: &mut Vec<String>,
+) -> Result<Spec, SpecError> {
+    let mut spec = raw[name].clone();
+    if let Some((target, pos)) = refs.get(name) {
+        if seen.iter().any(|s| s == target) || target == name {
+            seen.push(name.to_string());
+            return Err(d.invalid(
+                *pos,
+                &format!("{IMAGES_KEY}.{name}.base_image.spec"),
+                &format!("images form a cycle: {} -> {target}", seen.join(" -> ")),
+            ));
+        }
+        seen.push(name.to_string());
+        let base = resolve(d, target, raw, refs, seen)?;
+        seen.pop();
+        spec.base_image = Some(BaseImage::Spec(Box::new(base)));
+    }
+    Ok(spec)
+}
+
+type References<'a> = Option<(&'a [&'a str], &'a mut Option<(String, Pos)>)>;
+
+struct Decoder {
+    file: PathBuf,
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
+}
+
+impl Decoder {
+    fn type_error(&self, node: &Node, field: &str, expected: &str) -> SpecError {
+        SpecError::Type {
+            file: self.file.clone(),
+            pos: node.pos,
+            field: field.to_string(),
+            expected: expected.to_string(),
+            found: describe(&node.value),
+        }
+    }
+
+    fn invalid(&self, pos: Pos, field: &str, message: &str) -> SpecError {
+        SpecError::Invalid { file: self.file.clone(), pos, field: field.to_string(), message: message.to_string() }
+    }
+
+    fn map<'n>(&self, node: &'n Node, field: &str) -> Result<&'n [(Key, Node)], SpecError> {
+        match &node.value {
+            Value::Map(entries) => Ok(entries),
+            _ => Err(self.type_error(node, if field.is_empty() { "(top level)" } else { field }, "a table")),
+        }
+    }
+
+    fn string(&self, node: &Node, field: &str) -> Result<String, SpecError> {
+        match &node.value {
+            Value::Str(s) => Ok(s.clone()),
+            _ => Err(self.type_error(node, field, "a string")),
+        }
+    }
+
+    fn strings(&self, node: &Node, field: &str) -> Result<Vec<String>, SpecError> {
+        match &node.value {
+            Value::List(items) => {
+                items.iter().enumerate().map(|(i, item)| self.string(item, &format!("{field}[{i}]"))).collect()
+            }
+            _ => Err(self.type_error(node, field, "a list of strings")),
+        }
+    }
+
+    /// A value flytekit passes through untyped into an f-string: string, number or boolean.
+    fn scalar(&self, node: &Node, field: &str, allow_bool_and_null: bool) -> Result<Scalar, SpecError> {
+        match &node.value {
+            Value::Str(s) => Ok(Scalar::Str(s.clone())),
+            Value::Int(i) => Ok(Scalar::Int(*i)),
+            Value::Float(x) => Ok(Scalar::Float(*x)),
+            Value::Bool(b) if allow_bool_and_null => Ok(Scalar::Bool(*b)),
+            Value::Null if allow_bool_and_null => Ok(Scalar::None),
+            _ => Err(self.type_error(node, field, "a string")),
+        }
+    }
+
+    fn pyvalue(&self, node: &Node, field: &str) -> Result<PyValue, SpecError> {
+        Ok(match &node.value {
+            Value::Null => PyValue::None,
+            Value::Bool(b) => PyValue::Bool(*b),
+            Value::Int(i) => PyValue::Int(*i),
+            Value::Float(x) => PyValue::Float(*x),
+            Value::Str(s) => PyValue::Str(s.clone()),
+            Value::List(items) => PyValue::List(
+                items.iter().enumerate().map(|(i, n)| self.pyvalue(n, &format!("{field}[{i}]"))).collect::<Result<_, _>>()?,
+            ),
+            Value::Map(entries) => PyValue::Dict(self.pydict(entries, field)?),
+            Value::Date(_) => return Err(self.type_error(node, field, "a string, number, boolean, list or table (quote dates)")),
+        })
+    }
+
+    fn pydict(&self, entries: &[(Key, Node)], field: &str) -> Result<Vec<(String, PyValue)>, SpecError> {
+        entries.iter().map(|(k, v)| Ok((k.name.clone(), self.pyvalue(v, &join(field, &k.name))?))).collect()
+    }
+
+    fn spec(&self, node: &Node, path: &str, mut refs: References<'_>) -> Result<Spec, SpecError> {
+        let mut spec = Spec::default();
+        for (key, value) in self.map(node, path)? {
+            let field = join(path, &key.name);
+            let f = field.as_str();
+            // A null value means "not set", as None does in Python.
+            if value.value == Value::Null {
+                if !FIELDS.contains(&key.name.as_str()) {
+                    return Err(self.unknown(key, path));
+                }
+                continue;
+            }
+            match key.name.as_str() {
+                "name" => spec.name = Some(self.string(value, f)?),
+                "python_version" => spec.python_version = Some(self.scalar(value, f, false)?),
+                "builder" => spec.builder = Some(self.string(value, f)?),
+                "source_root" => spec.source_root = Some(self.string(value, f)?),
+                "env" => {
+                    let mut env = IndexMap::new();
+                    for (k, v) in self.map(value, f)? {
+                        env.insert(k.name.clone(), self.scalar(v, &join(f, &k.name), true)?);
+                    }
+                    spec.env = Some(env);
+                }
+                "registry" => {
+                    let registry = self.string(value, f)?;
+                    let lowered = registry.to_lowercase();
+                    if !lowered.is_empty() && !REGISTRY.is_match(&lowered) {
+                        return Err(self.invalid(
+                            value.pos,
+                            f,
+                            &format!(
+                                "invalid container registry name `{registry}`; expected e.g. `localhost:30000`, `ghcr.io/username` or `docker.io/username`"
+                            ),
+                        ));
+                    }
+                    spec.registry = Some(registry);
+                }
+                "packages" => spec.packages = Some(self.strings(value, f)?),
+                "conda_packages" => spec.conda_packages = Some(self.strings(value, f)?),
+                "conda_channels" => spec.conda_channels = Some(self.strings(value, f)?),
+                "requirements" => spec.requirements = Some(self.string(value, f)?),
+                "apt_packages" => spec.apt_packages = Some(self.strings(value, f)?),
+                "cuda" => spec.cuda = Some(self.scalar(value, f, false)?),
+                "cudnn" => spec.cudnn = Some(self.scalar(value, f, false)?),
+                "base_image" => spec.base_image = Some(self.base_image(value, f, refs.as_mut())?),
+                "platform" => spec.platform = Some(self.string(value, f)?),
+                "pip_index" => spec.pip_index = Some(self.string(value, f)?),
+                "pip_extra_index_url" => spec.pip_extra_index_url = Some(self.strings(value, f)?),
+                "pip_secret_mounts" => spec.pip_secret_mounts = Some(self.secret_mounts(value, f)?),
+                "pip_extra_args" => spec.pip_extra_args = Some(self.string(value, f)?),
+                "registry_config" => spec.registry_config = Some(self.string(value, f)?),
+                "entrypoint" => spec.entrypoint = Some(self.strings(value, f)?),
+                "commands" => spec.commands = Some(self.strings(value, f)?),
+                "tag_format" => spec.tag_format = Some(self.string(value, f)?),
+                "source_copy_mode" => {
+                    let text = self.string(value, f)?;
+                    spec.source_copy_mode = Some(CopyMode::parse(&text).ok_or_else(|| {
+                        self.invalid(value.pos, f, &format!("`{text}` is not a copy mode; expected `all`, `loaded_modules` (or `auto`), `no_copy` (or `none`)"))
+                    })?);
+                }
+                "copy" => spec.copy = Some(self.strings(value, f)?),
+                "python_exec" => spec.python_exec = Some(self.string(value, f)?),
+                "runtime_packages" => spec.runtime_packages = Some(self.strings(value, f)?),
+                "builder_options" => spec.builder_options = Some(self.pydict(self.map(value, f)?, f)?),
+                "builder_config" => spec.builder_config = Some(self.pydict(self.map(value, f)?, f)?),
+                _ => return Err(self.unknown(key, path)),
+            }
+        }
+        Ok(spec)
+    }
+
+    fn unknown(&self, key: &Key, path: &str) -> SpecError {
+        let suggestion = FIELDS
+            .iter()
+            .map(|f| (strsim::jaro_winkler(f, &key.name), *f))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, f)| f.to_string());
+        SpecError::UnknownField { file: self.file.clone(), pos: key.pos, field: join(path, &key.name), suggestion }
+    }
+
+    fn base_image(&self, node: &Node, field: &str, refs: Option<&mut (&[&str], &mut Option<(String, Pos)>)>) -> Result<BaseImage, SpecError> {
+        match &node.value {
+            Value::Str(s) => Ok(BaseImage::Ref(s.clone())),
+            Value::Map(entries) if entries.len() == 1 && entries[0].0.name == "spec" => {
+                let (key, target) = &entries[0];
+                let target_name = self.string(target, &join(field, "spec"))?;
+                let Some((names, slot)) = refs else {
+                    return Err(self.invalid(key.pos, &join(field, "spec"), "`{ spec = ... }` refers to an image of an `[images]` table, and this file has none; write the base spec inline or as an image reference"));
+                };
+                if !names.contains(&target_name.as_str()) {
+                    return Err(self.invalid(target.pos, &join(field, "spec"), &format!("no image `{target_name}` in this file; it has: {}", names.join(", "))));
+                }
+                **slot = Some((target_name, target.pos));
+                Ok(BaseImage::Ref(String::new()))
+            }
+            Value::Map(_) => Ok(BaseImage::Spec(Box::new(self.spec(node, field, None)?))),
+            _ => Err(self.type_error(node, field, "an image reference (string) or a spec (table)")),
+        }
+    }
+
+    fn secret_mounts(&self, node: &Node, field: &str) -> Result<Vec<SecretMount>, SpecError> {
+        let Value::List(items) = &node.value else {
+            return Err(self.type_error(node, field, "a list of [source, mount path] pairs"));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let f = format!("{field}[{i}]");
+                match &item.value {
+                    Value::List(pair) if pair.len() == 2 => Ok(SecretMount {
+                        source: self.string(&pair[0], &format!("{f}[0]"))?,
+                        target: self.string(&pair[1], &format!("{f}[1]"))?,
+                    }),
+                    _ => Err(self.type_error(item, &f, "a pair of two strings, [source, mount path]")),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Names a found value for an error message, with its text when it is short.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Str(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
+        Value::Int(i) => format!("the integer {i}"),
+        Value::Float(x) => format!("the float {}", crate::tag::pyrepr::float_repr(*x)),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Date(d) => format!("the date {d} (quote it to make it a string)"),
+        other => other.kind().to_string(),
+    }
+}

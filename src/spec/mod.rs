@@ -1,0 +1,131 @@
+//! The ImageSpec model and its file formats.
+//!
+//! A spec file is TOML (primary), YAML or JSON, chosen by extension, with flytekit's
+//! `ImageSpec` field names. It holds one spec, or several under `[images.<key>]`, where one
+//! may build on another with `base_image = { spec = "<key>" }`:
+//!
+//! ```
+//! let file = imagespec::spec::SpecFile::parse(
+//!     std::path::Path::new("images.toml"),
+//!     "[images.base]\npackages = [\"numpy\"]\n[images.app]\nbase_image = { spec = \"base\" }\n",
+//! ).unwrap();
+//! let (key, app) = file.select(Some("app")).unwrap();
+//! assert_eq!((key, app.name()), ("app", "flytekit"));
+//! ```
+
+mod decode;
+mod error;
+pub mod json;
+mod model;
+mod node;
+mod normalize;
+pub mod toml;
+pub mod yaml;
+
+pub use error::SpecError;
+pub use model::{BaseImage, CopyMode, PyValue, Scalar, SecretMount, Spec, FIELDS};
+pub use node::{Key, Node, Pos, Value};
+pub use normalize::{default_platform, NormalizedBase, NormalizedSpec};
+
+use indexmap::IndexMap;
+use std::path::{Path, PathBuf};
+
+/// The formats a spec file can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// The format a file's extension names.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "toml" => Some(Format::Toml),
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    /// Parses `text` in this format.
+    pub fn parse(self, text: &str) -> Result<Node, toml::SyntaxError> {
+        match self {
+            Format::Toml => toml::parse(text),
+            Format::Yaml => yaml::parse(text),
+            Format::Json => json::parse(text),
+        }
+    }
+}
+
+/// A loaded spec file: its normalised images by key (`""` for a single-image file).
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    path: PathBuf,
+    images: IndexMap<String, NormalizedSpec>,
+    multi: bool,
+}
+
+impl SpecFile {
+    /// Reads and decodes a spec file.
+    pub fn load(path: &Path) -> Result<SpecFile, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { file: path.to_path_buf(), source })?;
+        SpecFile::parse(path, &text)
+    }
+
+    /// Decodes spec text; `path` names the file (its extension picks the format, its directory
+    /// anchors relative paths).
+    pub fn parse(path: &Path, text: &str) -> Result<SpecFile, SpecError> {
+        let format = Format::from_path(path).ok_or_else(|| SpecError::Format {
+            file: path.to_path_buf(),
+            ext: path.extension().map(|e| e.to_string_lossy().into_owned()),
+        })?;
+        let root = format.parse(text).map_err(|e| SpecError::Syntax { file: path.to_path_buf(), pos: e.pos, message: e.message })?;
+        let (specs, multi) = decode::decode_file(path, &root)?;
+        let dir = spec_dir(path);
+        let images = specs.into_iter().map(|(k, s)| (k, NormalizedSpec::new(s, &dir))).collect();
+        Ok(SpecFile { path: path.to_path_buf(), images, multi })
+    }
+
+    /// The file this was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file lists several images under `[images]`.
+    pub fn is_multi(&self) -> bool {
+        self.multi
+    }
+
+    /// All images with their keys.
+    pub fn images(&self) -> impl Iterator<Item = (&str, &NormalizedSpec)> {
+        self.images.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The image named `key`, or the only one when `key` is `None`.
+    pub fn select(&self, key: Option<&str>) -> Result<(&str, &NormalizedSpec), SpecError> {
+        let keys = || self.images.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        match key {
+            Some(k) if !self.multi => Err(SpecError::Selection {
+                file: self.path.clone(),
+                message: format!("`--image {k}` given, but this file holds a single spec (no `[images]` table)"),
+            }),
+            Some(k) => self.images.get_key_value(k).map(|(k, v)| (k.as_str(), v)).ok_or_else(|| SpecError::Selection {
+                file: self.path.clone(),
+                message: format!("no image `{k}`; this file has: {}", keys()),
+            }),
+            None if self.images.len() == 1 => Ok(self.images.first().map(|(k, v)| (k.as_str(), v)).expect("one image")),
+            None => Err(SpecError::Selection {
+                file: self.path.clone(),
+                message: format!("this file holds several images; pick one with `--image KEY` ({})", keys()),
+            }),
+        }
+    }
+}
+
+/// The directory relative paths in a spec file are relative to (absolute when possible).
+fn spec_dir(path: &Path) -> PathBuf {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
+}

@@ -1,0 +1,177 @@
+//! The ImageSpec as written in a file: every field of flytekit 1.16's `ImageSpec`, with the
+//! Python types the file gave its values.
+
+use indexmap::IndexMap;
+
+/// A value whose Python type matters to the hash: `python_version = 3.10` is the float `3.1`
+/// to flytekit, and `env = { PORT = 8080 }` holds the int `8080`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    None,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+}
+
+impl std::fmt::Display for Scalar {
+    /// Python's `str()` of the value: what an f-string renders into a Dockerfile.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::None => f.write_str("None"),
+            Scalar::Bool(true) => f.write_str("True"),
+            Scalar::Bool(false) => f.write_str("False"),
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::Float(x) => f.write_str(&crate::tag::pyrepr::float_repr(*x)),
+            Scalar::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Any value Python could hold in `builder_options` / `builder_config`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyValue {
+    None,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    List(Vec<PyValue>),
+    Tuple(Vec<PyValue>),
+    Dict(Vec<(String, PyValue)>),
+    /// An object whose `repr()` is given verbatim, e.g. `<CopyFileDetection.ALL: 2>`.
+    Repr(String),
+}
+
+impl From<&Scalar> for PyValue {
+    fn from(s: &Scalar) -> Self {
+        match s {
+            Scalar::None => PyValue::None,
+            Scalar::Bool(b) => PyValue::Bool(*b),
+            Scalar::Int(i) => PyValue::Int(*i),
+            Scalar::Float(x) => PyValue::Float(*x),
+            Scalar::Str(s) => PyValue::Str(s.clone()),
+        }
+    }
+}
+
+/// flytekit's `CopyFileDetection`: which source files go into the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyMode {
+    /// `loaded_modules` / `auto`: the Python modules the program imported from `source_root`.
+    LoadedModules,
+    /// `all`: every file under `source_root` that no ignore rule excludes.
+    All,
+    /// `no_copy` / `none`: nothing.
+    NoCopy,
+}
+
+impl CopyMode {
+    /// Parses the names flytekit's CLI accepts, case-insensitively.
+    pub fn parse(text: &str) -> Option<CopyMode> {
+        match text.to_ascii_lowercase().as_str() {
+            "loaded_modules" | "auto" => Some(CopyMode::LoadedModules),
+            "all" => Some(CopyMode::All),
+            "no_copy" | "none" => Some(CopyMode::NoCopy),
+            _ => None,
+        }
+    }
+
+    /// The enum's Python `repr()`, which is what flytekit hashes.
+    pub fn python_repr(self) -> &'static str {
+        match self {
+            CopyMode::LoadedModules => "<CopyFileDetection.LOADED_MODULES: 1>",
+            CopyMode::All => "<CopyFileDetection.ALL: 2>",
+            CopyMode::NoCopy => "<CopyFileDetection.NO_COPY: 3>",
+        }
+    }
+}
+
+/// `base_image`: an image reference, or another spec to build first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BaseImage {
+    Ref(String),
+    Spec(Box<Spec>),
+}
+
+/// A `pip_secret_mounts` entry: a local secret file and where RUN steps see it.
+#[derive(Clone, PartialEq)]
+pub struct SecretMount {
+    pub source: String,
+    pub target: String,
+}
+
+impl std::fmt::Debug for SecretMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Paths only: the secret's content is never read here.
+        write!(f, "SecretMount({:?} -> {:?})", self.source, self.target)
+    }
+}
+
+/// One ImageSpec as written, field for field (`None` = not set).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Spec {
+    pub name: Option<String>,
+    pub python_version: Option<Scalar>,
+    pub builder: Option<String>,
+    pub source_root: Option<String>,
+    pub env: Option<IndexMap<String, Scalar>>,
+    pub registry: Option<String>,
+    pub packages: Option<Vec<String>>,
+    pub conda_packages: Option<Vec<String>>,
+    pub conda_channels: Option<Vec<String>>,
+    pub requirements: Option<String>,
+    pub apt_packages: Option<Vec<String>>,
+    pub cuda: Option<Scalar>,
+    pub cudnn: Option<Scalar>,
+    pub base_image: Option<BaseImage>,
+    pub platform: Option<String>,
+    pub pip_index: Option<String>,
+    pub pip_extra_index_url: Option<Vec<String>>,
+    pub pip_secret_mounts: Option<Vec<SecretMount>>,
+    pub pip_extra_args: Option<String>,
+    pub registry_config: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub commands: Option<Vec<String>>,
+    pub tag_format: Option<String>,
+    pub source_copy_mode: Option<CopyMode>,
+    pub copy: Option<Vec<String>>,
+    pub python_exec: Option<String>,
+    pub runtime_packages: Option<Vec<String>>,
+    pub builder_options: Option<Vec<(String, PyValue)>>,
+    pub builder_config: Option<Vec<(String, PyValue)>>,
+}
+
+/// The field names of flytekit's `ImageSpec`, in declaration order (the order of its hash).
+pub const FIELDS: [&str; 29] = [
+    "name",
+    "python_version",
+    "builder",
+    "source_root",
+    "env",
+    "registry",
+    "packages",
+    "conda_packages",
+    "conda_channels",
+    "requirements",
+    "apt_packages",
+    "cuda",
+    "cudnn",
+    "base_image",
+    "platform",
+    "pip_index",
+    "pip_extra_index_url",
+    "pip_secret_mounts",
+    "pip_extra_args",
+    "registry_config",
+    "entrypoint",
+    "commands",
+    "tag_format",
+    "source_copy_mode",
+    "copy",
+    "python_exec",
+    "runtime_packages",
+    "builder_options",
+    "builder_config",
+];

@@ -1,0 +1,183 @@
+//! flytekit-exact `ImageSpec.id`, `.tag` and `.image_name()`.
+//!
+//! - `id`: md5 of `str(asdict(spec))` with `None` fields and `pip_secret_mounts`, `builder`,
+//!   `runtime_packages` left out (recursively, so a nested base spec is a nested dict),
+//!   URL-safe base64 without padding.
+//! - `tag`: the `id` of a copy where the base spec is replaced by its image name,
+//!   `source_root` by the source digest, `copy` by its digest, `requirements` by the sha1 of
+//!   the file, `registry_config` dropped; `-` → `_`; then `tag_format`.
+//! - image name: `[registry/]name:tag`.
+
+pub mod pyformat;
+pub mod pyrepr;
+
+use crate::source::{self, SourceError, SourceSet};
+use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
+use base64::Engine;
+use md5::{Digest, Md5};
+use std::path::PathBuf;
+
+/// Why a tag could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum TagError {
+    #[error("image `{name}`: `source_copy_mode = {mode}` needs `source_root` (flytekit: \"Field source_root for image spec {name} must be set when copy is set\")")]
+    MissingSourceRoot { name: String, mode: &'static str },
+    #[error("image `{name}`: `source_copy_mode = loaded_modules` needs the list of loaded module files: pass `--modules-from FILE` or `--entry MODULE`, or use `source_copy_mode = \"all\"`")]
+    MissingModules { name: String },
+    #[error("image `{name}`: requirements file {}: {source}", path.display())]
+    Requirements {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: SourceError,
+    },
+    #[error("image `{name}`: source files: {source}")]
+    Source {
+        name: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("image `{name}`: `tag_format`: {message}")]
+    TagFormat { name: String, message: String },
+}
+
+/// What the tag of one image was computed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageTag {
+    /// `ImageSpec.id`, the value of `_F_IMG_ID` in the image.
+    pub id: String,
+    /// `ImageSpec.tag`.
+    pub tag: String,
+    /// `ImageSpec.image_name()`: `[registry/]name:tag`.
+    pub image: String,
+    /// The `source_root` files the image gets (`None` when nothing is copied).
+    pub source: Option<SourceSet>,
+    /// The tag of the base spec, when `base_image` is a spec.
+    pub base: Option<Box<ImageTag>>,
+}
+
+/// Inputs only the running program knows, for `source_copy_mode = loaded_modules`.
+#[derive(Debug, Clone, Default)]
+pub struct TagOptions {
+    /// Module files as Python's `__file__` names them (absolute paths, normally).
+    pub modules: Option<Vec<String>>,
+}
+
+/// `ImageSpec.id`.
+pub fn id(spec: &NormalizedSpec) -> String {
+    hash_repr(&PyValue::Dict(spec_dict(spec)))
+}
+
+fn hash_repr(value: &PyValue) -> String {
+    let digest = Md5::digest(pyrepr::repr(value).as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// `asdict(spec)` with flytekit's filter: fields in declaration order, `None` dropped.
+pub fn spec_dict(spec: &NormalizedSpec) -> Vec<(String, PyValue)> {
+    let s = |v: &Option<String>| v.as_ref().map(|x| PyValue::Str(x.clone()));
+    let list = |v: &Option<Vec<String>>| v.as_ref().map(|x| PyValue::List(x.iter().cloned().map(PyValue::Str).collect()));
+    let fields: [(&str, Option<PyValue>); 26] = [
+        ("name", Some(PyValue::Str(spec.name().to_string()))),
+        ("python_version", spec.python_version.as_ref().map(PyValue::from)),
+        ("source_root", s(&spec.source_root)),
+        ("env", spec.env.as_ref().map(|env| PyValue::Dict(env.iter().map(|(k, v)| (k.clone(), PyValue::from(v))).collect()))),
+        ("registry", s(&spec.registry)),
+        ("packages", list(&spec.packages)),
+        ("conda_packages", list(&spec.conda_packages)),
+        ("conda_channels", list(&spec.conda_channels)),
+        ("requirements", s(&spec.requirements)),
+        ("apt_packages", list(&spec.apt_packages)),
+        ("cuda", spec.cuda.as_ref().map(PyValue::from)),
+        ("cudnn", spec.cudnn.as_ref().map(PyValue::from)),
+        (
+            "base_image",
+            spec.base().map(|b| match b {
+                NormalizedBase::Ref(r) => PyValue::Str(r.clone()),
+                NormalizedBase::Spec(inner) => PyValue::Dict(spec_dict(inner)),
+            }),
+        ),
+        ("platform", Some(PyValue::Str(spec.platform().to_string()))),
+        ("pip_index", s(&spec.pip_index)),
+        ("pip_extra_index_url", list(&spec.pip_extra_index_url)),
+        ("pip_extra_args", s(&spec.pip_extra_args)),
+        ("registry_config", s(&spec.registry_config)),
+        ("entrypoint", list(&spec.entrypoint)),
+        ("commands", list(&spec.commands)),
+        ("tag_format", s(&spec.tag_format)),
+        ("source_copy_mode", spec.source_copy_mode.map(|m| PyValue::Repr(m.python_repr().to_string()))),
+        ("copy", list(&spec.copy)),
+        ("python_exec", s(&spec.python_exec)),
+        ("builder_options", spec.builder_options.clone().map(PyValue::Dict)),
+        ("builder_config", spec.builder_config.clone().map(PyValue::Dict)),
+    ];
+    fields.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect()
+}
+
+/// Computes id, tag and image name, reading the files the spec points at.
+pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, TagError> {
+    let name = spec.name().to_string();
+    let cwd = spec.dir();
+    let mut dict = spec_dict(spec);
+    let mut replace = |field: &str, value: Option<PyValue>| {
+        if let Some(i) = dict.iter().position(|(k, _)| k == field) {
+            match value {
+                Some(v) => dict[i].1 = v,
+                None => {
+                    dict.remove(i);
+                }
+            }
+        }
+    };
+
+    let base = match spec.base() {
+        Some(NormalizedBase::Spec(inner)) => {
+            let base_tag = compute(inner, options)?;
+            replace("base_image", Some(PyValue::Str(base_tag.image.clone())));
+            Some(Box::new(base_tag))
+        }
+        _ => None,
+    };
+
+    let mut source = None;
+    if let Some(mode) = spec.source_copy_mode.filter(|m| *m != CopyMode::NoCopy) {
+        let root = spec.source_root.as_deref().filter(|r| !r.is_empty()).ok_or_else(|| TagError::MissingSourceRoot {
+            name: name.clone(),
+            mode: if mode == CopyMode::All { "all" } else { "loaded_modules" },
+        })?;
+        let set = match mode {
+            CopyMode::All => SourceSet::all(root, cwd),
+            _ => {
+                let modules = options.modules.as_ref().ok_or_else(|| TagError::MissingModules { name: name.clone() })?;
+                SourceSet::loaded_modules(root, modules, cwd)
+            }
+        }
+        .map_err(|source| TagError::Source { name: name.clone(), source })?;
+        replace("source_root", Some(PyValue::Str(set.digest.clone())));
+        source = Some(set);
+    }
+
+    if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
+        let digest = source::copy_digest(copy, cwd).map_err(|source| TagError::Source { name: name.clone(), source })?;
+        replace("copy", Some(PyValue::Str(digest)));
+    }
+
+    if let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) {
+        let path = cwd.join(req);
+        let digest = source::requirements_digest(&path).map_err(|source| TagError::Requirements { name: name.clone(), path, source })?;
+        replace("requirements", Some(PyValue::Str(digest)));
+    }
+
+    replace("registry_config", None);
+    let id = id(spec);
+    let hash = hash_repr(&PyValue::Dict(dict)).replace('-', "_");
+    let tag = match spec.tag_format.as_deref().filter(|f| !f.is_empty()) {
+        Some(format) => pyformat::format_spec_hash(format, &hash).map_err(|message| TagError::TagFormat { name: name.clone(), message })?,
+        None => hash,
+    };
+    let image = match spec.registry() {
+        Some(registry) => format!("{registry}/{name}:{tag}"),
+        None => format!("{name}:{tag}"),
+    };
+    Ok(ImageTag { id, tag, image, source, base })
+}

@@ -1,0 +1,164 @@
+//! Python's `str.format(spec_hash=...)`, the part `tag_format` can use.
+//!
+//! Supports `{spec_hash}`, `{{`/`}}`, conversions `!s`/`!r`/`!a`, indexing `[n]`, and the
+//! string format spec `[[fill]align][0][width][.precision][s]`. Anything Python would reject
+//! (another field name, `{}`, a lone `}`) is an error here too.
+
+use super::pyrepr::str_repr;
+
+/// Formats `template` as `template.format(spec_hash=hash)`.
+pub fn format_spec_hash(template: &str, hash: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '}' => return Err("single '}' encountered in format string".into()),
+            '{' => {
+                let mut field = String::new();
+                let mut depth = 0;
+                loop {
+                    match chars.next() {
+                        None => return Err("expected '}' before end of string".into()),
+                        Some('{') => {
+                            depth += 1;
+                            field.push('{');
+                        }
+                        Some('}') if depth == 0 => break,
+                        Some('}') => {
+                            depth -= 1;
+                            field.push('}');
+                        }
+                        Some(ch) => field.push(ch),
+                    }
+                }
+                out.push_str(&replacement(&field, hash)?);
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn replacement(field: &str, hash: &str) -> Result<String, String> {
+    let (head, spec) = match field.find(':') {
+        Some(i) => (&field[..i], Some(&field[i + 1..])),
+        None => (field, None),
+    };
+    let (name, conversion) = match head.find('!') {
+        Some(i) => (&head[..i], Some(&head[i + 1..])),
+        None => (head, None),
+    };
+    let (base, index) = match name.find('[') {
+        Some(i) if name.ends_with(']') => (&name[..i], Some(&name[i + 1..name.len() - 1])),
+        _ => (name, None),
+    };
+    if base != "spec_hash" {
+        return Err(if base.is_empty() {
+            "positional fields like `{}` are not available; use `{spec_hash}`".into()
+        } else {
+            format!("unknown field `{base}`; the only field is `{{spec_hash}}`")
+        });
+    }
+    let mut value = hash.to_string();
+    if let Some(index) = index {
+        let i: usize = index.parse().map_err(|_| format!("string indices must be integers, not `{index}`"))?;
+        value = value.chars().nth(i).map(String::from).ok_or("string index out of range")?;
+    }
+    value = match conversion {
+        None | Some("s") => value,
+        Some("r") | Some("a") => str_repr(&value),
+        Some(other) => return Err(format!("unknown conversion specifier `{other}`")),
+    };
+    match spec {
+        None | Some("") => Ok(value),
+        Some(spec) if spec.contains('{') => Err("nested replacement fields in a format spec are not supported".into()),
+        Some(spec) => apply_str_spec(&value, spec),
+    }
+}
+
+fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
+    let chars: Vec<char> = spec.chars().collect();
+    let mut i = 0;
+    let is_align = |c: char| matches!(c, '<' | '>' | '^' | '=');
+    let (mut fill, mut align) = (' ', None);
+    if chars.len() >= 2 && is_align(chars[1]) {
+        fill = chars[0];
+        align = Some(chars[1]);
+        i = 2;
+    } else if !chars.is_empty() && is_align(chars[0]) {
+        align = Some(chars[0]);
+        i = 1;
+    }
+    if i < chars.len() && chars[i] == '0' {
+        if align.is_none() {
+            fill = '0';
+        }
+        i += 1;
+    }
+    let mut width = String::new();
+    while i < chars.len() && chars[i].is_ascii_digit() {
+        width.push(chars[i]);
+        i += 1;
+    }
+    let mut precision = None;
+    if i < chars.len() && chars[i] == '.' {
+        let mut p = String::new();
+        i += 1;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            p.push(chars[i]);
+            i += 1;
+        }
+        precision = Some(p.parse::<usize>().map_err(|_| "format specifier missing precision")?);
+    }
+    match &chars[i..] {
+        [] | ['s'] => {}
+        rest => return Err(format!("unknown format code `{}` for a string", rest.iter().collect::<String>())),
+    }
+    if align == Some('=') {
+        return Err("'=' alignment not allowed in string format specifier".into());
+    }
+    let mut text: String = match precision {
+        Some(p) => value.chars().take(p).collect(),
+        None => value.to_string(),
+    };
+    let width: usize = if width.is_empty() { 0 } else { width.parse().map_err(|_| "width too large")? };
+    let len = text.chars().count();
+    if width > len {
+        let pad = width - len;
+        let (left, right) = match align.unwrap_or('<') {
+            '>' => (pad, 0),
+            '^' => (pad / 2, pad - pad / 2),
+            _ => (0, pad),
+        };
+        let f = fill.to_string();
+        text = format!("{}{text}{}", f.repeat(left), f.repeat(right));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_spec_hash as f;
+
+    #[test]
+    fn formats_like_python() {
+        assert_eq!(f("{spec_hash}-dev", "abc").unwrap(), "abc-dev");
+        assert_eq!(f("{spec_hash:.2}", "abc").unwrap(), "ab");
+        assert_eq!(f("{{x}}-{spec_hash}", "abc").unwrap(), "{x}-abc");
+        assert_eq!(f("{spec_hash:>5}", "abc").unwrap(), "  abc");
+        assert_eq!(f("{spec_hash:*^7}", "abc").unwrap(), "**abc**");
+        assert_eq!(f("{spec_hash!r}", "abc").unwrap(), "'abc'");
+        assert_eq!(f("{spec_hash[1]}", "abc").unwrap(), "b");
+        assert!(f("{other}", "abc").is_err());
+        assert!(f("{}", "abc").is_err());
+        assert!(f("a}b", "abc").is_err());
+    }
+}
