@@ -134,8 +134,8 @@ fn walk_in_dir_order(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) ->
 }
 
 /// sha1 hex of the requirements file's bytes with ASCII whitespace stripped at both ends.
-pub fn requirements_digest(path: &Path) -> Result<String, SourceError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
+pub fn requirements_digest(path: &Path) -> Result<String, std::io::Error> {
+    let bytes = fs::read(path)?;
     let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let start = bytes.iter().position(|b| !ws(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);

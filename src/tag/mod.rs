@@ -24,12 +24,13 @@ pub enum TagError {
     MissingSourceRoot { name: String, mode: &'static str },
     #[error("image `{name}`: `source_copy_mode = loaded_modules` needs the list of loaded module files: pass `--modules-from FILE` or `--entry MODULE`, or use `source_copy_mode = \"all\"`")]
     MissingModules { name: String },
-    #[error("image `{name}`: requirements file {}: {source}", path.display())]
+    #[error("image `{name}`: `requirements`: cannot read {written} (from {}): {source}", dir.display())]
     Requirements {
         name: String,
-        path: PathBuf,
+        written: String,
+        dir: PathBuf,
         #[source]
-        source: SourceError,
+        source: std::io::Error,
     },
     #[error("image `{name}`: source files: {source}")]
     Source {
@@ -163,8 +164,12 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
     }
 
     if let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) {
-        let path = cwd.join(req);
-        let digest = source::requirements_digest(&path).map_err(|source| TagError::Requirements { name: name.clone(), path, source })?;
+        let digest = source::requirements_digest(&cwd.join(req)).map_err(|source| TagError::Requirements {
+            name: name.clone(),
+            written: req.to_string(),
+            dir: cwd.to_path_buf(),
+            source,
+        })?;
         replace("requirements", Some(PyValue::Str(digest)));
     }
 

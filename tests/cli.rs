@@ -1,0 +1,125 @@
+//! The CLI contract: exit codes, stdout and stderr for good and bad input.
+
+use assert_cmd::Command;
+use insta::assert_snapshot;
+use std::path::Path;
+
+fn imagespec(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
+    cmd.current_dir(dir).env("IMAGESPEC_NO_CACHE", "1");
+    cmd
+}
+
+/// Runs `imagespec tag FILE` on `text` written to FILE; returns (exit code, stdout, stderr).
+fn tag_of(file: &str, text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(file), text).expect("write spec");
+    let out = imagespec(dir.path()).args(["tag", file]).output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn bad(file: &str, text: &str) -> String {
+    let (code, stdout, stderr) = tag_of(file, text);
+    assert_eq!(code, 2, "bad input must exit 2; stderr: {stderr}");
+    assert!(stdout.is_empty(), "nothing on stdout for bad input: {stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.trim_end().to_string()
+}
+
+/// `bad`, with the temporary directory's path shown as `[DIR]`.
+fn bad_in_dir(file: &str, text: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(file), text).expect("write spec");
+    let out = imagespec(dir.path()).args(["tag", file]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let real = std::fs::canonicalize(dir.path()).expect("canonical");
+    String::from_utf8_lossy(&out.stderr).trim_end().replace(&real.to_string_lossy().into_owned(), "[DIR]").replace(&dir.path().to_string_lossy().into_owned(), "[DIR]")
+}
+
+#[test]
+fn unknown_field_names_position_and_suggests() {
+    assert_snapshot!(bad("spec.toml", "name = \"x\"\npakages = [\"numpy\"]\n"), @"error: spec.toml:2:1: unknown field `pakages`; did you mean `packages`?");
+    assert_snapshot!(bad("spec.yaml", "base_image:\n  name: b\n  python_verison: '3.11'\n"), @"error: spec.yaml:3:3: unknown field `base_image.python_verison`; did you mean `python_version`?");
+    assert_snapshot!(bad("spec.json", "{\"zzz\": 1}"), @"error: spec.json:1:2: unknown field `zzz`");
+}
+
+#[test]
+fn wrong_types_name_field_expected_and_found() {
+    assert_snapshot!(bad("spec.toml", "packages = \"numpy\"\n"), @r#"error: spec.toml:1:12: `packages`: expected a list of strings, found the string "numpy""#);
+    assert_snapshot!(bad("spec.toml", "packages = [\"a\", 3]\n"), @"error: spec.toml:1:18: `packages[1]`: expected a string, found the integer 3");
+    assert_snapshot!(bad("spec.yaml", "env:\n  A: [1]\n"), @"error: spec.yaml:2:6: `env.A`: expected a string, found a list");
+    assert_snapshot!(bad("spec.toml", "pip_secret_mounts = [[\"a\"]]\n"), @r#"error: spec.toml:1:22: `pip_secret_mounts[0]`: expected a pair of two strings, [source, mount path], found a list"#);
+    assert_snapshot!(bad("spec.yaml", "python_version: 2024-01-01\n"), @"error: spec.yaml:1:17: `python_version`: expected a string, found the date 2024-01-01 (quote it to make it a string)");
+}
+
+#[test]
+fn invalid_values_are_explained() {
+    assert_snapshot!(bad("spec.toml", "registry = \"Bad Registry!\"\n"), @"error: spec.toml:1:12: `registry`: invalid container registry name `Bad Registry!`; expected e.g. `localhost:30000`, `ghcr.io/username` or `docker.io/username`");
+    assert_snapshot!(bad("spec.toml", "source_root = \".\"\nsource_copy_mode = \"everything\"\n"), @"error: spec.toml:2:20: `source_copy_mode`: `everything` is not a copy mode; expected `all`, `loaded_modules` (or `auto`), `no_copy` (or `none`)");
+    assert_snapshot!(bad("spec.toml", "source_copy_mode = \"all\"\n"), @r#"error: image `flytekit`: `source_copy_mode = all` needs `source_root` (flytekit: "Field source_root for image spec flytekit must be set when copy is set")"#);
+    assert_snapshot!(bad("spec.toml", "tag_format = \"{hash}\"\n"), @"error: image `flytekit`: `tag_format`: unknown field `hash`; the only field is `{spec_hash}`");
+    assert_snapshot!(bad_in_dir("spec.toml", "requirements = \"missing.txt\"\n"), @"error: image `flytekit`: `requirements`: cannot read missing.txt (from [DIR]): No such file or directory (os error 2)");
+}
+
+#[test]
+fn syntax_errors_point_at_the_spot() {
+    assert_snapshot!(bad("spec.toml", "name = \"x\"\npackages = [\"a\",\n"), @r"error: spec.toml:2:17: unclosed array, expected `]`");
+    assert_snapshot!(bad("spec.yaml", "name: x\n  bad: [\n"), @"error: spec.yaml:2:6: mapping values are not allowed in this context");
+    assert_snapshot!(bad("spec.json", "{\"name\": \"x\",}"), @"error: spec.json:1:13: Trailing commas are not allowed");
+    assert_snapshot!(bad("spec.txt", "name = \"x\"\n"), @"error: spec.txt: unknown spec format `.txt`: name the file *.toml, *.yaml, *.yml or *.json");
+}
+
+#[test]
+fn multi_image_files_need_a_choice_and_reject_cycles() {
+    let text = "[images.base]\npackages = [\"numpy\"]\n[images.app]\nbase_image = { spec = \"base\" }\n";
+    assert_snapshot!(bad("images.toml", text), @"error: images.toml: this file holds several images; pick one with `--image KEY` (base, app)");
+    let cycle = "[images.a]\nbase_image = { spec = \"b\" }\n[images.b]\nbase_image = { spec = \"a\" }\n";
+    assert_snapshot!(bad("images.toml", cycle), @"error: images.toml:4:23: `images.b.base_image.spec`: images form a cycle: a -> b -> a");
+    assert_snapshot!(bad("images.toml", "[images.a]\nbase_image = { spec = \"nope\" }\n"), @"error: images.toml:2:23: `images.a.base_image.spec`: no image `nope` in this file; it has: a");
+}
+
+#[test]
+fn missing_file_is_bad_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = imagespec(dir.path()).args(["tag", "nope.toml"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: nope.toml: cannot read the spec file"));
+}
+
+#[test]
+fn tag_prints_the_image_reference_alone() {
+    let (code, stdout, stderr) = tag_of("spec.toml", "name = \"App\"\nregistry = \"localhost:5000\"\n");
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    let image = stdout.strip_suffix('\n').expect("one line");
+    assert!(image.starts_with("localhost:5000/app:"), "{image}");
+    assert_eq!(image.lines().count(), 1);
+}
+
+#[test]
+fn inspect_resolves_paths_against_the_spec_file_from_any_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path().join("proj");
+    std::fs::create_dir_all(proj.join("src")).expect("mkdir");
+    std::fs::write(proj.join("requirements.txt"), "requests\n").expect("write");
+    std::fs::write(proj.join("src/app.py"), "print(1)\n").expect("write");
+    std::fs::write(
+        proj.join("spec.toml"),
+        "requirements = \"requirements.txt\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
+    )
+    .expect("write");
+    let from_root = imagespec(dir.path()).args(["inspect", "proj/spec.toml", "--json"]).output().expect("run");
+    let from_inside = imagespec(&proj).args(["inspect", "spec.toml", "--json"]).output().expect("run");
+    assert!(from_root.status.success(), "{}", String::from_utf8_lossy(&from_root.stderr));
+    let a: serde_json::Value = serde_json::from_slice(&from_root.stdout).expect("json");
+    let b: serde_json::Value = serde_json::from_slice(&from_inside.stdout).expect("json");
+    assert_eq!(a, b);
+    assert_eq!(a["source"]["files"], serde_json::json!(["app.py"]));
+    assert_eq!(a["spec"]["source_copy_mode"], "all");
+    for key in ["id", "tag", "image"] {
+        assert!(a[key].as_str().is_some_and(|s| !s.is_empty()), "{key}");
+    }
+}
