@@ -4,7 +4,7 @@
 //! Instead the whole result is cached under a key made of every file's path, size, mtime,
 //! ctime, inode and device plus the ignore rules: an unchanged tree is answered without
 //! reading a byte. ctime cannot be set by users, so an edit always changes the key; files
-//! touched in the last two seconds make the result uncacheable (git's "racy" rule).
+//! changed within the last second make the result uncacheable (git's "racy" rule).
 
 use super::{pypath, SourceError};
 use md5::{Digest, Md5};
@@ -36,7 +36,7 @@ pub fn hash_files<'a>(files: impl Iterator<Item = HashedFile<'a>>, rules: &str) 
     let mut racy = false;
     for f in &files {
         let meta = fs::metadata(f.path).map_err(io_err(f.path))?;
-        racy |= meta.mtime() >= now - 2 || meta.ctime() >= now - 2;
+        racy |= meta.mtime() >= now - 1 || meta.ctime() >= now - 1;
         key.update(f.path.as_os_str().as_encoded_bytes());
         key.update(b"\0");
         key.update(f.rel.as_bytes());

@@ -1,0 +1,92 @@
+//! Golden tests against flytekit itself: for every case of `testdata/corpus`, the id, tag
+//! and image name `imagespec inspect --json` gives, from the TOML, YAML and JSON forms of the
+//! spec, must equal what flytekit 1.16 computed (`testdata/gen_goldens.py` made
+//! `testdata/goldens/tags.json`). Cases are materialised at the fixed path the generator
+//! used, `/tmp/imagespec-corpus/<case>`, because some specs hold absolute paths.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read corpus case") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Copies a case to its fixed place and runs its `setup.sh`, as the generator does.
+fn materialise(case: &str) -> PathBuf {
+    let dir = Path::new(CORPUS_ROOT).join(case);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clean case dir");
+    }
+    copy_dir(&repo().join("testdata/corpus").join(case), &dir);
+    if dir.join("setup.sh").exists() {
+        let status = Process::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
+        assert!(status.success(), "{case}: setup.sh failed");
+    }
+    dir
+}
+
+#[test]
+fn tags_match_flytekit_for_the_whole_corpus() {
+    let goldens: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("testdata/goldens/tags.json")).expect("goldens"),
+    )
+    .expect("goldens json");
+    let cases = goldens["cases"].as_object().expect("cases");
+    assert!(cases.len() >= 30, "the corpus must have at least 30 cases, has {}", cases.len());
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (case, golden) in cases {
+        let dir = materialise(case);
+        for format in golden["formats"].as_array().expect("formats") {
+            let file = format!("spec.{}", format.as_str().expect("format"));
+            for (key, want) in golden["images"].as_object().expect("images") {
+                let mut cmd = Command::cargo_bin("imagespec").expect("binary");
+                cmd.current_dir(&dir).env("IMAGESPEC_NO_CACHE", "1").args(["inspect", &file, "--json"]);
+                if !key.is_empty() {
+                    cmd.args(["--image", key]);
+                }
+                if dir.join("modules.txt").exists() {
+                    cmd.args(["--modules-from", "modules.txt"]);
+                }
+                let out = cmd.output().expect("run imagespec");
+                checked += 1;
+                let label = format!("{case}/{file}[{key}]");
+                if let Some(err) = want.get("error") {
+                    if out.status.code() != Some(2) {
+                        failures.push(format!("{label}: flytekit rejects it ({err}), imagespec exited {:?}", out.status.code()));
+                    }
+                    continue;
+                }
+                if !out.status.success() {
+                    failures.push(format!("{label}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr)));
+                    continue;
+                }
+                let got: Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+                for field in ["id", "tag", "image"] {
+                    if got[field] != want[field] {
+                        failures.push(format!("{label}: {field}: imagespec {} != flytekit {}", got[field], want[field]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {checked} checks differ from flytekit:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked >= 60, "only {checked} checks ran");
+}
