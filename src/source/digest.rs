@@ -8,6 +8,7 @@
 
 use super::{pypath, SourceError};
 use md5::{Digest, Md5};
+use rayon::prelude::*;
 use sha1::Sha1;
 use std::fs::{self, File};
 use std::io::Read;
@@ -15,27 +16,32 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A file to feed into a tree digest.
+/// A file to feed into a tree digest, with its stat data (taken once, by the walk).
 pub struct HashedFile<'a> {
     pub path: &'a Path,
     pub rel: &'a str,
+    pub meta: &'a fs::Metadata,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
     move |source| SourceError::Io { path: path.to_path_buf(), source }
 }
 
+/// Files up to this size are read by worker threads into memory, a batch at a time;
+/// larger ones are streamed by the hashing thread.
+const IN_MEMORY: u64 = 4 << 20;
+const BATCH: usize = 512;
+
 /// md5 over each file's bytes then its relative path with `/` removed (flytekit's
 /// `_filehash_update` + `_pathhash_update`), cached by stat data.
-pub fn hash_files<'a>(files: impl Iterator<Item = HashedFile<'a>>, rules: &str) -> Result<String, SourceError> {
-    let files: Vec<HashedFile<'a>> = files.collect();
+pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, SourceError> {
     let mut key = Md5::new();
     key.update(b"imagespec-tree-v1\0");
     key.update(rules.as_bytes());
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut racy = false;
-    for f in &files {
-        let meta = fs::metadata(f.path).map_err(io_err(f.path))?;
+    for f in files {
+        let meta = f.meta;
         racy |= meta.mtime() >= now - 1 || meta.ctime() >= now - 1;
         key.update(f.path.as_os_str().as_encoded_bytes());
         key.update(b"\0");
@@ -50,15 +56,51 @@ pub fn hash_files<'a>(files: impl Iterator<Item = HashedFile<'a>>, rules: &str) 
     }
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
-    for f in &files {
-        hash_file_into(&mut hasher, f.path, &mut buf)?;
-        hasher.update(f.rel.replace('/', "").as_bytes());
+    for batch in files.chunks(BATCH) {
+        // Reading is syscall-bound: spread open/read/close over the cores, hash in order.
+        let contents: Vec<Option<Result<Vec<u8>, SourceError>>> = batch
+            .par_iter()
+            .map(|f| (f.meta.size() <= IN_MEMORY).then(|| read_small(f.path, f.meta.size())))
+            .collect();
+        for (f, content) in batch.iter().zip(contents) {
+            match content {
+                Some(bytes) => hasher.update(bytes?),
+                None => hash_file_into(&mut hasher, f.path, &mut buf)?,
+            }
+            hasher.update(f.rel.replace('/', "").as_bytes());
+        }
     }
     let digest = hex(&hasher.finalize());
     if let (Some(path), false) = (cache, racy) {
         store(&path, &digest);
     }
     Ok(digest)
+}
+
+/// Reads a whole file whose size stat gave, without the extra read that only finds EOF: a
+/// short read of a regular file that reached the promised size is its end.
+fn read_small(path: &Path, size: u64) -> Result<Vec<u8>, SourceError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let size = size as usize;
+    let mut bytes = vec![0u8; size + 1];
+    let mut filled = 0;
+    loop {
+        let n = file.read(&mut bytes[filled..]).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+        if filled < bytes.len() {
+            if filled == size {
+                break;
+            }
+            continue;
+        }
+        // The file grew since it was stat'ed: keep reading.
+        bytes.resize(bytes.len() * 2, 0);
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
 }
 
 fn hash_file_into(hasher: &mut Md5, path: &Path, buf: &mut [u8]) -> Result<(), SourceError> {

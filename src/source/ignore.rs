@@ -25,8 +25,6 @@ pub const STANDARD_PATTERNS: [&str; 5] = ["*.pyc", ".cache", ".cache/*", "__pyca
 /// The combined ignore rules for one `source_root`.
 #[derive(Debug)]
 pub struct IgnoreGroup {
-    root: String,
-    cwd: String,
     git_ignored: HashSet<String>,
     docker: Vec<DockerPattern>,
     standard: Vec<Glob>,
@@ -44,7 +42,6 @@ struct DockerPattern {
 impl IgnoreGroup {
     /// Loads the rules for `root` (as written in the spec), `cwd` anchoring relative paths.
     pub fn new(root: &str, cwd: &Path) -> Result<IgnoreGroup, PatternError> {
-        let cwd_str = cwd.to_string_lossy().into_owned();
         let root_dir = cwd.join(root);
         let (git_ignored, git_raw) = git_ignored_files(&root_dir);
         let dockerignore = std::fs::read_to_string(root_dir.join(".dockerignore")).ok();
@@ -59,18 +56,14 @@ impl IgnoreGroup {
         docker.push(docker_pattern("!.dockerignore")?.expect("non-empty pattern"));
         let standard = STANDARD_PATTERNS.iter().map(|p| fnmatch::python(p)).collect::<Result<_, _>>()?;
         let fingerprint = format!("{git_raw}\0{}", dockerignore.unwrap_or_default());
-        Ok(IgnoreGroup { root: root.to_string(), cwd: cwd_str, git_ignored, docker, standard, fingerprint })
+        Ok(IgnoreGroup { git_ignored, docker, standard, fingerprint })
     }
 
-    /// `IgnoreGroup.is_ignored(path)` for a path as flytekit's walk produced it.
-    pub fn is_ignored(&self, walked: &str) -> bool {
-        let owned;
-        let path = if pypath::isabs(walked) {
-            owned = pypath::relpath(walked, &self.root, &self.cwd);
-            owned.as_str()
-        } else {
-            walked
-        };
+    /// `IgnoreGroup.is_ignored(path)` for a path as flytekit's walk produced it (`walked`),
+    /// with `rel` = `os.path.relpath(walked, root)`, which flytekit substitutes for absolute
+    /// paths.
+    pub fn is_ignored(&self, walked: &str, rel: &str) -> bool {
+        let path = if pypath::isabs(walked) { rel } else { walked };
         self.git(path) || self.docker(path) || self.standard.iter().any(|g| g.matches(path))
     }
 

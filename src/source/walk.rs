@@ -5,6 +5,7 @@ use super::ignore::IgnoreGroup;
 use super::{pypath, SourceError};
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// A file that goes into the image.
@@ -28,15 +29,14 @@ impl SourceSet {
     /// that the ignore rules keep.
     pub fn all(root: &str, cwd: &Path) -> Result<SourceSet, SourceError> {
         let ignore = IgnoreGroup::new(root, cwd)?;
-        let mut walked: Vec<(String, PathBuf)> = Vec::new();
-        walk_dir(root, &cwd.join(root), &ignore, &mut walked)?;
-        walked.sort_by(|a, b| a.0.cmp(&b.0));
-        let cwd_str = cwd.to_string_lossy();
-        let files: Vec<SourceFile> = walked
-            .into_iter()
-            .map(|(py, path)| SourceFile { rel: pypath::relpath(&py, root, &cwd_str), path })
-            .collect();
-        let digest = hash_files(files.iter().map(|f| HashedFile { path: &f.path, rel: &f.rel }), &ignore.fingerprint)?;
+        let mut walked = walk_dir(root, "", &cwd.join(root), &ignore)?;
+        // flytekit sorts the walked path strings; they share the root prefix, so this is the
+        // order of the relative paths.
+        walked.par_sort_unstable_by(|a, b| a.py_path.cmp(&b.py_path));
+        let files: Vec<SourceFile> = walked.iter().map(|w| SourceFile { rel: w.rel.clone(), path: w.path.clone() }).collect();
+        let hashed: Vec<HashedFile> =
+            files.iter().zip(&walked).map(|(f, w)| HashedFile { path: &f.path, rel: &f.rel, meta: &w.meta }).collect();
+        let digest = hash_files(&hashed, &ignore.fingerprint)?;
         Ok(SourceSet { files, digest })
     }
 
@@ -50,49 +50,88 @@ impl SourceSet {
             .into_iter()
             .map(|m| SourceFile { rel: pypath::relpath(m, root, &cwd_str), path: cwd.join(m) })
             .collect();
-        let digest = hash_files(files.iter().map(|f| HashedFile { path: &f.path, rel: &f.rel }), "modules")?;
+        let metas = files
+            .iter()
+            .map(|f| fs::metadata(&f.path).map_err(|source| SourceError::Io { path: f.path.clone(), source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hashed: Vec<HashedFile> =
+            files.iter().zip(&metas).map(|(f, meta)| HashedFile { path: &f.path, rel: &f.rel, meta }).collect();
+        let digest = hash_files(&hashed, "modules")?;
         Ok(SourceSet { files, digest })
     }
 }
 
-/// One level of `os.walk(top, followlinks=False)` with flytekit's per-file checks; `py_dir` is
-/// the directory as Python names it (`os.path.join` of what was walked).
-fn walk_dir(py_dir: &str, dir: &Path, ignore: &IgnoreGroup, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
+/// A file the walk kept: its path as Python names it, relative to the root, where it is,
+/// and its stat data.
+struct Walked {
+    py_path: String,
+    rel: String,
+    path: PathBuf,
+    meta: fs::Metadata,
+}
+
+enum Entry {
+    Dir { py: String, rel: String, path: PathBuf },
+    File(Walked),
+    Skip,
+}
+
+/// `os.walk(top, followlinks=False)` below `py_dir` with flytekit's per-file checks; `py_dir`
+/// is the directory as Python names it (`os.path.join` of what was walked), `rel_dir` the same
+/// relative to the root. Directory entries are examined in parallel (stat is the cost); the
+/// caller sorts, so order here does not matter.
+fn walk_dir(py_dir: &str, rel_dir: &str, dir: &Path, ignore: &IgnoreGroup) -> Result<Vec<Walked>, SourceError> {
     // os.walk ignores directories it cannot list.
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
-    let mut subdirs = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            return Err(SourceError::NonUtf8 { path: entry.path() });
-        };
-        let path = entry.path();
-        let Ok(file_type) = entry.file_type() else { continue };
-        // scandir's is_dir() follows symlinks; a symlinked directory is listed but not entered.
-        let is_dir = file_type.is_dir() || (file_type.is_symlink() && path.is_dir());
-        if is_dir {
-            if name != ".git" && !file_type.is_symlink() {
-                subdirs.push((pypath::join(py_dir, name), path));
-            }
-            continue;
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let entries: Vec<fs::DirEntry> = entries.flatten().collect();
+    let examined: Vec<Result<Entry, SourceError>> =
+        entries.par_iter().map(|entry| examine(entry, py_dir, rel_dir, ignore)).collect();
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for e in examined {
+        match e? {
+            Entry::File(w) => files.push(w),
+            Entry::Dir { py, rel, path } => dirs.push((py, rel, path)),
+            Entry::Skip => {}
         }
-        // os.path.exists follows links: broken links are skipped, as are sockets.
-        let Ok(meta) = fs::metadata(&path) else { continue };
-        let ft = meta.file_type();
-        if ft.is_socket() {
-            continue;
-        }
-        let py_path = pypath::join(py_dir, name);
-        if ignore.is_ignored(&py_path) {
-            continue;
-        }
-        if ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
-            return Err(SourceError::Special { path });
-        }
-        out.push((py_path, path));
     }
-    for (py, path) in subdirs {
-        walk_dir(&py, &path, ignore, out)?;
+    let below: Vec<Result<Vec<Walked>, SourceError>> =
+        dirs.par_iter().map(|(py, rel, path)| walk_dir(py, rel, path, ignore)).collect();
+    for b in below {
+        files.extend(b?);
     }
-    Ok(())
+    Ok(files)
+}
+
+fn examine(entry: &fs::DirEntry, py_dir: &str, rel_dir: &str, ignore: &IgnoreGroup) -> Result<Entry, SourceError> {
+    let name = entry.file_name();
+    let Some(name) = name.to_str() else {
+        return Err(SourceError::NonUtf8 { path: entry.path() });
+    };
+    let path = entry.path();
+    let Ok(file_type) = entry.file_type() else { return Ok(Entry::Skip) };
+    // A directory entry's name never holds `/`, `.` or `..`, so the relative path is the
+    // joined names: what `os.path.relpath(walked, root)` gives.
+    let rel = if rel_dir.is_empty() { name.to_string() } else { format!("{rel_dir}/{name}") };
+    // scandir's is_dir() follows symlinks; a symlinked directory is listed but not entered.
+    if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
+        if name == ".git" || file_type.is_symlink() {
+            return Ok(Entry::Skip);
+        }
+        return Ok(Entry::Dir { py: pypath::join(py_dir, name), rel, path });
+    }
+    // os.path.exists follows links: broken links are skipped, as are sockets.
+    let Ok(meta) = fs::metadata(&path) else { return Ok(Entry::Skip) };
+    let ft = meta.file_type();
+    if ft.is_socket() {
+        return Ok(Entry::Skip);
+    }
+    let py_path = pypath::join(py_dir, name);
+    if ignore.is_ignored(&py_path, &rel) {
+        return Ok(Entry::Skip);
+    }
+    if ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
+        return Err(SourceError::Special { path });
+    }
+    Ok(Entry::File(Walked { py_path, rel, path, meta }))
 }
