@@ -45,6 +45,7 @@ fn print_human(key: &str, spec: &NormalizedSpec, tag: &ImageTag) {
         println!("base      {r}");
     }
     if let Some(source) = &tag.source {
-        println!("source    {} files, digest {}", source.files.len(), source.digest);
+        let n = source.files.len();
+        println!("source    {n} file{}, digest {}", if n == 1 { "" } else { "s" }, source.digest);
     }
 }
