@@ -85,7 +85,9 @@ fn resolve(
     Ok(spec)
 }
 
-type References<'a> = Option<(&'a [&'a str], &'a mut Option<(String, Pos)>)>;
+/// The image keys of a multi-image file, and where to record a `{ spec = KEY }` reference.
+type ReferenceSlot<'a> = (&'a [&'a str], &'a mut Option<(String, Pos)>);
+type References<'a> = Option<ReferenceSlot<'a>>;
 
 struct Decoder {
     file: PathBuf,
@@ -246,7 +248,7 @@ impl Decoder {
         SpecError::UnknownField { file: self.file.clone(), pos: key.pos, field: join(path, &key.name), suggestion }
     }
 
-    fn base_image(&self, node: &Node, field: &str, refs: Option<&mut (&[&str], &mut Option<(String, Pos)>)>) -> Result<BaseImage, SpecError> {
+    fn base_image(&self, node: &Node, field: &str, refs: Option<&mut ReferenceSlot<'_>>) -> Result<BaseImage, SpecError> {
         match &node.value {
             Value::Str(s) => Ok(BaseImage::Ref(s.clone())),
             Value::Map(entries) if entries.len() == 1 && entries[0].0.name == "spec" => {
