@@ -13,7 +13,9 @@
 //! # Ok::<(), imagespec::Error>(())
 //! ```
 
+pub mod context;
 pub mod inspect;
+pub mod render;
 pub mod source;
 pub mod spec;
 pub mod tag;
@@ -28,6 +30,10 @@ pub enum Error {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Tag(#[from] TagError),
+    #[error(transparent)]
+    Plan(#[from] context::PlanError),
+    #[error(transparent)]
+    Write(#[from] context::WriteError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -43,6 +49,8 @@ impl Error {
             Error::Spec(_) => 2,
             Error::Tag(TagError::Source { source: source::SourceError::Io { .. }, .. }) => 1,
             Error::Tag(_) => 2,
+            Error::Plan(_) => 2,
+            Error::Write(_) => 1,
             Error::Io { .. } => 2,
         }
     }

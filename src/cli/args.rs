@@ -17,6 +17,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Print the full image reference (`[registry/]name:tag`) alone, for `IMAGE=$(imagespec tag spec.toml)`.
     Tag(SpecArgs),
+    /// Write the build context (Dockerfile and every file it needs) to a directory.
+    Render(RenderArgs),
 }
 
 /// Which spec, and what only a running program would otherwise know.
@@ -44,4 +46,28 @@ pub struct InspectArgs {
     /// One JSON object (or, for several images, an object keyed by image) on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The directory to write the context to (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub render: RenderFlags,
+}
+
+/// How the Dockerfile is rendered.
+#[derive(Debug, Args)]
+pub struct RenderFlags {
+    /// Render flytekit 1.16's Dockerfile byte for byte (needs Docker Hub and ghcr.io at build
+    /// time: `#syntax=` line, uv and micromamba images).
+    #[arg(long)]
+    pub flytekit_compat: bool,
+    /// A PEM bundle the build's network steps (apt, uv, micromamba, commands) trust, e.g. a
+    /// TLS-intercepting proxy's CA: mounted as a BuildKit secret, never left in the image.
+    #[arg(long, value_name = "FILE", env = "IMAGESPEC_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod inspect;
+mod render;
 mod tag;
 
 use imagespec::{Error, SpecFile, TagOptions};
@@ -12,6 +13,7 @@ pub fn run(cli: args::Cli) -> Result<(), Error> {
     match cli.command {
         args::Command::Inspect(a) => inspect::run(&a),
         args::Command::Tag(a) => tag::run(&a),
+        args::Command::Render(a) => render::run(&a),
     }
 }
 

@@ -114,36 +114,65 @@ fn hash_file_into(hasher: &mut Md5, path: &Path, buf: &mut [u8]) -> Result<(), S
     }
 }
 
-/// flytekit's `compute_digest(copy)`: each entry (relative to `cwd`) is a directory, walked
-/// in directory order with files sorted per directory and paths relative to the entry, or a
-/// file, hashed under its base name. Missing entries are skipped, as flytekit skips them.
-pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<String, SourceError> {
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 1 << 16];
-    for entry in entries {
-        let path = cwd.join(entry);
-        if path.is_dir() {
-            let mut files = Vec::new();
-            walk_in_dir_order(&path, "", &mut files)?;
-            for (rel, file) in files {
-                hash_existing(&mut hasher, &file, &rel, &mut buf)?;
-            }
-        } else {
-            hash_existing(&mut hasher, &path, pypath::basename(entry), &mut buf)?;
-        }
-    }
-    Ok(hex(&hasher.finalize()))
+/// One `copy` entry and the files it holds (what was hashed is what is copied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyEntry {
+    /// The entry as written in the spec.
+    pub written: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Whether it is a directory (copied as a tree) or a file.
+    pub is_dir: bool,
+    /// For a directory, its files relative to it, in hashing order; for a file, the file
+    /// under its base name.
+    pub files: Vec<(String, PathBuf)>,
 }
 
-fn hash_existing(hasher: &mut Md5, path: &Path, rel: &str, buf: &mut [u8]) -> Result<(), SourceError> {
+/// The `copy` entries and flytekit's `compute_digest` over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySet {
+    pub entries: Vec<CopyEntry>,
+    pub digest: String,
+}
+
+/// flytekit's `compute_digest(copy)`: each entry (relative to `cwd`) is a directory, walked
+/// in directory order with files sorted per directory and paths relative to the entry, or a
+/// file, hashed under its base name. Missing entries, broken links and sockets are skipped,
+/// as flytekit skips them.
+pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<CopySet, SourceError> {
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = cwd.join(entry);
+        let is_dir = path.is_dir();
+        let mut listed = Vec::new();
+        if is_dir {
+            walk_in_dir_order(&path, "", &mut listed)?;
+        } else {
+            listed.push((pypath::basename(entry).to_string(), path.clone()));
+        }
+        let mut files = Vec::new();
+        for (rel, file) in listed {
+            if hash_existing(&mut hasher, &file, &rel, &mut buf)? {
+                files.push((rel, file));
+            }
+        }
+        out.push(CopyEntry { written: entry.clone(), path, is_dir, files });
+    }
+    Ok(CopySet { entries: out, digest: hex(&hasher.finalize()) })
+}
+
+/// Hashes a file that exists and is no socket; says whether it did.
+fn hash_existing(hasher: &mut Md5, path: &Path, rel: &str, buf: &mut [u8]) -> Result<bool, SourceError> {
     use std::os::unix::fs::FileTypeExt;
     match fs::metadata(path) {
-        Err(_) => Ok(()),
-        Ok(m) if m.file_type().is_socket() => Ok(()),
+        Err(_) => Ok(false),
+        Ok(m) if m.file_type().is_socket() => Ok(false),
         Ok(_) => {
             hash_file_into(hasher, path, buf)?;
             hasher.update(rel.replace('/', "").as_bytes());
-            Ok(())
+            Ok(true)
         }
     }
 }

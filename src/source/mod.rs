@@ -18,7 +18,7 @@ pub mod imports;
 pub mod pypath;
 mod walk;
 
-pub use digest::{copy_digest, requirements_digest};
+pub use digest::{copy_digest, requirements_digest, CopyEntry, CopySet};
 pub use ignore::IgnoreGroup;
 pub use walk::SourceSet;
 

@@ -11,7 +11,7 @@
 pub mod pyformat;
 pub mod pyrepr;
 
-use crate::source::{self, SourceError, SourceSet};
+use crate::source::{self, CopySet, SourceError, SourceSet};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -38,6 +38,8 @@ pub enum TagError {
         #[source]
         source: SourceError,
     },
+    #[error("image `{name}`: the tag changed from {before} to {after} while the build context was written: files changed meanwhile; run again once they are stable")]
+    Changed { name: String, before: String, after: String },
     #[error("image `{name}`: `tag_format`: {message}")]
     TagFormat { name: String, message: String },
 }
@@ -53,6 +55,8 @@ pub struct ImageTag {
     pub image: String,
     /// The `source_root` files the image gets (`None` when nothing is copied).
     pub source: Option<SourceSet>,
+    /// The `copy` entries and their files (`None` when `copy` is unset or empty).
+    pub copy: Option<CopySet>,
     /// The tag of the base spec, when `base_image` is a spec.
     pub base: Option<Box<ImageTag>>,
 }
@@ -158,9 +162,11 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
         source = Some(set);
     }
 
+    let mut copy_set = None;
     if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
-        let digest = source::copy_digest(copy, cwd).map_err(|source| TagError::Source { name: name.clone(), source })?;
-        replace("copy", Some(PyValue::Str(digest)));
+        let set = source::copy_digest(copy, cwd).map_err(|source| TagError::Source { name: name.clone(), source })?;
+        replace("copy", Some(PyValue::Str(set.digest.clone())));
+        copy_set = Some(set);
     }
 
     if let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) {
@@ -184,5 +190,16 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
         Some(registry) => format!("{registry}/{name}:{tag}"),
         None => format!("{name}:{tag}"),
     };
-    Ok(ImageTag { id, tag, image, source, base })
+    Ok(ImageTag { id, tag, image, source, copy: copy_set, base })
+}
+
+/// Recomputes the tag and fails when it differs from `tag` (flytekit checks this too after
+/// writing the context: a file that changed meanwhile would make the image not match its
+/// name).
+pub fn verify_unchanged(spec: &NormalizedSpec, options: &TagOptions, tag: &ImageTag) -> Result<(), TagError> {
+    let again = compute(spec, options)?;
+    if again.tag != tag.tag {
+        return Err(TagError::Changed { name: spec.name().to_string(), before: tag.tag.clone(), after: again.tag });
+    }
+    Ok(())
 }

@@ -1,0 +1,369 @@
+//! [`BuildPlan`]: everything a backend needs, decided once.
+
+use super::PlanError;
+use crate::source::SourceSet;
+use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
+use crate::tag::ImageTag;
+use std::path::{Path, PathBuf};
+
+/// The flytekit requirement added when a spec's packages do not name flytekit: the version
+/// imagespec matches (flytekit's builder pins its own version the same way).
+pub const FLYTEKIT_REQUIREMENT: &str = "flytekit==1.16.31";
+/// flytekit 1.16's `DEFAULT_UV_IMAGE`.
+pub const DEFAULT_UV_IMAGE: &str = "ghcr.io/astral-sh/uv:0.5.1";
+/// flytekit 1.16's `DEFAULT_MICROMAMBA_IMAGE`.
+pub const DEFAULT_MICROMAMBA_IMAGE: &str = "mambaorg/micromamba:2.0.3-debian12-slim";
+/// flytekit's default `base_image`.
+pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
+
+/// Which Dockerfile to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// imagespec's: builds without Docker Hub (no `#syntax=` line, micromamba only when
+    /// conda or `python_version` needs it), ENV values quoted, optional CA bundle.
+    #[default]
+    Imagespec,
+    /// flytekit 1.16's Dockerfile, byte for byte.
+    FlytekitCompat,
+}
+
+/// Choices that are not part of the spec.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub flavor: Flavor,
+    /// A PEM bundle trusted by the build's network steps (apt, uv, micromamba, commands),
+    /// mounted as a BuildKit secret: never stored in the image.
+    pub ca_bundle: Option<PathBuf>,
+    /// In `FlytekitCompat`, the Python version flytekit takes from its own interpreter when
+    /// the spec names none.
+    pub host_python_version: String,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { flavor: Flavor::Imagespec, ca_bundle: None, host_python_version: "3.11".into() }
+    }
+}
+
+/// A conda environment made with micromamba.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Micromamba {
+    pub python_version: String,
+    pub packages: Vec<String>,
+    pub channels: Vec<String>,
+}
+
+/// How Python packages are installed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PythonInstall {
+    /// `uv pip install` of `requirements_uv.txt` into the image's Python.
+    Requirements { args: String },
+    /// A venv at `/root/.venv` from the base's interpreter, then `uv pip install`.
+    Venv { base_python: String, args: String },
+    /// `uv sync` of `uv.lock` + `pyproject.toml`.
+    UvLock { args: String },
+    /// `poetry install` of `poetry.lock` + `pyproject.toml`.
+    PoetryLock { args: String },
+}
+
+/// A BuildKit secret: its id in the Dockerfile and the local file it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Secret {
+    pub id: String,
+    pub source: PathBuf,
+}
+
+/// A file of the build context.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContextFile {
+    /// Copied from `from` to `to` (relative to the context).
+    Copy { from: PathBuf, to: String },
+    /// Written with this content.
+    Content { to: String, content: String },
+}
+
+/// Everything a backend needs to build one image.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub flavor: Flavor,
+    /// `[registry/]name:tag`.
+    pub image: String,
+    pub image_id: String,
+    pub platform: String,
+    pub base_image: String,
+    pub uv_image: String,
+    /// The micromamba stage, when used (always in `FlytekitCompat`).
+    pub micromamba_image: Option<String>,
+    pub micromamba: Option<Micromamba>,
+    pub apt_packages: Vec<String>,
+    pub extra_path: String,
+    pub python_exec: String,
+    pub env: Vec<(String, String)>,
+    pub install: PythonInstall,
+    pub pip_secret_mount: String,
+    pub entrypoint: Option<Vec<String>>,
+    /// Source files go to `/root` (from `src/` in the context).
+    pub source: Option<SourceSet>,
+    pub copy_commands: Vec<String>,
+    pub run_commands: String,
+    pub secrets: Vec<Secret>,
+    pub ca_bundle: Option<PathBuf>,
+    pub files: Vec<ContextFile>,
+}
+
+fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
+    let Some(entries) = &spec.builder_options else { return Ok(None) };
+    match entries.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
+        None | Some(PyValue::None) => Ok(None),
+        Some(PyValue::Str(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(PlanError::BuilderOption { name: spec.name().into(), key, expected: "a string" }),
+    }
+}
+
+fn option_bool(spec: &NormalizedSpec, key: &'static str) -> Result<Option<bool>, PlanError> {
+    let Some(entries) = &spec.builder_options else { return Ok(None) };
+    match entries.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
+        None | Some(PyValue::None) => Ok(None),
+        Some(PyValue::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(PlanError::BuilderOption { name: spec.name().into(), key, expected: "true or false" }),
+    }
+}
+
+fn builder_config_str(spec: &NormalizedSpec, key: &str) -> Option<String> {
+    spec.builder_config.as_ref()?.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
+        PyValue::Str(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// flytekit's `_is_flytekit`: the leading `[\w-]+` of a requirement is `flytekit`.
+fn is_flytekit(requirement: &str) -> bool {
+    let name: String = requirement.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
+    name == "flytekit"
+}
+
+/// `json.dumps(list_of_str)` with Python's defaults (`ensure_ascii=True`).
+pub(crate) fn python_json_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                        let mut buf = [0u16; 2];
+                        for unit in c.encode_utf16(&mut buf) {
+                            out.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        })
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// pathlib's `PurePosixPath(p).as_posix()` and its `.parts`.
+fn posix_parts(p: &str) -> Vec<&str> {
+    p.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
+}
+
+impl BuildPlan {
+    /// Plans the build of `spec`, whose tag (and source set) is `tag`.
+    pub fn new(spec: &NormalizedSpec, tag: &ImageTag, options: &RenderOptions) -> Result<BuildPlan, PlanError> {
+        let name = spec.name().to_string();
+        let compat = options.flavor == Flavor::FlytekitCompat;
+        if spec.cuda.is_some() || spec.cudnn.is_some() {
+            return Err(PlanError::Cuda { name });
+        }
+        let base_image = match spec.base() {
+            Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
+            Some(NormalizedBase::Spec(_)) => tag.base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
+            _ => DEFAULT_BASE_IMAGE.to_string(),
+        };
+        let mut files = Vec::new();
+
+        // prepare_python_install
+        let mut args: Vec<String> = Vec::new();
+        if let Some(index) = spec.pip_index.as_deref().filter(|s| !s.is_empty()) {
+            args.push(format!("--index-url {index}"));
+        }
+        for url in spec.pip_extra_index_url.iter().flatten() {
+            args.push(format!("--extra-index-url {url}"));
+        }
+        let mut secrets = Vec::new();
+        let mut mounts = Vec::new();
+        for (i, m) in spec.pip_secret_mounts.iter().flatten().enumerate() {
+            let id = format!("secret_{i}");
+            mounts.push(format!("--mount=type=secret,id={id},target={}", m.target));
+            secrets.push(Secret { id, source: spec.resolve(&m.source) });
+        }
+        if let Some(extra) = spec.pip_extra_args.as_deref().filter(|s| !s.is_empty()) {
+            args.push(extra.to_string());
+        }
+        let mut requirements: Vec<String> = Vec::new();
+        let mut lock_install = None;
+        if let Some(req) = spec.requirements.as_deref().filter(|s| !s.is_empty()) {
+            let path = spec.resolve(req);
+            let basename = crate::source::pypath::basename(req);
+            if basename == "uv.lock" || basename == "poetry.lock" {
+                if spec.packages.is_some() {
+                    return Err(PlanError::LockWithPackages { name, lock: basename.into() });
+                }
+                let pyproject = path.parent().unwrap_or(Path::new(".")).join("pyproject.toml");
+                if !pyproject.exists() {
+                    return Err(PlanError::MissingPyproject { name, lock: basename.into(), missing: pyproject });
+                }
+                files.push(ContextFile::Copy { from: path.clone(), to: basename.to_string() });
+                files.push(ContextFile::Copy { from: pyproject, to: "pyproject.toml".into() });
+                if basename == "uv.lock" {
+                    args.extend(["--locked", "--no-dev", "--no-install-project"].map(String::from));
+                    lock_install = Some(true);
+                } else {
+                    args.push("--no-root".into());
+                    lock_install = Some(false);
+                }
+            } else {
+                let text = std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements { name: name.clone(), path: path.clone(), source })?;
+                // Python's readlines() + strip(): every line, newline kept then stripped.
+                requirements.extend(text.split_inclusive('\n').map(|l| l.trim().to_string()));
+            }
+        }
+
+        // prepare_python_executable, with imagespec's choice when nothing asks for conda.
+        let conda_wanted = spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty())
+            || spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty());
+        let python_version = spec.python_version.as_ref().map(|v| v.to_string()).filter(|v| !v.is_empty());
+        let python_exec_field = spec.python_exec.as_deref().filter(|s| !s.is_empty());
+        let (micromamba, extra_path, python_exec, base_python) = if let Some(exec) = python_exec_field {
+            if spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty()) {
+                return Err(PlanError::CondaWithPythonExec { name, field: "conda_channels" });
+            }
+            if spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty()) {
+                return Err(PlanError::CondaWithPythonExec { name, field: "conda_packages" });
+            }
+            (None, "/root/.venv/bin", "/root/.venv/bin/python", Some(exec.to_string()))
+        } else if compat || conda_wanted || python_version.is_some() {
+            let mm = Micromamba {
+                python_version: python_version.unwrap_or_else(|| options.host_python_version.clone()),
+                packages: spec.conda_packages.clone().unwrap_or_default(),
+                channels: spec.conda_channels.clone().unwrap_or_default(),
+            };
+            (Some(mm), "/opt/micromamba/envs/runtime/bin", "/opt/micromamba/envs/runtime/bin/python", None)
+        } else {
+            // Deliberate difference: flytekit installs a second Python with micromamba (at the
+            // version of the Python running flytekit) even when the spec asks for neither
+            // conda nor a version. imagespec uses the base image's python3 in a venv instead,
+            // which needs no conda channel and does not depend on the host.
+            (None, "/root/.venv/bin", "/root/.venv/bin/python", Some("python3".to_string()))
+        };
+
+        let install = match lock_install {
+            Some(true) => PythonInstall::UvLock { args: args.join(" ") },
+            Some(false) => PythonInstall::PoetryLock { args: args.join(" ") },
+            None => {
+                requirements.extend(spec.packages.iter().flatten().cloned());
+                let add_flytekit = option_bool(spec, "add_flytekit")?.unwrap_or(true);
+                if add_flytekit && !requirements.iter().any(|r| is_flytekit(r)) {
+                    let pin = option_str(spec, "flytekit_requirement")?.unwrap_or_else(|| FLYTEKIT_REQUIREMENT.to_string());
+                    requirements.push(pin);
+                }
+                files.push(ContextFile::Content { to: "requirements_uv.txt".into(), content: requirements.join("\n") });
+                args.push("--requirement requirements_uv.txt".into());
+                let args = args.join(" ");
+                match base_python {
+                    Some(base_python) => PythonInstall::Venv { base_python, args },
+                    None => PythonInstall::Requirements { args },
+                }
+            }
+        };
+
+        let mut env = vec![("PYTHONPATH".to_string(), "/root".to_string())];
+        for (k, v) in spec.env.iter().flatten() {
+            let v = v.to_string();
+            match env.iter_mut().find(|(ek, _)| ek == k) {
+                Some(slot) => slot.1 = v,
+                None => env.push((k.clone(), v)),
+            }
+        }
+
+        let source = match spec.source_copy_mode {
+            Some(mode) if mode != CopyMode::NoCopy => tag.source.clone(),
+            _ => None,
+        };
+        if let Some(set) = &source {
+            for f in &set.files {
+                files.push(ContextFile::Copy { from: f.path.clone(), to: format!("src/{}", f.rel) });
+            }
+        }
+
+        let mut copy_commands = Vec::new();
+        for entry in tag.copy.iter().flat_map(|c| &c.entries) {
+            let written = &entry.written;
+            let parts = posix_parts(written);
+            if written.starts_with('/') || parts.contains(&"..") {
+                return Err(PlanError::CopyPath { name, entry: written.clone() });
+            }
+            let posix = if parts.is_empty() { ".".to_string() } else { parts.join("/") };
+            let parent = if parts.len() <= 1 { ".".to_string() } else { parts[..parts.len() - 1].join("/") };
+            // Deliberate difference: flytekit copies entries to the context root, where one
+            // named `src` or `requirements_uv.txt` collides with its own files; imagespec
+            // keeps them under `copy/`.
+            let in_context = if compat { posix.clone() } else { format!("copy/{posix}") };
+            if entry.is_dir {
+                for (rel, from) in &entry.files {
+                    files.push(ContextFile::Copy { from: from.clone(), to: format!("{in_context}/{rel}") });
+                }
+                copy_commands.push(format!("COPY --chown=flytekit {in_context} /root/{posix}/"));
+            } else if let Some((_, from)) = entry.files.first() {
+                files.push(ContextFile::Copy { from: from.clone(), to: in_context.clone() });
+                copy_commands.push(format!("COPY --chown=flytekit {in_context} /root/{parent}/"));
+            } else {
+                return Err(PlanError::CopyMissing { name, entry: written.clone(), dir: spec.dir().to_path_buf() });
+            }
+        }
+
+        for s in &secrets {
+            if !s.source.exists() {
+                return Err(PlanError::SecretMissing { name, path: s.source.clone() });
+            }
+        }
+        let ca_bundle = if compat { None } else { options.ca_bundle.clone() };
+
+        let uv_image = builder_config_str(spec, "uv_image").unwrap_or_else(|| DEFAULT_UV_IMAGE.into());
+        let micromamba_image = builder_config_str(spec, "micromamba_image").unwrap_or_else(|| DEFAULT_MICROMAMBA_IMAGE.into());
+        Ok(BuildPlan {
+            flavor: options.flavor,
+            image: tag.image.clone(),
+            image_id: tag.id.clone(),
+            platform: spec.platform().to_string(),
+            base_image,
+            uv_image,
+            micromamba_image: (compat || micromamba.is_some()).then_some(micromamba_image),
+            micromamba,
+            apt_packages: spec.apt_packages.clone().unwrap_or_default(),
+            extra_path: extra_path.into(),
+            python_exec: python_exec.into(),
+            env,
+            install,
+            pip_secret_mount: mounts.join(" "),
+            entrypoint: spec.entrypoint.clone(),
+            source,
+            copy_commands,
+            run_commands: spec.commands.as_ref().map(|c| c.join(" && ")).unwrap_or_default(),
+            secrets,
+            ca_bundle,
+            files,
+        })
+    }
+}

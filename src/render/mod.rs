@@ -1,0 +1,97 @@
+//! Templates → Dockerfile. Nothing else: every decision was made in the
+//! [`BuildPlan`](crate::context::BuildPlan); the template (`templates/Dockerfile.j2`, data
+//! compiled into the binary) only lays it out.
+//!
+//! `Flavor::FlytekitCompat` reproduces flytekit 1.16's Dockerfile byte for byte, including
+//! its long lines: flytekit's templates are ordinary Python strings in which `\` + newline
+//! is a line continuation of the *Python source*, so every `RUN a \` / `    b` pair comes out
+//! as one line `RUN a     b`. The template keeps the readable form and the compat flavor
+//! joins those lines the same way.
+
+use crate::context::{BuildPlan, Flavor, PythonInstall};
+use minijinja::{context, Environment};
+
+const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/Dockerfile.j2");
+
+/// The Dockerfile for `plan`.
+pub fn dockerfile(plan: &BuildPlan) -> String {
+    let compat = plan.flavor == Flavor::FlytekitCompat;
+    let mut env = Environment::new();
+    env.set_keep_trailing_newline(true);
+    // The template is part of the binary and tested: failing to parse it is a bug.
+    env.add_template("Dockerfile", DOCKERFILE_TEMPLATE).expect("templates/Dockerfile.j2 parses");
+    let (kind, args, base_python) = match &plan.install {
+        PythonInstall::Requirements { args } => ("requirements", args.as_str(), ""),
+        PythonInstall::Venv { base_python, args } => ("venv", args.as_str(), base_python.as_str()),
+        PythonInstall::UvLock { args } => ("uv_lock", args.as_str(), ""),
+        PythonInstall::PoetryLock { args } => ("poetry_lock", args.as_str(), ""),
+    };
+    let micromamba = plan.micromamba.as_ref().map(|m| {
+        context! {
+            python_version => m.python_version,
+            packages => m.packages.join(" "),
+            channels => m.channels.iter().map(|c| format!("-c {c}")).collect::<Vec<_>>().join(" "),
+        }
+    });
+    let env_line = plan
+        .env
+        .iter()
+        .map(|(k, v)| if compat { format!("{k}={v}") } else { format!("{k}={}", env_value(v)) })
+        .collect::<Vec<_>>()
+        .join(if compat { " " } else { " \\\n    " });
+    let entrypoint = plan.entrypoint.as_ref().map(|e| format!("ENTRYPOINT {}", crate::context::python_json_list(e))).unwrap_or_default();
+    let rendered = env
+        .get_template("Dockerfile")
+        .and_then(|t| {
+            t.render(context! {
+                compat,
+                uv_image => plan.uv_image,
+                micromamba_image => plan.micromamba_image,
+                base_image => plan.base_image,
+                apt_packages => plan.apt_packages.join(" "),
+                micromamba,
+                extra_path => plan.extra_path,
+                python_exec => plan.python_exec,
+                env => env_line,
+                install => context! { kind, args, base_python },
+                pip_secret_mount => plan.pip_secret_mount,
+                ca_bundle => plan.ca_bundle.is_some(),
+                entrypoint,
+                copy_source => plan.source.is_some(),
+                copy_commands => plan.copy_commands.join("\n"),
+                run_commands => plan.run_commands,
+                image_id => plan.image_id,
+            })
+        })
+        .expect("templates/Dockerfile.j2 renders");
+    if compat { rendered.replace("\\\n", "") } else { collapse_blank_lines(&rendered) }
+}
+
+/// At most one blank line in a row: flytekit's layout leaves runs of them where optional
+/// blocks are absent.
+fn collapse_blank_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// An ENV value as Dockerfile text: quoted when it holds whitespace or quotes (flytekit
+/// writes `k=v` raw, which breaks on a space); `$VAR` still expands, as in flytekit.
+fn env_value(v: &str) -> String {
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\') {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        v.to_string()
+    }
+}
