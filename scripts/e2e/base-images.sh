@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Makes the base images the end-to-end tests build on, pushes them to the plain registry
+# (127.0.0.1:5000, see up.sh) and loads them into dockerd:
+#   localhost:5000/debian-python:bookworm  debootstrap bookworm (minbase) + python3, python3-venv,
+#                                          python3-pip, ca-certificates, with the host's CA bundle
+#                                          baked in (pip in RUN steps needs the egress proxy CA),
+#                                          ENV SSL_CERT_FILE/REQUESTS_CA_BUNDLE pointing at it (uv, requests)
+#   localhost:5000/uv:0.5 (and uv:X.Y.Z)   /uv and /uvx from the uv PyPI wheel (static musl binaries),
+#                                          laid out like ghcr.io/astral-sh/uv
+#   localhost:5000/busybox:stable          busybox-static with its applet links
+# An image is skipped when the registry already has it with the same recipe label (which
+# includes a hash of the host CA bundle); the slow parts (rootfs tarball, uv wheel) are cached
+# in $IMAGESPEC_E2E_CACHE (default /var/cache/imagespec-e2e).
+# Usage: scripts/e2e/base-images.sh [--force]    (--force: rebuild and push all three)
+# Env: IMAGESPEC_E2E_UV_VERSION (default 0.5.1, the version flytekit's Dockerfile copies),
+#      IMAGESPEC_E2E_DEBIAN_MIRROR (default: the machine's own apt mirror).
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+force=0
+[[ ${1:-} == --force ]] && force=1
+
+UV_VERSION=${IMAGESPEC_E2E_UV_VERSION:-0.5.1}
+[[ $UV_VERSION == 0.5.* ]] || die "IMAGESPEC_E2E_UV_VERSION must be a 0.5.x version (the image is tagged uv:0.5)"
+LABEL_KEY=org.imagespec.e2e.recipe
+BASE_PKGS=python3,python3-venv,python3-pip,ca-certificates
+ROOTFS_TAR=$E2E_CACHE/debian-bookworm-minbase-python.v1.tar
+STD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LOG=$E2E_STATE/base-images.log
+
+need_root
+need_cmd "$DOCKER" skopeo debootstrap jq tar flock curl sha256sum /usr/bin/python3 chroot
+mkdir -p "$E2E_STATE" "$E2E_CACHE/tmp"
+docker_ping || die "dockerd does not answer on $DOCKER_SOCK: run scripts/e2e/up.sh first"
+curl -fs --noproxy '*' -m 5 -o /dev/null "http://127.0.0.1:$PLAIN_PORT/v2/" \
+    || die "no registry on 127.0.0.1:$PLAIN_PORT: run scripts/e2e/up.sh first"
+
+# One run at a time (they share the cache and the tags).
+exec 9>"$E2E_CACHE/.lock"
+flock -w 1800 9 || die "another base-images.sh holds $E2E_CACHE/.lock"
+
+TMP=$(mktemp -d "$E2E_CACHE/tmp/run.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+: >"$LOG"
+
+# run CMD...: runs CMD with its output in the log; on failure shows the log's tail and exits.
+run() {
+    echo "+ $*" >>"$LOG"
+    if ! "$@" >>"$LOG" 2>&1; then
+        tail -n 25 "$LOG" >&2
+        die "failed: $* (full log: $LOG)"
+    fi
+}
+
+registry_label() { # REF -> the recipe label of REF in the registry, or nothing
+    skopeo inspect --tls-verify=false --retry-times 2 "docker://$1" 2>/dev/null \
+        | jq -r --arg k "$LABEL_KEY" '.Labels[$k] // empty' 2>/dev/null || true
+}
+daemon_label() { # REF -> the recipe label of REF in dockerd, or nothing
+    "$DOCKER" image inspect -f "{{ index .Config.Labels \"$LABEL_KEY\" }}" "$1" 2>/dev/null || true
+}
+
+# ensure RECIPE BUILD_FN REF...: makes sure every REF is in the registry and in dockerd with
+# label RECIPE; BUILD_FN REF RECIPE imports the first REF into dockerd when needed.
+ensure() {
+    local recipe=$1 build=$2
+    shift 2
+    local first=$1 ref t0=$SECONDS have_reg=1 have_local=1
+    if ((!force)); then
+        for ref in "$@"; do
+            [[ $(registry_label "$ref") == "$recipe" ]] || have_reg=0
+            [[ $(daemon_label "$ref") == "$recipe" ]] || have_local=0
+        done
+        if ((have_reg && have_local)); then
+            log "$first: up to date (skipped)"
+            return
+        fi
+        if ((have_reg)); then
+            log "$first: in the registry, pulling into dockerd"
+            for ref in "$@"; do run "$DOCKER" pull "$ref"; done
+            log "$first: done in $((SECONDS - t0))s"
+            return
+        fi
+    fi
+    if ((force)) || [[ $(daemon_label "$first") != "$recipe" ]]; then
+        log "$first: building"
+        "$build" "$first" "$recipe"
+    else
+        log "$first: in dockerd, pushing"
+    fi
+    for ref in "$@"; do
+        [[ $ref == "$first" ]] || run "$DOCKER" tag "$first" "$ref"
+        run "$DOCKER" push "$ref"
+    done
+    [[ $(registry_label "$first") == "$recipe" ]] || die "$first: pushed, but the registry does not show it"
+    log "$first: done in $((SECONDS - t0))s"
+}
+
+# ------------------------------------------------------------- debian-python:bookworm
+debian_mirror() {
+    if [[ -n ${IMAGESPEC_E2E_DEBIAN_MIRROR:-} ]]; then echo "$IMAGESPEC_E2E_DEBIAN_MIRROR"; return; fi
+    local m=""
+    if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
+        m=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources \
+            | grep -v -- '-security' | head -n1 || true)
+    fi
+    if [[ -z $m && -f /etc/apt/sources.list ]]; then
+        m=$(sed -E 's/\[[^]]*\]//' /etc/apt/sources.list \
+            | awk '$1 == "deb" && $3 ~ /^bookworm/ && $2 !~ /-security/ {print $2; exit}' || true)
+    fi
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+make_rootfs_tar() {
+    [[ -s $ROOTFS_TAR ]] && return
+    local mirror root t0=$SECONDS
+    mirror=$(debian_mirror)
+    root=$TMP/rootfs
+    log "debootstrap bookworm (minbase + $BASE_PKGS) from $mirror; cached as $ROOTFS_TAR"
+    run debootstrap --variant=minbase --include="$BASE_PKGS" bookworm "$root" "$mirror"
+    # Slim it: the .debs and package lists (RUN steps do 'apt-get update' first anyway).
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+        "$root"/var/log/* "$root"/tmp/* "$root"/etc/hostname "$root"/etc/resolv.conf
+    run tar --numeric-owner --xattrs -C "$root" -cf "$ROOTFS_TAR.tmp" .
+    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+    rm -rf "$root"
+    log "rootfs cached in $((SECONDS - t0))s ($(du -h "$ROOTFS_TAR" | cut -f1))"
+}
+
+build_debian_python() {
+    local ref=$1 recipe=$2 root=$TMP/py-root
+    make_rootfs_tar
+    mkdir -p "$root"
+    run tar --numeric-owner --xattrs -C "$root" -xpf "$ROOTFS_TAR"
+    # The host's CA certificates (egress proxy CA included): as local CAs, so that a later
+    # update-ca-certificates in the image keeps them, and the host's merged bundle itself.
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    if compgen -G "$HOST_CA_DIR/*.crt" >/dev/null; then
+        cp "$HOST_CA_DIR"/*.crt "$root/usr/local/share/ca-certificates/"
+    fi
+    run chroot "$root" /usr/sbin/update-ca-certificates
+    cp "$HOST_CA_BUNDLE" "$root/etc/ssl/certs/ca-certificates.crt"
+    # SSL_CERT_FILE: uv (rustls + webpki roots by default) and other static tools only trust
+    # the bundle when told; REQUESTS_CA_BUNDLE: requests uses certifi's bundle otherwise.
+    tar --numeric-owner --xattrs -C "$root" -c . \
+        | "$DOCKER" import \
+            --change "ENV PATH=$STD_PATH" \
+            --change "ENV LANG=C.UTF-8" \
+            --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
+            --change "ENV REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt" \
+            --change "LABEL $LABEL_KEY=$recipe" \
+            --change 'CMD ["python3"]' \
+            - "$ref" >>"$LOG" 2>&1 || die "docker import of $ref failed (log: $LOG)"
+    rm -rf "$root"
+}
+
+# ------------------------------------------------------------- uv:0.5
+uv_wheel() {
+    local arch plat dir=$E2E_CACHE/uv whl
+    arch=$(uname -m)
+    case $arch in
+        x86_64 | aarch64) plat=musllinux_1_1_$arch ;;
+        *) die "no uv wheel for architecture $arch" ;;
+    esac
+    mkdir -p "$dir"
+    whl=$(compgen -G "$dir/uv-$UV_VERSION-*-$plat.whl" | head -n1 || true)
+    if [[ -z $whl ]]; then
+        log "downloading the uv $UV_VERSION wheel ($plat) from PyPI; cached in $dir"
+        # The musllinux wheel carries static binaries, like the ghcr.io/astral-sh/uv image.
+        run /usr/bin/python3 -m pip download --disable-pip-version-check --no-deps \
+            --only-binary=:all: --platform "$plat" -d "$dir" "uv==$UV_VERSION"
+        whl=$(compgen -G "$dir/uv-$UV_VERSION-*-$plat.whl" | head -n1 || true)
+        [[ -n $whl ]] || die "pip did not leave a uv $UV_VERSION $plat wheel in $dir"
+    fi
+    echo "$whl"
+}
+
+build_uv() {
+    local ref=$1 recipe=$2 whl root=$TMP/uv-root
+    whl=$(uv_wheel)
+    mkdir -p "$root/io"
+    run /usr/bin/python3 - "$whl" "$root" <<'EOF'
+import os, sys, zipfile
+whl, root = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    for name in ("uv", "uvx"):
+        member = next(n for n in z.namelist() if n.endswith(".data/scripts/" + name))
+        with z.open(member) as src, open(os.path.join(root, name), "wb") as dst:
+            dst.write(src.read())
+        os.chmod(os.path.join(root, name), 0o755)
+EOF
+    tar --numeric-owner --owner=0 --group=0 -C "$root" -c uv uvx io \
+        | "$DOCKER" import \
+            --change "LABEL $LABEL_KEY=$recipe" \
+            --change 'WORKDIR /io' \
+            --change 'ENTRYPOINT ["/uv"]' \
+            - "$ref" >>"$LOG" 2>&1 || die "docker import of $ref failed (log: $LOG)"
+    rm -rf "$root"
+}
+
+# ------------------------------------------------------------- busybox:stable
+build_busybox() {
+    local ref=$1 recipe=$2 root=$TMP/bb-root a
+    mkdir -p "$root"/{bin,etc,root,tmp,var/tmp}
+    chmod 1777 "$root/tmp" "$root/var/tmp"
+    chmod 700 "$root/root"
+    cp /bin/busybox "$root/bin/busybox"
+    for a in $("$root/bin/busybox" --list); do
+        [[ -e $root/bin/$a ]] || ln -s busybox "$root/bin/$a"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    tar --numeric-owner --owner=0 --group=0 -C "$root" -c . \
+        | "$DOCKER" import \
+            --change "ENV PATH=$STD_PATH" \
+            --change "LABEL $LABEL_KEY=$recipe" \
+            --change 'CMD ["sh"]' \
+            - "$ref" >>"$LOG" 2>&1 || die "docker import of $ref failed (log: $LOG)"
+    rm -rf "$root"
+}
+
+# ------------------------------------------------------------- main
+t_all=$SECONDS
+ca_hash=$(sha256sum "$HOST_CA_BUNDLE" | cut -c1-12)
+bb_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)
+[[ -x /bin/busybox ]] || die "/bin/busybox missing: run scripts/e2e/install.sh"
+
+ensure "debian-python-v2-ca-$ca_hash" build_debian_python "$BASE_PYTHON_IMAGE"
+ensure "uv-$UV_VERSION-v1" build_uv "$UV_IMAGE" "localhost:$PLAIN_PORT/uv:$UV_VERSION"
+ensure "busybox-${bb_version//[^A-Za-z0-9.+-]/_}-v1" build_busybox "$BUSYBOX_IMAGE"
+log "all base images ready in $((SECONDS - t_all))s"

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Starts the end-to-end test services, each only if it is not running already:
+#   dockerd (Debian docker.io 20.10, embedded BuildKit) on /var/run/docker.sock
+#   registry, plain HTTP         127.0.0.1:5000
+#   registry, htpasswd auth      127.0.0.1:5001  (imagespec / s3cret-pass)
+#   registry, TLS                registry.test:5443 (self-signed, trusted system-wide)
+# then writes $IMAGESPEC_E2E_STATE/e2e.env (default /tmp/imagespec-e2e/e2e.env) and prints it.
+# Stop with scripts/e2e/down.sh. Usage: scripts/e2e/up.sh [--quiet]
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+quiet=0
+[[ ${1:-} == --quiet ]] && quiet=1
+
+WAIT_SECS=${IMAGESPEC_E2E_WAIT:-60}
+
+need_root
+need_cmd "$DOCKERD" "$DOCKER" "$REGISTRY_BIN" iptables containerd runc curl openssl htpasswd \
+    update-ca-certificates setsid
+
+mkdir -p "$E2E_STATE" "$E2E_CACHE"
+started=()
+
+# wait_up NAME PIDFILE LOG CHECK...: waits (bounded) until CHECK succeeds; fails at once,
+# showing the log's tail, if the process in PIDFILE exits meanwhile.
+wait_up() {
+    local name=$1 pidfile=$2 logf=$3
+    shift 3
+    local deadline=$((SECONDS + WAIT_SECS))
+    until "$@"; do
+        if [[ -s $pidfile ]] && ! kill -0 "$(<"$pidfile")" 2>/dev/null; then
+            tail -n 20 "$logf" >&2 || true
+            die "$name exited during start-up; see $logf"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$logf" >&2 || true
+            die "$name did not answer within ${WAIT_SECS}s; see $logf"
+        fi
+        sleep 0.2
+    done
+}
+
+# ---------------------------------------------------------------- dockerd
+start_dockerd() {
+    local pidfile=$E2E_STATE/dockerd.pid logf=$E2E_STATE/dockerd.log pid
+    if pid=$(pid_of "$pidfile" "$DOCKERD"); then
+        wait_for "$WAIT_SECS" "dockerd (pid $pid) to answer on $DOCKER_SOCK" docker_ping \
+            || die "dockerd (pid $pid) runs but does not answer; see $logf"
+        log "dockerd already running (pid $pid)"
+        return
+    fi
+    rm -f "$pidfile"
+    if docker_ping; then
+        log "a dockerd not started by up.sh answers on $DOCKER_SOCK: using it (down.sh leaves it alone)"
+        return
+    fi
+    # Defaults on purpose: bridge docker0 + iptables NAT, so containers and BuildKit RUN
+    # steps reach the package registries.
+    log "starting dockerd (log: $logf)"
+    echo "=== $(date -Is) up.sh starts dockerd" >>"$logf"
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$DOCKERD" \
+        >>"$logf" 2>&1 </dev/null &
+    wait_up dockerd "$pidfile" "$logf" docker_ping
+    # dockerd runs its own containerd child; record it so down.sh can reap it by PID if needed.
+    if [[ -s /var/run/docker/containerd/containerd.pid ]]; then
+        cp /var/run/docker/containerd/containerd.pid "$E2E_STATE/containerd.pid"
+    fi
+    started+=("dockerd(pid $(<"$pidfile"))")
+}
+
+# ---------------------------------------------------------------- TLS material
+setup_tls() {
+    local dir=$E2E_CACHE/tls
+    TLS_CRT=$dir/$TLS_NAME.crt
+    TLS_KEY=$dir/$TLS_NAME.key
+    mkdir -p "$dir"
+    if [[ ! -s $TLS_CRT || ! -s $TLS_KEY ]] \
+        || ! openssl x509 -checkend 86400 -noout -in "$TLS_CRT" >/dev/null 2>&1; then
+        log "creating self-signed certificate for $TLS_NAME"
+        openssl req -x509 -newkey rsa:2048 -sha256 -days 3650 -nodes \
+            -keyout "$TLS_KEY.tmp" -out "$TLS_CRT.tmp" -subj "/CN=$TLS_NAME" \
+            -addext "subjectAltName=DNS:$TLS_NAME,DNS:localhost,IP:127.0.0.1" \
+            -addext "extendedKeyUsage=serverAuth" >/dev/null 2>&1 \
+            || die "openssl could not create the certificate"
+        chmod 600 "$TLS_KEY.tmp"
+        mv "$TLS_KEY.tmp" "$TLS_KEY"
+        mv "$TLS_CRT.tmp" "$TLS_CRT"
+    fi
+    # Trust it system-wide (skopeo, curl, Rust with native roots) and in dockerd.
+    local sys=$HOST_CA_DIR/imagespec-e2e-$TLS_NAME.crt
+    if ! cmp -s "$TLS_CRT" "$sys"; then
+        log "adding the $TLS_NAME certificate to the system CA store"
+        mkdir -p "$HOST_CA_DIR"
+        cp "$TLS_CRT" "$sys"
+        update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed"
+    fi
+    local dcert=/etc/docker/certs.d/$TLS_NAME:$TLS_PORT/ca.crt
+    if ! cmp -s "$TLS_CRT" "$dcert"; then
+        mkdir -p "$(dirname "$dcert")"
+        cp "$TLS_CRT" "$dcert"
+    fi
+    # The name must resolve on the host (dockerd, skopeo and tests connect to it).
+    if ! grep -Eq "^[[:space:]]*127\.0\.0\.1[[:space:]](.*[[:space:]])?$TLS_NAME([[:space:]]|\$)" /etc/hosts; then
+        log "adding '127.0.0.1 $TLS_NAME' to /etc/hosts"
+        echo "127.0.0.1 $TLS_NAME" >>/etc/hosts
+    fi
+}
+
+# ---------------------------------------------------------------- auth material
+setup_auth() {
+    local dir=$E2E_STATE/auth
+    HTPASSWD_FILE=$dir/htpasswd
+    AUTH_CONFIG_DIR=$dir/docker
+    mkdir -p "$AUTH_CONFIG_DIR"
+    if ! htpasswd -vb "$HTPASSWD_FILE" "$AUTH_USER" "$AUTH_PASSWORD" >/dev/null 2>&1; then
+        # bcrypt: the only hash distribution's htpasswd backend accepts.
+        htpasswd -Bbc "$HTPASSWD_FILE" "$AUTH_USER" "$AUTH_PASSWORD" >/dev/null 2>&1 \
+            || die "htpasswd failed"
+    fi
+    local b64
+    b64=$(printf '%s:%s' "$AUTH_USER" "$AUTH_PASSWORD" | base64 -w0)
+    cat >"$AUTH_CONFIG_DIR/config.json.tmp" <<EOF
+{
+  "auths": {
+    "127.0.0.1:$AUTH_PORT": { "auth": "$b64" },
+    "localhost:$AUTH_PORT": { "auth": "$b64" }
+  }
+}
+EOF
+    mv "$AUTH_CONFIG_DIR/config.json.tmp" "$AUTH_CONFIG_DIR/config.json"
+}
+
+# ---------------------------------------------------------------- registries
+write_registry_config() {
+    local name=$1 port=$2 cfg=$3 data=$4
+    {
+        cat <<EOF
+# Written by scripts/e2e/up.sh; distribution 2.8 (Debian docker-registry) format.
+version: 0.1
+log:
+  level: info
+  fields:
+    service: registry-$name
+storage:
+  filesystem:
+    rootdirectory: $data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+  secret: imagespec-e2e-$name
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+        if [[ $name == tls ]]; then
+            cat <<EOF
+  tls:
+    certificate: $TLS_CRT
+    key: $TLS_KEY
+EOF
+        fi
+        if [[ $name == auth ]]; then
+            cat <<EOF
+auth:
+  htpasswd:
+    realm: imagespec-e2e
+    path: $HTPASSWD_FILE
+EOF
+        fi
+    } >"$cfg"
+}
+
+registry_ready() {
+    local name=$1 port=$2 code
+    case $name in
+        plain) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/") ;;
+        auth) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' -u "$AUTH_USER:$AUTH_PASSWORD" "http://127.0.0.1:$port/v2/") ;;
+        tls) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' --cacert "$TLS_CRT" "https://$TLS_NAME:$port/v2/") ;;
+    esac
+    [[ $code == 200 ]]
+}
+
+start_registry() {
+    local name=$1 port=$2
+    local cfg=$E2E_STATE/registry-$name.yml data=$E2E_STATE/registry/$name
+    local pidfile=$E2E_STATE/registry-$name.pid logf=$E2E_STATE/registry-$name.log pid
+    mkdir -p "$data"
+    if pid=$(pid_of "$pidfile" "$REGISTRY_BIN"); then
+        log "registry-$name already running (pid $pid, 127.0.0.1:$port)"
+        return
+    fi
+    rm -f "$pidfile"
+    port_open "$port" && die "127.0.0.1:$port is taken by a process up.sh did not start (registry-$name)"
+    write_registry_config "$name" "$port" "$cfg" "$data"
+    log "starting registry-$name on 127.0.0.1:$port (log: $logf)"
+    echo "=== $(date -Is) up.sh starts registry-$name" >>"$logf"
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$REGISTRY_BIN" serve "$cfg" \
+        >>"$logf" 2>&1 </dev/null &
+    started+=("registry-$name")
+}
+
+# ---------------------------------------------------------------- main
+start_dockerd
+setup_tls
+setup_auth
+for r in "${REGISTRIES[@]}"; do
+    # shellcheck disable=SC2086
+    start_registry $r
+done
+for r in "${REGISTRIES[@]}"; do
+    read -r name port <<<"$r"
+    wait_up "registry-$name" "$E2E_STATE/registry-$name.pid" "$E2E_STATE/registry-$name.log" \
+        registry_ready "$name" "$port"
+done
+
+cat >"$E2E_ENV_FILE.tmp" <<EOF
+# Written by scripts/e2e/up.sh: KEY=VALUE lines (source with 'set -a; . FILE; set +a').
+# Use Debian's docker CLI (/usr/bin/docker, 20.10): /usr/local/bin/docker comes first on PATH.
+DOCKER_HOST=$DOCKER_HOST
+IMAGESPEC_E2E_DOCKER=$DOCKER
+# Plain-HTTP registry; localhost:$PLAIN_PORT names the same registry.
+IMAGESPEC_E2E_REGISTRY=127.0.0.1:$PLAIN_PORT
+# Basic-auth registry (htpasswd); IMAGESPEC_E2E_AUTH_CONFIG is a DOCKER_CONFIG dir whose
+# config.json holds the credentials for 127.0.0.1:$AUTH_PORT and localhost:$AUTH_PORT.
+IMAGESPEC_E2E_AUTH_REGISTRY=127.0.0.1:$AUTH_PORT
+IMAGESPEC_E2E_AUTH_USER=$AUTH_USER
+IMAGESPEC_E2E_AUTH_PASSWORD=$AUTH_PASSWORD
+IMAGESPEC_E2E_AUTH_CONFIG=$AUTH_CONFIG_DIR
+# TLS registry; its self-signed certificate is in the system CA store and in
+# /etc/docker/certs.d/$TLS_NAME:$TLS_PORT/ca.crt.
+IMAGESPEC_E2E_TLS_REGISTRY=$TLS_NAME:$TLS_PORT
+IMAGESPEC_E2E_TLS_CA=$TLS_CRT
+# Host CA bundle (includes the egress proxy CA; baked into the base images).
+IMAGESPEC_E2E_CA_BUNDLE=$HOST_CA_BUNDLE
+# Base images made by scripts/e2e/base-images.sh.
+IMAGESPEC_E2E_BASE_PYTHON=$BASE_PYTHON_IMAGE
+IMAGESPEC_E2E_UV_IMAGE=$UV_IMAGE
+IMAGESPEC_E2E_BUSYBOX=$BUSYBOX_IMAGE
+IMAGESPEC_E2E_STATE=$E2E_STATE
+IMAGESPEC_E2E_CACHE=$E2E_CACHE
+EOF
+mv "$E2E_ENV_FILE.tmp" "$E2E_ENV_FILE"
+
+if ((${#started[@]})); then
+    log "started: ${started[*]}"
+else
+    log "everything was already running"
+fi
+log "env file: $E2E_ENV_FILE"
+((quiet)) || cat "$E2E_ENV_FILE"
