@@ -1,0 +1,1 @@
+IGNORED = True
