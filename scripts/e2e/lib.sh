@@ -1,4 +1,5 @@
 # Shared settings and helpers for scripts/e2e/*.sh (sourced, not run).
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
 # shellcheck shell=bash
 
 E2E_STATE=${IMAGESPEC_E2E_STATE:-/tmp/imagespec-e2e}

@@ -59,6 +59,7 @@ start_dockerd() {
     # steps reach the package registries.
     log "starting dockerd (log: $logf)"
     echo "=== $(date -Is) up.sh starts dockerd" >>"$logf"
+    # shellcheck disable=SC2016  # $$ and $@ expand in the child shell
     setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$DOCKERD" \
         >>"$logf" 2>&1 </dev/null &
     wait_up dockerd "$pidfile" "$logf" docker_ping
@@ -197,6 +198,7 @@ start_registry() {
     write_registry_config "$name" "$port" "$cfg" "$data"
     log "starting registry-$name on 127.0.0.1:$port (log: $logf)"
     echo "=== $(date -Is) up.sh starts registry-$name" >>"$logf"
+    # shellcheck disable=SC2016  # $$ and $@ expand in the child shell
     setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$REGISTRY_BIN" serve "$cfg" \
         >>"$logf" 2>&1 </dev/null &
     started+=("registry-$name")
