@@ -13,8 +13,12 @@
 //! # Ok::<(), imagespec::Error>(())
 //! ```
 
+pub mod backend;
+pub mod build;
 pub mod context;
 pub mod inspect;
+pub mod progress;
+pub mod registry;
 pub mod render;
 pub mod source;
 pub mod spec;
@@ -34,6 +38,10 @@ pub enum Error {
     Plan(#[from] context::PlanError),
     #[error(transparent)]
     Write(#[from] context::WriteError),
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
+    #[error("image `{name}`: {message}")]
+    Builder { name: String, message: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -47,10 +55,12 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Spec(_) => 2,
-            Error::Tag(TagError::Source { source: source::SourceError::Io { .. }, .. }) => 1,
             Error::Tag(_) => 2,
             Error::Plan(_) => 2,
             Error::Write(_) => 1,
+            Error::Backend(backend::BackendError::Registry(_)) => 2,
+            Error::Backend(_) => 1,
+            Error::Builder { .. } => 2,
             Error::Io { .. } => 2,
         }
     }

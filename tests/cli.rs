@@ -12,9 +12,14 @@ fn imagespec(dir: &Path) -> Command {
 
 /// Runs `imagespec tag FILE` on `text` written to FILE; returns (exit code, stdout, stderr).
 fn tag_of(file: &str, text: &str) -> (i32, String, String) {
+    tag_with(file, text, &[])
+}
+
+/// `imagespec tag FILE ARGS...` on `text` written to FILE.
+fn tag_with(file: &str, text: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join(file), text).expect("write spec");
-    let out = imagespec(dir.path()).args(["tag", file]).output().expect("run");
+    let out = imagespec(dir.path()).args(["tag", file]).args(args).output().expect("run");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -23,7 +28,11 @@ fn tag_of(file: &str, text: &str) -> (i32, String, String) {
 }
 
 fn bad(file: &str, text: &str) -> String {
-    let (code, stdout, stderr) = tag_of(file, text);
+    bad_with(file, text, &[])
+}
+
+fn bad_with(file: &str, text: &str, args: &[&str]) -> String {
+    let (code, stdout, stderr) = tag_with(file, text, args);
     assert_eq!(code, 2, "bad input must exit 2; stderr: {stderr}");
     assert!(stdout.is_empty(), "nothing on stdout for bad input: {stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -78,8 +87,14 @@ fn multi_image_files_need_a_choice_and_reject_cycles() {
     let text = "[images.base]\npackages = [\"numpy\"]\n[images.app]\nbase_image = { spec = \"base\" }\n";
     assert_snapshot!(bad("images.toml", text), @"error: images.toml: this file holds several images; pick one with `--image KEY` (base, app)");
     let cycle = "[images.a]\nbase_image = { spec = \"b\" }\n[images.b]\nbase_image = { spec = \"a\" }\n";
-    assert_snapshot!(bad("images.toml", cycle), @"error: images.toml:4:23: `images.b.base_image.spec`: images form a cycle: a -> b -> a");
+    assert_snapshot!(bad_with("images.toml", cycle, &["--image", "a"]), @"error: images.toml:4:23: `images.b.base_image.spec`: images form a cycle: a -> b -> a");
     assert_snapshot!(bad("images.toml", "[images.a]\nbase_image = { spec = \"nope\" }\n"), @"error: images.toml:2:23: `images.a.base_image.spec`: no image `nope` in this file; it has: a");
+    // One invalid image does not hide the others.
+    let mixed = "[images.good]\nname = \"g\"\n[images.bad]\npackages = 3\n";
+    let (code, stdout, _) = tag_with("images.toml", mixed, &["--image", "good"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("g:"), "{stdout}");
+    assert_snapshot!(bad_with("images.toml", mixed, &["--image", "bad"]), @"error: images.toml:4:12: `images.bad.packages`: expected a list of strings, found the integer 3");
 }
 
 #[test]

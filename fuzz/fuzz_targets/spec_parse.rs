@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(rest) else { return };
     let name = ["spec.toml", "spec.yaml", "spec.json"][selector as usize % 3];
     if let Ok(file) = SpecFile::parse(Path::new(name), text) {
-        for (_, spec) in file.images() {
+        for (_, spec) in file.images().unwrap_or_default() {
             let _ = imagespec::tag::id(spec);
             if let Some(format) = spec.tag_format.as_deref() {
                 let _ = imagespec::tag::pyformat::format_spec_hash(format, "x");

@@ -7,7 +7,7 @@ use imagespec::{Error, ImageTag, NormalizedSpec};
 pub fn run(args: &InspectArgs) -> Result<(), Error> {
     let file = super::load(&args.spec)?;
     let chosen: Vec<(&str, &NormalizedSpec)> = match (&args.spec.image, file.is_multi()) {
-        (None, true) => file.images().collect(),
+        (None, true) => file.images()?,
         (key, _) => vec![file.select(key.as_deref())?],
     };
     let mut results = Vec::new();

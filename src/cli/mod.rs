@@ -23,12 +23,15 @@ fn tag_options(args: &args::SpecArgs, spec: &imagespec::NormalizedSpec) -> Resul
     if let Some(file) = &args.modules_from {
         let text = std::fs::read_to_string(file)
             .map_err(|source| Error::Io { context: format!("--modules-from {}", file.display()), source })?;
-        let dir = std::path::absolute(file.parent().unwrap_or(Path::new("."))).unwrap_or_default();
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = std::path::absolute(parent)
+            .map_err(|source| Error::Io { context: format!("--modules-from {}", file.display()), source })?;
+        // Lines are used as written (only blank lines are skipped): they stand for `__file__`
+        // strings, which flytekit compares and sorts unnormalised.
         let list = text
             .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| if l.starts_with('/') { l.to_string() } else { dir.join(l).to_string_lossy().into_owned() });
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| imagespec::source::pypath::join(&dir.to_string_lossy(), l));
         modules.get_or_insert_with(Vec::new).extend(list);
     }
     if !args.entries.is_empty() {

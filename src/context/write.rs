@@ -43,3 +43,42 @@ impl BuildPlan {
         Ok(())
     }
 }
+
+/// The fixed modification time of every context entry (1980-01-01, as flytekit's own tars):
+/// the same files give the same COPY layers, whenever they were checked out.
+pub const CONTEXT_MTIME: u64 = 315_532_800;
+
+impl BuildPlan {
+    /// The context as an uncompressed tar in memory, entries sorted, with fixed times and
+    /// owners and the files' own permission bits, for sending to a builder.
+    pub fn context_tar(&self) -> Result<Vec<u8>, WriteError> {
+        let mut entries: Vec<(String, Vec<u8>, u32)> = vec![("Dockerfile".into(), crate::render::dockerfile(self).into_bytes(), 0o644)];
+        for file in &self.files {
+            match file {
+                ContextFile::Copy { from, to } => {
+                    let err = |source| WriteError { path: from.clone(), source };
+                    let bytes = fs::read(from).map_err(err)?;
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = fs::metadata(from).map_err(err)?.permissions().mode() & 0o7777;
+                    entries.push((to.clone(), bytes, mode));
+                }
+                ContextFile::Content { to, content } => entries.push((to.clone(), content.clone().into_bytes(), 0o644)),
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, bytes, mode) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(mode);
+            header.set_mtime(CONTEXT_MTIME);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder
+                .append_data(&mut header, &path, bytes.as_slice())
+                .map_err(|source| WriteError { path: PathBuf::from(&path), source })?;
+        }
+        builder.into_inner().map_err(|source| WriteError { path: PathBuf::from("<context tar>"), source })
+    }
+}

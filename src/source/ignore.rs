@@ -25,7 +25,12 @@ pub const STANDARD_PATTERNS: [&str; 5] = ["*.pyc", ".cache", ".cache/*", "__pyca
 /// The combined ignore rules for one `source_root`.
 #[derive(Debug)]
 pub struct IgnoreGroup {
+    root: String,
+    root_dir: std::path::PathBuf,
     git_ignored: HashSet<String>,
+    /// `git ls-files -io --exclude-standard --directory`, asked only when a walked path,
+    /// joined to the root again, names a directory (see [`IgnoreGroup::git`]).
+    git_ignored_dirs: std::sync::OnceLock<HashSet<String>>,
     docker: Vec<DockerPattern>,
     standard: Vec<Glob>,
     /// Everything the rules depend on besides the file list, for caching digests.
@@ -43,7 +48,7 @@ impl IgnoreGroup {
     /// Loads the rules for `root` (as written in the spec), `cwd` anchoring relative paths.
     pub fn new(root: &str, cwd: &Path) -> Result<IgnoreGroup, PatternError> {
         let root_dir = cwd.join(root);
-        let (git_ignored, git_raw) = git_ignored_files(&root_dir);
+        let (git_ignored, git_raw) = git_ignored_files(&root_dir, false);
         let dockerignore = std::fs::read_to_string(root_dir.join(".dockerignore")).ok();
         let mut docker = Vec::new();
         let lines = dockerignore.as_deref().map(python_readlines).unwrap_or_default();
@@ -56,7 +61,7 @@ impl IgnoreGroup {
         docker.push(docker_pattern("!.dockerignore")?.expect("non-empty pattern"));
         let standard = STANDARD_PATTERNS.iter().map(|p| fnmatch::python(p)).collect::<Result<_, _>>()?;
         let fingerprint = format!("{git_raw}\0{}", dockerignore.unwrap_or_default());
-        Ok(IgnoreGroup { git_ignored, docker, standard, fingerprint })
+        Ok(IgnoreGroup { root: root.to_string(), root_dir, git_ignored_dirs: std::sync::OnceLock::new(), git_ignored, docker, standard, fingerprint })
     }
 
     /// `IgnoreGroup.is_ignored(path)` for a path as flytekit's walk produced it (`walked`),
@@ -64,11 +69,32 @@ impl IgnoreGroup {
     /// paths.
     pub fn is_ignored(&self, walked: &str, rel: &str) -> bool {
         let path = if pypath::isabs(walked) { rel } else { walked };
-        self.git(path) || self.docker(path) || self.standard.iter().any(|g| g.matches(path))
+        self.git(path, rel) || self.docker(path) || self.standard.iter().any(|g| g.matches(path))
     }
 
-    fn git(&self, path: &str) -> bool {
-        !self.git_ignored.is_empty() && self.git_ignored.contains(&pypath::pure_posix(path))
+    /// flytekit's `GitIgnore._is_ignored`: the path is in git's ignored list; or, when
+    /// `os.path.join(root, path)` is a directory (possible only with a relative root other
+    /// than `.`, where the walked path `src/a` is joined again to `src/src/a`), its `dir/`
+    /// form is in git's ignored directories. A quirk, reproduced because it decides the tag.
+    fn git(&self, path: &str, rel: &str) -> bool {
+        if self.git_ignored.is_empty() {
+            return false;
+        }
+        let posix = pypath::pure_posix(path);
+        if self.git_ignored.contains(&posix) {
+            return true;
+        }
+        let joined = pypath::join(&self.root, path);
+        if pypath::normpath(&joined) == pypath::normpath(&pypath::join(&self.root, rel)) {
+            // That is the walked file itself, not a directory.
+            return false;
+        }
+        let Some(below) = joined.strip_prefix(&self.root) else { return false };
+        if !self.root_dir.join(below.trim_start_matches('/')).is_dir() {
+            return false;
+        }
+        let dirs = self.git_ignored_dirs.get_or_init(|| git_ignored_files(&self.root_dir, true).0);
+        !dirs.is_empty() && dirs.contains(&format!("{posix}/"))
     }
 
     /// docker-py `PatternMatcher.matches`: the last matching pattern decides.
@@ -127,9 +153,14 @@ fn python_strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
-/// `git ls-files -io --exclude-standard` in `dir`, split as flytekit splits it.
-fn git_ignored_files(dir: &Path) -> (HashSet<String>, String) {
-    let output = Command::new("git").args(["ls-files", "-io", "--exclude-standard"]).current_dir(dir).output();
+/// `git ls-files -io --exclude-standard [--directory]` in `dir`, split as flytekit splits it.
+fn git_ignored_files(dir: &Path, directories: bool) -> (HashSet<String>, String) {
+    let mut cmd = Command::new("git");
+    cmd.args(["ls-files", "-io", "--exclude-standard"]).current_dir(dir);
+    if directories {
+        cmd.arg("--directory");
+    }
+    let output = cmd.output();
     match output {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -27,6 +27,8 @@ use std::path::PathBuf;
 /// A problem with the files a spec points at.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("`source_root` {root:?} is not a directory ({})", dir.display())]
+    MissingRoot { root: String, dir: PathBuf },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

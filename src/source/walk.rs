@@ -28,6 +28,7 @@ impl SourceSet {
     /// `source_copy_mode = all`: every file under `root` (as written, relative to `cwd`)
     /// that the ignore rules keep.
     pub fn all(root: &str, cwd: &Path) -> Result<SourceSet, SourceError> {
+        check_root(root, cwd)?;
         let ignore = IgnoreGroup::new(root, cwd)?;
         let mut walked = walk_dir(root, "", &cwd.join(root), &ignore)?;
         // flytekit sorts the walked path strings; they share the root prefix, so this is the
@@ -43,6 +44,7 @@ impl SourceSet {
     /// `source_copy_mode = loaded_modules`: the module files (as Python's `__file__` would
     /// name them) that lie in `root`.
     pub fn loaded_modules(root: &str, modules: &[String], cwd: &Path) -> Result<SourceSet, SourceError> {
+        check_root(root, cwd)?;
         let cwd_str = cwd.to_string_lossy();
         let mut chosen: Vec<&String> = modules.iter().filter(|m| pypath::file_is_in_directory(m, root)).collect();
         chosen.sort();
@@ -59,6 +61,12 @@ impl SourceSet {
         let digest = hash_files(&hashed, "modules")?;
         Ok(SourceSet { files, digest })
     }
+}
+
+/// flytekit runs git in `source_root` before walking it, so a missing root fails there.
+fn check_root(root: &str, cwd: &Path) -> Result<(), SourceError> {
+    let dir = cwd.join(root);
+    if dir.is_dir() { Ok(()) } else { Err(SourceError::MissingRoot { root: root.to_string(), dir }) }
 }
 
 /// A file the walk kept: its path as Python names it, relative to the root, where it is,

@@ -17,15 +17,19 @@ static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
 /// The key under which a multi-image file lists its images.
 pub const IMAGES_KEY: &str = "images";
 
+/// The images of a file, each decoded on its own: in a multi-image file one invalid image
+/// does not hide the others (as each Python `ImageSpec(...)` stands alone).
+pub type DecodedImages = IndexMap<String, Result<Spec, SpecError>>;
+
 /// Decodes a whole file: one spec (key `""`), or the named specs of an `[images]` table with
 /// `base_image = { spec = "KEY" }` references resolved.
-pub fn decode_file(file: &Path, root: &Node) -> Result<(IndexMap<String, Spec>, bool), SpecError> {
+pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), SpecError> {
     let d = Decoder { file: file.to_path_buf() };
     let entries = d.map(root, "")?;
     let multi = entries.iter().any(|(k, _)| k.name == IMAGES_KEY);
     if !multi {
         let spec = d.spec(root, "", None)?;
-        return Ok((IndexMap::from([(String::new(), spec)]), false));
+        return Ok((IndexMap::from([(String::new(), Ok(spec))]), false));
     }
     if let Some((k, _)) = entries.iter().find(|(k, _)| k.name != IMAGES_KEY) {
         return Err(SpecError::Invalid {
@@ -41,12 +45,12 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(IndexMap<String, Spec>, 
         return Err(d.invalid(images_node.pos, IMAGES_KEY, "names no image; add e.g. `[images.app]`"));
     }
     let names: Vec<&str> = images.iter().map(|(k, _)| k.name.as_str()).collect();
-    let mut raw: IndexMap<String, Spec> = IndexMap::new();
+    let mut raw: IndexMap<String, Result<Spec, SpecError>> = IndexMap::new();
     let mut refs: IndexMap<String, (String, Pos)> = IndexMap::new();
     for (key, node) in images {
         let path = format!("{IMAGES_KEY}.{}", key.name);
         let mut reference = None;
-        let spec = d.spec(node, &path, Some((&names, &mut reference)))?;
+        let spec = d.spec(node, &path, Some((&names, &mut reference)));
         if let Some(r) = reference {
             refs.insert(key.name.clone(), r);
         }
@@ -54,8 +58,7 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(IndexMap<String, Spec>, 
     }
     let mut resolved = IndexMap::new();
     for name in raw.keys() {
-        let spec = resolve(&d, name, &raw, &refs, &mut Vec::new())?;
-        resolved.insert(name.clone(), spec);
+        resolved.insert(name.clone(), resolve(&d, name, &raw, &refs, &mut Vec::new()));
     }
     Ok((resolved, true))
 }
@@ -63,11 +66,14 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(IndexMap<String, Spec>, 
 fn resolve(
     d: &Decoder,
     name: &str,
-    raw: &IndexMap<String, Spec>,
+    raw: &IndexMap<String, Result<Spec, SpecError>>,
     refs: &IndexMap<String, (String, Pos)>,
     seen: &mut Vec<String>,
 ) -> Result<Spec, SpecError> {
-    let mut spec = raw[name].clone();
+    let mut spec = match &raw[name] {
+        Ok(spec) => spec.clone(),
+        Err(e) => return Err(e.clone()),
+    };
     if let Some((target, pos)) = refs.get(name) {
         if seen.iter().any(|s| s == target) || target == name {
             seen.push(name.to_string());
@@ -158,7 +164,7 @@ impl Decoder {
                 items.iter().enumerate().map(|(i, n)| self.pyvalue(n, &format!("{field}[{i}]"))).collect::<Result<_, _>>()?,
             ),
             Value::Map(entries) => PyValue::Dict(self.pydict(entries, field)?),
-            Value::Date(_) => return Err(self.type_error(node, field, "a string, number, boolean, list or table (quote dates)")),
+            Value::Date(d) => PyValue::Repr(d.python_repr()),
         })
     }
 
@@ -296,7 +302,7 @@ fn describe(value: &Value) -> String {
         Value::Int(i) => format!("the integer {i}"),
         Value::Float(x) => format!("the float {}", crate::tag::pyrepr::float_repr(*x)),
         Value::Bool(b) => format!("the boolean {b}"),
-        Value::Date(d) => format!("the date {d} (quote it to make it a string)"),
+        Value::Date(d) => format!("the date {} (quote it to make it a string)", d.text),
         other => other.kind().to_string(),
     }
 }

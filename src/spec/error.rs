@@ -4,13 +4,13 @@ use super::node::Pos;
 use std::path::PathBuf;
 
 /// A spec file that cannot be used as written. Every variant is bad input (exit code 2).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SpecError {
     #[error("{}: cannot read the spec file: {source}", file.display())]
     Read {
         file: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     #[error("{}: unknown spec format{}: name the file *.toml, *.yaml, *.yml or *.json", file.display(), ext.as_ref().map(|e| format!(" `.{e}`")).unwrap_or_default())]
     Format { file: PathBuf, ext: Option<String> },

@@ -63,14 +63,15 @@ impl Format {
 #[derive(Debug, Clone)]
 pub struct SpecFile {
     path: PathBuf,
-    images: IndexMap<String, NormalizedSpec>,
+    images: IndexMap<String, Result<NormalizedSpec, SpecError>>,
     multi: bool,
 }
 
 impl SpecFile {
     /// Reads and decodes a spec file.
     pub fn load(path: &Path) -> Result<SpecFile, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { file: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SpecError::Read { file: path.to_path_buf(), source: std::sync::Arc::new(source) })?;
         SpecFile::parse(path, &text)
     }
 
@@ -84,7 +85,7 @@ impl SpecFile {
         let root = format.parse(text).map_err(|e| SpecError::Syntax { file: path.to_path_buf(), pos: e.pos, message: e.message })?;
         let (specs, multi) = decode::decode_file(path, &root)?;
         let dir = spec_dir(path);
-        let images = specs.into_iter().map(|(k, s)| (k, NormalizedSpec::new(s, &dir))).collect();
+        let images = specs.into_iter().map(|(k, s)| (k, s.map(|s| NormalizedSpec::new(s, &dir)))).collect();
         Ok(SpecFile { path: path.to_path_buf(), images, multi })
     }
 
@@ -98,9 +99,14 @@ impl SpecFile {
         self.multi
     }
 
-    /// All images with their keys.
-    pub fn images(&self) -> impl Iterator<Item = (&str, &NormalizedSpec)> {
-        self.images.iter().map(|(k, v)| (k.as_str(), v))
+    /// All images with their keys; the first invalid one is an error.
+    pub fn images(&self) -> Result<Vec<(&str, &NormalizedSpec)>, SpecError> {
+        self.images.iter().map(|(k, v)| v.as_ref().map(|s| (k.as_str(), s)).map_err(Clone::clone)).collect()
+    }
+
+    /// The keys of all images, valid or not.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.images.keys().map(String::as_str)
     }
 
     /// The image named `key`, or the only one when `key` is `None`.
@@ -111,11 +117,16 @@ impl SpecFile {
                 file: self.path.clone(),
                 message: format!("`--image {k}` given, but this file holds a single spec (no `[images]` table)"),
             }),
-            Some(k) => self.images.get_key_value(k).map(|(k, v)| (k.as_str(), v)).ok_or_else(|| SpecError::Selection {
-                file: self.path.clone(),
-                message: format!("no image `{k}`; this file has: {}", keys()),
-            }),
-            None if self.images.len() == 1 => Ok(self.images.first().map(|(k, v)| (k.as_str(), v)).expect("one image")),
+            Some(k) => match self.images.get_key_value(k) {
+                Some((k, Ok(v))) => Ok((k.as_str(), v)),
+                Some((_, Err(e))) => Err(e.clone()),
+                None => Err(SpecError::Selection { file: self.path.clone(), message: format!("no image `{k}`; this file has: {}", keys()) }),
+            },
+            None if self.images.len() == 1 => match self.images.first() {
+                Some((k, Ok(v))) => Ok((k.as_str(), v)),
+                Some((_, Err(e))) => Err(e.clone()),
+                None => unreachable!("len is 1"),
+            },
             None => Err(SpecError::Selection {
                 file: self.path.clone(),
                 message: format!("this file holds several images; pick one with `--image KEY` ({})", keys()),

@@ -55,9 +55,71 @@ pub enum Value {
     Str(String),
     List(Vec<Node>),
     Map(Vec<(Key, Node)>),
-    /// A date or time (TOML datetimes, YAML timestamps): Python would make a `datetime`,
-    /// which no ImageSpec field can use.
-    Date(String),
+    /// A date or time (TOML datetimes, YAML timestamps): Python makes a `datetime` object.
+    Date(DateValue),
+}
+
+/// A TOML datetime or YAML timestamp, as the Python object `tomllib`/PyYAML would make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateValue {
+    /// As written, for messages.
+    pub text: String,
+    pub date: Option<(i64, u32, u32)>,
+    /// Hour, minute, second, microsecond.
+    pub time: Option<(u32, u32, u32, u32)>,
+    /// UTC offset in seconds; `Some(0)` is `datetime.timezone.utc`.
+    pub offset: Option<i64>,
+}
+
+impl DateValue {
+    /// The object's Python `repr()`: `datetime.date(1979, 5, 27)`,
+    /// `datetime.datetime(1979, 5, 27, 7, 32, tzinfo=datetime.timezone.utc)`, ...
+    pub fn python_repr(&self) -> String {
+        let tz = self.offset.map(|s| format!("tzinfo={}", timezone_repr(s)));
+        let time_fields = |(h, m, sec, us): (u32, u32, u32, u32)| {
+            let mut f = vec![h.to_string(), m.to_string()];
+            if sec != 0 || us != 0 {
+                f.push(sec.to_string());
+            }
+            if us != 0 {
+                f.push(us.to_string());
+            }
+            f
+        };
+        match (self.date, self.time) {
+            (Some((y, m, d)), None) => format!("datetime.date({y}, {m}, {d})"),
+            (None, Some(t)) => {
+                let mut f = time_fields(t);
+                f.extend(tz);
+                format!("datetime.time({})", f.join(", "))
+            }
+            (Some((y, m, d)), Some(t)) => {
+                let mut f = vec![y.to_string(), m.to_string(), d.to_string()];
+                f.extend(time_fields(t));
+                f.extend(tz);
+                format!("datetime.datetime({})", f.join(", "))
+            }
+            (None, None) => "None".into(),
+        }
+    }
+}
+
+/// `repr(datetime.timezone(timedelta(seconds=s)))`.
+fn timezone_repr(seconds: i64) -> String {
+    if seconds == 0 {
+        return "datetime.timezone.utc".into();
+    }
+    // timedelta normalises to days (may be negative) + seconds in [0, 86400).
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    let mut parts = Vec::new();
+    if days != 0 {
+        parts.push(format!("days={days}"));
+    }
+    if secs != 0 {
+        parts.push(format!("seconds={secs}"));
+    }
+    format!("datetime.timezone(datetime.timedelta({}))", parts.join(", "))
 }
 
 impl Value {

@@ -1,6 +1,6 @@
 //! TOML spec files → [`Node`] tree, typed as Python's `tomllib` types them.
 
-use super::node::{Key, Node, Pos, Value};
+use super::node::{DateValue, Key, Node, Pos, Value};
 use ::toml::de::{DeTable, DeValue};
 use ::toml::Spanned;
 
@@ -41,7 +41,15 @@ fn convert(text: &str, spanned: &Spanned<DeValue<'_>>) -> Node {
         DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix()).map_or(Value::Null, Value::Int),
         DeValue::Float(f) => Value::Float(f.as_str().parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => Value::Bool(*b),
-        DeValue::Datetime(d) => Value::Date(d.to_string()),
+        DeValue::Datetime(d) => Value::Date(DateValue {
+            text: d.to_string(),
+            date: d.date.map(|x| (i64::from(x.year), u32::from(x.month), u32::from(x.day))),
+            time: d.time.map(|t| (u32::from(t.hour), u32::from(t.minute), u32::from(t.second.unwrap_or(0)), t.nanosecond.unwrap_or(0) / 1000)),
+            offset: d.offset.map(|o| match o {
+                ::toml::value::Offset::Z => 0,
+                ::toml::value::Offset::Custom { minutes } => i64::from(minutes) * 60,
+            }),
+        }),
         DeValue::Array(items) => Value::List(items.iter().map(|v| convert(text, v)).collect()),
         DeValue::Table(t) => convert_table(text, t),
     };

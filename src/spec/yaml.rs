@@ -7,7 +7,7 @@
 //! spec file means the same thing to imagespec as to flytekit. `<<` merge keys, anchors and
 //! aliases behave as in PyYAML.
 
-use super::node::{Key, Node, Pos, Value};
+use super::node::{DateValue, Key, Node, Pos, Value};
 use super::toml::SyntaxError;
 use regex::Regex;
 use std::collections::HashMap;
@@ -207,10 +207,45 @@ fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>, at: Pos) -> Resul
     } else if NULL.is_match(text) {
         Ok(Value::Null)
     } else if TIMESTAMP.is_match(text) {
-        Ok(Value::Date(text.to_string()))
+        timestamp(text).map(Value::Date).ok_or_else(|| bad("date/time"))
     } else {
         Ok(Value::Str(text.to_string()))
     }
+}
+
+/// SafeConstructor.construct_yaml_timestamp: a `date`, or a `datetime` with an optional
+/// fixed offset; `None` for a date Python's `datetime` rejects (e.g. month 13).
+fn timestamp(text: &str) -> Option<DateValue> {
+    static PARTS: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]*))?(?:[ \t]*(Z|([-+])([0-9]{1,2})(?::([0-9]{2}))?))?)?$")
+    });
+    let c = PARTS.captures(text)?;
+    let num = |i: usize| c.get(i).map(|m| m.as_str().parse::<u32>().ok()).unwrap_or(Some(0));
+    let (year, month, day) = (num(1)?, num(2)?, num(3)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 || day > days_in_month[month as usize - 1] {
+        return None;
+    }
+    let date = Some((i64::from(year), month, day));
+    if c.get(4).is_none() {
+        return Some(DateValue { text: text.into(), date, time: None, offset: None });
+    }
+    let (hour, minute, second) = (num(4)?, num(5)?, num(6)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let fraction = c.get(7).map_or("", |m| m.as_str());
+    let micros: u32 = format!("{:0<6}", &fraction[..fraction.len().min(6)]).parse().ok()?;
+    let offset = match (c.get(8).map(|m| m.as_str()), c.get(9).map(|m| m.as_str())) {
+        (_, Some(sign)) => {
+            let seconds = i64::from(num(10)?) * 3600 + i64::from(num(11)?) * 60;
+            Some(if sign == "-" { -seconds } else { seconds })
+        }
+        (Some(_), None) => Some(0),
+        _ => None,
+    };
+    Some(DateValue { text: text.into(), date, time: Some((hour, minute, second, micros)), offset })
 }
 
 fn bool_value(text: &str) -> bool {
@@ -301,7 +336,13 @@ mod tests {
         assert_eq!(scalar("1:30"), Value::Int(90));
         assert_eq!(scalar("~"), Value::Null);
         assert_eq!(scalar("'yes'"), Value::Str("yes".into()));
-        assert_eq!(scalar("2001-12-14"), Value::Date("2001-12-14".into()));
+        let Value::Date(d) = scalar("2001-12-14") else { panic!() };
+        assert_eq!(d.python_repr(), "datetime.date(2001, 12, 14)");
+        let Value::Date(d) = scalar("2001-12-14t21:59:43.10-05:00") else { panic!() };
+        assert_eq!(
+            d.python_repr(),
+            "datetime.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=datetime.timezone(datetime.timedelta(days=-1, seconds=68400)))"
+        );
         assert_eq!(scalar("!!str 3.10"), Value::Str("3.10".into()));
         assert_eq!(scalar("1."), Value::Float(1.0));
     }

@@ -10,6 +10,10 @@
 
 pub mod pyformat;
 pub mod pyrepr;
+mod unprintable;
+
+/// The Unicode version whose printability rules `repr()` follows here (CPython 3.11's).
+pub use unprintable::UNICODE_VERSION as PYTHON_UNICODE_VERSION;
 
 use crate::source::{self, CopySet, SourceError, SourceSet};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};

@@ -4,11 +4,12 @@
 //! as CPython prints it: strings pick `'` unless they hold `'` and no `"`, non-printable
 //! characters (Unicode categories C*, Z* but the space) become `\xNN`/`\uNNNN`/`\UNNNNNNNN`,
 //! floats use the shortest round-trip digits with CPython's switch to exponent notation.
-//! Printability follows this crate's Unicode tables; CPython 3.11 uses Unicode 14, so a
-//! character assigned only in a later Unicode version may print differently there.
+//! Printability is CPython 3.11's (Unicode 14.0, table generated from it by
+//! `scripts/gen_unprintable.py`): flytekit running on another Python may escape characters
+//! assigned in a later Unicode version differently.
 
+use super::unprintable::UNPRINTABLE;
 use crate::spec::PyValue;
-use unicode_general_category::{get_general_category, GeneralCategory as G};
 
 /// `repr(value)`.
 pub fn repr(value: &PyValue) -> String {
@@ -90,23 +91,10 @@ pub fn str_repr(s: &str) -> String {
     out
 }
 
-/// CPython's `Py_UNICODE_ISPRINTABLE`: not in categories Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs,
-/// except the ASCII space.
+/// CPython's `str.isprintable()` for one character.
 fn is_printable(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    !matches!(
-        get_general_category(c),
-        G::Control
-            | G::Format
-            | G::Surrogate
-            | G::PrivateUse
-            | G::Unassigned
-            | G::LineSeparator
-            | G::ParagraphSeparator
-            | G::SpaceSeparator
-    )
+    let cp = c as u32;
+    UNPRINTABLE.binary_search_by(|&(lo, hi)| if hi < cp { std::cmp::Ordering::Less } else if lo > cp { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Equal }).is_err()
 }
 
 /// `repr(x)` for a `float`: shortest round-trip digits; exponent notation when the decimal

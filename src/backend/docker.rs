@@ -1,0 +1,229 @@
+//! The Docker backend: builds through dockerd's embedded BuildKit with bollard (the gRPC
+//! Moby driver: secrets, cache mounts, the built-in Dockerfile frontend), follows progress
+//! with BuildKit's `Control.Status` ([`super::buildkit_status`]), tags into dockerd and
+//! pushes with bollard.
+
+use super::buildkit_status::{self, DaemonAddress};
+use super::BackendError;
+use crate::context::BuildPlan;
+use crate::progress::{Event, Progress};
+use crate::registry::auth::Credentials;
+use bollard::auth::DockerCredentials;
+use bollard::grpc::build::{ImageBuildFrontendOptions, ImageBuildLoadInput, ImageBuildPlatform, SecretSource};
+use bollard::grpc::driver::{moby::Moby, Build};
+use bollard::grpc::BuildRef;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+/// How long a build or push may take before the client gives up.
+const REQUEST_TIMEOUT_SECS: u64 = 3 * 3600;
+/// The daemon address when `DOCKER_HOST` is unset.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Whether an image exists: flytekit's `ImageSpec.exist()` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existence {
+    Yes,
+    No,
+    /// Could not tell (no permission, registry down…): flytekit's `None`.
+    Unknown(String),
+}
+
+/// A connected dockerd.
+pub struct DockerDaemon {
+    client: bollard::Docker,
+    host: String,
+    address: DaemonAddress,
+}
+
+impl DockerDaemon {
+    /// Connects to `DOCKER_HOST` (default `unix:///var/run/docker.sock`) and checks that the
+    /// daemon answers.
+    pub async fn connect() -> Result<DockerDaemon, BackendError> {
+        let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
+        let unreachable = |detail: String| BackendError::DaemonUnreachable { host: host.clone(), detail };
+        let address = DaemonAddress::parse(&host)
+            .ok_or_else(|| unreachable("DOCKER_HOST must be unix:///path or tcp://host:port".into()))?;
+        let client = match &address {
+            DaemonAddress::Unix(path) => bollard::Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION),
+            DaemonAddress::Tcp(addr) => bollard::Docker::connect_with_http(addr, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION),
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        let ping = tokio::time::timeout(std::time::Duration::from_secs(10), client.ping()).await;
+        match ping {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
+            Err(_) => return Err(unreachable("no answer within 10 s".into())),
+        }
+        let client = client.negotiate_version().await.map_err(|e| unreachable(root_cause(&e)))?;
+        Ok(DockerDaemon { client, host, address })
+    }
+
+    /// The daemon address in use.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// flytekit's `exist()` through dockerd: the registry's answer when the image names a
+    /// registry, else whether dockerd has it locally.
+    pub async fn exists(&self, image: &str, in_registry: bool, credentials: Option<&Credentials>) -> Existence {
+        if in_registry {
+            match self.client.inspect_registry_image(image, credentials.map(docker_credentials)).await {
+                Ok(_) => Existence::Yes,
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Existence::No,
+                Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                    if message.contains("not found") || message.contains("manifest unknown") =>
+                {
+                    Existence::No
+                }
+                Err(e) => Existence::Unknown(root_cause(&e)),
+            }
+        } else {
+            match self.client.inspect_image(image).await {
+                Ok(_) => Existence::Yes,
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Existence::No,
+                Err(e) => Existence::Unknown(root_cause(&e)),
+            }
+        }
+    }
+
+    /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
+    pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
+        if plan.platform.contains(',') {
+            return Err(BackendError::MultiPlatform { platform: plan.platform.clone() });
+        }
+        let context = plan.context_tar().map_err(|e| BackendError::Context(e.to_string()))?;
+        let mut options = ImageBuildFrontendOptions::builder();
+        let mut parts = plan.platform.split('/');
+        let (os, arch, variant) = (parts.next().unwrap_or("linux"), parts.next().unwrap_or("amd64"), parts.next());
+        options = options.platforms(&ImageBuildPlatform { os: os.into(), architecture: arch.into(), variant: variant.map(String::from) });
+        for secret in &plan.secrets {
+            options = options.set_secret(&secret.id, &SecretSource::File(secret.source.clone()));
+        }
+        if let Some(ca) = &plan.ca_bundle {
+            options = options.set_secret("imagespec_ca_bundle", &SecretSource::File(ca.clone()));
+        }
+        let build_ref = BuildRef::random();
+        let ref_id = build_ref.as_ref().to_string();
+
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let follower = tokio::spawn(buildkit_status::follow(self.address.clone(), ref_id, move |status| {
+            let _ = tx.send(status);
+        }));
+        let solve = Moby::new(&self.client).docker_build(
+            &plan.image,
+            options.build(),
+            ImageBuildLoadInput::Upload(context.into()),
+            None,
+            Some(build_ref),
+        );
+        tokio::pin!(solve);
+        let mut tracker = StepTracker::default();
+        let result = loop {
+            tokio::select! {
+                result = &mut solve => break result,
+                Some(status) = rx.recv() => tracker.apply(status, progress),
+            }
+        };
+        // Drain what the status stream still has (it ends with the build).
+        if let Ok(Ok(_)) = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await {}
+        while let Ok(status) = rx.try_recv() {
+            tracker.apply(status, progress);
+        }
+        result.map_err(|e| {
+            let (step, log) = tracker.failed();
+            BackendError::BuildFailed { step, message: grpc_message(&e), log }
+        })
+    }
+
+    /// Pushes `image` (`repo:tag`) with `credentials`, reporting per-layer progress.
+    pub async fn push(&self, image: &str, credentials: Option<&Credentials>, progress: &Progress) -> Result<(), BackendError> {
+        let (repo, tag) = crate::registry::split_tag(image);
+        let options = bollard::query_parameters::PushImageOptions { tag: tag.map(String::from), platform: None };
+        let mut stream = self.client.push_image(repo, Some(options), credentials.map(docker_credentials));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| BackendError::Push { image: image.to_string(), message: root_cause(&e) })?;
+            if let Some(detail) = info.error_detail {
+                return Err(BackendError::Push { image: image.to_string(), message: detail.message.unwrap_or_default() });
+            }
+            if let Some(status) = info.status.as_deref() {
+                let (current, total) = info.progress_detail.map_or((None, None), |d| (d.current, d.total));
+                progress.event(Event::Push { layer: "", status, current, total });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn docker_credentials(c: &Credentials) -> DockerCredentials {
+    if c.username == "<token>" {
+        DockerCredentials { identitytoken: Some(c.password.clone()), ..Default::default() }
+    } else {
+        DockerCredentials { username: Some(c.username.clone()), password: Some(c.password.clone()), ..Default::default() }
+    }
+}
+
+/// The innermost message of an error chain: one clear cause, not a stack of wrappers.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn grpc_message(e: &bollard::grpc::error::GrpcError) -> String {
+    let text = e.to_string();
+    // tonic statuses render as "status: Unknown, message: \"...\", details: ..."; keep the message.
+    match (text.find("message: \""), text.find("\", details")) {
+        (Some(a), Some(b)) if b > a + 10 => text[a + 10..b].replace("\\\"", "\"").replace("\\n", "\n"),
+        _ => text,
+    }
+}
+
+/// Turns BuildKit status messages into step events.
+#[derive(Default)]
+struct StepTracker {
+    names: HashMap<String, String>,
+    started: std::collections::HashSet<String>,
+    done: std::collections::HashSet<String>,
+    logs: HashMap<String, Vec<String>>,
+    failed: Option<(String, String)>,
+}
+
+impl StepTracker {
+    fn apply(&mut self, status: bollard_buildkit_proto::moby::buildkit::v1::StatusResponse, progress: &Progress) {
+        for v in status.vertexes {
+            self.names.insert(v.digest.clone(), v.name.clone());
+            if v.started.is_some() && self.started.insert(v.digest.clone()) && !v.cached {
+                progress.event(Event::StepStarted { id: &v.digest, name: &v.name });
+            }
+            if (v.completed.is_some() || v.cached) && self.done.insert(v.digest.clone()) {
+                let error = (!v.error.is_empty()).then_some(v.error.as_str());
+                if error.is_some() {
+                    self.failed = Some((v.digest.clone(), v.error.clone()));
+                }
+                if !v.name.starts_with("[internal]") || error.is_some() {
+                    progress.event(Event::StepDone { id: &v.digest, name: &v.name, cached: v.cached, error });
+                }
+            }
+        }
+        for log in status.logs {
+            let text = String::from_utf8_lossy(&log.msg).into_owned();
+            self.logs.entry(log.vertex.clone()).or_default().extend(text.lines().map(str::to_string));
+            progress.event(Event::Log { id: &log.vertex, text: &text });
+        }
+    }
+
+    /// The failing step's name and the tail of its output.
+    fn failed(&self) -> (Option<String>, Vec<String>) {
+        match &self.failed {
+            Some((digest, _)) => {
+                let log = self.logs.get(digest).cloned().unwrap_or_default();
+                let tail = log[log.len().saturating_sub(40)..].to_vec();
+                (self.names.get(digest).cloned(), tail)
+            }
+            None => (None, Vec::new()),
+        }
+    }
+}

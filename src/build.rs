@@ -1,0 +1,166 @@
+//! `build`: spec → tag → should-build decision → plan → backend → push, for one image and,
+//! first, for each nested base spec (flytekit's `ImageBuildEngine.build`).
+
+use crate::backend::docker::{DockerDaemon, Existence};
+use crate::backend::BackendError;
+use crate::context::{BuildPlan, RenderOptions};
+use crate::progress::{Event, Progress};
+use crate::spec::{NormalizedBase, NormalizedSpec};
+use crate::tag::{ImageTag, TagOptions};
+use crate::Error;
+use std::time::Instant;
+
+/// What the build does besides building.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Push to the spec's registry (flytekit: `FLYTE_PUSH_IMAGE_SPEC`, default true).
+    pub push: bool,
+    /// Rebuild and push even when the image exists (`FLYTE_FORCE_PUSH_IMAGE_SPEC`).
+    pub force: bool,
+    /// Fail when existence cannot be determined (`FLYTE_IMG_FAST_FAIL`), instead of assuming
+    /// the image exists as flytekit does.
+    pub fast_fail: bool,
+    pub render: RenderOptions,
+    pub tag: TagOptions,
+}
+
+impl BuildOptions {
+    /// Options with flytekit's environment variables applied.
+    pub fn from_env(render: RenderOptions, tag: TagOptions) -> BuildOptions {
+        let var = |name: &str| std::env::var(name).ok();
+        // flytekit: FLYTE_PUSH_IMAGE_SPEC is on unless it is "true"/"1" (case-insensitive);
+        // the two others use str2bool (anything but false/0/off/no is true).
+        let push = var("FLYTE_PUSH_IMAGE_SPEC").is_none_or(|v| matches!(v.to_lowercase().as_str(), "true" | "1"));
+        let str2bool = |v: Option<String>| v.is_some_and(|v| !matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no"));
+        BuildOptions {
+            push,
+            force: str2bool(var("FLYTE_FORCE_PUSH_IMAGE_SPEC")),
+            fast_fail: str2bool(var("FLYTE_IMG_FAST_FAIL")),
+            render,
+            tag,
+        }
+    }
+}
+
+/// What happened to an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Built (and pushed, when `pushed`).
+    Built,
+    /// Found in the registry: nothing to do.
+    Skipped,
+    /// Existence unknown: assumed to exist, as flytekit assumes.
+    Assumed,
+    /// `builder = "noop"`: the base image is used as is.
+    Noop,
+}
+
+/// The outcome for one image (and its base specs).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildOutcome {
+    pub image: String,
+    pub id: String,
+    pub tag: String,
+    pub action: Action,
+    pub pushed: bool,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<Box<BuildOutcome>>,
+}
+
+/// Builds `spec` (its base specs first) unless it already exists.
+pub async fn build(spec: &NormalizedSpec, options: &BuildOptions, progress: &Progress) -> Result<BuildOutcome, Error> {
+    let tag = crate::tag::compute(spec, &options.tag)?;
+    let mut daemon = None;
+    build_one(spec, &tag, options, progress, &mut daemon).await
+}
+
+async fn connect(daemon: &mut Option<DockerDaemon>) -> Result<&DockerDaemon, BackendError> {
+    if daemon.is_none() {
+        *daemon = Some(DockerDaemon::connect().await?);
+    }
+    Ok(daemon.as_ref().expect("just connected"))
+}
+
+fn build_one<'a>(
+    spec: &'a NormalizedSpec,
+    tag: &'a ImageTag,
+    options: &'a BuildOptions,
+    progress: &'a Progress,
+    daemon: &'a mut Option<DockerDaemon>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<BuildOutcome, Error>> + 'a>> {
+    Box::pin(async move {
+        let started = Instant::now();
+        let base = match (spec.base(), &tag.base) {
+            (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) => {
+                Some(Box::new(build_one(inner, inner_tag, options, progress, daemon).await?))
+            }
+            _ => None,
+        };
+        let outcome = |action, pushed, image: String| BuildOutcome {
+            image,
+            id: tag.id.clone(),
+            tag: tag.tag.clone(),
+            action,
+            pushed,
+            seconds: started.elapsed().as_secs_f64(),
+            base: base.clone(),
+        };
+        let builder = spec.builder.as_deref().unwrap_or("default");
+        match builder {
+            "noop" => {
+                let image = match spec.base() {
+                    Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
+                    Some(NormalizedBase::Spec(_)) => base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
+                    _ => return Err(Error::Builder { name: spec.name().into(), message: "base_image must be a string to use the noop image builder".into() }),
+                };
+                progress.event(Event::Info(&format!("Using image: {image}")));
+                return Ok(outcome(Action::Noop, false, image));
+            }
+            "default" | "imagespec" | "docker" => {}
+            other => {
+                return Err(Error::Builder {
+                    name: spec.name().into(),
+                    message: format!("builder `{other}` is not available; use `default` (Docker/BuildKit) or `noop`"),
+                })
+            }
+        }
+
+        let image = tag.image.clone();
+        let has_registry = spec.registry().is_some();
+        let credentials = match has_registry {
+            true => {
+                let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+                crate::registry::auth::lookup(crate::registry::registry_host(&image), config.as_deref()).map_err(BackendError::from)?
+            }
+            false => None,
+        };
+        let d = connect(daemon).await?;
+        match d.exists(&image, has_registry, credentials.as_ref()).await {
+            Existence::Yes if !options.force => {
+                progress.event(Event::Info(&format!("{image} exists, skipped")));
+                return Ok(outcome(Action::Skipped, false, image));
+            }
+            Existence::Yes => progress.event(Event::Info(&format!("Overwriting existing image {image}"))),
+            Existence::No => progress.event(Event::Info(&format!("{image} not found, building"))),
+            Existence::Unknown(reason) if options.fast_fail => {
+                return Err(BackendError::ExistsUnknown { image, reason }.into());
+            }
+            Existence::Unknown(reason) => {
+                progress.event(Event::Info(&format!("cannot tell whether {image} exists ({reason}); assuming it does, as flytekit does (set FLYTE_IMG_FAST_FAIL=true to fail instead)")));
+                return Ok(outcome(Action::Assumed, false, image));
+            }
+        }
+
+        let plan = BuildPlan::new(spec, tag, &options.render)?;
+        d.build(&plan, progress).await?;
+        crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+        let pushed = has_registry && options.push;
+        if pushed {
+            progress.event(Event::Info(&format!("pushing {image}")));
+            d.push(&image, credentials.as_ref(), progress).await?;
+        }
+        Ok(outcome(Action::Built, pushed, image))
+    })
+}
