@@ -158,8 +158,12 @@ fn build_one<'a>(
         crate::tag::verify_unchanged(spec, &options.tag, tag)?;
         let pushed = has_registry && options.push;
         if pushed {
-            progress.event(Event::Info(&format!("pushing {image}")));
-            d.push(&image, credentials.as_ref(), progress).await?;
+            let step = format!("push {image}");
+            progress.event(Event::StepStarted { id: "push", name: &step });
+            let result = d.push(&image, credentials.as_ref(), progress).await;
+            let error = result.as_ref().err().map(ToString::to_string);
+            progress.event(Event::StepDone { id: "push", name: &step, cached: false, error: error.as_deref() });
+            result?;
         }
         Ok(outcome(Action::Built, pushed, image))
     })

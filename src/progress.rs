@@ -33,8 +33,8 @@ pub enum Event<'a> {
     StepDone { id: &'a str, name: &'a str, cached: bool, error: Option<&'a str> },
     /// Output of a build step.
     Log { id: &'a str, text: &'a str },
-    /// Push progress of one layer (`current`/`total` bytes when known).
-    Push { layer: &'a str, status: &'a str, current: Option<i64>, total: Option<i64> },
+    /// Push progress of a layer (`current`/`total` bytes when known).
+    Push { status: &'a str, current: Option<i64>, total: Option<i64> },
 }
 
 struct Step {
@@ -158,10 +158,10 @@ impl Progress {
                     s.log.extend(text.lines().map(str::to_string));
                 }
             }
-            Event::Push { layer, status, current, total } => {
-                self.json(json!({"event": "push", "layer": layer, "status": status, "current": current, "total": total}));
+            Event::Push { status, current, total } => {
+                self.json(json!({"event": "push", "status": status, "current": current, "total": total}));
                 if self.mode == Mode::Plain && (status.starts_with("Pushed") || status.contains("exists")) {
-                    eprintln!("   push {layer}: {status}");
+                    eprintln!("   | {}", if status.starts_with("Pushed") { "layer pushed" } else { "layer already exists" });
                 }
             }
         }

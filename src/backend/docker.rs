@@ -148,7 +148,7 @@ impl DockerDaemon {
             }
             if let Some(status) = info.status.as_deref() {
                 let (current, total) = info.progress_detail.map_or((None, None), |d| (d.current, d.total));
-                progress.event(Event::Push { layer: "", status, current, total });
+                progress.event(Event::Push { status, current, total });
             }
         }
         Ok(())
@@ -173,11 +173,11 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn grpc_message(e: &bollard::grpc::error::GrpcError) -> String {
+    // bollard renders "Grpc response failure: status = ..., message = <BuildKit's message>".
     let text = e.to_string();
-    // tonic statuses render as "status: Unknown, message: \"...\", details: ..."; keep the message.
-    match (text.find("message: \""), text.find("\", details")) {
-        (Some(a), Some(b)) if b > a + 10 => text[a + 10..b].replace("\\\"", "\"").replace("\\n", "\n"),
-        _ => text,
+    match text.find("message = ") {
+        Some(i) => text[i + "message = ".len()..].trim_matches('"').to_string(),
+        None => text,
     }
 }
 
@@ -188,6 +188,7 @@ struct StepTracker {
     started: std::collections::HashSet<String>,
     done: std::collections::HashSet<String>,
     logs: HashMap<String, Vec<String>>,
+    partial: HashMap<String, String>,
     failed: Option<(String, String)>,
 }
 
@@ -199,6 +200,10 @@ impl StepTracker {
                 progress.event(Event::StepStarted { id: &v.digest, name: &v.name });
             }
             if (v.completed.is_some() || v.cached) && self.done.insert(v.digest.clone()) {
+                if let Some(rest) = self.partial.remove(&v.digest).filter(|r| !r.is_empty()) {
+                    self.logs.entry(v.digest.clone()).or_default().push(rest.clone());
+                    progress.event(Event::Log { id: &v.digest, text: &rest });
+                }
                 let error = (!v.error.is_empty()).then_some(v.error.as_str());
                 if error.is_some() {
                     self.failed = Some((v.digest.clone(), v.error.clone()));
@@ -209,9 +214,14 @@ impl StepTracker {
             }
         }
         for log in status.logs {
-            let text = String::from_utf8_lossy(&log.msg).into_owned();
-            self.logs.entry(log.vertex.clone()).or_default().extend(text.lines().map(str::to_string));
-            progress.event(Event::Log { id: &log.vertex, text: &text });
+            // BuildKit sends output in chunks that may end mid-line: pass on whole lines.
+            let pending = self.partial.entry(log.vertex.clone()).or_default();
+            pending.push_str(&String::from_utf8_lossy(&log.msg));
+            if let Some(end) = pending.rfind('\n') {
+                let complete: String = pending.drain(..=end).collect();
+                self.logs.entry(log.vertex.clone()).or_default().extend(complete.lines().map(str::to_string));
+                progress.event(Event::Log { id: &log.vertex, text: &complete });
+            }
         }
     }
 

@@ -19,6 +19,8 @@ pub enum Command {
     Tag(SpecArgs),
     /// Write the build context (Dockerfile and every file it needs) to a directory.
     Render(RenderArgs),
+    /// Build the image (base specs first) with Docker's BuildKit and push it, unless it exists.
+    Build(BuildArgs),
 }
 
 /// Which spec, and what only a running program would otherwise know.
@@ -70,4 +72,24 @@ pub struct RenderFlags {
     /// TLS-intercepting proxy's CA: mounted as a BuildKit secret, never left in the image.
     #[arg(long, value_name = "FILE", env = "IMAGESPEC_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub render: RenderFlags,
+    /// Keep the image in the daemon; do not push (also `FLYTE_PUSH_IMAGE_SPEC=false`).
+    #[arg(long)]
+    pub no_push: bool,
+    /// Build and push even if the image exists (also `FLYTE_FORCE_PUSH_IMAGE_SPEC=true`).
+    #[arg(long)]
+    pub force: bool,
+    /// Machine-readable output: one JSON object per line on stdout, the last the result.
+    #[arg(long)]
+    pub json: bool,
+    /// Only errors on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
 }

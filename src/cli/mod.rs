@@ -1,6 +1,7 @@
 //! The `imagespec` commands: each parses nothing itself and calls the library.
 
 pub mod args;
+mod build;
 mod inspect;
 mod render;
 mod tag;
@@ -14,6 +15,7 @@ pub fn run(cli: args::Cli) -> Result<(), Error> {
         args::Command::Inspect(a) => inspect::run(&a),
         args::Command::Tag(a) => tag::run(&a),
         args::Command::Render(a) => render::run(&a),
+        args::Command::Build(a) => build::run(&a),
     }
 }
 

@@ -1,0 +1,53 @@
+//! `imagespec build SPEC`: build (and push) unless the image exists.
+
+use super::args::BuildArgs;
+use imagespec::build::{Action, BuildOptions, BuildOutcome};
+use imagespec::progress::Progress;
+use imagespec::{Error, NormalizedSpec};
+use serde_json::json;
+
+pub fn run(args: &BuildArgs) -> Result<(), Error> {
+    let progress = Progress::new(args.json, args.quiet);
+    let result = run_with(args, &progress);
+    if let Err(e) = &result {
+        progress.json(json!({"event": "error", "message": e.to_string(), "exit_code": e.exit_code()}));
+    }
+    result
+}
+
+fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
+    let file = super::load(&args.spec)?;
+    let chosen: Vec<(&str, &NormalizedSpec)> = match (&args.spec.image, file.is_multi()) {
+        (None, true) => file.images()?,
+        (key, _) => vec![file.select(key.as_deref())?],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { context: "starting the async runtime".into(), source })?;
+    for (_, spec) in chosen {
+        let mut options = BuildOptions::from_env(super::render::options(&args.render), super::tag_options(&args.spec, spec)?);
+        options.push &= !args.no_push;
+        options.force |= args.force;
+        let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
+        report(&outcome, progress);
+    }
+    Ok(())
+}
+
+fn report(outcome: &BuildOutcome, progress: &Progress) {
+    progress.json(json!({"event": "result", "image": outcome.image, "id": outcome.id, "tag": outcome.tag, "action": outcome.action, "pushed": outcome.pushed, "seconds": outcome.seconds, "base": outcome.base}));
+    if progress.mode() == imagespec::progress::Mode::Json {
+        return;
+    }
+    println!("{}", outcome.image);
+    let what = match (outcome.action, outcome.pushed) {
+        (Action::Built, true) => "built and pushed",
+        (Action::Built, false) => "built",
+        // Already said, in one line, by the build itself.
+        _ => return,
+    };
+    if progress.mode() != imagespec::progress::Mode::Quiet {
+        eprintln!("{} {what} in {:.1}s", outcome.image, outcome.seconds);
+    }
+}
