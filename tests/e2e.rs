@@ -1,0 +1,282 @@
+//! End-to-end: real dockerd (BuildKit) and a real registry, started by `scripts/test.sh`
+//! (`scripts/e2e/up.sh`), checked from the outside with skopeo and `docker run`, never by
+//! asking imagespec whether it worked. Without the services these tests fail under `CI`, and
+//! say why and pass elsewhere.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+const DOCKER: &str = "/usr/bin/docker";
+
+struct Env {
+    registry: String,
+    base_python: String,
+    uv_image: String,
+    ca_bundle: String,
+}
+
+/// The harness's services, or `None` (and a note) when they are not running outside CI.
+fn services() -> Option<Env> {
+    let file = std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let get = |key: &str| {
+        std::env::var(key).ok().or_else(|| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)))
+    };
+    let up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
+        Process::new("curl").args(["-sf", &format!("http://{r}/v2/")]).output().is_ok_and(|o| o.status.success())
+    }) && Process::new(DOCKER).arg("version").output().is_ok_and(|o| o.status.success());
+    if !up {
+        assert!(std::env::var_os("CI").is_none(), "e2e services are not running ({file}); scripts/test.sh starts them");
+        eprintln!("e2e services not running: start them with scripts/e2e/up.sh && scripts/e2e/base-images.sh");
+        return None;
+    }
+    Some(Env {
+        registry: "localhost:5000".into(),
+        base_python: get("IMAGESPEC_E2E_BASE_PYTHON").unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
+        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
+        ca_bundle: get("IMAGESPEC_E2E_CA_BUNDLE").unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
+    })
+}
+
+/// A value unique to this run, so the first build of each test really builds.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+fn sh(dir: &Path, script: &str) {
+    let status = Process::new("bash").args(["-euc", script]).current_dir(dir).status().expect("bash");
+    assert!(status.success(), "{script}");
+}
+
+fn output(cmd: &mut Process) -> String {
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `imagespec build --json ARGS`: every JSON event line, the result last.
+fn build_json(dir: &Path, args: &[&str]) -> (bool, Vec<Value>, String) {
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir)
+        .env("IMAGESPEC_NO_CACHE", "1")
+        .args(["build", "--json"])
+        .args(args)
+        .output()
+        .expect("run imagespec");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let events = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    (out.status.success(), events, stdout + &String::from_utf8_lossy(&out.stderr))
+}
+
+fn result(events: &[Value]) -> &Value {
+    events.iter().rev().find(|e| e["event"] == "result").expect("a result event")
+}
+
+fn inspect_json(dir: &Path, spec: &str) -> Value {
+    let out = Command::cargo_bin("imagespec").expect("binary").current_dir(dir).args(["inspect", spec, "--json"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// The acceptance test of the Docker backend (issue 3): a realistic spec builds and pushes;
+/// from outside, the image has the packages, exactly the hashed files under /root, the id,
+/// the user and no trace of the secret; a second run builds nothing.
+#[test]
+fn realistic_spec_builds_pushes_and_is_correct_from_outside() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let secret = format!("s3cr3t-{}", run_id());
+    std::fs::write(d.join("pip-secret.txt"), &secret).expect("secret");
+    sh(
+        d,
+        r#"
+        mkdir -p proj/wf proj/data proj/build proj/scratch proj/extra
+        cd proj
+        printf 'import yaml\n\ndef main():\n    return yaml.safe_dump({"ok": 1})\n' > wf/main.py
+        printf '' > wf/__init__.py
+        printf 'x,y\n1,2\n' > data/table.csv
+        printf 'build output\n' > build/out.bin
+        printf 'debug\n' > debug.log
+        printf 'scratch notes\n' > scratch/notes.txt
+        printf 'tracked but ignored\n' > keep.log
+        printf 'k = 1\n' > extra/settings.ini
+        printf '*.log\nbuild/\nextra/\n' > .gitignore
+        printf 'scratch\n' > .dockerignore
+        printf 'requests\n\n' > requirements.txt
+        git init -q . && git add wf data .gitignore .dockerignore requirements.txt && git add -f keep.log
+        git -c user.name=t -c user.email=t@t commit -qm init
+        "#,
+    );
+    let spec = format!(
+        r#"
+name = "acceptance"
+registry = "{registry}"
+base_image = "{base}"
+apt_packages = ["jq"]
+packages = ["pyyaml"]
+requirements = "requirements.txt"
+env = {{ APP_ENV = "e2e", RUN_ID = "{run}" }}
+commands = ["jq --version", "python -c 'import requests, yaml'"]
+copy = ["extra/settings.ini"]
+source_root = "."
+source_copy_mode = "all"
+pip_secret_mounts = [["../pip-secret.txt", "/run/secrets/pip-token"]]
+builder_config = {{ uv_image = "{uv}" }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+        run = run_id()
+    );
+    std::fs::write(d.join("proj/spec.toml"), spec).expect("spec");
+    let proj = d.join("proj");
+    let expected = inspect_json(&proj, "spec.toml");
+    let image = expected["image"].as_str().expect("image").to_string();
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "build failed:\n{log}");
+    assert_eq!(result(&events)["action"], "built");
+    assert_eq!(result(&events)["pushed"], true);
+    assert!(events.iter().any(|e| e["event"] == "step" && e["state"] == "done"), "progress events were streamed");
+    assert!(!log.contains(&secret), "the secret appears in the build output");
+
+    // The registry has it, with flytekit's id and the flytekit user (skopeo, not us).
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--tls-verify=false", "--config", &format!("docker://{image}")])))
+        .expect("skopeo json");
+    let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("Env").iter().filter_map(Value::as_str).collect();
+    assert!(env_list.contains(&format!("_F_IMG_ID={}", expected["id"].as_str().expect("id")).as_str()), "{env_list:?}");
+    assert!(env_list.contains(&"APP_ENV=e2e"), "{env_list:?}");
+    assert_eq!(config["config"]["User"], "flytekit");
+    let history = config["history"].to_string();
+    assert!(!history.contains(&secret), "the secret appears in the image history");
+
+    // Run it: /root holds exactly the hashed source files plus the copy entry (beyond what
+    // the base image has there), imports work, the user is flytekit.
+    let list_root = "cd /root && find . -path ./.venv -prune -o -type f -print | sort";
+    let base_root = output(Process::new(DOCKER).args(["run", "--rm", &env.base_python, "bash", "-c", list_root]));
+    let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
+    let ran = output(Process::new(DOCKER).args([
+        "run", "--rm", &image, "bash", "-c",
+        &format!("{list_root} && echo --- && python -c 'import requests, yaml, flytekit, wf.main; print(wf.main.main().strip())' && id -un"),
+    ]));
+    let (listing, rest) = ran.split_once("---\n").expect("marker");
+    assert_eq!(rest.lines().collect::<Vec<_>>(), ["ok: 1", "flytekit"]);
+    let base_files: BTreeSet<&str> = base_root.lines().collect();
+    let in_root: BTreeSet<String> = listing
+        .lines()
+        .filter(|l| !base_files.contains(l))
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect();
+    let mut want: BTreeSet<String> =
+        expected["source"]["files"].as_array().expect("files").iter().filter_map(Value::as_str).map(String::from).collect();
+    assert!(want.contains("keep.log"), "tracked files are never ignored");
+    for ignored in ["debug.log", "build/out.bin", "scratch/notes.txt", "extra/settings.ini"] {
+        assert!(!want.contains(ignored), "{ignored} must be ignored");
+    }
+    want.insert("extra/settings.ini".into());
+    assert_eq!(in_root, want, "files under /root");
+
+    // No layer holds the secret.
+    let saved = d.join("image.tar");
+    output(Process::new(DOCKER).args(["pull", &image]));
+    output(Process::new(DOCKER).args(["save", "-o", saved.to_str().expect("path"), &image]));
+    assert!(!tar_contains(&saved, secret.as_bytes()), "a layer contains the secret");
+
+    // A second build finds it and builds nothing.
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["action"], "skipped");
+    assert!(events.iter().any(|e| e["event"] == "info" && e["message"].as_str().is_some_and(|m| m.ends_with("exists, skipped"))));
+    assert!(!events.iter().any(|e| e["event"] == "step"), "no build step ran");
+}
+
+/// Whether `needle` occurs in the tar at `path` or in any (possibly gzipped) tar inside it.
+fn tar_contains(path: &Path, needle: &[u8]) -> bool {
+    let bytes = std::fs::read(path).expect("read tar");
+    contains_nested(&bytes, needle, 0)
+}
+
+fn contains_nested(bytes: &[u8], needle: &[u8], depth: u32) -> bool {
+    if bytes.windows(needle.len()).any(|w| w == needle) {
+        return true;
+    }
+    if depth > 2 {
+        return false;
+    }
+    let mut archive = tar::Archive::new(bytes);
+    let Ok(entries) = archive.entries() else { return false };
+    for entry in entries.flatten() {
+        let mut entry = entry;
+        let mut content = Vec::new();
+        if std::io::Read::read_to_end(&mut entry, &mut content).is_ok() && content.len() > 512 && contains_nested(&content, needle, depth + 1) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Behind a TLS-intercepting proxy pip/uv fail unless told the proxy's CA: `--ca-bundle`
+/// fixes the build and leaves nothing in the image.
+#[test]
+fn ca_bundle_reaches_network_steps_and_stays_out_of_the_image() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // SSL_CERT_FILE pointing nowhere: what a base without the proxy's CA amounts to.
+    let spec = format!(
+        r#"
+name = "ca-bundle"
+registry = "{registry}"
+base_image = "{base}"
+packages = ["six"]
+env = {{ SSL_CERT_FILE = "/etc/ssl/no-such-bundle.pem", REQUESTS_CA_BUNDLE = "/etc/ssl/no-such-bundle.pem", RUN_ID = "{run}" }}
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+        run = run_id()
+    );
+    std::fs::write(d.join("spec.toml"), spec).expect("spec");
+    let (ok, events, log) = build_json(d, &["spec.toml", "--no-push"]);
+    assert!(!ok, "without the CA the install must fail here:\n{log}");
+    let failed = events.iter().find(|e| e["event"] == "step" && e["state"] == "failed").expect("a failed step event");
+    assert!(failed["name"].as_str().is_some_and(|n| n.contains("uv pip install")), "{failed}");
+
+    let (ok, events, log) = build_json(d, &["spec.toml", "--ca-bundle", &env.ca_bundle]);
+    assert!(ok, "with --ca-bundle the build must pass:\n{log}");
+    let image = result(&events)["image"].as_str().expect("image").to_string();
+    let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
+    // BuildKit may leave an empty mount point behind; the bundle's content must not be there.
+    let check = output(Process::new(DOCKER).args([
+        "run", "--rm", &image, "bash", "-c",
+        "python -c 'import six' && if [ -s /run/imagespec/ca-bundle.crt ]; then echo LEAKED; else echo clean; fi",
+    ]));
+    assert_eq!(check.trim(), "clean");
+}
+
+/// A missing daemon is one clear error.
+#[test]
+fn unreachable_daemon_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.toml"), "name = \"x\"\nregistry = \"localhost:5000\"\n").expect("spec");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", format!("unix://{}/no.sock", dir.path().display()))
+        .args(["build", "spec.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("dockerd is not reachable at unix://") && stderr.contains("start it or set DOCKER_HOST"), "{stderr}");
+    let _ = PathBuf::new();
+}
