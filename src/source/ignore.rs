@@ -27,14 +27,45 @@ pub const STANDARD_PATTERNS: [&str; 5] = ["*.pyc", ".cache", ".cache/*", "__pyca
 pub struct IgnoreGroup {
     root: String,
     root_dir: std::path::PathBuf,
-    git_ignored: HashSet<String>,
+    /// git's answer, asked in the background while the tree is walked (see [`Git`]).
+    git: Git,
     /// `git ls-files -io --exclude-standard --directory`, asked only when a walked path,
     /// joined to the root again, names a directory (see [`IgnoreGroup::git`]).
     git_ignored_dirs: std::sync::OnceLock<HashSet<String>>,
     docker: Vec<DockerPattern>,
     standard: Vec<Glob>,
-    /// Everything the rules depend on besides the file list, for caching digests.
-    pub fingerprint: String,
+    dockerignore: String,
+}
+
+/// `git ls-files -io --exclude-standard`, started at once and read when first needed.
+#[derive(Debug)]
+struct Git {
+    child: std::sync::Mutex<Option<std::process::Child>>,
+    answer: std::sync::OnceLock<(HashSet<String>, String)>,
+}
+
+impl Git {
+    fn start(dir: &Path) -> Git {
+        let child = Command::new("git")
+            .args(["ls-files", "-io", "--exclude-standard"])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok();
+        Git { child: std::sync::Mutex::new(child), answer: std::sync::OnceLock::new() }
+    }
+
+    fn answer(&self) -> &(HashSet<String>, String) {
+        self.answer.get_or_init(|| {
+            let child = self.child.lock().ok().and_then(|mut c| c.take());
+            match child.map(|c| c.wait_with_output()) {
+                Some(Ok(out)) if out.status.success() => split_git_output(&out.stdout),
+                _ => (HashSet::new(), String::new()),
+            }
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -48,7 +79,7 @@ impl IgnoreGroup {
     /// Loads the rules for `root` (as written in the spec), `cwd` anchoring relative paths.
     pub fn new(root: &str, cwd: &Path) -> Result<IgnoreGroup, PatternError> {
         let root_dir = cwd.join(root);
-        let (git_ignored, git_raw) = git_ignored_files(&root_dir, false);
+        let git = Git::start(&root_dir);
         let dockerignore = std::fs::read_to_string(root_dir.join(".dockerignore")).ok();
         let mut docker = Vec::new();
         let lines = dockerignore.as_deref().map(python_readlines).unwrap_or_default();
@@ -60,16 +91,39 @@ impl IgnoreGroup {
         // docker-py always appends `!.dockerignore`.
         docker.push(docker_pattern("!.dockerignore")?.expect("non-empty pattern"));
         let standard = STANDARD_PATTERNS.iter().map(|p| fnmatch::python(p)).collect::<Result<_, _>>()?;
-        let fingerprint = format!("{git_raw}\0{}", dockerignore.unwrap_or_default());
-        Ok(IgnoreGroup { root: root.to_string(), root_dir, git_ignored_dirs: std::sync::OnceLock::new(), git_ignored, docker, standard, fingerprint })
+        Ok(IgnoreGroup {
+            root: root.to_string(),
+            root_dir,
+            git_ignored_dirs: std::sync::OnceLock::new(),
+            git,
+            docker,
+            standard,
+            dockerignore: dockerignore.unwrap_or_default(),
+        })
     }
 
     /// `IgnoreGroup.is_ignored(path)` for a path as flytekit's walk produced it (`walked`),
     /// with `rel` = `os.path.relpath(walked, root)`, which flytekit substitutes for absolute
     /// paths.
     pub fn is_ignored(&self, walked: &str, rel: &str) -> bool {
+        self.is_ignored_by_patterns(walked, rel) || self.is_ignored_by_git(walked, rel)
+    }
+
+    /// The `.dockerignore` and standard rules only (no need to wait for git).
+    pub fn is_ignored_by_patterns(&self, walked: &str, rel: &str) -> bool {
         let path = if pypath::isabs(walked) { rel } else { walked };
-        self.git(path, rel) || self.docker(path) || self.standard.iter().any(|g| g.matches(path))
+        self.docker(path) || self.standard.iter().any(|g| g.matches(path))
+    }
+
+    /// The `.gitignore` rules (waits for git's answer).
+    pub fn is_ignored_by_git(&self, walked: &str, rel: &str) -> bool {
+        let path = if pypath::isabs(walked) { rel } else { walked };
+        self.git(path, rel)
+    }
+
+    /// Everything the rules depend on besides the file list, for caching digests.
+    pub fn fingerprint(&self) -> String {
+        format!("{}\0{}", self.git.answer().1, self.dockerignore)
     }
 
     /// flytekit's `GitIgnore._is_ignored`: the path is in git's ignored list; or, when
@@ -77,11 +131,12 @@ impl IgnoreGroup {
     /// than `.`, where the walked path `src/a` is joined again to `src/src/a`), its `dir/`
     /// form is in git's ignored directories. A quirk, reproduced because it decides the tag.
     fn git(&self, path: &str, rel: &str) -> bool {
-        if self.git_ignored.is_empty() {
+        let ignored = &self.git.answer().0;
+        if ignored.is_empty() {
             return false;
         }
         let posix = pypath::pure_posix(path);
-        if self.git_ignored.contains(&posix) {
+        if ignored.contains(&posix) {
             return true;
         }
         let joined = pypath::join(&self.root, path);
@@ -160,14 +215,16 @@ fn git_ignored_files(dir: &Path, directories: bool) -> (HashSet<String>, String)
     if directories {
         cmd.arg("--directory");
     }
-    let output = cmd.output();
-    match output {
-        Ok(out) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let mut lines: Vec<&str> = text.split('\n').collect();
-            lines.pop();
-            (lines.into_iter().map(str::to_string).collect(), text)
-        }
+    match cmd.output() {
+        Ok(out) if out.status.success() => split_git_output(&out.stdout),
         _ => (HashSet::new(), String::new()),
     }
+}
+
+/// `stdout.decode().split("\n")[:-1]`, as flytekit splits git's answer.
+fn split_git_output(stdout: &[u8]) -> (HashSet<String>, String) {
+    let text = String::from_utf8_lossy(stdout).into_owned();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    lines.pop();
+    (lines.into_iter().map(str::to_string).collect(), text)
 }

@@ -31,13 +31,16 @@ impl SourceSet {
         check_root(root, cwd)?;
         let ignore = IgnoreGroup::new(root, cwd)?;
         let mut walked = walk_dir(root, "", &cwd.join(root), &ignore)?;
+        // git answered meanwhile; its rules apply last (the result is the same: a file is
+        // kept only when no rule ignores it).
+        walked.retain(|w| !ignore.is_ignored_by_git(&w.py_path, &w.rel));
         // flytekit sorts the walked path strings; they share the root prefix, so this is the
         // order of the relative paths.
         walked.par_sort_unstable_by(|a, b| a.py_path.cmp(&b.py_path));
         let files: Vec<SourceFile> = walked.iter().map(|w| SourceFile { rel: w.rel.clone(), path: w.path.clone() }).collect();
         let hashed: Vec<HashedFile> =
             files.iter().zip(&walked).map(|(f, w)| HashedFile { path: &f.path, rel: &f.rel, meta: &w.meta }).collect();
-        let digest = hash_files(&hashed, &ignore.fingerprint)?;
+        let digest = hash_files(&hashed, &ignore.fingerprint())?;
         Ok(SourceSet { files, digest })
     }
 
@@ -128,14 +131,16 @@ fn examine(entry: &fs::DirEntry, py_dir: &str, rel_dir: &str, ignore: &IgnoreGro
         }
         return Ok(Entry::Dir { py: pypath::join(py_dir, name), rel, path });
     }
-    // os.path.exists follows links: broken links are skipped, as are sockets.
-    let Ok(meta) = fs::metadata(&path) else { return Ok(Entry::Skip) };
+    // os.path.exists follows links: broken links are skipped, as are sockets. For a non-link
+    // the entry's own stat is the same and cheaper (fstatat on the open directory).
+    let meta = if file_type.is_symlink() { fs::metadata(&path) } else { entry.metadata() };
+    let Ok(meta) = meta else { return Ok(Entry::Skip) };
     let ft = meta.file_type();
     if ft.is_socket() {
         return Ok(Entry::Skip);
     }
     let py_path = pypath::join(py_dir, name);
-    if ignore.is_ignored(&py_path, &rel) {
+    if ignore.is_ignored_by_patterns(&py_path, &rel) {
         return Ok(Entry::Skip);
     }
     if ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
