@@ -2,6 +2,7 @@
 //! first, for each nested base spec (flytekit's `ImageBuildEngine.build`).
 
 use crate::backend::docker::{DockerDaemon, Existence};
+use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
 use crate::backend::BackendError;
 use crate::context::{BuildPlan, RenderOptions};
 use crate::progress::{Event, Progress};
@@ -136,8 +137,19 @@ fn build_one<'a>(
             }
             false => None,
         };
-        let d = connect(daemon).await?;
-        match d.exists(&image, has_registry, credentials.as_ref()).await {
+        // The registry answers directly (no daemon needed to find an image that exists);
+        // without a registry, the local daemon is asked, as flytekit does.
+        let existence = if has_registry {
+            let client = RegistryClient::new(crate::registry::registry_host(&image), credentials.as_ref());
+            match client.exists(&image).await {
+                RegistryExistence::Yes => Existence::Yes,
+                RegistryExistence::No => Existence::No,
+                RegistryExistence::Unknown(reason) => Existence::Unknown(reason),
+            }
+        } else {
+            connect(daemon).await?.exists_locally(&image).await
+        };
+        match existence {
             Existence::Yes if !options.force => {
                 progress.event(Event::Info(&format!("{image} exists, skipped")));
                 return Ok(outcome(Action::Skipped, false, image));
@@ -154,6 +166,7 @@ fn build_one<'a>(
         }
 
         let plan = BuildPlan::new(spec, tag, &options.render)?;
+        let d = connect(daemon).await?;
         d.build(&plan, progress).await?;
         crate::tag::verify_unchanged(spec, &options.tag, tag)?;
         let pushed = has_registry && options.push;

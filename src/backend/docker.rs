@@ -64,26 +64,13 @@ impl DockerDaemon {
         &self.host
     }
 
-    /// flytekit's `exist()` through dockerd: the registry's answer when the image names a
-    /// registry, else whether dockerd has it locally.
-    pub async fn exists(&self, image: &str, in_registry: bool, credentials: Option<&Credentials>) -> Existence {
-        if in_registry {
-            match self.client.inspect_registry_image(image, credentials.map(docker_credentials)).await {
-                Ok(_) => Existence::Yes,
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Existence::No,
-                Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-                    if message.contains("not found") || message.contains("manifest unknown") =>
-                {
-                    Existence::No
-                }
-                Err(e) => Existence::Unknown(root_cause(&e)),
-            }
-        } else {
-            match self.client.inspect_image(image).await {
-                Ok(_) => Existence::Yes,
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Existence::No,
-                Err(e) => Existence::Unknown(root_cause(&e)),
-            }
+    /// Whether dockerd has `image` locally (flytekit's `exist()` for a spec without a
+    /// registry; with one, the registry is asked directly: [`crate::registry::client`]).
+    pub async fn exists_locally(&self, image: &str) -> Existence {
+        match self.client.inspect_image(image).await {
+            Ok(_) => Existence::Yes,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Existence::No,
+            Err(e) => Existence::Unknown(root_cause(&e)),
         }
     }
 

@@ -2,6 +2,7 @@
 //! references split into their parts.
 
 pub mod auth;
+pub mod client;
 
 /// The registry host of an image reference (`docker.io` when it names none), as Docker
 /// decides it: the first component is a host when it has a `.` or `:`, or is `localhost`.
