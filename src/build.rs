@@ -70,6 +70,28 @@ pub struct BuildOutcome {
     pub base: Option<Box<BuildOutcome>>,
 }
 
+/// flytekit's `exist()`: the registry answers directly when the spec names one (no daemon
+/// needed to find an image that exists); without a registry, the local daemon is asked.
+pub async fn exists(spec: &NormalizedSpec, image: &str) -> Result<Existence, Error> {
+    if spec.registry().is_some() {
+        let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+        let credentials =
+            crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref()).map_err(BackendError::from)?;
+        Ok(registry_exists(image, credentials.as_ref()).await)
+    } else {
+        Ok(DockerDaemon::connect().await?.exists_locally(image).await)
+    }
+}
+
+async fn registry_exists(image: &str, credentials: Option<&crate::registry::auth::Credentials>) -> Existence {
+    let client = RegistryClient::new(crate::registry::registry_host(image), credentials);
+    match client.exists(image).await {
+        RegistryExistence::Yes => Existence::Yes,
+        RegistryExistence::No => Existence::No,
+        RegistryExistence::Unknown(reason) => Existence::Unknown(reason),
+    }
+}
+
 /// Builds `spec` (its base specs first) unless it already exists.
 pub async fn build(spec: &NormalizedSpec, options: &BuildOptions, progress: &Progress) -> Result<BuildOutcome, Error> {
     let tag = crate::tag::compute(spec, &options.tag)?;
@@ -137,15 +159,8 @@ fn build_one<'a>(
             }
             false => None,
         };
-        // The registry answers directly (no daemon needed to find an image that exists);
-        // without a registry, the local daemon is asked, as flytekit does.
         let existence = if has_registry {
-            let client = RegistryClient::new(crate::registry::registry_host(&image), credentials.as_ref());
-            match client.exists(&image).await {
-                RegistryExistence::Yes => Existence::Yes,
-                RegistryExistence::No => Existence::No,
-                RegistryExistence::Unknown(reason) => Existence::Unknown(reason),
-            }
+            registry_exists(&image, credentials.as_ref()).await
         } else {
             connect(daemon).await?.exists_locally(&image).await
         };

@@ -42,6 +42,8 @@ pub enum Error {
     Backend(#[from] backend::BackendError),
     #[error("image `{name}`: {message}")]
     Builder { name: String, message: String },
+    #[error("cannot tell whether {image} exists: {reason}")]
+    Unknown { image: String, reason: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -61,6 +63,8 @@ impl Error {
             Error::Backend(backend::BackendError::Registry(_)) => 2,
             Error::Backend(_) => 1,
             Error::Builder { .. } => 2,
+            // flytekit's `None`: not bad input, but the contract of `exists` is exit 2.
+            Error::Unknown { .. } => 2,
             Error::Io { .. } => 2,
         }
     }

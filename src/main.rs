@@ -8,7 +8,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = cli::args::Cli::parse();
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(err) => {
             eprintln!("error: {err}");
             let mut source = std::error::Error::source(&err);

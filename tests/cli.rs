@@ -138,3 +138,17 @@ fn inspect_resolves_paths_against_the_spec_file_from_any_directory() {
         assert!(a[key].as_str().is_some_and(|s| !s.is_empty()), "{key}");
     }
 }
+
+#[test]
+fn is_container_compares_the_image_id_env_with_the_spec_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.toml"), "name = \"app\"\npackages = [\"numpy\"]\n").expect("spec");
+    let inspect = imagespec(dir.path()).args(["inspect", "spec.toml", "--json"]).output().expect("run");
+    let id = serde_json::from_slice::<serde_json::Value>(&inspect.stdout).expect("json")["id"].as_str().expect("id").to_string();
+    let inside = imagespec(dir.path()).env("_F_IMG_ID", &id).args(["is-container", "spec.toml"]).output().expect("run");
+    assert_eq!((inside.status.code(), String::from_utf8_lossy(&inside.stdout).trim()), (Some(0), "true"));
+    let outside = imagespec(dir.path()).env("_F_IMG_ID", "something-else").args(["is-container", "spec.toml"]).output().expect("run");
+    assert_eq!((outside.status.code(), String::from_utf8_lossy(&outside.stdout).trim()), (Some(1), "false"));
+    let unset = imagespec(dir.path()).env_remove("_F_IMG_ID").args(["is-container", "spec.toml"]).output().expect("run");
+    assert_eq!(unset.status.code(), Some(1));
+}

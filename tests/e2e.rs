@@ -196,6 +196,36 @@ builder_config = {{ uv_image = "{uv}" }}
     assert!(!events.iter().any(|e| e["event"] == "step"), "no build step ran");
 }
 
+/// `imagespec exists`: 0 for a pushed image, 1 for one never built, 2 when the registry
+/// cannot be asked; no daemon involved (DOCKER_HOST points nowhere).
+#[test]
+fn exists_asks_the_registry_without_a_daemon() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let exists = |spec: &str| {
+        std::fs::write(d.join("spec.toml"), spec).expect("spec");
+        Command::cargo_bin("imagespec")
+            .expect("binary")
+            .current_dir(d)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["exists", "spec.toml"])
+            .output()
+            .expect("run")
+            .status
+            .code()
+    };
+    // The base image was pushed by the harness under this exact name: a noop spec names it.
+    let base = env.base_python.clone();
+    let present = format!("name = \"never-built\"\nregistry = \"{}\"\nenv = {{ RUN = \"{}\" }}\n", env.registry, run_id());
+    assert_eq!(exists(&present), Some(1), "a spec never built does not exist");
+    let (repo, tag) = base.rsplit_once(':').expect("tagged base");
+    let (registry, name) = repo.split_once('/').expect("registry/name");
+    let probe = format!("name = \"{name}\"\nregistry = \"{registry}\"\ntag_format = \"{tag}\"\n");
+    assert_eq!(exists(&probe), Some(0), "{base} is in the registry");
+    assert_eq!(exists("name = \"x\"\nregistry = \"localhost:1\"\n"), Some(2), "an unreachable registry cannot tell");
+}
+
 /// Whether `needle` occurs in the tar at `path` or in any (possibly gzipped) tar inside it.
 fn tar_contains(path: &Path, needle: &[u8]) -> bool {
     let bytes = std::fs::read(path).expect("read tar");

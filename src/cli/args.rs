@@ -21,6 +21,12 @@ pub enum Command {
     Render(RenderArgs),
     /// Build the image (base specs first) with Docker's BuildKit and push it, unless it exists.
     Build(BuildArgs),
+    /// Does the image exist? Exit 0 yes, 1 no, 2 cannot tell (flytekit's `None`). Asks the
+    /// registry directly (no daemon), or the local daemon for a spec without a registry.
+    Exists(SpecArgs),
+    /// Is this process running in the image built from the spec (`_F_IMG_ID` equals the
+    /// spec's id, as flytekit's `is_container()` checks)? Exit 0 yes, 1 no.
+    IsContainer(SpecArgs),
 }
 
 /// Which spec, and what only a running program would otherwise know.

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod build;
+mod exists;
 mod inspect;
 mod render;
 mod tag;
@@ -9,13 +10,15 @@ mod tag;
 use imagespec::{Error, SpecFile, TagOptions};
 use std::path::Path;
 
-/// Runs a parsed command line.
-pub fn run(cli: args::Cli) -> Result<(), Error> {
+/// Runs a parsed command line; `Ok(false)` is a "no" answer (exit 1), not an error.
+pub fn run(cli: args::Cli) -> Result<bool, Error> {
     match cli.command {
-        args::Command::Inspect(a) => inspect::run(&a),
-        args::Command::Tag(a) => tag::run(&a),
-        args::Command::Render(a) => render::run(&a),
-        args::Command::Build(a) => build::run(&a),
+        args::Command::Inspect(a) => inspect::run(&a).map(|()| true),
+        args::Command::Tag(a) => tag::run(&a).map(|()| true),
+        args::Command::Render(a) => render::run(&a).map(|()| true),
+        args::Command::Build(a) => build::run(&a).map(|()| true),
+        args::Command::Exists(a) => exists::run(&a),
+        args::Command::IsContainer(a) => exists::is_container(&a),
     }
 }
 

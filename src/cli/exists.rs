@@ -1,0 +1,36 @@
+//! `imagespec exists SPEC` and `imagespec is-container SPEC`.
+
+use super::args::SpecArgs;
+use imagespec::backend::docker::Existence;
+use imagespec::Error;
+
+/// Prints `yes`/`no`; "cannot tell" is exit 2 with the reason on stderr.
+pub fn run(args: &SpecArgs) -> Result<bool, Error> {
+    let file = super::load(args)?;
+    let (_, spec) = file.select(args.image.as_deref())?;
+    let tag = imagespec::tag::compute(spec, &super::tag_options(args, spec)?)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { context: "starting the async runtime".into(), source })?;
+    match runtime.block_on(imagespec::build::exists(spec, &tag.image))? {
+        Existence::Yes => {
+            println!("yes {}", tag.image);
+            Ok(true)
+        }
+        Existence::No => {
+            println!("no {}", tag.image);
+            Ok(false)
+        }
+        Existence::Unknown(reason) => Err(Error::Unknown { image: tag.image, reason }),
+    }
+}
+
+/// Exit 0 inside the image built from the spec, 1 elsewhere.
+pub fn is_container(args: &SpecArgs) -> Result<bool, Error> {
+    let file = super::load(args)?;
+    let (_, spec) = file.select(args.image.as_deref())?;
+    let inside = imagespec::is_container(spec);
+    println!("{}", if inside { "true" } else { "false" });
+    Ok(inside)
+}
