@@ -1,0 +1,1 @@
+print("from source_root")

@@ -1,0 +1,44 @@
+#syntax=docker/dockerfile:1.5
+FROM ghcr.io/astral-sh/uv:0.5.1 as uv
+FROM mambaorg/micromamba:2.0.3-debian12-slim as micromamba
+
+FROM debian:bookworm-slim
+
+WORKDIR /
+USER root
+
+RUN --mount=from=micromamba,source=/etc/ssl/certs/ca-certificates.crt,target=/tmp/ca-certificates.crt     [ -f /etc/ssl/certs/ca-certificates.crt ] ||     mkdir -p /etc/ssl/certs/ && cp /tmp/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+
+RUN id -u flytekit || useradd --create-home --shell /bin/bash flytekit
+RUN chown -R flytekit /root && chown -R flytekit /home
+
+RUN --mount=type=cache,sharing=locked,mode=0777,target=/opt/micromamba/pkgs,id=micromamba     --mount=from=micromamba,source=/usr/bin/micromamba,target=/usr/bin/micromamba     micromamba config set use_lockfiles False &&     ( micromamba create -n runtime --root-prefix /opt/micromamba     -c conda-forge      python=3.1      || micromamba install -n runtime --root-prefix /opt/micromamba     -c conda-forge      python=3.1  ) &&     chown -R flytekit /opt/micromamba
+
+
+# Configure user space
+ENV PATH="/opt/micromamba/envs/runtime/bin:$PATH"     UV_PYTHON=/opt/micromamba/envs/runtime/bin/python     UV_COMPILE_BYTECODE=1     UV_LINK_MODE=copy     FLYTE_SDK_RICH_TRACEBACKS=0     SSL_CERT_DIR=/etc/ssl/certs     PYTHONPATH=/root YES_VAL=True NO_VAL=False ON_VAL=True OFF_VAL=False TRUE_UPPER=True Y_IS_STRING=y NULL_TILDE=None NULL_WORD=None EMPTY=None OCTAL=493 OCTAL_O_IS_STRING=0o755 HEX=31 UNDERSCORE_INT=1000 SEXAGESIMAL=90 TIME_LIKE=45000 EXP_NO_DOT_IS_STRING=1e3 EXP_WITH_DOT=1000.0 INF=inf NEG_INF=-inf NAN=nan INT=42 PLUS=12 BIN=5 BIG=123456789012345678901234567890 FLOAT=3.1 QUOTED=yes VERSION_LIKE=1.2.3 True=key is the boolean True 3=key is an int
+
+RUN --mount=type=cache,sharing=locked,mode=0777,target=/root/.cache/uv,id=uv     --mount=from=uv,source=/uv,target=/usr/bin/uv     --mount=type=bind,target=requirements_uv.txt,src=requirements_uv.txt          uv pip install --requirement requirements_uv.txt
+
+
+# Adds nvidia just in case it exists
+ENV PATH="$PATH:/usr/local/nvidia/bin:/usr/local/cuda/bin"     LD_LIBRARY_PATH="/usr/local/nvidia/lib64:$LD_LIBRARY_PATH"
+
+
+
+
+
+
+
+RUN --mount=type=cache,sharing=locked,mode=0777,target=/root/.cache/uv,id=uv     --mount=from=uv,source=/uv,target=/usr/bin/uv 
+
+WORKDIR /root
+SHELL ["/bin/bash", "-c"]
+
+USER flytekit
+RUN mkdir -p $HOME &&     echo "export PATH=$PATH" >> $HOME/.profile
+
+# NOTE: Important to set this env var all the way at the bottom
+# Otherwise the slightest change to an imagespec's ID would unnecessarily invalidate
+# too many layers in the build cache.
+ENV _F_IMG_ID=qfiu-FaB5ASNhH9LI7mxtA

@@ -1,0 +1,257 @@
+//! Golden test of `imagespec render --flytekit-compat` against flytekit itself: for every image
+//! of every case of `testdata/corpus`, the build context must be the one flytekit 1.16.31's
+//! default builder writes (`testdata/gen_render_goldens.py` made `testdata/goldens/render.json`
+//! and `testdata/goldens/render/*.Dockerfile`): the Dockerfile byte for byte, the same context
+//! files with the same contents (sha256), executable bits and empty directories; and where
+//! flytekit refuses the image, imagespec exits 2. Cases are materialised at the fixed path the
+//! generators use, `/tmp/imagespec-corpus/<case>`, because some specs hold absolute paths.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
+
+/// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
+/// a context (README, "Deliberate differences").
+const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[
+    ("yaml_only_scalar_typing", "", "mapping keys must be strings (PyYAML makes `yes:` the key True)"),
+    (
+        "id_excluded_fields",
+        "with_excluded",
+        "a `pip_secret_mounts` source that does not exist fails the plan; flytekit writes the context and its \
+         `docker build --secret id=secret_0,src=/home/u/.netrc` fails afterwards",
+    ),
+];
+
+fn deliberately_rejected(case: &str, key: &str) -> bool {
+    DELIBERATE_REJECTS.iter().any(|(c, k, _)| *c == case && *k == key)
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// The materialisation contract of testdata/README.md, as in tests/golden.rs.
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read corpus case") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Copies a case to its fixed place and runs its `setup.sh`, as the generators do.
+fn materialise(case: &str) -> PathBuf {
+    let dir = Path::new(CORPUS_ROOT).join(case);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clean case dir");
+    }
+    copy_dir(&repo().join("testdata/corpus").join(case), &dir);
+    if dir.join("setup.sh").exists() {
+        let status = Process::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
+        assert!(status.success(), "{case}: setup.sh failed");
+    }
+    dir
+}
+
+/// What the generator records of a context directory (the Dockerfile apart).
+#[derive(Default, PartialEq, Debug)]
+struct Context {
+    files: BTreeMap<String, String>,
+    executable: Vec<String>,
+    empty_dirs: Vec<String>,
+}
+
+fn snapshot(root: &Path, dir: &Path, out: &mut Context) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read context").map(|e| e.expect("entry")).collect();
+    entries.sort_by_key(|e| e.file_name());
+    let rel = |p: &Path| p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+    if entries.is_empty() && dir != root {
+        out.empty_dirs.push(rel(dir));
+    }
+    for entry in entries {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).expect("readlink");
+            out.files.insert(rel(&path), format!("symlink:{}", target.to_string_lossy()));
+        } else if meta.is_dir() {
+            snapshot(root, &path, out);
+        } else if dir != root || entry.file_name() != "Dockerfile" {
+            let bytes = std::fs::read(&path).expect("read context file");
+            out.files.insert(rel(&path), format!("{:x}", Sha256::digest(&bytes)));
+            if meta.permissions().mode() & 0o111 != 0 {
+                out.executable.push(rel(&path));
+            }
+        }
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+/// A line diff (longest common subsequence), `-` flytekit, `+` imagespec, 2 lines of context.
+fn line_diff(want: &str, got: &str) -> String {
+    let a: Vec<&str> = want.split_inclusive('\n').collect();
+    let b: Vec<&str> = got.split_inclusive('\n').collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut ops = Vec::new(); // (tag, line number in want / got, text)
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            ops.push((' ', i + 1, a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', i + 1, a[i]));
+            i += 1;
+        } else {
+            ops.push(('+', j + 1, b[j]));
+            j += 1;
+        }
+    }
+    let near_change = |k: usize| ops[k.saturating_sub(2)..(k + 3).min(ops.len())].iter().any(|(t, _, _)| *t != ' ');
+    let mut out = String::new();
+    let mut skipped = false;
+    let mut shown_lines = 0;
+    for (k, (tag, n, line)) in ops.iter().enumerate() {
+        if shown_lines == 40 {
+            out.push_str("      ... (diff cut at 40 lines)\n");
+            break;
+        }
+        if *tag == ' ' && !near_change(k) {
+            skipped = true;
+            continue;
+        }
+        if skipped {
+            out.push_str("      ...\n");
+            skipped = false;
+        }
+        let shown = line.strip_suffix('\n').map(|l| format!("{l:?}")).unwrap_or_else(|| format!("{line:?} (no newline at end)"));
+        out.push_str(&format!("    {tag}{n:>4} {shown}\n"));
+        shown_lines += 1;
+    }
+    out
+}
+
+#[test]
+fn render_matches_flytekit_for_the_whole_corpus() {
+    let goldens: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("testdata/goldens/render.json")).expect("render goldens"),
+    )
+    .expect("render goldens json");
+    let cases = goldens["cases"].as_object().expect("cases");
+    assert!(cases.len() >= 95, "the corpus must have at least 90 cases, has {}", cases.len());
+    let mut failures = Vec::new();
+    let (mut checked, mut contexts) = (0, 0);
+    // The generator isolates git from the user's configuration; so does this test.
+    let home = tempfile::tempdir().expect("empty HOME");
+    let out_root = tempfile::tempdir().expect("output dir");
+    for (case, golden) in cases {
+        let dir = materialise(case);
+        let file = golden["spec"].as_str().expect("spec file");
+        for (key, want) in golden["images"].as_object().expect("images") {
+            let output = out_root.path().join(format!("{case}@{key}"));
+            let mut cmd = Command::cargo_bin("imagespec").expect("binary");
+            cmd.current_dir(&dir)
+                .env("IMAGESPEC_NO_CACHE", "1")
+                .env("HOME", home.path())
+                .env("XDG_CONFIG_HOME", home.path())
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .args(["render", file, "--flytekit-compat", "-o"])
+                .arg(&output);
+            for (var, _) in std::env::vars() {
+                if var.starts_with("GIT_") && var != "GIT_CONFIG_NOSYSTEM" && var != "GIT_CONFIG_GLOBAL" || var.starts_with("FLYTE_") {
+                    cmd.env_remove(var);
+                }
+            }
+            if !key.is_empty() {
+                cmd.args(["--image", key]);
+            }
+            if dir.join("modules.txt").exists() {
+                cmd.args(["--modules-from", "modules.txt"]);
+            }
+            let out = cmd.output().expect("run imagespec");
+            checked += 1;
+            let label = format!("{case}/{file}[{key}]");
+            if deliberately_rejected(case, key) {
+                if out.status.code() != Some(2) {
+                    failures.push(format!("{label}: imagespec must reject this on purpose, exited {:?}", out.status.code()));
+                }
+                continue;
+            }
+            if let Some(err) = want.get("error") {
+                if out.status.code() != Some(2) {
+                    failures.push(format!("{label}: flytekit rejects it ({err}), imagespec exited {:?}", out.status.code()));
+                }
+                continue;
+            }
+            if !out.status.success() {
+                failures.push(format!("{label}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end()));
+                continue;
+            }
+            contexts += 1;
+            let expected = std::fs::read(repo().join("testdata/goldens").join(want["dockerfile"].as_str().expect("dockerfile"))).expect("golden Dockerfile");
+            let actual = std::fs::read(output.join("Dockerfile")).unwrap_or_default();
+            if actual != expected {
+                failures.push(format!(
+                    "{label}: Dockerfile differs (- flytekit {}, + imagespec):\n{}",
+                    want["dockerfile"].as_str().unwrap_or(""),
+                    line_diff(&String::from_utf8_lossy(&expected), &String::from_utf8_lossy(&actual))
+                ));
+            }
+            let mut got = Context::default();
+            snapshot(&output, &output, &mut got);
+            got.executable.sort();
+            got.empty_dirs.sort();
+            let wanted = Context {
+                files: want["files"].as_object().expect("files").iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect(),
+                executable: strings(&want["executable"]),
+                empty_dirs: strings(&want["empty_dirs"]),
+            };
+            for path in wanted.files.keys().chain(got.files.keys()).collect::<std::collections::BTreeSet<_>>() {
+                match (wanted.files.get(path), got.files.get(path)) {
+                    (Some(w), Some(g)) if w != g => {
+                        // Small text files (requirements_uv.txt, mostly) are shown as imagespec wrote them.
+                        let shown = std::fs::read(output.join(path))
+                            .ok()
+                            .filter(|b| b.len() <= 4096)
+                            .and_then(|b| String::from_utf8(b).ok())
+                            .map(|t| format!("; imagespec wrote {t:?}"))
+                            .unwrap_or_default();
+                        failures.push(format!("{label}: context file {path}: content differs (sha256 imagespec {g} != flytekit {w}){shown}"))
+                    }
+                    (Some(_), None) => failures.push(format!("{label}: context file {path}: missing (flytekit writes it)")),
+                    (None, Some(_)) => failures.push(format!("{label}: context file {path}: extra (flytekit does not write it)")),
+                    _ => {}
+                }
+            }
+            if got.executable != wanted.executable {
+                failures.push(format!("{label}: executable files: imagespec {:?} != flytekit {:?}", got.executable, wanted.executable));
+            }
+            if got.empty_dirs != wanted.empty_dirs {
+                failures.push(format!("{label}: empty directories: imagespec {:?} != flytekit {:?}", got.empty_dirs, wanted.empty_dirs));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures in {checked} images ({contexts} rendered) compared with flytekit:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked >= 250 && contexts >= 180, "only {checked} images ({contexts} rendered) checked");
+}
