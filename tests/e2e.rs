@@ -292,6 +292,31 @@ builder_options = {{ add_flytekit = false }}
     assert_eq!(check.trim(), "clean");
 }
 
+/// `DOCKER_HOST=tcp://...` works as the unix socket does, progress included.
+#[test]
+fn builds_over_a_tcp_docker_host() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = format!(
+        "name = \"tcp-host\"\nregistry = \"{}\"\nbase_image = \"{}\"\npackages = [\"six\"]\nenv = {{ RUN_ID = \"{}\" }}\nbuilder_config = {{ uv_image = \"{}\" }}\nbuilder_options = {{ add_flytekit = false }}\n",
+        env.registry, env.base_python, run_id(), env.uv_image
+    );
+    std::fs::write(dir.path().join("spec.toml"), spec).expect("spec");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("DOCKER_HOST", "tcp://127.0.0.1:2375")
+        .args(["build", "--json", "spec.toml"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(events.iter().any(|e| e["event"] == "step" && e["name"].as_str().is_some_and(|n| n.contains("uv pip install"))), "{stdout}");
+    let image = result(&events)["image"].as_str().expect("image").to_string();
+    output(Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]));
+}
+
 /// A missing daemon is one clear error.
 #[test]
 fn unreachable_daemon_is_one_clear_error() {

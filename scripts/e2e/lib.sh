@@ -10,6 +10,8 @@ E2E_ENV_FILE=$E2E_STATE/e2e.env
 DOCKER=/usr/bin/docker
 DOCKERD=/usr/sbin/dockerd
 DOCKER_SOCK=/var/run/docker.sock
+# dockerd also listens here (loopback only, plain HTTP) for DOCKER_HOST=tcp:// tests.
+DOCKER_TCP=127.0.0.1:2375
 export DOCKER_HOST=unix://$DOCKER_SOCK
 # Debian's docker-registry package: distribution 2.8, `docker-registry serve CONFIG.yml`.
 REGISTRY_BIN=/usr/bin/docker-registry

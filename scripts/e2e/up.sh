@@ -60,8 +60,9 @@ start_dockerd() {
     log "starting dockerd (log: $logf)"
     echo "=== $(date -Is) up.sh starts dockerd" >>"$logf"
     # shellcheck disable=SC2016  # $$ and $@ expand in the child shell
+    # Also on loopback TCP (no TLS: 127.0.0.1 only), for the DOCKER_HOST=tcp:// tests.
     setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$DOCKERD" \
-        >>"$logf" 2>&1 </dev/null &
+        -H "unix://$DOCKER_SOCK" -H "tcp://$DOCKER_TCP" >>"$logf" 2>&1 </dev/null &
     wait_up dockerd "$pidfile" "$logf" docker_ping
     # dockerd runs its own containerd child; record it so down.sh can reap it by PID if needed.
     if [[ -s /var/run/docker/containerd/containerd.pid ]]; then
@@ -222,6 +223,8 @@ cat >"$E2E_ENV_FILE.tmp" <<EOF
 # Written by scripts/e2e/up.sh: KEY=VALUE lines (source with 'set -a; . FILE; set +a').
 # Use Debian's docker CLI (/usr/bin/docker, 20.10): /usr/local/bin/docker comes first on PATH.
 DOCKER_HOST=$DOCKER_HOST
+# The same dockerd over loopback TCP (plain HTTP).
+IMAGESPEC_E2E_DOCKER_TCP=tcp://$DOCKER_TCP
 IMAGESPEC_E2E_DOCKER=$DOCKER
 # Plain-HTTP registry; localhost:$PLAIN_PORT names the same registry.
 IMAGESPEC_E2E_REGISTRY=127.0.0.1:$PLAIN_PORT
