@@ -259,12 +259,14 @@ fn ca_bundle_reaches_network_steps_and_stays_out_of_the_image() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     // SSL_CERT_FILE pointing nowhere: what a base without the proxy's CA amounts to.
+    // `--no-cache`: the shared uv cache mount must not answer instead of PyPI.
     let spec = format!(
         r#"
 name = "ca-bundle"
 registry = "{registry}"
 base_image = "{base}"
 packages = ["six"]
+pip_extra_args = "--no-cache"
 env = {{ SSL_CERT_FILE = "/etc/ssl/no-such-bundle.pem", REQUESTS_CA_BUNDLE = "/etc/ssl/no-such-bundle.pem", RUN_ID = "{run}" }}
 builder_config = {{ uv_image = "{uv}" }}
 builder_options = {{ add_flytekit = false }}

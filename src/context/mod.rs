@@ -35,6 +35,8 @@ pub enum PlanError {
     MissingPyproject { name: String, lock: String, missing: std::path::PathBuf },
     #[error("image `{name}`: `copy` entry `{entry}`: absolute paths and paths with `..` are not allowed")]
     CopyPath { name: String, entry: String },
+    #[error("image `{name}`: `copy` entry `{entry}`: {} is a dangling symlink, a special file or a directory link loop, which cannot be copied", path.display())]
+    CopySpecial { name: String, entry: String, path: std::path::PathBuf },
     #[error("image `{name}`: `copy` entry `{entry}` does not exist (relative to {})", dir.display())]
     CopyMissing { name: String, entry: String, dir: std::path::PathBuf },
     #[error("image `{name}`: requirements file {}: {source}", path.display())]

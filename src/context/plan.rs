@@ -80,6 +80,8 @@ pub enum ContextFile {
     Copy { from: PathBuf, to: String },
     /// Written with this content.
     Content { to: String, content: String },
+    /// A directory, made even when nothing is put in it.
+    Dir { to: String },
 }
 
 /// Everything a backend needs to build one image.
@@ -129,10 +131,16 @@ fn option_bool(spec: &NormalizedSpec, key: &'static str) -> Result<Option<bool>,
     }
 }
 
+/// `builder_config.get(key)` as flytekit's `Template.substitute` writes it: Python's `str()`
+/// (so `5` is `5` and `null` is `None`, not the default).
 fn builder_config_str(spec: &NormalizedSpec, key: &str) -> Option<String> {
-    spec.builder_config.as_ref()?.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
-        PyValue::Str(s) => Some(s.clone()),
-        _ => None,
+    spec.builder_config.as_ref()?.iter().find(|(k, _)| k == key).map(|(_, v)| match v {
+        PyValue::Str(s) => s.clone(),
+        PyValue::None => "None".to_string(),
+        PyValue::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+        PyValue::Int(i) => i.to_string(),
+        PyValue::Float(x) => crate::tag::pyrepr::float_repr(*x),
+        other => crate::tag::pyrepr::repr(other),
     })
 }
 
@@ -171,6 +179,36 @@ pub(crate) fn python_json_list(items: &[String]) -> String {
         })
         .collect();
     format!("[{}]", quoted.join(", "))
+}
+
+/// What flytekit's `shutil.copytree(dir, <context>/to, dirs_exist_ok=True)` puts in the
+/// context: every directory (empty ones too) and file, links to files and directories
+/// followed. A dangling link, a special file (socket, FIFO, device) or a directory link loop
+/// fails the copy (copytree raises `shutil.Error`); the offending path is returned.
+fn copytree(dir: &Path, to: &str, files: &mut Vec<ContextFile>, ancestors: &mut Vec<PathBuf>) -> Result<(), PathBuf> {
+    let real = std::fs::canonicalize(dir).map_err(|_| dir.to_path_buf())?;
+    if ancestors.contains(&real) {
+        return Err(dir.to_path_buf());
+    }
+    ancestors.push(real);
+    files.push(ContextFile::Dir { to: to.to_string() });
+    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|_| dir.to_path_buf())?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let target = format!("{to}/{}", entry.file_name().to_string_lossy());
+        // Follows links, as copytree(symlinks=False) does.
+        let meta = std::fs::metadata(&path).map_err(|_| path.clone())?;
+        if meta.is_dir() {
+            copytree(&path, &target, files, ancestors)?;
+        } else if meta.is_file() {
+            files.push(ContextFile::Copy { from: path, to: target });
+        } else {
+            return Err(path);
+        }
+    }
+    ancestors.pop();
+    Ok(())
 }
 
 /// pathlib's `PurePosixPath(p).as_posix()` and its `.parts`.
@@ -235,8 +273,10 @@ impl BuildPlan {
                 }
             } else {
                 let text = std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements { name: name.clone(), path: path.clone(), source })?;
-                // Python's readlines() + strip(): every line, newline kept then stripped.
-                requirements.extend(text.split_inclusive('\n').map(|l| l.trim().to_string()));
+                // Python's readlines() (universal newlines: `\r\n` and a lone `\r` end lines
+                // too) + str.strip() (which also strips U+001C..U+001F).
+                use crate::source::ignore::{python_readlines, python_strip};
+                requirements.extend(python_readlines(&text).iter().map(|l| python_strip(l).to_string()));
             }
         }
 
@@ -302,6 +342,8 @@ impl BuildPlan {
             _ => None,
         };
         if let Some(set) = &source {
+            // flytekit makes src/ even when no file is selected: `COPY ./src` needs it.
+            files.push(ContextFile::Dir { to: "src".into() });
             for f in &set.files {
                 files.push(ContextFile::Copy { from: f.path.clone(), to: format!("src/{}", f.rel) });
             }
@@ -321,8 +363,18 @@ impl BuildPlan {
             // keeps them under `copy/`.
             let in_context = if compat { posix.clone() } else { format!("copy/{posix}") };
             if entry.is_dir {
-                for (rel, from) in &entry.files {
-                    files.push(ContextFile::Copy { from: from.clone(), to: format!("{in_context}/{rel}") });
+                if compat {
+                    // What flytekit's shutil.copytree copies: directory links followed, empty
+                    // directories kept, although compute_digest (the tag) sees neither.
+                    copytree(&entry.path, &in_context, &mut files, &mut Vec::new())
+                        .map_err(|path| PlanError::CopySpecial { name: name.clone(), entry: written.clone(), path })?;
+                } else {
+                    // Deliberate difference: exactly the files the tag hashed, so the image
+                    // cannot change without its tag changing.
+                    files.push(ContextFile::Dir { to: in_context.clone() });
+                    for (rel, from) in &entry.files {
+                        files.push(ContextFile::Copy { from: from.clone(), to: format!("{in_context}/{rel}") });
+                    }
                 }
                 copy_commands.push(format!("COPY --chown=flytekit {in_context} /root/{posix}/"));
             } else if let Some((_, from)) = entry.files.first() {

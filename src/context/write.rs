@@ -22,8 +22,8 @@ impl BuildPlan {
             move |source| WriteError { path, source }
         };
         fs::create_dir_all(dir).map_err(err(dir))?;
-        let dockerfile = dir.join("Dockerfile");
-        fs::write(&dockerfile, crate::render::dockerfile(self)).map_err(err(&dockerfile))?;
+        // In flytekit's order: the files first, the Dockerfile last (a `copy` entry named
+        // `Dockerfile` must not replace it).
         for file in &self.files {
             match file {
                 ContextFile::Copy { from, to } => {
@@ -38,8 +38,14 @@ impl BuildPlan {
                     let target = dir.join(to);
                     fs::write(&target, content).map_err(err(&target))?;
                 }
+                ContextFile::Dir { to } => {
+                    let target = dir.join(to);
+                    fs::create_dir_all(&target).map_err(err(&target))?;
+                }
             }
         }
+        let dockerfile = dir.join("Dockerfile");
+        fs::write(&dockerfile, crate::render::dockerfile(self)).map_err(err(&dockerfile))?;
         Ok(())
     }
 }
@@ -52,7 +58,9 @@ impl BuildPlan {
     /// The context as an uncompressed tar in memory, entries sorted, with fixed times and
     /// owners and the files' own permission bits, for sending to a builder.
     pub fn context_tar(&self) -> Result<Vec<u8>, WriteError> {
-        let mut entries: Vec<(String, Vec<u8>, u32)> = vec![("Dockerfile".into(), crate::render::dockerfile(self).into_bytes(), 0o644)];
+        // Sorted by path; a later file replaces an earlier one at the same path, and the
+        // Dockerfile comes last, as when the context is written to disk.
+        let mut entries: std::collections::BTreeMap<String, (Vec<u8>, u32, tar::EntryType)> = Default::default();
         for file in &self.files {
             match file {
                 ContextFile::Copy { from, to } => {
@@ -60,21 +68,26 @@ impl BuildPlan {
                     let bytes = fs::read(from).map_err(err)?;
                     use std::os::unix::fs::PermissionsExt;
                     let mode = fs::metadata(from).map_err(err)?.permissions().mode() & 0o7777;
-                    entries.push((to.clone(), bytes, mode));
+                    entries.insert(to.clone(), (bytes, mode, tar::EntryType::Regular));
                 }
-                ContextFile::Content { to, content } => entries.push((to.clone(), content.clone().into_bytes(), 0o644)),
+                ContextFile::Content { to, content } => {
+                    entries.insert(to.clone(), (content.clone().into_bytes(), 0o644, tar::EntryType::Regular));
+                }
+                ContextFile::Dir { to } => {
+                    entries.insert(format!("{to}/"), (Vec::new(), 0o755, tar::EntryType::Directory));
+                }
             }
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.insert("Dockerfile".into(), (crate::render::dockerfile(self).into_bytes(), 0o644, tar::EntryType::Regular));
         let mut builder = tar::Builder::new(Vec::new());
-        for (path, bytes, mode) in entries {
+        for (path, (bytes, mode, kind)) in entries {
             let mut header = tar::Header::new_gnu();
             header.set_size(bytes.len() as u64);
             header.set_mode(mode);
             header.set_mtime(CONTEXT_MTIME);
             header.set_uid(0);
             header.set_gid(0);
-            header.set_entry_type(tar::EntryType::Regular);
+            header.set_entry_type(kind);
             builder
                 .append_data(&mut header, &path, bytes.as_slice())
                 .map_err(|source| WriteError { path: PathBuf::from(&path), source })?;

@@ -198,13 +198,13 @@ fn docker_pattern(text: &str) -> Result<Option<DockerPattern>, PatternError> {
 
 /// Python's `f.readlines()`: lines keep their `\n`, and `\r\n`/`\r` end lines too
 /// (universal newlines), all translated to `\n`.
-fn python_readlines(text: &str) -> Vec<String> {
+pub(crate) fn python_readlines(text: &str) -> Vec<String> {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     text.split_inclusive('\n').map(str::to_string).collect()
 }
 
 /// Python's `str.strip()` (Unicode whitespace).
-fn python_strip(s: &str) -> &str {
+pub(crate) fn python_strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
