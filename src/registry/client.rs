@@ -17,6 +17,17 @@ pub enum Existence {
     Unknown(String),
 }
 
+/// `registry/repository:tag` as an oci-client reference, split the way Docker splits it.
+/// (Parsing with `Reference::from_str` compiles the full reference grammar's regexes on every
+/// run: most of a no-op `build`'s time.)
+fn reference(image: &str) -> Reference {
+    let host = super::registry_host(image);
+    let rest = image.strip_prefix(host).map_or(image, |r| r.trim_start_matches('/'));
+    let (repository, tag) = super::split_tag(rest);
+    let repository = if host == "docker.io" && !repository.contains('/') { format!("library/{repository}") } else { repository.to_string() };
+    Reference::with_tag(host.to_string(), repository, tag.unwrap_or("latest").to_string())
+}
+
 /// A client for one registry.
 pub struct RegistryClient {
     client: Client,
@@ -46,10 +57,7 @@ impl RegistryClient {
 
     /// HEAD of the manifest: does `image` (`registry/repo:tag`) exist?
     pub async fn exists(&self, image: &str) -> Existence {
-        let reference = match image.parse::<Reference>() {
-            Ok(r) => r,
-            Err(e) => return Existence::Unknown(format!("not an image reference: {e}")),
-        };
+        let reference = reference(image);
         use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
         match self.client.fetch_manifest_digest(&reference, &self.auth).await {
             Ok(_) => Existence::Yes,
@@ -61,6 +69,25 @@ impl RegistryClient {
             }
             Err(E::AuthenticationFailure(_)) => Existence::Unknown("authentication failed: check the credentials for this registry".into()),
             Err(e) => Existence::Unknown(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_without_the_grammar_regexes() {
+        for (image, want) in [
+            ("localhost:5000/a/b:t", "localhost:5000/a/b:t"),
+            ("ghcr.io/org/x:1.0", "ghcr.io/org/x:1.0"),
+            ("python:3.11", "docker.io/library/python:3.11"),
+            ("user/app", "docker.io/user/app:latest"),
+        ] {
+            let fast = reference(image);
+            let parsed: Reference = want.parse().expect("valid");
+            assert_eq!((fast.registry(), fast.repository(), fast.tag()), (parsed.registry(), parsed.repository(), parsed.tag()), "{image}");
         }
     }
 }
