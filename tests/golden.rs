@@ -4,12 +4,12 @@
 //! `testdata/goldens/tags.json`). Cases are materialised at the fixed path the generator
 //! used, `/tmp/imagespec-corpus/<case>`, because some specs hold absolute paths.
 
-use assert_cmd::Command;
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command as Process;
+mod common;
 
-const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
+use assert_cmd::Command;
+use common::{materialise, repo};
+use serde_json::Value;
+
 
 /// What imagespec does instead of what flytekit does, on purpose (README, "Deliberate
 /// differences").
@@ -36,36 +36,6 @@ fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
         .map(|(_, _, _, instead, _)| *instead)
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read corpus case") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// Copies a case to its fixed place and runs its `setup.sh`, as the generator does.
-fn materialise(case: &str) -> PathBuf {
-    let dir = Path::new(CORPUS_ROOT).join(case);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).expect("clean case dir");
-    }
-    copy_dir(&repo().join("testdata/corpus").join(case), &dir);
-    if dir.join("setup.sh").exists() {
-        let status = Process::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
-        assert!(status.success(), "{case}: setup.sh failed");
-    }
-    dir
-}
 
 #[test]
 fn tags_match_flytekit_for_the_whole_corpus() {

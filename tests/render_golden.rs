@@ -6,15 +6,16 @@
 //! flytekit refuses the image, imagespec exits 2. Cases are materialised at the fixed path the
 //! generators use, `/tmp/imagespec-corpus/<case>`, because some specs hold absolute paths.
 
+mod common;
+
 use assert_cmd::Command;
+use common::{materialise, repo};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command as Process;
+use std::path::Path;
 
-const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
 
 /// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
 /// a context (README, "Deliberate differences").
@@ -32,38 +33,6 @@ fn deliberately_rejected(case: &str, key: &str) -> bool {
     DELIBERATE_REJECTS.iter().any(|(c, k, _)| *c == case && *k == key)
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-// The materialisation contract of testdata/README.md, as in tests/golden.rs.
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read corpus case") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// Copies a case to its fixed place and runs its `setup.sh`, as the generators do.
-fn materialise(case: &str) -> PathBuf {
-    let dir = Path::new(CORPUS_ROOT).join(case);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).expect("clean case dir");
-    }
-    copy_dir(&repo().join("testdata/corpus").join(case), &dir);
-    if dir.join("setup.sh").exists() {
-        let status = Process::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
-        assert!(status.success(), "{case}: setup.sh failed");
-    }
-    dir
-}
 
 /// What the generator records of a context directory (the Dockerfile apart).
 #[derive(Default, PartialEq, Debug)]
