@@ -6,7 +6,7 @@
 use assert_cmd::Command;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 const DOCKER: &str = "/usr/bin/docker";
@@ -224,6 +224,60 @@ fn exists_asks_the_registry_without_a_daemon() {
     let probe = format!("name = \"{name}\"\nregistry = \"{registry}\"\ntag_format = \"{tag}\"\n");
     assert_eq!(exists(&probe), Some(0), "{base} is in the registry");
     assert_eq!(exists("name = \"x\"\nregistry = \"localhost:1\"\n"), Some(2), "an unreachable registry cannot tell");
+}
+
+/// Credentials from docker's config reach the push and the exists check; wrong or missing
+/// ones are one clear "cannot tell" (exit 2) without the password in the output.
+#[test]
+fn auth_registry_good_wrong_and_no_credentials() {
+    let Some(env) = services() else { return };
+    let file = std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)).expect(key);
+    let (registry, config_dir, password) = (get("IMAGESPEC_E2E_AUTH_REGISTRY"), get("IMAGESPEC_E2E_AUTH_CONFIG"), get("IMAGESPEC_E2E_AUTH_PASSWORD"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let spec = format!(
+        "name = \"auth-push\"\nregistry = \"{registry}\"\nbase_image = \"{}\"\npackages = [\"six\"]\nenv = {{ RUN_ID = \"{}\" }}\nbuilder_config = {{ uv_image = \"{}\" }}\nbuilder_options = {{ add_flytekit = false }}\n",
+        env.base_python, run_id(), env.uv_image
+    );
+    std::fs::write(d.join("spec.toml"), &spec).expect("spec");
+    let run = |args: &[&str], docker_config: &Path| {
+        Command::cargo_bin("imagespec").expect("binary").current_dir(d).env("DOCKER_CONFIG", docker_config).args(args).output().expect("run")
+    };
+    let good = PathBuf::from(&config_dir);
+    let out = run(&["build", "spec.toml"], &good);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    let image = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    output(Process::new("skopeo").args(["inspect", "--tls-verify=false", "--creds", &format!("imagespec:{password}"), &format!("docker://{image}")]));
+    assert_eq!(run(&["exists", "spec.toml"], &good).status.code(), Some(0));
+
+    let wrong = d.join("wrong");
+    std::fs::create_dir_all(&wrong).expect("mkdir");
+    let bad_auth = "aW1hZ2VzcGVjOndyb25nLXBhc3N3b3Jk"; // imagespec:wrong-password
+    std::fs::write(wrong.join("config.json"), format!(r#"{{"auths": {{"{registry}": {{"auth": "{bad_auth}"}}}}}}"#)).expect("config");
+    let none = d.join("none");
+    std::fs::create_dir_all(&none).expect("mkdir");
+    for (label, config) in [("wrong credentials", &wrong), ("no credentials", &none)] {
+        let out = run(&["exists", "spec.toml"], config);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{label}: {stderr}");
+        assert!(stderr.contains("cannot tell whether"), "{label}: {stderr}");
+        assert!(!stderr.contains("wrong-password") && !stderr.contains(bad_auth) && !stderr.contains(&password), "{label} leaks: {stderr}");
+    }
+}
+
+/// The TLS registry (certificate in the system store) answers through the same client.
+#[test]
+fn exists_over_tls() {
+    if services().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.toml"), format!("name = \"tls-never-built\"\nregistry = \"registry.test:5443\"\nenv = {{ R = \"{}\" }}\n", run_id())).expect("spec");
+    let out = Command::cargo_bin("imagespec").expect("binary").current_dir(dir.path()).args(["exists", "spec.toml"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Whether `needle` occurs in the tar at `path` or in any (possibly gzipped) tar inside it.

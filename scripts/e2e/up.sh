@@ -74,33 +74,43 @@ start_dockerd() {
 # ---------------------------------------------------------------- TLS material
 setup_tls() {
     local dir=$E2E_CACHE/tls
+    TLS_CA=$dir/imagespec-e2e-ca.crt
     TLS_CRT=$dir/$TLS_NAME.crt
     TLS_KEY=$dir/$TLS_NAME.key
     mkdir -p "$dir"
-    if [[ ! -s $TLS_CRT || ! -s $TLS_KEY ]] \
-        || ! openssl x509 -checkend 86400 -noout -in "$TLS_CRT" >/dev/null 2>&1; then
-        log "creating self-signed certificate for $TLS_NAME"
+    # A CA and a server certificate it signs: strict TLS stacks (rustls/webpki) refuse a
+    # self-signed CA certificate used as the server's own ("CaUsedAsEndEntity").
+    if [[ ! -s $TLS_CA || ! -s $TLS_CRT || ! -s $TLS_KEY ]] \
+        || ! openssl x509 -checkend 86400 -noout -in "$TLS_CRT" >/dev/null 2>&1 \
+        || ! openssl verify -CAfile "$TLS_CA" "$TLS_CRT" >/dev/null 2>&1; then
+        log "creating a test CA and a certificate for $TLS_NAME"
+        local ext=$dir/server.ext
+        printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\n' "$TLS_NAME" >"$ext"
         openssl req -x509 -newkey rsa:2048 -sha256 -days 3650 -nodes \
-            -keyout "$TLS_KEY.tmp" -out "$TLS_CRT.tmp" -subj "/CN=$TLS_NAME" \
-            -addext "subjectAltName=DNS:$TLS_NAME,DNS:localhost,IP:127.0.0.1" \
-            -addext "extendedKeyUsage=serverAuth" >/dev/null 2>&1 \
-            || die "openssl could not create the certificate"
-        chmod 600 "$TLS_KEY.tmp"
+            -keyout "$dir/ca.key" -out "$TLS_CA.tmp" -subj "/CN=imagespec e2e test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 \
+            && openssl req -newkey rsa:2048 -sha256 -nodes -keyout "$TLS_KEY.tmp" -out "$dir/server.csr" \
+                -subj "/CN=$TLS_NAME" >/dev/null 2>&1 \
+            && openssl x509 -req -in "$dir/server.csr" -CA "$TLS_CA.tmp" -CAkey "$dir/ca.key" -CAcreateserial \
+                -days 3650 -sha256 -extfile "$ext" -out "$TLS_CRT.tmp" >/dev/null 2>&1 \
+            || die "openssl could not create the certificates"
+        chmod 600 "$TLS_KEY.tmp" "$dir/ca.key"
         mv "$TLS_KEY.tmp" "$TLS_KEY"
         mv "$TLS_CRT.tmp" "$TLS_CRT"
+        mv "$TLS_CA.tmp" "$TLS_CA"
     fi
-    # Trust it system-wide (skopeo, curl, Rust with native roots) and in dockerd.
+    # Trust the CA system-wide (skopeo, curl, Rust with native roots) and in dockerd.
     local sys=$HOST_CA_DIR/imagespec-e2e-$TLS_NAME.crt
-    if ! cmp -s "$TLS_CRT" "$sys"; then
-        log "adding the $TLS_NAME certificate to the system CA store"
+    if ! cmp -s "$TLS_CA" "$sys"; then
+        log "adding the test CA to the system CA store"
         mkdir -p "$HOST_CA_DIR"
-        cp "$TLS_CRT" "$sys"
-        update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed"
+        cp "$TLS_CA" "$sys"
+        update-ca-certificates --fresh >/dev/null 2>&1 || die "update-ca-certificates failed"
     fi
     local dcert=/etc/docker/certs.d/$TLS_NAME:$TLS_PORT/ca.crt
-    if ! cmp -s "$TLS_CRT" "$dcert"; then
+    if ! cmp -s "$TLS_CA" "$dcert"; then
         mkdir -p "$(dirname "$dcert")"
-        cp "$TLS_CRT" "$dcert"
+        cp "$TLS_CA" "$dcert"
     fi
     # The name must resolve on the host (dockerd, skopeo and tests connect to it).
     if ! grep -Eq "^[[:space:]]*127\.0\.0\.1[[:space:]](.*[[:space:]])?$TLS_NAME([[:space:]]|\$)" /etc/hosts; then
@@ -180,7 +190,7 @@ registry_ready() {
     case $name in
         plain) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/") ;;
         auth) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' -u "$AUTH_USER:$AUTH_PASSWORD" "http://127.0.0.1:$port/v2/") ;;
-        tls) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' --cacert "$TLS_CRT" "https://$TLS_NAME:$port/v2/") ;;
+        tls) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' --cacert "$TLS_CA" "https://$TLS_NAME:$port/v2/") ;;
     esac
     [[ $code == 200 ]]
 }
@@ -237,7 +247,7 @@ IMAGESPEC_E2E_AUTH_CONFIG=$AUTH_CONFIG_DIR
 # TLS registry; its self-signed certificate is in the system CA store and in
 # /etc/docker/certs.d/$TLS_NAME:$TLS_PORT/ca.crt.
 IMAGESPEC_E2E_TLS_REGISTRY=$TLS_NAME:$TLS_PORT
-IMAGESPEC_E2E_TLS_CA=$TLS_CRT
+IMAGESPEC_E2E_TLS_CA=$TLS_CA
 # Host CA bundle (includes the egress proxy CA; baked into the base images).
 IMAGESPEC_E2E_CA_BUNDLE=$HOST_CA_BUNDLE
 # Base images made by scripts/e2e/base-images.sh.

@@ -28,6 +28,22 @@ fn reference(image: &str) -> Reference {
     Reference::with_tag(host.to_string(), repository, tag.unwrap_or("latest").to_string())
 }
 
+/// An error and its causes on one line (reqwest's own message says only "error sending
+/// request"; the cause says why, e.g. an untrusted certificate).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A client for one registry.
 pub struct RegistryClient {
     client: Client,
@@ -68,7 +84,7 @@ impl RegistryClient {
                 Existence::No
             }
             Err(E::AuthenticationFailure(_)) => Existence::Unknown("authentication failed: check the credentials for this registry".into()),
-            Err(e) => Existence::Unknown(e.to_string()),
+            Err(e) => Existence::Unknown(with_causes(&e)),
         }
     }
 }
