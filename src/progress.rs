@@ -93,6 +93,17 @@ impl Progress {
         }
     }
 
+    /// Removes what is still live on the terminal (steps that never reported an end).
+    pub fn clear(&self) {
+        let mut steps = self.steps.lock().expect("progress lock");
+        for (_, step) in steps.drain() {
+            if let Some(bar) = step.bar {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+            }
+        }
+    }
+
     /// Reports an event.
     pub fn event(&self, event: Event<'_>) {
         match event {

@@ -117,6 +117,7 @@ impl DockerDaemon {
         while let Ok(status) = rx.try_recv() {
             tracker.apply(status, progress);
         }
+        progress.clear();
         result.map_err(|e| {
             let (step, log) = tracker.failed();
             BackendError::BuildFailed { step, message: grpc_message(&e), log }
@@ -168,6 +169,12 @@ fn grpc_message(e: &bollard::grpc::error::GrpcError) -> String {
     }
 }
 
+/// A step's name as worth reading: `RUN --mount=... --mount=... cmd` is `RUN cmd`, runs of
+/// spaces (flytekit-style joined lines) folded.
+fn display_name(name: &str) -> String {
+    name.split_whitespace().filter(|w| !w.starts_with("--mount=")).collect::<Vec<_>>().join(" ")
+}
+
 /// Turns BuildKit status messages into step events.
 #[derive(Default)]
 struct StepTracker {
@@ -181,9 +188,13 @@ struct StepTracker {
 
 impl StepTracker {
     fn apply(&mut self, status: bollard_buildkit_proto::moby::buildkit::v1::StatusResponse, progress: &Progress) {
-        for v in status.vertexes {
+        for mut v in status.vertexes {
+            v.name = display_name(&v.name);
             self.names.insert(v.digest.clone(), v.name.clone());
-            if v.started.is_some() && self.started.insert(v.digest.clone()) && !v.cached {
+            // BuildKit's own bookkeeping steps ("[internal] load ...") are shown only when
+            // they fail.
+            let internal = v.name.starts_with("[internal]");
+            if v.started.is_some() && self.started.insert(v.digest.clone()) && !v.cached && !internal {
                 progress.event(Event::StepStarted { id: &v.digest, name: &v.name });
             }
             if (v.completed.is_some() || v.cached) && self.done.insert(v.digest.clone()) {
@@ -195,7 +206,7 @@ impl StepTracker {
                 if error.is_some() {
                     self.failed = Some((v.digest.clone(), v.error.clone()));
                 }
-                if !v.name.starts_with("[internal]") || error.is_some() {
+                if !internal || error.is_some() {
                     progress.event(Event::StepDone { id: &v.digest, name: &v.name, cached: v.cached, error });
                 }
             }
