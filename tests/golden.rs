@@ -6,8 +6,7 @@
 
 mod common;
 
-use assert_cmd::Command;
-use common::{materialise, repo};
+use common::{case_args, isolated_imagespec, materialise, repo};
 use serde_json::Value;
 
 
@@ -54,25 +53,9 @@ fn tags_match_flytekit_for_the_whole_corpus() {
         for format in golden["formats"].as_array().expect("formats") {
             let file = format!("spec.{}", format.as_str().expect("format"));
             for (key, want) in golden["images"].as_object().expect("images") {
-                let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-                cmd.current_dir(&dir)
-                    .env("IMAGESPEC_NO_CACHE", "1")
-                    .env("HOME", home.path())
-                    .env("XDG_CONFIG_HOME", home.path())
-                    .env("GIT_CONFIG_NOSYSTEM", "1")
-                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                    .args(["inspect", &file, "--json"]);
-                for (var, _) in std::env::vars() {
-                    if var.starts_with("GIT_") && var != "GIT_CONFIG_NOSYSTEM" && var != "GIT_CONFIG_GLOBAL" || var.starts_with("FLYTE_") {
-                        cmd.env_remove(var);
-                    }
-                }
-                if !key.is_empty() {
-                    cmd.args(["--image", key]);
-                }
-                if dir.join("modules.txt").exists() {
-                    cmd.args(["--modules-from", "modules.txt"]);
-                }
+                let mut cmd = isolated_imagespec(&dir, home.path());
+                cmd.args(["inspect", &file, "--json"]);
+                case_args(&mut cmd, &dir, key);
                 let out = cmd.output().expect("run imagespec");
                 checked += 1;
                 let label = format!("{case}/{file}[{key}]");

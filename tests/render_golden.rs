@@ -8,8 +8,7 @@
 
 mod common;
 
-use assert_cmd::Command;
-use common::{materialise, repo};
+use common::{case_args, isolated_imagespec, materialise, repo};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -138,26 +137,9 @@ fn render_matches_flytekit_for_the_whole_corpus() {
         let file = golden["spec"].as_str().expect("spec file");
         for (key, want) in golden["images"].as_object().expect("images") {
             let output = out_root.path().join(format!("{case}@{key}"));
-            let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-            cmd.current_dir(&dir)
-                .env("IMAGESPEC_NO_CACHE", "1")
-                .env("HOME", home.path())
-                .env("XDG_CONFIG_HOME", home.path())
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .args(["render", file, "--flytekit-compat", "-o"])
-                .arg(&output);
-            for (var, _) in std::env::vars() {
-                if var.starts_with("GIT_") && var != "GIT_CONFIG_NOSYSTEM" && var != "GIT_CONFIG_GLOBAL" || var.starts_with("FLYTE_") {
-                    cmd.env_remove(var);
-                }
-            }
-            if !key.is_empty() {
-                cmd.args(["--image", key]);
-            }
-            if dir.join("modules.txt").exists() {
-                cmd.args(["--modules-from", "modules.txt"]);
-            }
+            let mut cmd = isolated_imagespec(&dir, home.path());
+            cmd.args(["render", file, "--flytekit-compat", "-o"]).arg(&output);
+            case_args(&mut cmd, &dir, key);
             let out = cmd.output().expect("run imagespec");
             checked += 1;
             let label = format!("{case}/{file}[{key}]");

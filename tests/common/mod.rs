@@ -38,3 +38,31 @@ pub fn materialise(case: &str) -> PathBuf {
     }
     dir
 }
+
+/// The imagespec binary run in a materialised case, with git isolated from the user's
+/// configuration (as the generators isolate it), no digest cache and no FLYTE_* variables.
+pub fn isolated_imagespec(dir: &Path, home: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("imagespec").expect("binary");
+    cmd.current_dir(dir)
+        .env("IMAGESPEC_NO_CACHE", "1")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    for (var, _) in std::env::vars() {
+        if var.starts_with("GIT_") && var != "GIT_CONFIG_NOSYSTEM" && var != "GIT_CONFIG_GLOBAL" || var.starts_with("FLYTE_") {
+            cmd.env_remove(var);
+        }
+    }
+    cmd
+}
+
+/// `--image KEY` for a multi-image case and `--modules-from` when the case lists modules.
+pub fn case_args(cmd: &mut assert_cmd::Command, dir: &Path, key: &str) {
+    if !key.is_empty() {
+        cmd.args(["--image", key]);
+    }
+    if dir.join("modules.txt").exists() {
+        cmd.args(["--modules-from", "modules.txt"]);
+    }
+}
