@@ -348,6 +348,62 @@ builder_options = {{ add_flytekit = false }}
     assert_eq!(check.trim(), "clean");
 }
 
+/// A nested base spec is built and pushed first, and the image builds on it; a second run
+/// finds both.
+#[test]
+fn nested_base_spec_is_built_first() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_id();
+    let spec = format!(
+        r#"
+[images.base]
+name = "nested-base"
+registry = "{registry}"
+base_image = "{base}"
+packages = ["six"]
+env = {{ RUN_ID = "{run}" }}
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+
+[images.app]
+name = "nested-app"
+registry = "{registry}"
+base_image = {{ spec = "base" }}
+python_exec = "/root/.venv/bin/python"
+packages = ["pyyaml"]
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+    );
+    std::fs::write(dir.path().join("images.toml"), spec).expect("spec");
+    let (ok, events, log) = build_json(dir.path(), &["images.toml", "--image", "app"]);
+    assert!(ok, "{log}");
+    let app = result(&events);
+    assert_eq!(app["action"], "built");
+    let base_image = app["base"]["image"].as_str().expect("base outcome").to_string();
+    assert_eq!(app["base"]["action"], "built");
+    assert!(base_image.contains("/nested-base:"), "{base_image}");
+    let image = app["image"].as_str().expect("image").to_string();
+    // The app's layers start with the base's: it was built FROM the nested image.
+    let layers = |img: &str| -> Vec<Value> {
+        let v: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{img}")]))).expect("json");
+        v["Layers"].as_array().expect("layers").clone()
+    };
+    let (base_layers, app_layers) = (layers(&base_image), layers(&image));
+    assert!(app_layers.len() > base_layers.len() && app_layers[..base_layers.len()] == base_layers[..], "app is not built on the base");
+    let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
+    let ran = output(Process::new(DOCKER).args(["run", "--rm", &image, "/root/.venv/bin/python", "-c", "import six, yaml; print('both')"]));
+    assert_eq!(ran.trim(), "both");
+    let (ok, events, log) = build_json(dir.path(), &["images.toml", "--image", "app"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["action"], "skipped");
+    assert_eq!(result(&events)["base"]["action"], "skipped");
+}
+
 /// `DOCKER_HOST=tcp://...` works as the unix socket does, progress included.
 #[test]
 fn builds_over_a_tcp_docker_host() {
