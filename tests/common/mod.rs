@@ -66,3 +66,19 @@ pub fn case_args(cmd: &mut assert_cmd::Command, dir: &Path, key: &str) {
         cmd.args(["--modules-from", "modules.txt"]);
     }
 }
+
+/// [`materialise`] for a case of another testdata directory (e.g. `testdata/envd`), at the same
+/// fixed place.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn materialise_from(corpus: &str, case: &str) -> PathBuf {
+    let dir = Path::new(CORPUS_ROOT).join(case);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clean case dir");
+    }
+    copy_dir(&repo().join("testdata").join(corpus).join(case), &dir);
+    if dir.join("setup.sh").exists() {
+        let status = Command::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
+        assert!(status.success(), "{case}: setup.sh failed");
+    }
+    dir
+}
