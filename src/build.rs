@@ -141,11 +141,11 @@ fn build_one<'a>(
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 return Ok(outcome(Action::Noop, false, image));
             }
-            "default" | "imagespec" | "docker" => {}
+            "default" | "imagespec" | "docker" | "envd" => {}
             other => {
                 return Err(Error::Builder {
                     name: spec.name().into(),
-                    message: format!("builder `{other}` is not available; use `default` (Docker/BuildKit) or `noop`"),
+                    message: format!("builder `{other}` is not available; use `default` (Docker/BuildKit), `envd` or `noop`"),
                 })
             }
         }
@@ -180,6 +180,19 @@ fn build_one<'a>(
             }
         }
 
+        if builder == "envd" {
+            // envd builds into dockerd (its default context uses dockerd's BuildKit); the
+            // push is ours, from dockerd (src/backend/envd.rs says why).
+            let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
+            let d = connect(daemon).await?;
+            crate::backend::envd::Envd::find()?.build(&plan, progress).await?;
+            crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+            let pushed = has_registry && options.push;
+            if pushed {
+                crate::backend::envd::push(d, &image, credentials.as_ref(), progress).await?;
+            }
+            return Ok(outcome(Action::Built, pushed, image));
+        }
         let plan = BuildPlan::new(spec, tag, &options.render)?;
         let d = connect(daemon).await?;
         d.build(&plan, progress).await?;
