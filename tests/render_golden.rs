@@ -138,7 +138,7 @@ fn render_matches_flytekit_for_the_whole_corpus() {
         for (key, want) in golden["images"].as_object().expect("images") {
             let output = out_root.path().join(format!("{case}@{key}"));
             let mut cmd = isolated_imagespec(&dir, home.path());
-            cmd.args(["render", file, "--flytekit-compat", "-o"]).arg(&output);
+            cmd.args(["render", file, "--builder", "default", "--flytekit-compat", "-o"]).arg(&output);
             case_args(&mut cmd, &dir, key);
             let out = cmd.output().expect("run imagespec");
             checked += 1;
