@@ -79,11 +79,12 @@ fn result(events: &[Value]) -> &Value {
     events.iter().rev().find(|e| e["event"] == "result").expect("a result event")
 }
 
-/// The acceptance test of the envd backend: a spec with packages, apt packages, env,
-/// commands (one with single quotes, which flytekit's own build.envd breaks), requirements,
-/// source files and a `copy` entry builds with envd and is pushed to the TLS registry; from
-/// outside the image has the packages, the env (with flytekit's `_F_IMG_ID`), the commands'
-/// effects and exactly the hashed files under /root; a second run builds nothing.
+/// The acceptance test of the envd backend: a spec with packages, apt packages, env (an int
+/// among them), an entrypoint, commands (one with quotes, which flytekit's own build.envd
+/// breaks), requirements, source files and a `copy` entry builds with envd and is pushed to
+/// the TLS registry; from outside the image has the packages, the env (with flytekit's
+/// `_F_IMG_ID`), the entrypoint, the commands' effects and exactly the hashed files under
+/// /root; a second run builds nothing.
 #[test]
 fn envd_build_is_pushed_and_right_from_outside() {
     let Some(env) = services() else { return };
@@ -106,7 +107,8 @@ base_image = "{base}"
 packages = ["six", "pyyaml"]
 apt_packages = ["jq"]
 requirements = "proj/requirements.txt"
-env = {{ APP_ENV = "e2e", GREETING = "hello world" }}
+env = {{ APP_ENV = "e2e", GREETING = "hello world", PORT = 8080 }}
+entrypoint = ["python", "-c", "print('entrypoint ran')"]
 commands = ["echo built > /tmp/marker", "jq --version > /tmp/jq-version", "python -c 'import six, yaml, requests; print(\"imports ok\")'"]
 source_root = "proj"
 source_copy_mode = "all"
@@ -133,9 +135,12 @@ copy = ["extra.ini"]
     let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--config", &format!("docker://{image}")])))
         .expect("skopeo json");
     let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("Env").iter().filter_map(Value::as_str).collect();
-    for wanted in [format!("_F_IMG_ID={id}"), "APP_ENV=e2e".into(), "GREETING=hello world".into(), "PYTHONPATH=/root:".into()] {
+    // PORT: an int in the spec, a string for envd (which panics on an int).
+    for wanted in [format!("_F_IMG_ID={id}"), "APP_ENV=e2e".into(), "GREETING=hello world".into(), "PORT=8080".into(), "PYTHONPATH=/root:".into()] {
         assert!(env_list.contains(&wanted.as_str()), "{wanted} not in {env_list:?}");
     }
+    // flytekit's envd plugin drops `entrypoint`; imagespec keeps it.
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["python", "-c", "print('entrypoint ran')"]));
     assert_eq!(config["config"]["Labels"]["ai.tensorchord.envd.vendor"], "envd", "built by envd");
 
     // Pulled and run from the registry: packages import, commands left their marks, /root
@@ -144,8 +149,9 @@ copy = ["extra.ini"]
     output(Process::new(DOCKER).args(["pull", "-q", &image]));
     let list_root = "cd /root && find . -path ./.cache -prune -o -type f -print | sort";
     let base_root = output(Process::new(DOCKER).args(["run", "--rm", &env.base, "bash", "-c", list_root]));
+    assert_eq!(output(Process::new(DOCKER).args(["run", "--rm", &image])), "entrypoint ran\n");
     let ran = output(Process::new(DOCKER).args([
-        "run", "--rm", &image, "bash", "-c",
+        "run", "--rm", "--entrypoint", "bash", &image, "-c",
         &format!("{list_root} && echo --- && cat /tmp/marker /tmp/jq-version && jq --version && python -c 'import six, yaml, requests, wf.main; print(wf.main.main().strip(), wf.main.RUN)' && echo \"$_F_IMG_ID|$APP_ENV|$GREETING\""),
     ]));
     let (listing, rest) = ran.split_once("---\n").expect("marker");
