@@ -3,8 +3,10 @@
 
 use crate::backend::docker::{DockerDaemon, Existence};
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
+use crate::backend::registry as registry_backend;
 use crate::backend::BackendError;
-use crate::context::{BuildPlan, RenderOptions};
+use crate::registry::auth::Credentials;
+use crate::context::{BuildPlan, RenderOptions, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
@@ -23,6 +25,9 @@ pub struct BuildOptions {
     pub fast_fail: bool,
     pub render: RenderOptions,
     pub tag: TagOptions,
+    /// Assemble code-only changes in the registry on the dependency image
+    /// ([`crate::backend::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
+    pub fast_path: bool,
 }
 
 impl BuildOptions {
@@ -39,6 +44,7 @@ impl BuildOptions {
             fast_fail: str2bool(var("FLYTE_IMG_FAST_FAIL")),
             render,
             tag,
+            fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
         }
     }
 }
@@ -49,6 +55,8 @@ impl BuildOptions {
 pub enum Action {
     /// Built (and pushed, when `pushed`).
     Built,
+    /// Assembled in the registry: the dependency image plus a source layer.
+    Appended,
     /// Found in the registry: nothing to do.
     Skipped,
     /// Existence unknown: assumed to exist, as flytekit assumes.
@@ -181,18 +189,82 @@ fn build_one<'a>(
         }
 
         let plan = BuildPlan::new(spec, tag, &options.render)?;
+        let pushed = has_registry && options.push;
+        if pushed && options.fast_path && !plan.platform.contains(',') {
+            if plan.appendable() {
+                fast_path(spec, tag, &plan, options, credentials.as_ref(), progress, daemon).await?;
+                return Ok(outcome(Action::Appended, true, image));
+            }
+            if !plan.run_commands.is_empty() && !plan.root_entries.is_empty() {
+                progress.event(Event::Info("`commands` run after the source is copied (they may use it): full build"));
+            }
+        }
         let d = connect(daemon).await?;
         d.build(&plan, progress).await?;
         crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-        let pushed = has_registry && options.push;
         if pushed {
-            let step = format!("push {image}");
-            progress.event(Event::StepStarted { id: "push", name: &step });
-            let result = d.push(&image, credentials.as_ref(), progress).await;
-            let error = result.as_ref().err().map(ToString::to_string);
-            progress.event(Event::StepDone { id: "push", name: &step, cached: false, error: error.as_deref() });
-            result?;
+            push(d, &image, credentials.as_ref(), progress).await?;
         }
         Ok(outcome(Action::Built, pushed, image))
     })
+}
+
+async fn push(d: &DockerDaemon, image: &str, credentials: Option<&Credentials>, progress: &Progress) -> Result<(), BackendError> {
+    let step = format!("push {image}");
+    progress.event(Event::StepStarted { id: "push", name: &step });
+    let result = d.push(image, credentials, progress).await;
+    let error = result.as_ref().err().map(ToString::to_string);
+    progress.event(Event::StepDone { id: "push", name: &step, cached: false, error: error.as_deref() });
+    result
+}
+
+/// The registry fast path: the dependency image (built and pushed first when the registry
+/// does not have it) plus the source layer, assembled in the registry.
+async fn fast_path(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    credentials: Option<&Credentials>,
+    progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+) -> Result<(), Error> {
+    let client = RegistryClient::new(crate::registry::registry_host(&plan.image), credentials);
+    let deps_plan = plan.dependencies();
+    let deps = match registry_backend::find_dependency_image(&client, &deps_plan.image, &plan.platform).await? {
+        Some(deps) => {
+            progress.event(Event::Info(&format!("dependencies unchanged ({}): appending the source", deps_plan.image)));
+            deps
+        }
+        None => {
+            progress.event(Event::Info(&format!("dependency image {} not found, building it", deps_plan.image)));
+            let d = connect(daemon).await?;
+            // Built under a working tag, then labelled with the flytekit user's uid (which
+            // only the built image knows) under its real tag.
+            let mut unlabelled = deps_plan.clone();
+            unlabelled.image = format!("{}-unlabelled", deps_plan.image);
+            d.build(&unlabelled, progress).await?;
+            let facts = d.dependency_facts(&unlabelled.image).await?;
+            d.relabel(&unlabelled.image, &deps_plan.image, &[(DEPENDENCY_LABEL, facts)], &plan.platform, progress).await?;
+            d.untag(&unlabelled.image).await;
+            push(d, &deps_plan.image, credentials, progress).await?;
+            registry_backend::find_dependency_image(&client, &deps_plan.image, &plan.platform).await?.ok_or_else(|| BackendError::Push {
+                image: deps_plan.image.clone(),
+                message: "pushed, but the registry does not return it".into(),
+            })?
+        }
+    };
+    let appended = registry_backend::append(&client, plan, &deps, progress, || {
+        crate::tag::verify_unchanged(spec, &options.tag, tag).map_err(Error::from)
+    })
+    .await?;
+    progress.event(Event::Info(&format!(
+        "pushed {} ({}), {} files, layer {} bytes{}",
+        plan.image,
+        appended.digest,
+        appended.files,
+        appended.layer_size,
+        if appended.uploaded { "" } else { " (already in the registry)" }
+    )));
+    Ok(())
 }

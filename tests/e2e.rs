@@ -447,3 +447,137 @@ fn unreachable_daemon_is_one_clear_error() {
     assert_eq!(errors.len(), 1, "one error line, no stack of causes: {stderr}");
     assert!(errors[0].contains("dockerd is not reachable at unix://") && errors[0].contains("start it or set DOCKER_HOST"), "{stderr}");
 }
+
+/// A source tree with nested directories, an executable, a link to a file, and `copy`
+/// entries (a file and a directory), for the fast-path tests.
+fn fast_path_project(d: &Path, env: &Env, name: &str, run: &str) -> PathBuf {
+    sh(
+        d,
+        r#"
+        mkdir -p proj/src/pkg proj/src/data/deep proj/conf proj/assets/sub
+        cd proj
+        printf 'print("v1")\n' > src/pkg/main.py && chmod 755 src/pkg/main.py
+        printf '' > src/pkg/__init__.py
+        printf '{"a": 1}\n' > src/data/deep/x.json && chmod 600 src/data/deep/x.json
+        ln -s pkg/main.py src/link.py
+        printf '[app]\nk = 1\n' > conf/app.ini
+        printf 'a\n' > assets/a.txt
+        printf 'b\n' > assets/sub/b.txt
+        "#,
+    );
+    let spec = format!(
+        r#"
+name = "{name}"
+registry = "{registry}"
+base_image = "{base}"
+packages = ["pyyaml"]
+env = {{ APP_ENV = "e2e", RUN_ID = "{run}" }}
+entrypoint = ["python"]
+copy = ["conf/app.ini", "assets"]
+source_root = "src"
+source_copy_mode = "all"
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+    );
+    let proj = d.join("proj");
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    proj
+}
+
+/// `docker pull` + the image's file tree (path, owner, group, mode, type, size, link
+/// target; no times) and the config that matters at run time, seen from outside.
+fn image_snapshot(image: &str) -> (Vec<String>, Value) {
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    let listing = output(Process::new(DOCKER).args([
+        "run", "--rm", "--user", "0", "--entrypoint", "find", image, "/", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", ")",
+        "-prune", "-o", "-printf", "%p\t%U\t%G\t%m\t%y\t%s\t%l\n",
+    ]));
+    let mut files: Vec<String> = listing.lines().map(str::to_string).collect();
+    files.sort();
+    let inspect: Value = serde_json::from_str(&output(Process::new(DOCKER).args(["image", "inspect", image]))).expect("json");
+    let c = &inspect[0]["Config"];
+    let config = serde_json::json!({"Env": c["Env"], "User": c["User"], "WorkingDir": c["WorkingDir"], "Entrypoint": c["Entrypoint"], "Cmd": c["Cmd"], "Shell": c["Shell"]});
+    (files, config)
+}
+
+fn registry_digest(image: &str) -> String {
+    let out = output(Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]));
+    let v: Value = serde_json::from_str(&out).expect("skopeo json");
+    v["Digest"].as_str().expect("digest").to_string()
+}
+
+/// Issue 4's fast path: the first build makes the dependency image and appends the source;
+/// a code-only change is then assembled in the registry with no daemon at all, runs with
+/// the new files and id, and the same files give the same manifest digest again.
+#[test]
+fn code_change_is_appended_in_the_registry_without_a_daemon() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_id();
+    let proj = fast_path_project(dir.path(), &env, "fastpath-e2e", &run);
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["action"], "appended", "{log}");
+    let first = inspect_json(&proj, "spec.toml");
+    let image = first["image"].as_str().expect("image");
+    let run_py = |image: &str| output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import os, pkg.main; print(os.environ['_F_IMG_ID'], os.environ['APP_ENV'])"]));
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    assert_eq!(run_py(image), format!("v1\n{} e2e\n", first["id"].as_str().unwrap()));
+
+    // A code-only change: no daemon reachable at all.
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v2\")\n").expect("edit");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(&proj)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["build", "--json", "spec.toml"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("dependencies unchanged"), "{text}");
+    let second = inspect_json(&proj, "spec.toml");
+    let image2 = second["image"].as_str().expect("image");
+    assert_ne!(image, image2, "a code change changes the tag");
+    output(Process::new(DOCKER).args(["pull", "-q", image2]));
+    assert_eq!(run_py(image2), format!("v2\n{} e2e\n", second["id"].as_str().unwrap()));
+
+    // Reproducible: rebuilding the same files gives the same manifest digest.
+    let digest = registry_digest(image2);
+    let (ok, events, log) = build_json(&proj, &["spec.toml", "--force"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    assert_eq!(registry_digest(image2), digest);
+}
+
+/// The fast path must give the image the Dockerfile gives: the same files with the same
+/// owners, modes and sizes, and the same run-time config.
+#[test]
+fn fast_path_gives_the_same_image_as_the_dockerfile() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = fast_path_project(dir.path(), &env, "fastpath-compare", &run_id());
+    let image = inspect_json(&proj, "spec.toml")["image"].as_str().expect("image").to_string();
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    let (fast_files, fast_config) = image_snapshot(&image);
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml", "--force", "--no-fast-path"]);
+    assert!(ok && result(&events)["action"] == "built", "{log}");
+    let (full_files, full_config) = image_snapshot(&image);
+
+    assert_eq!(fast_config, full_config);
+    let only = |a: &[String], b: &[String]| a.iter().filter(|l| !b.contains(l)).cloned().collect::<Vec<_>>();
+    assert_eq!(
+        (only(&fast_files, &full_files), only(&full_files, &fast_files)),
+        (vec![], vec![]),
+        "(only in the fast-path image, only in the Dockerfile image)"
+    );
+    assert!(fast_files.iter().any(|l| l.starts_with("/root/pkg/main.py\t")), "the source is there");
+    assert!(fast_files.iter().any(|l| l.starts_with("/root/assets/sub/b.txt\t")), "copy directories are there");
+}

@@ -92,6 +92,10 @@ pub struct BuildArgs {
     /// Build and push even if the image exists (also `FLYTE_FORCE_PUSH_IMAGE_SPEC=true`).
     #[arg(long)]
     pub force: bool,
+    /// Always run the whole Dockerfile; never append the source to the dependency image in
+    /// the registry (also `IMAGESPEC_NO_FAST_PATH=true`).
+    #[arg(long)]
+    pub no_fast_path: bool,
     /// Machine-readable output: one JSON object per line on stdout, the last the result.
     #[arg(long)]
     pub json: bool,
