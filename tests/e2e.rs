@@ -581,3 +581,113 @@ fn fast_path_gives_the_same_image_as_the_dockerfile() {
     assert!(fast_files.iter().any(|l| l.starts_with("/root/pkg/main.py\t")), "the source is there");
     assert!(fast_files.iter().any(|l| l.starts_with("/root/assets/sub/b.txt\t")), "copy directories are there");
 }
+
+/// A registry of the test's own (its own port and storage), which it can kill; stopped by
+/// PID when dropped.
+struct OwnRegistry {
+    child: std::process::Child,
+    port: u16,
+    storage: PathBuf,
+    config: PathBuf,
+}
+
+impl OwnRegistry {
+    fn start(dir: &Path, port: Option<u16>) -> OwnRegistry {
+        let port = port.unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port());
+        let storage = dir.join("registry-data");
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", storage.display()),
+        )
+        .expect("config");
+        let child = Process::new("docker-registry")
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry");
+        let registry = OwnRegistry { child, port, storage, config };
+        for _ in 0..200 {
+            if Process::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/v2/")]).output().is_ok_and(|o| o.status.success()) {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("registry on port {port} did not start");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Files that sit in the registry's upload area (a blob upload in progress).
+fn uploading(storage: &Path) -> bool {
+    let Ok(out) = Process::new("find").args([storage.to_str().unwrap(), "-path", "*/_uploads/*/data", "-size", "+1k"]).output() else { return false };
+    !out.stdout.is_empty()
+}
+
+/// Killing the registry in the middle of the source layer's upload publishes no tag (the
+/// manifest goes last); once the registry is back, the same build completes.
+#[test]
+fn killed_registry_mid_push_leaves_no_tag_and_a_rerun_completes() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut registry = OwnRegistry::start(dir.path(), None);
+    let port = registry.port;
+    let local = Env { registry: format!("localhost:{port}"), base_python: env.base_python.clone(), uv_image: env.uv_image.clone(), ca_bundle: env.ca_bundle.clone() };
+    let proj = fast_path_project(dir.path(), &local, "interrupted", &run_id());
+    // The dependency image first (built, or taken from the build cache, and pushed).
+    let (ok, _, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+
+    // A code change with a big file: its layer takes long enough to upload to be cut.
+    sh(&proj, "head -c 100000000 /dev/urandom > src/pkg/model.bin");
+    let image = inspect_json(&proj, "spec.toml")["image"].as_str().expect("image").to_string();
+    let mut build = Process::new(assert_cmd::cargo::cargo_bin("imagespec"))
+        .current_dir(&proj)
+        .env("IMAGESPEC_NO_CACHE", "1")
+        .args(["build", "spec.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("imagespec");
+    let mut cut = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::time::Instant::now() < deadline && build.try_wait().expect("wait").is_none() {
+        if uploading(&registry.storage) {
+            registry.kill();
+            cut = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let out = build.wait_with_output().expect("imagespec ends");
+    assert!(cut, "the upload was never seen in progress");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the build must fail when the registry dies: {text}");
+    assert!(text.contains("uploading blob") || text.contains("registry"), "{text}");
+
+    // Back up on the same storage: no tag was published.
+    let _ = &registry.config;
+    let registry = OwnRegistry::start(dir.path(), Some(port));
+    let seen = Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().expect("skopeo");
+    assert!(!seen.status.success(), "{image} must not exist after an interrupted push");
+
+    // A rerun completes, and the image has the big file.
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    output(Process::new(DOCKER).args(["pull", "-q", &image]));
+    let size = output(Process::new(DOCKER).args(["run", "--rm", "--entrypoint", "stat", &image, "-c", "%s", "/root/pkg/model.bin"]));
+    assert_eq!(size.trim(), "100000000");
+    output(Process::new(DOCKER).args(["rmi", &image]));
+    drop(registry);
+}
