@@ -28,6 +28,8 @@ pub struct BuildOptions {
     /// Assemble code-only changes in the registry on the dependency image
     /// ([`crate::backend::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
     pub fast_path: bool,
+    /// Write the image here instead of pushing it (`--output`).
+    pub output: Option<crate::registry::layout::OutputTarget>,
 }
 
 impl BuildOptions {
@@ -45,6 +47,7 @@ impl BuildOptions {
             render,
             tag,
             fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
+            output: None,
         }
     }
 }
@@ -57,6 +60,8 @@ pub enum Action {
     Built,
     /// Assembled in the registry: the dependency image plus a source layer.
     Appended,
+    /// Assembled like `Appended`, and written to `--output` instead of pushed.
+    Written,
     /// Found in the registry: nothing to do.
     Skipped,
     /// Existence unknown: assumed to exist, as flytekit assumes.
@@ -93,6 +98,10 @@ pub async fn exists(spec: &NormalizedSpec, image: &str) -> Result<Existence, Err
 
 async fn registry_exists(image: &str, credentials: Option<&crate::registry::auth::Credentials>) -> Existence {
     let client = RegistryClient::new(crate::registry::registry_host(image), credentials);
+    client_exists(&client, image).await
+}
+
+async fn client_exists(client: &RegistryClient, image: &str) -> Existence {
     match client.exists(image).await {
         RegistryExistence::Yes => Existence::Yes,
         RegistryExistence::No => Existence::No,
@@ -159,6 +168,11 @@ fn build_one<'a>(
         }
 
         let image = tag.image.clone();
+        if let Some(target) = &options.output {
+            let plan = BuildPlan::new(spec, tag, &options.render)?;
+            write_output(spec, tag, &plan, options, target, progress, daemon).await?;
+            return Ok(outcome(Action::Written, false, image));
+        }
         let has_registry = spec.registry().is_some();
         let credentials = match has_registry {
             true => {
@@ -167,8 +181,28 @@ fn build_one<'a>(
             }
             false => None,
         };
-        let existence = if has_registry {
-            registry_exists(&image, credentials.as_ref()).await
+        // One client (one connection) for the existence check and the fast path.
+        let client = has_registry.then(|| RegistryClient::new(crate::registry::registry_host(&image), credentials.as_ref()));
+        // When the fast path may apply, its dependency image is looked up at the same time
+        // as the image (a plan that cannot be made is reported below, only if a build is due).
+        let appendable = (has_registry && options.push && options.fast_path)
+            .then(|| BuildPlan::new(spec, tag, &options.render).ok())
+            .flatten()
+            .filter(|p| p.appendable() && !p.platform.contains(','));
+        let mut prefetched = None;
+        let existence = if let Some(client) = &client {
+            match &appendable {
+                Some(plan) => {
+                    let deps = plan.dependencies();
+                    let (existence, found) = tokio::join!(
+                        client_exists(client, &image),
+                        registry_backend::find_dependency_image(client, &deps.image, &plan.platform)
+                    );
+                    prefetched = Some(found);
+                    existence
+                }
+                None => client_exists(client, &image).await,
+            }
         } else {
             connect(daemon).await?.exists_locally(&image).await
         };
@@ -188,11 +222,15 @@ fn build_one<'a>(
             }
         }
 
-        let plan = BuildPlan::new(spec, tag, &options.render)?;
+        let plan = match appendable {
+            Some(plan) => plan,
+            None => BuildPlan::new(spec, tag, &options.render)?,
+        };
         let pushed = has_registry && options.push;
         if pushed && options.fast_path && !plan.platform.contains(',') {
             if plan.appendable() {
-                fast_path(spec, tag, &plan, options, credentials.as_ref(), progress, daemon).await?;
+                let client = client.as_ref().expect("a spec with a registry has a client");
+                fast_path(spec, tag, &plan, options, client, credentials.as_ref(), progress, daemon, prefetched).await?;
                 return Ok(outcome(Action::Appended, true, image));
             }
             if !plan.run_commands.is_empty() && !plan.root_entries.is_empty() {
@@ -218,6 +256,85 @@ async fn push(d: &DockerDaemon, image: &str, credentials: Option<&Credentials>, 
     result
 }
 
+/// The dependency image of `plan` in the registry, built and pushed first (with the
+/// daemon) when the registry does not have it.
+async fn dependency_image(
+    client: &RegistryClient,
+    plan: &BuildPlan,
+    credentials: Option<&Credentials>,
+    progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+    prefetched: Option<Result<Option<registry_backend::DependencyImage>, BackendError>>,
+) -> Result<registry_backend::DependencyImage, Error> {
+    let deps_plan = plan.dependencies();
+    let found = match prefetched {
+        Some(found) => found?,
+        None => registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?,
+    };
+    if let Some(deps) = found {
+        progress.event(Event::Info(&format!("dependencies unchanged ({}): appending the source", deps_plan.image)));
+        return Ok(deps);
+    }
+    progress.event(Event::Info(&format!("dependency image {} not found, building it", deps_plan.image)));
+    let d = connect(daemon).await?;
+    // Built under a working tag, then labelled with what only the built image knows (the
+    // flytekit user's uid, /root's owner and mode) under its real tag.
+    let mut unlabelled = deps_plan.clone();
+    unlabelled.image = format!("{}-unlabelled", deps_plan.image);
+    d.build(&unlabelled, progress).await?;
+    let facts = d.dependency_facts(&unlabelled.image).await?;
+    d.relabel(&unlabelled.image, &deps_plan.image, &[(DEPENDENCY_LABEL, facts)], &plan.platform, progress).await?;
+    d.untag(&unlabelled.image).await;
+    push(d, &deps_plan.image, credentials, progress).await?;
+    let found = registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
+    Ok(found.ok_or_else(|| BackendError::Push { image: deps_plan.image.clone(), message: "pushed, but the registry does not return it".into() })?)
+}
+
+fn registry_client(spec: &NormalizedSpec, image: &str) -> Result<(RegistryClient, Option<Credentials>), Error> {
+    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+    let credentials = crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref()).map_err(BackendError::from)?;
+    Ok((RegistryClient::new(crate::registry::registry_host(image), credentials.as_ref()), credentials))
+}
+
+/// `--output`: the image assembled on its dependency image (no RUN step runs) and written
+/// to disk; nothing is pushed except, when the registry lacks it, the dependency image.
+async fn write_output(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    target: &crate::registry::layout::OutputTarget,
+    progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+) -> Result<(), Error> {
+    if spec.registry().is_none() || !plan.appendable() || plan.platform.contains(',') {
+        return Err(Error::Builder {
+            name: spec.name().into(),
+            message: format!(
+                "--output {target} writes the image as its dependency image (from the spec's registry) plus the source files: it needs a `registry`, files to copy (`source_root` or `copy`), no `commands` (they run after the files are copied) and one platform"
+            ),
+        });
+    }
+    let (client, credentials) = registry_client(spec, &plan.image)?;
+    let deps = dependency_image(&client, plan, credentials.as_ref(), progress, daemon, None).await?;
+    let assembled = registry_backend::assemble_image(plan, &deps, progress).await?;
+    crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+    let step = format!("write {target}");
+    progress.event(Event::StepStarted { id: "output", name: &step });
+    let image = crate::registry::layout::ImageToWrite {
+        image: &plan.image,
+        source: &deps.image,
+        manifest: &assembled.manifest,
+        config: &assembled.config,
+        local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
+    };
+    let written = crate::registry::layout::write(&client, &image, target).await;
+    let error = written.as_ref().err().map(ToString::to_string);
+    progress.event(Event::StepDone { id: "output", name: &step, cached: false, error: error.as_deref() });
+    written.map_err(|e| BackendError::Context(e.to_string()))?;
+    Ok(())
+}
+
 /// The registry fast path: the dependency image (built and pushed first when the registry
 /// does not have it) plus the source layer, assembled in the registry.
 async fn fast_path(
@@ -225,37 +342,16 @@ async fn fast_path(
     tag: &ImageTag,
     plan: &BuildPlan,
     options: &BuildOptions,
+    client: &RegistryClient,
     credentials: Option<&Credentials>,
     progress: &Progress,
     daemon: &mut Option<DockerDaemon>,
+    prefetched: Option<Result<Option<registry_backend::DependencyImage>, BackendError>>,
 ) -> Result<(), Error> {
-    let client = RegistryClient::new(crate::registry::registry_host(&plan.image), credentials);
-    let deps_plan = plan.dependencies();
-    let deps = match registry_backend::find_dependency_image(&client, &deps_plan.image, &plan.platform).await? {
-        Some(deps) => {
-            progress.event(Event::Info(&format!("dependencies unchanged ({}): appending the source", deps_plan.image)));
-            deps
-        }
-        None => {
-            progress.event(Event::Info(&format!("dependency image {} not found, building it", deps_plan.image)));
-            let d = connect(daemon).await?;
-            // Built under a working tag, then labelled with the flytekit user's uid (which
-            // only the built image knows) under its real tag.
-            let mut unlabelled = deps_plan.clone();
-            unlabelled.image = format!("{}-unlabelled", deps_plan.image);
-            d.build(&unlabelled, progress).await?;
-            let facts = d.dependency_facts(&unlabelled.image).await?;
-            d.relabel(&unlabelled.image, &deps_plan.image, &[(DEPENDENCY_LABEL, facts)], &plan.platform, progress).await?;
-            d.untag(&unlabelled.image).await;
-            push(d, &deps_plan.image, credentials, progress).await?;
-            registry_backend::find_dependency_image(&client, &deps_plan.image, &plan.platform).await?.ok_or_else(|| BackendError::Push {
-                image: deps_plan.image.clone(),
-                message: "pushed, but the registry does not return it".into(),
-            })?
-        }
-    };
-    let appended = registry_backend::append(&client, plan, &deps, progress, || {
-        crate::tag::verify_unchanged(spec, &options.tag, tag).map_err(Error::from)
+    let deps = dependency_image(client, plan, credentials, progress, daemon, prefetched).await?;
+    let (spec_again, tag_options, tag_before) = (spec.clone(), options.tag.clone(), tag.clone());
+    let appended = registry_backend::append(client, plan, &deps, progress, move || {
+        crate::tag::verify_unchanged(&spec_again, &tag_options, &tag_before).map_err(Error::from)
     })
     .await?;
     progress.event(Event::Info(&format!(

@@ -155,28 +155,41 @@ pub async fn source_layer(plan: &BuildPlan, owner: Owner, root_dir: DirAttrs, pr
     layer
 }
 
+/// The image of `plan` on top of `deps`, ready to publish or write out.
+pub struct Assembled {
+    pub layer: Layer,
+    /// The config JSON.
+    pub config: Vec<u8>,
+    pub manifest: OciImageManifest,
+}
+
+/// Writes the source layer and makes the config and manifest of `plan`'s image on `deps`.
+pub async fn assemble_image(plan: &BuildPlan, deps: &DependencyImage, progress: &Progress) -> Result<Assembled, BackendError> {
+    let layer = source_layer(plan, deps.owner, deps.root_dir, progress).await?;
+    let (config, manifest) = assemble(plan, deps, &layer);
+    Ok(Assembled { layer, config, manifest })
+}
+
 /// Pushes `plan.image` as `deps` plus `plan`'s files under `/root` and `_F_IMG_ID`.
-/// `before_publish` runs after the blobs are uploaded and before the manifest is pushed (the
-/// caller checks there that the tag still matches the files).
+/// `verify` runs (on a blocking thread) while the blobs upload, and the manifest is pushed
+/// only when it succeeds: the caller checks there that the tag still matches the files.
 pub async fn append(
     client: &RegistryClient,
     plan: &BuildPlan,
     deps: &DependencyImage,
     progress: &Progress,
-    before_publish: impl FnOnce() -> Result<(), crate::Error>,
+    verify: impl FnOnce() -> Result<(), crate::Error> + Send + 'static,
 ) -> Result<Appended, crate::Error> {
-    let layer = source_layer(plan, deps.owner, deps.root_dir, progress).await?;
-    let (config, manifest) = assemble(plan, deps, &layer);
-
+    let Assembled { layer, config, manifest } = assemble_image(plan, deps, progress).await?;
     let step = format!("push {} ({} files, {} bytes, on {})", plan.image, layer.files, layer.size, deps.image);
     progress.event(Event::StepStarted { id: "append", name: &step });
-    let result = async {
-        // Blobs first (the layer streamed from disk), the manifest last.
-        let uploaded = client.push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size).await?;
-        client.push_blob_bytes(&plan.image, config.into(), &manifest.config.digest).await?;
-        Ok::<_, BackendError>(uploaded)
-    }
-    .await;
+    let verified = tokio::task::spawn_blocking(verify);
+    // Blobs first (the layer streamed from disk, the config beside it), the manifest last.
+    let (layer_pushed, config_pushed) = tokio::join!(
+        client.push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size),
+        client.push_blob_bytes(&plan.image, config.into(), &manifest.config.digest),
+    );
+    let result = layer_pushed.and_then(|uploaded| config_pushed.map(|_| uploaded)).map_err(BackendError::from);
     let uploaded = match result {
         Ok(u) => u,
         Err(e) => {
@@ -184,7 +197,7 @@ pub async fn append(
             return Err(e.into());
         }
     };
-    before_publish()?;
+    verified.await.map_err(|e| BackendError::Context(e.to_string()))??;
     let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
     let digest = sha256(&body);
     let media_type = manifest.media_type.clone().unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());

@@ -96,6 +96,11 @@ pub struct BuildArgs {
     /// the registry (also `IMAGESPEC_NO_FAST_PATH=true`).
     #[arg(long)]
     pub no_fast_path: bool,
+    /// Write the image to disk instead of pushing it: `oci:DIR` (OCI image layout),
+    /// `oci-archive:FILE`, `docker-archive:FILE` (for `docker load`). Assembled on the
+    /// dependency image without a daemon (a spec without `commands`, with source files).
+    #[arg(long, value_name = "KIND:PATH")]
+    pub output: Option<imagespec::registry::layout::OutputTarget>,
     /// Machine-readable output: one JSON object per line on stdout, the last the result.
     #[arg(long)]
     pub json: bool,

@@ -30,6 +30,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.push &= !args.no_push;
         options.force |= args.force;
         options.fast_path &= !args.no_fast_path;
+        options.output = args.output.clone();
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, progress);
     }
@@ -46,6 +47,7 @@ fn report(outcome: &BuildOutcome, progress: &Progress) {
         (Action::Built, true) => "built and pushed",
         (Action::Built, false) => "built",
         (Action::Appended, _) => "assembled in the registry",
+        (Action::Written, _) => "written",
         // Already said, in one line, by the build itself.
         _ => return,
     };
