@@ -691,3 +691,44 @@ fn killed_registry_mid_push_leaves_no_tag_and_a_rerun_completes() {
     output(Process::new(DOCKER).args(["rmi", &image]));
     drop(registry);
 }
+
+/// `--output`: the code change assembled on the dependency image and written to disk, not
+/// pushed; read back by umoci, skopeo and `docker load`.
+#[test]
+fn output_writes_oci_layouts_and_docker_archives_without_pushing() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let proj = fast_path_project(d, &env, "output-e2e", &run_id());
+    let (ok, _, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v3\")\n").expect("edit");
+    let expected = inspect_json(&proj, "spec.toml");
+    let (image, id, tag) = (expected["image"].as_str().unwrap(), expected["id"].as_str().unwrap(), expected["tag"].as_str().unwrap());
+
+    let layout = d.join("layout");
+    let archive = d.join("image.oci.tar");
+    let docker_tar = d.join("image.docker.tar");
+    for target in [format!("oci:{}", layout.display()), format!("oci-archive:{}", archive.display()), format!("docker-archive:{}", docker_tar.display())] {
+        let (ok, events, log) = build_json(&proj, &["spec.toml", "--output", &target]);
+        assert!(ok && result(&events)["action"] == "written", "{target}: {log}");
+    }
+    // Nothing was pushed.
+    let seen = Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().expect("skopeo");
+    assert!(!seen.status.success(), "--output must not push {image}");
+
+    // The OCI layout, from outside: skopeo sees the config, umoci unpacks the files.
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--config", &format!("oci:{}:{tag}", layout.display())]))).expect("json");
+    let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("env").iter().filter_map(Value::as_str).collect();
+    assert!(env_list.contains(&format!("_F_IMG_ID={id}").as_str()), "{env_list:?}");
+    output(Process::new("umoci").args(["unpack", "--image", &format!("{}:{tag}", layout.display()), d.join("bundle").to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(d.join("bundle/rootfs/root/pkg/main.py")).expect("unpacked"), "print(\"v3\")\n");
+    let archived = output(Process::new("skopeo").args(["inspect", &format!("oci-archive:{}", archive.display())]));
+    assert!(archived.contains(id), "{archived}");
+
+    // The docker archive loads and runs.
+    output(Process::new(DOCKER).args(["load", "-i", docker_tar.to_str().unwrap()]));
+    let ran = output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import os, pkg.main; print(os.environ['_F_IMG_ID'])"]));
+    assert_eq!(ran, format!("v3\n{id}\n"));
+    output(Process::new(DOCKER).args(["rmi", image]));
+}
