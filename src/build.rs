@@ -155,6 +155,9 @@ fn build_one<'a>(
                     Some(NormalizedBase::Spec(_)) => base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
                     _ => return Err(Error::Builder { name: spec.name().into(), message: "base_image must be a string to use the noop image builder".into() }),
                 };
+                if spec.platform().contains(',') {
+                    check_platforms(&image, spec.platform(), progress).await?;
+                }
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 return Ok(outcome(Action::Noop, false, image));
             }
@@ -236,6 +239,11 @@ fn build_one<'a>(
             if !plan.run_commands.is_empty() && !plan.root_entries.is_empty() {
                 progress.event(Event::Info("`commands` run after the source is copied (they may use it): full build"));
             }
+        }
+        if pushed && options.fast_path && plan.platform.contains(',') && plan.appendable() {
+            let client = client.as_ref().expect("a spec with a registry has a client");
+            fast_path_platforms(spec, tag, &plan, options, client, progress).await?;
+            return Ok(outcome(Action::Appended, true, image));
         }
         let d = connect(daemon).await?;
         d.build(&plan, progress).await?;
@@ -362,5 +370,63 @@ async fn fast_path(
         appended.layer_size,
         if appended.uploaded { "" } else { " (already in the registry)" }
     )));
+    Ok(())
+}
+
+/// The fast path for several platforms: the dependency image must be an index with every
+/// platform (dockerd 20.10 without buildx builds one platform per image, so imagespec cannot
+/// make it); each platform gets the source layer and the image is pushed as an index.
+async fn fast_path_platforms(spec: &NormalizedSpec, tag: &ImageTag, plan: &BuildPlan, options: &BuildOptions, client: &RegistryClient, progress: &Progress) -> Result<(), Error> {
+    let platforms: Vec<&str> = plan.platform.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let deps_plan = plan.dependencies();
+    let Some(deps) = registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await? else {
+        return Err(BackendError::MultiPlatform { platform: format!("{} (the dependency image {} is not in the registry for every platform: build it per platform elsewhere, e.g. with buildx, and push it as an index under that tag with the `{DEPENDENCY_LABEL}` label)", plan.platform, deps_plan.image) }.into());
+    };
+    progress.event(Event::Info(&format!("dependencies unchanged ({}, {} platforms): appending the source", deps_plan.image, deps.len())));
+    let (spec_again, tag_options, tag_before) = (spec.clone(), options.tag.clone(), tag.clone());
+    let appended = registry_backend::append_platforms(client, plan, &platforms, &deps, progress, move || {
+        crate::tag::verify_unchanged(&spec_again, &tag_options, &tag_before).map_err(Error::from)
+    })
+    .await?;
+    progress.event(Event::Info(&format!("pushed {} ({}), an index of {} platforms", plan.image, appended.digest, platforms.len())));
+    Ok(())
+}
+
+/// noop with several platforms: the base must be an index that has every one of them.
+/// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
+async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Result<(), Error> {
+    use oci_client::manifest::OciManifest;
+    let host = crate::registry::registry_host(image);
+    let credentials = crate::registry::auth::lookup(host, None).map_err(BackendError::from)?;
+    let client = RegistryClient::new(host, credentials.as_ref());
+    let manifest = match client.manifest(image).await {
+        Ok(m) => m,
+        Err(e) => {
+            progress.event(Event::Info(&format!("cannot check the platforms of {image} ({e}); using it as is")));
+            return Ok(());
+        }
+    };
+    let available: Vec<String> = match &manifest.manifest {
+        OciManifest::ImageIndex(index) => index
+            .manifests
+            .iter()
+            .filter_map(|e| e.platform.as_ref())
+            .map(|p| match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            })
+            .collect(),
+        OciManifest::Image(_) => Vec::new(),
+    };
+    let missing: Vec<&str> = platform
+        .split(',')
+        .map(str::trim)
+        .filter(|want| !available.iter().any(|have| have == want || (want.matches('/').count() == 1 && have.starts_with(&format!("{want}/")))))
+        .collect();
+    if !missing.is_empty() {
+        let what = if available.is_empty() { "is a single-platform image".to_string() } else { format!("is an index of {}", available.join(", ")) };
+        return Err(Error::Builder { name: image.into(), message: format!("noop builder: platform asks for {platform}, but {image} {what}: no image for {}", missing.join(", ")) });
+    }
+    progress.event(Event::Info(&format!("{image}: an index with {platform}")));
     Ok(())
 }

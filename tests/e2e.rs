@@ -732,3 +732,106 @@ fn output_writes_oci_layouts_and_docker_archives_without_pushing() {
     assert_eq!(ran, format!("v3\n{id}\n"));
     output(Process::new(DOCKER).args(["rmi", image]));
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Registry API by hand (curl): an outside party assembling an index, as buildx would.
+fn curl_blob(registry: &str, repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", sha256_hex(bytes));
+    let head = output(Process::new("curl").args(["-si", "-X", "POST", &format!("http://{registry}/v2/{repo}/blobs/uploads/")]));
+    let location = head.lines().find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: "))).expect("Location").trim().to_string();
+    let url = format!("{location}{}digest={digest}", if location.contains('?') { "&" } else { "?" });
+    let url = if url.starts_with('/') { format!("http://{registry}{url}") } else { url };
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), bytes).expect("write");
+    output(Process::new("curl").args(["-sf", "-X", "PUT", "--data-binary", &format!("@{}", file.path().display()), "-H", "Content-Type: application/octet-stream", &url]));
+    digest
+}
+
+fn curl_manifest(registry: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), body).expect("write");
+    output(Process::new("curl").args([
+        "-sf", "-X", "PUT", "-H", &format!("Content-Type: {media_type}"), "--data-binary", &format!("@{}", file.path().display()),
+        &format!("http://{registry}/v2/{repo}/manifests/{reference}"),
+    ]));
+}
+
+/// Several platforms: given a dependency index (made here by hand from the amd64 one, as
+/// buildx would push it), the fast path pushes an index with the source layer on every
+/// platform; noop checks that its base has every platform.
+#[test]
+fn several_platforms_give_an_index_and_noop_checks_its_base() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("multi-{}", run_id().replace('-', ""));
+    let proj = fast_path_project(dir.path(), &env, &name, "multi");
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    let deps_amd64 = events.iter().filter_map(|e| e["message"].as_str()).find_map(|m| m.strip_prefix("dependency image ").or_else(|| m.strip_prefix("dependencies unchanged ("))).map(|m| m.split([' ', ')']).next().unwrap().to_string()).expect("deps image named");
+
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    std::fs::write(proj.join("spec.toml"), format!("platform = \"linux/amd64,linux/arm64\"\n{spec}")).expect("spec");
+    let (ok, _, log) = build_json(&proj, &["spec.toml"]);
+    assert!(!ok, "without a dependency index the build must fail: {log}");
+    let deps_multi = log.split("the dependency image ").nth(1).and_then(|r| r.split(' ').next()).expect("the message names the dependency tag").to_string();
+
+    // The dependency index: amd64 as built, and an "arm64" twin (its config says arm64).
+    let registry = "127.0.0.1:5000";
+    let raw = output(Process::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{deps_amd64}")]));
+    let manifest: Value = serde_json::from_str(&raw).expect("manifest");
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config = output(Process::new("curl").args(["-sf", &format!("http://{registry}/v2/{name}/blobs/{config_digest}")]));
+    let mut arm: Value = serde_json::from_str(&config).expect("config");
+    arm["architecture"] = "arm64".into();
+    let arm_config = serde_json::to_vec(&arm).unwrap();
+    let arm_config_digest = curl_blob(registry, &name, &arm_config);
+    let mut arm_manifest = manifest.clone();
+    arm_manifest["config"]["digest"] = arm_config_digest.into();
+    arm_manifest["config"]["size"] = arm_config.len().into();
+    let arm_body = serde_json::to_vec(&arm_manifest).unwrap();
+    let media = manifest["mediaType"].as_str().unwrap().to_string();
+    let arm_digest = format!("sha256:{}", sha256_hex(&arm_body));
+    curl_manifest(registry, &name, &arm_digest, &media, &arm_body);
+    let amd_digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json", "manifests": [
+        {"mediaType": media, "digest": amd_digest, "size": raw.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+        {"mediaType": media, "digest": arm_digest, "size": arm_body.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+    ]});
+    let deps_tag = deps_multi.rsplit(':').next().unwrap();
+    curl_manifest(registry, &name, deps_tag, "application/vnd.docker.distribution.manifest.list.v2+json", &serde_json::to_vec(&index).unwrap());
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    let expected = inspect_json(&proj, "spec.toml");
+    let image = expected["image"].as_str().unwrap();
+    let id = expected["id"].as_str().unwrap();
+    let top: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]))).unwrap();
+    let arches: Vec<&str> = top["manifests"].as_array().expect("an index").iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for arch in ["amd64", "arm64"] {
+        let seen: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--tls-verify=false", "--override-arch", arch, &format!("docker://{image}")]))).unwrap();
+        assert_eq!(seen["Architecture"], arch);
+        assert!(seen["Env"].as_array().unwrap().iter().any(|e| e.as_str() == Some(&format!("_F_IMG_ID={id}"))), "{arch}: {seen}");
+        assert_eq!(seen["Layers"].as_array().unwrap().len(), manifest["layers"].as_array().unwrap().len() + 1, "{arch}: one layer on top");
+    }
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    assert_eq!(output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import pkg.main"])), "v1\n");
+    output(Process::new(DOCKER).args(["rmi", image]));
+
+    // noop: the new index has both platforms; s390x it has not.
+    for (platform, good) in [("linux/amd64,linux/arm64", true), ("linux/amd64,linux/s390x", false)] {
+        std::fs::write(proj.join("noop.toml"), format!("builder = \"noop\"\nbase_image = \"{image}\"\nplatform = \"{platform}\"\n")).unwrap();
+        let out = Command::cargo_bin("imagespec").unwrap().current_dir(&proj).args(["build", "noop.toml"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if good {
+            assert!(out.status.success() && text.contains("an index with"), "{text}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{text}");
+            assert!(text.contains("no image for linux/s390x"), "{text}");
+        }
+    }
+}

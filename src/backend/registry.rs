@@ -206,3 +206,69 @@ pub async fn append(
     pushed.map_err(BackendError::from)?;
     Ok(Appended { digest, uploaded, layer_size: layer.size, files: layer.files })
 }
+
+/// The dependency image of every platform in `platforms` (one index under `image`), or
+/// `None` when one of them is missing.
+pub async fn find_dependency_images(client: &RegistryClient, image: &str, platforms: &[&str]) -> Result<Option<Vec<DependencyImage>>, BackendError> {
+    let mut found = Vec::new();
+    for platform in platforms {
+        match find_dependency_image(client, image, platform).await {
+            Ok(Some(deps)) => found.push(deps),
+            Ok(None) => return Ok(None),
+            // An index without this platform: not there.
+            Err(BackendError::Push { message, .. }) if message.contains("the index has no image for") => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(found))
+}
+
+/// The multi-platform fast path: for each platform, its dependency image plus the source
+/// layer, pushed by digest; then one image index under `plan.image`, last.
+pub async fn append_platforms(
+    client: &RegistryClient,
+    plan: &BuildPlan,
+    platforms: &[&str],
+    deps: &[DependencyImage],
+    progress: &Progress,
+    verify: impl FnOnce() -> Result<(), crate::Error> + Send + 'static,
+) -> Result<Appended, crate::Error> {
+    let mut entries = Vec::new();
+    let mut docker = true;
+    let (mut uploaded, mut layer_size, mut files) = (false, 0, 0);
+    for (platform, deps) in platforms.iter().zip(deps) {
+        let Assembled { layer, config, manifest } = assemble_image(plan, deps, progress).await?;
+        let step = format!("push {} for {platform} ({} files, {} bytes)", plan.image, layer.files, layer.size);
+        progress.event(Event::StepStarted { id: "append", name: &step });
+        let result = async {
+            let up = client.push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size).await?;
+            client.push_blob_bytes(&plan.image, config.into(), &manifest.config.digest).await?;
+            let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
+            let media_type = manifest.media_type.clone().unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
+            let digest = sha256(&body);
+            let size = body.len();
+            client.push_manifest_by_digest(&plan.image, body.into(), &media_type, &digest).await?;
+            Ok::<_, RegistryError>((up, media_type, digest, size))
+        }
+        .await;
+        progress.event(Event::StepDone { id: "append", name: &step, cached: false, error: result.as_ref().err().map(|e| e.to_string()).as_deref() });
+        let (up, media_type, digest, size) = result.map_err(BackendError::from)?;
+        docker &= media_type == oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE;
+        uploaded |= up;
+        layer_size = layer.size;
+        files = layer.files;
+        let mut parts = platform.split('/');
+        let mut p = json!({"os": parts.next().unwrap_or("linux"), "architecture": parts.next().unwrap_or("amd64")});
+        if let Some(variant) = parts.next() {
+            p["variant"] = json!(variant);
+        }
+        entries.push(json!({"mediaType": media_type, "digest": digest, "size": size, "platform": p}));
+    }
+    tokio::task::spawn_blocking(verify).await.map_err(|e| BackendError::Context(e.to_string()))??;
+    let media_type = if docker { oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE } else { oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE };
+    let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
+    let body = serde_json::to_vec(&index).expect("an index serialises");
+    let digest = sha256(&body);
+    client.push_manifest(&plan.image, body.into(), media_type).await.map_err(BackendError::from)?;
+    Ok(Appended { digest, uploaded, layer_size, files })
+}

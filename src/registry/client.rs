@@ -275,6 +275,16 @@ impl RegistryClient {
     }
 }
 
+impl RegistryClient {
+    /// Pushes a manifest by its digest, untagged (a platform's manifest inside an index).
+    pub async fn push_manifest_by_digest(&self, image: &str, body: bytes::Bytes, media_type: &str, digest: &str) -> Result<(), RegistryError> {
+        let reference = reference(image).clone_with_digest(digest.to_string());
+        let content_type = reqwest_header(media_type);
+        self.retry(image, "pushing a platform manifest", || self.client.push_manifest_raw(&reference, body.clone(), content_type.clone())).await?;
+        Ok(())
+    }
+}
+
 fn reqwest_header(media_type: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(media_type).unwrap_or_else(|_| http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"))
 }
