@@ -111,9 +111,24 @@ async fn client_exists(client: &RegistryClient, image: &str) -> Existence {
 
 /// Builds `spec` (its base specs first) unless it already exists.
 pub async fn build(spec: &NormalizedSpec, options: &BuildOptions, progress: &Progress) -> Result<BuildOutcome, Error> {
+    // The registry client (credentials, TLS roots) is made while the tag is computed.
+    let host = spec.registry().map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
+    let client = host.map(|host| {
+        let spec = spec.clone();
+        std::thread::spawn(move || {
+            let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+            let credentials = crate::registry::auth::lookup(&host, config.as_deref())?;
+            Ok::<_, crate::registry::auth::AuthError>((RegistryClient::new(&host, credentials.as_ref()), credentials))
+        })
+    });
     let tag = crate::tag::compute(spec, &options.tag)?;
+    let client = match client.map(|c| c.join()) {
+        Some(Ok(Ok(client))) => Some(client),
+        Some(Ok(Err(e))) => return Err(BackendError::from(e).into()),
+        _ => None,
+    };
     let mut daemon = None;
-    build_one(spec, &tag, options, progress, &mut daemon).await
+    build_one(spec, &tag, options, progress, &mut daemon, client).await
 }
 
 async fn connect(daemon: &mut Option<DockerDaemon>) -> Result<&DockerDaemon, BackendError> {
@@ -129,12 +144,13 @@ fn build_one<'a>(
     options: &'a BuildOptions,
     progress: &'a Progress,
     daemon: &'a mut Option<DockerDaemon>,
+    client: Option<(RegistryClient, Option<Credentials>)>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<BuildOutcome, Error>> + 'a>> {
     Box::pin(async move {
         let started = Instant::now();
         let base = match (spec.base(), &tag.base) {
             (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) => {
-                Some(Box::new(build_one(inner, inner_tag, options, progress, daemon).await?))
+                Some(Box::new(build_one(inner, inner_tag, options, progress, daemon, None).await?))
             }
             _ => None,
         };
@@ -177,15 +193,15 @@ fn build_one<'a>(
             return Ok(outcome(Action::Written, false, image));
         }
         let has_registry = spec.registry().is_some();
-        let credentials = match has_registry {
-            true => {
-                let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-                crate::registry::auth::lookup(crate::registry::registry_host(&image), config.as_deref()).map_err(BackendError::from)?
-            }
-            false => None,
-        };
         // One client (one connection) for the existence check and the fast path.
-        let client = has_registry.then(|| RegistryClient::new(crate::registry::registry_host(&image), credentials.as_ref()));
+        let (client, credentials) = match (has_registry, client) {
+            (true, Some((client, credentials))) => (Some(client), credentials),
+            (true, None) => {
+                let (client, credentials) = registry_client(spec, &image)?;
+                (Some(client), credentials)
+            }
+            (false, _) => (None, None),
+        };
         // When the fast path may apply, its dependency image is looked up at the same time
         // as the image (a plan that cannot be made is reported below, only if a build is due).
         let appendable = (has_registry && options.push && options.fast_path)

@@ -79,13 +79,12 @@ impl From<RegistryError> for BackendError {
 /// imagespec puts on dependency images (an image without it was not made by imagespec
 /// and is not appended to).
 pub async fn find_dependency_image(client: &RegistryClient, image: &str, platform: &str) -> Result<Option<DependencyImage>, BackendError> {
-    use crate::registry::client::Existence;
-    match client.exists(image).await {
-        Existence::Yes => {}
-        Existence::No => return Ok(None),
-        Existence::Unknown(reason) => return Err(BackendError::Push { image: image.into(), message: reason }),
-    }
-    let (_, manifest) = client.image_manifest(image, platform).await?;
+    // No HEAD first: a missing tag is the manifest request's 404.
+    let manifest = match client.image_manifest(image, platform).await {
+        Ok((_, manifest)) => manifest,
+        Err(e) if e.not_found => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let config: Value = serde_json::from_slice(&client.blob(image, &manifest.config.digest).await?)
         .map_err(|e| BackendError::Push { image: image.into(), message: format!("reading the image config: {e}") })?;
     let facts = config.pointer("/config/Labels").and_then(|l| l.get(DEPENDENCY_LABEL)).and_then(Value::as_str).and_then(parse_label);
@@ -215,8 +214,6 @@ pub async fn find_dependency_images(client: &RegistryClient, image: &str, platfo
         match find_dependency_image(client, image, platform).await {
             Ok(Some(deps)) => found.push(deps),
             Ok(None) => return Ok(None),
-            // An index without this platform: not there.
-            Err(BackendError::Push { message, .. }) if message.contains("the index has no image for") => return Ok(None),
             Err(e) => return Err(e),
         }
     }

@@ -101,6 +101,8 @@ pub struct RegistryError {
     pub image: String,
     pub what: String,
     pub message: String,
+    /// The registry answered that the manifest or repository does not exist.
+    pub not_found: bool,
 }
 
 /// Manifest media types the client accepts.
@@ -152,11 +154,17 @@ impl RegistryClient {
                     pause *= 2;
                 }
                 Err(e) => {
+                    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+                    let not_found = match &e {
+                        E::ImageManifestNotFoundError(_) => true,
+                        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)),
+                        _ => false,
+                    };
                     let message = match &e {
                         oci_client::errors::OciDistributionError::AuthenticationFailure(_) => "authentication failed: check the credentials for this registry".to_string(),
                         _ => with_causes(&e),
                     };
-                    return Err(RegistryError { image: image.to_string(), what: what.to_string(), message });
+                    return Err(RegistryError { image: image.to_string(), what: what.to_string(), message, not_found });
                 }
             }
         }
@@ -172,7 +180,7 @@ impl RegistryClient {
         let (bytes, digest) =
             self.retry(image, "reading the manifest", || self.client.pull_manifest_raw(reference, &self.auth, &MANIFEST_TYPES)).await?;
         let manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| RegistryError { image: image.to_string(), what: "reading the manifest".into(), message: e.to_string() })?;
+            .map_err(|e| RegistryError { image: image.to_string(), what: "reading the manifest".into(), message: e.to_string(), not_found: false })?;
         Ok(RawManifest { bytes, digest, manifest })
     }
 
@@ -193,7 +201,7 @@ impl RegistryClient {
                     e.platform.as_ref().is_some_and(|p| p.os.to_string() == os && p.architecture.to_string() == arch && (variant.is_none() || p.variant.as_deref() == variant))
                 });
                 let Some(entry) = entry else {
-                    return Err(RegistryError { image: image.into(), what: "reading the manifest".into(), message: format!("the index has no image for {platform}") });
+                    return Err(RegistryError { image: image.into(), what: "reading the manifest".into(), message: format!("the index has no image for {platform}"), not_found: true });
                 };
                 let by_digest = reference(image).clone_with_digest(entry.digest.clone());
                 let raw = self.manifest_of(image, &by_digest).await?;
@@ -202,7 +210,7 @@ impl RegistryClient {
                         let m = m.clone();
                         Ok((raw, m))
                     }
-                    OciManifest::ImageIndex(_) => Err(RegistryError { image: image.into(), what: "reading the manifest".into(), message: "an index inside an index".into() }),
+                    OciManifest::ImageIndex(_) => Err(RegistryError { image: image.into(), what: "reading the manifest".into(), message: "an index inside an index".into(), not_found: false }),
                 }
             }
         }
