@@ -45,6 +45,10 @@ pub struct SpecArgs {
     /// `source_root`) whose imports are followed statically. Repeatable.
     #[arg(long = "entry", value_name = "MODULE")]
     pub entries: Vec<String>,
+    /// Resolve relative paths in the spec against DIR instead of the spec file's directory
+    /// (for tools that write a spec to a temporary file, like the flytekit plugin).
+    #[arg(long, value_name = "DIR")]
+    pub relative_to: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
