@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tag_bench import REPO, FLYTEKIT, venv_python, write_section  # noqa: E402
-from build_bench import FLYTEKIT_BUILD, BASE, UV, timed  # noqa: E402
+from tag_bench import REPO, FLYTEKIT, write_section  # noqa: E402
+from build_bench import FLYTEKIT_BUILD, BASE, UV, setup, timed  # noqa: E402
 
 FILES = 1000
 FILE_BYTES = 5000
@@ -57,11 +57,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=REPO, check=True)
-    binary = str(REPO / "target" / "release" / "imagespec")
-    py = str(venv_python())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE")}
-    env["IMAGESPEC_NO_CACHE"] = "1"
+    binary, py, env = setup()
     run_id = f"fp-{time.time_ns()}"
     results = {}
     work = Path(tempfile.mkdtemp(prefix="imagespec-fast-path-bench-"))

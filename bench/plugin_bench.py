@@ -37,11 +37,12 @@ from workflows import helper
 
 RUN = "{run}"
 CFG = {{"uv_image": "{uv}", "micromamba_image": "{base}"}}
-base = ImageSpec(name="{prefix}-base", registry="localhost:5000", base_image="{base}", python_exec="/usr/bin/python3",
+B = {builder!r}  # the builder under test (not part of the image name)
+base = ImageSpec(name="{prefix}-base", registry="localhost:5000", base_image="{base}", python_exec="/usr/bin/python3", builder=B,
                  packages=["pyyaml"], env={{"RUN_ID": RUN}}, builder_config=CFG)
-app = ImageSpec(name="{prefix}-app", registry="localhost:5000", base_image=base, python_exec="/usr/bin/python3",
+app = ImageSpec(name="{prefix}-app", registry="localhost:5000", base_image=base, python_exec="/usr/bin/python3", builder=B,
                 packages=["six"], builder_config=CFG)
-src = ImageSpec(name="{prefix}-src", registry="localhost:5000", base_image="{base}", python_exec="/usr/bin/python3",
+src = ImageSpec(name="{prefix}-src", registry="localhost:5000", base_image="{base}", python_exec="/usr/bin/python3", builder=B,
                 source_root="{root}", source_copy_mode=CopyFileDetection.ALL, env={{"RUN_ID": RUN}}, builder_config=CFG)
 
 
@@ -61,11 +62,11 @@ def wf(x: int = 1) -> int:
 '''
 
 
-def make_project(root: Path, prefix: str, run: str) -> None:
+def make_project(root: Path, prefix: str, run: str, builder: str) -> None:
     (root / "workflows").mkdir(parents=True, exist_ok=True)
     (root / "workflows" / "__init__.py").write_text("")
     (root / "workflows" / "helper.py").write_text("def f(x):\n    return x + 1\n")
-    (root / "workflows" / "wf.py").write_text(WF.format(run=run, uv=UV, base=BASE, prefix=prefix, root=root))
+    (root / "workflows" / "wf.py").write_text(WF.format(run=run, uv=UV, base=BASE, prefix=prefix, root=root, builder=builder))
 
 
 def package(python: Path, project: Path, env: dict) -> float:
@@ -96,7 +97,7 @@ def main() -> None:
                 env["PATH"] = f"{REPO / 'bench' / 'docker-shim'}:{env['PATH']}"
             proj = work / prefix
             prune()
-            make_project(proj, prefix, f"cold-{time.time_ns()}")
+            make_project(proj, prefix, f"cold-{time.time_ns()}", "default" if "default" in tool else "imagespec")
             cold = package(python, proj, env)
             noop = [package(python, proj, env) for _ in range(args.runs)]
             change = []

@@ -359,6 +359,13 @@ async fn write_output(
     Ok(())
 }
 
+/// flytekit's check that the tag still matches the files, to run on another thread while
+/// the blobs upload.
+fn tag_check(spec: &NormalizedSpec, options: &BuildOptions, tag: &ImageTag) -> impl FnOnce() -> Result<(), Error> + Send + 'static {
+    let (spec, tag_options, tag) = (spec.clone(), options.tag.clone(), tag.clone());
+    move || crate::tag::verify_unchanged(&spec, &tag_options, &tag).map_err(Error::from)
+}
+
 /// The registry fast path: the dependency image (built and pushed first when the registry
 /// does not have it) plus the source layer, assembled in the registry.
 async fn fast_path(
@@ -373,11 +380,7 @@ async fn fast_path(
     prefetched: Option<Result<Option<registry_backend::DependencyImage>, BackendError>>,
 ) -> Result<(), Error> {
     let deps = dependency_image(client, plan, credentials, progress, daemon, prefetched).await?;
-    let (spec_again, tag_options, tag_before) = (spec.clone(), options.tag.clone(), tag.clone());
-    let appended = registry_backend::append(client, plan, &deps, progress, move || {
-        crate::tag::verify_unchanged(&spec_again, &tag_options, &tag_before).map_err(Error::from)
-    })
-    .await?;
+    let appended = registry_backend::append(client, plan, &deps, progress, tag_check(spec, options, tag)).await?;
     progress.event(Event::Info(&format!(
         "pushed {} ({}), {} files, layer {} bytes{}",
         plan.image,
@@ -399,11 +402,7 @@ async fn fast_path_platforms(spec: &NormalizedSpec, tag: &ImageTag, plan: &Build
         return Err(BackendError::MultiPlatform { platform: format!("{} (the dependency image {} is not in the registry for every platform: build it per platform elsewhere, e.g. with buildx, and push it as an index under that tag with the `{DEPENDENCY_LABEL}` label)", plan.platform, deps_plan.image) }.into());
     };
     progress.event(Event::Info(&format!("dependencies unchanged ({}, {} platforms): appending the source", deps_plan.image, deps.len())));
-    let (spec_again, tag_options, tag_before) = (spec.clone(), options.tag.clone(), tag.clone());
-    let appended = registry_backend::append_platforms(client, plan, &platforms, &deps, progress, move || {
-        crate::tag::verify_unchanged(&spec_again, &tag_options, &tag_before).map_err(Error::from)
-    })
-    .await?;
+    let appended = registry_backend::append_platforms(client, plan, &platforms, &deps, progress, tag_check(spec, options, tag)).await?;
     progress.event(Event::Info(&format!("pushed {} ({}), an index of {} platforms", plan.image, appended.digest, platforms.len())));
     Ok(())
 }
