@@ -93,17 +93,23 @@ def timed(cmd, cwd, env=None) -> tuple[float, str]:
     return time.perf_counter() - t0, out.stdout.strip().splitlines()[-1]
 
 
+def setup() -> tuple[str, str, dict]:
+    """The release binary (built now), flytekit's venv python, and an environment without
+    FLYTE_* variables and without imagespec's digest cache (both tools start cold)."""
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=REPO, check=True)
+    binary = str(REPO / "target" / "release" / "imagespec")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE")}
+    env["IMAGESPEC_NO_CACHE"] = "1"
+    return binary, str(venv_python()), env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cold-runs", type=int, default=1)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=REPO, check=True)
-    binary = str(REPO / "target" / "release" / "imagespec")
-    py = str(venv_python())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE")}
-    env["IMAGESPEC_NO_CACHE"] = "1"
+    binary, py, env = setup()
     results = {}
     work = Path(tempfile.mkdtemp(prefix="imagespec-build-bench-"))
     try:

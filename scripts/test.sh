@@ -21,6 +21,8 @@ if [[ ${IMAGESPEC_E2E_KEEP:-0} != 1 ]]; then
     trap 'scripts/e2e/down.sh >/dev/null 2>&1 || true' EXIT
 fi
 scripts/e2e/base-images.sh
+# The flytekit plugin's venv with its freshly built wheel (tests/flytekit_plugin.rs).
+scripts/e2e/plugin.sh --quiet >/dev/null
 set -a
 # shellcheck disable=SC1091
 . "${IMAGESPEC_E2E_STATE:-/tmp/imagespec-e2e}/e2e.env"

@@ -3,8 +3,10 @@
 
 use crate::backend::docker::{DockerDaemon, Existence};
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
+use crate::backend::registry as registry_backend;
 use crate::backend::BackendError;
-use crate::context::{BuildPlan, RenderOptions};
+use crate::registry::auth::Credentials;
+use crate::context::{BuildPlan, RenderOptions, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
@@ -23,6 +25,11 @@ pub struct BuildOptions {
     pub fast_fail: bool,
     pub render: RenderOptions,
     pub tag: TagOptions,
+    /// Assemble code-only changes in the registry on the dependency image
+    /// ([`crate::backend::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
+    pub fast_path: bool,
+    /// Write the image here instead of pushing it (`--output`).
+    pub output: Option<crate::registry::layout::OutputTarget>,
 }
 
 impl BuildOptions {
@@ -39,6 +46,8 @@ impl BuildOptions {
             fast_fail: str2bool(var("FLYTE_IMG_FAST_FAIL")),
             render,
             tag,
+            fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
+            output: None,
         }
     }
 }
@@ -49,6 +58,10 @@ impl BuildOptions {
 pub enum Action {
     /// Built (and pushed, when `pushed`).
     Built,
+    /// Assembled in the registry: the dependency image plus a source layer.
+    Appended,
+    /// Assembled like `Appended`, and written to `--output` instead of pushed.
+    Written,
     /// Found in the registry: nothing to do.
     Skipped,
     /// Existence unknown: assumed to exist, as flytekit assumes.
@@ -85,6 +98,10 @@ pub async fn exists(spec: &NormalizedSpec, image: &str) -> Result<Existence, Err
 
 async fn registry_exists(image: &str, credentials: Option<&crate::registry::auth::Credentials>) -> Existence {
     let client = RegistryClient::new(crate::registry::registry_host(image), credentials);
+    client_exists(&client, image).await
+}
+
+async fn client_exists(client: &RegistryClient, image: &str) -> Existence {
     match client.exists(image).await {
         RegistryExistence::Yes => Existence::Yes,
         RegistryExistence::No => Existence::No,
@@ -94,9 +111,24 @@ async fn registry_exists(image: &str, credentials: Option<&crate::registry::auth
 
 /// Builds `spec` (its base specs first) unless it already exists.
 pub async fn build(spec: &NormalizedSpec, options: &BuildOptions, progress: &Progress) -> Result<BuildOutcome, Error> {
+    // The registry client (credentials, TLS roots) is made while the tag is computed.
+    let host = spec.registry().map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
+    let client = host.map(|host| {
+        let spec = spec.clone();
+        std::thread::spawn(move || {
+            let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+            let credentials = crate::registry::auth::lookup(&host, config.as_deref())?;
+            Ok::<_, crate::registry::auth::AuthError>((RegistryClient::new(&host, credentials.as_ref()), credentials))
+        })
+    });
     let tag = crate::tag::compute(spec, &options.tag)?;
+    let client = match client.map(|c| c.join()) {
+        Some(Ok(Ok(client))) => Some(client),
+        Some(Ok(Err(e))) => return Err(BackendError::from(e).into()),
+        _ => None,
+    };
     let mut daemon = None;
-    build_one(spec, &tag, options, progress, &mut daemon).await
+    build_one(spec, &tag, options, progress, &mut daemon, client).await
 }
 
 async fn connect(daemon: &mut Option<DockerDaemon>) -> Result<&DockerDaemon, BackendError> {
@@ -112,12 +144,13 @@ fn build_one<'a>(
     options: &'a BuildOptions,
     progress: &'a Progress,
     daemon: &'a mut Option<DockerDaemon>,
+    client: Option<(RegistryClient, Option<Credentials>)>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<BuildOutcome, Error>> + 'a>> {
     Box::pin(async move {
         let started = Instant::now();
         let base = match (spec.base(), &tag.base) {
             (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) => {
-                Some(Box::new(build_one(inner, inner_tag, options, progress, daemon).await?))
+                Some(Box::new(build_one(inner, inner_tag, options, progress, daemon, None).await?))
             }
             _ => None,
         };
@@ -138,6 +171,9 @@ fn build_one<'a>(
                     Some(NormalizedBase::Spec(_)) => base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
                     _ => return Err(Error::Builder { name: spec.name().into(), message: "base_image must be a string to use the noop image builder".into() }),
                 };
+                if spec.platform().contains(',') {
+                    check_platforms(&image, spec.platform(), progress).await?;
+                }
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 return Ok(outcome(Action::Noop, false, image));
             }
@@ -151,16 +187,47 @@ fn build_one<'a>(
         }
 
         let image = tag.image.clone();
-        let has_registry = spec.registry().is_some();
-        let credentials = match has_registry {
-            true => {
-                let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-                crate::registry::auth::lookup(crate::registry::registry_host(&image), config.as_deref()).map_err(BackendError::from)?
+        if let Some(target) = &options.output {
+            if builder == "envd" {
+                return Err(Error::Builder {
+                    name: spec.name().into(),
+                    message: format!("--output {target} assembles the image on its dependency image, which the default builder makes; the envd builder pushes, or keeps the image in dockerd with --no-push"),
+                });
             }
-            false => None,
+            let plan = BuildPlan::new(spec, tag, &options.render)?;
+            write_output(spec, tag, &plan, options, target, progress, daemon).await?;
+            return Ok(outcome(Action::Written, false, image));
+        }
+        let has_registry = spec.registry().is_some();
+        // One client (one connection) for the existence check and the fast path.
+        let (client, credentials) = match (has_registry, client) {
+            (true, Some((client, credentials))) => (Some(client), credentials),
+            (true, None) => {
+                let (client, credentials) = registry_client(spec, &image)?;
+                (Some(client), credentials)
+            }
+            (false, _) => (None, None),
         };
-        let existence = if has_registry {
-            registry_exists(&image, credentials.as_ref()).await
+        // When the fast path may apply, its dependency image is looked up at the same time
+        // as the image (a plan that cannot be made is reported below, only if a build is due).
+        let appendable = (has_registry && options.push && options.fast_path && builder != "envd")
+            .then(|| BuildPlan::new(spec, tag, &options.render).ok())
+            .flatten()
+            .filter(|p| p.appendable() && !p.platform.contains(','));
+        let mut prefetched = None;
+        let existence = if let Some(client) = &client {
+            match &appendable {
+                Some(plan) => {
+                    let deps = plan.dependencies();
+                    let (existence, found) = tokio::join!(
+                        client_exists(client, &image),
+                        registry_backend::find_dependency_image(client, &deps.image, &plan.platform)
+                    );
+                    prefetched = Some(found);
+                    existence
+                }
+                None => client_exists(client, &image).await,
+            }
         } else {
             connect(daemon).await?.exists_locally(&image).await
         };
@@ -189,23 +256,211 @@ fn build_one<'a>(
             crate::tag::verify_unchanged(spec, &options.tag, tag)?;
             let pushed = has_registry && options.push;
             if pushed {
-                crate::backend::envd::push(d, &image, credentials.as_ref(), progress).await?;
+                push(d, &image, credentials.as_ref(), progress).await?;
             }
             return Ok(outcome(Action::Built, pushed, image));
         }
-        let plan = BuildPlan::new(spec, tag, &options.render)?;
+        let plan = match appendable {
+            Some(plan) => plan,
+            None => BuildPlan::new(spec, tag, &options.render)?,
+        };
+        let pushed = has_registry && options.push;
+        if pushed && options.fast_path && !plan.platform.contains(',') {
+            if plan.appendable() {
+                let client = client.as_ref().expect("a spec with a registry has a client");
+                fast_path(spec, tag, &plan, options, client, credentials.as_ref(), progress, daemon, prefetched).await?;
+                return Ok(outcome(Action::Appended, true, image));
+            }
+            if !plan.run_commands.is_empty() && !plan.root_entries.is_empty() {
+                progress.event(Event::Info("`commands` run after the source is copied (they may use it): full build"));
+            }
+        }
+        if pushed && options.fast_path && plan.platform.contains(',') && plan.appendable() {
+            let client = client.as_ref().expect("a spec with a registry has a client");
+            fast_path_platforms(spec, tag, &plan, options, client, progress).await?;
+            return Ok(outcome(Action::Appended, true, image));
+        }
         let d = connect(daemon).await?;
         d.build(&plan, progress).await?;
         crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-        let pushed = has_registry && options.push;
         if pushed {
-            let step = format!("push {image}");
-            progress.event(Event::StepStarted { id: "push", name: &step });
-            let result = d.push(&image, credentials.as_ref(), progress).await;
-            let error = result.as_ref().err().map(ToString::to_string);
-            progress.event(Event::StepDone { id: "push", name: &step, cached: false, error: error.as_deref() });
-            result?;
+            push(d, &image, credentials.as_ref(), progress).await?;
         }
         Ok(outcome(Action::Built, pushed, image))
     })
+}
+
+async fn push(d: &DockerDaemon, image: &str, credentials: Option<&Credentials>, progress: &Progress) -> Result<(), BackendError> {
+    let step = format!("push {image}");
+    progress.event(Event::StepStarted { id: "push", name: &step });
+    let result = d.push(image, credentials, progress).await;
+    let error = result.as_ref().err().map(ToString::to_string);
+    progress.event(Event::StepDone { id: "push", name: &step, cached: false, error: error.as_deref() });
+    result
+}
+
+/// The dependency image of `plan` in the registry, built and pushed first (with the
+/// daemon) when the registry does not have it.
+async fn dependency_image(
+    client: &RegistryClient,
+    plan: &BuildPlan,
+    credentials: Option<&Credentials>,
+    progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+    prefetched: Option<Result<Option<registry_backend::DependencyImage>, BackendError>>,
+) -> Result<registry_backend::DependencyImage, Error> {
+    let deps_plan = plan.dependencies();
+    let found = match prefetched {
+        Some(found) => found?,
+        None => registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?,
+    };
+    if let Some(deps) = found {
+        progress.event(Event::Info(&format!("dependencies unchanged ({}): appending the source", deps_plan.image)));
+        return Ok(deps);
+    }
+    progress.event(Event::Info(&format!("dependency image {} not found, building it", deps_plan.image)));
+    let d = connect(daemon).await?;
+    // Built under a working tag, then labelled with what only the built image knows (the
+    // flytekit user's uid, /root's owner and mode) under its real tag.
+    let mut unlabelled = deps_plan.clone();
+    unlabelled.image = format!("{}-unlabelled", deps_plan.image);
+    d.build(&unlabelled, progress).await?;
+    let facts = d.dependency_facts(&unlabelled.image).await?;
+    d.relabel(&unlabelled.image, &deps_plan.image, &[(DEPENDENCY_LABEL, facts)], &plan.platform, progress).await?;
+    d.untag(&unlabelled.image).await;
+    push(d, &deps_plan.image, credentials, progress).await?;
+    let found = registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
+    Ok(found.ok_or_else(|| BackendError::Push { image: deps_plan.image.clone(), message: "pushed, but the registry does not return it".into() })?)
+}
+
+fn registry_client(spec: &NormalizedSpec, image: &str) -> Result<(RegistryClient, Option<Credentials>), Error> {
+    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+    let credentials = crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref()).map_err(BackendError::from)?;
+    Ok((RegistryClient::new(crate::registry::registry_host(image), credentials.as_ref()), credentials))
+}
+
+/// `--output`: the image assembled on its dependency image (no RUN step runs) and written
+/// to disk; nothing is pushed except, when the registry lacks it, the dependency image.
+async fn write_output(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    target: &crate::registry::layout::OutputTarget,
+    progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+) -> Result<(), Error> {
+    if spec.registry().is_none() || !plan.appendable() || plan.platform.contains(',') {
+        return Err(Error::Builder {
+            name: spec.name().into(),
+            message: format!(
+                "--output {target} writes the image as its dependency image (from the spec's registry) plus the source files: it needs a `registry`, files to copy (`source_root` or `copy`), no `commands` (they run after the files are copied) and one platform"
+            ),
+        });
+    }
+    let (client, credentials) = registry_client(spec, &plan.image)?;
+    let deps = dependency_image(&client, plan, credentials.as_ref(), progress, daemon, None).await?;
+    let assembled = registry_backend::assemble_image(plan, &deps, progress).await?;
+    crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+    let step = format!("write {target}");
+    progress.event(Event::StepStarted { id: "output", name: &step });
+    let image = crate::registry::layout::ImageToWrite {
+        image: &plan.image,
+        source: &deps.image,
+        manifest: &assembled.manifest,
+        config: &assembled.config,
+        local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
+    };
+    let written = crate::registry::layout::write(&client, &image, target).await;
+    let error = written.as_ref().err().map(ToString::to_string);
+    progress.event(Event::StepDone { id: "output", name: &step, cached: false, error: error.as_deref() });
+    written.map_err(|e| BackendError::Context(e.to_string()))?;
+    Ok(())
+}
+
+/// flytekit's check that the tag still matches the files, to run on another thread while
+/// the blobs upload.
+fn tag_check(spec: &NormalizedSpec, options: &BuildOptions, tag: &ImageTag) -> impl FnOnce() -> Result<(), Error> + Send + 'static {
+    let (spec, tag_options, tag) = (spec.clone(), options.tag.clone(), tag.clone());
+    move || crate::tag::verify_unchanged(&spec, &tag_options, &tag).map_err(Error::from)
+}
+
+/// The registry fast path: the dependency image (built and pushed first when the registry
+/// does not have it) plus the source layer, assembled in the registry.
+async fn fast_path(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    client: &RegistryClient,
+    credentials: Option<&Credentials>,
+    progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+    prefetched: Option<Result<Option<registry_backend::DependencyImage>, BackendError>>,
+) -> Result<(), Error> {
+    let deps = dependency_image(client, plan, credentials, progress, daemon, prefetched).await?;
+    let appended = registry_backend::append(client, plan, &deps, progress, tag_check(spec, options, tag)).await?;
+    progress.event(Event::Info(&format!(
+        "pushed {} ({}), {} files, layer {} bytes{}",
+        plan.image,
+        appended.digest,
+        appended.files,
+        appended.layer_size,
+        if appended.uploaded { "" } else { " (already in the registry)" }
+    )));
+    Ok(())
+}
+
+/// The fast path for several platforms: the dependency image must be an index with every
+/// platform (dockerd 20.10 without buildx builds one platform per image, so imagespec cannot
+/// make it); each platform gets the source layer and the image is pushed as an index.
+async fn fast_path_platforms(spec: &NormalizedSpec, tag: &ImageTag, plan: &BuildPlan, options: &BuildOptions, client: &RegistryClient, progress: &Progress) -> Result<(), Error> {
+    let platforms: Vec<&str> = plan.platform.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let deps_plan = plan.dependencies();
+    let Some(deps) = registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await? else {
+        return Err(BackendError::MultiPlatform { platform: format!("{} (the dependency image {} is not in the registry for every platform: build it per platform elsewhere, e.g. with buildx, and push it as an index under that tag with the `{DEPENDENCY_LABEL}` label)", plan.platform, deps_plan.image) }.into());
+    };
+    progress.event(Event::Info(&format!("dependencies unchanged ({}, {} platforms): appending the source", deps_plan.image, deps.len())));
+    let appended = registry_backend::append_platforms(client, plan, &platforms, &deps, progress, tag_check(spec, options, tag)).await?;
+    progress.event(Event::Info(&format!("pushed {} ({}), an index of {} platforms", plan.image, appended.digest, platforms.len())));
+    Ok(())
+}
+
+/// noop with several platforms: the base must be an index that has every one of them.
+/// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
+async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Result<(), Error> {
+    use oci_client::manifest::OciManifest;
+    let host = crate::registry::registry_host(image);
+    let credentials = crate::registry::auth::lookup(host, None).map_err(BackendError::from)?;
+    let client = RegistryClient::new(host, credentials.as_ref());
+    let manifest = match client.manifest(image).await {
+        Ok(m) => m,
+        Err(e) => {
+            progress.event(Event::Info(&format!("cannot check the platforms of {image} ({e}); using it as is")));
+            return Ok(());
+        }
+    };
+    let available: Vec<String> = match &manifest.manifest {
+        OciManifest::ImageIndex(index) => index
+            .manifests
+            .iter()
+            .filter_map(|e| e.platform.as_ref())
+            .map(|p| match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            })
+            .collect(),
+        OciManifest::Image(_) => Vec::new(),
+    };
+    let missing: Vec<&str> = platform
+        .split(',')
+        .map(str::trim)
+        .filter(|want| !available.iter().any(|have| have == want || (want.matches('/').count() == 1 && have.starts_with(&format!("{want}/")))))
+        .collect();
+    if !missing.is_empty() {
+        let what = if available.is_empty() { "is a single-platform image".to_string() } else { format!("is an index of {}", available.join(", ")) };
+        return Err(Error::Builder { name: image.into(), message: format!("noop builder: platform asks for {platform}, but {image} {what}: no image for {}", missing.join(", ")) });
+    }
+    progress.event(Event::Info(&format!("{image}: an index with {platform}")));
+    Ok(())
 }

@@ -47,6 +47,8 @@ struct Step {
 /// The progress printer.
 pub struct Progress {
     mode: Mode,
+    /// When the printer was made: JSON events carry `elapsed` seconds since.
+    created: Instant,
     multi: MultiProgress,
     steps: Mutex<HashMap<String, Step>>,
 }
@@ -68,7 +70,7 @@ impl Progress {
 
     /// A printer in a given mode.
     pub fn with_mode(mode: Mode) -> Progress {
-        Progress { mode, multi: MultiProgress::new(), steps: Mutex::new(HashMap::new()) }
+        Progress { mode, created: Instant::now(), multi: MultiProgress::new(), steps: Mutex::new(HashMap::new()) }
     }
 
     /// The mode in use.
@@ -77,8 +79,12 @@ impl Progress {
     }
 
     /// Writes one JSON line on stdout (in `Json` mode only).
-    pub fn json(&self, value: Value) {
+    pub fn json(&self, mut value: Value) {
         if self.mode == Mode::Json {
+            if let Some(object) = value.as_object_mut() {
+                let elapsed = (self.created.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                object.insert("elapsed".into(), json!(elapsed));
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{value}");
             let _ = out.flush();

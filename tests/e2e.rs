@@ -447,3 +447,391 @@ fn unreachable_daemon_is_one_clear_error() {
     assert_eq!(errors.len(), 1, "one error line, no stack of causes: {stderr}");
     assert!(errors[0].contains("dockerd is not reachable at unix://") && errors[0].contains("start it or set DOCKER_HOST"), "{stderr}");
 }
+
+/// A source tree with nested directories, an executable, a link to a file, and `copy`
+/// entries (a file and a directory), for the fast-path tests.
+fn fast_path_project(d: &Path, env: &Env, name: &str, run: &str) -> PathBuf {
+    sh(
+        d,
+        r#"
+        mkdir -p proj/src/pkg proj/src/data/deep proj/conf proj/assets/sub
+        cd proj
+        printf 'print("v1")\n' > src/pkg/main.py && chmod 755 src/pkg/main.py
+        printf '' > src/pkg/__init__.py
+        printf '{"a": 1}\n' > src/data/deep/x.json && chmod 600 src/data/deep/x.json
+        ln -s pkg/main.py src/link.py
+        printf '[app]\nk = 1\n' > conf/app.ini
+        printf 'a\n' > assets/a.txt
+        printf 'b\n' > assets/sub/b.txt
+        "#,
+    );
+    let spec = format!(
+        r#"
+name = "{name}"
+registry = "{registry}"
+base_image = "{base}"
+packages = ["pyyaml"]
+env = {{ APP_ENV = "e2e", RUN_ID = "{run}" }}
+entrypoint = ["python"]
+copy = ["conf/app.ini", "assets"]
+source_root = "src"
+source_copy_mode = "all"
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+    );
+    let proj = d.join("proj");
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    proj
+}
+
+/// `docker pull` + the image's file tree (path, owner, group, mode, type, size, link
+/// target; no times) and the config that matters at run time, seen from outside.
+fn image_snapshot(image: &str) -> (Vec<String>, Value) {
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    let listing = output(Process::new(DOCKER).args([
+        "run", "--rm", "--user", "0", "--entrypoint", "find", image, "/", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", ")",
+        "-prune", "-o", "-printf", "%p\t%U\t%G\t%m\t%y\t%s\t%l\n",
+    ]));
+    let mut files: Vec<String> = listing.lines().map(str::to_string).collect();
+    files.sort();
+    let inspect: Value = serde_json::from_str(&output(Process::new(DOCKER).args(["image", "inspect", image]))).expect("json");
+    let c = &inspect[0]["Config"];
+    let config = serde_json::json!({"Env": c["Env"], "User": c["User"], "WorkingDir": c["WorkingDir"], "Entrypoint": c["Entrypoint"], "Cmd": c["Cmd"], "Shell": c["Shell"]});
+    (files, config)
+}
+
+fn registry_digest(image: &str) -> String {
+    let out = output(Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]));
+    let v: Value = serde_json::from_str(&out).expect("skopeo json");
+    v["Digest"].as_str().expect("digest").to_string()
+}
+
+/// Issue 4's fast path: the first build makes the dependency image and appends the source;
+/// a code-only change is then assembled in the registry with no daemon at all, runs with
+/// the new files and id, and the same files give the same manifest digest again.
+#[test]
+fn code_change_is_appended_in_the_registry_without_a_daemon() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_id();
+    let proj = fast_path_project(dir.path(), &env, "fastpath-e2e", &run);
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["action"], "appended", "{log}");
+    let first = inspect_json(&proj, "spec.toml");
+    let image = first["image"].as_str().expect("image");
+    let run_py = |image: &str| output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import os, pkg.main; print(os.environ['_F_IMG_ID'], os.environ['APP_ENV'])"]));
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    assert_eq!(run_py(image), format!("v1\n{} e2e\n", first["id"].as_str().unwrap()));
+
+    // A code-only change: no daemon reachable at all.
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v2\")\n").expect("edit");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(&proj)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["build", "--json", "spec.toml"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("dependencies unchanged"), "{text}");
+    let second = inspect_json(&proj, "spec.toml");
+    let image2 = second["image"].as_str().expect("image");
+    assert_ne!(image, image2, "a code change changes the tag");
+    output(Process::new(DOCKER).args(["pull", "-q", image2]));
+    assert_eq!(run_py(image2), format!("v2\n{} e2e\n", second["id"].as_str().unwrap()));
+
+    // Reproducible: rebuilding the same files gives the same manifest digest.
+    let digest = registry_digest(image2);
+    let (ok, events, log) = build_json(&proj, &["spec.toml", "--force"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    assert_eq!(registry_digest(image2), digest);
+}
+
+/// The fast path must give the image the Dockerfile gives: the same files with the same
+/// owners, modes and sizes, and the same run-time config.
+#[test]
+fn fast_path_gives_the_same_image_as_the_dockerfile() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = fast_path_project(dir.path(), &env, "fastpath-compare", &run_id());
+    let image = inspect_json(&proj, "spec.toml")["image"].as_str().expect("image").to_string();
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    let (fast_files, fast_config) = image_snapshot(&image);
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml", "--force", "--no-fast-path"]);
+    assert!(ok && result(&events)["action"] == "built", "{log}");
+    let (full_files, full_config) = image_snapshot(&image);
+
+    assert_eq!(fast_config, full_config);
+    let only = |a: &[String], b: &[String]| a.iter().filter(|l| !b.contains(l)).cloned().collect::<Vec<_>>();
+    assert_eq!(
+        (only(&fast_files, &full_files), only(&full_files, &fast_files)),
+        (vec![], vec![]),
+        "(only in the fast-path image, only in the Dockerfile image)"
+    );
+    assert!(fast_files.iter().any(|l| l.starts_with("/root/pkg/main.py\t")), "the source is there");
+    assert!(fast_files.iter().any(|l| l.starts_with("/root/assets/sub/b.txt\t")), "copy directories are there");
+}
+
+/// A registry of the test's own (its own port and storage), which it can kill; stopped by
+/// PID when dropped.
+struct OwnRegistry {
+    child: std::process::Child,
+    port: u16,
+    storage: PathBuf,
+    config: PathBuf,
+}
+
+impl OwnRegistry {
+    fn start(dir: &Path, port: Option<u16>) -> OwnRegistry {
+        let port = port.unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port());
+        let storage = dir.join("registry-data");
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", storage.display()),
+        )
+        .expect("config");
+        let child = Process::new("docker-registry")
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry");
+        let registry = OwnRegistry { child, port, storage, config };
+        for _ in 0..200 {
+            if Process::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/v2/")]).output().is_ok_and(|o| o.status.success()) {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("registry on port {port} did not start");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Files that sit in the registry's upload area (a blob upload in progress).
+fn uploading(storage: &Path) -> bool {
+    let Ok(out) = Process::new("find").args([storage.to_str().unwrap(), "-path", "*/_uploads/*/data", "-size", "+1k"]).output() else { return false };
+    !out.stdout.is_empty()
+}
+
+/// Killing the registry in the middle of the source layer's upload publishes no tag (the
+/// manifest goes last); once the registry is back, the same build completes.
+#[test]
+fn killed_registry_mid_push_leaves_no_tag_and_a_rerun_completes() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut registry = OwnRegistry::start(dir.path(), None);
+    let port = registry.port;
+    let local = Env { registry: format!("localhost:{port}"), base_python: env.base_python.clone(), uv_image: env.uv_image.clone(), ca_bundle: env.ca_bundle.clone() };
+    let proj = fast_path_project(dir.path(), &local, "interrupted", &run_id());
+    // The dependency image first (built, or taken from the build cache, and pushed).
+    let (ok, _, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+
+    // A code change with a big file: its layer takes long enough to upload to be cut.
+    sh(&proj, "head -c 100000000 /dev/urandom > src/pkg/model.bin");
+    let image = inspect_json(&proj, "spec.toml")["image"].as_str().expect("image").to_string();
+    let mut build = Process::new(assert_cmd::cargo::cargo_bin("imagespec"))
+        .current_dir(&proj)
+        .env("IMAGESPEC_NO_CACHE", "1")
+        .args(["build", "spec.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("imagespec");
+    let mut cut = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::time::Instant::now() < deadline && build.try_wait().expect("wait").is_none() {
+        if uploading(&registry.storage) {
+            registry.kill();
+            cut = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let out = build.wait_with_output().expect("imagespec ends");
+    assert!(cut, "the upload was never seen in progress");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the build must fail when the registry dies: {text}");
+    assert!(text.contains("uploading blob") || text.contains("registry"), "{text}");
+
+    // Back up on the same storage: no tag was published.
+    let _ = &registry.config;
+    let registry = OwnRegistry::start(dir.path(), Some(port));
+    let seen = Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().expect("skopeo");
+    assert!(!seen.status.success(), "{image} must not exist after an interrupted push");
+
+    // A rerun completes, and the image has the big file.
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    output(Process::new(DOCKER).args(["pull", "-q", &image]));
+    let size = output(Process::new(DOCKER).args(["run", "--rm", "--entrypoint", "stat", &image, "-c", "%s", "/root/pkg/model.bin"]));
+    assert_eq!(size.trim(), "100000000");
+    output(Process::new(DOCKER).args(["rmi", &image]));
+    drop(registry);
+}
+
+/// `--output`: the code change assembled on the dependency image and written to disk, not
+/// pushed; read back by umoci, skopeo and `docker load`.
+#[test]
+fn output_writes_oci_layouts_and_docker_archives_without_pushing() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let proj = fast_path_project(d, &env, "output-e2e", &run_id());
+    let (ok, _, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v3\")\n").expect("edit");
+    let expected = inspect_json(&proj, "spec.toml");
+    let (image, id, tag) = (expected["image"].as_str().unwrap(), expected["id"].as_str().unwrap(), expected["tag"].as_str().unwrap());
+
+    let layout = d.join("layout");
+    let archive = d.join("image.oci.tar");
+    let docker_tar = d.join("image.docker.tar");
+    for target in [format!("oci:{}", layout.display()), format!("oci-archive:{}", archive.display()), format!("docker-archive:{}", docker_tar.display())] {
+        let (ok, events, log) = build_json(&proj, &["spec.toml", "--output", &target]);
+        assert!(ok && result(&events)["action"] == "written", "{target}: {log}");
+    }
+    // Nothing was pushed.
+    let seen = Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().expect("skopeo");
+    assert!(!seen.status.success(), "--output must not push {image}");
+
+    // The OCI layout, from outside: skopeo sees the config, umoci unpacks the files.
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--config", &format!("oci:{}:{tag}", layout.display())]))).expect("json");
+    let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("env").iter().filter_map(Value::as_str).collect();
+    assert!(env_list.contains(&format!("_F_IMG_ID={id}").as_str()), "{env_list:?}");
+    output(Process::new("umoci").args(["unpack", "--image", &format!("{}:{tag}", layout.display()), d.join("bundle").to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(d.join("bundle/rootfs/root/pkg/main.py")).expect("unpacked"), "print(\"v3\")\n");
+    let archived = output(Process::new("skopeo").args(["inspect", &format!("oci-archive:{}", archive.display())]));
+    assert!(archived.contains(id), "{archived}");
+
+    // The docker archive loads and runs.
+    output(Process::new(DOCKER).args(["load", "-i", docker_tar.to_str().unwrap()]));
+    let ran = output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import os, pkg.main; print(os.environ['_F_IMG_ID'])"]));
+    assert_eq!(ran, format!("v3\n{id}\n"));
+    output(Process::new(DOCKER).args(["rmi", image]));
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Registry API by hand (curl): an outside party assembling an index, as buildx would.
+fn curl_blob(registry: &str, repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", sha256_hex(bytes));
+    let head = output(Process::new("curl").args(["-si", "-X", "POST", &format!("http://{registry}/v2/{repo}/blobs/uploads/")]));
+    let location = head.lines().find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: "))).expect("Location").trim().to_string();
+    let url = format!("{location}{}digest={digest}", if location.contains('?') { "&" } else { "?" });
+    let url = if url.starts_with('/') { format!("http://{registry}{url}") } else { url };
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), bytes).expect("write");
+    output(Process::new("curl").args(["-sf", "-X", "PUT", "--data-binary", &format!("@{}", file.path().display()), "-H", "Content-Type: application/octet-stream", &url]));
+    digest
+}
+
+fn curl_manifest(registry: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), body).expect("write");
+    output(Process::new("curl").args([
+        "-sf", "-X", "PUT", "-H", &format!("Content-Type: {media_type}"), "--data-binary", &format!("@{}", file.path().display()),
+        &format!("http://{registry}/v2/{repo}/manifests/{reference}"),
+    ]));
+}
+
+/// Several platforms: given a dependency index (made here by hand from the amd64 one, as
+/// buildx would push it), the fast path pushes an index with the source layer on every
+/// platform; noop checks that its base has every platform.
+#[test]
+fn several_platforms_give_an_index_and_noop_checks_its_base() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("multi-{}", run_id().replace('-', ""));
+    let proj = fast_path_project(dir.path(), &env, &name, "multi");
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    let deps_amd64 = events.iter().filter_map(|e| e["message"].as_str()).find_map(|m| m.strip_prefix("dependency image ").or_else(|| m.strip_prefix("dependencies unchanged ("))).map(|m| m.split([' ', ')']).next().unwrap().to_string()).expect("deps image named");
+
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    std::fs::write(proj.join("spec.toml"), format!("platform = \"linux/amd64,linux/arm64\"\n{spec}")).expect("spec");
+    let (ok, _, log) = build_json(&proj, &["spec.toml"]);
+    assert!(!ok, "without a dependency index the build must fail: {log}");
+    let deps_multi = log.split("the dependency image ").nth(1).and_then(|r| r.split(' ').next()).expect("the message names the dependency tag").to_string();
+
+    // The dependency index: amd64 as built, and an "arm64" twin (its config says arm64).
+    let registry = "127.0.0.1:5000";
+    let raw = output(Process::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{deps_amd64}")]));
+    let manifest: Value = serde_json::from_str(&raw).expect("manifest");
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config = output(Process::new("curl").args(["-sf", &format!("http://{registry}/v2/{name}/blobs/{config_digest}")]));
+    let mut arm: Value = serde_json::from_str(&config).expect("config");
+    arm["architecture"] = "arm64".into();
+    let arm_config = serde_json::to_vec(&arm).unwrap();
+    let arm_config_digest = curl_blob(registry, &name, &arm_config);
+    let mut arm_manifest = manifest.clone();
+    arm_manifest["config"]["digest"] = arm_config_digest.into();
+    arm_manifest["config"]["size"] = arm_config.len().into();
+    let arm_body = serde_json::to_vec(&arm_manifest).unwrap();
+    let media = manifest["mediaType"].as_str().unwrap().to_string();
+    let arm_digest = format!("sha256:{}", sha256_hex(&arm_body));
+    curl_manifest(registry, &name, &arm_digest, &media, &arm_body);
+    let amd_digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json", "manifests": [
+        {"mediaType": media, "digest": amd_digest, "size": raw.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+        {"mediaType": media, "digest": arm_digest, "size": arm_body.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+    ]});
+    let deps_tag = deps_multi.rsplit(':').next().unwrap();
+    curl_manifest(registry, &name, deps_tag, "application/vnd.docker.distribution.manifest.list.v2+json", &serde_json::to_vec(&index).unwrap());
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok && result(&events)["action"] == "appended", "{log}");
+    let expected = inspect_json(&proj, "spec.toml");
+    let image = expected["image"].as_str().unwrap();
+    let id = expected["id"].as_str().unwrap();
+    let top: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]))).unwrap();
+    let arches: Vec<&str> = top["manifests"].as_array().expect("an index").iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for arch in ["amd64", "arm64"] {
+        let seen: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--tls-verify=false", "--override-arch", arch, &format!("docker://{image}")]))).unwrap();
+        assert_eq!(seen["Architecture"], arch);
+        assert!(seen["Env"].as_array().unwrap().iter().any(|e| e.as_str() == Some(&format!("_F_IMG_ID={id}"))), "{arch}: {seen}");
+        assert_eq!(seen["Layers"].as_array().unwrap().len(), manifest["layers"].as_array().unwrap().len() + 1, "{arch}: one layer on top");
+    }
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    assert_eq!(output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import pkg.main"])), "v1\n");
+    output(Process::new(DOCKER).args(["rmi", image]));
+
+    // noop: the new index has both platforms; s390x it has not.
+    for (platform, good) in [("linux/amd64,linux/arm64", true), ("linux/amd64,linux/s390x", false)] {
+        std::fs::write(proj.join("noop.toml"), format!("builder = \"noop\"\nbase_image = \"{image}\"\nplatform = \"{platform}\"\n")).unwrap();
+        let out = Command::cargo_bin("imagespec").unwrap().current_dir(&proj).args(["build", "noop.toml"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if good {
+            assert!(out.status.success() && text.contains("an index with"), "{text}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{text}");
+            assert!(text.contains("no image for linux/s390x"), "{text}");
+        }
+    }
+}

@@ -201,3 +201,21 @@ fn missing_envd_is_one_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("IMAGESPEC_ENVD=/nonexistent/envd is not a file") && stderr.contains("pip install envd==1.3.6"), "{stderr}");
 }
+
+/// `--output` assembles on a dependency image, which only the default builder makes: refused
+/// before anything is built (no services needed).
+#[test]
+fn envd_refuses_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.toml"), "name = \"envd-out\"\nbuilder = \"envd\"\nregistry = \"localhost:5000\"\ncopy = [\"spec.toml\"]\n").expect("spec");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["build", "spec.toml", "--output", "oci:out"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the envd builder pushes"), "{stderr}");
+    assert!(!dir.path().join("out").exists());
+}

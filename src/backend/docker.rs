@@ -80,15 +80,98 @@ impl DockerDaemon {
             return Err(BackendError::MultiPlatform { platform: plan.platform.clone() });
         }
         let context = plan.context_tar().map_err(|e| BackendError::Context(e.to_string()))?;
+        let mut secrets: Vec<(String, std::path::PathBuf)> = plan.secrets.iter().map(|s| (s.id.clone(), s.source.clone())).collect();
+        if let Some(ca) = &plan.ca_bundle {
+            secrets.push(("imagespec_ca_bundle".into(), ca.clone()));
+        }
+        self.build_context(&plan.image, &plan.platform, context, &secrets, progress).await
+    }
+
+    /// Builds `image` as `from` plus `labels` (no layer is added).
+    pub async fn relabel(&self, from: &str, image: &str, labels: &[(&str, String)], platform: &str, progress: &Progress) -> Result<(), BackendError> {
+        let mut dockerfile = format!("FROM {from}\n");
+        for (k, v) in labels {
+            dockerfile.push_str(&format!("LABEL {k}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\"")));
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(crate::context::CONTEXT_MTIME);
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes()).map_err(|e| BackendError::Context(e.to_string()))?;
+        let context = tar.into_inner().map_err(|e| BackendError::Context(e.to_string()))?;
+        self.build_context(image, platform, context, &[], progress).await
+    }
+
+    /// What the fast path needs to know of a dependency image's file system, as the
+    /// `DEPENDENCY_LABEL` value: `<flytekit uid> <uid> <gid> <mode>` of /root. Asked of a
+    /// short-lived container (`id`, `stat`), which the image's own tools answer exactly.
+    pub async fn dependency_facts(&self, image: &str) -> Result<String, BackendError> {
+        let script = r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
+        let out = self.run_script(image, script).await?;
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        let valid = fields.len() == 4 && fields[..3].iter().all(|f| f.parse::<u64>().is_ok()) && u32::from_str_radix(fields[3], 8).is_ok();
+        if !valid {
+            return Err(BackendError::Context(format!("{image}: could not read the flytekit user and /root (`id`, `stat`): {out:?}")));
+        }
+        Ok(fields.join(" "))
+    }
+
+    /// Runs `script` with `/bin/sh -c` as root in a container of `image`; its stdout.
+    async fn run_script(&self, image: &str, script: &str) -> Result<String, BackendError> {
+        use bollard::models::ContainerCreateBody;
+        let failed = |e: bollard::errors::Error| BackendError::Context(format!("running a container of {image}: {}", root_cause(&e)));
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+            cmd: Some(vec![]),
+            user: Some("0".into()),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let created = self.client.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.map_err(failed)?;
+        let result = async {
+            self.client.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await?;
+            let mut wait = self.client.wait_container(&created.id, None::<bollard::query_parameters::WaitContainerOptions>);
+            while let Some(w) = wait.next().await {
+                w?;
+            }
+            let options = bollard::query_parameters::LogsOptions { stdout: true, stderr: true, ..Default::default() };
+            let mut logs = self.client.logs(&created.id, Some(options));
+            let mut out = String::new();
+            while let Some(chunk) = logs.next().await {
+                if let bollard::container::LogOutput::StdOut { message } = chunk? {
+                    out.push_str(&String::from_utf8_lossy(&message));
+                }
+            }
+            Ok::<_, bollard::errors::Error>(out)
+        }
+        .await;
+        let remove = bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() };
+        let _ = self.client.remove_container(&created.id, Some(remove)).await;
+        result.map_err(failed)
+    }
+
+    /// Removes the tag `image` from dockerd (the image stays while other tags use it).
+    pub async fn untag(&self, image: &str) {
+        let _ = self.client.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    }
+
+    /// Builds the Dockerfile in `context` (an uncompressed tar) as `image`.
+    async fn build_context(
+        &self,
+        image: &str,
+        platform: &str,
+        context: Vec<u8>,
+        secrets: &[(String, std::path::PathBuf)],
+        progress: &Progress,
+    ) -> Result<(), BackendError> {
         let mut options = ImageBuildFrontendOptions::builder();
-        let mut parts = plan.platform.split('/');
+        let mut parts = platform.split('/');
         let (os, arch, variant) = (parts.next().unwrap_or("linux"), parts.next().unwrap_or("amd64"), parts.next());
         options = options.platforms(&ImageBuildPlatform { os: os.into(), architecture: arch.into(), variant: variant.map(String::from) });
-        for secret in &plan.secrets {
-            options = options.set_secret(&secret.id, &SecretSource::File(secret.source.clone()));
-        }
-        if let Some(ca) = &plan.ca_bundle {
-            options = options.set_secret("imagespec_ca_bundle", &SecretSource::File(ca.clone()));
+        for (id, source) in secrets {
+            options = options.set_secret(id, &SecretSource::File(source.clone()));
         }
         let build_ref = BuildRef::random();
         let ref_id = build_ref.as_ref().to_string();
@@ -98,7 +181,7 @@ impl DockerDaemon {
             let _ = tx.send(status);
         }));
         let solve = Moby::new(&self.client).docker_build(
-            &plan.image,
+            image,
             options.build(),
             ImageBuildLoadInput::Upload(context.into()),
             None,

@@ -12,11 +12,9 @@
 //! # Ok(()) }
 //! ```
 
-use super::docker::DockerDaemon;
 use super::BackendError;
 use crate::context::EnvdPlan;
 use crate::progress::{Event, Progress};
-use crate::registry::auth::Credentials;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -137,16 +135,6 @@ fn environment_name(image: &str) -> String {
     let last = repository.rsplit('/').next().unwrap_or(repository);
     let name: String = last.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     if name.is_empty() { "imagespec".into() } else { name }
-}
-
-/// Pushes `image` from dockerd, as one step of the progress.
-pub async fn push(daemon: &DockerDaemon, image: &str, credentials: Option<&Credentials>, progress: &Progress) -> Result<(), BackendError> {
-    let step = format!("push {image}");
-    progress.event(Event::StepStarted { id: "push", name: &step });
-    let result = daemon.push(image, credentials, progress).await;
-    let error = result.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone { id: "push", name: &step, cached: false, error: error.as_deref() });
-    result
 }
 
 /// BuildKit's plain progress (what envd prints when its output is not a terminal), turned

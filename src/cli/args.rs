@@ -45,6 +45,10 @@ pub struct SpecArgs {
     /// `source_root`) whose imports are followed statically. Repeatable.
     #[arg(long = "entry", value_name = "MODULE")]
     pub entries: Vec<String>,
+    /// Resolve relative paths in the spec against DIR instead of the spec file's directory
+    /// (for tools that write a spec to a temporary file, like the flytekit plugin).
+    #[arg(long, value_name = "DIR")]
+    pub relative_to: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +100,15 @@ pub struct BuildArgs {
     /// Build and push even if the image exists (also `FLYTE_FORCE_PUSH_IMAGE_SPEC=true`).
     #[arg(long)]
     pub force: bool,
+    /// Always run the whole Dockerfile; never append the source to the dependency image in
+    /// the registry (also `IMAGESPEC_NO_FAST_PATH=true`).
+    #[arg(long)]
+    pub no_fast_path: bool,
+    /// Write the image to disk instead of pushing it: `oci:DIR` (OCI image layout),
+    /// `oci-archive:FILE`, `docker-archive:FILE` (for `docker load`). Assembled on the
+    /// dependency image without a daemon (a spec without `commands`, with source files).
+    #[arg(long, value_name = "KIND:PATH")]
+    pub output: Option<imagespec::registry::layout::OutputTarget>,
     /// Machine-readable output: one JSON object per line on stdout, the last the result.
     #[arg(long)]
     pub json: bool,

@@ -29,6 +29,8 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         let mut options = BuildOptions::from_env(super::render::options(&args.render), super::tag_options(&args.spec, spec)?);
         options.push &= !args.no_push;
         options.force |= args.force;
+        options.fast_path &= !args.no_fast_path;
+        options.output = args.output.clone();
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, progress);
     }
@@ -44,6 +46,8 @@ fn report(outcome: &BuildOutcome, progress: &Progress) {
     let what = match (outcome.action, outcome.pushed) {
         (Action::Built, true) => "built and pushed",
         (Action::Built, false) => "built",
+        (Action::Appended, _) => "assembled in the registry",
+        (Action::Written, _) => "written",
         // Already said, in one line, by the build itself.
         _ => return,
     };

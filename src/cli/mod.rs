@@ -49,5 +49,13 @@ fn tag_options(args: &args::SpecArgs, spec: &imagespec::NormalizedSpec) -> Resul
 }
 
 fn load(args: &args::SpecArgs) -> Result<SpecFile, Error> {
-    imagespec::load(&args.spec)
+    match &args.relative_to {
+        None => imagespec::load(&args.spec),
+        Some(dir) => {
+            let text = std::fs::read_to_string(&args.spec)
+                .map_err(|source| Error::Io { context: format!("reading {}", args.spec.display()), source })?;
+            let name = args.spec.file_name().unwrap_or(args.spec.as_os_str());
+            Ok(SpecFile::parse(&dir.join(name), &text)?)
+        }
+    }
 }

@@ -20,9 +20,10 @@ pub use envd::{CondaInstall, CudaInstall, EnvdCopy, EnvdPlan, BUILD_ENVD, ENVD_R
 mod plan;
 mod write;
 
-pub use plan::{BuildPlan, ContextFile, Flavor, Micromamba, PythonInstall, RenderOptions, Secret, FLYTEKIT_REQUIREMENT};
+pub use plan::{BuildPlan, ContextFile, Flavor, Micromamba, PythonInstall, RenderOptions, Secret, FLYTEKIT_REQUIREMENT, DEPENDENCY_LABEL};
 pub(crate) use plan::python_json_list;
-pub use write::WriteError;
+pub use write::{WriteError, CONTEXT_MTIME};
+pub use crate::source::layer::RootEntry;
 
 /// A spec the builder cannot turn into a Dockerfile, as flytekit's builder would refuse it.
 #[derive(Debug, thiserror::Error)]

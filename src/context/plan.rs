@@ -1,6 +1,7 @@
 //! [`BuildPlan`]: everything a backend needs, decided once.
 
 use super::PlanError;
+use crate::source::layer::RootEntry;
 use crate::source::SourceSet;
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
@@ -111,6 +112,10 @@ pub struct BuildPlan {
     pub secrets: Vec<Secret>,
     pub ca_bundle: Option<PathBuf>,
     pub files: Vec<ContextFile>,
+    /// What the source and `copy` COPY steps put under `/root`, in step order (a later entry
+    /// at the same path replaces an earlier one): the registry fast path writes exactly this
+    /// as a layer.
+    pub root_entries: Vec<RootEntry>,
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
@@ -341,11 +346,13 @@ impl BuildPlan {
             Some(mode) if mode != CopyMode::NoCopy => tag.source.clone(),
             _ => None,
         };
+        let mut root_entries = Vec::new();
         if let Some(set) = &source {
             // flytekit makes src/ even when no file is selected: `COPY ./src` needs it.
             files.push(ContextFile::Dir { to: "src".into() });
             for f in &set.files {
                 files.push(ContextFile::Copy { from: f.path.clone(), to: format!("src/{}", f.rel) });
+                root_entries.push(RootEntry::File { to: f.rel.clone(), from: f.path.clone() });
             }
         }
 
@@ -376,9 +383,16 @@ impl BuildPlan {
                         files.push(ContextFile::Copy { from: from.clone(), to: format!("{in_context}/{rel}") });
                     }
                 }
+                root_entries.push(RootEntry::Dir { to: posix.clone() });
+                for (rel, from) in &entry.files {
+                    root_entries.push(RootEntry::File { to: format!("{posix}/{rel}"), from: from.clone() });
+                }
                 copy_commands.push(format!("COPY --chown=flytekit {in_context} /root/{posix}/"));
             } else if let Some((_, from)) = entry.files.first() {
                 files.push(ContextFile::Copy { from: from.clone(), to: in_context.clone() });
+                let file_name = parts.last().copied().unwrap_or(".");
+                let to = if parent == "." { file_name.to_string() } else { format!("{parent}/{file_name}") };
+                root_entries.push(RootEntry::File { to, from: from.clone() });
                 copy_commands.push(format!("COPY --chown=flytekit {in_context} /root/{parent}/"));
             } else {
                 return Err(PlanError::CopyMissing { name, entry: written.clone(), dir: spec.dir().to_path_buf() });
@@ -416,6 +430,74 @@ impl BuildPlan {
             secrets,
             ca_bundle,
             files,
+            root_entries,
         })
+    }
+}
+
+/// The label on a dependency image that records what the fast path needs to know of its
+/// file system without pulling the layers: `<flytekit uid> <uid> <gid> <octal mode of /root>`
+/// (a COPY `--chown=flytekit` resolves the name in the image's /etc/passwd; the layer must
+/// repeat /root's own attributes).
+pub const DEPENDENCY_LABEL: &str = "org.imagespec.dependency-image";
+
+impl BuildPlan {
+    /// Whether the image is its dependency image plus the files under `/root` and the
+    /// `_F_IMG_ID` variable, so that a code-only change can be appended to the dependency
+    /// image instead of rebuilt. Not when `commands` run after the files are copied (they
+    /// may use them), not for flytekit's own Dockerfile, and only when something is copied.
+    pub fn appendable(&self) -> bool {
+        self.flavor == Flavor::Imagespec && self.run_commands.is_empty() && !self.root_entries.is_empty()
+    }
+
+    /// The plan of the dependency image: everything but the source and `copy` files and
+    /// `_F_IMG_ID` (which come last in the Dockerfile, so the image differs from the
+    /// dependency image by exactly them).
+    pub fn dependencies(&self) -> BuildPlan {
+        let mut deps = self.clone();
+        deps.source = None;
+        deps.copy_commands.clear();
+        deps.root_entries.clear();
+        deps.image_id.clear();
+        deps.files.retain(|f| {
+            let to = match f {
+                ContextFile::Copy { to, .. } | ContextFile::Content { to, .. } | ContextFile::Dir { to } => to,
+            };
+            !(to == "src" || to.starts_with("src/") || to == "copy" || to.starts_with("copy/"))
+        });
+        let (repository, _) = crate::registry::split_tag(&self.image);
+        deps.image = format!("{repository}:deps-{}", deps.content_key());
+        deps
+    }
+
+    /// A digest of everything that makes this plan's image: the Dockerfile, the platform and
+    /// every context file's content (hex, 32 digits).
+    fn content_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"imagespec dependency image v1\0");
+        hash.update(self.platform.as_bytes());
+        hash.update(b"\0");
+        hash.update(crate::render::dockerfile(self).as_bytes());
+        let mut files: Vec<_> = self.files.iter().collect();
+        files.sort_by_key(|f| match f {
+            ContextFile::Copy { to, .. } | ContextFile::Content { to, .. } | ContextFile::Dir { to } => to.clone(),
+        });
+        for f in files {
+            match f {
+                ContextFile::Copy { from, to } => {
+                    hash.update(format!("\0file {to}\0").as_bytes());
+                    // An unreadable file fails the build later, with its path; here it only
+                    // changes the key.
+                    hash.update(std::fs::read(from).unwrap_or_default());
+                }
+                ContextFile::Content { to, content } => {
+                    hash.update(format!("\0file {to}\0").as_bytes());
+                    hash.update(content.as_bytes());
+                }
+                ContextFile::Dir { to } => hash.update(format!("\0dir {to}\0").as_bytes()),
+            }
+        }
+        hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod layout;
 
 /// The registry host of an image reference (`docker.io` when it names none), as Docker
 /// decides it: the first component is a host when it has a `.` or `:`, or is `localhost`.

@@ -5,6 +5,12 @@
 //! ctime, inode and device plus the ignore rules: an unchanged tree is answered without
 //! reading a byte. ctime cannot be set by users, so an edit always changes the key; files
 //! changed within the last second make the result uncacheable (git's "racy" rule).
+//!
+//! Within one run the same key is also remembered in memory (whatever `IMAGESPEC_NO_CACHE`
+//! says), so the check that the files did not change during a build (flytekit recomputes the
+//! tag) re-stats them instead of re-reading them, as git compares its index. Files changed
+//! within the last 50 ms are not remembered: a second change inside one timestamp tick could
+//! keep every stat field.
 
 use super::{pypath, SourceError};
 use md5::{Digest, Md5};
@@ -25,6 +31,12 @@ pub struct HashedFile<'a> {
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
     move |source| SourceError::Io { path: path.to_path_buf(), source }
+}
+
+/// This run's tree digests by stat key.
+fn memo() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> = std::sync::OnceLock::new();
+    MEMO.get_or_init(Default::default)
 }
 
 /// Files up to this size are read by worker threads into memory, a batch at a time;
@@ -50,7 +62,17 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
             key.update(n.to_le_bytes());
         }
     }
-    let cache = cache_dir().map(|d| d.join(hex(&key.finalize())));
+    let key = hex(&key.finalize());
+    if let Some(hit) = memo().lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+    let margin = 50_000_000i128;
+    let fresh = files.iter().any(|f| {
+        let (m, c) = (f.meta.mtime() as i128 * 1_000_000_000 + f.meta.mtime_nsec() as i128, f.meta.ctime() as i128 * 1_000_000_000 + f.meta.ctime_nsec() as i128);
+        m >= now_ns - margin || c >= now_ns - margin
+    });
+    let cache = cache_dir().map(|d| d.join(&key));
     if let Some(hit) = cache.as_ref().and_then(|p| fs::read_to_string(p).ok()).filter(|s| s.len() == 32) {
         return Ok(hit);
     }
@@ -73,6 +95,11 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
     let digest = hex(&hasher.finalize());
     if let (Some(path), false) = (cache, racy) {
         store(&path, &digest);
+    }
+    if !fresh {
+        if let Ok(mut m) = memo().lock() {
+            m.insert(key, digest.clone());
+        }
     }
     Ok(digest)
 }
@@ -239,5 +266,32 @@ fn store(path: &Path, digest: &str) {
         if fs::write(&tmp, digest).is_ok() {
             let _ = fs::rename(&tmp, path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(dir: &Path) -> String {
+        let path = dir.join("a.py");
+        let meta = fs::metadata(&path).unwrap();
+        hash_files(&[HashedFile { path: &path, rel: "a.py", meta: &meta }], "test").unwrap()
+    }
+
+    #[test]
+    fn the_in_memory_memo_never_hides_an_edit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.py");
+        fs::write(&file, "one").unwrap();
+        // Old enough to be remembered.
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let first = digest_of(tmp.path());
+        assert_eq!(digest_of(tmp.path()), first);
+        fs::write(&file, "two").unwrap();
+        let second = digest_of(tmp.path());
+        assert_ne!(second, first, "an edit changes ctime, so the key, so the digest");
+        fs::write(&file, "one").unwrap();
+        assert_eq!(digest_of(tmp.path()), first, "fresh files are hashed, not remembered");
     }
 }

@@ -15,6 +15,7 @@ mod digest;
 pub mod fnmatch;
 pub mod ignore;
 pub mod imports;
+pub mod layer;
 pub mod pypath;
 mod walk;
 
