@@ -31,11 +31,9 @@ runs this script (imagespec assumes the same).
     python3 testdata/gen_envd_goldens.py --check    # exit 1 if anything would change
 """
 
-import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 
@@ -81,37 +79,9 @@ def golden_name(case: str, key: str) -> str:
 
 def snapshot(context_dir: str) -> dict:
     """The context directory as recorded in envd.json (build.envd separately)."""
-    files, executable, empty_dirs = {}, [], []
-    for root, dirs, names in os.walk(context_dir):
-        dirs.sort()
-        rel_root = os.path.relpath(root, context_dir)
-        if not dirs and not names and rel_root != ".":
-            empty_dirs.append(rel_root)
-        for name in names:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, context_dir)
-            if rel == "build.envd":
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                files[rel] = "symlink:" + os.readlink(path)
-                continue
-            with open(path, "rb") as f:
-                files[rel] = hashlib.sha256(f.read()).hexdigest()
-            if st.st_mode & 0o111:
-                executable.append(rel)
-        for name in dirs:
-            path = os.path.join(root, name)
-            if os.path.islink(path):
-                files[os.path.relpath(path, context_dir)] = "symlink:" + os.readlink(path)
-    with open(os.path.join(context_dir, "build.envd"), "rb") as f:
-        build_envd = f.read()
-    return {
-        "build_envd_bytes": build_envd,
-        "files": dict(sorted(files.items())),
-        "executable": sorted(executable),
-        "empty_dirs": sorted(empty_dirs),
-    }
+    snap = oracle.snapshot_context(context_dir, "build.envd")
+    snap["build_envd_bytes"] = snap.pop("main_bytes")
+    return snap
 
 
 def all_cases():
