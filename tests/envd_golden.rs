@@ -16,47 +16,13 @@ mod common;
 
 use common::{case_args, isolated_imagespec, materialise, materialise_from, repo};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 /// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
 /// a context (README, "Deliberate differences").
 const DELIBERATE_REJECTS: &[(&str, &str, &str)] =
     &[("yaml_only_scalar_typing", "", "mapping keys must be strings (PyYAML makes `yes:` the key True)")];
 
-/// What the generator records of a context directory (build.envd apart).
-#[derive(Default, PartialEq, Debug)]
-struct Context {
-    files: BTreeMap<String, String>,
-    executable: Vec<String>,
-    empty_dirs: Vec<String>,
-}
-
-fn snapshot(root: &Path, dir: &Path, out: &mut Context) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read context").map(|e| e.expect("entry")).collect();
-    entries.sort_by_key(|e| e.file_name());
-    let rel = |p: &Path| p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
-    if entries.is_empty() && dir != root {
-        out.empty_dirs.push(rel(dir));
-    }
-    for entry in entries {
-        let path = entry.path();
-        let meta = std::fs::symlink_metadata(&path).expect("lstat");
-        if meta.is_dir() {
-            snapshot(root, &path, out);
-        } else if dir != root || entry.file_name() != "build.envd" {
-            let bytes = std::fs::read(&path).expect("read context file");
-            out.files.insert(rel(&path), format!("{:x}", Sha256::digest(&bytes)));
-            if meta.permissions().mode() & 0o111 != 0 {
-                out.executable.push(rel(&path));
-            }
-        }
-    }
-    out.executable.sort();
-    out.empty_dirs.sort();
-}
+use common::{snapshot_context, Context};
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
@@ -147,8 +113,8 @@ fn envd_render_matches_flytekit_for_the_whole_corpus() {
                     line_diff(&String::from_utf8_lossy(&expected), &String::from_utf8_lossy(&actual))
                 ));
             }
-            let mut got = Context::default();
-            snapshot(&output, &output, &mut got);
+            
+            let got = snapshot_context(&output, "build.envd");
             let wanted = Context {
                 files: want["files"].as_object().expect("files").iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect(),
                 executable: strings(&want["executable"]),
@@ -200,8 +166,7 @@ fn default_flavor_of_the_envd_cases() {
                 }
             }
             shown.push_str(&std::fs::read_to_string(output.join("build.envd")).expect("build.envd"));
-            let mut context = Context::default();
-            snapshot(&output, &output, &mut context);
+            let context = snapshot_context(&output, "build.envd");
             shown.push_str(&format!("--- context: {:?}", context.files.keys().collect::<Vec<_>>()));
             if !context.executable.is_empty() {
                 shown.push_str(&format!(" executable: {:?}", context.executable));
