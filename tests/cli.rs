@@ -152,3 +152,26 @@ fn is_container_compares_the_image_id_env_with_the_spec_id() {
     let unset = imagespec(dir.path()).env_remove("_F_IMG_ID").args(["is-container", "spec.toml"]).output().expect("run");
     assert_eq!(unset.status.code(), Some(1));
 }
+
+/// `build --output` refuses, before any network or daemon, what it cannot assemble: exit 2
+/// and why; a malformed target is a usage error.
+#[test]
+fn output_refuses_what_it_cannot_assemble() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/app.py"), "x = 1\n").unwrap();
+    let run = |spec: &str, target: &str| {
+        std::fs::write(dir.path().join("spec.toml"), spec).unwrap();
+        let out = imagespec(dir.path()).args(["build", "spec.toml", "--output", target]).output().expect("run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end().to_string())
+    };
+    let (code, err) = run("name = \"x\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n", "oci:out");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs a `registry`"), "{err}");
+    let (code, err) = run("name = \"x\"\nregistry = \"localhost:1\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\ncommands = [\"true\"]\n", "oci-archive:out.tar");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no `commands`"), "{err}");
+    let (code, err) = run("name = \"x\"\n", "zip:out");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unknown output kind"), "{err}");
+}
