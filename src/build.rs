@@ -182,17 +182,23 @@ fn build_one<'a>(
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 return Ok(outcome(Action::Noop, false, image));
             }
-            "default" | "imagespec" | "docker" => {}
+            "default" | "imagespec" | "docker" | "envd" => {}
             other => {
                 return Err(Error::Builder {
                     name: spec.name().into(),
-                    message: format!("builder `{other}` is not available; use `default` (Docker/BuildKit) or `noop`"),
+                    message: format!("builder `{other}` is not available; use `default` (Docker/BuildKit), `envd` or `noop`"),
                 })
             }
         }
 
         let image = tag.image.clone();
         if let Some(target) = &options.output {
+            if builder == "envd" {
+                return Err(Error::Builder {
+                    name: spec.name().into(),
+                    message: format!("--output {target} assembles the image on its dependency image, which the default builder makes; the envd builder pushes, or keeps the image in dockerd with --no-push"),
+                });
+            }
             let plan = BuildPlan::new(spec, tag, &options.render)?;
             write_output(spec, tag, &plan, options, target, progress, daemon).await?;
             return Ok(outcome(Action::Written, false, image));
@@ -209,7 +215,7 @@ fn build_one<'a>(
         };
         // When the fast path may apply, its dependency image is looked up at the same time
         // as the image (a plan that cannot be made is reported below, only if a build is due).
-        let appendable = (has_registry && options.push && options.fast_path)
+        let appendable = (has_registry && options.push && options.fast_path && builder != "envd")
             .then(|| BuildPlan::new(spec, tag, &options.render).ok())
             .flatten()
             .filter(|p| p.appendable() && !p.platform.contains(','));
@@ -246,6 +252,19 @@ fn build_one<'a>(
             }
         }
 
+        if builder == "envd" {
+            // envd builds into dockerd (its default context uses dockerd's BuildKit); the
+            // push is ours, from dockerd (src/backend/envd.rs says why).
+            let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
+            let d = connect(daemon).await?;
+            crate::backend::envd::Envd::find()?.build(&plan, progress).await?;
+            crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+            let pushed = has_registry && options.push;
+            if pushed {
+                push(d, &image, credentials.as_ref(), progress).await?;
+            }
+            return Ok(outcome(Action::Built, pushed, image));
+        }
         let plan = match appendable {
             Some(plan) => plan,
             None => BuildPlan::new(spec, tag, &options.render)?,

@@ -7,9 +7,11 @@ Nothing here imports flytekit at import time: call ``bootstrap(script)`` first, 
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import types
@@ -286,4 +288,44 @@ def environment_info() -> dict:
         "pyyaml_version": yaml.__version__,
         "docker_version": metadata.version("docker"),
         "platform_machine": "x86_64 (forced)",
+    }
+
+
+def snapshot_context(context_dir: str, main_file: str) -> dict:
+    """A build context as the goldens record it: `main_file` (Dockerfile, build.envd) as
+    bytes under "main_bytes", every other file by sha256 (links by target), the executable
+    ones, and the empty directories."""
+    files, executable, empty_dirs = {}, [], []
+    for root, dirs, names in os.walk(context_dir):
+        dirs.sort()
+        rel_root = os.path.relpath(root, context_dir)
+        if not dirs and not names and rel_root != ".":
+            empty_dirs.append(rel_root)
+        for name in names:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, context_dir)
+            if rel == main_file:
+                continue
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                files[rel] = "symlink:" + os.readlink(path)
+                continue
+            with open(path, "rb") as f:
+                files[rel] = hashlib.sha256(f.read()).hexdigest()
+            if st.st_mode & 0o111:
+                executable.append(rel)
+        # A symlink to a directory is listed in `dirs` but os.walk does not descend into it.
+        for name in dirs:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                files[os.path.relpath(path, context_dir)] = "symlink:" + os.readlink(path)
+    for rel in files:
+        rel.encode("utf-8")  # a non-UTF-8 name would need an encoding scheme shared with the tests
+    with open(os.path.join(context_dir, main_file), "rb") as f:
+        main = f.read()
+    return {
+        "main_bytes": main,
+        "files": dict(sorted(files.items())),
+        "executable": sorted(executable),
+        "empty_dirs": sorted(empty_dirs),
     }

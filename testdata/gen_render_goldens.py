@@ -42,11 +42,9 @@ this script.
     python3 testdata/gen_render_goldens.py --check    # exit 1 if anything would change
 """
 
-import hashlib
 import json
 import os
 import shutil
-import stat
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in testdata/
@@ -76,40 +74,9 @@ def dockerfile_name(case: str, key: str) -> str:
 
 def snapshot(context_dir: str) -> dict:
     """The context directory as recorded in render.json (the Dockerfile separately)."""
-    files, executable, empty_dirs = {}, [], []
-    for root, dirs, names in os.walk(context_dir):
-        dirs.sort()
-        rel_root = os.path.relpath(root, context_dir)
-        if not dirs and not names and rel_root != ".":
-            empty_dirs.append(rel_root)
-        for name in names:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, context_dir)
-            if rel == "Dockerfile":
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                files[rel] = "symlink:" + os.readlink(path)
-                continue
-            with open(path, "rb") as f:
-                files[rel] = hashlib.sha256(f.read()).hexdigest()
-            if st.st_mode & 0o111:
-                executable.append(rel)
-        # A symlink to a directory is listed in `dirs` but os.walk does not descend into it.
-        for name in dirs:
-            path = os.path.join(root, name)
-            if os.path.islink(path):
-                files[os.path.relpath(path, context_dir)] = "symlink:" + os.readlink(path)
-    for rel in files:
-        rel.encode("utf-8")  # a non-UTF-8 name would need an encoding scheme shared with the test
-    with open(os.path.join(context_dir, "Dockerfile"), "rb") as f:
-        dockerfile = f.read()
-    return {
-        "dockerfile_bytes": dockerfile,
-        "files": dict(sorted(files.items())),
-        "executable": sorted(executable),
-        "empty_dirs": sorted(empty_dirs),
-    }
+    snap = oracle.snapshot_context(context_dir, "Dockerfile")
+    snap["dockerfile_bytes"] = snap.pop("main_bytes")
+    return snap
 
 
 def main() -> int:

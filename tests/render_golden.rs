@@ -10,10 +10,6 @@ mod common;
 
 use common::{case_args, isolated_imagespec, materialise, repo};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 
 /// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
@@ -33,38 +29,7 @@ fn deliberately_rejected(case: &str, key: &str) -> bool {
 }
 
 
-/// What the generator records of a context directory (the Dockerfile apart).
-#[derive(Default, PartialEq, Debug)]
-struct Context {
-    files: BTreeMap<String, String>,
-    executable: Vec<String>,
-    empty_dirs: Vec<String>,
-}
-
-fn snapshot(root: &Path, dir: &Path, out: &mut Context) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read context").map(|e| e.expect("entry")).collect();
-    entries.sort_by_key(|e| e.file_name());
-    let rel = |p: &Path| p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
-    if entries.is_empty() && dir != root {
-        out.empty_dirs.push(rel(dir));
-    }
-    for entry in entries {
-        let path = entry.path();
-        let meta = std::fs::symlink_metadata(&path).expect("lstat");
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&path).expect("readlink");
-            out.files.insert(rel(&path), format!("symlink:{}", target.to_string_lossy()));
-        } else if meta.is_dir() {
-            snapshot(root, &path, out);
-        } else if dir != root || entry.file_name() != "Dockerfile" {
-            let bytes = std::fs::read(&path).expect("read context file");
-            out.files.insert(rel(&path), format!("{:x}", Sha256::digest(&bytes)));
-            if meta.permissions().mode() & 0o111 != 0 {
-                out.executable.push(rel(&path));
-            }
-        }
-    }
-}
+use common::{snapshot_context, Context};
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
@@ -138,7 +103,7 @@ fn render_matches_flytekit_for_the_whole_corpus() {
         for (key, want) in golden["images"].as_object().expect("images") {
             let output = out_root.path().join(format!("{case}@{key}"));
             let mut cmd = isolated_imagespec(&dir, home.path());
-            cmd.args(["render", file, "--flytekit-compat", "-o"]).arg(&output);
+            cmd.args(["render", file, "--builder", "default", "--flytekit-compat", "-o"]).arg(&output);
             case_args(&mut cmd, &dir, key);
             let out = cmd.output().expect("run imagespec");
             checked += 1;
@@ -169,10 +134,7 @@ fn render_matches_flytekit_for_the_whole_corpus() {
                     line_diff(&String::from_utf8_lossy(&expected), &String::from_utf8_lossy(&actual))
                 ));
             }
-            let mut got = Context::default();
-            snapshot(&output, &output, &mut got);
-            got.executable.sort();
-            got.empty_dirs.sort();
+            let got = snapshot_context(&output, "Dockerfile");
             let wanted = Context {
                 files: want["files"].as_object().expect("files").iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect(),
                 executable: strings(&want["executable"]),

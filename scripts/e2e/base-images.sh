@@ -8,6 +8,8 @@
 #   localhost:5000/uv:0.5 (and uv:X.Y.Z)   /uv and /uvx from the uv PyPI wheel (static musl binaries),
 #                                          laid out like ghcr.io/astral-sh/uv
 #   localhost:5000/busybox:stable          busybox-static with its applet links
+#   registry.test:5443/envd-python:bookworm debian-python + `python` + PIP_BREAK_SYSTEM_PACKAGES=1,
+#                                          the envd builder's base (and the envd CLI: envd.sh)
 # An image is skipped when the registry already has it with the same recipe label (which
 # includes a hash of the host CA bundle); the slow parts (rootfs tarball, uv wheel) are cached
 # in $IMAGESPEC_E2E_CACHE (default /var/cache/imagespec-e2e).
@@ -220,6 +222,18 @@ build_busybox() {
     rm -rf "$root"
 }
 
+# ------------------------------------------------------------- envd-python:bookworm
+# The envd builder's base: envd's install.python_packages runs `python -m pip install` in the
+# base's system Python, so it needs a `python` command and a pip that may install there
+# (Debian 12's is "externally managed", PEP 668). In the TLS registry: envd resolves the base
+# over HTTPS itself, while dockerd pulls localhost registries over plain HTTP.
+build_envd_python() {
+    local ref=$1 recipe=$2
+    printf 'FROM %s\nRUN ln -s python3 /usr/bin/python\nENV PIP_BREAK_SYSTEM_PACKAGES=1\nLABEL %s=%s\n' \
+        "$BASE_PYTHON_IMAGE" "$LABEL_KEY" "$recipe" >"$TMP/envd-python.Dockerfile"
+    run "$DOCKER" build -t "$ref" -f "$TMP/envd-python.Dockerfile" "$TMP/empty-context"
+}
+
 # ------------------------------------------------------------- main
 t_all=$SECONDS
 ca_hash=$(sha256sum "$HOST_CA_BUNDLE" | cut -c1-12)
@@ -229,4 +243,7 @@ bb_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo un
 ensure "debian-python-v2-ca-$ca_hash" build_debian_python "$BASE_PYTHON_IMAGE"
 ensure "uv-$UV_VERSION-v1" build_uv "$UV_IMAGE" "localhost:$PLAIN_PORT/uv:$UV_VERSION"
 ensure "busybox-${bb_version//[^A-Za-z0-9.+-]/_}-v1" build_busybox "$BUSYBOX_IMAGE"
+mkdir -p "$TMP/empty-context"
+ensure "envd-python-v1-ca-$ca_hash" build_envd_python "$ENVD_BASE_IMAGE"
+run "$(dirname "$0")/envd.sh"
 log "all base images ready in $((SECONDS - t_all))s"

@@ -29,6 +29,14 @@ HOST_CA_DIR=/usr/local/share/ca-certificates
 BASE_PYTHON_IMAGE=localhost:$PLAIN_PORT/debian-python:bookworm
 UV_IMAGE=localhost:$PLAIN_PORT/uv:0.5
 BUSYBOX_IMAGE=localhost:$PLAIN_PORT/busybox:stable
+# The base of envd builds: in the TLS registry, because envd resolves base images over HTTPS
+# itself while dockerd treats localhost registries as plain HTTP.
+ENVD_BASE_IMAGE=$TLS_NAME:$TLS_PORT/envd-python:bookworm
+
+# The envd CLI (scripts/e2e/envd.sh): PyPI's envd wheel, in a venv.
+ENVD_VERSION=${IMAGESPEC_E2E_ENVD_VERSION:-1.3.6}
+ENVD_VENV=$E2E_CACHE/envd-$ENVD_VERSION
+ENVD_BIN=$ENVD_VENV/bin/envd
 
 # Registries: name port. Config, data, log and PID file paths derive from the name.
 REGISTRIES=("plain $PLAIN_PORT" "auth $AUTH_PORT" "tls $TLS_PORT")

@@ -1,7 +1,9 @@
-//! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit.
+//! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit, [`envd`] with
+//! the envd CLI (into dockerd too).
 
 pub mod buildkit_status;
 pub mod docker;
+pub mod envd;
 pub mod registry;
 
 /// A build that did not happen, with what to do about it.
@@ -21,4 +23,6 @@ pub enum BackendError {
     Registry(#[from] crate::registry::auth::AuthError),
     #[error("image {image}: cannot tell whether it exists ({reason}) and FLYTE_IMG_FAST_FAIL is set")]
     ExistsUnknown { image: String, reason: String },
+    #[error("the envd builder needs the envd CLI ({detail}): install it (`pip install envd=={}`) or set {} to its path", envd::ENVD_VERSION, envd::ENVD_ENV)]
+    EnvdMissing { detail: String },
 }

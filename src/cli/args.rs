@@ -67,6 +67,10 @@ pub struct RenderArgs {
     /// The directory to write the context to (created if missing).
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
+    /// Render for this builder instead of the spec's `builder`: `envd` writes `build.envd`
+    /// and its context (flytekit's envd plugin), anything else a Dockerfile.
+    #[arg(long, value_name = "BUILDER")]
+    pub builder: Option<String>,
     #[command(flatten)]
     pub render: RenderFlags,
 }

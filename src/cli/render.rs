@@ -1,7 +1,7 @@
 //! `imagespec render SPEC -o DIR`: the build context on disk.
 
 use super::args::{RenderArgs, RenderFlags};
-use imagespec::context::{BuildPlan, Flavor, RenderOptions};
+use imagespec::context::{BuildPlan, EnvdPlan, Flavor, RenderOptions, BUILD_ENVD};
 use imagespec::Error;
 
 /// The render options the flags ask for.
@@ -18,10 +18,20 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let (_, spec) = file.select(args.spec.image.as_deref())?;
     let tag_options = super::tag_options(&args.spec, spec)?;
     let tag = imagespec::tag::compute(spec, &tag_options)?;
-    let plan = BuildPlan::new(spec, &tag, &options(&args.render))?;
-    plan.write(&args.output)?;
+    let (written, files) = match args.builder.as_deref().or(spec.builder.as_deref()) {
+        Some("envd") => {
+            let plan = EnvdPlan::new(spec, &tag, &options(&args.render))?;
+            plan.write(&args.output)?;
+            (BUILD_ENVD, plan.files.len())
+        }
+        _ => {
+            let plan = BuildPlan::new(spec, &tag, &options(&args.render))?;
+            plan.write(&args.output)?;
+            ("Dockerfile", plan.files.len())
+        }
+    };
     imagespec::tag::verify_unchanged(spec, &tag_options, &tag)?;
     println!("{}", tag.image);
-    eprintln!("wrote {}/Dockerfile and {} context files", args.output.display(), plan.files.len());
+    eprintln!("wrote {}/{written} and {files} context files", args.output.display());
     Ok(())
 }

@@ -15,6 +15,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod envd;
+pub use envd::{CondaInstall, CudaInstall, EnvdCopy, EnvdPlan, BUILD_ENVD, ENVD_REQUIREMENTS, ENVD_ROOT_DIR};
 mod plan;
 mod write;
 
@@ -51,4 +53,8 @@ pub enum PlanError {
     SecretMissing { name: String, path: std::path::PathBuf },
     #[error("image `{name}`: `builder_options.{key}`: expected {expected}")]
     BuilderOption { name: String, key: &'static str, expected: &'static str },
+    #[error("image `{name}`: `python_exec` is not supported by the envd builder (flytekit refuses it too): remove it, or use the default builder")]
+    EnvdPythonExec { name: String },
+    #[error("image `{name}`: `cuda` needs `python_version` with the envd builder (flytekit: \"python_version is required when cuda and cudnn are specified\")")]
+    EnvdCudaWithoutPythonVersion { name: String },
 }

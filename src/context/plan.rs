@@ -190,7 +190,7 @@ pub(crate) fn python_json_list(items: &[String]) -> String {
 /// context: every directory (empty ones too) and file, links to files and directories
 /// followed. A dangling link, a special file (socket, FIFO, device) or a directory link loop
 /// fails the copy (copytree raises `shutil.Error`); the offending path is returned.
-fn copytree(dir: &Path, to: &str, files: &mut Vec<ContextFile>, ancestors: &mut Vec<PathBuf>) -> Result<(), PathBuf> {
+pub(super) fn copytree(dir: &Path, to: &str, files: &mut Vec<ContextFile>, ancestors: &mut Vec<PathBuf>) -> Result<(), PathBuf> {
     let real = std::fs::canonicalize(dir).map_err(|_| dir.to_path_buf())?;
     if ancestors.contains(&real) {
         return Err(dir.to_path_buf());
@@ -217,7 +217,7 @@ fn copytree(dir: &Path, to: &str, files: &mut Vec<ContextFile>, ancestors: &mut 
 }
 
 /// pathlib's `PurePosixPath(p).as_posix()` and its `.parts`.
-fn posix_parts(p: &str) -> Vec<&str> {
+pub(super) fn posix_parts(p: &str) -> Vec<&str> {
     p.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
 }
 

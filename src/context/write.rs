@@ -1,5 +1,6 @@
-//! Writing a [`BuildPlan`]'s context to a directory.
+//! Writing a [`BuildPlan`]'s or an [`EnvdPlan`]'s context to a directory.
 
+use super::envd::{EnvdPlan, BUILD_ENVD};
 use super::plan::{BuildPlan, ContextFile};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,37 +18,57 @@ impl BuildPlan {
     /// Writes the Dockerfile and every context file into `dir` (created if missing; files
     /// of an earlier context there are replaced).
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| WriteError { path, source }
-        };
-        fs::create_dir_all(dir).map_err(err(dir))?;
         // In flytekit's order: the files first, the Dockerfile last (a `copy` entry named
         // `Dockerfile` must not replace it).
-        for file in &self.files {
-            match file {
-                ContextFile::Copy { from, to } => {
-                    let target = dir.join(to);
-                    if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent).map_err(err(parent))?;
-                    }
-                    // Follows symlinks and keeps the mode bits, as shutil.copy does.
-                    fs::copy(from, &target).map_err(err(from))?;
+        write_files(dir, &self.files)?;
+        write_file(dir, "Dockerfile", &crate::render::dockerfile(self))
+    }
+}
+
+impl EnvdPlan {
+    /// Writes `build.envd` and every context file into `dir` (created if missing; files of
+    /// an earlier context there are replaced).
+    pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
+        // flytekit's envd plugin writes build.envd last: it replaces a source file so named.
+        write_files(dir, &self.files)?;
+        write_file(dir, BUILD_ENVD, &crate::render::envd::build_envd(self))
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
+    let path = path.to_path_buf();
+    move |source| WriteError { path, source }
+}
+
+fn write_file(dir: &Path, name: &str, content: &str) -> Result<(), WriteError> {
+    let target = dir.join(name);
+    fs::write(&target, content).map_err(io_error(&target))
+}
+
+/// Writes `files` into `dir`, in order (a later file replaces an earlier one).
+fn write_files(dir: &Path, files: &[ContextFile]) -> Result<(), WriteError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    for file in files {
+        match file {
+            ContextFile::Copy { from, to } => {
+                let target = dir.join(to);
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).map_err(io_error(parent))?;
                 }
-                ContextFile::Content { to, content } => {
-                    let target = dir.join(to);
-                    fs::write(&target, content).map_err(err(&target))?;
-                }
-                ContextFile::Dir { to } => {
-                    let target = dir.join(to);
-                    fs::create_dir_all(&target).map_err(err(&target))?;
-                }
+                // Follows symlinks and keeps the mode bits, as shutil.copy does.
+                fs::copy(from, &target).map_err(io_error(from))?;
+            }
+            ContextFile::Content { to, content } => {
+                let target = dir.join(to);
+                fs::write(&target, content).map_err(io_error(&target))?;
+            }
+            ContextFile::Dir { to } => {
+                let target = dir.join(to);
+                fs::create_dir_all(&target).map_err(io_error(&target))?;
             }
         }
-        let dockerfile = dir.join("Dockerfile");
-        fs::write(&dockerfile, crate::render::dockerfile(self)).map_err(err(&dockerfile))?;
-        Ok(())
     }
+    Ok(())
 }
 
 /// The fixed modification time of every context entry (1980-01-01, as flytekit's own tars):

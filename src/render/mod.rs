@@ -1,12 +1,14 @@
-//! Templates → Dockerfile. Nothing else: every decision was made in the
-//! [`BuildPlan`](crate::context::BuildPlan); the template (`templates/Dockerfile.j2`, data
-//! compiled into the binary) only lays it out.
+//! Templates → Dockerfile (and, in [`envd`], `build.envd`). Nothing else: every decision was
+//! made in the [`BuildPlan`](crate::context::BuildPlan); the template
+//! (`templates/Dockerfile.j2`, data compiled into the binary) only lays it out.
 //!
 //! `Flavor::FlytekitCompat` reproduces flytekit 1.16's Dockerfile byte for byte, including
 //! its long lines: flytekit's templates are ordinary Python strings in which `\` + newline
 //! is a line continuation of the *Python source*, so every `RUN a \` / `    b` pair comes out
 //! as one line `RUN a     b`. The template keeps the readable form and the compat flavor
 //! joins those lines the same way.
+
+pub mod envd;
 
 use crate::context::{BuildPlan, Flavor, PythonInstall};
 use minijinja::{context, Environment};

@@ -66,3 +66,68 @@ pub fn case_args(cmd: &mut assert_cmd::Command, dir: &Path, key: &str) {
         cmd.args(["--modules-from", "modules.txt"]);
     }
 }
+
+/// [`materialise`] for a case of another testdata directory (e.g. `testdata/envd`), at the same
+/// fixed place.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn materialise_from(corpus: &str, case: &str) -> PathBuf {
+    let dir = Path::new(CORPUS_ROOT).join(case);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clean case dir");
+    }
+    copy_dir(&repo().join("testdata").join(corpus).join(case), &dir);
+    if dir.join("setup.sh").exists() {
+        let status = Command::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
+        assert!(status.success(), "{case}: setup.sh failed");
+    }
+    dir
+}
+
+/// What the generators record of a build context directory (`main_file`, the Dockerfile or
+/// build.envd, apart): every other file by sha256 (links by target), the executable files,
+/// the empty directories; lists sorted as Python sorts them.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+#[derive(Default, PartialEq, Debug)]
+pub struct Context {
+    pub files: std::collections::BTreeMap<String, String>,
+    pub executable: Vec<String>,
+    pub empty_dirs: Vec<String>,
+}
+
+/// [`Context`] of the directory `root`.
+#[allow(dead_code)]
+pub fn snapshot_context(root: &Path, main_file: &str) -> Context {
+    let mut out = Context::default();
+    walk_context(root, root, main_file, &mut out);
+    out.executable.sort();
+    out.empty_dirs.sort();
+    out
+}
+
+#[allow(dead_code)]
+fn walk_context(root: &Path, dir: &Path, main_file: &str, out: &mut Context) {
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read context").map(|e| e.expect("entry")).collect();
+    entries.sort_by_key(|e| e.file_name());
+    let rel = |p: &Path| p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+    if entries.is_empty() && dir != root {
+        out.empty_dirs.push(rel(dir));
+    }
+    for entry in entries {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).expect("readlink");
+            out.files.insert(rel(&path), format!("symlink:{}", target.to_string_lossy()));
+        } else if meta.is_dir() {
+            walk_context(root, &path, main_file, out);
+        } else if dir != root || entry.file_name() != main_file {
+            let bytes = std::fs::read(&path).expect("read context file");
+            out.files.insert(rel(&path), format!("{:x}", sha2::Sha256::digest(&bytes)));
+            if meta.permissions().mode() & 0o111 != 0 {
+                out.executable.push(rel(&path));
+            }
+        }
+    }
+}

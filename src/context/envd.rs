@@ -1,0 +1,244 @@
+//! [`EnvdPlan`]: what the envd builder needs, decided once — the `build.envd` of flytekit
+//! 1.16's envd plugin (`flytekitplugins-envd`, `create_envd_config`) and the files next to it.
+//!
+//! `Flavor::FlytekitCompat` is the plugin's context byte for byte: the requirements file as
+//! `requirements.txt`, the source files and `copy` entries at the context root (next to
+//! `build.envd`), one `io.copy` per entry. The default flavor differs where the plugin's
+//! output cannot build or builds something else than the spec says (README, "The envd
+//! builder"): `/root` gets exactly the files the tag hashed, from one `root/` directory
+//! (`io.copy(source="root", target="/")`: envd copies a directory *into* its target, so the
+//! plugin's `io.copy(source="data", target="/root/data/")` makes `/root/data/data`), env
+//! values are strings (envd panics on an int), `entrypoint` is kept.
+//!
+//! ```no_run
+//! # use imagespec::{context::{EnvdPlan, RenderOptions}, tag};
+//! let file = imagespec::load(std::path::Path::new("spec.toml"))?;
+//! let (_, spec) = file.select(None)?;
+//! let tag = tag::compute(spec, &Default::default())?;
+//! let plan = EnvdPlan::new(spec, &tag, &RenderOptions::default())?;
+//! plan.write(std::path::Path::new("envd-context"))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use super::plan::{copytree, posix_parts, ContextFile, Flavor, RenderOptions, FLYTEKIT_REQUIREMENT};
+use super::PlanError;
+use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue, Scalar};
+use crate::tag::ImageTag;
+use std::path::PathBuf;
+
+/// The file envd reads (`envd build --path DIR` looks for `DIR/build.envd`).
+pub const BUILD_ENVD: &str = "build.envd";
+/// flytekit's `REQUIREMENTS_FILE_NAME`: the requirements file's name in the context.
+pub const ENVD_REQUIREMENTS: &str = "requirements.txt";
+/// The context directory whose content becomes `/root` (default flavor).
+pub const ENVD_ROOT_DIR: &str = "root";
+/// flytekit's `DefaultImages` prefix; the Python version and flytekit's version follow.
+const DEFAULT_IMAGE_PREFIX: &str = "cr.flyte.org/flyteorg/flytekit:py";
+/// flytekit's envd plugin replaces the base image by this (not an image envd can pull: envd's
+/// CUDA support picks its own image) when `cuda` is set.
+const CUDA_BASE_IMAGE: &str = "ubuntu20.04";
+
+/// `install.conda_packages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CondaInstall {
+    pub packages: Vec<String>,
+    pub channels: Vec<String>,
+}
+
+/// `install.cuda(version, cudnn)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CudaInstall {
+    pub version: String,
+    pub cudnn: String,
+}
+
+/// One `io.copy(source, target)`: `source` relative to the context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvdCopy {
+    pub source: String,
+    pub target: String,
+}
+
+/// Everything the envd backend needs to build one image.
+#[derive(Debug, Clone)]
+pub struct EnvdPlan {
+    pub flavor: Flavor,
+    /// `[registry/]name:tag`.
+    pub image: String,
+    pub image_id: String,
+    pub platform: String,
+    pub base_image: String,
+    /// `run(commands=[...])`: envd runs them after everything else, in one `bash -c`.
+    pub commands: Vec<String>,
+    pub python_packages: Vec<String>,
+    pub apt_packages: Vec<String>,
+    /// `runtime.environ(env=...)`: `PYTHONPATH`, `_F_IMG_ID`, then the spec's, as Python values.
+    pub env: Vec<(String, PyValue)>,
+    pub pip_index: String,
+    /// `extra_url` of `config.pip_index`: the extra index URLs joined by spaces.
+    pub pip_extra_index_url: Option<String>,
+    pub conda: Option<CondaInstall>,
+    /// `install.python_packages(requirements="requirements.txt")`.
+    pub requirements: bool,
+    pub python_version: Option<String>,
+    pub cuda: Option<CudaInstall>,
+    /// `config.entrypoint` (default flavor only: the plugin drops it).
+    pub entrypoint: Option<Vec<String>>,
+    pub copies: Vec<EnvdCopy>,
+    /// Asked for, but envd has no secret mounts: nothing can bring it into a build step
+    /// without leaving it in a layer, so the backend says it is not used.
+    pub ca_bundle: Option<PathBuf>,
+    /// The context files besides `build.envd` (written last), in the plugin's order.
+    pub files: Vec<ContextFile>,
+}
+
+/// Python truthiness of a scalar, for the plugin's `if image_spec.cuda:` and the like.
+fn truthy(value: &Scalar) -> bool {
+    match value {
+        Scalar::None => false,
+        Scalar::Bool(b) => *b,
+        Scalar::Int(i) => *i != 0,
+        Scalar::Float(x) => *x != 0.0,
+        Scalar::Str(s) => !s.is_empty(),
+    }
+}
+
+/// The version part of flytekit's default image tag (`1.16.31` of `flytekit==1.16.31`).
+fn flytekit_version() -> &'static str {
+    FLYTEKIT_REQUIREMENT.rsplit("==").next().unwrap_or(FLYTEKIT_REQUIREMENT)
+}
+
+impl EnvdPlan {
+    /// Plans the envd build of `spec`, whose tag (and source set) is `tag`.
+    pub fn new(spec: &NormalizedSpec, tag: &ImageTag, options: &RenderOptions) -> Result<EnvdPlan, PlanError> {
+        let name = spec.name().to_string();
+        let compat = options.flavor == Flavor::FlytekitCompat;
+        // `if image_spec.python_exec is not None`: an empty string is refused too.
+        if spec.python_exec.is_some() {
+            return Err(PlanError::EnvdPythonExec { name });
+        }
+        let python_version = spec.python_version.as_ref().filter(|v| **v != Scalar::None);
+        let cuda = match spec.cuda.as_ref().filter(|c| truthy(c)) {
+            Some(_) if python_version.is_none() => return Err(PlanError::EnvdCudaWithoutPythonVersion { name }),
+            Some(version) => Some(CudaInstall {
+                version: version.to_string(),
+                cudnn: spec.cudnn.as_ref().filter(|c| truthy(c)).map(ToString::to_string).unwrap_or_default(),
+            }),
+            None => None,
+        };
+        let base_image = match spec.base() {
+            _ if cuda.is_some() => CUDA_BASE_IMAGE.to_string(),
+            Some(NormalizedBase::Ref(r)) => r.clone(),
+            Some(NormalizedBase::Spec(_)) => tag.base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
+            None => format!("{DEFAULT_IMAGE_PREFIX}{}-{}", options.host_python_version, flytekit_version()),
+        };
+
+        let mut env = vec![
+            ("PYTHONPATH".to_string(), PyValue::Str("/root:".into())),
+            ("_F_IMG_ID".to_string(), PyValue::Str(tag.id.clone())),
+        ];
+        for (k, v) in spec.env.iter().flatten() {
+            // Deliberate difference: envd's runtime.environ panics on a non-string value
+            // ("interface conversion: starlark.Value is starlark.Int"); Python's str() of it
+            // is what the Dockerfile's ENV holds too.
+            let v = if compat { PyValue::from(v) } else { PyValue::Str(v.to_string()) };
+            match env.iter_mut().find(|(ek, _)| ek == k) {
+                Some(slot) => slot.1 = v,
+                None => env.push((k.clone(), v)),
+            }
+        }
+
+        let conda = spec.conda_packages.as_ref().filter(|p| !p.is_empty()).map(|packages| CondaInstall {
+            packages: packages.clone(),
+            channels: spec.conda_channels.clone().unwrap_or_default(),
+        });
+
+        // The plugin's order: requirements, source files, `copy` entries, build.envd last.
+        let mut files = Vec::new();
+        let requirements = match spec.requirements.as_deref().filter(|r| !r.is_empty()) {
+            Some(req) => {
+                let path = spec.resolve(req);
+                if !path.is_file() {
+                    let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not a readable file");
+                    return Err(PlanError::Requirements { name, path, source });
+                }
+                files.push(ContextFile::Copy { from: path, to: ENVD_REQUIREMENTS.into() });
+                true
+            }
+            None => false,
+        };
+
+        let mut copies = Vec::new();
+        let copy_source = !matches!(spec.source_copy_mode, None | Some(CopyMode::NoCopy));
+        let root_prefix = if compat { String::new() } else { format!("{ENVD_ROOT_DIR}/") };
+        if copy_source {
+            if let Some(set) = &tag.source {
+                for f in &set.files {
+                    files.push(ContextFile::Copy { from: f.path.clone(), to: format!("{root_prefix}{}", f.rel) });
+                }
+            }
+            if compat {
+                copies.push(EnvdCopy { source: "./".into(), target: "/root".into() });
+            }
+        }
+        for entry in tag.copy.iter().flat_map(|c| &c.entries) {
+            let written = &entry.written;
+            let parts = posix_parts(written);
+            if written.starts_with('/') || parts.contains(&"..") {
+                return Err(PlanError::CopyPath { name, entry: written.clone() });
+            }
+            let posix = if parts.is_empty() { ".".to_string() } else { parts.join("/") };
+            let parent = if parts.len() <= 1 { ".".to_string() } else { parts[..parts.len() - 1].join("/") };
+            if entry.is_dir {
+                if compat {
+                    // shutil.copytree into the context root: directory links followed, empty
+                    // directories kept.
+                    copytree(&entry.path, &posix, &mut files, &mut Vec::new())
+                        .map_err(|path| PlanError::CopySpecial { name: name.clone(), entry: written.clone(), path })?;
+                    copies.push(EnvdCopy { source: posix.clone(), target: format!("/root/{posix}/") });
+                } else {
+                    let dir = format!("{root_prefix}{posix}");
+                    files.push(ContextFile::Dir { to: dir.trim_end_matches("/.").to_string() });
+                    for (rel, from) in &entry.files {
+                        files.push(ContextFile::Copy { from: from.clone(), to: format!("{dir}/{rel}") });
+                    }
+                }
+            } else if let Some((_, from)) = entry.files.first() {
+                files.push(ContextFile::Copy { from: from.clone(), to: format!("{root_prefix}{posix}") });
+                if compat {
+                    copies.push(EnvdCopy { source: posix.clone(), target: format!("/root/{parent}/") });
+                }
+            } else {
+                return Err(PlanError::CopyMissing { name, entry: written.clone(), dir: spec.dir().to_path_buf() });
+            }
+        }
+        if !compat && (copy_source || tag.copy.as_ref().is_some_and(|c| !c.entries.is_empty())) {
+            // One copy of the `root/` tree: its directory is copied *into* "/", i.e. onto
+            // /root (whose owner and mode stay the base image's).
+            files.insert(0, ContextFile::Dir { to: ENVD_ROOT_DIR.into() });
+            copies.push(EnvdCopy { source: ENVD_ROOT_DIR.into(), target: "/".into() });
+        }
+
+        Ok(EnvdPlan {
+            flavor: options.flavor,
+            image: tag.image.clone(),
+            image_id: tag.id.clone(),
+            platform: spec.platform().to_string(),
+            base_image,
+            commands: spec.commands.clone().unwrap_or_default(),
+            python_packages: spec.packages.clone().unwrap_or_default(),
+            apt_packages: spec.apt_packages.clone().unwrap_or_default(),
+            env,
+            pip_index: spec.pip_index.clone().unwrap_or_else(|| "https://pypi.org/simple".into()),
+            pip_extra_index_url: spec.pip_extra_index_url.as_ref().map(|urls| urls.join(" ")),
+            conda,
+            requirements,
+            python_version: python_version.filter(|v| truthy(v)).map(ToString::to_string),
+            cuda,
+            entrypoint: if compat { None } else { spec.entrypoint.clone().filter(|e| !e.is_empty()) },
+            copies,
+            ca_bundle: if compat { None } else { options.ca_bundle.clone() },
+            files,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+set -euo pipefail
+chmod +x src/run.sh
+mkdir -p empty
