@@ -9,6 +9,7 @@ what the real binary's `tag` and `inspect` say of that spec (or fails like a fai
   - `loaded_modules`: the module list leaves out what flytekit leaves out (site-packages,
     flytekit, the interpreter) even when `source_root` contains them;
   - a failed build raises with the failing step and its output;
+  - a base renamed by its builder (noop) is passed by its real name: the image is flytekit's;
   - a value JSON cannot hold (a tuple in builder_options) is refused before anything runs;
   - `builder="default"` still picks flytekit's builder.
 
@@ -105,6 +106,16 @@ got = calls()
 check("three levels: mid and top built (base done already)", [c["spec"]["name"] for c in got] == ["eng-mid", "eng-top"], got)
 if got:
     check("three levels: top's id", got[-1]["id"] == top.id and got[-1]["image"] == top.image_name(), (got[-1]["id"], top.id))
+
+# A noop base: its builder renames its image (to its base_image), which the nested form
+# cannot say: the binary gets the base by that name, so the image name is still flytekit's.
+noop_base = ImageSpec(name="eng-noop", base_image="localhost:5000/debian-python:bookworm", builder="noop")
+on_noop = ImageSpec(name="eng-on-noop", registry="localhost:5000", base_image=noop_base, packages=["six"])
+ImageBuildEngine.build(on_noop)
+got = calls()
+check("a renamed (noop) base is passed by its real name", len(got) == 1 and got[0]["spec"]["base_image"] == "localhost:5000/debian-python:bookworm", got)
+if got:
+    check("on a noop base: the image is flytekit's", got[0]["image"] == on_noop.image_name(), (got[0]["image"], on_noop.image_name()))
 
 # force_push(): flytekit overwrites an existing image, so does the binary.
 ImageSpec.exist = lambda self: True
