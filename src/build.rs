@@ -273,7 +273,8 @@ fn build_one<'a>(
         if pushed && options.fast_path && !plan.platform.contains(',') {
             if plan.appendable() {
                 let client = client.as_ref().expect("a spec with a registry has a client");
-                fast_path(spec, tag, &plan, options, client, credentials.as_ref(), progress, daemon, prefetched).await?;
+                let deps = dependency_image(client, &plan, credentials.as_ref(), progress, daemon, prefetched).await?;
+                fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
                 return Ok(outcome(Action::Appended, true, image));
             }
             if !plan.run_commands.is_empty() && !plan.root_entries.is_empty() {
@@ -390,21 +391,18 @@ fn tag_check(spec: &NormalizedSpec, options: &BuildOptions, tag: &ImageTag) -> i
     move || crate::tag::verify_unchanged(&spec, &tag_options, &tag).map_err(Error::from)
 }
 
-/// The registry fast path: the dependency image (built and pushed first when the registry
-/// does not have it) plus the source layer, assembled in the registry.
+/// The registry fast path: the source layer on the dependency image, assembled in the
+/// registry.
 async fn fast_path(
     spec: &NormalizedSpec,
     tag: &ImageTag,
     plan: &BuildPlan,
     options: &BuildOptions,
     client: &RegistryClient,
-    credentials: Option<&Credentials>,
+    deps: &registry_backend::DependencyImage,
     progress: &Progress,
-    daemon: &mut Option<DockerDaemon>,
-    prefetched: Option<Result<Option<registry_backend::DependencyImage>, BackendError>>,
 ) -> Result<(), Error> {
-    let deps = dependency_image(client, plan, credentials, progress, daemon, prefetched).await?;
-    let appended = registry_backend::append(client, plan, &deps, progress, tag_check(spec, options, tag)).await?;
+    let appended = registry_backend::append(client, plan, deps, progress, tag_check(spec, options, tag)).await?;
     progress.event(Event::Info(&format!(
         "pushed {} ({}), {} files, layer {} bytes{}",
         plan.image,

@@ -726,7 +726,13 @@ fn output_writes_oci_layouts_and_docker_archives_without_pushing() {
     let seen = Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().expect("skopeo");
     assert!(!seen.status.success(), "--output must not push {image}");
 
-    // The OCI layout, from outside: skopeo sees the config, umoci unpacks the files.
+    // The OCI layout, from outside: skopeo sees the config, umoci unpacks the files. Its
+    // ref name is the tag, unless the tag breaks the OCI grammar (then `latest`).
+    let index: Value = serde_json::from_str(&std::fs::read_to_string(layout.join("index.json")).expect("index.json")).expect("json");
+    let ref_name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"].as_str().expect("ref name").to_string();
+    assert!(ref_name == tag || (ref_name == "latest" && (tag.starts_with('_') || tag.ends_with('_') || tag.contains("__"))), "{ref_name} for {tag}");
+    assert_eq!(index["manifests"][0]["annotations"]["io.containerd.image.name"], image);
+    let tag = ref_name.as_str();
     let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--config", &format!("oci:{}:{tag}", layout.display())]))).expect("json");
     let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("env").iter().filter_map(Value::as_str).collect();
     assert!(env_list.contains(&format!("_F_IMG_ID={id}").as_str()), "{env_list:?}");

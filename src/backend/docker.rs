@@ -201,10 +201,14 @@ impl DockerDaemon {
             tracker.apply(status, progress);
         }
         progress.clear();
-        result.map_err(|e| {
-            let (step, log) = tracker.failed();
-            BackendError::BuildFailed { step, message: grpc_message(&e), log }
-        })
+        let Err(e) = result else { return Ok(()) };
+        let (step, log) = tracker.failed();
+        let mut message = grpc_message(&e);
+        // A dropped connection with no failing step: say whether the daemon itself went away.
+        if step.is_none() && tokio::time::timeout(std::time::Duration::from_secs(5), self.client.ping()).await.map_or(true, |r| r.is_err()) {
+            message = format!("{message}: dockerd at {} stopped answering during the build (did it crash? see its log)", self.host);
+        }
+        Err(BackendError::BuildFailed { step, message, log })
     }
 
     /// Pushes `image` (`repo:tag`) with `credentials`, reporting per-layer progress.

@@ -148,6 +148,7 @@ async fn write_oci_dir(client: &RegistryClient, image: &ImageToWrite<'_>, dir: &
     let path = blobs.join(hex(&digest));
     fs::write(&path, &body).map_err(io(&path))?;
     let (_, tag) = super::split_tag(image.image);
+    let ref_name = layout_ref_name(tag.unwrap_or("latest"));
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -156,7 +157,7 @@ async fn write_oci_dir(client: &RegistryClient, image: &ImageToWrite<'_>, dir: &
             "digest": digest,
             "size": body.len(),
             "annotations": {
-                "org.opencontainers.image.ref.name": tag.unwrap_or("latest"),
+                "org.opencontainers.image.ref.name": ref_name,
                 "io.containerd.image.name": image.image,
             },
         }],
@@ -165,6 +166,36 @@ async fn write_oci_dir(client: &RegistryClient, image: &ImageToWrite<'_>, dir: &
     fs::write(&path, serde_json::to_vec(&index).expect("json")).map_err(io(&path))?;
     let path = dir.join("oci-layout");
     fs::write(&path, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&path))
+}
+
+/// The layout's name for the image: its tag, when the tag fits the OCI layout grammar
+/// (`component ::= alphanum (separator alphanum)*`, separators `-._:@+` or `--`); else
+/// `latest`. flytekit's tags are base64url, so a few start or end with `_` or hold `__`,
+/// which Docker accepts in a tag but OCI tools (skopeo, umoci) refuse as a layout ref; the
+/// full name stays in `io.containerd.image.name`.
+pub fn layout_ref_name(tag: &str) -> &str {
+    let separator = |c: char| matches!(c, '-' | '.' | '_' | ':' | '@' | '+');
+    let chars: Vec<char> = tag.chars().collect();
+    let mut i = 0;
+    let mut after_alphanum = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_alphanumeric() {
+            after_alphanum = true;
+            i += 1;
+        } else if separator(c) && after_alphanum {
+            // One separator, or "--", then an alphanumeric must follow.
+            let width = if c == '-' && chars.get(i + 1) == Some(&'-') { 2 } else { 1 };
+            i += width;
+            if !chars.get(i).is_some_and(char::is_ascii_alphanumeric) {
+                return "latest";
+            }
+            after_alphanum = false;
+        } else {
+            return "latest";
+        }
+    }
+    if after_alphanum { tag } else { "latest" }
 }
 
 /// `docker save`'s format (manifest.json naming the config and layer files), which
@@ -227,5 +258,18 @@ mod tests {
         assert!("zip:x".parse::<OutputTarget>().is_err());
         assert!("oci:".parse::<OutputTarget>().is_err());
         assert!("x.tar".parse::<OutputTarget>().is_err());
+    }
+
+    #[test]
+    fn layout_ref_names_follow_the_oci_grammar() {
+        assert_eq!(layout_ref_name("cIxoTC7rdhBq7ozcg2L12Q"), "cIxoTC7rdhBq7ozcg2L12Q");
+        assert_eq!(layout_ref_name("a_b-c.d"), "a_b-c.d");
+        assert_eq!(layout_ref_name("a--b"), "a--b");
+        assert_eq!(layout_ref_name("_4ueNh38AuWVvJ4VXT7HnQ"), "latest");
+        assert_eq!(layout_ref_name("abc_"), "latest");
+        assert_eq!(layout_ref_name("a__b"), "latest");
+        assert_eq!(layout_ref_name("a-_b"), "latest");
+        assert_eq!(layout_ref_name("x_-y--z"), "latest");
+        assert_eq!(layout_ref_name("a---b"), "latest");
     }
 }

@@ -96,10 +96,8 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
     if let (Some(path), false) = (cache, racy) {
         store(&path, &digest);
     }
-    if !fresh {
-        if let Ok(mut m) = memo().lock() {
-            m.insert(key, digest.clone());
-        }
+    if let (false, Ok(mut m)) = (fresh, memo().lock()) {
+        m.insert(key, digest.clone());
     }
     Ok(digest)
 }
