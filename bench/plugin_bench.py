@@ -69,49 +69,68 @@ def make_project(root: Path, prefix: str, run: str, builder: str) -> None:
     (root / "workflows" / "wf.py").write_text(WF.format(run=run, uv=UV, base=BASE, prefix=prefix, root=root, builder=builder))
 
 
-def package(python: Path, project: Path, env: dict) -> float:
+def package(python: Path, project: Path, env: dict, builds: int | None = None) -> float:
+    """Wall time of `pyflyte package`; `builds`: how many images flytekit must find missing
+    (checked in its output, so a no-op is one)."""
     pyflyte = python.parent / "pyflyte"
     t0 = time.perf_counter()
-    out = subprocess.run([str(pyflyte), "--pkgs", "workflows", "package", "-f", "--output", str(project / "pkg.tgz")],
+    # The package goes beside the project: inside it, it would be a new source file of the
+    # image that copies the whole project, so every run would build that image again.
+    out = subprocess.run([str(pyflyte), "--pkgs", "workflows", "package", "-f", "--output", str(project.parent / f"{project.name}.tgz")],
                          cwd=project, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"pyflyte package failed in {project}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return time.perf_counter() - t0
+    built = (out.stdout + out.stderr).count("not found. building")
+    if builds is not None and built != builds:
+        raise SystemExit(f"pyflyte package in {project} built {built} images, expected {builds}:\n{out.stdout[-3000:]}")
+    return elapsed
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     subprocess.run([str(REPO / "scripts" / "e2e" / "plugin.sh"), "--quiet"], check=True, capture_output=True)
     pythons = {"flytekit default builder": venv_python(), "imagespec plugin": PLUGIN_VENV / "bin" / "python"}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE")}
-    results = {}
     work = Path(tempfile.mkdtemp(prefix="imagespec-plugin-bench-"))
+    setups = {}
+    for tool, python in pythons.items():
+        env = dict(base_env)
+        prefix = "bench-plug-default" if "default" in tool else "bench-plug-imagespec"
+        if "default" in tool:
+            env["PATH"] = f"{REPO / 'bench' / 'docker-shim'}:{env['PATH']}"
+        setups[tool] = (python, work / prefix, env, prefix)
+    times = {tool: {"noop": [], "change": []} for tool in pythons}
     try:
-        for tool, python in pythons.items():
-            env = dict(base_env)
-            prefix = "bench-plug-default" if "default" in tool else "bench-plug-imagespec"
-            if "default" in tool:
-                env["PATH"] = f"{REPO / 'bench' / 'docker-shim'}:{env['PATH']}"
-            proj = work / prefix
+        for tool, (python, proj, env, prefix) in setups.items():
             prune()
             make_project(proj, prefix, f"cold-{time.time_ns()}", "default" if "default" in tool else "imagespec")
-            cold = package(python, proj, env)
-            noop = [package(python, proj, env) for _ in range(args.runs)]
-            change = []
-            for _ in range(args.runs):
+            times[tool]["cold"] = package(python, proj, env, builds=3)
+        # One unmeasured change each: the second prune emptied the first side's build cache.
+        for tool, (python, proj, env, _) in setups.items():
+            (proj / "workflows" / "helper.py").write_text(f"def f(x):\n    return x + 1  # warm {time.time_ns()}\n")
+            package(python, proj, env)
+        # The warm runs alternate between the two sides, so that load from other work on the
+        # machine falls on both alike.
+        for _ in range(args.runs):
+            for tool, (python, proj, env, _) in setups.items():
+                times[tool]["noop"].append(package(python, proj, env, builds=0))
+        for _ in range(args.runs):
+            for tool, (python, proj, env, _) in setups.items():
                 (proj / "workflows" / "helper.py").write_text(f"def f(x):\n    return x + 1  # {time.time_ns()}\n")
-                change.append(package(python, proj, env))
-            results[tool] = {"cold": cold, "noop": statistics.median(noop), "change": statistics.median(change)}
-            print(tool, {k: round(v, 2) for k, v in results[tool].items()}, flush=True)
+                times[tool]["change"].append(package(python, proj, env, builds=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results = {tool: {"cold": t["cold"], "noop": statistics.median(t["noop"]), "change": statistics.median(t["change"])} for tool, t in times.items()}
+    for tool, r in results.items():
+        print(tool, {k: round(v, 2) for k, v in r.items()}, flush=True)
     f, i = results["flytekit default builder"], results["imagespec plugin"]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, dockerd 20.10 and a loopback registry; "
-        f"flytekit {FLYTEKIT.split('==')[1]}; cold: one run each (BuildKit cache pruned first), others: median of {args.runs}.",
+        f"flytekit {FLYTEKIT.split('==')[1]}; cold: one run each (BuildKit cache pruned first), others: median of {args.runs}, the two sides alternating.",
         "",
         "| `pyflyte package` (3 images) | flytekit default builder | imagespec plugin | speed-up |",
         "|---|---:|---:|---:|",

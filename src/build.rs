@@ -30,6 +30,10 @@ pub struct BuildOptions {
     pub fast_path: bool,
     /// Write the image here instead of pushing it (`--output`).
     pub output: Option<crate::registry::layout::OutputTarget>,
+    /// Look up and build nested base specs first (flytekit's `ImageBuildEngine.build`).
+    /// `false` (`--bases-built`): they are only named, because the caller has already
+    /// built them, as flytekit's engine does before it calls a builder.
+    pub build_bases: bool,
 }
 
 impl BuildOptions {
@@ -48,6 +52,7 @@ impl BuildOptions {
             tag,
             fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
             output: None,
+            build_bases: true,
         }
     }
 }
@@ -149,7 +154,7 @@ fn build_one<'a>(
     Box::pin(async move {
         let started = Instant::now();
         let base = match (spec.base(), &tag.base) {
-            (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) => {
+            (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) if options.build_bases => {
                 Some(Box::new(build_one(inner, inner_tag, options, progress, daemon, None).await?))
             }
             _ => None,
@@ -168,7 +173,7 @@ fn build_one<'a>(
             "noop" => {
                 let image = match spec.base() {
                     Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
-                    Some(NormalizedBase::Spec(_)) => base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
+                    Some(NormalizedBase::Spec(_)) => base.as_ref().map(|b| b.image.clone()).or_else(|| tag.base.as_ref().map(|b| b.image.clone())).unwrap_or_default(),
                     _ => return Err(Error::Builder { name: spec.name().into(), message: "base_image must be a string to use the noop image builder".into() }),
                 };
                 if spec.platform().contains(',') {

@@ -402,6 +402,15 @@ builder_options = {{ add_flytekit = false }}
     assert!(ok, "{log}");
     assert_eq!(result(&events)["action"], "skipped");
     assert_eq!(result(&events)["base"]["action"], "skipped");
+    // `--bases-built` (the flytekit plugin: flytekit's engine built the bases): `--force`
+    // rebuilds the app on the base, and leaves the base alone.
+    let base_digest = registry_digest(&base_image);
+    let (ok, events, log) = build_json(dir.path(), &["images.toml", "--image", "app", "--force", "--bases-built"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["action"], "built", "{log}");
+    assert!(result(&events)["base"].is_null(), "the base was looked at: {log}");
+    assert_eq!(result(&events)["image"], image.as_str());
+    assert_eq!(registry_digest(&base_image), base_digest, "the base was rebuilt");
 }
 
 /// `DOCKER_HOST=tcp://...` works as the unix socket does, progress included.

@@ -109,6 +109,11 @@ pub struct BuildArgs {
     /// dependency image without a daemon (a spec without `commands`, with source files).
     #[arg(long, value_name = "KIND:PATH")]
     pub output: Option<imagespec::registry::layout::OutputTarget>,
+    /// Nested base specs are built already (by the caller, e.g. flytekit's ImageBuildEngine):
+    /// they name the image's base and enter its id and tag, but are neither looked up nor
+    /// built, also not with `--force`.
+    #[arg(long)]
+    pub bases_built: bool,
     /// Machine-readable output: one JSON object per line on stdout, the last the result.
     #[arg(long)]
     pub json: bool,

@@ -31,6 +31,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.force |= args.force;
         options.fast_path &= !args.no_fast_path;
         options.output = args.output.clone();
+        options.build_bases = !args.bases_built;
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, progress);
     }

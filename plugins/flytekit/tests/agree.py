@@ -1,10 +1,13 @@
 """Agree-test: for a corpus of Python ImageSpecs, the image the plugin's binary names is
 flytekit's `spec.image_name()`, through the very path the builder uses (spec → JSON →
-`imagespec tag`), and `imagespec inspect` reports flytekit's `spec.id`.
+`imagespec tag`), and `imagespec inspect` reports flytekit's `spec.id`. Specs on nested base
+specs are also checked the way flytekit's ImageBuildEngine hands them to a builder (a copy
+whose base is an image name, with the id computed on the nested spec).
 
 Run with the plugin venv's python, from any directory: python agree.py
 Exit 0 when every case agrees; prints one line per case.
 """
+import copy
 import json
 import os
 import sys
@@ -12,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from flytekit.image_spec.image_spec import CopyFileDetection, ImageSpec
-from flytekitplugins.imagespec.builder import run_binary
+from flytekitplugins.imagespec.builder import run_binary, spec_for_binary
 
 work = Path(tempfile.mkdtemp(prefix="imagespec-agree-"))
 os.chdir(work)
@@ -27,6 +30,12 @@ os.chdir(work)
 (work / "assets" / "sub").mkdir(parents=True)
 (work / "assets" / "sub" / "b.txt").write_text("b\n")
 (work / "secret.txt").write_text("token\n")
+(work / "tree" / "pkg").mkdir(parents=True)
+(work / "tree" / "pkg" / "ünï.py").write_text("S = '✓'\n")
+(work / "tree" / "build").mkdir()
+(work / "tree" / "build" / "out.bin").write_bytes(b"\x00\x01")
+(work / "tree" / ".gitignore").write_text("build/\n")
+os.system(f"git -C {work / 'tree'} init -q")
 sys.path.insert(0, str(work / "src"))
 import pkg.tasks  # noqa: E402,F401  (a loaded module under source_root)
 
@@ -35,7 +44,7 @@ cases = {
     "packages": ImageSpec(name="agree", registry="localhost:5000", packages=["pyyaml", "requests==2.32.3"]),
     "env order and unicode": ImageSpec(name="agree", env={"Z": "last", "A": "ünïcødé ✓", "Q": "it's \"quoted\"\n"}),
     "nested base spec": ImageSpec(name="agree-app", registry="localhost:5000", base_image=base, packages=["six"]),
-    "base as the engine passes it": ImageSpec(name="agree-app", registry="localhost:5000", base_image=base.image_name(), packages=["six"]),
+    "base as an image name": ImageSpec(name="agree-app", registry="localhost:5000", base_image=base.image_name(), packages=["six"]),
     "requirements": ImageSpec(name="agree", registry="localhost:5000", requirements="requirements.txt"),
     "source_root all": ImageSpec(name="agree", source_root="src", source_copy_mode=CopyFileDetection.ALL),
     "source_root loaded modules": ImageSpec(name="agree", source_root="src"),
@@ -65,11 +74,36 @@ cases = {
     ),
     "float python_version": ImageSpec(name="agree", python_version=3.10),
     "no_copy": ImageSpec(name="agree", source_root="src", source_copy_mode=CopyFileDetection.NO_COPY),
+    "absolute source_root, git ignore, unicode file": ImageSpec(name="agree", source_root=str(work / "tree"), source_copy_mode=CopyFileDetection.ALL),
+    "loaded modules, absolute root": ImageSpec(name="agree", source_root=str(work / "src"), env={"N": 1, "F": 2.5, "T": True}),
+    "three levels of nested specs": ImageSpec(
+        name="agree-top",
+        registry="localhost:5000",
+        base_image=ImageSpec(name="agree-mid", registry="localhost:5000", base_image=base, apt_packages=["jq"], copy=["conf"]),
+        source_root=str(work / "src"),
+        source_copy_mode=CopyFileDetection.ALL,
+    ),
 }
+
+
+def engine_copy(spec):
+    """What ImageBuildEngine.build hands a builder: a deep copy (id already computed, by its
+    lru_cache hashing the spec) whose nested base is replaced by that base's image name."""
+    hash(spec)
+    c = copy.deepcopy(spec)
+    if isinstance(c.base_image, ImageSpec):
+        c.base_image = c.base_image.image_name()
+    return c
+
+
+for label in ["nested base spec", "three levels of nested specs"]:
+    original = cases[label]
+    cases[f"{label}, as the engine hands it"] = (original, spec_for_binary(engine_copy(original), original))
 
 failures = 0
 for label, spec in cases.items():
-    want_image, want_id = spec.image_name(), spec.id
+    want, spec = spec if isinstance(spec, tuple) else (spec, spec)
+    want_image, want_id = want.image_name(), want.id
     code, stdout, tail = run_binary("tag", spec, echo=False)
     got_image = stdout.strip()
     code2, stdout2, tail2 = run_binary("inspect", spec, "--json", echo=False)

@@ -6,8 +6,8 @@ names no ``builder`` is built by the ``imagespec`` binary the wheel ships; ``bui
 still picks flytekit's. Image names are flytekit's, byte for byte.
 """
 
-from .builder import PRIORITY, ImagespecBuilder, register
+from .builder import PRIORITY, ImagespecBuildError, ImagespecBuilder, register
 
-__all__ = ["ImagespecBuilder", "PRIORITY", "register"]
+__all__ = ["ImagespecBuildError", "ImagespecBuilder", "PRIORITY", "register"]
 
 register()
