@@ -175,3 +175,23 @@ fn output_refuses_what_it_cannot_assemble() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("unknown output kind"), "{err}");
 }
+
+/// The flytekit requirement added to packages can be set (the plugin passes the running
+/// flytekit's, as flytekit's builder does) without changing the image name.
+#[test]
+fn flytekit_requirement_is_an_option_outside_the_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.toml"), "name = \"x\"\npackages = [\"six\"]\n").unwrap();
+    let tag = |extra: &[&str]| String::from_utf8(imagespec(dir.path()).args(["tag", "spec.toml"]).args(extra).output().unwrap().stdout).unwrap();
+    let requirements = |extra: &[&str], out: &str| {
+        let status = imagespec(dir.path()).args(["render", "spec.toml", "-o", out]).args(extra).output().unwrap().status;
+        assert!(status.success());
+        std::fs::read_to_string(dir.path().join(out).join("requirements_uv.txt")).unwrap()
+    };
+    assert_eq!(requirements(&[], "a"), "six\nflytekit==1.16.31");
+    assert_eq!(requirements(&["--flytekit-requirement", "flytekit==1.16.30"], "b"), "six\nflytekit==1.16.30");
+    let with_env = imagespec(dir.path()).env("IMAGESPEC_FLYTEKIT_REQUIREMENT", "flytekit").args(["render", "spec.toml", "-o", "c"]).output().unwrap().status;
+    assert!(with_env.success());
+    assert_eq!(std::fs::read_to_string(dir.path().join("c/requirements_uv.txt")).unwrap(), "six\nflytekit");
+    assert_eq!(tag(&[]), String::from_utf8(imagespec(dir.path()).env("IMAGESPEC_FLYTEKIT_REQUIREMENT", "flytekit").args(["tag", "spec.toml"]).output().unwrap().stdout).unwrap());
+}

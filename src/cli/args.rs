@@ -86,6 +86,15 @@ pub struct RenderFlags {
     /// TLS-intercepting proxy's CA: mounted as a BuildKit secret, never left in the image.
     #[arg(long, value_name = "FILE", env = "IMAGESPEC_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+    /// The requirement added when `packages` do not name flytekit; default
+    /// `flytekit==1.16.31`. The flytekit plugin passes the running flytekit's, as flytekit's
+    /// builder adds its own version. Not part of the tag.
+    #[arg(long, value_name = "REQUIREMENT", env = "IMAGESPEC_FLYTEKIT_REQUIREMENT")]
+    pub flytekit_requirement: Option<String>,
+    /// The Python version flytekit would take from its own interpreter when the spec names
+    /// none (micromamba's Python with `--flytekit-compat`, envd's default base); default 3.11.
+    #[arg(long, value_name = "X.Y", env = "IMAGESPEC_HOST_PYTHON_VERSION")]
+    pub host_python_version: Option<String>,
 }
 
 #[derive(Debug, Args)]

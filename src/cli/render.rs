@@ -6,10 +6,12 @@ use imagespec::Error;
 
 /// The render options the flags ask for.
 pub fn options(flags: &RenderFlags) -> RenderOptions {
+    let defaults = RenderOptions::default();
     RenderOptions {
         flavor: if flags.flytekit_compat { Flavor::FlytekitCompat } else { Flavor::Imagespec },
         ca_bundle: flags.ca_bundle.clone(),
-        ..RenderOptions::default()
+        flytekit_requirement: flags.flytekit_requirement.clone().filter(|r| !r.is_empty()).unwrap_or(defaults.flytekit_requirement),
+        host_python_version: flags.host_python_version.clone().filter(|v| !v.is_empty()).unwrap_or(defaults.host_python_version),
     }
 }
 

@@ -104,8 +104,11 @@ fn truthy(value: &Scalar) -> bool {
 }
 
 /// The version part of flytekit's default image tag (`1.16.31` of `flytekit==1.16.31`).
-fn flytekit_version() -> &'static str {
-    FLYTEKIT_REQUIREMENT.rsplit("==").next().unwrap_or(FLYTEKIT_REQUIREMENT)
+fn flytekit_version(options: &RenderOptions) -> &str {
+    match options.flytekit_requirement.split_once("==") {
+        Some((_, version)) => version,
+        None => FLYTEKIT_REQUIREMENT.rsplit("==").next().unwrap_or(FLYTEKIT_REQUIREMENT),
+    }
 }
 
 impl EnvdPlan {
@@ -130,7 +133,7 @@ impl EnvdPlan {
             _ if cuda.is_some() => CUDA_BASE_IMAGE.to_string(),
             Some(NormalizedBase::Ref(r)) => r.clone(),
             Some(NormalizedBase::Spec(_)) => tag.base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
-            None => format!("{DEFAULT_IMAGE_PREFIX}{}-{}", options.host_python_version, flytekit_version()),
+            None => format!("{DEFAULT_IMAGE_PREFIX}{}-{}", options.host_python_version, flytekit_version(options)),
         };
 
         let mut env = vec![

@@ -35,14 +35,23 @@ pub struct RenderOptions {
     /// A PEM bundle trusted by the build's network steps (apt, uv, micromamba, commands),
     /// mounted as a BuildKit secret: never stored in the image.
     pub ca_bundle: Option<PathBuf>,
-    /// In `FlytekitCompat`, the Python version flytekit takes from its own interpreter when
-    /// the spec names none.
+    /// The Python version flytekit takes from its own interpreter when the spec names none
+    /// (micromamba's Python in `FlytekitCompat`, envd's default base image).
     pub host_python_version: String,
+    /// The requirement added when the spec's packages do not name flytekit (flytekit adds
+    /// the version that runs it: `flytekit==<version>`, plain `flytekit` for dev builds).
+    /// Not part of the tag, as in flytekit.
+    pub flytekit_requirement: String,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { flavor: Flavor::Imagespec, ca_bundle: None, host_python_version: "3.11".into() }
+        RenderOptions {
+            flavor: Flavor::Imagespec,
+            ca_bundle: None,
+            host_python_version: "3.11".into(),
+            flytekit_requirement: FLYTEKIT_REQUIREMENT.into(),
+        }
     }
 }
 
@@ -320,7 +329,7 @@ impl BuildPlan {
                 requirements.extend(spec.packages.iter().flatten().cloned());
                 let add_flytekit = option_bool(spec, "add_flytekit")?.unwrap_or(true);
                 if add_flytekit && !requirements.iter().any(|r| is_flytekit(r)) {
-                    let pin = option_str(spec, "flytekit_requirement")?.unwrap_or_else(|| FLYTEKIT_REQUIREMENT.to_string());
+                    let pin = option_str(spec, "flytekit_requirement")?.unwrap_or_else(|| options.flytekit_requirement.clone());
                     requirements.push(pin);
                 }
                 files.push(ContextFile::Content { to: "requirements_uv.txt".into(), content: requirements.join("\n") });

@@ -194,6 +194,18 @@ def spec_for_binary(image_spec: ImageSpec, original: typing.Optional[ImageSpec] 
     return spec
 
 
+def binary_env() -> typing.Dict[str, str]:
+    """This process's environment, plus what flytekit's default builder takes from the running
+    flytekit: the flytekit requirement it adds to packages (``get_flytekit_for_pypi``) and
+    the Python version of its interpreter. Neither enters the image name."""
+    from flytekit.image_spec.default_builder import get_flytekit_for_pypi
+
+    env = dict(os.environ)
+    env.setdefault("IMAGESPEC_FLYTEKIT_REQUIREMENT", get_flytekit_for_pypi())
+    env.setdefault("IMAGESPEC_HOST_PYTHON_VERSION", f"{sys.version_info.major}.{sys.version_info.minor}")
+    return env
+
+
 def run_binary(command: str, spec: ImageSpec, *extra: str, echo: bool = True) -> typing.Tuple[int, str, typing.List[str]]:
     """Runs ``imagespec COMMAND`` on ``spec`` (written to a temporary JSON spec file). Its
     progress (stderr) goes to this process's stderr line by line as it comes (``echo``).
@@ -207,7 +219,9 @@ def run_binary(command: str, spec: ImageSpec, *extra: str, echo: bool = True) ->
             modules.write_text("\n".join(loaded_module_files()), encoding="utf-8")
             args += ["--modules-from", str(modules)]
         lines: typing.Deque[str] = collections.deque(maxlen=2000)
-        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace") as proc:
+        with subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", env=binary_env()
+        ) as proc:
             assert proc.stderr is not None and proc.stdout is not None
             for line in proc.stderr:
                 lines.append(line.rstrip("\n"))
