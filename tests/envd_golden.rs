@@ -87,20 +87,7 @@ fn envd_render_matches_flytekit_for_the_whole_corpus() {
             let out = cmd.output().expect("run imagespec");
             checked += 1;
             let label = format!("{case}/{file}[{key}]");
-            if DELIBERATE_REJECTS.iter().any(|(c, k, _)| c == case && k == key) {
-                if out.status.code() != Some(2) {
-                    failures.push(format!("{label}: imagespec must reject this on purpose, exited {:?}", out.status.code()));
-                }
-                continue;
-            }
-            if let Some(err) = want.get("error") {
-                if out.status.code() != Some(2) {
-                    failures.push(format!("{label}: flytekit rejects it ({err}), imagespec exited {:?}", out.status.code()));
-                }
-                continue;
-            }
-            if !out.status.success() {
-                failures.push(format!("{label}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end()));
+            if !common::both_rendered(&label, &out, DELIBERATE_REJECTS.iter().any(|(c, k, _)| c == case && k == key), want, &mut failures) {
                 continue;
             }
             contexts += 1;

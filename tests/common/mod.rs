@@ -133,3 +133,28 @@ fn walk_context(root: &Path, dir: &Path, main_file: &str, out: &mut Context) {
         }
     }
 }
+
+/// How imagespec's run compares with what flytekit did for one image, before the contexts
+/// are compared: `true` when both rendered a context (compare them); otherwise a failure is
+/// recorded when imagespec did not reject (exit 2) what flytekit rejects or what imagespec
+/// rejects on purpose, or when imagespec failed where flytekit rendered.
+#[allow(dead_code)]
+pub fn both_rendered(label: &str, out: &std::process::Output, deliberately_rejected: bool, want: &serde_json::Value, failures: &mut Vec<String>) -> bool {
+    if deliberately_rejected {
+        if out.status.code() != Some(2) {
+            failures.push(format!("{label}: imagespec must reject this on purpose, exited {:?}", out.status.code()));
+        }
+        return false;
+    }
+    if let Some(err) = want.get("error") {
+        if out.status.code() != Some(2) {
+            failures.push(format!("{label}: flytekit rejects it ({err}), imagespec exited {:?}", out.status.code()));
+        }
+        return false;
+    }
+    if !out.status.success() {
+        failures.push(format!("{label}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end()));
+        return false;
+    }
+    true
+}
