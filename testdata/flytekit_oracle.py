@@ -329,3 +329,28 @@ def snapshot_context(context_dir: str, main_file: str) -> dict:
         "executable": sorted(executable),
         "empty_dirs": sorted(empty_dirs),
     }
+
+
+#: The Python version the goldens assume for flytekit's own interpreter.
+HOST_PYTHON = (3, 11)
+
+
+def reexec_in_utf8_mode(script: str) -> None:
+    """flytekit writes context files (Dockerfile, requirements_uv.txt, build.envd) in the
+    locale's encoding: make that UTF-8 whatever the host's locale is (PYTHONUTF8 has to be
+    set before the interpreter starts, so `script` is started again with it)."""
+    if sys.flags.utf8_mode:
+        return
+    env = dict(os.environ)
+    env["PYTHONUTF8"] = "1"
+    os.execve(sys.executable, [sys.executable, os.path.abspath(script), *sys.argv[1:]], env)
+
+
+def pin_host_python(module: types.ModuleType) -> None:
+    """Makes `module` (which reads `sys.version_info` for flytekit's own Python version) see
+    HOST_PYTHON, whatever Python runs the generator."""
+    if sys.version_info[:2] == HOST_PYTHON:
+        return
+    fake_sys = types.SimpleNamespace(**{k: getattr(sys, k) for k in dir(sys) if not k.startswith("__")})
+    fake_sys.version_info = types.SimpleNamespace(major=HOST_PYTHON[0], minor=HOST_PYTHON[1])
+    module.sys = fake_sys

@@ -45,7 +45,6 @@ PLUGIN_PINS = [f"flytekitplugins-envd=={oracle.FLYTEKIT_VERSION}", "envd==1.3.6"
 ENVD_CASES = os.path.join(oracle.HERE, "envd")
 ENVD_JSON = os.path.join(oracle.GOLDENS_DIR, "envd.json")
 ENVD_DIR = os.path.join(oracle.GOLDENS_DIR, "envd")
-HOST_PYTHON = (3, 11)
 CONTEXT_DIR = oracle.CORPUS_ROOT + ".envd-context"
 
 
@@ -66,11 +65,8 @@ def bootstrap() -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *PLUGIN_PINS], check=True)
         if not _plugin_ok():
             sys.exit("gen_envd_goldens: flytekitplugins-envd / envd still not at the pinned versions")
-    if not sys.flags.utf8_mode:
-        # build.envd is written with open(path, "w+"): the locale's encoding. Make it UTF-8.
-        env = dict(os.environ)
-        env["PYTHONUTF8"] = "1"
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+    # build.envd is written with open(path, "w+"): the locale's encoding.
+    oracle.reexec_in_utf8_mode(__file__)
 
 
 def golden_name(case: str, key: str) -> str:
@@ -111,7 +107,6 @@ def main() -> int:
     oracle.isolate_environment()
 
     import copy
-    import types
     import warnings
 
     import flytekit
@@ -120,11 +115,8 @@ def main() -> int:
     from flytekit.image_spec.image_spec import ImageSpec
     from flytekitplugins.envd import image_builder
 
-    if sys.version_info[:2] != HOST_PYTHON:
-        # DefaultImages.find_image_for reads sys.version_info: give it the 3.11 the goldens assume.
-        fake_sys = types.SimpleNamespace(**{k: getattr(sys, k) for k in dir(sys) if not k.startswith("__")})
-        fake_sys.version_info = types.SimpleNamespace(major=HOST_PYTHON[0], minor=HOST_PYTHON[1])
-        default_images.sys = fake_sys
+    # DefaultImages.find_image_for reads sys.version_info.
+    oracle.pin_host_python(default_images)
 
     # create_envd_config asks for a random local path; a fixed one keeps error messages stable.
     FileAccessProvider.get_random_local_path = lambda self, file_path_or_file_name=None: os.path.join(
@@ -186,7 +178,7 @@ def main() -> int:
         "flytekit_version": flytekit.__version__,
         "flytekitplugins_envd_version": metadata.version("flytekitplugins-envd"),
         "envd_version": metadata.version("envd"),
-        "environment": {**oracle.environment_info(), "host_python_version": "%d.%d" % HOST_PYTHON},
+        "environment": {**oracle.environment_info(), "host_python_version": "%d.%d" % oracle.HOST_PYTHON},
         "cases": results,
     }
     out_files.write_if_changed(ENVD_JSON, json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

@@ -53,19 +53,7 @@ import flytekit_oracle as oracle  # noqa: E402
 
 RENDER_JSON = os.path.join(oracle.GOLDENS_DIR, "render.json")
 RENDER_DIR = os.path.join(oracle.GOLDENS_DIR, "render")
-HOST_PYTHON = (3, 11)
 CONTEXT_DIR = oracle.CORPUS_ROOT + ".context"  # where _build_image's temporary context goes
-
-
-def _reexec_in_utf8_mode() -> None:
-    """create_docker_context writes the Dockerfile and requirements_uv.txt with
-    Path.write_text(), i.e. in the locale's encoding: make that UTF-8 whatever the host's
-    locale is (PYTHONUTF8 has to be set before the interpreter starts)."""
-    if sys.flags.utf8_mode:
-        return
-    env = dict(os.environ)
-    env["PYTHONUTF8"] = "1"
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
 
 
 def dockerfile_name(case: str, key: str) -> str:
@@ -81,7 +69,7 @@ def snapshot(context_dir: str) -> dict:
 
 def main() -> int:
     oracle.bootstrap(__file__)
-    _reexec_in_utf8_mode()
+    oracle.reexec_in_utf8_mode(__file__)
     oracle.isolate_environment()
 
     import copy
@@ -92,11 +80,8 @@ def main() -> int:
     from flytekit.image_spec import default_builder
     from flytekit.image_spec.image_spec import ImageSpec
 
-    if sys.version_info[:2] != HOST_PYTHON:
-        # prepare_python_executable reads sys.version_info: give it the 3.11 the goldens assume.
-        fake_sys = types.SimpleNamespace(**{k: getattr(sys, k) for k in dir(sys) if not k.startswith("__")})
-        fake_sys.version_info = types.SimpleNamespace(major=HOST_PYTHON[0], minor=HOST_PYTHON[1])
-        default_builder.sys = fake_sys
+    # prepare_python_executable reads sys.version_info.
+    oracle.pin_host_python(default_builder)
 
     captured = []
 
@@ -168,7 +153,7 @@ def main() -> int:
 
     out = {
         "flytekit_version": flytekit.__version__,
-        "environment": {**oracle.environment_info(), "host_python_version": "%d.%d" % HOST_PYTHON},
+        "environment": {**oracle.environment_info(), "host_python_version": "%d.%d" % oracle.HOST_PYTHON},
         "cases": results,
     }
     out_files.write_if_changed(RENDER_JSON, json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
