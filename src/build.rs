@@ -215,20 +215,18 @@ fn build_one<'a>(
         };
         // When the fast path may apply, its dependency image is looked up at the same time
         // as the image (a plan that cannot be made is reported below, only if a build is due).
-        let appendable = (has_registry && options.push && options.fast_path && builder != "envd")
-            .then(|| BuildPlan::new(spec, tag, &options.render).ok())
-            .flatten()
-            .filter(|p| p.appendable() && !p.platform.contains(','));
-        let mut prefetched = None;
+        let early_plan = (has_registry && options.push && options.fast_path && builder != "envd").then(|| BuildPlan::new(spec, tag, &options.render));
+        let appendable = early_plan.as_ref().and_then(|p| p.as_ref().ok()).filter(|p| p.appendable() && !p.platform.contains(','));
+        let mut lookup = None;
         let existence = if let Some(client) = &client {
-            match &appendable {
+            match appendable {
                 Some(plan) => {
-                    let deps = plan.dependencies();
+                    let deps_plan = plan.dependencies();
                     let (existence, found) = tokio::join!(
                         client_exists(client, &image),
-                        registry_backend::find_dependency_image(client, &deps.image, &plan.platform)
+                        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform)
                     );
-                    prefetched = Some(found);
+                    lookup = Some(DependencyLookup { plan: deps_plan, found });
                     existence
                 }
                 None => client_exists(client, &image).await,
@@ -265,15 +263,15 @@ fn build_one<'a>(
             }
             return Ok(outcome(Action::Built, pushed, image));
         }
-        let plan = match appendable {
-            Some(plan) => plan,
+        let plan = match early_plan {
+            Some(plan) => plan?,
             None => BuildPlan::new(spec, tag, &options.render)?,
         };
         let pushed = has_registry && options.push;
         if pushed && options.fast_path && !plan.platform.contains(',') {
             if plan.appendable() {
                 let client = client.as_ref().expect("a spec with a registry has a client");
-                let deps = dependency_image(client, &plan, credentials.as_ref(), progress, daemon, prefetched).await?;
+                let deps = dependency_image(client, &plan, credentials.as_ref(), progress, daemon, lookup).await?;
                 fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
                 return Ok(outcome(Action::Appended, true, image));
             }
@@ -305,6 +303,13 @@ async fn push(d: &DockerDaemon, image: &str, credentials: Option<&Credentials>, 
     result
 }
 
+/// A dependency image looked up ahead, beside the image's existence check: its plan and
+/// what the registry answered.
+struct DependencyLookup {
+    plan: BuildPlan,
+    found: Result<Option<registry_backend::DependencyImage>, BackendError>,
+}
+
 /// The dependency image of `plan` in the registry, built and pushed first (with the
 /// daemon) when the registry does not have it.
 async fn dependency_image(
@@ -313,14 +318,17 @@ async fn dependency_image(
     credentials: Option<&Credentials>,
     progress: &Progress,
     daemon: &mut Option<DockerDaemon>,
-    prefetched: Option<Result<Option<registry_backend::DependencyImage>, BackendError>>,
+    lookup: Option<DependencyLookup>,
 ) -> Result<registry_backend::DependencyImage, Error> {
-    let deps_plan = plan.dependencies();
-    let found = match prefetched {
-        Some(found) => found?,
-        None => registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?,
+    let DependencyLookup { plan: deps_plan, found } = match lookup {
+        Some(lookup) => lookup,
+        None => {
+            let deps_plan = plan.dependencies();
+            let found = registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await;
+            DependencyLookup { plan: deps_plan, found }
+        }
     };
-    if let Some(deps) = found {
+    if let Some(deps) = found? {
         progress.event(Event::Info(&format!("dependencies unchanged ({}): appending the source", deps_plan.image)));
         return Ok(deps);
     }
