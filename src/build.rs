@@ -1,16 +1,16 @@
 //! `build`: spec → tag → should-build decision → plan → backend → push, for one image and,
 //! first, for each nested base spec (flytekit's `ImageBuildEngine.build`).
 
-use crate::backend::docker::{DockerDaemon, Existence};
-use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
-use crate::backend::registry as registry_backend;
+use crate::Error;
 use crate::backend::BackendError;
-use crate::registry::auth::Credentials;
-use crate::context::{BuildPlan, RenderOptions, DEPENDENCY_LABEL};
+use crate::backend::docker::{DockerDaemon, Existence};
+use crate::backend::registry as registry_backend;
+use crate::context::{BuildPlan, DEPENDENCY_LABEL, RenderOptions};
 use crate::progress::{Event, Progress};
+use crate::registry::auth::Credentials;
+use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
-use crate::Error;
 use std::time::Instant;
 
 /// What the build does besides building.
@@ -42,8 +42,11 @@ impl BuildOptions {
         let var = |name: &str| std::env::var(name).ok();
         // flytekit: FLYTE_PUSH_IMAGE_SPEC is on unless it is "true"/"1" (case-insensitive);
         // the two others use str2bool (anything but false/0/off/no is true).
-        let push = var("FLYTE_PUSH_IMAGE_SPEC").is_none_or(|v| matches!(v.to_lowercase().as_str(), "true" | "1"));
-        let str2bool = |v: Option<String>| v.is_some_and(|v| !matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no"));
+        let push = var("FLYTE_PUSH_IMAGE_SPEC")
+            .is_none_or(|v| matches!(v.to_lowercase().as_str(), "true" | "1"));
+        let str2bool = |v: Option<String>| {
+            v.is_some_and(|v| !matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no"))
+        };
         BuildOptions {
             push,
             force: str2bool(var("FLYTE_FORCE_PUSH_IMAGE_SPEC")),
@@ -94,14 +97,18 @@ pub async fn exists(spec: &NormalizedSpec, image: &str) -> Result<Existence, Err
     if spec.registry().is_some() {
         let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
         let credentials =
-            crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref()).map_err(BackendError::from)?;
+            crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
+                .map_err(BackendError::from)?;
         Ok(registry_exists(image, credentials.as_ref()).await)
     } else {
         Ok(DockerDaemon::connect().await?.exists_locally(image).await)
     }
 }
 
-async fn registry_exists(image: &str, credentials: Option<&crate::registry::auth::Credentials>) -> Existence {
+async fn registry_exists(
+    image: &str,
+    credentials: Option<&crate::registry::auth::Credentials>,
+) -> Existence {
     let client = RegistryClient::new(crate::registry::registry_host(image), credentials);
     client_exists(&client, image).await
 }
@@ -115,15 +122,24 @@ async fn client_exists(client: &RegistryClient, image: &str) -> Existence {
 }
 
 /// Builds `spec` (its base specs first) unless it already exists.
-pub async fn build(spec: &NormalizedSpec, options: &BuildOptions, progress: &Progress) -> Result<BuildOutcome, Error> {
+pub async fn build(
+    spec: &NormalizedSpec,
+    options: &BuildOptions,
+    progress: &Progress,
+) -> Result<BuildOutcome, Error> {
     // The registry client (credentials, TLS roots) is made while the tag is computed.
-    let host = spec.registry().map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
+    let host = spec
+        .registry()
+        .map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
     let client = host.map(|host| {
         let spec = spec.clone();
         std::thread::spawn(move || {
             let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
             let credentials = crate::registry::auth::lookup(&host, config.as_deref())?;
-            Ok::<_, crate::registry::auth::AuthError>((RegistryClient::new(&host, credentials.as_ref()), credentials))
+            Ok::<_, crate::registry::auth::AuthError>((
+                RegistryClient::new(&host, credentials.as_ref()),
+                credentials,
+            ))
         })
     });
     let tag = crate::tag::compute(spec, &options.tag)?;
@@ -154,9 +170,9 @@ fn build_one<'a>(
     Box::pin(async move {
         let started = Instant::now();
         let base = match (spec.base(), &tag.base) {
-            (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) if options.build_bases => {
-                Some(Box::new(build_one(inner, inner_tag, options, progress, daemon, None).await?))
-            }
+            (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) if options.build_bases => Some(
+                Box::new(build_one(inner, inner_tag, options, progress, daemon, None).await?),
+            ),
             _ => None,
         };
         let outcome = |action, pushed, image: String| BuildOutcome {
@@ -173,8 +189,18 @@ fn build_one<'a>(
             "noop" => {
                 let image = match spec.base() {
                     Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
-                    Some(NormalizedBase::Spec(_)) => base.as_ref().map(|b| b.image.clone()).or_else(|| tag.base.as_ref().map(|b| b.image.clone())).unwrap_or_default(),
-                    _ => return Err(Error::Builder { name: spec.name().into(), message: "base_image must be a string to use the noop image builder".into() }),
+                    Some(NormalizedBase::Spec(_)) => base
+                        .as_ref()
+                        .map(|b| b.image.clone())
+                        .or_else(|| tag.base.as_ref().map(|b| b.image.clone()))
+                        .unwrap_or_default(),
+                    _ => {
+                        return Err(Error::Builder {
+                            name: spec.name().into(),
+                            message: "base_image must be a string to use the noop image builder"
+                                .into(),
+                        });
+                    }
                 };
                 if spec.platform().contains(',') {
                     check_platforms(&image, spec.platform(), progress).await?;
@@ -186,8 +212,10 @@ fn build_one<'a>(
             other => {
                 return Err(Error::Builder {
                     name: spec.name().into(),
-                    message: format!("builder `{other}` is not available; use `default` (Docker/BuildKit), `envd` or `noop`"),
-                })
+                    message: format!(
+                        "builder `{other}` is not available; use `default` (Docker/BuildKit), `envd` or `noop`"
+                    ),
+                });
             }
         }
 
@@ -196,7 +224,9 @@ fn build_one<'a>(
             if builder == "envd" {
                 return Err(Error::Builder {
                     name: spec.name().into(),
-                    message: format!("--output {target} assembles the image on its dependency image, which the default builder makes; the envd builder pushes, or keeps the image in dockerd with --no-push"),
+                    message: format!(
+                        "--output {target} assembles the image on its dependency image, which the default builder makes; the envd builder pushes, or keeps the image in dockerd with --no-push"
+                    ),
                 });
             }
             let plan = BuildPlan::new(spec, tag, &options.render)?;
@@ -215,8 +245,12 @@ fn build_one<'a>(
         };
         // When the fast path may apply, its dependency image is looked up at the same time
         // as the image (a plan that cannot be made is reported below, only if a build is due).
-        let early_plan = (has_registry && options.push && options.fast_path && builder != "envd").then(|| BuildPlan::new(spec, tag, &options.render));
-        let appendable = early_plan.as_ref().and_then(|p| p.as_ref().ok()).filter(|p| p.appendable() && !p.platform.contains(','));
+        let early_plan = (has_registry && options.push && options.fast_path && builder != "envd")
+            .then(|| BuildPlan::new(spec, tag, &options.render));
+        let appendable = early_plan
+            .as_ref()
+            .and_then(|p| p.as_ref().ok())
+            .filter(|p| p.appendable() && !p.platform.contains(','));
         let mut lookup = None;
         let existence = if let Some(client) = &client {
             match appendable {
@@ -224,9 +258,16 @@ fn build_one<'a>(
                     let deps_plan = plan.dependencies();
                     let (existence, found) = tokio::join!(
                         client_exists(client, &image),
-                        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform)
+                        registry_backend::find_dependency_image(
+                            client,
+                            &deps_plan.image,
+                            &plan.platform
+                        )
                     );
-                    lookup = Some(DependencyLookup { plan: deps_plan, found });
+                    lookup = Some(DependencyLookup {
+                        plan: deps_plan,
+                        found,
+                    });
                     existence
                 }
                 None => client_exists(client, &image).await,
@@ -239,7 +280,9 @@ fn build_one<'a>(
                 progress.event(Event::Info(&format!("{image} exists, skipped")));
                 return Ok(outcome(Action::Skipped, false, image));
             }
-            Existence::Yes => progress.event(Event::Info(&format!("Overwriting existing image {image}"))),
+            Existence::Yes => {
+                progress.event(Event::Info(&format!("Overwriting existing image {image}")))
+            }
             Existence::No => progress.event(Event::Info(&format!("{image} not found, building"))),
             Existence::Unknown(reason) if options.fast_fail => {
                 return Err(BackendError::ExistsUnknown { image, reason }.into());
@@ -255,7 +298,9 @@ fn build_one<'a>(
             // push is ours, from dockerd (src/backend/envd.rs says why).
             let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
             let d = connect(daemon).await?;
-            crate::backend::envd::Envd::find()?.build(&plan, progress).await?;
+            crate::backend::envd::Envd::find()?
+                .build(&plan, progress)
+                .await?;
             crate::tag::verify_unchanged(spec, &options.tag, tag)?;
             let pushed = has_registry && options.push;
             if pushed {
@@ -270,17 +315,31 @@ fn build_one<'a>(
         let pushed = has_registry && options.push;
         if pushed && options.fast_path && !plan.platform.contains(',') {
             if plan.appendable() {
-                let client = client.as_ref().expect("a spec with a registry has a client");
-                let deps = dependency_image(client, &plan, credentials.as_ref(), progress, daemon, lookup).await?;
+                let client = client
+                    .as_ref()
+                    .expect("a spec with a registry has a client");
+                let deps = dependency_image(
+                    client,
+                    &plan,
+                    credentials.as_ref(),
+                    progress,
+                    daemon,
+                    lookup,
+                )
+                .await?;
                 fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
                 return Ok(outcome(Action::Appended, true, image));
             }
             if !plan.run_commands.is_empty() && !plan.root_entries.is_empty() {
-                progress.event(Event::Info("`commands` run after the source is copied (they may use it): full build"));
+                progress.event(Event::Info(
+                    "`commands` run after the source is copied (they may use it): full build",
+                ));
             }
         }
         if pushed && options.fast_path && plan.platform.contains(',') && plan.appendable() {
-            let client = client.as_ref().expect("a spec with a registry has a client");
+            let client = client
+                .as_ref()
+                .expect("a spec with a registry has a client");
             fast_path_platforms(spec, tag, &plan, options, client, progress).await?;
             return Ok(outcome(Action::Appended, true, image));
         }
@@ -294,12 +353,25 @@ fn build_one<'a>(
     })
 }
 
-async fn push(d: &DockerDaemon, image: &str, credentials: Option<&Credentials>, progress: &Progress) -> Result<(), BackendError> {
+async fn push(
+    d: &DockerDaemon,
+    image: &str,
+    credentials: Option<&Credentials>,
+    progress: &Progress,
+) -> Result<(), BackendError> {
     let step = format!("push {image}");
-    progress.event(Event::StepStarted { id: "push", name: &step });
+    progress.event(Event::StepStarted {
+        id: "push",
+        name: &step,
+    });
     let result = d.push(image, credentials, progress).await;
     let error = result.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone { id: "push", name: &step, cached: false, error: error.as_deref() });
+    progress.event(Event::StepDone {
+        id: "push",
+        name: &step,
+        cached: false,
+        error: error.as_deref(),
+    });
     result
 }
 
@@ -320,19 +392,33 @@ async fn dependency_image(
     daemon: &mut Option<DockerDaemon>,
     lookup: Option<DependencyLookup>,
 ) -> Result<registry_backend::DependencyImage, Error> {
-    let DependencyLookup { plan: deps_plan, found } = match lookup {
+    let DependencyLookup {
+        plan: deps_plan,
+        found,
+    } = match lookup {
         Some(lookup) => lookup,
         None => {
             let deps_plan = plan.dependencies();
-            let found = registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await;
-            DependencyLookup { plan: deps_plan, found }
+            let found =
+                registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform)
+                    .await;
+            DependencyLookup {
+                plan: deps_plan,
+                found,
+            }
         }
     };
     if let Some(deps) = found? {
-        progress.event(Event::Info(&format!("dependencies unchanged ({}): appending the source", deps_plan.image)));
+        progress.event(Event::Info(&format!(
+            "dependencies unchanged ({}): appending the source",
+            deps_plan.image
+        )));
         return Ok(deps);
     }
-    progress.event(Event::Info(&format!("dependency image {} not found, building it", deps_plan.image)));
+    progress.event(Event::Info(&format!(
+        "dependency image {} not found, building it",
+        deps_plan.image
+    )));
     let d = connect(daemon).await?;
     // Built under a working tag, then labelled with what only the built image knows (the
     // flytekit user's uid, /root's owner and mode) under its real tag.
@@ -340,17 +426,36 @@ async fn dependency_image(
     unlabelled.image = format!("{}-unlabelled", deps_plan.image);
     d.build(&unlabelled, progress).await?;
     let facts = d.dependency_facts(&unlabelled.image).await?;
-    d.relabel(&unlabelled.image, &deps_plan.image, &[(DEPENDENCY_LABEL, facts)], &plan.platform, progress).await?;
+    d.relabel(
+        &unlabelled.image,
+        &deps_plan.image,
+        &[(DEPENDENCY_LABEL, facts)],
+        &plan.platform,
+        progress,
+    )
+    .await?;
     d.untag(&unlabelled.image).await;
     push(d, &deps_plan.image, credentials, progress).await?;
-    let found = registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
-    Ok(found.ok_or_else(|| BackendError::Push { image: deps_plan.image.clone(), message: "pushed, but the registry does not return it".into() })?)
+    let found =
+        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
+    Ok(found.ok_or_else(|| BackendError::Push {
+        image: deps_plan.image.clone(),
+        message: "pushed, but the registry does not return it".into(),
+    })?)
 }
 
-fn registry_client(spec: &NormalizedSpec, image: &str) -> Result<(RegistryClient, Option<Credentials>), Error> {
+fn registry_client(
+    spec: &NormalizedSpec,
+    image: &str,
+) -> Result<(RegistryClient, Option<Credentials>), Error> {
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let credentials = crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref()).map_err(BackendError::from)?;
-    Ok((RegistryClient::new(crate::registry::registry_host(image), credentials.as_ref()), credentials))
+    let credentials =
+        crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
+            .map_err(BackendError::from)?;
+    Ok((
+        RegistryClient::new(crate::registry::registry_host(image), credentials.as_ref()),
+        credentials,
+    ))
 }
 
 /// `--output`: the image assembled on its dependency image (no RUN step runs) and written
@@ -373,11 +478,15 @@ async fn write_output(
         });
     }
     let (client, credentials) = registry_client(spec, &plan.image)?;
-    let deps = dependency_image(&client, plan, credentials.as_ref(), progress, daemon, None).await?;
+    let deps =
+        dependency_image(&client, plan, credentials.as_ref(), progress, daemon, None).await?;
     let assembled = registry_backend::assemble_image(plan, &deps, progress).await?;
     crate::tag::verify_unchanged(spec, &options.tag, tag)?;
     let step = format!("write {target}");
-    progress.event(Event::StepStarted { id: "output", name: &step });
+    progress.event(Event::StepStarted {
+        id: "output",
+        name: &step,
+    });
     let image = crate::registry::layout::ImageToWrite {
         image: &plan.image,
         source: &deps.image,
@@ -387,14 +496,23 @@ async fn write_output(
     };
     let written = crate::registry::layout::write(&client, &image, target).await;
     let error = written.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone { id: "output", name: &step, cached: false, error: error.as_deref() });
+    progress.event(Event::StepDone {
+        id: "output",
+        name: &step,
+        cached: false,
+        error: error.as_deref(),
+    });
     written.map_err(|e| BackendError::Context(e.to_string()))?;
     Ok(())
 }
 
 /// flytekit's check that the tag still matches the files, to run on another thread while
 /// the blobs upload.
-fn tag_check(spec: &NormalizedSpec, options: &BuildOptions, tag: &ImageTag) -> impl FnOnce() -> Result<(), Error> + Send + 'static {
+fn tag_check(
+    spec: &NormalizedSpec,
+    options: &BuildOptions,
+    tag: &ImageTag,
+) -> impl FnOnce() -> Result<(), Error> + Send + 'static {
     let (spec, tag_options, tag) = (spec.clone(), options.tag.clone(), tag.clone());
     move || crate::tag::verify_unchanged(&spec, &tag_options, &tag).map_err(Error::from)
 }
@@ -410,14 +528,20 @@ async fn fast_path(
     deps: &registry_backend::DependencyImage,
     progress: &Progress,
 ) -> Result<(), Error> {
-    let appended = registry_backend::append(client, plan, deps, progress, tag_check(spec, options, tag)).await?;
+    let appended =
+        registry_backend::append(client, plan, deps, progress, tag_check(spec, options, tag))
+            .await?;
     progress.event(Event::Info(&format!(
         "pushed {} ({}), {} files, layer {} bytes{}",
         plan.image,
         appended.digest,
         appended.files,
         appended.layer_size,
-        if appended.uploaded { "" } else { " (already in the registry)" }
+        if appended.uploaded {
+            ""
+        } else {
+            " (already in the registry)"
+        }
     )));
     Ok(())
 }
@@ -425,15 +549,46 @@ async fn fast_path(
 /// The fast path for several platforms: the dependency image must be an index with every
 /// platform (dockerd 20.10 without buildx builds one platform per image, so imagespec cannot
 /// make it); each platform gets the source layer and the image is pushed as an index.
-async fn fast_path_platforms(spec: &NormalizedSpec, tag: &ImageTag, plan: &BuildPlan, options: &BuildOptions, client: &RegistryClient, progress: &Progress) -> Result<(), Error> {
-    let platforms: Vec<&str> = plan.platform.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+async fn fast_path_platforms(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    client: &RegistryClient,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let platforms: Vec<&str> = plan
+        .platform
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
     let deps_plan = plan.dependencies();
-    let Some(deps) = registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await? else {
+    let Some(deps) =
+        registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await?
+    else {
         return Err(BackendError::MultiPlatform { platform: format!("{} (the dependency image {} is not in the registry for every platform: build it per platform elsewhere, e.g. with buildx, and push it as an index under that tag with the `{DEPENDENCY_LABEL}` label)", plan.platform, deps_plan.image) }.into());
     };
-    progress.event(Event::Info(&format!("dependencies unchanged ({}, {} platforms): appending the source", deps_plan.image, deps.len())));
-    let appended = registry_backend::append_platforms(client, plan, &platforms, &deps, progress, tag_check(spec, options, tag)).await?;
-    progress.event(Event::Info(&format!("pushed {} ({}), an index of {} platforms", plan.image, appended.digest, platforms.len())));
+    progress.event(Event::Info(&format!(
+        "dependencies unchanged ({}, {} platforms): appending the source",
+        deps_plan.image,
+        deps.len()
+    )));
+    let appended = registry_backend::append_platforms(
+        client,
+        plan,
+        &platforms,
+        &deps,
+        progress,
+        tag_check(spec, options, tag),
+    )
+    .await?;
+    progress.event(Event::Info(&format!(
+        "pushed {} ({}), an index of {} platforms",
+        plan.image,
+        appended.digest,
+        platforms.len()
+    )));
     Ok(())
 }
 
@@ -447,7 +602,9 @@ async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Re
     let manifest = match client.manifest(image).await {
         Ok(m) => m,
         Err(e) => {
-            progress.event(Event::Info(&format!("cannot check the platforms of {image} ({e}); using it as is")));
+            progress.event(Event::Info(&format!(
+                "cannot check the platforms of {image} ({e}); using it as is"
+            )));
             return Ok(());
         }
     };
@@ -466,11 +623,26 @@ async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Re
     let missing: Vec<&str> = platform
         .split(',')
         .map(str::trim)
-        .filter(|want| !available.iter().any(|have| have == want || (want.matches('/').count() == 1 && have.starts_with(&format!("{want}/")))))
+        .filter(|want| {
+            !available.iter().any(|have| {
+                have == want
+                    || (want.matches('/').count() == 1 && have.starts_with(&format!("{want}/")))
+            })
+        })
         .collect();
     if !missing.is_empty() {
-        let what = if available.is_empty() { "is a single-platform image".to_string() } else { format!("is an index of {}", available.join(", ")) };
-        return Err(Error::Builder { name: image.into(), message: format!("noop builder: platform asks for {platform}, but {image} {what}: no image for {}", missing.join(", ")) });
+        let what = if available.is_empty() {
+            "is a single-platform image".to_string()
+        } else {
+            format!("is an index of {}", available.join(", "))
+        };
+        return Err(Error::Builder {
+            name: image.into(),
+            message: format!(
+                "noop builder: platform asks for {platform}, but {image} {what}: no image for {}",
+                missing.join(", ")
+            ),
+        });
     }
     progress.event(Event::Info(&format!("{image}: an index with {platform}")));
     Ok(())

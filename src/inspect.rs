@@ -1,8 +1,8 @@
 //! Machine-readable views of a spec and its tag, for `imagespec inspect --json`.
 
 use crate::spec::{NormalizedBase, NormalizedSpec, PyValue};
-use crate::tag::{spec_dict, ImageTag};
-use serde_json::{json, Map, Value};
+use crate::tag::{ImageTag, spec_dict};
+use serde_json::{Map, Value, json};
 
 /// The normalised spec as JSON: every set field, in flytekit's field order.
 pub fn spec_json(spec: &NormalizedSpec) -> Value {
@@ -19,7 +19,10 @@ pub fn spec_json(spec: &NormalizedSpec) -> Value {
         out.insert("builder".into(), json!(b));
     }
     if let Some(m) = &spec.pip_secret_mounts {
-        out.insert("pip_secret_mounts".into(), json!(m.iter().map(|m| [&m.source, &m.target]).collect::<Vec<_>>()));
+        out.insert(
+            "pip_secret_mounts".into(),
+            json!(m.iter().map(|m| [&m.source, &m.target]).collect::<Vec<_>>()),
+        );
     }
     if let Some(r) = &spec.runtime_packages {
         out.insert("runtime_packages".into(), json!(r));
@@ -32,10 +35,18 @@ fn py_json(v: &PyValue) -> Value {
         PyValue::None => Value::Null,
         PyValue::Bool(b) => json!(b),
         PyValue::Int(i) => i64::try_from(*i).map_or_else(|_| json!(i.to_string()), |i| json!(i)),
-        PyValue::Float(x) => serde_json::Number::from_f64(*x).map_or_else(|| json!(crate::tag::pyrepr::float_repr(*x)), Value::Number),
+        PyValue::Float(x) => serde_json::Number::from_f64(*x)
+            .map_or_else(|| json!(crate::tag::pyrepr::float_repr(*x)), Value::Number),
         PyValue::Str(s) | PyValue::Repr(s) => json!(s),
-        PyValue::List(items) | PyValue::Tuple(items) => Value::Array(items.iter().map(py_json).collect()),
-        PyValue::Dict(entries) => Value::Object(entries.iter().map(|(k, v)| (k.clone(), py_json(v))).collect()),
+        PyValue::List(items) | PyValue::Tuple(items) => {
+            Value::Array(items.iter().map(py_json).collect())
+        }
+        PyValue::Dict(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), py_json(v)))
+                .collect(),
+        ),
     }
 }
 

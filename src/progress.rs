@@ -7,7 +7,7 @@
 //! pass step names and build output, never credentials.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -30,11 +30,20 @@ pub enum Event<'a> {
     /// A build step started.
     StepStarted { id: &'a str, name: &'a str },
     /// A build step finished (`cached`: taken from the build cache).
-    StepDone { id: &'a str, name: &'a str, cached: bool, error: Option<&'a str> },
+    StepDone {
+        id: &'a str,
+        name: &'a str,
+        cached: bool,
+        error: Option<&'a str>,
+    },
     /// Output of a build step.
     Log { id: &'a str, text: &'a str },
     /// Push progress of a layer (`current`/`total` bytes when known).
-    Push { status: &'a str, current: Option<i64>, total: Option<i64> },
+    Push {
+        status: &'a str,
+        current: Option<i64>,
+        total: Option<i64>,
+    },
 }
 
 struct Step {
@@ -70,7 +79,12 @@ impl Progress {
 
     /// A printer in a given mode.
     pub fn with_mode(mode: Mode) -> Progress {
-        Progress { mode, created: Instant::now(), multi: MultiProgress::new(), steps: Mutex::new(HashMap::new()) }
+        Progress {
+            mode,
+            created: Instant::now(),
+            multi: MultiProgress::new(),
+            steps: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The mode in use.
@@ -125,7 +139,10 @@ impl Progress {
                 }
                 let bar = (self.mode == Mode::Tty).then(|| {
                     let bar = self.multi.add(ProgressBar::new_spinner());
-                    bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("style"));
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                            .expect("style"),
+                    );
                     bar.set_message(short(name, 90));
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
@@ -133,18 +150,43 @@ impl Progress {
                 if self.mode == Mode::Plain {
                     eprintln!("=> {name}");
                 }
-                steps.insert(id.to_string(), Step { name: name.to_string(), bar, started: Instant::now(), log: Vec::new() });
+                steps.insert(
+                    id.to_string(),
+                    Step {
+                        name: name.to_string(),
+                        bar,
+                        started: Instant::now(),
+                        log: Vec::new(),
+                    },
+                );
             }
-            Event::StepDone { id, name, cached, error } => {
+            Event::StepDone {
+                id,
+                name,
+                cached,
+                error,
+            } => {
                 let step = self.steps.lock().expect("progress lock").remove(id);
-                let elapsed = step.as_ref().map_or(Duration::ZERO, |s| s.started.elapsed());
+                let elapsed = step
+                    .as_ref()
+                    .map_or(Duration::ZERO, |s| s.started.elapsed());
                 self.json(json!({"event": "step", "id": id, "name": name, "state": if error.is_some() { "failed" } else { "done" }, "cached": cached, "seconds": elapsed.as_secs_f64(), "error": error}));
                 if let Some(bar) = step.as_ref().and_then(|s| s.bar.clone()) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
-                let mark = if error.is_some() { "✗" } else if cached { "·" } else { "✓" };
-                let when = if cached { "cached".to_string() } else { format!("{:.1}s", elapsed.as_secs_f64()) };
+                let mark = if error.is_some() {
+                    "✗"
+                } else if cached {
+                    "·"
+                } else {
+                    "✓"
+                };
+                let when = if cached {
+                    "cached".to_string()
+                } else {
+                    format!("{:.1}s", elapsed.as_secs_f64())
+                };
                 self.line(&format!("{mark} {} ({when})", short(name, 100)));
                 if let (Some(err), Some(step)) = (error, step) {
                     if self.mode == Mode::Tty {
@@ -164,7 +206,11 @@ impl Progress {
                     match (self.mode, &step) {
                         (Mode::Tty, Some(s)) => {
                             if let Some(bar) = &s.bar {
-                                bar.set_message(format!("{}  {}", short(&s.name, 60), short(l.trim(), 60)));
+                                bar.set_message(format!(
+                                    "{}  {}",
+                                    short(&s.name, 60),
+                                    short(l.trim(), 60)
+                                ));
                             }
                         }
                         (Mode::Plain, _) => eprintln!("   | {l}"),
@@ -175,10 +221,25 @@ impl Progress {
                     s.log.extend(text.lines().map(str::to_string));
                 }
             }
-            Event::Push { status, current, total } => {
-                self.json(json!({"event": "push", "status": status, "current": current, "total": total}));
-                if self.mode == Mode::Plain && (status.starts_with("Pushed") || status.contains("exists")) {
-                    eprintln!("   | {}", if status.starts_with("Pushed") { "layer pushed" } else { "layer already exists" });
+            Event::Push {
+                status,
+                current,
+                total,
+            } => {
+                self.json(
+                    json!({"event": "push", "status": status, "current": current, "total": total}),
+                );
+                if self.mode == Mode::Plain
+                    && (status.starts_with("Pushed") || status.contains("exists"))
+                {
+                    eprintln!(
+                        "   | {}",
+                        if status.starts_with("Pushed") {
+                            "layer pushed"
+                        } else {
+                            "layer already exists"
+                        }
+                    );
                 }
             }
         }

@@ -19,7 +19,11 @@ fn tag_of(file: &str, text: &str) -> (i32, String, String) {
 fn tag_with(file: &str, text: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join(file), text).expect("write spec");
-    let out = imagespec(dir.path()).args(["tag", file]).args(args).output().expect("run");
+    let out = imagespec(dir.path())
+        .args(["tag", file])
+        .args(args)
+        .output()
+        .expect("run");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -34,7 +38,10 @@ fn bad(file: &str, text: &str) -> String {
 fn bad_with(file: &str, text: &str, args: &[&str]) -> String {
     let (code, stdout, stderr) = tag_with(file, text, args);
     assert_eq!(code, 2, "bad input must exit 2; stderr: {stderr}");
-    assert!(stdout.is_empty(), "nothing on stdout for bad input: {stdout}");
+    assert!(
+        stdout.is_empty(),
+        "nothing on stdout for bad input: {stdout}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr.trim_end().to_string()
 }
@@ -43,10 +50,16 @@ fn bad_with(file: &str, text: &str, args: &[&str]) -> String {
 fn bad_in_dir(file: &str, text: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join(file), text).expect("write spec");
-    let out = imagespec(dir.path()).args(["tag", file]).output().expect("run");
+    let out = imagespec(dir.path())
+        .args(["tag", file])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let real = std::fs::canonicalize(dir.path()).expect("canonical");
-    String::from_utf8_lossy(&out.stderr).trim_end().replace(&real.to_string_lossy().into_owned(), "[DIR]").replace(&dir.path().to_string_lossy().into_owned(), "[DIR]")
+    String::from_utf8_lossy(&out.stderr)
+        .trim_end()
+        .replace(&real.to_string_lossy().into_owned(), "[DIR]")
+        .replace(&dir.path().to_string_lossy().into_owned(), "[DIR]")
 }
 
 #[test]
@@ -84,9 +97,11 @@ fn syntax_errors_point_at_the_spot() {
 
 #[test]
 fn multi_image_files_need_a_choice_and_reject_cycles() {
-    let text = "[images.base]\npackages = [\"numpy\"]\n[images.app]\nbase_image = { spec = \"base\" }\n";
+    let text =
+        "[images.base]\npackages = [\"numpy\"]\n[images.app]\nbase_image = { spec = \"base\" }\n";
     assert_snapshot!(bad("images.toml", text), @"error: images.toml: this file holds several images; pick one with `--image KEY` (base, app)");
-    let cycle = "[images.a]\nbase_image = { spec = \"b\" }\n[images.b]\nbase_image = { spec = \"a\" }\n";
+    let cycle =
+        "[images.a]\nbase_image = { spec = \"b\" }\n[images.b]\nbase_image = { spec = \"a\" }\n";
     assert_snapshot!(bad_with("images.toml", cycle, &["--image", "a"]), @"error: images.toml:4:23: `images.b.base_image.spec`: images form a cycle: a -> b -> a");
     assert_snapshot!(bad("images.toml", "[images.a]\nbase_image = { spec = \"nope\" }\n"), @"error: images.toml:2:23: `images.a.base_image.spec`: no image `nope` in this file; it has: a");
     // One invalid image does not hide the others.
@@ -100,14 +115,23 @@ fn multi_image_files_need_a_choice_and_reject_cycles() {
 #[test]
 fn missing_file_is_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = imagespec(dir.path()).args(["tag", "nope.toml"]).output().expect("run");
+    let out = imagespec(dir.path())
+        .args(["tag", "nope.toml"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: nope.toml: cannot read the spec file"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: nope.toml: cannot read the spec file")
+    );
 }
 
 #[test]
 fn tag_prints_the_image_reference_alone() {
-    let (code, stdout, stderr) = tag_of("spec.toml", "name = \"App\"\nregistry = \"localhost:5000\"\n");
+    let (code, stdout, stderr) = tag_of(
+        "spec.toml",
+        "name = \"App\"\nregistry = \"localhost:5000\"\n",
+    );
     assert_eq!((code, stderr.as_str()), (0, ""));
     let image = stdout.strip_suffix('\n').expect("one line");
     assert!(image.starts_with("localhost:5000/app:"), "{image}");
@@ -126,9 +150,19 @@ fn inspect_resolves_paths_against_the_spec_file_from_any_directory() {
         "requirements = \"requirements.txt\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
     )
     .expect("write");
-    let from_root = imagespec(dir.path()).args(["inspect", "proj/spec.toml", "--json"]).output().expect("run");
-    let from_inside = imagespec(&proj).args(["inspect", "spec.toml", "--json"]).output().expect("run");
-    assert!(from_root.status.success(), "{}", String::from_utf8_lossy(&from_root.stderr));
+    let from_root = imagespec(dir.path())
+        .args(["inspect", "proj/spec.toml", "--json"])
+        .output()
+        .expect("run");
+    let from_inside = imagespec(&proj)
+        .args(["inspect", "spec.toml", "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        from_root.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_root.stderr)
+    );
     let a: serde_json::Value = serde_json::from_slice(&from_root.stdout).expect("json");
     let b: serde_json::Value = serde_json::from_slice(&from_inside.stdout).expect("json");
     assert_eq!(a, b);
@@ -142,14 +176,48 @@ fn inspect_resolves_paths_against_the_spec_file_from_any_directory() {
 #[test]
 fn is_container_compares_the_image_id_env_with_the_spec_id() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("spec.toml"), "name = \"app\"\npackages = [\"numpy\"]\n").expect("spec");
-    let inspect = imagespec(dir.path()).args(["inspect", "spec.toml", "--json"]).output().expect("run");
-    let id = serde_json::from_slice::<serde_json::Value>(&inspect.stdout).expect("json")["id"].as_str().expect("id").to_string();
-    let inside = imagespec(dir.path()).env("_F_IMG_ID", &id).args(["is-container", "spec.toml"]).output().expect("run");
-    assert_eq!((inside.status.code(), String::from_utf8_lossy(&inside.stdout).trim()), (Some(0), "true"));
-    let outside = imagespec(dir.path()).env("_F_IMG_ID", "something-else").args(["is-container", "spec.toml"]).output().expect("run");
-    assert_eq!((outside.status.code(), String::from_utf8_lossy(&outside.stdout).trim()), (Some(1), "false"));
-    let unset = imagespec(dir.path()).env_remove("_F_IMG_ID").args(["is-container", "spec.toml"]).output().expect("run");
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        "name = \"app\"\npackages = [\"numpy\"]\n",
+    )
+    .expect("spec");
+    let inspect = imagespec(dir.path())
+        .args(["inspect", "spec.toml", "--json"])
+        .output()
+        .expect("run");
+    let id = serde_json::from_slice::<serde_json::Value>(&inspect.stdout).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let inside = imagespec(dir.path())
+        .env("_F_IMG_ID", &id)
+        .args(["is-container", "spec.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        (
+            inside.status.code(),
+            String::from_utf8_lossy(&inside.stdout).trim()
+        ),
+        (Some(0), "true")
+    );
+    let outside = imagespec(dir.path())
+        .env("_F_IMG_ID", "something-else")
+        .args(["is-container", "spec.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        (
+            outside.status.code(),
+            String::from_utf8_lossy(&outside.stdout).trim()
+        ),
+        (Some(1), "false")
+    );
+    let unset = imagespec(dir.path())
+        .env_remove("_F_IMG_ID")
+        .args(["is-container", "spec.toml"])
+        .output()
+        .expect("run");
     assert_eq!(unset.status.code(), Some(1));
 }
 
@@ -162,13 +230,25 @@ fn output_refuses_what_it_cannot_assemble() {
     std::fs::write(dir.path().join("src/app.py"), "x = 1\n").unwrap();
     let run = |spec: &str, target: &str| {
         std::fs::write(dir.path().join("spec.toml"), spec).unwrap();
-        let out = imagespec(dir.path()).args(["build", "spec.toml", "--output", target]).output().expect("run");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end().to_string())
+        let out = imagespec(dir.path())
+            .args(["build", "spec.toml", "--output", target])
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+        )
     };
-    let (code, err) = run("name = \"x\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n", "oci:out");
+    let (code, err) = run(
+        "name = \"x\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
+        "oci:out",
+    );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("needs a `registry`"), "{err}");
-    let (code, err) = run("name = \"x\"\nregistry = \"localhost:1\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\ncommands = [\"true\"]\n", "oci-archive:out.tar");
+    let (code, err) = run(
+        "name = \"x\"\nregistry = \"localhost:1\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\ncommands = [\"true\"]\n",
+        "oci-archive:out.tar",
+    );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("no `commands`"), "{err}");
     let (code, err) = run("name = \"x\"\n", "zip:out");
@@ -181,17 +261,58 @@ fn output_refuses_what_it_cannot_assemble() {
 #[test]
 fn flytekit_requirement_is_an_option_outside_the_tag() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("spec.toml"), "name = \"x\"\npackages = [\"six\"]\n").unwrap();
-    let tag = |extra: &[&str]| String::from_utf8(imagespec(dir.path()).args(["tag", "spec.toml"]).args(extra).output().unwrap().stdout).unwrap();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        "name = \"x\"\npackages = [\"six\"]\n",
+    )
+    .unwrap();
+    let tag = |extra: &[&str]| {
+        String::from_utf8(
+            imagespec(dir.path())
+                .args(["tag", "spec.toml"])
+                .args(extra)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
     let requirements = |extra: &[&str], out: &str| {
-        let status = imagespec(dir.path()).args(["render", "spec.toml", "-o", out]).args(extra).output().unwrap().status;
+        let status = imagespec(dir.path())
+            .args(["render", "spec.toml", "-o", out])
+            .args(extra)
+            .output()
+            .unwrap()
+            .status;
         assert!(status.success());
         std::fs::read_to_string(dir.path().join(out).join("requirements_uv.txt")).unwrap()
     };
     assert_eq!(requirements(&[], "a"), "six\nflytekit==1.16.31");
-    assert_eq!(requirements(&["--flytekit-requirement", "flytekit==1.16.30"], "b"), "six\nflytekit==1.16.30");
-    let with_env = imagespec(dir.path()).env("IMAGESPEC_FLYTEKIT_REQUIREMENT", "flytekit").args(["render", "spec.toml", "-o", "c"]).output().unwrap().status;
+    assert_eq!(
+        requirements(&["--flytekit-requirement", "flytekit==1.16.30"], "b"),
+        "six\nflytekit==1.16.30"
+    );
+    let with_env = imagespec(dir.path())
+        .env("IMAGESPEC_FLYTEKIT_REQUIREMENT", "flytekit")
+        .args(["render", "spec.toml", "-o", "c"])
+        .output()
+        .unwrap()
+        .status;
     assert!(with_env.success());
-    assert_eq!(std::fs::read_to_string(dir.path().join("c/requirements_uv.txt")).unwrap(), "six\nflytekit");
-    assert_eq!(tag(&[]), String::from_utf8(imagespec(dir.path()).env("IMAGESPEC_FLYTEKIT_REQUIREMENT", "flytekit").args(["tag", "spec.toml"]).output().unwrap().stdout).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("c/requirements_uv.txt")).unwrap(),
+        "six\nflytekit"
+    );
+    assert_eq!(
+        tag(&[]),
+        String::from_utf8(
+            imagespec(dir.path())
+                .env("IMAGESPEC_FLYTEKIT_REQUIREMENT", "flytekit")
+                .args(["tag", "spec.toml"])
+                .output()
+                .unwrap()
+                .stdout
+        )
+        .unwrap()
+    );
 }

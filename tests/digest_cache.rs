@@ -16,18 +16,34 @@ fn an_edit_that_restores_size_and_mtime_is_still_seen() {
     // Out of the one-second "racy" window, so the first digest is cached.
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let first = SourceSet::all(".", tree.path()).expect("digest");
-    let entries = std::fs::read_dir(cache.path().join("tree-digests")).expect("cache written").count();
+    let entries = std::fs::read_dir(cache.path().join("tree-digests"))
+        .expect("cache written")
+        .count();
     assert_eq!(entries, 1, "the first digest is stored");
     let again = SourceSet::all(".", tree.path()).expect("digest");
     assert_eq!(first, again);
 
-    let mtime = std::fs::metadata(&file).expect("meta").modified().expect("mtime");
+    let mtime = std::fs::metadata(&file)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
     std::fs::write(&file, "x = 9\n").expect("rewrite, same size");
-    let stamp = mtime.duration_since(std::time::UNIX_EPOCH).expect("epoch").as_secs_f64();
-    let touched = Command::new("touch").arg("-d").arg(format!("@{stamp}")).arg(&file).status().expect("touch");
+    let stamp = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("epoch")
+        .as_secs_f64();
+    let touched = Command::new("touch")
+        .arg("-d")
+        .arg(format!("@{stamp}"))
+        .arg(&file)
+        .status()
+        .expect("touch");
     assert!(touched.success());
     let after = SourceSet::all(".", tree.path()).expect("digest");
-    assert_ne!(after.digest, first.digest, "the edit must change the digest");
+    assert_ne!(
+        after.digest, first.digest,
+        "the edit must change the digest"
+    );
 
     unsafe { std::env::set_var("IMAGESPEC_NO_CACHE", "1") };
     let uncached = SourceSet::all(".", tree.path()).expect("digest");

@@ -20,41 +20,68 @@ struct Env {
 
 /// The harness's services, or `None` (and a note) when they are not running outside CI.
 fn services() -> Option<Env> {
-    let file = std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
+    let file =
+        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)))
+        std::env::var(key).ok().or_else(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        })
     };
     let up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
-        Process::new("curl").args(["-sf", &format!("http://{r}/v2/")]).output().is_ok_and(|o| o.status.success())
-    }) && Process::new(DOCKER).arg("version").output().is_ok_and(|o| o.status.success());
+        Process::new("curl")
+            .args(["-sf", &format!("http://{r}/v2/")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) && Process::new(DOCKER)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !up {
-        assert!(std::env::var_os("CI").is_none(), "e2e services are not running ({file}); scripts/test.sh starts them");
-        eprintln!("e2e services not running: start them with scripts/e2e/up.sh && scripts/e2e/base-images.sh");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "e2e services are not running ({file}); scripts/test.sh starts them"
+        );
+        eprintln!(
+            "e2e services not running: start them with scripts/e2e/up.sh && scripts/e2e/base-images.sh"
+        );
         return None;
     }
     Some(Env {
         registry: "localhost:5000".into(),
-        base_python: get("IMAGESPEC_E2E_BASE_PYTHON").unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
+        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
+            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
         uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
-        ca_bundle: get("IMAGESPEC_E2E_CA_BUNDLE").unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
+        ca_bundle: get("IMAGESPEC_E2E_CA_BUNDLE")
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
     })
 }
 
 /// A value unique to this run, so the first build of each test really builds.
 fn run_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{}-{nanos}", std::process::id())
 }
 
 fn sh(dir: &Path, script: &str) {
-    let status = Process::new("bash").args(["-euc", script]).current_dir(dir).status().expect("bash");
+    let status = Process::new("bash")
+        .args(["-euc", script])
+        .current_dir(dir)
+        .status()
+        .expect("bash");
     assert!(status.success(), "{script}");
 }
 
 fn output(cmd: &mut Process) -> String {
     let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -69,17 +96,37 @@ fn build_json(dir: &Path, args: &[&str]) -> (bool, Vec<Value>, String) {
         .output()
         .expect("run imagespec");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let events = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    (out.status.success(), events, stdout + &String::from_utf8_lossy(&out.stderr))
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (
+        out.status.success(),
+        events,
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 fn result(events: &[Value]) -> &Value {
-    events.iter().rev().find(|e| e["event"] == "result").expect("a result event")
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "result")
+        .expect("a result event")
 }
 
 fn inspect_json(dir: &Path, spec: &str) -> Value {
-    let out = Command::cargo_bin("imagespec").expect("binary").current_dir(dir).args(["inspect", spec, "--json"]).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir)
+        .args(["inspect", spec, "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
@@ -143,23 +190,54 @@ builder_config = {{ uv_image = "{uv}" }}
     assert!(ok, "build failed:\n{log}");
     assert_eq!(result(&events)["action"], "built");
     assert_eq!(result(&events)["pushed"], true);
-    assert!(events.iter().any(|e| e["event"] == "step" && e["state"] == "done"), "progress events were streamed");
-    assert!(!log.contains(&secret), "the secret appears in the build output");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "step" && e["state"] == "done"),
+        "progress events were streamed"
+    );
+    assert!(
+        !log.contains(&secret),
+        "the secret appears in the build output"
+    );
 
     // The registry has it, with flytekit's id and the flytekit user (skopeo, not us).
-    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--tls-verify=false", "--config", &format!("docker://{image}")])))
-        .expect("skopeo json");
-    let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("Env").iter().filter_map(Value::as_str).collect();
-    assert!(env_list.contains(&format!("_F_IMG_ID={}", expected["id"].as_str().expect("id")).as_str()), "{env_list:?}");
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &format!("docker://{image}"),
+    ])))
+    .expect("skopeo json");
+    let env_list: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .expect("Env")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env_list.contains(&format!("_F_IMG_ID={}", expected["id"].as_str().expect("id")).as_str()),
+        "{env_list:?}"
+    );
     assert!(env_list.contains(&"APP_ENV=e2e"), "{env_list:?}");
     assert_eq!(config["config"]["User"], "flytekit");
     let history = config["history"].to_string();
-    assert!(!history.contains(&secret), "the secret appears in the image history");
+    assert!(
+        !history.contains(&secret),
+        "the secret appears in the image history"
+    );
 
     // Run it: /root holds exactly the hashed source files plus the copy entry (beyond what
     // the base image has there), imports work, the user is flytekit.
     let list_root = "cd /root && find . -path ./.venv -prune -o -type f -print | sort";
-    let base_root = output(Process::new(DOCKER).args(["run", "--rm", &env.base_python, "bash", "-c", list_root]));
+    let base_root = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        &env.base_python,
+        "bash",
+        "-c",
+        list_root,
+    ]));
     let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
     let ran = output(Process::new(DOCKER).args([
         "run", "--rm", &image, "bash", "-c",
@@ -173,10 +251,20 @@ builder_config = {{ uv_image = "{uv}" }}
         .filter(|l| !base_files.contains(l))
         .map(|l| l.trim_start_matches("./").to_string())
         .collect();
-    let mut want: BTreeSet<String> =
-        expected["source"]["files"].as_array().expect("files").iter().filter_map(Value::as_str).map(String::from).collect();
+    let mut want: BTreeSet<String> = expected["source"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(String::from)
+        .collect();
     assert!(want.contains("keep.log"), "tracked files are never ignored");
-    for ignored in ["debug.log", "build/out.bin", "scratch/notes.txt", "extra/settings.ini"] {
+    for ignored in [
+        "debug.log",
+        "build/out.bin",
+        "scratch/notes.txt",
+        "extra/settings.ini",
+    ] {
         assert!(!want.contains(ignored), "{ignored} must be ignored");
     }
     want.insert("extra/settings.ini".into());
@@ -186,14 +274,25 @@ builder_config = {{ uv_image = "{uv}" }}
     let saved = d.join("image.tar");
     output(Process::new(DOCKER).args(["pull", &image]));
     output(Process::new(DOCKER).args(["save", "-o", saved.to_str().expect("path"), &image]));
-    assert!(!tar_contains(&saved, secret.as_bytes()), "a layer contains the secret");
+    assert!(
+        !tar_contains(&saved, secret.as_bytes()),
+        "a layer contains the secret"
+    );
 
     // A second build finds it and builds nothing.
     let (ok, events, log) = build_json(&proj, &["spec.toml"]);
     assert!(ok, "{log}");
     assert_eq!(result(&events)["action"], "skipped");
-    assert!(events.iter().any(|e| e["event"] == "info" && e["message"].as_str().is_some_and(|m| m.ends_with("exists, skipped"))));
-    assert!(!events.iter().any(|e| e["event"] == "step"), "no build step ran");
+    assert!(events.iter().any(|e| {
+        e["event"] == "info"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("exists, skipped"))
+    }));
+    assert!(
+        !events.iter().any(|e| e["event"] == "step"),
+        "no build step ran"
+    );
 }
 
 /// `imagespec exists`: 0 for a pushed image, 1 for one never built, 2 when the registry
@@ -217,13 +316,25 @@ fn exists_asks_the_registry_without_a_daemon() {
     };
     // The base image was pushed by the harness under this exact name: a noop spec names it.
     let base = env.base_python.clone();
-    let present = format!("name = \"never-built\"\nregistry = \"{}\"\nenv = {{ RUN = \"{}\" }}\n", env.registry, run_id());
-    assert_eq!(exists(&present), Some(1), "a spec never built does not exist");
+    let present = format!(
+        "name = \"never-built\"\nregistry = \"{}\"\nenv = {{ RUN = \"{}\" }}\n",
+        env.registry,
+        run_id()
+    );
+    assert_eq!(
+        exists(&present),
+        Some(1),
+        "a spec never built does not exist"
+    );
     let (repo, tag) = base.rsplit_once(':').expect("tagged base");
     let (registry, name) = repo.split_once('/').expect("registry/name");
     let probe = format!("name = \"{name}\"\nregistry = \"{registry}\"\ntag_format = \"{tag}\"\n");
     assert_eq!(exists(&probe), Some(0), "{base} is in the registry");
-    assert_eq!(exists("name = \"x\"\nregistry = \"localhost:1\"\n"), Some(2), "an unreachable registry cannot tell");
+    assert_eq!(
+        exists("name = \"x\"\nregistry = \"localhost:1\"\n"),
+        Some(2),
+        "an unreachable registry cannot tell"
+    );
 }
 
 /// Credentials from docker's config reach the push and the exists check; wrong or missing
@@ -231,32 +342,67 @@ fn exists_asks_the_registry_without_a_daemon() {
 #[test]
 fn auth_registry_good_wrong_and_no_credentials() {
     let Some(env) = services() else { return };
-    let file = std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
+    let file =
+        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    let get = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)).expect(key);
-    let (registry, config_dir, password) = (get("IMAGESPEC_E2E_AUTH_REGISTRY"), get("IMAGESPEC_E2E_AUTH_CONFIG"), get("IMAGESPEC_E2E_AUTH_PASSWORD"));
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+            .expect(key)
+    };
+    let (registry, config_dir, password) = (
+        get("IMAGESPEC_E2E_AUTH_REGISTRY"),
+        get("IMAGESPEC_E2E_AUTH_CONFIG"),
+        get("IMAGESPEC_E2E_AUTH_PASSWORD"),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let spec = format!(
         "name = \"auth-push\"\nregistry = \"{registry}\"\nbase_image = \"{}\"\npackages = [\"six\"]\nenv = {{ RUN_ID = \"{}\" }}\nbuilder_config = {{ uv_image = \"{}\" }}\nbuilder_options = {{ add_flytekit = false }}\n",
-        env.base_python, run_id(), env.uv_image
+        env.base_python,
+        run_id(),
+        env.uv_image
     );
     std::fs::write(d.join("spec.toml"), &spec).expect("spec");
     let run = |args: &[&str], docker_config: &Path| {
-        Command::cargo_bin("imagespec").expect("binary").current_dir(d).env("DOCKER_CONFIG", docker_config).args(args).output().expect("run")
+        Command::cargo_bin("imagespec")
+            .expect("binary")
+            .current_dir(d)
+            .env("DOCKER_CONFIG", docker_config)
+            .args(args)
+            .output()
+            .expect("run")
     };
     let good = PathBuf::from(&config_dir);
     let out = run(&["build", "spec.toml"], &good);
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{all}");
-    let image = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
-    output(Process::new("skopeo").args(["inspect", "--tls-verify=false", "--creds", &format!("imagespec:{password}"), &format!("docker://{image}")]));
+    let image = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    output(Process::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &format!("imagespec:{password}"),
+        &format!("docker://{image}"),
+    ]));
     assert_eq!(run(&["exists", "spec.toml"], &good).status.code(), Some(0));
 
     let wrong = d.join("wrong");
     std::fs::create_dir_all(&wrong).expect("mkdir");
     let bad_auth = "aW1hZ2VzcGVjOndyb25nLXBhc3N3b3Jk"; // imagespec:wrong-password
-    std::fs::write(wrong.join("config.json"), format!(r#"{{"auths": {{"{registry}": {{"auth": "{bad_auth}"}}}}}}"#)).expect("config");
+    std::fs::write(
+        wrong.join("config.json"),
+        format!(r#"{{"auths": {{"{registry}": {{"auth": "{bad_auth}"}}}}}}"#),
+    )
+    .expect("config");
     let none = d.join("none");
     std::fs::create_dir_all(&none).expect("mkdir");
     for (label, config) in [("wrong credentials", &wrong), ("no credentials", &none)] {
@@ -264,7 +410,12 @@ fn auth_registry_good_wrong_and_no_credentials() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{label}: {stderr}");
         assert!(stderr.contains("cannot tell whether"), "{label}: {stderr}");
-        assert!(!stderr.contains("wrong-password") && !stderr.contains(bad_auth) && !stderr.contains(&password), "{label} leaks: {stderr}");
+        assert!(
+            !stderr.contains("wrong-password")
+                && !stderr.contains(bad_auth)
+                && !stderr.contains(&password),
+            "{label} leaks: {stderr}"
+        );
     }
 }
 
@@ -276,8 +427,18 @@ fn exists_over_tls() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("spec.toml"), format!("name = \"tls-never-built\"\nregistry = \"registry.test:5443\"\nenv = {{ R = \"{}\" }}\n", run_id())).expect("spec");
-    let out = Command::cargo_bin("imagespec").expect("binary").current_dir(dir.path()).args(["exists", "spec.toml"]).output().expect("run");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["exists", "spec.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Whether `needle` occurs in the tar at `path` or in any (possibly gzipped) tar inside it.
@@ -294,11 +455,16 @@ fn contains_nested(bytes: &[u8], needle: &[u8], depth: u32) -> bool {
         return false;
     }
     let mut archive = tar::Archive::new(bytes);
-    let Ok(entries) = archive.entries() else { return false };
+    let Ok(entries) = archive.entries() else {
+        return false;
+    };
     for entry in entries.flatten() {
         let mut entry = entry;
         let mut content = Vec::new();
-        if std::io::Read::read_to_end(&mut entry, &mut content).is_ok() && content.len() > 512 && contains_nested(&content, needle, depth + 1) {
+        if std::io::Read::read_to_end(&mut entry, &mut content).is_ok()
+            && content.len() > 512
+            && contains_nested(&content, needle, depth + 1)
+        {
             return true;
         }
     }
@@ -333,12 +499,23 @@ builder_options = {{ add_flytekit = false }}
     std::fs::write(d.join("spec.toml"), spec).expect("spec");
     let (ok, events, log) = build_json(d, &["spec.toml", "--no-push"]);
     assert!(!ok, "without the CA the install must fail here:\n{log}");
-    let failed = events.iter().find(|e| e["event"] == "step" && e["state"] == "failed").expect("a failed step event");
-    assert!(failed["name"].as_str().is_some_and(|n| n.contains("uv pip install")), "{failed}");
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "step" && e["state"] == "failed")
+        .expect("a failed step event");
+    assert!(
+        failed["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("uv pip install")),
+        "{failed}"
+    );
 
     let (ok, events, log) = build_json(d, &["spec.toml", "--ca-bundle", &env.ca_bundle]);
     assert!(ok, "with --ca-bundle the build must pass:\n{log}");
-    let image = result(&events)["image"].as_str().expect("image").to_string();
+    let image = result(&events)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
     let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
     // BuildKit may leave an empty mount point behind; the bundle's content must not be there.
     let check = output(Process::new(DOCKER).args([
@@ -384,19 +561,37 @@ builder_options = {{ add_flytekit = false }}
     assert!(ok, "{log}");
     let app = result(&events);
     assert_eq!(app["action"], "built");
-    let base_image = app["base"]["image"].as_str().expect("base outcome").to_string();
+    let base_image = app["base"]["image"]
+        .as_str()
+        .expect("base outcome")
+        .to_string();
     assert_eq!(app["base"]["action"], "built");
     assert!(base_image.contains("/nested-base:"), "{base_image}");
     let image = app["image"].as_str().expect("image").to_string();
     // The app's layers start with the base's: it was built FROM the nested image.
     let layers = |img: &str| -> Vec<Value> {
-        let v: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{img}")]))).expect("json");
+        let v: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{img}"),
+        ])))
+        .expect("json");
         v["Layers"].as_array().expect("layers").clone()
     };
     let (base_layers, app_layers) = (layers(&base_image), layers(&image));
-    assert!(app_layers.len() > base_layers.len() && app_layers[..base_layers.len()] == base_layers[..], "app is not built on the base");
+    assert!(
+        app_layers.len() > base_layers.len() && app_layers[..base_layers.len()] == base_layers[..],
+        "app is not built on the base"
+    );
     let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
-    let ran = output(Process::new(DOCKER).args(["run", "--rm", &image, "/root/.venv/bin/python", "-c", "import six, yaml; print('both')"]));
+    let ran = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        &image,
+        "/root/.venv/bin/python",
+        "-c",
+        "import six, yaml; print('both')",
+    ]));
     assert_eq!(ran.trim(), "both");
     let (ok, events, log) = build_json(dir.path(), &["images.toml", "--image", "app"]);
     assert!(ok, "{log}");
@@ -405,12 +600,22 @@ builder_options = {{ add_flytekit = false }}
     // `--bases-built` (the flytekit plugin: flytekit's engine built the bases): `--force`
     // rebuilds the app on the base, and leaves the base alone.
     let base_digest = registry_digest(&base_image);
-    let (ok, events, log) = build_json(dir.path(), &["images.toml", "--image", "app", "--force", "--bases-built"]);
+    let (ok, events, log) = build_json(
+        dir.path(),
+        &["images.toml", "--image", "app", "--force", "--bases-built"],
+    );
     assert!(ok, "{log}");
     assert_eq!(result(&events)["action"], "built", "{log}");
-    assert!(result(&events)["base"].is_null(), "the base was looked at: {log}");
+    assert!(
+        result(&events)["base"].is_null(),
+        "the base was looked at: {log}"
+    );
     assert_eq!(result(&events)["image"], image.as_str());
-    assert_eq!(registry_digest(&base_image), base_digest, "the base was rebuilt");
+    assert_eq!(
+        registry_digest(&base_image),
+        base_digest,
+        "the base was rebuilt"
+    );
 }
 
 /// `DOCKER_HOST=tcp://...` works as the unix socket does, progress included.
@@ -420,7 +625,10 @@ fn builds_over_a_tcp_docker_host() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = format!(
         "name = \"tcp-host\"\nregistry = \"{}\"\nbase_image = \"{}\"\npackages = [\"six\"]\nenv = {{ RUN_ID = \"{}\" }}\nbuilder_config = {{ uv_image = \"{}\" }}\nbuilder_options = {{ add_flytekit = false }}\n",
-        env.registry, env.base_python, run_id(), env.uv_image
+        env.registry,
+        env.base_python,
+        run_id(),
+        env.uv_image
     );
     std::fs::write(dir.path().join("spec.toml"), spec).expect("spec");
     let out = Command::cargo_bin("imagespec")
@@ -431,30 +639,68 @@ fn builds_over_a_tcp_docker_host() {
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let events: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(events.iter().any(|e| e["event"] == "step" && e["name"].as_str().is_some_and(|n| n.contains("uv pip install"))), "{stdout}");
-    let image = result(&events)["image"].as_str().expect("image").to_string();
-    output(Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["event"] == "step"
+            && e["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("uv pip install"))),
+        "{stdout}"
+    );
+    let image = result(&events)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    output(Process::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
 }
 
 /// A missing daemon is one clear error.
 #[test]
 fn unreachable_daemon_is_one_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("spec.toml"), "name = \"x\"\nregistry = \"localhost:5000\"\n").expect("spec");
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        "name = \"x\"\nregistry = \"localhost:5000\"\n",
+    )
+    .expect("spec");
     let out = Command::cargo_bin("imagespec")
         .expect("binary")
         .current_dir(dir.path())
-        .env("DOCKER_HOST", format!("unix://{}/no.sock", dir.path().display()))
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no.sock", dir.path().display()),
+        )
         .args(["build", "spec.toml"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:") || l.contains("caused by")).collect();
-    assert_eq!(errors.len(), 1, "one error line, no stack of causes: {stderr}");
-    assert!(errors[0].contains("dockerd is not reachable at unix://") && errors[0].contains("start it or set DOCKER_HOST"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.contains("caused by"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one error line, no stack of causes: {stderr}"
+    );
+    assert!(
+        errors[0].contains("dockerd is not reachable at unix://")
+            && errors[0].contains("start it or set DOCKER_HOST"),
+        "{stderr}"
+    );
 }
 
 /// A source tree with nested directories, an executable, a link to a file, and `copy`
@@ -502,19 +748,47 @@ builder_options = {{ add_flytekit = false }}
 fn image_snapshot(image: &str) -> (Vec<String>, Value) {
     output(Process::new(DOCKER).args(["pull", "-q", image]));
     let listing = output(Process::new(DOCKER).args([
-        "run", "--rm", "--user", "0", "--entrypoint", "find", image, "/", "-xdev", "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", ")",
-        "-prune", "-o", "-printf", "%p\t%U\t%G\t%m\t%y\t%s\t%l\n",
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--entrypoint",
+        "find",
+        image,
+        "/",
+        "-xdev",
+        "(",
+        "-path",
+        "/proc",
+        "-o",
+        "-path",
+        "/sys",
+        "-o",
+        "-path",
+        "/dev",
+        ")",
+        "-prune",
+        "-o",
+        "-printf",
+        "%p\t%U\t%G\t%m\t%y\t%s\t%l\n",
     ]));
     let mut files: Vec<String> = listing.lines().map(str::to_string).collect();
     files.sort();
-    let inspect: Value = serde_json::from_str(&output(Process::new(DOCKER).args(["image", "inspect", image]))).expect("json");
+    let inspect: Value = serde_json::from_str(&output(
+        Process::new(DOCKER).args(["image", "inspect", image]),
+    ))
+    .expect("json");
     let c = &inspect[0]["Config"];
     let config = serde_json::json!({"Env": c["Env"], "User": c["User"], "WorkingDir": c["WorkingDir"], "Entrypoint": c["Entrypoint"], "Cmd": c["Cmd"], "Shell": c["Shell"]});
     (files, config)
 }
 
 fn registry_digest(image: &str) -> String {
-    let out = output(Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]));
+    let out = output(Process::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]));
     let v: Value = serde_json::from_str(&out).expect("skopeo json");
     v["Digest"].as_str().expect("digest").to_string()
 }
@@ -534,9 +808,20 @@ fn code_change_is_appended_in_the_registry_without_a_daemon() {
     assert_eq!(result(&events)["action"], "appended", "{log}");
     let first = inspect_json(&proj, "spec.toml");
     let image = first["image"].as_str().expect("image");
-    let run_py = |image: &str| output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import os, pkg.main; print(os.environ['_F_IMG_ID'], os.environ['APP_ENV'])"]));
+    let run_py = |image: &str| {
+        output(Process::new(DOCKER).args([
+            "run",
+            "--rm",
+            image,
+            "-c",
+            "import os, pkg.main; print(os.environ['_F_IMG_ID'], os.environ['APP_ENV'])",
+        ]))
+    };
     output(Process::new(DOCKER).args(["pull", "-q", image]));
-    assert_eq!(run_py(image), format!("v1\n{} e2e\n", first["id"].as_str().unwrap()));
+    assert_eq!(
+        run_py(image),
+        format!("v1\n{} e2e\n", first["id"].as_str().unwrap())
+    );
 
     // A code-only change: no daemon reachable at all.
     std::fs::write(proj.join("src/pkg/main.py"), "print(\"v2\")\n").expect("edit");
@@ -547,14 +832,18 @@ fn code_change_is_appended_in_the_registry_without_a_daemon() {
         .args(["build", "--json", "spec.toml"])
         .output()
         .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("dependencies unchanged"), "{text}");
     let second = inspect_json(&proj, "spec.toml");
     let image2 = second["image"].as_str().expect("image");
     assert_ne!(image, image2, "a code change changes the tag");
     output(Process::new(DOCKER).args(["pull", "-q", image2]));
-    assert_eq!(run_py(image2), format!("v2\n{} e2e\n", second["id"].as_str().unwrap()));
+    assert_eq!(
+        run_py(image2),
+        format!("v2\n{} e2e\n", second["id"].as_str().unwrap())
+    );
 
     // Reproducible: rebuilding the same files gives the same manifest digest.
     let digest = registry_digest(image2);
@@ -570,7 +859,10 @@ fn fast_path_gives_the_same_image_as_the_dockerfile() {
     let Some(env) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let proj = fast_path_project(dir.path(), &env, "fastpath-compare", &run_id());
-    let image = inspect_json(&proj, "spec.toml")["image"].as_str().expect("image").to_string();
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
 
     let (ok, events, log) = build_json(&proj, &["spec.toml"]);
     assert!(ok && result(&events)["action"] == "appended", "{log}");
@@ -581,14 +873,32 @@ fn fast_path_gives_the_same_image_as_the_dockerfile() {
     let (full_files, full_config) = image_snapshot(&image);
 
     assert_eq!(fast_config, full_config);
-    let only = |a: &[String], b: &[String]| a.iter().filter(|l| !b.contains(l)).cloned().collect::<Vec<_>>();
+    let only = |a: &[String], b: &[String]| {
+        a.iter()
+            .filter(|l| !b.contains(l))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        (only(&fast_files, &full_files), only(&full_files, &fast_files)),
+        (
+            only(&fast_files, &full_files),
+            only(&full_files, &fast_files)
+        ),
         (vec![], vec![]),
         "(only in the fast-path image, only in the Dockerfile image)"
     );
-    assert!(fast_files.iter().any(|l| l.starts_with("/root/pkg/main.py\t")), "the source is there");
-    assert!(fast_files.iter().any(|l| l.starts_with("/root/assets/sub/b.txt\t")), "copy directories are there");
+    assert!(
+        fast_files
+            .iter()
+            .any(|l| l.starts_with("/root/pkg/main.py\t")),
+        "the source is there"
+    );
+    assert!(
+        fast_files
+            .iter()
+            .any(|l| l.starts_with("/root/assets/sub/b.txt\t")),
+        "copy directories are there"
+    );
 }
 
 /// A registry of the test's own (its own port and storage), which it can kill; stopped by
@@ -602,7 +912,13 @@ struct OwnRegistry {
 
 impl OwnRegistry {
     fn start(dir: &Path, port: Option<u16>) -> OwnRegistry {
-        let port = port.unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port());
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("a free port")
+                .local_addr()
+                .unwrap()
+                .port()
+        });
         let storage = dir.join("registry-data");
         let config = dir.join("registry.yml");
         std::fs::write(
@@ -616,9 +932,18 @@ impl OwnRegistry {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker-registry");
-        let registry = OwnRegistry { child, port, storage, config };
+        let registry = OwnRegistry {
+            child,
+            port,
+            storage,
+            config,
+        };
         for _ in 0..200 {
-            if Process::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/v2/")]).output().is_ok_and(|o| o.status.success()) {
+            if Process::new("curl")
+                .args(["-sf", &format!("http://127.0.0.1:{port}/v2/")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
                 return registry;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -640,7 +965,18 @@ impl Drop for OwnRegistry {
 
 /// Files that sit in the registry's upload area (a blob upload in progress).
 fn uploading(storage: &Path) -> bool {
-    let Ok(out) = Process::new("find").args([storage.to_str().unwrap(), "-path", "*/_uploads/*/data", "-size", "+1k"]).output() else { return false };
+    let Ok(out) = Process::new("find")
+        .args([
+            storage.to_str().unwrap(),
+            "-path",
+            "*/_uploads/*/data",
+            "-size",
+            "+1k",
+        ])
+        .output()
+    else {
+        return false;
+    };
     !out.stdout.is_empty()
 }
 
@@ -652,7 +988,12 @@ fn killed_registry_mid_push_leaves_no_tag_and_a_rerun_completes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut registry = OwnRegistry::start(dir.path(), None);
     let port = registry.port;
-    let local = Env { registry: format!("localhost:{port}"), base_python: env.base_python.clone(), uv_image: env.uv_image.clone(), ca_bundle: env.ca_bundle.clone() };
+    let local = Env {
+        registry: format!("localhost:{port}"),
+        base_python: env.base_python.clone(),
+        uv_image: env.uv_image.clone(),
+        ca_bundle: env.ca_bundle.clone(),
+    };
     let proj = fast_path_project(dir.path(), &local, "interrupted", &run_id());
     // The dependency image first (built, or taken from the build cache, and pushed).
     let (ok, _, log) = build_json(&proj, &["spec.toml"]);
@@ -660,7 +1001,10 @@ fn killed_registry_mid_push_leaves_no_tag_and_a_rerun_completes() {
 
     // A code change with a big file: its layer takes long enough to upload to be cut.
     sh(&proj, "head -c 100000000 /dev/urandom > src/pkg/model.bin");
-    let image = inspect_json(&proj, "spec.toml")["image"].as_str().expect("image").to_string();
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
     let mut build = Process::new(assert_cmd::cargo::cargo_bin("imagespec"))
         .current_dir(&proj)
         .env("IMAGESPEC_NO_CACHE", "1")
@@ -682,20 +1026,45 @@ fn killed_registry_mid_push_leaves_no_tag_and_a_rerun_completes() {
     let out = build.wait_with_output().expect("imagespec ends");
     assert!(cut, "the upload was never seen in progress");
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "the build must fail when the registry dies: {text}");
-    assert!(text.contains("uploading blob") || text.contains("registry"), "{text}");
+    assert!(
+        !out.status.success(),
+        "the build must fail when the registry dies: {text}"
+    );
+    assert!(
+        text.contains("uploading blob") || text.contains("registry"),
+        "{text}"
+    );
 
     // Back up on the same storage: no tag was published.
     let _ = &registry.config;
     let registry = OwnRegistry::start(dir.path(), Some(port));
-    let seen = Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().expect("skopeo");
-    assert!(!seen.status.success(), "{image} must not exist after an interrupted push");
+    let seen = Process::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .output()
+        .expect("skopeo");
+    assert!(
+        !seen.status.success(),
+        "{image} must not exist after an interrupted push"
+    );
 
     // A rerun completes, and the image has the big file.
     let (ok, events, log) = build_json(&proj, &["spec.toml"]);
     assert!(ok && result(&events)["action"] == "appended", "{log}");
     output(Process::new(DOCKER).args(["pull", "-q", &image]));
-    let size = output(Process::new(DOCKER).args(["run", "--rm", "--entrypoint", "stat", &image, "-c", "%s", "/root/pkg/model.bin"]));
+    let size = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "stat",
+        &image,
+        "-c",
+        "%s",
+        "/root/pkg/model.bin",
+    ]));
     assert_eq!(size.trim(), "100000000");
     output(Process::new(DOCKER).args(["rmi", &image]));
     drop(registry);
@@ -713,56 +1082,149 @@ fn output_writes_oci_layouts_and_docker_archives_without_pushing() {
     assert!(ok, "{log}");
     std::fs::write(proj.join("src/pkg/main.py"), "print(\"v3\")\n").expect("edit");
     let expected = inspect_json(&proj, "spec.toml");
-    let (image, id, tag) = (expected["image"].as_str().unwrap(), expected["id"].as_str().unwrap(), expected["tag"].as_str().unwrap());
+    let (image, id, tag) = (
+        expected["image"].as_str().unwrap(),
+        expected["id"].as_str().unwrap(),
+        expected["tag"].as_str().unwrap(),
+    );
 
     let layout = d.join("layout");
     let archive = d.join("image.oci.tar");
     let docker_tar = d.join("image.docker.tar");
-    for target in [format!("oci:{}", layout.display()), format!("oci-archive:{}", archive.display()), format!("docker-archive:{}", docker_tar.display())] {
+    for target in [
+        format!("oci:{}", layout.display()),
+        format!("oci-archive:{}", archive.display()),
+        format!("docker-archive:{}", docker_tar.display()),
+    ] {
         let (ok, events, log) = build_json(&proj, &["spec.toml", "--output", &target]);
-        assert!(ok && result(&events)["action"] == "written", "{target}: {log}");
+        assert!(
+            ok && result(&events)["action"] == "written",
+            "{target}: {log}"
+        );
     }
     // Nothing was pushed.
-    let seen = Process::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().expect("skopeo");
+    let seen = Process::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .output()
+        .expect("skopeo");
     assert!(!seen.status.success(), "--output must not push {image}");
 
     // The OCI layout, from outside: skopeo sees the config, umoci unpacks the files. Its
     // ref name is the tag, unless the tag breaks the OCI grammar (then `latest`).
-    let index: Value = serde_json::from_str(&std::fs::read_to_string(layout.join("index.json")).expect("index.json")).expect("json");
-    let ref_name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"].as_str().expect("ref name").to_string();
-    assert!(ref_name == tag || (ref_name == "latest" && (tag.starts_with('_') || tag.ends_with('_') || tag.contains("__"))), "{ref_name} for {tag}");
-    assert_eq!(index["manifests"][0]["annotations"]["io.containerd.image.name"], image);
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(layout.join("index.json")).expect("index.json"),
+    )
+    .expect("json");
+    let ref_name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .expect("ref name")
+        .to_string();
+    assert!(
+        ref_name == tag
+            || (ref_name == "latest"
+                && (tag.starts_with('_') || tag.ends_with('_') || tag.contains("__"))),
+        "{ref_name} for {tag}"
+    );
+    assert_eq!(
+        index["manifests"][0]["annotations"]["io.containerd.image.name"],
+        image
+    );
     let tag = ref_name.as_str();
-    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--config", &format!("oci:{}:{tag}", layout.display())]))).expect("json");
-    let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("env").iter().filter_map(Value::as_str).collect();
-    assert!(env_list.contains(&format!("_F_IMG_ID={id}").as_str()), "{env_list:?}");
-    output(Process::new("umoci").args(["unpack", "--image", &format!("{}:{tag}", layout.display()), d.join("bundle").to_str().unwrap()]));
-    assert_eq!(std::fs::read_to_string(d.join("bundle/rootfs/root/pkg/main.py")).expect("unpacked"), "print(\"v3\")\n");
-    let archived = output(Process::new("skopeo").args(["inspect", &format!("oci-archive:{}", archive.display())]));
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("oci:{}:{tag}", layout.display()),
+    ])))
+    .expect("json");
+    let env_list: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env_list.contains(&format!("_F_IMG_ID={id}").as_str()),
+        "{env_list:?}"
+    );
+    output(Process::new("umoci").args([
+        "unpack",
+        "--image",
+        &format!("{}:{tag}", layout.display()),
+        d.join("bundle").to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(d.join("bundle/rootfs/root/pkg/main.py")).expect("unpacked"),
+        "print(\"v3\")\n"
+    );
+    let archived = output(
+        Process::new("skopeo").args(["inspect", &format!("oci-archive:{}", archive.display())]),
+    );
     assert!(archived.contains(id), "{archived}");
 
     // The docker archive loads and runs.
     output(Process::new(DOCKER).args(["load", "-i", docker_tar.to_str().unwrap()]));
-    let ran = output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import os, pkg.main; print(os.environ['_F_IMG_ID'])"]));
+    let ran = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        image,
+        "-c",
+        "import os, pkg.main; print(os.environ['_F_IMG_ID'])",
+    ]));
     assert_eq!(ran, format!("v3\n{id}\n"));
     output(Process::new(DOCKER).args(["rmi", image]));
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Registry API by hand (curl): an outside party assembling an index, as buildx would.
 fn curl_blob(registry: &str, repo: &str, bytes: &[u8]) -> String {
     let digest = format!("sha256:{}", sha256_hex(bytes));
-    let head = output(Process::new("curl").args(["-si", "-X", "POST", &format!("http://{registry}/v2/{repo}/blobs/uploads/")]));
-    let location = head.lines().find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: "))).expect("Location").trim().to_string();
-    let url = format!("{location}{}digest={digest}", if location.contains('?') { "&" } else { "?" });
-    let url = if url.starts_with('/') { format!("http://{registry}{url}") } else { url };
+    let head = output(Process::new("curl").args([
+        "-si",
+        "-X",
+        "POST",
+        &format!("http://{registry}/v2/{repo}/blobs/uploads/"),
+    ]));
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .expect("Location")
+        .trim()
+        .to_string();
+    let url = format!(
+        "{location}{}digest={digest}",
+        if location.contains('?') { "&" } else { "?" }
+    );
+    let url = if url.starts_with('/') {
+        format!("http://{registry}{url}")
+    } else {
+        url
+    };
     let file = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(file.path(), bytes).expect("write");
-    output(Process::new("curl").args(["-sf", "-X", "PUT", "--data-binary", &format!("@{}", file.path().display()), "-H", "Content-Type: application/octet-stream", &url]));
+    output(Process::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        "-H",
+        "Content-Type: application/octet-stream",
+        &url,
+    ]));
     digest
 }
 
@@ -770,7 +1232,13 @@ fn curl_manifest(registry: &str, repo: &str, reference: &str, media_type: &str, 
     let file = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(file.path(), body).expect("write");
     output(Process::new("curl").args([
-        "-sf", "-X", "PUT", "-H", &format!("Content-Type: {media_type}"), "--data-binary", &format!("@{}", file.path().display()),
+        "-sf",
+        "-X",
+        "PUT",
+        "-H",
+        &format!("Content-Type: {media_type}"),
+        "--data-binary",
+        &format!("@{}", file.path().display()),
         &format!("http://{registry}/v2/{repo}/manifests/{reference}"),
     ]));
 }
@@ -786,20 +1254,45 @@ fn several_platforms_give_an_index_and_noop_checks_its_base() {
     let proj = fast_path_project(dir.path(), &env, &name, "multi");
     let (ok, events, log) = build_json(&proj, &["spec.toml"]);
     assert!(ok && result(&events)["action"] == "appended", "{log}");
-    let deps_amd64 = events.iter().filter_map(|e| e["message"].as_str()).find_map(|m| m.strip_prefix("dependency image ").or_else(|| m.strip_prefix("dependencies unchanged ("))).map(|m| m.split([' ', ')']).next().unwrap().to_string()).expect("deps image named");
+    let deps_amd64 = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .find_map(|m| {
+            m.strip_prefix("dependency image ")
+                .or_else(|| m.strip_prefix("dependencies unchanged ("))
+        })
+        .map(|m| m.split([' ', ')']).next().unwrap().to_string())
+        .expect("deps image named");
 
     let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
-    std::fs::write(proj.join("spec.toml"), format!("platform = \"linux/amd64,linux/arm64\"\n{spec}")).expect("spec");
+    std::fs::write(
+        proj.join("spec.toml"),
+        format!("platform = \"linux/amd64,linux/arm64\"\n{spec}"),
+    )
+    .expect("spec");
     let (ok, _, log) = build_json(&proj, &["spec.toml"]);
     assert!(!ok, "without a dependency index the build must fail: {log}");
-    let deps_multi = log.split("the dependency image ").nth(1).and_then(|r| r.split(' ').next()).expect("the message names the dependency tag").to_string();
+    let deps_multi = log
+        .split("the dependency image ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("the message names the dependency tag")
+        .to_string();
 
     // The dependency index: amd64 as built, and an "arm64" twin (its config says arm64).
     let registry = "127.0.0.1:5000";
-    let raw = output(Process::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{deps_amd64}")]));
+    let raw = output(Process::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{deps_amd64}"),
+    ]));
     let manifest: Value = serde_json::from_str(&raw).expect("manifest");
     let config_digest = manifest["config"]["digest"].as_str().unwrap();
-    let config = output(Process::new("curl").args(["-sf", &format!("http://{registry}/v2/{name}/blobs/{config_digest}")]));
+    let config = output(Process::new("curl").args([
+        "-sf",
+        &format!("http://{registry}/v2/{name}/blobs/{config_digest}"),
+    ]));
     let mut arm: Value = serde_json::from_str(&config).expect("config");
     arm["architecture"] = "arm64".into();
     let arm_config = serde_json::to_vec(&arm).unwrap();
@@ -817,33 +1310,86 @@ fn several_platforms_give_an_index_and_noop_checks_its_base() {
         {"mediaType": media, "digest": arm_digest, "size": arm_body.len(), "platform": {"os": "linux", "architecture": "arm64"}},
     ]});
     let deps_tag = deps_multi.rsplit(':').next().unwrap();
-    curl_manifest(registry, &name, deps_tag, "application/vnd.docker.distribution.manifest.list.v2+json", &serde_json::to_vec(&index).unwrap());
+    curl_manifest(
+        registry,
+        &name,
+        deps_tag,
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        &serde_json::to_vec(&index).unwrap(),
+    );
 
     let (ok, events, log) = build_json(&proj, &["spec.toml"]);
     assert!(ok && result(&events)["action"] == "appended", "{log}");
     let expected = inspect_json(&proj, "spec.toml");
     let image = expected["image"].as_str().unwrap();
     let id = expected["id"].as_str().unwrap();
-    let top: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]))).unwrap();
-    let arches: Vec<&str> = top["manifests"].as_array().expect("an index").iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    let top: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ])))
+    .unwrap();
+    let arches: Vec<&str> = top["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
     assert_eq!(arches, ["amd64", "arm64"]);
     for arch in ["amd64", "arm64"] {
-        let seen: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--tls-verify=false", "--override-arch", arch, &format!("docker://{image}")]))).unwrap();
+        let seen: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            arch,
+            &format!("docker://{image}"),
+        ])))
+        .unwrap();
         assert_eq!(seen["Architecture"], arch);
-        assert!(seen["Env"].as_array().unwrap().iter().any(|e| e.as_str() == Some(&format!("_F_IMG_ID={id}"))), "{arch}: {seen}");
-        assert_eq!(seen["Layers"].as_array().unwrap().len(), manifest["layers"].as_array().unwrap().len() + 1, "{arch}: one layer on top");
+        assert!(
+            seen["Env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e.as_str() == Some(&format!("_F_IMG_ID={id}"))),
+            "{arch}: {seen}"
+        );
+        assert_eq!(
+            seen["Layers"].as_array().unwrap().len(),
+            manifest["layers"].as_array().unwrap().len() + 1,
+            "{arch}: one layer on top"
+        );
     }
     output(Process::new(DOCKER).args(["pull", "-q", image]));
-    assert_eq!(output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import pkg.main"])), "v1\n");
+    assert_eq!(
+        output(Process::new(DOCKER).args(["run", "--rm", image, "-c", "import pkg.main"])),
+        "v1\n"
+    );
     output(Process::new(DOCKER).args(["rmi", image]));
 
     // noop: the new index has both platforms; s390x it has not.
-    for (platform, good) in [("linux/amd64,linux/arm64", true), ("linux/amd64,linux/s390x", false)] {
-        std::fs::write(proj.join("noop.toml"), format!("builder = \"noop\"\nbase_image = \"{image}\"\nplatform = \"{platform}\"\n")).unwrap();
-        let out = Command::cargo_bin("imagespec").unwrap().current_dir(&proj).args(["build", "noop.toml"]).output().unwrap();
+    for (platform, good) in [
+        ("linux/amd64,linux/arm64", true),
+        ("linux/amd64,linux/s390x", false),
+    ] {
+        std::fs::write(
+            proj.join("noop.toml"),
+            format!("builder = \"noop\"\nbase_image = \"{image}\"\nplatform = \"{platform}\"\n"),
+        )
+        .unwrap();
+        let out = Command::cargo_bin("imagespec")
+            .unwrap()
+            .current_dir(&proj)
+            .args(["build", "noop.toml"])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stderr).into_owned();
         if good {
-            assert!(out.status.success() && text.contains("an index with"), "{text}");
+            assert!(
+                out.status.success() && text.contains("an index with"),
+                "{text}"
+            );
         } else {
             assert_eq!(out.status.code(), Some(2), "{text}");
             assert!(text.contains("no image for linux/s390x"), "{text}");

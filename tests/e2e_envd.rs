@@ -21,29 +21,53 @@ struct Env {
 
 /// The harness's services and envd, or `None` (and a note) when they are missing outside CI.
 fn services() -> Option<Env> {
-    let file = std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
+    let file =
+        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| text.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)))
+        std::env::var(key).ok().or_else(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        })
     };
     let cache = get("IMAGESPEC_E2E_CACHE").unwrap_or_else(|| "/var/cache/imagespec-e2e".into());
     let env = Env {
         registry: get("IMAGESPEC_E2E_TLS_REGISTRY").unwrap_or_else(|| "registry.test:5443".into()),
-        base: get("IMAGESPEC_E2E_ENVD_BASE").unwrap_or_else(|| "registry.test:5443/envd-python:bookworm".into()),
+        base: get("IMAGESPEC_E2E_ENVD_BASE")
+            .unwrap_or_else(|| "registry.test:5443/envd-python:bookworm".into()),
         envd: get("IMAGESPEC_ENVD").unwrap_or_else(|| format!("{cache}/envd-1.3.6/bin/envd")),
     };
-    let missing = if !Process::new(DOCKER).arg("version").output().is_ok_and(|o| o.status.success()) {
+    let missing = if !Process::new(DOCKER)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         Some("dockerd".to_string())
     } else if !Path::new(&env.envd).is_file() {
-        Some(format!("the envd CLI ({}; scripts/e2e/envd.sh installs it)", env.envd))
-    } else if !Process::new("skopeo").args(["inspect", "--raw", &format!("docker://{}", env.base)]).output().is_ok_and(|o| o.status.success()) {
-        Some(format!("the envd base image {} in the TLS registry (scripts/e2e/base-images.sh makes it)", env.base))
+        Some(format!(
+            "the envd CLI ({}; scripts/e2e/envd.sh installs it)",
+            env.envd
+        ))
+    } else if !Process::new("skopeo")
+        .args(["inspect", "--raw", &format!("docker://{}", env.base)])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        Some(format!(
+            "the envd base image {} in the TLS registry (scripts/e2e/base-images.sh makes it)",
+            env.base
+        ))
     } else {
         None
     };
     if let Some(what) = missing {
-        assert!(std::env::var_os("CI").is_none(), "e2e services are not ready: {what} ({file}); scripts/test.sh starts them");
-        eprintln!("envd e2e skipped: {what} missing; run scripts/e2e/up.sh && scripts/e2e/base-images.sh");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "e2e services are not ready: {what} ({file}); scripts/test.sh starts them"
+        );
+        eprintln!(
+            "envd e2e skipped: {what} missing; run scripts/e2e/up.sh && scripts/e2e/base-images.sh"
+        );
         return None;
     }
     Some(env)
@@ -51,32 +75,55 @@ fn services() -> Option<Env> {
 
 /// A value unique to this run, so the first build of each test really builds.
 fn run_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{}-{nanos}", std::process::id())
 }
 
 fn output(cmd: &mut Process) -> String {
     let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn imagespec(dir: &Path, env: &Env) -> Command {
     let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-    cmd.current_dir(dir).env("IMAGESPEC_NO_CACHE", "1").env("IMAGESPEC_ENVD", &env.envd);
+    cmd.current_dir(dir)
+        .env("IMAGESPEC_NO_CACHE", "1")
+        .env("IMAGESPEC_ENVD", &env.envd);
     cmd
 }
 
 /// `imagespec build --json ARGS`: every JSON event line, the result last.
 fn build_json(dir: &Path, env: &Env, args: &[&str]) -> (bool, Vec<Value>, String) {
-    let out = imagespec(dir, env).args(["build", "--json"]).args(args).output().expect("run imagespec");
+    let out = imagespec(dir, env)
+        .args(["build", "--json"])
+        .args(args)
+        .output()
+        .expect("run imagespec");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let events = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    (out.status.success(), events, stdout + &String::from_utf8_lossy(&out.stderr))
+    let events = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (
+        out.status.success(),
+        events,
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 fn result(events: &[Value]) -> &Value {
-    events.iter().rev().find(|e| e["event"] == "result").expect("a result event")
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "result")
+        .expect("a result event")
 }
 
 /// The acceptance test of the envd backend: a spec with packages, apt packages, env (an int
@@ -118,7 +165,14 @@ copy = ["extra.ini"]
         base = env.base,
     );
     std::fs::write(d.join("spec.toml"), spec).expect("spec");
-    let inspected: Value = serde_json::from_slice(&imagespec(d, &env).args(["inspect", "spec.toml", "--json"]).output().expect("inspect").stdout).expect("json");
+    let inspected: Value = serde_json::from_slice(
+        &imagespec(d, &env)
+            .args(["inspect", "spec.toml", "--json"])
+            .output()
+            .expect("inspect")
+            .stdout,
+    )
+    .expect("json");
     let image = inspected["image"].as_str().expect("image").to_string();
     let id = inspected["id"].as_str().expect("id").to_string();
 
@@ -128,46 +182,109 @@ copy = ["extra.ini"]
     assert!(ok, "build failed:\n{log}");
     assert_eq!(result(&events)["action"], "built", "{log}");
     assert_eq!(result(&events)["pushed"], true);
-    assert!(events.iter().any(|e| e["event"] == "step" && e["state"] == "done"), "envd's progress was streamed:\n{log}");
-    assert!(events.iter().any(|e| e["event"] == "log" && e["text"].as_str().is_some_and(|t| t.contains("imports ok"))), "{log}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "step" && e["state"] == "done"),
+        "envd's progress was streamed:\n{log}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "log"
+                && e["text"].as_str().is_some_and(|t| t.contains("imports ok"))),
+        "{log}"
+    );
 
     // The registry has it (skopeo, not us), with flytekit's id and the spec's env.
-    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args(["inspect", "--config", &format!("docker://{image}")])))
-        .expect("skopeo json");
-    let env_list: Vec<&str> = config["config"]["Env"].as_array().expect("Env").iter().filter_map(Value::as_str).collect();
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("docker://{image}"),
+    ])))
+    .expect("skopeo json");
+    let env_list: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .expect("Env")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     // PORT: an int in the spec, a string for envd (which panics on an int).
-    for wanted in [format!("_F_IMG_ID={id}"), "APP_ENV=e2e".into(), "GREETING=hello world".into(), "PORT=8080".into(), "PYTHONPATH=/root:".into()] {
-        assert!(env_list.contains(&wanted.as_str()), "{wanted} not in {env_list:?}");
+    for wanted in [
+        format!("_F_IMG_ID={id}"),
+        "APP_ENV=e2e".into(),
+        "GREETING=hello world".into(),
+        "PORT=8080".into(),
+        "PYTHONPATH=/root:".into(),
+    ] {
+        assert!(
+            env_list.contains(&wanted.as_str()),
+            "{wanted} not in {env_list:?}"
+        );
     }
     // flytekit's envd plugin drops `entrypoint`; imagespec keeps it.
-    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["python", "-c", "print('entrypoint ran')"]));
-    assert_eq!(config["config"]["Labels"]["ai.tensorchord.envd.vendor"], "envd", "built by envd");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["python", "-c", "print('entrypoint ran')"])
+    );
+    assert_eq!(
+        config["config"]["Labels"]["ai.tensorchord.envd.vendor"], "envd",
+        "built by envd"
+    );
 
     // Pulled and run from the registry: packages import, commands left their marks, /root
     // holds exactly the hashed source files and the copy entry (beyond the base's).
     let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
     output(Process::new(DOCKER).args(["pull", "-q", &image]));
     let list_root = "cd /root && find . -path ./.cache -prune -o -type f -print | sort";
-    let base_root = output(Process::new(DOCKER).args(["run", "--rm", &env.base, "bash", "-c", list_root]));
-    assert_eq!(output(Process::new(DOCKER).args(["run", "--rm", &image])), "entrypoint ran\n");
+    let base_root =
+        output(Process::new(DOCKER).args(["run", "--rm", &env.base, "bash", "-c", list_root]));
+    assert_eq!(
+        output(Process::new(DOCKER).args(["run", "--rm", &image])),
+        "entrypoint ran\n"
+    );
     let ran = output(Process::new(DOCKER).args([
         "run", "--rm", "--entrypoint", "bash", &image, "-c",
         &format!("{list_root} && echo --- && cat /tmp/marker /tmp/jq-version && jq --version && python -c 'import six, yaml, requests, wf.main; print(wf.main.main().strip(), wf.main.RUN)' && echo \"$_F_IMG_ID|$APP_ENV|$GREETING\""),
     ]));
     let (listing, rest) = ran.split_once("---\n").expect("marker");
-    assert_eq!(rest.lines().collect::<Vec<_>>(), ["built", "jq-1.6", "jq-1.6", &format!("ok: 1 {run}"), &format!("{id}|e2e|hello world")]);
+    assert_eq!(
+        rest.lines().collect::<Vec<_>>(),
+        [
+            "built",
+            "jq-1.6",
+            "jq-1.6",
+            &format!("ok: 1 {run}"),
+            &format!("{id}|e2e|hello world")
+        ]
+    );
     let base_files: BTreeSet<&str> = base_root.lines().collect();
-    let in_root: BTreeSet<String> = listing.lines().filter(|l| !base_files.contains(l)).map(|l| l.trim_start_matches("./").to_string()).collect();
-    let mut want: BTreeSet<String> =
-        inspected["source"]["files"].as_array().expect("files").iter().filter_map(Value::as_str).map(String::from).collect();
+    let in_root: BTreeSet<String> = listing
+        .lines()
+        .filter(|l| !base_files.contains(l))
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect();
+    let mut want: BTreeSet<String> = inspected["source"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(String::from)
+        .collect();
     want.insert("extra.ini".into());
-    assert_eq!(in_root, want, "files under /root (no build.envd, no context requirements.txt)");
+    assert_eq!(
+        in_root, want,
+        "files under /root (no build.envd, no context requirements.txt)"
+    );
 
     // A second build finds it and builds nothing.
     let (ok, events, log) = build_json(d, &env, &["spec.toml"]);
     assert!(ok, "{log}");
     assert_eq!(result(&events)["action"], "skipped");
-    assert!(!events.iter().any(|e| e["event"] == "step"), "no build step ran");
+    assert!(
+        !events.iter().any(|e| e["event"] == "step"),
+        "no build step ran"
+    );
     let _ = Process::new(DOCKER).args(["rmi", "-f", &image]).output();
 }
 
@@ -182,11 +299,20 @@ fn envd_build_failure_shows_the_failing_step() {
         run = run_id(),
     );
     std::fs::write(dir.path().join("spec.toml"), spec).expect("spec");
-    let out = imagespec(dir.path(), &env).args(["build", "spec.toml", "--no-push"]).output().expect("run");
+    let out = imagespec(dir.path(), &env)
+        .args(["build", "spec.toml", "--no-push"])
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("build failed at step `bash -c set -euo pipefail; echo about to fail;"), "{stderr}");
-    assert!(stderr.contains("ModuleNotFoundError: No module named 'no_such_module_xyz'"), "{stderr}");
+    assert!(
+        stderr.contains("build failed at step `bash -c set -euo pipefail; echo about to fail;"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+        "{stderr}"
+    );
 }
 
 /// No envd: one line saying how to get it.
@@ -194,12 +320,24 @@ fn envd_build_failure_shows_the_failing_step() {
 fn missing_envd_is_one_clear_error() {
     let Some(env) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = format!("name = \"envd-e2e-missing\"\nbuilder = \"envd\"\nbase_image = \"{}\"\nenv = {{ RUN_ID = \"{}\" }}\n", env.base, run_id());
+    let spec = format!(
+        "name = \"envd-e2e-missing\"\nbuilder = \"envd\"\nbase_image = \"{}\"\nenv = {{ RUN_ID = \"{}\" }}\n",
+        env.base,
+        run_id()
+    );
     std::fs::write(dir.path().join("spec.toml"), spec).expect("spec");
-    let out = imagespec(dir.path(), &env).env("IMAGESPEC_ENVD", "/nonexistent/envd").args(["build", "spec.toml", "--no-push"]).output().expect("run");
+    let out = imagespec(dir.path(), &env)
+        .env("IMAGESPEC_ENVD", "/nonexistent/envd")
+        .args(["build", "spec.toml", "--no-push"])
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("IMAGESPEC_ENVD=/nonexistent/envd is not a file") && stderr.contains("pip install envd==1.3.6"), "{stderr}");
+    assert!(
+        stderr.contains("IMAGESPEC_ENVD=/nonexistent/envd is not a file")
+            && stderr.contains("pip install envd==1.3.6"),
+        "{stderr}"
+    );
 }
 
 /// `--output` assembles on a dependency image, which only the default builder makes: refused

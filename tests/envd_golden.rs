@@ -19,13 +19,22 @@ use serde_json::Value;
 
 /// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
 /// a context (README, "Deliberate differences").
-const DELIBERATE_REJECTS: &[(&str, &str, &str)] =
-    &[("yaml_only_scalar_typing", "", "mapping keys must be strings (PyYAML makes `yes:` the key True)")];
+const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[(
+    "yaml_only_scalar_typing",
+    "",
+    "mapping keys must be strings (PyYAML makes `yes:` the key True)",
+)];
 
-use common::{snapshot_context, Context};
+use common::{Context, snapshot_context};
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The lines that differ, `-` flytekit, `+` imagespec (build.envd files are short).
@@ -55,8 +64,10 @@ fn line_diff(want: &str, got: &str) -> String {
 static MATERIALISED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn goldens() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(repo().join("testdata/goldens/envd.json")).expect("envd goldens"))
-        .expect("envd goldens json")
+    serde_json::from_str(
+        &std::fs::read_to_string(repo().join("testdata/goldens/envd.json")).expect("envd goldens"),
+    )
+    .expect("envd goldens json")
 }
 
 fn materialise_case(golden: &Value, case: &str) -> std::path::PathBuf {
@@ -71,7 +82,11 @@ fn envd_render_matches_flytekit_for_the_whole_corpus() {
     let _one_at_a_time = MATERIALISED.lock().unwrap_or_else(|e| e.into_inner());
     let goldens = goldens();
     let cases = goldens["cases"].as_object().expect("cases");
-    assert!(cases.len() >= 110, "the corpus must have at least 110 cases, has {}", cases.len());
+    assert!(
+        cases.len() >= 110,
+        "the corpus must have at least 110 cases, has {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     let (mut checked, mut contexts) = (0, 0);
     let home = tempfile::tempdir().expect("empty HOME");
@@ -82,38 +97,73 @@ fn envd_render_matches_flytekit_for_the_whole_corpus() {
         for (key, want) in golden["images"].as_object().expect("images") {
             let output = out_root.path().join(format!("{case}@{key}"));
             let mut cmd = isolated_imagespec(&dir, home.path());
-            cmd.args(["render", file, "--builder", "envd", "--flytekit-compat", "-o"]).arg(&output);
+            cmd.args([
+                "render",
+                file,
+                "--builder",
+                "envd",
+                "--flytekit-compat",
+                "-o",
+            ])
+            .arg(&output);
             case_args(&mut cmd, &dir, key);
             let out = cmd.output().expect("run imagespec");
             checked += 1;
             let label = format!("{case}/{file}[{key}]");
-            if !common::both_rendered(&label, &out, DELIBERATE_REJECTS.iter().any(|(c, k, _)| c == case && k == key), want, &mut failures) {
+            if !common::both_rendered(
+                &label,
+                &out,
+                DELIBERATE_REJECTS
+                    .iter()
+                    .any(|(c, k, _)| c == case && k == key),
+                want,
+                &mut failures,
+            ) {
                 continue;
             }
             contexts += 1;
             let golden_file = want["build_envd"].as_str().expect("build_envd");
-            let expected = std::fs::read(repo().join("testdata/goldens").join(golden_file)).expect("golden build.envd");
+            let expected = std::fs::read(repo().join("testdata/goldens").join(golden_file))
+                .expect("golden build.envd");
             let actual = std::fs::read(output.join("build.envd")).unwrap_or_default();
             if actual != expected {
                 failures.push(format!(
                     "{label}: build.envd differs (- flytekit {golden_file}, + imagespec):\n{}",
-                    line_diff(&String::from_utf8_lossy(&expected), &String::from_utf8_lossy(&actual))
+                    line_diff(
+                        &String::from_utf8_lossy(&expected),
+                        &String::from_utf8_lossy(&actual)
+                    )
                 ));
             }
-            
+
             let got = snapshot_context(&output, "build.envd");
             let wanted = Context {
-                files: want["files"].as_object().expect("files").iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect(),
+                files: want["files"]
+                    .as_object()
+                    .expect("files")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect(),
                 executable: strings(&want["executable"]),
                 empty_dirs: strings(&want["empty_dirs"]),
             };
             if got != wanted {
-                failures.push(format!("{label}: context differs:\n    flytekit  {wanted:?}\n    imagespec {got:?}"));
+                failures.push(format!(
+                    "{label}: context differs:\n    flytekit  {wanted:?}\n    imagespec {got:?}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures in {checked} images ({contexts} rendered) compared with flytekit:\n{}", failures.len(), failures.join("\n"));
-    assert!(checked >= 300 && contexts >= 230, "only {checked} images ({contexts} rendered) checked");
+    assert!(
+        failures.is_empty(),
+        "{} failures in {checked} images ({contexts} rendered) compared with flytekit:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        checked >= 300 && contexts >= 230,
+        "only {checked} images ({contexts} rendered) checked"
+    );
 }
 
 /// The default flavor of the envd-specific cases: refused exactly where flytekit refuses, and
@@ -136,25 +186,37 @@ fn default_flavor_of_the_envd_cases() {
         for (key, want) in golden["images"].as_object().expect("images") {
             let output = out_root.path().join(format!("{case}@{key}"));
             let mut cmd = isolated_imagespec(&dir, home.path());
-            cmd.args(["render", file, "--builder", "envd", "-o"]).arg(&output);
+            cmd.args(["render", file, "--builder", "envd", "-o"])
+                .arg(&output);
             case_args(&mut cmd, &dir, key);
             let out = cmd.output().expect("run imagespec");
             shown.push_str(&format!("=== {case}[{key}]\n"));
             match (want.get("error"), out.status.code()) {
                 (Some(_), Some(2)) => {
                     let stderr = String::from_utf8_lossy(&out.stderr);
-                    shown.push_str(&format!("refused: {}\n", stderr.lines().next().unwrap_or("")));
+                    shown.push_str(&format!(
+                        "refused: {}\n",
+                        stderr.lines().next().unwrap_or("")
+                    ));
                     continue;
                 }
                 (None, Some(0)) => {}
                 (want, code) => {
-                    failures.push(format!("{case}[{key}]: flytekit {}, imagespec exit {code:?}: {}", if want.is_some() { "refuses" } else { "renders" }, String::from_utf8_lossy(&out.stderr).trim_end()));
+                    failures.push(format!(
+                        "{case}[{key}]: flytekit {}, imagespec exit {code:?}: {}",
+                        if want.is_some() { "refuses" } else { "renders" },
+                        String::from_utf8_lossy(&out.stderr).trim_end()
+                    ));
                     continue;
                 }
             }
-            shown.push_str(&std::fs::read_to_string(output.join("build.envd")).expect("build.envd"));
+            shown
+                .push_str(&std::fs::read_to_string(output.join("build.envd")).expect("build.envd"));
             let context = snapshot_context(&output, "build.envd");
-            shown.push_str(&format!("--- context: {:?}", context.files.keys().collect::<Vec<_>>()));
+            shown.push_str(&format!(
+                "--- context: {:?}",
+                context.files.keys().collect::<Vec<_>>()
+            ));
             if !context.executable.is_empty() {
                 shown.push_str(&format!(" executable: {:?}", context.executable));
             }

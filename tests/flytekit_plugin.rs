@@ -21,10 +21,19 @@ fn repo() -> PathBuf {
 
 /// The plugin venv's bin directory, or `None` (and a note) outside CI when it is missing.
 fn venv_bin() -> Option<PathBuf> {
-    let venv = std::env::var("IMAGESPEC_PLUGIN_VENV").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/var/cache/imagespec-e2e/plugin-venv"));
-    let ok = Command::new(venv.join("bin/python")).args(["-c", "import flytekitplugins.imagespec"]).output().is_ok_and(|o| o.status.success());
+    let venv = std::env::var("IMAGESPEC_PLUGIN_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/cache/imagespec-e2e/plugin-venv"));
+    let ok = Command::new(venv.join("bin/python"))
+        .args(["-c", "import flytekitplugins.imagespec"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "the plugin venv {} is missing: scripts/e2e/plugin.sh makes it", venv.display());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the plugin venv {} is missing: scripts/e2e/plugin.sh makes it",
+            venv.display()
+        );
         eprintln!("plugin venv missing: run scripts/e2e/plugin.sh");
         return None;
     }
@@ -34,20 +43,39 @@ fn venv_bin() -> Option<PathBuf> {
 /// The venv's python running the checkout's plugin code with this build's binary.
 fn checkout_python(bin: &Path) -> Command {
     let mut cmd = Command::new(bin.join("python"));
-    cmd.env("PYTHONPATH", repo().join("plugins/flytekit/python")).env("IMAGESPEC_BINARY", env!("CARGO_BIN_EXE_imagespec"));
+    cmd.env("PYTHONPATH", repo().join("plugins/flytekit/python"))
+        .env("IMAGESPEC_BINARY", env!("CARGO_BIN_EXE_imagespec"));
     cmd
 }
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text
 }
 
 fn registry_digest(image: &str) -> Option<String> {
-    let out = Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{image}")]).output().ok()?;
-    out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).ok()?["Digest"].as_str().map(String::from)).flatten()
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| {
+            serde_json::from_slice::<Value>(&out.stdout).ok()?["Digest"]
+                .as_str()
+                .map(String::from)
+        })
+        .flatten()
 }
 
 #[test]
@@ -55,14 +83,22 @@ fn python_image_names_agree_with_the_binary() {
     let Some(bin) = venv_bin() else { return };
     let out = run(checkout_python(&bin).arg(repo().join("plugins/flytekit/tests/agree.py")));
     let last = out.lines().last().unwrap_or_default();
-    let (agreed, total) = last.strip_suffix(" agree").and_then(|s| s.split_once('/')).expect("an `N/M agree` line");
-    assert!(agreed == total && total.parse::<u32>().unwrap() >= 10, "{out}");
+    let (agreed, total) = last
+        .strip_suffix(" agree")
+        .and_then(|s| s.split_once('/'))
+        .expect("an `N/M agree` line");
+    assert!(
+        agreed == total && total.parse::<u32>().unwrap() >= 10,
+        "{out}"
+    );
 }
 
 #[test]
 fn flytekits_engine_drives_the_plugin() {
     let Some(bin) = venv_bin() else { return };
-    let out = run(checkout_python(&bin).arg(repo().join("plugins/flytekit/tests/engine.py")).arg(env!("CARGO_BIN_EXE_imagespec")));
+    let out = run(checkout_python(&bin)
+        .arg(repo().join("plugins/flytekit/tests/engine.py"))
+        .arg(env!("CARGO_BIN_EXE_imagespec")));
     assert!(out.ends_with("all passed\n"), "{out}");
 }
 
@@ -70,10 +106,18 @@ fn package(bin: &Path, project: &Path, run_id: &str, out: &Path) -> String {
     let output = Command::new(bin.join("pyflyte"))
         .current_dir(project)
         .env("PLUGIN_RUN_ID", run_id)
-        .args(["--pkgs", "workflows", "package", "-f", "--output", out.to_str().unwrap()])
+        .args([
+            "--pkgs",
+            "workflows",
+            "package",
+            "-f",
+            "--output",
+            out.to_str().unwrap(),
+        ])
         .output()
         .expect("pyflyte");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "pyflyte package failed:\n{text}");
     text
 }
@@ -81,7 +125,16 @@ fn package(bin: &Path, project: &Path, run_id: &str, out: &Path) -> String {
 /// `docker run IMAGE python -c CODE` with the project's environment, as a task runs there.
 fn in_image(image: &str, run_id: &str, root: &str, code: &str) -> String {
     run(Command::new(DOCKER).args([
-        "run", "--rm", "-e", &format!("PLUGIN_RUN_ID={run_id}"), "-e", &format!("PLUGIN_PROJECT_ROOT={root}"), image, "python", "-c", code,
+        "run",
+        "--rm",
+        "-e",
+        &format!("PLUGIN_RUN_ID={run_id}"),
+        "-e",
+        &format!("PLUGIN_PROJECT_ROOT={root}"),
+        image,
+        "python",
+        "-c",
+        code,
     ]))
 }
 
@@ -97,39 +150,92 @@ with M.with_context(c.with_execution_state(c.execution_state.with_params(mode=E.
 #[test]
 fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     let Some(bin) = venv_bin() else { return };
-    let up = Command::new("curl").args(["-sf", "http://127.0.0.1:5000/v2/"]).output().is_ok_and(|o| o.status.success());
+    let up = Command::new("curl")
+        .args(["-sf", "http://127.0.0.1:5000/v2/"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !up {
-        assert!(std::env::var_os("CI").is_none(), "the e2e registry is not running");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the e2e registry is not running"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let project = dir.path().join("project");
-    run(Command::new("cp").args(["-r", repo().join("plugins/flytekit/tests/project").to_str().unwrap(), project.to_str().unwrap()]));
-    let run_id = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    run(Command::new("cp").args([
+        "-r",
+        repo()
+            .join("plugins/flytekit/tests/project")
+            .to_str()
+            .unwrap(),
+        project.to_str().unwrap(),
+    ]));
+    let run_id = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     // A file only this run has: a new `src` image (its whole tree is copied in).
     std::fs::write(project.join("run_id.txt"), &run_id).expect("run id file");
     let helper = repo().join("plugins/flytekit/tests/registration.py");
-    let python = |args: &[&str]| run(Command::new(bin.join("python")).current_dir(&project).env("PYTHONPATH", &project).env("PLUGIN_RUN_ID", &run_id).arg(&helper).args(args));
+    let python = |args: &[&str]| {
+        run(Command::new(bin.join("python"))
+            .current_dir(&project)
+            .env("PYTHONPATH", &project)
+            .env("PLUGIN_RUN_ID", &run_id)
+            .arg(&helper)
+            .args(args))
+    };
 
     let pkg = dir.path().join("flyte-package.tgz");
     let log = package(&bin, &project, &run_id, &pkg);
-    assert_eq!(log.matches("not found. building...").count(), 3, "flytekit found three images to build:\n{log}");
-    assert!(log.contains("built and pushed") && log.contains("assembled in the registry"), "imagespec built the images:\n{log}");
+    assert_eq!(
+        log.matches("not found. building...").count(),
+        3,
+        "flytekit found three images to build:\n{log}"
+    );
+    assert!(
+        log.contains("built and pushed") && log.contains("assembled in the registry"),
+        "imagespec built the images:\n{log}"
+    );
 
     // The task templates name flytekit's image names, and the registry has them (skopeo).
-    let templates: Value = serde_json::from_str(&python(&["package-images", pkg.to_str().unwrap()])).expect("json");
+    let templates: Value =
+        serde_json::from_str(&python(&["package-images", pkg.to_str().unwrap()])).expect("json");
     let names: Value = serde_json::from_str(&python(&["images"])).expect("json");
-    let app_image = templates["workflows.wf.uses_six"].as_str().expect("uses_six's image");
-    let src_image = templates["workflows.wf.uses_source"].as_str().expect("uses_source's image");
-    assert_eq!(app_image, names["app"].as_str().unwrap(), "uses_six names flytekit's image name");
-    assert_eq!(src_image, names["src"].as_str().unwrap(), "uses_source names flytekit's image name");
+    let app_image = templates["workflows.wf.uses_six"]
+        .as_str()
+        .expect("uses_six's image");
+    let src_image = templates["workflows.wf.uses_source"]
+        .as_str()
+        .expect("uses_source's image");
+    assert_eq!(
+        app_image,
+        names["app"].as_str().unwrap(),
+        "uses_six names flytekit's image name"
+    );
+    assert_eq!(
+        src_image,
+        names["src"].as_str().unwrap(),
+        "uses_source names flytekit's image name"
+    );
     let base_image = names["base"].as_str().unwrap();
     let images = [base_image, app_image, src_image];
-    let digests: Vec<String> = images.iter().map(|i| registry_digest(i).unwrap_or_else(|| panic!("{i} is not in the registry"))).collect();
+    let digests: Vec<String> = images
+        .iter()
+        .map(|i| registry_digest(i).unwrap_or_else(|| panic!("{i} is not in the registry")))
+        .collect();
 
     // A second package builds nothing.
     let log = package(&bin, &project, &run_id, &pkg);
-    assert!(!log.contains("not found") && log.matches("found. Skip building").count() == 3, "nothing to build the second time:\n{log}");
+    assert!(
+        !log.contains("not found") && log.matches("found. Skip building").count() == 3,
+        "nothing to build the second time:\n{log}"
+    );
     let again: Vec<String> = images.iter().map(|i| registry_digest(i).unwrap()).collect();
     assert_eq!(digests, again, "registry digests unchanged");
 
@@ -143,9 +249,17 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
         run(Command::new(DOCKER).args(["pull", "-q", image]));
     }
     let app_says = in_image(app_image, &run_id, root, IS_CONTAINER);
-    assert_eq!(app_says.lines().last(), Some("True False 4 6 False"), "in {app_image}: {app_says}");
+    assert_eq!(
+        app_says.lines().last(),
+        Some("True False 4 6 False"),
+        "in {app_image}: {app_says}"
+    );
     let src_says = in_image(src_image, &run_id, root, IS_CONTAINER);
-    assert_eq!(src_says.lines().last(), Some("False True 4 6 True"), "in {src_image} (the whole tree in /root): {src_says}");
+    assert_eq!(
+        src_says.lines().last(),
+        Some("False True 4 6 True"),
+        "in {src_image} (the whole tree in /root): {src_says}"
+    );
     for image in [app_image, src_image] {
         let _ = Command::new(DOCKER).args(["rmi", image]).output();
     }

@@ -9,7 +9,6 @@ mod common;
 use common::{case_args, isolated_imagespec, materialise, repo};
 use serde_json::Value;
 
-
 /// What imagespec does instead of what flytekit does, on purpose (README, "Deliberate
 /// differences").
 #[derive(Clone, Copy, PartialEq)]
@@ -22,10 +21,34 @@ enum Instead {
 
 /// (case, image key, format or "*", what imagespec does instead, why).
 const DELIBERATE: &[(&str, &str, &str, Instead, &str)] = &[
-    ("copy_edge_forms", "as_string_dir", "*", Instead::Rejects, "`copy` must be a list: flytekit hashes a string as a directory walk, then its builder copies each character"),
-    ("copy_edge_forms", "as_string_file", "*", Instead::Rejects, "same: `copy` as a string"),
-    ("yaml_only_scalar_typing", "", "yaml", Instead::Rejects, "mapping keys must be strings (PyYAML makes `yes:` the key True)"),
-    ("strings_unicode_nonprintable", "", "yaml", Instead::Differs, "raw U+2028/U+2029 are line breaks to PyYAML (YAML 1.1) but text in YAML 1.2"),
+    (
+        "copy_edge_forms",
+        "as_string_dir",
+        "*",
+        Instead::Rejects,
+        "`copy` must be a list: flytekit hashes a string as a directory walk, then its builder copies each character",
+    ),
+    (
+        "copy_edge_forms",
+        "as_string_file",
+        "*",
+        Instead::Rejects,
+        "same: `copy` as a string",
+    ),
+    (
+        "yaml_only_scalar_typing",
+        "",
+        "yaml",
+        Instead::Rejects,
+        "mapping keys must be strings (PyYAML makes `yes:` the key True)",
+    ),
+    (
+        "strings_unicode_nonprintable",
+        "",
+        "yaml",
+        Instead::Differs,
+        "raw U+2028/U+2029 are line breaks to PyYAML (YAML 1.1) but text in YAML 1.2",
+    ),
 ];
 
 fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
@@ -35,7 +58,6 @@ fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
         .map(|(_, _, _, instead, _)| *instead)
 }
 
-
 #[test]
 fn tags_match_flytekit_for_the_whole_corpus() {
     let goldens: Value = serde_json::from_str(
@@ -43,7 +65,11 @@ fn tags_match_flytekit_for_the_whole_corpus() {
     )
     .expect("goldens json");
     let cases = goldens["cases"].as_object().expect("cases");
-    assert!(cases.len() >= 30, "the corpus must have at least 30 cases, has {}", cases.len());
+    assert!(
+        cases.len() >= 30,
+        "the corpus must have at least 30 cases, has {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     let mut checked = 0;
     // The generator isolates git from the user's configuration; so does this test.
@@ -61,11 +87,17 @@ fn tags_match_flytekit_for_the_whole_corpus() {
                 let label = format!("{case}/{file}[{key}]");
                 match deliberate(case, key, format.as_str().unwrap_or("")) {
                     Some(Instead::Rejects) if out.status.code() != Some(2) => {
-                        failures.push(format!("{label}: imagespec must reject this on purpose, exited {:?}", out.status.code()));
+                        failures.push(format!(
+                            "{label}: imagespec must reject this on purpose, exited {:?}",
+                            out.status.code()
+                        ));
                         continue;
                     }
                     Some(Instead::Differs) if !out.status.success() => {
-                        failures.push(format!("{label}: imagespec must still succeed: {}", String::from_utf8_lossy(&out.stderr)));
+                        failures.push(format!(
+                            "{label}: imagespec must still succeed: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
                         continue;
                     }
                     Some(_) => continue,
@@ -73,23 +105,38 @@ fn tags_match_flytekit_for_the_whole_corpus() {
                 }
                 if let Some(err) = want.get("error") {
                     if out.status.code() != Some(2) {
-                        failures.push(format!("{label}: flytekit rejects it ({err}), imagespec exited {:?}", out.status.code()));
+                        failures.push(format!(
+                            "{label}: flytekit rejects it ({err}), imagespec exited {:?}",
+                            out.status.code()
+                        ));
                     }
                     continue;
                 }
                 if !out.status.success() {
-                    failures.push(format!("{label}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr)));
+                    failures.push(format!(
+                        "{label}: exit {:?}: {}",
+                        out.status.code(),
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
                     continue;
                 }
                 let got: Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
                 for field in ["id", "tag", "image"] {
                     if got[field] != want[field] {
-                        failures.push(format!("{label}: {field}: imagespec {} != flytekit {}", got[field], want[field]));
+                        failures.push(format!(
+                            "{label}: {field}: imagespec {} != flytekit {}",
+                            got[field], want[field]
+                        ));
                     }
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} checks differ from flytekit:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks differ from flytekit:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked >= 60, "only {checked} checks ran");
 }

@@ -15,7 +15,10 @@ const SEEDS: [(&str, &str); 3] = [
         "s.yaml",
         "name: app\nenv: &e {A: yes, B: 0755}\nbase_image:\n  <<: *e\n  name: b\npip_secret_mounts: [[a, b]]\nimages: ~\n",
     ),
-    ("s.json", "{\"name\": \"app\", \"packages\": [\"a\"], \"builder_config\": {\"x\": [1, 2.5e3, null]}}"),
+    (
+        "s.json",
+        "{\"name\": \"app\", \"packages\": [\"a\"], \"builder_config\": {\"x\": [1, 2.5e3, null]}}",
+    ),
 ];
 
 fn mutate(seed: &str, cuts: &[(usize, usize, String)]) -> String {

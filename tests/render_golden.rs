@@ -11,11 +11,14 @@ mod common;
 use common::{case_args, isolated_imagespec, materialise, repo};
 use serde_json::Value;
 
-
 /// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
 /// a context (README, "Deliberate differences").
 const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[
-    ("yaml_only_scalar_typing", "", "mapping keys must be strings (PyYAML makes `yes:` the key True)"),
+    (
+        "yaml_only_scalar_typing",
+        "",
+        "mapping keys must be strings (PyYAML makes `yes:` the key True)",
+    ),
     (
         "id_excluded_fields",
         "with_excluded",
@@ -25,14 +28,21 @@ const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[
 ];
 
 fn deliberately_rejected(case: &str, key: &str) -> bool {
-    DELIBERATE_REJECTS.iter().any(|(c, k, _)| *c == case && *k == key)
+    DELIBERATE_REJECTS
+        .iter()
+        .any(|(c, k, _)| *c == case && *k == key)
 }
 
-
-use common::{snapshot_context, Context};
+use common::{Context, snapshot_context};
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A line diff (longest common subsequence), `-` flytekit, `+` imagespec, 2 lines of context.
@@ -42,7 +52,11 @@ fn line_diff(want: &str, got: &str) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let mut ops = Vec::new(); // (tag, line number in want / got, text)
@@ -60,7 +74,11 @@ fn line_diff(want: &str, got: &str) -> String {
             j += 1;
         }
     }
-    let near_change = |k: usize| ops[k.saturating_sub(2)..(k + 3).min(ops.len())].iter().any(|(t, _, _)| *t != ' ');
+    let near_change = |k: usize| {
+        ops[k.saturating_sub(2)..(k + 3).min(ops.len())]
+            .iter()
+            .any(|(t, _, _)| *t != ' ')
+    };
     let mut out = String::new();
     let mut skipped = false;
     let mut shown_lines = 0;
@@ -77,7 +95,10 @@ fn line_diff(want: &str, got: &str) -> String {
             out.push_str("      ...\n");
             skipped = false;
         }
-        let shown = line.strip_suffix('\n').map(|l| format!("{l:?}")).unwrap_or_else(|| format!("{line:?} (no newline at end)"));
+        let shown = line
+            .strip_suffix('\n')
+            .map(|l| format!("{l:?}"))
+            .unwrap_or_else(|| format!("{line:?} (no newline at end)"));
         out.push_str(&format!("    {tag}{n:>4} {shown}\n"));
         shown_lines += 1;
     }
@@ -87,11 +108,16 @@ fn line_diff(want: &str, got: &str) -> String {
 #[test]
 fn render_matches_flytekit_for_the_whole_corpus() {
     let goldens: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("testdata/goldens/render.json")).expect("render goldens"),
+        &std::fs::read_to_string(repo().join("testdata/goldens/render.json"))
+            .expect("render goldens"),
     )
     .expect("render goldens json");
     let cases = goldens["cases"].as_object().expect("cases");
-    assert!(cases.len() >= 95, "the corpus must have at least 90 cases, has {}", cases.len());
+    assert!(
+        cases.len() >= 95,
+        "the corpus must have at least 90 cases, has {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     let (mut checked, mut contexts) = (0, 0);
     // The generator isolates git from the user's configuration; so does this test.
@@ -103,31 +129,63 @@ fn render_matches_flytekit_for_the_whole_corpus() {
         for (key, want) in golden["images"].as_object().expect("images") {
             let output = out_root.path().join(format!("{case}@{key}"));
             let mut cmd = isolated_imagespec(&dir, home.path());
-            cmd.args(["render", file, "--builder", "default", "--flytekit-compat", "-o"]).arg(&output);
+            cmd.args([
+                "render",
+                file,
+                "--builder",
+                "default",
+                "--flytekit-compat",
+                "-o",
+            ])
+            .arg(&output);
             case_args(&mut cmd, &dir, key);
             let out = cmd.output().expect("run imagespec");
             checked += 1;
             let label = format!("{case}/{file}[{key}]");
-            if !common::both_rendered(&label, &out, deliberately_rejected(case, key), want, &mut failures) {
+            if !common::both_rendered(
+                &label,
+                &out,
+                deliberately_rejected(case, key),
+                want,
+                &mut failures,
+            ) {
                 continue;
             }
             contexts += 1;
-            let expected = std::fs::read(repo().join("testdata/goldens").join(want["dockerfile"].as_str().expect("dockerfile"))).expect("golden Dockerfile");
+            let expected = std::fs::read(
+                repo()
+                    .join("testdata/goldens")
+                    .join(want["dockerfile"].as_str().expect("dockerfile")),
+            )
+            .expect("golden Dockerfile");
             let actual = std::fs::read(output.join("Dockerfile")).unwrap_or_default();
             if actual != expected {
                 failures.push(format!(
                     "{label}: Dockerfile differs (- flytekit {}, + imagespec):\n{}",
                     want["dockerfile"].as_str().unwrap_or(""),
-                    line_diff(&String::from_utf8_lossy(&expected), &String::from_utf8_lossy(&actual))
+                    line_diff(
+                        &String::from_utf8_lossy(&expected),
+                        &String::from_utf8_lossy(&actual)
+                    )
                 ));
             }
             let got = snapshot_context(&output, "Dockerfile");
             let wanted = Context {
-                files: want["files"].as_object().expect("files").iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect(),
+                files: want["files"]
+                    .as_object()
+                    .expect("files")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect(),
                 executable: strings(&want["executable"]),
                 empty_dirs: strings(&want["empty_dirs"]),
             };
-            for path in wanted.files.keys().chain(got.files.keys()).collect::<std::collections::BTreeSet<_>>() {
+            for path in wanted
+                .files
+                .keys()
+                .chain(got.files.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
                 match (wanted.files.get(path), got.files.get(path)) {
                     (Some(w), Some(g)) if w != g => {
                         // Small text files (requirements_uv.txt, mostly) are shown as imagespec wrote them.
@@ -139,19 +197,37 @@ fn render_matches_flytekit_for_the_whole_corpus() {
                             .unwrap_or_default();
                         failures.push(format!("{label}: context file {path}: content differs (sha256 imagespec {g} != flytekit {w}){shown}"))
                     }
-                    (Some(_), None) => failures.push(format!("{label}: context file {path}: missing (flytekit writes it)")),
-                    (None, Some(_)) => failures.push(format!("{label}: context file {path}: extra (flytekit does not write it)")),
+                    (Some(_), None) => failures.push(format!(
+                        "{label}: context file {path}: missing (flytekit writes it)"
+                    )),
+                    (None, Some(_)) => failures.push(format!(
+                        "{label}: context file {path}: extra (flytekit does not write it)"
+                    )),
                     _ => {}
                 }
             }
             if got.executable != wanted.executable {
-                failures.push(format!("{label}: executable files: imagespec {:?} != flytekit {:?}", got.executable, wanted.executable));
+                failures.push(format!(
+                    "{label}: executable files: imagespec {:?} != flytekit {:?}",
+                    got.executable, wanted.executable
+                ));
             }
             if got.empty_dirs != wanted.empty_dirs {
-                failures.push(format!("{label}: empty directories: imagespec {:?} != flytekit {:?}", got.empty_dirs, wanted.empty_dirs));
+                failures.push(format!(
+                    "{label}: empty directories: imagespec {:?} != flytekit {:?}",
+                    got.empty_dirs, wanted.empty_dirs
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures in {checked} images ({contexts} rendered) compared with flytekit:\n{}", failures.len(), failures.join("\n"));
-    assert!(checked >= 250 && contexts >= 180, "only {checked} images ({contexts} rendered) checked");
+    assert!(
+        failures.is_empty(),
+        "{} failures in {checked} images ({contexts} rendered) compared with flytekit:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        checked >= 250 && contexts >= 180,
+        "only {checked} images ({contexts} rendered) checked"
+    );
 }

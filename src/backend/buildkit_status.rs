@@ -8,7 +8,9 @@
 //! that ref: the same vertex and log stream `docker build` shows. Both talk to the same
 //! embedded BuildKit, so nothing is emulated.
 
-use bollard_buildkit_proto::moby::buildkit::v1::{control_client::ControlClient, StatusRequest, StatusResponse};
+use bollard_buildkit_proto::moby::buildkit::v1::{
+    StatusRequest, StatusResponse, control_client::ControlClient,
+};
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use std::pin::Pin;
@@ -28,7 +30,10 @@ impl DaemonAddress {
     pub fn parse(host: &str) -> Option<DaemonAddress> {
         if let Some(path) = host.strip_prefix("unix://") {
             Some(DaemonAddress::Unix(path.to_string()))
-        } else if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
+        } else if let Some(addr) = host
+            .strip_prefix("tcp://")
+            .or_else(|| host.strip_prefix("http://"))
+        {
             Some(DaemonAddress::Tcp(addr.trim_end_matches('/').to_string()))
         } else if host.starts_with('/') {
             Some(DaemonAddress::Unix(host.to_string()))
@@ -45,7 +50,11 @@ pub enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
@@ -54,7 +63,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
@@ -95,13 +108,20 @@ async fn upgraded(address: DaemonAddress) -> std::io::Result<TokioIo<Stream>> {
     }
     let status = String::from_utf8_lossy(&head);
     if !status.starts_with("HTTP/1.1 101") {
-        return Err(std::io::Error::other(format!("dockerd refused the /grpc upgrade: {}", status.lines().next().unwrap_or(""))));
+        return Err(std::io::Error::other(format!(
+            "dockerd refused the /grpc upgrade: {}",
+            status.lines().next().unwrap_or("")
+        )));
     }
     Ok(TokioIo::new(stream))
 }
 
 /// Streams `Control.Status` for build `build_ref` into `on_status` until the build ends.
-pub async fn follow(address: DaemonAddress, build_ref: String, mut on_status: impl FnMut(StatusResponse)) -> Result<(), String> {
+pub async fn follow(
+    address: DaemonAddress,
+    build_ref: String,
+    mut on_status: impl FnMut(StatusResponse),
+) -> Result<(), String> {
     let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
         .map_err(|e| e.to_string())?
         .connect_with_connector(tower::service_fn(move |_| upgraded(address.clone())))
@@ -109,7 +129,11 @@ pub async fn follow(address: DaemonAddress, build_ref: String, mut on_status: im
         .map_err(|e| e.to_string())?;
     let mut client = ControlClient::new(channel);
     // Status waits for the build to appear, so it may be asked before Solve starts.
-    let mut stream = client.status(StatusRequest { r#ref: build_ref }).await.map_err(|e| e.message().to_string())?.into_inner();
+    let mut stream = client
+        .status(StatusRequest { r#ref: build_ref })
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
     while let Some(message) = stream.next().await {
         match message {
             Ok(status) => on_status(status),

@@ -3,15 +3,17 @@
 //! with BuildKit's `Control.Status` ([`super::buildkit_status`]), tags into dockerd and
 //! pushes with bollard.
 
-use super::buildkit_status::{self, DaemonAddress};
 use super::BackendError;
+use super::buildkit_status::{self, DaemonAddress};
 use crate::context::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use bollard::auth::DockerCredentials;
-use bollard::grpc::build::{ImageBuildFrontendOptions, ImageBuildLoadInput, ImageBuildPlatform, SecretSource};
-use bollard::grpc::driver::{moby::Moby, Build};
 use bollard::grpc::BuildRef;
+use bollard::grpc::build::{
+    ImageBuildFrontendOptions, ImageBuildLoadInput, ImageBuildPlatform, SecretSource,
+};
+use bollard::grpc::driver::{Build, moby::Moby};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
@@ -40,13 +42,28 @@ impl DockerDaemon {
     /// Connects to `DOCKER_HOST` (default `unix:///var/run/docker.sock`) and checks that the
     /// daemon answers.
     pub async fn connect() -> Result<DockerDaemon, BackendError> {
-        let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
-        let unreachable = |detail: String| BackendError::DaemonUnreachable { host: host.clone(), detail };
-        let address = DaemonAddress::parse(&host)
-            .ok_or_else(|| unreachable("DOCKER_HOST must be unix:///path or tcp://host:port".into()))?;
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
+        let unreachable = |detail: String| BackendError::DaemonUnreachable {
+            host: host.clone(),
+            detail,
+        };
+        let address = DaemonAddress::parse(&host).ok_or_else(|| {
+            unreachable("DOCKER_HOST must be unix:///path or tcp://host:port".into())
+        })?;
         let client = match &address {
-            DaemonAddress::Unix(path) => bollard::Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION),
-            DaemonAddress::Tcp(addr) => bollard::Docker::connect_with_http(addr, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION),
+            DaemonAddress::Unix(path) => bollard::Docker::connect_with_unix(
+                path,
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            DaemonAddress::Tcp(addr) => bollard::Docker::connect_with_http(
+                addr,
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            ),
         }
         .map_err(|e| unreachable(e.to_string()))?;
         let ping = tokio::time::timeout(std::time::Duration::from_secs(10), client.ping()).await;
@@ -55,8 +72,15 @@ impl DockerDaemon {
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
             Err(_) => return Err(unreachable("no answer within 10 s".into())),
         }
-        let client = client.negotiate_version().await.map_err(|e| unreachable(root_cause(&e)))?;
-        Ok(DockerDaemon { client, host, address })
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(root_cause(&e)))?;
+        Ok(DockerDaemon {
+            client,
+            host,
+            address,
+        })
     }
 
     /// The daemon address in use.
@@ -69,7 +93,9 @@ impl DockerDaemon {
     pub async fn exists_locally(&self, image: &str) -> Existence {
         match self.client.inspect_image(image).await {
             Ok(_) => Existence::Yes,
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Existence::No,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Existence::No,
             Err(e) => Existence::Unknown(root_cause(&e)),
         }
     }
@@ -77,30 +103,53 @@ impl DockerDaemon {
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
         if plan.platform.contains(',') {
-            return Err(BackendError::MultiPlatform { platform: plan.platform.clone() });
+            return Err(BackendError::MultiPlatform {
+                platform: plan.platform.clone(),
+            });
         }
-        let context = plan.context_tar().map_err(|e| BackendError::Context(e.to_string()))?;
-        let mut secrets: Vec<(String, std::path::PathBuf)> = plan.secrets.iter().map(|s| (s.id.clone(), s.source.clone())).collect();
+        let context = plan
+            .context_tar()
+            .map_err(|e| BackendError::Context(e.to_string()))?;
+        let mut secrets: Vec<(String, std::path::PathBuf)> = plan
+            .secrets
+            .iter()
+            .map(|s| (s.id.clone(), s.source.clone()))
+            .collect();
         if let Some(ca) = &plan.ca_bundle {
             secrets.push(("imagespec_ca_bundle".into(), ca.clone()));
         }
-        self.build_context(&plan.image, &plan.platform, context, &secrets, progress).await
+        self.build_context(&plan.image, &plan.platform, context, &secrets, progress)
+            .await
     }
 
     /// Builds `image` as `from` plus `labels` (no layer is added).
-    pub async fn relabel(&self, from: &str, image: &str, labels: &[(&str, String)], platform: &str, progress: &Progress) -> Result<(), BackendError> {
+    pub async fn relabel(
+        &self,
+        from: &str,
+        image: &str,
+        labels: &[(&str, String)],
+        platform: &str,
+        progress: &Progress,
+    ) -> Result<(), BackendError> {
         let mut dockerfile = format!("FROM {from}\n");
         for (k, v) in labels {
-            dockerfile.push_str(&format!("LABEL {k}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\"")));
+            dockerfile.push_str(&format!(
+                "LABEL {k}=\"{}\"\n",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
         }
         let mut tar = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size(dockerfile.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(crate::context::CONTEXT_MTIME);
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes()).map_err(|e| BackendError::Context(e.to_string()))?;
-        let context = tar.into_inner().map_err(|e| BackendError::Context(e.to_string()))?;
-        self.build_context(image, platform, context, &[], progress).await
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+            .map_err(|e| BackendError::Context(e.to_string()))?;
+        let context = tar
+            .into_inner()
+            .map_err(|e| BackendError::Context(e.to_string()))?;
+        self.build_context(image, platform, context, &[], progress)
+            .await
     }
 
     /// What the fast path needs to know of a dependency image's file system, as the
@@ -110,9 +159,13 @@ impl DockerDaemon {
         let script = r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
         let out = self.run_script(image, script).await?;
         let fields: Vec<&str> = out.split_whitespace().collect();
-        let valid = fields.len() == 4 && fields[..3].iter().all(|f| f.parse::<u64>().is_ok()) && u32::from_str_radix(fields[3], 8).is_ok();
+        let valid = fields.len() == 4
+            && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())
+            && u32::from_str_radix(fields[3], 8).is_ok();
         if !valid {
-            return Err(BackendError::Context(format!("{image}: could not read the flytekit user and /root (`id`, `stat`): {out:?}")));
+            return Err(BackendError::Context(format!(
+                "{image}: could not read the flytekit user and /root (`id`, `stat`): {out:?}"
+            )));
         }
         Ok(fields.join(" "))
     }
@@ -120,7 +173,12 @@ impl DockerDaemon {
     /// Runs `script` with `/bin/sh -c` as root in a container of `image`; its stdout.
     async fn run_script(&self, image: &str, script: &str) -> Result<String, BackendError> {
         use bollard::models::ContainerCreateBody;
-        let failed = |e: bollard::errors::Error| BackendError::Context(format!("running a container of {image}: {}", root_cause(&e)));
+        let failed = |e: bollard::errors::Error| {
+            BackendError::Context(format!(
+                "running a container of {image}: {}",
+                root_cause(&e)
+            ))
+        };
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
@@ -129,14 +187,33 @@ impl DockerDaemon {
             network_disabled: Some(true),
             ..Default::default()
         };
-        let created = self.client.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await.map_err(failed)?;
+        let created = self
+            .client
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(failed)?;
         let result = async {
-            self.client.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await?;
-            let mut wait = self.client.wait_container(&created.id, None::<bollard::query_parameters::WaitContainerOptions>);
+            self.client
+                .start_container(
+                    &created.id,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await?;
+            let mut wait = self.client.wait_container(
+                &created.id,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            );
             while let Some(w) = wait.next().await {
                 w?;
             }
-            let options = bollard::query_parameters::LogsOptions { stdout: true, stderr: true, ..Default::default() };
+            let options = bollard::query_parameters::LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            };
             let mut logs = self.client.logs(&created.id, Some(options));
             let mut out = String::new();
             while let Some(chunk) = logs.next().await {
@@ -147,14 +224,27 @@ impl DockerDaemon {
             Ok::<_, bollard::errors::Error>(out)
         }
         .await;
-        let remove = bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() };
-        let _ = self.client.remove_container(&created.id, Some(remove)).await;
+        let remove = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = self
+            .client
+            .remove_container(&created.id, Some(remove))
+            .await;
         result.map_err(failed)
     }
 
     /// Removes the tag `image` from dockerd (the image stays while other tags use it).
     pub async fn untag(&self, image: &str) {
-        let _ = self.client.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+        let _ = self
+            .client
+            .remove_image(
+                image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
     }
 
     /// Builds the Dockerfile in `context` (an uncompressed tar) as `image`.
@@ -168,8 +258,16 @@ impl DockerDaemon {
     ) -> Result<(), BackendError> {
         let mut options = ImageBuildFrontendOptions::builder();
         let mut parts = platform.split('/');
-        let (os, arch, variant) = (parts.next().unwrap_or("linux"), parts.next().unwrap_or("amd64"), parts.next());
-        options = options.platforms(&ImageBuildPlatform { os: os.into(), architecture: arch.into(), variant: variant.map(String::from) });
+        let (os, arch, variant) = (
+            parts.next().unwrap_or("linux"),
+            parts.next().unwrap_or("amd64"),
+            parts.next(),
+        );
+        options = options.platforms(&ImageBuildPlatform {
+            os: os.into(),
+            architecture: arch.into(),
+            variant: variant.map(String::from),
+        });
         for (id, source) in secrets {
             options = options.set_secret(id, &SecretSource::File(source.clone()));
         }
@@ -177,9 +275,13 @@ impl DockerDaemon {
         let ref_id = build_ref.as_ref().to_string();
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let follower = tokio::spawn(buildkit_status::follow(self.address.clone(), ref_id, move |status| {
-            let _ = tx.send(status);
-        }));
+        let follower = tokio::spawn(buildkit_status::follow(
+            self.address.clone(),
+            ref_id,
+            move |status| {
+                let _ = tx.send(status);
+            },
+        ));
         let solve = Moby::new(&self.client).docker_build(
             image,
             options.build(),
@@ -196,7 +298,8 @@ impl DockerDaemon {
             }
         };
         // Drain what the status stream still has (it ends with the build).
-        if let Ok(Ok(_)) = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await {}
+        if let Ok(Ok(_)) = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await {
+        }
         while let Ok(status) = rx.try_recv() {
             tracker.apply(status, progress);
         }
@@ -205,25 +308,54 @@ impl DockerDaemon {
         let (step, log) = tracker.failed();
         let mut message = grpc_message(&e);
         // A dropped connection with no failing step: say whether the daemon itself went away.
-        if step.is_none() && tokio::time::timeout(std::time::Duration::from_secs(5), self.client.ping()).await.map_or(true, |r| r.is_err()) {
-            message = format!("{message}: dockerd at {} stopped answering during the build (did it crash? see its log)", self.host);
+        if step.is_none()
+            && tokio::time::timeout(std::time::Duration::from_secs(5), self.client.ping())
+                .await
+                .map_or(true, |r| r.is_err())
+        {
+            message = format!(
+                "{message}: dockerd at {} stopped answering during the build (did it crash? see its log)",
+                self.host
+            );
         }
         Err(BackendError::BuildFailed { step, message, log })
     }
 
     /// Pushes `image` (`repo:tag`) with `credentials`, reporting per-layer progress.
-    pub async fn push(&self, image: &str, credentials: Option<&Credentials>, progress: &Progress) -> Result<(), BackendError> {
+    pub async fn push(
+        &self,
+        image: &str,
+        credentials: Option<&Credentials>,
+        progress: &Progress,
+    ) -> Result<(), BackendError> {
         let (repo, tag) = crate::registry::split_tag(image);
-        let options = bollard::query_parameters::PushImageOptions { tag: tag.map(String::from), platform: None };
-        let mut stream = self.client.push_image(repo, Some(options), credentials.map(docker_credentials));
+        let options = bollard::query_parameters::PushImageOptions {
+            tag: tag.map(String::from),
+            platform: None,
+        };
+        let mut stream =
+            self.client
+                .push_image(repo, Some(options), credentials.map(docker_credentials));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| BackendError::Push { image: image.to_string(), message: root_cause(&e) })?;
+            let info = item.map_err(|e| BackendError::Push {
+                image: image.to_string(),
+                message: root_cause(&e),
+            })?;
             if let Some(detail) = info.error_detail {
-                return Err(BackendError::Push { image: image.to_string(), message: detail.message.unwrap_or_default() });
+                return Err(BackendError::Push {
+                    image: image.to_string(),
+                    message: detail.message.unwrap_or_default(),
+                });
             }
             if let Some(status) = info.status.as_deref() {
-                let (current, total) = info.progress_detail.map_or((None, None), |d| (d.current, d.total));
-                progress.event(Event::Push { status, current, total });
+                let (current, total) = info
+                    .progress_detail
+                    .map_or((None, None), |d| (d.current, d.total));
+                progress.event(Event::Push {
+                    status,
+                    current,
+                    total,
+                });
             }
         }
         Ok(())
@@ -232,9 +364,16 @@ impl DockerDaemon {
 
 fn docker_credentials(c: &Credentials) -> DockerCredentials {
     if c.username == "<token>" {
-        DockerCredentials { identitytoken: Some(c.password.clone()), ..Default::default() }
+        DockerCredentials {
+            identitytoken: Some(c.password.clone()),
+            ..Default::default()
+        }
     } else {
-        DockerCredentials { username: Some(c.username.clone()), password: Some(c.password.clone()), ..Default::default() }
+        DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            ..Default::default()
+        }
     }
 }
 
@@ -259,7 +398,10 @@ fn grpc_message(e: &bollard::grpc::error::GrpcError) -> String {
 /// A step's name as worth reading: `RUN --mount=... --mount=... cmd` is `RUN cmd`, runs of
 /// spaces (flytekit-style joined lines) folded.
 fn display_name(name: &str) -> String {
-    name.split_whitespace().filter(|w| !w.starts_with("--mount=")).collect::<Vec<_>>().join(" ")
+    name.split_whitespace()
+        .filter(|w| !w.starts_with("--mount="))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Turns BuildKit status messages into step events.
@@ -274,27 +416,49 @@ struct StepTracker {
 }
 
 impl StepTracker {
-    fn apply(&mut self, status: bollard_buildkit_proto::moby::buildkit::v1::StatusResponse, progress: &Progress) {
+    fn apply(
+        &mut self,
+        status: bollard_buildkit_proto::moby::buildkit::v1::StatusResponse,
+        progress: &Progress,
+    ) {
         for mut v in status.vertexes {
             v.name = display_name(&v.name);
             self.names.insert(v.digest.clone(), v.name.clone());
             // BuildKit's own bookkeeping steps ("[internal] load ...") are shown only when
             // they fail.
             let internal = v.name.starts_with("[internal]");
-            if v.started.is_some() && self.started.insert(v.digest.clone()) && !v.cached && !internal {
-                progress.event(Event::StepStarted { id: &v.digest, name: &v.name });
+            if v.started.is_some()
+                && self.started.insert(v.digest.clone())
+                && !v.cached
+                && !internal
+            {
+                progress.event(Event::StepStarted {
+                    id: &v.digest,
+                    name: &v.name,
+                });
             }
             if (v.completed.is_some() || v.cached) && self.done.insert(v.digest.clone()) {
                 if let Some(rest) = self.partial.remove(&v.digest).filter(|r| !r.is_empty()) {
-                    self.logs.entry(v.digest.clone()).or_default().push(rest.clone());
-                    progress.event(Event::Log { id: &v.digest, text: &rest });
+                    self.logs
+                        .entry(v.digest.clone())
+                        .or_default()
+                        .push(rest.clone());
+                    progress.event(Event::Log {
+                        id: &v.digest,
+                        text: &rest,
+                    });
                 }
                 let error = (!v.error.is_empty()).then_some(v.error.as_str());
                 if error.is_some() {
                     self.failed = Some((v.digest.clone(), v.error.clone()));
                 }
                 if !internal || error.is_some() {
-                    progress.event(Event::StepDone { id: &v.digest, name: &v.name, cached: v.cached, error });
+                    progress.event(Event::StepDone {
+                        id: &v.digest,
+                        name: &v.name,
+                        cached: v.cached,
+                        error,
+                    });
                 }
             }
         }
@@ -304,8 +468,14 @@ impl StepTracker {
             pending.push_str(&String::from_utf8_lossy(&log.msg));
             if let Some(end) = pending.rfind('\n') {
                 let complete: String = pending.drain(..=end).collect();
-                self.logs.entry(log.vertex.clone()).or_default().extend(complete.lines().map(str::to_string));
-                progress.event(Event::Log { id: &log.vertex, text: &complete });
+                self.logs
+                    .entry(log.vertex.clone())
+                    .or_default()
+                    .extend(complete.lines().map(str::to_string));
+                progress.event(Event::Log {
+                    id: &log.vertex,
+                    text: &complete,
+                });
             }
         }
     }

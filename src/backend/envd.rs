@@ -38,7 +38,9 @@ impl Envd {
         if let Some(path) = std::env::var_os(ENVD_ENV).filter(|p| !p.is_empty()) {
             let binary = PathBuf::from(path);
             if !binary.is_file() {
-                return Err(BackendError::EnvdMissing { detail: format!("{ENVD_ENV}={} is not a file", binary.display()) });
+                return Err(BackendError::EnvdMissing {
+                    detail: format!("{ENVD_ENV}={} is not a file", binary.display()),
+                });
             }
             return Ok(Envd { binary });
         }
@@ -49,7 +51,9 @@ impl Envd {
             .find(|candidate| candidate.is_file());
         match found {
             Some(binary) => Ok(Envd { binary }),
-            None => Err(BackendError::EnvdMissing { detail: "no `envd` on PATH".into() }),
+            None => Err(BackendError::EnvdMissing {
+                detail: "no `envd` on PATH".into(),
+            }),
         }
     }
 
@@ -61,7 +65,9 @@ impl Envd {
     /// Builds `plan` into dockerd as `plan.image`, streaming envd's progress.
     pub async fn build(&self, plan: &EnvdPlan, progress: &Progress) -> Result<(), BackendError> {
         if plan.platform.contains(',') {
-            return Err(BackendError::MultiPlatform { platform: plan.platform.clone() });
+            return Err(BackendError::MultiPlatform {
+                platform: plan.platform.clone(),
+            });
         }
         if plan.ca_bundle.is_some() {
             progress.event(Event::Info(
@@ -72,16 +78,36 @@ impl Envd {
         // envd names the environment after the context directory (an image label, and the
         // working directory of `commands`): a directory named after the image keeps both the
         // same from build to build, so BuildKit's cache holds.
-        let scratch = tempfile::Builder::new().prefix("imagespec-envd-").tempdir().map_err(|e| BackendError::Context(e.to_string()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("imagespec-envd-")
+            .tempdir()
+            .map_err(|e| BackendError::Context(e.to_string()))?;
         let dir = scratch.path().join(environment_name(&plan.image));
-        plan.write(&dir).map_err(|e| BackendError::Context(e.to_string()))?;
+        plan.write(&dir)
+            .map_err(|e| BackendError::Context(e.to_string()))?;
 
-        if let Some(context) = std::env::var("FLYTE_ENVD_CONTEXT").ok().filter(|c| !c.is_empty()) {
+        if let Some(context) = std::env::var("FLYTE_ENVD_CONTEXT")
+            .ok()
+            .filter(|c| !c.is_empty())
+        {
             // flytekit's plugin switches envd's current context to this one, for good.
-            self.run(&["context", "use", "--name", &context], progress).await?;
+            self.run(&["context", "use", "--name", &context], progress)
+                .await?;
         }
         let dir_arg = dir.to_string_lossy().into_owned();
-        self.run(&["build", "--path", &dir_arg, "--tag", &plan.image, "--platform", &plan.platform], progress).await
+        self.run(
+            &[
+                "build",
+                "--path",
+                &dir_arg,
+                "--tag",
+                &plan.image,
+                "--platform",
+                &plan.platform,
+            ],
+            progress,
+        )
+        .await
     }
 
     /// Runs `envd ARGS` with imagespec's defaults, its output as progress events.
@@ -97,10 +123,16 @@ impl Envd {
         if std::env::var_os("ENVD_BUILD_OWNER").is_none() {
             command.args(["--owner", "0:0"]);
         }
-        command.args(args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         command.kill_on_drop(true);
         let shown = format!("envd {}", args.join(" "));
-        let mut child = command.spawn().map_err(|e| BackendError::EnvdMissing { detail: format!("{}: {e}", self.binary.display()) })?;
+        let mut child = command.spawn().map_err(|e| BackendError::EnvdMissing {
+            detail: format!("{}: {e}", self.binary.display()),
+        })?;
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
         let mut output = PlainProgress::default();
@@ -118,12 +150,20 @@ impl Envd {
             }
         }
         output.finish(progress);
-        let status = child.wait().await.map_err(|e| BackendError::BuildFailed { step: None, message: format!("{shown}: {e}"), log: Vec::new() })?;
+        let status = child.wait().await.map_err(|e| BackendError::BuildFailed {
+            step: None,
+            message: format!("{shown}: {e}"),
+            log: Vec::new(),
+        })?;
         if status.success() {
             return Ok(());
         }
         let (step, log) = output.failed();
-        let message = output.fatal.as_deref().map(short_error).unwrap_or_else(|| format!("`{shown}` exited with {status}"));
+        let message = output
+            .fatal
+            .as_deref()
+            .map(short_error)
+            .unwrap_or_else(|| format!("`{shown}` exited with {status}"));
         Err(BackendError::BuildFailed { step, message, log })
     }
 }
@@ -133,8 +173,21 @@ impl Envd {
 fn environment_name(image: &str) -> String {
     let repository = crate::registry::split_tag(image).0;
     let last = repository.rsplit('/').next().unwrap_or(repository);
-    let name: String = last.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
-    if name.is_empty() { "imagespec".into() } else { name }
+    let name: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "imagespec".into()
+    } else {
+        name
+    }
 }
 
 /// BuildKit's plain progress (what envd prints when its output is not a terminal), turned
@@ -166,7 +219,11 @@ enum Continued {
 
 impl PlainProgress {
     fn line(&mut self, line: &str, progress: &Progress) {
-        if let Some(error) = line.contains("level=fatal").then(|| go_quoted_field(line, "error")).flatten() {
+        if let Some(error) = line
+            .contains("level=fatal")
+            .then(|| go_quoted_field(line, "error"))
+            .flatten()
+        {
             self.fatal = Some(error);
             return;
         }
@@ -180,12 +237,16 @@ impl PlainProgress {
             .filter(|(id, _)| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()));
         let Some((id, rest)) = numbered else {
             match &mut self.continuing {
-                Some(Continued::Name(id)) if !line.trim().is_empty() && !line.starts_with("------") => {
+                Some(Continued::Name(id))
+                    if !line.trim().is_empty() && !line.starts_with("------") =>
+                {
                     let name = self.names.entry(id.clone()).or_default();
                     name.push_str("; ");
                     name.push_str(line.trim());
                 }
-                Some(Continued::Error(_, message)) if !line.trim().is_empty() && !line.starts_with("------") => {
+                Some(Continued::Error(_, message))
+                    if !line.trim().is_empty() && !line.starts_with("------") =>
+                {
                     message.push('\n');
                     message.push_str(line);
                 }
@@ -209,7 +270,12 @@ impl PlainProgress {
         if rest.starts_with("DONE") || rest == "CACHED" {
             self.done.insert(id.clone());
             if !hidden {
-                progress.event(Event::StepDone { id: &id, name: &name, cached: rest == "CACHED", error: None });
+                progress.event(Event::StepDone {
+                    id: &id,
+                    name: &name,
+                    cached: rest == "CACHED",
+                    error: None,
+                });
             }
         } else if let Some(error) = rest.strip_prefix("ERROR: ") {
             self.continuing = Some(Continued::Error(id, error.to_string()));
@@ -222,9 +288,15 @@ impl PlainProgress {
                 Some((time, text)) if time.parse::<f64>().is_ok() => text,
                 _ => rest,
             };
-            self.logs.entry(id.clone()).or_default().push(text.to_string());
+            self.logs
+                .entry(id.clone())
+                .or_default()
+                .push(text.to_string());
             if !hidden {
-                progress.event(Event::Log { id: &id, text: &format!("{text}\n") });
+                progress.event(Event::Log {
+                    id: &id,
+                    text: &format!("{text}\n"),
+                });
             }
         }
     }
@@ -243,10 +315,18 @@ impl PlainProgress {
                 let name = self.names[&id].clone();
                 if bookkeeping(&name) {
                     // Hidden while it ran: shown now that it failed.
-                    progress.event(Event::StepStarted { id: &id, name: &name });
+                    progress.event(Event::StepStarted {
+                        id: &id,
+                        name: &name,
+                    });
                 }
                 let error = short_error(&message);
-                progress.event(Event::StepDone { id: &id, name: &name, cached: false, error: Some(&error) });
+                progress.event(Event::StepDone {
+                    id: &id,
+                    name: &name,
+                    cached: false,
+                    error: Some(&error),
+                });
                 self.failed.get_or_insert(id);
             }
             None => {}
@@ -262,7 +342,10 @@ impl PlainProgress {
         match &self.failed {
             Some(id) => {
                 let log = self.logs.get(id).cloned().unwrap_or_default();
-                (self.names.get(id).cloned(), log[log.len().saturating_sub(TAIL_LINES)..].to_vec())
+                (
+                    self.names.get(id).cloned(),
+                    log[log.len().saturating_sub(TAIL_LINES)..].to_vec(),
+                )
             }
             None => (None, self.tail.iter().cloned().collect()),
         }
@@ -273,8 +356,14 @@ impl PlainProgress {
 /// failed to build: ... failed to solve: " chain, and `executor failed running [<the whole
 /// script>]: exit code: N` (the script is the step's name already) as `exit code: N`.
 fn short_error(message: &str) -> String {
-    let inner = message.rsplit("failed to solve: ").next().unwrap_or(message);
-    match (inner.strip_prefix("executor failed running ["), inner.rfind("]: ")) {
+    let inner = message
+        .rsplit("failed to solve: ")
+        .next()
+        .unwrap_or(message);
+    match (
+        inner.strip_prefix("executor failed running ["),
+        inner.rfind("]: "),
+    ) {
         (Some(_), Some(end)) => inner[end + 3..].trim().to_string(),
         _ => inner.trim().to_string(),
     }
@@ -319,19 +408,39 @@ mod tests {
             p.line(line, &progress);
         }
         p.finish(&progress);
-        assert_eq!(p.names["#8"], "bash -c set -euo pipefail; echo hi; python -c 'import x'");
+        assert_eq!(
+            p.names["#8"],
+            "bash -c set -euo pipefail; echo hi; python -c 'import x'"
+        );
         assert_eq!(p.logs["#7"], ["Collecting six"]);
         let (step, log) = p.failed();
-        assert_eq!(step.as_deref(), Some("bash -c set -euo pipefail; echo hi; python -c 'import x'"));
+        assert_eq!(
+            step.as_deref(),
+            Some("bash -c set -euo pipefail; echo hi; python -c 'import x'")
+        );
         assert_eq!(log, ["ModuleNotFoundError: No module named 'x'"]);
-        assert_eq!(p.fatal.as_deref(), Some("failed to build: \"x\" exit code: 1"));
-        assert_eq!(short_error("failed to build the image: failed to solve LLB: failed to solve: executor failed running [bash -c set -euo pipefail\necho hi\n]: exit code: 1"), "exit code: 1");
-        assert_eq!(short_error("failed to get the base image: nope"), "failed to get the base image: nope");
+        assert_eq!(
+            p.fatal.as_deref(),
+            Some("failed to build: \"x\" exit code: 1")
+        );
+        assert_eq!(
+            short_error(
+                "failed to build the image: failed to solve LLB: failed to solve: executor failed running [bash -c set -euo pipefail\necho hi\n]: exit code: 1"
+            ),
+            "exit code: 1"
+        );
+        assert_eq!(
+            short_error("failed to get the base image: nope"),
+            "failed to get the base image: nope"
+        );
     }
 
     #[test]
     fn environment_names() {
-        assert_eq!(environment_name("registry.test:5443/org/envd-app:abc"), "envd-app");
+        assert_eq!(
+            environment_name("registry.test:5443/org/envd-app:abc"),
+            "envd-app"
+        );
         assert_eq!(environment_name("localhost:5000/a.b:x"), "a-b");
         assert_eq!(environment_name("name"), "name");
     }

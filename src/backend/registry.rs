@@ -19,9 +19,9 @@ use super::BackendError;
 use crate::context::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
-use crate::source::layer::{write_layer, DirAttrs, Layer, Owner};
+use crate::source::layer::{DirAttrs, Layer, Owner, write_layer};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 /// A dependency image found in the registry, ready to append to.
@@ -46,7 +46,14 @@ fn parse_label(value: &str) -> Option<(Owner, DirAttrs)> {
     let uid = f[0].parse().ok()?;
     // COPY --chown=user without a group: the group with the user's number.
     let owner = Owner { uid, gid: uid };
-    Some((owner, DirAttrs { uid: f[1].parse().ok()?, gid: f[2].parse().ok()?, mode: u32::from_str_radix(f[3], 8).ok()? }))
+    Some((
+        owner,
+        DirAttrs {
+            uid: f[1].parse().ok()?,
+            gid: f[2].parse().ok()?,
+            mode: u32::from_str_radix(f[3], 8).ok()?,
+        },
+    ))
 }
 
 /// The image that was pushed.
@@ -71,14 +78,21 @@ fn sha256(bytes: &[u8]) -> String {
 
 impl From<RegistryError> for BackendError {
     fn from(e: RegistryError) -> Self {
-        BackendError::Push { image: e.image, message: format!("{}: {}", e.what, e.message) }
+        BackendError::Push {
+            image: e.image,
+            message: format!("{}: {}", e.what, e.message),
+        }
     }
 }
 
 /// The dependency image `image` for `platform`, if the registry has it with the label
 /// imagespec puts on dependency images (an image without it was not made by imagespec
 /// and is not appended to).
-pub async fn find_dependency_image(client: &RegistryClient, image: &str, platform: &str) -> Result<Option<DependencyImage>, BackendError> {
+pub async fn find_dependency_image(
+    client: &RegistryClient,
+    image: &str,
+    platform: &str,
+) -> Result<Option<DependencyImage>, BackendError> {
     // No HEAD first: a missing tag is the manifest request's 404.
     let manifest = match client.image_manifest(image, platform).await {
         Ok((_, manifest)) => manifest,
@@ -86,13 +100,30 @@ pub async fn find_dependency_image(client: &RegistryClient, image: &str, platfor
         Err(e) => return Err(e.into()),
     };
     let config: Value = serde_json::from_slice(&client.blob(image, &manifest.config.digest).await?)
-        .map_err(|e| BackendError::Push { image: image.into(), message: format!("reading the image config: {e}") })?;
-    let facts = config.pointer("/config/Labels").and_then(|l| l.get(DEPENDENCY_LABEL)).and_then(Value::as_str).and_then(parse_label);
-    Ok(facts.map(|(owner, root_dir)| DependencyImage { image: image.to_string(), manifest, config, owner, root_dir }))
+        .map_err(|e| BackendError::Push {
+            image: image.into(),
+            message: format!("reading the image config: {e}"),
+        })?;
+    let facts = config
+        .pointer("/config/Labels")
+        .and_then(|l| l.get(DEPENDENCY_LABEL))
+        .and_then(Value::as_str)
+        .and_then(parse_label);
+    Ok(facts.map(|(owner, root_dir)| DependencyImage {
+        image: image.to_string(),
+        manifest,
+        config,
+        owner,
+        root_dir,
+    }))
 }
 
 /// The config and manifest of `plan`'s image on top of `deps` with `layer`.
-fn assemble(plan: &BuildPlan, deps: &DependencyImage, layer: &Layer) -> (Vec<u8>, OciImageManifest) {
+fn assemble(
+    plan: &BuildPlan,
+    deps: &DependencyImage,
+    layer: &Layer,
+) -> (Vec<u8>, OciImageManifest) {
     let mut config = deps.config.clone();
     let created = config.get("created").cloned().unwrap_or(Value::Null);
     if let Some(inner) = config.get_mut("config").and_then(Value::as_object_mut) {
@@ -107,12 +138,20 @@ fn assemble(plan: &BuildPlan, deps: &DependencyImage, layer: &Layer) -> (Vec<u8>
         if let Some(labels) = inner.get_mut("Labels").and_then(Value::as_object_mut) {
             labels.remove(DEPENDENCY_LABEL);
         }
-        if inner.get("Labels").and_then(Value::as_object).is_some_and(|l| l.is_empty()) {
+        if inner
+            .get("Labels")
+            .and_then(Value::as_object)
+            .is_some_and(|l| l.is_empty())
+        {
             inner.insert("Labels".into(), Value::Null);
         }
     }
-    let root = config.as_object_mut().expect("an image config is an object");
-    let diff_ids = root.entry("rootfs").or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    let root = config
+        .as_object_mut()
+        .expect("an image config is an object");
+    let diff_ids = root
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
     if let Some(ids) = diff_ids.get_mut("diff_ids").and_then(Value::as_array_mut) {
         ids.push(Value::String(layer.diff_id.clone()));
     }
@@ -123,7 +162,8 @@ fn assemble(plan: &BuildPlan, deps: &DependencyImage, layer: &Layer) -> (Vec<u8>
     }
     let config_bytes = serde_json::to_vec(&config).expect("a JSON value serialises");
 
-    let docker = deps.manifest.media_type.as_deref() == Some(oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
+    let docker = deps.manifest.media_type.as_deref()
+        == Some(oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
     let mut manifest = deps.manifest.clone();
     manifest.config = OciDescriptor {
         media_type: deps.manifest.config.media_type.clone(),
@@ -132,7 +172,12 @@ fn assemble(plan: &BuildPlan, deps: &DependencyImage, layer: &Layer) -> (Vec<u8>
         ..Default::default()
     };
     manifest.layers.push(OciDescriptor {
-        media_type: if docker { oci_client::manifest::IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE } else { oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE }.to_string(),
+        media_type: if docker {
+            oci_client::manifest::IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE
+        } else {
+            oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE
+        }
+        .to_string(),
         digest: layer.digest.clone(),
         size: layer.size as i64,
         ..Default::default()
@@ -141,16 +186,29 @@ fn assemble(plan: &BuildPlan, deps: &DependencyImage, layer: &Layer) -> (Vec<u8>
 }
 
 /// The source layer of `plan` for `owner`, written in a blocking task.
-pub async fn source_layer(plan: &BuildPlan, owner: Owner, root_dir: DirAttrs, progress: &Progress) -> Result<Layer, BackendError> {
+pub async fn source_layer(
+    plan: &BuildPlan,
+    owner: Owner,
+    root_dir: DirAttrs,
+    progress: &Progress,
+) -> Result<Layer, BackendError> {
     let entries = plan.root_entries.clone();
     let step = format!("write source layer ({} entries)", entries.len());
-    progress.event(Event::StepStarted { id: "source-layer", name: &step });
+    progress.event(Event::StepStarted {
+        id: "source-layer",
+        name: &step,
+    });
     let dir = std::env::temp_dir();
     let layer = tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, &dir))
         .await
         .map_err(|e| BackendError::Context(e.to_string()))?
         .map_err(|e| BackendError::Context(e.to_string()));
-    progress.event(Event::StepDone { id: "source-layer", name: &step, cached: false, error: layer.as_ref().err().map(|e| e.to_string()).as_deref() });
+    progress.event(Event::StepDone {
+        id: "source-layer",
+        name: &step,
+        cached: false,
+        error: layer.as_ref().err().map(|e| e.to_string()).as_deref(),
+    });
     layer
 }
 
@@ -163,10 +221,18 @@ pub struct Assembled {
 }
 
 /// Writes the source layer and makes the config and manifest of `plan`'s image on `deps`.
-pub async fn assemble_image(plan: &BuildPlan, deps: &DependencyImage, progress: &Progress) -> Result<Assembled, BackendError> {
+pub async fn assemble_image(
+    plan: &BuildPlan,
+    deps: &DependencyImage,
+    progress: &Progress,
+) -> Result<Assembled, BackendError> {
     let layer = source_layer(plan, deps.owner, deps.root_dir, progress).await?;
     let (config, manifest) = assemble(plan, deps, &layer);
-    Ok(Assembled { layer, config, manifest })
+    Ok(Assembled {
+        layer,
+        config,
+        manifest,
+    })
 }
 
 /// Pushes `plan.image` as `deps` plus `plan`'s files under `/root` and `_F_IMG_ID`.
@@ -179,36 +245,74 @@ pub async fn append(
     progress: &Progress,
     verify: impl FnOnce() -> Result<(), crate::Error> + Send + 'static,
 ) -> Result<Appended, crate::Error> {
-    let Assembled { layer, config, manifest } = assemble_image(plan, deps, progress).await?;
-    let step = format!("push {} ({} files, {} bytes, on {})", plan.image, layer.files, layer.size, deps.image);
-    progress.event(Event::StepStarted { id: "append", name: &step });
+    let Assembled {
+        layer,
+        config,
+        manifest,
+    } = assemble_image(plan, deps, progress).await?;
+    let step = format!(
+        "push {} ({} files, {} bytes, on {})",
+        plan.image, layer.files, layer.size, deps.image
+    );
+    progress.event(Event::StepStarted {
+        id: "append",
+        name: &step,
+    });
     let verified = tokio::task::spawn_blocking(verify);
     // Blobs first (the layer streamed from disk, the config beside it), the manifest last.
     let (layer_pushed, config_pushed) = tokio::join!(
         client.push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size),
         client.push_blob_bytes(&plan.image, config.into(), &manifest.config.digest),
     );
-    let result = layer_pushed.and_then(|uploaded| config_pushed.map(|_| uploaded)).map_err(BackendError::from);
+    let result = layer_pushed
+        .and_then(|uploaded| config_pushed.map(|_| uploaded))
+        .map_err(BackendError::from);
     let uploaded = match result {
         Ok(u) => u,
         Err(e) => {
-            progress.event(Event::StepDone { id: "append", name: &step, cached: false, error: Some(&e.to_string()) });
+            progress.event(Event::StepDone {
+                id: "append",
+                name: &step,
+                cached: false,
+                error: Some(&e.to_string()),
+            });
             return Err(e.into());
         }
     };
-    verified.await.map_err(|e| BackendError::Context(e.to_string()))??;
+    verified
+        .await
+        .map_err(|e| BackendError::Context(e.to_string()))??;
     let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
     let digest = sha256(&body);
-    let media_type = manifest.media_type.clone().unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
-    let pushed = client.push_manifest(&plan.image, body.into(), &media_type).await;
-    progress.event(Event::StepDone { id: "append", name: &step, cached: false, error: pushed.as_ref().err().map(|e| e.to_string()).as_deref() });
+    let media_type = manifest
+        .media_type
+        .clone()
+        .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
+    let pushed = client
+        .push_manifest(&plan.image, body.into(), &media_type)
+        .await;
+    progress.event(Event::StepDone {
+        id: "append",
+        name: &step,
+        cached: false,
+        error: pushed.as_ref().err().map(|e| e.to_string()).as_deref(),
+    });
     pushed.map_err(BackendError::from)?;
-    Ok(Appended { digest, uploaded, layer_size: layer.size, files: layer.files })
+    Ok(Appended {
+        digest,
+        uploaded,
+        layer_size: layer.size,
+        files: layer.files,
+    })
 }
 
 /// The dependency image of every platform in `platforms` (one index under `image`), or
 /// `None` when one of them is missing.
-pub async fn find_dependency_images(client: &RegistryClient, image: &str, platforms: &[&str]) -> Result<Option<Vec<DependencyImage>>, BackendError> {
+pub async fn find_dependency_images(
+    client: &RegistryClient,
+    image: &str,
+    platforms: &[&str],
+) -> Result<Option<Vec<DependencyImage>>, BackendError> {
     let mut found = Vec::new();
     for platform in platforms {
         match find_dependency_image(client, image, platform).await {
@@ -234,21 +338,45 @@ pub async fn append_platforms(
     let mut docker = true;
     let (mut uploaded, mut layer_size, mut files) = (false, 0, 0);
     for (platform, deps) in platforms.iter().zip(deps) {
-        let Assembled { layer, config, manifest } = assemble_image(plan, deps, progress).await?;
-        let step = format!("push {} for {platform} ({} files, {} bytes)", plan.image, layer.files, layer.size);
-        progress.event(Event::StepStarted { id: "append", name: &step });
+        let Assembled {
+            layer,
+            config,
+            manifest,
+        } = assemble_image(plan, deps, progress).await?;
+        let step = format!(
+            "push {} for {platform} ({} files, {} bytes)",
+            plan.image, layer.files, layer.size
+        );
+        progress.event(Event::StepStarted {
+            id: "append",
+            name: &step,
+        });
         let result = async {
-            let up = client.push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size).await?;
-            client.push_blob_bytes(&plan.image, config.into(), &manifest.config.digest).await?;
+            let up = client
+                .push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size)
+                .await?;
+            client
+                .push_blob_bytes(&plan.image, config.into(), &manifest.config.digest)
+                .await?;
             let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
-            let media_type = manifest.media_type.clone().unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
+            let media_type = manifest
+                .media_type
+                .clone()
+                .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
             let digest = sha256(&body);
             let size = body.len();
-            client.push_manifest_by_digest(&plan.image, body.into(), &media_type, &digest).await?;
+            client
+                .push_manifest_by_digest(&plan.image, body.into(), &media_type, &digest)
+                .await?;
             Ok::<_, RegistryError>((up, media_type, digest, size))
         }
         .await;
-        progress.event(Event::StepDone { id: "append", name: &step, cached: false, error: result.as_ref().err().map(|e| e.to_string()).as_deref() });
+        progress.event(Event::StepDone {
+            id: "append",
+            name: &step,
+            cached: false,
+            error: result.as_ref().err().map(|e| e.to_string()).as_deref(),
+        });
         let (up, media_type, digest, size) = result.map_err(BackendError::from)?;
         docker &= media_type == oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE;
         uploaded |= up;
@@ -259,13 +387,28 @@ pub async fn append_platforms(
         if let Some(variant) = parts.next() {
             p["variant"] = json!(variant);
         }
-        entries.push(json!({"mediaType": media_type, "digest": digest, "size": size, "platform": p}));
+        entries
+            .push(json!({"mediaType": media_type, "digest": digest, "size": size, "platform": p}));
     }
-    tokio::task::spawn_blocking(verify).await.map_err(|e| BackendError::Context(e.to_string()))??;
-    let media_type = if docker { oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE } else { oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE };
+    tokio::task::spawn_blocking(verify)
+        .await
+        .map_err(|e| BackendError::Context(e.to_string()))??;
+    let media_type = if docker {
+        oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
+    } else {
+        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
+    };
     let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
     let body = serde_json::to_vec(&index).expect("an index serialises");
     let digest = sha256(&body);
-    client.push_manifest(&plan.image, body.into(), media_type).await.map_err(BackendError::from)?;
-    Ok(Appended { digest, uploaded, layer_size, files })
+    client
+        .push_manifest(&plan.image, body.into(), media_type)
+        .await
+        .map_err(BackendError::from)?;
+    Ok(Appended {
+        digest,
+        uploaded,
+        layer_size,
+        files,
+    })
 }

@@ -89,7 +89,11 @@ pub struct RenderFlags {
     /// The requirement added when `packages` do not name flytekit; default
     /// `flytekit==1.16.31`. The flytekit plugin passes the running flytekit's, as flytekit's
     /// builder adds its own version. Not part of the tag.
-    #[arg(long, value_name = "REQUIREMENT", env = "IMAGESPEC_FLYTEKIT_REQUIREMENT")]
+    #[arg(
+        long,
+        value_name = "REQUIREMENT",
+        env = "IMAGESPEC_FLYTEKIT_REQUIREMENT"
+    )]
     pub flytekit_requirement: Option<String>,
     /// The Python version flytekit would take from its own interpreter when the spec names
     /// none (micromamba's Python with `--flytekit-compat`, envd's default base); default 3.11.

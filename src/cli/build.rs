@@ -10,7 +10,8 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
     let progress = Progress::new(args.json, args.quiet);
     let result = run_with(args, &progress);
     if let Err(e) = &result {
-        progress.json(json!({"event": "error", "message": e.to_string(), "exit_code": e.exit_code()}));
+        progress
+            .json(json!({"event": "error", "message": e.to_string(), "exit_code": e.exit_code()}));
     }
     result
 }
@@ -24,9 +25,15 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io { context: "starting the async runtime".into(), source })?;
+        .map_err(|source| Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })?;
     for (_, spec) in chosen {
-        let mut options = BuildOptions::from_env(super::render::options(&args.render), super::tag_options(&args.spec, spec)?);
+        let mut options = BuildOptions::from_env(
+            super::render::options(&args.render),
+            super::tag_options(&args.spec, spec)?,
+        );
         options.push &= !args.no_push;
         options.force |= args.force;
         options.fast_path &= !args.no_fast_path;

@@ -1,8 +1,8 @@
 //! `imagespec exists SPEC` and `imagespec is-container SPEC`.
 
 use super::args::SpecArgs;
-use imagespec::backend::docker::Existence;
 use imagespec::Error;
+use imagespec::backend::docker::Existence;
 
 /// Prints `yes`/`no`; "cannot tell" is exit 2 with the reason on stderr.
 pub fn run(args: &SpecArgs) -> Result<bool, Error> {
@@ -12,7 +12,10 @@ pub fn run(args: &SpecArgs) -> Result<bool, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io { context: "starting the async runtime".into(), source })?;
+        .map_err(|source| Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })?;
     match runtime.block_on(imagespec::build::exists(spec, &tag.image))? {
         Existence::Yes => {
             println!("yes {}", tag.image);
@@ -22,7 +25,10 @@ pub fn run(args: &SpecArgs) -> Result<bool, Error> {
             println!("no {}", tag.image);
             Ok(false)
         }
-        Existence::Unknown(reason) => Err(Error::Unknown { image: tag.image, reason }),
+        Existence::Unknown(reason) => Err(Error::Unknown {
+            image: tag.image,
+            reason,
+        }),
     }
 }
 

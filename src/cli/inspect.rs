@@ -20,9 +20,17 @@ pub fn run(args: &InspectArgs) -> Result<(), Error> {
             let (key, spec, tag) = &results[0];
             image_json(key, spec, tag)
         } else {
-            serde_json::Value::Object(results.iter().map(|(k, s, t)| (k.to_string(), image_json(k, s, t))).collect())
+            serde_json::Value::Object(
+                results
+                    .iter()
+                    .map(|(k, s, t)| (k.to_string(), image_json(k, s, t)))
+                    .collect(),
+            )
         };
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else {
         for (key, spec, tag) in &results {
             print_human(key, spec, tag);
@@ -46,6 +54,10 @@ fn print_human(key: &str, spec: &NormalizedSpec, tag: &ImageTag) {
     }
     if let Some(source) = &tag.source {
         let n = source.files.len();
-        println!("source    {n} file{}, digest {}", if n == 1 { "" } else { "s" }, source.digest);
+        println!(
+            "source    {n} file{}, digest {}",
+            if n == 1 { "" } else { "s" },
+            source.digest
+        );
     }
 }

@@ -23,14 +23,24 @@ pub fn run(cli: args::Cli) -> Result<bool, Error> {
 }
 
 /// The tag options from `--modules-from` / `--entry` for `spec`.
-fn tag_options(args: &args::SpecArgs, spec: &imagespec::NormalizedSpec) -> Result<TagOptions, Error> {
+fn tag_options(
+    args: &args::SpecArgs,
+    spec: &imagespec::NormalizedSpec,
+) -> Result<TagOptions, Error> {
     let mut modules: Option<Vec<String>> = None;
     if let Some(file) = &args.modules_from {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| Error::Io { context: format!("--modules-from {}", file.display()), source })?;
-        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let dir = std::path::absolute(parent)
-            .map_err(|source| Error::Io { context: format!("--modules-from {}", file.display()), source })?;
+        let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
+            context: format!("--modules-from {}", file.display()),
+            source,
+        })?;
+        let parent = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = std::path::absolute(parent).map_err(|source| Error::Io {
+            context: format!("--modules-from {}", file.display()),
+            source,
+        })?;
         // Lines are used as written (only blank lines are skipped): they stand for `__file__`
         // strings, which flytekit compares and sorts unnormalised.
         let list = text
@@ -41,8 +51,12 @@ fn tag_options(args: &args::SpecArgs, spec: &imagespec::NormalizedSpec) -> Resul
     }
     if !args.entries.is_empty() {
         let root = spec.source_root.as_deref().unwrap_or(".");
-        let found = imagespec::source::imports::scan(&spec.resolve(root), &args.entries)
-            .map_err(|source| Error::Io { context: "--entry".into(), source })?;
+        let found = imagespec::source::imports::scan(&spec.resolve(root), &args.entries).map_err(
+            |source| Error::Io {
+                context: "--entry".into(),
+                source,
+            },
+        )?;
         modules.get_or_insert_with(Vec::new).extend(found);
     }
     Ok(TagOptions { modules })
@@ -52,8 +66,10 @@ fn load(args: &args::SpecArgs) -> Result<SpecFile, Error> {
     match &args.relative_to {
         None => imagespec::load(&args.spec),
         Some(dir) => {
-            let text = std::fs::read_to_string(&args.spec)
-                .map_err(|source| Error::Io { context: format!("reading {}", args.spec.display()), source })?;
+            let text = std::fs::read_to_string(&args.spec).map_err(|source| Error::Io {
+                context: format!("reading {}", args.spec.display()),
+                source,
+            })?;
             let name = args.spec.file_name().unwrap_or(args.spec.as_os_str());
             Ok(SpecFile::parse(&dir.join(name), &text)?)
         }

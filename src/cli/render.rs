@@ -1,17 +1,29 @@
 //! `imagespec render SPEC -o DIR`: the build context on disk.
 
 use super::args::{RenderArgs, RenderFlags};
-use imagespec::context::{BuildPlan, EnvdPlan, Flavor, RenderOptions, BUILD_ENVD};
 use imagespec::Error;
+use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Flavor, RenderOptions};
 
 /// The render options the flags ask for.
 pub fn options(flags: &RenderFlags) -> RenderOptions {
     let defaults = RenderOptions::default();
     RenderOptions {
-        flavor: if flags.flytekit_compat { Flavor::FlytekitCompat } else { Flavor::Imagespec },
+        flavor: if flags.flytekit_compat {
+            Flavor::FlytekitCompat
+        } else {
+            Flavor::Imagespec
+        },
         ca_bundle: flags.ca_bundle.clone(),
-        flytekit_requirement: flags.flytekit_requirement.clone().filter(|r| !r.is_empty()).unwrap_or(defaults.flytekit_requirement),
-        host_python_version: flags.host_python_version.clone().filter(|v| !v.is_empty()).unwrap_or(defaults.host_python_version),
+        flytekit_requirement: flags
+            .flytekit_requirement
+            .clone()
+            .filter(|r| !r.is_empty())
+            .unwrap_or(defaults.flytekit_requirement),
+        host_python_version: flags
+            .host_python_version
+            .clone()
+            .filter(|v| !v.is_empty())
+            .unwrap_or(defaults.host_python_version),
     }
 }
 
@@ -34,6 +46,9 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     };
     imagespec::tag::verify_unchanged(spec, &tag_options, &tag)?;
     println!("{}", tag.image);
-    eprintln!("wrote {}/{written} and {files} context files", args.output.display());
+    eprintln!(
+        "wrote {}/{written} and {files} context files",
+        args.output.display()
+    );
     Ok(())
 }

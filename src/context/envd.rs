@@ -20,8 +20,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use super::plan::{copytree, posix_parts, ContextFile, Flavor, RenderOptions, FLYTEKIT_REQUIREMENT};
 use super::PlanError;
+use super::plan::{
+    ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions, copytree, posix_parts,
+};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue, Scalar};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
@@ -107,13 +109,20 @@ fn truthy(value: &Scalar) -> bool {
 fn flytekit_version(options: &RenderOptions) -> &str {
     match options.flytekit_requirement.split_once("==") {
         Some((_, version)) => version,
-        None => FLYTEKIT_REQUIREMENT.rsplit("==").next().unwrap_or(FLYTEKIT_REQUIREMENT),
+        None => FLYTEKIT_REQUIREMENT
+            .rsplit("==")
+            .next()
+            .unwrap_or(FLYTEKIT_REQUIREMENT),
     }
 }
 
 impl EnvdPlan {
     /// Plans the envd build of `spec`, whose tag (and source set) is `tag`.
-    pub fn new(spec: &NormalizedSpec, tag: &ImageTag, options: &RenderOptions) -> Result<EnvdPlan, PlanError> {
+    pub fn new(
+        spec: &NormalizedSpec,
+        tag: &ImageTag,
+        options: &RenderOptions,
+    ) -> Result<EnvdPlan, PlanError> {
         let name = spec.name().to_string();
         let compat = options.flavor == Flavor::FlytekitCompat;
         // `if image_spec.python_exec is not None`: an empty string is refused too.
@@ -122,18 +131,33 @@ impl EnvdPlan {
         }
         let python_version = spec.python_version.as_ref().filter(|v| **v != Scalar::None);
         let cuda = match spec.cuda.as_ref().filter(|c| truthy(c)) {
-            Some(_) if python_version.is_none() => return Err(PlanError::EnvdCudaWithoutPythonVersion { name }),
+            Some(_) if python_version.is_none() => {
+                return Err(PlanError::EnvdCudaWithoutPythonVersion { name });
+            }
             Some(version) => Some(CudaInstall {
                 version: version.to_string(),
-                cudnn: spec.cudnn.as_ref().filter(|c| truthy(c)).map(ToString::to_string).unwrap_or_default(),
+                cudnn: spec
+                    .cudnn
+                    .as_ref()
+                    .filter(|c| truthy(c))
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             }),
             None => None,
         };
         let base_image = match spec.base() {
             _ if cuda.is_some() => CUDA_BASE_IMAGE.to_string(),
             Some(NormalizedBase::Ref(r)) => r.clone(),
-            Some(NormalizedBase::Spec(_)) => tag.base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
-            None => format!("{DEFAULT_IMAGE_PREFIX}{}-{}", options.host_python_version, flytekit_version(options)),
+            Some(NormalizedBase::Spec(_)) => tag
+                .base
+                .as_ref()
+                .map(|b| b.image.clone())
+                .unwrap_or_default(),
+            None => format!(
+                "{DEFAULT_IMAGE_PREFIX}{}-{}",
+                options.host_python_version,
+                flytekit_version(options)
+            ),
         };
 
         let mut env = vec![
@@ -144,17 +168,25 @@ impl EnvdPlan {
             // Deliberate difference: envd's runtime.environ panics on a non-string value
             // ("interface conversion: starlark.Value is starlark.Int"); Python's str() of it
             // is what the Dockerfile's ENV holds too.
-            let v = if compat { PyValue::from(v) } else { PyValue::Str(v.to_string()) };
+            let v = if compat {
+                PyValue::from(v)
+            } else {
+                PyValue::Str(v.to_string())
+            };
             match env.iter_mut().find(|(ek, _)| ek == k) {
                 Some(slot) => slot.1 = v,
                 None => env.push((k.clone(), v)),
             }
         }
 
-        let conda = spec.conda_packages.as_ref().filter(|p| !p.is_empty()).map(|packages| CondaInstall {
-            packages: packages.clone(),
-            channels: spec.conda_channels.clone().unwrap_or_default(),
-        });
+        let conda = spec
+            .conda_packages
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|packages| CondaInstall {
+                packages: packages.clone(),
+                channels: spec.conda_channels.clone().unwrap_or_default(),
+            });
 
         // The plugin's order: requirements, source files, `copy` entries, build.envd last.
         let mut files = Vec::new();
@@ -162,10 +194,14 @@ impl EnvdPlan {
             Some(req) => {
                 let path = spec.resolve(req);
                 if !path.is_file() {
-                    let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not a readable file");
+                    let source =
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "not a readable file");
                     return Err(PlanError::Requirements { name, path, source });
                 }
-                files.push(ContextFile::Copy { from: path, to: ENVD_REQUIREMENTS.into() });
+                files.push(ContextFile::Copy {
+                    from: path,
+                    to: ENVD_REQUIREMENTS.into(),
+                });
                 true
             }
             None => false,
@@ -173,53 +209,105 @@ impl EnvdPlan {
 
         let mut copies = Vec::new();
         let copy_source = !matches!(spec.source_copy_mode, None | Some(CopyMode::NoCopy));
-        let root_prefix = if compat { String::new() } else { format!("{ENVD_ROOT_DIR}/") };
+        let root_prefix = if compat {
+            String::new()
+        } else {
+            format!("{ENVD_ROOT_DIR}/")
+        };
         if copy_source {
             if let Some(set) = &tag.source {
                 for f in &set.files {
-                    files.push(ContextFile::Copy { from: f.path.clone(), to: format!("{root_prefix}{}", f.rel) });
+                    files.push(ContextFile::Copy {
+                        from: f.path.clone(),
+                        to: format!("{root_prefix}{}", f.rel),
+                    });
                 }
             }
             if compat {
-                copies.push(EnvdCopy { source: "./".into(), target: "/root".into() });
+                copies.push(EnvdCopy {
+                    source: "./".into(),
+                    target: "/root".into(),
+                });
             }
         }
         for entry in tag.copy.iter().flat_map(|c| &c.entries) {
             let written = &entry.written;
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
-                return Err(PlanError::CopyPath { name, entry: written.clone() });
+                return Err(PlanError::CopyPath {
+                    name,
+                    entry: written.clone(),
+                });
             }
-            let posix = if parts.is_empty() { ".".to_string() } else { parts.join("/") };
-            let parent = if parts.len() <= 1 { ".".to_string() } else { parts[..parts.len() - 1].join("/") };
+            let posix = if parts.is_empty() {
+                ".".to_string()
+            } else {
+                parts.join("/")
+            };
+            let parent = if parts.len() <= 1 {
+                ".".to_string()
+            } else {
+                parts[..parts.len() - 1].join("/")
+            };
             if entry.is_dir {
                 if compat {
                     // shutil.copytree into the context root: directory links followed, empty
                     // directories kept.
-                    copytree(&entry.path, &posix, &mut files, &mut Vec::new())
-                        .map_err(|path| PlanError::CopySpecial { name: name.clone(), entry: written.clone(), path })?;
-                    copies.push(EnvdCopy { source: posix.clone(), target: format!("/root/{posix}/") });
+                    copytree(&entry.path, &posix, &mut files, &mut Vec::new()).map_err(|path| {
+                        PlanError::CopySpecial {
+                            name: name.clone(),
+                            entry: written.clone(),
+                            path,
+                        }
+                    })?;
+                    copies.push(EnvdCopy {
+                        source: posix.clone(),
+                        target: format!("/root/{posix}/"),
+                    });
                 } else {
                     let dir = format!("{root_prefix}{posix}");
-                    files.push(ContextFile::Dir { to: dir.trim_end_matches("/.").to_string() });
+                    files.push(ContextFile::Dir {
+                        to: dir.trim_end_matches("/.").to_string(),
+                    });
                     for (rel, from) in &entry.files {
-                        files.push(ContextFile::Copy { from: from.clone(), to: format!("{dir}/{rel}") });
+                        files.push(ContextFile::Copy {
+                            from: from.clone(),
+                            to: format!("{dir}/{rel}"),
+                        });
                     }
                 }
             } else if let Some((_, from)) = entry.files.first() {
-                files.push(ContextFile::Copy { from: from.clone(), to: format!("{root_prefix}{posix}") });
+                files.push(ContextFile::Copy {
+                    from: from.clone(),
+                    to: format!("{root_prefix}{posix}"),
+                });
                 if compat {
-                    copies.push(EnvdCopy { source: posix.clone(), target: format!("/root/{parent}/") });
+                    copies.push(EnvdCopy {
+                        source: posix.clone(),
+                        target: format!("/root/{parent}/"),
+                    });
                 }
             } else {
-                return Err(PlanError::CopyMissing { name, entry: written.clone(), dir: spec.dir().to_path_buf() });
+                return Err(PlanError::CopyMissing {
+                    name,
+                    entry: written.clone(),
+                    dir: spec.dir().to_path_buf(),
+                });
             }
         }
         if !compat && (copy_source || tag.copy.as_ref().is_some_and(|c| !c.entries.is_empty())) {
             // One copy of the `root/` tree: its directory is copied *into* "/", i.e. onto
             // /root (whose owner and mode stay the base image's).
-            files.insert(0, ContextFile::Dir { to: ENVD_ROOT_DIR.into() });
-            copies.push(EnvdCopy { source: ENVD_ROOT_DIR.into(), target: "/".into() });
+            files.insert(
+                0,
+                ContextFile::Dir {
+                    to: ENVD_ROOT_DIR.into(),
+                },
+            );
+            copies.push(EnvdCopy {
+                source: ENVD_ROOT_DIR.into(),
+                target: "/".into(),
+            });
         }
 
         Ok(EnvdPlan {
@@ -232,15 +320,28 @@ impl EnvdPlan {
             python_packages: spec.packages.clone().unwrap_or_default(),
             apt_packages: spec.apt_packages.clone().unwrap_or_default(),
             env,
-            pip_index: spec.pip_index.clone().unwrap_or_else(|| "https://pypi.org/simple".into()),
+            pip_index: spec
+                .pip_index
+                .clone()
+                .unwrap_or_else(|| "https://pypi.org/simple".into()),
             pip_extra_index_url: spec.pip_extra_index_url.as_ref().map(|urls| urls.join(" ")),
             conda,
             requirements,
-            python_version: python_version.filter(|v| truthy(v)).map(ToString::to_string),
+            python_version: python_version
+                .filter(|v| truthy(v))
+                .map(ToString::to_string),
             cuda,
-            entrypoint: if compat { None } else { spec.entrypoint.clone().filter(|e| !e.is_empty()) },
+            entrypoint: if compat {
+                None
+            } else {
+                spec.entrypoint.clone().filter(|e| !e.is_empty())
+            },
             copies,
-            ca_bundle: if compat { None } else { options.ca_bundle.clone() },
+            ca_bundle: if compat {
+                None
+            } else {
+                options.ca_bundle.clone()
+            },
             files,
         })
     }

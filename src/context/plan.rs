@@ -1,8 +1,8 @@
 //! [`BuildPlan`]: everything a backend needs, decided once.
 
 use super::PlanError;
-use crate::source::layer::RootEntry;
 use crate::source::SourceSet;
+use crate::source::layer::RootEntry;
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::{Path, PathBuf};
@@ -128,39 +128,58 @@ pub struct BuildPlan {
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
-    let Some(entries) = &spec.builder_options else { return Ok(None) };
+    let Some(entries) = &spec.builder_options else {
+        return Ok(None);
+    };
     match entries.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Str(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(PlanError::BuilderOption { name: spec.name().into(), key, expected: "a string" }),
+        Some(_) => Err(PlanError::BuilderOption {
+            name: spec.name().into(),
+            key,
+            expected: "a string",
+        }),
     }
 }
 
 fn option_bool(spec: &NormalizedSpec, key: &'static str) -> Result<Option<bool>, PlanError> {
-    let Some(entries) = &spec.builder_options else { return Ok(None) };
+    let Some(entries) = &spec.builder_options else {
+        return Ok(None);
+    };
     match entries.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(PlanError::BuilderOption { name: spec.name().into(), key, expected: "true or false" }),
+        Some(_) => Err(PlanError::BuilderOption {
+            name: spec.name().into(),
+            key,
+            expected: "true or false",
+        }),
     }
 }
 
 /// `builder_config.get(key)` as flytekit's `Template.substitute` writes it: Python's `str()`
 /// (so `5` is `5` and `null` is `None`, not the default).
 fn builder_config_str(spec: &NormalizedSpec, key: &str) -> Option<String> {
-    spec.builder_config.as_ref()?.iter().find(|(k, _)| k == key).map(|(_, v)| match v {
-        PyValue::Str(s) => s.clone(),
-        PyValue::None => "None".to_string(),
-        PyValue::Bool(b) => if *b { "True" } else { "False" }.to_string(),
-        PyValue::Int(i) => i.to_string(),
-        PyValue::Float(x) => crate::tag::pyrepr::float_repr(*x),
-        other => crate::tag::pyrepr::repr(other),
-    })
+    spec.builder_config
+        .as_ref()?
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| match v {
+            PyValue::Str(s) => s.clone(),
+            PyValue::None => "None".to_string(),
+            PyValue::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+            PyValue::Int(i) => i.to_string(),
+            PyValue::Float(x) => crate::tag::pyrepr::float_repr(*x),
+            other => crate::tag::pyrepr::repr(other),
+        })
 }
 
 /// flytekit's `_is_flytekit`: the leading `[\w-]+` of a requirement is `flytekit`.
 fn is_flytekit(requirement: &str) -> bool {
-    let name: String = requirement.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
+    let name: String = requirement
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
     name == "flytekit"
 }
 
@@ -199,14 +218,22 @@ pub(crate) fn python_json_list(items: &[String]) -> String {
 /// context: every directory (empty ones too) and file, links to files and directories
 /// followed. A dangling link, a special file (socket, FIFO, device) or a directory link loop
 /// fails the copy (copytree raises `shutil.Error`); the offending path is returned.
-pub(super) fn copytree(dir: &Path, to: &str, files: &mut Vec<ContextFile>, ancestors: &mut Vec<PathBuf>) -> Result<(), PathBuf> {
+pub(super) fn copytree(
+    dir: &Path,
+    to: &str,
+    files: &mut Vec<ContextFile>,
+    ancestors: &mut Vec<PathBuf>,
+) -> Result<(), PathBuf> {
     let real = std::fs::canonicalize(dir).map_err(|_| dir.to_path_buf())?;
     if ancestors.contains(&real) {
         return Err(dir.to_path_buf());
     }
     ancestors.push(real);
     files.push(ContextFile::Dir { to: to.to_string() });
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|_| dir.to_path_buf())?.flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|_| dir.to_path_buf())?
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
@@ -216,7 +243,10 @@ pub(super) fn copytree(dir: &Path, to: &str, files: &mut Vec<ContextFile>, ances
         if meta.is_dir() {
             copytree(&path, &target, files, ancestors)?;
         } else if meta.is_file() {
-            files.push(ContextFile::Copy { from: path, to: target });
+            files.push(ContextFile::Copy {
+                from: path,
+                to: target,
+            });
         } else {
             return Err(path);
         }
@@ -227,12 +257,18 @@ pub(super) fn copytree(dir: &Path, to: &str, files: &mut Vec<ContextFile>, ances
 
 /// pathlib's `PurePosixPath(p).as_posix()` and its `.parts`.
 pub(super) fn posix_parts(p: &str) -> Vec<&str> {
-    p.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
+    p.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
 }
 
 impl BuildPlan {
     /// Plans the build of `spec`, whose tag (and source set) is `tag`.
-    pub fn new(spec: &NormalizedSpec, tag: &ImageTag, options: &RenderOptions) -> Result<BuildPlan, PlanError> {
+    pub fn new(
+        spec: &NormalizedSpec,
+        tag: &ImageTag,
+        options: &RenderOptions,
+    ) -> Result<BuildPlan, PlanError> {
         let name = spec.name().to_string();
         let compat = options.flavor == Flavor::FlytekitCompat;
         if spec.cuda.is_some() || spec.cudnn.is_some() {
@@ -240,7 +276,11 @@ impl BuildPlan {
         }
         let base_image = match spec.base() {
             Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
-            Some(NormalizedBase::Spec(_)) => tag.base.as_ref().map(|b| b.image.clone()).unwrap_or_default(),
+            Some(NormalizedBase::Spec(_)) => tag
+                .base
+                .as_ref()
+                .map(|b| b.image.clone())
+                .unwrap_or_default(),
             _ => DEFAULT_BASE_IMAGE.to_string(),
         };
         let mut files = Vec::new();
@@ -258,7 +298,10 @@ impl BuildPlan {
         for (i, m) in spec.pip_secret_mounts.iter().flatten().enumerate() {
             let id = format!("secret_{i}");
             mounts.push(format!("--mount=type=secret,id={id},target={}", m.target));
-            secrets.push(Secret { id, source: spec.resolve(&m.source) });
+            secrets.push(Secret {
+                id,
+                source: spec.resolve(&m.source),
+            });
         }
         if let Some(extra) = spec.pip_extra_args.as_deref().filter(|s| !s.is_empty()) {
             args.push(extra.to_string());
@@ -270,14 +313,30 @@ impl BuildPlan {
             let basename = crate::source::pypath::basename(req);
             if basename == "uv.lock" || basename == "poetry.lock" {
                 if spec.packages.is_some() {
-                    return Err(PlanError::LockWithPackages { name, lock: basename.into() });
+                    return Err(PlanError::LockWithPackages {
+                        name,
+                        lock: basename.into(),
+                    });
                 }
-                let pyproject = path.parent().unwrap_or(Path::new(".")).join("pyproject.toml");
+                let pyproject = path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("pyproject.toml");
                 if !pyproject.exists() {
-                    return Err(PlanError::MissingPyproject { name, lock: basename.into(), missing: pyproject });
+                    return Err(PlanError::MissingPyproject {
+                        name,
+                        lock: basename.into(),
+                        missing: pyproject,
+                    });
                 }
-                files.push(ContextFile::Copy { from: path.clone(), to: basename.to_string() });
-                files.push(ContextFile::Copy { from: pyproject, to: "pyproject.toml".into() });
+                files.push(ContextFile::Copy {
+                    from: path.clone(),
+                    to: basename.to_string(),
+                });
+                files.push(ContextFile::Copy {
+                    from: pyproject,
+                    to: "pyproject.toml".into(),
+                });
                 if basename == "uv.lock" {
                     args.extend(["--locked", "--no-dev", "--no-install-project"].map(String::from));
                     lock_install = Some(true);
@@ -286,53 +345,97 @@ impl BuildPlan {
                     lock_install = Some(false);
                 }
             } else {
-                let text = std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements { name: name.clone(), path: path.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements {
+                        name: name.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
                 // Python's readlines() (universal newlines: `\r\n` and a lone `\r` end lines
                 // too) + str.strip() (which also strips U+001C..U+001F).
                 use crate::source::ignore::{python_readlines, python_strip};
-                requirements.extend(python_readlines(&text).iter().map(|l| python_strip(l).to_string()));
+                requirements.extend(
+                    python_readlines(&text)
+                        .iter()
+                        .map(|l| python_strip(l).to_string()),
+                );
             }
         }
 
         // prepare_python_executable, with imagespec's choice when nothing asks for conda.
         let conda_wanted = spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty())
             || spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty());
-        let python_version = spec.python_version.as_ref().map(|v| v.to_string()).filter(|v| !v.is_empty());
+        let python_version = spec
+            .python_version
+            .as_ref()
+            .map(|v| v.to_string())
+            .filter(|v| !v.is_empty());
         let python_exec_field = spec.python_exec.as_deref().filter(|s| !s.is_empty());
-        let (micromamba, extra_path, python_exec, base_python) = if let Some(exec) = python_exec_field {
-            if spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty()) {
-                return Err(PlanError::CondaWithPythonExec { name, field: "conda_channels" });
-            }
-            if spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty()) {
-                return Err(PlanError::CondaWithPythonExec { name, field: "conda_packages" });
-            }
-            (None, "/root/.venv/bin", "/root/.venv/bin/python", Some(exec.to_string()))
-        } else if compat || conda_wanted || python_version.is_some() {
-            let mm = Micromamba {
-                python_version: python_version.unwrap_or_else(|| options.host_python_version.clone()),
-                packages: spec.conda_packages.clone().unwrap_or_default(),
-                channels: spec.conda_channels.clone().unwrap_or_default(),
+        let (micromamba, extra_path, python_exec, base_python) =
+            if let Some(exec) = python_exec_field {
+                if spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty()) {
+                    return Err(PlanError::CondaWithPythonExec {
+                        name,
+                        field: "conda_channels",
+                    });
+                }
+                if spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty()) {
+                    return Err(PlanError::CondaWithPythonExec {
+                        name,
+                        field: "conda_packages",
+                    });
+                }
+                (
+                    None,
+                    "/root/.venv/bin",
+                    "/root/.venv/bin/python",
+                    Some(exec.to_string()),
+                )
+            } else if compat || conda_wanted || python_version.is_some() {
+                let mm = Micromamba {
+                    python_version: python_version
+                        .unwrap_or_else(|| options.host_python_version.clone()),
+                    packages: spec.conda_packages.clone().unwrap_or_default(),
+                    channels: spec.conda_channels.clone().unwrap_or_default(),
+                };
+                (
+                    Some(mm),
+                    "/opt/micromamba/envs/runtime/bin",
+                    "/opt/micromamba/envs/runtime/bin/python",
+                    None,
+                )
+            } else {
+                // Deliberate difference: flytekit installs a second Python with micromamba (at the
+                // version of the Python running flytekit) even when the spec asks for neither
+                // conda nor a version. imagespec uses the base image's python3 in a venv instead,
+                // which needs no conda channel and does not depend on the host.
+                (
+                    None,
+                    "/root/.venv/bin",
+                    "/root/.venv/bin/python",
+                    Some("python3".to_string()),
+                )
             };
-            (Some(mm), "/opt/micromamba/envs/runtime/bin", "/opt/micromamba/envs/runtime/bin/python", None)
-        } else {
-            // Deliberate difference: flytekit installs a second Python with micromamba (at the
-            // version of the Python running flytekit) even when the spec asks for neither
-            // conda nor a version. imagespec uses the base image's python3 in a venv instead,
-            // which needs no conda channel and does not depend on the host.
-            (None, "/root/.venv/bin", "/root/.venv/bin/python", Some("python3".to_string()))
-        };
 
         let install = match lock_install {
-            Some(true) => PythonInstall::UvLock { args: args.join(" ") },
-            Some(false) => PythonInstall::PoetryLock { args: args.join(" ") },
+            Some(true) => PythonInstall::UvLock {
+                args: args.join(" "),
+            },
+            Some(false) => PythonInstall::PoetryLock {
+                args: args.join(" "),
+            },
             None => {
                 requirements.extend(spec.packages.iter().flatten().cloned());
                 let add_flytekit = option_bool(spec, "add_flytekit")?.unwrap_or(true);
                 if add_flytekit && !requirements.iter().any(|r| is_flytekit(r)) {
-                    let pin = option_str(spec, "flytekit_requirement")?.unwrap_or_else(|| options.flytekit_requirement.clone());
+                    let pin = option_str(spec, "flytekit_requirement")?
+                        .unwrap_or_else(|| options.flytekit_requirement.clone());
                     requirements.push(pin);
                 }
-                files.push(ContextFile::Content { to: "requirements_uv.txt".into(), content: requirements.join("\n") });
+                files.push(ContextFile::Content {
+                    to: "requirements_uv.txt".into(),
+                    content: requirements.join("\n"),
+                });
                 args.push("--requirement requirements_uv.txt".into());
                 let args = args.join(" ");
                 match base_python {
@@ -360,8 +463,14 @@ impl BuildPlan {
             // flytekit makes src/ even when no file is selected: `COPY ./src` needs it.
             files.push(ContextFile::Dir { to: "src".into() });
             for f in &set.files {
-                files.push(ContextFile::Copy { from: f.path.clone(), to: format!("src/{}", f.rel) });
-                root_entries.push(RootEntry::File { to: f.rel.clone(), from: f.path.clone() });
+                files.push(ContextFile::Copy {
+                    from: f.path.clone(),
+                    to: format!("src/{}", f.rel),
+                });
+                root_entries.push(RootEntry::File {
+                    to: f.rel.clone(),
+                    from: f.path.clone(),
+                });
             }
         }
 
@@ -370,53 +479,106 @@ impl BuildPlan {
             let written = &entry.written;
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
-                return Err(PlanError::CopyPath { name, entry: written.clone() });
+                return Err(PlanError::CopyPath {
+                    name,
+                    entry: written.clone(),
+                });
             }
-            let posix = if parts.is_empty() { ".".to_string() } else { parts.join("/") };
-            let parent = if parts.len() <= 1 { ".".to_string() } else { parts[..parts.len() - 1].join("/") };
+            let posix = if parts.is_empty() {
+                ".".to_string()
+            } else {
+                parts.join("/")
+            };
+            let parent = if parts.len() <= 1 {
+                ".".to_string()
+            } else {
+                parts[..parts.len() - 1].join("/")
+            };
             // Deliberate difference: flytekit copies entries to the context root, where one
             // named `src` or `requirements_uv.txt` collides with its own files; imagespec
             // keeps them under `copy/`.
-            let in_context = if compat { posix.clone() } else { format!("copy/{posix}") };
+            let in_context = if compat {
+                posix.clone()
+            } else {
+                format!("copy/{posix}")
+            };
             if entry.is_dir {
                 if compat {
                     // What flytekit's shutil.copytree copies: directory links followed, empty
                     // directories kept, although compute_digest (the tag) sees neither.
-                    copytree(&entry.path, &in_context, &mut files, &mut Vec::new())
-                        .map_err(|path| PlanError::CopySpecial { name: name.clone(), entry: written.clone(), path })?;
+                    copytree(&entry.path, &in_context, &mut files, &mut Vec::new()).map_err(
+                        |path| PlanError::CopySpecial {
+                            name: name.clone(),
+                            entry: written.clone(),
+                            path,
+                        },
+                    )?;
                 } else {
                     // Deliberate difference: exactly the files the tag hashed, so the image
                     // cannot change without its tag changing.
-                    files.push(ContextFile::Dir { to: in_context.clone() });
+                    files.push(ContextFile::Dir {
+                        to: in_context.clone(),
+                    });
                     for (rel, from) in &entry.files {
-                        files.push(ContextFile::Copy { from: from.clone(), to: format!("{in_context}/{rel}") });
+                        files.push(ContextFile::Copy {
+                            from: from.clone(),
+                            to: format!("{in_context}/{rel}"),
+                        });
                     }
                 }
                 root_entries.push(RootEntry::Dir { to: posix.clone() });
                 for (rel, from) in &entry.files {
-                    root_entries.push(RootEntry::File { to: format!("{posix}/{rel}"), from: from.clone() });
+                    root_entries.push(RootEntry::File {
+                        to: format!("{posix}/{rel}"),
+                        from: from.clone(),
+                    });
                 }
                 copy_commands.push(format!("COPY --chown=flytekit {in_context} /root/{posix}/"));
             } else if let Some((_, from)) = entry.files.first() {
-                files.push(ContextFile::Copy { from: from.clone(), to: in_context.clone() });
+                files.push(ContextFile::Copy {
+                    from: from.clone(),
+                    to: in_context.clone(),
+                });
                 let file_name = parts.last().copied().unwrap_or(".");
-                let to = if parent == "." { file_name.to_string() } else { format!("{parent}/{file_name}") };
-                root_entries.push(RootEntry::File { to, from: from.clone() });
-                copy_commands.push(format!("COPY --chown=flytekit {in_context} /root/{parent}/"));
+                let to = if parent == "." {
+                    file_name.to_string()
+                } else {
+                    format!("{parent}/{file_name}")
+                };
+                root_entries.push(RootEntry::File {
+                    to,
+                    from: from.clone(),
+                });
+                copy_commands.push(format!(
+                    "COPY --chown=flytekit {in_context} /root/{parent}/"
+                ));
             } else {
-                return Err(PlanError::CopyMissing { name, entry: written.clone(), dir: spec.dir().to_path_buf() });
+                return Err(PlanError::CopyMissing {
+                    name,
+                    entry: written.clone(),
+                    dir: spec.dir().to_path_buf(),
+                });
             }
         }
 
         for s in &secrets {
             if !s.source.exists() {
-                return Err(PlanError::SecretMissing { name, path: s.source.clone() });
+                return Err(PlanError::SecretMissing {
+                    name,
+                    path: s.source.clone(),
+                });
             }
         }
-        let ca_bundle = if compat { None } else { options.ca_bundle.clone() };
+        let ca_bundle = if compat {
+            None
+        } else {
+            options.ca_bundle.clone()
+        };
 
-        let uv_image = builder_config_str(spec, "uv_image").unwrap_or_else(|| DEFAULT_UV_IMAGE.into());
-        let micromamba_image = builder_config_str(spec, "micromamba_image").unwrap_or_else(|| DEFAULT_MICROMAMBA_IMAGE.into());
+        let uv_image =
+            builder_config_str(spec, "uv_image").unwrap_or_else(|| DEFAULT_UV_IMAGE.into());
+        let micromamba_image = builder_config_str(spec, "micromamba_image")
+            .unwrap_or_else(|| DEFAULT_MICROMAMBA_IMAGE.into());
         Ok(BuildPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
@@ -435,7 +597,11 @@ impl BuildPlan {
             entrypoint: spec.entrypoint.clone(),
             source,
             copy_commands,
-            run_commands: spec.commands.as_ref().map(|c| c.join(" && ")).unwrap_or_default(),
+            run_commands: spec
+                .commands
+                .as_ref()
+                .map(|c| c.join(" && "))
+                .unwrap_or_default(),
             secrets,
             ca_bundle,
             files,
@@ -456,7 +622,9 @@ impl BuildPlan {
     /// image instead of rebuilt. Not when `commands` run after the files are copied (they
     /// may use them), not for flytekit's own Dockerfile, and only when something is copied.
     pub fn appendable(&self) -> bool {
-        self.flavor == Flavor::Imagespec && self.run_commands.is_empty() && !self.root_entries.is_empty()
+        self.flavor == Flavor::Imagespec
+            && self.run_commands.is_empty()
+            && !self.root_entries.is_empty()
     }
 
     /// The plan of the dependency image: everything but the source and `copy` files and
@@ -470,7 +638,9 @@ impl BuildPlan {
         deps.image_id.clear();
         deps.files.retain(|f| {
             let to = match f {
-                ContextFile::Copy { to, .. } | ContextFile::Content { to, .. } | ContextFile::Dir { to } => to,
+                ContextFile::Copy { to, .. }
+                | ContextFile::Content { to, .. }
+                | ContextFile::Dir { to } => to,
             };
             !(to == "src" || to.starts_with("src/") || to == "copy" || to.starts_with("copy/"))
         });
@@ -490,7 +660,9 @@ impl BuildPlan {
         hash.update(crate::render::dockerfile(self).as_bytes());
         let mut files: Vec<_> = self.files.iter().collect();
         files.sort_by_key(|f| match f {
-            ContextFile::Copy { to, .. } | ContextFile::Content { to, .. } | ContextFile::Dir { to } => to.clone(),
+            ContextFile::Copy { to, .. }
+            | ContextFile::Content { to, .. }
+            | ContextFile::Dir { to } => to.clone(),
         });
         for f in files {
             match f {
@@ -507,6 +679,10 @@ impl BuildPlan {
                 ContextFile::Dir { to } => hash.update(format!("\0dir {to}\0").as_bytes()),
             }
         }
-        hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+        hash.finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }

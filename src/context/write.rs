@@ -1,6 +1,6 @@
 //! Writing a [`BuildPlan`]'s or an [`EnvdPlan`]'s context to a directory.
 
-use super::envd::{EnvdPlan, BUILD_ENVD};
+use super::envd::{BUILD_ENVD, EnvdPlan};
 use super::plan::{BuildPlan, ContextFile};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -81,25 +81,42 @@ impl BuildPlan {
     pub fn context_tar(&self) -> Result<Vec<u8>, WriteError> {
         // Sorted by path; a later file replaces an earlier one at the same path, and the
         // Dockerfile comes last, as when the context is written to disk.
-        let mut entries: std::collections::BTreeMap<String, (Vec<u8>, u32, tar::EntryType)> = Default::default();
+        let mut entries: std::collections::BTreeMap<String, (Vec<u8>, u32, tar::EntryType)> =
+            Default::default();
         for file in &self.files {
             match file {
                 ContextFile::Copy { from, to } => {
-                    let err = |source| WriteError { path: from.clone(), source };
+                    let err = |source| WriteError {
+                        path: from.clone(),
+                        source,
+                    };
                     let bytes = fs::read(from).map_err(err)?;
                     use std::os::unix::fs::PermissionsExt;
                     let mode = fs::metadata(from).map_err(err)?.permissions().mode() & 0o7777;
                     entries.insert(to.clone(), (bytes, mode, tar::EntryType::Regular));
                 }
                 ContextFile::Content { to, content } => {
-                    entries.insert(to.clone(), (content.clone().into_bytes(), 0o644, tar::EntryType::Regular));
+                    entries.insert(
+                        to.clone(),
+                        (content.clone().into_bytes(), 0o644, tar::EntryType::Regular),
+                    );
                 }
                 ContextFile::Dir { to } => {
-                    entries.insert(format!("{to}/"), (Vec::new(), 0o755, tar::EntryType::Directory));
+                    entries.insert(
+                        format!("{to}/"),
+                        (Vec::new(), 0o755, tar::EntryType::Directory),
+                    );
                 }
             }
         }
-        entries.insert("Dockerfile".into(), (crate::render::dockerfile(self).into_bytes(), 0o644, tar::EntryType::Regular));
+        entries.insert(
+            "Dockerfile".into(),
+            (
+                crate::render::dockerfile(self).into_bytes(),
+                0o644,
+                tar::EntryType::Regular,
+            ),
+        );
         let mut builder = tar::Builder::new(Vec::new());
         for (path, (bytes, mode, kind)) in entries {
             let mut header = tar::Header::new_gnu();
@@ -111,8 +128,14 @@ impl BuildPlan {
             header.set_entry_type(kind);
             builder
                 .append_data(&mut header, &path, bytes.as_slice())
-                .map_err(|source| WriteError { path: PathBuf::from(&path), source })?;
+                .map_err(|source| WriteError {
+                    path: PathBuf::from(&path),
+                    source,
+                })?;
         }
-        builder.into_inner().map_err(|source| WriteError { path: PathBuf::from("<context tar>"), source })
+        builder.into_inner().map_err(|source| WriteError {
+            path: PathBuf::from("<context tar>"),
+            source,
+        })
     }
 }

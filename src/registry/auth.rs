@@ -21,7 +21,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -33,7 +36,11 @@ pub enum AuthError {
     #[error("{}: the `auth` entry for {registry} is not base64 `user:password`", path.display())]
     BadAuth { path: PathBuf, registry: String },
     #[error("credential helper docker-credential-{helper} for {registry}: {message}")]
-    Helper { helper: String, registry: String, message: String },
+    Helper {
+        helper: String,
+        registry: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,23 +79,55 @@ pub fn config_path(registry_config: Option<&Path>) -> Option<PathBuf> {
 
 /// The keys docker may have stored a registry's entry under.
 fn candidate_keys(registry: &str) -> Vec<String> {
-    if registry == "docker.io" || registry == "index.docker.io" || registry == "registry-1.docker.io" {
-        return vec!["https://index.docker.io/v1/".into(), "index.docker.io".into(), "docker.io".into()];
+    if registry == "docker.io"
+        || registry == "index.docker.io"
+        || registry == "registry-1.docker.io"
+    {
+        return vec![
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "docker.io".into(),
+        ];
     }
-    vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}"), format!("https://{registry}/v1/"), format!("{registry}/v1/")]
+    vec![
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+        format!("{registry}/v1/"),
+    ]
 }
 
 /// Credentials for `registry` (a host, e.g. `localhost:5000`), if the config has any.
-pub fn lookup(registry: &str, registry_config: Option<&Path>) -> Result<Option<Credentials>, AuthError> {
-    let Some(path) = config_path(registry_config) else { return Ok(None) };
+pub fn lookup(
+    registry: &str,
+    registry_config: Option<&Path>,
+) -> Result<Option<Credentials>, AuthError> {
+    let Some(path) = config_path(registry_config) else {
+        return Ok(None);
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         // A missing default config means "no credentials"; a named registry_config must exist.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && registry_config.is_none() => return Ok(None),
-        Err(e) => return Err(AuthError::Config { path, message: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && registry_config.is_none() => {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(AuthError::Config {
+                path,
+                message: e.to_string(),
+            });
+        }
     };
-    let config: ConfigFile = serde_json::from_str(&text)
-        .map_err(|e| AuthError::Config { path: path.clone(), message: format!("line {} column {}: {}", e.line(), e.column(), e.classify_str()) })?;
+    let config: ConfigFile = serde_json::from_str(&text).map_err(|e| AuthError::Config {
+        path: path.clone(),
+        message: format!(
+            "line {} column {}: {}",
+            e.line(),
+            e.column(),
+            e.classify_str()
+        ),
+    })?;
     let keys = candidate_keys(registry);
     if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
         return from_helper(helper, registry);
@@ -96,17 +135,31 @@ pub fn lookup(registry: &str, registry_config: Option<&Path>) -> Result<Option<C
     for key in &keys {
         if let Some(entry) = config.auths.get(key) {
             if let Some(token) = &entry.identity_token {
-                return Ok(Some(Credentials { username: "<token>".into(), password: token.clone() }));
+                return Ok(Some(Credentials {
+                    username: "<token>".into(),
+                    password: token.clone(),
+                }));
             }
             if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-                return Ok(Some(Credentials { username: u.clone(), password: p.clone() }));
+                return Ok(Some(Credentials {
+                    username: u.clone(),
+                    password: p.clone(),
+                }));
             }
             if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
-                let bad = || AuthError::BadAuth { path: path.clone(), registry: registry.to_string() };
-                let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
+                let bad = || AuthError::BadAuth {
+                    path: path.clone(),
+                    registry: registry.to_string(),
+                };
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .map_err(|_| bad())?;
                 let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
                 let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
-                return Ok(Some(Credentials { username: u.to_string(), password: p.to_string() }));
+                return Ok(Some(Credentials {
+                    username: u.to_string(),
+                    password: p.to_string(),
+                }));
             }
         }
     }
@@ -142,7 +195,11 @@ struct HelperReply {
 
 /// Asks `docker-credential-<helper> get` (the docker credential helper protocol).
 fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, AuthError> {
-    let err = |message: String| AuthError::Helper { helper: helper.to_string(), registry: registry.to_string(), message };
+    let err = |message: String| AuthError::Helper {
+        helper: helper.to_string(),
+        registry: registry.to_string(),
+        message,
+    };
     let mut child = Command::new(format!("docker-credential-{helper}"))
         .arg("get")
         .stdin(Stdio::piped())
@@ -155,17 +212,25 @@ fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, Auth
     }
     let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
     if !out.status.success() {
-        let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         if said.to_lowercase().contains("credentials not found") {
             return Ok(None);
         }
         return Err(err(format!("exited with {}", out.status)));
     }
-    let reply: HelperReply = serde_json::from_slice(&out.stdout).map_err(|_| err("its answer is not the expected JSON".into()))?;
+    let reply: HelperReply = serde_json::from_slice(&out.stdout)
+        .map_err(|_| err("its answer is not the expected JSON".into()))?;
     if reply.username == "<token>" {
-        return Ok(Some(Credentials { username: "<token>".into(), password: reply.secret }));
+        return Ok(Some(Credentials {
+            username: "<token>".into(),
+            password: reply.secret,
+        }));
     }
-    Ok(Some(Credentials { username: reply.username, password: reply.secret }))
+    Ok(Some(Credentials {
+        username: reply.username,
+        password: reply.secret,
+    }))
 }
 
 #[cfg(test)]
@@ -177,7 +242,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config.json");
         let auth = base64::engine::general_purpose::STANDARD.encode("me:hunter2");
-        std::fs::write(&cfg, format!(r#"{{"auths": {{"localhost:5001": {{"auth": "{auth}"}}}}}}"#)).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(r#"{{"auths": {{"localhost:5001": {{"auth": "{auth}"}}}}}}"#),
+        )
+        .unwrap();
         let creds = lookup("localhost:5001", Some(&cfg)).unwrap().unwrap();
         assert_eq!(creds.username, "me");
         assert_eq!(creds.password, "hunter2");

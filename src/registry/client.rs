@@ -25,10 +25,20 @@ pub enum Existence {
 /// run: most of a no-op `build`'s time.)
 fn reference(image: &str) -> Reference {
     let host = super::registry_host(image);
-    let rest = image.strip_prefix(host).map_or(image, |r| r.trim_start_matches('/'));
+    let rest = image
+        .strip_prefix(host)
+        .map_or(image, |r| r.trim_start_matches('/'));
     let (repository, tag) = super::split_tag(rest);
-    let repository = if host == "docker.io" && !repository.contains('/') { format!("library/{repository}") } else { repository.to_string() };
-    Reference::with_tag(host.to_string(), repository, tag.unwrap_or("latest").to_string())
+    let repository = if host == "docker.io" && !repository.contains('/') {
+        format!("library/{repository}")
+    } else {
+        repository.to_string()
+    };
+    Reference::with_tag(
+        host.to_string(),
+        repository,
+        tag.unwrap_or("latest").to_string(),
+    )
 }
 
 /// An error and its causes on one line (reqwest's own message says only "error sending
@@ -58,17 +68,25 @@ fn insecure(host: &str) -> bool {
     name == "localhost"
         || name == "127.0.0.1"
         || name == "[::1]"
-        || std::env::var("IMAGESPEC_INSECURE_REGISTRIES").is_ok_and(|v| v.split(',').any(|h| h.trim() == host))
+        || std::env::var("IMAGESPEC_INSECURE_REGISTRIES")
+            .is_ok_and(|v| v.split(',').any(|h| h.trim() == host))
 }
-
 
 impl RegistryClient {
     /// A client for `host` with optional credentials.
     pub fn new(host: &str, credentials: Option<&Credentials>) -> RegistryClient {
-        let protocol = if insecure(host) { ClientProtocol::HttpsExcept(vec![host.to_string()]) } else { ClientProtocol::Https };
+        let protocol = if insecure(host) {
+            ClientProtocol::HttpsExcept(vec![host.to_string()])
+        } else {
+            ClientProtocol::Https
+        };
         // One PUT per blob: the distribution registry takes it in one round trip, where the
         // chunked protocol needs three.
-        let client = Client::new(ClientConfig { protocol, use_monolithic_push: true, ..Default::default() });
+        let client = Client::new(ClientConfig {
+            protocol,
+            use_monolithic_push: true,
+            ..Default::default()
+        });
         let auth = match credentials {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
@@ -80,15 +98,24 @@ impl RegistryClient {
     pub async fn exists(&self, image: &str) -> Existence {
         let reference = reference(image);
         use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
-        match self.client.fetch_manifest_digest(&reference, &self.auth).await {
+        match self
+            .client
+            .fetch_manifest_digest(&reference, &self.auth)
+            .await
+        {
             Ok(_) => Existence::Yes,
             Err(E::ImageManifestNotFoundError(_)) => Existence::No,
             Err(E::RegistryError { envelope, .. })
-                if envelope.errors.iter().any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)) =>
+                if envelope
+                    .errors
+                    .iter()
+                    .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)) =>
             {
                 Existence::No
             }
-            Err(E::AuthenticationFailure(_)) => Existence::Unknown("authentication failed: check the credentials for this registry".into()),
+            Err(E::AuthenticationFailure(_)) => Existence::Unknown(
+                "authentication failed: check the credentials for this registry".into(),
+            ),
             Err(e) => Existence::Unknown(with_causes(&e)),
         }
     }
@@ -129,7 +156,13 @@ const FIRST_BACKOFF_MS: u64 = 300;
 fn transient(e: &oci_client::errors::OciDistributionError) -> bool {
     use oci_client::errors::OciDistributionError as E;
     match e {
-        E::RequestError(r) => r.is_connect() || r.is_timeout() || r.is_request() || r.status().is_some_and(|s| s.is_server_error() || s.as_u16() == 429),
+        E::RequestError(r) => {
+            r.is_connect()
+                || r.is_timeout()
+                || r.is_request()
+                || r.status()
+                    .is_some_and(|s| s.is_server_error() || s.as_u16() == 429)
+        }
         E::ServerError { code, .. } => *code >= 500 || *code == 429,
         E::IoError(_) => true,
         _ => false,
@@ -138,7 +171,12 @@ fn transient(e: &oci_client::errors::OciDistributionError) -> bool {
 
 impl RegistryClient {
     /// Runs `attempt` until it succeeds, fails for good, or the retries are used up.
-    async fn retry<T, F, Fut>(&self, image: &str, what: &str, mut attempt: F) -> Result<T, RegistryError>
+    async fn retry<T, F, Fut>(
+        &self,
+        image: &str,
+        what: &str,
+        mut attempt: F,
+    ) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = oci_client::errors::Result<T>>,
@@ -157,14 +195,25 @@ impl RegistryClient {
                     use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
                     let not_found = match &e {
                         E::ImageManifestNotFoundError(_) => true,
-                        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)),
+                        E::RegistryError { envelope, .. } => envelope
+                            .errors
+                            .iter()
+                            .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)),
                         _ => false,
                     };
                     let message = match &e {
-                        oci_client::errors::OciDistributionError::AuthenticationFailure(_) => "authentication failed: check the credentials for this registry".to_string(),
+                        oci_client::errors::OciDistributionError::AuthenticationFailure(_) => {
+                            "authentication failed: check the credentials for this registry"
+                                .to_string()
+                        }
                         _ => with_causes(&e),
                     };
-                    return Err(RegistryError { image: image.to_string(), what: what.to_string(), message, not_found });
+                    return Err(RegistryError {
+                        image: image.to_string(),
+                        what: what.to_string(),
+                        message,
+                        not_found,
+                    });
                 }
             }
         }
@@ -176,17 +225,37 @@ impl RegistryClient {
         self.manifest_of(image, &reference).await
     }
 
-    async fn manifest_of(&self, image: &str, reference: &Reference) -> Result<RawManifest, RegistryError> {
-        let (bytes, digest) =
-            self.retry(image, "reading the manifest", || self.client.pull_manifest_raw(reference, &self.auth, &MANIFEST_TYPES)).await?;
-        let manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| RegistryError { image: image.to_string(), what: "reading the manifest".into(), message: e.to_string(), not_found: false })?;
-        Ok(RawManifest { bytes, digest, manifest })
+    async fn manifest_of(
+        &self,
+        image: &str,
+        reference: &Reference,
+    ) -> Result<RawManifest, RegistryError> {
+        let (bytes, digest) = self
+            .retry(image, "reading the manifest", || {
+                self.client
+                    .pull_manifest_raw(reference, &self.auth, &MANIFEST_TYPES)
+            })
+            .await?;
+        let manifest = serde_json::from_slice(&bytes).map_err(|e| RegistryError {
+            image: image.to_string(),
+            what: "reading the manifest".into(),
+            message: e.to_string(),
+            not_found: false,
+        })?;
+        Ok(RawManifest {
+            bytes,
+            digest,
+            manifest,
+        })
     }
 
     /// The image manifest of `image` for `platform` (`os/arch[/variant]`): the manifest
     /// itself, or the matching entry of an index.
-    pub async fn image_manifest(&self, image: &str, platform: &str) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
+    pub async fn image_manifest(
+        &self,
+        image: &str,
+        platform: &str,
+    ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
         use oci_client::manifest::OciManifest;
         let raw = self.manifest(image).await?;
         match &raw.manifest {
@@ -196,12 +265,25 @@ impl RegistryClient {
             }
             OciManifest::ImageIndex(index) => {
                 let mut parts = platform.split('/');
-                let (os, arch, variant) = (parts.next().unwrap_or("linux"), parts.next().unwrap_or("amd64"), parts.next());
+                let (os, arch, variant) = (
+                    parts.next().unwrap_or("linux"),
+                    parts.next().unwrap_or("amd64"),
+                    parts.next(),
+                );
                 let entry = index.manifests.iter().find(|e| {
-                    e.platform.as_ref().is_some_and(|p| p.os.to_string() == os && p.architecture.to_string() == arch && (variant.is_none() || p.variant.as_deref() == variant))
+                    e.platform.as_ref().is_some_and(|p| {
+                        p.os.to_string() == os
+                            && p.architecture.to_string() == arch
+                            && (variant.is_none() || p.variant.as_deref() == variant)
+                    })
                 });
                 let Some(entry) = entry else {
-                    return Err(RegistryError { image: image.into(), what: "reading the manifest".into(), message: format!("the index has no image for {platform}"), not_found: true });
+                    return Err(RegistryError {
+                        image: image.into(),
+                        what: "reading the manifest".into(),
+                        message: format!("the index has no image for {platform}"),
+                        not_found: true,
+                    });
                 };
                 let by_digest = reference(image).clone_with_digest(entry.digest.clone());
                 let raw = self.manifest_of(image, &by_digest).await?;
@@ -210,7 +292,12 @@ impl RegistryClient {
                         let m = m.clone();
                         Ok((raw, m))
                     }
-                    OciManifest::ImageIndex(_) => Err(RegistryError { image: image.into(), what: "reading the manifest".into(), message: "an index inside an index".into(), not_found: false }),
+                    OciManifest::ImageIndex(_) => Err(RegistryError {
+                        image: image.into(),
+                        what: "reading the manifest".into(),
+                        message: "an index inside an index".into(),
+                        not_found: false,
+                    }),
                 }
             }
         }
@@ -221,20 +308,35 @@ impl RegistryClient {
         let reference = reference(image);
         self.retry(image, &format!("reading blob {digest}"), || async {
             let mut out = Vec::new();
-            let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
-            self.client.pull_blob(&reference, &descriptor, &mut out).await?;
+            let descriptor = oci_client::manifest::OciDescriptor {
+                digest: digest.to_string(),
+                ..Default::default()
+            };
+            self.client
+                .pull_blob(&reference, &descriptor, &mut out)
+                .await?;
             Ok(out)
         })
         .await
     }
 
     /// A blob streamed to `out` (a layer: not held in memory).
-    pub async fn blob_to_file(&self, image: &str, digest: &str, out: &std::path::Path) -> Result<(), RegistryError> {
+    pub async fn blob_to_file(
+        &self,
+        image: &str,
+        digest: &str,
+        out: &std::path::Path,
+    ) -> Result<(), RegistryError> {
         let reference = reference(image);
         self.retry(image, &format!("reading blob {digest}"), || async {
             let mut file = tokio::fs::File::create(out).await?;
-            let descriptor = oci_client::manifest::OciDescriptor { digest: digest.to_string(), ..Default::default() };
-            self.client.pull_blob(&reference, &descriptor, &mut file).await?;
+            let descriptor = oci_client::manifest::OciDescriptor {
+                digest: digest.to_string(),
+                ..Default::default()
+            };
+            self.client
+                .pull_blob(&reference, &descriptor, &mut file)
+                .await?;
             tokio::io::AsyncWriteExt::flush(&mut file).await?;
             Ok(())
         })
@@ -244,57 +346,100 @@ impl RegistryClient {
     /// Whether the repository of `image` has the blob.
     pub async fn has_blob(&self, image: &str, digest: &str) -> Result<bool, RegistryError> {
         let reference = reference(image);
-        self.retry(image, &format!("checking blob {digest}"), || self.client.blob_exists(&reference, digest)).await
+        self.retry(image, &format!("checking blob {digest}"), || {
+            self.client.blob_exists(&reference, digest)
+        })
+        .await
     }
 
     /// Uploads the file at `path` as blob `digest`, streamed, unless the registry has it.
     /// Returns whether it was uploaded.
-    pub async fn push_blob_file(&self, image: &str, path: &std::path::Path, digest: &str, size: u64) -> Result<bool, RegistryError> {
+    pub async fn push_blob_file(
+        &self,
+        image: &str,
+        path: &std::path::Path,
+        digest: &str,
+        size: u64,
+    ) -> Result<bool, RegistryError> {
         if self.has_blob(image, digest).await? {
             return Ok(false);
         }
         let reference = reference(image);
         self.retry(image, &format!("uploading blob {digest}"), || async {
             let file = tokio::fs::File::open(path).await?;
-            let stream = futures_util::TryStreamExt::map_err(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20), oci_client::errors::OciDistributionError::from);
-            self.client.push_blob_stream(&reference, stream, digest, Some(size)).await
+            let stream = futures_util::TryStreamExt::map_err(
+                tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+                oci_client::errors::OciDistributionError::from,
+            );
+            self.client
+                .push_blob_stream(&reference, stream, digest, Some(size))
+                .await
         })
         .await?;
         Ok(true)
     }
 
     /// Uploads `data` as blob `digest` unless the registry has it.
-    pub async fn push_blob_bytes(&self, image: &str, data: bytes::Bytes, digest: &str) -> Result<bool, RegistryError> {
+    pub async fn push_blob_bytes(
+        &self,
+        image: &str,
+        data: bytes::Bytes,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
         if self.has_blob(image, digest).await? {
             return Ok(false);
         }
         let reference = reference(image);
-        self.retry(image, &format!("uploading blob {digest}"), || self.client.push_blob(&reference, data.clone(), digest)).await?;
+        self.retry(image, &format!("uploading blob {digest}"), || {
+            self.client.push_blob(&reference, data.clone(), digest)
+        })
+        .await?;
         Ok(true)
     }
 
     /// Pushes a manifest under `image`'s tag: the last step of a push, so that an
     /// interrupted push never publishes a tag.
-    pub async fn push_manifest(&self, image: &str, body: bytes::Bytes, media_type: &str) -> Result<(), RegistryError> {
+    pub async fn push_manifest(
+        &self,
+        image: &str,
+        body: bytes::Bytes,
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
         let reference = reference(image);
         let content_type = reqwest_header(media_type);
-        self.retry(image, "pushing the manifest", || self.client.push_manifest_raw(&reference, body.clone(), content_type.clone())).await?;
+        self.retry(image, "pushing the manifest", || {
+            self.client
+                .push_manifest_raw(&reference, body.clone(), content_type.clone())
+        })
+        .await?;
         Ok(())
     }
 }
 
 impl RegistryClient {
     /// Pushes a manifest by its digest, untagged (a platform's manifest inside an index).
-    pub async fn push_manifest_by_digest(&self, image: &str, body: bytes::Bytes, media_type: &str, digest: &str) -> Result<(), RegistryError> {
+    pub async fn push_manifest_by_digest(
+        &self,
+        image: &str,
+        body: bytes::Bytes,
+        media_type: &str,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
         let reference = reference(image).clone_with_digest(digest.to_string());
         let content_type = reqwest_header(media_type);
-        self.retry(image, "pushing a platform manifest", || self.client.push_manifest_raw(&reference, body.clone(), content_type.clone())).await?;
+        self.retry(image, "pushing a platform manifest", || {
+            self.client
+                .push_manifest_raw(&reference, body.clone(), content_type.clone())
+        })
+        .await?;
         Ok(())
     }
 }
 
 fn reqwest_header(media_type: &str) -> http::HeaderValue {
-    http::HeaderValue::from_str(media_type).unwrap_or_else(|_| http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"))
+    http::HeaderValue::from_str(media_type).unwrap_or_else(|_| {
+        http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json")
+    })
 }
 
 #[cfg(test)]
@@ -311,7 +456,11 @@ mod tests {
         ] {
             let fast = reference(image);
             let parsed: Reference = want.parse().expect("valid");
-            assert_eq!((fast.registry(), fast.repository(), fast.tag()), (parsed.registry(), parsed.repository(), parsed.tag()), "{image}");
+            assert_eq!(
+                (fast.registry(), fast.repository(), fast.tag()),
+                (parsed.registry(), parsed.repository(), parsed.tag()),
+                "{image}"
+            );
         }
     }
 }

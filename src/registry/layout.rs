@@ -27,7 +27,9 @@ pub enum OutputTarget {
 impl std::str::FromStr for OutputTarget {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (kind, path) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected oci:DIR, oci-archive:FILE or docker-archive:FILE"))?;
+        let (kind, path) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}`: expected oci:DIR, oci-archive:FILE or docker-archive:FILE")
+        })?;
         if path.is_empty() {
             return Err(format!("`{s}`: the path is missing"));
         }
@@ -35,7 +37,9 @@ impl std::str::FromStr for OutputTarget {
             "oci" => Ok(OutputTarget::OciDir(path.into())),
             "oci-archive" => Ok(OutputTarget::OciArchive(path.into())),
             "docker-archive" => Ok(OutputTarget::DockerArchive(path.into())),
-            other => Err(format!("`{other}:`: unknown output kind; expected oci:, oci-archive: or docker-archive:")),
+            other => Err(format!(
+                "`{other}:`: unknown output kind; expected oci:, oci-archive: or docker-archive:"
+            )),
         }
     }
 }
@@ -102,7 +106,11 @@ fn as_oci(manifest: &OciImageManifest) -> OciImageManifest {
 }
 
 /// Puts every blob of `image` into `blobs` (as `<hex>` files), fetching what is not local.
-async fn collect_blobs(client: &RegistryClient, image: &ImageToWrite<'_>, blobs: &Path) -> Result<(), LayoutError> {
+async fn collect_blobs(
+    client: &RegistryClient,
+    image: &ImageToWrite<'_>,
+    blobs: &Path,
+) -> Result<(), LayoutError> {
     fs::create_dir_all(blobs).map_err(io(blobs))?;
     for layer in &image.manifest.layers {
         let target = blobs.join(hex(&layer.digest));
@@ -113,7 +121,11 @@ async fn collect_blobs(client: &RegistryClient, image: &ImageToWrite<'_>, blobs:
             Some((_, path)) => {
                 fs::copy(path, &target).map_err(io(path))?;
             }
-            None => client.blob_to_file(image.source, &layer.digest, &target).await?,
+            None => {
+                client
+                    .blob_to_file(image.source, &layer.digest, &target)
+                    .await?
+            }
         }
     }
     let config = blobs.join(hex(&image.manifest.config.digest));
@@ -122,11 +134,18 @@ async fn collect_blobs(client: &RegistryClient, image: &ImageToWrite<'_>, blobs:
 }
 
 /// Writes `image` to `target`.
-pub async fn write(client: &RegistryClient, image: &ImageToWrite<'_>, target: &OutputTarget) -> Result<(), LayoutError> {
+pub async fn write(
+    client: &RegistryClient,
+    image: &ImageToWrite<'_>,
+    target: &OutputTarget,
+) -> Result<(), LayoutError> {
     match target {
         OutputTarget::OciDir(dir) => write_oci_dir(client, image, dir).await,
         OutputTarget::OciArchive(file) | OutputTarget::DockerArchive(file) => {
-            let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let parent = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             fs::create_dir_all(parent).map_err(io(parent))?;
             let staging = tempfile::tempdir_in(parent).map_err(io(parent))?;
             if matches!(target, OutputTarget::OciArchive(_)) {
@@ -139,7 +158,11 @@ pub async fn write(client: &RegistryClient, image: &ImageToWrite<'_>, target: &O
     }
 }
 
-async fn write_oci_dir(client: &RegistryClient, image: &ImageToWrite<'_>, dir: &Path) -> Result<(), LayoutError> {
+async fn write_oci_dir(
+    client: &RegistryClient,
+    image: &ImageToWrite<'_>,
+    dir: &Path,
+) -> Result<(), LayoutError> {
     let blobs = dir.join("blobs/sha256");
     collect_blobs(client, image, &blobs).await?;
     let manifest = as_oci(image.manifest);
@@ -185,7 +208,11 @@ pub fn layout_ref_name(tag: &str) -> &str {
             i += 1;
         } else if separator(c) && after_alphanum {
             // One separator, or "--", then an alphanumeric must follow.
-            let width = if c == '-' && chars.get(i + 1) == Some(&'-') { 2 } else { 1 };
+            let width = if c == '-' && chars.get(i + 1) == Some(&'-') {
+                2
+            } else {
+                1
+            };
             i += width;
             if !chars.get(i).is_some_and(char::is_ascii_alphanumeric) {
                 return "latest";
@@ -200,10 +227,19 @@ pub fn layout_ref_name(tag: &str) -> &str {
 
 /// `docker save`'s format (manifest.json naming the config and layer files), which
 /// `docker load` reads; gzip'd layers are fine for it.
-async fn write_docker_dir(client: &RegistryClient, image: &ImageToWrite<'_>, dir: &Path) -> Result<(), LayoutError> {
+async fn write_docker_dir(
+    client: &RegistryClient,
+    image: &ImageToWrite<'_>,
+    dir: &Path,
+) -> Result<(), LayoutError> {
     let blobs = dir.join("blobs/sha256");
     collect_blobs(client, image, &blobs).await?;
-    let layers: Vec<String> = image.manifest.layers.iter().map(|l: &OciDescriptor| format!("blobs/sha256/{}", hex(&l.digest))).collect();
+    let layers: Vec<String> = image
+        .manifest
+        .layers
+        .iter()
+        .map(|l: &OciDescriptor| format!("blobs/sha256/{}", hex(&l.digest)))
+        .collect();
     let manifest = serde_json::json!([{
         "Config": format!("blobs/sha256/{}", hex(&image.manifest.config.digest)),
         "RepoTags": [image.image],
@@ -215,7 +251,10 @@ async fn write_docker_dir(client: &RegistryClient, image: &ImageToWrite<'_>, dir
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `dir`'s contents as a tar at `file` (sorted, fixed times: the same image gives the same
@@ -224,7 +263,12 @@ fn tar_dir(dir: &Path, file: &Path) -> Result<(), LayoutError> {
     let out = fs::File::create(file).map_err(io(file))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
-        let path = entry.map_err(|e| LayoutError::Io { path: dir.to_path_buf(), source: e.into() })?.into_path();
+        let path = entry
+            .map_err(|e| LayoutError::Io {
+                path: dir.to_path_buf(),
+                source: e.into(),
+            })?
+            .into_path();
         let rel = path.strip_prefix(dir).expect("under dir");
         let meta = fs::metadata(&path).map_err(io(&path))?;
         let mut header = tar::Header::new_gnu();
@@ -235,15 +279,23 @@ fn tar_dir(dir: &Path, file: &Path) -> Result<(), LayoutError> {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_mode(0o755);
             header.set_size(0);
-            tar.append_data(&mut header, format!("{}/", rel.display()), std::io::empty()).map_err(io(&path))?;
+            tar.append_data(&mut header, format!("{}/", rel.display()), std::io::empty())
+                .map_err(io(&path))?;
         } else {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_mode(0o644);
             header.set_size(meta.len());
-            tar.append_data(&mut header, rel, fs::File::open(&path).map_err(io(&path))?).map_err(io(&path))?;
+            tar.append_data(&mut header, rel, fs::File::open(&path).map_err(io(&path))?)
+                .map_err(io(&path))?;
         }
     }
-    tar.into_inner().map_err(io(file))?.into_inner().map_err(|e| LayoutError::Io { path: file.to_path_buf(), source: e.into_error() })?;
+    tar.into_inner()
+        .map_err(io(file))?
+        .into_inner()
+        .map_err(|e| LayoutError::Io {
+            path: file.to_path_buf(),
+            source: e.into_error(),
+        })?;
     Ok(())
 }
 
@@ -253,8 +305,14 @@ mod tests {
 
     #[test]
     fn targets_parse() {
-        assert_eq!("oci-archive:/tmp/x.tar".parse(), Ok(OutputTarget::OciArchive("/tmp/x.tar".into())));
-        assert_eq!("docker-archive:x.tar".parse(), Ok(OutputTarget::DockerArchive("x.tar".into())));
+        assert_eq!(
+            "oci-archive:/tmp/x.tar".parse(),
+            Ok(OutputTarget::OciArchive("/tmp/x.tar".into()))
+        );
+        assert_eq!(
+            "docker-archive:x.tar".parse(),
+            Ok(OutputTarget::DockerArchive("x.tar".into()))
+        );
         assert!("zip:x".parse::<OutputTarget>().is_err());
         assert!("oci:".parse::<OutputTarget>().is_err());
         assert!("x.tar".parse::<OutputTarget>().is_err());
@@ -262,7 +320,10 @@ mod tests {
 
     #[test]
     fn layout_ref_names_follow_the_oci_grammar() {
-        assert_eq!(layout_ref_name("cIxoTC7rdhBq7ozcg2L12Q"), "cIxoTC7rdhBq7ozcg2L12Q");
+        assert_eq!(
+            layout_ref_name("cIxoTC7rdhBq7ozcg2L12Q"),
+            "cIxoTC7rdhBq7ozcg2L12Q"
+        );
         assert_eq!(layout_ref_name("a_b-c.d"), "a_b-c.d");
         assert_eq!(layout_ref_name("a--b"), "a--b");
         assert_eq!(layout_ref_name("_4ueNh38AuWVvJ4VXT7HnQ"), "latest");

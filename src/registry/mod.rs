@@ -33,7 +33,13 @@ mod tests {
         assert_eq!(registry_host("ghcr.io/org/x:1"), "ghcr.io");
         assert_eq!(registry_host("library/x:1"), "docker.io");
         assert_eq!(registry_host("x"), "docker.io");
-        assert_eq!(split_tag("localhost:5000/a/b:t"), ("localhost:5000/a/b", Some("t")));
-        assert_eq!(split_tag("localhost:5000/a/b"), ("localhost:5000/a/b", None));
+        assert_eq!(
+            split_tag("localhost:5000/a/b:t"),
+            ("localhost:5000/a/b", Some("t"))
+        );
+        assert_eq!(
+            split_tag("localhost:5000/a/b"),
+            ("localhost:5000/a/b", None)
+        );
     }
 }

@@ -11,25 +11,44 @@
 //! assert_eq!(imagespec::render::envd::starlark_string("say \"hi\"\n"), r#""say \"hi\"\n""#);
 //! ```
 
-use crate::context::{EnvdPlan, Flavor, ENVD_REQUIREMENTS};
+use crate::context::{ENVD_REQUIREMENTS, EnvdPlan, Flavor};
 use crate::spec::PyValue;
-use minijinja::{context, Environment};
+use minijinja::{Environment, context};
 
 const BUILD_ENVD_TEMPLATE: &str = include_str!("../../templates/build.envd.j2");
 
 /// The `build.envd` for `plan`.
 pub fn build_envd(plan: &EnvdPlan) -> String {
     let compat = plan.flavor == Flavor::FlytekitCompat;
-    let quote = |s: &str| if compat { format!("\"{s}\"") } else { starlark_string(s) };
-    let list = |items: &[String]| items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-    let commands: Vec<String> =
-        if compat { plan.commands.clone() } else { plan.commands.iter().map(|c| c.replace('\'', r"'\''")).collect() };
+    let quote = |s: &str| {
+        if compat {
+            format!("\"{s}\"")
+        } else {
+            starlark_string(s)
+        }
+    };
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|s| quote(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let commands: Vec<String> = if compat {
+        plan.commands.clone()
+    } else {
+        plan.commands
+            .iter()
+            .map(|c| c.replace('\'', r"'\''"))
+            .collect()
+    };
     let mut env = Environment::new();
     env.set_keep_trailing_newline(true);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     // The template is part of the binary and tested: failing to parse it is a bug.
-    env.add_template("build.envd", BUILD_ENVD_TEMPLATE).expect("templates/build.envd.j2 parses");
+    env.add_template("build.envd", BUILD_ENVD_TEMPLATE)
+        .expect("templates/build.envd.j2 parses");
     env.get_template("build.envd")
         .and_then(|t| {
             t.render(context! {
@@ -66,7 +85,9 @@ pub fn starlark_string(s: &str) -> String {
             '\n' => out.push_str(r"\n"),
             '\r' => out.push_str(r"\r"),
             '\t' => out.push_str(r"\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }

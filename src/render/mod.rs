@@ -11,7 +11,7 @@
 pub mod envd;
 
 use crate::context::{BuildPlan, Flavor, PythonInstall};
-use minijinja::{context, Environment};
+use minijinja::{Environment, context};
 
 const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/Dockerfile.j2");
 
@@ -21,7 +21,8 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
     let mut env = Environment::new();
     env.set_keep_trailing_newline(true);
     // The template is part of the binary and tested: failing to parse it is a bug.
-    env.add_template("Dockerfile", DOCKERFILE_TEMPLATE).expect("templates/Dockerfile.j2 parses");
+    env.add_template("Dockerfile", DOCKERFILE_TEMPLATE)
+        .expect("templates/Dockerfile.j2 parses");
     let (kind, args, base_python) = match &plan.install {
         PythonInstall::Requirements { args } => ("requirements", args.as_str(), ""),
         PythonInstall::Venv { base_python, args } => ("venv", args.as_str(), base_python.as_str()),
@@ -38,10 +39,20 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
     let env_line = plan
         .env
         .iter()
-        .map(|(k, v)| if compat { format!("{k}={v}") } else { format!("{k}={}", env_value(v)) })
+        .map(|(k, v)| {
+            if compat {
+                format!("{k}={v}")
+            } else {
+                format!("{k}={}", env_value(v))
+            }
+        })
         .collect::<Vec<_>>()
         .join(if compat { " " } else { " \\\n    " });
-    let entrypoint = plan.entrypoint.as_ref().map(|e| format!("ENTRYPOINT {}", crate::context::python_json_list(e))).unwrap_or_default();
+    let entrypoint = plan
+        .entrypoint
+        .as_ref()
+        .map(|e| format!("ENTRYPOINT {}", crate::context::python_json_list(e)))
+        .unwrap_or_default();
     let rendered = env
         .get_template("Dockerfile")
         .and_then(|t| {
@@ -66,7 +77,11 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
             })
         })
         .expect("templates/Dockerfile.j2 renders");
-    if compat { rendered.replace("\\\n", "") } else { collapse_blank_lines(&rendered) }
+    if compat {
+        rendered.replace("\\\n", "")
+    } else {
+        collapse_blank_lines(&rendered)
+    }
 }
 
 /// At most one blank line in a row: flytekit's layout leaves runs of them where optional
@@ -91,7 +106,10 @@ fn collapse_blank_lines(text: &str) -> String {
 /// An ENV value as Dockerfile text: quoted when it holds whitespace or quotes (flytekit
 /// writes `k=v` raw, which breaks on a space); `$VAR` still expands, as in flytekit.
 fn env_value(v: &str) -> String {
-    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\') {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\')
+    {
         format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         v.to_string()

@@ -12,7 +12,7 @@
 //! within the last 50 ms are not remembered: a second change inside one timestamp tick could
 //! keep every stat field.
 
-use super::{pypath, SourceError};
+use super::{SourceError, pypath};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 use sha1::Sha1;
@@ -30,12 +30,16 @@ pub struct HashedFile<'a> {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
-    move |source| SourceError::Io { path: path.to_path_buf(), source }
+    move |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// This run's tree digests by stat key.
 fn memo() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
-    static MEMO: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> = std::sync::OnceLock::new();
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::OnceLock::new();
     MEMO.get_or_init(Default::default)
 }
 
@@ -50,7 +54,9 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
     let mut key = Md5::new();
     key.update(b"imagespec-tree-v1\0");
     key.update(rules.as_bytes());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let mut racy = false;
     for f in files {
         let meta = f.meta;
@@ -58,7 +64,15 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
         key.update(f.path.as_os_str().as_encoded_bytes());
         key.update(b"\0");
         key.update(f.rel.as_bytes());
-        for n in [meta.size() as i64, meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), meta.ino() as i64, meta.dev() as i64] {
+        for n in [
+            meta.size() as i64,
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.ino() as i64,
+            meta.dev() as i64,
+        ] {
             key.update(n.to_le_bytes());
         }
     }
@@ -66,14 +80,23 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
     if let Some(hit) = memo().lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(hit);
     }
-    let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
     let margin = 50_000_000i128;
     let fresh = files.iter().any(|f| {
-        let (m, c) = (f.meta.mtime() as i128 * 1_000_000_000 + f.meta.mtime_nsec() as i128, f.meta.ctime() as i128 * 1_000_000_000 + f.meta.ctime_nsec() as i128);
+        let (m, c) = (
+            f.meta.mtime() as i128 * 1_000_000_000 + f.meta.mtime_nsec() as i128,
+            f.meta.ctime() as i128 * 1_000_000_000 + f.meta.ctime_nsec() as i128,
+        );
         m >= now_ns - margin || c >= now_ns - margin
     });
     let cache = cache_dir().map(|d| d.join(&key));
-    if let Some(hit) = cache.as_ref().and_then(|p| fs::read_to_string(p).ok()).filter(|s| s.len() == 32) {
+    if let Some(hit) = cache
+        .as_ref()
+        .and_then(|p| fs::read_to_string(p).ok())
+        .filter(|s| s.len() == 32)
+    {
         return Ok(hit);
     }
     let mut hasher = Md5::new();
@@ -183,13 +206,26 @@ pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<CopySet, SourceErro
                 files.push((rel, file));
             }
         }
-        out.push(CopyEntry { written: entry.clone(), path, is_dir, files });
+        out.push(CopyEntry {
+            written: entry.clone(),
+            path,
+            is_dir,
+            files,
+        });
     }
-    Ok(CopySet { entries: out, digest: hex(&hasher.finalize()) })
+    Ok(CopySet {
+        entries: out,
+        digest: hex(&hasher.finalize()),
+    })
 }
 
 /// Hashes a file that exists and is no socket; says whether it did.
-fn hash_existing(hasher: &mut Md5, path: &Path, rel: &str, buf: &mut [u8]) -> Result<bool, SourceError> {
+fn hash_existing(
+    hasher: &mut Md5,
+    path: &Path,
+    rel: &str,
+    buf: &mut [u8],
+) -> Result<bool, SourceError> {
     use std::os::unix::fs::FileTypeExt;
     match fs::metadata(path) {
         Err(_) => Ok(false),
@@ -204,14 +240,27 @@ fn hash_existing(hasher: &mut Md5, path: &Path, rel: &str, buf: &mut [u8]) -> Re
 
 /// `os.walk(top)` order: this directory's files (sorted), then each subdirectory in the order
 /// the directory lists them, not following directory symlinks.
-fn walk_in_dir_order(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+fn walk_in_dir_order(
+    dir: &Path,
+    rel: &str,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), SourceError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for entry in entries.flatten() {
-        let name = entry.file_name().into_string().map_err(|_| SourceError::NonUtf8 { path: entry.path() })?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| SourceError::NonUtf8 { path: entry.path() })?;
         let path = entry.path();
-        let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
             if !ft.is_symlink() {
@@ -248,11 +297,15 @@ fn cache_dir() -> Option<PathBuf> {
     if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
         return None;
     }
-    let base = std::env::var_os("IMAGESPEC_CACHE_DIR").map(PathBuf::from).or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(|x| PathBuf::from(x).join("imagespec"))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec")))
-    })?;
+    let base = std::env::var_os("IMAGESPEC_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(|x| PathBuf::from(x).join("imagespec"))
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec"))
+                })
+        })?;
     Some(base.join("tree-digests"))
 }
 
@@ -274,7 +327,15 @@ mod tests {
     fn digest_of(dir: &Path) -> String {
         let path = dir.join("a.py");
         let meta = fs::metadata(&path).unwrap();
-        hash_files(&[HashedFile { path: &path, rel: "a.py", meta: &meta }], "test").unwrap()
+        hash_files(
+            &[HashedFile {
+                path: &path,
+                rel: "a.py",
+                meta: &meta,
+            }],
+            "test",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -288,8 +349,15 @@ mod tests {
         assert_eq!(digest_of(tmp.path()), first);
         fs::write(&file, "two").unwrap();
         let second = digest_of(tmp.path());
-        assert_ne!(second, first, "an edit changes ctime, so the key, so the digest");
+        assert_ne!(
+            second, first,
+            "an edit changes ctime, so the key, so the digest"
+        );
         fs::write(&file, "one").unwrap();
-        assert_eq!(digest_of(tmp.path()), first, "fresh files are hashed, not remembered");
+        assert_eq!(
+            digest_of(tmp.path()),
+            first,
+            "fresh files are hashed, not remembered"
+        );
     }
 }

@@ -72,7 +72,11 @@ impl Glob {
         if let Some(literal) = &self.literal {
             return literal.matches(name);
         }
-        if self.lowercase { self.re.is_match(&name.to_lowercase()) } else { self.re.is_match(name) }
+        if self.lowercase {
+            self.re.is_match(&name.to_lowercase())
+        } else {
+            self.re.is_match(name)
+        }
     }
 }
 
@@ -131,14 +135,26 @@ pub fn docker_py(pattern: &str) -> Result<Glob, PatternError> {
 }
 
 fn compile(pattern: &str, re: &str, lowercase: bool) -> Result<Glob, PatternError> {
-    let re = Regex::new(re).map_err(|e| PatternError { pattern: pattern.into(), message: e.to_string() })?;
-    Ok(Glob { re, lowercase, literal: None })
+    let re = Regex::new(re).map_err(|e| PatternError {
+        pattern: pattern.into(),
+        message: e.to_string(),
+    })?;
+    Ok(Glob {
+        re,
+        lowercase,
+        literal: None,
+    })
 }
 
 /// Translates a `[...]` class starting after `[` at `start`; returns the index after it.
 /// Both dialects: `[!` negates, a leading `]` is literal, an unclosed `[` is a literal `[`,
 /// backslashes are literal.
-fn class(pattern: &str, chars: &[char], start: usize, out: &mut String) -> Result<usize, PatternError> {
+fn class(
+    pattern: &str,
+    chars: &[char],
+    start: usize,
+    out: &mut String,
+) -> Result<usize, PatternError> {
     let n = chars.len();
     let mut j = start;
     if j < n && chars[j] == '!' {
@@ -166,7 +182,11 @@ fn class(pattern: &str, chars: &[char], start: usize, out: &mut String) -> Resul
         return Ok(j + 1);
     }
     let esc = |c: char| {
-        if c.is_alphanumeric() { c.to_string() } else { format!("\\{c}") }
+        if c.is_alphanumeric() {
+            c.to_string()
+        } else {
+            format!("\\{c}")
+        }
     };
     let mut body = String::new();
     let mut k = 0;
@@ -174,7 +194,10 @@ fn class(pattern: &str, chars: &[char], start: usize, out: &mut String) -> Resul
         if k + 2 < stuff.len() && stuff[k + 1] == '-' {
             let (lo, hi) = (stuff[k], stuff[k + 2]);
             if lo > hi {
-                return Err(PatternError { pattern: pattern.into(), message: format!("bad character range {lo}-{hi}") });
+                return Err(PatternError {
+                    pattern: pattern.into(),
+                    message: format!("bad character range {lo}-{hi}"),
+                });
             }
             body.push_str(&format!("{}-{}", esc(lo), esc(hi)));
             k += 3;
@@ -194,7 +217,11 @@ mod tests {
     #[test]
     fn python_star_crosses_slashes() {
         assert!(python("*.pyc").unwrap().matches("a/b/c.pyc"));
-        assert!(python("**/__pycache__/*").unwrap().matches("./x/__pycache__/y"));
+        assert!(
+            python("**/__pycache__/*")
+                .unwrap()
+                .matches("./x/__pycache__/y")
+        );
         assert!(!python("__pycache__/*").unwrap().matches("x/__pycache__/y"));
         assert!(!python("*.PYC").unwrap().matches("a.pyc"));
         assert!(python("[a-c]x").unwrap().matches("bx"));
@@ -203,12 +230,35 @@ mod tests {
 
     #[test]
     fn literal_shapes_agree_with_the_regex() {
-        for pattern in ["*.pyc", ".cache", ".cache/*", "__pycache__/*", "**/__pycache__/*", "a*b", "*"] {
+        for pattern in [
+            "*.pyc",
+            ".cache",
+            ".cache/*",
+            "__pycache__/*",
+            "**/__pycache__/*",
+            "a*b",
+            "*",
+        ] {
             let fast = python(pattern).unwrap();
             let mut slow = fast.clone();
             slow.literal = None;
-            for name in ["x.pyc", "a/b.pyc", ".cache", ".cache/x", "x/.cache", "__pycache__/m", "./a/__pycache__/m", "ab", "a\nb", "pyc"] {
-                assert_eq!(fast.matches(name), slow.matches(name), "{pattern} vs {name:?}");
+            for name in [
+                "x.pyc",
+                "a/b.pyc",
+                ".cache",
+                ".cache/x",
+                "x/.cache",
+                "__pycache__/m",
+                "./a/__pycache__/m",
+                "ab",
+                "a\nb",
+                "pyc",
+            ] {
+                assert_eq!(
+                    fast.matches(name),
+                    slow.matches(name),
+                    "{pattern} vs {name:?}"
+                );
             }
         }
     }

@@ -20,7 +20,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// flytekit's `STANDARD_IGNORE_PATTERNS`.
-pub const STANDARD_PATTERNS: [&str; 5] = ["*.pyc", ".cache", ".cache/*", "__pycache__/*", "**/__pycache__/*"];
+pub const STANDARD_PATTERNS: [&str; 5] = [
+    "*.pyc",
+    ".cache",
+    ".cache/*",
+    "__pycache__/*",
+    "**/__pycache__/*",
+];
 
 /// The combined ignore rules for one `source_root`.
 #[derive(Debug)]
@@ -54,7 +60,10 @@ impl Git {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .ok();
-        Git { child: std::sync::Mutex::new(child), answer: std::sync::OnceLock::new() }
+        Git {
+            child: std::sync::Mutex::new(child),
+            answer: std::sync::OnceLock::new(),
+        }
     }
 
     fn answer(&self) -> &(HashSet<String>, String) {
@@ -82,15 +91,25 @@ impl IgnoreGroup {
         let git = Git::start(&root_dir);
         let dockerignore = std::fs::read_to_string(root_dir.join(".dockerignore")).ok();
         let mut docker = Vec::new();
-        let lines = dockerignore.as_deref().map(python_readlines).unwrap_or_default();
-        for line in lines.iter().filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| python_strip(l)) {
+        let lines = dockerignore
+            .as_deref()
+            .map(python_readlines)
+            .unwrap_or_default();
+        for line in lines
+            .iter()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| python_strip(l))
+        {
             if let Some(p) = docker_pattern(line)? {
                 docker.push(p);
             }
         }
         // docker-py always appends `!.dockerignore`.
         docker.push(docker_pattern("!.dockerignore")?.expect("non-empty pattern"));
-        let standard = STANDARD_PATTERNS.iter().map(|p| fnmatch::python(p)).collect::<Result<_, _>>()?;
+        let standard = STANDARD_PATTERNS
+            .iter()
+            .map(|p| fnmatch::python(p))
+            .collect::<Result<_, _>>()?;
         Ok(IgnoreGroup {
             root: root.to_string(),
             root_dir,
@@ -144,18 +163,25 @@ impl IgnoreGroup {
             // That is the walked file itself, not a directory.
             return false;
         }
-        let Some(below) = joined.strip_prefix(&self.root) else { return false };
+        let Some(below) = joined.strip_prefix(&self.root) else {
+            return false;
+        };
         if !self.root_dir.join(below.trim_start_matches('/')).is_dir() {
             return false;
         }
-        let dirs = self.git_ignored_dirs.get_or_init(|| git_ignored_files(&self.root_dir, true).0);
+        let dirs = self
+            .git_ignored_dirs
+            .get_or_init(|| git_ignored_files(&self.root_dir, true).0);
         !dirs.is_empty() && dirs.contains(&format!("{posix}/"))
     }
 
     /// docker-py `PatternMatcher.matches`: the last matching pattern decides.
     fn docker(&self, path: &str) -> bool {
         let parent = pypath::dirname(path);
-        let parent_dirs: Vec<&str> = parent.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        let parent_dirs: Vec<&str> = parent
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
         let mut matched = false;
         for p in &self.docker {
             let mut hit = p.glob.matches(path);
@@ -176,7 +202,10 @@ fn docker_pattern(text: &str) -> Result<Option<DockerPattern>, PatternError> {
         Some(r) => (true, r),
         None => (false, text),
     };
-    let mut dirs: Vec<&str> = python_strip(rest).split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let mut dirs: Vec<&str> = python_strip(rest)
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     let mut i = 0;
     while i < dirs.len() {
         if dirs[i] == ".." {
@@ -193,7 +222,11 @@ fn docker_pattern(text: &str) -> Result<Option<DockerPattern>, PatternError> {
         return Ok(None);
     }
     let glob = fnmatch::docker_py(&dirs.join("/"))?;
-    Ok(Some(DockerPattern { exclusion, dirs: dirs.len(), glob }))
+    Ok(Some(DockerPattern {
+        exclusion,
+        dirs: dirs.len(),
+        glob,
+    }))
 }
 
 /// Python's `f.readlines()`: lines keep their `\n`, and `\r\n`/`\r` end lines too
@@ -211,7 +244,8 @@ pub(crate) fn python_strip(s: &str) -> &str {
 /// `git ls-files -io --exclude-standard [--directory]` in `dir`, split as flytekit splits it.
 fn git_ignored_files(dir: &Path, directories: bool) -> (HashSet<String>, String) {
     let mut cmd = Command::new("git");
-    cmd.args(["ls-files", "-io", "--exclude-standard"]).current_dir(dir);
+    cmd.args(["ls-files", "-io", "--exclude-standard"])
+        .current_dir(dir);
     if directories {
         cmd.arg("--directory");
     }

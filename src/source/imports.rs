@@ -38,20 +38,29 @@ pub fn scan(root: &Path, entries: &[String]) -> Result<Vec<String>, std::io::Err
         if !seen.insert(file.clone()) {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
         let package = package_of(&root, &file);
         for module in imported_modules(&text, &package) {
             queue.extend(resolve_module(&root, &module));
         }
     }
-    Ok(seen.into_iter().map(|p| p.to_string_lossy().into_owned()).collect())
+    Ok(seen
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect())
 }
 
 /// The dotted package a file belongs to (`a/b/c.py` → `a.b`).
 fn package_of(root: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(root).unwrap_or(file);
     let parent = rel.parent().unwrap_or(Path::new(""));
-    parent.iter().map(|c| c.to_string_lossy().into_owned()).collect::<Vec<_>>().join(".")
+    parent
+        .iter()
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Files that importing `module` loads: each package's `__init__.py` on the way, then the
@@ -128,7 +137,11 @@ fn imported_modules(text: &str, package: &str) -> Vec<String> {
                 for name in names.split(',') {
                     let n = name.split_whitespace().next().unwrap_or("");
                     if !n.is_empty() && n != "*" {
-                        out.push(if base.is_empty() { n.to_string() } else { format!("{base}.{n}") });
+                        out.push(if base.is_empty() {
+                            n.to_string()
+                        } else {
+                            format!("{base}.{n}")
+                        });
                     }
                 }
             }

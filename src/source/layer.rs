@@ -105,7 +105,10 @@ const GZIP_BATCH: usize = 16 * GZIP_PIECE;
 
 impl<W: Write> ParallelGzip<W> {
     fn new(inner: W) -> Self {
-        ParallelGzip { inner, pending: Vec::with_capacity(GZIP_BATCH) }
+        ParallelGzip {
+            inner,
+            pending: Vec::with_capacity(GZIP_BATCH),
+        }
     }
 
     fn compress_pending(&mut self) -> std::io::Result<()> {
@@ -116,7 +119,10 @@ impl<W: Write> ParallelGzip<W> {
             .map(|piece| {
                 // Level 1: about three times faster than the default for source code, a
                 // little larger; fixed, so the digest stays reproducible.
-                let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::with_capacity(piece.len() / 2), flate2::Compression::fast());
+                let mut gz = flate2::GzBuilder::new().mtime(0).write(
+                    Vec::with_capacity(piece.len() / 2),
+                    flate2::Compression::fast(),
+                );
                 gz.write_all(piece)?;
                 gz.finish()
             })
@@ -162,13 +168,21 @@ fn hex_digest(hash: Sha256) -> String {
 
 /// `a/./b` → `a/b`; `.` → `` (the directory itself).
 fn clean(path: &str) -> String {
-    path.split('/').filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Writes `entries` as a layer under `root/` into a new file in `dir`. `root_dir` is what
 /// `/root` itself is in the image below: a layer is unpacked on its own, so a parent it
 /// leaves out would be made anew (root-owned, 0755) and hide the one below.
-pub fn write_layer(entries: &[RootEntry], owner: Owner, root_dir: DirAttrs, dir: &Path) -> Result<Layer, SourceError> {
+pub fn write_layer(
+    entries: &[RootEntry],
+    owner: Owner,
+    root_dir: DirAttrs,
+    dir: &Path,
+) -> Result<Layer, SourceError> {
     // Later entries replace earlier ones at the same path, as a later COPY does. Every
     // parent directory below /root is an entry of its own (0755, owned like the files).
     let mut tree: BTreeMap<String, Option<&Path>> = BTreeMap::new();
@@ -204,10 +218,25 @@ pub fn write_layer(entries: &[RootEntry], owner: Owner, root_dir: DirAttrs, dir:
         let path = path.to_path_buf();
         move |source| SourceError::Io { path, source }
     };
-    let file = tempfile::Builder::new().prefix("imagespec-layer-").suffix(".tar.gz").tempfile_in(dir).map_err(io(dir))?;
-    let out = Hashing { inner: std::io::BufWriter::with_capacity(1 << 20, file.as_file().try_clone().map_err(io(dir))?), hash: Sha256::new(), written: 0 };
+    let file = tempfile::Builder::new()
+        .prefix("imagespec-layer-")
+        .suffix(".tar.gz")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    let out = Hashing {
+        inner: std::io::BufWriter::with_capacity(
+            1 << 20,
+            file.as_file().try_clone().map_err(io(dir))?,
+        ),
+        hash: Sha256::new(),
+        written: 0,
+    };
     let gzip = ParallelGzip::new(out);
-    let mut tar = tar::Builder::new(Hashing { inner: gzip, hash: Sha256::new(), written: 0 });
+    let mut tar = tar::Builder::new(Hashing {
+        inner: gzip,
+        hash: Sha256::new(),
+        written: 0,
+    });
     tar.mode(tar::HeaderMode::Deterministic);
     let mut files = 0;
     let mut header = tar::Header::new_gnu();
@@ -217,7 +246,8 @@ pub fn write_layer(entries: &[RootEntry], owner: Owner, root_dir: DirAttrs, dir:
     header.set_mtime(LAYER_MTIME);
     header.set_entry_type(tar::EntryType::Directory);
     header.set_size(0);
-    tar.append_data(&mut header, "root/", std::io::empty()).map_err(io(dir))?;
+    tar.append_data(&mut header, "root/", std::io::empty())
+        .map_err(io(dir))?;
     // BTreeMap order puts `a` before `a/b` and `a-b` before `a/b`: a directory's entry still
     // precedes its contents, which is all extraction needs.
     for (rel, from) in &tree {
@@ -231,7 +261,8 @@ pub fn write_layer(entries: &[RootEntry], owner: Owner, root_dir: DirAttrs, dir:
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_mode(0o755);
                 header.set_size(0);
-                tar.append_data(&mut header, format!("{path}/"), std::io::empty()).map_err(io(Path::new(&path)))?;
+                tar.append_data(&mut header, format!("{path}/"), std::io::empty())
+                    .map_err(io(Path::new(&path)))?;
             }
             Some(from) => {
                 use std::os::unix::fs::PermissionsExt;
@@ -240,7 +271,12 @@ pub fn write_layer(entries: &[RootEntry], owner: Owner, root_dir: DirAttrs, dir:
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(meta.permissions().mode() & 0o7777);
                 header.set_size(meta.len());
-                tar.append_data(&mut header, &path, std::io::BufReader::with_capacity(1 << 16, source)).map_err(io(from))?;
+                tar.append_data(
+                    &mut header,
+                    &path,
+                    std::io::BufReader::with_capacity(1 << 16, source),
+                )
+                .map_err(io(from))?;
                 files += 1;
             }
         }
@@ -251,7 +287,13 @@ pub fn write_layer(entries: &[RootEntry], owner: Owner, root_dir: DirAttrs, dir:
     compressed.flush().map_err(io(dir))?;
     let size = compressed.written;
     let digest = hex_digest(compressed.hash);
-    Ok(Layer { file, digest, diff_id, size, files })
+    Ok(Layer {
+        file,
+        digest,
+        diff_id,
+        size,
+        files,
+    })
 }
 
 #[cfg(test)]
@@ -263,10 +305,21 @@ mod tests {
         fs::write(dir.join("pkg/a.py"), "print('a')\n").unwrap();
         fs::write(dir.join("b.txt"), "b").unwrap();
         vec![
-            RootEntry::File { to: "pkg/a.py".into(), from: dir.join("pkg/a.py") },
-            RootEntry::Dir { to: "./data/empty".into() },
-            RootEntry::File { to: "b.txt".into(), from: dir.join("b.txt") },
-            RootEntry::File { to: "./pkg/a.py".into(), from: dir.join("b.txt") },
+            RootEntry::File {
+                to: "pkg/a.py".into(),
+                from: dir.join("pkg/a.py"),
+            },
+            RootEntry::Dir {
+                to: "./data/empty".into(),
+            },
+            RootEntry::File {
+                to: "b.txt".into(),
+                from: dir.join("b.txt"),
+            },
+            RootEntry::File {
+                to: "./pkg/a.py".into(),
+                from: dir.join("b.txt"),
+            },
         ]
     }
 
@@ -274,11 +327,21 @@ mod tests {
     fn layers_are_deterministic_and_later_entries_win() {
         let tmp = tempfile::tempdir().unwrap();
         let e = entries(tmp.path());
-        let owner = Owner { uid: 1000, gid: 1000 };
-        let root = DirAttrs { uid: 1000, gid: 0, mode: 0o700 };
+        let owner = Owner {
+            uid: 1000,
+            gid: 1000,
+        };
+        let root = DirAttrs {
+            uid: 1000,
+            gid: 0,
+            mode: 0o700,
+        };
         let one = write_layer(&e, owner, root, tmp.path()).unwrap();
         let two = write_layer(&e, owner, root, tmp.path()).unwrap();
-        assert_eq!((&one.digest, &one.diff_id, one.size), (&two.digest, &two.diff_id, two.size));
+        assert_eq!(
+            (&one.digest, &one.diff_id, one.size),
+            (&two.digest, &two.diff_id, two.size)
+        );
         assert_eq!(one.files, 2);
 
         let gz = flate2::read::GzDecoder::new(fs::File::open(one.path()).unwrap());
@@ -289,15 +352,40 @@ mod tests {
             let h = entry.header().clone();
             let mut body = String::new();
             std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
-            seen.push((entry.path().unwrap().display().to_string(), h.mode().unwrap(), h.uid().unwrap(), h.mtime().unwrap(), body));
+            seen.push((
+                entry.path().unwrap().display().to_string(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.mtime().unwrap(),
+                body,
+            ));
         }
         let names: Vec<_> = seen.iter().map(|s| s.0.as_str()).collect();
-        assert_eq!(names, ["root/", "root/b.txt", "root/data/", "root/data/empty/", "root/pkg/", "root/pkg/a.py"]);
+        assert_eq!(
+            names,
+            [
+                "root/",
+                "root/b.txt",
+                "root/data/",
+                "root/data/empty/",
+                "root/pkg/",
+                "root/pkg/a.py"
+            ]
+        );
         assert_eq!(seen[5].4, "b", "the later entry at the same path wins");
         assert!(seen.iter().all(|s| s.2 == 1000 && s.3 == LAYER_MTIME));
         assert_eq!((seen[0].1, seen[2].1), (0o700, 0o755));
 
-        let other = write_layer(&e, Owner { uid: 1001, gid: 1001 }, root, tmp.path()).unwrap();
+        let other = write_layer(
+            &e,
+            Owner {
+                uid: 1001,
+                gid: 1001,
+            },
+            root,
+            tmp.path(),
+        )
+        .unwrap();
         assert_ne!(other.digest, one.digest, "ownership is part of the layer");
     }
 
@@ -308,13 +396,22 @@ mod tests {
         let mut state = 1u64;
         let bytes: Vec<u8> = (0..(7 << 19))
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 56) as u8
             })
             .collect();
         fs::write(tmp.path().join("big.bin"), &bytes).unwrap();
-        let e = vec![RootEntry::File { to: "big.bin".into(), from: tmp.path().join("big.bin") }];
-        let root = DirAttrs { uid: 0, gid: 0, mode: 0o700 };
+        let e = vec![RootEntry::File {
+            to: "big.bin".into(),
+            from: tmp.path().join("big.bin"),
+        }];
+        let root = DirAttrs {
+            uid: 0,
+            gid: 0,
+            mode: 0o700,
+        };
         let layer = write_layer(&e, Owner { uid: 1, gid: 1 }, root, tmp.path()).unwrap();
         let gz = flate2::read::MultiGzDecoder::new(fs::File::open(layer.path()).unwrap());
         let mut archive = tar::Archive::new(gz);

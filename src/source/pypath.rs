@@ -45,12 +45,20 @@ pub fn normpath(path: &str) -> String {
         }
     }
     let joined = format!("{}{}", "/".repeat(initial), comps.join("/"));
-    if joined.is_empty() { ".".into() } else { joined }
+    if joined.is_empty() {
+        ".".into()
+    } else {
+        joined
+    }
 }
 
 /// `os.path.abspath`, with `cwd` as the process's working directory.
 pub fn abspath(p: &str, cwd: &str) -> String {
-    if isabs(p) { normpath(p) } else { normpath(&join(cwd, p)) }
+    if isabs(p) {
+        normpath(p)
+    } else {
+        normpath(&join(cwd, p))
+    }
 }
 
 /// `os.path.relpath(path, start)`.
@@ -59,10 +67,18 @@ pub fn relpath(path: &str, start: &str, cwd: &str) -> String {
     let abs_path = abspath(path, cwd);
     let start_list: Vec<&str> = abs_start.split('/').filter(|s| !s.is_empty()).collect();
     let path_list: Vec<&str> = abs_path.split('/').filter(|s| !s.is_empty()).collect();
-    let common = start_list.iter().zip(&path_list).take_while(|(a, b)| a == b).count();
+    let common = start_list
+        .iter()
+        .zip(&path_list)
+        .take_while(|(a, b)| a == b)
+        .count();
     let mut rel: Vec<&str> = vec![".."; start_list.len() - common];
     rel.extend(&path_list[common..]);
-    if rel.is_empty() { ".".into() } else { rel.join("/") }
+    if rel.is_empty() {
+        ".".into()
+    } else {
+        rel.join("/")
+    }
 }
 
 /// `os.path.commonpath`; `None` where Python raises `ValueError` (absolute mixed with relative).
@@ -72,12 +88,26 @@ pub fn commonpath(paths: &[&str]) -> Option<String> {
     if paths.iter().any(|p| isabs(p) != abs) {
         return None;
     }
-    let split: Vec<Vec<&str>> =
-        paths.iter().map(|p| p.split('/').filter(|c| !c.is_empty() && *c != ".").collect()).collect();
+    let split: Vec<Vec<&str>> = paths
+        .iter()
+        .map(|p| {
+            p.split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect()
+        })
+        .collect();
     let min = split.iter().min()?;
     let max = split.iter().max()?;
-    let common = min.iter().zip(max.iter()).take_while(|(a, b)| a == b).count();
-    Some(format!("{}{}", if abs { "/" } else { "" }, min[..common].join("/")))
+    let common = min
+        .iter()
+        .zip(max.iter())
+        .take_while(|(a, b)| a == b)
+        .count();
+    Some(format!(
+        "{}{}",
+        if abs { "/" } else { "" },
+        min[..common].join("/")
+    ))
 }
 
 /// flytekit's `_file_is_in_directory`: `commonpath([file, directory]) == directory`, on the
@@ -90,7 +120,11 @@ pub fn file_is_in_directory(file: &str, directory: &str) -> bool {
 pub fn dirname(p: &str) -> String {
     let i = p.rfind('/').map_or(0, |i| i + 1);
     let head = &p[..i];
-    if !head.is_empty() && head.chars().any(|c| c != '/') { head.trim_end_matches('/').to_string() } else { head.to_string() }
+    if !head.is_empty() && head.chars().any(|c| c != '/') {
+        head.trim_end_matches('/').to_string()
+    } else {
+        head.to_string()
+    }
 }
 
 /// `os.path.basename`.
@@ -107,9 +141,16 @@ pub fn pure_posix(p: &str) -> String {
     } else {
         ""
     };
-    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     let joined = format!("{lead}{}", parts.join("/"));
-    if joined.is_empty() { ".".into() } else { joined }
+    if joined.is_empty() {
+        ".".into()
+    } else {
+        joined
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! [`Node`] tree → [`Spec`]s, with flytekit's `__post_init__` checks, each failure located.
 
 use super::error::SpecError;
-use super::model::{BaseImage, CopyMode, PyValue, Scalar, SecretMount, Spec, FIELDS};
+use super::model::{BaseImage, CopyMode, FIELDS, PyValue, Scalar, SecretMount, Spec};
 use super::node::{Key, Node, Pos, Value};
 use indexmap::IndexMap;
 use regex::Regex;
@@ -11,7 +11,8 @@ use std::sync::LazyLock;
 /// flytekit's `validate_container_registry_name` pattern; Python's `$` also accepts one
 /// trailing newline, hence `\n?\z`.
 static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(localhost:\d{1,5}|([a-z\d\._-]+)(:\d{1,5})?)(/[\w\.-]+)*\n?\z").expect("registry pattern")
+    Regex::new(r"^(localhost:\d{1,5}|([a-z\d\._-]+)(:\d{1,5})?)(/[\w\.-]+)*\n?\z")
+        .expect("registry pattern")
 });
 
 /// The key under which a multi-image file lists its images.
@@ -24,7 +25,9 @@ pub type DecodedImages = IndexMap<String, Result<Spec, SpecError>>;
 /// Decodes a whole file: one spec (key `""`), or the named specs of an `[images]` table with
 /// `base_image = { spec = "KEY" }` references resolved.
 pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), SpecError> {
-    let d = Decoder { file: file.to_path_buf() };
+    let d = Decoder {
+        file: file.to_path_buf(),
+    };
     let entries = d.map(root, "")?;
     let multi = entries.iter().any(|(k, _)| k.name == IMAGES_KEY);
     if !multi {
@@ -36,13 +39,19 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
             file: d.file.clone(),
             pos: k.pos,
             field: k.name.clone(),
-            message: format!("a file with an `{IMAGES_KEY}` table holds only that table; move this field into one of its images"),
+            message: format!(
+                "a file with an `{IMAGES_KEY}` table holds only that table; move this field into one of its images"
+            ),
         });
     }
     let (images_key, images_node) = &entries[0];
     let images = d.map(images_node, &images_key.name)?;
     if images.is_empty() {
-        return Err(d.invalid(images_node.pos, IMAGES_KEY, "names no image; add e.g. `[images.app]`"));
+        return Err(d.invalid(
+            images_node.pos,
+            IMAGES_KEY,
+            "names no image; add e.g. `[images.app]`",
+        ));
     }
     let names: Vec<&str> = images.iter().map(|(k, _)| k.name.as_str()).collect();
     let mut raw: IndexMap<String, Result<Spec, SpecError>> = IndexMap::new();
@@ -58,7 +67,10 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
     }
     let mut resolved = IndexMap::new();
     for name in raw.keys() {
-        resolved.insert(name.clone(), resolve(&d, name, &raw, &refs, &mut Vec::new()));
+        resolved.insert(
+            name.clone(),
+            resolve(&d, name, &raw, &refs, &mut Vec::new()),
+        );
     }
     Ok((resolved, true))
 }
@@ -100,7 +112,11 @@ struct Decoder {
 }
 
 fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 impl Decoder {
@@ -115,13 +131,26 @@ impl Decoder {
     }
 
     fn invalid(&self, pos: Pos, field: &str, message: &str) -> SpecError {
-        SpecError::Invalid { file: self.file.clone(), pos, field: field.to_string(), message: message.to_string() }
+        SpecError::Invalid {
+            file: self.file.clone(),
+            pos,
+            field: field.to_string(),
+            message: message.to_string(),
+        }
     }
 
     fn map<'n>(&self, node: &'n Node, field: &str) -> Result<&'n [(Key, Node)], SpecError> {
         match &node.value {
             Value::Map(entries) => Ok(entries),
-            _ => Err(self.type_error(node, if field.is_empty() { "(top level)" } else { field }, "a table")),
+            _ => Err(self.type_error(
+                node,
+                if field.is_empty() {
+                    "(top level)"
+                } else {
+                    field
+                },
+                "a table",
+            )),
         }
     }
 
@@ -134,15 +163,22 @@ impl Decoder {
 
     fn strings(&self, node: &Node, field: &str) -> Result<Vec<String>, SpecError> {
         match &node.value {
-            Value::List(items) => {
-                items.iter().enumerate().map(|(i, item)| self.string(item, &format!("{field}[{i}]"))).collect()
-            }
+            Value::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.string(item, &format!("{field}[{i}]")))
+                .collect(),
             _ => Err(self.type_error(node, field, "a list of strings")),
         }
     }
 
     /// A value flytekit passes through untyped into an f-string: string, number or boolean.
-    fn scalar(&self, node: &Node, field: &str, allow_bool_and_null: bool) -> Result<Scalar, SpecError> {
+    fn scalar(
+        &self,
+        node: &Node,
+        field: &str,
+        allow_bool_and_null: bool,
+    ) -> Result<Scalar, SpecError> {
         match &node.value {
             Value::Str(s) => Ok(Scalar::Str(s.clone())),
             Value::Int(i) => Ok(Scalar::Int(*i)),
@@ -161,15 +197,26 @@ impl Decoder {
             Value::Float(x) => PyValue::Float(*x),
             Value::Str(s) => PyValue::Str(s.clone()),
             Value::List(items) => PyValue::List(
-                items.iter().enumerate().map(|(i, n)| self.pyvalue(n, &format!("{field}[{i}]"))).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| self.pyvalue(n, &format!("{field}[{i}]")))
+                    .collect::<Result<_, _>>()?,
             ),
             Value::Map(entries) => PyValue::Dict(self.pydict(entries, field)?),
             Value::Date(d) => PyValue::Repr(d.python_repr()),
         })
     }
 
-    fn pydict(&self, entries: &[(Key, Node)], field: &str) -> Result<Vec<(String, PyValue)>, SpecError> {
-        entries.iter().map(|(k, v)| Ok((k.name.clone(), self.pyvalue(v, &join(field, &k.name))?))).collect()
+    fn pydict(
+        &self,
+        entries: &[(Key, Node)],
+        field: &str,
+    ) -> Result<Vec<(String, PyValue)>, SpecError> {
+        entries
+            .iter()
+            .map(|(k, v)| Ok((k.name.clone(), self.pyvalue(v, &join(field, &k.name))?)))
+            .collect()
     }
 
     fn spec(&self, node: &Node, path: &str, mut refs: References<'_>) -> Result<Spec, SpecError> {
@@ -236,8 +283,12 @@ impl Decoder {
                 "copy" => spec.copy = Some(self.strings(value, f)?),
                 "python_exec" => spec.python_exec = Some(self.string(value, f)?),
                 "runtime_packages" => spec.runtime_packages = Some(self.strings(value, f)?),
-                "builder_options" => spec.builder_options = Some(self.pydict(self.map(value, f)?, f)?),
-                "builder_config" => spec.builder_config = Some(self.pydict(self.map(value, f)?, f)?),
+                "builder_options" => {
+                    spec.builder_options = Some(self.pydict(self.map(value, f)?, f)?)
+                }
+                "builder_config" => {
+                    spec.builder_config = Some(self.pydict(self.map(value, f)?, f)?)
+                }
                 _ => return Err(self.unknown(key, path)),
             }
         }
@@ -251,10 +302,20 @@ impl Decoder {
             .filter(|(score, _)| *score > 0.8)
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, f)| f.to_string());
-        SpecError::UnknownField { file: self.file.clone(), pos: key.pos, field: join(path, &key.name), suggestion }
+        SpecError::UnknownField {
+            file: self.file.clone(),
+            pos: key.pos,
+            field: join(path, &key.name),
+            suggestion,
+        }
     }
 
-    fn base_image(&self, node: &Node, field: &str, refs: Option<&mut ReferenceSlot<'_>>) -> Result<BaseImage, SpecError> {
+    fn base_image(
+        &self,
+        node: &Node,
+        field: &str,
+        refs: Option<&mut ReferenceSlot<'_>>,
+    ) -> Result<BaseImage, SpecError> {
         match &node.value {
             Value::Str(s) => Ok(BaseImage::Ref(s.clone())),
             Value::Map(entries) if entries.len() == 1 && entries[0].0.name == "spec" => {
@@ -264,7 +325,14 @@ impl Decoder {
                     return Err(self.invalid(key.pos, &join(field, "spec"), "`{ spec = ... }` refers to an image of an `[images]` table, and this file has none; write the base spec inline or as an image reference"));
                 };
                 if !names.contains(&target_name.as_str()) {
-                    return Err(self.invalid(target.pos, &join(field, "spec"), &format!("no image `{target_name}` in this file; it has: {}", names.join(", "))));
+                    return Err(self.invalid(
+                        target.pos,
+                        &join(field, "spec"),
+                        &format!(
+                            "no image `{target_name}` in this file; it has: {}",
+                            names.join(", ")
+                        ),
+                    ));
                 }
                 **slot = Some((target_name, target.pos));
                 Ok(BaseImage::Ref(String::new()))
@@ -288,7 +356,11 @@ impl Decoder {
                         source: self.string(&pair[0], &format!("{f}[0]"))?,
                         target: self.string(&pair[1], &format!("{f}[1]"))?,
                     }),
-                    _ => Err(self.type_error(item, &f, "a pair of two strings, [source, mount path]")),
+                    _ => Err(self.type_error(
+                        item,
+                        &f,
+                        "a pair of two strings, [source, mount path]",
+                    )),
                 }
             })
             .collect()

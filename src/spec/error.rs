@@ -15,13 +15,33 @@ pub enum SpecError {
     #[error("{}: unknown spec format{}: name the file *.toml, *.yaml, *.yml or *.json", file.display(), ext.as_ref().map(|e| format!(" `.{e}`")).unwrap_or_default())]
     Format { file: PathBuf, ext: Option<String> },
     #[error("{}:{pos}: {message}", file.display())]
-    Syntax { file: PathBuf, pos: Pos, message: String },
+    Syntax {
+        file: PathBuf,
+        pos: Pos,
+        message: String,
+    },
     #[error("{}:{pos}: `{field}`: expected {expected}, found {found}", file.display())]
-    Type { file: PathBuf, pos: Pos, field: String, expected: String, found: String },
+    Type {
+        file: PathBuf,
+        pos: Pos,
+        field: String,
+        expected: String,
+        found: String,
+    },
     #[error("{}:{pos}: unknown field `{field}`{}", file.display(), suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())]
-    UnknownField { file: PathBuf, pos: Pos, field: String, suggestion: Option<String> },
+    UnknownField {
+        file: PathBuf,
+        pos: Pos,
+        field: String,
+        suggestion: Option<String>,
+    },
     #[error("{}:{pos}: `{field}`: {message}", file.display())]
-    Invalid { file: PathBuf, pos: Pos, field: String, message: String },
+    Invalid {
+        file: PathBuf,
+        pos: Pos,
+        field: String,
+        message: String,
+    },
     #[error("{}: {message}", file.display())]
     Selection { file: PathBuf, message: String },
 }

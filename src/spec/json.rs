@@ -20,13 +20,19 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         allow_non_finite_numbers: true,
         allow_extended_string_escapes: false,
     };
-    let parsed = jsonc_parser::parse_to_ast(text, &CollectOptions::default(), &strict).map_err(|e| SyntaxError {
-        pos: Pos::at_offset(text, e.range().start),
-        message: e.kind().to_string(),
-    })?;
+    let parsed =
+        jsonc_parser::parse_to_ast(text, &CollectOptions::default(), &strict).map_err(|e| {
+            SyntaxError {
+                pos: Pos::at_offset(text, e.range().start),
+                message: e.kind().to_string(),
+            }
+        })?;
     match parsed.value {
         Some(v) => convert(text, &v),
-        None => Ok(Node { value: Value::Map(Vec::new()), pos: Pos { line: 1, col: 1 } }),
+        None => Ok(Node {
+            value: Value::Map(Vec::new()),
+            pos: Pos { line: 1, col: 1 },
+        }),
     }
 }
 
@@ -41,12 +47,20 @@ fn convert(text: &str, value: &ast::Value<'_>) -> Result<Node, SyntaxError> {
         })?,
         ast::Value::BooleanLit(b) => Value::Bool(b.value),
         ast::Value::NullKeyword(_) => Value::Null,
-        ast::Value::Array(a) => Value::List(a.elements.iter().map(|v| convert(text, v)).collect::<Result<_, _>>()?),
+        ast::Value::Array(a) => Value::List(
+            a.elements
+                .iter()
+                .map(|v| convert(text, v))
+                .collect::<Result<_, _>>()?,
+        ),
         ast::Value::Object(o) => {
             let mut entries: Vec<(Key, Node)> = Vec::new();
             for prop in &o.properties {
                 let name = prop.name.clone().into_string();
-                let key = Key { name, pos: Pos::at_offset(text, prop.range.start) };
+                let key = Key {
+                    name,
+                    pos: Pos::at_offset(text, prop.range.start),
+                };
                 let node = convert(text, &prop.value)?;
                 // json.load keeps the last value of a repeated key, at the first key's place.
                 match entries.iter_mut().find(|(k, _)| k.name == key.name) {

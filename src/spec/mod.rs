@@ -23,9 +23,9 @@ pub mod toml;
 pub mod yaml;
 
 pub use error::SpecError;
-pub use model::{BaseImage, CopyMode, PyValue, Scalar, SecretMount, Spec, FIELDS};
+pub use model::{BaseImage, CopyMode, FIELDS, PyValue, Scalar, SecretMount, Spec};
 pub use node::{Key, Node, Pos, Value};
-pub use normalize::{default_platform, NormalizedBase, NormalizedSpec};
+pub use normalize::{NormalizedBase, NormalizedSpec, default_platform};
 
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
@@ -70,8 +70,10 @@ pub struct SpecFile {
 impl SpecFile {
     /// Reads and decodes a spec file.
     pub fn load(path: &Path) -> Result<SpecFile, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SpecError::Read { file: path.to_path_buf(), source: std::sync::Arc::new(source) })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            file: path.to_path_buf(),
+            source: std::sync::Arc::new(source),
+        })?;
         SpecFile::parse(path, &text)
     }
 
@@ -82,11 +84,22 @@ impl SpecFile {
             file: path.to_path_buf(),
             ext: path.extension().map(|e| e.to_string_lossy().into_owned()),
         })?;
-        let root = format.parse(text).map_err(|e| SpecError::Syntax { file: path.to_path_buf(), pos: e.pos, message: e.message })?;
+        let root = format.parse(text).map_err(|e| SpecError::Syntax {
+            file: path.to_path_buf(),
+            pos: e.pos,
+            message: e.message,
+        })?;
         let (specs, multi) = decode::decode_file(path, &root)?;
         let dir = spec_dir(path);
-        let images = specs.into_iter().map(|(k, s)| (k, s.map(|s| NormalizedSpec::new(s, &dir)))).collect();
-        Ok(SpecFile { path: path.to_path_buf(), images, multi })
+        let images = specs
+            .into_iter()
+            .map(|(k, s)| (k, s.map(|s| NormalizedSpec::new(s, &dir))))
+            .collect();
+        Ok(SpecFile {
+            path: path.to_path_buf(),
+            images,
+            multi,
+        })
     }
 
     /// The file this was read from.
@@ -101,7 +114,10 @@ impl SpecFile {
 
     /// All images with their keys; the first invalid one is an error.
     pub fn images(&self) -> Result<Vec<(&str, &NormalizedSpec)>, SpecError> {
-        self.images.iter().map(|(k, v)| v.as_ref().map(|s| (k.as_str(), s)).map_err(Clone::clone)).collect()
+        self.images
+            .iter()
+            .map(|(k, v)| v.as_ref().map(|s| (k.as_str(), s)).map_err(Clone::clone))
+            .collect()
     }
 
     /// The keys of all images, valid or not.
@@ -111,16 +127,27 @@ impl SpecFile {
 
     /// The image named `key`, or the only one when `key` is `None`.
     pub fn select(&self, key: Option<&str>) -> Result<(&str, &NormalizedSpec), SpecError> {
-        let keys = || self.images.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let keys = || {
+            self.images
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match key {
             Some(k) if !self.multi => Err(SpecError::Selection {
                 file: self.path.clone(),
-                message: format!("`--image {k}` given, but this file holds a single spec (no `[images]` table)"),
+                message: format!(
+                    "`--image {k}` given, but this file holds a single spec (no `[images]` table)"
+                ),
             }),
             Some(k) => match self.images.get_key_value(k) {
                 Some((k, Ok(v))) => Ok((k.as_str(), v)),
                 Some((_, Err(e))) => Err(e.clone()),
-                None => Err(SpecError::Selection { file: self.path.clone(), message: format!("no image `{k}`; this file has: {}", keys()) }),
+                None => Err(SpecError::Selection {
+                    file: self.path.clone(),
+                    message: format!("no image `{k}`; this file has: {}", keys()),
+                }),
             },
             None if self.images.len() == 1 => match self.images.first() {
                 Some((k, Ok(v))) => Ok((k.as_str(), v)),
@@ -129,7 +156,10 @@ impl SpecFile {
             },
             None => Err(SpecError::Selection {
                 file: self.path.clone(),
-                message: format!("this file holds several images; pick one with `--image KEY` ({})", keys()),
+                message: format!(
+                    "this file holds several images; pick one with `--image KEY` ({})",
+                    keys()
+                ),
             }),
         }
     }
@@ -137,6 +167,9 @@ impl SpecFile {
 
 /// The directory relative paths in a spec file are relative to (absolute when possible).
 fn spec_dir(path: &Path) -> PathBuf {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
 }

@@ -24,8 +24,14 @@ impl Pos {
         let offset = offset.min(text.len());
         let before = &text.as_bytes()[..offset];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
         Pos { line, col }
     }
 }
@@ -119,7 +125,10 @@ fn timezone_repr(seconds: i64) -> String {
     if secs != 0 {
         parts.push(format!("seconds={secs}"));
     }
-    format!("datetime.timezone(datetime.timedelta({}))", parts.join(", "))
+    format!(
+        "datetime.timezone(datetime.timedelta({}))",
+        parts.join(", ")
+    )
 }
 
 impl Value {

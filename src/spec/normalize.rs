@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 pub fn default_platform(registry: Option<&str>, host_arch: &str) -> &'static str {
     // __post_init__: ARM64 only for `localhost:` registries on an arm64 host.
     let local = registry.is_some_and(|r| r.to_lowercase().starts_with("localhost:"));
-    if local && matches!(host_arch, "aarch64" | "arm64") { "linux/arm64" } else { "linux/amd64" }
+    if local && matches!(host_arch, "aarch64" | "arm64") {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    }
 }
 
 /// A spec after `__post_init__`: `name` and `registry` lower-cased, `platform` and
@@ -46,7 +50,11 @@ impl NormalizedSpec {
             BaseImage::Ref(r) => NormalizedBase::Ref(r),
             BaseImage::Spec(s) => NormalizedBase::Spec(Box::new(NormalizedSpec::new(*s, dir))),
         });
-        NormalizedSpec { spec, base, dir: dir.to_path_buf() }
+        NormalizedSpec {
+            spec,
+            base,
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// The lower-cased image name.

@@ -27,8 +27,14 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         return Err(err);
     }
     match builder.documents.len() {
-        0 => Ok(Node { value: Value::Map(Vec::new()), pos: Pos { line: 1, col: 1 } }),
-        1 => Ok(builder.documents.pop().unwrap_or(Node { value: Value::Null, pos: Pos::default() })),
+        0 => Ok(Node {
+            value: Value::Map(Vec::new()),
+            pos: Pos { line: 1, col: 1 },
+        }),
+        1 => Ok(builder.documents.pop().unwrap_or(Node {
+            value: Value::Null,
+            pos: Pos::default(),
+        })),
         _ => Err(SyntaxError {
             pos: builder.second_document.unwrap_or_default(),
             message: "expected a single document in the stream, but found another document".into(),
@@ -38,12 +44,24 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 
 fn pos(m: &Marker) -> Pos {
     // yaml-rust2 markers count columns from 0.
-    Pos { line: m.line(), col: m.col() + 1 }
+    Pos {
+        line: m.line(),
+        col: m.col() + 1,
+    }
 }
 
 enum Frame {
-    Seq { anchor: usize, pos: Pos, items: Vec<Node> },
-    Map { anchor: usize, pos: Pos, entries: Vec<(Node, Node)>, pending_key: Option<Node> },
+    Seq {
+        anchor: usize,
+        pos: Pos,
+        items: Vec<Node>,
+    },
+    Map {
+        anchor: usize,
+        pos: Pos,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
 }
 
 #[derive(Default)]
@@ -65,27 +83,59 @@ impl MarkedEventReceiver for Builder {
             Event::DocumentStart if !self.documents.is_empty() => {
                 self.second_document.get_or_insert(at);
             }
-            Event::Scalar(text, style, anchor, tag) => match resolve(&text, style, tag.as_ref(), at) {
-                Ok(value) => self.push(Node { value, pos: at }, anchor),
-                Err(e) => self.error = Some(e),
-            },
+            Event::Scalar(text, style, anchor, tag) => {
+                match resolve(&text, style, tag.as_ref(), at) {
+                    Ok(value) => self.push(Node { value, pos: at }, anchor),
+                    Err(e) => self.error = Some(e),
+                }
+            }
             Event::Alias(id) => match self.anchors.get(&id) {
                 Some(node) => self.push(node.clone(), 0),
-                None => self.error = Some(SyntaxError { pos: at, message: "found undefined alias".into() }),
+                None => {
+                    self.error = Some(SyntaxError {
+                        pos: at,
+                        message: "found undefined alias".into(),
+                    })
+                }
             },
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { anchor, pos: at, items: Vec::new() }),
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map { anchor, pos: at, entries: Vec::new(), pending_key: None })
-            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                anchor,
+                pos: at,
+                items: Vec::new(),
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                anchor,
+                pos: at,
+                entries: Vec::new(),
+                pending_key: None,
+            }),
             Event::SequenceEnd => {
                 if let Some(Frame::Seq { anchor, pos, items }) = self.stack.pop() {
-                    self.push(Node { value: Value::List(items), pos }, anchor);
+                    self.push(
+                        Node {
+                            value: Value::List(items),
+                            pos,
+                        },
+                        anchor,
+                    );
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map { anchor, pos, entries, .. }) = self.stack.pop() {
+                if let Some(Frame::Map {
+                    anchor,
+                    pos,
+                    entries,
+                    ..
+                }) = self.stack.pop()
+                {
                     match construct_mapping(entries) {
-                        Ok(map) => self.push(Node { value: Value::Map(map), pos }, anchor),
+                        Ok(map) => self.push(
+                            Node {
+                                value: Value::Map(map),
+                                pos,
+                            },
+                            anchor,
+                        ),
                         Err(e) => self.error = Some(e),
                     }
                 }
@@ -103,7 +153,11 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.documents.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => entries.push((key, node)),
             },
@@ -121,14 +175,28 @@ fn construct_mapping(entries: Vec<(Node, Node)>) -> Result<Vec<(Key, Node)>, Syn
             let sources = match &value.value {
                 Value::Map(_) => vec![value.clone()],
                 Value::List(items) => items.iter().rev().cloned().collect(),
-                _ => return Err(SyntaxError { pos: value.pos, message: "a merge key `<<` expects a mapping or a list of mappings".into() }),
+                _ => {
+                    return Err(SyntaxError {
+                        pos: value.pos,
+                        message: "a merge key `<<` expects a mapping or a list of mappings".into(),
+                    });
+                }
             };
             for source in sources {
                 let Value::Map(items) = source.value else {
-                    return Err(SyntaxError { pos: source.pos, message: "a merge key `<<` expects mappings".into() });
+                    return Err(SyntaxError {
+                        pos: source.pos,
+                        message: "a merge key `<<` expects mappings".into(),
+                    });
                 };
                 for (k, v) in items {
-                    merged.push((Node { value: Value::Str(k.name), pos: k.pos }, v));
+                    merged.push((
+                        Node {
+                            value: Value::Str(k.name),
+                            pos: k.pos,
+                        },
+                        v,
+                    ));
                 }
             }
         } else {
@@ -142,8 +210,11 @@ fn construct_mapping(entries: Vec<(Node, Node)>) -> Result<Vec<(Key, Node)>, Syn
             other => {
                 return Err(SyntaxError {
                     pos: key.pos,
-                    message: format!("mapping keys must be strings, found {} (quote the key)", other.kind()),
-                })
+                    message: format!(
+                        "mapping keys must be strings, found {} (quote the key)",
+                        other.kind()
+                    ),
+                });
             }
         };
         match out.iter_mut().find(|(k, _)| k.name == name) {
@@ -162,26 +233,48 @@ fn re(pattern: &str) -> Regex {
 }
 
 // PyYAML 6 resolver.py, implicit resolvers of the SafeLoader, verbatim.
-static BOOL: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$"));
+static BOOL: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
+});
 static FLOAT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+    re(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+    )
 });
 static INT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$")
+    re(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
+    )
 });
 static NULL: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:~|null|Null|NULL|)$"));
 static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$")
+    re(
+        r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$",
+    )
 });
 
-fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>, at: Pos) -> Result<Value, SyntaxError> {
-    let bad = |what: &str| SyntaxError { pos: at, message: format!("`{text}` is not a valid {what}") };
+fn resolve(
+    text: &str,
+    style: TScalarStyle,
+    tag: Option<&Tag>,
+    at: Pos,
+) -> Result<Value, SyntaxError> {
+    let bad = |what: &str| SyntaxError {
+        pos: at,
+        message: format!("`{text}` is not a valid {what}"),
+    };
     if let Some(tag) = tag {
         let name = match (tag.handle.as_str(), tag.suffix.as_str()) {
             ("!!", s) => s.to_string(),
-            (h, s) if h.starts_with("tag:yaml.org,2002:") => format!("{}{s}", &h["tag:yaml.org,2002:".len()..]),
-            (h, s) => return Err(SyntaxError { pos: at, message: format!("unsupported YAML tag `{h}{s}`") }),
+            (h, s) if h.starts_with("tag:yaml.org,2002:") => {
+                format!("{}{s}", &h["tag:yaml.org,2002:".len()..])
+            }
+            (h, s) => {
+                return Err(SyntaxError {
+                    pos: at,
+                    message: format!("unsupported YAML tag `{h}{s}`"),
+                });
+            }
         };
         return match name.as_str() {
             "str" => Ok(Value::Str(text.to_string())),
@@ -189,7 +282,10 @@ fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>, at: Pos) -> Resul
             "float" => float(text).ok_or_else(|| bad("float")),
             "bool" if BOOL.is_match(text) => Ok(Value::Bool(bool_value(text))),
             "null" => Ok(Value::Null),
-            other => Err(SyntaxError { pos: at, message: format!("unsupported YAML tag `!!{other}`") }),
+            other => Err(SyntaxError {
+                pos: at,
+                message: format!("unsupported YAML tag `!!{other}`"),
+            }),
         };
     }
     if style != TScalarStyle::Plain {
@@ -207,7 +303,9 @@ fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>, at: Pos) -> Resul
     } else if NULL.is_match(text) {
         Ok(Value::Null)
     } else if TIMESTAMP.is_match(text) {
-        timestamp(text).map(Value::Date).ok_or_else(|| bad("date/time"))
+        timestamp(text)
+            .map(Value::Date)
+            .ok_or_else(|| bad("date/time"))
     } else {
         Ok(Value::Str(text.to_string()))
     }
@@ -217,26 +315,56 @@ fn resolve(text: &str, style: TScalarStyle, tag: Option<&Tag>, at: Pos) -> Resul
 /// fixed offset; `None` for a date Python's `datetime` rejects (e.g. month 13).
 fn timestamp(text: &str) -> Option<DateValue> {
     static PARTS: LazyLock<Regex> = LazyLock::new(|| {
-        re(r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]*))?(?:[ \t]*(Z|([-+])([0-9]{1,2})(?::([0-9]{2}))?))?)?$")
+        re(
+            r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]*))?(?:[ \t]*(Z|([-+])([0-9]{1,2})(?::([0-9]{2}))?))?)?$",
+        )
     });
     let c = PARTS.captures(text)?;
-    let num = |i: usize| c.get(i).map(|m| m.as_str().parse::<u32>().ok()).unwrap_or(Some(0));
+    let num = |i: usize| {
+        c.get(i)
+            .map(|m| m.as_str().parse::<u32>().ok())
+            .unwrap_or(Some(0))
+    };
     let (year, month, day) = (num(1)?, num(2)?, num(3)?);
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 || day > days_in_month[month as usize - 1] {
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month[month as usize - 1]
+    {
         return None;
     }
     let date = Some((i64::from(year), month, day));
     if c.get(4).is_none() {
-        return Some(DateValue { text: text.into(), date, time: None, offset: None });
+        return Some(DateValue {
+            text: text.into(),
+            date,
+            time: None,
+            offset: None,
+        });
     }
     let (hour, minute, second) = (num(4)?, num(5)?, num(6)?);
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let fraction = c.get(7).map_or("", |m| m.as_str());
-    let micros: u32 = format!("{:0<6}", &fraction[..fraction.len().min(6)]).parse().ok()?;
+    let micros: u32 = format!("{:0<6}", &fraction[..fraction.len().min(6)])
+        .parse()
+        .ok()?;
     let offset = match (c.get(8).map(|m| m.as_str()), c.get(9).map(|m| m.as_str())) {
         (_, Some(sign)) => {
             let seconds = i64::from(num(10)?) * 3600 + i64::from(num(11)?) * 60;
@@ -245,7 +373,12 @@ fn timestamp(text: &str) -> Option<DateValue> {
         (Some(_), None) => Some(0),
         _ => None,
     };
-    Some(DateValue { text: text.into(), date, time: Some((hour, minute, second, micros)), offset })
+    Some(DateValue {
+        text: text.into(),
+        date,
+        time: Some((hour, minute, second, micros)),
+        offset,
+    })
 }
 
 fn bool_value(text: &str) -> bool {
@@ -271,7 +404,9 @@ fn int(text: &str) -> Option<Value> {
     } else if digits.contains(':') {
         let mut value: i128 = 0;
         for part in digits.split(':') {
-            value = value.checked_mul(60)?.checked_add(part.parse::<i128>().ok()?)?;
+            value = value
+                .checked_mul(60)?
+                .checked_add(part.parse::<i128>().ok()?)?;
         }
         value
     } else {
@@ -306,7 +441,11 @@ fn float(text: &str) -> Option<Value> {
 
 /// Python's `float()` of a resolved literal: accepts a trailing or leading dot (`1.`, `.5`).
 fn python_float(text: &str) -> Option<f64> {
-    let fixed = if text.ends_with('.') { format!("{text}0") } else { text.to_string() };
+    let fixed = if text.ends_with('.') {
+        format!("{text}0")
+    } else {
+        text.to_string()
+    };
     let fixed = fixed.replacen(".e", ".0e", 1);
     fixed.parse::<f64>().ok()
 }
@@ -336,9 +475,13 @@ mod tests {
         assert_eq!(scalar("1:30"), Value::Int(90));
         assert_eq!(scalar("~"), Value::Null);
         assert_eq!(scalar("'yes'"), Value::Str("yes".into()));
-        let Value::Date(d) = scalar("2001-12-14") else { panic!() };
+        let Value::Date(d) = scalar("2001-12-14") else {
+            panic!()
+        };
         assert_eq!(d.python_repr(), "datetime.date(2001, 12, 14)");
-        let Value::Date(d) = scalar("2001-12-14t21:59:43.10-05:00") else { panic!() };
+        let Value::Date(d) = scalar("2001-12-14t21:59:43.10-05:00") else {
+            panic!()
+        };
         assert_eq!(
             d.python_repr(),
             "datetime.datetime(2001, 12, 14, 21, 59, 43, 100000, tzinfo=datetime.timezone(datetime.timedelta(days=-1, seconds=68400)))"
@@ -350,20 +493,35 @@ mod tests {
     #[test]
     fn merge_keys_and_duplicates_follow_python_dict_order() {
         let doc = "base: &b {x: 1, y: 2}\nm:\n  z: 0\n  <<: *b\n  x: 9\n";
-        let Value::Map(top) = parse(doc).unwrap().value else { panic!() };
-        let Value::Map(m) = &top[1].1.value else { panic!() };
-        let keys: Vec<_> = m.iter().map(|(k, v)| (k.name.clone(), v.value.clone())).collect();
+        let Value::Map(top) = parse(doc).unwrap().value else {
+            panic!()
+        };
+        let Value::Map(m) = &top[1].1.value else {
+            panic!()
+        };
+        let keys: Vec<_> = m
+            .iter()
+            .map(|(k, v)| (k.name.clone(), v.value.clone()))
+            .collect();
         assert_eq!(
             keys,
-            vec![("x".into(), Value::Int(9)), ("y".into(), Value::Int(2)), ("z".into(), Value::Int(0))]
+            vec![
+                ("x".into(), Value::Int(9)),
+                ("y".into(), Value::Int(2)),
+                ("z".into(), Value::Int(0))
+            ]
         );
     }
 
     #[test]
     fn positions_are_one_based() {
-        let Value::Map(m) = parse("a: 1\nbb:\n  - x\n").unwrap().value else { panic!() };
+        let Value::Map(m) = parse("a: 1\nbb:\n  - x\n").unwrap().value else {
+            panic!()
+        };
         assert_eq!(m[1].0.pos, Pos { line: 2, col: 1 });
-        let Value::List(items) = &m[1].1.value else { panic!() };
+        let Value::List(items) = &m[1].1.value else {
+            panic!()
+        };
         assert_eq!(items[0].pos, Pos { line: 3, col: 5 });
     }
 }

@@ -24,9 +24,13 @@ use std::path::PathBuf;
 /// Why a tag could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum TagError {
-    #[error("image `{name}`: `source_copy_mode = {mode}` needs `source_root` (flytekit: \"Field source_root for image spec {name} must be set when copy is set\")")]
+    #[error(
+        "image `{name}`: `source_copy_mode = {mode}` needs `source_root` (flytekit: \"Field source_root for image spec {name} must be set when copy is set\")"
+    )]
     MissingSourceRoot { name: String, mode: &'static str },
-    #[error("image `{name}`: `source_copy_mode = loaded_modules` needs the list of loaded module files: pass `--modules-from FILE` or `--entry MODULE`, or use `source_copy_mode = \"all\"`")]
+    #[error(
+        "image `{name}`: `source_copy_mode = loaded_modules` needs the list of loaded module files: pass `--modules-from FILE` or `--entry MODULE`, or use `source_copy_mode = \"all\"`"
+    )]
     MissingModules { name: String },
     #[error("image `{name}`: `requirements`: cannot read {written} (from {}): {source}", dir.display())]
     Requirements {
@@ -42,8 +46,14 @@ pub enum TagError {
         #[source]
         source: SourceError,
     },
-    #[error("image `{name}`: the tag changed from {before} to {after} while the build context was written: files changed meanwhile; run again once they are stable")]
-    Changed { name: String, before: String, after: String },
+    #[error(
+        "image `{name}`: the tag changed from {before} to {after} while the build context was written: files changed meanwhile; run again once they are stable"
+    )]
+    Changed {
+        name: String,
+        before: String,
+        after: String,
+    },
     #[error("image `{name}`: `tag_format`: {message}")]
     TagFormat { name: String, message: String },
 }
@@ -85,12 +95,27 @@ fn hash_repr(value: &PyValue) -> String {
 /// `asdict(spec)` with flytekit's filter: fields in declaration order, `None` dropped.
 pub fn spec_dict(spec: &NormalizedSpec) -> Vec<(String, PyValue)> {
     let s = |v: &Option<String>| v.as_ref().map(|x| PyValue::Str(x.clone()));
-    let list = |v: &Option<Vec<String>>| v.as_ref().map(|x| PyValue::List(x.iter().cloned().map(PyValue::Str).collect()));
+    let list = |v: &Option<Vec<String>>| {
+        v.as_ref()
+            .map(|x| PyValue::List(x.iter().cloned().map(PyValue::Str).collect()))
+    };
     let fields: [(&str, Option<PyValue>); 26] = [
         ("name", Some(PyValue::Str(spec.name().to_string()))),
-        ("python_version", spec.python_version.as_ref().map(PyValue::from)),
+        (
+            "python_version",
+            spec.python_version.as_ref().map(PyValue::from),
+        ),
         ("source_root", s(&spec.source_root)),
-        ("env", spec.env.as_ref().map(|env| PyValue::Dict(env.iter().map(|(k, v)| (k.clone(), PyValue::from(v))).collect()))),
+        (
+            "env",
+            spec.env.as_ref().map(|env| {
+                PyValue::Dict(
+                    env.iter()
+                        .map(|(k, v)| (k.clone(), PyValue::from(v)))
+                        .collect(),
+                )
+            }),
+        ),
         ("registry", s(&spec.registry)),
         ("packages", list(&spec.packages)),
         ("conda_packages", list(&spec.conda_packages)),
@@ -114,13 +139,26 @@ pub fn spec_dict(spec: &NormalizedSpec) -> Vec<(String, PyValue)> {
         ("entrypoint", list(&spec.entrypoint)),
         ("commands", list(&spec.commands)),
         ("tag_format", s(&spec.tag_format)),
-        ("source_copy_mode", spec.source_copy_mode.map(|m| PyValue::Repr(m.python_repr().to_string()))),
+        (
+            "source_copy_mode",
+            spec.source_copy_mode
+                .map(|m| PyValue::Repr(m.python_repr().to_string())),
+        ),
         ("copy", list(&spec.copy)),
         ("python_exec", s(&spec.python_exec)),
-        ("builder_options", spec.builder_options.clone().map(PyValue::Dict)),
-        ("builder_config", spec.builder_config.clone().map(PyValue::Dict)),
+        (
+            "builder_options",
+            spec.builder_options.clone().map(PyValue::Dict),
+        ),
+        (
+            "builder_config",
+            spec.builder_config.clone().map(PyValue::Dict),
+        ),
     ];
-    fields.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect()
+    fields
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect()
 }
 
 /// Computes id, tag and image name, reading the files the spec points at.
@@ -150,35 +188,54 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
 
     let mut source = None;
     if let Some(mode) = spec.source_copy_mode.filter(|m| *m != CopyMode::NoCopy) {
-        let root = spec.source_root.as_deref().filter(|r| !r.is_empty()).ok_or_else(|| TagError::MissingSourceRoot {
-            name: name.clone(),
-            mode: if mode == CopyMode::All { "all" } else { "loaded_modules" },
-        })?;
+        let root = spec
+            .source_root
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| TagError::MissingSourceRoot {
+                name: name.clone(),
+                mode: if mode == CopyMode::All {
+                    "all"
+                } else {
+                    "loaded_modules"
+                },
+            })?;
         let set = match mode {
             CopyMode::All => SourceSet::all(root, cwd),
             _ => {
-                let modules = options.modules.as_ref().ok_or_else(|| TagError::MissingModules { name: name.clone() })?;
+                let modules = options
+                    .modules
+                    .as_ref()
+                    .ok_or_else(|| TagError::MissingModules { name: name.clone() })?;
                 SourceSet::loaded_modules(root, modules, cwd)
             }
         }
-        .map_err(|source| TagError::Source { name: name.clone(), source })?;
+        .map_err(|source| TagError::Source {
+            name: name.clone(),
+            source,
+        })?;
         replace("source_root", Some(PyValue::Str(set.digest.clone())));
         source = Some(set);
     }
 
     let mut copy_set = None;
     if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
-        let set = source::copy_digest(copy, cwd).map_err(|source| TagError::Source { name: name.clone(), source })?;
+        let set = source::copy_digest(copy, cwd).map_err(|source| TagError::Source {
+            name: name.clone(),
+            source,
+        })?;
         replace("copy", Some(PyValue::Str(set.digest.clone())));
         copy_set = Some(set);
     }
 
     if let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) {
-        let digest = source::requirements_digest(&cwd.join(req)).map_err(|source| TagError::Requirements {
-            name: name.clone(),
-            written: req.to_string(),
-            dir: cwd.to_path_buf(),
-            source,
+        let digest = source::requirements_digest(&cwd.join(req)).map_err(|source| {
+            TagError::Requirements {
+                name: name.clone(),
+                written: req.to_string(),
+                dir: cwd.to_path_buf(),
+                source,
+            }
         })?;
         replace("requirements", Some(PyValue::Str(digest)));
     }
@@ -187,23 +244,43 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
     let id = id(spec);
     let hash = hash_repr(&PyValue::Dict(dict)).replace('-', "_");
     let tag = match spec.tag_format.as_deref().filter(|f| !f.is_empty()) {
-        Some(format) => pyformat::format_spec_hash(format, &hash).map_err(|message| TagError::TagFormat { name: name.clone(), message })?,
+        Some(format) => {
+            pyformat::format_spec_hash(format, &hash).map_err(|message| TagError::TagFormat {
+                name: name.clone(),
+                message,
+            })?
+        }
         None => hash,
     };
     let image = match spec.registry() {
         Some(registry) => format!("{registry}/{name}:{tag}"),
         None => format!("{name}:{tag}"),
     };
-    Ok(ImageTag { id, tag, image, source, copy: copy_set, base })
+    Ok(ImageTag {
+        id,
+        tag,
+        image,
+        source,
+        copy: copy_set,
+        base,
+    })
 }
 
 /// Recomputes the tag and fails when it differs from `tag` (flytekit checks this too after
 /// writing the context: a file that changed meanwhile would make the image not match its
 /// name).
-pub fn verify_unchanged(spec: &NormalizedSpec, options: &TagOptions, tag: &ImageTag) -> Result<(), TagError> {
+pub fn verify_unchanged(
+    spec: &NormalizedSpec,
+    options: &TagOptions,
+    tag: &ImageTag,
+) -> Result<(), TagError> {
     let again = compute(spec, options)?;
     if again.tag != tag.tag {
-        return Err(TagError::Changed { name: spec.name().to_string(), before: tag.tag.clone(), after: again.tag });
+        return Err(TagError::Changed {
+            name: spec.name().to_string(),
+            before: tag.tag.clone(),
+            after: again.tag,
+        });
     }
     Ok(())
 }

@@ -69,8 +69,14 @@ fn replacement(field: &str, hash: &str) -> Result<String, String> {
     }
     let mut value = hash.to_string();
     if let Some(index) = index {
-        let i: usize = index.parse().map_err(|_| format!("string indices must be integers, not `{index}`"))?;
-        value = value.chars().nth(i).map(String::from).ok_or("string index out of range")?;
+        let i: usize = index
+            .parse()
+            .map_err(|_| format!("string indices must be integers, not `{index}`"))?;
+        value = value
+            .chars()
+            .nth(i)
+            .map(String::from)
+            .ok_or("string index out of range")?;
     }
     value = match conversion {
         None | Some("s") => value,
@@ -79,7 +85,9 @@ fn replacement(field: &str, hash: &str) -> Result<String, String> {
     };
     match spec {
         None | Some("") => Ok(value),
-        Some(spec) if spec.contains('{') => Err("nested replacement fields in a format spec are not supported".into()),
+        Some(spec) if spec.contains('{') => {
+            Err("nested replacement fields in a format spec are not supported".into())
+        }
         Some(spec) => apply_str_spec(&value, spec),
     }
 }
@@ -116,11 +124,19 @@ fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
             p.push(chars[i]);
             i += 1;
         }
-        precision = Some(p.parse::<usize>().map_err(|_| "format specifier missing precision")?);
+        precision = Some(
+            p.parse::<usize>()
+                .map_err(|_| "format specifier missing precision")?,
+        );
     }
     match &chars[i..] {
         [] | ['s'] => {}
-        rest => return Err(format!("unknown format code `{}` for a string", rest.iter().collect::<String>())),
+        rest => {
+            return Err(format!(
+                "unknown format code `{}` for a string",
+                rest.iter().collect::<String>()
+            ));
+        }
     }
     if align == Some('=') {
         return Err("'=' alignment not allowed in string format specifier".into());
@@ -129,7 +145,11 @@ fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
         Some(p) => value.chars().take(p).collect(),
         None => value.to_string(),
     };
-    let width: usize = if width.is_empty() { 0 } else { width.parse().map_err(|_| "width too large")? };
+    let width: usize = if width.is_empty() {
+        0
+    } else {
+        width.parse().map_err(|_| "width too large")?
+    };
     let len = text.chars().count();
     if width > len {
         let pad = width - len;

@@ -66,7 +66,11 @@ fn write_items(out: &mut String, items: &[PyValue]) {
 
 /// `repr(s)` for a `str`.
 pub fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -79,7 +83,9 @@ pub fn str_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if (c as u32) < 0x7f => out.push(c),
             c if is_printable(c) => out.push(c),
             c if (c as u32) <= 0xff => out.push_str(&format!("\\x{:02x}", c as u32)),
@@ -94,7 +100,17 @@ pub fn str_repr(s: &str) -> String {
 /// CPython's `str.isprintable()` for one character.
 fn is_printable(c: char) -> bool {
     let cp = c as u32;
-    UNPRINTABLE.binary_search_by(|&(lo, hi)| if hi < cp { std::cmp::Ordering::Less } else if lo > cp { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Equal }).is_err()
+    UNPRINTABLE
+        .binary_search_by(|&(lo, hi)| {
+            if hi < cp {
+                std::cmp::Ordering::Less
+            } else if lo > cp {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_err()
 }
 
 /// `repr(x)` for a `float`: shortest round-trip digits; exponent notation when the decimal
@@ -115,8 +131,16 @@ pub fn float_repr(x: f64) -> String {
     let decpt = exp + 1; // value = 0.DIGITS × 10^decpt
     let body = if !(-4 < decpt && decpt <= 16) {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
-        format!("{first}{frac}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        format!(
+            "{first}{frac}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        )
     } else if decpt <= 0 {
         format!("0.{}{digits}", "0".repeat((-decpt) as usize))
     } else if decpt as usize >= digits.len() {
@@ -161,13 +185,19 @@ mod tests {
         assert_eq!(str_repr(r#"it's "x""#), r#"'it\'s "x"'"#);
         assert_eq!(str_repr("a\\b\n\t\r\x00\x7f"), r"'a\\b\n\t\r\x00\x7f'");
         assert_eq!(str_repr("é中😀"), "'é中😀'");
-        assert_eq!(str_repr("\u{a0}\u{200b}\u{2028}\u{e000}\u{10ffff}"), r"'\xa0\u200b\u2028\ue000\U0010ffff'");
+        assert_eq!(
+            str_repr("\u{a0}\u{200b}\u{2028}\u{e000}\u{10ffff}"),
+            r"'\xa0\u200b\u2028\ue000\U0010ffff'"
+        );
     }
 
     #[test]
     fn containers_print_as_cpython() {
         let v = PyValue::Dict(vec![
-            ("a".into(), PyValue::List(vec![PyValue::Int(1), PyValue::None])),
+            (
+                "a".into(),
+                PyValue::List(vec![PyValue::Int(1), PyValue::None]),
+            ),
             ("b".into(), PyValue::Tuple(vec![PyValue::Bool(true)])),
             ("c".into(), PyValue::Dict(vec![])),
         ]);

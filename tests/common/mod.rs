@@ -33,7 +33,11 @@ pub fn materialise(case: &str) -> PathBuf {
     }
     copy_dir(&repo().join("testdata/corpus").join(case), &dir);
     if dir.join("setup.sh").exists() {
-        let status = Command::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
+        let status = Command::new("bash")
+            .arg("setup.sh")
+            .current_dir(&dir)
+            .status()
+            .expect("bash");
         assert!(status.success(), "{case}: setup.sh failed");
     }
     dir
@@ -51,8 +55,16 @@ pub fn isolated_imagespec(dir: &Path, home: &Path) -> assert_cmd::Command {
         .env("GIT_CONFIG_GLOBAL", "/dev/null");
     for (var, _) in std::env::vars() {
         // The goldens are flytekit's defaults: no outside FLYTE_* or imagespec render inputs.
-        let render_input = matches!(var.as_str(), "IMAGESPEC_FLYTEKIT_REQUIREMENT" | "IMAGESPEC_HOST_PYTHON_VERSION" | "IMAGESPEC_CA_BUNDLE");
-        if var.starts_with("GIT_") && var != "GIT_CONFIG_NOSYSTEM" && var != "GIT_CONFIG_GLOBAL" || var.starts_with("FLYTE_") || render_input {
+        let render_input = matches!(
+            var.as_str(),
+            "IMAGESPEC_FLYTEKIT_REQUIREMENT"
+                | "IMAGESPEC_HOST_PYTHON_VERSION"
+                | "IMAGESPEC_CA_BUNDLE"
+        );
+        if var.starts_with("GIT_") && var != "GIT_CONFIG_NOSYSTEM" && var != "GIT_CONFIG_GLOBAL"
+            || var.starts_with("FLYTE_")
+            || render_input
+        {
             cmd.env_remove(var);
         }
     }
@@ -79,7 +91,11 @@ pub fn materialise_from(corpus: &str, case: &str) -> PathBuf {
     }
     copy_dir(&repo().join("testdata").join(corpus).join(case), &dir);
     if dir.join("setup.sh").exists() {
-        let status = Command::new("bash").arg("setup.sh").current_dir(&dir).status().expect("bash");
+        let status = Command::new("bash")
+            .arg("setup.sh")
+            .current_dir(&dir)
+            .status()
+            .expect("bash");
         assert!(status.success(), "{case}: setup.sh failed");
     }
     dir
@@ -110,9 +126,17 @@ pub fn snapshot_context(root: &Path, main_file: &str) -> Context {
 fn walk_context(root: &Path, dir: &Path, main_file: &str, out: &mut Context) {
     use sha2::Digest;
     use std::os::unix::fs::PermissionsExt;
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read context").map(|e| e.expect("entry")).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read context")
+        .map(|e| e.expect("entry"))
+        .collect();
     entries.sort_by_key(|e| e.file_name());
-    let rel = |p: &Path| p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+    let rel = |p: &Path| {
+        p.strip_prefix(root)
+            .expect("under root")
+            .to_string_lossy()
+            .into_owned()
+    };
     if entries.is_empty() && dir != root {
         out.empty_dirs.push(rel(dir));
     }
@@ -121,12 +145,14 @@ fn walk_context(root: &Path, dir: &Path, main_file: &str, out: &mut Context) {
         let meta = std::fs::symlink_metadata(&path).expect("lstat");
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&path).expect("readlink");
-            out.files.insert(rel(&path), format!("symlink:{}", target.to_string_lossy()));
+            out.files
+                .insert(rel(&path), format!("symlink:{}", target.to_string_lossy()));
         } else if meta.is_dir() {
             walk_context(root, &path, main_file, out);
         } else if dir != root || entry.file_name() != main_file {
             let bytes = std::fs::read(&path).expect("read context file");
-            out.files.insert(rel(&path), format!("{:x}", sha2::Sha256::digest(&bytes)));
+            out.files
+                .insert(rel(&path), format!("{:x}", sha2::Sha256::digest(&bytes)));
             if meta.permissions().mode() & 0o111 != 0 {
                 out.executable.push(rel(&path));
             }
@@ -139,21 +165,37 @@ fn walk_context(root: &Path, dir: &Path, main_file: &str, out: &mut Context) {
 /// recorded when imagespec did not reject (exit 2) what flytekit rejects or what imagespec
 /// rejects on purpose, or when imagespec failed where flytekit rendered.
 #[allow(dead_code)]
-pub fn both_rendered(label: &str, out: &std::process::Output, deliberately_rejected: bool, want: &serde_json::Value, failures: &mut Vec<String>) -> bool {
+pub fn both_rendered(
+    label: &str,
+    out: &std::process::Output,
+    deliberately_rejected: bool,
+    want: &serde_json::Value,
+    failures: &mut Vec<String>,
+) -> bool {
     if deliberately_rejected {
         if out.status.code() != Some(2) {
-            failures.push(format!("{label}: imagespec must reject this on purpose, exited {:?}", out.status.code()));
+            failures.push(format!(
+                "{label}: imagespec must reject this on purpose, exited {:?}",
+                out.status.code()
+            ));
         }
         return false;
     }
     if let Some(err) = want.get("error") {
         if out.status.code() != Some(2) {
-            failures.push(format!("{label}: flytekit rejects it ({err}), imagespec exited {:?}", out.status.code()));
+            failures.push(format!(
+                "{label}: flytekit rejects it ({err}), imagespec exited {:?}",
+                out.status.code()
+            ));
         }
         return false;
     }
     if !out.status.success() {
-        failures.push(format!("{label}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr).trim_end()));
+        failures.push(format!(
+            "{label}: exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
         return false;
     }
     true
