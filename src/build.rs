@@ -415,26 +415,53 @@ async fn dependency_image(
         )));
         return Ok(deps);
     }
+    // Concurrent builds of specs sharing this dependency image (two CI jobs of one repo)
+    // make it once: the others wait for the lock, then find it in the registry. Without
+    // that, each would push its own build of it, and their images would differ.
+    let _lock = crate::lock::ImageLock::acquire(&deps_plan.image, |message| {
+        progress.event(Event::Info(message))
+    })
+    .await
+    .map_err(BackendError::from)?;
+    // Asked again under the lock: another run may have pushed it since the first look.
+    if let Some(deps) =
+        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?
+    {
+        progress.event(Event::Info(&format!(
+            "dependency image {} pushed meanwhile by another run: appending the source",
+            deps_plan.image
+        )));
+        return Ok(deps);
+    }
     progress.event(Event::Info(&format!(
         "dependency image {} not found, building it",
         deps_plan.image
     )));
     let d = connect(daemon).await?;
-    // Built under a working tag, then labelled with what only the built image knows (the
-    // flytekit user's uid, /root's owner and mode) under its real tag.
+    // Built under a working tag of this run's own (another imagespec, also of another user,
+    // may build the same one on this daemon), then labelled with what only the built image
+    // knows (the flytekit user's uid, /root's owner and mode) under its real tag.
     let mut unlabelled = deps_plan.clone();
-    unlabelled.image = format!("{}-unlabelled", deps_plan.image);
-    d.build(&unlabelled, progress).await?;
-    let facts = d.dependency_facts(&unlabelled.image).await?;
-    d.relabel(
-        &unlabelled.image,
-        &deps_plan.image,
-        &[(DEPENDENCY_LABEL, facts)],
-        &plan.platform,
-        progress,
-    )
-    .await?;
+    unlabelled.image = format!("{}-unlabelled-{}", deps_plan.image, working_suffix());
+    let built = d.build(&unlabelled, progress).await;
+    let labelled = match built {
+        Ok(()) => match d.dependency_facts(&unlabelled.image).await {
+            Ok(facts) => {
+                d.relabel(
+                    &unlabelled.image,
+                    &deps_plan.image,
+                    &[(DEPENDENCY_LABEL, facts)],
+                    &plan.platform,
+                    progress,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
     d.untag(&unlabelled.image).await;
+    labelled?;
     push(d, &deps_plan.image, credentials, progress).await?;
     let found =
         registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
@@ -442,6 +469,14 @@ async fn dependency_image(
         image: deps_plan.image.clone(),
         message: "pushed, but the registry does not return it".into(),
     })?)
+}
+
+/// A suffix no other run uses at the same time: this process and a random part.
+fn working_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos:08x}", std::process::id())
 }
 
 fn registry_client(
@@ -494,7 +529,7 @@ async fn write_output(
         config: &assembled.config,
         local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
     };
-    let written = crate::registry::layout::write(&client, &image, target).await;
+    let written = crate::registry::layout::write(&client, &image, target, progress).await;
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
         id: "output",
@@ -502,7 +537,10 @@ async fn write_output(
         cached: false,
         error: error.as_deref(),
     });
-    written.map_err(|e| BackendError::Context(e.to_string()))?;
+    written.map_err(|source| BackendError::Output {
+        target: target.to_string(),
+        source,
+    })?;
     Ok(())
 }
 

@@ -17,9 +17,11 @@ pub mod backend;
 pub mod build;
 pub mod context;
 pub mod inspect;
+pub mod lock;
 pub mod progress;
 pub mod registry;
 pub mod render;
+pub mod scratch;
 pub mod source;
 pub mod spec;
 pub mod tag;
@@ -59,7 +61,9 @@ impl Error {
             Error::Spec(_) => 2,
             Error::Tag(_) => 2,
             Error::Plan(_) => 2,
-            Error::Write(_) => 1,
+            // Refusing to render into a directory with other files in it is bad input.
+            Error::Write(context::WriteError::Io { .. }) => 1,
+            Error::Write(_) => 2,
             Error::Backend(backend::BackendError::Registry(_)) => 2,
             Error::Backend(_) => 1,
             Error::Builder { .. } => 2,

@@ -23,6 +23,14 @@ pub enum BackendError {
         message: String,
         log: Vec<String>,
     },
+    #[error("--output {target}: {source}")]
+    Output {
+        target: String,
+        #[source]
+        source: crate::registry::layout::LayoutError,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },
     #[error("{0}")]

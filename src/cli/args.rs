@@ -64,9 +64,14 @@ pub struct InspectArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
-    /// The directory to write the context to (created if missing).
+    /// The directory to write the context to: created if missing, and it must be empty
+    /// (`docker build DIR` would send whatever else is there).
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
+    /// Empty DIR first when it is not empty (e.g. an earlier render); refused when the
+    /// spec's own files are inside it.
+    #[arg(long)]
+    pub replace: bool,
     /// Render for this builder instead of the spec's `builder`: `envd` writes `build.envd`
     /// and its context (flytekit's envd plugin), anything else a Dockerfile.
     #[arg(long, value_name = "BUILDER")]

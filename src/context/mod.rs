@@ -28,7 +28,7 @@ pub use plan::{
     BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, Micromamba,
     PythonInstall, RenderOptions, Secret,
 };
-pub use write::{CONTEXT_MTIME, WriteError};
+pub use write::{CONTEXT_MTIME, Existing, WriteError};
 
 /// A spec the builder cannot turn into a Dockerfile, as flytekit's builder would refuse it.
 #[derive(Debug, thiserror::Error)]

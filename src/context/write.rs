@@ -1,4 +1,10 @@
 //! Writing a [`BuildPlan`]'s or an [`EnvdPlan`]'s context to a directory.
+//!
+//! `render -o DIR` hands DIR to `docker build DIR` (or `envd build`), which sends every file
+//! in it: a file left from an earlier render (a source file since deleted, anything else put
+//! there) would be built into the image under a tag that does not account for it. So a
+//! render goes only into an empty (or missing) directory, or, when asked
+//! ([`Existing::Replace`]), into one it empties first.
 
 use super::envd::{BUILD_ENVD, EnvdPlan};
 use super::plan::{BuildPlan, ContextFile};
@@ -7,11 +13,37 @@ use std::path::{Path, PathBuf};
 
 /// A context that could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("writing the build context: {}: {source}", path.display())]
-pub struct WriteError {
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+pub enum WriteError {
+    #[error("writing the build context: {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is not empty ({count} entries, e.g. `{example}`): files left from an earlier render would be sent to `docker build` with the new context and end up in the image; pass --replace to empty it first, or choose an empty or new directory",
+        dir.display()
+    )]
+    NotEmpty {
+        dir: PathBuf,
+        count: usize,
+        example: String,
+    },
+    #[error(
+        "{} holds {}, which the spec reads: --replace would delete it; render into another directory",
+        dir.display(),
+        input.display()
+    )]
+    HoldsInput { dir: PathBuf, input: PathBuf },
+}
+
+/// What to do with entries already in the directory a context is rendered into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse a directory that is not empty.
+    Refuse,
+    /// Remove everything in it first (but never the spec's own inputs).
+    Replace,
 }
 
 impl BuildPlan {
@@ -23,6 +55,20 @@ impl BuildPlan {
         write_files(dir, &self.files)?;
         write_file(dir, "Dockerfile", &crate::render::dockerfile(self))
     }
+
+    /// [`BuildPlan::write`] into a directory that holds nothing else afterwards: `dir` must
+    /// be empty or missing, or is emptied first with [`Existing::Replace`]. `inputs` are
+    /// further paths the spec reads (the spec file, `source_root`) besides the context's
+    /// own sources, which `Replace` refuses to delete.
+    pub fn render_into(
+        &self,
+        dir: &Path,
+        existing: Existing,
+        inputs: &[PathBuf],
+    ) -> Result<(), WriteError> {
+        prepare_dir(dir, existing, &self.files, inputs)?;
+        self.write(dir)
+    }
 }
 
 impl EnvdPlan {
@@ -33,11 +79,84 @@ impl EnvdPlan {
         write_files(dir, &self.files)?;
         write_file(dir, BUILD_ENVD, &crate::render::envd::build_envd(self))
     }
+
+    /// [`EnvdPlan::write`] into a directory that holds nothing else afterwards (as
+    /// [`BuildPlan::render_into`]).
+    pub fn render_into(
+        &self,
+        dir: &Path,
+        existing: Existing,
+        inputs: &[PathBuf],
+    ) -> Result<(), WriteError> {
+        prepare_dir(dir, existing, &self.files, inputs)?;
+        self.write(dir)
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
     let path = path.to_path_buf();
-    move |source| WriteError { path, source }
+    move |source| WriteError::Io { path, source }
+}
+
+/// Where `path` is, with its directory's links resolved (the entry itself is not followed:
+/// a link inside `dir` is in `dir`, wherever it points).
+fn located(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let name = absolute.file_name()?;
+    Some(absolute.parent()?.canonicalize().ok()?.join(name))
+}
+
+/// Makes `dir` ready for a render: created when missing; when it has entries, refused
+/// ([`Existing::Refuse`]) or emptied ([`Existing::Replace`], unless a file the spec reads
+/// is inside it).
+fn prepare_dir(
+    dir: &Path,
+    existing: Existing,
+    files: &[ContextFile],
+    inputs: &[PathBuf],
+) -> Result<(), WriteError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(io_error(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(io_error(dir))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    entries.sort_by_key(|e| e.file_name());
+    if existing == Existing::Refuse {
+        return Err(WriteError::NotEmpty {
+            dir: dir.to_path_buf(),
+            count: entries.len(),
+            example: entries[0].file_name().to_string_lossy().into_owned(),
+        });
+    }
+    let root = dir.canonicalize().map_err(io_error(dir))?;
+    let sources = files.iter().filter_map(|f| match f {
+        ContextFile::Copy { from, .. } => Some(from.as_path()),
+        _ => None,
+    });
+    for input in sources.chain(inputs.iter().map(PathBuf::as_path)) {
+        // Inside the directory, or the directory itself (a `source_root` rendered into):
+        // emptying it would delete what the spec reads. One above it is not touched.
+        if located(input).is_some_and(|at| at.starts_with(&root)) {
+            return Err(WriteError::HoldsInput {
+                dir: dir.to_path_buf(),
+                input: input.to_path_buf(),
+            });
+        }
+    }
+    for entry in entries {
+        let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let removed = if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(io_error(&path))?;
+    }
+    Ok(())
 }
 
 fn write_file(dir: &Path, name: &str, content: &str) -> Result<(), WriteError> {
@@ -86,7 +205,7 @@ impl BuildPlan {
         for file in &self.files {
             match file {
                 ContextFile::Copy { from, to } => {
-                    let err = |source| WriteError {
+                    let err = |source| WriteError::Io {
                         path: from.clone(),
                         source,
                     };
@@ -128,12 +247,12 @@ impl BuildPlan {
             header.set_entry_type(kind);
             builder
                 .append_data(&mut header, &path, bytes.as_slice())
-                .map_err(|source| WriteError {
+                .map_err(|source| WriteError::Io {
                     path: PathBuf::from(&path),
                     source,
                 })?;
         }
-        builder.into_inner().map_err(|source| WriteError {
+        builder.into_inner().map_err(|source| WriteError::Io {
             path: PathBuf::from("<context tar>"),
             source,
         })

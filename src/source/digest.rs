@@ -94,8 +94,8 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
     let cache = cache_dir().map(|d| d.join(&key));
     if let Some(hit) = cache
         .as_ref()
-        .and_then(|p| fs::read_to_string(p).ok())
-        .filter(|s| s.len() == 32)
+        .and_then(|p| fs::read(p).ok())
+        .and_then(|bytes| decode_entry(&key, &bytes))
     {
         return Ok(hit);
     }
@@ -255,6 +255,10 @@ fn walk_in_dir_order(
             .file_name()
             .into_string()
             .map_err(|_| SourceError::NonUtf8 { path: entry.path() })?;
+        // A run's temporary files are not part of a `copy` directory (as in the walk).
+        if crate::scratch::is_scratch_name(&name) {
+            continue;
+        }
         let path = entry.path();
         let child = if rel.is_empty() {
             name.clone()
@@ -291,13 +295,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where tree digests are cached: `$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`,
-/// else `~/.cache/imagespec`; `IMAGESPEC_NO_CACHE=1` turns caching off.
-fn cache_dir() -> Option<PathBuf> {
-    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
-        return None;
-    }
-    let base = std::env::var_os("IMAGESPEC_CACHE_DIR")
+/// imagespec's cache directory: `$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`,
+/// else `~/.cache/imagespec` (also where the locks between runs live: [`crate::lock`]).
+pub fn cache_home() -> Option<PathBuf> {
+    std::env::var_os("IMAGESPEC_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("XDG_CACHE_HOME")
@@ -305,18 +306,72 @@ fn cache_dir() -> Option<PathBuf> {
                 .or_else(|| {
                     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec"))
                 })
-        })?;
-    Some(base.join("tree-digests"))
+        })
+}
+
+/// Where tree digests are cached: `tree-digests` in [`cache_home`]; `IMAGESPEC_NO_CACHE=1`
+/// turns caching off.
+fn cache_dir() -> Option<PathBuf> {
+    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
+        return None;
+    }
+    Some(cache_home()?.join("tree-digests"))
+}
+
+/// The first line of a cache entry: its format and version.
+const ENTRY_HEADER: &str = "imagespec-tree-digest 2";
+
+/// A cache entry: the header, the digest, and a sha256 over both and the entry's key (its
+/// file name), so that a file that is not exactly what was stored under that name (zeros
+/// after a crash, a truncated write, another version's format, a file copied elsewhere)
+/// reads as a miss.
+fn encode_entry(key: &str, digest: &str) -> String {
+    format!(
+        "{ENTRY_HEADER}\n{digest}\n{}\n",
+        entry_checksum(key, digest)
+    )
+}
+
+fn entry_checksum(key: &str, digest: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(ENTRY_HEADER.as_bytes());
+    hash.update(b"\0");
+    hash.update(key.as_bytes());
+    hash.update(b"\0");
+    hash.update(digest.as_bytes());
+    hex(&hash.finalize())
+}
+
+/// The digest a cache entry holds, or `None` for anything but a valid entry for `key`.
+fn decode_entry(key: &str, bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.strip_suffix('\n')?.split('\n');
+    let (header, digest, checksum) = (lines.next()?, lines.next()?, lines.next()?);
+    let md5_hex = digest.len() == 32
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (lines.next().is_none()
+        && header == ENTRY_HEADER
+        && md5_hex
+        && checksum == entry_checksum(key, digest))
+    .then(|| digest.to_string())
 }
 
 fn store(path: &Path, digest: &str) {
-    // Best effort: a cache that cannot be written only costs speed.
-    if let Some(dir) = path.parent() {
-        let _ = fs::create_dir_all(dir);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if fs::write(&tmp, digest).is_ok() {
-            let _ = fs::rename(&tmp, path);
-        }
+    // Best effort: a cache that cannot be written only costs speed. Written to a scratch
+    // file, flushed and renamed: the entry is whole or absent, and an interrupted run
+    // leaves no partial file under the key's name.
+    let (Some(dir), Some(key)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Ok(file) = crate::scratch::ScratchFile::new_in(dir, "digest") else {
+        return;
+    };
+    let entry = encode_entry(key, digest);
+    if std::io::Write::write_all(&mut file.file(), entry.as_bytes()).is_ok() {
+        let _ = file.persist(path);
     }
 }
 
@@ -336,6 +391,29 @@ mod tests {
             "test",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn cache_entries_are_read_only_when_whole_and_for_their_key() {
+        let digest = "0123456789abcdef0123456789abcdef";
+        let entry = encode_entry("key", digest);
+        assert_eq!(
+            decode_entry("key", entry.as_bytes()).as_deref(),
+            Some(digest)
+        );
+        assert_eq!(decode_entry("other-key", entry.as_bytes()), None);
+        assert_eq!(decode_entry("key", &[0u8; 32]), None);
+        assert_eq!(decode_entry("key", digest.as_bytes()), None, "version 1");
+        assert_eq!(
+            decode_entry("key", &entry.as_bytes()[..entry.len() - 5]),
+            None
+        );
+        assert_eq!(decode_entry("key", b""), None);
+        assert_eq!(decode_entry("key", b"\xff\xfe garbage"), None);
+        let flipped = entry.replacen("0123", "0124", 1);
+        assert_eq!(decode_entry("key", flipped.as_bytes()), None);
+        let extra = format!("{entry}more\n");
+        assert_eq!(decode_entry("key", extra.as_bytes()), None);
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub struct DirAttrs {
 /// A layer written to disk.
 #[derive(Debug)]
 pub struct Layer {
-    /// The gzip'd tar (deleted when this value is dropped).
-    pub file: tempfile::NamedTempFile,
+    /// The gzip'd tar (deleted when this value is dropped, or the run interrupted).
+    pub file: crate::scratch::ScratchFile,
     /// `sha256:…` of the compressed bytes (the blob digest).
     pub digest: String,
     /// `sha256:…` of the uncompressed tar (the config's `rootfs.diff_ids` entry).
@@ -218,15 +218,11 @@ pub fn write_layer(
         let path = path.to_path_buf();
         move |source| SourceError::Io { path, source }
     };
-    let file = tempfile::Builder::new()
-        .prefix("imagespec-layer-")
-        .suffix(".tar.gz")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
+    let file = crate::scratch::ScratchFile::new_in(dir, "layer").map_err(io(dir))?;
     let out = Hashing {
         inner: std::io::BufWriter::with_capacity(
             1 << 20,
-            file.as_file().try_clone().map_err(io(dir))?,
+            file.file().try_clone().map_err(io(dir))?,
         ),
         hash: Sha256::new(),
         written: 0,

@@ -19,7 +19,7 @@ pub mod layer;
 pub mod pypath;
 mod walk;
 
-pub use digest::{CopyEntry, CopySet, copy_digest, requirements_digest};
+pub use digest::{CopyEntry, CopySet, cache_home, copy_digest, requirements_digest};
 pub use ignore::IgnoreGroup;
 pub use walk::SourceSet;
 

@@ -181,6 +181,11 @@ fn examine(
     let Some(name) = name.to_str() else {
         return Err(SourceError::NonUtf8 { path: entry.path() });
     };
+    // A run's own temporary files (with TMPDIR or an --output target inside source_root)
+    // are not source: hashing them would change the tag while the run writes them.
+    if crate::scratch::is_scratch_name(name) {
+        return Ok(Entry::Skip);
+    }
     let path = entry.path();
     let Ok(file_type) = entry.file_type() else {
         return Ok(Entry::Skip);
