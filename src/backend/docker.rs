@@ -5,15 +5,12 @@
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
+use super::session::{self, ContextWriter, Solve, SolveError};
 use crate::context::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use bollard::auth::DockerCredentials;
 use bollard::grpc::BuildRef;
-use bollard::grpc::build::{
-    ImageBuildFrontendOptions, ImageBuildLoadInput, ImageBuildPlatform, SecretSource,
-};
-use bollard::grpc::driver::{Build, moby::Moby};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
@@ -107,9 +104,11 @@ impl DockerDaemon {
                 platform: plan.platform.clone(),
             });
         }
-        let context = plan
-            .context_tar()
-            .map_err(|e| BackendError::Context(e.to_string()))?;
+        // Written while it is sent (a large source file is never held in memory).
+        let written = std::sync::Arc::new(plan.clone());
+        let context: ContextWriter = std::sync::Arc::new(move |out| {
+            written.write_context_tar(out).map_err(|e| e.to_string())
+        });
         let mut secrets: Vec<(String, std::path::PathBuf)> = plan
             .secrets
             .iter()
@@ -145,9 +144,11 @@ impl DockerDaemon {
         header.set_mtime(crate::context::CONTEXT_MTIME);
         tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
             .map_err(|e| BackendError::Context(e.to_string()))?;
-        let context = tar
+        let tar = tar
             .into_inner()
             .map_err(|e| BackendError::Context(e.to_string()))?;
+        let context: ContextWriter =
+            std::sync::Arc::new(move |out| out.write_all(&tar).map_err(|e| e.to_string()));
         self.build_context(image, platform, context, &[], progress)
             .await
     }
@@ -247,47 +248,36 @@ impl DockerDaemon {
             .await;
     }
 
-    /// Builds the Dockerfile in `context` (an uncompressed tar) as `image`.
+    /// Builds the Dockerfile in `context` (an uncompressed tar, written as it is sent) as
+    /// `image`.
     async fn build_context(
         &self,
         image: &str,
         platform: &str,
-        context: Vec<u8>,
+        context: ContextWriter,
         secrets: &[(String, std::path::PathBuf)],
         progress: &Progress,
     ) -> Result<(), BackendError> {
-        let mut options = ImageBuildFrontendOptions::builder();
-        let mut parts = platform.split('/');
-        let (os, arch, variant) = (
-            parts.next().unwrap_or("linux"),
-            parts.next().unwrap_or("amd64"),
-            parts.next(),
-        );
-        options = options.platforms(&ImageBuildPlatform {
-            os: os.into(),
-            architecture: arch.into(),
-            variant: variant.map(String::from),
-        });
-        for (id, source) in secrets {
-            options = options.set_secret(id, &SecretSource::File(source.clone()));
-        }
         let build_ref = BuildRef::random();
         let ref_id = build_ref.as_ref().to_string();
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let follower = tokio::spawn(buildkit_status::follow(
             self.address.clone(),
-            ref_id,
+            ref_id.clone(),
             move |status| {
                 let _ = tx.send(status);
             },
         ));
-        let solve = Moby::new(&self.client).docker_build(
-            image,
-            options.build(),
-            ImageBuildLoadInput::Upload(context.into()),
-            None,
-            Some(build_ref),
+        let solve = session::solve(
+            &self.address,
+            Solve {
+                image,
+                platform,
+                context,
+                secrets,
+                build_ref: &ref_id,
+            },
         );
         tokio::pin!(solve);
         let mut tracker = StepTracker::default();
@@ -304,9 +294,19 @@ impl DockerDaemon {
             tracker.apply(status, progress);
         }
         progress.clear();
-        let Err(e) = result else { return Ok(()) };
+        let message = match result {
+            Ok(()) => return Ok(()),
+            Err(SolveError::Context(message)) => return Err(BackendError::Context(message)),
+            Err(SolveError::Connect(detail)) => {
+                return Err(BackendError::DaemonUnreachable {
+                    host: self.host.clone(),
+                    detail,
+                });
+            }
+            Err(SolveError::Build(message)) => message,
+        };
         let (step, log) = tracker.failed();
-        let mut message = grpc_message(&e);
+        let mut message = message;
         // A dropped connection with no failing step: say whether the daemon itself went away.
         if step.is_none()
             && tokio::time::timeout(std::time::Duration::from_secs(5), self.client.ping())
@@ -384,15 +384,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     current.to_string()
-}
-
-fn grpc_message(e: &bollard::grpc::error::GrpcError) -> String {
-    // bollard renders "Grpc response failure: status = ..., message = <BuildKit's message>".
-    let text = e.to_string();
-    match text.find("message = ") {
-        Some(i) => text[i + "message = ".len()..].trim_matches('"').to_string(),
-        None => text,
-    }
 }
 
 /// A step's name as worth reading: `RUN --mount=... --mount=... cmd` is `RUN cmd`, runs of

@@ -5,6 +5,7 @@ pub mod buildkit_status;
 pub mod docker;
 pub mod envd;
 pub mod registry;
+pub mod session;
 
 /// A build that did not happen, with what to do about it.
 #[derive(Debug, thiserror::Error)]

@@ -194,67 +194,117 @@ fn write_files(dir: &Path, files: &[ContextFile]) -> Result<(), WriteError> {
 /// the same files give the same COPY layers, whenever they were checked out.
 pub const CONTEXT_MTIME: u64 = 315_532_800;
 
+/// A context entry's content, read when the tar is written.
+enum TarSource<'a> {
+    File(&'a Path),
+    Bytes(Vec<u8>),
+    Dir,
+}
+
+/// Reads exactly `size` bytes: a file that grew or shrank since it was stat'ed fails the
+/// tar instead of corrupting it (a tar entry's size is written before its bytes).
+struct Exactly<R> {
+    inner: R,
+    left: u64,
+    path: PathBuf,
+}
+
+impl<R: std::io::Read> std::io::Read for Exactly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::other(format!(
+                "{} changed while the build context was sent: {} bytes missing",
+                self.path.display(),
+                self.left
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 impl BuildPlan {
-    /// The context as an uncompressed tar in memory, entries sorted, with fixed times and
-    /// owners and the files' own permission bits, for sending to a builder.
-    pub fn context_tar(&self) -> Result<Vec<u8>, WriteError> {
+    /// The context as an uncompressed tar written to `out` as it is made (files are read
+    /// one at a time, never held whole), entries sorted, with fixed times and owners and
+    /// the files' own permission bits, for sending to a builder.
+    pub fn write_context_tar(&self, out: impl std::io::Write) -> Result<(), WriteError> {
         // Sorted by path; a later file replaces an earlier one at the same path, and the
         // Dockerfile comes last, as when the context is written to disk.
-        let mut entries: std::collections::BTreeMap<String, (Vec<u8>, u32, tar::EntryType)> =
-            Default::default();
+        let mut entries: std::collections::BTreeMap<String, TarSource> = Default::default();
         for file in &self.files {
             match file {
                 ContextFile::Copy { from, to } => {
-                    let err = |source| WriteError::Io {
-                        path: from.clone(),
-                        source,
-                    };
-                    let bytes = fs::read(from).map_err(err)?;
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = fs::metadata(from).map_err(err)?.permissions().mode() & 0o7777;
-                    entries.insert(to.clone(), (bytes, mode, tar::EntryType::Regular));
+                    entries.insert(to.clone(), TarSource::File(from));
                 }
                 ContextFile::Content { to, content } => {
-                    entries.insert(
-                        to.clone(),
-                        (content.clone().into_bytes(), 0o644, tar::EntryType::Regular),
-                    );
+                    entries.insert(to.clone(), TarSource::Bytes(content.clone().into_bytes()));
                 }
                 ContextFile::Dir { to } => {
-                    entries.insert(
-                        format!("{to}/"),
-                        (Vec::new(), 0o755, tar::EntryType::Directory),
-                    );
+                    entries.insert(format!("{to}/"), TarSource::Dir);
                 }
             }
         }
         entries.insert(
             "Dockerfile".into(),
-            (
-                crate::render::dockerfile(self).into_bytes(),
-                0o644,
-                tar::EntryType::Regular,
-            ),
+            TarSource::Bytes(crate::render::dockerfile(self).into_bytes()),
         );
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, (bytes, mode, kind)) in entries {
+        let mut builder = tar::Builder::new(out);
+        for (path, source) in entries {
             let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(mode);
             header.set_mtime(CONTEXT_MTIME);
             header.set_uid(0);
             header.set_gid(0);
-            header.set_entry_type(kind);
-            builder
-                .append_data(&mut header, &path, bytes.as_slice())
-                .map_err(|source| WriteError::Io {
-                    path: PathBuf::from(&path),
-                    source,
-                })?;
+            let tar_error = |source| WriteError::Io {
+                path: PathBuf::from(&path),
+                source,
+            };
+            match source {
+                TarSource::File(from) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    // Follows links, as the copy to a directory does.
+                    let file = fs::File::open(from).map_err(io_error(from))?;
+                    let meta = file.metadata().map_err(io_error(from))?;
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(meta.permissions().mode() & 0o7777);
+                    header.set_size(meta.len());
+                    let reader = Exactly {
+                        inner: std::io::BufReader::with_capacity(1 << 16, file),
+                        left: meta.len(),
+                        path: from.to_path_buf(),
+                    };
+                    builder
+                        .append_data(&mut header, &path, reader)
+                        .map_err(io_error(from))?;
+                }
+                TarSource::Bytes(bytes) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    header.set_size(bytes.len() as u64);
+                    builder
+                        .append_data(&mut header, &path, bytes.as_slice())
+                        .map_err(tar_error)?;
+                }
+                TarSource::Dir => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    header.set_size(0);
+                    builder
+                        .append_data(&mut header, &path, std::io::empty())
+                        .map_err(tar_error)?;
+                }
+            }
         }
-        builder.into_inner().map_err(|source| WriteError::Io {
-            path: PathBuf::from("<context tar>"),
-            source,
-        })
+        builder
+            .into_inner()
+            .and_then(|mut out| out.flush())
+            .map_err(|source| WriteError::Io {
+                path: PathBuf::from("<context tar>"),
+                source,
+            })
     }
 }
