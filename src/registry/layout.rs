@@ -266,7 +266,7 @@ pub async fn write(
     progress: &Progress,
 ) -> Result<(), LayoutError> {
     match target {
-        OutputTarget::OciDir(dir) => write_oci_dir(client, image, dir, progress).await,
+        OutputTarget::OciDir(dir) => write_oci_dir(client, image, dir, Shared::Yes, progress).await,
         OutputTarget::OciArchive(file) | OutputTarget::DockerArchive(file) => {
             let parent = file
                 .parent()
@@ -275,7 +275,7 @@ pub async fn write(
             // Beside the archive: the same file system, so the rename at the end is atomic.
             let staging = ScratchDir::new_in(parent, "staging").map_err(io(parent))?;
             if matches!(target, OutputTarget::OciArchive(_)) {
-                write_oci_dir(client, image, staging.path(), progress).await?;
+                write_oci_dir(client, image, staging.path(), Shared::No, progress).await?;
             } else {
                 write_docker_dir(client, image, staging.path(), progress).await?;
             }
@@ -316,10 +316,19 @@ fn merged_index(
     Ok(index)
 }
 
+/// Whether other runs may write into a layout at the same time (a user's directory), or
+/// not (our own staging folder, which is locked as scratch already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    Yes,
+    No,
+}
+
 async fn write_oci_dir(
     client: &RegistryClient,
     image: &ImageToWrite<'_>,
     dir: &Path,
+    shared: Shared,
     progress: &Progress,
 ) -> Result<(), LayoutError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
@@ -357,7 +366,9 @@ async fn write_oci_dir(
     // Read, merge and replace under a lock on the directory: two runs writing into one
     // layout at once both keep their image.
     let lock = fs::File::open(dir).map_err(io(dir))?;
-    lock.lock().map_err(io(dir))?;
+    if shared == Shared::Yes {
+        lock.lock().map_err(io(dir))?;
+    }
     let path = dir.join("index.json");
     let existing = match fs::read(&path) {
         Ok(bytes) => Some(bytes),
