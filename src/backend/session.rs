@@ -302,3 +302,35 @@ pub async fn solve(address: &DaemonAddress, build: Solve<'_>) -> Result<(), Solv
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The context reaches the stream whole, in chunks no larger than a message, with at
+    /// most a few chunks waiting (the writer blocks until they are read).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_channel_writer_sends_bounded_chunks_in_order() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let data: Vec<u8> = (0..(3 * CHUNK + 1234)).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter {
+                tx,
+                chunk: Vec::new(),
+            };
+            for piece in sent.chunks(10_000) {
+                std::io::Write::write_all(&mut out, piece).unwrap();
+            }
+            std::io::Write::flush(&mut out).unwrap();
+        });
+        let mut received = Vec::new();
+        while let Some(message) = rx.recv().await {
+            let message = message.unwrap();
+            assert!(message.data.len() <= CHUNK);
+            received.extend(message.data);
+        }
+        writer.await.unwrap();
+        assert!(received == data);
+    }
+}

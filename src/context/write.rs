@@ -308,3 +308,81 @@ impl BuildPlan {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn plan(dir: &Path) -> BuildPlan {
+        fs::create_dir_all(dir.join("src/pkg")).unwrap();
+        fs::write(dir.join("src/pkg/main.py"), "print('x')\n").unwrap();
+        fs::write(dir.join("src/run.sh"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.join("src/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let text = "name = \"x\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n";
+        let file = crate::SpecFile::parse(&dir.join("spec.toml"), text).unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        BuildPlan::new(spec, &tag, &Default::default()).unwrap()
+    }
+
+    /// The streamed tar holds what a render writes to disk, byte for byte, with the files'
+    /// modes, sorted.
+    #[test]
+    fn the_context_tar_holds_the_rendered_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let mut tar_bytes = Vec::new();
+        plan.write_context_tar(&mut tar_bytes).unwrap();
+        let rendered = dir.path().join("ctx");
+        plan.write(&rendered).unwrap();
+
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let mut names = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            if entry.header().entry_type() == tar::EntryType::Regular {
+                let mut body = Vec::new();
+                entry.read_to_end(&mut body).unwrap();
+                assert_eq!(body, fs::read(rendered.join(&name)).unwrap(), "{name}");
+            }
+            assert_eq!(entry.header().mtime().unwrap(), CONTEXT_MTIME);
+            if name.ends_with("run.sh") {
+                assert_eq!(entry.header().mode().unwrap(), 0o755);
+            }
+            names.push(name);
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert!(names.contains(&"Dockerfile".to_string()), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.ends_with("pkg/main.py")),
+            "{names:?}"
+        );
+    }
+
+    /// A file that is shorter than stat said when it is sent fails the tar (a tar entry's
+    /// size is written first), instead of sending a corrupt context.
+    #[test]
+    fn a_file_shorter_than_its_header_fails() {
+        let mut reader = Exactly {
+            inner: &b"abc"[..],
+            left: 5,
+            path: PathBuf::from("src/x.py"),
+        };
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("src/x.py changed"), "{err}");
+        let mut exact = Exactly {
+            inner: &b"abcdef"[..],
+            left: 3,
+            path: PathBuf::from("y"),
+        };
+        let mut out = Vec::new();
+        exact.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc", "never more than the header says");
+    }
+}
