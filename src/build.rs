@@ -443,23 +443,20 @@ async fn dependency_image(
     // knows (the flytekit user's uid, /root's owner and mode) under its real tag.
     let mut unlabelled = deps_plan.clone();
     unlabelled.image = format!("{}-unlabelled-{}", deps_plan.image, working_suffix());
-    let built = d.build(&unlabelled, progress).await;
-    let labelled = match built {
-        Ok(()) => match d.dependency_facts(&unlabelled.image).await {
-            Ok(facts) => {
-                d.relabel(
-                    &unlabelled.image,
-                    &deps_plan.image,
-                    &[(DEPENDENCY_LABEL, facts)],
-                    &plan.platform,
-                    progress,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let labelled = async {
+        d.build(&unlabelled, progress).await?;
+        let facts = d.dependency_facts(&unlabelled.image).await?;
+        d.relabel(
+            &unlabelled.image,
+            &deps_plan.image,
+            &[(DEPENDENCY_LABEL, facts)],
+            &plan.platform,
+            progress,
+        )
+        .await
+    }
+    .await;
+    // The working tag goes also when building failed (it is this run's alone).
     d.untag(&unlabelled.image).await;
     labelled?;
     push(d, &deps_plan.image, credentials, progress).await?;
