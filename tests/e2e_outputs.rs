@@ -110,6 +110,30 @@ builder_options = {{ add_flytekit = false }}
     proj
 }
 
+/// Removes the tags a test left in dockerd (dependency images, images built without
+/// pushing) of its repository, when the test ends, also by a failed assertion.
+struct DaemonTags(&'static str);
+
+impl Drop for DaemonTags {
+    fn drop(&mut self) {
+        let repository = format!("localhost:5000/h-atomic-{}", self.0);
+        let Ok(listed) = Process::new(DOCKER)
+            .args([
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                &repository,
+            ])
+            .output()
+        else {
+            return;
+        };
+        for tag in String::from_utf8_lossy(&listed.stdout).lines() {
+            let _ = Process::new(DOCKER).args(["rmi", tag]).output();
+        }
+    }
+}
+
 /// `imagespec` for `proj`, with this test's own `TMPDIR` and cache directory.
 fn imagespec(proj: &Path, tmp: &Path) -> Process {
     let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("imagespec"));
@@ -257,6 +281,7 @@ fn killed_oci_layout_output_is_repaired_by_the_next_run() {
     let d = dir.path();
     let tmp = d.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
+    let _tags = DaemonTags("layout");
     let proj = project(d, &env, "layout", &run_id());
     let layout = d.join("layout");
     let target = format!("oci:{}", layout.display());
@@ -348,6 +373,7 @@ fn killed_archive_output_keeps_the_old_archive_and_leaves_nothing() {
     std::fs::create_dir_all(&tmp).unwrap();
     let out_dir = d.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
+    let _tags = DaemonTags("archive");
     let proj = project(d, &env, "archive", &run_id());
     let archive = out_dir.join("image.tar");
     let target = format!("oci-archive:{}", archive.display());
@@ -434,6 +460,7 @@ fn concurrent_builds_sharing_a_new_dependency_image_agree() {
     let d = dir.path();
     let tmp = d.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
+    let _tags = DaemonTags("concurrent");
     let run = run_id();
     let same_a = project(&d.join("a"), &env, "concurrent", &run);
     let same_b = project(&d.join("b"), &env, "concurrent", &run);
@@ -505,6 +532,7 @@ fn tmpdir_inside_source_root_works() {
     let Some(env) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
+    let _tags = DaemonTags("tmpdir");
     let proj = project(d, &env, "tmpdir", &run_id());
     let outside = d.join("tmp");
     std::fs::create_dir_all(&outside).unwrap();
@@ -545,6 +573,7 @@ fn no_fast_path_streams_the_context() {
     let d = dir.path();
     let tmp = d.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
+    let _tags = DaemonTags("stream");
     let proj = project(d, &env, "stream", &run_id());
     sh(&proj, "head -c 300000000 /dev/urandom > src/pkg/model.bin");
     let image = inspect(&proj)["image"].as_str().unwrap().to_string();
@@ -573,7 +602,6 @@ fn no_fast_path_streams_the_context() {
         "/root/pkg/model.bin",
     ]));
     assert_eq!(size.trim(), "300000000");
-    let _ = Process::new(DOCKER).args(["rmi", &image]).output();
     assert!(
         peak > 0 && peak < 150_000,
         "peak memory {peak} KiB for a 300 MB context"
