@@ -16,6 +16,7 @@
 pub mod backend;
 pub mod build;
 pub mod context;
+pub mod engine;
 pub mod inspect;
 pub mod progress;
 pub mod registry;

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = cli::args::Cli::parse();
     match cli::run(args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err}");
             let mut source = std::error::Error::source(&err);

@@ -21,6 +21,13 @@ pub enum Command {
     Render(RenderArgs),
     /// Build the image (base specs first) with Docker's BuildKit and push it, unless it exists.
     Build(BuildArgs),
+    /// What `build` would do with each image and why, doing nothing.
+    ///
+    /// For each image (bases first): whether it exists (and where that was asked), the
+    /// strategy (skip, assume, noop, append,
+    /// build_dependencies_then_append, build, write_output) with its reason, the dependency
+    /// image. Exit 0 when every image has a strategy, else the exit code `build` would give.
+    Plan(PlanArgs),
     /// Does the image exist? Exit 0 yes, 1 no, 2 cannot tell (flytekit's `None`). Asks the
     /// registry directly (no daemon), or the local daemon for a spec without a registry.
     Exists(SpecArgs),
@@ -133,4 +140,33 @@ pub struct BuildArgs {
     /// Only errors on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub render: RenderFlags,
+    /// Plan as `build --no-push` would run.
+    #[arg(long)]
+    pub no_push: bool,
+    /// Plan as `build --force` would run.
+    #[arg(long)]
+    pub force: bool,
+    /// Plan as `build --no-fast-path` would run.
+    #[arg(long)]
+    pub no_fast_path: bool,
+    /// Plan as `build --output ...` would run (the image written to disk).
+    #[arg(long)]
+    pub output: bool,
+    /// Plan as `build --assume-exists` would run.
+    #[arg(long)]
+    pub assume_exists: bool,
+    /// Plan as `build --bases-built` would run (nested base specs not planned).
+    #[arg(long)]
+    pub bases_built: bool,
+    /// One JSON object per line per image, bases first, the requested image last.
+    #[arg(long)]
+    pub json: bool,
 }
