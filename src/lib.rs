@@ -43,6 +43,11 @@ pub enum Error {
     Backend(#[from] backend::BackendError),
     #[error("image `{name}`: {message}")]
     Builder { name: String, message: String },
+    #[error("image {image}: {refusal}")]
+    Refused {
+        image: String,
+        refusal: engine::Refusal,
+    },
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },
     #[error("{context}: {source}")]
@@ -64,6 +69,7 @@ impl Error {
             Error::Backend(backend::BackendError::Registry(_)) => 2,
             Error::Backend(_) => 1,
             Error::Builder { .. } => 2,
+            Error::Refused { refusal, .. } => refusal.exit_code(),
             // flytekit's `None`: not bad input, but the contract of `exists` is exit 2.
             Error::Unknown { .. } => 2,
             Error::Io { .. } => 2,

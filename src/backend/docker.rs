@@ -102,7 +102,7 @@ impl DockerDaemon {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
-        if plan.platform.contains(',') {
+        if crate::engine::Platforms::parse(&plan.platform).several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });

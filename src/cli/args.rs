@@ -129,6 +129,11 @@ pub struct BuildArgs {
     /// dependency image without a daemon (a spec without `commands`, with source files).
     #[arg(long, value_name = "KIND:PATH")]
     pub output: Option<imagespec::registry::layout::OutputTarget>,
+    /// When the registry (or daemon) cannot tell whether the image exists, assume it does and
+    /// build nothing, as flytekit's engine does (also `FLYTE_IMG_FAST_FAIL=false`). Without
+    /// it, "cannot tell" fails with exit 3.
+    #[arg(long)]
+    pub assume_exists: bool,
     /// Nested base specs are built already (by the caller, e.g. flytekit's ImageBuildEngine):
     /// they name the image's base and enter its id and tag, but are neither looked up nor
     /// built, also not with `--force`.

@@ -125,6 +125,10 @@ pub struct BuildPlan {
     /// at the same path replaces an earlier one): the registry fast path writes exactly this
     /// as a layer.
     pub root_entries: Vec<RootEntry>,
+    /// `builder_options = { commands_before_copy = true }`: `commands` run before the source
+    /// and `copy` files are copied (they do not use them), so they belong to the dependency
+    /// image and a code-only change can be appended in the registry.
+    pub commands_before_copy: bool,
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
@@ -575,6 +579,10 @@ impl BuildPlan {
             options.ca_bundle.clone()
         };
 
+        // imagespec's own option (flytekit hashes builder_options like any other, so names
+        // stay flytekit's); flytekit's own Dockerfile keeps its order.
+        let commands_before_copy =
+            !compat && option_bool(spec, "commands_before_copy")?.unwrap_or(false);
         let uv_image =
             builder_config_str(spec, "uv_image").unwrap_or_else(|| DEFAULT_UV_IMAGE.into());
         let micromamba_image = builder_config_str(spec, "micromamba_image")
@@ -606,6 +614,7 @@ impl BuildPlan {
             ca_bundle,
             files,
             root_entries,
+            commands_before_copy,
         })
     }
 }
@@ -617,16 +626,6 @@ impl BuildPlan {
 pub const DEPENDENCY_LABEL: &str = "org.imagespec.dependency-image";
 
 impl BuildPlan {
-    /// Whether the image is its dependency image plus the files under `/root` and the
-    /// `_F_IMG_ID` variable, so that a code-only change can be appended to the dependency
-    /// image instead of rebuilt. Not when `commands` run after the files are copied (they
-    /// may use them), not for flytekit's own Dockerfile, and only when something is copied.
-    pub fn appendable(&self) -> bool {
-        self.flavor == Flavor::Imagespec
-            && self.run_commands.is_empty()
-            && !self.root_entries.is_empty()
-    }
-
     /// The plan of the dependency image: everything but the source and `copy` files and
     /// `_F_IMG_ID` (which come last in the Dockerfile, so the image differs from the
     /// dependency image by exactly them).

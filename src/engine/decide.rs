@@ -18,6 +18,7 @@
 //!     existence: Some(Existence::No),
 //!     appendable: Appendable::Yes,
 //!     dependency: Dependency::Found,
+//!     dependency_image: Some("localhost:5000/app:deps-0123".into()),
 //!     platforms: 1,
 //!     files: 3,
 //! };
@@ -86,7 +87,7 @@ impl NotAppendable {
         match self {
             NotAppendable::NoFiles => "nothing is copied into the image",
             NotAppendable::CommandsAfterCopy => {
-                "`commands` run after the source is copied (they may use it)"
+                "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before)"
             }
             NotAppendable::FlytekitDockerfile => "flytekit's own Dockerfile is rendered",
         }
@@ -116,6 +117,8 @@ pub struct Facts {
     pub existence: Option<Existence>,
     pub appendable: Appendable,
     pub dependency: Dependency,
+    /// The dependency image's name, when the fast path may apply.
+    pub dependency_image: Option<String>,
     /// How many platforms the spec builds.
     pub platforms: usize,
     /// How many files are copied into the image.
@@ -183,9 +186,9 @@ pub enum Refusal {
     )]
     OutputNotAppendable(&'static str),
     #[error(
-        "several platforms: the dependency image is not in the registry for every platform, and dockerd 20.10's builder (no buildx) builds one platform per image"
+        "several platforms: the dependency image {0} is not in the registry for every platform, and dockerd 20.10's builder (no buildx) builds one platform per image: build it per platform elsewhere (e.g. with buildx) and push it as an index under that tag with the `org.imagespec.dependency-image` label"
     )]
-    MultiPlatformDependencies,
+    MultiPlatformDependencies(String),
     #[error(
         "several platforms: dockerd 20.10's builder (no buildx) builds one platform per image; build them one at a time"
     )]
@@ -288,7 +291,8 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 return Ok(Decision::new(Strategy::Append, why_build(&what)));
             }
             (Appendable::Yes, _) if facts.platforms > 1 => {
-                return Err(Refusal::MultiPlatformDependencies);
+                let name = facts.dependency_image.clone().unwrap_or_default();
+                return Err(Refusal::MultiPlatformDependencies(name));
             }
             (Appendable::Yes, Dependency::Unknown(why)) => {
                 return Ok(Decision::new(
@@ -379,6 +383,7 @@ mod tests {
             existence: Some(Existence::No),
             appendable: Appendable::Yes,
             dependency: Dependency::Found,
+            dependency_image: Some("r/app:deps-1".into()),
             platforms: 1,
             files: 2,
         }
@@ -493,7 +498,7 @@ mod tests {
         assert_eq!(d.strategy, Strategy::Build);
         assert_eq!(
             d.reason,
-            "`commands` run after the source is copied (they may use it): full build"
+            "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build"
         );
     }
 
@@ -552,7 +557,7 @@ mod tests {
         f.dependency = Dependency::Missing;
         assert_eq!(
             decide(&f, &DecideOptions::default()).unwrap_err(),
-            Refusal::MultiPlatformDependencies
+            Refusal::MultiPlatformDependencies("r/app:deps-1".into())
         );
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         assert_eq!(

@@ -15,13 +15,17 @@ use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
 use crate::spec::NormalizedSpec;
 use crate::tag::ImageTag;
 
-/// Whether a plan's image is its dependency image plus files, and if not, why not.
+/// Whether a plan's image is its dependency image plus the files under `/root` and the
+/// `_F_IMG_ID` variable, so that a code-only change can be appended to the dependency image
+/// instead of rebuilt; if not, why not. Not for flytekit's own Dockerfile, only when
+/// something is copied, and not when `commands` run after the files are copied (they may
+/// use them).
 pub fn appendable(plan: &BuildPlan) -> Appendable {
     if plan.flavor != Flavor::Imagespec {
         Appendable::No(NotAppendable::FlytekitDockerfile)
     } else if plan.root_entries.is_empty() {
         Appendable::No(NotAppendable::NoFiles)
-    } else if !plan.run_commands.is_empty() {
+    } else if !plan.run_commands.is_empty() && !plan.commands_before_copy {
         Appendable::No(NotAppendable::CommandsAfterCopy)
     } else {
         Appendable::Yes
@@ -86,6 +90,7 @@ pub async fn gather(
         existence: None,
         appendable: Appendable::No(NotAppendable::NoFiles),
         dependency: Dependency::NotAsked,
+        dependency_image: None,
         platforms: platforms.len(),
         files,
     };
@@ -146,6 +151,7 @@ pub async fn gather(
         None => {}
     }
     gathered.dependency_image = dependency_plan.map(|p| p.image);
+    facts.dependency_image = gathered.dependency_image.clone();
     gathered.facts = facts;
     gathered.asked = asked;
     gathered.plan = plan.map(|p| p.map_err(Error::from));
