@@ -7,6 +7,7 @@ use crate::backend::docker::{DockerDaemon, Existence};
 use crate::backend::registry as registry_backend;
 use crate::context::{BuildPlan, DEPENDENCY_LABEL, RenderOptions};
 use crate::engine::{self, Builder, DecideOptions, Platforms, Strategy};
+use crate::explain::{self, INPUTS_LABEL, Inputs};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
@@ -245,11 +246,19 @@ fn build_one<'a>(
             }
             _ => {}
         }
-        let plan = || -> Result<BuildPlan, Error> {
-            match gathered.plan {
-                Some(Ok(ref plan)) => Ok(plan.clone()),
-                _ => Ok(BuildPlan::new(spec, tag, &options.render)?),
-            }
+        // The plan to build, carrying the record of what the tag was computed from.
+        let plan = || -> Result<(BuildPlan, Inputs), Error> {
+            let mut plan = match gathered.plan {
+                Some(Ok(ref plan)) => plan.clone(),
+                _ => BuildPlan::new(spec, tag, &options.render)?,
+            };
+            let deps = plan.dependencies().image;
+            let inputs = Inputs::of(spec, tag, Some(deps)).map_err(|source| Error::Io {
+                context: format!("reading the files of {}", tag.image),
+                source,
+            })?;
+            plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
+            Ok((plan, inputs))
         };
         let pushed = spec.registry().is_some() && options.push;
         match decision.strategy {
@@ -274,17 +283,18 @@ fn build_one<'a>(
             }
             Strategy::WriteOutput => {
                 let target = options.output.as_ref().expect("decided for --output");
-                let plan = plan()?;
+                let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("--output needs a registry");
                 let found = lookup(&plan, gathered.dependencies);
                 let deps =
                     dependency_image(client, &plan, credentials.as_ref(), progress, daemon, found)
                         .await?;
                 write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
+                explain::record_last_built(&inputs);
                 Ok(outcome(Action::Written, false, image))
             }
             Strategy::Append | Strategy::BuildDependenciesThenAppend => {
-                let plan = plan()?;
+                let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("appending needs a registry");
                 if Platforms::parse(&plan.platform).several() {
                     let deps = gathered
@@ -304,6 +314,7 @@ fn build_one<'a>(
                     .await?;
                     fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
                 }
+                explain::record_last_built(&inputs);
                 Ok(outcome(Action::Appended, true, image))
             }
             Strategy::Build if gathered.facts.builder == Builder::Envd => {
@@ -321,7 +332,7 @@ fn build_one<'a>(
                 Ok(outcome(Action::Built, pushed, image))
             }
             Strategy::Build => {
-                let plan = plan()?;
+                let (plan, inputs) = plan()?;
                 if pushed && options.fast_path {
                     progress.event(Event::Info(&decision.reason));
                 }
@@ -331,6 +342,7 @@ fn build_one<'a>(
                 if pushed {
                     push(d, &image, credentials.as_ref(), progress).await?;
                 }
+                explain::record_last_built(&inputs);
                 Ok(outcome(Action::Built, pushed, image))
             }
         }

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod build;
 pub mod context;
 pub mod engine;
+pub mod explain;
 pub mod inspect;
 pub mod progress;
 pub mod registry;
@@ -43,6 +44,8 @@ pub enum Error {
     Backend(#[from] backend::BackendError),
     #[error("image `{name}`: {message}")]
     Builder { name: String, message: String },
+    #[error(transparent)]
+    Explain(#[from] explain::ExplainError),
     #[error("image {image}: {refusal}")]
     Refused {
         image: String,
@@ -70,6 +73,7 @@ impl Error {
             Error::Backend(_) => 1,
             Error::Builder { .. } => 2,
             Error::Refused { refusal, .. } => refusal.exit_code(),
+            Error::Explain(e) => e.exit_code(),
             // flytekit's `None`: not bad input, but the contract of `exists` is exit 2.
             Error::Unknown { .. } => 2,
             Error::Io { .. } => 2,

@@ -1543,3 +1543,156 @@ fn commands_before_copy_get_the_fast_path() {
     ]));
     assert_eq!(seen, "v2\nran-first\n");
 }
+
+/// `imagespec explain --json ARGS` in `dir` with its own cache (the last-build record).
+fn explain_json(dir: &Path, cache: &Path, args: &[&str]) -> Value {
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir)
+        .env("IMAGESPEC_CACHE_DIR", cache)
+        .args(["explain", "--json", "spec.toml"])
+        .args(args)
+        .output()
+        .expect("run imagespec explain");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// Issue 12: every image records what its tag was computed from (seen from outside with
+/// skopeo), and `explain` names what changed since: a package and a file, a rename, only the
+/// order of `env`; against the image in the registry or the last build on this machine.
+#[test]
+fn explain_names_what_changed_since_an_image() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let run = run_id();
+    let proj = fast_path_project(dir.path(), &env, "explain-e2e", &run);
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(&proj)
+        .env("IMAGESPEC_CACHE_DIR", &cache)
+        .args(["build", "spec.toml"])
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // The record, from outside: in the image's config, without host paths.
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ])))
+    .expect("config");
+    let label = config["config"]["Labels"]["org.imagespec.inputs"]
+        .as_str()
+        .expect("the inputs label");
+    let record: Value = serde_json::from_str(label).expect("label is JSON");
+    assert_eq!(record["image"], image.as_str());
+    assert!(record["files"]["src/pkg/main.py"].is_string(), "{record}");
+    assert!(
+        !label.contains(&dir.path().display().to_string()),
+        "no host path in the record: {label}"
+    );
+
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    // A package and a file.
+    std::fs::write(
+        proj.join("spec.toml"),
+        spec.replace(
+            r#"packages = ["pyyaml"]"#,
+            r#"packages = ["pyyaml", "six"]"#,
+        ),
+    )
+    .expect("spec");
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v2\")\n").expect("edit");
+    let e = explain_json(&proj, &cache, &["--against", &image]);
+    assert_eq!(e["fields"].as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(e["fields"][0]["field"], "packages");
+    assert_eq!(e["fields"][0]["before"], "['pyyaml']");
+    assert_eq!(e["fields"][0]["after"], "['pyyaml', 'six']");
+    // src/link.py links to pkg/main.py: its content (read through, as flytekit reads it)
+    // changed too.
+    assert_eq!(
+        e["files"]["changed"],
+        serde_json::json!(["src/link.py", "src/pkg/main.py"])
+    );
+    assert_eq!(e["files"]["added"], serde_json::json!([]));
+    assert_eq!(e["dependencies_changed"], true);
+    // The same, against the last build on this machine.
+    assert_eq!(explain_json(&proj, &cache, &[]), e);
+
+    // A rename, nothing else.
+    std::fs::write(proj.join("spec.toml"), &spec).expect("spec");
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v1\")\n").expect("edit");
+    std::fs::rename(
+        proj.join("src/data/deep/x.json"),
+        proj.join("src/data/deep/y.json"),
+    )
+    .expect("rename");
+    let e = explain_json(&proj, &cache, &["--against", &image]);
+    assert_eq!(e["fields"], serde_json::json!([]), "{e}");
+    assert_eq!(
+        e["files"]["removed"],
+        serde_json::json!(["src/data/deep/x.json"])
+    );
+    assert_eq!(
+        e["files"]["added"],
+        serde_json::json!(["src/data/deep/y.json"])
+    );
+    assert_eq!(
+        e["renamed"],
+        serde_json::json!([["src/data/deep/x.json", "src/data/deep/y.json"]])
+    );
+    assert_eq!(e["dependencies_changed"], false);
+
+    // Only the order of env: one field, and a new dependency image (ENV is in it).
+    std::fs::rename(
+        proj.join("src/data/deep/y.json"),
+        proj.join("src/data/deep/x.json"),
+    )
+    .expect("rename back");
+    let swapped = spec.replace(
+        &format!(r#"env = {{ APP_ENV = "e2e", RUN_ID = "{run}" }}"#),
+        &format!(r#"env = {{ RUN_ID = "{run}", APP_ENV = "e2e" }}"#),
+    );
+    assert_ne!(swapped, spec);
+    std::fs::write(proj.join("spec.toml"), &swapped).expect("spec");
+    let e = explain_json(&proj, &cache, &["--against", &image]);
+    assert_eq!(e["fields"].as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(e["fields"][0]["field"], "env");
+    assert_eq!(
+        e["files"],
+        serde_json::json!({"added": [], "removed": [], "changed": []})
+    );
+    assert_eq!(e["dependencies_changed"], true);
+
+    // A full Dockerfile build (BuildKit) records the same inputs as the fast path.
+    std::fs::write(proj.join("spec.toml"), &spec).expect("spec");
+    let (ok, events, log) = build_json(&proj, &["spec.toml", "--force", "--no-fast-path"]);
+    assert!(ok && result(&events)["action"] == "built", "{log}");
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ])))
+    .expect("config");
+    let rebuilt = config["config"]["Labels"]["org.imagespec.inputs"]
+        .as_str()
+        .expect("the inputs label after a full build");
+    assert_eq!(
+        serde_json::from_str::<Value>(rebuilt).expect("JSON"),
+        record
+    );
+}

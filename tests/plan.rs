@@ -102,3 +102,23 @@ base_image = { spec = "base" }
     assert_eq!(code, Some(0));
     assert!(text.contains("strategy:   noop"), "{text}");
 }
+
+#[test]
+fn explain_without_a_record_says_to_name_an_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.toml"), "name = \"never-built\"\n").expect("spec");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir.path())
+        .env("IMAGESPEC_CACHE_DIR", dir.path().join("cache"))
+        .args(["explain", "spec.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no record of an earlier build of never-built")
+            && stderr.contains("--against IMAGE"),
+        "{stderr}"
+    );
+}

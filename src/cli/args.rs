@@ -28,6 +28,14 @@ pub enum Command {
     /// build_dependencies_then_append, build, write_output) with its reason, the dependency
     /// image. Exit 0 when every image has a strategy, else the exit code `build` would give.
     Plan(PlanArgs),
+    /// Why the spec's tag differs from an image built earlier.
+    ///
+    /// Compares the spec as it is now with the inputs recorded in IMAGE (the
+    /// `org.imagespec.inputs` label every image imagespec builds carries), or, without
+    /// `--against`, with the last image this machine built for the same name: the fields
+    /// that changed (old → new, as flytekit's repr), the files added, removed, changed and
+    /// renamed, and whether the dependency image changed.
+    Explain(ExplainArgs),
     /// Does the image exist? Exit 0 yes, 1 no, 2 cannot tell (flytekit's `None`). Asks the
     /// registry directly (no daemon), or the local daemon for a spec without a registry.
     Exists(SpecArgs),
@@ -172,6 +180,22 @@ pub struct PlanArgs {
     #[arg(long)]
     pub bases_built: bool,
     /// One JSON object per line per image, bases first, the requested image last.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub render: RenderFlags,
+    /// The image to compare with (any registry; its platform image for the spec's first
+    /// platform when it is an index).
+    #[arg(long, value_name = "IMAGE")]
+    pub against: Option<String>,
+    /// One JSON object: `fields` [{field, before, after}], `files` {added, removed,
+    /// changed}, `renamed`, `dependencies_changed`.
     #[arg(long)]
     pub json: bool,
 }

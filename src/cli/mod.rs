@@ -3,6 +3,7 @@
 pub mod args;
 mod build;
 mod exists;
+mod explain;
 mod inspect;
 mod plan;
 mod render;
@@ -21,6 +22,7 @@ pub fn run(cli: args::Cli) -> Result<u8, Error> {
         args::Command::Render(a) => render::run(&a).map(|()| 0),
         args::Command::Build(a) => build::run(&a).map(|()| 0),
         args::Command::Plan(a) => plan::run(&a).map(|code| code as u8),
+        args::Command::Explain(a) => explain::run(&a).map(|()| 0),
         args::Command::Exists(a) => exists::run(&a).map(answer),
         args::Command::IsContainer(a) => exists::is_container(&a).map(answer),
     }

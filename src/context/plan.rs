@@ -129,6 +129,9 @@ pub struct BuildPlan {
     /// and `copy` files are copied (they do not use them), so they belong to the dependency
     /// image and a code-only change can be appended in the registry.
     pub commands_before_copy: bool,
+    /// Labels set on the image besides the Dockerfile's (imagespec's record of the tag's
+    /// inputs, [`crate::explain::INPUTS_LABEL`]); not part of the dependency image.
+    pub labels: Vec<(String, String)>,
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
@@ -615,6 +618,7 @@ impl BuildPlan {
             files,
             root_entries,
             commands_before_copy,
+            labels: Vec::new(),
         })
     }
 }
@@ -634,6 +638,7 @@ impl BuildPlan {
         deps.source = None;
         deps.copy_commands.clear();
         deps.root_entries.clear();
+        deps.labels.clear();
         deps.image_id.clear();
         deps.files.retain(|f| {
             let to = match f {
