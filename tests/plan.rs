@@ -122,3 +122,25 @@ fn explain_without_a_record_says_to_name_an_image() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_cover_every_command_and_survive_a_closed_pipe() {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = Command::cargo_bin("imagespec")
+            .expect("binary")
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in ["build", "plan", "explain", "exists", "--assume-exists"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let bad = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+}

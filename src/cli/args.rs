@@ -36,6 +36,11 @@ pub enum Command {
     /// that changed (old → new, as flytekit's repr), the files added, removed, changed and
     /// renamed, and whether the dependency image changed.
     Explain(ExplainArgs),
+    /// Print a shell completion script: `imagespec completions bash > /etc/bash_completion.d/imagespec`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
     /// Does the image exist? Exit 0 yes, 1 no, 2 cannot tell (flytekit's `None`). Asks the
     /// registry directly (no daemon), or the local daemon for a spec without a registry.
     Exists(SpecArgs),

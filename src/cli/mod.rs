@@ -23,6 +23,15 @@ pub fn run(cli: args::Cli) -> Result<u8, Error> {
         args::Command::Build(a) => build::run(&a).map(|()| 0),
         args::Command::Plan(a) => plan::run(&a).map(|code| code as u8),
         args::Command::Explain(a) => explain::run(&a).map(|()| 0),
+        args::Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = args::Cli::command();
+            // Into a buffer first: clap_complete panics on a closed stdout (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "imagespec", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(0)
+        }
         args::Command::Exists(a) => exists::run(&a).map(answer),
         args::Command::IsContainer(a) => exists::is_container(&a).map(answer),
     }
