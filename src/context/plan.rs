@@ -135,6 +135,7 @@ fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Str(s)) => Ok(Some(s.clone())),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "a string",
@@ -150,6 +151,7 @@ fn option_bool(spec: &NormalizedSpec, key: &'static str) -> Result<Option<bool>,
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "true or false",
@@ -272,7 +274,10 @@ impl BuildPlan {
         let name = spec.name().to_string();
         let compat = options.flavor == Flavor::FlytekitCompat;
         if spec.cuda.is_some() || spec.cudnn.is_some() {
-            return Err(PlanError::Cuda { name });
+            return Err(PlanError::Cuda {
+                at: spec.origin.at_first_of(&["cuda", "cudnn"]),
+                name,
+            });
         }
         let base_image = match spec.base() {
             Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
@@ -314,6 +319,7 @@ impl BuildPlan {
             if basename == "uv.lock" || basename == "poetry.lock" {
                 if spec.packages.is_some() {
                     return Err(PlanError::LockWithPackages {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                     });
@@ -324,6 +330,7 @@ impl BuildPlan {
                     .join("pyproject.toml");
                 if !pyproject.exists() {
                     return Err(PlanError::MissingPyproject {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                         missing: pyproject,
@@ -347,6 +354,7 @@ impl BuildPlan {
             } else {
                 let text =
                     std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements {
+                        at: spec.at("requirements"),
                         name: name.clone(),
                         path: path.clone(),
                         source,
@@ -375,12 +383,14 @@ impl BuildPlan {
             if let Some(exec) = python_exec_field {
                 if spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_channels"),
                         name,
                         field: "conda_channels",
                     });
                 }
                 if spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_packages"),
                         name,
                         field: "conda_packages",
                     });
@@ -480,6 +490,7 @@ impl BuildPlan {
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
                 return Err(PlanError::CopyPath {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                 });
@@ -508,6 +519,7 @@ impl BuildPlan {
                     // directories kept, although compute_digest (the tag) sees neither.
                     copytree(&entry.path, &in_context, &mut files, &mut Vec::new()).map_err(
                         |path| PlanError::CopySpecial {
+                            at: spec.copy_entry_at(written),
                             name: name.clone(),
                             entry: written.clone(),
                             path,
@@ -554,6 +566,7 @@ impl BuildPlan {
                 ));
             } else {
                 return Err(PlanError::CopyMissing {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                     dir: spec.dir().to_path_buf(),
@@ -561,9 +574,10 @@ impl BuildPlan {
             }
         }
 
-        for s in &secrets {
+        for (i, s) in secrets.iter().enumerate() {
             if !s.source.exists() {
                 return Err(PlanError::SecretMissing {
+                    at: spec.at(&format!("pip_secret_mounts[{i}]")),
                     name,
                     path: s.source.clone(),
                 });
