@@ -97,7 +97,7 @@ pub enum PlanError {
         name: String,
         path: std::path::PathBuf,
     },
-    #[error("{at}: image `{name}`: `builder_options.{key}`: expected {expected}")]
+    #[error("{at}: image `{name}`: expected {expected} for `{key}`")]
     BuilderOption {
         at: FieldAt,
         name: String,

@@ -411,7 +411,7 @@ impl Decoder {
             }
             Value::Map(_) if depth >= MAX_BASE_DEPTH => Err(self.invalid(
                 node.pos,
-                field,
+                &shortened(field),
                 &format!(
                     "base images nest more than {MAX_BASE_DEPTH} levels deep; build a base \
                      image and name it in `base_image` instead"
@@ -452,6 +452,16 @@ impl Decoder {
     }
 }
 
+/// `field` with at most 8 dotted parts, for a field nested very deep.
+fn shortened(field: &str) -> String {
+    let parts: Vec<&str> = field.split('.').collect();
+    if parts.len() <= 8 {
+        field.to_string()
+    } else {
+        format!("{}...", parts[..8].join("."))
+    }
+}
+
 /// Keeps where `field` was written, and its items for the fields whose items errors name.
 fn record_positions(fields: &mut IndexMap<String, Pos>, field: &str, value: &Node) {
     fields.insert(field.to_string(), value.pos);
@@ -479,5 +489,62 @@ fn describe(value: &Value) -> String {
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Date(d) => format!("the date {} (quote it to make it a string)", d.text),
         other => other.kind().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{MAX_BASE_DEPTH, SpecFile};
+    use std::path::Path;
+
+    fn inline_chain(depth: usize) -> String {
+        let mut text = String::from("name = \"top\"\nbase_image = ");
+        text.push_str(&"{ base_image = ".repeat(depth - 1));
+        text.push_str("{ name = \"bottom\" }");
+        text.push_str(&" }".repeat(depth - 1));
+        text.push('\n');
+        text
+    }
+
+    fn images_chain(len: usize) -> String {
+        let mut text = String::from("[images.i0]\nname = \"root\"\n");
+        for i in 1..len {
+            text.push_str(&format!(
+                "[images.i{i}]\nbase_image = {{ spec = \"i{}\" }}\n",
+                i - 1
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn base_specs_nest_up_to_the_limit() {
+        let at_limit = SpecFile::parse(Path::new("s.toml"), &inline_chain(MAX_BASE_DEPTH));
+        assert!(at_limit.unwrap().select(None).is_ok());
+        let past = SpecFile::parse(Path::new("s.toml"), &inline_chain(MAX_BASE_DEPTH + 1));
+        let err = past.unwrap_err().to_string();
+        assert!(err.contains("base images nest more than 32"), "{err}");
+    }
+
+    #[test]
+    fn image_chains_resolve_up_to_the_limit_in_any_order() {
+        let text = images_chain(MAX_BASE_DEPTH + 5);
+        let file = SpecFile::parse(Path::new("s.toml"), &text).unwrap();
+        let last_ok = format!("i{MAX_BASE_DEPTH}");
+        assert!(file.select(Some(&last_ok)).is_ok());
+        let first_bad = format!("i{}", MAX_BASE_DEPTH + 1);
+        let err = file.select(Some(&first_bad)).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`{first_bad}` builds on more than 32")),
+            "{err}"
+        );
+        assert!(file.select(Some("i36")).is_err());
+        // Listed deepest first, resolution recurses at most MAX_BASE_DEPTH deep.
+        let mut parts: Vec<&str> = text.split("[images.").filter(|s| !s.is_empty()).collect();
+        parts.reverse();
+        let reversed: String = parts.iter().map(|s| format!("[images.{s}")).collect();
+        let file = SpecFile::parse(Path::new("s.toml"), &reversed).unwrap();
+        assert!(file.select(Some(&last_ok)).is_ok());
+        assert!(file.select(Some("i36")).is_err());
     }
 }

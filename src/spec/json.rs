@@ -154,3 +154,24 @@ fn number(literal: &str) -> Option<Value> {
         literal.parse::<i128>().ok().map(Value::Int)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_refused_before_parsing_with_the_way_to_it() {
+        let ok = format!(
+            "{{\"a\": {}{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(parse(&ok).is_ok());
+        // Brackets inside strings, and escaped quotes, do not count.
+        let strings = format!("{{\"a\": \"{}\\\"{}\"}}", "[".repeat(100), "{".repeat(100));
+        assert!(parse(&strings).is_ok());
+        let deep = format!("{{\"x\": 1, \"a\": [0, {}]}}", "{\"b\": [".repeat(50));
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.starts_with("`a[1].b[0].b[0].b"), "{err:?}");
+    }
+}

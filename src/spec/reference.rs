@@ -61,6 +61,7 @@ pub struct ReferenceError {
     pub found: String,
 }
 
+/// `s` quoted for a message; a long one cut, with its length (which is always over 80).
 fn shown(s: &str) -> String {
     const MAX: usize = 80;
     if s.is_empty() {
@@ -161,8 +162,10 @@ impl Repository {
         let full = repository.to_string();
         if full.len() > MAX_NAME_LEN {
             return Err(ReferenceError {
-                expected: format!("an image name of at most {MAX_NAME_LEN} characters"),
-                found: format!("{} ({} characters)", shown(&full), full.len()),
+                expected: format!(
+                    "an image name (with its registry) of at most {MAX_NAME_LEN} characters"
+                ),
+                found: shown(&full),
             });
         }
         Ok(repository)

@@ -600,6 +600,42 @@ mod tests {
     }
 
     #[test]
+    fn aliases_expand_within_a_budget() {
+        // Nine levels of nine aliases: 9^9 values if expanded.
+        let mut doc = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let mut previous = 'a';
+        for level in 'b'..='i' {
+            let refs = vec![format!("*{previous}"); 9].join(", ");
+            doc.push_str(&format!("{level}: &{level} [{refs}]\n"));
+            previous = level;
+        }
+        let err = parse(&doc).unwrap_err();
+        assert!(
+            err.message.contains("aliases expand to more than"),
+            "{err:?}"
+        );
+        // Reusing a list of packages a few times is fine.
+        let ok = "p: &p [a, b, c]\nx: *p\ny: *p\nz: {<<: {k: *p}}\n";
+        assert!(parse(ok).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        let ok = format!("k:\n  {}x\n", "- ".repeat(MAX_DEPTH - 1));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("k:\n  {}x\n", "- ".repeat(100_000));
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.starts_with("`k[0][0]"), "{err:?}");
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 2,
+                col: 3 + 2 * (MAX_DEPTH - 1)
+            }
+        );
+    }
+
+    #[test]
     fn positions_are_one_based() {
         let Value::Map(m) = parse("a: 1\nbb:\n  - x\n").unwrap().value else {
             panic!()
