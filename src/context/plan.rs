@@ -142,6 +142,7 @@ fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Str(s)) => Ok(Some(s.clone())),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "a string",
@@ -157,6 +158,7 @@ fn option_bool(spec: &NormalizedSpec, key: &'static str) -> Result<Option<bool>,
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "true or false",
@@ -279,7 +281,10 @@ impl BuildPlan {
         let name = spec.name().to_string();
         let compat = options.flavor == Flavor::FlytekitCompat;
         if spec.cuda.is_some() || spec.cudnn.is_some() {
-            return Err(PlanError::Cuda { name });
+            return Err(PlanError::Cuda {
+                at: spec.origin.at_first_of(&["cuda", "cudnn"]),
+                name,
+            });
         }
         let base_image = match spec.base() {
             Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
@@ -321,6 +326,7 @@ impl BuildPlan {
             if basename == "uv.lock" || basename == "poetry.lock" {
                 if spec.packages.is_some() {
                     return Err(PlanError::LockWithPackages {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                     });
@@ -331,6 +337,7 @@ impl BuildPlan {
                     .join("pyproject.toml");
                 if !pyproject.exists() {
                     return Err(PlanError::MissingPyproject {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                         missing: pyproject,
@@ -354,6 +361,7 @@ impl BuildPlan {
             } else {
                 let text =
                     std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements {
+                        at: spec.at("requirements"),
                         name: name.clone(),
                         path: path.clone(),
                         source,
@@ -382,12 +390,14 @@ impl BuildPlan {
             if let Some(exec) = python_exec_field {
                 if spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_channels"),
                         name,
                         field: "conda_channels",
                     });
                 }
                 if spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_packages"),
                         name,
                         field: "conda_packages",
                     });
@@ -487,6 +497,7 @@ impl BuildPlan {
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
                 return Err(PlanError::CopyPath {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                 });
@@ -515,6 +526,7 @@ impl BuildPlan {
                     // directories kept, although compute_digest (the tag) sees neither.
                     copytree(&entry.path, &in_context, &mut files, &mut Vec::new()).map_err(
                         |path| PlanError::CopySpecial {
+                            at: spec.copy_entry_at(written),
                             name: name.clone(),
                             entry: written.clone(),
                             path,
@@ -561,6 +573,7 @@ impl BuildPlan {
                 ));
             } else {
                 return Err(PlanError::CopyMissing {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                     dir: spec.dir().to_path_buf(),
@@ -568,9 +581,10 @@ impl BuildPlan {
             }
         }
 
-        for s in &secrets {
+        for (i, s) in secrets.iter().enumerate() {
             if !s.source.exists() {
                 return Err(PlanError::SecretMissing {
+                    at: spec.at(&format!("pip_secret_mounts[{i}]")),
                     name,
                     path: s.source.clone(),
                 });
