@@ -224,6 +224,7 @@ fn build_one<'a>(
         let decision =
             engine::decide(&gathered.facts, &decide_options).map_err(|refusal| Error::Refused {
                 image: image.clone(),
+                at: refusal.field().map(|f| spec.at(f)),
                 refusal,
             })?;
         let outcome = |action, pushed, image: String| BuildOutcome {
@@ -276,7 +277,7 @@ fn build_one<'a>(
             Strategy::Noop => {
                 let image = noop_image(spec, tag, base.as_deref())?;
                 if Platforms::parse(spec.platform()).several() {
-                    check_platforms(&image, spec.platform(), progress).await?;
+                    check_platforms(spec, &image, progress).await?;
                 }
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 Ok(outcome(Action::Noop, false, image))
@@ -363,6 +364,7 @@ fn noop_image(
             .unwrap_or_default()),
         _ => Err(Error::Builder {
             name: spec.name().into(),
+            at: Some(spec.at("base_image")),
             message: "base_image must be a string to use the noop image builder".into(),
         }),
     }
@@ -604,10 +606,17 @@ async fn fast_path_platforms(
 
 /// noop with several platforms: the base must be an index that has every one of them.
 /// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
-async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Result<(), Error> {
+async fn check_platforms(
+    spec: &NormalizedSpec,
+    image: &str,
+    progress: &Progress,
+) -> Result<(), Error> {
     use oci_client::manifest::OciManifest;
+    let platform = spec.platform();
     let host = crate::registry::registry_host(image);
-    let credentials = crate::registry::auth::lookup(host, None).map_err(BackendError::from)?;
+    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+    let credentials =
+        crate::registry::auth::lookup(host, config.as_deref()).map_err(BackendError::from)?;
     let client = RegistryClient::new(host, credentials.as_ref());
     let manifest = match client.manifest(image).await {
         Ok(m) => m,
@@ -648,6 +657,7 @@ async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Re
         };
         return Err(Error::Builder {
             name: image.into(),
+            at: Some(spec.at("platform")),
             message: format!(
                 "noop builder: platform asks for {platform}, but {image} {what}: no image for {}",
                 missing.join(", ")

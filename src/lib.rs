@@ -42,14 +42,21 @@ pub enum Error {
     Write(#[from] context::WriteError),
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
-    #[error("image `{name}`: {message}")]
-    Builder { name: String, message: String },
+    #[error("{}image `{name}`: {message}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
+    Builder {
+        name: String,
+        /// The field the error is about, where it is written.
+        at: Option<spec::FieldAt>,
+        message: String,
+    },
     #[error(transparent)]
     Explain(#[from] explain::ExplainError),
-    #[error("image {image}: {refusal}")]
+    #[error("{}image {image}: {refusal}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
     Refused {
         image: String,
         refusal: engine::Refusal,
+        /// The field the refusal is about, where it is written.
+        at: Option<spec::FieldAt>,
     },
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },

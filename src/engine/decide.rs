@@ -196,6 +196,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The spec field the refusal is about, when one is (`builder`, `platform`).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Refusal::UnknownBuilder(_) | Refusal::OutputWithEnvd => Some("builder"),
+            Refusal::MultiPlatformDependencies(_) | Refusal::MultiPlatformBuild => Some("platform"),
+            Refusal::OutputNotAppendable(_) | Refusal::CannotTell(_) => None,
+        }
+    }
+
     /// Bad input (2) but for "cannot tell" (3).
     pub fn exit_code(&self) -> i32 {
         match self {
