@@ -99,7 +99,7 @@ impl DockerDaemon {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
-        if plan.platform.contains(',') {
+        if crate::engine::Platforms::parse(&plan.platform).several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -117,8 +117,15 @@ impl DockerDaemon {
         if let Some(ca) = &plan.ca_bundle {
             secrets.push(("imagespec_ca_bundle".into(), ca.clone()));
         }
-        self.build_context(&plan.image, &plan.platform, context, &secrets, progress)
-            .await
+        self.build_context(
+            &plan.image,
+            &plan.platform,
+            context,
+            &secrets,
+            &plan.labels,
+            progress,
+        )
+        .await
     }
 
     /// Builds `image` as `from` plus `labels` (no layer is added).
@@ -149,7 +156,7 @@ impl DockerDaemon {
             .map_err(|e| BackendError::Context(e.to_string()))?;
         let context: ContextWriter =
             std::sync::Arc::new(move |out| out.write_all(&tar).map_err(|e| e.to_string()));
-        self.build_context(image, platform, context, &[], progress)
+        self.build_context(image, platform, context, &[], &[], progress)
             .await
     }
 
@@ -256,6 +263,7 @@ impl DockerDaemon {
         platform: &str,
         context: ContextWriter,
         secrets: &[(String, std::path::PathBuf)],
+        labels: &[(String, String)],
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let build_ref = BuildRef::random();
@@ -276,6 +284,7 @@ impl DockerDaemon {
                 platform,
                 context,
                 secrets,
+                labels,
                 build_ref: &ref_id,
             },
         );

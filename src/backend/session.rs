@@ -209,6 +209,8 @@ pub struct Solve<'a> {
     pub context: ContextWriter,
     /// Secret ids and the files that hold them.
     pub secrets: &'a [(String, PathBuf)],
+    /// Labels the image gets (the frontend's `label:KEY` options).
+    pub labels: &'a [(String, String)],
     /// The build's ref, which [`buildkit_status::follow`] follows.
     pub build_ref: &'a str,
 }
@@ -269,6 +271,9 @@ pub async fn solve(address: &DaemonAddress, build: Solve<'_>) -> Result<(), Solv
         ),
     ]);
     frontend_attrs.insert("filename".into(), "Dockerfile".into());
+    for (key, value) in build.labels {
+        frontend_attrs.insert(format!("label:{key}"), value.clone());
+    }
     let request = SolveRequest {
         r#ref: build.build_ref.to_string(),
         session: session_id,

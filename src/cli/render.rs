@@ -3,6 +3,7 @@
 use super::args::{RenderArgs, RenderFlags};
 use imagespec::Error;
 use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Existing, Flavor, RenderOptions};
+use imagespec::engine::Builder;
 
 /// The render options the flags ask for.
 pub fn options(flags: &RenderFlags) -> RenderOptions {
@@ -42,8 +43,9 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     inputs.extend(spec.source_root.as_deref().map(|r| spec.resolve(r)));
     inputs.extend(spec.requirements.as_deref().map(|r| spec.resolve(r)));
     inputs.extend(args.spec.modules_from.clone());
-    let (written, files) = match args.builder.as_deref().or(spec.builder.as_deref()) {
-        Some("envd") => {
+    let builder = args.builder.as_deref().or(spec.builder.as_deref());
+    let (written, files) = match builder.map(Builder::parse) {
+        Some(Builder::Envd) => {
             let plan = EnvdPlan::new(spec, &tag, &options(&args.render))?;
             plan.render_into(&args.output, existing, &inputs)?;
             (BUILD_ENVD, plan.files.len())
