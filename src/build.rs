@@ -220,6 +220,14 @@ fn build_one<'a>(
         }
 
         let image = tag.image.clone();
+        let root = spec.source_root.as_deref().unwrap_or_default();
+        if let Some(w) = tag
+            .source
+            .as_ref()
+            .and_then(|s| s.exclusion_warning(spec.name(), root))
+        {
+            progress.event(Event::Warning(&w));
+        }
         if let Some(target) = &options.output {
             if builder == "envd" {
                 return Err(Error::Builder {

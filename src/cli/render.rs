@@ -32,6 +32,14 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let (_, spec) = file.select(args.spec.image.as_deref())?;
     let tag_options = super::tag_options(&args.spec, spec)?;
     let tag = imagespec::tag::compute(spec, &tag_options)?;
+    let root = spec.source_root.as_deref().unwrap_or_default();
+    if let Some(w) = tag
+        .source
+        .as_ref()
+        .and_then(|s| s.exclusion_warning(spec.name(), root))
+    {
+        eprintln!("warning: {w}");
+    }
     let (written, files) = match args.builder.as_deref().or(spec.builder.as_deref()) {
         Some("envd") => {
             let plan = EnvdPlan::new(spec, &tag, &options(&args.render))?;

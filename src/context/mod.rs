@@ -59,6 +59,24 @@ pub enum PlanError {
         entry: String,
         path: std::path::PathBuf,
     },
+    #[error("image `{name}`: `copy` entry `{entry}`: {source}")]
+    CopyLink {
+        name: String,
+        entry: String,
+        #[source]
+        source: crate::source::SourceError,
+    },
+    #[error(
+        "image `{name}`: {}`{to}` is outside the build context (and outside /root in the \
+         image) once `..` is resolved: imagespec writes only inside its output; a module path \
+         must lie inside source_root after normalisation (`src/../../x.py` climbs out)",
+        from.as_ref().map(|f| format!("{} would be written to ", f.display())).unwrap_or_default()
+    )]
+    OutsideContext {
+        name: String,
+        to: String,
+        from: Option<std::path::PathBuf>,
+    },
     #[error("image `{name}`: `copy` entry `{entry}` does not exist (relative to {})", dir.display())]
     CopyMissing {
         name: String,

@@ -17,10 +17,12 @@ pub mod ignore;
 pub mod imports;
 pub mod layer;
 pub mod pypath;
+pub mod untrusted;
 mod walk;
 
 pub use digest::{CopyEntry, CopySet, copy_digest, requirements_digest};
 pub use ignore::IgnoreGroup;
+pub use untrusted::LinkPolicy;
 pub use walk::SourceSet;
 
 use std::path::PathBuf;
@@ -40,6 +42,28 @@ pub enum SourceError {
     NonUtf8 { path: PathBuf },
     #[error("{}: is a FIFO or device; flytekit would block reading it; remove it or ignore it in .dockerignore", path.display())]
     Special { path: PathBuf },
+    #[error(
+        "{} is a symbolic link to {} ({}), outside {}: a link in the tree could bake any host \
+         file into the image, so imagespec does not follow it; remove the link, copy the file \
+         in, or pass --allow-external-links (IMAGESPEC_ALLOW_EXTERNAL_LINKS=1) if you trust \
+         the tree",
+        link.display(),
+        target.display(),
+        resolved.display(),
+        root.display()
+    )]
+    ExternalLink {
+        link: PathBuf,
+        target: PathBuf,
+        resolved: PathBuf,
+        root: PathBuf,
+    },
+    #[error(
+        "{}: `git ls-files` gave no answer within {seconds} s (flytekit would wait forever); \
+         is a .gitignore a FIFO?",
+        dir.display()
+    )]
+    GitTimeout { dir: PathBuf, seconds: u64 },
     #[error(".dockerignore: {0}")]
     Pattern(#[from] fnmatch::PatternError),
 }

@@ -80,6 +80,8 @@ pub struct ImageTag {
 pub struct TagOptions {
     /// Module files as Python's `__file__` names them (absolute paths, normally).
     pub modules: Option<Vec<String>>,
+    /// Whether links in the source tree and `copy` entries may point outside them.
+    pub links: source::LinkPolicy,
 }
 
 /// `ImageSpec.id`.
@@ -201,13 +203,13 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
                 },
             })?;
         let set = match mode {
-            CopyMode::All => SourceSet::all(root, cwd),
+            CopyMode::All => SourceSet::all_with(root, cwd, options.links),
             _ => {
                 let modules = options
                     .modules
                     .as_ref()
                     .ok_or_else(|| TagError::MissingModules { name: name.clone() })?;
-                SourceSet::loaded_modules(root, modules, cwd)
+                SourceSet::loaded_modules(root, modules, cwd, options.links)
             }
         }
         .map_err(|source| TagError::Source {
@@ -220,10 +222,11 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
 
     let mut copy_set = None;
     if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
-        let set = source::copy_digest(copy, cwd).map_err(|source| TagError::Source {
-            name: name.clone(),
-            source,
-        })?;
+        let set =
+            source::copy_digest(copy, cwd, options.links).map_err(|source| TagError::Source {
+                name: name.clone(),
+                source,
+            })?;
         replace("copy", Some(PyValue::Str(set.digest.clone())));
         copy_set = Some(set);
     }
