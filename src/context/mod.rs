@@ -64,7 +64,7 @@ pub enum PlanError {
         name: String,
         entry: String,
         #[source]
-        source: crate::source::SourceError,
+        source: Box<crate::source::SourceError>,
     },
     #[error(
         "image `{name}`: {}`{to}` is outside the build context (and outside /root in the \

@@ -231,7 +231,7 @@ pub(super) fn copy_tree(
     let refused = |source| PlanError::CopyLink {
         name: name.to_string(),
         entry: entry.written.clone(),
-        source,
+        source: Box::new(source),
     };
     let root = Root::new(&entry.path, links).map_err(refused)?;
     copytree(&entry.path, to, files, &mut Vec::new(), &root).map_err(|e| match e {

@@ -56,7 +56,7 @@ impl SourceSet {
         // Only now, for files that are hashed: the first in path order, so that every run
         // names the same one.
         if let Some(problem) = walked.iter_mut().find_map(|w| w.problem.take()) {
-            return Err(problem);
+            return Err(*problem);
         }
         let hashed: Vec<HashedFile> = walked
             .iter()
@@ -192,7 +192,7 @@ struct Walked {
     rel: String,
     path: PathBuf,
     meta: fs::Metadata,
-    problem: Option<SourceError>,
+    problem: Option<Box<SourceError>>,
 }
 
 enum Entry {
@@ -300,11 +300,11 @@ fn examine(
         match links.check_link(&path) {
             Ok(true) => {}
             Ok(false) => return Ok(Entry::Skip),
-            Err(e) => problem = Some(e),
+            Err(e) => problem = Some(Box::new(e)),
         }
     }
     if problem.is_none() && untrusted::is_special(ft) {
-        problem = Some(SourceError::Special { path: path.clone() });
+        problem = Some(Box::new(SourceError::Special { path: path.clone() }));
     }
     Ok(Entry::File(Walked {
         py_path,
