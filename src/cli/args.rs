@@ -52,7 +52,11 @@ pub struct SpecArgs {
     /// Read symbolic links in the source tree and `copy` entries through even when their
     /// target lies outside `source_root` or the entry (flytekit's behaviour). Off by default:
     /// a link could bake any host file into the image. Only for trees you trust.
-    #[arg(long, env = "IMAGESPEC_ALLOW_EXTERNAL_LINKS")]
+    #[arg(
+        long,
+        env = "IMAGESPEC_ALLOW_EXTERNAL_LINKS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_external_links: bool,
 }
 

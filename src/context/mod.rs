@@ -67,10 +67,13 @@ pub enum PlanError {
         source: Box<crate::source::SourceError>,
     },
     #[error(
-        "image `{name}`: {}`{to}` is outside the build context (and outside /root in the \
-         image) once `..` is resolved: imagespec writes only inside its output; a module path \
-         must lie inside source_root after normalisation (`src/../../x.py` climbs out)",
-        from.as_ref().map(|f| format!("{} would be written to ", f.display())).unwrap_or_default()
+        "image `{name}`: {}`{to}`, which lies outside the build context (and outside /root \
+         in the image) once `..` is resolved: imagespec writes only inside its output; every \
+         source file must lie inside source_root after normalisation (a module path like \
+         `src/../../x.py` climbs out)",
+        from.as_ref()
+            .map(|f| format!("{} would be written to ", f.display()))
+            .unwrap_or_else(|| "the context path ".into())
     )]
     OutsideContext {
         name: String,

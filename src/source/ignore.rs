@@ -91,16 +91,16 @@ impl Git {
         }
     }
 
-    /// Waits for git (at most [`GIT_TIMEOUT`]); a git that fails or cannot run ignores
-    /// nothing, as in flytekit.
-    fn wait(&self) -> &Result<(HashSet<String>, String), u64> {
+    /// Waits for git (at most `timeout`, the first time; it is stopped then); a git that
+    /// fails or cannot run ignores nothing, as in flytekit.
+    fn wait(&self, timeout: Duration) -> &Result<(HashSet<String>, String), u64> {
         self.answer.get_or_init(|| {
             let received = self
                 .stdout
                 .lock()
                 .ok()
                 .and_then(|mut r| r.take())
-                .map(|r| r.recv_timeout(GIT_TIMEOUT));
+                .map(|r| r.recv_timeout(timeout));
             let mut child = self.child.lock().ok().and_then(|mut c| c.take());
             match (received, child.as_mut()) {
                 (Some(Ok(stdout)), Some(child)) => match child.wait() {
@@ -110,7 +110,7 @@ impl Git {
                 (Some(Err(_)), Some(child)) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    Err(GIT_TIMEOUT.as_secs())
+                    Err(timeout.as_secs())
                 }
                 _ => Ok((HashSet::new(), String::new())),
             }
@@ -119,7 +119,7 @@ impl Git {
 
     fn answer(&self) -> &(HashSet<String>, String) {
         static NOTHING: std::sync::OnceLock<(HashSet<String>, String)> = std::sync::OnceLock::new();
-        match self.wait() {
+        match self.wait(GIT_TIMEOUT) {
             Ok(answer) => answer,
             Err(_) => NOTHING.get_or_init(|| (HashSet::new(), String::new())),
         }
@@ -212,9 +212,9 @@ impl IgnoreGroup {
             || self.git.answer().0.contains(&pypath::pure_posix(rel))
     }
 
-    /// Waits for git's answer; an error when git did not answer in time.
-    pub fn wait_for_git(&self) -> Result<(), SourceError> {
-        match self.git.wait() {
+    /// Waits for git's answer (at most `timeout`); an error when git did not answer in time.
+    pub fn wait_for_git(&self, timeout: Duration) -> Result<(), SourceError> {
+        match self.git.wait(timeout) {
             Ok(_) => Ok(()),
             Err(seconds) => Err(SourceError::GitTimeout {
                 dir: self.git.dir.clone(),

@@ -1,13 +1,17 @@
 //! The source file set: flytekit's `list_all_files` / `list_imported_modules_as_files`.
 
 use super::digest::{HashedFile, hash_files};
-use super::ignore::IgnoreGroup;
+use super::ignore::{GIT_TIMEOUT, IgnoreGroup};
 use super::untrusted::{self, LinkPolicy, Root};
 use super::{SourceError, pypath};
 use rayon::prelude::*;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+
+/// How long git may take when the tree holds a file that cannot be read: git hangs on a
+/// FIFO it reads, and the answer only decides whether the refusal is needed.
+const GIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A file that goes into the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,15 +50,20 @@ impl SourceSet {
         let links = Root::new(&cwd.join(root), links)?;
         let ignore = IgnoreGroup::new(root, cwd, &links)?;
         let mut walked = walk_dir(root, "", &cwd.join(root), &ignore, &links)?;
-        // git answered meanwhile; its rules apply last (the result is the same: a file is
-        // kept only when no rule ignores it).
-        ignore.wait_for_git()?;
-        walked.retain(|w| !ignore.is_ignored_by_git(&w.py_path, &w.rel));
         // flytekit sorts the walked path strings; they share the root prefix, so this is the
         // order of the relative paths.
         walked.par_sort_unstable_by(|a, b| a.py_path.cmp(&b.py_path));
-        // Only now, for files that are hashed: the first in path order, so that every run
-        // names the same one.
+        // git answered meanwhile; its rules apply last (the result is the same: a file is
+        // kept only when no rule ignores it). A file that cannot be read (a FIFO, a link out
+        // of the root) is refused only if git does not ignore it either; but git itself
+        // hangs on a FIFO it reads (a `.gitignore`), so then it gets a short time only.
+        let problem = walked.iter().any(|w| w.problem.is_some());
+        match ignore.wait_for_git(if problem { GIT_GRACE } else { GIT_TIMEOUT }) {
+            Err(_) if problem => {}
+            result => result?,
+        }
+        walked.retain(|w| !ignore.is_ignored_by_git(&w.py_path, &w.rel));
+        // The first in path order, so that every run names the same one.
         if let Some(problem) = walked.iter_mut().find_map(|w| w.problem.take()) {
             return Err(*problem);
         }
