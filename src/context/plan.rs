@@ -778,3 +778,34 @@ impl BuildPlan {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_paths_stay_inside_once_dots_are_resolved() {
+        for inside in ["src/a.py", "src/./a.py", "src/pkg/../a.py", "copy/x/", "."] {
+            assert!(inside_context(inside), "{inside}");
+        }
+        for outside in ["src/../../payload.txt", "../x", "/etc/passwd", "a/../../b"] {
+            assert!(!inside_context(outside), "{outside}");
+        }
+        let file = |to: &str| ContextFile::Copy {
+            from: PathBuf::from("/m/x.py"),
+            to: to.into(),
+        };
+        assert!(check_inside("i", &[file("src/x.py")], &[]).is_ok());
+        let err = check_inside("i", &[file("src/../../x.py")], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("/m/x.py would be written to"),
+            "{err}"
+        );
+        let layer = RootEntry::File {
+            to: "../etc/cron.d/x".into(),
+            from: PathBuf::from("/m/x"),
+        };
+        let err = check_inside("i", &[], &[layer]).unwrap_err();
+        assert!(err.to_string().contains("/root/../etc/cron.d/x"), "{err}");
+    }
+}

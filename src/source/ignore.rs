@@ -418,3 +418,49 @@ fn split_git_output(stdout: &[u8]) -> (HashSet<String>, String) {
     lines.pop();
     (lines.into_iter().map(str::to_string).collect(), text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::untrusted::LinkPolicy;
+
+    #[test]
+    fn rules_as_written_match_relative_paths_where_flytekit_sees_walked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join(".dockerignore"), "secrets.json\n").unwrap();
+        let links = Root::new(&src, LinkPolicy::StayInside).unwrap();
+        let rules = IgnoreGroup::new("src", dir.path(), &links).unwrap();
+        // flytekit: the walked path `src/secrets.json` does not match `secrets.json`...
+        assert!(!rules.is_ignored_by_patterns("src/secrets.json", "secrets.json"));
+        // ...the rules as written do, and so do the standard patterns.
+        assert!(rules.rules_exclude("secrets.json"));
+        assert!(rules.rules_exclude(".cache/x"));
+        assert!(!rules.rules_exclude("main.py"));
+    }
+
+    #[test]
+    fn git_runs_with_the_repository_settings_that_run_programs_off() {
+        let cmd = git_ls_files(Path::new("."));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for setting in [
+            "core.fsmonitor=",
+            "core.hooksPath=/dev/null",
+            "protocol.allow=never",
+        ] {
+            let at = args.iter().position(|a| a == setting);
+            assert!(
+                at.is_some_and(|i| i > 0 && args[i - 1] == "-c"),
+                "{setting}: {args:?}"
+            );
+        }
+        assert!(
+            cmd.get_envs()
+                .any(|(k, v)| k == "GIT_NO_LAZY_FETCH" && v.is_some_and(|v| v == "1"))
+        );
+    }
+}

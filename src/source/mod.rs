@@ -40,7 +40,11 @@ pub enum SourceError {
     },
     #[error("{}: file name is not valid UTF-8 (flytekit cannot hash it either)", path.display())]
     NonUtf8 { path: PathBuf },
-    #[error("{}: is a FIFO or device; flytekit would block reading it; remove it or ignore it in .dockerignore", path.display())]
+    #[error(
+        "{}: is a FIFO or device, which imagespec never reads (flytekit would block on it \
+         forever); remove it, or keep it out of what is copied (.dockerignore, for source_root)",
+        path.display()
+    )]
     Special { path: PathBuf },
     #[error(
         "{} is a symbolic link to {} ({}), outside {}: a link in the tree could bake any host \

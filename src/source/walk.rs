@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// How long git may take when the tree holds a file that cannot be read: git hangs on a
 /// FIFO it reads, and the answer only decides whether the refusal is needed.
-const GIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+const GIT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// A file that goes into the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
