@@ -16,6 +16,8 @@
 pub mod backend;
 pub mod build;
 pub mod context;
+pub mod engine;
+pub mod explain;
 pub mod inspect;
 pub mod progress;
 pub mod registry;
@@ -40,8 +42,22 @@ pub enum Error {
     Write(#[from] context::WriteError),
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
-    #[error("image `{name}`: {message}")]
-    Builder { name: String, message: String },
+    #[error("{}image `{name}`: {message}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
+    Builder {
+        name: String,
+        /// The field the error is about, where it is written.
+        at: Option<spec::FieldAt>,
+        message: String,
+    },
+    #[error(transparent)]
+    Explain(#[from] explain::ExplainError),
+    #[error("{}image {image}: {refusal}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
+    Refused {
+        image: String,
+        refusal: engine::Refusal,
+        /// The field the refusal is about, where it is written.
+        at: Option<spec::FieldAt>,
+    },
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },
     #[error("{context}: {source}")]
@@ -63,6 +79,8 @@ impl Error {
             Error::Backend(backend::BackendError::Registry(_)) => 2,
             Error::Backend(_) => 1,
             Error::Builder { .. } => 2,
+            Error::Refused { refusal, .. } => refusal.exit_code(),
+            Error::Explain(e) => e.exit_code(),
             // flytekit's `None`: not bad input, but the contract of `exists` is exit 2.
             Error::Unknown { .. } => 2,
             Error::Io { .. } => 2,

@@ -39,6 +39,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.fast_path &= !args.no_fast_path;
         options.output = args.output.clone();
         options.build_bases = !args.bases_built;
+        options.assume_exists |= args.assume_exists;
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, progress);
     }
@@ -46,7 +47,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
 }
 
 fn report(outcome: &BuildOutcome, progress: &Progress) {
-    progress.json(json!({"event": "result", "image": outcome.image, "id": outcome.id, "tag": outcome.tag, "action": outcome.action, "pushed": outcome.pushed, "seconds": outcome.seconds, "base": outcome.base}));
+    progress.json(json!({"event": "result", "image": outcome.image, "id": outcome.id, "tag": outcome.tag, "action": outcome.action, "strategy": outcome.strategy, "reason": outcome.reason, "pushed": outcome.pushed, "seconds": outcome.seconds, "base": outcome.base}));
     if progress.mode() == imagespec::progress::Mode::Json {
         return;
     }

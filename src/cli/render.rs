@@ -3,6 +3,7 @@
 use super::args::{RenderArgs, RenderFlags};
 use imagespec::Error;
 use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Flavor, RenderOptions};
+use imagespec::engine::Builder;
 
 /// The render options the flags ask for.
 pub fn options(flags: &RenderFlags) -> RenderOptions {
@@ -40,8 +41,9 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     {
         eprintln!("warning: {w}");
     }
-    let (written, files) = match args.builder.as_deref().or(spec.builder.as_deref()) {
-        Some("envd") => {
+    let builder = args.builder.as_deref().or(spec.builder.as_deref());
+    let (written, files) = match builder.map(Builder::parse) {
+        Some(Builder::Envd) => {
             let plan = EnvdPlan::new(spec, &tag, &options(&args.render))?;
             plan.write(&args.output)?;
             (BUILD_ENVD, plan.files.len())

@@ -127,12 +127,18 @@ impl EnvdPlan {
         let compat = options.flavor == Flavor::FlytekitCompat;
         // `if image_spec.python_exec is not None`: an empty string is refused too.
         if spec.python_exec.is_some() {
-            return Err(PlanError::EnvdPythonExec { name });
+            return Err(PlanError::EnvdPythonExec {
+                at: spec.at("python_exec"),
+                name,
+            });
         }
         let python_version = spec.python_version.as_ref().filter(|v| **v != Scalar::None);
         let cuda = match spec.cuda.as_ref().filter(|c| truthy(c)) {
             Some(_) if python_version.is_none() => {
-                return Err(PlanError::EnvdCudaWithoutPythonVersion { name });
+                return Err(PlanError::EnvdCudaWithoutPythonVersion {
+                    at: spec.at("cuda"),
+                    name,
+                });
             }
             Some(version) => Some(CudaInstall {
                 version: version.to_string(),
@@ -196,7 +202,12 @@ impl EnvdPlan {
                 if !path.is_file() {
                     let source =
                         std::io::Error::new(std::io::ErrorKind::NotFound, "not a readable file");
-                    return Err(PlanError::Requirements { name, path, source });
+                    return Err(PlanError::Requirements {
+                        at: spec.at("requirements"),
+                        name,
+                        path,
+                        source,
+                    });
                 }
                 files.push(ContextFile::Copy {
                     from: path,
@@ -235,6 +246,7 @@ impl EnvdPlan {
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
                 return Err(PlanError::CopyPath {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                 });
@@ -254,7 +266,7 @@ impl EnvdPlan {
                     // shutil.copytree into the context root: directory links followed, empty
                     // directories kept.
                     let links = tag.copy.as_ref().map(|c| c.links).unwrap_or_default();
-                    copy_tree(&name, entry, &posix, links, &mut files)?;
+                    copy_tree(spec, &name, entry, &posix, links, &mut files)?;
                     copies.push(EnvdCopy {
                         source: posix.clone(),
                         target: format!("/root/{posix}/"),
@@ -284,6 +296,7 @@ impl EnvdPlan {
                 }
             } else {
                 return Err(PlanError::CopyMissing {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                     dir: spec.dir().to_path_buf(),
@@ -315,7 +328,7 @@ impl EnvdPlan {
                 from: f.path.clone(),
             })
             .collect();
-        check_inside(&name, &files, &source_files)?;
+        check_inside(spec, &name, &files, &source_files)?;
         Ok(EnvdPlan {
             flavor: options.flavor,
             image: tag.image.clone(),

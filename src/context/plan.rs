@@ -126,6 +126,13 @@ pub struct BuildPlan {
     /// at the same path replaces an earlier one): the registry fast path writes exactly this
     /// as a layer.
     pub root_entries: Vec<RootEntry>,
+    /// `builder_options = { commands_before_copy = true }`: `commands` run before the source
+    /// and `copy` files are copied (they do not use them), so they belong to the dependency
+    /// image and a code-only change can be appended in the registry.
+    pub commands_before_copy: bool,
+    /// Labels set on the image besides the Dockerfile's (imagespec's record of the tag's
+    /// inputs, [`crate::explain::INPUTS_LABEL`]); not part of the dependency image.
+    pub labels: Vec<(String, String)>,
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
@@ -136,6 +143,7 @@ fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Str(s)) => Ok(Some(s.clone())),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "a string",
@@ -151,6 +159,7 @@ fn option_bool(spec: &NormalizedSpec, key: &'static str) -> Result<Option<bool>,
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "true or false",
@@ -222,6 +231,7 @@ pub(crate) fn python_json_list(items: &[String]) -> String {
 /// A dangling link, a special file (socket, FIFO, device) or a directory link loop fails the
 /// copy, as copytree raises `shutil.Error`.
 pub(super) fn copy_tree(
+    spec: &NormalizedSpec,
     name: &str,
     entry: &crate::source::CopyEntry,
     to: &str,
@@ -229,6 +239,7 @@ pub(super) fn copy_tree(
     files: &mut Vec<ContextFile>,
 ) -> Result<(), PlanError> {
     let refused = |source| PlanError::CopyLink {
+        at: spec.copy_entry_at(&entry.written),
         name: name.to_string(),
         entry: entry.written.clone(),
         source: Box::new(source),
@@ -236,6 +247,7 @@ pub(super) fn copy_tree(
     let root = Root::new(&entry.path, links).map_err(refused)?;
     copytree(&entry.path, to, files, &mut Vec::new(), &root).map_err(|e| match e {
         Copytree::Fails(path) => PlanError::CopySpecial {
+            at: spec.copy_entry_at(&entry.written),
             name: name.to_string(),
             entry: entry.written.clone(),
             path,
@@ -313,11 +325,13 @@ pub(super) fn inside_context(to: &str) -> bool {
 
 /// Refuses a plan that would write a file outside its context (or outside `/root`).
 pub(super) fn check_inside(
+    spec: &NormalizedSpec,
     name: &str,
     files: &[ContextFile],
     root_entries: &[RootEntry],
 ) -> Result<(), PlanError> {
     let outside = |to: &str, from: Option<&PathBuf>| PlanError::OutsideContext {
+        at: spec.at("source_root"),
         name: name.to_string(),
         to: to.to_string(),
         from: from.cloned(),
@@ -364,7 +378,10 @@ impl BuildPlan {
         let name = spec.name().to_string();
         let compat = options.flavor == Flavor::FlytekitCompat;
         if spec.cuda.is_some() || spec.cudnn.is_some() {
-            return Err(PlanError::Cuda { name });
+            return Err(PlanError::Cuda {
+                at: spec.origin.at_first_of(&["cuda", "cudnn"]),
+                name,
+            });
         }
         let base_image = match spec.base() {
             Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
@@ -406,6 +423,7 @@ impl BuildPlan {
             if basename == "uv.lock" || basename == "poetry.lock" {
                 if spec.packages.is_some() {
                     return Err(PlanError::LockWithPackages {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                     });
@@ -416,6 +434,7 @@ impl BuildPlan {
                     .join("pyproject.toml");
                 if !pyproject.exists() {
                     return Err(PlanError::MissingPyproject {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                         missing: pyproject,
@@ -439,6 +458,7 @@ impl BuildPlan {
             } else {
                 let text =
                     std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements {
+                        at: spec.at("requirements"),
                         name: name.clone(),
                         path: path.clone(),
                         source,
@@ -467,12 +487,14 @@ impl BuildPlan {
             if let Some(exec) = python_exec_field {
                 if spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_channels"),
                         name,
                         field: "conda_channels",
                     });
                 }
                 if spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_packages"),
                         name,
                         field: "conda_packages",
                     });
@@ -572,6 +594,7 @@ impl BuildPlan {
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
                 return Err(PlanError::CopyPath {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                 });
@@ -599,7 +622,7 @@ impl BuildPlan {
                     // What flytekit's shutil.copytree copies: directory links followed, empty
                     // directories kept, although compute_digest (the tag) sees neither.
                     let links = tag.copy.as_ref().map(|c| c.links).unwrap_or_default();
-                    copy_tree(&name, entry, &in_context, links, &mut files)?;
+                    copy_tree(spec, &name, entry, &in_context, links, &mut files)?;
                 } else {
                     // Deliberate difference: exactly the files the tag hashed, so the image
                     // cannot change without its tag changing.
@@ -641,6 +664,7 @@ impl BuildPlan {
                 ));
             } else {
                 return Err(PlanError::CopyMissing {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                     dir: spec.dir().to_path_buf(),
@@ -648,9 +672,10 @@ impl BuildPlan {
             }
         }
 
-        for s in &secrets {
+        for (i, s) in secrets.iter().enumerate() {
             if !s.source.exists() {
                 return Err(PlanError::SecretMissing {
+                    at: spec.at(&format!("pip_secret_mounts[{i}]")),
                     name,
                     path: s.source.clone(),
                 });
@@ -661,8 +686,12 @@ impl BuildPlan {
         } else {
             options.ca_bundle.clone()
         };
-        check_inside(&name, &files, &root_entries)?;
+        check_inside(spec, &name, &files, &root_entries)?;
 
+        // imagespec's own option (flytekit hashes builder_options like any other, so names
+        // stay flytekit's); flytekit's own Dockerfile keeps its order.
+        let commands_before_copy =
+            !compat && option_bool(spec, "commands_before_copy")?.unwrap_or(false);
         let uv_image =
             builder_config_str(spec, "uv_image").unwrap_or_else(|| DEFAULT_UV_IMAGE.into());
         let micromamba_image = builder_config_str(spec, "micromamba_image")
@@ -694,6 +723,8 @@ impl BuildPlan {
             ca_bundle,
             files,
             root_entries,
+            commands_before_copy,
+            labels: Vec::new(),
         })
     }
 }
@@ -705,16 +736,6 @@ impl BuildPlan {
 pub const DEPENDENCY_LABEL: &str = "org.imagespec.dependency-image";
 
 impl BuildPlan {
-    /// Whether the image is its dependency image plus the files under `/root` and the
-    /// `_F_IMG_ID` variable, so that a code-only change can be appended to the dependency
-    /// image instead of rebuilt. Not when `commands` run after the files are copied (they
-    /// may use them), not for flytekit's own Dockerfile, and only when something is copied.
-    pub fn appendable(&self) -> bool {
-        self.flavor == Flavor::Imagespec
-            && self.run_commands.is_empty()
-            && !self.root_entries.is_empty()
-    }
-
     /// The plan of the dependency image: everything but the source and `copy` files and
     /// `_F_IMG_ID` (which come last in the Dockerfile, so the image differs from the
     /// dependency image by exactly them).
@@ -723,6 +744,7 @@ impl BuildPlan {
         deps.source = None;
         deps.copy_commands.clear();
         deps.root_entries.clear();
+        deps.labels.clear();
         deps.image_id.clear();
         deps.files.retain(|f| {
             let to = match f {
@@ -795,8 +817,11 @@ mod tests {
             from: PathBuf::from("/m/x.py"),
             to: to.into(),
         };
-        assert!(check_inside("i", &[file("src/x.py")], &[]).is_ok());
-        let err = check_inside("i", &[file("src/../../x.py")], &[]).unwrap_err();
+        let spec_file =
+            crate::SpecFile::parse(Path::new("/p/spec.toml"), "name = \"i\"\n").unwrap();
+        let (_, spec) = spec_file.select(None).unwrap();
+        assert!(check_inside(spec, "i", &[file("src/x.py")], &[]).is_ok());
+        let err = check_inside(spec, "i", &[file("src/../../x.py")], &[]).unwrap_err();
         assert!(
             err.to_string().contains("/m/x.py would be written to"),
             "{err}"
@@ -805,7 +830,7 @@ mod tests {
             to: "../etc/cron.d/x".into(),
             from: PathBuf::from("/m/x"),
         };
-        let err = check_inside("i", &[], &[layer]).unwrap_err();
+        let err = check_inside(spec, "i", &[], &[layer]).unwrap_err();
         assert!(err.to_string().contains("/root/../etc/cron.d/x"), "{err}");
     }
 }

@@ -46,22 +46,8 @@ pub enum SourceError {
         path.display()
     )]
     Special { path: PathBuf },
-    #[error(
-        "{} is a symbolic link to {} ({}), outside {}: a link in the tree could bake any host \
-         file into the image, so imagespec does not follow it; remove the link, copy the file \
-         in, or pass --allow-external-links (IMAGESPEC_ALLOW_EXTERNAL_LINKS=1) if you trust \
-         the tree",
-        link.display(),
-        target.display(),
-        resolved.display(),
-        root.display()
-    )]
-    ExternalLink {
-        link: PathBuf,
-        target: PathBuf,
-        resolved: PathBuf,
-        root: PathBuf,
-    },
+    #[error("{0}")]
+    ExternalLink(Box<untrusted::LinkOutside>),
     #[error(
         "{}: `git ls-files` gave no answer within {seconds} s (flytekit would wait forever); \
          is a .gitignore a FIFO?",

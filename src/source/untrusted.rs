@@ -36,6 +36,32 @@ pub enum LinkPolicy {
     AllowExternal,
 }
 
+/// A link whose target leaves its root: the link, its target as written, where that
+/// resolves, and the root.
+#[derive(Debug)]
+pub struct LinkOutside {
+    pub link: PathBuf,
+    pub target: PathBuf,
+    pub resolved: PathBuf,
+    pub root: PathBuf,
+}
+
+impl std::fmt::Display for LinkOutside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is a symbolic link to {} ({}), outside {}: a link in the tree could bake any \
+             host file into the image, so imagespec does not follow it; remove the link, copy \
+             the file in, or pass --allow-external-links (IMAGESPEC_ALLOW_EXTERNAL_LINKS=1) if \
+             you trust the tree",
+            self.link.display(),
+            self.target.display(),
+            self.resolved.display(),
+            self.root.display()
+        )
+    }
+}
+
 /// A directory whose links must not lead out of it.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -75,12 +101,12 @@ impl Root {
         if self.policy == LinkPolicy::AllowExternal || resolved.starts_with(&self.real) {
             return Ok(true);
         }
-        Err(SourceError::ExternalLink {
+        Err(SourceError::ExternalLink(Box::new(LinkOutside {
             link: link.to_path_buf(),
             target: fs::read_link(link).unwrap_or_else(|_| resolved.clone()),
             resolved,
             root: self.shown.clone(),
-        })
+        })))
     }
 
     /// Checks a path written relative to the root (e.g. a `copy` entry relative to the
