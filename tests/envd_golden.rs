@@ -80,6 +80,7 @@ fn materialise_case(golden: &Value, case: &str) -> std::path::PathBuf {
 #[test]
 fn envd_render_matches_flytekit_for_the_whole_corpus() {
     let _one_at_a_time = MATERIALISED.lock().unwrap_or_else(|e| e.into_inner());
+    let _corpus = common::corpus_lock();
     let goldens = goldens();
     let cases = goldens["cases"].as_object().expect("cases");
     assert!(
@@ -190,6 +191,7 @@ fn envd_render_matches_flytekit_for_the_whole_corpus() {
 #[test]
 fn default_flavor_of_the_envd_cases() {
     let _one_at_a_time = MATERIALISED.lock().unwrap_or_else(|e| e.into_inner());
+    let _corpus = common::corpus_lock();
     let goldens = goldens();
     let home = tempfile::tempdir().expect("empty HOME");
     let out_root = tempfile::tempdir().expect("output dir");

@@ -73,6 +73,7 @@ fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
 
 #[test]
 fn tags_match_flytekit_for_the_whole_corpus() {
+    let _corpus = common::corpus_lock();
     let goldens: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("testdata/goldens/tags.json")).expect("goldens"),
     )

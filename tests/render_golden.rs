@@ -108,6 +108,7 @@ fn line_diff(want: &str, got: &str) -> String {
 
 #[test]
 fn render_matches_flytekit_for_the_whole_corpus() {
+    let _corpus = common::corpus_lock();
     let goldens: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("testdata/goldens/render.json"))
             .expect("render goldens"),

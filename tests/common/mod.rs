@@ -7,6 +7,23 @@ use std::process::Command;
 /// absolute paths under it).
 pub const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
 
+/// Held while a test uses [`CORPUS_ROOT`]: the golden tests of every checkout on the machine
+/// (several worktrees, a CI run beside a developer's) materialise the same fixed paths, so
+/// they take turns through an OS file lock, released when the guard drops.
+pub struct CorpusLock(#[allow(dead_code)] std::fs::File);
+
+/// Waits for the corpus directory to be free and holds it.
+pub fn corpus_lock() -> CorpusLock {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{CORPUS_ROOT}.lock"))
+        .expect("open the corpus lock file");
+    file.lock().expect("lock the corpus directory");
+    CorpusLock(file)
+}
+
 /// Images whose name or tag the OCI distribution grammar refuses, (case, image key, why):
 /// flytekit computes a name (and writes a context), and its `docker push` fails later;
 /// imagespec refuses them (exit 2) before anything runs (README, "Deliberate differences").
