@@ -212,7 +212,7 @@ fn build_one<'a>(
             None => (None, None),
         };
         let decide_options = options.decide_options();
-        let gathered = engine::gather::gather(
+        let mut gathered = engine::gather::gather(
             spec,
             tag,
             &options.render,
@@ -221,12 +221,25 @@ fn build_one<'a>(
             daemon,
         )
         .await;
-        let decision =
-            engine::decide(&gathered.facts, &decide_options).map_err(|refusal| Error::Refused {
-                image: image.clone(),
-                at: refusal.field().map(|f| spec.at(f)),
-                refusal,
-            })?;
+        let decision = match engine::decide(&gathered.facts, &decide_options) {
+            Ok(decision) => decision,
+            // A plan that could not be made leaves facts that refuse for another reason (no
+            // files to copy): its own error is the one to act on.
+            Err(_) if matches!(gathered.plan, Some(Err(_))) => {
+                return Err(gathered
+                    .plan
+                    .take()
+                    .and_then(Result::err)
+                    .expect("an error"));
+            }
+            Err(refusal) => {
+                return Err(Error::Refused {
+                    image: image.clone(),
+                    at: refusal.field().map(|f| spec.at(f)),
+                    refusal,
+                });
+            }
+        };
         let outcome = |action, pushed, image: String| BuildOutcome {
             image,
             id: tag.id.clone(),
@@ -261,6 +274,15 @@ fn build_one<'a>(
             plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
             Ok((plan, inputs))
         };
+        let root = spec.source_root.as_deref().unwrap_or_default();
+        if let Some(w) = tag
+            .source
+            .as_ref()
+            .filter(|_| !matches!(decision.strategy, Strategy::Noop))
+            .and_then(|s| s.exclusion_warning(spec.name(), root))
+        {
+            progress.event(Event::Warning(&w));
+        }
         let pushed = spec.registry().is_some() && options.push;
         match decision.strategy {
             Strategy::Skip => {

@@ -69,6 +69,15 @@ pub struct SpecArgs {
     /// (for tools that write a spec to a temporary file, like the flytekit plugin).
     #[arg(long, value_name = "DIR")]
     pub relative_to: Option<PathBuf>,
+    /// Read symbolic links in the source tree and `copy` entries through even when their
+    /// target lies outside `source_root` or the entry (flytekit's behaviour). Off by default:
+    /// a link could bake any host file into the image. Only for trees you trust.
+    #[arg(
+        long,
+        env = "IMAGESPEC_ALLOW_EXTERNAL_LINKS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_external_links: bool,
 }
 
 #[derive(Debug, Args)]

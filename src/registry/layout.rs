@@ -98,6 +98,24 @@ pub enum LayoutError {
         path.display()
     )]
     Index { path: PathBuf, message: String },
+    #[error(
+        "the dependency image's manifest names the blob {digest:?}, not `sha256:` and 64 hex \
+         digits: it is not written (its name would be a path)"
+    )]
+    BadDigest { digest: String },
+}
+
+/// A blob digest that is safe as a file name under `blobs/sha256/`: the registry (named by
+/// the spec) writes the manifest, and `sha256:../../x` would be written outside the output.
+fn check_digest(digest: &str) -> Result<(), LayoutError> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(LayoutError::BadDigest {
+            digest: digest.to_string(),
+        })
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError {
@@ -213,6 +231,10 @@ async fn collect_blobs(
     dir: &Path,
     progress: &Progress,
 ) -> Result<(), LayoutError> {
+    for layer in &image.manifest.layers {
+        check_digest(&layer.digest)?;
+    }
+    check_digest(&image.manifest.config.digest)?;
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(io(&blobs))?;
     for layer in &image.manifest.layers {
@@ -492,6 +514,21 @@ fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sha256_hex_digests_become_file_names() {
+        let good = format!("sha256:{}", "0a".repeat(32));
+        assert!(check_digest(&good).is_ok());
+        for bad in [
+            "sha256:../../../etc/passwd".to_string(),
+            format!("sha256:{}/x", "0a".repeat(31)),
+            format!("sha256:{}", "0A".repeat(32)),
+            format!("sha512:{}", "0a".repeat(32)),
+            "0a".repeat(32),
+        ] {
+            assert!(check_digest(&bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn targets_parse() {

@@ -12,11 +12,12 @@
 //! within the last 50 ms are not remembered: a second change inside one timestamp tick could
 //! keep every stat field.
 
+use super::untrusted::{self, LinkPolicy, Root};
 use super::{SourceError, pypath};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 use sha1::Sha1;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -128,7 +129,7 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
 /// Reads a whole file whose size stat gave, without the extra read that only finds EOF: a
 /// short read of a regular file that reached the promised size is its end.
 fn read_small(path: &Path, size: u64) -> Result<Vec<u8>, SourceError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut file = untrusted::open_regular(path).map_err(io_err(path))?;
     let size = size as usize;
     let mut bytes = vec![0u8; size + 1];
     let mut filled = 0;
@@ -152,7 +153,7 @@ fn read_small(path: &Path, size: u64) -> Result<Vec<u8>, SourceError> {
 }
 
 fn hash_file_into(hasher: &mut Md5, path: &Path, buf: &mut [u8]) -> Result<(), SourceError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut file = untrusted::open_regular(path).map_err(io_err(path))?;
     loop {
         let n = file.read(buf).map_err(io_err(path))?;
         if n == 0 {
@@ -181,27 +182,46 @@ pub struct CopyEntry {
 pub struct CopySet {
     pub entries: Vec<CopyEntry>,
     pub digest: String,
+    /// The link policy the files were checked under (flytekit's own `copytree`, which
+    /// follows directory links, is checked under the same).
+    pub links: LinkPolicy,
 }
 
 /// flytekit's `compute_digest(copy)`: each entry (relative to `cwd`) is a directory, walked
 /// in directory order with files sorted per directory and paths relative to the entry, or a
 /// file, hashed under its base name. Missing entries, broken links and sockets are skipped,
-/// as flytekit skips them.
-pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<CopySet, SourceError> {
+/// as flytekit skips them. An entry that reaches outside `cwd` through a link, or a link in
+/// a directory entry whose target leaves that entry, is refused under `links`; FIFOs and
+/// devices are refused always.
+pub fn copy_digest(
+    entries: &[String],
+    cwd: &Path,
+    links: LinkPolicy,
+) -> Result<CopySet, SourceError> {
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut out = Vec::new();
+    let anchor = Root::new(cwd, links)?;
     for entry in entries {
+        anchor.check_written(entry)?;
         let path = cwd.join(entry);
         let is_dir = path.is_dir();
         let mut listed = Vec::new();
-        if is_dir {
+        let root = if is_dir {
             walk_in_dir_order(&path, "", &mut listed)?;
+            Some(Root::new(&path, links)?)
         } else {
             listed.push((pypath::basename(entry).to_string(), path.clone()));
-        }
+            None
+        };
         let mut files = Vec::new();
         for (rel, file) in listed {
+            if let Some(root) = &root {
+                let is_link = fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
+                if is_link && !root.check_link(&file)? {
+                    continue;
+                }
+            }
             if hash_existing(&mut hasher, &file, &rel, &mut buf)? {
                 files.push((rel, file));
             }
@@ -216,6 +236,7 @@ pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<CopySet, SourceErro
     Ok(CopySet {
         entries: out,
         digest: hex(&hasher.finalize()),
+        links,
     })
 }
 
@@ -230,6 +251,9 @@ fn hash_existing(
     match fs::metadata(path) {
         Err(_) => Ok(false),
         Ok(m) if m.file_type().is_socket() => Ok(false),
+        Ok(m) if untrusted::is_special(m.file_type()) => Err(SourceError::Special {
+            path: path.to_path_buf(),
+        }),
         Ok(_) => {
             hash_file_into(hasher, path, buf)?;
             hasher.update(rel.replace('/', "").as_bytes());
@@ -283,8 +307,10 @@ fn walk_in_dir_order(
 }
 
 /// sha1 hex of the requirements file's bytes with ASCII whitespace stripped at both ends.
+/// A FIFO or a device is refused, never read.
 pub fn requirements_digest(path: &Path) -> Result<String, std::io::Error> {
-    let bytes = fs::read(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut untrusted::open_regular(path)?, &mut bytes)?;
     let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let start = bytes.iter().position(|b| !ws(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);

@@ -20,7 +20,6 @@
 use super::SourceError;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -197,6 +196,17 @@ pub fn write_layer(
         }
     };
     for entry in entries {
+        let (RootEntry::Dir { to } | RootEntry::File { to, .. }) = entry;
+        // The plan refuses these already; a layer never climbs out of /root either.
+        if to.starts_with('/') || clean(to).split('/').any(|part| part == "..") {
+            return Err(SourceError::Io {
+                path: PathBuf::from(format!("/root/{to}")),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "outside /root once `..` is resolved: not written into the layer",
+                ),
+            });
+        }
         match entry {
             RootEntry::Dir { to } => {
                 let to = clean(to);
@@ -262,7 +272,7 @@ pub fn write_layer(
             }
             Some(from) => {
                 use std::os::unix::fs::PermissionsExt;
-                let source = fs::File::open(from).map_err(io(from))?;
+                let source = super::untrusted::open_regular(from).map_err(io(from))?;
                 let meta = source.metadata().map_err(io(from))?;
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(meta.permissions().mode() & 0o7777);
@@ -295,6 +305,7 @@ pub fn write_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn entries(dir: &Path) -> Vec<RootEntry> {
         fs::create_dir_all(dir.join("pkg")).unwrap();

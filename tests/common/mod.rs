@@ -276,3 +276,55 @@ pub fn both_rendered(
     }
     true
 }
+
+/// Cases whose source tree holds a link out of `source_root` (`src/link_outside ->
+/// ../outside.txt`): imagespec refuses them (exit 2, naming the link) unless
+/// `--allow-external-links`, with which the result is flytekit's (README, "Security").
+#[allow(dead_code)]
+pub const EXTERNAL_LINK_CASES: &[&str] = &["source_walk_special_files"];
+
+/// Runs `cmd`; for an [`EXTERNAL_LINK_CASES`] case, checks that imagespec refuses the link
+/// (a failure is recorded otherwise) and runs it again with `--allow-external-links`.
+#[allow(dead_code)]
+pub fn output_allowing_links(
+    case: &str,
+    label: &str,
+    cmd: &mut assert_cmd::Command,
+    failures: &mut Vec<String>,
+) -> std::process::Output {
+    let out = cmd.output().expect("run imagespec");
+    if !EXTERNAL_LINK_CASES.contains(&case) {
+        return out;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) || !stderr.contains("--allow-external-links") {
+        failures.push(format!(
+            "{label}: imagespec must refuse the link out of source_root (exit 2), exited {:?}: {stderr}",
+            out.status.code()
+        ));
+    }
+    cmd.arg("--allow-external-links")
+        .output()
+        .expect("run imagespec")
+}
+
+/// The source files imagespec hashes (they are part of flytekit's tag) but leaves out of the
+/// image because the ignore rules, read as written, exclude them: `inspect --json`'s
+/// `source.excluded` (README, "Deliberate differences").
+#[allow(dead_code)]
+pub fn excluded_source_files(dir: &Path, home: &Path, file: &str, key: &str) -> Vec<String> {
+    let mut cmd = isolated_imagespec(dir, home);
+    cmd.args(["inspect", file, "--json"]);
+    case_args(&mut cmd, dir, key);
+    // With `--image`, or for a single-image file, the answer is that image's object.
+    let out = cmd.output().expect("run imagespec");
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    value["source"]["excluded"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
