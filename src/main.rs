@@ -1,17 +1,26 @@
 //! The `imagespec` command line: parse arguments, call the library, map errors to exit codes.
 
+/// `println!` for the whole binary: a closed stdout (`imagespec inspect --json | head -1`)
+/// ends the process quietly with 141, as SIGPIPE ends `cat`, where std's `println!` panics.
+/// SIGPIPE itself stays ignored (Rust's default): restored, it would also kill a build whose
+/// registry closes a socket mid-upload, with no message and no clean-up.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+        }
+    }};
+}
+
 mod cli;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // A closed stdout (`imagespec inspect --json | head -1`) ends the process quietly, as it
-    // ends `cat`, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
-    // SAFETY: restoring the default disposition of one signal, before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let args = cli::args::Cli::parse();
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
