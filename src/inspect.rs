@@ -36,7 +36,7 @@ fn py_json(v: &PyValue) -> Value {
         PyValue::Bool(b) => json!(b),
         PyValue::Int(i) => i64::try_from(*i).map_or_else(|_| json!(i.to_string()), |i| json!(i)),
         PyValue::Float(x) => serde_json::Number::from_f64(*x)
-            .map_or_else(|| json!(crate::tag::pyrepr::float_repr(*x)), Value::Number),
+            .map_or_else(|| json!(crate::py::repr::float_repr(*x)), Value::Number),
         PyValue::Str(s) | PyValue::Repr(s) => json!(s),
         PyValue::List(items) | PyValue::Tuple(items) => {
             Value::Array(items.iter().map(py_json).collect())

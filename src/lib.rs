@@ -21,6 +21,7 @@ pub mod explain;
 pub mod inspect;
 pub mod lock;
 pub mod progress;
+pub mod py;
 pub mod registry;
 pub mod render;
 pub mod scratch;

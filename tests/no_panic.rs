@@ -1,8 +1,8 @@
 //! Untrusted input never panics: random and mutated spec text in every format, and random
 //! `tag_format` templates, only ever produce a value or an error.
 
+use imagespec::py::format::format_spec_hash;
 use imagespec::spec::SpecFile;
-use imagespec::tag::pyformat::format_spec_hash;
 use proptest::prelude::*;
 use std::path::Path;
 

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         for (_, spec) in file.images().unwrap_or_default() {
             let _ = imagespec::tag::id(spec);
             if let Some(format) = spec.tag_format.as_deref() {
-                let _ = imagespec::tag::pyformat::format_spec_hash(format, "x");
+                let _ = imagespec::py::format::format_spec_hash(format, "x");
             }
         }
     }

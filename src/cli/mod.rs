@@ -72,7 +72,7 @@ fn tag_options(
         let list = text
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| imagespec::source::pypath::join(&dir.to_string_lossy(), l));
+            .map(|l| imagespec::py::path::join(&dir.to_string_lossy(), l));
         modules.get_or_insert_with(Vec::new).extend(list);
     }
     if !args.entries.is_empty() {

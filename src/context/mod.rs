@@ -23,7 +23,6 @@ mod plan;
 mod write;
 
 pub use crate::source::layer::RootEntry;
-pub(crate) use plan::python_json_list;
 pub use plan::{
     BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, Micromamba,
     PythonInstall, RenderOptions, Secret,

@@ -179,8 +179,8 @@ fn builder_config_str(spec: &NormalizedSpec, key: &str) -> Option<String> {
             PyValue::None => "None".to_string(),
             PyValue::Bool(b) => if *b { "True" } else { "False" }.to_string(),
             PyValue::Int(i) => i.to_string(),
-            PyValue::Float(x) => crate::tag::pyrepr::float_repr(*x),
-            other => crate::tag::pyrepr::repr(other),
+            PyValue::Float(x) => crate::py::repr::float_repr(*x),
+            other => crate::py::repr::repr(other),
         })
 }
 
@@ -191,37 +191,6 @@ fn is_flytekit(requirement: &str) -> bool {
         .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
         .collect();
     name == "flytekit"
-}
-
-/// `json.dumps(list_of_str)` with Python's defaults (`ensure_ascii=True`).
-pub(crate) fn python_json_list(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| {
-            let mut out = String::from("\"");
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    '\u{8}' => out.push_str("\\b"),
-                    '\u{c}' => out.push_str("\\f"),
-                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                        let mut buf = [0u16; 2];
-                        for unit in c.encode_utf16(&mut buf) {
-                            out.push_str(&format!("\\u{unit:04x}"));
-                        }
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-            out
-        })
-        .collect();
-    format!("[{}]", quoted.join(", "))
 }
 
 /// What flytekit's `shutil.copytree(dir, <context>/to, dirs_exist_ok=True)` puts in the
@@ -419,7 +388,7 @@ impl BuildPlan {
         let mut lock_install = None;
         if let Some(req) = spec.requirements.as_deref().filter(|s| !s.is_empty()) {
             let path = spec.resolve(req);
-            let basename = crate::source::pypath::basename(req);
+            let basename = crate::py::path::basename(req);
             if basename == "uv.lock" || basename == "poetry.lock" {
                 if spec.packages.is_some() {
                     return Err(PlanError::LockWithPackages {
@@ -465,7 +434,7 @@ impl BuildPlan {
                     })?;
                 // Python's readlines() (universal newlines: `\r\n` and a lone `\r` end lines
                 // too) + str.strip() (which also strips U+001C..U+001F).
-                use crate::source::ignore::{python_readlines, python_strip};
+                use crate::py::text::{python_readlines, python_strip};
                 requirements.extend(
                     python_readlines(&text)
                         .iter()

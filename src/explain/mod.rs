@@ -151,7 +151,7 @@ impl Inputs {
         let fields = crate::tag::spec_dict(spec)
             .into_iter()
             .map(|(k, v)| {
-                let repr = scrub(&k, crate::tag::pyrepr::repr(&v));
+                let repr = scrub(&k, crate::py::repr::repr(&v));
                 (k, repr)
             })
             .collect::<IndexMap<_, _>>();

@@ -56,7 +56,7 @@ pub fn build_envd(plan: &EnvdPlan) -> String {
                 commands => list(&commands),
                 python_packages => list(&plan.python_packages),
                 apt_packages => list(&plan.apt_packages),
-                env => crate::tag::pyrepr::repr(&PyValue::Dict(plan.env.clone())),
+                env => crate::py::repr::repr(&PyValue::Dict(plan.env.clone())),
                 pip_index => quote(&plan.pip_index),
                 pip_extra_index_url => plan.pip_extra_index_url.as_deref().map(quote),
                 conda => plan.conda.as_ref().map(|c| context! {

@@ -51,7 +51,7 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
     let entrypoint = plan
         .entrypoint
         .as_ref()
-        .map(|e| format!("ENTRYPOINT {}", crate::context::python_json_list(e)))
+        .map(|e| format!("ENTRYPOINT {}", crate::py::text::json_list(e)))
         .unwrap_or_default();
     let rendered = env
         .get_template("Dockerfile")

@@ -12,8 +12,9 @@
 //! within the last 50 ms are not remembered: a second change inside one timestamp tick could
 //! keep every stat field.
 
+use super::SourceError;
 use super::untrusted::{self, LinkPolicy, Root};
-use super::{SourceError, pypath};
+use crate::py::path as pypath;
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 use sha1::Sha1;

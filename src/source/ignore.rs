@@ -20,9 +20,11 @@
 //! follow (see there), and a git that never answers (a `.gitignore` that is a FIFO) is
 //! stopped after [`GIT_TIMEOUT`].
 
-use super::fnmatch::{self, Glob, PatternError};
+use super::SourceError;
 use super::untrusted::{self, Root};
-use super::{SourceError, pypath};
+use crate::py::fnmatch::{self, Glob, PatternError};
+use crate::py::path as pypath;
+use crate::py::text::{python_readlines, python_strip};
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
@@ -310,18 +312,6 @@ fn docker_pattern(text: &str) -> Result<Option<DockerPattern>, PatternError> {
         dirs: dirs.len(),
         glob,
     }))
-}
-
-/// Python's `f.readlines()`: lines keep their `\n`, and `\r\n`/`\r` end lines too
-/// (universal newlines), all translated to `\n`.
-pub(crate) fn python_readlines(text: &str) -> Vec<String> {
-    let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    text.split_inclusive('\n').map(str::to_string).collect()
-}
-
-/// Python's `str.strip()` (Unicode whitespace).
-pub(crate) fn python_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 /// `git ls-files -io --exclude-standard [--directory]` in `dir`, split as flytekit splits it.

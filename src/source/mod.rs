@@ -12,11 +12,9 @@
 //! - `requirements`: sha1 of the file's bytes with surrounding whitespace stripped.
 
 mod digest;
-pub mod fnmatch;
 pub mod ignore;
 pub mod imports;
 pub mod layer;
-pub mod pypath;
 pub mod untrusted;
 mod walk;
 
@@ -55,5 +53,5 @@ pub enum SourceError {
     )]
     GitTimeout { dir: PathBuf, seconds: u64 },
     #[error(".dockerignore: {0}")]
-    Pattern(#[from] fnmatch::PatternError),
+    Pattern(#[from] crate::py::fnmatch::PatternError),
 }

@@ -1,9 +1,10 @@
 //! The source file set: flytekit's `list_all_files` / `list_imported_modules_as_files`.
 
+use super::SourceError;
 use super::digest::{HashedFile, hash_files};
 use super::ignore::{GIT_TIMEOUT, IgnoreGroup};
 use super::untrusted::{self, LinkPolicy, Root};
-use super::{SourceError, pypath};
+use crate::py::path as pypath;
 use rayon::prelude::*;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;

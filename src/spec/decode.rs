@@ -1,8 +1,9 @@
 //! [`Node`] tree → [`Spec`]s, with flytekit's `__post_init__` checks, each failure located.
 
 use super::error::SpecError;
-use super::model::{BaseImage, CopyMode, FIELDS, PyValue, Scalar, SecretMount, Spec};
+use super::model::{BaseImage, CopyMode, FIELDS, Scalar, SecretMount, Spec};
 use super::node::{Key, Node, Pos, Value};
+use crate::py::PyValue;
 use indexmap::{IndexMap, IndexSet};
 use regex::Regex;
 use std::collections::HashMap;
@@ -485,7 +486,7 @@ fn describe(value: &Value) -> String {
     match value {
         Value::Str(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
         Value::Int(i) => format!("the integer {i}"),
-        Value::Float(x) => format!("the float {}", crate::tag::pyrepr::float_repr(*x)),
+        Value::Float(x) => format!("the float {}", crate::py::repr::float_repr(*x)),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Date(d) => format!("the date {} (quote it to make it a string)", d.text),
         other => other.kind().to_string(),

@@ -24,9 +24,10 @@ pub mod reference;
 pub mod toml;
 pub mod yaml;
 
+pub use crate::py::PyValue;
 pub use decode::MAX_BASE_DEPTH;
 pub use error::SpecError;
-pub use model::{BaseImage, CopyMode, FIELDS, PyValue, Scalar, SecretMount, Spec};
+pub use model::{BaseImage, CopyMode, FIELDS, Scalar, SecretMount, Spec};
 pub use node::{Key, LineIndex, MAX_DEPTH, Node, Pos, Value};
 pub use normalize::{NormalizedBase, NormalizedSpec, default_platform};
 pub use origin::{FieldAt, Origin};

@@ -2,6 +2,7 @@
 //! Python types the file gave its values.
 
 use super::origin::{FieldAt, Origin};
+use crate::py::PyValue;
 use indexmap::IndexMap;
 
 /// A value whose Python type matters to the hash: `python_version = 3.10` is the float `3.1`
@@ -23,25 +24,10 @@ impl std::fmt::Display for Scalar {
             Scalar::Bool(true) => f.write_str("True"),
             Scalar::Bool(false) => f.write_str("False"),
             Scalar::Int(i) => write!(f, "{i}"),
-            Scalar::Float(x) => f.write_str(&crate::tag::pyrepr::float_repr(*x)),
+            Scalar::Float(x) => f.write_str(&crate::py::repr::float_repr(*x)),
             Scalar::Str(s) => f.write_str(s),
         }
     }
-}
-
-/// Any value Python could hold in `builder_options` / `builder_config`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PyValue {
-    None,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    Str(String),
-    List(Vec<PyValue>),
-    Tuple(Vec<PyValue>),
-    Dict(Vec<(String, PyValue)>),
-    /// An object whose `repr()` is given verbatim, e.g. `<CopyFileDetection.ALL: 2>`.
-    Repr(String),
 }
 
 impl From<&Scalar> for PyValue {

@@ -22,6 +22,7 @@ use std::sync::LazyLock;
 
 /// The longest tag the grammar allows.
 pub const MAX_TAG_LEN: usize = 128;
+const _: () = assert!(MAX_TAG_LEN == crate::py::format::MAX_TAG_LEN);
 /// The longest repository name, registry included (`NameTotalLengthMax`).
 pub const MAX_NAME_LEN: usize = 255;
 

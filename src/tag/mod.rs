@@ -8,12 +8,8 @@
 //!   the file, `registry_config` dropped; `-` → `_`; then `tag_format`.
 //! - image name: `[registry/]name:tag`.
 
-pub mod pyformat;
-pub mod pyrepr;
-mod unprintable;
-
 /// The Unicode version whose printability rules `repr()` follows here (CPython 3.11's).
-pub use unprintable::UNICODE_VERSION as PYTHON_UNICODE_VERSION;
+pub use crate::py::UNICODE_VERSION as PYTHON_UNICODE_VERSION;
 
 use crate::source::{self, CopySet, SourceError, SourceSet};
 use crate::spec::reference::{ImageRef, ReferenceError, Tag};
@@ -111,7 +107,7 @@ pub fn id(spec: &NormalizedSpec) -> String {
 }
 
 fn hash_repr(value: &PyValue) -> String {
-    let digest = Md5::digest(pyrepr::repr(value).as_bytes());
+    let digest = Md5::digest(crate::py::repr::repr(value).as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
 
@@ -279,13 +275,13 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
     let id = id(spec);
     let hash = hash_repr(&PyValue::Dict(dict)).replace('-', "_");
     let tag = match spec.tag_format.as_deref().filter(|f| !f.is_empty()) {
-        Some(format) => {
-            pyformat::format_spec_hash(format, &hash).map_err(|message| TagError::TagFormat {
+        Some(format) => crate::py::format::format_spec_hash(format, &hash).map_err(|message| {
+            TagError::TagFormat {
                 at: spec.at("tag_format"),
                 name: name.clone(),
                 message,
-            })?
-        }
+            }
+        })?,
         None => hash,
     };
     // flytekit pushes whatever `tag_format` makes; a tag the registry refuses, or (`?`, `#`)

@@ -8,8 +8,11 @@
 //! result is a tag, which cannot be longer (Python would allocate `{spec_hash:>99999999999}`,
 //! 100 GB, and flytekit's push would then fail).
 
-use super::pyrepr::str_repr;
-use crate::spec::reference::MAX_TAG_LEN;
+use super::repr::str_repr;
+
+/// The widest field a format spec may ask for: 128, the longest tag the OCI distribution
+/// grammar accepts (`spec::reference::MAX_TAG_LEN`; a test keeps the two equal).
+pub const MAX_TAG_LEN: usize = 128;
 
 /// Formats `template` as `template.format(spec_hash=hash)`.
 pub fn format_spec_hash(template: &str, hash: &str) -> Result<String, String> {

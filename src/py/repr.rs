@@ -8,8 +8,8 @@
 //! `scripts/gen_unprintable.py`): flytekit running on another Python may escape characters
 //! assigned in a later Unicode version differently.
 
+use super::PyValue;
 use super::unprintable::UNPRINTABLE;
-use crate::spec::PyValue;
 
 /// `repr(value)`.
 pub fn repr(value: &PyValue) -> String {
