@@ -11,6 +11,7 @@ use crate::registry::auth::Credentials;
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
+use crate::timeouts::Timeouts;
 use std::time::Instant;
 
 /// What the build does besides building.
@@ -20,9 +21,12 @@ pub struct BuildOptions {
     pub push: bool,
     /// Rebuild and push even when the image exists (`FLYTE_FORCE_PUSH_IMAGE_SPEC`).
     pub force: bool,
-    /// Fail when existence cannot be determined (`FLYTE_IMG_FAST_FAIL`), instead of assuming
-    /// the image exists as flytekit does.
-    pub fast_fail: bool,
+    /// When whether the image exists cannot be told: assume it does, as flytekit's engine
+    /// does (`--assume-exists`, or `FLYTE_IMG_FAST_FAIL` set to false), instead of failing
+    /// with exit 3.
+    pub assume_exists: bool,
+    /// Connect and stall timeouts of every registry and daemon request.
+    pub timeouts: Timeouts,
     pub render: RenderOptions,
     pub tag: TagOptions,
     /// Assemble code-only changes in the registry on the dependency image
@@ -44,13 +48,15 @@ impl BuildOptions {
         // the two others use str2bool (anything but false/0/off/no is true).
         let push = var("FLYTE_PUSH_IMAGE_SPEC")
             .is_none_or(|v| matches!(v.to_lowercase().as_str(), "true" | "1"));
-        let str2bool = |v: Option<String>| {
-            v.is_some_and(|v| !matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no"))
-        };
+        let falsy = |v: &str| matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no");
+        let str2bool = |v: Option<String>| v.is_some_and(|v| !falsy(&v));
         BuildOptions {
             push,
             force: str2bool(var("FLYTE_FORCE_PUSH_IMAGE_SPEC")),
-            fast_fail: str2bool(var("FLYTE_IMG_FAST_FAIL")),
+            // Unset, it means "fail" here (a CI tool must not report an image it cannot
+            // see); only an explicit false asks for flytekit's assumption.
+            assume_exists: var("FLYTE_IMG_FAST_FAIL").is_some_and(|v| falsy(&v)),
+            timeouts: Timeouts::default(),
             render,
             tag,
             fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
@@ -72,7 +78,8 @@ pub enum Action {
     Written,
     /// Found in the registry: nothing to do.
     Skipped,
-    /// Existence unknown: assumed to exist, as flytekit assumes.
+    /// Existence unknown: assumed to exist, as flytekit assumes (only with
+    /// `--assume-exists`; otherwise "cannot tell" is an error, exit 3).
     Assumed,
     /// `builder = "noop"`: the base image is used as is.
     Noop,
@@ -91,26 +98,61 @@ pub struct BuildOutcome {
     pub base: Option<Box<BuildOutcome>>,
 }
 
+/// What to do once the registry (or daemon) has answered whether the image exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistenceDecision {
+    /// It exists: nothing to build.
+    Skip,
+    /// Build it; `overwrite`: it exists and `--force` replaces it.
+    Build { overwrite: bool },
+    /// Cannot tell, and the caller asked for flytekit's assumption that it exists.
+    Assume,
+    /// Cannot tell: fail, exit 3.
+    CannotTell,
+}
+
+/// flytekit's `should_build`, with "cannot tell" an error unless `assume_exists`. With
+/// `force` the answer does not matter: the image is built either way.
+pub fn decide_on_existence(
+    existence: &Existence,
+    force: bool,
+    assume_exists: bool,
+) -> ExistenceDecision {
+    match existence {
+        Existence::Yes if force => ExistenceDecision::Build { overwrite: true },
+        Existence::Yes => ExistenceDecision::Skip,
+        Existence::No => ExistenceDecision::Build { overwrite: false },
+        Existence::Unknown(_) if force => ExistenceDecision::Build { overwrite: false },
+        Existence::Unknown(_) if assume_exists => ExistenceDecision::Assume,
+        Existence::Unknown(_) => ExistenceDecision::CannotTell,
+    }
+}
+
 /// flytekit's `exist()`: the registry answers directly when the spec names one (no daemon
-/// needed to find an image that exists); without a registry, the local daemon is asked.
-pub async fn exists(spec: &NormalizedSpec, image: &str) -> Result<Existence, Error> {
+/// needed to find an image that exists); without a registry, the local daemon is asked
+/// (a daemon that cannot be reached cannot tell).
+pub async fn exists(
+    spec: &NormalizedSpec,
+    image: &str,
+    timeouts: Timeouts,
+) -> Result<Existence, Error> {
     if spec.registry().is_some() {
         let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
         let credentials =
             crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
                 .map_err(BackendError::from)?;
-        Ok(registry_exists(image, credentials.as_ref()).await)
+        let client = RegistryClient::new(
+            crate::registry::registry_host(image),
+            credentials.as_ref(),
+            timeouts,
+        );
+        Ok(client_exists(&client, image).await)
     } else {
-        Ok(DockerDaemon::connect().await?.exists_locally(image).await)
+        Ok(match DockerDaemon::connect(timeouts).await {
+            Ok(daemon) => daemon.exists_locally(image).await,
+            Err(e) => Existence::Unknown(e.to_string()),
+        })
     }
-}
-
-async fn registry_exists(
-    image: &str,
-    credentials: Option<&crate::registry::auth::Credentials>,
-) -> Existence {
-    let client = RegistryClient::new(crate::registry::registry_host(image), credentials);
-    client_exists(&client, image).await
 }
 
 async fn client_exists(client: &RegistryClient, image: &str) -> Existence {
@@ -131,13 +173,14 @@ pub async fn build(
     let host = spec
         .registry()
         .map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
+    let timeouts = options.timeouts;
     let client = host.map(|host| {
         let spec = spec.clone();
         std::thread::spawn(move || {
             let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
             let credentials = crate::registry::auth::lookup(&host, config.as_deref())?;
             Ok::<_, crate::registry::auth::AuthError>((
-                RegistryClient::new(&host, credentials.as_ref()),
+                RegistryClient::new(&host, credentials.as_ref(), timeouts),
                 credentials,
             ))
         })
@@ -152,9 +195,12 @@ pub async fn build(
     build_one(spec, &tag, options, progress, &mut daemon, client).await
 }
 
-async fn connect(daemon: &mut Option<DockerDaemon>) -> Result<&DockerDaemon, BackendError> {
+async fn connect(
+    daemon: &mut Option<DockerDaemon>,
+    timeouts: Timeouts,
+) -> Result<&DockerDaemon, BackendError> {
     if daemon.is_none() {
-        *daemon = Some(DockerDaemon::connect().await?);
+        *daemon = Some(DockerDaemon::connect(timeouts).await?);
     }
     Ok(daemon.as_ref().expect("just connected"))
 }
@@ -203,7 +249,7 @@ fn build_one<'a>(
                     }
                 };
                 if spec.platform().contains(',') {
-                    check_platforms(&image, spec.platform(), progress).await?;
+                    check_platforms(&image, spec.platform(), options.timeouts, progress).await?;
                 }
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 return Ok(outcome(Action::Noop, false, image));
@@ -238,7 +284,7 @@ fn build_one<'a>(
         let (client, credentials) = match (has_registry, client) {
             (true, Some((client, credentials))) => (Some(client), credentials),
             (true, None) => {
-                let (client, credentials) = registry_client(spec, &image)?;
+                let (client, credentials) = registry_client(spec, &image, options.timeouts)?;
                 (Some(client), credentials)
             }
             (false, _) => (None, None),
@@ -273,23 +319,45 @@ fn build_one<'a>(
                 None => client_exists(client, &image).await,
             }
         } else {
-            connect(daemon).await?.exists_locally(&image).await
+            match connect(daemon, options.timeouts).await {
+                Ok(d) => d.exists_locally(&image).await,
+                Err(e) => Existence::Unknown(e.to_string()),
+            }
         };
-        match existence {
-            Existence::Yes if !options.force => {
+        match decide_on_existence(&existence, options.force, options.assume_exists) {
+            ExistenceDecision::Skip => {
                 progress.event(Event::Info(&format!("{image} exists, skipped")));
                 return Ok(outcome(Action::Skipped, false, image));
             }
-            Existence::Yes => {
+            ExistenceDecision::Build { overwrite: true } => {
                 progress.event(Event::Info(&format!("Overwriting existing image {image}")))
             }
-            Existence::No => progress.event(Event::Info(&format!("{image} not found, building"))),
-            Existence::Unknown(reason) if options.fast_fail => {
-                return Err(BackendError::ExistsUnknown { image, reason }.into());
-            }
-            Existence::Unknown(reason) => {
-                progress.event(Event::Info(&format!("cannot tell whether {image} exists ({reason}); assuming it does, as flytekit does (set FLYTE_IMG_FAST_FAIL=true to fail instead)")));
+            ExistenceDecision::Build { overwrite: false } => match &existence {
+                Existence::Unknown(reason) => progress.event(Event::Info(&format!(
+                    "cannot tell whether {image} exists ({reason}); building it (--force)"
+                ))),
+                _ => progress.event(Event::Info(&format!("{image} not found, building"))),
+            },
+            ExistenceDecision::Assume => {
+                let reason = match &existence {
+                    Existence::Unknown(reason) => reason.as_str(),
+                    _ => "",
+                };
+                progress.event(Event::Info(&format!(
+                    "cannot tell whether {image} exists ({reason}); assuming it does, as \
+                     flytekit does (--assume-exists)"
+                )));
                 return Ok(outcome(Action::Assumed, false, image));
+            }
+            ExistenceDecision::CannotTell => {
+                let reason = match existence {
+                    Existence::Unknown(reason) => reason,
+                    _ => String::new(),
+                };
+                return Err(Error::Unknown {
+                    image,
+                    reason: format!("{reason} (--assume-exists assumes it does, as flytekit does)"),
+                });
             }
         }
 
@@ -297,7 +365,7 @@ fn build_one<'a>(
             // envd builds into dockerd (its default context uses dockerd's BuildKit); the
             // push is ours, from dockerd (src/backend/envd.rs says why).
             let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
-            let d = connect(daemon).await?;
+            let d = connect(daemon, options.timeouts).await?;
             crate::backend::envd::Envd::find()?
                 .build(&plan, progress)
                 .await?;
@@ -343,7 +411,7 @@ fn build_one<'a>(
             fast_path_platforms(spec, tag, &plan, options, client, progress).await?;
             return Ok(outcome(Action::Appended, true, image));
         }
-        let d = connect(daemon).await?;
+        let d = connect(daemon, options.timeouts).await?;
         d.build(&plan, progress).await?;
         crate::tag::verify_unchanged(spec, &options.tag, tag)?;
         if pushed {
@@ -419,7 +487,7 @@ async fn dependency_image(
         "dependency image {} not found, building it",
         deps_plan.image
     )));
-    let d = connect(daemon).await?;
+    let d = connect(daemon, client.timeouts()).await?;
     // Built under a working tag, then labelled with what only the built image knows (the
     // flytekit user's uid, /root's owner and mode) under its real tag.
     let mut unlabelled = deps_plan.clone();
@@ -447,13 +515,18 @@ async fn dependency_image(
 fn registry_client(
     spec: &NormalizedSpec,
     image: &str,
+    timeouts: Timeouts,
 ) -> Result<(RegistryClient, Option<Credentials>), Error> {
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     let credentials =
         crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
             .map_err(BackendError::from)?;
     Ok((
-        RegistryClient::new(crate::registry::registry_host(image), credentials.as_ref()),
+        RegistryClient::new(
+            crate::registry::registry_host(image),
+            credentials.as_ref(),
+            timeouts,
+        ),
         credentials,
     ))
 }
@@ -477,7 +550,7 @@ async fn write_output(
             ),
         });
     }
-    let (client, credentials) = registry_client(spec, &plan.image)?;
+    let (client, credentials) = registry_client(spec, &plan.image, options.timeouts)?;
     let deps =
         dependency_image(&client, plan, credentials.as_ref(), progress, daemon, None).await?;
     let assembled = registry_backend::assemble_image(plan, &deps, progress).await?;
@@ -594,11 +667,16 @@ async fn fast_path_platforms(
 
 /// noop with several platforms: the base must be an index that has every one of them.
 /// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
-async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Result<(), Error> {
+async fn check_platforms(
+    image: &str,
+    platform: &str,
+    timeouts: Timeouts,
+    progress: &Progress,
+) -> Result<(), Error> {
     use oci_client::manifest::OciManifest;
     let host = crate::registry::registry_host(image);
     let credentials = crate::registry::auth::lookup(host, None).map_err(BackendError::from)?;
-    let client = RegistryClient::new(host, credentials.as_ref());
+    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
     let manifest = match client.manifest(image).await {
         Ok(m) => m,
         Err(e) => {
@@ -646,4 +724,34 @@ async fn check_platforms(image: &str, platform: &str, progress: &Progress) -> Re
     }
     progress.event(Event::Info(&format!("{image}: an index with {platform}")));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExistenceDecision::*;
+
+    #[test]
+    fn cannot_tell_fails_unless_assumed_or_forced() {
+        let unknown = Existence::Unknown("registry down".into());
+        // (existence, force, assume_exists) → decision
+        let table = [
+            (Existence::Yes, false, false, Skip),
+            (Existence::Yes, false, true, Skip),
+            (Existence::Yes, true, false, Build { overwrite: true }),
+            (Existence::No, false, false, Build { overwrite: false }),
+            (Existence::No, true, true, Build { overwrite: false }),
+            (unknown.clone(), false, false, CannotTell),
+            (unknown.clone(), false, true, Assume),
+            (unknown.clone(), true, false, Build { overwrite: false }),
+            (unknown, true, true, Build { overwrite: false }),
+        ];
+        for (existence, force, assume, want) in table {
+            assert_eq!(
+                decide_on_existence(&existence, force, assume),
+                want,
+                "{existence:?} force={force} assume_exists={assume}"
+            );
+        }
+    }
 }

@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -87,8 +88,24 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Opens a connection to dockerd and upgrades `POST /grpc` to h2c.
-async fn upgraded(address: DaemonAddress) -> std::io::Result<TokioIo<Stream>> {
+/// Opens a connection to dockerd and upgrades `POST /grpc` to h2c; dockerd answers the
+/// upgrade at once, so both are bounded by the connect timeout.
+async fn upgraded(address: DaemonAddress, within: Duration) -> std::io::Result<TokioIo<Stream>> {
+    tokio::time::timeout(within, upgrade(address))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer to POST /grpc within {} (--connect-timeout / {})",
+                    crate::timeouts::seconds(within),
+                    crate::timeouts::CONNECT_TIMEOUT_ENV
+                ),
+            ))
+        })
+}
+
+async fn upgrade(address: DaemonAddress) -> std::io::Result<TokioIo<Stream>> {
     let mut stream = match &address {
         DaemonAddress::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
         DaemonAddress::Tcp(addr) => Stream::Tcp(TcpStream::connect(addr).await?),
@@ -120,13 +137,16 @@ async fn upgraded(address: DaemonAddress) -> std::io::Result<TokioIo<Stream>> {
 pub async fn follow(
     address: DaemonAddress,
     build_ref: String,
+    timeouts: crate::timeouts::Timeouts,
     mut on_status: impl FnMut(StatusResponse),
 ) -> Result<(), String> {
     let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
         .map_err(|e| e.to_string())?
-        .connect_with_connector(tower::service_fn(move |_| upgraded(address.clone())))
+        .connect_with_connector(tower::service_fn(move |_| {
+            upgraded(address.clone(), timeouts.connect)
+        }))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| with_causes(&e))?;
     let mut client = ControlClient::new(channel);
     // Status waits for the build to appear, so it may be asked before Solve starts.
     let mut stream = client
@@ -141,4 +161,16 @@ pub async fn follow(
         }
     }
     Ok(())
+}
+
+/// tonic's "transport error" with the cause that says what happened.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -25,7 +25,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io {
+        .map_err(|source| Error::System {
             context: "starting the async runtime".into(),
             source,
         })?;
@@ -39,6 +39,8 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.fast_path &= !args.no_fast_path;
         options.output = args.output.clone();
         options.build_bases = !args.bases_built;
+        options.assume_exists |= args.assume_exists;
+        options.timeouts = args.timeouts.timeouts();
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, progress);
     }
