@@ -527,6 +527,68 @@ fn stalled_manifest_push_fails_within_the_bound_and_publishes_no_tag() {
     );
 }
 
+/// A stall is silence, not slowness: an upload that takes longer than the stall timeout in
+/// total but keeps moving completes, and its image is in the registry.
+#[test]
+fn a_slow_upload_that_keeps_moving_is_not_a_stall() {
+    let Some(s) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = FaultProxy::start(dir.path(), &s.registry, &["PUT:/blobs/uploads/:slow"]);
+    let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
+    // 20 MiB that gzip cannot shrink: 5 s or more at the proxy's 4 MiB/s, longer than the
+    // stall timeout; what the kernel buffers (a few MiB) drains within it.
+    let noise: Vec<u8> = (0..20u32 << 15)
+        .flat_map(|i| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(i.to_le_bytes())
+        })
+        .collect();
+    std::fs::write(proj.join("src/noise.bin"), noise).expect("noise");
+    let image = image_of(&proj);
+    let run = imagespec(&proj, &["build", "spec.toml"], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), image);
+    assert!(
+        proxy.requests().iter().any(|r| r.ends_with("-> slow")),
+        "{:?}",
+        proxy.requests()
+    );
+    assert!(
+        run.took > Duration::from_secs(STALL + 1),
+        "the upload must take longer than the stall timeout to prove anything: {:?}",
+        run.took
+    );
+    assert!(in_registry(&at_registry(&image, &proxy, &s)), "{image}");
+}
+
+/// A layer download that stops halfway (`--output` reads the dependency image's layers from
+/// the registry): the build fails within the bound, naming the blob and the stall.
+#[test]
+fn stalled_blob_download_fails_within_the_bound() {
+    let Some(s) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = FaultProxy::start(
+        dir.path(),
+        &s.registry,
+        &["GET:/blobs/sha256:[0-9a-f]+$:stall-body"],
+    );
+    let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
+    let out = dir.path().join("layout");
+    let target = format!("oci:{}", out.display());
+    let run = imagespec(&proj, &["build", "spec.toml", "--output", &target], &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let errors = run.errors();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    for needle in [
+        "reading blob sha256:",
+        "no progress for 3 s",
+        &proxy.address(),
+    ] {
+        assert!(errors[0].contains(needle), "{needle}: {errors:?}");
+    }
+    assert!(run.took < stalled_request_bound(), "took {:?}", run.took);
+}
+
 /// One 503 on the manifest check (the HEAD, and the GET oci-client falls back to) is retried:
 /// `exists` answers, and a build succeeds with its image in the registry.
 #[test]

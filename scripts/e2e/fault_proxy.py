@@ -13,8 +13,9 @@ can tell that a request was retried. A fault is ``METHODS:PATH_REGEX:ACTION[:COU
 - PATH_REGEX: searched in the request path (``/manifests/``, ``/blobs/uploads/``);
 - ACTION: ``stall`` (read the whole request, then never answer: a registry that takes a
   blob and hangs), ``stall-body`` (answer the status line, the headers and half the body,
-  then hang: a download that stops), or a status code (``503``: answered with an OCI error
-  body);
+  then hang: a download that stops), ``slow`` (pass through, reading the request body and
+  writing the answer body at 4 MiB/s in 64 KiB steps: slow, never silent), or a status code
+  (``503``: answered with an OCI error body);
 - COUNT: how many matching requests get the fault (default: all of them); later ones pass.
 
 The first fault that matches a request (and has count left) applies. Stalled connections
@@ -37,22 +38,36 @@ import sys
 import threading
 import time
 
+#: ``slow``: 64 KiB every 1/64 s (4 MiB/s at most).
+SLOW_STEP = 64 * 1024
+SLOW_PAUSE = 1 / 64
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
 class Fault:
     def __init__(self, text: str):
+        # PATH_REGEX may hold colons (`sha256:`): METHODS is cut from the left, ACTION and
+        # COUNT from the right.
         parts = text.split(":")
-        if len(parts) not in (3, 4):
+        if len(parts) < 3:
             raise argparse.ArgumentTypeError(f"{text!r}: expected METHODS:PATH_REGEX:ACTION[:COUNT]")
-        methods, pattern, action = parts[:3]
+        if len(parts) >= 4 and parts[-1].isdigit() and self.is_action(parts[-2]):
+            pattern, action, count = ":".join(parts[1:-2]), parts[-2], int(parts[-1])
+        else:
+            pattern, action, count = ":".join(parts[1:-1]), parts[-1], None
+        if not self.is_action(action):
+            raise argparse.ArgumentTypeError(f"{text!r}: ACTION is stall, stall-body or a status code")
+        methods = parts[0]
         self.methods = None if methods == "*" else {m.strip().upper() for m in methods.split(",")}
         self.pattern = re.compile(pattern)
-        if action not in ("stall", "stall-body") and not (action.isdigit() and len(action) == 3):
-            raise argparse.ArgumentTypeError(f"{text!r}: ACTION is stall, stall-body or a status code")
         self.action = action
-        self.left = int(parts[3]) if len(parts) == 4 else None
+        self.left = count
         self.text = text
+
+    @staticmethod
+    def is_action(text: str) -> bool:
+        return text in ("stall", "stall-body", "slow") or (text.isdigit() and len(text) == 3)
 
     def take(self, method: str, path: str) -> bool:
         """Whether this fault applies to the request (using up one of its count)."""
@@ -99,7 +114,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 (the base class's name)
         pass
 
-    def read_body(self) -> bytes:
+    def read_exactly(self, size: int, slow: bool) -> bytes:
+        if not slow:
+            return self.rfile.read(size)
+        data = bytearray()
+        while len(data) < size:
+            data += self.rfile.read(min(SLOW_STEP, size - len(data)))
+            time.sleep(SLOW_PAUSE)
+        return bytes(data)
+
+    def read_body(self, slow: bool = False) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             body = bytearray()
             while True:
@@ -108,10 +132,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     return bytes(body)
-                body += self.rfile.read(size)
+                body += self.read_exactly(size, slow)
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return self.read_exactly(length, slow) if length else b""
 
     def stall(self) -> None:
         # Hold the connection open, answering nothing, until the proxy is stopped.
@@ -130,12 +154,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return response, data
 
     def handle_any(self) -> None:
-        body = self.read_body()
+        # Chosen before the body is read: `slow` reads it slowly.
         action = self.server.choose(self.command, self.path)
+        body = self.read_body(slow=action == "slow")
         self.server.log_line(f"{self.command} {self.path} -> {action}")
         if action == "stall":
             self.stall()
-        if action not in ("pass", "stall-body"):
+        if action not in ("pass", "stall-body", "slow"):
             payload = json.dumps(
                 {"errors": [{"code": "UNAVAILABLE", "message": f"fault_proxy: {action}", "detail": None}]}
             ).encode()
@@ -164,6 +189,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
             self.stall()
+        if action == "slow":
+            for start in range(0, len(data), SLOW_STEP):
+                self.wfile.write(data[start : start + SLOW_STEP])
+                self.wfile.flush()
+                time.sleep(SLOW_PAUSE)
+            return
         self.wfile.write(data)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any

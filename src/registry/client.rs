@@ -566,6 +566,47 @@ fn reqwest_header(media_type: &str) -> http::HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_client::errors::OciDistributionError as E;
+
+    #[test]
+    fn what_is_retried_and_what_is_not_found() {
+        let server = |code| {
+            Failure::Registry(E::ServerError {
+                code,
+                url: "http://r/v2/x/manifests/t".into(),
+                message: String::new(),
+            })
+        };
+        let unknown_manifest = || {
+            let envelope: oci_client::errors::OciEnvelope = serde_json::from_str(
+                r#"{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown", "detail": null}]}"#,
+            )
+            .expect("envelope");
+            Failure::Registry(E::RegistryError {
+                envelope,
+                url: String::new(),
+            })
+        };
+        let stalled = Failure::Stalled(Stalled(std::time::Duration::from_secs(3)));
+        for (failure, retried, not_found_) in [
+            (stalled, true, false),
+            (server(503), true, false),
+            (server(500), true, false),
+            (server(429), true, false),
+            (server(404), false, false),
+            (
+                Failure::Registry(E::UnauthorizedError { url: String::new() }),
+                false,
+                false,
+            ),
+            (unknown_manifest(), false, true),
+        ] {
+            assert_eq!(
+                (transient(&failure), not_found(&failure)),
+                (retried, not_found_)
+            );
+        }
+    }
 
     #[test]
     fn references_split_without_the_grammar_regexes() {
