@@ -324,6 +324,10 @@ fn build_one<'a>(
                 Err(e) => Existence::Unknown(e.to_string()),
             }
         };
+        let reason = match &existence {
+            Existence::Unknown(reason) => reason.as_str(),
+            _ => "",
+        };
         match decide_on_existence(&existence, options.force, options.assume_exists) {
             ExistenceDecision::Skip => {
                 progress.event(Event::Info(&format!("{image} exists, skipped")));
@@ -332,17 +336,15 @@ fn build_one<'a>(
             ExistenceDecision::Build { overwrite: true } => {
                 progress.event(Event::Info(&format!("Overwriting existing image {image}")))
             }
-            ExistenceDecision::Build { overwrite: false } => match &existence {
-                Existence::Unknown(reason) => progress.event(Event::Info(&format!(
+            ExistenceDecision::Build { overwrite: false } if !reason.is_empty() => {
+                progress.event(Event::Info(&format!(
                     "cannot tell whether {image} exists ({reason}); building it (--force)"
-                ))),
-                _ => progress.event(Event::Info(&format!("{image} not found, building"))),
-            },
+                )))
+            }
+            ExistenceDecision::Build { overwrite: false } => {
+                progress.event(Event::Info(&format!("{image} not found, building")))
+            }
             ExistenceDecision::Assume => {
-                let reason = match &existence {
-                    Existence::Unknown(reason) => reason.as_str(),
-                    _ => "",
-                };
                 progress.event(Event::Info(&format!(
                     "cannot tell whether {image} exists ({reason}); assuming it does, as \
                      flytekit does (--assume-exists)"
@@ -350,13 +352,9 @@ fn build_one<'a>(
                 return Ok(outcome(Action::Assumed, false, image));
             }
             ExistenceDecision::CannotTell => {
-                let reason = match existence {
-                    Existence::Unknown(reason) => reason,
-                    _ => String::new(),
-                };
                 return Err(Error::Unknown {
-                    image,
                     reason: format!("{reason} (--assume-exists assumes it does, as flytekit does)"),
+                    image,
                 });
             }
         }

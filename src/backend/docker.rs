@@ -366,13 +366,13 @@ impl DockerDaemon {
                     if !seen_status {
                         // BuildKit reports its first step as soon as the build starts.
                         progress.clear();
-                        let why = match follower.is_finished() {
-                            true => match (&mut follower).await {
-                                Ok(Err(e)) => format!(": {e}"),
-                                _ => String::new(),
-                            },
-                            false => String::new(),
-                        };
+                        // The status follower's own failure, when it has one, says more.
+                        let mut why = String::new();
+                        if follower.is_finished()
+                            && let Ok(Err(e)) = (&mut follower).await
+                        {
+                            why = format!(": {e}");
+                        }
                         follower.abort();
                         return Err(stalled(format!(
                             "no build status from BuildKit (POST /grpc){why}"
