@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
-# The test command: installs what the suite needs (Debian packages), starts the e2e services
-# (dockerd with BuildKit, local registries, base images: scripts/e2e/), runs every test, and
-# stops the services it started. IMAGESPEC_E2E_KEEP=1 leaves them running for another run.
-# Usage: scripts/test.sh [cargo test args...]
+# The test command, in tiers, each failing fast:
+#   1. cargo fmt --check and cargo clippy --all-targets -D warnings;
+#   2. unit, doc and in-process tests that need no service (lib, bins, doctests);
+#   3. installs what the e2e suite needs (Debian packages), starts the services (dockerd with
+#      BuildKit, local registries, base images: scripts/e2e/), runs every integration test
+#      (golden, CLI and e2e: under CI a missing service fails them), and stops the services
+#      it started. IMAGESPEC_E2E_KEEP=1 leaves them running for another run.
+# Usage: scripts/test.sh [--fast] [cargo test args for tier 3...]
+#   --fast: tiers 1 and 2 only (no services, a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+fast=0
+if [[ ${1:-} == --fast ]]; then
+    fast=1
+    shift
+fi
+tier() { printf '\n=== test.sh: %s (%s) ===\n' "$1" "$(date +%T)"; }
 
 need=()
 command -v git >/dev/null 2>&1 || need+=(git)
@@ -15,6 +27,16 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 
+tier "1/3 format and lints"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+
+tier "2/3 unit and doc tests (no services)"
+cargo test --locked --lib --bins
+cargo test --locked --doc
+((fast)) && exit 0
+
+tier "3/3 services, golden, CLI and e2e tests"
 scripts/e2e/install.sh
 scripts/e2e/up.sh --quiet
 if [[ ${IMAGESPEC_E2E_KEEP:-0} != 1 ]]; then
@@ -28,5 +50,4 @@ set -a
 . "${IMAGESPEC_E2E_STATE:-/tmp/imagespec-e2e}/e2e.env"
 set +a
 
-cargo test --locked --all-targets "$@"
-cargo test --locked --doc
+cargo test --locked --test '*' "$@"

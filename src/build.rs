@@ -6,6 +6,8 @@ use crate::backend::BackendError;
 use crate::backend::docker::{DockerDaemon, Existence};
 use crate::backend::registry as registry_backend;
 use crate::context::{BuildPlan, DEPENDENCY_LABEL, RenderOptions};
+use crate::engine::{self, Builder, DecideOptions, Platforms, Strategy};
+use crate::explain::{self, INPUTS_LABEL, Inputs};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
@@ -21,9 +23,9 @@ pub struct BuildOptions {
     pub push: bool,
     /// Rebuild and push even when the image exists (`FLYTE_FORCE_PUSH_IMAGE_SPEC`).
     pub force: bool,
-    /// When whether the image exists cannot be told: assume it does, as flytekit's engine
-    /// does (`--assume-exists`, or `FLYTE_IMG_FAST_FAIL` set to false), instead of failing
-    /// with exit 3.
+    /// When existence cannot be determined, assume the image exists (flytekit's engine;
+    /// `--assume-exists`, or `FLYTE_IMG_FAST_FAIL` set to false) instead of failing with
+    /// exit 3.
     pub assume_exists: bool,
     /// Connect and stall timeouts of every registry and daemon request.
     pub timeouts: Timeouts,
@@ -48,20 +50,34 @@ impl BuildOptions {
         // the two others use str2bool (anything but false/0/off/no is true).
         let push = var("FLYTE_PUSH_IMAGE_SPEC")
             .is_none_or(|v| matches!(v.to_lowercase().as_str(), "true" | "1"));
-        let falsy = |v: &str| matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no");
-        let str2bool = |v: Option<String>| v.is_some_and(|v| !falsy(&v));
+        let str2bool = |v: Option<String>| {
+            v.is_some_and(|v| !matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no"))
+        };
         BuildOptions {
             push,
             force: str2bool(var("FLYTE_FORCE_PUSH_IMAGE_SPEC")),
-            // Unset, it means "fail" here (a CI tool must not report an image it cannot
-            // see); only an explicit false asks for flytekit's assumption.
-            assume_exists: var("FLYTE_IMG_FAST_FAIL").is_some_and(|v| falsy(&v)),
+            // Only an explicit "false" opts in: unset, imagespec fails when it cannot tell.
+            assume_exists: var("FLYTE_IMG_FAST_FAIL")
+                .is_some_and(|v| matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no")),
             timeouts: Timeouts::default(),
             render,
             tag,
             fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
             output: None,
             build_bases: true,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// The options that change the decision ([`engine::decide`]).
+    pub fn decide_options(&self) -> DecideOptions {
+        DecideOptions {
+            push: self.push,
+            force: self.force,
+            fast_path: self.fast_path,
+            output: self.output.is_some(),
+            assume_exists: self.assume_exists,
         }
     }
 }
@@ -78,8 +94,7 @@ pub enum Action {
     Written,
     /// Found in the registry: nothing to do.
     Skipped,
-    /// Existence unknown: assumed to exist, as flytekit assumes (only with
-    /// `--assume-exists`; otherwise "cannot tell" is an error, exit 3).
+    /// Existence unknown: assumed to exist, as flytekit assumes.
     Assumed,
     /// `builder = "noop"`: the base image is used as is.
     Noop,
@@ -93,39 +108,12 @@ pub struct BuildOutcome {
     pub tag: String,
     pub action: Action,
     pub pushed: bool,
+    /// What the engine decided, and why.
+    pub strategy: Strategy,
+    pub reason: String,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<Box<BuildOutcome>>,
-}
-
-/// What to do once the registry (or daemon) has answered whether the image exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExistenceDecision {
-    /// It exists: nothing to build.
-    Skip,
-    /// Build it; `overwrite`: it exists and `--force` replaces it.
-    Build { overwrite: bool },
-    /// Cannot tell, and the caller asked for flytekit's assumption that it exists.
-    Assume,
-    /// Cannot tell: fail, exit 3.
-    CannotTell,
-}
-
-/// flytekit's `should_build`, with "cannot tell" an error unless `assume_exists`. With
-/// `force` the answer does not matter: the image is built either way.
-pub fn decide_on_existence(
-    existence: &Existence,
-    force: bool,
-    assume_exists: bool,
-) -> ExistenceDecision {
-    match existence {
-        Existence::Yes if force => ExistenceDecision::Build { overwrite: true },
-        Existence::Yes => ExistenceDecision::Skip,
-        Existence::No => ExistenceDecision::Build { overwrite: false },
-        Existence::Unknown(_) if force => ExistenceDecision::Build { overwrite: false },
-        Existence::Unknown(_) if assume_exists => ExistenceDecision::Assume,
-        Existence::Unknown(_) => ExistenceDecision::CannotTell,
-    }
 }
 
 /// flytekit's `exist()`: the registry answers directly when the spec names one (no daemon
@@ -216,207 +204,184 @@ fn build_one<'a>(
     Box::pin(async move {
         let started = Instant::now();
         let base = match (spec.base(), &tag.base) {
-            (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) if options.build_bases => Some(
-                Box::new(build_one(inner, inner_tag, options, progress, daemon, None).await?),
-            ),
+            (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) if options.build_bases => {
+                // A base is pushed, never written to --output (flytekit's engine builds it).
+                let mut base_options = options.clone();
+                base_options.output = None;
+                Some(Box::new(
+                    build_one(inner, inner_tag, &base_options, progress, daemon, None).await?,
+                ))
+            }
             _ => None,
         };
+        let image = tag.image.clone();
+        // One client (one connection) for the existence check and the fast path.
+        let (client, credentials) = match client {
+            Some((client, credentials)) => (Some(client), credentials),
+            None if spec.registry().is_some() => {
+                let (client, credentials) = registry_client(spec, &image, options.timeouts)?;
+                (Some(client), credentials)
+            }
+            None => (None, None),
+        };
+        let decide_options = options.decide_options();
+        let gathered = engine::gather::gather(
+            spec,
+            tag,
+            &options.render,
+            &decide_options,
+            client.as_ref(),
+            daemon,
+            options.timeouts,
+        )
+        .await;
+        let decision =
+            engine::decide(&gathered.facts, &decide_options).map_err(|refusal| Error::Refused {
+                image: image.clone(),
+                at: refusal.field().map(|f| spec.at(f)),
+                refusal,
+            })?;
         let outcome = |action, pushed, image: String| BuildOutcome {
             image,
             id: tag.id.clone(),
             tag: tag.tag.clone(),
             action,
             pushed,
+            strategy: decision.strategy,
+            reason: decision.reason.clone(),
             seconds: started.elapsed().as_secs_f64(),
             base: base.clone(),
         };
-        let builder = spec.builder.as_deref().unwrap_or("default");
-        match builder {
-            "noop" => {
-                let image = match spec.base() {
-                    Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
-                    Some(NormalizedBase::Spec(_)) => base
-                        .as_ref()
-                        .map(|b| b.image.clone())
-                        .or_else(|| tag.base.as_ref().map(|b| b.image.clone()))
-                        .unwrap_or_default(),
-                    _ => {
-                        return Err(Error::Builder {
-                            name: spec.name().into(),
-                            message: "base_image must be a string to use the noop image builder"
-                                .into(),
-                        });
-                    }
-                };
-                if spec.platform().contains(',') {
-                    check_platforms(&image, spec.platform(), options.timeouts, progress).await?;
-                }
-                progress.event(Event::Info(&format!("Using image: {image}")));
-                return Ok(outcome(Action::Noop, false, image));
-            }
-            "default" | "imagespec" | "docker" | "envd" => {}
-            other => {
-                return Err(Error::Builder {
-                    name: spec.name().into(),
-                    message: format!(
-                        "builder `{other}` is not available; use `default` (Docker/BuildKit), `envd` or `noop`"
-                    ),
-                });
-            }
-        }
-
-        let image = tag.image.clone();
-        if let Some(target) = &options.output {
-            if builder == "envd" {
-                return Err(Error::Builder {
-                    name: spec.name().into(),
-                    message: format!(
-                        "--output {target} assembles the image on its dependency image, which the default builder makes; the envd builder pushes, or keeps the image in dockerd with --no-push"
-                    ),
-                });
-            }
-            let plan = BuildPlan::new(spec, tag, &options.render)?;
-            write_output(spec, tag, &plan, options, target, progress, daemon).await?;
-            return Ok(outcome(Action::Written, false, image));
-        }
-        let has_registry = spec.registry().is_some();
-        // One client (one connection) for the existence check and the fast path.
-        let (client, credentials) = match (has_registry, client) {
-            (true, Some((client, credentials))) => (Some(client), credentials),
-            (true, None) => {
-                let (client, credentials) = registry_client(spec, &image, options.timeouts)?;
-                (Some(client), credentials)
-            }
-            (false, _) => (None, None),
-        };
-        // When the fast path may apply, its dependency image is looked up at the same time
-        // as the image (a plan that cannot be made is reported below, only if a build is due).
-        let early_plan = (has_registry && options.push && options.fast_path && builder != "envd")
-            .then(|| BuildPlan::new(spec, tag, &options.render));
-        let appendable = early_plan
-            .as_ref()
-            .and_then(|p| p.as_ref().ok())
-            .filter(|p| p.appendable() && !p.platform.contains(','));
-        let mut lookup = None;
-        let existence = if let Some(client) = &client {
-            match appendable {
-                Some(plan) => {
-                    let deps_plan = plan.dependencies();
-                    let (existence, found) = tokio::join!(
-                        client_exists(client, &image),
-                        registry_backend::find_dependency_image(
-                            client,
-                            &deps_plan.image,
-                            &plan.platform
-                        )
-                    );
-                    lookup = Some(DependencyLookup {
-                        plan: deps_plan,
-                        found,
-                    });
-                    existence
-                }
-                None => client_exists(client, &image).await,
-            }
-        } else {
-            match connect(daemon, options.timeouts).await {
-                Ok(d) => d.exists_locally(&image).await,
-                Err(e) => Existence::Unknown(e.to_string()),
-            }
-        };
-        let reason = match &existence {
-            Existence::Unknown(reason) => reason.as_str(),
-            _ => "",
-        };
-        match decide_on_existence(&existence, options.force, options.assume_exists) {
-            ExistenceDecision::Skip => {
-                progress.event(Event::Info(&format!("{image} exists, skipped")));
-                return Ok(outcome(Action::Skipped, false, image));
-            }
-            ExistenceDecision::Build { overwrite: true } => {
+        match &gathered.facts.existence {
+            Some(Existence::Yes) if options.force => {
                 progress.event(Event::Info(&format!("Overwriting existing image {image}")))
             }
-            ExistenceDecision::Build { overwrite: false } if !reason.is_empty() => {
-                progress.event(Event::Info(&format!(
-                    "cannot tell whether {image} exists ({reason}); building it (--force)"
-                )))
-            }
-            ExistenceDecision::Build { overwrite: false } => {
+            Some(Existence::No) => {
                 progress.event(Event::Info(&format!("{image} not found, building")))
             }
-            ExistenceDecision::Assume => {
-                progress.event(Event::Info(&format!(
-                    "cannot tell whether {image} exists ({reason}); assuming it does, as \
-                     flytekit does (--assume-exists)"
-                )));
-                return Ok(outcome(Action::Assumed, false, image));
-            }
-            ExistenceDecision::CannotTell => {
-                return Err(Error::Unknown {
-                    reason: format!("{reason} (--assume-exists assumes it does, as flytekit does)"),
-                    image,
-                });
-            }
+            _ => {}
         }
-
-        if builder == "envd" {
-            // envd builds into dockerd (its default context uses dockerd's BuildKit); the
-            // push is ours, from dockerd (src/backend/envd.rs says why).
-            let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
-            let d = connect(daemon, options.timeouts).await?;
-            crate::backend::envd::Envd::find()?
-                .build(&plan, progress)
-                .await?;
-            crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-            let pushed = has_registry && options.push;
-            if pushed {
-                push(d, &image, credentials.as_ref(), progress).await?;
-            }
-            return Ok(outcome(Action::Built, pushed, image));
-        }
-        let plan = match early_plan {
-            Some(plan) => plan?,
-            None => BuildPlan::new(spec, tag, &options.render)?,
+        // The plan to build, carrying the record of what the tag was computed from.
+        let plan = || -> Result<(BuildPlan, Inputs), Error> {
+            let mut plan = match gathered.plan {
+                Some(Ok(ref plan)) => plan.clone(),
+                _ => BuildPlan::new(spec, tag, &options.render)?,
+            };
+            let deps = plan.dependencies().image;
+            let inputs = Inputs::of(spec, tag, Some(deps)).map_err(|source| Error::Io {
+                context: format!("reading the files of {}", tag.image),
+                source,
+            })?;
+            plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
+            Ok((plan, inputs))
         };
-        let pushed = has_registry && options.push;
-        if pushed && options.fast_path && !plan.platform.contains(',') {
-            if plan.appendable() {
-                let client = client
-                    .as_ref()
-                    .expect("a spec with a registry has a client");
-                let deps = dependency_image(
-                    client,
-                    &plan,
-                    credentials.as_ref(),
-                    progress,
-                    daemon,
-                    lookup,
-                )
-                .await?;
-                fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
-                return Ok(outcome(Action::Appended, true, image));
+        let pushed = spec.registry().is_some() && options.push;
+        match decision.strategy {
+            Strategy::Skip => {
+                progress.event(Event::Info(&format!("{image} exists, skipped")));
+                Ok(outcome(Action::Skipped, false, image))
             }
-            if !plan.run_commands.is_empty() && !plan.root_entries.is_empty() {
-                progress.event(Event::Info(
-                    "`commands` run after the source is copied (they may use it): full build",
-                ));
+            Strategy::Assume => {
+                progress.event(Event::Info(&format!(
+                    "{image}: {}, as flytekit does",
+                    decision.reason
+                )));
+                Ok(outcome(Action::Assumed, false, image))
+            }
+            Strategy::Noop => {
+                let image = noop_image(spec, tag, base.as_deref())?;
+                if Platforms::parse(spec.platform()).several() {
+                    check_platforms(spec, &image, options.timeouts, progress).await?;
+                }
+                progress.event(Event::Info(&format!("Using image: {image}")));
+                Ok(outcome(Action::Noop, false, image))
+            }
+            Strategy::WriteOutput => {
+                let target = options.output.as_ref().expect("decided for --output");
+                let (plan, inputs) = plan()?;
+                let client = client.as_ref().expect("--output needs a registry");
+                let found = lookup(&plan, gathered.dependencies);
+                let deps =
+                    dependency_image(client, &plan, credentials.as_ref(), progress, daemon, found)
+                        .await?;
+                write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
+                explain::record_last_built(&inputs);
+                Ok(outcome(Action::Written, false, image))
+            }
+            Strategy::Append | Strategy::BuildDependenciesThenAppend => {
+                let (plan, inputs) = plan()?;
+                let client = client.as_ref().expect("appending needs a registry");
+                if Platforms::parse(&plan.platform).several() {
+                    let deps = gathered
+                        .dependencies
+                        .expect("decided on every platform's deps");
+                    fast_path_platforms(spec, tag, &plan, options, client, &deps, progress).await?;
+                } else {
+                    let found = lookup(&plan, gathered.dependencies);
+                    let deps = dependency_image(
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        daemon,
+                        found,
+                    )
+                    .await?;
+                    fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
+                }
+                explain::record_last_built(&inputs);
+                Ok(outcome(Action::Appended, true, image))
+            }
+            Strategy::Build if gathered.facts.builder == Builder::Envd => {
+                // envd builds into dockerd (its default context uses dockerd's BuildKit); the
+                // push is ours, from dockerd (src/backend/envd.rs says why).
+                let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
+                let d = connect(daemon, options.timeouts).await?;
+                crate::backend::envd::Envd::find()?
+                    .build(&plan, progress)
+                    .await?;
+                crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+                if pushed {
+                    push(d, &image, credentials.as_ref(), progress).await?;
+                }
+                Ok(outcome(Action::Built, pushed, image))
+            }
+            Strategy::Build => {
+                let (plan, inputs) = plan()?;
+                if pushed && options.fast_path {
+                    progress.event(Event::Info(&decision.reason));
+                }
+                let d = connect(daemon, options.timeouts).await?;
+                d.build(&plan, progress).await?;
+                crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+                if pushed {
+                    push(d, &image, credentials.as_ref(), progress).await?;
+                }
+                explain::record_last_built(&inputs);
+                Ok(outcome(Action::Built, pushed, image))
             }
         }
-        if pushed && options.fast_path && plan.platform.contains(',') && plan.appendable() {
-            let client = client
-                .as_ref()
-                .expect("a spec with a registry has a client");
-            fast_path_platforms(spec, tag, &plan, options, client, progress).await?;
-            return Ok(outcome(Action::Appended, true, image));
-        }
-        let d = connect(daemon, options.timeouts).await?;
-        d.build(&plan, progress).await?;
-        crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-        if pushed {
-            push(d, &image, credentials.as_ref(), progress).await?;
-        }
-        Ok(outcome(Action::Built, pushed, image))
     })
+}
+
+/// The image a `noop` spec names: its base, as flytekit's noop builder returns it.
+fn noop_image(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    base: Option<&BuildOutcome>,
+) -> Result<String, Error> {
+    match spec.base() {
+        Some(NormalizedBase::Ref(r)) if !r.is_empty() => Ok(r.clone()),
+        Some(NormalizedBase::Spec(_)) => Ok(base
+            .map(|b| b.image.clone())
+            .or_else(|| tag.base.as_ref().map(|b| b.image.clone()))
+            .unwrap_or_default()),
+        _ => Err(Error::Builder {
+            name: spec.name().into(),
+            at: Some(spec.at("base_image")),
+            message: "base_image must be a string to use the noop image builder".into(),
+        }),
+    }
 }
 
 async fn push(
@@ -446,6 +411,18 @@ async fn push(
 struct DependencyLookup {
     plan: BuildPlan,
     found: Result<Option<registry_backend::DependencyImage>, BackendError>,
+}
+
+/// The dependency image found while the facts were gathered, as a lookup.
+fn lookup(
+    plan: &BuildPlan,
+    found: Option<Vec<registry_backend::DependencyImage>>,
+) -> Option<DependencyLookup> {
+    let found = found.and_then(|mut d| d.pop())?;
+    Some(DependencyLookup {
+        plan: plan.dependencies(),
+        found: Ok(Some(found)),
+    })
 }
 
 /// The dependency image of `plan` in the registry, built and pushed first (with the
@@ -531,27 +508,18 @@ fn registry_client(
 
 /// `--output`: the image assembled on its dependency image (no RUN step runs) and written
 /// to disk; nothing is pushed except, when the registry lacks it, the dependency image.
+#[allow(clippy::too_many_arguments)]
 async fn write_output(
     spec: &NormalizedSpec,
     tag: &ImageTag,
     plan: &BuildPlan,
     options: &BuildOptions,
     target: &crate::registry::layout::OutputTarget,
+    client: &RegistryClient,
+    deps: &registry_backend::DependencyImage,
     progress: &Progress,
-    daemon: &mut Option<DockerDaemon>,
 ) -> Result<(), Error> {
-    if spec.registry().is_none() || !plan.appendable() || plan.platform.contains(',') {
-        return Err(Error::Builder {
-            name: spec.name().into(),
-            message: format!(
-                "--output {target} writes the image as its dependency image (from the spec's registry) plus the source files: it needs a `registry`, files to copy (`source_root` or `copy`), no `commands` (they run after the files are copied) and one platform"
-            ),
-        });
-    }
-    let (client, credentials) = registry_client(spec, &plan.image, options.timeouts)?;
-    let deps =
-        dependency_image(&client, plan, credentials.as_ref(), progress, daemon, None).await?;
-    let assembled = registry_backend::assemble_image(plan, &deps, progress).await?;
+    let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
     crate::tag::verify_unchanged(spec, &options.tag, tag)?;
     let step = format!("write {target}");
     progress.event(Event::StepStarted {
@@ -565,7 +533,7 @@ async fn write_output(
         config: &assembled.config,
         local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
     };
-    let written = crate::registry::layout::write(&client, &image, target).await;
+    let written = crate::registry::layout::write(client, &image, target).await;
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
         id: "output",
@@ -626,20 +594,12 @@ async fn fast_path_platforms(
     plan: &BuildPlan,
     options: &BuildOptions,
     client: &RegistryClient,
+    deps: &[registry_backend::DependencyImage],
     progress: &Progress,
 ) -> Result<(), Error> {
-    let platforms: Vec<&str> = plan
-        .platform
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let platforms = Platforms::parse(&plan.platform);
+    let platforms: Vec<&str> = platforms.iter().collect();
     let deps_plan = plan.dependencies();
-    let Some(deps) =
-        registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await?
-    else {
-        return Err(BackendError::MultiPlatform { platform: format!("{} (the dependency image {} is not in the registry for every platform: build it per platform elsewhere, e.g. with buildx, and push it as an index under that tag with the `{DEPENDENCY_LABEL}` label)", plan.platform, deps_plan.image) }.into());
-    };
     progress.event(Event::Info(&format!(
         "dependencies unchanged ({}, {} platforms): appending the source",
         deps_plan.image,
@@ -649,7 +609,7 @@ async fn fast_path_platforms(
         client,
         plan,
         &platforms,
-        &deps,
+        deps,
         progress,
         tag_check(spec, options, tag),
     )
@@ -666,14 +626,17 @@ async fn fast_path_platforms(
 /// noop with several platforms: the base must be an index that has every one of them.
 /// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
 async fn check_platforms(
+    spec: &NormalizedSpec,
     image: &str,
-    platform: &str,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), Error> {
     use oci_client::manifest::OciManifest;
+    let platform = spec.platform();
     let host = crate::registry::registry_host(image);
-    let credentials = crate::registry::auth::lookup(host, None).map_err(BackendError::from)?;
+    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+    let credentials =
+        crate::registry::auth::lookup(host, config.as_deref()).map_err(BackendError::from)?;
     let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
     let manifest = match client.manifest(image).await {
         Ok(m) => m,
@@ -714,6 +677,7 @@ async fn check_platforms(
         };
         return Err(Error::Builder {
             name: image.into(),
+            at: Some(spec.at("platform")),
             message: format!(
                 "noop builder: platform asks for {platform}, but {image} {what}: no image for {}",
                 missing.join(", ")
@@ -722,34 +686,4 @@ async fn check_platforms(
     }
     progress.event(Event::Info(&format!("{image}: an index with {platform}")));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ExistenceDecision::*;
-
-    #[test]
-    fn cannot_tell_fails_unless_assumed_or_forced() {
-        let unknown = Existence::Unknown("registry down".into());
-        // (existence, force, assume_exists) → decision
-        let table = [
-            (Existence::Yes, false, false, Skip),
-            (Existence::Yes, false, true, Skip),
-            (Existence::Yes, true, false, Build { overwrite: true }),
-            (Existence::No, false, false, Build { overwrite: false }),
-            (Existence::No, true, true, Build { overwrite: false }),
-            (unknown.clone(), false, false, CannotTell),
-            (unknown.clone(), false, true, Assume),
-            (unknown.clone(), true, false, Build { overwrite: false }),
-            (unknown, true, true, Build { overwrite: false }),
-        ];
-        for (existence, force, assume, want) in table {
-            assert_eq!(
-                decide_on_existence(&existence, force, assume),
-                want,
-                "{existence:?} force={force} assume_exists={assume}"
-            );
-        }
-    }
 }

@@ -16,6 +16,8 @@
 pub mod backend;
 pub mod build;
 pub mod context;
+pub mod engine;
+pub mod explain;
 pub mod inspect;
 pub mod progress;
 pub mod registry;
@@ -43,6 +45,18 @@ pub enum ExitCode {
     CannotTell = 3,
 }
 
+impl ExitCode {
+    /// The meaning of a number some part of the library returns (anything unknown is 1).
+    pub fn from_code(code: i32) -> ExitCode {
+        match code {
+            0 => ExitCode::Done,
+            2 => ExitCode::BadInput,
+            3 => ExitCode::CannotTell,
+            _ => ExitCode::Failed,
+        }
+    }
+}
+
 /// Any error of the library, with the exit code the CLI gives it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,8 +70,22 @@ pub enum Error {
     Write(#[from] context::WriteError),
     #[error(transparent)]
     Backend(#[from] backend::BackendError),
-    #[error("image `{name}`: {message}")]
-    Builder { name: String, message: String },
+    #[error("{}image `{name}`: {message}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
+    Builder {
+        name: String,
+        /// The field the error is about, where it is written.
+        at: Option<spec::FieldAt>,
+        message: String,
+    },
+    #[error(transparent)]
+    Explain(#[from] explain::ExplainError),
+    #[error("{}image {image}: {refusal}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
+    Refused {
+        image: String,
+        refusal: engine::Refusal,
+        /// The field the refusal is about, where it is written.
+        at: Option<spec::FieldAt>,
+    },
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },
     /// A file the command line names could not be read.
@@ -94,6 +122,8 @@ impl Error {
             }
             Error::Backend(backend::BackendError::Registry(_)) => ExitCode::BadInput,
             Error::Unknown { .. } => ExitCode::CannotTell,
+            Error::Refused { refusal, .. } => ExitCode::from_code(refusal.exit_code()),
+            Error::Explain(e) => ExitCode::from_code(e.exit_code()),
             Error::Write(_) | Error::Backend(_) | Error::System { .. } => ExitCode::Failed,
         }
     }

@@ -6,10 +6,15 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A closed stdout (`imagespec inspect --json | head -1`) ends the process quietly, as it
+    // ends `cat`, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring the default disposition of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::args::Cli::parse();
     match cli::run(args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err}");
             let mut source = std::error::Error::source(&err);

@@ -1396,3 +1396,303 @@ fn several_platforms_give_an_index_and_noop_checks_its_base() {
         }
     }
 }
+
+/// `imagespec plan --json ARGS` in `dir`: one object per image, and the exit code.
+fn plan_json(dir: &Path, args: &[&str], docker_host: Option<&str>) -> (Option<i32>, Vec<Value>) {
+    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
+    cmd.current_dir(dir).args(["plan", "--json"]).args(args);
+    if let Some(host) = docker_host {
+        cmd.env("DOCKER_HOST", host);
+    }
+    let out = cmd.output().expect("run imagespec plan");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let plans = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (out.status.code(), plans)
+}
+
+/// Issue 12: `plan` shows the decision `build` takes, through a project's life: first build
+/// (dependencies and source), no change (skip), a code change (append, no daemon needed),
+/// a dependency change, and `commands` after the copy (full build).
+#[test]
+fn plan_shows_the_decision_build_takes() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_id();
+    let proj = fast_path_project(dir.path(), &env, "plan-e2e", &run);
+    let nowhere = Some("unix:///nonexistent/docker.sock");
+
+    let (code, plans) = plan_json(&proj, &["spec.toml"], nowhere);
+    assert_eq!(code, Some(0), "{plans:?}");
+    let [first] = plans.as_slice() else {
+        panic!("one image: {plans:?}")
+    };
+    assert_eq!(first["exists"], false);
+    assert_eq!(first["strategy"], "build_dependencies_then_append");
+    assert_eq!(first["dependency_exists"], false);
+    assert_eq!(first["files"], 7, "5 source files + 2 copied: {first}");
+    let deps = first["dependency_image"]
+        .as_str()
+        .expect("dependency image");
+    assert!(deps.starts_with("localhost:5000/plan-e2e:deps-"), "{deps}");
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    let built = result(&events);
+    assert_eq!(built["strategy"], first["strategy"], "{log}");
+    assert_eq!(built["image"], first["image"]);
+    // From outside: the image and its dependency image are in the registry.
+    registry_digest(first["image"].as_str().unwrap());
+    registry_digest(deps);
+
+    let (code, plans) = plan_json(&proj, &["spec.toml"], nowhere);
+    assert_eq!(
+        (code, &plans[0]["strategy"]),
+        (Some(0), &Value::from("skip"))
+    );
+    assert_eq!(plans[0]["exists"], true);
+    assert_eq!(plans[0]["reason"], "the image exists in the registry");
+
+    // A code change: appended, and the plan needs no daemon to say so.
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v2\")\n").expect("edit");
+    let (code, plans) = plan_json(&proj, &["spec.toml"], nowhere);
+    assert_eq!(code, Some(0));
+    assert_eq!(plans[0]["exists"], false);
+    assert_eq!(plans[0]["strategy"], "append");
+    assert_eq!(plans[0]["dependency_image"], deps);
+    assert_eq!(plans[0]["dependency_exists"], true);
+    assert_eq!(
+        plans[0]["reason"],
+        "dependencies unchanged: append 7 files to the dependency image"
+    );
+    // `--force` and `--no-fast-path` change the plan as they change the build.
+    let (_, plans) = plan_json(&proj, &["spec.toml", "--no-fast-path"], nowhere);
+    assert_eq!(plans[0]["strategy"], "build");
+    let (_, plans) = plan_json(&proj, &["spec.toml", "--output"], nowhere);
+    assert_eq!(plans[0]["strategy"], "write_output");
+    assert_eq!(plans[0]["exists"], Value::Null);
+
+    // A dependency change: a new dependency image.
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    let changed = spec.replace(
+        r#"packages = ["pyyaml"]"#,
+        r#"packages = ["pyyaml", "six"]"#,
+    );
+    assert_ne!(spec, changed);
+    std::fs::write(proj.join("spec.toml"), &changed).expect("spec");
+    let (_, plans) = plan_json(&proj, &["spec.toml"], nowhere);
+    assert_eq!(plans[0]["strategy"], "build_dependencies_then_append");
+    assert_ne!(plans[0]["dependency_image"], deps);
+    assert_eq!(plans[0]["dependency_exists"], false);
+
+    // `commands` after the copy: a full build, and the reason says why.
+    std::fs::write(
+        proj.join("spec.toml"),
+        format!("{spec}commands = [\"echo hi\"]\n"),
+    )
+    .expect("spec");
+    let (_, plans) = plan_json(&proj, &["spec.toml"], nowhere);
+    assert_eq!(plans[0]["strategy"], "build");
+    assert_eq!(plans[0]["dependency_image"], Value::Null);
+    assert!(
+        plans[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("`commands` run after the source is copied")),
+        "{}",
+        plans[0]
+    );
+}
+
+/// Issue 12: `commands` that do not use the source, opted in to run before the copy, belong
+/// to the dependency image: the build appends, and a code change is appended again; the
+/// command's output and the files are in the image, seen with `docker run`.
+#[test]
+fn commands_before_copy_get_the_fast_path() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_id();
+    let proj = fast_path_project(dir.path(), &env, "commands-first-e2e", &run);
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    let spec = spec.replace(
+        "builder_options = { add_flytekit = false }",
+        "builder_options = { add_flytekit = false, commands_before_copy = true }\ncommands = [\"echo ran-first > /opt/marker\"]",
+    );
+    assert!(spec.contains("commands_before_copy"));
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["action"], "appended", "{log}");
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v2\")\n").expect("edit");
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["strategy"], "append", "{log}");
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    output(Process::new(DOCKER).args(["pull", "-q", &image]));
+    let seen = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        &image,
+        "-c",
+        "import pkg.main; print(open('/opt/marker').read().strip())",
+    ]));
+    assert_eq!(seen, "v2\nran-first\n");
+}
+
+/// `imagespec explain --json ARGS` in `dir` with its own cache (the last-build record).
+fn explain_json(dir: &Path, cache: &Path, args: &[&str]) -> Value {
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir)
+        .env("IMAGESPEC_CACHE_DIR", cache)
+        .args(["explain", "--json", "spec.toml"])
+        .args(args)
+        .output()
+        .expect("run imagespec explain");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// Issue 12: every image records what its tag was computed from (seen from outside with
+/// skopeo), and `explain` names what changed since: a package and a file, a rename, only the
+/// order of `env`; against the image in the registry or the last build on this machine.
+#[test]
+fn explain_names_what_changed_since_an_image() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let run = run_id();
+    let proj = fast_path_project(dir.path(), &env, "explain-e2e", &run);
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(&proj)
+        .env("IMAGESPEC_CACHE_DIR", &cache)
+        .args(["build", "spec.toml"])
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // The record, from outside: in the image's config, without host paths.
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ])))
+    .expect("config");
+    let label = config["config"]["Labels"]["org.imagespec.inputs"]
+        .as_str()
+        .expect("the inputs label");
+    let record: Value = serde_json::from_str(label).expect("label is JSON");
+    assert_eq!(record["image"], image.as_str());
+    assert!(record["files"]["src/pkg/main.py"].is_string(), "{record}");
+    assert!(
+        !label.contains(&dir.path().display().to_string()),
+        "no host path in the record: {label}"
+    );
+
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    // A package and a file.
+    std::fs::write(
+        proj.join("spec.toml"),
+        spec.replace(
+            r#"packages = ["pyyaml"]"#,
+            r#"packages = ["pyyaml", "six"]"#,
+        ),
+    )
+    .expect("spec");
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v2\")\n").expect("edit");
+    let e = explain_json(&proj, &cache, &["--against", &image]);
+    assert_eq!(e["fields"].as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(e["fields"][0]["field"], "packages");
+    assert_eq!(e["fields"][0]["before"], "['pyyaml']");
+    assert_eq!(e["fields"][0]["after"], "['pyyaml', 'six']");
+    // src/link.py links to pkg/main.py: its content (read through, as flytekit reads it)
+    // changed too.
+    assert_eq!(
+        e["files"]["changed"],
+        serde_json::json!(["src/link.py", "src/pkg/main.py"])
+    );
+    assert_eq!(e["files"]["added"], serde_json::json!([]));
+    assert_eq!(e["dependencies_changed"], true);
+    // The same, against the last build on this machine.
+    assert_eq!(explain_json(&proj, &cache, &[]), e);
+
+    // A rename, nothing else.
+    std::fs::write(proj.join("spec.toml"), &spec).expect("spec");
+    std::fs::write(proj.join("src/pkg/main.py"), "print(\"v1\")\n").expect("edit");
+    std::fs::rename(
+        proj.join("src/data/deep/x.json"),
+        proj.join("src/data/deep/y.json"),
+    )
+    .expect("rename");
+    let e = explain_json(&proj, &cache, &["--against", &image]);
+    assert_eq!(e["fields"], serde_json::json!([]), "{e}");
+    assert_eq!(
+        e["files"]["removed"],
+        serde_json::json!(["src/data/deep/x.json"])
+    );
+    assert_eq!(
+        e["files"]["added"],
+        serde_json::json!(["src/data/deep/y.json"])
+    );
+    assert_eq!(
+        e["renamed"],
+        serde_json::json!([["src/data/deep/x.json", "src/data/deep/y.json"]])
+    );
+    assert_eq!(e["dependencies_changed"], false);
+
+    // Only the order of env: one field, and a new dependency image (ENV is in it).
+    std::fs::rename(
+        proj.join("src/data/deep/y.json"),
+        proj.join("src/data/deep/x.json"),
+    )
+    .expect("rename back");
+    let swapped = spec.replace(
+        &format!(r#"env = {{ APP_ENV = "e2e", RUN_ID = "{run}" }}"#),
+        &format!(r#"env = {{ RUN_ID = "{run}", APP_ENV = "e2e" }}"#),
+    );
+    assert_ne!(swapped, spec);
+    std::fs::write(proj.join("spec.toml"), &swapped).expect("spec");
+    let e = explain_json(&proj, &cache, &["--against", &image]);
+    assert_eq!(e["fields"].as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(e["fields"][0]["field"], "env");
+    assert_eq!(
+        e["files"],
+        serde_json::json!({"added": [], "removed": [], "changed": []})
+    );
+    assert_eq!(e["dependencies_changed"], true);
+
+    // A full Dockerfile build (BuildKit) records the same inputs as the fast path.
+    std::fs::write(proj.join("spec.toml"), &spec).expect("spec");
+    let (ok, events, log) = build_json(&proj, &["spec.toml", "--force", "--no-fast-path"]);
+    assert!(ok && result(&events)["action"] == "built", "{log}");
+    let config: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ])))
+    .expect("config");
+    let rebuilt = config["config"]["Labels"]["org.imagespec.inputs"]
+        .as_str()
+        .expect("the inputs label after a full build");
+    assert_eq!(
+        serde_json::from_str::<Value>(rebuilt).expect("JSON"),
+        record
+    );
+}

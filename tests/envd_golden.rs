@@ -113,9 +113,10 @@ fn envd_render_matches_flytekit_for_the_whole_corpus() {
             if !common::both_rendered(
                 &label,
                 &out,
-                DELIBERATE_REJECTS
-                    .iter()
-                    .any(|(c, k, _)| c == case && k == key),
+                common::invalid_image_name(case, key)
+                    || DELIBERATE_REJECTS
+                        .iter()
+                        .any(|(c, k, _)| c == case && k == key),
                 want,
                 &mut failures,
             ) {

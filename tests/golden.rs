@@ -52,6 +52,9 @@ const DELIBERATE: &[(&str, &str, &str, Instead, &str)] = &[
 ];
 
 fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
+    if common::invalid_image_name(case, key) {
+        return Some(Instead::Rejects);
+    }
     DELIBERATE
         .iter()
         .find(|(c, k, f, _, _)| *c == case && *k == key && (*f == "*" || *f == format))

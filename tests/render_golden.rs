@@ -28,9 +28,10 @@ const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[
 ];
 
 fn deliberately_rejected(case: &str, key: &str) -> bool {
-    DELIBERATE_REJECTS
-        .iter()
-        .any(|(c, k, _)| *c == case && *k == key)
+    common::invalid_image_name(case, key)
+        || DELIBERATE_REJECTS
+            .iter()
+            .any(|(c, k, _)| *c == case && *k == key)
 }
 
 use common::{Context, snapshot_context};

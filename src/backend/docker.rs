@@ -147,7 +147,7 @@ impl DockerDaemon {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
-        if plan.platform.contains(',') {
+        if crate::engine::Platforms::parse(&plan.platform).several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -163,8 +163,15 @@ impl DockerDaemon {
         if let Some(ca) = &plan.ca_bundle {
             secrets.push(("imagespec_ca_bundle".into(), ca.clone()));
         }
-        self.build_context(&plan.image, &plan.platform, context, &secrets, progress)
-            .await
+        self.build_context(
+            &plan.image,
+            &plan.platform,
+            context,
+            &secrets,
+            &plan.labels,
+            progress,
+        )
+        .await
     }
 
     /// Builds `image` as `from` plus `labels` (no layer is added).
@@ -193,7 +200,7 @@ impl DockerDaemon {
         let context = tar
             .into_inner()
             .map_err(|e| BackendError::Context(e.to_string()))?;
-        self.build_context(image, platform, context, &[], progress)
+        self.build_context(image, platform, context, &[], &[], progress)
             .await
     }
 
@@ -307,9 +314,13 @@ impl DockerDaemon {
         platform: &str,
         context: Vec<u8>,
         secrets: &[(String, std::path::PathBuf)],
+        labels: &[(String, String)],
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let mut options = ImageBuildFrontendOptions::builder();
+        for (key, value) in labels {
+            options = options.label(key, value);
+        }
         let mut parts = platform.split('/');
         let (os, arch, variant) = (
             parts.next().unwrap_or("linux"),

@@ -64,7 +64,7 @@ impl Envd {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming envd's progress.
     pub async fn build(&self, plan: &EnvdPlan, progress: &Progress) -> Result<(), BackendError> {
-        if plan.platform.contains(',') {
+        if crate::engine::Platforms::parse(&plan.platform).several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });

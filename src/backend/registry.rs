@@ -85,14 +85,13 @@ impl From<RegistryError> for BackendError {
     }
 }
 
-/// The dependency image `image` for `platform`, if the registry has it with the label
-/// imagespec puts on dependency images (an image without it was not made by imagespec
-/// and is not appended to).
-pub async fn find_dependency_image(
+/// The manifest and config of `image` for `platform`, or `None` when the registry does not
+/// have it.
+pub async fn image_config(
     client: &RegistryClient,
     image: &str,
     platform: &str,
-) -> Result<Option<DependencyImage>, BackendError> {
+) -> Result<Option<(OciImageManifest, Value)>, BackendError> {
     // No HEAD first: a missing tag is the manifest request's 404.
     let manifest = match client.image_manifest(image, platform).await {
         Ok((_, manifest)) => manifest,
@@ -104,6 +103,20 @@ pub async fn find_dependency_image(
             image: image.into(),
             message: format!("reading the image config: {e}"),
         })?;
+    Ok(Some((manifest, config)))
+}
+
+/// The dependency image `image` for `platform`, if the registry has it with the label
+/// imagespec puts on dependency images (an image without it was not made by imagespec
+/// and is not appended to).
+pub async fn find_dependency_image(
+    client: &RegistryClient,
+    image: &str,
+    platform: &str,
+) -> Result<Option<DependencyImage>, BackendError> {
+    let Some((manifest, config)) = image_config(client, image, platform).await? else {
+        return Ok(None);
+    };
     let facts = config
         .pointer("/config/Labels")
         .and_then(|l| l.get(DEPENDENCY_LABEL))
@@ -137,6 +150,16 @@ fn assemble(
         list.push(Value::String(variable));
         if let Some(labels) = inner.get_mut("Labels").and_then(Value::as_object_mut) {
             labels.remove(DEPENDENCY_LABEL);
+        }
+        if !plan.labels.is_empty() {
+            let labels = inner.entry("Labels").or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            let labels = labels.as_object_mut().expect("made an object");
+            for (key, value) in &plan.labels {
+                labels.insert(key.clone(), Value::String(value.clone()));
+            }
         }
         if inner
             .get("Labels")

@@ -28,6 +28,26 @@ pub enum Command {
     /// exists. Exit 0 when the image exists as named afterwards, 1 failed, 2 bad input,
     /// 3 cannot tell whether it exists (see --assume-exists).
     Build(BuildArgs),
+    /// What `build` would do with each image and why, doing nothing.
+    ///
+    /// For each image (bases first): whether it exists (and where that was asked), the
+    /// strategy (skip, assume, noop, append,
+    /// build_dependencies_then_append, build, write_output) with its reason, the dependency
+    /// image. Exit 0 when every image has a strategy, else the exit code `build` would give.
+    Plan(PlanArgs),
+    /// Why the spec's tag differs from an image built earlier.
+    ///
+    /// Compares the spec as it is now with the inputs recorded in IMAGE (the
+    /// `org.imagespec.inputs` label every image imagespec builds carries), or, without
+    /// `--against`, with the last image this machine built for the same name: the fields
+    /// that changed (old → new, as flytekit's repr), the files added, removed, changed and
+    /// renamed, and whether the dependency image changed.
+    Explain(ExplainArgs),
+    /// Print a shell completion script: `imagespec completions bash > /etc/bash_completion.d/imagespec`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
     /// Does the image exist? Exit 0 yes, 1 no, 3 cannot tell (flytekit's `None`: registry
     /// unreachable, stalled, credentials refused), 2 bad input. Asks the registry directly
     /// (no daemon), or the local daemon for a spec without a registry.
@@ -151,12 +171,6 @@ pub struct BuildArgs {
     pub render: RenderFlags,
     #[command(flatten)]
     pub timeouts: TimeoutFlags,
-    /// When whether the image exists cannot be told (registry unreachable, stalled,
-    /// credentials refused): assume it does and exit 0, as flytekit's engine does, instead
-    /// of failing with exit 3 (also `FLYTE_IMG_FAST_FAIL=false`). The flytekit plugin passes
-    /// it unless `FLYTE_IMG_FAST_FAIL` is true.
-    #[arg(long)]
-    pub assume_exists: bool,
     /// Keep the image in the daemon; do not push (also `FLYTE_PUSH_IMAGE_SPEC=false`).
     #[arg(long)]
     pub no_push: bool,
@@ -172,6 +186,12 @@ pub struct BuildArgs {
     /// dependency image without a daemon (a spec without `commands`, with source files).
     #[arg(long, value_name = "KIND:PATH")]
     pub output: Option<imagespec::registry::layout::OutputTarget>,
+    /// When the registry (or daemon) cannot tell whether the image exists, assume it does and
+    /// build nothing, as flytekit's engine does (also `FLYTE_IMG_FAST_FAIL=false`). Without
+    /// it, "cannot tell" fails with exit 3. The flytekit plugin passes it unless
+    /// `FLYTE_IMG_FAST_FAIL` is true.
+    #[arg(long)]
+    pub assume_exists: bool,
     /// Nested base specs are built already (by the caller, e.g. flytekit's ImageBuildEngine):
     /// they name the image's base and enter its id and tag, but are neither looked up nor
     /// built, also not with `--force`.
@@ -183,4 +203,53 @@ pub struct BuildArgs {
     /// Only errors on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub render: RenderFlags,
+    /// Plan as `build --no-push` would run.
+    #[arg(long)]
+    pub no_push: bool,
+    /// Plan as `build --force` would run.
+    #[arg(long)]
+    pub force: bool,
+    /// Plan as `build --no-fast-path` would run.
+    #[arg(long)]
+    pub no_fast_path: bool,
+    /// Plan as `build --output ...` would run (the image written to disk).
+    #[arg(long)]
+    pub output: bool,
+    /// Plan as `build --assume-exists` would run.
+    #[arg(long)]
+    pub assume_exists: bool,
+    /// Plan as `build --bases-built` would run (nested base specs not planned).
+    #[arg(long)]
+    pub bases_built: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
+    /// One JSON object per line per image, bases first, the requested image last.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub render: RenderFlags,
+    /// The image to compare with (any registry; its platform image for the spec's first
+    /// platform when it is an index).
+    #[arg(long, value_name = "IMAGE")]
+    pub against: Option<String>,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
+    /// One JSON object: `fields` [{field, before, after}], `files` {added, removed,
+    /// changed}, `renamed`, `dependencies_changed`.
+    #[arg(long)]
+    pub json: bool,
 }

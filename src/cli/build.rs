@@ -22,13 +22,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         (None, true) => file.images()?,
         (key, _) => vec![file.select(key.as_deref())?],
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::System {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
+    let runtime = super::runtime()?;
     for (_, spec) in chosen {
         let mut options = BuildOptions::from_env(
             super::render::options(&args.render),
@@ -48,7 +42,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
 }
 
 fn report(outcome: &BuildOutcome, progress: &Progress) {
-    progress.json(json!({"event": "result", "image": outcome.image, "id": outcome.id, "tag": outcome.tag, "action": outcome.action, "pushed": outcome.pushed, "seconds": outcome.seconds, "base": outcome.base}));
+    progress.json(json!({"event": "result", "image": outcome.image, "id": outcome.id, "tag": outcome.tag, "action": outcome.action, "strategy": outcome.strategy, "reason": outcome.reason, "pushed": outcome.pushed, "seconds": outcome.seconds, "base": outcome.base}));
     if progress.mode() == imagespec::progress::Mode::Json {
         return;
     }

@@ -10,13 +10,7 @@ pub fn run(exists: &ExistsArgs) -> Result<bool, Error> {
     let file = super::load(args)?;
     let (_, spec) = file.select(args.image.as_deref())?;
     let tag = imagespec::tag::compute(spec, &super::tag_options(args, spec)?)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::System {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
+    let runtime = super::runtime()?;
     let timeouts = exists.timeouts.timeouts();
     match runtime.block_on(imagespec::build::exists(spec, &tag.image, timeouts))? {
         Existence::Yes => {

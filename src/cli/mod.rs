@@ -3,23 +3,49 @@
 pub mod args;
 mod build;
 mod exists;
+mod explain;
 mod inspect;
+mod plan;
 mod render;
 mod tag;
 
 use imagespec::{Error, SpecFile, TagOptions};
 use std::path::Path;
 
-/// Runs a parsed command line; `Ok(false)` is a "no" answer (exit 1), not an error.
-pub fn run(cli: args::Cli) -> Result<bool, Error> {
+/// Runs a parsed command line and gives its exit code; a "no" answer is exit 1, not an
+/// error.
+pub fn run(cli: args::Cli) -> Result<u8, Error> {
+    let answer = |yes: bool| if yes { 0 } else { 1 };
     match cli.command {
-        args::Command::Inspect(a) => inspect::run(&a).map(|()| true),
-        args::Command::Tag(a) => tag::run(&a).map(|()| true),
-        args::Command::Render(a) => render::run(&a).map(|()| true),
-        args::Command::Build(a) => build::run(&a).map(|()| true),
-        args::Command::Exists(a) => exists::run(&a),
-        args::Command::IsContainer(a) => exists::is_container(&a),
+        args::Command::Inspect(a) => inspect::run(&a).map(|()| 0),
+        args::Command::Tag(a) => tag::run(&a).map(|()| 0),
+        args::Command::Render(a) => render::run(&a).map(|()| 0),
+        args::Command::Build(a) => build::run(&a).map(|()| 0),
+        args::Command::Plan(a) => plan::run(&a).map(|code| code as u8),
+        args::Command::Explain(a) => explain::run(&a).map(|()| 0),
+        args::Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = args::Cli::command();
+            // Into a buffer first: clap_complete panics on a closed stdout (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "imagespec", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(0)
+        }
+        args::Command::Exists(a) => exists::run(&a).map(answer),
+        args::Command::IsContainer(a) => exists::is_container(&a).map(answer),
     }
+}
+
+/// The async runtime the network commands run on.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::System {
+            context: "starting the async runtime".into(),
+            source,
+        })
 }
 
 /// The tag options from `--modules-from` / `--entry` for `spec`.

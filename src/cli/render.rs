@@ -3,6 +3,7 @@
 use super::args::{RenderArgs, RenderFlags};
 use imagespec::Error;
 use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Flavor, RenderOptions};
+use imagespec::engine::Builder;
 
 /// The render options the flags ask for.
 pub fn options(flags: &RenderFlags) -> RenderOptions {
@@ -32,8 +33,9 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let (_, spec) = file.select(args.spec.image.as_deref())?;
     let tag_options = super::tag_options(&args.spec, spec)?;
     let tag = imagespec::tag::compute(spec, &tag_options)?;
-    let (written, files) = match args.builder.as_deref().or(spec.builder.as_deref()) {
-        Some("envd") => {
+    let builder = args.builder.as_deref().or(spec.builder.as_deref());
+    let (written, files) = match builder.map(Builder::parse) {
+        Some(Builder::Envd) => {
             let plan = EnvdPlan::new(spec, &tag, &options(&args.render))?;
             plan.write(&args.output)?;
             (BUILD_ENVD, plan.files.len())

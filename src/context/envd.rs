@@ -127,12 +127,18 @@ impl EnvdPlan {
         let compat = options.flavor == Flavor::FlytekitCompat;
         // `if image_spec.python_exec is not None`: an empty string is refused too.
         if spec.python_exec.is_some() {
-            return Err(PlanError::EnvdPythonExec { name });
+            return Err(PlanError::EnvdPythonExec {
+                at: spec.at("python_exec"),
+                name,
+            });
         }
         let python_version = spec.python_version.as_ref().filter(|v| **v != Scalar::None);
         let cuda = match spec.cuda.as_ref().filter(|c| truthy(c)) {
             Some(_) if python_version.is_none() => {
-                return Err(PlanError::EnvdCudaWithoutPythonVersion { name });
+                return Err(PlanError::EnvdCudaWithoutPythonVersion {
+                    at: spec.at("cuda"),
+                    name,
+                });
             }
             Some(version) => Some(CudaInstall {
                 version: version.to_string(),
@@ -196,7 +202,12 @@ impl EnvdPlan {
                 if !path.is_file() {
                     let source =
                         std::io::Error::new(std::io::ErrorKind::NotFound, "not a readable file");
-                    return Err(PlanError::Requirements { name, path, source });
+                    return Err(PlanError::Requirements {
+                        at: spec.at("requirements"),
+                        name,
+                        path,
+                        source,
+                    });
                 }
                 files.push(ContextFile::Copy {
                     from: path,
@@ -235,6 +246,7 @@ impl EnvdPlan {
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
                 return Err(PlanError::CopyPath {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                 });
@@ -255,6 +267,7 @@ impl EnvdPlan {
                     // directories kept.
                     copytree(&entry.path, &posix, &mut files, &mut Vec::new()).map_err(|path| {
                         PlanError::CopySpecial {
+                            at: spec.copy_entry_at(written),
                             name: name.clone(),
                             entry: written.clone(),
                             path,
@@ -289,6 +302,7 @@ impl EnvdPlan {
                 }
             } else {
                 return Err(PlanError::CopyMissing {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                     dir: spec.dir().to_path_buf(),

@@ -30,65 +30,86 @@ pub use plan::{
 };
 pub use write::{CONTEXT_MTIME, WriteError};
 
+use crate::spec::FieldAt;
+
 /// A spec the builder cannot turn into a Dockerfile, as flytekit's builder would refuse it.
+/// Each variant says where the field at fault was written (`at`).
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "image `{name}`: `cuda`/`cudnn` are not used by the default builder: install GPU libraries from PyPI or conda (`nvidia` channel), or use a `base_image` with CUDA preinstalled (flytekit refuses this spec too)"
+        "{at}: image `{name}`: `cuda`/`cudnn` are not used by the default builder: install GPU libraries from PyPI or conda (`nvidia` channel), or use a `base_image` with CUDA preinstalled (flytekit refuses this spec too)"
     )]
-    Cuda { name: String },
-    #[error("image `{name}`: `{field}` is not supported together with `python_exec`")]
-    CondaWithPythonExec { name: String, field: &'static str },
+    Cuda { at: FieldAt, name: String },
+    #[error("{at}: image `{name}`: `{field}` is not supported together with `python_exec`")]
+    CondaWithPythonExec {
+        at: FieldAt,
+        name: String,
+        field: &'static str,
+    },
     #[error(
-        "image `{name}`: `requirements = {lock}` and `packages` are mutually exclusive (lock files pin everything)"
+        "{at}: image `{name}`: `requirements = {lock}` and `packages` are mutually exclusive (lock files pin everything)"
     )]
-    LockWithPackages { name: String, lock: String },
-    #[error("image `{name}`: to use {lock}, put a pyproject.toml next to it ({} is missing)", missing.display())]
+    LockWithPackages {
+        at: FieldAt,
+        name: String,
+        lock: String,
+    },
+    #[error("{at}: image `{name}`: to use {lock}, put a pyproject.toml next to it ({} is missing)", missing.display())]
     MissingPyproject {
+        at: FieldAt,
         name: String,
         lock: String,
         missing: std::path::PathBuf,
     },
     #[error(
-        "image `{name}`: `copy` entry `{entry}`: absolute paths and paths with `..` are not allowed"
+        "{at}: image `{name}`: `copy` entry `{entry}`: absolute paths and paths with `..` are not allowed"
     )]
-    CopyPath { name: String, entry: String },
-    #[error("image `{name}`: `copy` entry `{entry}`: {} is a dangling symlink, a special file or a directory link loop, which cannot be copied", path.display())]
+    CopyPath {
+        at: FieldAt,
+        name: String,
+        entry: String,
+    },
+    #[error("{at}: image `{name}`: `copy` entry `{entry}`: {} is a dangling symlink, a special file or a directory link loop, which cannot be copied", path.display())]
     CopySpecial {
+        at: FieldAt,
         name: String,
         entry: String,
         path: std::path::PathBuf,
     },
-    #[error("image `{name}`: `copy` entry `{entry}` does not exist (relative to {})", dir.display())]
+    #[error("{at}: image `{name}`: `copy` entry `{entry}` does not exist (relative to {})", dir.display())]
     CopyMissing {
+        at: FieldAt,
         name: String,
         entry: String,
         dir: std::path::PathBuf,
     },
-    #[error("image `{name}`: requirements file {}: {source}", path.display())]
+    #[error("{at}: image `{name}`: requirements file {}: {source}", path.display())]
     Requirements {
+        at: FieldAt,
         name: String,
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("image `{name}`: `pip_secret_mounts` source {} does not exist", path.display())]
+    #[error("{at}: image `{name}`: `pip_secret_mounts` source {} does not exist", path.display())]
     SecretMissing {
+        at: FieldAt,
         name: String,
         path: std::path::PathBuf,
     },
-    #[error("image `{name}`: `builder_options.{key}`: expected {expected}")]
+    #[error("{at}: image `{name}`: expected {expected} for `{key}`")]
     BuilderOption {
+        at: FieldAt,
         name: String,
         key: &'static str,
         expected: &'static str,
     },
     #[error(
-        "image `{name}`: `python_exec` is not supported by the envd builder (flytekit refuses it too): remove it, or use the default builder"
+        "{at}: image `{name}`: `python_exec` is not supported by the envd builder (flytekit refuses it too): remove it, or use the default builder"
     )]
-    EnvdPythonExec { name: String },
+    EnvdPythonExec { at: FieldAt, name: String },
     #[error(
-        "image `{name}`: `cuda` needs `python_version` with the envd builder (flytekit: \"python_version is required when cuda and cudnn are specified\")"
+        "{at}: image `{name}`: `cuda` needs `python_version` with the envd builder (flytekit: \"python_version is required when cuda and cudnn are specified\")"
     )]
-    EnvdCudaWithoutPythonVersion { name: String },
+    EnvdCudaWithoutPythonVersion { at: FieldAt, name: String },
 }

@@ -125,6 +125,13 @@ pub struct BuildPlan {
     /// at the same path replaces an earlier one): the registry fast path writes exactly this
     /// as a layer.
     pub root_entries: Vec<RootEntry>,
+    /// `builder_options = { commands_before_copy = true }`: `commands` run before the source
+    /// and `copy` files are copied (they do not use them), so they belong to the dependency
+    /// image and a code-only change can be appended in the registry.
+    pub commands_before_copy: bool,
+    /// Labels set on the image besides the Dockerfile's (imagespec's record of the tag's
+    /// inputs, [`crate::explain::INPUTS_LABEL`]); not part of the dependency image.
+    pub labels: Vec<(String, String)>,
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
@@ -135,6 +142,7 @@ fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Str(s)) => Ok(Some(s.clone())),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "a string",
@@ -150,6 +158,7 @@ fn option_bool(spec: &NormalizedSpec, key: &'static str) -> Result<Option<bool>,
         None | Some(PyValue::None) => Ok(None),
         Some(PyValue::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(PlanError::BuilderOption {
+            at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
             expected: "true or false",
@@ -272,7 +281,10 @@ impl BuildPlan {
         let name = spec.name().to_string();
         let compat = options.flavor == Flavor::FlytekitCompat;
         if spec.cuda.is_some() || spec.cudnn.is_some() {
-            return Err(PlanError::Cuda { name });
+            return Err(PlanError::Cuda {
+                at: spec.origin.at_first_of(&["cuda", "cudnn"]),
+                name,
+            });
         }
         let base_image = match spec.base() {
             Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
@@ -314,6 +326,7 @@ impl BuildPlan {
             if basename == "uv.lock" || basename == "poetry.lock" {
                 if spec.packages.is_some() {
                     return Err(PlanError::LockWithPackages {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                     });
@@ -324,6 +337,7 @@ impl BuildPlan {
                     .join("pyproject.toml");
                 if !pyproject.exists() {
                     return Err(PlanError::MissingPyproject {
+                        at: spec.at("requirements"),
                         name,
                         lock: basename.into(),
                         missing: pyproject,
@@ -347,6 +361,7 @@ impl BuildPlan {
             } else {
                 let text =
                     std::fs::read_to_string(&path).map_err(|source| PlanError::Requirements {
+                        at: spec.at("requirements"),
                         name: name.clone(),
                         path: path.clone(),
                         source,
@@ -375,12 +390,14 @@ impl BuildPlan {
             if let Some(exec) = python_exec_field {
                 if spec.conda_channels.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_channels"),
                         name,
                         field: "conda_channels",
                     });
                 }
                 if spec.conda_packages.as_ref().is_some_and(|v| !v.is_empty()) {
                     return Err(PlanError::CondaWithPythonExec {
+                        at: spec.at("conda_packages"),
                         name,
                         field: "conda_packages",
                     });
@@ -480,6 +497,7 @@ impl BuildPlan {
             let parts = posix_parts(written);
             if written.starts_with('/') || parts.contains(&"..") {
                 return Err(PlanError::CopyPath {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                 });
@@ -508,6 +526,7 @@ impl BuildPlan {
                     // directories kept, although compute_digest (the tag) sees neither.
                     copytree(&entry.path, &in_context, &mut files, &mut Vec::new()).map_err(
                         |path| PlanError::CopySpecial {
+                            at: spec.copy_entry_at(written),
                             name: name.clone(),
                             entry: written.clone(),
                             path,
@@ -554,6 +573,7 @@ impl BuildPlan {
                 ));
             } else {
                 return Err(PlanError::CopyMissing {
+                    at: spec.copy_entry_at(written),
                     name,
                     entry: written.clone(),
                     dir: spec.dir().to_path_buf(),
@@ -561,9 +581,10 @@ impl BuildPlan {
             }
         }
 
-        for s in &secrets {
+        for (i, s) in secrets.iter().enumerate() {
             if !s.source.exists() {
                 return Err(PlanError::SecretMissing {
+                    at: spec.at(&format!("pip_secret_mounts[{i}]")),
                     name,
                     path: s.source.clone(),
                 });
@@ -575,6 +596,10 @@ impl BuildPlan {
             options.ca_bundle.clone()
         };
 
+        // imagespec's own option (flytekit hashes builder_options like any other, so names
+        // stay flytekit's); flytekit's own Dockerfile keeps its order.
+        let commands_before_copy =
+            !compat && option_bool(spec, "commands_before_copy")?.unwrap_or(false);
         let uv_image =
             builder_config_str(spec, "uv_image").unwrap_or_else(|| DEFAULT_UV_IMAGE.into());
         let micromamba_image = builder_config_str(spec, "micromamba_image")
@@ -606,6 +631,8 @@ impl BuildPlan {
             ca_bundle,
             files,
             root_entries,
+            commands_before_copy,
+            labels: Vec::new(),
         })
     }
 }
@@ -617,16 +644,6 @@ impl BuildPlan {
 pub const DEPENDENCY_LABEL: &str = "org.imagespec.dependency-image";
 
 impl BuildPlan {
-    /// Whether the image is its dependency image plus the files under `/root` and the
-    /// `_F_IMG_ID` variable, so that a code-only change can be appended to the dependency
-    /// image instead of rebuilt. Not when `commands` run after the files are copied (they
-    /// may use them), not for flytekit's own Dockerfile, and only when something is copied.
-    pub fn appendable(&self) -> bool {
-        self.flavor == Flavor::Imagespec
-            && self.run_commands.is_empty()
-            && !self.root_entries.is_empty()
-    }
-
     /// The plan of the dependency image: everything but the source and `copy` files and
     /// `_F_IMG_ID` (which come last in the Dockerfile, so the image differs from the
     /// dependency image by exactly them).
@@ -635,6 +652,7 @@ impl BuildPlan {
         deps.source = None;
         deps.copy_commands.clear();
         deps.root_entries.clear();
+        deps.labels.clear();
         deps.image_id.clear();
         deps.files.retain(|f| {
             let to = match f {

@@ -73,6 +73,7 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
                 copy_source => plan.source.is_some(),
                 copy_commands => plan.copy_commands.join("\n"),
                 run_commands => plan.run_commands,
+                commands_first => plan.commands_before_copy,
                 image_id => plan.image_id,
             })
         })

@@ -3,8 +3,9 @@
 use super::error::SpecError;
 use super::model::{BaseImage, CopyMode, FIELDS, PyValue, Scalar, SecretMount, Spec};
 use super::node::{Key, Node, Pos, Value};
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use regex::Regex;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
@@ -17,6 +18,22 @@ static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The key under which a multi-image file lists its images.
 pub const IMAGES_KEY: &str = "images";
+
+/// How many specs may build on one another (inline `base_image` tables and `{ spec = KEY }`
+/// references together). Real chains are a few deep; a 3,000-image chain used to overflow
+/// the stack (and take cubic time) resolving it.
+pub const MAX_BASE_DEPTH: usize = 32;
+
+/// How many base specs `spec` builds on (0 for none), counted without recursion.
+fn base_depth(spec: &Spec) -> usize {
+    let mut depth = 0;
+    let mut current = spec;
+    while let Some(BaseImage::Spec(base)) = &current.base_image {
+        depth += 1;
+        current = base;
+    }
+    depth
+}
 
 /// The images of a file, each decoded on its own: in a multi-image file one invalid image
 /// does not hide the others (as each Python `ImageSpec(...)` stands alone).
@@ -31,7 +48,7 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
     let entries = d.map(root, "")?;
     let multi = entries.iter().any(|(k, _)| k.name == IMAGES_KEY);
     if !multi {
-        let spec = d.spec(root, "", None)?;
+        let spec = d.spec(root, "", None, 0)?;
         return Ok((IndexMap::from([(String::new(), Ok(spec))]), false));
     }
     if let Some((k, _)) = entries.iter().find(|(k, _)| k.name != IMAGES_KEY) {
@@ -53,58 +70,100 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
             "names no image; add e.g. `[images.app]`",
         ));
     }
-    let names: Vec<&str> = images.iter().map(|(k, _)| k.name.as_str()).collect();
+    let names: IndexSet<&str> = images.iter().map(|(k, _)| k.name.as_str()).collect();
     let mut raw: IndexMap<String, Result<Spec, SpecError>> = IndexMap::new();
     let mut refs: IndexMap<String, (String, Pos)> = IndexMap::new();
     for (key, node) in images {
         let path = format!("{IMAGES_KEY}.{}", key.name);
         let mut reference = None;
-        let spec = d.spec(node, &path, Some((&names, &mut reference)));
+        let spec = d.spec(node, &path, Some((&names, &mut reference)), 0);
         if let Some(r) = reference {
             refs.insert(key.name.clone(), r);
         }
         raw.insert(key.name.clone(), spec);
     }
     let mut resolved = IndexMap::new();
+    let mut done = HashMap::new();
     for name in raw.keys() {
-        resolved.insert(
-            name.clone(),
-            resolve(&d, name, &raw, &refs, &mut Vec::new()),
-        );
+        let spec = resolve(&d, name, &raw, &refs, &mut Vec::new(), &mut done);
+        resolved.insert(name.clone(), spec);
     }
     Ok((resolved, true))
 }
 
+/// Resolves `name`'s `{ spec = KEY }` reference, recursively; `seen` is the chain of images
+/// that led here, `done` the images resolved so far (so a long chain is walked once).
 fn resolve(
     d: &Decoder,
     name: &str,
     raw: &IndexMap<String, Result<Spec, SpecError>>,
     refs: &IndexMap<String, (String, Pos)>,
     seen: &mut Vec<String>,
+    done: &mut HashMap<String, Result<Spec, SpecError>>,
 ) -> Result<Spec, SpecError> {
-    let mut spec = match &raw[name] {
-        Ok(spec) => spec.clone(),
-        Err(e) => return Err(e.clone()),
-    };
-    if let Some((target, pos)) = refs.get(name) {
-        if seen.iter().any(|s| s == target) || target == name {
-            seen.push(name.to_string());
-            return Err(d.invalid(
-                *pos,
-                &format!("{IMAGES_KEY}.{name}.base_image.spec"),
-                &format!("images form a cycle: {} -> {target}", seen.join(" -> ")),
-            ));
-        }
-        seen.push(name.to_string());
-        let base = resolve(d, target, raw, refs, seen)?;
-        seen.pop();
-        spec.base_image = Some(BaseImage::Spec(Box::new(base)));
+    if let Some(result) = done.get(name) {
+        return result.clone();
     }
+    let result = resolve_uncached(d, name, raw, refs, seen, done);
+    // A failure deeper in a chain may be the chain's (a cycle, too deep), not this image's:
+    // only results for a whole chain, or successes, are kept.
+    if seen.is_empty() || result.is_ok() {
+        done.insert(name.to_string(), result.clone());
+    }
+    result
+}
+
+fn resolve_uncached(
+    d: &Decoder,
+    name: &str,
+    raw: &IndexMap<String, Result<Spec, SpecError>>,
+    refs: &IndexMap<String, (String, Pos)>,
+    seen: &mut Vec<String>,
+    done: &mut HashMap<String, Result<Spec, SpecError>>,
+) -> Result<Spec, SpecError> {
+    let written = raw[name].as_ref().map_err(Clone::clone)?;
+    let Some((target, pos)) = refs.get(name) else {
+        return Ok(written.clone());
+    };
+    let field = format!("{IMAGES_KEY}.{name}.base_image.spec");
+    if seen.iter().any(|s| s == target) || target == name {
+        seen.push(name.to_string());
+        return Err(d.invalid(
+            *pos,
+            &field,
+            &format!("images form a cycle: {} -> {target}", seen.join(" -> ")),
+        ));
+    }
+    // Checked before recursing: the stack holds at most MAX_BASE_DEPTH frames.
+    if seen.len() >= MAX_BASE_DEPTH {
+        return Err(chain_too_deep(d, *pos, &field, seen, name));
+    }
+    seen.push(name.to_string());
+    let base = resolve(d, target, raw, refs, seen, done);
+    seen.pop();
+    let base = base?;
+    if seen.len() + 1 + base_depth(&base) > MAX_BASE_DEPTH {
+        return Err(chain_too_deep(d, *pos, &field, seen, name));
+    }
+    let mut spec = written.clone();
+    spec.base_image = Some(BaseImage::Spec(Box::new(base)));
     Ok(spec)
 }
 
+fn chain_too_deep(d: &Decoder, pos: Pos, field: &str, seen: &[String], name: &str) -> SpecError {
+    let start = seen.first().map_or(name, String::as_str);
+    d.invalid(
+        pos,
+        field,
+        &format!(
+            "`{start}` builds on more than {MAX_BASE_DEPTH} nested base specs; build a base \
+             image and name it in `base_image` instead"
+        ),
+    )
+}
+
 /// The image keys of a multi-image file, and where to record a `{ spec = KEY }` reference.
-type ReferenceSlot<'a> = (&'a [&'a str], &'a mut Option<(String, Pos)>);
+type ReferenceSlot<'a> = (&'a IndexSet<&'a str>, &'a mut Option<(String, Pos)>);
 type References<'a> = Option<ReferenceSlot<'a>>;
 
 struct Decoder {
@@ -219,8 +278,17 @@ impl Decoder {
             .collect()
     }
 
-    fn spec(&self, node: &Node, path: &str, mut refs: References<'_>) -> Result<Spec, SpecError> {
+    fn spec(
+        &self,
+        node: &Node,
+        path: &str,
+        mut refs: References<'_>,
+        depth: usize,
+    ) -> Result<Spec, SpecError> {
         let mut spec = Spec::default();
+        spec.origin.file = self.file.clone();
+        spec.origin.path = path.to_string();
+        spec.origin.pos = node.pos;
         for (key, value) in self.map(node, path)? {
             let field = join(path, &key.name);
             let f = field.as_str();
@@ -231,6 +299,7 @@ impl Decoder {
                 }
                 continue;
             }
+            record_positions(&mut spec.origin.fields, &key.name, value);
             match key.name.as_str() {
                 "name" => spec.name = Some(self.string(value, f)?),
                 "python_version" => spec.python_version = Some(self.scalar(value, f, false)?),
@@ -264,7 +333,9 @@ impl Decoder {
                 "apt_packages" => spec.apt_packages = Some(self.strings(value, f)?),
                 "cuda" => spec.cuda = Some(self.scalar(value, f, false)?),
                 "cudnn" => spec.cudnn = Some(self.scalar(value, f, false)?),
-                "base_image" => spec.base_image = Some(self.base_image(value, f, refs.as_mut())?),
+                "base_image" => {
+                    spec.base_image = Some(self.base_image(value, f, refs.as_mut(), depth)?)
+                }
                 "platform" => spec.platform = Some(self.string(value, f)?),
                 "pip_index" => spec.pip_index = Some(self.string(value, f)?),
                 "pip_extra_index_url" => spec.pip_extra_index_url = Some(self.strings(value, f)?),
@@ -315,6 +386,7 @@ impl Decoder {
         node: &Node,
         field: &str,
         refs: Option<&mut ReferenceSlot<'_>>,
+        depth: usize,
     ) -> Result<BaseImage, SpecError> {
         match &node.value {
             Value::Str(s) => Ok(BaseImage::Ref(s.clone())),
@@ -330,14 +402,27 @@ impl Decoder {
                         &join(field, "spec"),
                         &format!(
                             "no image `{target_name}` in this file; it has: {}",
-                            names.join(", ")
+                            names.iter().copied().collect::<Vec<_>>().join(", ")
                         ),
                     ));
                 }
                 **slot = Some((target_name, target.pos));
                 Ok(BaseImage::Ref(String::new()))
             }
-            Value::Map(_) => Ok(BaseImage::Spec(Box::new(self.spec(node, field, None)?))),
+            Value::Map(_) if depth >= MAX_BASE_DEPTH => Err(self.invalid(
+                node.pos,
+                &shortened(field),
+                &format!(
+                    "base images nest more than {MAX_BASE_DEPTH} levels deep; build a base \
+                     image and name it in `base_image` instead"
+                ),
+            )),
+            Value::Map(_) => Ok(BaseImage::Spec(Box::new(self.spec(
+                node,
+                field,
+                None,
+                depth + 1,
+            )?))),
             _ => Err(self.type_error(node, field, "an image reference (string) or a spec (table)")),
         }
     }
@@ -367,6 +452,34 @@ impl Decoder {
     }
 }
 
+/// `field` with at most 8 dotted parts, for a field nested very deep.
+fn shortened(field: &str) -> String {
+    let parts: Vec<&str> = field.split('.').collect();
+    if parts.len() <= 8 {
+        field.to_string()
+    } else {
+        format!("{}...", parts[..8].join("."))
+    }
+}
+
+/// Keeps where `field` was written, and its items for the fields whose items errors name.
+fn record_positions(fields: &mut IndexMap<String, Pos>, field: &str, value: &Node) {
+    fields.insert(field.to_string(), value.pos);
+    match (field, &value.value) {
+        ("copy" | "pip_secret_mounts", Value::List(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                fields.insert(format!("{field}[{i}]"), item.pos);
+            }
+        }
+        ("builder_options" | "builder_config", Value::Map(entries)) => {
+            for (key, item) in entries {
+                fields.insert(format!("{field}.{}", key.name), item.pos);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Names a found value for an error message, with its text when it is short.
 fn describe(value: &Value) -> String {
     match value {
@@ -376,5 +489,62 @@ fn describe(value: &Value) -> String {
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Date(d) => format!("the date {} (quote it to make it a string)", d.text),
         other => other.kind().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{MAX_BASE_DEPTH, SpecFile};
+    use std::path::Path;
+
+    fn inline_chain(depth: usize) -> String {
+        let mut text = String::from("name = \"top\"\nbase_image = ");
+        text.push_str(&"{ base_image = ".repeat(depth - 1));
+        text.push_str("{ name = \"bottom\" }");
+        text.push_str(&" }".repeat(depth - 1));
+        text.push('\n');
+        text
+    }
+
+    fn images_chain(len: usize) -> String {
+        let mut text = String::from("[images.i0]\nname = \"root\"\n");
+        for i in 1..len {
+            text.push_str(&format!(
+                "[images.i{i}]\nbase_image = {{ spec = \"i{}\" }}\n",
+                i - 1
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn base_specs_nest_up_to_the_limit() {
+        let at_limit = SpecFile::parse(Path::new("s.toml"), &inline_chain(MAX_BASE_DEPTH));
+        assert!(at_limit.unwrap().select(None).is_ok());
+        let past = SpecFile::parse(Path::new("s.toml"), &inline_chain(MAX_BASE_DEPTH + 1));
+        let err = past.unwrap_err().to_string();
+        assert!(err.contains("base images nest more than 32"), "{err}");
+    }
+
+    #[test]
+    fn image_chains_resolve_up_to_the_limit_in_any_order() {
+        let text = images_chain(MAX_BASE_DEPTH + 5);
+        let file = SpecFile::parse(Path::new("s.toml"), &text).unwrap();
+        let last_ok = format!("i{MAX_BASE_DEPTH}");
+        assert!(file.select(Some(&last_ok)).is_ok());
+        let first_bad = format!("i{}", MAX_BASE_DEPTH + 1);
+        let err = file.select(Some(&first_bad)).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`{first_bad}` builds on more than 32")),
+            "{err}"
+        );
+        assert!(file.select(Some("i36")).is_err());
+        // Listed deepest first, resolution recurses at most MAX_BASE_DEPTH deep.
+        let mut parts: Vec<&str> = text.split("[images.").filter(|s| !s.is_empty()).collect();
+        parts.reverse();
+        let reversed: String = parts.iter().map(|s| format!("[images.{s}")).collect();
+        let file = SpecFile::parse(Path::new("s.toml"), &reversed).unwrap();
+        assert!(file.select(Some(&last_ok)).is_ok());
+        assert!(file.select(Some("i36")).is_err());
     }
 }

@@ -19,13 +19,18 @@ pub mod json;
 mod model;
 mod node;
 mod normalize;
+mod origin;
+pub mod reference;
 pub mod toml;
 pub mod yaml;
 
+pub use decode::MAX_BASE_DEPTH;
 pub use error::SpecError;
 pub use model::{BaseImage, CopyMode, FIELDS, PyValue, Scalar, SecretMount, Spec};
-pub use node::{Key, Node, Pos, Value};
+pub use node::{Key, LineIndex, MAX_DEPTH, Node, Pos, Value};
 pub use normalize::{NormalizedBase, NormalizedSpec, default_platform};
+pub use origin::{FieldAt, Origin};
+pub use reference::{ImageRef, ReferenceError, Repository};
 
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
@@ -93,7 +98,7 @@ impl SpecFile {
         let dir = spec_dir(path);
         let images = specs
             .into_iter()
-            .map(|(k, s)| (k, s.map(|s| NormalizedSpec::new(s, &dir))))
+            .map(|(k, s)| (k, s.and_then(|s| NormalizedSpec::new(s, &dir))))
             .collect();
         Ok(SpecFile {
             path: path.to_path_buf(),

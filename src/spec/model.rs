@@ -1,6 +1,7 @@
 //! The ImageSpec as written in a file: every field of flytekit 1.16's `ImageSpec`, with the
 //! Python types the file gave its values.
 
+use super::origin::{FieldAt, Origin};
 use indexmap::IndexMap;
 
 /// A value whose Python type matters to the hash: `python_version = 3.10` is the float `3.1`
@@ -141,6 +142,28 @@ pub struct Spec {
     pub runtime_packages: Option<Vec<String>>,
     pub builder_options: Option<Vec<(String, PyValue)>>,
     pub builder_config: Option<Vec<(String, PyValue)>>,
+    /// Where the spec and its fields were written (not part of any hash).
+    pub origin: Origin,
+}
+
+impl Spec {
+    /// Where `field` (`copy`, `copy[1]`, `builder_options.x`) was written, for an error.
+    pub fn at(&self, field: &str) -> FieldAt {
+        self.origin.at(field)
+    }
+
+    /// Where the `copy` entry written as `entry` is.
+    pub fn copy_entry_at(&self, entry: &str) -> FieldAt {
+        match self
+            .copy
+            .iter()
+            .flatten()
+            .position(|written| written == entry)
+        {
+            Some(i) => self.at(&format!("copy[{i}]")),
+            None => self.at("copy"),
+        }
+    }
 }
 
 /// The field names of flytekit's `ImageSpec`, in declaration order (the order of its hash).

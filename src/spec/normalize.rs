@@ -1,6 +1,9 @@
-//! Defaults and normalisation exactly as flytekit's `ImageSpec.__post_init__` applies them.
+//! Defaults and normalisation exactly as flytekit's `ImageSpec.__post_init__` applies them,
+//! and the image names parsed by the OCI grammar (see [`super::reference`]).
 
+use super::error::SpecError;
 use super::model::{BaseImage, CopyMode, Spec};
+use super::reference::{ImageRef, ReferenceError, Registry, Repository};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
@@ -17,12 +20,14 @@ pub fn default_platform(registry: Option<&str>, host_arch: &str) -> &'static str
 
 /// A spec after `__post_init__`: `name` and `registry` lower-cased, `platform` and
 /// `source_copy_mode` defaulted, nested base specs normalised too. Relative paths in it are
-/// relative to [`NormalizedSpec::dir`].
+/// relative to [`NormalizedSpec::dir`]. Its image names (`[registry/]name`, a `base_image`
+/// reference) are valid by the OCI distribution grammar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormalizedSpec {
     spec: Spec,
     base: Option<NormalizedBase>,
     dir: PathBuf,
+    repository: Repository,
 }
 
 /// A normalised `base_image`.
@@ -33,8 +38,9 @@ pub enum NormalizedBase {
 }
 
 impl NormalizedSpec {
-    /// Normalises `spec`, whose relative paths are relative to `dir`.
-    pub fn new(mut spec: Spec, dir: &Path) -> NormalizedSpec {
+    /// Normalises `spec`, whose relative paths are relative to `dir`; fails on an image
+    /// name (`registry`, `name`, `base_image`) no registry would accept.
+    pub fn new(mut spec: Spec, dir: &Path) -> Result<NormalizedSpec, SpecError> {
         spec.name = Some(spec.name.as_deref().unwrap_or("flytekit").to_lowercase());
         if let Some(registry) = spec.registry.as_mut() {
             *registry = registry.to_lowercase();
@@ -46,15 +52,45 @@ impl NormalizedSpec {
         if spec.source_root.is_some() && spec.source_copy_mode.is_none() {
             spec.source_copy_mode = Some(CopyMode::LoadedModules);
         }
-        let base = spec.base_image.take().map(|b| match b {
-            BaseImage::Ref(r) => NormalizedBase::Ref(r),
-            BaseImage::Spec(s) => NormalizedBase::Spec(Box::new(NormalizedSpec::new(*s, dir))),
-        });
-        NormalizedSpec {
+        let invalid = |field: &str, e: ReferenceError| {
+            let at = spec.at(field);
+            SpecError::Type {
+                file: at.file().to_path_buf(),
+                pos: at.pos(),
+                field: at.field().to_string(),
+                expected: e.expected,
+                found: e.found,
+            }
+        };
+        let registry = Registry::parse(spec.registry.as_deref().unwrap_or(""))
+            .map_err(|e| invalid("registry", e))?;
+        let name = spec.name.as_deref().unwrap_or("flytekit");
+        let repository =
+            Repository::new(registry.as_ref(), name).map_err(|e| invalid("name", e))?;
+        if let Some(BaseImage::Ref(r)) = &spec.base_image
+            && !r.is_empty()
+        {
+            r.parse::<ImageRef>()
+                .map_err(|e| invalid("base_image", e))?;
+        }
+        let base = match spec.base_image.take() {
+            None => None,
+            Some(BaseImage::Ref(r)) => Some(NormalizedBase::Ref(r)),
+            Some(BaseImage::Spec(s)) => Some(NormalizedBase::Spec(Box::new(NormalizedSpec::new(
+                *s, dir,
+            )?))),
+        };
+        Ok(NormalizedSpec {
             spec,
             base,
             dir: dir.to_path_buf(),
-        }
+            repository,
+        })
+    }
+
+    /// The image's repository, `[registry/]name`, parsed.
+    pub fn repository(&self) -> &Repository {
+        &self.repository
     }
 
     /// The lower-cased image name.

@@ -1,6 +1,9 @@
 //! TOML spec files → [`Node`] tree, typed as Python's `tomllib` types them.
+//!
+//! The `toml` crate bounds nesting itself (80 levels); [`MAX_DEPTH`] is checked here too, so
+//! all three formats give the same limit.
 
-use super::node::{DateValue, Key, Node, Pos, Value};
+use super::node::{DateValue, Key, LineIndex, MAX_DEPTH, Node, Pos, Segment, Value, too_deep};
 use ::toml::Spanned;
 use ::toml::de::{DeTable, DeValue};
 
@@ -13,34 +16,51 @@ pub struct SyntaxError {
 
 /// Parses a TOML document.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let index = LineIndex::new(text);
     let table = DeTable::parse(text).map_err(|e| SyntaxError {
-        pos: Pos::at_offset(text, e.span().map_or(0, |s| s.start)),
+        pos: index.pos(e.span().map_or(0, |s| s.start)),
         message: e.message().trim().to_string(),
     })?;
     let pos = Pos { line: 1, col: 1 };
     Ok(Node {
-        value: convert_table(text, table.get_ref()),
+        value: convert_table(&index, table.get_ref(), pos, &mut Vec::new())?,
         pos,
     })
 }
 
-fn convert_table(text: &str, table: &DeTable<'_>) -> Value {
-    Value::Map(
-        table
-            .iter()
-            .map(|(k, v)| {
-                let key = Key {
-                    name: k.get_ref().to_string(),
-                    pos: Pos::at_offset(text, k.span().start),
-                };
-                (key, convert(text, v))
-            })
-            .collect(),
-    )
+/// `path` is the way to the value converted (its length the depth), for the depth error.
+fn convert_table<'t>(
+    index: &LineIndex<'_>,
+    table: &'t DeTable<'_>,
+    pos: Pos,
+    path: &mut Vec<Segment<'t>>,
+) -> Result<Value, SyntaxError> {
+    if path.len() >= MAX_DEPTH {
+        return Err(SyntaxError {
+            pos,
+            message: too_deep(path),
+        });
+    }
+    let mut entries = Vec::with_capacity(table.len());
+    for (k, v) in table.iter() {
+        let key = Key {
+            name: k.get_ref().to_string(),
+            pos: index.pos(k.span().start),
+        };
+        path.push(Segment::Key(k.get_ref()));
+        let node = convert(index, v, path)?;
+        path.pop();
+        entries.push((key, node));
+    }
+    Ok(Value::Map(entries))
 }
 
-fn convert(text: &str, spanned: &Spanned<DeValue<'_>>) -> Node {
-    let pos = Pos::at_offset(text, spanned.span().start);
+fn convert<'t>(
+    index: &LineIndex<'_>,
+    spanned: &'t Spanned<DeValue<'_>>,
+    path: &mut Vec<Segment<'t>>,
+) -> Result<Node, SyntaxError> {
+    let pos = index.pos(spanned.span().start);
     let value = match spanned.get_ref() {
         DeValue::String(s) => Value::Str(s.to_string()),
         // The parser has validated both: digits in the given radix, and a float literal.
@@ -67,8 +87,43 @@ fn convert(text: &str, spanned: &Spanned<DeValue<'_>>) -> Node {
                 ::toml::value::Offset::Custom { minutes } => i64::from(minutes) * 60,
             }),
         }),
-        DeValue::Array(items) => Value::List(items.iter().map(|v| convert(text, v)).collect()),
-        DeValue::Table(t) => convert_table(text, t),
+        DeValue::Array(items) => {
+            if path.len() >= MAX_DEPTH {
+                return Err(SyntaxError {
+                    pos,
+                    message: too_deep(path),
+                });
+            }
+            let mut list = Vec::with_capacity(items.len());
+            for (i, v) in items.iter().enumerate() {
+                path.push(Segment::Index(i));
+                list.push(convert(index, v, path)?);
+                path.pop();
+            }
+            Value::List(list)
+        }
+        DeValue::Table(t) => convert_table(index, t, pos, path)?,
     };
-    Node { value, pos }
+    Ok(Node { value, pos })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_bounded_with_the_way_to_it() {
+        let ok = format!(
+            "a = {}{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(parse(&ok).is_ok());
+        let deep = format!("[t]\na = [1, {}{}]\n", "[".repeat(70), "]".repeat(70));
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.starts_with("`t.a[1][0][0]"), "{err:?}");
+        // Past the parser's own limit, its error, still located.
+        let deeper = format!("a = {}{}\n", "[".repeat(30_000), "]".repeat(30_000));
+        assert_eq!(parse(&deeper).unwrap_err().pos.line, 1);
+    }
 }

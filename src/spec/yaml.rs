@@ -7,7 +7,7 @@
 //! spec file means the same thing to imagespec as to flytekit. `<<` merge keys, anchors and
 //! aliases behave as in PyYAML.
 
-use super::node::{DateValue, Key, Node, Pos, Value};
+use super::node::{DateValue, Key, MAX_DEPTH, Node, Pos, Segment, Value, field_path, too_deep};
 use super::toml::SyntaxError;
 use regex::Regex;
 use std::collections::HashMap;
@@ -15,16 +15,32 @@ use std::sync::LazyLock;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+/// At most this many nodes may be made by expanding aliases (`*name`), and...
+pub const MAX_ALIAS_NODES: usize = 10_000;
+/// ...at most this many bytes of scalars. A 400-byte "billion laughs" file (aliases of
+/// aliases of lists) otherwise expands to billions of nodes: PyYAML shares the objects, but
+/// flytekit's `repr()` of the spec walks every one of them. Realistic specs reuse a list of
+/// packages or an `env` table a few times.
+pub const MAX_ALIAS_BYTES: usize = 4 << 20;
+
 /// Parses one YAML document (an empty document is an empty mapping).
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| SyntaxError {
-        pos: pos(e.marker()),
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    // Events are pulled one at a time rather than through `Parser::load`, which recurses once
+    // per nesting level (30,000 nested block lists overflowed the stack before any check).
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| SyntaxError {
+            pos: pos(e.marker()),
+            message: e.info().to_string(),
+        })?;
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(event, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     match builder.documents.len() {
         0 => Ok(Node {
@@ -64,10 +80,40 @@ enum Frame {
     },
 }
 
+/// What an anchored node costs each time an alias repeats it.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn of(node: &Node) -> Size {
+        let mut size = Size { nodes: 1, bytes: 0 };
+        match &node.value {
+            Value::Str(s) => size.bytes += s.len(),
+            Value::List(items) => items.iter().for_each(|n| size.add(Size::of(n))),
+            Value::Map(entries) => entries.iter().for_each(|(k, n)| {
+                size.bytes += k.name.len();
+                size.add(Size::of(n));
+            }),
+            _ => {}
+        }
+        size
+    }
+
+    fn add(&mut self, other: Size) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Size)>,
+    /// What aliases have expanded to so far.
+    expanded: Size,
     documents: Vec<Node>,
     second_document: Option<Pos>,
     error: Option<SyntaxError>,
@@ -90,7 +136,26 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => self.push(node.clone(), 0),
+                Some((node, size)) => {
+                    self.expanded.add(*size);
+                    if self.expanded.nodes > MAX_ALIAS_NODES
+                        || self.expanded.bytes > MAX_ALIAS_BYTES
+                    {
+                        self.error = Some(SyntaxError {
+                            pos: at,
+                            message: format!(
+                                "`{}`: aliases expand to more than {MAX_ALIAS_NODES} values or \
+                                 {} MB (a \"billion laughs\" document?); repeat less, or write \
+                                 the values out",
+                                field_path(&self.path()),
+                                MAX_ALIAS_BYTES >> 20
+                            ),
+                        });
+                        return;
+                    }
+                    let node = node.clone();
+                    self.push(node, 0);
+                }
                 None => {
                     self.error = Some(SyntaxError {
                         pos: at,
@@ -98,6 +163,12 @@ impl MarkedEventReceiver for Builder {
                     })
                 }
             },
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.error = Some(SyntaxError {
+                    pos: at,
+                    message: too_deep(&self.path()),
+                });
+            }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
                 anchor,
                 pos: at,
@@ -146,9 +217,24 @@ impl MarkedEventReceiver for Builder {
 }
 
 impl Builder {
+    /// The way to the value being read now, as far as keys are known.
+    fn path(&self) -> Vec<Segment<'_>> {
+        self.stack
+            .iter()
+            .filter_map(|frame| match frame {
+                Frame::Seq { items, .. } => Some(Segment::Index(items.len())),
+                Frame::Map { pending_key, .. } => match pending_key.as_ref().map(|k| &k.value) {
+                    Some(Value::Str(k)) => Some(Segment::Key(k)),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
     fn push(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = Size::of(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.documents.push(node),
@@ -510,6 +596,42 @@ mod tests {
                 ("y".into(), Value::Int(2)),
                 ("z".into(), Value::Int(0))
             ]
+        );
+    }
+
+    #[test]
+    fn aliases_expand_within_a_budget() {
+        // Nine levels of nine aliases: 9^9 values if expanded.
+        let mut doc = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let mut previous = 'a';
+        for level in 'b'..='i' {
+            let refs = vec![format!("*{previous}"); 9].join(", ");
+            doc.push_str(&format!("{level}: &{level} [{refs}]\n"));
+            previous = level;
+        }
+        let err = parse(&doc).unwrap_err();
+        assert!(
+            err.message.contains("aliases expand to more than"),
+            "{err:?}"
+        );
+        // Reusing a list of packages a few times is fine.
+        let ok = "p: &p [a, b, c]\nx: *p\ny: *p\nz: {<<: {k: *p}}\n";
+        assert!(parse(ok).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        let ok = format!("k:\n  {}x\n", "- ".repeat(MAX_DEPTH - 1));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("k:\n  {}x\n", "- ".repeat(100_000));
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.starts_with("`k[0][0]"), "{err:?}");
+        assert_eq!(
+            err.pos,
+            Pos {
+                line: 2,
+                col: 3 + 2 * (MAX_DEPTH - 1)
+            }
         );
     }
 

@@ -16,32 +16,40 @@ mod unprintable;
 pub use unprintable::UNICODE_VERSION as PYTHON_UNICODE_VERSION;
 
 use crate::source::{self, CopySet, SourceError, SourceSet};
-use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
+use crate::spec::reference::{ImageRef, ReferenceError, Tag};
+use crate::spec::{CopyMode, FieldAt, NormalizedBase, NormalizedSpec, PyValue};
 use base64::Engine;
 use md5::{Digest, Md5};
 use std::path::PathBuf;
 
-/// Why a tag could not be computed.
+/// Why a tag could not be computed. Every variant but [`TagError::Changed`] is about a
+/// field of the spec and says where it was written.
 #[derive(Debug, thiserror::Error)]
 pub enum TagError {
     #[error(
-        "image `{name}`: `source_copy_mode = {mode}` needs `source_root` (flytekit: \"Field source_root for image spec {name} must be set when copy is set\")"
+        "{at}: image `{name}`: `source_copy_mode = {mode}` needs `source_root` (flytekit: \"Field source_root for image spec {name} must be set when copy is set\")"
     )]
-    MissingSourceRoot { name: String, mode: &'static str },
+    MissingSourceRoot {
+        at: FieldAt,
+        name: String,
+        mode: &'static str,
+    },
     #[error(
-        "image `{name}`: `source_copy_mode = loaded_modules` needs the list of loaded module files: pass `--modules-from FILE` or `--entry MODULE`, or use `source_copy_mode = \"all\"`"
+        "{at}: image `{name}`: `source_copy_mode = loaded_modules` needs the list of loaded module files: pass `--modules-from FILE` or `--entry MODULE`, or use `source_copy_mode = \"all\"`"
     )]
-    MissingModules { name: String },
-    #[error("image `{name}`: `requirements`: cannot read {written} (from {}): {source}", dir.display())]
+    MissingModules { at: FieldAt, name: String },
+    #[error("{at}: image `{name}`: cannot read {written} (from {}): {source}", dir.display())]
     Requirements {
+        at: FieldAt,
         name: String,
         written: String,
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("image `{name}`: source files: {source}")]
+    #[error("{at}: image `{name}`: {source}")]
     Source {
+        at: FieldAt,
         name: String,
         #[source]
         source: SourceError,
@@ -54,8 +62,19 @@ pub enum TagError {
         before: String,
         after: String,
     },
-    #[error("image `{name}`: `tag_format`: {message}")]
-    TagFormat { name: String, message: String },
+    #[error("{at}: image `{name}`: {message}")]
+    TagFormat {
+        at: FieldAt,
+        name: String,
+        message: String,
+    },
+    #[error("{at}: image `{name}`: the tag `tag_format` makes is not valid: {source}")]
+    InvalidTag {
+        at: FieldAt,
+        name: String,
+        #[source]
+        source: ReferenceError,
+    },
 }
 
 /// What the tag of one image was computed from.
@@ -67,6 +86,8 @@ pub struct ImageTag {
     pub tag: String,
     /// `ImageSpec.image_name()`: `[registry/]name:tag`.
     pub image: String,
+    /// [`ImageTag::image`] parsed: valid by the OCI distribution grammar.
+    pub reference: ImageRef,
     /// The `source_root` files the image gets (`None` when nothing is copied).
     pub source: Option<SourceSet>,
     /// The `copy` entries and their files (`None` when `copy` is unset or empty).
@@ -193,6 +214,9 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
             .as_deref()
             .filter(|r| !r.is_empty())
             .ok_or_else(|| TagError::MissingSourceRoot {
+                at: spec
+                    .origin
+                    .at_first_of(&["source_copy_mode", "source_root"]),
                 name: name.clone(),
                 mode: if mode == CopyMode::All {
                     "all"
@@ -206,11 +230,17 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
                 let modules = options
                     .modules
                     .as_ref()
-                    .ok_or_else(|| TagError::MissingModules { name: name.clone() })?;
+                    .ok_or_else(|| TagError::MissingModules {
+                        at: spec
+                            .origin
+                            .at_first_of(&["source_copy_mode", "source_root"]),
+                        name: name.clone(),
+                    })?;
                 SourceSet::loaded_modules(root, modules, cwd)
             }
         }
         .map_err(|source| TagError::Source {
+            at: spec.at("source_root"),
             name: name.clone(),
             source,
         })?;
@@ -221,6 +251,7 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
     let mut copy_set = None;
     if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
         let set = source::copy_digest(copy, cwd).map_err(|source| TagError::Source {
+            at: spec.at("copy"),
             name: name.clone(),
             source,
         })?;
@@ -231,6 +262,7 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
     if let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) {
         let digest = source::requirements_digest(&cwd.join(req)).map_err(|source| {
             TagError::Requirements {
+                at: spec.at("requirements"),
                 name: name.clone(),
                 written: req.to_string(),
                 dir: cwd.to_path_buf(),
@@ -246,20 +278,27 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
     let tag = match spec.tag_format.as_deref().filter(|f| !f.is_empty()) {
         Some(format) => {
             pyformat::format_spec_hash(format, &hash).map_err(|message| TagError::TagFormat {
+                at: spec.at("tag_format"),
                 name: name.clone(),
                 message,
             })?
         }
         None => hash,
     };
-    let image = match spec.registry() {
-        Some(registry) => format!("{registry}/{name}:{tag}"),
-        None => format!("{name}:{tag}"),
-    };
+    // flytekit pushes whatever `tag_format` makes; a tag the registry refuses, or (`?`, `#`)
+    // one a URL turns into another tag, fails here instead, before anything runs.
+    let parsed = Tag::parse(&tag).map_err(|source| TagError::InvalidTag {
+        at: spec.at("tag_format"),
+        name: name.clone(),
+        source,
+    })?;
+    let reference = spec.repository().with_tag(parsed);
+    let image = reference.to_string();
     Ok(ImageTag {
         id,
         tag,
         image,
+        reference,
         source,
         copy: copy_set,
         base,

@@ -3,8 +3,13 @@
 //! Supports `{spec_hash}`, `{{`/`}}`, conversions `!s`/`!r`/`!a`, indexing `[n]`, and the
 //! string format spec `[[fill]align][0][width][.precision][s]`. Anything Python would reject
 //! (another field name, `{}`, a lone `}`) is an error here too.
+//!
+//! One deliberate limit: a width past [`MAX_TAG_LEN`] is refused before padding, since the
+//! result is a tag, which cannot be longer (Python would allocate `{spec_hash:>99999999999}`,
+//! 100 GB, and flytekit's push would then fail).
 
 use super::pyrepr::str_repr;
+use crate::spec::reference::MAX_TAG_LEN;
 
 /// Formats `template` as `template.format(spec_hash=hash)`.
 pub fn format_spec_hash(template: &str, hash: &str) -> Result<String, String> {
@@ -124,9 +129,15 @@ fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
             p.push(chars[i]);
             i += 1;
         }
+        if p.is_empty() {
+            return Err("format specifier missing precision".into());
+        }
+        // Python refuses a precision past sys.maxsize the same way.
         precision = Some(
             p.parse::<usize>()
-                .map_err(|_| "format specifier missing precision")?,
+                .ok()
+                .filter(|&p| p <= isize::MAX as usize)
+                .ok_or("too many decimal digits in format string")?,
         );
     }
     match &chars[i..] {
@@ -148,7 +159,15 @@ fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
     let width: usize = if width.is_empty() {
         0
     } else {
-        width.parse().map_err(|_| "width too large")?
+        match width.parse::<usize>() {
+            Ok(w) if w <= MAX_TAG_LEN => w,
+            _ => {
+                return Err(format!(
+                    "width {width} in `{{spec_hash:{spec}}}` makes a tag longer than \
+                     {MAX_TAG_LEN} characters, the longest a registry accepts"
+                ));
+            }
+        }
     };
     let len = text.chars().count();
     if width > len {
@@ -180,5 +199,21 @@ mod tests {
         assert!(f("{other}", "abc").is_err());
         assert!(f("{}", "abc").is_err());
         assert!(f("a}b", "abc").is_err());
+    }
+
+    #[test]
+    fn widths_past_a_tag_are_refused_before_padding() {
+        assert_eq!(f("{spec_hash:>128}", "abc").unwrap().len(), 128);
+        for template in [
+            "{spec_hash:>129}",
+            "{spec_hash:>99999999999}",
+            "{spec_hash:2147483648}",
+            "{spec_hash:099999999999999999999999}",
+        ] {
+            let err = f(template, "abc").unwrap_err();
+            assert!(err.contains("longer than 128"), "{template}: {err}");
+        }
+        assert_eq!(f("{spec_hash:.9999999999}", "abc").unwrap(), "abc");
+        assert!(f("{spec_hash:.99999999999999999999999}", "abc").is_err());
     }
 }

@@ -7,6 +7,65 @@ use std::process::Command;
 /// absolute paths under it).
 pub const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
 
+/// Images whose name or tag the OCI distribution grammar refuses, (case, image key, why):
+/// flytekit computes a name (and writes a context), and its `docker push` fails later;
+/// imagespec refuses them (exit 2) before anything runs (README, "Deliberate differences").
+pub const INVALID_IMAGE_NAMES: &[(&str, &str, &str)] = &[
+    (
+        "name_unicode_lowercase",
+        "",
+        "non-ASCII letters in the name",
+    ),
+    (
+        "name_unvalidated_chars",
+        "",
+        "spaces, `:` and `@` in the name",
+    ),
+    (
+        "registry_validation_edge_cases",
+        "trailing_newline",
+        "a newline ends the registry (flytekit's pattern allows one)",
+    ),
+    (
+        "registry_validation_edge_cases",
+        "underscore_dash_dot",
+        "`_` in the registry host",
+    ),
+    (
+        "registry_validation_edge_cases",
+        "unicode_digit_port",
+        "non-ASCII digits in the registry port",
+    ),
+    (
+        "registry_validation_edge_cases",
+        "unicode_word_path",
+        "non-ASCII letters in the registry path",
+    ),
+    (
+        "tag_format_advanced",
+        "repr_conversion",
+        "`{spec_hash!r}` puts quotes in the tag",
+    ),
+    (
+        "tag_format_advanced",
+        "right_align",
+        "`{spec_hash:>30}` puts spaces in the tag",
+    ),
+    (
+        "tag_format_literal_braces",
+        "",
+        "`{{literal}}` puts braces in the tag",
+    ),
+];
+
+/// Whether imagespec refuses this image's name or tag on purpose ([`INVALID_IMAGE_NAMES`]).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn invalid_image_name(case: &str, key: &str) -> bool {
+    INVALID_IMAGE_NAMES
+        .iter()
+        .any(|(c, k, _)| *c == case && *k == key)
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

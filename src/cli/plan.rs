@@ -1,0 +1,77 @@
+//! `imagespec plan SPEC`: what `build` would do with each image and why, doing nothing.
+
+use super::args::PlanArgs;
+use imagespec::engine::{DecideOptions, ImagePlan};
+use imagespec::{Error, NormalizedSpec};
+
+/// Prints the plan of every chosen image (bases first); `Ok(false)` when some image has no
+/// strategy (its refusal's exit code is returned through `exit_code`).
+pub fn run(args: &PlanArgs) -> Result<i32, Error> {
+    let file = super::load(&args.spec)?;
+    let chosen: Vec<(&str, &NormalizedSpec)> = match (&args.spec.image, file.is_multi()) {
+        (None, true) => file.images()?,
+        (key, _) => vec![file.select(key.as_deref())?],
+    };
+    let runtime = super::runtime()?;
+    let env = imagespec::build::BuildOptions::from_env(Default::default(), Default::default());
+    let options = DecideOptions {
+        push: env.push && !args.no_push,
+        force: env.force || args.force,
+        fast_path: env.fast_path && !args.no_fast_path,
+        output: args.output,
+        assume_exists: args.assume_exists,
+    };
+    let render = super::render::options(&args.render);
+    let mut worst = 0;
+    for (_, spec) in chosen {
+        let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
+        let plans = runtime.block_on(imagespec::engine::plan(
+            spec,
+            &tag,
+            &render,
+            &options,
+            !args.bases_built,
+            args.timeouts.timeouts(),
+        ))?;
+        for plan in &plans {
+            if args.json {
+                println!("{}", plan.to_json());
+            } else {
+                print_plan(plan);
+            }
+            if let Err(refusal) = &plan.decision {
+                worst = worst.max(refusal.exit_code());
+            }
+        }
+    }
+    Ok(worst)
+}
+
+fn print_plan(plan: &ImagePlan) {
+    use imagespec::engine::{Dependency, Existence};
+    println!("{}", plan.image);
+    let exists = match &plan.existence {
+        Some(Existence::Yes) => format!("yes (asked {})", plan.asked),
+        Some(Existence::No) => format!("no (asked {})", plan.asked),
+        Some(Existence::Unknown(why)) => format!("cannot tell (asked {}: {why})", plan.asked),
+        None => "not asked".into(),
+    };
+    println!("  exists:     {exists}");
+    match &plan.decision {
+        Ok(d) => println!("  strategy:   {} — {}", d.strategy.as_str(), d.reason),
+        Err(r) => println!("  strategy:   none — {r}"),
+    }
+    if let Some(deps) = &plan.dependency_image {
+        let state = match &plan.dependency {
+            Dependency::Found => "found".to_string(),
+            Dependency::Missing => "missing".to_string(),
+            Dependency::Unknown(why) => format!("cannot tell: {why}"),
+            Dependency::NotAsked => "not asked".to_string(),
+        };
+        println!("  dependency: {deps} ({state})");
+    }
+    println!("  files:      {}", plan.files);
+    if let Some(e) = &plan.plan_error {
+        println!("  error:      {e}");
+    }
+}

@@ -1,0 +1,641 @@
+//! `decide()`: what to do with one image, from what is known about it. Pure: the facts are
+//! gathered first (the registry's and the daemon's answers, the plan's shape), so every
+//! choice and its reason is unit-tested without services, and `imagespec plan` shows the
+//! same decision `build` acts on.
+//!
+//! The order follows flytekit's `ImageBuildEngine.build` and `should_build`: the builder
+//! first (`noop` uses the base as is), then the existence check (found → skip unless forced;
+//! cannot tell → flytekit assumes it exists, imagespec fails unless told to assume), then how
+//! to make the image: appended to its dependency image in the registry when only files
+//! change, otherwise a full build.
+//!
+//! ```
+//! use imagespec::engine::{decide, Appendable, Builder, DecideOptions, Dependency, Facts, Strategy};
+//! use imagespec::engine::Existence;
+//! let facts = Facts {
+//!     builder: Builder::Default,
+//!     registry: true,
+//!     existence: Some(Existence::No),
+//!     appendable: Appendable::Yes,
+//!     dependency: Dependency::Found,
+//!     dependency_image: Some("localhost:5000/app:deps-0123".into()),
+//!     platforms: 1,
+//!     files: 3,
+//! };
+//! let decision = decide(&facts, &DecideOptions::default()).unwrap();
+//! assert_eq!(decision.strategy, Strategy::Append);
+//! assert_eq!(decision.reason, "dependencies unchanged: append 3 files to the dependency image");
+//! ```
+
+use super::{Builder, Existence};
+
+/// How an image is made (or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The image exists: nothing to do.
+    Skip,
+    /// Existence unknown, assumed to exist (flytekit's behaviour, on request).
+    Assume,
+    /// `builder = "noop"`: the base image is the image.
+    Noop,
+    /// The source layer appended to the dependency image in the registry (no daemon).
+    Append,
+    /// The dependency image is built (dockerd) and pushed, then the source appended.
+    BuildDependenciesThenAppend,
+    /// The whole Dockerfile (or build.envd) is built.
+    Build,
+    /// Assembled on the dependency image and written to disk (`--output`).
+    WriteOutput,
+}
+
+impl Strategy {
+    /// The name `--json` output uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Skip => "skip",
+            Strategy::Assume => "assume",
+            Strategy::Noop => "noop",
+            Strategy::Append => "append",
+            Strategy::BuildDependenciesThenAppend => "build_dependencies_then_append",
+            Strategy::Build => "build",
+            Strategy::WriteOutput => "write_output",
+        }
+    }
+}
+
+/// Whether the image is its dependency image plus files, and if not, why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appendable {
+    Yes,
+    No(NotAppendable),
+}
+
+/// Why an image cannot be assembled on a dependency image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAppendable {
+    /// Nothing is copied (no `source_root` files, no `copy`).
+    NoFiles,
+    /// `commands` run after the files are copied (they may use them).
+    CommandsAfterCopy,
+    /// `--flytekit-compat`: flytekit's own Dockerfile.
+    FlytekitDockerfile,
+}
+
+impl NotAppendable {
+    fn reason(self) -> &'static str {
+        match self {
+            NotAppendable::NoFiles => "nothing is copied into the image",
+            NotAppendable::CommandsAfterCopy => {
+                "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before)"
+            }
+            NotAppendable::FlytekitDockerfile => "flytekit's own Dockerfile is rendered",
+        }
+    }
+}
+
+/// What the registry said of the dependency image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dependency {
+    /// Not looked up: the fast path cannot apply.
+    NotAsked,
+    /// Present for every platform.
+    Found,
+    /// Absent (for at least one platform).
+    Missing,
+    /// The registry could not be asked.
+    Unknown(String),
+}
+
+/// Everything `decide` looks at, gathered before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub builder: Builder,
+    /// The spec names a registry.
+    pub registry: bool,
+    /// The answer of the existence check; `None` when it was not asked (`--output`).
+    pub existence: Option<Existence>,
+    pub appendable: Appendable,
+    pub dependency: Dependency,
+    /// The dependency image's name, when the fast path may apply.
+    pub dependency_image: Option<String>,
+    /// How many platforms the spec builds.
+    pub platforms: usize,
+    /// How many files are copied into the image.
+    pub files: usize,
+}
+
+/// The choices of the caller that change the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecideOptions {
+    /// Push the image (off: keep it in the daemon).
+    pub push: bool,
+    /// Build even when the image exists.
+    pub force: bool,
+    /// May the registry fast path be used?
+    pub fast_path: bool,
+    /// `--output`: write the image to disk instead of pushing it.
+    pub output: bool,
+    /// Cannot tell whether the image exists → assume it does (flytekit's engine).
+    pub assume_exists: bool,
+}
+
+impl Default for DecideOptions {
+    fn default() -> Self {
+        DecideOptions {
+            push: true,
+            force: false,
+            fast_path: true,
+            output: false,
+            assume_exists: false,
+        }
+    }
+}
+
+/// A strategy and the sentence that says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub strategy: Strategy,
+    pub reason: String,
+}
+
+impl Decision {
+    fn new(strategy: Strategy, reason: impl Into<String>) -> Decision {
+        Decision {
+            strategy,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why no strategy applies: each is an error the user must act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("builder `{0}` is not available; use `default` (Docker/BuildKit), `envd` or `noop`")]
+    UnknownBuilder(String),
+    #[error(
+        "cannot tell whether the image exists ({0}); pass --assume-exists to assume it does, as flytekit does"
+    )]
+    CannotTell(String),
+    #[error(
+        "--output assembles the image on its dependency image, which the default builder makes; the envd builder pushes, or keeps the image in dockerd with --no-push"
+    )]
+    OutputWithEnvd,
+    #[error(
+        "--output writes the image as its dependency image (from the spec's registry) plus the source files: it needs {0}"
+    )]
+    OutputNotAppendable(&'static str),
+    #[error(
+        "several platforms: the dependency image {0} is not in the registry for every platform, and dockerd 20.10's builder (no buildx) builds one platform per image: build it per platform elsewhere (e.g. with buildx) and push it as an index under that tag with the `org.imagespec.dependency-image` label"
+    )]
+    MultiPlatformDependencies(String),
+    #[error(
+        "several platforms: dockerd 20.10's builder (no buildx) builds one platform per image; build them one at a time"
+    )]
+    MultiPlatformBuild,
+}
+
+impl Refusal {
+    /// The spec field the refusal is about, when one is (`builder`, `platform`).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Refusal::UnknownBuilder(_) | Refusal::OutputWithEnvd => Some("builder"),
+            Refusal::MultiPlatformDependencies(_) | Refusal::MultiPlatformBuild => Some("platform"),
+            Refusal::OutputNotAppendable(_) | Refusal::CannotTell(_) => None,
+        }
+    }
+
+    /// Bad input (2) but for "cannot tell" (3).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Refusal::CannotTell(_) => 3,
+            _ => 2,
+        }
+    }
+}
+
+fn files(n: usize) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
+}
+
+/// The strategy for one image.
+pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusal> {
+    match &facts.builder {
+        Builder::Noop => {
+            return Ok(Decision::new(
+                Strategy::Noop,
+                "builder = noop: the base image is used as is",
+            ));
+        }
+        Builder::Other(name) => return Err(Refusal::UnknownBuilder(name.clone())),
+        Builder::Default | Builder::Envd => {}
+    }
+    if options.output {
+        return decide_output(facts);
+    }
+    let forced = match &facts.existence {
+        Some(Existence::Yes) if !options.force => {
+            let where_ = if facts.registry {
+                "the registry"
+            } else {
+                "the local daemon"
+            };
+            return Ok(Decision::new(
+                Strategy::Skip,
+                format!("the image exists in {where_}"),
+            ));
+        }
+        Some(Existence::Yes) => true,
+        Some(Existence::Unknown(why)) if options.assume_exists => {
+            return Ok(Decision::new(
+                Strategy::Assume,
+                format!("cannot tell whether the image exists ({why}): assumed to exist"),
+            ));
+        }
+        Some(Existence::Unknown(why)) => return Err(Refusal::CannotTell(why.clone())),
+        Some(Existence::No) | None => false,
+    };
+    let why_build = |what: &str| {
+        if forced {
+            format!("the image exists, rebuilt as forced: {what}")
+        } else {
+            what.to_string()
+        }
+    };
+    if facts.builder == Builder::Envd {
+        return Ok(Decision::new(
+            Strategy::Build,
+            why_build("builder = envd: envd builds build.envd"),
+        ));
+    }
+    let pushed = facts.registry && options.push;
+    let not_fast = if !facts.registry {
+        "no registry: built into the local daemon"
+    } else if !options.push {
+        "not pushed: built into the local daemon"
+    } else if !options.fast_path {
+        "the fast path is off: full build"
+    } else {
+        ""
+    };
+    if pushed && options.fast_path {
+        match (&facts.appendable, &facts.dependency) {
+            (Appendable::Yes, Dependency::Found) => {
+                let what = if facts.platforms > 1 {
+                    format!(
+                        "dependencies unchanged: append {} to the dependency image of each of {} platforms",
+                        files(facts.files),
+                        facts.platforms
+                    )
+                } else {
+                    format!(
+                        "dependencies unchanged: append {} to the dependency image",
+                        files(facts.files)
+                    )
+                };
+                return Ok(Decision::new(Strategy::Append, why_build(&what)));
+            }
+            (Appendable::Yes, _) if facts.platforms > 1 => {
+                let name = facts.dependency_image.clone().unwrap_or_default();
+                return Err(Refusal::MultiPlatformDependencies(name));
+            }
+            (Appendable::Yes, Dependency::Unknown(why)) => {
+                return Ok(Decision::new(
+                    Strategy::BuildDependenciesThenAppend,
+                    why_build(&format!(
+                        "the dependency image could not be looked up ({why}): build it, then append {}",
+                        files(facts.files)
+                    )),
+                ));
+            }
+            (Appendable::Yes, _) => {
+                return Ok(Decision::new(
+                    Strategy::BuildDependenciesThenAppend,
+                    why_build(&format!(
+                        "dependencies changed: build the dependency image, then append {}",
+                        files(facts.files)
+                    )),
+                ));
+            }
+            (Appendable::No(why), _) => {
+                if facts.platforms > 1 {
+                    return Err(Refusal::MultiPlatformBuild);
+                }
+                return Ok(Decision::new(
+                    Strategy::Build,
+                    why_build(&format!("{}: full build", why.reason())),
+                ));
+            }
+        }
+    }
+    if facts.platforms > 1 {
+        return Err(Refusal::MultiPlatformBuild);
+    }
+    Ok(Decision::new(Strategy::Build, why_build(not_fast)))
+}
+
+fn decide_output(facts: &Facts) -> Result<Decision, Refusal> {
+    if facts.builder == Builder::Envd {
+        return Err(Refusal::OutputWithEnvd);
+    }
+    if !facts.registry {
+        return Err(Refusal::OutputNotAppendable(
+            "a `registry` (the dependency image lives there)",
+        ));
+    }
+    match facts.appendable {
+        Appendable::No(NotAppendable::NoFiles) => {
+            return Err(Refusal::OutputNotAppendable(
+                "files to copy (`source_root` or `copy`)",
+            ));
+        }
+        Appendable::No(NotAppendable::CommandsAfterCopy) => {
+            return Err(Refusal::OutputNotAppendable(
+                "no `commands` (they run after the files are copied)",
+            ));
+        }
+        Appendable::No(NotAppendable::FlytekitDockerfile) => {
+            return Err(Refusal::OutputNotAppendable(
+                "imagespec's Dockerfile, not --flytekit-compat",
+            ));
+        }
+        Appendable::Yes => {}
+    }
+    if facts.platforms > 1 {
+        return Err(Refusal::OutputNotAppendable("one platform"));
+    }
+    let reason = match &facts.dependency {
+        Dependency::Found => format!(
+            "dependencies unchanged: the dependency image plus {}, written to disk",
+            files(facts.files)
+        ),
+        _ => format!(
+            "the dependency image is built and pushed first, then it plus {} is written to disk",
+            files(facts.files)
+        ),
+    };
+    Ok(Decision::new(Strategy::WriteOutput, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts {
+        Facts {
+            builder: Builder::Default,
+            registry: true,
+            existence: Some(Existence::No),
+            appendable: Appendable::Yes,
+            dependency: Dependency::Found,
+            dependency_image: Some("r/app:deps-1".into()),
+            platforms: 1,
+            files: 2,
+        }
+    }
+
+    fn strategy(facts: &Facts, options: &DecideOptions) -> Strategy {
+        decide(facts, options).expect("a decision").strategy
+    }
+
+    #[test]
+    fn noop_uses_the_base_whatever_else_is_known() {
+        let mut f = facts();
+        f.builder = Builder::Noop;
+        f.existence = Some(Existence::Unknown("down".into()));
+        assert_eq!(strategy(&f, &DecideOptions::default()), Strategy::Noop);
+    }
+
+    #[test]
+    fn an_unknown_builder_is_refused_by_name() {
+        let mut f = facts();
+        f.builder = Builder::Other("kaniko".into());
+        let refusal = decide(&f, &DecideOptions::default()).unwrap_err();
+        assert_eq!(refusal, Refusal::UnknownBuilder("kaniko".into()));
+        assert!(refusal.to_string().contains("`kaniko`"));
+        assert_eq!(refusal.exit_code(), 2);
+    }
+
+    #[test]
+    fn an_existing_image_is_skipped_and_says_where_it_was_found() {
+        let mut f = facts();
+        f.existence = Some(Existence::Yes);
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::Skip);
+        assert_eq!(d.reason, "the image exists in the registry");
+        f.registry = false;
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.reason, "the image exists in the local daemon");
+    }
+
+    #[test]
+    fn force_rebuilds_an_existing_image_and_says_so() {
+        let mut f = facts();
+        f.existence = Some(Existence::Yes);
+        let options = DecideOptions {
+            force: true,
+            ..Default::default()
+        };
+        let d = decide(&f, &options).unwrap();
+        assert_eq!(d.strategy, Strategy::Append);
+        assert!(
+            d.reason
+                .starts_with("the image exists, rebuilt as forced: ")
+        );
+    }
+
+    #[test]
+    fn cannot_tell_fails_with_exit_3_unless_told_to_assume() {
+        let mut f = facts();
+        f.existence = Some(Existence::Unknown("connection refused".into()));
+        let refusal = decide(&f, &DecideOptions::default()).unwrap_err();
+        assert_eq!(refusal, Refusal::CannotTell("connection refused".into()));
+        assert_eq!(refusal.exit_code(), 3);
+        let options = DecideOptions {
+            assume_exists: true,
+            ..Default::default()
+        };
+        let d = decide(&f, &options).unwrap();
+        assert_eq!(d.strategy, Strategy::Assume);
+        assert!(d.reason.contains("connection refused"));
+    }
+
+    #[test]
+    fn unchanged_dependencies_append_the_files() {
+        let d = decide(&facts(), &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::Append);
+        assert_eq!(
+            d.reason,
+            "dependencies unchanged: append 2 files to the dependency image"
+        );
+        let mut f = facts();
+        f.files = 1;
+        assert!(
+            decide(&f, &DecideOptions::default())
+                .unwrap()
+                .reason
+                .contains("append 1 file to")
+        );
+    }
+
+    #[test]
+    fn changed_dependencies_are_built_then_the_files_appended() {
+        let mut f = facts();
+        f.dependency = Dependency::Missing;
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build the dependency image, then append 2 files"
+        );
+        f.dependency = Dependency::Unknown("503".into());
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert!(d.reason.contains("503"));
+    }
+
+    #[test]
+    fn commands_after_the_copy_make_a_full_build() {
+        let mut f = facts();
+        f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
+        f.dependency = Dependency::NotAsked;
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::Build);
+        assert_eq!(
+            d.reason,
+            "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build"
+        );
+    }
+
+    #[test]
+    fn no_files_or_flytekits_dockerfile_make_a_full_build() {
+        for why in [NotAppendable::NoFiles, NotAppendable::FlytekitDockerfile] {
+            let mut f = facts();
+            f.appendable = Appendable::No(why);
+            let d = decide(&f, &DecideOptions::default()).unwrap();
+            assert_eq!(d.strategy, Strategy::Build);
+            assert!(d.reason.ends_with(": full build"), "{}", d.reason);
+        }
+    }
+
+    #[test]
+    fn without_a_push_or_a_registry_or_the_fast_path_it_is_a_full_build() {
+        let cases = [
+            (
+                false,
+                true,
+                true,
+                "no registry: built into the local daemon",
+            ),
+            (true, false, true, "not pushed: built into the local daemon"),
+            (true, true, false, "the fast path is off: full build"),
+        ];
+        for (registry, push, fast_path, reason) in cases {
+            let mut f = facts();
+            f.registry = registry;
+            let options = DecideOptions {
+                push,
+                fast_path,
+                ..Default::default()
+            };
+            let d = decide(&f, &options).unwrap();
+            assert_eq!((d.strategy, d.reason.as_str()), (Strategy::Build, reason));
+        }
+    }
+
+    #[test]
+    fn envd_always_builds() {
+        let mut f = facts();
+        f.builder = Builder::Envd;
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::Build);
+        assert!(d.reason.contains("envd"));
+    }
+
+    #[test]
+    fn several_platforms_append_when_every_dependency_image_is_there() {
+        let mut f = facts();
+        f.platforms = 2;
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::Append);
+        assert!(d.reason.contains("each of 2 platforms"));
+        f.dependency = Dependency::Missing;
+        assert_eq!(
+            decide(&f, &DecideOptions::default()).unwrap_err(),
+            Refusal::MultiPlatformDependencies("r/app:deps-1".into())
+        );
+        f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
+        assert_eq!(
+            decide(&f, &DecideOptions::default()).unwrap_err(),
+            Refusal::MultiPlatformBuild
+        );
+    }
+
+    #[test]
+    fn output_writes_when_appendable_and_refuses_otherwise() {
+        let options = DecideOptions {
+            output: true,
+            ..Default::default()
+        };
+        let mut f = facts();
+        f.existence = None;
+        let d = decide(&f, &options).unwrap();
+        assert_eq!(d.strategy, Strategy::WriteOutput);
+        assert!(d.reason.starts_with("dependencies unchanged"));
+        f.dependency = Dependency::Missing;
+        assert!(
+            decide(&f, &options)
+                .unwrap()
+                .reason
+                .contains("built and pushed first")
+        );
+        let refusals = [
+            (Builder::Envd, true, Appendable::Yes, 1),
+            (Builder::Default, false, Appendable::Yes, 1),
+            (
+                Builder::Default,
+                true,
+                Appendable::No(NotAppendable::NoFiles),
+                1,
+            ),
+            (
+                Builder::Default,
+                true,
+                Appendable::No(NotAppendable::CommandsAfterCopy),
+                1,
+            ),
+            (Builder::Default, true, Appendable::Yes, 2),
+        ];
+        for (builder, registry, appendable, platforms) in refusals {
+            let f = Facts {
+                builder,
+                registry,
+                appendable,
+                platforms,
+                ..facts()
+            };
+            let refusal = decide(&f, &options).unwrap_err();
+            assert_eq!(refusal.exit_code(), 2, "{refusal}");
+        }
+    }
+
+    #[test]
+    fn strategy_names_are_the_json_names() {
+        let all = [
+            Strategy::Skip,
+            Strategy::Assume,
+            Strategy::Noop,
+            Strategy::Append,
+            Strategy::BuildDependenciesThenAppend,
+            Strategy::Build,
+            Strategy::WriteOutput,
+        ];
+        for s in all {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}

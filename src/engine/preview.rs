@@ -1,0 +1,186 @@
+//! `imagespec plan`: the decision `build` would take for each image (bases first), with its
+//! reason, and nothing done: no build, no push, no file written.
+
+use super::gather::{Asked, gather};
+use super::{DecideOptions, Decision, Dependency, Existence, Refusal, decide};
+use crate::Error;
+use crate::backend::docker::DockerDaemon;
+use crate::context::RenderOptions;
+use crate::registry::client::RegistryClient;
+use crate::spec::{NormalizedBase, NormalizedSpec};
+use crate::tag::ImageTag;
+use crate::timeouts::Timeouts;
+
+/// The decision for one image.
+#[derive(Debug)]
+pub struct ImagePlan {
+    pub image: String,
+    pub id: String,
+    pub tag: String,
+    /// Where the existence check was asked.
+    pub asked: Asked,
+    /// Its answer (`None`: not asked).
+    pub existence: Option<Existence>,
+    /// The strategy and why, or why none applies.
+    pub decision: Result<Decision, Refusal>,
+    /// The dependency image's name, when the fast path may apply.
+    pub dependency_image: Option<String>,
+    pub dependency: Dependency,
+    /// Files copied into the image.
+    pub files: usize,
+    /// A build plan that could not be made (reported when a build is due).
+    pub plan_error: Option<String>,
+}
+
+impl ImagePlan {
+    /// One JSON object (the `imagespec plan --json` line).
+    pub fn to_json(&self) -> serde_json::Value {
+        let exists = match &self.existence {
+            Some(Existence::Yes) => serde_json::Value::Bool(true),
+            Some(Existence::No) => serde_json::Value::Bool(false),
+            _ => serde_json::Value::Null,
+        };
+        let (strategy, reason, exit_code) = match &self.decision {
+            Ok(d) => (serde_json::json!(d.strategy.as_str()), d.reason.clone(), 0),
+            Err(r) => (serde_json::Value::Null, r.to_string(), r.exit_code()),
+        };
+        let dependency_exists = match &self.dependency {
+            Dependency::Found => serde_json::Value::Bool(true),
+            Dependency::Missing => serde_json::Value::Bool(false),
+            _ => serde_json::Value::Null,
+        };
+        serde_json::json!({
+            "image": self.image,
+            "id": self.id,
+            "tag": self.tag,
+            "exists": exists,
+            "asked": self.asked.to_string(),
+            "exists_reason": match &self.existence {
+                Some(Existence::Unknown(why)) => Some(why.as_str()),
+                _ => None,
+            },
+            "strategy": strategy,
+            "reason": reason,
+            "dependency_image": self.dependency_image,
+            "dependency_exists": dependency_exists,
+            "files": self.files,
+            "plan_error": self.plan_error,
+            "exit_code": exit_code,
+        })
+    }
+}
+
+/// The registry session of `spec` (its credentials looked up as `build` looks them up), or
+/// `None` for a spec without a registry.
+pub fn registry_session(
+    spec: &NormalizedSpec,
+    image: &str,
+    timeouts: Timeouts,
+) -> Result<Option<RegistryClient>, Error> {
+    if spec.registry().is_none() {
+        return Ok(None);
+    }
+    let host = crate::registry::registry_host(image);
+    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
+    let credentials = crate::registry::auth::lookup(host, config.as_deref())
+        .map_err(crate::backend::BackendError::from)?;
+    Ok(Some(RegistryClient::new(
+        host,
+        credentials.as_ref(),
+        timeouts,
+    )))
+}
+
+/// The plan of `spec` and, when `bases` is set, of its nested base specs first.
+pub async fn plan(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    render: &RenderOptions,
+    options: &DecideOptions,
+    bases: bool,
+    timeouts: Timeouts,
+) -> Result<Vec<ImagePlan>, Error> {
+    let mut daemon = None;
+    let mut out = Vec::new();
+    let how = How {
+        render,
+        options: *options,
+        bases,
+        timeouts,
+    };
+    plan_into(spec, tag, &how, &mut daemon, &mut out).await?;
+    Ok(out)
+}
+
+/// How every image of one `plan` is planned.
+struct How<'a> {
+    render: &'a RenderOptions,
+    options: DecideOptions,
+    bases: bool,
+    timeouts: Timeouts,
+}
+
+fn plan_into<'a>(
+    spec: &'a NormalizedSpec,
+    tag: &'a ImageTag,
+    how: &'a How<'a>,
+    daemon: &'a mut Option<DockerDaemon>,
+    out: &'a mut Vec<ImagePlan>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>> {
+    Box::pin(async move {
+        let (render, options) = (how.render, &how.options);
+        if let (true, Some(NormalizedBase::Spec(inner)), Some(inner_tag)) =
+            (how.bases, spec.base(), &tag.base)
+        {
+            // A base is never written to --output: it is pushed (flytekit's engine).
+            let base_how = How {
+                options: DecideOptions {
+                    output: false,
+                    ..*options
+                },
+                ..*how
+            };
+            plan_into(inner, inner_tag, &base_how, daemon, out).await?;
+        }
+        let client = registry_session(spec, &tag.image, how.timeouts)?;
+        let gathered = gather(
+            spec,
+            tag,
+            render,
+            options,
+            client.as_ref(),
+            daemon,
+            how.timeouts,
+        )
+        .await;
+        let decision = decide(&gathered.facts, options);
+        let plan_error = match (&gathered.plan, &decision) {
+            (Some(Err(e)), Ok(d)) if d.strategy != super::Strategy::Skip => Some(e.to_string()),
+            _ => None,
+        };
+        // noop names the base image itself (flytekit's noop builder returns it).
+        let image = match (&decision, spec.base()) {
+            (Ok(d), Some(NormalizedBase::Ref(base))) if d.strategy == super::Strategy::Noop => {
+                base.clone()
+            }
+            (Ok(d), Some(NormalizedBase::Spec(_))) if d.strategy == super::Strategy::Noop => tag
+                .base
+                .as_ref()
+                .map_or_else(|| tag.image.clone(), |b| b.image.clone()),
+            _ => tag.image.clone(),
+        };
+        out.push(ImagePlan {
+            image,
+            id: tag.id.clone(),
+            tag: tag.tag.clone(),
+            asked: gathered.asked,
+            existence: gathered.facts.existence.clone(),
+            decision,
+            dependency_image: gathered.dependency_image,
+            dependency: gathered.facts.dependency.clone(),
+            files: gathered.facts.files,
+            plan_error,
+        });
+        Ok(())
+    })
+}
