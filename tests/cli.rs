@@ -474,3 +474,37 @@ fn help_states_the_exit_codes() {
         );
     }
 }
+
+/// A closed stdout (`imagespec inspect --json | head -c 10`) ends the process as it ends
+/// `cat` (SIGPIPE), without a panic; closed sockets are another matter (tests/e2e_faults.rs:
+/// a registry that resets the connection is an error with exit 1).
+#[test]
+fn a_closed_stdout_ends_the_process_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Far more output than a pipe holds, so imagespec is still writing when it closes.
+    let env: Vec<String> = (0..20_000)
+        .map(|i| format!("K{i} = \"{}\"", "v".repeat(20)))
+        .collect();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        format!("name = \"big\"\nenv = {{ {} }}\n", env.join(", ")),
+    )
+    .expect("spec");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("imagespec"))
+        .current_dir(dir.path())
+        .args(["inspect", "--json", "spec.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("imagespec");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 10];
+    stdout.read_exact(&mut first).expect("the first bytes");
+    drop(stdout);
+    let out = child.wait_with_output().expect("imagespec ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(13), "SIGPIPE, as `cat`: {stderr}");
+    assert!(stderr.is_empty(), "quietly: {stderr}");
+}

@@ -561,6 +561,38 @@ fn a_slow_upload_that_keeps_moving_is_not_a_stall() {
     assert!(in_registry(&at_registry(&image, &proxy, &s)), "{image}");
 }
 
+/// A registry that resets the connection in the middle of a layer's upload (as a killed
+/// registry does): the build fails with exit 1 and says which upload failed — the write to
+/// the dead socket is an error, not a signal that kills imagespec without a word.
+#[test]
+fn a_connection_reset_mid_upload_is_an_error_not_a_silent_death() {
+    let Some(s) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = FaultProxy::start(dir.path(), &s.registry, &["PUT:/blobs/uploads/:close"]);
+    let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
+    // Far more than the socket buffers hold: imagespec is still writing when the reset comes.
+    let noise: Vec<u8> = (0..20u32 << 15)
+        .flat_map(|i| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(i.to_be_bytes())
+        })
+        .collect();
+    std::fs::write(proj.join("src/noise.bin"), noise).expect("noise");
+    let image = image_of(&proj);
+    let run = imagespec(&proj, &["build", "spec.toml"], &[]);
+    assert_eq!(run.code, Some(1), "exit 1, not a signal: {}", run.stderr);
+    let errors = run.errors();
+    assert_eq!(errors.len(), 1, "one error line: {}", run.stderr);
+    assert!(
+        errors[0].contains("uploading blob sha256:") && errors[0].contains("4 attempts"),
+        "{errors:?}"
+    );
+    assert!(
+        !in_registry(&at_registry(&image, &proxy, &s)),
+        "{image} must not exist"
+    );
+}
+
 /// A layer download that stops halfway (`--output` reads the dependency image's layers from
 /// the registry): the build fails within the bound, naming the blob and the stall.
 #[test]

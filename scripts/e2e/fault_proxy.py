@@ -14,8 +14,9 @@ can tell that a request was retried. A fault is ``METHODS:PATH_REGEX:ACTION[:COU
 - ACTION: ``stall`` (read the whole request, then never answer: a registry that takes a
   blob and hangs), ``stall-body`` (answer the status line, the headers and half the body,
   then hang: a download that stops), ``slow`` (pass through, reading the request body and
-  writing the answer body at 4 MiB/s in 64 KiB steps: slow, never silent), or a status code
-  (``503``: answered with an OCI error body);
+  writing the answer body at 4 MiB/s in 64 KiB steps: slow, never silent), ``close`` (read
+  64 KiB of the request body, then reset the connection: a registry that dies mid-upload),
+  or a status code (``503``: answered with an OCI error body);
 - COUNT: how many matching requests get the fault (default: all of them); later ones pass.
 
 The first fault that matches a request (and has count left) applies. Stalled connections
@@ -33,7 +34,9 @@ import http.server
 import json
 import os
 import re
+import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -67,7 +70,7 @@ class Fault:
 
     @staticmethod
     def is_action(text: str) -> bool:
-        return text in ("stall", "stall-body", "slow") or (text.isdigit() and len(text) == 3)
+        return text in ("stall", "stall-body", "slow", "close") or (text.isdigit() and len(text) == 3)
 
     def take(self, method: str, path: str) -> bool:
         """Whether this fault applies to the request (using up one of its count)."""
@@ -99,6 +102,10 @@ class Proxy(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 if fault.take(method, path):
                     return fault.action
         return "pass"
+
+    def handle_error(self, request, client_address) -> None:
+        # A connection the proxy reset on purpose (`close`) fails its handler's cleanup.
+        pass
 
     def log_line(self, text: str) -> None:
         if self.log_file is not None:
@@ -154,8 +161,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return response, data
 
     def handle_any(self) -> None:
-        # Chosen before the body is read: `slow` reads it slowly.
+        # Chosen before the body is read: `slow` reads it slowly, `close` hardly at all.
         action = self.server.choose(self.command, self.path)
+        if action == "close":
+            self.server.log_line(f"{self.command} {self.path} -> {action}")
+            self.rfile.read(min(64 * 1024, int(self.headers.get("Content-Length") or 0)))
+            # SO_LINGER 0: the close sends a reset, as a killed process's socket does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
         body = self.read_body(slow=action == "slow")
         self.server.log_line(f"{self.command} {self.path} -> {action}")
         if action == "stall":
