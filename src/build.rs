@@ -225,7 +225,7 @@ fn build_one<'a>(
             None => (None, None),
         };
         let decide_options = options.decide_options();
-        let gathered = engine::gather::gather(
+        let mut gathered = engine::gather::gather(
             spec,
             tag,
             &options.render,
@@ -235,12 +235,25 @@ fn build_one<'a>(
             options.timeouts,
         )
         .await;
-        let decision =
-            engine::decide(&gathered.facts, &decide_options).map_err(|refusal| Error::Refused {
-                image: image.clone(),
-                at: refusal.field().map(|f| spec.at(f)),
-                refusal,
-            })?;
+        let decision = match engine::decide(&gathered.facts, &decide_options) {
+            Ok(decision) => decision,
+            // A plan that could not be made leaves facts that refuse for another reason (no
+            // files to copy): its own error is the one to act on.
+            Err(_) if matches!(gathered.plan, Some(Err(_))) => {
+                return Err(gathered
+                    .plan
+                    .take()
+                    .and_then(Result::err)
+                    .expect("an error"));
+            }
+            Err(refusal) => {
+                return Err(Error::Refused {
+                    image: image.clone(),
+                    at: refusal.field().map(|f| spec.at(f)),
+                    refusal,
+                });
+            }
+        };
         let outcome = |action, pushed, image: String| BuildOutcome {
             image,
             id: tag.id.clone(),
@@ -275,6 +288,15 @@ fn build_one<'a>(
             plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
             Ok((plan, inputs))
         };
+        let root = spec.source_root.as_deref().unwrap_or_default();
+        if let Some(w) = tag
+            .source
+            .as_ref()
+            .filter(|_| !matches!(decision.strategy, Strategy::Noop))
+            .and_then(|s| s.exclusion_warning(spec.name(), root))
+        {
+            progress.event(Event::Warning(&w));
+        }
         let pushed = spec.registry().is_some() && options.push;
         match decision.strategy {
             Strategy::Skip => {
@@ -458,26 +480,50 @@ async fn dependency_image(
         )));
         return Ok(deps);
     }
+    // Concurrent builds of specs sharing this dependency image (two CI jobs of one repo)
+    // make it once: the others wait for the lock, then find it in the registry. Without
+    // that, each would push its own build of it, and their images would differ.
+    let _lock = crate::lock::ImageLock::acquire(&deps_plan.image, |message| {
+        progress.event(Event::Info(message))
+    })
+    .await
+    .map_err(BackendError::from)?;
+    // Asked again under the lock: another run may have pushed it since the first look.
+    if let Some(deps) =
+        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?
+    {
+        progress.event(Event::Info(&format!(
+            "dependency image {} pushed meanwhile by another run: appending the source",
+            deps_plan.image
+        )));
+        return Ok(deps);
+    }
     progress.event(Event::Info(&format!(
         "dependency image {} not found, building it",
         deps_plan.image
     )));
     let d = connect(daemon, client.timeouts()).await?;
-    // Built under a working tag, then labelled with what only the built image knows (the
-    // flytekit user's uid, /root's owner and mode) under its real tag.
+    // Built under a working tag of this run's own (another imagespec, also of another user,
+    // may build the same one on this daemon), then labelled with what only the built image
+    // knows (the flytekit user's uid, /root's owner and mode) under its real tag.
     let mut unlabelled = deps_plan.clone();
-    unlabelled.image = format!("{}-unlabelled", deps_plan.image);
-    d.build(&unlabelled, progress).await?;
-    let facts = d.dependency_facts(&unlabelled.image).await?;
-    d.relabel(
-        &unlabelled.image,
-        &deps_plan.image,
-        &[(DEPENDENCY_LABEL, facts)],
-        &plan.platform,
-        progress,
-    )
-    .await?;
+    unlabelled.image = format!("{}-unlabelled-{}", deps_plan.image, working_suffix());
+    let labelled = async {
+        d.build(&unlabelled, progress).await?;
+        let facts = d.dependency_facts(&unlabelled.image).await?;
+        d.relabel(
+            &unlabelled.image,
+            &deps_plan.image,
+            &[(DEPENDENCY_LABEL, facts)],
+            &plan.platform,
+            progress,
+        )
+        .await
+    }
+    .await;
+    // The working tag goes also when building failed (it is this run's alone).
     d.untag(&unlabelled.image).await;
+    labelled?;
     push(d, &deps_plan.image, credentials, progress).await?;
     let found =
         registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
@@ -485,6 +531,14 @@ async fn dependency_image(
         image: deps_plan.image.clone(),
         message: "pushed, but the registry does not return it".into(),
     })?)
+}
+
+/// A suffix no other run uses at the same time: this process and a random part.
+fn working_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos:08x}", std::process::id())
 }
 
 fn registry_client(
@@ -533,7 +587,7 @@ async fn write_output(
         config: &assembled.config,
         local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
     };
-    let written = crate::registry::layout::write(client, &image, target).await;
+    let written = crate::registry::layout::write(client, &image, target, progress).await;
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
         id: "output",
@@ -541,7 +595,10 @@ async fn write_output(
         cached: false,
         error: error.as_deref(),
     });
-    written.map_err(|e| BackendError::Context(e.to_string()))?;
+    written.map_err(|source| BackendError::Output {
+        target: target.to_string(),
+        source,
+    })?;
     Ok(())
 }
 

@@ -63,6 +63,7 @@ pub fn image_json(key: &str, spec: &NormalizedSpec, tag: &ImageTag) -> Value {
         out["source"] = json!({
             "digest": source.digest,
             "files": source.files.iter().map(|f| &f.rel).collect::<Vec<_>>(),
+            "excluded": source.excluded,
         });
     }
     if let (Some(base), Some(NormalizedBase::Spec(inner))) = (&tag.base, spec.base()) {

@@ -19,9 +19,11 @@ pub mod context;
 pub mod engine;
 pub mod explain;
 pub mod inspect;
+pub mod lock;
 pub mod progress;
 pub mod registry;
 pub mod render;
+pub mod scratch;
 pub mod source;
 pub mod spec;
 pub mod tag;
@@ -124,7 +126,10 @@ impl Error {
             Error::Unknown { .. } => ExitCode::CannotTell,
             Error::Refused { refusal, .. } => ExitCode::from_code(refusal.exit_code()),
             Error::Explain(e) => ExitCode::from_code(e.exit_code()),
-            Error::Write(_) | Error::Backend(_) | Error::System { .. } => ExitCode::Failed,
+            // Refusing to render into a directory with other files in it is bad input.
+            Error::Write(context::WriteError::Io { .. }) => ExitCode::Failed,
+            Error::Write(_) => ExitCode::BadInput,
+            Error::Backend(_) | Error::System { .. } => ExitCode::Failed,
         }
     }
 

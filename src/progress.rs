@@ -27,6 +27,8 @@ pub enum Mode {
 pub enum Event<'a> {
     /// A one-line statement for the user ("exists, skipped").
     Info(&'a str),
+    /// Something the user should act on that does not stop the build (`warning: ...`).
+    Warning(&'a str),
     /// A build step started.
     StepStarted { id: &'a str, name: &'a str },
     /// A build step finished (`cached`: taken from the build cache).
@@ -130,6 +132,10 @@ impl Progress {
             Event::Info(text) => {
                 self.json(json!({"event": "info", "message": text}));
                 self.line(text);
+            }
+            Event::Warning(text) => {
+                self.json(json!({"event": "warning", "message": text}));
+                self.line(&format!("warning: {text}"));
             }
             Event::StepStarted { id, name } => {
                 self.json(json!({"event": "step", "id": id, "name": name, "state": "started"}));

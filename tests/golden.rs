@@ -17,6 +17,9 @@ enum Instead {
     Rejects,
     /// imagespec reads the file differently; it must still succeed.
     Differs,
+    /// A link in the source tree leaves `source_root`: refused (exit 2) unless
+    /// `--allow-external-links`, with which the tag is flytekit's.
+    RefusesExternalLinks,
 }
 
 /// (case, image key, format or "*", what imagespec does instead, why).
@@ -43,6 +46,13 @@ const DELIBERATE: &[(&str, &str, &str, Instead, &str)] = &[
         "mapping keys must be strings (PyYAML makes `yes:` the key True)",
     ),
     (
+        "source_walk_special_files",
+        "",
+        "*",
+        Instead::RefusesExternalLinks,
+        "src/link_outside -> ../outside.txt leaves source_root: a link could bake any host file into the image (README, \"Security\")",
+    ),
+    (
         "strings_unicode_nonprintable",
         "",
         "yaml",
@@ -63,6 +73,7 @@ fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
 
 #[test]
 fn tags_match_flytekit_for_the_whole_corpus() {
+    let _corpus = common::corpus_lock();
     let goldens: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("testdata/goldens/tags.json")).expect("goldens"),
     )
@@ -85,10 +96,23 @@ fn tags_match_flytekit_for_the_whole_corpus() {
                 let mut cmd = isolated_imagespec(&dir, home.path());
                 cmd.args(["inspect", &file, "--json"]);
                 case_args(&mut cmd, &dir, key);
-                let out = cmd.output().expect("run imagespec");
+                let mut out = cmd.output().expect("run imagespec");
                 checked += 1;
                 let label = format!("{case}/{file}[{key}]");
-                match deliberate(case, key, format.as_str().unwrap_or("")) {
+                let instead = deliberate(case, key, format.as_str().unwrap_or(""));
+                if instead == Some(Instead::RefusesExternalLinks) {
+                    if out.status.code() != Some(2)
+                        || !String::from_utf8_lossy(&out.stderr).contains("--allow-external-links")
+                    {
+                        failures.push(format!(
+                            "{label}: imagespec must refuse the link out of source_root, exited {:?}",
+                            out.status.code()
+                        ));
+                        continue;
+                    }
+                    out = cmd.arg("--allow-external-links").output().expect("run");
+                }
+                match instead.filter(|i| *i != Instead::RefusesExternalLinks) {
                     Some(Instead::Rejects) if out.status.code() != Some(2) => {
                         failures.push(format!(
                             "{label}: imagespec must reject this on purpose, exited {:?}",

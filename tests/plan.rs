@@ -144,3 +144,41 @@ fn completions_cover_every_command_and_survive_a_closed_pipe() {
         .expect("run");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_without_a_panic() {
+    use std::io::Read;
+    use std::process::{Command as Process, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let packages: Vec<String> = (0..20_000).map(|i| format!("\"p{i}\"")).collect();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        format!("name = \"x\"\npackages = [{}]\n", packages.join(", ")),
+    )
+    .expect("spec");
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin("imagespec"))
+        .current_dir(dir.path())
+        .args(["inspect", "--json", "spec.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Read one byte, then close the pipe while the JSON is still being written.
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("read");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    let status = child.wait().expect("wait");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(matches!(status.code(), Some(0 | 141)), "{status:?}");
+}

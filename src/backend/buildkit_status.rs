@@ -88,16 +88,27 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Opens a connection to dockerd and upgrades `POST /grpc` to h2c; dockerd answers the
-/// upgrade at once, so both are bounded by the connect timeout.
-async fn upgraded(address: DaemonAddress, within: Duration) -> std::io::Result<TokioIo<Stream>> {
-    tokio::time::timeout(within, upgrade(address))
+impl tonic::transport::server::Connected for Stream {
+    type ConnectInfo = ();
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+/// Opens a connection to dockerd and upgrades `POST <path>` to h2c (`/grpc`: BuildKit's
+/// API; `/session`: a BuildKit session we serve), with `headers`. dockerd answers an
+/// upgrade at once: connecting and its answer are bounded by `within` (the connect timeout).
+pub(crate) async fn upgraded(
+    address: DaemonAddress,
+    path: &str,
+    headers: &[(&str, String)],
+    within: Duration,
+) -> std::io::Result<TokioIo<Stream>> {
+    tokio::time::timeout(within, upgrade(address, path, headers))
         .await
         .unwrap_or_else(|_| {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
-                    "no answer to POST /grpc within {} (--connect-timeout / {})",
+                    "no answer to POST {path} within {} (--connect-timeout / {})",
                     crate::timeouts::seconds(within),
                     crate::timeouts::CONNECT_TIMEOUT_ENV
                 ),
@@ -105,32 +116,57 @@ async fn upgraded(address: DaemonAddress, within: Duration) -> std::io::Result<T
         })
 }
 
-async fn upgrade(address: DaemonAddress) -> std::io::Result<TokioIo<Stream>> {
+async fn upgrade(
+    address: DaemonAddress,
+    path: &str,
+    headers: &[(&str, String)],
+) -> std::io::Result<TokioIo<Stream>> {
     let mut stream = match &address {
         DaemonAddress::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
         DaemonAddress::Tcp(addr) => Stream::Tcp(TcpStream::connect(addr).await?),
     };
-    stream
-        .write_all(b"POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n")
-        .await?;
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
     // Read the response head byte by byte: after it, the stream is HTTP/2 and must not be
     // read ahead of.
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 16 * 1024 || stream.read(&mut byte).await? == 0 {
-            return Err(std::io::Error::other("dockerd closed the /grpc upgrade"));
+            return Err(std::io::Error::other(format!(
+                "dockerd closed the {path} upgrade"
+            )));
         }
         head.push(byte[0]);
     }
     let status = String::from_utf8_lossy(&head);
     if !status.starts_with("HTTP/1.1 101") {
         return Err(std::io::Error::other(format!(
-            "dockerd refused the /grpc upgrade: {}",
+            "dockerd refused the {path} upgrade: {}",
             status.lines().next().unwrap_or("")
         )));
     }
     Ok(TokioIo::new(stream))
+}
+
+/// A gRPC channel to dockerd's BuildKit (`POST /grpc`, upgraded).
+pub(crate) async fn control_channel(
+    address: DaemonAddress,
+    within: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .map_err(|e| e.to_string())?
+        .connect_with_connector(tower::service_fn(move |_| {
+            upgraded(address.clone(), "/grpc", &[], within)
+        }))
+        .await
+        .map_err(|e| with_causes(&e))
 }
 
 /// Streams `Control.Status` for build `build_ref` into `on_status` until the build ends.
@@ -140,14 +176,7 @@ pub async fn follow(
     timeouts: crate::timeouts::Timeouts,
     mut on_status: impl FnMut(StatusResponse),
 ) -> Result<(), String> {
-    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .map_err(|e| e.to_string())?
-        .connect_with_connector(tower::service_fn(move |_| {
-            upgraded(address.clone(), timeouts.connect)
-        }))
-        .await
-        .map_err(|e| with_causes(&e))?;
-    let mut client = ControlClient::new(channel);
+    let mut client = ControlClient::new(control_channel(address, timeouts.connect).await?);
     // Status waits for the build to appear, so it may be asked before Solve starts.
     let mut stream = client
         .status(StatusRequest { r#ref: build_ref })

@@ -10,16 +10,13 @@
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
+use super::session::{self, ContextWriter, Solve, SolveError};
 use crate::context::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::timeouts::Timeouts;
 use bollard::auth::DockerCredentials;
 use bollard::grpc::BuildRef;
-use bollard::grpc::build::{
-    ImageBuildFrontendOptions, ImageBuildLoadInput, ImageBuildPlatform, SecretSource,
-};
-use bollard::grpc::driver::{Build, moby::Moby};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
@@ -76,14 +73,13 @@ impl DockerDaemon {
             ),
         }
         .map_err(|e| unreachable(e.to_string()))?;
-        let within = crate::timeouts::seconds;
         match tokio::time::timeout(timeouts.connect, client.ping()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
             Err(_) => {
                 return Err(unreachable(format!(
                     "no answer to /_ping within {}",
-                    within(timeouts.connect)
+                    crate::timeouts::seconds(timeouts.connect)
                 )));
             }
         }
@@ -152,9 +148,11 @@ impl DockerDaemon {
                 platform: plan.platform.clone(),
             });
         }
-        let context = plan
-            .context_tar()
-            .map_err(|e| BackendError::Context(e.to_string()))?;
+        // Written while it is sent (a large source file is never held in memory).
+        let written = std::sync::Arc::new(plan.clone());
+        let context: ContextWriter = std::sync::Arc::new(move |out| {
+            written.write_context_tar(out).map_err(|e| e.to_string())
+        });
         let mut secrets: Vec<(String, std::path::PathBuf)> = plan
             .secrets
             .iter()
@@ -197,9 +195,11 @@ impl DockerDaemon {
         header.set_mtime(crate::context::CONTEXT_MTIME);
         tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
             .map_err(|e| BackendError::Context(e.to_string()))?;
-        let context = tar
+        let tar = tar
             .into_inner()
             .map_err(|e| BackendError::Context(e.to_string()))?;
+        let context: ContextWriter =
+            std::sync::Arc::new(move |out| out.write_all(&tar).map_err(|e| e.to_string()));
         self.build_context(image, platform, context, &[], &[], progress)
             .await
     }
@@ -307,52 +307,40 @@ impl DockerDaemon {
             .await;
     }
 
-    /// Builds the Dockerfile in `context` (an uncompressed tar) as `image`.
+    /// Builds the Dockerfile in `context` (an uncompressed tar, written as it is sent) as
+    /// `image`.
     async fn build_context(
         &self,
         image: &str,
         platform: &str,
-        context: Vec<u8>,
+        context: ContextWriter,
         secrets: &[(String, std::path::PathBuf)],
         labels: &[(String, String)],
         progress: &Progress,
     ) -> Result<(), BackendError> {
-        let mut options = ImageBuildFrontendOptions::builder();
-        for (key, value) in labels {
-            options = options.label(key, value);
-        }
-        let mut parts = platform.split('/');
-        let (os, arch, variant) = (
-            parts.next().unwrap_or("linux"),
-            parts.next().unwrap_or("amd64"),
-            parts.next(),
-        );
-        options = options.platforms(&ImageBuildPlatform {
-            os: os.into(),
-            architecture: arch.into(),
-            variant: variant.map(String::from),
-        });
-        for (id, source) in secrets {
-            options = options.set_secret(id, &SecretSource::File(source.clone()));
-        }
         let build_ref = BuildRef::random();
         let ref_id = build_ref.as_ref().to_string();
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut follower = tokio::spawn(buildkit_status::follow(
             self.address.clone(),
-            ref_id,
+            ref_id.clone(),
             self.timeouts,
             move |status| {
                 let _ = tx.send(status);
             },
         ));
-        let solve = Moby::new(&self.client).docker_build(
-            image,
-            options.build(),
-            ImageBuildLoadInput::Upload(context.into()),
-            None,
-            Some(build_ref),
+        let solve = session::solve(
+            &self.address,
+            self.timeouts.connect,
+            Solve {
+                image,
+                platform,
+                context,
+                secrets,
+                labels,
+                build_ref: &ref_id,
+            },
         );
         tokio::pin!(solve);
         let mut tracker = StepTracker::default();
@@ -408,14 +396,19 @@ impl DockerDaemon {
             tracker.apply(status, progress);
         }
         progress.clear();
-        let Err(e) = result else { return Ok(()) };
-        if is_request_timeout(&e) {
-            return Err(stalled(
-                "no answer to the build's POST /session or /grpc".into(),
-            ));
-        }
+        let message = match result {
+            Ok(()) => return Ok(()),
+            Err(SolveError::Context(message)) => return Err(BackendError::Context(message)),
+            Err(SolveError::Connect(detail)) => {
+                return Err(BackendError::DaemonUnreachable {
+                    host: self.host.clone(),
+                    detail,
+                });
+            }
+            Err(SolveError::Build(message)) => message,
+        };
         let (step, log) = tracker.failed();
-        let mut message = grpc_message(&e);
+        let mut message = message;
         // A dropped connection with no failing step: say whether the daemon itself went away.
         if step.is_none() && !self.answers_ping().await {
             message = format!(
@@ -497,39 +490,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     current.to_string()
-}
-
-/// Whether bollard gave up waiting for dockerd's answer (the build's `/session` and `/grpc`
-/// upgrades are requests like any other), directly or in the chain of a gRPC failure.
-fn is_request_timeout(e: &bollard::grpc::error::GrpcError) -> bool {
-    use bollard::errors::Error::RequestTimeoutError;
-    use bollard::grpc::error::GrpcError;
-    if let GrpcError::DockerError {
-        err: RequestTimeoutError,
-    } = e
-    {
-        return true;
-    }
-    let mut current = std::error::Error::source(e);
-    while let Some(cause) = current {
-        if matches!(
-            cause.downcast_ref::<bollard::errors::Error>(),
-            Some(RequestTimeoutError)
-        ) {
-            return true;
-        }
-        current = cause.source();
-    }
-    false
-}
-
-fn grpc_message(e: &bollard::grpc::error::GrpcError) -> String {
-    // bollard renders "Grpc response failure: status = ..., message = <BuildKit's message>".
-    let text = e.to_string();
-    match text.find("message = ") {
-        Some(i) => text[i + "message = ".len()..].trim_matches('"').to_string(),
-        None => text,
-    }
 }
 
 /// A step's name as worth reading: `RUN --mount=... --mount=... cmd` is `RUN cmd`, runs of

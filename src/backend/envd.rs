@@ -78,9 +78,7 @@ impl Envd {
         // envd names the environment after the context directory (an image label, and the
         // working directory of `commands`): a directory named after the image keeps both the
         // same from build to build, so BuildKit's cache holds.
-        let scratch = tempfile::Builder::new()
-            .prefix("imagespec-envd-")
-            .tempdir()
+        let scratch = crate::scratch::ScratchDir::new_in(&std::env::temp_dir(), "envd")
             .map_err(|e| BackendError::Context(e.to_string()))?;
         let dir = scratch.path().join(environment_name(&plan.image));
         plan.write(&dir)

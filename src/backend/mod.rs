@@ -5,6 +5,7 @@ pub mod buildkit_status;
 pub mod docker;
 pub mod envd;
 pub mod registry;
+pub mod session;
 
 /// A build that did not happen, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,14 @@ pub enum BackendError {
         message: String,
         log: Vec<String>,
     },
+    #[error("--output {target}: {source}")]
+    Output {
+        target: String,
+        #[source]
+        source: crate::registry::layout::LayoutError,
+    },
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },
     #[error("{0}")]

@@ -77,6 +77,15 @@ pub struct SpecArgs {
     /// (for tools that write a spec to a temporary file, like the flytekit plugin).
     #[arg(long, value_name = "DIR")]
     pub relative_to: Option<PathBuf>,
+    /// Read symbolic links in the source tree and `copy` entries through even when their
+    /// target lies outside `source_root` or the entry (flytekit's behaviour). Off by default:
+    /// a link could bake any host file into the image. Only for trees you trust.
+    #[arg(
+        long,
+        env = "IMAGESPEC_ALLOW_EXTERNAL_LINKS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_external_links: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,9 +101,14 @@ pub struct InspectArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
-    /// The directory to write the context to (created if missing).
+    /// The directory to write the context to: created if missing, and it must be empty
+    /// (`docker build DIR` would send whatever else is there).
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
+    /// Empty DIR first when it is not empty (e.g. an earlier render); refused when the
+    /// spec's own files are inside it.
+    #[arg(long)]
+    pub replace: bool,
     /// Render for this builder instead of the spec's `builder`: `envd` writes `build.envd`
     /// and its context (flytekit's envd plugin), anything else a Dockerfile.
     #[arg(long, value_name = "BUILDER")]

@@ -7,6 +7,8 @@ use imagespec::{Error, NormalizedSpec};
 use serde_json::json;
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
+    // Scratch files (layers, --output staging) are removed when the build is interrupted.
+    imagespec::scratch::install_signal_handler();
     let progress = Progress::new(args.json, args.quiet);
     let result = run_with(args, &progress);
     if let Err(e) = &result {

@@ -13,6 +13,14 @@ pub fn run(args: &InspectArgs) -> Result<(), Error> {
     let mut results = Vec::new();
     for (key, spec) in chosen {
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
+        let root = spec.source_root.as_deref().unwrap_or_default();
+        if let Some(w) = tag
+            .source
+            .as_ref()
+            .and_then(|s| s.exclusion_warning(spec.name(), root))
+        {
+            eprintln!("warning: {w}");
+        }
         results.push((key, spec, tag));
     }
     if args.json {
@@ -59,5 +67,11 @@ fn print_human(key: &str, spec: &NormalizedSpec, tag: &ImageTag) {
             if n == 1 { "" } else { "s" },
             source.digest
         );
+        if !source.excluded.is_empty() {
+            println!(
+                "excluded  {} (hashed into the tag, not copied)",
+                source.excluded.join(", ")
+            );
+        }
     }
 }

@@ -85,7 +85,12 @@ fn tag_options(
         )?;
         modules.get_or_insert_with(Vec::new).extend(found);
     }
-    Ok(TagOptions { modules })
+    let links = if args.allow_external_links {
+        imagespec::source::LinkPolicy::AllowExternal
+    } else {
+        imagespec::source::LinkPolicy::StayInside
+    };
+    Ok(TagOptions { modules, links })
 }
 
 fn load(args: &args::SpecArgs) -> Result<SpecFile, Error> {

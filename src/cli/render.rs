@@ -2,7 +2,7 @@
 
 use super::args::{RenderArgs, RenderFlags};
 use imagespec::Error;
-use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Flavor, RenderOptions};
+use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Existing, Flavor, RenderOptions};
 use imagespec::engine::Builder;
 
 /// The render options the flags ask for.
@@ -33,16 +33,34 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let (_, spec) = file.select(args.spec.image.as_deref())?;
     let tag_options = super::tag_options(&args.spec, spec)?;
     let tag = imagespec::tag::compute(spec, &tag_options)?;
+    let existing = if args.replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    // What --replace must never delete, besides the context's own source files.
+    let mut inputs = vec![args.spec.spec.clone()];
+    inputs.extend(spec.source_root.as_deref().map(|r| spec.resolve(r)));
+    inputs.extend(spec.requirements.as_deref().map(|r| spec.resolve(r)));
+    inputs.extend(args.spec.modules_from.clone());
+    let root = spec.source_root.as_deref().unwrap_or_default();
+    if let Some(w) = tag
+        .source
+        .as_ref()
+        .and_then(|s| s.exclusion_warning(spec.name(), root))
+    {
+        eprintln!("warning: {w}");
+    }
     let builder = args.builder.as_deref().or(spec.builder.as_deref());
     let (written, files) = match builder.map(Builder::parse) {
         Some(Builder::Envd) => {
             let plan = EnvdPlan::new(spec, &tag, &options(&args.render))?;
-            plan.write(&args.output)?;
+            plan.render_into(&args.output, existing, &inputs)?;
             (BUILD_ENVD, plan.files.len())
         }
         _ => {
             let plan = BuildPlan::new(spec, &tag, &options(&args.render))?;
-            plan.write(&args.output)?;
+            plan.render_into(&args.output, existing, &inputs)?;
             ("Dockerfile", plan.files.len())
         }
     };

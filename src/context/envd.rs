@@ -22,7 +22,7 @@
 
 use super::PlanError;
 use super::plan::{
-    ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions, copytree, posix_parts,
+    ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions, check_inside, copy_tree, posix_parts,
 };
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue, Scalar};
 use crate::tag::ImageTag;
@@ -265,14 +265,8 @@ impl EnvdPlan {
                 if compat {
                     // shutil.copytree into the context root: directory links followed, empty
                     // directories kept.
-                    copytree(&entry.path, &posix, &mut files, &mut Vec::new()).map_err(|path| {
-                        PlanError::CopySpecial {
-                            at: spec.copy_entry_at(written),
-                            name: name.clone(),
-                            entry: written.clone(),
-                            path,
-                        }
-                    })?;
+                    let links = tag.copy.as_ref().map(|c| c.links).unwrap_or_default();
+                    copy_tree(spec, &name, entry, &posix, links, &mut files)?;
                     copies.push(EnvdCopy {
                         source: posix.clone(),
                         target: format!("/root/{posix}/"),
@@ -324,6 +318,17 @@ impl EnvdPlan {
             });
         }
 
+        // Also the source files themselves: `root/../x` stays in the context but not in /root.
+        let source_files: Vec<super::RootEntry> = tag
+            .source
+            .iter()
+            .flat_map(|s| &s.files)
+            .map(|f| super::RootEntry::File {
+                to: f.rel.clone(),
+                from: f.path.clone(),
+            })
+            .collect();
+        check_inside(spec, &name, &files, &source_files)?;
         Ok(EnvdPlan {
             flavor: options.flavor,
             image: tag.image.clone(),

@@ -28,7 +28,7 @@ pub use plan::{
     BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, Micromamba,
     PythonInstall, RenderOptions, Secret,
 };
-pub use write::{CONTEXT_MTIME, WriteError};
+pub use write::{CONTEXT_MTIME, Existing, WriteError};
 
 use crate::spec::FieldAt;
 
@@ -75,6 +75,29 @@ pub enum PlanError {
         name: String,
         entry: String,
         path: std::path::PathBuf,
+    },
+    #[error("{at}: image `{name}`: `copy` entry `{entry}`: {source}")]
+    CopyLink {
+        at: FieldAt,
+        name: String,
+        entry: String,
+        #[source]
+        source: Box<crate::source::SourceError>,
+    },
+    #[error(
+        "{at}: image `{name}`: {}`{to}`, which lies outside the build context (and outside \
+         /root in the image) once `..` is resolved: imagespec writes only inside its output; \
+         every source file must lie inside source_root after normalisation (a module path \
+         like `src/../../x.py` climbs out)",
+        from.as_ref()
+            .map(|f| format!("{} would be written to ", f.display()))
+            .unwrap_or_else(|| "the context path ".into())
+    )]
+    OutsideContext {
+        at: FieldAt,
+        name: String,
+        to: String,
+        from: Option<std::path::PathBuf>,
     },
     #[error("{at}: image `{name}`: `copy` entry `{entry}` does not exist (relative to {})", dir.display())]
     CopyMissing {

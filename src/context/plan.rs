@@ -3,6 +3,7 @@
 use super::PlanError;
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
+use crate::source::untrusted::Root;
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::{Path, PathBuf};
@@ -224,43 +225,139 @@ pub(crate) fn python_json_list(items: &[String]) -> String {
 }
 
 /// What flytekit's `shutil.copytree(dir, <context>/to, dirs_exist_ok=True)` puts in the
-/// context: every directory (empty ones too) and file, links to files and directories
-/// followed. A dangling link, a special file (socket, FIFO, device) or a directory link loop
-/// fails the copy (copytree raises `shutil.Error`); the offending path is returned.
-pub(super) fn copytree(
+/// context for the `copy` directory `entry` of image `name`: every directory (empty ones too)
+/// and file, links to files and directories followed — but, as for the tag, not out of the
+/// entry unless `links` allows it (flytekit follows `data/etc -> /etc` and copies all of it).
+/// A dangling link, a special file (socket, FIFO, device) or a directory link loop fails the
+/// copy, as copytree raises `shutil.Error`.
+pub(super) fn copy_tree(
+    spec: &NormalizedSpec,
+    name: &str,
+    entry: &crate::source::CopyEntry,
+    to: &str,
+    links: crate::source::LinkPolicy,
+    files: &mut Vec<ContextFile>,
+) -> Result<(), PlanError> {
+    let refused = |source| PlanError::CopyLink {
+        at: spec.copy_entry_at(&entry.written),
+        name: name.to_string(),
+        entry: entry.written.clone(),
+        source: Box::new(source),
+    };
+    let root = Root::new(&entry.path, links).map_err(refused)?;
+    copytree(&entry.path, to, files, &mut Vec::new(), &root).map_err(|e| match e {
+        Copytree::Fails(path) => PlanError::CopySpecial {
+            at: spec.copy_entry_at(&entry.written),
+            name: name.to_string(),
+            entry: entry.written.clone(),
+            path,
+        },
+        Copytree::Refused(source) => refused(source),
+    })
+}
+
+enum Copytree {
+    /// copytree raises here.
+    Fails(PathBuf),
+    /// A link out of the entry.
+    Refused(crate::source::SourceError),
+}
+
+fn copytree(
     dir: &Path,
     to: &str,
     files: &mut Vec<ContextFile>,
     ancestors: &mut Vec<PathBuf>,
-) -> Result<(), PathBuf> {
-    let real = std::fs::canonicalize(dir).map_err(|_| dir.to_path_buf())?;
+    root: &Root,
+) -> Result<(), Copytree> {
+    let real = std::fs::canonicalize(dir).map_err(|_| Copytree::Fails(dir.to_path_buf()))?;
     if ancestors.contains(&real) {
-        return Err(dir.to_path_buf());
+        return Err(Copytree::Fails(dir.to_path_buf()));
     }
     ancestors.push(real);
     files.push(ContextFile::Dir { to: to.to_string() });
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|_| dir.to_path_buf())?
+        .map_err(|_| Copytree::Fails(dir.to_path_buf()))?
         .flatten()
         .collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
         let target = format!("{to}/{}", entry.file_name().to_string_lossy());
+        if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            root.check_link(&path).map_err(Copytree::Refused)?;
+        }
         // Follows links, as copytree(symlinks=False) does.
-        let meta = std::fs::metadata(&path).map_err(|_| path.clone())?;
+        let meta = std::fs::metadata(&path).map_err(|_| Copytree::Fails(path.clone()))?;
         if meta.is_dir() {
-            copytree(&path, &target, files, ancestors)?;
+            copytree(&path, &target, files, ancestors, root)?;
         } else if meta.is_file() {
             files.push(ContextFile::Copy {
                 from: path,
                 to: target,
             });
         } else {
-            return Err(path);
+            return Err(Copytree::Fails(path));
         }
     }
     ancestors.pop();
+    Ok(())
+}
+
+/// Whether `to` (relative to the context, `/`-separated) stays inside it once `.` and `..`
+/// are resolved: a module path `src/../../x` would be written beside the context, and land
+/// beside `/root` in the image.
+pub(super) fn inside_context(to: &str) -> bool {
+    if to.starts_with('/') {
+        return false;
+    }
+    let mut depth = 0usize;
+    for part in to.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if depth == 0 => return false,
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+/// Refuses a plan that would write a file outside its context (or outside `/root`).
+pub(super) fn check_inside(
+    spec: &NormalizedSpec,
+    name: &str,
+    files: &[ContextFile],
+    root_entries: &[RootEntry],
+) -> Result<(), PlanError> {
+    let outside = |to: &str, from: Option<&PathBuf>| PlanError::OutsideContext {
+        at: spec.at("source_root"),
+        name: name.to_string(),
+        to: to.to_string(),
+        from: from.cloned(),
+    };
+    for file in files {
+        match file {
+            ContextFile::Copy { from, to } if !inside_context(to) => {
+                return Err(outside(to, Some(from)));
+            }
+            ContextFile::Content { to, .. } | ContextFile::Dir { to } if !inside_context(to) => {
+                return Err(outside(to, None));
+            }
+            _ => {}
+        }
+    }
+    for entry in root_entries {
+        match entry {
+            RootEntry::File { to, from } if !inside_context(to) => {
+                return Err(outside(&format!("/root/{to}"), Some(from)));
+            }
+            RootEntry::Dir { to } if !inside_context(to) => {
+                return Err(outside(&format!("/root/{to}"), None));
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -524,14 +621,8 @@ impl BuildPlan {
                 if compat {
                     // What flytekit's shutil.copytree copies: directory links followed, empty
                     // directories kept, although compute_digest (the tag) sees neither.
-                    copytree(&entry.path, &in_context, &mut files, &mut Vec::new()).map_err(
-                        |path| PlanError::CopySpecial {
-                            at: spec.copy_entry_at(written),
-                            name: name.clone(),
-                            entry: written.clone(),
-                            path,
-                        },
-                    )?;
+                    let links = tag.copy.as_ref().map(|c| c.links).unwrap_or_default();
+                    copy_tree(spec, &name, entry, &in_context, links, &mut files)?;
                 } else {
                     // Deliberate difference: exactly the files the tag hashed, so the image
                     // cannot change without its tag changing.
@@ -595,6 +686,7 @@ impl BuildPlan {
         } else {
             options.ca_bundle.clone()
         };
+        check_inside(spec, &name, &files, &root_entries)?;
 
         // imagespec's own option (flytekit hashes builder_options like any other, so names
         // stay flytekit's); flytekit's own Dockerfile keeps its order.
@@ -687,8 +779,12 @@ impl BuildPlan {
                 ContextFile::Copy { from, to } => {
                     hash.update(format!("\0file {to}\0").as_bytes());
                     // An unreadable file fails the build later, with its path; here it only
-                    // changes the key.
-                    hash.update(std::fs::read(from).unwrap_or_default());
+                    // changes the key. A FIFO or device is never read (it fails later too).
+                    let mut bytes = Vec::new();
+                    if let Ok(mut file) = crate::source::untrusted::open_regular(from) {
+                        let _ = std::io::Read::read_to_end(&mut file, &mut bytes);
+                    }
+                    hash.update(bytes);
                 }
                 ContextFile::Content { to, content } => {
                     hash.update(format!("\0file {to}\0").as_bytes());
@@ -702,5 +798,39 @@ impl BuildPlan {
             .take(16)
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_paths_stay_inside_once_dots_are_resolved() {
+        for inside in ["src/a.py", "src/./a.py", "src/pkg/../a.py", "copy/x/", "."] {
+            assert!(inside_context(inside), "{inside}");
+        }
+        for outside in ["src/../../payload.txt", "../x", "/etc/passwd", "a/../../b"] {
+            assert!(!inside_context(outside), "{outside}");
+        }
+        let file = |to: &str| ContextFile::Copy {
+            from: PathBuf::from("/m/x.py"),
+            to: to.into(),
+        };
+        let spec_file =
+            crate::SpecFile::parse(Path::new("/p/spec.toml"), "name = \"i\"\n").unwrap();
+        let (_, spec) = spec_file.select(None).unwrap();
+        assert!(check_inside(spec, "i", &[file("src/x.py")], &[]).is_ok());
+        let err = check_inside(spec, "i", &[file("src/../../x.py")], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("/m/x.py would be written to"),
+            "{err}"
+        );
+        let layer = RootEntry::File {
+            to: "../etc/cron.d/x".into(),
+            from: PathBuf::from("/m/x"),
+        };
+        let err = check_inside(spec, "i", &[], &[layer]).unwrap_err();
+        assert!(err.to_string().contains("/root/../etc/cron.d/x"), "{err}");
     }
 }

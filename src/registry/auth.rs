@@ -35,6 +35,28 @@ pub enum AuthError {
     Config { path: PathBuf, message: String },
     #[error("{}: the `auth` entry for {registry} is not base64 `user:password`", path.display())]
     BadAuth { path: PathBuf, registry: String },
+    #[error(
+        "{}: `{key}` names the credential helper {helper:?}, which is not a plain name: docker \
+         runs `docker-credential-<name>` from PATH only, so a name with `/`, `..` or nothing \
+         in it could only run a program from the working directory (a repository's); name a \
+         helper installed on PATH",
+        path.display()
+    )]
+    HelperName {
+        path: PathBuf,
+        key: String,
+        helper: String,
+    },
+    #[error(
+        "{}: `{key}` names the credential helper {helper:?}, but docker-credential-{helper} is \
+         not on PATH (only absolute PATH entries are searched); install it or fix the name",
+        path.display()
+    )]
+    HelperMissing {
+        path: PathBuf,
+        key: String,
+        helper: String,
+    },
     #[error("credential helper docker-credential-{helper} for {registry}: {message}")]
     Helper {
         helper: String,
@@ -106,7 +128,11 @@ pub fn lookup(
     let Some(path) = config_path(registry_config) else {
         return Ok(None);
     };
-    let text = match std::fs::read_to_string(&path) {
+    let read = crate::source::untrusted::open_regular(&path).and_then(|mut f| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text).map(|_| text)
+    });
+    let text = match read {
         Ok(t) => t,
         // A missing default config means "no credentials"; a named registry_config must exist.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && registry_config.is_none() => {
@@ -129,8 +155,14 @@ pub fn lookup(
         ),
     })?;
     let keys = candidate_keys(registry);
-    if let Some(helper) = keys.iter().find_map(|k| config.cred_helpers.get(k)) {
-        return from_helper(helper, registry);
+    // As docker: an empty value names no helper.
+    if let Some((key, helper)) = keys
+        .iter()
+        .find_map(|k| config.cred_helpers.get(k).map(|h| (k, h)))
+        .filter(|(_, h)| !h.is_empty())
+    {
+        let program = helper_program(helper, &format!("credHelpers.{key}"), &path)?;
+        return from_helper(&program, helper, registry);
     }
     for key in &keys {
         if let Some(entry) = config.auths.get(key) {
@@ -164,9 +196,54 @@ pub fn lookup(
         }
     }
     match &config.creds_store {
-        Some(store) if !store.is_empty() => from_helper(store, registry),
+        Some(store) if !store.is_empty() => {
+            let program = helper_program(store, "credsStore", &path)?;
+            from_helper(&program, store, registry)
+        }
         _ => Ok(None),
     }
+}
+
+/// Whether `name` is a credential helper name docker would look up on PATH as
+/// `docker-credential-<name>`: not empty, no `/` (a path: run relative to the working
+/// directory), no `..`, no NUL.
+pub fn is_plain_helper_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && !name.contains("..") && !name.contains('\0')
+}
+
+/// The program `docker-credential-<name>` found on `path_var` (a `PATH` value): the first
+/// executable file in an absolute directory. Relative entries (`.`, empty ones, which mean
+/// the working directory) are skipped: the working directory may be a repository's.
+pub fn find_helper(name: &str, path_var: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_plain_helper_name(name) {
+        return None;
+    }
+    let program = format!("docker-credential-{name}");
+    std::env::split_paths(path_var)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(&program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The helper program for `helper`, named by `key` of the config file at `config`.
+fn helper_program(helper: &str, key: &str, config: &Path) -> Result<PathBuf, AuthError> {
+    if !is_plain_helper_name(helper) {
+        return Err(AuthError::HelperName {
+            path: config.to_path_buf(),
+            key: key.to_string(),
+            helper: helper.to_string(),
+        });
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    find_helper(helper, &path_var).ok_or_else(|| AuthError::HelperMissing {
+        path: config.to_path_buf(),
+        key: key.to_string(),
+        helper: helper.to_string(),
+    })
 }
 
 trait ClassifyStr {
@@ -193,14 +270,19 @@ struct HelperReply {
     secret: String,
 }
 
-/// Asks `docker-credential-<helper> get` (the docker credential helper protocol).
-fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, AuthError> {
+/// Asks `docker-credential-<helper> get` (the docker credential helper protocol), found at
+/// `program`.
+fn from_helper(
+    program: &Path,
+    helper: &str,
+    registry: &str,
+) -> Result<Option<Credentials>, AuthError> {
     let err = |message: String| AuthError::Helper {
         helper: helper.to_string(),
         registry: registry.to_string(),
         message,
     };
-    let mut child = Command::new(format!("docker-credential-{helper}"))
+    let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -252,6 +334,36 @@ mod tests {
         assert_eq!(creds.password, "hunter2");
         assert!(!format!("{creds:?}").contains("hunter2"));
         assert_eq!(lookup("other:1", Some(&cfg)).unwrap(), None);
+    }
+
+    #[test]
+    fn helper_names_are_plain_names() {
+        for good in ["desktop", "ecr-login", "pass", "osxkeychain", "gcloud.v2"] {
+            assert!(is_plain_helper_name(good), "{good}");
+        }
+        for bad in ["", "x/evil", "/abs", "..", "a..b", "../x", "a\0b"] {
+            assert!(!is_plain_helper_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn helpers_are_found_only_in_absolute_path_entries() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let helper = bin.join("docker-credential-mine");
+        std::fs::write(&helper, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = bin.join("docker-credential-notexec");
+        std::fs::write(&plain, "").unwrap();
+        let path = std::env::join_paths([Path::new("."), Path::new(""), &bin]).unwrap();
+        assert_eq!(find_helper("mine", &path), Some(helper));
+        assert_eq!(find_helper("notexec", &path), None, "not executable");
+        assert_eq!(find_helper("bin/docker-credential-mine", &path), None);
+        // A relative entry never counts, even when it holds the helper.
+        let relative = std::env::join_paths([Path::new("bin")]).unwrap();
+        assert_eq!(find_helper("mine", &relative), None);
     }
 
     #[test]

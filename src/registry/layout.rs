@@ -2,6 +2,11 @@
 //! (`oci:DIR`), the same as one tar (`oci-archive:FILE`), or a tar `docker load` reads
 //! (`docker-archive:FILE`). Blobs are streamed from the registry to disk, never held in memory.
 //!
+//! Writing is safe to interrupt and to repeat: blobs go to a scratch file, are verified
+//! (digest and size) and renamed into place; blobs already in a layout are verified before
+//! they are kept; `index.json` is merged (other images kept, the same ref name replaced) and
+//! replaced atomically; archives are written beside their target and renamed over it.
+//!
 //! The layout uses OCI media types throughout (a Docker schema 2 dependency image is
 //! converted: same blobs, OCI descriptors), so umoci and skopeo read it as well as Docker.
 //!
@@ -12,6 +17,8 @@
 //! ```
 
 use super::client::{RegistryClient, RegistryError};
+use crate::progress::{Event, Progress};
+use crate::scratch::{ScratchDir, ScratchFile};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -78,6 +85,37 @@ pub enum LayoutError {
     },
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(
+        "blob {digest} ({what}): {found} instead; the registry sent other bytes than its manifest names, nothing was written under that name"
+    )]
+    BlobMismatch {
+        digest: String,
+        what: String,
+        found: String,
+    },
+    #[error(
+        "{}: not an OCI image index ({message}); move it away, or write to another directory",
+        path.display()
+    )]
+    Index { path: PathBuf, message: String },
+    #[error(
+        "the dependency image's manifest names the blob {digest:?}, not `sha256:` and 64 hex \
+         digits: it is not written (its name would be a path)"
+    )]
+    BadDigest { digest: String },
+}
+
+/// A blob digest that is safe as a file name under `blobs/sha256/`: the registry (named by
+/// the spec) writes the manifest, and `sha256:../../x` would be written outside the output.
+fn check_digest(digest: &str) -> Result<(), LayoutError> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(LayoutError::BadDigest {
+            digest: digest.to_string(),
+        })
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError {
@@ -105,90 +143,265 @@ fn as_oci(manifest: &OciImageManifest) -> OciImageManifest {
     out
 }
 
-/// Puts every blob of `image` into `blobs` (as `<hex>` files), fetching what is not local.
+/// What a blob file holds: `Ok(())` when it is `digest` with `size` bytes (`size` < 0:
+/// any), else a description of what it is instead.
+fn check_blob(path: &Path, digest: &str, size: i64) -> Result<Result<(), String>, LayoutError> {
+    use sha2::{Digest, Sha256};
+    let Some(want) = digest.strip_prefix("sha256:") else {
+        return Ok(Err(format!(
+            "`{digest}` is not a sha256 digest, which is all an OCI layout written here holds"
+        )));
+    };
+    let mut file = fs::File::open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    if size >= 0 && len != size as u64 {
+        return Ok(Err(format!("{len} bytes, {size} expected")));
+    }
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash).map_err(io(path))?;
+    let found = format!("{:x}", hash.finalize());
+    Ok(if found == want {
+        Ok(())
+    } else {
+        Err(format!("sha256:{found}"))
+    })
+}
+
+/// Where one blob comes from.
+enum BlobSource<'a> {
+    /// Read from the registry (the repository of this image).
+    Registry(&'a str),
+    /// A file on disk.
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+/// Puts blob `digest` (`size` bytes) into `blobs`, unless a verified copy is there: written
+/// to a scratch file in `scratch` (same file system), verified, then renamed. A blob that is
+/// there but wrong (an older run's interrupted or corrupted download) is replaced.
+async fn put_blob(
+    client: &RegistryClient,
+    blobs: &Path,
+    scratch: &Path,
+    digest: &str,
+    size: i64,
+    from: BlobSource<'_>,
+    progress: &Progress,
+) -> Result<(), LayoutError> {
+    let target = blobs.join(hex(digest));
+    if target.exists() {
+        match check_blob(&target, digest, size)? {
+            Ok(()) => return Ok(()),
+            Err(found) => progress.event(Event::Info(&format!(
+                "{}: {found} instead of {digest}; replacing it",
+                target.display()
+            ))),
+        }
+    }
+    let file = ScratchFile::new_in(scratch, "blob").map_err(io(scratch))?;
+    match from {
+        BlobSource::Registry(image) => client.blob_to_file(image, digest, file.path()).await?,
+        BlobSource::File(path) => {
+            let mut source = fs::File::open(path).map_err(io(path))?;
+            std::io::copy(&mut source, &mut file.file()).map_err(io(file.path()))?;
+        }
+        BlobSource::Bytes(bytes) => {
+            std::io::Write::write_all(&mut file.file(), bytes).map_err(io(file.path()))?
+        }
+    }
+    if let Err(found) = check_blob(file.path(), digest, size)? {
+        let what = match from {
+            BlobSource::Registry(image) => format!("from {image}"),
+            BlobSource::File(path) => path.display().to_string(),
+            BlobSource::Bytes(_) => "written by imagespec".into(),
+        };
+        return Err(LayoutError::BlobMismatch {
+            digest: digest.to_string(),
+            what,
+            found,
+        });
+    }
+    file.persist(&target).map_err(io(&target))
+}
+
+/// Puts every blob of `image` into `<dir>/blobs/sha256`, fetching what is not there.
 async fn collect_blobs(
     client: &RegistryClient,
     image: &ImageToWrite<'_>,
-    blobs: &Path,
+    dir: &Path,
+    progress: &Progress,
 ) -> Result<(), LayoutError> {
-    fs::create_dir_all(blobs).map_err(io(blobs))?;
     for layer in &image.manifest.layers {
-        let target = blobs.join(hex(&layer.digest));
-        if target.exists() {
-            continue;
-        }
-        match image.local_layers.iter().find(|(d, _)| *d == layer.digest) {
-            Some((_, path)) => {
-                fs::copy(path, &target).map_err(io(path))?;
-            }
-            None => {
-                client
-                    .blob_to_file(image.source, &layer.digest, &target)
-                    .await?
-            }
-        }
+        check_digest(&layer.digest)?;
     }
-    let config = blobs.join(hex(&image.manifest.config.digest));
-    fs::write(&config, image.config).map_err(io(&config))?;
-    Ok(())
+    check_digest(&image.manifest.config.digest)?;
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+    for layer in &image.manifest.layers {
+        let from = match image.local_layers.iter().find(|(d, _)| *d == layer.digest) {
+            Some((_, path)) => BlobSource::File(path),
+            None => BlobSource::Registry(image.source),
+        };
+        put_blob(
+            client,
+            &blobs,
+            dir,
+            &layer.digest,
+            layer.size,
+            from,
+            progress,
+        )
+        .await?;
+    }
+    let config = &image.manifest.config;
+    put_blob(
+        client,
+        &blobs,
+        dir,
+        &config.digest,
+        image.config.len() as i64,
+        BlobSource::Bytes(image.config),
+        progress,
+    )
+    .await
 }
 
-/// Writes `image` to `target`.
+/// Writes `bytes` to `path` through a scratch file and a rename: `path` is always either
+/// the old or the new content.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file = ScratchFile::new_in(dir, "write").map_err(io(dir))?;
+    std::io::Write::write_all(&mut file.file(), bytes).map_err(io(file.path()))?;
+    file.persist(path).map_err(io(path))
+}
+
+/// Writes `image` to `target`. Safe to interrupt and to repeat: every file appears complete
+/// or not at all, blobs already there are verified before they are kept, and scratch files
+/// are removed (also on SIGINT/SIGTERM, see [`crate::scratch`]).
 pub async fn write(
     client: &RegistryClient,
     image: &ImageToWrite<'_>,
     target: &OutputTarget,
+    progress: &Progress,
 ) -> Result<(), LayoutError> {
     match target {
-        OutputTarget::OciDir(dir) => write_oci_dir(client, image, dir).await,
+        OutputTarget::OciDir(dir) => write_oci_dir(client, image, dir, Shared::Yes, progress).await,
         OutputTarget::OciArchive(file) | OutputTarget::DockerArchive(file) => {
             let parent = file
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            fs::create_dir_all(parent).map_err(io(parent))?;
-            let staging = tempfile::tempdir_in(parent).map_err(io(parent))?;
+            // Beside the archive: the same file system, so the rename at the end is atomic.
+            let staging = ScratchDir::new_in(parent, "staging").map_err(io(parent))?;
             if matches!(target, OutputTarget::OciArchive(_)) {
-                write_oci_dir(client, image, staging.path()).await?;
+                write_oci_dir(client, image, staging.path(), Shared::No, progress).await?;
             } else {
-                write_docker_dir(client, image, staging.path()).await?;
+                write_docker_dir(client, image, staging.path(), progress).await?;
             }
-            tar_dir(staging.path(), file)
+            let archive = ScratchFile::new_in(parent, "archive").map_err(io(parent))?;
+            tar_dir(staging.path(), archive.file(), archive.path())?;
+            drop(staging);
+            archive.persist(file).map_err(io(file))
         }
     }
+}
+
+/// `index.json` with `entry` added: the other images of an existing index are kept, one
+/// with the same `org.opencontainers.image.ref.name` is replaced (as `skopeo copy` to
+/// `oci:DIR:REF` does).
+fn merged_index(
+    existing: Option<&[u8]>,
+    entry: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    const REF_NAME: &str = "org.opencontainers.image.ref.name";
+    let mut index = match existing {
+        None => serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
+            "manifests": [],
+        }),
+        Some(bytes) => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
+    };
+    let ref_name = entry["annotations"][REF_NAME].clone();
+    let manifests = index
+        .as_object_mut()
+        .ok_or("not a JSON object")?
+        .entry("manifests")
+        .or_insert_with(|| serde_json::json!([]))
+        .as_array_mut()
+        .ok_or("`manifests` is not a list")?;
+    manifests.retain(|m| m["annotations"][REF_NAME] != ref_name);
+    manifests.push(entry);
+    Ok(index)
+}
+
+/// Whether other runs may write into a layout at the same time (a user's directory), or
+/// not (our own staging folder, which is locked as scratch already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    Yes,
+    No,
 }
 
 async fn write_oci_dir(
     client: &RegistryClient,
     image: &ImageToWrite<'_>,
     dir: &Path,
+    shared: Shared,
+    progress: &Progress,
 ) -> Result<(), LayoutError> {
-    let blobs = dir.join("blobs/sha256");
-    collect_blobs(client, image, &blobs).await?;
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    collect_blobs(client, image, dir, progress).await?;
     let manifest = as_oci(image.manifest);
     let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
     let digest = format!("sha256:{}", sha256_hex(&body));
-    let path = blobs.join(hex(&digest));
-    fs::write(&path, &body).map_err(io(&path))?;
+    let blobs = dir.join("blobs/sha256");
+    put_blob(
+        client,
+        &blobs,
+        dir,
+        &digest,
+        body.len() as i64,
+        BlobSource::Bytes(&body),
+        progress,
+    )
+    .await?;
+    let layout = dir.join("oci-layout");
+    let layout_json = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    if fs::read(&layout).ok().as_deref() != Some(layout_json.as_slice()) {
+        write_atomically(&layout, layout_json)?;
+    }
     let (_, tag) = super::split_tag(image.image);
     let ref_name = layout_ref_name(tag.unwrap_or("latest"));
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
-        "manifests": [{
-            "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
-            "digest": digest,
-            "size": body.len(),
-            "annotations": {
-                "org.opencontainers.image.ref.name": ref_name,
-                "io.containerd.image.name": image.image,
-            },
-        }],
+    let entry = serde_json::json!({
+        "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+        "digest": digest,
+        "size": body.len(),
+        "annotations": {
+            "org.opencontainers.image.ref.name": ref_name,
+            "io.containerd.image.name": image.image,
+        },
     });
+    // Read, merge and replace under a lock on the directory: two runs writing into one
+    // layout at once both keep their image.
+    let lock = fs::File::open(dir).map_err(io(dir))?;
+    if shared == Shared::Yes {
+        lock.lock().map_err(io(dir))?;
+    }
     let path = dir.join("index.json");
-    fs::write(&path, serde_json::to_vec(&index).expect("json")).map_err(io(&path))?;
-    let path = dir.join("oci-layout");
-    fs::write(&path, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&path))
+    let existing = match fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let index = merged_index(existing.as_deref(), entry).map_err(|message| LayoutError::Index {
+        path: path.clone(),
+        message,
+    })?;
+    write_atomically(&path, &serde_json::to_vec(&index).expect("json"))
 }
 
 /// The layout's name for the image: its tag, when the tag fits the OCI layout grammar
@@ -231,9 +444,9 @@ async fn write_docker_dir(
     client: &RegistryClient,
     image: &ImageToWrite<'_>,
     dir: &Path,
+    progress: &Progress,
 ) -> Result<(), LayoutError> {
-    let blobs = dir.join("blobs/sha256");
-    collect_blobs(client, image, &blobs).await?;
+    collect_blobs(client, image, dir, progress).await?;
     let layers: Vec<String> = image
         .manifest
         .layers
@@ -257,10 +470,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// `dir`'s contents as a tar at `file` (sorted, fixed times: the same image gives the same
-/// archive).
-fn tar_dir(dir: &Path, file: &Path) -> Result<(), LayoutError> {
-    let out = fs::File::create(file).map_err(io(file))?;
+/// `dir`'s contents as a tar into `out` (at `file`; sorted, fixed times: the same image
+/// gives the same archive).
+fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let path = entry
@@ -304,6 +516,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_sha256_hex_digests_become_file_names() {
+        let good = format!("sha256:{}", "0a".repeat(32));
+        assert!(check_digest(&good).is_ok());
+        for bad in [
+            "sha256:../../../etc/passwd".to_string(),
+            format!("sha256:{}/x", "0a".repeat(31)),
+            format!("sha256:{}", "0A".repeat(32)),
+            format!("sha512:{}", "0a".repeat(32)),
+            "0a".repeat(32),
+        ] {
+            assert!(check_digest(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn targets_parse() {
         assert_eq!(
             "oci-archive:/tmp/x.tar".parse(),
@@ -316,6 +543,69 @@ mod tests {
         assert!("zip:x".parse::<OutputTarget>().is_err());
         assert!("oci:".parse::<OutputTarget>().is_err());
         assert!("x.tar".parse::<OutputTarget>().is_err());
+    }
+
+    #[test]
+    fn merging_an_index_keeps_other_images_and_replaces_the_same_ref_name() {
+        let entry = |name: &str, digest: &str| {
+            serde_json::json!({
+                "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+                "digest": digest,
+                "size": 1,
+                "annotations": {"org.opencontainers.image.ref.name": name},
+            })
+        };
+        let fresh = merged_index(None, entry("a", "sha256:1")).unwrap();
+        assert_eq!(fresh["schemaVersion"], 2);
+        assert_eq!(fresh["manifests"].as_array().unwrap().len(), 1);
+
+        let mut other = fresh.clone();
+        other["annotations"] = serde_json::json!({"kept": "yes"});
+        other["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"digest": "sha256:unnamed"}));
+        let bytes = serde_json::to_vec(&other).unwrap();
+        let merged = merged_index(Some(&bytes), entry("b", "sha256:2")).unwrap();
+        let digests: Vec<&str> = merged["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(digests, ["sha256:1", "sha256:unnamed", "sha256:2"]);
+        assert_eq!(merged["annotations"]["kept"], "yes", "other fields stay");
+
+        let bytes = serde_json::to_vec(&merged).unwrap();
+        let replaced = merged_index(Some(&bytes), entry("a", "sha256:3")).unwrap();
+        let digests: Vec<&str> = replaced["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(digests, ["sha256:unnamed", "sha256:2", "sha256:3"]);
+
+        assert!(merged_index(Some(b"{\"manifests\": 1}"), entry("a", "x")).is_err());
+        assert!(merged_index(Some(b"\0\0\0"), entry("a", "x")).is_err());
+        assert!(merged_index(Some(b"[]"), entry("a", "x")).is_err());
+    }
+
+    #[test]
+    fn blobs_are_checked_by_size_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        fs::write(&path, b"hello").unwrap();
+        let digest = format!("sha256:{}", sha256_hex(b"hello"));
+        assert_eq!(check_blob(&path, &digest, 5).unwrap(), Ok(()));
+        assert_eq!(check_blob(&path, &digest, -1).unwrap(), Ok(()));
+        assert!(check_blob(&path, &digest, 6).unwrap().is_err());
+        fs::write(&path, b"hellO").unwrap();
+        assert_eq!(
+            check_blob(&path, &digest, 5).unwrap(),
+            Err(format!("sha256:{}", sha256_hex(b"hellO")))
+        );
+        assert!(check_blob(&path, "sha512:00", 5).unwrap().is_err());
     }
 
     #[test]

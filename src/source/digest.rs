@@ -12,11 +12,12 @@
 //! within the last 50 ms are not remembered: a second change inside one timestamp tick could
 //! keep every stat field.
 
+use super::untrusted::{self, LinkPolicy, Root};
 use super::{SourceError, pypath};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 use sha1::Sha1;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -94,8 +95,8 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
     let cache = cache_dir().map(|d| d.join(&key));
     if let Some(hit) = cache
         .as_ref()
-        .and_then(|p| fs::read_to_string(p).ok())
-        .filter(|s| s.len() == 32)
+        .and_then(|p| fs::read(p).ok())
+        .and_then(|bytes| decode_entry(&key, &bytes))
     {
         return Ok(hit);
     }
@@ -128,7 +129,7 @@ pub fn hash_files(files: &[HashedFile<'_>], rules: &str) -> Result<String, Sourc
 /// Reads a whole file whose size stat gave, without the extra read that only finds EOF: a
 /// short read of a regular file that reached the promised size is its end.
 fn read_small(path: &Path, size: u64) -> Result<Vec<u8>, SourceError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut file = untrusted::open_regular(path).map_err(io_err(path))?;
     let size = size as usize;
     let mut bytes = vec![0u8; size + 1];
     let mut filled = 0;
@@ -152,7 +153,7 @@ fn read_small(path: &Path, size: u64) -> Result<Vec<u8>, SourceError> {
 }
 
 fn hash_file_into(hasher: &mut Md5, path: &Path, buf: &mut [u8]) -> Result<(), SourceError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut file = untrusted::open_regular(path).map_err(io_err(path))?;
     loop {
         let n = file.read(buf).map_err(io_err(path))?;
         if n == 0 {
@@ -181,27 +182,46 @@ pub struct CopyEntry {
 pub struct CopySet {
     pub entries: Vec<CopyEntry>,
     pub digest: String,
+    /// The link policy the files were checked under (flytekit's own `copytree`, which
+    /// follows directory links, is checked under the same).
+    pub links: LinkPolicy,
 }
 
 /// flytekit's `compute_digest(copy)`: each entry (relative to `cwd`) is a directory, walked
 /// in directory order with files sorted per directory and paths relative to the entry, or a
 /// file, hashed under its base name. Missing entries, broken links and sockets are skipped,
-/// as flytekit skips them.
-pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<CopySet, SourceError> {
+/// as flytekit skips them. An entry that reaches outside `cwd` through a link, or a link in
+/// a directory entry whose target leaves that entry, is refused under `links`; FIFOs and
+/// devices are refused always.
+pub fn copy_digest(
+    entries: &[String],
+    cwd: &Path,
+    links: LinkPolicy,
+) -> Result<CopySet, SourceError> {
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut out = Vec::new();
+    let anchor = Root::new(cwd, links)?;
     for entry in entries {
+        anchor.check_written(entry)?;
         let path = cwd.join(entry);
         let is_dir = path.is_dir();
         let mut listed = Vec::new();
-        if is_dir {
+        let root = if is_dir {
             walk_in_dir_order(&path, "", &mut listed)?;
+            Some(Root::new(&path, links)?)
         } else {
             listed.push((pypath::basename(entry).to_string(), path.clone()));
-        }
+            None
+        };
         let mut files = Vec::new();
         for (rel, file) in listed {
+            if let Some(root) = &root {
+                let is_link = fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
+                if is_link && !root.check_link(&file)? {
+                    continue;
+                }
+            }
             if hash_existing(&mut hasher, &file, &rel, &mut buf)? {
                 files.push((rel, file));
             }
@@ -216,6 +236,7 @@ pub fn copy_digest(entries: &[String], cwd: &Path) -> Result<CopySet, SourceErro
     Ok(CopySet {
         entries: out,
         digest: hex(&hasher.finalize()),
+        links,
     })
 }
 
@@ -230,6 +251,9 @@ fn hash_existing(
     match fs::metadata(path) {
         Err(_) => Ok(false),
         Ok(m) if m.file_type().is_socket() => Ok(false),
+        Ok(m) if untrusted::is_special(m.file_type()) => Err(SourceError::Special {
+            path: path.to_path_buf(),
+        }),
         Ok(_) => {
             hash_file_into(hasher, path, buf)?;
             hasher.update(rel.replace('/', "").as_bytes());
@@ -255,6 +279,10 @@ fn walk_in_dir_order(
             .file_name()
             .into_string()
             .map_err(|_| SourceError::NonUtf8 { path: entry.path() })?;
+        // A run's temporary files are not part of a `copy` directory (as in the walk).
+        if crate::scratch::is_scratch_name(&name) {
+            continue;
+        }
         let path = entry.path();
         let child = if rel.is_empty() {
             name.clone()
@@ -279,8 +307,10 @@ fn walk_in_dir_order(
 }
 
 /// sha1 hex of the requirements file's bytes with ASCII whitespace stripped at both ends.
+/// A FIFO or a device is refused, never read.
 pub fn requirements_digest(path: &Path) -> Result<String, std::io::Error> {
-    let bytes = fs::read(path)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut untrusted::open_regular(path)?, &mut bytes)?;
     let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
     let start = bytes.iter().position(|b| !ws(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
@@ -291,13 +321,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where tree digests are cached: `$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`,
-/// else `~/.cache/imagespec`; `IMAGESPEC_NO_CACHE=1` turns caching off.
-fn cache_dir() -> Option<PathBuf> {
-    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
-        return None;
-    }
-    let base = std::env::var_os("IMAGESPEC_CACHE_DIR")
+/// imagespec's cache directory: `$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`,
+/// else `~/.cache/imagespec` (also where the locks between runs live: [`crate::lock`]).
+pub fn cache_home() -> Option<PathBuf> {
+    std::env::var_os("IMAGESPEC_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("XDG_CACHE_HOME")
@@ -305,18 +332,72 @@ fn cache_dir() -> Option<PathBuf> {
                 .or_else(|| {
                     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec"))
                 })
-        })?;
-    Some(base.join("tree-digests"))
+        })
+}
+
+/// Where tree digests are cached: `tree-digests` in [`cache_home`]; `IMAGESPEC_NO_CACHE=1`
+/// turns caching off.
+fn cache_dir() -> Option<PathBuf> {
+    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
+        return None;
+    }
+    Some(cache_home()?.join("tree-digests"))
+}
+
+/// The first line of a cache entry: its format and version.
+const ENTRY_HEADER: &str = "imagespec-tree-digest 2";
+
+/// A cache entry: the header, the digest, and a sha256 over both and the entry's key (its
+/// file name), so that a file that is not exactly what was stored under that name (zeros
+/// after a crash, a truncated write, another version's format, a file copied elsewhere)
+/// reads as a miss.
+fn encode_entry(key: &str, digest: &str) -> String {
+    format!(
+        "{ENTRY_HEADER}\n{digest}\n{}\n",
+        entry_checksum(key, digest)
+    )
+}
+
+fn entry_checksum(key: &str, digest: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(ENTRY_HEADER.as_bytes());
+    hash.update(b"\0");
+    hash.update(key.as_bytes());
+    hash.update(b"\0");
+    hash.update(digest.as_bytes());
+    hex(&hash.finalize())
+}
+
+/// The digest a cache entry holds, or `None` for anything but a valid entry for `key`.
+fn decode_entry(key: &str, bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.strip_suffix('\n')?.split('\n');
+    let (header, digest, checksum) = (lines.next()?, lines.next()?, lines.next()?);
+    let md5_hex = digest.len() == 32
+        && digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (lines.next().is_none()
+        && header == ENTRY_HEADER
+        && md5_hex
+        && checksum == entry_checksum(key, digest))
+    .then(|| digest.to_string())
 }
 
 fn store(path: &Path, digest: &str) {
-    // Best effort: a cache that cannot be written only costs speed.
-    if let Some(dir) = path.parent() {
-        let _ = fs::create_dir_all(dir);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if fs::write(&tmp, digest).is_ok() {
-            let _ = fs::rename(&tmp, path);
-        }
+    // Best effort: a cache that cannot be written only costs speed. Written to a scratch
+    // file, flushed and renamed: the entry is whole or absent, and an interrupted run
+    // leaves no partial file under the key's name.
+    let (Some(dir), Some(key)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Ok(file) = crate::scratch::ScratchFile::new_in(dir, "digest") else {
+        return;
+    };
+    let entry = encode_entry(key, digest);
+    if std::io::Write::write_all(&mut file.file(), entry.as_bytes()).is_ok() {
+        let _ = file.persist(path);
     }
 }
 
@@ -336,6 +417,29 @@ mod tests {
             "test",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn cache_entries_are_read_only_when_whole_and_for_their_key() {
+        let digest = "0123456789abcdef0123456789abcdef";
+        let entry = encode_entry("key", digest);
+        assert_eq!(
+            decode_entry("key", entry.as_bytes()).as_deref(),
+            Some(digest)
+        );
+        assert_eq!(decode_entry("other-key", entry.as_bytes()), None);
+        assert_eq!(decode_entry("key", &[0u8; 32]), None);
+        assert_eq!(decode_entry("key", digest.as_bytes()), None, "version 1");
+        assert_eq!(
+            decode_entry("key", &entry.as_bytes()[..entry.len() - 5]),
+            None
+        );
+        assert_eq!(decode_entry("key", b""), None);
+        assert_eq!(decode_entry("key", b"\xff\xfe garbage"), None);
+        let flipped = entry.replacen("0123", "0124", 1);
+        assert_eq!(decode_entry("key", flipped.as_bytes()), None);
+        let extra = format!("{entry}more\n");
+        assert_eq!(decode_entry("key", extra.as_bytes()), None);
     }
 
     #[test]

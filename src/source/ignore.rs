@@ -11,13 +11,26 @@
 //!   standard library's fnmatch.
 //!
 //! Paths reach the matchers as flytekit passes them: relative to the root when `source_root`
-//! is absolute, but as walked (`./pkg/x.py`, `src/pkg/x.py`) when it is relative.
+//! is absolute, but as walked (`./pkg/x.py`, `src/pkg/x.py`) when it is relative. That
+//! decides the tag; what is *copied* is judged by the rules as written, on paths relative to
+//! the root ([`IgnoreGroup::rules_exclude`]), so a `.env` the user excluded never ships.
+//!
+//! git runs on the source tree, which may be an attacker's: its repository configuration must
+//! not run programs. [`git_ls_files`] turns off every setting `ls-files` would execute or
+//! follow (see there), and a git that never answers (a `.gitignore` that is a FIFO) is
+//! stopped after [`GIT_TIMEOUT`].
 
 use super::fnmatch::{self, Glob, PatternError};
-use super::pypath;
+use super::untrusted::{self, Root};
+use super::{SourceError, pypath};
 use std::collections::HashSet;
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// How long git may take to list the ignored files before the walk gives up on it.
+pub const GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// flytekit's `STANDARD_IGNORE_PATTERNS`.
 pub const STANDARD_PATTERNS: [&str; 5] = [
@@ -46,34 +59,82 @@ pub struct IgnoreGroup {
 /// `git ls-files -io --exclude-standard`, started at once and read when first needed.
 #[derive(Debug)]
 struct Git {
+    dir: std::path::PathBuf,
     child: std::sync::Mutex<Option<std::process::Child>>,
-    answer: std::sync::OnceLock<(HashSet<String>, String)>,
+    /// Its stdout, read to the end by a thread (so a long list never fills the pipe).
+    stdout: std::sync::Mutex<Option<std::sync::mpsc::Receiver<Vec<u8>>>>,
+    answer: std::sync::OnceLock<Result<(HashSet<String>, String), u64>>,
 }
 
 impl Git {
     fn start(dir: &Path) -> Git {
-        let child = Command::new("git")
-            .args(["ls-files", "-io", "--exclude-standard"])
-            .current_dir(dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+        let mut child = git_ls_files(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .ok();
+        let stdout = child.as_mut().and_then(|c| c.stdout.take()).map(|mut out| {
+            let (send, receive) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = out.read_to_end(&mut bytes);
+                let _ = send.send(bytes);
+            });
+            receive
+        });
         Git {
+            dir: dir.to_path_buf(),
             child: std::sync::Mutex::new(child),
+            stdout: std::sync::Mutex::new(stdout),
             answer: std::sync::OnceLock::new(),
         }
     }
 
-    fn answer(&self) -> &(HashSet<String>, String) {
+    /// Waits for git (at most `timeout`, the first time; it is stopped then); a git that
+    /// fails or cannot run ignores nothing, as in flytekit.
+    fn wait(&self, timeout: Duration) -> &Result<(HashSet<String>, String), u64> {
         self.answer.get_or_init(|| {
-            let child = self.child.lock().ok().and_then(|mut c| c.take());
-            match child.map(|c| c.wait_with_output()) {
-                Some(Ok(out)) if out.status.success() => split_git_output(&out.stdout),
-                _ => (HashSet::new(), String::new()),
+            let received = self
+                .stdout
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .map(|r| r.recv_timeout(timeout));
+            let mut child = self.child.lock().ok().and_then(|mut c| c.take());
+            match (received, child.as_mut()) {
+                (Some(Ok(stdout)), Some(child)) => match child.wait() {
+                    Ok(status) if status.success() => Ok(split_git_output(&stdout)),
+                    _ => Ok((HashSet::new(), String::new())),
+                },
+                (Some(Err(_)), Some(child)) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(timeout.as_secs())
+                }
+                _ => Ok((HashSet::new(), String::new())),
             }
         })
+    }
+
+    fn answer(&self) -> &(HashSet<String>, String) {
+        static NOTHING: std::sync::OnceLock<(HashSet<String>, String)> = std::sync::OnceLock::new();
+        match self.wait(GIT_TIMEOUT) {
+            Ok(answer) => answer,
+            Err(_) => NOTHING.get_or_init(|| (HashSet::new(), String::new())),
+        }
+    }
+}
+
+impl Drop for Git {
+    /// A walk that failed (or never asked) leaves no git behind, also one blocked forever.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
     }
 }
 
@@ -86,10 +147,12 @@ struct DockerPattern {
 
 impl IgnoreGroup {
     /// Loads the rules for `root` (as written in the spec), `cwd` anchoring relative paths.
-    pub fn new(root: &str, cwd: &Path) -> Result<IgnoreGroup, PatternError> {
+    /// `.dockerignore` is read only when it is a regular file inside `links`' root (a FIFO
+    /// would block; a link out of the tree is refused under [`Root`]'s policy).
+    pub fn new(root: &str, cwd: &Path, links: &Root) -> Result<IgnoreGroup, SourceError> {
         let root_dir = cwd.join(root);
         let git = Git::start(&root_dir);
-        let dockerignore = std::fs::read_to_string(root_dir.join(".dockerignore")).ok();
+        let dockerignore = read_dockerignore(&root_dir.join(".dockerignore"), links)?;
         let mut docker = Vec::new();
         let lines = dockerignore
             .as_deref()
@@ -109,7 +172,7 @@ impl IgnoreGroup {
         let standard = STANDARD_PATTERNS
             .iter()
             .map(|p| fnmatch::python(p))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, PatternError>>()?;
         Ok(IgnoreGroup {
             root: root.to_string(),
             root_dir,
@@ -138,6 +201,26 @@ impl IgnoreGroup {
     pub fn is_ignored_by_git(&self, walked: &str, rel: &str) -> bool {
         let path = if pypath::isabs(walked) { rel } else { walked };
         self.git(path, rel)
+    }
+
+    /// Whether the rules as written exclude `rel` (relative to the root): the path judged
+    /// as flytekit judges it for an absolute `source_root`, whatever the spec wrote. What is
+    /// copied into the image follows this; the tag follows [`IgnoreGroup::is_ignored`].
+    pub fn rules_exclude(&self, rel: &str) -> bool {
+        self.docker(rel)
+            || self.standard.iter().any(|g| g.matches(rel))
+            || self.git.answer().0.contains(&pypath::pure_posix(rel))
+    }
+
+    /// Waits for git's answer (at most `timeout`); an error when git did not answer in time.
+    pub fn wait_for_git(&self, timeout: Duration) -> Result<(), SourceError> {
+        match self.git.wait(timeout) {
+            Ok(_) => Ok(()),
+            Err(seconds) => Err(SourceError::GitTimeout {
+                dir: self.git.dir.clone(),
+                seconds: *seconds,
+            }),
+        }
     }
 
     /// Everything the rules depend on besides the file list, for caching digests.
@@ -243,16 +326,89 @@ pub(crate) fn python_strip(s: &str) -> &str {
 
 /// `git ls-files -io --exclude-standard [--directory]` in `dir`, split as flytekit splits it.
 fn git_ignored_files(dir: &Path, directories: bool) -> (HashSet<String>, String) {
-    let mut cmd = Command::new("git");
-    cmd.args(["ls-files", "-io", "--exclude-standard"])
-        .current_dir(dir);
+    let mut cmd = git_ls_files(dir);
     if directories {
         cmd.arg("--directory");
     }
-    match cmd.output() {
+    match cmd.stdin(Stdio::null()).stderr(Stdio::null()).output() {
         Ok(out) if out.status.success() => split_git_output(&out.stdout),
         _ => (HashSet::new(), String::new()),
     }
+}
+
+/// The settings a repository's own configuration (`.git/config`, `config.worktree`, files
+/// it includes) could use to make `git ls-files -io --exclude-standard` run a program or
+/// reach out, each turned off on the command line (which outranks every config file):
+/// - `core.fsmonitor`: a hook git runs to ask which files changed — any program. Empty
+///   means off for every git version (`false` would run `/bin/false` before 2.36);
+/// - `core.hooksPath`: no hook runs for `ls-files` today, pointed at nothing in case a later
+///   git fires one (e.g. `post-index-change` on an index refresh);
+/// - `protocol.allow=never` and `GIT_NO_LAZY_FETCH`: in a partial clone, reading a missing
+///   `.gitignore` blob of a sparse entry fetches it, which runs `core.sshCommand`,
+///   `core.gitProxy` or a remote helper; no transport is allowed;
+/// - `safe.bareRepository=explicit`: a bare repository planted in the tree (its `config`
+///   with the settings above) is not picked up by discovery (`ls-files` fails in a bare
+///   repository anyway, so no answer changes).
+///
+/// Not overridden, because `ls-files` neither executes nor follows them: `diff.external`
+/// and textconv drivers (diffs only), `filter.*` clean/smudge (checkout and add, not
+/// listing), `core.pager` (output is a pipe; `--no-pager` anyway), `core.editor`,
+/// credential helpers and `core.sshCommand` themselves (network, refused above),
+/// `core.untrackedCache` (a cache of the same answer, no program). Repositories owned by
+/// another user stay refused by git's `safe.directory` check, as in flytekit (then no
+/// `.gitignore` rule applies, to the tag or the copy); system and global configuration are
+/// the operator's, not the tree's, and stay in force (`core.excludesFile` is part of the
+/// answer flytekit gets).
+pub fn git_ls_files(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("--no-pager");
+    for setting in [
+        "core.fsmonitor=",
+        "core.hooksPath=/dev/null",
+        "protocol.allow=never",
+        "safe.bareRepository=explicit",
+    ] {
+        cmd.args(["-c", setting]);
+    }
+    cmd.args(["ls-files", "-io", "--exclude-standard"])
+        .current_dir(dir)
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    cmd
+}
+
+/// `.dockerignore`'s text, if it is there: read through a link only inside the root, never
+/// from a FIFO or a device.
+fn read_dockerignore(path: &Path, links: &Root) -> Result<Option<String>, SourceError> {
+    let io = |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(_) => return Ok(None),
+        Ok(m) if m.file_type().is_symlink() => {
+            if !links.check_link(path)? {
+                return Ok(None);
+            }
+        }
+        Ok(_) => {}
+    }
+    match std::fs::metadata(path) {
+        // As before: what cannot be read as a file holds no rules.
+        Err(_) => return Ok(None),
+        Ok(m) if m.is_dir() => return Ok(None),
+        Ok(m) if untrusted::is_special(m.file_type()) => {
+            return Err(SourceError::Special {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(_) => {}
+    }
+    let mut file = untrusted::open_regular(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    // flytekit reads it as text; undecodable bytes fail there too (imagespec: no rules).
+    Ok(String::from_utf8(bytes).ok())
 }
 
 /// `stdout.decode().split("\n")[:-1]`, as flytekit splits git's answer.
@@ -261,4 +417,50 @@ fn split_git_output(stdout: &[u8]) -> (HashSet<String>, String) {
     let mut lines: Vec<&str> = text.split('\n').collect();
     lines.pop();
     (lines.into_iter().map(str::to_string).collect(), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::untrusted::LinkPolicy;
+
+    #[test]
+    fn rules_as_written_match_relative_paths_where_flytekit_sees_walked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join(".dockerignore"), "secrets.json\n").unwrap();
+        let links = Root::new(&src, LinkPolicy::StayInside).unwrap();
+        let rules = IgnoreGroup::new("src", dir.path(), &links).unwrap();
+        // flytekit: the walked path `src/secrets.json` does not match `secrets.json`...
+        assert!(!rules.is_ignored_by_patterns("src/secrets.json", "secrets.json"));
+        // ...the rules as written do, and so do the standard patterns.
+        assert!(rules.rules_exclude("secrets.json"));
+        assert!(rules.rules_exclude(".cache/x"));
+        assert!(!rules.rules_exclude("main.py"));
+    }
+
+    #[test]
+    fn git_runs_with_the_repository_settings_that_run_programs_off() {
+        let cmd = git_ls_files(Path::new("."));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for setting in [
+            "core.fsmonitor=",
+            "core.hooksPath=/dev/null",
+            "protocol.allow=never",
+        ] {
+            let at = args.iter().position(|a| a == setting);
+            assert!(
+                at.is_some_and(|i| i > 0 && args[i - 1] == "-c"),
+                "{setting}: {args:?}"
+            );
+        }
+        assert!(
+            cmd.get_envs()
+                .any(|(k, v)| k == "GIT_NO_LAZY_FETCH" && v.is_some_and(|v| v == "1"))
+        );
+    }
 }

@@ -20,7 +20,6 @@
 use super::SourceError;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -53,8 +52,8 @@ pub struct DirAttrs {
 /// A layer written to disk.
 #[derive(Debug)]
 pub struct Layer {
-    /// The gzip'd tar (deleted when this value is dropped).
-    pub file: tempfile::NamedTempFile,
+    /// The gzip'd tar (deleted when this value is dropped, or the run interrupted).
+    pub file: crate::scratch::ScratchFile,
     /// `sha256:…` of the compressed bytes (the blob digest).
     pub digest: String,
     /// `sha256:…` of the uncompressed tar (the config's `rootfs.diff_ids` entry).
@@ -197,6 +196,17 @@ pub fn write_layer(
         }
     };
     for entry in entries {
+        let (RootEntry::Dir { to } | RootEntry::File { to, .. }) = entry;
+        // The plan refuses these already; a layer never climbs out of /root either.
+        if to.starts_with('/') || clean(to).split('/').any(|part| part == "..") {
+            return Err(SourceError::Io {
+                path: PathBuf::from(format!("/root/{to}")),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "outside /root once `..` is resolved: not written into the layer",
+                ),
+            });
+        }
         match entry {
             RootEntry::Dir { to } => {
                 let to = clean(to);
@@ -218,15 +228,11 @@ pub fn write_layer(
         let path = path.to_path_buf();
         move |source| SourceError::Io { path, source }
     };
-    let file = tempfile::Builder::new()
-        .prefix("imagespec-layer-")
-        .suffix(".tar.gz")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
+    let file = crate::scratch::ScratchFile::new_in(dir, "layer").map_err(io(dir))?;
     let out = Hashing {
         inner: std::io::BufWriter::with_capacity(
             1 << 20,
-            file.as_file().try_clone().map_err(io(dir))?,
+            file.file().try_clone().map_err(io(dir))?,
         ),
         hash: Sha256::new(),
         written: 0,
@@ -266,7 +272,7 @@ pub fn write_layer(
             }
             Some(from) => {
                 use std::os::unix::fs::PermissionsExt;
-                let source = fs::File::open(from).map_err(io(from))?;
+                let source = super::untrusted::open_regular(from).map_err(io(from))?;
                 let meta = source.metadata().map_err(io(from))?;
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(meta.permissions().mode() & 0o7777);
@@ -299,6 +305,7 @@ pub fn write_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn entries(dir: &Path) -> Vec<RootEntry> {
         fs::create_dir_all(dir.join("pkg")).unwrap();

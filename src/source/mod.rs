@@ -17,10 +17,12 @@ pub mod ignore;
 pub mod imports;
 pub mod layer;
 pub mod pypath;
+pub mod untrusted;
 mod walk;
 
-pub use digest::{CopyEntry, CopySet, copy_digest, requirements_digest};
+pub use digest::{CopyEntry, CopySet, cache_home, copy_digest, requirements_digest};
 pub use ignore::IgnoreGroup;
+pub use untrusted::LinkPolicy;
 pub use walk::SourceSet;
 
 use std::path::PathBuf;
@@ -38,8 +40,20 @@ pub enum SourceError {
     },
     #[error("{}: file name is not valid UTF-8 (flytekit cannot hash it either)", path.display())]
     NonUtf8 { path: PathBuf },
-    #[error("{}: is a FIFO or device; flytekit would block reading it; remove it or ignore it in .dockerignore", path.display())]
+    #[error(
+        "{}: is a FIFO or device, which imagespec never reads (flytekit would block on it \
+         forever); remove it, or keep it out of what is copied (.dockerignore, for source_root)",
+        path.display()
+    )]
     Special { path: PathBuf },
+    #[error("{0}")]
+    ExternalLink(Box<untrusted::LinkOutside>),
+    #[error(
+        "{}: `git ls-files` gave no answer within {seconds} s (flytekit would wait forever); \
+         is a .gitignore a FIFO?",
+        dir.display()
+    )]
+    GitTimeout { dir: PathBuf, seconds: u64 },
     #[error(".dockerignore: {0}")]
     Pattern(#[from] fnmatch::PatternError),
 }

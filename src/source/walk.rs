@@ -1,12 +1,17 @@
 //! The source file set: flytekit's `list_all_files` / `list_imported_modules_as_files`.
 
 use super::digest::{HashedFile, hash_files};
-use super::ignore::IgnoreGroup;
+use super::ignore::{GIT_TIMEOUT, IgnoreGroup};
+use super::untrusted::{self, LinkPolicy, Root};
 use super::{SourceError, pypath};
 use rayon::prelude::*;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+
+/// How long git may take when the tree holds a file that cannot be read: git hangs on a
+/// FIFO it reads, and the answer only decides whether the refusal is needed.
+const GIT_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// A file that goes into the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,41 +25,98 @@ pub struct SourceFile {
 /// The files of `source_root` an image gets, and flytekit's `ls_digest` of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceSet {
+    /// What the image gets: the files flytekit hashes, less those the ignore rules exclude
+    /// when read as written (see [`SourceSet::excluded`]).
     pub files: Vec<SourceFile>,
+    /// Files flytekit hashes (so they are part of the tag) that `.dockerignore`, `.gitignore`
+    /// or the standard patterns exclude when matched against paths relative to the root.
+    /// flytekit matches a relative `source_root`'s files as walked (`src/secrets.json`), so
+    /// its rules never apply; imagespec keeps flytekit's name but leaves these files out of
+    /// the image. Relative to the root, sorted. Empty for an absolute `source_root`.
+    pub excluded: Vec<String>,
     pub digest: String,
 }
 
 impl SourceSet {
     /// `source_copy_mode = all`: every file under `root` (as written, relative to `cwd`)
-    /// that the ignore rules keep.
+    /// that the ignore rules keep; links out of the root refused.
     pub fn all(root: &str, cwd: &Path) -> Result<SourceSet, SourceError> {
+        SourceSet::all_with(root, cwd, LinkPolicy::default())
+    }
+
+    /// [`SourceSet::all`] with links out of the root allowed or not.
+    pub fn all_with(root: &str, cwd: &Path, links: LinkPolicy) -> Result<SourceSet, SourceError> {
         check_root(root, cwd)?;
-        let ignore = IgnoreGroup::new(root, cwd)?;
-        let mut walked = walk_dir(root, "", &cwd.join(root), &ignore)?;
-        // git answered meanwhile; its rules apply last (the result is the same: a file is
-        // kept only when no rule ignores it).
-        walked.retain(|w| !ignore.is_ignored_by_git(&w.py_path, &w.rel));
+        let links = Root::new(&cwd.join(root), links)?;
+        let ignore = IgnoreGroup::new(root, cwd, &links)?;
+        let mut walked = walk_dir(root, "", &cwd.join(root), &ignore, &links)?;
         // flytekit sorts the walked path strings; they share the root prefix, so this is the
         // order of the relative paths.
         walked.par_sort_unstable_by(|a, b| a.py_path.cmp(&b.py_path));
-        let files: Vec<SourceFile> = walked
+        // git answered meanwhile; its rules apply last (the result is the same: a file is
+        // kept only when no rule ignores it). A file that cannot be read (a FIFO, a link out
+        // of the root) is refused only if git does not ignore it either; but git itself
+        // hangs on a FIFO it reads (a `.gitignore`), so then it gets a short time only.
+        let problem = walked.iter().any(|w| w.problem.is_some());
+        match ignore.wait_for_git(if problem { GIT_GRACE } else { GIT_TIMEOUT }) {
+            Err(_) if problem => {}
+            result => result?,
+        }
+        walked.retain(|w| !ignore.is_ignored_by_git(&w.py_path, &w.rel));
+        // The first in path order, so that every run names the same one.
+        if let Some(problem) = walked.iter_mut().find_map(|w| w.problem.take()) {
+            return Err(*problem);
+        }
+        let hashed: Vec<HashedFile> = walked
             .iter()
-            .map(|w| SourceFile {
-                rel: w.rel.clone(),
-                path: w.path.clone(),
-            })
-            .collect();
-        let hashed: Vec<HashedFile> = files
-            .iter()
-            .zip(&walked)
-            .map(|(f, w)| HashedFile {
-                path: &f.path,
-                rel: &f.rel,
+            .map(|w| HashedFile {
+                path: &w.path,
+                rel: &w.rel,
                 meta: &w.meta,
             })
             .collect();
         let digest = hash_files(&hashed, &ignore.fingerprint())?;
-        Ok(SourceSet { files, digest })
+        // For an absolute root flytekit's matching is the rules' own: nothing differs.
+        let relative = !pypath::isabs(root);
+        let (excluded, kept): (Vec<Walked>, Vec<Walked>) = walked
+            .into_iter()
+            .partition(|w| relative && ignore.rules_exclude(&w.rel));
+        Ok(SourceSet {
+            files: kept
+                .into_iter()
+                .map(|w| SourceFile {
+                    rel: w.rel,
+                    path: w.path,
+                })
+                .collect(),
+            excluded: excluded.into_iter().map(|w| w.rel).collect(),
+            digest,
+        })
+    }
+
+    /// The warning for files that are part of the tag but not of the image, if any.
+    pub fn exclusion_warning(&self, name: &str, root: &str) -> Option<String> {
+        const SHOWN: usize = 20;
+        if self.excluded.is_empty() {
+            return None;
+        }
+        let n = self.excluded.len();
+        let mut list = self.excluded[..n.min(SHOWN)].join(", ");
+        if n > SHOWN {
+            list.push_str(&format!(" and {} more", n - SHOWN));
+        }
+        Some(format!(
+            "image `{name}`: {n} file{s} under source_root {root:?} {are} left out of the image \
+             because .dockerignore, .gitignore or the standard patterns exclude {them}, but \
+             flytekit hashes {them} into the tag (it matches a relative source_root's files as \
+             walked, \"{root}/...\", so the rules never apply); the name stays flytekit's and \
+             changes when {them_or_it} change{s_verb}: {list}",
+            s = if n == 1 { "" } else { "s" },
+            are = if n == 1 { "is" } else { "are" },
+            them = if n == 1 { "it" } else { "them" },
+            them_or_it = if n == 1 { "it" } else { "they" },
+            s_verb = if n == 1 { "s" } else { "" },
+        ))
     }
 
     /// `source_copy_mode = loaded_modules`: the module files (as Python's `__file__` would
@@ -63,8 +125,10 @@ impl SourceSet {
         root: &str,
         modules: &[String],
         cwd: &Path,
+        links: LinkPolicy,
     ) -> Result<SourceSet, SourceError> {
         check_root(root, cwd)?;
+        let links = Root::new(&cwd.join(root), links)?;
         let cwd_str = cwd.to_string_lossy();
         let mut chosen: Vec<&String> = modules
             .iter()
@@ -81,10 +145,22 @@ impl SourceSet {
         let metas = files
             .iter()
             .map(|f| {
-                fs::metadata(&f.path).map_err(|source| SourceError::Io {
+                // A path that climbs out (`src/../../x`) is no link: the plan refuses to
+                // write it outside the context. One that stays inside as written must not
+                // leave the root through a link.
+                if !f.rel.starts_with("..") {
+                    links.check_link(&f.path)?;
+                }
+                let meta = fs::metadata(&f.path).map_err(|source| SourceError::Io {
                     path: f.path.clone(),
                     source,
-                })
+                })?;
+                if untrusted::is_special(meta.file_type()) {
+                    return Err(SourceError::Special {
+                        path: f.path.clone(),
+                    });
+                }
+                Ok(meta)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let hashed: Vec<HashedFile> = files
@@ -97,7 +173,11 @@ impl SourceSet {
             })
             .collect();
         let digest = hash_files(&hashed, "modules")?;
-        Ok(SourceSet { files, digest })
+        Ok(SourceSet {
+            files,
+            excluded: Vec::new(),
+            digest,
+        })
     }
 }
 
@@ -115,12 +195,13 @@ fn check_root(root: &str, cwd: &Path) -> Result<(), SourceError> {
 }
 
 /// A file the walk kept: its path as Python names it, relative to the root, where it is,
-/// and its stat data.
+/// its stat data, and why it cannot be read (raised only if no rule ignores it).
 struct Walked {
     py_path: String,
     rel: String,
     path: PathBuf,
     meta: fs::Metadata,
+    problem: Option<Box<SourceError>>,
 }
 
 enum Entry {
@@ -142,6 +223,7 @@ fn walk_dir(
     rel_dir: &str,
     dir: &Path,
     ignore: &IgnoreGroup,
+    links: &Root,
 ) -> Result<Vec<Walked>, SourceError> {
     // os.walk ignores directories it cannot list.
     let Ok(entries) = fs::read_dir(dir) else {
@@ -150,7 +232,7 @@ fn walk_dir(
     let entries: Vec<fs::DirEntry> = entries.flatten().collect();
     let examined: Vec<Result<Entry, SourceError>> = entries
         .par_iter()
-        .map(|entry| examine(entry, py_dir, rel_dir, ignore))
+        .map(|entry| examine(entry, py_dir, rel_dir, ignore, links))
         .collect();
     let mut files = Vec::new();
     let mut dirs = Vec::new();
@@ -163,7 +245,7 @@ fn walk_dir(
     }
     let below: Vec<Result<Vec<Walked>, SourceError>> = dirs
         .par_iter()
-        .map(|(py, rel, path)| walk_dir(py, rel, path, ignore))
+        .map(|(py, rel, path)| walk_dir(py, rel, path, ignore, links))
         .collect();
     for b in below {
         files.extend(b?);
@@ -176,11 +258,17 @@ fn examine(
     py_dir: &str,
     rel_dir: &str,
     ignore: &IgnoreGroup,
+    links: &Root,
 ) -> Result<Entry, SourceError> {
     let name = entry.file_name();
     let Some(name) = name.to_str() else {
         return Err(SourceError::NonUtf8 { path: entry.path() });
     };
+    // A run's own temporary files (with TMPDIR or an --output target inside source_root)
+    // are not source: hashing them would change the tag while the run writes them.
+    if crate::scratch::is_scratch_name(name) {
+        return Ok(Entry::Skip);
+    }
     let path = entry.path();
     let Ok(file_type) = entry.file_type() else {
         return Ok(Entry::Skip);
@@ -221,13 +309,22 @@ fn examine(
     if ignore.is_ignored_by_patterns(&py_path, &rel) {
         return Ok(Entry::Skip);
     }
-    if ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
-        return Err(SourceError::Special { path });
+    let mut problem = None;
+    if file_type.is_symlink() {
+        match links.check_link(&path) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Entry::Skip),
+            Err(e) => problem = Some(Box::new(e)),
+        }
+    }
+    if problem.is_none() && untrusted::is_special(ft) {
+        problem = Some(Box::new(SourceError::Special { path: path.clone() }));
     }
     Ok(Entry::File(Walked {
         py_path,
         rel,
         path,
         meta,
+        problem,
     }))
 }

@@ -101,6 +101,8 @@ pub struct ImageTag {
 pub struct TagOptions {
     /// Module files as Python's `__file__` names them (absolute paths, normally).
     pub modules: Option<Vec<String>>,
+    /// Whether links in the source tree and `copy` entries may point outside them.
+    pub links: source::LinkPolicy,
 }
 
 /// `ImageSpec.id`.
@@ -225,7 +227,7 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
                 },
             })?;
         let set = match mode {
-            CopyMode::All => SourceSet::all(root, cwd),
+            CopyMode::All => SourceSet::all_with(root, cwd, options.links),
             _ => {
                 let modules = options
                     .modules
@@ -236,7 +238,7 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
                             .at_first_of(&["source_copy_mode", "source_root"]),
                         name: name.clone(),
                     })?;
-                SourceSet::loaded_modules(root, modules, cwd)
+                SourceSet::loaded_modules(root, modules, cwd, options.links)
             }
         }
         .map_err(|source| TagError::Source {
@@ -250,11 +252,12 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
 
     let mut copy_set = None;
     if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
-        let set = source::copy_digest(copy, cwd).map_err(|source| TagError::Source {
-            at: spec.at("copy"),
-            name: name.clone(),
-            source,
-        })?;
+        let set =
+            source::copy_digest(copy, cwd, options.links).map_err(|source| TagError::Source {
+                at: spec.at("copy"),
+                name: name.clone(),
+                source,
+            })?;
         replace("copy", Some(PyValue::Str(set.digest.clone())));
         copy_set = Some(set);
     }

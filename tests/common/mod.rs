@@ -7,6 +7,23 @@ use std::process::Command;
 /// absolute paths under it).
 pub const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
 
+/// Held while a test uses [`CORPUS_ROOT`]: the golden tests of every checkout on the machine
+/// (several worktrees, a CI run beside a developer's) materialise the same fixed paths, so
+/// they take turns through an OS file lock, released when the guard drops.
+pub struct CorpusLock(#[allow(dead_code)] std::fs::File);
+
+/// Waits for the corpus directory to be free and holds it.
+pub fn corpus_lock() -> CorpusLock {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{CORPUS_ROOT}.lock"))
+        .expect("open the corpus lock file");
+    file.lock().expect("lock the corpus directory");
+    CorpusLock(file)
+}
+
 /// Images whose name or tag the OCI distribution grammar refuses, (case, image key, why):
 /// flytekit computes a name (and writes a context), and its `docker push` fails later;
 /// imagespec refuses them (exit 2) before anything runs (README, "Deliberate differences").
@@ -258,4 +275,56 @@ pub fn both_rendered(
         return false;
     }
     true
+}
+
+/// Cases whose source tree holds a link out of `source_root` (`src/link_outside ->
+/// ../outside.txt`): imagespec refuses them (exit 2, naming the link) unless
+/// `--allow-external-links`, with which the result is flytekit's (README, "Security").
+#[allow(dead_code)]
+pub const EXTERNAL_LINK_CASES: &[&str] = &["source_walk_special_files"];
+
+/// Runs `cmd`; for an [`EXTERNAL_LINK_CASES`] case, checks that imagespec refuses the link
+/// (a failure is recorded otherwise) and runs it again with `--allow-external-links`.
+#[allow(dead_code)]
+pub fn output_allowing_links(
+    case: &str,
+    label: &str,
+    cmd: &mut assert_cmd::Command,
+    failures: &mut Vec<String>,
+) -> std::process::Output {
+    let out = cmd.output().expect("run imagespec");
+    if !EXTERNAL_LINK_CASES.contains(&case) {
+        return out;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) || !stderr.contains("--allow-external-links") {
+        failures.push(format!(
+            "{label}: imagespec must refuse the link out of source_root (exit 2), exited {:?}: {stderr}",
+            out.status.code()
+        ));
+    }
+    cmd.arg("--allow-external-links")
+        .output()
+        .expect("run imagespec")
+}
+
+/// The source files imagespec hashes (they are part of flytekit's tag) but leaves out of the
+/// image because the ignore rules, read as written, exclude them: `inspect --json`'s
+/// `source.excluded` (README, "Deliberate differences").
+#[allow(dead_code)]
+pub fn excluded_source_files(dir: &Path, home: &Path, file: &str, key: &str) -> Vec<String> {
+    let mut cmd = isolated_imagespec(dir, home);
+    cmd.args(["inspect", file, "--json"]);
+    case_args(&mut cmd, dir, key);
+    // With `--image`, or for a single-image file, the answer is that image's object.
+    let out = cmd.output().expect("run imagespec");
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    value["source"]["excluded"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,0 +1,346 @@
+//! A BuildKit build whose context is streamed: the session is served here, not by bollard.
+//!
+//! bollard 0.21's gRPC build (`Moby::docker_build`) takes the context as one `Bytes` and
+//! copies it twice more before sending it (`UploadProvider` keeps a `Vec` and clones it per
+//! pull): a 1.5 GB source file made a 2.9 GB process. Its session types are crate-private, so
+//! this module does what it does, with the context written while it is sent:
+//!
+//! 1. `POST /session` upgraded to h2c on dockerd (BuildKit's session protocol, as the
+//!    docker CLI opens it); on that connection dockerd is the gRPC client and we serve
+//!    `moby.upload.v1.Upload/Pull` (the context tar, produced on a blocking thread into a
+//!    small bounded channel), `moby.buildkit.secrets.v1.Secrets/GetSecret` (the build's
+//!    secret files) and `grpc.health.v1.Health/Check`;
+//! 2. `Control.Solve` over `POST /grpc` (as [`super::buildkit_status`] follows progress)
+//!    with the Dockerfile frontend, `context=http://buildkit-session/<id>` (the frontend
+//!    pulls the tar through the session and unpacks it) and the `moby` exporter, which tags
+//!    the image in dockerd.
+//!
+//! Memory stays at the channel's few chunks whatever the context's size.
+
+use super::buildkit_status::{self, DaemonAddress};
+use bollard_buildkit_proto::health::{
+    HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
+    health_check_response::ServingStatus,
+    health_server::{Health, HealthServer},
+};
+use bollard_buildkit_proto::moby::buildkit::secrets::v1::{
+    GetSecretRequest, GetSecretResponse,
+    secrets_server::{Secrets, SecretsServer},
+};
+use bollard_buildkit_proto::moby::buildkit::v1::{
+    CacheOptions, SolveRequest, control_client::ControlClient,
+};
+use bollard_buildkit_proto::moby::upload::v1::{
+    BytesMessage,
+    upload_server::{Upload, UploadServer},
+};
+use futures_util::Stream;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tonic::{Request, Response, Status};
+
+/// Writes a build context (an uncompressed tar) into the writer it is given; may be called
+/// more than once (each pull of the context gets a fresh copy).
+pub type ContextWriter =
+    Arc<dyn Fn(&mut dyn std::io::Write) -> Result<(), String> + Send + Sync + 'static>;
+
+/// The size of one message of context bytes, and how many may wait to be sent: what the
+/// context costs in memory.
+const CHUNK: usize = 256 * 1024;
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// BuildKit's largest secret.
+const MAX_SECRET: u64 = 500 * 1024;
+
+/// A failed solve: BuildKit's message, or why the context could not be sent.
+#[derive(Debug)]
+pub enum SolveError {
+    /// The context could not be written (a file vanished or changed meanwhile).
+    Context(String),
+    /// BuildKit's answer (a failing step, a bad Dockerfile...).
+    Build(String),
+    /// dockerd's session or gRPC endpoint could not be reached.
+    Connect(String),
+}
+
+/// A writer that hands full chunks to the upload stream, blocking while it is full.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<BytesMessage, Status>>,
+    chunk: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let data = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(BytesMessage { data }))
+            .map_err(|_| std::io::Error::other("BuildKit stopped reading the context"))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.chunk.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+type MessageStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// `Upload.Pull`: the context, made as it is sent.
+struct ContextUpload {
+    context: ContextWriter,
+    /// Why writing the context failed, for the error the build reports.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+#[tonic::async_trait]
+impl Upload for ContextUpload {
+    type PullStream = MessageStream<BytesMessage>;
+
+    async fn pull(
+        &self,
+        _request: Request<tonic::Streaming<BytesMessage>>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let context = self.context.clone();
+        let failure = self.failure.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter {
+                tx: tx.clone(),
+                chunk: Vec::with_capacity(CHUNK),
+            };
+            let written = context(&mut out)
+                .and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()));
+            if let Err(message) = written {
+                let _ = tx.blocking_send(Err(Status::aborted(message.clone())));
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|message| (message, rx))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// `Secrets.GetSecret`: the build's secret files, by id, read when asked.
+struct SecretFiles {
+    files: HashMap<String, PathBuf>,
+}
+
+#[tonic::async_trait]
+impl Secrets for SecretFiles {
+    async fn get_secret(
+        &self,
+        request: Request<GetSecretRequest>,
+    ) -> Result<Response<GetSecretResponse>, Status> {
+        let id = &request.get_ref().id;
+        let Some(path) = self.files.get(id) else {
+            return Err(Status::not_found(format!("no secret `{id}`")));
+        };
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{}: {e}", path.display())))?
+            .len();
+        if size > MAX_SECRET {
+            return Err(Status::failed_precondition(format!(
+                "{}: {size} bytes, more than BuildKit's {MAX_SECRET} for a secret",
+                path.display()
+            )));
+        }
+        let data = tokio::fs::read(path)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{}: {e}", path.display())))?;
+        Ok(Response::new(GetSecretResponse { data }))
+    }
+}
+
+/// `Health`: BuildKit checks that the session still answers.
+struct Alive;
+
+#[tonic::async_trait]
+impl Health for Alive {
+    async fn check(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        }))
+    }
+    async fn list(
+        &self,
+        _request: Request<HealthListRequest>,
+    ) -> Result<Response<HealthListResponse>, Status> {
+        Err(Status::unimplemented("list"))
+    }
+    type WatchStream = MessageStream<HealthCheckResponse>;
+    async fn watch(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("watch"))
+    }
+}
+
+/// A random id as BuildKit makes them (sessions, uploads).
+fn new_id() -> String {
+    bollard::grpc::BuildRef::random().as_ref().to_string()
+}
+
+/// What to build, for [`solve`].
+pub struct Solve<'a> {
+    /// The name the `moby` exporter tags in dockerd.
+    pub image: &'a str,
+    /// `os/arch[/variant]`.
+    pub platform: &'a str,
+    pub context: ContextWriter,
+    /// Secret ids and the files that hold them.
+    pub secrets: &'a [(String, PathBuf)],
+    /// Labels the image gets (the frontend's `label:KEY` options).
+    pub labels: &'a [(String, String)],
+    /// The build's ref, which [`buildkit_status::follow`] follows.
+    pub build_ref: &'a str,
+}
+
+/// Builds through a session of our own (see the module's documentation).
+/// `within` bounds opening the session and the `/grpc` connection (the connect timeout).
+pub async fn solve(
+    address: &DaemonAddress,
+    within: std::time::Duration,
+    build: Solve<'_>,
+) -> Result<(), SolveError> {
+    let session_id = new_id();
+    let upload_id = new_id();
+    let failure = Arc::new(Mutex::new(None));
+    let upload = UploadServer::new(ContextUpload {
+        context: build.context,
+        failure: failure.clone(),
+    });
+    let secrets = SecretsServer::new(SecretFiles {
+        files: build.secrets.iter().cloned().collect(),
+    });
+    let methods = [
+        "/moby.upload.v1.Upload/Pull",
+        "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+        "/grpc.health.v1.Health/Check",
+    ];
+    let mut headers = vec![
+        ("X-Docker-Expose-Session-Uuid", session_id.clone()),
+        ("X-Docker-Expose-Session-Name", "imagespec".to_string()),
+        ("X-Docker-Expose-Session-Sharedkey", String::new()),
+    ];
+    headers.extend(
+        methods
+            .iter()
+            .map(|m| ("X-Docker-Expose-Session-Grpc-Method", m.to_string())),
+    );
+    let io = buildkit_status::upgraded(address.clone(), "/session", &headers, within)
+        .await
+        .map_err(|e| SolveError::Connect(format!("opening a BuildKit session: {e}")))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // One connection, served until the solve is over (then closed gracefully); the incoming
+    // stream stays open so that the server does not shut down after accepting it.
+    let incoming = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok::<_, std::io::Error>(io.into_inner())]),
+        futures_util::stream::pending(),
+    );
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(HealthServer::new(Alive))
+            .add_service(upload.max_encoding_message_size(16 << 20))
+            .add_service(secrets)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+
+    let mut frontend_attrs = HashMap::from([
+        ("platform".to_string(), build.platform.to_string()),
+        ("image-resolve-mode".to_string(), "default".to_string()),
+        (
+            "context".to_string(),
+            format!("http://buildkit-session/{upload_id}"),
+        ),
+    ]);
+    frontend_attrs.insert("filename".into(), "Dockerfile".into());
+    for (key, value) in build.labels {
+        frontend_attrs.insert(format!("label:{key}"), value.clone());
+    }
+    let request = SolveRequest {
+        r#ref: build.build_ref.to_string(),
+        session: session_id,
+        frontend: "dockerfile.v0".into(),
+        frontend_attrs,
+        exporter_deprecated: "moby".into(),
+        exporter_attrs_deprecated: HashMap::from([("name".to_string(), build.image.to_string())]),
+        cache: Some(CacheOptions::default()),
+        ..Default::default()
+    };
+    let solved = async {
+        let channel = buildkit_status::control_channel(address.clone(), within)
+            .await
+            .map_err(|e| SolveError::Connect(format!("reaching BuildKit: {e}")))?;
+        ControlClient::new(channel)
+            .max_decoding_message_size(16 << 20)
+            .solve(request)
+            .await
+            .map_err(|status| SolveError::Build(status.message().to_string()))
+    }
+    .await;
+    let _ = stop.send(());
+    // The session closes once dockerd has seen the shutdown; a daemon that does not answer
+    // any more must not hold the build.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    match solved {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let context_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+            Err(context_failure.map_or(e, SolveError::Context))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The context reaches the stream whole, in chunks no larger than a message, with at
+    /// most a few chunks waiting (the writer blocks until they are read).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_channel_writer_sends_bounded_chunks_in_order() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let data: Vec<u8> = (0..(3 * CHUNK + 1234)).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter {
+                tx,
+                chunk: Vec::new(),
+            };
+            for piece in sent.chunks(10_000) {
+                std::io::Write::write_all(&mut out, piece).unwrap();
+            }
+            std::io::Write::flush(&mut out).unwrap();
+        });
+        let mut received = Vec::new();
+        while let Some(message) = rx.recv().await {
+            let message = message.unwrap();
+            assert!(message.data.len() <= CHUNK);
+            received.extend(message.data);
+        }
+        writer.await.unwrap();
+        assert!(received == data);
+    }
+}

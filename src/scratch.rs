@@ -1,0 +1,347 @@
+//! Temporary files and folders of a run ("scratch"): what a run writes before the result is
+//! complete, so that an interrupted run leaves nothing a later one could mistake for it.
+//!
+//! Every scratch entry is named `.imagespec-tmp-<kind>-<random>` and holds an OS file lock
+//! (`flock`) for as long as this process uses it. It is removed when its value is dropped
+//! (an error path), when SIGINT/SIGTERM ends the run ([`install_signal_handler`]: the
+//! handler removes every registered entry, then exits 130/143), and, when a run was killed
+//! outright (SIGKILL, a crash, a power cut), by the next run that creates scratch in the
+//! same directory: the lock died with its owner, so an entry whose lock can be taken is a
+//! leftover ([`sweep`]). Nothing is guessed from process ids, which another process, or
+//! another PID namespace sharing the directory, may reuse.
+//!
+//! ```
+//! use imagespec::scratch::ScratchFile;
+//! let dir = tempfile::tempdir()?;
+//! let scratch = ScratchFile::new_in(dir.path(), "blob")?;
+//! std::fs::write(scratch.path(), b"complete")?;
+//! scratch.persist(&dir.path().join("result"))?;
+//! assert_eq!(std::fs::read(dir.path().join("result"))?, b"complete");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// The name every scratch entry starts with. The source walk skips names with it (a run's
+/// own temporary files, with `TMPDIR` inside `source_root`, are not source files).
+pub const PREFIX: &str = ".imagespec-tmp-";
+
+/// The entries this process has made and not yet removed or persisted. Creating, persisting
+/// and removing happen under this lock, so the signal handler (which holds it until the
+/// process exits) never misses an entry created at the same moment.
+fn registry() -> MutexGuard<'static, HashSet<PathBuf>> {
+    static REGISTRY: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Directories this process has already swept: once per directory is enough.
+fn swept() -> MutexGuard<'static, HashSet<PathBuf>> {
+    static SWEPT: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    SWEPT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn remove_entry(path: &Path) {
+    // Best effort: what cannot be removed now is a leftover the next run sweeps.
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Whether `locked` (an open handle on `path`) still names the entry at `path`: a sweeper
+/// may have removed a fresh entry between its creation and its lock.
+fn still_there(locked: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (locked.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// Makes a scratch entry in `dir` with `create`, locks it and registers it; retried when a
+/// concurrent sweep took the fresh entry for a leftover.
+fn create_locked<T>(
+    dir: &Path,
+    kind: &str,
+    create: impl Fn(&tempfile::Builder) -> io::Result<(T, PathBuf)>,
+) -> io::Result<(T, File, PathBuf)> {
+    sweep(dir);
+    let prefix = format!("{PREFIX}{kind}-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    for _ in 0..16 {
+        let mut registered = registry();
+        let (value, path) = create(&builder)?;
+        let lock = match File::open(&path) {
+            Ok(lock) => lock,
+            // Removed by another run's sweep before it could be locked: try a new name.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                remove_entry(&path);
+                return Err(e);
+            }
+        };
+        match lock.try_lock() {
+            Ok(()) if still_there(&lock, &path) => {
+                registered.insert(path.clone());
+                return Ok((value, lock, path));
+            }
+            // Taken for a leftover by another run's sweep: it removes it; try a new name.
+            Ok(()) | Err(fs::TryLockError::WouldBlock) => continue,
+            Err(fs::TryLockError::Error(e)) => {
+                remove_entry(&path);
+                return Err(e);
+            }
+        }
+    }
+    Err(io::Error::other(format!(
+        "{}: could not create a temporary entry (removed by another process each time)",
+        dir.display()
+    )))
+}
+
+/// A scratch file, removed on drop unless persisted.
+#[derive(Debug)]
+pub struct ScratchFile {
+    path: PathBuf,
+    file: File,
+    _lock: File,
+    persisted: bool,
+}
+
+impl ScratchFile {
+    /// Creates an empty file `.imagespec-tmp-<kind>-<random>` in `dir` (created if
+    /// missing), after sweeping the leftovers of killed runs there.
+    pub fn new_in(dir: &Path, kind: &str) -> io::Result<ScratchFile> {
+        fs::create_dir_all(dir)?;
+        let (file, lock, path) = create_locked(dir, kind, |builder| {
+            let (file, path) = builder.tempfile_in(dir)?.keep().map_err(|e| e.error)?;
+            Ok((file, path))
+        })?;
+        Ok(ScratchFile {
+            path,
+            file,
+            _lock: lock,
+            persisted: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file, open for reading and writing.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Flushes the file to disk and renames it to `target` (replacing what is there): the
+    /// target is either as before or complete, also after a power cut.
+    pub fn persist(mut self, target: &Path) -> io::Result<()> {
+        self.file.sync_all()?;
+        let mut registered = registry();
+        fs::rename(&self.path, target)?;
+        registered.remove(&self.path);
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let mut registered = registry();
+            remove_entry(&self.path);
+            registered.remove(&self.path);
+        }
+    }
+}
+
+/// A scratch folder, removed with its contents on drop.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl ScratchDir {
+    /// Creates a folder `.imagespec-tmp-<kind>-<random>` in `dir` (created if missing),
+    /// after sweeping the leftovers of killed runs there.
+    pub fn new_in(dir: &Path, kind: &str) -> io::Result<ScratchDir> {
+        fs::create_dir_all(dir)?;
+        let ((), lock, path) = create_locked(dir, kind, |builder| {
+            Ok(((), builder.tempdir_in(dir)?.keep()))
+        })?;
+        Ok(ScratchDir { path, _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let mut registered = registry();
+        remove_entry(&self.path);
+        registered.remove(&self.path);
+    }
+}
+
+/// Whether `name` is a scratch entry's (of this or any run).
+pub fn is_scratch_name(name: &str) -> bool {
+    name.starts_with(PREFIX)
+}
+
+/// Removes the scratch entries in `dir` that no process holds: leftovers of runs that were
+/// killed before they could remove them. Once per directory and process; best effort.
+pub fn sweep(dir: &Path) {
+    let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if !swept().insert(key) {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_scratch_name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(handle) = File::open(&path) else {
+            continue;
+        };
+        // Taken: its owner is gone (the lock dies with the process). Held: in use.
+        if handle.try_lock().is_ok() {
+            remove_entry(&path);
+        }
+    }
+}
+
+/// Removes every registered entry and ends the process with `code`, holding the registry
+/// lock so that no entry is created meanwhile.
+fn remove_all_and_exit(code: i32) -> ! {
+    let registered = registry();
+    eprintln!(
+        "interrupted: removing {} temporary file(s) and folder(s)",
+        registered.len()
+    );
+    for path in registered.iter() {
+        remove_entry(path);
+    }
+    std::process::exit(code)
+}
+
+/// On SIGINT or SIGTERM: remove this run's scratch entries, then exit 130 or 143 (128 +
+/// the signal, as a shell reports it). Call once, early; later calls do nothing.
+pub fn install_signal_handler() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // A thread of its own with a small runtime: signals are handled the same whether
+        // the command runs async code or not, and while the main runtime is busy.
+        let ready = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("imagespec-signals".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build();
+                let Ok(runtime) = runtime else { return };
+                runtime.block_on(async move {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
+                        return;
+                    };
+                    let _ = ready.0.send(());
+                    let code = tokio::select! {
+                        _ = int.recv() => 130,
+                        _ = term.recv() => 143,
+                    };
+                    remove_all_and_exit(code);
+                });
+            });
+        // Wait until the handlers are in place, so a signal right after this call is caught.
+        if spawned.is_ok() {
+            let _ = ready.1.recv_timeout(std::time::Duration::from_secs(5));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn dropped_entries_are_removed_and_persisted_ones_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ScratchFile::new_in(dir.path(), "blob").unwrap();
+        let folder = ScratchDir::new_in(dir.path(), "staging").unwrap();
+        fs::write(folder.path().join("inside"), "x").unwrap();
+        assert!(
+            names(dir.path()).iter().all(|n| is_scratch_name(n)),
+            "{:?}",
+            names(dir.path())
+        );
+        assert_eq!(names(dir.path()).len(), 2);
+        drop(file);
+        drop(folder);
+        assert!(names(dir.path()).is_empty());
+        assert!(registry().iter().all(|p| !p.starts_with(dir.path())));
+
+        let file = ScratchFile::new_in(dir.path(), "blob").unwrap();
+        std::io::Write::write_all(&mut file.file(), b"done").unwrap();
+        file.persist(&dir.path().join("final")).unwrap();
+        assert_eq!(names(dir.path()), ["final"]);
+        assert_eq!(fs::read(dir.path().join("final")).unwrap(), b"done");
+    }
+
+    #[test]
+    fn sweeping_removes_unlocked_leftovers_and_keeps_live_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        // A leftover of a killed run: named like scratch, nobody holds its lock.
+        fs::write(dir.path().join(format!("{PREFIX}blob-dead")), "partial").unwrap();
+        fs::create_dir(dir.path().join(format!("{PREFIX}staging-dead"))).unwrap();
+        fs::write(dir.path().join("user-file"), "keep").unwrap();
+        // A live entry of another run: its lock is held (here by another open file).
+        let live = dir.path().join(format!("{PREFIX}blob-live"));
+        fs::write(&live, "in use").unwrap();
+        let holder = File::open(&live).unwrap();
+        holder.try_lock().unwrap();
+
+        let mine = ScratchFile::new_in(dir.path(), "blob").unwrap();
+        let mut left = names(dir.path());
+        left.retain(|n| Path::new(n) != mine.path().file_name().unwrap());
+        assert_eq!(
+            left,
+            [format!("{PREFIX}blob-live"), "user-file".to_string()]
+        );
+        drop(holder);
+    }
+}
