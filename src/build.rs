@@ -13,6 +13,7 @@ use crate::registry::auth::Credentials;
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
+use crate::timeouts::Timeouts;
 use std::time::Instant;
 
 /// What the build does besides building.
@@ -26,6 +27,8 @@ pub struct BuildOptions {
     /// `--assume-exists`, or `FLYTE_IMG_FAST_FAIL` set to false) instead of failing with
     /// exit 3.
     pub assume_exists: bool,
+    /// Connect and stall timeouts of every registry and daemon request.
+    pub timeouts: Timeouts,
     pub render: RenderOptions,
     pub tag: TagOptions,
     /// Assemble code-only changes in the registry on the dependency image
@@ -56,6 +59,7 @@ impl BuildOptions {
             // Only an explicit "false" opts in: unset, imagespec fails when it cannot tell.
             assume_exists: var("FLYTE_IMG_FAST_FAIL")
                 .is_some_and(|v| matches!(v.to_lowercase().as_str(), "false" | "0" | "off" | "no")),
+            timeouts: Timeouts::default(),
             render,
             tag,
             fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
@@ -113,25 +117,30 @@ pub struct BuildOutcome {
 }
 
 /// flytekit's `exist()`: the registry answers directly when the spec names one (no daemon
-/// needed to find an image that exists); without a registry, the local daemon is asked.
-pub async fn exists(spec: &NormalizedSpec, image: &str) -> Result<Existence, Error> {
+/// needed to find an image that exists); without a registry, the local daemon is asked
+/// (a daemon that cannot be reached cannot tell).
+pub async fn exists(
+    spec: &NormalizedSpec,
+    image: &str,
+    timeouts: Timeouts,
+) -> Result<Existence, Error> {
     if spec.registry().is_some() {
         let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
         let credentials =
             crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
                 .map_err(BackendError::from)?;
-        Ok(registry_exists(image, credentials.as_ref()).await)
+        let client = RegistryClient::new(
+            crate::registry::registry_host(image),
+            credentials.as_ref(),
+            timeouts,
+        );
+        Ok(client_exists(&client, image).await)
     } else {
-        Ok(DockerDaemon::connect().await?.exists_locally(image).await)
+        Ok(match DockerDaemon::connect(timeouts).await {
+            Ok(daemon) => daemon.exists_locally(image).await,
+            Err(e) => Existence::Unknown(e.to_string()),
+        })
     }
-}
-
-async fn registry_exists(
-    image: &str,
-    credentials: Option<&crate::registry::auth::Credentials>,
-) -> Existence {
-    let client = RegistryClient::new(crate::registry::registry_host(image), credentials);
-    client_exists(&client, image).await
 }
 
 async fn client_exists(client: &RegistryClient, image: &str) -> Existence {
@@ -152,13 +161,14 @@ pub async fn build(
     let host = spec
         .registry()
         .map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
+    let timeouts = options.timeouts;
     let client = host.map(|host| {
         let spec = spec.clone();
         std::thread::spawn(move || {
             let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
             let credentials = crate::registry::auth::lookup(&host, config.as_deref())?;
             Ok::<_, crate::registry::auth::AuthError>((
-                RegistryClient::new(&host, credentials.as_ref()),
+                RegistryClient::new(&host, credentials.as_ref(), timeouts),
                 credentials,
             ))
         })
@@ -173,9 +183,12 @@ pub async fn build(
     build_one(spec, &tag, options, progress, &mut daemon, client).await
 }
 
-async fn connect(daemon: &mut Option<DockerDaemon>) -> Result<&DockerDaemon, BackendError> {
+async fn connect(
+    daemon: &mut Option<DockerDaemon>,
+    timeouts: Timeouts,
+) -> Result<&DockerDaemon, BackendError> {
     if daemon.is_none() {
-        *daemon = Some(DockerDaemon::connect().await?);
+        *daemon = Some(DockerDaemon::connect(timeouts).await?);
     }
     Ok(daemon.as_ref().expect("just connected"))
 }
@@ -206,7 +219,7 @@ fn build_one<'a>(
         let (client, credentials) = match client {
             Some((client, credentials)) => (Some(client), credentials),
             None if spec.registry().is_some() => {
-                let (client, credentials) = registry_client(spec, &image)?;
+                let (client, credentials) = registry_client(spec, &image, options.timeouts)?;
                 (Some(client), credentials)
             }
             None => (None, None),
@@ -219,6 +232,7 @@ fn build_one<'a>(
             &decide_options,
             client.as_ref(),
             daemon,
+            options.timeouts,
         )
         .await;
         let decision = match engine::decide(&gathered.facts, &decide_options) {
@@ -299,7 +313,7 @@ fn build_one<'a>(
             Strategy::Noop => {
                 let image = noop_image(spec, tag, base.as_deref())?;
                 if Platforms::parse(spec.platform()).several() {
-                    check_platforms(spec, &image, progress).await?;
+                    check_platforms(spec, &image, options.timeouts, progress).await?;
                 }
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 Ok(outcome(Action::Noop, false, image))
@@ -344,7 +358,7 @@ fn build_one<'a>(
                 // envd builds into dockerd (its default context uses dockerd's BuildKit); the
                 // push is ours, from dockerd (src/backend/envd.rs says why).
                 let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
-                let d = connect(daemon).await?;
+                let d = connect(daemon, options.timeouts).await?;
                 crate::backend::envd::Envd::find()?
                     .build(&plan, progress)
                     .await?;
@@ -359,7 +373,7 @@ fn build_one<'a>(
                 if pushed && options.fast_path {
                     progress.event(Event::Info(&decision.reason));
                 }
-                let d = connect(daemon).await?;
+                let d = connect(daemon, options.timeouts).await?;
                 d.build(&plan, progress).await?;
                 crate::tag::verify_unchanged(spec, &options.tag, tag)?;
                 if pushed {
@@ -488,7 +502,7 @@ async fn dependency_image(
         "dependency image {} not found, building it",
         deps_plan.image
     )));
-    let d = connect(daemon).await?;
+    let d = connect(daemon, client.timeouts()).await?;
     // Built under a working tag of this run's own (another imagespec, also of another user,
     // may build the same one on this daemon), then labelled with what only the built image
     // knows (the flytekit user's uid, /root's owner and mode) under its real tag.
@@ -530,13 +544,18 @@ fn working_suffix() -> String {
 fn registry_client(
     spec: &NormalizedSpec,
     image: &str,
+    timeouts: Timeouts,
 ) -> Result<(RegistryClient, Option<Credentials>), Error> {
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     let credentials =
         crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
             .map_err(BackendError::from)?;
     Ok((
-        RegistryClient::new(crate::registry::registry_host(image), credentials.as_ref()),
+        RegistryClient::new(
+            crate::registry::registry_host(image),
+            credentials.as_ref(),
+            timeouts,
+        ),
         credentials,
     ))
 }
@@ -666,6 +685,7 @@ async fn fast_path_platforms(
 async fn check_platforms(
     spec: &NormalizedSpec,
     image: &str,
+    timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), Error> {
     use oci_client::manifest::OciManifest;
@@ -674,7 +694,7 @@ async fn check_platforms(
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     let credentials =
         crate::registry::auth::lookup(host, config.as_deref()).map_err(BackendError::from)?;
-    let client = RegistryClient::new(host, credentials.as_ref());
+    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
     let manifest = match client.manifest(image).await {
         Ok(m) => m,
         Err(e) => {

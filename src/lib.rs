@@ -28,9 +28,37 @@ pub mod scratch;
 pub mod source;
 pub mod spec;
 pub mod tag;
+pub mod timeouts;
 
 pub use spec::{NormalizedSpec, SpecError, SpecFile};
 pub use tag::{ImageTag, TagError, TagOptions};
+
+/// The exit codes of every command: the contract a CI script relies on (README, *Exit
+/// codes*). `IMAGE=$(imagespec build spec.toml)` exits 0 only when the image exists as named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Done: the image exists as named (found, built, pushed, written), or the answer is yes.
+    Done = 0,
+    /// Failed (a build, a push, a write, the machine), or the answer is no.
+    Failed = 1,
+    /// Bad input: the spec, a file it names, the command line. Nothing was tried.
+    BadInput = 2,
+    /// Cannot tell whether the image exists (registry unreachable, stalled, credentials
+    /// refused): flytekit's `None`.
+    CannotTell = 3,
+}
+
+impl ExitCode {
+    /// The meaning of a number some part of the library returns (anything unknown is 1).
+    pub fn from_code(code: i32) -> ExitCode {
+        match code {
+            0 => ExitCode::Done,
+            2 => ExitCode::BadInput,
+            3 => ExitCode::CannotTell,
+            _ => ExitCode::Failed,
+        }
+    }
+}
 
 /// Any error of the library, with the exit code the CLI gives it.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +91,16 @@ pub enum Error {
     },
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },
+    /// A file the command line names could not be read.
     #[error("{context}: {source}")]
     Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The machine failed us (no async runtime): nothing to do with the input.
+    #[error("{context}: {source}")]
+    System {
         context: String,
         #[source]
         source: std::io::Error,
@@ -72,24 +108,35 @@ pub enum Error {
 }
 
 impl Error {
-    /// 2 for bad input (the spec or what it points at), 1 for anything else.
-    pub fn exit_code(&self) -> i32 {
+    /// What the error means for the caller: bad input (2) when the spec, a file it names or
+    /// the command line is wrong; cannot tell (3) when whether the image exists is unknown;
+    /// failed (1) for anything that went wrong while doing the work.
+    pub fn kind(&self) -> ExitCode {
+        use crate::registry::auth::AuthError;
         match self {
-            Error::Spec(_) => 2,
-            Error::Tag(_) => 2,
-            Error::Plan(_) => 2,
+            Error::Spec(_) | Error::Tag(_) | Error::Plan(_) | Error::Builder { .. } => {
+                ExitCode::BadInput
+            }
+            Error::Io { .. } => ExitCode::BadInput,
+            // A docker config file that cannot be read is input; a credential helper that
+            // fails leaves the registry unasked.
+            Error::Backend(backend::BackendError::Registry(AuthError::Helper { .. })) => {
+                ExitCode::CannotTell
+            }
+            Error::Backend(backend::BackendError::Registry(_)) => ExitCode::BadInput,
+            Error::Unknown { .. } => ExitCode::CannotTell,
+            Error::Refused { refusal, .. } => ExitCode::from_code(refusal.exit_code()),
+            Error::Explain(e) => ExitCode::from_code(e.exit_code()),
             // Refusing to render into a directory with other files in it is bad input.
-            Error::Write(context::WriteError::Io { .. }) => 1,
-            Error::Write(_) => 2,
-            Error::Backend(backend::BackendError::Registry(_)) => 2,
-            Error::Backend(_) => 1,
-            Error::Builder { .. } => 2,
-            Error::Refused { refusal, .. } => refusal.exit_code(),
-            Error::Explain(e) => e.exit_code(),
-            // flytekit's `None`: not bad input, but the contract of `exists` is exit 2.
-            Error::Unknown { .. } => 2,
-            Error::Io { .. } => 2,
+            Error::Write(context::WriteError::Io { .. }) => ExitCode::Failed,
+            Error::Write(_) => ExitCode::BadInput,
+            Error::Backend(_) | Error::System { .. } => ExitCode::Failed,
         }
+    }
+
+    /// The process exit code: [`Error::kind`] as a number.
+    pub fn exit_code(&self) -> i32 {
+        self.kind() as i32
     }
 }
 

@@ -316,3 +316,194 @@ fn flytekit_requirement_is_an_option_outside_the_tag() {
         .unwrap()
     );
 }
+
+/// A registry address nobody listens on (bound, then released).
+fn dead_registry() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// `imagespec ARGS` with no flytekit variables from the caller and no daemon; (exit code,
+/// stdout, stderr).
+fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = imagespec(dir);
+    cmd.env_remove("FLYTE_IMG_FAST_FAIL")
+        .env_remove("FLYTE_FORCE_PUSH_IMAGE_SPEC")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .timeout(std::time::Duration::from_secs(120))
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The exit-code contract when whether the image exists cannot be told: `build` exits 3
+/// with the reason and names no image; `--assume-exists` or an explicit
+/// `FLYTE_IMG_FAST_FAIL=false` take flytekit's assumption (exit 0, action `assumed`).
+#[test]
+fn build_cannot_tell_is_exit_3_unless_told_to_assume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = dead_registry();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        format!("name = \"x\"\nregistry = \"{registry}\"\n"),
+    )
+    .expect("spec");
+    let image = String::from_utf8(
+        imagespec(dir.path())
+            .args(["tag", "spec.toml"])
+            .output()
+            .expect("tag")
+            .stdout,
+    )
+    .expect("utf-8");
+
+    let (code, stdout, stderr) = run_in(dir.path(), &["build", "spec.toml"], &[]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stdout.is_empty(),
+        "no image named when it cannot tell: {stdout}"
+    );
+    assert!(
+        stderr.contains("cannot tell whether")
+            && stderr.contains(&format!("cannot connect to {registry}"))
+            && stderr.contains("--assume-exists"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_in(
+        dir.path(),
+        &["build", "spec.toml"],
+        &[("FLYTE_IMG_FAST_FAIL", "true")],
+    );
+    assert_eq!(code, Some(3), "FLYTE_IMG_FAST_FAIL=true: {stderr}");
+
+    for (args, env) in [
+        (&["build", "spec.toml", "--assume-exists"][..], &[][..]),
+        (
+            &["build", "spec.toml"][..],
+            &[("FLYTE_IMG_FAST_FAIL", "false")][..],
+        ),
+        (
+            &["build", "spec.toml", "--assume-exists"][..],
+            &[("FLYTE_IMG_FAST_FAIL", "true")][..],
+        ),
+    ] {
+        let (code, stdout, stderr) = run_in(dir.path(), args, env);
+        assert_eq!(code, Some(0), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stdout, image, "{args:?} {env:?}");
+        assert!(stderr.contains("assumed to exist"), "{stderr}");
+    }
+    let (code, stdout, _) = run_in(
+        dir.path(),
+        &["build", "spec.toml", "--assume-exists", "--json"],
+        &[],
+    );
+    assert_eq!(code, Some(0));
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("result")).expect("json");
+    assert_eq!(
+        (&result["event"], &result["action"]),
+        (&"result".into(), &"assumed".into())
+    );
+}
+
+/// `exists`: 3 when the registry cannot be asked, 2 for bad input (also a bad timeout).
+#[test]
+fn exists_exit_codes_without_a_registry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = dead_registry();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        format!("name = \"x\"\nregistry = \"{registry}\"\n"),
+    )
+    .expect("spec");
+    let (code, stdout, stderr) = run_in(dir.path(), &["exists", "spec.toml"], &[]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("cannot tell whether"), "{stderr}");
+
+    std::fs::write(dir.path().join("bad.toml"), "name = 1\n").expect("spec");
+    let (code, _, stderr) = run_in(dir.path(), &["exists", "bad.toml"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, _, stderr) = run_in(dir.path(), &["exists", "missing.toml"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for (args, env) in [
+        (
+            &["exists", "spec.toml", "--stall-timeout", "0"][..],
+            &[][..],
+        ),
+        (
+            &["build", "spec.toml", "--connect-timeout", "soon"][..],
+            &[][..],
+        ),
+        (
+            &["exists", "spec.toml"][..],
+            &[("IMAGESPEC_STALL_TIMEOUT", "-5")][..],
+        ),
+    ] {
+        let (code, _, stderr) = run_in(dir.path(), args, env);
+        assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains("seconds"), "{stderr}");
+    }
+}
+
+/// `--help` states the exit codes.
+#[test]
+fn help_states_the_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["--help"][..],
+        &["exists", "--help"][..],
+        &["build", "--help"][..],
+    ] {
+        let out = imagespec(dir.path()).args(args).output().expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("3 cannot tell") && text.contains("2 bad input"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+/// A closed stdout (`imagespec inspect --json | head -c 10`) ends the process quietly with
+/// 141, as SIGPIPE ends `cat`, without a panic; closed sockets are another matter
+/// (tests/e2e_faults.rs: a registry that resets the connection is an error with exit 1).
+#[test]
+fn a_closed_stdout_ends_the_process_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Far more output than a pipe holds, so imagespec is still writing when it closes.
+    let env: Vec<String> = (0..20_000)
+        .map(|i| format!("K{i} = \"{}\"", "v".repeat(20)))
+        .collect();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        format!("name = \"big\"\nenv = {{ {} }}\n", env.join(", ")),
+    )
+    .expect("spec");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("imagespec"))
+        .current_dir(dir.path())
+        .args(["inspect", "--json", "spec.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("imagespec");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 10];
+    stdout.read_exact(&mut first).expect("the first bytes");
+    drop(stdout);
+    let out = child.wait_with_output().expect("imagespec ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "as SIGPIPE ends `cat`: {stderr}");
+    assert!(stderr.is_empty(), "quietly: {stderr}");
+}

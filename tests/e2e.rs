@@ -295,7 +295,7 @@ builder_config = {{ uv_image = "{uv}" }}
     );
 }
 
-/// `imagespec exists`: 0 for a pushed image, 1 for one never built, 2 when the registry
+/// `imagespec exists`: 0 for a pushed image, 1 for one never built, 3 when the registry
 /// cannot be asked; no daemon involved (DOCKER_HOST points nowhere).
 #[test]
 fn exists_asks_the_registry_without_a_daemon() {
@@ -332,13 +332,13 @@ fn exists_asks_the_registry_without_a_daemon() {
     assert_eq!(exists(&probe), Some(0), "{base} is in the registry");
     assert_eq!(
         exists("name = \"x\"\nregistry = \"localhost:1\"\n"),
-        Some(2),
+        Some(3),
         "an unreachable registry cannot tell"
     );
 }
 
 /// Credentials from docker's config reach the push and the exists check; wrong or missing
-/// ones are one clear "cannot tell" (exit 2) without the password in the output.
+/// ones are one clear "cannot tell" (exit 3) without the password in the output.
 #[test]
 fn auth_registry_good_wrong_and_no_credentials() {
     let Some(env) = services() else { return };
@@ -408,7 +408,7 @@ fn auth_registry_good_wrong_and_no_credentials() {
     for (label, config) in [("wrong credentials", &wrong), ("no credentials", &none)] {
         let out = run(&["exists", "spec.toml"], config);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{label}: {stderr}");
+        assert_eq!(out.status.code(), Some(3), "{label}: {stderr}");
         assert!(stderr.contains("cannot tell whether"), "{label}: {stderr}");
         assert!(
             !stderr.contains("wrong-password")

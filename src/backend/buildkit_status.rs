@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -93,8 +94,29 @@ impl tonic::transport::server::Connected for Stream {
 }
 
 /// Opens a connection to dockerd and upgrades `POST <path>` to h2c (`/grpc`: BuildKit's
-/// API; `/session`: a BuildKit session we serve), with `headers`.
+/// API; `/session`: a BuildKit session we serve), with `headers`. dockerd answers an
+/// upgrade at once: connecting and its answer are bounded by `within` (the connect timeout).
 pub(crate) async fn upgraded(
+    address: DaemonAddress,
+    path: &str,
+    headers: &[(&str, String)],
+    within: Duration,
+) -> std::io::Result<TokioIo<Stream>> {
+    tokio::time::timeout(within, upgrade(address, path, headers))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer to POST {path} within {} (--connect-timeout / {})",
+                    crate::timeouts::seconds(within),
+                    crate::timeouts::CONNECT_TIMEOUT_ENV
+                ),
+            ))
+        })
+}
+
+async fn upgrade(
     address: DaemonAddress,
     path: &str,
     headers: &[(&str, String)],
@@ -136,23 +158,25 @@ pub(crate) async fn upgraded(
 /// A gRPC channel to dockerd's BuildKit (`POST /grpc`, upgraded).
 pub(crate) async fn control_channel(
     address: DaemonAddress,
+    within: Duration,
 ) -> Result<tonic::transport::Channel, String> {
     tonic::transport::Endpoint::try_from("http://[::]:50051")
         .map_err(|e| e.to_string())?
         .connect_with_connector(tower::service_fn(move |_| {
-            upgraded(address.clone(), "/grpc", &[])
+            upgraded(address.clone(), "/grpc", &[], within)
         }))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| with_causes(&e))
 }
 
 /// Streams `Control.Status` for build `build_ref` into `on_status` until the build ends.
 pub async fn follow(
     address: DaemonAddress,
     build_ref: String,
+    timeouts: crate::timeouts::Timeouts,
     mut on_status: impl FnMut(StatusResponse),
 ) -> Result<(), String> {
-    let mut client = ControlClient::new(control_channel(address).await?);
+    let mut client = ControlClient::new(control_channel(address, timeouts.connect).await?);
     // Status waits for the build to appear, so it may be asked before Solve starts.
     let mut stream = client
         .status(StatusRequest { r#ref: build_ref })
@@ -166,4 +190,16 @@ pub async fn follow(
         }
     }
     Ok(())
+}
+
+/// tonic's "transport error" with the cause that says what happened.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

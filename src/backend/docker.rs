@@ -2,6 +2,11 @@
 //! Moby driver: secrets, cache mounts, the built-in Dockerfile frontend), follows progress
 //! with BuildKit's `Control.Status` ([`super::buildkit_status`]), tags into dockerd and
 //! pushes with bollard.
+//!
+//! No call waits forever ([`crate::timeouts`]): every request's answer must start within
+//! the stall timeout (bollard's per-request timeout), the push's progress stream must move
+//! within it, and a build must report status within it — or, in a step that prints nothing
+//! for longer, dockerd must still answer `/_ping`.
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
@@ -9,13 +14,12 @@ use super::session::{self, ContextWriter, Solve, SolveError};
 use crate::context::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
+use crate::timeouts::Timeouts;
 use bollard::auth::DockerCredentials;
 use bollard::grpc::BuildRef;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
-/// How long a build or push may take before the client gives up.
-const REQUEST_TIMEOUT_SECS: u64 = 3 * 3600;
 /// The daemon address when `DOCKER_HOST` is unset.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -33,12 +37,14 @@ pub struct DockerDaemon {
     client: bollard::Docker,
     host: String,
     address: DaemonAddress,
+    timeouts: Timeouts,
 }
 
 impl DockerDaemon {
     /// Connects to `DOCKER_HOST` (default `unix:///var/run/docker.sock`) and checks that the
-    /// daemon answers.
-    pub async fn connect() -> Result<DockerDaemon, BackendError> {
+    /// daemon answers (`/_ping` within the connect timeout, `/version` within the stall
+    /// timeout).
+    pub async fn connect(timeouts: Timeouts) -> Result<DockerDaemon, BackendError> {
         let host = std::env::var("DOCKER_HOST")
             .ok()
             .filter(|h| !h.is_empty())
@@ -50,34 +56,72 @@ impl DockerDaemon {
         let address = DaemonAddress::parse(&host).ok_or_else(|| {
             unreachable("DOCKER_HOST must be unix:///path or tcp://host:port".into())
         })?;
+        // bollard's timeout runs until the head of each answer (not through a streamed
+        // body): the stall timeout, since a healthy dockerd answers at once, also the
+        // pushes and waits whose bodies come later.
+        let answer_within = timeouts.stall.as_secs_f64().ceil().max(1.0) as u64;
         let client = match &address {
             DaemonAddress::Unix(path) => bollard::Docker::connect_with_unix(
                 path,
-                REQUEST_TIMEOUT_SECS,
+                answer_within,
                 bollard::API_DEFAULT_VERSION,
             ),
             DaemonAddress::Tcp(addr) => bollard::Docker::connect_with_http(
                 addr,
-                REQUEST_TIMEOUT_SECS,
+                answer_within,
                 bollard::API_DEFAULT_VERSION,
             ),
         }
         .map_err(|e| unreachable(e.to_string()))?;
-        let ping = tokio::time::timeout(std::time::Duration::from_secs(10), client.ping()).await;
-        match ping {
+        match tokio::time::timeout(timeouts.connect, client.ping()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(unreachable(root_cause(&e))),
-            Err(_) => return Err(unreachable("no answer within 10 s".into())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer to /_ping within {}",
+                    crate::timeouts::seconds(timeouts.connect)
+                )));
+            }
         }
-        let client = client
-            .negotiate_version()
-            .await
-            .map_err(|e| unreachable(root_cause(&e)))?;
+        let client = match tokio::time::timeout(timeouts.stall, client.negotiate_version()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) if !matches!(e, bollard::errors::Error::RequestTimeoutError) => {
+                return Err(unreachable(root_cause(&e)));
+            }
+            _ => {
+                return Err(BackendError::DaemonStalled {
+                    host: host.clone(),
+                    what: "no answer to GET /version".into(),
+                    after: timeouts.stall,
+                });
+            }
+        };
         Ok(DockerDaemon {
             client,
             host,
             address,
+            timeouts,
         })
+    }
+
+    /// A failed request in words: bollard's "Timeout error" says which request timed out.
+    fn failure(&self, request: &str, e: &bollard::errors::Error) -> String {
+        match e {
+            bollard::errors::Error::RequestTimeoutError => format!(
+                "dockerd at {} did not answer {request} within {} (--stall-timeout / {})",
+                self.host,
+                crate::timeouts::seconds(self.timeouts.stall),
+                crate::timeouts::STALL_TIMEOUT_ENV
+            ),
+            e => root_cause(e),
+        }
+    }
+
+    /// Whether dockerd answers `/_ping` within the stall timeout.
+    async fn answers_ping(&self) -> bool {
+        tokio::time::timeout(self.timeouts.stall, self.client.ping())
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The daemon address in use.
@@ -93,7 +137,7 @@ impl DockerDaemon {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Existence::No,
-            Err(e) => Existence::Unknown(root_cause(&e)),
+            Err(e) => Existence::Unknown(self.failure(&format!("GET /images/{image}/json"), &e)),
         }
     }
 
@@ -184,9 +228,11 @@ impl DockerDaemon {
         let failed = |e: bollard::errors::Error| {
             BackendError::Context(format!(
                 "running a container of {image}: {}",
-                root_cause(&e)
+                self.failure("a container request", &e)
             ))
         };
+        // The container's streams come after their answers' heads: bounded here.
+        let stall = self.timeouts.stall;
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
@@ -214,7 +260,10 @@ impl DockerDaemon {
                 &created.id,
                 None::<bollard::query_parameters::WaitContainerOptions>,
             );
-            while let Some(w) = wait.next().await {
+            while let Some(w) = tokio::time::timeout(stall, wait.next())
+                .await
+                .map_err(|_| bollard::errors::Error::RequestTimeoutError)?
+            {
                 w?;
             }
             let options = bollard::query_parameters::LogsOptions {
@@ -224,7 +273,10 @@ impl DockerDaemon {
             };
             let mut logs = self.client.logs(&created.id, Some(options));
             let mut out = String::new();
-            while let Some(chunk) = logs.next().await {
+            while let Some(chunk) = tokio::time::timeout(stall, logs.next())
+                .await
+                .map_err(|_| bollard::errors::Error::RequestTimeoutError)?
+            {
                 if let bollard::container::LogOutput::StdOut { message } = chunk? {
                     out.push_str(&String::from_utf8_lossy(&message));
                 }
@@ -270,15 +322,17 @@ impl DockerDaemon {
         let ref_id = build_ref.as_ref().to_string();
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let follower = tokio::spawn(buildkit_status::follow(
+        let mut follower = tokio::spawn(buildkit_status::follow(
             self.address.clone(),
             ref_id.clone(),
+            self.timeouts,
             move |status| {
                 let _ = tx.send(status);
             },
         ));
         let solve = session::solve(
             &self.address,
+            self.timeouts.connect,
             Solve {
                 image,
                 platform,
@@ -290,10 +344,49 @@ impl DockerDaemon {
         );
         tokio::pin!(solve);
         let mut tracker = StepTracker::default();
+        let stall = self.timeouts.stall;
+        let mut seen_status = false;
+        let mut quiet_since = tokio::time::Instant::now();
+        let stalled = |what: String| BackendError::DaemonStalled {
+            host: self.host.clone(),
+            what,
+            after: stall,
+        };
+        // Returning drops `solve`, which closes its connections: dockerd cancels the build.
         let result = loop {
             tokio::select! {
                 result = &mut solve => break result,
-                Some(status) = rx.recv() => tracker.apply(status, progress),
+                Some(status) = rx.recv() => {
+                    seen_status = true;
+                    quiet_since = tokio::time::Instant::now();
+                    tracker.apply(status, progress);
+                }
+                () = tokio::time::sleep_until(quiet_since + stall) => {
+                    if !seen_status {
+                        // BuildKit reports its first step as soon as the build starts.
+                        progress.clear();
+                        // The status follower's own failure, when it has one, says more.
+                        let mut why = String::new();
+                        if follower.is_finished()
+                            && let Ok(Err(e)) = (&mut follower).await
+                        {
+                            why = format!(": {e}");
+                        }
+                        follower.abort();
+                        return Err(stalled(format!(
+                            "no build status from BuildKit (POST /grpc){why}"
+                        )));
+                    }
+                    // A step may print nothing for long: go on while dockerd answers.
+                    if !self.answers_ping().await {
+                        progress.clear();
+                        follower.abort();
+                        return Err(stalled(
+                            "no build status and no answer to /_ping".into(),
+                        ));
+                    }
+                    quiet_since = tokio::time::Instant::now();
+                }
             }
         };
         // Drain what the status stream still has (it ends with the build).
@@ -317,11 +410,7 @@ impl DockerDaemon {
         let (step, log) = tracker.failed();
         let mut message = message;
         // A dropped connection with no failing step: say whether the daemon itself went away.
-        if step.is_none()
-            && tokio::time::timeout(std::time::Duration::from_secs(5), self.client.ping())
-                .await
-                .map_or(true, |r| r.is_err())
-        {
+        if step.is_none() && !self.answers_ping().await {
             message = format!(
                 "{message}: dockerd at {} stopped answering during the build (did it crash? see its log)",
                 self.host
@@ -345,16 +434,24 @@ impl DockerDaemon {
         let mut stream =
             self.client
                 .push_image(repo, Some(options), credentials.map(docker_credentials));
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| BackendError::Push {
-                image: image.to_string(),
-                message: root_cause(&e),
-            })?;
+        let failed = |message: String| BackendError::Push {
+            image: image.to_string(),
+            message,
+        };
+        // dockerd reports a layer's progress as it uploads: silence is a stall, of dockerd
+        // or of the registry it pushes to.
+        while let Some(item) = tokio::time::timeout(self.timeouts.stall, stream.next())
+            .await
+            .map_err(|_| BackendError::DaemonStalled {
+                host: self.host.clone(),
+                what: format!("no progress pushing {image} (dockerd or the registry stalled)"),
+                after: self.timeouts.stall,
+            })?
+        {
+            let info =
+                item.map_err(|e| failed(self.failure(&format!("the push of {image}"), &e)))?;
             if let Some(detail) = info.error_detail {
-                return Err(BackendError::Push {
-                    image: image.to_string(),
-                    message: detail.message.unwrap_or_default(),
-                });
+                return Err(failed(detail.message.unwrap_or_default()));
             }
             if let Some(status) = info.status.as_deref() {
                 let (current, total) = info

@@ -37,9 +37,15 @@ pub enum BackendError {
     #[error("{0}")]
     Registry(#[from] crate::registry::auth::AuthError),
     #[error(
-        "image {image}: cannot tell whether it exists ({reason}) and FLYTE_IMG_FAST_FAIL is set"
+        "dockerd at {host} stalled: {what} for {} (--stall-timeout / {})",
+        crate::timeouts::seconds(*after),
+        crate::timeouts::STALL_TIMEOUT_ENV
     )]
-    ExistsUnknown { image: String, reason: String },
+    DaemonStalled {
+        host: String,
+        what: String,
+        after: std::time::Duration,
+    },
     #[error(
         "the envd builder needs the envd CLI ({detail}): install it (`pip install envd=={}`) or set {} to its path",
         envd::ENVD_VERSION,

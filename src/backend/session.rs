@@ -216,7 +216,12 @@ pub struct Solve<'a> {
 }
 
 /// Builds through a session of our own (see the module's documentation).
-pub async fn solve(address: &DaemonAddress, build: Solve<'_>) -> Result<(), SolveError> {
+/// `within` bounds opening the session and the `/grpc` connection (the connect timeout).
+pub async fn solve(
+    address: &DaemonAddress,
+    within: std::time::Duration,
+    build: Solve<'_>,
+) -> Result<(), SolveError> {
     let session_id = new_id();
     let upload_id = new_id();
     let failure = Arc::new(Mutex::new(None));
@@ -242,7 +247,7 @@ pub async fn solve(address: &DaemonAddress, build: Solve<'_>) -> Result<(), Solv
             .iter()
             .map(|m| ("X-Docker-Expose-Session-Grpc-Method", m.to_string())),
     );
-    let io = buildkit_status::upgraded(address.clone(), "/session", &headers)
+    let io = buildkit_status::upgraded(address.clone(), "/session", &headers, within)
         .await
         .map_err(|e| SolveError::Connect(format!("opening a BuildKit session: {e}")))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -285,7 +290,7 @@ pub async fn solve(address: &DaemonAddress, build: Solve<'_>) -> Result<(), Solv
         ..Default::default()
     };
     let solved = async {
-        let channel = buildkit_status::control_channel(address.clone())
+        let channel = buildkit_status::control_channel(address.clone(), within)
             .await
             .map_err(|e| SolveError::Connect(format!("reaching BuildKit: {e}")))?;
         ControlClient::new(channel)

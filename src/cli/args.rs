@@ -4,8 +4,13 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Build container images from a declarative ImageSpec, named exactly as flytekit names them.
+///
+/// Exit codes, for every command: 0 done (the image exists as named, or the answer is yes),
+/// 1 failed (or the answer is no), 2 bad input (spec, files it names, command line),
+/// 3 cannot tell whether the image exists (registry unreachable, stalled, credentials
+/// refused).
 #[derive(Debug, Parser)]
-#[command(name = "imagespec", version, about, max_term_width = 100)]
+#[command(name = "imagespec", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -19,7 +24,9 @@ pub enum Command {
     Tag(SpecArgs),
     /// Write the build context (Dockerfile and every file it needs) to a directory.
     Render(RenderArgs),
-    /// Build the image (base specs first) with Docker's BuildKit and push it, unless it exists.
+    /// Build the image (base specs first) with Docker's BuildKit and push it, unless it
+    /// exists. Exit 0 when the image exists as named afterwards, 1 failed, 2 bad input,
+    /// 3 cannot tell whether it exists (see --assume-exists).
     Build(BuildArgs),
     /// What `build` would do with each image and why, doing nothing.
     ///
@@ -41,9 +48,10 @@ pub enum Command {
         /// bash, zsh, fish, powershell or elvish.
         shell: clap_complete::Shell,
     },
-    /// Does the image exist? Exit 0 yes, 1 no, 2 cannot tell (flytekit's `None`). Asks the
-    /// registry directly (no daemon), or the local daemon for a spec without a registry.
-    Exists(SpecArgs),
+    /// Does the image exist? Exit 0 yes, 1 no, 3 cannot tell (flytekit's `None`: registry
+    /// unreachable, stalled, credentials refused), 2 bad input. Asks the registry directly
+    /// (no daemon), or the local daemon for a spec without a registry.
+    Exists(ExistsArgs),
     /// Is this process running in the image built from the spec (`_F_IMG_ID` equals the
     /// spec's id, as flytekit's `is_container()` checks)? Exit 0 yes, 1 no.
     IsContainer(SpecArgs),
@@ -135,12 +143,48 @@ pub struct RenderFlags {
     pub host_python_version: Option<String>,
 }
 
+/// How long registry and daemon requests may take.
+#[derive(Debug, Args)]
+pub struct TimeoutFlags {
+    /// Seconds to open a connection to a registry (TCP, TLS) or for dockerd to answer
+    /// `/_ping` and the build's `/grpc`.
+    #[arg(long, value_name = "SECONDS", env = imagespec::timeouts::CONNECT_TIMEOUT_ENV,
+          default_value = "10", value_parser = imagespec::timeouts::parse_seconds)]
+    pub connect_timeout: std::time::Duration,
+    /// Seconds a registry or dockerd request may make no progress (no byte moved, no build
+    /// status while dockerd does not answer `/_ping`) before it is given up; a transfer may
+    /// take longer in total. Registry requests are then retried, 3 times.
+    #[arg(long, value_name = "SECONDS", env = imagespec::timeouts::STALL_TIMEOUT_ENV,
+          default_value = "60", value_parser = imagespec::timeouts::parse_seconds)]
+    pub stall_timeout: std::time::Duration,
+}
+
+impl TimeoutFlags {
+    /// The library's timeouts.
+    pub fn timeouts(&self) -> imagespec::timeouts::Timeouts {
+        imagespec::timeouts::Timeouts {
+            connect: self.connect_timeout,
+            stall: self.stall_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExistsArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
+}
+
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
     #[command(flatten)]
     pub render: RenderFlags,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
     /// Keep the image in the daemon; do not push (also `FLYTE_PUSH_IMAGE_SPEC=false`).
     #[arg(long)]
     pub no_push: bool,
@@ -158,7 +202,8 @@ pub struct BuildArgs {
     pub output: Option<imagespec::registry::layout::OutputTarget>,
     /// When the registry (or daemon) cannot tell whether the image exists, assume it does and
     /// build nothing, as flytekit's engine does (also `FLYTE_IMG_FAST_FAIL=false`). Without
-    /// it, "cannot tell" fails with exit 3.
+    /// it, "cannot tell" fails with exit 3. The flytekit plugin passes it unless
+    /// `FLYTE_IMG_FAST_FAIL` is true.
     #[arg(long)]
     pub assume_exists: bool,
     /// Nested base specs are built already (by the caller, e.g. flytekit's ImageBuildEngine):
@@ -198,6 +243,8 @@ pub struct PlanArgs {
     /// Plan as `build --bases-built` would run (nested base specs not planned).
     #[arg(long)]
     pub bases_built: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
     /// One JSON object per line per image, bases first, the requested image last.
     #[arg(long)]
     pub json: bool,
@@ -213,6 +260,8 @@ pub struct ExplainArgs {
     /// platform when it is an index).
     #[arg(long, value_name = "IMAGE")]
     pub against: Option<String>,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
     /// One JSON object: `fields` [{field, before, after}], `files` {added, removed,
     /// changed}, `renamed`, `dependencies_changed`.
     #[arg(long)]

@@ -24,13 +24,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         (None, true) => file.images()?,
         (key, _) => vec![file.select(key.as_deref())?],
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
+    let runtime = super::runtime()?;
     for (_, spec) in chosen {
         let mut options = BuildOptions::from_env(
             super::render::options(&args.render),
@@ -42,6 +36,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.output = args.output.clone();
         options.build_bases = !args.bases_built;
         options.assume_exists |= args.assume_exists;
+        options.timeouts = args.timeouts.timeouts();
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, progress);
     }

@@ -1,22 +1,18 @@
 //! `imagespec exists SPEC` and `imagespec is-container SPEC`.
 
-use super::args::SpecArgs;
+use super::args::{ExistsArgs, SpecArgs};
 use imagespec::Error;
 use imagespec::backend::docker::Existence;
 
-/// Prints `yes`/`no`; "cannot tell" is exit 2 with the reason on stderr.
-pub fn run(args: &SpecArgs) -> Result<bool, Error> {
+/// Prints `yes`/`no`; "cannot tell" is exit 3 with the reason on stderr.
+pub fn run(exists: &ExistsArgs) -> Result<bool, Error> {
+    let args = &exists.spec;
     let file = super::load(args)?;
     let (_, spec) = file.select(args.image.as_deref())?;
     let tag = imagespec::tag::compute(spec, &super::tag_options(args, spec)?)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "starting the async runtime".into(),
-            source,
-        })?;
-    match runtime.block_on(imagespec::build::exists(spec, &tag.image))? {
+    let runtime = super::runtime()?;
+    let timeouts = exists.timeouts.timeouts();
+    match runtime.block_on(imagespec::build::exists(spec, &tag.image, timeouts))? {
         Existence::Yes => {
             println!("yes {}", tag.image);
             Ok(true)

@@ -31,6 +31,7 @@ pub fn run(args: &ExplainArgs) -> Result<(), Error> {
                 image,
                 platform,
                 config.as_deref(),
+                args.timeouts.timeouts(),
             ))?
         }
         None => {

@@ -42,7 +42,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io {
+        .map_err(|source| Error::System {
             context: "starting the async runtime".into(),
             source,
         })

@@ -31,6 +31,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
             &render,
             &options,
             !args.bases_built,
+            args.timeouts.timeouts(),
         ))?;
         for plan in &plans {
             if args.json {

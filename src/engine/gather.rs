@@ -14,6 +14,7 @@ use crate::context::{BuildPlan, Flavor, RenderOptions};
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
 use crate::spec::NormalizedSpec;
 use crate::tag::ImageTag;
+use crate::timeouts::Timeouts;
 
 /// Whether a plan's image is its dependency image plus the files under `/root` and the
 /// `_F_IMG_ID` variable, so that a code-only change can be appended to the dependency image
@@ -67,7 +68,8 @@ pub struct Gathered {
 }
 
 /// Asks the registry (or daemon) what `decide` needs for one image. `client` is the spec's
-/// registry session, when it names a registry.
+/// registry session, when it names a registry; `timeouts` are the daemon's, when it is
+/// asked.
 pub async fn gather(
     spec: &NormalizedSpec,
     tag: &ImageTag,
@@ -75,6 +77,7 @@ pub async fn gather(
     options: &DecideOptions,
     client: Option<&RegistryClient>,
     daemon: &mut Option<DockerDaemon>,
+    timeouts: Timeouts,
 ) -> Gathered {
     let builder = Builder::of(spec);
     let platforms = Platforms::parse(spec.platform());
@@ -132,7 +135,7 @@ pub async fn gather(
                 Asked::Registry(host),
             )
         } else {
-            let answer = match connect(daemon).await {
+            let answer = match connect(daemon, timeouts).await {
                 Ok(d) => d.exists_locally(&tag.image).await,
                 Err(e) => Existence::Unknown(e.to_string()),
             };
@@ -158,9 +161,12 @@ pub async fn gather(
     gathered
 }
 
-async fn connect(daemon: &mut Option<DockerDaemon>) -> Result<&DockerDaemon, BackendError> {
+async fn connect(
+    daemon: &mut Option<DockerDaemon>,
+    timeouts: Timeouts,
+) -> Result<&DockerDaemon, BackendError> {
     if daemon.is_none() {
-        *daemon = Some(DockerDaemon::connect().await?);
+        *daemon = Some(DockerDaemon::connect(timeouts).await?);
     }
     Ok(daemon.as_ref().expect("just connected"))
 }

@@ -9,6 +9,7 @@ use crate::context::RenderOptions;
 use crate::registry::client::RegistryClient;
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::ImageTag;
+use crate::timeouts::Timeouts;
 
 /// The decision for one image.
 #[derive(Debug)]
@@ -74,6 +75,7 @@ impl ImagePlan {
 pub fn registry_session(
     spec: &NormalizedSpec,
     image: &str,
+    timeouts: Timeouts,
 ) -> Result<Option<RegistryClient>, Error> {
     if spec.registry().is_none() {
         return Ok(None);
@@ -82,7 +84,11 @@ pub fn registry_session(
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     let credentials = crate::registry::auth::lookup(host, config.as_deref())
         .map_err(crate::backend::BackendError::from)?;
-    Ok(Some(RegistryClient::new(host, credentials.as_ref())))
+    Ok(Some(RegistryClient::new(
+        host,
+        credentials.as_ref(),
+        timeouts,
+    )))
 }
 
 /// The plan of `spec` and, when `bases` is set, of its nested base specs first.
@@ -92,35 +98,61 @@ pub async fn plan(
     render: &RenderOptions,
     options: &DecideOptions,
     bases: bool,
+    timeouts: Timeouts,
 ) -> Result<Vec<ImagePlan>, Error> {
     let mut daemon = None;
     let mut out = Vec::new();
-    plan_into(spec, tag, render, options, bases, &mut daemon, &mut out).await?;
+    let how = How {
+        render,
+        options: *options,
+        bases,
+        timeouts,
+    };
+    plan_into(spec, tag, &how, &mut daemon, &mut out).await?;
     Ok(out)
+}
+
+/// How every image of one `plan` is planned.
+struct How<'a> {
+    render: &'a RenderOptions,
+    options: DecideOptions,
+    bases: bool,
+    timeouts: Timeouts,
 }
 
 fn plan_into<'a>(
     spec: &'a NormalizedSpec,
     tag: &'a ImageTag,
-    render: &'a RenderOptions,
-    options: &'a DecideOptions,
-    bases: bool,
+    how: &'a How<'a>,
     daemon: &'a mut Option<DockerDaemon>,
     out: &'a mut Vec<ImagePlan>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>> {
     Box::pin(async move {
+        let (render, options) = (how.render, &how.options);
         if let (true, Some(NormalizedBase::Spec(inner)), Some(inner_tag)) =
-            (bases, spec.base(), &tag.base)
+            (how.bases, spec.base(), &tag.base)
         {
             // A base is never written to --output: it is pushed (flytekit's engine).
-            let base_options = DecideOptions {
-                output: false,
-                ..*options
+            let base_how = How {
+                options: DecideOptions {
+                    output: false,
+                    ..*options
+                },
+                ..*how
             };
-            plan_into(inner, inner_tag, render, &base_options, bases, daemon, out).await?;
+            plan_into(inner, inner_tag, &base_how, daemon, out).await?;
         }
-        let client = registry_session(spec, &tag.image)?;
-        let gathered = gather(spec, tag, render, options, client.as_ref(), daemon).await;
+        let client = registry_session(spec, &tag.image, how.timeouts)?;
+        let gathered = gather(
+            spec,
+            tag,
+            render,
+            options,
+            client.as_ref(),
+            daemon,
+            how.timeouts,
+        )
+        .await;
         let decision = decide(&gathered.facts, options);
         let plan_error = match (&gathered.plan, &decision) {
             (Some(Err(e)), Ok(d)) if d.strategy != super::Strategy::Skip => Some(e.to_string()),

@@ -373,12 +373,13 @@ pub async fn recorded(
     image: &str,
     platform: &str,
     registry_config: Option<&Path>,
+    timeouts: crate::timeouts::Timeouts,
 ) -> Result<Inputs, ExplainError> {
     use crate::backend::BackendError;
     let host = crate::registry::registry_host(image);
     let credentials =
         crate::registry::auth::lookup(host, registry_config).map_err(BackendError::from)?;
-    let client = crate::registry::client::RegistryClient::new(host, credentials.as_ref());
+    let client = crate::registry::client::RegistryClient::new(host, credentials.as_ref(), timeouts);
     let Some((_, config)) =
         crate::backend::registry::image_config(&client, image, platform).await?
     else {

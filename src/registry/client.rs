@@ -1,13 +1,19 @@
 //! The OCI distribution client (oci-client): does a tag exist — asked of the registry
 //! directly, so deciding that nothing needs building takes no daemon — and what the fast
 //! path needs: manifests (Docker schema 2 and OCI, indexes resolved to a platform), blobs
-//! uploaded streamed from disk and skipped when present, manifests pushed last. Transient
-//! failures (connection errors, 5xx, 429) are retried with backoff.
+//! uploaded streamed from disk and skipped when present, manifests pushed last.
+//!
+//! Every request, the existence HEAD included, has a connect timeout and a stall timeout
+//! ([`crate::timeouts`]: no byte moved for that long, however long the whole transfer
+//! takes), and is retried with backoff when the failure may pass (cannot connect, 5xx,
+//! 429, a stall). All of them are idempotent: blobs are content-addressed and a manifest PUT
+//! of the same bytes writes the same tag.
 //!
 //! Plain HTTP is used for `localhost`/`127.0.0.1` registries and those listed in
 //! `IMAGESPEC_INSECURE_REGISTRIES` (comma-separated hosts), TLS otherwise.
 
 use crate::registry::auth::Credentials;
+use crate::timeouts::{Activity, Stalled, Timeouts, unless_stalled};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -61,6 +67,8 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
 pub struct RegistryClient {
     client: Client,
     auth: RegistryAuth,
+    host: String,
+    timeouts: Timeouts,
 }
 
 fn insecure(host: &str) -> bool {
@@ -74,49 +82,56 @@ fn insecure(host: &str) -> bool {
 
 impl RegistryClient {
     /// A client for `host` with optional credentials.
-    pub fn new(host: &str, credentials: Option<&Credentials>) -> RegistryClient {
+    pub fn new(
+        host: &str,
+        credentials: Option<&Credentials>,
+        timeouts: Timeouts,
+    ) -> RegistryClient {
         let protocol = if insecure(host) {
             ClientProtocol::HttpsExcept(vec![host.to_string()])
         } else {
             ClientProtocol::Https
         };
         // One PUT per blob: the distribution registry takes it in one round trip, where the
-        // chunked protocol needs three.
+        // chunked protocol needs three. No `read_timeout`: reqwest counts it from the start
+        // of the request until the answer's head, so it would cut a long upload; stalls are
+        // caught by `unless_stalled` instead.
         let client = Client::new(ClientConfig {
             protocol,
             use_monolithic_push: true,
+            connect_timeout: Some(timeouts.connect),
             ..Default::default()
         });
         let auth = match credentials {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        RegistryClient { client, auth }
+        RegistryClient {
+            client,
+            auth,
+            host: host.to_string(),
+            timeouts,
+        }
     }
 
-    /// HEAD of the manifest: does `image` (`registry/repo:tag`) exist?
+    /// The timeouts this client's requests have.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// HEAD of the manifest: does `image` (`registry/repo:tag`) exist? Retried like every
+    /// request; what is left after the retries is "cannot tell", with the reason.
     pub async fn exists(&self, image: &str) -> Existence {
         let reference = reference(image);
-        use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
-        match self
-            .client
-            .fetch_manifest_digest(&reference, &self.auth)
-            .await
-        {
+        let asked = self
+            .retry(image, "HEAD of the manifest", |_| {
+                self.client.fetch_manifest_digest(&reference, &self.auth)
+            })
+            .await;
+        match asked {
             Ok(_) => Existence::Yes,
-            Err(E::ImageManifestNotFoundError(_)) => Existence::No,
-            Err(E::RegistryError { envelope, .. })
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)) =>
-            {
-                Existence::No
-            }
-            Err(E::AuthenticationFailure(_)) => Existence::Unknown(
-                "authentication failed: check the credentials for this registry".into(),
-            ),
-            Err(e) => Existence::Unknown(with_causes(&e)),
+            Err(e) if e.not_found => Existence::No,
+            Err(e) => Existence::Unknown(format!("{}: {}", e.what, e.message)),
         }
     }
 }
@@ -153,24 +168,94 @@ pub struct RawManifest {
 const RETRIES: u32 = 3;
 const FIRST_BACKOFF_MS: u64 = 300;
 
-fn transient(e: &oci_client::errors::OciDistributionError) -> bool {
+/// Why one attempt of a request failed.
+enum Failure {
+    Registry(oci_client::errors::OciDistributionError),
+    Stalled(Stalled),
+}
+
+/// Whether trying again may help.
+fn transient(failure: &Failure) -> bool {
     use oci_client::errors::OciDistributionError as E;
-    match e {
-        E::RequestError(r) => {
+    match failure {
+        Failure::Stalled(_) => true,
+        Failure::Registry(E::RequestError(r)) => {
             r.is_connect()
                 || r.is_timeout()
                 || r.is_request()
                 || r.status()
                     .is_some_and(|s| s.is_server_error() || s.as_u16() == 429)
         }
-        E::ServerError { code, .. } => *code >= 500 || *code == 429,
-        E::IoError(_) => true,
+        Failure::Registry(E::ServerError { code, .. }) => *code >= 500 || *code == 429,
+        Failure::Registry(E::IoError(_)) => true,
+        Failure::Registry(_) => false,
+    }
+}
+
+/// Whether the registry answered that the manifest or repository does not exist.
+fn not_found(failure: &Failure) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    match failure {
+        Failure::Registry(E::ImageManifestNotFoundError(_)) => true,
+        Failure::Registry(E::RegistryError { envelope, .. }) => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)),
         _ => false,
     }
 }
 
 impl RegistryClient {
-    /// Runs `attempt` until it succeeds, fails for good, or the retries are used up.
+    /// What went wrong, in words a user can act on (never with the credentials).
+    fn describe(&self, failure: &Failure) -> String {
+        use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+        let host = &self.host;
+        let refused = || match self.auth {
+            RegistryAuth::Anonymous => format!(
+                "{host} asks for credentials and none were found: `docker login {host}`, or \
+                 the spec's `registry_config`"
+            ),
+            _ => format!(
+                "{host} refused the credentials: check them (`docker login {host}`, or the \
+                 spec's `registry_config`)"
+            ),
+        };
+        match failure {
+            Failure::Stalled(stalled) => format!(
+                "{host} stalled: {stalled} (--stall-timeout / {})",
+                crate::timeouts::STALL_TIMEOUT_ENV
+            ),
+            Failure::Registry(E::AuthenticationFailure(_) | E::UnauthorizedError { .. }) => {
+                format!("401 Unauthorized: {}", refused())
+            }
+            Failure::Registry(E::RegistryError { envelope, .. })
+                if envelope
+                    .errors
+                    .iter()
+                    .any(|e| matches!(e.code, C::Unauthorized | C::Denied)) =>
+            {
+                format!("access denied: {}", refused())
+            }
+            Failure::Registry(E::RequestError(r)) if r.is_connect() && r.is_timeout() => format!(
+                "cannot connect to {host}: no connection within {} (--connect-timeout / {})",
+                crate::timeouts::seconds(self.timeouts.connect),
+                crate::timeouts::CONNECT_TIMEOUT_ENV
+            ),
+            Failure::Registry(E::RequestError(r)) if r.is_connect() => {
+                // The innermost cause says it ("Connection refused"); the wrappers do not.
+                let mut cause: &(dyn std::error::Error + 'static) = r;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                format!("cannot connect to {host}: {cause}")
+            }
+            Failure::Registry(e) => with_causes(e),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are used up. Each
+    /// attempt gets a fresh [`Activity`] to touch as its bytes move, and is given up when
+    /// it shows no sign of life for the stall timeout.
     async fn retry<T, F, Fut>(
         &self,
         image: &str,
@@ -178,13 +263,18 @@ impl RegistryClient {
         mut attempt: F,
     ) -> Result<T, RegistryError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut(Activity) -> Fut,
         Fut: std::future::Future<Output = oci_client::errors::Result<T>>,
     {
         let mut pause = FIRST_BACKOFF_MS;
         let mut tries = 0;
         loop {
-            match attempt().await {
+            let activity = Activity::new();
+            let outcome = unless_stalled(attempt(activity.clone()), &activity, self.timeouts.stall)
+                .await
+                .map_err(Failure::Stalled)
+                .and_then(|r| r.map_err(Failure::Registry));
+            match outcome {
                 Ok(v) => return Ok(v),
                 Err(e) if tries < RETRIES && transient(&e) => {
                     tries += 1;
@@ -192,27 +282,15 @@ impl RegistryClient {
                     pause *= 2;
                 }
                 Err(e) => {
-                    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
-                    let not_found = match &e {
-                        E::ImageManifestNotFoundError(_) => true,
-                        E::RegistryError { envelope, .. } => envelope
-                            .errors
-                            .iter()
-                            .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)),
-                        _ => false,
-                    };
-                    let message = match &e {
-                        oci_client::errors::OciDistributionError::AuthenticationFailure(_) => {
-                            "authentication failed: check the credentials for this registry"
-                                .to_string()
-                        }
-                        _ => with_causes(&e),
-                    };
+                    let mut message = self.describe(&e);
+                    if tries > 0 {
+                        message.push_str(&format!(" ({} attempts)", tries + 1));
+                    }
                     return Err(RegistryError {
                         image: image.to_string(),
                         what: what.to_string(),
                         message,
-                        not_found,
+                        not_found: not_found(&e),
                     });
                 }
             }
@@ -231,7 +309,7 @@ impl RegistryClient {
         reference: &Reference,
     ) -> Result<RawManifest, RegistryError> {
         let (bytes, digest) = self
-            .retry(image, "reading the manifest", || {
+            .retry(image, "reading the manifest", |_| {
                 self.client
                     .pull_manifest_raw(reference, &self.auth, &MANIFEST_TYPES)
             })
@@ -306,8 +384,8 @@ impl RegistryClient {
     /// A (small) blob's bytes, e.g. an image config.
     pub async fn blob(&self, image: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
         let reference = reference(image);
-        self.retry(image, &format!("reading blob {digest}"), || async {
-            let mut out = Vec::new();
+        self.retry(image, &format!("reading blob {digest}"), |activity| async {
+            let mut out = Touching::new(Vec::new(), activity);
             let descriptor = oci_client::manifest::OciDescriptor {
                 digest: digest.to_string(),
                 ..Default::default()
@@ -315,7 +393,7 @@ impl RegistryClient {
             self.client
                 .pull_blob(&reference, &descriptor, &mut out)
                 .await?;
-            Ok(out)
+            Ok(out.inner)
         })
         .await
     }
@@ -328,8 +406,8 @@ impl RegistryClient {
         out: &std::path::Path,
     ) -> Result<(), RegistryError> {
         let reference = reference(image);
-        self.retry(image, &format!("reading blob {digest}"), || async {
-            let mut file = tokio::fs::File::create(out).await?;
+        self.retry(image, &format!("reading blob {digest}"), |activity| async {
+            let mut file = Touching::new(tokio::fs::File::create(out).await?, activity);
             let descriptor = oci_client::manifest::OciDescriptor {
                 digest: digest.to_string(),
                 ..Default::default()
@@ -346,7 +424,7 @@ impl RegistryClient {
     /// Whether the repository of `image` has the blob.
     pub async fn has_blob(&self, image: &str, digest: &str) -> Result<bool, RegistryError> {
         let reference = reference(image);
-        self.retry(image, &format!("checking blob {digest}"), || {
+        self.retry(image, &format!("checking blob {digest}"), |_| {
             self.client.blob_exists(&reference, digest)
         })
         .await
@@ -365,16 +443,24 @@ impl RegistryClient {
             return Ok(false);
         }
         let reference = reference(image);
-        self.retry(image, &format!("uploading blob {digest}"), || async {
-            let file = tokio::fs::File::open(path).await?;
-            let stream = futures_util::TryStreamExt::map_err(
-                tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
-                oci_client::errors::OciDistributionError::from,
-            );
-            self.client
-                .push_blob_stream(&reference, stream, digest, Some(size))
-                .await
-        })
+        self.retry(
+            image,
+            &format!("uploading blob {digest}"),
+            |activity| async {
+                let file = tokio::fs::File::open(path).await?;
+                // A chunk taken by the connection is a sign of life: the registry reads.
+                let stream = futures_util::StreamExt::inspect(
+                    futures_util::TryStreamExt::map_err(
+                        tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+                        oci_client::errors::OciDistributionError::from,
+                    ),
+                    move |_| activity.touch(),
+                );
+                self.client
+                    .push_blob_stream(&reference, stream, digest, Some(size))
+                    .await
+            },
+        )
         .await?;
         Ok(true)
     }
@@ -390,7 +476,7 @@ impl RegistryClient {
             return Ok(false);
         }
         let reference = reference(image);
-        self.retry(image, &format!("uploading blob {digest}"), || {
+        self.retry(image, &format!("uploading blob {digest}"), |_| {
             self.client.push_blob(&reference, data.clone(), digest)
         })
         .await?;
@@ -407,7 +493,7 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let reference = reference(image);
         let content_type = reqwest_header(media_type);
-        self.retry(image, "pushing the manifest", || {
+        self.retry(image, "pushing the manifest", |_| {
             self.client
                 .push_manifest_raw(&reference, body.clone(), content_type.clone())
         })
@@ -427,12 +513,47 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let reference = reference(image).clone_with_digest(digest.to_string());
         let content_type = reqwest_header(media_type);
-        self.retry(image, "pushing a platform manifest", || {
+        self.retry(image, "pushing a platform manifest", |_| {
             self.client
                 .push_manifest_raw(&reference, body.clone(), content_type.clone())
         })
         .await?;
         Ok(())
+    }
+}
+
+/// A writer that records each write as a sign of life of the download feeding it.
+struct Touching<W> {
+    inner: W,
+    activity: Activity,
+}
+
+impl<W> Touching<W> {
+    fn new(inner: W, activity: Activity) -> Touching<W> {
+        Touching { inner, activity }
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Touching<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.activity.touch();
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -445,6 +566,47 @@ fn reqwest_header(media_type: &str) -> http::HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_client::errors::OciDistributionError as E;
+
+    #[test]
+    fn what_is_retried_and_what_is_not_found() {
+        let server = |code| {
+            Failure::Registry(E::ServerError {
+                code,
+                url: "http://r/v2/x/manifests/t".into(),
+                message: String::new(),
+            })
+        };
+        let unknown_manifest = || {
+            let envelope: oci_client::errors::OciEnvelope = serde_json::from_str(
+                r#"{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown", "detail": null}]}"#,
+            )
+            .expect("envelope");
+            Failure::Registry(E::RegistryError {
+                envelope,
+                url: String::new(),
+            })
+        };
+        let stalled = Failure::Stalled(Stalled(std::time::Duration::from_secs(3)));
+        for (failure, retried, not_found_) in [
+            (stalled, true, false),
+            (server(503), true, false),
+            (server(500), true, false),
+            (server(429), true, false),
+            (server(404), false, false),
+            (
+                Failure::Registry(E::UnauthorizedError { url: String::new() }),
+                false,
+                false,
+            ),
+            (unknown_manifest(), false, true),
+        ] {
+            assert_eq!(
+                (transient(&failure), not_found(&failure)),
+                (retried, not_found_)
+            );
+        }
+    }
 
     #[test]
     fn references_split_without_the_grammar_regexes() {

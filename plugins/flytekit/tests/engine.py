@@ -6,6 +6,8 @@ what the real binary's `tag` and `inspect` say of that spec (or fails like a fai
     spec back (not the base's image name), `--bases-built`, and computes flytekit's id for it
     (the `_F_IMG_ID` that `is_container()` compares);
   - `force_push()` passes `--force`; a plain build does not;
+  - `--assume-exists` (flytekit's "cannot tell → assume it exists") unless
+    FLYTE_IMG_FAST_FAIL is true;
   - `loaded_modules`: the module list leaves out what flytekit leaves out (site-packages,
     flytekit, the interpreter) even when `source_root` contains them;
   - a failed build raises with the failing step and its output;
@@ -39,7 +41,7 @@ if os.environ.get("FAKE_FAIL"):
     print("--- step output (last 1 lines) ---", file=sys.stderr)
     print("  No solution found when resolving dependencies", file=sys.stderr)
     sys.exit(1)
-plain = [a for a in args[1:] if a not in ("--bases-built", "--force", "--no-push")]
+plain = [a for a in args[1:] if a not in ("--bases-built", "--force", "--no-push", "--assume-exists")]
 entry["image"] = subprocess.run([{REAL!r}, "tag", *plain], capture_output=True, text=True, check=True).stdout.strip()
 inspect = subprocess.run([{REAL!r}, "inspect", "--json", *plain], capture_output=True, text=True, check=True).stdout
 entry["id"] = json.loads(inspect)["id"]
@@ -94,6 +96,7 @@ if len(got) == 2:
     check("the binary gets the nested base spec", isinstance(a["spec"].get("base_image"), dict), a["spec"].get("base_image"))
     check("--bases-built", "--bases-built" in a["args"], a["args"])
     check("no --force for a missing image", "--force" not in a["args"], a["args"])
+    check("--assume-exists without FLYTE_IMG_FAST_FAIL", "--assume-exists" in a["args"], a["args"])
     check("the app's image is flytekit's", a["image"] == app.image_name(), (a["image"], app.image_name()))
     check("the app's _F_IMG_ID is flytekit's id (nested base)", a["id"] == app.id, (a["id"], app.id))
     check("the base's id", b["id"] == base.id, (b["id"], base.id))
@@ -126,6 +129,15 @@ check("force_push() passes --force", len(got) == 1 and "--force" in got[0]["args
 ImageBuildEngine.build(ImageSpec(name="eng-exists", registry="localhost:5000"))
 check("an existing image is not built", calls() == [])
 ImageSpec.exist = lambda self: False
+
+# FLYTE_IMG_FAST_FAIL: true → the binary fails when it cannot tell (exit 3), as flytekit
+# raises; false or unset → it assumes the image exists, as flytekit's engine does.
+for value, assumed in [("true", False), ("1", False), ("false", True), ("0", True)]:
+    os.environ["FLYTE_IMG_FAST_FAIL"] = value
+    ImageBuildEngine.build(ImageSpec(name=f"eng-fast-fail-{value}", registry="localhost:5000"))
+    got = calls()
+    check(f"FLYTE_IMG_FAST_FAIL={value}: --assume-exists {'passed' if assumed else 'not passed'}", len(got) == 1 and ("--assume-exists" in got[0]["args"]) == assumed, got and got[0]["args"])
+del os.environ["FLYTE_IMG_FAST_FAIL"]
 
 # loaded_modules with the venv under source_root: flytekit skips site-packages and flytekit.
 venv_parent = os.path.dirname(sys.prefix)

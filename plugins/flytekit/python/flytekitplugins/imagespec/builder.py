@@ -13,7 +13,10 @@ temporary JSON spec file and runs ``imagespec build`` on it:
   engine has built them;
 - ``--modules-from``: for ``source_copy_mode = loaded_modules``, the module files only this
   process knows, chosen as flytekit's ``list_imported_modules_as_files`` chooses them;
-- ``--force`` when flytekit decided to overwrite an existing image (``force_push()``).
+- ``--force`` when flytekit decided to overwrite an existing image (``force_push()``);
+- ``--assume-exists`` unless ``FLYTE_IMG_FAST_FAIL`` is true: when the binary cannot tell
+  whether the image exists, it then assumes it does, as flytekit's engine does (on its own,
+  the binary fails with exit 3 instead).
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ class ImagespecBuildError(RuntimeError):
         self.image = image
         self.exit_code = exit_code
         self.report = report
+
+
+def fast_fail() -> bool:
+    """``FLYTE_IMG_FAST_FAIL`` as flytekit reads it (``str2bool``): unset, false, 0, off and no
+    are false; anything else is true."""
+    value = os.environ.get("FLYTE_IMG_FAST_FAIL")
+    return value is not None and value.lower() not in ("false", "0", "off", "no")
 
 
 def binary() -> str:
@@ -254,6 +264,10 @@ class ImagespecBuilder(ImageSpecBuilder):
         # overwritten; the binary would skip an existing image unless told.
         if getattr(image_spec, "_is_force_push", False):
             extra.append("--force")
+        # flytekit's engine assumes an image exists when it cannot tell (exist() is None),
+        # unless FLYTE_IMG_FAST_FAIL; the binary fails (exit 3) unless told to assume.
+        if not fast_fail():
+            extra.append("--assume-exists")
         code, stdout, lines = run_binary("build", spec, *extra)
         image = image_spec.image_name()
         if code != 0:
