@@ -504,6 +504,10 @@ fn a_closed_stdout_ends_the_process_quietly() {
     drop(stdout);
     let out = child.wait_with_output().expect("imagespec ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(141), "as SIGPIPE ends `cat`: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "as SIGPIPE ends `cat`: {stderr}"
+    );
     assert!(stderr.is_empty(), "quietly: {stderr}");
 }

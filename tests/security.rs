@@ -166,7 +166,9 @@ fn credential_helpers_are_plain_names_run_only_from_path() {
         &["exists", "spec.toml"],
         &[("PATH", &format!("{}:{path}", bin.display()))],
     );
-    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    // The planted helper exits 1: credentials cannot be had, so whether the image exists
+    // cannot be told (exit 3).
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
     assert!(
         marker.exists(),
         "a helper on PATH must be run: {}",
@@ -610,12 +612,20 @@ fn nothing_is_written_outside_the_output() {
         &d.join("modules.txt"),
         &format!("{}\n", src.join("app.py").display()),
     );
+    // A directory that is not empty is refused outright; --replace removes the links
+    // themselves, never what they point at.
     let ran = with_modules(&["render", "proj/spec.toml", "-o", &out_s]);
-    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
-    assert!(ran.stderr.contains("symbolic link"), "{}", ran.stderr);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("--replace"), "{}", ran.stderr);
     assert_eq!(files_under(&d.join("victim")), ["keep.txt"]);
-    std::fs::remove_file(out.join("src")).expect("rm");
-    ok(&with_modules(&["render", "proj/spec.toml", "-o", &out_s]));
+    ok(&with_modules(&[
+        "render",
+        "proj/spec.toml",
+        "-o",
+        &out_s,
+        "--replace",
+    ]));
+    assert_eq!(files_under(&d.join("victim")), ["keep.txt"]);
     assert_eq!(
         std::fs::read_to_string(d.join("victim-file")).expect("victim"),
         "keep\n"
