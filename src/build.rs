@@ -111,6 +111,8 @@ pub struct BuildOutcome {
     /// What the engine decided, and why.
     pub strategy: Strategy,
     pub reason: String,
+    /// The manifest (or index) digest in the registry, for an image pushed or found there.
+    pub digest: Option<String>,
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<Box<BuildOutcome>>,
@@ -262,6 +264,7 @@ fn build_one<'a>(
             pushed,
             strategy: decision.strategy,
             reason: decision.reason.clone(),
+            digest: None,
             seconds: started.elapsed().as_secs_f64(),
             base: base.clone(),
         };
@@ -298,7 +301,7 @@ fn build_one<'a>(
             progress.event(Event::Warning(&w));
         }
         let pushed = spec.registry().is_some() && options.push;
-        match decision.strategy {
+        let result: Result<BuildOutcome, Error> = match decision.strategy {
             Strategy::Skip => {
                 progress.event(Event::Info(&format!("{image} exists, skipped")));
                 Ok(outcome(Action::Skipped, false, image))
@@ -382,7 +385,27 @@ fn build_one<'a>(
                 explain::record_last_built(&inputs);
                 Ok(outcome(Action::Built, pushed, image))
             }
+        };
+        let mut done = result?;
+        // A green run means the image is there: an image this run pushed, or found, is asked
+        // of the registry once more, which also gives its digest.
+        if let (Some(client), true) = (
+            client.as_ref(),
+            done.pushed || done.action == Action::Skipped,
+        ) {
+            match client.digest(&done.image).await {
+                Ok(Some(digest)) => done.digest = Some(digest),
+                Ok(None) => {
+                    return Err(BackendError::Push {
+                        image: done.image.clone(),
+                        message: "pushed, but the registry does not have it".into(),
+                    }
+                    .into());
+                }
+                Err(e) => return Err(BackendError::from(e).into()),
+            }
         }
+        Ok(done)
     })
 }
 

@@ -1696,3 +1696,54 @@ fn explain_names_what_changed_since_an_image() {
         record
     );
 }
+
+/// Issue 16: `build` names the digest the registry holds: on stdout with `--print-ref
+/// digest`, in `--metadata-file` (buildx's keys) and in the `--json` result; also when the
+/// image is found and skipped. Checked against skopeo.
+#[test]
+fn digest_reference_and_metadata_match_the_registry() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_id();
+    let proj = fast_path_project(dir.path(), &env, "digest-e2e", &run);
+    let metadata = dir.path().join("metadata.json");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(&proj)
+        .args([
+            "build",
+            "spec.toml",
+            "--print-ref",
+            "digest",
+            "--metadata-file",
+        ])
+        .arg(&metadata)
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let digest = registry_digest(&image);
+    let repository = image.rsplit_once(':').expect("a tag").0;
+    assert_eq!(printed, format!("{repository}@{digest}"));
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(&metadata).expect("metadata")).expect("json");
+    assert_eq!(meta["containerimage.digest"], digest.as_str());
+    assert_eq!(meta["image.name"], image.as_str());
+    assert_eq!(meta["imagespec.action"], "appended");
+    // The reference pulls the same image.
+    output(Process::new(DOCKER).args(["pull", "-q", &printed]));
+
+    // Found and skipped: the same digest in the JSON result.
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(result(&events)["action"], "skipped");
+    assert_eq!(result(&events)["digest"], digest.as_str());
+}

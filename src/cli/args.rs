@@ -211,12 +211,30 @@ pub struct BuildArgs {
     /// built, also not with `--force`.
     #[arg(long)]
     pub bases_built: bool,
-    /// Machine-readable output: one JSON object per line on stdout, the last the result.
+    /// Machine-readable output: one JSON object per line on stdout, the last the result
+    /// (with `digest`).
     #[arg(long)]
     pub json: bool,
     /// Only errors on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// What stdout names: `tag` (`registry/name:tag`, default) or `digest`
+    /// (`registry/name@sha256:…`, for signing and deploy steps; the tag when the image is in
+    /// no registry).
+    #[arg(long, value_enum, default_value = "tag", value_name = "KIND")]
+    pub print_ref: PrintRef,
+    /// Write buildx-compatible build metadata to FILE: `image.name`, `containerimage.digest`,
+    /// plus `imagespec.id`, `imagespec.tag`, `imagespec.action`, `imagespec.strategy` (an
+    /// object per image key when several images are built).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+}
+
+/// How `build` names the image on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrintRef {
+    Tag,
+    Digest,
 }
 
 #[derive(Debug, Args)]

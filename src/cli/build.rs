@@ -1,6 +1,6 @@
 //! `imagespec build SPEC`: build (and push) unless the image exists.
 
-use super::args::BuildArgs;
+use super::args::{BuildArgs, PrintRef};
 use imagespec::build::{Action, BuildOptions, BuildOutcome};
 use imagespec::progress::Progress;
 use imagespec::{Error, NormalizedSpec};
@@ -25,7 +25,9 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         (key, _) => vec![file.select(key.as_deref())?],
     };
     let runtime = super::runtime()?;
-    for (_, spec) in chosen {
+    let mut metadata = serde_json::Map::new();
+    let several = chosen.len() > 1;
+    for (key, spec) in chosen {
         let mut options = BuildOptions::from_env(
             super::render::options(&args.render),
             super::tag_options(&args.spec, spec)?,
@@ -38,17 +40,53 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.assume_exists |= args.assume_exists;
         options.timeouts = args.timeouts.timeouts();
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
-        report(&outcome, progress);
+        report(&outcome, args.print_ref, progress);
+        metadata.insert(key.to_string(), metadata_of(&outcome));
+    }
+    if let Some(path) = &args.metadata_file {
+        // One image: its keys at the top, as buildx writes them; several: one object per
+        // image key, as `buildx bake` does per target.
+        let value = match (several, metadata.values().next()) {
+            (false, Some(only)) => only.clone(),
+            _ => serde_json::Value::Object(metadata),
+        };
+        write_metadata(path, &value)?;
     }
     Ok(())
 }
 
-fn report(outcome: &BuildOutcome, progress: &Progress) {
-    progress.json(json!({"event": "result", "image": outcome.image, "id": outcome.id, "tag": outcome.tag, "action": outcome.action, "strategy": outcome.strategy, "reason": outcome.reason, "pushed": outcome.pushed, "seconds": outcome.seconds, "base": outcome.base}));
+/// buildx's metadata keys for one image, plus imagespec's own.
+fn metadata_of(outcome: &BuildOutcome) -> serde_json::Value {
+    json!({
+        "image.name": outcome.image,
+        "containerimage.digest": outcome.digest,
+        "imagespec.id": outcome.id,
+        "imagespec.tag": outcome.tag,
+        "imagespec.action": outcome.action,
+        "imagespec.strategy": outcome.strategy,
+    })
+}
+
+fn write_metadata(path: &std::path::Path, value: &serde_json::Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).expect("metadata serialises");
+    std::fs::write(path, text + "\n").map_err(|source| Error::Io {
+        context: format!("writing --metadata-file {}", path.display()),
+        source,
+    })
+}
+
+fn report(outcome: &BuildOutcome, print_ref: PrintRef, progress: &Progress) {
+    progress.json(json!({"event": "result", "image": outcome.image, "digest": outcome.digest, "id": outcome.id, "tag": outcome.tag, "action": outcome.action, "strategy": outcome.strategy, "reason": outcome.reason, "pushed": outcome.pushed, "seconds": outcome.seconds, "base": outcome.base}));
     if progress.mode() == imagespec::progress::Mode::Json {
         return;
     }
-    println!("{}", outcome.image);
+    match (print_ref, &outcome.digest) {
+        (PrintRef::Digest, Some(digest)) => {
+            let (repository, _) = imagespec::registry::split_tag(&outcome.image);
+            println!("{repository}@{digest}");
+        }
+        _ => println!("{}", outcome.image),
+    }
     let what = match (outcome.action, outcome.pushed) {
         (Action::Built, true) => "built and pushed",
         (Action::Built, false) => "built",
@@ -58,6 +96,14 @@ fn report(outcome: &BuildOutcome, progress: &Progress) {
         _ => return,
     };
     if progress.mode() != imagespec::progress::Mode::Quiet {
-        eprintln!("{} {what} in {:.1}s", outcome.image, outcome.seconds);
+        let digest = outcome
+            .digest
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        eprintln!(
+            "{}{digest} {what} in {:.1}s",
+            outcome.image, outcome.seconds
+        );
     }
 }

@@ -136,6 +136,24 @@ impl RegistryClient {
     }
 }
 
+impl RegistryClient {
+    /// The digest of `image`'s manifest (or index) as the registry stores it, or `None` when
+    /// the registry does not have it.
+    pub async fn digest(&self, image: &str) -> Result<Option<String>, RegistryError> {
+        let reference = reference(image);
+        let asked = self
+            .retry(image, "HEAD of the manifest", |_| {
+                self.client.fetch_manifest_digest(&reference, &self.auth)
+            })
+            .await;
+        match asked {
+            Ok(digest) => Ok(Some(digest)),
+            Err(e) if e.not_found => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A registry request that failed (after retries, when it was worth retrying).
 #[derive(Debug, thiserror::Error)]
 #[error("registry {image}: {what}: {message}")]
