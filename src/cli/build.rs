@@ -29,7 +29,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     let several = chosen.len() > 1;
     for (key, spec) in chosen {
         let mut options = BuildOptions::from_env(
-            super::render::options(&args.render),
+            super::render::options(&args.render)?,
             super::tag_options(&args.spec, spec)?,
         );
         options.push &= !args.no_push;

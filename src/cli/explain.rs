@@ -13,7 +13,7 @@ pub fn run(args: &ExplainArgs) -> Result<(), Error> {
     let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
     let dependency_image = match Builder::of(spec) {
         Builder::Default => {
-            let plan = BuildPlan::new(spec, &tag, &super::render::options(&args.render))?;
+            let plan = BuildPlan::new(spec, &tag, &super::render::options(&args.render)?)?;
             Some(plan.dependencies().image)
         }
         _ => None,

@@ -21,7 +21,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
         output: args.output,
         assume_exists: args.assume_exists,
     };
-    let render = super::render::options(&args.render);
+    let render = super::render::options(&args.render)?;
     let mut worst = 0;
     for (_, spec) in chosen {
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;

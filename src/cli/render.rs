@@ -6,9 +6,27 @@ use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Existing, Flavor, Rend
 use imagespec::engine::Builder;
 
 /// The render options the flags ask for.
-pub fn options(flags: &RenderFlags) -> RenderOptions {
+/// The render options the flags ask for; a `--ca-bundle` that is not a readable file is bad
+/// input, refused before any work.
+pub fn options(flags: &RenderFlags) -> Result<RenderOptions, Error> {
+    if let Some(bundle) = &flags.ca_bundle {
+        let context = || format!("--ca-bundle {}", bundle.display());
+        let meta = std::fs::metadata(bundle).map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(Error::Io {
+                context: context(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a PEM bundle of CA certificates is expected)",
+                ),
+            });
+        }
+    }
     let defaults = RenderOptions::default();
-    RenderOptions {
+    Ok(RenderOptions {
         flavor: if flags.flytekit_compat {
             Flavor::FlytekitCompat
         } else {
@@ -25,7 +43,7 @@ pub fn options(flags: &RenderFlags) -> RenderOptions {
             .clone()
             .filter(|v| !v.is_empty())
             .unwrap_or(defaults.host_python_version),
-    }
+    })
 }
 
 pub fn run(args: &RenderArgs) -> Result<(), Error> {
@@ -54,12 +72,12 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let builder = args.builder.as_deref().or(spec.builder.as_deref());
     let (written, files) = match builder.map(Builder::parse) {
         Some(Builder::Envd) => {
-            let plan = EnvdPlan::new(spec, &tag, &options(&args.render))?;
+            let plan = EnvdPlan::new(spec, &tag, &options(&args.render)?)?;
             plan.render_into(&args.output, existing, &inputs)?;
             (BUILD_ENVD, plan.files.len())
         }
         _ => {
-            let plan = BuildPlan::new(spec, &tag, &options(&args.render))?;
+            let plan = BuildPlan::new(spec, &tag, &options(&args.render)?)?;
             plan.render_into(&args.output, existing, &inputs)?;
             ("Dockerfile", plan.files.len())
         }

@@ -150,10 +150,20 @@ impl SpecFile {
             Some(k) => match self.images.get_key_value(k) {
                 Some((k, Ok(v))) => Ok((k.as_str(), v)),
                 Some((_, Err(e))) => Err(e.clone()),
-                None => Err(SpecError::Selection {
-                    file: self.path.clone(),
-                    message: format!("no image `{k}`; this file has: {}", keys()),
-                }),
+                None => {
+                    let closest = self
+                        .images
+                        .keys()
+                        .map(|have| (strsim::jaro_winkler(k, have), have))
+                        .filter(|(score, _)| *score > 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, have)| format!(" (did you mean `{have}`?)"))
+                        .unwrap_or_default();
+                    Err(SpecError::Selection {
+                        file: self.path.clone(),
+                        message: format!("no image `{k}`{closest}; this file has: {}", keys()),
+                    })
+                }
             },
             None if self.images.len() == 1 => match self.images.first() {
                 Some((k, Ok(v))) => Ok((k.as_str(), v)),

@@ -22,6 +22,21 @@ use std::path::PathBuf;
 /// field of the spec and says where it was written.
 #[derive(Debug, thiserror::Error)]
 pub enum TagError {
+    #[error("{at}: image `{name}`: `copy` entry `{entry}` does not exist (relative to {}); flytekit would name the image, but its build fails", dir.display())]
+    CopyMissing {
+        at: FieldAt,
+        name: String,
+        entry: String,
+        dir: std::path::PathBuf,
+    },
+    #[error(
+        "{at}: image `{name}`: `copy` entry `{entry}`: absolute paths and paths with `..` are not allowed (flytekit's build refuses them too)"
+    )]
+    CopyPath {
+        at: FieldAt,
+        name: String,
+        entry: String,
+    },
     #[error(
         "{at}: image `{name}`: `source_copy_mode = {mode}` needs `source_root` (flytekit: \"Field source_root for image spec {name} must be set when copy is set\")"
     )]
@@ -254,6 +269,30 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
                 name: name.clone(),
                 source,
             })?;
+        // flytekit hashes a missing entry as nothing and names the image; its build then
+        // fails. A name that cannot be built is never handed out: refused here, for every
+        // command (a deliberate difference, listed in the README).
+        if let Some(bad) = copy
+            .iter()
+            .find(|written| written.starts_with('/') || written.split('/').any(|part| part == ".."))
+        {
+            return Err(TagError::CopyPath {
+                at: spec.copy_entry_at(bad),
+                name,
+                entry: bad.clone(),
+            });
+        }
+        if let Some(missing) = copy
+            .iter()
+            .find(|written| std::fs::symlink_metadata(cwd.join(written)).is_err())
+        {
+            return Err(TagError::CopyMissing {
+                at: spec.copy_entry_at(missing),
+                name,
+                entry: missing.clone(),
+                dir: cwd.to_path_buf(),
+            });
+        }
         replace("copy", Some(PyValue::Str(set.digest.clone())));
         copy_set = Some(set);
     }
