@@ -31,6 +31,9 @@ pub struct BuildOptions {
     /// Assemble code-only changes in the registry on the dependency image
     /// ([`crate::backend::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
     pub fast_path: bool,
+    /// Build a missing dependency image without a daemon (uv) when the spec allows it
+    /// ([`engine::dependency_builder`]); `--no-daemonless` turns it off.
+    pub daemonless: bool,
     /// Write the image here instead of pushing it (`--output`).
     pub output: Option<crate::registry::layout::OutputTarget>,
     /// Look up and build nested base specs first (flytekit's `ImageBuildEngine.build`).
@@ -59,6 +62,7 @@ impl BuildOptions {
             render,
             tag,
             fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
+            daemonless: !str2bool(var("IMAGESPEC_NO_DAEMONLESS")),
             output: None,
             build_bases: true,
         }
@@ -74,6 +78,7 @@ impl BuildOptions {
             fast_path: self.fast_path,
             output: self.output.is_some(),
             assume_exists: self.assume_exists,
+            daemonless: self.daemonless,
         }
     }
 }

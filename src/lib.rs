@@ -19,6 +19,7 @@ pub mod context;
 pub mod engine;
 pub mod explain;
 pub mod inspect;
+pub mod oci;
 pub mod progress;
 pub mod registry;
 pub mod render;

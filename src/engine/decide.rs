@@ -21,6 +21,7 @@
 //!     dependency_image: Some("localhost:5000/app:deps-0123".into()),
 //!     platforms: 1,
 //!     files: 3,
+//!     dependency_builder: None,
 //! };
 //! let decision = decide(&facts, &DecideOptions::default()).unwrap();
 //! assert_eq!(decision.strategy, Strategy::Append);
@@ -123,6 +124,9 @@ pub struct Facts {
     pub platforms: usize,
     /// How many files are copied into the image.
     pub files: usize,
+    /// Who would make the dependency image when it is missing (uv without a daemon, or
+    /// dockerd and why), when the fast path may apply.
+    pub dependency_builder: Option<super::DependencyBuilder>,
 }
 
 /// The choices of the caller that change the decision.
@@ -138,6 +142,9 @@ pub struct DecideOptions {
     pub output: bool,
     /// Cannot tell whether the image exists → assume it does (flytekit's engine).
     pub assume_exists: bool,
+    /// May a missing dependency image be built without a daemon (uv)? (`--no-daemonless`
+    /// turns it off.)
+    pub daemonless: bool,
 }
 
 impl Default for DecideOptions {
@@ -148,6 +155,7 @@ impl Default for DecideOptions {
             fast_path: true,
             output: false,
             assume_exists: false,
+            daemonless: true,
         }
     }
 }
@@ -210,6 +218,15 @@ fn files(n: usize) -> String {
         "1 file".into()
     } else {
         format!("{n} files")
+    }
+}
+
+/// " with uv, without a daemon" / " with dockerd (reason)", when known.
+fn by(facts: &Facts) -> String {
+    match &facts.dependency_builder {
+        Some(super::DependencyBuilder::Uv) => " without a daemon (uv)".into(),
+        Some(super::DependencyBuilder::Docker(why)) => format!(" with dockerd ({why})"),
+        None => String::new(),
     }
 }
 
@@ -298,7 +315,8 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 return Ok(Decision::new(
                     Strategy::BuildDependenciesThenAppend,
                     why_build(&format!(
-                        "the dependency image could not be looked up ({why}): build it, then append {}",
+                        "the dependency image could not be looked up ({why}): build it{}, then append {}",
+                        by(facts),
                         files(facts.files)
                     )),
                 ));
@@ -307,7 +325,8 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 return Ok(Decision::new(
                     Strategy::BuildDependenciesThenAppend,
                     why_build(&format!(
-                        "dependencies changed: build the dependency image, then append {}",
+                        "dependencies changed: build the dependency image{}, then append {}",
+                        by(facts),
                         files(facts.files)
                     )),
                 ));
@@ -365,7 +384,8 @@ fn decide_output(facts: &Facts) -> Result<Decision, Refusal> {
             files(facts.files)
         ),
         _ => format!(
-            "the dependency image is built and pushed first, then it plus {} is written to disk",
+            "the dependency image is built{} and pushed first, then it plus {} is written to disk",
+            by(facts),
             files(facts.files)
         ),
     };
@@ -386,6 +406,7 @@ mod tests {
             dependency_image: Some("r/app:deps-1".into()),
             platforms: 1,
             files: 2,
+            dependency_builder: None,
         }
     }
 
@@ -487,6 +508,37 @@ mod tests {
         let d = decide(&f, &DecideOptions::default()).unwrap();
         assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
         assert!(d.reason.contains("503"));
+    }
+
+    #[test]
+    fn the_reason_names_who_builds_the_dependency_image() {
+        use crate::engine::{DependencyBuilder, NotDaemonless};
+        let mut f = facts();
+        f.dependency = Dependency::Missing;
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build the dependency image without a daemon (uv), then append 2 files"
+        );
+        f.dependency_builder = Some(DependencyBuilder::Docker(NotDaemonless::AptPackages));
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files"
+        );
+        let output = DecideOptions {
+            output: true,
+            ..Default::default()
+        };
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        assert!(
+            decide(&f, &output)
+                .unwrap()
+                .reason
+                .contains("built without a daemon (uv) and pushed first")
+        );
     }
 
     #[test]
