@@ -291,9 +291,16 @@ fn build_one<'a>(
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("--output needs a registry");
                 let found = lookup(&plan, gathered.dependencies);
-                let deps =
-                    dependency_image(client, &plan, credentials.as_ref(), progress, daemon, found)
-                        .await?;
+                let deps = dependency_image(
+                    client,
+                    &plan,
+                    credentials.as_ref(),
+                    progress,
+                    daemon,
+                    found,
+                    gathered.facts.dependency_builder.as_ref(),
+                )
+                .await?;
                 write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
                 explain::record_last_built(&inputs);
                 Ok(outcome(Action::Written, false, image))
@@ -315,6 +322,7 @@ fn build_one<'a>(
                         progress,
                         daemon,
                         found,
+                        gathered.facts.dependency_builder.as_ref(),
                     )
                     .await?;
                     fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
@@ -414,8 +422,8 @@ fn lookup(
     })
 }
 
-/// The dependency image of `plan` in the registry, built and pushed first (with the
-/// daemon) when the registry does not have it.
+/// The dependency image of `plan` in the registry, built and pushed first when the
+/// registry does not have it: by `builder` (uv without a daemon, else dockerd).
 async fn dependency_image(
     client: &RegistryClient,
     plan: &BuildPlan,
@@ -423,6 +431,7 @@ async fn dependency_image(
     progress: &Progress,
     daemon: &mut Option<DockerDaemon>,
     lookup: Option<DependencyLookup>,
+    builder: Option<&engine::DependencyBuilder>,
 ) -> Result<registry_backend::DependencyImage, Error> {
     let DependencyLookup {
         plan: deps_plan,
@@ -451,6 +460,18 @@ async fn dependency_image(
         "dependency image {} not found, building it",
         deps_plan.image
     )));
+    // The builder was chosen with the facts (engine::dependency_builder, shown by `plan`);
+    // what only the build finds out (no wheel, no Python in the base) falls back to dockerd.
+    if builder == Some(&engine::DependencyBuilder::Uv) {
+        use crate::backend::daemonless::{DaemonlessError, build_dependency_image};
+        match build_dependency_image(client, &deps_plan, progress).await {
+            Ok(_) => return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await,
+            Err(DaemonlessError::Fallback(why)) => progress.event(Event::Info(&format!(
+                "cannot build the dependency image without a daemon ({why}): building it with dockerd"
+            ))),
+            Err(e) => return Err(BackendError::from(e).into()),
+        }
+    }
     let d = connect(daemon).await?;
     // Built under a working tag, then labelled with what only the built image knows (the
     // flytekit user's uid, /root's owner and mode) under its real tag.
@@ -468,10 +489,18 @@ async fn dependency_image(
     .await?;
     d.untag(&unlabelled.image).await;
     push(d, &deps_plan.image, credentials, progress).await?;
-    let found =
-        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
+    pushed_dependency_image(client, &deps_plan.image, &plan.platform).await
+}
+
+/// The dependency image just pushed, read back from the registry.
+async fn pushed_dependency_image(
+    client: &RegistryClient,
+    image: &str,
+    platform: &str,
+) -> Result<registry_backend::DependencyImage, Error> {
+    let found = registry_backend::find_dependency_image(client, image, platform).await?;
     Ok(found.ok_or_else(|| BackendError::Push {
-        image: deps_plan.image.clone(),
+        image: image.to_string(),
         message: "pushed, but the registry does not return it".into(),
     })?)
 }

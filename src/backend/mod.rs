@@ -1,7 +1,9 @@
 //! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit, [`envd`] with
-//! the envd CLI (into dockerd too).
+//! the envd CLI (into dockerd too), [`daemonless`] makes dependency images with uv and no
+//! daemon.
 
 pub mod buildkit_status;
+pub mod daemonless;
 pub mod docker;
 pub mod envd;
 pub mod registry;
@@ -23,6 +25,8 @@ pub enum BackendError {
         message: String,
         log: Vec<String>,
     },
+    #[error("building the dependency image without a daemon: {0}")]
+    Daemonless(#[from] daemonless::DaemonlessError),
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },
     #[error("{0}")]
