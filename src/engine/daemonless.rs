@@ -14,7 +14,10 @@
 //! ```
 //! use imagespec::engine::daemonless::{DependencyBuilder, NotDaemonless};
 //! let b = DependencyBuilder::Docker(NotDaemonless::AptPackages);
-//! assert_eq!(b.to_string(), "dockerd (`apt_packages` are installed by the base's package manager)");
+//! assert_eq!(
+//!     b.to_string(),
+//!     "dockerd (`apt_packages` are installed by the base's package manager)"
+//! );
 //! ```
 
 use crate::context::{BuildPlan, Flavor, PythonInstall};

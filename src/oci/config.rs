@@ -1,8 +1,8 @@
 //! The run-time config of a dependency image made without a daemon, as the Dockerfile's
 //! instructions leave it: the same `ENV` values (Docker expands `$NAME` and `${NAME}` in an
 //! `ENV` instruction with the environment from *before* that instruction), `USER flytekit`,
-//! `WORKDIR /root`, `ENTRYPOINT` (which clears the base's `CMD`, as Docker does) and the
-//! base's other settings kept.
+//! `WORKDIR /root`, `SHELL`, `ENTRYPOINT` (which clears the base's `CMD`, as Docker does),
+//! and the base's other settings kept.
 //!
 //! ```
 //! use imagespec::oci::config::{EnvList, env_instruction};
@@ -177,8 +177,9 @@ pub struct AddedLayer {
 }
 
 /// The dependency image's config: `base`'s config with the environment `env`, `USER
-/// flytekit`, `WORKDIR /root`, the entrypoint (clearing the base's `CMD`, as Docker's
-/// `ENTRYPOINT` does), `labels` added, and `layers` appended to `rootfs` and `history`.
+/// flytekit`, `WORKDIR /root`, `SHELL`, the entrypoint (clearing the base's `CMD`, as
+/// Docker's `ENTRYPOINT` does), no `ONBUILD`, `labels` added, and `layers` appended to
+/// `rootfs` and `history`.
 /// Times are the base's `created`, so the same inputs give the same config.
 pub fn dependency_config(
     base: &Value,
@@ -207,10 +208,12 @@ pub fn dependency_config(
     inner.insert("WorkingDir".into(), json!("/root"));
     if let Some(entrypoint) = entrypoint {
         inner.insert("Entrypoint".into(), json!(entrypoint));
-        inner.insert("Cmd".into(), Value::Null);
+        inner.remove("Cmd");
     }
+    // `SHELL ["/bin/bash", "-c"]` near the end of the Dockerfile.
+    inner.insert("Shell".into(), json!(["/bin/bash", "-c"]));
     // Docker runs a base's ONBUILD triggers and does not pass them on.
-    inner.remove("OnBuild");
+    inner.insert("OnBuild".into(), Value::Null);
     let labels_value = inner.entry("Labels").or_insert_with(|| json!({}));
     if !labels_value.is_object() {
         *labels_value = json!({});
@@ -228,9 +231,18 @@ pub fn dependency_config(
     let history = root.entry("history").or_insert_with(|| json!([]));
     if let Some(h) = history.as_array_mut() {
         for layer in layers {
-            h.push(json!({"created": created, "created_by": layer.created_by, "comment": "imagespec (daemonless)"}));
+            h.push(json!({
+                "created": created,
+                "created_by": layer.created_by,
+                "comment": "imagespec (daemonless)",
+            }));
         }
-        h.push(json!({"created": created, "created_by": "ENV, USER flytekit, WORKDIR /root, ENTRYPOINT as the Dockerfile sets them", "comment": "imagespec (daemonless)", "empty_layer": true}));
+        h.push(json!({
+            "created": created,
+            "created_by": "ENV, USER flytekit, WORKDIR /root, SHELL, ENTRYPOINT as the Dockerfile sets them",
+            "comment": "imagespec (daemonless)",
+            "empty_layer": true,
+        }));
     }
     config
 }
@@ -357,7 +369,8 @@ mod tests {
             json!({"a": "1", "dep": "1000 1000 0 700"})
         );
         assert_eq!(c["config"]["ExposedPorts"], json!({"80/tcp": {}}));
-        assert!(c["config"].get("OnBuild").is_none());
+        assert_eq!(c["config"]["OnBuild"], Value::Null);
+        assert_eq!(c["config"]["Shell"], json!(["/bin/bash", "-c"]));
         assert_eq!(c["architecture"], "arm64");
         assert_eq!(
             c["rootfs"]["diff_ids"],

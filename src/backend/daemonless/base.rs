@@ -440,7 +440,10 @@ impl BaseTree {
                     (a == "3" && b.parse::<u32>().is_ok()).then(|| format!("{a}.{b}"))
                 })
                 .ok_or_else(|| {
-                    format!("cannot tell the Python version of {path} (-> /{real}) from its name or content")
+                    format!(
+                        "cannot tell the Python version of {path} (-> /{real}) \
+                         from its name or content"
+                    )
                 })?,
         };
         // PY_VERSION ("3.11.2") is compiled into the interpreter, or into libpython when the

@@ -372,7 +372,9 @@ pub async fn build_dependency_image(
     let added = [
         crate::oci::config::AddedLayer {
             diff_id: layers[0].diff_id.clone(),
-            created_by: "RUN id -u flytekit || useradd --create-home --shell /bin/bash flytekit; chown -R flytekit /root /home; .profile".into(),
+            created_by: "RUN id -u flytekit || useradd --create-home --shell /bin/bash \
+                         flytekit; chown -R flytekit /root /home; .profile"
+                .into(),
         },
         crate::oci::config::AddedLayer {
             diff_id: layers[1].diff_id.clone(),
