@@ -309,9 +309,11 @@ fn build_one<'a>(
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("appending needs a registry");
                 if Platforms::parse(&plan.platform).several() {
-                    let deps = gathered
-                        .dependencies
-                        .expect("decided on every platform's deps");
+                    let deps = match gathered.dependencies {
+                        Some(deps) => deps,
+                        // Decided only when uv builds them (engine::decide).
+                        None => dependency_images(client, &plan, progress).await?,
+                    };
                     fast_path_platforms(spec, tag, &plan, options, client, &deps, progress).await?;
                 } else {
                     let found = lookup(&plan, gathered.dependencies);
@@ -490,6 +492,38 @@ async fn dependency_image(
     d.untag(&unlabelled.image).await;
     push(d, &deps_plan.image, credentials, progress).await?;
     pushed_dependency_image(client, &deps_plan.image, &plan.platform).await
+}
+
+/// The dependency image of every platform of `plan`, built without a daemon (dockerd 20.10
+/// builds one platform per image) and pushed as one index.
+async fn dependency_images(
+    client: &RegistryClient,
+    plan: &BuildPlan,
+    progress: &Progress,
+) -> Result<Vec<registry_backend::DependencyImage>, Error> {
+    use crate::backend::daemonless::{DaemonlessError, Fallback, build_dependency_index};
+    let deps_plan = plan.dependencies();
+    progress.event(Event::Info(&format!(
+        "dependency image {} not found for every platform, building it without a daemon",
+        deps_plan.image
+    )));
+    match build_dependency_index(client, &deps_plan, progress).await {
+        Ok(_) => {}
+        Err(DaemonlessError::Fallback(why)) => {
+            let refusal = engine::Refusal::MultiPlatformDependencies(deps_plan.image.clone());
+            let why = format!("{why}; and {refusal}");
+            return Err(BackendError::from(DaemonlessError::Fallback(Fallback(why))).into());
+        }
+        Err(e) => return Err(BackendError::from(e).into()),
+    }
+    let platforms = Platforms::parse(&plan.platform);
+    let platforms: Vec<&str> = platforms.iter().collect();
+    let found =
+        registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await?;
+    Ok(found.ok_or_else(|| BackendError::Push {
+        image: deps_plan.image.clone(),
+        message: "pushed, but the registry does not return every platform".into(),
+    })?)
 }
 
 /// The dependency image just pushed, read back from the registry.

@@ -548,3 +548,213 @@ fn a_package_without_a_wheel_falls_back_to_dockerd() {
     );
     assert_eq!(out.trim(), "0.6.2");
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Registry API by hand (curl): a blob upload (monolithic), its digest.
+fn curl_blob(registry: &str, repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", sha256_hex(bytes));
+    let head = output(Process::new("curl").args([
+        "-si",
+        "-X",
+        "POST",
+        &format!("http://{registry}/v2/{repo}/blobs/uploads/"),
+    ]));
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .expect("Location")
+        .trim()
+        .to_string();
+    let sep = if location.contains('?') { "&" } else { "?" };
+    let url = format!("{location}{sep}digest={digest}");
+    let url = if url.starts_with('/') {
+        format!("http://{registry}{url}")
+    } else {
+        url
+    };
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), bytes).expect("write");
+    output(Process::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        "-H",
+        "Content-Type: application/octet-stream",
+        &url,
+    ]));
+    digest
+}
+
+fn curl_manifest(registry: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), body).expect("write");
+    output(Process::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "-H",
+        &format!("Content-Type: {media_type}"),
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        &format!("http://{registry}/v2/{repo}/manifests/{reference}"),
+    ]));
+}
+
+fn curl_json(url: &str, accept: &str) -> Value {
+    let body = output(Process::new("curl").args(["-sf", "-H", &format!("Accept: {accept}"), url]));
+    serde_json::from_str(&body).expect("json")
+}
+
+/// The file names in a layer blob of the registry.
+fn layer_files(registry: &str, repo: &str, digest: &str) -> Vec<String> {
+    let listing = output(Process::new("bash").args([
+        "-c",
+        &format!("curl -sf http://{registry}/v2/{repo}/blobs/{digest} | tar -tz"),
+    ]));
+    listing.lines().map(str::to_string).collect()
+}
+
+/// Issue 15, several platforms: no daemon, no emulation — each platform's wheels, the same
+/// versions, one index, the source appended to each. The arm64 base is synthetic (this
+/// machine has no arm64 base image and no qemu to run one): the amd64 base's layers under
+/// an arm64 config, which is all the builder reads; the arm64 image is checked from the
+/// registry (its wheels are aarch64), the amd64 one is also run.
+#[test]
+fn several_platforms_get_their_own_wheels_in_one_index() {
+    let Some(env) = services() else { return };
+    let registry = "127.0.0.1:5000";
+    let run = run_id();
+    let base_repo = format!("h-uv-multibase-{run}");
+    // The base index: amd64 as is, and its arm64 twin.
+    output(Process::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}", env.base_python),
+        &format!("docker://{registry}/{base_repo}:amd64"),
+    ]));
+    let docker_manifest = "application/vnd.docker.distribution.manifest.v2+json";
+    let manifest = curl_json(
+        &format!("http://{registry}/v2/{base_repo}/manifests/amd64"),
+        docker_manifest,
+    );
+    let raw = serde_json::to_vec(&manifest).unwrap();
+    let amd_digest = format!("sha256:{}", sha256_hex(&raw));
+    curl_manifest(registry, &base_repo, &amd_digest, docker_manifest, &raw);
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let mut config = curl_json(
+        &format!("http://{registry}/v2/{base_repo}/blobs/{config_digest}"),
+        "*/*",
+    );
+    config["architecture"] = "arm64".into();
+    config["variant"] = "v8".into();
+    let arm_config = serde_json::to_vec(&config).unwrap();
+    let mut arm = manifest.clone();
+    arm["config"]["digest"] = curl_blob(registry, &base_repo, &arm_config).into();
+    arm["config"]["size"] = arm_config.len().into();
+    let arm_body = serde_json::to_vec(&arm).unwrap();
+    let arm_digest = format!("sha256:{}", sha256_hex(&arm_body));
+    curl_manifest(
+        registry,
+        &base_repo,
+        &arm_digest,
+        docker_manifest,
+        &arm_body,
+    );
+    let list = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": list, "manifests": [
+        {"mediaType": docker_manifest, "digest": amd_digest, "size": raw.len(),
+         "platform": {"os": "linux", "architecture": "amd64"}},
+        {"mediaType": docker_manifest, "digest": arm_digest, "size": arm_body.len(),
+         "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+    ]});
+    curl_manifest(
+        registry,
+        &base_repo,
+        "bookworm",
+        list,
+        &serde_json::to_vec(&index).unwrap(),
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("h-uv-multi-{run}");
+    let env = Env {
+        base_python: format!("localhost:5000/{base_repo}:bookworm"),
+        ..env
+    };
+    let proj = project(
+        dir.path(),
+        &env,
+        &name,
+        "platform = \"linux/amd64,linux/arm64\"",
+    );
+    let planned = plan(&proj, &env, &["spec.toml"], &[]);
+    assert_eq!(
+        planned["strategy"], "build_dependencies_then_append",
+        "{planned}"
+    );
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
+    let (ok, result, log) = build(&proj, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+
+    // From outside: an index of both platforms, each image the dependency image's layers
+    // plus the source layer; the venv layer has the platform's own compiled wheel.
+    let info = inspect(&proj);
+    let image = info["image"].as_str().unwrap().to_string();
+    let tag = image.rsplit(':').next().unwrap();
+    let top = curl_json(
+        &format!("http://{registry}/v2/{name}/manifests/{tag}"),
+        list,
+    );
+    let entries = top["manifests"].as_array().expect("an index");
+    let mut yaml_versions = Vec::new();
+    for (arch, triplet) in [
+        ("amd64", "x86_64-linux-gnu"),
+        ("arm64", "aarch64-linux-gnu"),
+    ] {
+        let entry = entries
+            .iter()
+            .find(|e| e["platform"]["architecture"] == arch)
+            .unwrap_or_else(|| panic!("no {arch} in {top}"));
+        let digest = entry["digest"].as_str().unwrap();
+        let m = curl_json(
+            &format!("http://{registry}/v2/{name}/manifests/{digest}"),
+            docker_manifest,
+        );
+        let layers = m["layers"].as_array().unwrap();
+        let venv = layers[layers.len() - 2]["digest"].as_str().unwrap();
+        let files = layer_files(registry, &name, venv);
+        let so = files
+            .iter()
+            .find(|f| f.contains("site-packages/yaml/_yaml.cpython-311-"))
+            .unwrap_or_else(|| panic!("{arch}: no compiled yaml in the venv layer"));
+        assert!(so.ends_with(&format!("{triplet}.so")), "{arch}: {so}");
+        yaml_versions.push(
+            files
+                .iter()
+                .find(|f| f.contains("site-packages/pyyaml-") && f.ends_with(".dist-info/"))
+                .cloned()
+                .expect("pyyaml's dist-info"),
+        );
+        let source = layers.last().unwrap()["digest"].as_str().unwrap();
+        assert!(
+            layer_files(registry, &name, source).contains(&"root/app/main.py".to_string()),
+            "{arch}: the source is appended"
+        );
+    }
+    assert_eq!(yaml_versions[0], yaml_versions[1], "one set of versions");
+    let out = run_in(&image, CHECK);
+    assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
+}

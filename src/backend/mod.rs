@@ -25,7 +25,7 @@ pub enum BackendError {
         message: String,
         log: Vec<String>,
     },
-    #[error("building the dependency image without a daemon: {0}")]
+    #[error("building dependencies without a daemon: {0}")]
     Daemonless(#[from] daemonless::DaemonlessError),
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },

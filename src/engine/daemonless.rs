@@ -83,8 +83,6 @@ pub enum NotDaemonless {
     Env { key: String, why: String },
     #[error("the base is a nested spec's image, whose venv the build extends")]
     NestedBase,
-    #[error("several platforms are built through the Dockerfile one at a time")]
-    SeveralPlatforms,
     /// Found out while building (no Python in the base, a package without a wheel, no uv).
     #[error("{0}")]
     AtBuild(String),
@@ -132,9 +130,6 @@ fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<
     }
     if nested_base {
         return Some(NotDaemonless::NestedBase);
-    }
-    if crate::engine::Platforms::parse(&deps.platform).several() {
-        return Some(NotDaemonless::SeveralPlatforms);
     }
     let empty = crate::oci::config::EnvList::default();
     for (key, value) in &deps.env {
@@ -191,6 +186,8 @@ entrypoint = ["python"]
 python_exec = "/usr/bin/python3"
 "#;
         assert_eq!(why(spec), None);
+        let several = format!("{spec}platform = \"linux/amd64,linux/arm64\"\n");
+        assert_eq!(why(&several), None, "uv makes every platform's wheels");
         let b = dependency_builder(&deps(spec), false, true);
         assert_eq!((b.name(), b.reason()), ("uv", None));
     }
@@ -212,10 +209,6 @@ python_exec = "/usr/bin/python3"
             (
                 r#"pip_secret_mounts = [["secret", "/run/secrets/x"]]"#,
                 NotDaemonless::PipSecretMounts,
-            ),
-            (
-                r#"platform = "linux/amd64,linux/arm64""#,
-                NotDaemonless::SeveralPlatforms,
             ),
         ];
         for (spec, expected) in cases {
@@ -261,7 +254,6 @@ python_exec = "/usr/bin/python3"
             NotDaemonless::PoetryLock,
             NotDaemonless::PipSecretMounts,
             NotDaemonless::NestedBase,
-            NotDaemonless::SeveralPlatforms,
         ];
         for why in all {
             let text = DependencyBuilder::Docker(why).to_string();

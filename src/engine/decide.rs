@@ -307,6 +307,21 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 };
                 return Ok(Decision::new(Strategy::Append, why_build(&what)));
             }
+            // dockerd 20.10 builds one platform per image; uv makes every platform's.
+            (Appendable::Yes, _)
+                if facts.platforms > 1
+                    && facts.dependency_builder == Some(super::DependencyBuilder::Uv) =>
+            {
+                return Ok(Decision::new(
+                    Strategy::BuildDependenciesThenAppend,
+                    why_build(&format!(
+                        "dependencies changed: build each of {} platforms' dependency image{}, then append {}",
+                        facts.platforms,
+                        by(facts),
+                        files(facts.files)
+                    )),
+                ));
+            }
             (Appendable::Yes, _) if facts.platforms > 1 => {
                 let name = facts.dependency_image.clone().unwrap_or_default();
                 return Err(Refusal::MultiPlatformDependencies(name));
@@ -611,6 +626,14 @@ mod tests {
             decide(&f, &DecideOptions::default()).unwrap_err(),
             Refusal::MultiPlatformDependencies("r/app:deps-1".into())
         );
+        f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files"
+        );
+        f.dependency_builder = None;
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         assert_eq!(
             decide(&f, &DecideOptions::default()).unwrap_err(),

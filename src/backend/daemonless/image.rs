@@ -197,6 +197,16 @@ pub struct ToPush<'a> {
     pub config: Vec<u8>,
     /// `<repository>:deps-<key>`.
     pub image: &'a str,
+    /// Push the manifest under the tag (else by digest only: a platform of an index).
+    pub tag: bool,
+}
+
+/// A pushed manifest.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub digest: String,
+    pub media_type: String,
+    pub size: usize,
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -239,7 +249,7 @@ pub fn manifest(base: &OciImageManifest, layers: &[Layer], config: &[u8]) -> Oci
 
 /// Pushes the image: base layers (mounted from the base's repository when it is in the same
 /// registry, else copied), our layers, the config, the manifest last.
-pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<String, DaemonlessError> {
+pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, DaemonlessError> {
     let manifest = manifest(p.base_manifest, p.layers, &p.config);
     let same_registry =
         crate::registry::registry_host(p.base_image) == crate::registry::registry_host(p.image);
@@ -281,9 +291,63 @@ pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<String, Daem
         .media_type
         .clone()
         .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
-    client
-        .push_manifest(p.image, body.into(), &media_type)
-        .await?;
+    let size = body.len();
+    if p.tag {
+        client
+            .push_manifest(p.image, body.into(), &media_type)
+            .await?;
+    } else {
+        client
+            .push_manifest_by_digest(p.image, body.into(), &media_type, &digest)
+            .await?;
+    }
+    Ok(Pushed {
+        digest,
+        media_type,
+        size,
+    })
+}
+
+/// Pushes an index of `platforms` (`os/arch[/variant]`, each with its pushed manifest)
+/// under `image`'s tag: a Docker manifest list when the manifests are Docker's, else an
+/// OCI index.
+pub async fn push_index(
+    client: &RegistryClient,
+    image: &str,
+    platforms: &[(String, Pushed)],
+) -> Result<String, DaemonlessError> {
+    let docker = platforms
+        .iter()
+        .all(|(_, p)| p.media_type == oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
+    let entries: Vec<serde_json::Value> = platforms
+        .iter()
+        .map(|(platform, p)| {
+            let mut parts = platform.split('/');
+            let mut at = serde_json::json!({
+                "os": parts.next().unwrap_or("linux"),
+                "architecture": parts.next().unwrap_or("amd64"),
+            });
+            if let Some(variant) = parts.next() {
+                at["variant"] = variant.into();
+            }
+            serde_json::json!({
+                "mediaType": p.media_type,
+                "digest": p.digest,
+                "size": p.size,
+                "platform": at,
+            })
+        })
+        .collect();
+    let media_type = if docker {
+        oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
+    } else {
+        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
+    };
+    let index =
+        serde_json::json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
+    let body = serde_json::to_vec(&index).expect("an index serialises");
+    let digest = sha256(&body);
+    client.push_manifest(image, body.into(), media_type).await?;
     Ok(digest)
 }
 

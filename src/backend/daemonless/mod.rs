@@ -154,6 +154,21 @@ async fn read_base(
             .map_err(|e| unreadable(&e))?,
     )
     .map_err(|e| unreadable(&e))?;
+    // A single-platform base is returned for any platform asked: it must be the one.
+    let mut wanted = platform.split('/');
+    let (os, arch) = (
+        wanted.next().unwrap_or("linux"),
+        wanted.next().unwrap_or("amd64"),
+    );
+    let field = |k: &str| config.get(k).and_then(|v| v.as_str());
+    if field("os").is_some_and(|o| o != os) || field("architecture").is_some_and(|a| a != arch) {
+        return Err(Fallback(format!(
+            "the base image {image} is {}/{}, not {platform}",
+            field("os").unwrap_or("?"),
+            field("architecture").unwrap_or("?")
+        ))
+        .into());
+    }
     if config
         .pointer("/config/OnBuild")
         .and_then(|v| v.as_array())
@@ -257,9 +272,99 @@ pub async fn build_dependency_image(
     deps: &BuildPlan,
     progress: &Progress,
 ) -> Result<String, DaemonlessError> {
+    build_platforms(client, deps, &[deps.platform.as_str()], progress).await
+}
+
+/// Builds and pushes the dependency image of every platform of `deps`
+/// (`platform = "linux/amd64,linux/arm64"`) as one index under `deps.image`: each
+/// platform's wheels, the versions of the first platform's resolution (one set of
+/// versions, as one lock would give), no emulation. Returns the index's digest.
+pub async fn build_dependency_index(
+    client: &RegistryClient,
+    deps: &BuildPlan,
+    progress: &Progress,
+) -> Result<String, DaemonlessError> {
+    let platforms = crate::engine::Platforms::parse(&deps.platform);
+    let platforms: Vec<&str> = platforms.iter().collect();
+    build_platforms(client, deps, &platforms, progress).await
+}
+
+async fn build_platforms(
+    client: &RegistryClient,
+    deps: &BuildPlan,
+    platforms: &[&str],
+    progress: &Progress,
+) -> Result<String, DaemonlessError> {
     let PythonInstall::Venv { base_python, args } = &deps.install else {
         return Err(Fallback("the packages are not installed into a venv".into()).into());
     };
+    let uv = venv::find_uv()?;
+    let several = platforms.len() > 1;
+    let mut pins: Option<String> = None;
+    let mut pushed = Vec::new();
+    for platform in platforms {
+        let install = Installing {
+            uv: &uv,
+            base_python,
+            args,
+            constraints: pins.as_deref(),
+        };
+        let made = make_platform(deps, platform, &install, progress).await?;
+        let name = if several {
+            format!(
+                "push {} for {platform} (on {})",
+                deps.image, made.base.image
+            )
+        } else {
+            format!("push {} (on {})", deps.image, made.base.image)
+        };
+        let step = Step::start(progress, "push-deps", name);
+        let result = image::push(
+            client,
+            image::ToPush {
+                base_image: &made.base.image,
+                base_client: &made.base.client,
+                base_manifest: &made.base.manifest,
+                layers: &made.layers,
+                config: made.config,
+                image: &deps.image,
+                tag: !several,
+            },
+        )
+        .await;
+        pushed.push((platform.to_string(), step.done(result)?));
+        pins.get_or_insert(made.pins);
+    }
+    if several {
+        image::push_index(client, &deps.image, &pushed).await
+    } else {
+        Ok(pushed.remove(0).1.digest)
+    }
+}
+
+/// What the install step of every platform shares.
+struct Installing<'a> {
+    uv: &'a std::path::Path,
+    base_python: &'a str,
+    args: &'a str,
+    constraints: Option<&'a str>,
+}
+
+/// One platform's dependency image, ready to push.
+struct Made {
+    base: Base,
+    layers: Vec<crate::source::layer::Layer>,
+    config: Vec<u8>,
+    /// The versions installed.
+    pins: String,
+}
+
+async fn make_platform(
+    deps: &BuildPlan,
+    platform: &str,
+    installing: &Installing<'_>,
+    progress: &Progress,
+) -> Result<Made, DaemonlessError> {
     let requirements = deps
         .files
         .iter()
@@ -270,8 +375,7 @@ pub async fn build_dependency_image(
             _ => None,
         })
         .unwrap_or_default();
-    let uv = venv::find_uv()?;
-    let base = read_base(&deps.base_image, &deps.platform, progress).await?;
+    let base = read_base(&deps.base_image, platform, progress).await?;
     let tree = &base.tree;
     let base_env: Vec<String> = base
         .config
@@ -281,7 +385,9 @@ pub async fn build_dependency_image(
     let env =
         crate::oci::config::dependency_env(&base_env, deps).map_err(|e| Fallback(e.to_string()))?;
     let install_path = env.at_install.get("PATH").unwrap_or_default().to_string();
-    let python = tree.python(base_python, &install_path).map_err(Fallback)?;
+    let python = tree
+        .python(installing.base_python, &install_path)
+        .map_err(Fallback)?;
     let glibc = match tree.libc() {
         Some(base::Libc::Glibc { major, minor }) => (major, minor),
         Some(base::Libc::Musl) => {
@@ -293,7 +399,7 @@ pub async fn build_dependency_image(
             return Err(Fallback("no glibc (libc.so.6) found in the base image".into()).into());
         }
     };
-    let python_platform = venv::python_platform(&deps.platform, glibc)?;
+    let python_platform = venv::python_platform(platform, glibc)?;
 
     // The user steps.
     let base_path = crate::oci::config::EnvList::from_config(&base_env)
@@ -335,31 +441,36 @@ pub async fn build_dependency_image(
             source,
         })?;
     let install = venv::Install {
-        uv: &uv,
+        uv: installing.uv,
         python: &python,
         python_platform: &python_platform,
-        args,
+        args: installing.args,
         requirements,
         ca_bundle: deps.ca_bundle.as_deref(),
         cache_dir: cache_dir().map(|d| d.join("uv")),
+        constraints: installing.constraints,
     };
     let step = Step::start(
         progress,
         "uv",
         format!(
-            "uv pip install for {} ({python_platform}), Python {} ({})",
-            deps.platform, python.version, python.path
+            "uv pip install for {platform} ({python_platform}), Python {} ({})",
+            python.version, python.path
         ),
     );
-    let venv_dir = step.done(
+    let (venv_dir, pins) = step.done(
         install
             .make(stage.path())
             .await
             .map_err(DaemonlessError::from),
     )?;
 
-    // Layers, config, push.
-    let step = Step::start(progress, "layers", "write the user and venv layers".into());
+    // Layers and config.
+    let step = Step::start(
+        progress,
+        "layers",
+        format!("write the user and venv layers for {platform}"),
+    );
     let plans = vec![
         image::user_layer(tree, &overlay),
         image::venv_layer(tree, &venv_dir, flytekit.uid, root_dir)?,
@@ -378,7 +489,10 @@ pub async fn build_dependency_image(
         },
         crate::oci::config::AddedLayer {
             diff_id: layers[1].diff_id.clone(),
-            created_by: format!("RUN uv venv /root/.venv && uv pip install {args}"),
+            created_by: format!(
+                "RUN uv venv /root/.venv && uv pip install {}",
+                installing.args
+            ),
         },
     ];
     let config = crate::oci::config::dependency_config(
@@ -388,25 +502,12 @@ pub async fn build_dependency_image(
         &[(DEPENDENCY_LABEL, label)],
         &added,
     );
-    let config = serde_json::to_vec(&config).expect("a JSON value serialises");
-    let step = Step::start(
-        progress,
-        "push-deps",
-        format!("push {} (on {})", deps.image, base.image),
-    );
-    let pushed = image::push(
-        client,
-        image::ToPush {
-            base_image: &base.image,
-            base_client: &base.client,
-            base_manifest: &base.manifest,
-            layers: &layers,
-            config,
-            image: &deps.image,
-        },
-    )
-    .await;
-    step.done(pushed)
+    Ok(Made {
+        base,
+        layers,
+        config: serde_json::to_vec(&config).expect("a JSON value serialises"),
+        pins,
+    })
 }
 
 #[cfg(test)]

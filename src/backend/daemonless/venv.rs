@@ -99,6 +99,8 @@ pub struct Install<'a> {
     pub requirements: &'a str,
     pub ca_bundle: Option<&'a Path>,
     pub cache_dir: Option<PathBuf>,
+    /// Pins of another platform's resolution (several platforms: one set of versions).
+    pub constraints: Option<&'a str>,
 }
 
 /// A failed uv run that is not a reason to fall back.
@@ -223,8 +225,9 @@ impl Install<'_> {
         }
     }
 
-    /// Makes the venv under `stage` (`stage/root/.venv`) as the image will have it.
-    pub async fn make(&self, stage: &Path) -> Result<PathBuf, InstallError> {
+    /// Makes the venv under `stage` (`stage/root/.venv`) as the image will have it; the
+    /// venv and the pins it was installed from (`name==version` lines).
+    pub async fn make(&self, stage: &Path) -> Result<(PathBuf, String), InstallError> {
         let venv = stage.join("root/.venv");
         std::fs::write(stage.join("requirements_uv.txt"), self.requirements).map_err(|e| {
             UvError {
@@ -273,15 +276,22 @@ impl Install<'_> {
             "--python-platform".into(),
             self.python_platform.to_string(),
         ];
+        let mut target = target;
+        if let Some(pins) = self.constraints {
+            std::fs::write(stage.join("shared-pins.txt"), pins).map_err(|e| UvError {
+                step: "install",
+                message: format!("writing shared-pins.txt: {e}"),
+            })?;
+            target.extend(["--constraint".to_string(), "shared-pins.txt".into()]);
+        }
         let mut dry = vec!["pip".to_string(), "install".into(), "--dry-run".into()];
         dry.extend(target.iter().cloned());
         dry.extend(words.iter().cloned());
         let resolved = self.run(stage, "resolve", &dry).await.map_err(|(_, e)| e)?;
-        std::fs::write(stage.join("pins.txt"), pins(&resolved).join("\n")).map_err(|e| {
-            UvError {
-                step: "install",
-                message: format!("writing pins.txt: {e}"),
-            }
+        let pinned = pins(&resolved).join("\n");
+        std::fs::write(stage.join("pins.txt"), &pinned).map_err(|e| UvError {
+            step: "install",
+            message: format!("writing pins.txt: {e}"),
         })?;
         let mut install = vec!["pip".to_string(), "install".into(), "--no-build".into()];
         install.extend(target);
@@ -306,7 +316,7 @@ impl Install<'_> {
             step: "venv",
             message: format!("rewriting the venv for the image: {e}"),
         })?;
-        Ok(venv)
+        Ok((venv, pinned))
     }
 }
 
