@@ -467,9 +467,12 @@ async fn dependency_image(
     if builder == Some(&engine::DependencyBuilder::Uv) {
         use crate::backend::daemonless::{DaemonlessError, build_dependency_image};
         match build_dependency_image(client, &deps_plan, progress).await {
-            Ok(_) => return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await,
+            Ok(_) => {
+                return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await;
+            }
             Err(DaemonlessError::Fallback(why)) => progress.event(Event::Info(&format!(
-                "cannot build the dependency image without a daemon ({why}): building it with dockerd"
+                "cannot build the dependency image without a daemon ({why}): \
+                 building it with dockerd"
             ))),
             Err(e) => return Err(BackendError::from(e).into()),
         }

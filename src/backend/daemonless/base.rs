@@ -33,8 +33,11 @@ use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-/// A file's content is kept when it is at most this big.
+/// A file's content is kept when it is at most this big…
 const MAX_CAPTURED: u64 = 8 << 20;
+/// …and while all kept content stays below this (a base with a large `/root` or `/home`,
+/// whose files `chown -R` would copy into a layer, is left to dockerd).
+const MAX_CAPTURED_TOTAL: u64 = 64 << 20;
 
 /// The kind of a file system entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -72,6 +75,9 @@ pub struct BaseTree {
     strings: BTreeMap<String, Vec<String>>,
     /// Files under `/root` or `/home` too big to capture.
     pub uncaptured: BTreeSet<String>,
+    /// Bytes captured so far.
+    #[serde(default)]
+    captured: u64,
 }
 
 /// A layer the tree could not be read from.
@@ -266,7 +272,8 @@ impl BaseTree {
             let is_file = node.kind == Kind::File;
             self.replace(&path, node);
             if is_file && wants_content(&path) {
-                if size <= MAX_CAPTURED {
+                if size <= MAX_CAPTURED && self.captured + size <= MAX_CAPTURED_TOTAL {
+                    self.captured += size;
                     let mut bytes = Vec::with_capacity(size as usize);
                     entry.read_to_end(&mut bytes)?;
                     let text = base64::engine::general_purpose::STANDARD.encode(&bytes);

@@ -432,12 +432,18 @@ async fn make_platform(
         .map(|i| i.attrs)
         .ok_or_else(|| Fallback("the base image has no /root".into()))?;
 
-    // The venv.
+    // The venv, staged beside uv's cache when there is one (same file system: uv links
+    // files instead of copying them).
+    let cache = cache_dir();
+    let staging = cache
+        .as_ref()
+        .map_or_else(std::env::temp_dir, |c| c.join("staging"));
+    let _ = std::fs::create_dir_all(&staging);
     let stage = tempfile::Builder::new()
         .prefix("imagespec-venv-")
-        .tempdir()
+        .tempdir_in(&staging)
         .map_err(|source| DaemonlessError::Io {
-            context: "a staging directory".into(),
+            context: format!("a staging directory in {}", staging.display()),
             source,
         })?;
     let install = venv::Install {
@@ -447,7 +453,7 @@ async fn make_platform(
         args: installing.args,
         requirements,
         ca_bundle: deps.ca_bundle.as_deref(),
-        cache_dir: cache_dir().map(|d| d.join("uv")),
+        cache_dir: cache.map(|d| d.join("uv")),
         constraints: installing.constraints,
     };
     let step = Step::start(
@@ -476,6 +482,8 @@ async fn make_platform(
         image::venv_layer(tree, &venv_dir, flytekit.uid, root_dir)?,
     ];
     let layers = step.done(image::write_layers(plans).await)?;
+    // Thousands of files: removed while the layers upload.
+    tokio::task::spawn_blocking(move || drop(stage));
     let label = format!(
         "{} {} {} {:o}",
         flytekit.uid, root_dir.uid, root_dir.gid, root_dir.mode

@@ -9,10 +9,10 @@
 //! uv needs an interpreter to make a venv and to install into it, and cannot run the
 //! image's. So the venv is made in a staging directory with a Python of this machine (the
 //! image's minor version when there is one, any otherwise), and uv installs into it for
-//! the image (`--python-version`, `--python-platform`: wheels only, `--no-build`), after a
-//! dry run *with* builds allowed has pinned what the Docker build would install (so that a
-//! newest release with only a source distribution is not silently replaced by an older
-//! one with wheels; it falls back to dockerd instead). Then the tree is made the image's:
+//! the image (`--python-version`, `--python-platform`: wheels only, `--no-build`), while a
+//! dry run *with* builds allowed says what the Docker build would install: when the two
+//! differ (a newest release with only a source distribution, which wheels only would
+//! silently replace by an older one), it falls back to dockerd. Then the tree is made the image's:
 //! `bin/python` → the base's interpreter, `pyvenv.cfg` naming it, `lib/pythonX.Y` for the
 //! image's version, the staging path replaced by `/root/.venv` in the activate scripts and
 //! console scripts' shebangs, and their `RECORD` hashes updated.
@@ -130,17 +130,29 @@ impl From<UvError> for InstallError {
     }
 }
 
-/// uv's words for "no wheel, and building is off".
-fn no_wheel(stderr: &str) -> bool {
+/// uv's words for "no wheel, and building is off" (its messages are wrapped: compared with
+/// whitespace folded).
+fn no_wheel(output: &str) -> bool {
+    let text = output.split_whitespace().collect::<Vec<_>>().join(" ");
     [
         "building from source is disabled",
-        "has no usable wheels",
+        "no usable wheels",
         "no binary distribution",
         "`--no-build`",
         "doesn't have a source distribution or wheel for the current platform",
     ]
     .iter()
-    .any(|p| stderr.contains(p))
+    .any(|p| text.contains(p))
+}
+
+/// What the dry run would install that the wheels-only install did not (another version,
+/// or nothing).
+fn not_installed<'a>(wanted: &'a [String], installed: &[String]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .filter(|p| !installed.contains(p))
+        .map(String::as_str)
+        .collect()
 }
 
 /// The last lines of uv's output, worth showing.
@@ -194,7 +206,10 @@ impl Install<'_> {
             }
             None => {}
         }
-        cmd.env("UV_LINK_MODE", "copy");
+        // Links to uv's cache, not copies (uv copies when they are on different file
+        // systems): only the bytes reach the layer, and every file changed below is
+        // replaced, never written through a link into the cache.
+        cmd.env("UV_LINK_MODE", "hardlink");
         cmd.stdin(std::process::Stdio::null());
         cmd.kill_on_drop(true);
         cmd
@@ -242,6 +257,8 @@ impl Install<'_> {
             ))
         })?;
         let venv_arg = venv.to_string_lossy().into_owned();
+        // The dry run has a venv of its own: uv locks the venv it installs into.
+        let dry_venv = stage.join("dry-run/.venv").to_string_lossy().into_owned();
         let mut made = Err((
             String::new(),
             UvError {
@@ -252,66 +269,72 @@ impl Install<'_> {
         // A Python of the image's version when this machine has one (the site-packages
         // directory is named after it), any otherwise.
         for python in [self.python.minor.as_str(), "python3"] {
-            let args = [
-                "venv",
-                "--no-config",
-                "--quiet",
-                "--python",
-                python,
-                &venv_arg,
-            ]
-            .map(String::from);
-            made = self.run(stage, "venv", &args).await;
+            let args = |path: &str| {
+                ["venv", "--no-config", "--quiet", "--python", python, path].map(String::from)
+            };
+            let (real_args, dry_args) = (args(&venv_arg), args(&dry_venv));
+            let (real, dry) = tokio::join!(
+                self.run(stage, "venv", &real_args),
+                self.run(stage, "venv", &dry_args)
+            );
+            made = real.and(dry);
             if made.is_ok() {
                 break;
             }
         }
         made.map_err(|(_, e)| e)?;
-        let target = vec![
+        let mut shared = vec![
             "--no-config".to_string(),
-            "--python".into(),
-            format!("{venv_arg}/bin/python"),
             "--python-version".into(),
             self.python.version.clone(),
             "--python-platform".into(),
             self.python_platform.to_string(),
         ];
-        let mut target = target;
         if let Some(pins) = self.constraints {
             std::fs::write(stage.join("shared-pins.txt"), pins).map_err(|e| UvError {
                 step: "install",
                 message: format!("writing shared-pins.txt: {e}"),
             })?;
-            target.extend(["--constraint".to_string(), "shared-pins.txt".into()]);
+            shared.extend(["--constraint".to_string(), "shared-pins.txt".into()]);
         }
+        // What the Docker build would install (sources allowed), and the install with
+        // wheels only, at the same time; the install stands when both chose the same.
         let mut dry = vec!["pip".to_string(), "install".into(), "--dry-run".into()];
-        dry.extend(target.iter().cloned());
+        dry.extend(["--python".to_string(), format!("{dry_venv}/bin/python")]);
+        dry.extend(shared.iter().cloned());
         dry.extend(words.iter().cloned());
-        let resolved = self.run(stage, "resolve", &dry).await.map_err(|(_, e)| e)?;
-        let pinned = pins(&resolved).join("\n");
-        std::fs::write(stage.join("pins.txt"), &pinned).map_err(|e| UvError {
-            step: "install",
-            message: format!("writing pins.txt: {e}"),
-        })?;
         let mut install = vec!["pip".to_string(), "install".into(), "--no-build".into()];
-        install.extend(target);
-        install.extend(["--constraint".to_string(), "pins.txt".into()]);
+        install.extend(["--python".to_string(), format!("{venv_arg}/bin/python")]);
+        install.extend(shared);
         install.extend(words);
-        if let Err((text, e)) = self.run(stage, "install", &install).await {
-            if no_wheel(&text) {
+        let (resolved, installed) = tokio::join!(
+            self.run(stage, "resolve", &dry),
+            self.run(stage, "install", &install)
+        );
+        let resolved = resolved.map_err(|(_, e)| e)?;
+        let installed = match installed {
+            Ok(text) => text,
+            Err((text, e)) if no_wheel(&text) => {
+                let said = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
                 return Err(Fallback(format!(
-                    "a package has no wheel for {} (uv: {})",
-                    self.python_platform,
-                    e.message
-                        .replace('\n', " ")
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    "a package has no wheel for {} (uv: {said})",
+                    self.python_platform
                 ))
                 .into());
             }
-            return Err(e.into());
+            Err((_, e)) => return Err(e.into()),
+        };
+        let wanted = pins(&resolved);
+        let missing = not_installed(&wanted, &pins(&installed));
+        if !missing.is_empty() {
+            return Err(Fallback(format!(
+                "with wheels only for {}, uv would not install {} (a release without such a wheel)",
+                self.python_platform,
+                missing.join(", ")
+            ))
+            .into());
         }
+        let pinned = wanted.join("\n");
         make_the_images(&venv, self.python).map_err(|e| UvError {
             step: "venv",
             message: format!("rewriting the venv for the image: {e}"),
@@ -387,7 +410,7 @@ pub fn make_the_images(venv: &Path, python: &BasePython) -> std::io::Result<()> 
             }
         })
         .collect();
-    std::fs::write(&cfg_path, cfg)?;
+    replace_file(&cfg_path, cfg.as_bytes())?;
     // The staging path → /root/.venv in bin/'s text files (activate scripts, shebangs).
     let mut changed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     for entry in std::fs::read_dir(&bin)? {
@@ -400,7 +423,7 @@ pub fn make_the_images(venv: &Path, python: &BasePython) -> std::io::Result<()> 
             continue;
         }
         let fixed = replace(&bytes, staged.as_bytes(), VENV.as_bytes());
-        std::fs::write(&path, &fixed)?;
+        replace_file(&path, &fixed)?;
         changed.push((path, fixed));
     }
     // RECORD lines of the rewritten files get their new hash and size.
@@ -434,10 +457,20 @@ pub fn make_the_images(venv: &Path, python: &BasePython) -> std::io::Result<()> 
             if text.ends_with('\n') {
                 out.push('\n');
             }
-            std::fs::write(&record, out)?;
+            replace_file(&record, out.as_bytes())?;
         }
     }
     Ok(())
+}
+
+/// Writes `content` to a new file renamed over `path`, keeping its permissions: `path` may
+/// be a hard link into uv's cache, which must not change.
+fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let permissions = std::fs::metadata(path)?.permissions();
+    let tmp = path.with_extension("imagespec-tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::set_permissions(&tmp, permissions)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// `base/rel` with `..` and `.` folded (no links followed).
@@ -503,6 +536,9 @@ mod tests {
         assert!(no_wheel(
             "Because pycrypto==2.6.1 has no usable wheels and building from source\n is disabled"
         ));
+        assert!(no_wheel(
+            "and all versions of docopt have no usable wheels and building from\n      source is disabled"
+        ));
         assert!(!no_wheel(
             "No solution found: nosuchpkg was not found in the package registry"
         ));
@@ -532,7 +568,10 @@ mod tests {
         )
         .unwrap();
         let script = format!("#!{staged}/bin/python\nimport tool\n");
-        std::fs::write(venv.join("bin/tool"), &script).unwrap();
+        // As uv links it from its cache.
+        let cached = stage.path().join("cache-entry");
+        std::fs::write(&cached, &script).unwrap();
+        std::fs::hard_link(&cached, venv.join("bin/tool")).unwrap();
         std::fs::create_dir_all(site.join("tool-1.0.dist-info")).unwrap();
         std::fs::write(
             site.join("tool-1.0.dist-info/RECORD"),
@@ -568,6 +607,11 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(venv.join("bin/tool")).unwrap(),
             fixed
+        );
+        assert_eq!(
+            std::fs::read_to_string(&cached).unwrap(),
+            script,
+            "uv's cache is not written through the link"
         );
         assert_eq!(
             std::fs::read_to_string(
