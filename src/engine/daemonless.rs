@@ -81,6 +81,8 @@ pub enum NotDaemonless {
     PipSecretMounts,
     #[error("`env` {key}: {why}")]
     Env { key: String, why: String },
+    #[error("`pip_extra_args` use shell syntax the build's shell would expand")]
+    ShellArgs,
     #[error("the base is a nested spec's image, whose venv the build extends")]
     NestedBase,
     /// Found out while building (no Python in the base, a package without a wheel, no uv).
@@ -118,7 +120,14 @@ fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<
     if !deps.run_commands.is_empty() {
         return Some(NotDaemonless::Commands);
     }
-    match deps.install {
+    match &deps.install {
+        // The Dockerfile's shell splits and expands them; uv gets them as plain words.
+        PythonInstall::Venv { args, .. }
+            if args.contains(['$', '`', ';', '|', '&', '<', '>', '(', ')'])
+                || shlex::split(args).is_none() =>
+        {
+            return Some(NotDaemonless::ShellArgs);
+        }
         PythonInstall::Venv { .. } => {}
         PythonInstall::UvLock { .. } => return Some(NotDaemonless::UvLock),
         PythonInstall::PoetryLock { .. } => return Some(NotDaemonless::PoetryLock),
@@ -210,6 +219,14 @@ python_exec = "/usr/bin/python3"
                 r#"pip_secret_mounts = [["secret", "/run/secrets/x"]]"#,
                 NotDaemonless::PipSecretMounts,
             ),
+            (
+                r#"pip_extra_args = "--index-url $INDEX""#,
+                NotDaemonless::ShellArgs,
+            ),
+            (
+                r#"pip_extra_args = "--x 'unclosed""#,
+                NotDaemonless::ShellArgs,
+            ),
         ];
         for (spec, expected) in cases {
             assert_eq!(why(spec), Some(expected), "{spec}");
@@ -253,6 +270,7 @@ python_exec = "/usr/bin/python3"
             NotDaemonless::UvLock,
             NotDaemonless::PoetryLock,
             NotDaemonless::PipSecretMounts,
+            NotDaemonless::ShellArgs,
             NotDaemonless::NestedBase,
         ];
         for why in all {
