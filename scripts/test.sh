@@ -45,6 +45,8 @@ fi
 scripts/e2e/base-images.sh
 # The flytekit plugin's venv with its freshly built wheel (tests/flytekit_plugin.rs).
 scripts/e2e/plugin.sh --quiet >/dev/null
+# uv on the host for the daemonless dependency builder (tests/e2e_daemonless.rs).
+scripts/e2e/uv.sh >/dev/null
 set -a
 # shellcheck disable=SC1091
 . "${IMAGESPEC_E2E_STATE:-/tmp/imagespec-e2e}/e2e.env"

@@ -34,6 +34,9 @@ pub struct BuildOptions {
     /// Assemble code-only changes in the registry on the dependency image
     /// ([`crate::backend::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
     pub fast_path: bool,
+    /// Build a missing dependency image without a daemon (uv) when the spec allows it
+    /// ([`engine::dependency_builder`]); `--no-daemonless` turns it off.
+    pub daemonless: bool,
     /// Write the image here instead of pushing it (`--output`).
     pub output: Option<crate::registry::layout::OutputTarget>,
     /// Look up and build nested base specs first (flytekit's `ImageBuildEngine.build`).
@@ -63,6 +66,7 @@ impl BuildOptions {
             render,
             tag,
             fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
+            daemonless: !str2bool(var("IMAGESPEC_NO_DAEMONLESS")),
             output: None,
             build_bases: true,
         }
@@ -78,6 +82,7 @@ impl BuildOptions {
             fast_path: self.fast_path,
             output: self.output.is_some(),
             assume_exists: self.assume_exists,
+            daemonless: self.daemonless,
         }
     }
 }
@@ -326,9 +331,16 @@ fn build_one<'a>(
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("--output needs a registry");
                 let found = lookup(&plan, gathered.dependencies);
-                let deps =
-                    dependency_image(client, &plan, credentials.as_ref(), progress, daemon, found)
-                        .await?;
+                let deps = dependency_image(
+                    client,
+                    &plan,
+                    credentials.as_ref(),
+                    progress,
+                    daemon,
+                    found,
+                    gathered.facts.dependency_builder.as_ref(),
+                )
+                .await?;
                 write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
                 explain::record_last_built(&inputs);
                 Ok(outcome(Action::Written, false, image))
@@ -337,9 +349,11 @@ fn build_one<'a>(
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("appending needs a registry");
                 if Platforms::parse(&plan.platform).several() {
-                    let deps = gathered
-                        .dependencies
-                        .expect("decided on every platform's deps");
+                    let deps = match gathered.dependencies {
+                        Some(deps) => deps,
+                        // Decided only when uv builds them (engine::decide).
+                        None => dependency_images(client, &plan, progress).await?,
+                    };
                     fast_path_platforms(spec, tag, &plan, options, client, &deps, progress).await?;
                 } else {
                     let found = lookup(&plan, gathered.dependencies);
@@ -350,6 +364,7 @@ fn build_one<'a>(
                         progress,
                         daemon,
                         found,
+                        gathered.facts.dependency_builder.as_ref(),
                     )
                     .await?;
                     fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
@@ -470,8 +485,8 @@ fn lookup(
     })
 }
 
-/// The dependency image of `plan` in the registry, built and pushed first (with the
-/// daemon) when the registry does not have it.
+/// The dependency image of `plan` in the registry, built and pushed first when the
+/// registry does not have it: by `builder` (uv without a daemon, else dockerd).
 async fn dependency_image(
     client: &RegistryClient,
     plan: &BuildPlan,
@@ -479,6 +494,7 @@ async fn dependency_image(
     progress: &Progress,
     daemon: &mut Option<DockerDaemon>,
     lookup: Option<DependencyLookup>,
+    builder: Option<&engine::DependencyBuilder>,
 ) -> Result<registry_backend::DependencyImage, Error> {
     let DependencyLookup {
         plan: deps_plan,
@@ -525,6 +541,21 @@ async fn dependency_image(
         "dependency image {} not found, building it",
         deps_plan.image
     )));
+    // The builder was chosen with the facts (engine::dependency_builder, shown by `plan`);
+    // what only the build finds out (no wheel, no Python in the base) falls back to dockerd.
+    if builder == Some(&engine::DependencyBuilder::Uv) {
+        use crate::backend::daemonless::{DaemonlessError, build_dependency_image};
+        match build_dependency_image(client, &deps_plan, progress).await {
+            Ok(_) => {
+                return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await;
+            }
+            Err(DaemonlessError::Fallback(why)) => progress.event(Event::Info(&format!(
+                "cannot build the dependency image without a daemon ({why}): \
+                 building it with dockerd"
+            ))),
+            Err(e) => return Err(BackendError::from(e).into()),
+        }
+    }
     let d = connect(daemon, client.timeouts()).await?;
     // Built under a working tag of this run's own (another imagespec, also of another user,
     // may build the same one on this daemon), then labelled with what only the built image
@@ -548,10 +579,50 @@ async fn dependency_image(
     d.untag(&unlabelled.image).await;
     labelled?;
     push(d, &deps_plan.image, credentials, progress).await?;
+    pushed_dependency_image(client, &deps_plan.image, &plan.platform).await
+}
+
+/// The dependency image of every platform of `plan`, built without a daemon (dockerd 20.10
+/// builds one platform per image) and pushed as one index.
+async fn dependency_images(
+    client: &RegistryClient,
+    plan: &BuildPlan,
+    progress: &Progress,
+) -> Result<Vec<registry_backend::DependencyImage>, Error> {
+    use crate::backend::daemonless::{DaemonlessError, Fallback, build_dependency_index};
+    let deps_plan = plan.dependencies();
+    progress.event(Event::Info(&format!(
+        "dependency image {} not found for every platform, building it without a daemon",
+        deps_plan.image
+    )));
+    match build_dependency_index(client, &deps_plan, progress).await {
+        Ok(_) => {}
+        Err(DaemonlessError::Fallback(why)) => {
+            let refusal = engine::Refusal::MultiPlatformDependencies(deps_plan.image.clone());
+            let why = format!("{why}; and {refusal}");
+            return Err(BackendError::from(DaemonlessError::Fallback(Fallback(why))).into());
+        }
+        Err(e) => return Err(BackendError::from(e).into()),
+    }
+    let platforms = Platforms::parse(&plan.platform);
+    let platforms: Vec<&str> = platforms.iter().collect();
     let found =
-        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?;
+        registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await?;
     Ok(found.ok_or_else(|| BackendError::Push {
         image: deps_plan.image.clone(),
+        message: "pushed, but the registry does not return every platform".into(),
+    })?)
+}
+
+/// The dependency image just pushed, read back from the registry.
+async fn pushed_dependency_image(
+    client: &RegistryClient,
+    image: &str,
+    platform: &str,
+) -> Result<registry_backend::DependencyImage, Error> {
+    let found = registry_backend::find_dependency_image(client, image, platform).await?;
+    Ok(found.ok_or_else(|| BackendError::Push {
+        image: image.to_string(),
         message: "pushed, but the registry does not return it".into(),
     })?)
 }

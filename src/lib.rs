@@ -20,6 +20,7 @@ pub mod engine;
 pub mod explain;
 pub mod inspect;
 pub mod lock;
+pub mod oci;
 pub mod progress;
 pub mod py;
 pub mod registry;

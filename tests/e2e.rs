@@ -85,12 +85,15 @@ fn output(cmd: &mut Process) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `imagespec build --json ARGS`: every JSON event line, the result last.
+/// `imagespec build --json ARGS`: every JSON event line, the result last. Dependency images
+/// are built by dockerd here, whether or not this machine has uv (tests/e2e_daemonless.rs
+/// covers uv).
 fn build_json(dir: &Path, args: &[&str]) -> (bool, Vec<Value>, String) {
     let out = Command::cargo_bin("imagespec")
         .expect("binary")
         .current_dir(dir)
         .env("IMAGESPEC_NO_CACHE", "1")
+        .env("IMAGESPEC_NO_DAEMONLESS", "1")
         .args(["build", "--json"])
         .args(args)
         .output()

@@ -1,7 +1,9 @@
 //! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit, [`envd`] with
-//! the envd CLI (into dockerd too).
+//! the envd CLI (into dockerd too), [`daemonless`] makes dependency images with uv and no
+//! daemon.
 
 pub mod buildkit_status;
+pub mod daemonless;
 pub mod docker;
 pub mod envd;
 pub mod registry;
@@ -32,6 +34,8 @@ pub enum BackendError {
     },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error("building dependencies without a daemon: {0}")]
+    Daemonless(#[from] daemonless::DaemonlessError),
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },
     #[error("{0}")]

@@ -195,6 +195,10 @@ pub struct BuildArgs {
     /// the registry (also `IMAGESPEC_NO_FAST_PATH=true`).
     #[arg(long)]
     pub no_fast_path: bool,
+    /// Build a missing dependency image with dockerd even when uv could make it without a
+    /// daemon (also `IMAGESPEC_NO_DAEMONLESS=true`).
+    #[arg(long)]
+    pub no_daemonless: bool,
     /// Write the image to disk instead of pushing it: `oci:DIR` (OCI image layout),
     /// `oci-archive:FILE`, `docker-archive:FILE` (for `docker load`). Assembled on the
     /// dependency image without a daemon (a spec without `commands`, with source files).
@@ -252,6 +256,9 @@ pub struct PlanArgs {
     /// Plan as `build --no-fast-path` would run.
     #[arg(long)]
     pub no_fast_path: bool,
+    /// Plan as `build --no-daemonless` would run.
+    #[arg(long)]
+    pub no_daemonless: bool,
     /// Plan as `build --output ...` would run (the image written to disk).
     #[arg(long)]
     pub output: bool,

@@ -35,6 +35,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.push &= !args.no_push;
         options.force |= args.force;
         options.fast_path &= !args.no_fast_path;
+        options.daemonless &= !args.no_daemonless;
         options.output = args.output.clone();
         options.build_bases = !args.bases_built;
         options.assume_exists |= args.assume_exists;

@@ -20,6 +20,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
         fast_path: env.fast_path && !args.no_fast_path,
         output: args.output,
         assume_exists: args.assume_exists,
+        daemonless: env.daemonless && !args.no_daemonless,
     };
     let render = super::render::options(&args.render)?;
     let mut worst = 0;
@@ -69,6 +70,9 @@ fn print_plan(plan: &ImagePlan) {
             Dependency::NotAsked => "not asked".to_string(),
         };
         println!("  dependency: {deps} ({state})");
+        if let Some(builder) = &plan.dependency_builder {
+            println!("  built by:   {builder}");
+        }
     }
     println!("  files:      {}", plan.files);
     if let Some(e) = &plan.plan_error {

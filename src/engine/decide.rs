@@ -21,6 +21,7 @@
 //!     dependency_image: Some("localhost:5000/app:deps-0123".into()),
 //!     platforms: 1,
 //!     files: 3,
+//!     dependency_builder: None,
 //! };
 //! let decision = decide(&facts, &DecideOptions::default()).unwrap();
 //! assert_eq!(decision.strategy, Strategy::Append);
@@ -123,6 +124,9 @@ pub struct Facts {
     pub platforms: usize,
     /// How many files are copied into the image.
     pub files: usize,
+    /// Who would make the dependency image when it is missing (uv without a daemon, or
+    /// dockerd and why), when the fast path may apply.
+    pub dependency_builder: Option<super::DependencyBuilder>,
 }
 
 /// The choices of the caller that change the decision.
@@ -138,6 +142,9 @@ pub struct DecideOptions {
     pub output: bool,
     /// Cannot tell whether the image exists → assume it does (flytekit's engine).
     pub assume_exists: bool,
+    /// May a missing dependency image be built without a daemon (uv)? (`--no-daemonless`
+    /// turns it off.)
+    pub daemonless: bool,
 }
 
 impl Default for DecideOptions {
@@ -148,6 +155,7 @@ impl Default for DecideOptions {
             fast_path: true,
             output: false,
             assume_exists: false,
+            daemonless: true,
         }
     }
 }
@@ -219,6 +227,15 @@ fn files(n: usize) -> String {
         "1 file".into()
     } else {
         format!("{n} files")
+    }
+}
+
+/// " with uv, without a daemon" / " with dockerd (reason)", when known.
+fn by(facts: &Facts) -> String {
+    match &facts.dependency_builder {
+        Some(super::DependencyBuilder::Uv) => " without a daemon (uv)".into(),
+        Some(super::DependencyBuilder::Docker(why)) => format!(" with dockerd ({why})"),
+        None => String::new(),
     }
 }
 
@@ -299,6 +316,21 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 };
                 return Ok(Decision::new(Strategy::Append, why_build(&what)));
             }
+            // dockerd 20.10 builds one platform per image; uv makes every platform's.
+            (Appendable::Yes, _)
+                if facts.platforms > 1
+                    && facts.dependency_builder == Some(super::DependencyBuilder::Uv) =>
+            {
+                return Ok(Decision::new(
+                    Strategy::BuildDependenciesThenAppend,
+                    why_build(&format!(
+                        "dependencies changed: build each of {} platforms' dependency image{}, then append {}",
+                        facts.platforms,
+                        by(facts),
+                        files(facts.files)
+                    )),
+                ));
+            }
             (Appendable::Yes, _) if facts.platforms > 1 => {
                 let name = facts.dependency_image.clone().unwrap_or_default();
                 return Err(Refusal::MultiPlatformDependencies(name));
@@ -307,7 +339,8 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 return Ok(Decision::new(
                     Strategy::BuildDependenciesThenAppend,
                     why_build(&format!(
-                        "the dependency image could not be looked up ({why}): build it, then append {}",
+                        "the dependency image could not be looked up ({why}): build it{}, then append {}",
+                        by(facts),
                         files(facts.files)
                     )),
                 ));
@@ -316,7 +349,8 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 return Ok(Decision::new(
                     Strategy::BuildDependenciesThenAppend,
                     why_build(&format!(
-                        "dependencies changed: build the dependency image, then append {}",
+                        "dependencies changed: build the dependency image{}, then append {}",
+                        by(facts),
                         files(facts.files)
                     )),
                 ));
@@ -374,7 +408,8 @@ fn decide_output(facts: &Facts) -> Result<Decision, Refusal> {
             files(facts.files)
         ),
         _ => format!(
-            "the dependency image is built and pushed first, then it plus {} is written to disk",
+            "the dependency image is built{} and pushed first, then it plus {} is written to disk",
+            by(facts),
             files(facts.files)
         ),
     };
@@ -395,6 +430,7 @@ mod tests {
             dependency_image: Some("r/app:deps-1".into()),
             platforms: 1,
             files: 2,
+            dependency_builder: None,
         }
     }
 
@@ -499,6 +535,37 @@ mod tests {
     }
 
     #[test]
+    fn the_reason_names_who_builds_the_dependency_image() {
+        use crate::engine::{DependencyBuilder, NotDaemonless};
+        let mut f = facts();
+        f.dependency = Dependency::Missing;
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build the dependency image without a daemon (uv), then append 2 files"
+        );
+        f.dependency_builder = Some(DependencyBuilder::Docker(NotDaemonless::AptPackages));
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files"
+        );
+        let output = DecideOptions {
+            output: true,
+            ..Default::default()
+        };
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        assert!(
+            decide(&f, &output)
+                .unwrap()
+                .reason
+                .contains("built without a daemon (uv) and pushed first")
+        );
+    }
+
+    #[test]
     fn commands_after_the_copy_make_a_full_build() {
         let mut f = facts();
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
@@ -568,6 +635,14 @@ mod tests {
             decide(&f, &DecideOptions::default()).unwrap_err(),
             Refusal::MultiPlatformDependencies("r/app:deps-1".into())
         );
+        f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files"
+        );
+        f.dependency_builder = None;
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         assert_eq!(
             decide(&f, &DecideOptions::default()).unwrap_err(),

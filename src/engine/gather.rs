@@ -96,6 +96,7 @@ pub async fn gather(
         dependency_image: None,
         platforms: platforms.len(),
         files,
+        dependency_builder: None,
     };
     let mut gathered = Gathered {
         facts: facts.clone(),
@@ -153,6 +154,10 @@ pub async fn gather(
         Some(Err(e)) => facts.dependency = Dependency::Unknown(e.to_string()),
         None => {}
     }
+    facts.dependency_builder = dependency_plan.as_ref().map(|deps| {
+        let nested_base = matches!(spec.base(), Some(crate::spec::NormalizedBase::Spec(_)));
+        super::dependency_builder(deps, nested_base, options.daemonless)
+    });
     gathered.dependency_image = dependency_plan.map(|p| p.image);
     facts.dependency_image = gathered.dependency_image.clone();
     gathered.facts = facts;

@@ -6,11 +6,13 @@
 //! [`Facts`] gathered beforehand, so `imagespec plan` can show the decision `build` takes
 //! and every choice is unit-tested without services.
 
+pub mod daemonless;
 mod decide;
 pub mod gather;
 pub mod preview;
 
 pub use crate::backend::docker::Existence;
+pub use daemonless::{DependencyBuilder, NotDaemonless, dependency_builder};
 pub use decide::{
     Appendable, DecideOptions, Decision, Dependency, Facts, NotAppendable, Refusal, Strategy,
     decide,

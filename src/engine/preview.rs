@@ -26,6 +26,8 @@ pub struct ImagePlan {
     /// The dependency image's name, when the fast path may apply.
     pub dependency_image: Option<String>,
     pub dependency: Dependency,
+    /// Who would make a missing dependency image (uv without a daemon, or dockerd and why).
+    pub dependency_builder: Option<super::DependencyBuilder>,
     /// Files copied into the image.
     pub files: usize,
     /// A build plan that could not be made (reported when a build is due).
@@ -63,6 +65,8 @@ impl ImagePlan {
             "reason": reason,
             "dependency_image": self.dependency_image,
             "dependency_exists": dependency_exists,
+            "dependency_builder": self.dependency_builder.as_ref().map(|b| b.name()),
+            "dependency_builder_reason": self.dependency_builder.as_ref().and_then(|b| b.reason()),
             "files": self.files,
             "plan_error": self.plan_error,
             "exit_code": exit_code,
@@ -178,6 +182,7 @@ fn plan_into<'a>(
             decision,
             dependency_image: gathered.dependency_image,
             dependency: gathered.facts.dependency.clone(),
+            dependency_builder: gathered.facts.dependency_builder.clone(),
             files: gathered.facts.files,
             plan_error,
         });

@@ -575,6 +575,24 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Touching<W> {
     }
 }
 
+impl RegistryClient {
+    /// Asks the registry to mount blob `digest` from `from` (another repository of the same
+    /// registry) into `image`'s repository; `false` when it would not (the blob must then
+    /// be uploaded).
+    pub async fn mount_blob(&self, image: &str, from: &str, digest: &str) -> bool {
+        let target = reference(image);
+        let source = reference(from);
+        self.client
+            .store_auth_if_needed(target.resolve_registry(), &self.auth)
+            .await;
+        self.client
+            .mount_blob(&target, &source, digest)
+            .await
+            .is_ok()
+            && self.has_blob(image, digest).await.unwrap_or(false)
+    }
+}
+
 fn reqwest_header(media_type: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(media_type).unwrap_or_else(|_| {
         http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json")

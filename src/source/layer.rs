@@ -20,6 +20,7 @@
 use super::SourceError;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -173,6 +174,157 @@ fn clean(path: &str) -> String {
         .join("/")
 }
 
+/// Owner and permission bits of a layer entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attrs {
+    pub uid: u64,
+    pub gid: u64,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+}
+
+type Compressed = Hashing<ParallelGzip<Hashing<std::io::BufWriter<fs::File>>>>;
+
+/// A deterministic layer written entry by entry: the caller adds directories, files and
+/// links in the order they are to appear (sorted, parents first), each with its owner and
+/// mode; times are [`LAYER_MTIME`], user and group names empty, gzip as for the source
+/// layer. The same entries give the same digest on every machine.
+///
+/// ```no_run
+/// use imagespec::source::layer::{Attrs, LayerWriter};
+/// let root = Attrs { uid: 0, gid: 0, mode: 0o755 };
+/// let mut layer = LayerWriter::new(std::path::Path::new("/tmp"))?;
+/// layer.dir("etc", root)?;
+/// layer.bytes("etc/motd", Attrs { mode: 0o644, ..root }, b"hello\n")?;
+/// layer.symlink("etc/issue", Attrs { mode: 0o777, ..root }, "motd")?;
+/// let layer = layer.finish()?;
+/// println!("{}", layer.digest);
+/// # Ok::<(), imagespec::source::SourceError>(())
+/// ```
+pub struct LayerWriter {
+    tar: tar::Builder<Compressed>,
+    file: crate::scratch::ScratchFile,
+    dir: PathBuf,
+    files: usize,
+}
+
+impl LayerWriter {
+    /// A new layer in a temporary file in `dir`.
+    pub fn new(dir: &Path) -> Result<LayerWriter, SourceError> {
+        let io = |source| SourceError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let file = crate::scratch::ScratchFile::new_in(dir, "layer").map_err(io)?;
+        let out = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file.file().try_clone().map_err(io)?),
+            hash: Sha256::new(),
+            written: 0,
+        };
+        let mut tar = tar::Builder::new(Hashing {
+            inner: ParallelGzip::new(out),
+            hash: Sha256::new(),
+            written: 0,
+        });
+        tar.mode(tar::HeaderMode::Deterministic);
+        Ok(LayerWriter {
+            tar,
+            file,
+            dir: dir.to_path_buf(),
+            files: 0,
+        })
+    }
+
+    fn header(kind: tar::EntryType, attrs: Attrs, size: u64) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_uid(attrs.uid);
+        header.set_gid(attrs.gid);
+        header.set_mode(attrs.mode & 0o7777);
+        header.set_mtime(LAYER_MTIME);
+        header.set_size(size);
+        header
+    }
+
+    fn failed(path: &str) -> impl FnOnce(std::io::Error) -> SourceError {
+        let path = PathBuf::from(path);
+        move |source| SourceError::Io { path, source }
+    }
+
+    /// A directory (`path` relative to `/`, without a trailing slash).
+    pub fn dir(&mut self, path: &str, attrs: Attrs) -> Result<(), SourceError> {
+        let mut header = Self::header(tar::EntryType::Directory, attrs, 0);
+        self.tar
+            .append_data(&mut header, format!("{path}/"), std::io::empty())
+            .map_err(Self::failed(path))
+    }
+
+    /// A regular file of `size` bytes read from `content`.
+    pub fn file(
+        &mut self,
+        path: &str,
+        attrs: Attrs,
+        size: u64,
+        content: impl std::io::Read,
+    ) -> Result<(), SourceError> {
+        let mut header = Self::header(tar::EntryType::Regular, attrs, size);
+        self.tar
+            .append_data(&mut header, path, content)
+            .map_err(Self::failed(path))?;
+        self.files += 1;
+        Ok(())
+    }
+
+    /// A regular file with these bytes.
+    pub fn bytes(&mut self, path: &str, attrs: Attrs, content: &[u8]) -> Result<(), SourceError> {
+        self.file(path, attrs, content.len() as u64, content)
+    }
+
+    /// A regular file copied from the local file `from` (its content only).
+    pub fn copy(&mut self, path: &str, attrs: Attrs, from: &Path) -> Result<(), SourceError> {
+        let io = |source| SourceError::Io {
+            path: from.to_path_buf(),
+            source,
+        };
+        let source = super::untrusted::open_regular(from).map_err(io)?;
+        let size = source.metadata().map_err(io)?.len();
+        self.file(
+            path,
+            attrs,
+            size,
+            std::io::BufReader::with_capacity(1 << 16, source),
+        )
+    }
+
+    /// A symbolic link to `target`.
+    pub fn symlink(&mut self, path: &str, attrs: Attrs, target: &str) -> Result<(), SourceError> {
+        let mut header = Self::header(tar::EntryType::Symlink, attrs, 0);
+        self.tar
+            .append_link(&mut header, path, target)
+            .map_err(Self::failed(path))
+    }
+
+    /// Ends the tar and the gzip stream; the layer's digests and size.
+    pub fn finish(self) -> Result<Layer, SourceError> {
+        let dir = self.dir;
+        let io = |source| SourceError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let raw = self.tar.into_inner().map_err(io)?;
+        let diff_id = hex_digest(raw.hash);
+        let mut compressed = raw.inner.finish().map_err(io)?;
+        compressed.flush().map_err(io)?;
+        Ok(Layer {
+            file: self.file,
+            digest: hex_digest(compressed.hash),
+            diff_id,
+            size: compressed.written,
+            files: self.files,
+        })
+    }
+}
+
 /// Writes `entries` as a layer under `root/` into a new file in `dir`. `root_dir` is what
 /// `/root` itself is in the image below: a layer is unpacked on its own, so a parent it
 /// leaves out would be made anew (root-owned, 0755) and hide the one below.
@@ -224,88 +376,49 @@ pub fn write_layer(
         }
     }
 
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SourceError::Io { path, source }
-    };
-    let file = crate::scratch::ScratchFile::new_in(dir, "layer").map_err(io(dir))?;
-    let out = Hashing {
-        inner: std::io::BufWriter::with_capacity(
-            1 << 20,
-            file.file().try_clone().map_err(io(dir))?,
-        ),
-        hash: Sha256::new(),
-        written: 0,
-    };
-    let gzip = ParallelGzip::new(out);
-    let mut tar = tar::Builder::new(Hashing {
-        inner: gzip,
-        hash: Sha256::new(),
-        written: 0,
-    });
-    tar.mode(tar::HeaderMode::Deterministic);
-    let mut files = 0;
-    let mut header = tar::Header::new_gnu();
-    header.set_uid(root_dir.uid);
-    header.set_gid(root_dir.gid);
-    header.set_mode(root_dir.mode);
-    header.set_mtime(LAYER_MTIME);
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_size(0);
-    tar.append_data(&mut header, "root/", std::io::empty())
-        .map_err(io(dir))?;
+    let mut layer = LayerWriter::new(dir)?;
+    layer.dir(
+        "root",
+        Attrs {
+            uid: root_dir.uid,
+            gid: root_dir.gid,
+            mode: root_dir.mode,
+        },
+    )?;
     // BTreeMap order puts `a` before `a/b` and `a-b` before `a/b`: a directory's entry still
     // precedes its contents, which is all extraction needs.
     for (rel, from) in &tree {
         let path = format!("root/{rel}");
-        let mut header = tar::Header::new_gnu();
-        header.set_uid(owner.uid);
-        header.set_gid(owner.gid);
-        header.set_mtime(LAYER_MTIME);
+        let attrs = |mode| Attrs {
+            uid: owner.uid,
+            gid: owner.gid,
+            mode,
+        };
         match from {
-            None => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_size(0);
-                tar.append_data(&mut header, format!("{path}/"), std::io::empty())
-                    .map_err(io(Path::new(&path)))?;
-            }
+            None => layer.dir(&path, attrs(0o755))?,
             Some(from) => {
                 use std::os::unix::fs::PermissionsExt;
-                let source = super::untrusted::open_regular(from).map_err(io(from))?;
-                let meta = source.metadata().map_err(io(from))?;
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(meta.permissions().mode() & 0o7777);
-                header.set_size(meta.len());
-                tar.append_data(
-                    &mut header,
+                let io = |source| SourceError::Io {
+                    path: from.to_path_buf(),
+                    source,
+                };
+                let source = super::untrusted::open_regular(from).map_err(io)?;
+                let meta = source.metadata().map_err(io)?;
+                layer.file(
                     &path,
+                    attrs(meta.permissions().mode() & 0o7777),
+                    meta.len(),
                     std::io::BufReader::with_capacity(1 << 16, source),
-                )
-                .map_err(io(from))?;
-                files += 1;
+                )?;
             }
         }
     }
-    let raw = tar.into_inner().map_err(io(dir))?;
-    let diff_id = hex_digest(raw.hash);
-    let mut compressed = raw.inner.finish().map_err(io(dir))?;
-    compressed.flush().map_err(io(dir))?;
-    let size = compressed.written;
-    let digest = hex_digest(compressed.hash);
-    Ok(Layer {
-        file,
-        digest,
-        diff_id,
-        size,
-        files,
-    })
+    layer.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
 
     fn entries(dir: &Path) -> Vec<RootEntry> {
         fs::create_dir_all(dir.join("pkg")).unwrap();

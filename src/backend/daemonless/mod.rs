@@ -1,0 +1,539 @@
+//! The daemonless dependency builder: a dependency image made on this machine with uv and
+//! pushed straight to the registry, with no daemon, no container and no emulation (the
+//! image's platform only picks the wheels).
+//!
+//! It does what the Dockerfile's steps before the source copy do (templates/Dockerfile.j2,
+//! for a spec [`crate::engine::dependency_builder`] lets through): read the base image
+//! ([`base`]: its file tree, Python and C library, from the registry), add the `flytekit`
+//! user and hand it `/root` and `/home` ([`user`]), install the packages into
+//! `/root/.venv` with uv for the image's platform and Python ([`venv`]), and push the layers
+//! with the config the Dockerfile gives ([`image`], [`crate::oci::config`]) and the
+//! [`DEPENDENCY_LABEL`] facts, so that the registry fast path appends the source to it.
+//! Same inputs, same digests.
+//!
+//! What only the build can tell — the base has no Python or no glibc, a package has no
+//! wheel, there is no uv here, the base cannot be read from its registry — is a
+//! [`Fallback`]: the caller builds the dependency image with dockerd instead and says why.
+//!
+//! Deliberate differences from the Docker build, which the e2e comparison lists: no
+//! bytecode (`__pycache__`; Python writes it on first import, the venv belongs to the user
+//! that runs it), and the `/etc/shadow` day of the user's last password change (the base's
+//! creation day instead of the build's).
+
+pub mod base;
+pub mod image;
+pub mod user;
+pub mod venv;
+
+use crate::context::{BuildPlan, DEPENDENCY_LABEL, PythonInstall};
+use crate::progress::{Event, Progress};
+use crate::registry::client::{RegistryClient, RegistryError};
+use base::BaseTree;
+use std::path::PathBuf;
+
+/// Why the dependency image is left to dockerd, found while building (one line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Fallback(pub String);
+
+/// The daemonless build did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonlessError {
+    /// Not possible this way: dockerd should build it.
+    #[error("{0}")]
+    Fallback(#[from] Fallback),
+    #[error(transparent)]
+    Uv(#[from] venv::UvError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Layer(#[from] crate::source::SourceError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<venv::InstallError> for DaemonlessError {
+    fn from(e: venv::InstallError) -> Self {
+        match e {
+            venv::InstallError::Fallback(f) => DaemonlessError::Fallback(f),
+            venv::InstallError::Failed(e) => DaemonlessError::Uv(e),
+        }
+    }
+}
+
+/// The imagespec cache dir (`$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`, else
+/// `~/.cache/imagespec`), unless `IMAGESPEC_NO_CACHE` is set.
+fn cache_dir() -> Option<PathBuf> {
+    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
+        return None;
+    }
+    std::env::var_os("IMAGESPEC_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("imagespec")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec")))
+}
+
+/// Days since 1970-01-01 of an RFC 3339 time's date (`2026-12-01T14:18:52Z` → 20788).
+pub fn days_since_epoch(time: &str) -> Option<i64> {
+    let date = time.get(..10)?;
+    let mut parts = date.split('-');
+    let (y, m, d): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146097 + doe - 719468)
+}
+
+/// A step shown in the progress output.
+struct Step<'a> {
+    progress: &'a Progress,
+    id: &'static str,
+    name: String,
+}
+
+impl<'a> Step<'a> {
+    fn start(progress: &'a Progress, id: &'static str, name: String) -> Step<'a> {
+        progress.event(Event::StepStarted { id, name: &name });
+        Step { progress, id, name }
+    }
+
+    fn done<T, E: std::fmt::Display>(self, result: Result<T, E>) -> Result<T, E> {
+        let error = result.as_ref().err().map(ToString::to_string);
+        self.progress.event(Event::StepDone {
+            id: self.id,
+            name: &self.name,
+            cached: false,
+            error: error.as_deref(),
+        });
+        result
+    }
+}
+
+/// The base image read from its registry: manifest, config and file tree.
+struct Base {
+    image: String,
+    client: RegistryClient,
+    manifest: oci_client::manifest::OciImageManifest,
+    config: serde_json::Value,
+    tree: BaseTree,
+}
+
+async fn read_base(
+    image: &str,
+    platform: &str,
+    timeouts: crate::timeouts::Timeouts,
+    progress: &Progress,
+) -> Result<Base, DaemonlessError> {
+    let host = crate::registry::registry_host(image);
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Fallback(format!(
+            "the base image {image} cannot be read from its registry ({e})"
+        ))
+    };
+    let credentials = crate::registry::auth::lookup(host, None).map_err(|e| unreadable(&e))?;
+    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
+    let (raw, manifest) = client
+        .image_manifest(image, platform)
+        .await
+        .map_err(|e| unreadable(&e))?;
+    let config: serde_json::Value = serde_json::from_slice(
+        &client
+            .blob(image, &manifest.config.digest)
+            .await
+            .map_err(|e| unreadable(&e))?,
+    )
+    .map_err(|e| unreadable(&e))?;
+    // A single-platform base is returned for any platform asked: it must be the one.
+    let mut wanted = platform.split('/');
+    let (os, arch) = (
+        wanted.next().unwrap_or("linux"),
+        wanted.next().unwrap_or("amd64"),
+    );
+    let field = |k: &str| config.get(k).and_then(|v| v.as_str());
+    if field("os").is_some_and(|o| o != os) || field("architecture").is_some_and(|a| a != arch) {
+        return Err(Fallback(format!(
+            "the base image {image} is {}/{}, not {platform}",
+            field("os").unwrap_or("?"),
+            field("architecture").unwrap_or("?")
+        ))
+        .into());
+    }
+    if config
+        .pointer("/config/OnBuild")
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(Fallback(format!("the base image {image} has ONBUILD triggers")).into());
+    }
+    let cached = cache_dir().map(|d| {
+        d.join("daemonless-bases")
+            .join(format!("{}.v1.json", raw.digest.replace(':', "-")))
+    });
+    if let Some(tree) = cached
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<BaseTree>(&b).ok())
+    {
+        return Ok(Base {
+            image: image.to_string(),
+            client,
+            manifest,
+            config,
+            tree,
+        });
+    }
+    let step = Step::start(
+        progress,
+        "base",
+        format!("read {image} ({} layers)", manifest.layers.len()),
+    );
+    let tree = step.done(read_tree(&client, image, &manifest).await)?;
+    if let Some(path) = cached {
+        // A cache that cannot be written only costs the next build a download.
+        let _ = std::fs::create_dir_all(path.parent().expect("in a directory"));
+        if let Ok(json) = serde_json::to_vec(&tree) {
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, json).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+    }
+    Ok(Base {
+        image: image.to_string(),
+        client,
+        manifest,
+        config,
+        tree,
+    })
+}
+
+/// Downloads each layer of the base (streamed to a temporary file) and applies it.
+async fn read_tree(
+    client: &RegistryClient,
+    image: &str,
+    manifest: &oci_client::manifest::OciImageManifest,
+) -> Result<BaseTree, DaemonlessError> {
+    let dir = tempfile::tempdir().map_err(|source| DaemonlessError::Io {
+        context: "a temporary directory".into(),
+        source,
+    })?;
+    let mut tree = BaseTree::default();
+    for layer in &manifest.layers {
+        let gzip = layer.media_type.ends_with("gzip");
+        if !gzip && !layer.media_type.ends_with(".tar") {
+            return Err(Fallback(format!(
+                "a layer of the base image is {} (only tar and tar+gzip are read)",
+                layer.media_type
+            ))
+            .into());
+        }
+        let file = dir.path().join(layer.digest.replace(':', "-"));
+        client.blob_to_file(image, &layer.digest, &file).await?;
+        tree = tokio::task::spawn_blocking(move || {
+            let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
+            if gzip {
+                tree.apply_layer(flate2::read::MultiGzDecoder::new(reader))
+            } else {
+                tree.apply_layer(reader)
+            }
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            std::fs::remove_file(&file)?;
+            Ok::<_, std::io::Error>(tree)
+        })
+        .await
+        .map_err(|e| DaemonlessError::Io {
+            context: "reading a layer of the base image".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| DaemonlessError::Io {
+            context: format!("reading layer {} of {image}", layer.digest),
+            source,
+        })?;
+    }
+    Ok(tree)
+}
+
+/// Builds and pushes `deps` (a [`BuildPlan::dependencies`] plan of one platform) without a
+/// daemon, as its dependency image `deps.image` in `client`'s registry. Returns the
+/// pushed manifest's digest.
+pub async fn build_dependency_image(
+    client: &RegistryClient,
+    deps: &BuildPlan,
+    progress: &Progress,
+) -> Result<String, DaemonlessError> {
+    build_platforms(client, deps, &[deps.platform.as_str()], progress).await
+}
+
+/// Builds and pushes the dependency image of every platform of `deps`
+/// (`platform = "linux/amd64,linux/arm64"`) as one index under `deps.image`: each
+/// platform's wheels, the versions of the first platform's resolution (one set of
+/// versions, as one lock would give), no emulation. Returns the index's digest.
+pub async fn build_dependency_index(
+    client: &RegistryClient,
+    deps: &BuildPlan,
+    progress: &Progress,
+) -> Result<String, DaemonlessError> {
+    let platforms = crate::engine::Platforms::parse(&deps.platform);
+    let platforms: Vec<&str> = platforms.iter().collect();
+    build_platforms(client, deps, &platforms, progress).await
+}
+
+async fn build_platforms(
+    client: &RegistryClient,
+    deps: &BuildPlan,
+    platforms: &[&str],
+    progress: &Progress,
+) -> Result<String, DaemonlessError> {
+    let PythonInstall::Venv { base_python, args } = &deps.install else {
+        return Err(Fallback("the packages are not installed into a venv".into()).into());
+    };
+    let uv = venv::find_uv()?;
+    let several = platforms.len() > 1;
+    let mut pins: Option<String> = None;
+    let mut pushed = Vec::new();
+    for platform in platforms {
+        let install = Installing {
+            uv: &uv,
+            timeouts: client.timeouts(),
+            base_python,
+            args,
+            constraints: pins.as_deref(),
+        };
+        let made = make_platform(deps, platform, &install, progress).await?;
+        let name = if several {
+            format!(
+                "push {} for {platform} (on {})",
+                deps.image, made.base.image
+            )
+        } else {
+            format!("push {} (on {})", deps.image, made.base.image)
+        };
+        let step = Step::start(progress, "push-deps", name);
+        let result = image::push(
+            client,
+            image::ToPush {
+                base_image: &made.base.image,
+                base_client: &made.base.client,
+                base_manifest: &made.base.manifest,
+                layers: &made.layers,
+                config: made.config,
+                image: &deps.image,
+                tag: !several,
+            },
+        )
+        .await;
+        pushed.push((platform.to_string(), step.done(result)?));
+        pins.get_or_insert(made.pins);
+    }
+    if several {
+        image::push_index(client, &deps.image, &pushed).await
+    } else {
+        Ok(pushed.remove(0).1.digest)
+    }
+}
+
+/// What the install step of every platform shares.
+struct Installing<'a> {
+    uv: &'a std::path::Path,
+    /// The timeouts of the image's registry session, for reading the base.
+    timeouts: crate::timeouts::Timeouts,
+    base_python: &'a str,
+    args: &'a str,
+    constraints: Option<&'a str>,
+}
+
+/// One platform's dependency image, ready to push.
+struct Made {
+    base: Base,
+    layers: Vec<crate::source::layer::Layer>,
+    config: Vec<u8>,
+    /// The versions installed.
+    pins: String,
+}
+
+async fn make_platform(
+    deps: &BuildPlan,
+    platform: &str,
+    installing: &Installing<'_>,
+    progress: &Progress,
+) -> Result<Made, DaemonlessError> {
+    let requirements = deps
+        .files
+        .iter()
+        .find_map(|f| match f {
+            crate::context::ContextFile::Content { to, content } if to == "requirements_uv.txt" => {
+                Some(content.as_str())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    let base = read_base(&deps.base_image, platform, installing.timeouts, progress).await?;
+    let tree = &base.tree;
+    let base_env: Vec<String> = base
+        .config
+        .pointer("/config/Env")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default();
+    let env =
+        crate::oci::config::dependency_env(&base_env, deps).map_err(|e| Fallback(e.to_string()))?;
+    let install_path = env.at_install.get("PATH").unwrap_or_default().to_string();
+    let python = tree
+        .python(installing.base_python, &install_path)
+        .map_err(Fallback)?;
+    let glibc = match tree.libc() {
+        Some(base::Libc::Glibc { major, minor }) => (major, minor),
+        Some(base::Libc::Musl) => {
+            return Err(
+                Fallback("the base image uses musl (manylinux wheels need glibc)".into()).into(),
+            );
+        }
+        None => {
+            return Err(Fallback("no glibc (libc.so.6) found in the base image".into()).into());
+        }
+    };
+    let python_platform = venv::python_platform(platform, glibc)?;
+
+    // The user steps.
+    let base_path = crate::oci::config::EnvList::from_config(&base_env)
+        .get("PATH")
+        .unwrap_or(crate::oci::config::DEFAULT_PATH)
+        .to_string();
+    let has_user = tree.content("etc/passwd").is_some_and(|p| {
+        String::from_utf8_lossy(&p)
+            .lines()
+            .any(|l| l.starts_with("flytekit:"))
+    });
+    if !has_user && tree.executable("useradd", &base_path).is_none() {
+        return Err(Fallback("the base image has no useradd".into()).into());
+    }
+    let day = base
+        .config
+        .get("created")
+        .and_then(|c| c.as_str())
+        .and_then(days_since_epoch);
+    let mut overlay = user::Overlay::default();
+    let flytekit = user::useradd(tree, &mut overlay, day).map_err(Fallback)?;
+    for dir in ["root", "home"] {
+        user::chown_r(tree, &mut overlay, dir, flytekit.uid).map_err(Fallback)?;
+    }
+    let path_at_end = env.at_end.get("PATH").unwrap_or_default().to_string();
+    user::append_profile(tree, &mut overlay, &flytekit, &path_at_end).map_err(Fallback)?;
+    let root_dir = overlay
+        .items
+        .get("root")
+        .map(|i| i.attrs)
+        .ok_or_else(|| Fallback("the base image has no /root".into()))?;
+
+    // The venv, staged beside uv's cache when there is one (same file system: uv links
+    // files instead of copying them).
+    let cache = cache_dir();
+    let staging = cache
+        .as_ref()
+        .map_or_else(std::env::temp_dir, |c| c.join("staging"));
+    let _ = std::fs::create_dir_all(&staging);
+    let stage = tempfile::Builder::new()
+        .prefix("imagespec-venv-")
+        .tempdir_in(&staging)
+        .map_err(|source| DaemonlessError::Io {
+            context: format!("a staging directory in {}", staging.display()),
+            source,
+        })?;
+    let install = venv::Install {
+        uv: installing.uv,
+        python: &python,
+        python_platform: &python_platform,
+        args: installing.args,
+        requirements,
+        ca_bundle: deps.ca_bundle.as_deref(),
+        cache_dir: cache.map(|d| d.join("uv")),
+        constraints: installing.constraints,
+    };
+    let step = Step::start(
+        progress,
+        "uv",
+        format!(
+            "uv pip install for {platform} ({python_platform}), Python {} ({})",
+            python.version, python.path
+        ),
+    );
+    let (venv_dir, pins) = step.done(
+        install
+            .make(stage.path())
+            .await
+            .map_err(DaemonlessError::from),
+    )?;
+
+    // Layers and config.
+    let step = Step::start(
+        progress,
+        "layers",
+        format!("write the user and venv layers for {platform}"),
+    );
+    let plans = vec![
+        image::user_layer(tree, &overlay),
+        image::venv_layer(tree, &venv_dir, flytekit.uid, root_dir)?,
+    ];
+    let layers = step.done(image::write_layers(plans).await)?;
+    // Thousands of files: removed while the layers upload.
+    tokio::task::spawn_blocking(move || drop(stage));
+    let label = format!(
+        "{} {} {} {:o}",
+        flytekit.uid, root_dir.uid, root_dir.gid, root_dir.mode
+    );
+    let added = [
+        crate::oci::config::AddedLayer {
+            diff_id: layers[0].diff_id.clone(),
+            created_by: "RUN id -u flytekit || useradd --create-home --shell /bin/bash \
+                         flytekit; chown -R flytekit /root /home; .profile"
+                .into(),
+        },
+        crate::oci::config::AddedLayer {
+            diff_id: layers[1].diff_id.clone(),
+            created_by: format!(
+                "RUN uv venv /root/.venv && uv pip install {}",
+                installing.args
+            ),
+        },
+    ];
+    let config = crate::oci::config::dependency_config(
+        &base.config,
+        &env.at_end,
+        deps.entrypoint.as_deref(),
+        &[(DEPENDENCY_LABEL, label)],
+        &added,
+    );
+    Ok(Made {
+        base,
+        layers,
+        config: serde_json::to_vec(&config).expect("a JSON value serialises"),
+        pins,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_since_epoch_of_rfc3339_dates() {
+        assert_eq!(days_since_epoch("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            days_since_epoch("2026-12-01T14:18:52.115515819Z"),
+            Some(20788)
+        );
+        assert_eq!(days_since_epoch("2000-03-01"), Some(11017));
+        assert_eq!(days_since_epoch("garbage"), None);
+    }
+}

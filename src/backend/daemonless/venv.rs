@@ -1,0 +1,627 @@
+//! The venv the Dockerfile's install step makes at `/root/.venv`, made on this machine with
+//! uv for the image's platform and Python:
+//!
+//! ```text
+//! uv venv --python python3 --system-site-packages /root/.venv
+//! uv pip install --python /root/.venv/bin/python <args> --requirement requirements_uv.txt
+//! ```
+//!
+//! uv needs an interpreter to make a venv and to install into it, and cannot run the
+//! image's. So the venv is made in a staging directory with a Python of this machine (the
+//! image's minor version when there is one, any otherwise), and uv installs into it for
+//! the image (`--python-version`, `--python-platform`: wheels only, `--no-build`), while a
+//! dry run *with* builds allowed says what the Docker build would install: when the two
+//! differ (a newest release with only a source distribution, which wheels only would
+//! silently replace by an older one), it falls back to dockerd. Then the tree is made the image's:
+//! `bin/python` → the base's interpreter, `pyvenv.cfg` naming it, `lib/pythonX.Y` for the
+//! image's version, the staging path replaced by `/root/.venv` in the activate scripts and
+//! console scripts' shebangs, and their `RECORD` hashes updated.
+//!
+//! uv is the PyPI wheel's binary: `IMAGESPEC_UV`, else `uv` on `PATH`. uv's cache is
+//! `UV_CACHE_DIR`, else `uv/` in the imagespec cache dir, so a second build downloads
+//! nothing. uv does not use the system's CA store by default: it gets `UV_NATIVE_TLS=1`
+//! (or `SSL_CERT_FILE` = `--ca-bundle`). `UV_*` settings and uv config files of this
+//! machine are not used (a Docker build sees neither).
+
+use super::Fallback;
+use super::base::BasePython;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The environment variable naming the uv binary.
+pub const UV_ENV: &str = "IMAGESPEC_UV";
+
+/// The venv's place in the image.
+pub const VENV: &str = "/root/.venv";
+
+/// The uv binary: `IMAGESPEC_UV`, else `uv` on `PATH`.
+pub fn find_uv() -> Result<PathBuf, Fallback> {
+    if let Some(path) = std::env::var_os(UV_ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Fallback(format!(
+                "{UV_ENV}={} is not a file",
+                path.display()
+            )))
+        };
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("uv"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Fallback(format!(
+                "no uv on this machine (`pip install uv`, or set {UV_ENV} to its binary)"
+            ))
+        })
+}
+
+/// The wheel platform uv installs for: `x86_64-manylinux_2_31` and the like, the newest
+/// manylinux level (of those every uv since 0.4 knows) the base's glibc supports.
+pub fn python_platform(platform: &str, glibc: (u32, u32)) -> Result<String, Fallback> {
+    let arch = match platform.split('/').nth(1) {
+        Some("amd64") => "x86_64",
+        Some("arm64") => "aarch64",
+        other => {
+            return Err(Fallback(format!(
+                "no wheels platform for {}",
+                other.unwrap_or(platform)
+            )));
+        }
+    };
+    let level = [(2, 31), (2, 28), (2, 17)]
+        .into_iter()
+        .find(|l| *l <= glibc)
+        .ok_or_else(|| {
+            Fallback(format!(
+                "the base's glibc {}.{} is older than manylinux2014 (2.17)",
+                glibc.0, glibc.1
+            ))
+        })?;
+    Ok(format!("{arch}-manylinux_{}_{}", level.0, level.1))
+}
+
+/// What the install step is given.
+#[derive(Debug, Clone)]
+pub struct Install<'a> {
+    pub uv: &'a Path,
+    /// The base's interpreter and version.
+    pub python: &'a BasePython,
+    /// `x86_64-manylinux_2_31`…
+    pub python_platform: &'a str,
+    /// The install step's arguments as the Dockerfile writes them (shell words).
+    pub args: &'a str,
+    /// `requirements_uv.txt`.
+    pub requirements: &'a str,
+    pub ca_bundle: Option<&'a Path>,
+    pub cache_dir: Option<PathBuf>,
+    /// Pins of another platform's resolution (several platforms: one set of versions).
+    pub constraints: Option<&'a str>,
+}
+
+/// A failed uv run that is not a reason to fall back.
+#[derive(Debug, thiserror::Error)]
+#[error("uv {step} failed: {message}")]
+pub struct UvError {
+    pub step: &'static str,
+    pub message: String,
+}
+
+/// What may end the install early: a reason for dockerd, or a real failure.
+#[derive(Debug)]
+pub enum InstallError {
+    Fallback(Fallback),
+    Failed(UvError),
+}
+
+impl From<Fallback> for InstallError {
+    fn from(f: Fallback) -> Self {
+        InstallError::Fallback(f)
+    }
+}
+
+impl From<UvError> for InstallError {
+    fn from(e: UvError) -> Self {
+        InstallError::Failed(e)
+    }
+}
+
+/// uv's words for "no wheel, and building is off" (its messages are wrapped: compared with
+/// whitespace folded).
+fn no_wheel(output: &str) -> bool {
+    let text = output.split_whitespace().collect::<Vec<_>>().join(" ");
+    [
+        "building from source is disabled",
+        "no usable wheels",
+        "no binary distribution",
+        "`--no-build`",
+        "doesn't have a source distribution or wheel for the current platform",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
+}
+
+/// What the dry run would install that the wheels-only install did not (another version,
+/// or nothing).
+fn not_installed<'a>(wanted: &'a [String], installed: &[String]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .filter(|p| !installed.contains(p))
+        .map(String::as_str)
+        .collect()
+}
+
+/// The last lines of uv's output, worth showing.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("Using Python"))
+        .collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
+}
+
+/// The requirements a dry run would install, as `name==version` (or `name @ url`) lines.
+fn pins(dry_run_output: &str) -> Vec<String> {
+    dry_run_output
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("+ "))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+impl Install<'_> {
+    fn command(&self, stage: &Path) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(self.uv);
+        cmd.current_dir(stage);
+        // A Docker build sees none of this machine's uv settings.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("UV_")
+                && !matches!(
+                    key.as_ref(),
+                    "UV_CACHE_DIR"
+                        | "UV_NATIVE_TLS"
+                        | "UV_PYTHON_DOWNLOADS"
+                        | "UV_PYTHON_INSTALL_DIR"
+                )
+            {
+                cmd.env_remove(key.as_ref());
+            }
+        }
+        if std::env::var_os("UV_CACHE_DIR").is_none()
+            && let Some(dir) = &self.cache_dir
+        {
+            cmd.env("UV_CACHE_DIR", dir);
+        }
+        match self.ca_bundle {
+            Some(bundle) => {
+                cmd.env("SSL_CERT_FILE", bundle);
+            }
+            None if std::env::var_os("UV_NATIVE_TLS").is_none() => {
+                cmd.env("UV_NATIVE_TLS", "1");
+            }
+            None => {}
+        }
+        // Links to uv's cache, not copies (uv copies when they are on different file
+        // systems): only the bytes reach the layer, and every file changed below is
+        // replaced, never written through a link into the cache.
+        cmd.env("UV_LINK_MODE", "hardlink");
+        cmd.stdin(std::process::Stdio::null());
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(
+        &self,
+        stage: &Path,
+        step: &'static str,
+        args: &[String],
+    ) -> Result<String, (String, UvError)> {
+        let out = self.command(stage).args(args).output().await.map_err(|e| {
+            (
+                String::new(),
+                UvError {
+                    step,
+                    message: format!("running {}: {e}", self.uv.display()),
+                },
+            )
+        })?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            Ok(text)
+        } else {
+            let message = tail(&text);
+            Err((text, UvError { step, message }))
+        }
+    }
+
+    /// Makes the venv under `stage` (`stage/root/.venv`) as the image will have it; the
+    /// venv and the pins it was installed from (`name==version` lines).
+    pub async fn make(&self, stage: &Path) -> Result<(PathBuf, String), InstallError> {
+        let venv = stage.join("root/.venv");
+        std::fs::write(stage.join("requirements_uv.txt"), self.requirements).map_err(|e| {
+            UvError {
+                step: "install",
+                message: format!("writing requirements_uv.txt: {e}"),
+            }
+        })?;
+        let words = shlex::split(self.args).ok_or_else(|| {
+            Fallback(format!(
+                "the install arguments are not plain shell words: {}",
+                self.args
+            ))
+        })?;
+        let venv_arg = venv.to_string_lossy().into_owned();
+        // The dry run has a venv of its own: uv locks the venv it installs into.
+        let dry_venv = stage.join("dry-run/.venv").to_string_lossy().into_owned();
+        let mut made = Err((
+            String::new(),
+            UvError {
+                step: "venv",
+                message: String::new(),
+            },
+        ));
+        // A Python of the image's version when this machine has one (the site-packages
+        // directory is named after it), any otherwise.
+        for python in [self.python.minor.as_str(), "python3"] {
+            let args = |path: &str| {
+                ["venv", "--no-config", "--quiet", "--python", python, path].map(String::from)
+            };
+            let (real_args, dry_args) = (args(&venv_arg), args(&dry_venv));
+            let (real, dry) = tokio::join!(
+                self.run(stage, "venv", &real_args),
+                self.run(stage, "venv", &dry_args)
+            );
+            made = real.and(dry);
+            if made.is_ok() {
+                break;
+            }
+        }
+        made.map_err(|(_, e)| e)?;
+        let mut shared = vec![
+            "--no-config".to_string(),
+            "--python-version".into(),
+            self.python.version.clone(),
+            "--python-platform".into(),
+            self.python_platform.to_string(),
+        ];
+        if let Some(pins) = self.constraints {
+            std::fs::write(stage.join("shared-pins.txt"), pins).map_err(|e| UvError {
+                step: "install",
+                message: format!("writing shared-pins.txt: {e}"),
+            })?;
+            shared.extend(["--constraint".to_string(), "shared-pins.txt".into()]);
+        }
+        // What the Docker build would install (sources allowed), and the install with
+        // wheels only, at the same time; the install stands when both chose the same.
+        let mut dry = vec!["pip".to_string(), "install".into(), "--dry-run".into()];
+        dry.extend(["--python".to_string(), format!("{dry_venv}/bin/python")]);
+        dry.extend(shared.iter().cloned());
+        dry.extend(words.iter().cloned());
+        let mut install = vec!["pip".to_string(), "install".into(), "--no-build".into()];
+        install.extend(["--python".to_string(), format!("{venv_arg}/bin/python")]);
+        install.extend(shared);
+        install.extend(words);
+        let (resolved, installed) = tokio::join!(
+            self.run(stage, "resolve", &dry),
+            self.run(stage, "install", &install)
+        );
+        let resolved = resolved.map_err(|(_, e)| e)?;
+        let installed = match installed {
+            Ok(text) => text,
+            Err((text, e)) if no_wheel(&text) => {
+                let said = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
+                return Err(Fallback(format!(
+                    "a package has no wheel for {} (uv: {said})",
+                    self.python_platform
+                ))
+                .into());
+            }
+            Err((_, e)) => return Err(e.into()),
+        };
+        let wanted = pins(&resolved);
+        let missing = not_installed(&wanted, &pins(&installed));
+        if !missing.is_empty() {
+            return Err(Fallback(format!(
+                "with wheels only for {}, uv would not install {} (a release without such a wheel)",
+                self.python_platform,
+                missing.join(", ")
+            ))
+            .into());
+        }
+        let pinned = wanted.join("\n");
+        make_the_images(&venv, self.python).map_err(|e| UvError {
+            step: "venv",
+            message: format!("rewriting the venv for the image: {e}"),
+        })?;
+        Ok((venv, pinned))
+    }
+}
+
+/// `sha256=<urlsafe base64>,<size>`, a RECORD line's hash and size fields.
+fn record_hash(content: &[u8]) -> String {
+    let digest = Sha256::digest(content);
+    format!(
+        "sha256={},{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),
+        content.len()
+    )
+}
+
+/// Turns the staging venv at `venv` into the image's `/root/.venv`.
+pub fn make_the_images(venv: &Path, python: &BasePython) -> std::io::Result<()> {
+    use std::os::unix::fs::symlink;
+    let staged = venv.to_string_lossy().into_owned();
+    // lib/pythonH.M (this machine's Python) → lib/pythonX.Y (the image's).
+    let lib = venv.join("lib");
+    let wanted = lib.join(format!("python{}", python.minor));
+    for entry in std::fs::read_dir(&lib)? {
+        let path = entry?.path();
+        if path != wanted
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("python"))
+        {
+            std::fs::rename(&path, &wanted)?;
+        }
+    }
+    let lib64 = venv.join("lib64");
+    if std::fs::symlink_metadata(&lib64).is_err() {
+        symlink("lib", &lib64)?;
+    }
+    // bin/python → the base's interpreter; python3, pythonX.Y → python.
+    let bin = venv.join("bin");
+    for entry in std::fs::read_dir(&bin)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "python"
+            || name
+                .strip_prefix("python")
+                .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    symlink(&python.path, bin.join("python"))?;
+    let major = python.minor.split('.').next().unwrap_or("3");
+    symlink("python", bin.join(format!("python{major}")))?;
+    symlink("python", bin.join(format!("python{}", python.minor)))?;
+    // pyvenv.cfg: the base's interpreter.
+    let cfg_path = venv.join("pyvenv.cfg");
+    let cfg = std::fs::read_to_string(&cfg_path)?;
+    let home = python
+        .path
+        .rsplit_once('/')
+        .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
+    let cfg: String = cfg
+        .lines()
+        .map(|line| {
+            let key = line.split('=').next().unwrap_or("").trim();
+            match key {
+                "home" => format!("home = {home}\n"),
+                "version_info" => format!("version_info = {}\n", python.version),
+                "include-system-site-packages" => "include-system-site-packages = true\n".into(),
+                _ => format!("{line}\n"),
+            }
+        })
+        .collect();
+    replace_file(&cfg_path, cfg.as_bytes())?;
+    // The staging path → /root/.venv in bin/'s text files (activate scripts, shebangs).
+    let mut changed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(&bin)? {
+        let path = entry?.path();
+        if !std::fs::symlink_metadata(&path)?.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        if !contains(&bytes, staged.as_bytes()) {
+            continue;
+        }
+        let fixed = replace(&bytes, staged.as_bytes(), VENV.as_bytes());
+        replace_file(&path, &fixed)?;
+        changed.push((path, fixed));
+    }
+    // RECORD lines of the rewritten files get their new hash and size.
+    let site = wanted.join("site-packages");
+    for entry in std::fs::read_dir(&site)? {
+        let dist = entry?.path();
+        let record = dist.join("RECORD");
+        if !dist.to_string_lossy().ends_with(".dist-info") || !record.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&record)?;
+        let mut touched = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let Some((file, _)) = line.split_once(',') else {
+                    return line.to_string();
+                };
+                let target = normalize_join(&site, file);
+                match changed.iter().find(|(p, _)| *p == target) {
+                    Some((_, content)) => {
+                        touched = true;
+                        format!("{file},{}", record_hash(content))
+                    }
+                    None => line.to_string(),
+                }
+            })
+            .collect();
+        if touched {
+            let mut out = lines.join("\n");
+            if text.ends_with('\n') {
+                out.push('\n');
+            }
+            replace_file(&record, out.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `content` to a new file renamed over `path`, keeping its permissions: `path` may
+/// be a hard link into uv's cache, which must not change.
+fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let permissions = std::fs::metadata(path)?.permissions();
+    let tmp = path.with_extension("imagespec-tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::set_permissions(&tmp, permissions)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// `base/rel` with `..` and `.` folded (no links followed).
+fn normalize_join(base: &Path, rel: &str) -> PathBuf {
+    let mut out = base.to_path_buf();
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            p => out.push(p),
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platform_tag_follows_the_base_glibc() {
+        assert_eq!(
+            python_platform("linux/amd64", (2, 36)).unwrap(),
+            "x86_64-manylinux_2_31"
+        );
+        assert_eq!(
+            python_platform("linux/arm64", (2, 28)).unwrap(),
+            "aarch64-manylinux_2_28"
+        );
+        assert_eq!(
+            python_platform("linux/arm64/v8", (2, 17)).unwrap(),
+            "aarch64-manylinux_2_17"
+        );
+        assert!(python_platform("linux/amd64", (2, 12)).is_err());
+        assert!(python_platform("linux/s390x", (2, 36)).is_err());
+    }
+
+    #[test]
+    fn dry_run_lines_become_pins_and_no_wheel_is_recognised() {
+        let out = "Resolved 2 packages\nWould install 2 packages\n + pyyaml==6.0.4\n + x @ https://e.org/x.whl\n";
+        assert_eq!(pins(out), ["pyyaml==6.0.4", "x @ https://e.org/x.whl"]);
+        assert!(no_wheel(
+            "Because pycrypto==2.6.1 has no usable wheels and building from source\n is disabled"
+        ));
+        assert!(no_wheel(
+            "and all versions of docopt have no usable wheels and building from\n      source is disabled"
+        ));
+        assert!(!no_wheel(
+            "No solution found: nosuchpkg was not found in the package registry"
+        ));
+    }
+
+    /// A staged venv as `uv venv` + `uv pip install` leave it, made the image's.
+    #[test]
+    fn the_staged_venv_points_at_the_base_and_its_scripts_at_root_venv() {
+        use std::os::unix::fs::symlink;
+        let stage = tempfile::tempdir().unwrap();
+        let venv = stage.path().join("root/.venv");
+        let staged = venv.to_string_lossy().into_owned();
+        let site = venv.join("lib/python3.11/site-packages");
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            "home = /home/me/.pyenv/bin\nimplementation = CPython\nuv = 0.5.1\nversion_info = 3.11.7\n",
+        )
+        .unwrap();
+        symlink("/home/me/.pyenv/bin/python3.11", venv.join("bin/python")).unwrap();
+        symlink("python", venv.join("bin/python3")).unwrap();
+        symlink("python", venv.join("bin/python3.11")).unwrap();
+        std::fs::write(
+            venv.join("bin/activate"),
+            format!("VIRTUAL_ENV='{staged}'\n"),
+        )
+        .unwrap();
+        let script = format!("#!{staged}/bin/python\nimport tool\n");
+        // As uv links it from its cache.
+        let cached = stage.path().join("cache-entry");
+        std::fs::write(&cached, &script).unwrap();
+        std::fs::hard_link(&cached, venv.join("bin/tool")).unwrap();
+        std::fs::create_dir_all(site.join("tool-1.0.dist-info")).unwrap();
+        std::fs::write(
+            site.join("tool-1.0.dist-info/RECORD"),
+            format!(
+                "../../../bin/tool,{}\ntool.py,sha256=abc,3\n",
+                record_hash(script.as_bytes())
+            ),
+        )
+        .unwrap();
+
+        let python = BasePython {
+            path: "/usr/bin/python3".into(),
+            version: "3.12.7".into(),
+            minor: "3.12".into(),
+        };
+        make_the_images(&venv, &python).unwrap();
+
+        let link = |p: &str| std::fs::read_link(venv.join(p)).unwrap();
+        assert_eq!(link("bin/python"), Path::new("/usr/bin/python3"));
+        assert_eq!(link("bin/python3.12"), Path::new("python"));
+        assert!(std::fs::symlink_metadata(venv.join("bin/python3.11")).is_err());
+        assert_eq!(link("lib64"), Path::new("lib"));
+        assert!(venv.join("lib/python3.12/site-packages").is_dir());
+        assert_eq!(
+            std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap(),
+            "home = /usr/bin\nimplementation = CPython\nuv = 0.5.1\nversion_info = 3.12.7\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(venv.join("bin/activate")).unwrap(),
+            "VIRTUAL_ENV='/root/.venv'\n"
+        );
+        let fixed = "#!/root/.venv/bin/python\nimport tool\n";
+        assert_eq!(
+            std::fs::read_to_string(venv.join("bin/tool")).unwrap(),
+            fixed
+        );
+        assert_eq!(
+            std::fs::read_to_string(&cached).unwrap(),
+            script,
+            "uv's cache is not written through the link"
+        );
+        assert_eq!(
+            std::fs::read_to_string(
+                venv.join("lib/python3.12/site-packages/tool-1.0.dist-info/RECORD")
+            )
+            .unwrap(),
+            format!(
+                "../../../bin/tool,{}\ntool.py,sha256=abc,3\n",
+                record_hash(fixed.as_bytes())
+            )
+        );
+    }
+}

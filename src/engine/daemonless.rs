@@ -1,0 +1,284 @@
+//! Which builder makes a dependency image: uv on this machine with no daemon
+//! ([`crate::backend::daemonless`]), or dockerd's BuildKit from the Dockerfile. Pure: the
+//! answer depends on the dependency plan and the caller's choice only, so `imagespec plan`
+//! shows it and every reason is unit-tested.
+//!
+//! The daemonless builder reproduces exactly one shape of the Dockerfile
+//! (templates/Dockerfile.j2): the `flytekit` user, `/root` handed to it, the base's Python
+//! in a venv at `/root/.venv` with the packages uv installs, `ENV`, `ENTRYPOINT`. Anything
+//! that runs a program *inside* the image (a package manager, conda, `commands`, poetry,
+//! `uv sync`) or mounts build secrets needs a container, hence dockerd. What only the build
+//! can find out (the base has no Python, a package has no wheel, no uv on this machine)
+//! falls back to dockerd then, with its reason.
+//!
+//! ```
+//! use imagespec::engine::daemonless::{DependencyBuilder, NotDaemonless};
+//! let b = DependencyBuilder::Docker(NotDaemonless::AptPackages);
+//! assert_eq!(
+//!     b.to_string(),
+//!     "dockerd (`apt_packages` are installed by the base's package manager)"
+//! );
+//! ```
+
+use crate::context::{BuildPlan, Flavor, PythonInstall};
+
+/// Who makes the dependency image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DependencyBuilder {
+    /// uv on this machine, assembled and pushed without a daemon.
+    Uv,
+    /// dockerd builds the Dockerfile, for this reason.
+    Docker(NotDaemonless),
+}
+
+impl DependencyBuilder {
+    /// `uv` or `docker`, the name `plan --json` uses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DependencyBuilder::Uv => "uv",
+            DependencyBuilder::Docker(_) => "docker",
+        }
+    }
+
+    /// Why dockerd builds it (`None` for uv).
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            DependencyBuilder::Uv => None,
+            DependencyBuilder::Docker(why) => Some(why.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for DependencyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DependencyBuilder::Uv => f.write_str("without a daemon, with uv"),
+            DependencyBuilder::Docker(why) => write!(f, "dockerd ({why})"),
+        }
+    }
+}
+
+/// Why a dependency image is not built without a daemon.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotDaemonless {
+    #[error("--no-daemonless or IMAGESPEC_NO_DAEMONLESS")]
+    TurnedOff,
+    #[error("--flytekit-compat renders flytekit's own Dockerfile")]
+    FlytekitDockerfile,
+    #[error("`apt_packages` are installed by the base's package manager")]
+    AptPackages,
+    #[error("`conda_packages`/`conda_channels` are installed by micromamba in the image")]
+    Conda,
+    #[error("`python_version` is installed by micromamba in the image")]
+    PythonVersion,
+    #[error("`commands` run in the image")]
+    Commands,
+    #[error("`uv.lock` is installed by `uv sync` in the image")]
+    UvLock,
+    #[error("`poetry.lock` is installed by poetry in the image")]
+    PoetryLock,
+    #[error("`pip_secret_mounts` are files mounted into the build")]
+    PipSecretMounts,
+    #[error("`env` {key}: {why}")]
+    Env { key: String, why: String },
+    #[error("`pip_extra_args` use shell syntax the build's shell would expand")]
+    ShellArgs,
+    #[error("the base is a nested spec's image, whose venv the build extends")]
+    NestedBase,
+    /// Found out while building (no Python in the base, a package without a wheel, no uv).
+    #[error("{0}")]
+    AtBuild(String),
+}
+
+/// Who makes `deps`'s dependency image (`deps` is [`BuildPlan::dependencies`]).
+/// `nested_base`: the base image is a nested spec's (it has a venv, extended in the image);
+/// `enabled`: the caller did not turn the daemonless builder off.
+pub fn dependency_builder(deps: &BuildPlan, nested_base: bool, enabled: bool) -> DependencyBuilder {
+    match not_daemonless(deps, nested_base, enabled) {
+        Some(why) => DependencyBuilder::Docker(why),
+        None => DependencyBuilder::Uv,
+    }
+}
+
+fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<NotDaemonless> {
+    if !enabled {
+        return Some(NotDaemonless::TurnedOff);
+    }
+    if deps.flavor != Flavor::Imagespec {
+        return Some(NotDaemonless::FlytekitDockerfile);
+    }
+    if !deps.apt_packages.is_empty() {
+        return Some(NotDaemonless::AptPackages);
+    }
+    if let Some(mm) = &deps.micromamba {
+        return Some(if mm.packages.is_empty() && mm.channels.is_empty() {
+            NotDaemonless::PythonVersion
+        } else {
+            NotDaemonless::Conda
+        });
+    }
+    if !deps.run_commands.is_empty() {
+        return Some(NotDaemonless::Commands);
+    }
+    match &deps.install {
+        // The Dockerfile's shell splits and expands them; uv gets them as plain words.
+        PythonInstall::Venv { args, .. }
+            if args.contains(['$', '`', ';', '|', '&', '<', '>', '(', ')'])
+                || shlex::split(args).is_none() =>
+        {
+            return Some(NotDaemonless::ShellArgs);
+        }
+        PythonInstall::Venv { .. } => {}
+        PythonInstall::UvLock { .. } => return Some(NotDaemonless::UvLock),
+        PythonInstall::PoetryLock { .. } => return Some(NotDaemonless::PoetryLock),
+        // Only with micromamba, handled above.
+        PythonInstall::Requirements { .. } => return Some(NotDaemonless::PythonVersion),
+    }
+    if !deps.secrets.is_empty() {
+        return Some(NotDaemonless::PipSecretMounts);
+    }
+    if nested_base {
+        return Some(NotDaemonless::NestedBase);
+    }
+    let empty = crate::oci::config::EnvList::default();
+    for (key, value) in &deps.env {
+        if let Err(e) = crate::oci::config::expand(value, &empty) {
+            return Some(NotDaemonless::Env {
+                key: key.clone(),
+                why: e.to_string(),
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dependency plan of a spec written as TOML.
+    fn deps(toml: &str) -> BuildPlan {
+        deps_with(toml, &Default::default())
+    }
+
+    fn deps_with(toml: &str, options: &crate::context::RenderOptions) -> BuildPlan {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("requirements.txt"), "six\n").unwrap();
+        std::fs::write(dir.path().join("uv.lock"), "version = 1\n").unwrap();
+        std::fs::write(dir.path().join("poetry.lock"), "").unwrap();
+        std::fs::write(dir.path().join("pyproject.toml"), "[project]\n").unwrap();
+        std::fs::write(dir.path().join("secret"), "x").unwrap();
+        std::fs::write(dir.path().join("spec.toml"), toml).unwrap();
+        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        BuildPlan::new(spec, &tag, options).unwrap().dependencies()
+    }
+
+    fn why(toml: &str) -> Option<NotDaemonless> {
+        match dependency_builder(&deps(toml), false, true) {
+            DependencyBuilder::Uv => None,
+            DependencyBuilder::Docker(why) => Some(why),
+        }
+    }
+
+    #[test]
+    fn python_packages_env_and_entrypoint_build_without_a_daemon() {
+        let spec = r#"
+packages = ["pyyaml"]
+requirements = "requirements.txt"
+pip_index = "https://pypi.org/simple"
+pip_extra_index_url = ["https://example.org/simple"]
+pip_extra_args = "--prerelease allow"
+env = { A = "1", P = "/opt/bin:$PATH", Q = "${HOME}/x" }
+entrypoint = ["python"]
+python_exec = "/usr/bin/python3"
+"#;
+        assert_eq!(why(spec), None);
+        let several = format!("{spec}platform = \"linux/amd64,linux/arm64\"\n");
+        assert_eq!(why(&several), None, "uv makes every platform's wheels");
+        let b = dependency_builder(&deps(spec), false, true);
+        assert_eq!((b.name(), b.reason()), ("uv", None));
+    }
+
+    #[test]
+    fn what_runs_in_the_image_falls_back_to_dockerd_with_its_reason() {
+        let cases = [
+            (r#"apt_packages = ["jq"]"#, NotDaemonless::AptPackages),
+            (r#"conda_packages = ["numpy"]"#, NotDaemonless::Conda),
+            (r#"conda_channels = ["bioconda"]"#, NotDaemonless::Conda),
+            (r#"python_version = "3.11""#, NotDaemonless::PythonVersion),
+            (r#"commands = ["echo hi"]"#, NotDaemonless::Commands),
+            (
+                "commands = [\"echo hi\"]\nbuilder_options = { commands_before_copy = true }",
+                NotDaemonless::Commands,
+            ),
+            (r#"requirements = "uv.lock""#, NotDaemonless::UvLock),
+            (r#"requirements = "poetry.lock""#, NotDaemonless::PoetryLock),
+            (
+                r#"pip_secret_mounts = [["secret", "/run/secrets/x"]]"#,
+                NotDaemonless::PipSecretMounts,
+            ),
+            (
+                r#"pip_extra_args = "--index-url $INDEX""#,
+                NotDaemonless::ShellArgs,
+            ),
+            (
+                r#"pip_extra_args = "--x 'unclosed""#,
+                NotDaemonless::ShellArgs,
+            ),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(why(spec), Some(expected), "{spec}");
+        }
+        let Some(NotDaemonless::Env { key, .. }) = why(r#"env = { A = "${B:-c}" }"#) else {
+            panic!("an unexpandable env value falls back")
+        };
+        assert_eq!(key, "A");
+    }
+
+    #[test]
+    fn the_caller_flytekits_dockerfile_and_nested_bases_fall_back() {
+        let plan = deps(r#"packages = ["six"]"#);
+        assert_eq!(
+            dependency_builder(&plan, false, false),
+            DependencyBuilder::Docker(NotDaemonless::TurnedOff)
+        );
+        assert_eq!(
+            dependency_builder(&plan, true, true),
+            DependencyBuilder::Docker(NotDaemonless::NestedBase)
+        );
+        let compat = crate::context::RenderOptions {
+            flavor: Flavor::FlytekitCompat,
+            ..Default::default()
+        };
+        assert_eq!(
+            dependency_builder(&deps_with(r#"packages = ["six"]"#, &compat), false, true),
+            DependencyBuilder::Docker(NotDaemonless::FlytekitDockerfile)
+        );
+    }
+
+    #[test]
+    fn every_reason_is_one_line() {
+        let all = [
+            NotDaemonless::TurnedOff,
+            NotDaemonless::FlytekitDockerfile,
+            NotDaemonless::AptPackages,
+            NotDaemonless::Conda,
+            NotDaemonless::PythonVersion,
+            NotDaemonless::Commands,
+            NotDaemonless::UvLock,
+            NotDaemonless::PoetryLock,
+            NotDaemonless::PipSecretMounts,
+            NotDaemonless::ShellArgs,
+            NotDaemonless::NestedBase,
+        ];
+        for why in all {
+            let text = DependencyBuilder::Docker(why).to_string();
+            assert!(
+                text.starts_with("dockerd (") && !text.contains('\n'),
+                "{text}"
+            );
+        }
+    }
+}

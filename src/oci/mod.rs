@@ -1,0 +1,5 @@
+//! OCI images as values: what a config says once the Dockerfile's instructions are applied
+//! ([`config`]), without running them. The daemonless dependency builder
+//! ([`crate::backend::daemonless`]) assembles its images from these.
+
+pub mod config;

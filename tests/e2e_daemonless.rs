@@ -1,0 +1,760 @@
+//! End-to-end tests of the daemonless dependency builder (issue 15): with no daemon
+//! reachable, `build` makes the dependency image with uv on this machine and pushes it and
+//! the image; from outside (skopeo, `docker pull` + `docker run`) the image works as the
+//! `flytekit` user, and it has the same files and run-time config as the Docker path's
+//! image but for the documented differences. Services come from `scripts/e2e/` (as for
+//! tests/e2e.rs), uv from `scripts/e2e/uv.sh` (or `IMAGESPEC_UV`); without them these tests
+//! fail under `CI`, and say why and pass elsewhere.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+const DOCKER: &str = "/usr/bin/docker";
+const NOWHERE: &str = "unix:///nonexistent/docker.sock";
+
+/// Paths the daemonless image lacks on purpose (README, "Dependencies without a daemon"):
+/// bytecode, which the Docker build compiles (`UV_COMPILE_BYTECODE=1`) and Python writes on
+/// first import otherwise.
+fn accepted_difference(line: &str) -> bool {
+    let path = line.split('\t').next().unwrap_or_default();
+    path.contains("/__pycache__")
+}
+
+struct Env {
+    registry: String,
+    base_python: String,
+    uv_image: String,
+    uv: PathBuf,
+}
+
+/// The harness's services and uv, or `None` (and a note) when missing outside CI.
+fn services() -> Option<Env> {
+    let file =
+        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let get = |key: &str| {
+        std::env::var(key).ok().or_else(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        })
+    };
+    let up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
+        Process::new("curl")
+            .args(["-sf", &format!("http://{r}/v2/")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) && Process::new(DOCKER)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let cache = get("IMAGESPEC_E2E_CACHE").unwrap_or_else(|| "/var/cache/imagespec-e2e".into());
+    let uv = std::env::var_os("IMAGESPEC_UV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(&cache).join("uv-0.5.1/bin/uv"));
+    let missing = if !up {
+        Some(format!(
+            "e2e services are not running ({file}); scripts/test.sh starts them"
+        ))
+    } else if !uv.is_file() {
+        Some(format!(
+            "no uv at {}: scripts/e2e/uv.sh installs it (scripts/test.sh runs it)",
+            uv.display()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    Some(Env {
+        registry: "localhost:5000".into(),
+        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
+            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
+        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
+        uv,
+    })
+}
+
+/// A value unique to this run: fresh repositories, so the first build really builds.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+fn sh(dir: &Path, script: &str) {
+    let status = Process::new("bash")
+        .args(["-euc", script])
+        .current_dir(dir)
+        .status()
+        .expect("bash");
+    assert!(status.success(), "{script}");
+}
+
+fn output(cmd: &mut Process) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The imagespec binary with uv, no caches and `DOCKER_HOST` as given.
+fn imagespec(dir: &Path, env: &Env, docker_host: Option<&str>) -> Command {
+    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
+    cmd.current_dir(dir)
+        .env("IMAGESPEC_UV", &env.uv)
+        .env("IMAGESPEC_NO_CACHE", "1")
+        .env_remove("IMAGESPEC_NO_DAEMONLESS");
+    if let Some(host) = docker_host {
+        cmd.env("DOCKER_HOST", host);
+    }
+    cmd
+}
+
+/// `imagespec build --json ARGS`: success, the result event, and all output.
+fn build(dir: &Path, env: &Env, docker_host: Option<&str>, args: &[&str]) -> (bool, Value, String) {
+    let out = imagespec(dir, env, docker_host)
+        .args(["build", "--json"])
+        .args(args)
+        .output()
+        .expect("run imagespec");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let result = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|e| e["event"] == "result")
+        .unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        result,
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `imagespec plan --json ARGS` with no daemon: the last image's plan.
+fn plan(dir: &Path, env: &Env, args: &[&str], extra_env: &[(&str, &str)]) -> Value {
+    let mut cmd = imagespec(dir, env, Some(NOWHERE));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args(["plan", "--json"])
+        .args(args)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no plan: {}", String::from_utf8_lossy(&out.stderr)));
+    serde_json::from_str(last).expect("plan json")
+}
+
+fn inspect(dir: &Path) -> Value {
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir)
+        .args(["inspect", "spec.toml", "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// A project with packages (one with a console script), a requirements file, env, an
+/// entrypoint and source files.
+fn project(d: &Path, env: &Env, name: &str, extra: &str) -> PathBuf {
+    sh(
+        d,
+        r#"
+        mkdir -p proj/src/app
+        cd proj
+        printf 'import yaml, six\n\ndef main():\n    return yaml.safe_dump({"ok": six.PY3})\n' > src/app/main.py
+        printf '' > src/app/__init__.py
+        printf 'six\n' > requirements.txt
+        "#,
+    );
+    let spec = format!(
+        r#"
+name = "{name}"
+registry = "{registry}"
+base_image = "{base}"
+packages = ["pyyaml", "pygments"]
+requirements = "requirements.txt"
+env = {{ APP_ENV = "e2e", EXTRA_PATH = "/opt/tools:$PATH" }}
+source_root = "src"
+source_copy_mode = "all"
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+{extra}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+    );
+    let proj = d.join("proj");
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    proj
+}
+
+fn skopeo(args: &[&str], image: &str) -> Value {
+    let mut cmd = Process::new("skopeo");
+    cmd.arg("inspect")
+        .args(args)
+        .args(["--tls-verify=false", &format!("docker://{image}")]);
+    serde_json::from_str(&output(&mut cmd)).expect("skopeo json")
+}
+
+/// Runs `script` with bash in `image` as its own user (`flytekit`); stdout.
+fn run_in(image: &str, script: &str) -> String {
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    output(Process::new(DOCKER).args(["run", "--rm", "--entrypoint", "bash", image, "-c", script]))
+}
+
+/// What the image must do: imports, a console script, the user and the id.
+const CHECK: &str = r#"set -e
+id -un
+python -c 'import os, yaml, six, app.main; print(app.main.main().strip()); print(os.environ["_F_IMG_ID"])'
+pygmentize -V | cut -c1-16
+echo "$EXTRA_PATH"
+"#;
+
+/// Issue 15: with no daemon reachable and fresh repositories, `build` makes the dependency
+/// image with uv and pushes a working image; the same inputs give the same digests.
+#[test]
+fn no_daemon_builds_and_pushes_a_working_image() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("h-uv-daemonless-{}", run_id());
+    let proj = project(dir.path(), &env, &name, "");
+    let info = inspect(&proj);
+    let image = info["image"].as_str().expect("image").to_string();
+    let id = info["id"].as_str().expect("id").to_string();
+
+    let planned = plan(&proj, &env, &["spec.toml"], &[]);
+    assert_eq!(
+        planned["strategy"], "build_dependencies_then_append",
+        "{planned}"
+    );
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
+    assert_eq!(planned["dependency_builder_reason"], Value::Null);
+
+    let (ok, result, log) = build(&proj, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(result["action"], "appended", "{log}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("without a daemon (uv)")),
+        "{result}"
+    );
+
+    // From outside: the registry has the image and its dependency image, labelled.
+    let deps = planned["dependency_image"]
+        .as_str()
+        .expect("deps")
+        .to_string();
+    let deps_config = skopeo(&["--config"], &deps);
+    let label = deps_config["config"]["Labels"]["org.imagespec.dependency-image"]
+        .as_str()
+        .expect("the dependency label")
+        .to_string();
+    assert_eq!(label, "1000 1000 0 700", "flytekit uid, /root uid gid mode");
+    let config = skopeo(&["--config"], &image);
+    let env_list: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env_list.contains(&format!("_F_IMG_ID={id}").as_str()),
+        "{env_list:?}"
+    );
+    assert!(env_list.contains(&"APP_ENV=e2e"), "{env_list:?}");
+    assert_eq!(config["config"]["User"], "flytekit");
+    assert_eq!(config["config"]["WorkingDir"], "/root");
+
+    let out = run_in(&image, CHECK);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "flytekit", "{out}");
+    assert_eq!(lines[1], "ok: true", "{out}");
+    assert_eq!(lines[2], id, "{out}");
+    assert_eq!(lines[3], "Pygments version", "{out}");
+    assert!(
+        lines[4].starts_with("/opt/tools:/usr/local/sbin:"),
+        "$PATH expanded as Docker's ENV does: {out}"
+    );
+
+    // Same inputs, same digests: the same spec under another name makes the same
+    // dependency image.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let proj2 = project(dir2.path(), &env, &format!("{name}-again"), "");
+    let (ok, _, log) = build(&proj2, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok, "{log}");
+    let deps2 = plan(&proj2, &env, &["spec.toml", "--force"], &[])["dependency_image"]
+        .as_str()
+        .expect("deps")
+        .to_string();
+    assert_eq!(
+        skopeo(&[], &deps)["Digest"],
+        skopeo(&[], &deps2)["Digest"],
+        "{deps} and {deps2}"
+    );
+}
+
+/// `docker pull` + the image's file tree (path, owner, group, mode, type, size, link
+/// target) and the run-time config, `_F_IMG_ID` left out (each image has its own).
+fn snapshot(image: &str) -> (Vec<String>, Value) {
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    let listing = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--entrypoint",
+        "find",
+        image,
+        "/",
+        "-xdev",
+        "(",
+        "-path",
+        "/proc",
+        "-o",
+        "-path",
+        "/sys",
+        "-o",
+        "-path",
+        "/dev",
+        ")",
+        "-prune",
+        "-o",
+        "-printf",
+        "%p\t%U\t%G\t%m\t%y\t%s\t%l\n",
+    ]));
+    let mut files: Vec<String> = listing.lines().map(str::to_string).collect();
+    files.sort();
+    let inspect: Value = serde_json::from_str(&output(
+        Process::new(DOCKER).args(["image", "inspect", image]),
+    ))
+    .expect("json");
+    let c = &inspect[0]["Config"];
+    let env: Vec<&Value> = c["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter(|e| !e.as_str().is_some_and(|e| e.starts_with("_F_IMG_ID=")))
+        .collect();
+    let config = serde_json::json!({
+        "Env": env,
+        "User": c["User"],
+        "WorkingDir": c["WorkingDir"],
+        "Entrypoint": c["Entrypoint"],
+        "Cmd": c["Cmd"],
+        "Shell": c["Shell"],
+        "BaseLabel": c["Labels"]["org.imagespec.e2e.recipe"],
+    });
+    (files, config)
+}
+
+/// Issue 15: the same spec built without a daemon and with `--no-daemonless` (dockerd's
+/// BuildKit) gives the same file tree — but for bytecode, the one accepted difference — and
+/// the same run-time config; both images run.
+#[test]
+fn daemonless_and_docker_give_the_same_image() {
+    let Some(env) = services() else { return };
+    let run = run_id();
+    let extra = "entrypoint = [\"python\"]";
+    let uv_dir = tempfile::tempdir().expect("tempdir");
+    let uv_proj = project(
+        uv_dir.path(),
+        &env,
+        &format!("h-uv-compare-uv-{run}"),
+        extra,
+    );
+    let docker_dir = tempfile::tempdir().expect("tempdir");
+    let docker_proj = project(
+        docker_dir.path(),
+        &env,
+        &format!("h-uv-compare-docker-{run}"),
+        extra,
+    );
+
+    let (ok, result, log) = build(&uv_proj, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    let (ok, result, log) = build(&docker_proj, &env, None, &["spec.toml", "--no-daemonless"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("with dockerd (--no-daemonless")),
+        "{result}"
+    );
+
+    let uv_image = inspect(&uv_proj)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let docker_image = inspect(&docker_proj)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let (uv_files, uv_config) = snapshot(&uv_image);
+    let (docker_files, docker_config) = snapshot(&docker_image);
+    assert_eq!(uv_config, docker_config, "the run-time config");
+    let only = |a: &[String], b: &[String]| {
+        a.iter()
+            .filter(|l| !b.contains(l) && !accepted_difference(l))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (
+            only(&uv_files, &docker_files),
+            only(&docker_files, &uv_files)
+        ),
+        (vec![], vec![]),
+        "(only in the daemonless image, only in the Docker image)"
+    );
+    assert!(
+        docker_files.iter().any(|l| accepted_difference(l)),
+        "the Docker image has bytecode (the difference is real, not a typo in the filter)"
+    );
+    for must in [
+        "/root/.venv/bin/pygmentize\t",
+        "/etc/passwd-\t",
+        "/home/flytekit/.profile\t",
+    ] {
+        assert!(uv_files.iter().any(|l| l.starts_with(must)), "{must}");
+    }
+    for image in [&uv_image, &docker_image] {
+        let out = run_in(image, CHECK);
+        assert!(out.starts_with("flytekit\nok: true\n"), "{image}: {out}");
+    }
+}
+
+/// Issue 15: what needs a container falls back to dockerd, with its reason in `plan`
+/// (asked with no daemon), and `--no-daemonless` / `IMAGESPEC_NO_DAEMONLESS` force it.
+#[test]
+fn fallback_reasons_show_in_plan() {
+    let Some(env) = services() else { return };
+    let run = run_id();
+    let cases = [
+        (
+            "apt_packages = [\"jq\"]",
+            "`apt_packages` are installed by the base's package manager",
+        ),
+        (
+            "commands = [\"echo hi\"]\n[builder_options]\nadd_flytekit = false\ncommands_before_copy = true",
+            "`commands` run in the image",
+        ),
+        (
+            "conda_packages = [\"numpy\"]",
+            "`conda_packages`/`conda_channels` are installed by micromamba in the image",
+        ),
+        (
+            "python_version = \"3.11\"",
+            "`python_version` is installed by micromamba in the image",
+        ),
+    ];
+    for (i, (extra, reason)) in cases.iter().enumerate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proj = project(dir.path(), &env, &format!("h-uv-fallback-{i}-{run}"), "");
+        let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+        let spec = if extra.contains("[builder_options]") {
+            spec.replace("builder_options = { add_flytekit = false }\n", "") + extra
+        } else {
+            format!("{extra}\n{spec}")
+        };
+        std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+        let p = plan(&proj, &env, &["spec.toml"], &[]);
+        assert_eq!(p["strategy"], "build_dependencies_then_append", "{p}");
+        assert_eq!(p["dependency_builder"], "docker", "{p}");
+        assert_eq!(p["dependency_builder_reason"], *reason, "{p}");
+        assert!(
+            p["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("with dockerd ({reason})"))),
+            "{p}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = project(dir.path(), &env, &format!("h-uv-forced-{run}"), "");
+    assert_eq!(
+        plan(&proj, &env, &["spec.toml"], &[])["dependency_builder"],
+        "uv"
+    );
+    let forced = "--no-daemonless or IMAGESPEC_NO_DAEMONLESS";
+    let p = plan(&proj, &env, &["spec.toml", "--no-daemonless"], &[]);
+    assert_eq!(p["dependency_builder_reason"], forced, "{p}");
+    let p = plan(
+        &proj,
+        &env,
+        &["spec.toml"],
+        &[("IMAGESPEC_NO_DAEMONLESS", "true")],
+    );
+    assert_eq!(p["dependency_builder_reason"], forced, "{p}");
+}
+
+/// Issue 15: a package with only a source distribution (docopt publishes no wheel) is
+/// found out by uv and falls back to dockerd, which builds it; the output says why.
+#[test]
+fn a_package_without_a_wheel_falls_back_to_dockerd() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = project(dir.path(), &env, &format!("h-uv-sdist-{}", run_id()), "");
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    std::fs::write(
+        proj.join("spec.toml"),
+        spec.replace(
+            r#"packages = ["pyyaml", "pygments"]"#,
+            r#"packages = ["pyyaml", "pygments", "docopt"]"#,
+        ),
+    )
+    .expect("spec");
+    assert_eq!(
+        plan(&proj, &env, &["spec.toml"], &[])["dependency_builder"],
+        "uv"
+    );
+
+    // No daemon: the fallback is said, then dockerd's absence is the error.
+    let (ok, _, log) = build(&proj, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("cannot build the dependency image without a daemon (a package has no wheel"),
+        "{log}"
+    );
+    assert!(log.contains("docopt"), "{log}");
+    assert!(log.contains("dockerd is not reachable"), "{log}");
+
+    let (ok, result, log) = build(&proj, &env, None, &["spec.toml"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    let image = inspect(&proj)["image"].as_str().expect("image").to_string();
+    let out = run_in(
+        &image,
+        "python -c 'import docopt, yaml; print(docopt.__version__)'",
+    );
+    assert_eq!(out.trim(), "0.6.2");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Registry API by hand (curl): a blob upload (monolithic), its digest.
+fn curl_blob(registry: &str, repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", sha256_hex(bytes));
+    let head = output(Process::new("curl").args([
+        "-si",
+        "-X",
+        "POST",
+        &format!("http://{registry}/v2/{repo}/blobs/uploads/"),
+    ]));
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .expect("Location")
+        .trim()
+        .to_string();
+    let sep = if location.contains('?') { "&" } else { "?" };
+    let url = format!("{location}{sep}digest={digest}");
+    let url = if url.starts_with('/') {
+        format!("http://{registry}{url}")
+    } else {
+        url
+    };
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), bytes).expect("write");
+    output(Process::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        "-H",
+        "Content-Type: application/octet-stream",
+        &url,
+    ]));
+    digest
+}
+
+fn curl_manifest(registry: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(file.path(), body).expect("write");
+    output(Process::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "-H",
+        &format!("Content-Type: {media_type}"),
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        &format!("http://{registry}/v2/{repo}/manifests/{reference}"),
+    ]));
+}
+
+fn curl_json(url: &str, accept: &str) -> Value {
+    let body = output(Process::new("curl").args(["-sf", "-H", &format!("Accept: {accept}"), url]));
+    serde_json::from_str(&body).expect("json")
+}
+
+/// The file names in a layer blob of the registry.
+fn layer_files(registry: &str, repo: &str, digest: &str) -> Vec<String> {
+    let listing = output(Process::new("bash").args([
+        "-c",
+        &format!("curl -sf http://{registry}/v2/{repo}/blobs/{digest} | tar -tz"),
+    ]));
+    listing.lines().map(str::to_string).collect()
+}
+
+/// Issue 15, several platforms: no daemon, no emulation — each platform's wheels, the same
+/// versions, one index, the source appended to each. The arm64 base is synthetic (this
+/// machine has no arm64 base image and no qemu to run one): the amd64 base's layers under
+/// an arm64 config, which is all the builder reads; the arm64 image is checked from the
+/// registry (its wheels are aarch64), the amd64 one is also run.
+#[test]
+fn several_platforms_get_their_own_wheels_in_one_index() {
+    let Some(env) = services() else { return };
+    let registry = "127.0.0.1:5000";
+    let run = run_id();
+    let base_repo = format!("h-uv-multibase-{run}");
+    // The base index: amd64 as is, and its arm64 twin.
+    output(Process::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}", env.base_python),
+        &format!("docker://{registry}/{base_repo}:amd64"),
+    ]));
+    let docker_manifest = "application/vnd.docker.distribution.manifest.v2+json";
+    let manifest = curl_json(
+        &format!("http://{registry}/v2/{base_repo}/manifests/amd64"),
+        docker_manifest,
+    );
+    let raw = serde_json::to_vec(&manifest).unwrap();
+    let amd_digest = format!("sha256:{}", sha256_hex(&raw));
+    curl_manifest(registry, &base_repo, &amd_digest, docker_manifest, &raw);
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let mut config = curl_json(
+        &format!("http://{registry}/v2/{base_repo}/blobs/{config_digest}"),
+        "*/*",
+    );
+    config["architecture"] = "arm64".into();
+    config["variant"] = "v8".into();
+    let arm_config = serde_json::to_vec(&config).unwrap();
+    let mut arm = manifest.clone();
+    arm["config"]["digest"] = curl_blob(registry, &base_repo, &arm_config).into();
+    arm["config"]["size"] = arm_config.len().into();
+    let arm_body = serde_json::to_vec(&arm).unwrap();
+    let arm_digest = format!("sha256:{}", sha256_hex(&arm_body));
+    curl_manifest(
+        registry,
+        &base_repo,
+        &arm_digest,
+        docker_manifest,
+        &arm_body,
+    );
+    let list = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": list, "manifests": [
+        {"mediaType": docker_manifest, "digest": amd_digest, "size": raw.len(),
+         "platform": {"os": "linux", "architecture": "amd64"}},
+        {"mediaType": docker_manifest, "digest": arm_digest, "size": arm_body.len(),
+         "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+    ]});
+    curl_manifest(
+        registry,
+        &base_repo,
+        "bookworm",
+        list,
+        &serde_json::to_vec(&index).unwrap(),
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("h-uv-multi-{run}");
+    let env = Env {
+        base_python: format!("localhost:5000/{base_repo}:bookworm"),
+        ..env
+    };
+    let proj = project(
+        dir.path(),
+        &env,
+        &name,
+        "platform = \"linux/amd64,linux/arm64\"",
+    );
+    let planned = plan(&proj, &env, &["spec.toml"], &[]);
+    assert_eq!(
+        planned["strategy"], "build_dependencies_then_append",
+        "{planned}"
+    );
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
+    let (ok, result, log) = build(&proj, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+
+    // From outside: an index of both platforms, each image the dependency image's layers
+    // plus the source layer; the venv layer has the platform's own compiled wheel.
+    let info = inspect(&proj);
+    let image = info["image"].as_str().unwrap().to_string();
+    let tag = image.rsplit(':').next().unwrap();
+    let top = curl_json(
+        &format!("http://{registry}/v2/{name}/manifests/{tag}"),
+        list,
+    );
+    let entries = top["manifests"].as_array().expect("an index");
+    let mut yaml_versions = Vec::new();
+    for (arch, triplet) in [
+        ("amd64", "x86_64-linux-gnu"),
+        ("arm64", "aarch64-linux-gnu"),
+    ] {
+        let entry = entries
+            .iter()
+            .find(|e| e["platform"]["architecture"] == arch)
+            .unwrap_or_else(|| panic!("no {arch} in {top}"));
+        let digest = entry["digest"].as_str().unwrap();
+        let m = curl_json(
+            &format!("http://{registry}/v2/{name}/manifests/{digest}"),
+            docker_manifest,
+        );
+        let layers = m["layers"].as_array().unwrap();
+        let venv = layers[layers.len() - 2]["digest"].as_str().unwrap();
+        let files = layer_files(registry, &name, venv);
+        let so = files
+            .iter()
+            .find(|f| f.contains("site-packages/yaml/_yaml.cpython-311-"))
+            .unwrap_or_else(|| panic!("{arch}: no compiled yaml in the venv layer"));
+        assert!(so.ends_with(&format!("{triplet}.so")), "{arch}: {so}");
+        yaml_versions.push(
+            files
+                .iter()
+                .find(|f| f.contains("site-packages/pyyaml-") && f.ends_with(".dist-info/"))
+                .cloned()
+                .expect("pyyaml's dist-info"),
+        );
+        let source = layers.last().unwrap()["digest"].as_str().unwrap();
+        assert!(
+            layer_files(registry, &name, source).contains(&"root/app/main.py".to_string()),
+            "{arch}: the source is appended"
+        );
+    }
+    assert_eq!(yaml_versions[0], yaml_versions[1], "one set of versions");
+    let out = run_in(&image, CHECK);
+    assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
+}
