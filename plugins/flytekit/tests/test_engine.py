@@ -168,7 +168,7 @@ def test_the_result_digest_is_logged(recorder, capsys):
 def test_a_result_without_digest_logs_what_it_has(recorder, capsys):
     ImageBuildEngine.build(ImageSpec(name="eng-no-digest", registry=REG))
     err = capsys.readouterr().err
-    assert "no digest reported" in err and "strategy=append" in err
+    assert "no digest reported" in err and "(append: recorded)" in err and "pushed=True" in err
 
 
 @pytest.mark.parametrize(

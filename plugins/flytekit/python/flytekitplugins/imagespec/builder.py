@@ -388,8 +388,10 @@ def result_line(result: typing.Dict[str, typing.Any]) -> str:
         line += f" in {result['seconds']:.1f}s"
     if result.get("digest"):
         return f"{line}, digest {result['digest']}"
-    # Binaries before the result carried the digest: say what they did report.
-    return line + "; no digest reported (result: " + ", ".join(f"{k}={v}" for k, v in result.items() if k not in ("event", "elapsed", "base")) + ")"
+    # Binaries before the result carried the digest: say what else they did report.
+    shown = ("event", "elapsed", "base", "image", "action", "strategy", "reason", "seconds")
+    rest = ", ".join(f"{k}={v}" for k, v in result.items() if k not in shown)
+    return f"{line}; no digest reported ({rest})"
 
 
 class Existence(enum.Enum):
