@@ -301,8 +301,15 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
         changed["app"].as_str().unwrap(),
         changed["src"].as_str().unwrap(),
     );
-    assert_eq!(changed["base"].as_str(), Some(base_image), "the base is unchanged");
-    assert!(new_app != app_image && new_src != src_image, "new code, new names");
+    assert_eq!(
+        changed["base"].as_str(),
+        Some(base_image),
+        "the base is unchanged"
+    );
+    assert!(
+        new_app != app_image && new_src != src_image,
+        "new code, new names"
+    );
     assert!(
         log.contains(&format!("Image {base_image} found. Skip building."))
             && log.contains(&format!("Image {new_app} not found. building..."))
@@ -321,7 +328,10 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     let templates: Value =
         serde_json::from_str(&python(&["package-images", pkg.to_str().unwrap()])).expect("json");
     assert_eq!(templates["workflows.wf.uses_six"].as_str(), Some(new_app));
-    assert_eq!(templates["workflows.wf.uses_source"].as_str(), Some(new_src));
+    assert_eq!(
+        templates["workflows.wf.uses_source"].as_str(),
+        Some(new_src)
+    );
     let fresh: Vec<String> = [base_image, new_app, new_src]
         .iter()
         .map(|i| registry_digest(i).unwrap_or_else(|| panic!("{i} is not in the registry")))
