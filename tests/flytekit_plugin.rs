@@ -4,10 +4,15 @@
 //! - agree: flytekit's `image_name()` and `id` for a corpus of Python specs are what the
 //!   binary computes from the JSON spec the plugin writes (the checkout's plugin code and
 //!   binary);
-//! - engine: flytekit's `ImageBuildEngine` drives the plugin (a recording binary, no Docker):
-//!   nested bases handed back whole, `--force`, module lists, failures;
+//! - pytest (`plugins/flytekit/tests/test_*.py`): flytekit's `ImageBuildEngine` drives the
+//!   plugin (a recording binary, no Docker): nested bases handed back whole, `should_build`'s
+//!   answers, `--force`, module lists, failures, digests; `should_build` asks the real
+//!   registry (present, absent, a closed port, force) with no daemon; large output on both
+//!   pipes; refused values;
 //! - registration: `pyflyte package` with the wheel builds and pushes through the plugin,
-//!   checked from outside (skopeo, the package's task templates, `docker run`).
+//!   checked from outside (skopeo, the package's task templates, `docker run`); then, after a
+//!   code change, again with `DOCKER_HOST` pointing nowhere: the changed images are appended
+//!   in the registry, the unchanged base skipped.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -93,19 +98,38 @@ fn python_image_names_agree_with_the_binary() {
     );
 }
 
+/// The plugin's pytest suite (`plugins/flytekit/tests`, the README's test command): the
+/// engine's decisions with a recording binary, `should_build` against the plain registry and a
+/// closed port, the pipes, refused values. pytest's "no tests collected" (exit 5) fails here
+/// like any other non-zero exit, and so does a suite smaller than it should be.
 #[test]
-fn flytekits_engine_drives_the_plugin() {
+fn plugin_pytest_suite_passes() {
     let Some(bin) = venv_bin() else { return };
-    let out = run(checkout_python(&bin)
-        .arg(repo().join("plugins/flytekit/tests/engine.py"))
-        .arg(env!("CARGO_BIN_EXE_imagespec")));
-    assert!(out.ends_with("all passed\n"), "{out}");
+    let mut cmd = checkout_python(&bin);
+    cmd.current_dir(repo().join("plugins/flytekit"))
+        .env("IMAGESPEC_REAL_BINARY", env!("CARGO_BIN_EXE_imagespec"))
+        .args(["-m", "pytest", "-p", "no:cacheprovider", "-rs", "tests"]);
+    let out = run(&mut cmd);
+    let summary = out.lines().last().unwrap_or_default();
+    let count = |word: &str| -> u32 {
+        summary
+            .split(", ")
+            .filter_map(|part| part.trim_matches(|c| c == '=' || c == ' ').split_once(' '))
+            .find(|(_, what)| what.starts_with(word))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("passed") >= 30, "too few tests passed:\n{out}");
+    if std::env::var_os("CI").is_some() {
+        assert_eq!(count("skipped"), 0, "tests skipped under CI:\n{out}");
+    }
 }
 
-fn package(bin: &Path, project: &Path, run_id: &str, out: &Path) -> String {
+fn package(bin: &Path, project: &Path, run_id: &str, out: &Path, env: &[(&str, &str)]) -> String {
     let output = Command::new(bin.join("pyflyte"))
         .current_dir(project)
         .env("PLUGIN_RUN_ID", run_id)
+        .envs(env.iter().copied())
         .args([
             "--pkgs",
             "workflows",
@@ -192,7 +216,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     };
 
     let pkg = dir.path().join("flyte-package.tgz");
-    let log = package(&bin, &project, &run_id, &pkg);
+    let log = package(&bin, &project, &run_id, &pkg, &[]);
     assert_eq!(
         log.matches("not found. building...").count(),
         3,
@@ -231,7 +255,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
         .collect();
 
     // A second package builds nothing.
-    let log = package(&bin, &project, &run_id, &pkg);
+    let log = package(&bin, &project, &run_id, &pkg, &[]);
     assert!(
         !log.contains("not found") && log.matches("found. Skip building").count() == 3,
         "nothing to build the second time:\n{log}"
@@ -260,7 +284,84 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
         Some("False True 4 6 True"),
         "in {src_image} (the whole tree in /root): {src_says}"
     );
-    for image in [app_image, src_image] {
+
+    // A code change on a runner without Docker: flytekit's own exist() would ask the daemon,
+    // get no answer and assume every image exists; the plugin asks the registry, finds the
+    // two images whose code changed missing, and the fast path appends the new code to their
+    // dependency images, in the registry. The base, unchanged, is skipped.
+    std::fs::write(
+        project.join("workflows/helper.py"),
+        "def inc(x):\n    return x + 10\n",
+    )
+    .expect("code change");
+    let no_daemon = [("DOCKER_HOST", "unix:///nonexistent")];
+    let log = package(&bin, &project, &run_id, &pkg, &no_daemon);
+    let changed: Value = serde_json::from_str(&python(&["images"])).expect("json");
+    let (new_app, new_src) = (
+        changed["app"].as_str().unwrap(),
+        changed["src"].as_str().unwrap(),
+    );
+    assert_eq!(
+        changed["base"].as_str(),
+        Some(base_image),
+        "the base is unchanged"
+    );
+    assert!(
+        new_app != app_image && new_src != src_image,
+        "new code, new names"
+    );
+    assert!(
+        log.contains(&format!("Image {base_image} found. Skip building."))
+            && log.contains(&format!("Image {new_app} not found. building..."))
+            && log.contains(&format!("Image {new_src} not found. building...")),
+        "the registry was asked, not the daemon:\n{log}"
+    );
+    assert!(
+        !log.contains("assumes the image") && !log.contains("built and pushed"),
+        "nothing assumed, nothing built with a daemon:\n{log}"
+    );
+    assert_eq!(
+        log.matches("assembled in the registry").count(),
+        2,
+        "both changed images appended in the registry:\n{log}"
+    );
+    let templates: Value =
+        serde_json::from_str(&python(&["package-images", pkg.to_str().unwrap()])).expect("json");
+    assert_eq!(templates["workflows.wf.uses_six"].as_str(), Some(new_app));
+    assert_eq!(
+        templates["workflows.wf.uses_source"].as_str(),
+        Some(new_src)
+    );
+    let fresh: Vec<String> = [base_image, new_app, new_src]
+        .iter()
+        .map(|i| registry_digest(i).unwrap_or_else(|| panic!("{i} is not in the registry")))
+        .collect();
+    assert_eq!(fresh[0], digests[0], "the base was not rebuilt");
+
+    // Daemonless again, with nothing changed: nothing to build.
+    let log = package(&bin, &project, &run_id, &pkg, &no_daemon);
+    assert!(
+        !log.contains("not found") && log.matches("found. Skip building").count() == 3,
+        "nothing to build the second daemonless time:\n{log}"
+    );
+
+    // The changed images carry the new code (inc adds 10 now).
+    for image in [new_app, new_src] {
+        run(Command::new(DOCKER).args(["pull", "-q", image]));
+    }
+    let app_says = in_image(new_app, &run_id, root, IS_CONTAINER);
+    assert_eq!(
+        app_says.lines().last(),
+        Some("True False 13 6 False"),
+        "in {new_app}: {app_says}"
+    );
+    let src_says = in_image(new_src, &run_id, root, IS_CONTAINER);
+    assert_eq!(
+        src_says.lines().last(),
+        Some("False True 13 6 True"),
+        "in {new_src}: {src_says}"
+    );
+    for image in [app_image, src_image, new_app, new_src] {
         let _ = Command::new(DOCKER).args(["rmi", image]).output();
     }
 }

@@ -6,8 +6,8 @@ names no ``builder`` is built by the ``imagespec`` binary the wheel ships; ``bui
 still picks flytekit's. Image names are flytekit's, byte for byte.
 """
 
-from .builder import PRIORITY, ImagespecBuildError, ImagespecBuilder, register
+from .builder import PRIORITY, ImagespecBuildError, ImagespecBuilder, ImagespecError, register
 
-__all__ = ["ImagespecBuildError", "ImagespecBuilder", "PRIORITY", "register"]
+__all__ = ["ImagespecBuildError", "ImagespecBuilder", "ImagespecError", "PRIORITY", "register"]
 
 register()

@@ -1,9 +1,16 @@
 """The ``ImageSpecBuilder`` that hands a spec to the ``imagespec`` binary.
 
-flytekit's ``ImageBuildEngine.build`` decides whether to build (``should_build``: ``exist()``,
-``FLYTE_FORCE_PUSH_IMAGE_SPEC``, ``FLYTE_IMG_FAST_FAIL``), builds nested base specs first,
-then calls ``build_image`` with a copy of the spec. The builder writes that spec to a
-temporary JSON spec file and runs ``imagespec build`` on it:
+flytekit's ``ImageBuildEngine.build`` builds nested base specs first, asks the builder's
+``should_build`` whether to build, then calls ``build_image`` with a copy of the spec.
+
+``should_build`` is flytekit's, word for word, except that the registry is asked through
+``imagespec exists`` instead of ``ImageSpec.exist()`` (which asks the Docker daemon and, on a
+runner without one, answers None: flytekit then assumes every image exists and builds
+nothing). The registry answers without a daemon; a spec without ``registry`` still asks the
+local daemon.
+
+``build_image`` writes the spec to a temporary JSON spec file and runs
+``imagespec build --json`` on it:
 
 - every field as written (paths too: they are part of the spec's id; the binary resolves them
   against this process's working directory with ``--relative-to``, as flytekit does);
@@ -17,6 +24,9 @@ temporary JSON spec file and runs ``imagespec build`` on it:
 - ``--assume-exists`` unless ``FLYTE_IMG_FAST_FAIL`` is true: when the binary cannot tell
   whether the image exists, it then assumes it does, as flytekit's engine does (on its own,
   the binary fails with exit 3 instead).
+
+The events are printed as progress lines as they come; the result event is logged in one
+line (with the image's digest).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -49,14 +60,25 @@ BUILDER_TYPE = "imagespec"
 _NOT_HASHED = {"pip_secret_mounts", "builder", "runtime_packages"}
 
 
-class ImagespecBuildError(RuntimeError):
-    """``imagespec build`` failed; the message names the failing step and ends with its output."""
+class ImagespecError(RuntimeError):
+    """A run of the binary failed: ``command`` (``build``, ``exists``) on ``image`` ended with
+    ``exit_code``; ``report`` is its error (for a build, the failing step and the end of its
+    output), once."""
 
-    def __init__(self, image: str, exit_code: int, report: str):
-        super().__init__(f"imagespec could not build {image} (exit {exit_code}):\n{report}")
+    def __init__(self, command: str, image: str, exit_code: int, report: str):
+        verb = "build" if command == "build" else f"run `imagespec {command}` for"
+        super().__init__(f"imagespec could not {verb} {image} (exit {exit_code}):\n{report}")
+        self.command = command
         self.image = image
         self.exit_code = exit_code
         self.report = report
+
+
+class ImagespecBuildError(ImagespecError):
+    """``imagespec build`` failed; the message names the failing step and ends with its output."""
+
+    def __init__(self, image: str, exit_code: int, report: str):
+        super().__init__("build", image, exit_code, report)
 
 
 def fast_fail() -> bool:
@@ -177,7 +199,7 @@ def engine_original(image_spec: ImageSpec) -> typing.Optional[ImageSpec]:
     return None
 
 
-def spec_for_binary(image_spec: ImageSpec, original: typing.Optional[ImageSpec] = None) -> ImageSpec:
+def spec_for_binary(image_spec: ImageSpec, original: typing.Optional[ImageSpec] = None, warn: bool = True) -> ImageSpec:
     """The spec to hand the binary: ``image_spec`` with the nested base spec of ``original``
     (the engine's spec) put back, unless a builder renamed that base's image (the nested form
     would name it by its computed name). Warns when the binary's id would not be the id
@@ -194,7 +216,7 @@ def spec_for_binary(image_spec: ImageSpec, original: typing.Optional[ImageSpec] 
             spec.base_image = base
     fresh = copy.copy(spec)
     fresh.__dict__.pop("id", None)
-    if fresh.id != image_spec.id:
+    if warn and fresh.id != image_spec.id:
         click.secho(
             f"imagespec: the image {image_spec.image_name()} gets _F_IMG_ID={fresh.id}, flytekit's id for this "
             f"spec is {image_spec.id}: is_container() will answer False in it",
@@ -216,10 +238,41 @@ def binary_env() -> typing.Dict[str, str]:
     return env
 
 
-def run_binary(command: str, spec: ImageSpec, *extra: str, echo: bool = True) -> typing.Tuple[int, str, typing.List[str]]:
-    """Runs ``imagespec COMMAND`` on ``spec`` (written to a temporary JSON spec file). Its
-    progress (stderr) goes to this process's stderr line by line as it comes (``echo``).
-    Returns the exit code, stdout, and stderr's lines (the last 2000)."""
+class BinaryRun(typing.NamedTuple):
+    """What a run of the binary left: its exit code, its stdout, and its stderr's lines (both
+    the last 2000 lines)."""
+
+    code: int
+    stdout: str
+    stderr: typing.List[str]
+
+
+_KEPT_LINES = 2000
+
+
+def _pump(stream: typing.IO[str], kept: typing.Deque[str], handle: typing.Optional[typing.Callable[[str], None]]) -> None:
+    for line in stream:
+        line = line.rstrip("\n")
+        kept.append(line)
+        if handle is not None:
+            handle(line)
+
+
+def run_binary(
+    command: str,
+    spec: ImageSpec,
+    *extra: str,
+    echo: bool = True,
+    on_stdout: typing.Optional[typing.Callable[[str], None]] = None,
+) -> BinaryRun:
+    """Runs ``imagespec COMMAND`` on ``spec`` (written to a temporary JSON spec file).
+
+    stdout and stderr are read at once, each by its own thread: a binary that fills one pipe
+    while this process waits on the other would otherwise wait forever (a ``--json`` build
+    writes every log line of every step to stdout). Each stdout line goes to ``on_stdout`` as
+    it comes; stderr goes to this process's stderr line by line (``echo``) until the
+    binary's final ``error:`` report, which is left to the caller (it is raised, not printed
+    twice)."""
     with tempfile.TemporaryDirectory(prefix="imagespec-") as tmp:
         spec_file = Path(tmp, "spec.json")
         spec_file.write_text(json.dumps(spec_to_dict(spec), ensure_ascii=False), encoding="utf-8")
@@ -228,25 +281,143 @@ def run_binary(command: str, spec: ImageSpec, *extra: str, echo: bool = True) ->
             modules = Path(tmp, "modules.txt")
             modules.write_text("\n".join(loaded_module_files()), encoding="utf-8")
             args += ["--modules-from", str(modules)]
-        lines: typing.Deque[str] = collections.deque(maxlen=2000)
+        out: typing.Deque[str] = collections.deque(maxlen=_KEPT_LINES)
+        err: typing.Deque[str] = collections.deque(maxlen=_KEPT_LINES)
+        reporting_error = False
+
+        def echo_stderr(line: str) -> None:
+            nonlocal reporting_error
+            reporting_error = reporting_error or line.startswith("error: ")
+            if echo and not reporting_error:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
         with subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", env=binary_env()
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=binary_env(),
         ) as proc:
             assert proc.stderr is not None and proc.stdout is not None
-            for line in proc.stderr:
-                lines.append(line.rstrip("\n"))
-                if echo:
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
-            stdout = proc.stdout.read()
-        return proc.returncode, stdout, list(lines)
+            readers = [
+                threading.Thread(target=_pump, args=(proc.stdout, out, on_stdout), daemon=True),
+                threading.Thread(target=_pump, args=(proc.stderr, err, echo_stderr), daemon=True),
+            ]
+            for reader in readers:
+                reader.start()
+            for reader in readers:
+                reader.join()
+            code = proc.wait()
+        return BinaryRun(code, "".join(line + "\n" for line in out), list(err))
 
 
-def failure_report(lines: typing.List[str]) -> str:
-    """The binary's error (``error: ...``: the failing step and the end of its output, and
-    the causes) from its stderr, or the last lines when it printed none."""
-    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
-    return "\n".join(lines[starts[-1]:] if starts else lines[-60:])
+def failure_report(stderr: typing.List[str], error_event: typing.Optional[typing.Dict[str, typing.Any]] = None) -> str:
+    """The binary's error, once: its ``error: ...`` report on stderr (the failing step, the
+    end of that step's output, the causes), else the message of its ``--json`` error event,
+    else the last lines it printed."""
+    starts = [i for i, line in enumerate(stderr) if line.startswith("error: ")]
+    if starts:
+        return "\n".join(stderr[starts[-1]:])
+    if error_event is not None and error_event.get("message"):
+        return f"error: {error_event['message']}"
+    return "\n".join(stderr[-60:]) or "(the binary printed nothing)"
+
+
+class _Events:
+    """Reads ``imagespec build --json``'s events as they come: prints them as the binary's
+    plain progress lines would read, keeps the ``result`` and ``error`` events."""
+
+    def __init__(self, echo: bool = True):
+        self.echo = echo
+        self.result: typing.Optional[typing.Dict[str, typing.Any]] = None
+        self.error: typing.Optional[typing.Dict[str, typing.Any]] = None
+
+    def _say(self, text: str) -> None:
+        if self.echo:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def __call__(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            self._say(line)
+            return
+        if not isinstance(event, dict):
+            self._say(line)
+            return
+        kind = event.get("event")
+        if kind == "result":
+            self.result = event
+        elif kind == "error":
+            self.error = event
+        elif kind == "info":
+            self._say(str(event.get("message", "")))
+        elif kind == "warning":
+            self._say(f"warning: {event.get('message', '')}")
+        elif kind == "step" and event.get("state") == "started":
+            self._say(f"=> {event.get('name', '')}")
+        elif kind == "step":
+            failed = event.get("state") == "failed"
+            mark, when = ("✗", f"{event.get('seconds') or 0:.1f}s") if failed else ("·", "cached") if event.get("cached") else ("✓", f"{event.get('seconds') or 0:.1f}s")
+            self._say(f"{mark} {event.get('name', '')} ({when})")
+        elif kind == "log":
+            for text in str(event.get("text", "")).splitlines():
+                if text.strip():
+                    self._say(f"   | {text}")
+        elif kind == "push":
+            status = str(event.get("status", ""))
+            if status.startswith("Pushed"):
+                self._say("   | layer pushed")
+            elif "exists" in status:
+                self._say("   | layer already exists")
+
+
+def result_line(result: typing.Dict[str, typing.Any]) -> str:
+    """One line for the log: what the binary did to the image, and its digest (the result
+    event's ``digest``, when the binary reports one)."""
+    what = {"built": "built and pushed" if result.get("pushed") else "built", "appended": "assembled in the registry"}.get(
+        str(result.get("action")), str(result.get("action"))
+    )
+    line = f"imagespec: {result.get('image')} {what} ({result.get('strategy')}: {result.get('reason')})"
+    if isinstance(result.get("seconds"), (int, float)):
+        line += f" in {result['seconds']:.1f}s"
+    if result.get("digest"):
+        return f"{line}, digest {result['digest']}"
+    # Binaries before the result carried the digest: say what else they did report.
+    shown = ("event", "elapsed", "base", "image", "action", "strategy", "reason", "seconds")
+    rest = ", ".join(f"{k}={v}" for k, v in result.items() if k not in shown)
+    return f"{line}; no digest reported ({rest})"
+
+
+class Existence(enum.Enum):
+    """The binary's answer to ``imagespec exists``: flytekit's ``exist()`` True, False, None."""
+
+    YES = True
+    NO = False
+    UNKNOWN = None
+
+
+def ask_exists(image_spec: ImageSpec, original: typing.Optional[ImageSpec] = None) -> typing.Tuple[Existence, str]:
+    """Whether the image flytekit names ``image_spec.image_name()`` exists, asked through
+    ``imagespec exists``: of the registry when the spec names one (no daemon), else of the
+    local daemon. Returns the answer and, when it cannot tell, the binary's reason."""
+    spec = spec_for_binary(image_spec, original, warn=False)
+    image = image_spec.image_name()
+    run = run_binary("exists", spec, echo=False)
+    answer = run.stdout.split()
+    if run.code in (0, 1) and answer[:1] == ["yes" if run.code == 0 else "no"]:
+        asked = answer[1] if len(answer) > 1 else ""
+        if asked != image:
+            raise RuntimeError(f"imagespec asked about {asked or '(nothing)'}, but flytekit names this spec {image}")
+        return (Existence.YES if run.code == 0 else Existence.NO), ""
+    if run.code == 3:
+        return Existence.UNKNOWN, failure_report(run.stderr)
+    raise ImagespecError("exists", image, run.code, failure_report(run.stderr))
 
 
 class ImagespecBuilder(ImageSpecBuilder):
@@ -254,12 +425,42 @@ class ImagespecBuilder(ImageSpecBuilder):
 
     builder_type = BUILDER_TYPE
 
+    def should_build(self, image_spec: ImageSpec) -> bool:
+        """flytekit's ``ImageSpecBuilder.should_build`` with the registry asked through the
+        binary instead of ``image_spec.exist()``, which asks the Docker daemon (and, with none,
+        answers None, so flytekit assumes the image exists and builds nothing): found → skip
+        (overwrite with ``force_push()``/``FLYTE_FORCE_PUSH_IMAGE_SPEC``); not found → build;
+        cannot tell → assume it exists, or raise under ``FLYTE_IMG_FAST_FAIL``. flytekit's
+        messages, word for word."""
+        img_name = image_spec.image_name()
+        exist, reason = ask_exists(image_spec, engine_original(image_spec))
+        if exist is Existence.NO:
+            click.secho(f"Image {img_name} not found. building...", fg="blue")
+            return True
+        if exist is Existence.YES:
+            if getattr(image_spec, "_is_force_push", False):
+                click.secho(f"Overwriting existing image {img_name}.", fg="blue")
+                return True
+            click.secho(f"Image {img_name} found. Skip building.", fg="blue")
+            return False
+        click.secho(f"Failed to check if the image exists with error:\n {reason}", fg="red")
+        fail = getattr(image_spec, "_fast_fail", None)
+        if fail if fail is not None else fast_fail():
+            click.secho(f"FLYTE_IMG_FAST_FAIL set to {fail}.", fg="red")
+            raise RuntimeError(
+                "Build failed as ImageSpec failed to check if the image exists due to a "
+                "permission issue or other reason. \n"
+                "Note, this fast failure is configured with the env var `FLYTE_IMG_FAST_FAIL`."
+            )
+        click.secho(f"Flytekit assumes the image {img_name} already exists.", fg="blue")
+        return False
+
     def build_image(self, image_spec: ImageSpec) -> typing.Optional[str]:
         """Builds (and, unless ``FLYTE_PUSH_IMAGE_SPEC`` is false, pushes) the image flytekit
         names ``image_spec.image_name()``. Returns None, as flytekit's default builder does:
         the image has flytekit's name."""
         spec = spec_for_binary(image_spec, engine_original(image_spec))
-        extra = ["--bases-built"]
+        extra = ["--bases-built", "--json"]
         # flytekit only calls a builder when the image is missing or when it is to be
         # overwritten; the binary would skip an existing image unless told.
         if getattr(image_spec, "_is_force_push", False):
@@ -268,14 +469,17 @@ class ImagespecBuilder(ImageSpecBuilder):
         # unless FLYTE_IMG_FAST_FAIL; the binary fails (exit 3) unless told to assume.
         if not fast_fail():
             extra.append("--assume-exists")
-        code, stdout, lines = run_binary("build", spec, *extra)
+        events = _Events()
+        run = run_binary("build", spec, *extra, on_stdout=events)
         image = image_spec.image_name()
-        if code != 0:
-            raise ImagespecBuildError(image, code, failure_report(lines))
-        out = stdout.strip().splitlines()
-        built = out[-1] if out else ""
-        if built != image:
-            raise RuntimeError(f"imagespec built {built or '(nothing)'}, but flytekit names this spec {image}")
+        if run.code != 0:
+            raise ImagespecBuildError(image, run.code, failure_report(run.stderr, events.error))
+        result = events.result
+        if result is None:
+            raise ImagespecError("build", image, run.code, "the binary ended without a result event:\n" + "\n".join(run.stderr[-20:]))
+        if result.get("image") != image:
+            raise RuntimeError(f"imagespec built {result.get('image') or '(nothing)'}, but flytekit names this spec {image}")
+        click.secho(result_line(result), err=True)
         return None
 
 
