@@ -52,4 +52,4 @@ set -a
 . "${IMAGESPEC_E2E_STATE:-/tmp/imagespec-e2e}/e2e.env"
 set +a
 
-cargo test --locked --test '*' "$@"
+cargo test --locked --no-fail-fast --test '*' "$@"
