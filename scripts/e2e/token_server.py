@@ -17,9 +17,11 @@ do on every repository; anyone may pull `public/*`. Refresh tokens (--refresh-to
 unknown refresh token is a 401 with distribution's error JSON; scopes a user may not have are
 granted empty, as the spec says (the registry then answers 401 insufficient_scope).
 
-Tokens live --ttl seconds. distribution 2.8 accepts a token up to 60 s past its `exp` (clock
-skew leeway), so `exp` is set that much earlier: a token really stops working after --ttl, and
-a client that does not refresh fails.
+Tokens live --ttl seconds (`exp` and `expires_in`), so that clients refresh them during one
+push or build (the request log shows it). The registry itself accepts a token up to 60 s past
+its `exp` (distribution's clock-skew leeway), and docker's and containerd's clients count a
+token as good for at least 60 s whatever it says (they rely on that leeway): a token set to
+die earlier than that would break dockerd's own pushes, as no registry does.
 
 --log FILE records one JSON line per request (method, grant, user, scopes asked and granted,
 status): never a password or a token.
@@ -36,9 +38,6 @@ import sys
 import threading
 import time
 import urllib.parse
-
-LEEWAY = 60
-
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -63,8 +62,8 @@ class Issuer:
             "iss": self.issuer,
             "sub": subject,
             "aud": audience,
-            "exp": now + self.ttl - LEEWAY,
-            "nbf": now - 1 - LEEWAY,
+            "exp": now + self.ttl,
+            "nbf": now - 1,
             "iat": now,
             "jti": secrets.token_hex(8),
             "access": access,

@@ -167,6 +167,7 @@ impl DockerDaemon {
             context,
             &secrets,
             &plan.labels,
+            plan.registry_config.clone(),
             progress,
         )
         .await
@@ -200,7 +201,7 @@ impl DockerDaemon {
             .map_err(|e| BackendError::Context(e.to_string()))?;
         let context: ContextWriter =
             std::sync::Arc::new(move |out| out.write_all(&tar).map_err(|e| e.to_string()));
-        self.build_context(image, platform, context, &[], &[], progress)
+        self.build_context(image, platform, context, &[], &[], None, progress)
             .await
     }
 
@@ -316,6 +317,7 @@ impl DockerDaemon {
         context: ContextWriter,
         secrets: &[(String, std::path::PathBuf)],
         labels: &[(String, String)],
+        registry_config: Option<std::path::PathBuf>,
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let build_ref = BuildRef::random();
@@ -340,6 +342,7 @@ impl DockerDaemon {
                 secrets,
                 labels,
                 build_ref: &ref_id,
+                registry_config,
             },
         );
         tokio::pin!(solve);
