@@ -166,7 +166,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = urllib.parse.parse_qs(self.rfile.read(length).decode())
         grant_type = (form.get("grant_type") or [""])[0]
-        record = {"method": "POST", "grant": grant_type, "scopes": form.get("scope", [])}
+        record = {
+            "method": "POST",
+            "grant": grant_type,
+            "client_id": (form.get("client_id") or [""])[0],
+            "scopes": form.get("scope", []),
+        }
         if urllib.parse.urlsplit(self.path).path != "/token":
             return self.reply(404, {"errors": [{"code": "NOT_FOUND"}]}, record)
         state = self.server.state

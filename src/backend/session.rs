@@ -288,7 +288,7 @@ pub struct Solve<'a> {
     /// Labels the image gets (the frontend's `label:KEY` options).
     pub labels: &'a [(String, String)],
     /// The build's ref, which [`buildkit_status::follow`] follows.
-    pub build_ref: &'a str,
+    pub build_ref: String,
     /// The spec's `registry_config` (else docker's config): credentials for the pulls.
     pub registry_config: Option<PathBuf>,
 }
@@ -363,7 +363,7 @@ pub async fn solve(
         frontend_attrs.insert(format!("label:{key}"), value.clone());
     }
     let request = SolveRequest {
-        r#ref: build.build_ref.to_string(),
+        r#ref: build.build_ref,
         session: session_id,
         frontend: "dockerfile.v0".into(),
         frontend_attrs,

@@ -423,9 +423,7 @@ pub fn refusal_message(refusal: &Refusal<'_>, host: &str, repository: &str) -> S
         Refusal::Anonymous { config } => format!(
             "anonymous access to {host}/{repository} denied: no credentials found for {host} \
              in {} (`docker login {host}`, or the spec's `registry_config`)",
-            config.map_or("docker's config (no HOME or DOCKER_CONFIG)".into(), |p| p
-                .display()
-                .to_string())
+            config.map_or("docker's config".into(), |p| p.display().to_string())
         ),
         Refusal::BadCredentials { user, reason } => format!(
             "authentication failed for {user} at {host}{} (check the credentials: `docker \
