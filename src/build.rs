@@ -133,14 +133,12 @@ pub async fn exists(
 ) -> Result<Existence, Error> {
     if spec.registry().is_some() {
         let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-        let credentials =
-            crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
-                .map_err(BackendError::from)?;
-        let client = RegistryClient::new(
+        let client = crate::registry::session(
             crate::registry::registry_host(image),
-            credentials.as_ref(),
+            config.as_deref(),
             timeouts,
-        );
+        )
+        .map_err(BackendError::from)?;
         Ok(client_exists(&client, image).await)
     } else {
         Ok(match DockerDaemon::connect(timeouts).await {
@@ -173,11 +171,9 @@ pub async fn build(
         let spec = spec.clone();
         std::thread::spawn(move || {
             let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-            let credentials = crate::registry::auth::lookup(&host, config.as_deref())?;
-            Ok::<_, crate::registry::auth::AuthError>((
-                RegistryClient::new(&host, credentials.as_ref(), timeouts),
-                credentials,
-            ))
+            let client = crate::registry::session(&host, config.as_deref(), timeouts)?;
+            let credentials = client.credentials().cloned();
+            Ok::<_, crate::registry::auth::AuthError>((client, credentials))
         })
     });
     let tag = crate::tag::compute(spec, &options.tag)?;
@@ -641,17 +637,14 @@ fn registry_client(
     timeouts: Timeouts,
 ) -> Result<(RegistryClient, Option<Credentials>), Error> {
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let credentials =
-        crate::registry::auth::lookup(crate::registry::registry_host(image), config.as_deref())
-            .map_err(BackendError::from)?;
-    Ok((
-        RegistryClient::new(
-            crate::registry::registry_host(image),
-            credentials.as_ref(),
-            timeouts,
-        ),
-        credentials,
-    ))
+    let client = crate::registry::session(
+        crate::registry::registry_host(image),
+        config.as_deref(),
+        timeouts,
+    )
+    .map_err(BackendError::from)?;
+    let credentials = client.credentials().cloned();
+    Ok((client, credentials))
 }
 
 /// `--output`: the image assembled on its dependency image (no RUN step runs) and written
@@ -786,9 +779,8 @@ async fn check_platforms(
     let platform = spec.platform();
     let host = crate::registry::registry_host(image);
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let credentials =
-        crate::registry::auth::lookup(host, config.as_deref()).map_err(BackendError::from)?;
-    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
+    let client =
+        crate::registry::session(host, config.as_deref(), timeouts).map_err(BackendError::from)?;
     let manifest = match client.manifest(image).await {
         Ok(m) => m,
         Err(e) => {

@@ -46,6 +46,8 @@ for r in "${REGISTRIES[@]}"; do
     stop "registry-$name" "$E2E_STATE/registry-$name.pid" "$REGISTRY_BIN" 10 &
     jobs_+=($!)
 done
+stop token-server "$E2E_STATE/token-server.pid" "$PYTHON" 10 &
+jobs_+=($!)
 for j in "${jobs_[@]}"; do wait "$j" || status=1; done
 
 # dockerd stops its containers (10 s each by default) and its containerd child itself.

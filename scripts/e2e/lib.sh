@@ -19,6 +19,18 @@ REGISTRY_BIN=/usr/bin/docker-registry
 PLAIN_PORT=5000
 AUTH_PORT=5001
 TLS_PORT=5443
+# Token-auth registry (distribution `auth: token`) and its token server (token_server.py).
+TOKEN_PORT=5002
+TOKEN_SERVER_PORT=5003
+TOKEN_SERVICE=imagespec-e2e-token
+TOKEN_ISSUER=imagespec-e2e-token-issuer
+# Seconds a token lives: short, so that builds and pushes outlive their first token.
+TOKEN_TTL=${IMAGESPEC_E2E_TOKEN_TTL:-5}
+TOKEN_RW_USER=imagespec-rw
+TOKEN_RW_PASSWORD=rw-s3cret-pass
+TOKEN_RO_USER=imagespec-ro
+TOKEN_RO_PASSWORD=ro-s3cret-pass
+PYTHON=/usr/bin/python3
 TLS_NAME=registry.test
 AUTH_USER=imagespec
 AUTH_PASSWORD=s3cret-pass
@@ -39,9 +51,10 @@ ENVD_VENV=$E2E_CACHE/envd-$ENVD_VERSION
 ENVD_BIN=$ENVD_VENV/bin/envd
 
 # Registries: name port. Config, data, log and PID file paths derive from the name.
-REGISTRIES=("plain $PLAIN_PORT" "auth $AUTH_PORT" "tls $TLS_PORT")
+REGISTRIES=("plain $PLAIN_PORT" "auth $AUTH_PORT" "tls $TLS_PORT" "token $TOKEN_PORT")
 
 E2E_SCRIPT=$(basename "$0")
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 log() { printf '[%s %s] %s\n' "$E2E_SCRIPT" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$E2E_SCRIPT" "$*" >&2; exit 1; }
 

@@ -4,6 +4,7 @@
 #   registry, plain HTTP         127.0.0.1:5000
 #   registry, htpasswd auth      127.0.0.1:5001  (imagespec / s3cret-pass)
 #   registry, TLS                registry.test:5443 (self-signed, trusted system-wide)
+#   registry, token auth         127.0.0.1:5002  (token server token_server.py on 127.0.0.1:5003)
 # then writes $IMAGESPEC_E2E_STATE/e2e.env (default /tmp/imagespec-e2e/e2e.env) and prints it.
 # Stop with scripts/e2e/down.sh. Usage: scripts/e2e/up.sh [--quiet]
 set -euo pipefail
@@ -143,6 +144,65 @@ EOF
     mv "$AUTH_CONFIG_DIR/config.json.tmp" "$AUTH_CONFIG_DIR/config.json"
 }
 
+# ---------------------------------------------------------------- token auth material
+# The token server's signing key and self-signed certificate (the registry's rootcertbundle),
+# its users and the refresh tokens ("identity tokens") it knows: made once, kept.
+setup_token() {
+    local dir=$E2E_STATE/token
+    TOKEN_DIR=$dir
+    TOKEN_KEY=$dir/signing.key
+    TOKEN_CERT=$dir/signing.crt
+    TOKEN_LOG=$dir/requests.log
+    mkdir -p "$dir"
+    if [[ ! -s $TOKEN_KEY || ! -s $TOKEN_CERT ]] \
+        || ! openssl x509 -checkend 86400 -noout -in "$TOKEN_CERT" >/dev/null 2>&1; then
+        log "creating the token server's signing certificate"
+        openssl req -x509 -newkey rsa:2048 -sha256 -days 3650 -nodes -keyout "$TOKEN_KEY.tmp" \
+            -out "$TOKEN_CERT.tmp" -subj "/CN=$TOKEN_ISSUER" >/dev/null 2>&1 \
+            || die "openssl could not create the token signing certificate"
+        chmod 600 "$TOKEN_KEY.tmp"
+        mv "$TOKEN_KEY.tmp" "$TOKEN_KEY"
+        mv "$TOKEN_CERT.tmp" "$TOKEN_CERT"
+    fi
+    printf '{"%s": {"password": "%s", "actions": ["pull", "push"]},\n "%s": {"password": "%s", "actions": ["pull"]}}\n' \
+        "$TOKEN_RW_USER" "$TOKEN_RW_PASSWORD" "$TOKEN_RO_USER" "$TOKEN_RO_PASSWORD" \
+        >"$dir/users.json"
+    if [[ ! -s $dir/identity-rw || ! -s $dir/identity-ro ]]; then
+        openssl rand -hex 24 >"$dir/identity-rw"
+        openssl rand -hex 24 >"$dir/identity-ro"
+    fi
+    TOKEN_IDENTITY_RW=$(<"$dir/identity-rw")
+    TOKEN_IDENTITY_RO=$(<"$dir/identity-ro")
+    printf '{"%s": "%s", "%s": "%s"}\n' "$TOKEN_IDENTITY_RW" "$TOKEN_RW_USER" \
+        "$TOKEN_IDENTITY_RO" "$TOKEN_RO_USER" >"$dir/refresh-tokens.json"
+}
+
+token_server_ready() {
+    [[ $(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' \
+        "http://127.0.0.1:$TOKEN_SERVER_PORT/token?service=$TOKEN_SERVICE") == 200 ]]
+}
+
+start_token_server() {
+    local pidfile=$E2E_STATE/token-server.pid logf=$E2E_STATE/token-server.log pid
+    if pid=$(pid_of "$pidfile" "$PYTHON"); then
+        log "token server already running (pid $pid, 127.0.0.1:$TOKEN_SERVER_PORT)"
+        return
+    fi
+    rm -f "$pidfile"
+    port_open "$TOKEN_SERVER_PORT" \
+        && die "127.0.0.1:$TOKEN_SERVER_PORT is taken by a process up.sh did not start (token server)"
+    log "starting the token server on 127.0.0.1:$TOKEN_SERVER_PORT (log: $logf)"
+    echo "=== $(date -Is) up.sh starts the token server" >>"$logf"
+    # shellcheck disable=SC2016  # $$ and $@ expand in the child shell
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$PYTHON" \
+        "$E2E_DIR/token_server.py" --listen "127.0.0.1:$TOKEN_SERVER_PORT" \
+        --key "$TOKEN_KEY" --cert "$TOKEN_CERT" --issuer "$TOKEN_ISSUER" --ttl "$TOKEN_TTL" \
+        --users "$TOKEN_DIR/users.json" --refresh-tokens "$TOKEN_DIR/refresh-tokens.json" \
+        --log "$TOKEN_LOG" >>"$logf" 2>&1 </dev/null &
+    wait_up "token server" "$pidfile" "$logf" token_server_ready
+    started+=("token-server")
+}
+
 # ---------------------------------------------------------------- registries
 write_registry_config() {
     local name=$1 port=$2 cfg=$3 data=$4
@@ -182,6 +242,16 @@ auth:
     path: $HTPASSWD_FILE
 EOF
         fi
+        if [[ $name == token ]]; then
+            cat <<EOF
+auth:
+  token:
+    realm: http://127.0.0.1:$TOKEN_SERVER_PORT/token
+    service: $TOKEN_SERVICE
+    issuer: $TOKEN_ISSUER
+    rootcertbundle: $TOKEN_CERT
+EOF
+        fi
     } >"$cfg"
 }
 
@@ -191,6 +261,11 @@ registry_ready() {
         plain) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/") ;;
         auth) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' -u "$AUTH_USER:$AUTH_PASSWORD" "http://127.0.0.1:$port/v2/") ;;
         tls) code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' --cacert "$TLS_CA" "https://$TLS_NAME:$port/v2/") ;;
+        # Without a token: the challenge that names the token server.
+        token)
+            code=$(curl -s --noproxy '*' -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")
+            [[ $code == 401 ]] && code=200
+            ;;
     esac
     [[ $code == 200 ]]
 }
@@ -219,6 +294,8 @@ start_registry() {
 start_dockerd
 setup_tls
 setup_auth
+setup_token
+start_token_server
 for r in "${REGISTRIES[@]}"; do
     # shellcheck disable=SC2086
     start_registry $r
@@ -248,6 +325,22 @@ IMAGESPEC_E2E_AUTH_CONFIG=$AUTH_CONFIG_DIR
 # /etc/docker/certs.d/$TLS_NAME:$TLS_PORT/ca.crt.
 IMAGESPEC_E2E_TLS_REGISTRY=$TLS_NAME:$TLS_PORT
 IMAGESPEC_E2E_TLS_CA=$TLS_CA
+# Token-auth registry (distribution auth: token; tokens live TOKEN_TTL s) and its token
+# server (realm http://127.0.0.1:$TOKEN_SERVER_PORT/token: GET with basic auth, POST
+# grant_type=password|refresh_token). RW may pull and push, RO only pull, anyone pulls public/*.
+# IDENTITY_* are refresh tokens the server knows (what an identitytoken in auths holds);
+# TOKEN_LOG has one JSON line per token request (user, grant, scopes; never a secret).
+IMAGESPEC_E2E_TOKEN_REGISTRY=127.0.0.1:$TOKEN_PORT
+IMAGESPEC_E2E_TOKEN_REALM=http://127.0.0.1:$TOKEN_SERVER_PORT/token
+IMAGESPEC_E2E_TOKEN_SERVICE=$TOKEN_SERVICE
+IMAGESPEC_E2E_TOKEN_TTL=$TOKEN_TTL
+IMAGESPEC_E2E_TOKEN_RW_USER=$TOKEN_RW_USER
+IMAGESPEC_E2E_TOKEN_RW_PASSWORD=$TOKEN_RW_PASSWORD
+IMAGESPEC_E2E_TOKEN_RO_USER=$TOKEN_RO_USER
+IMAGESPEC_E2E_TOKEN_RO_PASSWORD=$TOKEN_RO_PASSWORD
+IMAGESPEC_E2E_TOKEN_IDENTITY_RW=$TOKEN_IDENTITY_RW
+IMAGESPEC_E2E_TOKEN_IDENTITY_RO=$TOKEN_IDENTITY_RO
+IMAGESPEC_E2E_TOKEN_LOG=$TOKEN_LOG
 # Host CA bundle (includes the egress proxy CA; baked into the base images).
 IMAGESPEC_E2E_CA_BUNDLE=$HOST_CA_BUNDLE
 # Base images made by scripts/e2e/base-images.sh.

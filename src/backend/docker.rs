@@ -161,15 +161,16 @@ impl DockerDaemon {
         if let Some(ca) = &plan.ca_bundle {
             secrets.push(("imagespec_ca_bundle".into(), ca.clone()));
         }
-        self.build_context(
-            &plan.image,
-            &plan.platform,
+        let build = Solve {
+            image: &plan.image,
+            platform: &plan.platform,
             context,
-            &secrets,
-            &plan.labels,
-            progress,
-        )
-        .await
+            secrets: &secrets,
+            labels: &plan.labels,
+            build_ref: String::new(),
+            registry_config: plan.registry_config.clone(),
+        };
+        self.build_context(build, progress).await
     }
 
     /// Builds `image` as `from` plus `labels` (no layer is added).
@@ -200,8 +201,16 @@ impl DockerDaemon {
             .map_err(|e| BackendError::Context(e.to_string()))?;
         let context: ContextWriter =
             std::sync::Arc::new(move |out| out.write_all(&tar).map_err(|e| e.to_string()));
-        self.build_context(image, platform, context, &[], &[], progress)
-            .await
+        let build = Solve {
+            image,
+            platform,
+            context,
+            secrets: &[],
+            labels: &[],
+            build_ref: String::new(),
+            registry_config: None,
+        };
+        self.build_context(build, progress).await
     }
 
     /// What the fast path needs to know of a dependency image's file system, as the
@@ -307,19 +316,16 @@ impl DockerDaemon {
             .await;
     }
 
-    /// Builds the Dockerfile in `context` (an uncompressed tar, written as it is sent) as
-    /// `image`.
+    /// Builds the Dockerfile in `build.context` (an uncompressed tar, written as it is
+    /// sent) as `build.image` (its `build_ref` is made here).
     async fn build_context(
         &self,
-        image: &str,
-        platform: &str,
-        context: ContextWriter,
-        secrets: &[(String, std::path::PathBuf)],
-        labels: &[(String, String)],
+        mut build: Solve<'_>,
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let build_ref = BuildRef::random();
         let ref_id = build_ref.as_ref().to_string();
+        build.build_ref = ref_id.clone();
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut follower = tokio::spawn(buildkit_status::follow(
@@ -330,18 +336,7 @@ impl DockerDaemon {
                 let _ = tx.send(status);
             },
         ));
-        let solve = session::solve(
-            &self.address,
-            self.timeouts.connect,
-            Solve {
-                image,
-                platform,
-                context,
-                secrets,
-                labels,
-                build_ref: &ref_id,
-            },
-        );
+        let solve = session::solve(&self.address, self.timeouts.connect, build);
         tokio::pin!(solve);
         let mut tracker = StepTracker::default();
         let stall = self.timeouts.stall;
@@ -448,10 +443,15 @@ impl DockerDaemon {
                 after: self.timeouts.stall,
             })?
         {
-            let info =
-                item.map_err(|e| failed(self.failure(&format!("the push of {image}"), &e)))?;
+            let info = item.map_err(|e| {
+                let message = self.failure(&format!("the push of {image}"), &e);
+                failed(push_refusal(&message, credentials, repo).unwrap_or(message))
+            })?;
             if let Some(detail) = info.error_detail {
-                return Err(failed(detail.message.unwrap_or_default()));
+                let message = detail.message.unwrap_or_default();
+                return Err(failed(
+                    push_refusal(&message, credentials, repo).unwrap_or(message),
+                ));
             }
             if let Some(status) = info.status.as_deref() {
                 let (current, total) = info
@@ -468,10 +468,42 @@ impl DockerDaemon {
     }
 }
 
+/// dockerd's "denied"/"unauthorized" for a push, as the line a user acts on. The build
+/// asked the registry whether the image exists with the same credentials first, so a
+/// refusal now is of the push, not of the credentials.
+fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) -> Option<String> {
+    use crate::registry::client::{Refusal, refusal_message};
+    // The registry's own words as dockerd relays them (not "permission denied" on a socket).
+    let lower = message.to_lowercase();
+    if ![
+        "denied: requested access",
+        "unauthorized: ",
+        "insufficient_scope",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+    {
+        return None;
+    }
+    let host = crate::registry::registry_host(repo);
+    let repository = repo
+        .strip_prefix(host)
+        .unwrap_or(repo)
+        .trim_start_matches('/');
+    let refusal = match credentials {
+        None => Refusal::Anonymous { config: None },
+        Some(c) if c.identity_token().is_some() => Refusal::NoPush {
+            user: "the identity token",
+        },
+        Some(c) => Refusal::NoPush { user: &c.username },
+    };
+    Some(refusal_message(&refusal, host, repository))
+}
+
 fn docker_credentials(c: &Credentials) -> DockerCredentials {
-    if c.username == "<token>" {
+    if let Some(token) = c.identity_token() {
         DockerCredentials {
-            identitytoken: Some(c.password.clone()),
+            identitytoken: Some(token.to_string()),
             ..Default::default()
         }
     } else {

@@ -9,7 +9,8 @@
 //!    docker CLI opens it); on that connection dockerd is the gRPC client and we serve
 //!    `moby.upload.v1.Upload/Pull` (the context tar, produced on a blocking thread into a
 //!    small bounded channel), `moby.buildkit.secrets.v1.Secrets/GetSecret` (the build's
-//!    secret files) and `grpc.health.v1.Health/Check`;
+//!    secret files), `moby.filesync.v1.Auth/Credentials` (registry credentials for every
+//!    image the build pulls: `FROM`, `COPY --from`) and `grpc.health.v1.Health/Check`;
 //! 2. `Control.Solve` over `POST /grpc` (as [`super::buildkit_status`] follows progress)
 //!    with the Dockerfile frontend, `context=http://buildkit-session/<id>` (the frontend
 //!    pulls the tar through the session and unpacks it) and the `moby` exporter, which tags
@@ -29,6 +30,12 @@ use bollard_buildkit_proto::moby::buildkit::secrets::v1::{
 };
 use bollard_buildkit_proto::moby::buildkit::v1::{
     CacheOptions, SolveRequest, control_client::ControlClient,
+};
+use bollard_buildkit_proto::moby::filesync::v1::{
+    CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
+    GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
+    VerifyTokenAuthorityResponse,
+    auth_server::{Auth, AuthServer},
 };
 use bollard_buildkit_proto::moby::upload::v1::{
     BytesMessage,
@@ -167,6 +174,75 @@ impl Secrets for SecretFiles {
     }
 }
 
+/// `Auth`: the credentials for a registry BuildKit pulls from, from the same lookup as the
+/// push ([`crate::registry::auth::lookup`]: the spec's `registry_config` or docker's config,
+/// its helpers). BuildKit then talks to the registry and its token server itself, as with
+/// docker's CLI: an identity token goes as the secret with an empty username, which BuildKit
+/// (containerd's authorizer) exchanges with `grant_type=refresh_token`; a password with
+/// `grant_type=password`. The token methods (`FetchToken`, token authority) are not offered:
+/// BuildKit falls back to these credentials without them.
+struct RegistryCredentials {
+    registry_config: Option<PathBuf>,
+}
+
+/// BuildKit's answer for `credentials`: a username and secret, or an empty username and the
+/// identity token (docker's convention), or nothing (anonymous).
+fn credentials_response(
+    credentials: Option<crate::registry::auth::Credentials>,
+) -> CredentialsResponse {
+    match credentials {
+        Some(c) => match c.identity_token() {
+            Some(token) => CredentialsResponse {
+                username: String::new(),
+                secret: token.to_string(),
+            },
+            None => CredentialsResponse {
+                username: c.username,
+                secret: c.password,
+            },
+        },
+        None => CredentialsResponse::default(),
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for RegistryCredentials {
+    async fn credentials(
+        &self,
+        request: Request<CredentialsRequest>,
+    ) -> Result<Response<CredentialsResponse>, Status> {
+        let host = request.into_inner().host;
+        let config = self.registry_config.clone();
+        // A helper is a process: not on the runtime's threads.
+        let found = tokio::task::spawn_blocking(move || {
+            crate::registry::auth::lookup(&host, config.as_deref())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        // The error names the file, registry and helper, never a secret.
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(credentials_response(found)))
+    }
+    async fn fetch_token(
+        &self,
+        _request: Request<FetchTokenRequest>,
+    ) -> Result<Response<FetchTokenResponse>, Status> {
+        Err(Status::unimplemented("fetch_token"))
+    }
+    async fn get_token_authority(
+        &self,
+        _request: Request<GetTokenAuthorityRequest>,
+    ) -> Result<Response<GetTokenAuthorityResponse>, Status> {
+        Err(Status::unimplemented("get_token_authority"))
+    }
+    async fn verify_token_authority(
+        &self,
+        _request: Request<VerifyTokenAuthorityRequest>,
+    ) -> Result<Response<VerifyTokenAuthorityResponse>, Status> {
+        Err(Status::unimplemented("verify_token_authority"))
+    }
+}
+
 /// `Health`: BuildKit checks that the session still answers.
 struct Alive;
 
@@ -212,7 +288,9 @@ pub struct Solve<'a> {
     /// Labels the image gets (the frontend's `label:KEY` options).
     pub labels: &'a [(String, String)],
     /// The build's ref, which [`buildkit_status::follow`] follows.
-    pub build_ref: &'a str,
+    pub build_ref: String,
+    /// The spec's `registry_config` (else docker's config): credentials for the pulls.
+    pub registry_config: Option<PathBuf>,
 }
 
 /// Builds through a session of our own (see the module's documentation).
@@ -232,9 +310,13 @@ pub async fn solve(
     let secrets = SecretsServer::new(SecretFiles {
         files: build.secrets.iter().cloned().collect(),
     });
+    let auth = AuthServer::new(RegistryCredentials {
+        registry_config: build.registry_config,
+    });
     let methods = [
         "/moby.upload.v1.Upload/Pull",
         "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+        "/moby.filesync.v1.Auth/Credentials",
         "/grpc.health.v1.Health/Check",
     ];
     let mut headers = vec![
@@ -262,6 +344,7 @@ pub async fn solve(
             .add_service(HealthServer::new(Alive))
             .add_service(upload.max_encoding_message_size(16 << 20))
             .add_service(secrets)
+            .add_service(auth)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             }),
@@ -280,7 +363,7 @@ pub async fn solve(
         frontend_attrs.insert(format!("label:{key}"), value.clone());
     }
     let request = SolveRequest {
-        r#ref: build.build_ref.to_string(),
+        r#ref: build.build_ref,
         session: session_id,
         frontend: "dockerfile.v0".into(),
         frontend_attrs,
@@ -316,6 +399,28 @@ pub async fn solve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_tokens_go_to_buildkit_as_docker_sends_them() {
+        use crate::registry::auth::Credentials;
+        let token = credentials_response(Some(Credentials {
+            username: "<token>".into(),
+            password: "idt".into(),
+        }));
+        assert_eq!(
+            (token.username.as_str(), token.secret.as_str()),
+            ("", "idt")
+        );
+        let basic = credentials_response(Some(Credentials {
+            username: "me".into(),
+            password: "pw".into(),
+        }));
+        assert_eq!(
+            (basic.username.as_str(), basic.secret.as_str()),
+            ("me", "pw")
+        );
+        assert_eq!(credentials_response(None), CredentialsResponse::default());
+    }
 
     /// The context reaches the stream whole, in chunks no larger than a message, with at
     /// most a few chunks waiting (the writer blocks until they are read).

@@ -133,6 +133,9 @@ pub struct BuildPlan {
     /// Labels set on the image besides the Dockerfile's (imagespec's record of the tag's
     /// inputs, [`crate::explain::INPUTS_LABEL`]); not part of the dependency image.
     pub labels: Vec<(String, String)>,
+    /// The spec's `registry_config`, resolved (else docker's own config is read): the
+    /// credentials BuildKit gets for the images the Dockerfile pulls.
+    pub registry_config: Option<PathBuf>,
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
@@ -694,6 +697,7 @@ impl BuildPlan {
             root_entries,
             commands_before_copy,
             labels: Vec::new(),
+            registry_config: spec.registry_config.as_deref().map(|p| spec.resolve(p)),
         })
     }
 }

@@ -86,13 +86,10 @@ pub fn registry_session(
     }
     let host = crate::registry::registry_host(image);
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let credentials = crate::registry::auth::lookup(host, config.as_deref())
-        .map_err(crate::backend::BackendError::from)?;
-    Ok(Some(RegistryClient::new(
-        host,
-        credentials.as_ref(),
-        timeouts,
-    )))
+    Ok(Some(
+        crate::registry::session(host, config.as_deref(), timeouts)
+            .map_err(crate::backend::BackendError::from)?,
+    ))
 }
 
 /// The plan of `spec` and, when `bases` is set, of its nested base specs first.

@@ -377,9 +377,8 @@ pub async fn recorded(
 ) -> Result<Inputs, ExplainError> {
     use crate::backend::BackendError;
     let host = crate::registry::registry_host(image);
-    let credentials =
-        crate::registry::auth::lookup(host, registry_config).map_err(BackendError::from)?;
-    let client = crate::registry::client::RegistryClient::new(host, credentials.as_ref(), timeouts);
+    let client =
+        crate::registry::session(host, registry_config, timeouts).map_err(BackendError::from)?;
     let Some((_, config)) =
         crate::backend::registry::image_config(&client, image, platform).await?
     else {

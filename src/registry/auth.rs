@@ -19,6 +19,25 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// The username docker's helpers answer (and docker's config implies) for an identity token:
+/// an OAuth2 refresh token in `password`, exchanged at the registry's token endpoint.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
+impl Credentials {
+    /// The identity token (an OAuth2 refresh token), when these are one.
+    pub fn identity_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER).then_some(self.password.as_str())
+    }
+}
+
+/// Credentials and where they came from (for errors: "no credentials for X in FILE").
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub credentials: Option<Credentials>,
+    /// The docker config file consulted, if any.
+    pub config: Option<PathBuf>,
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
@@ -57,7 +76,7 @@ pub enum AuthError {
         key: String,
         helper: String,
     },
-    #[error("credential helper docker-credential-{helper} for {registry}: {message}")]
+    #[error("credential helper docker-credential-{helper} for {registry} failed: {message}")]
     Helper {
         helper: String,
         registry: String,
@@ -99,12 +118,32 @@ pub fn config_path(registry_config: Option<&Path>) -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
-/// The keys docker may have stored a registry's entry under.
+/// Docker Hub's key in docker's config and credential stores: what `docker login` stores
+/// Docker Hub credentials under, and what docker and docker-py ask helpers for.
+pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// Whether `registry` is one of Docker Hub's names (`registry-1.docker.io` is the one
+/// BuildKit asks about).
+pub fn is_docker_hub(registry: &str) -> bool {
+    matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" | DOCKER_HUB_KEY
+    )
+}
+
+/// The server URL a credential helper is asked for: Docker Hub's key for Docker Hub,
+/// `host[:port]` otherwise (as docker does).
+pub fn helper_server(registry: &str) -> &str {
+    if is_docker_hub(registry) {
+        DOCKER_HUB_KEY
+    } else {
+        registry
+    }
+}
+
+/// The keys docker may have stored a registry's entry under, most specific first.
 fn candidate_keys(registry: &str) -> Vec<String> {
-    if registry == "docker.io"
-        || registry == "index.docker.io"
-        || registry == "registry-1.docker.io"
-    {
+    if is_docker_hub(registry) {
         return vec![
             "https://index.docker.io/v1/".into(),
             "index.docker.io".into(),
@@ -154,54 +193,108 @@ pub fn lookup(
             e.classify_str()
         ),
     })?;
+    for step in lookup_order(&config, registry) {
+        match step {
+            Step::Helper { key, helper } => {
+                let program = helper_program(&helper, &key, &path)?;
+                if let Some(found) = from_helper(&program, &helper, registry)? {
+                    return Ok(Some(found));
+                }
+            }
+            Step::Auths(key) => {
+                if let Some(found) = from_auths(&config.auths[&key], &path, registry)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// [`lookup`], with the config file consulted (for "no credentials for X in FILE").
+pub fn find(registry: &str, registry_config: Option<&Path>) -> Result<Found, AuthError> {
+    Ok(Found {
+        credentials: lookup(registry, registry_config)?,
+        config: config_path(registry_config),
+    })
+}
+
+/// One place credentials may come from, in the order they are tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Ask `docker-credential-<helper>`; `key` names the config entry that chose it.
+    Helper { key: String, helper: String },
+    /// The `auths` entry under this key.
+    Auths(String),
+}
+
+/// Where credentials for `registry` are looked for, in order: the `credHelpers` helper named
+/// for it, its `auths` entry (also when that helper answers "credentials not found", as
+/// docker-py does: a login made before the helper was configured still works), then the
+/// `credsStore`. An empty helper name names no helper (as docker).
+fn lookup_order(config: &ConfigFile, registry: &str) -> Vec<Step> {
     let keys = candidate_keys(registry);
-    // As docker: an empty value names no helper.
+    let mut steps = Vec::new();
     if let Some((key, helper)) = keys
         .iter()
         .find_map(|k| config.cred_helpers.get(k).map(|h| (k, h)))
         .filter(|(_, h)| !h.is_empty())
     {
-        let program = helper_program(helper, &format!("credHelpers.{key}"), &path)?;
-        return from_helper(&program, helper, registry);
+        steps.push(Step::Helper {
+            key: format!("credHelpers.{key}"),
+            helper: helper.clone(),
+        });
     }
-    for key in &keys {
-        if let Some(entry) = config.auths.get(key) {
-            if let Some(token) = &entry.identity_token {
-                return Ok(Some(Credentials {
-                    username: "<token>".into(),
-                    password: token.clone(),
-                }));
-            }
-            if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-                return Ok(Some(Credentials {
-                    username: u.clone(),
-                    password: p.clone(),
-                }));
-            }
-            if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
-                let bad = || AuthError::BadAuth {
-                    path: path.clone(),
-                    registry: registry.to_string(),
-                };
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(auth.trim())
-                    .map_err(|_| bad())?;
-                let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-                let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
-                return Ok(Some(Credentials {
-                    username: u.to_string(),
-                    password: p.to_string(),
-                }));
-            }
-        }
+    steps.extend(
+        keys.iter()
+            .filter(|k| config.auths.contains_key(*k))
+            .map(|k| Step::Auths(k.clone())),
+    );
+    if let Some(store) = config.creds_store.as_ref().filter(|s| !s.is_empty()) {
+        steps.push(Step::Helper {
+            key: "credsStore".into(),
+            helper: store.clone(),
+        });
     }
-    match &config.creds_store {
-        Some(store) if !store.is_empty() => {
-            let program = helper_program(store, "credsStore", &path)?;
-            from_helper(&program, store, registry)
-        }
-        _ => Ok(None),
+    steps
+}
+
+/// The credentials an `auths` entry holds: an identity token, `username`/`password`, or
+/// base64 `auth`; `None` for an empty entry (the marker `docker login` leaves when a
+/// credential store holds the secret).
+fn from_auths(
+    entry: &AuthEntry,
+    path: &Path,
+    registry: &str,
+) -> Result<Option<Credentials>, AuthError> {
+    if let Some(token) = entry.identity_token.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Credentials {
+            username: IDENTITY_TOKEN_USER.into(),
+            password: token.to_string(),
+        }));
     }
+    if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
+        return Ok(Some(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        }));
+    }
+    if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
+        let bad = || AuthError::BadAuth {
+            path: path.to_path_buf(),
+            registry: registry.to_string(),
+        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| bad())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+        let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
+        return Ok(Some(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        }));
+    }
+    Ok(None)
 }
 
 /// Whether `name` is a credential helper name docker would look up on PATH as
@@ -290,7 +383,7 @@ fn from_helper(
         .spawn()
         .map_err(|e| err(format!("cannot run it: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(registry.as_bytes());
+        let _ = stdin.write_all(helper_server(registry).as_bytes());
     }
     let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
     if !out.status.success() {
@@ -299,20 +392,34 @@ fn from_helper(
         if said.to_lowercase().contains("credentials not found") {
             return Ok(None);
         }
-        return Err(err(format!("exited with {}", out.status)));
+        return Err(err(helper_message(&said, out.status)));
     }
     let reply: HelperReply = serde_json::from_slice(&out.stdout)
         .map_err(|_| err("its answer is not the expected JSON".into()))?;
-    if reply.username == "<token>" {
-        return Ok(Some(Credentials {
-            username: "<token>".into(),
-            password: reply.secret,
-        }));
-    }
     Ok(Some(Credentials {
         username: reply.username,
         password: reply.secret,
     }))
+}
+
+/// What a failing helper said, on one line and bounded (a helper's message names the
+/// problem: "no AWS credentials", "gcloud not logged in"; a failing helper prints no secret),
+/// or its exit status when it said nothing.
+fn helper_message(said: &str, status: std::process::ExitStatus) -> String {
+    const MAX: usize = 300;
+    let line = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if line.is_empty() {
+        return format!("it exited with {status} and said nothing");
+    }
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +441,127 @@ mod tests {
         assert_eq!(creds.password, "hunter2");
         assert!(!format!("{creds:?}").contains("hunter2"));
         assert_eq!(lookup("other:1", Some(&cfg)).unwrap(), None);
+    }
+
+    fn config(json: &str) -> ConfigFile {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn docker_hub_is_asked_for_under_its_index_url() {
+        for hub in ["docker.io", "index.docker.io", "registry-1.docker.io"] {
+            assert_eq!(helper_server(hub), "https://index.docker.io/v1/", "{hub}");
+            assert_eq!(candidate_keys(hub)[0], "https://index.docker.io/v1/");
+        }
+        assert_eq!(helper_server("ghcr.io"), "ghcr.io");
+        assert_eq!(helper_server("127.0.0.1:5002"), "127.0.0.1:5002");
+        // Unqualified names are Docker Hub's.
+        let host = crate::registry::registry_host("python:3.12");
+        assert_eq!(helper_server(host), "https://index.docker.io/v1/");
+    }
+
+    #[test]
+    fn lookup_order_is_helper_then_auths_then_store() {
+        let c = config(
+            r#"{"credHelpers": {"ghcr.io": "gh", "empty.io": ""},
+                "auths": {"ghcr.io": {}, "https://index.docker.io/v1/": {}},
+                "credsStore": "desktop"}"#,
+        );
+        let helper = |key: &str, helper: &str| Step::Helper {
+            key: key.into(),
+            helper: helper.into(),
+        };
+        assert_eq!(
+            lookup_order(&c, "ghcr.io"),
+            [
+                helper("credHelpers.ghcr.io", "gh"),
+                Step::Auths("ghcr.io".into()),
+                helper("credsStore", "desktop"),
+            ]
+        );
+        assert_eq!(
+            lookup_order(&c, "docker.io"),
+            [
+                Step::Auths("https://index.docker.io/v1/".into()),
+                helper("credsStore", "desktop"),
+            ]
+        );
+        // An empty helper name names none.
+        assert_eq!(
+            lookup_order(&c, "empty.io"),
+            [helper("credsStore", "desktop")]
+        );
+        assert_eq!(lookup_order(&config("{}"), "x.io"), []);
+    }
+
+    fn fake_helper(dir: &Path, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let helper = dir.join("docker-credential-fake");
+        std::fs::write(&helper, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        helper
+    }
+
+    #[test]
+    fn helpers_are_asked_for_docker_keys_and_their_failures_are_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let asked = dir.path().join("asked");
+        let program = fake_helper(
+            dir.path(),
+            &format!(
+                r#"cat >> {0}; echo >> {0}; echo '{{"Username":"<token>","Secret":"idt-123"}}'"#,
+                asked.display()
+            ),
+        );
+        let creds = from_helper(&program, "fake", "docker.io").unwrap().unwrap();
+        assert_eq!(creds.identity_token(), Some("idt-123"));
+        from_helper(&program, "fake", "127.0.0.1:5002").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&asked).unwrap(),
+            "https://index.docker.io/v1/\n127.0.0.1:5002\n"
+        );
+
+        let missing = fake_helper(
+            dir.path(),
+            "echo 'credentials not found in native keychain'; exit 1",
+        );
+        assert_eq!(from_helper(&missing, "fake", "ghcr.io").unwrap(), None);
+
+        let failing = fake_helper(
+            dir.path(),
+            "echo 'error getting credentials: no AWS profile' >&2; exit 1",
+        );
+        let err = from_helper(&failing, "fake", "ghcr.io")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no AWS profile"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn auths_entries_hold_passwords_or_identity_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.json");
+        let auth = base64::engine::general_purpose::STANDARD.encode("me:pw");
+        std::fs::write(
+            &cfg,
+            format!(r#"{{"auths": {{"h.io": {{"auth": "{auth}"}}, "t.io": {{"identitytoken": "idt"}}}}}}"#),
+        )
+        .unwrap();
+        let config: ConfigFile =
+            serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        let found = from_auths(&config.auths["h.io"], &cfg, "h.io")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("me", "pw")
+        );
+        let token = from_auths(&config.auths["t.io"], &cfg, "t.io")
+            .unwrap()
+            .unwrap();
+        assert_eq!(token.identity_token(), Some("idt"));
+        assert_eq!(lookup("t.io", Some(&cfg)).unwrap(), Some(token));
     }
 
     #[test]

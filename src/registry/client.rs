@@ -9,14 +9,25 @@
 //! 429, a stall). All of them are idempotent: blobs are content-addressed and a manifest PUT
 //! of the same bytes writes the same tag.
 //!
+//! Credentials: a username and password go to oci-client as basic auth (it fetches and
+//! renews bearer tokens itself); an identity token is exchanged here
+//! ([`super::token`]: oci-client cannot) for an access token covering every repository this
+//! client has touched, renewed before it ends, and handed to a fresh oci-client as `Bearer`.
+//!
 //! Plain HTTP is used for `localhost`/`127.0.0.1` registries and those listed in
 //! `IMAGESPEC_INSECURE_REGISTRIES` (comma-separated hosts), TLS otherwise.
 
 use crate::registry::auth::Credentials;
+use crate::registry::token;
 use crate::timeouts::{Activity, Stalled, Timeouts, unless_stalled};
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Whether a tag exists (flytekit's `exist()`: yes, no, or cannot tell).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,10 +76,74 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// A client for one registry.
 pub struct RegistryClient {
-    client: Client,
+    client: Arc<Client>,
     auth: RegistryAuth,
+    credentials: Option<Credentials>,
+    /// The docker config consulted (for "no credentials for HOST in FILE").
+    config: Option<PathBuf>,
+    identity: Option<Identity>,
     host: String,
     timeouts: Timeouts,
+}
+
+/// An identity token and the access token it was last exchanged for.
+struct Identity {
+    refresh_token: String,
+    http: reqwest::Client,
+    state: tokio::sync::Mutex<IdentityState>,
+}
+
+#[derive(Default)]
+struct IdentityState {
+    challenge: Option<token::Challenge>,
+    /// Every repository asked for so far, and whether for a push: one token covers them all
+    /// (the fast path reads one repository and writes another).
+    scopes: BTreeMap<String, bool>,
+    current: Option<Current>,
+}
+
+struct Current {
+    client: Arc<Client>,
+    token: String,
+    renew_at: Instant,
+    scopes: BTreeMap<String, bool>,
+}
+
+/// The oci-client configuration for `host`. One PUT per blob: the distribution registry
+/// takes it in one round trip, where the chunked protocol needs three. No `read_timeout`:
+/// reqwest counts it from the start of the request until the answer's head, so it would cut
+/// a long upload; stalls are caught by `unless_stalled` instead.
+fn client_config(host: &str, timeouts: Timeouts) -> ClientConfig {
+    let protocol = if insecure(host) {
+        ClientProtocol::HttpsExcept(vec![host.to_string()])
+    } else {
+        ClientProtocol::Https
+    };
+    ClientConfig {
+        protocol,
+        use_monolithic_push: true,
+        connect_timeout: Some(timeouts.connect),
+        ..Default::default()
+    }
+}
+
+/// The scopes of the token request: `repository:NAME:pull[,push]`.
+fn scopes(repositories: &BTreeMap<String, bool>) -> Vec<String> {
+    repositories
+        .iter()
+        .map(|(name, push)| {
+            format!(
+                "repository:{name}:{}",
+                if *push { "pull,push" } else { "pull" }
+            )
+        })
+        .collect()
+}
+
+/// Whether `have` covers every scope of `want`.
+fn covers(have: &BTreeMap<String, bool>, want: &BTreeMap<String, bool>) -> bool {
+    want.iter()
+        .all(|(name, push)| have.get(name).is_some_and(|h| *h || !*push))
 }
 
 fn insecure(host: &str) -> bool {
@@ -81,37 +156,138 @@ fn insecure(host: &str) -> bool {
 }
 
 impl RegistryClient {
-    /// A client for `host` with optional credentials.
+    /// A client for `host` with optional credentials (see [`crate::registry::session`],
+    /// which looks them up).
     pub fn new(
         host: &str,
         credentials: Option<&Credentials>,
         timeouts: Timeouts,
     ) -> RegistryClient {
-        let protocol = if insecure(host) {
-            ClientProtocol::HttpsExcept(vec![host.to_string()])
-        } else {
-            ClientProtocol::Https
-        };
-        // One PUT per blob: the distribution registry takes it in one round trip, where the
-        // chunked protocol needs three. No `read_timeout`: reqwest counts it from the start
-        // of the request until the answer's head, so it would cut a long upload; stalls are
-        // caught by `unless_stalled` instead.
-        let client = Client::new(ClientConfig {
-            protocol,
-            use_monolithic_push: true,
-            connect_timeout: Some(timeouts.connect),
-            ..Default::default()
-        });
+        let client = Arc::new(Client::new(client_config(host, timeouts)));
+        let identity = credentials
+            .and_then(Credentials::identity_token)
+            .map(|t| Identity {
+                refresh_token: t.to_string(),
+                http: reqwest::Client::builder()
+                    .connect_timeout(timeouts.connect)
+                    .build()
+                    .unwrap_or_default(),
+                state: Default::default(),
+            });
         let auth = match credentials {
-            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-            None => RegistryAuth::Anonymous,
+            Some(c) if identity.is_none() => {
+                RegistryAuth::Basic(c.username.clone(), c.password.clone())
+            }
+            _ => RegistryAuth::Anonymous,
         };
         RegistryClient {
             client,
             auth,
+            credentials: credentials.cloned(),
+            config: None,
+            identity,
             host: host.to_string(),
             timeouts,
         }
+    }
+
+    /// Names the docker config the credentials were looked up in (for errors).
+    pub fn with_config(mut self, config: Option<PathBuf>) -> RegistryClient {
+        self.config = config;
+        self
+    }
+
+    /// The credentials this client uses (also for a push through dockerd).
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// The oci-client and credentials for a request on `reference`'s repository: the shared
+    /// client, or for an identity token one holding a live access token for it.
+    async fn access(
+        &self,
+        reference: &Reference,
+        push: bool,
+    ) -> oci_client::errors::Result<(Arc<Client>, RegistryAuth)> {
+        let Some(identity) = &self.identity else {
+            // Blob requests take no credentials: they use what the client has stored.
+            self.client
+                .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+                .await;
+            return Ok((self.client.clone(), self.auth.clone()));
+        };
+        let mut state = identity.state.lock().await;
+        let entry = state
+            .scopes
+            .entry(reference.repository().to_string())
+            .or_insert(false);
+        *entry |= push;
+        if let Some(current) = &state.current
+            && Instant::now() < current.renew_at
+            && covers(&current.scopes, &state.scopes)
+        {
+            return Ok((
+                current.client.clone(),
+                RegistryAuth::Bearer(current.token.clone()),
+            ));
+        }
+        let challenge = match &state.challenge {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.challenge(&identity.http).await?;
+                state.challenge = Some(c.clone());
+                c
+            }
+        };
+        let wanted = state.scopes.clone();
+        let access = token::exchange(
+            &identity.http,
+            &challenge,
+            &scopes(&wanted),
+            &identity.refresh_token,
+        )
+        .await
+        .map_err(OciDistributionError::AuthenticationFailure)?;
+        let client = Arc::new(Client::new(client_config(&self.host, self.timeouts)));
+        let auth = RegistryAuth::Bearer(access.token.clone());
+        client
+            .store_auth_if_needed(reference.resolve_registry(), &auth)
+            .await;
+        state.current = Some(Current {
+            client: client.clone(),
+            token: access.token,
+            renew_at: Instant::now() + access.expires_in - token::refresh_margin(access.expires_in),
+            scopes: wanted,
+        });
+        Ok((client, auth))
+    }
+
+    /// The registry's token challenge (from an unauthenticated `GET /v2/`).
+    async fn challenge(
+        &self,
+        http: &reqwest::Client,
+    ) -> oci_client::errors::Result<token::Challenge> {
+        let scheme = if insecure(&self.host) {
+            "http"
+        } else {
+            "https"
+        };
+        let response = http
+            .get(format!("{scheme}://{}/v2/", self.host))
+            .send()
+            .await?;
+        response
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(token::bearer_challenge)
+            .ok_or_else(|| {
+                OciDistributionError::AuthenticationFailure(format!(
+                    "an identity token is configured for {}, but it names no token server \
+                     (no Bearer challenge): log in with a username and password",
+                    self.host
+                ))
+            })
     }
 
     /// The timeouts this client's requests have.
@@ -124,8 +300,9 @@ impl RegistryClient {
     pub async fn exists(&self, image: &str) -> Existence {
         let reference = reference(image);
         let asked = self
-            .retry(image, "HEAD of the manifest", |_| {
-                self.client.fetch_manifest_digest(&reference, &self.auth)
+            .retry(image, "HEAD of the manifest", false, |_, c, auth| {
+                let reference = &reference;
+                async move { c.fetch_manifest_digest(reference, &auth).await }
             })
             .await;
         match asked {
@@ -223,7 +400,123 @@ fn not_found(failure: &Failure) -> bool {
     }
 }
 
+/// Whether the registry refused access (401, or `UNAUTHORIZED`/`DENIED`).
+fn is_refusal(failure: &Failure) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    match failure {
+        Failure::Registry(E::AuthenticationFailure(_) | E::UnauthorizedError { .. }) => true,
+        Failure::Registry(E::RegistryError { envelope, .. }) => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, C::Unauthorized | C::Denied)),
+        Failure::Registry(E::ServerError { code, .. }) => *code == 401 || *code == 403,
+        _ => false,
+    }
+}
+
+/// Who was refused, and why, as the one line a user reads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal<'a> {
+    /// No credentials were found; `config` is the file looked in.
+    Anonymous {
+        config: Option<&'a std::path::Path>,
+    },
+    /// The credentials themselves were refused (`reason`: the token server's word).
+    BadCredentials {
+        user: &'a str,
+        reason: Option<String>,
+    },
+    /// The credentials are good, but not for this (a push with pull-only rights).
+    NoPush {
+        user: &'a str,
+    },
+    NoPull {
+        user: &'a str,
+    },
+}
+
+/// The line for `refusal` at `host` on `repository`.
+pub fn refusal_message(refusal: &Refusal<'_>, host: &str, repository: &str) -> String {
+    match refusal {
+        Refusal::Anonymous { config } => format!(
+            "anonymous access to {host}/{repository} denied: no credentials found for {host} \
+             in {} (`docker login {host}`, or the spec's `registry_config`)",
+            config.map_or("docker's config".into(), |p| p.display().to_string())
+        ),
+        Refusal::BadCredentials { user, reason } => format!(
+            "authentication failed for {user} at {host}{} (check the credentials: `docker \
+             login {host}`, or the spec's `registry_config`)",
+            reason.as_ref().map_or(String::new(), |r| format!(": {r}"))
+        ),
+        Refusal::NoPush { user } => format!(
+            "{user} may pull but not push {host}/{repository} (use credentials with push \
+             access)"
+        ),
+        Refusal::NoPull { user } => format!("{user} may not pull {host}/{repository}"),
+    }
+}
+
 impl RegistryClient {
+    /// For a refusal, whose and why (asking the token server whether the credentials
+    /// themselves are good: a registry says only "unauthorized" either way).
+    async fn refused(
+        &self,
+        failure: &Failure,
+        reference: &Reference,
+        push: bool,
+    ) -> Option<String> {
+        use oci_client::errors::OciDistributionError as E;
+        if !is_refusal(failure) {
+            return None;
+        }
+        let user = match &self.credentials {
+            None => {
+                return Some(refusal_message(
+                    &Refusal::Anonymous {
+                        config: self.config.as_deref(),
+                    },
+                    &self.host,
+                    reference.repository(),
+                ));
+            }
+            Some(c) if c.identity_token().is_some() => "the identity token",
+            Some(c) => c.username.as_str(),
+        };
+        let bad = match failure {
+            // The token exchange's own refusal (identity tokens).
+            Failure::Registry(E::AuthenticationFailure(reason)) => Some(reason.clone()),
+            _ if self.identity.is_none() => match self
+                .client
+                .auth(reference, &self.auth, RegistryOperation::Pull)
+                .await
+            {
+                Err(E::AuthenticationFailure(reason)) => Some(
+                    serde_json::from_str::<serde_json::Value>(&reason)
+                        .ok()
+                        .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                ),
+                // A basic-auth registry: a 401 on a read is the password's.
+                Ok(None) if !push => Some(String::new()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let refusal = match bad {
+            Some(reason) => Refusal::BadCredentials {
+                user,
+                reason: Some(reason).filter(|r| !r.is_empty()),
+            },
+            None if push => Refusal::NoPush { user },
+            None => Refusal::NoPull { user },
+        };
+        Some(refusal_message(
+            &refusal,
+            &self.host,
+            reference.repository(),
+        ))
+    }
+
     /// What went wrong, in words a user can act on (never with the credentials).
     fn describe(&self, failure: &Failure) -> String {
         use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
@@ -278,17 +571,23 @@ impl RegistryClient {
         &self,
         image: &str,
         what: &str,
+        push: bool,
         mut attempt: F,
     ) -> Result<T, RegistryError>
     where
-        F: FnMut(Activity) -> Fut,
+        F: FnMut(Activity, Arc<Client>, RegistryAuth) -> Fut,
         Fut: std::future::Future<Output = oci_client::errors::Result<T>>,
     {
         let mut pause = FIRST_BACKOFF_MS;
         let mut tries = 0;
+        let reference = reference(image);
         loop {
             let activity = Activity::new();
-            let outcome = unless_stalled(attempt(activity.clone()), &activity, self.timeouts.stall)
+            let one = async {
+                let (client, auth) = self.access(&reference, push).await?;
+                attempt(activity.clone(), client, auth).await
+            };
+            let outcome = unless_stalled(one, &activity, self.timeouts.stall)
                 .await
                 .map_err(Failure::Stalled)
                 .and_then(|r| r.map_err(Failure::Registry));
@@ -300,7 +599,10 @@ impl RegistryClient {
                     pause *= 2;
                 }
                 Err(e) => {
-                    let mut message = self.describe(&e);
+                    let mut message = match self.refused(&e, &reference, push).await {
+                        Some(refused) => refused,
+                        None => self.describe(&e),
+                    };
                     if tries > 0 {
                         message.push_str(&format!(" ({} attempts)", tries + 1));
                     }
@@ -327,9 +629,8 @@ impl RegistryClient {
         reference: &Reference,
     ) -> Result<RawManifest, RegistryError> {
         let (bytes, digest) = self
-            .retry(image, "reading the manifest", |_| {
-                self.client
-                    .pull_manifest_raw(reference, &self.auth, &MANIFEST_TYPES)
+            .retry(image, "reading the manifest", false, |_, c, auth| async move {
+                c.pull_manifest_raw(reference, &auth, &MANIFEST_TYPES).await
             })
             .await?;
         let manifest = serde_json::from_slice(&bytes).map_err(|e| RegistryError {
@@ -402,17 +703,21 @@ impl RegistryClient {
     /// A (small) blob's bytes, e.g. an image config.
     pub async fn blob(&self, image: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
         let reference = reference(image);
-        self.retry(image, &format!("reading blob {digest}"), |activity| async {
-            let mut out = Touching::new(Vec::new(), activity);
-            let descriptor = oci_client::manifest::OciDescriptor {
-                digest: digest.to_string(),
-                ..Default::default()
-            };
-            self.client
-                .pull_blob(&reference, &descriptor, &mut out)
-                .await?;
-            Ok(out.inner)
-        })
+        let reference = &reference;
+        self.retry(
+            image,
+            &format!("reading blob {digest}"),
+            false,
+            |activity, c, _| async move {
+                let mut out = Touching::new(Vec::new(), activity);
+                let descriptor = oci_client::manifest::OciDescriptor {
+                    digest: digest.to_string(),
+                    ..Default::default()
+                };
+                c.pull_blob(reference, &descriptor, &mut out).await?;
+                Ok(out.inner)
+            },
+        )
         .await
     }
 
@@ -424,27 +729,35 @@ impl RegistryClient {
         out: &std::path::Path,
     ) -> Result<(), RegistryError> {
         let reference = reference(image);
-        self.retry(image, &format!("reading blob {digest}"), |activity| async {
-            let mut file = Touching::new(tokio::fs::File::create(out).await?, activity);
-            let descriptor = oci_client::manifest::OciDescriptor {
-                digest: digest.to_string(),
-                ..Default::default()
-            };
-            self.client
-                .pull_blob(&reference, &descriptor, &mut file)
-                .await?;
-            tokio::io::AsyncWriteExt::flush(&mut file).await?;
-            Ok(())
-        })
+        let reference = &reference;
+        self.retry(
+            image,
+            &format!("reading blob {digest}"),
+            false,
+            |activity, c, _| async move {
+                let mut file = Touching::new(tokio::fs::File::create(out).await?, activity);
+                let descriptor = oci_client::manifest::OciDescriptor {
+                    digest: digest.to_string(),
+                    ..Default::default()
+                };
+                c.pull_blob(reference, &descriptor, &mut file).await?;
+                tokio::io::AsyncWriteExt::flush(&mut file).await?;
+                Ok(())
+            },
+        )
         .await
     }
 
     /// Whether the repository of `image` has the blob.
     pub async fn has_blob(&self, image: &str, digest: &str) -> Result<bool, RegistryError> {
         let reference = reference(image);
-        self.retry(image, &format!("checking blob {digest}"), |_| {
-            self.client.blob_exists(&reference, digest)
-        })
+        let reference = &reference;
+        self.retry(
+            image,
+            &format!("checking blob {digest}"),
+            false,
+            |_, c, _| async move { c.blob_exists(reference, digest).await },
+        )
         .await
     }
 
@@ -461,10 +774,12 @@ impl RegistryClient {
             return Ok(false);
         }
         let reference = reference(image);
+        let reference = &reference;
         self.retry(
             image,
             &format!("uploading blob {digest}"),
-            |activity| async {
+            true,
+            |activity, c, _| async move {
                 let file = tokio::fs::File::open(path).await?;
                 // A chunk taken by the connection is a sign of life: the registry reads.
                 let stream = futures_util::StreamExt::inspect(
@@ -474,8 +789,7 @@ impl RegistryClient {
                     ),
                     move |_| activity.touch(),
                 );
-                self.client
-                    .push_blob_stream(&reference, stream, digest, Some(size))
+                c.push_blob_stream(reference, stream, digest, Some(size))
                     .await
             },
         )
@@ -494,9 +808,16 @@ impl RegistryClient {
             return Ok(false);
         }
         let reference = reference(image);
-        self.retry(image, &format!("uploading blob {digest}"), |_| {
-            self.client.push_blob(&reference, data.clone(), digest)
-        })
+        let reference = &reference;
+        self.retry(
+            image,
+            &format!("uploading blob {digest}"),
+            true,
+            |_, c, _| {
+                let data = data.clone();
+                async move { c.push_blob(reference, data, digest).await }
+            },
+        )
         .await?;
         Ok(true)
     }
@@ -511,9 +832,10 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let reference = reference(image);
         let content_type = reqwest_header(media_type);
-        self.retry(image, "pushing the manifest", |_| {
-            self.client
-                .push_manifest_raw(&reference, body.clone(), content_type.clone())
+        let reference = &reference;
+        self.retry(image, "pushing the manifest", true, |_, c, _| {
+            let (body, content_type) = (body.clone(), content_type.clone());
+            async move { c.push_manifest_raw(reference, body, content_type).await }
         })
         .await?;
         Ok(())
@@ -531,9 +853,10 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let reference = reference(image).clone_with_digest(digest.to_string());
         let content_type = reqwest_header(media_type);
-        self.retry(image, "pushing a platform manifest", |_| {
-            self.client
-                .push_manifest_raw(&reference, body.clone(), content_type.clone())
+        let reference = &reference;
+        self.retry(image, "pushing a platform manifest", true, |_, c, _| {
+            let (body, content_type) = (body.clone(), content_type.clone());
+            async move { c.push_manifest_raw(reference, body, content_type).await }
         })
         .await?;
         Ok(())

@@ -4,6 +4,22 @@
 pub mod auth;
 pub mod client;
 pub mod layout;
+pub mod token;
+
+/// A client for the registry `host`, with its credentials looked up as everywhere else
+/// ([`auth::lookup`]: `registry_config` or docker's config, its helpers): the one place
+/// registry clients are made, so that `exists`, the fast path, `--output` and the push agree.
+pub fn session(
+    host: &str,
+    registry_config: Option<&std::path::Path>,
+    timeouts: crate::timeouts::Timeouts,
+) -> Result<client::RegistryClient, auth::AuthError> {
+    let found = auth::find(host, registry_config)?;
+    Ok(
+        client::RegistryClient::new(host, found.credentials.as_ref(), timeouts)
+            .with_config(found.config),
+    )
+}
 
 /// The registry host of an image reference (`docker.io` when it names none), as Docker
 /// decides it: the first component is a host when it has a `.` or `:`, or is `localhost`.
