@@ -298,16 +298,9 @@ impl RegistryClient {
     /// HEAD of the manifest: does `image` (`registry/repo:tag`) exist? Retried like every
     /// request; what is left after the retries is "cannot tell", with the reason.
     pub async fn exists(&self, image: &str) -> Existence {
-        let reference = reference(image);
-        let asked = self
-            .retry(image, "HEAD of the manifest", false, |_, c, auth| {
-                let reference = &reference;
-                async move { c.fetch_manifest_digest(reference, &auth).await }
-            })
-            .await;
-        match asked {
-            Ok(_) => Existence::Yes,
-            Err(e) if e.not_found => Existence::No,
+        match self.digest(image).await {
+            Ok(Some(_)) => Existence::Yes,
+            Ok(None) => Existence::No,
             Err(e) => Existence::Unknown(format!("{}: {}", e.what, e.message)),
         }
     }
@@ -319,8 +312,9 @@ impl RegistryClient {
     pub async fn digest(&self, image: &str) -> Result<Option<String>, RegistryError> {
         let reference = reference(image);
         let asked = self
-            .retry(image, "HEAD of the manifest", |_| {
-                self.client.fetch_manifest_digest(&reference, &self.auth)
+            .retry(image, "HEAD of the manifest", false, |_, c, auth| {
+                let reference = &reference;
+                async move { c.fetch_manifest_digest(reference, &auth).await }
             })
             .await;
         match asked {
