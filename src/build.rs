@@ -15,6 +15,8 @@ use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
 use std::time::Instant;
 
+mod platforms;
+
 /// What the build does besides building.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -74,6 +76,10 @@ impl BuildOptions {
             fast_path: self.fast_path,
             output: self.output.is_some(),
             assume_exists: self.assume_exists,
+            output_one_platform: matches!(
+                self.output,
+                Some(crate::registry::layout::OutputTarget::DockerArchive(_))
+            ),
         }
     }
 }
@@ -283,6 +289,27 @@ fn build_one<'a>(
         {
             progress.event(Event::Warning(&w));
         }
+        // What would fail halfway through a daemon build (no emulator for a platform, a base
+        // lacking one) fails here, before any work.
+        let daemon_builds = match decision.strategy {
+            Strategy::Build | Strategy::BuildDependenciesThenAppend => true,
+            Strategy::WriteOutput => gathered.facts.dependency != engine::Dependency::Found,
+            _ => false,
+        };
+        if daemon_builds {
+            match &gathered.plan {
+                Some(Ok(plan)) => {
+                    platforms::preflight(spec, Some(&plan.base_image), &plan.platform, progress)
+                        .await?
+                }
+                // envd (no Dockerfile plan): only the emulation check.
+                None => {
+                    platforms::preflight(spec, None, options.render.platform(spec), progress)
+                        .await?
+                }
+                Some(Err(_)) => {}
+            }
+        }
         let pushed = spec.registry().is_some() && options.push;
         match decision.strategy {
             Strategy::Skip => {
@@ -298,8 +325,9 @@ fn build_one<'a>(
             }
             Strategy::Noop => {
                 let image = noop_image(spec, tag, base.as_deref())?;
-                if Platforms::parse(spec.platform()).several() {
-                    check_platforms(spec, &image, progress).await?;
+                let platform = options.render.platform(spec);
+                if Platforms::parse(platform).several() {
+                    platforms::check_noop_base(spec, &image, platform, progress).await?;
                 }
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 Ok(outcome(Action::Noop, false, image))
@@ -308,11 +336,32 @@ fn build_one<'a>(
                 let target = options.output.as_ref().expect("decided for --output");
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("--output needs a registry");
-                let found = lookup(&plan, gathered.dependencies);
-                let deps =
-                    dependency_image(client, &plan, credentials.as_ref(), progress, daemon, found)
+                if Platforms::parse(&plan.platform).several() {
+                    let deps = platforms::dependency_images(
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        daemon,
+                        gathered.dependencies,
+                    )
+                    .await?;
+                    write_output(spec, tag, &plan, options, target, client, &deps, progress)
                         .await?;
-                write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
+                } else {
+                    let found = lookup(&plan, gathered.dependencies);
+                    let deps = dependency_image(
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        daemon,
+                        found,
+                    )
+                    .await?;
+                    write_output(spec, tag, &plan, options, target, client, &[deps], progress)
+                        .await?;
+                }
                 explain::record_last_built(&inputs);
                 Ok(outcome(Action::Written, false, image))
             }
@@ -320,9 +369,15 @@ fn build_one<'a>(
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("appending needs a registry");
                 if Platforms::parse(&plan.platform).several() {
-                    let deps = gathered
-                        .dependencies
-                        .expect("decided on every platform's deps");
+                    let deps = platforms::dependency_images(
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        daemon,
+                        gathered.dependencies,
+                    )
+                    .await?;
                     fast_path_platforms(spec, tag, &plan, options, client, &deps, progress).await?;
                 } else {
                     let found = lookup(&plan, gathered.dependencies);
@@ -360,6 +415,20 @@ fn build_one<'a>(
                     progress.event(Event::Info(&decision.reason));
                 }
                 let d = connect(daemon).await?;
+                if Platforms::parse(&plan.platform).several() {
+                    let client = client.as_ref().expect("several platforms are pushed");
+                    platforms::build_and_push(
+                        d,
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        || Ok(crate::tag::verify_unchanged(spec, &options.tag, tag)?),
+                    )
+                    .await?;
+                    explain::record_last_built(&inputs);
+                    return Ok(outcome(Action::Built, true, image));
+                }
                 d.build(&plan, progress).await?;
                 crate::tag::verify_unchanged(spec, &options.tag, tag)?;
                 if pushed {
@@ -397,7 +466,7 @@ async fn push(
     image: &str,
     credentials: Option<&Credentials>,
     progress: &Progress,
-) -> Result<(), BackendError> {
+) -> Result<Option<String>, BackendError> {
     let step = format!("push {image}");
     progress.event(Event::StepStarted {
         id: "push",
@@ -496,7 +565,9 @@ async fn dependency_image(
     unlabelled.image = format!("{}-unlabelled-{}", deps_plan.image, working_suffix());
     let labelled = async {
         d.build(&unlabelled, progress).await?;
-        let facts = d.dependency_facts(&unlabelled.image).await?;
+        let facts = d
+            .dependency_facts(&unlabelled.image, &plan.platform)
+            .await?;
         d.relabel(
             &unlabelled.image,
             &deps_plan.image,
@@ -543,6 +614,8 @@ fn registry_client(
 
 /// `--output`: the image assembled on its dependency image (no RUN step runs) and written
 /// to disk; nothing is pushed except, when the registry lacks it, the dependency image.
+/// Several platforms (one dependency image each, in `plan.platform`'s order) are written as
+/// one index.
 #[allow(clippy::too_many_arguments)]
 async fn write_output(
     spec: &NormalizedSpec,
@@ -551,24 +624,46 @@ async fn write_output(
     options: &BuildOptions,
     target: &crate::registry::layout::OutputTarget,
     client: &RegistryClient,
-    deps: &registry_backend::DependencyImage,
+    deps: &[registry_backend::DependencyImage],
     progress: &Progress,
 ) -> Result<(), Error> {
-    let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+    let platforms = Platforms::parse(&plan.platform);
+    let mut assembled = Vec::new();
+    for (platform, deps) in platforms.iter().zip(deps) {
+        let _scope = platforms
+            .several()
+            .then(|| progress.platform_scope(platform));
+        assembled.push(registry_backend::assemble_image(plan, deps, progress).await?);
+    }
     crate::tag::verify_unchanged(spec, &options.tag, tag)?;
     let step = format!("write {target}");
     progress.event(Event::StepStarted {
         id: "output",
         name: &step,
     });
-    let image = crate::registry::layout::ImageToWrite {
-        image: &plan.image,
-        source: &deps.image,
-        manifest: &assembled.manifest,
-        config: &assembled.config,
-        local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
+    let images: Vec<(&str, crate::registry::layout::ImageToWrite)> = platforms
+        .iter()
+        .zip(deps.iter().zip(&assembled))
+        .map(|(platform, (deps, assembled))| {
+            let image = crate::registry::layout::ImageToWrite {
+                image: &plan.image,
+                source: &deps.image,
+                manifest: &assembled.manifest,
+                config: &assembled.config,
+                local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
+            };
+            (platform, image)
+        })
+        .collect();
+    let written = match images.as_slice() {
+        [(_, one)] if !platforms.several() => {
+            crate::registry::layout::write(client, one, target, progress).await
+        }
+        _ => {
+            crate::registry::layout::write_platforms(client, &plan.image, &images, target, progress)
+                .await
+        }
     };
-    let written = crate::registry::layout::write(client, &image, target, progress).await;
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
         id: "output",
@@ -623,9 +718,9 @@ async fn fast_path(
     Ok(())
 }
 
-/// The fast path for several platforms: the dependency image must be an index with every
-/// platform (dockerd 20.10 without buildx builds one platform per image, so imagespec cannot
-/// make it); each platform gets the source layer and the image is pushed as an index.
+/// The fast path for several platforms: the dependency image is an index with every
+/// platform (found, or made by [`platforms::dependency_images`]); each platform gets the
+/// source layer and the image is pushed as an index, last.
 async fn fast_path_platforms(
     spec: &NormalizedSpec,
     tag: &ImageTag,
@@ -637,12 +732,6 @@ async fn fast_path_platforms(
 ) -> Result<(), Error> {
     let platforms = Platforms::parse(&plan.platform);
     let platforms: Vec<&str> = platforms.iter().collect();
-    let deps_plan = plan.dependencies();
-    progress.event(Event::Info(&format!(
-        "dependencies unchanged ({}, {} platforms): appending the source",
-        deps_plan.image,
-        deps.len()
-    )));
     let appended = registry_backend::append_platforms(
         client,
         plan,
@@ -658,69 +747,5 @@ async fn fast_path_platforms(
         appended.digest,
         platforms.len()
     )));
-    Ok(())
-}
-
-/// noop with several platforms: the base must be an index that has every one of them.
-/// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
-async fn check_platforms(
-    spec: &NormalizedSpec,
-    image: &str,
-    progress: &Progress,
-) -> Result<(), Error> {
-    use oci_client::manifest::OciManifest;
-    let platform = spec.platform();
-    let host = crate::registry::registry_host(image);
-    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let credentials =
-        crate::registry::auth::lookup(host, config.as_deref()).map_err(BackendError::from)?;
-    let client = RegistryClient::new(host, credentials.as_ref());
-    let manifest = match client.manifest(image).await {
-        Ok(m) => m,
-        Err(e) => {
-            progress.event(Event::Info(&format!(
-                "cannot check the platforms of {image} ({e}); using it as is"
-            )));
-            return Ok(());
-        }
-    };
-    let available: Vec<String> = match &manifest.manifest {
-        OciManifest::ImageIndex(index) => index
-            .manifests
-            .iter()
-            .filter_map(|e| e.platform.as_ref())
-            .map(|p| match &p.variant {
-                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                None => format!("{}/{}", p.os, p.architecture),
-            })
-            .collect(),
-        OciManifest::Image(_) => Vec::new(),
-    };
-    let missing: Vec<&str> = platform
-        .split(',')
-        .map(str::trim)
-        .filter(|want| {
-            !available.iter().any(|have| {
-                have == want
-                    || (want.matches('/').count() == 1 && have.starts_with(&format!("{want}/")))
-            })
-        })
-        .collect();
-    if !missing.is_empty() {
-        let what = if available.is_empty() {
-            "is a single-platform image".to_string()
-        } else {
-            format!("is an index of {}", available.join(", "))
-        };
-        return Err(Error::Builder {
-            name: image.into(),
-            at: Some(spec.at("platform")),
-            message: format!(
-                "noop builder: platform asks for {platform}, but {image} {what}: no image for {}",
-                missing.join(", ")
-            ),
-        });
-    }
-    progress.event(Event::Info(&format!("{image}: an index with {platform}")));
     Ok(())
 }

@@ -10,6 +10,11 @@
 #   localhost:5000/busybox:stable          busybox-static with its applet links
 #   registry.test:5443/envd-python:bookworm debian-python + `python` + PIP_BREAK_SYSTEM_PACKAGES=1,
 #                                          the envd builder's base (and the envd CLI: envd.sh)
+#   localhost:5000/debian-python-multi:bookworm  an index of two platforms: linux/amd64 (the
+#                                          debian-python manifest itself, copied) and linux/arm64
+#                                          (the same recipe from `debootstrap --arch=arm64`, whose
+#                                          second stage runs under qemu: binfmt.sh registers it);
+#                                          its platforms are also tagged bookworm-amd64/-arm64
 # An image is skipped when the registry already has it with the same recipe label (which
 # includes a hash of the host CA bundle); the slow parts (rootfs tarball, uv wheel) are cached
 # in $IMAGESPEC_E2E_CACHE (default /var/cache/imagespec-e2e).
@@ -28,11 +33,12 @@ UV_VERSION=${IMAGESPEC_E2E_UV_VERSION:-0.5.1}
 LABEL_KEY=org.imagespec.e2e.recipe
 BASE_PKGS=python3,python3-venv,python3-pip,ca-certificates
 ROOTFS_TAR=$E2E_CACHE/debian-bookworm-minbase-python.v1.tar
+ROOTFS_TAR_ARM64=$E2E_CACHE/debian-bookworm-minbase-python.arm64.v1.tar
 STD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LOG=$E2E_STATE/base-images.log
 
 need_root
-need_cmd "$DOCKER" skopeo debootstrap jq tar flock curl sha256sum /usr/bin/python3 chroot
+need_cmd "$DOCKER" skopeo debootstrap jq tar flock curl sha256sum /usr/bin/python3 chroot cmp
 mkdir -p "$E2E_STATE" "$E2E_CACHE/tmp"
 docker_ping || die "dockerd does not answer on $DOCKER_SOCK: run scripts/e2e/up.sh first"
 curl -fs --noproxy '*' -m 5 -o /dev/null "http://127.0.0.1:$PLAIN_PORT/v2/" \
@@ -114,27 +120,32 @@ debian_mirror() {
     echo "${m:-http://deb.debian.org/debian}"
 }
 
+# make_rootfs_tar ARCH TAR: debootstraps bookworm for ARCH into the cached tarball TAR, once.
+# A foreign ARCH (arm64) needs qemu-user-static registered with the F flag (binfmt.sh): the
+# second stage runs the target's own maintainer scripts in a chroot.
 make_rootfs_tar() {
-    [[ -s $ROOTFS_TAR ]] && return
-    local mirror root t0=$SECONDS
+    local arch=$1 tar=$2 mirror root t0=$SECONDS
+    [[ -s $tar ]] && return
     mirror=$(debian_mirror)
-    root=$TMP/rootfs
-    log "debootstrap bookworm (minbase + $BASE_PKGS) from $mirror; cached as $ROOTFS_TAR"
-    run debootstrap --variant=minbase --include="$BASE_PKGS" bookworm "$root" "$mirror"
+    root=$TMP/rootfs-$arch
+    log "debootstrap bookworm $arch (minbase + $BASE_PKGS) from $mirror; cached as $tar"
+    run debootstrap --arch="$arch" --variant=minbase --include="$BASE_PKGS" bookworm "$root" "$mirror"
     # Slim it: the .debs and package lists (RUN steps do 'apt-get update' first anyway).
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
         "$root"/var/log/* "$root"/tmp/* "$root"/etc/hostname "$root"/etc/resolv.conf
-    run tar --numeric-owner --xattrs -C "$root" -cf "$ROOTFS_TAR.tmp" .
-    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+    run tar --numeric-owner --xattrs -C "$root" -cf "$tar.tmp" .
+    mv "$tar.tmp" "$tar"
     rm -rf "$root"
-    log "rootfs cached in $((SECONDS - t0))s ($(du -h "$ROOTFS_TAR" | cut -f1))"
+    log "$arch rootfs cached in $((SECONDS - t0))s ($(du -h "$tar" | cut -f1))"
 }
 
+# build_debian_python REF RECIPE [ARCH]: the rootfs of ARCH (default amd64), imported as REF.
 build_debian_python() {
-    local ref=$1 recipe=$2 root=$TMP/py-root
-    make_rootfs_tar
+    local ref=$1 recipe=$2 arch=${3:-amd64} tar=$ROOTFS_TAR root=$TMP/py-root
+    [[ $arch == amd64 ]] || tar=$ROOTFS_TAR_ARM64
+    make_rootfs_tar "$arch" "$tar"
     mkdir -p "$root"
-    run tar --numeric-owner --xattrs -C "$root" -xpf "$ROOTFS_TAR"
+    run tar --numeric-owner --xattrs -C "$root" -xpf "$tar"
     # The host's CA certificates (egress proxy CA included): as local CAs, so that a later
     # update-ca-certificates in the image keeps them, and the host's merged bundle itself.
     mkdir -p "$root/usr/local/share/ca-certificates"
@@ -147,6 +158,7 @@ build_debian_python() {
     # the bundle when told; REQUESTS_CA_BUNDLE: requests uses certifi's bundle otherwise.
     tar --numeric-owner --xattrs -C "$root" -c . \
         | "$DOCKER" import \
+            --platform "linux/$arch" \
             --change "ENV PATH=$STD_PATH" \
             --change "ENV LANG=C.UTF-8" \
             --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
@@ -155,6 +167,58 @@ build_debian_python() {
             --change 'CMD ["python3"]' \
             - "$ref" >>"$LOG" 2>&1 || die "docker import of $ref failed (log: $LOG)"
     rm -rf "$root"
+}
+
+build_debian_python_arm64() { build_debian_python "$1" "$2" arm64; }
+
+# registry_manifest REF FILE: the manifest REF names in the plain registry, byte for byte, into
+# FILE (its digest is the sha256 of those bytes); fails when there is none.
+registry_manifest() {
+    local ref=$1 out=$2 path=${1#*/}
+    curl -fs --noproxy '*' -m 30 -o "$out" \
+        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+        -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        -H 'Accept: application/vnd.oci.image.index.v1+json' \
+        "http://127.0.0.1:$PLAIN_PORT/v2/${path%:*}/manifests/${path##*:}"
+}
+
+# ensure_multi_python: $MULTI_PYTHON_IMAGE as an index of its -amd64 tag (debian-python's
+# manifest, copied with its digest) and its -arm64 tag (built by ensure), pushed last and
+# only when it differs from what the registry has.
+ensure_multi_python() {
+    local index=$MULTI_PYTHON_IMAGE amd=$MULTI_PYTHON_IMAGE-amd64 arm=$MULTI_PYTHON_IMAGE-arm64
+    local path=${MULTI_PYTHON_IMAGE#*/} t0=$SECONDS a_type r_type
+    registry_manifest "$BASE_PYTHON_IMAGE" "$TMP/base.json" || die "$BASE_PYTHON_IMAGE is not in the registry"
+    if ! registry_manifest "$amd" "$TMP/amd.json" || ! cmp -s "$TMP/base.json" "$TMP/amd.json"; then
+        log "$amd: copying $BASE_PYTHON_IMAGE"
+        run skopeo copy --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+            "docker://$BASE_PYTHON_IMAGE" "docker://$amd"
+        registry_manifest "$amd" "$TMP/amd.json" || die "$amd: copied, but the registry does not show it"
+    fi
+    registry_manifest "$arm" "$TMP/arm.json" || die "$arm is not in the registry"
+    a_type=$(jq -r .mediaType "$TMP/amd.json")
+    r_type=$(jq -r .mediaType "$TMP/arm.json")
+    jq -nc \
+        --arg at "$a_type" --arg ad "sha256:$(sha256sum <"$TMP/amd.json" | cut -d' ' -f1)" \
+        --argjson as "$(stat -c %s "$TMP/amd.json")" \
+        --arg rt "$r_type" --arg rd "sha256:$(sha256sum <"$TMP/arm.json" | cut -d' ' -f1)" \
+        --argjson rs "$(stat -c %s "$TMP/arm.json")" \
+        '{schemaVersion: 2,
+          mediaType: "application/vnd.docker.distribution.manifest.list.v2+json",
+          manifests: [
+            {mediaType: $at, digest: $ad, size: $as, platform: {architecture: "amd64", os: "linux"}},
+            {mediaType: $rt, digest: $rd, size: $rs, platform: {architecture: "arm64", os: "linux", variant: "v8"}}
+          ]}' >"$TMP/index.json"
+    if registry_manifest "$index" "$TMP/current.json" && cmp -s "$TMP/index.json" "$TMP/current.json"; then
+        log "$index: up to date (skipped)"
+        return
+    fi
+    run curl -fsS --noproxy '*' -m 30 -X PUT \
+        -H 'Content-Type: application/vnd.docker.distribution.manifest.list.v2+json' \
+        --data-binary "@$TMP/index.json" \
+        "http://127.0.0.1:$PLAIN_PORT/v2/${path%:*}/manifests/${path##*:}"
+    log "$index: index of linux/amd64 + linux/arm64 pushed in $((SECONDS - t0))s"
 }
 
 # ------------------------------------------------------------- uv:0.5
@@ -245,5 +309,9 @@ ensure "uv-$UV_VERSION-v1" build_uv "$UV_IMAGE" "localhost:$PLAIN_PORT/uv:$UV_VE
 ensure "busybox-${bb_version//[^A-Za-z0-9.+-]/_}-v1" build_busybox "$BUSYBOX_IMAGE"
 mkdir -p "$TMP/empty-context"
 ensure "envd-python-v1-ca-$ca_hash" build_envd_python "$ENVD_BASE_IMAGE"
+# arm64 needs emulation: binfmt_misc mounted, qemu-aarch64 registered (F flag).
+run "$(dirname "$0")/binfmt.sh"
+ensure "debian-python-arm64-v1-ca-$ca_hash" build_debian_python_arm64 "$MULTI_PYTHON_IMAGE-arm64"
+ensure_multi_python
 run "$(dirname "$0")/envd.sh"
 log "all base images ready in $((SECONDS - t_all))s"

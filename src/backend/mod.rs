@@ -3,6 +3,7 @@
 
 pub mod buildkit_status;
 pub mod docker;
+pub mod emulation;
 pub mod envd;
 pub mod registry;
 pub mod session;
@@ -32,6 +33,8 @@ pub enum BackendError {
     },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Emulation(#[from] emulation::EmulationError),
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },
     #[error("{0}")]

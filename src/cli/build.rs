@@ -32,10 +32,9 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
             source,
         })?;
     for (_, spec) in chosen {
-        let mut options = BuildOptions::from_env(
-            super::render::options(&args.render),
-            super::tag_options(&args.spec, spec)?,
-        );
+        let mut render = super::render::options(&args.render);
+        render.platform = args.platform.clone();
+        let mut options = BuildOptions::from_env(render, super::tag_options(&args.spec, spec)?);
         options.push &= !args.no_push;
         options.force |= args.force;
         options.fast_path &= !args.no_fast_path;

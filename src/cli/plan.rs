@@ -20,8 +20,10 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
         fast_path: env.fast_path && !args.no_fast_path,
         output: args.output,
         assume_exists: args.assume_exists,
+        output_one_platform: false,
     };
-    let render = super::render::options(&args.render);
+    let mut render = super::render::options(&args.render);
+    render.platform = args.platform.clone();
     let mut worst = 0;
     for (_, spec) in chosen {
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;

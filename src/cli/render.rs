@@ -25,6 +25,7 @@ pub fn options(flags: &RenderFlags) -> RenderOptions {
             .clone()
             .filter(|v| !v.is_empty())
             .unwrap_or(defaults.host_python_version),
+        platform: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod index;
 pub mod layout;
 
 /// The registry host of an image reference (`docker.io` when it names none), as Docker
