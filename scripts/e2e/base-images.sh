@@ -200,15 +200,17 @@ ensure_multi_python() {
     a_type=$(jq -r .mediaType "$TMP/amd.json")
     r_type=$(jq -r .mediaType "$TMP/arm.json")
     jq -nc \
-        --arg at "$a_type" --arg ad "sha256:$(sha256sum <"$TMP/amd.json" | cut -d' ' -f1)" \
-        --argjson as "$(stat -c %s "$TMP/amd.json")" \
-        --arg rt "$r_type" --arg rd "sha256:$(sha256sum <"$TMP/arm.json" | cut -d' ' -f1)" \
-        --argjson rs "$(stat -c %s "$TMP/arm.json")" \
+        --arg amd_type "$a_type" --arg amd_digest "sha256:$(sha256sum <"$TMP/amd.json" | cut -d' ' -f1)" \
+        --argjson amd_size "$(stat -c %s "$TMP/amd.json")" \
+        --arg arm_type "$r_type" --arg arm_digest "sha256:$(sha256sum <"$TMP/arm.json" | cut -d' ' -f1)" \
+        --argjson arm_size "$(stat -c %s "$TMP/arm.json")" \
         '{schemaVersion: 2,
           mediaType: "application/vnd.docker.distribution.manifest.list.v2+json",
           manifests: [
-            {mediaType: $at, digest: $ad, size: $as, platform: {architecture: "amd64", os: "linux"}},
-            {mediaType: $rt, digest: $rd, size: $rs, platform: {architecture: "arm64", os: "linux", variant: "v8"}}
+            {mediaType: $amd_type, digest: $amd_digest, size: $amd_size,
+             platform: {architecture: "amd64", os: "linux"}},
+            {mediaType: $arm_type, digest: $arm_digest, size: $arm_size,
+             platform: {architecture: "arm64", os: "linux", variant: "v8"}}
           ]}' >"$TMP/index.json"
     if registry_manifest "$index" "$TMP/current.json" && cmp -s "$TMP/index.json" "$TMP/current.json"; then
         log "$index: up to date (skipped)"

@@ -72,6 +72,7 @@ fn print_plan(plan: &ImagePlan) {
         println!("  dependency: {deps} ({state})");
     }
     println!("  files:      {}", plan.files);
+    println!("  platforms:  {}", plan.platforms.join(", "));
     if let Some(e) = &plan.plan_error {
         println!("  error:      {e}");
     }

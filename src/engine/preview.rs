@@ -27,6 +27,9 @@ pub struct ImagePlan {
     pub dependency: Dependency,
     /// Files copied into the image.
     pub files: usize,
+    /// The platforms built (the spec's `platform`, or `--platform`'s), in order: each is
+    /// built on its own and an index joins several.
+    pub platforms: Vec<String>,
     /// A build plan that could not be made (reported when a build is due).
     pub plan_error: Option<String>,
 }
@@ -63,6 +66,7 @@ impl ImagePlan {
             "dependency_image": self.dependency_image,
             "dependency_exists": dependency_exists,
             "files": self.files,
+            "platforms": self.platforms,
             "plan_error": self.plan_error,
             "exit_code": exit_code,
         })
@@ -147,6 +151,10 @@ fn plan_into<'a>(
             dependency_image: gathered.dependency_image,
             dependency: gathered.facts.dependency.clone(),
             files: gathered.facts.files,
+            platforms: super::Platforms::parse(render.platform(spec))
+                .iter()
+                .map(str::to_string)
+                .collect(),
             plan_error,
         });
         Ok(())
