@@ -27,11 +27,15 @@ use std::path::Path;
 /// Where the kernel shows its handlers.
 pub const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 
-/// What to install and run so that a handler is registered (Debian and Ubuntu).
-const INSTALL: &str = "apt-get install qemu-user-static binfmt-support (it registers the \
-    qemu handlers with the F flag; in a container or VM without systemd, mount binfmt_misc \
-    first: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc, then \
-    update-binfmts --enable)";
+/// What to install and run so that the handler `qemu` is registered (Debian and Ubuntu).
+fn install(qemu: &str) -> String {
+    format!(
+        "apt-get install qemu-user-static binfmt-support, which registers {qemu} with the F \
+         flag (where binfmt_misc was not mounted at install, as in a container or a VM without \
+         systemd: mount -t binfmt_misc binfmt_misc {BINFMT_DIR}, then update-binfmts --enable \
+         {qemu})"
+    )
+}
 
 /// One registered handler (`/proc/sys/fs/binfmt_misc/<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +217,8 @@ pub fn runs_natively(platform: &str, machine: &str) -> bool {
 pub enum EmulationError {
     #[error(
         "{platform} cannot be built on this {machine} machine: binfmt_misc is not mounted at \
-         {BINFMT_DIR}, so no emulator ({qemu}) can run its programs; {INSTALL}"
+         {BINFMT_DIR}, so no emulator ({qemu}) can run its programs; {}",
+        install(qemu)
     )]
     NotMounted {
         platform: String,
@@ -227,7 +232,8 @@ pub enum EmulationError {
     Disabled { platform: String, machine: String },
     #[error(
         "{platform} cannot be built on this {machine} machine: no binfmt handler runs its \
-         programs ({BINFMT_DIR}/{qemu} is missing); {INSTALL}"
+         programs ({BINFMT_DIR}/{qemu} is missing); {}",
+        install(qemu)
     )]
     Missing {
         platform: String,

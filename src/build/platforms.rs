@@ -109,9 +109,9 @@ async fn check_base(
         name: spec.name().into(),
         at: Some(spec.at("base_image")),
         message: format!(
-            "the base image {base} has no image for {} (it is {found}); every platform to \
-             build needs one: use a base that is an index of {}, or build fewer platforms \
-             (`platform`, or --platform)",
+            "the base image {base} has no image for {}: it is {found}; every platform built \
+             needs one in the base (an index of {}), or build fewer platforms (`platform`, or \
+             --platform)",
             missing.join(", "),
             wanted.join(", ")
         ),

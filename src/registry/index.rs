@@ -87,7 +87,7 @@ impl std::fmt::Display for ImagePlatforms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ImagePlatforms::Index(list) => write!(f, "an index of {}", list.join(", ")),
-            ImagePlatforms::Single(Some(p)) => write!(f, "a single-platform image ({p})"),
+            ImagePlatforms::Single(Some(p)) => write!(f, "a single-platform image for {p}"),
             ImagePlatforms::Single(None) => f.write_str("a single-platform image"),
         }
     }
@@ -161,7 +161,10 @@ mod tests {
             single.missing(&["linux/amd64", "linux/arm64"]),
             ["linux/arm64"]
         );
-        assert_eq!(single.to_string(), "a single-platform image (linux/amd64)");
+        assert_eq!(
+            single.to_string(),
+            "a single-platform image for linux/amd64"
+        );
         assert_eq!(
             ImagePlatforms::Single(None).missing(&["linux/amd64"]),
             ["linux/amd64"]
