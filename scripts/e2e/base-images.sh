@@ -15,6 +15,7 @@
 #                                          (the same recipe from `debootstrap --arch=arm64`, whose
 #                                          second stage runs under qemu: binfmt.sh registers it);
 #                                          its platforms are also tagged bookworm-amd64/-arm64
+#                                          (the arm64 one in the registry only)
 # An image is skipped when the registry already has it with the same recipe label (which
 # includes a hash of the host CA bundle); the slow parts (rootfs tarball, uv wheel) are cached
 # in $IMAGESPEC_E2E_CACHE (default /var/cache/imagespec-e2e).
@@ -140,6 +141,9 @@ make_rootfs_tar() {
 }
 
 # build_debian_python REF RECIPE [ARCH]: the rootfs of ARCH (default amd64), imported as REF.
+# The image's config says amd64 whatever ARCH is: dockerd 20.10 ignores `docker import
+# --platform` unless it runs with experimental features (ensure_arm64_python corrects it in
+# the registry).
 build_debian_python() {
     local ref=$1 recipe=$2 arch=${3:-amd64} tar=$ROOTFS_TAR root=$TMP/py-root
     [[ $arch == amd64 ]] || tar=$ROOTFS_TAR_ARM64
@@ -158,7 +162,6 @@ build_debian_python() {
     # the bundle when told; REQUESTS_CA_BUNDLE: requests uses certifi's bundle otherwise.
     tar --numeric-owner --xattrs -C "$root" -c . \
         | "$DOCKER" import \
-            --platform "linux/$arch" \
             --change "ENV PATH=$STD_PATH" \
             --change "ENV LANG=C.UTF-8" \
             --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
@@ -169,7 +172,59 @@ build_debian_python() {
     rm -rf "$root"
 }
 
-build_debian_python_arm64() { build_debian_python "$1" "$2" arm64; }
+# registry_blob_upload REPO FILE: uploads FILE as a blob of REPO in the plain registry
+# (monolithic: POST, then PUT with the digest); prints the digest.
+registry_blob_upload() {
+    local repo=$1 file=$2 digest location
+    digest=sha256:$(sha256sum <"$file" | cut -d' ' -f1)
+    location=$(curl -fsS --noproxy '*' -m 30 -X POST -D - -o /dev/null \
+        "http://127.0.0.1:$PLAIN_PORT/v2/$repo/blobs/uploads/" \
+        | awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+    [[ -n $location ]] || die "no upload location from the registry for $repo"
+    [[ $location == /* ]] && location=http://127.0.0.1:$PLAIN_PORT$location
+    [[ $location == *\?* ]] && location="$location&digest=$digest" || location="$location?digest=$digest"
+    run curl -fsS --noproxy '*' -m 60 -X PUT -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$file" "$location"
+    echo "$digest"
+}
+
+# ensure_arm64_python RECIPE: $MULTI_PYTHON_IMAGE-arm64, the arm64 rootfs as an image whose
+# config says linux/arm64/v8, in the registry only (dockerd gets it through the index, for
+# the platform asked). Imported and pushed by dockerd, then its config corrected (see
+# build_debian_python): a new config blob and manifest under the same tag.
+ensure_arm64_python() {
+    local recipe=$1 ref=$MULTI_PYTHON_IMAGE-arm64 path=${MULTI_PYTHON_IMAGE#*/} t0=$SECONDS
+    local repo arch config_digest
+    repo=${path%:*}
+    arch=$(skopeo inspect --tls-verify=false --config "docker://$ref" 2>/dev/null \
+        | jq -r '.architecture // empty' 2>/dev/null || true)
+    if ((!force)) && [[ $(registry_label "$ref") == "$recipe" && $arch == arm64 ]]; then
+        log "$ref: up to date (skipped)"
+        return
+    fi
+    log "$ref: building"
+    build_debian_python "$ref" "$recipe" arm64
+    run "$DOCKER" push "$ref"
+    # dockerd's copy keeps the wrong config: only the registry's is used.
+    run "$DOCKER" rmi "$ref"
+    registry_manifest "$ref" "$TMP/arm-pushed.json" || die "$ref: pushed, but the registry does not show it"
+    config_digest=$(jq -r .config.digest "$TMP/arm-pushed.json")
+    run curl -fsS --noproxy '*' -m 30 -o "$TMP/arm-config.json" \
+        "http://127.0.0.1:$PLAIN_PORT/v2/$repo/blobs/$config_digest"
+    jq -c '.architecture = "arm64" | .variant = "v8" | .os = "linux"' \
+        "$TMP/arm-config.json" >"$TMP/arm-config-fixed.json"
+    config_digest=$(registry_blob_upload "$repo" "$TMP/arm-config-fixed.json")
+    jq -c --arg d "$config_digest" --argjson s "$(stat -c %s "$TMP/arm-config-fixed.json")" \
+        '.config.digest = $d | .config.size = $s' "$TMP/arm-pushed.json" >"$TMP/arm-manifest.json"
+    run curl -fsS --noproxy '*' -m 30 -X PUT \
+        -H "Content-Type: $(jq -r .mediaType "$TMP/arm-manifest.json")" \
+        --data-binary "@$TMP/arm-manifest.json" \
+        "http://127.0.0.1:$PLAIN_PORT/v2/$repo/manifests/${ref##*:}"
+    arch=$(skopeo inspect --tls-verify=false --config "docker://$ref" | jq -r .architecture)
+    [[ $arch == arm64 && $(registry_label "$ref") == "$recipe" ]] \
+        || die "$ref: the registry shows architecture $arch after the correction"
+    log "$ref: done in $((SECONDS - t0))s"
+}
 
 # registry_manifest REF FILE: the manifest REF names in the plain registry, byte for byte, into
 # FILE (its digest is the sha256 of those bytes); fails when there is none.
@@ -313,7 +368,7 @@ mkdir -p "$TMP/empty-context"
 ensure "envd-python-v1-ca-$ca_hash" build_envd_python "$ENVD_BASE_IMAGE"
 # arm64 needs emulation: binfmt_misc mounted, qemu-aarch64 registered (F flag).
 run "$(dirname "$0")/binfmt.sh"
-ensure "debian-python-arm64-v1-ca-$ca_hash" build_debian_python_arm64 "$MULTI_PYTHON_IMAGE-arm64"
+ensure_arm64_python "debian-python-arm64-v2-ca-$ca_hash"
 ensure_multi_python
 run "$(dirname "$0")/envd.sh"
 log "all base images ready in $((SECONDS - t_all))s"
