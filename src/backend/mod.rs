@@ -1,5 +1,6 @@
 //! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit, [`envd`] with
-//! the envd CLI (into dockerd too).
+//! the envd CLI (into dockerd too); [`emulation`] says whether this machine runs another
+//! platform's programs (binfmt_misc), before a daemon builds one.
 
 pub mod buildkit_status;
 pub mod docker;

@@ -7,7 +7,9 @@
 //! first (`noop` uses the base as is), then the existence check (found → skip unless forced;
 //! cannot tell → flytekit assumes it exists, imagespec fails unless told to assume), then how
 //! to make the image: appended to its dependency image in the registry when only files
-//! change, otherwise a full build.
+//! change, otherwise a full build. Several platforms take the same strategies, each
+//! platform built in a BuildKit solve of its own and an index joining them in the registry
+//! (so they must be pushed, or written with `--output`).
 //!
 //! ```
 //! use imagespec::engine::{decide, Appendable, Builder, DecideOptions, Dependency, Facts, Strategy};
