@@ -239,7 +239,7 @@ base_image = "{base}"
 platform = "{TWO}"
 packages = ["pyyaml"]
 apt_packages = ["jq"]
-env = {{ APP_ENV = "e2e" }}
+env = {{ APP_ENV = "e2e", RUN_ID = "{run}" }}
 source_root = "src"
 source_copy_mode = "all"
 builder_config = {{ uv_image = "{uv}" }}
@@ -248,6 +248,8 @@ builder_options = {{ add_flytekit = false }}
         registry = env.registry,
         base = env.base_multi,
         uv = env.uv_image,
+        // A new value: the steps after ENV (uv) really run, under qemu for arm64.
+        run = run_id(),
     );
     let proj = project(dir.path(), &spec);
 
@@ -450,6 +452,7 @@ name = "{name}"
 registry = "{registry}"
 base_image = "{base}"
 platform = "{TWO}"
+env = {{ RUN_ID = "{run}" }}
 commands = ["python3 -c 'import platform; open(\"/root/built-on.txt\", \"w\").write(platform.machine())'"]
 source_root = "src"
 source_copy_mode = "all"
@@ -459,6 +462,8 @@ builder_options = {{ add_flytekit = false }}
         registry = env.registry,
         base = env.base_multi,
         uv = env.uv_image,
+        // A new value: the commands really run on each platform (not from the cache).
+        run = run_id(),
     );
     let proj = project(dir.path(), &spec);
     let planned = plan(&proj, &[]);
