@@ -16,6 +16,8 @@ use crate::tag::{ImageTag, TagOptions};
 use crate::timeouts::Timeouts;
 use std::time::Instant;
 
+mod platforms;
+
 /// What the build does besides building.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -83,6 +85,10 @@ impl BuildOptions {
             output: self.output.is_some(),
             assume_exists: self.assume_exists,
             daemonless: self.daemonless,
+            output_one_platform: matches!(
+                self.output,
+                Some(crate::registry::layout::OutputTarget::DockerArchive(_))
+            ),
         }
     }
 }
@@ -301,6 +307,39 @@ fn build_one<'a>(
         {
             progress.event(Event::Warning(&w));
         }
+        // What would fail halfway through a daemon build (no emulator for a platform, a base
+        // lacking one) fails here, before any work.
+        let daemon_builds = match decision.strategy {
+            Strategy::Build | Strategy::BuildDependenciesThenAppend => true,
+            Strategy::WriteOutput => gathered.facts.dependency != engine::Dependency::Found,
+            _ => false,
+        };
+        if daemon_builds {
+            match &gathered.plan {
+                Some(Ok(plan)) => {
+                    platforms::preflight(
+                        spec,
+                        Some(&plan.base_image),
+                        &plan.platform,
+                        options.timeouts,
+                        progress,
+                    )
+                    .await?
+                }
+                // envd (no Dockerfile plan): only the emulation check.
+                None => {
+                    platforms::preflight(
+                        spec,
+                        None,
+                        options.render.platform(spec),
+                        options.timeouts,
+                        progress,
+                    )
+                    .await?
+                }
+                Some(Err(_)) => {}
+            }
+        }
         let pushed = spec.registry().is_some() && options.push;
         let result: Result<BuildOutcome, Error> = match decision.strategy {
             Strategy::Skip => {
@@ -316,8 +355,10 @@ fn build_one<'a>(
             }
             Strategy::Noop => {
                 let image = noop_image(spec, tag, base.as_deref())?;
-                if Platforms::parse(spec.platform()).several() {
-                    check_platforms(spec, &image, options.timeouts, progress).await?;
+                let platform = options.render.platform(spec);
+                if Platforms::parse(platform).several() {
+                    platforms::check_noop_base(spec, &image, platform, options.timeouts, progress)
+                        .await?;
                 }
                 progress.event(Event::Info(&format!("Using image: {image}")));
                 Ok(outcome(Action::Noop, false, image))
@@ -326,18 +367,34 @@ fn build_one<'a>(
                 let target = options.output.as_ref().expect("decided for --output");
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("--output needs a registry");
-                let found = lookup(&plan, gathered.dependencies);
-                let deps = dependency_image(
-                    client,
-                    &plan,
-                    credentials.as_ref(),
-                    progress,
-                    daemon,
-                    found,
-                    gathered.facts.dependency_builder.as_ref(),
-                )
-                .await?;
-                write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
+                if Platforms::parse(&plan.platform).several() {
+                    let deps = several_dependency_images(
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        daemon,
+                        gathered.dependencies,
+                        gathered.facts.dependency_builder.as_ref(),
+                    )
+                    .await?;
+                    write_output(spec, tag, &plan, options, target, client, &deps, progress)
+                        .await?;
+                } else {
+                    let found = lookup(&plan, gathered.dependencies);
+                    let deps = dependency_image(
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        daemon,
+                        found,
+                        gathered.facts.dependency_builder.as_ref(),
+                    )
+                    .await?;
+                    write_output(spec, tag, &plan, options, target, client, &[deps], progress)
+                        .await?;
+                }
                 explain::record_last_built(&inputs);
                 Ok(outcome(Action::Written, false, image))
             }
@@ -345,11 +402,16 @@ fn build_one<'a>(
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("appending needs a registry");
                 if Platforms::parse(&plan.platform).several() {
-                    let deps = match gathered.dependencies {
-                        Some(deps) => deps,
-                        // Decided only when uv builds them (engine::decide).
-                        None => dependency_images(client, &plan, progress).await?,
-                    };
+                    let deps = several_dependency_images(
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        daemon,
+                        gathered.dependencies,
+                        gathered.facts.dependency_builder.as_ref(),
+                    )
+                    .await?;
                     fast_path_platforms(spec, tag, &plan, options, client, &deps, progress).await?;
                 } else {
                     let found = lookup(&plan, gathered.dependencies);
@@ -388,6 +450,20 @@ fn build_one<'a>(
                     progress.event(Event::Info(&decision.reason));
                 }
                 let d = connect(daemon, options.timeouts).await?;
+                if Platforms::parse(&plan.platform).several() {
+                    let client = client.as_ref().expect("several platforms are pushed");
+                    platforms::build_and_push(
+                        d,
+                        client,
+                        &plan,
+                        credentials.as_ref(),
+                        progress,
+                        || Ok(crate::tag::verify_unchanged(spec, &options.tag, tag)?),
+                    )
+                    .await?;
+                    explain::record_last_built(&inputs);
+                    return Ok(outcome(Action::Built, true, image));
+                }
                 d.build(&plan, progress).await?;
                 crate::tag::verify_unchanged(spec, &options.tag, tag)?;
                 if pushed {
@@ -445,7 +521,7 @@ async fn push(
     image: &str,
     credentials: Option<&Credentials>,
     progress: &Progress,
-) -> Result<(), BackendError> {
+) -> Result<Option<String>, BackendError> {
     let step = format!("push {image}");
     progress.event(Event::StepStarted {
         id: "push",
@@ -560,7 +636,9 @@ async fn dependency_image(
     unlabelled.image = format!("{}-unlabelled-{}", deps_plan.image, working_suffix());
     let labelled = async {
         d.build(&unlabelled, progress).await?;
-        let facts = d.dependency_facts(&unlabelled.image).await?;
+        let facts = d
+            .dependency_facts(&unlabelled.image, &plan.platform)
+            .await?;
         d.relabel(
             &unlabelled.image,
             &deps_plan.image,
@@ -578,36 +656,47 @@ async fn dependency_image(
     pushed_dependency_image(client, &deps_plan.image, &plan.platform).await
 }
 
-/// The dependency image of every platform of `plan`, built without a daemon (dockerd 20.10
-/// builds one platform per image) and pushed as one index.
-async fn dependency_images(
+/// The dependency image of every platform of `plan`: the ones found, else built by uv for
+/// every platform without a daemon (one resolution, no emulation) when the engine chose uv,
+/// else by dockerd one platform per solve ([`platforms::dependency_images`]); what only the
+/// uv build finds out (no wheel, no Python in the base) falls back to dockerd.
+#[allow(clippy::too_many_arguments)]
+async fn several_dependency_images(
     client: &RegistryClient,
     plan: &BuildPlan,
+    credentials: Option<&Credentials>,
     progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+    found: Option<Vec<registry_backend::DependencyImage>>,
+    builder: Option<&engine::DependencyBuilder>,
 ) -> Result<Vec<registry_backend::DependencyImage>, Error> {
-    use crate::backend::daemonless::{DaemonlessError, Fallback, build_dependency_index};
-    let deps_plan = plan.dependencies();
-    progress.event(Event::Info(&format!(
-        "dependency image {} not found for every platform, building it without a daemon",
-        deps_plan.image
-    )));
-    match build_dependency_index(client, &deps_plan, progress).await {
-        Ok(_) => {}
-        Err(DaemonlessError::Fallback(why)) => {
-            let refusal = engine::Refusal::MultiPlatformDependencies(deps_plan.image.clone());
-            let why = format!("{why}; and {refusal}");
-            return Err(BackendError::from(DaemonlessError::Fallback(Fallback(why))).into());
+    use crate::backend::daemonless::{DaemonlessError, build_dependency_index};
+    if found.is_none() && builder == Some(&engine::DependencyBuilder::Uv) {
+        let deps_plan = plan.dependencies();
+        progress.event(Event::Info(&format!(
+            "dependency image {} not found for every platform, building it without a daemon",
+            deps_plan.image
+        )));
+        match build_dependency_index(client, &deps_plan, progress).await {
+            Ok(_) => {
+                let platforms = Platforms::parse(&plan.platform);
+                let platforms: Vec<&str> = platforms.iter().collect();
+                let found =
+                    registry_backend::find_dependency_images(client, &deps_plan.image, &platforms)
+                        .await?;
+                return Ok(found.ok_or_else(|| BackendError::Push {
+                    image: deps_plan.image.clone(),
+                    message: "pushed, but the registry does not return every platform".into(),
+                })?);
+            }
+            Err(DaemonlessError::Fallback(why)) => progress.event(Event::Info(&format!(
+                "cannot build the dependency images without a daemon ({why}): \
+                 building them with dockerd, one platform at a time"
+            ))),
+            Err(e) => return Err(BackendError::from(e).into()),
         }
-        Err(e) => return Err(BackendError::from(e).into()),
     }
-    let platforms = Platforms::parse(&plan.platform);
-    let platforms: Vec<&str> = platforms.iter().collect();
-    let found =
-        registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await?;
-    Ok(found.ok_or_else(|| BackendError::Push {
-        image: deps_plan.image.clone(),
-        message: "pushed, but the registry does not return every platform".into(),
-    })?)
+    platforms::dependency_images(client, plan, credentials, progress, daemon, found).await
 }
 
 /// The dependency image just pushed, read back from the registry.
@@ -649,6 +738,8 @@ fn registry_client(
 
 /// `--output`: the image assembled on its dependency image (no RUN step runs) and written
 /// to disk; nothing is pushed except, when the registry lacks it, the dependency image.
+/// Several platforms (one dependency image each, in `plan.platform`'s order) are written as
+/// one index.
 #[allow(clippy::too_many_arguments)]
 async fn write_output(
     spec: &NormalizedSpec,
@@ -657,24 +748,46 @@ async fn write_output(
     options: &BuildOptions,
     target: &crate::registry::layout::OutputTarget,
     client: &RegistryClient,
-    deps: &registry_backend::DependencyImage,
+    deps: &[registry_backend::DependencyImage],
     progress: &Progress,
 ) -> Result<(), Error> {
-    let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+    let platforms = Platforms::parse(&plan.platform);
+    let mut assembled = Vec::new();
+    for (platform, deps) in platforms.iter().zip(deps) {
+        let _scope = platforms
+            .several()
+            .then(|| progress.platform_scope(platform));
+        assembled.push(registry_backend::assemble_image(plan, deps, progress).await?);
+    }
     crate::tag::verify_unchanged(spec, &options.tag, tag)?;
     let step = format!("write {target}");
     progress.event(Event::StepStarted {
         id: "output",
         name: &step,
     });
-    let image = crate::registry::layout::ImageToWrite {
-        image: &plan.image,
-        source: &deps.image,
-        manifest: &assembled.manifest,
-        config: &assembled.config,
-        local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
+    let images: Vec<(&str, crate::registry::layout::ImageToWrite)> = platforms
+        .iter()
+        .zip(deps.iter().zip(&assembled))
+        .map(|(platform, (deps, assembled))| {
+            let image = crate::registry::layout::ImageToWrite {
+                image: &plan.image,
+                source: &deps.image,
+                manifest: &assembled.manifest,
+                config: &assembled.config,
+                local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
+            };
+            (platform, image)
+        })
+        .collect();
+    let written = match images.as_slice() {
+        [(_, one)] if !platforms.several() => {
+            crate::registry::layout::write(client, one, target, progress).await
+        }
+        _ => {
+            crate::registry::layout::write_platforms(client, &plan.image, &images, target, progress)
+                .await
+        }
     };
-    let written = crate::registry::layout::write(client, &image, target, progress).await;
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
         id: "output",
@@ -729,9 +842,9 @@ async fn fast_path(
     Ok(())
 }
 
-/// The fast path for several platforms: the dependency image must be an index with every
-/// platform (dockerd 20.10 without buildx builds one platform per image, so imagespec cannot
-/// make it); each platform gets the source layer and the image is pushed as an index.
+/// The fast path for several platforms: the dependency image is an index with every
+/// platform (found, or made by [`platforms::dependency_images`]); each platform gets the
+/// source layer and the image is pushed as an index, last.
 async fn fast_path_platforms(
     spec: &NormalizedSpec,
     tag: &ImageTag,
@@ -743,12 +856,6 @@ async fn fast_path_platforms(
 ) -> Result<(), Error> {
     let platforms = Platforms::parse(&plan.platform);
     let platforms: Vec<&str> = platforms.iter().collect();
-    let deps_plan = plan.dependencies();
-    progress.event(Event::Info(&format!(
-        "dependencies unchanged ({}, {} platforms): appending the source",
-        deps_plan.image,
-        deps.len()
-    )));
     let appended = registry_backend::append_platforms(
         client,
         plan,
@@ -764,69 +871,5 @@ async fn fast_path_platforms(
         appended.digest,
         platforms.len()
     )));
-    Ok(())
-}
-
-/// noop with several platforms: the base must be an index that has every one of them.
-/// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
-async fn check_platforms(
-    spec: &NormalizedSpec,
-    image: &str,
-    timeouts: Timeouts,
-    progress: &Progress,
-) -> Result<(), Error> {
-    use oci_client::manifest::OciManifest;
-    let platform = spec.platform();
-    let host = crate::registry::registry_host(image);
-    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let client =
-        crate::registry::session(host, config.as_deref(), timeouts).map_err(BackendError::from)?;
-    let manifest = match client.manifest(image).await {
-        Ok(m) => m,
-        Err(e) => {
-            progress.event(Event::Info(&format!(
-                "cannot check the platforms of {image} ({e}); using it as is"
-            )));
-            return Ok(());
-        }
-    };
-    let available: Vec<String> = match &manifest.manifest {
-        OciManifest::ImageIndex(index) => index
-            .manifests
-            .iter()
-            .filter_map(|e| e.platform.as_ref())
-            .map(|p| match &p.variant {
-                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                None => format!("{}/{}", p.os, p.architecture),
-            })
-            .collect(),
-        OciManifest::Image(_) => Vec::new(),
-    };
-    let missing: Vec<&str> = platform
-        .split(',')
-        .map(str::trim)
-        .filter(|want| {
-            !available.iter().any(|have| {
-                have == want
-                    || (want.matches('/').count() == 1 && have.starts_with(&format!("{want}/")))
-            })
-        })
-        .collect();
-    if !missing.is_empty() {
-        let what = if available.is_empty() {
-            "is a single-platform image".to_string()
-        } else {
-            format!("is an index of {}", available.join(", "))
-        };
-        return Err(Error::Builder {
-            name: image.into(),
-            at: Some(spec.at("platform")),
-            message: format!(
-                "noop builder: platform asks for {platform}, but {image} {what}: no image for {}",
-                missing.join(", ")
-            ),
-        });
-    }
-    progress.event(Event::Info(&format!("{image}: an index with {platform}")));
     Ok(())
 }

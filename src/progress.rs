@@ -62,6 +62,20 @@ pub struct Progress {
     created: Instant,
     multi: MultiProgress,
     steps: Mutex<HashMap<String, Step>>,
+    /// The platform whose image is being made, when a build makes several (see
+    /// [`Progress::platform_scope`]).
+    platform: Mutex<Option<String>>,
+}
+
+/// While alive, every event names its platform; see [`Progress::platform_scope`].
+pub struct PlatformScope<'a> {
+    progress: &'a Progress,
+}
+
+impl Drop for PlatformScope<'_> {
+    fn drop(&mut self) {
+        *self.progress.platform.lock().expect("progress lock") = None;
+    }
 }
 
 impl Progress {
@@ -86,6 +100,7 @@ impl Progress {
             created: Instant::now(),
             multi: MultiProgress::new(),
             steps: Mutex::new(HashMap::new()),
+            platform: Mutex::new(None),
         }
     }
 
@@ -94,12 +109,34 @@ impl Progress {
         self.mode
     }
 
+    /// Until the returned scope is dropped, events are about `platform`'s image (one of
+    /// several built one after the other): `--json` events carry `"platform"`, lines start
+    /// with `[platform]`.
+    pub fn platform_scope(&self, platform: &str) -> PlatformScope<'_> {
+        *self.platform.lock().expect("progress lock") = Some(platform.to_string());
+        PlatformScope { progress: self }
+    }
+
+    /// `text` with the platform in scope in front.
+    fn tagged<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        match &*self.platform.lock().expect("progress lock") {
+            Some(p) => format!("[{p}] {text}").into(),
+            None => text.into(),
+        }
+    }
+
     /// Writes one JSON line on stdout (in `Json` mode only).
     pub fn json(&self, mut value: Value) {
         if self.mode == Mode::Json {
             if let Some(object) = value.as_object_mut() {
                 let elapsed = (self.created.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 object.insert("elapsed".into(), json!(elapsed));
+                let platform = self.platform.lock().expect("progress lock").clone();
+                if let (Some(p), Some("step" | "info" | "log" | "push" | "warning")) =
+                    (platform, object.get("event").and_then(Value::as_str))
+                {
+                    object.insert("platform".into(), json!(p));
+                }
             }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{value}");
@@ -108,6 +145,7 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
+        let text = &*self.tagged(text);
         match self.mode {
             Mode::Tty => self.multi.suspend(|| eprintln!("{text}")),
             Mode::Plain => eprintln!("{text}"),
@@ -149,12 +187,12 @@ impl Progress {
                         ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
                             .expect("style"),
                     );
-                    bar.set_message(short(name, 90));
+                    bar.set_message(short(&self.tagged(name), 90));
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
                 });
                 if self.mode == Mode::Plain {
-                    eprintln!("=> {name}");
+                    eprintln!("=> {}", self.tagged(name));
                 }
                 steps.insert(
                     id.to_string(),

@@ -1246,9 +1246,11 @@ fn curl_manifest(registry: &str, repo: &str, reference: &str, media_type: &str, 
     ]));
 }
 
-/// Several platforms: given a dependency index (made here by hand from the amd64 one, as
-/// buildx would push it), the fast path pushes an index with the source layer on every
-/// platform; noop checks that its base has every platform.
+/// Several platforms: the base here has amd64 only, so a build is refused before any work
+/// (tests/e2e_multiplatform.rs builds on a two-platform base); given a dependency index
+/// (made here by hand from the amd64 one, as buildx would push it), the fast path pushes an
+/// index with the source layer on every platform; noop checks that its base has every
+/// platform.
 #[test]
 fn several_platforms_give_an_index_and_noop_checks_its_base() {
     let Some(env) = services() else { return };
@@ -1273,13 +1275,21 @@ fn several_platforms_give_an_index_and_noop_checks_its_base() {
         format!("platform = \"linux/amd64,linux/arm64\"\n{spec}"),
     )
     .expect("spec");
-    let (ok, _, log) = build_json(&proj, &["spec.toml"]);
-    assert!(!ok, "without a dependency index the build must fail: {log}");
-    let deps_multi = log
-        .split("the dependency image ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .expect("the message names the dependency tag")
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(!ok, "a base without arm64 cannot be built on: {log}");
+    assert!(
+        log.contains("has no image for linux/arm64"),
+        "the error names the missing platform: {log}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "step"),
+        "refused before any build step: {log}"
+    );
+    let (_, plans) = plan_json(&proj, &["spec.toml"], None);
+    let deps_multi = plans
+        .last()
+        .and_then(|p| p["dependency_image"].as_str())
+        .expect("plan names the dependency image")
         .to_string();
 
     // The dependency index: amd64 as built, and an "arm64" twin (its config says arm64).

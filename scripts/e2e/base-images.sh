@@ -10,6 +10,12 @@
 #   localhost:5000/busybox:stable          busybox-static with its applet links
 #   registry.test:5443/envd-python:bookworm debian-python + `python` + PIP_BREAK_SYSTEM_PACKAGES=1,
 #                                          the envd builder's base (and the envd CLI: envd.sh)
+#   localhost:5000/debian-python-multi:bookworm  an index of two platforms: linux/amd64 (the
+#                                          debian-python manifest itself, copied) and linux/arm64
+#                                          (the same recipe from `debootstrap --arch=arm64`, whose
+#                                          second stage runs under qemu: binfmt.sh registers it);
+#                                          its platforms are also tagged bookworm-amd64/-arm64
+#                                          (the arm64 one in the registry only)
 # An image is skipped when the registry already has it with the same recipe label (which
 # includes a hash of the host CA bundle); the slow parts (rootfs tarball, uv wheel) are cached
 # in $IMAGESPEC_E2E_CACHE (default /var/cache/imagespec-e2e).
@@ -28,11 +34,12 @@ UV_VERSION=${IMAGESPEC_E2E_UV_VERSION:-0.5.1}
 LABEL_KEY=org.imagespec.e2e.recipe
 BASE_PKGS=python3,python3-venv,python3-pip,ca-certificates
 ROOTFS_TAR=$E2E_CACHE/debian-bookworm-minbase-python.v1.tar
+ROOTFS_TAR_ARM64=$E2E_CACHE/debian-bookworm-minbase-python.arm64.v1.tar
 STD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LOG=$E2E_STATE/base-images.log
 
 need_root
-need_cmd "$DOCKER" skopeo debootstrap jq tar flock curl sha256sum /usr/bin/python3 chroot
+need_cmd "$DOCKER" skopeo debootstrap jq tar flock curl sha256sum /usr/bin/python3 chroot cmp
 mkdir -p "$E2E_STATE" "$E2E_CACHE/tmp"
 docker_ping || die "dockerd does not answer on $DOCKER_SOCK: run scripts/e2e/up.sh first"
 curl -fs --noproxy '*' -m 5 -o /dev/null "http://127.0.0.1:$PLAIN_PORT/v2/" \
@@ -114,27 +121,35 @@ debian_mirror() {
     echo "${m:-http://deb.debian.org/debian}"
 }
 
+# make_rootfs_tar ARCH TAR: debootstraps bookworm for ARCH into the cached tarball TAR, once.
+# A foreign ARCH (arm64) needs qemu-user-static registered with the F flag (binfmt.sh): the
+# second stage runs the target's own maintainer scripts in a chroot.
 make_rootfs_tar() {
-    [[ -s $ROOTFS_TAR ]] && return
-    local mirror root t0=$SECONDS
+    local arch=$1 tar=$2 mirror root t0=$SECONDS
+    [[ -s $tar ]] && return
     mirror=$(debian_mirror)
-    root=$TMP/rootfs
-    log "debootstrap bookworm (minbase + $BASE_PKGS) from $mirror; cached as $ROOTFS_TAR"
-    run debootstrap --variant=minbase --include="$BASE_PKGS" bookworm "$root" "$mirror"
+    root=$TMP/rootfs-$arch
+    log "debootstrap bookworm $arch (minbase + $BASE_PKGS) from $mirror; cached as $tar"
+    run debootstrap --arch="$arch" --variant=minbase --include="$BASE_PKGS" bookworm "$root" "$mirror"
     # Slim it: the .debs and package lists (RUN steps do 'apt-get update' first anyway).
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
         "$root"/var/log/* "$root"/tmp/* "$root"/etc/hostname "$root"/etc/resolv.conf
-    run tar --numeric-owner --xattrs -C "$root" -cf "$ROOTFS_TAR.tmp" .
-    mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+    run tar --numeric-owner --xattrs -C "$root" -cf "$tar.tmp" .
+    mv "$tar.tmp" "$tar"
     rm -rf "$root"
-    log "rootfs cached in $((SECONDS - t0))s ($(du -h "$ROOTFS_TAR" | cut -f1))"
+    log "$arch rootfs cached in $((SECONDS - t0))s ($(du -h "$tar" | cut -f1))"
 }
 
+# build_debian_python REF RECIPE [ARCH]: the rootfs of ARCH (default amd64), imported as REF.
+# The image's config says amd64 whatever ARCH is: dockerd 20.10 ignores `docker import
+# --platform` unless it runs with experimental features (ensure_arm64_python corrects it in
+# the registry).
 build_debian_python() {
-    local ref=$1 recipe=$2 root=$TMP/py-root
-    make_rootfs_tar
+    local ref=$1 recipe=$2 arch=${3:-amd64} tar=$ROOTFS_TAR root=$TMP/py-root
+    [[ $arch == amd64 ]] || tar=$ROOTFS_TAR_ARM64
+    make_rootfs_tar "$arch" "$tar"
     mkdir -p "$root"
-    run tar --numeric-owner --xattrs -C "$root" -xpf "$ROOTFS_TAR"
+    run tar --numeric-owner --xattrs -C "$root" -xpf "$tar"
     # The host's CA certificates (egress proxy CA included): as local CAs, so that a later
     # update-ca-certificates in the image keeps them, and the host's merged bundle itself.
     mkdir -p "$root/usr/local/share/ca-certificates"
@@ -155,6 +170,112 @@ build_debian_python() {
             --change 'CMD ["python3"]' \
             - "$ref" >>"$LOG" 2>&1 || die "docker import of $ref failed (log: $LOG)"
     rm -rf "$root"
+}
+
+# registry_blob_upload REPO FILE: uploads FILE as a blob of REPO in the plain registry
+# (monolithic: POST, then PUT with the digest); prints the digest.
+registry_blob_upload() {
+    local repo=$1 file=$2 digest location
+    digest=sha256:$(sha256sum <"$file" | cut -d' ' -f1)
+    location=$(curl -fsS --noproxy '*' -m 30 -X POST -D - -o /dev/null \
+        "http://127.0.0.1:$PLAIN_PORT/v2/$repo/blobs/uploads/" \
+        | awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+    [[ -n $location ]] || die "no upload location from the registry for $repo"
+    [[ $location == /* ]] && location=http://127.0.0.1:$PLAIN_PORT$location
+    [[ $location == *\?* ]] && location="$location&digest=$digest" || location="$location?digest=$digest"
+    run curl -fsS --noproxy '*' -m 60 -X PUT -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$file" "$location"
+    echo "$digest"
+}
+
+# ensure_arm64_python RECIPE: $MULTI_PYTHON_IMAGE-arm64, the arm64 rootfs as an image whose
+# config says linux/arm64/v8, in the registry only (dockerd gets it through the index, for
+# the platform asked). Imported and pushed by dockerd, then its config corrected (see
+# build_debian_python): a new config blob and manifest under the same tag.
+ensure_arm64_python() {
+    local recipe=$1 ref=$MULTI_PYTHON_IMAGE-arm64 path=${MULTI_PYTHON_IMAGE#*/} t0=$SECONDS
+    local repo arch config_digest
+    repo=${path%:*}
+    arch=$(skopeo inspect --tls-verify=false --config "docker://$ref" 2>/dev/null \
+        | jq -r '.architecture // empty' 2>/dev/null || true)
+    if ((!force)) && [[ $(registry_label "$ref") == "$recipe" && $arch == arm64 ]]; then
+        log "$ref: up to date (skipped)"
+        return
+    fi
+    log "$ref: building"
+    build_debian_python "$ref" "$recipe" arm64
+    run "$DOCKER" push "$ref"
+    # dockerd's copy keeps the wrong config: only the registry's is used.
+    run "$DOCKER" rmi "$ref"
+    registry_manifest "$ref" "$TMP/arm-pushed.json" || die "$ref: pushed, but the registry does not show it"
+    config_digest=$(jq -r .config.digest "$TMP/arm-pushed.json")
+    run curl -fsS --noproxy '*' -m 30 -o "$TMP/arm-config.json" \
+        "http://127.0.0.1:$PLAIN_PORT/v2/$repo/blobs/$config_digest"
+    jq -c '.architecture = "arm64" | .variant = "v8" | .os = "linux"' \
+        "$TMP/arm-config.json" >"$TMP/arm-config-fixed.json"
+    config_digest=$(registry_blob_upload "$repo" "$TMP/arm-config-fixed.json")
+    jq -c --arg d "$config_digest" --argjson s "$(stat -c %s "$TMP/arm-config-fixed.json")" \
+        '.config.digest = $d | .config.size = $s' "$TMP/arm-pushed.json" >"$TMP/arm-manifest.json"
+    run curl -fsS --noproxy '*' -m 30 -X PUT \
+        -H "Content-Type: $(jq -r .mediaType "$TMP/arm-manifest.json")" \
+        --data-binary "@$TMP/arm-manifest.json" \
+        "http://127.0.0.1:$PLAIN_PORT/v2/$repo/manifests/${ref##*:}"
+    arch=$(skopeo inspect --tls-verify=false --config "docker://$ref" | jq -r .architecture)
+    [[ $arch == arm64 && $(registry_label "$ref") == "$recipe" ]] \
+        || die "$ref: the registry shows architecture $arch after the correction"
+    log "$ref: done in $((SECONDS - t0))s"
+}
+
+# registry_manifest REF FILE: the manifest REF names in the plain registry, byte for byte, into
+# FILE (its digest is the sha256 of those bytes); fails when there is none.
+registry_manifest() {
+    local ref=$1 out=$2 path=${1#*/}
+    curl -fs --noproxy '*' -m 30 -o "$out" \
+        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+        -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        -H 'Accept: application/vnd.oci.image.index.v1+json' \
+        "http://127.0.0.1:$PLAIN_PORT/v2/${path%:*}/manifests/${path##*:}"
+}
+
+# ensure_multi_python: $MULTI_PYTHON_IMAGE as an index of its -amd64 tag (debian-python's
+# manifest, copied with its digest) and its -arm64 tag (built by ensure), pushed last and
+# only when it differs from what the registry has.
+ensure_multi_python() {
+    local index=$MULTI_PYTHON_IMAGE amd=$MULTI_PYTHON_IMAGE-amd64 arm=$MULTI_PYTHON_IMAGE-arm64
+    local path=${MULTI_PYTHON_IMAGE#*/} t0=$SECONDS a_type r_type
+    registry_manifest "$BASE_PYTHON_IMAGE" "$TMP/base.json" || die "$BASE_PYTHON_IMAGE is not in the registry"
+    if ! registry_manifest "$amd" "$TMP/amd.json" || ! cmp -s "$TMP/base.json" "$TMP/amd.json"; then
+        log "$amd: copying $BASE_PYTHON_IMAGE"
+        run skopeo copy --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+            "docker://$BASE_PYTHON_IMAGE" "docker://$amd"
+        registry_manifest "$amd" "$TMP/amd.json" || die "$amd: copied, but the registry does not show it"
+    fi
+    registry_manifest "$arm" "$TMP/arm.json" || die "$arm is not in the registry"
+    a_type=$(jq -r .mediaType "$TMP/amd.json")
+    r_type=$(jq -r .mediaType "$TMP/arm.json")
+    jq -nc \
+        --arg amd_type "$a_type" --arg amd_digest "sha256:$(sha256sum <"$TMP/amd.json" | cut -d' ' -f1)" \
+        --argjson amd_size "$(stat -c %s "$TMP/amd.json")" \
+        --arg arm_type "$r_type" --arg arm_digest "sha256:$(sha256sum <"$TMP/arm.json" | cut -d' ' -f1)" \
+        --argjson arm_size "$(stat -c %s "$TMP/arm.json")" \
+        '{schemaVersion: 2,
+          mediaType: "application/vnd.docker.distribution.manifest.list.v2+json",
+          manifests: [
+            {mediaType: $amd_type, digest: $amd_digest, size: $amd_size,
+             platform: {architecture: "amd64", os: "linux"}},
+            {mediaType: $arm_type, digest: $arm_digest, size: $arm_size,
+             platform: {architecture: "arm64", os: "linux", variant: "v8"}}
+          ]}' >"$TMP/index.json"
+    if registry_manifest "$index" "$TMP/current.json" && cmp -s "$TMP/index.json" "$TMP/current.json"; then
+        log "$index: up to date (skipped)"
+        return
+    fi
+    run curl -fsS --noproxy '*' -m 30 -X PUT \
+        -H 'Content-Type: application/vnd.docker.distribution.manifest.list.v2+json' \
+        --data-binary "@$TMP/index.json" \
+        "http://127.0.0.1:$PLAIN_PORT/v2/${path%:*}/manifests/${path##*:}"
+    log "$index: index of linux/amd64 + linux/arm64 pushed in $((SECONDS - t0))s"
 }
 
 # ------------------------------------------------------------- uv:0.5
@@ -245,5 +366,9 @@ ensure "uv-$UV_VERSION-v1" build_uv "$UV_IMAGE" "localhost:$PLAIN_PORT/uv:$UV_VE
 ensure "busybox-${bb_version//[^A-Za-z0-9.+-]/_}-v1" build_busybox "$BUSYBOX_IMAGE"
 mkdir -p "$TMP/empty-context"
 ensure "envd-python-v1-ca-$ca_hash" build_envd_python "$ENVD_BASE_IMAGE"
+# arm64 needs emulation: binfmt_misc mounted, qemu-aarch64 registered (F flag).
+run "$(dirname "$0")/binfmt.sh"
+ensure_arm64_python "debian-python-arm64-v2-ca-$ca_hash"
+ensure_multi_python
 run "$(dirname "$0")/envd.sh"
 log "all base images ready in $((SECONDS - t_all))s"

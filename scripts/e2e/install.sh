@@ -5,8 +5,11 @@
 # denies it): scripts/e2e/up.sh starts them with its own configs.
 set -euo pipefail
 
+# qemu-user-static + binfmt-support: arm64 RUN steps and containers run under emulation
+# (the multi-platform tests; base-images.sh runs binfmt.sh, which registers the handler).
 PKGS=(docker.io iptables docker-registry skopeo umoci debootstrap busybox-static
-      apache2-utils openssl curl jq ca-certificates python3-pip)
+      apache2-utils openssl curl jq ca-certificates python3-pip
+      qemu-user-static binfmt-support)
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root (apt-get)"

@@ -39,6 +39,9 @@ HOST_CA_DIR=/usr/local/share/ca-certificates
 
 # Base images (see base-images.sh).
 BASE_PYTHON_IMAGE=localhost:$PLAIN_PORT/debian-python:bookworm
+# The same for linux/amd64 and linux/arm64: an index (the multi-platform tests). A name of its
+# own, so that the single-platform base stays one manifest.
+MULTI_PYTHON_IMAGE=localhost:$PLAIN_PORT/debian-python-multi:bookworm
 UV_IMAGE=localhost:$PLAIN_PORT/uv:0.5
 BUSYBOX_IMAGE=localhost:$PLAIN_PORT/busybox:stable
 # The base of envd builds: in the TLS registry, because envd resolves base images over HTTPS

@@ -345,6 +345,8 @@ IMAGESPEC_E2E_TOKEN_LOG=$TOKEN_LOG
 IMAGESPEC_E2E_CA_BUNDLE=$HOST_CA_BUNDLE
 # Base images made by scripts/e2e/base-images.sh.
 IMAGESPEC_E2E_BASE_PYTHON=$BASE_PYTHON_IMAGE
+# The same as an index of linux/amd64 and linux/arm64 (arm64 runs under qemu: binfmt.sh).
+IMAGESPEC_E2E_BASE_PYTHON_MULTI=$MULTI_PYTHON_IMAGE
 IMAGESPEC_E2E_UV_IMAGE=$UV_IMAGE
 IMAGESPEC_E2E_BUSYBOX=$BUSYBOX_IMAGE
 # The envd builder: the CLI (scripts/e2e/envd.sh, run by base-images.sh) and its base image.

@@ -216,9 +216,14 @@ impl DockerDaemon {
     /// What the fast path needs to know of a dependency image's file system, as the
     /// `DEPENDENCY_LABEL` value: `<flytekit uid> <uid> <gid> <mode>` of /root. Asked of a
     /// short-lived container (`id`, `stat`), which the image's own tools answer exactly.
-    pub async fn dependency_facts(&self, image: &str) -> Result<String, BackendError> {
+    /// `platform`: the image's (another architecture's runs under emulation).
+    pub async fn dependency_facts(
+        &self,
+        image: &str,
+        platform: &str,
+    ) -> Result<String, BackendError> {
         let script = r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
-        let out = self.run_script(image, script).await?;
+        let out = self.run_script(image, platform, script).await?;
         let fields: Vec<&str> = out.split_whitespace().collect();
         let valid = fields.len() == 4
             && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())
@@ -232,7 +237,12 @@ impl DockerDaemon {
     }
 
     /// Runs `script` with `/bin/sh -c` as root in a container of `image`; its stdout.
-    async fn run_script(&self, image: &str, script: &str) -> Result<String, BackendError> {
+    async fn run_script(
+        &self,
+        image: &str,
+        platform: &str,
+        script: &str,
+    ) -> Result<String, BackendError> {
         use bollard::models::ContainerCreateBody;
         let failed = |e: bollard::errors::Error| {
             BackendError::Context(format!(
@@ -253,7 +263,10 @@ impl DockerDaemon {
         let created = self
             .client
             .create_container(
-                None::<bollard::query_parameters::CreateContainerOptions>,
+                Some(bollard::query_parameters::CreateContainerOptions {
+                    name: None,
+                    platform: platform.to_string(),
+                }),
                 body,
             )
             .await
@@ -414,13 +427,15 @@ impl DockerDaemon {
         Err(BackendError::BuildFailed { step, message, log })
     }
 
-    /// Pushes `image` (`repo:tag`) with `credentials`, reporting per-layer progress.
+    /// Pushes `image` (`repo:tag`) with `credentials`, reporting per-layer progress; the
+    /// digest of the manifest pushed, when dockerd says it (it does, in its last status).
     pub async fn push(
         &self,
         image: &str,
         credentials: Option<&Credentials>,
         progress: &Progress,
-    ) -> Result<(), BackendError> {
+    ) -> Result<Option<String>, BackendError> {
+        let mut digest = None;
         let (repo, tag) = crate::registry::split_tag(image);
         let options = bollard::query_parameters::PushImageOptions {
             tag: tag.map(String::from),
@@ -454,6 +469,7 @@ impl DockerDaemon {
                 ));
             }
             if let Some(status) = info.status.as_deref() {
+                digest = pushed_digest(status).or(digest);
                 let (current, total) = info
                     .progress_detail
                     .map_or((None, None), |d| (d.current, d.total));
@@ -464,7 +480,7 @@ impl DockerDaemon {
                 });
             }
         }
-        Ok(())
+        Ok(digest)
     }
 }
 
@@ -498,6 +514,15 @@ fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) ->
         Some(c) => Refusal::NoPush { user: &c.username },
     };
     Some(refusal_message(&refusal, host, repository))
+}
+
+/// The manifest digest in dockerd's last push status, `TAG: digest: sha256:… size: N`
+/// (what `docker push` prints): the manifest it pushed, whoever moves the tag afterwards.
+fn pushed_digest(status: &str) -> Option<String> {
+    let rest = status.split_once(": digest: ")?.1;
+    let digest = rest.split_whitespace().next()?;
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| digest.to_string())
 }
 
 fn docker_credentials(c: &Credentials) -> DockerCredentials {
@@ -619,5 +644,21 @@ impl StepTracker {
             }
             None => (None, Vec::new()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pushed_digest_is_read_from_dockerds_last_status() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            pushed_digest(&format!("bookworm: digest: sha256:{hex} size: 529")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(pushed_digest("Pushed"), None);
+        assert_eq!(pushed_digest("x: digest: sha256:abc size: 1"), None);
     }
 }

@@ -1,10 +1,12 @@
 //! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit, [`envd`] with
 //! the envd CLI (into dockerd too), [`daemonless`] makes dependency images with uv and no
-//! daemon.
+//! daemon; [`emulation`] says whether this machine runs another platform's programs
+//! (binfmt_misc), before a daemon builds one.
 
 pub mod buildkit_status;
 pub mod daemonless;
 pub mod docker;
+pub mod emulation;
 pub mod envd;
 pub mod registry;
 pub mod session;
@@ -36,6 +38,8 @@ pub enum BackendError {
     Lock(#[from] crate::lock::LockError),
     #[error("building dependencies without a daemon: {0}")]
     Daemonless(#[from] daemonless::DaemonlessError),
+    #[error(transparent)]
+    Emulation(#[from] emulation::EmulationError),
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },
     #[error("{0}")]

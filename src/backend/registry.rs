@@ -19,6 +19,7 @@ use super::BackendError;
 use crate::context::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
+use crate::registry::index::{IndexEntry, platform_index};
 use crate::source::layer::{DirAttrs, Layer, Owner, write_layer};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use serde_json::{Value, json};
@@ -358,7 +359,6 @@ pub async fn append_platforms(
     verify: impl FnOnce() -> Result<(), crate::Error> + Send + 'static,
 ) -> Result<Appended, crate::Error> {
     let mut entries = Vec::new();
-    let mut docker = true;
     let (mut uploaded, mut layer_size, mut files) = (false, 0, 0);
     for (platform, deps) in platforms.iter().zip(deps) {
         let Assembled {
@@ -401,28 +401,20 @@ pub async fn append_platforms(
             error: result.as_ref().err().map(|e| e.to_string()).as_deref(),
         });
         let (up, media_type, digest, size) = result.map_err(BackendError::from)?;
-        docker &= media_type == oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE;
         uploaded |= up;
         layer_size = layer.size;
         files = layer.files;
-        let mut parts = platform.split('/');
-        let mut p = json!({"os": parts.next().unwrap_or("linux"), "architecture": parts.next().unwrap_or("amd64")});
-        if let Some(variant) = parts.next() {
-            p["variant"] = json!(variant);
-        }
-        entries
-            .push(json!({"mediaType": media_type, "digest": digest, "size": size, "platform": p}));
+        entries.push(IndexEntry {
+            platform: platform.to_string(),
+            media_type,
+            digest,
+            size,
+        });
     }
     tokio::task::spawn_blocking(verify)
         .await
         .map_err(|e| BackendError::Context(e.to_string()))??;
-    let media_type = if docker {
-        oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
-    } else {
-        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
-    };
-    let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
-    let body = serde_json::to_vec(&index).expect("an index serialises");
+    let (body, media_type) = platform_index(&entries);
     let digest = sha256(&body);
     client
         .push_manifest(&plan.image, body.into(), media_type)

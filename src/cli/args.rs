@@ -210,6 +210,11 @@ pub struct BuildArgs {
     /// `FLYTE_IMG_FAST_FAIL` is true.
     #[arg(long)]
     pub assume_exists: bool,
+    /// Build these platforms (`os/arch[,os/arch…]`, e.g. `linux/amd64,linux/arm64`) instead
+    /// of the spec's `platform`, under the same name: flytekit hashes `platform` into the
+    /// tag, this does not change it. Also for nested base specs.
+    #[arg(long, value_name = "LIST", value_parser = platform_list)]
+    pub platform: Option<String>,
     /// Nested base specs are built already (by the caller, e.g. flytekit's ImageBuildEngine):
     /// they name the image's base and enter its id and tag, but are neither looked up nor
     /// built, also not with `--force`.
@@ -265,6 +270,9 @@ pub struct PlanArgs {
     /// Plan as `build --assume-exists` would run.
     #[arg(long)]
     pub assume_exists: bool,
+    /// Plan as `build --platform LIST` would run (these platforms, the spec's name).
+    #[arg(long, value_name = "LIST", value_parser = platform_list)]
+    pub platform: Option<String>,
     /// Plan as `build --bases-built` would run (nested base specs not planned).
     #[arg(long)]
     pub bases_built: bool,
@@ -291,4 +299,9 @@ pub struct ExplainArgs {
     /// changed}, `renamed`, `dependencies_changed`.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--platform`'s value, each platform checked (`os/arch[/variant]`).
+fn platform_list(value: &str) -> Result<String, String> {
+    imagespec::engine::Platforms::parse_list(value).map(|p| p.iter().collect::<Vec<_>>().join(","))
 }

@@ -28,10 +28,9 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     let mut metadata = serde_json::Map::new();
     let several = chosen.len() > 1;
     for (key, spec) in chosen {
-        let mut options = BuildOptions::from_env(
-            super::render::options(&args.render)?,
-            super::tag_options(&args.spec, spec)?,
-        );
+        let mut render = super::render::options(&args.render)?;
+        render.platform = args.platform.clone();
+        let mut options = BuildOptions::from_env(render, super::tag_options(&args.spec, spec)?);
         options.push &= !args.no_push;
         options.force |= args.force;
         options.fast_path &= !args.no_fast_path;

@@ -21,8 +21,10 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
         output: args.output,
         assume_exists: args.assume_exists,
         daemonless: env.daemonless && !args.no_daemonless,
+        output_one_platform: false,
     };
-    let render = super::render::options(&args.render)?;
+    let mut render = super::render::options(&args.render)?;
+    render.platform = args.platform.clone();
     let mut worst = 0;
     for (_, spec) in chosen {
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
@@ -75,6 +77,7 @@ fn print_plan(plan: &ImagePlan) {
         }
     }
     println!("  files:      {}", plan.files);
+    println!("  platforms:  {}", plan.platforms.join(", "));
     if let Some(e) = &plan.plan_error {
         println!("  error:      {e}");
     }

@@ -43,6 +43,7 @@ pub fn options(flags: &RenderFlags) -> Result<RenderOptions, Error> {
             .clone()
             .filter(|v| !v.is_empty())
             .unwrap_or(defaults.host_python_version),
+        platform: None,
     })
 }
 

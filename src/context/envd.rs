@@ -333,7 +333,7 @@ impl EnvdPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
             image_id: tag.id.clone(),
-            platform: spec.platform().to_string(),
+            platform: options.platform(spec).to_string(),
             base_image,
             commands: spec.commands.clone().unwrap_or_default(),
             python_packages: spec.packages.clone().unwrap_or_default(),

@@ -43,6 +43,16 @@ pub struct RenderOptions {
     /// the version that runs it: `flytekit==<version>`, plain `flytekit` for dev builds).
     /// Not part of the tag, as in flytekit.
     pub flytekit_requirement: String,
+    /// `--platform`: the platforms built instead of the spec's `platform` (which flytekit
+    /// hashes into the tag: the name stays the spec's).
+    pub platform: Option<String>,
+}
+
+impl RenderOptions {
+    /// The platforms to build: `--platform`'s, else the spec's `platform`.
+    pub fn platform<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a str {
+        self.platform.as_deref().unwrap_or_else(|| spec.platform())
+    }
 }
 
 impl Default for RenderOptions {
@@ -52,6 +62,7 @@ impl Default for RenderOptions {
             ca_bundle: None,
             host_python_version: "3.11".into(),
             flytekit_requirement: FLYTEKIT_REQUIREMENT.into(),
+            platform: None,
         }
     }
 }
@@ -672,7 +683,7 @@ impl BuildPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
             image_id: tag.id.clone(),
-            platform: spec.platform().to_string(),
+            platform: options.platform(spec).to_string(),
             base_image,
             uv_image,
             micromamba_image: (compat || micromamba.is_some()).then_some(micromamba_image),

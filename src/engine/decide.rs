@@ -7,7 +7,9 @@
 //! first (`noop` uses the base as is), then the existence check (found → skip unless forced;
 //! cannot tell → flytekit assumes it exists, imagespec fails unless told to assume), then how
 //! to make the image: appended to its dependency image in the registry when only files
-//! change, otherwise a full build.
+//! change, otherwise a full build. Several platforms take the same strategies, each
+//! platform built in a BuildKit solve of its own and an index joining them in the registry
+//! (so they must be pushed, or written with `--output`).
 //!
 //! ```
 //! use imagespec::engine::{decide, Appendable, Builder, DecideOptions, Dependency, Facts, Strategy};
@@ -145,6 +147,8 @@ pub struct DecideOptions {
     /// May a missing dependency image be built without a daemon (uv)? (`--no-daemonless`
     /// turns it off.)
     pub daemonless: bool,
+    /// `--output`'s format holds one platform per name (`docker-archive:`).
+    pub output_one_platform: bool,
 }
 
 impl Default for DecideOptions {
@@ -156,6 +160,7 @@ impl Default for DecideOptions {
             output: false,
             assume_exists: false,
             daemonless: true,
+            output_one_platform: false,
         }
     }
 }
@@ -194,13 +199,17 @@ pub enum Refusal {
     )]
     OutputNotAppendable(&'static str),
     #[error(
-        "several platforms: the dependency image {0} is not in the registry for every platform, and dockerd 20.10's builder (no buildx) builds one platform per image: build it per platform elsewhere (e.g. with buildx) and push it as an index under that tag with the `org.imagespec.dependency-image` label"
+        "several platforms: each is built on its own and they are joined as an index in the registry (dockerd 20.10 keeps one platform per tag), so the image must be pushed, but {0}; or write it with --output oci:DIR"
     )]
-    MultiPlatformDependencies(String),
+    MultiPlatformNotPushed(&'static str),
     #[error(
-        "several platforms: dockerd 20.10's builder (no buildx) builds one platform per image; build them one at a time"
+        "several platforms: the envd builder builds one platform per image; the default builder (Docker's BuildKit) builds each platform and pushes an index"
     )]
-    MultiPlatformBuild,
+    EnvdMultiPlatform,
+    #[error(
+        "several platforms: --output docker-archive: holds one image per name (`docker load` keeps one platform per tag); write them with --output oci:DIR or oci-archive:FILE"
+    )]
+    OutputOnePlatform,
 }
 
 impl Refusal {
@@ -208,7 +217,9 @@ impl Refusal {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Refusal::UnknownBuilder(_) | Refusal::OutputWithEnvd => Some("builder"),
-            Refusal::MultiPlatformDependencies(_) | Refusal::MultiPlatformBuild => Some("platform"),
+            Refusal::MultiPlatformNotPushed(_)
+            | Refusal::EnvdMultiPlatform
+            | Refusal::OutputOnePlatform => Some("platform"),
             Refusal::OutputNotAppendable(_) | Refusal::CannotTell(_) => None,
         }
     }
@@ -252,7 +263,7 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
         Builder::Default | Builder::Envd => {}
     }
     if options.output {
-        return decide_output(facts);
+        return decide_output(facts, options);
     }
     let forced = match &facts.existence {
         Some(Existence::Yes) if !options.force => {
@@ -283,13 +294,43 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
             what.to_string()
         }
     };
+    let several = facts.platforms > 1;
     if facts.builder == Builder::Envd {
+        if several {
+            return Err(Refusal::EnvdMultiPlatform);
+        }
         return Ok(Decision::new(
             Strategy::Build,
             why_build("builder = envd: envd builds build.envd"),
         ));
     }
-    let pushed = facts.registry && options.push;
+    if several && !facts.registry {
+        return Err(Refusal::MultiPlatformNotPushed(
+            "the spec names no registry",
+        ));
+    }
+    if several && !options.push {
+        return Err(Refusal::MultiPlatformNotPushed(
+            "--no-push keeps it in dockerd",
+        ));
+    }
+    // Several platforms: dockerd 20.10's BuildKit (no buildx) builds one platform per solve,
+    // so each is built and pushed on its own and an index joins them, pushed last.
+    let each = |n: usize| {
+        if several {
+            format!(" to each of {n} platforms")
+        } else {
+            String::new()
+        }
+    };
+    let per_platform = if several {
+        format!(
+            " for each of {} platforms (one BuildKit solve each), pushed as one index",
+            facts.platforms
+        )
+    } else {
+        String::new()
+    };
     let not_fast = if !facts.registry {
         "no registry: built into the local daemon"
     } else if !options.push {
@@ -299,10 +340,10 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
     } else {
         ""
     };
-    if pushed && options.fast_path {
+    if facts.registry && options.push && options.fast_path {
         match (&facts.appendable, &facts.dependency) {
             (Appendable::Yes, Dependency::Found) => {
-                let what = if facts.platforms > 1 {
+                let what = if several {
                     format!(
                         "dependencies unchanged: append {} to the dependency image of each of {} platforms",
                         files(facts.files),
@@ -331,17 +372,14 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                     )),
                 ));
             }
-            (Appendable::Yes, _) if facts.platforms > 1 => {
-                let name = facts.dependency_image.clone().unwrap_or_default();
-                return Err(Refusal::MultiPlatformDependencies(name));
-            }
             (Appendable::Yes, Dependency::Unknown(why)) => {
                 return Ok(Decision::new(
                     Strategy::BuildDependenciesThenAppend,
                     why_build(&format!(
-                        "the dependency image could not be looked up ({why}): build it{}, then append {}",
+                        "the dependency image could not be looked up ({why}): build it{}{per_platform}, then append {}{}",
                         by(facts),
-                        files(facts.files)
+                        files(facts.files),
+                        each(facts.platforms)
                     )),
                 ));
             }
@@ -349,30 +387,28 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 return Ok(Decision::new(
                     Strategy::BuildDependenciesThenAppend,
                     why_build(&format!(
-                        "dependencies changed: build the dependency image{}, then append {}",
+                        "dependencies changed: build the dependency image{}{per_platform}, then append {}{}",
                         by(facts),
-                        files(facts.files)
+                        files(facts.files),
+                        each(facts.platforms)
                     )),
                 ));
             }
             (Appendable::No(why), _) => {
-                if facts.platforms > 1 {
-                    return Err(Refusal::MultiPlatformBuild);
-                }
                 return Ok(Decision::new(
                     Strategy::Build,
-                    why_build(&format!("{}: full build", why.reason())),
+                    why_build(&format!("{}: full build{per_platform}", why.reason())),
                 ));
             }
         }
     }
-    if facts.platforms > 1 {
-        return Err(Refusal::MultiPlatformBuild);
-    }
-    Ok(Decision::new(Strategy::Build, why_build(not_fast)))
+    Ok(Decision::new(
+        Strategy::Build,
+        why_build(&format!("{not_fast}{per_platform}")),
+    ))
 }
 
-fn decide_output(facts: &Facts) -> Result<Decision, Refusal> {
+fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusal> {
     if facts.builder == Builder::Envd {
         return Err(Refusal::OutputWithEnvd);
     }
@@ -399,17 +435,28 @@ fn decide_output(facts: &Facts) -> Result<Decision, Refusal> {
         }
         Appendable::Yes => {}
     }
-    if facts.platforms > 1 {
-        return Err(Refusal::OutputNotAppendable("one platform"));
+    let several = facts.platforms > 1;
+    if several && options.output_one_platform {
+        return Err(Refusal::OutputOnePlatform);
     }
-    let reason = match &facts.dependency {
-        Dependency::Found => format!(
+    let reason = match (&facts.dependency, several) {
+        (Dependency::Found, false) => format!(
             "dependencies unchanged: the dependency image plus {}, written to disk",
             files(facts.files)
         ),
-        _ => format!(
+        (Dependency::Found, true) => format!(
+            "dependencies unchanged: the dependency image of each of {} platforms plus {}, written to disk as one index",
+            facts.platforms,
+            files(facts.files)
+        ),
+        (_, false) => format!(
             "the dependency image is built{} and pushed first, then it plus {} is written to disk",
             by(facts),
+            files(facts.files)
+        ),
+        (_, true) => format!(
+            "the dependency image is built for each of {} platforms and pushed as an index first, then each plus {} is written to disk as one index",
+            facts.platforms,
             files(facts.files)
         ),
     };
@@ -629,12 +676,34 @@ mod tests {
         f.platforms = 2;
         let d = decide(&f, &DecideOptions::default()).unwrap();
         assert_eq!(d.strategy, Strategy::Append);
-        assert!(d.reason.contains("each of 2 platforms"));
-        f.dependency = Dependency::Missing;
         assert_eq!(
-            decide(&f, &DecideOptions::default()).unwrap_err(),
-            Refusal::MultiPlatformDependencies("r/app:deps-1".into())
+            d.reason,
+            "dependencies unchanged: append 2 files to the dependency image of each of 2 platforms"
         );
+    }
+
+    #[test]
+    fn several_platforms_build_the_dependency_image_per_platform_then_append() {
+        let mut f = facts();
+        f.platforms = 2;
+        f.dependency = Dependency::Missing;
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(
+            d.reason,
+            "dependencies changed: build the dependency image for each of 2 platforms (one BuildKit solve each), pushed as one index, then append 2 files to each of 2 platforms"
+        );
+        f.dependency = Dependency::Unknown("503".into());
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert!(d.reason.contains("(503)") && d.reason.contains("for each of 2 platforms"));
+    }
+
+    #[test]
+    fn several_platforms_with_uv_build_every_platform_without_a_daemon() {
+        let mut f = facts();
+        f.platforms = 2;
+        f.dependency = Dependency::Missing;
         f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
         let d = decide(&f, &DecideOptions::default()).unwrap();
         assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
@@ -642,11 +711,72 @@ mod tests {
             d.reason,
             "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files"
         );
-        f.dependency_builder = None;
+    }
+
+    #[test]
+    fn several_platforms_that_cannot_be_appended_are_built_per_platform() {
+        let mut f = facts();
+        f.platforms = 3;
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
+        f.dependency = Dependency::NotAsked;
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(d.strategy, Strategy::Build);
+        assert!(
+            d.reason.ends_with(
+                ": full build for each of 3 platforms (one BuildKit solve each), pushed as one index"
+            ),
+            "{}",
+            d.reason
+        );
+        f.appendable = Appendable::Yes;
+        let options = DecideOptions {
+            fast_path: false,
+            ..Default::default()
+        };
+        let d = decide(&f, &options).unwrap();
+        assert_eq!(d.strategy, Strategy::Build);
+        assert!(
+            d.reason
+                .starts_with("the fast path is off: full build for each of 3")
+        );
+    }
+
+    #[test]
+    fn several_platforms_must_be_pushed() {
+        let mut f = facts();
+        f.platforms = 2;
+        f.dependency = Dependency::Missing;
+        let options = DecideOptions {
+            push: false,
+            ..Default::default()
+        };
+        let refusal = decide(&f, &options).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::MultiPlatformNotPushed("--no-push keeps it in dockerd")
+        );
+        assert_eq!(
+            (refusal.exit_code(), refusal.field()),
+            (2, Some("platform"))
+        );
+        f.registry = false;
         assert_eq!(
             decide(&f, &DecideOptions::default()).unwrap_err(),
-            Refusal::MultiPlatformBuild
+            Refusal::MultiPlatformNotPushed("the spec names no registry")
+        );
+        // An image that exists is still skipped: nothing is built.
+        f.existence = Some(Existence::Yes);
+        assert_eq!(strategy(&f, &options), Strategy::Skip);
+    }
+
+    #[test]
+    fn envd_refuses_several_platforms() {
+        let mut f = facts();
+        f.builder = Builder::Envd;
+        f.platforms = 2;
+        assert_eq!(
+            decide(&f, &DecideOptions::default()).unwrap_err(),
+            Refusal::EnvdMultiPlatform
         );
     }
 
@@ -683,7 +813,6 @@ mod tests {
                 Appendable::No(NotAppendable::CommandsAfterCopy),
                 1,
             ),
-            (Builder::Default, true, Appendable::Yes, 2),
         ];
         for (builder, registry, appendable, platforms) in refusals {
             let f = Facts {
@@ -696,6 +825,38 @@ mod tests {
             let refusal = decide(&f, &options).unwrap_err();
             assert_eq!(refusal.exit_code(), 2, "{refusal}");
         }
+    }
+
+    #[test]
+    fn output_of_several_platforms_is_an_index_but_not_a_docker_archive() {
+        let mut options = DecideOptions {
+            output: true,
+            ..Default::default()
+        };
+        let mut f = facts();
+        f.existence = None;
+        f.platforms = 2;
+        let d = decide(&f, &options).unwrap();
+        assert_eq!(d.strategy, Strategy::WriteOutput);
+        assert!(
+            d.reason.ends_with("written to disk as one index"),
+            "{}",
+            d.reason
+        );
+        f.dependency = Dependency::Missing;
+        assert!(
+            decide(&f, &options)
+                .unwrap()
+                .reason
+                .starts_with("the dependency image is built for each of 2 platforms")
+        );
+        options.output_one_platform = true;
+        assert_eq!(
+            decide(&f, &options).unwrap_err(),
+            Refusal::OutputOnePlatform
+        );
+        f.platforms = 1;
+        assert_eq!(strategy(&f, &options), Strategy::WriteOutput);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub async fn gather(
     timeouts: Timeouts,
 ) -> Gathered {
     let builder = Builder::of(spec);
-    let platforms = Platforms::parse(spec.platform());
+    let platforms = Platforms::parse(render.platform(spec));
     let registry = spec.registry().is_some();
     let files = tag.source.as_ref().map_or(0, |s| s.files.len())
         + tag

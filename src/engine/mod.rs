@@ -86,6 +86,63 @@ impl Platforms {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
+
+    /// The platforms of `--platform LIST`, each checked to be `os/arch[/variant]` (the
+    /// spec's own `platform` is hashed as written and checked when it is built).
+    pub fn parse_list(list: &str) -> Result<Platforms, String> {
+        let platforms = Platforms::parse(list);
+        if platforms.is_empty() {
+            return Err(format!(
+                "`{list}`: no platform; expected e.g. linux/amd64,linux/arm64"
+            ));
+        }
+        for p in platforms.iter() {
+            Platform::parse(p)?;
+        }
+        Ok(platforms)
+    }
+}
+
+/// One platform, `os/arch[/variant]` (`linux/arm64`, `linux/arm/v7`), split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Platform<'a> {
+    pub os: &'a str,
+    pub architecture: &'a str,
+    pub variant: Option<&'a str>,
+}
+
+impl<'a> Platform<'a> {
+    /// Splits `os/arch[/variant]`; each part non-empty, of lower-case letters, digits, `_`
+    /// and `.` (what OCI platform fields and Docker's `--platform` hold).
+    pub fn parse(platform: &'a str) -> Result<Platform<'a>, String> {
+        let parts: Vec<&str> = platform.split('/').collect();
+        let valid = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.".contains(&b))
+        };
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| valid(p)) {
+            return Err(format!(
+                "`{platform}`: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7"
+            ));
+        }
+        Ok(Platform {
+            os: parts[0],
+            architecture: parts[1],
+            variant: parts.get(2).copied(),
+        })
+    }
+
+    /// A tag-safe name for the platform: `linux-arm64`, `linux-arm-v7` (the suffix of the
+    /// tags each platform's image is pushed under before the index joins them).
+    pub fn tag_suffix(&self) -> String {
+        let mut name = format!("{}-{}", self.os, self.architecture);
+        if let Some(v) = self.variant {
+            name.push('-');
+            name.push_str(v);
+        }
+        name.replace('.', "_")
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +166,35 @@ mod tests {
         assert!(p.several());
         assert!(!Platforms::parse("linux/amd64").several());
         assert!(Platforms::parse("").is_empty());
+    }
+
+    #[test]
+    fn platform_lists_are_checked_part_by_part() {
+        let p = Platforms::parse_list("linux/amd64, linux/arm/v7").unwrap();
+        assert_eq!(
+            p.iter().collect::<Vec<_>>(),
+            ["linux/amd64", "linux/arm/v7"]
+        );
+        for bad in [
+            "",
+            " , ",
+            "linux",
+            "linux/",
+            "linux/amd64/v1/x",
+            "Linux/AMD64",
+            "linux/$(x)",
+        ] {
+            assert!(Platforms::parse_list(bad).is_err(), "{bad:?}");
+        }
+        let arm = Platform::parse("linux/arm/v7").unwrap();
+        assert_eq!(
+            (arm.os, arm.architecture, arm.variant),
+            ("linux", "arm", Some("v7"))
+        );
+        assert_eq!(arm.tag_suffix(), "linux-arm-v7");
+        assert_eq!(
+            Platform::parse("linux/arm64").unwrap().tag_suffix(),
+            "linux-arm64"
+        );
     }
 }

@@ -30,6 +30,9 @@ pub struct ImagePlan {
     pub dependency_builder: Option<super::DependencyBuilder>,
     /// Files copied into the image.
     pub files: usize,
+    /// The platforms built (the spec's `platform`, or `--platform`'s), in order: each is
+    /// built on its own and an index joins several.
+    pub platforms: Vec<String>,
     /// A build plan that could not be made (reported when a build is due).
     pub plan_error: Option<String>,
 }
@@ -68,6 +71,7 @@ impl ImagePlan {
             "dependency_builder": self.dependency_builder.as_ref().map(|b| b.name()),
             "dependency_builder_reason": self.dependency_builder.as_ref().and_then(|b| b.reason()),
             "files": self.files,
+            "platforms": self.platforms,
             "plan_error": self.plan_error,
             "exit_code": exit_code,
         })
@@ -181,6 +185,10 @@ fn plan_into<'a>(
             dependency: gathered.facts.dependency.clone(),
             dependency_builder: gathered.facts.dependency_builder.clone(),
             files: gathered.facts.files,
+            platforms: super::Platforms::parse(render.platform(spec))
+                .iter()
+                .map(str::to_string)
+                .collect(),
             plan_error,
         });
         Ok(())

@@ -640,6 +640,16 @@ impl RegistryClient {
         })
     }
 
+    /// The manifest `digest` in `image`'s repository, as stored.
+    pub async fn manifest_by_digest(
+        &self,
+        image: &str,
+        digest: &str,
+    ) -> Result<RawManifest, RegistryError> {
+        let by_digest = reference(image).clone_with_digest(digest.to_string());
+        self.manifest_of(image, &by_digest).await
+    }
+
     /// The image manifest of `image` for `platform` (`os/arch[/variant]`): the manifest
     /// itself, or the matching entry of an index.
     pub async fn image_manifest(

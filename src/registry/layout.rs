@@ -103,6 +103,11 @@ pub enum LayoutError {
          digits: it is not written (its name would be a path)"
     )]
     BadDigest { digest: String },
+    #[error(
+        "a docker-archive holds one image per name, not several platforms: write an OCI \
+         layout (oci:DIR) or archive (oci-archive:FILE)"
+    )]
+    SeveralPlatforms,
 }
 
 /// A blob digest that is safe as a file name under `blobs/sha256/`: the registry (named by
@@ -287,8 +292,43 @@ pub async fn write(
     target: &OutputTarget,
     progress: &Progress,
 ) -> Result<(), LayoutError> {
+    write_images(client, image.image, &[(None, image)], target, progress).await
+}
+
+/// Writes the images of several platforms (`os/arch[/variant]`, each with its image) as one
+/// OCI image index named `name`, to an OCI layout or archive, as [`write`] writes one image.
+/// A `docker-archive:` holds one image per name: it is refused.
+pub async fn write_platforms(
+    client: &RegistryClient,
+    name: &str,
+    images: &[(&str, ImageToWrite<'_>)],
+    target: &OutputTarget,
+    progress: &Progress,
+) -> Result<(), LayoutError> {
+    let images: Vec<(Option<&str>, &ImageToWrite<'_>)> =
+        images.iter().map(|(p, i)| (Some(*p), i)).collect();
+    write_images(client, name, &images, target, progress).await
+}
+
+/// One image (`None` platform: written as the layout's image itself) or several platforms'
+/// (an index), to `target`.
+async fn write_images(
+    client: &RegistryClient,
+    name: &str,
+    images: &[(Option<&str>, &ImageToWrite<'_>)],
+    target: &OutputTarget,
+    progress: &Progress,
+) -> Result<(), LayoutError> {
     match target {
-        OutputTarget::OciDir(dir) => write_oci_dir(client, image, dir, Shared::Yes, progress).await,
+        OutputTarget::DockerArchive(_) if images.len() != 1 => {
+            return Err(LayoutError::SeveralPlatforms);
+        }
+        _ => {}
+    }
+    match target {
+        OutputTarget::OciDir(dir) => {
+            write_oci_dir(client, name, images, dir, Shared::Yes, progress).await
+        }
         OutputTarget::OciArchive(file) | OutputTarget::DockerArchive(file) => {
             let parent = file
                 .parent()
@@ -297,9 +337,9 @@ pub async fn write(
             // Beside the archive: the same file system, so the rename at the end is atomic.
             let staging = ScratchDir::new_in(parent, "staging").map_err(io(parent))?;
             if matches!(target, OutputTarget::OciArchive(_)) {
-                write_oci_dir(client, image, staging.path(), Shared::No, progress).await?;
+                write_oci_dir(client, name, images, staging.path(), Shared::No, progress).await?;
             } else {
-                write_docker_dir(client, image, staging.path(), progress).await?;
+                write_docker_dir(client, images[0].1, staging.path(), progress).await?;
             }
             let archive = ScratchFile::new_in(parent, "archive").map_err(io(parent))?;
             tar_dir(staging.path(), archive.file(), archive.path())?;
@@ -348,41 +388,71 @@ enum Shared {
 
 async fn write_oci_dir(
     client: &RegistryClient,
-    image: &ImageToWrite<'_>,
+    name: &str,
+    images: &[(Option<&str>, &ImageToWrite<'_>)],
     dir: &Path,
     shared: Shared,
     progress: &Progress,
 ) -> Result<(), LayoutError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    collect_blobs(client, image, dir, progress).await?;
-    let manifest = as_oci(image.manifest);
-    let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
-    let digest = format!("sha256:{}", sha256_hex(&body));
     let blobs = dir.join("blobs/sha256");
-    put_blob(
-        client,
-        &blobs,
-        dir,
-        &digest,
-        body.len() as i64,
-        BlobSource::Bytes(&body),
-        progress,
-    )
-    .await?;
+    let mut entries = Vec::new();
+    for (platform, image) in images {
+        collect_blobs(client, image, dir, progress).await?;
+        let manifest = as_oci(image.manifest);
+        let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
+        let digest = format!("sha256:{}", sha256_hex(&body));
+        put_blob(
+            client,
+            &blobs,
+            dir,
+            &digest,
+            body.len() as i64,
+            BlobSource::Bytes(&body),
+            progress,
+        )
+        .await?;
+        entries.push(super::index::IndexEntry {
+            platform: platform.unwrap_or_default().to_string(),
+            media_type: oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string(),
+            digest,
+            size: body.len(),
+        });
+    }
+    // One image is the layout's image itself; several platforms' are joined by an index
+    // blob, which the layout's index.json names (as `skopeo copy --all` writes them).
+    let (media_type, digest, size) = match (images, entries.as_slice()) {
+        ([(None, _)], [one]) => (one.media_type.clone(), one.digest.clone(), one.size),
+        _ => {
+            let (body, media_type) = super::index::platform_index(&entries);
+            let digest = format!("sha256:{}", sha256_hex(&body));
+            put_blob(
+                client,
+                &blobs,
+                dir,
+                &digest,
+                body.len() as i64,
+                BlobSource::Bytes(&body),
+                progress,
+            )
+            .await?;
+            (media_type.to_string(), digest, body.len())
+        }
+    };
     let layout = dir.join("oci-layout");
     let layout_json = br#"{"imageLayoutVersion":"1.0.0"}"#;
     if fs::read(&layout).ok().as_deref() != Some(layout_json.as_slice()) {
         write_atomically(&layout, layout_json)?;
     }
-    let (_, tag) = super::split_tag(image.image);
+    let (_, tag) = super::split_tag(name);
     let ref_name = layout_ref_name(tag.unwrap_or("latest"));
     let entry = serde_json::json!({
-        "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+        "mediaType": media_type,
         "digest": digest,
-        "size": body.len(),
+        "size": size,
         "annotations": {
             "org.opencontainers.image.ref.name": ref_name,
-            "io.containerd.image.name": image.image,
+            "io.containerd.image.name": name,
         },
     });
     // Read, merge and replace under a lock on the directory: two runs writing into one

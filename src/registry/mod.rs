@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod index;
 pub mod layout;
 pub mod token;
 

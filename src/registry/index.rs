@@ -1,0 +1,227 @@
+//! The image index that joins several platforms' images under one name (an OCI image
+//! index, or Docker's manifest list when every image is Docker's schema 2), as buildx pushes
+//! it: one entry per platform, in the order the spec lists them.
+
+use serde_json::{Value, json};
+
+/// One platform's manifest, as an index names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    pub media_type: String,
+    /// `sha256:…` of the manifest.
+    pub digest: String,
+    pub size: usize,
+}
+
+/// The index of `entries` (in their order) and its media type: a Docker manifest list when
+/// every manifest is Docker's schema 2 (what dockerd pushes), else an OCI image index. The
+/// same entries give the same bytes.
+pub fn platform_index(entries: &[IndexEntry]) -> (Vec<u8>, &'static str) {
+    let docker = entries
+        .iter()
+        .all(|e| e.media_type == oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
+    let media_type = if docker {
+        oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
+    } else {
+        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
+    };
+    let manifests: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut parts = e.platform.split('/');
+            let mut p = json!({
+                "os": parts.next().unwrap_or("linux"),
+                "architecture": parts.next().unwrap_or("amd64"),
+            });
+            if let Some(variant) = parts.next() {
+                p["variant"] = json!(variant);
+            }
+            json!({"mediaType": e.media_type, "digest": e.digest, "size": e.size, "platform": p})
+        })
+        .collect();
+    let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": manifests});
+    (
+        serde_json::to_vec(&index).expect("an index serialises"),
+        media_type,
+    )
+}
+
+/// The platforms an image in a registry has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImagePlatforms {
+    /// An index: its entries' platforms (`os/arch[/variant]`).
+    Index(Vec<String>),
+    /// One image, of this platform (from its config; `None` when the config does not say).
+    Single(Option<String>),
+}
+
+/// Whether an image of platform `have` serves `want`: the same, or `want` names no variant
+/// (`linux/arm64` is served by `linux/arm64/v8`), or `want` is arm64's default variant.
+fn serves(have: &str, want: &str) -> bool {
+    have == want
+        || (want.matches('/').count() == 1 && have.starts_with(&format!("{want}/")))
+        || want
+            .strip_suffix("/v8")
+            .is_some_and(|w| w.ends_with("/arm64") && have == w)
+}
+
+impl ImagePlatforms {
+    /// The platforms of `wanted` the image has no image for, in `wanted`'s order.
+    pub fn missing<'a>(&self, wanted: &[&'a str]) -> Vec<&'a str> {
+        let have: &[String] = match self {
+            ImagePlatforms::Index(list) => list,
+            ImagePlatforms::Single(Some(one)) => std::slice::from_ref(one),
+            ImagePlatforms::Single(None) => &[],
+        };
+        wanted
+            .iter()
+            .filter(|want| !have.iter().any(|h| serves(h, want)))
+            .copied()
+            .collect()
+    }
+}
+
+impl std::fmt::Display for ImagePlatforms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImagePlatforms::Index(list) => write!(f, "an index of {}", list.join(", ")),
+            ImagePlatforms::Single(Some(p)) => write!(f, "a single-platform image for {p}"),
+            ImagePlatforms::Single(None) => f.write_str("a single-platform image"),
+        }
+    }
+}
+
+/// `os/arch[/variant]` of an image config (`{"os": …, "architecture": …, "variant": …}`).
+pub fn config_platform(config: &Value) -> Option<String> {
+    let os = config.get("os")?.as_str()?;
+    let arch = config.get("architecture")?.as_str()?;
+    Some(match config.get("variant").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
+    })
+}
+
+/// The platforms of `image`: its index's entries (attestation entries, `unknown/unknown`,
+/// left out), or the platform its config names.
+pub async fn platforms_of(
+    client: &super::client::RegistryClient,
+    image: &str,
+) -> Result<ImagePlatforms, super::client::RegistryError> {
+    use oci_client::manifest::OciManifest;
+    let raw = client.manifest(image).await?;
+    match &raw.manifest {
+        OciManifest::ImageIndex(index) => Ok(ImagePlatforms::Index(
+            index
+                .manifests
+                .iter()
+                .filter_map(|e| e.platform.as_ref())
+                .filter(|p| p.os.to_string() != "unknown")
+                .map(|p| match &p.variant {
+                    Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                    None => format!("{}/{}", p.os, p.architecture),
+                })
+                .collect(),
+        )),
+        OciManifest::Image(m) => {
+            let config = client.blob(image, &m.config.digest).await?;
+            let config: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
+            Ok(ImagePlatforms::Single(config_platform(&config)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_platforms_follow_the_variant_rules() {
+        let index = ImagePlatforms::Index(vec![
+            "linux/amd64".into(),
+            "linux/arm64/v8".into(),
+            "linux/arm/v7".into(),
+        ]);
+        assert!(index.missing(&["linux/amd64", "linux/arm64"]).is_empty());
+        assert!(
+            index
+                .missing(&["linux/arm64/v8", "linux/arm/v7"])
+                .is_empty()
+        );
+        assert_eq!(
+            index.missing(&["linux/arm/v6", "linux/s390x", "linux/amd64"]),
+            ["linux/arm/v6", "linux/s390x"]
+        );
+        let plain_arm64 = ImagePlatforms::Index(vec!["linux/arm64".into()]);
+        assert!(plain_arm64.missing(&["linux/arm64/v8"]).is_empty());
+        let single = ImagePlatforms::Single(Some("linux/amd64".into()));
+        assert!(single.missing(&["linux/amd64"]).is_empty());
+        assert_eq!(
+            single.missing(&["linux/amd64", "linux/arm64"]),
+            ["linux/arm64"]
+        );
+        assert_eq!(
+            single.to_string(),
+            "a single-platform image for linux/amd64"
+        );
+        assert_eq!(
+            ImagePlatforms::Single(None).missing(&["linux/amd64"]),
+            ["linux/amd64"]
+        );
+        assert_eq!(
+            index.to_string(),
+            "an index of linux/amd64, linux/arm64/v8, linux/arm/v7"
+        );
+    }
+
+    #[test]
+    fn a_config_names_its_platform() {
+        let config = json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
+        assert_eq!(config_platform(&config).as_deref(), Some("linux/arm64/v8"));
+        let config = json!({"os": "linux", "architecture": "amd64", "variant": ""});
+        assert_eq!(config_platform(&config).as_deref(), Some("linux/amd64"));
+        assert_eq!(config_platform(&json!({})), None);
+    }
+
+    #[test]
+    fn an_index_names_each_platform_in_order_with_the_right_media_type() {
+        let entry = |platform: &str, media_type: &str, n: u8| IndexEntry {
+            platform: platform.into(),
+            media_type: media_type.into(),
+            digest: format!("sha256:{}", format!("{n:02x}").repeat(32)),
+            size: 100 + n as usize,
+        };
+        let docker = oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE;
+        let entries = [
+            entry("linux/amd64", docker, 1),
+            entry("linux/arm/v7", docker, 2),
+        ];
+        let (body, media_type) = platform_index(&entries);
+        assert_eq!(
+            media_type,
+            oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
+        );
+        let index: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(index["schemaVersion"], 2);
+        assert_eq!(index["mediaType"], media_type);
+        assert_eq!(
+            index["manifests"][1]["platform"],
+            json!({"os": "linux", "architecture": "arm", "variant": "v7"})
+        );
+        assert_eq!(index["manifests"][0]["size"], 101);
+        assert_eq!(
+            platform_index(&entries).0,
+            body,
+            "the same bytes every time"
+        );
+        let oci = [
+            entry("linux/amd64", docker, 1),
+            entry("linux/arm64", oci_client::manifest::OCI_IMAGE_MEDIA_TYPE, 2),
+        ];
+        assert_eq!(
+            platform_index(&oci).1,
+            oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
+        );
+    }
+}
