@@ -281,13 +281,7 @@ impl Explanation {
 /// The imagespec cache directory (`$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`,
 /// else `~/.cache/imagespec`), unless `IMAGESPEC_NO_CACHE` is set.
 fn cache_base() -> Option<PathBuf> {
-    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
-        return None;
-    }
-    std::env::var_os("IMAGESPEC_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("imagespec")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec")))
+    crate::source::cache_home_if_enabled()
 }
 
 /// Where the last build of `repository` (`[registry/]name`) is recorded.

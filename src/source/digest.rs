@@ -336,13 +336,18 @@ pub fn cache_home() -> Option<PathBuf> {
         })
 }
 
-/// Where tree digests are cached: `tree-digests` in [`cache_home`]; `IMAGESPEC_NO_CACHE=1`
-/// turns caching off.
-fn cache_dir() -> Option<PathBuf> {
+/// [`cache_home`], unless `IMAGESPEC_NO_CACHE` turns the caches off (tree digests, base
+/// trees, the last-build records).
+pub fn cache_home_if_enabled() -> Option<PathBuf> {
     if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
         return None;
     }
-    Some(cache_home()?.join("tree-digests"))
+    cache_home()
+}
+
+/// Where tree digests are cached: `tree-digests` in [`cache_home_if_enabled`].
+fn cache_dir() -> Option<PathBuf> {
+    Some(cache_home_if_enabled()?.join("tree-digests"))
 }
 
 /// The first line of a cache entry: its format and version.

@@ -18,7 +18,9 @@ pub mod layer;
 pub mod untrusted;
 mod walk;
 
-pub use digest::{CopyEntry, CopySet, cache_home, copy_digest, requirements_digest};
+pub use digest::{
+    CopyEntry, CopySet, cache_home, cache_home_if_enabled, copy_digest, requirements_digest,
+};
 pub use ignore::IgnoreGroup;
 pub use untrusted::LinkPolicy;
 pub use walk::SourceSet;

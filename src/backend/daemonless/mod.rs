@@ -68,13 +68,7 @@ impl From<venv::InstallError> for DaemonlessError {
 /// The imagespec cache dir (`$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`, else
 /// `~/.cache/imagespec`), unless `IMAGESPEC_NO_CACHE` is set.
 fn cache_dir() -> Option<PathBuf> {
-    if std::env::var_os("IMAGESPEC_NO_CACHE").is_some_and(|v| v != "0" && !v.is_empty()) {
-        return None;
-    }
-    std::env::var_os("IMAGESPEC_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("imagespec")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imagespec")))
+    crate::source::cache_home_if_enabled()
 }
 
 /// Days since 1970-01-01 of an RFC 3339 time's date (`2026-12-01T14:18:52Z` → 20788).
