@@ -99,7 +99,10 @@ fn syntax_errors_point_at_the_spot() {
 fn multi_image_files_need_a_choice_and_reject_cycles() {
     let text =
         "[images.base]\npackages = [\"numpy\"]\n[images.app]\nbase_image = { spec = \"base\" }\n";
-    assert_snapshot!(bad("images.toml", text), @"error: images.toml: this file holds several images; pick one with `--image KEY` (base, app)");
+    // Without --image, `tag` names every image, in file order, as `build` builds them all.
+    let (code, stdout, _) = tag_with("images.toml", text, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
     let cycle =
         "[images.a]\nbase_image = { spec = \"b\" }\n[images.b]\nbase_image = { spec = \"a\" }\n";
     assert_snapshot!(bad_with("images.toml", cycle, &["--image", "a"]), @"error: images.toml:4:23: `images.b.base_image.spec`: images form a cycle: a -> b -> a");

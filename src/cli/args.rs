@@ -62,7 +62,10 @@ pub enum Command {
 pub struct SpecArgs {
     /// The spec file (.toml, .yaml/.yml or .json).
     pub spec: PathBuf,
-    /// In a file with an `[images]` table, the image to use.
+    /// In a file with an `[images]` table, the image to use. Without it, `tag`, `exists`,
+    /// `render` (into DIR/KEY), `plan` and `build` act on every image in file order, so CI
+    /// can name, check and build a whole file alike; `inspect` shows them all;
+    /// `is-container` and `explain` need one.
     #[arg(short, long, value_name = "KEY")]
     pub image: Option<String>,
     /// For `source_copy_mode = loaded_modules`: a file listing the loaded module files, one

@@ -1,9 +1,9 @@
 //! `imagespec build SPEC`: build (and push) unless the image exists.
 
 use super::args::{BuildArgs, PrintRef};
+use imagespec::Error;
 use imagespec::build::{Action, BuildOptions, BuildOutcome};
 use imagespec::progress::Progress;
-use imagespec::{Error, NormalizedSpec};
 use serde_json::json;
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
@@ -20,10 +20,7 @@ pub fn run(args: &BuildArgs) -> Result<(), Error> {
 
 fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     let file = super::load(&args.spec)?;
-    let chosen: Vec<(&str, &NormalizedSpec)> = match (&args.spec.image, file.is_multi()) {
-        (None, true) => file.images()?,
-        (key, _) => vec![file.select(key.as_deref())?],
-    };
+    let chosen = super::chosen(&file, args.spec.image.as_deref())?;
     let runtime = super::runtime()?;
     let mut metadata = serde_json::Map::new();
     let several = chosen.len() > 1;

@@ -93,6 +93,18 @@ fn tag_options(
     Ok(TagOptions { modules, links })
 }
 
+/// The images a command acts on: the one `--image` names, or every image of a multi-image
+/// file in file order — `tag`, `exists`, `render`, `plan` and `build` alike.
+fn chosen<'a>(
+    file: &'a SpecFile,
+    key: Option<&str>,
+) -> Result<Vec<(&'a str, &'a imagespec::NormalizedSpec)>, Error> {
+    Ok(match (key, file.is_multi()) {
+        (None, true) => file.images()?,
+        (key, _) => vec![file.select(key)?],
+    })
+}
+
 fn load(args: &args::SpecArgs) -> Result<SpecFile, Error> {
     match &args.relative_to {
         None => imagespec::load(&args.spec),

@@ -1,17 +1,14 @@
 //! `imagespec plan SPEC`: what `build` would do with each image and why, doing nothing.
 
 use super::args::PlanArgs;
+use imagespec::Error;
 use imagespec::engine::{DecideOptions, ImagePlan};
-use imagespec::{Error, NormalizedSpec};
 
 /// Prints the plan of every chosen image (bases first); `Ok(false)` when some image has no
 /// strategy (its refusal's exit code is returned through `exit_code`).
 pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     let file = super::load(&args.spec)?;
-    let chosen: Vec<(&str, &NormalizedSpec)> = match (&args.spec.image, file.is_multi()) {
-        (None, true) => file.images()?,
-        (key, _) => vec![file.select(key.as_deref())?],
-    };
+    let chosen = super::chosen(&file, args.spec.image.as_deref())?;
     let runtime = super::runtime()?;
     let env = imagespec::build::BuildOptions::from_env(Default::default(), Default::default());
     let options = DecideOptions {

@@ -47,9 +47,28 @@ pub fn options(flags: &RenderFlags) -> Result<RenderOptions, Error> {
     })
 }
 
+/// Renders the chosen image into `-o DIR`, or, for a file of several images without
+/// `--image`, each image into `DIR/KEY` (as `build` builds every image).
 pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let file = super::load(&args.spec)?;
-    let (_, spec) = file.select(args.spec.image.as_deref())?;
+    let chosen = super::chosen(&file, args.spec.image.as_deref())?;
+    let several = chosen.len() > 1;
+    for (key, spec) in chosen {
+        let out = if several {
+            args.output.join(key)
+        } else {
+            args.output.clone()
+        };
+        render_one(args, spec, &out)?;
+    }
+    Ok(())
+}
+
+fn render_one(
+    args: &RenderArgs,
+    spec: &imagespec::NormalizedSpec,
+    output: &std::path::Path,
+) -> Result<(), Error> {
     let tag_options = super::tag_options(&args.spec, spec)?;
     let tag = imagespec::tag::compute(spec, &tag_options)?;
     let existing = if args.replace {
@@ -74,12 +93,12 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     let (written, files) = match builder.map(Builder::parse) {
         Some(Builder::Envd) => {
             let plan = EnvdPlan::new(spec, &tag, &options(&args.render)?)?;
-            plan.render_into(&args.output, existing, &inputs)?;
+            plan.render_into(output, existing, &inputs)?;
             (BUILD_ENVD, plan.files.len())
         }
         _ => {
             let plan = BuildPlan::new(spec, &tag, &options(&args.render)?)?;
-            plan.render_into(&args.output, existing, &inputs)?;
+            plan.render_into(output, existing, &inputs)?;
             ("Dockerfile", plan.files.len())
         }
     };
@@ -87,7 +106,7 @@ pub fn run(args: &RenderArgs) -> Result<(), Error> {
     println!("{}", tag.image);
     eprintln!(
         "wrote {}/{written} and {files} context files",
-        args.output.display()
+        output.display()
     );
     Ok(())
 }
