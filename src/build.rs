@@ -344,6 +344,17 @@ fn build_one<'a>(
         let result: Result<BuildOutcome, Error> = match decision.strategy {
             Strategy::Skip => {
                 progress.event(Event::Info(&format!("{image} exists, skipped")));
+                // Best effort: an image without imagespec's record (or a registry that no
+                // longer answers) is simply skipped.
+                if let Some(client) = client.as_ref() {
+                    let platforms = Platforms::parse(spec.platform());
+                    let platform = platforms.iter().next().unwrap_or("linux/amd64");
+                    if let Ok(recorded) = explain::recorded_in(client, &image, platform).await
+                        && let Some(warning) = explain::stale_files(&recorded, tag)
+                    {
+                        progress.event(Event::Warning(&warning));
+                    }
+                }
                 Ok(outcome(Action::Skipped, false, image))
             }
             Strategy::Assume => {

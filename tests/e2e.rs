@@ -1760,3 +1760,57 @@ fn digest_reference_and_metadata_match_the_registry() {
     assert_eq!(result(&events)["action"], "skipped");
     assert_eq!(result(&events)["digest"], digest.as_str());
 }
+
+/// Issue 11: flytekit's digest does not see every rename (`pkg/mod.py` → `pkgmod.py` keeps
+/// the tag), so `build` finds the image and skips it; the record in the image (read from the
+/// registry) shows the files differ, and the skip says so and names `--force`.
+#[test]
+fn a_rename_the_tag_cannot_see_is_warned_about_on_skip() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path().join("proj");
+    std::fs::create_dir_all(proj.join("src/pkg")).expect("mkdir");
+    std::fs::write(proj.join("src/pkg/mod.py"), "x = 1\n").expect("file");
+    let spec = format!(
+        r#"
+name = "rename-e2e"
+registry = "{registry}"
+base_image = "{base}"
+env = {{ RUN_ID = "{run}" }}
+source_root = "src"
+source_copy_mode = "all"
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+        run = run_id(),
+    );
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    let image = result(&events)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+
+    std::fs::rename(proj.join("src/pkg/mod.py"), proj.join("src/pkgmod.py")).expect("rename");
+    let (ok, events, log) = build_json(&proj, &["spec.toml"]);
+    assert!(ok, "{log}");
+    assert_eq!(
+        result(&events)["image"],
+        image.as_str(),
+        "the quirk: same name"
+    );
+    assert_eq!(result(&events)["action"], "skipped");
+    let warning = events
+        .iter()
+        .find(|e| e["event"] == "warning")
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_else(|| panic!("a warning: {log}"));
+    assert!(
+        warning.contains("`src/pkg/mod.py` → `src/pkgmod.py`") && warning.contains("--force"),
+        "{warning}"
+    );
+}

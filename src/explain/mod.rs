@@ -141,6 +141,70 @@ fn file_digest(path: &Path) -> std::io::Result<String> {
         .collect())
 }
 
+/// The copied files by the names the record uses (`src/<path>`, `copy/<entry>/<path>`), with
+/// where they are read from.
+fn listed_files(tag: &ImageTag) -> Vec<(String, PathBuf)> {
+    let mut listed: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(source) = &tag.source {
+        listed.extend(
+            source
+                .files
+                .iter()
+                .map(|f| (format!("src/{}", f.rel), f.path.clone())),
+        );
+    }
+    if let Some(copy) = &tag.copy {
+        for entry in &copy.entries {
+            let written = entry.written.trim_end_matches('/');
+            listed.extend(
+                entry
+                    .files
+                    .iter()
+                    .map(|(rel, path)| (format!("copy/{written}/{rel}"), path.clone())),
+            );
+        }
+    }
+    listed
+}
+
+/// When an image found under the spec's name recorded other file *names* than the spec would
+/// copy now — flytekit's digest does not see every rename (`pkg/mod.py` → `pkgmod.py` keeps
+/// the tag) — the sentence that says so; `None` when they agree (or the record has no list).
+/// Names only: no file is read.
+pub fn stale_files(recorded: &Inputs, tag: &ImageTag) -> Option<String> {
+    if recorded.files_omitted.is_some() {
+        return None;
+    }
+    let now: std::collections::BTreeSet<String> = listed_files(tag)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let added: Vec<&String> = now
+        .iter()
+        .filter(|n| !recorded.files.contains_key(*n))
+        .collect();
+    let removed: Vec<&String> = recorded
+        .files
+        .keys()
+        .filter(|n| !now.contains(*n))
+        .collect();
+    if added.is_empty() && removed.is_empty() {
+        return None;
+    }
+    let example = match (removed.first(), added.first()) {
+        (Some(r), Some(a)) => format!(", e.g. `{r}` → `{a}`"),
+        (Some(r), None) => format!(", e.g. `{r}` is gone"),
+        (None, Some(a)) => format!(", e.g. `{a}` is new"),
+        (None, None) => String::new(),
+    };
+    Some(format!(
+        "{} exists, but it holds other files than the spec copies now ({} added, {} removed{example}): flytekit's digest does not see every rename, so the name did not change; `--force` rebuilds it",
+        recorded.image,
+        added.len(),
+        removed.len()
+    ))
+}
+
 impl Inputs {
     /// The inputs of `spec`'s image as `tag` computed it; `dependency_image` from its plan.
     pub fn of(
@@ -160,26 +224,7 @@ impl Inputs {
             let digest = file_digest(&spec.resolve(req)).unwrap_or_else(|_| "missing".into());
             fields.insert("requirements (contents)".into(), digest);
         }
-        let mut listed: Vec<(String, PathBuf)> = Vec::new();
-        if let Some(source) = &tag.source {
-            listed.extend(
-                source
-                    .files
-                    .iter()
-                    .map(|f| (format!("src/{}", f.rel), f.path.clone())),
-            );
-        }
-        if let Some(copy) = &tag.copy {
-            for entry in &copy.entries {
-                let written = entry.written.trim_end_matches('/');
-                listed.extend(
-                    entry
-                        .files
-                        .iter()
-                        .map(|(rel, path)| (format!("copy/{written}/{rel}"), path.clone())),
-                );
-            }
-        }
+        let listed = listed_files(tag);
         let (files, files_omitted) = if listed.len() > MAX_FILES {
             (BTreeMap::new(), Some(listed.len()))
         } else {
@@ -373,8 +418,16 @@ pub async fn recorded(
     let host = crate::registry::registry_host(image);
     let client =
         crate::registry::session(host, registry_config, timeouts).map_err(BackendError::from)?;
-    let Some((_, config)) =
-        crate::backend::registry::image_config(&client, image, platform).await?
+    recorded_in(&client, image, platform).await
+}
+
+/// The inputs recorded in `image`, asked through an existing registry session.
+pub async fn recorded_in(
+    client: &crate::registry::client::RegistryClient,
+    image: &str,
+    platform: &str,
+) -> Result<Inputs, ExplainError> {
+    let Some((_, config)) = crate::backend::registry::image_config(client, image, platform).await?
     else {
         return Err(ExplainError::NotFound {
             image: image.into(),
