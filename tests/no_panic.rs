@@ -1,5 +1,5 @@
 //! Untrusted input never panics: random and mutated spec text in every format, and random
-//! `tag_format` templates, only ever produce a value or an error.
+//! `tag_format` templates and ignore patterns, only ever produce a value or an error.
 
 use imagespec::py::format::format_spec_hash;
 use imagespec::spec::SpecFile;
@@ -51,5 +51,20 @@ proptest! {
     #[test]
     fn tag_format_never_panics(template in "[{}a-z_:!.<>^0-9\\[\\]]{0,24}") {
         let _ = format_spec_hash(&template, "abc");
+    }
+
+    /// `.dockerignore`/`.gitignore`-style patterns come from the source tree: both glob
+    /// dialects turn any of them into a matcher or an error, and matching never panics.
+    #[test]
+    fn ignore_patterns_never_panic(
+        pattern in "[\\[\\]!*?^/a-z.\\\\-]{0,16}",
+        path in "[a-z./*?\\[\\]-]{0,16}",
+    ) {
+        if let Ok(glob) = imagespec::py::fnmatch::python(&pattern) {
+            let _ = glob.matches(&path);
+        }
+        if let Ok(glob) = imagespec::py::fnmatch::docker_py(&pattern) {
+            let _ = glob.matches(&path);
+        }
     }
 }
