@@ -182,3 +182,40 @@ fn a_closed_stdout_ends_quietly_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(matches!(status.code(), Some(0 | 141)), "{status:?}");
 }
+
+#[test]
+fn progress_json_is_the_json_stream_and_bad_modes_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        "name = \"x\"\nregistry = \"127.0.0.1:1\"\n",
+    )
+    .expect("spec");
+    let run = |args: &[&str]| {
+        Command::cargo_bin("imagespec")
+            .expect("binary")
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .args(["build", "spec.toml"])
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["--progress", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let last: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .next_back()
+        .expect("JSON events on stdout");
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["exit_code"], 3);
+    let out = run(&["--progress", "fancy"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["--color", "never", "--progress", "plain"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        out.stdout.is_empty(),
+        "plain progress keeps stdout for the name"
+    );
+}

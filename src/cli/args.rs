@@ -230,6 +230,14 @@ pub struct BuildArgs {
     /// Only errors on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// How progress is shown: `auto` (a live view on a terminal, plain lines otherwise and
+    /// under CI), `tty`, `plain`, `json` (as `--json`) or `quiet` (as `--quiet`).
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub progress: ProgressMode,
+    /// Colour in the live view: `auto` (off when NO_COLOR is set or stderr is no terminal),
+    /// `always` or `never`.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub color: ColorChoice,
     /// What stdout names: `tag` (`registry/name:tag`, default) or `digest`
     /// (`registry/name@sha256:…`, for signing and deploy steps; the tag when the image is in
     /// no registry).
@@ -307,4 +315,22 @@ pub struct ExplainArgs {
 /// `--platform`'s value, each platform checked (`os/arch[/variant]`).
 fn platform_list(value: &str) -> Result<String, String> {
     imagespec::engine::Platforms::parse_list(value).map(|p| p.iter().collect::<Vec<_>>().join(","))
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }

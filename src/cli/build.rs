@@ -9,13 +9,37 @@ use serde_json::json;
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
     // Scratch files (layers, --output staging) are removed when the build is interrupted.
     imagespec::scratch::install_signal_handler();
-    let progress = Progress::new(args.json, args.quiet);
+    let progress = progress_for(args);
     let result = run_with(args, &progress);
     if let Err(e) = &result {
         progress
             .json(json!({"event": "error", "message": e.to_string(), "exit_code": e.exit_code()}));
     }
     result
+}
+
+/// The printer `--progress`, `--json`, `--quiet` and `--color` ask for.
+fn progress_for(args: &BuildArgs) -> Progress {
+    use super::args::{ColorChoice, ProgressMode};
+    use imagespec::progress::Mode;
+    let colour = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        }
+    };
+    console::set_colors_enabled_stderr(colour);
+    match args.progress {
+        _ if args.json => Progress::with_mode(Mode::Json),
+        _ if args.quiet => Progress::with_mode(Mode::Quiet),
+        ProgressMode::Auto => Progress::new(false, false),
+        ProgressMode::Tty => Progress::with_mode(Mode::Tty),
+        ProgressMode::Plain => Progress::with_mode(Mode::Plain),
+        ProgressMode::Json => Progress::with_mode(Mode::Json),
+        ProgressMode::Quiet => Progress::with_mode(Mode::Quiet),
+    }
 }
 
 fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
