@@ -219,3 +219,35 @@ fn progress_json_is_the_json_stream_and_bad_modes_are_refused() {
         "plain progress keeps stdout for the name"
     );
 }
+
+#[test]
+fn a_multi_image_build_ends_with_one_summary_line_per_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("images.toml"),
+        "[images.base]\nname = \"b\"\nbuilder = \"noop\"\nbase_image = \"example.org/b:1\"\n\
+         [images.train]\nname = \"t\"\nbuilder = \"noop\"\nbase_image = \"example.org/t:2\"\n",
+    )
+    .expect("spec");
+    let out = Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["build", "images.toml", "--progress", "plain"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "example.org/b:1\nexample.org/t:2\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| *l != "summary:")
+        .skip(1)
+        .collect();
+    assert_eq!(summary.len(), 2, "{stderr}");
+    assert!(
+        summary[0].contains("base") && summary[0].contains("noop"),
+        "{stderr}"
+    );
+    assert!(summary[1].contains("train") && summary[1].contains("example.org/t:2"));
+}

@@ -3,7 +3,7 @@
 use super::args::{BuildArgs, PrintRef};
 use imagespec::Error;
 use imagespec::build::{Action, BuildOptions, BuildOutcome};
-use imagespec::progress::Progress;
+use imagespec::progress::{Mode, Progress};
 use serde_json::json;
 
 pub fn run(args: &BuildArgs) -> Result<(), Error> {
@@ -48,6 +48,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     let runtime = super::runtime()?;
     let mut metadata = serde_json::Map::new();
     let several = chosen.len() > 1;
+    let mut summary = Vec::new();
     for (key, spec) in chosen {
         let mut render = super::render::options(&args.render)?;
         render.platform = args.platform.clone();
@@ -63,6 +64,10 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, args.print_ref, progress);
         metadata.insert(key.to_string(), metadata_of(&outcome));
+        summary.push((key.to_string(), outcome));
+    }
+    if several && matches!(progress.mode(), Mode::Plain | Mode::Tty) {
+        eprintln!("{}", summary_lines(&summary));
     }
     if let Some(path) = &args.metadata_file {
         // One image: its keys at the top, as buildx writes them; several: one object per
@@ -74,6 +79,25 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         write_metadata(path, &value)?;
     }
     Ok(())
+}
+
+/// One line per image of a multi-image build: its key, what happened, how long it took and
+/// its digest (a failed image ends the build before this, with its error).
+fn summary_lines(done: &[(String, BuildOutcome)]) -> String {
+    let width = done.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::from("summary:");
+    for (key, o) in done {
+        let action = serde_json::to_value(o.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n  {key:<width$}  {action:<8}  {:>6.1}s  {}",
+            o.seconds,
+            o.digest.as_deref().unwrap_or(&o.image)
+        ));
+    }
+    out
 }
 
 /// buildx's metadata keys for one image, plus imagespec's own.
