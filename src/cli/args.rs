@@ -180,14 +180,10 @@ pub struct ExistsArgs {
     pub timeouts: TimeoutFlags,
 }
 
+/// The options that change what `build` decides (and `plan` shows), shared by both.
 #[derive(Debug, Args)]
-pub struct BuildArgs {
-    #[command(flatten)]
-    pub spec: SpecArgs,
-    #[command(flatten)]
-    pub render: RenderFlags,
-    #[command(flatten)]
-    pub timeouts: TimeoutFlags,
+#[command(next_help_heading = "Decision (build and plan alike)")]
+pub struct DecisionFlags {
     /// Keep the image in the daemon; do not push (also `FLYTE_PUSH_IMAGE_SPEC=false`).
     #[arg(long)]
     pub no_push: bool,
@@ -202,11 +198,6 @@ pub struct BuildArgs {
     /// daemon (also `IMAGESPEC_NO_DAEMONLESS=true`).
     #[arg(long)]
     pub no_daemonless: bool,
-    /// Write the image to disk instead of pushing it: `oci:DIR` (OCI image layout),
-    /// `oci-archive:FILE`, `docker-archive:FILE` (for `docker load`). Assembled on the
-    /// dependency image without a daemon (a spec without `commands`, with source files).
-    #[arg(long, value_name = "KIND:PATH")]
-    pub output: Option<imagespec::registry::layout::OutputTarget>,
     /// When the registry (or daemon) cannot tell whether the image exists, assume it does and
     /// build nothing, as flytekit's engine does (also `FLYTE_IMG_FAST_FAIL=false`). Without
     /// it, "cannot tell" fails with exit 3. The flytekit plugin passes it unless
@@ -223,6 +214,23 @@ pub struct BuildArgs {
     /// built, also not with `--force`.
     #[arg(long)]
     pub bases_built: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub render: RenderFlags,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
+    #[command(flatten)]
+    pub decision: DecisionFlags,
+    /// Write the image to disk instead of pushing it: `oci:DIR` (OCI image layout),
+    /// `oci-archive:FILE`, `docker-archive:FILE` (for `docker load`). Assembled on the
+    /// dependency image without a daemon (a spec without `commands`, with source files).
+    #[arg(long, value_name = "KIND:PATH")]
+    pub output: Option<imagespec::registry::layout::OutputTarget>,
     /// Machine-readable output: one JSON object per line on stdout, the last the result
     /// (with `digest`).
     #[arg(long)]
@@ -263,30 +271,11 @@ pub struct PlanArgs {
     pub spec: SpecArgs,
     #[command(flatten)]
     pub render: RenderFlags,
-    /// Plan as `build --no-push` would run.
-    #[arg(long)]
-    pub no_push: bool,
-    /// Plan as `build --force` would run.
-    #[arg(long)]
-    pub force: bool,
-    /// Plan as `build --no-fast-path` would run.
-    #[arg(long)]
-    pub no_fast_path: bool,
-    /// Plan as `build --no-daemonless` would run.
-    #[arg(long)]
-    pub no_daemonless: bool,
+    #[command(flatten)]
+    pub decision: DecisionFlags,
     /// Plan as `build --output ...` would run (the image written to disk).
     #[arg(long)]
     pub output: bool,
-    /// Plan as `build --assume-exists` would run.
-    #[arg(long)]
-    pub assume_exists: bool,
-    /// Plan as `build --platform LIST` would run (these platforms, the spec's name).
-    #[arg(long, value_name = "LIST", value_parser = platform_list)]
-    pub platform: Option<String>,
-    /// Plan as `build --bases-built` would run (nested base specs not planned).
-    #[arg(long)]
-    pub bases_built: bool,
     #[command(flatten)]
     pub timeouts: TimeoutFlags,
     /// One JSON object per line per image, bases first, the requested image last.

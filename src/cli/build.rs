@@ -51,15 +51,15 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     let mut summary = Vec::new();
     for (key, spec) in chosen {
         let mut render = super::render::options(&args.render)?;
-        render.platform = args.platform.clone();
+        render.platform = args.decision.platform.clone();
         let mut options = BuildOptions::from_env(render, super::tag_options(&args.spec, spec)?);
-        options.push &= !args.no_push;
-        options.force |= args.force;
-        options.fast_path &= !args.no_fast_path;
-        options.daemonless &= !args.no_daemonless;
+        options.push &= !args.decision.no_push;
+        options.force |= args.decision.force;
+        options.fast_path &= !args.decision.no_fast_path;
+        options.daemonless &= !args.decision.no_daemonless;
         options.output = args.output.clone();
-        options.build_bases = !args.bases_built;
-        options.assume_exists |= args.assume_exists;
+        options.build_bases = !args.decision.bases_built;
+        options.assume_exists |= args.decision.assume_exists;
         options.timeouts = args.timeouts.timeouts();
         let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
         report(&outcome, args.print_ref, progress);

@@ -12,16 +12,16 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     let runtime = super::runtime()?;
     let env = imagespec::build::BuildOptions::from_env(Default::default(), Default::default());
     let options = DecideOptions {
-        push: env.push && !args.no_push,
-        force: env.force || args.force,
-        fast_path: env.fast_path && !args.no_fast_path,
+        push: env.push && !args.decision.no_push,
+        force: env.force || args.decision.force,
+        fast_path: env.fast_path && !args.decision.no_fast_path,
         output: args.output,
-        assume_exists: args.assume_exists,
-        daemonless: env.daemonless && !args.no_daemonless,
+        assume_exists: args.decision.assume_exists,
+        daemonless: env.daemonless && !args.decision.no_daemonless,
         output_one_platform: false,
     };
     let mut render = super::render::options(&args.render)?;
-    render.platform = args.platform.clone();
+    render.platform = args.decision.platform.clone();
     let mut worst = 0;
     for (_, spec) in chosen {
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
@@ -30,7 +30,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
             &tag,
             &render,
             &options,
-            !args.bases_built,
+            !args.decision.bases_built,
             args.timeouts.timeouts(),
         ))?;
         for plan in &plans {
