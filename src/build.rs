@@ -378,65 +378,39 @@ fn build_one<'a>(
                 let target = options.output.as_ref().expect("decided for --output");
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("--output needs a registry");
-                if Platforms::parse(&plan.platform).several() {
-                    let deps = several_dependency_images(
-                        client,
-                        &plan,
-                        credentials.as_ref(),
-                        progress,
-                        daemon,
-                        gathered.dependencies,
-                        gathered.facts.dependency_builder.as_ref(),
-                    )
-                    .await?;
-                    write_output(spec, tag, &plan, options, target, client, &deps, progress)
-                        .await?;
-                } else {
-                    let found = lookup(&plan, gathered.dependencies);
-                    let deps = dependency_image(
-                        client,
-                        &plan,
-                        credentials.as_ref(),
-                        progress,
-                        daemon,
-                        found,
-                        gathered.facts.dependency_builder.as_ref(),
-                    )
-                    .await?;
-                    write_output(spec, tag, &plan, options, target, client, &[deps], progress)
-                        .await?;
-                }
+                let deps = dependency_images_of(
+                    client,
+                    &plan,
+                    credentials.as_ref(),
+                    progress,
+                    daemon,
+                    gathered.dependencies,
+                    gathered.facts.dependency_builder.as_ref(),
+                )
+                .await?;
+                write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
                 explain::record_last_built(&inputs);
                 Ok(outcome(Action::Written, false, image))
             }
             Strategy::Append | Strategy::BuildDependenciesThenAppend => {
                 let (plan, inputs) = plan()?;
                 let client = client.as_ref().expect("appending needs a registry");
-                if Platforms::parse(&plan.platform).several() {
-                    let deps = several_dependency_images(
-                        client,
-                        &plan,
-                        credentials.as_ref(),
-                        progress,
-                        daemon,
-                        gathered.dependencies,
-                        gathered.facts.dependency_builder.as_ref(),
-                    )
-                    .await?;
-                    fast_path_platforms(spec, tag, &plan, options, client, &deps, progress).await?;
-                } else {
-                    let found = lookup(&plan, gathered.dependencies);
-                    let deps = dependency_image(
-                        client,
-                        &plan,
-                        credentials.as_ref(),
-                        progress,
-                        daemon,
-                        found,
-                        gathered.facts.dependency_builder.as_ref(),
-                    )
-                    .await?;
-                    fast_path(spec, tag, &plan, options, client, &deps, progress).await?;
+                let deps = dependency_images_of(
+                    client,
+                    &plan,
+                    credentials.as_ref(),
+                    progress,
+                    daemon,
+                    gathered.dependencies,
+                    gathered.facts.dependency_builder.as_ref(),
+                )
+                .await?;
+                match deps.as_slice() {
+                    [one] => fast_path(spec, tag, &plan, options, client, one, progress).await?,
+                    several => {
+                        fast_path_platforms(spec, tag, &plan, options, client, several, progress)
+                            .await?
+                    }
                 }
                 explain::record_last_built(&inputs);
                 Ok(outcome(Action::Appended, true, image))
@@ -665,6 +639,36 @@ async fn dependency_image(
     labelled?;
     push(d, &deps_plan.image, credentials, progress).await?;
     pushed_dependency_image(client, &deps_plan.image, &plan.platform).await
+}
+
+/// The dependency images of `plan`, one per platform in the order written: found while the
+/// facts were gathered, or built and pushed now (one platform: [`dependency_image`];
+/// several: [`several_dependency_images`]).
+#[allow(clippy::too_many_arguments)]
+async fn dependency_images_of(
+    client: &RegistryClient,
+    plan: &BuildPlan,
+    credentials: Option<&Credentials>,
+    progress: &Progress,
+    daemon: &mut Option<DockerDaemon>,
+    found: Option<Vec<registry_backend::DependencyImage>>,
+    builder: Option<&engine::DependencyBuilder>,
+) -> Result<Vec<registry_backend::DependencyImage>, Error> {
+    if Platforms::parse(&plan.platform).several() {
+        return several_dependency_images(
+            client,
+            plan,
+            credentials,
+            progress,
+            daemon,
+            found,
+            builder,
+        )
+        .await;
+    }
+    let found = lookup(plan, found);
+    let one = dependency_image(client, plan, credentials, progress, daemon, found, builder).await?;
+    Ok(vec![one])
 }
 
 /// The dependency image of every platform of `plan`: the ones found, else built by uv for
