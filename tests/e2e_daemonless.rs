@@ -734,8 +734,14 @@ fn several_platforms_get_their_own_wheels_in_one_index() {
             docker_manifest,
         );
         let layers = m["layers"].as_array().unwrap();
-        let venv = layers[layers.len() - 2]["digest"].as_str().unwrap();
-        let files = layer_files(registry, &name, venv);
+        // The packages are spread over several layers below the source's: the one with
+        // pyyaml, looked for from the top.
+        let files = layers[..layers.len() - 1]
+            .iter()
+            .rev()
+            .map(|l| layer_files(registry, &name, l["digest"].as_str().unwrap()))
+            .find(|files| files.iter().any(|f| f.contains("site-packages/yaml/_yaml")))
+            .unwrap_or_else(|| panic!("{arch}: no layer has pyyaml"));
         let so = files
             .iter()
             .find(|f| f.contains("site-packages/yaml/_yaml.cpython-311-"))
@@ -756,5 +762,184 @@ fn several_platforms_get_their_own_wheels_in_one_index() {
     }
     assert_eq!(yaml_versions[0], yaml_versions[1], "one set of versions");
     let out = run_in(&image, CHECK);
+    assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
+}
+
+/// A dependency change (one package added) reuses the package layers that did not change
+/// (remembered in the imagespec cache, found in the registry: not compressed or uploaded
+/// again), and the image is the same, digest for digest, as one built with no cache.
+#[test]
+fn a_dependency_change_reuses_the_unchanged_package_layers() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let name = format!("h-uv-reuse-{}", run_id());
+    let proj = project(dir.path(), &env, &name, "");
+    let with_cache = |proj: &Path, args: &[&str]| {
+        let out = imagespec(proj, &env, Some(NOWHERE))
+            .env_remove("IMAGESPEC_NO_CACHE")
+            .env("IMAGESPEC_CACHE_DIR", &cache)
+            .args(["build", "--progress", "plain"])
+            .args(args)
+            .output()
+            .expect("run imagespec");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let first = with_cache(&proj, &["spec.toml"]);
+    assert!(
+        !first.contains("unchanged since an earlier build"),
+        "{first}"
+    );
+
+    // One package more (not a dependency of the others).
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).unwrap();
+    std::fs::write(
+        proj.join("spec.toml"),
+        spec.replace(
+            r#"["pyyaml", "pygments"]"#,
+            r#"["pyyaml", "pygments", "pyfiglet"]"#,
+        ),
+    )
+    .unwrap();
+    let second = with_cache(&proj, &["spec.toml"]);
+    let reused = second
+        .lines()
+        .find(|l| l.contains("unchanged since an earlier build"))
+        .unwrap_or_else(|| panic!("no layer reused:\n{second}"));
+    let counts: Vec<usize> = reused
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] >= 3 && counts[0] < counts[1],
+        "most layers are reused, not all: {reused}"
+    );
+    let image = inspect(&proj)["image"].as_str().unwrap().to_string();
+    let out = run_in(
+        &image,
+        &format!("{CHECK}python -c 'import pyfiglet; print(\"figlet ok\")'\n"),
+    );
+    assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
+    assert!(out.trim_end().ends_with("figlet ok"), "{out}");
+
+    // The same spec built from nothing (no cache, another repository): same dependency
+    // image, digest for digest.
+    let deps = plan(&proj, &env, &["spec.toml", "--force"], &[])["dependency_image"]
+        .as_str()
+        .expect("deps")
+        .to_string();
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let proj2 = project(dir2.path(), &env, &format!("{name}-fresh"), "");
+    std::fs::copy(proj.join("spec.toml"), proj2.join("spec.toml")).unwrap();
+    let spec2 = std::fs::read_to_string(proj2.join("spec.toml")).unwrap();
+    std::fs::write(
+        proj2.join("spec.toml"),
+        spec2.replace(
+            &format!("name = \"{name}\""),
+            &format!("name = \"{name}-fresh\""),
+        ),
+    )
+    .unwrap();
+    let (ok, _, log) = build(&proj2, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok, "{log}");
+    let deps2 = plan(&proj2, &env, &["spec.toml", "--force"], &[])["dependency_image"]
+        .as_str()
+        .expect("deps")
+        .to_string();
+    assert_ne!(deps, deps2);
+    assert_eq!(
+        skopeo(&[], &deps)["Digest"],
+        skopeo(&[], &deps2)["Digest"],
+        "reused layers give the image a fresh build gives: {deps} and {deps2}"
+    );
+}
+
+/// The newcomer's first run: a spec without a registry, no daemon, `--output oci:DIR`:
+/// the dependencies are installed here with uv, and the image (base layers read from the
+/// base's registry) is written to disk; skopeo and umoci read it, and it runs.
+#[test]
+fn without_a_registry_or_a_daemon_output_writes_a_working_image() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("h-uv-local-{}", run_id());
+    let proj = project(dir.path(), &env, &name, "");
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).unwrap();
+    let spec: String = spec
+        .lines()
+        .filter(|l| !l.starts_with("registry ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(proj.join("spec.toml"), spec).unwrap();
+    let info = inspect(&proj);
+    let image = info["image"].as_str().expect("image").to_string();
+    assert!(!image.contains('/'), "no registry in the name: {image}");
+    let tag = image.rsplit(':').next().unwrap().to_string();
+
+    let planned = plan(&proj, &env, &["spec.toml", "--output"], &[]);
+    assert_eq!(planned["strategy"], "write_output", "{planned}");
+    assert!(
+        planned["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no registry: the dependencies are installed here")),
+        "{planned}"
+    );
+    let layout = dir.path().join("layout");
+    let target = format!("oci:{}", layout.display());
+    let (ok, result, log) = build(
+        &proj,
+        &env,
+        Some(NOWHERE),
+        &["spec.toml", "--output", &target],
+    );
+    assert!(ok, "{log}");
+    assert_eq!(result["action"], "written", "{log}");
+
+    let seen: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("oci:{}:{tag}", layout.display()),
+    ])))
+    .expect("skopeo json");
+    let env_list = seen["config"]["Env"].to_string();
+    assert!(env_list.contains(info["id"].as_str().unwrap()), "{seen}");
+    assert_eq!(seen["config"]["User"], "flytekit", "{seen}");
+
+    let bundle = dir.path().join("bundle");
+    output(Process::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:{tag}", layout.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    let rootfs = bundle.join("rootfs");
+    assert!(rootfs.join("root/app/main.py").is_file());
+    assert!(
+        rootfs
+            .join("root/.venv/lib/python3.11/site-packages/yaml/__init__.py")
+            .is_file()
+    );
+
+    // Into the daemon only to run it (the build itself had none).
+    let local = format!("localhost/{name}:{tag}");
+    output(Process::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker-daemon:{local}"),
+    ]));
+    let out = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "bash",
+        &local,
+        "-c",
+        CHECK,
+    ]));
+    let _ = Process::new(DOCKER).args(["rmi", "-f", &local]).output();
     assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
 }

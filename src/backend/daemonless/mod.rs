@@ -300,6 +300,7 @@ async fn build_platforms(
     for platform in platforms {
         let install = Installing {
             uv: &uv,
+            push_to: Some((client, &deps.image)),
             timeouts: client.timeouts(),
             base_python,
             args,
@@ -338,9 +339,68 @@ async fn build_platforms(
     }
 }
 
+/// A dependency image made on this machine and kept on disk (for `--output` of a spec
+/// without a registry): its base's layers stay in the base's registry, ours are files.
+pub struct LocalDependency {
+    /// The base's registry client and name: the base layers are read from there.
+    pub base_client: RegistryClient,
+    pub base_image: String,
+    pub image: crate::backend::registry::DependencyImage,
+    /// Our layers, written.
+    pub layers: Vec<crate::source::layer::Layer>,
+}
+
+/// Makes the dependency image of every platform of `deps` (one resolution, as
+/// [`build_dependency_index`]) on this machine without pushing it anywhere.
+pub async fn make_local(
+    deps: &BuildPlan,
+    timeouts: crate::timeouts::Timeouts,
+    progress: &Progress,
+) -> Result<Vec<LocalDependency>, DaemonlessError> {
+    let PythonInstall::Venv { base_python, args } = &deps.install else {
+        return Err(Fallback("the packages are not installed into a venv".into()).into());
+    };
+    let uv = venv::find_uv()?;
+    let platforms = crate::engine::Platforms::parse(&deps.platform);
+    let mut pins: Option<String> = None;
+    let mut made_all = Vec::new();
+    for platform in platforms.iter() {
+        let _scope = platforms
+            .several()
+            .then(|| progress.platform_scope(platform));
+        let install = Installing {
+            uv: &uv,
+            push_to: None,
+            timeouts,
+            base_python,
+            args,
+            constraints: pins.as_deref(),
+        };
+        let made = make_platform(deps, platform, &install, progress).await?;
+        pins.get_or_insert(made.pins);
+        let manifest = image::manifest(&made.base.manifest, &made.layers, &made.config);
+        let config: serde_json::Value =
+            serde_json::from_slice(&made.config).expect("made from a JSON value");
+        let image =
+            crate::backend::registry::DependencyImage::from_parts(&deps.image, manifest, config)
+                .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
+        let layers = made.layers.into_iter().filter_map(|l| l.written).collect();
+        made_all.push(LocalDependency {
+            base_client: made.base.client,
+            base_image: made.base.image,
+            image,
+            layers,
+        });
+    }
+    Ok(made_all)
+}
+
 /// What the install step of every platform shares.
 struct Installing<'a> {
     uv: &'a std::path::Path,
+    /// The dependency image's registry and name, when its layers are to be pushed there
+    /// (else they are written to disk only).
+    push_to: Option<(&'a RegistryClient, &'a str)>,
     /// The timeouts of the image's registry session, for reading the base.
     timeouts: crate::timeouts::Timeouts,
     base_python: &'a str,
@@ -351,7 +411,7 @@ struct Installing<'a> {
 /// One platform's dependency image, ready to push.
 struct Made {
     base: Base,
-    layers: Vec<crate::source::layer::Layer>,
+    layers: Vec<image::Ready>,
     config: Vec<u8>,
     /// The versions installed.
     pins: String,
@@ -475,32 +535,42 @@ async fn make_platform(
         "layers",
         format!("write the user and venv layers for {platform}"),
     );
-    let plans = vec![
+    let mut plans = vec![(
         image::user_layer(tree, &overlay),
-        image::venv_layer(tree, &venv_dir, flytekit.uid, root_dir)?,
-    ];
-    let layers = step.done(image::write_layers(plans).await)?;
+        "RUN id -u flytekit || useradd --create-home --shell /bin/bash flytekit; \
+         chown -R flytekit /root /home; .profile"
+            .to_string(),
+    )];
+    plans.extend(image::venv_layers(tree, &venv_dir, flytekit.uid, root_dir)?);
+    let (plans, history): (Vec<_>, Vec<_>) = plans.into_iter().unzip();
+    let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
+    let target = installing.push_to.map(|(client, image)| image::PushTarget {
+        client,
+        image,
+        known: known.as_ref(),
+    });
+    let layers = step.done(image::prepare_layers(plans, target).await)?;
+    let reused = layers.iter().filter(|l| l.written.is_none()).count();
+    if reused > 0 {
+        progress.event(Event::Info(&format!(
+            "{reused} of {} layers unchanged since an earlier build: not compressed again",
+            layers.len()
+        )));
+    }
     // Thousands of files: removed while the layers upload.
     tokio::task::spawn_blocking(move || drop(stage));
     let label = format!(
         "{} {} {} {:o}",
         flytekit.uid, root_dir.uid, root_dir.gid, root_dir.mode
     );
-    let added = [
-        crate::oci::config::AddedLayer {
-            diff_id: layers[0].diff_id.clone(),
-            created_by: "RUN id -u flytekit || useradd --create-home --shell /bin/bash \
-                         flytekit; chown -R flytekit /root /home; .profile"
-                .into(),
-        },
-        crate::oci::config::AddedLayer {
-            diff_id: layers[1].diff_id.clone(),
-            created_by: format!(
-                "RUN uv venv /root/.venv && uv pip install {}",
-                installing.args
-            ),
-        },
-    ];
+    let added: Vec<crate::oci::config::AddedLayer> = layers
+        .iter()
+        .zip(history)
+        .map(|(layer, created_by)| crate::oci::config::AddedLayer {
+            diff_id: layer.diff_id.clone(),
+            created_by,
+        })
+        .collect();
     let config = crate::oci::config::dependency_config(
         &base.config,
         &env.at_end,
