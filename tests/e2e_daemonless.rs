@@ -943,3 +943,26 @@ fn without_a_registry_or_a_daemon_output_writes_a_working_image() {
     let _ = Process::new(DOCKER).args(["rmi", "-f", &local]).output();
     assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
 }
+
+/// The README's first run (`scripts/first-build.sh`), as a newcomer runs it: no daemon, no
+/// registry of theirs; the local registry's Debian Python stands in for Docker Hub's base.
+#[test]
+fn the_first_build_script_runs_with_no_services() {
+    let Some(env) = services() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // This machine's imagespec cache, as a user's run has it (uv's downloads kept).
+    let out = Process::new(root.join("scripts/first-build.sh"))
+        .arg(&env.base_python)
+        .env("IMAGESPEC", env!("CARGO_BIN_EXE_imagespec"))
+        .env("IMAGESPEC_UV", &env.uv)
+        .output()
+        .expect("run scripts/first-build.sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("no registry: the dependencies are installed here"),
+        "{text}"
+    );
+    assert!(text.contains("hello from your first image"), "{text}");
+}
