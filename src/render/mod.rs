@@ -26,7 +26,11 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
     let (kind, args, base_python) = match &plan.install {
         PythonInstall::Requirements { args } => ("requirements", args.as_str(), ""),
         PythonInstall::Venv { base_python, args } => ("venv", args.as_str(), base_python.as_str()),
-        PythonInstall::UvLock { args } => ("uv_lock", args.as_str(), ""),
+        PythonInstall::UvLock { base_python, args } => (
+            "uv_lock",
+            args.as_str(),
+            base_python.as_deref().unwrap_or(""),
+        ),
         PythonInstall::PoetryLock { args } => ("poetry_lock", args.as_str(), ""),
     };
     let micromamba = plan.micromamba.as_ref().map(|m| {

@@ -23,9 +23,10 @@
 pub mod base;
 pub mod image;
 pub mod user;
+pub mod uvlock;
 pub mod venv;
 
-use crate::context::{BuildPlan, DEPENDENCY_LABEL, PythonInstall};
+use crate::context::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use base::BaseTree;
@@ -290,8 +291,53 @@ async fn build_platforms(
     platforms: &[&str],
     progress: &Progress,
 ) -> Result<String, DaemonlessError> {
-    let PythonInstall::Venv { base_python, args } = &deps.install else {
-        return Err(Fallback("the packages are not installed into a venv".into()).into());
+    let file = |name: &str| {
+        deps.files.iter().find_map(|f| match f {
+            ContextFile::Content { to, content } if to == name => {
+                Some(Ok(std::borrow::Cow::Borrowed(content.as_str())))
+            }
+            ContextFile::Copy { from, to } if to == name => Some(
+                std::fs::read_to_string(from)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|source| DaemonlessError::Io {
+                        context: format!("reading {}", from.display()),
+                        source,
+                    }),
+            ),
+            _ => None,
+        })
+    };
+    let (lock, pyproject, requirements);
+    let (base_python, packages) = match &deps.install {
+        PythonInstall::Venv { base_python, args } => {
+            requirements = file("requirements_uv.txt").transpose()?.unwrap_or_default();
+            (
+                base_python,
+                venv::Packages::Requirements {
+                    args,
+                    requirements: &requirements,
+                },
+            )
+        }
+        PythonInstall::UvLock {
+            base_python: Some(base_python),
+            args,
+        } => {
+            let missing = |name: &str| Fallback(format!("no {name} in the build context"));
+            lock = file("uv.lock").ok_or_else(|| missing("uv.lock"))??;
+            pyproject = file("pyproject.toml").ok_or_else(|| missing("pyproject.toml"))??;
+            (
+                base_python,
+                venv::Packages::Lock {
+                    args,
+                    lock: &lock,
+                    pyproject: &pyproject,
+                },
+            )
+        }
+        _ => {
+            return Err(Fallback("the packages are not installed into a venv by uv".into()).into());
+        }
     };
     let uv = venv::find_uv()?;
     let several = platforms.len() > 1;
@@ -302,7 +348,7 @@ async fn build_platforms(
             uv: &uv,
             timeouts: client.timeouts(),
             base_python,
-            args,
+            packages,
             constraints: pins.as_deref(),
         };
         let made = make_platform(deps, platform, &install, progress).await?;
@@ -344,7 +390,8 @@ struct Installing<'a> {
     /// The timeouts of the image's registry session, for reading the base.
     timeouts: crate::timeouts::Timeouts,
     base_python: &'a str,
-    args: &'a str,
+    packages: venv::Packages<'a>,
+    /// Another platform's pins (a lock pins them already: unused).
     constraints: Option<&'a str>,
 }
 
@@ -363,16 +410,6 @@ async fn make_platform(
     installing: &Installing<'_>,
     progress: &Progress,
 ) -> Result<Made, DaemonlessError> {
-    let requirements = deps
-        .files
-        .iter()
-        .find_map(|f| match f {
-            crate::context::ContextFile::Content { to, content } if to == "requirements_uv.txt" => {
-                Some(content.as_str())
-            }
-            _ => None,
-        })
-        .unwrap_or_default();
     let base = read_base(&deps.base_image, platform, installing.timeouts, progress).await?;
     let tree = &base.tree;
     let base_env: Vec<String> = base
@@ -448,17 +485,23 @@ async fn make_platform(
         uv: installing.uv,
         python: &python,
         python_platform: &python_platform,
-        args: installing.args,
-        requirements,
+        packages: installing.packages,
         ca_bundle: deps.ca_bundle.as_deref(),
         cache_dir: cache.map(|d| d.join("uv")),
-        constraints: installing.constraints,
+        constraints: match installing.packages {
+            venv::Packages::Requirements { .. } => installing.constraints,
+            venv::Packages::Lock { .. } => None,
+        },
+    };
+    let how = match installing.packages {
+        venv::Packages::Requirements { .. } => "uv pip install",
+        venv::Packages::Lock { .. } => "uv sync of uv.lock (uv export, uv pip install)",
     };
     let step = Step::start(
         progress,
         "uv",
         format!(
-            "uv pip install for {platform} ({python_platform}), Python {} ({})",
+            "{how} for {platform} ({python_platform}), Python {} ({})",
             python.version, python.path
         ),
     );
@@ -495,10 +538,14 @@ async fn make_platform(
         },
         crate::oci::config::AddedLayer {
             diff_id: layers[1].diff_id.clone(),
-            created_by: format!(
-                "RUN uv venv /root/.venv && uv pip install {}",
-                installing.args
-            ),
+            created_by: match installing.packages {
+                venv::Packages::Requirements { args, .. } => {
+                    format!("RUN uv venv /root/.venv && uv pip install {args}")
+                }
+                venv::Packages::Lock { args, .. } => {
+                    format!("RUN uv sync --python {} {args}", installing.base_python)
+                }
+            },
         },
     ];
     let config = crate::oci::config::dependency_config(
