@@ -6,13 +6,15 @@
 //! for a spec [`crate::engine::dependency_builder`] lets through): read the base image
 //! ([`base`]: its file tree, Python and C library, from the registry), add the `flytekit`
 //! user and hand it `/root` and `/home` ([`user`]), install the packages into
-//! `/root/.venv` with uv for the image's platform and Python ([`venv`]), and push the layers
+//! `/root/.venv` with uv for the image's platform and Python ([`venv`]: `uv pip install`, or
+//! a `uv.lock`'s locked set as `uv sync` installs it, [`uvlock`]), and push the layers
 //! with the config the Dockerfile gives ([`image`], [`crate::oci::config`]) and the
 //! [`DEPENDENCY_LABEL`] facts, so that the registry fast path appends the source to it.
 //! Same inputs, same digests.
 //!
 //! What only the build can tell — the base has no Python or no glibc, a package has no
-//! wheel, there is no uv here, the base cannot be read from its registry — is a
+//! wheel, a lock's source needs a build, there is no uv here, the base cannot be read from
+//! its registry — is a
 //! [`Fallback`]: the caller builds the dependency image with dockerd instead and says why.
 //!
 //! Deliberate differences from the Docker build, which the e2e comparison lists: no

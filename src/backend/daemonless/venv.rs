@@ -303,13 +303,13 @@ impl Install<'_> {
 
     /// `uv venv` at each of `paths` (at the same time), with a Python of the image's version
     /// when this machine has one (the site-packages directory is named after it), any
-    /// otherwise.
+    /// otherwise; whether it was the image's version.
     async fn make_venvs(
         &self,
         stage: &Path,
         paths: &[String],
         prompt: Option<&str>,
-    ) -> Result<(), UvError> {
+    ) -> Result<bool, UvError> {
         let mut made = Err(UvError {
             step: "venv",
             message: String::new(),
@@ -329,7 +329,7 @@ impl Install<'_> {
                 .await
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
-                .map(drop)
+                .map(|_| python == self.python.minor)
                 .map_err(|(_, e)| e);
             if made.is_ok() {
                 break;
@@ -443,7 +443,8 @@ impl Install<'_> {
         write("uv.lock", lock)?;
         write("pyproject.toml", pyproject)?;
         let venv_arg = venv.to_string_lossy().into_owned();
-        self.make_venvs(stage, std::slice::from_ref(&venv_arg), Some(&prompt))
+        let image_version = self
+            .make_venvs(stage, std::slice::from_ref(&venv_arg), Some(&prompt))
             .await?;
         let locked = stage.join("locked.txt");
         let mut export: Vec<String> = [
@@ -460,9 +461,22 @@ impl Install<'_> {
         // that uv looks for no other and downloads none.
         export.extend(["--python".to_string(), format!("{venv_arg}/bin/python")]);
         export.extend(split.export);
-        self.run(&project, "export of uv.lock", &export)
-            .await
-            .map_err(|(_, e)| e)?;
+        match self.run(&project, "export of uv.lock", &export).await {
+            Ok(_) => {}
+            // uv checks the project's requires-python against the interpreter it is given:
+            // uv sync's failure only when that is the image's version.
+            Err((text, _))
+                if !image_version
+                    && text.contains("incompatible with the project's Python requirement") =>
+            {
+                return Err(Fallback(format!(
+                    "this machine has no Python {} to check uv.lock's requires-python with",
+                    self.python.minor
+                ))
+                .into());
+            }
+            Err((_, e)) => return Err(e.into()),
+        }
         let exported = std::fs::read_to_string(&locked).map_err(|e| UvError {
             step: "export of uv.lock",
             message: format!("reading {}: {e}", locked.display()),
