@@ -966,3 +966,222 @@ fn the_first_build_script_runs_with_no_services() {
     );
     assert!(text.contains("hello from your first image"), "{text}");
 }
+
+/// A project whose `requirements` is a `uv.lock` that the host's uv makes (PyPI): requests
+/// and pyyaml, a dependency only Python < 3.11 gets, an extra the spec asks for
+/// (`pip_extra_args = "--extra fast"`) and a dev group uv sync leaves out (`--no-dev`).
+fn uv_lock_project(d: &Path, env: &Env, name: &str) -> PathBuf {
+    let proj = d.join("lockproj");
+    std::fs::create_dir_all(proj.join("src")).expect("dirs");
+    std::fs::write(
+        proj.join("src/app.py"),
+        "import requests, yaml, attrs\n\ndef main():\n    return yaml.safe_dump({\"ok\": True})\n",
+    )
+    .expect("source");
+    std::fs::write(
+        proj.join("pyproject.toml"),
+        r#"[project]
+name = "H_UvLock.Demo"
+version = "0.1.0"
+requires-python = ">=3.9"
+dependencies = ["requests", "pyyaml", "tomli; python_version < '3.11'"]
+
+[project.optional-dependencies]
+fast = ["attrs"]
+
+[dependency-groups]
+dev = ["six"]
+"#,
+    )
+    .expect("pyproject");
+    let out = Process::new(&env.uv)
+        .args(["lock", "--quiet", "--no-config"])
+        .env("UV_NATIVE_TLS", "1")
+        .current_dir(&proj)
+        .output()
+        .expect("uv lock");
+    assert!(
+        out.status.success(),
+        "uv lock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec = format!(
+        r#"
+name = "{name}"
+registry = "{registry}"
+base_image = "{base}"
+requirements = "uv.lock"
+pip_extra_args = "--extra fast"
+source_root = "src"
+source_copy_mode = "all"
+builder_config = {{ uv_image = "{uv}" }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+    );
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    proj
+}
+
+/// `name==version` of each package of `uv.lock` named in `names`.
+fn locked_versions(proj: &Path, names: &[&str]) -> Vec<String> {
+    let lock: toml::Table =
+        toml::from_str(&std::fs::read_to_string(proj.join("uv.lock")).expect("uv.lock"))
+            .expect("uv.lock parses");
+    let packages = lock["package"].as_array().expect("packages");
+    let mut out: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let p = packages
+                .iter()
+                .find(|p| p["name"].as_str() == Some(n))
+                .unwrap_or_else(|| panic!("{n} is not in uv.lock"));
+            format!("{n}=={}", p["version"].as_str().expect("version"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What a `uv.lock` image must show: its user, the venv, every installed distribution
+/// (`name==version`, sorted, pip's `_virtualenv` helpers aside) and the source importing.
+const LOCK_CHECK: &str = r#"set -e
+id -un
+python -c 'import sys; print(sys.prefix)'
+python -c 'import importlib.metadata as m; print(" ".join(sorted(d.metadata["Name"].lower() + "==" + d.version for d in m.distributions())))'
+python -c 'import app; print(app.main().strip())'
+cat /root/.venv/pyvenv.cfg
+"#;
+
+/// Issue 15, `uv.lock`: with no daemon the dependency image is made by uv (export of the
+/// lock, then exactly the locked set, wheels only) and pushed; the image runs as `flytekit`
+/// with exactly the locked versions for the image's Python (no dev group, the extra asked
+/// for, no marker-excluded package) in uv sync's project venv; and dockerd's image of the
+/// same spec (`uv sync --locked` in the image) has the same files and config but for the
+/// documented differences.
+#[test]
+fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
+    let Some(env) = services() else { return };
+    let run = run_id();
+    let uv_dir = tempfile::tempdir().expect("tempdir");
+    let uv_proj = uv_lock_project(uv_dir.path(), &env, &format!("h-uvlock-uv-{run}"));
+    let planned = plan(&uv_proj, &env, &["spec.toml"], &[]);
+    assert_eq!(
+        planned["strategy"], "build_dependencies_then_append",
+        "{planned}"
+    );
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
+    let (ok, result, log) = build(&uv_proj, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("without a daemon (uv)")),
+        "{result}"
+    );
+    let uv_image = inspect(&uv_proj)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+
+    let out = run_in(&uv_image, LOCK_CHECK);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "flytekit", "{out}");
+    assert_eq!(lines[1], "/root/.venv", "{out}");
+    let want = locked_versions(
+        &uv_proj,
+        &[
+            "attrs",
+            "certifi",
+            "charset-normalizer",
+            "idna",
+            "pyyaml",
+            "requests",
+            "urllib3",
+        ],
+    )
+    .join(" ");
+    assert_eq!(
+        lines[2], want,
+        "exactly the locked set for Python 3.11: {out}"
+    );
+    assert_eq!(lines[3], "ok: true", "{out}");
+    assert!(
+        out.contains("include-system-site-packages = false\n")
+            && out.contains("prompt = h-uvlock-demo\n"),
+        "uv sync's project venv: {out}"
+    );
+
+    // The same spec through dockerd.
+    let docker_dir = tempfile::tempdir().expect("tempdir");
+    let docker_proj = uv_lock_project(docker_dir.path(), &env, &format!("h-uvlock-docker-{run}"));
+    std::fs::copy(uv_proj.join("uv.lock"), docker_proj.join("uv.lock")).expect("same lock");
+    let (ok, result, log) = build(&docker_proj, &env, None, &["spec.toml", "--no-daemonless"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    let docker_image = inspect(&docker_proj)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    assert_eq!(
+        run_in(&docker_image, LOCK_CHECK),
+        out,
+        "user, venv, versions, pyvenv.cfg"
+    );
+
+    let (uv_files, uv_config) = snapshot(&uv_image);
+    let (docker_files, docker_config) = snapshot(&docker_image);
+    assert_eq!(uv_config, docker_config, "the run-time config");
+    let only = |a: &[String], b: &[String]| {
+        a.iter()
+            .filter(|l| !b.contains(l) && !accepted_difference(l))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (
+            only(&uv_files, &docker_files),
+            only(&docker_files, &uv_files)
+        ),
+        (vec![], vec![]),
+        "(only in the daemonless image, only in the Docker image)"
+    );
+    for must in [
+        "/root/.venv/lib/python3.11/site-packages/attrs\t",
+        "/root/.venv/bin/normalizer\t",
+        "/root/.venv/CACHEDIR.TAG\t",
+    ] {
+        assert!(uv_files.iter().any(|l| l.starts_with(must)), "{must}");
+    }
+}
+
+/// Issue 15, `uv.lock` out of date with `pyproject.toml`: uv sync `--locked` fails in the
+/// image, and the daemonless build fails the same way (no fallback: the lock is wrong, not
+/// the builder) with uv's message and the same exit code.
+#[test]
+fn a_stale_uv_lock_fails_alike_without_and_with_a_daemon() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = uv_lock_project(dir.path(), &env, &format!("h-uvlock-stale-{}", run_id()));
+    let pyproject = std::fs::read_to_string(proj.join("pyproject.toml")).expect("pyproject");
+    std::fs::write(
+        proj.join("pyproject.toml"),
+        pyproject.replace(r#""requests", "pyyaml""#, r#""requests", "pyyaml", "six""#),
+    )
+    .expect("pyproject");
+    let stale = "needs to be updated, but `--locked` was provided";
+    let mut codes = Vec::new();
+    for (host, args) in [
+        (Some(NOWHERE), &["spec.toml"][..]),
+        (None, &["spec.toml", "--no-daemonless"][..]),
+    ] {
+        let mut cmd = imagespec(&proj, &env, host);
+        let out = cmd.args(["build"]).args(args).output().expect("run");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains(stale), "{host:?}: {log}");
+        assert!(!log.contains("building it with dockerd"), "{log}");
+        codes.push(out.status.code());
+    }
+    assert_eq!(codes, [Some(1), Some(1)]);
+}
