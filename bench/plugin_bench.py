@@ -69,21 +69,27 @@ def make_project(root: Path, prefix: str, run: str, builder: str) -> None:
     (root / "workflows" / "wf.py").write_text(WF.format(run=run, uv=UV, base=BASE, prefix=prefix, root=root, builder=builder))
 
 
+def package_output(python: Path, project: Path, env: dict) -> str:
+    """`pyflyte package`'s output (it must succeed)."""
+    pyflyte = python.parent / "pyflyte"
+    out = subprocess.run([str(pyflyte), "--pkgs", "workflows", "package", "-f", "--output", str(project.parent / f"{project.name}.tgz")],
+                         cwd=project, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"pyflyte package failed in {project}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out.stdout + out.stderr
+
+
 def package(python: Path, project: Path, env: dict, builds: int | None = None) -> float:
     """Wall time of `pyflyte package`; `builds`: how many images flytekit must find missing
     (checked in its output, so a no-op is one)."""
-    pyflyte = python.parent / "pyflyte"
     t0 = time.perf_counter()
     # The package goes beside the project: inside it, it would be a new source file of the
     # image that copies the whole project, so every run would build that image again.
-    out = subprocess.run([str(pyflyte), "--pkgs", "workflows", "package", "-f", "--output", str(project.parent / f"{project.name}.tgz")],
-                         cwd=project, env=env, capture_output=True, text=True)
+    said = package_output(python, project, env)
     elapsed = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise SystemExit(f"pyflyte package failed in {project}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    built = (out.stdout + out.stderr).count("not found. building")
+    built = said.count("not found. building")
     if builds is not None and built != builds:
-        raise SystemExit(f"pyflyte package in {project} built {built} images, expected {builds}:\n{out.stdout[-3000:]}")
+        raise SystemExit(f"pyflyte package in {project} built {built} images, expected {builds}:\n{said[-3000:]}")
     return elapsed
 
 
@@ -122,9 +128,31 @@ def main() -> None:
             for tool, (python, proj, env, _) in setups.items():
                 (proj / "workflows" / "helper.py").write_text(f"def f(x):\n    return x + 1  # {time.time_ns()}\n")
                 times[tool]["change"].append(package(python, proj, env, builds=2))
+        # A registration runner without Docker: DOCKER_HOST points nowhere. flytekit's default
+        # builder cannot tell whether an image exists, assumes it does and builds nothing
+        # (the package then names images that were never pushed); the plugin asks the
+        # registry and appends the changed source there.
+        nowhere = "unix:///nonexistent/docker.sock"
+        python, proj, env, _ = setups["flytekit default builder"]
+        (proj / "workflows" / "helper.py").write_text(f"def f(x):\n    return x + 1  # {time.time_ns()}\n")
+        said = package_output(python, proj, dict(env, DOCKER_HOST=nowhere))
+        assumed = said.count("assumes the image")
+        if "not found. building" in said or assumed == 0:
+            raise SystemExit(f"expected flytekit to assume the images exist without a daemon:\n{said[-3000:]}")
+        print(f"flytekit default builder without a daemon: assumed {assumed} images exist, built none", flush=True)
+        python, proj, env, _ = setups["imagespec plugin"]
+        for _ in range(args.runs):
+            (proj / "workflows" / "helper.py").write_text(f"def f(x):\n    return x + 1  # {time.time_ns()}\n")
+            times["imagespec plugin"].setdefault("nodaemon", []).append(
+                package(python, proj, dict(env, DOCKER_HOST=nowhere), builds=2))
+            times["imagespec plugin"].setdefault("nodaemon_noop", []).append(
+                package(python, proj, dict(env, DOCKER_HOST=nowhere), builds=0))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results = {tool: {"cold": t["cold"], "noop": statistics.median(t["noop"]), "change": statistics.median(t["change"])} for tool, t in times.items()}
+    plugin_times = times["imagespec plugin"]
+    nodaemon = statistics.median(plugin_times["nodaemon"])
+    nodaemon_noop = statistics.median(plugin_times["nodaemon_noop"])
     for tool, r in results.items():
         print(tool, {k: round(v, 2) for k, v in r.items()}, flush=True)
     f, i = results["flytekit default builder"], results["imagespec plugin"]
@@ -140,6 +168,9 @@ def main() -> None:
     # What the builder adds to a change, beyond pyflyte's own work (its no-op run).
     fb, ib = f["change"] - f["noop"], i["change"] - i["noop"]
     lines.append(f"| one file changed, the build's share (change − no-op) | {fb:.2f} s | {ib:.2f} s | {fb / ib:.1f}× |")
+    lines.append(
+        f"| one file changed, **no Docker daemon** (`DOCKER_HOST` nowhere) | cannot: assumes the images exist, builds nothing "
+        f"| {nodaemon:.2f} s (the build's share: {nodaemon - nodaemon_noop:.2f} s) | — |")
     table = "\n".join(lines)
     print(table)
     if not args.no_write:

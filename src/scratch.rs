@@ -197,9 +197,12 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        let mut registered = registry();
+        // Unregistered first, removed outside the registry's lock: a folder of thousands
+        // of files takes a while, and other scratch entries are made meanwhile. Should the
+        // run end before it is gone, its lock goes with the process and the next run's
+        // sweep removes the rest.
+        registry().remove(&self.path);
         remove_entry(&self.path);
-        registered.remove(&self.path);
     }
 }
 

@@ -78,6 +78,9 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         };
         write_metadata(path, &value)?;
     }
+    // Work left in the background (a staging venv being deleted) is not waited for: the
+    // next run sweeps what remains.
+    runtime.shutdown_background();
     Ok(())
 }
 

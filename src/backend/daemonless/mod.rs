@@ -559,13 +559,14 @@ async fn make_platform(
         .as_ref()
         .map_or_else(std::env::temp_dir, |c| c.join("staging"));
     let _ = std::fs::create_dir_all(&staging);
-    let stage = tempfile::Builder::new()
-        .prefix("imagespec-venv-")
-        .tempdir_in(&staging)
-        .map_err(|source| DaemonlessError::Io {
+    // Scratch: removed in the background after the layers are written; a run that ends
+    // first leaves it to the next run's sweep (its lock died with it).
+    let stage = crate::scratch::ScratchDir::new_in(&staging, "venv").map_err(|source| {
+        DaemonlessError::Io {
             context: format!("a staging directory in {}", staging.display()),
             source,
-        })?;
+        }
+    })?;
     let install = venv::Install {
         uv: installing.uv,
         python: &python,
