@@ -242,12 +242,15 @@ fn output_refuses_what_it_cannot_assemble() {
             String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
         )
     };
+    // No registry: only dependencies uv installs here can be written (apt needs dockerd,
+    // whose dependency image would need a registry).
     let (code, err) = run(
-        "name = \"x\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
+        "name = \"x\"\napt_packages = [\"git\"]\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
         "oci:out",
     );
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("needs a `registry`"), "{err}");
+    assert!(err.contains("--output without a `registry`"), "{err}");
+    assert!(err.contains("`apt_packages`"), "{err}");
     let (code, err) = run(
         "name = \"x\"\nregistry = \"localhost:1\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\ncommands = [\"true\"]\n",
         "oci-archive:out.tar",
