@@ -511,12 +511,14 @@ async fn push(
     progress.event(Event::StepStarted {
         id: "push",
         name: &step,
+        label: None,
     });
-    let result = d.push(image, credentials, progress).await;
+    let result = d.push(image, credentials, "push", progress).await;
     let error = result.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
         id: "push",
         name: &step,
+        label: None,
         cached: false,
         error: error.as_deref(),
     });
@@ -779,6 +781,7 @@ async fn write_output(
     progress.event(Event::StepStarted {
         id: "output",
         name: &step,
+        label: None,
     });
     let images: Vec<(&str, crate::registry::layout::ImageToWrite)> = platforms
         .iter()
@@ -807,6 +810,7 @@ async fn write_output(
     progress.event(Event::StepDone {
         id: "output",
         name: &step,
+        label: None,
         cached: false,
         error: error.as_deref(),
     });

@@ -150,8 +150,10 @@ impl Envd {
         output.finish(progress);
         let status = child.wait().await.map_err(|e| BackendError::BuildFailed {
             step: None,
+            command: None,
             message: format!("{shown}: {e}"),
             log: Vec::new(),
+            log_shown: false,
         })?;
         if status.success() {
             return Ok(());
@@ -162,7 +164,15 @@ impl Envd {
             .as_deref()
             .map(short_error)
             .unwrap_or_else(|| format!("`{shown}` exited with {status}"));
-        Err(BackendError::BuildFailed { step, message, log })
+        // envd's step names are their commands, and its hidden steps' output was not shown
+        // as it came: the tail stays in the error.
+        Err(BackendError::BuildFailed {
+            step,
+            command: None,
+            message,
+            log,
+            log_shown: false,
+        })
     }
 }
 
@@ -271,6 +281,7 @@ impl PlainProgress {
                 progress.event(Event::StepDone {
                     id: &id,
                     name: &name,
+                    label: None,
                     cached: rest == "CACHED",
                     error: None,
                 });
@@ -305,7 +316,11 @@ impl PlainProgress {
             Some(Continued::Name(id)) => {
                 let name = &self.names[&id];
                 if !bookkeeping(name) {
-                    progress.event(Event::StepStarted { id: &id, name });
+                    progress.event(Event::StepStarted {
+                        id: &id,
+                        name,
+                        label: None,
+                    });
                 }
             }
             Some(Continued::Error(id, message)) => {
@@ -316,12 +331,14 @@ impl PlainProgress {
                     progress.event(Event::StepStarted {
                         id: &id,
                         name: &name,
+                        label: None,
                     });
                 }
                 let error = short_error(&message);
                 progress.event(Event::StepDone {
                     id: &id,
                     name: &name,
+                    label: None,
                     cached: false,
                     error: Some(&error),
                 });

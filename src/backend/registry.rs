@@ -221,6 +221,7 @@ pub async fn source_layer(
     progress.event(Event::StepStarted {
         id: "source-layer",
         name: &step,
+        label: None,
     });
     let dir = std::env::temp_dir();
     let layer = tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, &dir))
@@ -230,6 +231,7 @@ pub async fn source_layer(
     progress.event(Event::StepDone {
         id: "source-layer",
         name: &step,
+        label: None,
         cached: false,
         error: layer.as_ref().err().map(|e| e.to_string()).as_deref(),
     });
@@ -281,11 +283,18 @@ pub async fn append(
     progress.event(Event::StepStarted {
         id: "append",
         name: &step,
+        label: None,
     });
     let verified = tokio::task::spawn_blocking(verify);
     // Blobs first (the layer streamed from disk, the config beside it), the manifest last.
     let (layer_pushed, config_pushed) = tokio::join!(
-        client.push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size),
+        client.push_blob_file(
+            &plan.image,
+            layer.path(),
+            &layer.digest,
+            layer.size,
+            Some(progress.meter("append", &layer.digest, layer.size)),
+        ),
         client.push_blob_bytes(&plan.image, config.into(), &manifest.config.digest),
     );
     let result = layer_pushed
@@ -297,6 +306,7 @@ pub async fn append(
             progress.event(Event::StepDone {
                 id: "append",
                 name: &step,
+                label: None,
                 cached: false,
                 error: Some(&e.to_string()),
             });
@@ -318,6 +328,7 @@ pub async fn append(
     progress.event(Event::StepDone {
         id: "append",
         name: &step,
+        label: None,
         cached: false,
         error: pushed.as_ref().err().map(|e| e.to_string()).as_deref(),
     });
@@ -373,10 +384,17 @@ pub async fn append_platforms(
         progress.event(Event::StepStarted {
             id: "append",
             name: &step,
+            label: None,
         });
         let result = async {
             let up = client
-                .push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size)
+                .push_blob_file(
+                    &plan.image,
+                    layer.path(),
+                    &layer.digest,
+                    layer.size,
+                    Some(progress.meter("append", &layer.digest, layer.size)),
+                )
                 .await?;
             client
                 .push_blob_bytes(&plan.image, config.into(), &manifest.config.digest)
@@ -397,6 +415,7 @@ pub async fn append_platforms(
         progress.event(Event::StepDone {
             id: "append",
             name: &step,
+            label: None,
             cached: false,
             error: result.as_ref().err().map(|e| e.to_string()).as_deref(),
         });
