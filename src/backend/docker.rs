@@ -646,17 +646,13 @@ impl StepTracker {
             let label = step_label(&self.labels, &v.name);
             self.names
                 .insert(v.digest.clone(), (v.name.clone(), label.clone()));
-            // BuildKit's own bookkeeping steps ("[internal] load ...") are shown only when
-            // they fail.
-            let internal = v.name.starts_with("[internal]");
-            if !internal && self.seen.insert(v.digest.clone()) {
+            // BuildKit's own bookkeeping steps ("[internal] load metadata for ...") are shown
+            // like the others, as buildx shows them: one that hangs (a registry that does not
+            // answer) is then the step on screen, not a silent terminal.
+            if self.seen.insert(v.digest.clone()) {
                 progress.event(Event::StepQueued { id: &v.digest });
             }
-            if v.started.is_some()
-                && self.started.insert(v.digest.clone())
-                && !v.cached
-                && !internal
-            {
+            if v.started.is_some() && self.started.insert(v.digest.clone()) && !v.cached {
                 progress.event(Event::StepStarted {
                     id: &v.digest,
                     name: &v.name,
@@ -678,15 +674,13 @@ impl StepTracker {
                 if error.is_some() {
                     self.failed = Some((v.digest.clone(), v.error.clone()));
                 }
-                if !internal || error.is_some() {
-                    progress.event(Event::StepDone {
-                        id: &v.digest,
-                        name: &v.name,
-                        label: Some(&label),
-                        cached: v.cached,
-                        error,
-                    });
-                }
+                progress.event(Event::StepDone {
+                    id: &v.digest,
+                    name: &v.name,
+                    label: Some(&label),
+                    cached: v.cached,
+                    error,
+                });
             }
         }
         for log in status.logs {

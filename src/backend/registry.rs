@@ -276,9 +276,12 @@ pub async fn append(
         config,
         manifest,
     } = assemble_image(plan, deps, progress).await?;
+    // The dependency image was named by the line before ("dependencies unchanged (...)").
     let step = format!(
-        "push {} ({} files, {} bytes, on {})",
-        plan.image, layer.files, layer.size, deps.image
+        "push {} ({} files, {} on the dependency image)",
+        plan.image,
+        layer.files,
+        crate::progress::bytes(layer.size)
     );
     progress.event(Event::StepStarted {
         id: "append",
@@ -378,8 +381,10 @@ pub async fn append_platforms(
             manifest,
         } = assemble_image(plan, deps, progress).await?;
         let step = format!(
-            "push {} for {platform} ({} files, {} bytes)",
-            plan.image, layer.files, layer.size
+            "push {} for {platform} ({} files, {})",
+            plan.image,
+            layer.files,
+            crate::progress::bytes(layer.size)
         );
         progress.event(Event::StepStarted {
             id: "append",
