@@ -358,7 +358,9 @@ impl Inner {
             }
             Event::StepStarted { id, name, label } => {
                 let label = label.unwrap_or(name);
-                self.json(json!({"event": "step", "id": id, "name": name, "label": label, "state": "started"}));
+                self.json(json!({
+                    "event": "step", "id": id, "name": name, "label": label, "state": "started",
+                }));
                 let mut state = self.state.lock().expect("progress lock");
                 if state.live.insert(id.to_string()) {
                     state.total += 1;
@@ -412,7 +414,11 @@ impl Inner {
                 let elapsed = step
                     .as_ref()
                     .map_or(Duration::ZERO, |s| s.started.elapsed());
-                self.json(json!({"event": "step", "id": id, "name": name, "label": label, "state": if error.is_some() { "failed" } else { "done" }, "cached": cached, "seconds": elapsed.as_secs_f64(), "error": error}));
+                let state = if error.is_some() { "failed" } else { "done" };
+                self.json(json!({
+                    "event": "step", "id": id, "name": name, "label": label, "state": state,
+                    "cached": cached, "seconds": elapsed.as_secs_f64(), "error": error,
+                }));
                 if let Some(bar) = step.as_ref().and_then(|s| s.bar.clone()) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
@@ -481,7 +487,10 @@ impl Inner {
                 current,
                 total,
             } => {
-                self.json(json!({"event": "push", "step": id, "layer": layer, "status": status, "current": current, "total": total}));
+                self.json(json!({
+                    "event": "push", "step": id, "layer": layer, "status": status,
+                    "current": current, "total": total,
+                }));
                 // A push whose layers are not named (dockerd's, through bollard) tells them
                 // apart by size; its statuses without bytes cannot be placed.
                 let layer = match (layer, current, total) {

@@ -230,11 +230,11 @@ fn json_steps_carry_label_and_name_and_pushes_count_bytes() {
         &format!("env = {{ RUN_ID = \"{run}\" }}\nbuilder_options = {{ add_flytekit = false }}"),
     );
     // Big enough that dockerd reports its bytes as it pushes the layer (it says nothing
-    // between "Preparing" and "Pushed" for a tiny one).
-    let noise: Vec<u8> = (0..400_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(dir.path().join("src/app/data.bin"), noise).expect("data");
+    // between "Preparing" and "Pushed" for a tiny one), and this run's own: layers are
+    // reproducible, and one the registry has already is not pushed again.
+    let mut data = format!("{run}\n").into_bytes();
+    data.extend((0..400_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(dir.path().join("src/app/data.bin"), data).expect("data");
     let (code, stdout, stderr) = build(dir.path(), &["--json"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let events: Vec<Value> = stdout
@@ -298,7 +298,7 @@ fn json_steps_carry_label_and_name_and_pushes_count_bytes() {
             .any(|l| l.starts_with("✓ push ") && bytes_and_time.is_match(l)),
         "dockerd's push with its bytes:\n{stderr}"
     );
-    std::fs::write(dir.path().join("src/app/util.py"), "X = 2\n").expect("change");
+    std::fs::write(dir.path().join("src/app/util.py"), format!("X = '{run}'\n")).expect("change");
     let (code, _, stderr) = build(dir.path(), &["--progress", "plain"]);
     assert_eq!(code, Some(0), "{stderr}");
     let appended = step_lines(&stderr)
