@@ -5,12 +5,14 @@ create_docker_context, docker build, docker push), imagespec through dockerd
 (`--no-daemonless`: the dependency image built by BuildKit, then the source appended), and
 imagespec without a daemon (the dependency image made by uv on the host, then appended).
 
-Caches are warm for every tool, as on a CI runner that keeps them: one untimed build first
-fills BuildKit's uv cache mount and the host's uv cache. BuildKit's layer cache is not
-pruned (dockerd is shared here), but every timed build has a new `RUN_ID` in `env`, which
-invalidates every layer after the base's. Scenarios (median of --runs):
-  first    a new repository and RUN_ID: dependencies and source built and pushed
-  add      one package added to the previous spec (a dependency change), same repository
+Scenarios (median of --runs; every run has a new repository and a new `RUN_ID` in `env`):
+  first    a fresh runner: BuildKit's cache pruned (`docker builder prune -af`: its layers
+           and its uv cache mount) for the two dockerd columns; for the daemonless one, a
+           warm uv cache on the host (a CI cache of it) but no imagespec layer cache
+           (`layers/` removed: every layer compressed and uploaded)
+  add      one package added to the previous spec (a dependency change), same repository,
+           the caches as the first build left them
+One untimed build first fills the host's uv cache.
 Writes the table into docs/benchmarks.md (between the daemonless-bench markers).
 Needs the e2e services and uv: scripts/e2e/up.sh, base-images.sh, uv.sh.
 """
@@ -88,6 +90,11 @@ def main() -> None:
                 run_id = f"r{time.time_ns()}"
                 name = f"bench-dl-{tool}-{run_id}"
                 make_project(proj, name, run_id, PACKAGES)
+                if tool == "uv":
+                    shutil.rmtree(work / "cache" / "layers", ignore_errors=True)
+                else:
+                    subprocess.run(["/usr/bin/docker", "builder", "prune", "-af"],
+                                   check=True, capture_output=True)
                 first.append(timed(cmd, proj, tool_env)[0])
                 make_project(proj, name, run_id, PACKAGES + [ADDED])
                 add.append(timed(cmd, proj, tool_env)[0])
@@ -101,7 +108,8 @@ def main() -> None:
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores (load "
         f"{load:.1f}), dockerd 20.10 (BuildKit) and a local registry; flytekit {FLYTEKIT.split('==')[1]}; "
         f"uv {subprocess.run([UV_BIN, '--version'], capture_output=True, text=True).stdout.split()[1]}; "
-        f"warm caches; median of {args.runs}.",
+        f"first: fresh runner (BuildKit cache pruned; host uv cache warm, no layer cache); "
+        f"add: caches as the first build left them; median of {args.runs}.",
         "",
         "| scenario | flytekit default builder | imagespec via dockerd | imagespec without a daemon | share of flytekit's time | speed-up |",
         "|---|---:|---:|---:|---:|---:|",

@@ -309,9 +309,15 @@ fn build_one<'a>(
         }
         // What would fail halfway through a daemon build (no emulator for a platform, a base
         // lacking one) fails here, before any work.
+        // (uv makes a dependency image without a daemon or emulation: nothing to check.)
+        let by_uv =
+            gathered.facts.dependency_builder.as_ref() == Some(&engine::DependencyBuilder::Uv);
         let daemon_builds = match decision.strategy {
-            Strategy::Build | Strategy::BuildDependenciesThenAppend => true,
-            Strategy::WriteOutput => gathered.facts.dependency != engine::Dependency::Found,
+            Strategy::Build => true,
+            Strategy::BuildDependenciesThenAppend => !by_uv,
+            Strategy::WriteOutput => {
+                gathered.facts.dependency != engine::Dependency::Found && !by_uv
+            }
             _ => false,
         };
         if daemon_builds {
@@ -377,7 +383,12 @@ fn build_one<'a>(
             Strategy::WriteOutput => {
                 let target = options.output.as_ref().expect("decided for --output");
                 let (plan, inputs) = plan()?;
-                let client = client.as_ref().expect("--output needs a registry");
+                let Some(client) = client.as_ref() else {
+                    // No registry (the engine allowed it for uv): made and written here.
+                    write_output_local(spec, tag, &plan, options, target, progress).await?;
+                    explain::record_last_built(&inputs);
+                    return Ok(outcome(Action::Written, false, image));
+                };
                 let deps = dependency_images_of(
                     client,
                     &plan,
@@ -777,12 +788,6 @@ async fn write_output(
         assembled.push(registry_backend::assemble_image(plan, deps, progress).await?);
     }
     crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-    let step = format!("write {target}");
-    progress.event(Event::StepStarted {
-        id: "output",
-        name: &step,
-        label: None,
-    });
     let images: Vec<(&str, crate::registry::layout::ImageToWrite)> = platforms
         .iter()
         .zip(deps.iter().zip(&assembled))
@@ -797,14 +802,111 @@ async fn write_output(
             (platform, image)
         })
         .collect();
-    let written = match images.as_slice() {
-        [(_, one)] if !platforms.several() => {
+    write_images(
+        client,
+        &plan.image,
+        platforms.several(),
+        &images,
+        target,
+        progress,
+    )
+    .await
+}
+
+/// `--output` of a spec without a registry: the dependency image of each platform made on
+/// this machine with uv (no daemon, nothing pushed), the source layer on it, and the image
+/// written with the base's layers read from the base's registry.
+async fn write_output_local(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    target: &crate::registry::layout::OutputTarget,
+    progress: &Progress,
+) -> Result<(), Error> {
+    use crate::backend::daemonless::{DaemonlessError, make_local};
+    let deps_plan = plan.dependencies();
+    let made = match make_local(&deps_plan, options.timeouts, progress).await {
+        Ok(made) => made,
+        Err(DaemonlessError::Fallback(why)) => {
+            return Err(BackendError::Output {
+                target: target.to_string(),
+                source: crate::registry::layout::LayoutError::Io {
+                    path: std::path::PathBuf::from(&plan.image),
+                    source: std::io::Error::other(format!(
+                        "the dependencies cannot be installed without a daemon ({why}), and \
+                         with no `registry` there is nowhere to keep a dependency image \
+                         dockerd would build"
+                    )),
+                },
+            }
+            .into());
+        }
+        Err(e) => return Err(BackendError::from(e).into()),
+    };
+    let platforms = Platforms::parse(&plan.platform);
+    let mut assembled = Vec::new();
+    for (platform, deps) in platforms.iter().zip(&made) {
+        let _scope = platforms
+            .several()
+            .then(|| progress.platform_scope(platform));
+        assembled.push(registry_backend::assemble_image(plan, &deps.image, progress).await?);
+    }
+    crate::tag::verify_unchanged(spec, &options.tag, tag)?;
+    let images: Vec<(&str, crate::registry::layout::ImageToWrite)> = platforms
+        .iter()
+        .zip(made.iter().zip(&assembled))
+        .map(|(platform, (deps, assembled))| {
+            let mut local_layers: Vec<(&str, &std::path::Path)> = deps
+                .layers
+                .iter()
+                .map(|l| (l.digest.as_str(), l.path()))
+                .collect();
+            local_layers.push((assembled.layer.digest.as_str(), assembled.layer.path()));
+            let image = crate::registry::layout::ImageToWrite {
+                image: &plan.image,
+                source: &deps.base_image,
+                manifest: &assembled.manifest,
+                config: &assembled.config,
+                local_layers,
+            };
+            (platform, image)
+        })
+        .collect();
+    // Every platform's base is the same image in the same registry.
+    let client = &made[0].base_client;
+    write_images(
+        client,
+        &plan.image,
+        platforms.several(),
+        &images,
+        target,
+        progress,
+    )
+    .await
+}
+
+/// The output step: `images` (one per platform, in order; `several`: an index even of one)
+/// written to `target`, their remote layers read with `client`.
+async fn write_images(
+    client: &RegistryClient,
+    name: &str,
+    several: bool,
+    images: &[(&str, crate::registry::layout::ImageToWrite<'_>)],
+    target: &crate::registry::layout::OutputTarget,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let step = format!("write {target}");
+    progress.event(Event::StepStarted {
+        id: "output",
+        name: &step,
+        label: None,
+    });
+    let written = match images {
+        [(_, one)] if !several => {
             crate::registry::layout::write(client, one, target, progress).await
         }
-        _ => {
-            crate::registry::layout::write_platforms(client, &plan.image, &images, target, progress)
-                .await
-        }
+        _ => crate::registry::layout::write_platforms(client, name, images, target, progress).await,
     };
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {

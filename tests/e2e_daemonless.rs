@@ -734,8 +734,14 @@ fn several_platforms_get_their_own_wheels_in_one_index() {
             docker_manifest,
         );
         let layers = m["layers"].as_array().unwrap();
-        let venv = layers[layers.len() - 2]["digest"].as_str().unwrap();
-        let files = layer_files(registry, &name, venv);
+        // The packages are spread over several layers below the source's: the one with
+        // pyyaml, looked for from the top.
+        let files = layers[..layers.len() - 1]
+            .iter()
+            .rev()
+            .map(|l| layer_files(registry, &name, l["digest"].as_str().unwrap()))
+            .find(|files| files.iter().any(|f| f.contains("site-packages/yaml/_yaml")))
+            .unwrap_or_else(|| panic!("{arch}: no layer has pyyaml"));
         let so = files
             .iter()
             .find(|f| f.contains("site-packages/yaml/_yaml.cpython-311-"))
@@ -757,4 +763,425 @@ fn several_platforms_get_their_own_wheels_in_one_index() {
     assert_eq!(yaml_versions[0], yaml_versions[1], "one set of versions");
     let out = run_in(&image, CHECK);
     assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
+}
+
+/// A dependency change (one package added) reuses the package layers that did not change
+/// (remembered in the imagespec cache, found in the registry: not compressed or uploaded
+/// again), and the image is the same, digest for digest, as one built with no cache.
+#[test]
+fn a_dependency_change_reuses_the_unchanged_package_layers() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let name = format!("h-uv-reuse-{}", run_id());
+    let proj = project(dir.path(), &env, &name, "");
+    let with_cache = |proj: &Path, args: &[&str]| {
+        let out = imagespec(proj, &env, Some(NOWHERE))
+            .env_remove("IMAGESPEC_NO_CACHE")
+            .env("IMAGESPEC_CACHE_DIR", &cache)
+            .args(["build", "--progress", "plain"])
+            .args(args)
+            .output()
+            .expect("run imagespec");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let first = with_cache(&proj, &["spec.toml"]);
+    assert!(
+        !first.contains("unchanged since an earlier build"),
+        "{first}"
+    );
+
+    // One package more (not a dependency of the others).
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).unwrap();
+    std::fs::write(
+        proj.join("spec.toml"),
+        spec.replace(
+            r#"["pyyaml", "pygments"]"#,
+            r#"["pyyaml", "pygments", "pyfiglet"]"#,
+        ),
+    )
+    .unwrap();
+    let second = with_cache(&proj, &["spec.toml"]);
+    let reused = second
+        .lines()
+        .find(|l| l.contains("unchanged since an earlier build"))
+        .unwrap_or_else(|| panic!("no layer reused:\n{second}"));
+    let counts: Vec<usize> = reused
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] >= 3 && counts[0] < counts[1],
+        "most layers are reused, not all: {reused}"
+    );
+    let image = inspect(&proj)["image"].as_str().unwrap().to_string();
+    let out = run_in(
+        &image,
+        &format!("{CHECK}python -c 'import pyfiglet; print(\"figlet ok\")'\n"),
+    );
+    assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
+    assert!(out.trim_end().ends_with("figlet ok"), "{out}");
+
+    // The same spec built from nothing (no cache, another repository): same dependency
+    // image, digest for digest.
+    let deps = plan(&proj, &env, &["spec.toml", "--force"], &[])["dependency_image"]
+        .as_str()
+        .expect("deps")
+        .to_string();
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let proj2 = project(dir2.path(), &env, &format!("{name}-fresh"), "");
+    std::fs::copy(proj.join("spec.toml"), proj2.join("spec.toml")).unwrap();
+    let spec2 = std::fs::read_to_string(proj2.join("spec.toml")).unwrap();
+    std::fs::write(
+        proj2.join("spec.toml"),
+        spec2.replace(
+            &format!("name = \"{name}\""),
+            &format!("name = \"{name}-fresh\""),
+        ),
+    )
+    .unwrap();
+    let (ok, _, log) = build(&proj2, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok, "{log}");
+    let deps2 = plan(&proj2, &env, &["spec.toml", "--force"], &[])["dependency_image"]
+        .as_str()
+        .expect("deps")
+        .to_string();
+    assert_ne!(deps, deps2);
+    assert_eq!(
+        skopeo(&[], &deps)["Digest"],
+        skopeo(&[], &deps2)["Digest"],
+        "reused layers give the image a fresh build gives: {deps} and {deps2}"
+    );
+}
+
+/// The newcomer's first run: a spec without a registry, no daemon, `--output oci:DIR`:
+/// the dependencies are installed here with uv, and the image (base layers read from the
+/// base's registry) is written to disk; skopeo and umoci read it, and it runs.
+#[test]
+fn without_a_registry_or_a_daemon_output_writes_a_working_image() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("h-uv-local-{}", run_id());
+    let proj = project(dir.path(), &env, &name, "");
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).unwrap();
+    let spec: String = spec
+        .lines()
+        .filter(|l| !l.starts_with("registry ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(proj.join("spec.toml"), spec).unwrap();
+    let info = inspect(&proj);
+    let image = info["image"].as_str().expect("image").to_string();
+    assert!(!image.contains('/'), "no registry in the name: {image}");
+    let tag = image.rsplit(':').next().unwrap().to_string();
+
+    let planned = plan(&proj, &env, &["spec.toml", "--output"], &[]);
+    assert_eq!(planned["strategy"], "write_output", "{planned}");
+    assert!(
+        planned["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no registry: the dependencies are installed here")),
+        "{planned}"
+    );
+    let layout = dir.path().join("layout");
+    let target = format!("oci:{}", layout.display());
+    let (ok, result, log) = build(
+        &proj,
+        &env,
+        Some(NOWHERE),
+        &["spec.toml", "--output", &target],
+    );
+    assert!(ok, "{log}");
+    assert_eq!(result["action"], "written", "{log}");
+
+    let seen: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("oci:{}:{tag}", layout.display()),
+    ])))
+    .expect("skopeo json");
+    let env_list = seen["config"]["Env"].to_string();
+    assert!(env_list.contains(info["id"].as_str().unwrap()), "{seen}");
+    assert_eq!(seen["config"]["User"], "flytekit", "{seen}");
+
+    let bundle = dir.path().join("bundle");
+    output(Process::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:{tag}", layout.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    let rootfs = bundle.join("rootfs");
+    assert!(rootfs.join("root/app/main.py").is_file());
+    assert!(
+        rootfs
+            .join("root/.venv/lib/python3.11/site-packages/yaml/__init__.py")
+            .is_file()
+    );
+
+    // Into the daemon only to run it (the build itself had none).
+    let local = format!("localhost/{name}:{tag}");
+    output(Process::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker-daemon:{local}"),
+    ]));
+    let out = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "bash",
+        &local,
+        "-c",
+        CHECK,
+    ]));
+    let _ = Process::new(DOCKER).args(["rmi", "-f", &local]).output();
+    assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
+}
+
+/// The README's first run (`scripts/first-build.sh`), as a newcomer runs it: no daemon, no
+/// registry of theirs; the local registry's Debian Python stands in for Docker Hub's base.
+#[test]
+fn the_first_build_script_runs_with_no_services() {
+    let Some(env) = services() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // This machine's imagespec cache, as a user's run has it (uv's downloads kept).
+    let out = Process::new(root.join("scripts/first-build.sh"))
+        .arg(&env.base_python)
+        .env("IMAGESPEC", env!("CARGO_BIN_EXE_imagespec"))
+        .env("IMAGESPEC_UV", &env.uv)
+        .output()
+        .expect("run scripts/first-build.sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("no registry: the dependencies are installed here"),
+        "{text}"
+    );
+    assert!(text.contains("hello from your first image"), "{text}");
+}
+
+/// A project whose `requirements` is a `uv.lock` that the host's uv makes (PyPI): requests
+/// and pyyaml, a dependency only Python < 3.11 gets, an extra the spec asks for
+/// (`pip_extra_args = "--extra fast"`) and a dev group uv sync leaves out (`--no-dev`).
+fn uv_lock_project(d: &Path, env: &Env, name: &str) -> PathBuf {
+    let proj = d.join("lockproj");
+    std::fs::create_dir_all(proj.join("src")).expect("dirs");
+    std::fs::write(
+        proj.join("src/app.py"),
+        "import requests, yaml, attrs\n\ndef main():\n    return yaml.safe_dump({\"ok\": True})\n",
+    )
+    .expect("source");
+    std::fs::write(
+        proj.join("pyproject.toml"),
+        r#"[project]
+name = "H_UvLock.Demo"
+version = "0.1.0"
+requires-python = ">=3.9"
+dependencies = ["requests", "pyyaml", "tomli; python_version < '3.11'"]
+
+[project.optional-dependencies]
+fast = ["attrs"]
+
+[dependency-groups]
+dev = ["six"]
+"#,
+    )
+    .expect("pyproject");
+    let out = Process::new(&env.uv)
+        .args(["lock", "--quiet", "--no-config"])
+        .env("UV_NATIVE_TLS", "1")
+        .current_dir(&proj)
+        .output()
+        .expect("uv lock");
+    assert!(
+        out.status.success(),
+        "uv lock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec = format!(
+        r#"
+name = "{name}"
+registry = "{registry}"
+base_image = "{base}"
+requirements = "uv.lock"
+pip_extra_args = "--extra fast"
+source_root = "src"
+source_copy_mode = "all"
+builder_config = {{ uv_image = "{uv}" }}
+"#,
+        registry = env.registry,
+        base = env.base_python,
+        uv = env.uv_image,
+    );
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    proj
+}
+
+/// `name==version` of each package of `uv.lock` named in `names`.
+fn locked_versions(proj: &Path, names: &[&str]) -> Vec<String> {
+    let lock: toml::Table =
+        toml::from_str(&std::fs::read_to_string(proj.join("uv.lock")).expect("uv.lock"))
+            .expect("uv.lock parses");
+    let packages = lock["package"].as_array().expect("packages");
+    let mut out: Vec<String> = names
+        .iter()
+        .map(|n| {
+            let p = packages
+                .iter()
+                .find(|p| p["name"].as_str() == Some(n))
+                .unwrap_or_else(|| panic!("{n} is not in uv.lock"));
+            format!("{n}=={}", p["version"].as_str().expect("version"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What a `uv.lock` image must show: its user, the venv, every installed distribution
+/// (`name==version`, sorted, pip's `_virtualenv` helpers aside) and the source importing.
+const LOCK_CHECK: &str = r#"set -e
+id -un
+python -c 'import sys; print(sys.prefix)'
+python -c 'import importlib.metadata as m; print(" ".join(sorted(d.metadata["Name"].lower() + "==" + d.version for d in m.distributions())))'
+python -c 'import app; print(app.main().strip())'
+cat /root/.venv/pyvenv.cfg
+"#;
+
+/// Issue 15, `uv.lock`: with no daemon the dependency image is made by uv (export of the
+/// lock, then exactly the locked set, wheels only) and pushed; the image runs as `flytekit`
+/// with exactly the locked versions for the image's Python (no dev group, the extra asked
+/// for, no marker-excluded package) in uv sync's project venv; and dockerd's image of the
+/// same spec (`uv sync --locked` in the image) has the same files and config but for the
+/// documented differences.
+#[test]
+fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
+    let Some(env) = services() else { return };
+    let run = run_id();
+    let uv_dir = tempfile::tempdir().expect("tempdir");
+    let uv_proj = uv_lock_project(uv_dir.path(), &env, &format!("h-uvlock-uv-{run}"));
+    let planned = plan(&uv_proj, &env, &["spec.toml"], &[]);
+    assert_eq!(
+        planned["strategy"], "build_dependencies_then_append",
+        "{planned}"
+    );
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
+    let (ok, result, log) = build(&uv_proj, &env, Some(NOWHERE), &["spec.toml"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("without a daemon (uv)")),
+        "{result}"
+    );
+    let uv_image = inspect(&uv_proj)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+
+    let out = run_in(&uv_image, LOCK_CHECK);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "flytekit", "{out}");
+    assert_eq!(lines[1], "/root/.venv", "{out}");
+    let want = locked_versions(
+        &uv_proj,
+        &[
+            "attrs",
+            "certifi",
+            "charset-normalizer",
+            "idna",
+            "pyyaml",
+            "requests",
+            "urllib3",
+        ],
+    )
+    .join(" ");
+    assert_eq!(
+        lines[2], want,
+        "exactly the locked set for Python 3.11: {out}"
+    );
+    assert_eq!(lines[3], "ok: true", "{out}");
+    assert!(
+        out.contains("include-system-site-packages = false\n")
+            && out.contains("prompt = h-uvlock-demo\n"),
+        "uv sync's project venv: {out}"
+    );
+
+    // The same spec through dockerd.
+    let docker_dir = tempfile::tempdir().expect("tempdir");
+    let docker_proj = uv_lock_project(docker_dir.path(), &env, &format!("h-uvlock-docker-{run}"));
+    std::fs::copy(uv_proj.join("uv.lock"), docker_proj.join("uv.lock")).expect("same lock");
+    let (ok, result, log) = build(&docker_proj, &env, None, &["spec.toml", "--no-daemonless"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    let docker_image = inspect(&docker_proj)["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    assert_eq!(
+        run_in(&docker_image, LOCK_CHECK),
+        out,
+        "user, venv, versions, pyvenv.cfg"
+    );
+
+    let (uv_files, uv_config) = snapshot(&uv_image);
+    let (docker_files, docker_config) = snapshot(&docker_image);
+    assert_eq!(uv_config, docker_config, "the run-time config");
+    let only = |a: &[String], b: &[String]| {
+        a.iter()
+            .filter(|l| !b.contains(l) && !accepted_difference(l))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (
+            only(&uv_files, &docker_files),
+            only(&docker_files, &uv_files)
+        ),
+        (vec![], vec![]),
+        "(only in the daemonless image, only in the Docker image)"
+    );
+    for must in [
+        "/root/.venv/lib/python3.11/site-packages/attrs\t",
+        "/root/.venv/bin/normalizer\t",
+        "/root/.venv/CACHEDIR.TAG\t",
+    ] {
+        assert!(uv_files.iter().any(|l| l.starts_with(must)), "{must}");
+    }
+}
+
+/// Issue 15, `uv.lock` out of date with `pyproject.toml`: uv sync `--locked` fails in the
+/// image, and the daemonless build fails the same way (no fallback: the lock is wrong, not
+/// the builder) with uv's message and the same exit code.
+#[test]
+fn a_stale_uv_lock_fails_alike_without_and_with_a_daemon() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = uv_lock_project(dir.path(), &env, &format!("h-uvlock-stale-{}", run_id()));
+    let pyproject = std::fs::read_to_string(proj.join("pyproject.toml")).expect("pyproject");
+    std::fs::write(
+        proj.join("pyproject.toml"),
+        pyproject.replace(r#""requests", "pyyaml""#, r#""requests", "pyyaml", "six""#),
+    )
+    .expect("pyproject");
+    let stale = "needs to be updated, but `--locked` was provided";
+    let mut codes = Vec::new();
+    for (host, args) in [
+        (Some(NOWHERE), &["spec.toml"][..]),
+        (None, &["spec.toml", "--no-daemonless"][..]),
+    ] {
+        let mut cmd = imagespec(&proj, &env, host);
+        let out = cmd.args(["build"]).args(args).output().expect("run");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains(stale), "{host:?}: {log}");
+        assert!(!log.contains("building it with dockerd"), "{log}");
+        codes.push(out.status.code());
+    }
+    assert_eq!(codes, [Some(1), Some(1)]);
 }

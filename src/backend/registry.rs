@@ -118,18 +118,30 @@ pub async fn find_dependency_image(
     let Some((manifest, config)) = image_config(client, image, platform).await? else {
         return Ok(None);
     };
-    let facts = config
-        .pointer("/config/Labels")
-        .and_then(|l| l.get(DEPENDENCY_LABEL))
-        .and_then(Value::as_str)
-        .and_then(parse_label);
-    Ok(facts.map(|(owner, root_dir)| DependencyImage {
-        image: image.to_string(),
-        manifest,
-        config,
-        owner,
-        root_dir,
-    }))
+    Ok(DependencyImage::from_parts(image, manifest, config))
+}
+
+impl DependencyImage {
+    /// `image` with this manifest and config, if the config has the label imagespec puts
+    /// on dependency images.
+    pub fn from_parts(
+        image: &str,
+        manifest: OciImageManifest,
+        config: Value,
+    ) -> Option<DependencyImage> {
+        let (owner, root_dir) = config
+            .pointer("/config/Labels")
+            .and_then(|l| l.get(DEPENDENCY_LABEL))
+            .and_then(Value::as_str)
+            .and_then(parse_label)?;
+        Some(DependencyImage {
+            image: image.to_string(),
+            manifest,
+            config,
+            owner,
+            root_dir,
+        })
+    }
 }
 
 /// The config and manifest of `plan`'s image on top of `deps` with `layer`.

@@ -82,8 +82,13 @@ pub enum PythonInstall {
     Requirements { args: String },
     /// A venv at `/root/.venv` from the base's interpreter, then `uv pip install`.
     Venv { base_python: String, args: String },
-    /// `uv sync` of `uv.lock` + `pyproject.toml`.
-    UvLock { args: String },
+    /// `uv sync` of `uv.lock` + `pyproject.toml` into the project venv `/root/.venv`;
+    /// `base_python`: the base's interpreter uv sync makes it from (`None`: micromamba's,
+    /// as `UV_PYTHON` names it).
+    UvLock {
+        base_python: Option<String>,
+        args: String,
+    },
     /// `poetry install` of `poetry.lock` + `pyproject.toml`.
     PoetryLock { args: String },
 }
@@ -517,7 +522,11 @@ impl BuildPlan {
             };
 
         let install = match lock_install {
+            // Without micromamba, `UV_PYTHON` is `/root/.venv/bin/python`, the venv uv sync
+            // is about to make: uv sync is given the base's interpreter instead (else it
+            // fails with "No interpreter found for path `.venv/bin/python`").
             Some(true) => PythonInstall::UvLock {
+                base_python,
                 args: args.join(" "),
             },
             Some(false) => PythonInstall::PoetryLock {

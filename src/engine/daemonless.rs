@@ -5,11 +5,12 @@
 //!
 //! The daemonless builder reproduces exactly one shape of the Dockerfile
 //! (templates/Dockerfile.j2): the `flytekit` user, `/root` handed to it, the base's Python
-//! in a venv at `/root/.venv` with the packages uv installs, `ENV`, `ENTRYPOINT`. Anything
-//! that runs a program *inside* the image (a package manager, conda, `commands`, poetry,
-//! `uv sync`) or mounts build secrets needs a container, hence dockerd. What only the build
-//! can find out (the base has no Python, a package has no wheel, no uv on this machine)
-//! falls back to dockerd then, with its reason.
+//! in a venv at `/root/.venv` with the packages uv installs (`uv pip install`, or `uv sync`
+//! of a `uv.lock`), `ENV`, `ENTRYPOINT`. Anything that runs a program *inside* the image (a
+//! package manager, conda, `commands`, poetry) or mounts build secrets needs a container,
+//! hence dockerd; `poetry.lock` too, as only poetry picks its groups and markers. What only
+//! the build can find out (the base has no Python, a package has no wheel, a git source in
+//! the lock, no uv on this machine) falls back to dockerd then, with its reason.
 //!
 //! ```
 //! use imagespec::engine::daemonless::{DependencyBuilder, NotDaemonless};
@@ -73,10 +74,11 @@ pub enum NotDaemonless {
     PythonVersion,
     #[error("`commands` run in the image")]
     Commands,
-    #[error("`uv.lock` is installed by `uv sync` in the image")]
-    UvLock,
     #[error("`poetry.lock` is installed by poetry in the image")]
     PoetryLock,
+    /// A `uv.lock`'s uv sync arguments the daemonless install cannot take.
+    #[error("{0}")]
+    SyncArgs(String),
     #[error("`pip_secret_mounts` are files mounted into the build")]
     PipSecretMounts,
     #[error("`env` {key}: {why}")]
@@ -120,19 +122,32 @@ fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<
     if !deps.run_commands.is_empty() {
         return Some(NotDaemonless::Commands);
     }
+    // The Dockerfile's shell splits and expands the arguments; uv gets them as plain words.
+    let words = |args: &str| {
+        shlex::split(args).filter(|_| !args.contains(['$', '`', ';', '|', '&', '<', '>', '(', ')']))
+    };
     match &deps.install {
-        // The Dockerfile's shell splits and expands them; uv gets them as plain words.
-        PythonInstall::Venv { args, .. }
-            if args.contains(['$', '`', ';', '|', '&', '<', '>', '(', ')'])
-                || shlex::split(args).is_none() =>
-        {
-            return Some(NotDaemonless::ShellArgs);
+        PythonInstall::Venv { args, .. } => {
+            if words(args).is_none() {
+                return Some(NotDaemonless::ShellArgs);
+            }
         }
-        PythonInstall::Venv { .. } => {}
-        PythonInstall::UvLock { .. } => return Some(NotDaemonless::UvLock),
+        PythonInstall::UvLock {
+            base_python: Some(_),
+            args,
+        } => {
+            let Some(words) = words(args) else {
+                return Some(NotDaemonless::ShellArgs);
+            };
+            if let Err(why) = crate::backend::daemonless::uvlock::split_sync_args(&words) {
+                return Some(NotDaemonless::SyncArgs(why.0));
+            }
+        }
         PythonInstall::PoetryLock { .. } => return Some(NotDaemonless::PoetryLock),
         // Only with micromamba, handled above.
-        PythonInstall::Requirements { .. } => return Some(NotDaemonless::PythonVersion),
+        PythonInstall::Requirements { .. } | PythonInstall::UvLock { .. } => {
+            return Some(NotDaemonless::PythonVersion);
+        }
     }
     if !deps.secrets.is_empty() {
         return Some(NotDaemonless::PipSecretMounts);
@@ -213,7 +228,6 @@ python_exec = "/usr/bin/python3"
                 "commands = [\"echo hi\"]\nbuilder_options = { commands_before_copy = true }",
                 NotDaemonless::Commands,
             ),
-            (r#"requirements = "uv.lock""#, NotDaemonless::UvLock),
             (r#"requirements = "poetry.lock""#, NotDaemonless::PoetryLock),
             (
                 r#"pip_secret_mounts = [["secret", "/run/secrets/x"]]"#,
@@ -235,6 +249,41 @@ python_exec = "/usr/bin/python3"
             panic!("an unexpandable env value falls back")
         };
         assert_eq!(key, "A");
+    }
+
+    #[test]
+    fn a_uv_lock_builds_without_a_daemon_unless_its_arguments_need_uv_sync() {
+        let lock = "requirements = \"uv.lock\"\n";
+        assert_eq!(why(lock), None);
+        let with_index = format!(
+            "{lock}pip_index = \"https://pypi.example.com/simple\"\n\
+             pip_extra_args = \"--extra fast --group docs\"\n"
+        );
+        assert_eq!(why(&with_index), None);
+        let several = format!("{lock}platform = \"linux/amd64,linux/arm64\"\n");
+        assert_eq!(why(&several), None, "uv makes every platform's wheels");
+        let Some(NotDaemonless::SyncArgs(reason)) =
+            why(&format!("{lock}pip_extra_args = \"--no-binary\"\n"))
+        else {
+            panic!("an argument only uv sync takes falls back")
+        };
+        assert_eq!(
+            reason,
+            "`--no-binary` of uv sync is not handled without a daemon"
+        );
+        assert_eq!(
+            why(&format!("{lock}pip_extra_args = \"--extra $X\"\n")),
+            Some(NotDaemonless::ShellArgs)
+        );
+        assert_eq!(
+            why(&format!("{lock}python_version = \"3.11\"\n")),
+            Some(NotDaemonless::PythonVersion),
+            "micromamba's Python is made in the image"
+        );
+        assert_eq!(
+            why(&format!("{lock}apt_packages = [\"jq\"]\n")),
+            Some(NotDaemonless::AptPackages)
+        );
     }
 
     #[test]
@@ -267,8 +316,10 @@ python_exec = "/usr/bin/python3"
             NotDaemonless::Conda,
             NotDaemonless::PythonVersion,
             NotDaemonless::Commands,
-            NotDaemonless::UvLock,
             NotDaemonless::PoetryLock,
+            NotDaemonless::SyncArgs(
+                "`--no-binary` of uv sync is not handled without a daemon".into(),
+            ),
             NotDaemonless::PipSecretMounts,
             NotDaemonless::ShellArgs,
             NotDaemonless::NestedBase,

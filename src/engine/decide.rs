@@ -199,6 +199,10 @@ pub enum Refusal {
     )]
     OutputNotAppendable(&'static str),
     #[error(
+        "--output without a `registry`: the dependencies must be installed here without a daemon, which this spec does not allow ({0}); name a `registry` to keep its dependency image in"
+    )]
+    OutputNeedsRegistry(String),
+    #[error(
         "several platforms: each is built on its own and they are joined as an index in the registry (dockerd 20.10 keeps one platform per tag), so the image must be pushed, but {0}; or write it with --output oci:DIR"
     )]
     MultiPlatformNotPushed(&'static str),
@@ -221,6 +225,7 @@ impl Refusal {
             | Refusal::EnvdMultiPlatform
             | Refusal::OutputOnePlatform => Some("platform"),
             Refusal::OutputNotAppendable(_) | Refusal::CannotTell(_) => None,
+            Refusal::OutputNeedsRegistry(_) => Some("registry"),
         }
     }
 
@@ -412,11 +417,6 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
     if facts.builder == Builder::Envd {
         return Err(Refusal::OutputWithEnvd);
     }
-    if !facts.registry {
-        return Err(Refusal::OutputNotAppendable(
-            "a `registry` (the dependency image lives there)",
-        ));
-    }
     match facts.appendable {
         Appendable::No(NotAppendable::NoFiles) => {
             return Err(Refusal::OutputNotAppendable(
@@ -438,6 +438,31 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
     let several = facts.platforms > 1;
     if several && options.output_one_platform {
         return Err(Refusal::OutputOnePlatform);
+    }
+    if !facts.registry {
+        // No registry to keep the dependency image in: it is made here, without a daemon,
+        // and written with the image.
+        return match &facts.dependency_builder {
+            Some(super::DependencyBuilder::Uv) => Ok(Decision::new(
+                Strategy::WriteOutput,
+                format!(
+                    "no registry: the dependencies are installed here with uv (no daemon){}, \
+                     then written to disk with the base's layers and {}",
+                    if several {
+                        format!(" for each of {} platforms", facts.platforms)
+                    } else {
+                        String::new()
+                    },
+                    files(facts.files)
+                ),
+            )),
+            Some(super::DependencyBuilder::Docker(why)) => {
+                Err(Refusal::OutputNeedsRegistry(why.to_string()))
+            }
+            None => Err(Refusal::OutputNeedsRegistry(
+                "the dependencies were not planned".into(),
+            )),
+        };
     }
     let reason = match (&facts.dependency, several) {
         (Dependency::Found, false) => format!(
@@ -825,6 +850,49 @@ mod tests {
             let refusal = decide(&f, &options).unwrap_err();
             assert_eq!(refusal.exit_code(), 2, "{refusal}");
         }
+    }
+
+    #[test]
+    fn output_without_a_registry_is_made_here_by_uv_or_refused_with_the_reason() {
+        let options = DecideOptions {
+            output: true,
+            ..Default::default()
+        };
+        let f = Facts {
+            registry: false,
+            existence: None,
+            dependency: Dependency::NotAsked,
+            dependency_builder: Some(crate::engine::DependencyBuilder::Uv),
+            files: 3,
+            ..facts()
+        };
+        let d = decide(&f, &options).unwrap();
+        assert_eq!(d.strategy, Strategy::WriteOutput);
+        assert!(
+            d.reason
+                .starts_with("no registry: the dependencies are installed here with uv")
+        );
+        assert!(d.reason.contains("3 files"), "{}", d.reason);
+        let two = Facts {
+            platforms: 2,
+            ..f.clone()
+        };
+        assert!(
+            decide(&two, &options)
+                .unwrap()
+                .reason
+                .contains("each of 2 platforms")
+        );
+        let apt = Facts {
+            dependency_builder: Some(crate::engine::DependencyBuilder::Docker(
+                crate::engine::NotDaemonless::AptPackages,
+            )),
+            ..f
+        };
+        let refusal = decide(&apt, &options).unwrap_err();
+        assert_eq!(refusal.exit_code(), 2);
+        assert_eq!(refusal.field(), Some("registry"));
+        assert!(refusal.to_string().contains("`apt_packages`"), "{refusal}");
     }
 
     #[test]

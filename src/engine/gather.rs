@@ -112,10 +112,11 @@ pub async fn gather(
     if let Some(Ok(plan)) = &plan {
         facts.appendable = appendable(plan);
     }
+    // `--output` without a registry: the dependency image is made here (uv) and written
+    // with the image, so who would make it is a fact too.
     let wants_dependency = builder == Builder::Default
-        && registry
         && facts.appendable == Appendable::Yes
-        && (options.output || options.push && options.fast_path);
+        && (options.output || registry && options.push && options.fast_path);
     let dependency_plan = match (&plan, wants_dependency) {
         (Some(Ok(plan)), true) => Some(plan.dependencies()),
         _ => None,

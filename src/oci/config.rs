@@ -134,7 +134,8 @@ pub struct DependencyEnv {
 
 /// The environment the Dockerfile (templates/Dockerfile.j2, venv install) gives `plan`'s
 /// dependency image on a base whose config has `base_env`: the "Configure user space" `ENV`,
-/// then the "nvidia" `ENV` after the install.
+/// (for `uv.lock`, the venv's `ENV` after `uv sync`), then the "nvidia" `ENV` after the
+/// install.
 pub fn dependency_env(
     base_env: &[String],
     plan: &BuildPlan,
@@ -153,6 +154,19 @@ pub fn dependency_env(
     ];
     user_space.extend(plan.env.iter().cloned());
     let at_install = env_instruction(&env, &user_space)?;
+    let after_install = if let crate::context::PythonInstall::UvLock { .. } = plan.install {
+        // The Dockerfile's `ENV` after `uv sync`: the project venv first on `PATH`.
+        let venv = [
+            ("PATH".to_string(), "/root/.venv/bin:$PATH".to_string()),
+            (
+                "UV_PYTHON".to_string(),
+                "/root/.venv/bin/python".to_string(),
+            ),
+        ];
+        Some(env_instruction(&at_install, &venv)?)
+    } else {
+        None
+    };
     let nvidia = [
         (
             "PATH".to_string(),
@@ -163,7 +177,7 @@ pub fn dependency_env(
             "/usr/local/nvidia/lib64:$LD_LIBRARY_PATH".to_string(),
         ),
     ];
-    let at_end = env_instruction(&at_install, &nvidia)?;
+    let at_end = env_instruction(after_install.as_ref().unwrap_or(&at_install), &nvidia)?;
     Ok(DependencyEnv { at_install, at_end })
 }
 
@@ -336,6 +350,36 @@ mod tests {
         );
         let bad = self::plan(&[("X", "${Y:-z}")]);
         assert!(dependency_env(&base, &bad).is_err());
+    }
+
+    /// What dockerd's BuildKit wrote for a `uv.lock` spec: the venv's `ENV` after `uv sync`
+    /// puts `/root/.venv/bin` on `PATH` a second time.
+    #[test]
+    fn a_uv_lock_image_has_the_venv_env_after_uv_sync() {
+        let base = [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG=C.UTF-8",
+        ]
+        .map(String::from);
+        let mut plan = plan(&[]);
+        plan.install = crate::context::PythonInstall::UvLock {
+            base_python: Some("python3".into()),
+            args: "--locked --no-dev --no-install-project".into(),
+        };
+        let env = dependency_env(&base, &plan).unwrap();
+        assert_eq!(
+            env.at_end.to_config()[..3],
+            [
+                "PATH=/root/.venv/bin:/root/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/nvidia/bin:/usr/local/cuda/bin",
+                "LANG=C.UTF-8",
+                "UV_PYTHON=/root/.venv/bin/python",
+            ]
+        );
+        assert_eq!(
+            env.at_install.get("PATH"),
+            Some("/root/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            "uv sync finds the base's python3 before the venv exists"
+        );
     }
 
     #[test]

@@ -34,7 +34,13 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
     let (kind, args, base_python) = match &plan.install {
         PythonInstall::Requirements { args } => ("requirements", args.as_str(), ""),
         PythonInstall::Venv { base_python, args } => ("venv", args.as_str(), base_python.as_str()),
-        PythonInstall::UvLock { args } => ("uv_lock", args.as_str(), ""),
+        // flytekit's Dockerfile has no `--python` (its `UV_PYTHON` is micromamba's or
+        // `python_exec`): compat leaves it out.
+        PythonInstall::UvLock { base_python, args } => (
+            "uv_lock",
+            args.as_str(),
+            base_python.as_deref().filter(|_| !compat).unwrap_or(""),
+        ),
         PythonInstall::PoetryLock { args } => ("poetry_lock", args.as_str(), ""),
     };
     let micromamba = plan.micromamba.as_ref().map(|m| {
@@ -127,5 +133,50 @@ fn env_value(v: &str) -> String {
         format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{BuildPlan, RenderOptions};
+
+    fn dockerfile_of(toml: &str, flavor: Flavor) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("uv.lock"), "version = 1\n").unwrap();
+        std::fs::write(dir.path().join("pyproject.toml"), "[project]\n").unwrap();
+        std::fs::write(dir.path().join("spec.toml"), toml).unwrap();
+        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        let options = RenderOptions {
+            flavor,
+            ..Default::default()
+        };
+        dockerfile(&BuildPlan::new(spec, &tag, &options).unwrap())
+    }
+
+    /// `UV_PYTHON` names the venv uv sync is about to make: without micromamba, uv sync is
+    /// given the base's interpreter (it failed with "No interpreter found" before).
+    #[test]
+    fn uv_sync_gets_the_bases_python_unless_micromamba_or_compat() {
+        let lock = "requirements = \"uv.lock\"\n";
+        let run = |toml: &str, flavor| {
+            dockerfile_of(toml, flavor)
+                .lines()
+                .find(|l| l.contains("uv sync"))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        assert!(
+            run(lock, Flavor::Imagespec)
+                .starts_with("uv sync --python python3 --locked --no-dev --no-install-project"),
+        );
+        let exec = format!("{lock}python_exec = \"/usr/bin/python3\"\n");
+        assert!(run(&exec, Flavor::Imagespec).starts_with("uv sync --python /usr/bin/python3 "));
+        let micromamba = format!("{lock}python_version = \"3.11\"\n");
+        assert!(run(&micromamba, Flavor::Imagespec).starts_with("uv sync --locked "));
+        assert!(run(&exec, Flavor::FlytekitCompat).contains("uv sync --locked "));
     }
 }

@@ -364,6 +364,31 @@ builder_options = { add_flytekit = false }
     }
 
     #[test]
+    fn lock_file_installs_have_labels() {
+        for (lock, label) in [
+            ("uv.lock", "install Python packages from uv.lock"),
+            ("poetry.lock", "install Python packages from poetry.lock"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            std::fs::write(d.join(lock), "# lock\n").unwrap();
+            std::fs::write(
+                d.join("pyproject.toml"),
+                "[project]\nname = \"p\"\nversion = \"0\"\n",
+            )
+            .unwrap();
+            let toml = format!("name = \"x\"\nrequirements = \"{lock}\"\n");
+            std::fs::write(d.join("spec.toml"), toml).unwrap();
+            let file = crate::load(&d.join("spec.toml")).unwrap();
+            let spec = file.select(None).unwrap().1;
+            let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+            let plan = BuildPlan::new(spec, &tag, &RenderOptions::default()).unwrap();
+            let labels: Vec<String> = labels_of(&plan).into_iter().map(|(_, l)| l).collect();
+            assert!(labels.iter().any(|l| l == label), "{lock}: {labels:#?}");
+        }
+    }
+
+    #[test]
     fn buildkit_names_find_their_labels() {
         let plan = plan(FULL);
         let labels = StepLabels::new(&plan);

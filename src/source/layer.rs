@@ -183,7 +183,26 @@ pub struct Attrs {
     pub mode: u32,
 }
 
-type Compressed = Hashing<ParallelGzip<Hashing<std::io::BufWriter<fs::File>>>>;
+/// Where a layer's tar goes: gzip'd into its file, or nowhere (only its digest is wanted).
+enum Output {
+    Gzip(ParallelGzip<Hashing<std::io::BufWriter<fs::File>>>),
+    Discard,
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Gzip(w) => w.write(buf),
+            Output::Discard => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Gzip(w) => w.flush(),
+            Output::Discard => Ok(()),
+        }
+    }
+}
 
 /// A deterministic layer written entry by entry: the caller adds directories, files and
 /// links in the order they are to appear (sorted, parents first), each with its owner and
@@ -202,9 +221,9 @@ type Compressed = Hashing<ParallelGzip<Hashing<std::io::BufWriter<fs::File>>>>;
 /// # Ok::<(), imagespec::source::SourceError>(())
 /// ```
 pub struct LayerWriter {
-    tar: tar::Builder<Compressed>,
-    file: crate::scratch::ScratchFile,
-    dir: PathBuf,
+    tar: tar::Builder<Hashing<Output>>,
+    /// The gzip'd tar's file and its directory (none for [`LayerWriter::diff_id_only`]).
+    file: Option<(crate::scratch::ScratchFile, PathBuf)>,
     files: usize,
 }
 
@@ -221,18 +240,34 @@ impl LayerWriter {
             hash: Sha256::new(),
             written: 0,
         };
+        Ok(Self::with_output(
+            Output::Gzip(ParallelGzip::new(out)),
+            Some((file, dir.to_path_buf())),
+        ))
+    }
+
+    /// A layer of which only the uncompressed tar's digest is wanted (nothing is written):
+    /// the same entries give the `diff_id` [`LayerWriter::finish`] would, in a fraction of
+    /// the time, so a layer the registry already has need not be compressed again.
+    pub fn diff_id_only() -> LayerWriter {
+        Self::with_output(Output::Discard, None)
+    }
+
+    fn with_output(
+        output: Output,
+        file: Option<(crate::scratch::ScratchFile, PathBuf)>,
+    ) -> LayerWriter {
         let mut tar = tar::Builder::new(Hashing {
-            inner: ParallelGzip::new(out),
+            inner: output,
             hash: Sha256::new(),
             written: 0,
         });
         tar.mode(tar::HeaderMode::Deterministic);
-        Ok(LayerWriter {
+        LayerWriter {
             tar,
             file,
-            dir: dir.to_path_buf(),
             files: 0,
-        })
+        }
     }
 
     fn header(kind: tar::EntryType, attrs: Attrs, size: u64) -> tar::Header {
@@ -305,23 +340,45 @@ impl LayerWriter {
     }
 
     /// Ends the tar and the gzip stream; the layer's digests and size.
+    /// (For a [`LayerWriter::diff_id_only`] writer, use [`LayerWriter::finish_diff_id`]:
+    /// this one then fails, having no file.)
     pub fn finish(self) -> Result<Layer, SourceError> {
-        let dir = self.dir;
+        let Some((file, dir)) = self.file else {
+            return Err(SourceError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a layer hashed without a file has no blob",
+                ),
+            });
+        };
         let io = |source| SourceError::Io {
             path: dir.clone(),
             source,
         };
         let raw = self.tar.into_inner().map_err(io)?;
         let diff_id = hex_digest(raw.hash);
-        let mut compressed = raw.inner.finish().map_err(io)?;
+        let Output::Gzip(gzip) = raw.inner else {
+            unreachable!("a writer with a file gzips into it")
+        };
+        let mut compressed = gzip.finish().map_err(io)?;
         compressed.flush().map_err(io)?;
         Ok(Layer {
-            file: self.file,
+            file,
             digest: hex_digest(compressed.hash),
             diff_id,
             size: compressed.written,
             files: self.files,
         })
+    }
+
+    /// Ends the tar; its `diff_id` (`sha256:…` of the uncompressed tar).
+    pub fn finish_diff_id(self) -> Result<String, SourceError> {
+        let raw = self.tar.into_inner().map_err(|source| SourceError::Io {
+            path: PathBuf::new(),
+            source,
+        })?;
+        Ok(hex_digest(raw.hash))
     }
 }
 

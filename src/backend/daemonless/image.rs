@@ -60,6 +60,18 @@ impl LayerPlan {
     /// Writes the layer into `dir`.
     fn write(&self, dir: &Path) -> Result<Layer, crate::source::SourceError> {
         let mut layer = LayerWriter::new(dir)?;
+        self.add_to(&mut layer)?;
+        layer.finish()
+    }
+
+    /// The layer's `diff_id`, computed without writing or compressing it.
+    fn diff_id(&self) -> Result<String, crate::source::SourceError> {
+        let mut layer = LayerWriter::diff_id_only();
+        self.add_to(&mut layer)?;
+        layer.finish_diff_id()
+    }
+
+    fn add_to(&self, layer: &mut LayerWriter) -> Result<(), crate::source::SourceError> {
         for (path, (attrs, entry)) in &self.entries {
             match entry {
                 Entry::Dir => layer.dir(path, *attrs)?,
@@ -68,7 +80,7 @@ impl LayerPlan {
                 Entry::Symlink(target) => layer.symlink(path, *attrs, target)?,
             }
         }
-        layer.finish()
+        Ok(())
     }
 }
 
@@ -87,26 +99,37 @@ pub fn user_layer(base: &BaseTree, overlay: &Overlay) -> LayerPlan {
     plan
 }
 
-/// The venv layer: `venv` (a local directory) as `/root/.venv`, owned by `owner` (group 0:
-/// `chown -R flytekit /root/.venv` after root made it), modes as a umask of 022 leaves them;
-/// `/root` as `root_dir`; the install step's mount points.
-pub fn venv_layer(
+/// How many layers the installed packages are spread over (beside the venv's own layer).
+/// One layer per package would make an image of a hundred layers (slow to pull, near
+/// overlayfs' limits); one layer for all would change whole with any package. Each
+/// package's files go to the layer its name hashes to, so adding or upgrading one
+/// package changes one of these layers and the others are found in the registry as they
+/// are ([`prepare_layers`]).
+pub const PACKAGE_LAYERS: usize = 12;
+
+/// The venv's layers: `venv` (a local directory) as `/root/.venv`, owned by `owner` (group
+/// 0: `chown -R flytekit /root/.venv` after root made it), modes as a umask of 022 leaves
+/// them; `/root` as `root_dir`. The first layer has the venv's directories, the files no
+/// package owns (`pyvenv.cfg`, `bin/python`, activate scripts) and the install step's
+/// mount points; then up to [`PACKAGE_LAYERS`] layers of the packages' files (by their
+/// `RECORD`s), each with its parent directories. Each comes with the history line it gets.
+pub fn venv_layers(
     base: &BaseTree,
     venv: &Path,
     owner: u64,
     root_dir: Attrs,
-) -> Result<LayerPlan, DaemonlessError> {
-    let mut plan = LayerPlan::default();
-    plan.entries.insert("root".into(), (root_dir, Entry::Dir));
+) -> Result<Vec<(LayerPlan, String)>, DaemonlessError> {
+    let mut all = LayerPlan::default();
+    all.entries.insert("root".into(), (root_dir, Entry::Dir));
     let mount = Attrs {
         uid: 0,
         gid: 0,
         mode: 0o755,
     };
     // BuildKit leaves the cache mount's target and the uv binary's directory in the layer.
-    plan.entries
+    all.entries
         .insert("root/.cache".into(), (mount, Entry::Dir));
-    plan.entries
+    all.entries
         .insert("root/.cache/uv".into(), (mount, Entry::Dir));
     if let Some(n) = base.node("usr/bin").filter(|n| n.kind == Kind::Dir) {
         let attrs = Attrs {
@@ -114,7 +137,7 @@ pub fn venv_layer(
             gid: n.gid,
             mode: n.mode,
         };
-        plan.entries.insert("usr/bin".into(), (attrs, Entry::Dir));
+        all.entries.insert("usr/bin".into(), (attrs, Entry::Dir));
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -166,26 +189,321 @@ pub fn venv_layer(
             };
             (attrs(mode), Entry::File(entry.path().to_path_buf()))
         };
-        plan.entries.insert(path, item);
+        all.entries.insert(path, item);
     }
-    plan.add_parents(base);
-    Ok(plan)
+    let owners = package_owners(venv).map_err(io(venv))?;
+    let mut own = LayerPlan::default();
+    let mut packages: Vec<(LayerPlan, std::collections::BTreeSet<String>)> =
+        (0..PACKAGE_LAYERS).map(|_| Default::default()).collect();
+    for (path, item) in &all.entries {
+        let owner = path
+            .strip_prefix("root/.venv/")
+            .filter(|_| !matches!(item.1, Entry::Dir))
+            .and_then(|rel| owners.get(rel));
+        let Some(package) = owner else {
+            own.entries.insert(path.clone(), item.clone());
+            continue;
+        };
+        let (plan, names) = &mut packages[package_layer(package)];
+        names.insert(package.clone());
+        plan.entries.insert(path.clone(), item.clone());
+        // Its parents as the venv has them (`/root` as the user steps left it).
+        let mut parent = path.as_str();
+        while let Some((p, _)) = parent.rsplit_once('/') {
+            parent = p;
+            if let Some(dir) = all.entries.get(parent) {
+                plan.entries.insert(parent.to_string(), dir.clone());
+            }
+        }
+    }
+    own.add_parents(base);
+    let mut layers = vec![(own, "RUN uv venv /root/.venv".to_string())];
+    for (mut plan, names) in packages {
+        if names.is_empty() {
+            continue;
+        }
+        plan.add_parents(base);
+        let names: Vec<String> = names.into_iter().collect();
+        layers.push((plan, format!("RUN uv pip install # {}", names.join(" "))));
+    }
+    Ok(layers)
 }
 
-/// Writes `plans` as layers (in a blocking task).
-pub async fn write_layers(plans: Vec<LayerPlan>) -> Result<Vec<Layer>, DaemonlessError> {
-    tokio::task::spawn_blocking(move || {
-        let dir = std::env::temp_dir();
-        plans
-            .iter()
-            .map(|p| p.write(&dir).map_err(DaemonlessError::from))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| DaemonlessError::Io {
-        context: "writing the layers".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?
+/// The layer (of [`PACKAGE_LAYERS`]) a package's files go to: by a hash of its name, the
+/// same on every machine and for every version.
+fn package_layer(name: &str) -> usize {
+    use sha2::{Digest as _, Sha256};
+    let hash = Sha256::digest(name.as_bytes());
+    let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+    (n % PACKAGE_LAYERS as u64) as usize
+}
+
+/// Which installed package owns each file of `venv` (paths relative to it), from the
+/// `RECORD` of each `*.dist-info` in its site-packages; the name is the distribution's, as
+/// the directory spells it before the version (`PyYAML-6.0.2.dist-info` → `pyyaml`). A file
+/// two packages list goes to the first in name order; files outside the venv are left out.
+fn package_owners(venv: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let mut owners = BTreeMap::new();
+    let lib = venv.join("lib");
+    let mut sites = Vec::new();
+    let entries = match std::fs::read_dir(&lib) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(owners),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let site = entry?.path().join("site-packages");
+        if site.is_dir() {
+            sites.push(site);
+        }
+    }
+    sites.sort();
+    for site in sites {
+        let site_rel = site
+            .strip_prefix(venv)
+            .expect("below the venv")
+            .to_string_lossy()
+            .into_owned();
+        let mut dists: Vec<(String, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(&site)? {
+            let path = entry?.path();
+            let Some(dir) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(stem) = dir.strip_suffix(".dist-info") {
+                let name = stem.split('-').next().unwrap_or(stem);
+                dists.push((name.to_ascii_lowercase().replace(['_', '.'], "-"), path));
+            }
+        }
+        dists.sort();
+        for (name, dist) in dists {
+            let record = match std::fs::read_to_string(dist.join("RECORD")) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for line in record.lines() {
+                let Some(file) = record_path(line) else {
+                    continue;
+                };
+                if let Some(rel) = venv_relative(&site_rel, &file) {
+                    owners.entry(rel).or_insert_with(|| name.clone());
+                }
+            }
+        }
+    }
+    Ok(owners)
+}
+
+/// The path field of a `RECORD` line (a CSV row: quoted when it holds a comma or quote).
+fn record_path(line: &str) -> Option<String> {
+    if let Some(rest) = line.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    out.push('"');
+                }
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        None
+    } else {
+        let path = line.split(',').next()?;
+        (!path.is_empty()).then(|| path.to_string())
+    }
+}
+
+/// `file` (relative to the site-packages at `site_rel`, maybe with `..`) relative to the
+/// venv; `None` when it leaves the venv.
+fn venv_relative(site_rel: &str, file: &str) -> Option<String> {
+    let mut parts: Vec<&str> = site_rel.split('/').collect();
+    for part in file.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// A layer ready to push: written now, or found where it was pushed before.
+#[derive(Debug)]
+pub struct Ready {
+    pub diff_id: String,
+    pub digest: String,
+    pub size: u64,
+    /// The gzip'd tar to upload; `None` when the target repository has the blob already.
+    pub written: Option<Layer>,
+}
+
+/// Where earlier layers were pushed: `diff_id` → blob, remembered in the imagespec cache
+/// (`layers/<hex>.json`) so that a layer whose tar is the same as one pushed before is not
+/// compressed again. Only a hint: the registry is asked whether it has the blob.
+#[derive(Debug, Clone)]
+pub struct KnownLayers {
+    dir: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KnownLayer {
+    diff_id: String,
+    digest: String,
+    size: u64,
+    /// The image (`registry/repository:tag`) it was pushed with.
+    image: String,
+}
+
+impl KnownLayers {
+    /// In `cache` (the imagespec cache dir).
+    pub fn in_cache(cache: &Path) -> KnownLayers {
+        KnownLayers {
+            dir: cache.join("layers"),
+        }
+    }
+
+    fn path(&self, diff_id: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}.json", diff_id.trim_start_matches("sha256:")))
+    }
+
+    fn get(&self, diff_id: &str) -> Option<KnownLayer> {
+        let known: KnownLayer =
+            serde_json::from_slice(&std::fs::read(self.path(diff_id)).ok()?).ok()?;
+        (known.diff_id == diff_id && known.digest.starts_with("sha256:")).then_some(known)
+    }
+
+    /// Remembers a layer pushed with `image` (a cache that cannot be written only costs a
+    /// later build a compression).
+    fn put(&self, layer: &Layer, image: &str) {
+        let known = KnownLayer {
+            diff_id: layer.diff_id.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            image: image.to_string(),
+        };
+        let _ = std::fs::create_dir_all(&self.dir);
+        let path = self.path(&layer.diff_id);
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        if let Ok(json) = serde_json::to_vec(&known)
+            && std::fs::write(&tmp, json).is_ok()
+        {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+}
+
+/// Where the layers go: a repository of a registry, and what is known of layers pushed
+/// before.
+pub struct PushTarget<'a> {
+    pub client: &'a RegistryClient,
+    /// The image (`registry/repository:tag`) they are pushed with.
+    pub image: &'a str,
+    pub known: Option<&'a KnownLayers>,
+}
+
+/// Turns `plans` into layers ready to push to `target` (or to write to disk, with no
+/// target): with [`KnownLayers`], each is hashed first (its `diff_id`, without
+/// compressing), and one whose blob the registry has in the target repository, or can
+/// mount from another repository of it, is taken as it is; the others are written
+/// (compressed, in parallel).
+pub async fn prepare_layers(
+    plans: Vec<LayerPlan>,
+    target: Option<PushTarget<'_>>,
+) -> Result<Vec<Ready>, DaemonlessError> {
+    let plans = std::sync::Arc::new(plans);
+    let mut found: Vec<Option<KnownLayer>> = (0..plans.len()).map(|_| None).collect();
+    if let Some(PushTarget {
+        client,
+        image,
+        known: Some(known),
+    }) = &target
+    {
+        let diff_ids = {
+            let plans = plans.clone();
+            blocking("hashing the layers", move || {
+                use rayon::prelude::*;
+                plans
+                    .par_iter()
+                    .map(|p| p.diff_id().map_err(DaemonlessError::from))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+        };
+        for (slot, diff_id) in found.iter_mut().zip(&diff_ids) {
+            let Some(k) = known.get(diff_id) else {
+                continue;
+            };
+            let same_registry =
+                crate::registry::registry_host(&k.image) == crate::registry::registry_host(image);
+            if client.has_blob(image, &k.digest).await?
+                || (same_registry && client.mount_blob(image, &k.image, &k.digest).await)
+            {
+                *slot = Some(k);
+            }
+        }
+    }
+    let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
+    let written = {
+        let plans = plans.clone();
+        blocking("writing the layers", move || {
+            use rayon::prelude::*;
+            let dir = std::env::temp_dir();
+            missing
+                .par_iter()
+                .map(|&i| Ok((i, plans[i].write(&dir)?)))
+                .collect::<Result<Vec<_>, DaemonlessError>>()
+        })
+        .await?
+    };
+    let mut written: BTreeMap<usize, Layer> = written.into_iter().collect();
+    let mut ready = Vec::with_capacity(plans.len());
+    for (i, hit) in found.into_iter().enumerate() {
+        ready.push(match (hit, written.remove(&i)) {
+            (Some(k), _) => Ready {
+                diff_id: k.diff_id,
+                digest: k.digest,
+                size: k.size,
+                written: None,
+            },
+            (None, Some(layer)) => {
+                if let Some(PushTarget {
+                    image,
+                    known: Some(known),
+                    ..
+                }) = &target
+                {
+                    known.put(&layer, image);
+                }
+                Ready {
+                    diff_id: layer.diff_id.clone(),
+                    digest: layer.digest.clone(),
+                    size: layer.size,
+                    written: Some(layer),
+                }
+            }
+            (None, None) => unreachable!("every layer not found is written"),
+        });
+    }
+    Ok(ready)
+}
+
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, DaemonlessError> + Send + 'static,
+) -> Result<T, DaemonlessError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DaemonlessError::Io {
+            context: what.into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
 }
 
 /// What to push: the base's manifest, our layers and the config.
@@ -193,7 +511,7 @@ pub struct ToPush<'a> {
     pub base_image: &'a str,
     pub base_client: &'a RegistryClient,
     pub base_manifest: &'a OciImageManifest,
-    pub layers: &'a [Layer],
+    pub layers: &'a [Ready],
     pub config: Vec<u8>,
     /// `<repository>:deps-<key>`.
     pub image: &'a str,
@@ -222,7 +540,7 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// The manifest of the image: the base's layers, then ours, with the base's media types.
-pub fn manifest(base: &OciImageManifest, layers: &[Layer], config: &[u8]) -> OciImageManifest {
+pub fn manifest(base: &OciImageManifest, layers: &[Ready], config: &[u8]) -> OciImageManifest {
     let docker =
         base.media_type.as_deref() == Some(oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
     let mut manifest = base.clone();
@@ -287,15 +605,17 @@ pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, Daem
         let _ = std::fs::remove_file(&file);
     }
     for layer in p.layers {
-        client
-            .push_blob_file(
-                p.image,
-                layer.path(),
-                &layer.digest,
-                layer.size,
-                Some(meter(&layer.digest, layer.size)),
-            )
-            .await?;
+        if let Some(file) = &layer.written {
+            client
+                .push_blob_file(
+                    p.image,
+                    file.path(),
+                    &layer.digest,
+                    layer.size,
+                    Some(meter(&layer.digest, layer.size)),
+                )
+                .await?;
+        }
     }
     client
         .push_blob_bytes(p.image, p.config.into(), &manifest.config.digest)
@@ -445,7 +765,9 @@ mod tests {
             gid: 0,
             mode: 0o700,
         };
-        let plan = venv_layer(&base, &venv, 1000, root).unwrap();
+        let layers = venv_layers(&base, &venv, 1000, root).unwrap();
+        assert_eq!(layers.len(), 1, "no package: the venv's own layer only");
+        let plan = &layers[0].0;
         let got: Vec<(String, u32, u64, u64)> = plan
             .entries
             .iter()
@@ -465,5 +787,118 @@ mod tests {
         ]
         .map(|(p, m, u, g)| (p.to_string(), m, u, g));
         assert_eq!(got, want);
+    }
+
+    /// A venv with two packages: `site-packages/<name>/__init__.py`, its dist-info and
+    /// RECORD, and a console script in `bin/`.
+    fn venv_with(packages: &[(&str, &str)]) -> tempfile::TempDir {
+        let stage = tempfile::tempdir().unwrap();
+        let venv = stage.path();
+        let site = venv.join("lib/python3.11/site-packages");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::create_dir_all(&site).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/python3", venv.join("bin/python")).unwrap();
+        for (name, version) in packages {
+            let dist = format!("{name}-{version}.dist-info");
+            std::fs::create_dir_all(site.join(name)).unwrap();
+            std::fs::create_dir_all(site.join(&dist)).unwrap();
+            std::fs::write(site.join(name).join("__init__.py"), *version).unwrap();
+            std::fs::write(venv.join("bin").join(format!("{name}-cli")), "#!python\n").unwrap();
+            let record = format!(
+                "{name}/__init__.py,sha256=x,1\n{dist}/RECORD,,\n\
+                 ../../../bin/{name}-cli,sha256=y,9\n\"{name}/with,comma.py\",,\n"
+            );
+            std::fs::write(site.join(&dist).join("RECORD"), record).unwrap();
+        }
+        stage
+    }
+
+    #[test]
+    fn packages_are_spread_over_layers_by_name_and_a_new_one_changes_one_layer() {
+        let mut base = BaseTree::default();
+        base.apply_layer(&layer(&[("usr/bin", 'd', "")])[..])
+            .unwrap();
+        let root = Attrs {
+            uid: 1000,
+            gid: 0,
+            mode: 0o700,
+        };
+        let diff_ids = |packages: &[(&str, &str)]| {
+            let stage = venv_with(packages);
+            let layers = venv_layers(&base, stage.path(), 1000, root).unwrap();
+            let files: Vec<Vec<String>> = layers
+                .iter()
+                .map(|(p, _)| p.entries.keys().cloned().collect())
+                .collect();
+            let ids: BTreeMap<String, String> = layers
+                .iter()
+                .map(|(p, history)| (history.clone(), p.diff_id().unwrap()))
+                .collect();
+            (files, ids)
+        };
+        let (files, before) = diff_ids(&[("requests", "2.32.3"), ("pyyaml", "6.0.2")]);
+        // The venv's own layer: its directories and the files no package owns.
+        assert!(files[0].contains(&"root/.venv/pyvenv.cfg".to_string()));
+        assert!(files[0].contains(&"root/.venv/bin/python".to_string()));
+        assert!(!files[0].iter().any(|f| f.ends_with("__init__.py")));
+        // Every package file is in exactly one layer, with its parents.
+        for wanted in [
+            "root/.venv/lib/python3.11/site-packages/requests/__init__.py",
+            "root/.venv/lib/python3.11/site-packages/pyyaml-6.0.2.dist-info/RECORD",
+            "root/.venv/bin/pyyaml-cli",
+        ] {
+            let holding: Vec<&Vec<String>> = files
+                .iter()
+                .filter(|f| f.contains(&wanted.to_string()))
+                .collect();
+            assert_eq!(holding.len(), 1, "{wanted}");
+            assert!(
+                holding[0].contains(&"root".to_string()),
+                "parents of {wanted}"
+            );
+        }
+        assert_eq!(
+            package_layer("requests") == package_layer("pyyaml"),
+            files.len() == 2,
+            "{files:?}"
+        );
+        // Adding a package (into a layer of its own name) leaves the other packages'
+        // layers as they were: same diff_ids.
+        let (_, after) = diff_ids(&[
+            ("requests", "2.32.3"),
+            ("pyyaml", "6.0.2"),
+            ("six", "1.17.0"),
+        ]);
+        let unchanged = before
+            .iter()
+            .filter(|(h, id)| h.starts_with("RUN uv pip install") && after.get(*h) == Some(id))
+            .count();
+        let untouched_layers = [package_layer("requests"), package_layer("pyyaml")]
+            .into_iter()
+            .filter(|l| *l != package_layer("six"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert_eq!(unchanged, untouched_layers, "{before:?}\n{after:?}");
+    }
+
+    #[test]
+    fn record_paths_are_csv_fields_resolved_against_site_packages() {
+        assert_eq!(record_path("a/b.py,sha256=x,3").as_deref(), Some("a/b.py"));
+        assert_eq!(
+            record_path("\"a/we,ird\"\"q.py\",sha256=x,3").as_deref(),
+            Some("a/we,ird\"q.py")
+        );
+        assert_eq!(record_path(""), None);
+        let site = "lib/python3.11/site-packages";
+        assert_eq!(
+            venv_relative(site, "../../../bin/tool").as_deref(),
+            Some("bin/tool")
+        );
+        assert_eq!(venv_relative(site, "../../../../etc/passwd"), None);
+        assert_eq!(
+            venv_relative(site, "./x/y.py").as_deref(),
+            Some("lib/python3.11/site-packages/x/y.py")
+        );
     }
 }

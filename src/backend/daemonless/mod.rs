@@ -6,13 +6,15 @@
 //! for a spec [`crate::engine::dependency_builder`] lets through): read the base image
 //! ([`base`]: its file tree, Python and C library, from the registry), add the `flytekit`
 //! user and hand it `/root` and `/home` ([`user`]), install the packages into
-//! `/root/.venv` with uv for the image's platform and Python ([`venv`]), and push the layers
+//! `/root/.venv` with uv for the image's platform and Python ([`venv`]: `uv pip install`, or
+//! a `uv.lock`'s locked set as `uv sync` installs it, [`uvlock`]), and push the layers
 //! with the config the Dockerfile gives ([`image`], [`crate::oci::config`]) and the
 //! [`DEPENDENCY_LABEL`] facts, so that the registry fast path appends the source to it.
 //! Same inputs, same digests.
 //!
 //! What only the build can tell — the base has no Python or no glibc, a package has no
-//! wheel, there is no uv here, the base cannot be read from its registry — is a
+//! wheel, a lock's source needs a build, there is no uv here, the base cannot be read from
+//! its registry — is a
 //! [`Fallback`]: the caller builds the dependency image with dockerd instead and says why.
 //!
 //! Deliberate differences from the Docker build, which the e2e comparison lists: no
@@ -23,9 +25,10 @@
 pub mod base;
 pub mod image;
 pub mod user;
+pub mod uvlock;
 pub mod venv;
 
-use crate::context::{BuildPlan, DEPENDENCY_LABEL, PythonInstall};
+use crate::context::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use base::BaseTree;
@@ -289,15 +292,84 @@ pub async fn build_dependency_index(
     build_platforms(client, deps, &platforms, progress).await
 }
 
+/// What the install step reads from the dependency plan: the base's interpreter and the
+/// packages (a requirements file, or a `uv.lock` with its `pyproject.toml`).
+struct InstallInputs {
+    base_python: String,
+    args: String,
+    files: InputFiles,
+}
+
+enum InputFiles {
+    Requirements(String),
+    Lock { lock: String, pyproject: String },
+}
+
+impl InstallInputs {
+    fn read(deps: &BuildPlan) -> Result<InstallInputs, DaemonlessError> {
+        let file = |name: &str| {
+            deps.files.iter().find_map(|f| match f {
+                ContextFile::Content { to, content } if to == name => Some(Ok(content.clone())),
+                ContextFile::Copy { from, to } if to == name => Some(
+                    std::fs::read_to_string(from).map_err(|source| DaemonlessError::Io {
+                        context: format!("reading {}", from.display()),
+                        source,
+                    }),
+                ),
+                _ => None,
+            })
+        };
+        match &deps.install {
+            PythonInstall::Venv { base_python, args } => Ok(InstallInputs {
+                base_python: base_python.clone(),
+                args: args.clone(),
+                files: InputFiles::Requirements(
+                    file("requirements_uv.txt").transpose()?.unwrap_or_default(),
+                ),
+            }),
+            PythonInstall::UvLock {
+                base_python: Some(base_python),
+                args,
+            } => {
+                let missing = |name: &str| Fallback(format!("no {name} in the build context"));
+                Ok(InstallInputs {
+                    base_python: base_python.clone(),
+                    args: args.clone(),
+                    files: InputFiles::Lock {
+                        lock: file("uv.lock").ok_or_else(|| missing("uv.lock"))??,
+                        pyproject: file("pyproject.toml")
+                            .ok_or_else(|| missing("pyproject.toml"))??,
+                    },
+                })
+            }
+            _ => Err(Fallback("the packages are not installed into a venv by uv".into()).into()),
+        }
+    }
+
+    fn packages(&self) -> (&str, venv::Packages<'_>) {
+        let packages = match &self.files {
+            InputFiles::Requirements(requirements) => venv::Packages::Requirements {
+                args: &self.args,
+                requirements,
+            },
+            InputFiles::Lock { lock, pyproject } => venv::Packages::Lock {
+                args: &self.args,
+                lock,
+                pyproject,
+            },
+        };
+        (&self.base_python, packages)
+    }
+}
+
 async fn build_platforms(
     client: &RegistryClient,
     deps: &BuildPlan,
     platforms: &[&str],
     progress: &Progress,
 ) -> Result<String, DaemonlessError> {
-    let PythonInstall::Venv { base_python, args } = &deps.install else {
-        return Err(Fallback("the packages are not installed into a venv".into()).into());
-    };
+    let inputs = InstallInputs::read(deps)?;
+    let (base_python, packages) = inputs.packages();
     let uv = venv::find_uv()?;
     let several = platforms.len() > 1;
     let mut pins: Option<String> = None;
@@ -305,9 +377,10 @@ async fn build_platforms(
     for platform in platforms {
         let install = Installing {
             uv: &uv,
+            push_to: Some((client, &deps.image)),
             timeouts: client.timeouts(),
             base_python,
-            args,
+            packages,
             constraints: pins.as_deref(),
         };
         let made = make_platform(deps, platform, &install, progress).await?;
@@ -344,20 +417,79 @@ async fn build_platforms(
     }
 }
 
+/// A dependency image made on this machine and kept on disk (for `--output` of a spec
+/// without a registry): its base's layers stay in the base's registry, ours are files.
+pub struct LocalDependency {
+    /// The base's registry client and name: the base layers are read from there.
+    pub base_client: RegistryClient,
+    pub base_image: String,
+    pub image: crate::backend::registry::DependencyImage,
+    /// Our layers, written.
+    pub layers: Vec<crate::source::layer::Layer>,
+}
+
+/// Makes the dependency image of every platform of `deps` (one resolution, as
+/// [`build_dependency_index`]) on this machine without pushing it anywhere.
+pub async fn make_local(
+    deps: &BuildPlan,
+    timeouts: crate::timeouts::Timeouts,
+    progress: &Progress,
+) -> Result<Vec<LocalDependency>, DaemonlessError> {
+    let inputs = InstallInputs::read(deps)?;
+    let (base_python, packages) = inputs.packages();
+    let uv = venv::find_uv()?;
+    let platforms = crate::engine::Platforms::parse(&deps.platform);
+    let mut pins: Option<String> = None;
+    let mut made_all = Vec::new();
+    for platform in platforms.iter() {
+        let _scope = platforms
+            .several()
+            .then(|| progress.platform_scope(platform));
+        let install = Installing {
+            uv: &uv,
+            push_to: None,
+            timeouts,
+            base_python,
+            packages,
+            constraints: pins.as_deref(),
+        };
+        let made = make_platform(deps, platform, &install, progress).await?;
+        pins.get_or_insert(made.pins);
+        let manifest = image::manifest(&made.base.manifest, &made.layers, &made.config);
+        let config: serde_json::Value =
+            serde_json::from_slice(&made.config).expect("made from a JSON value");
+        let image =
+            crate::backend::registry::DependencyImage::from_parts(&deps.image, manifest, config)
+                .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
+        let layers = made.layers.into_iter().filter_map(|l| l.written).collect();
+        made_all.push(LocalDependency {
+            base_client: made.base.client,
+            base_image: made.base.image,
+            image,
+            layers,
+        });
+    }
+    Ok(made_all)
+}
+
 /// What the install step of every platform shares.
 struct Installing<'a> {
     uv: &'a std::path::Path,
+    /// The dependency image's registry and name, when its layers are to be pushed there
+    /// (else they are written to disk only).
+    push_to: Option<(&'a RegistryClient, &'a str)>,
     /// The timeouts of the image's registry session, for reading the base.
     timeouts: crate::timeouts::Timeouts,
     base_python: &'a str,
-    args: &'a str,
+    packages: venv::Packages<'a>,
+    /// Another platform's pins (a lock pins them already: unused).
     constraints: Option<&'a str>,
 }
 
 /// One platform's dependency image, ready to push.
 struct Made {
     base: Base,
-    layers: Vec<crate::source::layer::Layer>,
+    layers: Vec<image::Ready>,
     config: Vec<u8>,
     /// The versions installed.
     pins: String,
@@ -369,16 +501,6 @@ async fn make_platform(
     installing: &Installing<'_>,
     progress: &Progress,
 ) -> Result<Made, DaemonlessError> {
-    let requirements = deps
-        .files
-        .iter()
-        .find_map(|f| match f {
-            crate::context::ContextFile::Content { to, content } if to == "requirements_uv.txt" => {
-                Some(content.as_str())
-            }
-            _ => None,
-        })
-        .unwrap_or_default();
     let base = read_base(&deps.base_image, platform, installing.timeouts, progress).await?;
     let tree = &base.tree;
     let base_env: Vec<String> = base
@@ -454,17 +576,23 @@ async fn make_platform(
         uv: installing.uv,
         python: &python,
         python_platform: &python_platform,
-        args: installing.args,
-        requirements,
+        packages: installing.packages,
         ca_bundle: deps.ca_bundle.as_deref(),
         cache_dir: cache.map(|d| d.join("uv")),
-        constraints: installing.constraints,
+        constraints: match installing.packages {
+            venv::Packages::Requirements { .. } => installing.constraints,
+            venv::Packages::Lock { .. } => None,
+        },
+    };
+    let how = match installing.packages {
+        venv::Packages::Requirements { .. } => "uv pip install",
+        venv::Packages::Lock { .. } => "uv sync of uv.lock (uv export, uv pip install)",
     };
     let step = Step::start(
         progress,
         "uv",
         format!(
-            "uv pip install for {platform} ({python_platform}), Python {} ({})",
+            "{how} for {platform} ({python_platform}), Python {} ({})",
             python.version, python.path
         ),
     );
@@ -481,32 +609,53 @@ async fn make_platform(
         "layers",
         format!("write the user and venv layers for {platform}"),
     );
-    let plans = vec![
+    let mut plans = vec![(
         image::user_layer(tree, &overlay),
-        image::venv_layer(tree, &venv_dir, flytekit.uid, root_dir)?,
-    ];
-    let layers = step.done(image::write_layers(plans).await)?;
+        "RUN id -u flytekit || useradd --create-home --shell /bin/bash flytekit; \
+         chown -R flytekit /root /home; .profile"
+            .to_string(),
+    )];
+    plans.extend(image::venv_layers(tree, &venv_dir, flytekit.uid, root_dir)?);
+    // The venv's own layer is the install step's: what made the venv.
+    if let Some((_, created_by)) = plans.get_mut(1) {
+        *created_by = match installing.packages {
+            venv::Packages::Requirements { args, .. } => {
+                format!("RUN uv venv /root/.venv && uv pip install {args}")
+            }
+            venv::Packages::Lock { args, .. } => {
+                format!("RUN uv sync --python {} {args}", installing.base_python)
+            }
+        };
+    }
+    let (plans, history): (Vec<_>, Vec<_>) = plans.into_iter().unzip();
+    let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
+    let target = installing.push_to.map(|(client, image)| image::PushTarget {
+        client,
+        image,
+        known: known.as_ref(),
+    });
+    let layers = step.done(image::prepare_layers(plans, target).await)?;
+    let reused = layers.iter().filter(|l| l.written.is_none()).count();
+    if reused > 0 {
+        progress.event(Event::Info(&format!(
+            "{reused} of {} layers unchanged since an earlier build: not compressed again",
+            layers.len()
+        )));
+    }
     // Thousands of files: removed while the layers upload.
     tokio::task::spawn_blocking(move || drop(stage));
     let label = format!(
         "{} {} {} {:o}",
         flytekit.uid, root_dir.uid, root_dir.gid, root_dir.mode
     );
-    let added = [
-        crate::oci::config::AddedLayer {
-            diff_id: layers[0].diff_id.clone(),
-            created_by: "RUN id -u flytekit || useradd --create-home --shell /bin/bash \
-                         flytekit; chown -R flytekit /root /home; .profile"
-                .into(),
-        },
-        crate::oci::config::AddedLayer {
-            diff_id: layers[1].diff_id.clone(),
-            created_by: format!(
-                "RUN uv venv /root/.venv && uv pip install {}",
-                installing.args
-            ),
-        },
-    ];
+    let added: Vec<crate::oci::config::AddedLayer> = layers
+        .iter()
+        .zip(history)
+        .map(|(layer, created_by)| crate::oci::config::AddedLayer {
+            diff_id: layer.diff_id.clone(),
+            created_by,
+        })
+        .collect();
     let config = crate::oci::config::dependency_config(
         &base.config,
         &env.at_end,

@@ -17,6 +17,10 @@
 //! image's version, the staging path replaced by `/root/.venv` in the activate scripts and
 //! console scripts' shebangs, and their `RECORD` hashes updated.
 //!
+//! A `uv.lock` spec (`uv sync` in the Dockerfile) takes the other road of [`Packages`]: the
+//! project venv (no system site-packages, uv sync's prompt), the locked set from `uv export
+//! --locked` installed as it is, wheels only and hash-checked; [`super::uvlock`] says how.
+//!
 //! uv is the PyPI wheel's binary: `IMAGESPEC_UV`, else `uv` on `PATH`. uv's cache is
 //! `UV_CACHE_DIR`, else `uv/` in the imagespec cache dir, so a second build downloads
 //! nothing. uv does not use the system's CA store by default: it gets `UV_NATIVE_TLS=1`
@@ -85,6 +89,33 @@ pub fn python_platform(platform: &str, glibc: (u32, u32)) -> Result<String, Fall
     Ok(format!("{arch}-manylinux_{}_{}", level.0, level.1))
 }
 
+/// What goes into the venv, as the Dockerfile's install step says it.
+#[derive(Debug, Clone, Copy)]
+pub enum Packages<'a> {
+    /// `uv pip install <args>` (shell words) of `requirements_uv.txt`, into a venv that
+    /// sees the base's site-packages.
+    Requirements {
+        args: &'a str,
+        requirements: &'a str,
+    },
+    /// `uv sync <args>` (shell words) of `uv.lock` and its `pyproject.toml`: the project
+    /// venv (see [`super::uvlock`]).
+    Lock {
+        args: &'a str,
+        lock: &'a str,
+        pyproject: &'a str,
+    },
+}
+
+impl Packages<'_> {
+    /// The install step's arguments as the Dockerfile writes them.
+    pub fn args(&self) -> &str {
+        match self {
+            Packages::Requirements { args, .. } | Packages::Lock { args, .. } => args,
+        }
+    }
+}
+
 /// What the install step is given.
 #[derive(Debug, Clone)]
 pub struct Install<'a> {
@@ -93,10 +124,7 @@ pub struct Install<'a> {
     pub python: &'a BasePython,
     /// `x86_64-manylinux_2_31`…
     pub python_platform: &'a str,
-    /// The install step's arguments as the Dockerfile writes them (shell words).
-    pub args: &'a str,
-    /// `requirements_uv.txt`.
-    pub requirements: &'a str,
+    pub packages: Packages<'a>,
     pub ca_bundle: Option<&'a Path>,
     pub cache_dir: Option<PathBuf>,
     /// Pins of another platform's resolution (several platforms: one set of versions).
@@ -210,6 +238,9 @@ impl Install<'_> {
         // systems): only the bytes reach the layer, and every file changed below is
         // replaced, never written through a link into the cache.
         cmd.env("UV_LINK_MODE", "hardlink");
+        // uv reads a project's `[tool.uv]` (uv export of a lock must: uv sync does), and
+        // with it this user's uv.toml, which a Docker build does not see: none here.
+        cmd.env("XDG_CONFIG_HOME", stage.join(".imagespec-no-user-config"));
         cmd.stdin(std::process::Stdio::null());
         cmd.kill_on_drop(true);
         cmd
@@ -244,52 +275,112 @@ impl Install<'_> {
     /// venv and the pins it was installed from (`name==version` lines).
     pub async fn make(&self, stage: &Path) -> Result<(PathBuf, String), InstallError> {
         let venv = stage.join("root/.venv");
-        std::fs::write(stage.join("requirements_uv.txt"), self.requirements).map_err(|e| {
-            UvError {
-                step: "install",
-                message: format!("writing requirements_uv.txt: {e}"),
-            }
-        })?;
-        let words = shlex::split(self.args).ok_or_else(|| {
+        let words = shlex::split(self.packages.args()).ok_or_else(|| {
             Fallback(format!(
                 "the install arguments are not plain shell words: {}",
-                self.args
+                self.packages.args()
             ))
         })?;
-        let venv_arg = venv.to_string_lossy().into_owned();
-        // The dry run has a venv of its own: uv locks the venv it installs into.
-        let dry_venv = stage.join("dry-run/.venv").to_string_lossy().into_owned();
-        let mut made = Err((
-            String::new(),
-            UvError {
-                step: "venv",
-                message: String::new(),
-            },
-        ));
-        // A Python of the image's version when this machine has one (the site-packages
-        // directory is named after it), any otherwise.
+        let pinned = match self.packages {
+            Packages::Requirements { requirements, .. } => {
+                self.install_requirements(stage, &venv, words, requirements)
+                    .await?
+            }
+            Packages::Lock {
+                lock, pyproject, ..
+            } => {
+                self.install_lock(stage, &venv, &words, lock, pyproject)
+                    .await?
+            }
+        };
+        let system_site_packages = matches!(self.packages, Packages::Requirements { .. });
+        make_the_images(&venv, self.python, system_site_packages).map_err(|e| UvError {
+            step: "venv",
+            message: format!("rewriting the venv for the image: {e}"),
+        })?;
+        Ok((venv, pinned))
+    }
+
+    /// `uv venv` at each of `paths` (at the same time), with a Python of the image's version
+    /// when this machine has one (the site-packages directory is named after it), any
+    /// otherwise; whether it was the image's version.
+    async fn make_venvs(
+        &self,
+        stage: &Path,
+        paths: &[String],
+        prompt: Option<&str>,
+    ) -> Result<bool, UvError> {
+        let mut made = Err(UvError {
+            step: "venv",
+            message: String::new(),
+        });
         for python in [self.python.minor.as_str(), "python3"] {
-            let args = |path: &str| {
-                ["venv", "--no-config", "--quiet", "--python", python, path].map(String::from)
-            };
-            let (real_args, dry_args) = (args(&venv_arg), args(&dry_venv));
-            let (real, dry) = tokio::join!(
-                self.run(stage, "venv", &real_args),
-                self.run(stage, "venv", &dry_args)
-            );
-            made = real.and(dry);
+            let runs = paths.iter().map(|path| {
+                let mut args: Vec<String> = ["venv", "--no-config", "--quiet", "--python", python]
+                    .map(String::from)
+                    .into();
+                if let Some(prompt) = prompt {
+                    args.extend(["--prompt".to_string(), prompt.to_string()]);
+                }
+                args.push(path.clone());
+                async move { self.run(stage, "venv", &args).await }
+            });
+            made = futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map(|_| python == self.python.minor)
+                .map_err(|(_, e)| e);
             if made.is_ok() {
                 break;
             }
         }
-        made.map_err(|(_, e)| e)?;
-        let mut shared = vec![
+        made
+    }
+
+    /// The shared options of the install runs: the image's Python and platform.
+    fn for_the_image(&self) -> Vec<String> {
+        vec![
             "--no-config".to_string(),
             "--python-version".into(),
             self.python.version.clone(),
             "--python-platform".into(),
             self.python_platform.to_string(),
-        ];
+        ]
+    }
+
+    /// What a failed wheels-only install means: no wheel (a [`Fallback`]), or a failure.
+    fn install_failed(&self, text: &str, e: UvError) -> InstallError {
+        if no_wheel(text) {
+            let said = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
+            return Fallback(format!(
+                "a package has no wheel for {} (uv: {said})",
+                self.python_platform
+            ))
+            .into();
+        }
+        e.into()
+    }
+
+    /// `uv pip install <args> --requirement requirements_uv.txt`, wheels only, checked
+    /// against a dry run that may use source distributions.
+    async fn install_requirements(
+        &self,
+        stage: &Path,
+        venv: &Path,
+        words: Vec<String>,
+        requirements: &str,
+    ) -> Result<String, InstallError> {
+        std::fs::write(stage.join("requirements_uv.txt"), requirements).map_err(|e| UvError {
+            step: "install",
+            message: format!("writing requirements_uv.txt: {e}"),
+        })?;
+        let venv_arg = venv.to_string_lossy().into_owned();
+        // The dry run has a venv of its own: uv locks the venv it installs into.
+        let dry_venv = stage.join("dry-run/.venv").to_string_lossy().into_owned();
+        self.make_venvs(stage, &[venv_arg.clone(), dry_venv.clone()], None)
+            .await?;
+        let mut shared = self.for_the_image();
         if let Some(pins) = self.constraints {
             std::fs::write(stage.join("shared-pins.txt"), pins).map_err(|e| UvError {
                 step: "install",
@@ -312,18 +403,7 @@ impl Install<'_> {
             self.run(stage, "install", &install)
         );
         let resolved = resolved.map_err(|(_, e)| e)?;
-        let installed = match installed {
-            Ok(text) => text,
-            Err((text, e)) if no_wheel(&text) => {
-                let said = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
-                return Err(Fallback(format!(
-                    "a package has no wheel for {} (uv: {said})",
-                    self.python_platform
-                ))
-                .into());
-            }
-            Err((_, e)) => return Err(e.into()),
-        };
+        let installed = installed.map_err(|(text, e)| self.install_failed(&text, e))?;
         let wanted = pins(&resolved);
         let missing = not_installed(&wanted, &pins(&installed));
         if !missing.is_empty() {
@@ -334,12 +414,99 @@ impl Install<'_> {
             ))
             .into());
         }
-        let pinned = wanted.join("\n");
-        make_the_images(&venv, self.python).map_err(|e| UvError {
-            step: "venv",
-            message: format!("rewriting the venv for the image: {e}"),
+        Ok(wanted.join("\n"))
+    }
+
+    /// `uv sync <args>` of a lock: `uv export` of the locked set (uv sync's `--locked`
+    /// check included), then exactly that set installed, wheels only, with its hashes.
+    async fn install_lock(
+        &self,
+        stage: &Path,
+        venv: &Path,
+        words: &[String],
+        lock: &str,
+        pyproject: &str,
+    ) -> Result<String, InstallError> {
+        let split = super::uvlock::split_sync_args(words)?;
+        super::uvlock::unhonoured_settings(pyproject)?;
+        let prompt = super::uvlock::project_prompt(pyproject)?;
+        // As the Docker build's /root: the two files alone.
+        let project = stage.join("project");
+        let write = |name: &str, text: &str| {
+            std::fs::create_dir_all(&project)
+                .and_then(|()| std::fs::write(project.join(name), text))
+                .map_err(|e| UvError {
+                    step: "export",
+                    message: format!("writing {name}: {e}"),
+                })
+        };
+        write("uv.lock", lock)?;
+        write("pyproject.toml", pyproject)?;
+        let venv_arg = venv.to_string_lossy().into_owned();
+        let image_version = self
+            .make_venvs(stage, std::slice::from_ref(&venv_arg), Some(&prompt))
+            .await?;
+        let locked = stage.join("locked.txt");
+        let mut export: Vec<String> = [
+            "export",
+            "--format",
+            "requirements-txt",
+            "--no-header",
+            "--quiet",
+        ]
+        .map(String::from)
+        .into();
+        export.extend(["--output-file".to_string(), locked.to_string_lossy().into()]);
+        // Any interpreter does (the lock is for every platform): the staging venv's, so
+        // that uv looks for no other and downloads none.
+        export.extend(["--python".to_string(), format!("{venv_arg}/bin/python")]);
+        export.extend(split.export);
+        match self.run(&project, "export of uv.lock", &export).await {
+            Ok(_) => {}
+            // uv checks the project's requires-python against the interpreter it is given:
+            // uv sync's failure only when that is the image's version.
+            Err((text, _))
+                if !image_version
+                    && text.contains("incompatible with the project's Python requirement") =>
+            {
+                return Err(Fallback(format!(
+                    "this machine has no Python {} to check uv.lock's requires-python with",
+                    self.python.minor
+                ))
+                .into());
+            }
+            Err((_, e)) => return Err(e.into()),
+        }
+        let exported = std::fs::read_to_string(&locked).map_err(|e| UvError {
+            step: "export of uv.lock",
+            message: format!("reading {}: {e}", locked.display()),
         })?;
-        Ok((venv, pinned))
+        let names = super::uvlock::exported_names(&exported)?;
+        super::uvlock::check_locked(lock, &names, &split.indexes)?;
+        let mut install: Vec<String> = ["pip", "install", "--no-build", "--no-deps"]
+            .map(String::from)
+            .into();
+        install.push("--require-hashes".into());
+        install.extend(["--python".to_string(), format!("{venv_arg}/bin/python")]);
+        install.extend(self.for_the_image());
+        install.extend(split.install);
+        install.extend(["--requirement".to_string(), "locked.txt".into()]);
+        let installed = self
+            .run(stage, "install", &install)
+            .await
+            .map_err(|(text, e)| self.install_failed(&text, e))?;
+        // `uv pip install` leaves the venv's lock file behind, uv sync does not.
+        match std::fs::remove_file(venv.join(".lock")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(UvError {
+                    step: "install",
+                    message: format!("removing {}/.lock: {e}", venv.display()),
+                }
+                .into());
+            }
+            _ => {}
+        }
+        Ok(pins(&installed).join("\n"))
     }
 }
 
@@ -353,8 +520,14 @@ fn record_hash(content: &[u8]) -> String {
     )
 }
 
-/// Turns the staging venv at `venv` into the image's `/root/.venv`.
-pub fn make_the_images(venv: &Path, python: &BasePython) -> std::io::Result<()> {
+/// Turns the staging venv at `venv` into the image's `/root/.venv`; `system_site_packages`:
+/// it sees the base's site-packages (`uv venv --system-site-packages`; uv sync's project
+/// venv does not).
+pub fn make_the_images(
+    venv: &Path,
+    python: &BasePython,
+    system_site_packages: bool,
+) -> std::io::Result<()> {
     use std::os::unix::fs::symlink;
     let staged = venv.to_string_lossy().into_owned();
     // lib/pythonH.M (this machine's Python) → lib/pythonX.Y (the image's).
@@ -405,7 +578,9 @@ pub fn make_the_images(venv: &Path, python: &BasePython) -> std::io::Result<()> 
             match key {
                 "home" => format!("home = {home}\n"),
                 "version_info" => format!("version_info = {}\n", python.version),
-                "include-system-site-packages" => "include-system-site-packages = true\n".into(),
+                "include-system-site-packages" => {
+                    format!("include-system-site-packages = {system_site_packages}\n")
+                }
                 _ => format!("{line}\n"),
             }
         })
@@ -587,7 +762,7 @@ mod tests {
             version: "3.12.7".into(),
             minor: "3.12".into(),
         };
-        make_the_images(&venv, &python).unwrap();
+        make_the_images(&venv, &python, true).unwrap();
 
         let link = |p: &str| std::fs::read_link(venv.join(p)).unwrap();
         assert_eq!(link("bin/python"), Path::new("/usr/bin/python3"));

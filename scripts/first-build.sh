@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A newcomer's first run, with no services: builds testdata/first/spec.toml into an OCI
+# layout with no Docker daemon (DOCKER_HOST points nowhere) and no registry of your own —
+# the packages are installed here with uv, the base's layers are read from its registry —
+# then reads the image back with umoci and runs its Python in the unpacked tree.
+# Usage: scripts/first-build.sh [BASE_IMAGE]
+#   BASE_IMAGE replaces the spec's `python:3.12-slim` (Docker Hub), e.g. a mirror when
+#   Docker Hub is out of reach: the tests run it with the local registry's Debian Python.
+# Env: IMAGESPEC (the binary; default: built with cargo), IMAGESPEC_UV (uv; default: `uv`
+# on PATH, else installed from PyPI by scripts/e2e/uv.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${1:-}
+
+if [[ -z ${IMAGESPEC:-} ]]; then
+    cargo build --release --locked -q
+    IMAGESPEC=$PWD/target/release/imagespec
+fi
+if [[ -z ${IMAGESPEC_UV:-} ]]; then
+    IMAGESPEC_UV=$(command -v uv || scripts/e2e/uv.sh)
+fi
+export IMAGESPEC_UV
+if ! command -v umoci >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q umoci >/dev/null
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r testdata/first/. "$work/"
+if [[ -n $base ]]; then
+    sed -i "s|^base_image = .*|base_image = \"$base\"|" "$work/spec.toml"
+fi
+
+echo "== imagespec plan: what build will do, and why"
+DOCKER_HOST=unix:///nonexistent "$IMAGESPEC" plan "$work/spec.toml" --output
+echo "== imagespec build --output oci:$work/image (no daemon reachable)"
+DOCKER_HOST=unix:///nonexistent "$IMAGESPEC" build "$work/spec.toml" \
+    --output "oci:$work/image" --progress plain
+image=$("$IMAGESPEC" tag "$work/spec.toml")
+tag=${image##*:}
+echo "== umoci ls: the layout holds $image"
+umoci ls --layout "$work/image"
+rootless=()
+[[ $(id -u) == 0 ]] || rootless=(--rootless)
+umoci unpack "${rootless[@]}" --image "$work/image:$tag" "$work/bundle" >/dev/null
+root=$work/bundle/rootfs
+echo "== the image's files: /root/first and the venv's packages"
+ls "$root/root/first"
+ls "$root/root/.venv/lib/"python3*/site-packages | grep -E '^(requests|yaml|flytekit)$'
+if [[ $(id -u) == 0 ]]; then
+    echo "== its Python, run in the unpacked tree (chroot)"
+    chroot "$root" env PATH=/root/.venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root \
+        sh -c 'cd /root && python -c "import requests, first; print(first.GREETING, requests.__version__)"'
+fi
