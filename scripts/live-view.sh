@@ -41,6 +41,7 @@ session="live-view-$$"
 tmux() { command tmux -L "$session" "$@"; }
 cleanup() {
     tmux kill-server 2>/dev/null || true
+    rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$session"
     rm -rf "$work"
 }
 trap cleanup EXIT
