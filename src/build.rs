@@ -522,12 +522,14 @@ async fn push(
     progress.event(Event::StepStarted {
         id: "push",
         name: &step,
+        label: None,
     });
-    let result = d.push(image, credentials, progress).await;
+    let result = d.push(image, credentials, "push", progress).await;
     let error = result.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
         id: "push",
         name: &step,
+        label: None,
         cached: false,
         error: error.as_deref(),
     });
@@ -898,6 +900,7 @@ async fn write_images(
     progress.event(Event::StepStarted {
         id: "output",
         name: &step,
+        label: None,
     });
     let written = match images {
         [(_, one)] if !several => {
@@ -909,6 +912,7 @@ async fn write_images(
     progress.event(Event::StepDone {
         id: "output",
         name: &step,
+        label: None,
         cached: false,
         error: error.as_deref(),
     });

@@ -481,6 +481,72 @@ fn help_states_the_exit_codes() {
     }
 }
 
+/// `build --help` reads in sections: the spec's options, then rendering, timeouts, the
+/// decision (shared with `plan`) and output; each option in one section only.
+#[test]
+fn build_help_groups_its_options_in_sections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outline = |args: &[&str]| {
+        let out = imagespec(dir.path()).args(args).output().expect("run");
+        assert!(out.status.success());
+        // Section headings and each option's flags, without the descriptions.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                if l.ends_with(':') && !l.starts_with(' ') {
+                    Some(l.to_string())
+                } else {
+                    let flags = l.trim_start();
+                    flags.starts_with('-').then(|| {
+                        let end = flags.find("  ").unwrap_or(flags.len());
+                        format!("  {}", &flags[..end])
+                    })
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_snapshot!(outline(&["build", "--help"]), @r"
+    Arguments:
+    Options:
+      -i, --image <KEY>
+      --modules-from <FILE>
+      --entry <MODULE>
+      --relative-to <DIR>
+      --allow-external-links
+      -h, --help
+    Rendering:
+      --flytekit-compat
+      --ca-bundle <FILE>
+      --flytekit-requirement <REQUIREMENT>
+      --host-python-version <X.Y>
+    Timeouts:
+      --connect-timeout <SECONDS>
+      --stall-timeout <SECONDS>
+    Decision (build and plan alike):
+      --no-push
+      --force
+      --no-fast-path
+      --no-daemonless
+      --assume-exists
+      --platform <LIST>
+      --bases-built
+    Output:
+      --output <KIND:PATH>
+      --json
+      -q, --quiet
+      --progress <MODE>
+      --color <WHEN>
+      --print-ref <KIND>
+      --metadata-file <FILE>
+    ");
+    let plan = outline(&["plan", "--help"]);
+    assert!(
+        plan.contains("Timeouts:\n  --connect-timeout") && plan.ends_with("Output:\n  --json"),
+        "{plan}"
+    );
+}
+
 /// A closed stdout (`imagespec inspect --json | head -c 10`) ends the process quietly with
 /// 141, as SIGPIPE ends `cat`, without a panic; closed sockets are another matter
 /// (tests/e2e_faults.rs: a registry that resets the connection is an error with exit 1).

@@ -14,6 +14,7 @@ use super::session::{self, ContextWriter, Solve, SolveError};
 use crate::context::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
+use crate::render::steps::StepLabels;
 use crate::timeouts::Timeouts;
 use bollard::auth::DockerCredentials;
 use bollard::grpc::BuildRef;
@@ -170,7 +171,8 @@ impl DockerDaemon {
             build_ref: String::new(),
             registry_config: plan.registry_config.clone(),
         };
-        self.build_context(build, progress).await
+        self.build_context(build, StepLabels::new(plan), progress)
+            .await
     }
 
     /// Builds `image` as `from` plus `labels` (no layer is added).
@@ -210,7 +212,14 @@ impl DockerDaemon {
             build_ref: String::new(),
             registry_config: None,
         };
-        self.build_context(build, progress).await
+        let from = format!("FROM {from}");
+        let label = format!("label {image}");
+        self.build_context(
+            build,
+            StepLabels::of([(from.as_str(), label.as_str())]),
+            progress,
+        )
+        .await
     }
 
     /// What the fast path needs to know of a dependency image's file system, as the
@@ -330,10 +339,12 @@ impl DockerDaemon {
     }
 
     /// Builds the Dockerfile in `build.context` (an uncompressed tar, written as it is
-    /// sent) as `build.image` (its `build_ref` is made here).
+    /// sent) as `build.image` (its `build_ref` is made here); its steps are shown with
+    /// `labels`.
     async fn build_context(
         &self,
         mut build: Solve<'_>,
+        labels: StepLabels,
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let build_ref = BuildRef::random();
@@ -351,7 +362,7 @@ impl DockerDaemon {
         ));
         let solve = session::solve(&self.address, self.timeouts.connect, build);
         tokio::pin!(solve);
-        let mut tracker = StepTracker::default();
+        let mut tracker = StepTracker::new(labels);
         let stall = self.timeouts.stall;
         let mut seen_status = false;
         let mut quiet_since = tokio::time::Instant::now();
@@ -416,7 +427,10 @@ impl DockerDaemon {
             Err(SolveError::Build(message)) => message,
         };
         let (step, log) = tracker.failed();
-        let mut message = message;
+        let (command, mut message) = match super::failed_command(&message) {
+            Some((command, ending)) => (Some(command), ending),
+            None => (None, message),
+        };
         // A dropped connection with no failing step: say whether the daemon itself went away.
         if step.is_none() && !self.answers_ping().await {
             message = format!(
@@ -424,15 +438,23 @@ impl DockerDaemon {
                 self.host
             );
         }
-        Err(BackendError::BuildFailed { step, message, log })
+        Err(BackendError::BuildFailed {
+            step,
+            command,
+            message,
+            log_shown: progress.shows_step_output() && !log.is_empty(),
+            log,
+        })
     }
 
-    /// Pushes `image` (`repo:tag`) with `credentials`, reporting per-layer progress; the
-    /// digest of the manifest pushed, when dockerd says it (it does, in its last status).
+    /// Pushes `image` (`repo:tag`) with `credentials`, reporting per-layer progress as
+    /// step `step`'s; the digest of the manifest pushed, when dockerd says it (it does, in
+    /// its last status).
     pub async fn push(
         &self,
         image: &str,
         credentials: Option<&Credentials>,
+        step: &str,
         progress: &Progress,
     ) -> Result<Option<String>, BackendError> {
         let mut digest = None;
@@ -473,10 +495,14 @@ impl DockerDaemon {
                 let (current, total) = info
                     .progress_detail
                     .map_or((None, None), |d| (d.current, d.total));
+                // bollard's PushImageInfo leaves out dockerd's layer `id`: the printer tells
+                // layers apart by their size.
                 progress.event(Event::Push {
+                    step,
+                    layer: None,
                     status,
-                    current,
-                    total,
+                    current: current.and_then(|c| u64::try_from(c).ok()),
+                    total: total.and_then(|t| u64::try_from(t).ok()),
                 });
             }
         }
@@ -549,19 +575,47 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// A step's name as worth reading: `RUN --mount=... --mount=... cmd` is `RUN cmd`, runs of
-/// spaces (flytekit-style joined lines) folded.
-fn display_name(name: &str) -> String {
-    name.split_whitespace()
+/// A BuildKit step's name without its stage prefix (`[stage-1 6/10] RUN ...` is
+/// `RUN ...`, `[internal] load metadata for ...` is `load metadata for ...`).
+fn without_stage(name: &str) -> &str {
+    match (name.starts_with('['), name.find("] ")) {
+        (true, Some(end)) => &name[end + 2..],
+        _ => name,
+    }
+}
+
+/// This run's working tag of a dependency image (`…:deps-0123-unlabelled-4242-0a1b2c3d`,
+/// see `crate::build`): noise in a step's name.
+static WORKING_TAG: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"-unlabelled-[0-9]+-[0-9a-f]+").expect("a valid pattern")
+});
+
+/// What the progress view calls a BuildKit step: the plan's label for its instruction, else
+/// BuildKit's name without the noise (the stage prefix, `--mount=` options, runs of spaces,
+/// this run's working tag).
+fn step_label(labels: &StepLabels, name: &str) -> String {
+    let instruction = without_stage(name);
+    if let Some(label) = labels.label(instruction) {
+        return label.to_string();
+    }
+    let words: Vec<&str> = instruction
+        .split_whitespace()
         .filter(|w| !w.starts_with("--mount="))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect();
+    let tidy = WORKING_TAG.replace_all(&words.join(" "), "").into_owned();
+    match tidy.as_str() {
+        // The frontend unpacking the context imagespec sent.
+        "copy /context /" => "unpack the build context".into(),
+        _ => tidy,
+    }
 }
 
 /// Turns BuildKit status messages into step events.
-#[derive(Default)]
 struct StepTracker {
-    names: HashMap<String, String>,
+    labels: StepLabels,
+    /// Per step: BuildKit's name and the label shown.
+    names: HashMap<String, (String, String)>,
+    seen: std::collections::HashSet<String>,
     started: std::collections::HashSet<String>,
     done: std::collections::HashSet<String>,
     logs: HashMap<String, Vec<String>>,
@@ -570,25 +624,39 @@ struct StepTracker {
 }
 
 impl StepTracker {
+    fn new(labels: StepLabels) -> StepTracker {
+        StepTracker {
+            labels,
+            names: HashMap::new(),
+            seen: Default::default(),
+            started: Default::default(),
+            done: Default::default(),
+            logs: HashMap::new(),
+            partial: HashMap::new(),
+            failed: None,
+        }
+    }
+
     fn apply(
         &mut self,
         status: bollard_buildkit_proto::moby::buildkit::v1::StatusResponse,
         progress: &Progress,
     ) {
-        for mut v in status.vertexes {
-            v.name = display_name(&v.name);
-            self.names.insert(v.digest.clone(), v.name.clone());
-            // BuildKit's own bookkeeping steps ("[internal] load ...") are shown only when
-            // they fail.
-            let internal = v.name.starts_with("[internal]");
-            if v.started.is_some()
-                && self.started.insert(v.digest.clone())
-                && !v.cached
-                && !internal
-            {
+        for v in status.vertexes {
+            let label = step_label(&self.labels, &v.name);
+            self.names
+                .insert(v.digest.clone(), (v.name.clone(), label.clone()));
+            // BuildKit's own bookkeeping steps ("[internal] load metadata for ...") are shown
+            // like the others, as buildx shows them: one that hangs (a registry that does not
+            // answer) is then the step on screen, not a silent terminal.
+            if self.seen.insert(v.digest.clone()) {
+                progress.event(Event::StepQueued { id: &v.digest });
+            }
+            if v.started.is_some() && self.started.insert(v.digest.clone()) && !v.cached {
                 progress.event(Event::StepStarted {
                     id: &v.digest,
                     name: &v.name,
+                    label: Some(&label),
                 });
             }
             if (v.completed.is_some() || v.cached) && self.done.insert(v.digest.clone()) {
@@ -606,14 +674,13 @@ impl StepTracker {
                 if error.is_some() {
                     self.failed = Some((v.digest.clone(), v.error.clone()));
                 }
-                if !internal || error.is_some() {
-                    progress.event(Event::StepDone {
-                        id: &v.digest,
-                        name: &v.name,
-                        cached: v.cached,
-                        error,
-                    });
-                }
+                progress.event(Event::StepDone {
+                    id: &v.digest,
+                    name: &v.name,
+                    label: Some(&label),
+                    cached: v.cached,
+                    error,
+                });
             }
         }
         for log in status.logs {
@@ -634,13 +701,13 @@ impl StepTracker {
         }
     }
 
-    /// The failing step's name and the tail of its output.
+    /// The failing step's label and the tail of its output.
     fn failed(&self) -> (Option<String>, Vec<String>) {
         match &self.failed {
             Some((digest, _)) => {
                 let log = self.logs.get(digest).cloned().unwrap_or_default();
                 let tail = log[log.len().saturating_sub(40)..].to_vec();
-                (self.names.get(digest).cloned(), tail)
+                (self.names.get(digest).map(|(_, label)| label.clone()), tail)
             }
             None => (None, Vec::new()),
         }
@@ -660,5 +727,37 @@ mod tests {
         );
         assert_eq!(pushed_digest("Pushed"), None);
         assert_eq!(pushed_digest("x: digest: sha256:abc size: 1"), None);
+    }
+
+    #[test]
+    fn buildkit_names_become_labels_or_lose_their_noise() {
+        let labels = StepLabels::of([(
+            "RUN --mount=type=cache,target=/var/cache/apt apt-get update && apt-get install -y git",
+            "install apt packages: git",
+        )]);
+        let cases = [
+            (
+                "[stage-1 2/12] RUN --mount=type=cache,target=/var/cache/apt apt-get update \
+                 &&   apt-get install -y git",
+                "install apt packages: git",
+            ),
+            (
+                "[stage-1 6/10] RUN --mount=type=cache,target=/root/.cache/uv uv pip install x",
+                "RUN uv pip install x",
+            ),
+            (
+                "[internal] load metadata for localhost:5000/uv:0.5",
+                "load metadata for localhost:5000/uv:0.5",
+            ),
+            (
+                "[1/1] FROM localhost:5000/x:deps-0a1b-unlabelled-4242-0a1b2c3d",
+                "FROM localhost:5000/x:deps-0a1b",
+            ),
+            ("copy /context /", "unpack the build context"),
+            ("exporting to image", "exporting to image"),
+        ];
+        for (name, label) in cases {
+            assert_eq!(step_label(&labels, name), label, "{name}");
+        }
     }
 }

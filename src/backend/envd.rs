@@ -150,19 +150,33 @@ impl Envd {
         output.finish(progress);
         let status = child.wait().await.map_err(|e| BackendError::BuildFailed {
             step: None,
+            command: None,
             message: format!("{shown}: {e}"),
             log: Vec::new(),
+            log_shown: false,
         })?;
         if status.success() {
             return Ok(());
         }
         let (step, log) = output.failed();
+        // A shown step's output went by as it came in the plain view; a hidden one's
+        // (envd's `[internal]` bookkeeping), or envd's own, did not.
+        let log_shown = progress.shows_step_output()
+            && !log.is_empty()
+            && step.as_deref().is_some_and(|s| !bookkeeping(s));
         let message = output
             .fatal
             .as_deref()
             .map(short_error)
             .unwrap_or_else(|| format!("`{shown}` exited with {status}"));
-        Err(BackendError::BuildFailed { step, message, log })
+        // envd's step names are their commands: no command line of its own.
+        Err(BackendError::BuildFailed {
+            step,
+            command: None,
+            message,
+            log,
+            log_shown,
+        })
     }
 }
 
@@ -206,6 +220,8 @@ struct PlainProgress {
     done: HashSet<String>,
     logs: HashMap<String, Vec<String>>,
     failed: Option<String>,
+    /// The step that started last (`#0` output lines are its).
+    current: Option<String>,
     tail: VecDeque<String>,
     fatal: Option<String>,
 }
@@ -253,9 +269,20 @@ impl PlainProgress {
             return;
         };
         self.end_continued(progress);
-        let id = format!("#{id}");
+        // envd's BuildKit prints a running command's output as `#0 <time> <line>`: it is the
+        // step that started last's. After that step ended, `#0` lines are BuildKit
+        // repeating a failed step's output under its error: shown already.
+        let id = if id == "0" {
+            match &self.current {
+                Some(current) if !self.done.contains(current) => current.clone(),
+                _ => return,
+            }
+        } else {
+            format!("#{id}")
+        };
         if !self.names.contains_key(&id) {
             self.names.insert(id.clone(), rest.trim().to_string());
+            self.current = Some(id.clone());
             self.continuing = Some(Continued::Name(id));
             return;
         }
@@ -271,6 +298,7 @@ impl PlainProgress {
                 progress.event(Event::StepDone {
                     id: &id,
                     name: &name,
+                    label: None,
                     cached: rest == "CACHED",
                     error: None,
                 });
@@ -305,7 +333,11 @@ impl PlainProgress {
             Some(Continued::Name(id)) => {
                 let name = &self.names[&id];
                 if !bookkeeping(name) {
-                    progress.event(Event::StepStarted { id: &id, name });
+                    progress.event(Event::StepStarted {
+                        id: &id,
+                        name,
+                        label: None,
+                    });
                 }
             }
             Some(Continued::Error(id, message)) => {
@@ -316,12 +348,14 @@ impl PlainProgress {
                     progress.event(Event::StepStarted {
                         id: &id,
                         name: &name,
+                        label: None,
                     });
                 }
                 let error = short_error(&message);
                 progress.event(Event::StepDone {
                     id: &id,
                     name: &name,
+                    label: None,
                     cached: false,
                     error: Some(&error),
                 });
@@ -430,6 +464,29 @@ mod tests {
         assert_eq!(
             short_error("failed to get the base image: nope"),
             "failed to get the base image: nope"
+        );
+    }
+
+    /// envd 1.3's BuildKit prints a command's output as `#0` lines, and repeats them under
+    /// the error: they are the running step's output, once.
+    #[test]
+    fn zero_numbered_output_is_the_running_steps_and_shown_once() {
+        let progress = Progress::with_mode(Mode::Quiet);
+        let mut p = PlainProgress::default();
+        let text = "#3 docker-image://registry.test:5443/envd-python:bookworm\n#3 ...\n\n#4 bash -c set -euo pipefail\necho about to fail\n\n#0 0.277 about to fail\n#0 0.366 ModuleNotFoundError: No module named 'x'\n#4 ERROR: executor failed running [bash -c set -euo pipefail\necho about to fail\n]: exit code: 1\n------\n > bash -c set -euo pipefail\necho about to fail\n:\n#0 0.277 about to fail\n#0 0.366 ModuleNotFoundError: No module named 'x'\n------";
+        for line in text.lines() {
+            p.line(line, &progress);
+        }
+        p.finish(&progress);
+        assert!(!p.names.contains_key("#0"), "{:?}", p.names);
+        let (step, log) = p.failed();
+        assert_eq!(
+            step.as_deref(),
+            Some("bash -c set -euo pipefail; echo about to fail")
+        );
+        assert_eq!(
+            log,
+            ["about to fail", "ModuleNotFoundError: No module named 'x'"]
         );
     }
 

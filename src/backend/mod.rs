@@ -22,11 +22,16 @@ pub enum BackendError {
     MultiPlatform { platform: String },
     #[error("build context: {0}")]
     Context(String),
-    #[error("build failed{}: {message}{}", step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default(), if log.is_empty() { String::new() } else { format!("\n--- step output (last {} lines) ---\n{}", log.len(), log.join("\n")) })]
+    /// A step failed: its label, the command that failed (when BuildKit names one) and how
+    /// it ended, and the tail of its output, unless the progress view showed all of it
+    /// (`log_shown`): each is said once.
+    #[error("{}", build_failure(step.as_deref(), command.as_deref(), message, log, *log_shown))]
     BuildFailed {
         step: Option<String>,
+        command: Option<String>,
         message: String,
         log: Vec<String>,
+        log_shown: bool,
     },
     #[error("--output {target}: {source}")]
     Output {
@@ -60,4 +65,117 @@ pub enum BackendError {
         envd::ENVD_ENV
     )]
     EnvdMissing { detail: String },
+}
+
+/// The text of [`BackendError::BuildFailed`].
+fn build_failure(
+    step: Option<&str>,
+    command: Option<&str>,
+    message: &str,
+    log: &[String],
+    log_shown: bool,
+) -> String {
+    let mut text = format!(
+        "build failed{}: {message}",
+        step.map(|s| format!(" at step `{s}`")).unwrap_or_default()
+    );
+    if let Some(command) = command {
+        text.push_str(&format!("\n  command: {command}"));
+    }
+    if log_shown {
+        text.push_str("\n  (its output is above)");
+    } else if !log.is_empty() {
+        text.push_str(&format!(
+            "\n--- step output (last {} lines) ---\n{}",
+            log.len(),
+            log.join("\n")
+        ));
+    }
+    text
+}
+
+/// BuildKit's message for a step whose command failed, as (the command, how it ended):
+/// `executor failed running [/bin/sh -c CMD]: exit code: 3` (dockerd 20.10's BuildKit) or
+/// `process "/bin/sh -c CMD" did not complete successfully: exit code: 3` (later ones),
+/// after any wrapping ("failed to solve: ..."). `None` for any other failure.
+pub(crate) fn failed_command(message: &str) -> Option<(String, String)> {
+    const OLD: &str = "executor failed running [";
+    const NEW: (&str, &str) = ("process \"", "\" did not complete successfully: ");
+    let (argv, ending) = if let Some(start) = message.find(OLD) {
+        let rest = &message[start + OLD.len()..];
+        let end = rest.rfind("]: ")?;
+        (rest[..end].to_string(), &rest[end + 3..])
+    } else {
+        let rest = &message[message.find(NEW.0)? + NEW.0.len()..];
+        let end = rest.rfind(NEW.1)?;
+        (
+            rest[..end].replace("\\\"", "\""),
+            &rest[end + NEW.1.len()..],
+        )
+    };
+    let command = ["/bin/sh -c ", "/bin/bash -c "]
+        .iter()
+        .find_map(|shell| argv.strip_prefix(shell))
+        .unwrap_or(&argv);
+    Some((command.to_string(), ending.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_command_is_read_from_either_buildkit_message() {
+        assert_eq!(
+            failed_command(
+                "executor failed running [/bin/sh -c echo a && [ -x b ] || exit 3]: exit code: 3"
+            ),
+            Some(("echo a && [ -x b ] || exit 3".into(), "exit code: 3".into()))
+        );
+        assert_eq!(
+            failed_command(
+                r#"failed to solve: process "/bin/sh -c echo \"hi\" && false" did not complete successfully: exit code: 1"#
+            ),
+            Some((r#"echo "hi" && false"#.into(), "exit code: 1".into()))
+        );
+        assert_eq!(
+            failed_command("executor failed running [/bin/bash -c mkdir -p $HOME]: exit code: 2"),
+            Some(("mkdir -p $HOME".into(), "exit code: 2".into()))
+        );
+        assert_eq!(
+            failed_command("failed to compute cache key: \"/src\" not found"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_build_failure_says_the_command_and_the_output_once() {
+        let log = vec!["preparing".to_string(), "BOOM".to_string()];
+        let shown = build_failure(
+            Some("run command"),
+            Some("exit 3"),
+            "exit code: 3",
+            &log,
+            true,
+        );
+        assert_eq!(
+            shown,
+            "build failed at step `run command`: exit code: 3\n  command: exit 3\n  (its output is above)"
+        );
+        let tail = build_failure(
+            Some("run command"),
+            Some("exit 3"),
+            "exit code: 3",
+            &log,
+            false,
+        );
+        assert_eq!(
+            tail,
+            "build failed at step `run command`: exit code: 3\n  command: exit 3\n--- step output (last 2 lines) ---\npreparing\nBOOM"
+        );
+        assert_eq!(
+            build_failure(None, None, "canceled", &[], false),
+            "build failed: canceled"
+        );
+    }
 }

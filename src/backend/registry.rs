@@ -233,6 +233,7 @@ pub async fn source_layer(
     progress.event(Event::StepStarted {
         id: "source-layer",
         name: &step,
+        label: None,
     });
     let dir = std::env::temp_dir();
     let layer = tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, &dir))
@@ -242,6 +243,7 @@ pub async fn source_layer(
     progress.event(Event::StepDone {
         id: "source-layer",
         name: &step,
+        label: None,
         cached: false,
         error: layer.as_ref().err().map(|e| e.to_string()).as_deref(),
     });
@@ -286,18 +288,28 @@ pub async fn append(
         config,
         manifest,
     } = assemble_image(plan, deps, progress).await?;
+    // The dependency image was named by the line before ("dependencies unchanged (...)").
     let step = format!(
-        "push {} ({} files, {} bytes, on {})",
-        plan.image, layer.files, layer.size, deps.image
+        "push {} ({} files, {} on the dependency image)",
+        plan.image,
+        layer.files,
+        crate::progress::bytes(layer.size)
     );
     progress.event(Event::StepStarted {
         id: "append",
         name: &step,
+        label: None,
     });
     let verified = tokio::task::spawn_blocking(verify);
     // Blobs first (the layer streamed from disk, the config beside it), the manifest last.
     let (layer_pushed, config_pushed) = tokio::join!(
-        client.push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size),
+        client.push_blob_file(
+            &plan.image,
+            layer.path(),
+            &layer.digest,
+            layer.size,
+            Some(progress.meter("append", &layer.digest, layer.size)),
+        ),
         client.push_blob_bytes(&plan.image, config.into(), &manifest.config.digest),
     );
     let result = layer_pushed
@@ -309,6 +321,7 @@ pub async fn append(
             progress.event(Event::StepDone {
                 id: "append",
                 name: &step,
+                label: None,
                 cached: false,
                 error: Some(&e.to_string()),
             });
@@ -330,6 +343,7 @@ pub async fn append(
     progress.event(Event::StepDone {
         id: "append",
         name: &step,
+        label: None,
         cached: false,
         error: pushed.as_ref().err().map(|e| e.to_string()).as_deref(),
     });
@@ -379,16 +393,25 @@ pub async fn append_platforms(
             manifest,
         } = assemble_image(plan, deps, progress).await?;
         let step = format!(
-            "push {} for {platform} ({} files, {} bytes)",
-            plan.image, layer.files, layer.size
+            "push {} for {platform} ({} files, {})",
+            plan.image,
+            layer.files,
+            crate::progress::bytes(layer.size)
         );
         progress.event(Event::StepStarted {
             id: "append",
             name: &step,
+            label: None,
         });
         let result = async {
             let up = client
-                .push_blob_file(&plan.image, layer.path(), &layer.digest, layer.size)
+                .push_blob_file(
+                    &plan.image,
+                    layer.path(),
+                    &layer.digest,
+                    layer.size,
+                    Some(progress.meter("append", &layer.digest, layer.size)),
+                )
                 .await?;
             client
                 .push_blob_bytes(&plan.image, config.into(), &manifest.config.digest)
@@ -409,6 +432,7 @@ pub async fn append_platforms(
         progress.event(Event::StepDone {
             id: "append",
             name: &step,
+            label: None,
             cached: false,
             error: result.as_ref().err().map(|e| e.to_string()).as_deref(),
         });

@@ -207,11 +207,13 @@ async fn push_index(
     progress.event(Event::StepStarted {
         id: "push-index",
         name: &step,
+        label: None,
     });
     let pushed = client.push_manifest(image, body.into(), media_type).await;
     progress.event(Event::StepDone {
         id: "push-index",
         name: &step,
+        label: None,
         cached: false,
         error: pushed.as_ref().err().map(ToString::to_string).as_deref(),
     });

@@ -122,6 +122,7 @@ pub struct RenderArgs {
 
 /// How the Dockerfile is rendered.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Rendering")]
 pub struct RenderFlags {
     /// Render flytekit 1.16's Dockerfile byte for byte (needs Docker Hub and ghcr.io at build
     /// time: `#syntax=` line, uv and micromamba images).
@@ -148,6 +149,7 @@ pub struct RenderFlags {
 
 /// How long registry and daemon requests may take.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Timeouts")]
 pub struct TimeoutFlags {
     /// Seconds to open a connection to a registry (TCP, TLS) or for dockerd to answer
     /// `/_ping` and the build's `/grpc`.
@@ -229,32 +231,50 @@ pub struct BuildArgs {
     /// Write the image to disk instead of pushing it: `oci:DIR` (OCI image layout),
     /// `oci-archive:FILE`, `docker-archive:FILE` (for `docker load`). Assembled on the
     /// dependency image without a daemon (a spec without `commands`, with source files).
-    #[arg(long, value_name = "KIND:PATH")]
+    #[arg(long, value_name = "KIND:PATH", help_heading = "Output")]
     pub output: Option<imagespec::registry::layout::OutputTarget>,
     /// Machine-readable output: one JSON object per line on stdout, the last the result
     /// (with `digest`).
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
     /// Only errors on stderr.
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
     /// How progress is shown: `auto` (a live view on a terminal, plain lines otherwise and
     /// under CI), `tty`, `plain`, `json` (as `--json`) or `quiet` (as `--quiet`).
-    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "MODE",
+        help_heading = "Output"
+    )]
     pub progress: ProgressMode,
     /// Colour in the live view: `auto` (off when NO_COLOR is set or stderr is no terminal),
     /// `always` or `never`.
-    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN",
+        help_heading = "Output"
+    )]
     pub color: ColorChoice,
     /// What stdout names: `tag` (`registry/name:tag`, default) or `digest`
     /// (`registry/name@sha256:…`, for signing and deploy steps; the tag when the image is in
     /// no registry).
-    #[arg(long, value_enum, default_value = "tag", value_name = "KIND")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "tag",
+        value_name = "KIND",
+        help_heading = "Output"
+    )]
     pub print_ref: PrintRef,
     /// Write buildx-compatible build metadata to FILE: `image.name`, `containerimage.digest`,
     /// plus `imagespec.id`, `imagespec.tag`, `imagespec.action`, `imagespec.strategy` (an
     /// object per image key when several images are built).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub metadata_file: Option<PathBuf>,
 }
 
@@ -279,7 +299,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub timeouts: TimeoutFlags,
     /// One JSON object per line per image, bases first, the requested image last.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 }
 
@@ -287,17 +307,17 @@ pub struct PlanArgs {
 pub struct ExplainArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
-    #[command(flatten)]
-    pub render: RenderFlags,
     /// The image to compare with (any registry; its platform image for the spec's first
     /// platform when it is an index).
     #[arg(long, value_name = "IMAGE")]
     pub against: Option<String>,
     #[command(flatten)]
+    pub render: RenderFlags,
+    #[command(flatten)]
     pub timeouts: TimeoutFlags,
     /// One JSON object: `fields` [{field, before, after}], `files` {added, removed,
     /// changed}, `renamed`, `dependencies_changed`.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
 }
 

@@ -31,6 +31,9 @@ fn progress_for(args: &BuildArgs) -> Progress {
         }
     };
     console::set_colors_enabled_stderr(colour);
+    // indicatif's template styles ask console's stdout switch: progress is drawn on stderr,
+    // and stdout carries no colour, so the one choice sets both.
+    console::set_colors_enabled(colour);
     match args.progress {
         _ if args.json => Progress::with_mode(Mode::Json),
         _ if args.quiet => Progress::with_mode(Mode::Quiet),
@@ -61,13 +64,17 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.build_bases = !args.decision.bases_built;
         options.assume_exists |= args.decision.assume_exists;
         options.timeouts = args.timeouts.timeouts();
-        let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress))?;
+        let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress));
+        // The live view's header stays, saying how this image's build ended, above what
+        // follows (the image's name, the next image's view, an error).
+        progress.finish(outcome.is_ok());
+        let outcome = outcome?;
         report(&outcome, args.print_ref, progress);
         metadata.insert(key.to_string(), metadata_of(&outcome));
         summary.push((key.to_string(), outcome));
     }
     if several && matches!(progress.mode(), Mode::Plain | Mode::Tty) {
-        eprintln!("{}", summary_lines(&summary));
+        progress.suspend(|| eprintln!("{}", summary_lines(&summary)));
     }
     if let Some(path) = &args.metadata_file {
         // One image: its keys at the top, as buildx writes them; several: one object per
@@ -128,13 +135,13 @@ fn report(outcome: &BuildOutcome, print_ref: PrintRef, progress: &Progress) {
     if progress.mode() == imagespec::progress::Mode::Json {
         return;
     }
-    match (print_ref, &outcome.digest) {
+    progress.suspend(|| match (print_ref, &outcome.digest) {
         (PrintRef::Digest, Some(digest)) => {
             let (repository, _) = imagespec::registry::split_tag(&outcome.image);
             println!("{repository}@{digest}");
         }
         _ => println!("{}", outcome.image),
-    }
+    });
     let what = match (outcome.action, outcome.pushed) {
         (Action::Built, true) => "built and pushed",
         (Action::Built, false) => "built",
@@ -149,9 +156,11 @@ fn report(outcome: &BuildOutcome, print_ref: PrintRef, progress: &Progress) {
             .as_deref()
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
-        eprintln!(
-            "{}{digest} {what} in {:.1}s",
-            outcome.image, outcome.seconds
-        );
+        progress.suspend(|| {
+            eprintln!(
+                "{}{digest} {what} in {:.1}s",
+                outcome.image, outcome.seconds
+            )
+        });
     }
 }

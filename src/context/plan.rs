@@ -135,6 +135,8 @@ pub struct BuildPlan {
     pub source: Option<SourceSet>,
     pub copy_commands: Vec<String>,
     pub run_commands: String,
+    /// How many `commands` `run_commands` joins (for the step's label in the progress view).
+    pub command_count: usize,
     pub secrets: Vec<Secret>,
     pub ca_bundle: Option<PathBuf>,
     pub files: Vec<ContextFile>,
@@ -711,6 +713,7 @@ impl BuildPlan {
                 .as_ref()
                 .map(|c| c.join(" && "))
                 .unwrap_or_default(),
+            command_count: spec.commands.as_ref().map_or(0, Vec::len),
             secrets,
             ca_bundle,
             files,

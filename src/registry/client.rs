@@ -765,7 +765,8 @@ impl RegistryClient {
         .await
     }
 
-    /// Uploads the file at `path` as blob `digest`, streamed, unless the registry has it.
+    /// Uploads the file at `path` as blob `digest`, streamed, unless the registry has it;
+    /// `sent` hears the bytes sent so far (from 0 again when an upload is retried).
     /// Returns whether it was uploaded.
     pub async fn push_blob_file(
         &self,
@@ -773,6 +774,7 @@ impl RegistryClient {
         path: &std::path::Path,
         digest: &str,
         size: u64,
+        sent: Option<crate::progress::Meter>,
     ) -> Result<bool, RegistryError> {
         if self.has_blob(image, digest).await? {
             return Ok(false);
@@ -783,18 +785,31 @@ impl RegistryClient {
             image,
             &format!("uploading blob {digest}"),
             true,
-            |activity, c, _| async move {
-                let file = tokio::fs::File::open(path).await?;
-                // A chunk taken by the connection is a sign of life: the registry reads.
-                let stream = futures_util::StreamExt::inspect(
-                    futures_util::TryStreamExt::map_err(
-                        tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
-                        oci_client::errors::OciDistributionError::from,
-                    ),
-                    move |_| activity.touch(),
-                );
-                c.push_blob_stream(reference, stream, digest, Some(size))
-                    .await
+            |activity, c, _| {
+                let sent = sent.clone();
+                async move {
+                    let file = tokio::fs::File::open(path).await?;
+                    if let Some(sent) = &sent {
+                        sent(0);
+                    }
+                    let mut so_far = 0u64;
+                    // A chunk taken by the connection is a sign of life: the registry reads.
+                    let stream = futures_util::StreamExt::inspect(
+                        futures_util::TryStreamExt::map_err(
+                            tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+                            oci_client::errors::OciDistributionError::from,
+                        ),
+                        move |chunk| {
+                            activity.touch();
+                            if let (Some(sent), Ok(chunk)) = (&sent, chunk) {
+                                so_far += chunk.len() as u64;
+                                sent(so_far);
+                            }
+                        },
+                    );
+                    c.push_blob_stream(reference, stream, digest, Some(size))
+                        .await
+                }
             },
         )
         .await?;

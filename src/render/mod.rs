@@ -9,6 +9,7 @@
 //! joins those lines the same way.
 
 pub mod envd;
+pub mod steps;
 
 use crate::context::{BuildPlan, Flavor, PythonInstall};
 use minijinja::{Environment, context};
@@ -17,12 +18,19 @@ const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/Dockerfile.j2");
 
 /// The Dockerfile for `plan`.
 pub fn dockerfile(plan: &BuildPlan) -> String {
+    render(plan, false)
+}
+
+/// The Dockerfile, and with `markers` a line `#imagespec-step KIND` before each step (what
+/// [`steps::StepLabels`] reads; the Dockerfile built never has them).
+fn render(plan: &BuildPlan, markers: bool) -> String {
     let compat = plan.flavor == Flavor::FlytekitCompat;
     let mut env = Environment::new();
     env.set_keep_trailing_newline(true);
     // The template is part of the binary and tested: failing to parse it is a bug.
     env.add_template("Dockerfile", DOCKERFILE_TEMPLATE)
         .expect("templates/Dockerfile.j2 parses");
+    env.add_function("step", move |kind: String| steps::marker(markers, &kind));
     let (kind, args, base_python) = match &plan.install {
         PythonInstall::Requirements { args } => ("requirements", args.as_str(), ""),
         PythonInstall::Venv { base_python, args } => ("venv", args.as_str(), base_python.as_str()),
@@ -77,7 +85,12 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
                 ca_bundle => plan.ca_bundle.is_some(),
                 entrypoint,
                 copy_source => plan.source.is_some(),
-                copy_commands => plan.copy_commands.join("\n"),
+                copy_commands => plan
+                    .copy_commands
+                    .iter()
+                    .map(|c| format!("{}{c}", steps::marker(markers, "copy")))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 run_commands => plan.run_commands,
                 commands_first => plan.commands_before_copy,
                 image_id => plan.image_id,

@@ -517,6 +517,8 @@ pub struct ToPush<'a> {
     pub image: &'a str,
     /// Push the manifest under the tag (else by digest only: a platform of an index).
     pub tag: bool,
+    /// Where the bytes of each upload are reported (step `push-deps`).
+    pub progress: &'a crate::progress::Progress,
 }
 
 /// A pushed manifest.
@@ -569,6 +571,7 @@ pub fn manifest(base: &OciImageManifest, layers: &[Ready], config: &[u8]) -> Oci
 /// registry, else copied), our layers, the config, the manifest last.
 pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, DaemonlessError> {
     let manifest = manifest(p.base_manifest, p.layers, &p.config);
+    let meter = |digest: &str, size: u64| p.progress.meter("push-deps", digest, size);
     let same_registry =
         crate::registry::registry_host(p.base_image) == crate::registry::registry_host(p.image);
     let copies = tempfile::tempdir().map_err(|source| DaemonlessError::Io {
@@ -591,14 +594,26 @@ pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, Daem
             .blob_to_file(p.base_image, &layer.digest, &file)
             .await?;
         client
-            .push_blob_file(p.image, &file, &layer.digest, layer.size as u64)
+            .push_blob_file(
+                p.image,
+                &file,
+                &layer.digest,
+                layer.size as u64,
+                Some(meter(&layer.digest, layer.size as u64)),
+            )
             .await?;
         let _ = std::fs::remove_file(&file);
     }
     for layer in p.layers {
         if let Some(file) = &layer.written {
             client
-                .push_blob_file(p.image, file.path(), &layer.digest, layer.size)
+                .push_blob_file(
+                    p.image,
+                    file.path(),
+                    &layer.digest,
+                    layer.size,
+                    Some(meter(&layer.digest, layer.size)),
+                )
                 .await?;
         }
     }

@@ -102,7 +102,11 @@ struct Step<'a> {
 
 impl<'a> Step<'a> {
     fn start(progress: &'a Progress, id: &'static str, name: String) -> Step<'a> {
-        progress.event(Event::StepStarted { id, name: &name });
+        progress.event(Event::StepStarted {
+            id,
+            name: &name,
+            label: None,
+        });
         Step { progress, id, name }
     }
 
@@ -111,6 +115,7 @@ impl<'a> Step<'a> {
         self.progress.event(Event::StepDone {
             id: self.id,
             name: &self.name,
+            label: None,
             cached: false,
             error: error.as_deref(),
         });
@@ -398,6 +403,7 @@ async fn build_platforms(
                 config: made.config,
                 image: &deps.image,
                 tag: !several,
+                progress,
             },
         )
         .await;

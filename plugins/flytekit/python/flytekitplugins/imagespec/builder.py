@@ -360,11 +360,13 @@ class _Events:
         elif kind == "warning":
             self._say(f"warning: {event.get('message', '')}")
         elif kind == "step" and event.get("state") == "started":
-            self._say(f"=> {event.get('name', '')}")
+            # `label` says what the step is for ("install Python packages (3)"); binaries
+            # before it sent BuildKit's `name` only.
+            self._say(f"=> {event.get('label') or event.get('name', '')}")
         elif kind == "step":
             failed = event.get("state") == "failed"
             mark, when = ("✗", f"{event.get('seconds') or 0:.1f}s") if failed else ("·", "cached") if event.get("cached") else ("✓", f"{event.get('seconds') or 0:.1f}s")
-            self._say(f"{mark} {event.get('name', '')} ({when})")
+            self._say(f"{mark} {event.get('label') or event.get('name', '')} ({when})")
         elif kind == "log":
             for text in str(event.get("text", "")).splitlines():
                 if text.strip():
