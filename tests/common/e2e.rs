@@ -40,9 +40,12 @@ impl EnvFile {
     }
 
     /// A value the running services must have written.
+    #[track_caller]
     pub fn need(&self, key: &str) -> String {
-        self.get(key)
-            .unwrap_or_else(|| panic!("{key} missing from {}", self.path))
+        match self.get(key) {
+            Some(value) => value,
+            None => panic!("{key} missing from {}", self.path),
+        }
     }
 
     /// The base image with Python that `scripts/e2e/base-images.sh` pushed.
@@ -65,7 +68,8 @@ impl EnvFile {
 }
 
 /// What a test does when something it needs is missing: under `CI` it fails saying `why`;
-/// elsewhere it notes `why` and is skipped (`None`).
+/// elsewhere it notes `why` and is skipped (`None`). A failure names the test's line.
+#[track_caller]
 pub fn missing<T>(why: &str) -> Option<T> {
     assert!(std::env::var_os("CI").is_none(), "{why}");
     eprintln!("skipped: {why}");
@@ -103,6 +107,7 @@ pub struct Services {
 }
 
 /// The harness's services, or `None` (and a note) when they are not running outside CI.
+#[track_caller]
 pub fn services() -> Option<Services> {
     let file = EnvFile::load();
     let address = file.get("IMAGESPEC_E2E_REGISTRY");
@@ -145,6 +150,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs `script` with `bash -eu` in `dir`; it must succeed.
+#[track_caller]
 pub fn sh(dir: &Path, script: &str) {
     let status = Process::new("bash")
         .args(["-euc", script])
@@ -154,7 +160,8 @@ pub fn sh(dir: &Path, script: &str) {
     assert!(status.success(), "{script}");
 }
 
-/// Runs `cmd`, which must succeed; its stdout.
+/// Runs `cmd`, which must succeed; its stdout. A failure names the test's line.
+#[track_caller]
 pub fn output(cmd: &mut Process) -> String {
     let out = cmd.output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
