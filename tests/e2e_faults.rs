@@ -6,8 +6,9 @@
 //! sets, that the error names what stalled, and — with skopeo against the registry itself,
 //! not through the proxy — that no tag was published.
 //!
-//! Tests that need the harness's registries fail under `CI` and are skipped elsewhere when
-//! they are missing; the fake daemon and the registry that is down need nothing.
+//! Tests that need the harness's services (tests/common/e2e.rs: the plain registry and
+//! dockerd) fail under `CI` and are skipped elsewhere when they are missing; the fake daemon
+//! and the registry that is down need nothing.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
