@@ -11,8 +11,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-const DOCKER: &str = "/usr/bin/docker";
-const NOWHERE: &str = "unix:///nonexistent/docker.sock";
+mod common;
+
+use common::e2e::{
+    DOCKER, NO_DAEMON, curl_blob, curl_json, curl_manifest, env_list, image_config, image_snapshot,
+    imagespec_in, inspect_json, missing, output, run_id, run_json, sh, sha256_hex, skopeo_inspect,
+    tree_difference,
+};
 
 /// Paths the daemonless image lacks on purpose (README, "Dependencies without a daemon"):
 /// bytecode, which the Docker build compiles (`UV_COMPILE_BYTECODE=1`) and Python writes on
@@ -31,87 +36,28 @@ struct Env {
 
 /// The harness's services and uv, or `None` (and a note) when missing outside CI.
 fn services() -> Option<Env> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
-    let up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
-        Process::new("curl")
-            .args(["-sf", &format!("http://{r}/v2/")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) && Process::new(DOCKER)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let cache = get("IMAGESPEC_E2E_CACHE").unwrap_or_else(|| "/var/cache/imagespec-e2e".into());
+    let s = common::e2e::services()?;
     let uv = std::env::var_os("IMAGESPEC_UV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(&cache).join("uv-0.5.1/bin/uv"));
-    let missing = if !up {
-        Some(format!(
-            "e2e services are not running ({file}); scripts/test.sh starts them"
-        ))
-    } else if !uv.is_file() {
-        Some(format!(
+        .unwrap_or_else(|| PathBuf::from(s.file.cache()).join("uv-0.5.1/bin/uv"));
+    if !uv.is_file() {
+        return missing(&format!(
             "no uv at {}: scripts/e2e/uv.sh installs it (scripts/test.sh runs it)",
             uv.display()
-        ))
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("skipped: {why}");
-        return None;
+        ));
     }
     Some(Env {
-        registry: "localhost:5000".into(),
-        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
-            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
-        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
+        registry: s.registry,
+        base_python: s.base_python,
+        uv_image: s.uv_image,
         uv,
     })
 }
 
-/// A value unique to this run: fresh repositories, so the first build really builds.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
-fn sh(dir: &Path, script: &str) {
-    let status = Process::new("bash")
-        .args(["-euc", script])
-        .current_dir(dir)
-        .status()
-        .expect("bash");
-    assert!(status.success(), "{script}");
-}
-
-fn output(cmd: &mut Process) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The imagespec binary with uv, no caches and `DOCKER_HOST` as given.
 fn imagespec(dir: &Path, env: &Env, docker_host: Option<&str>) -> Command {
-    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-    cmd.current_dir(dir)
-        .env("IMAGESPEC_UV", &env.uv)
-        .env("IMAGESPEC_NO_CACHE", "1")
+    let mut cmd = imagespec_in(dir);
+    cmd.env("IMAGESPEC_UV", &env.uv)
         .env_remove("IMAGESPEC_NO_DAEMONLESS");
     if let Some(host) = docker_host {
         cmd.env("DOCKER_HOST", host);
@@ -121,27 +67,23 @@ fn imagespec(dir: &Path, env: &Env, docker_host: Option<&str>) -> Command {
 
 /// `imagespec build --json ARGS`: success, the result event, and all output.
 fn build(dir: &Path, env: &Env, docker_host: Option<&str>, args: &[&str]) -> (bool, Value, String) {
-    let out = imagespec(dir, env, docker_host)
-        .args(["build", "--json"])
-        .args(args)
-        .output()
-        .expect("run imagespec");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let result = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let run = run_json(
+        imagespec(dir, env, docker_host)
+            .args(["build", "--json"])
+            .args(args),
+    );
+    let result = run
+        .events
+        .iter()
         .rfind(|e| e["event"] == "result")
+        .cloned()
         .unwrap_or(Value::Null);
-    (
-        out.status.success(),
-        result,
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
+    (run.ok(), result, run.text)
 }
 
 /// `imagespec plan --json ARGS` with no daemon: the last image's plan.
 fn plan(dir: &Path, env: &Env, args: &[&str], extra_env: &[(&str, &str)]) -> Value {
-    let mut cmd = imagespec(dir, env, Some(NOWHERE));
+    let mut cmd = imagespec(dir, env, Some(NO_DAEMON));
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -156,21 +98,6 @@ fn plan(dir: &Path, env: &Env, args: &[&str], extra_env: &[(&str, &str)]) -> Val
         .last()
         .unwrap_or_else(|| panic!("no plan: {}", String::from_utf8_lossy(&out.stderr)));
     serde_json::from_str(last).expect("plan json")
-}
-
-fn inspect(dir: &Path) -> Value {
-    let out = Command::cargo_bin("imagespec")
-        .expect("binary")
-        .current_dir(dir)
-        .args(["inspect", "spec.toml", "--json"])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 /// A project with packages (one with a console script), a requirements file, env, an
@@ -209,14 +136,6 @@ builder_options = {{ add_flytekit = false }}
     proj
 }
 
-fn skopeo(args: &[&str], image: &str) -> Value {
-    let mut cmd = Process::new("skopeo");
-    cmd.arg("inspect")
-        .args(args)
-        .args(["--tls-verify=false", &format!("docker://{image}")]);
-    serde_json::from_str(&output(&mut cmd)).expect("skopeo json")
-}
-
 /// Runs `script` with bash in `image` as its own user (`flytekit`); stdout.
 fn run_in(image: &str, script: &str) -> String {
     output(Process::new(DOCKER).args(["pull", "-q", image]));
@@ -239,7 +158,7 @@ fn no_daemon_builds_and_pushes_a_working_image() {
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("h-uv-daemonless-{}", run_id());
     let proj = project(dir.path(), &env, &name, "");
-    let info = inspect(&proj);
+    let info = inspect_json(&proj, "spec.toml");
     let image = info["image"].as_str().expect("image").to_string();
     let id = info["id"].as_str().expect("id").to_string();
 
@@ -251,7 +170,7 @@ fn no_daemon_builds_and_pushes_a_working_image() {
     assert_eq!(planned["dependency_builder"], "uv", "{planned}");
     assert_eq!(planned["dependency_builder_reason"], Value::Null);
 
-    let (ok, result, log) = build(&proj, &env, Some(NOWHERE), &["spec.toml"]);
+    let (ok, result, log) = build(&proj, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert!(ok, "{log}");
     assert_eq!(result["action"], "appended", "{log}");
     assert!(
@@ -266,19 +185,14 @@ fn no_daemon_builds_and_pushes_a_working_image() {
         .as_str()
         .expect("deps")
         .to_string();
-    let deps_config = skopeo(&["--config"], &deps);
+    let deps_config = skopeo_inspect(&["--config"], &deps);
     let label = deps_config["config"]["Labels"]["org.imagespec.dependency-image"]
         .as_str()
         .expect("the dependency label")
         .to_string();
     assert_eq!(label, "1000 1000 0 700", "flytekit uid, /root uid gid mode");
-    let config = skopeo(&["--config"], &image);
-    let env_list: Vec<&str> = config["config"]["Env"]
-        .as_array()
-        .expect("env")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let config = skopeo_inspect(&["--config"], &image);
+    let env_list = env_list(&config["config"]);
     assert!(
         env_list.contains(&format!("_F_IMG_ID={id}").as_str()),
         "{env_list:?}"
@@ -302,70 +216,32 @@ fn no_daemon_builds_and_pushes_a_working_image() {
     // dependency image.
     let dir2 = tempfile::tempdir().expect("tempdir");
     let proj2 = project(dir2.path(), &env, &format!("{name}-again"), "");
-    let (ok, _, log) = build(&proj2, &env, Some(NOWHERE), &["spec.toml"]);
+    let (ok, _, log) = build(&proj2, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert!(ok, "{log}");
     let deps2 = plan(&proj2, &env, &["spec.toml", "--force"], &[])["dependency_image"]
         .as_str()
         .expect("deps")
         .to_string();
     assert_eq!(
-        skopeo(&[], &deps)["Digest"],
-        skopeo(&[], &deps2)["Digest"],
+        skopeo_inspect(&[], &deps)["Digest"],
+        skopeo_inspect(&[], &deps2)["Digest"],
         "{deps} and {deps2}"
     );
 }
 
-/// `docker pull` + the image's file tree (path, owner, group, mode, type, size, link
-/// target) and the run-time config, `_F_IMG_ID` left out (each image has its own).
+/// [`image_snapshot`] with `_F_IMG_ID` left out of the config (each image has its own) and
+/// the base's recipe label in.
 fn snapshot(image: &str) -> (Vec<String>, Value) {
-    output(Process::new(DOCKER).args(["pull", "-q", image]));
-    let listing = output(Process::new(DOCKER).args([
-        "run",
-        "--rm",
-        "--user",
-        "0",
-        "--entrypoint",
-        "find",
-        image,
-        "/",
-        "-xdev",
-        "(",
-        "-path",
-        "/proc",
-        "-o",
-        "-path",
-        "/sys",
-        "-o",
-        "-path",
-        "/dev",
-        ")",
-        "-prune",
-        "-o",
-        "-printf",
-        "%p\t%U\t%G\t%m\t%y\t%s\t%l\n",
-    ]));
-    let mut files: Vec<String> = listing.lines().map(str::to_string).collect();
-    files.sort();
-    let inspect: Value = serde_json::from_str(&output(
-        Process::new(DOCKER).args(["image", "inspect", image]),
-    ))
-    .expect("json");
-    let c = &inspect[0]["Config"];
-    let env: Vec<&Value> = c["Env"]
+    let (files, mut config) = image_snapshot(image);
+    let env: Vec<Value> = config["Env"]
         .as_array()
         .expect("env")
         .iter()
         .filter(|e| !e.as_str().is_some_and(|e| e.starts_with("_F_IMG_ID=")))
+        .cloned()
         .collect();
-    let config = serde_json::json!({
-        "Env": env,
-        "User": c["User"],
-        "WorkingDir": c["WorkingDir"],
-        "Entrypoint": c["Entrypoint"],
-        "Cmd": c["Cmd"],
-        "Shell": c["Shell"],
-        "BaseLabel": c["Labels"]["org.imagespec.e2e.recipe"],
-    });
+    config["Env"] = Value::Array(env);
+    config["BaseLabel"] = image_config(image)["Labels"]["org.imagespec.e2e.recipe"].clone();
     (files, config)
 }
 
@@ -392,7 +268,7 @@ fn daemonless_and_docker_give_the_same_image() {
         extra,
     );
 
-    let (ok, result, log) = build(&uv_proj, &env, Some(NOWHERE), &["spec.toml"]);
+    let (ok, result, log) = build(&uv_proj, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert!(ok && result["action"] == "appended", "{log}");
     let (ok, result, log) = build(&docker_proj, &env, None, &["spec.toml", "--no-daemonless"]);
     assert!(ok && result["action"] == "appended", "{log}");
@@ -403,28 +279,19 @@ fn daemonless_and_docker_give_the_same_image() {
         "{result}"
     );
 
-    let uv_image = inspect(&uv_proj)["image"]
+    let uv_image = inspect_json(&uv_proj, "spec.toml")["image"]
         .as_str()
         .expect("image")
         .to_string();
-    let docker_image = inspect(&docker_proj)["image"]
+    let docker_image = inspect_json(&docker_proj, "spec.toml")["image"]
         .as_str()
         .expect("image")
         .to_string();
     let (uv_files, uv_config) = snapshot(&uv_image);
     let (docker_files, docker_config) = snapshot(&docker_image);
     assert_eq!(uv_config, docker_config, "the run-time config");
-    let only = |a: &[String], b: &[String]| {
-        a.iter()
-            .filter(|l| !b.contains(l) && !accepted_difference(l))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
     assert_eq!(
-        (
-            only(&uv_files, &docker_files),
-            only(&docker_files, &uv_files)
-        ),
+        tree_difference(&uv_files, &docker_files, accepted_difference),
         (vec![], vec![]),
         "(only in the daemonless image, only in the Docker image)"
     );
@@ -530,7 +397,7 @@ fn a_package_without_a_wheel_falls_back_to_dockerd() {
     );
 
     // No daemon: the fallback is said, then dockerd's absence is the error.
-    let (ok, _, log) = build(&proj, &env, Some(NOWHERE), &["spec.toml"]);
+    let (ok, _, log) = build(&proj, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert!(!ok, "{log}");
     assert!(
         log.contains("cannot build the dependency image without a daemon (a package has no wheel"),
@@ -541,80 +408,15 @@ fn a_package_without_a_wheel_falls_back_to_dockerd() {
 
     let (ok, result, log) = build(&proj, &env, None, &["spec.toml"]);
     assert!(ok && result["action"] == "appended", "{log}");
-    let image = inspect(&proj)["image"].as_str().expect("image").to_string();
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
     let out = run_in(
         &image,
         "python -c 'import docopt, yaml; print(docopt.__version__)'",
     );
     assert_eq!(out.trim(), "0.6.2");
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Registry API by hand (curl): a blob upload (monolithic), its digest.
-fn curl_blob(registry: &str, repo: &str, bytes: &[u8]) -> String {
-    let digest = format!("sha256:{}", sha256_hex(bytes));
-    let head = output(Process::new("curl").args([
-        "-si",
-        "-X",
-        "POST",
-        &format!("http://{registry}/v2/{repo}/blobs/uploads/"),
-    ]));
-    let location = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Location: ")
-                .or_else(|| l.strip_prefix("location: "))
-        })
-        .expect("Location")
-        .trim()
-        .to_string();
-    let sep = if location.contains('?') { "&" } else { "?" };
-    let url = format!("{location}{sep}digest={digest}");
-    let url = if url.starts_with('/') {
-        format!("http://{registry}{url}")
-    } else {
-        url
-    };
-    let file = tempfile::NamedTempFile::new().expect("tmp");
-    std::fs::write(file.path(), bytes).expect("write");
-    output(Process::new("curl").args([
-        "-sf",
-        "-X",
-        "PUT",
-        "--data-binary",
-        &format!("@{}", file.path().display()),
-        "-H",
-        "Content-Type: application/octet-stream",
-        &url,
-    ]));
-    digest
-}
-
-fn curl_manifest(registry: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
-    let file = tempfile::NamedTempFile::new().expect("tmp");
-    std::fs::write(file.path(), body).expect("write");
-    output(Process::new("curl").args([
-        "-sf",
-        "-X",
-        "PUT",
-        "-H",
-        &format!("Content-Type: {media_type}"),
-        "--data-binary",
-        &format!("@{}", file.path().display()),
-        &format!("http://{registry}/v2/{repo}/manifests/{reference}"),
-    ]));
-}
-
-fn curl_json(url: &str, accept: &str) -> Value {
-    let body = output(Process::new("curl").args(["-sf", "-H", &format!("Accept: {accept}"), url]));
-    serde_json::from_str(&body).expect("json")
 }
 
 /// The file names in a layer blob of the registry.
@@ -706,12 +508,12 @@ fn several_platforms_get_their_own_wheels_in_one_index() {
         "{planned}"
     );
     assert_eq!(planned["dependency_builder"], "uv", "{planned}");
-    let (ok, result, log) = build(&proj, &env, Some(NOWHERE), &["spec.toml"]);
+    let (ok, result, log) = build(&proj, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert!(ok && result["action"] == "appended", "{log}");
 
     // From outside: an index of both platforms, each image the dependency image's layers
     // plus the source layer; the venv layer has the platform's own compiled wheel.
-    let info = inspect(&proj);
+    let info = inspect_json(&proj, "spec.toml");
     let image = info["image"].as_str().unwrap().to_string();
     let tag = image.rsplit(':').next().unwrap();
     let top = curl_json(

@@ -7,11 +7,15 @@
 
 use assert_cmd::Command;
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command as Process;
 
-const DOCKER: &str = "/usr/bin/docker";
+mod common;
+
+use common::e2e::{
+    DOCKER, EnvFile, docker_up, env_list, files_beyond, imagespec_in, missing, output, result,
+    run_id, run_json, source_files,
+};
 
 struct Env {
     registry: String,
@@ -21,27 +25,19 @@ struct Env {
 
 /// The harness's services and envd, or `None` (and a note) when they are missing outside CI.
 fn services() -> Option<Env> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
-    let cache = get("IMAGESPEC_E2E_CACHE").unwrap_or_else(|| "/var/cache/imagespec-e2e".into());
+    let file = EnvFile::load();
     let env = Env {
-        registry: get("IMAGESPEC_E2E_TLS_REGISTRY").unwrap_or_else(|| "registry.test:5443".into()),
-        base: get("IMAGESPEC_E2E_ENVD_BASE")
+        registry: file
+            .get("IMAGESPEC_E2E_TLS_REGISTRY")
+            .unwrap_or_else(|| "registry.test:5443".into()),
+        base: file
+            .get("IMAGESPEC_E2E_ENVD_BASE")
             .unwrap_or_else(|| "registry.test:5443/envd-python:bookworm".into()),
-        envd: get("IMAGESPEC_ENVD").unwrap_or_else(|| format!("{cache}/envd-1.3.6/bin/envd")),
+        envd: file
+            .get("IMAGESPEC_ENVD")
+            .unwrap_or_else(|| format!("{}/envd-1.3.6/bin/envd", file.cache())),
     };
-    let missing = if !Process::new(DOCKER)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    let missing_what = if !docker_up() {
         Some("dockerd".to_string())
     } else if !Path::new(&env.envd).is_file() {
         Some(format!(
@@ -60,70 +56,26 @@ fn services() -> Option<Env> {
     } else {
         None
     };
-    if let Some(what) = missing {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "e2e services are not ready: {what} ({file}); scripts/test.sh starts them"
-        );
-        eprintln!(
-            "envd e2e skipped: {what} missing; run scripts/e2e/up.sh && scripts/e2e/base-images.sh"
-        );
-        return None;
+    if let Some(what) = missing_what {
+        return missing(&format!(
+            "envd e2e services are not ready: {what} missing ({}); scripts/test.sh starts \
+             them (scripts/e2e/up.sh && scripts/e2e/base-images.sh)",
+            file.path
+        ));
     }
     Some(env)
 }
 
-/// A value unique to this run, so the first build of each test really builds.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
-fn output(cmd: &mut Process) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn imagespec(dir: &Path, env: &Env) -> Command {
-    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-    cmd.current_dir(dir)
-        .env("IMAGESPEC_NO_CACHE", "1")
-        .env("IMAGESPEC_ENVD", &env.envd);
+    let mut cmd = imagespec_in(dir);
+    cmd.env("IMAGESPEC_ENVD", &env.envd);
     cmd
 }
 
-/// `imagespec build --json ARGS`: every JSON event line, the result last.
+/// `imagespec build --json ARGS`: (success, every JSON event line with the result last,
+/// everything printed).
 fn build_json(dir: &Path, env: &Env, args: &[&str]) -> (bool, Vec<Value>, String) {
-    let out = imagespec(dir, env)
-        .args(["build", "--json"])
-        .args(args)
-        .output()
-        .expect("run imagespec");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (
-        out.status.success(),
-        events,
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn result(events: &[Value]) -> &Value {
-    events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "result")
-        .expect("a result event")
+    run_json(imagespec(dir, env).args(["build", "--json"]).args(args)).into_parts()
 }
 
 /// The acceptance test of the envd backend: a spec with packages, apt packages, env (an int
@@ -203,12 +155,7 @@ copy = ["extra.ini"]
         &format!("docker://{image}"),
     ])))
     .expect("skopeo json");
-    let env_list: Vec<&str> = config["config"]["Env"]
-        .as_array()
-        .expect("Env")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let env_list = env_list(&config["config"]);
     // PORT: an int in the spec, a string for envd (which panics on an int).
     for wanted in [
         format!("_F_IMG_ID={id}"),
@@ -258,19 +205,8 @@ copy = ["extra.ini"]
             &format!("{id}|e2e|hello world")
         ]
     );
-    let base_files: BTreeSet<&str> = base_root.lines().collect();
-    let in_root: BTreeSet<String> = listing
-        .lines()
-        .filter(|l| !base_files.contains(l))
-        .map(|l| l.trim_start_matches("./").to_string())
-        .collect();
-    let mut want: BTreeSet<String> = inspected["source"]["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .filter_map(Value::as_str)
-        .map(String::from)
-        .collect();
+    let in_root = files_beyond(listing, &base_root);
+    let mut want = source_files(&inspected);
     want.insert("extra.ini".into());
     assert_eq!(
         in_root, want,

@@ -6,10 +6,10 @@
 //! sets, that the error names what stalled, and — with skopeo against the registry itself,
 //! not through the proxy — that no tag was published.
 //!
-//! Tests that need the harness's registries fail under `CI` and are skipped elsewhere when
-//! they are missing; the fake daemon and the registry that is down need nothing.
+//! Tests that need the harness's services (tests/common/e2e.rs: the plain registry and
+//! dockerd) fail under `CI` and are skipped elsewhere when they are missing; the fake daemon
+//! and the registry that is down need nothing.
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,10 @@ use std::process::Command as Process;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::e2e::{NO_DAEMON, Services, free_port, imagespec_in, in_registry, run_id, services};
 
 /// The stall timeout the tests give imagespec, in seconds.
 const STALL: u64 = 3;
@@ -26,68 +30,6 @@ const STALL: u64 = 3;
 /// slack for the rest of the run (a loaded machine).
 fn stalled_request_bound() -> Duration {
     Duration::from_secs(4 * STALL + 3 + 20)
-}
-
-/// The harness's registries.
-struct Services {
-    /// The plain registry, `127.0.0.1:5000`.
-    registry: String,
-    base_python: String,
-    uv_image: String,
-    auth_registry: String,
-    auth_password: String,
-}
-
-/// The harness's services, or `None` (and a note) when they are not running outside CI.
-fn services() -> Option<Services> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
-    let registry = get("IMAGESPEC_E2E_REGISTRY").unwrap_or_else(|| "127.0.0.1:5000".into());
-    let up = Process::new("curl")
-        .args(["-sf", &format!("http://{registry}/v2/")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "e2e services are not running ({file}); scripts/test.sh starts them"
-        );
-        eprintln!("e2e services not running: start them with scripts/e2e/up.sh");
-        return None;
-    }
-    Some(Services {
-        registry,
-        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
-            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
-        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
-        auth_registry: get("IMAGESPEC_E2E_AUTH_REGISTRY")
-            .unwrap_or_else(|| "127.0.0.1:5001".into()),
-        auth_password: get("IMAGESPEC_E2E_AUTH_PASSWORD").unwrap_or_default(),
-    })
-}
-
-/// A value unique to this run, so that every image of a test is new.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
-/// A port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("address")
-        .port()
 }
 
 /// What one imagespec run did.
@@ -111,10 +53,8 @@ impl Run {
 /// `imagespec ARGS` in `dir` with the tests' stall timeout, no digest cache, and none of
 /// flytekit's variables from the caller's environment.
 fn imagespec(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-    cmd.current_dir(dir)
-        .env("IMAGESPEC_NO_CACHE", "1")
-        .env("IMAGESPEC_STALL_TIMEOUT", STALL.to_string())
+    let mut cmd = imagespec_in(dir);
+    cmd.env("IMAGESPEC_STALL_TIMEOUT", STALL.to_string())
         .env_remove("FLYTE_IMG_FAST_FAIL")
         .env_remove("FLYTE_FORCE_PUSH_IMAGE_SPEC")
         .env_remove("FLYTE_PUSH_IMAGE_SPEC")
@@ -139,21 +79,6 @@ fn image_of(dir: &Path) -> String {
     let run = imagespec(dir, &["tag", "spec.toml"], &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     run.stdout.trim().to_string()
-}
-
-/// Whether the registry has `image`, asked with skopeo (not with imagespec).
-fn in_registry(image: &str) -> bool {
-    Process::new("skopeo")
-        .args([
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{image}"),
-        ])
-        .output()
-        .expect("skopeo")
-        .status
-        .success()
 }
 
 /// A fault-injecting proxy in front of a registry (`scripts/e2e/fault_proxy.py`), on a free
@@ -393,7 +318,7 @@ builder_options = {{ add_flytekit = false }}
 /// The fast-path project with its dependency image pushed to the registry itself (built by
 /// dockerd once; later runs find it), then pointed at `registry` with new source.
 fn fast_path_project_through(dir: &Path, s: &Services, registry: &str) -> PathBuf {
-    let proj = fast_path_project(dir, s, &s.registry);
+    let proj = fast_path_project(dir, s, &s.registry_address);
     let first = imagespec(&proj, &["build", "spec.toml"], &[]);
     assert_eq!(
         first.code,
@@ -408,7 +333,7 @@ fn fast_path_project_through(dir: &Path, s: &Services, registry: &str) -> PathBu
 
 /// `image` named through the proxy, named at the registry itself (one storage behind both).
 fn at_registry(image: &str, proxy: &FaultProxy, s: &Services) -> String {
-    image.replacen(&proxy.address(), &s.registry, 1)
+    image.replacen(&proxy.address(), &s.registry_address, 1)
 }
 
 /// A HEAD (and GET) of the manifest that never answers: `exists` and `build` cannot tell,
@@ -419,7 +344,7 @@ fn stalled_manifest_check_cannot_tell_within_the_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = FaultProxy::start(
         dir.path(),
-        &s.registry,
+        &s.registry_address,
         &["HEAD:/manifests/:stall", "GET:/manifests/:stall"],
     );
     let spec = format!(
@@ -429,7 +354,7 @@ fn stalled_manifest_check_cannot_tell_within_the_bound() {
     );
     std::fs::write(dir.path().join("spec.toml"), spec).expect("spec");
     let image = image_of(dir.path());
-    let no_daemon = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let no_daemon = [("DOCKER_HOST", NO_DAEMON)];
     for command in ["exists", "build"] {
         let run = imagespec(dir.path(), &[command, "spec.toml"], &no_daemon);
         assert_eq!(run.code, Some(3), "{command}: {}", run.stderr);
@@ -473,13 +398,17 @@ fn stalled_manifest_check_cannot_tell_within_the_bound() {
 fn stalled_blob_upload_fails_within_the_bound_and_publishes_no_tag() {
     let Some(s) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = FaultProxy::start(dir.path(), &s.registry, &["PUT:/blobs/uploads/:stall"]);
+    let proxy = FaultProxy::start(
+        dir.path(),
+        &s.registry_address,
+        &["PUT:/blobs/uploads/:stall"],
+    );
     let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
     let image = image_of(&proj);
     let run = imagespec(
         &proj,
         &["build", "spec.toml"],
-        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        &[("DOCKER_HOST", NO_DAEMON)],
     );
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let errors = run.errors();
@@ -506,7 +435,7 @@ fn stalled_blob_upload_fails_within_the_bound_and_publishes_no_tag() {
 fn stalled_manifest_push_fails_within_the_bound_and_publishes_no_tag() {
     let Some(s) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = FaultProxy::start(dir.path(), &s.registry, &["PUT:/manifests/:stall"]);
+    let proxy = FaultProxy::start(dir.path(), &s.registry_address, &["PUT:/manifests/:stall"]);
     let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
     let image = image_of(&proj);
     let run = imagespec(&proj, &["build", "spec.toml"], &[]);
@@ -533,7 +462,11 @@ fn stalled_manifest_push_fails_within_the_bound_and_publishes_no_tag() {
 fn a_slow_upload_that_keeps_moving_is_not_a_stall() {
     let Some(s) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = FaultProxy::start(dir.path(), &s.registry, &["PUT:/blobs/uploads/:slow"]);
+    let proxy = FaultProxy::start(
+        dir.path(),
+        &s.registry_address,
+        &["PUT:/blobs/uploads/:slow"],
+    );
     let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
     // 20 MiB that gzip cannot shrink: 5 s or more at the proxy's 4 MiB/s, longer than the
     // stall timeout; what the kernel buffers (a few MiB) drains within it.
@@ -568,7 +501,11 @@ fn a_slow_upload_that_keeps_moving_is_not_a_stall() {
 fn a_connection_reset_mid_upload_is_an_error_not_a_silent_death() {
     let Some(s) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let proxy = FaultProxy::start(dir.path(), &s.registry, &["PUT:/blobs/uploads/:close"]);
+    let proxy = FaultProxy::start(
+        dir.path(),
+        &s.registry_address,
+        &["PUT:/blobs/uploads/:close"],
+    );
     let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
     // Far more than the socket buffers hold: imagespec is still writing when the reset comes.
     let noise: Vec<u8> = (0..20u32 << 15)
@@ -601,7 +538,7 @@ fn stalled_blob_download_fails_within_the_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = FaultProxy::start(
         dir.path(),
-        &s.registry,
+        &s.registry_address,
         &["GET:/blobs/sha256:[0-9a-f]+$:stall-body"],
     );
     let proj = fast_path_project_through(dir.path(), &s, &proxy.address());
@@ -630,7 +567,7 @@ fn one_503_on_the_manifest_check_is_retried() {
     let once = ["HEAD:/manifests/:503:1", "GET:/manifests/:503:1"];
 
     // `exists` of an image the harness pushed (the base image, named by a noop-like spec).
-    let proxy = FaultProxy::start(dir.path(), &s.registry, &once);
+    let proxy = FaultProxy::start(dir.path(), &s.registry_address, &once);
     let (repo, tag) = s.base_python.rsplit_once(':').expect("tagged base");
     let name = repo.split_once('/').expect("registry/name").1;
     let probe = format!(
@@ -651,7 +588,7 @@ fn one_503_on_the_manifest_check_is_retried() {
     // A build through a registry that fails its first manifest requests.
     let build_dir = dir.path().join("build");
     std::fs::create_dir_all(&build_dir).expect("mkdir");
-    let proxy = FaultProxy::start(dir.path(), &s.registry, &once);
+    let proxy = FaultProxy::start(dir.path(), &s.registry_address, &once);
     let proj = fast_path_project_through(&build_dir, &s, &proxy.address());
     let image = image_of(&proj);
     let run = imagespec(&proj, &["build", "--json", "spec.toml"], &[]);
@@ -676,13 +613,13 @@ fn one_503_on_the_manifest_check_is_retried() {
 #[test]
 fn registry_down_cannot_tell() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let registry = format!("127.0.0.1:{}", dead_port());
+    let registry = format!("127.0.0.1:{}", free_port());
     std::fs::write(
         dir.path().join("spec.toml"),
         format!("name = \"h-faults-down\"\nregistry = \"{registry}\"\n"),
     )
     .expect("spec");
-    let no_daemon = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let no_daemon = [("DOCKER_HOST", NO_DAEMON)];
     for command in ["exists", "build"] {
         let run = imagespec(dir.path(), &[command, "spec.toml"], &no_daemon);
         assert_eq!(run.code, Some(3), "{command}: {}", run.stderr);
@@ -712,7 +649,8 @@ fn refused_credentials_cannot_tell_in_one_line_without_the_password() {
     let Some(s) = services() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let registry = &s.auth_registry;
+    let registry = &s.file.need("IMAGESPEC_E2E_AUTH_REGISTRY");
+    let password = s.file.need("IMAGESPEC_E2E_AUTH_PASSWORD");
     std::fs::write(
         d.join("spec.toml"),
         format!(
@@ -749,7 +687,7 @@ fn refused_credentials_cannot_tell_in_one_line_without_the_password() {
                 &[command, "spec.toml"],
                 &[
                     ("DOCKER_CONFIG", config.to_str().unwrap()),
-                    ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+                    ("DOCKER_HOST", NO_DAEMON),
                 ],
             );
             assert_eq!(run.code, Some(3), "{label}, {command}: {}", run.stderr);
@@ -765,7 +703,7 @@ fn refused_credentials_cannot_tell_in_one_line_without_the_password() {
             assert!(
                 !all.contains("wrong-password")
                     && !all.contains(bad_auth)
-                    && (s.auth_password.is_empty() || !all.contains(&s.auth_password)),
+                    && !all.contains(&password),
                 "{label}, {command} leaks: {all}"
             );
         }

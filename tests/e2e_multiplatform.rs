@@ -7,13 +7,18 @@
 //! and `docker run --platform`. Without them these tests fail under `CI`, and say why
 //! and pass elsewhere.
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
-const DOCKER: &str = "/usr/bin/docker";
+mod common;
+
+use common::e2e::{
+    DOCKER, JsonRun, NO_DAEMON, env_list, imagespec_in, missing, output, run_id, run_json,
+    sha256_hex,
+};
+
 const TWO: &str = "linux/amd64,linux/arm64";
 
 struct Env {
@@ -28,125 +33,52 @@ struct Env {
 /// The harness's services (with the two-platform base and arm64 emulation), or `None` (and
 /// a note) when they are not there outside CI.
 fn services() -> Option<Env> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
+    let s = common::e2e::services()?;
     let env = Env {
-        registry: "localhost:5000".into(),
-        base_multi: get("IMAGESPEC_E2E_BASE_PYTHON_MULTI")
+        base_multi: s
+            .file
+            .get("IMAGESPEC_E2E_BASE_PYTHON_MULTI")
             .unwrap_or_else(|| "localhost:5000/debian-python-multi:bookworm".into()),
-        base_single: get("IMAGESPEC_E2E_BASE_PYTHON")
-            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
-        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
+        registry: s.registry,
+        base_single: s.base_python,
+        uv_image: s.uv_image,
     };
-    let up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
-        Process::new("curl")
-            .args(["-sf", &format!("http://{r}/v2/")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) && Process::new(DOCKER)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
     let handler = std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").is_ok_and(|h| {
         h.starts_with("enabled")
             && h.lines()
                 .any(|l| l.starts_with("flags:") && l.contains('F'))
     });
-    let base = up
-        && Process::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{}", env.base_multi))
-            .output()
-            .is_ok_and(|o| {
-                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("arm64")
-            });
-    if !(up && handler && base) {
-        let missing = if !up {
-            "the e2e services are not running (scripts/e2e/up.sh)"
-        } else if !handler {
-            "qemu-aarch64 is not registered with the F flag (scripts/e2e/binfmt.sh)"
-        } else {
-            "the two-platform base is not in the registry (scripts/e2e/base-images.sh)"
-        };
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{missing}; scripts/test.sh sets them up"
+    if !handler {
+        return missing(
+            "qemu-aarch64 is not registered with the F flag (scripts/e2e/binfmt.sh); \
+             scripts/test.sh sets it up",
         );
-        eprintln!("skipped: {missing}");
-        return None;
+    }
+    let base = Process::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}", env.base_multi))
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("arm64"));
+    if !base {
+        return missing(
+            "the two-platform base is not in the registry (scripts/e2e/base-images.sh); \
+             scripts/test.sh sets it up",
+        );
     }
     Some(env)
 }
 
-/// A value unique to this run, so the first build of each test really builds.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
-fn output(cmd: &mut Process) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// What `imagespec build --json ARGS` gave: exit code, events (the result last), all text.
-struct Run {
-    code: Option<i32>,
-    events: Vec<Value>,
-    text: String,
-}
-
-impl Run {
-    fn result(&self) -> &Value {
-        self.events
-            .iter()
-            .rev()
-            .find(|e| e["event"] == "result")
-            .unwrap_or_else(|| panic!("no result event:\n{}", self.text))
-    }
-    fn steps(&self) -> Vec<&Value> {
-        self.events
-            .iter()
-            .filter(|e| e["event"] == "step")
-            .collect()
-    }
-}
-
-fn imagespec(dir: &Path, args: &[&str], docker_host: Option<&str>) -> Run {
-    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-    cmd.current_dir(dir)
-        .env("IMAGESPEC_NO_CACHE", "1")
-        .args(args);
+/// `imagespec ARGS` in `dir` (`DOCKER_HOST` as given), its JSON lines read.
+fn imagespec(dir: &Path, args: &[&str], docker_host: Option<&str>) -> JsonRun {
+    let mut cmd = imagespec_in(dir);
+    cmd.args(args);
     if let Some(host) = docker_host {
         cmd.env("DOCKER_HOST", host);
     }
-    let out = cmd.output().expect("run imagespec");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Run {
-        code: out.status.code(),
-        events: stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect(),
-        text: stdout + &String::from_utf8_lossy(&out.stderr),
-    }
+    run_json(&mut cmd)
 }
 
-fn build(dir: &Path, args: &[&str], docker_host: Option<&str>) -> Run {
+fn build(dir: &Path, args: &[&str], docker_host: Option<&str>) -> JsonRun {
     let mut all = vec!["build", "--json"];
     all.extend(args);
     imagespec(dir, &all, docker_host)
@@ -160,9 +92,6 @@ fn plan(dir: &Path, args: &[&str]) -> Value {
     run.events.last().cloned().expect("a plan line")
 }
 
-/// A daemon address nothing answers on: what the fast path must not need.
-const NO_DAEMON: &str = "unix:///nonexistent/docker.sock";
-
 /// The registry's manifest of `image`, as stored (skopeo, not imagespec).
 fn raw_manifest(image: &str) -> (Value, String) {
     let raw = output(Process::new("skopeo").args([
@@ -171,14 +100,9 @@ fn raw_manifest(image: &str) -> (Value, String) {
         "--tls-verify=false",
         &format!("docker://{image}"),
     ]));
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(raw.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
     (
         serde_json::from_str(&raw).expect("manifest json"),
-        format!("sha256:{digest}"),
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
     )
 }
 
@@ -407,11 +331,7 @@ builder_options = {{ add_flytekit = false }}
         .expect("json");
         assert_eq!(seen["Architecture"], arch);
         assert!(
-            seen["Env"]
-                .as_array()
-                .expect("env")
-                .iter()
-                .any(|e| e.as_str() == Some(&format!("_F_IMG_ID={id}"))),
+            env_list(&seen).contains(&format!("_F_IMG_ID={id}").as_str()),
             "{arch}: {seen}"
         );
     }
@@ -532,7 +452,7 @@ builder_options = {{ add_flytekit = false }}
         )
     };
     let proj = project(dir.path(), &spec(&env.base_single, TWO));
-    let refused = |run: &Run, what: &str| {
+    let refused = |run: &JsonRun, what: &str| {
         assert_eq!(run.code, Some(2), "{what}: {}", run.text);
         assert!(
             run.text.contains(&format!(

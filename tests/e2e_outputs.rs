@@ -6,87 +6,20 @@
 //! checked from outside with skopeo, umoci and /proc. Without the services these tests fail
 //! under `CI`, and say why and pass elsewhere.
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Child, Command as Process};
 use std::time::{Duration, Instant};
 
-const DOCKER: &str = "/usr/bin/docker";
+mod common;
 
-struct Env {
-    registry: String,
-    base_python: String,
-    uv_image: String,
-}
-
-/// The harness's services, or `None` (and a note) when they are not running outside CI.
-fn services() -> Option<Env> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
-    let up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
-        Process::new("curl")
-            .args(["-sf", &format!("http://{r}/v2/")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) && Process::new(DOCKER)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "e2e services are not running ({file}); scripts/test.sh starts them"
-        );
-        eprintln!(
-            "e2e services not running: start them with scripts/e2e/up.sh && scripts/e2e/base-images.sh"
-        );
-        return None;
-    }
-    Some(Env {
-        registry: "localhost:5000".into(),
-        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
-            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
-        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
-    })
-}
-
-/// A value unique to this run: the dependency image of each test is new.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
-}
-
-fn sh(dir: &Path, script: &str) {
-    let status = Process::new("bash")
-        .args(["-euc", script])
-        .current_dir(dir)
-        .status()
-        .expect("bash");
-    assert!(status.success(), "{script}");
-}
-
-fn output(cmd: &mut Process) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::e2e::{
+    DOCKER, Running, Services, inspect_json, layout_index, output, ref_name, run_id, services, sh,
+    skopeo_inspect, spawn, umoci_unpack,
+};
 
 /// A project whose dependency image is new to the registry (`run` enters its key).
-fn project(d: &Path, env: &Env, name: &str, run: &str) -> PathBuf {
+fn project(d: &Path, env: &Services, name: &str, run: &str) -> PathBuf {
     let proj = d.join(name);
     std::fs::create_dir_all(proj.join("src/pkg")).expect("mkdir");
     std::fs::write(proj.join("src/pkg/main.py"), "print('v1')\n").expect("main.py");
@@ -144,24 +77,12 @@ fn imagespec(proj: &Path, tmp: &Path) -> Process {
     cmd
 }
 
-fn inspect(proj: &Path) -> Value {
-    let out = Command::cargo_bin("imagespec")
-        .expect("binary")
-        .current_dir(proj)
-        .env("IMAGESPEC_NO_CACHE", "1")
-        .args(["inspect", "spec.toml", "--json"])
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
 /// Edits the project until its tag is a valid OCI layout ref name (then the layout names
 /// the image by its tag, not `latest`, and two versions live side by side).
 fn edit_until_ref_name_is_the_tag(proj: &Path, content: &str) -> Value {
     for n in 0..40 {
         std::fs::write(proj.join("src/pkg/main.py"), format!("{content}# {n}\n")).expect("edit");
-        let v = inspect(proj);
+        let v = inspect_json(proj, "spec.toml");
         let tag = v["tag"].as_str().expect("tag");
         if tag.chars().all(|c| c.is_ascii_alphanumeric()) {
             return v;
@@ -201,56 +122,13 @@ fn kill_while_writing(child: &mut Child, watch: &Path, signal: &str) -> bool {
     false
 }
 
-/// A child process that is killed when the test ends early (a failed assertion).
-struct Running(Option<Child>);
-
-impl Running {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("running")
-    }
-    fn wait(mut self) -> std::process::Output {
-        self.0
-            .take()
-            .expect("running")
-            .wait_with_output()
-            .expect("wait")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn(cmd: &mut Process) -> Running {
-    Running(Some(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("imagespec"),
-    ))
-}
-
 /// The images of an OCI layout, by ref name.
 fn layout_refs(layout: &Path) -> Vec<String> {
-    let index: Value = serde_json::from_str(
-        &std::fs::read_to_string(layout.join("index.json")).expect("index.json"),
-    )
-    .expect("json");
-    let mut refs: Vec<String> = index["manifests"]
+    let mut refs: Vec<String> = layout_index(layout)["manifests"]
         .as_array()
         .expect("manifests")
         .iter()
-        .map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .expect("ref name")
-                .to_string()
-        })
+        .map(|m| ref_name(m).to_string())
         .collect();
     refs.sort();
     refs
@@ -260,13 +138,8 @@ fn layout_refs(layout: &Path) -> Vec<String> {
 fn unpacked_main(layout: &Path, reference: &str, scratch: &Path) -> String {
     let bundle = scratch.join(format!("bundle-{reference}"));
     let _ = std::fs::remove_dir_all(&bundle);
-    output(Process::new("umoci").args([
-        "unpack",
-        "--image",
-        &format!("{}:{reference}", layout.display()),
-        bundle.to_str().unwrap(),
-    ]));
-    std::fs::read_to_string(bundle.join("rootfs/root/pkg/main.py")).expect("unpacked main.py")
+    let rootfs = umoci_unpack(&format!("{}:{reference}", layout.display()), &bundle);
+    std::fs::read_to_string(rootfs.join("root/pkg/main.py")).expect("unpacked main.py")
 }
 
 /// `--output oci:DIR` killed while writing, with SIGTERM (removes its temporary files, exit
@@ -383,7 +256,7 @@ fn killed_archive_output_keeps_the_old_archive_and_leaves_nothing() {
 
     sh(&proj, "head -c 150000000 /dev/urandom > src/pkg/model.bin");
     std::fs::write(proj.join("src/pkg/main.py"), "print('v2')\n").unwrap();
-    let v2 = inspect(&proj);
+    let v2 = inspect_json(&proj, "spec.toml");
 
     let mut run = spawn(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
     assert!(kill_while_writing(run.child(), &out_dir, "TERM"));
@@ -440,15 +313,6 @@ fn reported_digest(log: &str, image: &str) -> Option<String> {
     Some(log[start..].split(')').next()?.to_string())
 }
 
-fn registry_manifest(image: &str) -> Value {
-    let out = output(Process::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{image}"),
-    ]));
-    serde_json::from_str(&out).expect("skopeo json")
-}
-
 /// Three builds at once of specs sharing a dependency image the registry does not have
 /// (two of the same spec, one with other source files): all succeed, the dependency image
 /// is built once, the two builds of one spec report the digest the registry has, and the
@@ -466,9 +330,15 @@ fn concurrent_builds_sharing_a_new_dependency_image_agree() {
     let same_b = project(&d.join("b"), &env, "concurrent", &run);
     let other = project(&d.join("c"), &env, "concurrent", &run);
     std::fs::write(other.join("src/pkg/main.py"), "print('other')\n").unwrap();
-    let image = inspect(&same_a)["image"].as_str().unwrap().to_string();
-    assert_eq!(inspect(&same_b)["image"], image.as_str());
-    let other_image = inspect(&other)["image"].as_str().unwrap().to_string();
+    let image = inspect_json(&same_a, "spec.toml")["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(inspect_json(&same_b, "spec.toml")["image"], image.as_str());
+    let other_image = inspect_json(&other, "spec.toml")["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(other_image, image);
 
     let runs: Vec<Running> = [&same_a, &same_b, &other]
@@ -492,7 +362,7 @@ fn concurrent_builds_sharing_a_new_dependency_image_agree() {
         .count();
     assert_eq!(built, 1, "the dependency image is built once: {logs:#?}");
 
-    let digest = registry_manifest(&image)["Digest"]
+    let digest = skopeo_inspect(&[], &image)["Digest"]
         .as_str()
         .unwrap()
         .to_string();
@@ -508,7 +378,7 @@ fn concurrent_builds_sharing_a_new_dependency_image_agree() {
         );
     }
     let layers = |image: &str| -> Vec<String> {
-        registry_manifest(image)["Layers"]
+        skopeo_inspect(&[], image)["Layers"]
             .as_array()
             .unwrap()
             .iter()
@@ -542,7 +412,10 @@ fn tmpdir_inside_source_root_works() {
     let inside = proj.join("src/tmp");
     std::fs::create_dir_all(&inside).unwrap();
     std::fs::write(inside.join("keep.txt"), "a source file").unwrap();
-    let expected = inspect(&proj)["image"].as_str().unwrap().to_string();
+    let expected = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = imagespec(&proj, &inside)
         .args(["build", "spec.toml"])
         .output()
@@ -552,7 +425,7 @@ fn tmpdir_inside_source_root_works() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
     assert!(log.contains("appending the source"), "the fast path: {log}");
     assert!(scratch_in(&inside).is_empty());
-    registry_manifest(&expected);
+    skopeo_inspect(&[], &expected);
 }
 
 /// The peak memory of a process, read from /proc while it runs (VmHWM only grows).
@@ -576,7 +449,10 @@ fn no_fast_path_streams_the_context() {
     let _tags = DaemonTags("stream");
     let proj = project(d, &env, "stream", &run_id());
     sh(&proj, "head -c 300000000 /dev/urandom > src/pkg/model.bin");
-    let image = inspect(&proj)["image"].as_str().unwrap().to_string();
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut run =
         spawn(imagespec(&proj, &tmp).args(["build", "spec.toml", "--no-fast-path", "--no-push"]));
     let pid = run.child().id();

@@ -5,12 +5,13 @@
 //! token server's request log. Without the services these tests fail under `CI`, and say
 //! why and pass elsewhere.
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-const DOCKER: &str = "/usr/bin/docker";
+mod common;
+
+use common::e2e::{DOCKER, EnvFile, docker_up, imagespec_in, missing, run_id};
 
 struct Env {
     registry: String,
@@ -22,17 +23,11 @@ struct Env {
     uv_image: String,
 }
 
+/// The token registry and dockerd, or `None` (and a note) when they are not running outside
+/// CI.
 fn services() -> Option<Env> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
-    let registry = get("IMAGESPEC_E2E_TOKEN_REGISTRY");
+    let file = EnvFile::load();
+    let registry = file.get("IMAGESPEC_E2E_TOKEN_REGISTRY");
     // The token registry answers /v2/ with 401 and a Bearer challenge.
     let up = registry.as_ref().is_some_and(|r| {
         Process::new("curl")
@@ -40,42 +35,29 @@ fn services() -> Option<Env> {
             .arg(format!("http://{r}/v2/"))
             .output()
             .is_ok_and(|o| o.stdout == b"401")
-    }) && Process::new(DOCKER)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    }) && docker_up();
     if !up {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the token registry is not running ({file}); scripts/test.sh starts it"
-        );
-        eprintln!("token registry not running: start it with scripts/e2e/up.sh");
-        return None;
+        return missing(&format!(
+            "the token registry is not running ({}); scripts/test.sh starts it \
+             (scripts/e2e/up.sh)",
+            file.path
+        ));
     }
-    let need = |key: &str| get(key).unwrap_or_else(|| panic!("{key} missing from {file}"));
     Some(Env {
         registry: registry.unwrap_or_default(),
         rw: (
-            need("IMAGESPEC_E2E_TOKEN_RW_USER"),
-            need("IMAGESPEC_E2E_TOKEN_RW_PASSWORD"),
+            file.need("IMAGESPEC_E2E_TOKEN_RW_USER"),
+            file.need("IMAGESPEC_E2E_TOKEN_RW_PASSWORD"),
         ),
         ro: (
-            need("IMAGESPEC_E2E_TOKEN_RO_USER"),
-            need("IMAGESPEC_E2E_TOKEN_RO_PASSWORD"),
+            file.need("IMAGESPEC_E2E_TOKEN_RO_USER"),
+            file.need("IMAGESPEC_E2E_TOKEN_RO_PASSWORD"),
         ),
-        identity_rw: need("IMAGESPEC_E2E_TOKEN_IDENTITY_RW"),
-        log: PathBuf::from(need("IMAGESPEC_E2E_TOKEN_LOG")),
-        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
-            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
-        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
+        identity_rw: file.need("IMAGESPEC_E2E_TOKEN_IDENTITY_RW"),
+        log: PathBuf::from(file.need("IMAGESPEC_E2E_TOKEN_LOG")),
+        base_python: file.base_python(),
+        uv_image: file.uv_image(),
     })
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -136,11 +118,8 @@ fn private_copy(env: &Env, image: &str, run: &str, name: &str) -> String {
 /// `imagespec ARGS` in `dir` with `DOCKER_CONFIG=config` (and `path` first on PATH):
 /// success, and stdout + stderr.
 fn imagespec(dir: &Path, config: &Path, path: Option<&Path>, args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-    cmd.current_dir(dir)
-        .env("IMAGESPEC_NO_CACHE", "1")
-        .env("DOCKER_CONFIG", config)
-        .args(args);
+    let mut cmd = imagespec_in(dir);
+    cmd.env("DOCKER_CONFIG", config).args(args);
     if let Some(p) = path {
         let old = std::env::var("PATH").unwrap_or_default();
         cmd.env("PATH", format!("{}:{old}", p.display()));

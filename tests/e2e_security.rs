@@ -7,79 +7,27 @@
 //! outside (`docker run`, `skopeo copy` + `umoci unpack`). Services as in tests/e2e.rs:
 //! without them this test fails under `CI`, and says why and passes elsewhere.
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-const DOCKER: &str = "/usr/bin/docker";
+mod common;
+
+use common::e2e::{
+    DOCKER, imagespec_in, layout_index, output, ref_name, result, run_json, services, umoci_unpack,
+};
+
 const CASE: &str = "dockerignore_relative_root_secret";
-
-/// Whether the harness's registry (`localhost:5000`, with its base images) and dockerd run.
-fn services_up() -> bool {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let registry = std::env::var("IMAGESPEC_E2E_REGISTRY").ok().or_else(|| {
-        text.lines().find_map(|l| {
-            l.strip_prefix("IMAGESPEC_E2E_REGISTRY=")
-                .map(str::to_string)
-        })
-    });
-    let up = registry.is_some_and(|r| {
-        Process::new("curl")
-            .args(["-sf", &format!("http://{r}/v2/")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }) && Process::new(DOCKER)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "e2e services are not running ({file}); scripts/test.sh starts them"
-        );
-        eprintln!(
-            "e2e services not running: start them with scripts/e2e/up.sh && scripts/e2e/base-images.sh"
-        );
-    }
-    up
-}
-
-fn output(cmd: &mut Process) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `imagespec build --json ARGS` in `dir`: (success, events, everything printed). The
 /// requirement flytekit adds to an image whose packages do not name it is not part of the
 /// tag (README, `--flytekit-requirement`): a small package stands in for flytekit and its
 /// hundred dependencies.
 fn build_json(dir: &Path, args: &[&str]) -> (bool, Vec<Value>, String) {
-    let out = Command::cargo_bin("imagespec")
-        .expect("binary")
-        .current_dir(dir)
-        .env("IMAGESPEC_NO_CACHE", "1")
-        .args(["build", "--json", "--flytekit-requirement", "pyyaml"])
-        .args(args)
-        .output()
-        .expect("run imagespec");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let events = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (
-        out.status.success(),
-        events,
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
+    let mut cmd = imagespec_in(dir);
+    cmd.args(["build", "--json", "--flytekit-requirement", "pyyaml"])
+        .args(args);
+    run_json(&mut cmd).into_parts()
 }
 
 /// The case's files (spec and source tree, no setup needed) in a directory of its own.
@@ -130,14 +78,10 @@ fn unpack_from_registry(image: &str, d: &Path, name: &str) -> PathBuf {
         &format!("docker://{image}"),
         &format!("oci:{}:image", layout.display()),
     ]));
-    let bundle = d.join(format!("{name}-bundle"));
-    output(Process::new("umoci").args([
-        "unpack",
-        "--image",
+    umoci_unpack(
         &format!("{}:image", layout.display()),
-        bundle.to_str().expect("utf-8 path"),
-    ]));
-    bundle.join("rootfs")
+        &d.join(format!("{name}-bundle")),
+    )
 }
 
 fn assert_left_out(root: &[String], how: &str) {
@@ -153,7 +97,7 @@ fn assert_left_out(root: &[String], how: &str) {
 
 #[test]
 fn excluded_secret_is_not_in_the_image_and_the_name_is_flytekits() {
-    if !services_up() {
+    if services().is_none() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -164,9 +108,9 @@ fn excluded_secret_is_not_in_the_image_and_the_name_is_flytekits() {
     // The whole Dockerfile, through dockerd's BuildKit.
     let (ok, events, log) = build_json(&proj, &["spec.toml", "--force", "--no-fast-path"]);
     assert!(ok, "{log}");
-    let result = events.last().expect("result");
-    assert_eq!(result["image"], image.as_str(), "the name is flytekit's");
-    assert_eq!(result["action"], "built", "{log}");
+    let built = result(&events);
+    assert_eq!(built["image"], image.as_str(), "the name is flytekit's");
+    assert_eq!(built["action"], "built", "{log}");
     let warnings: Vec<&Value> = events.iter().filter(|e| e["event"] == "warning").collect();
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(
@@ -197,9 +141,9 @@ fn excluded_secret_is_not_in_the_image_and_the_name_is_flytekits() {
     // The registry fast path: the source layer appended to the dependency image.
     let (ok, events, log) = build_json(&proj, &["spec.toml", "--force"]);
     assert!(ok, "{log}");
-    let result = events.last().expect("result");
-    assert_eq!(result["image"], image.as_str());
-    assert_eq!(result["action"], "appended", "{log}");
+    let appended = result(&events);
+    assert_eq!(appended["image"], image.as_str());
+    assert_eq!(appended["action"], "appended", "{log}");
     assert_left_out(
         &root_of(&unpack_from_registry(&image, d, "fast")),
         "fast path",
@@ -210,19 +154,11 @@ fn excluded_secret_is_not_in_the_image_and_the_name_is_flytekits() {
     let target = format!("oci:{}", layout.display());
     let (ok, events, log) = build_json(&proj, &["spec.toml", "--output", &target]);
     assert!(ok, "{log}");
-    assert_eq!(events.last().expect("result")["action"], "written", "{log}");
-    let index: Value =
-        serde_json::from_str(&std::fs::read_to_string(layout.join("index.json")).expect("index"))
-            .expect("json");
-    let ref_name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
-        .as_str()
-        .expect("ref name");
-    let bundle = d.join("out-bundle");
-    output(Process::new("umoci").args([
-        "unpack",
-        "--image",
-        &format!("{}:{ref_name}", layout.display()),
-        bundle.to_str().expect("utf-8 path"),
-    ]));
-    assert_left_out(&root_of(&bundle.join("rootfs")), "--output oci:");
+    assert_eq!(result(&events)["action"], "written", "{log}");
+    let index = layout_index(&layout);
+    let rootfs = umoci_unpack(
+        &format!("{}:{}", layout.display(), ref_name(&index["manifests"][0])),
+        &d.join("out-bundle"),
+    );
+    assert_left_out(&root_of(&rootfs), "--output oci:");
 }

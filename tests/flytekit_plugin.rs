@@ -18,11 +18,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const DOCKER: &str = "/usr/bin/docker";
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::e2e::{DOCKER, NO_DAEMON, missing, output, registry_digest, run_id, services};
+use common::repo;
 
 /// The plugin venv's bin directory, or `None` (and a note) outside CI when it is missing.
 fn venv_bin() -> Option<PathBuf> {
@@ -34,13 +33,10 @@ fn venv_bin() -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
+        return missing(&format!(
             "the plugin venv {} is missing: scripts/e2e/plugin.sh makes it",
             venv.display()
-        );
-        eprintln!("plugin venv missing: run scripts/e2e/plugin.sh");
-        return None;
+        ));
     }
     Some(venv.join("bin"))
 }
@@ -53,40 +49,10 @@ fn checkout_python(bin: &Path) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-fn registry_digest(image: &str) -> Option<String> {
-    let out = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{image}"),
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| {
-            serde_json::from_slice::<Value>(&out.stdout).ok()?["Digest"]
-                .as_str()
-                .map(String::from)
-        })
-        .flatten()
-}
-
 #[test]
 fn python_image_names_agree_with_the_binary() {
     let Some(bin) = venv_bin() else { return };
-    let out = run(checkout_python(&bin).arg(repo().join("plugins/flytekit/tests/agree.py")));
+    let out = output(checkout_python(&bin).arg(repo().join("plugins/flytekit/tests/agree.py")));
     let last = out.lines().last().unwrap_or_default();
     let (agreed, total) = last
         .strip_suffix(" agree")
@@ -109,7 +75,7 @@ fn plugin_pytest_suite_passes() {
     cmd.current_dir(repo().join("plugins/flytekit"))
         .env("IMAGESPEC_REAL_BINARY", env!("CARGO_BIN_EXE_imagespec"))
         .args(["-m", "pytest", "-p", "no:cacheprovider", "-rs", "tests"]);
-    let out = run(&mut cmd);
+    let out = output(&mut cmd);
     let summary = out.lines().last().unwrap_or_default();
     let count = |word: &str| -> u32 {
         summary
@@ -148,7 +114,7 @@ fn package(bin: &Path, project: &Path, run_id: &str, out: &Path, env: &[(&str, &
 
 /// `docker run IMAGE python -c CODE` with the project's environment, as a task runs there.
 fn in_image(image: &str, run_id: &str, root: &str, code: &str) -> String {
-    run(Command::new(DOCKER).args([
+    output(Command::new(DOCKER).args([
         "run",
         "--rm",
         "-e",
@@ -174,45 +140,34 @@ with M.with_context(c.with_execution_state(c.execution_state.with_params(mode=E.
 #[test]
 fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     let Some(bin) = venv_bin() else { return };
-    let up = Command::new("curl")
-        .args(["-sf", "http://127.0.0.1:5000/v2/"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !up {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the e2e registry is not running"
-        );
+    if services().is_none() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let project = dir.path().join("project");
-    run(Command::new("cp").args([
-        "-r",
-        repo()
-            .join("plugins/flytekit/tests/project")
-            .to_str()
-            .unwrap(),
-        project.to_str().unwrap(),
-    ]));
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+    output(
+        Command::new("cp").args([
+            "-r",
+            repo()
+                .join("plugins/flytekit/tests/project")
+                .to_str()
+                .unwrap(),
+            project.to_str().unwrap(),
+        ]),
     );
+    let run_id = run_id();
     // A file only this run has: a new `src` image (its whole tree is copied in).
     std::fs::write(project.join("run_id.txt"), &run_id).expect("run id file");
     let helper = repo().join("plugins/flytekit/tests/registration.py");
     let python = |args: &[&str]| {
-        run(Command::new(bin.join("python"))
-            .current_dir(&project)
-            .env("PYTHONPATH", &project)
-            .env("PLUGIN_RUN_ID", &run_id)
-            .arg(&helper)
-            .args(args))
+        output(
+            Command::new(bin.join("python"))
+                .current_dir(&project)
+                .env("PYTHONPATH", &project)
+                .env("PLUGIN_RUN_ID", &run_id)
+                .arg(&helper)
+                .args(args),
+        )
     };
 
     let pkg = dir.path().join("flyte-package.tgz");
@@ -249,10 +204,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     );
     let base_image = names["base"].as_str().unwrap();
     let images = [base_image, app_image, src_image];
-    let digests: Vec<String> = images
-        .iter()
-        .map(|i| registry_digest(i).unwrap_or_else(|| panic!("{i} is not in the registry")))
-        .collect();
+    let digests: Vec<String> = images.iter().map(|i| registry_digest(i)).collect();
 
     // A second package builds nothing.
     let log = package(&bin, &project, &run_id, &pkg, &[]);
@@ -260,7 +212,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
         !log.contains("not found") && log.matches("found. Skip building").count() == 3,
         "nothing to build the second time:\n{log}"
     );
-    let again: Vec<String> = images.iter().map(|i| registry_digest(i).unwrap()).collect();
+    let again: Vec<String> = images.iter().map(|i| registry_digest(i)).collect();
     assert_eq!(digests, again, "registry digests unchanged");
 
     // is_container(), as a task sees it: false here, true in the image built from the spec
@@ -270,7 +222,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     assert_eq!(python(&["is-container", "app"]), "False\n");
     assert_eq!(python(&["is-container", "src"]), "False\n");
     for image in [app_image, src_image] {
-        run(Command::new(DOCKER).args(["pull", "-q", image]));
+        output(Command::new(DOCKER).args(["pull", "-q", image]));
     }
     let app_says = in_image(app_image, &run_id, root, IS_CONTAINER);
     assert_eq!(
@@ -294,7 +246,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
         "def inc(x):\n    return x + 10\n",
     )
     .expect("code change");
-    let no_daemon = [("DOCKER_HOST", "unix:///nonexistent")];
+    let no_daemon = [("DOCKER_HOST", NO_DAEMON)];
     let log = package(&bin, &project, &run_id, &pkg, &no_daemon);
     let changed: Value = serde_json::from_str(&python(&["images"])).expect("json");
     let (new_app, new_src) = (
@@ -334,7 +286,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     );
     let fresh: Vec<String> = [base_image, new_app, new_src]
         .iter()
-        .map(|i| registry_digest(i).unwrap_or_else(|| panic!("{i} is not in the registry")))
+        .map(|i| registry_digest(i))
         .collect();
     assert_eq!(fresh[0], digests[0], "the base was not rebuilt");
 
@@ -347,7 +299,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
 
     // The changed images carry the new code (inc adds 10 now).
     for image in [new_app, new_src] {
-        run(Command::new(DOCKER).args(["pull", "-q", image]));
+        output(Command::new(DOCKER).args(["pull", "-q", image]));
     }
     let app_says = in_image(new_app, &run_id, root, IS_CONTAINER);
     assert_eq!(

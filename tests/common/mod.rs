@@ -1,4 +1,12 @@
-//! Shared by the golden tests: the corpus materialisation contract of `testdata/README.md`.
+//! Shared by the test binaries: the corpus materialisation contract of `testdata/README.md`
+//! (the golden tests) and, in [`e2e`], the end-to-end harness.
+
+// Every tests/*.rs is a crate of its own that compiles this module whole and uses a part of
+// it (the golden tests none of `e2e`, an e2e test none of the corpus); dead-code analysis
+// runs per crate, so each item would warn in the binaries that leave it unused.
+#![allow(dead_code)]
+
+pub mod e2e;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +18,7 @@ pub const CORPUS_ROOT: &str = "/tmp/imagespec-corpus";
 /// Held while a test uses [`CORPUS_ROOT`]: the golden tests of every checkout on the machine
 /// (several worktrees, a CI run beside a developer's) materialise the same fixed paths, so
 /// they take turns through an OS file lock, released when the guard drops.
-pub struct CorpusLock(#[allow(dead_code)] std::fs::File);
+pub struct CorpusLock(std::fs::File);
 
 /// Waits for the corpus directory to be free and holds it.
 pub fn corpus_lock() -> CorpusLock {
@@ -76,7 +84,6 @@ pub const INVALID_IMAGE_NAMES: &[(&str, &str, &str)] = &[
 ];
 
 /// Whether imagespec refuses this image's name or tag on purpose ([`INVALID_IMAGE_NAMES`]).
-#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn invalid_image_name(case: &str, key: &str) -> bool {
     INVALID_IMAGE_NAMES
         .iter()
@@ -103,20 +110,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Copies a case to its fixed place and runs its `setup.sh`, as the generators do.
 pub fn materialise(case: &str) -> PathBuf {
-    let dir = Path::new(CORPUS_ROOT).join(case);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).expect("clean case dir");
-    }
-    copy_dir(&repo().join("testdata/corpus").join(case), &dir);
-    if dir.join("setup.sh").exists() {
-        let status = Command::new("bash")
-            .arg("setup.sh")
-            .current_dir(&dir)
-            .status()
-            .expect("bash");
-        assert!(status.success(), "{case}: setup.sh failed");
-    }
-    dir
+    materialise_from("corpus", case)
 }
 
 /// The imagespec binary run in a materialised case, with git isolated from the user's
@@ -159,7 +153,6 @@ pub fn case_args(cmd: &mut assert_cmd::Command, dir: &Path, key: &str) {
 
 /// [`materialise`] for a case of another testdata directory (e.g. `testdata/envd`), at the same
 /// fixed place.
-#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn materialise_from(corpus: &str, case: &str) -> PathBuf {
     let dir = Path::new(CORPUS_ROOT).join(case);
     if dir.exists() {
@@ -180,7 +173,6 @@ pub fn materialise_from(corpus: &str, case: &str) -> PathBuf {
 /// What the generators record of a build context directory (`main_file`, the Dockerfile or
 /// build.envd, apart): every other file by sha256 (links by target), the executable files,
 /// the empty directories; lists sorted as Python sorts them.
-#[allow(dead_code)] // not every test binary that includes this module uses it
 #[derive(Default, PartialEq, Debug)]
 pub struct Context {
     pub files: std::collections::BTreeMap<String, String>,
@@ -189,7 +181,6 @@ pub struct Context {
 }
 
 /// [`Context`] of the directory `root`.
-#[allow(dead_code)]
 pub fn snapshot_context(root: &Path, main_file: &str) -> Context {
     let mut out = Context::default();
     walk_context(root, root, main_file, &mut out);
@@ -198,7 +189,6 @@ pub fn snapshot_context(root: &Path, main_file: &str) -> Context {
     out
 }
 
-#[allow(dead_code)]
 fn walk_context(root: &Path, dir: &Path, main_file: &str, out: &mut Context) {
     use sha2::Digest;
     use std::os::unix::fs::PermissionsExt;
@@ -240,7 +230,6 @@ fn walk_context(root: &Path, dir: &Path, main_file: &str, out: &mut Context) {
 /// are compared: `true` when both rendered a context (compare them); otherwise a failure is
 /// recorded when imagespec did not reject (exit 2) what flytekit rejects or what imagespec
 /// rejects on purpose, or when imagespec failed where flytekit rendered.
-#[allow(dead_code)]
 pub fn both_rendered(
     label: &str,
     out: &std::process::Output,
@@ -280,12 +269,10 @@ pub fn both_rendered(
 /// Cases whose source tree holds a link out of `source_root` (`src/link_outside ->
 /// ../outside.txt`): imagespec refuses them (exit 2, naming the link) unless
 /// `--allow-external-links`, with which the result is flytekit's (README, "Security").
-#[allow(dead_code)]
 pub const EXTERNAL_LINK_CASES: &[&str] = &["source_walk_special_files"];
 
 /// Runs `cmd`; for an [`EXTERNAL_LINK_CASES`] case, checks that imagespec refuses the link
 /// (a failure is recorded otherwise) and runs it again with `--allow-external-links`.
-#[allow(dead_code)]
 pub fn output_allowing_links(
     case: &str,
     label: &str,
@@ -311,7 +298,6 @@ pub fn output_allowing_links(
 /// The source files imagespec hashes (they are part of flytekit's tag) but leaves out of the
 /// image because the ignore rules, read as written, exclude them: `inspect --json`'s
 /// `source.excluded` (README, "Deliberate differences").
-#[allow(dead_code)]
 pub fn excluded_source_files(dir: &Path, home: &Path, file: &str, key: &str) -> Vec<String> {
     let mut cmd = isolated_imagespec(dir, home);
     cmd.args(["inspect", file, "--json"]);
