@@ -54,7 +54,17 @@ fn remove_entry(path: &Path) {
     // Best effort: what cannot be removed now is a leftover the next run sweeps.
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => {
-            let _ = fs::remove_dir_all(path);
+            // Other threads of this run may still be writing into it (a signal ends the run
+            // while blobs download): a file made after the walk leaves the folder not empty.
+            // A few more tries, a moment apart, catch those; what is left is swept later.
+            for _ in 0..5 {
+                match fs::remove_dir_all(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    _ => break,
+                }
+            }
         }
         Ok(_) => {
             let _ = fs::remove_file(path);

@@ -229,6 +229,20 @@ fn no_daemon_builds_and_pushes_a_working_image() {
     );
 }
 
+/// The daemonless image and the Docker path's have the same run-time config and the same
+/// file tree but for [`accepted_difference`]s; their file listings.
+fn assert_same_image(uv_image: &str, docker_image: &str) -> (Vec<String>, Vec<String>) {
+    let (uv_files, uv_config) = snapshot(uv_image);
+    let (docker_files, docker_config) = snapshot(docker_image);
+    assert_eq!(uv_config, docker_config, "the run-time config");
+    assert_eq!(
+        tree_difference(&uv_files, &docker_files, accepted_difference),
+        (vec![], vec![]),
+        "(only in the daemonless image, only in the Docker image)"
+    );
+    (uv_files, docker_files)
+}
+
 /// [`image_snapshot`] with `_F_IMG_ID` left out of the config (each image has its own) and
 /// the base's recipe label in.
 fn snapshot(image: &str) -> (Vec<String>, Value) {
@@ -287,14 +301,7 @@ fn daemonless_and_docker_give_the_same_image() {
         .as_str()
         .expect("image")
         .to_string();
-    let (uv_files, uv_config) = snapshot(&uv_image);
-    let (docker_files, docker_config) = snapshot(&docker_image);
-    assert_eq!(uv_config, docker_config, "the run-time config");
-    assert_eq!(
-        tree_difference(&uv_files, &docker_files, accepted_difference),
-        (vec![], vec![]),
-        "(only in the daemonless image, only in the Docker image)"
-    );
+    let (uv_files, docker_files) = assert_same_image(&uv_image, &docker_image);
     assert!(
         docker_files.iter().any(|l| accepted_difference(l)),
         "the Docker image has bytecode (the difference is real, not a typo in the filter)"
@@ -578,7 +585,7 @@ fn a_dependency_change_reuses_the_unchanged_package_layers() {
     let name = format!("h-uv-reuse-{}", run_id());
     let proj = project(dir.path(), &env, &name, "");
     let with_cache = |proj: &Path, args: &[&str]| {
-        let out = imagespec(proj, &env, Some(NOWHERE))
+        let out = imagespec(proj, &env, Some(NO_DAEMON))
             .env_remove("IMAGESPEC_NO_CACHE")
             .env("IMAGESPEC_CACHE_DIR", &cache)
             .args(["build", "--progress", "plain"])
@@ -619,7 +626,10 @@ fn a_dependency_change_reuses_the_unchanged_package_layers() {
         counts.len() == 2 && counts[0] >= 3 && counts[0] < counts[1],
         "most layers are reused, not all: {reused}"
     );
-    let image = inspect(&proj)["image"].as_str().unwrap().to_string();
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = run_in(
         &image,
         &format!("{CHECK}python -c 'import pyfiglet; print(\"figlet ok\")'\n"),
@@ -645,7 +655,7 @@ fn a_dependency_change_reuses_the_unchanged_package_layers() {
         ),
     )
     .unwrap();
-    let (ok, _, log) = build(&proj2, &env, Some(NOWHERE), &["spec.toml"]);
+    let (ok, _, log) = build(&proj2, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert!(ok, "{log}");
     let deps2 = plan(&proj2, &env, &["spec.toml", "--force"], &[])["dependency_image"]
         .as_str()
@@ -653,8 +663,8 @@ fn a_dependency_change_reuses_the_unchanged_package_layers() {
         .to_string();
     assert_ne!(deps, deps2);
     assert_eq!(
-        skopeo(&[], &deps)["Digest"],
-        skopeo(&[], &deps2)["Digest"],
+        skopeo_inspect(&[], &deps)["Digest"],
+        skopeo_inspect(&[], &deps2)["Digest"],
         "reused layers give the image a fresh build gives: {deps} and {deps2}"
     );
 }
@@ -675,7 +685,7 @@ fn without_a_registry_or_a_daemon_output_writes_a_working_image() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(proj.join("spec.toml"), spec).unwrap();
-    let info = inspect(&proj);
+    let info = inspect_json(&proj, "spec.toml");
     let image = info["image"].as_str().expect("image").to_string();
     assert!(!image.contains('/'), "no registry in the name: {image}");
     let tag = image.rsplit(':').next().unwrap().to_string();
@@ -693,7 +703,7 @@ fn without_a_registry_or_a_daemon_output_writes_a_working_image() {
     let (ok, result, log) = build(
         &proj,
         &env,
-        Some(NOWHERE),
+        Some(NO_DAEMON),
         &["spec.toml", "--output", &target],
     );
     assert!(ok, "{log}");
@@ -874,7 +884,7 @@ fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
         "{planned}"
     );
     assert_eq!(planned["dependency_builder"], "uv", "{planned}");
-    let (ok, result, log) = build(&uv_proj, &env, Some(NOWHERE), &["spec.toml"]);
+    let (ok, result, log) = build(&uv_proj, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert!(ok && result["action"] == "appended", "{log}");
     assert!(
         result["reason"]
@@ -882,7 +892,7 @@ fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
             .is_some_and(|r| r.contains("without a daemon (uv)")),
         "{result}"
     );
-    let uv_image = inspect(&uv_proj)["image"]
+    let uv_image = inspect_json(&uv_proj, "spec.toml")["image"]
         .as_str()
         .expect("image")
         .to_string();
@@ -921,7 +931,7 @@ fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
     std::fs::copy(uv_proj.join("uv.lock"), docker_proj.join("uv.lock")).expect("same lock");
     let (ok, result, log) = build(&docker_proj, &env, None, &["spec.toml", "--no-daemonless"]);
     assert!(ok && result["action"] == "appended", "{log}");
-    let docker_image = inspect(&docker_proj)["image"]
+    let docker_image = inspect_json(&docker_proj, "spec.toml")["image"]
         .as_str()
         .expect("image")
         .to_string();
@@ -931,23 +941,7 @@ fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
         "user, venv, versions, pyvenv.cfg"
     );
 
-    let (uv_files, uv_config) = snapshot(&uv_image);
-    let (docker_files, docker_config) = snapshot(&docker_image);
-    assert_eq!(uv_config, docker_config, "the run-time config");
-    let only = |a: &[String], b: &[String]| {
-        a.iter()
-            .filter(|l| !b.contains(l) && !accepted_difference(l))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        (
-            only(&uv_files, &docker_files),
-            only(&docker_files, &uv_files)
-        ),
-        (vec![], vec![]),
-        "(only in the daemonless image, only in the Docker image)"
-    );
+    let (uv_files, _) = assert_same_image(&uv_image, &docker_image);
     for must in [
         "/root/.venv/lib/python3.11/site-packages/attrs\t",
         "/root/.venv/bin/normalizer\t",
@@ -974,7 +968,7 @@ fn a_stale_uv_lock_fails_alike_without_and_with_a_daemon() {
     let stale = "needs to be updated, but `--locked` was provided";
     let mut codes = Vec::new();
     for (host, args) in [
-        (Some(NOWHERE), &["spec.toml"][..]),
+        (Some(NO_DAEMON), &["spec.toml"][..]),
         (None, &["spec.toml", "--no-daemonless"][..]),
     ] {
         let mut cmd = imagespec(&proj, &env, host);
