@@ -67,9 +67,10 @@ builder_config = { uv_image = "$IMAGESPEC_E2E_UV_IMAGE" }
 builder_options = { add_flytekit = false, commands_before_copy = true }
 EOF
 
+# A person at a terminal: `CI` (set by the test harness) would make `--progress auto` plain.
 command="imagespec build spec.toml"
 tmux new-session -d -s "$session" -x "$width" -y "$height" \
-    "cd '$work' && PATH='$(dirname "$bin"):$PATH' IMAGESPEC_NO_DAEMONLESS=1 IMAGESPEC_NO_CACHE=1 $command; echo \$? >'$work/exit'; sleep 600"
+    "cd '$work' && unset CI && PATH='$(dirname "$bin"):$PATH' IMAGESPEC_NO_DAEMONLESS=1 IMAGESPEC_NO_CACHE=1 $command; echo \$? >'$work/exit'; sleep 600"
 frames="$work/frames"
 mkdir -p "$frames"
 # At most 5 minutes (600 frames).
