@@ -920,6 +920,196 @@ impl RegistryClient {
     }
 }
 
+/// How many tags one page of a tag list asks for.
+const TAGS_PAGE: usize = 1000;
+/// Past this many pages a listing stops: a registry that ignored `last` would send its first
+/// page forever.
+const MAX_TAG_PAGES: usize = 10_000;
+
+impl RegistryClient {
+    /// Every tag of `repository` (`registry/name`), page by page: `?n=1000`, then
+    /// `&last=<the page's last tag>` while a page comes back full (distribution's pagination;
+    /// the `Link` header it also sends names the same next page, and oci-client does not
+    /// return headers). Empty when the registry has no such repository.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        let reference = reference(repository);
+        let reference = &reference;
+        let mut all = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut last: Option<String> = None;
+        for _ in 0..MAX_TAG_PAGES {
+            let page = self
+                .retry(repository, "listing the tags", false, |_, c, auth| {
+                    let last = last.clone();
+                    async move {
+                        c.list_tags(reference, &auth, Some(TAGS_PAGE), last.as_deref())
+                            .await
+                    }
+                })
+                .await;
+            let page = match page {
+                Ok(page) => page.tags,
+                Err(e) if e.not_found => return Ok(all),
+                Err(e) => return Err(e),
+            };
+            let full = page.len() >= TAGS_PAGE;
+            let fresh: Vec<String> = page
+                .into_iter()
+                .filter(|t| seen.insert(t.clone()))
+                .collect();
+            let Some(next) = fresh.last().cloned() else {
+                break;
+            };
+            all.extend(fresh);
+            if !full {
+                break;
+            }
+            last = Some(next);
+        }
+        Ok(all)
+    }
+
+    /// Deletes the manifest `digest` of `repository` (`DELETE /v2/<name>/manifests/<digest>`;
+    /// every tag naming it goes with it). `Ok(false)` when the registry does not have it (any
+    /// more). Retried like every request; the refusals say what to change: a registry that
+    /// does not allow deleting (distribution: `storage: delete: enabled: true`), credentials
+    /// without the right.
+    pub async fn delete_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        let reference = reference(repository);
+        let scheme = if insecure(&self.host) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{digest}",
+            reference.resolve_registry(),
+            reference.repository()
+        );
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.timeouts.connect)
+            .build()
+            .map_err(|e| RegistryError {
+                image: repository.to_string(),
+                what: format!("deleting {digest}"),
+                message: with_causes(&e),
+                not_found: false,
+            })?;
+        let scope = format!("repository:{}:delete", reference.repository());
+        let (http, url, scope) = (&http, &url, &scope);
+        let what = format!("deleting {digest}");
+        let answer = self
+            .retry(repository, &what, false, |_, _, _| async move {
+                self.delete_once(http, url, scope).await
+            })
+            .await?;
+        let refused = |message: String| RegistryError {
+            image: repository.to_string(),
+            what: what.clone(),
+            message,
+            not_found: false,
+        };
+        match answer {
+            DeleteAnswer::Deleted => Ok(true),
+            DeleteAnswer::Gone => Ok(false),
+            DeleteAnswer::NotAllowed => Err(refused(format!(
+                "405 Method Not Allowed: {} does not allow deleting manifests (distribution: \
+                 `storage: delete: enabled: true`, or REGISTRY_STORAGE_DELETE_ENABLED=true)",
+                self.host
+            ))),
+            DeleteAnswer::Refused(code) => Err(refused(format!(
+                "{code}: {} may not delete from {}/{} (credentials with the right to delete \
+                 are needed: `docker login {}`, or --registry-config)",
+                match &self.credentials {
+                    None => "anonymous access".to_string(),
+                    Some(c) if c.identity_token().is_some() => "the identity token".to_string(),
+                    Some(c) => c.username.clone(),
+                },
+                self.host,
+                reference.repository(),
+                self.host
+            ))),
+        }
+    }
+
+    /// One `DELETE`: with the basic credentials, or, when the registry answers with a
+    /// `Bearer` challenge, with a token for the `delete` action. Failures that may pass are
+    /// errors (retried); the registry's refusals are answers.
+    async fn delete_once(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        scope: &str,
+    ) -> oci_client::errors::Result<DeleteAnswer> {
+        use oci_client::errors::OciDistributionError as E;
+        let basic = self
+            .credentials
+            .as_ref()
+            .filter(|c| c.identity_token().is_none())
+            .map(|c| (c.username.as_str(), c.password.as_str()));
+        let accept = MANIFEST_TYPES.join(", ");
+        let request = || {
+            http.delete(url)
+                .header(http::header::ACCEPT, accept.as_str())
+        };
+        let mut response = match basic {
+            Some((user, password)) => request().basic_auth(user, Some(password)),
+            None => request(),
+        }
+        .send()
+        .await?;
+        if response.status() == http::StatusCode::UNAUTHORIZED
+            && let Some(challenge) = response
+                .headers()
+                .get(http::header::WWW_AUTHENTICATE)
+                .and_then(|h| h.to_str().ok())
+                .and_then(token::bearer_challenge)
+        {
+            let scopes = [scope.to_string()];
+            let access = match &self.identity {
+                Some(identity) => {
+                    token::exchange(http, &challenge, &scopes, &identity.refresh_token).await
+                }
+                None => token::fetch(http, &challenge, &scopes, basic).await,
+            };
+            match access {
+                Ok(access) => response = request().bearer_auth(&access.token).send().await?,
+                Err(_) => return Ok(DeleteAnswer::Refused(401)),
+            }
+        }
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => Ok(DeleteAnswer::Deleted),
+            404 => Ok(DeleteAnswer::Gone),
+            401 | 403 => Ok(DeleteAnswer::Refused(status)),
+            405 => Ok(DeleteAnswer::NotAllowed),
+            code => {
+                let body = response.text().await.unwrap_or_default();
+                Err(E::ServerError {
+                    code,
+                    url: url.into(),
+                    message: body.chars().take(200).collect(),
+                })
+            }
+        }
+    }
+}
+
+/// What a registry answered to a `DELETE` of a manifest.
+enum DeleteAnswer {
+    Deleted,
+    /// 404: it does not have it (any more).
+    Gone,
+    /// 405: deleting is turned off.
+    NotAllowed,
+    /// 401 or 403: not with these credentials.
+    Refused(u16),
+}
+
 fn reqwest_header(media_type: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(media_type).unwrap_or_else(|_| {
         http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json")

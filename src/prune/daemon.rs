@@ -1,0 +1,216 @@
+//! The daemon part of `imagespec prune`: dockerd's dependency images (`deps-*` tags, made
+//! when dockerd builds a dependency image before pushing it) that no local image of their
+//! repository uses, decided by [`super::decide`] as in the registry (an image uses a set by
+//! its inputs label or by starting with its layers; image ids stand for digests), and the
+//! working tags (`<deps tag>-unlabelled-<pid>-<n>`) of builds that ended: tagged more than
+//! a day ago and not being made by a run on this machine ([`crate::lock::is_held`]). Tags
+//! are removed without force: dockerd refuses while a container uses the image, and an
+//! image stays while another tag names it.
+
+use super::decide::{self, Manifest, Tagged, Target};
+use super::{Item, Note, Place, PruneOptions, Report};
+use crate::backend::docker::{DockerDaemon, LocalImage};
+use crate::explain::{INPUTS_LABEL, Inputs};
+use std::collections::{BTreeMap, HashMap};
+
+/// How long a working tag may live before it counts as left behind.
+const WORKING_TAG_AGE: i64 = 24 * 3600;
+
+/// Whether `tag` is a build's working tag of a dependency image.
+pub fn is_working_tag(tag: &str) -> bool {
+    decide::dependency_set(tag).is_some() && tag.contains("-unlabelled-")
+}
+
+/// Whether a working tag last tagged at `tagged` (Unix seconds) is left behind at `now`.
+pub fn working_tag_is_stale(tagged: i64, now: i64, held: bool) -> bool {
+    !held && now - tagged > WORKING_TAG_AGE
+}
+
+/// Prunes the dependency images of `repositories` in dockerd (every repository when
+/// empty), into `report`.
+pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut Report) {
+    let note = |group: &str, message: String, cannot_tell: bool| Note {
+        place: Place::Daemon,
+        group: group.to_string(),
+        message,
+        cannot_tell,
+    };
+    let daemon = match DockerDaemon::connect(options.timeouts).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.notes.push(note("", format!("skipped: {e}"), false));
+            return;
+        }
+    };
+    let images = match daemon.images().await {
+        Ok(images) => images,
+        Err(e) => {
+            report.notes.push(note(daemon.host(), e, true));
+            return;
+        }
+    };
+    let mut by_repository: BTreeMap<String, Vec<(String, &LocalImage)>> = BTreeMap::new();
+    for image in &images {
+        for full in &image.tags {
+            let (repository, tag) = crate::registry::split_tag(full);
+            let Some(tag) = tag else { continue };
+            if repositories.is_empty() || repositories.contains(&repository) {
+                by_repository
+                    .entry(repository.to_string())
+                    .or_default()
+                    .push((tag.to_string(), image));
+            }
+        }
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (repository, tags) in by_repository {
+        if !tags
+            .iter()
+            .any(|(t, _)| decide::dependency_set(t).is_some())
+        {
+            continue;
+        }
+        let mut layers: HashMap<&str, Result<(Vec<String>, Option<i64>), String>> = HashMap::new();
+        for (_, image) in &tags {
+            if !layers.contains_key(image.id.as_str()) {
+                let got = daemon.layers_and_last_tagged(&image.id).await;
+                layers.insert(&image.id, got);
+            }
+        }
+        let mut tagged = Vec::new();
+        let mut items = Vec::new();
+        for (tag, image) in &tags {
+            let full = format!("{repository}:{tag}");
+            let facts = layers[image.id.as_str()].clone();
+            if is_working_tag(tag) {
+                let set = decide::dependency_set(tag).unwrap_or_default();
+                let held = crate::lock::is_held(&format!("{repository}:{set}"));
+                let last = facts
+                    .as_ref()
+                    .ok()
+                    .and_then(|(_, t)| *t)
+                    .unwrap_or(image.created);
+                if working_tag_is_stale(last, now, held) {
+                    items.push(working_item(&repository, &full, image, last));
+                    continue;
+                }
+                // A build is at it: its image counts as a use, like any other tag's.
+            }
+            let target = facts.map(|(layers, _)| Target {
+                digest: image.id.clone(),
+                index: false,
+                manifests: vec![Manifest {
+                    digest: image.id.clone(),
+                    config: None,
+                    layers: layers
+                        .into_iter()
+                        .map(|digest| decide::Blob { digest, size: 0 })
+                        .collect(),
+                }],
+                created: Some(image.created),
+                dependency_images: dependency_tag(image, &repository).into_iter().collect(),
+            });
+            tagged.push(Tagged {
+                tag: tag.clone(),
+                target,
+            });
+        }
+        let decisions = decide::decide(&tagged, options.keep);
+        let sizes: HashMap<&str, u64> = tags.iter().map(|(_, i)| (i.id.as_str(), i.size)).collect();
+        let mut sets = super::set_items(Place::Daemon, &repository, &decisions, |d| {
+            let ids: std::collections::BTreeSet<&str> = tags
+                .iter()
+                .filter(|(t, _)| d.tags.contains(t))
+                .map(|(_, i)| i.id.as_str())
+                .collect();
+            Some(ids.iter().map(|id| sizes[id]).sum())
+        });
+        for item in &mut sets {
+            // In dockerd tags are removed, not ids: list the full tags.
+            item.tags = item
+                .tags
+                .iter()
+                .map(|t| format!("{repository}:{t}"))
+                .collect();
+            item.digests = tags
+                .iter()
+                .filter(|(t, _)| item.tags.contains(&format!("{repository}:{t}")))
+                .map(|(_, i)| i.id.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if item.remove {
+                item.reason = "used by no local image of the repository".into();
+            }
+        }
+        items.extend(sets);
+        if !options.dry_run {
+            for item in items.iter_mut().filter(|i| i.remove) {
+                let tags = if item.tags.is_empty() {
+                    vec![item.what.clone()]
+                } else {
+                    item.tags.clone()
+                };
+                let mut failed = None;
+                for tag in &tags {
+                    if let Err(e) = daemon.remove_tag(tag).await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                item.done = failed.is_none();
+                item.error = failed;
+            }
+        }
+        report.items.extend(items);
+    }
+}
+
+/// The dependency tag (in `repository`) the inputs label of `image` names.
+fn dependency_tag(image: &LocalImage, repository: &str) -> Option<String> {
+    let label = image.labels.get(INPUTS_LABEL)?;
+    let dependency = Inputs::from_label(label).ok()?.dependency_image?;
+    super::registry::dependency_tag_in(&dependency, repository)
+}
+
+fn working_item(repository: &str, full: &str, image: &LocalImage, tagged: i64) -> Item {
+    Item {
+        place: Place::Daemon,
+        group: repository.to_string(),
+        what: full.to_string(),
+        kind: "working tag".into(),
+        tags: vec![],
+        digests: vec![image.id.clone()],
+        created: super::rfc3339(image.created),
+        size: Some(image.size),
+        freed: None,
+        remove: true,
+        reason: format!(
+            "a build's working tag, tagged {} and not being built here",
+            super::rfc3339(tagged).unwrap_or_else(|| "long ago".into())
+        ),
+        kept: None,
+        done: false,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_tags_go_a_day_after_their_build_unless_a_run_holds_them() {
+        let key = "deps-0123456789abcdef0123456789abcdef";
+        assert!(is_working_tag(&format!("{key}-unlabelled-4242-0badcafe")));
+        assert!(is_working_tag(&format!(
+            "{key}-linux-arm64-unlabelled-4242-0badcafe"
+        )));
+        assert!(!is_working_tag(key));
+        assert!(!is_working_tag("v1-unlabelled-1-2"));
+        let now = 1_000_000;
+        assert!(!working_tag_is_stale(now - 3600, now, false));
+        assert!(working_tag_is_stale(now - 2 * 86400, now, false));
+        assert!(!working_tag_is_stale(now - 2 * 86400, now, true));
+    }
+}
