@@ -62,8 +62,10 @@ pub enum Command {
     ///
     /// - registry (the repositories of SPEC's images and nested base specs, and each
     ///   --repository): `deps-*` tags (dependency images of the fast path, with their
-    ///   per-platform tags) that no image tag of the repository uses — by its
-    ///   `org.imagespec.inputs` label, or by starting with the dependency image's layers.
+    ///   per-platform tags) that no image tag of the repository uses: its
+    ///   `org.imagespec.inputs` label names the dependency image, or (an image without the
+    ///   label: older builds, flytekit's builder) its layers start with the dependency
+    ///   image's.
     ///   Deleting in a registry deletes a manifest by digest, with every tag naming it: a
     ///   manifest another kept tag names (also as an index entry) is never deleted. When an
     ///   image tag cannot be read, nothing is removed (exit 3). The registry must allow

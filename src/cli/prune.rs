@@ -189,18 +189,29 @@ fn summary(report: &Report, verb: &str) -> String {
         let bytes = items.iter().map(|i| i.freed.or(i.size).unwrap_or(0)).sum();
         (items.len(), bytes)
     };
-    let (r, r_bytes) = removed(Place::Registry);
-    let (d, d_bytes) = removed(Place::Daemon);
-    let (c, c_bytes) = removed(Place::Cache);
+    let mut parts = Vec::new();
+    let (n, bytes) = removed(Place::Registry);
+    if n > 0 {
+        parts.push(format!(
+            "{n} dependency image(s) in registries (up to {} freed by their garbage \
+             collection)",
+            size(bytes)
+        ));
+    }
+    let (n, bytes) = removed(Place::Daemon);
+    if n > 0 {
+        parts.push(format!("{n} image(s) in dockerd ({})", size(bytes)));
+    }
+    let (n, bytes) = removed(Place::Cache);
+    if n > 0 {
+        parts.push(format!("{n} cache entries ({})", size(bytes)));
+    }
     let kept = report.items.iter().filter(|i| !i.remove).count();
-    let mut text = format!(
-        "{verb}: {r} dependency image(s) in registries (up to {} freed by their garbage \
-         collection), {d} in dockerd ({}), {c} cache entries ({}); kept {kept}",
-        size(r_bytes),
-        size(d_bytes),
-        size(c_bytes)
-    );
-    if report.dry_run && r + d + c > 0 {
+    if parts.is_empty() {
+        return format!("nothing to remove; kept {kept}");
+    }
+    let mut text = format!("{verb}: {}; kept {kept}", parts.join(", "));
+    if report.dry_run {
         text.push_str(". Run without --dry-run to remove them.");
     }
     text

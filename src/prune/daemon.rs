@@ -1,7 +1,8 @@
 //! The daemon part of `imagespec prune`: dockerd's dependency images (`deps-*` tags, made
 //! when dockerd builds a dependency image before pushing it) that no local image of their
-//! repository uses, decided by [`super::decide`] as in the registry (an image uses a set by
-//! its inputs label or by starting with its layers; image ids stand for digests), and the
+//! repository uses, decided by [`super::decide`] as in the registry (an image uses the set
+//! its inputs label names, or, without a label, those whose layers it starts with; image
+//! ids stand for digests), and the
 //! working tags (`<deps tag>-unlabelled-<pid>-<n>`) of builds that ended: tagged more than
 //! a day ago and not being made by a run on this machine ([`crate::lock::is_held`]). Tags
 //! are removed without force: dockerd refuses while a container uses the image, and an
@@ -10,15 +11,18 @@
 use super::decide::{self, Manifest, Tagged, Target};
 use super::{Item, Note, Place, PruneOptions, Report};
 use crate::backend::docker::{DockerDaemon, LocalImage};
+use crate::context::DEPENDENCY_LABEL;
 use crate::explain::{INPUTS_LABEL, Inputs};
 use std::collections::{BTreeMap, HashMap};
 
 /// How long a working tag may live before it counts as left behind.
 const WORKING_TAG_AGE: i64 = 24 * 3600;
 
-/// Whether `tag` is a build's working tag of a dependency image.
-pub fn is_working_tag(tag: &str) -> bool {
-    decide::dependency_set(tag).is_some() && tag.contains("-unlabelled-")
+/// The dependency set of a build's working tag (`<deps tag>-unlabelled-<pid>-<n>`), if
+/// `tag` is one.
+pub fn working_tag_set(tag: &str) -> Option<&str> {
+    let (deps, _) = tag.split_once(decide::WORKING_TAG_MARK)?;
+    decide::dependency_set(deps)
 }
 
 /// Whether a working tag last tagged at `tagged` (Unix seconds) is left behind at `now`.
@@ -82,8 +86,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
         for (tag, image) in &tags {
             let full = format!("{repository}:{tag}");
             let facts = layers[image.id.as_str()].clone();
-            if is_working_tag(tag) {
-                let set = decide::dependency_set(tag).unwrap_or_default();
+            if let Some(set) = working_tag_set(tag) {
                 let held = crate::lock::is_held(&format!("{repository}:{set}"));
                 let last = facts
                     .as_ref()
@@ -94,7 +97,8 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
                     items.push(working_item(&repository, &full, image, last));
                     continue;
                 }
-                // A build is at it: its image counts as a use, like any other tag's.
+                // A build is at it: its image uses the set (by its layers: it has no
+                // label yet), like any image tag.
             }
             let target = facts.map(|(layers, _)| Target {
                 digest: image.id.clone(),
@@ -109,6 +113,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
                 }],
                 created: Some(image.created),
                 dependency_images: dependency_tag(image, &repository).into_iter().collect(),
+                is_dependency: image.labels.contains_key(DEPENDENCY_LABEL),
             });
             tagged.push(Tagged {
                 tag: tag.clone(),
@@ -202,12 +207,16 @@ mod tests {
     #[test]
     fn working_tags_go_a_day_after_their_build_unless_a_run_holds_them() {
         let key = "deps-0123456789abcdef0123456789abcdef";
-        assert!(is_working_tag(&format!("{key}-unlabelled-4242-0badcafe")));
-        assert!(is_working_tag(&format!(
-            "{key}-linux-arm64-unlabelled-4242-0badcafe"
-        )));
-        assert!(!is_working_tag(key));
-        assert!(!is_working_tag("v1-unlabelled-1-2"));
+        assert_eq!(
+            working_tag_set(&format!("{key}-unlabelled-4242-0badcafe")),
+            Some(key)
+        );
+        assert_eq!(
+            working_tag_set(&format!("{key}-linux-arm64-unlabelled-4242-0badcafe")),
+            Some(key)
+        );
+        assert_eq!(working_tag_set(key), None);
+        assert_eq!(working_tag_set("v1-unlabelled-1-2"), None);
         let now = 1_000_000;
         assert!(!working_tag_is_stale(now - 3600, now, false));
         assert!(working_tag_is_stale(now - 2 * 86400, now, false));

@@ -6,11 +6,12 @@
 //! dependency key) and the tags that extend it (`deps-<key>-linux-arm64`: one platform's
 //! manifest of a multi-platform dependency index). Every other tag is an *image tag*; image
 //! tags are never removed. A set is *used* when an image tag's inputs label
-//! (`org.imagespec.inputs`, [`crate::explain`]) names it, or when an image of an image tag
-//! starts with the layers of one of the set's images (the fast path appends one layer to
-//! the dependency image; images built before the label existed, or by flytekit's own
-//! builder, are recognised by their layers alone). An unused set is removed unless it is
-//! among the `keep` most recently created unused ones.
+//! (`org.imagespec.inputs`, [`crate::explain`]) names it; an image tag without such a label
+//! (built before the label existed, by flytekit's own builder, or copied from another
+//! repository) uses every set whose layers its images start with — conservative, since
+//! dependency images that differ only in their config (`env`) have the same layers — unless
+//! it is a dependency image itself under another tag (it only shares their layers). An
+//! unused set is removed unless it is among the `keep` most recently created unused ones.
 //!
 //! The distribution API deletes manifests, not tags: `DELETE /v2/<name>/manifests/<digest>`
 //! removes every tag that names the digest. So a set whose tags name a digest that a kept
@@ -23,9 +24,18 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The prefix of dependency tags.
 pub const DEPENDENCY_TAG_PREFIX: &str = "deps-";
 
-/// The dependency set `tag` belongs to (`deps-<32 hex>`), if it is a dependency tag.
+/// What a build's working tag of a dependency image has after the dependency tag
+/// (dockerd only: `<deps tag>-unlabelled-<pid>-<n>`, see `crate::build`).
+pub const WORKING_TAG_MARK: &str = "-unlabelled-";
+
+/// The dependency set `tag` belongs to (`deps-<32 hex>`), if it is a dependency tag. A
+/// build's working tag ([`WORKING_TAG_MARK`]) is none: it is the build in progress, an
+/// image that uses the set.
 pub fn dependency_set(tag: &str) -> Option<&str> {
     const LEN: usize = DEPENDENCY_TAG_PREFIX.len() + 32;
+    if tag.contains(WORKING_TAG_MARK) {
+        return None;
+    }
     let key = tag.get(..LEN)?;
     let hex = key.strip_prefix(DEPENDENCY_TAG_PREFIX)?;
     let is_hex = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -74,6 +84,9 @@ pub struct Target {
     pub created: Option<i64>,
     /// The dependency tags (in this repository) its inputs label names.
     pub dependency_images: Vec<String>,
+    /// It is a dependency image itself (its config has imagespec's dependency label): a
+    /// copy of one under another tag uses no set, it only shares their layers.
+    pub is_dependency: bool,
 }
 
 /// A tag of the repository and what it points at, or why that could not be read.
@@ -396,16 +409,20 @@ fn uses_of(key: &str, members: &[&Tagged], images: &[(&str, &Target)]) -> Vec<Us
         if targets.iter().any(|t| t.digest == target.digest) {
             continue;
         }
-        let by = if target
-            .dependency_images
-            .iter()
-            .any(|d| dependency_set(d) == Some(key))
-        {
-            Some(UseKind::Label)
-        } else if target
-            .manifests
-            .iter()
-            .any(|m| deps.iter().any(|d| m.starts_with(d)))
+        // A label is the image's own word: dependency images that differ only in their
+        // config (`env`, `entrypoint`) have the same layers, so layers decide only for
+        // images without one.
+        let by = if !target.dependency_images.is_empty() {
+            target
+                .dependency_images
+                .iter()
+                .any(|d| dependency_set(d) == Some(key))
+                .then_some(UseKind::Label)
+        } else if !target.is_dependency
+            && target
+                .manifests
+                .iter()
+                .any(|m| deps.iter().any(|d| m.starts_with(d)))
         {
             Some(UseKind::Layers)
         } else {
@@ -455,6 +472,7 @@ mod tests {
                 manifests: vec![manifest(digest, layers)],
                 created,
                 dependency_images: vec![],
+                is_dependency: false,
             }),
         }
     }
@@ -475,6 +493,7 @@ mod tests {
                 manifests: entries,
                 created,
                 dependency_images: vec![],
+                is_dependency: false,
             }),
         }
     }
@@ -507,7 +526,8 @@ mod tests {
         assert_eq!(dependency_set(&format!("{key}-linux-arm64")), Some(key));
         assert_eq!(
             dependency_set(&format!("{key}-unlabelled-12-0000abcd")),
-            Some(key)
+            None,
+            "a working tag is an image using the set, not part of it"
         );
         for not in [
             "deps-foo",
@@ -534,6 +554,12 @@ mod tests {
                 image("v3", "sha256:i3", &["base", "other", "src"], Some(5)),
                 K3,
             ),
+            // Labelled with K3 too, and its layers also start with K1's (K1 and K3 differ
+            // only in their config, say): the label decides.
+            labelled(
+                image("v3b", "sha256:i3b", &["base", "pkgs1", "src"], Some(6)),
+                K3,
+            ),
         ];
         let d = decide(&tags, 0);
         assert_eq!(verdict(&d, K1), &removes(&["sha256:d1"]));
@@ -552,14 +578,37 @@ mod tests {
             verdict(&d, K3),
             &Verdict::Keep {
                 because: Kept::UsedBy {
-                    uses: vec![Use {
-                        tag: "v3".into(),
-                        by: UseKind::Label
-                    }]
+                    uses: vec![
+                        Use {
+                            tag: "v3".into(),
+                            by: UseKind::Label
+                        },
+                        Use {
+                            tag: "v3b".into(),
+                            by: UseKind::Label
+                        }
+                    ]
                 }
             }
         );
         assert_eq!(d.len(), 3, "image tags are not decided on: never removed");
+    }
+
+    #[test]
+    fn a_copy_of_a_dependency_image_uses_no_set() {
+        // K1 and K2 differ in their config only (same layers); `copy` is K2's image pushed
+        // under another tag with another config digest (say, converted): its layers start
+        // with both, but it is a dependency image, not an image built on one.
+        let mut copy = image("copy", "sha256:c", &["base", "pkgs"], Some(3));
+        if let Ok(t) = &mut copy.target {
+            t.is_dependency = true;
+        }
+        let tags = [
+            image(K1, "sha256:d1", &["base", "pkgs"], Some(1)),
+            image(K2, "sha256:d2", &["base", "pkgs"], Some(2)),
+            copy,
+        ];
+        assert!(decide(&tags, 0).iter().all(SetDecision::removed));
     }
 
     #[test]

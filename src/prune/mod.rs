@@ -3,7 +3,8 @@
 //!
 //! - **Registry**: the dependency images (`<repository>:deps-<key>`, one per dependency set
 //!   and, for several platforms, an index with one tag per platform) that no image tag of
-//!   the repository uses ([`decide`]: by the inputs label or by layers); `keep` keeps the
+//!   the repository uses ([`decide`]: the inputs label names it, or an unlabelled image
+//!   starts with its layers); `keep` keeps the
 //!   most recently created unused ones. A manifest another kept tag names is never deleted.
 //! - **Daemon**: the same for dockerd's local `deps-*` tags (an image of the repository
 //!   uses one by label or layers), and working tags (`…-unlabelled-…`) left by builds

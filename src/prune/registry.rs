@@ -10,6 +10,7 @@
 //! about to go) keeps it.
 
 use super::decide::{self, Blob, Manifest, SetDecision, Tagged, Target, Verdict};
+use crate::context::DEPENDENCY_LABEL;
 use crate::explain::{INPUTS_LABEL, Inputs};
 use crate::registry::client::{RawManifest, RegistryClient, RegistryError};
 use futures_util::{StreamExt, stream};
@@ -27,6 +28,8 @@ pub struct ConfigFacts {
     pub created: Option<i64>,
     /// The dependency image (`registry/repository:deps-…`) its inputs label names.
     pub dependency_image: Option<String>,
+    /// It carries imagespec's dependency label: a dependency image.
+    pub is_dependency: bool,
 }
 
 /// Unix seconds of an RFC 3339 time (`2026-12-01T14:18:52.123456789Z`).
@@ -53,8 +56,9 @@ pub fn config_facts(config: &serde_json::Value) -> ConfigFacts {
         .filter_map(serde_json::Value::as_str)
         .filter_map(unix_seconds)
         .max();
-    let dependency_image = config
-        .pointer("/config/Labels")
+    let labels = config.pointer("/config/Labels");
+    let is_dependency = labels.and_then(|l| l.get(DEPENDENCY_LABEL)).is_some();
+    let dependency_image = labels
         .and_then(|l| l.get(INPUTS_LABEL))
         .and_then(serde_json::Value::as_str)
         .and_then(|label| Inputs::from_label(label).ok())
@@ -62,6 +66,7 @@ pub fn config_facts(config: &serde_json::Value) -> ConfigFacts {
     ConfigFacts {
         created,
         dependency_image,
+        is_dependency,
     }
 }
 
@@ -217,16 +222,18 @@ fn target_of(
     images: &[(String, Result<OciImageManifest, String>)],
     configs: &HashMap<String, Result<ConfigFacts, String>>,
 ) -> Result<Target, String> {
-    let is_dependency = decide::dependency_set(tag).is_some();
+    let dependency_tag = decide::dependency_set(tag).is_some();
     let mut manifests = Vec::new();
     let mut created = None;
     let mut dependency_images = Vec::new();
+    let mut is_dependency = false;
     for (digest, image) in images {
         let image = image.as_ref().map_err(Clone::clone)?;
         manifests.push(manifest_of(digest, image));
         match configs.get(&image.config.digest) {
             Some(Ok(facts)) => {
                 created = created.max(facts.created);
+                is_dependency |= facts.is_dependency;
                 if let Some(tag) = facts
                     .dependency_image
                     .as_deref()
@@ -235,7 +242,7 @@ fn target_of(
                     dependency_images.push(tag);
                 }
             }
-            Some(Err(e)) if !is_dependency => return Err(e.clone()),
+            Some(Err(e)) if !dependency_tag => return Err(e.clone()),
             _ => {}
         }
     }
@@ -245,6 +252,7 @@ fn target_of(
         manifests,
         created,
         dependency_images,
+        is_dependency,
     })
 }
 
@@ -351,6 +359,9 @@ mod tests {
             config_facts(&config).dependency_image.as_deref(),
             Some("localhost:5000/app:deps-1")
         );
+        assert!(!config_facts(&config).is_dependency);
+        let deps = json!({"config": {"Labels": {DEPENDENCY_LABEL: "1000 0 0 700"}}});
+        assert!(config_facts(&deps).is_dependency);
         // No label, a label that is not a record: nothing, and no error.
         assert_eq!(config_facts(&json!({"config": {}})).dependency_image, None);
         let garbage = json!({"config": {"Labels": {INPUTS_LABEL: "{"}}});
