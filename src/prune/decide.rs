@@ -252,7 +252,19 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
         verdicts.insert(key, kept);
     }
 
-    // The `keep` most recent unused ones stay.
+    // Digests kept tags name (with an index's entries), and which tag protects each.
+    let mut protected: BTreeMap<&str, &str> = BTreeMap::new();
+    for (tag, target) in &readable_images {
+        protect(&mut protected, tag, target);
+    }
+    for (key, verdict) in &verdicts {
+        if verdict.is_some() {
+            protect_set(&mut protected, &sets[key]);
+        }
+    }
+    keep_sharing(&mut verdicts, &sets, &mut protected);
+
+    // Of the sets that could go, the `keep` most recent stay (and what they name).
     let created = |key: &str| -> Option<i64> {
         sets[key]
             .iter()
@@ -268,56 +280,9 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
     unused.sort_by_key(|k| (std::cmp::Reverse(created(k)), *k));
     for key in unused.iter().take(keep) {
         verdicts.insert(key, Some(Kept::Recent { keep }));
+        protect_set(&mut protected, &sets[key]);
     }
-
-    // Digests kept tags name (with an index's entries), and which tag protects each.
-    let mut protected: BTreeMap<&str, &str> = BTreeMap::new();
-    fn add<'a>(protected: &mut BTreeMap<&'a str, &'a str>, tag: &'a str, target: &'a Target) {
-        protected.entry(&target.digest).or_insert(tag);
-        for m in &target.manifests {
-            protected.entry(&m.digest).or_insert(tag);
-        }
-    }
-    for (tag, target) in &readable_images {
-        add(&mut protected, tag, target);
-    }
-    for (key, verdict) in &verdicts {
-        if verdict.is_some() {
-            for t in &sets[key] {
-                if let Ok(target) = &t.target {
-                    add(&mut protected, &t.tag, target);
-                }
-            }
-        }
-    }
-    // A set whose tag names a protected digest is kept, which protects its own digests:
-    // repeated until nothing changes.
-    loop {
-        let mut changed = false;
-        for (key, verdict) in verdicts.iter_mut() {
-            if verdict.is_some() {
-                continue;
-            }
-            let shared = sets[key].iter().find_map(|t| {
-                let digest = &t.target.as_ref().ok()?.digest;
-                protected
-                    .get(digest.as_str())
-                    .map(|tag| (digest.clone(), tag.to_string()))
-            });
-            if let Some((digest, tag)) = shared {
-                *verdict = Some(Kept::SharesDigest { digest, tag });
-                for t in &sets[key] {
-                    if let Ok(target) = &t.target {
-                        add(&mut protected, &t.tag, target);
-                    }
-                }
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
+    keep_sharing(&mut verdicts, &sets, &mut protected);
 
     // Blobs of kept manifests: what removing a set cannot free.
     let mut kept_blobs: BTreeSet<&str> = BTreeSet::new();
@@ -389,6 +354,53 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
         });
     }
     out
+}
+
+/// Marks the digests `target` (tagged `tag`) names as protected by `tag`.
+fn protect<'a>(protected: &mut BTreeMap<&'a str, &'a str>, tag: &'a str, target: &'a Target) {
+    protected.entry(&target.digest).or_insert(tag);
+    for m in &target.manifests {
+        protected.entry(&m.digest).or_insert(tag);
+    }
+}
+
+fn protect_set<'a>(protected: &mut BTreeMap<&'a str, &'a str>, members: &[&'a Tagged]) {
+    for t in members {
+        if let Ok(target) = &t.target {
+            protect(protected, &t.tag, target);
+        }
+    }
+}
+
+/// Keeps every undecided set whose tag names a protected digest, which protects its own
+/// digests in turn: repeated until nothing changes.
+fn keep_sharing<'a>(
+    verdicts: &mut BTreeMap<&'a str, Option<Kept>>,
+    sets: &BTreeMap<&'a str, Vec<&'a Tagged>>,
+    protected: &mut BTreeMap<&'a str, &'a str>,
+) {
+    loop {
+        let mut changed = false;
+        for (key, verdict) in verdicts.iter_mut() {
+            if verdict.is_some() {
+                continue;
+            }
+            let shared = sets[key].iter().find_map(|t| {
+                let digest = &t.target.as_ref().ok()?.digest;
+                protected
+                    .get(digest.as_str())
+                    .map(|tag| (digest.clone(), tag.to_string()))
+            });
+            if let Some((digest, tag)) = shared {
+                *verdict = Some(Kept::SharesDigest { digest, tag });
+                protect_set(protected, &sets[key]);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
 }
 
 fn blobs(m: &Manifest) -> impl Iterator<Item = &Blob> {
@@ -630,6 +642,40 @@ mod tests {
         assert!(!d.iter().find(|s| s.set == K1).unwrap().removed());
         assert!(d.iter().find(|s| s.set == K3).unwrap().removed());
         assert!(decide(&tags, 5).iter().all(|s| !s.removed()));
+    }
+
+    #[test]
+    fn keep_n_counts_only_sets_that_could_go() {
+        // K3 is the newest unused set, but a tag of the user's names it: kept anyway, it
+        // does not take --keep 1's place, which goes to K1.
+        let tags = [
+            image(K1, "sha256:d1", &["a"], Some(1)),
+            image(K2, "sha256:d2", &["b"], Some(0)),
+            image(K3, "sha256:d3", &["c"], Some(9)),
+            image("mine", "sha256:d3", &["c"], Some(9)),
+        ];
+        let d = decide(&tags, 1);
+        assert!(matches!(
+            verdict(&d, K3),
+            Verdict::Keep {
+                because: Kept::SharesDigest { .. }
+            }
+        ));
+        assert_eq!(
+            verdict(&d, K1),
+            &Verdict::Keep {
+                because: Kept::Recent { keep: 1 }
+            }
+        );
+        assert!(d.iter().find(|s| s.set == K2).unwrap().removed());
+
+        // A set kept by --keep protects a set on the same digest.
+        let tags = [
+            image(K1, "sha256:same", &["a"], Some(5)),
+            image(K2, "sha256:same", &["a"], Some(1)),
+        ];
+        let d = decide(&tags, 1);
+        assert!(d.iter().all(|s| !s.removed()), "{d:?}");
     }
 
     #[test]
