@@ -335,6 +335,17 @@ fn registry_prune_removes_only_unused_dependency_images() {
         .chain(["mine".to_string()])
         .collect();
     assert_eq!(before, expected);
+    // The tag list page by page (`?n=2&last=…`) is the whole list.
+    let paged = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let client = imagespec::registry::session(&env.registry, None, Default::default())
+                .expect("session");
+            client.tags_in_pages(&repository, 2).await
+        })
+        .expect("tags");
+    assert_eq!(paged.len(), 5, "{paged:?}");
+    assert_eq!(paged.into_iter().collect::<BTreeSet<_>>(), before);
 
     // A dry run lists and deletes nothing.
     let (code, report) = project.prune(&env, Some(NOWHERE), &["--dry-run"]);

@@ -554,6 +554,15 @@ pub struct LocalImage {
     pub size: u64,
 }
 
+/// What `GET /images/{id}/json` tells `imagespec prune`.
+#[derive(Debug, Clone)]
+pub struct ImageLayers {
+    /// Diff ids, base first.
+    pub layers: Vec<String>,
+    /// Unix seconds; `None` when dockerd does not say.
+    pub last_tagged: Option<i64>,
+}
+
 impl DockerDaemon {
     /// Every tagged image (`GET /images/json`).
     pub async fn images(&self) -> Result<Vec<LocalImage>, String> {
@@ -579,12 +588,8 @@ impl DockerDaemon {
             .collect())
     }
 
-    /// An image's layers (diff ids, base first) and when it was last tagged on this daemon
-    /// (Unix seconds; `None` when dockerd does not say).
-    pub async fn layers_and_last_tagged(
-        &self,
-        image: &str,
-    ) -> Result<(Vec<String>, Option<i64>), String> {
+    /// An image's layers and when it was last tagged on this daemon.
+    pub async fn image_layers(&self, image: &str) -> Result<ImageLayers, String> {
         let inspected = self
             .client
             .inspect_image(image)
@@ -597,7 +602,10 @@ impl DockerDaemon {
             .map(|t| t.unix_timestamp())
             // dockerd writes the zero time for an image never tagged here.
             .filter(|t| *t > 0);
-        Ok((layers, last_tagged))
+        Ok(ImageLayers {
+            layers,
+            last_tagged,
+        })
     }
 
     /// Removes the tag `image` (`DELETE /images/{image}`, never forced: dockerd refuses

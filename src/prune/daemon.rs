@@ -10,7 +10,7 @@
 
 use super::decide::{self, Manifest, Tagged, Target};
 use super::{Item, Note, Place, PruneOptions, Report};
-use crate::backend::docker::{DockerDaemon, LocalImage};
+use crate::backend::docker::{DockerDaemon, ImageLayers, LocalImage};
 use crate::context::DEPENDENCY_LABEL;
 use crate::explain::{INPUTS_LABEL, Inputs};
 use std::collections::{BTreeMap, HashMap};
@@ -74,10 +74,10 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
         {
             continue;
         }
-        let mut layers: HashMap<&str, Result<(Vec<String>, Option<i64>), String>> = HashMap::new();
+        let mut layers: HashMap<&str, Result<ImageLayers, String>> = HashMap::new();
         for (_, image) in &tags {
             if !layers.contains_key(image.id.as_str()) {
-                let got = daemon.layers_and_last_tagged(&image.id).await;
+                let got = daemon.image_layers(&image.id).await;
                 layers.insert(&image.id, got);
             }
         }
@@ -91,7 +91,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
                 let last = facts
                     .as_ref()
                     .ok()
-                    .and_then(|(_, t)| *t)
+                    .and_then(|f| f.last_tagged)
                     .unwrap_or(image.created);
                 if working_tag_is_stale(last, now, held) {
                     items.push(working_item(&repository, &full, image, last));
@@ -100,13 +100,14 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
                 // A build is at it: its image uses the set (by its layers: it has no
                 // label yet), like any image tag.
             }
-            let target = facts.map(|(layers, _)| Target {
+            let target = facts.map(|facts| Target {
                 digest: image.id.clone(),
                 index: false,
                 manifests: vec![Manifest {
                     digest: image.id.clone(),
                     config: None,
-                    layers: layers
+                    layers: facts
+                        .layers
                         .into_iter()
                         .map(|digest| decide::Blob { digest, size: 0 })
                         .collect(),
