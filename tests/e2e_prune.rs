@@ -462,6 +462,98 @@ fn daemon_prune_removes_local_dependency_images_only() {
     );
 }
 
+/// Deletes go with the registry's credentials: with a password on a basic-auth registry;
+/// on a token registry whose token server grants no `delete`, the refusal says who may not
+/// delete what, exit 1, and the tag stays.
+#[test]
+fn deletes_use_the_credentials_and_a_refusal_is_exit_1() {
+    let Some(_) = services() else { return };
+    let file =
+        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+            .unwrap_or_else(|| panic!("{key} in {file}"))
+    };
+    let busybox = get("IMAGESPEC_E2E_BUSYBOX");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unused = "deps-00000000000000000000000000000001";
+    for (registry, user, password, refused) in [
+        (
+            get("IMAGESPEC_E2E_AUTH_REGISTRY"),
+            get("IMAGESPEC_E2E_AUTH_USER"),
+            get("IMAGESPEC_E2E_AUTH_PASSWORD"),
+            false,
+        ),
+        (
+            get("IMAGESPEC_E2E_TOKEN_REGISTRY"),
+            get("IMAGESPEC_E2E_TOKEN_RW_USER"),
+            get("IMAGESPEC_E2E_TOKEN_RW_PASSWORD"),
+            true,
+        ),
+    ] {
+        let repository = format!("{registry}/h-prune-auth-{}", run_id());
+        let creds = format!("{user}:{password}");
+        let out = skopeo(&[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("docker://{busybox}"),
+            &format!("docker://{repository}:{unused}"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = dir.path().join(&user);
+        std::fs::create_dir_all(&config).expect("mkdir");
+        let auth = base64_encode(creds.as_bytes());
+        std::fs::write(
+            config.join("config.json"),
+            format!(r#"{{"auths": {{"{registry}": {{"auth": "{auth}"}}}}}}"#),
+        )
+        .expect("config");
+        let out = Command::cargo_bin("imagespec")
+            .expect("binary")
+            .env("IMAGESPEC_CACHE_DIR", dir.path().join("cache"))
+            .args(["prune", "--registry", "--repository", &repository])
+            .arg("--registry-config")
+            .arg(config.join("config.json"))
+            .output()
+            .expect("prune");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let listed = skopeo(&[
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{repository}"),
+        ]);
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        if refused {
+            assert_eq!(out.status.code(), Some(1), "{stdout}");
+            assert!(
+                stdout.contains(&format!("{user} may not delete from {repository}")),
+                "{stdout}"
+            );
+            assert!(listed.contains(unused), "the tag stays: {listed}");
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{stdout}");
+            assert!(!listed.contains(unused), "deleted: {listed}");
+        }
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// The cache part: a scratch file of a killed run goes; uv's cache stays unless asked.
 #[test]
 fn cache_prune_removes_leftovers_and_keeps_the_uv_cache() {

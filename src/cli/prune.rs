@@ -74,7 +74,8 @@ fn options(args: &PruneArgs) -> Result<PruneOptions, Error> {
         Places {
             registry: args.registry,
             daemon: args.daemon,
-            cache: args.cache,
+            // `--registry --uv-cache` asks for the uv cache too.
+            cache: args.cache || args.uv_cache,
         }
     } else {
         Places::all()
@@ -207,10 +208,16 @@ fn summary(report: &Report, verb: &str) -> String {
         parts.push(format!("{n} cache entries ({})", size(bytes)));
     }
     let kept = report.items.iter().filter(|i| !i.remove).count();
+    let failed = report.items.iter().filter(|i| i.error.is_some()).count();
+    let failed = if failed > 0 {
+        format!("; FAILED to remove {failed} (see above)")
+    } else {
+        String::new()
+    };
     if parts.is_empty() {
-        return format!("nothing to remove; kept {kept}");
+        return format!("nothing {verb}; kept {kept}{failed}");
     }
-    let mut text = format!("{verb}: {}; kept {kept}", parts.join(", "));
+    let mut text = format!("{verb}: {}; kept {kept}{failed}", parts.join(", "));
     if report.dry_run {
         text.push_str(". Run without --dry-run to remove them.");
     }

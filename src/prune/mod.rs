@@ -249,6 +249,16 @@ pub async fn run(options: &PruneOptions) -> Result<Report, crate::Error> {
         notes: Vec::new(),
     };
     if options.places.registry {
+        if options.repositories.is_empty() {
+            report.notes.push(Note {
+                place: Place::Registry,
+                group: String::new(),
+                message: "no repository named (a SPEC with a `registry`, or --repository \
+                          REGISTRY/NAME): no registry looked at"
+                    .into(),
+                cannot_tell: false,
+            });
+        }
         for target in &options.repositories {
             prune_repository(target, options, &mut report).await?;
         }
