@@ -148,6 +148,13 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
             if item.remove {
                 item.reason = "used by no local image of the repository".into();
             }
+            // dockerd removes tags, not images: a shared image only loses a name.
+            if let Some(decide::Kept::SharesDigest { tag, .. }) = &item.kept {
+                item.reason = format!(
+                    "unused, but the kept tag {tag} names the same image (removing this tag \
+                     would free nothing)"
+                );
+            }
         }
         items.extend(sets);
         if !options.dry_run {
