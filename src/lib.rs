@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod lock;
 pub mod oci;
 pub mod progress;
+pub mod prune;
 pub mod py;
 pub mod registry;
 pub mod render;

@@ -73,6 +73,15 @@ fn wait_bound() -> Duration {
         .map_or(DEFAULT_WAIT, Duration::from_secs)
 }
 
+/// Whether an imagespec run on this machine holds the lock of `image` now (is making it):
+/// `imagespec prune` leaves such an image's working tags alone.
+pub fn is_held(image: &str) -> bool {
+    let Ok(file) = File::open(lock_path(image)) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+}
+
 impl ImageLock {
     /// Takes the lock of `image`, waiting (bounded) while another run holds it; `say` gets
     /// one line when the wait starts and one when it ends. When the lock file cannot be

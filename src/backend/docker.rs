@@ -567,6 +567,88 @@ fn docker_credentials(c: &Credentials) -> DockerCredentials {
 }
 
 /// The innermost message of an error chain: one clear cause, not a stack of wrappers.
+/// A tagged image in dockerd, as `imagespec prune` reads it.
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    pub id: String,
+    /// `repository:tag`, as `docker images` shows them.
+    pub tags: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Bytes, shared layers included (`docker images`' SIZE).
+    pub size: u64,
+}
+
+/// What `GET /images/{id}/json` tells `imagespec prune`.
+#[derive(Debug, Clone)]
+pub struct ImageLayers {
+    /// Diff ids, base first.
+    pub layers: Vec<String>,
+    /// Unix seconds; `None` when dockerd does not say.
+    pub last_tagged: Option<i64>,
+}
+
+impl DockerDaemon {
+    /// Every tagged image (`GET /images/json`).
+    pub async fn images(&self) -> Result<Vec<LocalImage>, String> {
+        let listed = self
+            .client
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|e| self.failure("GET /images/json", &e))?;
+        Ok(listed
+            .into_iter()
+            .map(|i| LocalImage {
+                id: i.id,
+                tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                labels: i.labels,
+                created: i.created,
+                size: u64::try_from(i.size).unwrap_or(0),
+            })
+            .filter(|i| !i.tags.is_empty())
+            .collect())
+    }
+
+    /// An image's layers and when it was last tagged on this daemon.
+    pub async fn image_layers(&self, image: &str) -> Result<ImageLayers, String> {
+        let inspected = self
+            .client
+            .inspect_image(image)
+            .await
+            .map_err(|e| self.failure(&format!("GET /images/{image}/json"), &e))?;
+        let layers = inspected.root_fs.and_then(|r| r.layers).unwrap_or_default();
+        let last_tagged = inspected
+            .metadata
+            .and_then(|m| m.last_tag_time)
+            .map(|t| t.unix_timestamp())
+            // dockerd writes the zero time for an image never tagged here.
+            .filter(|t| *t > 0);
+        Ok(ImageLayers {
+            layers,
+            last_tagged,
+        })
+    }
+
+    /// Removes the tag `image` (`DELETE /images/{image}`, never forced: dockerd refuses
+    /// while a container uses the image); the image goes with its last tag.
+    pub async fn remove_tag(&self, image: &str) -> Result<(), String> {
+        self.client
+            .remove_image(
+                image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+            .map(drop)
+            .map_err(|e| self.failure(&format!("DELETE /images/{image}"), &e))
+    }
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut current = e;
     while let Some(next) = current.source() {

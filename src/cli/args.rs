@@ -55,6 +55,102 @@ pub enum Command {
     /// Is this process running in the image built from the spec (`_F_IMG_ID` equals the
     /// spec's id, as flytekit's `is_container()` checks)? Exit 0 yes, 1 no.
     IsContainer(SpecArgs),
+    /// Remove dependency images no image uses any more (registry and dockerd) and stale
+    /// entries of the local cache.
+    ///
+    /// `imagespec prune spec.toml --dry-run` lists, then `imagespec prune spec.toml` removes:
+    ///
+    /// - registry (the repositories of SPEC's images and nested base specs, and each
+    ///   --repository): `deps-*` tags (dependency images of the fast path, with their
+    ///   per-platform tags) that no image tag of the repository uses: its
+    ///   `org.imagespec.inputs` label names the dependency image, or (an image without the
+    ///   label: older builds, flytekit's builder) its layers start with the dependency
+    ///   image's.
+    ///   Deleting in a registry deletes a manifest by digest, with every tag naming it: a
+    ///   manifest another kept tag names (also as an index entry) is never deleted. When an
+    ///   image tag cannot be read, nothing is removed (exit 3). The registry must allow
+    ///   deleting (distribution: `storage: delete: enabled: true`); the space comes back
+    ///   with its garbage collection.
+    ///
+    /// - daemon: dockerd's `deps-*` tags no local image of their repository uses (all
+    ///   repositories without SPEC/--repository), and builds' `-unlabelled-` working tags
+    ///   tagged over a day ago. Never forced (an image a container uses stays). Skipped,
+    ///   with a note, when no daemon answers.
+    ///
+    /// - cache: scratch files of ended runs, venvs staged over a day ago, broken known-layer
+    ///   and source-digest records, source digests not written for 30 days, base trees not
+    ///   used for 14 days. uv's cache only with --uv-cache; never locks or the last-build
+    ///   records.
+    ///
+    /// Never touched: image tags (anything not `deps-<key>[-…]`), and any manifest or
+    /// image a kept tag names. Exit 0 done, 1 a removal failed, 2 bad input, 3 cannot tell
+    /// what is used (a registry unreachable or refusing, a tag unreadable).
+    Prune(PruneArgs),
+}
+
+/// `imagespec prune`'s arguments.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// A spec file: prune the repositories of its images (and of their nested base specs).
+    pub spec: Option<PathBuf>,
+    /// In a file with an `[images]` table, only this image's repositories.
+    #[arg(short, long, value_name = "KEY", requires = "spec")]
+    pub image: Option<String>,
+    /// A registry repository to prune, `REGISTRY/NAME` (no tag), besides or instead of
+    /// SPEC's. Repeatable.
+    #[arg(long = "repository", value_name = "REGISTRY/NAME", value_parser = repository_name)]
+    pub repositories: Vec<String>,
+    /// List what would be removed (with sizes); remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the N most recently created unused dependency images of each repository (by
+    /// their config's `created` or history; ties by name).
+    #[arg(long, value_name = "N", default_value = "0")]
+    pub keep: usize,
+    /// Prune only the registry (combinable with --daemon and --cache; none of the three:
+    /// all places).
+    #[arg(long, alias = "registry-only")]
+    pub registry: bool,
+    /// Prune only dockerd's images (combinable).
+    #[arg(long)]
+    pub daemon: bool,
+    /// Prune only the local cache (combinable).
+    #[arg(long)]
+    pub cache: bool,
+    /// Also empty uv's cache in imagespec's cache dir (`uv cache clean`): daemonless
+    /// builds then download every wheel again.
+    #[arg(long)]
+    pub uv_cache: bool,
+    /// The docker config with the credentials for --repository registries (default:
+    /// docker's; SPEC's repositories use the spec's `registry_config` when it has one).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// One JSON object on stdout: `dry_run`, `items` [{place, group, what, kind, tags,
+    /// digests, created, size, freed, remove, reason, kept, done, error}], `notes`,
+    /// `exit_code`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
+}
+
+/// `--repository`'s value: `[registry/]name` by the reference grammar, no tag or digest.
+fn repository_name(value: &str) -> Result<String, String> {
+    if value.contains('@') || has_tag(value) {
+        return Err(format!(
+            "`{value}` names a tag or digest: give the repository alone (e.g. \
+             localhost:5000/app)"
+        ));
+    }
+    imagespec::spec::Repository::new(None, value)
+        .map(|r| r.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `value` ends with `:tag` (a colon after the last `/`; a port's colon is before
+/// it).
+fn has_tag(value: &str) -> bool {
+    imagespec::registry::split_tag(value).1.is_some()
 }
 
 /// Which spec, and what only a running program would otherwise know.

@@ -6,6 +6,7 @@ mod exists;
 mod explain;
 mod inspect;
 mod plan;
+mod prune;
 mod render;
 mod tag;
 
@@ -34,6 +35,7 @@ pub fn run(cli: args::Cli) -> Result<u8, Error> {
         }
         args::Command::Exists(a) => exists::run(&a).map(answer),
         args::Command::IsContainer(a) => exists::is_container(&a).map(answer),
+        args::Command::Prune(a) => prune::run(&a),
     }
 }
 

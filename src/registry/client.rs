@@ -935,6 +935,337 @@ impl RegistryClient {
     }
 }
 
+/// How many tags one page of a tag list asks for.
+const TAGS_PAGE: usize = 1000;
+/// Past this many pages a listing stops: a registry that ignored `last` would send its first
+/// page forever.
+const MAX_TAG_PAGES: usize = 10_000;
+
+/// The `rel="next"` target of a `Link` header (`<url>; rel="next"`), as written.
+pub fn next_link(header: &str) -> Option<&str> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then_some(target)
+    })
+}
+
+/// One page of a tag list.
+struct TagsPage {
+    tags: Vec<String>,
+    /// The `Link` header's next page, if any.
+    next: Option<String>,
+}
+
+impl RegistryClient {
+    /// A plain HTTP client for the requests oci-client does not make (tag pages with their
+    /// `Link` header, manifest deletes), with this client's connect timeout.
+    fn http(&self, repository: &str, what: &str) -> Result<reqwest::Client, RegistryError> {
+        reqwest::Client::builder()
+            .connect_timeout(self.timeouts.connect)
+            .build()
+            .map_err(|e| RegistryError {
+                image: repository.to_string(),
+                what: what.to_string(),
+                message: with_causes(&e),
+                not_found: false,
+            })
+    }
+
+    /// `scheme://host` of the registry, as oci-client addresses it.
+    fn base_url(&self, reference: &Reference) -> String {
+        let scheme = if insecure(&self.host) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", reference.resolve_registry())
+    }
+
+    /// Sends `request()` with this client's credentials: basic ones as they are (or the
+    /// token in `token`); when the registry answers with a `Bearer` challenge, a token for
+    /// `scope` is fetched (docker's flow, or the identity token's exchange), kept in
+    /// `token` for the next request, and the request sent again. A token the token server
+    /// refuses leaves the registry's 401 as the answer.
+    async fn send_with_credentials(
+        &self,
+        http: &reqwest::Client,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        scope: &str,
+        token: &std::sync::Mutex<Option<String>>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let basic = self
+            .credentials
+            .as_ref()
+            .filter(|c| c.identity_token().is_none())
+            .map(|c| (c.username.as_str(), c.password.as_str()));
+        let held = token.lock().map(|t| t.clone()).unwrap_or_default();
+        let first = match (&held, basic) {
+            (Some(t), _) => request().bearer_auth(t),
+            (None, Some((user, password))) => request().basic_auth(user, Some(password)),
+            (None, None) => request(),
+        }
+        .send()
+        .await?;
+        if first.status() != http::StatusCode::UNAUTHORIZED {
+            return Ok(first);
+        }
+        let Some(challenge) = first
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(token::bearer_challenge)
+        else {
+            return Ok(first);
+        };
+        let scopes = [scope.to_string()];
+        let access = match &self.identity {
+            Some(identity) => {
+                token::exchange(http, &challenge, &scopes, &identity.refresh_token).await
+            }
+            None => token::fetch(http, &challenge, &scopes, basic).await,
+        };
+        let Ok(access) = access else {
+            return Ok(first);
+        };
+        if let Ok(mut t) = token.lock() {
+            *t = Some(access.token.clone());
+        }
+        request().bearer_auth(&access.token).send().await
+    }
+
+    /// Every tag of `repository` (`registry/name`), page by page: `?n=1000`, then the page
+    /// the `Link` header names (distribution's pagination; oci-client does not return
+    /// headers), or, from a registry that sends a full page and no `Link`, `&last=<the
+    /// page's greatest tag>`. Empty when the registry has no such repository.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        self.tags_in_pages(repository, TAGS_PAGE).await
+    }
+
+    /// [`RegistryClient::tags`], `page` tags per request.
+    pub async fn tags_in_pages(
+        &self,
+        repository: &str,
+        page: usize,
+    ) -> Result<Vec<String>, RegistryError> {
+        let what = "listing the tags";
+        let page = page.max(1);
+        let reference = reference(repository);
+        let base = self.base_url(&reference);
+        let first = format!("{base}/v2/{}/tags/list?n={page}", reference.repository());
+        let scope = format!("repository:{}:pull", reference.repository());
+        let http = self.http(repository, what)?;
+        let token = std::sync::Mutex::new(None);
+        let (http, scope, token) = (&http, &scope, &token);
+        let mut all = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut url = first.clone();
+        for _ in 0..MAX_TAG_PAGES {
+            let fetched = self
+                .retry(repository, what, false, |_, _, _| {
+                    let url = url.clone();
+                    async move { self.tags_page(http, &url, scope, token).await }
+                })
+                .await;
+            let fetched = match fetched {
+                Ok(p) => p,
+                Err(e) if e.not_found => return Ok(all),
+                Err(e) => return Err(e),
+            };
+            let full = fetched.tags.len() >= page;
+            let greatest = fetched.tags.iter().max().cloned();
+            let fresh: Vec<String> = fetched
+                .tags
+                .into_iter()
+                .filter(|t| seen.insert(t.clone()))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            all.extend(fresh);
+            url = match (fetched.next, greatest) {
+                (Some(next), _) if next.starts_with('/') => format!("{base}{next}"),
+                (Some(next), _) if next.starts_with(&format!("{base}/")) => next,
+                // Credentials go to the registry only; a listing cut short could make a
+                // used dependency image look unused.
+                (Some(next), _) => {
+                    return Err(RegistryError {
+                        image: repository.to_string(),
+                        what: what.into(),
+                        message: format!("the next page is on another host: {next}"),
+                        not_found: false,
+                    });
+                }
+                (None, Some(greatest)) if full => {
+                    let mut next = reqwest::Url::parse(&first).map_err(|e| RegistryError {
+                        image: repository.to_string(),
+                        what: what.into(),
+                        message: e.to_string(),
+                        not_found: false,
+                    })?;
+                    next.query_pairs_mut().append_pair("last", &greatest);
+                    next.to_string()
+                }
+                _ => break,
+            };
+        }
+        Ok(all)
+    }
+
+    /// One page of a tag list.
+    async fn tags_page(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        scope: &str,
+        token: &std::sync::Mutex<Option<String>>,
+    ) -> oci_client::errors::Result<TagsPage> {
+        use oci_client::errors::OciDistributionError as E;
+        let response = self
+            .send_with_credentials(http, || http.get(url), scope, token)
+            .await?;
+        let status = response.status().as_u16();
+        let next = response
+            .headers()
+            .get(http::header::LINK)
+            .and_then(|h| h.to_str().ok())
+            .and_then(next_link)
+            .map(str::to_string);
+        match status {
+            200 => {
+                #[derive(serde::Deserialize)]
+                struct Listing {
+                    #[serde(default)]
+                    tags: Option<Vec<String>>,
+                }
+                let body = response.bytes().await?;
+                let listing: Listing = serde_json::from_slice(&body)?;
+                Ok(TagsPage {
+                    tags: listing.tags.unwrap_or_default(),
+                    next,
+                })
+            }
+            404 => Err(E::ImageManifestNotFoundError(url.to_string())),
+            401 | 403 => Err(E::UnauthorizedError { url: url.into() }),
+            code => {
+                let body = response.text().await.unwrap_or_default();
+                Err(E::ServerError {
+                    code,
+                    url: url.into(),
+                    message: body.chars().take(200).collect(),
+                })
+            }
+        }
+    }
+
+    /// Deletes the manifest `digest` of `repository` (`DELETE /v2/<name>/manifests/<digest>`;
+    /// every tag naming it goes with it). `Ok(false)` when the registry does not have it (any
+    /// more). Retried like every request; the refusals say what to change: a registry that
+    /// does not allow deleting (distribution: `storage: delete: enabled: true`), credentials
+    /// without the right.
+    pub async fn delete_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        let what = format!("deleting {digest}");
+        let reference = reference(repository);
+        let url = format!(
+            "{}/v2/{}/manifests/{digest}",
+            self.base_url(&reference),
+            reference.repository()
+        );
+        let http = self.http(repository, &what)?;
+        let scope = format!("repository:{}:delete", reference.repository());
+        let token = std::sync::Mutex::new(None);
+        let (http, url, scope, token) = (&http, &url, &scope, &token);
+        let answer = self
+            .retry(repository, &what, false, |_, _, _| async move {
+                self.delete_once(http, url, scope, token).await
+            })
+            .await?;
+        let refused = |message: String| RegistryError {
+            image: repository.to_string(),
+            what: what.clone(),
+            message,
+            not_found: false,
+        };
+        match answer {
+            DeleteAnswer::Deleted => Ok(true),
+            DeleteAnswer::Gone => Ok(false),
+            DeleteAnswer::NotAllowed => Err(refused(format!(
+                "405 Method Not Allowed: {} does not allow deleting manifests (distribution: \
+                 `storage: delete: enabled: true`, or REGISTRY_STORAGE_DELETE_ENABLED=true)",
+                self.host
+            ))),
+            DeleteAnswer::Refused(code) => Err(refused(format!(
+                "{code}: {} may not delete from {}/{} (credentials with the right to delete \
+                 are needed: `docker login {}`, or --registry-config)",
+                match &self.credentials {
+                    None => "anonymous access".to_string(),
+                    Some(c) if c.identity_token().is_some() => "the identity token".to_string(),
+                    Some(c) => c.username.clone(),
+                },
+                self.host,
+                reference.repository(),
+                self.host
+            ))),
+        }
+    }
+
+    /// One `DELETE`. Failures that may pass are errors (retried); the registry's refusals
+    /// are answers.
+    async fn delete_once(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        scope: &str,
+        token: &std::sync::Mutex<Option<String>>,
+    ) -> oci_client::errors::Result<DeleteAnswer> {
+        use oci_client::errors::OciDistributionError as E;
+        let accept = MANIFEST_TYPES.join(", ");
+        let request = || {
+            http.delete(url)
+                .header(http::header::ACCEPT, accept.as_str())
+        };
+        let response = self
+            .send_with_credentials(http, request, scope, token)
+            .await?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => Ok(DeleteAnswer::Deleted),
+            404 => Ok(DeleteAnswer::Gone),
+            401 | 403 => Ok(DeleteAnswer::Refused(status)),
+            405 => Ok(DeleteAnswer::NotAllowed),
+            code => {
+                let body = response.text().await.unwrap_or_default();
+                Err(E::ServerError {
+                    code,
+                    url: url.into(),
+                    message: body.chars().take(200).collect(),
+                })
+            }
+        }
+    }
+}
+
+/// What a registry answered to a `DELETE` of a manifest.
+enum DeleteAnswer {
+    Deleted,
+    /// 404: it does not have it (any more).
+    Gone,
+    /// 405: deleting is turned off.
+    NotAllowed,
+    /// 401 or 403: not with these credentials.
+    Refused(u16),
+}
+
 fn reqwest_header(media_type: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(media_type).unwrap_or_else(|_| {
         http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json")
@@ -983,6 +1314,96 @@ mod tests {
                 (transient(&failure), not_found(&failure)),
                 (retried, not_found_)
             );
+        }
+    }
+
+    #[test]
+    fn the_next_page_is_the_link_marked_next() {
+        assert_eq!(
+            next_link(r#"</v2/app/tags/list?last=b&n=2>; rel="next""#),
+            Some("/v2/app/tags/list?last=b&n=2")
+        );
+        assert_eq!(
+            next_link(
+                r#"<https://r/v2/a/tags/list?n=1&last=x>; rel="prev", <https://r/v2/a/tags/list?n=1&last=y>; rel=next"#
+            ),
+            Some("https://r/v2/a/tags/list?n=1&last=y")
+        );
+        assert_eq!(next_link(r#"</v2/a/tags/list>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
+
+    /// A registry that pages its tag list (the e2e registry, distribution 2.x, ignores
+    /// `n`): tags `t0`…`t6`, `n` and `last` honoured; with `link`, a `Link` header names
+    /// the next page. Serves until dropped; records the paths asked for.
+    async fn paging_registry(
+        link: bool,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let path = text.split(' ').nth(1).unwrap_or("").to_string();
+                log.lock().unwrap().push(path.clone());
+                let url = reqwest::Url::parse(&format!("http://x{path}")).unwrap();
+                let query: std::collections::HashMap<String, String> =
+                    url.query_pairs().into_owned().collect();
+                let n: usize = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(100);
+                let all: Vec<String> = (0..7).map(|i| format!("t{i}")).collect();
+                let after: Vec<&String> = all
+                    .iter()
+                    .filter(|t| query.get("last").is_none_or(|l| t.as_str() > l.as_str()))
+                    .collect();
+                let page: Vec<&String> = after.iter().take(n).copied().collect();
+                let more = after.len() > page.len();
+                let body = serde_json::json!({"name": "app", "tags": page}).to_string();
+                let mut head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                if link && more {
+                    let last = page.last().map_or("", |t| t.as_str());
+                    head.push_str(&format!(
+                        "Link: </v2/app/tags/list?last={last}&n={n}>; rel=\"next\"\r\n"
+                    ));
+                }
+                let _ = socket
+                    .write_all(format!("{head}\r\n{body}").as_bytes())
+                    .await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        (host, asked)
+    }
+
+    #[tokio::test]
+    async fn tag_lists_are_followed_page_by_page() {
+        let want: Vec<String> = (0..7).map(|i| format!("t{i}")).collect();
+        for link in [true, false] {
+            let (host, asked) = paging_registry(link).await;
+            let client = RegistryClient::new(&host, None, Timeouts::default());
+            let tags = client
+                .tags_in_pages(&format!("{host}/app"), 3)
+                .await
+                .unwrap();
+            assert_eq!(tags, want, "link: {link}");
+            let asked = asked.lock().unwrap().clone();
+            // 3 + 3 + 1 (no Link: a short page ends the list).
+            assert_eq!(asked.len(), 3, "link: {link}: {asked:?}");
+            assert!(asked[1].contains("last=t2"), "{asked:?}");
         }
     }
 

@@ -123,6 +123,57 @@ pub async fn exchange(
     })
 }
 
+/// A token for `scopes` from the realm by docker's `GET` flow (basic auth with a username
+/// and password, or none): what oci-client does for pulls and pushes, needed here for the
+/// `delete` action it never asks for.
+pub async fn fetch(
+    http: &reqwest::Client,
+    challenge: &Challenge,
+    scopes: &[String],
+    basic: Option<(&str, &str)>,
+) -> Result<AccessToken, String> {
+    let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
+    if let Some(service) = &challenge.service {
+        query.push(("service", service));
+    }
+    let mut request = http.get(&challenge.realm).query(&query);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("token endpoint {}: {e}", challenge.realm))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("token endpoint {}: {e}", challenge.realm))?;
+    if !status.is_success() {
+        return Err(format!(
+            "the token server {} refused ({status}{})",
+            challenge.realm,
+            server_message(&body).map_or(String::new(), |m| format!(": {m}"))
+        ));
+    }
+    let reply: TokenReply = serde_json::from_slice(&body)
+        .map_err(|_| format!("token endpoint {}: not a token answer", challenge.realm))?;
+    let token = reply
+        .token
+        .or(reply.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "token endpoint {}: the answer has no token",
+                challenge.realm
+            )
+        })?;
+    Ok(AccessToken {
+        token,
+        expires_in: Duration::from_secs(reply.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1)),
+    })
+}
+
 /// The first message of an error answer (distribution's `errors[].message`, OAuth2's
 /// `error_description`/`error`), one line, bounded.
 fn server_message(body: &[u8]) -> Option<String> {

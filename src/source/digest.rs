@@ -347,7 +347,7 @@ pub fn cache_home_if_enabled() -> Option<PathBuf> {
 
 /// Where tree digests are cached: `tree-digests` in [`cache_home_if_enabled`].
 fn cache_dir() -> Option<PathBuf> {
-    Some(cache_home_if_enabled()?.join("tree-digests"))
+    Some(digest_cache_in(&cache_home_if_enabled()?))
 }
 
 /// The first line of a cache entry: its format and version.
@@ -389,6 +389,20 @@ fn decode_entry(key: &str, bytes: &[u8]) -> Option<String> {
         && md5_hex
         && checksum == entry_checksum(key, digest))
     .then(|| digest.to_string())
+}
+
+/// The directory of tree-digest cache entries inside the cache dir `cache`.
+pub fn digest_cache_in(cache: &Path) -> PathBuf {
+    cache.join("tree-digests")
+}
+
+/// Whether the file at `path` is a whole tree-digest cache entry for its own name (what a
+/// lookup would use); anything else is only ever a miss (`imagespec prune` removes it).
+pub fn is_whole_cache_entry(path: &Path) -> bool {
+    let Some(key) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    std::fs::read(path).is_ok_and(|bytes| decode_entry(key, &bytes).is_some())
 }
 
 fn store(path: &Path, digest: &str) {

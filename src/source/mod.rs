@@ -19,7 +19,8 @@ pub mod untrusted;
 mod walk;
 
 pub use digest::{
-    CopyEntry, CopySet, cache_home, cache_home_if_enabled, copy_digest, requirements_digest,
+    CopyEntry, CopySet, cache_home, cache_home_if_enabled, copy_digest, digest_cache_in,
+    is_whole_cache_entry, requirements_digest,
 };
 pub use ignore::IgnoreGroup;
 pub use untrusted::LinkPolicy;

@@ -379,6 +379,28 @@ impl KnownLayers {
         (known.diff_id == diff_id && known.digest.starts_with("sha256:")).then_some(known)
     }
 
+    /// The directory of the entries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the file at `path` (in [`KnownLayers::dir`]) is an entry a lookup would use:
+    /// a record for the `diff_id` its name says. Anything else is only ever a miss.
+    pub fn is_whole_entry(path: &Path) -> bool {
+        let Some(hex) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            return false;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            return false;
+        };
+        serde_json::from_slice::<KnownLayer>(&bytes)
+            .is_ok_and(|k| k.diff_id == format!("sha256:{hex}") && k.digest.starts_with("sha256:"))
+    }
+
     /// Remembers a layer pushed with `image` (a cache that cannot be written only costs a
     /// later build a compression).
     fn put(&self, layer: &Layer, image: &str) {

@@ -68,6 +68,17 @@ impl From<venv::InstallError> for DaemonlessError {
     }
 }
 
+/// Where base trees read from registries are kept, in the cache dir (one file per base
+/// manifest digest).
+pub const BASES_DIR: &str = "daemonless-bases";
+/// Where venvs are staged, in the cache dir (beside uv's cache: same file system).
+pub const STAGING_DIR: &str = "staging";
+/// The prefix of a staged venv's directory in [`STAGING_DIR`] as earlier versions named it
+/// (now a scratch folder, `.imagespec-tmp-venv-*`); `prune` removes old ones.
+pub const STAGING_PREFIX: &str = "imagespec-venv-";
+/// uv's cache, in the cache dir.
+pub const UV_CACHE_DIR: &str = "uv";
+
 /// The imagespec cache dir (`$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`, else
 /// `~/.cache/imagespec`), unless `IMAGESPEC_NO_CACHE` is set.
 fn cache_dir() -> Option<PathBuf> {
@@ -180,7 +191,7 @@ async fn read_base(
         return Err(Fallback(format!("the base image {image} has ONBUILD triggers")).into());
     }
     let cached = cache_dir().map(|d| {
-        d.join("daemonless-bases")
+        d.join(BASES_DIR)
             .join(format!("{}.v1.json", raw.digest.replace(':', "-")))
     });
     if let Some(tree) = cached
@@ -563,7 +574,7 @@ async fn make_platform(
     let cache = cache_dir();
     let staging = cache
         .as_ref()
-        .map_or_else(std::env::temp_dir, |c| c.join("staging"));
+        .map_or_else(std::env::temp_dir, |c| c.join(STAGING_DIR));
     let _ = std::fs::create_dir_all(&staging);
     // Scratch: removed in the background after the layers are written; a run that ends
     // first leaves it to the next run's sweep (its lock died with it).
@@ -579,7 +590,7 @@ async fn make_platform(
         python_platform: &python_platform,
         packages: installing.packages,
         ca_bundle: deps.ca_bundle.as_deref(),
-        cache_dir: cache.map(|d| d.join("uv")),
+        cache_dir: cache.map(|d| d.join(UV_CACHE_DIR)),
         constraints: match installing.packages {
             venv::Packages::Requirements { .. } => installing.constraints,
             venv::Packages::Lock { .. } => None,

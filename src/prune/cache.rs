@@ -1,0 +1,458 @@
+//! The local-cache part of `imagespec prune`: entries of imagespec's cache directory
+//! ([`crate::source::cache_home`]) that no run will use again, by rules a reader can check:
+//!
+//! | area | removed when |
+//! |---|---|
+//! | scratch entries (`.imagespec-tmp-*`, anywhere in the cache) | no process holds their lock (a run killed before it could remove them; [`crate::scratch`]) |
+//! | `staging/imagespec-venv-*` (venvs staged by uv builds) | older than a day (a build stages for minutes) |
+//! | `layers/*.json` (known layers: `diff_id` → blob) | not a whole record for the name (a lookup only misses on it) |
+//! | `layers/*.tmp` (unfinished writes) | older than a day |
+//! | `tree-digests/*` (source digests) | not a whole entry, or not written for 30 days (a miss costs one re-hash) |
+//! | `daemonless-bases/*` (base file trees) | not used for 14 days (the newer of access and write time; a miss costs one read of the base's layers) |
+//! | `uv/` (uv's cache) | only with `--uv-cache` (a miss costs every wheel's download) |
+//!
+//! Never touched: `locks/` (a run may wait on one), `last-built/` (`imagespec explain`'s
+//! records, one small file per repository).
+//!
+//! The decision ([`stale`]) is a pure function of what [`scan`] finds.
+
+use crate::backend::daemonless::image::KnownLayers;
+use crate::backend::daemonless::{BASES_DIR, STAGING_DIR, STAGING_PREFIX, UV_CACHE_DIR};
+use serde::Serialize;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How old an entry of each kind may get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ages {
+    pub staging: Duration,
+    pub unfinished: Duration,
+    pub tree_digests: Duration,
+    pub base_trees: Duration,
+}
+
+impl Default for Ages {
+    fn default() -> Ages {
+        Ages {
+            staging: DAY,
+            unfinished: DAY,
+            tree_digests: 30 * DAY,
+            base_trees: 14 * DAY,
+        }
+    }
+}
+
+/// Which part of the cache an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Area {
+    Scratch,
+    Staging,
+    KnownLayer,
+    TreeDigest,
+    BaseTree,
+    UvCache,
+}
+
+impl Area {
+    /// In words, for the listing.
+    pub fn name(self) -> &'static str {
+        match self {
+            Area::Scratch => "scratch entry",
+            Area::Staging => "staged venv",
+            Area::KnownLayer => "known layer",
+            Area::TreeDigest => "source digest",
+            Area::BaseTree => "base tree",
+            Area::UvCache => "uv cache",
+        }
+    }
+}
+
+/// A cache entry as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub area: Area,
+    /// Since it was last written (base trees: last used, where the file system says).
+    pub age: Duration,
+    /// A scratch entry whose lock a live process holds.
+    pub locked: bool,
+    /// A record a lookup would use (known layers, tree digests); true for other areas.
+    pub whole: bool,
+    /// An unfinished write (`*.tmp`).
+    pub unfinished: bool,
+    /// Bytes (a directory's files summed).
+    pub size: u64,
+}
+
+/// Why `entry` goes, or `None` when it stays.
+pub fn stale(entry: &Entry, ages: &Ages) -> Option<String> {
+    let days = |d: Duration| d.as_secs() / DAY.as_secs();
+    match entry.area {
+        Area::Scratch if !entry.locked => {
+            Some("left by a run that ended (no process holds its lock)".into())
+        }
+        Area::Scratch => None,
+        Area::Staging if entry.age > ages.staging => Some(format!(
+            "staged {} day(s) ago: no build stages that long",
+            days(entry.age)
+        )),
+        Area::KnownLayer | Area::TreeDigest if entry.unfinished && entry.age > ages.unfinished => {
+            Some("an unfinished write older than a day".into())
+        }
+        Area::KnownLayer | Area::TreeDigest if !entry.unfinished && !entry.whole => {
+            Some("not a whole record (a lookup only misses on it)".into())
+        }
+        Area::TreeDigest if entry.age > ages.tree_digests => Some(format!(
+            "not written for {} days (a miss costs one re-hash)",
+            days(entry.age)
+        )),
+        Area::BaseTree if entry.age > ages.base_trees => Some(format!(
+            "not used for {} days (a miss reads the base's layers again)",
+            days(entry.age)
+        )),
+        Area::UvCache => Some("--uv-cache".into()),
+        _ => None,
+    }
+}
+
+fn age_since(now: SystemTime, then: Option<SystemTime>) -> Duration {
+    then.and_then(|t| now.duration_since(t).ok())
+        .unwrap_or_default()
+}
+
+/// Bytes of the files under `path` (links not followed).
+pub fn size_of(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Whether a live process holds the scratch entry at `path`.
+fn scratch_locked(path: &Path) -> bool {
+    match fs::File::open(path) {
+        Ok(file) => matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// The entries of the cache directory `cache` that [`stale`] has a rule for (`uv`: also
+/// uv's cache, as one entry).
+pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let entry = |path: PathBuf, area: Area, meta: &fs::Metadata| Entry {
+        age: age_since(now, meta.modified().ok()),
+        size: if meta.is_dir() {
+            size_of(&path)
+        } else {
+            meta.len()
+        },
+        path,
+        area,
+        locked: false,
+        whole: true,
+        unfinished: false,
+    };
+    let known_layers = KnownLayers::in_cache(cache);
+    let dirs = [
+        (cache.to_path_buf(), None),
+        (cache.join(STAGING_DIR), Some(Area::Staging)),
+        (known_layers.dir().to_path_buf(), Some(Area::KnownLayer)),
+        (
+            crate::source::digest_cache_in(cache),
+            Some(Area::TreeDigest),
+        ),
+        (cache.join(BASES_DIR), Some(Area::BaseTree)),
+        // Scratch entries only: the records themselves stay.
+        (cache.join("last-built"), None),
+    ];
+    for (dir, area) in dirs {
+        let Ok(listing) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for found in listing.flatten() {
+            let path = found.path();
+            let name = found.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if crate::scratch::is_scratch_name(&name) {
+                let mut e = entry(path.clone(), Area::Scratch, &meta);
+                e.locked = scratch_locked(&path);
+                out.push(e);
+                continue;
+            }
+            let Some(area) = area else { continue };
+            let mut e = entry(path.clone(), area, &meta);
+            match area {
+                Area::Staging if !name.starts_with(STAGING_PREFIX) => continue,
+                Area::KnownLayer | Area::TreeDigest if name.ends_with(".tmp") => {
+                    e.unfinished = true;
+                }
+                Area::KnownLayer => e.whole = KnownLayers::is_whole_entry(&path),
+                Area::TreeDigest => e.whole = crate::source::is_whole_cache_entry(&path),
+                Area::BaseTree => {
+                    // Read, not written, when used: the access time says when, where the
+                    // file system keeps it (relatime: to the day).
+                    let used = meta.accessed().ok().max(meta.modified().ok());
+                    e.age = age_since(now, used);
+                }
+                _ => {}
+            }
+            out.push(e);
+        }
+    }
+    if uv {
+        let path = cache.join(UV_CACHE_DIR);
+        if let Ok(meta) = fs::symlink_metadata(&path) {
+            out.push(entry(path, Area::UvCache, &meta));
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// Removes `entry` (a scratch entry only while its lock can be taken; uv's cache with
+/// `uv cache clean` when uv is here, so a running uv is waited for as uv does).
+pub fn remove(entry: &Entry) -> Result<(), String> {
+    let path = &entry.path;
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    };
+    let remove_path = || -> std::io::Result<()> {
+        if fs::symlink_metadata(path)?.is_dir() {
+            fs::remove_dir_all(path)
+        } else {
+            fs::remove_file(path)
+        }
+    };
+    match entry.area {
+        Area::Scratch => {
+            let Ok(handle) = fs::File::open(path) else {
+                return Ok(());
+            };
+            if handle.try_lock().is_err() {
+                return Err(format!("{} is in use again: left", path.display()));
+            }
+            gone(remove_path())
+        }
+        Area::UvCache => match crate::backend::daemonless::venv::find_uv() {
+            Ok(uv) => uv_cache_clean(&uv, path),
+            Err(_) => gone(remove_path()),
+        },
+        _ => gone(remove_path()),
+    }
+}
+
+/// `uv cache clean --cache-dir DIR`, bounded (uv waits for a running uv's lock).
+fn uv_cache_clean(uv: &Path, dir: &Path) -> Result<(), String> {
+    let mut child = std::process::Command::new(uv)
+        .args(["cache", "clean", "--cache-dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", uv.display()))?;
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Err(format!(
+                    "uv cache clean --cache-dir {}: {status}: {}",
+                    dir.display(),
+                    err.trim()
+                ));
+            }
+            Ok(None) if started.elapsed() > Duration::from_secs(600) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "uv cache clean --cache-dir {}: no end after 600 s (another uv holds \
+                     the cache?)",
+                    dir.display()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(format!("waiting for uv: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(area: Area, age_days: u64) -> Entry {
+        Entry {
+            path: PathBuf::from("x"),
+            area,
+            age: DAY * age_days as u32 + Duration::from_secs(1),
+            locked: false,
+            whole: true,
+            unfinished: false,
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn each_area_has_its_rule() {
+        let ages = Ages::default();
+        let goes = |e: &Entry| stale(e, &ages).is_some();
+        // Scratch: the lock decides, not the age.
+        assert!(goes(&entry(Area::Scratch, 0)));
+        assert!(!goes(&Entry {
+            locked: true,
+            ..entry(Area::Scratch, 30)
+        }));
+        // Staged venvs: a day.
+        assert!(!goes(&Entry {
+            age: Duration::from_secs(3600),
+            ..entry(Area::Staging, 0)
+        }));
+        assert!(goes(&entry(Area::Staging, 1)));
+        // Known layers: whole ones stay whatever their age; broken ones go at once.
+        assert!(!goes(&entry(Area::KnownLayer, 400)));
+        assert!(goes(&Entry {
+            whole: false,
+            ..entry(Area::KnownLayer, 0)
+        }));
+        // An unfinished write goes after a day (a run may be writing it now).
+        let unfinished = Entry {
+            unfinished: true,
+            whole: false,
+            ..entry(Area::KnownLayer, 0)
+        };
+        assert!(!goes(&Entry {
+            age: Duration::from_secs(60),
+            ..unfinished.clone()
+        }));
+        assert!(goes(&Entry {
+            age: DAY * 2,
+            ..unfinished
+        }));
+        // Tree digests: broken, or 30 days.
+        assert!(!goes(&entry(Area::TreeDigest, 29)));
+        assert!(goes(&entry(Area::TreeDigest, 30)));
+        assert!(goes(&Entry {
+            whole: false,
+            ..entry(Area::TreeDigest, 0)
+        }));
+        // Base trees: 14 days unused.
+        assert!(!goes(&entry(Area::BaseTree, 13)));
+        assert!(goes(&entry(Area::BaseTree, 14)));
+        // uv's cache is only ever scanned when asked for.
+        assert!(goes(&entry(Area::UvCache, 0)));
+    }
+
+    #[test]
+    fn a_scan_finds_what_the_rules_name_and_nothing_else() {
+        let cache = tempfile::tempdir().unwrap();
+        let c = cache.path();
+        for dir in [
+            "staging/imagespec-venv-old/lib",
+            "staging/other",
+            "layers",
+            "tree-digests",
+            "daemonless-bases",
+            "last-built",
+            "locks",
+            "uv/wheels",
+        ] {
+            fs::create_dir_all(c.join(dir)).unwrap();
+        }
+        fs::write(c.join("staging/imagespec-venv-old/lib/a.py"), "12345").unwrap();
+        let hex = "ab".repeat(32);
+        fs::write(
+            c.join(format!("layers/{hex}.json")),
+            format!(
+                r#"{{"diff_id":"sha256:{hex}","digest":"sha256:{hex}","size":1,"image":"r/a:t"}}"#
+            ),
+        )
+        .unwrap();
+        fs::write(c.join(format!("layers/{}.json", "cd".repeat(32))), "{trunc").unwrap();
+        fs::write(c.join("tree-digests/0123"), "garbage").unwrap();
+        fs::write(c.join("last-built/r_a.json"), "{}").unwrap();
+        fs::write(c.join("locks/image-1.lock"), "").unwrap();
+        fs::write(c.join("uv/wheels/w.whl"), "wheel").unwrap();
+        // A leftover scratch file, and one a live "run" (this test) holds.
+        fs::write(c.join("tree-digests/.imagespec-tmp-digest-dead"), "x").unwrap();
+        let live = c.join("tree-digests/.imagespec-tmp-digest-live");
+        fs::write(&live, "x").unwrap();
+        let held = fs::File::open(&live).unwrap();
+        held.lock().unwrap();
+
+        let later = SystemTime::now() + DAY * 2;
+        let found = scan(c, false, later);
+        let names: Vec<(String, Area)> = found
+            .iter()
+            .map(|e| {
+                let rel = e.path.strip_prefix(c).unwrap().display().to_string();
+                (rel, e.area)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (format!("layers/{}.json", "ab".repeat(32)), Area::KnownLayer),
+                (format!("layers/{}.json", "cd".repeat(32)), Area::KnownLayer),
+                ("staging/imagespec-venv-old".into(), Area::Staging),
+                (
+                    "tree-digests/.imagespec-tmp-digest-dead".into(),
+                    Area::Scratch
+                ),
+                (
+                    "tree-digests/.imagespec-tmp-digest-live".into(),
+                    Area::Scratch
+                ),
+                ("tree-digests/0123".into(), Area::TreeDigest),
+            ],
+            "locks, last-built records and uv's cache are not scanned"
+        );
+        let ages = Ages::default();
+        let stale_names: Vec<&str> = found
+            .iter()
+            .filter(|e| stale(e, &ages).is_some())
+            .map(|e| e.path.file_name().unwrap().to_str().unwrap())
+            .collect();
+        let broken = format!("{}.json", "cd".repeat(32));
+        assert_eq!(
+            stale_names,
+            vec![
+                broken.as_str(),
+                "imagespec-venv-old",
+                ".imagespec-tmp-digest-dead",
+                "0123"
+            ]
+        );
+        assert_eq!(found[2].size, 5, "a directory's size is its files'");
+
+        for e in found.iter().filter(|e| stale(e, &ages).is_some()) {
+            remove(e).unwrap();
+        }
+        assert!(!c.join("staging/imagespec-venv-old").exists());
+        assert!(live.exists() && c.join("staging/other").exists());
+        assert!(c.join(format!("layers/{}.json", "ab".repeat(32))).exists());
+
+        let with_uv = scan(c, true, later);
+        let uv = with_uv.iter().find(|e| e.area == Area::UvCache).unwrap();
+        assert_eq!(uv.size, 5);
+        drop(held);
+    }
+}
