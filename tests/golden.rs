@@ -151,6 +151,21 @@ fn name_neutral_defaults_keep_every_name_flytekits() {
          \"ghcr.io\" = \"mirror.example:5000/ghcr\"\n",
     )
     .expect("config");
+    // The file is read (else this test would prove nothing).
+    let home = tempfile::tempdir().expect("empty HOME");
+    std::fs::write(config.path().join("spec.toml"), "name = \"x\"\n").expect("spec");
+    let out = isolated_imagespec(config.path(), home.path())
+        .env_remove("IMAGESPEC_NO_CONFIG")
+        .env("IMAGESPEC_CONFIG", &file)
+        .args(["inspect", "--json", "spec.toml"])
+        .output()
+        .expect("run");
+    let got: Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+    assert_eq!(got["defaults"]["files"], serde_json::json!([file]), "{got}");
+    assert_eq!(
+        got["defaults"]["settings"].as_array().map(Vec::len),
+        Some(7)
+    );
     let (failures, checked) = corpus_failures(Some("toml"), &|cmd| {
         cmd.env_remove("IMAGESPEC_NO_CONFIG")
             .env("IMAGESPEC_CONFIG", &file);
