@@ -116,16 +116,15 @@ fn layers(image: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
-    let Some(env) = services() else { return };
-    // The base as the spec names it: the same repository in a registry that never resolves.
+/// A project in `dir` whose spec names its base in `mirror-me.invalid` (a registry that never
+/// resolves) and whose `imagespec.toml` holds `defaults` plus the mirror of that registry to
+/// the local one; its directory and the image's name.
+fn project(dir: &Path, env: &Env, what: &str, defaults: &str) -> (PathBuf, String) {
     let mirrored = env
         .base_python
         .strip_prefix("localhost:5000/")
         .expect("the e2e base is in localhost:5000");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let proj = dir.path().join("proj");
+    let proj = dir.join("proj");
     std::fs::create_dir_all(proj.join(".git")).expect("mkdir");
     std::fs::create_dir_all(proj.join("src/app")).expect("mkdir");
     std::fs::write(proj.join("src/app/__init__.py"), "").expect("write");
@@ -137,7 +136,7 @@ fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let name = format!("h-defaults-mirror-{}-{nanos}", std::process::id());
+    let name = format!("h-defaults-{what}-{}-{nanos}", std::process::id());
     std::fs::write(
         proj.join("spec.toml"),
         format!(
@@ -150,9 +149,49 @@ fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
     .expect("spec");
     std::fs::write(
         proj.join("imagespec.toml"),
-        "[defaults.registry_mirrors]\n\"mirror-me.invalid\" = \"localhost:5000\"\n",
+        format!(
+            "{defaults}[defaults.registry_mirrors]\n\"mirror-me.invalid\" = \"localhost:5000\"\n"
+        ),
     )
     .expect("defaults");
+    (proj, name)
+}
+
+/// From outside: `image` starts with the layers of the base the mirror holds, and runs.
+fn check_from_outside(env: &Env, image: &str) {
+    let base = layers(&env.base_python);
+    let built = layers(image);
+    assert!(
+        built.len() > base.len() && built[..base.len()] == base[..],
+        "{image} does not start with the layers of {}: {built:?} vs {base:?}",
+        env.base_python
+    );
+    outside(Process::new(DOCKER).args(["pull", "-q", image]));
+    let ran = outside(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        image,
+        "-m",
+        "app.main",
+    ]));
+    assert_eq!(ran.trim(), "mirrored: true");
+    let _ = Process::new(DOCKER).args(["rmi", image]).output();
+}
+
+fn result_of(log: &str) -> Value {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|e| e["event"] == "result")
+        .unwrap_or_else(|| panic!("no result in {log}"))
+}
+
+#[test]
+fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proj, _) = project(dir.path(), &env, "mirror", "");
 
     // The mirror changes no name.
     let image = stdout(imagespec(&proj, &env).args(["tag", "spec.toml"]))
@@ -182,32 +221,46 @@ fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
 
     // No daemon, a base in a registry that does not exist: only the mirror can serve it.
     let log = stdout(imagespec(&proj, &env).args(["build", "--json", "spec.toml"]));
-    let result: Value = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .rfind(|e| e["event"] == "result")
-        .unwrap_or_else(|| panic!("no result in {log}"));
+    let result = result_of(&log);
     assert_eq!(result["image"], image.as_str(), "{log}");
     assert_eq!(result["action"], "appended", "{log}");
+    check_from_outside(&env, &image);
+}
 
-    // From outside: the image starts with the base's layers and runs.
-    let base = layers(&env.base_python);
-    let built = layers(&image);
-    assert!(
-        built.len() > base.len() && built[..base.len()] == base[..],
-        "{image} does not start with the layers of {}: {built:?} vs {base:?}",
-        env.base_python
+/// BuildKit has no per-build mirror setting: the Dockerfile it is handed names the mirror in
+/// its `FROM`s. Here both the base and the uv image (a `builder_config.uv_image` default,
+/// which does not change the name either) are in the registry that never resolves.
+#[test]
+fn a_registry_mirror_serves_the_images_of_a_buildkit_build() {
+    let Some(env) = services() else { return };
+    let docker_host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let uv =
+        std::env::var("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|_| "localhost:5000/uv:0.5".into());
+    let uv = uv
+        .strip_prefix("localhost:5000/")
+        .expect("the e2e uv image is in localhost:5000");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let defaults = format!("[defaults.builder_config]\nuv_image = \"mirror-me.invalid/{uv}\"\n");
+    let (proj, _) = project(dir.path(), &env, "buildkit", &defaults);
+    let image = stdout(imagespec(&proj, &env).args(["tag", "spec.toml"]))
+        .trim()
+        .to_string();
+    let without = stdout(imagespec(&proj, &env).args(["tag", "spec.toml", "--no-config"]));
+    assert_eq!(image, without.trim());
+    let log = stdout(
+        imagespec(&proj, &env)
+            .env("DOCKER_HOST", &docker_host)
+            .args([
+                "build",
+                "--json",
+                "--no-daemonless",
+                "--no-fast-path",
+                "spec.toml",
+            ]),
     );
-    outside(Process::new(DOCKER).args(["pull", "-q", &image]));
-    let ran = outside(Process::new(DOCKER).args([
-        "run",
-        "--rm",
-        "--entrypoint",
-        "python",
-        &image,
-        "-m",
-        "app.main",
-    ]));
-    assert_eq!(ran.trim(), "mirrored: true");
-    let _ = Process::new(DOCKER).args(["rmi", &image]).output();
+    let result = result_of(&log);
+    assert_eq!(result["image"], image.as_str(), "{log}");
+    assert_eq!(result["action"], "built", "{log}");
+    check_from_outside(&env, &image);
 }
