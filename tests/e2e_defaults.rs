@@ -4,74 +4,50 @@
 //! base from the mirror, the image is pushed under the spec's own name (the mirror changes
 //! nothing in it), and from outside (skopeo, `docker run`) it holds the base's layers and
 //! works. Services come from `scripts/e2e/` and uv from `scripts/e2e/uv.sh` (as for
-//! tests/e2e_daemonless.rs); without them this test fails under `CI`, and says why and
-//! passes elsewhere.
+//! tests/e2e_daemonless.rs); without them these tests fail under `CI`, and say why and pass
+//! elsewhere. A second test does the same through dockerd's BuildKit.
 
 use assert_cmd::Command;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-const DOCKER: &str = "/usr/bin/docker";
-const NOWHERE: &str = "unix:///nonexistent/docker.sock";
+mod common;
+
+use common::e2e::{
+    DOCKER, JsonRun, NO_DAEMON, imagespec_in, missing, output, run_id, run_json, skopeo_inspect,
+};
 
 struct Env {
     base_python: String,
+    uv_image: String,
     uv: PathBuf,
 }
 
-/// The harness's registry and uv, or `None` (and a note) when missing outside CI.
+/// The harness's services and uv, or `None` (and a note) when missing outside CI.
 fn services() -> Option<Env> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
-    let up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
-        Process::new("curl")
-            .args(["-sf", &format!("http://{r}/v2/")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let cache = get("IMAGESPEC_E2E_CACHE").unwrap_or_else(|| "/var/cache/imagespec-e2e".into());
+    let s = common::e2e::services()?;
     let uv = std::env::var_os("IMAGESPEC_UV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(&cache).join("uv-0.5.1/bin/uv"));
-    let missing = if !up {
-        Some(format!(
-            "e2e services are not running ({file}); scripts/test.sh starts them"
-        ))
-    } else if !uv.is_file() {
-        Some(format!(
+        .unwrap_or_else(|| PathBuf::from(s.file.cache()).join("uv-0.5.1/bin/uv"));
+    if !uv.is_file() {
+        return missing(&format!(
             "no uv at {}: scripts/e2e/uv.sh installs it (scripts/test.sh runs it)",
             uv.display()
-        ))
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("skipped: {why}");
-        return None;
+        ));
     }
     Some(Env {
-        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
-            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
+        base_python: s.base_python,
+        uv_image: s.uv_image,
         uv,
     })
 }
 
-/// imagespec with uv, no cache, no daemon, and only the project's defaults file.
+/// imagespec with uv, no daemon, and only the project's defaults file (the user's config
+/// directory is the project's, which holds none).
 fn imagespec(dir: &Path, env: &Env) -> Command {
-    let mut cmd = Command::cargo_bin("imagespec").expect("binary");
-    cmd.current_dir(dir)
-        .env("IMAGESPEC_UV", &env.uv)
-        .env("IMAGESPEC_NO_CACHE", "1")
-        .env("DOCKER_HOST", NOWHERE)
+    let mut cmd = imagespec_in(dir);
+    cmd.env("IMAGESPEC_UV", &env.uv)
+        .env("DOCKER_HOST", NO_DAEMON)
         .env("XDG_CONFIG_HOME", dir)
         .env_remove("IMAGESPEC_NO_DAEMONLESS")
         .env_remove("IMAGESPEC_NO_FAST_PATH")
@@ -80,35 +56,30 @@ fn imagespec(dir: &Path, env: &Env) -> Command {
     cmd
 }
 
-fn stdout(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
+/// `imagespec tag spec.toml ARGS` in `proj`.
+fn tag(proj: &Path, env: &Env, args: &[&str]) -> String {
+    let out = imagespec(proj, env)
+        .args(["tag", "spec.toml"])
+        .args(args)
+        .output()
+        .expect("run");
     assert!(
         out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn outside(cmd: &mut Process) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// A build that must have given `image` by `action`.
+fn built(run: &JsonRun, image: &str, action: &str) {
+    assert!(run.ok(), "{}", run.text);
+    assert_eq!(run.result()["image"], image, "{}", run.text);
+    assert_eq!(run.result()["action"], action, "{}", run.text);
 }
 
 fn layers(image: &str) -> Vec<String> {
-    let json = outside(Process::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{image}"),
-    ]));
-    let value: Value = serde_json::from_str(&json).expect("skopeo json");
-    value["Layers"]
+    skopeo_inspect(&[], image)["Layers"]
         .as_array()
         .expect("layers")
         .iter()
@@ -133,10 +104,7 @@ fn project(dir: &Path, env: &Env, what: &str, defaults: &str) -> (PathBuf, Strin
         "import yaml\nprint(yaml.safe_dump({'mirrored': True}).strip())\n",
     )
     .expect("write");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let name = format!("h-defaults-{what}-{}-{nanos}", std::process::id());
+    let name = format!("h-defaults-{what}-{}", run_id());
     std::fs::write(
         proj.join("spec.toml"),
         format!(
@@ -166,8 +134,8 @@ fn check_from_outside(env: &Env, image: &str) {
         "{image} does not start with the layers of {}: {built:?} vs {base:?}",
         env.base_python
     );
-    outside(Process::new(DOCKER).args(["pull", "-q", image]));
-    let ran = outside(Process::new(DOCKER).args([
+    output(Process::new(DOCKER).args(["pull", "-q", image]));
+    let ran = output(Process::new(DOCKER).args([
         "run",
         "--rm",
         "--entrypoint",
@@ -180,13 +148,6 @@ fn check_from_outside(env: &Env, image: &str) {
     let _ = Process::new(DOCKER).args(["rmi", image]).output();
 }
 
-fn result_of(log: &str) -> Value {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .rfind(|e| e["event"] == "result")
-        .unwrap_or_else(|| panic!("no result in {log}"))
-}
-
 #[test]
 fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
     let Some(env) = services() else { return };
@@ -194,36 +155,26 @@ fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
     let (proj, _) = project(dir.path(), &env, "mirror", "");
 
     // The mirror changes no name.
-    let image = stdout(imagespec(&proj, &env).args(["tag", "spec.toml"]))
-        .trim()
-        .to_string();
-    let without = stdout(imagespec(&proj, &env).args(["tag", "spec.toml", "--no-config"]));
-    assert_eq!(image, without.trim());
+    let image = tag(&proj, &env, &[]);
+    assert_eq!(image, tag(&proj, &env, &["--no-config"]));
 
     // plan shows the mirror as applied, on the image's line.
-    let planned: Value = serde_json::from_str(
-        stdout(imagespec(&proj, &env).args(["plan", "--json", "spec.toml"]))
-            .lines()
-            .last()
-            .expect("a plan line"),
-    )
-    .expect("plan json");
+    let planned = run_json(imagespec(&proj, &env).args(["plan", "--json", "spec.toml"]));
+    assert!(planned.ok(), "{}", planned.text);
+    let planned = planned.events.last().expect("a plan line");
     assert_eq!(planned["dependency_builder"], "uv", "{planned}");
     let mirror = planned["defaults"]["settings"]
         .as_array()
         .expect("settings")
         .iter()
         .find(|s| s["key"] == "registry_mirrors.mirror-me.invalid")
-        .unwrap_or_else(|| panic!("the mirror in {planned}"))
-        .clone();
+        .unwrap_or_else(|| panic!("the mirror in {planned}"));
     assert_eq!(mirror["applied"], true, "{mirror}");
     assert_eq!(mirror["changes_name"], false, "{mirror}");
 
     // No daemon, a base in a registry that does not exist: only the mirror can serve it.
-    let log = stdout(imagespec(&proj, &env).args(["build", "--json", "spec.toml"]));
-    let result = result_of(&log);
-    assert_eq!(result["image"], image.as_str(), "{log}");
-    assert_eq!(result["action"], "appended", "{log}");
+    let run = run_json(imagespec(&proj, &env).args(["build", "--json", "spec.toml"]));
+    built(&run, &image, "appended");
     check_from_outside(&env, &image);
 }
 
@@ -235,32 +186,21 @@ fn a_registry_mirror_serves_the_images_of_a_buildkit_build() {
     let Some(env) = services() else { return };
     let docker_host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let uv =
-        std::env::var("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|_| "localhost:5000/uv:0.5".into());
-    let uv = uv
+    let uv = env
+        .uv_image
         .strip_prefix("localhost:5000/")
         .expect("the e2e uv image is in localhost:5000");
     let dir = tempfile::tempdir().expect("tempdir");
     let defaults = format!("[defaults.builder_config]\nuv_image = \"mirror-me.invalid/{uv}\"\n");
     let (proj, _) = project(dir.path(), &env, "buildkit", &defaults);
-    let image = stdout(imagespec(&proj, &env).args(["tag", "spec.toml"]))
-        .trim()
-        .to_string();
-    let without = stdout(imagespec(&proj, &env).args(["tag", "spec.toml", "--no-config"]));
-    assert_eq!(image, without.trim());
-    let log = stdout(
+    let image = tag(&proj, &env, &[]);
+    assert_eq!(image, tag(&proj, &env, &["--no-config"]));
+    let run = run_json(
         imagespec(&proj, &env)
             .env("DOCKER_HOST", &docker_host)
-            .args([
-                "build",
-                "--json",
-                "--no-daemonless",
-                "--no-fast-path",
-                "spec.toml",
-            ]),
+            .args(["build", "--json", "--no-daemonless", "--no-fast-path"])
+            .arg("spec.toml"),
     );
-    let result = result_of(&log);
-    assert_eq!(result["image"], image.as_str(), "{log}");
-    assert_eq!(result["action"], "built", "{log}");
+    built(&run, &image, "built");
     check_from_outside(&env, &image);
 }
