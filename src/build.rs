@@ -11,6 +11,7 @@ use crate::explain::{self, INPUTS_LABEL, Inputs};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
+use crate::spec::defaults::{Defaults, switch};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
 use crate::timeouts::Timeouts;
@@ -50,6 +51,16 @@ pub struct BuildOptions {
 impl BuildOptions {
     /// Options with flytekit's environment variables applied.
     pub fn from_env(render: RenderOptions, tag: TagOptions) -> BuildOptions {
+        BuildOptions::from_env_with(render, tag, &Defaults::default())
+    }
+
+    /// [`BuildOptions::from_env`] with a defaults file's `fast_path` and `daemonless`, which
+    /// apply when `IMAGESPEC_NO_FAST_PATH` / `IMAGESPEC_NO_DAEMONLESS` are not set.
+    pub fn from_env_with(
+        render: RenderOptions,
+        tag: TagOptions,
+        defaults: &Defaults,
+    ) -> BuildOptions {
         let var = |name: &str| std::env::var(name).ok();
         // flytekit: FLYTE_PUSH_IMAGE_SPEC is on unless it is "true"/"1" (case-insensitive);
         // the two others use str2bool (anything but false/0/off/no is true).
@@ -67,8 +78,14 @@ impl BuildOptions {
             timeouts: Timeouts::default(),
             render,
             tag,
-            fast_path: !str2bool(var("IMAGESPEC_NO_FAST_PATH")),
-            daemonless: !str2bool(var("IMAGESPEC_NO_DAEMONLESS")),
+            fast_path: switch(
+                var("IMAGESPEC_NO_FAST_PATH").as_deref(),
+                defaults.values.fast_path.as_ref(),
+            ),
+            daemonless: switch(
+                var("IMAGESPEC_NO_DAEMONLESS").as_deref(),
+                defaults.values.daemonless.as_ref(),
+            ),
             output: None,
             build_bases: true,
         }
@@ -325,7 +342,7 @@ fn build_one<'a>(
                 Some(Ok(plan)) => {
                     platforms::preflight(
                         spec,
-                        Some(&plan.base_image),
+                        Some(&plan.pull_ref(&plan.base_image)),
                         &plan.platform,
                         options.timeouts,
                         progress,

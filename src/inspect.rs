@@ -1,5 +1,6 @@
 //! Machine-readable views of a spec and its tag, for `imagespec inspect --json`.
 
+use crate::spec::defaults::{self, Overrides};
 use crate::spec::{NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::{ImageTag, spec_dict};
 use serde_json::{Map, Value, json};
@@ -50,14 +51,30 @@ fn py_json(v: &PyValue) -> Value {
     }
 }
 
+/// The defaults files `spec` was read with and what became of each of their settings
+/// (`overrides`: the flags and variables set): `{"files": [...], "settings": [{"key",
+/// "value", "from", "applied", "changes_name", "overridden_by"?}]}`.
+pub fn defaults_json(spec: &NormalizedSpec, overrides: &Overrides) -> Value {
+    json!({
+        "files": spec.defaults().files,
+        "settings": defaults::uses(spec, overrides),
+    })
+}
+
 /// `inspect --json` for one image.
-pub fn image_json(key: &str, spec: &NormalizedSpec, tag: &ImageTag) -> Value {
+pub fn image_json(
+    key: &str,
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    overrides: &Overrides,
+) -> Value {
     let mut out = json!({
         "key": key,
         "id": tag.id,
         "tag": tag.tag,
         "image": tag.image,
         "spec": spec_json(spec),
+        "defaults": defaults_json(spec, overrides),
     });
     if let Some(source) = &tag.source {
         out["source"] = json!({
@@ -67,7 +84,7 @@ pub fn image_json(key: &str, spec: &NormalizedSpec, tag: &ImageTag) -> Value {
         });
     }
     if let (Some(base), Some(NormalizedBase::Spec(inner))) = (&tag.base, spec.base()) {
-        out["base"] = image_json("", inner, base);
+        out["base"] = image_json("", inner, base, overrides);
     }
     out
 }

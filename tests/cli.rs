@@ -514,6 +514,8 @@ fn build_help_groups_its_options_in_sections() {
       --entry <MODULE>
       --relative-to <DIR>
       --allow-external-links
+      --config <FILE>
+      --no-config
       -h, --help
     Rendering:
       --flytekit-compat

@@ -123,6 +123,69 @@ fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
 #[test]
 fn tags_match_flytekit_for_the_whole_corpus() {
     let _corpus = common::corpus_lock();
+    let (failures, checked) = corpus_failures(None, &|_| {});
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks differ from flytekit:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= 60, "only {checked} checks ran");
+}
+
+/// A defaults file with every key that must not change a name (README, "Defaults file")
+/// leaves every name flytekit's: `builder_config` defaults are not the spec's (which
+/// flytekit hashes), mirrors and the rest are used only to build. TOML forms only.
+#[test]
+fn name_neutral_defaults_keep_every_name_flytekits() {
+    let _corpus = common::corpus_lock();
+    let config = tempfile::tempdir().expect("tempdir");
+    std::fs::write(config.path().join("ca.pem"), "pem").expect("ca");
+    let file = config.path().join("config.toml");
+    std::fs::write(
+        &file,
+        "[defaults]\nca_bundle = \"ca.pem\"\nfast_path = false\ndaemonless = false\n\
+         [defaults.builder_config]\nuv_image = \"mirror.example:5000/uv:9\"\n\
+         micromamba_image = \"mirror.example:5000/mm:9\"\n\
+         [defaults.registry_mirrors]\n\"docker.io\" = \"mirror.example:5000\"\n\
+         \"ghcr.io\" = \"mirror.example:5000/ghcr\"\n",
+    )
+    .expect("config");
+    // The file is read (else this test would prove nothing).
+    let home = tempfile::tempdir().expect("empty HOME");
+    std::fs::write(config.path().join("spec.toml"), "name = \"x\"\n").expect("spec");
+    let out = isolated_imagespec(config.path(), home.path())
+        .env_remove("IMAGESPEC_NO_CONFIG")
+        .env("IMAGESPEC_CONFIG", &file)
+        .args(["inspect", "--json", "spec.toml"])
+        .output()
+        .expect("run");
+    let got: Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+    assert_eq!(got["defaults"]["files"], serde_json::json!([file]), "{got}");
+    assert_eq!(
+        got["defaults"]["settings"].as_array().map(Vec::len),
+        Some(7)
+    );
+    let (failures, checked) = corpus_failures(Some("toml"), &|cmd| {
+        cmd.env_remove("IMAGESPEC_NO_CONFIG")
+            .env("IMAGESPEC_CONFIG", &file);
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks differ from flytekit with name-neutral defaults:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= 30, "only {checked} checks ran");
+}
+
+/// Runs `inspect --json` on every case (of `only_format`, when given), `configure`d, and
+/// compares id, tag and image with flytekit's goldens: the differences, and how many checks
+/// ran.
+fn corpus_failures(
+    only_format: Option<&str>,
+    configure: &dyn Fn(&mut assert_cmd::Command),
+) -> (Vec<String>, usize) {
     let goldens: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("testdata/goldens/tags.json")).expect("goldens"),
     )
@@ -140,9 +203,13 @@ fn tags_match_flytekit_for_the_whole_corpus() {
     for (case, golden) in cases {
         let dir = materialise(case);
         for format in golden["formats"].as_array().expect("formats") {
+            if only_format.is_some_and(|f| format != f) {
+                continue;
+            }
             let file = format!("spec.{}", format.as_str().expect("format"));
             for (key, want) in golden["images"].as_object().expect("images") {
                 let mut cmd = isolated_imagespec(&dir, home.path());
+                configure(&mut cmd);
                 cmd.args(["inspect", &file, "--json"]);
                 case_args(&mut cmd, &dir, key);
                 let mut out = cmd.output().expect("run imagespec");
@@ -208,11 +275,5 @@ fn tags_match_flytekit_for_the_whole_corpus() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} checks differ from flytekit:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(checked >= 60, "only {checked} checks ran");
+    (failures, checked)
 }

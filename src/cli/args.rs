@@ -185,6 +185,18 @@ pub struct SpecArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_external_links: bool,
+    /// Read defaults from FILE (its `[defaults]` table) instead of the project's
+    /// `imagespec.toml` and the user's `~/.config/imagespec/config.toml`.
+    #[arg(long, value_name = "FILE", env = imagespec::spec::defaults::CONFIG_ENV)]
+    pub config: Option<PathBuf>,
+    /// Read no defaults file (also over `--config`): only the spec and the built-in
+    /// defaults, for reproducible runs.
+    #[arg(
+        long,
+        env = imagespec::spec::defaults::NO_CONFIG_ENV,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_config: bool,
 }
 
 #[derive(Debug, Args)]

@@ -55,7 +55,11 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     for (key, spec) in chosen {
         let mut render = super::render::options(&args.render)?;
         render.platform = args.decision.platform.clone();
-        let mut options = BuildOptions::from_env(render, super::tag_options(&args.spec, spec)?);
+        let mut options = BuildOptions::from_env_with(
+            render,
+            super::tag_options(&args.spec, spec)?,
+            spec.defaults(),
+        );
         options.push &= !args.decision.no_push;
         options.force |= args.decision.force;
         options.fast_path &= !args.decision.no_fast_path;

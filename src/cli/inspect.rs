@@ -2,6 +2,7 @@
 
 use super::args::InspectArgs;
 use imagespec::inspect::image_json;
+use imagespec::spec::defaults::{self, Overrides};
 use imagespec::{Error, ImageTag, NormalizedSpec};
 
 pub fn run(args: &InspectArgs) -> Result<(), Error> {
@@ -23,15 +24,16 @@ pub fn run(args: &InspectArgs) -> Result<(), Error> {
         }
         results.push((key, spec, tag));
     }
+    let overrides = Overrides::from_env();
     if args.json {
         let value = if results.len() == 1 && (args.spec.image.is_some() || !file.is_multi()) {
             let (key, spec, tag) = &results[0];
-            image_json(key, spec, tag)
+            image_json(key, spec, tag, &overrides)
         } else {
             serde_json::Value::Object(
                 results
                     .iter()
-                    .map(|(k, s, t)| (k.to_string(), image_json(k, s, t)))
+                    .map(|(k, s, t)| (k.to_string(), image_json(k, s, t, &overrides)))
                     .collect(),
             )
         };
@@ -42,6 +44,7 @@ pub fn run(args: &InspectArgs) -> Result<(), Error> {
     } else {
         for (key, spec, tag) in &results {
             print_human(key, spec, tag);
+            print_defaults(spec, &overrides, "default   ");
         }
     }
     Ok(())
@@ -73,5 +76,18 @@ fn print_human(key: &str, spec: &NormalizedSpec, tag: &ImageTag) {
                 source.excluded.join(", ")
             );
         }
+    }
+}
+
+/// One line per setting of the defaults files: what it is, where it was written, and
+/// whether it applies (and changed the name) or what took precedence.
+pub fn print_defaults(spec: &NormalizedSpec, overrides: &Overrides, prefix: &str) {
+    for u in defaults::uses(spec, overrides) {
+        let what = match (&u.overridden_by, u.changes_name) {
+            (Some(by), _) => format!("not applied: {by}"),
+            (None, true) => "applied; changes the image name".to_string(),
+            (None, false) => "applied".to_string(),
+        };
+        println!("{prefix}{} = {} ({}; {what})", u.key, u.value, u.from);
     }
 }

@@ -107,16 +107,28 @@ fn chosen<'a>(
     })
 }
 
+/// Loads the spec file with its defaults: found from the spec's directory (or
+/// `--relative-to`'s), or `--config`'s file, or none with `--no-config`.
 fn load(args: &args::SpecArgs) -> Result<SpecFile, Error> {
+    use imagespec::spec::defaults::{ConfigChoice, KEEP_NAME_ENV};
+    let choice = ConfigChoice::new(args.config.clone(), args.no_config);
+    // flytekit's str2bool, as for the other switches.
+    let keep_name = std::env::var(KEEP_NAME_ENV)
+        .is_ok_and(|v| !matches!(v.to_lowercase().as_str(), "" | "false" | "0" | "off" | "no"));
     match &args.relative_to {
-        None => imagespec::load(&args.spec),
+        None => Ok(SpecFile::load_with(&args.spec, &choice, keep_name)?),
         Some(dir) => {
             let text = std::fs::read_to_string(&args.spec).map_err(|source| Error::Io {
                 context: format!("reading {}", args.spec.display()),
                 source,
             })?;
             let name = args.spec.file_name().unwrap_or(args.spec.as_os_str());
-            Ok(SpecFile::parse(&dir.join(name), &text)?)
+            Ok(SpecFile::parse_with(
+                &dir.join(name),
+                &text,
+                &choice,
+                keep_name,
+            )?)
         }
     }
 }

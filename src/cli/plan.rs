@@ -3,6 +3,7 @@
 use super::args::PlanArgs;
 use imagespec::Error;
 use imagespec::engine::{DecideOptions, ImagePlan};
+use imagespec::spec::defaults::Overrides;
 
 /// Prints the plan of every chosen image (bases first); `Ok(false)` when some image has no
 /// strategy (its refusal's exit code is returned through `exit_code`).
@@ -10,7 +11,12 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     let file = super::load(&args.spec)?;
     let chosen = super::chosen(&file, args.spec.image.as_deref())?;
     let runtime = super::runtime()?;
-    let env = imagespec::build::BuildOptions::from_env(Default::default(), Default::default());
+    let env = imagespec::build::BuildOptions::from_env_with(
+        Default::default(),
+        Default::default(),
+        file.defaults(),
+    );
+    let overrides = overrides(args);
     let options = DecideOptions {
         push: env.push && !args.decision.no_push,
         force: env.force || args.decision.force,
@@ -33,11 +39,21 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
             !args.decision.bases_built,
             args.timeouts.timeouts(),
         ))?;
-        for plan in &plans {
+        for (i, plan) in plans.iter().enumerate() {
+            // The defaults shown are the requested image's (the last plan; bases come first).
+            let requested = i + 1 == plans.len();
             if args.json {
-                println!("{}", plan.to_json());
+                let mut line = plan.to_json();
+                if requested && let Some(object) = line.as_object_mut() {
+                    let defaults = imagespec::inspect::defaults_json(spec, &overrides);
+                    object.insert("defaults".into(), defaults);
+                }
+                println!("{line}");
             } else {
                 print_plan(plan);
+                if requested {
+                    super::inspect::print_defaults(spec, &overrides, "  default:    ");
+                }
             }
             if let Err(refusal) = &plan.decision {
                 worst = worst.max(refusal.exit_code());
@@ -45,6 +61,27 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
         }
     }
     Ok(worst)
+}
+
+/// The flags and variables that take precedence over the defaults files' run-time settings.
+fn overrides(args: &PlanArgs) -> Overrides {
+    let env = Overrides::from_env();
+    let flag = |set: bool, name: &str, env: Option<String>| {
+        if set { Some(name.to_string()) } else { env }
+    };
+    Overrides {
+        ca_bundle: args
+            .render
+            .ca_bundle
+            .as_ref()
+            .map(|_| "--ca-bundle (or IMAGESPEC_CA_BUNDLE)".to_string()),
+        fast_path: flag(args.decision.no_fast_path, "--no-fast-path", env.fast_path),
+        daemonless: flag(
+            args.decision.no_daemonless,
+            "--no-daemonless",
+            env.daemonless,
+        ),
+    }
 }
 
 fn print_plan(plan: &ImagePlan) {

@@ -359,7 +359,7 @@ impl EnvdPlan {
             ca_bundle: if compat {
                 None
             } else {
-                options.ca_bundle.clone()
+                options.ca_bundle_for(spec)
             },
             files,
         })

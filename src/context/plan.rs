@@ -4,6 +4,7 @@ use super::PlanError;
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
 use crate::source::untrusted::Root;
+use crate::spec::defaults::{RegistryMirrors, choose};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,15 @@ pub struct RenderOptions {
 }
 
 impl RenderOptions {
+    /// The CA bundle the build trusts: `--ca-bundle`'s (or `IMAGESPEC_CA_BUNDLE`'s), else
+    /// the defaults file's `ca_bundle`.
+    pub fn ca_bundle_for(&self, spec: &NormalizedSpec) -> Option<PathBuf> {
+        let file = spec.defaults().values.ca_bundle.as_ref();
+        self.ca_bundle
+            .clone()
+            .or_else(|| file.map(|s| s.value.clone()))
+    }
+
     /// The platforms to build: `--platform`'s, else the spec's `platform`.
     pub fn platform<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a str {
         self.platform.as_deref().unwrap_or_else(|| spec.platform())
@@ -154,6 +164,10 @@ pub struct BuildPlan {
     /// The spec's `registry_config`, resolved (else docker's own config is read): the
     /// credentials BuildKit gets for the images the Dockerfile pulls.
     pub registry_config: Option<PathBuf>,
+    /// The defaults file's `registry_mirrors`: where the images the build reads (base, uv,
+    /// micromamba) are pulled from. Never part of the Dockerfile the dependency key digests
+    /// or `render` writes: only of what a builder is handed ([`BuildPlan::pulled`]).
+    pub mirrors: RegistryMirrors,
 }
 
 fn option_str(spec: &NormalizedSpec, key: &'static str) -> Result<Option<String>, PlanError> {
@@ -678,7 +692,7 @@ impl BuildPlan {
         let ca_bundle = if compat {
             None
         } else {
-            options.ca_bundle.clone()
+            options.ca_bundle_for(spec)
         };
         check_inside(spec, &name, &files, &root_entries)?;
 
@@ -686,10 +700,21 @@ impl BuildPlan {
         // stay flytekit's); flytekit's own Dockerfile keeps its order.
         let commands_before_copy =
             !compat && option_bool(spec, "commands_before_copy")?.unwrap_or(false);
-        let uv_image =
-            builder_config_str(spec, "uv_image").unwrap_or_else(|| DEFAULT_UV_IMAGE.into());
-        let micromamba_image = builder_config_str(spec, "micromamba_image")
-            .unwrap_or_else(|| DEFAULT_MICROMAMBA_IMAGE.into());
+        // The spec's `builder_config` (hashed by flytekit), else the defaults file's (used,
+        // never hashed: the name stays the spec's), else flytekit's.
+        let defaults = &spec.defaults().values;
+        let (uv_image, _) = choose(
+            None,
+            builder_config_str(spec, "uv_image"),
+            defaults.uv_image.as_ref(),
+            DEFAULT_UV_IMAGE.into(),
+        );
+        let (micromamba_image, _) = choose(
+            None,
+            builder_config_str(spec, "micromamba_image"),
+            defaults.micromamba_image.as_ref(),
+            DEFAULT_MICROMAMBA_IMAGE.into(),
+        );
         Ok(BuildPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
@@ -721,7 +746,29 @@ impl BuildPlan {
             commands_before_copy,
             labels: Vec::new(),
             registry_config: spec.registry_config.as_deref().map(|p| spec.resolve(p)),
+            mirrors: defaults.registry_mirrors.clone(),
         })
+    }
+
+    /// Where `image` is read from: its registry's mirror ([`BuildPlan::mirrors`]), else
+    /// itself.
+    pub fn pull_ref(&self, image: &str) -> String {
+        self.mirrors
+            .pull_ref(image)
+            .unwrap_or_else(|| image.to_string())
+    }
+
+    /// This plan with the images it pulls (base, uv, micromamba) read from their mirrors:
+    /// what a builder is handed. Its Dockerfile differs only in those `FROM`s.
+    pub fn pulled(&self) -> std::borrow::Cow<'_, BuildPlan> {
+        if self.mirrors.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut plan = self.clone();
+        plan.base_image = self.pull_ref(&self.base_image);
+        plan.uv_image = self.pull_ref(&self.uv_image);
+        plan.micromamba_image = self.micromamba_image.as_deref().map(|m| self.pull_ref(m));
+        std::borrow::Cow::Owned(plan)
     }
 }
 
@@ -828,5 +875,56 @@ mod tests {
         };
         let err = check_inside(spec, "i", &[], &[layer]).unwrap_err();
         assert!(err.to_string().contains("/root/../etc/cron.d/x"), "{err}");
+    }
+
+    /// The plan of the only image of `spec` with the `[defaults]` of `table`.
+    fn plan_with(spec: &str, table: &str) -> BuildPlan {
+        use crate::spec::defaults::{DefaultValues, Defaults};
+        let file = Path::new("/p/imagespec.toml");
+        let values = DefaultValues::parse(file, table)
+            .unwrap()
+            .unwrap_or_default();
+        let defaults = Defaults {
+            values,
+            files: vec![file.into()],
+            keep_name: false,
+        };
+        let file = crate::SpecFile::parse_with_defaults(Path::new("/p/spec.toml"), spec, defaults)
+            .unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        BuildPlan::new(spec, &tag, &RenderOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn builder_images_come_from_the_spec_then_the_defaults_then_flytekit() {
+        let table = "[defaults.builder_config]\nuv_image = \"m:5000/uv:9\"\n";
+        assert_eq!(plan_with("name = \"i\"\n", "").uv_image, DEFAULT_UV_IMAGE);
+        assert_eq!(plan_with("name = \"i\"\n", table).uv_image, "m:5000/uv:9");
+        let spec = "name = \"i\"\nbuilder_config = { uv_image = \"s/uv:1\" }\n";
+        assert_eq!(plan_with(spec, table).uv_image, "s/uv:1");
+    }
+
+    #[test]
+    fn mirrors_change_what_is_pulled_not_the_dockerfile_the_key_digests() {
+        let spec = "name = \"i\"\nbase_image = \"mirror-me.invalid/py:3\"\n";
+        let table = "[defaults.registry_mirrors]\n\"mirror-me.invalid\" = \"localhost:5000\"\n\
+                     \"ghcr.io\" = \"localhost:5000/ghcr\"\n";
+        let plain = plan_with(spec, "");
+        let mirrored = plan_with(spec, table);
+        assert_eq!(plain.dependencies().image, mirrored.dependencies().image);
+        assert_eq!(
+            crate::render::dockerfile(&plain),
+            crate::render::dockerfile(&mirrored)
+        );
+        let pulled = mirrored.pulled();
+        assert_eq!(pulled.base_image, "localhost:5000/py:3");
+        assert_eq!(pulled.uv_image, "localhost:5000/ghcr/astral-sh/uv:0.5.1");
+        let dockerfile = crate::render::dockerfile(&pulled);
+        assert!(
+            dockerfile.contains("FROM localhost:5000/py:3"),
+            "{dockerfile}"
+        );
+        assert!(!dockerfile.contains("mirror-me.invalid"), "{dockerfile}");
     }
 }

@@ -398,9 +398,11 @@ impl BuildPlan {
                 }
             }
         }
+        // The builder pulls from the mirrors; the Dockerfile on disk and the dependency key
+        // keep the spec's names.
         entries.insert(
             "Dockerfile".into(),
-            TarSource::Bytes(crate::render::dockerfile(self).into_bytes()),
+            TarSource::Bytes(crate::render::dockerfile(&self.pulled()).into_bytes()),
         );
         let mut builder = tar::Builder::new(out);
         for (path, source) in entries {

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 /// flytekit's `validate_container_registry_name` pattern; Python's `$` also accepts one
 /// trailing newline, hence `\n?\z`.
-static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
+pub(super) static REGISTRY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(localhost:\d{1,5}|([a-z\d\._-]+)(:\d{1,5})?)(/[\w\.-]+)*\n?\z")
         .expect("registry pattern")
 });
@@ -46,6 +46,8 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
     let d = Decoder {
         file: file.to_path_buf(),
     };
+    let without_defaults = d.without_defaults_table(root)?;
+    let root = without_defaults.as_ref().unwrap_or(root);
     let entries = d.map(root, "")?;
     let multi = entries.iter().any(|(k, _)| k.name == IMAGES_KEY);
     if !multi {
@@ -180,6 +182,47 @@ fn join(path: &str, field: &str) -> String {
 }
 
 impl Decoder {
+    /// The file without its top-level `[defaults]` table, which is not part of any spec: an
+    /// `imagespec.toml` may hold both (the defaults file reads only that table, see
+    /// [`super::defaults`]). `None` when there is no such table. In a file of another name the
+    /// table would never be read as defaults: refused, saying where it belongs.
+    fn without_defaults_table(&self, root: &Node) -> Result<Option<Node>, SpecError> {
+        let Value::Map(entries) = &root.value else {
+            return Ok(None);
+        };
+        let Some((key, _)) = entries
+            .iter()
+            .find(|(k, _)| k.name == super::defaults::TABLE)
+        else {
+            return Ok(None);
+        };
+        let is_project_file = self
+            .file
+            .file_name()
+            .is_some_and(|n| n == super::defaults::PROJECT_FILE);
+        if !is_project_file {
+            return Err(self.invalid(
+                key.pos,
+                super::defaults::TABLE,
+                &format!(
+                    "a `[defaults]` table is read only from a file named `{}` (next to the \
+                     spec or in a directory above it) or from the user's config file; move \
+                     it there",
+                    super::defaults::PROJECT_FILE
+                ),
+            ));
+        }
+        let kept = entries
+            .iter()
+            .filter(|(k, _)| k.name != super::defaults::TABLE)
+            .cloned()
+            .collect();
+        Ok(Some(Node {
+            value: Value::Map(kept),
+            pos: root.pos,
+        }))
+    }
+
     fn type_error(&self, node: &Node, field: &str, expected: &str) -> SpecError {
         SpecError::Type {
             file: self.file.clone(),
@@ -368,17 +411,11 @@ impl Decoder {
     }
 
     fn unknown(&self, key: &Key, path: &str) -> SpecError {
-        let suggestion = FIELDS
-            .iter()
-            .map(|f| (strsim::jaro_winkler(f, &key.name), *f))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, f)| f.to_string());
         SpecError::UnknownField {
             file: self.file.clone(),
             pos: key.pos,
             field: join(path, &key.name),
-            suggestion,
+            suggestion: did_you_mean(&key.name, &FIELDS),
         }
     }
 
@@ -481,8 +518,18 @@ fn record_positions(fields: &mut IndexMap<String, Pos>, field: &str, value: &Nod
     }
 }
 
+/// The known name closest to `written`, when one is close enough to be a typo of it.
+pub(super) fn did_you_mean(written: &str, known: &[&str]) -> Option<String> {
+    known
+        .iter()
+        .map(|f| (strsim::jaro_winkler(f, written), *f))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, f)| f.to_string())
+}
+
 /// Names a found value for an error message, with its text when it is short.
-fn describe(value: &Value) -> String {
+pub(super) fn describe(value: &Value) -> String {
     match value {
         Value::Str(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
         Value::Int(i) => format!("the integer {i}"),

@@ -12,6 +12,12 @@ pub enum SpecError {
         #[source]
         source: std::sync::Arc<std::io::Error>,
     },
+    #[error("{}: cannot read the defaults file: {source}", file.display())]
+    ReadDefaults {
+        file: PathBuf,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
     #[error("{}: unknown spec format{}: name the file *.toml, *.yaml, *.yml or *.json", file.display(), ext.as_ref().map(|e| format!(" `.{e}`")).unwrap_or_default())]
     Format { file: PathBuf, ext: Option<String> },
     #[error("{}:{pos}: {message}", file.display())]

@@ -14,6 +14,7 @@
 //! ```
 
 mod decode;
+pub mod defaults;
 mod error;
 pub mod json;
 mod model;
@@ -26,6 +27,7 @@ pub mod yaml;
 
 pub use crate::py::PyValue;
 pub use decode::MAX_BASE_DEPTH;
+pub use defaults::{ConfigChoice, Defaults};
 pub use error::SpecError;
 pub use model::{BaseImage, CopyMode, FIELDS, Scalar, SecretMount, Spec};
 pub use node::{Key, LineIndex, MAX_DEPTH, Node, Pos, Value};
@@ -71,21 +73,48 @@ pub struct SpecFile {
     path: PathBuf,
     images: IndexMap<String, Result<NormalizedSpec, SpecError>>,
     multi: bool,
+    defaults: std::sync::Arc<Defaults>,
 }
 
 impl SpecFile {
-    /// Reads and decodes a spec file.
+    /// Reads and decodes a spec file, reading no defaults file.
     pub fn load(path: &Path) -> Result<SpecFile, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-            file: path.to_path_buf(),
-            source: std::sync::Arc::new(source),
-        })?;
-        SpecFile::parse(path, &text)
+        SpecFile::parse(path, &read(path)?)
+    }
+
+    /// Reads and decodes a spec file with the defaults `choice` names (found from the spec's
+    /// directory; see [`defaults`]); `keep_name`: only the defaults that keep the name.
+    pub fn load_with(
+        path: &Path,
+        choice: &ConfigChoice,
+        keep_name: bool,
+    ) -> Result<SpecFile, SpecError> {
+        SpecFile::parse_with(path, &read(path)?, choice, keep_name)
+    }
+
+    /// [`SpecFile::parse`] with the defaults `choice` names, found from `path`'s directory.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        choice: &ConfigChoice,
+        keep_name: bool,
+    ) -> Result<SpecFile, SpecError> {
+        let defaults = Defaults::load(choice, &spec_dir(path), keep_name)?;
+        SpecFile::parse_with_defaults(path, text, defaults)
     }
 
     /// Decodes spec text; `path` names the file (its extension picks the format, its directory
-    /// anchors relative paths).
+    /// anchors relative paths). No defaults file is read.
     pub fn parse(path: &Path, text: &str) -> Result<SpecFile, SpecError> {
+        SpecFile::parse_with_defaults(path, text, Defaults::default())
+    }
+
+    /// Decodes spec text, its images normalised with `defaults`.
+    pub fn parse_with_defaults(
+        path: &Path,
+        text: &str,
+        defaults: Defaults,
+    ) -> Result<SpecFile, SpecError> {
         let format = Format::from_path(path).ok_or_else(|| SpecError::Format {
             file: path.to_path_buf(),
             ext: path.extension().map(|e| e.to_string_lossy().into_owned()),
@@ -97,15 +126,25 @@ impl SpecFile {
         })?;
         let (specs, multi) = decode::decode_file(path, &root)?;
         let dir = spec_dir(path);
+        let defaults = std::sync::Arc::new(defaults);
         let images = specs
             .into_iter()
-            .map(|(k, s)| (k, s.and_then(|s| NormalizedSpec::new(s, &dir))))
+            .map(|(k, s)| {
+                let normalized = s.and_then(|s| NormalizedSpec::with_defaults(s, &dir, &defaults));
+                (k, normalized)
+            })
             .collect();
         Ok(SpecFile {
             path: path.to_path_buf(),
             images,
             multi,
+            defaults,
         })
+    }
+
+    /// The defaults this file's images were normalised with, and the files they came from.
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
     }
 
     /// The file this was read from.
@@ -179,6 +218,13 @@ impl SpecFile {
             }),
         }
     }
+}
+
+fn read(path: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        file: path.to_path_buf(),
+        source: std::sync::Arc::new(source),
+    })
 }
 
 /// The directory relative paths in a spec file are relative to (absolute when possible).

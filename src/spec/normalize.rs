@@ -1,11 +1,13 @@
 //! Defaults and normalisation exactly as flytekit's `ImageSpec.__post_init__` applies them,
 //! and the image names parsed by the OCI grammar (see [`super::reference`]).
 
+use super::defaults::Defaults;
 use super::error::SpecError;
 use super::model::{BaseImage, CopyMode, Spec};
 use super::reference::{ImageRef, ReferenceError, Registry, Repository};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The platform flytekit picks when a spec names none.
 pub fn default_platform(registry: Option<&str>, host_arch: &str) -> &'static str {
@@ -28,6 +30,10 @@ pub struct NormalizedSpec {
     base: Option<NormalizedBase>,
     dir: PathBuf,
     repository: Repository,
+    /// The defaults of the spec's files (one value shared by a file's images).
+    defaults: Arc<Defaults>,
+    /// The fields the defaults filled in (hashed as if written).
+    from_defaults: Vec<&'static str>,
 }
 
 /// A normalised `base_image`.
@@ -40,7 +46,31 @@ pub enum NormalizedBase {
 impl NormalizedSpec {
     /// Normalises `spec`, whose relative paths are relative to `dir`; fails on an image
     /// name (`registry`, `name`, `base_image`) no registry would accept.
-    pub fn new(mut spec: Spec, dir: &Path) -> Result<NormalizedSpec, SpecError> {
+    pub fn new(spec: Spec, dir: &Path) -> Result<NormalizedSpec, SpecError> {
+        NormalizedSpec::with_defaults(spec, dir, &Arc::default())
+    }
+
+    /// [`NormalizedSpec::new`] with the defaults of a defaults file: `registry` and
+    /// `base_image`, when the spec (or a nested base spec) leaves them unset, are filled in
+    /// first, exactly as if written, so they enter the id and tag as the field would (unless
+    /// `keep_name`); the other defaults are kept for building ([`NormalizedSpec::defaults`])
+    /// and never enter the name.
+    pub fn with_defaults(
+        mut spec: Spec,
+        dir: &Path,
+        defaults: &Arc<Defaults>,
+    ) -> Result<NormalizedSpec, SpecError> {
+        let mut from_defaults = Vec::new();
+        if !defaults.keep_name {
+            if let (None, Some(registry)) = (&spec.registry, &defaults.values.registry) {
+                spec.registry = Some(registry.value.clone());
+                from_defaults.push("registry");
+            }
+            if let (None, Some(base)) = (&spec.base_image, &defaults.values.base_image) {
+                spec.base_image = Some(BaseImage::Ref(base.value.clone()));
+                from_defaults.push("base_image");
+            }
+        }
         spec.name = Some(spec.name.as_deref().unwrap_or("flytekit").to_lowercase());
         if let Some(registry) = spec.registry.as_mut() {
             *registry = registry.to_lowercase();
@@ -76,16 +106,29 @@ impl NormalizedSpec {
         let base = match spec.base_image.take() {
             None => None,
             Some(BaseImage::Ref(r)) => Some(NormalizedBase::Ref(r)),
-            Some(BaseImage::Spec(s)) => Some(NormalizedBase::Spec(Box::new(NormalizedSpec::new(
-                *s, dir,
-            )?))),
+            Some(BaseImage::Spec(s)) => Some(NormalizedBase::Spec(Box::new(
+                NormalizedSpec::with_defaults(*s, dir, defaults)?,
+            ))),
         };
         Ok(NormalizedSpec {
             spec,
             base,
             dir: dir.to_path_buf(),
             repository,
+            defaults: Arc::clone(defaults),
+            from_defaults,
         })
+    }
+
+    /// The defaults of the spec's files (empty when none were read).
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// The fields a defaults file filled in (`registry`, `base_image`): they changed the
+    /// name as the same field written in the spec would.
+    pub fn from_defaults(&self) -> &[&'static str] {
+        &self.from_defaults
     }
 
     /// The image's repository, `[registry/]name`, parsed.

@@ -61,6 +61,11 @@ struct Located {
 }
 
 impl FieldAt {
+    /// `field` written at `pos` in `file` (for files that are not specs: a defaults file).
+    pub fn new(file: PathBuf, pos: Pos, field: String) -> FieldAt {
+        FieldAt(Box::new(Located { file, pos, field }))
+    }
+
     /// The spec file.
     pub fn file(&self) -> &std::path::Path {
         &self.0.file

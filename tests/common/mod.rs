@@ -119,6 +119,8 @@ pub fn isolated_imagespec(dir: &Path, home: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("imagespec").expect("binary");
     cmd.current_dir(dir)
         .env("IMAGESPEC_NO_CACHE", "1")
+        // The goldens are flytekit's names: no defaults file of this machine's.
+        .env("IMAGESPEC_NO_CONFIG", "1")
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home)
         .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -512,7 +512,10 @@ async fn make_platform(
     installing: &Installing<'_>,
     progress: &Progress,
 ) -> Result<Made, DaemonlessError> {
-    let base = read_base(&deps.base_image, platform, installing.timeouts, progress).await?;
+    // From its registry's mirror when the defaults file names one: its layers are then read
+    // (and mounted) from there.
+    let base_ref = deps.pull_ref(&deps.base_image);
+    let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
     let tree = &base.tree;
     let base_env: Vec<String> = base
         .config

@@ -229,10 +229,13 @@ def spec_for_binary(image_spec: ImageSpec, original: typing.Optional[ImageSpec] 
 def binary_env() -> typing.Dict[str, str]:
     """This process's environment, plus what flytekit's default builder takes from the running
     flytekit: the flytekit requirement it adds to packages (``get_flytekit_for_pypi``) and
-    the Python version of its interpreter. Neither enters the image name."""
+    the Python version of its interpreter. Neither enters the image name. flytekit has named
+    the image already, so a defaults file's ``base_image`` and ``registry`` (which would change
+    the name) are not applied; its other defaults (mirrors, CA bundle...) are."""
     from flytekit.image_spec.default_builder import get_flytekit_for_pypi
 
     env = dict(os.environ)
+    env.setdefault("IMAGESPEC_DEFAULTS_KEEP_NAME", "1")
     env.setdefault("IMAGESPEC_FLYTEKIT_REQUIREMENT", get_flytekit_for_pypi())
     env.setdefault("IMAGESPEC_HOST_PYTHON_VERSION", f"{sys.version_info.major}.{sys.version_info.minor}")
     return env
