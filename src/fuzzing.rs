@@ -18,9 +18,12 @@ use crate::spec::{FIELDS, ImageRef, NormalizedBase, NormalizedSpec, Pos, SpecErr
 use crate::tag::{self, ImageTag, TagError, TagOptions};
 use std::path::Path;
 
+/// A fuzz target's body: it panics when the input breaks one of its checks.
+pub type Body = fn(&[u8]);
+
 /// Every fuzz target: its name (the binary in `fuzz/` and the directory under
 /// `testdata/fuzz/`) and its body.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Body); 5] = [
     ("spec_toml", spec_toml),
     ("spec_yaml", spec_yaml),
     ("spec_json", spec_json),

@@ -444,6 +444,16 @@ mod tests {
     }
 
     #[test]
+    fn dockerignore_rules_from_text_alone() {
+        let rules = DockerIgnore::parse("# comment\n*.txt\n!keep.txt\r\n  secret/  \n").unwrap();
+        assert!(rules.matches("a.txt") && rules.matches("A.TXT"));
+        assert!(!rules.matches("keep.txt") && !rules.matches("d/a.txt"));
+        assert!(rules.matches("secret/k/v") && !rules.matches("# comment"));
+        assert!(!DockerIgnore::parse("*\n").unwrap().matches(".dockerignore"));
+        assert!(DockerIgnore::parse("[z-a]\n").is_err());
+    }
+
+    #[test]
     fn git_runs_with_the_repository_settings_that_run_programs_off() {
         let cmd = git_ls_files(Path::new("."));
         let args: Vec<String> = cmd
