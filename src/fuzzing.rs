@@ -176,6 +176,10 @@ fn check_tag_format(template: &str, value: &str) {
     }
 }
 
+/// How many patterns and paths one input of [`ignore_patterns`] tries: each pattern is a
+/// regex compiled, each path a few matches; more would only slow the fuzzer down.
+const LIMIT: usize = 32;
+
 /// The two glob dialects of the ignore rules. The bytes are the text of a `.dockerignore`,
 /// then NUL-separated paths (each line of the file, less a leading `!`, is a path too).
 /// Checks that:
@@ -193,10 +197,10 @@ pub fn ignore_patterns(data: &[u8]) {
     let lines: Vec<&str> = dockerignore.lines().collect();
     let paths: Vec<&str> = parts
         .chain(lines.iter().map(|l| l.strip_prefix('!').unwrap_or(l)))
-        .take(64)
+        .take(LIMIT)
         .collect();
 
-    for pattern in lines.iter().take(64) {
+    for pattern in lines.iter().take(LIMIT) {
         if let Ok(glob) = fnmatch::python(pattern) {
             let slow = glob.regex_only();
             for path in &paths {
@@ -217,8 +221,7 @@ pub fn ignore_patterns(data: &[u8]) {
     }
     for (i, path) in paths.iter().enumerate().filter(|(_, p)| plain_path(p)) {
         let with = |line: String| {
-            let text = format!("{dockerignore}\n{line}\n");
-            DockerIgnore::parse(&text).unwrap_or_else(|e: PatternError| {
+            rules.with_line(&line).unwrap_or_else(|e: PatternError| {
                 panic!("appending the literal {line:?} broke the rules: {e}")
             })
         };
@@ -226,12 +229,13 @@ pub fn ignore_patterns(data: &[u8]) {
             !with(format!("!{path}")).matches(path),
             "`!{path}` as the last line does not re-include {path:?}"
         );
-        // docker-py always appends `!.dockerignore` last: it is never ignored.
-        if path.to_lowercase() != ".dockerignore" {
+        // docker-py always appends `!.dockerignore` last: it, and what is below a
+        // directory of that name, is never ignored.
+        if !under_dockerignore(path) {
             let ignored = with(path.to_string());
             assert!(ignored.matches(path), "`{path}` as the last line, {path:?}");
             let below = paths[(i + 1) % paths.len()];
-            if plain_path(below) && below.to_lowercase() != ".dockerignore" {
+            if plain_path(below) {
                 let inside = format!("{path}/{below}");
                 assert!(
                     ignored.matches(&inside),
@@ -253,6 +257,12 @@ fn plain_path(path: &str) -> bool {
             .all(|name| !name.is_empty() && name != "." && name != "..")
         && !path.contains(['*', '?', '[', '\n', '\r'])
         && crate::py::text::python_strip(path) == path
+}
+
+/// Whether the last rule, `!.dockerignore`, applies to `path` (the path or its first
+/// directory is `.dockerignore`, in any case).
+fn under_dockerignore(path: &str) -> bool {
+    path.split('/').next().unwrap_or(path).to_lowercase() == ".dockerignore"
 }
 
 /// Where a position in a text may be: lines and columns from 1, no further than its end.

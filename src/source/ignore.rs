@@ -140,7 +140,7 @@ impl Drop for Git {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct DockerPattern {
     exclusion: bool,
     dirs: usize,
@@ -259,16 +259,22 @@ impl DockerIgnore {
     /// `!.dockerignore` appended as docker-py does.
     pub fn parse(text: &str) -> Result<DockerIgnore, PatternError> {
         let mut patterns = Vec::new();
-        for line in python_readlines(text)
-            .iter()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| python_strip(l))
-        {
-            if let Some(p) = docker_pattern(line)? {
-                patterns.push(p);
-            }
+        for line in python_readlines(text) {
+            patterns.extend(line_pattern(&line)?);
         }
         patterns.push(docker_pattern("!.dockerignore")?.expect("non-empty pattern"));
+        Ok(DockerIgnore { patterns })
+    }
+
+    /// These rules with `line` (one line, without its line break) added at the end of the
+    /// file: what [`DockerIgnore::parse`] of the longer text gives, without compiling every
+    /// pattern again (the fuzz target asks this for many lines).
+    pub(crate) fn with_line(&self, line: &str) -> Result<DockerIgnore, PatternError> {
+        let mut patterns = self.patterns.clone();
+        if let Some(p) = line_pattern(&format!("{line}\n"))? {
+            // Before the `!.dockerignore` docker-py appends.
+            patterns.insert(patterns.len() - 1, p);
+        }
         Ok(DockerIgnore { patterns })
     }
 
@@ -292,6 +298,15 @@ impl DockerIgnore {
         }
         matched
     }
+}
+
+/// The pattern of one line of `f.readlines()` (with its `\n`): none for an empty line or
+/// a `#` comment; else the line, stripped.
+fn line_pattern(line: &str) -> Result<Option<DockerPattern>, PatternError> {
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    docker_pattern(python_strip(line))
 }
 
 /// docker-py `Pattern(...)`; `None` for a pattern with no path components (docker-py drops it).
@@ -451,6 +466,20 @@ mod tests {
         assert!(rules.matches("secret/k/v") && !rules.matches("# comment"));
         assert!(!DockerIgnore::parse("*\n").unwrap().matches(".dockerignore"));
         assert!(DockerIgnore::parse("[z-a]\n").is_err());
+        // A line added gives what the longer file gives.
+        let text = "*.txt\n";
+        let base = DockerIgnore::parse(text).unwrap();
+        for line in ["!keep.txt", "# c", "", "d", "!.dockerignore"] {
+            let added = base.with_line(line).unwrap();
+            let parsed = DockerIgnore::parse(&format!("{text}{line}\n")).unwrap();
+            for path in ["a.txt", "keep.txt", "d/x", "# c", ".dockerignore"] {
+                assert_eq!(
+                    added.matches(path),
+                    parsed.matches(path),
+                    "{line:?} {path:?}"
+                );
+            }
+        }
     }
 
     #[test]

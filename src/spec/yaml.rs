@@ -25,6 +25,31 @@ pub const MAX_ALIAS_BYTES: usize = 4 << 20;
 
 /// Parses one YAML document (an empty document is an empty mapping).
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    parse_events(text).map_err(|e| SyntaxError {
+        pos: within(text, e.pos),
+        ..e
+    })
+}
+
+/// `pos`, or the end of `text` when `pos` lies past it: at the end of a text without a final
+/// line break, yaml-rust2 moves its marker to a line that is not there ("force new line"), so
+/// an error found there (an unfinished key, say) named a line past the last one.
+fn within(text: &str, pos: Pos) -> Pos {
+    // YAML's line breaks: `\r\n`, `\r` and `\n`, as the scanner counts them.
+    let breaks = text.matches(['\n', '\r']).count() - text.matches("\r\n").count();
+    let last = text.rsplit(['\n', '\r']).next().unwrap_or(text);
+    let end = Pos {
+        line: breaks + 1,
+        col: last.chars().count() + 1,
+    };
+    if (pos.line, pos.col) > (end.line, end.col) {
+        end
+    } else {
+        pos
+    }
+}
+
+fn parse_events(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     // Events are pulled one at a time rather than through `Parser::load`, which recurses once
@@ -633,6 +658,19 @@ mod tests {
                 col: 3 + 2 * (MAX_DEPTH - 1)
             }
         );
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_the_text_is_placed_there() {
+        // Found by the spec_yaml fuzz target: the scanner's marker moves to a sixth line of
+        // this five-line text before it finds the unfinished key `m`.
+        let text = "name: app\ncopy:\n  - files\n  - /abs\nm";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.pos, Pos { line: 5, col: 2 }, "{err:?}");
+        let err = parse("a: b\r\nc: d\rm").unwrap_err();
+        assert_eq!(err.pos, Pos { line: 3, col: 2 }, "{err:?}");
+        // Positions inside the text are kept.
+        assert_eq!(parse("a: b\n: c: d\n").unwrap_err().pos.line, 2);
     }
 
     #[test]
