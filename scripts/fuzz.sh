@@ -49,6 +49,11 @@ build_start=$SECONDS
 (cd fuzz && "${build[@]}")
 echo "fuzz.sh: build took $((SECONDS - build_start)) s (target dir $target_dir)"
 bin_dir=$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release
+# cargo hashes the absolute path of imagespec (a path dependency outside fuzz/'s workspace),
+# so each clone location builds its own copy (150 MB, 400 MB incremental): those not rebuilt
+# for a week go, so that the cache does not grow with every new location.
+find "$bin_dir/deps" "$bin_dir/incremental" "$bin_dir/.fingerprint" -maxdepth 1 \
+    -name '*imagespec-*' -mtime +7 -exec rm -rf {} + 2>/dev/null || true
 
 failed=()
 for target in "${targets[@]}"; do
