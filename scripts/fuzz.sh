@@ -64,6 +64,17 @@ for target in "${targets[@]}"; do
     # Spec files may be long; templates, ignore files and paths stay short.
     max_len=4096
     [[ $target == spec_* ]] && max_len=16384
+    # The corpus grows with every run, and each run first replays it all: past 5000 inputs
+    # it is cut to the smallest set with the same coverage (libFuzzer's merge, some 10 s).
+    if (($(find "$corpus" -type f | wc -l) > 5000)); then
+        rm -rf "$corpus.merged"
+        mkdir -p "$corpus.merged"
+        if "$bin_dir/$target" -merge=1 -timeout=10 -rss_limit_mb=1024 -max_len="$max_len" \
+            "$corpus.merged" "$corpus" >"$log" 2>&1; then
+            rm -rf "$corpus"
+            mv "$corpus.merged" "$corpus"
+        fi
+    fi
     # The limits are the DoS checks: no input may take 10 s (ms are the norm), grow the
     # process past 1 GB or ask for 256 MB at once (a width or alias budget not enforced).
     # The corpus in the cache is written to; testdata/fuzz/<target> (the seeds and
