@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # The test command, in tiers, each failing fast:
-#   1. cargo fmt --check and cargo clippy --all-targets -D warnings;
-#   2. unit, doc and in-process tests that need no service (lib, bins, doctests);
-#   3. installs what the e2e suite needs (Debian packages), starts the services (dockerd with
+#   1. cargo fmt --check (also of fuzz/) and cargo clippy --all-targets -D warnings;
+#   2. unit, doc and in-process tests that need no service (lib, bins, doctests; among them
+#      the replay of every saved fuzz input, testdata/fuzz/);
+#   3. the fuzz step (scripts/fuzz.sh): each fuzz target runs IMAGESPEC_FUZZ_SECONDS
+#      (default 25) under libFuzzer's time and memory limits, its build kept outside the
+#      clone (IMAGESPEC_FUZZ_TARGET_DIR, default /var/cache/imagespec-fuzz/target);
+#   4. installs what the e2e suite needs (Debian packages), starts the services (dockerd with
 #      BuildKit, local registries, base images: scripts/e2e/), runs every integration test
 #      (golden, CLI and e2e: under CI a missing service fails them), and stops the services
 #      it started. IMAGESPEC_E2E_KEEP=1 leaves them running for another run.
-# Usage: scripts/test.sh [--fast] [cargo test args for tier 3...]
-#   --fast: tiers 1 and 2 only (no services, a few minutes).
+# Usage: scripts/test.sh [--fast] [cargo test args for tier 4...]
+#   --fast: tiers 1 and 2 only (no fuzzing, no services, a few minutes): fuzzing is a search
+#   that pays off over time, not a check of the change at hand, and its first build is long;
+#   tier 2 still replays every saved fuzz input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,16 +33,20 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
 
-tier "1/3 format and lints"
+tier "1/4 format and lints"
 cargo fmt --check
+cargo fmt --check --manifest-path fuzz/Cargo.toml
 cargo clippy --locked --all-targets -- -D warnings
 
-tier "2/3 unit and doc tests (no services)"
+tier "2/4 unit and doc tests (no services)"
 cargo test --locked --lib --bins
 cargo test --locked --doc
 ((fast)) && exit 0
 
-tier "3/3 services, golden, CLI and e2e tests"
+tier "3/4 fuzzing (${IMAGESPEC_FUZZ_SECONDS:-25} s per target)"
+scripts/fuzz.sh
+
+tier "4/4 services, golden, CLI and e2e tests"
 scripts/e2e/install.sh
 scripts/e2e/up.sh --quiet
 if [[ ${IMAGESPEC_E2E_KEEP:-0} != 1 ]]; then

@@ -18,6 +18,10 @@ pub mod build;
 pub mod context;
 pub mod engine;
 pub mod explain;
+/// The bodies of the fuzz targets in `fuzz/`, replayed by `cargo test` over
+/// `testdata/fuzz/`: for the fuzzers and that test, not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod lock;
 pub mod oci;

@@ -80,6 +80,17 @@ impl Glob {
     }
 }
 
+impl Glob {
+    /// This glob with every test made by its regex, none by the literal shortcut: the two
+    /// must agree (the `ignore_patterns` fuzz target checks that they do).
+    pub(crate) fn regex_only(&self) -> Glob {
+        Glob {
+            literal: None,
+            ..self.clone()
+        }
+    }
+}
+
 /// The standard library's `fnmatch.fnmatch(name, pattern)` on POSIX.
 pub fn python(pattern: &str) -> Result<Glob, PatternError> {
     let chars: Vec<char> = pattern.chars().collect();

@@ -53,7 +53,7 @@ pub struct IgnoreGroup {
     /// `git ls-files -io --exclude-standard --directory`, asked only when a walked path,
     /// joined to the root again, names a directory (see [`IgnoreGroup::git`]).
     git_ignored_dirs: std::sync::OnceLock<HashSet<String>>,
-    docker: Vec<DockerPattern>,
+    docker: DockerIgnore,
     standard: Vec<Glob>,
     dockerignore: String,
 }
@@ -140,7 +140,7 @@ impl Drop for Git {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct DockerPattern {
     exclusion: bool,
     dirs: usize,
@@ -155,22 +155,7 @@ impl IgnoreGroup {
         let root_dir = cwd.join(root);
         let git = Git::start(&root_dir);
         let dockerignore = read_dockerignore(&root_dir.join(".dockerignore"), links)?;
-        let mut docker = Vec::new();
-        let lines = dockerignore
-            .as_deref()
-            .map(python_readlines)
-            .unwrap_or_default();
-        for line in lines
-            .iter()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| python_strip(l))
-        {
-            if let Some(p) = docker_pattern(line)? {
-                docker.push(p);
-            }
-        }
-        // docker-py always appends `!.dockerignore`.
-        docker.push(docker_pattern("!.dockerignore")?.expect("non-empty pattern"));
+        let docker = DockerIgnore::parse(dockerignore.as_deref().unwrap_or(""))?;
         let standard = STANDARD_PATTERNS
             .iter()
             .map(|p| fnmatch::python(p))
@@ -196,7 +181,7 @@ impl IgnoreGroup {
     /// The `.dockerignore` and standard rules only (no need to wait for git).
     pub fn is_ignored_by_patterns(&self, walked: &str, rel: &str) -> bool {
         let path = if pypath::isabs(walked) { rel } else { walked };
-        self.docker(path) || self.standard.iter().any(|g| g.matches(path))
+        self.docker.matches(path) || self.standard.iter().any(|g| g.matches(path))
     }
 
     /// The `.gitignore` rules (waits for git's answer).
@@ -209,7 +194,7 @@ impl IgnoreGroup {
     /// as flytekit judges it for an absolute `source_root`, whatever the spec wrote. What is
     /// copied into the image follows this; the tag follows [`IgnoreGroup::is_ignored`].
     pub fn rules_exclude(&self, rel: &str) -> bool {
-        self.docker(rel)
+        self.docker.matches(rel)
             || self.standard.iter().any(|g| g.matches(rel))
             || self.git.answer().0.contains(&pypath::pure_posix(rel))
     }
@@ -259,16 +244,50 @@ impl IgnoreGroup {
             .get_or_init(|| git_ignored_files(&self.root_dir, true).0);
         !dirs.is_empty() && dirs.contains(&format!("{posix}/"))
     }
+}
 
-    /// docker-py `PatternMatcher.matches`: the last matching pattern decides.
-    fn docker(&self, path: &str) -> bool {
+/// docker-py's `PatternMatcher` over the text of a `.dockerignore` (flytekit's
+/// `DockerIgnore`): no file access, so the rules can be tested (and fuzzed) on their own.
+#[derive(Debug)]
+pub struct DockerIgnore {
+    patterns: Vec<DockerPattern>,
+}
+
+impl DockerIgnore {
+    /// The rules of a `.dockerignore` with this text (`""` when there is none): lines as
+    /// `f.readlines()` gives them, `#` comments and empty lines skipped, each stripped, and
+    /// `!.dockerignore` appended as docker-py does.
+    pub fn parse(text: &str) -> Result<DockerIgnore, PatternError> {
+        let mut patterns = Vec::new();
+        for line in python_readlines(text) {
+            patterns.extend(line_pattern(&line)?);
+        }
+        patterns.push(docker_pattern("!.dockerignore")?.expect("non-empty pattern"));
+        Ok(DockerIgnore { patterns })
+    }
+
+    /// These rules with `line` (one line, without its line break) added at the end of the
+    /// file: what [`DockerIgnore::parse`] of the longer text gives, without compiling every
+    /// pattern again (the fuzz target asks this for many lines).
+    pub(crate) fn with_line(&self, line: &str) -> Result<DockerIgnore, PatternError> {
+        let mut patterns = self.patterns.clone();
+        if let Some(p) = line_pattern(&format!("{line}\n"))? {
+            // Before the `!.dockerignore` docker-py appends.
+            patterns.insert(patterns.len() - 1, p);
+        }
+        Ok(DockerIgnore { patterns })
+    }
+
+    /// docker-py `PatternMatcher.matches`: the last matching pattern decides; a pattern
+    /// matches a path or one of its leading directories.
+    pub fn matches(&self, path: &str) -> bool {
         let parent = pypath::dirname(path);
         let parent_dirs: Vec<&str> = parent
             .split('/')
             .filter(|p| !p.is_empty() && *p != ".")
             .collect();
         let mut matched = false;
-        for p in &self.docker {
+        for p in &self.patterns {
             let mut hit = p.glob.matches(path);
             if !hit && !parent.is_empty() && p.dirs <= parent_dirs.len() {
                 hit = p.glob.matches(&parent_dirs[..p.dirs].join("/"));
@@ -279,6 +298,15 @@ impl IgnoreGroup {
         }
         matched
     }
+}
+
+/// The pattern of one line of `f.readlines()` (with its `\n`): none for an empty line or
+/// a `#` comment; else the line, stripped.
+fn line_pattern(line: &str) -> Result<Option<DockerPattern>, PatternError> {
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    docker_pattern(python_strip(line))
 }
 
 /// docker-py `Pattern(...)`; `None` for a pattern with no path components (docker-py drops it).
@@ -428,6 +456,30 @@ mod tests {
         assert!(rules.rules_exclude("secrets.json"));
         assert!(rules.rules_exclude(".cache/x"));
         assert!(!rules.rules_exclude("main.py"));
+    }
+
+    #[test]
+    fn dockerignore_rules_from_text_alone() {
+        let rules = DockerIgnore::parse("# comment\n*.txt\n!keep.txt\r\n  secret/  \n").unwrap();
+        assert!(rules.matches("a.txt") && rules.matches("A.TXT"));
+        assert!(!rules.matches("keep.txt") && !rules.matches("d/a.txt"));
+        assert!(rules.matches("secret/k/v") && !rules.matches("# comment"));
+        assert!(!DockerIgnore::parse("*\n").unwrap().matches(".dockerignore"));
+        assert!(DockerIgnore::parse("[z-a]\n").is_err());
+        // A line added gives what the longer file gives.
+        let text = "*.txt\n";
+        let base = DockerIgnore::parse(text).unwrap();
+        for line in ["!keep.txt", "# c", "", "d", "!.dockerignore"] {
+            let added = base.with_line(line).unwrap();
+            let parsed = DockerIgnore::parse(&format!("{text}{line}\n")).unwrap();
+            for path in ["a.txt", "keep.txt", "d/x", "# c", ".dockerignore"] {
+                assert_eq!(
+                    added.matches(path),
+                    parsed.matches(path),
+                    "{line:?} {path:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -25,13 +25,17 @@ pub const MAX_ALIAS_BYTES: usize = 4 << 20;
 
 /// Parses one YAML document (an empty document is an empty mapping).
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    let mut builder = Builder::default();
+    let end = end_of(text);
+    let mut builder = Builder {
+        end,
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     // Events are pulled one at a time rather than through `Parser::load`, which recurses once
     // per nesting level (30,000 nested block lists overflowed the stack before any check).
     loop {
         let (event, mark) = parser.next_token().map_err(|e| SyntaxError {
-            pos: pos(e.marker()),
+            pos: pos(e.marker(), end),
             message: e.info().to_string(),
         })?;
         if event == Event::StreamEnd {
@@ -58,11 +62,30 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
 }
 
-fn pos(m: &Marker) -> Pos {
+/// Where a marker is, at most at `end`: at the end of a text without a final line break,
+/// yaml-rust2 moves its marker to a line that is not there ("force new line"), so what it
+/// finds there (an unfinished key, a list item with no value) named a line past the last one.
+fn pos(m: &Marker, end: Pos) -> Pos {
     // yaml-rust2 markers count columns from 0.
-    Pos {
+    let at = Pos {
         line: m.line(),
         col: m.col() + 1,
+    };
+    if (at.line, at.col) > (end.line, end.col) {
+        end
+    } else {
+        at
+    }
+}
+
+/// The position just past the last character of `text`.
+fn end_of(text: &str) -> Pos {
+    // YAML's line breaks: `\r\n`, `\r` and `\n`, as the scanner counts them.
+    let breaks = text.matches(['\n', '\r']).count() - text.matches("\r\n").count();
+    let last = text.rsplit(['\n', '\r']).next().unwrap_or(text);
+    Pos {
+        line: breaks + 1,
+        col: last.chars().count() + 1,
     }
 }
 
@@ -117,6 +140,8 @@ struct Builder {
     documents: Vec<Node>,
     second_document: Option<Pos>,
     error: Option<SyntaxError>,
+    /// The end of the text (see [`pos`]).
+    end: Pos,
 }
 
 impl MarkedEventReceiver for Builder {
@@ -124,7 +149,7 @@ impl MarkedEventReceiver for Builder {
         if self.error.is_some() {
             return;
         }
-        let at = pos(&mark);
+        let at = pos(&mark, self.end);
         match event {
             Event::DocumentStart if !self.documents.is_empty() => {
                 self.second_document.get_or_insert(at);
@@ -632,6 +657,28 @@ mod tests {
                 line: 2,
                 col: 3 + 2 * (MAX_DEPTH - 1)
             }
+        );
+    }
+
+    #[test]
+    fn what_is_found_at_the_end_of_the_text_is_placed_there() {
+        // Found by the spec_yaml fuzz target: the scanner's marker moves to a sixth line of
+        // this five-line text before it finds the unfinished key `m`.
+        let text = "name: app\ncopy:\n  - files\n  - /abs\nm";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.pos, Pos { line: 5, col: 2 }, "{err:?}");
+        let err = parse("a: b\r\nc: d\rm").unwrap_err();
+        assert_eq!(err.pos, Pos { line: 3, col: 2 }, "{err:?}");
+        // A value the scanner finds there too: this item is null, at the end of line 2.
+        let Value::Map(m) = parse("k:\n-   ").unwrap().value else {
+            panic!()
+        };
+        assert_eq!(
+            m[0].1.value,
+            Value::List(vec![Node {
+                value: Value::Null,
+                pos: Pos { line: 2, col: 5 }
+            }])
         );
     }
 
