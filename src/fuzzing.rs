@@ -299,7 +299,10 @@ impl Bounds {
             | SpecError::Type { pos, .. }
             | SpecError::UnknownField { pos, .. }
             | SpecError::Invalid { pos, .. } => self.check(*pos, &message),
-            SpecError::Read { .. } | SpecError::Format { .. } | SpecError::Selection { .. } => {}
+            SpecError::Read { .. }
+            | SpecError::ReadDefaults { .. }
+            | SpecError::Format { .. }
+            | SpecError::Selection { .. } => {}
         }
     }
 
