@@ -87,36 +87,53 @@ pub async fn exchange(
     scopes: &[String],
     refresh_token: &str,
 ) -> Result<AccessToken, String> {
-    let response = http
+    let request = http
         .post(&challenge.realm)
-        .form(&refresh_form(challenge, scopes, refresh_token))
+        .form(&refresh_form(challenge, scopes, refresh_token));
+    // OAuth2's answer names it `access_token`; docker's `token`.
+    token_answer(request, &challenge.realm, Flow::OAuth).await
+}
+
+/// Which token flow asked: the answer's field read first, and how a refusal is said.
+#[derive(Clone, Copy)]
+enum Flow {
+    /// OAuth2 (`POST`, a refresh token): `access_token`.
+    OAuth,
+    /// docker's `GET`: `token`.
+    Docker,
+}
+
+/// Sends `request` to the token endpoint `realm` and reads its answer.
+async fn token_answer(
+    request: reqwest::RequestBuilder,
+    realm: &str,
+    flow: Flow,
+) -> Result<AccessToken, String> {
+    let response = request
         .send()
         .await
-        .map_err(|e| format!("token endpoint {}: {e}", challenge.realm))?;
+        .map_err(|e| format!("token endpoint {realm}: {e}"))?;
     let status = response.status();
     let body = response
         .bytes()
         .await
-        .map_err(|e| format!("token endpoint {}: {e}", challenge.realm))?;
+        .map_err(|e| format!("token endpoint {realm}: {e}"))?;
     if !status.is_success() {
-        return Err(format!(
-            "the identity token was refused by {} ({status}{})",
-            challenge.realm,
-            server_message(&body).map_or(String::new(), |m| format!(": {m}"))
-        ));
+        let said = server_message(&body).map_or(String::new(), |m| format!(": {m}"));
+        return Err(match flow {
+            Flow::OAuth => format!("the identity token was refused by {realm} ({status}{said})"),
+            Flow::Docker => format!("the token server {realm} refused ({status}{said})"),
+        });
     }
     let reply: TokenReply = serde_json::from_slice(&body)
-        .map_err(|_| format!("token endpoint {}: not a token answer", challenge.realm))?;
-    let token = reply
-        .access_token
-        .or(reply.token)
+        .map_err(|_| format!("token endpoint {realm}: not a token answer"))?;
+    let token = match flow {
+        Flow::OAuth => reply.access_token.or(reply.token),
+        Flow::Docker => reply.token.or(reply.access_token),
+    };
+    let token = token
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "token endpoint {}: the answer has no token",
-                challenge.realm
-            )
-        })?;
+        .ok_or_else(|| format!("token endpoint {realm}: the answer has no token"))?;
     Ok(AccessToken {
         token,
         expires_in: Duration::from_secs(reply.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1)),
@@ -140,38 +157,7 @@ pub async fn fetch(
     if let Some((user, password)) = basic {
         request = request.basic_auth(user, Some(password));
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("token endpoint {}: {e}", challenge.realm))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("token endpoint {}: {e}", challenge.realm))?;
-    if !status.is_success() {
-        return Err(format!(
-            "the token server {} refused ({status}{})",
-            challenge.realm,
-            server_message(&body).map_or(String::new(), |m| format!(": {m}"))
-        ));
-    }
-    let reply: TokenReply = serde_json::from_slice(&body)
-        .map_err(|_| format!("token endpoint {}: not a token answer", challenge.realm))?;
-    let token = reply
-        .token
-        .or(reply.access_token)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "token endpoint {}: the answer has no token",
-                challenge.realm
-            )
-        })?;
-    Ok(AccessToken {
-        token,
-        expires_in: Duration::from_secs(reply.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1)),
-    })
+    token_answer(request, &challenge.realm, Flow::Docker).await
 }
 
 /// The first message of an error answer (distribution's `errors[].message`, OAuth2's
