@@ -324,26 +324,26 @@ fn build_one<'a>(
         {
             progress.event(Event::Warning(&w));
         }
-        // What would fail halfway through a daemon build (no emulator for a platform, a base
-        // lacking one) fails here, before any work.
-        // (uv makes a dependency image without a daemon or emulation: nothing to check.)
+        // What would fail halfway through a build (a base lacking a platform; for dockerd, no
+        // emulator for one) fails here, before any work. uv makes a dependency image without
+        // running anything of the image: no emulator is needed (should it fall back to
+        // dockerd, that is checked then).
         let by_uv =
             gathered.facts.dependency_builder.as_ref() == Some(&engine::DependencyBuilder::Uv);
-        let daemon_builds = match decision.strategy {
-            Strategy::Build => true,
-            Strategy::BuildDependenciesThenAppend => !by_uv,
-            Strategy::WriteOutput => {
-                gathered.facts.dependency != engine::Dependency::Found && !by_uv
-            }
+        let builds = match decision.strategy {
+            Strategy::Build | Strategy::BuildDependenciesThenAppend => true,
+            Strategy::WriteOutput => gathered.facts.dependency != engine::Dependency::Found,
             _ => false,
         };
-        if daemon_builds {
+        let daemon_builds = matches!(decision.strategy, Strategy::Build) || !by_uv;
+        if builds {
             match &gathered.plan {
                 Some(Ok(plan)) => {
                     platforms::preflight(
                         spec,
                         Some(&plan.pull_ref(&plan.base_image)),
                         &plan.platform,
+                        daemon_builds,
                         options.timeouts,
                         progress,
                     )
@@ -355,6 +355,7 @@ fn build_one<'a>(
                         spec,
                         None,
                         options.render.platform(spec),
+                        true,
                         options.timeouts,
                         progress,
                     )
@@ -636,10 +637,13 @@ async fn dependency_image(
             Ok(_) => {
                 return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await;
             }
-            Err(DaemonlessError::Fallback(why)) => progress.event(Event::Info(&format!(
-                "cannot build the dependency image without a daemon ({why}): \
-                 building it with dockerd"
-            ))),
+            Err(DaemonlessError::Fallback(why)) => {
+                progress.event(Event::Info(&format!(
+                    "cannot build the dependency image without a daemon ({why}): \
+                     building it with dockerd"
+                )));
+                check_emulation(&plan.platform)?;
+            }
             Err(e) => return Err(BackendError::from(e).into()),
         }
     }
@@ -734,14 +738,25 @@ async fn several_dependency_images(
                     message: "pushed, but the registry does not return every platform".into(),
                 })?);
             }
-            Err(DaemonlessError::Fallback(why)) => progress.event(Event::Info(&format!(
-                "cannot build the dependency images without a daemon ({why}): \
-                 building them with dockerd, one platform at a time"
-            ))),
+            Err(DaemonlessError::Fallback(why)) => {
+                progress.event(Event::Info(&format!(
+                    "cannot build the dependency images without a daemon ({why}): \
+                     building them with dockerd, one platform at a time"
+                )));
+                check_emulation(&plan.platform)?;
+            }
             Err(e) => return Err(BackendError::from(e).into()),
         }
     }
     platforms::dependency_images(client, plan, credentials, progress, daemon, found).await
+}
+
+/// Before dockerd builds what uv could not: this machine runs every platform's programs
+/// (the check [`platforms::preflight`] leaves out when uv was to build).
+fn check_emulation(platform: &str) -> Result<(), Error> {
+    let platforms = Platforms::parse(platform);
+    let list: Vec<&str> = platforms.iter().collect();
+    Ok(crate::backend::emulation::check_local_daemon(&list).map_err(BackendError::from)?)
 }
 
 /// The dependency image just pushed, read back from the registry.

@@ -380,6 +380,20 @@ fn fallback_reasons_show_in_plan() {
         &[("IMAGESPEC_NO_DAEMONLESS", "true")],
     );
     assert_eq!(p["dependency_builder_reason"], forced, "{p}");
+
+    // No uv on this machine: plan says dockerd builds it and why, as the build will do (and
+    // the build checks what dockerd needs, e.g. an emulator, before any work).
+    let p = plan(
+        &proj,
+        &env,
+        &["spec.toml"],
+        &[("IMAGESPEC_UV", "/nonexistent/uv")],
+    );
+    assert_eq!(p["dependency_builder"], "docker", "{p}");
+    assert_eq!(
+        p["dependency_builder_reason"], "IMAGESPEC_UV=/nonexistent/uv is not a file",
+        "{p}"
+    );
 }
 
 /// Issue 15: a package with only a source distribution (docopt publishes no wheel) is

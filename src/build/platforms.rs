@@ -45,14 +45,16 @@ fn foreign(platform: &str) -> bool {
     !crate::backend::emulation::runs_natively(platform, std::env::consts::ARCH)
 }
 
-/// Checks made before dockerd builds `platform` (one or several, comma-separated): each is
-/// `os/arch[/variant]`, this machine can run its programs (for a daemon on this machine),
-/// and — for several or a foreign platform — `base` (the image the Dockerfile starts
-/// from, `None` for envd) has every one of them.
+/// Checks made before an image of `platform` (one or several, comma-separated) is built:
+/// each is `os/arch[/variant]`, this machine can run its programs (`emulation`: dockerd
+/// builds them, on this machine; uv runs nothing of the image), and — for several or a
+/// foreign platform — `base` (the image the Dockerfile starts from, `None` for envd) has
+/// every one of them.
 pub async fn preflight(
     spec: &NormalizedSpec,
     base: Option<&str>,
     platform: &str,
+    emulation: bool,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), Error> {
@@ -65,7 +67,9 @@ pub async fn preflight(
             message: format!("platform {message}"),
         })?;
     }
-    crate::backend::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+    if emulation {
+        crate::backend::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+    }
     match base {
         Some(base) if platforms.several() || list.iter().any(|p| foreign(p)) => {
             check_base(spec, base, &list, timeouts, progress).await

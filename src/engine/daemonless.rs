@@ -87,6 +87,9 @@ pub enum NotDaemonless {
     ShellArgs,
     #[error("the base is a nested spec's image, whose venv the build extends")]
     NestedBase,
+    /// uv is not on this machine (or `IMAGESPEC_UV` names no file): the reason says which.
+    #[error("{0}")]
+    NoUv(String),
     /// Found out while building (no Python in the base, a package without a wheel, no uv).
     #[error("{0}")]
     AtBuild(String),
@@ -94,11 +97,21 @@ pub enum NotDaemonless {
 
 /// Who makes `deps`'s dependency image (`deps` is [`BuildPlan::dependencies`]).
 /// `nested_base`: the base image is a nested spec's (it has a venv, extended in the image);
-/// `enabled`: the caller did not turn the daemonless builder off.
-pub fn dependency_builder(deps: &BuildPlan, nested_base: bool, enabled: bool) -> DependencyBuilder {
+/// `enabled`: the caller did not turn the daemonless builder off; `uv`: this machine's uv
+/// binary was found, else why not (asked last, so that a spec dockerd must build anyway gives
+/// the spec's reason).
+pub fn dependency_builder(
+    deps: &BuildPlan,
+    nested_base: bool,
+    enabled: bool,
+    uv: Result<(), &str>,
+) -> DependencyBuilder {
     match not_daemonless(deps, nested_base, enabled) {
         Some(why) => DependencyBuilder::Docker(why),
-        None => DependencyBuilder::Uv,
+        None => match uv {
+            Ok(()) => DependencyBuilder::Uv,
+            Err(why) => DependencyBuilder::Docker(NotDaemonless::NoUv(why.to_string())),
+        },
     }
 }
 
@@ -191,7 +204,7 @@ mod tests {
     }
 
     fn why(toml: &str) -> Option<NotDaemonless> {
-        match dependency_builder(&deps(toml), false, true) {
+        match dependency_builder(&deps(toml), false, true, Ok(())) {
             DependencyBuilder::Uv => None,
             DependencyBuilder::Docker(why) => Some(why),
         }
@@ -212,7 +225,7 @@ python_exec = "/usr/bin/python3"
         assert_eq!(why(spec), None);
         let several = format!("{spec}platform = \"linux/amd64,linux/arm64\"\n");
         assert_eq!(why(&several), None, "uv makes every platform's wheels");
-        let b = dependency_builder(&deps(spec), false, true);
+        let b = dependency_builder(&deps(spec), false, true, Ok(()));
         assert_eq!((b.name(), b.reason()), ("uv", None));
     }
 
@@ -290,11 +303,11 @@ python_exec = "/usr/bin/python3"
     fn the_caller_flytekits_dockerfile_and_nested_bases_fall_back() {
         let plan = deps(r#"packages = ["six"]"#);
         assert_eq!(
-            dependency_builder(&plan, false, false),
+            dependency_builder(&plan, false, false, Ok(())),
             DependencyBuilder::Docker(NotDaemonless::TurnedOff)
         );
         assert_eq!(
-            dependency_builder(&plan, true, true),
+            dependency_builder(&plan, true, true, Ok(())),
             DependencyBuilder::Docker(NotDaemonless::NestedBase)
         );
         let compat = crate::context::RenderOptions {
@@ -302,8 +315,35 @@ python_exec = "/usr/bin/python3"
             ..Default::default()
         };
         assert_eq!(
-            dependency_builder(&deps_with(r#"packages = ["six"]"#, &compat), false, true),
+            dependency_builder(
+                &deps_with(r#"packages = ["six"]"#, &compat),
+                false,
+                true,
+                Ok(())
+            ),
             DependencyBuilder::Docker(NotDaemonless::FlytekitDockerfile)
+        );
+    }
+
+    #[test]
+    fn no_uv_here_falls_back_but_a_specs_own_reason_comes_first() {
+        let why = "no uv on this machine";
+        assert_eq!(
+            dependency_builder(&deps(r#"packages = ["six"]"#), false, true, Err(why)),
+            DependencyBuilder::Docker(NotDaemonless::NoUv(why.into()))
+        );
+        assert_eq!(
+            dependency_builder(
+                &deps("packages = [\"six\"]\napt_packages = [\"jq\"]\n"),
+                false,
+                true,
+                Err(why)
+            ),
+            DependencyBuilder::Docker(NotDaemonless::AptPackages)
+        );
+        assert_eq!(
+            dependency_builder(&deps(r#"packages = ["six"]"#), false, false, Err(why)),
+            DependencyBuilder::Docker(NotDaemonless::TurnedOff)
         );
     }
 
@@ -323,6 +363,7 @@ python_exec = "/usr/bin/python3"
             NotDaemonless::PipSecretMounts,
             NotDaemonless::ShellArgs,
             NotDaemonless::NestedBase,
+            NotDaemonless::NoUv("no uv on this machine".into()),
         ];
         for why in all {
             let text = DependencyBuilder::Docker(why).to_string();

@@ -199,7 +199,7 @@ pub enum Refusal {
     )]
     OutputNotAppendable(&'static str),
     #[error(
-        "--output without a `registry`: the dependencies must be installed here without a daemon, which this spec does not allow ({0}); name a `registry` to keep its dependency image in"
+        "--output without a `registry`: the dependencies must be installed here without a daemon, which cannot be done ({0}); name a `registry` to keep its dependency image in"
     )]
     OutputNeedsRegistry(String),
     #[error(

@@ -157,7 +157,12 @@ pub async fn gather(
     }
     facts.dependency_builder = dependency_plan.as_ref().map(|deps| {
         let nested_base = matches!(spec.base(), Some(crate::spec::NormalizedBase::Spec(_)));
-        super::dependency_builder(deps, nested_base, options.daemonless)
+        // Whether uv is here is a fact of this machine, found like the build finds it.
+        let uv = crate::backend::daemonless::venv::find_uv()
+            .map(drop)
+            .map_err(|f| f.0);
+        let uv = uv.as_ref().copied().map_err(String::as_str);
+        super::dependency_builder(deps, nested_base, options.daemonless, uv)
     });
     gathered.dependency_image = dependency_plan.map(|p| p.image);
     facts.dependency_image = gathered.dependency_image.clone();
