@@ -8,8 +8,9 @@
 #      clone (IMAGESPEC_FUZZ_TARGET_DIR, default /var/cache/imagespec-fuzz/target);
 #   4. installs what the e2e suite needs (Debian packages), starts the services (dockerd with
 #      BuildKit, local registries, base images: scripts/e2e/), runs every integration test
-#      (golden, CLI and e2e: under CI a missing service fails them), and stops the services
-#      it started. IMAGESPEC_E2E_KEEP=1 leaves them running for another run.
+#      (golden, CLI and e2e: under CI a missing service fails them), removes the images they
+#      left in dockerd, and stops the services it started. IMAGESPEC_E2E_KEEP=1 leaves them
+#      running for another run.
 # Usage: scripts/test.sh [--fast] [cargo test args for tier 4...]
 #   --fast: tiers 1 and 2 only (no fuzzing, no services, a few minutes): fuzzing is a search
 #   that pays off over time, not a check of the change at hand, and its first build is long;
@@ -49,9 +50,18 @@ scripts/fuzz.sh
 tier "4/4 services, golden, CLI and e2e tests"
 scripts/e2e/install.sh
 scripts/e2e/up.sh --quiet
-if [[ ${IMAGESPEC_E2E_KEEP:-0} != 1 ]]; then
-    trap 'scripts/e2e/down.sh >/dev/null 2>&1 || true' EXIT
-fi
+tests_started=0
+cleanup() {
+    if ((tests_started)); then
+        comm -13 <(echo "$images_before") <(/usr/bin/docker images --quiet --no-trunc | sort -u) |
+            xargs -r /usr/bin/docker rmi --force >/dev/null 2>&1 || true
+        /usr/bin/docker builder prune --force --keep-storage 10gb >/dev/null 2>&1 || true
+    fi
+    if [[ ${IMAGESPEC_E2E_KEEP:-0} != 1 ]]; then
+        scripts/e2e/down.sh >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
 scripts/e2e/base-images.sh
 # The flytekit plugin's venv with its freshly built wheel (tests/flytekit_plugin.rs).
 scripts/e2e/plugin.sh --quiet >/dev/null
@@ -61,5 +71,11 @@ set -a
 # shellcheck disable=SC1091
 . "${IMAGESPEC_E2E_STATE:-/tmp/imagespec-e2e}/e2e.env"
 set +a
+
+# What the tests leave in dockerd goes when they end (the images they built, the build
+# cache past 10 GB), else every run adds some 60 images and a few GB on this machine; the
+# images there before (the base images) stay.
+images_before=$(/usr/bin/docker images --quiet --no-trunc | sort -u)
+tests_started=1
 
 cargo test --locked --no-fail-fast --test '*' "$@"
