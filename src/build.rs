@@ -930,7 +930,7 @@ async fn write_images(
 ) -> Result<(), Error> {
     let step = format!("write {target}");
     progress.event(Event::StepStarted {
-        id: "output",
+        id: crate::progress::OUTPUT_STEP,
         name: &step,
         label: None,
     });
@@ -942,7 +942,7 @@ async fn write_images(
     };
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
-        id: "output",
+        id: crate::progress::OUTPUT_STEP,
         name: &step,
         label: None,
         cached: false,

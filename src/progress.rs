@@ -240,6 +240,22 @@ impl Progress {
     /// [`Event::Push`] (every 2% of `total` and at the end: a JSON line per megabyte
     /// would drown the log).
     pub fn meter(&self, step: &str, item: &str, total: u64) -> Meter {
+        self.meter_as(step, item, total, ("uploading", "uploaded"))
+    }
+
+    /// A [`Meter`] for `total` bytes of `item` written to disk by step `step` (`--output`'s
+    /// blobs): as [`Progress::meter`], its statuses `writing` and `written`.
+    pub fn write_meter(&self, step: &str, item: &str, total: u64) -> Meter {
+        self.meter_as(step, item, total, ("writing", "written"))
+    }
+
+    fn meter_as(
+        &self,
+        step: &str,
+        item: &str,
+        total: u64,
+        (busy, done): (&'static str, &'static str),
+    ) -> Meter {
         let inner = Arc::clone(&self.inner);
         let (step, item) = (step.to_string(), item.to_string());
         let said = AtomicU64::new(u64::MAX);
@@ -253,11 +269,7 @@ impl Progress {
                 inner.event(Event::Push {
                     step: &step,
                     layer: Some(&item),
-                    status: if sent >= total {
-                        "uploaded"
-                    } else {
-                        "uploading"
-                    },
+                    status: if sent >= total { done } else { busy },
                     current: Some(sent),
                     total: Some(total),
                 });
@@ -325,10 +337,15 @@ impl Inner {
     }
 
     /// The running step's line in the live view: its label, then what it is doing.
-    fn redraw(&self, step: &Step, transfer: Option<&HashMap<String, (u64, Option<u64>)>>) {
+    fn redraw(
+        &self,
+        id: &str,
+        step: &Step,
+        transfer: Option<&HashMap<String, (u64, Option<u64>)>>,
+    ) {
         let Some(bar) = &step.bar else { return };
         let mut text = step.label.clone();
-        if let Some(bytes) = transfer.and_then(transfer_text) {
+        if let Some(bytes) = transfer.and_then(|t| transfer_text(id, t)) {
             text.push_str(&format!("  {}", console::style(bytes).cyan().for_stderr()));
         } else if let Some(line) = &step.last_line {
             text.push_str(&format!("  {}", console::style(line).dim().for_stderr()));
@@ -390,7 +407,7 @@ impl Inner {
                     last_line: None,
                     bytes_said: Instant::now(),
                 };
-                self.redraw(&step, None);
+                self.redraw(id, &step, None);
                 state.running.insert(id.to_string(), step);
             }
             Event::StepDone {
@@ -474,7 +491,7 @@ impl Inner {
                     (Mode::Tty, Some(step)) => {
                         if let Some(last) = lines.next_back() {
                             step.last_line = Some(last.trim().to_string());
-                            self.redraw(step, state.transfers.get(id));
+                            self.redraw(id, step, state.transfers.get(id));
                         }
                     }
                     _ => {}
@@ -507,9 +524,11 @@ impl Inner {
                     return;
                 };
                 match self.mode {
-                    Mode::Tty => self.redraw(step, state.transfers.get(id)),
+                    Mode::Tty => self.redraw(id, step, state.transfers.get(id)),
                     Mode::Plain if step.bytes_said.elapsed() >= PLAIN_BYTES_EVERY => {
-                        if let Some(text) = state.transfers.get(id).and_then(transfer_text) {
+                        if let Some(text) =
+                            state.transfers.get(id).and_then(|t| transfer_text(id, t))
+                        {
                             step.bytes_said = Instant::now();
                             eprintln!("   | {text}");
                         }
@@ -563,7 +582,7 @@ fn pushed(
     total: Option<u64>,
 ) -> (u64, Option<u64>) {
     let size = total.filter(|t| *t > 0).or(size);
-    if status.starts_with("Pushed") || status == "uploaded" {
+    if status.starts_with("Pushed") || status == "uploaded" || status == "written" {
         (size.or(current).unwrap_or(sent), size)
     } else if status.contains("exists") || status.starts_with("Mounted") {
         // Nothing to send: neither sent nor to send.
@@ -581,11 +600,20 @@ fn bytes_of(layers: &HashMap<String, (u64, Option<u64>)>) -> (u64, u64) {
     })
 }
 
-/// `pushing 45.2 MB / 120.0 MB`, once some size is known.
-fn transfer_text(layers: &HashMap<String, (u64, Option<u64>)>) -> Option<String> {
+/// `pushing 45.2 MB / 120.0 MB` (`writing …` for the output step, [`OUTPUT_STEP`]), once
+/// some size is known.
+fn transfer_text(step: &str, layers: &HashMap<String, (u64, Option<u64>)>) -> Option<String> {
     let (sent, size) = bytes_of(layers);
-    (size > 0).then(|| format!("pushing {} / {}", bytes(sent), bytes(size)))
+    let verb = if step == OUTPUT_STEP {
+        "writing"
+    } else {
+        "pushing"
+    };
+    (size > 0).then(|| format!("{verb} {} / {}", bytes(sent), bytes(size)))
 }
+
+/// The id of the step that writes `--output` (its bytes are written, not pushed).
+pub const OUTPUT_STEP: &str = "output";
 
 /// A byte count in decimal units with one decimal, as registries and `docker images`
 /// count: `532 B`, `45.2 MB`.
@@ -681,7 +709,7 @@ mod tests {
         apply(l, "c", "Layer already exists", None, None);
         assert_eq!(bytes_of(&layers), (25_000_000, 120_000_000));
         assert_eq!(
-            transfer_text(&layers).as_deref(),
+            transfer_text("push", &layers).as_deref(),
             Some("pushing 25.0 MB / 120.0 MB")
         );
         apply(&mut layers, "b", "Pushed", None, None);
@@ -697,7 +725,7 @@ mod tests {
         // Layers of unknown size and nothing sent: no byte count to show.
         let mut unknown = HashMap::new();
         unknown.insert("x".to_string(), pushed((0, None), "Waiting", None, None));
-        assert_eq!(transfer_text(&unknown), None);
+        assert_eq!(transfer_text("push", &unknown), None);
     }
 
     #[test]
@@ -754,5 +782,29 @@ mod tests {
         }
         let state = progress.inner.state.lock().unwrap();
         assert_eq!(bytes_of(&state.transfers["append"]), (1000, 1000));
+    }
+
+    #[test]
+    fn output_blobs_are_written_not_pushed() {
+        let progress = Progress::with_mode(Mode::Quiet);
+        progress.event(Event::StepStarted {
+            id: OUTPUT_STEP,
+            name: "write oci:out",
+            label: None,
+        });
+        let (a, b) = (
+            progress.write_meter(OUTPUT_STEP, "sha256:a", 3_000_000),
+            progress.write_meter(OUTPUT_STEP, "sha256:b", 1_000_000),
+        );
+        a(0);
+        b(0);
+        a(3_000_000);
+        let state = progress.inner.state.lock().unwrap();
+        let layers = &state.transfers[OUTPUT_STEP];
+        assert_eq!(bytes_of(layers), (3_000_000, 4_000_000));
+        assert_eq!(
+            transfer_text(OUTPUT_STEP, layers).as_deref(),
+            Some("writing 3.0 MB / 4.0 MB")
+        );
     }
 }

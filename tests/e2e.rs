@@ -885,6 +885,7 @@ fn output_writes_oci_layouts_and_docker_archives_without_pushing() {
     let layout = d.join("layout");
     let archive = d.join("image.oci.tar");
     let docker_tar = d.join("image.docker.tar");
+    let mut written_bytes = Vec::new();
     for target in [
         format!("oci:{}", layout.display()),
         format!("oci-archive:{}", archive.display()),
@@ -895,7 +896,40 @@ fn output_writes_oci_layouts_and_docker_archives_without_pushing() {
             ok && result(&events)["action"] == "written",
             "{target}: {log}"
         );
+        // The output step counts the layers' bytes it writes: each layer once, in full.
+        let mut layers = std::collections::BTreeMap::new();
+        for e in events
+            .iter()
+            .filter(|e| e["event"] == "push" && e["step"] == "output")
+        {
+            let (layer, total) = (e["layer"].as_str().unwrap(), e["total"].as_u64().unwrap());
+            let last = layers.entry(layer.to_string()).or_insert((0, total));
+            assert!(e["current"].as_u64().unwrap() >= last.0, "{target}: {e}");
+            *last = (e["current"].as_u64().unwrap(), total);
+        }
+        assert!(
+            !layers.is_empty() && layers.values().all(|(done, total)| done == total),
+            "{target}: {layers:?}"
+        );
+        written_bytes.push(layers.values().map(|(_, total)| total).sum::<u64>());
     }
+    // Every layer of the image, as the layout's manifest lists them.
+    let manifest_digest = layout_index(&layout)["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(manifest_digest)).expect("manifest"),
+    )
+    .expect("json");
+    let layer_bytes: u64 = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(written_bytes, [layer_bytes; 3], "bytes written per target");
     // Nothing was pushed.
     assert!(!in_registry(image), "--output must not push {image}");
 

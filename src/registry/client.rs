@@ -731,6 +731,7 @@ impl RegistryClient {
         image: &str,
         digest: &str,
         out: &std::path::Path,
+        received: Option<crate::progress::Meter>,
     ) -> Result<(), RegistryError> {
         let reference = reference(image);
         let reference = &reference;
@@ -738,15 +739,22 @@ impl RegistryClient {
             image,
             &format!("reading blob {digest}"),
             false,
-            |activity, c, _| async move {
-                let mut file = Touching::new(tokio::fs::File::create(out).await?, activity);
-                let descriptor = oci_client::manifest::OciDescriptor {
-                    digest: digest.to_string(),
-                    ..Default::default()
-                };
-                c.pull_blob(reference, &descriptor, &mut file).await?;
-                tokio::io::AsyncWriteExt::flush(&mut file).await?;
-                Ok(())
+            |activity, c, _| {
+                let received = received.clone();
+                async move {
+                    let mut file = Touching::new(tokio::fs::File::create(out).await?, activity);
+                    if let Some(received) = received {
+                        received(0);
+                        file.received = Some((received, 0));
+                    }
+                    let descriptor = oci_client::manifest::OciDescriptor {
+                        digest: digest.to_string(),
+                        ..Default::default()
+                    };
+                    c.pull_blob(reference, &descriptor, &mut file).await?;
+                    tokio::io::AsyncWriteExt::flush(&mut file).await?;
+                    Ok(())
+                }
             },
         )
         .await
@@ -886,11 +894,17 @@ impl RegistryClient {
 struct Touching<W> {
     inner: W,
     activity: Activity,
+    /// Hears the bytes written so far, when someone counts them.
+    received: Option<(crate::progress::Meter, u64)>,
 }
 
 impl<W> Touching<W> {
     fn new(inner: W, activity: Activity) -> Touching<W> {
-        Touching { inner, activity }
+        Touching {
+            inner,
+            activity,
+            received: None,
+        }
     }
 }
 
@@ -901,7 +915,14 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Touching<W> {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         self.activity.touch();
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (std::task::Poll::Ready(Ok(n)), Some((received, so_far))) =
+            (&written, self.received.as_mut())
+        {
+            *so_far += *n as u64;
+            received(*so_far);
+        }
+        written
     }
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,

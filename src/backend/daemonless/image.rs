@@ -613,7 +613,7 @@ pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, Daem
         }
         let file = copies.path().join(layer.digest.replace(':', "-"));
         p.base_client
-            .blob_to_file(p.base_image, &layer.digest, &file)
+            .blob_to_file(p.base_image, &layer.digest, &file, None)
             .await?;
         client
             .push_blob_file(

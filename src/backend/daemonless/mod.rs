@@ -253,7 +253,9 @@ async fn read_tree(
             .into());
         }
         let file = dir.path().join(layer.digest.replace(':', "-"));
-        client.blob_to_file(image, &layer.digest, &file).await?;
+        client
+            .blob_to_file(image, &layer.digest, &file, None)
+            .await?;
         tree = tokio::task::spawn_blocking(move || {
             let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
             if gzip {
