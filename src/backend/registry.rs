@@ -229,7 +229,10 @@ pub async fn source_layer(
     progress: &Progress,
 ) -> Result<Layer, BackendError> {
     let entries = plan.root_entries.clone();
-    let step = format!("write source layer ({} entries)", entries.len());
+    let step = match entries.len() {
+        1 => "write source layer (1 entry)".to_string(),
+        n => format!("write source layer ({n} entries)"),
+    };
     progress.event(Event::StepStarted {
         id: "source-layer",
         name: &step,
