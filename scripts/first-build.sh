@@ -37,12 +37,14 @@ echo "== imagespec build --output oci:$work/image (no daemon reachable)"
 DOCKER_HOST=unix:///nonexistent "$IMAGESPEC" build "$work/spec.toml" \
     --output "oci:$work/image" --progress plain
 image=$("$IMAGESPEC" tag "$work/spec.toml")
-tag=${image##*:}
 echo "== umoci ls: the layout holds $image"
-umoci ls --layout "$work/image"
+# Its name in the layout: the tag, or `latest` when the tag is no OCI ref name (a content
+# hash may start with `_`).
+ref=$(umoci ls --layout "$work/image" | head -n 1)
+echo "$ref"
 rootless=()
 [[ $(id -u) == 0 ]] || rootless=(--rootless)
-umoci unpack "${rootless[@]}" --image "$work/image:$tag" "$work/bundle" >/dev/null
+umoci unpack "${rootless[@]}" --image "$work/image:$ref" "$work/bundle" >/dev/null
 root=$work/bundle/rootfs
 echo "== the image's files: /root/first and the venv's packages"
 ls "$root/root/first"

@@ -15,8 +15,8 @@ mod common;
 
 use common::e2e::{
     DOCKER, NO_DAEMON, curl_blob, curl_json, curl_manifest, env_list, image_config, image_snapshot,
-    imagespec_in, inspect_json, missing, output, run_id, run_json, sh, sha256_hex, skopeo_inspect,
-    tree_difference,
+    imagespec_in, inspect_json, layout_index, missing, output, ref_name, run_id, run_json, sh,
+    sha256_hex, skopeo_inspect, tree_difference,
 };
 
 /// Paths the daemonless image lacks on purpose (README, "Dependencies without a daemon"):
@@ -722,6 +722,15 @@ fn without_a_registry_or_a_daemon_output_writes_a_working_image() {
     );
     assert!(ok, "{log}");
     assert_eq!(result["action"], "written", "{log}");
+    // The layout names the image by its tag, or `latest` when the tag is no OCI ref name
+    // (one starting with `_`, as a content hash may).
+    let reference = ref_name(&layout_index(&layout)["manifests"][0]).to_string();
+    assert_eq!(
+        reference,
+        imagespec::registry::layout::layout_ref_name(&tag),
+        "{tag}"
+    );
+    let tag = reference;
 
     let seen: Value = serde_json::from_str(&output(Process::new("skopeo").args([
         "inspect",

@@ -22,6 +22,8 @@ const NOWHERE: &str = "unix:///nonexistent/docker.sock";
 struct Env {
     registry: String,
     base_python: String,
+    /// The base as an index of linux/amd64 and linux/arm64.
+    base_python_multi: String,
     uv_image: String,
     uv: PathBuf,
     docker: bool,
@@ -80,6 +82,8 @@ fn services() -> Option<Env> {
         registry: "localhost:5000".into(),
         base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
             .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
+        base_python_multi: get("IMAGESPEC_E2E_BASE_PYTHON_MULTI")
+            .unwrap_or_else(|| "localhost:5000/debian-python-multi:bookworm".into()),
         uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
         uv,
         docker,
@@ -99,16 +103,23 @@ fn run_id() -> String {
 struct Project {
     dir: tempfile::TempDir,
     name: String,
+    /// Built for linux/amd64 and linux/arm64 (on the two-platform base), else one platform.
+    several_platforms: bool,
 }
 
 impl Project {
     fn new(env: &Env) -> Project {
+        Project::with_platforms(env, false)
+    }
+
+    fn with_platforms(env: &Env, several_platforms: bool) -> Project {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("proj/src")).expect("mkdir");
         std::fs::write(dir.path().join("proj/src/app.py"), "print('hi')\n").expect("write");
         let project = Project {
             dir,
             name: format!("h-prune-{}", run_id()),
+            several_platforms,
         };
         project.set_deps(env, "1");
         project
@@ -123,12 +134,20 @@ impl Project {
     }
 
     fn set_deps(&self, env: &Env, deps: &str) {
+        let (base, platform) = if self.several_platforms {
+            (
+                &env.base_python_multi,
+                "platform = \"linux/amd64,linux/arm64\"\n",
+            )
+        } else {
+            (&env.base_python, "")
+        };
         let spec = format!(
             r#"
 name = "{name}"
 registry = "{registry}"
 base_image = "{base}"
-env = {{ DEPS = "{deps}" }}
+{platform}env = {{ DEPS = "{deps}" }}
 source_root = "src"
 source_copy_mode = "all"
 builder_config = {{ uv_image = "{uv}" }}
@@ -136,7 +155,6 @@ builder_options = {{ add_flytekit = false }}
 "#,
             name = self.name,
             registry = env.registry,
-            base = env.base_python,
             uv = env.uv_image,
         );
         std::fs::write(self.proj().join("spec.toml"), spec).expect("spec");
@@ -410,6 +428,121 @@ fn registry_prune_removes_only_unused_dependency_images() {
         "{report:#}"
     );
     assert_eq!(tags(&repository), after);
+}
+
+/// The manifest digests an index at `image` names (skopeo, raw).
+fn index_entries(image: &str) -> Vec<String> {
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index: Value = serde_json::from_slice(&out.stdout).expect("json");
+    index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{image} is not an index: {index}"))
+        .iter()
+        .map(|m| m["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+/// Whether the registry returns the manifest `digest` of `repository`.
+fn has_manifest(repository: &str, digest: &str) -> bool {
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repository}@{digest}"),
+    ])
+    .status
+    .success()
+}
+
+/// Several platforms: each dependency set is an index (uv makes every platform's image from
+/// one resolution, no daemon). Pruning the unused set deletes its index and the manifests
+/// it names; the image still in use keeps its index and every platform's manifest, and so
+/// does its dependency index.
+#[test]
+fn registry_prune_deletes_an_unused_dependency_index_with_its_platforms() {
+    let Some(env) = services() else { return };
+    let project = Project::with_platforms(&env, true);
+    let repository = project.repository(&env);
+    let (image1, deps1) = project.build(&env, Some(NOWHERE), &[]);
+    project.set_deps(&env, "2");
+    let (image2, deps2) = project.build(&env, Some(NOWHERE), &[]);
+    assert_ne!(deps1, deps2);
+    let old_entries = index_entries(&format!("{repository}:{deps1}"));
+    let old_index = digest(&format!("{repository}:{deps1}"));
+    let live: Vec<String> = [&image2, &deps2]
+        .iter()
+        .flat_map(|t| index_entries(&format!("{repository}:{t}")))
+        .collect();
+    assert_eq!(
+        (old_entries.len(), live.len()),
+        (2, 4),
+        "two platforms each"
+    );
+    let out = skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        &format!("docker://{repository}:{image1}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = tags(&repository);
+
+    let (code, report) = project.prune(&env, Some(NOWHERE), &["--keep", "0"]);
+    assert_eq!(code, 0, "{report:#}");
+    let gone = item(&report, "registry", &deps1);
+    assert_eq!(gone["done"], true, "{gone}");
+    let listed: BTreeSet<&str> = gone["digests"]
+        .as_array()
+        .expect("digests")
+        .iter()
+        .map(|d| d.as_str().expect("digest"))
+        .collect();
+    let expected: BTreeSet<&str> = old_entries
+        .iter()
+        .map(String::as_str)
+        .chain([old_index.as_str()])
+        .collect();
+    assert_eq!(
+        listed, expected,
+        "the index and its two platforms' manifests"
+    );
+    assert_eq!(item(&report, "registry", &deps2)["remove"], false);
+
+    // From outside: the old set is gone whole, the live ones are whole.
+    let mut after = before.clone();
+    after.retain(|t| !t.starts_with(&deps1));
+    assert_eq!(tags(&repository), after);
+    for d in old_entries.iter().chain([&old_index]) {
+        assert!(!has_manifest(&repository, d), "{d} should be gone");
+    }
+    for d in &live {
+        assert!(has_manifest(&repository, d), "{d} is in use");
+    }
+    for arch in ["amd64", "arm64"] {
+        let out = skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            arch,
+            "--format",
+            "{{.Architecture}}",
+            &format!("docker://{repository}:{image2}"),
+        ]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), arch);
+    }
 }
 
 /// Issue 16, daemon: a dependency image dockerd built (and pushed) stays in dockerd under
