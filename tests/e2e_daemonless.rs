@@ -30,6 +30,9 @@ fn accepted_difference(line: &str) -> bool {
 struct Env {
     registry: String,
     base_python: String,
+    /// The same base as an index of linux/amd64 and linux/arm64 (a debootstrapped arm64
+    /// Debian: it runs under qemu).
+    base_python_multi: String,
     uv_image: String,
     uv: PathBuf,
 }
@@ -49,6 +52,10 @@ fn services() -> Option<Env> {
     Some(Env {
         registry: s.registry,
         base_python: s.base_python,
+        base_python_multi: s
+            .file
+            .get("IMAGESPEC_E2E_BASE_PYTHON_MULTI")
+            .unwrap_or_else(|| "localhost:5000/debian-python-multi:bookworm".into()),
         uv_image: s.uv_image,
         uv,
     })
@@ -971,6 +978,98 @@ fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
         "/root/.venv/CACHEDIR.TAG\t",
     ] {
         assert!(uv_files.iter().any(|l| l.starts_with(must)), "{must}");
+    }
+}
+
+/// Issue 15, several platforms for real: a `uv.lock` spec on the two-platform base (its
+/// arm64 image a debootstrapped arm64 Debian) built with no daemon for linux/amd64 and
+/// linux/arm64 — one export of the lock, each platform's wheels, nothing run — is an index
+/// whose two images both run (arm64 under qemu) as `flytekit`, with exactly the locked set
+/// and their own machine's compiled pyyaml.
+#[test]
+fn a_uv_lock_for_two_platforms_runs_on_both() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = uv_lock_project(dir.path(), &env, &format!("h-uvlock-multi-{}", run_id()));
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    let spec = spec.replace(
+        &format!("base_image = \"{}\"\n", env.base_python),
+        &format!(
+            "base_image = \"{}\"\nplatform = \"linux/amd64,linux/arm64\"\n",
+            env.base_python_multi
+        ),
+    );
+    assert!(spec.contains("linux/arm64"), "{spec}");
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    let planned = plan(&proj, &env, &["spec.toml"], &[]);
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
+    let (ok, result, log) = build(&proj, &env, Some(NO_DAEMON), &["spec.toml"]);
+    assert!(ok && result["action"] == "appended", "{log}");
+    let image = inspect_json(&proj, "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let index: Value = serde_json::from_str(&output(Process::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ])))
+    .expect("json");
+    let mut archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {index}"))
+        .iter()
+        .map(|m| {
+            m["platform"]["architecture"]
+                .as_str()
+                .expect("architecture")
+        })
+        .collect();
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"], "{index}");
+
+    let want = locked_versions(
+        &proj,
+        &[
+            "attrs",
+            "certifi",
+            "charset-normalizer",
+            "idna",
+            "pyyaml",
+            "requests",
+            "urllib3",
+        ],
+    )
+    .join(" ");
+    let script = format!(
+        "{LOCK_CHECK}python -c 'import platform, yaml; print(platform.machine(), yaml.__with_libyaml__)'\n"
+    );
+    for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let out = output(Process::new(DOCKER).args([
+            "run",
+            "--rm",
+            "--pull",
+            "always",
+            "--platform",
+            platform,
+            "--entrypoint",
+            "bash",
+            &image,
+            "-c",
+            &script,
+        ]));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[..4],
+            ["flytekit", "/root/.venv", &want, "ok: true"],
+            "{platform}: {out}"
+        );
+        assert_eq!(
+            lines.last().copied(),
+            Some(format!("{machine} True").as_str()),
+            "{platform}: the platform's own compiled pyyaml: {out}"
+        );
     }
 }
 
