@@ -178,6 +178,88 @@ fn a_registry_mirror_serves_the_base_of_a_daemonless_build() {
     check_from_outside(&env, &image);
 }
 
+/// With no `registry`, `--output` builds the dependencies here and writes the base's layers
+/// read from the base's registry: through the mirror too, as there is no other way to them.
+#[test]
+fn a_registry_mirror_serves_the_base_of_an_output_without_a_registry() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proj, _) = project(dir.path(), &env, "output", "");
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    let spec = spec.replace("registry = \"localhost:5000\"\n", "");
+    assert!(!spec.contains("registry ="), "{spec}");
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    let image = tag(&proj, &env, &[]);
+    assert_eq!(image, tag(&proj, &env, &["--no-config"]));
+
+    // Without the mirror there is no way to the base.
+    let unmirrored = run_json(
+        imagespec(&proj, &env)
+            .args(["build", "--json", "--no-config", "spec.toml", "--output"])
+            .arg(format!("oci:{}", dir.path().join("unmirrored").display())),
+    );
+    assert!(
+        !unmirrored.ok()
+            && unmirrored
+                .text
+                .contains("cannot connect to mirror-me.invalid"),
+        "{}",
+        unmirrored.text
+    );
+
+    let layout = dir.path().join("layout");
+    let run = run_json(
+        imagespec(&proj, &env)
+            .args(["build", "--json", "spec.toml", "--output"])
+            .arg(format!("oci:{}", layout.display())),
+    );
+    built(&run, &image, "written");
+
+    // From outside: the layout's image starts with the mirrored base's layers, and runs.
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(layout.join("index.json")).expect("index.json"),
+    )
+    .expect("json");
+    let reference = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .expect("ref name")
+        .to_string();
+    let in_layout = format!("oci:{}:{reference}", layout.display());
+    let inspected: serde_json::Value = serde_json::from_str(&output(
+        Process::new("skopeo").args(["inspect", &in_layout]),
+    ))
+    .expect("json");
+    let written: Vec<&str> = inspected["Layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    let base = layers(&env.base_python);
+    assert!(
+        written.len() > base.len() && written[..base.len()] == base[..],
+        "{written:?} vs {base:?}"
+    );
+    let local = format!("localhost/h-defaults-output-{}:latest", run_id());
+    output(Process::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &in_layout,
+        &format!("docker-daemon:{local}"),
+    ]));
+    let ran = output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        &local,
+        "-m",
+        "app.main",
+    ]));
+    let _ = Process::new(DOCKER).args(["rmi", &local]).output();
+    assert_eq!(ran.trim(), "mirrored: true");
+}
+
 /// BuildKit has no per-build mirror setting: the Dockerfile it is handed names the mirror in
 /// its `FROM`s. Here both the base and the uv image (a `builder_config.uv_image` default,
 /// which does not change the name either) are in the registry that never resolves.
