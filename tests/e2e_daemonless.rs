@@ -15,8 +15,8 @@ mod common;
 
 use common::e2e::{
     DOCKER, NO_DAEMON, curl_blob, curl_json, curl_manifest, env_list, image_config, image_snapshot,
-    imagespec_in, inspect_json, layout_index, missing, output, ref_name, run_id, run_json, sh,
-    sha256_hex, skopeo_inspect, tree_difference,
+    imagespec_in, inspect_json, layout_index, output, ref_name, run_id, run_json, sh, sha256_hex,
+    skopeo_inspect, tree_difference,
 };
 
 /// Paths the daemonless image lacks on purpose (README, "Dependencies without a daemon"):
@@ -40,22 +40,11 @@ struct Env {
 /// The harness's services and uv, or `None` (and a note) when missing outside CI.
 fn services() -> Option<Env> {
     let s = common::e2e::services()?;
-    let uv = std::env::var_os("IMAGESPEC_UV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(s.file.cache()).join("uv-0.5.1/bin/uv"));
-    if !uv.is_file() {
-        return missing(&format!(
-            "no uv at {}: scripts/e2e/uv.sh installs it (scripts/test.sh runs it)",
-            uv.display()
-        ));
-    }
+    let uv = s.file.uv()?;
     Some(Env {
         registry: s.registry,
         base_python: s.base_python,
-        base_python_multi: s
-            .file
-            .get("IMAGESPEC_E2E_BASE_PYTHON_MULTI")
-            .unwrap_or_else(|| "localhost:5000/debian-python-multi:bookworm".into()),
+        base_python_multi: s.file.base_python_multi(),
         uv_image: s.uv_image,
         uv,
     })

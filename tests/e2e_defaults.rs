@@ -14,7 +14,7 @@ use std::process::Command as Process;
 mod common;
 
 use common::e2e::{
-    DOCKER, JsonRun, NO_DAEMON, imagespec_in, missing, output, run_id, run_json, skopeo_inspect,
+    DOCKER, JsonRun, NO_DAEMON, imagespec_in, output, run_id, run_json, skopeo_inspect,
 };
 
 struct Env {
@@ -26,15 +26,7 @@ struct Env {
 /// The harness's services and uv, or `None` (and a note) when missing outside CI.
 fn services() -> Option<Env> {
     let s = common::e2e::services()?;
-    let uv = std::env::var_os("IMAGESPEC_UV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(s.file.cache()).join("uv-0.5.1/bin/uv"));
-    if !uv.is_file() {
-        return missing(&format!(
-            "no uv at {}: scripts/e2e/uv.sh installs it (scripts/test.sh runs it)",
-            uv.display()
-        ));
-    }
+    let uv = s.file.uv()?;
     Some(Env {
         base_python: s.base_python,
         uv_image: s.uv_image,

@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command as Process;
 
-const DOCKER: &str = "/usr/bin/docker";
-const NOWHERE: &str = "unix:///nonexistent/docker.sock";
+mod common;
+
+use common::e2e::{DOCKER, EnvFile, NO_DAEMON, docker_up, missing, registry_up, run_id};
 
 struct Env {
     registry: String,
@@ -30,72 +31,34 @@ struct Env {
 }
 
 /// The registry (and uv, skopeo), or `None` (and a note) when missing outside CI. Whether
-/// dockerd answers is in `docker`.
+/// dockerd answers is in `docker`: only the daemon's part needs it.
 fn services() -> Option<Env> {
-    let file =
-        std::env::var("IMAGESPEC_E2E_ENV").unwrap_or_else(|_| "/tmp/imagespec-e2e/e2e.env".into());
-    let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key).ok().or_else(|| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-    };
-    let registry_up = get("IMAGESPEC_E2E_REGISTRY").is_some_and(|r| {
-        Process::new("curl")
-            .args(["-sf", "--max-time", "5", &format!("http://{r}/v2/")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let cache = get("IMAGESPEC_E2E_CACHE").unwrap_or_else(|| "/var/cache/imagespec-e2e".into());
-    let uv = std::env::var_os("IMAGESPEC_UV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(&cache).join("uv-0.5.1/bin/uv"));
+    let file = EnvFile::load();
+    if !file
+        .get("IMAGESPEC_E2E_REGISTRY")
+        .is_some_and(|r| registry_up(&r))
+    {
+        return missing(&format!(
+            "e2e services are not running ({}); scripts/test.sh starts them",
+            file.path
+        ));
+    }
+    let uv = file.uv()?;
     let skopeo = Process::new("skopeo")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    let missing = if !registry_up {
-        Some(format!(
-            "e2e services are not running ({file}); scripts/test.sh starts them"
-        ))
-    } else if !uv.is_file() {
-        Some(format!(
-            "no uv at {}: scripts/e2e/uv.sh installs it (scripts/test.sh runs it)",
-            uv.display()
-        ))
-    } else if !skopeo {
-        Some("no skopeo: scripts/e2e/install.sh installs it".into())
-    } else {
-        None
-    };
-    if let Some(why) = missing {
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("skipped: {why}");
-        return None;
+    if !skopeo {
+        return missing("no skopeo: scripts/e2e/install.sh installs it");
     }
-    let docker = Process::new(DOCKER)
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
     Some(Env {
         registry: "localhost:5000".into(),
-        base_python: get("IMAGESPEC_E2E_BASE_PYTHON")
-            .unwrap_or_else(|| "localhost:5000/debian-python:bookworm".into()),
-        base_python_multi: get("IMAGESPEC_E2E_BASE_PYTHON_MULTI")
-            .unwrap_or_else(|| "localhost:5000/debian-python-multi:bookworm".into()),
-        uv_image: get("IMAGESPEC_E2E_UV_IMAGE").unwrap_or_else(|| "localhost:5000/uv:0.5".into()),
+        base_python: file.base_python(),
+        base_python_multi: file.base_python_multi(),
+        uv_image: file.uv_image(),
         uv,
-        docker,
+        docker: docker_up(),
     })
-}
-
-/// A value unique to this run: fresh repositories.
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
 }
 
 /// A project whose dependency image changes with `deps` (an `env` value: the dependency
@@ -178,7 +141,7 @@ builder_options = {{ add_flytekit = false }}
     /// Builds the spec as it is (`args` added): its image and dependency image.
     fn build(&self, env: &Env, docker_host: Option<&str>, args: &[&str]) -> (String, String) {
         let out = self
-            .imagespec(env, Some(NOWHERE))
+            .imagespec(env, Some(NO_DAEMON))
             .args(["plan", "spec.toml", "--json"])
             .args(args)
             .output()
@@ -304,7 +267,7 @@ fn registry_prune_removes_only_unused_dependency_images() {
     let mut built = Vec::new();
     for deps in ["1", "2", "3"] {
         project.set_deps(&env, deps);
-        built.push(project.build(&env, Some(NOWHERE), &[]));
+        built.push(project.build(&env, Some(NO_DAEMON), &[]));
     }
     let [(image1, deps1), (image2, deps2), (image3, deps3)] =
         <[(String, String); 3]>::try_from(built).expect("three builds");
@@ -366,7 +329,7 @@ fn registry_prune_removes_only_unused_dependency_images() {
     assert_eq!(paged.into_iter().collect::<BTreeSet<_>>(), before);
 
     // A dry run lists and deletes nothing.
-    let (code, report) = project.prune(&env, Some(NOWHERE), &["--dry-run"]);
+    let (code, report) = project.prune(&env, Some(NO_DAEMON), &["--dry-run"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["dry_run"], true);
     let one = item(&report, "registry", &deps1);
@@ -396,12 +359,12 @@ fn registry_prune_removes_only_unused_dependency_images() {
     assert_eq!(tags(&repository), before, "a dry run deletes nothing");
 
     // --keep 1 keeps the only unused set.
-    let (code, report) = project.prune(&env, Some(NOWHERE), &["--dry-run", "--keep", "1"]);
+    let (code, report) = project.prune(&env, Some(NO_DAEMON), &["--dry-run", "--keep", "1"]);
     assert_eq!(code, 0);
     assert_eq!(item(&report, "registry", &deps1)["kept"]["kind"], "recent");
 
     // For real, --keep 0.
-    let (code, report) = project.prune(&env, Some(NOWHERE), &["--keep", "0"]);
+    let (code, report) = project.prune(&env, Some(NO_DAEMON), &["--keep", "0"]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(item(&report, "registry", &deps1)["done"], true);
     let mut after = before.clone();
@@ -417,7 +380,7 @@ fn registry_prune_removes_only_unused_dependency_images() {
     assert!(!readable(&format!("{repository}:{deps1}")));
 
     // Nothing left to do: a second run removes nothing.
-    let (code, report) = project.prune(&env, Some(NOWHERE), &[]);
+    let (code, report) = project.prune(&env, Some(NO_DAEMON), &[]);
     assert_eq!(code, 0);
     assert!(
         report["items"]
@@ -473,9 +436,9 @@ fn registry_prune_deletes_an_unused_dependency_index_with_its_platforms() {
     let Some(env) = services() else { return };
     let project = Project::with_platforms(&env, true);
     let repository = project.repository(&env);
-    let (image1, deps1) = project.build(&env, Some(NOWHERE), &[]);
+    let (image1, deps1) = project.build(&env, Some(NO_DAEMON), &[]);
     project.set_deps(&env, "2");
-    let (image2, deps2) = project.build(&env, Some(NOWHERE), &[]);
+    let (image2, deps2) = project.build(&env, Some(NO_DAEMON), &[]);
     assert_ne!(deps1, deps2);
     let old_entries = index_entries(&format!("{repository}:{deps1}"));
     let old_index = digest(&format!("{repository}:{deps1}"));
@@ -500,7 +463,7 @@ fn registry_prune_deletes_an_unused_dependency_index_with_its_platforms() {
     );
     let before = tags(&repository);
 
-    let (code, report) = project.prune(&env, Some(NOWHERE), &["--keep", "0"]);
+    let (code, report) = project.prune(&env, Some(NO_DAEMON), &["--keep", "0"]);
     assert_eq!(code, 0, "{report:#}");
     let gone = item(&report, "registry", &deps1);
     assert_eq!(gone["done"], true, "{gone}");

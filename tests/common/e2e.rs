@@ -65,6 +65,30 @@ impl EnvFile {
         self.get("IMAGESPEC_E2E_CACHE")
             .unwrap_or_else(|| "/var/cache/imagespec-e2e".into())
     }
+
+    /// The two-platform base (an index of linux/amd64 and a debootstrapped linux/arm64).
+    pub fn base_python_multi(&self) -> String {
+        self.get("IMAGESPEC_E2E_BASE_PYTHON_MULTI")
+            .unwrap_or_else(|| "localhost:5000/debian-python-multi:bookworm".into())
+    }
+
+    /// uv on the host for the daemonless builder: `IMAGESPEC_UV`, else where
+    /// `scripts/e2e/uv.sh` installs it; `None` (and a note, or a failure under `CI`) when
+    /// it is not there.
+    #[track_caller]
+    pub fn uv(&self) -> Option<PathBuf> {
+        let uv = std::env::var_os("IMAGESPEC_UV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(self.cache()).join("uv-0.5.1/bin/uv"));
+        if uv.is_file() {
+            Some(uv)
+        } else {
+            missing(&format!(
+                "no uv at {}: scripts/e2e/uv.sh installs it (scripts/test.sh runs it)",
+                uv.display()
+            ))
+        }
+    }
 }
 
 /// What a test does when something it needs is missing: under `CI` it fails saying `why`;
