@@ -855,6 +855,18 @@ builder_config = {{ uv_image = "{uv}" }}
     proj
 }
 
+/// What `uv_lock_project`'s lock installs for Python 3.11 with `--extra fast` (no dev
+/// group, no `tomli`).
+const LOCKED_FOR_PYTHON_311: &[&str] = &[
+    "attrs",
+    "certifi",
+    "charset-normalizer",
+    "idna",
+    "pyyaml",
+    "requests",
+    "urllib3",
+];
+
 /// `name==version` of each package of `uv.lock` named in `names`.
 fn locked_versions(proj: &Path, names: &[&str]) -> Vec<String> {
     let lock: toml::Table =
@@ -920,19 +932,7 @@ fn uv_lock_builds_without_a_daemon_as_dockerd_builds_it() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "flytekit", "{out}");
     assert_eq!(lines[1], "/root/.venv", "{out}");
-    let want = locked_versions(
-        &uv_proj,
-        &[
-            "attrs",
-            "certifi",
-            "charset-normalizer",
-            "idna",
-            "pyyaml",
-            "requests",
-            "urllib3",
-        ],
-    )
-    .join(" ");
+    let want = locked_versions(&uv_proj, LOCKED_FOR_PYTHON_311).join(" ");
     assert_eq!(
         lines[2], want,
         "exactly the locked set for Python 3.11: {out}"
@@ -1018,36 +1018,12 @@ fn a_uv_lock_for_two_platforms_runs_on_both() {
     archs.sort();
     assert_eq!(archs, ["amd64", "arm64"], "{index}");
 
-    let want = locked_versions(
-        &proj,
-        &[
-            "attrs",
-            "certifi",
-            "charset-normalizer",
-            "idna",
-            "pyyaml",
-            "requests",
-            "urllib3",
-        ],
-    )
-    .join(" ");
+    let want = locked_versions(&proj, LOCKED_FOR_PYTHON_311).join(" ");
     let script = format!(
         "{LOCK_CHECK}python -c 'import platform, yaml; print(platform.machine(), yaml.__with_libyaml__)'\n"
     );
     for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
-        let out = output(Process::new(DOCKER).args([
-            "run",
-            "--rm",
-            "--pull",
-            "always",
-            "--platform",
-            platform,
-            "--entrypoint",
-            "bash",
-            &image,
-            "-c",
-            &script,
-        ]));
+        let out = common::e2e::run_on(platform, &image, "bash", &script);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines[..4],

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::e2e::{
-    DOCKER, JsonRun, NO_DAEMON, env_list, imagespec_in, missing, output, run_id, run_json,
-    sha256_hex,
+    JsonRun, NO_DAEMON, env_list, imagespec_in, missing, output, run_id, run_json, sha256_hex,
 };
 
 const TWO: &str = "linux/amd64,linux/arm64";
@@ -118,19 +117,7 @@ fn architectures(index: &Value) -> Vec<String> {
 
 /// `docker run --platform PLATFORM IMAGE sh -c SCRIPT` (pulled for that platform first).
 fn run_on(platform: &str, image: &str, script: &str) -> String {
-    output(Process::new(DOCKER).args([
-        "run",
-        "--rm",
-        "--pull",
-        "always",
-        "--platform",
-        platform,
-        "--entrypoint",
-        "sh",
-        image,
-        "-c",
-        script,
-    ]))
+    common::e2e::run_on(platform, image, "sh", script)
 }
 
 fn project(d: &Path, spec: &str) -> PathBuf {

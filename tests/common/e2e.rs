@@ -155,6 +155,24 @@ pub fn services() -> Option<Services> {
     })
 }
 
+/// Runs `script` with `shell` (`sh`, `bash`) in `platform`'s image of `image` (pulled again:
+/// the daemon may hold another platform's under that name); stdout.
+pub fn run_on(platform: &str, image: &str, shell: &str, script: &str) -> String {
+    output(Process::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--pull",
+        "always",
+        "--platform",
+        platform,
+        "--entrypoint",
+        shell,
+        image,
+        "-c",
+        script,
+    ]))
+}
+
 /// A value unique to this run: fresh repositories and keys, so the first build of each test
 /// really builds.
 pub fn run_id() -> String {
