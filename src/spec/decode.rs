@@ -224,13 +224,7 @@ impl Decoder {
     }
 
     fn type_error(&self, node: &Node, field: &str, expected: &str) -> SpecError {
-        SpecError::Type {
-            file: self.file.clone(),
-            pos: node.pos,
-            field: field.to_string(),
-            expected: expected.to_string(),
-            found: describe(&node.value),
-        }
+        type_error(&self.file, node, field, expected)
     }
 
     fn invalid(&self, pos: Pos, field: &str, message: &str) -> SpecError {
@@ -529,6 +523,17 @@ pub(super) fn did_you_mean(written: &str, known: &[&str]) -> Option<String> {
 }
 
 /// Names a found value for an error message, with its text when it is short.
+/// `field` of `file` holds `node`, which is not what was `expected`.
+pub(super) fn type_error(file: &Path, node: &Node, field: &str, expected: &str) -> SpecError {
+    SpecError::Type {
+        file: file.to_path_buf(),
+        pos: node.pos,
+        field: field.to_string(),
+        expected: expected.to_string(),
+        found: describe(&node.value),
+    }
+}
+
 pub(super) fn describe(value: &Value) -> String {
     match value {
         Value::Str(s) if s.chars().count() <= 40 => format!("the string {s:?}"),

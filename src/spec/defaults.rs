@@ -40,7 +40,7 @@
 //! );
 //! ```
 
-use super::decode::{REGISTRY, describe, did_you_mean};
+use super::decode::{REGISTRY, did_you_mean, type_error};
 use super::error::SpecError;
 use super::node::{Key, Node, Value};
 use super::normalize::NormalizedSpec;
@@ -223,16 +223,6 @@ impl Reader {
         }
     }
 
-    fn type_error(&self, node: &Node, field: &str, expected: &str) -> SpecError {
-        SpecError::Type {
-            file: self.file.clone(),
-            pos: node.pos,
-            field: field.to_string(),
-            expected: expected.to_string(),
-            found: describe(&node.value),
-        }
-    }
-
     fn unknown(&self, key: &Key, field: &str, known: &[&str]) -> SpecError {
         SpecError::UnknownField {
             file: self.file.clone(),
@@ -245,7 +235,7 @@ impl Reader {
     fn table<'n>(&self, node: &'n Node, field: &str) -> Result<&'n [(Key, Node)], SpecError> {
         match &node.value {
             Value::Map(entries) => Ok(entries),
-            _ => Err(self.type_error(node, field, "a table")),
+            _ => Err(type_error(&self.file, node, field, "a table")),
         }
     }
 
@@ -255,7 +245,7 @@ impl Reader {
                 value: s.clone(),
                 at: self.at(node, field),
             }),
-            _ => Err(self.type_error(node, field, "a string")),
+            _ => Err(type_error(&self.file, node, field, "a string")),
         }
     }
 
@@ -265,7 +255,7 @@ impl Reader {
                 value: *b,
                 at: self.at(node, field),
             }),
-            _ => Err(self.type_error(node, field, "true or false")),
+            _ => Err(type_error(&self.file, node, field, "true or false")),
         }
     }
 
