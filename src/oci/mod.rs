@@ -3,3 +3,7 @@
 //! ([`crate::backend::daemonless`]) assembles its images from these.
 
 pub mod config;
+pub mod digest;
+pub mod manifest;
+
+pub use digest::Digest;
