@@ -495,7 +495,7 @@ fn build_one<'a>(
             done.pushed || done.action == Action::Skipped,
         ) {
             match client.digest(&done.image).await {
-                Ok(Some(digest)) => done.digest = Some(digest),
+                Ok(Some(digest)) => done.digest = Some(digest.to_string()),
                 Ok(None) => {
                     return Err(BackendError::Push {
                         image: done.image.clone(),

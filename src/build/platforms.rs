@@ -194,7 +194,7 @@ async fn push_platform(
     Ok(IndexEntry {
         platform: platform.to_string(),
         media_type,
-        digest: raw.digest,
+        digest: raw.digest.to_string(),
         size: raw.bytes.len(),
     })
 }

@@ -163,7 +163,7 @@ pub async fn read_tags(
     // Every image's config, each read once.
     let images_of = |raw: &RawManifest| -> Vec<(String, Result<OciImageManifest, String>)> {
         match &raw.manifest {
-            OciManifest::Image(m) => vec![(raw.digest.clone(), Ok(m.clone()))],
+            OciManifest::Image(m) => vec![(raw.digest.to_string(), Ok(m.clone()))],
             OciManifest::ImageIndex(index) => index
                 .manifests
                 .iter()
@@ -247,7 +247,7 @@ fn target_of(
         }
     }
     Ok(Target {
-        digest: raw.digest.clone(),
+        digest: raw.digest.to_string(),
         index: matches!(raw.manifest, OciManifest::ImageIndex(_)),
         manifests,
         created,

@@ -17,17 +17,22 @@
 //! Plain HTTP is used for `localhost`/`127.0.0.1` registries and those listed in
 //! `IMAGESPEC_INSECURE_REGISTRIES` (comma-separated hosts), TLS otherwise.
 
+use crate::oci::Digest;
+use crate::oci::manifest::CONFIG_LIMIT;
 use crate::registry::auth::Credentials;
+use crate::registry::body;
 use crate::registry::token;
 use crate::timeouts::{Activity, Stalled, Timeouts, unless_stalled};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::{Client, Reference};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod reads;
 
 /// Whether a tag exists (flytekit's `exist()`: yes, no, or cannot tell).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +89,10 @@ pub struct RegistryClient {
     identity: Option<Identity>,
     host: String,
     timeouts: Timeouts,
+    /// The HTTP client of reads (manifests, blobs, tags), made on first use.
+    read_http: std::sync::OnceLock<reqwest::Client>,
+    /// The bearer token of each read scope, kept for the next read.
+    read_tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// An identity token and the access token it was last exchanged for.
@@ -188,6 +197,8 @@ impl RegistryClient {
             identity,
             host: host.to_string(),
             timeouts,
+            read_http: Default::default(),
+            read_tokens: Default::default(),
         }
     }
 
@@ -247,7 +258,7 @@ impl RegistryClient {
             &identity.refresh_token,
         )
         .await
-        .map_err(OciDistributionError::AuthenticationFailure)?;
+        .map_err(|e| OciDistributionError::AuthenticationFailure(e.message))?;
         let client = Arc::new(Client::new(client_config(&self.host, self.timeouts)));
         let auth = RegistryAuth::Bearer(access.token.clone());
         client
@@ -308,17 +319,19 @@ impl RegistryClient {
 
 impl RegistryClient {
     /// The digest of `image`'s manifest (or index) as the registry stores it, or `None` when
-    /// the registry does not have it.
-    pub async fn digest(&self, image: &str) -> Result<Option<String>, RegistryError> {
+    /// the registry does not have it. A `HEAD`; its `Docker-Content-Digest` must be a
+    /// [`Digest`] (a registry that sends none is asked for the manifest, and its bytes hashed).
+    pub async fn digest(&self, image: &str) -> Result<Option<Digest>, RegistryError> {
         let reference = reference(image);
+        let reference = &reference;
         let asked = self
-            .retry(image, "HEAD of the manifest", false, |_, c, auth| {
-                let reference = &reference;
-                async move { c.fetch_manifest_digest(reference, &auth).await }
+            .retry(image, "HEAD of the manifest", false, |_, _, _| async move {
+                self.head_manifest(reference).await
             })
             .await;
         match asked {
-            Ok(digest) => Ok(Some(digest)),
+            Ok(Some(digest)) => Ok(Some(digest)),
+            Ok(None) => self.manifest(image).await.map(|m| Some(m.digest)),
             Err(e) if e.not_found => Ok(None),
             Err(e) => Err(e),
         }
@@ -349,7 +362,7 @@ const MANIFEST_TYPES: [&str; 4] = [
 pub struct RawManifest {
     pub bytes: bytes::Bytes,
     /// `sha256:…` of `bytes`.
-    pub digest: String,
+    pub digest: Digest,
     pub manifest: oci_client::manifest::OciManifest,
 }
 
@@ -479,21 +492,7 @@ impl RegistryClient {
         let bad = match failure {
             // The token exchange's own refusal (identity tokens).
             Failure::Registry(E::AuthenticationFailure(reason)) => Some(reason.clone()),
-            _ if self.identity.is_none() => match self
-                .client
-                .auth(reference, &self.auth, RegistryOperation::Pull)
-                .await
-            {
-                Err(E::AuthenticationFailure(reason)) => Some(
-                    serde_json::from_str::<serde_json::Value>(&reason)
-                        .ok()
-                        .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                ),
-                // A basic-auth registry: a 401 on a read is the password's.
-                Ok(None) if !push => Some(String::new()),
-                _ => None,
-            },
+            _ if self.identity.is_none() => self.credentials_refused(reference, push).await,
             _ => None,
         };
         let refusal = match bad {
@@ -509,6 +508,40 @@ impl RegistryClient {
             &self.host,
             reference.repository(),
         ))
+    }
+
+    /// Whether the token server refuses this client's username and password for a pull of
+    /// `reference` (its words, or empty), asked with a bounded read; for a registry without
+    /// a token server, a refused read is the password's.
+    async fn credentials_refused(&self, reference: &Reference, push: bool) -> Option<String> {
+        let http = self.read_client().ok()?;
+        let scheme = if insecure(&self.host) {
+            "http"
+        } else {
+            "https"
+        };
+        let answer = http
+            .get(format!("{scheme}://{}/v2/", self.host))
+            .send()
+            .await
+            .ok()?;
+        let challenge = answer
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(token::bearer_challenge);
+        let Some(challenge) = challenge else {
+            return (!push).then(String::new);
+        };
+        let basic = self
+            .credentials
+            .as_ref()
+            .map(|c| (c.username.as_str(), c.password.as_str()));
+        let scope = [format!("repository:{}:pull", reference.repository())];
+        match token::fetch(http, &challenge, &scope, basic).await {
+            Err(e) => Some(e.said.unwrap_or_default()),
+            Ok(_) => None,
+        }
     }
 
     /// What went wrong, in words a user can act on (never with the credentials).
@@ -622,22 +655,13 @@ impl RegistryClient {
         image: &str,
         reference: &Reference,
     ) -> Result<RawManifest, RegistryError> {
-        let (bytes, digest) = self
-            .retry(image, "reading the manifest", false, |_, c, auth| async move {
-                c.pull_manifest_raw(reference, &auth, &MANIFEST_TYPES).await
-            })
-            .await?;
-        let manifest = serde_json::from_slice(&bytes).map_err(|e| RegistryError {
-            image: image.to_string(),
-            what: "reading the manifest".into(),
-            message: e.to_string(),
-            not_found: false,
-        })?;
-        Ok(RawManifest {
-            bytes,
-            digest,
-            manifest,
-        })
+        self.retry(
+            image,
+            "reading the manifest",
+            false,
+            |activity, _, _| async move { self.get_manifest(reference, &activity).await },
+        )
+        .await
     }
 
     /// The manifest `digest` in `image`'s repository, as stored.
@@ -704,28 +728,31 @@ impl RegistryClient {
         }
     }
 
-    /// A (small) blob's bytes, e.g. an image config.
+    /// A (small) blob's bytes, e.g. an image config: at most
+    /// [`crate::oci::manifest::CONFIG_LIMIT`], checked against `digest`.
     pub async fn blob(&self, image: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
+        let what = format!("reading blob {}", body::one_line(digest));
+        let digest = self.valid_digest(image, &what, digest)?;
         let reference = reference(image);
-        let reference = &reference;
-        self.retry(
-            image,
-            &format!("reading blob {digest}"),
-            false,
-            |activity, c, _| async move {
-                let mut out = Touching::new(Vec::new(), activity);
-                let descriptor = oci_client::manifest::OciDescriptor {
-                    digest: digest.to_string(),
-                    ..Default::default()
-                };
-                c.pull_blob(reference, &descriptor, &mut out).await?;
-                Ok(out.inner)
-            },
-        )
+        let (reference, digest) = (&reference, &digest);
+        self.retry(image, &what, false, |activity, _, _| async move {
+            let mut out = Vec::new();
+            self.get_blob(
+                reference,
+                digest,
+                &mut out,
+                Some(CONFIG_LIMIT),
+                &activity,
+                None,
+            )
+            .await?;
+            Ok(out)
+        })
         .await
     }
 
-    /// A blob streamed to `out` (a layer: not held in memory).
+    /// A blob streamed to `out` (a layer: not held in memory), checked against `digest`.
+    /// `digest` is checked to be a [`Digest`] before anything is written.
     pub async fn blob_to_file(
         &self,
         image: &str,
@@ -733,31 +760,34 @@ impl RegistryClient {
         out: &std::path::Path,
         received: Option<crate::progress::Meter>,
     ) -> Result<(), RegistryError> {
+        let what = format!("reading blob {}", body::one_line(digest));
+        let digest = self.valid_digest(image, &what, digest)?;
         let reference = reference(image);
-        let reference = &reference;
-        self.retry(
-            image,
-            &format!("reading blob {digest}"),
-            false,
-            |activity, c, _| {
-                let received = received.clone();
-                async move {
-                    let mut file = Touching::new(tokio::fs::File::create(out).await?, activity);
-                    if let Some(received) = received {
-                        received(0);
-                        file.received = Some((received, 0));
-                    }
-                    let descriptor = oci_client::manifest::OciDescriptor {
-                        digest: digest.to_string(),
-                        ..Default::default()
-                    };
-                    c.pull_blob(reference, &descriptor, &mut file).await?;
-                    tokio::io::AsyncWriteExt::flush(&mut file).await?;
-                    Ok(())
+        let (reference, digest) = (&reference, &digest);
+        self.retry(image, &what, false, |activity, _, _| {
+            let received = received.clone();
+            async move {
+                let mut file = tokio::fs::File::create(out).await?;
+                if let Some(received) = &received {
+                    received(0);
                 }
-            },
-        )
+                self.get_blob(reference, digest, &mut file, None, &activity, received)
+                    .await?;
+                tokio::io::AsyncWriteExt::flush(&mut file).await?;
+                Ok(())
+            }
+        })
         .await
+    }
+
+    /// `digest` as a [`Digest`], or the error naming it.
+    fn valid_digest(&self, image: &str, what: &str, digest: &str) -> Result<Digest, RegistryError> {
+        Digest::parse(digest).map_err(|e| RegistryError {
+            image: image.to_string(),
+            what: what.to_string(),
+            message: e.to_string(),
+            not_found: false,
+        })
     }
 
     /// Whether the repository of `image` has the blob.
@@ -887,54 +917,6 @@ impl RegistryClient {
         })
         .await?;
         Ok(())
-    }
-}
-
-/// A writer that records each write as a sign of life of the download feeding it.
-struct Touching<W> {
-    inner: W,
-    activity: Activity,
-    /// Hears the bytes written so far, when someone counts them.
-    received: Option<(crate::progress::Meter, u64)>,
-}
-
-impl<W> Touching<W> {
-    fn new(inner: W, activity: Activity) -> Touching<W> {
-        Touching {
-            inner,
-            activity,
-            received: None,
-        }
-    }
-}
-
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Touching<W> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.activity.touch();
-        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let (std::task::Poll::Ready(Ok(n)), Some((received, so_far))) =
-            (&written, self.received.as_mut())
-        {
-            *so_far += *n as u64;
-            received(*so_far);
-        }
-        written
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -1165,7 +1147,7 @@ impl RegistryClient {
                     #[serde(default)]
                     tags: Option<Vec<String>>,
                 }
-                let body = response.bytes().await?;
+                let body = body::read_limited(response, body::TAGS_LIMIT, None).await?;
                 let listing: Listing = serde_json::from_slice(&body)?;
                 Ok(TagsPage {
                     tags: listing.tags.unwrap_or_default(),
@@ -1174,14 +1156,7 @@ impl RegistryClient {
             }
             404 => Err(E::ImageManifestNotFoundError(url.to_string())),
             401 | 403 => Err(E::UnauthorizedError { url: url.into() }),
-            code => {
-                let body = response.text().await.unwrap_or_default();
-                Err(E::ServerError {
-                    code,
-                    url: url.into(),
-                    message: body.chars().take(200).collect(),
-                })
-            }
+            _ => Err(reads::error_answer(response, url).await),
         }
     }
 
@@ -1249,7 +1224,6 @@ impl RegistryClient {
         scope: &str,
         token: &std::sync::Mutex<Option<String>>,
     ) -> oci_client::errors::Result<DeleteAnswer> {
-        use oci_client::errors::OciDistributionError as E;
         let accept = MANIFEST_TYPES.join(", ");
         let request = || {
             http.delete(url)
@@ -1264,14 +1238,7 @@ impl RegistryClient {
             404 => Ok(DeleteAnswer::Gone),
             401 | 403 => Ok(DeleteAnswer::Refused(status)),
             405 => Ok(DeleteAnswer::NotAllowed),
-            code => {
-                let body = response.text().await.unwrap_or_default();
-                Err(E::ServerError {
-                    code,
-                    url: url.into(),
-                    message: body.chars().take(200).collect(),
-                })
-            }
+            _ => Err(reads::error_answer(response, url).await),
         }
     }
 }

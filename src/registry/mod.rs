@@ -2,6 +2,7 @@
 //! references split into their parts.
 
 pub mod auth;
+pub mod body;
 pub mod client;
 pub mod index;
 pub mod layout;

@@ -86,7 +86,7 @@ pub async fn exchange(
     challenge: &Challenge,
     scopes: &[String],
     refresh_token: &str,
-) -> Result<AccessToken, String> {
+) -> Result<AccessToken, TokenError> {
     let request = http
         .post(&challenge.realm)
         .form(&refresh_form(challenge, scopes, refresh_token));
@@ -103,37 +103,57 @@ enum Flow {
     Docker,
 }
 
-/// Sends `request` to the token endpoint `realm` and reads its answer.
+/// Why no token came: the whole line for a user, and the token server's own words.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TokenError {
+    pub message: String,
+    /// The server's message (`errors[0].message`, `error_description`), when it gave one.
+    pub said: Option<String>,
+}
+
+impl TokenError {
+    fn new(message: String) -> TokenError {
+        TokenError {
+            message,
+            said: None,
+        }
+    }
+}
+
+/// Sends `request` to the token endpoint `realm` and reads its answer (at most
+/// [`super::body::TOKEN_LIMIT`] of it: the realm is named by the registry's challenge).
 async fn token_answer(
     request: reqwest::RequestBuilder,
     realm: &str,
     flow: Flow,
-) -> Result<AccessToken, String> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("token endpoint {realm}: {e}"))?;
+) -> Result<AccessToken, TokenError> {
+    let failed =
+        |e: &dyn std::fmt::Display| TokenError::new(format!("token endpoint {realm}: {e}"));
+    let response = request.send().await.map_err(|e| failed(&e))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("token endpoint {realm}: {e}"))?;
     if !status.is_success() {
-        let said = server_message(&body).map_or(String::new(), |m| format!(": {m}"));
-        return Err(match flow {
-            Flow::OAuth => format!("the identity token was refused by {realm} ({status}{said})"),
-            Flow::Docker => format!("the token server {realm} refused ({status}{said})"),
-        });
+        let body = super::body::read_prefix(response).await;
+        let said = server_message(body.as_bytes());
+        let words = said.as_ref().map_or(String::new(), |m| format!(": {m}"));
+        let message = match flow {
+            Flow::OAuth => format!("the identity token was refused by {realm} ({status}{words})"),
+            Flow::Docker => format!("the token server {realm} refused ({status}{words})"),
+        };
+        return Err(TokenError { message, said });
     }
+    let body = super::body::read_limited(response, super::body::TOKEN_LIMIT, None)
+        .await
+        .map_err(|e| failed(&e))?;
     let reply: TokenReply = serde_json::from_slice(&body)
-        .map_err(|_| format!("token endpoint {realm}: not a token answer"))?;
+        .map_err(|_| TokenError::new(format!("token endpoint {realm}: not a token answer")))?;
     let token = match flow {
         Flow::OAuth => reply.access_token.or(reply.token),
         Flow::Docker => reply.token.or(reply.access_token),
     };
-    let token = token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| format!("token endpoint {realm}: the answer has no token"))?;
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+        TokenError::new(format!("token endpoint {realm}: the answer has no token"))
+    })?;
     Ok(AccessToken {
         token,
         expires_in: Duration::from_secs(reply.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1)),
@@ -148,7 +168,7 @@ pub async fn fetch(
     challenge: &Challenge,
     scopes: &[String],
     basic: Option<(&str, &str)>,
-) -> Result<AccessToken, String> {
+) -> Result<AccessToken, TokenError> {
     let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
     if let Some(service) = &challenge.service {
         query.push(("service", service));
@@ -168,15 +188,7 @@ fn server_message(body: &[u8]) -> Option<String> {
         .as_str()
         .or(v["error_description"].as_str())
         .or(v["error"].as_str())?;
-    Some(
-        message
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect(),
-    )
+    Some(super::body::one_line(message.lines().next().unwrap_or("")))
 }
 
 /// How long before its end a token is replaced: half its life, at most 30 s (a request

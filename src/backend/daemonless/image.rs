@@ -7,6 +7,7 @@
 use super::DaemonlessError;
 use super::base::{BaseTree, Kind};
 use super::user::{Body, Overlay};
+use crate::oci::Digest;
 use crate::registry::client::RegistryClient;
 use crate::source::layer::{Attrs, Layer, LayerWriter};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
@@ -353,8 +354,9 @@ pub struct KnownLayers {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct KnownLayer {
-    diff_id: String,
-    digest: String,
+    // Typed: a record with anything but a digest here is a miss, never a blob name.
+    diff_id: Digest,
+    digest: Digest,
     size: u64,
     /// The image (`registry/repository:tag`) it was pushed with.
     image: String,
@@ -376,7 +378,7 @@ impl KnownLayers {
     fn get(&self, diff_id: &str) -> Option<KnownLayer> {
         let known: KnownLayer =
             serde_json::from_slice(&std::fs::read(self.path(diff_id)).ok()?).ok()?;
-        (known.diff_id == diff_id && known.digest.starts_with("sha256:")).then_some(known)
+        (known.diff_id == diff_id).then_some(known)
     }
 
     /// The directory of the entries.
@@ -398,15 +400,18 @@ impl KnownLayers {
             return false;
         };
         serde_json::from_slice::<KnownLayer>(&bytes)
-            .is_ok_and(|k| k.diff_id == format!("sha256:{hex}") && k.digest.starts_with("sha256:"))
+            .is_ok_and(|k| k.diff_id.as_str() == format!("sha256:{hex}"))
     }
 
     /// Remembers a layer pushed with `image` (a cache that cannot be written only costs a
     /// later build a compression).
     fn put(&self, layer: &Layer, image: &str) {
+        let (Ok(diff_id), Ok(digest)) = (layer.diff_id.parse(), layer.digest.parse()) else {
+            return;
+        };
         let known = KnownLayer {
-            diff_id: layer.diff_id.clone(),
-            digest: layer.digest.clone(),
+            diff_id,
+            digest,
             size: layer.size,
             image: image.to_string(),
         };
@@ -464,8 +469,8 @@ pub async fn prepare_layers(
             };
             let same_registry =
                 crate::registry::registry_host(&k.image) == crate::registry::registry_host(image);
-            if client.has_blob(image, &k.digest).await?
-                || (same_registry && client.mount_blob(image, &k.image, &k.digest).await)
+            if client.has_blob(image, k.digest.as_str()).await?
+                || (same_registry && client.mount_blob(image, &k.image, k.digest.as_str()).await)
             {
                 *slot = Some(k);
             }
@@ -489,8 +494,8 @@ pub async fn prepare_layers(
     for (i, hit) in found.into_iter().enumerate() {
         ready.push(match (hit, written.remove(&i)) {
             (Some(k), _) => Ready {
-                diff_id: k.diff_id,
-                digest: k.digest,
+                diff_id: k.diff_id.to_string(),
+                digest: k.digest.to_string(),
                 size: k.size,
                 written: None,
             },
@@ -611,7 +616,10 @@ pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, Daem
         {
             continue;
         }
-        let file = copies.path().join(layer.digest.replace(':', "-"));
+        // Only a checked digest names a file (the manifest is the base registry's).
+        let file = copies
+            .path()
+            .join(Digest::parse(&layer.digest)?.file_name());
         p.base_client
             .blob_to_file(p.base_image, &layer.digest, &file, None)
             .await?;

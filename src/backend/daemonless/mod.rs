@@ -29,6 +29,7 @@ pub mod uvlock;
 pub mod venv;
 
 use crate::context::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
+use crate::oci::Digest;
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use base::BaseTree;
@@ -57,6 +58,9 @@ pub enum DaemonlessError {
         #[source]
         source: std::io::Error,
     },
+    /// A descriptor's digest is not a digest (the registry's manifest names a path).
+    #[error("the base image's manifest: {0}")]
+    Digest(#[from] crate::oci::digest::DigestError),
 }
 
 impl From<venv::InstallError> for DaemonlessError {
@@ -192,7 +196,7 @@ async fn read_base(
     }
     let cached = cache_dir().map(|d| {
         d.join(BASES_DIR)
-            .join(format!("{}.v1.json", raw.digest.replace(':', "-")))
+            .join(format!("{}.v1.json", raw.digest.file_name()))
     });
     if let Some(tree) = cached
         .as_ref()
@@ -252,7 +256,8 @@ async fn read_tree(
             ))
             .into());
         }
-        let file = dir.path().join(layer.digest.replace(':', "-"));
+        // Only a checked digest names a file (the manifest is the registry's).
+        let file = dir.path().join(Digest::parse(&layer.digest)?.file_name());
         client
             .blob_to_file(image, &layer.digest, &file, None)
             .await?;

@@ -1,0 +1,256 @@
+//! What is read from a registry — manifests, blobs, the existence `HEAD` — is read here, on
+//! reqwest, rather than through oci-client: oci-client holds a manifest's body and an error
+//! answer's body whole however large they are (an endless one aborts the process), and
+//! accepts any string as a descriptor's digest. Here every body has a bound
+//! ([`MANIFEST_LIMIT`], [`CONFIG_LIMIT`], [`body::ERROR_BODY_LIMIT`]), every manifest passes
+//! [`check_manifest`] before it is returned, and every blob is hashed as it streams and
+//! refused when it is not the digest asked for.
+//!
+//! Credentials are the client's (basic, a docker token flow, an identity token), through
+//! [`RegistryClient::send_with_credentials`]; a token is kept per scope for the next read.
+//! A redirect (a blob served from object storage) is followed by reqwest, which drops the
+//! `Authorization` header when the host or port changes.
+
+use super::{MANIFEST_TYPES, RegistryClient};
+use crate::oci::Digest;
+use crate::oci::manifest::{MANIFEST_LIMIT, ManifestError, check_manifest};
+use crate::registry::body::{self, BodyError};
+use crate::timeouts::Activity;
+use oci_client::Reference;
+use oci_client::errors::{OciDistributionError as E, OciEnvelope};
+use tokio::io::AsyncWriteExt;
+
+impl From<BodyError> for E {
+    fn from(e: BodyError) -> E {
+        match e {
+            BodyError::Http(e) => E::RequestError(e),
+            e => E::SpecViolationError(e.to_string()),
+        }
+    }
+}
+
+fn refused(e: ManifestError) -> E {
+    E::SpecViolationError(e.to_string())
+}
+
+impl RegistryClient {
+    /// The HTTP client of reads: one per registry client, so connections are reused.
+    pub(super) fn read_client(&self) -> Result<&reqwest::Client, E> {
+        if let Some(c) = self.read_http.get() {
+            return Ok(c);
+        }
+        let made = reqwest::Client::builder()
+            .connect_timeout(self.timeouts.connect)
+            .build()?;
+        Ok(self.read_http.get_or_init(|| made))
+    }
+
+    /// Sends the read `request` with the client's credentials for `reference`'s repository.
+    async fn send_read(
+        &self,
+        reference: &Reference,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, E> {
+        let http = self.read_client()?;
+        let scope = format!("repository:{}:pull", reference.repository());
+        let held = self
+            .read_tokens
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&scope).cloned());
+        let token = std::sync::Mutex::new(held);
+        let response = self
+            .send_with_credentials(http, || request(http), &scope, &token)
+            .await?;
+        if let (Ok(Some(t)), Ok(mut all)) = (token.into_inner(), self.read_tokens.lock()) {
+            all.insert(scope, t);
+        }
+        Ok(response)
+    }
+
+    /// `…/v2/<repository>/<kind>/<tag or digest>`.
+    fn v2_url(&self, reference: &Reference, kind: &str, name: &str) -> String {
+        format!(
+            "{}/v2/{}/{kind}/{name}",
+            self.base_url(reference),
+            reference.repository()
+        )
+    }
+
+    fn manifest_url(&self, reference: &Reference) -> String {
+        let name = reference.digest().or(reference.tag()).unwrap_or("latest");
+        self.v2_url(reference, "manifests", name)
+    }
+
+    /// `HEAD` of the manifest: its digest as the registry says it (`None` when it sends no
+    /// `Docker-Content-Digest`); not found is an error with `not_found`.
+    pub(super) async fn head_manifest(&self, reference: &Reference) -> Result<Option<Digest>, E> {
+        let url = self.manifest_url(reference);
+        let accept = MANIFEST_TYPES.join(", ");
+        let response = self
+            .send_read(reference, |c| {
+                c.head(&url).header(http::header::ACCEPT, accept.as_str())
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_answer(response, &url).await);
+        }
+        let Some(said) = response.headers().get("docker-content-digest") else {
+            return Ok(None);
+        };
+        let digest = Digest::parse(said.to_str().unwrap_or(""))
+            .map_err(|e| E::SpecViolationError(format!("Docker-Content-Digest: {e}")))?;
+        if let Some(asked) = reference.digest()
+            && digest.as_str() != asked
+        {
+            return Err(E::SpecViolationError(format!(
+                "asked for the manifest {asked}, the registry answered {digest}"
+            )));
+        }
+        Ok(Some(digest))
+    }
+
+    /// `GET` of the manifest: at most [`MANIFEST_LIMIT`], its digest checked against the
+    /// registry's header and the digest asked for, its content by [`check_manifest`].
+    pub(super) async fn get_manifest(
+        &self,
+        reference: &Reference,
+        activity: &Activity,
+    ) -> Result<super::RawManifest, E> {
+        let url = self.manifest_url(reference);
+        let accept = MANIFEST_TYPES.join(", ");
+        let response = self
+            .send_read(reference, |c| {
+                c.get(&url).header(http::header::ACCEPT, accept.as_str())
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_answer(response, &url).await);
+        }
+        let content_type = header(&response, http::header::CONTENT_TYPE);
+        let said = header(&response, "docker-content-digest");
+        let bytes = match body::read_limited(response, MANIFEST_LIMIT, Some(activity)).await {
+            Err(BodyError::TooLarge { limit }) => {
+                return Err(refused(ManifestError::TooLarge { limit }));
+            }
+            other => other?,
+        };
+        let digest = Digest::of_bytes(&bytes);
+        for (whose, expected) in [
+            ("the registry's digest", said.as_deref()),
+            ("the digest asked for", reference.digest()),
+        ] {
+            let Some(expected) = expected else { continue };
+            let expected = Digest::parse(expected)
+                .map_err(|e| E::SpecViolationError(format!("{whose}: {e}")))?;
+            let mut actual = expected.verifier();
+            actual.update(&bytes);
+            if actual.finish() != expected {
+                return Err(E::SpecViolationError(format!(
+                    "the manifest's content is not {whose} ({expected}): it is {digest}"
+                )));
+            }
+        }
+        let manifest = check_manifest(&bytes, content_type.as_deref()).map_err(refused)?;
+        Ok(super::RawManifest {
+            bytes,
+            digest,
+            manifest,
+        })
+    }
+
+    /// `GET` of the blob `digest` into `out`, hashed as it streams; refused past `limit`
+    /// bytes, or when its content is not `digest`. `received` hears the bytes so far.
+    pub(super) async fn get_blob<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        out: &mut W,
+        limit: Option<u64>,
+        activity: &Activity,
+        received: Option<crate::progress::Meter>,
+    ) -> Result<(), E> {
+        let url = self.v2_url(reference, "blobs", digest.as_str());
+        let mut response = self.send_read(reference, |c| c.get(&url)).await?;
+        if !response.status().is_success() {
+            return Err(error_answer(response, &url).await);
+        }
+        let too_large = |limit| {
+            E::SpecViolationError(format!(
+                "blob {digest} is larger than {}",
+                crate::oci::manifest::size(limit)
+            ))
+        };
+        if let Some(limit) = limit
+            && response.content_length().is_some_and(|n| n > limit)
+        {
+            return Err(too_large(limit));
+        }
+        let mut verifier = digest.verifier();
+        let mut so_far = 0u64;
+        while let Some(chunk) = response.chunk().await? {
+            activity.touch();
+            so_far += chunk.len() as u64;
+            if let Some(limit) = limit
+                && so_far > limit
+            {
+                return Err(too_large(limit));
+            }
+            verifier.update(&chunk);
+            out.write_all(&chunk).await?;
+            if let Some(received) = &received {
+                received(so_far);
+            }
+        }
+        let actual = verifier.finish();
+        if &actual != digest {
+            return Err(E::SpecViolationError(format!(
+                "the registry sent blob {digest} with other content (its digest is {actual})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn header(
+    response: &reqwest::Response,
+    name: impl reqwest::header::AsHeaderName,
+) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The error a non-success answer is: distribution's error envelope when the body is one
+/// (read up to [`body::ERROR_BODY_LIMIT`]), else by the status alone.
+pub(super) async fn error_answer(response: reqwest::Response, url: &str) -> E {
+    let status = response.status().as_u16();
+    let text = body::read_prefix(response).await;
+    let envelope = serde_json::from_str::<OciEnvelope>(&text)
+        .ok()
+        .filter(|e| !e.errors.is_empty())
+        .map(|mut e| {
+            // The registry's words go into a message: one short line each.
+            e.errors.truncate(3);
+            for error in &mut e.errors {
+                error.message = body::one_line(&error.message);
+                error.detail = serde_json::Value::Null;
+            }
+            e
+        });
+    match (status, envelope) {
+        (401, _) => E::UnauthorizedError { url: url.into() },
+        (_, Some(envelope)) => E::RegistryError {
+            envelope,
+            url: url.into(),
+        },
+        (404, None) => E::ImageManifestNotFoundError(url.into()),
+        (code, None) => E::ServerError {
+            code,
+            url: url.into(),
+            message: body::one_line(&text),
+        },
+    }
+}
