@@ -23,13 +23,64 @@ pub type Body = fn(&[u8]);
 
 /// Every fuzz target: its name (the binary in `fuzz/` and the directory under
 /// `testdata/fuzz/`) and its body.
-pub const TARGETS: [(&str, Body); 5] = [
+pub const TARGETS: [(&str, Body); 6] = [
     ("spec_toml", spec_toml),
     ("spec_yaml", spec_yaml),
     ("spec_json", spec_json),
     ("tag_format", tag_format),
     ("ignore_patterns", ignore_patterns),
+    ("registry_manifest", registry_manifest),
 ];
+
+/// A manifest, index or config as a registry, a layout or an archive sends it, through the
+/// checks every one passes before use ([`crate::oci::manifest`]). Checks:
+/// - a manifest accepted has only [`crate::oci::Digest`]s and byte counts in its
+///   descriptors, and is an image with a config or an index;
+/// - a config accepted has only digests in `rootfs.diff_ids`;
+/// - a refusal is one line of at most 600 characters (it names the registry's text, which
+///   may be anything).
+pub fn registry_manifest(data: &[u8]) {
+    use crate::oci::Digest;
+    use crate::oci::manifest::{check_config, check_manifest};
+    use oci_client::manifest::OciManifest;
+    let said = |e: &dyn std::fmt::Display| {
+        let text = e.to_string();
+        assert!(
+            !text.contains('\n') && text.chars().count() <= 600,
+            "{text:?}"
+        );
+    };
+    for content_type in [None, Some("application/vnd.oci.image.index.v1+json")] {
+        match check_manifest(data, content_type) {
+            Ok(OciManifest::Image(m)) => {
+                for d in std::iter::once(&m.config).chain(&m.layers) {
+                    assert!(Digest::parse(&d.digest).is_ok(), "{:?}", d.digest);
+                    assert!(d.size >= 0, "{}", d.size);
+                }
+            }
+            Ok(OciManifest::ImageIndex(i)) => {
+                for d in &i.manifests {
+                    assert!(Digest::parse(&d.digest).is_ok(), "{:?}", d.digest);
+                    assert!(d.size >= 0, "{}", d.size);
+                }
+            }
+            Err(e) => said(&e),
+        }
+    }
+    match check_config(data) {
+        Ok(config) => {
+            for id in config
+                .pointer("/rootfs/diff_ids")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                assert!(Digest::parse(id.as_str().unwrap_or("")).is_ok(), "{id}");
+            }
+        }
+        Err(e) => said(&e),
+    }
+}
 
 /// A spec file in TOML: see [`spec_file`].
 pub fn spec_toml(data: &[u8]) {
