@@ -87,24 +87,24 @@ pub struct RegistryClient {
     /// The docker config consulted (for "no credentials for HOST in FILE").
     config: Option<PathBuf>,
     identity: Option<Identity>,
+    /// Bearer tokens, fetched here (a bounded read) for every request of a registry with a
+    /// token server, so that oci-client never reads a token server's answer itself.
+    tokens: tokio::sync::Mutex<TokenState>,
     host: String,
     timeouts: Timeouts,
-    /// The HTTP client of reads (manifests, blobs, tags), made on first use.
+    /// The HTTP client of reads and token requests, made on first use.
     read_http: std::sync::OnceLock<reqwest::Client>,
-    /// The bearer token of each read scope, kept for the next read.
-    read_tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
-/// An identity token and the access token it was last exchanged for.
+/// An identity token (exchanged for access tokens by OAuth2's refresh grant).
 struct Identity {
     refresh_token: String,
-    http: reqwest::Client,
-    state: tokio::sync::Mutex<IdentityState>,
 }
 
 #[derive(Default)]
-struct IdentityState {
-    challenge: Option<token::Challenge>,
+struct TokenState {
+    /// The registry's `Bearer` challenge, once asked (`Some(None)`: it has no token server).
+    challenge: Option<Option<token::Challenge>>,
     /// Every repository asked for so far, and whether for a push: one token covers them all
     /// (the fast path reads one repository and writes another).
     scopes: BTreeMap<String, bool>,
@@ -177,11 +177,6 @@ impl RegistryClient {
             .and_then(Credentials::identity_token)
             .map(|t| Identity {
                 refresh_token: t.to_string(),
-                http: reqwest::Client::builder()
-                    .connect_timeout(timeouts.connect)
-                    .build()
-                    .unwrap_or_default(),
-                state: Default::default(),
             });
         let auth = match credentials {
             Some(c) if identity.is_none() => {
@@ -195,10 +190,10 @@ impl RegistryClient {
             credentials: credentials.cloned(),
             config: None,
             identity,
+            tokens: Default::default(),
             host: host.to_string(),
             timeouts,
             read_http: Default::default(),
-            read_tokens: Default::default(),
         }
     }
 
@@ -213,21 +208,38 @@ impl RegistryClient {
         self.credentials.as_ref()
     }
 
-    /// The oci-client and credentials for a request on `reference`'s repository: the shared
-    /// client, or for an identity token one holding a live access token for it.
+    /// The oci-client and credentials for a request on `reference`'s repository: for a
+    /// registry with a token server, a client holding a live access token covering every
+    /// repository asked for so far (fetched here: docker's `GET` flow with the username and
+    /// password, or an identity token's exchange); else the shared client and the basic
+    /// credentials (oci-client then reads no token answer).
     async fn access(
         &self,
         reference: &Reference,
         push: bool,
     ) -> oci_client::errors::Result<(Arc<Client>, RegistryAuth)> {
-        let Some(identity) = &self.identity else {
-            // Blob requests take no credentials: they use what the client has stored.
+        let mut state = self.tokens.lock().await;
+        let challenge = match &state.challenge {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.challenge().await?;
+                state.challenge = Some(c.clone());
+                c
+            }
+        };
+        let Some(challenge) = challenge else {
+            if self.identity.is_some() {
+                return Err(OciDistributionError::AuthenticationFailure(format!(
+                    "an identity token is configured for {}, but it names no token server \
+                     (no Bearer challenge): log in with a username and password",
+                    self.host
+                )));
+            }
             self.client
                 .store_auth_if_needed(reference.resolve_registry(), &self.auth)
                 .await;
             return Ok((self.client.clone(), self.auth.clone()));
         };
-        let mut state = identity.state.lock().await;
         let entry = state
             .scopes
             .entry(reference.repository().to_string())
@@ -242,23 +254,11 @@ impl RegistryClient {
                 RegistryAuth::Bearer(current.token.clone()),
             ));
         }
-        let challenge = match &state.challenge {
-            Some(c) => c.clone(),
-            None => {
-                let c = self.challenge(&identity.http).await?;
-                state.challenge = Some(c.clone());
-                c
-            }
-        };
         let wanted = state.scopes.clone();
-        let access = token::exchange(
-            &identity.http,
-            &challenge,
-            &scopes(&wanted),
-            &identity.refresh_token,
-        )
-        .await
-        .map_err(|e| OciDistributionError::AuthenticationFailure(e.message))?;
+        let access = self
+            .token(&challenge, &scopes(&wanted))
+            .await
+            .map_err(|e| OciDistributionError::AuthenticationFailure(e.message))?;
         let client = Arc::new(Client::new(client_config(&self.host, self.timeouts)));
         let auth = RegistryAuth::Bearer(access.token.clone());
         client
@@ -273,32 +273,51 @@ impl RegistryClient {
         Ok((client, auth))
     }
 
-    /// The registry's token challenge (from an unauthenticated `GET /v2/`).
-    async fn challenge(
+    /// An access token for `scopes` from the token server of `challenge`, with this
+    /// client's credentials.
+    async fn token(
         &self,
-        http: &reqwest::Client,
-    ) -> oci_client::errors::Result<token::Challenge> {
+        challenge: &token::Challenge,
+        scopes: &[String],
+    ) -> Result<token::AccessToken, token::TokenError> {
+        let http = self.read_client().map_err(|e| token::TokenError {
+            message: with_causes(&e),
+            said: None,
+        })?;
+        match &self.identity {
+            Some(identity) => {
+                token::exchange(http, challenge, scopes, &identity.refresh_token).await
+            }
+            None => token::fetch(http, challenge, scopes, self.basic()).await,
+        }
+    }
+
+    /// The username and password, unless the credentials are an identity token.
+    fn basic(&self) -> Option<(&str, &str)> {
+        self.credentials
+            .as_ref()
+            .filter(|c| c.identity_token().is_none())
+            .map(|c| (c.username.as_str(), c.password.as_str()))
+    }
+
+    /// The registry's token challenge (from an unauthenticated `GET /v2/`, its body not
+    /// read), or `None` when it names no token server.
+    async fn challenge(&self) -> oci_client::errors::Result<Option<token::Challenge>> {
         let scheme = if insecure(&self.host) {
             "http"
         } else {
             "https"
         };
-        let response = http
+        let response = self
+            .read_client()?
             .get(format!("{scheme}://{}/v2/", self.host))
             .send()
             .await?;
-        response
+        Ok(response
             .headers()
             .get(http::header::WWW_AUTHENTICATE)
             .and_then(|h| h.to_str().ok())
-            .and_then(token::bearer_challenge)
-            .ok_or_else(|| {
-                OciDistributionError::AuthenticationFailure(format!(
-                    "an identity token is configured for {}, but it names no token server \
-                     (no Bearer challenge): log in with a username and password",
-                    self.host
-                ))
-            })
+            .and_then(token::bearer_challenge))
     }
 
     /// The timeouts this client's requests have.
@@ -325,9 +344,12 @@ impl RegistryClient {
         let reference = reference(image);
         let reference = &reference;
         let asked = self
-            .retry(image, "HEAD of the manifest", false, |_, _, _| async move {
-                self.head_manifest(reference).await
-            })
+            .retry(
+                image,
+                "HEAD of the manifest",
+                false,
+                |_, _, auth| async move { self.head_manifest(reference, &auth).await },
+            )
             .await;
         match asked {
             Ok(Some(digest)) => Ok(Some(digest)),
@@ -659,7 +681,7 @@ impl RegistryClient {
             image,
             "reading the manifest",
             false,
-            |activity, _, _| async move { self.get_manifest(reference, &activity).await },
+            |activity, _, auth| async move { self.get_manifest(reference, &auth, &activity).await },
         )
         .await
     }
@@ -735,10 +757,11 @@ impl RegistryClient {
         let digest = self.valid_digest(image, &what, digest)?;
         let reference = reference(image);
         let (reference, digest) = (&reference, &digest);
-        self.retry(image, &what, false, |activity, _, _| async move {
+        self.retry(image, &what, false, |activity, _, auth| async move {
             let mut out = Vec::new();
             self.get_blob(
                 reference,
+                &auth,
                 digest,
                 &mut out,
                 Some(CONFIG_LIMIT),
@@ -764,15 +787,17 @@ impl RegistryClient {
         let digest = self.valid_digest(image, &what, digest)?;
         let reference = reference(image);
         let (reference, digest) = (&reference, &digest);
-        self.retry(image, &what, false, |activity, _, _| {
+        self.retry(image, &what, false, |activity, _, auth| {
             let received = received.clone();
             async move {
                 let mut file = tokio::fs::File::create(out).await?;
                 if let Some(received) = &received {
                     received(0);
                 }
-                self.get_blob(reference, digest, &mut file, None, &activity, received)
-                    .await?;
+                self.get_blob(
+                    reference, &auth, digest, &mut file, None, &activity, received,
+                )
+                .await?;
                 tokio::io::AsyncWriteExt::flush(&mut file).await?;
                 Ok(())
             }
@@ -998,16 +1023,11 @@ impl RegistryClient {
     /// refuses leaves the registry's 401 as the answer.
     async fn send_with_credentials(
         &self,
-        http: &reqwest::Client,
         request: impl Fn() -> reqwest::RequestBuilder,
         scope: &str,
         token: &std::sync::Mutex<Option<String>>,
     ) -> Result<reqwest::Response, reqwest::Error> {
-        let basic = self
-            .credentials
-            .as_ref()
-            .filter(|c| c.identity_token().is_none())
-            .map(|c| (c.username.as_str(), c.password.as_str()));
+        let basic = self.basic();
         let held = token.lock().map(|t| t.clone()).unwrap_or_default();
         let first = match (&held, basic) {
             (Some(t), _) => request().bearer_auth(t),
@@ -1028,12 +1048,7 @@ impl RegistryClient {
             return Ok(first);
         };
         let scopes = [scope.to_string()];
-        let access = match &self.identity {
-            Some(identity) => {
-                token::exchange(http, &challenge, &scopes, &identity.refresh_token).await
-            }
-            None => token::fetch(http, &challenge, &scopes, basic).await,
-        };
+        let access = self.token(&challenge, &scopes).await;
         let Ok(access) = access else {
             return Ok(first);
         };
@@ -1131,7 +1146,7 @@ impl RegistryClient {
     ) -> oci_client::errors::Result<TagsPage> {
         use oci_client::errors::OciDistributionError as E;
         let response = self
-            .send_with_credentials(http, || http.get(url), scope, token)
+            .send_with_credentials(|| http.get(url), scope, token)
             .await?;
         let status = response.status().as_u16();
         let next = response
@@ -1229,9 +1244,7 @@ impl RegistryClient {
             http.delete(url)
                 .header(http::header::ACCEPT, accept.as_str())
         };
-        let response = self
-            .send_with_credentials(http, request, scope, token)
-            .await?;
+        let response = self.send_with_credentials(request, scope, token).await?;
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(DeleteAnswer::Deleted),

@@ -126,7 +126,7 @@ pub async fn platforms_of(
         )),
         OciManifest::Image(m) => {
             let config = client.blob(image, &m.config.digest).await?;
-            let config: Value = serde_json::from_slice(&config).unwrap_or(Value::Null);
+            let config = crate::oci::manifest::check_config(&config).unwrap_or(Value::Null);
             Ok(ImagePlatforms::Single(config_platform(&config)))
         }
     }

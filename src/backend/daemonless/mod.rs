@@ -165,7 +165,7 @@ async fn read_base(
         .image_manifest(image, platform)
         .await
         .map_err(|e| unreadable(&e))?;
-    let config: serde_json::Value = serde_json::from_slice(
+    let config = crate::oci::manifest::check_config(
         &client
             .blob(image, &manifest.config.digest)
             .await

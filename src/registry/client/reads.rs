@@ -18,6 +18,7 @@ use crate::registry::body::{self, BodyError};
 use crate::timeouts::Activity;
 use oci_client::Reference;
 use oci_client::errors::{OciDistributionError as E, OciEnvelope};
+use oci_client::secrets::RegistryAuth;
 use tokio::io::AsyncWriteExt;
 
 impl From<BodyError> for E {
@@ -45,27 +46,25 @@ impl RegistryClient {
         Ok(self.read_http.get_or_init(|| made))
     }
 
-    /// Sends the read `request` with the client's credentials for `reference`'s repository.
+    /// Sends the read `request` with `auth` (what [`RegistryClient::access`] gave: a bearer
+    /// token covering `reference`'s repository, or the basic credentials), answering a
+    /// token challenge if the registry still sends one.
     async fn send_read(
         &self,
         reference: &Reference,
+        auth: &RegistryAuth,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, E> {
         let http = self.read_client()?;
         let scope = format!("repository:{}:pull", reference.repository());
-        let held = self
-            .read_tokens
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&scope).cloned());
+        let held = match auth {
+            RegistryAuth::Bearer(token) => Some(token.clone()),
+            _ => None,
+        };
         let token = std::sync::Mutex::new(held);
-        let response = self
-            .send_with_credentials(http, || request(http), &scope, &token)
-            .await?;
-        if let (Ok(Some(t)), Ok(mut all)) = (token.into_inner(), self.read_tokens.lock()) {
-            all.insert(scope, t);
-        }
-        Ok(response)
+        Ok(self
+            .send_with_credentials(|| request(http), &scope, &token)
+            .await?)
     }
 
     /// `…/v2/<repository>/<kind>/<tag or digest>`.
@@ -84,16 +83,27 @@ impl RegistryClient {
 
     /// `HEAD` of the manifest: its digest as the registry says it (`None` when it sends no
     /// `Docker-Content-Digest`); not found is an error with `not_found`.
-    pub(super) async fn head_manifest(&self, reference: &Reference) -> Result<Option<Digest>, E> {
+    pub(super) async fn head_manifest(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<Option<Digest>, E> {
         let url = self.manifest_url(reference);
         let accept = MANIFEST_TYPES.join(", ");
         let response = self
-            .send_read(reference, |c| {
+            .send_read(reference, auth, |c| {
                 c.head(&url).header(http::header::ACCEPT, accept.as_str())
             })
             .await?;
         if !response.status().is_success() {
             return Err(error_answer(response, &url).await);
+        }
+        // A registry answers with the type it stored: anything else is not a manifest.
+        if let Some(kind) = header(&response, http::header::CONTENT_TYPE) {
+            let kind = kind.split(';').next().unwrap_or("").trim();
+            if !MANIFEST_TYPES.contains(&kind) {
+                return Err(refused(ManifestError::MediaType(body::one_line(kind))));
+            }
         }
         let Some(said) = response.headers().get("docker-content-digest") else {
             return Ok(None);
@@ -115,12 +125,13 @@ impl RegistryClient {
     pub(super) async fn get_manifest(
         &self,
         reference: &Reference,
+        auth: &RegistryAuth,
         activity: &Activity,
     ) -> Result<super::RawManifest, E> {
         let url = self.manifest_url(reference);
         let accept = MANIFEST_TYPES.join(", ");
         let response = self
-            .send_read(reference, |c| {
+            .send_read(reference, auth, |c| {
                 c.get(&url).header(http::header::ACCEPT, accept.as_str())
             })
             .await?;
@@ -164,6 +175,7 @@ impl RegistryClient {
     pub(super) async fn get_blob<W: tokio::io::AsyncWrite + Unpin>(
         &self,
         reference: &Reference,
+        auth: &RegistryAuth,
         digest: &Digest,
         out: &mut W,
         limit: Option<u64>,
@@ -171,7 +183,7 @@ impl RegistryClient {
         received: Option<crate::progress::Meter>,
     ) -> Result<(), E> {
         let url = self.v2_url(reference, "blobs", digest.as_str());
-        let mut response = self.send_read(reference, |c| c.get(&url)).await?;
+        let mut response = self.send_read(reference, auth, |c| c.get(&url)).await?;
         if !response.status().is_success() {
             return Err(error_answer(response, &url).await);
         }
