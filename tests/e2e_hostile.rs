@@ -65,6 +65,7 @@ struct Tools {
     uv: Option<PathBuf>,
 }
 
+/// python3 (or a failure under `CI`, a skip elsewhere) and uv, if there.
 #[track_caller]
 fn tools() -> Option<Tools> {
     let python = Command::new("python3")
