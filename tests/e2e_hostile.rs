@@ -836,44 +836,52 @@ fn blobs_that_do_not_match_their_digest_are_refused() {
     findings.assert_none();
 }
 
-/// A bearer realm on another port of the registry's host. Docker (and containerd, and
-/// oci-client) send the registry's credentials to the realm the registry names, whatever
-/// its host: Docker Hub's realm is `auth.docker.io` for `registry-1.docker.io`, and the
-/// harness's own token server listens on another port than its registry. That is safe: the
-/// registry could as well ask for the password with a `Basic` challenge. So the realm gets
-/// the credentials (HTTP basic) and nothing else gets them: the token goes to the registry
-/// only, and no request but the token request reaches the realm. The base is valid: the
-/// build reads it whole (and stops at its missing python3).
+/// A bearer realm on another port of the registry's host (`127.0.0.1:OTHER`), and under
+/// another host name (`localhost:OTHER`). Docker (and containerd, and oci-client) send the
+/// registry's credentials to the realm the registry names, whatever its host: Docker Hub's
+/// realm is `auth.docker.io` for `registry-1.docker.io` (refusing a realm on another host
+/// would make every authenticated Docker Hub pull anonymous), and the harness's own token
+/// server listens on another port than its registry. That is safe: the registry could as
+/// well ask for the password with a `Basic` challenge. So the realm gets the credentials
+/// (HTTP basic) and nothing else gets them: the token goes to the registry only, and no
+/// request but the token request reaches the realm. The base is valid: the build reads it
+/// whole (and stops at its missing python3).
 #[test]
-fn a_token_realm_on_another_port_gets_the_credentials_as_docker_sends_them() {
+fn a_token_realm_elsewhere_gets_the_credentials_as_docker_sends_them() {
     let Some(tools) = tools() else { return };
     let mut sandbox = Sandbox::new();
     let mut findings = Findings::default();
-    let scenario =
-        Scenario::new("token-elsewhere", &[], Level::Content).saying(&["python3", "python"]);
-    let registry = run_scenario(&mut sandbox, &tools, &scenario, &mut findings);
-    let realm = registry.other_requests();
-    if realm.is_empty() {
-        findings.note("[token-elsewhere] the realm was never asked for a token".into());
-    }
-    for request in &realm {
-        let path = request["path"].as_str().unwrap_or_default();
-        if !path.starts_with("/token") {
-            findings.note(format!("[token-elsewhere] the realm got {request}"));
-        }
-        if request["authorization"] != "Basic" {
+    for host in ["127.0.0.1", "localhost"] {
+        let scenario = Scenario::new("token-elsewhere", &["--realm-host", host], Level::Content)
+            .saying(&["python3", "python"]);
+        let registry = run_scenario(&mut sandbox, &tools, &scenario, &mut findings);
+        let realm = registry.other_requests();
+        if realm.is_empty() {
             findings.note(format!(
-                "[token-elsewhere] a token request without the registry's credentials \
-                 (docker sends them): {request}"
+                "[token-elsewhere {host}] the realm was never asked"
             ));
         }
-    }
-    let registry_side = registry.requests();
-    let bearer = registry_side
-        .iter()
-        .any(|r| r["listener"] == "registry" && r["authorization"] == "Bearer");
-    if !bearer {
-        findings.note("[token-elsewhere] the registry never got the token".into());
+        for request in &realm {
+            let path = request["path"].as_str().unwrap_or_default();
+            if !path.starts_with("/token") {
+                findings.note(format!("[token-elsewhere {host}] the realm got {request}"));
+            }
+            if request["authorization"] != "Basic" {
+                findings.note(format!(
+                    "[token-elsewhere {host}] a token request without the registry's \
+                     credentials (docker sends them): {request}"
+                ));
+            }
+        }
+        let bearer = registry
+            .requests()
+            .iter()
+            .any(|r| r["listener"] == "registry" && r["authorization"] == "Bearer");
+        if !bearer {
+            findings.note(format!(
+                "[token-elsewhere {host}] the registry never got the token"
+            ));
+        }
     }
     findings.assert_none();
 }
