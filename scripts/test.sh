@@ -65,7 +65,8 @@ trap cleanup EXIT
 scripts/e2e/base-images.sh
 # The flytekit plugin's venv with its freshly built wheel (tests/flytekit_plugin.rs).
 scripts/e2e/plugin.sh --quiet >/dev/null
-# uv on the host for the daemonless dependency builder (tests/e2e_daemonless.rs).
+# uv on the host for the daemonless dependency builder (tests/e2e_daemonless.rs,
+# tests/e2e_hostile.rs).
 scripts/e2e/uv.sh >/dev/null
 set -a
 # shellcheck disable=SC1091
