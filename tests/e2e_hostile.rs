@@ -52,8 +52,12 @@ const RUN_BOUND: Duration = Duration::from_secs(60);
 /// The most memory one run may use (`VmHWM`, KiB): 100 MB. A valid run takes ~35 MB.
 const PEAK_RSS_KIB: i64 = 100_000_000 / 1024;
 
-/// How a message names the manifest/config/token/error-body limit (4 MiB).
+/// How a message names the manifest limit (4 MiB, the distribution spec's).
 const NAMES_THE_LIMIT: &[&str] = &["4 MiB", "4194304"];
+/// How a message names the config limit (16 MiB).
+const NAMES_THE_CONFIG_LIMIT: &[&str] = &["16 MiB"];
+/// How a message names the token-answer limit (1 MiB).
+const NAMES_THE_TOKEN_LIMIT: &[&str] = &["1 MiB"];
 
 /// The credentials the test's docker config holds for the hostile registry.
 const USER: &str = "hostile-user";
@@ -733,13 +737,13 @@ fn huge_and_endless_configs_stop_at_the_limit() {
     let Some(tools) = tools() else { return };
     let mut sandbox = Sandbox::new();
     let mut findings = Findings::default();
-    let huge = Scenario::new("huge-config", &[], Level::Content).saying(NAMES_THE_LIMIT);
+    let huge = Scenario::new("huge-config", &[], Level::Content).saying(NAMES_THE_CONFIG_LIMIT);
     let registry = run_scenario(&mut sandbox, &tools, &huge, &mut findings);
     nothing_sent_elsewhere(&registry, "huge-config", &mut findings);
     drop(registry);
     // The config's real size, as the manifest declares it (what a client may stop at).
     let declared = valid_config_size(&sandbox);
-    let mut words = NAMES_THE_LIMIT.to_vec();
+    let mut words = NAMES_THE_CONFIG_LIMIT.to_vec();
     let declared = format!("{declared} bytes");
     words.push(&declared);
     let endless = Scenario::new("endless-config", &[], Level::Content).saying(&words);
@@ -771,7 +775,7 @@ fn endless_error_and_token_bodies_are_bounded() {
     let registry = run_scenario(&mut sandbox, &tools, &error, &mut findings);
     nothing_sent_elsewhere(&registry, "huge-error", &mut findings);
     drop(registry);
-    let token = Scenario::new("endless-token", &[], Level::Transport).saying(NAMES_THE_LIMIT);
+    let token = Scenario::new("endless-token", &[], Level::Transport).saying(NAMES_THE_TOKEN_LIMIT);
     let registry = run_scenario(&mut sandbox, &tools, &token, &mut findings);
     nothing_sent_elsewhere(&registry, "endless-token", &mut findings);
     drop(registry);

@@ -185,7 +185,7 @@ pub async fn read_tags(
         .collect();
     let configs: HashMap<String, Result<ConfigFacts, String>> = stream::iter(configs)
         .map(|digest| async move {
-            let got = match client.blob(repository, &digest).await {
+            let got = match client.blob(repository, &digest, None).await {
                 Ok(bytes) => Ok(serde_json::from_slice(&bytes)
                     .map(|v| config_facts(&v))
                     .unwrap_or_default()),

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod reads;
+use reads::Limit;
 
 /// Whether a tag exists (flytekit's `exist()`: yes, no, or cannot tell).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +259,11 @@ impl RegistryClient {
         let access = self
             .token(&challenge, &scopes(&wanted))
             .await
-            .map_err(|e| OciDistributionError::AuthenticationFailure(e.message))?;
+            .map_err(|e| match e.refused {
+                true => OciDistributionError::AuthenticationFailure(e.message),
+                // An answer that is not one (too large, not JSON, no token): the server's fault.
+                false => OciDistributionError::SpecViolationError(e.message),
+            })?;
         let client = Arc::new(Client::new(client_config(&self.host, self.timeouts)));
         let auth = RegistryAuth::Bearer(access.token.clone());
         client
@@ -280,10 +285,9 @@ impl RegistryClient {
         challenge: &token::Challenge,
         scopes: &[String],
     ) -> Result<token::AccessToken, token::TokenError> {
-        let http = self.read_client().map_err(|e| token::TokenError {
-            message: with_causes(&e),
-            said: None,
-        })?;
+        let http = self
+            .read_client()
+            .map_err(|e| token::TokenError::new(with_causes(&e)))?;
         match &self.identity {
             Some(identity) => {
                 token::exchange(http, challenge, scopes, &identity.refresh_token).await
@@ -750,25 +754,38 @@ impl RegistryClient {
         }
     }
 
-    /// A (small) blob's bytes, e.g. an image config: at most
-    /// [`crate::oci::manifest::CONFIG_LIMIT`], checked against `digest`.
-    pub async fn blob(&self, image: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
+    /// A (small) blob's bytes, e.g. an image config: at most its `declared` size (the
+    /// descriptor's) and [`CONFIG_LIMIT`], checked against `digest`.
+    pub async fn blob(
+        &self,
+        image: &str,
+        digest: &str,
+        declared: Option<u64>,
+    ) -> Result<Vec<u8>, RegistryError> {
         let what = format!("reading blob {}", body::one_line(digest));
         let digest = self.valid_digest(image, &what, digest)?;
+        if let Some(size) = declared.filter(|&s| s > CONFIG_LIMIT) {
+            return Err(RegistryError {
+                image: image.to_string(),
+                what,
+                message: format!(
+                    "its descriptor says {size} bytes, more than the {} a config may have",
+                    crate::oci::manifest::size(CONFIG_LIMIT)
+                ),
+                not_found: false,
+            });
+        }
+        let limit = Limit::new(declared.unwrap_or(CONFIG_LIMIT), declared.is_some());
         let reference = reference(image);
         let (reference, digest) = (&reference, &digest);
         self.retry(image, &what, false, |activity, _, auth| async move {
             let mut out = Vec::new();
-            self.get_blob(
-                reference,
-                &auth,
+            let blob = reads::Blob {
                 digest,
-                &mut out,
-                Some(CONFIG_LIMIT),
-                &activity,
-                None,
-            )
-            .await?;
+                limit: Some(limit),
+            };
+            self.get_blob(reference, &auth, blob, &mut out, &activity, None)
+                .await?;
             Ok(out)
         })
         .await
@@ -780,6 +797,7 @@ impl RegistryClient {
         &self,
         image: &str,
         digest: &str,
+        declared: Option<u64>,
         out: &std::path::Path,
         received: Option<crate::progress::Meter>,
     ) -> Result<(), RegistryError> {
@@ -794,10 +812,10 @@ impl RegistryClient {
                 if let Some(received) = &received {
                     received(0);
                 }
-                self.get_blob(
-                    reference, &auth, digest, &mut file, None, &activity, received,
-                )
-                .await?;
+                let limit = declared.map(|size| Limit::new(size, true));
+                let blob = reads::Blob { digest, limit };
+                self.get_blob(reference, &auth, blob, &mut file, &activity, received)
+                    .await?;
                 tokio::io::AsyncWriteExt::flush(&mut file).await?;
                 Ok(())
             }

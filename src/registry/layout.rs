@@ -210,7 +210,13 @@ async fn put_blob(
     match from {
         BlobSource::Registry(image) => {
             client
-                .blob_to_file(image, digest, file.path(), written.clone())
+                .blob_to_file(
+                    image,
+                    digest,
+                    Some(size.max(0) as u64),
+                    file.path(),
+                    written.clone(),
+                )
                 .await?
         }
         BlobSource::File(path) => {

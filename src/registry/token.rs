@@ -110,13 +110,17 @@ pub struct TokenError {
     pub message: String,
     /// The server's message (`errors[0].message`, `error_description`), when it gave one.
     pub said: Option<String>,
+    /// The token server answered with a refusal (not a failure to reach or read it).
+    pub refused: bool,
 }
 
 impl TokenError {
-    fn new(message: String) -> TokenError {
+    /// A failure to get an answer, or to read one: not the server's refusal.
+    pub fn new(message: String) -> TokenError {
         TokenError {
             message,
             said: None,
+            refused: false,
         }
     }
 }
@@ -140,7 +144,11 @@ async fn token_answer(
             Flow::OAuth => format!("the identity token was refused by {realm} ({status}{words})"),
             Flow::Docker => format!("the token server {realm} refused ({status}{words})"),
         };
-        return Err(TokenError { message, said });
+        return Err(TokenError {
+            message,
+            said,
+            refused: true,
+        });
     }
     let body = super::body::read_limited(response, super::body::TOKEN_LIMIT, None)
         .await

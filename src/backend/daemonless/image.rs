@@ -621,7 +621,13 @@ pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, Daem
             .path()
             .join(Digest::parse(&layer.digest)?.file_name());
         p.base_client
-            .blob_to_file(p.base_image, &layer.digest, &file, None)
+            .blob_to_file(
+                p.base_image,
+                &layer.digest,
+                Some(layer.size.max(0) as u64),
+                &file,
+                None,
+            )
             .await?;
         client
             .push_blob_file(

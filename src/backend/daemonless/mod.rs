@@ -167,7 +167,11 @@ async fn read_base(
         .map_err(|e| unreadable(&e))?;
     let config = crate::oci::manifest::check_config(
         &client
-            .blob(image, &manifest.config.digest)
+            .blob(
+                image,
+                &manifest.config.digest,
+                Some(manifest.config.size.max(0) as u64),
+            )
             .await
             .map_err(|e| unreadable(&e))?,
     )
@@ -259,7 +263,13 @@ async fn read_tree(
         // Only a checked digest names a file (the manifest is the registry's).
         let file = dir.path().join(Digest::parse(&layer.digest)?.file_name());
         client
-            .blob_to_file(image, &layer.digest, &file, None)
+            .blob_to_file(
+                image,
+                &layer.digest,
+                Some(layer.size.max(0) as u64),
+                &file,
+                None,
+            )
             .await?;
         tree = tokio::task::spawn_blocking(move || {
             let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);

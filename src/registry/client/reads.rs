@@ -170,31 +170,26 @@ impl RegistryClient {
         })
     }
 
-    /// `GET` of the blob `digest` into `out`, hashed as it streams; refused past `limit`
-    /// bytes, or when its content is not `digest`. `received` hears the bytes so far.
+    /// `GET` of the blob into `out`, hashed as it streams; refused past its limit, or when
+    /// its content is not its digest. `received` hears the bytes so far.
     pub(super) async fn get_blob<W: tokio::io::AsyncWrite + Unpin>(
         &self,
         reference: &Reference,
         auth: &RegistryAuth,
-        digest: &Digest,
+        blob: Blob<'_>,
         out: &mut W,
-        limit: Option<u64>,
         activity: &Activity,
         received: Option<crate::progress::Meter>,
     ) -> Result<(), E> {
+        let digest = blob.digest;
         let url = self.v2_url(reference, "blobs", digest.as_str());
         let mut response = self.send_read(reference, auth, |c| c.get(&url)).await?;
         if !response.status().is_success() {
             return Err(error_answer(response, &url).await);
         }
-        let too_large = |limit| {
-            E::SpecViolationError(format!(
-                "blob {digest} is larger than {}",
-                crate::oci::manifest::size(limit)
-            ))
-        };
-        if let Some(limit) = limit
-            && response.content_length().is_some_and(|n| n > limit)
+        let too_large = |limit: Limit| E::SpecViolationError(format!("blob {digest} {limit}"));
+        if let Some(limit) = blob.limit
+            && response.content_length().is_some_and(|n| n > limit.bytes)
         {
             return Err(too_large(limit));
         }
@@ -203,8 +198,8 @@ impl RegistryClient {
         while let Some(chunk) = response.chunk().await? {
             activity.touch();
             so_far += chunk.len() as u64;
-            if let Some(limit) = limit
-                && so_far > limit
+            if let Some(limit) = blob.limit
+                && so_far > limit.bytes
             {
                 return Err(too_large(limit));
             }
@@ -221,6 +216,39 @@ impl RegistryClient {
             )));
         }
         Ok(())
+    }
+}
+
+/// A blob to read: its digest, and how much of it may come.
+pub(super) struct Blob<'a> {
+    pub digest: &'a Digest,
+    pub limit: Option<Limit>,
+}
+
+/// How much of a blob is read: the size its descriptor declares, or a cap of ours.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limit {
+    bytes: u64,
+    declared: bool,
+}
+
+impl Limit {
+    pub(super) fn new(bytes: u64, declared: bool) -> Limit {
+        Limit { bytes, declared }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.declared {
+            write!(f, "is larger than its descriptor's {} bytes", self.bytes)
+        } else {
+            write!(
+                f,
+                "is larger than {}",
+                crate::oci::manifest::size(self.bytes)
+            )
+        }
     }
 }
 
