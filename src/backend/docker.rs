@@ -154,13 +154,19 @@ impl DockerDaemon {
         let context: ContextWriter = std::sync::Arc::new(move |out| {
             written.write_context_tar(out).map_err(|e| e.to_string())
         });
-        let mut secrets: Vec<(String, std::path::PathBuf)> = plan
+        use super::session::SecretSource;
+        let mut secrets: Vec<(String, SecretSource)> = plan
             .secrets
             .iter()
-            .map(|s| (s.id.clone(), s.source.clone()))
+            .map(|s| (s.id.clone(), SecretSource::File(s.source.clone())))
             .collect();
+        secrets.extend(
+            plan.index_secrets
+                .iter()
+                .map(|s| (s.id.clone(), SecretSource::Value(s.url.clone()))),
+        );
         if let Some(ca) = &plan.ca_bundle {
-            secrets.push(("imagespec_ca_bundle".into(), ca.clone()));
+            secrets.push(("imagespec_ca_bundle".into(), SecretSource::File(ca.clone())));
         }
         let build = Solve {
             image: &plan.image,

@@ -99,6 +99,22 @@ fn render_one(
         _ => {
             let plan = BuildPlan::new(spec, &tag, &options(&args.render)?)?;
             plan.render_into(output, existing, &inputs)?;
+            if args.render.flytekit_compat
+                && let Some(warning) = imagespec::context::compat_index_warning(spec)
+            {
+                eprintln!("warning: {warning}");
+            }
+            for secret in &plan.index_secrets {
+                // The URL itself is written nowhere: the user gives it at build time.
+                eprintln!(
+                    "note: {} {} is read from the BuildKit secret `{}`: build with \
+                     `docker build --secret id={},src=FILE` (FILE holding the URL)",
+                    secret.flag,
+                    secret.redacted(),
+                    secret.id,
+                    secret.id
+                );
+            }
             ("Dockerfile", plan.files.len())
         }
     };

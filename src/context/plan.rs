@@ -110,6 +110,81 @@ pub struct Secret {
     pub source: PathBuf,
 }
 
+/// An index URL that holds credentials (`pip_index` or an entry of `pip_extra_index_url`
+/// with `user:pass@`): imagespec's Dockerfile reads it from this BuildKit secret at build
+/// time (`--index-url "$(cat /run/imagespec/pip-index-0)"`) instead of writing it on the
+/// `RUN` line, where it would stay in the image's history and BuildKit's cache. flytekit's
+/// own Dockerfile (`--flytekit-compat`) writes it on the line, and so has none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSecret {
+    /// The BuildKit secret id: `imagespec_pip_index_<n>`.
+    pub id: String,
+    /// Where the install step reads it: `/run/imagespec/pip-index-<n>`.
+    pub target: String,
+    /// `--index-url` or `--extra-index-url`.
+    pub flag: &'static str,
+    /// The URL as written, credentials and all.
+    pub url: crate::redact::SecretString,
+}
+
+impl IndexSecret {
+    /// The option as the spec gives it to the installer: `--index-url URL`.
+    pub fn option(&self) -> String {
+        format!("{} {}", self.flag, self.url.expose())
+    }
+
+    /// The option as imagespec's Dockerfile writes it: the URL read from the secret.
+    pub fn option_from_secret(&self) -> String {
+        format!("{} \"$(cat {})\"", self.flag, self.target)
+    }
+
+    /// The `RUN` flag that mounts the secret.
+    pub fn mount(&self) -> String {
+        format!(
+            "--mount=type=secret,id={},target={},required=true",
+            self.id, self.target
+        )
+    }
+
+    /// The URL without its user information (`https://***@host/simple`).
+    pub fn redacted(&self) -> String {
+        crate::redact::url_credentials(self.url.expose()).into_owned()
+    }
+}
+
+/// With `--flytekit-compat` (flytekit's own Dockerfile), what to warn of when `spec`'s
+/// index URLs hold credentials: that Dockerfile writes them on the install step's `RUN`
+/// line, so they stay in the image's history.
+pub fn compat_index_warning(spec: &NormalizedSpec) -> Option<String> {
+    let fields: Vec<&str> = [
+        (
+            "pip_index",
+            spec.pip_index
+                .iter()
+                .any(|u| crate::redact::has_url_credentials(u)),
+        ),
+        (
+            "pip_extra_index_url",
+            spec.pip_extra_index_url
+                .iter()
+                .flatten()
+                .any(|u| crate::redact::has_url_credentials(u)),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect();
+    (!fields.is_empty()).then(|| {
+        format!(
+            "`{}` {} credentials: --flytekit-compat writes them on the install step's RUN \
+             line, as flytekit does, and they stay in the image's history (without \
+             --flytekit-compat they are passed as a BuildKit secret)",
+            fields.join("` and `"),
+            if fields.len() == 1 { "holds" } else { "hold" }
+        )
+    })
+}
+
 /// A file of the build context.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContextFile {
@@ -148,6 +223,9 @@ pub struct BuildPlan {
     /// How many `commands` `run_commands` joins (for the step's label in the progress view).
     pub command_count: usize,
     pub secrets: Vec<Secret>,
+    /// Index URLs with credentials, passed to imagespec's Dockerfile as BuildKit secrets
+    /// (always empty with `--flytekit-compat`).
+    pub index_secrets: Vec<IndexSecret>,
     pub ca_bundle: Option<PathBuf>,
     pub files: Vec<ContextFile>,
     /// What the source and `copy` COPY steps put under `/root`, in step order (a later entry
@@ -400,11 +478,30 @@ impl BuildPlan {
 
         // prepare_python_install
         let mut args: Vec<String> = Vec::new();
-        if let Some(index) = spec.pip_index.as_deref().filter(|s| !s.is_empty()) {
-            args.push(format!("--index-url {index}"));
-        }
-        for url in spec.pip_extra_index_url.iter().flatten() {
-            args.push(format!("--extra-index-url {url}"));
+        let mut index_secrets = Vec::new();
+        let indexes = spec
+            .pip_index
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|url| ("--index-url", url))
+            .into_iter()
+            .chain(
+                spec.pip_extra_index_url
+                    .iter()
+                    .flatten()
+                    .map(|url| ("--extra-index-url", url.as_str())),
+            );
+        for (flag, url) in indexes {
+            args.push(format!("{flag} {url}"));
+            if !compat && crate::redact::has_url_credentials(url) {
+                let n = index_secrets.len();
+                index_secrets.push(IndexSecret {
+                    id: format!("imagespec_pip_index_{n}"),
+                    target: format!("/run/imagespec/pip-index-{n}"),
+                    flag,
+                    url: crate::redact::SecretString::new(url),
+                });
+            }
         }
         let mut secrets = Vec::new();
         let mut mounts = Vec::new();
@@ -740,6 +837,7 @@ impl BuildPlan {
                 .unwrap_or_default(),
             command_count: spec.commands.as_ref().map_or(0, Vec::len),
             secrets,
+            index_secrets,
             ca_bundle,
             files,
             root_entries,
@@ -811,6 +909,11 @@ impl BuildPlan {
         hash.update(self.platform.as_bytes());
         hash.update(b"\0");
         hash.update(crate::render::dockerfile(self).as_bytes());
+        // The Dockerfile reads these from secrets: their hosts and paths count, their
+        // credentials do not (a rotated token reuses the dependency image).
+        for secret in &self.index_secrets {
+            hash.update(format!("\0index {} {}\0", secret.id, secret.redacted()).as_bytes());
+        }
         let mut files: Vec<_> = self.files.iter().collect();
         files.sort_by_key(|f| match f {
             ContextFile::Copy { to, .. }
