@@ -1,4 +1,7 @@
-//! End-to-end: a pip index password never reaches an image (issue 20, finding 5). A spec
+//! A pip index password never reaches an image (issue 20, finding 5). `render` writes
+//! imagespec's Dockerfile with the index URLs read from BuildKit secrets and the password
+//! nowhere in the context (`--flytekit-compat` writes flytekit's line, and warns). End to
+//! end (services from `scripts/e2e/`, as for tests/e2e.rs): a spec
 //! whose `pip_index` and `pip_extra_index_url` carry credentials (`https://user:pass@…`) is
 //! built without a daemon (uv on this machine) and through dockerd (BuildKit, the index URLs
 //! passed as BuildKit secrets); from outside — `skopeo inspect --config`, `docker history
@@ -79,7 +82,11 @@ fn imagespec(dir: &Path, env: &Env, docker_host: Option<&str>) -> assert_cmd::Co
 fn assert_no_password(what: &str, text: &str) {
     for password in [INDEX_PASSWORD, EXTRA_PASSWORD] {
         if let Some(at) = text.find(password) {
-            let from = text[..at].char_indices().rev().nth(160).map_or(0, |(i, _)| i);
+            let from = text[..at]
+                .char_indices()
+                .rev()
+                .nth(160)
+                .map_or(0, |(i, _)| i);
             panic!(
                 "{what} holds the index password `{password}`:\n…{}…",
                 &text[from..(at + password.len()).min(text.len())]
@@ -122,9 +129,7 @@ fn check_image(image: &str) {
     let config = skopeo_inspect(&["--config"], image);
     assert_no_password(&format!("{image}'s config"), &config.to_string());
     assert!(
-        config["history"]
-            .as_array()
-            .is_some_and(|h| !h.is_empty()),
+        config["history"].as_array().is_some_and(|h| !h.is_empty()),
         "{config}"
     );
     let labels = skopeo_inspect(&[], image);
@@ -143,7 +148,10 @@ fn check_image(image: &str) {
         .output()
         .expect("docker save");
     assert!(saved.status.success(), "docker save {image}");
-    assert!(saved.stdout.len() > 1 << 20, "docker save {image}: too small");
+    assert!(
+        saved.stdout.len() > 1 << 20,
+        "docker save {image}: too small"
+    );
     for password in [INDEX_PASSWORD, EXTRA_PASSWORD] {
         let found = saved
             .stdout
@@ -163,6 +171,94 @@ fn build(proj: &Path, env: &Env, docker_host: Option<&str>, args: &[&str]) -> Va
     assert!(run.ok(), "{}", run.text);
     assert_no_password("the build's output", &run.text);
     run.result().clone()
+}
+
+/// A spec file of `name` with credentials in its index URLs, no services needed.
+fn plain_project(d: &Path) -> PathBuf {
+    let env = Env {
+        registry: "localhost:5000".into(),
+        base_python: "localhost:5000/debian-python:bookworm".into(),
+        uv_image: "localhost:5000/uv:0.5".into(),
+        uv: PathBuf::new(),
+    };
+    project(d, &env, "index-creds")
+}
+
+/// Every file under `dir`, as text (lossy).
+fn all_files(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_file() {
+            text.push_str(&String::from_utf8_lossy(
+                &std::fs::read(entry.path()).expect("read"),
+            ));
+        }
+    }
+    text
+}
+
+/// `render`: the Dockerfile mounts one secret per URL with credentials and reads the URL
+/// from it; the context holds no password; stderr says how to pass the secrets by hand.
+/// `--flytekit-compat` is flytekit's Dockerfile, URL and all, with a warning.
+#[test]
+fn render_passes_index_credentials_as_secrets_and_writes_them_nowhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = plain_project(dir.path());
+    let out = imagespec_in(&proj)
+        .args(["render", "spec.toml", "-o", "ctx"])
+        .output()
+        .expect("render");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_no_password(
+        "render's output",
+        &(String::from_utf8_lossy(&out.stdout) + stderr.clone()),
+    );
+    assert_no_password("the rendered context", &all_files(&proj.join("ctx")));
+    let dockerfile = std::fs::read_to_string(proj.join("ctx/Dockerfile")).expect("Dockerfile");
+    for n in [0, 1] {
+        assert!(
+            dockerfile.contains(&format!(
+                "--mount=type=secret,id=imagespec_pip_index_{n},target=/run/imagespec/pip-index-{n}"
+            )),
+            "{dockerfile}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "docker build --secret id=imagespec_pip_index_{n},src="
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(
+        dockerfile.contains(
+            "--index-url \"$(cat /run/imagespec/pip-index-0)\" \
+             --extra-index-url \"$(cat /run/imagespec/pip-index-1)\""
+        ),
+        "{dockerfile}"
+    );
+    assert!(stderr.contains("https://***@pypi.org/simple"), "{stderr}");
+
+    let out = imagespec_in(&proj)
+        .args(["render", "spec.toml", "-o", "compat", "--flytekit-compat"])
+        .output()
+        .expect("render");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let dockerfile = std::fs::read_to_string(proj.join("compat/Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains(&format!(
+            "--index-url https://imagespec-idx:{INDEX_PASSWORD}@pypi.org/simple"
+        )),
+        "flytekit's own line: {dockerfile}"
+    );
+    assert!(!dockerfile.contains("type=secret"), "{dockerfile}");
+    assert!(
+        stderr.contains("warning: `pip_index` and `pip_extra_index_url` hold credentials"),
+        "{stderr}"
+    );
+    assert_no_password("render --flytekit-compat's messages", &stderr);
 }
 
 /// Without a daemon: uv installs through the URLs as written, and the dependency image's
