@@ -55,9 +55,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     for (key, spec) in chosen {
         let mut render = super::render::options(&args.render)?;
         render.platform = args.decision.platform.clone();
-        if args.render.flytekit_compat
-            && let Some(warning) = imagespec::context::compat_index_warning(spec)
-        {
+        for warning in imagespec::context::index_credentials_warnings(spec, render.flavor) {
             progress.event(imagespec::progress::Event::Warning(&warning));
         }
         let mut options = BuildOptions::from_env_with(

@@ -99,9 +99,7 @@ fn render_one(
         _ => {
             let plan = BuildPlan::new(spec, &tag, &options(&args.render)?)?;
             plan.render_into(output, existing, &inputs)?;
-            if args.render.flytekit_compat
-                && let Some(warning) = imagespec::context::compat_index_warning(spec)
-            {
+            for warning in imagespec::context::index_credentials_warnings(spec, plan.flavor) {
                 eprintln!("warning: {warning}");
             }
             for secret in &plan.index_secrets {

@@ -152,37 +152,51 @@ impl IndexSecret {
     }
 }
 
-/// With `--flytekit-compat` (flytekit's own Dockerfile), what to warn of when `spec`'s
-/// index URLs hold credentials: that Dockerfile writes them on the install step's `RUN`
-/// line, so they stay in the image's history.
-pub fn compat_index_warning(spec: &NormalizedSpec) -> Option<String> {
+/// What to warn of when `spec` puts a URL's credentials on the install step's `RUN` line,
+/// where they stay in the image's history: `pip_index`/`pip_extra_index_url` with
+/// `--flytekit-compat` (flytekit's own Dockerfile; imagespec's passes them as BuildKit
+/// secrets), `pip_extra_args` always (free-form shell words, written as they are).
+pub fn index_credentials_warnings(spec: &NormalizedSpec, flavor: Flavor) -> Vec<String> {
+    use crate::redact::has_url_credentials;
+    let mut warnings = Vec::new();
     let fields: Vec<&str> = [
         (
             "pip_index",
-            spec.pip_index
-                .iter()
-                .any(|u| crate::redact::has_url_credentials(u)),
+            spec.pip_index.iter().any(|u| has_url_credentials(u)),
         ),
         (
             "pip_extra_index_url",
             spec.pip_extra_index_url
                 .iter()
                 .flatten()
-                .any(|u| crate::redact::has_url_credentials(u)),
+                .any(|u| has_url_credentials(u)),
         ),
     ]
     .into_iter()
     .filter_map(|(field, set)| set.then_some(field))
     .collect();
-    (!fields.is_empty()).then(|| {
-        format!(
+    if flavor == Flavor::FlytekitCompat && !fields.is_empty() {
+        warnings.push(format!(
             "`{}` {} credentials: --flytekit-compat writes them on the install step's RUN \
              line, as flytekit does, and they stay in the image's history (without \
              --flytekit-compat they are passed as a BuildKit secret)",
             fields.join("` and `"),
             if fields.len() == 1 { "holds" } else { "hold" }
-        )
-    })
+        ));
+    }
+    if spec
+        .pip_extra_args
+        .as_deref()
+        .is_some_and(has_url_credentials)
+    {
+        warnings.push(
+            "`pip_extra_args` holds a URL with credentials: it is written on the install \
+             step's RUN line and stays in the image's history; name the index in `pip_index` \
+             or `pip_extra_index_url`, whose credentials are passed as a BuildKit secret"
+                .to_string(),
+        );
+    }
+    warnings
 }
 
 /// A file of the build context.
@@ -997,6 +1011,34 @@ mod tests {
         let (_, spec) = file.select(None).unwrap();
         let tag = crate::tag::compute(spec, &Default::default()).unwrap();
         BuildPlan::new(spec, &tag, &RenderOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn credentials_left_on_the_run_line_are_warned_of() {
+        let warnings = |text: &str, flavor| {
+            let file = crate::SpecFile::parse(Path::new("/p/spec.toml"), text).unwrap();
+            let (_, spec) = file.select(None).unwrap();
+            index_credentials_warnings(spec, flavor)
+        };
+        let index = "name = \"i\"\npip_index = \"https://u:p@h/s\"\n";
+        assert!(warnings(index, Flavor::Imagespec).is_empty());
+        let compat = warnings(index, Flavor::FlytekitCompat);
+        assert_eq!(compat.len(), 1);
+        assert!(
+            compat[0].starts_with("`pip_index` holds credentials"),
+            "{compat:?}"
+        );
+        assert!(!compat[0].contains("u:p"), "{compat:?}");
+        let plain = "name = \"i\"\npip_index = \"https://h/s\"\n\
+                     pip_extra_args = \"--pre\"\n";
+        assert!(warnings(plain, Flavor::FlytekitCompat).is_empty());
+        let args = "name = \"i\"\npip_extra_args = \"--extra-index-url https://t@h/s\"\n";
+        let got = warnings(args, Flavor::Imagespec);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("`pip_extra_args` holds a URL"),
+            "{got:?}"
+        );
     }
 
     #[test]
