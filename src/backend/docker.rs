@@ -10,7 +10,7 @@
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
-use super::session::{self, ContextWriter, Solve, SolveError};
+use super::session::{self, ContextWriter, SecretSource, Solve, SolveError};
 use crate::context::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -154,7 +154,6 @@ impl DockerDaemon {
         let context: ContextWriter = std::sync::Arc::new(move |out| {
             written.write_context_tar(out).map_err(|e| e.to_string())
         });
-        use super::session::SecretSource;
         let mut secrets: Vec<(String, SecretSource)> = plan
             .secrets
             .iter()
