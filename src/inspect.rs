@@ -61,7 +61,8 @@ pub fn defaults_json(spec: &NormalizedSpec, overrides: &Overrides) -> Value {
     })
 }
 
-/// `inspect --json` for one image.
+/// `inspect --json` for one image. URLs are shown without their user information
+/// (`pip_index = "https://***@host/simple"`): the output lands in CI logs.
 pub fn image_json(
     key: &str,
     spec: &NormalizedSpec,
@@ -86,5 +87,6 @@ pub fn image_json(
     if let (Some(base), Some(NormalizedBase::Spec(inner))) = (&tag.base, spec.base()) {
         out["base"] = image_json("", inner, base, overrides);
     }
+    crate::redact::json_strings(&mut out);
     out
 }

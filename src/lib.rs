@@ -28,6 +28,7 @@ pub mod oci;
 pub mod progress;
 pub mod prune;
 pub mod py;
+pub mod redact;
 pub mod registry;
 pub mod render;
 pub mod scratch;

@@ -25,12 +25,16 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err}");
+            // No URL's credentials in a message (a failed install step's command line).
+            use imagespec::redact::url_credentials as cut;
+            let message = err.to_string();
+            eprintln!("error: {}", cut(&message));
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
                 // thiserror's transparent/format variants already print their cause inline.
-                if !err.to_string().contains(&cause.to_string()) {
-                    eprintln!("  caused by: {cause}");
+                let cause_text = cause.to_string();
+                if !message.contains(&cause_text) {
+                    eprintln!("  caused by: {}", cut(&cause_text));
                 }
                 source = cause.source();
             }

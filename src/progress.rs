@@ -179,8 +179,9 @@ impl Progress {
         PlatformScope { progress: self }
     }
 
-    /// Writes one JSON line on stdout (in `Json` mode only).
-    pub fn json(&self, value: Value) {
+    /// Writes one JSON line on stdout (in `Json` mode only), URL credentials cut out.
+    pub fn json(&self, mut value: Value) {
+        crate::redact::json_strings(&mut value);
         self.inner.json(value)
     }
 
@@ -231,9 +232,38 @@ impl Progress {
         self.inner.multi.suspend(f)
     }
 
-    /// Reports an event.
+    /// Reports an event. Its text never shows a URL's credentials (a failing install
+    /// step's command line, a tool's message naming its index): see [`crate::redact`].
     pub fn event(&self, event: Event<'_>) {
-        self.inner.event(event)
+        use crate::redact::url_credentials as cut;
+        let inner = &self.inner;
+        match event {
+            Event::Info(text) => inner.event(Event::Info(&cut(text))),
+            Event::Warning(text) => inner.event(Event::Warning(&cut(text))),
+            Event::StepStarted { id, name, label } => inner.event(Event::StepStarted {
+                id,
+                name: &cut(name),
+                label: label.map(cut).as_deref(),
+            }),
+            Event::StepDone {
+                id,
+                name,
+                label,
+                cached,
+                error,
+            } => inner.event(Event::StepDone {
+                id,
+                name: &cut(name),
+                label: label.map(cut).as_deref(),
+                cached,
+                error: error.map(cut).as_deref(),
+            }),
+            Event::Log { id, text } => inner.event(Event::Log {
+                id,
+                text: &cut(text),
+            }),
+            Event::StepQueued { .. } | Event::Push { .. } => inner.event(event),
+        }
     }
 
     /// A [`Meter`] for an upload of `total` bytes of `item` by step `step`: it reports

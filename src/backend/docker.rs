@@ -10,7 +10,7 @@
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
-use super::session::{self, ContextWriter, Solve, SolveError};
+use super::session::{self, ContextWriter, SecretSource, Solve, SolveError};
 use crate::context::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -154,13 +154,18 @@ impl DockerDaemon {
         let context: ContextWriter = std::sync::Arc::new(move |out| {
             written.write_context_tar(out).map_err(|e| e.to_string())
         });
-        let mut secrets: Vec<(String, std::path::PathBuf)> = plan
+        let mut secrets: Vec<(String, SecretSource)> = plan
             .secrets
             .iter()
-            .map(|s| (s.id.clone(), s.source.clone()))
+            .map(|s| (s.id.clone(), SecretSource::File(s.source.clone())))
             .collect();
+        secrets.extend(
+            plan.index_secrets
+                .iter()
+                .map(|s| (s.id.clone(), SecretSource::Value(s.url.clone()))),
+        );
         if let Some(ca) = &plan.ca_bundle {
-            secrets.push(("imagespec_ca_bundle".into(), ca.clone()));
+            secrets.push(("imagespec_ca_bundle".into(), SecretSource::File(ca.clone())));
         }
         let build = Solve {
             image: &plan.image,

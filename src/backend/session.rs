@@ -142,9 +142,18 @@ impl Upload for ContextUpload {
     }
 }
 
-/// `Secrets.GetSecret`: the build's secret files, by id, read when asked.
+/// Where a build secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// A file, read when BuildKit asks (`pip_secret_mounts`, the CA bundle).
+    File(PathBuf),
+    /// A value held here (an index URL with credentials): sent, never shown.
+    Value(crate::redact::SecretString),
+}
+
+/// `Secrets.GetSecret`: the build's secrets, by id, files read when asked.
 struct SecretFiles {
-    files: HashMap<String, PathBuf>,
+    files: HashMap<String, SecretSource>,
 }
 
 #[tonic::async_trait]
@@ -154,8 +163,14 @@ impl Secrets for SecretFiles {
         request: Request<GetSecretRequest>,
     ) -> Result<Response<GetSecretResponse>, Status> {
         let id = &request.get_ref().id;
-        let Some(path) = self.files.get(id) else {
-            return Err(Status::not_found(format!("no secret `{id}`")));
+        let path = match self.files.get(id) {
+            None => return Err(Status::not_found(format!("no secret `{id}`"))),
+            Some(SecretSource::Value(value)) => {
+                return Ok(Response::new(GetSecretResponse {
+                    data: value.expose().as_bytes().to_vec(),
+                }));
+            }
+            Some(SecretSource::File(path)) => path,
         };
         let size = tokio::fs::metadata(path)
             .await
@@ -283,8 +298,8 @@ pub struct Solve<'a> {
     /// `os/arch[/variant]`.
     pub platform: &'a str,
     pub context: ContextWriter,
-    /// Secret ids and the files that hold them.
-    pub secrets: &'a [(String, PathBuf)],
+    /// Secret ids and where each comes from.
+    pub secrets: &'a [(String, SecretSource)],
     /// Labels the image gets (the frontend's `label:KEY` options).
     pub labels: &'a [(String, String)],
     /// The build's ref, which [`buildkit_status::follow`] follows.

@@ -55,6 +55,9 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     for (key, spec) in chosen {
         let mut render = super::render::options(&args.render)?;
         render.platform = args.decision.platform.clone();
+        for warning in imagespec::context::index_credentials_warnings(spec, render.flavor) {
+            progress.event(imagespec::progress::Event::Warning(&warning));
+        }
         let mut options = BuildOptions::from_env_with(
             render,
             super::tag_options(&args.spec, spec)?,

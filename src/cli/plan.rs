@@ -84,20 +84,30 @@ fn overrides(args: &PlanArgs) -> Overrides {
     }
 }
 
+/// `plan` without `--json`: the lines, URL credentials cut out (a reason may quote an
+/// install step).
 fn print_plan(plan: &ImagePlan) {
+    let mut text = String::new();
+    write_plan(&mut text, plan).expect("writing to a String");
+    let text = imagespec::redact::url_credentials(&text);
+    println!("{}", text.trim_end_matches('\n'));
+}
+
+fn write_plan(out: &mut String, plan: &ImagePlan) -> std::fmt::Result {
     use imagespec::engine::{Dependency, Existence};
-    println!("{}", plan.image);
+    use std::fmt::Write as _;
+    writeln!(out, "{}", plan.image)?;
     let exists = match &plan.existence {
         Some(Existence::Yes) => format!("yes (asked {})", plan.asked),
         Some(Existence::No) => format!("no (asked {})", plan.asked),
         Some(Existence::Unknown(why)) => format!("cannot tell (asked {}: {why})", plan.asked),
         None => "not asked".into(),
     };
-    println!("  exists:     {exists}");
+    writeln!(out, "  exists:     {exists}")?;
     match &plan.decision {
-        Ok(d) => println!("  strategy:   {} — {}", d.strategy.as_str(), d.reason),
-        Err(r) => println!("  strategy:   none — {r}"),
-    }
+        Ok(d) => writeln!(out, "  strategy:   {} — {}", d.strategy.as_str(), d.reason),
+        Err(r) => writeln!(out, "  strategy:   none — {r}"),
+    }?;
     if let Some(deps) = &plan.dependency_image {
         let state = match &plan.dependency {
             Dependency::Found => "found".to_string(),
@@ -105,14 +115,15 @@ fn print_plan(plan: &ImagePlan) {
             Dependency::Unknown(why) => format!("cannot tell: {why}"),
             Dependency::NotAsked => "not asked".to_string(),
         };
-        println!("  dependency: {deps} ({state})");
+        writeln!(out, "  dependency: {deps} ({state})")?;
         if let Some(builder) = &plan.dependency_builder {
-            println!("  built by:   {builder}");
+            writeln!(out, "  built by:   {builder}")?;
         }
     }
-    println!("  files:      {}", plan.files);
-    println!("  platforms:  {}", plan.platforms.join(", "));
+    writeln!(out, "  files:      {}", plan.files)?;
+    writeln!(out, "  platforms:  {}", plan.platforms.join(", "))?;
     if let Some(e) = &plan.plan_error {
-        println!("  error:      {e}");
+        writeln!(out, "  error:      {e}")?;
     }
+    Ok(())
 }

@@ -99,6 +99,20 @@ fn render_one(
         _ => {
             let plan = BuildPlan::new(spec, &tag, &options(&args.render)?)?;
             plan.render_into(output, existing, &inputs)?;
+            for warning in imagespec::context::index_credentials_warnings(spec, plan.flavor) {
+                eprintln!("warning: {warning}");
+            }
+            for secret in &plan.index_secrets {
+                // The URL itself is written nowhere: the user gives it at build time.
+                eprintln!(
+                    "note: {} {} is read from the BuildKit secret `{}`: build with \
+                     `docker build --secret id={},src=FILE` (FILE holding the URL)",
+                    secret.flag,
+                    secret.redacted(),
+                    secret.id,
+                    secret.id
+                );
+            }
             ("Dockerfile", plan.files.len())
         }
     };

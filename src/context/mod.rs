@@ -24,8 +24,8 @@ mod write;
 
 pub use crate::source::layer::RootEntry;
 pub use plan::{
-    BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, Micromamba,
-    PythonInstall, RenderOptions, Secret,
+    BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, IndexSecret,
+    Micromamba, PythonInstall, RenderOptions, Secret, index_credentials_warnings,
 };
 pub use write::{CONTEXT_MTIME, Existing, WriteError};
 

@@ -110,6 +110,95 @@ pub struct Secret {
     pub source: PathBuf,
 }
 
+/// An index URL that holds credentials (`pip_index` or an entry of `pip_extra_index_url`
+/// with `user:pass@`): imagespec's Dockerfile reads it from this BuildKit secret at build
+/// time (`--index-url "$(cat /run/imagespec/pip-index-0)"`) instead of writing it on the
+/// `RUN` line, where it would stay in the image's history and BuildKit's cache. flytekit's
+/// own Dockerfile (`--flytekit-compat`) writes it on the line, and so has none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSecret {
+    /// The BuildKit secret id: `imagespec_pip_index_<n>`.
+    pub id: String,
+    /// Where the install step reads it: `/run/imagespec/pip-index-<n>`.
+    pub target: String,
+    /// `--index-url` or `--extra-index-url`.
+    pub flag: &'static str,
+    /// The URL as written, credentials and all.
+    pub url: crate::redact::SecretString,
+}
+
+impl IndexSecret {
+    /// The option as the spec gives it to the installer: `--index-url URL`.
+    pub fn option(&self) -> String {
+        format!("{} {}", self.flag, self.url.expose())
+    }
+
+    /// The option as imagespec's Dockerfile writes it: the URL read from the secret.
+    pub fn option_from_secret(&self) -> String {
+        format!("{} \"$(cat {})\"", self.flag, self.target)
+    }
+
+    /// The `RUN` flag that mounts the secret.
+    pub fn mount(&self) -> String {
+        format!(
+            "--mount=type=secret,id={},target={},required=true",
+            self.id, self.target
+        )
+    }
+
+    /// The URL without its user information (`https://***@host/simple`).
+    pub fn redacted(&self) -> String {
+        crate::redact::url_credentials(self.url.expose()).into_owned()
+    }
+}
+
+/// What to warn of when `spec` puts a URL's credentials on the install step's `RUN` line,
+/// where they stay in the image's history: `pip_index`/`pip_extra_index_url` with
+/// `--flytekit-compat` (flytekit's own Dockerfile; imagespec's passes them as BuildKit
+/// secrets), `pip_extra_args` always (free-form shell words, written as they are).
+pub fn index_credentials_warnings(spec: &NormalizedSpec, flavor: Flavor) -> Vec<String> {
+    use crate::redact::has_url_credentials;
+    let mut warnings = Vec::new();
+    let fields: Vec<&str> = [
+        (
+            "pip_index",
+            spec.pip_index.iter().any(|u| has_url_credentials(u)),
+        ),
+        (
+            "pip_extra_index_url",
+            spec.pip_extra_index_url
+                .iter()
+                .flatten()
+                .any(|u| has_url_credentials(u)),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect();
+    if flavor == Flavor::FlytekitCompat && !fields.is_empty() {
+        warnings.push(format!(
+            "`{}` {} credentials: --flytekit-compat writes them on the install step's RUN \
+             line, as flytekit does, and they stay in the image's history (without \
+             --flytekit-compat they are passed as a BuildKit secret)",
+            fields.join("` and `"),
+            if fields.len() == 1 { "holds" } else { "hold" }
+        ));
+    }
+    if spec
+        .pip_extra_args
+        .as_deref()
+        .is_some_and(has_url_credentials)
+    {
+        warnings.push(
+            "`pip_extra_args` holds a URL with credentials: it is written on the install \
+             step's RUN line and stays in the image's history; name the index in `pip_index` \
+             or `pip_extra_index_url`, whose credentials are passed as a BuildKit secret"
+                .to_string(),
+        );
+    }
+    warnings
+}
+
 /// A file of the build context.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContextFile {
@@ -148,6 +237,9 @@ pub struct BuildPlan {
     /// How many `commands` `run_commands` joins (for the step's label in the progress view).
     pub command_count: usize,
     pub secrets: Vec<Secret>,
+    /// Index URLs with credentials, passed to imagespec's Dockerfile as BuildKit secrets
+    /// (always empty with `--flytekit-compat`).
+    pub index_secrets: Vec<IndexSecret>,
     pub ca_bundle: Option<PathBuf>,
     pub files: Vec<ContextFile>,
     /// What the source and `copy` COPY steps put under `/root`, in step order (a later entry
@@ -400,11 +492,30 @@ impl BuildPlan {
 
         // prepare_python_install
         let mut args: Vec<String> = Vec::new();
-        if let Some(index) = spec.pip_index.as_deref().filter(|s| !s.is_empty()) {
-            args.push(format!("--index-url {index}"));
-        }
-        for url in spec.pip_extra_index_url.iter().flatten() {
-            args.push(format!("--extra-index-url {url}"));
+        let mut index_secrets = Vec::new();
+        let indexes = spec
+            .pip_index
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|url| ("--index-url", url))
+            .into_iter()
+            .chain(
+                spec.pip_extra_index_url
+                    .iter()
+                    .flatten()
+                    .map(|url| ("--extra-index-url", url.as_str())),
+            );
+        for (flag, url) in indexes {
+            args.push(format!("{flag} {url}"));
+            if !compat && crate::redact::has_url_credentials(url) {
+                let n = index_secrets.len();
+                index_secrets.push(IndexSecret {
+                    id: format!("imagespec_pip_index_{n}"),
+                    target: format!("/run/imagespec/pip-index-{n}"),
+                    flag,
+                    url: crate::redact::SecretString::new(url),
+                });
+            }
         }
         let mut secrets = Vec::new();
         let mut mounts = Vec::new();
@@ -740,6 +851,7 @@ impl BuildPlan {
                 .unwrap_or_default(),
             command_count: spec.commands.as_ref().map_or(0, Vec::len),
             secrets,
+            index_secrets,
             ca_bundle,
             files,
             root_entries,
@@ -811,6 +923,11 @@ impl BuildPlan {
         hash.update(self.platform.as_bytes());
         hash.update(b"\0");
         hash.update(crate::render::dockerfile(self).as_bytes());
+        // The Dockerfile reads these from secrets: their hosts and paths count, their
+        // credentials do not (a rotated token reuses the dependency image).
+        for secret in &self.index_secrets {
+            hash.update(format!("\0index {} {}\0", secret.id, secret.redacted()).as_bytes());
+        }
         let mut files: Vec<_> = self.files.iter().collect();
         files.sort_by_key(|f| match f {
             ContextFile::Copy { to, .. }
@@ -894,6 +1011,34 @@ mod tests {
         let (_, spec) = file.select(None).unwrap();
         let tag = crate::tag::compute(spec, &Default::default()).unwrap();
         BuildPlan::new(spec, &tag, &RenderOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn credentials_left_on_the_run_line_are_warned_of() {
+        let warnings = |text: &str, flavor| {
+            let file = crate::SpecFile::parse(Path::new("/p/spec.toml"), text).unwrap();
+            let (_, spec) = file.select(None).unwrap();
+            index_credentials_warnings(spec, flavor)
+        };
+        let index = "name = \"i\"\npip_index = \"https://u:p@h/s\"\n";
+        assert!(warnings(index, Flavor::Imagespec).is_empty());
+        let compat = warnings(index, Flavor::FlytekitCompat);
+        assert_eq!(compat.len(), 1);
+        assert!(
+            compat[0].starts_with("`pip_index` holds credentials"),
+            "{compat:?}"
+        );
+        assert!(!compat[0].contains("u:p"), "{compat:?}");
+        let plain = "name = \"i\"\npip_index = \"https://h/s\"\n\
+                     pip_extra_args = \"--pre\"\n";
+        assert!(warnings(plain, Flavor::FlytekitCompat).is_empty());
+        let args = "name = \"i\"\npip_extra_args = \"--extra-index-url https://t@h/s\"\n";
+        let got = warnings(args, Flavor::Imagespec);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("`pip_extra_args` holds a URL"),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl ImagePlan {
             Dependency::Missing => serde_json::Value::Bool(false),
             _ => serde_json::Value::Null,
         };
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "image": self.image,
             "id": self.id,
             "tag": self.tag,
@@ -74,7 +74,10 @@ impl ImagePlan {
             "platforms": self.platforms,
             "plan_error": self.plan_error,
             "exit_code": exit_code,
-        })
+        });
+        // A reason may quote an install step (`pip_extra_args`, a tool's message).
+        crate::redact::json_strings(&mut line);
+        line
     }
 }
 

@@ -76,16 +76,7 @@ pub struct Explanation {
 /// Cuts what must not leave the machine from a field's repr: user information in URLs
 /// (`https://user:token@host` → `https://***@host`) and absolute paths (kept as `…/last`).
 fn scrub(field: &str, repr: String) -> String {
-    let mut out = repr;
-    if let Some(start) = out.find("://") {
-        let after = start + 3;
-        if let Some(at) = out[after..].find('@') {
-            let host_part = &out[after..after + at];
-            if !host_part.contains(['/', '\'', '"', ' ']) {
-                out.replace_range(after..after + at, "***");
-            }
-        }
-    }
+    let mut out = crate::redact::url_credentials(&repr).into_owned();
     if matches!(
         field,
         "source_root" | "requirements" | "registry_config" | "copy"
@@ -539,6 +530,14 @@ mod tests {
                 "'https://user:t0ken@pypi.example/simple'".into()
             ),
             "'https://***@pypi.example/simple'"
+        );
+        // Every URL of a list, not only the first.
+        assert_eq!(
+            scrub(
+                "pip_extra_index_url",
+                "['https://a:1@x/s', 'https://b:2@y/s']".into()
+            ),
+            "['https://***@x/s', 'https://***@y/s']"
         );
         assert_eq!(
             scrub("source_root", "'/home/me/proj/src'".into()),

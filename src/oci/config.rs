@@ -233,8 +233,11 @@ pub fn dependency_config(
         *labels_value = json!({});
     }
     let label_map = labels_value.as_object_mut().expect("made an object");
+    // What imagespec writes into the config never carries a URL's credentials (an index
+    // URL on the install step's line): see `crate::redact`.
+    let redact = |text: &str| crate::redact::url_credentials(text).into_owned();
     for (k, v) in labels {
-        label_map.insert((*k).to_string(), json!(v));
+        label_map.insert((*k).to_string(), json!(redact(v)));
     }
     let rootfs = root
         .entry("rootfs")
@@ -247,7 +250,7 @@ pub fn dependency_config(
         for layer in layers {
             h.push(json!({
                 "created": created,
-                "created_by": layer.created_by,
+                "created_by": redact(&layer.created_by),
                 "comment": "imagespec (daemonless)",
             }));
         }
@@ -380,6 +383,21 @@ mod tests {
             Some("/root/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
             "uv sync finds the base's python3 before the venv exists"
         );
+    }
+
+    #[test]
+    fn index_credentials_stay_out_of_the_history_and_labels() {
+        let layers = [AddedLayer {
+            diff_id: "sha256:venv".into(),
+            created_by: "RUN uv pip install --index-url https://u:s3cret@h/simple \\
+                         --extra-index-url https://tok@g/simple"
+                .into(),
+        }];
+        let labels = [("l", "https://u:s3cret@h".to_string())];
+        let c = dependency_config(&json!({}), &env(&[]), None, &labels, &layers);
+        let text = c.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("tok@"), "{text}");
+        assert!(text.contains("--index-url https://***@h/simple"), "{text}");
     }
 
     #[test]

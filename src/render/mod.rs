@@ -43,6 +43,17 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
         ),
         PythonInstall::PoetryLock { args } => ("poetry_lock", args.as_str(), ""),
     };
+    // An index URL with credentials is read from its BuildKit secret (never written on
+    // the `RUN` line: it would stay in the image's history); the plan has none in compat.
+    let mut args = args.to_string();
+    let mut secret_mounts = plan.pip_secret_mount.clone();
+    for secret in &plan.index_secrets {
+        args = args.replacen(&secret.option(), &secret.option_from_secret(), 1);
+        if !secret_mounts.is_empty() {
+            secret_mounts.push(' ');
+        }
+        secret_mounts.push_str(&secret.mount());
+    }
     let micromamba = plan.micromamba.as_ref().map(|m| {
         context! {
             python_version => m.python_version,
@@ -81,7 +92,7 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
                 python_exec => plan.python_exec,
                 env => env_line,
                 install => context! { kind, args, base_python },
-                pip_secret_mount => plan.pip_secret_mount,
+                pip_secret_mount => secret_mounts,
                 ca_bundle => plan.ca_bundle.is_some(),
                 entrypoint,
                 copy_source => plan.source.is_some(),

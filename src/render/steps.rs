@@ -477,4 +477,49 @@ builder_options = { add_flytekit = false }
             .collect();
         assert_eq!(unmarked, dockerfile);
     }
+
+    #[test]
+    fn index_credentials_are_read_from_secrets_except_in_flytekit_s_dockerfile() {
+        let spec = "name = \"i\"\n\
+                    pip_index = \"https://u:s3cret@idx.example/simple\"\n\
+                    pip_extra_index_url = [\"https://tok@x.example/s\", \"https://y.example/s\"]\n";
+        let ours = plan(spec);
+        let dockerfile = crate::render::dockerfile(&ours);
+        assert!(
+            !dockerfile.contains("s3cret") && !dockerfile.contains("tok@"),
+            "{dockerfile}"
+        );
+        for n in [0, 1] {
+            assert!(
+                dockerfile.contains(&format!(
+                    "--mount=type=secret,id=imagespec_pip_index_{n},\
+                     target=/run/imagespec/pip-index-{n},required=true"
+                )),
+                "{dockerfile}"
+            );
+        }
+        assert!(
+            dockerfile.contains(
+                "--index-url \"$(cat /run/imagespec/pip-index-0)\" \
+                 --extra-index-url \"$(cat /run/imagespec/pip-index-1)\" \
+                 --extra-index-url https://y.example/s"
+            ),
+            "{dockerfile}"
+        );
+        // The step still has its label (BuildKit names it by this text).
+        labels_of(&ours);
+        // The key changes with the index's host, not with its credentials.
+        let rotated = plan(&spec.replace("s3cret", "rotated"));
+        assert_eq!(ours.dependencies().image, rotated.dependencies().image);
+        let moved = plan(&spec.replace("idx.example", "other.example"));
+        assert_ne!(ours.dependencies().image, moved.dependencies().image);
+        // flytekit's own Dockerfile writes the URL on the line, as flytekit does.
+        let compat = plan_with(spec, Flavor::FlytekitCompat);
+        assert!(compat.index_secrets.is_empty());
+        let dockerfile = crate::render::dockerfile(&compat);
+        assert!(
+            dockerfile.contains("--index-url https://u:s3cret@idx.example/simple"),
+            "{dockerfile}"
+        );
+    }
 }
