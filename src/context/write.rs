@@ -8,6 +8,7 @@
 
 use super::envd::{BUILD_ENVD, EnvdPlan};
 use super::plan::{BuildPlan, ContextFile};
+use crate::source::layer::SparseFile;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,13 @@ pub enum WriteError {
         input.display()
     )]
     HoldsInput { dir: PathBuf, input: PathBuf },
+    #[error(
+        "{} is a symbolic link (to {}) where the context needs a directory: imagespec does \
+         not write through it (it could lead outside the output); remove the link",
+        path.display(),
+        target.display()
+    )]
+    Link { path: PathBuf, target: PathBuf },
 }
 
 /// What to do with entries already in the directory a context is rendered into.
@@ -92,6 +100,28 @@ impl EnvdPlan {
         prepare_dir(dir, existing, &self.files, inputs)?;
         self.write(dir)
     }
+}
+
+impl BuildPlan {
+    /// The sparse files the context copies: the image layer a builder makes of them holds
+    /// their holes as zeros (see [`SparseFile`]).
+    pub fn sparse_files(&self) -> Vec<SparseFile> {
+        copied_sparse_files(&self.files)
+    }
+}
+
+impl EnvdPlan {
+    /// The sparse files the context copies (as [`BuildPlan::sparse_files`]).
+    pub fn sparse_files(&self) -> Vec<SparseFile> {
+        copied_sparse_files(&self.files)
+    }
+}
+
+fn copied_sparse_files(files: &[ContextFile]) -> Vec<SparseFile> {
+    crate::source::layer::sparse_files(files.iter().filter_map(|file| match file {
+        ContextFile::Copy { from, .. } => Some(from.as_path()),
+        _ => None,
+    }))
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
@@ -257,14 +287,9 @@ impl<'a> Inside<'a> {
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {}
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(WriteError::Io {
+                    return Err(WriteError::Link {
+                        target: fs::read_link(&path).map_err(io_error(&path))?,
                         path,
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            "a symbolic link where the context needs a directory: imagespec \
-                             does not write through it (it could lead outside the output); \
-                             remove it",
-                        ),
                     });
                 }
                 Ok(_) => {
@@ -323,20 +348,51 @@ const O_NOFOLLOW: i32 = 0o400000;
 const O_NOFOLLOW: i32 = 0x0100;
 
 /// Copies the regular file `from` (links followed, as shutil.copy does) to `target` with
-/// its permission bits; a FIFO or device is refused, never read.
+/// its permission bits and its holes; a FIFO or device is refused, never read.
 fn copy_file(from: &Path, target: &Path) -> Result<(), WriteError> {
     use std::os::unix::fs::PermissionsExt;
     let mut source = crate::source::untrusted::open_regular(from).map_err(io_error(from))?;
-    let mode = source
-        .metadata()
-        .map_err(io_error(from))?
-        .permissions()
-        .mode()
-        & 0o7777;
+    let meta = source.metadata().map_err(io_error(from))?;
+    let mode = meta.permissions().mode() & 0o7777;
     let mut out = create_new(target)?;
-    std::io::copy(&mut source, &mut out).map_err(io_error(from))?;
+    copy_keeping_holes(&mut source, &mut out, meta.len()).map_err(io_error(from))?;
     out.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io_error(target))
+}
+
+/// Copies the first `len` bytes of `source` to the empty `out`, keeping the holes of a
+/// sparse file: only its data (`SEEK_DATA` to `SEEK_HOLE`) is copied, the rest left
+/// unwritten and the length set at the end, so a 20 GiB disk image holding 12 KiB stays
+/// 12 KiB on disk. `std::io::copy` and `std::fs::copy` use `copy_file_range`, which writes
+/// holes out as zeros on a file system without reflinks (ext4), as `cp --sparse=never`.
+/// Where holes cannot be asked for, the file is copied whole.
+fn copy_keeping_holes(source: &mut fs::File, out: &mut fs::File, len: u64) -> std::io::Result<()> {
+    use rustix::fs::{SeekFrom, seek};
+    use std::io::{Read, Seek};
+    let mut at = 0;
+    while at < len {
+        let data = match seek(&*source, SeekFrom::Data(at)) {
+            Ok(data) => data.min(len),
+            // Nothing but a hole from `at` to the end.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) if at == 0 => {
+                source.rewind()?;
+                std::io::copy(&mut (&*source).take(len), out)?;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let hole = seek(&*source, SeekFrom::Hole(data))?.min(len);
+        source.seek(std::io::SeekFrom::Start(data))?;
+        out.seek(std::io::SeekFrom::Start(data))?;
+        let copied = std::io::copy(&mut (&*source).take(hole - data), out)?;
+        if copied < hole - data {
+            // Shorter than it was: the rest reads as zeros, as a hole.
+            break;
+        }
+        at = hole.max(data + 1);
+    }
+    out.set_len(len)
 }
 
 /// The fixed modification time of every context entry (1980-01-01, as flytekit's own tars):

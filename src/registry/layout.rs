@@ -7,6 +7,13 @@
 //! they are kept; `index.json` is merged (other images kept, the same ref name replaced) and
 //! replaced atomically; archives are written beside their target and renamed over it.
 //!
+//! Nothing is written through a link someone planted in the output: a symbolic link where
+//! the layout needs a directory (`blobs`, `blobs/sha256`) is refused ([`LayoutError::Link`]),
+//! and a link where a file goes (a blob, `index.json`, `oci-layout`, the archive itself) is
+//! replaced by the file, never read or written through. Files get mode 0666 less the umask
+//! (0644 under the usual 022), as `docker save` and `skopeo copy` give theirs; directories
+//! 0777 less the umask.
+//!
 //! The layout uses OCI media types throughout (a Docker schema 2 dependency image is
 //! converted: same blobs, OCI descriptors), so umoci and skopeo read it as well as Docker.
 //!
@@ -83,6 +90,14 @@ pub enum LayoutError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{} is a symbolic link (to {}) where the OCI layout needs a directory: imagespec does \
+         not write through it (it could lead outside the output); remove the link, or write \
+         to another directory",
+        path.display(),
+        target.display()
+    )]
+    Link { path: PathBuf, target: PathBuf },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(
@@ -128,6 +143,80 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError {
     move |source| LayoutError::Io { path, source }
 }
 
+/// Makes `path` a directory of the layout (0777 less the umask) unless it is one: a
+/// symbolic link there is refused, wherever it points (`blobs -> /home/u` would put the
+/// blobs there), and so is a file.
+fn layout_dir(path: &Path) -> Result<(), LayoutError> {
+    for _ in 0..2 {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(LayoutError::Link {
+                    path: path.to_path_buf(),
+                    target: fs::read_link(path).map_err(io(path))?,
+                });
+            }
+            Ok(_) => {
+                return Err(io(path)(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "not a directory, where the OCI layout needs one",
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::create_dir(path) {
+                Ok(()) => return Ok(()),
+                // Made meanwhile (another run writing into the same layout): look again.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(path)(e)),
+            },
+            Err(e) => return Err(io(path)(e)),
+        }
+    }
+    Err(io(path)(std::io::Error::other(
+        "created and gone again: another process is changing the layout",
+    )))
+}
+
+/// Opens the regular file `path` for reading, never through a link and never blocking
+/// (a FIFO would wait for a writer).
+fn open_no_link(path: &Path) -> std::io::Result<fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    let file_type = file.metadata()?.file_type();
+    if file_type.is_file() {
+        Ok(file)
+    } else {
+        Err(crate::source::untrusted::not_regular(file_type))
+    }
+}
+
+/// Whether `path` is a regular file (not a link to one).
+fn is_plain_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The file of the layout at `path`, unless there is none or it is a link (which is then
+/// replaced, never read: `index.json -> ~/.docker/config.json` would copy the file into the
+/// layout).
+fn read_layout_file(path: &Path) -> Result<Option<Vec<u8>>, LayoutError> {
+    use std::io::Read;
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+        Ok(meta) if meta.file_type().is_symlink() => Ok(None),
+        Ok(_) => {
+            let mut bytes = Vec::new();
+            open_no_link(path)
+                .and_then(|mut file| file.read_to_end(&mut bytes))
+                .map_err(io(path))?;
+            Ok(Some(bytes))
+        }
+    }
+}
+
 fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
@@ -157,7 +246,7 @@ fn check_blob(path: &Path, digest: &str, size: i64) -> Result<Result<(), String>
             "`{digest}` is not a sha256 digest, which is all an OCI layout written here holds"
         )));
     };
-    let mut file = fs::File::open(path).map_err(io(path))?;
+    let mut file = open_no_link(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len();
     if size >= 0 && len != size as u64 {
         return Ok(Err(format!("{len} bytes, {size} expected")));
@@ -183,7 +272,8 @@ enum BlobSource<'a> {
 
 /// Puts blob `digest` (`size` bytes) into `blobs`, unless a verified copy is there: written
 /// to a scratch file in `scratch` (same file system), verified, then renamed. A blob that is
-/// there but wrong (an older run's interrupted or corrupted download) is replaced.
+/// there but wrong (an older run's interrupted or corrupted download) is replaced, and so is
+/// anything there that is not a regular file (a link is never read through).
 /// `written` hears the bytes written so far, when a layer's are counted.
 #[allow(clippy::too_many_arguments)]
 async fn put_blob(
@@ -197,16 +287,21 @@ async fn put_blob(
     written: Option<Meter>,
 ) -> Result<(), LayoutError> {
     let target = blobs.join(hex(digest));
-    if target.exists() {
-        match check_blob(&target, digest, size)? {
+    match fs::symlink_metadata(&target) {
+        Ok(meta) if meta.is_file() => match check_blob(&target, digest, size)? {
             Ok(()) => return Ok(()),
             Err(found) => progress.event(Event::Info(&format!(
                 "{}: {found} instead of {digest}; replacing it",
                 target.display()
             ))),
-        }
+        },
+        Ok(_) => progress.event(Event::Info(&format!(
+            "{}: not a regular file; replacing it",
+            target.display()
+        ))),
+        Err(_) => {}
     }
-    let file = ScratchFile::new_in(scratch, "blob").map_err(io(scratch))?;
+    let file = ScratchFile::for_output_in(scratch, "blob").map_err(io(scratch))?;
     match from {
         BlobSource::Registry(image) => {
             client
@@ -250,8 +345,9 @@ async fn collect_blobs(
         check_digest(&layer.digest)?;
     }
     check_digest(&image.manifest.config.digest)?;
+    layout_dir(&dir.join("blobs"))?;
     let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+    layout_dir(&blobs)?;
     // The layers not there yet, each counted from the start so that the step shows the
     // whole size to write (`writing 45.2 MB / 120.0 MB`).
     let meters: Vec<Option<Meter>> = image
@@ -259,7 +355,7 @@ async fn collect_blobs(
         .layers
         .iter()
         .map(|layer| {
-            (!blobs.join(hex(&layer.digest)).exists()).then(|| {
+            (!is_plain_file(&blobs.join(hex(&layer.digest)))).then(|| {
                 let meter = progress.write_meter(
                     OUTPUT_STEP,
                     &layer.digest,
@@ -302,13 +398,13 @@ async fn collect_blobs(
 }
 
 /// Writes `bytes` to `path` through a scratch file and a rename: `path` is always either
-/// the old or the new content.
+/// the old or the new content (a link there is replaced, not written through).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let file = ScratchFile::new_in(dir, "write").map_err(io(dir))?;
+    let file = ScratchFile::for_output_in(dir, "write").map_err(io(dir))?;
     std::io::Write::write_all(&mut file.file(), bytes).map_err(io(file.path()))?;
     file.persist(path).map_err(io(path))
 }
@@ -371,9 +467,11 @@ async fn write_images(
             } else {
                 write_docker_dir(client, images[0].1, staging.path(), progress).await?;
             }
-            let archive = ScratchFile::new_in(parent, "archive").map_err(io(parent))?;
+            let archive = ScratchFile::for_output_in(parent, "archive").map_err(io(parent))?;
             tar_dir(staging.path(), archive.file(), archive.path())?;
             drop(staging);
+            // Renamed over FILE: a link there is replaced, as `docker save -o` replaces it,
+            // and what it pointed at is left as it was.
             archive.persist(file).map_err(io(file))
         }
     }
@@ -473,7 +571,7 @@ async fn write_oci_dir(
     };
     let layout = dir.join("oci-layout");
     let layout_json = br#"{"imageLayoutVersion":"1.0.0"}"#;
-    if fs::read(&layout).ok().as_deref() != Some(layout_json.as_slice()) {
+    if read_layout_file(&layout)?.as_deref() != Some(layout_json.as_slice()) {
         write_atomically(&layout, layout_json)?;
     }
     let (_, tag) = super::split_tag(name);
@@ -494,11 +592,7 @@ async fn write_oci_dir(
         lock.lock().map_err(io(dir))?;
     }
     let path = dir.join("index.json");
-    let existing = match fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(&path)(e)),
-    };
+    let existing = read_layout_file(&path)?;
     let index = merged_index(existing.as_deref(), entry).map_err(|message| LayoutError::Index {
         path: path.clone(),
         message,
