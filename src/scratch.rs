@@ -376,6 +376,62 @@ mod tests {
         assert_eq!(fs::read(dir.path().join("final")).unwrap(), b"done");
     }
 
+    /// Entries named like scratch that a run never makes (a FIFO, a link) are left alone
+    /// and never opened: a FIFO would block the open, a link lead elsewhere.
+    #[test]
+    fn sweeping_leaves_fifos_and_links_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(format!("{PREFIX}blob-fifo"));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!("{PREFIX}blob-link"))).unwrap();
+        let (done, wait) = std::sync::mpsc::channel();
+        let at = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = done.send(ScratchFile::new_in(&at, "blob").map(drop));
+        });
+        wait.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the sweep blocked on a FIFO")
+            .unwrap();
+        assert_eq!(
+            names(dir.path()),
+            [
+                format!("{PREFIX}blob-fifo"),
+                format!("{PREFIX}blob-link"),
+                "victim".to_string()
+            ]
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    /// Output files are created 0666 less the umask (the mode a rename keeps); private
+    /// scratch 0600.
+    #[test]
+    fn output_files_are_0666_less_the_umask_and_private_ones_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        File::create(&probe).unwrap();
+        let usual = fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+        let mode = |f: &ScratchFile| fs::metadata(f.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&ScratchFile::for_output_in(dir.path(), "out").unwrap()),
+            usual
+        );
+        assert_eq!(
+            mode(&ScratchFile::new_in(dir.path(), "layer").unwrap()),
+            0o600
+        );
+    }
+
     #[test]
     fn sweeping_removes_unlocked_leftovers_and_keeps_live_entries() {
         let dir = tempfile::tempdir().unwrap();

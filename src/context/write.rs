@@ -573,6 +573,68 @@ mod tests {
         );
     }
 
+    /// A sparse file is copied with its holes (a few blocks on disk, not its length) and
+    /// the same bytes; a file without holes, and one that is all hole, too.
+    #[test]
+    fn copies_keep_the_holes_of_sparse_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[(u64, &[u8])], u64); 4] = [
+            (
+                "data, hole, data, hole",
+                &[(0, b"head"), (16 << 20, b"middle")],
+                64 << 20,
+            ),
+            (
+                "hole, data at the end",
+                &[((32 << 20) - 3, b"end")],
+                32 << 20,
+            ),
+            ("all hole", &[], 48 << 20),
+            ("dense", &[(0, &[9u8; 100_000])], 100_000),
+        ];
+        for (what, data, len) in cases {
+            let from = dir.path().join("from");
+            let file = fs::File::create(&from).unwrap();
+            file.set_len(len).unwrap();
+            for (at, bytes) in data {
+                std::os::unix::fs::FileExt::write_all_at(&file, bytes, *at).unwrap();
+            }
+            drop(file);
+            let to = dir.path().join("to");
+            let _ = fs::remove_file(&to);
+            copy_file(&from, &to).unwrap();
+            assert!(fs::read(&from).unwrap() == fs::read(&to).unwrap(), "{what}");
+            let (a, b) = (fs::metadata(&from).unwrap(), fs::metadata(&to).unwrap());
+            assert_eq!(b.len(), len, "{what}");
+            assert!(
+                b.blocks() <= a.blocks() + 8,
+                "{what}: {} blocks, {} in the source",
+                b.blocks(),
+                a.blocks()
+            );
+        }
+    }
+
+    /// A link planted where the context needs a directory is refused, naming where it
+    /// points; nothing is written through it.
+    #[test]
+    fn a_link_where_a_directory_goes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let out = dir.path().join("ctx");
+        let victim = dir.path().join("victim");
+        fs::create_dir_all(&out).unwrap();
+        fs::create_dir_all(&victim).unwrap();
+        std::os::unix::fs::symlink(&victim, out.join("src")).unwrap();
+        let err = plan.write(&out).unwrap_err();
+        assert!(
+            matches!(&err, WriteError::Link { path, target } if *path == out.join("src") && *target == victim),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&victim).unwrap().count(), 0);
+    }
+
     /// A file that is shorter than stat said when it is sent fails the tar (a tar entry's
     /// size is written first), instead of sending a corrupt context.
     #[test]

@@ -804,6 +804,177 @@ mod tests {
         assert!(check_blob(&path, "sha512:00", 5).unwrap().is_err());
     }
 
+    /// An image of one layer, all on disk under `dir` (no registry is asked), as a
+    /// manifest, its config and its layer file.
+    fn local_image(dir: &Path) -> (OciImageManifest, Vec<u8>, String, PathBuf) {
+        let layer = dir.join("layer.tar.gz");
+        fs::write(&layer, b"layer bytes").unwrap();
+        let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
+        let layer_digest = format!("sha256:{}", sha256_hex(b"layer bytes"));
+        let manifest = OciImageManifest {
+            config: OciDescriptor {
+                media_type: oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.into(),
+                digest: format!("sha256:{}", sha256_hex(&config)),
+                size: config.len() as i64,
+                ..Default::default()
+            },
+            layers: vec![OciDescriptor {
+                media_type: oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE.into(),
+                digest: layer_digest.clone(),
+                size: 11,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        (manifest, config, layer_digest, layer)
+    }
+
+    async fn write_local(dir: &Path, target: &OutputTarget) -> Result<(), LayoutError> {
+        let (manifest, config, digest, layer) = local_image(dir);
+        let image = ImageToWrite {
+            image: "127.0.0.1:9/x:1",
+            source: "127.0.0.1:9/x:deps",
+            manifest: &manifest,
+            config: &config,
+            local_layers: vec![(&digest, &layer)],
+        };
+        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
+        write(&client, &image, target, &Progress::new(false, true)).await
+    }
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+    }
+
+    /// A link where the layout needs a directory is refused, naming the link and where it
+    /// points, and nothing is written there; links where files go are replaced unread.
+    #[tokio::test]
+    async fn links_planted_in_a_layout_are_refused_or_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        for link in ["blobs", "blobs/sha256"] {
+            let layout = d.join(format!("layout-{}", link.replace('/', "-")));
+            let victim = d.join(format!("victim-{}", link.replace('/', "-")));
+            fs::create_dir_all(&victim).unwrap();
+            fs::create_dir_all(layout.join(link).parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(&victim, layout.join(link)).unwrap();
+            let err = write_local(d, &OutputTarget::OciDir(layout.clone()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, LayoutError::Link { path, target }
+                    if *path == layout.join(link) && *target == victim),
+                "{err}"
+            );
+            assert!(err.to_string().contains("is a symbolic link (to "), "{err}");
+            assert_eq!(fs::read_dir(&victim).unwrap().count(), 0, "{link}");
+        }
+
+        let layout = d.join("file-links");
+        fs::create_dir_all(&layout).unwrap();
+        fs::write(
+            d.join("secret.json"),
+            r#"{"manifests": [], "token": "s3cret"}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(d.join("secret.json"), layout.join("index.json")).unwrap();
+        write_local(d, &OutputTarget::OciDir(layout.clone()))
+            .await
+            .unwrap();
+        let index = fs::read_to_string(layout.join("index.json")).unwrap();
+        assert!(!index.contains("s3cret"), "{index}");
+        assert!(
+            fs::symlink_metadata(layout.join("index.json"))
+                .unwrap()
+                .is_file()
+        );
+        assert!(
+            fs::read_to_string(d.join("secret.json"))
+                .unwrap()
+                .contains("s3cret")
+        );
+    }
+
+    /// FIFOs where a blob goes, or named like a killed run's scratch file, never block a
+    /// write (opening one for reading waits for a writer): the blob is replaced, the
+    /// stranger's FIFO left alone.
+    #[test]
+    fn fifos_planted_in_a_layout_do_not_block_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let layout = d.join("layout");
+        let (_, _, digest, _) = local_image(d);
+        fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        let blob = layout.join("blobs/sha256").join(hex(&digest));
+        mkfifo(&blob);
+        mkfifo(&layout.join(format!("{}blob-planted", crate::scratch::PREFIX)));
+        // On a thread of its own: a blocked open() cannot be cancelled, only waited for.
+        let (done, wait) = std::sync::mpsc::channel();
+        let (dir, target) = (d.to_path_buf(), OutputTarget::OciDir(layout.clone()));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = done.send(
+                runtime
+                    .block_on(write_local(&dir, &target))
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        wait.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a FIFO blocked the write")
+            .unwrap();
+        assert_eq!(fs::read(&blob).unwrap(), b"layer bytes");
+    }
+
+    /// Written files are 0666 less the umask, as `docker save`'s: 0644 under the usual
+    /// 022 (the umask of the test process is not changed: the expectation follows it).
+    #[tokio::test]
+    async fn written_files_get_0666_less_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        // The umask, as a file created with 0666 gets it.
+        let probe = d.join("probe");
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .unwrap();
+        let expected = fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+        let layout = d.join("layout");
+        write_local(d, &OutputTarget::OciDir(layout.clone()))
+            .await
+            .unwrap();
+        let archive = d.join("image.tar");
+        fs::write(&archive, "old").unwrap();
+        fs::set_permissions(&archive, fs::Permissions::from_mode(0o600)).unwrap();
+        write_local(d, &OutputTarget::OciArchive(archive.clone()))
+            .await
+            .unwrap();
+        let mut files = vec![
+            layout.join("index.json"),
+            layout.join("oci-layout"),
+            archive,
+        ];
+        for entry in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        assert_eq!(files.len(), 6, "{files:?}");
+        for file in files {
+            let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, expected, "{}", file.display());
+        }
+    }
+
     #[test]
     fn layout_ref_names_follow_the_oci_grammar() {
         assert_eq!(
