@@ -579,7 +579,9 @@ mod tests {
     fn copies_keep_the_holes_of_sparse_files() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, &[(u64, &[u8])], u64); 4] = [
+        /// What a file holds: its name, its data (offset, bytes), its length.
+        type Case<'a> = (&'a str, &'a [(u64, &'a [u8])], u64);
+        let cases: [Case; 4] = [
             (
                 "data, hole, data, hole",
                 &[(0, b"head"), (16 << 20, b"middle")],
