@@ -618,6 +618,20 @@ mod tests {
         }
     }
 
+    /// The sparse files a context copies are named (the builders warn with them); the
+    /// others are not.
+    #[test]
+    fn a_plan_names_its_sparse_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(plan(dir.path()).sparse_files(), []);
+        let holes = dir.path().join("src/pkg/disk.img");
+        fs::File::create(&holes).unwrap().set_len(4 << 20).unwrap();
+        let found = plan(dir.path()).sparse_files();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].path.ends_with("pkg/disk.img"), "{found:?}");
+        assert_eq!((found[0].apparent, found[0].on_disk), (4 << 20, 0));
+    }
+
     /// A link planted where the context needs a directory is refused, naming where it
     /// points; nothing is written through it.
     #[test]
