@@ -1,5 +1,6 @@
 //! What a run leaves on disk, without services: `render -o` never mixes an earlier render's
-//! files into a new context, and the digest cache never answers with a damaged entry.
+//! files into a new context, keeps a sparse file's holes and the files' modes, and the
+//! digest cache never answers with a damaged entry.
 
 use assert_cmd::Command;
 use std::path::Path;

@@ -2,7 +2,9 @@
 //! the middle and run again gives a valid layout or archive with the other images kept and
 //! no temporary files; a corrupted blob in a layout is replaced; concurrent builds sharing a
 //! new dependency image all succeed with the same digests; `TMPDIR` inside `source_root`;
-//! `--no-fast-path` streams its context. Real dockerd and registry (`scripts/e2e/up.sh`),
+//! `--no-fast-path` streams its context. Output roots (issue 20): links planted in a layout
+//! are refused or replaced, files get 0644 under umask 022, sparse files a warning. Real
+//! dockerd and registry (`scripts/e2e/up.sh`),
 //! checked from outside with skopeo, umoci and /proc. Without the services these tests fail
 //! under `CI`, and say why and pass elsewhere.
 
