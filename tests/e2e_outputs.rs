@@ -4,9 +4,8 @@
 //! new dependency image all succeed with the same digests; `TMPDIR` inside `source_root`;
 //! `--no-fast-path` streams its context. Output roots (issue 20): links planted in a layout
 //! are refused or replaced, files get 0644 under umask 022, sparse files a warning. Real
-//! dockerd and registry (`scripts/e2e/up.sh`),
-//! checked from outside with skopeo, umoci and /proc. Without the services these tests fail
-//! under `CI`, and say why and pass elsewhere.
+//! dockerd and registry (`scripts/e2e/up.sh`), checked from outside with skopeo, umoci and
+//! /proc. Without the services these tests fail under `CI`, and say why and pass elsewhere.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
