@@ -131,6 +131,11 @@ impl Error {
                 ExitCode::CannotTell
             }
             Error::Backend(backend::BackendError::Registry(_)) => ExitCode::BadInput,
+            // A link planted where the output needs a directory: the output named is unusable.
+            Error::Backend(backend::BackendError::Output {
+                source: registry::layout::LayoutError::Link { .. },
+                ..
+            }) => ExitCode::BadInput,
             Error::Unknown { .. } => ExitCode::CannotTell,
             Error::Refused { refusal, .. } => ExitCode::from_code(refusal.exit_code()),
             Error::Explain(e) => ExitCode::from_code(e.exit_code()),

@@ -83,21 +83,48 @@ fn still_there(locked: &File, path: &Path) -> bool {
     }
 }
 
+/// Opens the scratch entry `path` (a file or a folder) to lock it, never through a link and
+/// never blocking: a name that looks like scratch but is a link or a FIFO (planted in an
+/// output directory, or in a shared `TMPDIR`) is not ours, and opening a FIFO would wait
+/// forever for a writer.
+fn open_entry(path: &Path) -> io::Result<File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    let file_type = file.metadata()?.file_type();
+    if file_type.is_file() || file_type.is_dir() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a file or a folder", path.display()),
+        ))
+    }
+}
+
 /// Makes a scratch entry in `dir` with `create`, locks it and registers it; retried when a
 /// concurrent sweep took the fresh entry for a leftover.
 fn create_locked<T>(
     dir: &Path,
     kind: &str,
+    mode: Option<u32>,
     create: impl Fn(&tempfile::Builder) -> io::Result<(T, PathBuf)>,
 ) -> io::Result<(T, File, PathBuf)> {
     sweep(dir);
     let prefix = format!("{PREFIX}{kind}-");
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix);
+    if let Some(mode) = mode {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(mode));
+    }
     for _ in 0..16 {
         let mut registered = registry();
         let (value, path) = create(&builder)?;
-        let lock = match File::open(&path) {
+        let lock = match open_entry(&path) {
             Ok(lock) => lock,
             // Removed by another run's sweep before it could be locked: try a new name.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -136,10 +163,23 @@ pub struct ScratchFile {
 
 impl ScratchFile {
     /// Creates an empty file `.imagespec-tmp-<kind>-<random>` in `dir` (created if
-    /// missing), after sweeping the leftovers of killed runs there.
+    /// missing), after sweeping the leftovers of killed runs there. Only its owner may
+    /// read it (mode 0600): a layer of source files in a shared `TMPDIR` is nobody else's.
     pub fn new_in(dir: &Path, kind: &str) -> io::Result<ScratchFile> {
+        Self::create(dir, kind, None)
+    }
+
+    /// [`ScratchFile::new_in`] for a file that becomes an output once persisted (a blob, an
+    /// archive, `index.json`): created with mode 0666 less the umask (0644 under the usual
+    /// 022), as `docker save`, `skopeo copy` and a shell's `>` make their files, instead of
+    /// a temporary file's 0600, which a rename would carry over.
+    pub fn for_output_in(dir: &Path, kind: &str) -> io::Result<ScratchFile> {
+        Self::create(dir, kind, Some(0o666))
+    }
+
+    fn create(dir: &Path, kind: &str, mode: Option<u32>) -> io::Result<ScratchFile> {
         fs::create_dir_all(dir)?;
-        let (file, lock, path) = create_locked(dir, kind, |builder| {
+        let (file, lock, path) = create_locked(dir, kind, mode, |builder| {
             let (file, path) = builder.tempfile_in(dir)?.keep().map_err(|e| e.error)?;
             Ok((file, path))
         })?;
@@ -194,7 +234,7 @@ impl ScratchDir {
     /// after sweeping the leftovers of killed runs there.
     pub fn new_in(dir: &Path, kind: &str) -> io::Result<ScratchDir> {
         fs::create_dir_all(dir)?;
-        let ((), lock, path) = create_locked(dir, kind, |builder| {
+        let ((), lock, path) = create_locked(dir, kind, None, |builder| {
             Ok(((), builder.tempdir_in(dir)?.keep()))
         })?;
         Ok(ScratchDir { path, _lock: lock })
@@ -236,7 +276,8 @@ pub fn sweep(dir: &Path) {
             continue;
         }
         let path = entry.path();
-        let Ok(handle) = File::open(&path) else {
+        // Never a link or a FIFO: not made by a run, and a FIFO would block the open.
+        let Ok(handle) = open_entry(&path) else {
             continue;
         };
         // Taken: its owner is gone (the lock dies with the process). Held: in use.
@@ -333,6 +374,62 @@ mod tests {
         file.persist(&dir.path().join("final")).unwrap();
         assert_eq!(names(dir.path()), ["final"]);
         assert_eq!(fs::read(dir.path().join("final")).unwrap(), b"done");
+    }
+
+    /// Entries named like scratch that a run never makes (a FIFO, a link) are left alone
+    /// and never opened: a FIFO would block the open, a link lead elsewhere.
+    #[test]
+    fn sweeping_leaves_fifos_and_links_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(format!("{PREFIX}blob-fifo"));
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(format!("{PREFIX}blob-link"))).unwrap();
+        let (done, wait) = std::sync::mpsc::channel();
+        let at = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = done.send(ScratchFile::new_in(&at, "blob").map(drop));
+        });
+        wait.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the sweep blocked on a FIFO")
+            .unwrap();
+        assert_eq!(
+            names(dir.path()),
+            [
+                format!("{PREFIX}blob-fifo"),
+                format!("{PREFIX}blob-link"),
+                "victim".to_string()
+            ]
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    /// Output files are created 0666 less the umask (the mode a rename keeps); private
+    /// scratch 0600.
+    #[test]
+    fn output_files_are_0666_less_the_umask_and_private_ones_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        File::create(&probe).unwrap();
+        let usual = fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+        let mode = |f: &ScratchFile| fs::metadata(f.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&ScratchFile::for_output_in(dir.path(), "out").unwrap()),
+            usual
+        );
+        assert_eq!(
+            mode(&ScratchFile::new_in(dir.path(), "layer").unwrap()),
+            0o600
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a run leaves on disk, without services: `render -o` never mixes an earlier render's
-//! files into a new context, and the digest cache never answers with a damaged entry.
+//! files into a new context, keeps a sparse file's holes and the files' modes, and the
+//! digest cache never answers with a damaged entry.
 
 use assert_cmd::Command;
 use std::path::Path;
@@ -194,4 +195,50 @@ fn a_damaged_digest_cache_gives_the_correct_tag() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left.len(), 1, "no temporary files left: {left:?}");
+}
+
+/// `render -o` (under umask 022, set in the child) copies a sparse source file with its
+/// holes — a 64 MiB file holding 8 KiB stays a few KiB on disk, not 64 MiB — and with its
+/// bytes; source files keep their modes, the files imagespec writes are 0644.
+#[test]
+fn render_keeps_holes_and_modes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d);
+    let image = d.join("src/pkg/disk.img");
+    let file = std::fs::File::create(&image).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[1u8; 4096], 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[2u8; 4096], 32 << 20).unwrap();
+    file.set_len(64 << 20).unwrap();
+    drop(file);
+    std::fs::write(d.join("src/pkg/run.sh"), "#!/bin/sh\n").unwrap();
+    for (name, mode) in [("run.sh", 0o755), ("main.py", 0o640)] {
+        let path = d.join("src/pkg").join(name);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(assert_cmd::cargo::cargo_bin("imagespec"))
+        .args(["render", "spec.toml", "-o", "ctx"])
+        .current_dir(d)
+        .env("IMAGESPEC_NO_CACHE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let copied = d.join("ctx/src/pkg/disk.img");
+    let meta = std::fs::metadata(&copied).unwrap();
+    assert_eq!(meta.len(), 64 << 20);
+    assert!(
+        meta.blocks() * 512 < 1 << 20,
+        "{} bytes on disk for 8 KiB of data",
+        meta.blocks() * 512
+    );
+    assert!(std::fs::read(&copied).unwrap() == std::fs::read(&image).unwrap());
+    let mode = |rel: &str| std::fs::metadata(d.join("ctx").join(rel)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("src/pkg/run.sh"), 0o755);
+    assert_eq!(mode("src/pkg/main.py"), 0o640);
+    assert_eq!(mode("Dockerfile"), 0o644);
 }

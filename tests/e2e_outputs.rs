@@ -2,9 +2,10 @@
 //! the middle and run again gives a valid layout or archive with the other images kept and
 //! no temporary files; a corrupted blob in a layout is replaced; concurrent builds sharing a
 //! new dependency image all succeed with the same digests; `TMPDIR` inside `source_root`;
-//! `--no-fast-path` streams its context. Real dockerd and registry (`scripts/e2e/up.sh`),
-//! checked from outside with skopeo, umoci and /proc. Without the services these tests fail
-//! under `CI`, and say why and pass elsewhere.
+//! `--no-fast-path` streams its context. Output roots (issue 20): links planted in a layout
+//! are refused or replaced, files get 0644 under umask 022, sparse files a warning. Real
+//! dockerd and registry (`scripts/e2e/up.sh`), checked from outside with skopeo, umoci and
+//! /proc. Without the services these tests fail under `CI`, and say why and pass elsewhere.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -481,5 +482,208 @@ fn no_fast_path_streams_the_context() {
     assert!(
         peak > 0 && peak < 150_000,
         "peak memory {peak} KiB for a 300 MB context"
+    );
+}
+
+/// `imagespec ARGS` for `proj` started by `sh` under umask 022 (the usual one, set here so
+/// that the modes checked do not depend on the test runner's).
+fn under_umask_022(proj: &Path, tmp: &Path, args: &[&str]) -> std::process::Output {
+    Process::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(assert_cmd::cargo::cargo_bin("imagespec"))
+        .args(args)
+        .current_dir(proj)
+        .env("TMPDIR", tmp)
+        .env("IMAGESPEC_CACHE_DIR", tmp.join("../cache"))
+        .env_remove("IMAGESPEC_NO_CACHE")
+        .output()
+        .expect("run")
+}
+
+/// A project for the output-root tests: its dependency image is the same from run to run
+/// (found in the registry after the first), the subject being the writer.
+fn roots_project(d: &Path, env: &Services) -> PathBuf {
+    project(d, env, "roots", "output-roots")
+}
+
+/// The permission bits of `path` itself (a link is not followed).
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+}
+
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An OCI layout someone prepared with links (README, "Security"): `blobs` or
+/// `blobs/sha256` a link to another directory is refused with exit 2, naming the link and
+/// its target, and nothing lands there (the blobs went through such a link before); a link
+/// where `index.json` or `oci-layout` goes is replaced by the file, and what it points at is
+/// neither read into the layout nor written.
+#[test]
+fn planted_links_in_an_oci_layout_are_refused_or_replaced() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let tmp = d.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let _tags = DaemonTags("roots");
+    let proj = roots_project(d, &env);
+
+    let planted = [("blobs-link", "blobs"), ("sha256-link", "blobs/sha256")];
+    for (name, link) in planted {
+        let layout = d.join(name);
+        let victim = d.join(format!("victim-{name}"));
+        std::fs::create_dir_all(&victim).unwrap();
+        let at = layout.join(link);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &at).unwrap();
+        let target = format!("oci:{}", layout.display());
+        let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{link}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{} is a symbolic link (to {})",
+                at.display(),
+                victim.display()
+            )),
+            "{link}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(
+            names_in(&victim),
+            Vec::<String>::new(),
+            "{link}: nothing written through it"
+        );
+        assert!(
+            is_link(&at),
+            "{link}: the link is left for the user to look at"
+        );
+    }
+
+    // Links where files go: replaced, their targets untouched and not copied in.
+    let layout = d.join("file-links");
+    std::fs::create_dir_all(&layout).unwrap();
+    let victim_index = d.join("victim-index.json");
+    let victim_layout = d.join("victim-oci-layout");
+    let secret = r#"{"manifests": [], "auths": {"registry": "s3cret"}}"#;
+    std::fs::write(&victim_index, secret).unwrap();
+    std::fs::write(&victim_layout, "keep\n").unwrap();
+    std::os::unix::fs::symlink(&victim_index, layout.join("index.json")).unwrap();
+    std::os::unix::fs::symlink(&victim_layout, layout.join("oci-layout")).unwrap();
+    let target = format!("oci:{}", layout.display());
+    let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim_index).unwrap(), secret);
+    assert_eq!(std::fs::read_to_string(&victim_layout).unwrap(), "keep\n");
+    for file in ["index.json", "oci-layout"] {
+        assert!(!is_link(&layout.join(file)), "{file} is a file now");
+    }
+    let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    assert!(
+        !index.contains("s3cret"),
+        "the link's target was read in: {index}"
+    );
+    let seen = output(Process::new("skopeo").args([
+        "inspect",
+        &format!(
+            "oci:{}:{}",
+            layout.display(),
+            ref_name(&layout_index(&layout)["manifests"][0])
+        ),
+    ]));
+    assert!(seen.contains("Layers"), "{seen}");
+}
+
+/// Files written to an OCI layout or an archive get the mode `docker save` and `skopeo copy`
+/// give theirs, 0644 under umask 022 (not a temporary file's 0600), directories 0755; an
+/// archive written over an existing 0644 one stays 0644, and one written where a link is
+/// replaces the link (as `docker save -o` does), leaving what it pointed at. A sparse source
+/// file is named in a warning with its size: the layer holds its holes as zeros.
+#[test]
+fn written_files_get_the_usual_modes_and_sparse_files_a_warning() {
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let tmp = d.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let _tags = DaemonTags("roots");
+    let proj = roots_project(d, &env);
+    // 8 MiB, of which 4 KiB is data.
+    let holes = std::fs::File::create(proj.join("src/pkg/holes.img")).unwrap();
+    std::io::Write::write_all(&mut &holes, &[7u8; 4096]).unwrap();
+    holes.set_len(8 << 20).unwrap();
+
+    let layout = d.join("layout");
+    let target = format!("oci:{}", layout.display());
+    let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for dir in [&layout, &layout.join("blobs"), &layout.join("blobs/sha256")] {
+        assert_eq!(mode_of(dir), 0o755, "{}", dir.display());
+    }
+    let mut files = vec![layout.join("index.json"), layout.join("oci-layout")];
+    for blob in names_in(&layout.join("blobs/sha256")) {
+        files.push(layout.join("blobs/sha256").join(blob));
+    }
+    assert!(files.len() > 4, "{files:?}");
+    for file in &files {
+        assert_eq!(mode_of(file), 0o644, "{}", file.display());
+    }
+
+    // An archive over an existing 0644 one, and one where a link is.
+    let out_dir = d.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let archive = out_dir.join("image.tar");
+    std::fs::write(&archive, "an older archive").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let victim = d.join("victim.tar");
+    std::fs::write(&victim, "keep").unwrap();
+    let linked = out_dir.join("linked.tar");
+    std::os::unix::fs::symlink(&victim, &linked).unwrap();
+    for target in [
+        format!("oci-archive:{}", archive.display()),
+        format!("docker-archive:{}", linked.display()),
+    ] {
+        let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
+        assert!(
+            out.status.success(),
+            "{target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = output(Process::new("skopeo").args(["inspect", &target]));
+        assert!(seen.contains("Layers"), "{seen}");
+    }
+    assert_eq!(
+        mode_of(&archive),
+        0o644,
+        "rewritten, the archive keeps 0644"
+    );
+    assert!(!is_link(&linked), "the link is replaced by the archive");
+    assert_eq!(mode_of(&linked), 0o644);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert_eq!(names_in(&out_dir), ["image.tar", "linked.tar"]);
+    // Checked last: the modes above are what went wrong before; the warning is new.
+    assert!(
+        stderr.contains("holes.img is a sparse file of 8.00 MiB (4.00 KiB on disk)")
+            && stderr.contains("the image layer holds all 8.00 MiB"),
+        "{stderr}"
     );
 }

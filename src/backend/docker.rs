@@ -149,6 +149,9 @@ impl DockerDaemon {
                 platform: plan.platform.clone(),
             });
         }
+        for sparse in plan.sparse_files() {
+            progress.event(Event::Warning(&sparse.to_string()));
+        }
         // Written while it is sent (a large source file is never held in memory).
         let written = std::sync::Arc::new(plan.clone());
         let context: ContextWriter = std::sync::Arc::new(move |out| {

@@ -75,6 +75,9 @@ impl Envd {
                  reach its pip/apt steps inside an image layer; use a base image that trusts the CA",
             ));
         }
+        for sparse in plan.sparse_files() {
+            progress.event(Event::Warning(&sparse.to_string()));
+        }
         // envd names the environment after the context directory (an image label, and the
         // working directory of `commands`): a directory named after the image keeps both the
         // same from build to build, so BuildKit's cache holds.

@@ -237,6 +237,9 @@ pub async fn source_layer(
     progress: &Progress,
 ) -> Result<Layer, BackendError> {
     let entries = plan.root_entries.clone();
+    for sparse in crate::source::layer::sparse_entries(&entries) {
+        progress.event(Event::Warning(&sparse.to_string()));
+    }
     let step = match entries.len() {
         1 => "write source layer (1 entry)".to_string(),
         n => format!("write source layer ({n} entries)"),

@@ -8,6 +8,7 @@
 
 use super::envd::{BUILD_ENVD, EnvdPlan};
 use super::plan::{BuildPlan, ContextFile};
+use crate::source::layer::SparseFile;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,13 @@ pub enum WriteError {
         input.display()
     )]
     HoldsInput { dir: PathBuf, input: PathBuf },
+    #[error(
+        "{} is a symbolic link (to {}) where the context needs a directory: imagespec does \
+         not write through it (it could lead outside the output); remove the link",
+        path.display(),
+        target.display()
+    )]
+    Link { path: PathBuf, target: PathBuf },
 }
 
 /// What to do with entries already in the directory a context is rendered into.
@@ -92,6 +100,28 @@ impl EnvdPlan {
         prepare_dir(dir, existing, &self.files, inputs)?;
         self.write(dir)
     }
+}
+
+impl BuildPlan {
+    /// The sparse files the context copies: the image layer a builder makes of them holds
+    /// their holes as zeros (see [`SparseFile`]).
+    pub fn sparse_files(&self) -> Vec<SparseFile> {
+        copied_sparse_files(&self.files)
+    }
+}
+
+impl EnvdPlan {
+    /// The sparse files the context copies (as [`BuildPlan::sparse_files`]).
+    pub fn sparse_files(&self) -> Vec<SparseFile> {
+        copied_sparse_files(&self.files)
+    }
+}
+
+fn copied_sparse_files(files: &[ContextFile]) -> Vec<SparseFile> {
+    crate::source::layer::sparse_files(files.iter().filter_map(|file| match file {
+        ContextFile::Copy { from, .. } => Some(from.as_path()),
+        _ => None,
+    }))
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
@@ -257,14 +287,9 @@ impl<'a> Inside<'a> {
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {}
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(WriteError::Io {
+                    return Err(WriteError::Link {
+                        target: fs::read_link(&path).map_err(io_error(&path))?,
                         path,
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            "a symbolic link where the context needs a directory: imagespec \
-                             does not write through it (it could lead outside the output); \
-                             remove it",
-                        ),
                     });
                 }
                 Ok(_) => {
@@ -323,20 +348,51 @@ const O_NOFOLLOW: i32 = 0o400000;
 const O_NOFOLLOW: i32 = 0x0100;
 
 /// Copies the regular file `from` (links followed, as shutil.copy does) to `target` with
-/// its permission bits; a FIFO or device is refused, never read.
+/// its permission bits and its holes; a FIFO or device is refused, never read.
 fn copy_file(from: &Path, target: &Path) -> Result<(), WriteError> {
     use std::os::unix::fs::PermissionsExt;
     let mut source = crate::source::untrusted::open_regular(from).map_err(io_error(from))?;
-    let mode = source
-        .metadata()
-        .map_err(io_error(from))?
-        .permissions()
-        .mode()
-        & 0o7777;
+    let meta = source.metadata().map_err(io_error(from))?;
+    let mode = meta.permissions().mode() & 0o7777;
     let mut out = create_new(target)?;
-    std::io::copy(&mut source, &mut out).map_err(io_error(from))?;
+    copy_keeping_holes(&mut source, &mut out, meta.len()).map_err(io_error(from))?;
     out.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io_error(target))
+}
+
+/// Copies the first `len` bytes of `source` to the empty `out`, keeping the holes of a
+/// sparse file: only its data (`SEEK_DATA` to `SEEK_HOLE`) is copied, the rest left
+/// unwritten and the length set at the end, so a 20 GiB disk image holding 12 KiB stays
+/// 12 KiB on disk. `std::io::copy` and `std::fs::copy` use `copy_file_range`, which writes
+/// holes out as zeros on a file system without reflinks (ext4), as `cp --sparse=never`.
+/// Where holes cannot be asked for, the file is copied whole.
+fn copy_keeping_holes(source: &mut fs::File, out: &mut fs::File, len: u64) -> std::io::Result<()> {
+    use rustix::fs::{SeekFrom, seek};
+    use std::io::{Read, Seek};
+    let mut at = 0;
+    while at < len {
+        let data = match seek(&*source, SeekFrom::Data(at)) {
+            Ok(data) => data.min(len),
+            // Nothing but a hole from `at` to the end.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) if at == 0 => {
+                source.rewind()?;
+                std::io::copy(&mut (&*source).take(len), out)?;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let hole = seek(&*source, SeekFrom::Hole(data))?.min(len);
+        source.seek(std::io::SeekFrom::Start(data))?;
+        out.seek(std::io::SeekFrom::Start(data))?;
+        let copied = std::io::copy(&mut (&*source).take(hole - data), out)?;
+        if copied < hole - data {
+            // Shorter than it was: the rest reads as zeros, as a hole.
+            break;
+        }
+        at = hole.max(data + 1);
+    }
+    out.set_len(len)
 }
 
 /// The fixed modification time of every context entry (1980-01-01, as flytekit's own tars):
@@ -515,6 +571,84 @@ mod tests {
             names.iter().any(|n| n.ends_with("pkg/main.py")),
             "{names:?}"
         );
+    }
+
+    /// A sparse file is copied with its holes (a few blocks on disk, not its length) and
+    /// the same bytes; a file without holes, and one that is all hole, too.
+    #[test]
+    fn copies_keep_the_holes_of_sparse_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        /// What a file holds: its name, its data (offset, bytes), its length.
+        type Case<'a> = (&'a str, &'a [(u64, &'a [u8])], u64);
+        let cases: [Case; 4] = [
+            (
+                "data, hole, data, hole",
+                &[(0, b"head"), (16 << 20, b"middle")],
+                64 << 20,
+            ),
+            (
+                "hole, data at the end",
+                &[((32 << 20) - 3, b"end")],
+                32 << 20,
+            ),
+            ("all hole", &[], 48 << 20),
+            ("dense", &[(0, &[9u8; 100_000])], 100_000),
+        ];
+        for (what, data, len) in cases {
+            let from = dir.path().join("from");
+            let file = fs::File::create(&from).unwrap();
+            file.set_len(len).unwrap();
+            for (at, bytes) in data {
+                std::os::unix::fs::FileExt::write_all_at(&file, bytes, *at).unwrap();
+            }
+            drop(file);
+            let to = dir.path().join("to");
+            let _ = fs::remove_file(&to);
+            copy_file(&from, &to).unwrap();
+            assert!(fs::read(&from).unwrap() == fs::read(&to).unwrap(), "{what}");
+            let (a, b) = (fs::metadata(&from).unwrap(), fs::metadata(&to).unwrap());
+            assert_eq!(b.len(), len, "{what}");
+            assert!(
+                b.blocks() <= a.blocks() + 8,
+                "{what}: {} blocks, {} in the source",
+                b.blocks(),
+                a.blocks()
+            );
+        }
+    }
+
+    /// The sparse files a context copies are named (the builders warn with them); the
+    /// others are not.
+    #[test]
+    fn a_plan_names_its_sparse_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(plan(dir.path()).sparse_files(), []);
+        let holes = dir.path().join("src/pkg/disk.img");
+        fs::File::create(&holes).unwrap().set_len(4 << 20).unwrap();
+        let found = plan(dir.path()).sparse_files();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].path.ends_with("pkg/disk.img"), "{found:?}");
+        assert_eq!((found[0].apparent, found[0].on_disk), (4 << 20, 0));
+    }
+
+    /// A link planted where the context needs a directory is refused, naming where it
+    /// points; nothing is written through it.
+    #[test]
+    fn a_link_where_a_directory_goes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path());
+        let out = dir.path().join("ctx");
+        let victim = dir.path().join("victim");
+        fs::create_dir_all(&out).unwrap();
+        fs::create_dir_all(&victim).unwrap();
+        std::os::unix::fs::symlink(&victim, out.join("src")).unwrap();
+        let err = plan.write(&out).unwrap_err();
+        assert!(
+            matches!(&err, WriteError::Link { path, target } if *path == out.join("src") && *target == victim),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&victim).unwrap().count(), 0);
     }
 
     /// A file that is shorter than stat said when it is sent fails the tar (a tar entry's

@@ -7,6 +7,13 @@
 //! they are kept; `index.json` is merged (other images kept, the same ref name replaced) and
 //! replaced atomically; archives are written beside their target and renamed over it.
 //!
+//! Nothing is written through a link someone planted in the output: a symbolic link where
+//! the layout needs a directory (`blobs`, `blobs/sha256`) is refused ([`LayoutError::Link`]),
+//! and a link where a file goes (a blob, `index.json`, `oci-layout`, the archive itself) is
+//! replaced by the file, never read or written through. Files get mode 0666 less the umask
+//! (0644 under the usual 022), as `docker save` and `skopeo copy` give theirs; directories
+//! 0777 less the umask.
+//!
 //! The layout uses OCI media types throughout (a Docker schema 2 dependency image is
 //! converted: same blobs, OCI descriptors), so umoci and skopeo read it as well as Docker.
 //!
@@ -83,6 +90,14 @@ pub enum LayoutError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{} is a symbolic link (to {}) where the OCI layout needs a directory: imagespec does \
+         not write through it (it could lead outside the output); remove the link, or write \
+         to another directory",
+        path.display(),
+        target.display()
+    )]
+    Link { path: PathBuf, target: PathBuf },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(
@@ -128,6 +143,80 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError {
     move |source| LayoutError::Io { path, source }
 }
 
+/// Makes `path` a directory of the layout (0777 less the umask) unless it is one: a
+/// symbolic link there is refused, wherever it points (`blobs -> /home/u` would put the
+/// blobs there), and so is a file.
+fn layout_dir(path: &Path) -> Result<(), LayoutError> {
+    for _ in 0..2 {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(LayoutError::Link {
+                    path: path.to_path_buf(),
+                    target: fs::read_link(path).map_err(io(path))?,
+                });
+            }
+            Ok(_) => {
+                return Err(io(path)(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "not a directory, where the OCI layout needs one",
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::create_dir(path) {
+                Ok(()) => return Ok(()),
+                // Made meanwhile (another run writing into the same layout): look again.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(path)(e)),
+            },
+            Err(e) => return Err(io(path)(e)),
+        }
+    }
+    Err(io(path)(std::io::Error::other(
+        "created and gone again: another process is changing the layout",
+    )))
+}
+
+/// Opens the regular file `path` for reading, never through a link and never blocking
+/// (a FIFO would wait for a writer).
+fn open_no_link(path: &Path) -> std::io::Result<fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    let file_type = file.metadata()?.file_type();
+    if file_type.is_file() {
+        Ok(file)
+    } else {
+        Err(crate::source::untrusted::not_regular(file_type))
+    }
+}
+
+/// Whether `path` is a regular file (not a link to one).
+fn is_plain_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The file of the layout at `path`, unless there is none or it is a link (which is then
+/// replaced, never read: `index.json -> ~/.docker/config.json` would copy the file into the
+/// layout).
+fn read_layout_file(path: &Path) -> Result<Option<Vec<u8>>, LayoutError> {
+    use std::io::Read;
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+        Ok(meta) if meta.file_type().is_symlink() => Ok(None),
+        Ok(_) => {
+            let mut bytes = Vec::new();
+            open_no_link(path)
+                .and_then(|mut file| file.read_to_end(&mut bytes))
+                .map_err(io(path))?;
+            Ok(Some(bytes))
+        }
+    }
+}
+
 fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
@@ -157,7 +246,7 @@ fn check_blob(path: &Path, digest: &str, size: i64) -> Result<Result<(), String>
             "`{digest}` is not a sha256 digest, which is all an OCI layout written here holds"
         )));
     };
-    let mut file = fs::File::open(path).map_err(io(path))?;
+    let mut file = open_no_link(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len();
     if size >= 0 && len != size as u64 {
         return Ok(Err(format!("{len} bytes, {size} expected")));
@@ -183,7 +272,8 @@ enum BlobSource<'a> {
 
 /// Puts blob `digest` (`size` bytes) into `blobs`, unless a verified copy is there: written
 /// to a scratch file in `scratch` (same file system), verified, then renamed. A blob that is
-/// there but wrong (an older run's interrupted or corrupted download) is replaced.
+/// there but wrong (an older run's interrupted or corrupted download) is replaced, and so is
+/// anything there that is not a regular file (a link is never read through).
 /// `written` hears the bytes written so far, when a layer's are counted.
 #[allow(clippy::too_many_arguments)]
 async fn put_blob(
@@ -197,16 +287,21 @@ async fn put_blob(
     written: Option<Meter>,
 ) -> Result<(), LayoutError> {
     let target = blobs.join(hex(digest));
-    if target.exists() {
-        match check_blob(&target, digest, size)? {
+    match fs::symlink_metadata(&target) {
+        Ok(meta) if meta.is_file() => match check_blob(&target, digest, size)? {
             Ok(()) => return Ok(()),
             Err(found) => progress.event(Event::Info(&format!(
                 "{}: {found} instead of {digest}; replacing it",
                 target.display()
             ))),
-        }
+        },
+        Ok(_) => progress.event(Event::Info(&format!(
+            "{}: not a regular file; replacing it",
+            target.display()
+        ))),
+        Err(_) => {}
     }
-    let file = ScratchFile::new_in(scratch, "blob").map_err(io(scratch))?;
+    let file = ScratchFile::for_output_in(scratch, "blob").map_err(io(scratch))?;
     match from {
         BlobSource::Registry(image) => {
             client
@@ -256,8 +351,9 @@ async fn collect_blobs(
         check_digest(&layer.digest)?;
     }
     check_digest(&image.manifest.config.digest)?;
+    layout_dir(&dir.join("blobs"))?;
     let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+    layout_dir(&blobs)?;
     // The layers not there yet, each counted from the start so that the step shows the
     // whole size to write (`writing 45.2 MB / 120.0 MB`).
     let meters: Vec<Option<Meter>> = image
@@ -265,7 +361,7 @@ async fn collect_blobs(
         .layers
         .iter()
         .map(|layer| {
-            (!blobs.join(hex(&layer.digest)).exists()).then(|| {
+            (!is_plain_file(&blobs.join(hex(&layer.digest)))).then(|| {
                 let meter = progress.write_meter(
                     OUTPUT_STEP,
                     &layer.digest,
@@ -308,13 +404,13 @@ async fn collect_blobs(
 }
 
 /// Writes `bytes` to `path` through a scratch file and a rename: `path` is always either
-/// the old or the new content.
+/// the old or the new content (a link there is replaced, not written through).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let file = ScratchFile::new_in(dir, "write").map_err(io(dir))?;
+    let file = ScratchFile::for_output_in(dir, "write").map_err(io(dir))?;
     std::io::Write::write_all(&mut file.file(), bytes).map_err(io(file.path()))?;
     file.persist(path).map_err(io(path))
 }
@@ -377,9 +473,11 @@ async fn write_images(
             } else {
                 write_docker_dir(client, images[0].1, staging.path(), progress).await?;
             }
-            let archive = ScratchFile::new_in(parent, "archive").map_err(io(parent))?;
+            let archive = ScratchFile::for_output_in(parent, "archive").map_err(io(parent))?;
             tar_dir(staging.path(), archive.file(), archive.path())?;
             drop(staging);
+            // Renamed over FILE: a link there is replaced, as `docker save -o` replaces it,
+            // and what it pointed at is left as it was.
             archive.persist(file).map_err(io(file))
         }
     }
@@ -479,7 +577,7 @@ async fn write_oci_dir(
     };
     let layout = dir.join("oci-layout");
     let layout_json = br#"{"imageLayoutVersion":"1.0.0"}"#;
-    if fs::read(&layout).ok().as_deref() != Some(layout_json.as_slice()) {
+    if read_layout_file(&layout)?.as_deref() != Some(layout_json.as_slice()) {
         write_atomically(&layout, layout_json)?;
     }
     let (_, tag) = super::split_tag(name);
@@ -500,11 +598,7 @@ async fn write_oci_dir(
         lock.lock().map_err(io(dir))?;
     }
     let path = dir.join("index.json");
-    let existing = match fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io(&path)(e)),
-    };
+    let existing = read_layout_file(&path)?;
     let index = merged_index(existing.as_deref(), entry).map_err(|message| LayoutError::Index {
         path: path.clone(),
         message,
@@ -714,6 +808,177 @@ mod tests {
             Err(format!("sha256:{}", sha256_hex(b"hellO")))
         );
         assert!(check_blob(&path, "sha512:00", 5).unwrap().is_err());
+    }
+
+    /// An image of one layer, all on disk under `dir` (no registry is asked), as a
+    /// manifest, its config and its layer file.
+    fn local_image(dir: &Path) -> (OciImageManifest, Vec<u8>, String, PathBuf) {
+        let layer = dir.join("layer.tar.gz");
+        fs::write(&layer, b"layer bytes").unwrap();
+        let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
+        let layer_digest = format!("sha256:{}", sha256_hex(b"layer bytes"));
+        let manifest = OciImageManifest {
+            config: OciDescriptor {
+                media_type: oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.into(),
+                digest: format!("sha256:{}", sha256_hex(&config)),
+                size: config.len() as i64,
+                ..Default::default()
+            },
+            layers: vec![OciDescriptor {
+                media_type: oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE.into(),
+                digest: layer_digest.clone(),
+                size: 11,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        (manifest, config, layer_digest, layer)
+    }
+
+    async fn write_local(dir: &Path, target: &OutputTarget) -> Result<(), LayoutError> {
+        let (manifest, config, digest, layer) = local_image(dir);
+        let image = ImageToWrite {
+            image: "127.0.0.1:9/x:1",
+            source: "127.0.0.1:9/x:deps",
+            manifest: &manifest,
+            config: &config,
+            local_layers: vec![(&digest, &layer)],
+        };
+        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
+        write(&client, &image, target, &Progress::new(false, true)).await
+    }
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+    }
+
+    /// A link where the layout needs a directory is refused, naming the link and where it
+    /// points, and nothing is written there; links where files go are replaced unread.
+    #[tokio::test]
+    async fn links_planted_in_a_layout_are_refused_or_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        for link in ["blobs", "blobs/sha256"] {
+            let layout = d.join(format!("layout-{}", link.replace('/', "-")));
+            let victim = d.join(format!("victim-{}", link.replace('/', "-")));
+            fs::create_dir_all(&victim).unwrap();
+            fs::create_dir_all(layout.join(link).parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(&victim, layout.join(link)).unwrap();
+            let err = write_local(d, &OutputTarget::OciDir(layout.clone()))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, LayoutError::Link { path, target }
+                    if *path == layout.join(link) && *target == victim),
+                "{err}"
+            );
+            assert!(err.to_string().contains("is a symbolic link (to "), "{err}");
+            assert_eq!(fs::read_dir(&victim).unwrap().count(), 0, "{link}");
+        }
+
+        let layout = d.join("file-links");
+        fs::create_dir_all(&layout).unwrap();
+        fs::write(
+            d.join("secret.json"),
+            r#"{"manifests": [], "token": "s3cret"}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(d.join("secret.json"), layout.join("index.json")).unwrap();
+        write_local(d, &OutputTarget::OciDir(layout.clone()))
+            .await
+            .unwrap();
+        let index = fs::read_to_string(layout.join("index.json")).unwrap();
+        assert!(!index.contains("s3cret"), "{index}");
+        assert!(
+            fs::symlink_metadata(layout.join("index.json"))
+                .unwrap()
+                .is_file()
+        );
+        assert!(
+            fs::read_to_string(d.join("secret.json"))
+                .unwrap()
+                .contains("s3cret")
+        );
+    }
+
+    /// FIFOs where a blob goes, or named like a killed run's scratch file, never block a
+    /// write (opening one for reading waits for a writer): the blob is replaced, the
+    /// stranger's FIFO left alone.
+    #[test]
+    fn fifos_planted_in_a_layout_do_not_block_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let layout = d.join("layout");
+        let (_, _, digest, _) = local_image(d);
+        fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+        let blob = layout.join("blobs/sha256").join(hex(&digest));
+        mkfifo(&blob);
+        mkfifo(&layout.join(format!("{}blob-planted", crate::scratch::PREFIX)));
+        // On a thread of its own: a blocked open() cannot be cancelled, only waited for.
+        let (done, wait) = std::sync::mpsc::channel();
+        let (dir, target) = (d.to_path_buf(), OutputTarget::OciDir(layout.clone()));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = done.send(
+                runtime
+                    .block_on(write_local(&dir, &target))
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        wait.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a FIFO blocked the write")
+            .unwrap();
+        assert_eq!(fs::read(&blob).unwrap(), b"layer bytes");
+    }
+
+    /// Written files are 0666 less the umask, as `docker save`'s: 0644 under the usual
+    /// 022 (the umask of the test process is not changed: the expectation follows it).
+    #[tokio::test]
+    async fn written_files_get_0666_less_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        // The umask, as a file created with 0666 gets it.
+        let probe = d.join("probe");
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .unwrap();
+        let expected = fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+        let layout = d.join("layout");
+        write_local(d, &OutputTarget::OciDir(layout.clone()))
+            .await
+            .unwrap();
+        let archive = d.join("image.tar");
+        fs::write(&archive, "old").unwrap();
+        fs::set_permissions(&archive, fs::Permissions::from_mode(0o600)).unwrap();
+        write_local(d, &OutputTarget::OciArchive(archive.clone()))
+            .await
+            .unwrap();
+        let mut files = vec![
+            layout.join("index.json"),
+            layout.join("oci-layout"),
+            archive,
+        ];
+        for entry in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        assert_eq!(files.len(), 6, "{files:?}");
+        for file in files {
+            let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, expected, "{}", file.display());
+        }
     }
 
     #[test]
