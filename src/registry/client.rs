@@ -1419,7 +1419,10 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(tags, want, "link: {link}");
-            let asked = asked.lock().unwrap().clone();
+            let all = asked.lock().unwrap().clone();
+            // One `GET /v2/` (does it have a token server?), then the pages.
+            assert_eq!(all.iter().filter(|p| *p == "/v2/").count(), 1, "{all:?}");
+            let asked: Vec<&String> = all.iter().filter(|p| p.contains("/tags/")).collect();
             // 3 + 3 + 1 (no Link: a short page ends the list).
             assert_eq!(asked.len(), 3, "link: {link}: {asked:?}");
             assert!(asked[1].contains("last=t2"), "{asked:?}");
