@@ -99,19 +99,7 @@ pub async fn image_config(
         Err(e) if e.not_found => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let config = crate::oci::manifest::check_config(
-        &client
-            .blob(
-                image,
-                &manifest.config.digest,
-                Some(manifest.config.size.max(0) as u64),
-            )
-            .await?,
-    )
-    .map_err(|e| BackendError::Push {
-        image: image.into(),
-        message: format!("reading the image config: {e}"),
-    })?;
+    let config = client.config(image, &manifest).await?;
     Ok(Some((manifest, config)))
 }
 

@@ -18,7 +18,7 @@
 //! `IMAGESPEC_INSECURE_REGISTRIES` (comma-separated hosts), TLS otherwise.
 
 use crate::oci::Digest;
-use crate::oci::manifest::CONFIG_LIMIT;
+use crate::oci::manifest::{CONFIG_LIMIT, check_config};
 use crate::registry::auth::Credentials;
 use crate::registry::body;
 use crate::registry::token;
@@ -789,6 +789,24 @@ impl RegistryClient {
             Ok(out)
         })
         .await
+    }
+
+    /// The config of `manifest` (an image in `image`'s repository): read up to its
+    /// descriptor's size, checked against its digest and by [`check_config`].
+    pub async fn config(
+        &self,
+        image: &str,
+        manifest: &oci_client::manifest::OciImageManifest,
+    ) -> Result<serde_json::Value, RegistryError> {
+        let descriptor = &manifest.config;
+        let declared = u64::try_from(descriptor.size).ok();
+        let bytes = self.blob(image, &descriptor.digest, declared).await?;
+        check_config(&bytes).map_err(|e| RegistryError {
+            image: image.to_string(),
+            what: "reading the image config".into(),
+            message: e.to_string(),
+            not_found: false,
+        })
     }
 
     /// A blob streamed to `out` (a layer: not held in memory), checked against `digest`.

@@ -125,10 +125,7 @@ pub async fn platforms_of(
                 .collect(),
         )),
         OciManifest::Image(m) => {
-            let config = client
-                .blob(image, &m.config.digest, Some(m.config.size.max(0) as u64))
-                .await?;
-            let config = crate::oci::manifest::check_config(&config).unwrap_or(Value::Null);
+            let config = client.config(image, m).await?;
             Ok(ImagePlatforms::Single(config_platform(&config)))
         }
     }

@@ -165,17 +165,10 @@ async fn read_base(
         .image_manifest(image, platform)
         .await
         .map_err(|e| unreadable(&e))?;
-    let config = crate::oci::manifest::check_config(
-        &client
-            .blob(
-                image,
-                &manifest.config.digest,
-                Some(manifest.config.size.max(0) as u64),
-            )
-            .await
-            .map_err(|e| unreadable(&e))?,
-    )
-    .map_err(|e| unreadable(&e))?;
+    let config = client
+        .config(image, &manifest)
+        .await
+        .map_err(|e| unreadable(&e))?;
     // A single-platform base is returned for any platform asked: it must be the one.
     let mut wanted = platform.split('/');
     let (os, arch) = (

@@ -81,6 +81,28 @@ impl RegistryClient {
         self.v2_url(reference, "manifests", name)
     }
 
+    /// The registry's successful answer to `method` on the manifest (any manifest type
+    /// accepted), or the error its answer is.
+    async fn manifest_answer(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        method: http::Method,
+    ) -> Result<reqwest::Response, E> {
+        let url = self.manifest_url(reference);
+        let accept = MANIFEST_TYPES.join(", ");
+        let response = self
+            .send_read(reference, auth, |c| {
+                c.request(method.clone(), &url)
+                    .header(http::header::ACCEPT, accept.as_str())
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(error_answer(response, &url).await);
+        }
+        Ok(response)
+    }
+
     /// `HEAD` of the manifest: its digest as the registry says it (`None` when it sends no
     /// `Docker-Content-Digest`); not found is an error with `not_found`.
     pub(super) async fn head_manifest(
@@ -88,16 +110,9 @@ impl RegistryClient {
         reference: &Reference,
         auth: &RegistryAuth,
     ) -> Result<Option<Digest>, E> {
-        let url = self.manifest_url(reference);
-        let accept = MANIFEST_TYPES.join(", ");
         let response = self
-            .send_read(reference, auth, |c| {
-                c.head(&url).header(http::header::ACCEPT, accept.as_str())
-            })
+            .manifest_answer(reference, auth, http::Method::HEAD)
             .await?;
-        if !response.status().is_success() {
-            return Err(error_answer(response, &url).await);
-        }
         // A registry answers with the type it stored: anything else is not a manifest.
         if let Some(kind) = header(&response, http::header::CONTENT_TYPE) {
             let kind = kind.split(';').next().unwrap_or("").trim();
@@ -128,16 +143,9 @@ impl RegistryClient {
         auth: &RegistryAuth,
         activity: &Activity,
     ) -> Result<super::RawManifest, E> {
-        let url = self.manifest_url(reference);
-        let accept = MANIFEST_TYPES.join(", ");
         let response = self
-            .send_read(reference, auth, |c| {
-                c.get(&url).header(http::header::ACCEPT, accept.as_str())
-            })
+            .manifest_answer(reference, auth, http::Method::GET)
             .await?;
-        if !response.status().is_success() {
-            return Err(error_answer(response, &url).await);
-        }
         let content_type = header(&response, http::header::CONTENT_TYPE);
         let said = header(&response, "docker-content-digest");
         let bytes = match body::read_limited(response, MANIFEST_LIMIT, Some(activity)).await {
