@@ -111,7 +111,7 @@ const DELIBERATE: &[(&str, &str, &str, Instead, &str)] = &[
 ];
 
 fn deliberate(case: &str, key: &str, format: &str) -> Option<Instead> {
-    if common::invalid_image_name(case, key) {
+    if common::refused_on_purpose(case, key) {
         return Some(Instead::Rejects);
     }
     DELIBERATE

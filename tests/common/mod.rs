@@ -83,6 +83,47 @@ pub const INVALID_IMAGE_NAMES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Images with a control character (a line break, NEL, U+2028...) in a string field,
+/// (case, image key, why): flytekit writes it into the Dockerfile / build.envd, where it ends
+/// the instruction and starts another; imagespec refuses the spec (exit 2, README,
+/// "Deliberate differences"; `src/spec/control.rs`).
+pub const CONTROL_CHARACTERS: &[(&str, &str, &str)] = &[
+    (
+        "strings_control_chars",
+        "",
+        "every C0/C1 control character in `commands[0]`",
+    ),
+    (
+        "strings_whitespace_escapes",
+        "",
+        "a line break in `commands[0]`",
+    ),
+    (
+        "strings_nel_u0085_no_yaml_twin",
+        "",
+        "NEL (U+0085) in a package name",
+    ),
+    (
+        "strings_unicode_nonprintable",
+        "",
+        "U+2028 in a package name",
+    ),
+    (
+        "envd_env_values",
+        "values",
+        "a line break in an `env` value",
+    ),
+];
+
+/// Whether imagespec refuses this image's name or tag ([`INVALID_IMAGE_NAMES`]) or one of its
+/// strings ([`CONTROL_CHARACTERS`]) on purpose.
+pub fn refused_on_purpose(case: &str, key: &str) -> bool {
+    invalid_image_name(case, key)
+        || CONTROL_CHARACTERS
+            .iter()
+            .any(|(c, k, _)| *c == case && *k == key)
+}
+
 /// Whether imagespec refuses this image's name or tag on purpose ([`INVALID_IMAGE_NAMES`]).
 pub fn invalid_image_name(case: &str, key: &str) -> bool {
     INVALID_IMAGE_NAMES
