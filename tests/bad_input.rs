@@ -205,8 +205,9 @@ const CASES: &[Case] = &[
         "base_image",
         "expected a tag",
     ),
-    // Control characters, which would add a Dockerfile instruction the plan does not show
-    // (issue #20): refused in every field, the message naming the character.
+    // Control characters, which would add a Dockerfile instruction the plan does not show, a
+    // trailing `\` and a heredoc, which would swallow the next ones (issue #20): refused in
+    // every field, the message naming what was found.
     case(
         "env_value_newline.toml",
         "2:28",
@@ -254,6 +255,18 @@ const CASES: &[Case] = &[
         "2:18",
         "python_version",
         "(the character '\\0' at 5)",
+    ),
+    case(
+        "commands_trailing_backslash.toml",
+        "2:13",
+        "commands[0]",
+        "(a trailing `\\`)",
+    ),
+    case(
+        "apt_packages_heredoc.yaml",
+        "4:5",
+        "apt_packages[1]",
+        "(the heredoc \"<<EOF\")",
     ),
     image(
         "secret_target_escape.toml",

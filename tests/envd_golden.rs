@@ -175,8 +175,9 @@ fn envd_render_matches_flytekit_for_the_whole_corpus() {
         failures.len(),
         failures.join("\n")
     );
+    // Fewer since the images with control characters are refused (LINE_BREAKING_STRINGS).
     assert!(
-        checked >= 300 && contexts >= 230,
+        checked >= 300 && contexts >= 225,
         "only {checked} images ({contexts} rendered) checked"
     );
     assert!(

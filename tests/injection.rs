@@ -146,40 +146,51 @@ fn located(line: &str) -> bool {
     number(parts.next()) && number(parts.next())
 }
 
+/// (an injection, what the refusal must say it found).
+const INJECTIONS: &[(&str, &str)] = &[
+    (
+        PAYLOAD,
+        r#"RUN touch /pwned\nENV B" (the character '\n' at 2)"#,
+    ),
+    // A line continuation: the next instruction (`USER flytekit`...) joins this one.
+    ("x \\", r#""x \\" (a trailing `\`)"#),
+    // A heredoc: the Dockerfile lines after it become the command's input.
+    ("x <<EOF", r#""x <<EOF" (the heredoc "<<EOF")"#),
+];
+
 #[test]
-fn every_field_refuses_a_line_break_naming_the_field() {
+fn every_field_refuses_an_injection_naming_the_field() {
     let mut failures = Vec::new();
-    for (template, field) in FIELDS {
-        let spec = format!("{}\n", template.replace("{}", &toml_string(PAYLOAD)));
-        let (code, first) = tag(&spec);
-        let problems: Vec<&str> = [
-            (code != Some(2), "exit is not 2"),
-            (!located(&first), "no file:line:column"),
-            (
-                !first.contains(&format!(": `{field}`: expected ")),
-                "does not name the field",
-            ),
-            (
-                !first.contains(r#"RUN touch /pwned\nENV B" (the character '\n' at 2)"#),
-                "does not show what was found",
-            ),
-        ]
-        .into_iter()
-        .filter(|(bad, _)| *bad)
-        .map(|(_, what)| what)
-        .collect();
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{field}: {} (exit {code:?})\n    {spec:?}\n    {first}",
-                problems.join(", ")
-            ));
+    for (injection, found) in INJECTIONS {
+        for (template, field) in FIELDS {
+            let spec = format!("{}\n", template.replace("{}", &toml_string(injection)));
+            let (code, first) = tag(&spec);
+            let problems: Vec<&str> = [
+                (code != Some(2), "exit is not 2"),
+                (!located(&first), "no file:line:column"),
+                (
+                    !first.contains(&format!(": `{field}`: expected ")),
+                    "does not name the field",
+                ),
+                (!first.contains(found), "does not show what was found"),
+            ]
+            .into_iter()
+            .filter(|(bad, _)| *bad)
+            .map(|(_, what)| what)
+            .collect();
+            if !problems.is_empty() {
+                failures.push(format!(
+                    "{field}: {} (exit {code:?})\n    {spec:?}\n    {first}",
+                    problems.join(", ")
+                ));
+            }
         }
     }
     assert!(
         failures.is_empty(),
-        "{} of {} fields:\n{}",
+        "{} of {} injections:\n{}",
         failures.len(),
-        FIELDS.len(),
+        FIELDS.len() * INJECTIONS.len(),
         failures.join("\n")
     );
 }

@@ -244,7 +244,7 @@ fn render_matches_flytekit_for_the_whole_corpus() {
         failures.len(),
         failures.join("\n")
     );
-    // Fewer contexts since the images with control characters are refused (CONTROL_CHARACTERS).
+    // Fewer since the images with control characters are refused (LINE_BREAKING_STRINGS).
     assert!(
         checked >= 250 && contexts >= 175,
         "only {checked} images ({contexts} rendered) checked"

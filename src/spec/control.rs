@@ -1,5 +1,5 @@
-//! No string of a spec (or of a defaults file) holds a control character: one rule, checked
-//! over the whole value tree before any field is decoded.
+//! No string of a spec (or of a defaults file) can break a Dockerfile line: one rule,
+//! checked over each image's value tree before any field is decoded ([`flaw`]).
 //!
 //! flytekit writes its fields into the Dockerfile (and envd's `build.envd`) with f-strings,
 //! so a line break in an `env` key, an apt package or an index URL ends the instruction and
@@ -7,15 +7,24 @@
 //! `inspect` do not show. No field means anything by such a character (a package name, a URL,
 //! a path, an image reference, a version), a Dockerfile cannot carry a line break in an `ENV`
 //! value, and a line break inside one of `commands` renders a second `RUN` the plan does not
-//! list: all are refused, with the field and the character. This is a deliberate difference
-//! from flytekit, which renders them.
+//! list: all are refused, with the field and the character. So are the two ways a value can
+//! swallow the instructions after it: a trailing `\` (a line continuation: `USER flytekit`
+//! would become part of the `commands` step) and a heredoc word (`<<EOF`, BuildKit's
+//! `^\d*<<-?[^<]+$`: the rest of the Dockerfile would become the command's input). This is a
+//! deliberate difference from flytekit, which renders them all.
 //!
-//! Refused ([`is_refused`]): every Unicode control character (`char::is_control`: C0, DEL and
-//! C1, so `\n`, `\r`, `\t`, `\0`, ESC and NEL `U+0085`), the line and paragraph separators
-//! `U+2028`/`U+2029`, and the bidirectional overrides and isolates (`U+202A`–`U+202E`,
-//! `U+2066`–`U+2069`), which make the text a reviewer reads differ from the text that runs.
-//! A tab is refused too, also in `commands` and `pip_extra_args` where a shell would take it
-//! for a space: it cannot be told from spaces where the plan is shown.
+//! Refused characters ([`is_refused`]): every Unicode control character (`char::is_control`:
+//! C0, DEL and C1, so `\n`, `\r`, `\t`, `\0`, ESC and NEL `U+0085`), the line and paragraph
+//! separators `U+2028`/`U+2029`, and the bidirectional overrides and isolates
+//! (`U+202A`–`U+202E`, `U+2066`–`U+2069`), which make the text a reviewer reads differ from
+//! the text that runs. A tab is refused too, also in `commands` and `pip_extra_args` where a
+//! shell would take it for a space: it cannot be told from spaces where the plan is shown.
+//!
+//! Left alone: `entrypoint` arguments (JSON in the Dockerfile's exec form, a Starlark literal
+//! in `build.envd`: every character is encoded, and `python -c` may take a program of several
+//! lines) and the `builder_options`/`builder_config` entries imagespec never reads (flytekit
+//! only hashes them). The renderers hold without this check too: a value that bypassed it is
+//! written with its refused characters escaped (`render::one_line`, `starlark_string`).
 //!
 //! ```
 //! use imagespec::spec::SpecFile;
@@ -69,8 +78,8 @@ pub(super) fn check_tree<'n>(
 ) -> Result<(), SpecError> {
     // The format parsers refuse trees deeper than MAX_DEPTH: the recursion is bounded.
     match &node.value {
-        Value::Str(s) => match first_refused(s) {
-            Some(at) => Err(refused(file, node.pos, path, None, s, at)),
+        Value::Str(s) => match flaw(s) {
+            Some(flaw) => Err(refused(file, node.pos, path, None, s, flaw)),
             None => Ok(()),
         },
         Value::List(items) => items.iter().enumerate().try_for_each(|(i, item)| {
@@ -98,8 +107,15 @@ pub(super) fn check_tree<'n>(
 
 /// Refuses the table key `key` under `path` when it holds a refused character.
 pub(super) fn check_key(file: &Path, key: &Key, path: &[Segment<'_>]) -> Result<(), SpecError> {
-    match first_refused(&key.name) {
-        Some(at) => Err(refused(file, key.pos, path, Some(&key.name), &key.name, at)),
+    match flaw(&key.name) {
+        Some(flaw) => Err(refused(
+            file,
+            key.pos,
+            path,
+            Some(&key.name),
+            &key.name,
+            flaw,
+        )),
         None => Ok(()),
     }
 }
@@ -128,6 +144,36 @@ const READ_BUILDER_OPTIONS: [&str; 1] = ["flytekit_requirement"];
 /// The `builder_config` entries imagespec reads: images written into a `FROM` line.
 const READ_BUILDER_CONFIG: [&str; 2] = ["uv_image", "micromamba_image"];
 
+/// What makes a string unfit for a line of a Dockerfile or build.envd.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flaw {
+    /// A refused character ([`is_refused`]) and its 1-based position.
+    Control(usize, char),
+    /// A trailing `\`: at the end of a Dockerfile line it continues the instruction, and the
+    /// next one (`USER flytekit`, a `COPY`) becomes part of it.
+    Continuation,
+    /// A heredoc (`<<EOF`, BuildKit's `^\d*<<-?[^<]+$` word): in a `RUN` line the Dockerfile
+    /// lines after it become its input, and their steps do not run.
+    Heredoc(String),
+}
+
+/// The first flaw of `text`, if any.
+pub fn flaw(text: &str) -> Option<Flaw> {
+    static HEREDOC: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^[0-9]*<<-?[^<]+$").expect("a valid pattern")
+    });
+    if let Some((at, c)) = first_refused(text) {
+        return Some(Flaw::Control(at, c));
+    }
+    if text.ends_with('\\') {
+        return Some(Flaw::Continuation);
+    }
+    // Words as BuildKit's lexer sees them, near enough: quotes do not hide a heredoc.
+    text.split_whitespace()
+        .find(|word| HEREDOC.is_match(&word.replace(['"', '\''], "")))
+        .map(|word| Flaw::Heredoc(word.to_string()))
+}
+
 /// The error for `text` at `pos`: the value under `path`, or the table key `key` there.
 fn refused(
     file: &Path,
@@ -135,23 +181,38 @@ fn refused(
     path: &[Segment<'_>],
     key: Option<&str>,
     text: &str,
-    (at, c): (usize, char),
+    flaw: Flaw,
 ) -> SpecError {
-    let expected = match (path, key) {
-        ([.., Segment::Key("commands"), Segment::Index(_)], None) => {
+    let command =
+        matches!(path, [.., Segment::Key("commands"), Segment::Index(_)]) && key.is_none();
+    let expected = match (&flaw, path, key) {
+        (Flaw::Continuation, ..) => {
+            "text that does not end with `\\`: at the end of a Dockerfile line it continues \
+             the instruction, and the next one becomes part of it"
+        }
+        (Flaw::Heredoc(_), ..) if command => {
+            "a command without a heredoc: the Dockerfile lines after it would become its \
+             input and their steps would not run; write the file with `printf`, or add it \
+             with `copy`"
+        }
+        (Flaw::Heredoc(_), ..) => {
+            "text without a heredoc (`<<WORD`): in a RUN line the Dockerfile lines after it \
+             would become its input and their steps would not run"
+        }
+        (Flaw::Control(..), ..) if command => {
             "one command on one line: a line break in a command renders a second RUN \
              instruction that `plan` does not show; write the steps as separate list items \
              (they are joined by `&&`) or join them with `&&`"
         }
-        ([.., Segment::Key("env"), Segment::Key(_)], None) => {
+        (Flaw::Control(..), [.., Segment::Key("env"), Segment::Key(_)], None) => {
             "an environment variable value without control characters: a Dockerfile cannot \
              carry a line break in an ENV value (it would end the instruction and start \
              another)"
         }
-        ([.., Segment::Key("env")], Some(_)) => {
+        (Flaw::Control(..), [.., Segment::Key("env")], Some(_)) => {
             "an environment variable name without control characters"
         }
-        _ => {
+        (Flaw::Control(..), ..) => {
             "text without control characters (line breaks, tabs, escapes...): written into \
              the Dockerfile or build.envd, a line break ends the instruction and starts another"
         }
@@ -171,6 +232,13 @@ fn refused(
         pos,
         field: field_path(&segments),
         expected: expected.to_string(),
-        found: format!("{shown:?}{more} (the character {c:?} at {at})"),
+        found: format!(
+            "{shown:?}{more} ({})",
+            match &flaw {
+                Flaw::Control(at, c) => format!("the character {c:?} at {at}"),
+                Flaw::Continuation => "a trailing `\\`".to_string(),
+                Flaw::Heredoc(word) => format!("the heredoc {word:?}"),
+            }
+        ),
     }
 }

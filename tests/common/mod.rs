@@ -83,11 +83,12 @@ pub const INVALID_IMAGE_NAMES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Images with a control character (a line break, NEL, U+2028...) in a string field,
-/// (case, image key, why): flytekit writes it into the Dockerfile / build.envd, where it ends
-/// the instruction and starts another; imagespec refuses the spec (exit 2, README,
-/// "Deliberate differences"; `src/spec/control.rs`).
-pub const CONTROL_CHARACTERS: &[(&str, &str, &str)] = &[
+/// Images with a string that would break a Dockerfile line (a control character: a line
+/// break, NEL, U+2028...; a trailing `\`), (case, image key, why): flytekit writes it into the
+/// Dockerfile / build.envd, where it ends the instruction and starts another (or continues it
+/// into the next); imagespec refuses the spec (exit 2, README, "Deliberate differences";
+/// `src/spec/control.rs`).
+pub const LINE_BREAKING_STRINGS: &[(&str, &str, &str)] = &[
     (
         "strings_control_chars",
         "",
@@ -113,13 +114,18 @@ pub const CONTROL_CHARACTERS: &[(&str, &str, &str)] = &[
         "values",
         "a line break in an `env` value",
     ),
+    (
+        "strings_quotes_backslash",
+        "",
+        "a package name ending in `\\`",
+    ),
 ];
 
 /// Whether imagespec refuses this image's name or tag ([`INVALID_IMAGE_NAMES`]) or one of its
-/// strings ([`CONTROL_CHARACTERS`]) on purpose.
+/// strings ([`LINE_BREAKING_STRINGS`]) on purpose.
 pub fn refused_on_purpose(case: &str, key: &str) -> bool {
     invalid_image_name(case, key)
-        || CONTROL_CHARACTERS
+        || LINE_BREAKING_STRINGS
             .iter()
             .any(|(c, k, _)| *c == case && *k == key)
 }
