@@ -242,3 +242,31 @@ fn refused(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flaws_are_what_breaks_a_dockerfile_line() {
+        for (text, want) in [
+            ("git", None),
+            ("a\tb", Some(Flaw::Control(2, '\t'))),
+            ("a\u{2029}", Some(Flaw::Control(2, '\u{2029}'))),
+            ("\u{202e}txt", Some(Flaw::Control(1, '\u{202e}'))),
+            ("git \\", Some(Flaw::Continuation)),
+            ("C:\\dir", None),
+            ("cat <<EOF > /x", Some(Flaw::Heredoc("<<EOF".into()))),
+            ("cat 2<<-'X'", Some(Flaw::Heredoc("2<<-'X'".into()))),
+            ("cat \"<<EOF\"", Some(Flaw::Heredoc("\"<<EOF\"".into()))),
+            // Not heredocs to BuildKit either: a here-string, a shift, `<<` alone.
+            ("cat <<< hi", None),
+            ("echo $((1<<2))", None),
+            ("a<<b", None),
+            ("cat << EOF", None),
+        ] {
+            assert_eq!(flaw(text), want, "{text:?}");
+        }
+        assert_eq!(escaped("a\nb\u{85}"), "a\\nb\\u{85}");
+    }
+}

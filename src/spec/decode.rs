@@ -56,6 +56,9 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
         let spec = d.spec(root, "", None, 0)?;
         return Ok((IndexMap::from([(String::new(), Ok(spec))]), false));
     }
+    for (key, _) in entries {
+        control::check_key(file, key, &[])?;
+    }
     if let Some((k, _)) = entries.iter().find(|(k, _)| k.name != IMAGES_KEY) {
         return Err(SpecError::Invalid {
             file: d.file.clone(),
