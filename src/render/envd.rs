@@ -2,7 +2,9 @@
 //! `templates/build.envd.j2`; this module only quotes the plan's values for it.
 //!
 //! `Flavor::FlytekitCompat` quotes as flytekit's envd plugin does: `"{value}"` with the value
-//! as is (a `"` in it ends the string early), the env dict as Python's `repr()`. The default
+//! as is (a `"` in it ends the string early), the env dict as Python's `repr()` — except a
+//! value holding a line break or another character the spec refuses (`spec::control`), which
+//! is written as a proper literal so that it cannot start a statement. The default
 //! flavor writes proper Starlark string literals, and escapes `'` in `commands` for the
 //! `bash -c '<commands>'` envd wraps them in (envd v1 `compileRun`, parsed by BuildKit's
 //! shell lexer: `'\''` is a quote inside a single-quoted word).
