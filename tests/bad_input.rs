@@ -179,7 +179,7 @@ const CASES: &[Case] = &[
         "registry_trailing_newline.json",
         "1:14",
         "registry",
-        "\"org\\n\"",
+        "found \"ghcr.io/org\\n\" (the character '\\n' at 12)",
     ),
     case(
         "registry_url.toml",
@@ -204,6 +204,76 @@ const CASES: &[Case] = &[
         "1:39",
         "base_image",
         "expected a tag",
+    ),
+    // Control characters, which would add a Dockerfile instruction the plan does not show, a
+    // trailing `\` and a heredoc, which would swallow the next ones (issue #20): refused in
+    // every field, the message naming what was found.
+    case(
+        "env_value_newline.toml",
+        "2:28",
+        "env.A",
+        "a Dockerfile cannot carry a line break in an ENV value",
+    ),
+    case(
+        "env_key_newline.json",
+        "3:11",
+        "env.A=1\\nRUN touch /pwned\\nENV B",
+        "an environment variable name without control characters",
+    ),
+    case(
+        "apt_packages_newline.yaml",
+        "4:5",
+        "apt_packages[1]",
+        "(the character '\\n' at 5)",
+    ),
+    case(
+        "commands_newline.toml",
+        "2:25",
+        "commands[1]",
+        "write the steps as separate list items",
+    ),
+    case(
+        "pip_index_carriage_return.toml",
+        "2:13",
+        "pip_index",
+        "(the character '\\r' at 24)",
+    ),
+    case(
+        "builder_config_line_separator.yaml",
+        "3:13",
+        "builder_config.uv_image",
+        "(the character '\\u{2028}' at 27)",
+    ),
+    case(
+        "copy_entry_nel.json",
+        "1:26",
+        "copy[0]",
+        "(the character '\\u{85}' at 5)",
+    ),
+    case(
+        "python_version_nul.toml",
+        "2:18",
+        "python_version",
+        "(the character '\\0' at 5)",
+    ),
+    case(
+        "commands_trailing_backslash.toml",
+        "2:13",
+        "commands[0]",
+        "(a trailing `\\`)",
+    ),
+    case(
+        "apt_packages_heredoc.yaml",
+        "4:5",
+        "apt_packages[1]",
+        "(the heredoc \"<<EOF\")",
+    ),
+    image(
+        "secret_target_escape.toml",
+        &["--image", "app"],
+        "5:32",
+        "images.app.pip_secret_mounts[0][1]",
+        "(the character '\\u{1b}' at 13)",
     ),
     // Errors found after parsing, located (issue #10).
     case(

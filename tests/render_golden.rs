@@ -28,7 +28,7 @@ const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[
 ];
 
 fn deliberately_rejected(case: &str, key: &str) -> bool {
-    common::invalid_image_name(case, key)
+    common::refused_on_purpose(case, key)
         || DELIBERATE_REJECTS
             .iter()
             .any(|(c, k, _)| *c == case && *k == key)
@@ -244,8 +244,9 @@ fn render_matches_flytekit_for_the_whole_corpus() {
         failures.len(),
         failures.join("\n")
     );
+    // Fewer since the images with control characters are refused (LINE_BREAKING_STRINGS).
     assert!(
-        checked >= 250 && contexts >= 180,
+        checked >= 250 && contexts >= 175,
         "only {checked} images ({contexts} rendered) checked"
     );
     // The corpus's relative-root ignore cases (dockerignore_source_root_forms, ...) exercise

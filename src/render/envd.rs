@@ -2,7 +2,9 @@
 //! `templates/build.envd.j2`; this module only quotes the plan's values for it.
 //!
 //! `Flavor::FlytekitCompat` quotes as flytekit's envd plugin does: `"{value}"` with the value
-//! as is (a `"` in it ends the string early), the env dict as Python's `repr()`. The default
+//! as is (a `"` in it ends the string early), the env dict as Python's `repr()` — except a
+//! value holding a line break or another character the spec refuses (`spec::control`), which
+//! is written as a proper literal so that it cannot start a statement. The default
 //! flavor writes proper Starlark string literals, and escapes `'` in `commands` for the
 //! `bash -c '<commands>'` envd wraps them in (envd v1 `compileRun`, parsed by BuildKit's
 //! shell lexer: `'\''` is a quote inside a single-quoted word).
@@ -21,7 +23,10 @@ const BUILD_ENVD_TEMPLATE: &str = include_str!("../../templates/build.envd.j2");
 pub fn build_envd(plan: &EnvdPlan) -> String {
     let compat = plan.flavor == Flavor::FlytekitCompat;
     let quote = |s: &str| {
-        if compat {
+        // flytekit writes `"{value}"` raw: a line break in a value would end the string
+        // and start a statement. The spec refuses such values (`spec::control`); one that
+        // bypassed it is written as a proper literal, every other one as flytekit does.
+        if compat && crate::spec::control::first_refused(s).is_none() {
             format!("\"{s}\"")
         } else {
             starlark_string(s)
@@ -74,7 +79,8 @@ pub fn build_envd(plan: &EnvdPlan) -> String {
 }
 
 /// `s` as a double-quoted Starlark string literal (Go's starlark: `\\`, `\"`, `\n`, `\r`,
-/// `\t` and `\xNN` for other ASCII control characters; other characters as UTF-8).
+/// `\t` and `\xNN` for other ASCII control characters, `\uNNNN` for the other characters
+/// [`crate::spec::control::is_refused`] names; other characters as UTF-8).
 pub fn starlark_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -87,6 +93,11 @@ pub fn starlark_string(s: &str) -> String {
             '\t' => out.push_str(r"\t"),
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            // NEL, the line separators, bidi overrides: not line breaks to Starlark, but
+            // refused in a spec (`spec::control`); escaped so the file shows what runs.
+            c if crate::spec::control::is_refused(c) => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
             }
             c => out.push(c),
         }

@@ -30,7 +30,25 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
     // The template is part of the binary and tested: failing to parse it is a bug.
     env.add_template("Dockerfile", DOCKERFILE_TEMPLATE)
         .expect("templates/Dockerfile.j2 parses");
-    env.add_function("step", move |kind: String| steps::marker(markers, &kind));
+    env.add_function("step", move |kind: String| {
+        minijinja::Value::from_safe_string(steps::marker(markers, &kind))
+    });
+    // Every value the template writes is on one line: a refused character (a line break in
+    // a field that bypassed the spec's check, see `spec::control`) is written escaped, so no
+    // value can end its instruction and start another. The few values that are Dockerfile
+    // text made here (the step markers, the ENV pairs and COPY lines joined) are marked safe
+    // and were built from escaped pieces.
+    env.set_formatter(|out, _state, value| {
+        let text = value.to_string();
+        let text = if value.is_safe() {
+            text.into()
+        } else {
+            one_line(&text)
+        };
+        out.write_str(&text).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed").with_source(e)
+        })
+    });
     let (kind, args, base_python) = match &plan.install {
         PythonInstall::Requirements { args } => ("requirements", args.as_str(), ""),
         PythonInstall::Venv { base_python, args } => ("venv", args.as_str(), base_python.as_str()),
@@ -65,14 +83,16 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
         .env
         .iter()
         .map(|(k, v)| {
+            let (k, v) = (one_line(k), one_line(v));
             if compat {
                 format!("{k}={v}")
             } else {
-                format!("{k}={}", env_value(v))
+                format!("{k}={}", env_value(&v))
             }
         })
         .collect::<Vec<_>>()
         .join(if compat { " " } else { " \\\n    " });
+    let env_line = minijinja::Value::from_safe_string(env_line);
     let entrypoint = plan
         .entrypoint
         .as_ref()
@@ -96,12 +116,12 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
                 ca_bundle => plan.ca_bundle.is_some(),
                 entrypoint,
                 copy_source => plan.source.is_some(),
-                copy_commands => plan
+                copy_commands => minijinja::Value::from_safe_string(plan
                     .copy_commands
                     .iter()
-                    .map(|c| format!("{}{c}", steps::marker(markers, "copy")))
+                    .map(|c| format!("{}{}", steps::marker(markers, "copy"), one_line(c)))
                     .collect::<Vec<_>>()
-                    .join("\n"),
+                    .join("\n")),
                 run_commands => plan.run_commands,
                 commands_first => plan.commands_before_copy,
                 image_id => plan.image_id,
@@ -132,6 +152,16 @@ fn collapse_blank_lines(text: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+/// `text` with every character the spec refuses ([`crate::spec::control::is_refused`])
+/// escaped as `\n`, `\u{2028}`...: one line of Dockerfile text whatever a value holds.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if crate::spec::control::first_refused(text).is_none() {
+        text.into()
+    } else {
+        crate::spec::control::escaped(text).into()
+    }
 }
 
 /// An ENV value as Dockerfile text: quoted when it holds whitespace or quotes (flytekit

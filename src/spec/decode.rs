@@ -1,8 +1,9 @@
 //! [`Node`] tree → [`Spec`]s, with flytekit's `__post_init__` checks, each failure located.
 
+use super::control;
 use super::error::SpecError;
 use super::model::{BaseImage, CopyMode, FIELDS, Scalar, SecretMount, Spec};
-use super::node::{Key, Node, Pos, Value};
+use super::node::{Key, Node, Pos, Segment, Value};
 use crate::py::PyValue;
 use indexmap::{IndexMap, IndexSet};
 use regex::Regex;
@@ -51,8 +52,12 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
     let entries = d.map(root, "")?;
     let multi = entries.iter().any(|(k, _)| k.name == IMAGES_KEY);
     if !multi {
+        control::check_tree(file, root, &mut Vec::new())?;
         let spec = d.spec(root, "", None, 0)?;
         return Ok((IndexMap::from([(String::new(), Ok(spec))]), false));
+    }
+    for (key, _) in entries {
+        control::check_key(file, key, &[])?;
     }
     if let Some((k, _)) = entries.iter().find(|(k, _)| k.name != IMAGES_KEY) {
         return Err(SpecError::Invalid {
@@ -66,6 +71,9 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
     }
     let (images_key, images_node) = &entries[0];
     let images = d.map(images_node, &images_key.name)?;
+    for (key, _) in images {
+        control::check_key(file, key, &[Segment::Key(IMAGES_KEY)])?;
+    }
     if images.is_empty() {
         return Err(d.invalid(
             images_node.pos,
@@ -79,7 +87,13 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
     for (key, node) in images {
         let path = format!("{IMAGES_KEY}.{}", key.name);
         let mut reference = None;
-        let spec = d.spec(node, &path, Some((&names, &mut reference)), 0);
+        // Each image on its own: one image's bad string does not hide the others.
+        let spec = control::check_tree(
+            file,
+            node,
+            &mut vec![Segment::Key(IMAGES_KEY), Segment::Key(&key.name)],
+        )
+        .and_then(|()| d.spec(node, &path, Some((&names, &mut reference)), 0));
         if let Some(r) = reference {
             refs.insert(key.name.clone(), r);
         }

@@ -181,7 +181,14 @@ impl DefaultValues {
                 ));
             }
         }
-        table.map(|t| reader.values(t)).transpose()
+        let Some(table) = table else {
+            return Ok(None);
+        };
+        // The spec's rule: no string holds a control character (a default `uv_image` is
+        // written into a `FROM` line as a spec's would be).
+        let mut at = vec![super::node::Segment::Key(TABLE)];
+        super::control::check_tree(path, table, &mut at)?;
+        reader.values(table).map(Some)
     }
 
     /// `self` over `lower`, key by key (and mirror by mirror): the project file's values

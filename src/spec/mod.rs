@@ -13,6 +13,7 @@
 //! assert_eq!((key, app.name()), ("app", "flytekit"));
 //! ```
 
+pub mod control;
 mod decode;
 pub mod defaults;
 mod error;

@@ -83,6 +83,53 @@ pub const INVALID_IMAGE_NAMES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Images with a string that would break a Dockerfile line (a control character: a line
+/// break, NEL, U+2028...; a trailing `\`), (case, image key, why): flytekit writes it into the
+/// Dockerfile / build.envd, where it ends the instruction and starts another (or continues it
+/// into the next); imagespec refuses the spec (exit 2, README, "Deliberate differences";
+/// `src/spec/control.rs`).
+pub const LINE_BREAKING_STRINGS: &[(&str, &str, &str)] = &[
+    (
+        "strings_control_chars",
+        "",
+        "every C0/C1 control character in `commands[0]`",
+    ),
+    (
+        "strings_whitespace_escapes",
+        "",
+        "a line break in `commands[0]`",
+    ),
+    (
+        "strings_nel_u0085_no_yaml_twin",
+        "",
+        "NEL (U+0085) in a package name",
+    ),
+    (
+        "strings_unicode_nonprintable",
+        "",
+        "U+2028 in a package name",
+    ),
+    (
+        "envd_env_values",
+        "values",
+        "a line break in an `env` value",
+    ),
+    (
+        "strings_quotes_backslash",
+        "",
+        "a package name ending in `\\`",
+    ),
+];
+
+/// Whether imagespec refuses this image's name or tag ([`INVALID_IMAGE_NAMES`]) or one of its
+/// strings ([`LINE_BREAKING_STRINGS`]) on purpose.
+pub fn refused_on_purpose(case: &str, key: &str) -> bool {
+    invalid_image_name(case, key)
+        || LINE_BREAKING_STRINGS
+            .iter()
+            .any(|(c, k, _)| *c == case && *k == key)
+}
+
 /// Whether imagespec refuses this image's name or tag on purpose ([`INVALID_IMAGE_NAMES`]).
 pub fn invalid_image_name(case: &str, key: &str) -> bool {
     INVALID_IMAGE_NAMES

@@ -42,7 +42,7 @@ import pkg.tasks  # noqa: E402,F401  (a loaded module under source_root)
 base = ImageSpec(name="agree-base", registry="localhost:5000", packages=["numpy"], env={"B": "1"})
 cases = {
     "packages": ImageSpec(name="agree", registry="localhost:5000", packages=["pyyaml", "requests==2.32.3"]),
-    "env order and unicode": ImageSpec(name="agree", env={"Z": "last", "A": "ünïcødé ✓", "Q": "it's \"quoted\"\n"}),
+    "env order and unicode": ImageSpec(name="agree", env={"Z": "last", "A": "ünïcødé ✓", "Q": "it's \"quoted\""}),
     "nested base spec": ImageSpec(name="agree-app", registry="localhost:5000", base_image=base, packages=["six"]),
     "base as an image name": ImageSpec(name="agree-app", registry="localhost:5000", base_image=base.image_name(), packages=["six"]),
     "requirements": ImageSpec(name="agree", registry="localhost:5000", requirements="requirements.txt"),
