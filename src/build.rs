@@ -10,7 +10,7 @@ use crate::engine::{self, Builder, DecideOptions, Platforms, Strategy};
 use crate::explain::{self, INPUTS_LABEL, Inputs};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
-use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
+use crate::registry::client::RegistryClient;
 use crate::spec::defaults::{Defaults, switch};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
@@ -162,20 +162,12 @@ pub async fn exists(
             timeouts,
         )
         .map_err(BackendError::from)?;
-        Ok(client_exists(&client, image).await)
+        Ok(client.exists(image).await)
     } else {
         Ok(match DockerDaemon::connect(timeouts).await {
             Ok(daemon) => daemon.exists_locally(image).await,
             Err(e) => Existence::Unknown(e.to_string()),
         })
-    }
-}
-
-async fn client_exists(client: &RegistryClient, image: &str) -> Existence {
-    match client.exists(image).await {
-        RegistryExistence::Yes => Existence::Yes,
-        RegistryExistence::No => Existence::No,
-        RegistryExistence::Unknown(reason) => Existence::Unknown(reason),
     }
 }
 

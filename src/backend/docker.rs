@@ -24,14 +24,7 @@ use std::collections::HashMap;
 /// The daemon address when `DOCKER_HOST` is unset.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
-/// Whether an image exists: flytekit's `ImageSpec.exist()` answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Existence {
-    Yes,
-    No,
-    /// Could not tell (no permission, registry down…): flytekit's `None`.
-    Unknown(String),
-}
+pub use crate::registry::client::Existence;
 
 /// A connected dockerd.
 pub struct DockerDaemon {

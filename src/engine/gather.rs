@@ -11,7 +11,7 @@ use crate::backend::BackendError;
 use crate::backend::docker::DockerDaemon;
 use crate::backend::registry::{self as registry_backend, DependencyImage};
 use crate::context::{BuildPlan, Flavor, RenderOptions};
-use crate::registry::client::{Existence as RegistryExistence, RegistryClient};
+use crate::registry::client::RegistryClient;
 use crate::spec::NormalizedSpec;
 use crate::tag::ImageTag;
 use crate::timeouts::Timeouts;
@@ -132,10 +132,7 @@ pub async fn gather(
             (None, Asked::NotAsked)
         } else if let Some(client) = client {
             let host = crate::registry::registry_host(&tag.image).to_string();
-            (
-                Some(ask_registry(client, &tag.image).await),
-                Asked::Registry(host),
-            )
+            (Some(client.exists(&tag.image).await), Asked::Registry(host))
         } else {
             let answer = match connect(daemon, timeouts).await {
                 Ok(d) => d.exists_locally(&tag.image).await,
@@ -180,14 +177,6 @@ async fn connect(
         *daemon = Some(DockerDaemon::connect(timeouts).await?);
     }
     Ok(daemon.as_ref().expect("just connected"))
-}
-
-async fn ask_registry(client: &RegistryClient, image: &str) -> Existence {
-    match client.exists(image).await {
-        RegistryExistence::Yes => Existence::Yes,
-        RegistryExistence::No => Existence::No,
-        RegistryExistence::Unknown(reason) => Existence::Unknown(reason),
-    }
 }
 
 /// The dependency image for every platform, or `None` when one is missing.

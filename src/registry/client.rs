@@ -35,11 +35,13 @@ use std::time::Instant;
 mod reads;
 use reads::Limit;
 
-/// Whether a tag exists (flytekit's `exist()`: yes, no, or cannot tell).
+/// Whether a tag exists (flytekit's `exist()`: yes, no, or cannot tell), as a registry or
+/// dockerd answers it: one type for both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Existence {
     Yes,
     No,
+    /// Could not tell (no permission, registry down…): flytekit's `None`.
     Unknown(String),
 }
 
