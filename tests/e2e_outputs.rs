@@ -16,7 +16,7 @@ mod common;
 
 use common::e2e::{
     DOCKER, Running, Services, inspect_json, layout_index, output, ref_name, run_id, services, sh,
-    skopeo_inspect, spawn, umoci_unpack,
+    skopeo_inspect, spawn, umoci_unpack, write_spec,
 };
 
 /// A project whose dependency image is new to the registry (`run` enters its key).
@@ -25,22 +25,14 @@ fn project(d: &Path, env: &Services, name: &str, run: &str) -> PathBuf {
     std::fs::create_dir_all(proj.join("src/pkg")).expect("mkdir");
     std::fs::write(proj.join("src/pkg/main.py"), "print('v1')\n").expect("main.py");
     std::fs::write(proj.join("src/pkg/__init__.py"), "").expect("__init__.py");
-    let spec = format!(
-        r#"
-name = "h-atomic-{name}"
-registry = "{registry}"
-base_image = "{base}"
-env = {{ RUN_ID = "{run}" }}
-source_root = "src"
-source_copy_mode = "all"
-builder_config = {{ uv_image = "{uv}" }}
-builder_options = {{ add_flytekit = false }}
-"#,
-        registry = env.registry,
-        base = env.base_python,
-        uv = env.uv_image,
+    write_spec(
+        &proj,
+        env,
+        &format!("h-atomic-{name}"),
+        &format!(
+            "env = {{ RUN_ID = \"{run}\" }}\nsource_root = \"src\"\nsource_copy_mode = \"all\""
+        ),
     );
-    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
     proj
 }
 
