@@ -16,7 +16,7 @@ mod common;
 
 use common::e2e::{
     DOCKER, Running, Services, inspect_json, layout_index, output, ref_name, run_id, services, sh,
-    skopeo_inspect, spawn, umoci_unpack,
+    skopeo_inspect, spawn, umoci_unpack, write_spec,
 };
 
 /// A project whose dependency image is new to the registry (`run` enters its key).
@@ -25,22 +25,14 @@ fn project(d: &Path, env: &Services, name: &str, run: &str) -> PathBuf {
     std::fs::create_dir_all(proj.join("src/pkg")).expect("mkdir");
     std::fs::write(proj.join("src/pkg/main.py"), "print('v1')\n").expect("main.py");
     std::fs::write(proj.join("src/pkg/__init__.py"), "").expect("__init__.py");
-    let spec = format!(
-        r#"
-name = "h-atomic-{name}"
-registry = "{registry}"
-base_image = "{base}"
-env = {{ RUN_ID = "{run}" }}
-source_root = "src"
-source_copy_mode = "all"
-builder_config = {{ uv_image = "{uv}" }}
-builder_options = {{ add_flytekit = false }}
-"#,
-        registry = env.registry,
-        base = env.base_python,
-        uv = env.uv_image,
+    write_spec(
+        &proj,
+        env,
+        &format!("h-atomic-{name}"),
+        &format!(
+            "env = {{ RUN_ID = \"{run}\" }}\nsource_root = \"src\"\nsource_copy_mode = \"all\""
+        ),
     );
-    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
     proj
 }
 
@@ -65,6 +57,32 @@ impl Drop for DaemonTags {
         for tag in String::from_utf8_lossy(&listed.stdout).lines() {
             let _ = Process::new(DOCKER).args(["rmi", tag]).output();
         }
+    }
+}
+
+/// A test's ground: a scratch directory with `tmp` in it (the test's `TMPDIR`, its cache
+/// beside), and [`DaemonTags`] for the repository `h-atomic-NAME`.
+struct Ground {
+    // Declared first, dropped first: the daemon's tags go before the directory.
+    _tags: DaemonTags,
+    dir: tempfile::TempDir,
+    tmp: PathBuf,
+}
+
+impl Ground {
+    fn new(name: &'static str) -> Ground {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("mkdir tmp");
+        Ground {
+            _tags: DaemonTags(name),
+            dir,
+            tmp,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
     }
 }
 
@@ -151,25 +169,22 @@ fn unpacked_main(layout: &Path, reference: &str, scratch: &Path) -> String {
 #[test]
 fn killed_oci_layout_output_is_repaired_by_the_next_run() {
     let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let tmp = d.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let _tags = DaemonTags("layout");
+    let ground = Ground::new("layout");
+    let (d, tmp) = (ground.path(), &ground.tmp);
     let proj = project(d, &env, "layout", &run_id());
     let layout = d.join("layout");
     let target = format!("oci:{}", layout.display());
 
     // v1, complete: the image that must survive what follows.
     let v1 = edit_until_ref_name_is_the_tag(&proj, "print('v1')\n");
-    output(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
+    output(imagespec(&proj, tmp).args(["build", "spec.toml", "--output", &target]));
     assert_eq!(layout_refs(&layout), [v1["tag"].as_str().unwrap()]);
 
     // v2 carries a big file: writing it takes long enough to be cut.
     sh(&proj, "head -c 150000000 /dev/urandom > src/pkg/model.bin");
     let v2 = edit_until_ref_name_is_the_tag(&proj, "print('v2')\n");
 
-    let mut run = spawn(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
+    let mut run = spawn(imagespec(&proj, tmp).args(["build", "spec.toml", "--output", &target]));
     assert!(
         kill_while_writing(run.child(), &layout, "TERM"),
         "the write was never seen in progress"
@@ -182,15 +197,15 @@ fn killed_oci_layout_output_is_repaired_by_the_next_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(scratch_in(&layout).is_empty(), "{:?}", scratch_in(&layout));
-    assert!(scratch_in(&tmp).is_empty(), "{:?}", scratch_in(&tmp));
+    assert!(scratch_in(tmp).is_empty(), "{:?}", scratch_in(tmp));
     assert_eq!(layout_refs(&layout), [v1["tag"].as_str().unwrap()]);
 
-    let mut run = spawn(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
+    let mut run = spawn(imagespec(&proj, tmp).args(["build", "spec.toml", "--output", &target]));
     assert!(kill_while_writing(run.child(), &layout, "KILL"));
     let out = run.wait();
     assert_eq!(out.status.code(), None, "killed by SIGKILL");
     assert!(
-        !scratch_in(&tmp).is_empty(),
+        !scratch_in(tmp).is_empty(),
         "SIGKILL leaves the source layer in TMPDIR (the next run must remove it)"
     );
 
@@ -211,7 +226,7 @@ fn killed_oci_layout_output_is_repaired_by_the_next_run() {
     let size = std::fs::metadata(&shared_path).unwrap().len();
     std::fs::write(&shared_path, vec![0u8; size as usize]).unwrap();
 
-    let out = imagespec(&proj, &tmp)
+    let out = imagespec(&proj, tmp)
         .args(["build", "spec.toml", "--output", &target])
         .output()
         .expect("run");
@@ -219,7 +234,7 @@ fn killed_oci_layout_output_is_repaired_by_the_next_run() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("replacing it"), "{stderr}");
     assert!(scratch_in(&layout).is_empty(), "{:?}", scratch_in(&layout));
-    assert!(scratch_in(&tmp).is_empty(), "{:?}", scratch_in(&tmp));
+    assert!(scratch_in(tmp).is_empty(), "{:?}", scratch_in(tmp));
 
     let (t1, t2) = (v1["tag"].as_str().unwrap(), v2["tag"].as_str().unwrap());
     let mut both = vec![t1.to_string(), t2.to_string()];
@@ -241,25 +256,22 @@ fn killed_oci_layout_output_is_repaired_by_the_next_run() {
 #[test]
 fn killed_archive_output_keeps_the_old_archive_and_leaves_nothing() {
     let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let tmp = d.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+    let ground = Ground::new("archive");
+    let (d, tmp) = (ground.path(), &ground.tmp);
     let out_dir = d.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let _tags = DaemonTags("archive");
     let proj = project(d, &env, "archive", &run_id());
     let archive = out_dir.join("image.tar");
     let target = format!("oci-archive:{}", archive.display());
 
-    output(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
+    output(imagespec(&proj, tmp).args(["build", "spec.toml", "--output", &target]));
     let old = std::fs::read(&archive).expect("archive v1");
 
     sh(&proj, "head -c 150000000 /dev/urandom > src/pkg/model.bin");
     std::fs::write(proj.join("src/pkg/main.py"), "print('v2')\n").unwrap();
     let v2 = inspect_json(&proj, "spec.toml");
 
-    let mut run = spawn(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
+    let mut run = spawn(imagespec(&proj, tmp).args(["build", "spec.toml", "--output", &target]));
     assert!(kill_while_writing(run.child(), &out_dir, "TERM"));
     let out = run.wait();
     assert_eq!(
@@ -277,9 +289,9 @@ fn killed_archive_output_keeps_the_old_archive_and_leaves_nothing() {
         "{:?}",
         scratch_in(&out_dir)
     );
-    assert!(scratch_in(&tmp).is_empty(), "{:?}", scratch_in(&tmp));
+    assert!(scratch_in(tmp).is_empty(), "{:?}", scratch_in(tmp));
 
-    let mut run = spawn(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
+    let mut run = spawn(imagespec(&proj, tmp).args(["build", "spec.toml", "--output", &target]));
     assert!(kill_while_writing(run.child(), &out_dir, "KILL"));
     run.wait();
     assert!(std::fs::read(&archive).expect("archive") == old);
@@ -288,13 +300,13 @@ fn killed_archive_output_keeps_the_old_archive_and_leaves_nothing() {
         "SIGKILL leaves the staging"
     );
 
-    output(imagespec(&proj, &tmp).args(["build", "spec.toml", "--output", &target]));
+    output(imagespec(&proj, tmp).args(["build", "spec.toml", "--output", &target]));
     assert!(
         scratch_in(&out_dir).is_empty(),
         "{:?}",
         scratch_in(&out_dir)
     );
-    assert!(scratch_in(&tmp).is_empty(), "{:?}", scratch_in(&tmp));
+    assert!(scratch_in(tmp).is_empty(), "{:?}", scratch_in(tmp));
     let names: Vec<_> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -321,11 +333,8 @@ fn reported_digest(log: &str, image: &str) -> Option<String> {
 #[test]
 fn concurrent_builds_sharing_a_new_dependency_image_agree() {
     let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let tmp = d.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let _tags = DaemonTags("concurrent");
+    let ground = Ground::new("concurrent");
+    let (d, tmp) = (ground.path(), &ground.tmp);
     let run = run_id();
     let same_a = project(&d.join("a"), &env, "concurrent", &run);
     let same_b = project(&d.join("b"), &env, "concurrent", &run);
@@ -344,7 +353,7 @@ fn concurrent_builds_sharing_a_new_dependency_image_agree() {
 
     let runs: Vec<Running> = [&same_a, &same_b, &other]
         .iter()
-        .map(|p| spawn(imagespec(p, &tmp).args(["build", "spec.toml"])))
+        .map(|p| spawn(imagespec(p, tmp).args(["build", "spec.toml"])))
         .collect();
     let logs: Vec<String> = runs
         .into_iter()
@@ -401,13 +410,9 @@ fn concurrent_builds_sharing_a_new_dependency_image_agree() {
 #[test]
 fn tmpdir_inside_source_root_works() {
     let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let _tags = DaemonTags("tmpdir");
-    let proj = project(d, &env, "tmpdir", &run_id());
-    let outside = d.join("tmp");
-    std::fs::create_dir_all(&outside).unwrap();
-    output(imagespec(&proj, &outside).args(["build", "spec.toml"]));
+    let ground = Ground::new("tmpdir");
+    let proj = project(ground.path(), &env, "tmpdir", &run_id());
+    output(imagespec(&proj, &ground.tmp).args(["build", "spec.toml"]));
 
     std::fs::write(proj.join("src/pkg/main.py"), "print('v2')\n").unwrap();
     let inside = proj.join("src/tmp");
@@ -443,11 +448,8 @@ fn peak_kib(pid: u32) -> Option<u64> {
 #[test]
 fn no_fast_path_streams_the_context() {
     let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let tmp = d.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let _tags = DaemonTags("stream");
+    let ground = Ground::new("stream");
+    let (d, tmp) = (ground.path(), &ground.tmp);
     let proj = project(d, &env, "stream", &run_id());
     sh(&proj, "head -c 300000000 /dev/urandom > src/pkg/model.bin");
     let image = inspect_json(&proj, "spec.toml")["image"]
@@ -455,7 +457,7 @@ fn no_fast_path_streams_the_context() {
         .unwrap()
         .to_string();
     let mut run =
-        spawn(imagespec(&proj, &tmp).args(["build", "spec.toml", "--no-fast-path", "--no-push"]));
+        spawn(imagespec(&proj, tmp).args(["build", "spec.toml", "--no-fast-path", "--no-push"]));
     let pid = run.child().id();
     let mut peak = 0;
     while run.child().try_wait().expect("wait").is_none() {
@@ -485,14 +487,14 @@ fn no_fast_path_streams_the_context() {
     );
 }
 
-/// `imagespec ARGS` for `proj` started by `sh` under umask 022 (the usual one, set here so
-/// that the modes checked do not depend on the test runner's).
-fn under_umask_022(proj: &Path, tmp: &Path, args: &[&str]) -> std::process::Output {
+/// `imagespec build spec.toml --output TARGET` for `proj`, started by `sh` under umask 022
+/// (the usual one, set here so that the modes checked do not depend on the test runner's).
+fn build_to(proj: &Path, tmp: &Path, target: &str) -> std::process::Output {
     Process::new("sh")
         .arg("-c")
         .arg("umask 022; exec \"$0\" \"$@\"")
         .arg(assert_cmd::cargo::cargo_bin("imagespec"))
-        .args(args)
+        .args(["build", "spec.toml", "--output", target])
         .current_dir(proj)
         .env("TMPDIR", tmp)
         .env("IMAGESPEC_CACHE_DIR", tmp.join("../cache"))
@@ -501,10 +503,36 @@ fn under_umask_022(proj: &Path, tmp: &Path, args: &[&str]) -> std::process::Outp
         .expect("run")
 }
 
-/// A project for the output-root tests: its dependency image is the same from run to run
-/// (found in the registry after the first), the subject being the writer.
-fn roots_project(d: &Path, env: &Services) -> PathBuf {
-    project(d, env, "roots", "output-roots")
+/// [`build_to`], which must succeed; its stderr.
+#[track_caller]
+fn built_to(proj: &Path, tmp: &Path, target: &str) -> String {
+    let out = build_to(proj, tmp, target);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{target}: {stderr}");
+    stderr
+}
+
+/// skopeo reads `image` (`oci:…`, `oci-archive:…`, `docker-archive:…`) and finds its layers.
+#[track_caller]
+fn assert_skopeo_reads(image: &str) {
+    let seen = output(Process::new("skopeo").args(["inspect", image]));
+    assert!(seen.contains("Layers"), "{seen}");
+}
+
+/// A symbolic link at `link` (its parent made) to `original`.
+fn plant_link(original: &Path, link: &Path) {
+    std::fs::create_dir_all(link.parent().expect("parent")).expect("mkdir");
+    std::os::unix::fs::symlink(original, link).expect("symlink");
+}
+
+/// The ground and project of the output-root tests, `None` without the services: the
+/// project's dependency image is the same from run to run (found in the registry after the
+/// first), the subject being the writer.
+fn roots() -> Option<(Ground, PathBuf)> {
+    let env = services()?;
+    let ground = Ground::new("roots");
+    let proj = project(ground.path(), &env, "roots", "output-roots");
+    Some((ground, proj))
 }
 
 /// The permission bits of `path` itself (a link is not followed).
@@ -533,13 +561,10 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// neither read into the layout nor written.
 #[test]
 fn planted_links_in_an_oci_layout_are_refused_or_replaced() {
-    let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let tmp = d.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let _tags = DaemonTags("roots");
-    let proj = roots_project(d, &env);
+    let Some((ground, proj)) = roots() else {
+        return;
+    };
+    let (d, tmp) = (ground.path(), &ground.tmp);
 
     let planted = [("blobs-link", "blobs"), ("sha256-link", "blobs/sha256")];
     for (name, link) in planted {
@@ -547,10 +572,8 @@ fn planted_links_in_an_oci_layout_are_refused_or_replaced() {
         let victim = d.join(format!("victim-{name}"));
         std::fs::create_dir_all(&victim).unwrap();
         let at = layout.join(link);
-        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&victim, &at).unwrap();
-        let target = format!("oci:{}", layout.display());
-        let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
+        plant_link(&victim, &at);
+        let out = build_to(&proj, tmp, &format!("oci:{}", layout.display()));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{link}: {stderr}");
         assert!(
@@ -575,21 +598,14 @@ fn planted_links_in_an_oci_layout_are_refused_or_replaced() {
 
     // Links where files go: replaced, their targets untouched and not copied in.
     let layout = d.join("file-links");
-    std::fs::create_dir_all(&layout).unwrap();
     let victim_index = d.join("victim-index.json");
     let victim_layout = d.join("victim-oci-layout");
     let secret = r#"{"manifests": [], "auths": {"registry": "s3cret"}}"#;
     std::fs::write(&victim_index, secret).unwrap();
     std::fs::write(&victim_layout, "keep\n").unwrap();
-    std::os::unix::fs::symlink(&victim_index, layout.join("index.json")).unwrap();
-    std::os::unix::fs::symlink(&victim_layout, layout.join("oci-layout")).unwrap();
-    let target = format!("oci:{}", layout.display());
-    let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    plant_link(&victim_index, &layout.join("index.json"));
+    plant_link(&victim_layout, &layout.join("oci-layout"));
+    built_to(&proj, tmp, &format!("oci:{}", layout.display()));
     assert_eq!(std::fs::read_to_string(&victim_index).unwrap(), secret);
     assert_eq!(std::fs::read_to_string(&victim_layout).unwrap(), "keep\n");
     for file in ["index.json", "oci-layout"] {
@@ -600,15 +616,11 @@ fn planted_links_in_an_oci_layout_are_refused_or_replaced() {
         !index.contains("s3cret"),
         "the link's target was read in: {index}"
     );
-    let seen = output(Process::new("skopeo").args([
-        "inspect",
-        &format!(
-            "oci:{}:{}",
-            layout.display(),
-            ref_name(&layout_index(&layout)["manifests"][0])
-        ),
-    ]));
-    assert!(seen.contains("Layers"), "{seen}");
+    assert_skopeo_reads(&format!(
+        "oci:{}:{}",
+        layout.display(),
+        ref_name(&layout_index(&layout)["manifests"][0])
+    ));
 }
 
 /// Files written to an OCI layout or an archive get the mode `docker save` and `skopeo copy`
@@ -618,23 +630,17 @@ fn planted_links_in_an_oci_layout_are_refused_or_replaced() {
 /// file is named in a warning with its size: the layer holds its holes as zeros.
 #[test]
 fn written_files_get_the_usual_modes_and_sparse_files_a_warning() {
-    let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let tmp = d.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let _tags = DaemonTags("roots");
-    let proj = roots_project(d, &env);
+    let Some((ground, proj)) = roots() else {
+        return;
+    };
+    let (d, tmp) = (ground.path(), &ground.tmp);
     // 8 MiB, of which 4 KiB is data.
     let holes = std::fs::File::create(proj.join("src/pkg/holes.img")).unwrap();
     std::io::Write::write_all(&mut &holes, &[7u8; 4096]).unwrap();
     holes.set_len(8 << 20).unwrap();
 
     let layout = d.join("layout");
-    let target = format!("oci:{}", layout.display());
-    let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = built_to(&proj, tmp, &format!("oci:{}", layout.display()));
     for dir in [&layout, &layout.join("blobs"), &layout.join("blobs/sha256")] {
         assert_eq!(mode_of(dir), 0o755, "{}", dir.display());
     }
@@ -649,27 +655,20 @@ fn written_files_get_the_usual_modes_and_sparse_files_a_warning() {
 
     // An archive over an existing 0644 one, and one where a link is.
     let out_dir = d.join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
     let archive = out_dir.join("image.tar");
-    std::fs::write(&archive, "an older archive").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
     let victim = d.join("victim.tar");
     std::fs::write(&victim, "keep").unwrap();
     let linked = out_dir.join("linked.tar");
-    std::os::unix::fs::symlink(&victim, &linked).unwrap();
+    plant_link(&victim, &linked);
+    std::fs::write(&archive, "an older archive").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
     for target in [
         format!("oci-archive:{}", archive.display()),
         format!("docker-archive:{}", linked.display()),
     ] {
-        let out = under_umask_022(&proj, &tmp, &["build", "spec.toml", "--output", &target]);
-        assert!(
-            out.status.success(),
-            "{target}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen = output(Process::new("skopeo").args(["inspect", &target]));
-        assert!(seen.contains("Layers"), "{seen}");
+        built_to(&proj, tmp, &target);
+        assert_skopeo_reads(&target);
     }
     assert_eq!(
         mode_of(&archive),

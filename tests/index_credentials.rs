@@ -1,80 +1,69 @@
-//! A pip index password never reaches an image (issue 20, finding 5). `render` writes
-//! imagespec's Dockerfile with the index URLs read from BuildKit secrets and the password
-//! nowhere in the context (`--flytekit-compat` writes flytekit's line, and warns). End to
-//! end (services from `scripts/e2e/`, as for tests/e2e.rs): a spec
-//! whose `pip_index` and `pip_extra_index_url` carry credentials (`https://user:pass@…`) is
-//! built without a daemon (uv on this machine) and through dockerd (BuildKit, the index URLs
-//! passed as BuildKit secrets); from outside — `skopeo inspect --config`, `docker history
-//! --no-trunc`, every byte of `docker save` (config and uncompressed layers) — the password
-//! is nowhere, and neither is it in what imagespec prints (`inspect --json`, `plan`, the
-//! build's events). The index is PyPI itself with made-up basic-auth credentials (PyPI
-//! ignores them), so the install really goes through the URLs the secrets hold.
-
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 mod common;
 
-use common::e2e::{DOCKER, NO_DAEMON, imagespec_in, output, run_id, run_json, skopeo_inspect};
+use common::e2e::{
+    DOCKER, EnvFile, NO_DAEMON, Services, imagespec_in, output, output_bytes, run_id, run_json,
+    services, skopeo_inspect, write_spec,
+};
 
 /// The passwords of the two index URLs: neither may appear anywhere.
 const INDEX_PASSWORD: &str = "s3cret-idx-pw";
 const EXTRA_PASSWORD: &str = "s3cret-extra-pw";
 
-struct Env {
-    registry: String,
-    base_python: String,
-    uv_image: String,
-    uv: PathBuf,
-}
-
-fn services() -> Option<Env> {
-    let s = common::e2e::services()?;
-    let uv = s.file.uv()?;
-    Some(Env {
-        registry: s.registry,
-        base_python: s.base_python,
-        uv_image: s.uv_image,
-        uv,
-    })
-}
-
 /// A project whose index URLs hold credentials.
-fn project(d: &Path, env: &Env, name: &str) -> PathBuf {
+fn project(d: &Path, env: &Services, name: &str) -> PathBuf {
     let proj = d.join(name);
     std::fs::create_dir_all(proj.join("src")).expect("mkdir");
     std::fs::write(proj.join("src/main.py"), "import yaml\n").expect("source");
-    let spec = format!(
-        r#"
-name = "{name}"
-registry = "{registry}"
-base_image = "{base}"
-packages = ["pyyaml"]
+    let lines = format!(
+        r#"packages = ["pyyaml"]
 pip_index = "https://imagespec-idx:{INDEX_PASSWORD}@pypi.org/simple"
 pip_extra_index_url = ["https://imagespec-extra:{EXTRA_PASSWORD}@pypi.org/simple"]
 source_root = "src"
-source_copy_mode = "all"
-builder_config = {{ uv_image = "{uv}" }}
-builder_options = {{ add_flytekit = false }}
-"#,
-        registry = env.registry,
-        base = env.base_python,
-        uv = env.uv_image,
+source_copy_mode = "all""#
     );
-    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    write_spec(&proj, env, name, &lines);
     proj
 }
 
-/// The imagespec binary with uv and `DOCKER_HOST` as given (`None`: the harness's dockerd).
-fn imagespec(dir: &Path, env: &Env, docker_host: Option<&str>) -> assert_cmd::Command {
-    let mut cmd = imagespec_in(dir);
-    cmd.env("IMAGESPEC_UV", &env.uv)
-        .env_remove("IMAGESPEC_NO_DAEMONLESS");
-    if let Some(host) = docker_host {
-        cmd.env("DOCKER_HOST", host);
+/// One end-to-end case: a project named for `builder` and this run, built with uv and
+/// `DOCKER_HOST` as given (`None`: the harness's dockerd).
+struct Case {
+    proj: PathBuf,
+    uv: PathBuf,
+    docker_host: Option<&'static str>,
+    _dir: tempfile::TempDir,
+}
+
+impl Case {
+    /// The case, or `None` (and a note) when the services or uv are missing outside CI.
+    fn new(builder: &str, docker_host: Option<&'static str>) -> Option<Case> {
+        let env = services()?;
+        let uv = env.file.uv()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = format!("h-index-creds-{builder}-{}", run_id());
+        let proj = project(dir.path(), &env, &name);
+        Some(Case {
+            proj,
+            uv,
+            docker_host,
+            _dir: dir,
+        })
     }
-    cmd
+
+    /// The imagespec binary in the project.
+    fn imagespec(&self) -> assert_cmd::Command {
+        let mut cmd = imagespec_in(&self.proj);
+        cmd.env("IMAGESPEC_UV", &self.uv)
+            .env_remove("IMAGESPEC_NO_DAEMONLESS");
+        if let Some(host) = self.docker_host {
+            cmd.env("DOCKER_HOST", host);
+        }
+        cmd
+    }
 }
 
 /// Fails naming `what` when `text` holds either password.
@@ -95,32 +84,31 @@ fn assert_no_password(what: &str, text: &str) {
     }
 }
 
-/// Everything imagespec prints about the spec before building: `inspect` and `plan`.
-fn check_what_is_printed(proj: &Path, env: &Env, docker_host: Option<&str>) {
+/// Everything imagespec prints about the spec before building: `inspect` and `plan`; the
+/// plan (`plan --json`).
+fn check_what_is_printed(case: &Case) -> Value {
+    let mut json = Vec::new();
     for args in [
         &["inspect", "spec.toml", "--json"][..],
         &["inspect", "spec.toml"],
         &["plan", "spec.toml", "--json"],
         &["plan", "spec.toml"],
     ] {
-        let out = imagespec(proj, env, docker_host)
-            .args(args)
-            .output()
-            .expect("run");
+        let out = case.imagespec().args(args).output().expect("run");
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {text}");
         assert_no_password(&format!("`imagespec {}`", args.join(" ")), &text);
+        if args.contains(&"--json") {
+            json.push(serde_json::from_slice::<Value>(&out.stdout).expect("json"));
+        }
     }
-    let inspected = imagespec(proj, env, docker_host)
-        .args(["inspect", "spec.toml", "--json"])
-        .output()
-        .expect("run");
-    let inspected: Value = serde_json::from_slice(&inspected.stdout).expect("json");
+    let [inspected, planned] = <[Value; 2]>::try_from(json).expect("two JSON documents");
     assert_eq!(
         inspected["spec"]["pip_index"], "https://***@pypi.org/simple",
         "{inspected}"
     );
+    planned
 }
 
 /// From outside: the image's config (history, labels), `docker history`, and every byte
@@ -135,36 +123,32 @@ fn check_image(image: &str) {
     let labels = skopeo_inspect(&[], image);
     assert_no_password(&format!("{image} (skopeo inspect)"), &labels.to_string());
     output(Process::new(DOCKER).args(["pull", "-q", image]));
-    let history = output(Process::new(DOCKER).args([
-        "history",
-        "--no-trunc",
-        "--format",
-        "{{.CreatedBy}}",
-        image,
-    ]));
-    assert_no_password(&format!("`docker history {image}`"), &history);
-    let saved = Process::new(DOCKER)
-        .args(["save", image])
-        .output()
-        .expect("docker save");
-    assert!(saved.status.success(), "docker save {image}");
-    assert!(
-        saved.stdout.len() > 1 << 20,
-        "docker save {image}: too small"
-    );
+    assert_no_password(&format!("`docker history {image}`"), &docker_history(image));
+    let saved = output_bytes(Process::new(DOCKER).args(["save", image]));
+    assert!(saved.len() > 1 << 20, "docker save {image}: too small");
     for password in [INDEX_PASSWORD, EXTRA_PASSWORD] {
         let found = saved
-            .stdout
             .windows(password.len())
             .any(|w| w == password.as_bytes());
         assert!(!found, "`docker save {image}` holds `{password}`");
     }
 }
 
+/// `docker history`: every step's command line, in full.
+fn docker_history(image: &str) -> String {
+    output(Process::new(DOCKER).args([
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        image,
+    ]))
+}
+
 /// The build's result and every event it printed, which must hold no password.
-fn build(proj: &Path, env: &Env, docker_host: Option<&str>, args: &[&str]) -> Value {
+fn build(case: &Case, args: &[&str]) -> Value {
     let run = run_json(
-        imagespec(proj, env, docker_host)
+        case.imagespec()
             .args(["build", "spec.toml", "--json", "--progress", "plain"])
             .args(args),
     );
@@ -173,15 +157,10 @@ fn build(proj: &Path, env: &Env, docker_host: Option<&str>, args: &[&str]) -> Va
     run.result().clone()
 }
 
-/// A spec file of `name` with credentials in its index URLs, no services needed.
+/// A project with credentials in its index URLs, on the images `e2e.env` names (or their
+/// defaults): no services needed, nothing is built.
 fn plain_project(d: &Path) -> PathBuf {
-    let env = Env {
-        registry: "localhost:5000".into(),
-        base_python: "localhost:5000/debian-python:bookworm".into(),
-        uv_image: "localhost:5000/uv:0.5".into(),
-        uv: PathBuf::new(),
-    };
-    project(d, &env, "index-creds")
+    project(d, &Services::named(EnvFile::load()), "index-creds")
 }
 
 /// Every file under `dir`, as text (lossy).
@@ -265,12 +244,11 @@ fn render_passes_index_credentials_as_secrets_and_writes_them_nowhere() {
 /// history (`RUN … uv pip install --index-url …`) shows them without their credentials.
 #[test]
 fn no_daemon_keeps_the_index_password_out_of_the_image() {
-    let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("h-index-creds-uv-{}", run_id());
-    let proj = project(dir.path(), &env, &name);
-    check_what_is_printed(&proj, &env, Some(NO_DAEMON));
-    let result = build(&proj, &env, Some(NO_DAEMON), &[]);
+    let Some(case) = Case::new("uv", Some(NO_DAEMON)) else {
+        return;
+    };
+    let planned = check_what_is_printed(&case);
+    let result = build(&case, &[]);
     let image = result["image"].as_str().expect("image").to_string();
     assert!(
         result["reason"]
@@ -279,11 +257,6 @@ fn no_daemon_keeps_the_index_password_out_of_the_image() {
         "{result}"
     );
     check_image(&image);
-    let planned = imagespec(&proj, &env, Some(NO_DAEMON))
-        .args(["plan", "spec.toml", "--json"])
-        .output()
-        .expect("plan");
-    let planned: Value = serde_json::from_slice(&planned.stdout).expect("plan json");
     let deps = planned["dependency_image"].as_str().expect("deps");
     check_image(deps);
     let config = skopeo_inspect(&["--config"], deps).to_string();
@@ -298,21 +271,14 @@ fn no_daemon_keeps_the_index_password_out_of_the_image() {
 /// works, so the secrets held the URLs.
 #[test]
 fn dockerd_gets_the_index_urls_as_buildkit_secrets() {
-    let Some(env) = services() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("h-index-creds-docker-{}", run_id());
-    let proj = project(dir.path(), &env, &name);
-    check_what_is_printed(&proj, &env, None);
-    let result = build(&proj, &env, None, &["--no-daemonless"]);
+    let Some(case) = Case::new("docker", None) else {
+        return;
+    };
+    check_what_is_printed(&case);
+    let result = build(&case, &["--no-daemonless"]);
     let image = result["image"].as_str().expect("image").to_string();
     check_image(&image);
-    let history = output(Process::new(DOCKER).args([
-        "history",
-        "--no-trunc",
-        "--format",
-        "{{.CreatedBy}}",
-        &image,
-    ]));
+    let history = docker_history(&image);
     assert!(
         history.contains("--index-url \"$(cat /run/imagespec/pip-index-0)\""),
         "{history}"

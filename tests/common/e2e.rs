@@ -130,29 +130,50 @@ pub struct Services {
     pub file: EnvFile,
 }
 
+impl Services {
+    /// What `file` names (its defaults where it names nothing), without asking whether
+    /// anything runs: for the tests that only read a spec, and for [`services`].
+    pub fn named(file: EnvFile) -> Services {
+        Services {
+            registry: "localhost:5000".into(),
+            registry_address: file
+                .get("IMAGESPEC_E2E_REGISTRY")
+                .unwrap_or_else(|| "127.0.0.1:5000".into()),
+            base_python: file.base_python(),
+            uv_image: file.uv_image(),
+            ca_bundle: file
+                .get("IMAGESPEC_E2E_CA_BUNDLE")
+                .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
+            file,
+        }
+    }
+}
+
 /// The harness's services, or `None` (and a note) when they are not running outside CI.
 #[track_caller]
 pub fn services() -> Option<Services> {
     let file = EnvFile::load();
     let address = file.get("IMAGESPEC_E2E_REGISTRY");
     let up = address.as_deref().is_some_and(registry_up) && docker_up();
-    let Some(registry_address) = address.filter(|_| up) else {
+    if !up {
         return missing(&format!(
             "e2e services are not running ({}): scripts/test.sh starts them \
              (scripts/e2e/up.sh && scripts/e2e/base-images.sh)",
             file.path
         ));
-    };
-    Some(Services {
-        registry: "localhost:5000".into(),
-        registry_address,
-        base_python: file.base_python(),
-        uv_image: file.uv_image(),
-        ca_bundle: file
-            .get("IMAGESPEC_E2E_CA_BUNDLE")
-            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
-        file,
-    })
+    }
+    Some(Services::named(file))
+}
+
+/// Writes `proj/spec.toml` for the uv image builds: `name`, the registry, base image and uv
+/// image of `env`, no flytekit added, and `lines` (top-level keys).
+pub fn write_spec(proj: &Path, env: &Services, name: &str, lines: &str) {
+    let spec = format!(
+        "name = \"{name}\"\nregistry = \"{}\"\nbase_image = \"{}\"\n{lines}\n\
+         builder_config = {{ uv_image = \"{}\" }}\nbuilder_options = {{ add_flytekit = false }}\n",
+        env.registry, env.base_python, env.uv_image,
+    );
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
 }
 
 /// Runs `script` with `shell` (`sh`, `bash`) in `platform`'s image of `image` (pulled again:
@@ -205,14 +226,20 @@ pub fn sh(dir: &Path, script: &str) {
 /// Runs `cmd`, which must succeed; its stdout. A failure names the test's line.
 #[track_caller]
 pub fn output(cmd: &mut Process) -> String {
+    String::from_utf8_lossy(&output_bytes(cmd)).into_owned()
+}
+
+/// [`output`] as bytes (an archive, say).
+#[track_caller]
+pub fn output_bytes(cmd: &mut Process) -> Vec<u8> {
     let out = cmd.output().expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{cmd:?} failed:\n{stdout}\n{}",
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    stdout
+    out.stdout
 }
 
 /// A child process killed (by its PID) when the test ends early, by a failed assertion too.
