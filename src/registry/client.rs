@@ -615,6 +615,10 @@ impl RegistryClient {
                 }
                 format!("cannot connect to {host}: {cause}")
             }
+            // Our own checks of what the registry sent (bounds, digests, manifest shape).
+            Failure::Registry(E::SpecViolationError(why)) => {
+                format!("{host}'s answer is refused: {why}")
+            }
             Failure::Registry(e) => with_causes(e),
         }
     }
