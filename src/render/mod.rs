@@ -220,4 +220,38 @@ mod tests {
         assert!(run(&micromamba, Flavor::Imagespec).starts_with("uv sync --locked "));
         assert!(run(&exec, Flavor::FlytekitCompat).contains("uv sync --locked "));
     }
+
+    /// The CA bundle's mount and exports are template text (a line continuation included),
+    /// not values: they are written as they are, never escaped (escaping them once turned
+    /// the continuation into a literal `\n` that ran as a command).
+    #[test]
+    fn the_ca_bundle_mount_keeps_its_line_continuation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("spec.toml"),
+            "packages = [\"requests\"]\napt_packages = [\"git\"]\n",
+        )
+        .unwrap();
+        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        let options = RenderOptions {
+            ca_bundle: Some(dir.path().join("ca.pem")),
+            ..Default::default()
+        };
+        let text = dockerfile(&BuildPlan::new(spec, &tag, &options).unwrap());
+        assert!(!text.contains("\\n"), "{text}");
+        let mounts = text
+            .lines()
+            .filter(|l| {
+                l.trim_end()
+                    .ends_with("target=/run/imagespec/ca-bundle.crt \\")
+            })
+            .count();
+        assert_eq!(mounts, 2, "the apt and the pip step:\n{text}");
+        assert!(
+            text.contains("export SSL_CERT_FILE=/run/imagespec/ca-bundle.crt"),
+            "{text}"
+        );
+    }
 }
