@@ -69,24 +69,13 @@ impl Digest {
             found: quoted(text),
             why,
         };
-        let parsed = oci_spec::image::Digest::from_str(text).map_err(|e| {
-            refuse(
-                e.to_string()
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-                    .escape_debug()
-                    .to_string(),
-            )
-        })?;
+        let Ok(parsed) = oci_spec::image::Digest::from_str(text) else {
+            return Err(refuse(why_not(text)));
+        };
         match parsed.algorithm() {
             oci_spec::image::DigestAlgorithm::Sha256 | oci_spec::image::DigestAlgorithm::Sha512 => {
             }
-            other => {
-                return Err(refuse(format!(
-                    "the algorithm {other} is not sha256 or sha512"
-                )));
-            }
+            _ => return Err(refuse(why_not(text))),
         }
         let split = text.len() - parsed.digest().len();
         Ok(Digest {
@@ -189,12 +178,43 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// `text` quoted with Rust's escapes, cut to 256 characters (a digest in an error comes
-/// from someone else: it must not carry a newline or a megabyte into the message).
+/// What is wrong with `text` as a digest, in words that do not repeat it (the text is
+/// shown once, bounded, by [`quoted`]).
+fn why_not(text: &str) -> String {
+    let Some((algorithm, hex)) = text.split_once(':') else {
+        return "no `algorithm:` before the hex digits".into();
+    };
+    let length = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        other => {
+            return format!(
+                "the algorithm {} is not sha256 or sha512",
+                escaped(other, 40)
+            );
+        }
+    };
+    if !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        "it holds characters other than lowercase hex digits".into()
+    } else {
+        format!("{} hex digits where {algorithm} has {length}", hex.len())
+    }
+}
+
+/// `text` quoted with Rust's escapes, at most 256 characters of that (a digest in an error
+/// comes from someone else: it must not carry a newline or a megabyte into the message).
 fn quoted(text: &str) -> String {
-    let cut: String = text.chars().take(256).collect();
-    let more = if cut.len() < text.len() { "…" } else { "" };
-    format!("{cut:?}{more}")
+    format!("\"{}\"", escaped(text, 256))
+}
+
+/// `text` with Rust's escapes (`\n`, `\u{7f}`), cut to `max` characters of the escaped form
+/// (escaping may make it six times longer: the cut comes after), `…` marking a cut.
+pub(crate) fn escaped(text: &str, max: usize) -> String {
+    let mut out: String = text.escape_debug().take(max).collect();
+    if text.escape_debug().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 impl FromStr for Digest {
@@ -296,8 +316,13 @@ mod tests {
     #[test]
     fn errors_are_bounded() {
         let huge = "x".repeat(1 << 20);
-        let e = Digest::parse(&huge).unwrap_err();
-        assert!(e.to_string().len() < 600, "{}", e.to_string().len());
+        let controls = format!("sha512:{}", "\u{7f}".repeat(5000));
+        let algorithm = format!("{}:{HEX}", "\u{7f}".repeat(500));
+        for text in [huge.as_str(), &controls, &algorithm] {
+            let e = Digest::parse(text).unwrap_err().to_string();
+            assert!(e.chars().count() < 600, "{}: {e}", e.chars().count());
+            assert!(!e.contains('\n') && !e.contains('\u{7f}'), "{e}");
+        }
     }
 
     #[test]

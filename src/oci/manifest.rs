@@ -190,10 +190,9 @@ pub fn check_config(body: &[u8]) -> Result<serde_json::Value, ManifestError> {
     Ok(value)
 }
 
-/// `text` cut to 100 characters and escaped, for a message.
+/// `text` escaped and cut to 100 characters, for a message.
 fn bounded(text: &str) -> String {
-    let cut: String = text.chars().take(100).collect();
-    cut.escape_debug().to_string()
+    super::digest::escaped(text, 100)
 }
 
 #[cfg(test)]

@@ -65,9 +65,8 @@ pub async fn read_prefix(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// `text` as one short line for a message: its first 200 characters, control characters
-/// escaped (an error body is the server's, and may hold anything).
+/// `text` as one short line for a message: control characters escaped, then cut to 200
+/// characters (an error body is the server's, and may hold anything).
 pub fn one_line(text: &str) -> String {
-    let cut: String = text.trim().chars().take(200).collect();
-    cut.escape_debug().to_string()
+    crate::oci::digest::escaped(text.trim(), 200)
 }
