@@ -542,31 +542,12 @@ impl RegistryClient {
     /// `reference` (its words, or empty), asked with a bounded read; for a registry without
     /// a token server, a refused read is the password's.
     async fn credentials_refused(&self, reference: &Reference, push: bool) -> Option<String> {
-        let http = self.read_client().ok()?;
-        let scheme = if insecure(&self.host) {
-            "http"
-        } else {
-            "https"
-        };
-        let answer = http
-            .get(format!("{scheme}://{}/v2/", self.host))
-            .send()
-            .await
-            .ok()?;
-        let challenge = answer
-            .headers()
-            .get(http::header::WWW_AUTHENTICATE)
-            .and_then(|h| h.to_str().ok())
-            .and_then(token::bearer_challenge);
-        let Some(challenge) = challenge else {
+        let Some(challenge) = self.challenge().await.ok()? else {
             return (!push).then(String::new);
         };
-        let basic = self
-            .credentials
-            .as_ref()
-            .map(|c| (c.username.as_str(), c.password.as_str()));
+        let http = self.read_client().ok()?;
         let scope = [format!("repository:{}:pull", reference.repository())];
-        match token::fetch(http, &challenge, &scope, basic).await {
+        match token::fetch(http, &challenge, &scope, self.basic()).await {
             Err(e) => Some(e.said.unwrap_or_default()),
             Ok(_) => None,
         }
