@@ -13,9 +13,7 @@
 //! # Ok::<(), imagespec::Error>(())
 //! ```
 
-pub mod backend;
-pub mod build;
-pub mod context;
+pub mod builders;
 pub mod engine;
 pub mod explain;
 /// The bodies of the fuzz targets in `fuzz/`, replayed by `cargo test` over
@@ -25,8 +23,10 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod lock;
 pub mod oci;
+pub mod plan;
 pub mod progress;
 pub mod prune;
+pub mod publish;
 pub mod py;
 pub mod redact;
 pub mod registry;
@@ -75,11 +75,11 @@ pub enum Error {
     #[error(transparent)]
     Tag(#[from] TagError),
     #[error(transparent)]
-    Plan(#[from] context::PlanError),
+    Plan(#[from] plan::PlanError),
     #[error(transparent)]
-    Write(#[from] context::WriteError),
+    Write(#[from] render::WriteError),
     #[error(transparent)]
-    Backend(#[from] backend::BackendError),
+    Backend(#[from] builders::BackendError),
     #[error("{}image `{name}`: {message}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
     Builder {
         name: String,
@@ -127,20 +127,20 @@ impl Error {
             Error::Io { .. } => ExitCode::BadInput,
             // A docker config file that cannot be read is input; a credential helper that
             // fails leaves the registry unasked.
-            Error::Backend(backend::BackendError::Registry(AuthError::Helper { .. })) => {
+            Error::Backend(builders::BackendError::Registry(AuthError::Helper { .. })) => {
                 ExitCode::CannotTell
             }
-            Error::Backend(backend::BackendError::Registry(_)) => ExitCode::BadInput,
+            Error::Backend(builders::BackendError::Registry(_)) => ExitCode::BadInput,
             // A link planted where the output needs a directory: the output named is unusable.
-            Error::Backend(backend::BackendError::Output {
-                source: registry::layout::LayoutError::Link { .. },
+            Error::Backend(builders::BackendError::Output {
+                source: publish::layout::LayoutError::Link { .. },
                 ..
             }) => ExitCode::BadInput,
             Error::Unknown { .. } => ExitCode::CannotTell,
             Error::Refused { refusal, .. } => ExitCode::from_code(refusal.exit_code()),
             Error::Explain(e) => ExitCode::from_code(e.exit_code()),
             // Refusing to render into a directory with other files in it is bad input.
-            Error::Write(context::WriteError::Io { .. }) => ExitCode::Failed,
+            Error::Write(render::WriteError::Io { .. }) => ExitCode::Failed,
             Error::Write(_) => ExitCode::BadInput,
             Error::Backend(_) | Error::System { .. } => ExitCode::Failed,
         }

@@ -6,7 +6,7 @@
 //! take it from there. flytekit hashes the value as written into the tag (so imagespec does
 //! too: the name stays flytekit's), and its Dockerfile passes it on a `RUN` line, which
 //! lands in the image's history. imagespec passes such a URL to a Dockerfile build as a
-//! BuildKit secret ([`crate::context::IndexSecret`]) and writes it everywhere else — the
+//! BuildKit secret ([`crate::plan::IndexSecret`]) and writes it everywhere else — the
 //! history of images it assembles, labels, `inspect`/`plan --json`, progress and errors —
 //! with the user information replaced by `***`, as the `org.imagespec.inputs` label always
 //! has.

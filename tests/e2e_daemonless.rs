@@ -723,7 +723,7 @@ fn without_a_registry_or_a_daemon_output_writes_a_working_image() {
     let reference = ref_name(&layout_index(&layout)["manifests"][0]).to_string();
     assert_eq!(
         reference,
-        imagespec::registry::layout::layout_ref_name(&tag),
+        imagespec::publish::layout::layout_ref_name(&tag),
         "{tag}"
     );
     let tag = reference;

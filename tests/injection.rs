@@ -14,7 +14,7 @@
 
 mod common;
 
-use imagespec::context::{BuildPlan, EnvdPlan, Flavor, PythonInstall, RenderOptions};
+use imagespec::plan::{BuildPlan, EnvdPlan, Flavor, PythonInstall, RenderOptions};
 use imagespec::render;
 use parse_dockerfile::{Command as ShellOrExec, Instruction};
 use std::path::Path;

@@ -303,13 +303,13 @@ fn what_the_ignore_files_exclude_is_never_copied() {
     let file = imagespec::load(&d.join("spec.toml")).expect("spec");
     let (_, spec) = file.select(None).expect("one image");
     let tag = imagespec::tag::compute(spec, &Default::default()).expect("tag");
-    let plan = imagespec::context::BuildPlan::new(spec, &tag, &Default::default()).expect("plan");
+    let plan = imagespec::plan::BuildPlan::new(spec, &tag, &Default::default()).expect("plan");
     let in_layer: Vec<String> = plan
         .root_entries
         .iter()
         .filter_map(|e| match e {
-            imagespec::context::RootEntry::File { to, .. } => Some(to.clone()),
-            imagespec::context::RootEntry::Dir { .. } => None,
+            imagespec::plan::RootEntry::File { to, .. } => Some(to.clone()),
+            imagespec::plan::RootEntry::Dir { .. } => None,
         })
         .collect();
     assert_eq!(

@@ -340,7 +340,7 @@ pub struct BuildArgs {
     /// `oci-archive:FILE`, `docker-archive:FILE` (for `docker load`). Assembled on the
     /// dependency image without a daemon (a spec without `commands`, with source files).
     #[arg(long, value_name = "KIND:PATH", help_heading = "Output")]
-    pub output: Option<imagespec::registry::layout::OutputTarget>,
+    pub output: Option<imagespec::publish::layout::OutputTarget>,
     /// Machine-readable output: one JSON object per line on stdout, the last the result
     /// (with `digest`).
     #[arg(long, help_heading = "Output")]

@@ -2,7 +2,7 @@
 
 use super::args::{BuildArgs, PrintRef};
 use imagespec::Error;
-use imagespec::build::{Action, BuildOptions, BuildOutcome};
+use imagespec::engine::run::{Action, BuildOptions, BuildOutcome};
 use imagespec::progress::{Mode, Progress};
 use serde_json::json;
 
@@ -55,7 +55,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
     for (key, spec) in chosen {
         let mut render = super::render::options(&args.render)?;
         render.platform = args.decision.platform.clone();
-        for warning in imagespec::context::index_credentials_warnings(spec, render.flavor) {
+        for warning in imagespec::plan::index_credentials_warnings(spec, render.flavor) {
             progress.event(imagespec::progress::Event::Warning(&warning));
         }
         let mut options = BuildOptions::from_env_with(
@@ -71,7 +71,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.build_bases = !args.decision.bases_built;
         options.assume_exists |= args.decision.assume_exists;
         options.timeouts = args.timeouts.timeouts();
-        let outcome = runtime.block_on(imagespec::build::build(spec, &options, progress));
+        let outcome = runtime.block_on(imagespec::engine::run::build(spec, &options, progress));
         // The live view's header stays, saying how this image's build ended, above what
         // follows (the image's name, the next image's view, an error).
         progress.finish(outcome.is_ok());

@@ -2,7 +2,7 @@
 
 use super::args::{ExistsArgs, SpecArgs};
 use imagespec::Error;
-use imagespec::backend::docker::Existence;
+use imagespec::builders::docker::Existence;
 
 /// Prints `yes IMAGE`/`no IMAGE` for the chosen image, or for every image of a multi-image
 /// file (as `build` builds every image): `Ok(true)` when all exist. "Cannot tell" for any is
@@ -16,7 +16,7 @@ pub fn run(exists: &ExistsArgs) -> Result<bool, Error> {
     let mut all = true;
     for (_, spec) in chosen {
         let tag = imagespec::tag::compute(spec, &super::tag_options(args, spec)?)?;
-        match runtime.block_on(imagespec::build::exists(spec, &tag.image, timeouts))? {
+        match runtime.block_on(imagespec::engine::run::exists(spec, &tag.image, timeouts))? {
             Existence::Yes => println!("yes {}", tag.image),
             Existence::No => {
                 println!("no {}", tag.image);

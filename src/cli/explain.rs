@@ -3,9 +3,9 @@
 
 use super::args::ExplainArgs;
 use imagespec::Error;
-use imagespec::context::BuildPlan;
 use imagespec::engine::{Builder, Platforms};
 use imagespec::explain::{Explanation, Inputs};
+use imagespec::plan::BuildPlan;
 
 pub fn run(args: &ExplainArgs) -> Result<(), Error> {
     let file = super::load(&args.spec)?;

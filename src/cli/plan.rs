@@ -11,7 +11,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     let file = super::load(&args.spec)?;
     let chosen = super::chosen(&file, args.spec.image.as_deref())?;
     let runtime = super::runtime()?;
-    let env = imagespec::build::BuildOptions::from_env_with(
+    let env = imagespec::engine::run::BuildOptions::from_env_with(
         Default::default(),
         Default::default(),
         file.defaults(),

@@ -2,8 +2,9 @@
 
 use super::args::{RenderArgs, RenderFlags};
 use imagespec::Error;
-use imagespec::context::{BUILD_ENVD, BuildPlan, EnvdPlan, Existing, Flavor, RenderOptions};
 use imagespec::engine::Builder;
+use imagespec::plan::{BUILD_ENVD, BuildPlan, EnvdPlan, Flavor, RenderOptions};
+use imagespec::render::Existing;
 
 /// The render options the flags ask for.
 /// The render options the flags ask for; a `--ca-bundle` that is not a readable file is bad
@@ -99,7 +100,7 @@ fn render_one(
         _ => {
             let plan = BuildPlan::new(spec, &tag, &options(&args.render)?)?;
             plan.render_into(output, existing, &inputs)?;
-            for warning in imagespec::context::index_credentials_warnings(spec, plan.flavor) {
+            for warning in imagespec::plan::index_credentials_warnings(spec, plan.flavor) {
                 eprintln!("warning: {warning}");
             }
             for secret in &plan.index_secrets {

@@ -1,5 +1,5 @@
 //! Which builder makes a dependency image: uv on this machine with no daemon
-//! ([`crate::backend::daemonless`]), or dockerd's BuildKit from the Dockerfile. Pure: the
+//! ([`crate::builders::daemonless`]), or dockerd's BuildKit from the Dockerfile. Pure: the
 //! answer depends on the dependency plan and the caller's choice only, so `imagespec plan`
 //! shows it and every reason is unit-tested.
 //!
@@ -21,7 +21,7 @@
 //! );
 //! ```
 
-use crate::context::{BuildPlan, Flavor, PythonInstall};
+use crate::plan::{BuildPlan, Flavor, PythonInstall};
 
 /// Who makes the dependency image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<
             let Some(words) = words(args) else {
                 return Some(NotDaemonless::ShellArgs);
             };
-            if let Err(why) = crate::backend::daemonless::uvlock::split_sync_args(&words) {
+            if let Err(why) = crate::builders::daemonless::uvlock::split_sync_args(&words) {
                 return Some(NotDaemonless::SyncArgs(why.0));
             }
         }
@@ -189,7 +189,7 @@ mod tests {
         deps_with(toml, &Default::default())
     }
 
-    fn deps_with(toml: &str, options: &crate::context::RenderOptions) -> BuildPlan {
+    fn deps_with(toml: &str, options: &crate::plan::RenderOptions) -> BuildPlan {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("requirements.txt"), "six\n").unwrap();
         std::fs::write(dir.path().join("uv.lock"), "version = 1\n").unwrap();
@@ -310,7 +310,7 @@ python_exec = "/usr/bin/python3"
             dependency_builder(&plan, true, true, Ok(())),
             DependencyBuilder::Docker(NotDaemonless::NestedBase)
         );
-        let compat = crate::context::RenderOptions {
+        let compat = crate::plan::RenderOptions {
             flavor: Flavor::FlytekitCompat,
             ..Default::default()
         };

@@ -7,10 +7,10 @@ use super::{
     Appendable, Builder, DecideOptions, Dependency, Existence, Facts, NotAppendable, Platforms,
 };
 use crate::Error;
-use crate::backend::BackendError;
-use crate::backend::docker::DockerDaemon;
-use crate::backend::registry::{self as registry_backend, DependencyImage};
-use crate::context::{BuildPlan, Flavor, RenderOptions};
+use crate::builders::BackendError;
+use crate::builders::docker::DockerDaemon;
+use crate::builders::registry::{self as registry_backend, DependencyImage};
+use crate::plan::{BuildPlan, Flavor, RenderOptions};
 use crate::registry::client::RegistryClient;
 use crate::spec::NormalizedSpec;
 use crate::tag::ImageTag;
@@ -155,7 +155,7 @@ pub async fn gather(
     facts.dependency_builder = dependency_plan.as_ref().map(|deps| {
         let nested_base = matches!(spec.base(), Some(crate::spec::NormalizedBase::Spec(_)));
         // Whether uv is here is a fact of this machine, found like the build finds it.
-        let uv = crate::backend::daemonless::venv::find_uv()
+        let uv = crate::builders::daemonless::venv::find_uv()
             .map(drop)
             .map_err(|f| f.0);
         let uv = uv.as_ref().copied().map_err(String::as_str);

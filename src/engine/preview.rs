@@ -4,8 +4,8 @@
 use super::gather::{Asked, gather};
 use super::{DecideOptions, Decision, Dependency, Existence, Refusal, decide};
 use crate::Error;
-use crate::backend::docker::DockerDaemon;
-use crate::context::RenderOptions;
+use crate::builders::docker::DockerDaemon;
+use crate::plan::RenderOptions;
 use crate::registry::client::RegistryClient;
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::ImageTag;
@@ -95,7 +95,7 @@ pub fn registry_session(
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     Ok(Some(
         crate::registry::session(host, config.as_deref(), timeouts)
-            .map_err(crate::backend::BackendError::from)?,
+            .map_err(crate::builders::BackendError::from)?,
     ))
 }
 

@@ -384,7 +384,7 @@ pub enum ExplainError {
     )]
     NoLastBuild { repository: String },
     #[error(transparent)]
-    Registry(#[from] crate::backend::BackendError),
+    Registry(#[from] crate::builders::BackendError),
 }
 
 impl ExplainError {
@@ -405,7 +405,7 @@ pub async fn recorded(
     registry_config: Option<&Path>,
     timeouts: crate::timeouts::Timeouts,
 ) -> Result<Inputs, ExplainError> {
-    use crate::backend::BackendError;
+    use crate::builders::BackendError;
     let host = crate::registry::registry_host(image);
     let client =
         crate::registry::session(host, registry_config, timeouts).map_err(BackendError::from)?;
@@ -418,7 +418,8 @@ pub async fn recorded_in(
     image: &str,
     platform: &str,
 ) -> Result<Inputs, ExplainError> {
-    let Some((_, config)) = crate::backend::registry::image_config(client, image, platform).await?
+    let Some((_, config)) =
+        crate::builders::registry::image_config(client, image, platform).await?
     else {
         return Err(ExplainError::NotFound {
             image: image.into(),

@@ -14,7 +14,7 @@
 //! assert_eq!(env.get("OLD"), Some("/usr/bin"), "the value from before the instruction");
 //! ```
 
-use crate::context::BuildPlan;
+use crate::plan::BuildPlan;
 use serde_json::{Value, json};
 
 /// The `PATH` BuildKit gives an image whose config sets none.
@@ -154,7 +154,7 @@ pub fn dependency_env(
     ];
     user_space.extend(plan.env.iter().cloned());
     let at_install = env_instruction(&env, &user_space)?;
-    let after_install = if let crate::context::PythonInstall::UvLock { .. } = plan.install {
+    let after_install = if let crate::plan::PythonInstall::UvLock { .. } = plan.install {
         // The Dockerfile's `ENV` after `uv sync`: the project venv first on `PATH`.
         let venv = [
             ("PATH".to_string(), "/root/.venv/bin:$PATH".to_string()),
@@ -365,7 +365,7 @@ mod tests {
         ]
         .map(String::from);
         let mut plan = plan(&[]);
-        plan.install = crate::context::PythonInstall::UvLock {
+        plan.install = crate::plan::PythonInstall::UvLock {
             base_python: Some("python3".into()),
             args: "--locked --no-dev --no-install-project".into(),
         };

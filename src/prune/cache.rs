@@ -16,8 +16,8 @@
 //!
 //! The decision ([`stale`]) is a pure function of what [`scan`] finds.
 
-use crate::backend::daemonless::image::KnownLayers;
-use crate::backend::daemonless::{BASES_DIR, STAGING_DIR, STAGING_PREFIX, UV_CACHE_DIR};
+use crate::builders::daemonless::image::KnownLayers;
+use crate::builders::daemonless::{BASES_DIR, STAGING_DIR, STAGING_PREFIX, UV_CACHE_DIR};
 use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -247,7 +247,7 @@ pub fn remove(entry: &Entry) -> Result<(), String> {
             }
             gone(remove_path())
         }
-        Area::UvCache => match crate::backend::daemonless::venv::find_uv() {
+        Area::UvCache => match crate::builders::daemonless::venv::find_uv() {
             Ok(uv) => uv_cache_clean(&uv, path),
             Err(_) => gone(remove_path()),
         },

@@ -10,9 +10,9 @@
 
 use super::decide::{self, Manifest, Tagged, Target};
 use super::{Item, Note, Place, PruneOptions, Report};
-use crate::backend::docker::{DockerDaemon, ImageLayers, LocalImage};
-use crate::context::DEPENDENCY_LABEL;
+use crate::builders::docker::{DockerDaemon, ImageLayers, LocalImage};
 use crate::explain::{INPUTS_LABEL, Inputs};
+use crate::plan::DEPENDENCY_LABEL;
 use std::collections::{BTreeMap, HashMap};
 
 /// How long a working tag may live before it counts as left behind.

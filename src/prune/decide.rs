@@ -2,7 +2,7 @@
 //! every tag of the repository points at, so that the rule that matters — never remove a
 //! manifest a kept tag still names — is unit-tested without a registry.
 //!
-//! A *dependency set* is `deps-<key>` (32 hex digits, [`crate::context::BuildPlan`]'s
+//! A *dependency set* is `deps-<key>` (32 hex digits, [`crate::plan::BuildPlan`]'s
 //! dependency key) and the tags that extend it (`deps-<key>-linux-arm64`: one platform's
 //! manifest of a multi-platform dependency index). Every other tag is an *image tag*; image
 //! tags are never removed. A set is *used* when an image tag's inputs label
@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const DEPENDENCY_TAG_PREFIX: &str = "deps-";
 
 /// What a build's working tag of a dependency image has after the dependency tag
-/// (dockerd only: `<deps tag>-unlabelled-<pid>-<n>`, see `crate::build`).
+/// (dockerd only: `<deps tag>-unlabelled-<pid>-<n>`, see `crate::engine::run`).
 pub const WORKING_TAG_MARK: &str = "-unlabelled-";
 
 /// The dependency set `tag` belongs to (`deps-<32 hex>`), if it is a dependency tag. A

@@ -35,7 +35,7 @@ pub mod daemon;
 pub mod decide;
 pub mod registry;
 
-use crate::backend::BackendError;
+use crate::builders::BackendError;
 use crate::timeouts::Timeouts;
 use serde::Serialize;
 use std::path::PathBuf;

@@ -10,8 +10,8 @@
 //! about to go) keeps it.
 
 use super::decide::{self, Blob, Manifest, SetDecision, Tagged, Target, Verdict};
-use crate::context::DEPENDENCY_LABEL;
 use crate::explain::{INPUTS_LABEL, Inputs};
+use crate::plan::DEPENDENCY_LABEL;
 use crate::registry::client::{RawManifest, RegistryClient, RegistryError};
 use futures_util::{StreamExt, stream};
 use oci_client::manifest::{OciImageManifest, OciManifest};

@@ -5,7 +5,6 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod index;
-pub mod layout;
 pub mod token;
 
 /// A client for the registry `host`, with its credentials looked up as everywhere else

@@ -13,7 +13,7 @@
 //! assert_eq!(imagespec::render::envd::starlark_string("say \"hi\"\n"), r#""say \"hi\"\n""#);
 //! ```
 
-use crate::context::{ENVD_REQUIREMENTS, EnvdPlan, Flavor};
+use crate::plan::{ENVD_REQUIREMENTS, EnvdPlan, Flavor};
 use crate::spec::PyValue;
 use minijinja::{Environment, context};
 

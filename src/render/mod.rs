@@ -1,5 +1,5 @@
 //! Templates → Dockerfile (and, in [`envd`], `build.envd`). Nothing else: every decision was
-//! made in the [`BuildPlan`](crate::context::BuildPlan); the template
+//! made in the [`BuildPlan`](crate::plan::BuildPlan); the template
 //! (`templates/Dockerfile.j2`, data compiled into the binary) only lays it out.
 //!
 //! `Flavor::FlytekitCompat` reproduces flytekit 1.16's Dockerfile byte for byte, including
@@ -10,8 +10,10 @@
 
 pub mod envd;
 pub mod steps;
+mod write;
+pub use write::{CONTEXT_MTIME, Existing, WriteError};
 
-use crate::context::{BuildPlan, Flavor, PythonInstall};
+use crate::plan::{BuildPlan, Flavor, PythonInstall};
 use minijinja::{Environment, context};
 
 const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/Dockerfile.j2");
@@ -180,7 +182,7 @@ fn env_value(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{BuildPlan, RenderOptions};
+    use crate::plan::{BuildPlan, RenderOptions};
 
     fn dockerfile_of(toml: &str, flavor: Flavor) -> String {
         let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@
 //! assert_eq!(labels.label("RUN make install"), None);
 //! ```
 
-use crate::context::{BuildPlan, ContextFile, PythonInstall};
+use crate::plan::{BuildPlan, ContextFile, PythonInstall};
 
 /// The line that marks the instruction after it with its kind (only in the marked render).
 const MARKER: &str = "#imagespec-step ";
@@ -256,7 +256,7 @@ fn requirement_count(plan: &BuildPlan) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{Flavor, RenderOptions};
+    use crate::plan::{Flavor, RenderOptions};
 
     fn plan_with(toml: &str, flavor: Flavor) -> BuildPlan {
         let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@
 //! manifest digest in the imagespec cache dir: a second build reads no layer.
 //!
 //! ```
-//! use imagespec::backend::daemonless::base::BaseTree;
+//! use imagespec::builders::daemonless::base::BaseTree;
 //! let mut tree = BaseTree::default();
 //! let mut tar = tar::Builder::new(Vec::new());
 //! let mut h = tar::Header::new_gnu();

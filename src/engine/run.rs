@@ -2,12 +2,12 @@
 //! first, for each nested base spec (flytekit's `ImageBuildEngine.build`).
 
 use crate::Error;
-use crate::backend::BackendError;
-use crate::backend::docker::{DockerDaemon, Existence};
-use crate::backend::registry as registry_backend;
-use crate::context::{BuildPlan, DEPENDENCY_LABEL, RenderOptions};
+use crate::builders::BackendError;
+use crate::builders::docker::{DockerDaemon, Existence};
+use crate::builders::registry as registry_backend;
 use crate::engine::{self, Builder, DecideOptions, Platforms, Strategy};
 use crate::explain::{self, INPUTS_LABEL, Inputs};
+use crate::plan::{BuildPlan, DEPENDENCY_LABEL, RenderOptions};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
@@ -35,13 +35,13 @@ pub struct BuildOptions {
     pub render: RenderOptions,
     pub tag: TagOptions,
     /// Assemble code-only changes in the registry on the dependency image
-    /// ([`crate::backend::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
+    /// ([`crate::builders::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
     pub fast_path: bool,
     /// Build a missing dependency image without a daemon (uv) when the spec allows it
     /// ([`engine::dependency_builder`]); `--no-daemonless` turns it off.
     pub daemonless: bool,
     /// Write the image here instead of pushing it (`--output`).
-    pub output: Option<crate::registry::layout::OutputTarget>,
+    pub output: Option<crate::publish::layout::OutputTarget>,
     /// Look up and build nested base specs first (flytekit's `ImageBuildEngine.build`).
     /// `false` (`--bases-built`): they are only named, because the caller has already
     /// built them, as flytekit's engine does before it calls a builder.
@@ -104,7 +104,7 @@ impl BuildOptions {
             daemonless: self.daemonless,
             output_one_platform: matches!(
                 self.output,
-                Some(crate::registry::layout::OutputTarget::DockerArchive(_))
+                Some(crate::publish::layout::OutputTarget::DockerArchive(_))
             ),
         }
     }
@@ -438,10 +438,10 @@ fn build_one<'a>(
             }
             Strategy::Build if gathered.facts.builder == Builder::Envd => {
                 // envd builds into dockerd (its default context uses dockerd's BuildKit); the
-                // push is ours, from dockerd (src/backend/envd.rs says why).
-                let plan = crate::context::EnvdPlan::new(spec, tag, &options.render)?;
+                // push is ours, from dockerd (src/builders/envd.rs says why).
+                let plan = crate::plan::EnvdPlan::new(spec, tag, &options.render)?;
                 let d = connect(daemon, options.timeouts).await?;
-                crate::backend::envd::Envd::find()?
+                crate::builders::envd::Envd::find()?
                     .build(&plan, progress)
                     .await?;
                 crate::tag::verify_unchanged(spec, &options.tag, tag)?;
@@ -624,7 +624,7 @@ async fn dependency_image(
     // The builder was chosen with the facts (engine::dependency_builder, shown by `plan`);
     // what only the build finds out (no wheel, no Python in the base) falls back to dockerd.
     if builder == Some(&engine::DependencyBuilder::Uv) {
-        use crate::backend::daemonless::{DaemonlessError, build_dependency_image};
+        use crate::builders::daemonless::{DaemonlessError, build_dependency_image};
         match build_dependency_image(client, &deps_plan, progress).await {
             Ok(_) => {
                 return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await;
@@ -711,7 +711,7 @@ async fn several_dependency_images(
     found: Option<Vec<registry_backend::DependencyImage>>,
     builder: Option<&engine::DependencyBuilder>,
 ) -> Result<Vec<registry_backend::DependencyImage>, Error> {
-    use crate::backend::daemonless::{DaemonlessError, build_dependency_index};
+    use crate::builders::daemonless::{DaemonlessError, build_dependency_index};
     if found.is_none() && builder == Some(&engine::DependencyBuilder::Uv) {
         let deps_plan = plan.dependencies();
         progress.event(Event::Info(&format!(
@@ -748,7 +748,7 @@ async fn several_dependency_images(
 fn check_emulation(platform: &str) -> Result<(), Error> {
     let platforms = Platforms::parse(platform);
     let list: Vec<&str> = platforms.iter().collect();
-    Ok(crate::backend::emulation::check_local_daemon(&list).map_err(BackendError::from)?)
+    Ok(crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?)
 }
 
 /// The dependency image just pushed, read back from the registry.
@@ -798,7 +798,7 @@ async fn write_output(
     tag: &ImageTag,
     plan: &BuildPlan,
     options: &BuildOptions,
-    target: &crate::registry::layout::OutputTarget,
+    target: &crate::publish::layout::OutputTarget,
     client: &RegistryClient,
     deps: &[registry_backend::DependencyImage],
     progress: &Progress,
@@ -812,11 +812,11 @@ async fn write_output(
         assembled.push(registry_backend::assemble_image(plan, deps, progress).await?);
     }
     crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-    let images: Vec<(&str, crate::registry::layout::ImageToWrite)> = platforms
+    let images: Vec<(&str, crate::publish::layout::ImageToWrite)> = platforms
         .iter()
         .zip(deps.iter().zip(&assembled))
         .map(|(platform, (deps, assembled))| {
-            let image = crate::registry::layout::ImageToWrite {
+            let image = crate::publish::layout::ImageToWrite {
                 image: &plan.image,
                 source: &deps.image,
                 manifest: &assembled.manifest,
@@ -845,17 +845,17 @@ async fn write_output_local(
     tag: &ImageTag,
     plan: &BuildPlan,
     options: &BuildOptions,
-    target: &crate::registry::layout::OutputTarget,
+    target: &crate::publish::layout::OutputTarget,
     progress: &Progress,
 ) -> Result<(), Error> {
-    use crate::backend::daemonless::{DaemonlessError, make_local};
+    use crate::builders::daemonless::{DaemonlessError, make_local};
     let deps_plan = plan.dependencies();
     let made = match make_local(&deps_plan, options.timeouts, progress).await {
         Ok(made) => made,
         Err(DaemonlessError::Fallback(why)) => {
             return Err(BackendError::Output {
                 target: target.to_string(),
-                source: crate::registry::layout::LayoutError::Io {
+                source: crate::publish::layout::LayoutError::Io {
                     path: std::path::PathBuf::from(&plan.image),
                     source: std::io::Error::other(format!(
                         "the dependencies cannot be installed without a daemon ({why}), and \
@@ -877,7 +877,7 @@ async fn write_output_local(
         assembled.push(registry_backend::assemble_image(plan, &deps.image, progress).await?);
     }
     crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-    let images: Vec<(&str, crate::registry::layout::ImageToWrite)> = platforms
+    let images: Vec<(&str, crate::publish::layout::ImageToWrite)> = platforms
         .iter()
         .zip(made.iter().zip(&assembled))
         .map(|(platform, (deps, assembled))| {
@@ -887,7 +887,7 @@ async fn write_output_local(
                 .map(|l| (l.digest.as_str(), l.path()))
                 .collect();
             local_layers.push((assembled.layer.digest.as_str(), assembled.layer.path()));
-            let image = crate::registry::layout::ImageToWrite {
+            let image = crate::publish::layout::ImageToWrite {
                 image: &plan.image,
                 source: &deps.base_image,
                 manifest: &assembled.manifest,
@@ -916,8 +916,8 @@ async fn write_images(
     client: &RegistryClient,
     name: &str,
     several: bool,
-    images: &[(&str, crate::registry::layout::ImageToWrite<'_>)],
-    target: &crate::registry::layout::OutputTarget,
+    images: &[(&str, crate::publish::layout::ImageToWrite<'_>)],
+    target: &crate::publish::layout::OutputTarget,
     progress: &Progress,
 ) -> Result<(), Error> {
     let step = format!("write {target}");
@@ -928,9 +928,9 @@ async fn write_images(
     });
     let written = match images {
         [(_, one)] if !several => {
-            crate::registry::layout::write(client, one, target, progress).await
+            crate::publish::layout::write(client, one, target, progress).await
         }
-        _ => crate::registry::layout::write_platforms(client, name, images, target, progress).await,
+        _ => crate::publish::layout::write_platforms(client, name, images, target, progress).await,
     };
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {

@@ -16,7 +16,7 @@
 //! same manifest digest, every time.
 
 use super::BackendError;
-use crate::context::{BuildPlan, DEPENDENCY_LABEL};
+use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::registry::index::{IndexEntry, platform_index};

@@ -13,16 +13,16 @@
 //! digest dockerd reported for its push, so a later push to that tag does not change it.
 //!
 //! Before the daemon builds anything, [`preflight`] checks what would fail halfway: that
-//! this machine runs every platform's programs ([`crate::backend::emulation`]) and that the
+//! this machine runs every platform's programs ([`crate::builders::emulation`]) and that the
 //! base image has every platform.
 
 use super::{connect, push, working_suffix};
 use crate::Error;
-use crate::backend::BackendError;
-use crate::backend::docker::DockerDaemon;
-use crate::backend::registry::{self as registry_backend, DependencyImage};
-use crate::context::{BuildPlan, DEPENDENCY_LABEL};
+use crate::builders::BackendError;
+use crate::builders::docker::DockerDaemon;
+use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{Platform, Platforms};
+use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
@@ -42,7 +42,7 @@ pub fn platform_tag(image: &str, platform: &str) -> String {
 /// Whether the daemon's build of `platform` runs programs this machine does not run
 /// natively (then the base is checked too).
 fn foreign(platform: &str) -> bool {
-    !crate::backend::emulation::runs_natively(platform, std::env::consts::ARCH)
+    !crate::builders::emulation::runs_natively(platform, std::env::consts::ARCH)
 }
 
 /// Checks made before an image of `platform` (one or several, comma-separated) is built:
@@ -68,7 +68,7 @@ pub async fn preflight(
         })?;
     }
     if emulation {
-        crate::backend::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+        crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
     }
     match base {
         Some(base) if platforms.several() || list.iter().any(|p| foreign(p)) => {

@@ -15,7 +15,7 @@
 //! which imagespec cannot see, so no check is made there.
 //!
 //! ```
-//! use imagespec::backend::emulation::{Binfmt, check};
+//! use imagespec::builders::emulation::{Binfmt, check};
 //! let none = Binfmt { mounted: false, enabled: false, handlers: vec![] };
 //! assert!(check(&["linux/amd64"], "x86_64", &none).is_ok());
 //! let err = check(&["linux/amd64", "linux/arm64"], "x86_64", &none).unwrap_err();
@@ -208,8 +208,7 @@ fn native(machine: &str) -> &'static [&'static str] {
 
 /// Whether programs of `platform` run on a `machine` (`uname -m`) without emulation.
 pub fn runs_natively(platform: &str, machine: &str) -> bool {
-    crate::engine::Platform::parse(platform)
-        .is_ok_and(|p| native(machine).contains(&p.architecture))
+    crate::oci::Platform::parse(platform).is_ok_and(|p| native(machine).contains(&p.architecture))
 }
 
 /// Why another architecture's programs cannot run here.
@@ -265,7 +264,7 @@ pub enum EmulationError {
 /// the error. Platforms of unknown architectures are not checked (nothing to match).
 pub fn check(platforms: &[&str], machine: &str, binfmt: &Binfmt) -> Result<(), EmulationError> {
     for platform in platforms {
-        let Ok(p) = crate::engine::Platform::parse(platform) else {
+        let Ok(p) = crate::oci::Platform::parse(platform) else {
             continue;
         };
         if native(machine).contains(&p.architecture) {

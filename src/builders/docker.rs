@@ -11,7 +11,7 @@
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
 use super::session::{self, ContextWriter, SecretSource, Solve, SolveError};
-use crate::context::BuildPlan;
+use crate::plan::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::render::steps::StepLabels;
@@ -137,7 +137,7 @@ impl DockerDaemon {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
-        if crate::engine::Platforms::parse(&plan.platform).several() {
+        if crate::oci::Platforms::parse(&plan.platform).several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -196,7 +196,7 @@ impl DockerDaemon {
         let mut header = tar::Header::new_gnu();
         header.set_size(dockerfile.len() as u64);
         header.set_mode(0o644);
-        header.set_mtime(crate::context::CONTEXT_MTIME);
+        header.set_mtime(crate::render::CONTEXT_MTIME);
         tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
             .map_err(|e| BackendError::Context(e.to_string()))?;
         let tar = tar
@@ -668,7 +668,7 @@ fn without_stage(name: &str) -> &str {
 }
 
 /// This run's working tag of a dependency image (`…:deps-0123-unlabelled-4242-0a1b2c3d`,
-/// see `crate::build`): noise in a step's name.
+/// see `crate::engine::run`): noise in a step's name.
 static WORKING_TAG: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     regex::Regex::new(r"-unlabelled-[0-9]+-[0-9a-f]+").expect("a valid pattern")
 });

@@ -6,8 +6,7 @@
 //! render goes only into an empty (or missing) directory, or, when asked
 //! ([`Existing::Replace`]), into one it empties first.
 
-use super::envd::{BUILD_ENVD, EnvdPlan};
-use super::plan::{BuildPlan, ContextFile};
+use crate::plan::{BUILD_ENVD, BuildPlan, ContextFile, EnvdPlan};
 use crate::source::layer::SparseFile;
 use std::fs;
 use std::io::Write;

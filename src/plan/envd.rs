@@ -21,7 +21,7 @@
 //! ```
 
 use super::PlanError;
-use super::plan::{
+use super::image::{
     ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions, check_inside, copy_tree, posix_parts,
 };
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue, Scalar};

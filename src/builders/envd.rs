@@ -7,13 +7,13 @@
 //! dockerd 20.10 does not have.
 //!
 //! ```no_run
-//! # async fn f(plan: &imagespec::context::EnvdPlan, progress: &imagespec::progress::Progress) -> Result<(), imagespec::backend::BackendError> {
-//! imagespec::backend::envd::Envd::find()?.build(plan, progress).await?;
+//! # async fn f(plan: &imagespec::plan::EnvdPlan, progress: &imagespec::progress::Progress) -> Result<(), imagespec::builders::BackendError> {
+//! imagespec::builders::envd::Envd::find()?.build(plan, progress).await?;
 //! # Ok(()) }
 //! ```
 
 use super::BackendError;
-use crate::context::EnvdPlan;
+use crate::plan::EnvdPlan;
 use crate::progress::{Event, Progress};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -64,7 +64,7 @@ impl Envd {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming envd's progress.
     pub async fn build(&self, plan: &EnvdPlan, progress: &Progress) -> Result<(), BackendError> {
-        if crate::engine::Platforms::parse(&plan.platform).several() {
+        if crate::oci::Platforms::parse(&plan.platform).several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });

@@ -18,13 +18,13 @@
 //! converted: same blobs, OCI descriptors), so umoci and skopeo read it as well as Docker.
 //!
 //! ```
-//! use imagespec::registry::layout::OutputTarget;
+//! use imagespec::publish::layout::OutputTarget;
 //! let target: OutputTarget = "oci:./out".parse().unwrap();
 //! assert_eq!(target, OutputTarget::OciDir("./out".into()));
 //! ```
 
-use super::client::{RegistryClient, RegistryError};
 use crate::progress::{Event, Meter, OUTPUT_STEP, Progress};
+use crate::registry::client::{RegistryClient, RegistryError};
 use crate::scratch::{ScratchDir, ScratchFile};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use std::fs;
@@ -547,7 +547,7 @@ async fn write_oci_dir(
             None,
         )
         .await?;
-        entries.push(super::index::IndexEntry {
+        entries.push(crate::registry::index::IndexEntry {
             platform: platform.unwrap_or_default().to_string(),
             media_type: oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string(),
             digest,
@@ -559,7 +559,7 @@ async fn write_oci_dir(
     let (media_type, digest, size) = match (images, entries.as_slice()) {
         ([(None, _)], [one]) => (one.media_type.clone(), one.digest.clone(), one.size),
         _ => {
-            let (body, media_type) = super::index::platform_index(&entries);
+            let (body, media_type) = crate::registry::index::platform_index(&entries);
             let digest = format!("sha256:{}", sha256_hex(&body));
             put_blob(
                 client,
@@ -580,7 +580,7 @@ async fn write_oci_dir(
     if read_layout_file(&layout)?.as_deref() != Some(layout_json.as_slice()) {
         write_atomically(&layout, layout_json)?;
     }
-    let (_, tag) = super::split_tag(name);
+    let (_, tag) = crate::registry::split_tag(name);
     let ref_name = layout_ref_name(tag.unwrap_or("latest"));
     let entry = serde_json::json!({
         "mediaType": media_type,
@@ -686,7 +686,7 @@ fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
         let rel = path.strip_prefix(dir).expect("under dir");
         let meta = fs::metadata(&path).map_err(io(&path))?;
         let mut header = tar::Header::new_gnu();
-        header.set_mtime(crate::context::CONTEXT_MTIME);
+        header.set_mtime(crate::render::CONTEXT_MTIME);
         header.set_uid(0);
         header.set_gid(0);
         if meta.is_dir() {

@@ -28,8 +28,8 @@ pub mod user;
 pub mod uvlock;
 pub mod venv;
 
-use crate::context::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::oci::Digest;
+use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use base::BaseTree;
@@ -308,7 +308,7 @@ pub async fn build_dependency_index(
     deps: &BuildPlan,
     progress: &Progress,
 ) -> Result<String, DaemonlessError> {
-    let platforms = crate::engine::Platforms::parse(&deps.platform);
+    let platforms = crate::oci::Platforms::parse(&deps.platform);
     let platforms: Vec<&str> = platforms.iter().collect();
     build_platforms(client, deps, &platforms, progress).await
 }
@@ -444,7 +444,7 @@ pub struct LocalDependency {
     /// The base's registry client and name: the base layers are read from there.
     pub base_client: RegistryClient,
     pub base_image: String,
-    pub image: crate::backend::registry::DependencyImage,
+    pub image: crate::builders::registry::DependencyImage,
     /// Our layers, written.
     pub layers: Vec<crate::source::layer::Layer>,
 }
@@ -459,7 +459,7 @@ pub async fn make_local(
     let inputs = InstallInputs::read(deps)?;
     let (base_python, packages) = inputs.packages();
     let uv = venv::find_uv()?;
-    let platforms = crate::engine::Platforms::parse(&deps.platform);
+    let platforms = crate::oci::Platforms::parse(&deps.platform);
     let mut pins: Option<String> = None;
     let mut made_all = Vec::new();
     for platform in platforms.iter() {
@@ -480,7 +480,7 @@ pub async fn make_local(
         let config: serde_json::Value =
             serde_json::from_slice(&made.config).expect("made from a JSON value");
         let image =
-            crate::backend::registry::DependencyImage::from_parts(&deps.image, manifest, config)
+            crate::builders::registry::DependencyImage::from_parts(&deps.image, manifest, config)
                 .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
         let layers = made.layers.into_iter().filter_map(|l| l.written).collect();
         made_all.push(LocalDependency {

@@ -19,15 +19,13 @@ mod envd;
 pub use envd::{
     BUILD_ENVD, CondaInstall, CudaInstall, ENVD_REQUIREMENTS, ENVD_ROOT_DIR, EnvdCopy, EnvdPlan,
 };
-mod plan;
-mod write;
+mod image;
 
 pub use crate::source::layer::RootEntry;
-pub use plan::{
+pub use image::{
     BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, IndexSecret,
     Micromamba, PythonInstall, RenderOptions, Secret, index_credentials_warnings,
 };
-pub use write::{CONTEXT_MTIME, Existing, WriteError};
 
 use crate::spec::FieldAt;
 

@@ -37,7 +37,7 @@ pub enum BackendError {
     Output {
         target: String,
         #[source]
-        source: crate::registry::layout::LayoutError,
+        source: crate::publish::layout::LayoutError,
     },
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
