@@ -15,7 +15,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod copies;
 mod envd;
+mod python;
+pub use copies::CopyStep;
 pub use envd::{
     BUILD_ENVD, CondaInstall, CudaInstall, ENVD_REQUIREMENTS, ENVD_ROOT_DIR, EnvdCopy, EnvdPlan,
 };
