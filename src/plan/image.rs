@@ -1,7 +1,7 @@
 //! [`BuildPlan`]: everything a backend needs, decided once.
 
 use super::PlanError;
-use super::copies::{check_inside, place_copies, place_source};
+use super::copies::{CopyStep, check_inside, place_copies, place_source};
 use super::python::{check_secrets, python_plan};
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
@@ -132,24 +132,6 @@ pub struct IndexSecret {
 }
 
 impl IndexSecret {
-    /// The option as the spec gives it to the installer: `--index-url URL`.
-    pub fn option(&self) -> String {
-        format!("{} {}", self.flag, self.url.expose())
-    }
-
-    /// The option as imagespec's Dockerfile writes it: the URL read from the secret.
-    pub fn option_from_secret(&self) -> String {
-        format!("{} \"$(cat {})\"", self.flag, self.target)
-    }
-
-    /// The `RUN` flag that mounts the secret.
-    pub fn mount(&self) -> String {
-        format!(
-            "--mount=type=secret,id={},target={},required=true",
-            self.id, self.target
-        )
-    }
-
     /// The URL without its user information (`https://***@host/simple`).
     pub fn redacted(&self) -> String {
         crate::redact::url_credentials(self.url.expose()).into_owned()
@@ -232,14 +214,14 @@ pub struct BuildPlan {
     pub python_exec: String,
     pub env: Vec<(String, String)>,
     pub install: PythonInstall,
-    pub pip_secret_mount: String,
     pub entrypoint: Option<Vec<String>>,
     /// Source files go to `/root` (from `src/` in the context).
     pub source: Option<SourceSet>,
-    pub copy_commands: Vec<String>,
-    pub run_commands: String,
-    /// How many `commands` `run_commands` joins (for the step's label in the progress view).
-    pub command_count: usize,
+    /// The `copy` entries, one copy into `/root` each, in the spec's order.
+    pub copies: Vec<CopyStep>,
+    /// The spec's `commands`, run in one step (joined by `&&`).
+    pub commands: Vec<String>,
+    /// `pip_secret_mounts`: files the install steps see.
     pub secrets: Vec<Secret>,
     /// Index URLs with credentials, passed to imagespec's Dockerfile as BuildKit secrets
     /// (always empty with `--flytekit-compat`).
@@ -421,24 +403,10 @@ impl BuildPlan {
             python_exec: python.python_exec.into(),
             env: env(spec),
             install: python.install,
-            pip_secret_mount: python
-                .secrets
-                .iter()
-                .map(|s| format!("--mount=type=secret,id={},target={}", s.id, s.target))
-                .collect::<Vec<_>>()
-                .join(" "),
             entrypoint: spec.entrypoint.clone(),
             source,
-            copy_commands: copies
-                .iter()
-                .map(|c| format!("COPY --chown=flytekit {} /root/{}/", c.from, c.to))
-                .collect(),
-            run_commands: spec
-                .commands
-                .as_ref()
-                .map(|c| c.join(" && "))
-                .unwrap_or_default(),
-            command_count: spec.commands.as_ref().map_or(0, Vec::len),
+            copies,
+            commands: spec.commands.clone().unwrap_or_default(),
             secrets: python.secrets,
             index_secrets: python.index_secrets,
             ca_bundle: (!compat).then(|| options.ca_bundle_for(spec)).flatten(),
@@ -449,6 +417,12 @@ impl BuildPlan {
             registry_config: spec.registry_config.as_deref().map(|p| spec.resolve(p)),
             mirrors: spec.defaults().values.registry_mirrors.clone(),
         })
+    }
+
+    /// Whether a commands step runs something: `commands` joined by `&&` is not empty
+    /// (`[""]` runs nothing, as flytekit's `" && ".join(...)` writes nothing).
+    pub fn runs_commands(&self) -> bool {
+        self.commands.len() > 1 || self.commands.iter().any(|c| !c.is_empty())
     }
 
     /// Where `image` is read from: its registry's mirror ([`BuildPlan::mirrors`]), else
@@ -486,7 +460,7 @@ impl BuildPlan {
     pub fn dependencies(&self) -> BuildPlan {
         let mut deps = self.clone();
         deps.source = None;
-        deps.copy_commands.clear();
+        deps.copies.clear();
         deps.root_entries.clear();
         deps.labels.clear();
         deps.image_id.clear();

@@ -13,7 +13,7 @@ pub mod steps;
 mod write;
 pub use write::{CONTEXT_MTIME, Existing, WriteError};
 
-use crate::plan::{BuildPlan, Flavor, PythonInstall};
+use crate::plan::{BuildPlan, CopyStep, Flavor, PythonInstall};
 use minijinja::{Environment, context};
 
 const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/Dockerfile.j2");
@@ -63,17 +63,7 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
         ),
         PythonInstall::PoetryLock { args } => ("poetry_lock", args.as_str(), ""),
     };
-    // An index URL with credentials is read from its BuildKit secret (never written on
-    // the `RUN` line: it would stay in the image's history); the plan has none in compat.
-    let mut args = args.to_string();
-    let mut secret_mounts = plan.pip_secret_mount.clone();
-    for secret in &plan.index_secrets {
-        args = args.replacen(&secret.option(), &secret.option_from_secret(), 1);
-        if !secret_mounts.is_empty() {
-            secret_mounts.push(' ');
-        }
-        secret_mounts.push_str(&secret.mount());
-    }
+    let (args, secret_mounts) = install_secrets(plan, args);
     let micromamba = plan.micromamba.as_ref().map(|m| {
         context! {
             python_version => m.python_version,
@@ -119,12 +109,12 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
                 entrypoint,
                 copy_source => plan.source.is_some(),
                 copy_commands => minijinja::Value::from_safe_string(plan
-                    .copy_commands
+                    .copies
                     .iter()
-                    .map(|c| format!("{}{}", steps::marker(markers, "copy"), one_line(c)))
+                    .map(|c| format!("{}{}", steps::marker(markers, "copy"), copy_line(c)))
                     .collect::<Vec<_>>()
                     .join("\n")),
-                run_commands => plan.run_commands,
+                run_commands => plan.commands.join(" && "),
                 commands_first => plan.commands_before_copy,
                 image_id => plan.image_id,
             })
@@ -135,6 +125,37 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
     } else {
         collapse_blank_lines(&rendered)
     }
+}
+
+/// The install step's arguments and its secret mounts: `pip_secret_mounts`, then each index
+/// URL with credentials, read from its BuildKit secret (never written on the `RUN` line: it
+/// would stay in the image's history; the plan has none in compat).
+fn install_secrets(plan: &BuildPlan, args: &str) -> (String, String) {
+    let mut args = args.to_string();
+    let mut mounts: Vec<String> = plan
+        .secrets
+        .iter()
+        .map(|s| format!("--mount=type=secret,id={},target={}", s.id, s.target))
+        .collect();
+    for secret in &plan.index_secrets {
+        let option = format!("{} {}", secret.flag, secret.url.expose());
+        let from_secret = format!("{} \"$(cat {})\"", secret.flag, secret.target);
+        args = args.replacen(&option, &from_secret, 1);
+        mounts.push(format!(
+            "--mount=type=secret,id={},target={},required=true",
+            secret.id, secret.target
+        ));
+    }
+    (args, mounts.join(" "))
+}
+
+/// A `copy` entry's `COPY` instruction (each value on one line, see [`one_line`]).
+fn copy_line(step: &CopyStep) -> String {
+    format!(
+        "COPY --chown=flytekit {} /root/{}/",
+        one_line(&step.from),
+        one_line(&step.to)
+    )
 }
 
 /// At most one blank line in a row: flytekit's layout leaves runs of them where optional
