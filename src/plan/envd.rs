@@ -11,7 +11,7 @@
 //! values are strings (envd panics on an int), `entrypoint` is kept.
 //!
 //! ```no_run
-//! # use imagespec::{context::{EnvdPlan, RenderOptions}, tag};
+//! # use imagespec::{plan::{EnvdPlan, RenderOptions}, tag};
 //! let file = imagespec::load(std::path::Path::new("spec.toml"))?;
 //! let (_, spec) = file.select(None)?;
 //! let tag = tag::compute(spec, &Default::default())?;

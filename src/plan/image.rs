@@ -6,6 +6,7 @@ use super::python::{check_secrets, python_plan};
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
 use crate::spec::defaults::{RegistryMirrors, choose};
+use crate::spec::reference::ImageRef;
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
@@ -202,6 +203,9 @@ pub struct BuildPlan {
     pub flavor: Flavor,
     /// `[registry/]name:tag`.
     pub image: String,
+    /// The tag's [`ImageRef`]: the image's name as computed (`image` is it written out,
+    /// unless a builder renamed the plan it was handed).
+    pub reference: ImageRef,
     pub image_id: String,
     pub platform: String,
     pub base_image: String,
@@ -237,7 +241,7 @@ pub struct BuildPlan {
     /// image and a code-only change can be appended in the registry.
     pub commands_before_copy: bool,
     /// Labels set on the image besides the Dockerfile's (imagespec's record of the tag's
-    /// inputs, [`crate::explain::INPUTS_LABEL`]); not part of the dependency image.
+    /// inputs, which `explain` reads); not part of the dependency image.
     pub labels: Vec<(String, String)>,
     /// The spec's `registry_config`, resolved (else docker's own config is read): the
     /// credentials BuildKit gets for the images the Dockerfile pulls.
@@ -246,42 +250,52 @@ pub struct BuildPlan {
     /// micromamba) are pulled from. Never part of the Dockerfile the dependency key digests
     /// or `render` writes: only of what a builder is handed ([`BuildPlan::pulled`]).
     pub mirrors: RegistryMirrors,
+    /// The dependency key, once `render` computed it (`BuildPlan::dependency_key`).
+    pub dependency_key: DependencyKey,
 }
 
+/// `builder_options[key]` as a string (unset or `None`: `None`).
 pub(super) fn option_str(
     spec: &NormalizedSpec,
     key: &'static str,
 ) -> Result<Option<String>, PlanError> {
-    let Some(entries) = &spec.builder_options else {
-        return Ok(None);
-    };
-    match entries.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
-        None | Some(PyValue::None) => Ok(None),
-        Some(PyValue::Str(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(PlanError::BuilderOption {
-            at: spec.at(&format!("builder_options.{key}")),
-            name: spec.name().into(),
-            key,
-            expected: "a string",
-        }),
-    }
+    builder_option(spec, key, "a string", |v| match v {
+        PyValue::Str(s) => Some(s.clone()),
+        _ => None,
+    })
 }
 
+/// `builder_options[key]` as a boolean (unset or `None`: `None`).
 pub(super) fn option_bool(
     spec: &NormalizedSpec,
     key: &'static str,
 ) -> Result<Option<bool>, PlanError> {
-    let Some(entries) = &spec.builder_options else {
-        return Ok(None);
-    };
-    match entries.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
+    builder_option(spec, key, "true or false", |v| match v {
+        PyValue::Bool(b) => Some(*b),
+        _ => None,
+    })
+}
+
+/// `builder_options[key]` read by `read`, which gives `None` for a value not `expected`.
+fn builder_option<T>(
+    spec: &NormalizedSpec,
+    key: &'static str,
+    expected: &'static str,
+    read: impl Fn(&PyValue) -> Option<T>,
+) -> Result<Option<T>, PlanError> {
+    let value = spec
+        .builder_options
+        .iter()
+        .flatten()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v);
+    match value {
         None | Some(PyValue::None) => Ok(None),
-        Some(PyValue::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(PlanError::BuilderOption {
+        Some(v) => read(v).map(Some).ok_or_else(|| PlanError::BuilderOption {
             at: spec.at(&format!("builder_options.{key}")),
             name: spec.name().into(),
             key,
-            expected: "true or false",
+            expected,
         }),
     }
 }
@@ -392,6 +406,7 @@ impl BuildPlan {
         Ok(BuildPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
+            reference: tag.reference.clone(),
             image_id: tag.id.clone(),
             platform: options.platform(spec).to_string(),
             base_image: base_image(spec, tag),
@@ -416,6 +431,7 @@ impl BuildPlan {
             labels: Vec::new(),
             registry_config: spec.registry_config.as_deref().map(|p| spec.resolve(p)),
             mirrors: spec.defaults().values.registry_mirrors.clone(),
+            dependency_key: DependencyKey::default(),
         })
     }
 
@@ -454,10 +470,10 @@ impl BuildPlan {
 pub const DEPENDENCY_LABEL: &str = "org.imagespec.dependency-image";
 
 impl BuildPlan {
-    /// The plan of the dependency image: everything but the source and `copy` files and
-    /// `_F_IMG_ID` (which come last in the Dockerfile, so the image differs from the
-    /// dependency image by exactly them).
-    pub fn dependencies(&self) -> BuildPlan {
+    /// The plan of the dependency image without its name: everything but the source and
+    /// `copy` files and `_F_IMG_ID` (which come last in the Dockerfile, so the image differs
+    /// from the dependency image by exactly them). What the dependency key digests.
+    pub fn without_source(&self) -> BuildPlan {
         let mut deps = self.clone();
         deps.source = None;
         deps.copies.clear();
@@ -465,62 +481,55 @@ impl BuildPlan {
         deps.labels.clear();
         deps.image_id.clear();
         deps.files.retain(|f| {
-            let to = match f {
-                ContextFile::Copy { to, .. }
-                | ContextFile::Content { to, .. }
-                | ContextFile::Dir { to } => to,
-            };
+            let to = f.to();
             !(to == "src" || to.starts_with("src/") || to == "copy" || to.starts_with("copy/"))
         });
-        let (repository, _) = crate::registry::split_tag(&self.image);
-        deps.image = format!("{repository}:deps-{}", deps.content_key());
+        deps.dependency_key = DependencyKey::default();
         deps
     }
 
-    /// A digest of everything that makes this plan's image: the Dockerfile, the platform and
-    /// every context file's content (hex, 32 digits).
-    fn content_key(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let mut hash = Sha256::new();
-        hash.update(b"imagespec dependency image v1\0");
-        hash.update(self.platform.as_bytes());
-        hash.update(b"\0");
-        hash.update(crate::render::dockerfile(self).as_bytes());
-        // The Dockerfile reads these from secrets: their hosts and paths count, their
-        // credentials do not (a rotated token reuses the dependency image).
-        for secret in &self.index_secrets {
-            hash.update(format!("\0index {} {}\0", secret.id, secret.redacted()).as_bytes());
-        }
-        let mut files: Vec<_> = self.files.iter().collect();
-        files.sort_by_key(|f| match f {
+    /// The plan of the dependency image, whose key is `key` (what `render` computes for
+    /// this plan: `BuildPlan::dependencies`): [`BuildPlan::without_source`] named
+    /// `<repository>:deps-<key>`.
+    pub fn dependencies_keyed(&self, key: &str) -> BuildPlan {
+        let mut deps = self.without_source();
+        deps.image = format!("{}:deps-{key}", repository(&self.reference));
+        // The dependency image's own dependency image is itself.
+        let _ = deps.dependency_key.0.set(key.to_string());
+        deps
+    }
+}
+
+/// `[registry/]repository` of `reference`: the image name without its tag.
+fn repository(reference: &ImageRef) -> String {
+    match reference.registry() {
+        Some(registry) => format!("{registry}/{}", reference.repository()),
+        None => reference.repository().to_string(),
+    }
+}
+
+/// A plan's dependency key, kept once computed: `render` digests the rendered Dockerfile and
+/// the context files (reading lock files) once per plan, and the plan's clones carry the
+/// value. A plan is a value: change its fields before the key is asked for, not after (the
+/// builds per platform change `platform` of clones that never ask for it).
+#[derive(Debug, Clone, Default)]
+pub struct DependencyKey(std::sync::OnceLock<String>);
+
+impl DependencyKey {
+    /// The key, computed by `compute` the first time it is asked for.
+    pub fn get_or_init(&self, compute: impl FnOnce() -> String) -> &str {
+        self.0.get_or_init(compute)
+    }
+}
+
+impl ContextFile {
+    /// Where it goes in the context.
+    pub fn to(&self) -> &str {
+        match self {
             ContextFile::Copy { to, .. }
             | ContextFile::Content { to, .. }
-            | ContextFile::Dir { to } => to.clone(),
-        });
-        for f in files {
-            match f {
-                ContextFile::Copy { from, to } => {
-                    hash.update(format!("\0file {to}\0").as_bytes());
-                    // An unreadable file fails the build later, with its path; here it only
-                    // changes the key. A FIFO or device is never read (it fails later too).
-                    let mut bytes = Vec::new();
-                    if let Ok(mut file) = crate::source::untrusted::open_regular(from) {
-                        let _ = std::io::Read::read_to_end(&mut file, &mut bytes);
-                    }
-                    hash.update(bytes);
-                }
-                ContextFile::Content { to, content } => {
-                    hash.update(format!("\0file {to}\0").as_bytes());
-                    hash.update(content.as_bytes());
-                }
-                ContextFile::Dir { to } => hash.update(format!("\0dir {to}\0").as_bytes()),
-            }
+            | ContextFile::Dir { to } => to,
         }
-        hash.finalize()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect()
     }
 }
 
