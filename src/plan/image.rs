@@ -251,7 +251,7 @@ pub struct BuildPlan {
     /// or `render` writes: only of what a builder is handed ([`BuildPlan::pulled`]).
     pub mirrors: RegistryMirrors,
     /// The dependency key, once `render` computed it (`BuildPlan::dependency_key`).
-    pub dependency_key: DependencyKey,
+    pub computed_key: DependencyKey,
 }
 
 /// `builder_options[key]` as a string (unset or `None`: `None`).
@@ -431,7 +431,7 @@ impl BuildPlan {
             labels: Vec::new(),
             registry_config: spec.registry_config.as_deref().map(|p| spec.resolve(p)),
             mirrors: spec.defaults().values.registry_mirrors.clone(),
-            dependency_key: DependencyKey::default(),
+            computed_key: DependencyKey::default(),
         })
     }
 
@@ -484,7 +484,7 @@ impl BuildPlan {
             let to = f.to();
             !(to == "src" || to.starts_with("src/") || to == "copy" || to.starts_with("copy/"))
         });
-        deps.dependency_key = DependencyKey::default();
+        deps.computed_key = DependencyKey::default();
         deps
     }
 
@@ -495,7 +495,7 @@ impl BuildPlan {
         let mut deps = self.without_source();
         deps.image = format!("{}:deps-{key}", repository(&self.reference));
         // The dependency image's own dependency image is itself.
-        let _ = deps.dependency_key.0.set(key.to_string());
+        let _ = deps.computed_key.0.set(key.to_string());
         deps
     }
 }
@@ -519,6 +519,11 @@ impl DependencyKey {
     /// The key, computed by `compute` the first time it is asked for.
     pub fn get_or_init(&self, compute: impl FnOnce() -> String) -> &str {
         self.0.get_or_init(compute)
+    }
+
+    /// The key, if it was computed.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
     }
 }
 

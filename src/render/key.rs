@@ -23,7 +23,7 @@ impl BuildPlan {
     /// The dependency key of this plan (hex, 32 digits), computed the first time it is
     /// asked for.
     pub fn dependency_key(&self) -> &str {
-        self.dependency_key
+        self.computed_key
             .get_or_init(|| content_key(&self.without_source()))
     }
 
@@ -119,7 +119,9 @@ mod tests {
     #[test]
     fn the_key_is_computed_once_and_names_the_dependency_image() {
         let plan = plan_of("name = \"app\"\nregistry = \"localhost:5000\"\npackages = [\"six\"]\n");
+        assert_eq!(plan.computed_key.get(), None);
         let key = plan.dependency_key().to_string();
+        assert_eq!(plan.clone().computed_key.get(), Some(key.as_str()));
         assert_eq!(key.len(), 32);
         assert_eq!(key, content_key(&plan.without_source()));
         // Clones carry it; the dependency plan is named by it and is its own.
