@@ -63,28 +63,39 @@ pub struct EnvdCopy {
 /// Everything the envd backend needs to build one image.
 #[derive(Debug, Clone)]
 pub struct EnvdPlan {
+    /// Which `build.envd` `render` writes (imagespec's, or the plugin's own).
     pub flavor: Flavor,
-    /// `[registry/]name:tag`.
+    /// The image built: `[registry/]name:tag`.
     pub image: String,
+    /// flytekit's image id (`_F_IMG_ID`, also in `env`).
     pub image_id: String,
+    /// The platforms built, comma-separated.
     pub platform: String,
+    /// `base(image=...)`.
     pub base_image: String,
     /// `run(commands=[...])`: envd runs them after everything else, in one `bash -c`.
     pub commands: Vec<String>,
+    /// `install.python_packages(name=[...])`.
     pub python_packages: Vec<String>,
+    /// `install.apt_packages(name=[...])`.
     pub apt_packages: Vec<String>,
     /// `runtime.environ(env=...)`: `PYTHONPATH`, `_F_IMG_ID`, then the spec's, as Python values.
     pub env: Vec<(String, PyValue)>,
+    /// `url` of `config.pip_index`.
     pub pip_index: String,
     /// `extra_url` of `config.pip_index`: the extra index URLs joined by spaces.
     pub pip_extra_index_url: Option<String>,
+    /// `install.conda_packages(...)`, when the spec names conda packages.
     pub conda: Option<CondaInstall>,
     /// `install.python_packages(requirements="requirements.txt")`.
     pub requirements: bool,
+    /// `install.python(version=...)`.
     pub python_version: Option<String>,
+    /// `install.cuda(...)`.
     pub cuda: Option<CudaInstall>,
     /// `config.entrypoint` (default flavor only: the plugin drops it).
     pub entrypoint: Option<Vec<String>>,
+    /// The `io.copy` calls that put the source and `copy` files under `/root`.
     pub copies: Vec<EnvdCopy>,
     /// Asked for, but envd has no secret mounts: nothing can bring it into a build step
     /// without leaving it in a layer, so the backend says it is not used.

@@ -200,24 +200,36 @@ pub enum ContextFile {
 /// Everything a backend needs to build one image.
 #[derive(Debug, Clone)]
 pub struct BuildPlan {
+    /// Which Dockerfile `render` writes (imagespec's, or flytekit's own).
     pub flavor: Flavor,
     /// `[registry/]name:tag`.
     pub image: String,
     /// The tag's [`ImageRef`]: the image's name as computed (`image` is it written out,
     /// unless a builder renamed the plan it was handed).
     pub reference: ImageRef,
+    /// flytekit's image id: `_F_IMG_ID` in the image (empty in a dependency plan).
     pub image_id: String,
+    /// The platforms built, comma-separated (`linux/amd64,linux/arm64`).
     pub platform: String,
+    /// The image the build starts from (`FROM`).
     pub base_image: String,
+    /// The image uv is taken from (a build stage, never in the image).
     pub uv_image: String,
     /// The micromamba stage, when used (always in `FlytekitCompat`).
     pub micromamba_image: Option<String>,
+    /// The conda environment micromamba makes, when the spec asks for one.
     pub micromamba: Option<Micromamba>,
+    /// Debian packages installed first.
     pub apt_packages: Vec<String>,
+    /// The directory put first on `PATH`: the installed Python's `bin`.
     pub extra_path: String,
+    /// The Python the packages are installed for (`UV_PYTHON`).
     pub python_exec: String,
+    /// The image's environment, in order: `PYTHONPATH`, then the spec's `env`.
     pub env: Vec<(String, String)>,
+    /// How the Python packages are installed.
     pub install: PythonInstall,
+    /// The image's entrypoint, as the spec writes it.
     pub entrypoint: Option<Vec<String>>,
     /// Source files go to `/root` (from `src/` in the context).
     pub source: Option<SourceSet>,
@@ -230,7 +242,9 @@ pub struct BuildPlan {
     /// Index URLs with credentials, passed to imagespec's Dockerfile as BuildKit secrets
     /// (always empty with `--flytekit-compat`).
     pub index_secrets: Vec<IndexSecret>,
+    /// A PEM bundle the network steps trust, mounted as a secret (never in the image).
     pub ca_bundle: Option<PathBuf>,
+    /// The build context's files besides the Dockerfile, in flytekit's order.
     pub files: Vec<ContextFile>,
     /// What the source and `copy` COPY steps put under `/root`, in step order (a later entry
     /// at the same path replaces an earlier one): the registry fast path writes exactly this
