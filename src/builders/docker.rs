@@ -536,9 +536,11 @@ fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) ->
     let refusal = match credentials {
         None => Refusal::Anonymous { config: None },
         Some(c) if c.identity_token().is_some() => Refusal::NoPush {
-            user: "the identity token",
+            user: "the identity token".into(),
         },
-        Some(c) => Refusal::NoPush { user: &c.username },
+        Some(c) => Refusal::NoPush {
+            user: c.username.clone(),
+        },
     };
     Some(refusal_message(&refusal, host, repository))
 }

@@ -100,7 +100,7 @@ fn manifest_of(digest: &str, m: &OciImageManifest) -> Manifest {
 }
 
 fn reason(e: &RegistryError) -> String {
-    format!("{}: {}", e.what, e.message)
+    e.detail()
 }
 
 /// Lists the tags of `repository` and reads what each points at.
@@ -124,7 +124,7 @@ pub async fn read_tags(
         .map(|tag| async move {
             let got = match client.manifest(&format!("{repository}:{tag}")).await {
                 Ok(m) => Ok(Some(m)),
-                Err(e) if e.not_found => Ok(None),
+                Err(e) if e.not_found() => Ok(None),
                 Err(e) => Err(reason(&e)),
             };
             (tag, got)
