@@ -162,14 +162,23 @@ mod tests {
             ))
         };
         let read = failure(Operation::ReadManifest);
-        assert!(matches!(read, BackendError::RegistryRead { .. }), "{read:?}");
+        assert!(
+            matches!(read, BackendError::RegistryRead { .. }),
+            "{read:?}"
+        );
         assert_eq!(
             read.to_string(),
             "registry r/app:1: reading the manifest: an index inside an index"
         );
         let push = failure(Operation::PushManifest);
-        assert!(matches!(push, BackendError::RegistryPush { .. }), "{push:?}");
-        assert!(push.to_string().starts_with("push failed: registry r/app:1: pushing"));
+        assert!(
+            matches!(push, BackendError::RegistryPush { .. }),
+            "{push:?}"
+        );
+        assert!(
+            push.to_string()
+                .starts_with("push failed: registry r/app:1: pushing")
+        );
         assert!(std::error::Error::source(&push).is_some());
     }
 

@@ -8,12 +8,13 @@
 //! are removed without force: dockerd refuses while a container uses the image, and an
 //! image stays while another tag names it.
 
-use super::decide::{self, Manifest, Tagged, Target};
+use super::decide::{self, Manifest, Tagged, Target, Unreadable};
 use super::{Item, Note, Place, PruneOptions, Report};
 use crate::builders::docker::{DockerDaemon, ImageLayers, LocalImage};
 use crate::explain::{INPUTS_LABEL, Inputs};
 use crate::plan::DEPENDENCY_LABEL;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// How long a working tag may live before it counts as left behind.
 const WORKING_TAG_AGE: i64 = 24 * 3600;
@@ -49,7 +50,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
     let images = match daemon.images().await {
         Ok(images) => images,
         Err(e) => {
-            report.notes.push(note(daemon.host(), e, true));
+            report.notes.push(note(daemon.host(), e.to_string(), true));
             return;
         }
     };
@@ -74,11 +75,11 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
         {
             continue;
         }
-        let mut layers: HashMap<&str, Result<ImageLayers, String>> = HashMap::new();
+        let mut layers: HashMap<&str, Result<ImageLayers, Unreadable>> = HashMap::new();
         for (_, image) in &tags {
             if !layers.contains_key(image.id.as_str()) {
                 let got = daemon.image_layers(&image.id).await;
-                layers.insert(&image.id, got);
+                layers.insert(&image.id, got.map_err(|e| Unreadable::Daemon(Arc::new(e))));
             }
         }
         let mut tagged = Vec::new();
@@ -172,7 +173,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
                     }
                 }
                 item.done = failed.is_none();
-                item.error = failed;
+                item.error = failed.map(|e| e.to_string());
             }
         }
         report.items.extend(items);

@@ -18,8 +18,11 @@
 //! tag also names — directly or as an entry of a kept index — is kept whole. When any image
 //! tag cannot be read, no unused set is removed (which sets it uses cannot be told).
 
+use crate::builders::docker::DaemonRequestError;
+use crate::registry::client::RegistryError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The prefix of dependency tags.
 pub const DEPENDENCY_TAG_PREFIX: &str = "deps-";
@@ -90,10 +93,27 @@ pub struct Target {
 }
 
 /// A tag of the repository and what it points at, or why that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Tagged {
     pub tag: String,
-    pub target: Result<Target, String>,
+    pub target: Result<Target, Unreadable>,
+}
+
+/// Why what a tag points at could not be read (shared: one failed read of an index entry or
+/// a config is the reason of every tag naming it).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unreadable {
+    /// The registry's answer (the operation and why; the repository is the one listed).
+    #[error("{}", .0.detail())]
+    Registry(#[source] Arc<RegistryError>),
+    #[error("{digest}: an index inside an index")]
+    NestedIndex { digest: String },
+    /// An index entry whose manifest was not read.
+    #[error("{digest}: not read")]
+    NotRead { digest: String },
+    /// dockerd's answer.
+    #[error(transparent)]
+    Daemon(Arc<DaemonRequestError>),
 }
 
 /// How an image tag uses a dependency set.
@@ -223,7 +243,7 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
     let cannot_tell = images.iter().find_map(|t| {
         t.target.as_ref().err().map(|reason| Kept::CannotTell {
             tag: t.tag.clone(),
-            reason: reason.clone(),
+            reason: reason.to_string(),
         })
     });
     let readable_images: Vec<(&str, &Target)> = images
@@ -242,7 +262,7 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
         let unreadable = members.iter().find_map(|t| {
             t.target.as_ref().err().map(|reason| Kept::Unreadable {
                 tag: t.tag.clone(),
-                reason: reason.clone(),
+                reason: reason.to_string(),
             })
         });
         let uses = uses_of(key, members, &readable_images);
@@ -454,6 +474,7 @@ fn uses_of(key: &str, members: &[&Tagged], images: &[(&str, &Target)]) -> Vec<Us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::client::{Operation, RegistryErrorKind};
 
     const K1: &str = "deps-11111111111111111111111111111111";
     const K2: &str = "deps-22222222222222222222222222222222";
@@ -513,7 +534,17 @@ mod tests {
     fn unreadable(tag: &str) -> Tagged {
         Tagged {
             tag: tag.into(),
-            target: Err("500 Internal Server Error".into()),
+            target: Err(Unreadable::Registry(Arc::new(RegistryError::new(
+                "r/app",
+                Operation::ReadManifest,
+                RegistryErrorKind::Request {
+                    source: oci_client::errors::OciDistributionError::ServerError {
+                        code: 500,
+                        url: String::new(),
+                        message: "500 Internal Server Error".into(),
+                    },
+                },
+            )))),
         }
     }
 

@@ -369,7 +369,7 @@ fn prune_cache(options: &PruneOptions, report: &mut Report) {
         if !options.dry_run {
             match cache::remove(&entry) {
                 Ok(()) => item.done = true,
-                Err(e) => item.error = Some(e),
+                Err(e) => item.error = Some(e.to_string()),
             }
         }
         report.items.push(item);

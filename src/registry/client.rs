@@ -34,10 +34,10 @@ use std::time::Instant;
 
 mod error;
 mod reads;
+use error::with_causes;
 pub use error::{
     Operation, Refusal, RegistryError, RegistryErrorKind, Transport, UrlError, refusal_message,
 };
-use error::with_causes;
 use reads::Limit;
 
 /// Whether a tag exists (flytekit's `exist()`: yes, no, or cannot tell), as a registry or
@@ -247,9 +247,7 @@ impl RegistryClient {
             ));
         }
         let wanted = state.scopes.clone();
-        let access = self
-            .token(&challenge, &scopes(&wanted))
-            .await?;
+        let access = self.token(&challenge, &scopes(&wanted)).await?;
         let client = Arc::new(Client::new(client_config(&self.host, self.timeouts)));
         let auth = RegistryAuth::Bearer(access.token.clone());
         client
@@ -504,9 +502,7 @@ impl RegistryClient {
             },
             // Our own checks of what the registry sent (bounds, digests, manifest shape).
             E::SpecViolationError(reason) => RegistryErrorKind::AnswerRefused { host, reason },
-            source if unknown(&source) => {
-                RegistryErrorKind::NotFound { source }
-            }
+            source if unknown(&source) => RegistryErrorKind::NotFound { source },
             source => RegistryErrorKind::Request { source },
         }
     }

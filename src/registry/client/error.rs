@@ -238,15 +238,21 @@ impl std::error::Error for Transport {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No credentials were found; `config` is the file looked in.
-    Anonymous { config: Option<PathBuf> },
+    Anonymous {
+        config: Option<PathBuf>,
+    },
     /// The credentials themselves were refused (`reason`: the token server's word).
     BadCredentials {
         user: String,
         reason: Option<String>,
     },
     /// The credentials are good, but not for this (a push with pull-only rights).
-    NoPush { user: String },
-    NoPull { user: String },
+    NoPush {
+        user: String,
+    },
+    NoPull {
+        user: String,
+    },
 }
 
 /// The line for `refusal` at `host` on `repository`.
