@@ -291,14 +291,9 @@ impl RegistryClient {
     /// The registry's token challenge (from an unauthenticated `GET /v2/`, its body not
     /// read), or `None` when it names no token server.
     async fn challenge(&self) -> oci_client::errors::Result<Option<token::Challenge>> {
-        let scheme = if insecure(&self.host) {
-            "http"
-        } else {
-            "https"
-        };
         let response = self
             .read_client()?
-            .get(format!("{scheme}://{}/v2/", self.host))
+            .get(format!("{}://{}/v2/", self.scheme(), self.host))
             .send()
             .await?;
         Ok(response
@@ -751,44 +746,35 @@ impl RegistryClient {
         size: u64,
         sent: Option<crate::progress::Meter>,
     ) -> Result<bool, RegistryError> {
-        if self.has_blob(image, digest).await? {
-            return Ok(false);
-        }
         let reference = reference(image);
         let reference = &reference;
-        self.retry(
-            image,
-            Operation::UploadBlob(digest.to_string()),
-            true,
-            |activity, c, _| {
-                let sent = sent.clone();
-                async move {
-                    let file = tokio::fs::File::open(path).await?;
-                    if let Some(sent) = &sent {
-                        sent(0);
-                    }
-                    let mut so_far = 0u64;
-                    // A chunk taken by the connection is a sign of life: the registry reads.
-                    let stream = futures_util::StreamExt::inspect(
-                        futures_util::TryStreamExt::map_err(
-                            tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
-                            oci_client::errors::OciDistributionError::from,
-                        ),
-                        move |chunk| {
-                            activity.touch();
-                            if let (Some(sent), Ok(chunk)) = (&sent, chunk) {
-                                so_far += chunk.len() as u64;
-                                sent(so_far);
-                            }
-                        },
-                    );
-                    c.push_blob_stream(reference, stream, digest, Some(size))
-                        .await
+        self.upload_blob(image, digest, |activity, c, _| {
+            let sent = sent.clone();
+            async move {
+                let file = tokio::fs::File::open(path).await?;
+                if let Some(sent) = &sent {
+                    sent(0);
                 }
-            },
-        )
-        .await?;
-        Ok(true)
+                let mut so_far = 0u64;
+                // A chunk taken by the connection is a sign of life: the registry reads.
+                let stream = futures_util::StreamExt::inspect(
+                    futures_util::TryStreamExt::map_err(
+                        tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+                        oci_client::errors::OciDistributionError::from,
+                    ),
+                    move |chunk| {
+                        activity.touch();
+                        if let (Some(sent), Ok(chunk)) = (&sent, chunk) {
+                            so_far += chunk.len() as u64;
+                            sent(so_far);
+                        }
+                    },
+                );
+                c.push_blob_stream(reference, stream, digest, Some(size))
+                    .await
+            }
+        })
+        .await
     }
 
     /// Uploads `data` as blob `digest` unless the registry has it.
@@ -798,21 +784,32 @@ impl RegistryClient {
         data: bytes::Bytes,
         digest: &str,
     ) -> Result<bool, RegistryError> {
+        let reference = reference(image);
+        let reference = &reference;
+        self.upload_blob(image, digest, |_, c, _| {
+            let data = data.clone();
+            async move { c.push_blob(reference, data, digest).await }
+        })
+        .await
+    }
+
+    /// Uploads blob `digest` with `upload` (retried) unless the registry has it; whether
+    /// it was uploaded.
+    async fn upload_blob<T, F, Fut>(
+        &self,
+        image: &str,
+        digest: &str,
+        upload: F,
+    ) -> Result<bool, RegistryError>
+    where
+        F: FnMut(Activity, Arc<Client>, RegistryAuth) -> Fut,
+        Fut: std::future::Future<Output = oci_client::errors::Result<T>>,
+    {
         if self.has_blob(image, digest).await? {
             return Ok(false);
         }
-        let reference = reference(image);
-        let reference = &reference;
-        self.retry(
-            image,
-            Operation::UploadBlob(digest.to_string()),
-            true,
-            |_, c, _| {
-                let data = data.clone();
-                async move { c.push_blob(reference, data, digest).await }
-            },
-        )
-        .await?;
+        let operation = Operation::UploadBlob(digest.to_string());
+        self.retry(image, operation, true, upload).await?;
         Ok(true)
     }
 
@@ -824,10 +821,22 @@ impl RegistryClient {
         body: bytes::Bytes,
         media_type: &str,
     ) -> Result<(), RegistryError> {
-        let reference = reference(image);
+        let tagged = reference(image);
+        self.put_manifest(image, &tagged, body, media_type, Operation::PushManifest)
+            .await
+    }
+
+    /// Pushes `body` (of `media_type`) as the manifest `reference` names, retried.
+    async fn put_manifest(
+        &self,
+        image: &str,
+        reference: &Reference,
+        body: bytes::Bytes,
+        media_type: &str,
+        operation: Operation,
+    ) -> Result<(), RegistryError> {
         let content_type = reqwest_header(media_type);
-        let reference = &reference;
-        self.retry(image, Operation::PushManifest, true, |_, c, _| {
+        self.retry(image, operation, true, |_, c, _| {
             let (body, content_type) = (body.clone(), content_type.clone());
             async move { c.push_manifest_raw(reference, body, content_type).await }
         })
@@ -856,15 +865,10 @@ impl RegistryClient {
         media_type: &str,
         digest: &str,
     ) -> Result<(), RegistryError> {
-        let reference = reference(image).clone_with_digest(digest.to_string());
-        let content_type = reqwest_header(media_type);
-        let reference = &reference;
-        self.retry(image, Operation::PushPlatformManifest, true, |_, c, _| {
-            let (body, content_type) = (body.clone(), content_type.clone());
-            async move { c.push_manifest_raw(reference, body, content_type).await }
-        })
-        .await?;
-        Ok(())
+        let by_digest = reference(image).clone_with_digest(digest.to_string());
+        let operation = Operation::PushPlatformManifest;
+        self.put_manifest(image, &by_digest, body, media_type, operation)
+            .await
     }
 }
 
@@ -915,33 +919,34 @@ struct TagsPage {
 }
 
 impl RegistryClient {
-    /// A plain HTTP client for the requests oci-client does not make (tag pages with their
-    /// `Link` header, manifest deletes), with this client's connect timeout.
+    /// The plain HTTP client (the reads' own) for the requests oci-client does not make
+    /// (tag pages with their `Link` header, manifest deletes).
     fn http(
         &self,
         repository: &str,
         operation: &Operation,
-    ) -> Result<reqwest::Client, RegistryError> {
-        reqwest::Client::builder()
-            .connect_timeout(self.timeouts.connect)
-            .build()
-            .map_err(|source| {
-                RegistryError::new(
-                    repository,
-                    operation.clone(),
-                    RegistryErrorKind::Client { source },
-                )
-            })
+    ) -> Result<&reqwest::Client, RegistryError> {
+        self.read_client().map_err(|source| {
+            RegistryError::new(
+                repository,
+                operation.clone(),
+                RegistryErrorKind::Request { source },
+            )
+        })
+    }
+
+    /// `http` for the registries [`insecure`] names, `https` otherwise.
+    fn scheme(&self) -> &'static str {
+        if insecure(&self.host) {
+            "http"
+        } else {
+            "https"
+        }
     }
 
     /// `scheme://host` of the registry, as oci-client addresses it.
     fn base_url(&self, reference: &Reference) -> String {
-        let scheme = if insecure(&self.host) {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{}", reference.resolve_registry())
+        format!("{}://{}", self.scheme(), reference.resolve_registry())
     }
 
     /// Sends `request()` with this client's credentials: basic ones as they are (or the
@@ -1008,7 +1013,7 @@ impl RegistryClient {
         let scope = format!("repository:{}:pull", reference.repository());
         let http = self.http(repository, &Operation::ListTags)?;
         let token = std::sync::Mutex::new(None);
-        let (http, scope, token) = (&http, &scope, &token);
+        let (scope, token) = (&scope, &token);
         let mut all = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut url = first.clone();
@@ -1114,7 +1119,7 @@ impl RegistryClient {
         let http = self.http(repository, &operation)?;
         let scope = format!("repository:{}:delete", reference.repository());
         let token = std::sync::Mutex::new(None);
-        let (http, url, scope, token) = (&http, &url, &scope, &token);
+        let (url, scope, token) = (&url, &scope, &token);
         let answer = self
             .retry(repository, operation.clone(), false, |_, _, _| async move {
                 self.delete_once(http, url, scope, token).await

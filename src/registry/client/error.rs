@@ -188,12 +188,6 @@ pub enum RegistryErrorKind {
         #[source]
         source: UrlError,
     },
-    /// The HTTP client could not be made.
-    #[error("{}", with_causes(source))]
-    Client {
-        #[source]
-        source: reqwest::Error,
-    },
     #[error(
         "405 Method Not Allowed: {host} does not allow deleting manifests (distribution: \
          `storage: delete: enabled: true`, or REGISTRY_STORAGE_DELETE_ENABLED=true)"
