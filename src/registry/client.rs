@@ -36,7 +36,8 @@ mod error;
 mod reads;
 use error::with_causes;
 pub use error::{
-    Operation, Refusal, RegistryError, RegistryErrorKind, Transport, UrlError, refusal_message,
+    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, UrlError,
+    refusal_message,
 };
 use reads::Limit;
 
@@ -209,7 +210,7 @@ impl RegistryClient {
         &self,
         reference: &Reference,
         push: bool,
-    ) -> oci_client::errors::Result<(Arc<Client>, RegistryAuth)> {
+    ) -> Result<(Arc<Client>, RegistryAuth), Failure> {
         let mut state = self.tokens.lock().await;
         let challenge = match &state.challenge {
             Some(c) => c.clone(),
@@ -221,11 +222,13 @@ impl RegistryClient {
         };
         let Some(challenge) = challenge else {
             if self.identity.is_some() {
-                return Err(OciDistributionError::AuthenticationFailure(format!(
-                    "an identity token is configured for {}, but it names no token server \
-                     (no Bearer challenge): log in with a username and password",
-                    self.host
-                )));
+                return Err(Failure::Registry(
+                    OciDistributionError::AuthenticationFailure(format!(
+                        "an identity token is configured for {}, but it names no token \
+                         server (no Bearer challenge): log in with a username and password",
+                        self.host
+                    )),
+                ));
             }
             self.client
                 .store_auth_if_needed(reference.resolve_registry(), &self.auth)
@@ -366,8 +369,42 @@ const FIRST_BACKOFF_MS: u64 = 300;
 
 /// Why one attempt of a request failed.
 enum Failure {
-    Registry(oci_client::errors::OciDistributionError),
+    Registry(OciDistributionError),
     Stalled(Stalled),
+    /// Our checks refused what the registry sent.
+    Answer(AnswerError),
+    /// No token: the token server refused (`refused`), or its answer is not one.
+    Token(token::TokenError),
+}
+
+impl From<OciDistributionError> for Failure {
+    fn from(e: OciDistributionError) -> Failure {
+        Failure::Registry(e)
+    }
+}
+
+impl From<reqwest::Error> for Failure {
+    fn from(e: reqwest::Error) -> Failure {
+        Failure::Registry(e.into())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Registry(e.into())
+    }
+}
+
+impl From<AnswerError> for Failure {
+    fn from(e: AnswerError) -> Failure {
+        Failure::Answer(e)
+    }
+}
+
+impl From<token::TokenError> for Failure {
+    fn from(e: token::TokenError) -> Failure {
+        Failure::Token(e)
+    }
 }
 
 /// Whether trying again may help.
@@ -384,7 +421,7 @@ fn transient(failure: &Failure) -> bool {
         }
         Failure::Registry(E::ServerError { code, .. }) => *code >= 500 || *code == 429,
         Failure::Registry(E::IoError(_)) => true,
-        Failure::Registry(_) => false,
+        Failure::Registry(_) | Failure::Answer(_) | Failure::Token(_) => false,
     }
 }
 
@@ -417,6 +454,7 @@ fn is_refusal(failure: &Failure) -> bool {
             .iter()
             .any(|e| matches!(e.code, C::Unauthorized | C::Denied)),
         Failure::Registry(E::ServerError { code, .. }) => *code == 401 || *code == 403,
+        Failure::Token(e) => e.refused,
         _ => false,
     }
 }
@@ -446,6 +484,7 @@ impl RegistryClient {
         let bad = match failure {
             // The token exchange's own refusal (identity tokens).
             Failure::Registry(E::AuthenticationFailure(reason)) => Some(reason.clone()),
+            Failure::Token(e) => Some(e.message.clone()),
             _ if self.identity.is_none() => self.credentials_refused(reference, push).await,
             _ => None,
         };
@@ -481,6 +520,11 @@ impl RegistryClient {
         let host = self.host.clone();
         let failure = match failure {
             Failure::Stalled(source) => return RegistryErrorKind::Stalled { host, source },
+            Failure::Answer(source) => return RegistryErrorKind::AnswerRefused { host, source },
+            Failure::Token(e) => {
+                let source = AnswerError::Token(e);
+                return RegistryErrorKind::AnswerRefused { host, source };
+            }
             Failure::Registry(e) => e,
         };
         match failure {
@@ -496,7 +540,10 @@ impl RegistryClient {
                 source: Transport(r),
             },
             // Our own checks of what the registry sent (bounds, digests, manifest shape).
-            E::SpecViolationError(reason) => RegistryErrorKind::AnswerRefused { host, reason },
+            E::SpecViolationError(said) => RegistryErrorKind::AnswerRefused {
+                host,
+                source: AnswerError::Said(said),
+            },
             source if unknown(&source) => RegistryErrorKind::NotFound { source },
             source => RegistryErrorKind::Request { source },
         }
@@ -514,7 +561,7 @@ impl RegistryClient {
     ) -> Result<T, RegistryError>
     where
         F: FnMut(Activity, Arc<Client>, RegistryAuth) -> Fut,
-        Fut: std::future::Future<Output = oci_client::errors::Result<T>>,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let mut pause = FIRST_BACKOFF_MS;
         let mut tries = 0;
@@ -528,7 +575,7 @@ impl RegistryClient {
             let outcome = unless_stalled(one, &activity, self.timeouts.stall)
                 .await
                 .map_err(Failure::Stalled)
-                .and_then(|r| r.map_err(Failure::Registry));
+                .and_then(|r| r);
             match outcome {
                 Ok(v) => return Ok(v),
                 Err(e) if tries < RETRIES && transient(&e) => {
@@ -730,7 +777,7 @@ impl RegistryClient {
             image,
             Operation::CheckBlob(digest.to_string()),
             false,
-            |_, c, _| async move { c.blob_exists(reference, digest).await },
+            |_, c, _| async move { Ok(c.blob_exists(reference, digest).await?) },
         )
         .await
     }
@@ -770,8 +817,8 @@ impl RegistryClient {
                         }
                     },
                 );
-                c.push_blob_stream(reference, stream, digest, Some(size))
-                    .await
+                Ok(c.push_blob_stream(reference, stream, digest, Some(size))
+                    .await?)
             }
         })
         .await
@@ -788,7 +835,7 @@ impl RegistryClient {
         let reference = &reference;
         self.upload_blob(image, digest, |_, c, _| {
             let data = data.clone();
-            async move { c.push_blob(reference, data, digest).await }
+            async move { Ok(c.push_blob(reference, data, digest).await?) }
         })
         .await
     }
@@ -803,7 +850,7 @@ impl RegistryClient {
     ) -> Result<bool, RegistryError>
     where
         F: FnMut(Activity, Arc<Client>, RegistryAuth) -> Fut,
-        Fut: std::future::Future<Output = oci_client::errors::Result<T>>,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         if self.has_blob(image, digest).await? {
             return Ok(false);
@@ -838,7 +885,7 @@ impl RegistryClient {
         let content_type = reqwest_header(media_type);
         self.retry(image, operation, true, |_, c, _| {
             let (body, content_type) = (body.clone(), content_type.clone());
-            async move { c.push_manifest_raw(reference, body, content_type).await }
+            async move { Ok(c.push_manifest_raw(reference, body, content_type).await?) }
         })
         .await?;
         Ok(())
@@ -1067,7 +1114,7 @@ impl RegistryClient {
         url: &str,
         scope: &str,
         token: &std::sync::Mutex<Option<String>>,
-    ) -> oci_client::errors::Result<TagsPage> {
+    ) -> Result<TagsPage, Failure> {
         use oci_client::errors::OciDistributionError as E;
         let response = self
             .send_with_credentials(|| http.get(url), scope, token)
@@ -1087,15 +1134,15 @@ impl RegistryClient {
                     tags: Option<Vec<String>>,
                 }
                 let body = body::read_limited(response, body::TAGS_LIMIT, None).await?;
-                let listing: Listing = serde_json::from_slice(&body)?;
+                let listing: Listing = serde_json::from_slice(&body).map_err(E::from)?;
                 Ok(TagsPage {
                     tags: listing.tags.unwrap_or_default(),
                     next,
                 })
             }
-            404 => Err(E::ImageManifestNotFoundError(url.to_string())),
-            401 | 403 => Err(E::UnauthorizedError { url: url.into() }),
-            _ => Err(reads::error_answer(response, url).await),
+            404 => Err(E::ImageManifestNotFoundError(url.to_string()).into()),
+            401 | 403 => Err(E::UnauthorizedError { url: url.into() }.into()),
+            _ => Err(reads::error_answer(response, url).await.into()),
         }
     }
 
@@ -1152,7 +1199,7 @@ impl RegistryClient {
         url: &str,
         scope: &str,
         token: &std::sync::Mutex<Option<String>>,
-    ) -> oci_client::errors::Result<DeleteAnswer> {
+    ) -> Result<DeleteAnswer, Failure> {
         let accept = MANIFEST_TYPES.join(", ");
         let request = || {
             http.delete(url)
@@ -1165,7 +1212,7 @@ impl RegistryClient {
             404 => Ok(DeleteAnswer::Gone),
             401 | 403 => Ok(DeleteAnswer::Refused(status)),
             405 => Ok(DeleteAnswer::NotAllowed),
-            _ => Err(reads::error_answer(response, url).await),
+            _ => Err(reads::error_answer(response, url).await.into()),
         }
     }
 }

@@ -7,8 +7,11 @@
 //! that skips causes already said prints nothing more), except a connection failure's, of
 //! which only the innermost cause is said ("Connection refused": the wrappers say nothing).
 
+use super::reads::Limit;
+use crate::oci::Digest;
 use crate::oci::digest::DigestError;
 use crate::oci::manifest::ManifestError;
+use crate::registry::body::BodyError;
 use crate::registry::token::TokenError;
 use crate::timeouts::Stalled;
 use oci_client::errors::OciDistributionError;
@@ -158,9 +161,13 @@ pub enum RegistryErrorKind {
     /// The index has no image for the platform asked for.
     #[error("the index has no image for {platform}")]
     NoPlatform { platform: String },
-    /// Our checks of what the registry sent (bounds, digests, manifest shape) refused it.
-    #[error("{host}'s answer is refused: {reason}")]
-    AnswerRefused { host: String, reason: String },
+    /// Our checks of what the registry (or its token server) sent refused it.
+    #[error("{host}'s answer is refused: {source}")]
+    AnswerRefused {
+        host: String,
+        #[source]
+        source: AnswerError,
+    },
     #[error("an index inside an index")]
     NestedIndex,
     #[error(
@@ -288,15 +295,39 @@ pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// A token server's refusal as the error of a token request (identity tokens).
-impl From<TokenError> for OciDistributionError {
-    fn from(e: TokenError) -> OciDistributionError {
-        match e.refused {
-            true => OciDistributionError::AuthenticationFailure(e.message),
-            // An answer that is not one (too large, not JSON, no token): the server's fault.
-            false => OciDistributionError::SpecViolationError(e.message),
-        }
-    }
+/// What the registry sent that our checks refuse: bounds, digests, manifest shape.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// A digest the registry named (`Docker-Content-Digest`) that is not one.
+    #[error("{what}: {source}")]
+    Digest {
+        what: String,
+        #[source]
+        source: DigestError,
+    },
+    #[error("asked for the manifest {asked}, the registry answered {answered}")]
+    OtherManifest { asked: String, answered: Digest },
+    #[error("the manifest's content is not {whose} ({expected}): it is {actual}")]
+    ManifestContent {
+        whose: &'static str,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("blob {digest} {limit}")]
+    BlobTooLarge { digest: Digest, limit: Limit },
+    #[error("the registry sent blob {digest} with other content (its digest is {actual})")]
+    BlobContent { digest: Digest, actual: Digest },
+    /// A body past its bound.
+    #[error("{0}")]
+    Body(BodyError),
+    /// A token server's answer that is not a token (too large, not JSON, none in it).
+    #[error("{0}")]
+    Token(#[source] TokenError),
+    /// oci-client's own finding (its words).
+    #[error("{0}")]
+    Said(String),
 }
 
 #[cfg(test)]
@@ -336,18 +367,31 @@ mod tests {
 
     #[test]
     fn every_source_is_said_in_the_message() {
-        let e = RegistryError::new(
-            "r/app",
-            Operation::ReadConfig,
-            RegistryErrorKind::Digest {
-                source: crate::oci::Digest::parse("sha256:x").unwrap_err(),
+        let bad_digest = || crate::oci::Digest::parse("sha256:x").unwrap_err();
+        let refused_answer = RegistryErrorKind::AnswerRefused {
+            host: "r".into(),
+            source: AnswerError::Digest {
+                what: "Docker-Content-Digest".into(),
+                source: bad_digest(),
             },
-        );
-        let message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            assert!(message.contains(&cause.to_string()), "{cause}");
-            source = cause.source();
+        };
+        for kind in [
+            RegistryErrorKind::Digest {
+                source: bad_digest(),
+            },
+            refused_answer,
+        ] {
+            let e = RegistryError::new("r/app", Operation::ReadManifest, kind);
+            let message = e.to_string();
+            let mut causes = 0;
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                assert!(message.contains(&cause.to_string()), "{cause}");
+                causes += 1;
+                source = cause.source();
+            }
+            // The kind, and the digest's own error below it.
+            assert!(causes >= 2, "{message}");
         }
     }
 
