@@ -229,23 +229,7 @@ impl SetDecision {
 /// Decides, for every dependency set among `tags`, whether it is removed (and which
 /// digests are deleted for it) or kept (and why). Sets come out in key order.
 pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
-    let mut sets: BTreeMap<&str, Vec<&Tagged>> = BTreeMap::new();
-    let mut images: Vec<&Tagged> = Vec::new();
-    for tagged in tags {
-        match dependency_set(&tagged.tag) {
-            Some(key) => sets.entry(key).or_default().push(tagged),
-            None => images.push(tagged),
-        }
-    }
-    for members in sets.values_mut() {
-        members.sort_by(|a, b| a.tag.cmp(&b.tag));
-    }
-    let cannot_tell = images.iter().find_map(|t| {
-        t.target.as_ref().err().map(|reason| Kept::CannotTell {
-            tag: t.tag.clone(),
-            reason: reason.to_string(),
-        })
-    });
+    let (sets, images) = group(tags);
     let readable_images: Vec<(&str, &Target)> = images
         .iter()
         .filter_map(|t| {
@@ -255,22 +239,7 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
                 .map(|target| (t.tag.as_str(), target))
         })
         .collect();
-
-    // First verdicts: unreadable, used, cannot tell, or a candidate for removal.
-    let mut verdicts: BTreeMap<&str, Option<Kept>> = BTreeMap::new();
-    for (key, members) in &sets {
-        let unreadable = members.iter().find_map(|t| {
-            t.target.as_ref().err().map(|reason| Kept::Unreadable {
-                tag: t.tag.clone(),
-                reason: reason.to_string(),
-            })
-        });
-        let uses = uses_of(key, members, &readable_images);
-        let kept = unreadable
-            .or_else(|| (!uses.is_empty()).then_some(Kept::UsedBy { uses }))
-            .or_else(|| cannot_tell.clone());
-        verdicts.insert(key, kept);
-    }
+    let mut verdicts = first_verdicts(&sets, &images, &readable_images);
 
     // Digests kept tags name (with an index's entries), and which tag protects each.
     let mut protected: BTreeMap<&str, &str> = BTreeMap::new();
@@ -305,18 +274,16 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
     keep_sharing(&mut verdicts, &sets, &mut protected);
 
     // Blobs of kept manifests: what removing a set cannot free.
-    let mut kept_blobs: BTreeSet<&str> = BTreeSet::new();
     let kept_targets = readable_images.iter().map(|(_, t)| *t).chain(
         verdicts
             .iter()
             .filter(|(_, v)| v.is_some())
             .flat_map(|(k, _)| sets[k].iter().filter_map(|t| t.target.as_ref().ok())),
     );
-    for target in kept_targets {
-        for m in &target.manifests {
-            kept_blobs.extend(blobs(m).map(|b| b.digest.as_str()));
-        }
-    }
+    let kept_blobs: BTreeSet<&str> = kept_targets
+        .flat_map(|target| &target.manifests)
+        .flat_map(|m| blobs(m).map(|b| b.digest.as_str()))
+        .collect();
 
     let mut listed: BTreeSet<String> = BTreeSet::new();
     let mut counted: BTreeSet<&str> = BTreeSet::new();
@@ -339,23 +306,7 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
         let (verdict, freed) = match verdict {
             Some(because) => (Verdict::Keep { because }, 0),
             None => {
-                let mut digests = Vec::new();
-                let mut push = |d: &str, digests: &mut Vec<String>| {
-                    if !protected.contains_key(d) && listed.insert(d.to_string()) {
-                        digests.push(d.to_string());
-                    }
-                };
-                for t in targets.iter().filter(|t| t.index) {
-                    push(&t.digest, &mut digests);
-                }
-                for t in targets.iter().filter(|t| !t.index) {
-                    push(&t.digest, &mut digests);
-                }
-                for t in targets.iter().filter(|t| t.index) {
-                    for m in &t.manifests {
-                        push(&m.digest, &mut digests);
-                    }
-                }
+                let digests = removal_order(&targets, &protected, &mut listed);
                 let freed = own
                     .iter()
                     .filter(|(d, _)| !kept_blobs.contains(*d) && counted.insert(d))
@@ -374,6 +325,77 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
         });
     }
     out
+}
+
+/// The dependency sets among `tags` (by key, each sorted by tag), and the image tags.
+fn group(tags: &[Tagged]) -> (BTreeMap<&str, Vec<&Tagged>>, Vec<&Tagged>) {
+    let mut sets: BTreeMap<&str, Vec<&Tagged>> = BTreeMap::new();
+    let mut images: Vec<&Tagged> = Vec::new();
+    for tagged in tags {
+        match dependency_set(&tagged.tag) {
+            Some(key) => sets.entry(key).or_default().push(tagged),
+            None => images.push(tagged),
+        }
+    }
+    for members in sets.values_mut() {
+        members.sort_by(|a, b| a.tag.cmp(&b.tag));
+    }
+    (sets, images)
+}
+
+/// First verdicts: unreadable, used, cannot tell (an image tag could not be read), or
+/// `None`: a candidate for removal.
+fn first_verdicts<'a>(
+    sets: &BTreeMap<&'a str, Vec<&Tagged>>,
+    images: &[&Tagged],
+    readable_images: &[(&str, &Target)],
+) -> BTreeMap<&'a str, Option<Kept>> {
+    let cannot_tell = images.iter().find_map(|t| {
+        t.target.as_ref().err().map(|reason| Kept::CannotTell {
+            tag: t.tag.clone(),
+            reason: reason.to_string(),
+        })
+    });
+    let mut verdicts = BTreeMap::new();
+    for (key, members) in sets {
+        let unreadable = members.iter().find_map(|t| {
+            t.target.as_ref().err().map(|reason| Kept::Unreadable {
+                tag: t.tag.clone(),
+                reason: reason.to_string(),
+            })
+        });
+        let uses = uses_of(key, members, readable_images);
+        let kept = unreadable
+            .or_else(|| (!uses.is_empty()).then_some(Kept::UsedBy { uses }))
+            .or_else(|| cannot_tell.clone());
+        verdicts.insert(*key, kept);
+    }
+    verdicts
+}
+
+/// The digests a removed set deletes, in the order they are deleted: indexes, then the
+/// manifests tags name, then the indexes' entries; none a kept tag protects, none listed
+/// for an earlier set (`listed`).
+fn removal_order(
+    targets: &[&Target],
+    protected: &BTreeMap<&str, &str>,
+    listed: &mut BTreeSet<String>,
+) -> Vec<String> {
+    let indexes = targets.iter().filter(|t| t.index);
+    let order = indexes
+        .clone()
+        .map(|t| t.digest.as_str())
+        .chain(
+            targets
+                .iter()
+                .filter(|t| !t.index)
+                .map(|t| t.digest.as_str()),
+        )
+        .chain(indexes.flat_map(|t| t.manifests.iter().map(|m| m.digest.as_str())));
+    order
+        .filter(|d| !protected.contains_key(d) && listed.insert(d.to_string()))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Marks the digests `target` (tagged `tag`) names as protected by `tag`.
