@@ -45,19 +45,35 @@ impl Default for Timeouts {
     }
 }
 
+/// A timeout that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecondsError {
+    #[error("`{text}` is not a number of seconds (e.g. 10 or 2.5)")]
+    NotANumber {
+        text: String,
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    #[error("`{text}`: a timeout is more than 0 and at most 86400 seconds")]
+    OutOfRange { text: String },
+}
+
 /// Seconds as the command line and environment give them (`10`, `2.5`): positive, finite,
 /// at most a day.
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub fn parse_seconds(text: &str) -> Result<Duration, SecondsError> {
     let seconds: f64 = text
         .trim()
         .trim_end_matches('s')
         .trim()
         .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds (e.g. 10 or 2.5)"))?;
+        .map_err(|source| SecondsError::NotANumber {
+            text: text.to_string(),
+            source,
+        })?;
     if !(seconds > 0.0 && seconds <= 86_400.0) {
-        return Err(format!(
-            "`{text}`: a timeout is more than 0 and at most 86400 seconds"
-        ));
+        return Err(SecondsError::OutOfRange {
+            text: text.to_string(),
+        });
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -155,18 +155,40 @@ async fn upgrade(
     Ok(TokioIo::new(stream))
 }
 
+/// Why BuildKit's status was not followed to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// No gRPC channel to BuildKit (tonic's "transport error", with the cause that says
+    /// what happened).
+    #[error("{}", with_causes(source))]
+    Connect {
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// BuildKit's answer to `Control.Status` (its message).
+    #[error("{}", .0.message())]
+    Status(#[source] Box<tonic::Status>),
+}
+
+impl From<tonic::Status> for StatusError {
+    fn from(status: tonic::Status) -> StatusError {
+        StatusError::Status(Box::new(status))
+    }
+}
+
 /// A gRPC channel to dockerd's BuildKit (`POST /grpc`, upgraded).
 pub(crate) async fn control_channel(
     address: DaemonAddress,
     within: Duration,
-) -> Result<tonic::transport::Channel, String> {
+) -> Result<tonic::transport::Channel, StatusError> {
+    let connect = |source| StatusError::Connect { source };
     tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .map_err(|e| e.to_string())?
+        .map_err(connect)?
         .connect_with_connector(tower::service_fn(move |_| {
             upgraded(address.clone(), "/grpc", &[], within)
         }))
         .await
-        .map_err(|e| with_causes(&e))
+        .map_err(connect)
 }
 
 /// Streams `Control.Status` for build `build_ref` into `on_status` until the build ends.
@@ -175,19 +197,15 @@ pub async fn follow(
     build_ref: String,
     timeouts: crate::timeouts::Timeouts,
     mut on_status: impl FnMut(StatusResponse),
-) -> Result<(), String> {
+) -> Result<(), StatusError> {
     let mut client = ControlClient::new(control_channel(address, timeouts.connect).await?);
     // Status waits for the build to appear, so it may be asked before Solve starts.
     let mut stream = client
         .status(StatusRequest { r#ref: build_ref })
-        .await
-        .map_err(|e| e.message().to_string())?
+        .await?
         .into_inner();
     while let Some(message) = stream.next().await {
-        match message {
-            Ok(status) => on_status(status),
-            Err(e) => return Err(e.message().to_string()),
-        }
+        on_status(message?);
     }
     Ok(())
 }

@@ -147,9 +147,8 @@ impl DockerDaemon {
         }
         // Written while it is sent (a large source file is never held in memory).
         let written = std::sync::Arc::new(plan.clone());
-        let context: ContextWriter = std::sync::Arc::new(move |out| {
-            written.write_context_tar(out).map_err(|e| e.to_string())
-        });
+        let context: ContextWriter =
+            std::sync::Arc::new(move |out| Ok(written.write_context_tar(out)?));
         let mut secrets: Vec<(String, SecretSource)> = plan
             .secrets
             .iter()
@@ -202,8 +201,7 @@ impl DockerDaemon {
         let tar = tar
             .into_inner()
             .map_err(|e| BackendError::Context(e.to_string()))?;
-        let context: ContextWriter =
-            std::sync::Arc::new(move |out| out.write_all(&tar).map_err(|e| e.to_string()));
+        let context: ContextWriter = std::sync::Arc::new(move |out| Ok(out.write_all(&tar)?));
         let build = Solve {
             image,
             platform,
@@ -536,9 +534,11 @@ fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) ->
     let refusal = match credentials {
         None => Refusal::Anonymous { config: None },
         Some(c) if c.identity_token().is_some() => Refusal::NoPush {
-            user: "the identity token",
+            user: "the identity token".into(),
         },
-        Some(c) => Refusal::NoPush { user: &c.username },
+        Some(c) => Refusal::NoPush {
+            user: c.username.clone(),
+        },
     };
     Some(refusal_message(&refusal, host, repository))
 }
@@ -590,14 +590,39 @@ pub struct ImageLayers {
     pub last_tagged: Option<i64>,
 }
 
+/// A request of `imagespec prune` that dockerd did not answer as asked: the request, and
+/// what went wrong in words (dockerd's root cause, or the stall).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DaemonRequestError {
+    /// `GET /images/json`, `DELETE /images/{image}`…
+    pub request: String,
+    message: String,
+    #[source]
+    pub source: bollard::errors::Error,
+}
+
 impl DockerDaemon {
+    /// `source` of `request` as a [`DaemonRequestError`].
+    fn request_failed(
+        &self,
+        request: String,
+        source: bollard::errors::Error,
+    ) -> DaemonRequestError {
+        DaemonRequestError {
+            message: self.failure(&request, &source),
+            request,
+            source,
+        }
+    }
+
     /// Every tagged image (`GET /images/json`).
-    pub async fn images(&self) -> Result<Vec<LocalImage>, String> {
+    pub async fn images(&self) -> Result<Vec<LocalImage>, DaemonRequestError> {
         let listed = self
             .client
             .list_images(None::<bollard::query_parameters::ListImagesOptions>)
             .await
-            .map_err(|e| self.failure("GET /images/json", &e))?;
+            .map_err(|e| self.request_failed("GET /images/json".into(), e))?;
         Ok(listed
             .into_iter()
             .map(|i| LocalImage {
@@ -616,12 +641,12 @@ impl DockerDaemon {
     }
 
     /// An image's layers and when it was last tagged on this daemon.
-    pub async fn image_layers(&self, image: &str) -> Result<ImageLayers, String> {
+    pub async fn image_layers(&self, image: &str) -> Result<ImageLayers, DaemonRequestError> {
         let inspected = self
             .client
             .inspect_image(image)
             .await
-            .map_err(|e| self.failure(&format!("GET /images/{image}/json"), &e))?;
+            .map_err(|e| self.request_failed(format!("GET /images/{image}/json"), e))?;
         let layers = inspected.root_fs.and_then(|r| r.layers).unwrap_or_default();
         let last_tagged = inspected
             .metadata
@@ -637,7 +662,7 @@ impl DockerDaemon {
 
     /// Removes the tag `image` (`DELETE /images/{image}`, never forced: dockerd refuses
     /// while a container uses the image); the image goes with its last tag.
-    pub async fn remove_tag(&self, image: &str) -> Result<(), String> {
+    pub async fn remove_tag(&self, image: &str) -> Result<(), DaemonRequestError> {
         self.client
             .remove_image(
                 image,
@@ -646,7 +671,7 @@ impl DockerDaemon {
             )
             .await
             .map(drop)
-            .map_err(|e| self.failure(&format!("DELETE /images/{image}"), &e))
+            .map_err(|e| self.request_failed(format!("DELETE /images/{image}"), e))
     }
 }
 

@@ -11,6 +11,19 @@ pub mod envd;
 pub mod registry;
 pub mod session;
 
+use crate::registry::client::RegistryError;
+
+/// A registry failure as a build's: a push when it was writing, a read otherwise.
+impl From<RegistryError> for BackendError {
+    fn from(source: RegistryError) -> Self {
+        if source.operation.writes() {
+            BackendError::RegistryPush { source }
+        } else {
+            BackendError::RegistryRead { source }
+        }
+    }
+}
+
 /// A build that did not happen, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -45,8 +58,22 @@ pub enum BackendError {
     Daemonless(#[from] daemonless::DaemonlessError),
     #[error(transparent)]
     Emulation(#[from] emulation::EmulationError),
+    /// dockerd's push failed (its words).
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },
+    /// A write to the registry (a blob upload, a manifest push) failed.
+    #[error("push failed: {source}")]
+    RegistryPush {
+        #[source]
+        source: crate::registry::client::RegistryError,
+    },
+    /// A read from the registry (a manifest, a config, a layer, whether a blob is there)
+    /// failed: never reported as a failed push.
+    #[error("{source}")]
+    RegistryRead {
+        #[source]
+        source: crate::registry::client::RegistryError,
+    },
     #[error("{0}")]
     Registry(#[from] crate::registry::auth::AuthError),
     #[error(
@@ -123,6 +150,37 @@ pub(crate) fn failed_command(message: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registry_read_is_not_a_failed_push() {
+        use crate::registry::client::{Operation, RegistryErrorKind};
+        let failure = |operation| {
+            BackendError::from(RegistryError::new(
+                "r/app:1",
+                operation,
+                RegistryErrorKind::NestedIndex,
+            ))
+        };
+        let read = failure(Operation::ReadManifest);
+        assert!(
+            matches!(read, BackendError::RegistryRead { .. }),
+            "{read:?}"
+        );
+        assert_eq!(
+            read.to_string(),
+            "registry r/app:1: reading the manifest: an index inside an index"
+        );
+        let push = failure(Operation::PushManifest);
+        assert!(
+            matches!(push, BackendError::RegistryPush { .. }),
+            "{push:?}"
+        );
+        assert!(
+            push.to_string()
+                .starts_with("push failed: registry r/app:1: pushing")
+        );
+        assert!(std::error::Error::source(&push).is_some());
+    }
 
     #[test]
     fn a_failed_command_is_read_from_either_buildkit_message() {

@@ -77,15 +77,6 @@ fn sha256(bytes: &[u8]) -> String {
     out
 }
 
-impl From<RegistryError> for BackendError {
-    fn from(e: RegistryError) -> Self {
-        BackendError::Push {
-            image: e.image,
-            message: format!("{}: {}", e.what, e.message),
-        }
-    }
-}
-
 /// The manifest and config of `image` for `platform`, or `None` when the registry does not
 /// have it.
 pub async fn image_config(
@@ -96,7 +87,7 @@ pub async fn image_config(
     // No HEAD first: a missing tag is the manifest request's 404.
     let manifest = match client.image_manifest(image, platform).await {
         Ok((_, manifest)) => manifest,
-        Err(e) if e.not_found => return Ok(None),
+        Err(e) if e.not_found() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let config = client.config(image, &manifest).await?;

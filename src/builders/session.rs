@@ -51,7 +51,16 @@ use tonic::{Request, Response, Status};
 /// Writes a build context (an uncompressed tar) into the writer it is given; may be called
 /// more than once (each pull of the context gets a fresh copy).
 pub type ContextWriter =
-    Arc<dyn Fn(&mut dyn std::io::Write) -> Result<(), String> + Send + Sync + 'static>;
+    Arc<dyn Fn(&mut dyn std::io::Write) -> Result<(), ContextError> + Send + Sync + 'static>;
+
+/// Why a build context was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error(transparent)]
+    Write(#[from] crate::render::WriteError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 /// The size of one message of context bytes, and how many may wait to be sent: what the
 /// context costs in memory.
@@ -129,8 +138,9 @@ impl Upload for ContextUpload {
                 chunk: Vec::with_capacity(CHUNK),
             };
             let written = context(&mut out)
-                .and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()));
-            if let Err(message) = written {
+                .and_then(|()| std::io::Write::flush(&mut out).map_err(ContextError::from));
+            if let Err(e) = written {
+                let message = e.to_string();
                 let _ = tx.blocking_send(Err(Status::aborted(message.clone())));
                 *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
             }

@@ -134,17 +134,21 @@ pub struct PruneArgs {
     pub timeouts: TimeoutFlags,
 }
 
+/// Why `--repository`'s value is not a repository.
+#[derive(Debug, thiserror::Error)]
+enum RepositoryArgError {
+    #[error("`{0}` names a tag or digest: give the repository alone (e.g. localhost:5000/app)")]
+    TagOrDigest(String),
+    #[error(transparent)]
+    Reference(#[from] imagespec::spec::reference::ReferenceError),
+}
+
 /// `--repository`'s value: `[registry/]name` by the reference grammar, no tag or digest.
-fn repository_name(value: &str) -> Result<String, String> {
+fn repository_name(value: &str) -> Result<String, RepositoryArgError> {
     if value.contains('@') || has_tag(value) {
-        return Err(format!(
-            "`{value}` names a tag or digest: give the repository alone (e.g. \
-             localhost:5000/app)"
-        ));
+        return Err(RepositoryArgError::TagOrDigest(value.to_string()));
     }
-    imagespec::spec::Repository::new(None, value)
-        .map(|r| r.to_string())
-        .map_err(|e| e.to_string())
+    Ok(imagespec::spec::Repository::new(None, value)?.to_string())
 }
 
 /// Whether `value` ends with `:tag` (a colon after the last `/`; a port's colon is before
@@ -430,7 +434,7 @@ pub struct ExplainArgs {
 }
 
 /// `--platform`'s value, each platform checked (`os/arch[/variant]`).
-fn platform_list(value: &str) -> Result<String, String> {
+fn platform_list(value: &str) -> Result<String, imagespec::oci::platform::PlatformError> {
     imagespec::engine::Platforms::parse_list(value).map(|p| p.iter().collect::<Vec<_>>().join(","))
 }
 

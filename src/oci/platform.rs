@@ -40,18 +40,25 @@ impl Platforms {
 
     /// The platforms of `--platform LIST`, each checked to be `os/arch[/variant]` (the
     /// spec's own `platform` is hashed as written and checked when it is built).
-    pub fn parse_list(list: &str) -> Result<Platforms, String> {
+    pub fn parse_list(list: &str) -> Result<Platforms, PlatformError> {
         let platforms = Platforms::parse(list);
         if platforms.is_empty() {
-            return Err(format!(
-                "`{list}`: no platform; expected e.g. linux/amd64,linux/arm64"
-            ));
+            return Err(PlatformError::Empty(list.to_string()));
         }
         for p in platforms.iter() {
             Platform::parse(p)?;
         }
         Ok(platforms)
     }
+}
+
+/// A platform (or list of them) that is not `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    #[error("`{0}`: no platform; expected e.g. linux/amd64,linux/arm64")]
+    Empty(String),
+    #[error("`{0}`: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7")]
+    Malformed(String),
 }
 
 /// One platform, `os/arch[/variant]` (`linux/arm64`, `linux/arm/v7`), split.
@@ -65,7 +72,7 @@ pub struct Platform<'a> {
 impl<'a> Platform<'a> {
     /// Splits `os/arch[/variant]`; each part non-empty, of lower-case letters, digits, `_`
     /// and `.` (what OCI platform fields and Docker's `--platform` hold).
-    pub fn parse(platform: &'a str) -> Result<Platform<'a>, String> {
+    pub fn parse(platform: &'a str) -> Result<Platform<'a>, PlatformError> {
         let parts: Vec<&str> = platform.split('/').collect();
         let valid = |p: &str| {
             !p.is_empty()
@@ -73,9 +80,7 @@ impl<'a> Platform<'a> {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.".contains(&b))
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| valid(p)) {
-            return Err(format!(
-                "`{platform}`: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7"
-            ));
+            return Err(PlatformError::Malformed(platform.to_string()));
         }
         Ok(Platform {
             os: parts[0],

@@ -220,14 +220,51 @@ pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
     out
 }
 
+/// Why an entry was not removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error("removing {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A scratch entry whose lock a run holds again.
+    #[error("{} is in use again: left", path.display())]
+    InUse { path: PathBuf },
+    #[error("running {}: {source}", uv.display())]
+    RunUv {
+        uv: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("uv cache clean --cache-dir {}: {status}: {stderr}", dir.display())]
+    UvFailed {
+        dir: PathBuf,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error(
+        "uv cache clean --cache-dir {}: no end after 600 s (another uv holds the cache?)",
+        dir.display()
+    )]
+    UvHung { dir: PathBuf },
+    #[error("waiting for uv: {source}")]
+    WaitUv {
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Removes `entry` (a scratch entry only while its lock can be taken; uv's cache with
 /// `uv cache clean` when uv is here, so a running uv is waited for as uv does).
-pub fn remove(entry: &Entry) -> Result<(), String> {
+pub fn remove(entry: &Entry) -> Result<(), RemoveError> {
     let path = &entry.path;
     let gone = |r: std::io::Result<()>| match r {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("removing {}: {e}", path.display()))
-        }
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(RemoveError::Remove {
+            path: path.clone(),
+            source,
+        }),
         _ => Ok(()),
     };
     let remove_path = || -> std::io::Result<()> {
@@ -243,7 +280,7 @@ pub fn remove(entry: &Entry) -> Result<(), String> {
                 return Ok(());
             };
             if handle.try_lock().is_err() {
-                return Err(format!("{} is in use again: left", path.display()));
+                return Err(RemoveError::InUse { path: path.clone() });
             }
             gone(remove_path())
         }
@@ -256,7 +293,7 @@ pub fn remove(entry: &Entry) -> Result<(), String> {
 }
 
 /// `uv cache clean --cache-dir DIR`, bounded (uv waits for a running uv's lock).
-fn uv_cache_clean(uv: &Path, dir: &Path) -> Result<(), String> {
+fn uv_cache_clean(uv: &Path, dir: &Path) -> Result<(), RemoveError> {
     let mut child = std::process::Command::new(uv)
         .args(["cache", "clean", "--cache-dir"])
         .arg(dir)
@@ -264,7 +301,10 @@ fn uv_cache_clean(uv: &Path, dir: &Path) -> Result<(), String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("running {}: {e}", uv.display()))?;
+        .map_err(|source| RemoveError::RunUv {
+            uv: uv.to_path_buf(),
+            source,
+        })?;
     let started = std::time::Instant::now();
     loop {
         match child.try_wait() {
@@ -274,23 +314,21 @@ fn uv_cache_clean(uv: &Path, dir: &Path) -> Result<(), String> {
                 if let Some(mut e) = child.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
-                return Err(format!(
-                    "uv cache clean --cache-dir {}: {status}: {}",
-                    dir.display(),
-                    err.trim()
-                ));
+                return Err(RemoveError::UvFailed {
+                    dir: dir.to_path_buf(),
+                    status,
+                    stderr: err.trim().to_string(),
+                });
             }
             Ok(None) if started.elapsed() > Duration::from_secs(600) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "uv cache clean --cache-dir {}: no end after 600 s (another uv holds \
-                     the cache?)",
-                    dir.display()
-                ));
+                return Err(RemoveError::UvHung {
+                    dir: dir.to_path_buf(),
+                });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(format!("waiting for uv: {e}")),
+            Err(source) => return Err(RemoveError::WaitUv { source }),
         }
     }
 }

@@ -8,12 +8,13 @@
 //! are removed without force: dockerd refuses while a container uses the image, and an
 //! image stays while another tag names it.
 
-use super::decide::{self, Manifest, Tagged, Target};
+use super::decide::{self, Manifest, Tagged, Target, Unreadable};
 use super::{Item, Note, Place, PruneOptions, Report};
 use crate::builders::docker::{DockerDaemon, ImageLayers, LocalImage};
 use crate::explain::{INPUTS_LABEL, Inputs};
 use crate::plan::DEPENDENCY_LABEL;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// How long a working tag may live before it counts as left behind.
 const WORKING_TAG_AGE: i64 = 24 * 3600;
@@ -49,7 +50,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
     let images = match daemon.images().await {
         Ok(images) => images,
         Err(e) => {
-            report.notes.push(note(daemon.host(), e, true));
+            report.notes.push(note(daemon.host(), e.to_string(), true));
             return;
         }
     };
@@ -74,11 +75,11 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
         {
             continue;
         }
-        let mut layers: HashMap<&str, Result<ImageLayers, String>> = HashMap::new();
+        let mut layers: HashMap<&str, Result<ImageLayers, Unreadable>> = HashMap::new();
         for (_, image) in &tags {
             if !layers.contains_key(image.id.as_str()) {
                 let got = daemon.image_layers(&image.id).await;
-                layers.insert(&image.id, got);
+                layers.insert(&image.id, got.map_err(|e| Unreadable::Daemon(Arc::new(e))));
             }
         }
         let mut tagged = Vec::new();
@@ -122,60 +123,75 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
             });
         }
         let decisions = decide::decide(&tagged, options.keep);
-        let sizes: HashMap<&str, u64> = tags.iter().map(|(_, i)| (i.id.as_str(), i.size)).collect();
-        let mut sets = super::set_items(Place::Daemon, &repository, &decisions, |d| {
-            let ids: std::collections::BTreeSet<&str> = tags
-                .iter()
-                .filter(|(t, _)| d.tags.contains(t))
-                .map(|(_, i)| i.id.as_str())
-                .collect();
-            Some(ids.iter().map(|id| sizes[id]).sum())
-        });
-        for item in &mut sets {
-            // In dockerd tags are removed, not ids: list the full tags.
-            item.tags = item
-                .tags
-                .iter()
-                .map(|t| format!("{repository}:{t}"))
-                .collect();
-            item.digests = tags
-                .iter()
-                .filter(|(t, _)| item.tags.contains(&format!("{repository}:{t}")))
-                .map(|(_, i)| i.id.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            if item.remove {
-                item.reason = "used by no local image of the repository".into();
-            }
-            // dockerd removes tags, not images: a shared image only loses a name.
-            if let Some(decide::Kept::SharesDigest { tag, .. }) = &item.kept {
-                item.reason = format!(
-                    "unused, but the kept tag {tag} names the same image (removing this tag \
-                     would free nothing)"
-                );
-            }
-        }
-        items.extend(sets);
+        items.extend(set_items(&repository, &tags, &decisions));
         if !options.dry_run {
-            for item in items.iter_mut().filter(|i| i.remove) {
-                let tags = if item.tags.is_empty() {
-                    vec![item.what.clone()]
-                } else {
-                    item.tags.clone()
-                };
-                let mut failed = None;
-                for tag in &tags {
-                    if let Err(e) = daemon.remove_tag(tag).await {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-                item.done = failed.is_none();
-                item.error = failed;
-            }
+            remove(&daemon, &mut items).await;
         }
         report.items.extend(items);
+    }
+}
+
+/// The items of the dependency sets `decisions` decided on, in dockerd's terms: full tags,
+/// image ids, and what removing a tag frees.
+fn set_items(
+    repository: &str,
+    tags: &[(String, &LocalImage)],
+    decisions: &[decide::SetDecision],
+) -> Vec<Item> {
+    let sizes: HashMap<&str, u64> = tags.iter().map(|(_, i)| (i.id.as_str(), i.size)).collect();
+    let mut sets = super::set_items(Place::Daemon, repository, decisions, |d| {
+        let ids: std::collections::BTreeSet<&str> = tags
+            .iter()
+            .filter(|(t, _)| d.tags.contains(t))
+            .map(|(_, i)| i.id.as_str())
+            .collect();
+        Some(ids.iter().map(|id| sizes[id]).sum())
+    });
+    for item in &mut sets {
+        // In dockerd tags are removed, not ids: list the full tags.
+        item.tags = item
+            .tags
+            .iter()
+            .map(|t| format!("{repository}:{t}"))
+            .collect();
+        item.digests = tags
+            .iter()
+            .filter(|(t, _)| item.tags.contains(&format!("{repository}:{t}")))
+            .map(|(_, i)| i.id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if item.remove {
+            item.reason = "used by no local image of the repository".into();
+        }
+        // dockerd removes tags, not images: a shared image only loses a name.
+        if let Some(decide::Kept::SharesDigest { tag, .. }) = &item.kept {
+            item.reason = format!(
+                "unused, but the kept tag {tag} names the same image (removing this tag \
+                     would free nothing)"
+            );
+        }
+    }
+    sets
+}
+
+/// Removes the tags of the `items` to remove (the first refusal stops an item's tags).
+async fn remove(daemon: &DockerDaemon, items: &mut [Item]) {
+    for item in items.iter_mut().filter(|i| i.remove) {
+        let tags = if item.tags.is_empty() {
+            vec![item.what.clone()]
+        } else {
+            item.tags.clone()
+        };
+        let mut failed = None;
+        for tag in &tags {
+            if let Err(e) = daemon.remove_tag(tag).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        item.done = failed.is_none();
+        item.error = failed.map(|e| e.to_string());
     }
 }
 

@@ -18,8 +18,11 @@
 //! tag also names — directly or as an entry of a kept index — is kept whole. When any image
 //! tag cannot be read, no unused set is removed (which sets it uses cannot be told).
 
+use crate::builders::docker::DaemonRequestError;
+use crate::registry::client::RegistryError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The prefix of dependency tags.
 pub const DEPENDENCY_TAG_PREFIX: &str = "deps-";
@@ -90,10 +93,27 @@ pub struct Target {
 }
 
 /// A tag of the repository and what it points at, or why that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Tagged {
     pub tag: String,
-    pub target: Result<Target, String>,
+    pub target: Result<Target, Unreadable>,
+}
+
+/// Why what a tag points at could not be read (shared: one failed read of an index entry or
+/// a config is the reason of every tag naming it).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unreadable {
+    /// The registry's answer (the operation and why; the repository is the one listed).
+    #[error("{}", .0.detail())]
+    Registry(#[source] Arc<RegistryError>),
+    #[error("{digest}: an index inside an index")]
+    NestedIndex { digest: String },
+    /// An index entry whose manifest was not read.
+    #[error("{digest}: not read")]
+    NotRead { digest: String },
+    /// dockerd's answer.
+    #[error(transparent)]
+    Daemon(Arc<DaemonRequestError>),
 }
 
 /// How an image tag uses a dependency set.
@@ -209,23 +229,7 @@ impl SetDecision {
 /// Decides, for every dependency set among `tags`, whether it is removed (and which
 /// digests are deleted for it) or kept (and why). Sets come out in key order.
 pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
-    let mut sets: BTreeMap<&str, Vec<&Tagged>> = BTreeMap::new();
-    let mut images: Vec<&Tagged> = Vec::new();
-    for tagged in tags {
-        match dependency_set(&tagged.tag) {
-            Some(key) => sets.entry(key).or_default().push(tagged),
-            None => images.push(tagged),
-        }
-    }
-    for members in sets.values_mut() {
-        members.sort_by(|a, b| a.tag.cmp(&b.tag));
-    }
-    let cannot_tell = images.iter().find_map(|t| {
-        t.target.as_ref().err().map(|reason| Kept::CannotTell {
-            tag: t.tag.clone(),
-            reason: reason.clone(),
-        })
-    });
+    let (sets, images) = group(tags);
     let readable_images: Vec<(&str, &Target)> = images
         .iter()
         .filter_map(|t| {
@@ -235,22 +239,7 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
                 .map(|target| (t.tag.as_str(), target))
         })
         .collect();
-
-    // First verdicts: unreadable, used, cannot tell, or a candidate for removal.
-    let mut verdicts: BTreeMap<&str, Option<Kept>> = BTreeMap::new();
-    for (key, members) in &sets {
-        let unreadable = members.iter().find_map(|t| {
-            t.target.as_ref().err().map(|reason| Kept::Unreadable {
-                tag: t.tag.clone(),
-                reason: reason.clone(),
-            })
-        });
-        let uses = uses_of(key, members, &readable_images);
-        let kept = unreadable
-            .or_else(|| (!uses.is_empty()).then_some(Kept::UsedBy { uses }))
-            .or_else(|| cannot_tell.clone());
-        verdicts.insert(key, kept);
-    }
+    let mut verdicts = first_verdicts(&sets, &images, &readable_images);
 
     // Digests kept tags name (with an index's entries), and which tag protects each.
     let mut protected: BTreeMap<&str, &str> = BTreeMap::new();
@@ -285,18 +274,16 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
     keep_sharing(&mut verdicts, &sets, &mut protected);
 
     // Blobs of kept manifests: what removing a set cannot free.
-    let mut kept_blobs: BTreeSet<&str> = BTreeSet::new();
     let kept_targets = readable_images.iter().map(|(_, t)| *t).chain(
         verdicts
             .iter()
             .filter(|(_, v)| v.is_some())
             .flat_map(|(k, _)| sets[k].iter().filter_map(|t| t.target.as_ref().ok())),
     );
-    for target in kept_targets {
-        for m in &target.manifests {
-            kept_blobs.extend(blobs(m).map(|b| b.digest.as_str()));
-        }
-    }
+    let kept_blobs: BTreeSet<&str> = kept_targets
+        .flat_map(|target| &target.manifests)
+        .flat_map(|m| blobs(m).map(|b| b.digest.as_str()))
+        .collect();
 
     let mut listed: BTreeSet<String> = BTreeSet::new();
     let mut counted: BTreeSet<&str> = BTreeSet::new();
@@ -319,23 +306,7 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
         let (verdict, freed) = match verdict {
             Some(because) => (Verdict::Keep { because }, 0),
             None => {
-                let mut digests = Vec::new();
-                let mut push = |d: &str, digests: &mut Vec<String>| {
-                    if !protected.contains_key(d) && listed.insert(d.to_string()) {
-                        digests.push(d.to_string());
-                    }
-                };
-                for t in targets.iter().filter(|t| t.index) {
-                    push(&t.digest, &mut digests);
-                }
-                for t in targets.iter().filter(|t| !t.index) {
-                    push(&t.digest, &mut digests);
-                }
-                for t in targets.iter().filter(|t| t.index) {
-                    for m in &t.manifests {
-                        push(&m.digest, &mut digests);
-                    }
-                }
+                let digests = removal_order(&targets, &protected, &mut listed);
                 let freed = own
                     .iter()
                     .filter(|(d, _)| !kept_blobs.contains(*d) && counted.insert(d))
@@ -354,6 +325,77 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
         });
     }
     out
+}
+
+/// The dependency sets among `tags` (by key, each sorted by tag), and the image tags.
+fn group(tags: &[Tagged]) -> (BTreeMap<&str, Vec<&Tagged>>, Vec<&Tagged>) {
+    let mut sets: BTreeMap<&str, Vec<&Tagged>> = BTreeMap::new();
+    let mut images: Vec<&Tagged> = Vec::new();
+    for tagged in tags {
+        match dependency_set(&tagged.tag) {
+            Some(key) => sets.entry(key).or_default().push(tagged),
+            None => images.push(tagged),
+        }
+    }
+    for members in sets.values_mut() {
+        members.sort_by(|a, b| a.tag.cmp(&b.tag));
+    }
+    (sets, images)
+}
+
+/// First verdicts: unreadable, used, cannot tell (an image tag could not be read), or
+/// `None`: a candidate for removal.
+fn first_verdicts<'a>(
+    sets: &BTreeMap<&'a str, Vec<&Tagged>>,
+    images: &[&Tagged],
+    readable_images: &[(&str, &Target)],
+) -> BTreeMap<&'a str, Option<Kept>> {
+    let cannot_tell = images.iter().find_map(|t| {
+        t.target.as_ref().err().map(|reason| Kept::CannotTell {
+            tag: t.tag.clone(),
+            reason: reason.to_string(),
+        })
+    });
+    let mut verdicts = BTreeMap::new();
+    for (key, members) in sets {
+        let unreadable = members.iter().find_map(|t| {
+            t.target.as_ref().err().map(|reason| Kept::Unreadable {
+                tag: t.tag.clone(),
+                reason: reason.to_string(),
+            })
+        });
+        let uses = uses_of(key, members, readable_images);
+        let kept = unreadable
+            .or_else(|| (!uses.is_empty()).then_some(Kept::UsedBy { uses }))
+            .or_else(|| cannot_tell.clone());
+        verdicts.insert(*key, kept);
+    }
+    verdicts
+}
+
+/// The digests a removed set deletes, in the order they are deleted: indexes, then the
+/// manifests tags name, then the indexes' entries; none a kept tag protects, none listed
+/// for an earlier set (`listed`).
+fn removal_order(
+    targets: &[&Target],
+    protected: &BTreeMap<&str, &str>,
+    listed: &mut BTreeSet<String>,
+) -> Vec<String> {
+    let indexes = targets.iter().filter(|t| t.index);
+    let order = indexes
+        .clone()
+        .map(|t| t.digest.as_str())
+        .chain(
+            targets
+                .iter()
+                .filter(|t| !t.index)
+                .map(|t| t.digest.as_str()),
+        )
+        .chain(indexes.flat_map(|t| t.manifests.iter().map(|m| m.digest.as_str())));
+    order
+        .filter(|d| !protected.contains_key(d) && listed.insert(d.to_string()))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Marks the digests `target` (tagged `tag`) names as protected by `tag`.
@@ -454,6 +496,7 @@ fn uses_of(key: &str, members: &[&Tagged], images: &[(&str, &Target)]) -> Vec<Us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::client::{Operation, RegistryErrorKind};
 
     const K1: &str = "deps-11111111111111111111111111111111";
     const K2: &str = "deps-22222222222222222222222222222222";
@@ -513,7 +556,17 @@ mod tests {
     fn unreadable(tag: &str) -> Tagged {
         Tagged {
             tag: tag.into(),
-            target: Err("500 Internal Server Error".into()),
+            target: Err(Unreadable::Registry(Arc::new(RegistryError::new(
+                "r/app",
+                Operation::ReadManifest,
+                RegistryErrorKind::Request {
+                    source: oci_client::errors::OciDistributionError::ServerError {
+                        code: 500,
+                        url: String::new(),
+                        message: "500 Internal Server Error".into(),
+                    },
+                },
+            )))),
         }
     }
 

@@ -298,8 +298,8 @@ async fn prune_repository(
         Ok(tags) => tags,
         Err(e) => {
             report.notes.push(cannot_tell(format!(
-                "{}: {} (nothing removed from {repository})",
-                e.what, e.message
+                "{} (nothing removed from {repository})",
+                e.detail()
             )));
             return Ok(());
         }
@@ -318,8 +318,8 @@ async fn prune_repository(
         match registry::delete(&client, repository, &tags, options.keep, &mut decisions).await {
             Ok(d) => deleted = d,
             Err(e) => report.notes.push(cannot_tell(format!(
-                "listing the tags again before deleting: {}: {} (nothing removed)",
-                e.what, e.message
+                "listing the tags again before deleting: {} (nothing removed)",
+                e.detail()
             ))),
         }
     }
@@ -369,7 +369,7 @@ fn prune_cache(options: &PruneOptions, report: &mut Report) {
         if !options.dry_run {
             match cache::remove(&entry) {
                 Ok(()) => item.done = true,
-                Err(e) => item.error = Some(e),
+                Err(e) => item.error = Some(e.to_string()),
             }
         }
         report.items.push(item);

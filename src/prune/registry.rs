@@ -9,7 +9,7 @@
 //! that appeared on a digest about to go (or an image just appended to a dependency image
 //! about to go) keeps it.
 
-use super::decide::{self, Blob, Manifest, SetDecision, Tagged, Target, Verdict};
+use super::decide::{self, Blob, Manifest, SetDecision, Tagged, Target, Unreadable, Verdict};
 use crate::explain::{INPUTS_LABEL, Inputs};
 use crate::plan::DEPENDENCY_LABEL;
 use crate::registry::client::{RawManifest, RegistryClient, RegistryError};
@@ -17,6 +17,7 @@ use futures_util::{StreamExt, stream};
 use oci_client::manifest::{OciImageManifest, OciManifest};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Requests in flight at once while reading a repository.
 const CONCURRENT: usize = 8;
@@ -99,8 +100,8 @@ fn manifest_of(digest: &str, m: &OciImageManifest) -> Manifest {
     }
 }
 
-fn reason(e: &RegistryError) -> String {
-    format!("{}: {}", e.what, e.message)
+fn unreadable(e: RegistryError) -> Unreadable {
+    Unreadable::Registry(Arc::new(e))
 }
 
 /// Lists the tags of `repository` and reads what each points at.
@@ -120,12 +121,12 @@ pub async fn read_tags(
     tags: Vec<String>,
 ) -> Vec<Tagged> {
     // The manifest each tag names.
-    let tops: Vec<(String, Result<Option<RawManifest>, String>)> = stream::iter(tags)
+    let tops: Vec<(String, Result<Option<RawManifest>, Unreadable>)> = stream::iter(tags)
         .map(|tag| async move {
             let got = match client.manifest(&format!("{repository}:{tag}")).await {
                 Ok(m) => Ok(Some(m)),
-                Err(e) if e.not_found => Ok(None),
-                Err(e) => Err(reason(&e)),
+                Err(e) if e.not_found() => Ok(None),
+                Err(e) => Err(unreadable(e)),
             };
             (tag, got)
         })
@@ -144,15 +145,17 @@ pub async fn read_tags(
         })
         .flatten()
         .collect();
-    let entries: HashMap<String, Result<OciImageManifest, String>> = stream::iter(entries)
+    let entries: HashMap<String, Result<OciImageManifest, Unreadable>> = stream::iter(entries)
         .map(|digest| async move {
             let got = match client.manifest_by_digest(repository, &digest).await {
                 Ok(RawManifest {
                     manifest: OciManifest::Image(m),
                     ..
                 }) => Ok(m),
-                Ok(_) => Err(format!("{digest}: an index inside an index")),
-                Err(e) => Err(reason(&e)),
+                Ok(_) => Err(Unreadable::NestedIndex {
+                    digest: digest.clone(),
+                }),
+                Err(e) => Err(unreadable(e)),
             };
             (digest, got)
         })
@@ -161,17 +164,18 @@ pub async fn read_tags(
         .await;
 
     // Every image's config, each read once.
-    let images_of = |raw: &RawManifest| -> Vec<(String, Result<OciImageManifest, String>)> {
+    let images_of = |raw: &RawManifest| -> Vec<(String, Result<OciImageManifest, Unreadable>)> {
         match &raw.manifest {
             OciManifest::Image(m) => vec![(raw.digest.to_string(), Ok(m.clone()))],
             OciManifest::ImageIndex(index) => index
                 .manifests
                 .iter()
                 .map(|e| {
-                    let m = entries
-                        .get(&e.digest)
-                        .cloned()
-                        .unwrap_or_else(|| Err(format!("{}: not read", e.digest)));
+                    let m = entries.get(&e.digest).cloned().unwrap_or_else(|| {
+                        Err(Unreadable::NotRead {
+                            digest: e.digest.clone(),
+                        })
+                    });
                     (e.digest.clone(), m)
                 })
                 .collect(),
@@ -183,13 +187,13 @@ pub async fn read_tags(
         .flat_map(images_of)
         .filter_map(|(_, m)| m.ok().map(|m| m.config.digest))
         .collect();
-    let configs: HashMap<String, Result<ConfigFacts, String>> = stream::iter(configs)
+    let configs: HashMap<String, Result<ConfigFacts, Unreadable>> = stream::iter(configs)
         .map(|digest| async move {
             let got = match client.blob(repository, &digest, None).await {
                 Ok(bytes) => Ok(serde_json::from_slice(&bytes)
                     .map(|v| config_facts(&v))
                     .unwrap_or_default()),
-                Err(e) => Err(reason(&e)),
+                Err(e) => Err(unreadable(e)),
             };
             (digest, got)
         })
@@ -219,9 +223,9 @@ fn target_of(
     tag: &str,
     repository: &str,
     raw: &RawManifest,
-    images: &[(String, Result<OciImageManifest, String>)],
-    configs: &HashMap<String, Result<ConfigFacts, String>>,
-) -> Result<Target, String> {
+    images: &[(String, Result<OciImageManifest, Unreadable>)],
+    configs: &HashMap<String, Result<ConfigFacts, Unreadable>>,
+) -> Result<Target, Unreadable> {
     let dependency_tag = decide::dependency_set(tag).is_some();
     let mut manifests = Vec::new();
     let mut created = None;
@@ -310,7 +314,7 @@ pub async fn delete(
             match client.delete_manifest(repository, digest).await {
                 Ok(_) => done.digests.push(digest.clone()),
                 Err(e) => {
-                    done.error = Some(reason(&e));
+                    done.error = Some(e.detail());
                     failed = true;
                     break;
                 }

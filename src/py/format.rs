@@ -14,8 +14,47 @@ use super::repr::str_repr;
 /// grammar accepts (`spec::reference::MAX_TAG_LEN`; a test keeps the two equal).
 pub const MAX_TAG_LEN: usize = 128;
 
+/// Why Python's `str.format` would refuse a `tag_format` (its words where it has them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("single '}}' encountered in format string")]
+    LoneClosingBrace,
+    #[error("expected '}}' before end of string")]
+    Unclosed,
+    #[error("positional fields like `{{}}` are not available; use `{{spec_hash}}`")]
+    Positional,
+    #[error("unknown field `{0}`; the only field is `{{spec_hash}}`")]
+    UnknownField(String),
+    #[error("string indices must be integers, not `{index}`")]
+    Index {
+        index: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("string index out of range")]
+    IndexOutOfRange,
+    #[error("unknown conversion specifier `{0}`")]
+    Conversion(String),
+    #[error("nested replacement fields in a format spec are not supported")]
+    Nested,
+    #[error("format specifier missing precision")]
+    MissingPrecision,
+    #[error("too many decimal digits in format string")]
+    Precision,
+    #[error("unknown format code `{0}` for a string")]
+    FormatCode(String),
+    #[error("'=' alignment not allowed in string format specifier")]
+    EqualsAlignment,
+    #[error(
+        "width {width} in `{{spec_hash:{spec}}}` makes a tag longer than {} \
+         characters, the longest a registry accepts",
+        MAX_TAG_LEN
+    )]
+    Width { width: String, spec: String },
+}
+
 /// Formats `template` as `template.format(spec_hash=hash)`.
-pub fn format_spec_hash(template: &str, hash: &str) -> Result<String, String> {
+pub fn format_spec_hash(template: &str, hash: &str) -> Result<String, FormatError> {
     let mut out = String::new();
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {
@@ -28,13 +67,13 @@ pub fn format_spec_hash(template: &str, hash: &str) -> Result<String, String> {
                 chars.next();
                 out.push('}');
             }
-            '}' => return Err("single '}' encountered in format string".into()),
+            '}' => return Err(FormatError::LoneClosingBrace),
             '{' => {
                 let mut field = String::new();
                 let mut depth = 0;
                 loop {
                     match chars.next() {
-                        None => return Err("expected '}' before end of string".into()),
+                        None => return Err(FormatError::Unclosed),
                         Some('{') => {
                             depth += 1;
                             field.push('{');
@@ -55,7 +94,7 @@ pub fn format_spec_hash(template: &str, hash: &str) -> Result<String, String> {
     Ok(out)
 }
 
-fn replacement(field: &str, hash: &str) -> Result<String, String> {
+fn replacement(field: &str, hash: &str) -> Result<String, FormatError> {
     let (head, spec) = match field.find(':') {
         Some(i) => (&field[..i], Some(&field[i + 1..])),
         None => (field, None),
@@ -70,37 +109,36 @@ fn replacement(field: &str, hash: &str) -> Result<String, String> {
     };
     if base != "spec_hash" {
         return Err(if base.is_empty() {
-            "positional fields like `{}` are not available; use `{spec_hash}`".into()
+            FormatError::Positional
         } else {
-            format!("unknown field `{base}`; the only field is `{{spec_hash}}`")
+            FormatError::UnknownField(base.to_string())
         });
     }
     let mut value = hash.to_string();
     if let Some(index) = index {
-        let i: usize = index
-            .parse()
-            .map_err(|_| format!("string indices must be integers, not `{index}`"))?;
+        let i: usize = index.parse().map_err(|source| FormatError::Index {
+            index: index.to_string(),
+            source,
+        })?;
         value = value
             .chars()
             .nth(i)
             .map(String::from)
-            .ok_or("string index out of range")?;
+            .ok_or(FormatError::IndexOutOfRange)?;
     }
     value = match conversion {
         None | Some("s") => value,
         Some("r") | Some("a") => str_repr(&value),
-        Some(other) => return Err(format!("unknown conversion specifier `{other}`")),
+        Some(other) => return Err(FormatError::Conversion(other.to_string())),
     };
     match spec {
         None | Some("") => Ok(value),
-        Some(spec) if spec.contains('{') => {
-            Err("nested replacement fields in a format spec are not supported".into())
-        }
+        Some(spec) if spec.contains('{') => Err(FormatError::Nested),
         Some(spec) => apply_str_spec(&value, spec),
     }
 }
 
-fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
+fn apply_str_spec(value: &str, spec: &str) -> Result<String, FormatError> {
     let chars: Vec<char> = spec.chars().collect();
     let mut i = 0;
     let is_align = |c: char| matches!(c, '<' | '>' | '^' | '=');
@@ -133,27 +171,24 @@ fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
             i += 1;
         }
         if p.is_empty() {
-            return Err("format specifier missing precision".into());
+            return Err(FormatError::MissingPrecision);
         }
         // Python refuses a precision past sys.maxsize the same way.
         precision = Some(
             p.parse::<usize>()
                 .ok()
                 .filter(|&p| p <= isize::MAX as usize)
-                .ok_or("too many decimal digits in format string")?,
+                .ok_or(FormatError::Precision)?,
         );
     }
     match &chars[i..] {
         [] | ['s'] => {}
         rest => {
-            return Err(format!(
-                "unknown format code `{}` for a string",
-                rest.iter().collect::<String>()
-            ));
+            return Err(FormatError::FormatCode(rest.iter().collect()));
         }
     }
     if align == Some('=') {
-        return Err("'=' alignment not allowed in string format specifier".into());
+        return Err(FormatError::EqualsAlignment);
     }
     let mut text: String = match precision {
         Some(p) => value.chars().take(p).collect(),
@@ -165,10 +200,10 @@ fn apply_str_spec(value: &str, spec: &str) -> Result<String, String> {
         match width.parse::<usize>() {
             Ok(w) if w <= MAX_TAG_LEN => w,
             _ => {
-                return Err(format!(
-                    "width {width} in `{{spec_hash:{spec}}}` makes a tag longer than \
-                     {MAX_TAG_LEN} characters, the longest a registry accepts"
-                ));
+                return Err(FormatError::Width {
+                    width,
+                    spec: spec.to_string(),
+                });
             }
         }
     };
@@ -213,7 +248,7 @@ mod tests {
             "{spec_hash:2147483648}",
             "{spec_hash:099999999999999999999999}",
         ] {
-            let err = f(template, "abc").unwrap_err();
+            let err = f(template, "abc").unwrap_err().to_string();
             assert!(err.contains("longer than 128"), "{template}: {err}");
         }
         assert_eq!(f("{spec_hash:.9999999999}", "abc").unwrap(), "abc");

@@ -32,7 +32,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod error;
 mod reads;
+use error::with_causes;
+pub use error::{
+    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, UrlError,
+    refusal_message,
+};
 use reads::Limit;
 
 /// Whether a tag exists (flytekit's `exist()`: yes, no, or cannot tell), as a registry or
@@ -64,22 +70,6 @@ fn reference(image: &str) -> Reference {
         repository,
         tag.unwrap_or("latest").to_string(),
     )
-}
-
-/// An error and its causes on one line (reqwest's own message says only "error sending
-/// request"; the cause says why, e.g. an untrusted certificate).
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A client for one registry.
@@ -220,7 +210,7 @@ impl RegistryClient {
         &self,
         reference: &Reference,
         push: bool,
-    ) -> oci_client::errors::Result<(Arc<Client>, RegistryAuth)> {
+    ) -> Result<(Arc<Client>, RegistryAuth), Failure> {
         let mut state = self.tokens.lock().await;
         let challenge = match &state.challenge {
             Some(c) => c.clone(),
@@ -232,11 +222,13 @@ impl RegistryClient {
         };
         let Some(challenge) = challenge else {
             if self.identity.is_some() {
-                return Err(OciDistributionError::AuthenticationFailure(format!(
-                    "an identity token is configured for {}, but it names no token server \
-                     (no Bearer challenge): log in with a username and password",
-                    self.host
-                )));
+                return Err(Failure::Registry(
+                    OciDistributionError::AuthenticationFailure(format!(
+                        "an identity token is configured for {}, but it names no token \
+                         server (no Bearer challenge): log in with a username and password",
+                        self.host
+                    )),
+                ));
             }
             self.client
                 .store_auth_if_needed(reference.resolve_registry(), &self.auth)
@@ -258,14 +250,7 @@ impl RegistryClient {
             ));
         }
         let wanted = state.scopes.clone();
-        let access = self
-            .token(&challenge, &scopes(&wanted))
-            .await
-            .map_err(|e| match e.refused {
-                true => OciDistributionError::AuthenticationFailure(e.message),
-                // An answer that is not one (too large, not JSON, no token): the server's fault.
-                false => OciDistributionError::SpecViolationError(e.message),
-            })?;
+        let access = self.token(&challenge, &scopes(&wanted)).await?;
         let client = Arc::new(Client::new(client_config(&self.host, self.timeouts)));
         let auth = RegistryAuth::Bearer(access.token.clone());
         client
@@ -309,14 +294,9 @@ impl RegistryClient {
     /// The registry's token challenge (from an unauthenticated `GET /v2/`, its body not
     /// read), or `None` when it names no token server.
     async fn challenge(&self) -> oci_client::errors::Result<Option<token::Challenge>> {
-        let scheme = if insecure(&self.host) {
-            "http"
-        } else {
-            "https"
-        };
         let response = self
             .read_client()?
-            .get(format!("{scheme}://{}/v2/", self.host))
+            .get(format!("{}://{}/v2/", self.scheme(), self.host))
             .send()
             .await?;
         Ok(response
@@ -337,7 +317,7 @@ impl RegistryClient {
         match self.digest(image).await {
             Ok(Some(_)) => Existence::Yes,
             Ok(None) => Existence::No,
-            Err(e) => Existence::Unknown(format!("{}: {}", e.what, e.message)),
+            Err(e) => Existence::Unknown(e.detail()),
         }
     }
 }
@@ -352,7 +332,7 @@ impl RegistryClient {
         let asked = self
             .retry(
                 image,
-                "HEAD of the manifest",
+                Operation::CheckManifest,
                 false,
                 |_, _, auth| async move { self.head_manifest(reference, &auth).await },
             )
@@ -360,21 +340,10 @@ impl RegistryClient {
         match asked {
             Ok(Some(digest)) => Ok(Some(digest)),
             Ok(None) => self.manifest(image).await.map(|m| Some(m.digest)),
-            Err(e) if e.not_found => Ok(None),
+            Err(e) if e.not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
-}
-
-/// A registry request that failed (after retries, when it was worth retrying).
-#[derive(Debug, thiserror::Error)]
-#[error("registry {image}: {what}: {message}")]
-pub struct RegistryError {
-    pub image: String,
-    pub what: String,
-    pub message: String,
-    /// The registry answered that the manifest or repository does not exist.
-    pub not_found: bool,
 }
 
 /// Manifest media types the client accepts.
@@ -400,8 +369,42 @@ const FIRST_BACKOFF_MS: u64 = 300;
 
 /// Why one attempt of a request failed.
 enum Failure {
-    Registry(oci_client::errors::OciDistributionError),
+    Registry(OciDistributionError),
     Stalled(Stalled),
+    /// Our checks refused what the registry sent.
+    Answer(AnswerError),
+    /// No token: the token server refused (`refused`), or its answer is not one.
+    Token(token::TokenError),
+}
+
+impl From<OciDistributionError> for Failure {
+    fn from(e: OciDistributionError) -> Failure {
+        Failure::Registry(e)
+    }
+}
+
+impl From<reqwest::Error> for Failure {
+    fn from(e: reqwest::Error) -> Failure {
+        Failure::Registry(e.into())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Registry(e.into())
+    }
+}
+
+impl From<AnswerError> for Failure {
+    fn from(e: AnswerError) -> Failure {
+        Failure::Answer(e)
+    }
+}
+
+impl From<token::TokenError> for Failure {
+    fn from(e: token::TokenError) -> Failure {
+        Failure::Token(e)
+    }
 }
 
 /// Whether trying again may help.
@@ -418,16 +421,22 @@ fn transient(failure: &Failure) -> bool {
         }
         Failure::Registry(E::ServerError { code, .. }) => *code >= 500 || *code == 429,
         Failure::Registry(E::IoError(_)) => true,
-        Failure::Registry(_) => false,
+        Failure::Registry(_) | Failure::Answer(_) | Failure::Token(_) => false,
     }
 }
 
 /// Whether the registry answered that the manifest or repository does not exist.
+#[cfg(test)]
 fn not_found(failure: &Failure) -> bool {
+    matches!(failure, Failure::Registry(e) if unknown(e))
+}
+
+/// Whether `e` is the registry's "no such manifest or repository".
+fn unknown(e: &OciDistributionError) -> bool {
     use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
-    match failure {
-        Failure::Registry(E::ImageManifestNotFoundError(_)) => true,
-        Failure::Registry(E::RegistryError { envelope, .. }) => envelope
+    match e {
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope
             .errors
             .iter()
             .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)),
@@ -445,49 +454,8 @@ fn is_refusal(failure: &Failure) -> bool {
             .iter()
             .any(|e| matches!(e.code, C::Unauthorized | C::Denied)),
         Failure::Registry(E::ServerError { code, .. }) => *code == 401 || *code == 403,
+        Failure::Token(e) => e.refused,
         _ => false,
-    }
-}
-
-/// Who was refused, and why, as the one line a user reads.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal<'a> {
-    /// No credentials were found; `config` is the file looked in.
-    Anonymous {
-        config: Option<&'a std::path::Path>,
-    },
-    /// The credentials themselves were refused (`reason`: the token server's word).
-    BadCredentials {
-        user: &'a str,
-        reason: Option<String>,
-    },
-    /// The credentials are good, but not for this (a push with pull-only rights).
-    NoPush {
-        user: &'a str,
-    },
-    NoPull {
-        user: &'a str,
-    },
-}
-
-/// The line for `refusal` at `host` on `repository`.
-pub fn refusal_message(refusal: &Refusal<'_>, host: &str, repository: &str) -> String {
-    match refusal {
-        Refusal::Anonymous { config } => format!(
-            "anonymous access to {host}/{repository} denied: no credentials found for {host} \
-             in {} (`docker login {host}`, or the spec's `registry_config`)",
-            config.map_or("docker's config".into(), |p| p.display().to_string())
-        ),
-        Refusal::BadCredentials { user, reason } => format!(
-            "authentication failed for {user} at {host}{} (check the credentials: `docker \
-             login {host}`, or the spec's `registry_config`)",
-            reason.as_ref().map_or(String::new(), |r| format!(": {r}"))
-        ),
-        Refusal::NoPush { user } => format!(
-            "{user} may pull but not push {host}/{repository} (use credentials with push \
-             access)"
-        ),
-        Refusal::NoPull { user } => format!("{user} may not pull {host}/{repository}"),
     }
 }
 
@@ -499,43 +467,35 @@ impl RegistryClient {
         failure: &Failure,
         reference: &Reference,
         push: bool,
-    ) -> Option<String> {
+    ) -> Option<Refusal> {
         use oci_client::errors::OciDistributionError as E;
         if !is_refusal(failure) {
             return None;
         }
         let user = match &self.credentials {
             None => {
-                return Some(refusal_message(
-                    &Refusal::Anonymous {
-                        config: self.config.as_deref(),
-                    },
-                    &self.host,
-                    reference.repository(),
-                ));
+                return Some(Refusal::Anonymous {
+                    config: self.config.clone(),
+                });
             }
-            Some(c) if c.identity_token().is_some() => "the identity token",
-            Some(c) => c.username.as_str(),
+            Some(c) if c.identity_token().is_some() => "the identity token".to_string(),
+            Some(c) => c.username.clone(),
         };
         let bad = match failure {
             // The token exchange's own refusal (identity tokens).
             Failure::Registry(E::AuthenticationFailure(reason)) => Some(reason.clone()),
+            Failure::Token(e) => Some(e.message.clone()),
             _ if self.identity.is_none() => self.credentials_refused(reference, push).await,
             _ => None,
         };
-        let refusal = match bad {
+        Some(match bad {
             Some(reason) => Refusal::BadCredentials {
                 user,
                 reason: Some(reason).filter(|r| !r.is_empty()),
             },
             None if push => Refusal::NoPush { user },
             None => Refusal::NoPull { user },
-        };
-        Some(refusal_message(
-            &refusal,
-            &self.host,
-            reference.repository(),
-        ))
+        })
     }
 
     /// Whether the token server refuses this client's username and password for a pull of
@@ -553,54 +513,39 @@ impl RegistryClient {
         }
     }
 
-    /// What went wrong, in words a user can act on (never with the credentials).
-    fn describe(&self, failure: &Failure) -> String {
-        use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
-        let host = &self.host;
-        let refused = || match self.auth {
-            RegistryAuth::Anonymous => format!(
-                "{host} asks for credentials and none were found: `docker login {host}`, or \
-                 the spec's `registry_config`"
-            ),
-            _ => format!(
-                "{host} refused the credentials: check them (`docker login {host}`, or the \
-                 spec's `registry_config`)"
-            ),
+    /// What went wrong, in words a user can act on (never with the credentials); a refusal
+    /// has been told apart by [`RegistryClient::refused`] already.
+    fn kind(&self, failure: Failure) -> RegistryErrorKind {
+        use oci_client::errors::OciDistributionError as E;
+        let host = self.host.clone();
+        let failure = match failure {
+            Failure::Stalled(source) => return RegistryErrorKind::Stalled { host, source },
+            Failure::Answer(source) => return RegistryErrorKind::AnswerRefused { host, source },
+            Failure::Token(e) => {
+                let source = AnswerError::Token(e);
+                return RegistryErrorKind::AnswerRefused { host, source };
+            }
+            Failure::Registry(e) => e,
         };
         match failure {
-            Failure::Stalled(stalled) => format!(
-                "{host} stalled: {stalled} (--stall-timeout / {})",
-                crate::timeouts::STALL_TIMEOUT_ENV
-            ),
-            Failure::Registry(E::AuthenticationFailure(_) | E::UnauthorizedError { .. }) => {
-                format!("401 Unauthorized: {}", refused())
-            }
-            Failure::Registry(E::RegistryError { envelope, .. })
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|e| matches!(e.code, C::Unauthorized | C::Denied)) =>
-            {
-                format!("access denied: {}", refused())
-            }
-            Failure::Registry(E::RequestError(r)) if r.is_connect() && r.is_timeout() => format!(
-                "cannot connect to {host}: no connection within {} (--connect-timeout / {})",
-                crate::timeouts::seconds(self.timeouts.connect),
-                crate::timeouts::CONNECT_TIMEOUT_ENV
-            ),
-            Failure::Registry(E::RequestError(r)) if r.is_connect() => {
-                // The innermost cause says it ("Connection refused"); the wrappers do not.
-                let mut cause: &(dyn std::error::Error + 'static) = r;
-                while let Some(next) = cause.source() {
-                    cause = next;
+            E::RequestError(r) if r.is_connect() && r.is_timeout() => {
+                RegistryErrorKind::ConnectTimeout {
+                    host,
+                    after: self.timeouts.connect,
+                    transport: r,
                 }
-                format!("cannot connect to {host}: {cause}")
             }
+            E::RequestError(r) if r.is_connect() => RegistryErrorKind::Unreachable {
+                host,
+                source: Transport(r),
+            },
             // Our own checks of what the registry sent (bounds, digests, manifest shape).
-            Failure::Registry(E::SpecViolationError(why)) => {
-                format!("{host}'s answer is refused: {why}")
-            }
-            Failure::Registry(e) => with_causes(e),
+            E::SpecViolationError(said) => RegistryErrorKind::AnswerRefused {
+                host,
+                source: AnswerError::Said(said),
+            },
+            source if unknown(&source) => RegistryErrorKind::NotFound { source },
+            source => RegistryErrorKind::Request { source },
         }
     }
 
@@ -610,13 +555,13 @@ impl RegistryClient {
     async fn retry<T, F, Fut>(
         &self,
         image: &str,
-        what: &str,
+        operation: Operation,
         push: bool,
         mut attempt: F,
     ) -> Result<T, RegistryError>
     where
         F: FnMut(Activity, Arc<Client>, RegistryAuth) -> Fut,
-        Fut: std::future::Future<Output = oci_client::errors::Result<T>>,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let mut pause = FIRST_BACKOFF_MS;
         let mut tries = 0;
@@ -630,7 +575,7 @@ impl RegistryClient {
             let outcome = unless_stalled(one, &activity, self.timeouts.stall)
                 .await
                 .map_err(Failure::Stalled)
-                .and_then(|r| r.map_err(Failure::Registry));
+                .and_then(|r| r);
             match outcome {
                 Ok(v) => return Ok(v),
                 Err(e) if tries < RETRIES && transient(&e) => {
@@ -639,18 +584,17 @@ impl RegistryClient {
                     pause *= 2;
                 }
                 Err(e) => {
-                    let mut message = match self.refused(&e, &reference, push).await {
-                        Some(refused) => refused,
-                        None => self.describe(&e),
+                    let kind = match self.refused(&e, &reference, push).await {
+                        Some(refusal) => RegistryErrorKind::Refused {
+                            host: self.host.clone(),
+                            repository: reference.repository().to_string(),
+                            refusal,
+                        },
+                        None => self.kind(e),
                     };
-                    if tries > 0 {
-                        message.push_str(&format!(" ({} attempts)", tries + 1));
-                    }
                     return Err(RegistryError {
-                        image: image.to_string(),
-                        what: what.to_string(),
-                        message,
-                        not_found: not_found(&e),
+                        attempts: tries + 1,
+                        ..RegistryError::new(image, operation, kind)
                     });
                 }
             }
@@ -670,7 +614,7 @@ impl RegistryClient {
     ) -> Result<RawManifest, RegistryError> {
         self.retry(
             image,
-            "reading the manifest",
+            Operation::ReadManifest,
             false,
             |activity, _, auth| async move { self.get_manifest(reference, &auth, &activity).await },
         )
@@ -716,12 +660,13 @@ impl RegistryClient {
                     })
                 });
                 let Some(entry) = entry else {
-                    return Err(RegistryError {
-                        image: image.into(),
-                        what: "reading the manifest".into(),
-                        message: format!("the index has no image for {platform}"),
-                        not_found: true,
-                    });
+                    return Err(RegistryError::new(
+                        image,
+                        Operation::ReadManifest,
+                        RegistryErrorKind::NoPlatform {
+                            platform: platform.to_string(),
+                        },
+                    ));
                 };
                 let by_digest = reference(image).clone_with_digest(entry.digest.clone());
                 let raw = self.manifest_of(image, &by_digest).await?;
@@ -730,12 +675,11 @@ impl RegistryClient {
                         let m = m.clone();
                         Ok((raw, m))
                     }
-                    OciManifest::ImageIndex(_) => Err(RegistryError {
-                        image: image.into(),
-                        what: "reading the manifest".into(),
-                        message: "an index inside an index".into(),
-                        not_found: false,
-                    }),
+                    OciManifest::ImageIndex(_) => Err(RegistryError::new(
+                        image,
+                        Operation::ReadManifest,
+                        RegistryErrorKind::NestedIndex,
+                    )),
                 }
             }
         }
@@ -749,23 +693,19 @@ impl RegistryClient {
         digest: &str,
         declared: Option<u64>,
     ) -> Result<Vec<u8>, RegistryError> {
-        let what = format!("reading blob {}", body::one_line(digest));
-        let digest = self.valid_digest(image, &what, digest)?;
+        let operation = Operation::ReadBlob(body::one_line(digest));
+        let digest = valid_digest(image, &operation, digest)?;
         if let Some(size) = declared.filter(|&s| s > CONFIG_LIMIT) {
-            return Err(RegistryError {
-                image: image.to_string(),
-                what,
-                message: format!(
-                    "its descriptor says {size} bytes, more than the {} a config may have",
-                    crate::oci::manifest::size(CONFIG_LIMIT)
-                ),
-                not_found: false,
-            });
+            return Err(RegistryError::new(
+                image,
+                operation,
+                RegistryErrorKind::ConfigTooLarge { size },
+            ));
         }
         let limit = Limit::new(declared.unwrap_or(CONFIG_LIMIT), declared.is_some());
         let reference = reference(image);
         let (reference, digest) = (&reference, &digest);
-        self.retry(image, &what, false, |activity, _, auth| async move {
+        self.retry(image, operation, false, |activity, _, auth| async move {
             let mut out = Vec::new();
             let blob = reads::Blob {
                 digest,
@@ -788,11 +728,12 @@ impl RegistryClient {
         let descriptor = &manifest.config;
         let declared = u64::try_from(descriptor.size).ok();
         let bytes = self.blob(image, &descriptor.digest, declared).await?;
-        check_config(&bytes).map_err(|e| RegistryError {
-            image: image.to_string(),
-            what: "reading the image config".into(),
-            message: e.to_string(),
-            not_found: false,
+        check_config(&bytes).map_err(|source| {
+            RegistryError::new(
+                image,
+                Operation::ReadConfig,
+                RegistryErrorKind::Config { source },
+            )
         })
     }
 
@@ -806,11 +747,11 @@ impl RegistryClient {
         out: &std::path::Path,
         received: Option<crate::progress::Meter>,
     ) -> Result<(), RegistryError> {
-        let what = format!("reading blob {}", body::one_line(digest));
-        let digest = self.valid_digest(image, &what, digest)?;
+        let operation = Operation::ReadBlob(body::one_line(digest));
+        let digest = valid_digest(image, &operation, digest)?;
         let reference = reference(image);
         let (reference, digest) = (&reference, &digest);
-        self.retry(image, &what, false, |activity, _, auth| {
+        self.retry(image, operation, false, |activity, _, auth| {
             let received = received.clone();
             async move {
                 let mut file = tokio::fs::File::create(out).await?;
@@ -828,25 +769,15 @@ impl RegistryClient {
         .await
     }
 
-    /// `digest` as a [`Digest`], or the error naming it.
-    fn valid_digest(&self, image: &str, what: &str, digest: &str) -> Result<Digest, RegistryError> {
-        Digest::parse(digest).map_err(|e| RegistryError {
-            image: image.to_string(),
-            what: what.to_string(),
-            message: e.to_string(),
-            not_found: false,
-        })
-    }
-
     /// Whether the repository of `image` has the blob.
     pub async fn has_blob(&self, image: &str, digest: &str) -> Result<bool, RegistryError> {
         let reference = reference(image);
         let reference = &reference;
         self.retry(
             image,
-            &format!("checking blob {digest}"),
+            Operation::CheckBlob(digest.to_string()),
             false,
-            |_, c, _| async move { c.blob_exists(reference, digest).await },
+            |_, c, _| async move { Ok(c.blob_exists(reference, digest).await?) },
         )
         .await
     }
@@ -862,44 +793,35 @@ impl RegistryClient {
         size: u64,
         sent: Option<crate::progress::Meter>,
     ) -> Result<bool, RegistryError> {
-        if self.has_blob(image, digest).await? {
-            return Ok(false);
-        }
         let reference = reference(image);
         let reference = &reference;
-        self.retry(
-            image,
-            &format!("uploading blob {digest}"),
-            true,
-            |activity, c, _| {
-                let sent = sent.clone();
-                async move {
-                    let file = tokio::fs::File::open(path).await?;
-                    if let Some(sent) = &sent {
-                        sent(0);
-                    }
-                    let mut so_far = 0u64;
-                    // A chunk taken by the connection is a sign of life: the registry reads.
-                    let stream = futures_util::StreamExt::inspect(
-                        futures_util::TryStreamExt::map_err(
-                            tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
-                            oci_client::errors::OciDistributionError::from,
-                        ),
-                        move |chunk| {
-                            activity.touch();
-                            if let (Some(sent), Ok(chunk)) = (&sent, chunk) {
-                                so_far += chunk.len() as u64;
-                                sent(so_far);
-                            }
-                        },
-                    );
-                    c.push_blob_stream(reference, stream, digest, Some(size))
-                        .await
+        self.upload_blob(image, digest, |activity, c, _| {
+            let sent = sent.clone();
+            async move {
+                let file = tokio::fs::File::open(path).await?;
+                if let Some(sent) = &sent {
+                    sent(0);
                 }
-            },
-        )
-        .await?;
-        Ok(true)
+                let mut so_far = 0u64;
+                // A chunk taken by the connection is a sign of life: the registry reads.
+                let stream = futures_util::StreamExt::inspect(
+                    futures_util::TryStreamExt::map_err(
+                        tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+                        oci_client::errors::OciDistributionError::from,
+                    ),
+                    move |chunk| {
+                        activity.touch();
+                        if let (Some(sent), Ok(chunk)) = (&sent, chunk) {
+                            so_far += chunk.len() as u64;
+                            sent(so_far);
+                        }
+                    },
+                );
+                Ok(c.push_blob_stream(reference, stream, digest, Some(size))
+                    .await?)
+            }
+        })
+        .await
     }
 
     /// Uploads `data` as blob `digest` unless the registry has it.
@@ -909,21 +831,32 @@ impl RegistryClient {
         data: bytes::Bytes,
         digest: &str,
     ) -> Result<bool, RegistryError> {
+        let reference = reference(image);
+        let reference = &reference;
+        self.upload_blob(image, digest, |_, c, _| {
+            let data = data.clone();
+            async move { Ok(c.push_blob(reference, data, digest).await?) }
+        })
+        .await
+    }
+
+    /// Uploads blob `digest` with `upload` (retried) unless the registry has it; whether
+    /// it was uploaded.
+    async fn upload_blob<T, F, Fut>(
+        &self,
+        image: &str,
+        digest: &str,
+        upload: F,
+    ) -> Result<bool, RegistryError>
+    where
+        F: FnMut(Activity, Arc<Client>, RegistryAuth) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
         if self.has_blob(image, digest).await? {
             return Ok(false);
         }
-        let reference = reference(image);
-        let reference = &reference;
-        self.retry(
-            image,
-            &format!("uploading blob {digest}"),
-            true,
-            |_, c, _| {
-                let data = data.clone();
-                async move { c.push_blob(reference, data, digest).await }
-            },
-        )
-        .await?;
+        let operation = Operation::UploadBlob(digest.to_string());
+        self.retry(image, operation, true, upload).await?;
         Ok(true)
     }
 
@@ -935,16 +868,39 @@ impl RegistryClient {
         body: bytes::Bytes,
         media_type: &str,
     ) -> Result<(), RegistryError> {
-        let reference = reference(image);
+        let tagged = reference(image);
+        self.put_manifest(image, &tagged, body, media_type, Operation::PushManifest)
+            .await
+    }
+
+    /// Pushes `body` (of `media_type`) as the manifest `reference` names, retried.
+    async fn put_manifest(
+        &self,
+        image: &str,
+        reference: &Reference,
+        body: bytes::Bytes,
+        media_type: &str,
+        operation: Operation,
+    ) -> Result<(), RegistryError> {
         let content_type = reqwest_header(media_type);
-        let reference = &reference;
-        self.retry(image, "pushing the manifest", true, |_, c, _| {
+        self.retry(image, operation, true, |_, c, _| {
             let (body, content_type) = (body.clone(), content_type.clone());
-            async move { c.push_manifest_raw(reference, body, content_type).await }
+            async move { Ok(c.push_manifest_raw(reference, body, content_type).await?) }
         })
         .await?;
         Ok(())
     }
+}
+
+/// `digest` as a [`Digest`], or the error naming it.
+fn valid_digest(image: &str, operation: &Operation, digest: &str) -> Result<Digest, RegistryError> {
+    Digest::parse(digest).map_err(|source| {
+        RegistryError::new(
+            image,
+            operation.clone(),
+            RegistryErrorKind::Digest { source },
+        )
+    })
 }
 
 impl RegistryClient {
@@ -956,15 +912,10 @@ impl RegistryClient {
         media_type: &str,
         digest: &str,
     ) -> Result<(), RegistryError> {
-        let reference = reference(image).clone_with_digest(digest.to_string());
-        let content_type = reqwest_header(media_type);
-        let reference = &reference;
-        self.retry(image, "pushing a platform manifest", true, |_, c, _| {
-            let (body, content_type) = (body.clone(), content_type.clone());
-            async move { c.push_manifest_raw(reference, body, content_type).await }
-        })
-        .await?;
-        Ok(())
+        let by_digest = reference(image).clone_with_digest(digest.to_string());
+        let operation = Operation::PushPlatformManifest;
+        self.put_manifest(image, &by_digest, body, media_type, operation)
+            .await
     }
 }
 
@@ -1015,28 +966,34 @@ struct TagsPage {
 }
 
 impl RegistryClient {
-    /// A plain HTTP client for the requests oci-client does not make (tag pages with their
-    /// `Link` header, manifest deletes), with this client's connect timeout.
-    fn http(&self, repository: &str, what: &str) -> Result<reqwest::Client, RegistryError> {
-        reqwest::Client::builder()
-            .connect_timeout(self.timeouts.connect)
-            .build()
-            .map_err(|e| RegistryError {
-                image: repository.to_string(),
-                what: what.to_string(),
-                message: with_causes(&e),
-                not_found: false,
-            })
+    /// The plain HTTP client (the reads' own) for the requests oci-client does not make
+    /// (tag pages with their `Link` header, manifest deletes).
+    fn http(
+        &self,
+        repository: &str,
+        operation: &Operation,
+    ) -> Result<&reqwest::Client, RegistryError> {
+        self.read_client().map_err(|source| {
+            RegistryError::new(
+                repository,
+                operation.clone(),
+                RegistryErrorKind::Request { source },
+            )
+        })
+    }
+
+    /// `http` for the registries [`insecure`] names, `https` otherwise.
+    fn scheme(&self) -> &'static str {
+        if insecure(&self.host) {
+            "http"
+        } else {
+            "https"
+        }
     }
 
     /// `scheme://host` of the registry, as oci-client addresses it.
     fn base_url(&self, reference: &Reference) -> String {
-        let scheme = if insecure(&self.host) {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{}", reference.resolve_registry())
+        format!("{}://{}", self.scheme(), reference.resolve_registry())
     }
 
     /// Sends `request()` with this client's credentials: basic ones as they are (or the
@@ -1095,28 +1052,28 @@ impl RegistryClient {
         repository: &str,
         page: usize,
     ) -> Result<Vec<String>, RegistryError> {
-        let what = "listing the tags";
+        let failed = |kind| RegistryError::new(repository, Operation::ListTags, kind);
         let page = page.max(1);
         let reference = reference(repository);
         let base = self.base_url(&reference);
         let first = format!("{base}/v2/{}/tags/list?n={page}", reference.repository());
         let scope = format!("repository:{}:pull", reference.repository());
-        let http = self.http(repository, what)?;
+        let http = self.http(repository, &Operation::ListTags)?;
         let token = std::sync::Mutex::new(None);
-        let (http, scope, token) = (&http, &scope, &token);
+        let (scope, token) = (&scope, &token);
         let mut all = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut url = first.clone();
         for _ in 0..MAX_TAG_PAGES {
             let fetched = self
-                .retry(repository, what, false, |_, _, _| {
+                .retry(repository, Operation::ListTags, false, |_, _, _| {
                     let url = url.clone();
                     async move { self.tags_page(http, &url, scope, token).await }
                 })
                 .await;
             let fetched = match fetched {
                 Ok(p) => p,
-                Err(e) if e.not_found => return Ok(all),
+                Err(e) if e.not_found() => return Ok(all),
                 Err(e) => return Err(e),
             };
             let full = fetched.tags.len() >= page;
@@ -1136,20 +1093,11 @@ impl RegistryClient {
                 // Credentials go to the registry only; a listing cut short could make a
                 // used dependency image look unused.
                 (Some(next), _) => {
-                    return Err(RegistryError {
-                        image: repository.to_string(),
-                        what: what.into(),
-                        message: format!("the next page is on another host: {next}"),
-                        not_found: false,
-                    });
+                    return Err(failed(RegistryErrorKind::NextPageElsewhere { next }));
                 }
                 (None, Some(greatest)) if full => {
-                    let mut next = reqwest::Url::parse(&first).map_err(|e| RegistryError {
-                        image: repository.to_string(),
-                        what: what.into(),
-                        message: e.to_string(),
-                        not_found: false,
-                    })?;
+                    let mut next = reqwest::Url::parse(&first)
+                        .map_err(|source| failed(RegistryErrorKind::Url { source }))?;
                     next.query_pairs_mut().append_pair("last", &greatest);
                     next.to_string()
                 }
@@ -1166,7 +1114,7 @@ impl RegistryClient {
         url: &str,
         scope: &str,
         token: &std::sync::Mutex<Option<String>>,
-    ) -> oci_client::errors::Result<TagsPage> {
+    ) -> Result<TagsPage, Failure> {
         use oci_client::errors::OciDistributionError as E;
         let response = self
             .send_with_credentials(|| http.get(url), scope, token)
@@ -1186,15 +1134,15 @@ impl RegistryClient {
                     tags: Option<Vec<String>>,
                 }
                 let body = body::read_limited(response, body::TAGS_LIMIT, None).await?;
-                let listing: Listing = serde_json::from_slice(&body)?;
+                let listing: Listing = serde_json::from_slice(&body).map_err(E::from)?;
                 Ok(TagsPage {
                     tags: listing.tags.unwrap_or_default(),
                     next,
                 })
             }
-            404 => Err(E::ImageManifestNotFoundError(url.to_string())),
-            401 | 403 => Err(E::UnauthorizedError { url: url.into() }),
-            _ => Err(reads::error_answer(response, url).await),
+            404 => Err(E::ImageManifestNotFoundError(url.to_string()).into()),
+            401 | 403 => Err(E::UnauthorizedError { url: url.into() }.into()),
+            _ => Err(reads::error_answer(response, url).await.into()),
         }
     }
 
@@ -1208,48 +1156,38 @@ impl RegistryClient {
         repository: &str,
         digest: &str,
     ) -> Result<bool, RegistryError> {
-        let what = format!("deleting {digest}");
+        let operation = Operation::Delete(digest.to_string());
         let reference = reference(repository);
         let url = format!(
             "{}/v2/{}/manifests/{digest}",
             self.base_url(&reference),
             reference.repository()
         );
-        let http = self.http(repository, &what)?;
+        let http = self.http(repository, &operation)?;
         let scope = format!("repository:{}:delete", reference.repository());
         let token = std::sync::Mutex::new(None);
-        let (http, url, scope, token) = (&http, &url, &scope, &token);
+        let (url, scope, token) = (&url, &scope, &token);
         let answer = self
-            .retry(repository, &what, false, |_, _, _| async move {
+            .retry(repository, operation.clone(), false, |_, _, _| async move {
                 self.delete_once(http, url, scope, token).await
             })
             .await?;
-        let refused = |message: String| RegistryError {
-            image: repository.to_string(),
-            what: what.clone(),
-            message,
-            not_found: false,
-        };
+        let refused = |kind| Err(RegistryError::new(repository, operation, kind));
+        let host = self.host.clone();
         match answer {
             DeleteAnswer::Deleted => Ok(true),
             DeleteAnswer::Gone => Ok(false),
-            DeleteAnswer::NotAllowed => Err(refused(format!(
-                "405 Method Not Allowed: {} does not allow deleting manifests (distribution: \
-                 `storage: delete: enabled: true`, or REGISTRY_STORAGE_DELETE_ENABLED=true)",
-                self.host
-            ))),
-            DeleteAnswer::Refused(code) => Err(refused(format!(
-                "{code}: {} may not delete from {}/{} (credentials with the right to delete \
-                 are needed: `docker login {}`, or --registry-config)",
-                match &self.credentials {
+            DeleteAnswer::NotAllowed => refused(RegistryErrorKind::DeleteNotAllowed { host }),
+            DeleteAnswer::Refused(status) => refused(RegistryErrorKind::DeleteRefused {
+                status,
+                who: match &self.credentials {
                     None => "anonymous access".to_string(),
                     Some(c) if c.identity_token().is_some() => "the identity token".to_string(),
                     Some(c) => c.username.clone(),
                 },
-                self.host,
-                reference.repository(),
-                self.host
-            ))),
+                host,
+                repository: reference.repository().to_string(),
+            }),
         }
     }
 
@@ -1261,7 +1199,7 @@ impl RegistryClient {
         url: &str,
         scope: &str,
         token: &std::sync::Mutex<Option<String>>,
-    ) -> oci_client::errors::Result<DeleteAnswer> {
+    ) -> Result<DeleteAnswer, Failure> {
         let accept = MANIFEST_TYPES.join(", ");
         let request = || {
             http.delete(url)
@@ -1274,7 +1212,7 @@ impl RegistryClient {
             404 => Ok(DeleteAnswer::Gone),
             401 | 403 => Ok(DeleteAnswer::Refused(status)),
             405 => Ok(DeleteAnswer::NotAllowed),
-            _ => Err(reads::error_answer(response, url).await),
+            _ => Err(reads::error_answer(response, url).await.into()),
         }
     }
 }

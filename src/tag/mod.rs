@@ -318,7 +318,7 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
             TagError::TagFormat {
                 at: spec.at("tag_format"),
                 name: name.clone(),
-                message,
+                message: message.to_string(),
             }
         })?,
         None => hash,

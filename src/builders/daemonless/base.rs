@@ -161,6 +161,15 @@ fn version_strings(bytes: &[u8]) -> Vec<String> {
     found.into_iter().collect()
 }
 
+/// Why the base's Python cannot be used by the install step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PythonError {
+    #[error("the base image has no `{exec}` on PATH ({path_var})")]
+    NotOnPath { exec: String, path_var: String },
+    #[error("cannot tell the Python version of {path} (-> /{real}) from its name or content")]
+    Version { path: String, real: String },
+}
+
 /// The base's Python, as the install step finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BasePython {
@@ -423,11 +432,12 @@ impl BaseTree {
     }
 
     /// The base's Python for `uv venv --python EXEC`, or why there is none.
-    pub fn python(&self, exec: &str, path_var: &str) -> Result<BasePython, String> {
+    pub fn python(&self, exec: &str, path_var: &str) -> Result<BasePython, PythonError> {
         let Some(path) = self.executable(exec, path_var) else {
-            return Err(format!(
-                "the base image has no `{exec}` on PATH ({path_var})"
-            ));
+            return Err(PythonError::NotOnPath {
+                exec: exec.to_string(),
+                path_var: path_var.to_string(),
+            });
         };
         let (real, _) = self.resolve(&path).expect("found above");
         let name = basename(&real);
@@ -446,11 +456,9 @@ impl BaseTree {
                     let (a, b) = (parts.next()?, parts.next()?);
                     (a == "3" && b.parse::<u32>().is_ok()).then(|| format!("{a}.{b}"))
                 })
-                .ok_or_else(|| {
-                    format!(
-                        "cannot tell the Python version of {path} (-> /{real}) \
-                         from its name or content"
-                    )
+                .ok_or_else(|| PythonError::Version {
+                    path: path.clone(),
+                    real: real.clone(),
                 })?,
         };
         // PY_VERSION ("3.11.2") is compiled into the interpreter, or into libpython when the
@@ -609,7 +617,7 @@ pub(crate) mod tests {
             ("/usr/bin/python3", "3.12.7", "3.12")
         );
         assert_eq!(t.node("usr/bin/hard").unwrap().kind, Kind::File);
-        let missing = t.python("python3", "/opt/bin").unwrap_err();
+        let missing = t.python("python3", "/opt/bin").unwrap_err().to_string();
         assert!(missing.contains("no `python3` on PATH"), "{missing}");
     }
 

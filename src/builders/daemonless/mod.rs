@@ -40,6 +40,20 @@ use std::path::PathBuf;
 #[error("{0}")]
 pub struct Fallback(pub String);
 
+/// A base without what the user steps need: left to dockerd, saying why.
+impl From<user::UserError> for Fallback {
+    fn from(e: user::UserError) -> Fallback {
+        Fallback(e.to_string())
+    }
+}
+
+/// A base whose Python cannot be told: left to dockerd, saying why.
+impl From<base::PythonError> for Fallback {
+    fn from(e: base::PythonError) -> Fallback {
+        Fallback(e.to_string())
+    }
+}
+
 /// The daemonless build did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonlessError {
@@ -537,7 +551,7 @@ async fn make_platform(
     let install_path = env.at_install.get("PATH").unwrap_or_default().to_string();
     let python = tree
         .python(installing.base_python, &install_path)
-        .map_err(Fallback)?;
+        .map_err(Fallback::from)?;
     let glibc = match tree.libc() {
         Some(base::Libc::Glibc { major, minor }) => (major, minor),
         Some(base::Libc::Musl) => {
@@ -570,12 +584,12 @@ async fn make_platform(
         .and_then(|c| c.as_str())
         .and_then(days_since_epoch);
     let mut overlay = user::Overlay::default();
-    let flytekit = user::useradd(tree, &mut overlay, day).map_err(Fallback)?;
+    let flytekit = user::useradd(tree, &mut overlay, day).map_err(Fallback::from)?;
     for dir in ["root", "home"] {
-        user::chown_r(tree, &mut overlay, dir, flytekit.uid).map_err(Fallback)?;
+        user::chown_r(tree, &mut overlay, dir, flytekit.uid).map_err(Fallback::from)?;
     }
     let path_at_end = env.at_end.get("PATH").unwrap_or_default().to_string();
-    user::append_profile(tree, &mut overlay, &flytekit, &path_at_end).map_err(Fallback)?;
+    user::append_profile(tree, &mut overlay, &flytekit, &path_at_end).map_err(Fallback::from)?;
     let root_dir = overlay
         .items
         .get("root")

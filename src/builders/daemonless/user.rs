@@ -217,28 +217,58 @@ fn text(base: &BaseTree, path: &str) -> Option<String> {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// Why the flytekit user cannot be made the way `useradd`, `chown -R` and the profile line
+/// would make it in the base image (the dependency image is then left to dockerd).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("the base image has no /etc/passwd")]
+    NoPasswd,
+    #[error("the base image has no /etc/group")]
+    NoGroup,
+    #[error("a malformed flytekit entry in /etc/passwd")]
+    MalformedEntry,
+    #[error("the base image has a flytekit group but no flytekit user (useradd refuses)")]
+    GroupWithoutUser,
+    #[error("no free uid")]
+    NoFreeUid,
+    #[error("no free gid")]
+    NoFreeGid,
+    #[error("no free subordinate ids")]
+    NoFreeSubordinateIds,
+    #[error("the base image has no /{0} for the home directory")]
+    NoHomeParent(String),
+    #[error("/{0} in the skeleton cannot be copied")]
+    Skeleton(String),
+    #[error("/{0} in the base image is too big to copy with a new owner")]
+    TooBig(String),
+    #[error("/{0} in the base image is a special file")]
+    Special(String),
+    #[error("the flytekit user's home /{0} is not a directory")]
+    HomeNotDirectory(String),
+    #[error("/{0} in the base image is not a file")]
+    NotAFile(String),
+}
+
 /// `id -u flytekit || useradd --create-home --shell /bin/bash flytekit` on `base`:
 /// the user (existing or added) and, when added, the changed files in `overlay`.
 /// `day` is the day number written as the password's last change.
-pub fn useradd(base: &BaseTree, overlay: &mut Overlay, day: Option<i64>) -> Result<User, String> {
-    let passwd = text(base, "etc/passwd").ok_or("the base image has no /etc/passwd")?;
+pub fn useradd(
+    base: &BaseTree,
+    overlay: &mut Overlay,
+    day: Option<i64>,
+) -> Result<User, UserError> {
+    let passwd = text(base, "etc/passwd").ok_or(UserError::NoPasswd)?;
     if let Some(existing) = records(&passwd).iter().find(|r| r[0] == USER) {
         let field = |i: usize| existing.get(i).copied().unwrap_or_default();
         return Ok(User {
-            uid: field(2)
-                .parse()
-                .map_err(|_| "a malformed flytekit entry in /etc/passwd")?,
-            gid: field(3)
-                .parse()
-                .map_err(|_| "a malformed flytekit entry in /etc/passwd")?,
+            uid: field(2).parse().map_err(|_| UserError::MalformedEntry)?,
+            gid: field(3).parse().map_err(|_| UserError::MalformedEntry)?,
             home: field(5).trim_start_matches('/').to_string(),
         });
     }
-    let group = text(base, "etc/group").ok_or("the base image has no /etc/group")?;
+    let group = text(base, "etc/group").ok_or(UserError::NoGroup)?;
     if records(&group).iter().any(|r| r[0] == USER) {
-        return Err(
-            "the base image has a flytekit group but no flytekit user (useradd refuses)".into(),
-        );
+        return Err(UserError::GroupWithoutUser);
     }
     let defs = text(base, "etc/login.defs").unwrap_or_default();
     let defaults = text(base, "etc/default/useradd").unwrap_or_default();
@@ -251,10 +281,10 @@ pub fn useradd(base: &BaseTree, overlay: &mut Overlay, day: Option<i64>) -> Resu
     };
     let (uid_min, uid_max) = (get("UID_MIN", 1000) as u64, get("UID_MAX", 60000) as u64);
     let (gid_min, gid_max) = (get("GID_MIN", 1000) as u64, get("GID_MAX", 60000) as u64);
-    let uid = new_id(&ids(&passwd), uid_min, uid_max, None).ok_or("no free uid")?;
+    let uid = new_id(&ids(&passwd), uid_min, uid_max, None).ok_or(UserError::NoFreeUid)?;
     let usergroups = setting(&defs, "USERGROUPS_ENAB").is_none_or(|v| v == "yes");
     let gid = if usergroups {
-        new_id(&ids(&group), gid_min, gid_max, Some(uid)).ok_or("no free gid")?
+        new_id(&ids(&group), gid_min, gid_max, Some(uid)).ok_or(UserError::NoFreeGid)?
     } else {
         number(&defaults, "GROUP", 100) as u64
     };
@@ -305,7 +335,7 @@ pub fn useradd(base: &BaseTree, overlay: &mut Overlay, day: Option<i64>) -> Resu
         };
         let min = get(&format!("{prefix}_MIN"), 100000) as u64;
         let max = get(&format!("{prefix}_MAX"), 600100000) as u64;
-        let start = free_range(&current, min, max, count).ok_or("no free subordinate ids")?;
+        let start = free_range(&current, min, max, count).ok_or(UserError::NoFreeSubordinateIds)?;
         rewrite(
             base,
             overlay,
@@ -318,9 +348,7 @@ pub fn useradd(base: &BaseTree, overlay: &mut Overlay, day: Option<i64>) -> Resu
     if overlay.get(base, &home).is_none() {
         let parent = home.rsplit_once('/').map_or("", |(p, _)| p);
         if !parent.is_empty() && overlay.get(base, parent).is_none() {
-            return Err(format!(
-                "the base image has no /{parent} for the home directory"
-            ));
+            return Err(UserError::NoHomeParent(parent.to_string()));
         }
         let umask = get("UMASK", 0o022) as u32;
         let mode = get("HOME_MODE", i64::from(0o777 & !umask)) as u32;
@@ -334,7 +362,7 @@ pub fn useradd(base: &BaseTree, overlay: &mut Overlay, day: Option<i64>) -> Resu
         let skel = skel.trim_matches('/').to_string();
         for path in overlay.below(base, &skel) {
             let Some(item) = overlay.get(base, &path) else {
-                return Err(format!("/{path} in the skeleton cannot be copied"));
+                return Err(UserError::Skeleton(path));
             };
             let to = format!("{home}{}", &path[skel.len()..]);
             overlay.items.insert(
@@ -356,17 +384,20 @@ pub fn useradd(base: &BaseTree, overlay: &mut Overlay, day: Option<i64>) -> Resu
 /// `chown -R <uid> /dir`: the owner of `dir` and everything below it (links themselves,
 /// not followed), group kept; set-user-id (and set-group-id on group-executable files)
 /// cleared on files, as Linux does.
-pub fn chown_r(base: &BaseTree, overlay: &mut Overlay, dir: &str, uid: u64) -> Result<(), String> {
+pub fn chown_r(
+    base: &BaseTree,
+    overlay: &mut Overlay,
+    dir: &str,
+    uid: u64,
+) -> Result<(), UserError> {
     let mut paths = vec![dir.to_string()];
     paths.extend(overlay.below(base, dir));
     for path in paths {
         let Some(mut item) = overlay.get(base, &path) else {
             if base.uncaptured.contains(&path) {
-                return Err(format!(
-                    "/{path} in the base image is too big to copy with a new owner"
-                ));
+                return Err(UserError::TooBig(path));
             }
-            return Err(format!("/{path} in the base image is a special file"));
+            return Err(UserError::Special(path));
         };
         item.attrs.uid = uid;
         if let Body::File(_) = item.body {
@@ -386,7 +417,7 @@ pub fn append_profile(
     overlay: &mut Overlay,
     user: &User,
     path_value: &str,
-) -> Result<(), String> {
+) -> Result<(), UserError> {
     let made = Attrs {
         uid: user.uid,
         gid: user.gid,
@@ -406,10 +437,7 @@ pub fn append_profile(
             );
         }
         Some(_) => {
-            return Err(format!(
-                "the flytekit user's home /{} is not a directory",
-                user.home
-            ));
+            return Err(UserError::HomeNotDirectory(user.home.clone()));
         }
     }
     let profile = format!("{}/.profile", user.home);
@@ -432,7 +460,7 @@ pub fn append_profile(
             },
             body: Body::File(line.into_bytes()),
         },
-        Some(_) => return Err(format!("/{profile} in the base image is not a file")),
+        Some(_) => return Err(UserError::NotAFile(profile)),
     };
     overlay.items.insert(profile, item);
     Ok(())

@@ -11,7 +11,7 @@
 //! A redirect (a blob served from object storage) is followed by reqwest, which drops the
 //! `Authorization` header when the host or port changes.
 
-use super::{MANIFEST_TYPES, RegistryClient};
+use super::{AnswerError, Failure, MANIFEST_TYPES, RegistryClient};
 use crate::oci::Digest;
 use crate::oci::manifest::{MANIFEST_LIMIT, ManifestError, check_manifest};
 use crate::registry::body::{self, BodyError};
@@ -21,17 +21,17 @@ use oci_client::errors::{OciDistributionError as E, OciEnvelope};
 use oci_client::secrets::RegistryAuth;
 use tokio::io::AsyncWriteExt;
 
-impl From<BodyError> for E {
-    fn from(e: BodyError) -> E {
+impl From<BodyError> for Failure {
+    fn from(e: BodyError) -> Failure {
         match e {
-            BodyError::Http(e) => E::RequestError(e),
-            e => E::SpecViolationError(e.to_string()),
+            BodyError::Http(e) => Failure::Registry(E::RequestError(e)),
+            e => Failure::Answer(AnswerError::Body(e)),
         }
     }
 }
 
-fn refused(e: ManifestError) -> E {
-    E::SpecViolationError(e.to_string())
+fn refused(e: ManifestError) -> Failure {
+    Failure::Answer(AnswerError::Manifest(e))
 }
 
 impl RegistryClient {
@@ -88,7 +88,7 @@ impl RegistryClient {
         reference: &Reference,
         auth: &RegistryAuth,
         method: http::Method,
-    ) -> Result<reqwest::Response, E> {
+    ) -> Result<reqwest::Response, Failure> {
         let url = self.manifest_url(reference);
         let accept = MANIFEST_TYPES.join(", ");
         let response = self
@@ -98,7 +98,7 @@ impl RegistryClient {
             })
             .await?;
         if !response.status().is_success() {
-            return Err(error_answer(response, &url).await);
+            return Err(error_answer(response, &url).await.into());
         }
         Ok(response)
     }
@@ -109,7 +109,7 @@ impl RegistryClient {
         &self,
         reference: &Reference,
         auth: &RegistryAuth,
-    ) -> Result<Option<Digest>, E> {
+    ) -> Result<Option<Digest>, Failure> {
         let response = self
             .manifest_answer(reference, auth, http::Method::HEAD)
             .await?;
@@ -123,14 +123,19 @@ impl RegistryClient {
         let Some(said) = response.headers().get("docker-content-digest") else {
             return Ok(None);
         };
-        let digest = Digest::parse(said.to_str().unwrap_or(""))
-            .map_err(|e| E::SpecViolationError(format!("Docker-Content-Digest: {e}")))?;
+        let digest =
+            Digest::parse(said.to_str().unwrap_or("")).map_err(|source| AnswerError::Digest {
+                what: "Docker-Content-Digest".into(),
+                source,
+            })?;
         if let Some(asked) = reference.digest()
             && digest.as_str() != asked
         {
-            return Err(E::SpecViolationError(format!(
-                "asked for the manifest {asked}, the registry answered {digest}"
-            )));
+            return Err(AnswerError::OtherManifest {
+                asked: asked.to_string(),
+                answered: digest,
+            }
+            .into());
         }
         Ok(Some(digest))
     }
@@ -142,7 +147,7 @@ impl RegistryClient {
         reference: &Reference,
         auth: &RegistryAuth,
         activity: &Activity,
-    ) -> Result<super::RawManifest, E> {
+    ) -> Result<super::RawManifest, Failure> {
         let response = self
             .manifest_answer(reference, auth, http::Method::GET)
             .await?;
@@ -160,14 +165,19 @@ impl RegistryClient {
             ("the digest asked for", reference.digest()),
         ] {
             let Some(expected) = expected else { continue };
-            let expected = Digest::parse(expected)
-                .map_err(|e| E::SpecViolationError(format!("{whose}: {e}")))?;
+            let expected = Digest::parse(expected).map_err(|source| AnswerError::Digest {
+                what: whose.into(),
+                source,
+            })?;
             let mut actual = expected.verifier();
             actual.update(&bytes);
             if actual.finish() != expected {
-                return Err(E::SpecViolationError(format!(
-                    "the manifest's content is not {whose} ({expected}): it is {digest}"
-                )));
+                return Err(AnswerError::ManifestContent {
+                    whose,
+                    expected,
+                    actual: digest,
+                }
+                .into());
             }
         }
         let manifest = check_manifest(&bytes, content_type.as_deref()).map_err(refused)?;
@@ -188,14 +198,20 @@ impl RegistryClient {
         out: &mut W,
         activity: &Activity,
         received: Option<crate::progress::Meter>,
-    ) -> Result<(), E> {
+    ) -> Result<(), Failure> {
         let digest = blob.digest;
         let url = self.v2_url(reference, "blobs", digest.as_str());
         let mut response = self.send_read(reference, auth, |c| c.get(&url)).await?;
         if !response.status().is_success() {
-            return Err(error_answer(response, &url).await);
+            return Err(error_answer(response, &url).await.into());
         }
-        let too_large = |limit: Limit| E::SpecViolationError(format!("blob {digest} {limit}"));
+        let too_large = |limit: Limit| -> Failure {
+            AnswerError::BlobTooLarge {
+                digest: digest.clone(),
+                limit,
+            }
+            .into()
+        };
         if let Some(limit) = blob.limit
             && response.content_length().is_some_and(|n| n > limit.bytes)
         {
@@ -219,9 +235,11 @@ impl RegistryClient {
         }
         let actual = verifier.finish();
         if &actual != digest {
-            return Err(E::SpecViolationError(format!(
-                "the registry sent blob {digest} with other content (its digest is {actual})"
-            )));
+            return Err(AnswerError::BlobContent {
+                digest: digest.clone(),
+                actual,
+            }
+            .into());
         }
         Ok(())
     }
@@ -235,7 +253,7 @@ pub(super) struct Blob<'a> {
 
 /// How much of a blob is read: the size its descriptor declares, or a cap of ours.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Limit {
+pub struct Limit {
     bytes: u64,
     declared: bool,
 }
