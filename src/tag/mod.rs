@@ -223,122 +223,160 @@ fn compute_from(
             base.as_deref().map(|b| &*b.fields),
         )),
     };
-    let name = spec.name().to_string();
-    let cwd = spec.dir();
+    let source = source_set(spec, options)?;
+    let copy = copy_set(spec, options)?;
+    let requirements = requirements_digest(spec)?;
     let mut dict = fields.entries().to_vec();
-    let mut replace = |field: &str, value: Option<PyValue>| {
-        if let Some(i) = dict.iter().position(|(k, _)| k == field) {
-            match value {
-                Some(v) => dict[i].1 = v,
-                None => {
-                    dict.remove(i);
-                }
+    let digest = |digest: &str| Some(PyValue::Str(digest.to_string()));
+    let replacements = [
+        ("base_image", base.as_ref().and_then(|b| digest(&b.image))),
+        (
+            "source_root",
+            source.as_ref().and_then(|s| digest(&s.digest)),
+        ),
+        ("copy", copy.as_ref().and_then(|c| digest(&c.digest))),
+        ("requirements", requirements.as_deref().and_then(digest)),
+    ];
+    for (field, value) in replacements {
+        if let Some(value) = value {
+            replace(&mut dict, field, Some(value));
+        }
+    }
+    replace(&mut dict, "registry_config", None);
+    let hash = hash_repr(&PyValue::Dict(dict)).replace('-', "_");
+    let (tag, reference) = tag_of(spec, hash)?;
+    Ok(ImageTag {
+        id: fields.id(),
+        tag,
+        image: reference.to_string(),
+        reference,
+        source,
+        copy,
+        base,
+        fields,
+    })
+}
+
+/// Sets `field` of `dict` to `value` (removes it for `None`), when `dict` has it.
+fn replace(dict: &mut Vec<(String, PyValue)>, field: &str, value: Option<PyValue>) {
+    if let Some(i) = dict.iter().position(|(k, _)| k == field) {
+        match value {
+            Some(v) => dict[i].1 = v,
+            None => {
+                dict.remove(i);
             }
+        }
+    }
+}
+
+/// The `source_root` files the image gets, by `source_copy_mode` (`None` for `no_copy`).
+fn source_set(spec: &NormalizedSpec, options: &TagOptions) -> Result<Option<SourceSet>, TagError> {
+    let Some(mode) = spec.source_copy_mode.filter(|m| *m != CopyMode::NoCopy) else {
+        return Ok(None);
+    };
+    let name = spec.name().to_string();
+    let at = || {
+        spec.origin
+            .at_first_of(&["source_copy_mode", "source_root"])
+    };
+    let root = spec
+        .source_root
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| TagError::MissingSourceRoot {
+            at: at(),
+            name: name.clone(),
+            mode: if mode == CopyMode::All {
+                "all"
+            } else {
+                "loaded_modules"
+            },
+        })?;
+    let cwd = spec.dir();
+    let set = match mode {
+        CopyMode::All => SourceSet::all_with(root, cwd, options.links),
+        _ => {
+            let modules = options
+                .modules
+                .as_ref()
+                .ok_or_else(|| TagError::MissingModules {
+                    at: at(),
+                    name: name.clone(),
+                })?;
+            SourceSet::loaded_modules(root, modules, cwd, options.links)
         }
     };
+    set.map(Some).map_err(|source| TagError::Source {
+        at: spec.at("source_root"),
+        name,
+        source,
+    })
+}
 
-    if let Some(base_tag) = &base {
-        replace("base_image", Some(PyValue::Str(base_tag.image.clone())));
+/// The `copy` entries and their files (`None` when `copy` is unset or empty).
+fn copy_set(spec: &NormalizedSpec, options: &TagOptions) -> Result<Option<CopySet>, TagError> {
+    let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let name = spec.name().to_string();
+    let cwd = spec.dir();
+    let set = source::copy_digest(copy, cwd, options.links).map_err(|source| TagError::Source {
+        at: spec.at("copy"),
+        name: name.clone(),
+        source,
+    })?;
+    // flytekit hashes a missing entry as nothing and names the image; its build then
+    // fails. A name that cannot be built is never handed out: refused here, for every
+    // command (a deliberate difference, listed in the README).
+    if let Some(bad) = copy
+        .iter()
+        .find(|written| written.starts_with('/') || written.split('/').any(|part| part == ".."))
+    {
+        return Err(TagError::CopyPath {
+            at: spec.copy_entry_at(bad),
+            name,
+            entry: bad.clone(),
+        });
     }
+    if let Some(missing) = copy
+        .iter()
+        .find(|written| std::fs::symlink_metadata(cwd.join(written)).is_err())
+    {
+        return Err(TagError::CopyMissing {
+            at: spec.copy_entry_at(missing),
+            name,
+            entry: missing.clone(),
+            dir: cwd.to_path_buf(),
+        });
+    }
+    Ok(Some(set))
+}
 
-    let mut source = None;
-    if let Some(mode) = spec.source_copy_mode.filter(|m| *m != CopyMode::NoCopy) {
-        let root = spec
-            .source_root
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| TagError::MissingSourceRoot {
-                at: spec
-                    .origin
-                    .at_first_of(&["source_copy_mode", "source_root"]),
-                name: name.clone(),
-                mode: if mode == CopyMode::All {
-                    "all"
-                } else {
-                    "loaded_modules"
-                },
-            })?;
-        let set = match mode {
-            CopyMode::All => SourceSet::all_with(root, cwd, options.links),
-            _ => {
-                let modules = options
-                    .modules
-                    .as_ref()
-                    .ok_or_else(|| TagError::MissingModules {
-                        at: spec
-                            .origin
-                            .at_first_of(&["source_copy_mode", "source_root"]),
-                        name: name.clone(),
-                    })?;
-                SourceSet::loaded_modules(root, modules, cwd, options.links)
-            }
-        }
-        .map_err(|source| TagError::Source {
-            at: spec.at("source_root"),
-            name: name.clone(),
+/// The sha1 of the `requirements` file, when one is named.
+fn requirements_digest(spec: &NormalizedSpec) -> Result<Option<String>, TagError> {
+    let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let cwd = spec.dir();
+    source::requirements_digest(&cwd.join(req))
+        .map(Some)
+        .map_err(|source| TagError::Requirements {
+            at: spec.at("requirements"),
+            name: spec.name().to_string(),
+            written: req.to_string(),
+            dir: cwd.to_path_buf(),
             source,
-        })?;
-        replace("source_root", Some(PyValue::Str(set.digest.clone())));
-        source = Some(set);
-    }
+        })
+}
 
-    let mut copy_set = None;
-    if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
-        let set =
-            source::copy_digest(copy, cwd, options.links).map_err(|source| TagError::Source {
-                at: spec.at("copy"),
-                name: name.clone(),
-                source,
-            })?;
-        // flytekit hashes a missing entry as nothing and names the image; its build then
-        // fails. A name that cannot be built is never handed out: refused here, for every
-        // command (a deliberate difference, listed in the README).
-        if let Some(bad) = copy
-            .iter()
-            .find(|written| written.starts_with('/') || written.split('/').any(|part| part == ".."))
-        {
-            return Err(TagError::CopyPath {
-                at: spec.copy_entry_at(bad),
-                name,
-                entry: bad.clone(),
-            });
-        }
-        if let Some(missing) = copy
-            .iter()
-            .find(|written| std::fs::symlink_metadata(cwd.join(written)).is_err())
-        {
-            return Err(TagError::CopyMissing {
-                at: spec.copy_entry_at(missing),
-                name,
-                entry: missing.clone(),
-                dir: cwd.to_path_buf(),
-            });
-        }
-        replace("copy", Some(PyValue::Str(set.digest.clone())));
-        copy_set = Some(set);
-    }
-
-    if let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) {
-        let digest = source::requirements_digest(&cwd.join(req)).map_err(|source| {
-            TagError::Requirements {
-                at: spec.at("requirements"),
-                name: name.clone(),
-                written: req.to_string(),
-                dir: cwd.to_path_buf(),
-                source,
-            }
-        })?;
-        replace("requirements", Some(PyValue::Str(digest)));
-    }
-
-    replace("registry_config", None);
-    let id = fields.id();
-    let hash = hash_repr(&PyValue::Dict(dict)).replace('-', "_");
+/// The tag `tag_format` makes of `hash` (`hash` itself without one), and the image name.
+fn tag_of(spec: &NormalizedSpec, hash: String) -> Result<(String, ImageRef), TagError> {
+    let name = || spec.name().to_string();
     let tag = match spec.tag_format.as_deref().filter(|f| !f.is_empty()) {
         Some(format) => crate::py::format::format_spec_hash(format, &hash).map_err(|message| {
             TagError::TagFormat {
                 at: spec.at("tag_format"),
-                name: name.clone(),
+                name: name(),
                 message,
             }
         })?,
@@ -348,21 +386,10 @@ fn compute_from(
     // one a URL turns into another tag, fails here instead, before anything runs.
     let parsed = Tag::parse(&tag).map_err(|source| TagError::InvalidTag {
         at: spec.at("tag_format"),
-        name: name.clone(),
+        name: name(),
         source,
     })?;
-    let reference = spec.repository().with_tag(parsed);
-    let image = reference.to_string();
-    Ok(ImageTag {
-        id,
-        tag,
-        image,
-        reference,
-        source,
-        copy: copy_set,
-        base,
-        fields,
-    })
+    Ok((tag, spec.repository().with_tag(parsed)))
 }
 
 /// Recomputes the tag and fails when it differs from `tag` (flytekit checks this too after
