@@ -14,14 +14,7 @@ pub fn run(args: &InspectArgs) -> Result<(), Error> {
     let mut results = Vec::new();
     for (key, spec) in chosen {
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
-        let root = spec.source_root.as_deref().unwrap_or_default();
-        if let Some(w) = tag
-            .source
-            .as_ref()
-            .and_then(|s| s.exclusion_warning(spec.name(), root))
-        {
-            eprintln!("warning: {w}");
-        }
+        warn_excluded(spec, &tag);
         results.push((key, spec, tag));
     }
     let overrides = Overrides::from_env();
@@ -48,6 +41,18 @@ pub fn run(args: &InspectArgs) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Warns when the tag hashed source files the image will not get (ignored, or excluded).
+pub fn warn_excluded(spec: &NormalizedSpec, tag: &ImageTag) {
+    let root = spec.source_root.as_deref().unwrap_or_default();
+    if let Some(w) = tag
+        .source
+        .as_ref()
+        .and_then(|s| s.exclusion_warning(spec.name(), root))
+    {
+        eprintln!("warning: {w}");
+    }
 }
 
 fn print_human(key: &str, spec: &NormalizedSpec, tag: &ImageTag) {

@@ -82,14 +82,7 @@ fn render_one(
     inputs.extend(spec.source_root.as_deref().map(|r| spec.resolve(r)));
     inputs.extend(spec.requirements.as_deref().map(|r| spec.resolve(r)));
     inputs.extend(args.spec.modules_from.clone());
-    let root = spec.source_root.as_deref().unwrap_or_default();
-    if let Some(w) = tag
-        .source
-        .as_ref()
-        .and_then(|s| s.exclusion_warning(spec.name(), root))
-    {
-        eprintln!("warning: {w}");
-    }
+    super::inspect::warn_excluded(spec, &tag);
     let builder = args.builder.as_deref().or(spec.builder.as_deref());
     let (written, files) = match builder.map(Builder::parse) {
         Some(Builder::Envd) => {

@@ -203,14 +203,12 @@ impl Inputs {
         tag: &ImageTag,
         dependency_image: Option<String>,
     ) -> std::io::Result<Inputs> {
-        let fields = crate::tag::spec_dict(spec)
-            .into_iter()
-            .map(|(k, v)| {
-                let repr = scrub(&k, crate::py::repr::repr(&v));
-                (k, repr)
-            })
+        let mut fields = tag
+            .fields
+            .entries()
+            .iter()
+            .map(|(k, v)| (k.clone(), scrub(k, crate::py::repr::repr(v))))
             .collect::<IndexMap<_, _>>();
-        let mut fields = fields;
         if let Some(req) = &spec.requirements {
             let digest = file_digest(&spec.resolve(req)).unwrap_or_else(|_| "missing".into());
             fields.insert("requirements (contents)".into(), digest);

@@ -2,7 +2,8 @@
 
 use super::control;
 use super::error::SpecError;
-use super::model::{BaseImage, CopyMode, FIELDS, Scalar, SecretMount, Spec};
+use super::fields::{FIELDS, Spec};
+use super::model::{BaseImage, CopyMode, Scalar, SecretMount};
 use super::node::{Key, Node, Pos, Segment, Value};
 use crate::py::PyValue;
 use indexmap::{IndexMap, IndexSet};
@@ -99,72 +100,75 @@ pub fn decode_file(file: &Path, root: &Node) -> Result<(DecodedImages, bool), Sp
         }
         raw.insert(key.name.clone(), spec);
     }
-    let mut resolved = IndexMap::new();
-    let mut done = HashMap::new();
-    for name in raw.keys() {
-        let spec = resolve(&d, name, &raw, &refs, &mut Vec::new(), &mut done);
-        resolved.insert(name.clone(), spec);
-    }
+    let mut resolver = Resolver {
+        d: &d,
+        raw: &raw,
+        refs: &refs,
+        done: HashMap::new(),
+    };
+    let resolved = raw
+        .keys()
+        .map(|name| (name.clone(), resolver.resolve(name, &mut Vec::new())))
+        .collect();
     Ok((resolved, true))
 }
 
-/// Resolves `name`'s `{ spec = KEY }` reference, recursively; `seen` is the chain of images
-/// that led here, `done` the images resolved so far (so a long chain is walked once).
-fn resolve(
-    d: &Decoder,
-    name: &str,
-    raw: &IndexMap<String, Result<Spec, SpecError>>,
-    refs: &IndexMap<String, (String, Pos)>,
-    seen: &mut Vec<String>,
-    done: &mut HashMap<String, Result<Spec, SpecError>>,
-) -> Result<Spec, SpecError> {
-    if let Some(result) = done.get(name) {
-        return result.clone();
-    }
-    let result = resolve_uncached(d, name, raw, refs, seen, done);
-    // A failure deeper in a chain may be the chain's (a cycle, too deep), not this image's:
-    // only results for a whole chain, or successes, are kept.
-    if seen.is_empty() || result.is_ok() {
-        done.insert(name.to_string(), result.clone());
-    }
-    result
+/// Resolves the `{ spec = KEY }` references between the images of one file.
+struct Resolver<'a> {
+    d: &'a Decoder,
+    /// Each image as decoded, its reference not yet resolved.
+    raw: &'a IndexMap<String, Result<Spec, SpecError>>,
+    /// Each referring image's target, and where the reference was written.
+    refs: &'a IndexMap<String, (String, Pos)>,
+    /// The images resolved so far (so a long chain is walked once).
+    done: HashMap<String, Result<Spec, SpecError>>,
 }
 
-fn resolve_uncached(
-    d: &Decoder,
-    name: &str,
-    raw: &IndexMap<String, Result<Spec, SpecError>>,
-    refs: &IndexMap<String, (String, Pos)>,
-    seen: &mut Vec<String>,
-    done: &mut HashMap<String, Result<Spec, SpecError>>,
-) -> Result<Spec, SpecError> {
-    let written = raw[name].as_ref().map_err(Clone::clone)?;
-    let Some((target, pos)) = refs.get(name) else {
-        return Ok(written.clone());
-    };
-    let field = format!("{IMAGES_KEY}.{name}.base_image.spec");
-    if seen.iter().any(|s| s == target) || target == name {
+impl Resolver<'_> {
+    /// Resolves `name`'s reference, recursively; `seen` is the chain of images that led here.
+    fn resolve(&mut self, name: &str, seen: &mut Vec<String>) -> Result<Spec, SpecError> {
+        if let Some(result) = self.done.get(name) {
+            return result.clone();
+        }
+        let result = self.resolve_uncached(name, seen);
+        // A failure deeper in a chain may be the chain's (a cycle, too deep), not this
+        // image's: only results for a whole chain, or successes, are kept.
+        if seen.is_empty() || result.is_ok() {
+            self.done.insert(name.to_string(), result.clone());
+        }
+        result
+    }
+
+    fn resolve_uncached(&mut self, name: &str, seen: &mut Vec<String>) -> Result<Spec, SpecError> {
+        let d = self.d;
+        let written = self.raw[name].as_ref().map_err(Clone::clone)?;
+        let Some((target, pos)) = self.refs.get(name) else {
+            return Ok(written.clone());
+        };
+        let field = format!("{IMAGES_KEY}.{name}.base_image.spec");
+        if seen.iter().any(|s| s == target) || target == name {
+            seen.push(name.to_string());
+            return Err(d.invalid(
+                *pos,
+                &field,
+                &format!("images form a cycle: {} -> {target}", seen.join(" -> ")),
+            ));
+        }
+        // Checked before recursing: the stack holds at most MAX_BASE_DEPTH frames.
+        if seen.len() >= MAX_BASE_DEPTH {
+            return Err(chain_too_deep(d, *pos, &field, seen, name));
+        }
         seen.push(name.to_string());
-        return Err(d.invalid(
-            *pos,
-            &field,
-            &format!("images form a cycle: {} -> {target}", seen.join(" -> ")),
-        ));
+        let base = self.resolve(target, seen);
+        seen.pop();
+        let base = base?;
+        if seen.len() + 1 + base_depth(&base) > MAX_BASE_DEPTH {
+            return Err(chain_too_deep(d, *pos, &field, seen, name));
+        }
+        let mut spec = written.clone();
+        spec.base_image = Some(BaseImage::Spec(Box::new(base)));
+        Ok(spec)
     }
-    // Checked before recursing: the stack holds at most MAX_BASE_DEPTH frames.
-    if seen.len() >= MAX_BASE_DEPTH {
-        return Err(chain_too_deep(d, *pos, &field, seen, name));
-    }
-    seen.push(name.to_string());
-    let base = resolve(d, target, raw, refs, seen, done);
-    seen.pop();
-    let base = base?;
-    if seen.len() + 1 + base_depth(&base) > MAX_BASE_DEPTH {
-        return Err(chain_too_deep(d, *pos, &field, seen, name));
-    }
-    let mut spec = written.clone();
-    spec.base_image = Some(BaseImage::Spec(Box::new(base)));
-    Ok(spec)
 }
 
 fn chain_too_deep(d: &Decoder, pos: Pos, field: &str, seen: &[String], name: &str) -> SpecError {
@@ -183,7 +187,7 @@ fn chain_too_deep(d: &Decoder, pos: Pos, field: &str, seen: &[String], name: &st
 type ReferenceSlot<'a> = (&'a IndexSet<&'a str>, &'a mut Option<(String, Pos)>);
 type References<'a> = Option<ReferenceSlot<'a>>;
 
-struct Decoder {
+pub(super) struct Decoder {
     file: PathBuf,
 }
 
@@ -334,16 +338,20 @@ impl Decoder {
         &self,
         node: &Node,
         path: &str,
-        mut refs: References<'_>,
+        refs: References<'_>,
         depth: usize,
     ) -> Result<Spec, SpecError> {
         let mut spec = Spec::default();
         spec.origin.file = self.file.clone();
         spec.origin.path = path.to_string();
         spec.origin.pos = node.pos;
+        let mut fields = FieldDecoder {
+            decoder: self,
+            refs,
+            depth,
+        };
         for (key, value) in self.map(node, path)? {
             let field = join(path, &key.name);
-            let f = field.as_str();
             // A null value means "not set", as None does in Python.
             if value.value == Value::Null {
                 if !FIELDS.contains(&key.name.as_str()) {
@@ -352,67 +360,8 @@ impl Decoder {
                 continue;
             }
             record_positions(&mut spec.origin.fields, &key.name, value);
-            match key.name.as_str() {
-                "name" => spec.name = Some(self.string(value, f)?),
-                "python_version" => spec.python_version = Some(self.scalar(value, f, false)?),
-                "builder" => spec.builder = Some(self.string(value, f)?),
-                "source_root" => spec.source_root = Some(self.string(value, f)?),
-                "env" => {
-                    let mut env = IndexMap::new();
-                    for (k, v) in self.map(value, f)? {
-                        env.insert(k.name.clone(), self.scalar(v, &join(f, &k.name), true)?);
-                    }
-                    spec.env = Some(env);
-                }
-                "registry" => {
-                    let registry = self.string(value, f)?;
-                    let lowered = registry.to_lowercase();
-                    if !lowered.is_empty() && !REGISTRY.is_match(&lowered) {
-                        return Err(self.invalid(
-                            value.pos,
-                            f,
-                            &format!(
-                                "invalid container registry name `{registry}`; expected e.g. `localhost:30000`, `ghcr.io/username` or `docker.io/username`"
-                            ),
-                        ));
-                    }
-                    spec.registry = Some(registry);
-                }
-                "packages" => spec.packages = Some(self.strings(value, f)?),
-                "conda_packages" => spec.conda_packages = Some(self.strings(value, f)?),
-                "conda_channels" => spec.conda_channels = Some(self.strings(value, f)?),
-                "requirements" => spec.requirements = Some(self.string(value, f)?),
-                "apt_packages" => spec.apt_packages = Some(self.strings(value, f)?),
-                "cuda" => spec.cuda = Some(self.scalar(value, f, false)?),
-                "cudnn" => spec.cudnn = Some(self.scalar(value, f, false)?),
-                "base_image" => {
-                    spec.base_image = Some(self.base_image(value, f, refs.as_mut(), depth)?)
-                }
-                "platform" => spec.platform = Some(self.string(value, f)?),
-                "pip_index" => spec.pip_index = Some(self.string(value, f)?),
-                "pip_extra_index_url" => spec.pip_extra_index_url = Some(self.strings(value, f)?),
-                "pip_secret_mounts" => spec.pip_secret_mounts = Some(self.secret_mounts(value, f)?),
-                "pip_extra_args" => spec.pip_extra_args = Some(self.string(value, f)?),
-                "registry_config" => spec.registry_config = Some(self.string(value, f)?),
-                "entrypoint" => spec.entrypoint = Some(self.strings(value, f)?),
-                "commands" => spec.commands = Some(self.strings(value, f)?),
-                "tag_format" => spec.tag_format = Some(self.string(value, f)?),
-                "source_copy_mode" => {
-                    let text = self.string(value, f)?;
-                    spec.source_copy_mode = Some(CopyMode::parse(&text).ok_or_else(|| {
-                        self.invalid(value.pos, f, &format!("`{text}` is not a copy mode; expected `all`, `loaded_modules` (or `auto`), `no_copy` (or `none`)"))
-                    })?);
-                }
-                "copy" => spec.copy = Some(self.strings(value, f)?),
-                "python_exec" => spec.python_exec = Some(self.string(value, f)?),
-                "runtime_packages" => spec.runtime_packages = Some(self.strings(value, f)?),
-                "builder_options" => {
-                    spec.builder_options = Some(self.pydict(self.map(value, f)?, f)?)
-                }
-                "builder_config" => {
-                    spec.builder_config = Some(self.pydict(self.map(value, f)?, f)?)
-                }
-                _ => return Err(self.unknown(key, path)),
+            if !spec.decode_field(&key.name, value, &field, &mut fields)? {
+                return Err(self.unknown(key, path));
             }
         }
         Ok(spec)
@@ -423,7 +372,7 @@ impl Decoder {
             file: self.file.clone(),
             pos: key.pos,
             field: join(path, &key.name),
-            suggestion: did_you_mean(&key.name, &FIELDS),
+            suggestion: did_you_mean(&key.name, FIELDS),
         }
     }
 
@@ -495,6 +444,89 @@ impl Decoder {
                 }
             })
             .collect()
+    }
+}
+
+/// Decodes one field's value: the methods the field table's decoder column names (see
+/// [`super::fields`]), each `(value, field path) -> value`.
+pub(super) struct FieldDecoder<'d, 'r> {
+    decoder: &'d Decoder,
+    /// Where a `{ spec = KEY }` base is recorded, in a multi-image file.
+    refs: References<'r>,
+    /// How many base specs deep this spec is.
+    depth: usize,
+}
+
+impl FieldDecoder<'_, '_> {
+    pub(super) fn string(&mut self, node: &Node, field: &str) -> Result<String, SpecError> {
+        self.decoder.string(node, field)
+    }
+
+    pub(super) fn strings(&mut self, node: &Node, field: &str) -> Result<Vec<String>, SpecError> {
+        self.decoder.strings(node, field)
+    }
+
+    /// A string or a number (`python_version = 3.10`, `cuda = 12`).
+    pub(super) fn scalar(&mut self, node: &Node, field: &str) -> Result<Scalar, SpecError> {
+        self.decoder.scalar(node, field, false)
+    }
+
+    /// A table of names to strings, numbers, booleans or nulls.
+    pub(super) fn env(
+        &mut self,
+        node: &Node,
+        field: &str,
+    ) -> Result<IndexMap<String, Scalar>, SpecError> {
+        let d = self.decoder;
+        d.map(node, field)?
+            .iter()
+            .map(|(k, v)| Ok((k.name.clone(), d.scalar(v, &join(field, &k.name), true)?)))
+            .collect()
+    }
+
+    /// flytekit's `validate_container_registry_name`.
+    pub(super) fn registry(&mut self, node: &Node, field: &str) -> Result<String, SpecError> {
+        let registry = self.decoder.string(node, field)?;
+        let lowered = registry.to_lowercase();
+        if !lowered.is_empty() && !REGISTRY.is_match(&lowered) {
+            return Err(self.decoder.invalid(
+                node.pos,
+                field,
+                &format!(
+                    "invalid container registry name `{registry}`; expected e.g. `localhost:30000`, `ghcr.io/username` or `docker.io/username`"
+                ),
+            ));
+        }
+        Ok(registry)
+    }
+
+    pub(super) fn base_image(&mut self, node: &Node, field: &str) -> Result<BaseImage, SpecError> {
+        self.decoder
+            .base_image(node, field, self.refs.as_mut(), self.depth)
+    }
+
+    pub(super) fn secret_mounts(
+        &mut self,
+        node: &Node,
+        field: &str,
+    ) -> Result<Vec<SecretMount>, SpecError> {
+        self.decoder.secret_mounts(node, field)
+    }
+
+    pub(super) fn copy_mode(&mut self, node: &Node, field: &str) -> Result<CopyMode, SpecError> {
+        let text = self.decoder.string(node, field)?;
+        CopyMode::parse(&text).ok_or_else(|| {
+            self.decoder.invalid(node.pos, field, &format!("`{text}` is not a copy mode; expected `all`, `loaded_modules` (or `auto`), `no_copy` (or `none`)"))
+        })
+    }
+
+    /// A table of any values, as Python holds them.
+    pub(super) fn dict(
+        &mut self,
+        node: &Node,
+        field: &str,
+    ) -> Result<Vec<(String, PyValue)>, SpecError> {
+        self.decoder.pydict(self.decoder.map(node, field)?, field)
     }
 }
 

@@ -1,9 +1,9 @@
-//! The ImageSpec as written in a file: every field of flytekit 1.16's `ImageSpec`, with the
-//! Python types the file gave its values.
+//! The types of an ImageSpec's fields as written in a file, with the Python types the file
+//! gave its values (the fields themselves are one table, [`super::fields`]).
 
-use super::origin::{FieldAt, Origin};
+use super::fields::Spec;
+use super::origin::FieldAt;
 use crate::py::PyValue;
-use indexmap::IndexMap;
 
 /// A value whose Python type matters to the hash: `python_version = 3.10` is the float `3.1`
 /// to flytekit, and `env = { PORT = 8080 }` holds the int `8080`.
@@ -96,42 +96,6 @@ impl std::fmt::Debug for SecretMount {
     }
 }
 
-/// One ImageSpec as written, field for field (`None` = not set).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Spec {
-    pub name: Option<String>,
-    pub python_version: Option<Scalar>,
-    pub builder: Option<String>,
-    pub source_root: Option<String>,
-    pub env: Option<IndexMap<String, Scalar>>,
-    pub registry: Option<String>,
-    pub packages: Option<Vec<String>>,
-    pub conda_packages: Option<Vec<String>>,
-    pub conda_channels: Option<Vec<String>>,
-    pub requirements: Option<String>,
-    pub apt_packages: Option<Vec<String>>,
-    pub cuda: Option<Scalar>,
-    pub cudnn: Option<Scalar>,
-    pub base_image: Option<BaseImage>,
-    pub platform: Option<String>,
-    pub pip_index: Option<String>,
-    pub pip_extra_index_url: Option<Vec<String>>,
-    pub pip_secret_mounts: Option<Vec<SecretMount>>,
-    pub pip_extra_args: Option<String>,
-    pub registry_config: Option<String>,
-    pub entrypoint: Option<Vec<String>>,
-    pub commands: Option<Vec<String>>,
-    pub tag_format: Option<String>,
-    pub source_copy_mode: Option<CopyMode>,
-    pub copy: Option<Vec<String>>,
-    pub python_exec: Option<String>,
-    pub runtime_packages: Option<Vec<String>>,
-    pub builder_options: Option<Vec<(String, PyValue)>>,
-    pub builder_config: Option<Vec<(String, PyValue)>>,
-    /// Where the spec and its fields were written (not part of any hash).
-    pub origin: Origin,
-}
-
 impl Spec {
     /// Where `field` (`copy`, `copy[1]`, `builder_options.x`) was written, for an error.
     pub fn at(&self, field: &str) -> FieldAt {
@@ -151,36 +115,3 @@ impl Spec {
         }
     }
 }
-
-/// The field names of flytekit's `ImageSpec`, in declaration order (the order of its hash).
-pub const FIELDS: [&str; 29] = [
-    "name",
-    "python_version",
-    "builder",
-    "source_root",
-    "env",
-    "registry",
-    "packages",
-    "conda_packages",
-    "conda_channels",
-    "requirements",
-    "apt_packages",
-    "cuda",
-    "cudnn",
-    "base_image",
-    "platform",
-    "pip_index",
-    "pip_extra_index_url",
-    "pip_secret_mounts",
-    "pip_extra_args",
-    "registry_config",
-    "entrypoint",
-    "commands",
-    "tag_format",
-    "source_copy_mode",
-    "copy",
-    "python_exec",
-    "runtime_packages",
-    "builder_options",
-    "builder_config",
-];

@@ -244,6 +244,12 @@ impl Value {
     }
 }
 
+/// `depth` empty lists inside one another, `[[...]]`: a value nested that deep, in any format.
+#[cfg(test)]
+pub(super) fn nested_lists(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

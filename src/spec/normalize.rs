@@ -3,7 +3,8 @@
 
 use super::defaults::Defaults;
 use super::error::SpecError;
-use super::model::{BaseImage, CopyMode, Spec};
+use super::fields::Spec;
+use super::model::{BaseImage, CopyMode};
 use super::reference::{ImageRef, ReferenceError, Registry, Repository};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

@@ -110,20 +110,17 @@ fn convert<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::node::nested_lists;
 
     #[test]
     fn nesting_is_bounded_with_the_way_to_it() {
-        let ok = format!(
-            "a = {}{}\n",
-            "[".repeat(MAX_DEPTH - 1),
-            "]".repeat(MAX_DEPTH - 1)
-        );
+        let ok = format!("a = {}\n", nested_lists(MAX_DEPTH - 1));
         assert!(parse(&ok).is_ok());
-        let deep = format!("[t]\na = [1, {}{}]\n", "[".repeat(70), "]".repeat(70));
+        let deep = format!("[t]\na = [1, {}]\n", nested_lists(70));
         let err = parse(&deep).unwrap_err();
         assert!(err.message.starts_with("`t.a[1][0][0]"), "{err:?}");
         // Past the parser's own limit, its error, still located.
-        let deeper = format!("a = {}{}\n", "[".repeat(30_000), "]".repeat(30_000));
+        let deeper = format!("a = {}\n", nested_lists(30_000));
         assert_eq!(parse(&deeper).unwrap_err().pos.line, 1);
     }
 }

@@ -13,10 +13,11 @@ pub use crate::py::UNICODE_VERSION as PYTHON_UNICODE_VERSION;
 
 use crate::source::{self, CopySet, SourceError, SourceSet};
 use crate::spec::reference::{ImageRef, ReferenceError, Tag};
-use crate::spec::{CopyMode, FieldAt, NormalizedBase, NormalizedSpec, PyValue};
+use crate::spec::{CopyMode, FieldAt, FieldValue, NormalizedBase, NormalizedSpec, PyValue};
 use base64::Engine;
 use md5::{Digest, Md5};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why a tag could not be computed. Every variant but [`TagError::Changed`] is about a
 /// field of the spec and says where it was written.
@@ -105,6 +106,8 @@ pub struct ImageTag {
     pub copy: Option<CopySet>,
     /// The tag of the base spec, when `base_image` is a spec.
     pub base: Option<Box<ImageTag>>,
+    /// The hashed fields `id` was computed from.
+    pub fields: Arc<HashedFields>,
 }
 
 /// Inputs only the running program knows, for `source_copy_mode = loaded_modules`.
@@ -116,9 +119,77 @@ pub struct TagOptions {
     pub links: source::LinkPolicy,
 }
 
+/// flytekit's `asdict(spec)` with its filter: the hashed fields in declaration order, `None`
+/// dropped, a nested base spec as a nested dict. The id is the md5 of its `repr()`; the tag's
+/// dict is a copy with some values replaced. Built once per image ([`compute`]) and carried
+/// in its [`ImageTag`], so the inputs record and [`verify_unchanged`] need not build it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashedFields(Vec<(String, PyValue)>);
+
+impl HashedFields {
+    /// The dict of `spec` (and of its base specs).
+    pub fn of(spec: &NormalizedSpec) -> HashedFields {
+        HashedFields::with_base(spec, None)
+    }
+
+    /// The dict of `spec`, where `base` is the dict of its base spec when already built.
+    fn with_base(spec: &NormalizedSpec, base: Option<&HashedFields>) -> HashedFields {
+        let dict = spec
+            .fields()
+            .filter(|(field, _)| field.hashed)
+            .map(|(field, value)| (field.name.to_string(), py_value(value, base)))
+            .collect();
+        HashedFields(dict)
+    }
+
+    /// The fields and their values, in flytekit's order.
+    pub fn entries(&self) -> &[(String, PyValue)] {
+        &self.0
+    }
+
+    /// `ImageSpec.id`: md5 of the dict's `repr()`, URL-safe base64 without padding.
+    pub fn id(&self) -> String {
+        hash_repr(&PyValue::Dict(self.0.clone()))
+    }
+}
+
+/// A field's value as `asdict()` holds it; a base spec as its dict (`base`, when built).
+fn py_value(value: FieldValue<'_>, base: Option<&HashedFields>) -> PyValue {
+    let strings =
+        |items: &[String]| PyValue::List(items.iter().cloned().map(PyValue::Str).collect());
+    match value {
+        FieldValue::Str(s) => PyValue::Str(s.to_string()),
+        FieldValue::Strings(items) => strings(items),
+        FieldValue::Scalar(s) => PyValue::from(s),
+        FieldValue::Env(env) => PyValue::Dict(
+            env.iter()
+                .map(|(k, v)| (k.clone(), PyValue::from(v)))
+                .collect(),
+        ),
+        FieldValue::Base(NormalizedBase::Ref(r)) => PyValue::Str(r.clone()),
+        FieldValue::Base(NormalizedBase::Spec(inner)) => PyValue::Dict(match base {
+            Some(fields) => fields.0.clone(),
+            None => HashedFields::of(inner).0,
+        }),
+        FieldValue::SecretMounts(mounts) => PyValue::List(
+            mounts
+                .iter()
+                .map(|m| {
+                    PyValue::Tuple(vec![
+                        PyValue::Str(m.source.clone()),
+                        PyValue::Str(m.target.clone()),
+                    ])
+                })
+                .collect(),
+        ),
+        FieldValue::CopyMode(mode) => PyValue::Repr(mode.python_repr().to_string()),
+        FieldValue::Dict(entries) => PyValue::Dict(entries.to_vec()),
+    }
+}
+
 /// `ImageSpec.id`.
 pub fn id(spec: &NormalizedSpec) -> String {
-    hash_repr(&PyValue::Dict(spec_dict(spec)))
+    HashedFields::of(spec).id()
 }
 
 fn hash_repr(value: &PyValue) -> String {
@@ -126,198 +197,186 @@ fn hash_repr(value: &PyValue) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
 
-/// `asdict(spec)` with flytekit's filter: fields in declaration order, `None` dropped.
-pub fn spec_dict(spec: &NormalizedSpec) -> Vec<(String, PyValue)> {
-    let s = |v: &Option<String>| v.as_ref().map(|x| PyValue::Str(x.clone()));
-    let list = |v: &Option<Vec<String>>| {
-        v.as_ref()
-            .map(|x| PyValue::List(x.iter().cloned().map(PyValue::Str).collect()))
-    };
-    let fields: [(&str, Option<PyValue>); 26] = [
-        ("name", Some(PyValue::Str(spec.name().to_string()))),
-        (
-            "python_version",
-            spec.python_version.as_ref().map(PyValue::from),
-        ),
-        ("source_root", s(&spec.source_root)),
-        (
-            "env",
-            spec.env.as_ref().map(|env| {
-                PyValue::Dict(
-                    env.iter()
-                        .map(|(k, v)| (k.clone(), PyValue::from(v)))
-                        .collect(),
-                )
-            }),
-        ),
-        ("registry", s(&spec.registry)),
-        ("packages", list(&spec.packages)),
-        ("conda_packages", list(&spec.conda_packages)),
-        ("conda_channels", list(&spec.conda_channels)),
-        ("requirements", s(&spec.requirements)),
-        ("apt_packages", list(&spec.apt_packages)),
-        ("cuda", spec.cuda.as_ref().map(PyValue::from)),
-        ("cudnn", spec.cudnn.as_ref().map(PyValue::from)),
-        (
-            "base_image",
-            spec.base().map(|b| match b {
-                NormalizedBase::Ref(r) => PyValue::Str(r.clone()),
-                NormalizedBase::Spec(inner) => PyValue::Dict(spec_dict(inner)),
-            }),
-        ),
-        ("platform", Some(PyValue::Str(spec.platform().to_string()))),
-        ("pip_index", s(&spec.pip_index)),
-        ("pip_extra_index_url", list(&spec.pip_extra_index_url)),
-        ("pip_extra_args", s(&spec.pip_extra_args)),
-        ("registry_config", s(&spec.registry_config)),
-        ("entrypoint", list(&spec.entrypoint)),
-        ("commands", list(&spec.commands)),
-        ("tag_format", s(&spec.tag_format)),
-        (
-            "source_copy_mode",
-            spec.source_copy_mode
-                .map(|m| PyValue::Repr(m.python_repr().to_string())),
-        ),
-        ("copy", list(&spec.copy)),
-        ("python_exec", s(&spec.python_exec)),
-        (
-            "builder_options",
-            spec.builder_options.clone().map(PyValue::Dict),
-        ),
-        (
-            "builder_config",
-            spec.builder_config.clone().map(PyValue::Dict),
-        ),
-    ];
-    fields
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
-        .collect()
-}
-
 /// Computes id, tag and image name, reading the files the spec points at.
 pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, TagError> {
-    let name = spec.name().to_string();
-    let cwd = spec.dir();
-    let mut dict = spec_dict(spec);
-    let mut replace = |field: &str, value: Option<PyValue>| {
-        if let Some(i) = dict.iter().position(|(k, _)| k == field) {
-            match value {
-                Some(v) => dict[i].1 = v,
-                None => {
-                    dict.remove(i);
-                }
-            }
-        }
-    };
+    compute_from(spec, options, None)
+}
 
+/// [`compute`]; with `earlier`, a tag computed before for `spec`, whose hashed fields are
+/// taken as they are (only the files are read again).
+fn compute_from(
+    spec: &NormalizedSpec,
+    options: &TagOptions,
+    earlier: Option<&ImageTag>,
+) -> Result<ImageTag, TagError> {
     let base = match spec.base() {
         Some(NormalizedBase::Spec(inner)) => {
-            let base_tag = compute(inner, options)?;
-            replace("base_image", Some(PyValue::Str(base_tag.image.clone())));
-            Some(Box::new(base_tag))
+            let earlier_base = earlier.and_then(|e| e.base.as_deref());
+            Some(Box::new(compute_from(inner, options, earlier_base)?))
         }
         _ => None,
     };
-
-    let mut source = None;
-    if let Some(mode) = spec.source_copy_mode.filter(|m| *m != CopyMode::NoCopy) {
-        let root = spec
-            .source_root
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| TagError::MissingSourceRoot {
-                at: spec
-                    .origin
-                    .at_first_of(&["source_copy_mode", "source_root"]),
-                name: name.clone(),
-                mode: if mode == CopyMode::All {
-                    "all"
-                } else {
-                    "loaded_modules"
-                },
-            })?;
-        let set = match mode {
-            CopyMode::All => SourceSet::all_with(root, cwd, options.links),
-            _ => {
-                let modules = options
-                    .modules
-                    .as_ref()
-                    .ok_or_else(|| TagError::MissingModules {
-                        at: spec
-                            .origin
-                            .at_first_of(&["source_copy_mode", "source_root"]),
-                        name: name.clone(),
-                    })?;
-                SourceSet::loaded_modules(root, modules, cwd, options.links)
-            }
+    let fields = match earlier {
+        Some(e) => Arc::clone(&e.fields),
+        None => Arc::new(HashedFields::with_base(
+            spec,
+            base.as_deref().map(|b| &*b.fields),
+        )),
+    };
+    let source = source_set(spec, options)?;
+    let copy = copy_set(spec, options)?;
+    let requirements = requirements_digest(spec)?;
+    let mut dict = fields.entries().to_vec();
+    let digest = |digest: &str| Some(PyValue::Str(digest.to_string()));
+    let replacements = [
+        ("base_image", base.as_ref().and_then(|b| digest(&b.image))),
+        (
+            "source_root",
+            source.as_ref().and_then(|s| digest(&s.digest)),
+        ),
+        ("copy", copy.as_ref().and_then(|c| digest(&c.digest))),
+        ("requirements", requirements.as_deref().and_then(digest)),
+    ];
+    for (field, value) in replacements {
+        if let Some(value) = value {
+            replace(&mut dict, field, Some(value));
         }
-        .map_err(|source| TagError::Source {
-            at: spec.at("source_root"),
-            name: name.clone(),
-            source,
-        })?;
-        replace("source_root", Some(PyValue::Str(set.digest.clone())));
-        source = Some(set);
     }
-
-    let mut copy_set = None;
-    if let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) {
-        let set =
-            source::copy_digest(copy, cwd, options.links).map_err(|source| TagError::Source {
-                at: spec.at("copy"),
-                name: name.clone(),
-                source,
-            })?;
-        // flytekit hashes a missing entry as nothing and names the image; its build then
-        // fails. A name that cannot be built is never handed out: refused here, for every
-        // command (a deliberate difference, listed in the README).
-        if let Some(bad) = copy
-            .iter()
-            .find(|written| written.starts_with('/') || written.split('/').any(|part| part == ".."))
-        {
-            return Err(TagError::CopyPath {
-                at: spec.copy_entry_at(bad),
-                name,
-                entry: bad.clone(),
-            });
-        }
-        if let Some(missing) = copy
-            .iter()
-            .find(|written| std::fs::symlink_metadata(cwd.join(written)).is_err())
-        {
-            return Err(TagError::CopyMissing {
-                at: spec.copy_entry_at(missing),
-                name,
-                entry: missing.clone(),
-                dir: cwd.to_path_buf(),
-            });
-        }
-        replace("copy", Some(PyValue::Str(set.digest.clone())));
-        copy_set = Some(set);
-    }
-
-    if let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) {
-        let digest = source::requirements_digest(&cwd.join(req)).map_err(|source| {
-            TagError::Requirements {
-                at: spec.at("requirements"),
-                name: name.clone(),
-                written: req.to_string(),
-                dir: cwd.to_path_buf(),
-                source,
-            }
-        })?;
-        replace("requirements", Some(PyValue::Str(digest)));
-    }
-
-    replace("registry_config", None);
-    let id = id(spec);
+    replace(&mut dict, "registry_config", None);
     let hash = hash_repr(&PyValue::Dict(dict)).replace('-', "_");
+    let (tag, reference) = tag_of(spec, hash)?;
+    Ok(ImageTag {
+        id: fields.id(),
+        tag,
+        image: reference.to_string(),
+        reference,
+        source,
+        copy,
+        base,
+        fields,
+    })
+}
+
+/// Sets `field` of `dict` to `value` (removes it for `None`), when `dict` has it.
+fn replace(dict: &mut Vec<(String, PyValue)>, field: &str, value: Option<PyValue>) {
+    if let Some(i) = dict.iter().position(|(k, _)| k == field) {
+        match value {
+            Some(v) => dict[i].1 = v,
+            None => {
+                dict.remove(i);
+            }
+        }
+    }
+}
+
+/// The `source_root` files the image gets, by `source_copy_mode` (`None` for `no_copy`).
+fn source_set(spec: &NormalizedSpec, options: &TagOptions) -> Result<Option<SourceSet>, TagError> {
+    let Some(mode) = spec.source_copy_mode.filter(|m| *m != CopyMode::NoCopy) else {
+        return Ok(None);
+    };
+    let name = spec.name().to_string();
+    let at = || {
+        spec.origin
+            .at_first_of(&["source_copy_mode", "source_root"])
+    };
+    let root = spec
+        .source_root
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| TagError::MissingSourceRoot {
+            at: at(),
+            name: name.clone(),
+            mode: if mode == CopyMode::All {
+                "all"
+            } else {
+                "loaded_modules"
+            },
+        })?;
+    let cwd = spec.dir();
+    let set = match mode {
+        CopyMode::All => SourceSet::all_with(root, cwd, options.links),
+        _ => {
+            let modules = options
+                .modules
+                .as_ref()
+                .ok_or_else(|| TagError::MissingModules {
+                    at: at(),
+                    name: name.clone(),
+                })?;
+            SourceSet::loaded_modules(root, modules, cwd, options.links)
+        }
+    };
+    set.map(Some).map_err(|source| TagError::Source {
+        at: spec.at("source_root"),
+        name,
+        source,
+    })
+}
+
+/// The `copy` entries and their files (`None` when `copy` is unset or empty).
+fn copy_set(spec: &NormalizedSpec, options: &TagOptions) -> Result<Option<CopySet>, TagError> {
+    let Some(copy) = spec.copy.as_ref().filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let name = spec.name().to_string();
+    let cwd = spec.dir();
+    let set = source::copy_digest(copy, cwd, options.links).map_err(|source| TagError::Source {
+        at: spec.at("copy"),
+        name: name.clone(),
+        source,
+    })?;
+    // flytekit hashes a missing entry as nothing and names the image; its build then
+    // fails. A name that cannot be built is never handed out: refused here, for every
+    // command (a deliberate difference, listed in the README).
+    if let Some(bad) = copy
+        .iter()
+        .find(|written| written.starts_with('/') || written.split('/').any(|part| part == ".."))
+    {
+        return Err(TagError::CopyPath {
+            at: spec.copy_entry_at(bad),
+            name,
+            entry: bad.clone(),
+        });
+    }
+    if let Some(missing) = copy
+        .iter()
+        .find(|written| std::fs::symlink_metadata(cwd.join(written)).is_err())
+    {
+        return Err(TagError::CopyMissing {
+            at: spec.copy_entry_at(missing),
+            name,
+            entry: missing.clone(),
+            dir: cwd.to_path_buf(),
+        });
+    }
+    Ok(Some(set))
+}
+
+/// The sha1 of the `requirements` file, when one is named.
+fn requirements_digest(spec: &NormalizedSpec) -> Result<Option<String>, TagError> {
+    let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let cwd = spec.dir();
+    source::requirements_digest(&cwd.join(req))
+        .map(Some)
+        .map_err(|source| TagError::Requirements {
+            at: spec.at("requirements"),
+            name: spec.name().to_string(),
+            written: req.to_string(),
+            dir: cwd.to_path_buf(),
+            source,
+        })
+}
+
+/// The tag `tag_format` makes of `hash` (`hash` itself without one), and the image name.
+fn tag_of(spec: &NormalizedSpec, hash: String) -> Result<(String, ImageRef), TagError> {
+    let name = || spec.name().to_string();
     let tag = match spec.tag_format.as_deref().filter(|f| !f.is_empty()) {
         Some(format) => crate::py::format::format_spec_hash(format, &hash).map_err(|message| {
             TagError::TagFormat {
                 at: spec.at("tag_format"),
-                name: name.clone(),
+                name: name(),
                 message: message.to_string(),
             }
         })?,
@@ -327,20 +386,10 @@ pub fn compute(spec: &NormalizedSpec, options: &TagOptions) -> Result<ImageTag, 
     // one a URL turns into another tag, fails here instead, before anything runs.
     let parsed = Tag::parse(&tag).map_err(|source| TagError::InvalidTag {
         at: spec.at("tag_format"),
-        name: name.clone(),
+        name: name(),
         source,
     })?;
-    let reference = spec.repository().with_tag(parsed);
-    let image = reference.to_string();
-    Ok(ImageTag {
-        id,
-        tag,
-        image,
-        reference,
-        source,
-        copy: copy_set,
-        base,
-    })
+    Ok((tag, spec.repository().with_tag(parsed)))
 }
 
 /// Recomputes the tag and fails when it differs from `tag` (flytekit checks this too after
@@ -351,7 +400,7 @@ pub fn verify_unchanged(
     options: &TagOptions,
     tag: &ImageTag,
 ) -> Result<(), TagError> {
-    let again = compute(spec, options)?;
+    let again = compute_from(spec, options, Some(tag))?;
     if again.tag != tag.tag {
         return Err(TagError::Changed {
             name: spec.name().to_string(),
@@ -360,4 +409,74 @@ pub fn verify_unchanged(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SpecFile;
+    use std::path::Path;
+
+    fn spec(text: &str) -> NormalizedSpec {
+        let file = SpecFile::parse(Path::new("/nowhere/s.toml"), text).unwrap();
+        file.select(None).unwrap().1.clone()
+    }
+
+    fn keys(dict: &[(String, PyValue)]) -> Vec<&str> {
+        dict.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn the_dict_holds_the_hashed_fields_with_the_base_spec_nested() {
+        let spec = spec(
+            "name = \"App\"\nbuilder = \"x\"\nruntime_packages = [\"r\"]\n\
+             base_image = { name = \"b\", packages = [\"p\"] }\n",
+        );
+        let fields = HashedFields::of(&spec);
+        assert_eq!(keys(fields.entries()), ["name", "base_image", "platform"]);
+        assert_eq!(fields.entries()[0].1, PyValue::Str("app".into()));
+        let PyValue::Dict(base) = &fields.entries()[1].1 else {
+            panic!("the base spec is a dict: {fields:?}");
+        };
+        assert_eq!(keys(base), ["name", "packages", "platform"]);
+    }
+
+    #[test]
+    fn a_tag_carries_the_dict_its_id_was_computed_from() {
+        let spec = spec("name = \"app\"\nbase_image = { name = \"b\" }\ncuda = 12\n");
+        let tag = compute(&spec, &TagOptions::default()).unwrap();
+        assert_eq!(*tag.fields, HashedFields::of(&spec));
+        assert_eq!(tag.id, tag.fields.id());
+        assert_eq!(tag.id, id(&spec));
+        let base = tag.base.as_deref().unwrap();
+        assert_eq!(
+            keys(tag.fields.entries()),
+            ["name", "cuda", "base_image", "platform"]
+        );
+        let PyValue::Dict(nested) = &tag.fields.entries()[2].1 else {
+            panic!("the base spec is a dict");
+        };
+        assert_eq!(nested, base.fields.entries());
+        // Computed again from the same fields, the tag is the same.
+        assert_eq!(
+            compute_from(&spec, &TagOptions::default(), Some(&tag)).unwrap(),
+            tag
+        );
+        verify_unchanged(&spec, &TagOptions::default(), &tag).unwrap();
+    }
+
+    #[test]
+    fn values_are_what_asdict_holds() {
+        let spec = spec(
+            "env = { A = 1, B = true }\nsource_copy_mode = \"all\"\nsource_root = \"s\"\n\
+             builder_options = { k = [1, \"x\"] }\n",
+        );
+        let dict = PyValue::Dict(HashedFields::of(&spec).entries().to_vec());
+        assert_eq!(
+            crate::py::repr::repr(&dict),
+            "{'name': 'flytekit', 'source_root': 's', 'env': {'A': 1, 'B': True}, \
+             'platform': 'linux/amd64', 'source_copy_mode': <CopyFileDetection.ALL: 2>, \
+             'builder_options': {'k': [1, 'x']}}"
+        );
+    }
 }

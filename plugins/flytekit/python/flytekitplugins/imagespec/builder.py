@@ -52,12 +52,11 @@ import click
 import flytekit
 from flytekit.image_spec.image_spec import ImageBuildEngine, ImageSpec, ImageSpecBuilder
 
+from ._fields import NOT_HASHED
+
 #: Above flytekit's default builder (1) and the envd plugin (5): the highest priority wins.
 PRIORITY = 10
 BUILDER_TYPE = "imagespec"
-
-# Fields flytekit leaves out of the id (and the tag): any JSON form of them will do.
-_NOT_HASHED = {"pip_secret_mounts", "builder", "runtime_packages"}
 
 
 class ImagespecError(RuntimeError):
@@ -108,7 +107,8 @@ def _json_value(spec: ImageSpec, field: str, value: typing.Any) -> typing.Any:
     ``Path``, a non-string key), which is what flytekit hashes into the id and tag."""
     if field == "source_copy_mode" and isinstance(value, enum.Enum):
         return value.name.lower()
-    if field in _NOT_HASHED:
+    # Fields flytekit leaves out of the id (and the tag): any JSON form of them will do.
+    if field in NOT_HASHED:
         return [list(v) for v in value] if field == "pip_secret_mounts" else value
     try:
         same = repr(json.loads(json.dumps(value))) == repr(value)

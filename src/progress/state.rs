@@ -1,0 +1,421 @@
+//! What the progress views know, updated by each event: the steps announced and running,
+//! the header's count, the bytes each step pushed. Pure: the views (`tty`, `plain`, `json`)
+//! show what an update returns.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Bytes per layer of one step: `(sent, size)`.
+pub(super) type Layers = HashMap<String, (u64, Option<u64>)>;
+
+/// How often the plain view repeats a push's byte count (a CI log wants a sign of life on
+/// a long push, not a line per megabyte).
+const PLAIN_BYTES_EVERY: Duration = Duration::from_secs(10);
+
+/// The id of the step that writes `--output` (its bytes are written, not pushed).
+pub const OUTPUT_STEP: &str = "output";
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    running: HashMap<String, Step>,
+    /// Steps queued or running: a step id counts once in `total` while it is here (ids
+    /// such as "push" come back for a later push, which counts again).
+    live: HashSet<String>,
+    total: usize,
+    done: usize,
+    /// Bytes per step and layer.
+    transfers: HashMap<String, Layers>,
+}
+
+#[derive(Debug)]
+struct Step {
+    /// What the live view shows (the platform in front, when a build makes several).
+    label: String,
+    started: Instant,
+    /// The last line of output, shown beside a running step in the live view.
+    last_line: Option<String>,
+    /// When the plain view last printed this step's pushed bytes.
+    bytes_said: Instant,
+}
+
+/// The header's count: steps done of the steps known so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub done: usize,
+    pub total: usize,
+}
+
+/// A running step's line in the live view: its label, then what it is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Running {
+    pub label: String,
+    pub activity: Option<Activity>,
+}
+
+/// What a running step is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Activity {
+    /// `pushing 45.2 MB / 120.0 MB`.
+    Bytes(String),
+    /// Its last line of output.
+    Line(String),
+}
+
+/// A step that ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Finished {
+    pub counts: Counts,
+    /// How long it ran (0 for a step that never reported its start).
+    pub seconds: f64,
+    /// The bytes it pushed (0 for none).
+    pub sent: u64,
+}
+
+impl Finished {
+    /// `CACHED` or `12.3s`, after the bytes pushed when there were some.
+    pub fn when(&self, cached: bool) -> String {
+        let when = if cached {
+            "CACHED".to_string()
+        } else {
+            format!("{:.1}s", self.seconds)
+        };
+        if self.sent > 0 {
+            format!("{} {when}", bytes(self.sent))
+        } else {
+            when
+        }
+    }
+}
+
+/// Bytes pushed by a running step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Transfer {
+    pub running: Running,
+    /// The byte count for the plain view, when it is due again.
+    pub due: Option<String>,
+}
+
+impl State {
+    /// The header's count.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            done: self.done,
+            total: self.total,
+        }
+    }
+
+    /// A step that will run: the new count, unless it was counted already.
+    pub fn queue(&mut self, id: &str) -> Option<Counts> {
+        self.live.insert(id.to_string()).then(|| {
+            self.total += 1;
+            self.counts()
+        })
+    }
+
+    /// Step `id` started, shown as `label`: the new count, or `None` when it runs already.
+    pub fn start(&mut self, id: &str, label: String, now: Instant) -> Option<Counts> {
+        if self.live.insert(id.to_string()) {
+            self.total += 1;
+        }
+        if self.running.contains_key(id) {
+            return None;
+        }
+        let step = Step {
+            label,
+            started: now,
+            last_line: None,
+            bytes_said: now,
+        };
+        self.running.insert(id.to_string(), step);
+        Some(self.counts())
+    }
+
+    /// Step `id` ended (a step never announced counts too).
+    pub fn finish(&mut self, id: &str, now: Instant) -> Finished {
+        let step = self.running.remove(id);
+        if !self.live.remove(id) {
+            self.total += 1;
+        }
+        self.done += 1;
+        let transfer = self.transfers.remove(id);
+        Finished {
+            counts: self.counts(),
+            seconds: step.map_or(0.0, |s| {
+                now.saturating_duration_since(s.started).as_secs_f64()
+            }),
+            sent: transfer.map_or(0, |t| bytes_of(&t).0),
+        }
+    }
+
+    /// Output of step `id`: its line now, when it runs and `text` has a line that is not
+    /// blank (the last one is shown).
+    pub fn output(&mut self, id: &str, text: &str) -> Option<Running> {
+        let step = self.running.get_mut(id)?;
+        let last = text.lines().rfind(|l| !l.trim().is_empty())?;
+        step.last_line = Some(last.trim().to_string());
+        Some(running(id, step, self.transfers.get(id)))
+    }
+
+    /// `status` of `layer` pushed by step `id` (`current`/`total` bytes, when known): its
+    /// line now, when it runs. A push whose layers are not named (dockerd's, through
+    /// bollard) tells them apart by size; its statuses without bytes cannot be placed.
+    pub fn push(
+        &mut self,
+        id: &str,
+        layer: Option<&str>,
+        status: &str,
+        (current, total): (Option<u64>, Option<u64>),
+        now: Instant,
+    ) -> Option<Transfer> {
+        let layer = match (layer, current, total) {
+            (Some(layer), _, _) => layer.to_string(),
+            (None, Some(_), Some(total)) => format!("{total} bytes"),
+            _ => return None,
+        };
+        let layers = self.transfers.entry(id.to_string()).or_default();
+        let entry = layers.entry(layer).or_insert((0, None));
+        *entry = pushed(*entry, status, current, total);
+        let step = self.running.get_mut(id)?;
+        let layers = self.transfers.get(id);
+        let text = layers.and_then(|t| transfer_text(id, t));
+        let due =
+            text.filter(|_| now.saturating_duration_since(step.bytes_said) >= PLAIN_BYTES_EVERY);
+        if due.is_some() {
+            step.bytes_said = now;
+        }
+        Some(Transfer {
+            running: running(id, step, layers),
+            due,
+        })
+    }
+
+    /// Takes the steps that never reported an end out, and the steps announced but never
+    /// run out of the count: their ids, and the count.
+    pub fn clear(&mut self) -> (Vec<String>, Counts) {
+        let ids: Vec<String> = self.running.drain().map(|(id, _)| id).collect();
+        for id in &ids {
+            self.live.remove(id);
+        }
+        self.total -= self.live.len();
+        self.live.clear();
+        (ids, self.counts())
+    }
+
+    /// Step `id`'s bytes sent and to send, and their text.
+    #[cfg(test)]
+    pub fn transfer(&self, id: &str) -> ((u64, u64), Option<String>) {
+        let layers = &self.transfers[id];
+        (bytes_of(layers), transfer_text(id, layers))
+    }
+
+    /// Ends one image's count: what it was; the next step counts from zero.
+    pub fn reset(&mut self) -> Counts {
+        let counts = self.counts();
+        (self.done, self.total) = (0, 0);
+        counts
+    }
+}
+
+/// A running step's line: its bytes when some size is known, else its last line of output.
+fn running(id: &str, step: &Step, layers: Option<&Layers>) -> Running {
+    let activity = match layers.and_then(|t| transfer_text(id, t)) {
+        Some(bytes) => Some(Activity::Bytes(bytes)),
+        None => step.last_line.clone().map(Activity::Line),
+    };
+    Running {
+        label: step.label.clone(),
+        activity,
+    }
+}
+
+/// A layer's `(sent, size)` after a push status: dockerd's (`Pushing` with bytes, `Pushed`,
+/// `Layer already exists`, `Mounted from ...`) or ours (`uploading`, `uploaded`).
+fn pushed(
+    (sent, size): (u64, Option<u64>),
+    status: &str,
+    current: Option<u64>,
+    total: Option<u64>,
+) -> (u64, Option<u64>) {
+    let size = total.filter(|t| *t > 0).or(size);
+    if status.starts_with("Pushed") || status == "uploaded" || status == "written" {
+        (size.or(current).unwrap_or(sent), size)
+    } else if status.contains("exists") || status.starts_with("Mounted") {
+        // Nothing to send: neither sent nor to send.
+        (0, Some(0))
+    } else {
+        (current.unwrap_or(sent), size)
+    }
+}
+
+/// Bytes sent and to send over all layers of a step (layers of unknown size count only
+/// what they sent).
+fn bytes_of(layers: &Layers) -> (u64, u64) {
+    layers.values().fold((0, 0), |(sent, size), (s, t)| {
+        (sent + s, size + t.unwrap_or(*s).max(*s))
+    })
+}
+
+/// `pushing 45.2 MB / 120.0 MB` (`writing …` for the output step, [`OUTPUT_STEP`]), once
+/// some size is known.
+fn transfer_text(step: &str, layers: &Layers) -> Option<String> {
+    let (sent, size) = bytes_of(layers);
+    let verb = if step == OUTPUT_STEP {
+        "writing"
+    } else {
+        "pushing"
+    };
+    (size > 0).then(|| format!("{verb} {} / {}", bytes(sent), bytes(size)))
+}
+
+/// A byte count in decimal units with one decimal, as registries and `docker images`
+/// count: `532 B`, `45.2 MB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 999.95 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_decimal_with_one_decimal() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1000), "1.0 kB");
+        assert_eq!(bytes(45_200_000), "45.2 MB");
+        assert_eq!(bytes(120_000_000), "120.0 MB");
+        assert_eq!(bytes(999_999_999), "1.0 GB");
+        assert_eq!(bytes(3_500_000_000_000), "3.5 TB");
+    }
+
+    #[test]
+    fn push_statuses_add_up_over_layers() {
+        fn apply(
+            layers: &mut HashMap<String, (u64, Option<u64>)>,
+            layer: &str,
+            status: &str,
+            current: Option<u64>,
+            total: Option<u64>,
+        ) {
+            let e = layers.entry(layer.to_string()).or_insert((0, None));
+            *e = pushed(*e, status, current, total);
+        }
+        let mut layers = HashMap::new();
+        let l = &mut layers;
+        apply(l, "a", "Preparing", None, None);
+        apply(l, "b", "Preparing", None, None);
+        apply(l, "c", "Preparing", None, None);
+        apply(l, "a", "Pushing", Some(20_000_000), Some(100_000_000));
+        apply(l, "b", "Pushing", Some(5_000_000), Some(20_000_000));
+        apply(l, "c", "Layer already exists", None, None);
+        assert_eq!(bytes_of(&layers), (25_000_000, 120_000_000));
+        assert_eq!(
+            transfer_text("push", &layers).as_deref(),
+            Some("pushing 25.0 MB / 120.0 MB")
+        );
+        apply(&mut layers, "b", "Pushed", None, None);
+        assert_eq!(bytes_of(&layers), (40_000_000, 120_000_000));
+        apply(
+            &mut layers,
+            "a",
+            "uploaded",
+            Some(100_000_000),
+            Some(100_000_000),
+        );
+        assert_eq!(bytes_of(&layers), (120_000_000, 120_000_000));
+        // Layers of unknown size and nothing sent: no byte count to show.
+        let mut unknown = HashMap::new();
+        unknown.insert("x".to_string(), pushed((0, None), "Waiting", None, None));
+        assert_eq!(transfer_text("push", &unknown), None);
+    }
+
+    fn counts(done: usize, total: usize) -> Counts {
+        Counts { done, total }
+    }
+
+    #[test]
+    fn steps_count_once_while_live_and_again_when_an_id_comes_back() {
+        let now = Instant::now();
+        let mut state = State::default();
+        assert_eq!(state.queue("a"), Some(counts(0, 1)));
+        assert_eq!(state.queue("a"), None);
+        assert_eq!(state.start("a", "A".into(), now), Some(counts(0, 1)));
+        // Started twice: nothing new to show.
+        assert_eq!(state.start("a", "A".into(), now), None);
+        let later = now + Duration::from_millis(1500);
+        let finished = state.finish("a", later);
+        assert_eq!(finished.counts, counts(1, 1));
+        assert_eq!(finished.seconds, 1.5);
+        assert_eq!(finished.when(false), "1.5s");
+        // A step never announced nor started counts when it ends, and took no time.
+        let cached = state.finish("b", later);
+        assert_eq!((cached.counts, cached.seconds), (counts(2, 2), 0.0));
+        assert_eq!(cached.when(true), "CACHED");
+        assert_eq!(state.start("a", "A".into(), later), Some(counts(2, 3)));
+    }
+
+    #[test]
+    fn clearing_drops_running_steps_and_uncounts_the_ones_never_run() {
+        let now = Instant::now();
+        let mut state = State::default();
+        state.queue("never");
+        state.start("hung", "H".into(), now);
+        assert_eq!(state.clear(), (vec!["hung".to_string()], counts(0, 1)));
+        assert_eq!(state.output("hung", "x"), None);
+        assert_eq!(state.reset(), counts(0, 1));
+        assert_eq!(state.queue("next"), Some(counts(0, 1)));
+    }
+
+    #[test]
+    fn a_running_step_shows_its_bytes_else_its_last_line() {
+        let now = Instant::now();
+        let mut state = State::default();
+        assert_eq!(state.output("push", "not running"), None);
+        state.start("push", "[linux/arm64] push".into(), now);
+        assert_eq!(state.output("push", "\n  \n"), None);
+        let line = state.output("push", "first\n  second  \n\n").unwrap();
+        assert_eq!(line.label, "[linux/arm64] push");
+        assert_eq!(line.activity, Some(Activity::Line("second".into())));
+        // A status without bytes of an unnamed layer cannot be placed.
+        assert_eq!(
+            state.push("push", None, "Preparing", (None, None), now),
+            None
+        );
+        let pushing = state.push(
+            "push",
+            Some("l"),
+            "Pushing",
+            (Some(2_000), Some(4_000)),
+            now,
+        );
+        let pushing = pushing.unwrap();
+        let bytes = Activity::Bytes("pushing 2.0 kB / 4.0 kB".into());
+        assert_eq!(pushing.running.activity, Some(bytes));
+        // The plain view repeats the count every 10 s, not on every status.
+        assert_eq!(pushing.due, None);
+        let later = now + PLAIN_BYTES_EVERY;
+        let due = state.push(
+            "push",
+            Some("l"),
+            "Pushing",
+            (Some(3_000), Some(4_000)),
+            later,
+        );
+        assert_eq!(due.unwrap().due.as_deref(), Some("pushing 3.0 kB / 4.0 kB"));
+        let again = state.push("push", Some("l"), "Pushed", (None, None), later);
+        assert_eq!(again.unwrap().due, None);
+        let finished = state.finish("push", later);
+        assert_eq!(finished.sent, 4_000);
+        assert_eq!(finished.when(false), "4.0 kB 10.0s");
+    }
+}
