@@ -173,9 +173,9 @@ pub struct Report {
 impl Report {
     /// 1 when a removal failed; 3 when what is used could not be told somewhere (a
     /// registry unreachable or refusing, a tag unreadable); else 0.
-    pub fn exit_code(&self) -> crate::ExitCode {
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
         if self.items.iter().any(|i| i.error.is_some()) {
-            crate::ExitCode::Failed
+            crate::exit::ExitCode::Failed
         } else if self.notes.iter().any(|n| n.cannot_tell)
             || self.items.iter().any(|i| {
                 matches!(
@@ -184,9 +184,9 @@ impl Report {
                 )
             })
         {
-            crate::ExitCode::CannotTell
+            crate::exit::ExitCode::CannotTell
         } else {
-            crate::ExitCode::Done
+            crate::exit::ExitCode::Done
         }
     }
 }
@@ -242,7 +242,7 @@ pub(crate) fn set_items(
 
 /// Prunes what `options` names. Errors are bad input only (a docker config that cannot
 /// be read); what goes wrong in a place is in the report.
-pub async fn run(options: &PruneOptions) -> Result<Report, crate::Error> {
+pub async fn run(options: &PruneOptions) -> Result<Report, BackendError> {
     let mut report = Report {
         dry_run: options.dry_run,
         items: Vec::new(),
@@ -282,7 +282,7 @@ async fn prune_repository(
     target: &RepositoryTarget,
     options: &PruneOptions,
     report: &mut Report,
-) -> Result<(), crate::Error> {
+) -> Result<(), BackendError> {
     let repository = &target.repository;
     let host = crate::registry::registry_host(repository);
     let client =
