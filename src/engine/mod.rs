@@ -8,6 +8,7 @@
 
 pub mod daemonless;
 mod decide;
+mod error;
 pub mod gather;
 pub mod preview;
 pub mod run;
@@ -16,9 +17,10 @@ pub use crate::builders::docker::Existence;
 pub use crate::oci::{Platform, Platforms};
 pub use daemonless::{DependencyBuilder, NotDaemonless, dependency_builder};
 pub use decide::{
-    Appendable, DecideOptions, Decision, Dependency, Facts, NotAppendable, Refusal, Strategy,
-    decide,
+    Appendable, DecideOptions, Decision, Dependency, Facts, Found, NotAppendable,
+    OutputDependencies, Refusal, Strategy, StrategyKind, Target, decide,
 };
+pub use error::EngineError;
 pub use preview::{ImagePlan, plan};
 
 /// Which builder makes the image: the spec's `builder`, parsed once.
