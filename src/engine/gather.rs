@@ -68,9 +68,9 @@ pub struct Gathered {
     pub dependency_plan: Option<BuildPlan>,
 }
 
-/// Asks the registry (or daemon) what `decide` needs for one image. `client` is the spec's
-/// registry session, when it names a registry; `timeouts` are the daemon's, when it is
-/// asked.
+/// Asks the registry (or daemon) what `decide` needs for one image: the existence check and
+/// the dependency image at the same time. `client` is the spec's registry session, when it
+/// names a registry; `daemon` is asked when it names none.
 pub async fn gather(
     spec: &NormalizedSpec,
     tag: &ImageTag,
@@ -128,19 +128,7 @@ pub async fn gather(
             _ => None,
         }
     };
-    let existence = async {
-        if options.output {
-            (None, Asked::NotAsked)
-        } else if let Some(client) = client {
-            let host = crate::registry::registry_host(&tag.image).to_string();
-            (
-                Some(registry_existence(client, &tag.image).await),
-                Asked::Registry(host),
-            )
-        } else {
-            (Some((daemon.exists(&tag.image).await, None)), Asked::Daemon)
-        }
-    };
+    let existence = existence(tag, options, client, daemon);
     let ((existence, asked), found) = tokio::join!(existence, lookup_dependency);
     (facts.existence, facts.digest) = existence.map_or((None, None), |(e, d)| (Some(e), d));
     match found {
@@ -149,15 +137,9 @@ pub async fn gather(
         Some(Err(e)) => facts.dependency = Dependency::Unknown(e.to_string()),
         None => {}
     }
-    facts.dependency_builder = dependency_plan.as_ref().map(|deps| {
-        let nested_base = matches!(spec.base(), Some(crate::spec::NormalizedBase::Spec(_)));
-        // Whether uv is here is a fact of this machine, found like the build finds it.
-        let uv = crate::builders::daemonless::venv::find_uv()
-            .map(drop)
-            .map_err(|f| f.0);
-        let uv = uv.as_ref().copied().map_err(String::as_str);
-        super::dependency_builder(deps, nested_base, options.daemonless, uv)
-    });
+    facts.dependency_builder = dependency_plan
+        .as_ref()
+        .map(|deps| who_builds(spec, deps, options));
     gathered.dependency_image = dependency_plan.as_ref().map(|p| p.image.clone());
     gathered.dependency_plan = dependency_plan;
     facts.dependency_image = gathered.dependency_image.clone();
@@ -165,6 +147,40 @@ pub async fn gather(
     gathered.asked = asked;
     gathered.plan = plan.map(|p| p.map_err(EngineError::from));
     gathered
+}
+
+/// Who would make the dependency image `deps` ([`super::dependency_builder`]).
+fn who_builds(
+    spec: &NormalizedSpec,
+    deps: &BuildPlan,
+    options: &DecideOptions,
+) -> super::DependencyBuilder {
+    let nested_base = matches!(spec.base(), Some(crate::spec::NormalizedBase::Spec(_)));
+    // Whether uv is here is a fact of this machine, found like the build finds it.
+    let uv = crate::builders::daemonless::venv::find_uv()
+        .map(drop)
+        .map_err(|f| f.0);
+    let uv = uv.as_ref().copied().map_err(String::as_str);
+    super::dependency_builder(deps, nested_base, options.daemonless, uv)
+}
+
+/// The existence check (`None` for `--output`), where it was asked, and the image's digest
+/// when a registry said it exists.
+async fn existence(
+    tag: &ImageTag,
+    options: &DecideOptions,
+    client: Option<&RegistryClient>,
+    daemon: &Daemon,
+) -> (Option<(Existence, Option<Digest>)>, Asked) {
+    if options.output {
+        (None, Asked::NotAsked)
+    } else if let Some(client) = client {
+        let host = crate::registry::registry_host(&tag.image).to_string();
+        let answer = registry_existence(client, &tag.image).await;
+        (Some(answer), Asked::Registry(host))
+    } else {
+        (Some((daemon.exists(&tag.image).await, None)), Asked::Daemon)
+    }
 }
 
 /// The registry's answer to "does `image` exist", with its manifest digest when it does:

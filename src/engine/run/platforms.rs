@@ -1,16 +1,18 @@
-//! Several platforms without buildx. dockerd 20.10's embedded BuildKit builds one platform
-//! per solve (the frontend's `platform` option) and its image store keeps one platform per
-//! tag, so each platform's image is built, tagged and pushed on its own, and the image index
+//! What dockerd built, published; and the checks made before it builds. dockerd 20.10's
+//! embedded BuildKit builds one platform per solve (the frontend's `platform` option) and
+//! its image store keeps one platform per tag, so each platform's image is built
+//! ([`crate::builders::builder::Docker`]), tagged and pushed on its own, and the image index
 //! that joins them is assembled here and pushed last, under the image's tag, after every
 //! platform's manifest (what buildx does with one builder node per platform). A tag never
 //! names an index with a platform missing.
 //!
 //! Each platform's manifest is pushed under a tag of its own, `<tag>-<os>-<arch>[-<variant>]`
-//! (`…:deps-0123…-linux-arm64`): dockerd pushes tags only (its push API has no push by
-//! digest), and the distribution API deletes manifests, not tags (deleting one would delete
-//! what the index names). The tag is fixed, not one per run, so rebuilds overwrite one tag per
-//! platform instead of leaving a new one each time; the index names each manifest by the
-//! digest dockerd reported for its push, so a later push to that tag does not change it.
+//! ([`platform_tag`]: `…:deps-0123…-linux-arm64`): dockerd pushes tags only (its push API
+//! has no push by digest), and the distribution API deletes manifests, not tags (deleting
+//! one would delete what the index names). The tag is fixed, not one per run, so rebuilds
+//! overwrite one tag per platform instead of leaving a new one each time; the index names
+//! each manifest by the digest dockerd reported for its push, so a later push to that tag
+//! does not change it.
 //!
 //! Before the daemon builds anything, [`preflight`] checks what would fail halfway: that
 //! this machine runs every platform's programs ([`crate::builders::emulation`]) and that the
