@@ -5,12 +5,12 @@
 
 use super::{Action, Done, Job, Planned};
 use crate::builders::BackendError;
-use crate::builders::registry::{self as registry_backend, DependencyImage};
+use crate::builders::registry::{self as registry_backend, Assembled, DependencyImage};
 use crate::engine::{EngineError, OutputDependencies};
 use crate::explain;
 use crate::oci::Platforms;
 use crate::plan::BuildPlan;
-use crate::progress::{Event, Progress};
+use crate::progress::Event;
 use crate::publish::layout::{ImageToWrite, OutputTarget};
 use crate::registry::client::RegistryClient;
 
@@ -31,7 +31,7 @@ pub(super) async fn write_output(
     };
     let deps = match dependencies {
         OutputDependencies::Local => {
-            write_output_local(job, &planned.plan, target).await?;
+            write_output_local(job, &planned.plan, target, platforms).await?;
             return Ok(written(job, &planned));
         }
         OutputDependencies::Found(found) => {
@@ -67,15 +67,7 @@ async fn write_assembled(
     deps: &[DependencyImage],
     platforms: &Platforms,
 ) -> Result<(), EngineError> {
-    let progress = job.progress;
-    let mut assembled = Vec::new();
-    for (platform, deps) in platforms.iter().zip(deps) {
-        let _scope = platforms
-            .several()
-            .then(|| progress.platform_scope(platform));
-        assembled.push(registry_backend::assemble_image(plan, deps, progress).await?);
-    }
-    crate::tag::verify_unchanged(job.spec, &job.options.tag, job.tag)?;
+    let assembled = assemble_each(job, plan, platforms, deps).await?;
     let images: Vec<(&str, ImageToWrite)> = platforms
         .iter()
         .zip(deps.iter().zip(&assembled))
@@ -90,15 +82,26 @@ async fn write_assembled(
             (platform, image)
         })
         .collect();
-    write_images(
-        client,
-        &plan.image,
-        platforms.several(),
-        &images,
-        target,
-        progress,
-    )
-    .await
+    write_images(job, client, platforms, &images, target).await
+}
+
+/// Each platform's image assembled on its dependency image (in `platforms`' order), then the
+/// tag checked against the files (flytekit's check, before anything is written).
+async fn assemble_each<'d>(
+    job: &Job<'_>,
+    plan: &BuildPlan,
+    platforms: &Platforms,
+    deps: impl IntoIterator<Item = &'d DependencyImage>,
+) -> Result<Vec<Assembled>, EngineError> {
+    let mut assembled = Vec::new();
+    for (platform, deps) in platforms.iter().zip(deps) {
+        let _scope = platforms
+            .several()
+            .then(|| job.progress.platform_scope(platform));
+        assembled.push(registry_backend::assemble_image(plan, deps, job.progress).await?);
+    }
+    crate::tag::verify_unchanged(job.spec, &job.options.tag, job.tag)?;
+    Ok(assembled)
 }
 
 /// `--output` of a spec without a registry: the dependency image of each platform made on
@@ -108,6 +111,7 @@ async fn write_output_local(
     job: &Job<'_>,
     plan: &BuildPlan,
     target: &OutputTarget,
+    platforms: &Platforms,
 ) -> Result<(), EngineError> {
     let (progress, options) = (job.progress, job.options);
     use crate::builders::daemonless::{DaemonlessError, make_local};
@@ -130,15 +134,8 @@ async fn write_output_local(
         }
         Err(e) => return Err(BackendError::from(e).into()),
     };
-    let platforms = Platforms::parse(&plan.platform);
-    let mut assembled = Vec::new();
-    for (platform, deps) in platforms.iter().zip(&made) {
-        let _scope = platforms
-            .several()
-            .then(|| progress.platform_scope(platform));
-        assembled.push(registry_backend::assemble_image(plan, &deps.image, progress).await?);
-    }
-    crate::tag::verify_unchanged(job.spec, &options.tag, job.tag)?;
+    let deps: Vec<&DependencyImage> = made.iter().map(|m| &m.image).collect();
+    let assembled = assemble_each(job, plan, platforms, deps).await?;
     let images: Vec<(&str, ImageToWrite)> = platforms
         .iter()
         .zip(made.iter().zip(&assembled))
@@ -161,27 +158,19 @@ async fn write_output_local(
         .collect();
     // Every platform's base is the same image in the same registry.
     let client = &made[0].base_client;
-    write_images(
-        client,
-        &plan.image,
-        platforms.several(),
-        &images,
-        target,
-        progress,
-    )
-    .await
+    write_images(job, client, platforms, &images, target).await
 }
 
 /// The output step: `images` (one per platform, in order; `several`: an index even of one)
 /// written to `target`, their remote layers read with `client`.
 async fn write_images(
+    job: &Job<'_>,
     client: &RegistryClient,
-    name: &str,
-    several: bool,
+    platforms: &Platforms,
     images: &[(&str, ImageToWrite<'_>)],
     target: &OutputTarget,
-    progress: &Progress,
 ) -> Result<(), EngineError> {
+    let (progress, several, name) = (job.progress, platforms.several(), &job.tag.image);
     let step = format!("write {target}");
     progress.event(Event::StepStarted {
         id: crate::progress::OUTPUT_STEP,

@@ -27,17 +27,8 @@ pub(super) async fn inputs(
 
 /// Keeps `inputs` as the record of the image this run pushed as `digest`.
 pub(super) fn remember(digest: &Digest, inputs: &Inputs) {
-    let Some(path) = path(digest) else { return };
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    // Written beside and renamed: a reader never sees half a record.
-    let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
-        return;
-    };
-    if std::io::Write::write_all(&mut tmp, inputs.to_label().as_bytes()).is_ok() {
-        let _ = tmp.persist(&path);
+    if let Some(path) = path(digest) {
+        explain::keep_record(&path, inputs);
     }
 }
 
