@@ -1071,4 +1071,117 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
     }
+
+    #[test]
+    fn each_strategy_carries_what_running_it_needs() {
+        let digest = crate::oci::Digest::of_bytes(b"manifest");
+        let mut f = facts();
+        f.existence = Some(Existence::Yes);
+        f.digest = Some(digest.clone());
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(
+            d.strategy,
+            Strategy::Skip {
+                digest: Some(digest)
+            }
+        );
+
+        let d = decide(&facts(), &DecideOptions::default()).unwrap();
+        let Strategy::Append {
+            dependencies,
+            platforms: p,
+        } = d.strategy
+        else {
+            panic!("{:?}", d.strategy)
+        };
+        assert_eq!((dependencies, p), (Found::default(), platforms(1)));
+
+        let mut f = facts();
+        f.dependency = Dependency::Missing;
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        f.platforms = platforms(2);
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        let want = Strategy::BuildDependenciesThenAppend {
+            builder: Some(DependencyBuilder::Uv),
+            platforms: platforms(2),
+        };
+        assert_eq!(d.strategy, want);
+    }
+
+    #[test]
+    fn a_build_names_its_builder_and_where_the_image_goes() {
+        let target = |builder: Builder, registry: bool, push: bool| {
+            let f = Facts {
+                builder,
+                registry,
+                appendable: Appendable::No(NotAppendable::CommandsAfterCopy),
+                ..facts()
+            };
+            let options = DecideOptions {
+                push,
+                ..Default::default()
+            };
+            match decide(&f, &options).unwrap().strategy {
+                Strategy::Build {
+                    builder, target, ..
+                } => (builder, target),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            target(Builder::Default, true, true),
+            (Builder::Default, Target::Registry)
+        );
+        assert_eq!(
+            target(Builder::Default, false, true),
+            (Builder::Default, Target::Daemon)
+        );
+        assert_eq!(
+            target(Builder::Default, true, false),
+            (Builder::Default, Target::Daemon)
+        );
+        assert_eq!(
+            target(Builder::Envd, true, true),
+            (Builder::Envd, Target::Registry)
+        );
+        assert_eq!(
+            target(Builder::Envd, true, false),
+            (Builder::Envd, Target::Daemon)
+        );
+    }
+
+    #[test]
+    fn output_says_where_its_dependency_images_come_from() {
+        let options = DecideOptions {
+            output: true,
+            ..Default::default()
+        };
+        let dependencies = |f: &Facts| match decide(f, &options).unwrap().strategy {
+            Strategy::WriteOutput { dependencies, .. } => dependencies,
+            other => panic!("{other:?}"),
+        };
+        let mut f = facts();
+        assert_eq!(
+            dependencies(&f),
+            OutputDependencies::Found(Found::default())
+        );
+        f.dependency = Dependency::Missing;
+        assert_eq!(dependencies(&f), OutputDependencies::Build(None));
+        f.registry = false;
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        assert_eq!(dependencies(&f), OutputDependencies::Local);
+    }
+
+    #[test]
+    fn found_images_are_equal_when_they_name_the_same_images() {
+        assert_eq!(Found::default(), Found(Vec::new()));
+        assert_eq!(Strategy::Assume.kind().as_str(), "assume");
+        assert_eq!(
+            Strategy::Noop {
+                platforms: platforms(2)
+            }
+            .as_str(),
+            "noop"
+        );
+    }
 }

@@ -20,7 +20,7 @@
 
 use super::{Job, working_suffix};
 use crate::builders::BackendError;
-use crate::builders::builder::{Built, LocalImage, platform_tag};
+use crate::builders::builder::{Builder as _, Built, Docker, LocalImage, platform_tag};
 use crate::builders::docker::DockerDaemon;
 use crate::engine::{EngineError, Platform, Platforms};
 use crate::oci::Digest;
@@ -304,7 +304,10 @@ pub(super) async fn build_dependency_images(
         one.platform = platform.to_string();
         one.image = format!("{tagged}-unlabelled-{}", working_suffix());
         let labelled = async {
-            d.build(&one, job.progress).await?;
+            let docker = Docker { daemon: d };
+            docker
+                .build(&one, &Platforms::parse(platform), job.progress)
+                .await?;
             let facts = d.dependency_facts(&one.image, platform).await?;
             let labels = [(DEPENDENCY_LABEL, facts)];
             d.relabel(&one.image, &tagged, &labels, platform, job.progress)
