@@ -41,7 +41,7 @@ pub enum Builder {
 
 impl Builder {
     /// The builder a spec names (`default` when it names none).
-    pub fn of(spec: &crate::NormalizedSpec) -> Builder {
+    pub fn of(spec: &crate::spec::NormalizedSpec) -> Builder {
         Builder::parse(spec.builder.as_deref().unwrap_or("default"))
     }
 
