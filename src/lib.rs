@@ -55,22 +55,10 @@ pub enum Error {
     Write(#[from] render::WriteError),
     #[error(transparent)]
     Backend(#[from] builders::BackendError),
-    #[error("{}image `{name}`: {message}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
-    Builder {
-        name: String,
-        /// The field the error is about, where it is written.
-        at: Option<spec::FieldAt>,
-        message: String,
-    },
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
     #[error(transparent)]
     Explain(#[from] explain::ExplainError),
-    #[error("{}image {image}: {refusal}", at.as_ref().map(|a| format!("{a}: ")).unwrap_or_default())]
-    Refused {
-        image: String,
-        refusal: engine::Refusal,
-        /// The field the refusal is about, where it is written.
-        at: Option<spec::FieldAt>,
-    },
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },
     /// A file the command line names could not be read.
@@ -94,36 +82,48 @@ impl Error {
     /// the command line is wrong; cannot tell (3) when whether the image exists is unknown;
     /// failed (1) for anything that went wrong while doing the work.
     pub fn kind(&self) -> ExitCode {
-        use crate::registry::auth::AuthError;
+        use engine::EngineError;
         match self {
-            Error::Spec(_) | Error::Tag(_) | Error::Plan(_) | Error::Builder { .. } => {
-                ExitCode::BadInput
-            }
+            Error::Spec(_) | Error::Tag(_) | Error::Plan(_) => ExitCode::BadInput,
             Error::Io { .. } => ExitCode::BadInput,
-            // A docker config file that cannot be read is input; a credential helper that
-            // fails leaves the registry unasked.
-            Error::Backend(builders::BackendError::Registry(AuthError::Helper { .. })) => {
-                ExitCode::CannotTell
-            }
-            Error::Backend(builders::BackendError::Registry(_)) => ExitCode::BadInput,
-            // A link planted where the output needs a directory: the output named is unusable.
-            Error::Backend(builders::BackendError::Output {
-                source: publish::layout::LayoutError::Link { .. },
-                ..
-            }) => ExitCode::BadInput,
+            Error::Backend(e) => backend_kind(e),
+            Error::Engine(e) => match e {
+                EngineError::Tag(_)
+                | EngineError::Plan(_)
+                | EngineError::Invalid { .. }
+                | EngineError::Io { .. } => ExitCode::BadInput,
+                EngineError::Refused { refusal, .. } => ExitCode::from_code(refusal.exit_code()),
+                EngineError::Backend(e) => backend_kind(e),
+            },
             Error::Unknown { .. } => ExitCode::CannotTell,
-            Error::Refused { refusal, .. } => ExitCode::from_code(refusal.exit_code()),
             Error::Explain(e) => ExitCode::from_code(e.exit_code()),
             // Refusing to render into a directory with other files in it is bad input.
             Error::Write(render::WriteError::Io { .. }) => ExitCode::Failed,
             Error::Write(_) => ExitCode::BadInput,
-            Error::Backend(_) | Error::System { .. } => ExitCode::Failed,
+            Error::System { .. } => ExitCode::Failed,
         }
     }
 
     /// The process exit code: [`Error::kind`] as a number.
     pub fn exit_code(&self) -> i32 {
         self.kind() as i32
+    }
+}
+
+/// What a builder's, daemon's, registry's or output's failure means for the caller.
+fn backend_kind(e: &builders::BackendError) -> ExitCode {
+    use crate::registry::auth::AuthError;
+    match e {
+        // A docker config file that cannot be read is input; a credential helper that fails
+        // leaves the registry unasked.
+        builders::BackendError::Registry(AuthError::Helper { .. }) => ExitCode::CannotTell,
+        builders::BackendError::Registry(_) => ExitCode::BadInput,
+        // A link planted where the output needs a directory: the output named is unusable.
+        builders::BackendError::Output {
+            source: publish::layout::LayoutError::Link { .. },
+            ..
+        } => ExitCode::BadInput,
+        _ => ExitCode::Failed,
     }
 }
 

@@ -414,6 +414,17 @@ impl DockerDaemon {
             tracker.apply(status, progress);
         }
         progress.clear();
+        self.solved(result, &tracker, progress).await
+    }
+
+    /// What a solve's end means: done, or why it failed (the failing step, its command and
+    /// output, whether dockerd went away).
+    async fn solved(
+        &self,
+        result: Result<(), SolveError>,
+        tracker: &StepTracker,
+        progress: &Progress,
+    ) -> Result<(), BackendError> {
         let message = match result {
             Ok(()) => return Ok(()),
             Err(SolveError::Context(message)) => return Err(BackendError::Context(message)),

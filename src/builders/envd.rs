@@ -253,22 +253,7 @@ impl PlainProgress {
             .and_then(|l| l.split_once(' '))
             .filter(|(id, _)| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()));
         let Some((id, rest)) = numbered else {
-            match &mut self.continuing {
-                Some(Continued::Name(id))
-                    if !line.trim().is_empty() && !line.starts_with("------") =>
-                {
-                    let name = self.names.entry(id.clone()).or_default();
-                    name.push_str("; ");
-                    name.push_str(line.trim());
-                }
-                Some(Continued::Error(_, message))
-                    if !line.trim().is_empty() && !line.starts_with("------") =>
-                {
-                    message.push('\n');
-                    message.push_str(line);
-                }
-                _ => self.end_continued(progress),
-            }
+            self.unnumbered(line, progress);
             return;
         };
         self.end_continued(progress);
@@ -293,6 +278,30 @@ impl PlainProgress {
             // BuildKit repeats a failed step's output under the error: already shown.
             return;
         }
+        self.step_line(id, rest, progress);
+    }
+
+    /// A line that continues the one before (a step's name, an error's message), or ends it.
+    fn unnumbered(&mut self, line: &str, progress: &Progress) {
+        match &mut self.continuing {
+            Some(Continued::Name(id)) if !line.trim().is_empty() && !line.starts_with("------") => {
+                let name = self.names.entry(id.clone()).or_default();
+                name.push_str("; ");
+                name.push_str(line.trim());
+            }
+            Some(Continued::Error(_, message))
+                if !line.trim().is_empty() && !line.starts_with("------") =>
+            {
+                message.push('\n');
+                message.push_str(line);
+            }
+            _ => self.end_continued(progress),
+        }
+    }
+
+    /// `rest` of a line of step `id`, whose name is known: it ends the step, fails it, or is
+    /// its output.
+    fn step_line(&mut self, id: String, rest: &str, progress: &Progress) {
         let name = self.names[&id].clone();
         let hidden = bookkeeping(&name);
         if rest.starts_with("DONE") || rest == "CACHED" {

@@ -3,6 +3,7 @@
 //! daemon; [`emulation`] says whether this machine runs another platform's programs
 //! (binfmt_misc), before a daemon builds one.
 
+pub mod builder;
 pub mod buildkit_status;
 pub mod daemonless;
 pub mod docker;

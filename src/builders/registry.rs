@@ -269,13 +269,13 @@ pub async fn assemble_image(
 /// Pushes `plan.image` as `deps` plus `plan`'s files under `/root` and `_F_IMG_ID`.
 /// `verify` runs (on a blocking thread) while the blobs upload, and the manifest is pushed
 /// only when it succeeds: the caller checks there that the tag still matches the files.
-pub async fn append(
+pub async fn append<E: From<BackendError> + Send + 'static>(
     client: &RegistryClient,
     plan: &BuildPlan,
     deps: &DependencyImage,
     progress: &Progress,
-    verify: impl FnOnce() -> Result<(), crate::Error> + Send + 'static,
-) -> Result<Appended, crate::Error> {
+    verify: impl FnOnce() -> Result<(), E> + Send + 'static,
+) -> Result<Appended, E> {
     let Assembled {
         layer,
         config,
@@ -369,14 +369,14 @@ pub async fn find_dependency_images(
 
 /// The multi-platform fast path: for each platform, its dependency image plus the source
 /// layer, pushed by digest; then one image index under `plan.image`, last.
-pub async fn append_platforms(
+pub async fn append_platforms<E: From<BackendError> + Send + 'static>(
     client: &RegistryClient,
     plan: &BuildPlan,
     platforms: &[&str],
     deps: &[DependencyImage],
     progress: &Progress,
-    verify: impl FnOnce() -> Result<(), crate::Error> + Send + 'static,
-) -> Result<Appended, crate::Error> {
+    verify: impl FnOnce() -> Result<(), E> + Send + 'static,
+) -> Result<Appended, E> {
     let mut entries = Vec::new();
     let (mut uploaded, mut layer_size, mut files) = (false, 0, 0);
     for (platform, deps) in platforms.iter().zip(deps) {

@@ -318,6 +318,61 @@ pub struct Solve<'a> {
     pub registry_config: Option<PathBuf>,
 }
 
+/// The headers that open our session: its id and the gRPC methods it serves.
+fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
+    let methods = [
+        "/moby.upload.v1.Upload/Pull",
+        "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+        "/moby.filesync.v1.Auth/Credentials",
+        "/grpc.health.v1.Health/Check",
+    ];
+    let mut headers = vec![
+        ("X-Docker-Expose-Session-Uuid", session_id.to_string()),
+        ("X-Docker-Expose-Session-Name", "imagespec".to_string()),
+        ("X-Docker-Expose-Session-Sharedkey", String::new()),
+    ];
+    headers.extend(
+        methods
+            .iter()
+            .map(|m| ("X-Docker-Expose-Session-Grpc-Method", m.to_string())),
+    );
+    headers
+}
+
+/// The Dockerfile frontend's solve of `platform`, exported by dockerd as `image` with
+/// `labels`, its context read from our session's upload `upload_id`.
+fn solve_request(
+    platform: &str,
+    image: &str,
+    labels: &[(String, String)],
+    build_ref: String,
+    session_id: String,
+    upload_id: &str,
+) -> SolveRequest {
+    let mut frontend_attrs = HashMap::from([
+        ("platform".to_string(), platform.to_string()),
+        ("image-resolve-mode".to_string(), "default".to_string()),
+        (
+            "context".to_string(),
+            format!("http://buildkit-session/{upload_id}"),
+        ),
+    ]);
+    frontend_attrs.insert("filename".into(), "Dockerfile".into());
+    for (key, value) in labels {
+        frontend_attrs.insert(format!("label:{key}"), value.clone());
+    }
+    SolveRequest {
+        r#ref: build_ref,
+        session: session_id,
+        frontend: "dockerfile.v0".into(),
+        frontend_attrs,
+        exporter_deprecated: "moby".into(),
+        exporter_attrs_deprecated: HashMap::from([("name".to_string(), image.to_string())]),
+        cache: Some(CacheOptions::default()),
+        ..Default::default()
+    }
+}
+
 /// Builds through a session of our own (see the module's documentation).
 /// `within` bounds opening the session and the `/grpc` connection (the connect timeout).
 pub async fn solve(
@@ -338,22 +393,7 @@ pub async fn solve(
     let auth = AuthServer::new(RegistryCredentials {
         registry_config: build.registry_config,
     });
-    let methods = [
-        "/moby.upload.v1.Upload/Pull",
-        "/moby.buildkit.secrets.v1.Secrets/GetSecret",
-        "/moby.filesync.v1.Auth/Credentials",
-        "/grpc.health.v1.Health/Check",
-    ];
-    let mut headers = vec![
-        ("X-Docker-Expose-Session-Uuid", session_id.clone()),
-        ("X-Docker-Expose-Session-Name", "imagespec".to_string()),
-        ("X-Docker-Expose-Session-Sharedkey", String::new()),
-    ];
-    headers.extend(
-        methods
-            .iter()
-            .map(|m| ("X-Docker-Expose-Session-Grpc-Method", m.to_string())),
-    );
+    let headers = session_headers(&session_id);
     let io = buildkit_status::upgraded(address.clone(), "/session", &headers, within)
         .await
         .map_err(|e| SolveError::Connect(format!("opening a BuildKit session: {e}")))?;
@@ -375,28 +415,14 @@ pub async fn solve(
             }),
     );
 
-    let mut frontend_attrs = HashMap::from([
-        ("platform".to_string(), build.platform.to_string()),
-        ("image-resolve-mode".to_string(), "default".to_string()),
-        (
-            "context".to_string(),
-            format!("http://buildkit-session/{upload_id}"),
-        ),
-    ]);
-    frontend_attrs.insert("filename".into(), "Dockerfile".into());
-    for (key, value) in build.labels {
-        frontend_attrs.insert(format!("label:{key}"), value.clone());
-    }
-    let request = SolveRequest {
-        r#ref: build.build_ref,
-        session: session_id,
-        frontend: "dockerfile.v0".into(),
-        frontend_attrs,
-        exporter_deprecated: "moby".into(),
-        exporter_attrs_deprecated: HashMap::from([("name".to_string(), build.image.to_string())]),
-        cache: Some(CacheOptions::default()),
-        ..Default::default()
-    };
+    let request = solve_request(
+        build.platform,
+        build.image,
+        build.labels,
+        build.build_ref,
+        session_id,
+        &upload_id,
+    );
     let solved = async {
         let channel = buildkit_status::control_channel(address.clone(), within)
             .await

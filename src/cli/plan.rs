@@ -110,7 +110,7 @@ fn write_plan(out: &mut String, plan: &ImagePlan) -> std::fmt::Result {
     }?;
     if let Some(deps) = &plan.dependency_image {
         let state = match &plan.dependency {
-            Dependency::Found => "found".to_string(),
+            Dependency::Found(_) => "found".to_string(),
             Dependency::Missing => "missing".to_string(),
             Dependency::Unknown(why) => format!("cannot tell: {why}"),
             Dependency::NotAsked => "not asked".to_string(),

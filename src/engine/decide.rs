@@ -3,6 +3,10 @@
 //! choice and its reason is unit-tested without services, and `imagespec plan` shows the
 //! same decision `build` acts on.
 //!
+//! The [`Strategy`] carries what its execution needs (the builder, the platforms, the
+//! dependency images as read, where the image goes), so [`super::run`] executes it without
+//! asking again.
+//!
 //! The order follows flytekit's `ImageBuildEngine.build` and `should_build`: the builder
 //! first (`noop` uses the base as is), then the existence check (found → skip unless forced;
 //! cannot tell → flytekit assumes it exists, imagespec fails unless told to assume), then how
@@ -12,58 +16,147 @@
 //! (so they must be pushed, or written with `--output`).
 //!
 //! ```
-//! use imagespec::engine::{decide, Appendable, Builder, DecideOptions, Dependency, Facts, Strategy};
-//! use imagespec::engine::Existence;
+//! use imagespec::engine::{decide, Appendable, Builder, DecideOptions, Dependency, Facts};
+//! use imagespec::engine::{Existence, Found, Platforms, StrategyKind};
 //! let facts = Facts {
 //!     builder: Builder::Default,
 //!     registry: true,
 //!     existence: Some(Existence::No),
+//!     digest: None,
 //!     appendable: Appendable::Yes,
-//!     dependency: Dependency::Found,
+//!     dependency: Dependency::Found(Found::default()),
 //!     dependency_image: Some("localhost:5000/app:deps-0123".into()),
-//!     platforms: 1,
+//!     platforms: Platforms::parse("linux/amd64"),
 //!     files: 3,
 //!     dependency_builder: None,
 //! };
 //! let decision = decide(&facts, &DecideOptions::default()).unwrap();
-//! assert_eq!(decision.strategy, Strategy::Append);
+//! assert_eq!(decision.strategy.kind(), StrategyKind::Append);
 //! assert_eq!(decision.reason, "dependencies unchanged: append 3 files to the dependency image");
 //! ```
 
-use super::{Builder, Existence};
+use super::{Builder, DependencyBuilder, Existence, Platforms};
+use crate::builders::registry::DependencyImage;
+use crate::oci::Digest;
 
-/// How an image is made (or not).
+/// The name of a [`Strategy`]: what `--json` and `plan` show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// The image exists: nothing to do.
+pub enum StrategyKind {
     Skip,
-    /// Existence unknown, assumed to exist (flytekit's behaviour, on request).
     Assume,
-    /// `builder = "noop"`: the base image is the image.
     Noop,
-    /// The source layer appended to the dependency image in the registry (no daemon).
     Append,
-    /// The dependency image is built (dockerd) and pushed, then the source appended.
     BuildDependenciesThenAppend,
-    /// The whole Dockerfile (or build.envd) is built.
     Build,
-    /// Assembled on the dependency image and written to disk (`--output`).
     WriteOutput,
 }
 
-impl Strategy {
+impl StrategyKind {
     /// The name `--json` output uses.
     pub fn as_str(self) -> &'static str {
         match self {
-            Strategy::Skip => "skip",
-            Strategy::Assume => "assume",
-            Strategy::Noop => "noop",
-            Strategy::Append => "append",
-            Strategy::BuildDependenciesThenAppend => "build_dependencies_then_append",
-            Strategy::Build => "build",
-            Strategy::WriteOutput => "write_output",
+            StrategyKind::Skip => "skip",
+            StrategyKind::Assume => "assume",
+            StrategyKind::Noop => "noop",
+            StrategyKind::Append => "append",
+            StrategyKind::BuildDependenciesThenAppend => "build_dependencies_then_append",
+            StrategyKind::Build => "build",
+            StrategyKind::WriteOutput => "write_output",
         }
+    }
+}
+
+/// The dependency images found in the registry while the facts were gathered, one per
+/// platform in the order written, with the manifest and config read then (so nothing asks
+/// for them again). Two are equal when they name the same images.
+#[derive(Debug, Clone, Default)]
+pub struct Found(pub Vec<DependencyImage>);
+
+impl PartialEq for Found {
+    fn eq(&self, other: &Found) -> bool {
+        let names = |f: &Found| f.0.iter().map(|d| d.image.clone()).collect::<Vec<_>>();
+        names(self) == names(other)
+    }
+}
+
+impl Eq for Found {}
+
+/// Where a finished image goes (besides `--output`, a strategy of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Pushed to the spec's registry.
+    Registry,
+    /// Kept in the local daemon (no registry, or `--no-push`).
+    Daemon,
+}
+
+/// Where `--output`'s dependency images come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputDependencies {
+    /// Found in the registry.
+    Found(Found),
+    /// Missing from the registry: made (by uv, else dockerd) and pushed there first.
+    Build(Option<DependencyBuilder>),
+    /// No registry: made on this machine by uv and written with the image.
+    Local,
+}
+
+/// How an image is made (or not), carrying what making it needs: the executor
+/// ([`super::run`]) asks nothing again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    /// The image exists: nothing to do. `digest`: its manifest's, when a registry answered.
+    Skip { digest: Option<Digest> },
+    /// Existence unknown, assumed to exist (flytekit's behaviour, on request).
+    Assume,
+    /// `builder = "noop"`: the base image is the image.
+    Noop { platforms: Platforms },
+    /// The source layer appended to the dependency images found, in the registry (no
+    /// daemon).
+    Append {
+        dependencies: Found,
+        platforms: Platforms,
+    },
+    /// The dependency image is built (by uv without a daemon, else `None`/`Docker`: dockerd)
+    /// and pushed, then the source appended.
+    BuildDependenciesThenAppend {
+        builder: Option<DependencyBuilder>,
+        platforms: Platforms,
+    },
+    /// The whole Dockerfile (`Default`) or build.envd (`Envd`) is built, one solve per
+    /// platform.
+    Build {
+        builder: Builder,
+        platforms: Platforms,
+        target: Target,
+    },
+    /// Assembled on the dependency images and written to disk (`--output`).
+    WriteOutput {
+        dependencies: OutputDependencies,
+        platforms: Platforms,
+    },
+}
+
+impl Strategy {
+    /// Its name.
+    pub fn kind(&self) -> StrategyKind {
+        match self {
+            Strategy::Skip { .. } => StrategyKind::Skip,
+            Strategy::Assume => StrategyKind::Assume,
+            Strategy::Noop { .. } => StrategyKind::Noop,
+            Strategy::Append { .. } => StrategyKind::Append,
+            Strategy::BuildDependenciesThenAppend { .. } => {
+                StrategyKind::BuildDependenciesThenAppend
+            }
+            Strategy::Build { .. } => StrategyKind::Build,
+            Strategy::WriteOutput { .. } => StrategyKind::WriteOutput,
+        }
+    }
+
+    /// The name `--json` output uses.
+    pub fn as_str(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
@@ -102,8 +195,8 @@ impl NotAppendable {
 pub enum Dependency {
     /// Not looked up: the fast path cannot apply.
     NotAsked,
-    /// Present for every platform.
-    Found,
+    /// Present for every platform: the images as read.
+    Found(Found),
     /// Absent (for at least one platform).
     Missing,
     /// The registry could not be asked.
@@ -118,17 +211,19 @@ pub struct Facts {
     pub registry: bool,
     /// The answer of the existence check; `None` when it was not asked (`--output`).
     pub existence: Option<Existence>,
+    /// The image's manifest digest, when the registry said it exists.
+    pub digest: Option<Digest>,
     pub appendable: Appendable,
     pub dependency: Dependency,
     /// The dependency image's name, when the fast path may apply.
     pub dependency_image: Option<String>,
-    /// How many platforms the spec builds.
-    pub platforms: usize,
+    /// The platforms the spec builds, in order.
+    pub platforms: Platforms,
     /// How many files are copied into the image.
     pub files: usize,
     /// Who would make the dependency image when it is missing (uv without a daemon, or
     /// dockerd and why), when the fast path may apply.
-    pub dependency_builder: Option<super::DependencyBuilder>,
+    pub dependency_builder: Option<DependencyBuilder>,
 }
 
 /// The choices of the caller that change the decision.
@@ -249,8 +344,8 @@ fn files(n: usize) -> String {
 /// " with uv, without a daemon" / " with dockerd (reason)", when known.
 fn by(facts: &Facts) -> String {
     match &facts.dependency_builder {
-        Some(super::DependencyBuilder::Uv) => " without a daemon (uv)".into(),
-        Some(super::DependencyBuilder::Docker(why)) => format!(" with dockerd ({why})"),
+        Some(DependencyBuilder::Uv) => " without a daemon (uv)".into(),
+        Some(DependencyBuilder::Docker(why)) => format!(" with dockerd ({why})"),
         None => String::new(),
     }
 }
@@ -260,7 +355,9 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
     match &facts.builder {
         Builder::Noop => {
             return Ok(Decision::new(
-                Strategy::Noop,
+                Strategy::Noop {
+                    platforms: facts.platforms.clone(),
+                },
                 "builder = noop: the base image is used as is",
             ));
         }
@@ -278,7 +375,9 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
                 "the local daemon"
             };
             return Ok(Decision::new(
-                Strategy::Skip,
+                Strategy::Skip {
+                    digest: facts.digest.clone(),
+                },
                 format!("the image exists in {where_}"),
             ));
         }
@@ -292,21 +391,37 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
         Some(Existence::Unknown(why)) => return Err(Refusal::CannotTell(why.clone())),
         Some(Existence::No) | None => false,
     };
-    let why_build = |what: &str| {
-        if forced {
-            format!("the image exists, rebuilt as forced: {what}")
-        } else {
-            what.to_string()
-        }
+    let decision = decide_build(facts, options)?;
+    Ok(if forced {
+        Decision::new(
+            decision.strategy,
+            format!("the image exists, rebuilt as forced: {}", decision.reason),
+        )
+    } else {
+        decision
+    })
+}
+
+/// How an image that is to be made is made: built, or appended to its dependency image.
+fn decide_build(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusal> {
+    let several = facts.platforms.several();
+    let build = |target| Strategy::Build {
+        builder: facts.builder.clone(),
+        platforms: facts.platforms.clone(),
+        target,
     };
-    let several = facts.platforms > 1;
     if facts.builder == Builder::Envd {
         if several {
             return Err(Refusal::EnvdMultiPlatform);
         }
+        let target = if facts.registry && options.push {
+            Target::Registry
+        } else {
+            Target::Daemon
+        };
         return Ok(Decision::new(
-            Strategy::Build,
-            why_build("builder = envd: envd builds build.envd"),
+            build(target),
+            "builder = envd: envd builds build.envd",
         ));
     }
     if several && !facts.registry {
@@ -321,17 +436,10 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
     }
     // Several platforms: dockerd 20.10's BuildKit (no buildx) builds one platform per solve,
     // so each is built and pushed on its own and an index joins them, pushed last.
-    let each = |n: usize| {
-        if several {
-            format!(" to each of {n} platforms")
-        } else {
-            String::new()
-        }
-    };
     let per_platform = if several {
         format!(
             " for each of {} platforms (one BuildKit solve each), pushed as one index",
-            facts.platforms
+            facts.platforms.len()
         )
     } else {
         String::new()
@@ -343,74 +451,79 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
     } else if !options.fast_path {
         "the fast path is off: full build"
     } else {
-        ""
+        return Ok(decide_fast_path(facts, &per_platform));
     };
-    if facts.registry && options.push && options.fast_path {
-        match (&facts.appendable, &facts.dependency) {
-            (Appendable::Yes, Dependency::Found) => {
-                let what = if several {
-                    format!(
-                        "dependencies unchanged: append {} to the dependency image of each of {} platforms",
-                        files(facts.files),
-                        facts.platforms
-                    )
-                } else {
-                    format!(
-                        "dependencies unchanged: append {} to the dependency image",
-                        files(facts.files)
-                    )
-                };
-                return Ok(Decision::new(Strategy::Append, why_build(&what)));
-            }
-            // dockerd 20.10 builds one platform per image; uv makes every platform's.
-            (Appendable::Yes, _)
-                if facts.platforms > 1
-                    && facts.dependency_builder == Some(super::DependencyBuilder::Uv) =>
-            {
-                return Ok(Decision::new(
-                    Strategy::BuildDependenciesThenAppend,
-                    why_build(&format!(
-                        "dependencies changed: build each of {} platforms' dependency image{}, then append {}",
-                        facts.platforms,
-                        by(facts),
-                        files(facts.files)
-                    )),
-                ));
-            }
-            (Appendable::Yes, Dependency::Unknown(why)) => {
-                return Ok(Decision::new(
-                    Strategy::BuildDependenciesThenAppend,
-                    why_build(&format!(
-                        "the dependency image could not be looked up ({why}): build it{}{per_platform}, then append {}{}",
-                        by(facts),
-                        files(facts.files),
-                        each(facts.platforms)
-                    )),
-                ));
-            }
-            (Appendable::Yes, _) => {
-                return Ok(Decision::new(
-                    Strategy::BuildDependenciesThenAppend,
-                    why_build(&format!(
-                        "dependencies changed: build the dependency image{}{per_platform}, then append {}{}",
-                        by(facts),
-                        files(facts.files),
-                        each(facts.platforms)
-                    )),
-                ));
-            }
-            (Appendable::No(why), _) => {
-                return Ok(Decision::new(
-                    Strategy::Build,
-                    why_build(&format!("{}: full build{per_platform}", why.reason())),
-                ));
-            }
-        }
-    }
+    let target = if facts.registry && options.push {
+        Target::Registry
+    } else {
+        Target::Daemon
+    };
     Ok(Decision::new(
-        Strategy::Build,
-        why_build(&format!("{not_fast}{per_platform}")),
+        build(target),
+        format!("{not_fast}{per_platform}"),
     ))
+}
+
+/// The registry, a push and the fast path: the files appended to the dependency image
+/// (found, or made first), unless the image is not its dependency image plus files.
+fn decide_fast_path(facts: &Facts, per_platform: &str) -> Decision {
+    let (several, n) = (facts.platforms.several(), facts.platforms.len());
+    let each = if several {
+        format!(" to each of {n} platforms")
+    } else {
+        String::new()
+    };
+    let then_append = |reason: String| {
+        Decision::new(
+            Strategy::BuildDependenciesThenAppend {
+                builder: facts.dependency_builder.clone(),
+                platforms: facts.platforms.clone(),
+            },
+            reason,
+        )
+    };
+    let files = files(facts.files);
+    match (&facts.appendable, &facts.dependency) {
+        (Appendable::Yes, Dependency::Found(found)) => {
+            let what = if several {
+                format!(
+                    "dependencies unchanged: append {files} to the dependency image of each of {n} platforms"
+                )
+            } else {
+                format!("dependencies unchanged: append {files} to the dependency image")
+            };
+            let strategy = Strategy::Append {
+                dependencies: found.clone(),
+                platforms: facts.platforms.clone(),
+            };
+            Decision::new(strategy, what)
+        }
+        // dockerd 20.10 builds one platform per image; uv makes every platform's.
+        (Appendable::Yes, _)
+            if several && facts.dependency_builder == Some(DependencyBuilder::Uv) =>
+        {
+            then_append(format!(
+                "dependencies changed: build each of {n} platforms' dependency image{}, then append {files}",
+                by(facts)
+            ))
+        }
+        (Appendable::Yes, Dependency::Unknown(why)) => then_append(format!(
+            "the dependency image could not be looked up ({why}): build it{}{per_platform}, then append {files}{each}",
+            by(facts)
+        )),
+        (Appendable::Yes, _) => then_append(format!(
+            "dependencies changed: build the dependency image{}{per_platform}, then append {files}{each}",
+            by(facts)
+        )),
+        (Appendable::No(why), _) => Decision::new(
+            Strategy::Build {
+                builder: facts.builder.clone(),
+                platforms: facts.platforms.clone(),
+                target: Target::Registry,
+            },
+            format!("{}: full build{per_platform}", why.reason()),
+        ),
+    }
 }
 
 fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusal> {
@@ -435,28 +548,35 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
         }
         Appendable::Yes => {}
     }
-    let several = facts.platforms > 1;
+    let (several, n) = (facts.platforms.several(), facts.platforms.len());
     if several && options.output_one_platform {
         return Err(Refusal::OutputOnePlatform);
     }
+    let write = |dependencies, reason: String| {
+        let strategy = Strategy::WriteOutput {
+            dependencies,
+            platforms: facts.platforms.clone(),
+        };
+        Ok(Decision::new(strategy, reason))
+    };
     if !facts.registry {
         // No registry to keep the dependency image in: it is made here, without a daemon,
         // and written with the image.
         return match &facts.dependency_builder {
-            Some(super::DependencyBuilder::Uv) => Ok(Decision::new(
-                Strategy::WriteOutput,
+            Some(DependencyBuilder::Uv) => write(
+                OutputDependencies::Local,
                 format!(
                     "no registry: the dependencies are installed here with uv (no daemon){}, \
                      then written to disk with the base's layers and {}",
                     if several {
-                        format!(" for each of {} platforms", facts.platforms)
+                        format!(" for each of {n} platforms")
                     } else {
                         String::new()
                     },
                     files(facts.files)
                 ),
-            )),
-            Some(super::DependencyBuilder::Docker(why)) => {
+            ),
+            Some(DependencyBuilder::Docker(why)) => {
                 Err(Refusal::OutputNeedsRegistry(why.to_string()))
             }
             None => Err(Refusal::OutputNeedsRegistry(
@@ -464,28 +584,27 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
             )),
         };
     }
+    let files = files(facts.files);
     let reason = match (&facts.dependency, several) {
-        (Dependency::Found, false) => format!(
-            "dependencies unchanged: the dependency image plus {}, written to disk",
-            files(facts.files)
-        ),
-        (Dependency::Found, true) => format!(
-            "dependencies unchanged: the dependency image of each of {} platforms plus {}, written to disk as one index",
-            facts.platforms,
-            files(facts.files)
+        (Dependency::Found(_), false) => {
+            format!("dependencies unchanged: the dependency image plus {files}, written to disk")
+        }
+        (Dependency::Found(_), true) => format!(
+            "dependencies unchanged: the dependency image of each of {n} platforms plus {files}, written to disk as one index"
         ),
         (_, false) => format!(
-            "the dependency image is built{} and pushed first, then it plus {} is written to disk",
-            by(facts),
-            files(facts.files)
+            "the dependency image is built{} and pushed first, then it plus {files} is written to disk",
+            by(facts)
         ),
         (_, true) => format!(
-            "the dependency image is built for each of {} platforms and pushed as an index first, then each plus {} is written to disk as one index",
-            facts.platforms,
-            files(facts.files)
+            "the dependency image is built for each of {n} platforms and pushed as an index first, then each plus {files} is written to disk as one index"
         ),
     };
-    Ok(Decision::new(Strategy::WriteOutput, reason))
+    let dependencies = match &facts.dependency {
+        Dependency::Found(found) => OutputDependencies::Found(found.clone()),
+        _ => OutputDependencies::Build(facts.dependency_builder.clone()),
+    };
+    write(dependencies, reason)
 }
 
 #[cfg(test)]
@@ -498,16 +617,23 @@ mod tests {
             registry: true,
             existence: Some(Existence::No),
             appendable: Appendable::Yes,
-            dependency: Dependency::Found,
+            digest: None,
+            dependency: Dependency::Found(Found::default()),
             dependency_image: Some("r/app:deps-1".into()),
-            platforms: 1,
+            platforms: platforms(1),
             files: 2,
             dependency_builder: None,
         }
     }
 
-    fn strategy(facts: &Facts, options: &DecideOptions) -> Strategy {
-        decide(facts, options).expect("a decision").strategy
+    fn strategy(facts: &Facts, options: &DecideOptions) -> StrategyKind {
+        decide(facts, options).expect("a decision").strategy.kind()
+    }
+
+    /// The first `n` of amd64, arm64, arm/v7.
+    fn platforms(n: usize) -> Platforms {
+        let all = ["linux/amd64", "linux/arm64", "linux/arm/v7"];
+        Platforms::parse(&all[..n].join(","))
     }
 
     #[test]
@@ -515,7 +641,7 @@ mod tests {
         let mut f = facts();
         f.builder = Builder::Noop;
         f.existence = Some(Existence::Unknown("down".into()));
-        assert_eq!(strategy(&f, &DecideOptions::default()), Strategy::Noop);
+        assert_eq!(strategy(&f, &DecideOptions::default()), StrategyKind::Noop);
     }
 
     #[test]
@@ -533,7 +659,7 @@ mod tests {
         let mut f = facts();
         f.existence = Some(Existence::Yes);
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::Skip);
+        assert_eq!(d.strategy.kind(), StrategyKind::Skip);
         assert_eq!(d.reason, "the image exists in the registry");
         f.registry = false;
         let d = decide(&f, &DecideOptions::default()).unwrap();
@@ -549,7 +675,7 @@ mod tests {
             ..Default::default()
         };
         let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy, Strategy::Append);
+        assert_eq!(d.strategy.kind(), StrategyKind::Append);
         assert!(
             d.reason
                 .starts_with("the image exists, rebuilt as forced: ")
@@ -568,14 +694,14 @@ mod tests {
             ..Default::default()
         };
         let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy, Strategy::Assume);
+        assert_eq!(d.strategy.kind(), StrategyKind::Assume);
         assert!(d.reason.contains("connection refused"));
     }
 
     #[test]
     fn unchanged_dependencies_append_the_files() {
         let d = decide(&facts(), &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::Append);
+        assert_eq!(d.strategy.kind(), StrategyKind::Append);
         assert_eq!(
             d.reason,
             "dependencies unchanged: append 2 files to the dependency image"
@@ -595,14 +721,14 @@ mod tests {
         let mut f = facts();
         f.dependency = Dependency::Missing;
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build the dependency image, then append 2 files"
         );
         f.dependency = Dependency::Unknown("503".into());
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("503"));
     }
 
@@ -613,7 +739,7 @@ mod tests {
         f.dependency = Dependency::Missing;
         f.dependency_builder = Some(DependencyBuilder::Uv);
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build the dependency image without a daemon (uv), then append 2 files"
@@ -643,7 +769,7 @@ mod tests {
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         f.dependency = Dependency::NotAsked;
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::Build);
+        assert_eq!(d.strategy.kind(), StrategyKind::Build);
         assert_eq!(
             d.reason,
             "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build"
@@ -656,7 +782,7 @@ mod tests {
             let mut f = facts();
             f.appendable = Appendable::No(why);
             let d = decide(&f, &DecideOptions::default()).unwrap();
-            assert_eq!(d.strategy, Strategy::Build);
+            assert_eq!(d.strategy.kind(), StrategyKind::Build);
             assert!(d.reason.ends_with(": full build"), "{}", d.reason);
         }
     }
@@ -682,7 +808,10 @@ mod tests {
                 ..Default::default()
             };
             let d = decide(&f, &options).unwrap();
-            assert_eq!((d.strategy, d.reason.as_str()), (Strategy::Build, reason));
+            assert_eq!(
+                (d.strategy.kind(), d.reason.as_str()),
+                (StrategyKind::Build, reason)
+            );
         }
     }
 
@@ -691,16 +820,16 @@ mod tests {
         let mut f = facts();
         f.builder = Builder::Envd;
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::Build);
+        assert_eq!(d.strategy.kind(), StrategyKind::Build);
         assert!(d.reason.contains("envd"));
     }
 
     #[test]
     fn several_platforms_append_when_every_dependency_image_is_there() {
         let mut f = facts();
-        f.platforms = 2;
+        f.platforms = platforms(2);
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::Append);
+        assert_eq!(d.strategy.kind(), StrategyKind::Append);
         assert_eq!(
             d.reason,
             "dependencies unchanged: append 2 files to the dependency image of each of 2 platforms"
@@ -710,28 +839,28 @@ mod tests {
     #[test]
     fn several_platforms_build_the_dependency_image_per_platform_then_append() {
         let mut f = facts();
-        f.platforms = 2;
+        f.platforms = platforms(2);
         f.dependency = Dependency::Missing;
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build the dependency image for each of 2 platforms (one BuildKit solve each), pushed as one index, then append 2 files to each of 2 platforms"
         );
         f.dependency = Dependency::Unknown("503".into());
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("(503)") && d.reason.contains("for each of 2 platforms"));
     }
 
     #[test]
     fn several_platforms_with_uv_build_every_platform_without_a_daemon() {
         let mut f = facts();
-        f.platforms = 2;
+        f.platforms = platforms(2);
         f.dependency = Dependency::Missing;
         f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::BuildDependenciesThenAppend);
+        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files"
@@ -741,11 +870,11 @@ mod tests {
     #[test]
     fn several_platforms_that_cannot_be_appended_are_built_per_platform() {
         let mut f = facts();
-        f.platforms = 3;
+        f.platforms = platforms(3);
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         f.dependency = Dependency::NotAsked;
         let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy, Strategy::Build);
+        assert_eq!(d.strategy.kind(), StrategyKind::Build);
         assert!(
             d.reason.ends_with(
                 ": full build for each of 3 platforms (one BuildKit solve each), pushed as one index"
@@ -759,7 +888,7 @@ mod tests {
             ..Default::default()
         };
         let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy, Strategy::Build);
+        assert_eq!(d.strategy.kind(), StrategyKind::Build);
         assert!(
             d.reason
                 .starts_with("the fast path is off: full build for each of 3")
@@ -769,7 +898,7 @@ mod tests {
     #[test]
     fn several_platforms_must_be_pushed() {
         let mut f = facts();
-        f.platforms = 2;
+        f.platforms = platforms(2);
         f.dependency = Dependency::Missing;
         let options = DecideOptions {
             push: false,
@@ -791,14 +920,14 @@ mod tests {
         );
         // An image that exists is still skipped: nothing is built.
         f.existence = Some(Existence::Yes);
-        assert_eq!(strategy(&f, &options), Strategy::Skip);
+        assert_eq!(strategy(&f, &options), StrategyKind::Skip);
     }
 
     #[test]
     fn envd_refuses_several_platforms() {
         let mut f = facts();
         f.builder = Builder::Envd;
-        f.platforms = 2;
+        f.platforms = platforms(2);
         assert_eq!(
             decide(&f, &DecideOptions::default()).unwrap_err(),
             Refusal::EnvdMultiPlatform
@@ -814,7 +943,7 @@ mod tests {
         let mut f = facts();
         f.existence = None;
         let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy, Strategy::WriteOutput);
+        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
         assert!(d.reason.starts_with("dependencies unchanged"));
         f.dependency = Dependency::Missing;
         assert!(
@@ -824,19 +953,19 @@ mod tests {
                 .contains("built and pushed first")
         );
         let refusals = [
-            (Builder::Envd, true, Appendable::Yes, 1),
-            (Builder::Default, false, Appendable::Yes, 1),
+            (Builder::Envd, true, Appendable::Yes, platforms(1)),
+            (Builder::Default, false, Appendable::Yes, platforms(1)),
             (
                 Builder::Default,
                 true,
                 Appendable::No(NotAppendable::NoFiles),
-                1,
+                platforms(1),
             ),
             (
                 Builder::Default,
                 true,
                 Appendable::No(NotAppendable::CommandsAfterCopy),
-                1,
+                platforms(1),
             ),
         ];
         for (builder, registry, appendable, platforms) in refusals {
@@ -867,14 +996,14 @@ mod tests {
             ..facts()
         };
         let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy, Strategy::WriteOutput);
+        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
         assert!(
             d.reason
                 .starts_with("no registry: the dependencies are installed here with uv")
         );
         assert!(d.reason.contains("3 files"), "{}", d.reason);
         let two = Facts {
-            platforms: 2,
+            platforms: platforms(2),
             ..f.clone()
         };
         assert!(
@@ -903,9 +1032,9 @@ mod tests {
         };
         let mut f = facts();
         f.existence = None;
-        f.platforms = 2;
+        f.platforms = platforms(2);
         let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy, Strategy::WriteOutput);
+        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
         assert!(
             d.reason.ends_with("written to disk as one index"),
             "{}",
@@ -923,23 +1052,136 @@ mod tests {
             decide(&f, &options).unwrap_err(),
             Refusal::OutputOnePlatform
         );
-        f.platforms = 1;
-        assert_eq!(strategy(&f, &options), Strategy::WriteOutput);
+        f.platforms = platforms(1);
+        assert_eq!(strategy(&f, &options), StrategyKind::WriteOutput);
     }
 
     #[test]
     fn strategy_names_are_the_json_names() {
         let all = [
-            Strategy::Skip,
-            Strategy::Assume,
-            Strategy::Noop,
-            Strategy::Append,
-            Strategy::BuildDependenciesThenAppend,
-            Strategy::Build,
-            Strategy::WriteOutput,
+            StrategyKind::Skip,
+            StrategyKind::Assume,
+            StrategyKind::Noop,
+            StrategyKind::Append,
+            StrategyKind::BuildDependenciesThenAppend,
+            StrategyKind::Build,
+            StrategyKind::WriteOutput,
         ];
         for s in all {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+    }
+
+    #[test]
+    fn each_strategy_carries_what_running_it_needs() {
+        let digest = crate::oci::Digest::of_bytes(b"manifest");
+        let mut f = facts();
+        f.existence = Some(Existence::Yes);
+        f.digest = Some(digest.clone());
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        assert_eq!(
+            d.strategy,
+            Strategy::Skip {
+                digest: Some(digest)
+            }
+        );
+
+        let d = decide(&facts(), &DecideOptions::default()).unwrap();
+        let Strategy::Append {
+            dependencies,
+            platforms: p,
+        } = d.strategy
+        else {
+            panic!("{:?}", d.strategy)
+        };
+        assert_eq!((dependencies, p), (Found::default(), platforms(1)));
+
+        let mut f = facts();
+        f.dependency = Dependency::Missing;
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        f.platforms = platforms(2);
+        let d = decide(&f, &DecideOptions::default()).unwrap();
+        let want = Strategy::BuildDependenciesThenAppend {
+            builder: Some(DependencyBuilder::Uv),
+            platforms: platforms(2),
+        };
+        assert_eq!(d.strategy, want);
+    }
+
+    #[test]
+    fn a_build_names_its_builder_and_where_the_image_goes() {
+        let target = |builder: Builder, registry: bool, push: bool| {
+            let f = Facts {
+                builder,
+                registry,
+                appendable: Appendable::No(NotAppendable::CommandsAfterCopy),
+                ..facts()
+            };
+            let options = DecideOptions {
+                push,
+                ..Default::default()
+            };
+            match decide(&f, &options).unwrap().strategy {
+                Strategy::Build {
+                    builder, target, ..
+                } => (builder, target),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            target(Builder::Default, true, true),
+            (Builder::Default, Target::Registry)
+        );
+        assert_eq!(
+            target(Builder::Default, false, true),
+            (Builder::Default, Target::Daemon)
+        );
+        assert_eq!(
+            target(Builder::Default, true, false),
+            (Builder::Default, Target::Daemon)
+        );
+        assert_eq!(
+            target(Builder::Envd, true, true),
+            (Builder::Envd, Target::Registry)
+        );
+        assert_eq!(
+            target(Builder::Envd, true, false),
+            (Builder::Envd, Target::Daemon)
+        );
+    }
+
+    #[test]
+    fn output_says_where_its_dependency_images_come_from() {
+        let options = DecideOptions {
+            output: true,
+            ..Default::default()
+        };
+        let dependencies = |f: &Facts| match decide(f, &options).unwrap().strategy {
+            Strategy::WriteOutput { dependencies, .. } => dependencies,
+            other => panic!("{other:?}"),
+        };
+        let mut f = facts();
+        assert_eq!(
+            dependencies(&f),
+            OutputDependencies::Found(Found::default())
+        );
+        f.dependency = Dependency::Missing;
+        assert_eq!(dependencies(&f), OutputDependencies::Build(None));
+        f.registry = false;
+        f.dependency_builder = Some(DependencyBuilder::Uv);
+        assert_eq!(dependencies(&f), OutputDependencies::Local);
+    }
+
+    #[test]
+    fn found_images_are_equal_when_they_name_the_same_images() {
+        assert_eq!(Found::default(), Found(Vec::new()));
+        assert_eq!(Strategy::Assume.kind().as_str(), "assume");
+        assert_eq!(
+            Strategy::Noop {
+                platforms: platforms(2)
+            }
+            .as_str(),
+            "noop"
+        );
     }
 }

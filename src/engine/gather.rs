@@ -4,12 +4,13 @@
 //! Nothing is built, pushed or written here.
 
 use super::{
-    Appendable, Builder, DecideOptions, Dependency, Existence, Facts, NotAppendable, Platforms,
+    Appendable, Builder, DecideOptions, Dependency, EngineError, Existence, Facts, Found,
+    NotAppendable, Platforms,
 };
-use crate::Error;
 use crate::builders::BackendError;
 use crate::builders::docker::DockerDaemon;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
+use crate::oci::Digest;
 use crate::plan::{BuildPlan, Flavor, RenderOptions};
 use crate::registry::client::RegistryClient;
 use crate::spec::NormalizedSpec;
@@ -60,24 +61,23 @@ pub struct Gathered {
     pub facts: Facts,
     pub asked: Asked,
     /// The build plan, when the builder makes one (`Err`: reported only if a build is due).
-    pub plan: Option<Result<BuildPlan, Error>>,
+    pub plan: Option<Result<BuildPlan, EngineError>>,
     /// The dependency image's name, when the fast path may apply.
     pub dependency_image: Option<String>,
-    /// The dependency images found (one per platform), when looked up and present.
-    pub dependencies: Option<Vec<DependencyImage>>,
+    /// Its plan ([`BuildPlan::dependencies`], computed once), when the fast path may apply.
+    pub dependency_plan: Option<BuildPlan>,
 }
 
-/// Asks the registry (or daemon) what `decide` needs for one image. `client` is the spec's
-/// registry session, when it names a registry; `timeouts` are the daemon's, when it is
-/// asked.
+/// Asks the registry (or daemon) what `decide` needs for one image: the existence check and
+/// the dependency image at the same time. `client` is the spec's registry session, when it
+/// names a registry; `daemon` is asked when it names none.
 pub async fn gather(
     spec: &NormalizedSpec,
     tag: &ImageTag,
     render: &RenderOptions,
     options: &DecideOptions,
     client: Option<&RegistryClient>,
-    daemon: &mut Option<DockerDaemon>,
-    timeouts: Timeouts,
+    daemon: &Daemon,
 ) -> Gathered {
     let builder = Builder::of(spec);
     let platforms = Platforms::parse(render.platform(spec));
@@ -91,10 +91,11 @@ pub async fn gather(
         builder: builder.clone(),
         registry,
         existence: None,
+        digest: None,
         appendable: Appendable::No(NotAppendable::NoFiles),
         dependency: Dependency::NotAsked,
         dependency_image: None,
-        platforms: platforms.len(),
+        platforms: platforms.clone(),
         files,
         dependency_builder: None,
     };
@@ -103,7 +104,7 @@ pub async fn gather(
         asked: Asked::NotAsked,
         plan: None,
         dependency_image: None,
-        dependencies: None,
+        dependency_plan: None,
     };
     if !matches!(builder, Builder::Default | Builder::Envd) {
         return gathered;
@@ -127,56 +128,104 @@ pub async fn gather(
             _ => None,
         }
     };
-    let existence = async {
-        if options.output {
-            (None, Asked::NotAsked)
-        } else if let Some(client) = client {
-            let host = crate::registry::registry_host(&tag.image).to_string();
-            (Some(client.exists(&tag.image).await), Asked::Registry(host))
-        } else {
-            let answer = match connect(daemon, timeouts).await {
-                Ok(d) => d.exists_locally(&tag.image).await,
-                Err(e) => Existence::Unknown(e.to_string()),
-            };
-            (Some(answer), Asked::Daemon)
-        }
-    };
+    let existence = existence(tag, options, client, daemon);
     let ((existence, asked), found) = tokio::join!(existence, lookup_dependency);
-    facts.existence = existence;
+    (facts.existence, facts.digest) = existence.map_or((None, None), |(e, d)| (Some(e), d));
     match found {
-        Some(Ok(Some(found))) => {
-            facts.dependency = Dependency::Found;
-            gathered.dependencies = Some(found);
-        }
+        Some(Ok(Some(found))) => facts.dependency = Dependency::Found(Found(found)),
         Some(Ok(None)) => facts.dependency = Dependency::Missing,
         Some(Err(e)) => facts.dependency = Dependency::Unknown(e.to_string()),
         None => {}
     }
-    facts.dependency_builder = dependency_plan.as_ref().map(|deps| {
-        let nested_base = matches!(spec.base(), Some(crate::spec::NormalizedBase::Spec(_)));
-        // Whether uv is here is a fact of this machine, found like the build finds it.
-        let uv = crate::builders::daemonless::venv::find_uv()
-            .map(drop)
-            .map_err(|f| f.0);
-        let uv = uv.as_ref().copied().map_err(String::as_str);
-        super::dependency_builder(deps, nested_base, options.daemonless, uv)
-    });
-    gathered.dependency_image = dependency_plan.map(|p| p.image);
+    facts.dependency_builder = dependency_plan
+        .as_ref()
+        .map(|deps| who_builds(spec, deps, options));
+    gathered.dependency_image = dependency_plan.as_ref().map(|p| p.image.clone());
+    gathered.dependency_plan = dependency_plan;
     facts.dependency_image = gathered.dependency_image.clone();
     gathered.facts = facts;
     gathered.asked = asked;
-    gathered.plan = plan.map(|p| p.map_err(Error::from));
+    gathered.plan = plan.map(|p| p.map_err(EngineError::from));
     gathered
 }
 
-async fn connect(
-    daemon: &mut Option<DockerDaemon>,
-    timeouts: Timeouts,
-) -> Result<&DockerDaemon, BackendError> {
-    if daemon.is_none() {
-        *daemon = Some(DockerDaemon::connect(timeouts).await?);
+/// Who would make the dependency image `deps` ([`super::dependency_builder`]).
+fn who_builds(
+    spec: &NormalizedSpec,
+    deps: &BuildPlan,
+    options: &DecideOptions,
+) -> super::DependencyBuilder {
+    let nested_base = matches!(spec.base(), Some(crate::spec::NormalizedBase::Spec(_)));
+    // Whether uv is here is a fact of this machine, found like the build finds it.
+    let uv = crate::builders::daemonless::venv::find_uv()
+        .map(drop)
+        .map_err(|f| f.0);
+    let uv = uv.as_ref().copied().map_err(String::as_str);
+    super::dependency_builder(deps, nested_base, options.daemonless, uv)
+}
+
+/// The existence check (`None` for `--output`), where it was asked, and the image's digest
+/// when a registry said it exists.
+async fn existence(
+    tag: &ImageTag,
+    options: &DecideOptions,
+    client: Option<&RegistryClient>,
+    daemon: &Daemon,
+) -> (Option<(Existence, Option<Digest>)>, Asked) {
+    if options.output {
+        (None, Asked::NotAsked)
+    } else if let Some(client) = client {
+        let host = crate::registry::registry_host(&tag.image).to_string();
+        let answer = registry_existence(client, &tag.image).await;
+        (Some(answer), Asked::Registry(host))
+    } else {
+        (Some((daemon.exists(&tag.image).await, None)), Asked::Daemon)
     }
-    Ok(daemon.as_ref().expect("just connected"))
+}
+
+/// The registry's answer to "does `image` exist", with its manifest digest when it does:
+/// one HEAD, whose digest is kept (the skip path names it without asking again).
+async fn registry_existence(client: &RegistryClient, image: &str) -> (Existence, Option<Digest>) {
+    match client.digest(image).await {
+        Ok(Some(digest)) => (Existence::Yes, Some(digest)),
+        Ok(None) => (Existence::No, None),
+        Err(e) => (
+            Existence::Unknown(format!("{}: {}", e.what, e.message)),
+            None,
+        ),
+    }
+}
+
+/// The local Docker daemon, connected the first time something needs it (a spec with a
+/// registry whose image exists never connects).
+pub struct Daemon {
+    connected: tokio::sync::OnceCell<DockerDaemon>,
+    timeouts: Timeouts,
+}
+
+impl Daemon {
+    /// Not connected yet; `timeouts` are its requests'.
+    pub fn new(timeouts: Timeouts) -> Daemon {
+        Daemon {
+            connected: tokio::sync::OnceCell::new(),
+            timeouts,
+        }
+    }
+
+    /// The daemon, connected now if it was not.
+    pub async fn get(&self) -> Result<&DockerDaemon, BackendError> {
+        self.connected
+            .get_or_try_init(|| DockerDaemon::connect(self.timeouts))
+            .await
+    }
+
+    /// flytekit's `exist()` asked of the daemon (one that cannot be reached cannot tell).
+    pub async fn exists(&self, image: &str) -> Existence {
+        match self.get().await {
+            Ok(d) => d.exists_locally(image).await,
+            Err(e) => Existence::Unknown(e.to_string()),
+        }
+    }
 }
 
 /// The dependency image for every platform, or `None` when one is missing.

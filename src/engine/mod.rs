@@ -3,11 +3,15 @@
 //! flytekit's `ImageBuildEngine.build` looks an image up, then hands it to a builder; the
 //! choice between skipping, assuming, using the base as is, appending files in the registry
 //! and building is spread over its builders. Here it is one pure function, [`decide`], over
-//! [`Facts`] gathered beforehand, so `imagespec plan` can show the decision `build` takes
-//! and every choice is unit-tested without services.
+//! [`Facts`] gathered beforehand ([`gather`]: the registry or daemon asked once per fact), so
+//! `imagespec plan` can show the decision `build` takes and every choice is unit-tested
+//! without services. The [`Strategy`] carries what executing it needs, and [`run`] executes
+//! it, one function per strategy, with a [`crate::builders::builder::Builder`] the strategy
+//! names; nothing is decided or asked twice. Errors are [`EngineError`].
 
 pub mod daemonless;
 mod decide;
+mod error;
 pub mod gather;
 pub mod preview;
 pub mod run;
@@ -16,9 +20,10 @@ pub use crate::builders::docker::Existence;
 pub use crate::oci::{Platform, Platforms};
 pub use daemonless::{DependencyBuilder, NotDaemonless, dependency_builder};
 pub use decide::{
-    Appendable, DecideOptions, Decision, Dependency, Facts, NotAppendable, Refusal, Strategy,
-    decide,
+    Appendable, DecideOptions, Decision, Dependency, Facts, Found, NotAppendable,
+    OutputDependencies, Refusal, Strategy, StrategyKind, Target, decide,
 };
+pub use error::EngineError;
 pub use preview::{ImagePlan, plan};
 
 /// Which builder makes the image: the spec's `builder`, parsed once.
@@ -36,7 +41,7 @@ pub enum Builder {
 
 impl Builder {
     /// The builder a spec names (`default` when it names none).
-    pub fn of(spec: &crate::NormalizedSpec) -> Builder {
+    pub fn of(spec: &crate::spec::NormalizedSpec) -> Builder {
         Builder::parse(spec.builder.as_deref().unwrap_or("default"))
     }
 

@@ -1,10 +1,10 @@
 //! `imagespec plan`: the decision `build` would take for each image (bases first), with its
 //! reason, and nothing done: no build, no push, no file written.
 
-use super::gather::{Asked, gather};
-use super::{DecideOptions, Decision, Dependency, Existence, Refusal, decide};
-use crate::Error;
-use crate::builders::docker::DockerDaemon;
+use super::gather::{Asked, Daemon, gather};
+use super::{
+    DecideOptions, Decision, Dependency, EngineError, Existence, Refusal, StrategyKind, decide,
+};
 use crate::plan::RenderOptions;
 use crate::registry::client::RegistryClient;
 use crate::spec::{NormalizedBase, NormalizedSpec};
@@ -50,7 +50,7 @@ impl ImagePlan {
             Err(r) => (serde_json::Value::Null, r.to_string(), r.exit_code()),
         };
         let dependency_exists = match &self.dependency {
-            Dependency::Found => serde_json::Value::Bool(true),
+            Dependency::Found(_) => serde_json::Value::Bool(true),
             Dependency::Missing => serde_json::Value::Bool(false),
             _ => serde_json::Value::Null,
         };
@@ -87,7 +87,7 @@ pub fn registry_session(
     spec: &NormalizedSpec,
     image: &str,
     timeouts: Timeouts,
-) -> Result<Option<RegistryClient>, Error> {
+) -> Result<Option<RegistryClient>, EngineError> {
     if spec.registry().is_none() {
         return Ok(None);
     }
@@ -107,8 +107,8 @@ pub async fn plan(
     options: &DecideOptions,
     bases: bool,
     timeouts: Timeouts,
-) -> Result<Vec<ImagePlan>, Error> {
-    let mut daemon = None;
+) -> Result<Vec<ImagePlan>, EngineError> {
+    let daemon = Daemon::new(timeouts);
     let mut out = Vec::new();
     let how = How {
         render,
@@ -116,7 +116,7 @@ pub async fn plan(
         bases,
         timeouts,
     };
-    plan_into(spec, tag, &how, &mut daemon, &mut out).await?;
+    plan_into(spec, tag, &how, &daemon, &mut out).await?;
     Ok(out)
 }
 
@@ -132,9 +132,9 @@ fn plan_into<'a>(
     spec: &'a NormalizedSpec,
     tag: &'a ImageTag,
     how: &'a How<'a>,
-    daemon: &'a mut Option<DockerDaemon>,
+    daemon: &'a Daemon,
     out: &'a mut Vec<ImagePlan>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + 'a>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + 'a>> {
     Box::pin(async move {
         let (render, options) = (how.render, &how.options);
         if let (true, Some(NormalizedBase::Spec(inner)), Some(inner_tag)) =
@@ -151,30 +151,22 @@ fn plan_into<'a>(
             plan_into(inner, inner_tag, &base_how, daemon, out).await?;
         }
         let client = registry_session(spec, &tag.image, how.timeouts)?;
-        let gathered = gather(
-            spec,
-            tag,
-            render,
-            options,
-            client.as_ref(),
-            daemon,
-            how.timeouts,
-        )
-        .await;
+        let gathered = gather(spec, tag, render, options, client.as_ref(), daemon).await;
         let decision = decide(&gathered.facts, options);
         let plan_error = match (&gathered.plan, &decision) {
-            (Some(Err(e)), Ok(d)) if d.strategy != super::Strategy::Skip => Some(e.to_string()),
+            (Some(Err(e)), Ok(d)) if d.strategy.kind() != StrategyKind::Skip => Some(e.to_string()),
             _ => None,
         };
         // noop names the base image itself (flytekit's noop builder returns it).
         let image = match (&decision, spec.base()) {
-            (Ok(d), Some(NormalizedBase::Ref(base))) if d.strategy == super::Strategy::Noop => {
+            (Ok(d), Some(NormalizedBase::Ref(base))) if d.strategy.kind() == StrategyKind::Noop => {
                 base.clone()
             }
-            (Ok(d), Some(NormalizedBase::Spec(_))) if d.strategy == super::Strategy::Noop => tag
-                .base
-                .as_ref()
-                .map_or_else(|| tag.image.clone(), |b| b.image.clone()),
+            (Ok(d), Some(NormalizedBase::Spec(_))) if d.strategy.kind() == StrategyKind::Noop => {
+                tag.base
+                    .as_ref()
+                    .map_or_else(|| tag.image.clone(), |b| b.image.clone())
+            }
             _ => tag.image.clone(),
         };
         out.push(ImagePlan {
@@ -188,7 +180,9 @@ fn plan_into<'a>(
             dependency: gathered.facts.dependency.clone(),
             dependency_builder: gathered.facts.dependency_builder.clone(),
             files: gathered.facts.files,
-            platforms: super::Platforms::parse(render.platform(spec))
+            platforms: gathered
+                .facts
+                .platforms
                 .iter()
                 .map(str::to_string)
                 .collect(),

@@ -1,13 +1,17 @@
-//! `build`: spec → tag → should-build decision → plan → backend → push, for one image and,
-//! first, for each nested base spec (flytekit's `ImageBuildEngine.build`).
+//! `engine::run`: a decided [`Strategy`] executed, one function per strategy, each in the
+//! file named for it ([`append`], [`full`], [`output`]; skip, assume and noop here). The
+//! strategy carries what it needs (the builder, the platforms, the dependency images as
+//! read, where the image goes): nothing here decides again or asks the registry what the
+//! facts already said. [`build`] is the pipeline of flytekit's `ImageBuildEngine.build` for
+//! one spec: its nested base specs first, then tag → gather → decide → run.
 
-use crate::Error;
+use super::gather::{Daemon, Gathered, gather};
+use super::{DecideOptions, Decision, EngineError, Strategy, StrategyKind};
 use crate::builders::BackendError;
-use crate::builders::docker::{DockerDaemon, Existence};
-use crate::builders::registry as registry_backend;
-use crate::engine::{self, Builder, DecideOptions, Platforms, Strategy};
+use crate::builders::docker::Existence;
 use crate::explain::{self, INPUTS_LABEL, Inputs};
-use crate::plan::{BuildPlan, DEPENDENCY_LABEL, RenderOptions};
+use crate::oci::{Digest, Platforms};
+use crate::plan::{BuildPlan, RenderOptions};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
@@ -17,7 +21,11 @@ use crate::tag::{ImageTag, TagOptions};
 use crate::timeouts::Timeouts;
 use std::time::Instant;
 
-mod platforms;
+mod append;
+mod full;
+mod output;
+pub mod platforms;
+mod recorded;
 
 /// What the build does besides building.
 #[derive(Debug, Clone)]
@@ -137,7 +145,7 @@ pub struct BuildOutcome {
     pub action: Action,
     pub pushed: bool,
     /// What the engine decided, and why.
-    pub strategy: Strategy,
+    pub strategy: StrategyKind,
     pub reason: String,
     /// The manifest (or index) digest in the registry, for an image pushed or found there.
     pub digest: Option<String>,
@@ -153,30 +161,23 @@ pub async fn exists(
     spec: &NormalizedSpec,
     image: &str,
     timeouts: Timeouts,
-) -> Result<Existence, Error> {
-    if spec.registry().is_some() {
-        let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-        let client = crate::registry::session(
-            crate::registry::registry_host(image),
-            config.as_deref(),
-            timeouts,
-        )
-        .map_err(BackendError::from)?;
+) -> Result<Existence, EngineError> {
+    if let Some(client) = super::preview::registry_session(spec, image, timeouts)? {
         Ok(client.exists(image).await)
     } else {
-        Ok(match DockerDaemon::connect(timeouts).await {
-            Ok(daemon) => daemon.exists_locally(image).await,
-            Err(e) => Existence::Unknown(e.to_string()),
-        })
+        Ok(Daemon::new(timeouts).exists(image).await)
     }
 }
+
+/// A registry session and the credentials it found.
+type Session = (RegistryClient, Option<Credentials>);
 
 /// Builds `spec` (its base specs first) unless it already exists.
 pub async fn build(
     spec: &NormalizedSpec,
     options: &BuildOptions,
     progress: &Progress,
-) -> Result<BuildOutcome, Error> {
+) -> Result<BuildOutcome, EngineError> {
     // The registry client (credentials, TLS roots) is made while the tag is computed.
     let host = spec
         .registry()
@@ -194,31 +195,60 @@ pub async fn build(
     let tag = crate::tag::compute(spec, &options.tag)?;
     let client = match client.map(|c| c.join()) {
         Some(Ok(Ok(client))) => Some(client),
-        Some(Ok(Err(e))) => return Err(BackendError::from(e).into()),
+        Some(Ok(Err(e))) => return Err(e.into()),
         _ => None,
     };
-    let mut daemon = None;
-    build_one(spec, &tag, options, progress, &mut daemon, client).await
+    let daemon = Daemon::new(options.timeouts);
+    build_spec(spec, &tag, options, progress, &daemon, client).await
 }
 
-async fn connect(
-    daemon: &mut Option<DockerDaemon>,
-    timeouts: Timeouts,
-) -> Result<&DockerDaemon, BackendError> {
-    if daemon.is_none() {
-        *daemon = Some(DockerDaemon::connect(timeouts).await?);
-    }
-    Ok(daemon.as_ref().expect("just connected"))
-}
-
-fn build_one<'a>(
+/// One image's build: what every strategy's executor reads.
+struct Job<'a> {
     spec: &'a NormalizedSpec,
     tag: &'a ImageTag,
     options: &'a BuildOptions,
     progress: &'a Progress,
-    daemon: &'a mut Option<DockerDaemon>,
-    client: Option<(RegistryClient, Option<Credentials>)>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<BuildOutcome, Error>> + 'a>> {
+    daemon: &'a Daemon,
+    client: Option<&'a RegistryClient>,
+    credentials: Option<&'a Credentials>,
+    /// The outcome of the nested base spec, built first.
+    base: Option<&'a BuildOutcome>,
+}
+
+impl Job<'_> {
+    /// The spec's registry session: the strategies that push or append have one (decided).
+    fn registry(&self) -> Result<&RegistryClient, EngineError> {
+        self.client.ok_or_else(|| EngineError::Invalid {
+            name: self.spec.name().into(),
+            at: Some(self.spec.at("registry")),
+            message: "this strategy needs a `registry`".into(),
+        })
+    }
+
+    fn info(&self, message: &str) {
+        self.progress.event(Event::Info(message));
+    }
+}
+
+/// What a strategy did.
+struct Done {
+    action: Action,
+    pushed: bool,
+    image: String,
+    /// The manifest (or index) digest, as the publish (or the existence check) gave it.
+    digest: Option<Digest>,
+}
+
+/// `spec`'s base specs built first (flytekit's `ImageBuildEngine.build`), then `spec`:
+/// gathered, decided, run.
+fn build_spec<'a>(
+    spec: &'a NormalizedSpec,
+    tag: &'a ImageTag,
+    options: &'a BuildOptions,
+    progress: &'a Progress,
+    daemon: &'a Daemon,
+    client: Option<Session>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<BuildOutcome, EngineError>> + 'a>> {
     Box::pin(async move {
         let started = Instant::now();
         let base = match (spec.base(), &tag.base) {
@@ -226,279 +256,187 @@ fn build_one<'a>(
                 // A base is pushed, never written to --output (flytekit's engine builds it).
                 let mut base_options = options.clone();
                 base_options.output = None;
-                Some(Box::new(
-                    build_one(inner, inner_tag, &base_options, progress, daemon, None).await?,
-                ))
+                let inner = build_spec(inner, inner_tag, &base_options, progress, daemon, None);
+                Some(Box::new(inner.await?))
             }
             _ => None,
         };
-        let image = tag.image.clone();
         // One client (one connection) for the existence check and the fast path.
         let (client, credentials) = match client {
             Some((client, credentials)) => (Some(client), credentials),
-            None if spec.registry().is_some() => {
-                let (client, credentials) = registry_client(spec, &image, options.timeouts)?;
-                (Some(client), credentials)
-            }
-            None => (None, None),
+            None => match super::preview::registry_session(spec, &tag.image, options.timeouts)? {
+                Some(client) => {
+                    let credentials = client.credentials().cloned();
+                    (Some(client), credentials)
+                }
+                None => (None, None),
+            },
         };
-        let decide_options = options.decide_options();
-        let mut gathered = engine::gather::gather(
+        let job = Job {
             spec,
             tag,
-            &options.render,
-            &decide_options,
-            client.as_ref(),
+            options,
+            progress,
             daemon,
-            options.timeouts,
-        )
-        .await;
-        let decision = match engine::decide(&gathered.facts, &decide_options) {
-            Ok(decision) => decision,
-            // A plan that could not be made leaves facts that refuse for another reason (no
-            // files to copy): its own error is the one to act on.
-            Err(_) if matches!(gathered.plan, Some(Err(_))) => {
-                return Err(gathered
-                    .plan
-                    .take()
-                    .and_then(Result::err)
-                    .expect("an error"));
-            }
-            Err(refusal) => {
-                return Err(Error::Refused {
-                    image: image.clone(),
-                    at: refusal.field().map(|f| spec.at(f)),
-                    refusal,
-                });
-            }
+            client: client.as_ref(),
+            credentials: credentials.as_ref(),
+            base: base.as_deref(),
         };
-        let outcome = |action, pushed, image: String| BuildOutcome {
-            image,
+        let (decision, gathered) = decide_image(&job).await?;
+        let done = run(&job, &decision, gathered).await?;
+        Ok(BuildOutcome {
+            image: done.image,
             id: tag.id.clone(),
             tag: tag.tag.clone(),
-            action,
-            pushed,
-            strategy: decision.strategy,
-            reason: decision.reason.clone(),
-            digest: None,
+            action: done.action,
+            pushed: done.pushed,
+            strategy: decision.strategy.kind(),
+            reason: decision.reason,
+            digest: done.digest.map(|d| d.to_string()),
             seconds: started.elapsed().as_secs_f64(),
-            base: base.clone(),
-        };
-        match &gathered.facts.existence {
-            Some(Existence::Yes) if options.force => {
-                progress.event(Event::Info(&format!("Overwriting existing image {image}")))
-            }
-            Some(Existence::No) => {
-                progress.event(Event::Info(&format!("{image} not found, building")))
-            }
-            _ => {}
+            base,
+        })
+    })
+}
+
+/// The facts of the job's image gathered and the strategy decided, or why none applies.
+async fn decide_image(job: &Job<'_>) -> Result<(Decision, Gathered), EngineError> {
+    let options = job.options.decide_options();
+    let (spec, tag) = (job.spec, job.tag);
+    let mut gathered = gather(
+        spec,
+        tag,
+        &job.options.render,
+        &options,
+        job.client,
+        job.daemon,
+    )
+    .await;
+    match super::decide(&gathered.facts, &options) {
+        Ok(decision) => Ok((decision, gathered)),
+        // A plan that could not be made leaves facts that refuse for another reason (no
+        // files to copy): its own error is the one to act on.
+        Err(refusal) => match gathered.plan.take() {
+            Some(Err(e)) => Err(e),
+            _ => Err(EngineError::Refused {
+                image: tag.image.clone(),
+                at: refusal.field().map(|f| spec.at(f)),
+                refusal,
+            }),
+        },
+    }
+}
+
+/// Executes `decision` for the job's image: one function per strategy.
+async fn run(job: &Job<'_>, decision: &Decision, gathered: Gathered) -> Result<Done, EngineError> {
+    announce(job, &gathered, decision.strategy.kind());
+    match &decision.strategy {
+        Strategy::Skip { digest } => skip(job, digest.clone()).await,
+        Strategy::Assume => Ok(assume(job, &decision.reason)),
+        Strategy::Noop { platforms } => noop(job, platforms).await,
+        Strategy::Append {
+            dependencies,
+            platforms,
+        } => append::append(job, Planned::of(job, gathered)?, &dependencies.0, platforms).await,
+        Strategy::BuildDependenciesThenAppend { builder, platforms } => {
+            let planned = Planned::of(job, gathered)?;
+            append::build_dependencies_then_append(job, planned, builder.as_ref(), platforms).await
         }
-        // The plan to build, carrying the record of what the tag was computed from.
-        let plan = || -> Result<(BuildPlan, Inputs), Error> {
-            let mut plan = match gathered.plan {
-                Some(Ok(ref plan)) => plan.clone(),
-                _ => BuildPlan::new(spec, tag, &options.render)?,
-            };
-            let deps = plan.dependencies().image;
-            let inputs = Inputs::of(spec, tag, Some(deps)).map_err(|source| Error::Io {
-                context: format!("reading the files of {}", tag.image),
-                source,
-            })?;
-            plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
-            Ok((plan, inputs))
-        };
-        let root = spec.source_root.as_deref().unwrap_or_default();
-        if let Some(w) = tag
-            .source
-            .as_ref()
-            .filter(|_| !matches!(decision.strategy, Strategy::Noop))
-            .and_then(|s| s.exclusion_warning(spec.name(), root))
+        Strategy::Build {
+            builder: super::Builder::Envd,
+            platforms,
+            target,
+        } => full::build_envd(job, platforms, *target).await,
+        Strategy::Build {
+            platforms, target, ..
+        } => {
+            let planned = Planned::of(job, gathered)?;
+            full::build_image(job, planned, platforms, *target, &decision.reason).await
+        }
+        Strategy::WriteOutput {
+            dependencies,
+            platforms,
+        } => output::write_output(job, Planned::of(job, gathered)?, dependencies, platforms).await,
+    }
+}
+
+/// What the facts said, and a warning about the files, before the strategy runs.
+fn announce(job: &Job<'_>, gathered: &Gathered, strategy: StrategyKind) {
+    let image = &job.tag.image;
+    match &gathered.facts.existence {
+        Some(Existence::Yes) if job.options.force => {
+            job.info(&format!("Overwriting existing image {image}"))
+        }
+        Some(Existence::No) => job.info(&format!("{image} not found, building")),
+        _ => {}
+    }
+    let root = job.spec.source_root.as_deref().unwrap_or_default();
+    if let Some(w) = job
+        .tag
+        .source
+        .as_ref()
+        .filter(|_| strategy != StrategyKind::Noop)
+        .and_then(|s| s.exclusion_warning(job.spec.name(), root))
+    {
+        job.progress.event(Event::Warning(&w));
+    }
+}
+
+/// The image exists: named with the digest the existence check gave. Best effort, a warning
+/// when the files it records are not the files the spec copies now (flytekit's digest does
+/// not see every rename): its record is read once per digest ([`recorded`]).
+async fn skip(job: &Job<'_>, digest: Option<Digest>) -> Result<Done, EngineError> {
+    let image = job.tag.image.clone();
+    job.info(&format!("{image} exists, skipped"));
+    if let Some(client) = job.client {
+        let platforms = Platforms::parse(job.spec.platform());
+        let platform = platforms.iter().next().unwrap_or("linux/amd64");
+        if let Some(recorded) = recorded::inputs(client, &image, platform, digest.as_ref()).await
+            && let Some(warning) = explain::stale_files(&recorded, job.tag)
         {
-            progress.event(Event::Warning(&w));
+            job.progress.event(Event::Warning(&warning));
         }
-        // What would fail halfway through a build (a base lacking a platform; for dockerd, no
-        // emulator for one) fails here, before any work. uv makes a dependency image without
-        // running anything of the image: no emulator is needed (should it fall back to
-        // dockerd, that is checked then).
-        let by_uv =
-            gathered.facts.dependency_builder.as_ref() == Some(&engine::DependencyBuilder::Uv);
-        let builds = match decision.strategy {
-            Strategy::Build | Strategy::BuildDependenciesThenAppend => true,
-            Strategy::WriteOutput => gathered.facts.dependency != engine::Dependency::Found,
-            _ => false,
-        };
-        let daemon_builds = matches!(decision.strategy, Strategy::Build) || !by_uv;
-        if builds {
-            match &gathered.plan {
-                Some(Ok(plan)) => {
-                    platforms::preflight(
-                        spec,
-                        Some(&plan.pull_ref(&plan.base_image)),
-                        &plan.platform,
-                        daemon_builds,
-                        options.timeouts,
-                        progress,
-                    )
-                    .await?
-                }
-                // envd (no Dockerfile plan): only the emulation check.
-                None => {
-                    platforms::preflight(
-                        spec,
-                        None,
-                        options.render.platform(spec),
-                        true,
-                        options.timeouts,
-                        progress,
-                    )
-                    .await?
-                }
-                Some(Err(_)) => {}
-            }
-        }
-        let pushed = spec.registry().is_some() && options.push;
-        let result: Result<BuildOutcome, Error> = match decision.strategy {
-            Strategy::Skip => {
-                progress.event(Event::Info(&format!("{image} exists, skipped")));
-                // Best effort: an image without imagespec's record (or a registry that no
-                // longer answers) is simply skipped.
-                if let Some(client) = client.as_ref() {
-                    let platforms = Platforms::parse(spec.platform());
-                    let platform = platforms.iter().next().unwrap_or("linux/amd64");
-                    if let Ok(recorded) = explain::recorded_in(client, &image, platform).await
-                        && let Some(warning) = explain::stale_files(&recorded, tag)
-                    {
-                        progress.event(Event::Warning(&warning));
-                    }
-                }
-                Ok(outcome(Action::Skipped, false, image))
-            }
-            Strategy::Assume => {
-                progress.event(Event::Info(&format!(
-                    "{image}: {}, as flytekit does",
-                    decision.reason
-                )));
-                Ok(outcome(Action::Assumed, false, image))
-            }
-            Strategy::Noop => {
-                let image = noop_image(spec, tag, base.as_deref())?;
-                let platform = options.render.platform(spec);
-                if Platforms::parse(platform).several() {
-                    platforms::check_noop_base(spec, &image, platform, options.timeouts, progress)
-                        .await?;
-                }
-                progress.event(Event::Info(&format!("Using image: {image}")));
-                Ok(outcome(Action::Noop, false, image))
-            }
-            Strategy::WriteOutput => {
-                let target = options.output.as_ref().expect("decided for --output");
-                let (plan, inputs) = plan()?;
-                let Some(client) = client.as_ref() else {
-                    // No registry (the engine allowed it for uv): made and written here.
-                    write_output_local(spec, tag, &plan, options, target, progress).await?;
-                    explain::record_last_built(&inputs);
-                    return Ok(outcome(Action::Written, false, image));
-                };
-                let deps = dependency_images_of(
-                    client,
-                    &plan,
-                    credentials.as_ref(),
-                    progress,
-                    daemon,
-                    gathered.dependencies,
-                    gathered.facts.dependency_builder.as_ref(),
-                )
-                .await?;
-                write_output(spec, tag, &plan, options, target, client, &deps, progress).await?;
-                explain::record_last_built(&inputs);
-                Ok(outcome(Action::Written, false, image))
-            }
-            Strategy::Append | Strategy::BuildDependenciesThenAppend => {
-                let (plan, inputs) = plan()?;
-                let client = client.as_ref().expect("appending needs a registry");
-                let deps = dependency_images_of(
-                    client,
-                    &plan,
-                    credentials.as_ref(),
-                    progress,
-                    daemon,
-                    gathered.dependencies,
-                    gathered.facts.dependency_builder.as_ref(),
-                )
-                .await?;
-                match deps.as_slice() {
-                    [one] => fast_path(spec, tag, &plan, options, client, one, progress).await?,
-                    several => {
-                        fast_path_platforms(spec, tag, &plan, options, client, several, progress)
-                            .await?
-                    }
-                }
-                explain::record_last_built(&inputs);
-                Ok(outcome(Action::Appended, true, image))
-            }
-            Strategy::Build if gathered.facts.builder == Builder::Envd => {
-                // envd builds into dockerd (its default context uses dockerd's BuildKit); the
-                // push is ours, from dockerd (src/builders/envd.rs says why).
-                let plan = crate::plan::EnvdPlan::new(spec, tag, &options.render)?;
-                let d = connect(daemon, options.timeouts).await?;
-                crate::builders::envd::Envd::find()?
-                    .build(&plan, progress)
-                    .await?;
-                crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-                if pushed {
-                    push(d, &image, credentials.as_ref(), progress).await?;
-                }
-                Ok(outcome(Action::Built, pushed, image))
-            }
-            Strategy::Build => {
-                let (plan, inputs) = plan()?;
-                if pushed && options.fast_path {
-                    progress.event(Event::Info(&decision.reason));
-                }
-                let d = connect(daemon, options.timeouts).await?;
-                if Platforms::parse(&plan.platform).several() {
-                    let client = client.as_ref().expect("several platforms are pushed");
-                    platforms::build_and_push(
-                        d,
-                        client,
-                        &plan,
-                        credentials.as_ref(),
-                        progress,
-                        || Ok(crate::tag::verify_unchanged(spec, &options.tag, tag)?),
-                    )
-                    .await?;
-                    explain::record_last_built(&inputs);
-                    return Ok(outcome(Action::Built, true, image));
-                }
-                d.build(&plan, progress).await?;
-                crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-                if pushed {
-                    push(d, &image, credentials.as_ref(), progress).await?;
-                }
-                explain::record_last_built(&inputs);
-                Ok(outcome(Action::Built, pushed, image))
-            }
-        };
-        let mut done = result?;
-        // A green run means the image is there: an image this run pushed, or found, is asked
-        // of the registry once more, which also gives its digest.
-        if let (Some(client), true) = (
-            client.as_ref(),
-            done.pushed || done.action == Action::Skipped,
-        ) {
-            match client.digest(&done.image).await {
-                Ok(Some(digest)) => done.digest = Some(digest.to_string()),
-                Ok(None) => {
-                    return Err(BackendError::Push {
-                        image: done.image.clone(),
-                        message: "pushed, but the registry does not have it".into(),
-                    }
-                    .into());
-                }
-                Err(e) => return Err(BackendError::from(e).into()),
-            }
-        }
-        Ok(done)
+    }
+    Ok(Done {
+        action: Action::Skipped,
+        pushed: false,
+        image,
+        digest,
+    })
+}
+
+/// Existence unknown: assumed to exist, as flytekit assumes.
+fn assume(job: &Job<'_>, reason: &str) -> Done {
+    let image = job.tag.image.clone();
+    job.info(&format!("{image}: {reason}, as flytekit does"));
+    Done {
+        action: Action::Assumed,
+        pushed: false,
+        image,
+        digest: None,
+    }
+}
+
+/// `builder = "noop"`: the base image is the image (of every platform, for several).
+async fn noop(job: &Job<'_>, platforms: &Platforms) -> Result<Done, EngineError> {
+    let image = noop_image(job.spec, job.tag, job.base)?;
+    if platforms.several() {
+        let platform = job.options.render.platform(job.spec);
+        platforms::check_noop_base(
+            job.spec,
+            &image,
+            platform,
+            job.options.timeouts,
+            job.progress,
+        )
+        .await?;
+    }
+    job.info(&format!("Using image: {image}"));
+    Ok(Done {
+        action: Action::Noop,
+        pushed: false,
+        image,
+        digest: None,
     })
 }
 
@@ -507,14 +445,14 @@ fn noop_image(
     spec: &NormalizedSpec,
     tag: &ImageTag,
     base: Option<&BuildOutcome>,
-) -> Result<String, Error> {
+) -> Result<String, EngineError> {
     match spec.base() {
         Some(NormalizedBase::Ref(r)) if !r.is_empty() => Ok(r.clone()),
         Some(NormalizedBase::Spec(_)) => Ok(base
             .map(|b| b.image.clone())
             .or_else(|| tag.base.as_ref().map(|b| b.image.clone()))
             .unwrap_or_default()),
-        _ => Err(Error::Builder {
+        _ => Err(EngineError::Invalid {
             name: spec.name().into(),
             at: Some(spec.at("base_image")),
             message: "base_image must be a string to use the noop image builder".into(),
@@ -522,246 +460,55 @@ fn noop_image(
     }
 }
 
-async fn push(
-    d: &DockerDaemon,
-    image: &str,
-    credentials: Option<&Credentials>,
-    progress: &Progress,
-) -> Result<Option<String>, BackendError> {
-    let step = format!("push {image}");
-    progress.event(Event::StepStarted {
-        id: "push",
-        name: &step,
-        label: None,
-    });
-    let result = d.push(image, credentials, "push", progress).await;
-    let error = result.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone {
-        id: "push",
-        name: &step,
-        label: None,
-        cached: false,
-        error: error.as_deref(),
-    });
-    result
-}
-
-/// A dependency image looked up ahead, beside the image's existence check: its plan and
-/// what the registry answered.
-struct DependencyLookup {
+/// The plan to build, its dependency plan and the record of what the tag was computed from:
+/// each computed once, from what the facts already hold.
+struct Planned {
     plan: BuildPlan,
-    found: Result<Option<registry_backend::DependencyImage>, BackendError>,
+    /// [`BuildPlan::dependencies`] of `plan`.
+    deps: BuildPlan,
+    inputs: Inputs,
 }
 
-/// The dependency image found while the facts were gathered, as a lookup.
-fn lookup(
-    plan: &BuildPlan,
-    found: Option<Vec<registry_backend::DependencyImage>>,
-) -> Option<DependencyLookup> {
-    let found = found.and_then(|mut d| d.pop())?;
-    Some(DependencyLookup {
-        plan: plan.dependencies(),
-        found: Ok(Some(found)),
-    })
+impl Planned {
+    fn of(job: &Job<'_>, gathered: Gathered) -> Result<Planned, EngineError> {
+        let (spec, tag) = (job.spec, job.tag);
+        let mut plan = match gathered.plan {
+            Some(plan) => plan?,
+            None => BuildPlan::new(spec, tag, &job.options.render)?,
+        };
+        let deps = match gathered.dependency_plan {
+            Some(deps) => deps,
+            None => plan.dependencies(),
+        };
+        let inputs =
+            Inputs::of(spec, tag, Some(deps.image.clone())).map_err(|source| EngineError::Io {
+                context: format!("reading the files of {}", tag.image),
+                source,
+            })?;
+        plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
+        Ok(Planned { plan, deps, inputs })
+    }
 }
 
-/// The dependency image of `plan` in the registry, built and pushed first when the
-/// registry does not have it: by `builder` (uv without a daemon, else dockerd).
-async fn dependency_image(
-    client: &RegistryClient,
-    plan: &BuildPlan,
-    credentials: Option<&Credentials>,
-    progress: &Progress,
-    daemon: &mut Option<DockerDaemon>,
-    lookup: Option<DependencyLookup>,
-    builder: Option<&engine::DependencyBuilder>,
-) -> Result<registry_backend::DependencyImage, Error> {
-    let DependencyLookup {
-        plan: deps_plan,
-        found,
-    } = match lookup {
-        Some(lookup) => lookup,
-        None => {
-            let deps_plan = plan.dependencies();
-            let found =
-                registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform)
-                    .await;
-            DependencyLookup {
-                plan: deps_plan,
-                found,
-            }
+/// The digest of `image`, just pushed, asked of the registry (for a publish that did not
+/// say it): a green run means the image is there.
+async fn pushed_digest(client: &RegistryClient, image: &str) -> Result<Digest, EngineError> {
+    match client.digest(image).await {
+        Ok(Some(digest)) => Ok(digest),
+        Ok(None) => Err(BackendError::Push {
+            image: image.to_string(),
+            message: "pushed, but the registry does not have it".into(),
         }
-    };
-    if let Some(deps) = found? {
-        progress.event(Event::Info(&format!(
-            "dependencies unchanged ({}): appending the source",
-            deps_plan.image
-        )));
-        return Ok(deps);
+        .into()),
+        Err(e) => Err(BackendError::from(e).into()),
     }
-    // Concurrent builds of specs sharing this dependency image (two CI jobs of one repo)
-    // make it once: the others wait for the lock, then find it in the registry. Without
-    // that, each would push its own build of it, and their images would differ.
-    let _lock = crate::lock::ImageLock::acquire(&deps_plan.image, |message| {
-        progress.event(Event::Info(message))
-    })
-    .await
-    .map_err(BackendError::from)?;
-    // Asked again under the lock: another run may have pushed it since the first look.
-    if let Some(deps) =
-        registry_backend::find_dependency_image(client, &deps_plan.image, &plan.platform).await?
-    {
-        progress.event(Event::Info(&format!(
-            "dependency image {} pushed meanwhile by another run: appending the source",
-            deps_plan.image
-        )));
-        return Ok(deps);
-    }
-    progress.event(Event::Info(&format!(
-        "dependency image {} not found, building it",
-        deps_plan.image
-    )));
-    // The builder was chosen with the facts (engine::dependency_builder, shown by `plan`);
-    // what only the build finds out (no wheel, no Python in the base) falls back to dockerd.
-    if builder == Some(&engine::DependencyBuilder::Uv) {
-        use crate::builders::daemonless::{DaemonlessError, build_dependency_image};
-        match build_dependency_image(client, &deps_plan, progress).await {
-            Ok(_) => {
-                return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await;
-            }
-            Err(DaemonlessError::Fallback(why)) => {
-                progress.event(Event::Info(&format!(
-                    "cannot build the dependency image without a daemon ({why}): \
-                     building it with dockerd"
-                )));
-                check_emulation(&plan.platform)?;
-            }
-            Err(e) => return Err(BackendError::from(e).into()),
-        }
-    }
-    let d = connect(daemon, client.timeouts()).await?;
-    // Built under a working tag of this run's own (another imagespec, also of another user,
-    // may build the same one on this daemon), then labelled with what only the built image
-    // knows (the flytekit user's uid, /root's owner and mode) under its real tag.
-    let mut unlabelled = deps_plan.clone();
-    unlabelled.image = format!("{}-unlabelled-{}", deps_plan.image, working_suffix());
-    let labelled = async {
-        d.build(&unlabelled, progress).await?;
-        let facts = d
-            .dependency_facts(&unlabelled.image, &plan.platform)
-            .await?;
-        d.relabel(
-            &unlabelled.image,
-            &deps_plan.image,
-            &[(DEPENDENCY_LABEL, facts)],
-            &plan.platform,
-            progress,
-        )
-        .await
-    }
-    .await;
-    // The working tag goes also when building failed (it is this run's alone).
-    d.untag(&unlabelled.image).await;
-    labelled?;
-    push(d, &deps_plan.image, credentials, progress).await?;
-    pushed_dependency_image(client, &deps_plan.image, &plan.platform).await
 }
 
-/// The dependency images of `plan`, one per platform in the order written: found while the
-/// facts were gathered, or built and pushed now (one platform: [`dependency_image`];
-/// several: [`several_dependency_images`]).
-#[allow(clippy::too_many_arguments)]
-async fn dependency_images_of(
-    client: &RegistryClient,
-    plan: &BuildPlan,
-    credentials: Option<&Credentials>,
-    progress: &Progress,
-    daemon: &mut Option<DockerDaemon>,
-    found: Option<Vec<registry_backend::DependencyImage>>,
-    builder: Option<&engine::DependencyBuilder>,
-) -> Result<Vec<registry_backend::DependencyImage>, Error> {
-    if Platforms::parse(&plan.platform).several() {
-        return several_dependency_images(
-            client,
-            plan,
-            credentials,
-            progress,
-            daemon,
-            found,
-            builder,
-        )
-        .await;
-    }
-    let found = lookup(plan, found);
-    let one = dependency_image(client, plan, credentials, progress, daemon, found, builder).await?;
-    Ok(vec![one])
-}
-
-/// The dependency image of every platform of `plan`: the ones found, else built by uv for
-/// every platform without a daemon (one resolution, no emulation) when the engine chose uv,
-/// else by dockerd one platform per solve ([`platforms::dependency_images`]); what only the
-/// uv build finds out (no wheel, no Python in the base) falls back to dockerd.
-#[allow(clippy::too_many_arguments)]
-async fn several_dependency_images(
-    client: &RegistryClient,
-    plan: &BuildPlan,
-    credentials: Option<&Credentials>,
-    progress: &Progress,
-    daemon: &mut Option<DockerDaemon>,
-    found: Option<Vec<registry_backend::DependencyImage>>,
-    builder: Option<&engine::DependencyBuilder>,
-) -> Result<Vec<registry_backend::DependencyImage>, Error> {
-    use crate::builders::daemonless::{DaemonlessError, build_dependency_index};
-    if found.is_none() && builder == Some(&engine::DependencyBuilder::Uv) {
-        let deps_plan = plan.dependencies();
-        progress.event(Event::Info(&format!(
-            "dependency image {} not found for every platform, building it without a daemon",
-            deps_plan.image
-        )));
-        match build_dependency_index(client, &deps_plan, progress).await {
-            Ok(_) => {
-                let platforms = Platforms::parse(&plan.platform);
-                let platforms: Vec<&str> = platforms.iter().collect();
-                let found =
-                    registry_backend::find_dependency_images(client, &deps_plan.image, &platforms)
-                        .await?;
-                return Ok(found.ok_or_else(|| BackendError::Push {
-                    image: deps_plan.image.clone(),
-                    message: "pushed, but the registry does not return every platform".into(),
-                })?);
-            }
-            Err(DaemonlessError::Fallback(why)) => {
-                progress.event(Event::Info(&format!(
-                    "cannot build the dependency images without a daemon ({why}): \
-                     building them with dockerd, one platform at a time"
-                )));
-                check_emulation(&plan.platform)?;
-            }
-            Err(e) => return Err(BackendError::from(e).into()),
-        }
-    }
-    platforms::dependency_images(client, plan, credentials, progress, daemon, found).await
-}
-
-/// Before dockerd builds what uv could not: this machine runs every platform's programs
-/// (the check [`platforms::preflight`] leaves out when uv was to build).
-fn check_emulation(platform: &str) -> Result<(), Error> {
-    let platforms = Platforms::parse(platform);
-    let list: Vec<&str> = platforms.iter().collect();
-    Ok(crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?)
-}
-
-/// The dependency image just pushed, read back from the registry.
-async fn pushed_dependency_image(
-    client: &RegistryClient,
-    image: &str,
-    platform: &str,
-) -> Result<registry_backend::DependencyImage, Error> {
-    let found = registry_backend::find_dependency_image(client, image, platform).await?;
-    Ok(found.ok_or_else(|| BackendError::Push {
-        image: image.to_string(),
-        message: "pushed, but the registry does not return it".into(),
-    })?)
+/// flytekit's check that the tag still matches the files, to run on another thread while
+/// the blobs upload.
+fn tag_check(job: &Job<'_>) -> impl FnOnce() -> Result<(), EngineError> + Send + 'static {
+    let (spec, tag_options, tag) = (job.spec.clone(), job.options.tag.clone(), job.tag.clone());
+    move || Ok(crate::tag::verify_unchanged(&spec, &tag_options, &tag)?)
 }
 
 /// A suffix no other run uses at the same time: this process and a random part.
@@ -770,251 +517,4 @@ fn working_suffix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("{}-{nanos:08x}", std::process::id())
-}
-
-fn registry_client(
-    spec: &NormalizedSpec,
-    image: &str,
-    timeouts: Timeouts,
-) -> Result<(RegistryClient, Option<Credentials>), Error> {
-    let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let client = crate::registry::session(
-        crate::registry::registry_host(image),
-        config.as_deref(),
-        timeouts,
-    )
-    .map_err(BackendError::from)?;
-    let credentials = client.credentials().cloned();
-    Ok((client, credentials))
-}
-
-/// `--output`: the image assembled on its dependency image (no RUN step runs) and written
-/// to disk; nothing is pushed except, when the registry lacks it, the dependency image.
-/// Several platforms (one dependency image each, in `plan.platform`'s order) are written as
-/// one index.
-#[allow(clippy::too_many_arguments)]
-async fn write_output(
-    spec: &NormalizedSpec,
-    tag: &ImageTag,
-    plan: &BuildPlan,
-    options: &BuildOptions,
-    target: &crate::publish::layout::OutputTarget,
-    client: &RegistryClient,
-    deps: &[registry_backend::DependencyImage],
-    progress: &Progress,
-) -> Result<(), Error> {
-    let platforms = Platforms::parse(&plan.platform);
-    let mut assembled = Vec::new();
-    for (platform, deps) in platforms.iter().zip(deps) {
-        let _scope = platforms
-            .several()
-            .then(|| progress.platform_scope(platform));
-        assembled.push(registry_backend::assemble_image(plan, deps, progress).await?);
-    }
-    crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-    let images: Vec<(&str, crate::publish::layout::ImageToWrite)> = platforms
-        .iter()
-        .zip(deps.iter().zip(&assembled))
-        .map(|(platform, (deps, assembled))| {
-            let image = crate::publish::layout::ImageToWrite {
-                image: &plan.image,
-                source: &deps.image,
-                manifest: &assembled.manifest,
-                config: &assembled.config,
-                local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
-            };
-            (platform, image)
-        })
-        .collect();
-    write_images(
-        client,
-        &plan.image,
-        platforms.several(),
-        &images,
-        target,
-        progress,
-    )
-    .await
-}
-
-/// `--output` of a spec without a registry: the dependency image of each platform made on
-/// this machine with uv (no daemon, nothing pushed), the source layer on it, and the image
-/// written with the base's layers read from the base's registry.
-async fn write_output_local(
-    spec: &NormalizedSpec,
-    tag: &ImageTag,
-    plan: &BuildPlan,
-    options: &BuildOptions,
-    target: &crate::publish::layout::OutputTarget,
-    progress: &Progress,
-) -> Result<(), Error> {
-    use crate::builders::daemonless::{DaemonlessError, make_local};
-    let deps_plan = plan.dependencies();
-    let made = match make_local(&deps_plan, options.timeouts, progress).await {
-        Ok(made) => made,
-        Err(DaemonlessError::Fallback(why)) => {
-            return Err(BackendError::Output {
-                target: target.to_string(),
-                source: crate::publish::layout::LayoutError::Io {
-                    path: std::path::PathBuf::from(&plan.image),
-                    source: std::io::Error::other(format!(
-                        "the dependencies cannot be installed without a daemon ({why}), and \
-                         with no `registry` there is nowhere to keep a dependency image \
-                         dockerd would build"
-                    )),
-                },
-            }
-            .into());
-        }
-        Err(e) => return Err(BackendError::from(e).into()),
-    };
-    let platforms = Platforms::parse(&plan.platform);
-    let mut assembled = Vec::new();
-    for (platform, deps) in platforms.iter().zip(&made) {
-        let _scope = platforms
-            .several()
-            .then(|| progress.platform_scope(platform));
-        assembled.push(registry_backend::assemble_image(plan, &deps.image, progress).await?);
-    }
-    crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-    let images: Vec<(&str, crate::publish::layout::ImageToWrite)> = platforms
-        .iter()
-        .zip(made.iter().zip(&assembled))
-        .map(|(platform, (deps, assembled))| {
-            let mut local_layers: Vec<(&str, &std::path::Path)> = deps
-                .layers
-                .iter()
-                .map(|l| (l.digest.as_str(), l.path()))
-                .collect();
-            local_layers.push((assembled.layer.digest.as_str(), assembled.layer.path()));
-            let image = crate::publish::layout::ImageToWrite {
-                image: &plan.image,
-                source: &deps.base_image,
-                manifest: &assembled.manifest,
-                config: &assembled.config,
-                local_layers,
-            };
-            (platform, image)
-        })
-        .collect();
-    // Every platform's base is the same image in the same registry.
-    let client = &made[0].base_client;
-    write_images(
-        client,
-        &plan.image,
-        platforms.several(),
-        &images,
-        target,
-        progress,
-    )
-    .await
-}
-
-/// The output step: `images` (one per platform, in order; `several`: an index even of one)
-/// written to `target`, their remote layers read with `client`.
-async fn write_images(
-    client: &RegistryClient,
-    name: &str,
-    several: bool,
-    images: &[(&str, crate::publish::layout::ImageToWrite<'_>)],
-    target: &crate::publish::layout::OutputTarget,
-    progress: &Progress,
-) -> Result<(), Error> {
-    let step = format!("write {target}");
-    progress.event(Event::StepStarted {
-        id: crate::progress::OUTPUT_STEP,
-        name: &step,
-        label: None,
-    });
-    let written = match images {
-        [(_, one)] if !several => {
-            crate::publish::layout::write(client, one, target, progress).await
-        }
-        _ => crate::publish::layout::write_platforms(client, name, images, target, progress).await,
-    };
-    let error = written.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone {
-        id: crate::progress::OUTPUT_STEP,
-        name: &step,
-        label: None,
-        cached: false,
-        error: error.as_deref(),
-    });
-    written.map_err(|source| BackendError::Output {
-        target: target.to_string(),
-        source,
-    })?;
-    Ok(())
-}
-
-/// flytekit's check that the tag still matches the files, to run on another thread while
-/// the blobs upload.
-fn tag_check(
-    spec: &NormalizedSpec,
-    options: &BuildOptions,
-    tag: &ImageTag,
-) -> impl FnOnce() -> Result<(), Error> + Send + 'static {
-    let (spec, tag_options, tag) = (spec.clone(), options.tag.clone(), tag.clone());
-    move || crate::tag::verify_unchanged(&spec, &tag_options, &tag).map_err(Error::from)
-}
-
-/// The registry fast path: the source layer on the dependency image, assembled in the
-/// registry.
-async fn fast_path(
-    spec: &NormalizedSpec,
-    tag: &ImageTag,
-    plan: &BuildPlan,
-    options: &BuildOptions,
-    client: &RegistryClient,
-    deps: &registry_backend::DependencyImage,
-    progress: &Progress,
-) -> Result<(), Error> {
-    let appended =
-        registry_backend::append(client, plan, deps, progress, tag_check(spec, options, tag))
-            .await?;
-    progress.event(Event::Info(&format!(
-        "pushed {} ({}), {} files, layer {} bytes{}",
-        plan.image,
-        appended.digest,
-        appended.files,
-        appended.layer_size,
-        if appended.uploaded {
-            ""
-        } else {
-            " (already in the registry)"
-        }
-    )));
-    Ok(())
-}
-
-/// The fast path for several platforms: the dependency image is an index with every
-/// platform (found, or made by [`platforms::dependency_images`]); each platform gets the
-/// source layer and the image is pushed as an index, last.
-async fn fast_path_platforms(
-    spec: &NormalizedSpec,
-    tag: &ImageTag,
-    plan: &BuildPlan,
-    options: &BuildOptions,
-    client: &RegistryClient,
-    deps: &[registry_backend::DependencyImage],
-    progress: &Progress,
-) -> Result<(), Error> {
-    let platforms = Platforms::parse(&plan.platform);
-    let platforms: Vec<&str> = platforms.iter().collect();
-    let appended = registry_backend::append_platforms(
-        client,
-        plan,
-        &platforms,
-        deps,
-        progress,
-        tag_check(spec, options, tag),
-    )
-    .await?;
-    progress.event(Event::Info(&format!(
-        "pushed {} ({}), an index of {} platforms",
-        plan.image,
-        appended.digest,
-        platforms.len()
-    )));
-    Ok(())
 }

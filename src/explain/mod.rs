@@ -343,16 +343,21 @@ pub fn record_last_built(inputs: &Inputs) {
     let Some(path) = record_path(repository) else {
         return;
     };
+    keep_record(&path, inputs);
+}
+
+/// Writes `inputs` to `path` (best effort: a cache), beside and renamed: a reader never sees
+/// half a record.
+pub fn keep_record(path: &std::path::Path, inputs: &Inputs) {
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
-    // Written beside and renamed: a reader never sees half a record.
     let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
         return;
     };
     if std::io::Write::write_all(&mut tmp, inputs.to_label().as_bytes()).is_ok() {
-        let _ = tmp.persist(&path);
+        let _ = tmp.persist(path);
     }
 }
 

@@ -1,27 +1,29 @@
-//! Several platforms without buildx. dockerd 20.10's embedded BuildKit builds one platform
-//! per solve (the frontend's `platform` option) and its image store keeps one platform per
-//! tag, so each platform's image is built, tagged and pushed on its own, and the image index
+//! What dockerd built, published; and the checks made before it builds. dockerd 20.10's
+//! embedded BuildKit builds one platform per solve (the frontend's `platform` option) and
+//! its image store keeps one platform per tag, so each platform's image is built
+//! ([`crate::builders::builder::Docker`]), tagged and pushed on its own, and the image index
 //! that joins them is assembled here and pushed last, under the image's tag, after every
 //! platform's manifest (what buildx does with one builder node per platform). A tag never
 //! names an index with a platform missing.
 //!
 //! Each platform's manifest is pushed under a tag of its own, `<tag>-<os>-<arch>[-<variant>]`
-//! (`…:deps-0123…-linux-arm64`): dockerd pushes tags only (its push API has no push by
-//! digest), and the distribution API deletes manifests, not tags (deleting one would delete
-//! what the index names). The tag is fixed, not one per run, so rebuilds overwrite one tag per
-//! platform instead of leaving a new one each time; the index names each manifest by the
-//! digest dockerd reported for its push, so a later push to that tag does not change it.
+//! ([`platform_tag`]: `…:deps-0123…-linux-arm64`): dockerd pushes tags only (its push API
+//! has no push by digest), and the distribution API deletes manifests, not tags (deleting
+//! one would delete what the index names). The tag is fixed, not one per run, so rebuilds
+//! overwrite one tag per platform instead of leaving a new one each time; the index names
+//! each manifest by the digest dockerd reported for its push, so a later push to that tag
+//! does not change it.
 //!
 //! Before the daemon builds anything, [`preflight`] checks what would fail halfway: that
 //! this machine runs every platform's programs ([`crate::builders::emulation`]) and that the
 //! base image has every platform.
 
-use super::{connect, push, working_suffix};
-use crate::Error;
+use super::{Job, working_suffix};
 use crate::builders::BackendError;
+use crate::builders::builder::{Builder as _, Built, Docker, LocalImage, platform_tag};
 use crate::builders::docker::DockerDaemon;
-use crate::builders::registry::{self as registry_backend, DependencyImage};
-use crate::engine::{Platform, Platforms};
+use crate::engine::{EngineError, Platform, Platforms};
+use crate::oci::Digest;
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -29,15 +31,6 @@ use crate::registry::client::RegistryClient;
 use crate::registry::index::{IndexEntry, platform_index, platforms_of};
 use crate::spec::NormalizedSpec;
 use crate::timeouts::Timeouts;
-
-/// The tag one platform's image is pushed under before the index joins them.
-pub fn platform_tag(image: &str, platform: &str) -> String {
-    let suffix = Platform::parse(platform).map_or_else(
-        |_| platform.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
-        |p| p.tag_suffix(),
-    );
-    format!("{image}-{suffix}")
-}
 
 /// Whether the daemon's build of `platform` runs programs this machine does not run
 /// natively (then the base is checked too).
@@ -57,11 +50,11 @@ pub async fn preflight(
     emulation: bool,
     timeouts: Timeouts,
     progress: &Progress,
-) -> Result<(), Error> {
+) -> Result<(), EngineError> {
     let platforms = Platforms::parse(platform);
     let list: Vec<&str> = platforms.iter().collect();
     for p in &list {
-        Platform::parse(p).map_err(|message| Error::Builder {
+        Platform::parse(p).map_err(|message| EngineError::Invalid {
             name: spec.name().into(),
             at: Some(spec.at("platform")),
             message: format!("platform {message}"),
@@ -84,7 +77,7 @@ fn client_for(
     spec: &NormalizedSpec,
     image: &str,
     timeouts: Timeouts,
-) -> Result<RegistryClient, Error> {
+) -> Result<RegistryClient, EngineError> {
     let host = crate::registry::registry_host(image);
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     Ok(crate::registry::session(host, config.as_deref(), timeouts).map_err(BackendError::from)?)
@@ -99,7 +92,7 @@ async fn check_base(
     wanted: &[&str],
     timeouts: Timeouts,
     progress: &Progress,
-) -> Result<(), Error> {
+) -> Result<(), EngineError> {
     let found = match platforms_of(&client_for(spec, base, timeouts)?, base).await {
         Ok(found) => found,
         Err(e) => {
@@ -114,7 +107,7 @@ async fn check_base(
         progress.event(Event::Info(&format!("base image {base}: {found}")));
         return Ok(());
     }
-    Err(Error::Builder {
+    Err(EngineError::Invalid {
         name: spec.name().into(),
         at: Some(spec.at("base_image")),
         message: format!(
@@ -135,7 +128,7 @@ pub async fn check_noop_base(
     platform: &str,
     timeouts: Timeouts,
     progress: &Progress,
-) -> Result<(), Error> {
+) -> Result<(), EngineError> {
     let found = match platforms_of(&client_for(spec, image, timeouts)?, image).await {
         Ok(found) => found,
         Err(e) => {
@@ -149,7 +142,7 @@ pub async fn check_noop_base(
     let wanted: Vec<&str> = wanted.iter().collect();
     let missing = found.missing(&wanted);
     if !missing.is_empty() {
-        return Err(Error::Builder {
+        return Err(EngineError::Invalid {
             name: image.into(),
             at: Some(spec.at("platform")),
             message: format!(
@@ -162,16 +155,75 @@ pub async fn check_noop_base(
     Ok(())
 }
 
-/// Pushes `image` (one platform's, from dockerd) and returns what the index names of it.
-async fn push_platform(
+/// Pushes `image` from dockerd with `credentials`, as one step: the digest dockerd reports
+/// for it, when it says.
+pub(super) async fn push(
     d: &DockerDaemon,
-    client: &RegistryClient,
     image: &str,
-    platform: &str,
     credentials: Option<&Credentials>,
     progress: &Progress,
-) -> Result<IndexEntry, Error> {
-    let pushed = push(d, image, credentials, progress).await?;
+) -> Result<Option<String>, BackendError> {
+    let step = format!("push {image}");
+    progress.event(Event::StepStarted {
+        id: "push",
+        name: &step,
+        label: None,
+    });
+    let result = d.push(image, credentials, "push", progress).await;
+    let error = result.as_ref().err().map(ToString::to_string);
+    progress.event(Event::StepDone {
+        id: "push",
+        name: &step,
+        label: None,
+        cached: false,
+        error: error.as_deref(),
+    });
+    result
+}
+
+/// Publishes what dockerd built ([`Built::Local`]) under `image`: one platform pushed as it
+/// is; several each pushed under its platform tag, then the index joining them, last. The
+/// digest is the publish's (dockerd's report, or the index's own bytes).
+pub(super) async fn publish(
+    job: &Job<'_>,
+    d: &DockerDaemon,
+    built: &Built,
+    image: &str,
+) -> Result<Digest, EngineError> {
+    let client = job.registry()?;
+    let local = match built {
+        Built::Local(local) => local,
+        Built::Pushed {
+            digest: Some(digest),
+            ..
+        } => return Ok(digest.clone()),
+        Built::Pushed { image, .. } => return super::pushed_digest(client, image).await,
+    };
+    if let [one] = local.as_slice()
+        && one.image == image
+    {
+        let pushed = push(d, image, job.credentials, job.progress).await?;
+        return match pushed.as_deref().map(Digest::parse) {
+            Some(Ok(digest)) => Ok(digest),
+            _ => super::pushed_digest(client, image).await,
+        };
+    }
+    let mut entries = Vec::new();
+    for one in local {
+        let _scope = job.progress.platform_scope(&one.platform);
+        entries.push(push_platform(job, d, one).await?);
+    }
+    push_index(client, image, &entries, job.progress).await
+}
+
+/// Pushes one platform's image (from dockerd) and returns what the index names of it.
+async fn push_platform(
+    job: &Job<'_>,
+    d: &DockerDaemon,
+    one: &LocalImage,
+) -> Result<IndexEntry, EngineError> {
+    let (client, image) = (job.registry()?, one.image.as_str());
+    let pushed = push(d, image, job.credentials, job.progress).await?;
     let raw = match &pushed {
         Some(digest) => client.manifest_by_digest(image, digest).await,
         // dockerd did not say: the tag, just pushed (under the lock for dependency images).
@@ -192,21 +244,23 @@ async fn push_platform(
         }
     };
     Ok(IndexEntry {
-        platform: platform.to_string(),
+        platform: one.platform.clone(),
         media_type,
         digest: raw.digest.to_string(),
         size: raw.bytes.len(),
     })
 }
 
-/// Pushes the index of `entries` under `image`: the last push, after every platform's.
+/// Pushes the index of `entries` under `image`: the last push, after every platform's. Its
+/// digest is its bytes'.
 async fn push_index(
     client: &RegistryClient,
     image: &str,
     entries: &[IndexEntry],
     progress: &Progress,
-) -> Result<(), Error> {
+) -> Result<Digest, EngineError> {
     let (body, media_type) = platform_index(entries);
+    let digest = Digest::of_bytes(&body);
     let step = format!("push index {image} ({} platforms)", entries.len());
     progress.event(Event::StepStarted {
         id: "push-index",
@@ -222,126 +276,59 @@ async fn push_index(
         error: pushed.as_ref().err().map(ToString::to_string).as_deref(),
     });
     pushed.map_err(BackendError::from)?;
-    Ok(())
+    Ok(digest)
 }
 
-/// The full image of `plan` for each of its platforms: all built first (one solve each),
-/// then `verify` (the tag still matches the files), then each pushed, then the index.
-pub async fn build_and_push(
-    d: &DockerDaemon,
-    client: &RegistryClient,
-    plan: &BuildPlan,
-    credentials: Option<&Credentials>,
-    progress: &Progress,
-    verify: impl FnOnce() -> Result<(), Error>,
-) -> Result<(), Error> {
-    let platforms = Platforms::parse(&plan.platform);
+/// The dependency image of every platform built by dockerd: each built under a working tag
+/// of this run's own (another imagespec, also of another user, may build the same one on
+/// this daemon), labelled with what only the built image knows (the flytekit user's uid,
+/// /root's owner and mode) under its real tag (its platform tag, for several), and pushed;
+/// several are joined by an index, pushed last under the dependency tag.
+pub(super) async fn build_dependency_images(
+    job: &Job<'_>,
+    deps: &BuildPlan,
+    platforms: &Platforms,
+) -> Result<(), EngineError> {
+    let d = job.daemon.get().await?;
     let mut built = Vec::new();
     for platform in platforms.iter() {
-        let _scope = progress.platform_scope(platform);
-        let mut one = plan.clone();
-        one.platform = platform.to_string();
-        one.image = platform_tag(&plan.image, platform);
-        d.build(&one, progress).await?;
-        built.push(one);
-    }
-    verify()?;
-    let mut entries = Vec::new();
-    for one in &built {
-        let _scope = progress.platform_scope(&one.platform);
-        entries.push(
-            push_platform(d, client, &one.image, &one.platform, credentials, progress).await?,
-        );
-    }
-    push_index(client, &plan.image, &entries, progress).await
-}
-
-/// The dependency image of every platform of `plan`: `found` (looked up while the facts
-/// were gathered), else built per platform with dockerd, each labelled and pushed, and the
-/// index pushed last under the dependency tag.
-pub async fn dependency_images(
-    client: &RegistryClient,
-    plan: &BuildPlan,
-    credentials: Option<&Credentials>,
-    progress: &Progress,
-    daemon: &mut Option<DockerDaemon>,
-    found: Option<Vec<DependencyImage>>,
-) -> Result<Vec<DependencyImage>, Error> {
-    let deps_plan = plan.dependencies();
-    let platforms = Platforms::parse(&plan.platform);
-    let platforms: Vec<&str> = platforms.iter().collect();
-    if let Some(found) = found {
-        progress.event(Event::Info(&format!(
-            "dependencies unchanged ({}, {} platforms): appending the source",
-            deps_plan.image,
-            found.len()
-        )));
-        return Ok(found);
-    }
-    // As for one platform (see `dependency_image`): one run builds it, the others wait.
-    let _lock = crate::lock::ImageLock::acquire(&deps_plan.image, |message| {
-        progress.event(Event::Info(message))
-    })
-    .await
-    .map_err(BackendError::from)?;
-    if let Some(found) =
-        registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await?
-    {
-        progress.event(Event::Info(&format!(
-            "dependency image {} pushed meanwhile by another run: appending the source",
-            deps_plan.image
-        )));
-        return Ok(found);
-    }
-    progress.event(Event::Info(&format!(
-        "dependency image {} not found, building it for {}",
-        deps_plan.image,
-        platforms.join(", ")
-    )));
-    let d = connect(daemon, client.timeouts()).await?;
-    let mut entries = Vec::new();
-    for platform in &platforms {
-        let _scope = progress.platform_scope(platform);
-        let tagged = platform_tag(&deps_plan.image, platform);
-        let mut one = deps_plan.clone();
+        let _scope = platforms
+            .several()
+            .then(|| job.progress.platform_scope(platform));
+        let tagged = if platforms.several() {
+            platform_tag(&deps.image, platform)
+        } else {
+            deps.image.clone()
+        };
+        let mut one = deps.clone();
         one.platform = platform.to_string();
         one.image = format!("{tagged}-unlabelled-{}", working_suffix());
         let labelled = async {
-            d.build(&one, progress).await?;
+            let docker = Docker { daemon: d };
+            docker
+                .build(&one, &Platforms::parse(platform), job.progress)
+                .await?;
             let facts = d.dependency_facts(&one.image, platform).await?;
-            d.relabel(
-                &one.image,
-                &tagged,
-                &[(DEPENDENCY_LABEL, facts)],
-                platform,
-                progress,
-            )
-            .await
+            let labels = [(DEPENDENCY_LABEL, facts)];
+            d.relabel(&one.image, &tagged, &labels, platform, job.progress)
+                .await
         }
         .await;
+        // The working tag goes also when building failed (it is this run's alone).
         d.untag(&one.image).await;
         labelled?;
-        entries.push(push_platform(d, client, &tagged, platform, credentials, progress).await?);
+        let image = LocalImage {
+            platform: platform.to_string(),
+            image: tagged,
+        };
+        if platforms.several() {
+            built.push(push_platform(job, d, &image).await?);
+        } else {
+            push(d, &image.image, job.credentials, job.progress).await?;
+        }
     }
-    push_index(client, &deps_plan.image, &entries, progress).await?;
-    let found =
-        registry_backend::find_dependency_images(client, &deps_plan.image, &platforms).await?;
-    Ok(found.ok_or_else(|| BackendError::Push {
-        image: deps_plan.image.clone(),
-        message: "pushed, but the registry does not return it for every platform".into(),
-    })?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_platform_has_a_tag_of_its_own() {
-        assert_eq!(
-            platform_tag("localhost:5000/app:deps-0123", "linux/arm64"),
-            "localhost:5000/app:deps-0123-linux-arm64"
-        );
-        assert_eq!(platform_tag("r/a:T", "linux/arm/v7"), "r/a:T-linux-arm-v7");
+    if platforms.several() {
+        push_index(job.registry()?, &deps.image, &built, job.progress).await?;
     }
+    Ok(())
 }

@@ -1,0 +1,187 @@
+//! One trait for every builder (ko's `build.Interface`: `Build(ctx, ref) (Result, error)`):
+//! it makes an image from a plan, for some platforms, and says what it made. None knows how
+//! its result is published: an image left in dockerd is pushed (or kept) by the engine, and
+//! a builder that pushes itself (uv without a daemon) says where.
+//!
+//! Implementations: [`Docker`] (BuildKit through dockerd, one solve per platform), [`Envd`]
+//! (the envd CLI, into dockerd) and [`Uv`] (dependency images made with uv, no daemon). A
+//! remote BuildKit builder would be one more: a `Builder<Plan = BuildPlan>` returning
+//! [`Built::Pushed`].
+//!
+//! ```
+//! use imagespec::builders::builder::platform_tag;
+//! assert_eq!(platform_tag("r/app:T", "linux/arm/v7"), "r/app:T-linux-arm-v7");
+//! ```
+
+use super::BackendError;
+use super::docker::DockerDaemon;
+use super::envd::Envd;
+use crate::oci::{Digest, Platform, Platforms};
+use crate::plan::{BuildPlan, EnvdPlan};
+use crate::progress::Progress;
+use crate::registry::client::RegistryClient;
+
+/// One platform's image, built into the local daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    /// The daemon's name for it: the plan's image, or with several platforms its
+    /// [`platform_tag`].
+    pub image: String,
+}
+
+/// What a builder made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    /// Images in the local daemon, one per platform in the order asked: to push or keep.
+    Local(Vec<LocalImage>),
+    /// Pushed by the builder itself: the manifest (or index) digest, when it says.
+    Pushed {
+        image: String,
+        digest: Option<Digest>,
+    },
+}
+
+/// A builder: `plan` made for `platforms`.
+// The engine awaits each build on its own task: nothing needs the futures to be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Builder {
+    /// What it builds from.
+    type Plan;
+    /// Its name in messages (`docker`, `envd`, `uv`).
+    fn name(&self) -> &'static str;
+    /// Builds `plan` for each of `platforms`.
+    async fn build(
+        &self,
+        plan: &Self::Plan,
+        platforms: &Platforms,
+        progress: &Progress,
+    ) -> Result<Built, BackendError>;
+}
+
+/// The tag one platform's image is built and pushed under before an index joins several.
+pub fn platform_tag(image: &str, platform: &str) -> String {
+    let suffix = Platform::parse(platform).map_or_else(
+        |_| platform.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+        |p| p.tag_suffix(),
+    );
+    format!("{image}-{suffix}")
+}
+
+/// BuildKit through dockerd: one solve per platform (dockerd 20.10 keeps one platform per
+/// tag), so several platforms are built under [`platform_tag`]s.
+pub struct Docker<'a> {
+    pub daemon: &'a DockerDaemon,
+}
+
+impl Builder for Docker<'_> {
+    type Plan = BuildPlan;
+
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn build(
+        &self,
+        plan: &BuildPlan,
+        platforms: &Platforms,
+        progress: &Progress,
+    ) -> Result<Built, BackendError> {
+        if !platforms.several() {
+            self.daemon.build(plan, progress).await?;
+            let platform = platforms.iter().next().unwrap_or(&plan.platform);
+            return Ok(Built::Local(vec![LocalImage {
+                platform: platform.to_string(),
+                image: plan.image.clone(),
+            }]));
+        }
+        let mut built = Vec::new();
+        for platform in platforms.iter() {
+            let _scope = progress.platform_scope(platform);
+            let mut one = plan.clone();
+            one.platform = platform.to_string();
+            one.image = platform_tag(&plan.image, platform);
+            self.daemon.build(&one, progress).await?;
+            built.push(LocalImage {
+                platform: one.platform,
+                image: one.image,
+            });
+        }
+        Ok(Built::Local(built))
+    }
+}
+
+impl Builder for Envd {
+    type Plan = EnvdPlan;
+
+    fn name(&self) -> &'static str {
+        "envd"
+    }
+
+    /// One platform only (the engine refuses several for envd).
+    async fn build(
+        &self,
+        plan: &EnvdPlan,
+        platforms: &Platforms,
+        progress: &Progress,
+    ) -> Result<Built, BackendError> {
+        if platforms.several() {
+            return Err(BackendError::MultiPlatform {
+                platform: platforms.iter().collect::<Vec<_>>().join(","),
+            });
+        }
+        Envd::build(self, plan, progress).await?;
+        Ok(Built::Local(vec![LocalImage {
+            platform: plan.platform.clone(),
+            image: plan.image.clone(),
+        }]))
+    }
+}
+
+/// The daemonless builder: a dependency image made with uv on this machine and pushed to
+/// `client`'s registry (one index for several platforms). What only the build finds out (no
+/// wheel, no Python in the base) is `BackendError::Daemonless(DaemonlessError::Fallback)`.
+pub struct Uv<'a> {
+    pub client: &'a RegistryClient,
+}
+
+impl Builder for Uv<'_> {
+    type Plan = BuildPlan;
+
+    fn name(&self) -> &'static str {
+        "uv"
+    }
+
+    async fn build(
+        &self,
+        plan: &BuildPlan,
+        platforms: &Platforms,
+        progress: &Progress,
+    ) -> Result<Built, BackendError> {
+        use super::daemonless::{build_dependency_image, build_dependency_index};
+        let digest = if platforms.several() {
+            build_dependency_index(self.client, plan, progress).await?
+        } else {
+            build_dependency_image(self.client, plan, progress).await?
+        };
+        Ok(Built::Pushed {
+            image: plan.image.clone(),
+            digest: Digest::parse(&digest).ok(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_platform_has_a_tag_of_its_own() {
+        assert_eq!(
+            platform_tag("localhost:5000/app:deps-0123", "linux/arm64"),
+            "localhost:5000/app:deps-0123-linux-arm64"
+        );
+        assert_eq!(platform_tag("r/a:T", "linux/arm/v7"), "r/a:T-linux-arm-v7");
+    }
+}

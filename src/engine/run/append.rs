@@ -1,0 +1,213 @@
+//! The fast path's two strategies: `append` (the source layer on the dependency images
+//! found while the facts were gathered) and `build_dependencies_then_append` (the
+//! dependency images made first, by uv without a daemon or by dockerd, then the same).
+
+use super::{Action, Done, Job, Planned, platforms, tag_check};
+use crate::builders::BackendError;
+use crate::builders::builder::{Builder as _, Uv};
+use crate::builders::daemonless::DaemonlessError;
+use crate::builders::registry::{self as registry_backend, DependencyImage};
+use crate::engine::{DependencyBuilder, EngineError};
+use crate::explain;
+use crate::oci::{Digest, Platforms};
+
+/// `append`: the dependency images were found (and read) while the facts were gathered.
+pub(super) async fn append(
+    job: &Job<'_>,
+    planned: Planned,
+    found: &[DependencyImage],
+    platforms: &Platforms,
+) -> Result<Done, EngineError> {
+    announce_found(job, &planned, found.len(), platforms);
+    append_source(job, &planned, found, platforms).await
+}
+
+/// Says the dependency images were found (`n` of them).
+pub(super) fn announce_found(job: &Job<'_>, planned: &Planned, n: usize, platforms: &Platforms) {
+    if platforms.several() {
+        job.info(&format!(
+            "dependencies unchanged ({}, {n} platforms): appending the source",
+            planned.deps.image
+        ));
+    } else {
+        job.info(&format!(
+            "dependencies unchanged ({}): appending the source",
+            planned.deps.image
+        ));
+    }
+}
+
+/// `build_dependencies_then_append`: the dependency images made by `builder` (uv, else
+/// dockerd) and pushed, then the source appended to them.
+pub(super) async fn build_dependencies_then_append(
+    job: &Job<'_>,
+    planned: Planned,
+    builder: Option<&DependencyBuilder>,
+    platforms: &Platforms,
+) -> Result<Done, EngineError> {
+    let found = dependency_images(job, &planned, builder, platforms).await?;
+    append_source(job, &planned, &found, platforms).await
+}
+
+/// The source layer on each platform's dependency image, pushed (several: as one index,
+/// last), while another thread checks the tag still matches the files.
+async fn append_source(
+    job: &Job<'_>,
+    planned: &Planned,
+    found: &[DependencyImage],
+    platforms: &Platforms,
+) -> Result<Done, EngineError> {
+    let (client, plan) = (job.registry()?, &planned.plan);
+    let appended = match found {
+        [one] if !platforms.several() => {
+            registry_backend::append(client, plan, one, job.progress, tag_check(job)).await?
+        }
+        several => {
+            let list: Vec<&str> = platforms.iter().collect();
+            let verify = tag_check(job);
+            registry_backend::append_platforms(client, plan, &list, several, job.progress, verify)
+                .await?
+        }
+    };
+    if platforms.several() {
+        job.info(&format!(
+            "pushed {} ({}), an index of {} platforms",
+            plan.image,
+            appended.digest,
+            platforms.len()
+        ));
+    } else {
+        let already = if appended.uploaded {
+            ""
+        } else {
+            " (already in the registry)"
+        };
+        job.info(&format!(
+            "pushed {} ({}), {} files, layer {} bytes{already}",
+            plan.image, appended.digest, appended.files, appended.layer_size
+        ));
+    }
+    explain::record_last_built(&planned.inputs);
+    let digest = match Digest::parse(&appended.digest) {
+        Ok(digest) => digest,
+        Err(_) => super::pushed_digest(client, &plan.image).await?,
+    };
+    super::recorded::remember(&digest, &planned.inputs);
+    Ok(Done {
+        action: Action::Appended,
+        pushed: true,
+        image: job.tag.image.clone(),
+        digest: Some(digest),
+    })
+}
+
+/// The dependency image of every platform, made now: the registry lacked one of them when
+/// the facts were gathered. Concurrent builds of specs sharing it (two CI jobs of one repo)
+/// make it once: the others wait for the lock, then find it. Without that, each would push
+/// its own build of it, and their images would differ.
+pub(super) async fn dependency_images(
+    job: &Job<'_>,
+    planned: &Planned,
+    builder: Option<&DependencyBuilder>,
+    platforms: &Platforms,
+) -> Result<Vec<DependencyImage>, EngineError> {
+    let (client, deps) = (job.registry()?, &planned.deps);
+    let uv = builder == Some(&DependencyBuilder::Uv);
+    platforms::preflight(
+        job.spec,
+        Some(&planned.plan.pull_ref(&planned.plan.base_image)),
+        &planned.plan.platform,
+        !uv,
+        job.options.timeouts,
+        job.progress,
+    )
+    .await?;
+    let _lock = crate::lock::ImageLock::acquire(&deps.image, |message| job.info(message))
+        .await
+        .map_err(BackendError::from)?;
+    // Asked again under the lock: another run may have pushed it since the facts.
+    let list: Vec<&str> = platforms.iter().collect();
+    if let Some(found) =
+        registry_backend::find_dependency_images(client, &deps.image, &list).await?
+    {
+        job.info(&format!(
+            "dependency image {} pushed meanwhile by another run: appending the source",
+            deps.image
+        ));
+        return Ok(found);
+    }
+    if platforms.several() {
+        job.info(&format!(
+            "dependency image {} not found, building it for {}",
+            deps.image,
+            list.join(", ")
+        ));
+    } else {
+        job.info(&format!(
+            "dependency image {} not found, building it",
+            deps.image
+        ));
+    }
+    // What only the build finds out (no wheel, no Python in the base) falls back to dockerd.
+    let made = uv && by_uv(job, planned, platforms).await?;
+    if !made {
+        if uv {
+            check_emulation(platforms)?;
+        }
+        platforms::build_dependency_images(job, deps, platforms).await?;
+    }
+    read_back(job, deps, &list).await
+}
+
+/// `true` when uv made (and pushed) the dependency images; `false` when it cannot, after
+/// it said why (dockerd makes them then).
+async fn by_uv(
+    job: &Job<'_>,
+    planned: &Planned,
+    platforms: &Platforms,
+) -> Result<bool, EngineError> {
+    let uv = Uv {
+        client: job.registry()?,
+    };
+    match uv.build(&planned.deps, platforms, job.progress).await {
+        Ok(_) => Ok(true),
+        Err(BackendError::Daemonless(DaemonlessError::Fallback(why))) => {
+            if platforms.several() {
+                job.info(&format!(
+                    "cannot build the dependency images without a daemon ({why}): \
+                     building them with dockerd, one platform at a time"
+                ));
+            } else {
+                job.info(&format!(
+                    "cannot build the dependency image without a daemon ({why}): \
+                     building it with dockerd"
+                ));
+            }
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Before dockerd builds what uv could not: this machine runs every platform's programs
+/// (the check [`platforms::preflight`] leaves out when uv was to build).
+fn check_emulation(platforms: &Platforms) -> Result<(), EngineError> {
+    let list: Vec<&str> = platforms.iter().collect();
+    crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+    Ok(())
+}
+
+/// The dependency images just pushed, read back from the registry (their manifests and
+/// configs are what the source layer is appended to).
+async fn read_back(
+    job: &Job<'_>,
+    deps: &crate::plan::BuildPlan,
+    platforms: &[&str],
+) -> Result<Vec<DependencyImage>, EngineError> {
+    let client = job.registry()?;
+    let found = registry_backend::find_dependency_images(client, &deps.image, platforms).await?;
+    Ok(found.ok_or_else(|| BackendError::Push {
+        image: deps.image.clone(),
+        message: "pushed, but the registry does not return it".into(),
+    })?)
+}

@@ -1,0 +1,199 @@
+//! `write_output` (`--output`): the image assembled on its dependency images (no RUN step
+//! runs) and written to disk; nothing is pushed except, when the registry lacks it, the
+//! dependency image. Without a registry, the dependency image of each platform is made on
+//! this machine with uv and written with the image. Several platforms are one index.
+
+use super::{Action, Done, Job, Planned};
+use crate::builders::BackendError;
+use crate::builders::registry::{self as registry_backend, Assembled, DependencyImage};
+use crate::engine::{EngineError, OutputDependencies};
+use crate::explain;
+use crate::oci::Platforms;
+use crate::plan::BuildPlan;
+use crate::progress::Event;
+use crate::publish::layout::{ImageToWrite, OutputTarget};
+use crate::registry::client::RegistryClient;
+
+/// `write_output`: the dependency images found, made and pushed first, or made here
+/// (`Local`); the image assembled on them and written to `--output`.
+pub(super) async fn write_output(
+    job: &Job<'_>,
+    planned: Planned,
+    dependencies: &OutputDependencies,
+    platforms: &Platforms,
+) -> Result<Done, EngineError> {
+    let Some(target) = job.options.output.as_ref() else {
+        return Err(EngineError::Invalid {
+            name: job.spec.name().into(),
+            at: None,
+            message: "write_output without --output".into(),
+        });
+    };
+    let deps = match dependencies {
+        OutputDependencies::Local => {
+            write_output_local(job, &planned.plan, target, platforms).await?;
+            return Ok(written(job, &planned));
+        }
+        OutputDependencies::Found(found) => {
+            super::append::announce_found(job, &planned, found.0.len(), platforms);
+            found.0.clone()
+        }
+        OutputDependencies::Build(builder) => {
+            super::append::dependency_images(job, &planned, builder.as_ref(), platforms).await?
+        }
+    };
+    let client = job.registry()?;
+    write_assembled(job, &planned.plan, target, client, &deps, platforms).await?;
+    Ok(written(job, &planned))
+}
+
+fn written(job: &Job<'_>, planned: &Planned) -> Done {
+    explain::record_last_built(&planned.inputs);
+    Done {
+        action: Action::Written,
+        pushed: false,
+        image: job.tag.image.clone(),
+        digest: None,
+    }
+}
+
+/// The image of each platform assembled on its dependency image (from the registry) and
+/// written to `target`.
+async fn write_assembled(
+    job: &Job<'_>,
+    plan: &BuildPlan,
+    target: &OutputTarget,
+    client: &RegistryClient,
+    deps: &[DependencyImage],
+    platforms: &Platforms,
+) -> Result<(), EngineError> {
+    let assembled = assemble_each(job, plan, platforms, deps).await?;
+    let images: Vec<(&str, ImageToWrite)> = platforms
+        .iter()
+        .zip(deps.iter().zip(&assembled))
+        .map(|(platform, (deps, assembled))| {
+            let image = ImageToWrite {
+                image: &plan.image,
+                source: &deps.image,
+                manifest: &assembled.manifest,
+                config: &assembled.config,
+                local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
+            };
+            (platform, image)
+        })
+        .collect();
+    write_images(job, client, platforms, &images, target).await
+}
+
+/// Each platform's image assembled on its dependency image (in `platforms`' order), then the
+/// tag checked against the files (flytekit's check, before anything is written).
+async fn assemble_each<'d>(
+    job: &Job<'_>,
+    plan: &BuildPlan,
+    platforms: &Platforms,
+    deps: impl IntoIterator<Item = &'d DependencyImage>,
+) -> Result<Vec<Assembled>, EngineError> {
+    let mut assembled = Vec::new();
+    for (platform, deps) in platforms.iter().zip(deps) {
+        let _scope = platforms
+            .several()
+            .then(|| job.progress.platform_scope(platform));
+        assembled.push(registry_backend::assemble_image(plan, deps, job.progress).await?);
+    }
+    crate::tag::verify_unchanged(job.spec, &job.options.tag, job.tag)?;
+    Ok(assembled)
+}
+
+/// `--output` of a spec without a registry: the dependency image of each platform made on
+/// this machine with uv (no daemon, nothing pushed), the source layer on it, and the image
+/// written with the base's layers read from the base's registry.
+async fn write_output_local(
+    job: &Job<'_>,
+    plan: &BuildPlan,
+    target: &OutputTarget,
+    platforms: &Platforms,
+) -> Result<(), EngineError> {
+    let (progress, options) = (job.progress, job.options);
+    use crate::builders::daemonless::{DaemonlessError, make_local};
+    let deps_plan = plan.dependencies();
+    let made = match make_local(&deps_plan, options.timeouts, progress).await {
+        Ok(made) => made,
+        Err(DaemonlessError::Fallback(why)) => {
+            return Err(BackendError::Output {
+                target: target.to_string(),
+                source: crate::publish::layout::LayoutError::Io {
+                    path: std::path::PathBuf::from(&plan.image),
+                    source: std::io::Error::other(format!(
+                        "the dependencies cannot be installed without a daemon ({why}), and \
+                         with no `registry` there is nowhere to keep a dependency image \
+                         dockerd would build"
+                    )),
+                },
+            }
+            .into());
+        }
+        Err(e) => return Err(BackendError::from(e).into()),
+    };
+    let deps: Vec<&DependencyImage> = made.iter().map(|m| &m.image).collect();
+    let assembled = assemble_each(job, plan, platforms, deps).await?;
+    let images: Vec<(&str, ImageToWrite)> = platforms
+        .iter()
+        .zip(made.iter().zip(&assembled))
+        .map(|(platform, (deps, assembled))| {
+            let mut local_layers: Vec<(&str, &std::path::Path)> = deps
+                .layers
+                .iter()
+                .map(|l| (l.digest.as_str(), l.path()))
+                .collect();
+            local_layers.push((assembled.layer.digest.as_str(), assembled.layer.path()));
+            let image = ImageToWrite {
+                image: &plan.image,
+                source: &deps.base_image,
+                manifest: &assembled.manifest,
+                config: &assembled.config,
+                local_layers,
+            };
+            (platform, image)
+        })
+        .collect();
+    // Every platform's base is the same image in the same registry.
+    let client = &made[0].base_client;
+    write_images(job, client, platforms, &images, target).await
+}
+
+/// The output step: `images` (one per platform, in order; `several`: an index even of one)
+/// written to `target`, their remote layers read with `client`.
+async fn write_images(
+    job: &Job<'_>,
+    client: &RegistryClient,
+    platforms: &Platforms,
+    images: &[(&str, ImageToWrite<'_>)],
+    target: &OutputTarget,
+) -> Result<(), EngineError> {
+    let (progress, several, name) = (job.progress, platforms.several(), &job.tag.image);
+    let step = format!("write {target}");
+    progress.event(Event::StepStarted {
+        id: crate::progress::OUTPUT_STEP,
+        name: &step,
+        label: None,
+    });
+    let written = match images {
+        [(_, one)] if !several => {
+            crate::publish::layout::write(client, one, target, progress).await
+        }
+        _ => crate::publish::layout::write_platforms(client, name, images, target, progress).await,
+    };
+    let error = written.as_ref().err().map(ToString::to_string);
+    progress.event(Event::StepDone {
+        id: crate::progress::OUTPUT_STEP,
+        name: &step,
+        label: None,
+        cached: false,
+        error: error.as_deref(),
+    });
+    written.map_err(|source| BackendError::Output {
+        target: target.to_string(),
+        source,
+    })?;
+    Ok(())
+}
