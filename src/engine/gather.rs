@@ -189,10 +189,7 @@ async fn registry_existence(client: &RegistryClient, image: &str) -> (Existence,
     match client.digest(image).await {
         Ok(Some(digest)) => (Existence::Yes, Some(digest)),
         Ok(None) => (Existence::No, None),
-        Err(e) => (
-            Existence::Unknown(format!("{}: {}", e.what, e.message)),
-            None,
-        ),
+        Err(e) => (Existence::Unknown(e.detail()), None),
     }
 }
 
