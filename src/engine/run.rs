@@ -9,6 +9,8 @@ use crate::engine::{self, Builder, DecideOptions, Platforms, Strategy};
 use crate::explain::{self, INPUTS_LABEL, Inputs};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL, RenderOptions};
 use crate::progress::{Event, Progress};
+use crate::publish::layout::{Layout, OutputTarget};
+use crate::publish::{Check, PublishError, Publisher};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
 use crate::spec::defaults::{Defaults, switch};
@@ -18,6 +20,7 @@ use crate::timeouts::Timeouts;
 use std::time::Instant;
 
 mod platforms;
+mod uv;
 
 /// What the build does besides building.
 #[derive(Debug, Clone)]
@@ -624,19 +627,20 @@ async fn dependency_image(
     // The builder was chosen with the facts (engine::dependency_builder, shown by `plan`);
     // what only the build finds out (no wheel, no Python in the base) falls back to dockerd.
     if builder == Some(&engine::DependencyBuilder::Uv) {
-        use crate::builders::daemonless::{DaemonlessError, build_dependency_image};
-        match build_dependency_image(client, &deps_plan, progress).await {
+        use crate::builders::daemonless::DaemonlessError;
+        let platforms = [plan.platform.as_str()];
+        match uv::build_and_push(client, &deps_plan, &platforms, progress).await {
             Ok(_) => {
                 return pushed_dependency_image(client, &deps_plan.image, &plan.platform).await;
             }
-            Err(DaemonlessError::Fallback(why)) => {
+            Err(uv::UvError::Build(DaemonlessError::Fallback(why))) => {
                 progress.event(Event::Info(&format!(
                     "cannot build the dependency image without a daemon ({why}): \
                      building it with dockerd"
                 )));
                 check_emulation(&plan.platform)?;
             }
-            Err(e) => return Err(BackendError::from(e).into()),
+            Err(e) => return Err(uv_failed(e)),
         }
     }
     let d = connect(daemon, client.timeouts()).await?;
@@ -711,17 +715,17 @@ async fn several_dependency_images(
     found: Option<Vec<registry_backend::DependencyImage>>,
     builder: Option<&engine::DependencyBuilder>,
 ) -> Result<Vec<registry_backend::DependencyImage>, Error> {
-    use crate::builders::daemonless::{DaemonlessError, build_dependency_index};
+    use crate::builders::daemonless::DaemonlessError;
     if found.is_none() && builder == Some(&engine::DependencyBuilder::Uv) {
         let deps_plan = plan.dependencies();
         progress.event(Event::Info(&format!(
             "dependency image {} not found for every platform, building it without a daemon",
             deps_plan.image
         )));
-        match build_dependency_index(client, &deps_plan, progress).await {
+        let platforms = Platforms::parse(&plan.platform);
+        let platforms: Vec<&str> = platforms.iter().collect();
+        match uv::build_and_push(client, &deps_plan, &platforms, progress).await {
             Ok(_) => {
-                let platforms = Platforms::parse(&plan.platform);
-                let platforms: Vec<&str> = platforms.iter().collect();
                 let found =
                     registry_backend::find_dependency_images(client, &deps_plan.image, &platforms)
                         .await?;
@@ -730,14 +734,14 @@ async fn several_dependency_images(
                     message: "pushed, but the registry does not return every platform".into(),
                 })?);
             }
-            Err(DaemonlessError::Fallback(why)) => {
+            Err(uv::UvError::Build(DaemonlessError::Fallback(why))) => {
                 progress.event(Event::Info(&format!(
                     "cannot build the dependency images without a daemon ({why}): \
                      building them with dockerd, one platform at a time"
                 )));
                 check_emulation(&plan.platform)?;
             }
-            Err(e) => return Err(BackendError::from(e).into()),
+            Err(e) => return Err(uv_failed(e)),
         }
     }
     platforms::dependency_images(client, plan, credentials, progress, daemon, found).await
@@ -798,43 +802,38 @@ async fn write_output(
     tag: &ImageTag,
     plan: &BuildPlan,
     options: &BuildOptions,
-    target: &crate::publish::layout::OutputTarget,
+    target: &OutputTarget,
     client: &RegistryClient,
     deps: &[registry_backend::DependencyImage],
     progress: &Progress,
 ) -> Result<(), Error> {
+    let deps: Vec<&registry_backend::DependencyImage> = deps.iter().collect();
+    let images = assemble_platforms(plan, &deps, progress).await?;
+    let layout = Layout {
+        client,
+        name: &plan.image,
+        target,
+        progress,
+    };
+    write_images(&layout, images, tag_check(spec, options, tag)).await
+}
+
+/// `plan`'s image on each dependency image (one per platform of `plan`, in order).
+async fn assemble_platforms(
+    plan: &BuildPlan,
+    deps: &[&registry_backend::DependencyImage],
+    progress: &Progress,
+) -> Result<Vec<(String, crate::oci::Image)>, Error> {
     let platforms = Platforms::parse(&plan.platform);
-    let mut assembled = Vec::new();
+    let mut images = Vec::new();
     for (platform, deps) in platforms.iter().zip(deps) {
         let _scope = platforms
             .several()
             .then(|| progress.platform_scope(platform));
-        assembled.push(registry_backend::assemble_image(plan, deps, progress).await?);
+        let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+        images.push((platform.to_string(), assembled.image));
     }
-    crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-    let images: Vec<(&str, crate::publish::layout::ImageToWrite)> = platforms
-        .iter()
-        .zip(deps.iter().zip(&assembled))
-        .map(|(platform, (deps, assembled))| {
-            let image = crate::publish::layout::ImageToWrite {
-                image: &plan.image,
-                source: &deps.image,
-                manifest: &assembled.manifest,
-                config: &assembled.config,
-                local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
-            };
-            (platform, image)
-        })
-        .collect();
-    write_images(
-        client,
-        &plan.image,
-        platforms.several(),
-        &images,
-        target,
-        progress,
-    )
-    .await
+    Ok(images)
 }
 
 /// `--output` of a spec without a registry: the dependency image of each platform made on
@@ -845,7 +844,7 @@ async fn write_output_local(
     tag: &ImageTag,
     plan: &BuildPlan,
     options: &BuildOptions,
-    target: &crate::publish::layout::OutputTarget,
+    target: &OutputTarget,
     progress: &Progress,
 ) -> Result<(), Error> {
     use crate::builders::daemonless::{DaemonlessError, make_local};
@@ -868,69 +867,39 @@ async fn write_output_local(
         }
         Err(e) => return Err(BackendError::from(e).into()),
     };
-    let platforms = Platforms::parse(&plan.platform);
-    let mut assembled = Vec::new();
-    for (platform, deps) in platforms.iter().zip(&made) {
-        let _scope = platforms
-            .several()
-            .then(|| progress.platform_scope(platform));
-        assembled.push(registry_backend::assemble_image(plan, &deps.image, progress).await?);
-    }
-    crate::tag::verify_unchanged(spec, &options.tag, tag)?;
-    let images: Vec<(&str, crate::publish::layout::ImageToWrite)> = platforms
-        .iter()
-        .zip(made.iter().zip(&assembled))
-        .map(|(platform, (deps, assembled))| {
-            let mut local_layers: Vec<(&str, &std::path::Path)> = deps
-                .layers
-                .iter()
-                .map(|l| (l.digest.as_str(), l.path()))
-                .collect();
-            local_layers.push((assembled.layer.digest.as_str(), assembled.layer.path()));
-            let image = crate::publish::layout::ImageToWrite {
-                image: &plan.image,
-                source: &deps.base_image,
-                manifest: &assembled.manifest,
-                config: &assembled.config,
-                local_layers,
-            };
-            (platform, image)
-        })
-        .collect();
+    let deps: Vec<&registry_backend::DependencyImage> = made.iter().map(|m| &m.image).collect();
+    let images = assemble_platforms(plan, &deps, progress).await?;
     // Every platform's base is the same image in the same registry.
-    let client = &made[0].base_client;
-    write_images(
-        client,
-        &plan.image,
-        platforms.several(),
-        &images,
+    let layout = Layout {
+        client: &made[0].base_client,
+        name: &plan.image,
         target,
         progress,
-    )
-    .await
+    };
+    write_images(&layout, images, tag_check(spec, options, tag)).await
 }
 
-/// The output step: `images` (one per platform, in order; `several`: an index even of one)
-/// written to `target`, their remote layers read with `client`.
+/// The output step: `images` (one per platform, in order; several: an index) written by
+/// `layout` once `check` holds.
 async fn write_images(
-    client: &RegistryClient,
-    name: &str,
-    several: bool,
-    images: &[(&str, crate::publish::layout::ImageToWrite<'_>)],
-    target: &crate::publish::layout::OutputTarget,
-    progress: &Progress,
+    layout: &Layout<'_>,
+    images: Vec<(String, crate::oci::Image)>,
+    check: Check,
 ) -> Result<(), Error> {
+    let several = images.len() > 1;
+    let (progress, target) = (layout.progress, layout.target);
     let step = format!("write {target}");
     progress.event(Event::StepStarted {
         id: crate::progress::OUTPUT_STEP,
         name: &step,
         label: None,
     });
-    let written = match images {
-        [(_, one)] if !several => {
-            crate::publish::layout::write(client, one, target, progress).await
-        }
-        _ => crate::publish::layout::write_platforms(client, name, images, target, progress).await,
+    let written = if several {
+        let index = crate::oci::Index::of_images(images);
+        layout.publish_index(&index, check).await
+    } else {
+        let (_, image) = images.into_iter().next().expect("one platform at least");
+        layout.publish(&image, check).await
     };
     let error = written.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
@@ -940,26 +909,45 @@ async fn write_images(
         cached: false,
         error: error.as_deref(),
     });
-    written.map_err(|source| BackendError::Output {
-        target: target.to_string(),
-        source,
-    })?;
+    written.map_err(|e| published(e, Some(target)))?;
     Ok(())
+}
+
+/// A failed publish as the build's error: a tag that changed is the tag's error, a
+/// registry's failure the push's, a layout's the output's.
+fn published(e: PublishError, target: Option<&OutputTarget>) -> Error {
+    match e {
+        PublishError::Check(e) => e.into(),
+        PublishError::Registry(e) => BackendError::from(e).into(),
+        PublishError::Layout(source) => BackendError::Output {
+            target: target.map(ToString::to_string).unwrap_or_default(),
+            source,
+        }
+        .into(),
+        PublishError::Io { context, source } => {
+            BackendError::Context(format!("{context}: {source}")).into()
+        }
+    }
+}
+
+/// A failed daemonless dependency build or push as the build's error.
+fn uv_failed(e: uv::UvError) -> Error {
+    match e {
+        uv::UvError::Build(e) => BackendError::from(e).into(),
+        uv::UvError::Publish(e) => published(e, None),
+    }
 }
 
 /// flytekit's check that the tag still matches the files, to run on another thread while
 /// the blobs upload.
-fn tag_check(
-    spec: &NormalizedSpec,
-    options: &BuildOptions,
-    tag: &ImageTag,
-) -> impl FnOnce() -> Result<(), Error> + Send + 'static {
+fn tag_check(spec: &NormalizedSpec, options: &BuildOptions, tag: &ImageTag) -> Check {
     let (spec, tag_options, tag) = (spec.clone(), options.tag.clone(), tag.clone());
-    move || crate::tag::verify_unchanged(&spec, &tag_options, &tag).map_err(Error::from)
+    Check::new(move || crate::tag::verify_unchanged(&spec, &tag_options, &tag))
 }
 
-/// The registry fast path: the source layer on the dependency image, assembled in the
-/// registry.
+/// The registry fast path: the source layer on the dependency image, assembled here and
+/// pushed to the registry (the layer and config, then the manifest once the tag check
+/// holds).
 async fn fast_path(
     spec: &NormalizedSpec,
     tag: &ImageTag,
@@ -969,16 +957,40 @@ async fn fast_path(
     deps: &registry_backend::DependencyImage,
     progress: &Progress,
 ) -> Result<(), Error> {
-    let appended =
-        registry_backend::append(client, plan, deps, progress, tag_check(spec, options, tag))
-            .await?;
+    use crate::publish::registry::{Reference, Registry};
+    let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+    // The dependency image was named by the line before ("dependencies unchanged (...)").
+    let step = format!(
+        "push {} ({} files, {} on the dependency image)",
+        plan.image,
+        assembled.files,
+        crate::progress::bytes(assembled.layer_size)
+    );
+    progress.event(Event::StepStarted {
+        id: "append",
+        name: &step,
+        label: None,
+    });
+    let publisher = Registry::new(client, &plan.image).metered(progress, "append");
+    let check = tag_check(spec, options, tag);
+    let pushed = publisher
+        .push(&assembled.image, Reference::Tag, check)
+        .await;
+    progress.event(Event::StepDone {
+        id: "append",
+        name: &step,
+        label: None,
+        cached: false,
+        error: pushed.as_ref().err().map(|e| e.to_string()).as_deref(),
+    });
+    let pushed = pushed.map_err(|e| published(e, None))?;
     progress.event(Event::Info(&format!(
         "pushed {} ({}), {} files, layer {} bytes{}",
         plan.image,
-        appended.digest,
-        appended.files,
-        appended.layer_size,
-        if appended.uploaded {
+        pushed.digest,
+        assembled.files,
+        assembled.layer_size,
+        if pushed.uploaded.contains(&assembled.layer_digest) {
             ""
         } else {
             " (already in the registry)"
@@ -989,7 +1001,8 @@ async fn fast_path(
 
 /// The fast path for several platforms: the dependency image is an index with every
 /// platform (found, or made by [`platforms::dependency_images`]); each platform gets the
-/// source layer and the image is pushed as an index, last.
+/// source layer and is pushed by digest, and the index is pushed last, once the tag check
+/// holds.
 async fn fast_path_platforms(
     spec: &NormalizedSpec,
     tag: &ImageTag,
@@ -999,21 +1012,44 @@ async fn fast_path_platforms(
     deps: &[registry_backend::DependencyImage],
     progress: &Progress,
 ) -> Result<(), Error> {
+    use crate::publish::registry::{Reference, Registry};
     let platforms = Platforms::parse(&plan.platform);
-    let platforms: Vec<&str> = platforms.iter().collect();
-    let appended = registry_backend::append_platforms(
-        client,
-        plan,
-        &platforms,
-        deps,
-        progress,
-        tag_check(spec, options, tag),
-    )
-    .await?;
+    let publisher = Registry::new(client, &plan.image).metered(progress, "append");
+    let mut index = crate::oci::Index::default();
+    for (platform, deps) in platforms.iter().zip(deps) {
+        let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+        let step = format!(
+            "push {} for {platform} ({} files, {})",
+            plan.image,
+            assembled.files,
+            crate::progress::bytes(assembled.layer_size)
+        );
+        progress.event(Event::StepStarted {
+            id: "append",
+            name: &step,
+            label: None,
+        });
+        let pushed = publisher
+            .push(&assembled.image, Reference::Digest, Check::none())
+            .await;
+        progress.event(Event::StepDone {
+            id: "append",
+            name: &step,
+            label: None,
+            cached: false,
+            error: pushed.as_ref().err().map(|e| e.to_string()).as_deref(),
+        });
+        pushed.map_err(|e| published(e, None))?;
+        index.push_descriptor(platform, assembled.image.descriptor());
+    }
+    let digest = publisher
+        .push_index(&index, tag_check(spec, options, tag))
+        .await
+        .map_err(|e| published(e, None))?;
     progress.event(Event::Info(&format!(
         "pushed {} ({}), an index of {} platforms",
         plan.image,
-        appended.digest,
+        digest,
         platforms.len()
     )));
     Ok(())

@@ -26,7 +26,7 @@ use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
-use crate::registry::index::{IndexEntry, platform_index, platforms_of};
+use crate::registry::index::{IndexEntry, platforms_of};
 use crate::spec::NormalizedSpec;
 use crate::timeouts::Timeouts;
 
@@ -206,14 +206,28 @@ async fn push_index(
     entries: &[IndexEntry],
     progress: &Progress,
 ) -> Result<(), Error> {
-    let (body, media_type) = platform_index(entries);
+    use crate::oci::{Digest, Index, image::Descriptor};
+    let mut index = Index::default();
+    for e in entries {
+        let digest = Digest::parse(&e.digest).map_err(|err| BackendError::Push {
+            image: image.into(),
+            message: err.to_string(),
+        })?;
+        index.push_descriptor(
+            &e.platform,
+            Descriptor::new(&e.media_type, digest, e.size as u64),
+        );
+    }
     let step = format!("push index {image} ({} platforms)", entries.len());
     progress.event(Event::StepStarted {
         id: "push-index",
         name: &step,
         label: None,
     });
-    let pushed = client.push_manifest(image, body.into(), media_type).await;
+    let publisher = crate::publish::registry::Registry::new(client, image);
+    let pushed = publisher
+        .push_index(&index, crate::publish::Check::none())
+        .await;
     progress.event(Event::StepDone {
         id: "push-index",
         name: &step,
@@ -221,7 +235,7 @@ async fn push_index(
         cached: false,
         error: pushed.as_ref().err().map(ToString::to_string).as_deref(),
     });
-    pushed.map_err(BackendError::from)?;
+    pushed.map_err(|e| super::published(e, None))?;
     Ok(())
 }
 
