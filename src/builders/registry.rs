@@ -282,3 +282,53 @@ pub async fn find_dependency_images(
     }
     Ok(Some(found))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(labels: &[(&str, &str)]) -> BuildPlan {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spec.toml"), "packages = [\"six\"]\n").unwrap();
+        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        let mut plan = BuildPlan::new(spec, &tag, &Default::default()).unwrap();
+        plan.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        plan
+    }
+
+    #[test]
+    fn the_image_config_sets_the_id_last_and_drops_the_dependency_label() {
+        let plan = plan(&[]);
+        let mut config = json!({"config": {
+            "Env": ["PATH=/bin", "_F_IMG_ID=old", "A=1"],
+            "Labels": {DEPENDENCY_LABEL: "1000 1000 0 700"},
+        }});
+        image_config_edit(&plan, &mut config);
+        let id = format!("_F_IMG_ID={}", plan.image_id);
+        assert_eq!(config["config"]["Env"], json!(["PATH=/bin", "A=1", id]));
+        assert_eq!(config["config"]["Labels"], Value::Null, "no label left");
+        let plan = self::plan(&[("team", "a")]);
+        let mut config = json!({"config": {"Labels": {DEPENDENCY_LABEL: "x", "b": "2"}}});
+        image_config_edit(&plan, &mut config);
+        assert_eq!(config["config"]["Labels"], json!({"b": "2", "team": "a"}));
+    }
+
+    #[test]
+    fn the_dependency_label_gives_the_owner_and_root() {
+        let (owner, root) = parse_label("1001 0 0 700").unwrap();
+        assert_eq!((owner.uid, owner.gid), (1001, 1001));
+        assert_eq!((root.uid, root.gid, root.mode), (0, 0, 0o700));
+        for bad in ["", "1 2 3", "a 0 0 700", "1 0 0 9"] {
+            assert!(parse_label(bad).is_none(), "{bad:?}");
+        }
+        let base = Image::scratch(json!({"config": {"Labels": {DEPENDENCY_LABEL: "1 2 3 755"}}}));
+        let deps = DependencyImage::from_image("r/x:deps-1", base).unwrap();
+        assert_eq!(deps.root_dir.mode, 0o755);
+        assert!(DependencyImage::from_image("r/x:1", Image::scratch(json!({}))).is_none());
+    }
+}

@@ -1013,4 +1013,96 @@ mod tests {
         assert_eq!(layout_ref_name("x_-y--z"), "latest");
         assert_eq!(layout_ref_name("a---b"), "latest");
     }
+
+    /// The publisher returns the digest the layout names the image by, and an index of
+    /// the platforms' images when there are several; a docker-archive takes one image.
+    #[tokio::test]
+    async fn the_layout_publisher_returns_what_index_json_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
+        let progress = Progress::new(false, true);
+        let (image, _) = local_image(d);
+        let target = OutputTarget::OciDir(d.join("one"));
+        let layout = Layout {
+            client: &client,
+            name: "127.0.0.1:9/x:1",
+            target: &target,
+            progress: &progress,
+        };
+        let named = |dir: &str| {
+            let index: serde_json::Value =
+                serde_json::from_slice(&fs::read(d.join(dir).join("index.json")).unwrap()).unwrap();
+            index["manifests"][0]["digest"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let digest = layout.publish(&image, Check::none()).await.unwrap();
+        assert_eq!(digest.as_str(), named("one"));
+        assert_eq!(
+            digest,
+            Digest::of_bytes(&serde_json::to_vec(&as_oci(&image.manifest())).unwrap())
+        );
+
+        let index = Index::of_images([
+            ("linux/amd64".to_string(), image.clone()),
+            ("linux/arm64".to_string(), image.clone()),
+        ]);
+        let target = OutputTarget::OciDir(d.join("two"));
+        let layout = Layout {
+            target: &target,
+            ..layout
+        };
+        let digest = layout.publish_index(&index, Check::none()).await.unwrap();
+        assert_eq!(digest.as_str(), named("two"));
+        assert!(d.join("two/blobs/sha256").join(digest.hex()).is_file());
+
+        let mut remote = Index::default();
+        remote.push_descriptor("linux/amd64", image.descriptor());
+        let refused = layout.publish_index(&remote, Check::none()).await;
+        assert!(matches!(
+            refused,
+            Err(PublishError::Layout(LayoutError::NotLocal { .. }))
+        ));
+        let target = OutputTarget::DockerArchive(d.join("x.tar"));
+        let layout = Layout {
+            target: &target,
+            ..layout
+        };
+        let refused = layout.publish_index(&index, Check::none()).await;
+        assert!(matches!(
+            refused,
+            Err(PublishError::Layout(LayoutError::SeveralPlatforms))
+        ));
+        let digest = layout.publish(&image, Check::none()).await.unwrap();
+        assert_eq!(&digest, &image.config_descriptor().digest, "the image ID");
+    }
+
+    /// A failed check writes nothing.
+    #[tokio::test]
+    async fn nothing_is_written_when_the_check_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
+        let progress = Progress::new(false, true);
+        let (image, _) = local_image(d);
+        let target = OutputTarget::OciDir(d.join("out"));
+        let layout = Layout {
+            client: &client,
+            name: "127.0.0.1:9/x:1",
+            target: &target,
+            progress: &progress,
+        };
+        let changed = Check::new(|| {
+            Err(crate::tag::TagError::Changed {
+                name: "x".into(),
+                before: "a".into(),
+                after: "b".into(),
+            })
+        });
+        let err = layout.publish(&image, changed).await.unwrap_err();
+        assert!(matches!(err, PublishError::Check(_)), "{err}");
+        assert!(!d.join("out").exists());
+    }
 }

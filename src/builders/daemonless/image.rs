@@ -120,6 +120,21 @@ pub fn venv_layers(
     owner: u64,
     root_dir: Attrs,
 ) -> Result<Vec<(LayerPlan, String)>, DaemonlessError> {
+    let all = venv_entries(base, venv, owner, root_dir)?;
+    let owners = package_owners(venv).map_err(|source| DaemonlessError::Io {
+        context: format!("reading the staged venv at {}", venv.display()),
+        source,
+    })?;
+    Ok(split_by_package(base, &all, &owners))
+}
+
+/// Every entry of the venv layers: `/root`, the install step's mount points and the venv.
+fn venv_entries(
+    base: &BaseTree,
+    venv: &Path,
+    owner: u64,
+    root_dir: Attrs,
+) -> Result<LayerPlan, DaemonlessError> {
     let mut all = LayerPlan::default();
     all.entries.insert("root".into(), (root_dir, Entry::Dir));
     let mount = Attrs {
@@ -140,13 +155,6 @@ pub fn venv_layers(
         };
         all.entries.insert("usr/bin".into(), (attrs, Entry::Dir));
     }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| DaemonlessError::Io {
-            context: format!("reading the staged venv at {}", path.display()),
-            source,
-        }
-    };
     for entry in walkdir::WalkDir::new(venv).sort_by_file_name() {
         let entry = entry.map_err(|e| DaemonlessError::Io {
             context: format!("reading the staged venv at {}", venv.display()),
@@ -163,36 +171,50 @@ pub fn venv_layers(
         } else {
             format!("root/.venv/{rel}")
         };
-        let kind = entry.file_type();
-        let attrs = |mode| Attrs {
-            uid: owner,
-            gid: 0,
-            mode,
-        };
-        let item = if kind.is_symlink() {
-            let target = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
-            (
-                attrs(0o777),
-                Entry::Symlink(target.to_string_lossy().into_owned()),
-            )
-        } else if kind.is_dir() {
-            (attrs(0o755), Entry::Dir)
-        } else {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = entry.metadata().map_err(|e| DaemonlessError::Io {
-                context: format!("reading {}", entry.path().display()),
-                source: e.into(),
-            })?;
-            let mode = if mode.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
-            (attrs(mode), Entry::File(entry.path().to_path_buf()))
-        };
-        all.entries.insert(path, item);
+        all.entries.insert(path, venv_entry(&entry, owner)?);
     }
-    let owners = package_owners(venv).map_err(io(venv))?;
+    Ok(all)
+}
+
+/// One entry of the venv, owned by `owner` (group 0), modes as a umask of 022 leaves them.
+fn venv_entry(entry: &walkdir::DirEntry, owner: u64) -> Result<(Attrs, Entry), DaemonlessError> {
+    let io = |source: std::io::Error| DaemonlessError::Io {
+        context: format!("reading {}", entry.path().display()),
+        source,
+    };
+    let kind = entry.file_type();
+    let attrs = |mode| Attrs {
+        uid: owner,
+        gid: 0,
+        mode,
+    };
+    Ok(if kind.is_symlink() {
+        let target = std::fs::read_link(entry.path()).map_err(io)?;
+        (
+            attrs(0o777),
+            Entry::Symlink(target.to_string_lossy().into_owned()),
+        )
+    } else if kind.is_dir() {
+        (attrs(0o755), Entry::Dir)
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = entry.metadata().map_err(|e| io(e.into()))?;
+        let mode = if mode.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        (attrs(mode), Entry::File(entry.path().to_path_buf()))
+    })
+}
+
+/// The venv's own layer (what no package owns) and the packages' layers, each with its
+/// parents and its history line.
+fn split_by_package(
+    base: &BaseTree,
+    all: &LayerPlan,
+    owners: &BTreeMap<String, String>,
+) -> Vec<(LayerPlan, String)> {
     let mut own = LayerPlan::default();
     let mut packages: Vec<(LayerPlan, std::collections::BTreeSet<String>)> =
         (0..PACKAGE_LAYERS).map(|_| Default::default()).collect();
@@ -227,7 +249,7 @@ pub fn venv_layers(
         let names: Vec<String> = names.into_iter().collect();
         layers.push((plan, format!("RUN uv pip install # {}", names.join(" "))));
     }
-    Ok(layers)
+    layers
 }
 
 /// The layer (of [`PACKAGE_LAYERS`]) a package's files go to: by a hash of its name, the
