@@ -288,12 +288,7 @@ mod tests {
     use super::*;
 
     fn plan(labels: &[(&str, &str)]) -> BuildPlan {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("spec.toml"), "packages = [\"six\"]\n").unwrap();
-        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
-        let (_, spec) = file.select(None).unwrap();
-        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
-        let mut plan = BuildPlan::new(spec, &tag, &Default::default()).unwrap();
+        let mut plan = crate::builders::daemonless::config::tests::plan(&[]);
         plan.labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

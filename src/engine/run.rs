@@ -532,16 +532,27 @@ async fn push(
     progress: &Progress,
 ) -> Result<Option<String>, BackendError> {
     let step = format!("push {image}");
+    let pushing = d.push(image, credentials, "push", progress);
+    in_step(progress, "push", &step, pushing).await
+}
+
+/// `work` shown as the progress step `id` named `name`: started, then done with its error.
+async fn in_step<T, E: std::fmt::Display>(
+    progress: &Progress,
+    id: &'static str,
+    name: &str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     progress.event(Event::StepStarted {
-        id: "push",
-        name: &step,
+        id,
+        name,
         label: None,
     });
-    let result = d.push(image, credentials, "push", progress).await;
+    let result = work.await;
     let error = result.as_ref().err().map(ToString::to_string);
     progress.event(Event::StepDone {
-        id: "push",
-        name: &step,
+        id,
+        name,
         label: None,
         cached: false,
         error: error.as_deref(),
@@ -889,26 +900,16 @@ async fn write_images(
     let several = images.len() > 1;
     let (progress, target) = (layout.progress, layout.target);
     let step = format!("write {target}");
-    progress.event(Event::StepStarted {
-        id: crate::progress::OUTPUT_STEP,
-        name: &step,
-        label: None,
-    });
-    let written = if several {
-        let index = crate::oci::Index::of_images(images);
-        layout.publish_index(&index, check).await
-    } else {
-        let (_, image) = images.into_iter().next().expect("one platform at least");
-        layout.publish(&image, check).await
+    let writing = async {
+        if several {
+            let index = crate::oci::Index::of_images(images);
+            layout.publish_index(&index, check).await
+        } else {
+            let (_, image) = images.into_iter().next().expect("one platform at least");
+            layout.publish(&image, check).await
+        }
     };
-    let error = written.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone {
-        id: crate::progress::OUTPUT_STEP,
-        name: &step,
-        label: None,
-        cached: false,
-        error: error.as_deref(),
-    });
+    let written = in_step(progress, crate::progress::OUTPUT_STEP, &step, writing).await;
     written.map_err(|e| published(e, Some(target)))?;
     Ok(())
 }
@@ -966,23 +967,10 @@ async fn fast_path(
         assembled.files,
         crate::progress::bytes(assembled.layer_size)
     );
-    progress.event(Event::StepStarted {
-        id: "append",
-        name: &step,
-        label: None,
-    });
     let publisher = Registry::new(client, &plan.image).metered(progress, "append");
     let check = tag_check(spec, options, tag);
-    let pushed = publisher
-        .push(&assembled.image, Reference::Tag, check)
-        .await;
-    progress.event(Event::StepDone {
-        id: "append",
-        name: &step,
-        label: None,
-        cached: false,
-        error: pushed.as_ref().err().map(|e| e.to_string()).as_deref(),
-    });
+    let pushing = publisher.push(&assembled.image, Reference::Tag, check);
+    let pushed = in_step(progress, "append", &step, pushing).await;
     let pushed = pushed.map_err(|e| published(e, None))?;
     progress.event(Event::Info(&format!(
         "pushed {} ({}), {} files, layer {} bytes{}",
@@ -1024,21 +1012,8 @@ async fn fast_path_platforms(
             assembled.files,
             crate::progress::bytes(assembled.layer_size)
         );
-        progress.event(Event::StepStarted {
-            id: "append",
-            name: &step,
-            label: None,
-        });
-        let pushed = publisher
-            .push(&assembled.image, Reference::Digest, Check::none())
-            .await;
-        progress.event(Event::StepDone {
-            id: "append",
-            name: &step,
-            label: None,
-            cached: false,
-            error: pushed.as_ref().err().map(|e| e.to_string()).as_deref(),
-        });
+        let pushing = publisher.push(&assembled.image, Reference::Digest, Check::none());
+        let pushed = in_step(progress, "append", &step, pushing).await;
         pushed.map_err(|e| published(e, None))?;
         index.push_descriptor(platform, assembled.image.descriptor());
     }

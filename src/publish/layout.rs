@@ -859,8 +859,7 @@ mod tests {
 
     async fn write_local(dir: &Path, target: &OutputTarget) -> Result<(), LayoutError> {
         let (image, _) = local_image(dir);
-        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
-        let progress = Progress::new(false, true);
+        let (client, progress) = offline();
         write(&client, "127.0.0.1:9/x:1", &image, target, &progress).await?;
         Ok(())
     }
@@ -1014,22 +1013,35 @@ mod tests {
         assert_eq!(layout_ref_name("a---b"), "latest");
     }
 
+    /// A registry session nothing listens for, and a quiet progress view.
+    fn offline() -> (RegistryClient, Progress) {
+        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
+        (client, Progress::new(false, true))
+    }
+
+    fn layout_at<'a>(
+        client: &'a RegistryClient,
+        target: &'a OutputTarget,
+        progress: &'a Progress,
+    ) -> Layout<'a> {
+        Layout {
+            client,
+            name: "127.0.0.1:9/x:1",
+            target,
+            progress,
+        }
+    }
+
     /// The publisher returns the digest the layout names the image by, and an index of
     /// the platforms' images when there are several; a docker-archive takes one image.
     #[tokio::test]
     async fn the_layout_publisher_returns_what_index_json_names() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
-        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
-        let progress = Progress::new(false, true);
+        let (client, progress) = offline();
         let (image, _) = local_image(d);
         let target = OutputTarget::OciDir(d.join("one"));
-        let layout = Layout {
-            client: &client,
-            name: "127.0.0.1:9/x:1",
-            target: &target,
-            progress: &progress,
-        };
+        let layout = layout_at(&client, &target, &progress);
         let named = |dir: &str| {
             let index: serde_json::Value =
                 serde_json::from_slice(&fs::read(d.join(dir).join("index.json")).unwrap()).unwrap();
@@ -1084,16 +1096,10 @@ mod tests {
     async fn nothing_is_written_when_the_check_fails() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
-        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
-        let progress = Progress::new(false, true);
+        let (client, progress) = offline();
         let (image, _) = local_image(d);
         let target = OutputTarget::OciDir(d.join("out"));
-        let layout = Layout {
-            client: &client,
-            name: "127.0.0.1:9/x:1",
-            target: &target,
-            progress: &progress,
-        };
+        let layout = layout_at(&client, &target, &progress);
         let changed = Check::new(|| {
             Err(crate::tag::TagError::Changed {
                 name: "x".into(),

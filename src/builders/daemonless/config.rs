@@ -144,7 +144,7 @@ fn edit_config(config: &mut Value, with: &DependencyConfig<'_>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::oci::Digest;
     use crate::oci::image::Blob;
@@ -153,7 +153,8 @@ mod tests {
         EnvList::from_config(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
-    fn plan(env: &[(&str, &str)]) -> BuildPlan {
+    /// The plan of a spec of one package, with `env` added.
+    pub(crate) fn plan(env: &[(&str, &str)]) -> BuildPlan {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("spec.toml"), "packages = [\"six\"]\n").unwrap();
         let file = crate::load(&dir.path().join("spec.toml")).unwrap();

@@ -219,22 +219,9 @@ async fn push_index(
         );
     }
     let step = format!("push index {image} ({} platforms)", entries.len());
-    progress.event(Event::StepStarted {
-        id: "push-index",
-        name: &step,
-        label: None,
-    });
     let publisher = crate::publish::registry::Registry::new(client, image);
-    let pushed = publisher
-        .push_index(&index, crate::publish::Check::none())
-        .await;
-    progress.event(Event::StepDone {
-        id: "push-index",
-        name: &step,
-        label: None,
-        cached: false,
-        error: pushed.as_ref().err().map(ToString::to_string).as_deref(),
-    });
+    let pushing = publisher.push_index(&index, crate::publish::Check::none());
+    let pushed = super::in_step(progress, "push-index", &step, pushing).await;
     pushed.map_err(|e| super::published(e, None))?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 use crate::builders::daemonless::{DaemonlessError, DependencyBuild};
 use crate::oci::{Digest, Index};
 use crate::plan::BuildPlan;
-use crate::progress::{Event, Progress};
+use crate::progress::Progress;
 use crate::publish::registry::{Reference, Registry};
 use crate::publish::{Check, PublishError};
 use crate::registry::client::RegistryClient;
@@ -49,20 +49,8 @@ pub async fn build_and_push(
         let publisher = Registry::new(client, &deps.image)
             .copying_from(&made.base_client)
             .metered(progress, "push-deps");
-        progress.event(Event::StepStarted {
-            id: "push-deps",
-            name: &name,
-            label: None,
-        });
-        let pushed = publisher.push(&made.image, reference, Check::none()).await;
-        progress.event(Event::StepDone {
-            id: "push-deps",
-            name: &name,
-            label: None,
-            cached: false,
-            error: pushed.as_ref().err().map(ToString::to_string).as_deref(),
-        });
-        let pushed = pushed?;
+        let pushing = publisher.push(&made.image, reference, Check::none());
+        let pushed = super::in_step(progress, "push-deps", &name, pushing).await?;
         if !several {
             return Ok(pushed.digest);
         }
