@@ -15,6 +15,7 @@
 
 pub mod builders;
 pub mod engine;
+pub mod exit;
 pub mod explain;
 /// The bodies of the fuzz targets in `fuzz/`, replayed by `cargo test` over
 /// `testdata/fuzz/`: for the fuzzers and that test, not an API.
@@ -37,35 +38,9 @@ pub mod spec;
 pub mod tag;
 pub mod timeouts;
 
+pub use exit::ExitCode;
 pub use spec::{NormalizedSpec, SpecError, SpecFile};
 pub use tag::{ImageTag, TagError, TagOptions};
-
-/// The exit codes of every command: the contract a CI script relies on (README, *Exit
-/// codes*). `IMAGE=$(imagespec build spec.toml)` exits 0 only when the image exists as named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCode {
-    /// Done: the image exists as named (found, built, pushed, written), or the answer is yes.
-    Done = 0,
-    /// Failed (a build, a push, a write, the machine), or the answer is no.
-    Failed = 1,
-    /// Bad input: the spec, a file it names, the command line. Nothing was tried.
-    BadInput = 2,
-    /// Cannot tell whether the image exists (registry unreachable, stalled, credentials
-    /// refused): flytekit's `None`.
-    CannotTell = 3,
-}
-
-impl ExitCode {
-    /// The meaning of a number some part of the library returns (anything unknown is 1).
-    pub fn from_code(code: i32) -> ExitCode {
-        match code {
-            0 => ExitCode::Done,
-            2 => ExitCode::BadInput,
-            3 => ExitCode::CannotTell,
-            _ => ExitCode::Failed,
-        }
-    }
-}
 
 /// Any error of the library, with the exit code the CLI gives it.
 #[derive(Debug, thiserror::Error)]

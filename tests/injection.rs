@@ -375,18 +375,25 @@ const PLAN_FIELDS: &[Mutation] = &[
             *base_python = s.into();
         }
     }),
-    ("pip_secret_mount", |p, s| p.pip_secret_mount.push_str(s)),
+    ("pip_secret_mount", |p, s| {
+        if let Some(secret) = p.secrets.first_mut() {
+            secret.target.push_str(s);
+        }
+    }),
     ("entrypoint", |p, s| {
         if let Some(e) = &mut p.entrypoint {
             e.push(s.into());
         }
     }),
     ("copy_commands", |p, s| {
-        if let Some(c) = p.copy_commands.first_mut() {
-            c.push_str(s);
+        if let Some(c) = p.copies.first_mut() {
+            c.from.push_str(s);
         }
     }),
-    ("run_commands", |p, s| p.run_commands.push_str(s)),
+    ("run_commands", |p, s| match p.commands.last_mut() {
+        Some(c) => c.push_str(s),
+        None => p.commands.push(s.into()),
+    }),
     ("image_id", |p, s| p.image_id.push_str(s)),
 ];
 
@@ -665,8 +672,9 @@ fn expected_steps(plan: &BuildPlan) -> Vec<Step> {
     if plan.entrypoint.is_some() {
         steps.push(step("ENTRYPOINT"));
     }
-    let commands = holding("RUN", &plan.run_commands);
-    let has_commands = !plan.run_commands.is_empty();
+    let run_commands = plan.commands.join(" && ");
+    let commands = holding("RUN", &run_commands);
+    let has_commands = !run_commands.is_empty();
     if plan.commands_before_copy && has_commands {
         steps.push(commands);
     } else if !plan.commands_before_copy && (compat || has_commands) {
@@ -675,9 +683,9 @@ fn expected_steps(plan: &BuildPlan) -> Vec<Step> {
     if plan.source.is_some() {
         steps.push(step("COPY"));
     }
-    steps.extend(plan.copy_commands.iter().map(|_| step("COPY")));
+    steps.extend(plan.copies.iter().map(|_| step("COPY")));
     if !plan.commands_before_copy && (compat || has_commands) {
-        steps.push(holding("RUN", &plan.run_commands));
+        steps.push(holding("RUN", &run_commands));
     }
     steps.extend([step("WORKDIR"), step("SHELL"), step("USER"), step("RUN")]);
     if !plan.image_id.is_empty() {

@@ -132,7 +132,7 @@ fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<
             NotDaemonless::Conda
         });
     }
-    if !deps.run_commands.is_empty() {
+    if deps.runs_commands() {
         return Some(NotDaemonless::Commands);
     }
     // The Dockerfile's shell splits and expands the arguments; uv gets them as plain words.

@@ -26,7 +26,7 @@ pub fn appendable(plan: &BuildPlan) -> Appendable {
         Appendable::No(NotAppendable::FlytekitDockerfile)
     } else if plan.root_entries.is_empty() {
         Appendable::No(NotAppendable::NoFiles)
-    } else if !plan.run_commands.is_empty() && !plan.commands_before_copy {
+    } else if plan.runs_commands() && !plan.commands_before_copy {
         Appendable::No(NotAppendable::CommandsAfterCopy)
     } else {
         Appendable::Yes

@@ -11,7 +11,7 @@
 //! values are strings (envd panics on an int), `entrypoint` is kept.
 //!
 //! ```no_run
-//! # use imagespec::{context::{EnvdPlan, RenderOptions}, tag};
+//! # use imagespec::{plan::{EnvdPlan, RenderOptions}, tag};
 //! let file = imagespec::load(std::path::Path::new("spec.toml"))?;
 //! let (_, spec) = file.select(None)?;
 //! let tag = tag::compute(spec, &Default::default())?;
@@ -21,9 +21,8 @@
 //! ```
 
 use super::PlanError;
-use super::image::{
-    ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions, check_inside, copy_tree, posix_parts,
-};
+use super::copies::{check_inside, place_copies, place_source};
+use super::image::{ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue, Scalar};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
@@ -64,28 +63,39 @@ pub struct EnvdCopy {
 /// Everything the envd backend needs to build one image.
 #[derive(Debug, Clone)]
 pub struct EnvdPlan {
+    /// Which `build.envd` `render` writes (imagespec's, or the plugin's own).
     pub flavor: Flavor,
-    /// `[registry/]name:tag`.
+    /// The image built: `[registry/]name:tag`.
     pub image: String,
+    /// flytekit's image id (`_F_IMG_ID`, also in `env`).
     pub image_id: String,
+    /// The platforms built, comma-separated.
     pub platform: String,
+    /// `base(image=...)`.
     pub base_image: String,
     /// `run(commands=[...])`: envd runs them after everything else, in one `bash -c`.
     pub commands: Vec<String>,
+    /// `install.python_packages(name=[...])`.
     pub python_packages: Vec<String>,
+    /// `install.apt_packages(name=[...])`.
     pub apt_packages: Vec<String>,
     /// `runtime.environ(env=...)`: `PYTHONPATH`, `_F_IMG_ID`, then the spec's, as Python values.
     pub env: Vec<(String, PyValue)>,
+    /// `url` of `config.pip_index`.
     pub pip_index: String,
     /// `extra_url` of `config.pip_index`: the extra index URLs joined by spaces.
     pub pip_extra_index_url: Option<String>,
+    /// `install.conda_packages(...)`, when the spec names conda packages.
     pub conda: Option<CondaInstall>,
     /// `install.python_packages(requirements="requirements.txt")`.
     pub requirements: bool,
+    /// `install.python(version=...)`.
     pub python_version: Option<String>,
+    /// `install.cuda(...)`.
     pub cuda: Option<CudaInstall>,
     /// `config.entrypoint` (default flavor only: the plugin drops it).
     pub entrypoint: Option<Vec<String>>,
+    /// The `io.copy` calls that put the source and `copy` files under `/root`.
     pub copies: Vec<EnvdCopy>,
     /// Asked for, but envd has no secret mounts: nothing can bring it into a build step
     /// without leaving it in a layer, so the backend says it is not used.
@@ -123,212 +133,21 @@ impl EnvdPlan {
         tag: &ImageTag,
         options: &RenderOptions,
     ) -> Result<EnvdPlan, PlanError> {
-        let name = spec.name().to_string();
         let compat = options.flavor == Flavor::FlytekitCompat;
         // `if image_spec.python_exec is not None`: an empty string is refused too.
         if spec.python_exec.is_some() {
             return Err(PlanError::EnvdPythonExec {
                 at: spec.at("python_exec"),
-                name,
+                name: spec.name().to_string(),
             });
         }
         let python_version = spec.python_version.as_ref().filter(|v| **v != Scalar::None);
-        let cuda = match spec.cuda.as_ref().filter(|c| truthy(c)) {
-            Some(_) if python_version.is_none() => {
-                return Err(PlanError::EnvdCudaWithoutPythonVersion {
-                    at: spec.at("cuda"),
-                    name,
-                });
-            }
-            Some(version) => Some(CudaInstall {
-                version: version.to_string(),
-                cudnn: spec
-                    .cudnn
-                    .as_ref()
-                    .filter(|c| truthy(c))
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            }),
-            None => None,
-        };
-        let base_image = match spec.base() {
-            _ if cuda.is_some() => CUDA_BASE_IMAGE.to_string(),
-            Some(NormalizedBase::Ref(r)) => r.clone(),
-            Some(NormalizedBase::Spec(_)) => tag
-                .base
-                .as_ref()
-                .map(|b| b.image.clone())
-                .unwrap_or_default(),
-            None => format!(
-                "{DEFAULT_IMAGE_PREFIX}{}-{}",
-                options.host_python_version,
-                flytekit_version(options)
-            ),
-        };
-
-        let mut env = vec![
-            ("PYTHONPATH".to_string(), PyValue::Str("/root:".into())),
-            ("_F_IMG_ID".to_string(), PyValue::Str(tag.id.clone())),
-        ];
-        for (k, v) in spec.env.iter().flatten() {
-            // Deliberate difference: envd's runtime.environ panics on a non-string value
-            // ("interface conversion: starlark.Value is starlark.Int"); Python's str() of it
-            // is what the Dockerfile's ENV holds too.
-            let v = if compat {
-                PyValue::from(v)
-            } else {
-                PyValue::Str(v.to_string())
-            };
-            match env.iter_mut().find(|(ek, _)| ek == k) {
-                Some(slot) => slot.1 = v,
-                None => env.push((k.clone(), v)),
-            }
-        }
-
-        let conda = spec
-            .conda_packages
-            .as_ref()
-            .filter(|p| !p.is_empty())
-            .map(|packages| CondaInstall {
-                packages: packages.clone(),
-                channels: spec.conda_channels.clone().unwrap_or_default(),
-            });
-
+        let cuda = cuda(spec, python_version.is_some())?;
+        let base_image = base_image(spec, tag, options, cuda.is_some());
         // The plugin's order: requirements, source files, `copy` entries, build.envd last.
         let mut files = Vec::new();
-        let requirements = match spec.requirements.as_deref().filter(|r| !r.is_empty()) {
-            Some(req) => {
-                let path = spec.resolve(req);
-                if !path.is_file() {
-                    let source =
-                        std::io::Error::new(std::io::ErrorKind::NotFound, "not a readable file");
-                    return Err(PlanError::Requirements {
-                        at: spec.at("requirements"),
-                        name,
-                        path,
-                        source,
-                    });
-                }
-                files.push(ContextFile::Copy {
-                    from: path,
-                    to: ENVD_REQUIREMENTS.into(),
-                });
-                true
-            }
-            None => false,
-        };
-
-        let mut copies = Vec::new();
-        let copy_source = !matches!(spec.source_copy_mode, None | Some(CopyMode::NoCopy));
-        let root_prefix = if compat {
-            String::new()
-        } else {
-            format!("{ENVD_ROOT_DIR}/")
-        };
-        if copy_source {
-            if let Some(set) = &tag.source {
-                for f in &set.files {
-                    files.push(ContextFile::Copy {
-                        from: f.path.clone(),
-                        to: format!("{root_prefix}{}", f.rel),
-                    });
-                }
-            }
-            if compat {
-                copies.push(EnvdCopy {
-                    source: "./".into(),
-                    target: "/root".into(),
-                });
-            }
-        }
-        for entry in tag.copy.iter().flat_map(|c| &c.entries) {
-            let written = &entry.written;
-            let parts = posix_parts(written);
-            if written.starts_with('/') || parts.contains(&"..") {
-                return Err(PlanError::CopyPath {
-                    at: spec.copy_entry_at(written),
-                    name,
-                    entry: written.clone(),
-                });
-            }
-            let posix = if parts.is_empty() {
-                ".".to_string()
-            } else {
-                parts.join("/")
-            };
-            let parent = if parts.len() <= 1 {
-                ".".to_string()
-            } else {
-                parts[..parts.len() - 1].join("/")
-            };
-            if entry.is_dir {
-                if compat {
-                    // shutil.copytree into the context root: directory links followed, empty
-                    // directories kept.
-                    let links = tag.copy.as_ref().map(|c| c.links).unwrap_or_default();
-                    copy_tree(spec, &name, entry, &posix, links, &mut files)?;
-                    copies.push(EnvdCopy {
-                        source: posix.clone(),
-                        target: format!("/root/{posix}/"),
-                    });
-                } else {
-                    let dir = format!("{root_prefix}{posix}");
-                    files.push(ContextFile::Dir {
-                        to: dir.trim_end_matches("/.").to_string(),
-                    });
-                    for (rel, from) in &entry.files {
-                        files.push(ContextFile::Copy {
-                            from: from.clone(),
-                            to: format!("{dir}/{rel}"),
-                        });
-                    }
-                }
-            } else if let Some((_, from)) = entry.files.first() {
-                files.push(ContextFile::Copy {
-                    from: from.clone(),
-                    to: format!("{root_prefix}{posix}"),
-                });
-                if compat {
-                    copies.push(EnvdCopy {
-                        source: posix.clone(),
-                        target: format!("/root/{parent}/"),
-                    });
-                }
-            } else {
-                return Err(PlanError::CopyMissing {
-                    at: spec.copy_entry_at(written),
-                    name,
-                    entry: written.clone(),
-                    dir: spec.dir().to_path_buf(),
-                });
-            }
-        }
-        if !compat && (copy_source || tag.copy.as_ref().is_some_and(|c| !c.entries.is_empty())) {
-            // One copy of the `root/` tree: its directory is copied *into* "/", i.e. onto
-            // /root (whose owner and mode stay the base image's).
-            files.insert(
-                0,
-                ContextFile::Dir {
-                    to: ENVD_ROOT_DIR.into(),
-                },
-            );
-            copies.push(EnvdCopy {
-                source: ENVD_ROOT_DIR.into(),
-                target: "/".into(),
-            });
-        }
-
-        // Also the source files themselves: `root/../x` stays in the context but not in /root.
-        let source_files: Vec<super::RootEntry> = tag
-            .source
-            .iter()
-            .flat_map(|s| &s.files)
-            .map(|f| super::RootEntry::File {
-                to: f.rel.clone(),
-                from: f.path.clone(),
-            })
-            .collect();
-        check_inside(spec, &name, &files, &source_files)?;
+        let requirements = requirements(spec, &mut files)?;
+        let copies = root_files(spec, tag, compat, &mut files)?;
         Ok(EnvdPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
@@ -338,13 +157,20 @@ impl EnvdPlan {
             commands: spec.commands.clone().unwrap_or_default(),
             python_packages: spec.packages.clone().unwrap_or_default(),
             apt_packages: spec.apt_packages.clone().unwrap_or_default(),
-            env,
+            env: env(spec, tag, compat),
             pip_index: spec
                 .pip_index
                 .clone()
                 .unwrap_or_else(|| "https://pypi.org/simple".into()),
             pip_extra_index_url: spec.pip_extra_index_url.as_ref().map(|urls| urls.join(" ")),
-            conda,
+            conda: spec
+                .conda_packages
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .map(|packages| CondaInstall {
+                    packages: packages.clone(),
+                    channels: spec.conda_channels.clone().unwrap_or_default(),
+                }),
             requirements,
             python_version: python_version
                 .filter(|v| truthy(v))
@@ -356,12 +182,152 @@ impl EnvdPlan {
                 spec.entrypoint.clone().filter(|e| !e.is_empty())
             },
             copies,
-            ca_bundle: if compat {
-                None
-            } else {
-                options.ca_bundle_for(spec)
-            },
+            ca_bundle: (!compat).then(|| options.ca_bundle_for(spec)).flatten(),
             files,
         })
     }
+}
+
+/// `install.cuda(...)` when `cuda` is set (which needs `python_version`, as in the plugin).
+fn cuda(spec: &NormalizedSpec, python_version: bool) -> Result<Option<CudaInstall>, PlanError> {
+    match spec.cuda.as_ref().filter(|c| truthy(c)) {
+        Some(_) if !python_version => Err(PlanError::EnvdCudaWithoutPythonVersion {
+            at: spec.at("cuda"),
+            name: spec.name().to_string(),
+        }),
+        Some(version) => Ok(Some(CudaInstall {
+            version: version.to_string(),
+            cudnn: spec
+                .cudnn
+                .as_ref()
+                .filter(|c| truthy(c))
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        })),
+        None => Ok(None),
+    }
+}
+
+/// The plugin's base image: its CUDA placeholder, the spec's `base_image`, the base spec's
+/// image, or flytekit's default image for the host's Python and flytekit's version.
+fn base_image(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    options: &RenderOptions,
+    cuda: bool,
+) -> String {
+    match spec.base() {
+        _ if cuda => CUDA_BASE_IMAGE.to_string(),
+        Some(NormalizedBase::Ref(r)) => r.clone(),
+        Some(NormalizedBase::Spec(_)) => tag
+            .base
+            .as_ref()
+            .map(|b| b.image.clone())
+            .unwrap_or_default(),
+        None => format!(
+            "{DEFAULT_IMAGE_PREFIX}{}-{}",
+            options.host_python_version,
+            flytekit_version(options)
+        ),
+    }
+}
+
+/// `runtime.environ(env=...)`: `PYTHONPATH`, `_F_IMG_ID`, then the spec's `env` (a key
+/// written again replaces the value in place).
+fn env(spec: &NormalizedSpec, tag: &ImageTag, compat: bool) -> Vec<(String, PyValue)> {
+    let mut env = vec![
+        ("PYTHONPATH".to_string(), PyValue::Str("/root:".into())),
+        ("_F_IMG_ID".to_string(), PyValue::Str(tag.id.clone())),
+    ];
+    for (k, v) in spec.env.iter().flatten() {
+        // Deliberate difference: envd's runtime.environ panics on a non-string value
+        // ("interface conversion: starlark.Value is starlark.Int"); Python's str() of it
+        // is what the Dockerfile's ENV holds too.
+        let v = if compat {
+            PyValue::from(v)
+        } else {
+            PyValue::Str(v.to_string())
+        };
+        match env.iter_mut().find(|(ek, _)| ek == k) {
+            Some(slot) => slot.1 = v,
+            None => env.push((k.clone(), v)),
+        }
+    }
+    env
+}
+
+/// The requirements file, copied into the context as `requirements.txt`: whether there is one.
+fn requirements(spec: &NormalizedSpec, files: &mut Vec<ContextFile>) -> Result<bool, PlanError> {
+    let Some(req) = spec.requirements.as_deref().filter(|r| !r.is_empty()) else {
+        return Ok(false);
+    };
+    let path = spec.resolve(req);
+    if !path.is_file() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not a readable file");
+        return Err(PlanError::Requirements {
+            at: spec.at("requirements"),
+            name: spec.name().to_string(),
+            path,
+            source,
+        });
+    }
+    files.push(ContextFile::Copy {
+        from: path,
+        to: ENVD_REQUIREMENTS.into(),
+    });
+    Ok(true)
+}
+
+/// The source files and `copy` entries in the context, and the `io.copy`s that put them
+/// under `/root`: the plugin's (at the context root, one per entry) with `compat`, else one
+/// copy of the `root/` tree.
+fn root_files(
+    spec: &NormalizedSpec,
+    tag: &ImageTag,
+    compat: bool,
+    files: &mut Vec<ContextFile>,
+) -> Result<Vec<EnvdCopy>, PlanError> {
+    let copy_source = !matches!(spec.source_copy_mode, None | Some(CopyMode::NoCopy));
+    let prefix = if compat {
+        String::new()
+    } else {
+        format!("{ENVD_ROOT_DIR}/")
+    };
+    let mut root = Vec::new();
+    let mut copies = Vec::new();
+    if let Some(set) = tag.source.as_ref().filter(|_| copy_source) {
+        place_source(set, &prefix, files, &mut root);
+    }
+    if copy_source && compat {
+        copies.push(EnvdCopy {
+            source: "./".into(),
+            target: "/root".into(),
+        });
+    }
+    let steps = place_copies(spec, tag, &prefix, compat, files, &mut root)?;
+    if compat {
+        copies.extend(steps.into_iter().map(|step| EnvdCopy {
+            source: step.from,
+            target: format!("/root/{}/", step.to),
+        }));
+    } else if copy_source || !steps.is_empty() {
+        // One copy of the `root/` tree: its directory is copied *into* "/", i.e. onto
+        // /root (whose owner and mode stay the base image's).
+        files.insert(
+            0,
+            ContextFile::Dir {
+                to: ENVD_ROOT_DIR.into(),
+            },
+        );
+        copies.push(EnvdCopy {
+            source: ENVD_ROOT_DIR.into(),
+            target: "/".into(),
+        });
+    }
+    // Also the source files themselves: `root/../x` stays in the context but not in /root.
+    if let Some(set) = tag.source.as_ref().filter(|_| !copy_source) {
+        place_source(set, &prefix, &mut Vec::new(), &mut root);
+    }
+    check_inside(spec, files, &root)?;
+    Ok(copies)
 }

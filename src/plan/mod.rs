@@ -1,12 +1,14 @@
-//! The build context: a typed [`BuildPlan`] made once from the normalised spec and its tag,
-//! then written to disk (Dockerfile + files) for a backend to build.
+//! The plan: what an image holds, typed and builder-neutral — a [`BuildPlan`] (Dockerfile
+//! builders, the registry fast path, uv without a daemon) or an [`EnvdPlan`], made once from
+//! the normalised spec and its tag. It holds no builder syntax: `render` turns it into a
+//! Dockerfile or `build.envd`, writes the context, and computes its dependency key.
 //!
 //! The plan follows flytekit 1.16's `create_docker_context`, and records every file the
 //! build needs: the source files are the very [`SourceSet`](crate::source::SourceSet) the
 //! tag hashed (no second walk), `copy` entries, lock files and `requirements_uv.txt`.
 //!
 //! ```no_run
-//! # use imagespec::{context::{BuildPlan, RenderOptions}, tag};
+//! # use imagespec::{plan::{BuildPlan, RenderOptions}, tag};
 //! let file = imagespec::load(std::path::Path::new("spec.toml"))?;
 //! let (_, spec) = file.select(None)?;
 //! let tag = tag::compute(spec, &Default::default())?;
@@ -15,7 +17,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod copies;
 mod envd;
+mod python;
+pub use copies::CopyStep;
 pub use envd::{
     BUILD_ENVD, CondaInstall, CudaInstall, ENVD_REQUIREMENTS, ENVD_ROOT_DIR, EnvdCopy, EnvdPlan,
 };
@@ -23,8 +28,8 @@ mod image;
 
 pub use crate::source::layer::RootEntry;
 pub use image::{
-    BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, IndexSecret,
-    Micromamba, PythonInstall, RenderOptions, Secret, index_credentials_warnings,
+    BuildPlan, ContextFile, DEPENDENCY_LABEL, DependencyKey, FLYTEKIT_REQUIREMENT, Flavor,
+    IndexSecret, Micromamba, PythonInstall, RenderOptions, Secret, index_credentials_warnings,
 };
 
 use crate::spec::FieldAt;

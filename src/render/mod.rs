@@ -9,11 +9,12 @@
 //! joins those lines the same way.
 
 pub mod envd;
+mod key;
 pub mod steps;
 mod write;
 pub use write::{CONTEXT_MTIME, Existing, WriteError};
 
-use crate::plan::{BuildPlan, Flavor, PythonInstall};
+use crate::plan::{BuildPlan, CopyStep, Flavor, PythonInstall};
 use minijinja::{Environment, context};
 
 const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/Dockerfile.j2");
@@ -27,6 +28,59 @@ pub fn dockerfile(plan: &BuildPlan) -> String {
 /// [`steps::StepLabels`] reads; the Dockerfile built never has them).
 fn render(plan: &BuildPlan, markers: bool) -> String {
     let compat = plan.flavor == Flavor::FlytekitCompat;
+    let micromamba = plan.micromamba.as_ref().map(|m| {
+        context! {
+            python_version => m.python_version,
+            packages => m.packages.join(" "),
+            channels => m.channels.iter().map(|c| format!("-c {c}")).collect::<Vec<_>>().join(" "),
+        }
+    });
+    let entrypoint = plan
+        .entrypoint
+        .as_ref()
+        .map(|e| format!("ENTRYPOINT {}", crate::py::text::json_list(e)))
+        .unwrap_or_default();
+    let copy_lines: Vec<String> = plan
+        .copies
+        .iter()
+        .map(|c| format!("{}{}", steps::marker(markers, "copy"), copy_line(c)))
+        .collect();
+    let (install, secret_mounts) = install(plan);
+    let rendered = environment(markers)
+        .get_template("Dockerfile")
+        .and_then(|t| {
+            t.render(context! {
+                compat,
+                uv_image => plan.uv_image,
+                micromamba_image => plan.micromamba_image,
+                base_image => plan.base_image,
+                apt_packages => plan.apt_packages.join(" "),
+                micromamba,
+                extra_path => plan.extra_path,
+                python_exec => plan.python_exec,
+                env => minijinja::Value::from_safe_string(env_line(plan)),
+                install,
+                pip_secret_mount => secret_mounts,
+                ca_bundle => plan.ca_bundle.is_some(),
+                entrypoint,
+                copy_source => plan.source.is_some(),
+                copy_commands => minijinja::Value::from_safe_string(copy_lines.join("\n")),
+                run_commands => plan.commands.join(" && "),
+                commands_first => plan.commands_before_copy,
+                image_id => plan.image_id,
+            })
+        })
+        .expect("templates/Dockerfile.j2 renders");
+    if compat {
+        rendered.replace("\\\n", "")
+    } else {
+        collapse_blank_lines(&rendered)
+    }
+}
+
+/// The template environment: the Dockerfile template, `step(kind)` (a marker line with
+/// `markers`, else nothing), and the formatter that keeps every value on one line.
+fn environment(markers: bool) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_keep_trailing_newline(true);
     // The template is part of the binary and tested: failing to parse it is a bug.
@@ -51,6 +105,13 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
             minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed").with_source(e)
         })
     });
+    env
+}
+
+/// The template's `install` (kind, arguments, base interpreter) and the install step's
+/// secret mounts.
+fn install(plan: &BuildPlan) -> (minijinja::Value, String) {
+    let compat = plan.flavor == Flavor::FlytekitCompat;
     let (kind, args, base_python) = match &plan.install {
         PythonInstall::Requirements { args } => ("requirements", args.as_str(), ""),
         PythonInstall::Venv { base_python, args } => ("venv", args.as_str(), base_python.as_str()),
@@ -63,26 +124,15 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
         ),
         PythonInstall::PoetryLock { args } => ("poetry_lock", args.as_str(), ""),
     };
-    // An index URL with credentials is read from its BuildKit secret (never written on
-    // the `RUN` line: it would stay in the image's history); the plan has none in compat.
-    let mut args = args.to_string();
-    let mut secret_mounts = plan.pip_secret_mount.clone();
-    for secret in &plan.index_secrets {
-        args = args.replacen(&secret.option(), &secret.option_from_secret(), 1);
-        if !secret_mounts.is_empty() {
-            secret_mounts.push(' ');
-        }
-        secret_mounts.push_str(&secret.mount());
-    }
-    let micromamba = plan.micromamba.as_ref().map(|m| {
-        context! {
-            python_version => m.python_version,
-            packages => m.packages.join(" "),
-            channels => m.channels.iter().map(|c| format!("-c {c}")).collect::<Vec<_>>().join(" "),
-        }
-    });
-    let env_line = plan
-        .env
+    let (args, secret_mounts) = install_secrets(plan, args);
+    (context! { kind, args, base_python }, secret_mounts)
+}
+
+/// The `ENV` pairs of the user space, each value on one line: `k=v` joined by spaces as
+/// flytekit writes them (compat), else one quoted pair a line.
+fn env_line(plan: &BuildPlan) -> String {
+    let compat = plan.flavor == Flavor::FlytekitCompat;
+    plan.env
         .iter()
         .map(|(k, v)| {
             let (k, v) = (one_line(k), one_line(v));
@@ -93,48 +143,38 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(if compat { " " } else { " \\\n    " });
-    let env_line = minijinja::Value::from_safe_string(env_line);
-    let entrypoint = plan
-        .entrypoint
-        .as_ref()
-        .map(|e| format!("ENTRYPOINT {}", crate::py::text::json_list(e)))
-        .unwrap_or_default();
-    let rendered = env
-        .get_template("Dockerfile")
-        .and_then(|t| {
-            t.render(context! {
-                compat,
-                uv_image => plan.uv_image,
-                micromamba_image => plan.micromamba_image,
-                base_image => plan.base_image,
-                apt_packages => plan.apt_packages.join(" "),
-                micromamba,
-                extra_path => plan.extra_path,
-                python_exec => plan.python_exec,
-                env => env_line,
-                install => context! { kind, args, base_python },
-                pip_secret_mount => secret_mounts,
-                ca_bundle => plan.ca_bundle.is_some(),
-                entrypoint,
-                copy_source => plan.source.is_some(),
-                copy_commands => minijinja::Value::from_safe_string(plan
-                    .copy_commands
-                    .iter()
-                    .map(|c| format!("{}{}", steps::marker(markers, "copy"), one_line(c)))
-                    .collect::<Vec<_>>()
-                    .join("\n")),
-                run_commands => plan.run_commands,
-                commands_first => plan.commands_before_copy,
-                image_id => plan.image_id,
-            })
-        })
-        .expect("templates/Dockerfile.j2 renders");
-    if compat {
-        rendered.replace("\\\n", "")
-    } else {
-        collapse_blank_lines(&rendered)
+        .join(if compat { " " } else { " \\\n    " })
+}
+
+/// The install step's arguments and its secret mounts: `pip_secret_mounts`, then each index
+/// URL with credentials, read from its BuildKit secret (never written on the `RUN` line: it
+/// would stay in the image's history; the plan has none in compat).
+fn install_secrets(plan: &BuildPlan, args: &str) -> (String, String) {
+    let mut args = args.to_string();
+    let mut mounts: Vec<String> = plan
+        .secrets
+        .iter()
+        .map(|s| format!("--mount=type=secret,id={},target={}", s.id, s.target))
+        .collect();
+    for secret in &plan.index_secrets {
+        let option = format!("{} {}", secret.flag, secret.url.expose());
+        let from_secret = format!("{} \"$(cat {})\"", secret.flag, secret.target);
+        args = args.replacen(&option, &from_secret, 1);
+        mounts.push(format!(
+            "--mount=type=secret,id={},target={},required=true",
+            secret.id, secret.target
+        ));
     }
+    (args, mounts.join(" "))
+}
+
+/// A `copy` entry's `COPY` instruction (each value on one line, see [`one_line`]).
+fn copy_line(step: &CopyStep) -> String {
+    format!(
+        "COPY --chown=flytekit {} /root/{}/",
+        one_line(&step.from),
+        one_line(&step.to)
+    )
 }
 
 /// At most one blank line in a row: flytekit's layout leaves runs of them where optional
@@ -197,6 +237,47 @@ mod tests {
             ..Default::default()
         };
         dockerfile(&BuildPlan::new(spec, &tag, &options).unwrap())
+    }
+
+    #[test]
+    fn a_copy_step_is_one_copy_line_whatever_its_paths_hold() {
+        let step = |from: &str, to: &str| CopyStep {
+            from: from.into(),
+            to: to.into(),
+        };
+        assert_eq!(
+            copy_line(&step("copy/data", "data")),
+            "COPY --chown=flytekit copy/data /root/data/"
+        );
+        assert_eq!(
+            copy_line(&step("copy/x\nRUN y", ".")),
+            "COPY --chown=flytekit copy/x\\nRUN y /root/./"
+        );
+    }
+
+    #[test]
+    fn secrets_become_mounts_and_index_urls_are_read_from_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("netrc"), "x").unwrap();
+        let toml = "pip_index = \"https://u:p@h/s\"\n\
+                    pip_extra_index_url = [\"https://x/s\"]\n\
+                    pip_secret_mounts = [[\"netrc\", \"/root/.netrc\"]]\n";
+        std::fs::write(dir.path().join("spec.toml"), toml).unwrap();
+        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        let plan = BuildPlan::new(spec, &tag, &RenderOptions::default()).unwrap();
+        let (args, mounts) = install_secrets(&plan, "--index-url https://u:p@h/s --pre");
+        assert_eq!(
+            args,
+            "--index-url \"$(cat /run/imagespec/pip-index-0)\" --pre"
+        );
+        assert_eq!(
+            mounts,
+            "--mount=type=secret,id=secret_0,target=/root/.netrc \
+             --mount=type=secret,id=imagespec_pip_index_0,target=/run/imagespec/pip-index-0,required=true"
+        );
+        assert!(env_line(&plan).starts_with("PYTHONPATH=/root"));
     }
 
     /// `UV_PYTHON` names the venv uv sync is about to make: without micromamba, uv sync is

@@ -215,7 +215,7 @@ fn label(plan: &BuildPlan, kind: &str, text: &str) -> Option<String> {
             PythonInstall::UvLock { .. } => "install Python packages from uv.lock".into(),
             PythonInstall::PoetryLock { .. } => "install Python packages from poetry.lock".into(),
         },
-        "commands" => match plan.command_count {
+        "commands" => match plan.commands.len() {
             0 => "run commands (none)".into(),
             1 => "run command".into(),
             n => format!("run commands ({n})"),
