@@ -159,15 +159,15 @@ impl Builder for Uv<'_> {
         platforms: &Platforms,
         progress: &Progress,
     ) -> Result<Built, BackendError> {
-        use super::daemonless::{build_dependency_image, build_dependency_index};
-        let digest = if platforms.several() {
-            build_dependency_index(self.client, plan, progress).await?
-        } else {
-            build_dependency_image(self.client, plan, progress).await?
+        use super::daemonless::push::{UvError, build_and_push};
+        let digest = match build_and_push(self.client, plan, platforms, progress).await {
+            Ok(digest) => digest,
+            Err(UvError::Build(e)) => return Err(e.into()),
+            Err(UvError::Publish(e)) => return Err(e.into()),
         };
         Ok(Built::Pushed {
             image: plan.image.clone(),
-            digest: Digest::parse(&digest).ok(),
+            digest: Some(digest),
         })
     }
 }

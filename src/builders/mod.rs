@@ -25,6 +25,25 @@ impl From<RegistryError> for BackendError {
     }
 }
 
+/// A publish a builder made itself (uv's dependency image): a registry's failure is the
+/// read's or the push's, a layout's the output's.
+impl From<crate::publish::PublishError> for BackendError {
+    fn from(e: crate::publish::PublishError) -> Self {
+        use crate::publish::PublishError;
+        match e {
+            PublishError::Registry(e) => e.into(),
+            PublishError::Layout(source) => BackendError::Output {
+                target: String::new(),
+                source,
+            },
+            PublishError::Check(e) => BackendError::Context(e.to_string()),
+            PublishError::Io { context, source } => {
+                BackendError::Context(format!("{context}: {source}"))
+            }
+        }
+    }
+}
+
 /// A build that did not happen, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -13,6 +13,8 @@ use crate::explain::{self, INPUTS_LABEL, Inputs};
 use crate::oci::{Digest, Platforms};
 use crate::plan::{BuildPlan, RenderOptions};
 use crate::progress::{Event, Progress};
+use crate::publish::layout::OutputTarget;
+use crate::publish::{Check, PublishError};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
 use crate::spec::defaults::{Defaults, switch};
@@ -506,9 +508,23 @@ async fn pushed_digest(client: &RegistryClient, image: &str) -> Result<Digest, E
 
 /// flytekit's check that the tag still matches the files, to run on another thread while
 /// the blobs upload.
-fn tag_check(job: &Job<'_>) -> impl FnOnce() -> Result<(), EngineError> + Send + 'static {
+fn tag_check(job: &Job<'_>) -> Check {
     let (spec, tag_options, tag) = (job.spec.clone(), job.options.tag.clone(), job.tag.clone());
-    move || Ok(crate::tag::verify_unchanged(&spec, &tag_options, &tag)?)
+    Check::new(move || crate::tag::verify_unchanged(&spec, &tag_options, &tag))
+}
+
+/// A failed publish as the build's error: a tag that changed is the tag's error, a
+/// registry's failure the read's or the push's, a layout's the output's (`target`).
+fn published(e: PublishError, target: Option<&OutputTarget>) -> EngineError {
+    match e {
+        PublishError::Check(e) => e.into(),
+        PublishError::Layout(source) => BackendError::Output {
+            target: target.map(ToString::to_string).unwrap_or_default(),
+            source,
+        }
+        .into(),
+        other => BackendError::from(other).into(),
+    }
 }
 
 /// A suffix no other run uses at the same time: this process and a random part.

@@ -1,11 +1,15 @@
-//! OCI images as values: what a config says once the Dockerfile's instructions are applied
-//! ([`config`]), without running them. The daemonless dependency builder
-//! ([`crate::builders::daemonless`]) assembles its images from these.
+//! OCI images as values: digests ([`digest`]), platforms ([`platform`]), manifests as read
+//! and checked ([`manifest`]), images and indexes with one `append` ([`image`], as
+//! go-containerregistry's `mutate`), and what a config's environment becomes under `ENV`
+//! ([`config`]). Nothing here talks to a registry or writes a file: publishers
+//! ([`crate::publish`]) do.
 
 pub mod config;
 pub mod digest;
+pub mod image;
 pub mod manifest;
 pub mod platform;
 
 pub use digest::Digest;
+pub use image::{Image, Index};
 pub use platform::{Platform, Platforms};

@@ -206,6 +206,30 @@ impl Progress {
         self.inner.event(&Shown::from(event));
     }
 
+    /// `work` shown as the step `id` named `name`: started, then done with its error.
+    pub async fn in_step<T, E: std::fmt::Display>(
+        &self,
+        id: &'static str,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        self.event(Event::StepStarted {
+            id,
+            name,
+            label: None,
+        });
+        let result = work.await;
+        let error = result.as_ref().err().map(ToString::to_string);
+        self.event(Event::StepDone {
+            id,
+            name,
+            label: None,
+            cached: false,
+            error: error.as_deref(),
+        });
+        result
+    }
+
     /// A [`Meter`] for an upload of `total` bytes of `item` by step `step`: it reports
     /// [`Event::Push`] (every 2% of `total` and at the end: a JSON line per megabyte
     /// would drown the log).

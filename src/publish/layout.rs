@@ -23,10 +23,13 @@
 //! assert_eq!(target, OutputTarget::OciDir("./out".into()));
 //! ```
 
+use super::{Check, PublishError, Publisher};
+use crate::oci::image::{Blob, Descriptor};
+use crate::oci::{Digest, Image, Index};
 use crate::progress::{Event, Meter, OUTPUT_STEP, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::scratch::{ScratchDir, ScratchFile};
-use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -66,19 +69,6 @@ impl std::fmt::Display for OutputTarget {
             OutputTarget::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
         }
     }
-}
-
-/// An image to write: its layers are the dependency image's (read from `source` in the
-/// registry) plus local ones.
-pub struct ImageToWrite<'a> {
-    /// `[registry/]name:tag`, the name the written image carries.
-    pub image: &'a str,
-    /// The image the remote layers are read from.
-    pub source: &'a str,
-    pub manifest: &'a OciImageManifest,
-    pub config: &'a [u8],
-    /// Layers present on disk, by digest.
-    pub local_layers: Vec<(&'a str, &'a Path)>,
 }
 
 /// A failure writing the output.
@@ -123,6 +113,8 @@ pub enum LayoutError {
          layout (oci:DIR) or archive (oci-archive:FILE)"
     )]
     SeveralPlatforms,
+    #[error("the image for {platform} is only a descriptor: its blobs are not at hand")]
+    NotLocal { platform: String },
 }
 
 /// A blob digest that is safe as a file name under `blobs/sha256/`: the registry (named by
@@ -343,60 +335,59 @@ async fn put_blob(
 /// Puts every blob of `image` into `<dir>/blobs/sha256`, fetching what is not there.
 async fn collect_blobs(
     client: &RegistryClient,
-    image: &ImageToWrite<'_>,
+    image: &Image,
     dir: &Path,
     progress: &Progress,
 ) -> Result<(), LayoutError> {
-    for layer in &image.manifest.layers {
-        check_digest(&layer.digest)?;
+    for layer in image.layers() {
+        check_digest(layer.descriptor.digest.as_str())?;
     }
-    check_digest(&image.manifest.config.digest)?;
+    check_digest(image.config_descriptor().digest.as_str())?;
     layout_dir(&dir.join("blobs"))?;
     let blobs = dir.join("blobs/sha256");
     layout_dir(&blobs)?;
     // The layers not there yet, each counted from the start so that the step shows the
     // whole size to write (`writing 45.2 MB / 120.0 MB`).
     let meters: Vec<Option<Meter>> = image
-        .manifest
-        .layers
+        .layers()
         .iter()
         .map(|layer| {
-            (!is_plain_file(&blobs.join(hex(&layer.digest)))).then(|| {
-                let meter = progress.write_meter(
-                    OUTPUT_STEP,
-                    &layer.digest,
-                    u64::try_from(layer.size).unwrap_or(0),
-                );
+            let d = &layer.descriptor;
+            (!is_plain_file(&blobs.join(d.digest.hex()))).then(|| {
+                let meter = progress.write_meter(OUTPUT_STEP, d.digest.as_str(), d.size);
                 meter(0);
                 meter
             })
         })
         .collect();
-    for (layer, meter) in image.manifest.layers.iter().zip(meters) {
-        let from = match image.local_layers.iter().find(|(d, _)| *d == layer.digest) {
-            Some((_, path)) => BlobSource::File(path),
-            None => BlobSource::Registry(image.source),
+    for (layer, meter) in image.layers().iter().zip(meters) {
+        let from = match &layer.blob {
+            Blob::File(file) => BlobSource::File(file.path()),
+            Blob::Bytes(bytes) => BlobSource::Bytes(bytes),
+            Blob::Remote(source) => BlobSource::Registry(source),
         };
+        let d = &layer.descriptor;
+        let size = i64::try_from(d.size).unwrap_or(i64::MAX);
         put_blob(
             client,
             &blobs,
             dir,
-            &layer.digest,
-            layer.size,
+            d.digest.as_str(),
+            size,
             from,
             progress,
             meter,
         )
         .await?;
     }
-    let config = &image.manifest.config;
+    let config = image.config_bytes();
     put_blob(
         client,
         &blobs,
         dir,
-        &config.digest,
-        image.config.len() as i64,
-        BlobSource::Bytes(image.config),
+        image.config_descriptor().digest.as_str(),
+        config.len() as i64,
+        BlobSource::Bytes(config),
         progress,
         None,
     )
@@ -420,11 +411,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
 /// are removed (also on SIGINT/SIGTERM, see [`crate::scratch`]).
 pub async fn write(
     client: &RegistryClient,
-    image: &ImageToWrite<'_>,
+    name: &str,
+    image: &Image,
     target: &OutputTarget,
     progress: &Progress,
-) -> Result<(), LayoutError> {
-    write_images(client, image.image, &[(None, image)], target, progress).await
+) -> Result<Digest, LayoutError> {
+    write_images(client, name, &[(None, image)], target, progress).await
 }
 
 /// Writes the images of several platforms (`os/arch[/variant]`, each with its image) as one
@@ -433,12 +425,11 @@ pub async fn write(
 pub async fn write_platforms(
     client: &RegistryClient,
     name: &str,
-    images: &[(&str, ImageToWrite<'_>)],
+    images: &[(&str, &Image)],
     target: &OutputTarget,
     progress: &Progress,
-) -> Result<(), LayoutError> {
-    let images: Vec<(Option<&str>, &ImageToWrite<'_>)> =
-        images.iter().map(|(p, i)| (Some(*p), i)).collect();
+) -> Result<Digest, LayoutError> {
+    let images: Vec<(Option<&str>, &Image)> = images.iter().map(|(p, i)| (Some(*p), *i)).collect();
     write_images(client, name, &images, target, progress).await
 }
 
@@ -447,10 +438,10 @@ pub async fn write_platforms(
 async fn write_images(
     client: &RegistryClient,
     name: &str,
-    images: &[(Option<&str>, &ImageToWrite<'_>)],
+    images: &[(Option<&str>, &Image)],
     target: &OutputTarget,
     progress: &Progress,
-) -> Result<(), LayoutError> {
+) -> Result<Digest, LayoutError> {
     match target {
         OutputTarget::DockerArchive(_) if images.len() != 1 => {
             return Err(LayoutError::SeveralPlatforms);
@@ -468,17 +459,18 @@ async fn write_images(
                 .unwrap_or(Path::new("."));
             // Beside the archive: the same file system, so the rename at the end is atomic.
             let staging = ScratchDir::new_in(parent, "staging").map_err(io(parent))?;
-            if matches!(target, OutputTarget::OciArchive(_)) {
-                write_oci_dir(client, name, images, staging.path(), Shared::No, progress).await?;
+            let digest = if matches!(target, OutputTarget::OciArchive(_)) {
+                write_oci_dir(client, name, images, staging.path(), Shared::No, progress).await?
             } else {
-                write_docker_dir(client, images[0].1, staging.path(), progress).await?;
-            }
+                write_docker_dir(client, name, images[0].1, staging.path(), progress).await?
+            };
             let archive = ScratchFile::for_output_in(parent, "archive").map_err(io(parent))?;
             tar_dir(staging.path(), archive.file(), archive.path())?;
             drop(staging);
             // Renamed over FILE: a link there is replaced, as `docker save -o` replaces it,
             // and what it pointed at is left as it was.
-            archive.persist(file).map_err(io(file))
+            archive.persist(file).map_err(io(file))?;
+            Ok(digest)
         }
     }
 }
@@ -520,61 +512,34 @@ enum Shared {
     No,
 }
 
+/// Writes `images` into the layout at `dir`; the digest `index.json` names them by.
 async fn write_oci_dir(
     client: &RegistryClient,
     name: &str,
-    images: &[(Option<&str>, &ImageToWrite<'_>)],
+    images: &[(Option<&str>, &Image)],
     dir: &Path,
     shared: Shared,
     progress: &Progress,
-) -> Result<(), LayoutError> {
+) -> Result<Digest, LayoutError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let blobs = dir.join("blobs/sha256");
-    let mut entries = Vec::new();
+    let mut index = Index::default();
     for (platform, image) in images {
         collect_blobs(client, image, dir, progress).await?;
-        let manifest = as_oci(image.manifest);
-        let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
-        let digest = format!("sha256:{}", sha256_hex(&body));
-        put_blob(
-            client,
-            &blobs,
-            dir,
-            &digest,
-            body.len() as i64,
-            BlobSource::Bytes(&body),
-            progress,
-            None,
-        )
-        .await?;
-        entries.push(crate::registry::index::IndexEntry {
-            platform: platform.unwrap_or_default().to_string(),
-            media_type: oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string(),
-            digest,
-            size: body.len(),
-        });
+        let body = serde_json::to_vec(&as_oci(&image.manifest())).expect("a manifest serialises");
+        let descriptor = put_bytes(client, dir, &body, progress).await?;
+        let descriptor = Descriptor::new(OCI_IMAGE_MEDIA_TYPE, descriptor.0, descriptor.1);
+        index.push_descriptor(platform.unwrap_or_default(), descriptor);
     }
     // One image is the layout's image itself; several platforms' are joined by an index
     // blob, which the layout's index.json names (as `skopeo copy --all` writes them).
-    let (media_type, digest, size) = match (images, entries.as_slice()) {
-        ([(None, _)], [one]) => (one.media_type.clone(), one.digest.clone(), one.size),
+    let top = match (images, index.manifests.as_slice()) {
+        ([(None, _)], [one]) => one.descriptor.clone(),
         _ => {
-            let (body, media_type) = crate::registry::index::platform_index(&entries);
-            let digest = format!("sha256:{}", sha256_hex(&body));
-            put_blob(
-                client,
-                &blobs,
-                dir,
-                &digest,
-                body.len() as i64,
-                BlobSource::Bytes(&body),
-                progress,
-                None,
-            )
-            .await?;
-            (media_type.to_string(), digest, body.len())
+            let (digest, size) = put_bytes(client, dir, &index.to_bytes(), progress).await?;
+            Descriptor::new(index.media_type(), digest, size)
         }
     };
+    let (media_type, digest, size) = (&top.media_type, top.digest.as_str(), top.size);
     let layout = dir.join("oci-layout");
     let layout_json = br#"{"imageLayoutVersion":"1.0.0"}"#;
     if read_layout_file(&layout)?.as_deref() != Some(layout_json.as_slice()) {
@@ -603,7 +568,33 @@ async fn write_oci_dir(
         path: path.clone(),
         message,
     })?;
-    write_atomically(&path, &serde_json::to_vec(&index).expect("json"))
+    write_atomically(&path, &serde_json::to_vec(&index).expect("json"))?;
+    Ok(top.digest)
+}
+
+/// Puts `body` (a manifest or index made here) into the layout's blobs: its digest and size.
+async fn put_bytes(
+    client: &RegistryClient,
+    dir: &Path,
+    body: &[u8],
+    progress: &Progress,
+) -> Result<(Digest, u64), LayoutError> {
+    let digest = Digest::of_bytes(body);
+    let blobs = dir.join("blobs/sha256");
+    let size = body.len() as i64;
+    let from = BlobSource::Bytes(body);
+    put_blob(
+        client,
+        &blobs,
+        dir,
+        digest.as_str(),
+        size,
+        from,
+        progress,
+        None,
+    )
+    .await?;
+    Ok((digest, body.len() as u64))
 }
 
 /// The layout's name for the image: its tag, when the tag fits the OCI layout grammar
@@ -641,35 +632,30 @@ pub fn layout_ref_name(tag: &str) -> &str {
 }
 
 /// `docker save`'s format (manifest.json naming the config and layer files), which
-/// `docker load` reads; gzip'd layers are fine for it.
+/// `docker load` reads; gzip'd layers are fine for it. The digest is the config's (the
+/// image ID `docker load` gives it): an archive has no manifest.
 async fn write_docker_dir(
     client: &RegistryClient,
-    image: &ImageToWrite<'_>,
+    name: &str,
+    image: &Image,
     dir: &Path,
     progress: &Progress,
-) -> Result<(), LayoutError> {
+) -> Result<Digest, LayoutError> {
     collect_blobs(client, image, dir, progress).await?;
     let layers: Vec<String> = image
-        .manifest
-        .layers
+        .layers()
         .iter()
-        .map(|l: &OciDescriptor| format!("blobs/sha256/{}", hex(&l.digest)))
+        .map(|l| format!("blobs/sha256/{}", l.descriptor.digest.hex()))
         .collect();
+    let config = &image.config_descriptor().digest;
     let manifest = serde_json::json!([{
-        "Config": format!("blobs/sha256/{}", hex(&image.manifest.config.digest)),
-        "RepoTags": [image.image],
+        "Config": format!("blobs/sha256/{}", config.hex()),
+        "RepoTags": [name],
         "Layers": layers,
     }]);
     let path = dir.join("manifest.json");
-    fs::write(&path, serde_json::to_vec(&manifest).expect("json")).map_err(io(&path))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    fs::write(&path, serde_json::to_vec(&manifest).expect("json")).map_err(io(&path))?;
+    Ok(config.clone())
 }
 
 /// `dir`'s contents as a tar into `out` (at `file`; sorted, fixed times: the same image
@@ -711,6 +697,48 @@ fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
             source: e.into_error(),
         })?;
     Ok(())
+}
+
+/// An OCI layout, oci-archive or docker-archive to write images to, under `name`; blobs
+/// that are in a registry are read with `client`.
+pub struct Layout<'a> {
+    pub client: &'a RegistryClient,
+    /// `[registry/]name:tag`, the name the written image carries.
+    pub name: &'a str,
+    pub target: &'a OutputTarget,
+    pub progress: &'a Progress,
+}
+
+impl Layout<'_> {
+    async fn checked(&self, check: Check) -> Result<(), PublishError> {
+        check.start().finish().await
+    }
+}
+
+impl Publisher for Layout<'_> {
+    /// The digest is the one `index.json` names (a docker-archive's: the config's).
+    async fn publish(&self, image: &Image, check: Check) -> Result<Digest, PublishError> {
+        self.checked(check).await?;
+        Ok(write(self.client, self.name, image, self.target, self.progress).await?)
+    }
+
+    /// Only the images are written (as the index's own blob): the entries without one are
+    /// in a registry, not here, and are refused.
+    async fn publish_index(&self, index: &Index, check: Check) -> Result<Digest, PublishError> {
+        self.checked(check).await?;
+        let images = index
+            .manifests
+            .iter()
+            .map(|e| match &e.image {
+                Some(image) => Ok((e.platform.as_str(), image)),
+                None => Err(LayoutError::NotLocal {
+                    platform: e.platform.clone(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let written = write_platforms(self.client, self.name, &images, self.target, self.progress);
+        Ok(written.await?)
+    }
 }
 
 #[cfg(test)]
@@ -798,54 +826,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
         fs::write(&path, b"hello").unwrap();
-        let digest = format!("sha256:{}", sha256_hex(b"hello"));
+        let digest = format!("sha256:{}", Digest::of_bytes(b"hello").hex());
         assert_eq!(check_blob(&path, &digest, 5).unwrap(), Ok(()));
         assert_eq!(check_blob(&path, &digest, -1).unwrap(), Ok(()));
         assert!(check_blob(&path, &digest, 6).unwrap().is_err());
         fs::write(&path, b"hellO").unwrap();
         assert_eq!(
             check_blob(&path, &digest, 5).unwrap(),
-            Err(format!("sha256:{}", sha256_hex(b"hellO")))
+            Err(format!("sha256:{}", Digest::of_bytes(b"hellO").hex()))
         );
         assert!(check_blob(&path, "sha512:00", 5).unwrap().is_err());
     }
 
-    /// An image of one layer, all on disk under `dir` (no registry is asked), as a
-    /// manifest, its config and its layer file.
-    fn local_image(dir: &Path) -> (OciImageManifest, Vec<u8>, String, PathBuf) {
-        let layer = dir.join("layer.tar.gz");
-        fs::write(&layer, b"layer bytes").unwrap();
-        let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec();
-        let layer_digest = format!("sha256:{}", sha256_hex(b"layer bytes"));
-        let manifest = OciImageManifest {
-            config: OciDescriptor {
-                media_type: oci_client::manifest::IMAGE_CONFIG_MEDIA_TYPE.into(),
-                digest: format!("sha256:{}", sha256_hex(&config)),
-                size: config.len() as i64,
-                ..Default::default()
-            },
-            layers: vec![OciDescriptor {
-                media_type: oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE.into(),
-                digest: layer_digest.clone(),
-                size: 11,
-                ..Default::default()
-            }],
-            ..Default::default()
+    /// An image of one layer, all on disk under `dir` (no registry is asked), and the
+    /// layer's digest.
+    fn local_image(dir: &Path) -> (Image, String) {
+        use crate::oci::image::{History, NewLayer};
+        let layer = crate::scratch::ScratchFile::new_in(dir, "layer").unwrap();
+        std::io::Write::write_all(&mut layer.file(), b"layer bytes").unwrap();
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux"});
+        let digest = Digest::of_bytes(b"layer bytes");
+        let new = NewLayer {
+            digest: digest.clone(),
+            diff_id: Digest::of_bytes(b"tar"),
+            size: 11,
+            blob: Blob::file(layer),
+            history: History::new("test", "test"),
         };
-        (manifest, config, layer_digest, layer)
+        let image = Image::scratch(config).append(vec![new], |_| {}, &[]);
+        (image, digest.to_string())
     }
 
     async fn write_local(dir: &Path, target: &OutputTarget) -> Result<(), LayoutError> {
-        let (manifest, config, digest, layer) = local_image(dir);
-        let image = ImageToWrite {
-            image: "127.0.0.1:9/x:1",
-            source: "127.0.0.1:9/x:deps",
-            manifest: &manifest,
-            config: &config,
-            local_layers: vec![(&digest, &layer)],
-        };
-        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
-        write(&client, &image, target, &Progress::new(false, true)).await
+        let (image, _) = local_image(dir);
+        let (client, progress) = offline();
+        write(&client, "127.0.0.1:9/x:1", &image, target, &progress).await?;
+        Ok(())
     }
 
     fn mkfifo(path: &Path) {
@@ -916,7 +932,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
         let layout = d.join("layout");
-        let (_, _, digest, _) = local_image(d);
+        let (_, digest) = local_image(d);
         fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
         let blob = layout.join("blobs/sha256").join(hex(&digest));
         mkfifo(&blob);
@@ -995,5 +1011,104 @@ mod tests {
         assert_eq!(layout_ref_name("a-_b"), "latest");
         assert_eq!(layout_ref_name("x_-y--z"), "latest");
         assert_eq!(layout_ref_name("a---b"), "latest");
+    }
+
+    /// A registry session nothing listens for, and a quiet progress view.
+    fn offline() -> (RegistryClient, Progress) {
+        let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
+        (client, Progress::new(false, true))
+    }
+
+    fn layout_at<'a>(
+        client: &'a RegistryClient,
+        target: &'a OutputTarget,
+        progress: &'a Progress,
+    ) -> Layout<'a> {
+        Layout {
+            client,
+            name: "127.0.0.1:9/x:1",
+            target,
+            progress,
+        }
+    }
+
+    /// The publisher returns the digest the layout names the image by, and an index of
+    /// the platforms' images when there are several; a docker-archive takes one image.
+    #[tokio::test]
+    async fn the_layout_publisher_returns_what_index_json_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let (client, progress) = offline();
+        let (image, _) = local_image(d);
+        let target = OutputTarget::OciDir(d.join("one"));
+        let layout = layout_at(&client, &target, &progress);
+        let named = |dir: &str| {
+            let index: serde_json::Value =
+                serde_json::from_slice(&fs::read(d.join(dir).join("index.json")).unwrap()).unwrap();
+            index["manifests"][0]["digest"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let digest = layout.publish(&image, Check::none()).await.unwrap();
+        assert_eq!(digest.as_str(), named("one"));
+        assert_eq!(
+            digest,
+            Digest::of_bytes(&serde_json::to_vec(&as_oci(&image.manifest())).unwrap())
+        );
+
+        let index = Index::of_images([
+            ("linux/amd64".to_string(), image.clone()),
+            ("linux/arm64".to_string(), image.clone()),
+        ]);
+        let target = OutputTarget::OciDir(d.join("two"));
+        let layout = Layout {
+            target: &target,
+            ..layout
+        };
+        let digest = layout.publish_index(&index, Check::none()).await.unwrap();
+        assert_eq!(digest.as_str(), named("two"));
+        assert!(d.join("two/blobs/sha256").join(digest.hex()).is_file());
+
+        let mut remote = Index::default();
+        remote.push_descriptor("linux/amd64", image.descriptor());
+        let refused = layout.publish_index(&remote, Check::none()).await;
+        assert!(matches!(
+            refused,
+            Err(PublishError::Layout(LayoutError::NotLocal { .. }))
+        ));
+        let target = OutputTarget::DockerArchive(d.join("x.tar"));
+        let layout = Layout {
+            target: &target,
+            ..layout
+        };
+        let refused = layout.publish_index(&index, Check::none()).await;
+        assert!(matches!(
+            refused,
+            Err(PublishError::Layout(LayoutError::SeveralPlatforms))
+        ));
+        let digest = layout.publish(&image, Check::none()).await.unwrap();
+        assert_eq!(&digest, &image.config_descriptor().digest, "the image ID");
+    }
+
+    /// A failed check writes nothing.
+    #[tokio::test]
+    async fn nothing_is_written_when_the_check_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let (client, progress) = offline();
+        let (image, _) = local_image(d);
+        let target = OutputTarget::OciDir(d.join("out"));
+        let layout = layout_at(&client, &target, &progress);
+        let changed = Check::new(|| {
+            Err(crate::tag::TagError::Changed {
+                name: "x".into(),
+                before: "a".into(),
+                after: "b".into(),
+            })
+        });
+        let err = layout.publish(&image, changed).await.unwrap_err();
+        assert!(matches!(err, PublishError::Check(_)), "{err}");
+        assert!(!d.join("out").exists());
     }
 }

@@ -1,16 +1,16 @@
-//! The dependency image as layers on the base, pushed to the registry: the user layer (the
-//! [`Overlay`] of the user steps), the venv layer (`/root/.venv`, plus the mount points the
-//! Dockerfile's install step leaves: `/root/.cache/uv` and `/usr/bin`), the config, the base's
-//! layers mounted (same registry) or copied, and the manifest pushed last under the
-//! dependency image's tag.
+//! The dependency image's layers on the base: the user layer (the [`Overlay`] of the user
+//! steps), the venv layer (`/root/.venv`, plus the mount points the Dockerfile's install
+//! step leaves: `/root/.cache/uv` and `/usr/bin`) and the packages' layers, each written or
+//! found where an earlier build pushed it ([`prepare_layers`]); [`super::config`] appends
+//! them to the base ([`crate::oci::Image::append`]).
 
 use super::DaemonlessError;
 use super::base::{BaseTree, Kind};
 use super::user::{Body, Overlay};
 use crate::oci::Digest;
+use crate::oci::image::{Blob, History, NewLayer};
 use crate::registry::client::RegistryClient;
 use crate::source::layer::{Attrs, Layer, LayerWriter};
-use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -120,6 +120,21 @@ pub fn venv_layers(
     owner: u64,
     root_dir: Attrs,
 ) -> Result<Vec<(LayerPlan, String)>, DaemonlessError> {
+    let all = venv_entries(base, venv, owner, root_dir)?;
+    let owners = package_owners(venv).map_err(|source| DaemonlessError::Io {
+        context: format!("reading the staged venv at {}", venv.display()),
+        source,
+    })?;
+    Ok(split_by_package(base, &all, &owners))
+}
+
+/// Every entry of the venv layers: `/root`, the install step's mount points and the venv.
+fn venv_entries(
+    base: &BaseTree,
+    venv: &Path,
+    owner: u64,
+    root_dir: Attrs,
+) -> Result<LayerPlan, DaemonlessError> {
     let mut all = LayerPlan::default();
     all.entries.insert("root".into(), (root_dir, Entry::Dir));
     let mount = Attrs {
@@ -140,13 +155,6 @@ pub fn venv_layers(
         };
         all.entries.insert("usr/bin".into(), (attrs, Entry::Dir));
     }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| DaemonlessError::Io {
-            context: format!("reading the staged venv at {}", path.display()),
-            source,
-        }
-    };
     for entry in walkdir::WalkDir::new(venv).sort_by_file_name() {
         let entry = entry.map_err(|e| DaemonlessError::Io {
             context: format!("reading the staged venv at {}", venv.display()),
@@ -163,36 +171,50 @@ pub fn venv_layers(
         } else {
             format!("root/.venv/{rel}")
         };
-        let kind = entry.file_type();
-        let attrs = |mode| Attrs {
-            uid: owner,
-            gid: 0,
-            mode,
-        };
-        let item = if kind.is_symlink() {
-            let target = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
-            (
-                attrs(0o777),
-                Entry::Symlink(target.to_string_lossy().into_owned()),
-            )
-        } else if kind.is_dir() {
-            (attrs(0o755), Entry::Dir)
-        } else {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = entry.metadata().map_err(|e| DaemonlessError::Io {
-                context: format!("reading {}", entry.path().display()),
-                source: e.into(),
-            })?;
-            let mode = if mode.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
-            (attrs(mode), Entry::File(entry.path().to_path_buf()))
-        };
-        all.entries.insert(path, item);
+        all.entries.insert(path, venv_entry(&entry, owner)?);
     }
-    let owners = package_owners(venv).map_err(io(venv))?;
+    Ok(all)
+}
+
+/// One entry of the venv, owned by `owner` (group 0), modes as a umask of 022 leaves them.
+fn venv_entry(entry: &walkdir::DirEntry, owner: u64) -> Result<(Attrs, Entry), DaemonlessError> {
+    let io = |source: std::io::Error| DaemonlessError::Io {
+        context: format!("reading {}", entry.path().display()),
+        source,
+    };
+    let kind = entry.file_type();
+    let attrs = |mode| Attrs {
+        uid: owner,
+        gid: 0,
+        mode,
+    };
+    Ok(if kind.is_symlink() {
+        let target = std::fs::read_link(entry.path()).map_err(io)?;
+        (
+            attrs(0o777),
+            Entry::Symlink(target.to_string_lossy().into_owned()),
+        )
+    } else if kind.is_dir() {
+        (attrs(0o755), Entry::Dir)
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = entry.metadata().map_err(|e| io(e.into()))?;
+        let mode = if mode.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        (attrs(mode), Entry::File(entry.path().to_path_buf()))
+    })
+}
+
+/// The venv's own layer (what no package owns) and the packages' layers, each with its
+/// parents and its history line.
+fn split_by_package(
+    base: &BaseTree,
+    all: &LayerPlan,
+    owners: &BTreeMap<String, String>,
+) -> Vec<(LayerPlan, String)> {
     let mut own = LayerPlan::default();
     let mut packages: Vec<(LayerPlan, std::collections::BTreeSet<String>)> =
         (0..PACKAGE_LAYERS).map(|_| Default::default()).collect();
@@ -227,7 +249,7 @@ pub fn venv_layers(
         let names: Vec<String> = names.into_iter().collect();
         layers.push((plan, format!("RUN uv pip install # {}", names.join(" "))));
     }
-    Ok(layers)
+    layers
 }
 
 /// The layer (of [`PACKAGE_LAYERS`]) a package's files go to: by a hash of its name, the
@@ -533,193 +555,26 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-/// What to push: the base's manifest, our layers and the config.
-pub struct ToPush<'a> {
-    pub base_image: &'a str,
-    pub base_client: &'a RegistryClient,
-    pub base_manifest: &'a OciImageManifest,
-    pub layers: &'a [Ready],
-    pub config: Vec<u8>,
-    /// `<repository>:deps-<key>`.
-    pub image: &'a str,
-    /// Push the manifest under the tag (else by digest only: a platform of an index).
-    pub tag: bool,
-    /// Where the bytes of each upload are reported (step `push-deps`).
-    pub progress: &'a crate::progress::Progress,
-}
-
-/// A pushed manifest.
-#[derive(Debug, Clone)]
-pub struct Pushed {
-    pub digest: String,
-    pub media_type: String,
-    pub size: usize,
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    let digest = Sha256::digest(bytes);
-    let mut out = String::from("sha256:");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// The manifest of the image: the base's layers, then ours, with the base's media types.
-pub fn manifest(base: &OciImageManifest, layers: &[Ready], config: &[u8]) -> OciImageManifest {
-    let docker =
-        base.media_type.as_deref() == Some(oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
-    let mut manifest = base.clone();
-    manifest.config = OciDescriptor {
-        media_type: base.config.media_type.clone(),
-        digest: sha256(config),
-        size: config.len() as i64,
-        ..Default::default()
-    };
-    manifest.annotations = None;
-    for layer in layers {
-        manifest.layers.push(OciDescriptor {
-            media_type: if docker {
-                oci_client::manifest::IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE
-            } else {
-                oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE
-            }
-            .to_string(),
-            digest: layer.digest.clone(),
-            size: layer.size as i64,
-            ..Default::default()
-        });
-    }
-    manifest
-}
-
-/// Pushes the image: base layers (mounted from the base's repository when it is in the same
-/// registry, else copied), our layers, the config, the manifest last.
-pub async fn push(client: &RegistryClient, p: ToPush<'_>) -> Result<Pushed, DaemonlessError> {
-    let manifest = manifest(p.base_manifest, p.layers, &p.config);
-    let meter = |digest: &str, size: u64| p.progress.meter("push-deps", digest, size);
-    let same_registry =
-        crate::registry::registry_host(p.base_image) == crate::registry::registry_host(p.image);
-    let copies = tempfile::tempdir().map_err(|source| DaemonlessError::Io {
-        context: "a temporary directory".into(),
-        source,
-    })?;
-    for layer in &p.base_manifest.layers {
-        if client.has_blob(p.image, &layer.digest).await? {
-            continue;
-        }
-        if same_registry
-            && client
-                .mount_blob(p.image, p.base_image, &layer.digest)
-                .await
-        {
-            continue;
-        }
-        // Only a checked digest names a file (the manifest is the base registry's).
-        let file = copies
-            .path()
-            .join(Digest::parse(&layer.digest)?.file_name());
-        p.base_client
-            .blob_to_file(
-                p.base_image,
-                &layer.digest,
-                Some(layer.size.max(0) as u64),
-                &file,
-                None,
-            )
-            .await?;
-        client
-            .push_blob_file(
-                p.image,
-                &file,
-                &layer.digest,
-                layer.size as u64,
-                Some(meter(&layer.digest, layer.size as u64)),
-            )
-            .await?;
-        let _ = std::fs::remove_file(&file);
-    }
-    for layer in p.layers {
-        if let Some(file) = &layer.written {
-            client
-                .push_blob_file(
-                    p.image,
-                    file.path(),
-                    &layer.digest,
-                    layer.size,
-                    Some(meter(&layer.digest, layer.size)),
-                )
-                .await?;
-        }
-    }
-    client
-        .push_blob_bytes(p.image, p.config.into(), &manifest.config.digest)
-        .await?;
-    let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
-    let digest = sha256(&body);
-    let media_type = manifest
-        .media_type
-        .clone()
-        .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
-    let size = body.len();
-    if p.tag {
-        client
-            .push_manifest(p.image, body.into(), &media_type)
-            .await?;
-    } else {
-        client
-            .push_manifest_by_digest(p.image, body.into(), &media_type, &digest)
-            .await?;
-    }
-    Ok(Pushed {
-        digest,
-        media_type,
-        size,
-    })
-}
-
-/// Pushes an index of `platforms` (`os/arch[/variant]`, each with its pushed manifest)
-/// under `image`'s tag: a Docker manifest list when the manifests are Docker's, else an
-/// OCI index.
-pub async fn push_index(
-    client: &RegistryClient,
-    image: &str,
-    platforms: &[(String, Pushed)],
-) -> Result<String, DaemonlessError> {
-    let docker = platforms
-        .iter()
-        .all(|(_, p)| p.media_type == oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
-    let entries: Vec<serde_json::Value> = platforms
-        .iter()
-        .map(|(platform, p)| {
-            let mut parts = platform.split('/');
-            let mut at = serde_json::json!({
-                "os": parts.next().unwrap_or("linux"),
-                "architecture": parts.next().unwrap_or("amd64"),
-            });
-            if let Some(variant) = parts.next() {
-                at["variant"] = variant.into();
-            }
-            serde_json::json!({
-                "mediaType": p.media_type,
-                "digest": p.digest,
-                "size": p.size,
-                "platform": at,
-            })
+impl Ready {
+    /// The layer to append, with its history line: the file written, or, when the target
+    /// repository has it already, the blob there (`image`: the target).
+    pub fn into_new_layer(
+        self,
+        image: &str,
+        created_by: String,
+    ) -> Result<NewLayer, DaemonlessError> {
+        let blob = match self.written {
+            Some(layer) => Blob::file(layer.file),
+            None => Blob::Remote(image.to_string()),
+        };
+        Ok(NewLayer {
+            digest: Digest::parse(&self.digest)?,
+            diff_id: Digest::parse(&self.diff_id)?,
+            size: self.size,
+            blob,
+            history: History::new(&created_by, ""),
         })
-        .collect();
-    let media_type = if docker {
-        oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
-    } else {
-        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
-    };
-    let index =
-        serde_json::json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
-    let body = serde_json::to_vec(&index).expect("an index serialises");
-    let digest = sha256(&body);
-    client.push_manifest(image, body.into(), media_type).await?;
-    Ok(digest)
+    }
 }
 
 #[cfg(test)]

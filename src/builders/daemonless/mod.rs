@@ -8,7 +8,7 @@
 //! user and hand it `/root` and `/home` ([`user`]), install the packages into
 //! `/root/.venv` with uv for the image's platform and Python ([`venv`]: `uv pip install`, or
 //! a `uv.lock`'s locked set as `uv sync` installs it, [`uvlock`]), and push the layers
-//! with the config the Dockerfile gives ([`image`], [`crate::oci::config`]) and the
+//! with the config the Dockerfile gives ([`image`], [`config`]) and the
 //! [`DEPENDENCY_LABEL`] facts, so that the registry fast path appends the source to it.
 //! Same inputs, same digests.
 //!
@@ -23,12 +23,14 @@
 //! creation day instead of the build's).
 
 pub mod base;
+pub mod config;
 pub mod image;
+pub mod push;
 pub mod user;
 pub mod uvlock;
 pub mod venv;
 
-use crate::oci::Digest;
+use crate::oci::{Digest, Image};
 use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
@@ -152,37 +154,39 @@ impl<'a> Step<'a> {
     }
 }
 
-/// The base image read from its registry: manifest, config and file tree.
+/// The base image read from its registry: the image (its layers left there), its file
+/// tree, and the session it was read with.
 struct Base {
     image: String,
     client: RegistryClient,
-    manifest: oci_client::manifest::OciImageManifest,
+    value: Image,
     config: serde_json::Value,
     tree: BaseTree,
 }
 
-async fn read_base(
+/// The manifest and config of `image` for `platform`, as a value, checked to be that
+/// platform and to have no `ONBUILD` trigger; and the manifest's digest.
+async fn read_base_image(
+    client: &RegistryClient,
     image: &str,
     platform: &str,
-    timeouts: crate::timeouts::Timeouts,
-    progress: &Progress,
-) -> Result<Base, DaemonlessError> {
-    let host = crate::registry::registry_host(image);
+) -> Result<(Digest, oci_client::manifest::OciImageManifest, Image), DaemonlessError> {
     let unreadable = |e: &dyn std::fmt::Display| {
         Fallback(format!(
             "the base image {image} cannot be read from its registry ({e})"
         ))
     };
-    let credentials = crate::registry::auth::lookup(host, None).map_err(|e| unreadable(&e))?;
-    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
     let (raw, manifest) = client
         .image_manifest(image, platform)
         .await
         .map_err(|e| unreadable(&e))?;
-    let config = client
-        .config(image, &manifest)
+    let declared = u64::try_from(manifest.config.size).ok();
+    let bytes = client
+        .blob(image, &manifest.config.digest, declared)
         .await
         .map_err(|e| unreadable(&e))?;
+    let config = crate::oci::manifest::check_config(&bytes).map_err(|e| unreadable(&e))?;
+    let value = Image::from_registry(&manifest, bytes.into(), image).map_err(|e| unreadable(&e))?;
     // A single-platform base is returned for any platform asked: it must be the one.
     let mut wanted = platform.split('/');
     let (os, arch) = (
@@ -205,46 +209,66 @@ async fn read_base(
     {
         return Err(Fallback(format!("the base image {image} has ONBUILD triggers")).into());
     }
+    Ok((raw.digest, manifest, value))
+}
+
+async fn read_base(
+    image: &str,
+    platform: &str,
+    timeouts: crate::timeouts::Timeouts,
+    progress: &Progress,
+) -> Result<Base, DaemonlessError> {
+    let host = crate::registry::registry_host(image);
+    let credentials = crate::registry::auth::lookup(host, None).map_err(|e| {
+        Fallback(format!(
+            "the base image {image} cannot be read from its registry ({e})"
+        ))
+    })?;
+    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
+    let (digest, manifest, value) = read_base_image(&client, image, platform).await?;
+    let config = value.config();
     let cached = cache_dir().map(|d| {
         d.join(BASES_DIR)
-            .join(format!("{}.v1.json", raw.digest.file_name()))
+            .join(format!("{}.v1.json", digest.file_name()))
     });
-    if let Some(tree) = cached
+    let cached_tree = cached
         .as_ref()
         .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<BaseTree>(&b).ok())
-    {
-        return Ok(Base {
-            image: image.to_string(),
-            client,
-            manifest,
-            config,
-            tree,
-        });
-    }
-    let step = Step::start(
-        progress,
-        "base",
-        format!("read {image} ({} layers)", manifest.layers.len()),
-    );
-    let tree = step.done(read_tree(&client, image, &manifest).await)?;
-    if let Some(path) = cached {
-        // A cache that cannot be written only costs the next build a download.
-        let _ = std::fs::create_dir_all(path.parent().expect("in a directory"));
-        if let Ok(json) = serde_json::to_vec(&tree) {
-            let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, json).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
+        .and_then(|b| serde_json::from_slice::<BaseTree>(&b).ok());
+    let tree = match cached_tree {
+        Some(tree) => tree,
+        None => {
+            let step = Step::start(
+                progress,
+                "base",
+                format!("read {image} ({} layers)", manifest.layers.len()),
+            );
+            let tree = step.done(read_tree(&client, image, &manifest).await)?;
+            if let Some(path) = cached {
+                keep_tree(&path, &tree);
             }
+            tree
         }
-    }
+    };
     Ok(Base {
         image: image.to_string(),
         client,
-        manifest,
+        value,
         config,
         tree,
     })
+}
+
+/// Keeps a base's tree in the cache (one that cannot be written only costs the next build
+/// a download).
+fn keep_tree(path: &std::path::Path, tree: &BaseTree) {
+    let _ = std::fs::create_dir_all(path.parent().expect("in a directory"));
+    if let Ok(json) = serde_json::to_vec(tree) {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
 }
 
 /// Downloads each layer of the base (streamed to a temporary file) and applies it.
@@ -300,31 +324,6 @@ async fn read_tree(
         })?;
     }
     Ok(tree)
-}
-
-/// Builds and pushes `deps` (a [`BuildPlan::dependencies`] plan of one platform) without a
-/// daemon, as its dependency image `deps.image` in `client`'s registry. Returns the
-/// pushed manifest's digest.
-pub async fn build_dependency_image(
-    client: &RegistryClient,
-    deps: &BuildPlan,
-    progress: &Progress,
-) -> Result<String, DaemonlessError> {
-    build_platforms(client, deps, &[deps.platform.as_str()], progress).await
-}
-
-/// Builds and pushes the dependency image of every platform of `deps`
-/// (`platform = "linux/amd64,linux/arm64"`) as one index under `deps.image`: each
-/// platform's wheels, the versions of the first platform's resolution (one set of
-/// versions, as one lock would give), no emulation. Returns the index's digest.
-pub async fn build_dependency_index(
-    client: &RegistryClient,
-    deps: &BuildPlan,
-    progress: &Progress,
-) -> Result<String, DaemonlessError> {
-    let platforms = crate::oci::Platforms::parse(&deps.platform);
-    let platforms: Vec<&str> = platforms.iter().collect();
-    build_platforms(client, deps, &platforms, progress).await
 }
 
 /// What the install step reads from the dependency plan: the base's interpreter and the
@@ -397,111 +396,101 @@ impl InstallInputs {
     }
 }
 
-async fn build_platforms(
-    client: &RegistryClient,
-    deps: &BuildPlan,
-    platforms: &[&str],
-    progress: &Progress,
-) -> Result<String, DaemonlessError> {
-    let inputs = InstallInputs::read(deps)?;
-    let (base_python, packages) = inputs.packages();
-    let uv = venv::find_uv()?;
-    let several = platforms.len() > 1;
-    let mut pins: Option<String> = None;
-    let mut pushed = Vec::new();
-    for platform in platforms {
+/// The daemonless build of a dependency plan's images, one platform at a time: each
+/// platform's wheels, the versions of the first platform's resolution (one set of
+/// versions, as one lock would give), no emulation. Nothing is pushed here: each
+/// [`Made::image`] goes to a publisher ([`crate::publish`]).
+pub struct DependencyBuild<'a> {
+    deps: &'a BuildPlan,
+    inputs: InstallInputs,
+    uv: PathBuf,
+    /// The registry the images go to, when they are to be pushed there (layers it has from
+    /// an earlier build are then not written again).
+    push_to: Option<&'a RegistryClient>,
+    timeouts: crate::timeouts::Timeouts,
+    /// The first platform's pins (a lock pins them already: unused).
+    pins: Option<String>,
+}
+
+/// One platform's dependency image, ready to publish.
+pub struct Made {
+    /// The base's registry client and name: the base layers are read from there.
+    pub base_client: RegistryClient,
+    pub base_image: String,
+    /// The dependency image: the base's layers (in its registry), ours (files, or blobs
+    /// the target repository has), the config.
+    pub image: Image,
+}
+
+impl<'a> DependencyBuild<'a> {
+    /// The build of `deps` (a [`BuildPlan::dependencies`] plan), to be pushed to `push_to`'s
+    /// registry as `deps.image`, or kept on this machine (`None`).
+    pub fn new(
+        deps: &'a BuildPlan,
+        push_to: Option<&'a RegistryClient>,
+        timeouts: crate::timeouts::Timeouts,
+    ) -> Result<DependencyBuild<'a>, DaemonlessError> {
+        Ok(DependencyBuild {
+            deps,
+            inputs: InstallInputs::read(deps)?,
+            uv: venv::find_uv()?,
+            push_to,
+            timeouts,
+            pins: None,
+        })
+    }
+
+    /// The dependency image of `platform`.
+    pub async fn platform(
+        &mut self,
+        platform: &str,
+        progress: &Progress,
+    ) -> Result<Made, DaemonlessError> {
+        let (base_python, packages) = self.inputs.packages();
         let install = Installing {
-            uv: &uv,
-            push_to: Some((client, &deps.image)),
-            timeouts: client.timeouts(),
+            uv: &self.uv,
+            push_to: self
+                .push_to
+                .map(|client| (client, self.deps.image.as_str())),
+            timeouts: self.timeouts,
             base_python,
             packages,
-            constraints: pins.as_deref(),
+            constraints: self.pins.as_deref(),
         };
-        let made = make_platform(deps, platform, &install, progress).await?;
-        let name = if several {
-            format!(
-                "push {} for {platform} (on {})",
-                deps.image, made.base.image
-            )
-        } else {
-            format!("push {} (on {})", deps.image, made.base.image)
-        };
-        let step = Step::start(progress, "push-deps", name);
-        let result = image::push(
-            client,
-            image::ToPush {
-                base_image: &made.base.image,
-                base_client: &made.base.client,
-                base_manifest: &made.base.manifest,
-                layers: &made.layers,
-                config: made.config,
-                image: &deps.image,
-                tag: !several,
-                progress,
-            },
-        )
-        .await;
-        pushed.push((platform.to_string(), step.done(result)?));
-        pins.get_or_insert(made.pins);
-    }
-    if several {
-        image::push_index(client, &deps.image, &pushed).await
-    } else {
-        Ok(pushed.remove(0).1.digest)
+        let (made, pins) = make_platform(self.deps, platform, &install, progress).await?;
+        self.pins.get_or_insert(pins);
+        Ok(made)
     }
 }
 
 /// A dependency image made on this machine and kept on disk (for `--output` of a spec
 /// without a registry): its base's layers stay in the base's registry, ours are files.
 pub struct LocalDependency {
-    /// The base's registry client and name: the base layers are read from there.
+    /// The base's registry client: the base layers are read from there.
     pub base_client: RegistryClient,
-    pub base_image: String,
     pub image: crate::builders::registry::DependencyImage,
-    /// Our layers, written.
-    pub layers: Vec<crate::source::layer::Layer>,
 }
 
 /// Makes the dependency image of every platform of `deps` (one resolution, as
-/// [`build_dependency_index`]) on this machine without pushing it anywhere.
+/// [`DependencyBuild`]) on this machine without pushing it anywhere.
 pub async fn make_local(
     deps: &BuildPlan,
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Vec<LocalDependency>, DaemonlessError> {
-    let inputs = InstallInputs::read(deps)?;
-    let (base_python, packages) = inputs.packages();
-    let uv = venv::find_uv()?;
+    let mut build = DependencyBuild::new(deps, None, timeouts)?;
     let platforms = crate::oci::Platforms::parse(&deps.platform);
-    let mut pins: Option<String> = None;
     let mut made_all = Vec::new();
     for platform in platforms.iter() {
         let _scope = platforms
             .several()
             .then(|| progress.platform_scope(platform));
-        let install = Installing {
-            uv: &uv,
-            push_to: None,
-            timeouts,
-            base_python,
-            packages,
-            constraints: pins.as_deref(),
-        };
-        let made = make_platform(deps, platform, &install, progress).await?;
-        pins.get_or_insert(made.pins);
-        let manifest = image::manifest(&made.base.manifest, &made.layers, &made.config);
-        let config: serde_json::Value =
-            serde_json::from_slice(&made.config).expect("made from a JSON value");
-        let image =
-            crate::builders::registry::DependencyImage::from_parts(&deps.image, manifest, config)
-                .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
-        let layers = made.layers.into_iter().filter_map(|l| l.written).collect();
+        let made = build.platform(platform, progress).await?;
+        let image = crate::builders::registry::DependencyImage::from_image(&deps.image, made.image)
+            .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
         made_all.push(LocalDependency {
-            base_client: made.base.client,
-            base_image: made.base.image,
+            base_client: made.base_client,
             image,
-            layers,
         });
     }
     Ok(made_all)
@@ -521,38 +510,26 @@ struct Installing<'a> {
     constraints: Option<&'a str>,
 }
 
-/// One platform's dependency image, ready to push.
-struct Made {
-    base: Base,
-    layers: Vec<image::Ready>,
-    config: Vec<u8>,
-    /// The versions installed.
-    pins: String,
+/// The base checked for what the install needs: its Python and its wheels' platform.
+struct Checked {
+    env: config::DependencyEnv,
+    python: base::BasePython,
+    python_platform: String,
 }
 
-async fn make_platform(
+fn check_base(
     deps: &BuildPlan,
+    base: &Base,
     platform: &str,
     installing: &Installing<'_>,
-    progress: &Progress,
-) -> Result<Made, DaemonlessError> {
-    // From its registry's mirror when the defaults file names one: its layers are then read
-    // (and mounted) from there.
-    let base_ref = deps.pull_ref(&deps.base_image);
-    let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
-    let tree = &base.tree;
-    let base_env: Vec<String> = base
-        .config
-        .pointer("/config/Env")
-        .and_then(|e| serde_json::from_value(e.clone()).ok())
-        .unwrap_or_default();
-    let env =
-        crate::oci::config::dependency_env(&base_env, deps).map_err(|e| Fallback(e.to_string()))?;
+) -> Result<Checked, DaemonlessError> {
+    let env = config::dependency_env(&base_env(base), deps).map_err(|e| Fallback(e.to_string()))?;
     let install_path = env.at_install.get("PATH").unwrap_or_default().to_string();
-    let python = tree
+    let python = base
+        .tree
         .python(installing.base_python, &install_path)
         .map_err(Fallback::from)?;
-    let glibc = match tree.libc() {
+    let glibc = match base.tree.libc() {
         Some(base::Libc::Glibc { major, minor }) => (major, minor),
         Some(base::Libc::Musl) => {
             return Err(
@@ -564,9 +541,32 @@ async fn make_platform(
         }
     };
     let python_platform = venv::python_platform(platform, glibc)?;
+    Ok(Checked {
+        env,
+        python,
+        python_platform,
+    })
+}
 
-    // The user steps.
-    let base_path = crate::oci::config::EnvList::from_config(&base_env)
+/// The `Env` of the base's config.
+fn base_env(base: &Base) -> Vec<String> {
+    base.config
+        .pointer("/config/Env")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The user steps: the `flytekit` user added, `/root` and `/home` handed to it, its
+/// `.profile`; and what `/root` is then.
+struct UserSteps {
+    overlay: user::Overlay,
+    flytekit: user::User,
+    root_dir: crate::source::layer::Attrs,
+}
+
+fn user_steps(base: &Base, path_at_end: &str) -> Result<UserSteps, DaemonlessError> {
+    let tree = &base.tree;
+    let base_path = crate::oci::config::EnvList::from_config(&base_env(base))
         .get("PATH")
         .unwrap_or(crate::oci::config::DEFAULT_PATH)
         .to_string();
@@ -588,16 +588,29 @@ async fn make_platform(
     for dir in ["root", "home"] {
         user::chown_r(tree, &mut overlay, dir, flytekit.uid).map_err(Fallback::from)?;
     }
-    let path_at_end = env.at_end.get("PATH").unwrap_or_default().to_string();
-    user::append_profile(tree, &mut overlay, &flytekit, &path_at_end).map_err(Fallback::from)?;
+    user::append_profile(tree, &mut overlay, &flytekit, path_at_end).map_err(Fallback::from)?;
     let root_dir = overlay
         .items
         .get("root")
         .map(|i| i.attrs)
         .ok_or_else(|| Fallback("the base image has no /root".into()))?;
+    Ok(UserSteps {
+        overlay,
+        flytekit,
+        root_dir,
+    })
+}
 
-    // The venv, staged beside uv's cache when there is one (same file system: uv links
-    // files instead of copying them).
+/// The venv installed by uv into a scratch directory (staged beside uv's cache when there
+/// is one: same file system, so uv links files instead of copying them); the directory,
+/// the venv in it and the versions installed.
+async fn install_venv(
+    deps: &BuildPlan,
+    platform: &str,
+    checked: &Checked,
+    installing: &Installing<'_>,
+    progress: &Progress,
+) -> Result<(crate::scratch::ScratchDir, PathBuf, String), DaemonlessError> {
     let cache = cache_dir();
     let staging = cache
         .as_ref()
@@ -611,10 +624,11 @@ async fn make_platform(
             source,
         }
     })?;
+    let (python, python_platform) = (&checked.python, &checked.python_platform);
     let install = venv::Install {
         uv: installing.uv,
-        python: &python,
-        python_platform: &python_platform,
+        python,
+        python_platform,
         packages: installing.packages,
         ca_bundle: deps.ca_bundle.as_deref(),
         cache_dir: cache.map(|d| d.join(UV_CACHE_DIR)),
@@ -635,26 +649,33 @@ async fn make_platform(
             python.version, python.path
         ),
     );
-    let (venv_dir, pins) = step.done(
-        install
-            .make(stage.path())
-            .await
-            .map_err(DaemonlessError::from),
-    )?;
+    let made = install.make(stage.path()).await;
+    let (venv_dir, pins) = step.done(made.map_err(DaemonlessError::from))?;
+    Ok((stage, venv_dir, pins))
+}
 
-    // Layers and config.
-    let step = Step::start(
-        progress,
-        "layers",
-        format!("write the user and venv layers for {platform}"),
-    );
+/// The user and venv layers, written or found where an earlier build pushed them, each
+/// with its history line.
+async fn write_layers(
+    base: &Base,
+    user: &UserSteps,
+    venv_dir: &std::path::Path,
+    installing: &Installing<'_>,
+    progress: &Progress,
+) -> Result<Vec<(image::Ready, String)>, DaemonlessError> {
+    let tree = &base.tree;
     let mut plans = vec![(
-        image::user_layer(tree, &overlay),
+        image::user_layer(tree, &user.overlay),
         "RUN id -u flytekit || useradd --create-home --shell /bin/bash flytekit; \
          chown -R flytekit /root /home; .profile"
             .to_string(),
     )];
-    plans.extend(image::venv_layers(tree, &venv_dir, flytekit.uid, root_dir)?);
+    plans.extend(image::venv_layers(
+        tree,
+        venv_dir,
+        user.flytekit.uid,
+        user.root_dir,
+    )?);
     // The venv's own layer is the install step's: what made the venv.
     if let Some((_, created_by)) = plans.get_mut(1) {
         *created_by = match installing.packages {
@@ -673,7 +694,7 @@ async fn make_platform(
         image,
         known: known.as_ref(),
     });
-    let layers = step.done(image::prepare_layers(plans, target).await)?;
+    let layers = image::prepare_layers(plans, target).await?;
     let reused = layers.iter().filter(|l| l.written.is_none()).count();
     if reused > 0 {
         progress.event(Event::Info(&format!(
@@ -681,33 +702,59 @@ async fn make_platform(
             layers.len()
         )));
     }
+    Ok(layers.into_iter().zip(history).collect())
+}
+
+/// One platform's dependency image, and the versions installed.
+async fn make_platform(
+    deps: &BuildPlan,
+    platform: &str,
+    installing: &Installing<'_>,
+    progress: &Progress,
+) -> Result<(Made, String), DaemonlessError> {
+    // From its registry's mirror when the defaults file names one: its layers are then read
+    // (and mounted) from there.
+    let base_ref = deps.pull_ref(&deps.base_image);
+    let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
+    let checked = check_base(deps, &base, platform, installing)?;
+    let path_at_end = checked
+        .env
+        .at_end
+        .get("PATH")
+        .unwrap_or_default()
+        .to_string();
+    let user = user_steps(&base, &path_at_end)?;
+    let (stage, venv_dir, pins) =
+        install_venv(deps, platform, &checked, installing, progress).await?;
+    let step = Step::start(
+        progress,
+        "layers",
+        format!("write the user and venv layers for {platform}"),
+    );
+    let layers = step.done(write_layers(&base, &user, &venv_dir, installing, progress).await)?;
     // Thousands of files: removed while the layers upload.
     tokio::task::spawn_blocking(move || drop(stage));
+    let layers = layers
+        .into_iter()
+        .map(|(ready, created_by)| ready.into_new_layer(&deps.image, created_by))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root_dir = user.root_dir;
     let label = format!(
         "{} {} {} {:o}",
-        flytekit.uid, root_dir.uid, root_dir.gid, root_dir.mode
+        user.flytekit.uid, root_dir.uid, root_dir.gid, root_dir.mode
     );
-    let added: Vec<crate::oci::config::AddedLayer> = layers
-        .iter()
-        .zip(history)
-        .map(|(layer, created_by)| crate::oci::config::AddedLayer {
-            diff_id: layer.diff_id.clone(),
-            created_by,
-        })
-        .collect();
-    let config = crate::oci::config::dependency_config(
-        &base.config,
-        &env.at_end,
-        deps.entrypoint.as_deref(),
-        &[(DEPENDENCY_LABEL, label)],
-        &added,
-    );
-    Ok(Made {
-        base,
-        layers,
-        config: serde_json::to_vec(&config).expect("a JSON value serialises"),
-        pins,
-    })
+    let with = config::DependencyConfig {
+        env: &checked.env.at_end,
+        entrypoint: deps.entrypoint.as_deref(),
+        labels: &[(DEPENDENCY_LABEL, label)],
+    };
+    let image = config::dependency_image(&base.value, &with, layers);
+    let made = Made {
+        base_client: base.client,
+        base_image: base.image,
+        image,
+    };
+    Ok((made, pins))
 }
 
 #[cfg(test)]

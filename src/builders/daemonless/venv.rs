@@ -528,9 +528,17 @@ pub fn make_the_images(
     python: &BasePython,
     system_site_packages: bool,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::symlink;
-    let staged = venv.to_string_lossy().into_owned();
-    // lib/pythonH.M (this machine's Python) → lib/pythonX.Y (the image's).
+    let wanted = rename_lib(venv, python)?;
+    let bin = venv.join("bin");
+    relink_python(&bin, python)?;
+    rewrite_cfg(venv, python, system_site_packages)?;
+    let changed = rewrite_staged_paths(&bin, &venv.to_string_lossy())?;
+    fix_records(&wanted.join("site-packages"), &changed)
+}
+
+/// `lib/pythonH.M` (this machine's Python) → `lib/pythonX.Y` (the image's), and `lib64` a
+/// link to `lib`; the new `lib/pythonX.Y`.
+fn rename_lib(venv: &Path, python: &BasePython) -> std::io::Result<PathBuf> {
     let lib = venv.join("lib");
     let wanted = lib.join(format!("python{}", python.minor));
     for entry in std::fs::read_dir(&lib)? {
@@ -545,11 +553,15 @@ pub fn make_the_images(
     }
     let lib64 = venv.join("lib64");
     if std::fs::symlink_metadata(&lib64).is_err() {
-        symlink("lib", &lib64)?;
+        std::os::unix::fs::symlink("lib", &lib64)?;
     }
-    // bin/python → the base's interpreter; python3, pythonX.Y → python.
-    let bin = venv.join("bin");
-    for entry in std::fs::read_dir(&bin)? {
+    Ok(wanted)
+}
+
+/// `bin/python` → the base's interpreter; `python3`, `pythonX.Y` → `python`.
+fn relink_python(bin: &Path, python: &BasePython) -> std::io::Result<()> {
+    use std::os::unix::fs::symlink;
+    for entry in std::fs::read_dir(bin)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == "python"
@@ -563,8 +575,15 @@ pub fn make_the_images(
     symlink(&python.path, bin.join("python"))?;
     let major = python.minor.split('.').next().unwrap_or("3");
     symlink("python", bin.join(format!("python{major}")))?;
-    symlink("python", bin.join(format!("python{}", python.minor)))?;
-    // pyvenv.cfg: the base's interpreter.
+    symlink("python", bin.join(format!("python{}", python.minor)))
+}
+
+/// `pyvenv.cfg`: the base's interpreter.
+fn rewrite_cfg(
+    venv: &Path,
+    python: &BasePython,
+    system_site_packages: bool,
+) -> std::io::Result<()> {
     let cfg_path = venv.join("pyvenv.cfg");
     let cfg = std::fs::read_to_string(&cfg_path)?;
     let home = python
@@ -585,10 +604,14 @@ pub fn make_the_images(
             }
         })
         .collect();
-    replace_file(&cfg_path, cfg.as_bytes())?;
-    // The staging path → /root/.venv in bin/'s text files (activate scripts, shebangs).
-    let mut changed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(&bin)? {
+    replace_file(&cfg_path, cfg.as_bytes())
+}
+
+/// The staging path `staged` → `/root/.venv` in `bin`'s text files (activate scripts,
+/// shebangs); the files changed, with their new content.
+fn rewrite_staged_paths(bin: &Path, staged: &str) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut changed = Vec::new();
+    for entry in std::fs::read_dir(bin)? {
         let path = entry?.path();
         if !std::fs::symlink_metadata(&path)?.is_file() {
             continue;
@@ -601,9 +624,13 @@ pub fn make_the_images(
         replace_file(&path, &fixed)?;
         changed.push((path, fixed));
     }
-    // RECORD lines of the rewritten files get their new hash and size.
-    let site = wanted.join("site-packages");
-    for entry in std::fs::read_dir(&site)? {
+    Ok(changed)
+}
+
+/// The `RECORD` lines (in `site`'s dist-infos) of the `changed` files get their new hash
+/// and size.
+fn fix_records(site: &Path, changed: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(site)? {
         let dist = entry?.path();
         let record = dist.join("RECORD");
         if !dist.to_string_lossy().ends_with(".dist-info") || !record.is_file() {
@@ -617,7 +644,7 @@ pub fn make_the_images(
                 let Some((file, _)) = line.split_once(',') else {
                     return line.to_string();
                 };
-                let target = normalize_join(&site, file);
+                let target = normalize_join(site, file);
                 match changed.iter().find(|(p, _)| *p == target) {
                     Some((_, content)) => {
                         touched = true;

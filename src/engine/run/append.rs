@@ -2,14 +2,16 @@
 //! found while the facts were gathered) and `build_dependencies_then_append` (the
 //! dependency images made first, by uv without a daemon or by dockerd, then the same).
 
-use super::{Action, Done, Job, Planned, platforms, tag_check};
+use super::{Action, Done, Job, Planned, platforms, published, tag_check};
 use crate::builders::BackendError;
 use crate::builders::builder::{Builder as _, Uv};
 use crate::builders::daemonless::DaemonlessError;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{DependencyBuilder, EngineError};
 use crate::explain;
-use crate::oci::{Digest, Platforms};
+use crate::oci::{Digest, Index, Platforms};
+use crate::publish::Check;
+use crate::publish::registry::{Reference, Registry};
 
 /// `append`: the dependency images were found (and read) while the facts were gathered.
 pub(super) async fn append(
@@ -57,41 +59,11 @@ async fn append_source(
     found: &[DependencyImage],
     platforms: &Platforms,
 ) -> Result<Done, EngineError> {
-    let (client, plan) = (job.registry()?, &planned.plan);
-    let appended = match found {
-        [one] if !platforms.several() => {
-            registry_backend::append(client, plan, one, job.progress, tag_check(job)).await?
-        }
-        several => {
-            let list: Vec<&str> = platforms.iter().collect();
-            let verify = tag_check(job);
-            registry_backend::append_platforms(client, plan, &list, several, job.progress, verify)
-                .await?
-        }
+    let digest = match found {
+        [one] if !platforms.several() => push_one(job, planned, one).await?,
+        several => push_index(job, planned, several, platforms).await?,
     };
-    if platforms.several() {
-        job.info(&format!(
-            "pushed {} ({}), an index of {} platforms",
-            plan.image,
-            appended.digest,
-            platforms.len()
-        ));
-    } else {
-        let already = if appended.uploaded {
-            ""
-        } else {
-            " (already in the registry)"
-        };
-        job.info(&format!(
-            "pushed {} ({}), {} files, layer {} bytes{already}",
-            plan.image, appended.digest, appended.files, appended.layer_size
-        ));
-    }
     explain::record_last_built(&planned.inputs);
-    let digest = match Digest::parse(&appended.digest) {
-        Ok(digest) => digest,
-        Err(_) => super::pushed_digest(client, &plan.image).await?,
-    };
     super::recorded::remember(&digest, &planned.inputs);
     Ok(Done {
         action: Action::Appended,
@@ -99,6 +71,72 @@ async fn append_source(
         image: job.tag.image.clone(),
         digest: Some(digest),
     })
+}
+
+/// The source layer on the dependency image, pushed under the tag once the tag check holds.
+async fn push_one(
+    job: &Job<'_>,
+    planned: &Planned,
+    deps: &DependencyImage,
+) -> Result<Digest, EngineError> {
+    let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
+    let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+    // The dependency image was named by the line before ("dependencies unchanged (...)").
+    let step = format!(
+        "push {} ({} files, {} on the dependency image)",
+        plan.image,
+        assembled.files,
+        crate::progress::bytes(assembled.layer_size)
+    );
+    let publisher = Registry::new(client, &plan.image).metered(progress, "append");
+    let pushing = publisher.push(&assembled.image, Reference::Tag, tag_check(job));
+    let pushed = progress.in_step("append", &step, pushing).await;
+    let pushed = pushed.map_err(|e| published(e, None))?;
+    let already = if pushed.uploaded.contains(&assembled.layer_digest) {
+        ""
+    } else {
+        " (already in the registry)"
+    };
+    job.info(&format!(
+        "pushed {} ({}), {} files, layer {} bytes{already}",
+        plan.image, pushed.digest, assembled.files, assembled.layer_size
+    ));
+    Ok(pushed.digest)
+}
+
+/// Each platform's image (the source layer on its dependency image) pushed by digest, then
+/// their index under the tag once the tag check holds.
+async fn push_index(
+    job: &Job<'_>,
+    planned: &Planned,
+    found: &[DependencyImage],
+    platforms: &Platforms,
+) -> Result<Digest, EngineError> {
+    let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
+    let publisher = Registry::new(client, &plan.image).metered(progress, "append");
+    let mut index = Index::default();
+    for (platform, deps) in platforms.iter().zip(found) {
+        let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+        let step = format!(
+            "push {} for {platform} ({} files, {})",
+            plan.image,
+            assembled.files,
+            crate::progress::bytes(assembled.layer_size)
+        );
+        let pushing = publisher.push(&assembled.image, Reference::Digest, Check::none());
+        let pushed = progress.in_step("append", &step, pushing).await;
+        pushed.map_err(|e| published(e, None))?;
+        index.push_descriptor(platform, assembled.image.descriptor());
+    }
+    let pushing = publisher.push_index(&index, tag_check(job));
+    let digest = pushing.await.map_err(|e| published(e, None))?;
+    job.info(&format!(
+        "pushed {} ({}), an index of {} platforms",
+        plan.image,
+        digest,
+        platforms.len()
+    ));
+    Ok(digest)
 }
 
 /// The dependency image of every platform, made now: the registry lacked one of them when

@@ -5,13 +5,13 @@
 
 use super::{Action, Done, Job, Planned};
 use crate::builders::BackendError;
-use crate::builders::registry::{self as registry_backend, Assembled, DependencyImage};
+use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{EngineError, OutputDependencies};
 use crate::explain;
-use crate::oci::Platforms;
+use crate::oci::{Image, Index, Platforms};
 use crate::plan::BuildPlan;
-use crate::progress::Event;
-use crate::publish::layout::{ImageToWrite, OutputTarget};
+use crate::publish::layout::{Layout, OutputTarget};
+use crate::publish::{Check, Publisher};
 use crate::registry::client::RegistryClient;
 
 /// `write_output`: the dependency images found, made and pushed first, or made here
@@ -67,22 +67,8 @@ async fn write_assembled(
     deps: &[DependencyImage],
     platforms: &Platforms,
 ) -> Result<(), EngineError> {
-    let assembled = assemble_each(job, plan, platforms, deps).await?;
-    let images: Vec<(&str, ImageToWrite)> = platforms
-        .iter()
-        .zip(deps.iter().zip(&assembled))
-        .map(|(platform, (deps, assembled))| {
-            let image = ImageToWrite {
-                image: &plan.image,
-                source: &deps.image,
-                manifest: &assembled.manifest,
-                config: &assembled.config,
-                local_layers: vec![(assembled.layer.digest.as_str(), assembled.layer.path())],
-            };
-            (platform, image)
-        })
-        .collect();
-    write_images(job, client, platforms, &images, target).await
+    let images = assemble_each(job, plan, platforms, deps).await?;
+    write_images(job, client, images, target).await
 }
 
 /// Each platform's image assembled on its dependency image (in `platforms`' order), then the
@@ -92,16 +78,17 @@ async fn assemble_each<'d>(
     plan: &BuildPlan,
     platforms: &Platforms,
     deps: impl IntoIterator<Item = &'d DependencyImage>,
-) -> Result<Vec<Assembled>, EngineError> {
-    let mut assembled = Vec::new();
+) -> Result<Vec<(String, Image)>, EngineError> {
+    let mut images = Vec::new();
     for (platform, deps) in platforms.iter().zip(deps) {
         let _scope = platforms
             .several()
             .then(|| job.progress.platform_scope(platform));
-        assembled.push(registry_backend::assemble_image(plan, deps, job.progress).await?);
+        let assembled = registry_backend::assemble_image(plan, deps, job.progress).await?;
+        images.push((platform.to_string(), assembled.image));
     }
     crate::tag::verify_unchanged(job.spec, &job.options.tag, job.tag)?;
-    Ok(assembled)
+    Ok(images)
 }
 
 /// `--output` of a spec without a registry: the dependency image of each platform made on
@@ -135,65 +122,39 @@ async fn write_output_local(
         Err(e) => return Err(BackendError::from(e).into()),
     };
     let deps: Vec<&DependencyImage> = made.iter().map(|m| &m.image).collect();
-    let assembled = assemble_each(job, plan, platforms, deps).await?;
-    let images: Vec<(&str, ImageToWrite)> = platforms
-        .iter()
-        .zip(made.iter().zip(&assembled))
-        .map(|(platform, (deps, assembled))| {
-            let mut local_layers: Vec<(&str, &std::path::Path)> = deps
-                .layers
-                .iter()
-                .map(|l| (l.digest.as_str(), l.path()))
-                .collect();
-            local_layers.push((assembled.layer.digest.as_str(), assembled.layer.path()));
-            let image = ImageToWrite {
-                image: &plan.image,
-                source: &deps.base_image,
-                manifest: &assembled.manifest,
-                config: &assembled.config,
-                local_layers,
-            };
-            (platform, image)
-        })
-        .collect();
+    let images = assemble_each(job, plan, platforms, deps).await?;
     // Every platform's base is the same image in the same registry.
-    let client = &made[0].base_client;
-    write_images(job, client, platforms, &images, target).await
+    write_images(job, &made[0].base_client, images, target).await
 }
 
-/// The output step: `images` (one per platform, in order; `several`: an index even of one)
-/// written to `target`, their remote layers read with `client`.
+/// The output step: `images` (one per platform, in order; several: an index) written to
+/// `target`, their remote layers read with `client`.
 async fn write_images(
     job: &Job<'_>,
     client: &RegistryClient,
-    platforms: &Platforms,
-    images: &[(&str, ImageToWrite<'_>)],
+    images: Vec<(String, Image)>,
     target: &OutputTarget,
 ) -> Result<(), EngineError> {
-    let (progress, several, name) = (job.progress, platforms.several(), &job.tag.image);
-    let step = format!("write {target}");
-    progress.event(Event::StepStarted {
-        id: crate::progress::OUTPUT_STEP,
-        name: &step,
-        label: None,
-    });
-    let written = match images {
-        [(_, one)] if !several => {
-            crate::publish::layout::write(client, one, target, progress).await
-        }
-        _ => crate::publish::layout::write_platforms(client, name, images, target, progress).await,
+    let progress = job.progress;
+    let layout = Layout {
+        client,
+        name: &job.tag.image,
+        target,
+        progress,
     };
-    let error = written.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone {
-        id: crate::progress::OUTPUT_STEP,
-        name: &step,
-        label: None,
-        cached: false,
-        error: error.as_deref(),
-    });
-    written.map_err(|source| BackendError::Output {
-        target: target.to_string(),
-        source,
-    })?;
+    let step = format!("write {target}");
+    let writing = async {
+        if images.len() > 1 {
+            let index = Index::of_images(images);
+            layout.publish_index(&index, Check::none()).await
+        } else {
+            let (_, image) = images.into_iter().next().expect("one platform at least");
+            layout.publish(&image, Check::none()).await
+        }
+    };
+    let written = progress
+        .in_step(crate::progress::OUTPUT_STEP, &step, writing)
+        .await;
+    written.map_err(|e| super::published(e, Some(target)))?;
     Ok(())
 }

@@ -28,7 +28,7 @@ use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
-use crate::registry::index::{IndexEntry, platform_index, platforms_of};
+use crate::registry::index::{IndexEntry, platforms_of};
 use crate::spec::NormalizedSpec;
 use crate::timeouts::Timeouts;
 
@@ -259,24 +259,23 @@ async fn push_index(
     entries: &[IndexEntry],
     progress: &Progress,
 ) -> Result<Digest, EngineError> {
-    let (body, media_type) = platform_index(entries);
-    let digest = Digest::of_bytes(&body);
+    use crate::oci::{Index, image::Descriptor};
+    let mut index = Index::default();
+    for e in entries {
+        let digest = Digest::parse(&e.digest).map_err(|err| BackendError::Push {
+            image: image.into(),
+            message: err.to_string(),
+        })?;
+        index.push_descriptor(
+            &e.platform,
+            Descriptor::new(&e.media_type, digest, e.size as u64),
+        );
+    }
     let step = format!("push index {image} ({} platforms)", entries.len());
-    progress.event(Event::StepStarted {
-        id: "push-index",
-        name: &step,
-        label: None,
-    });
-    let pushed = client.push_manifest(image, body.into(), media_type).await;
-    progress.event(Event::StepDone {
-        id: "push-index",
-        name: &step,
-        label: None,
-        cached: false,
-        error: pushed.as_ref().err().map(ToString::to_string).as_deref(),
-    });
-    pushed.map_err(BackendError::from)?;
-    Ok(digest)
+    let publisher = crate::publish::registry::Registry::new(client, image);
+    let pushing = publisher.push_index(&index, crate::publish::Check::none());
+    let pushed = progress.in_step("push-index", &step, pushing).await;
+    pushed.map_err(|e| super::published(e, None))
 }
 
 /// The dependency image of every platform built by dockerd: each built under a working tag

@@ -180,6 +180,12 @@ pub enum RegistryErrorKind {
         #[source]
         source: ManifestError,
     },
+    /// The manifest and its config do not make an image (a config of another digest).
+    #[error("{source}")]
+    Image {
+        #[source]
+        source: crate::oci::image::ImageError,
+    },
     /// A digest (a manifest's, as written) that is not one.
     #[error("{source}")]
     Digest {

@@ -1,0 +1,58 @@
+//! A dependency image made by uv without a daemon and pushed ([`crate::publish::registry`]):
+//! each platform's image pushed as it is made (by digest when there are several), then their
+//! index under the dependency tag.
+
+use super::{DaemonlessError, DependencyBuild};
+use crate::oci::{Digest, Index, Platforms};
+use crate::plan::BuildPlan;
+use crate::progress::Progress;
+use crate::publish::registry::{Reference, Registry};
+use crate::publish::{Check, PublishError};
+use crate::registry::client::RegistryClient;
+
+/// Why the daemonless dependency image is not in the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum UvError {
+    #[error(transparent)]
+    Build(#[from] DaemonlessError),
+    #[error("pushing the dependency image: {0}")]
+    Publish(#[from] PublishError),
+}
+
+/// Builds the dependency image of `deps` (a [`BuildPlan::dependencies`] plan) for each of
+/// `platforms` with uv and pushes it to `client`'s registry as `deps.image` (several: one
+/// index). Returns the digest of what the tag names.
+pub async fn build_and_push(
+    client: &RegistryClient,
+    deps: &BuildPlan,
+    platforms: &Platforms,
+    progress: &Progress,
+) -> Result<Digest, UvError> {
+    let mut build = DependencyBuild::new(deps, Some(client), client.timeouts())?;
+    let several = platforms.several();
+    let mut index = Index::default();
+    for platform in platforms.iter() {
+        let made = build.platform(platform, progress).await?;
+        let (name, reference) = if several {
+            let name = format!(
+                "push {} for {platform} (on {})",
+                deps.image, made.base_image
+            );
+            (name, Reference::Digest)
+        } else {
+            let name = format!("push {} (on {})", deps.image, made.base_image);
+            (name, Reference::Tag)
+        };
+        let publisher = Registry::new(client, &deps.image)
+            .copying_from(&made.base_client)
+            .metered(progress, "push-deps");
+        let pushing = publisher.push(&made.image, reference, Check::none());
+        let pushed = progress.in_step("push-deps", &name, pushing).await?;
+        if !several {
+            return Ok(pushed.digest);
+        }
+        index.push_descriptor(platform, made.image.descriptor());
+    }
+    let publisher = Registry::new(client, &deps.image);
+    Ok(publisher.push_index(&index, Check::none()).await?)
+}
