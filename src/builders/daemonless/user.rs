@@ -306,8 +306,19 @@ pub fn useradd(
             appended(&group, &format!("{USER}:x:{gid}:")),
         );
     }
+    shadows(base, overlay, &defs, day, usergroups);
+    subordinate_ids(base, overlay, &defs)?;
+    // The home directory, from the skeleton, unless it exists (useradd then copies nothing).
+    if overlay.get(base, &home).is_none() {
+        make_home(base, overlay, &defs, (&home, &skel), (uid, gid))?;
+    }
+    Ok(User { uid, gid, home })
+}
+
+/// The user's lines in `/etc/shadow` and (with user groups) `/etc/gshadow`, where they exist.
+fn shadows(base: &BaseTree, overlay: &mut Overlay, defs: &str, day: Option<i64>, usergroups: bool) {
     if let Some(shadow) = text(base, "etc/shadow") {
-        let days = |key: &str| match get(key, -1) {
+        let days = |key: &str| match number(defs, key, -1) {
             -1 => String::new(),
             n => n.to_string(),
         };
@@ -328,13 +339,18 @@ pub fn useradd(
             appended(&gshadow, &format!("{USER}:!::")),
         );
     }
+}
+
+/// The user's ranges in `/etc/subuid` and `/etc/subgid`, where they exist.
+fn subordinate_ids(base: &BaseTree, overlay: &mut Overlay, defs: &str) -> Result<(), UserError> {
+    let get = |key: &str, default: i64| number(defs, key, default) as u64;
     for (file, prefix) in [("etc/subuid", "SUB_UID"), ("etc/subgid", "SUB_GID")] {
-        let count = get(&format!("{prefix}_COUNT"), 65536) as u64;
+        let count = get(&format!("{prefix}_COUNT"), 65536);
         let Some(current) = text(base, file).filter(|_| count > 0) else {
             continue;
         };
-        let min = get(&format!("{prefix}_MIN"), 100000) as u64;
-        let max = get(&format!("{prefix}_MAX"), 600100000) as u64;
+        let min = get(&format!("{prefix}_MIN"), 100000);
+        let max = get(&format!("{prefix}_MAX"), 600100000);
         let start = free_range(&current, min, max, count).ok_or(UserError::NoFreeSubordinateIds)?;
         rewrite(
             base,
@@ -343,42 +359,50 @@ pub fn useradd(
             appended(&current, &format!("{USER}:{start}:{count}")),
         );
     }
+    Ok(())
+}
 
-    // The home directory, from the skeleton, unless it exists (useradd then copies nothing).
-    if overlay.get(base, &home).is_none() {
-        let parent = home.rsplit_once('/').map_or("", |(p, _)| p);
-        if !parent.is_empty() && overlay.get(base, parent).is_none() {
-            return Err(UserError::NoHomeParent(parent.to_string()));
-        }
-        let umask = get("UMASK", 0o022) as u32;
-        let mode = get("HOME_MODE", i64::from(0o777 & !umask)) as u32;
+/// The home directory `home`, owned by the user, with the skeleton `skel` copied in.
+fn make_home(
+    base: &BaseTree,
+    overlay: &mut Overlay,
+    defs: &str,
+    (home, skel): (&str, &str),
+    (uid, gid): (u64, u64),
+) -> Result<(), UserError> {
+    let parent = home.rsplit_once('/').map_or("", |(p, _)| p);
+    if !parent.is_empty() && overlay.get(base, parent).is_none() {
+        return Err(UserError::NoHomeParent(parent.to_string()));
+    }
+    let umask = number(defs, "UMASK", 0o022) as u32;
+    let mode = number(defs, "HOME_MODE", i64::from(0o777 & !umask)) as u32;
+    overlay.items.insert(
+        home.to_string(),
+        Item {
+            attrs: Attrs { uid, gid, mode },
+            body: Body::Dir,
+        },
+    );
+    let skel = skel.trim_matches('/').to_string();
+    for path in overlay.below(base, &skel) {
+        let Some(item) = overlay.get(base, &path) else {
+            return Err(UserError::Skeleton(path));
+        };
+        let to = format!("{home}{}", &path[skel.len()..]);
+        let attrs = Attrs {
+            uid,
+            gid,
+            mode: item.attrs.mode,
+        };
         overlay.items.insert(
-            home.clone(),
+            to,
             Item {
-                attrs: Attrs { uid, gid, mode },
-                body: Body::Dir,
+                attrs,
+                body: item.body,
             },
         );
-        let skel = skel.trim_matches('/').to_string();
-        for path in overlay.below(base, &skel) {
-            let Some(item) = overlay.get(base, &path) else {
-                return Err(UserError::Skeleton(path));
-            };
-            let to = format!("{home}{}", &path[skel.len()..]);
-            overlay.items.insert(
-                to,
-                Item {
-                    attrs: Attrs {
-                        uid,
-                        gid,
-                        mode: item.attrs.mode,
-                    },
-                    body: item.body,
-                },
-            );
-        }
     }
-    Ok(User { uid, gid, home })
+    Ok(())
 }
 
 /// `chown -R <uid> /dir`: the owner of `dir` and everything below it (links themselves,
