@@ -1,16 +1,44 @@
 //! imagespec: container images from a declarative ImageSpec, named exactly as flytekit names
 //! them.
 //!
-//! The pipeline, one module per stage: [`spec`] (files → model, normalised as flytekit's
-//! `__post_init__`) → [`tag`] (flytekit-exact id, tag and image name) with [`source`] (which
-//! files go in, and their digests).
+//! The pipeline, one module per stage, each using only the stages below it (README,
+//! *Layout*): [`spec`] (files → model, normalised as flytekit's `__post_init__`) → [`tag`]
+//! (flytekit-exact id, tag and image name, with [`source`]: which files go in) → [`plan`]
+//! (typed, builder-neutral steps) → [`render`] (Dockerfile, build.envd, the context) →
+//! [`engine`] (facts gathered once, a pure [`engine::decide`] to a [`engine::Strategy`],
+//! [`engine::run`] executing it through [`builders`] and [`publish`]), on [`oci`] values
+//! ([`oci::Digest`], [`oci::Platforms`], [`oci::image::Image`]) and the [`registry`] client.
+//!
+//! The first stages run offline:
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let spec_path = dir.path().join("spec.toml");
+//! # std::fs::write(&spec_path, "name = \"app\"\nregistry = \"localhost:5000\"\npackages = [\"requests\"]\n")?;
+//! let file = imagespec::load(&spec_path)?; // spec.toml, .yaml or .json
+//! let (_, spec) = file.select(None)?; // the one image it describes
+//! let tag = imagespec::tag::compute(spec, &Default::default())?; // flytekit's name
+//! assert!(tag.image.starts_with("localhost:5000/app:"));
+//! let plan = imagespec::plan::BuildPlan::new(spec, &tag, &Default::default())?;
+//! let dockerfile = imagespec::render::dockerfile(&plan);
+//! assert!(dockerfile.contains("FROM "));
+//! // The dependency image (everything but the source), named by what it installs.
+//! assert!(plan.dependencies().image.contains(":deps-"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Building asks the registry (and, for what needs one, a daemon): [`engine::run::build`]
+//! gathers the facts, decides and runs, for the spec's nested base specs first:
 //!
 //! ```no_run
-//! let file = imagespec::load(std::path::Path::new("spec.toml"))?;
-//! let (_, spec) = file.select(None)?;
-//! let tag = imagespec::tag::compute(spec, &Default::default())?;
-//! println!("{}", tag.image);
-//! # Ok::<(), imagespec::Error>(())
+//! # async fn example(spec: &imagespec::NormalizedSpec) -> Result<(), imagespec::Error> {
+//! use imagespec::engine::run::{BuildOptions, build};
+//! let options = BuildOptions::from_env(Default::default(), Default::default());
+//! let progress = imagespec::progress::Progress::new(false, false);
+//! let outcome = build(spec, &options, &progress).await?;
+//! println!("{} {:?} {:?}", outcome.image, outcome.strategy, outcome.digest);
+//! # Ok(())
+//! # }
 //! ```
 
 pub mod builders;
