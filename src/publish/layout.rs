@@ -775,6 +775,16 @@ mod tests {
         assert!("x.tar".parse::<OutputTarget>().is_err());
     }
 
+    /// The digests of `index`'s manifests, in order.
+    fn manifest_digests(index: &serde_json::Value) -> Vec<&str> {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn merging_an_index_keeps_other_images_and_replaces_the_same_ref_name() {
         let entry = |name: &str, digest: &str| {
@@ -797,23 +807,13 @@ mod tests {
             .push(serde_json::json!({"digest": "sha256:unnamed"}));
         let bytes = serde_json::to_vec(&other).unwrap();
         let merged = merged_index(Some(&bytes), entry("b", "sha256:2")).unwrap();
-        let digests: Vec<&str> = merged["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
+        let digests = manifest_digests(&merged);
         assert_eq!(digests, ["sha256:1", "sha256:unnamed", "sha256:2"]);
         assert_eq!(merged["annotations"]["kept"], "yes", "other fields stay");
 
         let bytes = serde_json::to_vec(&merged).unwrap();
         let replaced = merged_index(Some(&bytes), entry("a", "sha256:3")).unwrap();
-        let digests: Vec<&str> = replaced["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
+        let digests = manifest_digests(&replaced);
         assert_eq!(digests, ["sha256:unnamed", "sha256:2", "sha256:3"]);
 
         assert!(merged_index(Some(b"{\"manifests\": 1}"), entry("a", "x")).is_err());
