@@ -35,17 +35,20 @@ pub const PREFIX: &str = ".imagespec-tmp-";
 /// process exits) never misses an entry created at the same moment.
 fn registry() -> MutexGuard<'static, HashSet<PathBuf>> {
     static REGISTRY: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
-    REGISTRY
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    locked(&REGISTRY)
 }
 
 /// Directories this process has already swept: once per directory is enough.
 fn swept() -> MutexGuard<'static, HashSet<PathBuf>> {
     static SWEPT: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
-    SWEPT
-        .get_or_init(Default::default)
+    locked(&SWEPT)
+}
+
+/// The set in `cell`, locked (a poisoned lock still holds a usable set).
+fn locked(
+    cell: &'static OnceLock<Mutex<HashSet<PathBuf>>>,
+) -> MutexGuard<'static, HashSet<PathBuf>> {
+    cell.get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

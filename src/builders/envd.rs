@@ -443,15 +443,21 @@ mod tests {
     use super::*;
     use crate::progress::Mode;
 
-    #[test]
-    fn plain_progress_steps_logs_and_failure() {
+    /// `text`'s lines read by a fresh [`PlainProgress`], finished.
+    fn plain(text: &str) -> PlainProgress {
         let progress = Progress::with_mode(Mode::Quiet);
         let mut p = PlainProgress::default();
-        let text = "#1 docker-image://registry.test:5443/base:1\n#1 DONE 0.0s\n\n#7 [internal] pip install six\n#7 0.623 Collecting six\n#7 DONE 0.8s\n\n#8 bash -c set -euo pipefail\necho hi\npython -c 'import x'\n\n#8 0.17 ModuleNotFoundError: No module named 'x'\n#8 ERROR: executor failed running [bash -c set -euo pipefail\necho hi\npython -c import x\n]: exit code: 1\n------\n > bash -c set -euo pipefail\necho hi\n:\n#8 0.17 ModuleNotFoundError: No module named 'x'\n------\ntime=\"2026-11-25T08:32:03Z\" level=fatal msg=exit app=envd error=\"failed to build: \\\"x\\\" exit code: 1\" version=v1.3.6";
         for line in text.lines() {
             p.line(line, &progress);
         }
         p.finish(&progress);
+        p
+    }
+
+    #[test]
+    fn plain_progress_steps_logs_and_failure() {
+        let text = "#1 docker-image://registry.test:5443/base:1\n#1 DONE 0.0s\n\n#7 [internal] pip install six\n#7 0.623 Collecting six\n#7 DONE 0.8s\n\n#8 bash -c set -euo pipefail\necho hi\npython -c 'import x'\n\n#8 0.17 ModuleNotFoundError: No module named 'x'\n#8 ERROR: executor failed running [bash -c set -euo pipefail\necho hi\npython -c import x\n]: exit code: 1\n------\n > bash -c set -euo pipefail\necho hi\n:\n#8 0.17 ModuleNotFoundError: No module named 'x'\n------\ntime=\"2026-11-25T08:32:03Z\" level=fatal msg=exit app=envd error=\"failed to build: \\\"x\\\" exit code: 1\" version=v1.3.6";
+        let p = plain(text);
         assert_eq!(
             p.names["#8"],
             "bash -c set -euo pipefail; echo hi; python -c 'import x'"
@@ -483,13 +489,8 @@ mod tests {
     /// the error: they are the running step's output, once.
     #[test]
     fn zero_numbered_output_is_the_running_steps_and_shown_once() {
-        let progress = Progress::with_mode(Mode::Quiet);
-        let mut p = PlainProgress::default();
         let text = "#3 docker-image://registry.test:5443/envd-python:bookworm\n#3 ...\n\n#4 bash -c set -euo pipefail\necho about to fail\n\n#0 0.277 about to fail\n#0 0.366 ModuleNotFoundError: No module named 'x'\n#4 ERROR: executor failed running [bash -c set -euo pipefail\necho about to fail\n]: exit code: 1\n------\n > bash -c set -euo pipefail\necho about to fail\n:\n#0 0.277 about to fail\n#0 0.366 ModuleNotFoundError: No module named 'x'\n------";
-        for line in text.lines() {
-            p.line(line, &progress);
-        }
-        p.finish(&progress);
+        let p = plain(text);
         assert!(!p.names.contains_key("#0"), "{:?}", p.names);
         let (step, log) = p.failed();
         assert_eq!(

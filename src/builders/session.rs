@@ -451,21 +451,22 @@ pub async fn solve(
 mod tests {
     use super::*;
 
+    /// What BuildKit is sent for these credentials.
+    fn response(username: &str, password: &str) -> CredentialsResponse {
+        credentials_response(Some(crate::registry::auth::Credentials {
+            username: username.into(),
+            password: password.into(),
+        }))
+    }
+
     #[test]
     fn identity_tokens_go_to_buildkit_as_docker_sends_them() {
-        use crate::registry::auth::Credentials;
-        let token = credentials_response(Some(Credentials {
-            username: "<token>".into(),
-            password: "idt".into(),
-        }));
+        let token = response("<token>", "idt");
         assert_eq!(
             (token.username.as_str(), token.secret.as_str()),
             ("", "idt")
         );
-        let basic = credentials_response(Some(Credentials {
-            username: "me".into(),
-            password: "pw".into(),
-        }));
+        let basic = response("me", "pw");
         assert_eq!(
             (basic.username.as_str(), basic.secret.as_str()),
             ("me", "pw")

@@ -57,18 +57,16 @@ fn tag_options(
 ) -> Result<TagOptions, Error> {
     let mut modules: Option<Vec<String>> = None;
     if let Some(file) = &args.modules_from {
-        let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             context: format!("--modules-from {}", file.display()),
             source,
-        })?;
+        };
+        let text = std::fs::read_to_string(file).map_err(io)?;
         let parent = file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let dir = std::path::absolute(parent).map_err(|source| Error::Io {
-            context: format!("--modules-from {}", file.display()),
-            source,
-        })?;
+        let dir = std::path::absolute(parent).map_err(io)?;
         // Lines are used as written (only blank lines are skipped): they stand for `__file__`
         // strings, which flytekit compares and sorts unnormalised.
         let list = text

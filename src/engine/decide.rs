@@ -636,6 +636,13 @@ mod tests {
         Platforms::parse(&all[..n].join(","))
     }
 
+    /// The default options with `change` made.
+    fn options_with(change: impl FnOnce(&mut DecideOptions)) -> DecideOptions {
+        let mut options = DecideOptions::default();
+        change(&mut options);
+        options
+    }
+
     #[test]
     fn noop_uses_the_base_whatever_else_is_known() {
         let mut f = facts();
@@ -670,10 +677,7 @@ mod tests {
     fn force_rebuilds_an_existing_image_and_says_so() {
         let mut f = facts();
         f.existence = Some(Existence::Yes);
-        let options = DecideOptions {
-            force: true,
-            ..Default::default()
-        };
+        let options = options_with(|o| o.force = true);
         let d = decide(&f, &options).unwrap();
         assert_eq!(d.strategy.kind(), StrategyKind::Append);
         assert!(
@@ -689,10 +693,7 @@ mod tests {
         let refusal = decide(&f, &DecideOptions::default()).unwrap_err();
         assert_eq!(refusal, Refusal::CannotTell("connection refused".into()));
         assert_eq!(refusal.exit_code(), 3);
-        let options = DecideOptions {
-            assume_exists: true,
-            ..Default::default()
-        };
+        let options = options_with(|o| o.assume_exists = true);
         let d = decide(&f, &options).unwrap();
         assert_eq!(d.strategy.kind(), StrategyKind::Assume);
         assert!(d.reason.contains("connection refused"));
@@ -750,10 +751,7 @@ mod tests {
             d.reason,
             "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files"
         );
-        let output = DecideOptions {
-            output: true,
-            ..Default::default()
-        };
+        let output = options_with(|o| o.output = true);
         f.dependency_builder = Some(DependencyBuilder::Uv);
         assert!(
             decide(&f, &output)
@@ -883,10 +881,7 @@ mod tests {
             d.reason
         );
         f.appendable = Appendable::Yes;
-        let options = DecideOptions {
-            fast_path: false,
-            ..Default::default()
-        };
+        let options = options_with(|o| o.fast_path = false);
         let d = decide(&f, &options).unwrap();
         assert_eq!(d.strategy.kind(), StrategyKind::Build);
         assert!(
@@ -900,10 +895,7 @@ mod tests {
         let mut f = facts();
         f.platforms = platforms(2);
         f.dependency = Dependency::Missing;
-        let options = DecideOptions {
-            push: false,
-            ..Default::default()
-        };
+        let options = options_with(|o| o.push = false);
         let refusal = decide(&f, &options).unwrap_err();
         assert_eq!(
             refusal,
@@ -936,10 +928,7 @@ mod tests {
 
     #[test]
     fn output_writes_when_appendable_and_refuses_otherwise() {
-        let options = DecideOptions {
-            output: true,
-            ..Default::default()
-        };
+        let options = options_with(|o| o.output = true);
         let mut f = facts();
         f.existence = None;
         let d = decide(&f, &options).unwrap();
@@ -983,10 +972,7 @@ mod tests {
 
     #[test]
     fn output_without_a_registry_is_made_here_by_uv_or_refused_with_the_reason() {
-        let options = DecideOptions {
-            output: true,
-            ..Default::default()
-        };
+        let options = options_with(|o| o.output = true);
         let f = Facts {
             registry: false,
             existence: None,
@@ -1026,10 +1012,7 @@ mod tests {
 
     #[test]
     fn output_of_several_platforms_is_an_index_but_not_a_docker_archive() {
-        let mut options = DecideOptions {
-            output: true,
-            ..Default::default()
-        };
+        let mut options = options_with(|o| o.output = true);
         let mut f = facts();
         f.existence = None;
         f.platforms = platforms(2);
@@ -1117,10 +1100,7 @@ mod tests {
                 appendable: Appendable::No(NotAppendable::CommandsAfterCopy),
                 ..facts()
             };
-            let options = DecideOptions {
-                push,
-                ..Default::default()
-            };
+            let options = options_with(|o| o.push = push);
             match decide(&f, &options).unwrap().strategy {
                 Strategy::Build {
                     builder, target, ..
@@ -1152,10 +1132,7 @@ mod tests {
 
     #[test]
     fn output_says_where_its_dependency_images_come_from() {
-        let options = DecideOptions {
-            output: true,
-            ..Default::default()
-        };
+        let options = options_with(|o| o.output = true);
         let dependencies = |f: &Facts| match decide(f, &options).unwrap().strategy {
             Strategy::WriteOutput { dependencies, .. } => dependencies,
             other => panic!("{other:?}"),

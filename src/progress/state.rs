@@ -391,26 +391,15 @@ mod tests {
             state.push("push", None, "Preparing", (None, None), now),
             None
         );
-        let pushing = state.push(
-            "push",
-            Some("l"),
-            "Pushing",
-            (Some(2_000), Some(4_000)),
-            now,
-        );
+        let of_4k = |done: u64| (Some(done), Some(4_000));
+        let pushing = state.push("push", Some("l"), "Pushing", of_4k(2_000), now);
         let pushing = pushing.unwrap();
         let bytes = Activity::Bytes("pushing 2.0 kB / 4.0 kB".into());
         assert_eq!(pushing.running.activity, Some(bytes));
         // The plain view repeats the count every 10 s, not on every status.
         assert_eq!(pushing.due, None);
         let later = now + PLAIN_BYTES_EVERY;
-        let due = state.push(
-            "push",
-            Some("l"),
-            "Pushing",
-            (Some(3_000), Some(4_000)),
-            later,
-        );
+        let due = state.push("push", Some("l"), "Pushing", of_4k(3_000), later);
         assert_eq!(due.unwrap().due.as_deref(), Some("pushing 3.0 kB / 4.0 kB"));
         let again = state.push("push", Some("l"), "Pushed", (None, None), later);
         assert_eq!(again.unwrap().due, None);

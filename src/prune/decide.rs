@@ -570,6 +570,26 @@ mod tests {
         }
     }
 
+    /// Whether `set` is kept because it shares a digest with a kept tag.
+    fn shares_digest(decisions: &[SetDecision], set: &str) -> bool {
+        matches!(
+            verdict(decisions, set),
+            Verdict::Keep {
+                because: Kept::SharesDigest { .. }
+            }
+        )
+    }
+
+    /// The verdict of a set kept because `tag` names its `digest` too.
+    fn kept_sharing(digest: &str, tag: &str) -> Verdict {
+        Verdict::Keep {
+            because: Kept::SharesDigest {
+                digest: digest.into(),
+                tag: tag.into(),
+            },
+        }
+    }
+
     fn verdict<'a>(decisions: &'a [SetDecision], set: &str) -> &'a Verdict {
         &decisions
             .iter()
@@ -708,12 +728,7 @@ mod tests {
             image("mine", "sha256:d3", &["c"], Some(9)),
         ];
         let d = decide(&tags, 1);
-        assert!(matches!(
-            verdict(&d, K3),
-            Verdict::Keep {
-                because: Kept::SharesDigest { .. }
-            }
-        ));
+        assert!(shares_digest(&d, K3));
         assert_eq!(
             verdict(&d, K1),
             &Verdict::Keep {
@@ -741,15 +756,7 @@ mod tests {
             image(K2, "sha256:d2", &["base", "pkgs2"], Some(2)),
         ];
         let d = decide(&tags, 0);
-        assert_eq!(
-            verdict(&d, K1),
-            &Verdict::Keep {
-                because: Kept::SharesDigest {
-                    digest: "sha256:shared".into(),
-                    tag: "mine".into()
-                }
-            }
-        );
+        assert_eq!(verdict(&d, K1), &kept_sharing("sha256:shared", "mine"));
         assert!(d.iter().find(|s| s.set == K2).unwrap().removed());
         // The manifest as an entry of a kept index.
         let tags = [
@@ -765,15 +772,7 @@ mod tests {
             ),
         ];
         let d = decide(&tags, 0);
-        assert_eq!(
-            verdict(&d, K1),
-            &Verdict::Keep {
-                because: Kept::SharesDigest {
-                    digest: "sha256:shared".into(),
-                    tag: "multi".into()
-                }
-            }
-        );
+        assert_eq!(verdict(&d, K1), &kept_sharing("sha256:shared", "multi"));
     }
 
     #[test]
@@ -788,20 +787,10 @@ mod tests {
             image(K1, "sha256:d2", &["base", "p2"], Some(1)),
         ];
         let d = decide(&tags, 0);
-        assert!(matches!(
-            verdict(&d, K2),
-            Verdict::Keep {
-                because: Kept::SharesDigest { .. }
-            }
-        ));
+        assert!(shares_digest(&d, K2));
         assert_eq!(
             verdict(&d, K1),
-            &Verdict::Keep {
-                because: Kept::SharesDigest {
-                    digest: "sha256:d2".into(),
-                    tag: K2.into()
-                }
-            },
+            &kept_sharing("sha256:d2", K2),
             "kept because K2 is kept, found on the second pass"
         );
     }

@@ -775,6 +775,16 @@ mod tests {
         assert!("x.tar".parse::<OutputTarget>().is_err());
     }
 
+    /// The digests of `index`'s manifests, in order.
+    fn manifest_digests(index: &serde_json::Value) -> Vec<&str> {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn merging_an_index_keeps_other_images_and_replaces_the_same_ref_name() {
         let entry = |name: &str, digest: &str| {
@@ -797,23 +807,13 @@ mod tests {
             .push(serde_json::json!({"digest": "sha256:unnamed"}));
         let bytes = serde_json::to_vec(&other).unwrap();
         let merged = merged_index(Some(&bytes), entry("b", "sha256:2")).unwrap();
-        let digests: Vec<&str> = merged["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
+        let digests = manifest_digests(&merged);
         assert_eq!(digests, ["sha256:1", "sha256:unnamed", "sha256:2"]);
         assert_eq!(merged["annotations"]["kept"], "yes", "other fields stay");
 
         let bytes = serde_json::to_vec(&merged).unwrap();
         let replaced = merged_index(Some(&bytes), entry("a", "sha256:3")).unwrap();
-        let digests: Vec<&str> = replaced["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
+        let digests = manifest_digests(&replaced);
         assert_eq!(digests, ["sha256:unnamed", "sha256:2", "sha256:3"]);
 
         assert!(merged_index(Some(b"{\"manifests\": 1}"), entry("a", "x")).is_err());
@@ -1014,6 +1014,22 @@ mod tests {
     }
 
     /// A registry session nothing listens for, and a quiet progress view.
+    /// A temporary directory with a local image in it, an offline client, and an `oci:`
+    /// target in the directory's `name`.
+    fn offline_oci_dir(
+        name: &str,
+    ) -> (
+        tempfile::TempDir,
+        Image,
+        (RegistryClient, Progress),
+        OutputTarget,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (image, _) = local_image(tmp.path());
+        let target = OutputTarget::OciDir(tmp.path().join(name));
+        (tmp, image, offline(), target)
+    }
+
     fn offline() -> (RegistryClient, Progress) {
         let client = RegistryClient::new("127.0.0.1:9", None, Default::default());
         (client, Progress::new(false, true))
@@ -1036,11 +1052,8 @@ mod tests {
     /// the platforms' images when there are several; a docker-archive takes one image.
     #[tokio::test]
     async fn the_layout_publisher_returns_what_index_json_names() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, image, (client, progress), target) = offline_oci_dir("one");
         let d = tmp.path();
-        let (client, progress) = offline();
-        let (image, _) = local_image(d);
-        let target = OutputTarget::OciDir(d.join("one"));
         let layout = layout_at(&client, &target, &progress);
         let named = |dir: &str| {
             let index: serde_json::Value =
@@ -1094,11 +1107,8 @@ mod tests {
     /// A failed check writes nothing.
     #[tokio::test]
     async fn nothing_is_written_when_the_check_fails() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, image, (client, progress), target) = offline_oci_dir("out");
         let d = tmp.path();
-        let (client, progress) = offline();
-        let (image, _) = local_image(d);
-        let target = OutputTarget::OciDir(d.join("out"));
         let layout = layout_at(&client, &target, &progress);
         let changed = Check::new(|| {
             Err(crate::tag::TagError::Changed {

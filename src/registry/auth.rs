@@ -426,16 +426,20 @@ fn helper_message(said: &str, status: std::process::ExitStatus) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_auths_and_redacts() {
+    /// A docker config file holding `json`, in a directory removed when it drops.
+    fn config_file(json: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config.json");
+        std::fs::write(&cfg, json).unwrap();
+        (dir, cfg)
+    }
+
+    #[test]
+    fn reads_auths_and_redacts() {
         let auth = base64::engine::general_purpose::STANDARD.encode("me:hunter2");
-        std::fs::write(
-            &cfg,
-            format!(r#"{{"auths": {{"localhost:5001": {{"auth": "{auth}"}}}}}}"#),
-        )
-        .unwrap();
+        let (_dir, cfg) = config_file(&format!(
+            r#"{{"auths": {{"localhost:5001": {{"auth": "{auth}"}}}}}}"#
+        ));
         let creds = lookup("localhost:5001", Some(&cfg)).unwrap().unwrap();
         assert_eq!(creds.username, "me");
         assert_eq!(creds.password, "hunter2");
@@ -540,14 +544,10 @@ mod tests {
 
     #[test]
     fn auths_entries_hold_passwords_or_identity_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("config.json");
         let auth = base64::engine::general_purpose::STANDARD.encode("me:pw");
-        std::fs::write(
-            &cfg,
-            format!(r#"{{"auths": {{"h.io": {{"auth": "{auth}"}}, "t.io": {{"identitytoken": "idt"}}}}}}"#),
-        )
-        .unwrap();
+        let (_dir, cfg) = config_file(&format!(
+            r#"{{"auths": {{"h.io": {{"auth": "{auth}"}}, "t.io": {{"identitytoken": "idt"}}}}}}"#
+        ));
         let config: ConfigFile =
             serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
         let found = from_auths(&config.auths["h.io"], &cfg, "h.io")

@@ -1,8 +1,7 @@
-//! The image index that joins several platforms' images under one name (an OCI image
-//! index, or Docker's manifest list when every image is Docker's schema 2), as buildx pushes
-//! it: one entry per platform, in the order the spec lists them.
+//! The platforms of an image in a registry, and one platform's entry of the index that joins
+//! several platforms' images under one name (`oci::Index` writes the index itself).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// One platform's manifest, as an index names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,39 +12,6 @@ pub struct IndexEntry {
     /// `sha256:…` of the manifest.
     pub digest: String,
     pub size: usize,
-}
-
-/// The index of `entries` (in their order) and its media type: a Docker manifest list when
-/// every manifest is Docker's schema 2 (what dockerd pushes), else an OCI image index. The
-/// same entries give the same bytes.
-pub fn platform_index(entries: &[IndexEntry]) -> (Vec<u8>, &'static str) {
-    let docker = entries
-        .iter()
-        .all(|e| e.media_type == oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE);
-    let media_type = if docker {
-        oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
-    } else {
-        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
-    };
-    let manifests: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            let mut parts = e.platform.split('/');
-            let mut p = json!({
-                "os": parts.next().unwrap_or("linux"),
-                "architecture": parts.next().unwrap_or("amd64"),
-            });
-            if let Some(variant) = parts.next() {
-                p["variant"] = json!(variant);
-            }
-            json!({"mediaType": e.media_type, "digest": e.digest, "size": e.size, "platform": p})
-        })
-        .collect();
-    let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": manifests});
-    (
-        serde_json::to_vec(&index).expect("an index serialises"),
-        media_type,
-    )
 }
 
 /// The platforms an image in a registry has.
@@ -134,6 +100,7 @@ pub async fn platforms_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn missing_platforms_follow_the_variant_rules() {
@@ -181,46 +148,5 @@ mod tests {
         let config = json!({"os": "linux", "architecture": "amd64", "variant": ""});
         assert_eq!(config_platform(&config).as_deref(), Some("linux/amd64"));
         assert_eq!(config_platform(&json!({})), None);
-    }
-
-    #[test]
-    fn an_index_names_each_platform_in_order_with_the_right_media_type() {
-        let entry = |platform: &str, media_type: &str, n: u8| IndexEntry {
-            platform: platform.into(),
-            media_type: media_type.into(),
-            digest: format!("sha256:{}", format!("{n:02x}").repeat(32)),
-            size: 100 + n as usize,
-        };
-        let docker = oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE;
-        let entries = [
-            entry("linux/amd64", docker, 1),
-            entry("linux/arm/v7", docker, 2),
-        ];
-        let (body, media_type) = platform_index(&entries);
-        assert_eq!(
-            media_type,
-            oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE
-        );
-        let index: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(index["schemaVersion"], 2);
-        assert_eq!(index["mediaType"], media_type);
-        assert_eq!(
-            index["manifests"][1]["platform"],
-            json!({"os": "linux", "architecture": "arm", "variant": "v7"})
-        );
-        assert_eq!(index["manifests"][0]["size"], 101);
-        assert_eq!(
-            platform_index(&entries).0,
-            body,
-            "the same bytes every time"
-        );
-        let oci = [
-            entry("linux/amd64", docker, 1),
-            entry("linux/arm64", oci_client::manifest::OCI_IMAGE_MEDIA_TYPE, 2),
-        ];
-        assert_eq!(
-            platform_index(&oci).1,
-            oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE
-        );
     }
 }

@@ -54,6 +54,23 @@ pub enum Existing {
     Replace,
 }
 
+/// The `render_into` method of a plan with `files` and a `write` method, with these docs:
+/// the same for [`BuildPlan`] and [`EnvdPlan`].
+macro_rules! render_into {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub fn render_into(
+            &self,
+            dir: &Path,
+            existing: Existing,
+            inputs: &[PathBuf],
+        ) -> Result<(), WriteError> {
+            prepare_dir(dir, existing, &self.files, inputs)?;
+            self.write(dir)
+        }
+    };
+}
+
 impl BuildPlan {
     /// Writes the Dockerfile and every context file into `dir` (created if missing; files
     /// of an earlier context there are replaced).
@@ -64,18 +81,11 @@ impl BuildPlan {
         write_file(dir, "Dockerfile", &crate::render::dockerfile(self))
     }
 
-    /// [`BuildPlan::write`] into a directory that holds nothing else afterwards: `dir` must
-    /// be empty or missing, or is emptied first with [`Existing::Replace`]. `inputs` are
-    /// further paths the spec reads (the spec file, `source_root`) besides the context's
-    /// own sources, which `Replace` refuses to delete.
-    pub fn render_into(
-        &self,
-        dir: &Path,
-        existing: Existing,
-        inputs: &[PathBuf],
-    ) -> Result<(), WriteError> {
-        prepare_dir(dir, existing, &self.files, inputs)?;
-        self.write(dir)
+    render_into! {
+        /// [`BuildPlan::write`] into a directory that holds nothing else afterwards: `dir`
+        /// must be empty or missing, or is emptied first with [`Existing::Replace`]. `inputs`
+        /// are further paths the spec reads (the spec file, `source_root`) besides the
+        /// context's own sources, which `Replace` refuses to delete.
     }
 }
 
@@ -88,16 +98,9 @@ impl EnvdPlan {
         write_file(dir, BUILD_ENVD, &crate::render::envd::build_envd(self))
     }
 
-    /// [`EnvdPlan::write`] into a directory that holds nothing else afterwards (as
-    /// [`BuildPlan::render_into`]).
-    pub fn render_into(
-        &self,
-        dir: &Path,
-        existing: Existing,
-        inputs: &[PathBuf],
-    ) -> Result<(), WriteError> {
-        prepare_dir(dir, existing, &self.files, inputs)?;
-        self.write(dir)
+    render_into! {
+        /// [`EnvdPlan::write`] into a directory that holds nothing else afterwards (as
+        /// [`BuildPlan::render_into`]).
     }
 }
 

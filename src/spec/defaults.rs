@@ -791,22 +791,13 @@ mod tests {
             error("/r/imagespec.toml", text),
             "/r/imagespec.toml:2:1: unknown field `defaults.builder_config.uv`"
         );
-        let text = "[defaults]\nfast_path = \"no\"\n";
-        assert!(
-            error("/r/imagespec.toml", text).contains(
-                ":2:13: `defaults.fast_path`: expected true or false, found the string \"no\""
-            ),
-            "{}",
-            error("/r/imagespec.toml", text)
-        );
-        let text = "base_image = \"x\"\n";
-        assert!(
-            error("/h/config.toml", text).starts_with(
-                "/h/config.toml:1:1: `base_image`: a config file holds only a `[defaults]` table"
-            ),
-            "{}",
-            error("/h/config.toml", text)
-        );
+        let message = error("/r/imagespec.toml", "[defaults]\nfast_path = \"no\"\n");
+        let want = ":2:13: `defaults.fast_path`: expected true or false, found the string \"no\"";
+        assert!(message.contains(want), "{message}");
+        let message = error("/h/config.toml", "base_image = \"x\"\n");
+        let want =
+            "/h/config.toml:1:1: `base_image`: a config file holds only a `[defaults]` table";
+        assert!(message.starts_with(want), "{message}");
         let text = "[defaults]\nbase_image = \"Not A Ref\"\n";
         assert!(error("/r/imagespec.toml", text).contains(":2:14: `defaults.base_image`: "));
     }

@@ -518,6 +518,13 @@ pub(crate) mod tests {
     use super::*;
 
     /// A layer tar from (path, kind, content or link target).
+    /// A tree of one layer of `entries` (as [`layer`] takes them).
+    pub(crate) fn tree(entries: &[(&str, char, &str)]) -> BaseTree {
+        let mut t = BaseTree::default();
+        t.apply_layer(&layer(entries)[..]).unwrap();
+        t
+    }
+
     pub(crate) fn layer(entries: &[(&str, char, &str)]) -> Vec<u8> {
         let mut tar = tar::Builder::new(Vec::new());
         for (path, kind, data) in entries {
@@ -556,18 +563,14 @@ pub(crate) mod tests {
 
     #[test]
     fn whiteouts_and_opaque_directories_hide_lower_layers() {
-        let mut t = BaseTree::default();
-        t.apply_layer(
-            &layer(&[
-                ("etc", 'd', ""),
-                ("etc/passwd", 'f', "root:x:0:0::/root:/bin/sh\n"),
-                ("opt/a/1", 'f', "1"),
-                ("opt/a/2", 'f', "2"),
-                ("opt/b/3", 'f', "3"),
-                ("root/.profile", 'f', "p"),
-            ])[..],
-        )
-        .unwrap();
+        let mut t = tree(&[
+            ("etc", 'd', ""),
+            ("etc/passwd", 'f', "root:x:0:0::/root:/bin/sh\n"),
+            ("opt/a/1", 'f', "1"),
+            ("opt/a/2", 'f', "2"),
+            ("opt/b/3", 'f', "3"),
+            ("root/.profile", 'f', "p"),
+        ]);
         t.apply_layer(
             &layer(&[
                 ("opt/a/.wh..wh..opq", 'f', ""),
@@ -588,18 +591,14 @@ pub(crate) mod tests {
 
     #[test]
     fn links_resolve_through_usr_merge_and_relative_targets() {
-        let mut t = BaseTree::default();
-        t.apply_layer(
-            &layer(&[
-                ("bin", 'l', "usr/bin"),
-                ("usr/bin/python3.12", 'x', "\u{0}3.12.7\u{0}"),
-                ("usr/bin/python3", 'l', "python3.12"),
-                ("usr/local/bin/py", 'l', "../../bin/python3"),
-                ("usr/local/bin/loop", 'l', "loop"),
-                ("usr/bin/hard", 'h', "usr/bin/python3.12"),
-            ])[..],
-        )
-        .unwrap();
+        let t = tree(&[
+            ("bin", 'l', "usr/bin"),
+            ("usr/bin/python3.12", 'x', "\u{0}3.12.7\u{0}"),
+            ("usr/bin/python3", 'l', "python3.12"),
+            ("usr/local/bin/py", 'l', "../../bin/python3"),
+            ("usr/local/bin/loop", 'l', "loop"),
+            ("usr/bin/hard", 'h', "usr/bin/python3.12"),
+        ]);
         assert_eq!(t.resolve("/bin/python3").unwrap().0, "usr/bin/python3.12");
         assert_eq!(
             t.resolve("/usr/local/bin/py").unwrap().0,
@@ -623,20 +622,16 @@ pub(crate) mod tests {
 
     #[test]
     fn the_version_comes_from_libpython_when_the_interpreter_links_it() {
-        let mut t = BaseTree::default();
-        t.apply_layer(
-            &layer(&[
-                ("usr/local/bin/python3.11", 'x', "ELF small"),
-                ("usr/local/bin/python3", 'l', "python3.11"),
-                (
-                    "usr/local/lib/libpython3.11.so.1.0",
-                    'x',
-                    "x\u{0}3.11.9\u{0}%.80s (%.80s) %.80s\u{0}",
-                ),
-                ("usr/bin/python3", 'f', "not executable"),
-            ])[..],
-        )
-        .unwrap();
+        let t = tree(&[
+            ("usr/local/bin/python3.11", 'x', "ELF small"),
+            ("usr/local/bin/python3", 'l', "python3.11"),
+            (
+                "usr/local/lib/libpython3.11.so.1.0",
+                'x',
+                "x\u{0}3.11.9\u{0}%.80s (%.80s) %.80s\u{0}",
+            ),
+            ("usr/bin/python3", 'f', "not executable"),
+        ]);
         let p = t.python("python3", "/usr/bin:/usr/local/bin").unwrap();
         assert_eq!(
             (p.path.as_str(), p.version.as_str()),
@@ -647,18 +642,14 @@ pub(crate) mod tests {
 
     #[test]
     fn glibc_and_musl_are_recognised() {
-        let mut t = BaseTree::default();
-        t.apply_layer(
-            &layer(&[
-                ("lib", 'l', "usr/lib"),
-                (
-                    "usr/lib/x86_64-linux-gnu/libc.so.6",
-                    'x',
-                    "\u{0}GNU C Library (Debian GLIBC 2.36-9+deb12u13) stable release version 2.36.\u{0}",
-                ),
-            ])[..],
-        )
-        .unwrap();
+        let t = tree(&[
+            ("lib", 'l', "usr/lib"),
+            (
+                "usr/lib/x86_64-linux-gnu/libc.so.6",
+                'x',
+                "\u{0}GNU C Library (Debian GLIBC 2.36-9+deb12u13) stable release version 2.36.\u{0}",
+            ),
+        ]);
         assert_eq!(
             t.libc(),
             Some(Libc::Glibc {
@@ -666,22 +657,16 @@ pub(crate) mod tests {
                 minor: 36
             })
         );
-        let mut m = BaseTree::default();
-        m.apply_layer(&layer(&[("lib/ld-musl-x86_64.so.1", 'x', "")])[..])
-            .unwrap();
+        let m = tree(&[("lib/ld-musl-x86_64.so.1", 'x', "")]);
         assert_eq!(m.libc(), Some(Libc::Musl));
     }
 
     #[test]
     fn the_tree_round_trips_through_the_cache_format() {
-        let mut t = BaseTree::default();
-        t.apply_layer(
-            &layer(&[
-                ("etc/group", 'f', "root:x:0:\n"),
-                ("usr/bin/python3", 'x', "\u{0}3.9.2\u{0}"),
-            ])[..],
-        )
-        .unwrap();
+        let t = tree(&[
+            ("etc/group", 'f', "root:x:0:\n"),
+            ("usr/bin/python3", 'x', "\u{0}3.9.2\u{0}"),
+        ]);
         let json = serde_json::to_string(&t).unwrap();
         let back: BaseTree = serde_json::from_str(&json).unwrap();
         assert_eq!(back, t);

@@ -166,15 +166,20 @@ pub(crate) mod tests {
         plan
     }
 
+    /// The environment of localhost:5000/debian-python:bookworm's config.
+    fn debian_env() -> [String; 2] {
+        [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG=C.UTF-8",
+        ]
+        .map(String::from)
+    }
+
     /// What dockerd's BuildKit wrote for the e2e spec (env `APP_ENV`, `WITHSPACE`,
     /// `DOLLAR = "x$HOME"`) on localhost:5000/debian-python:bookworm.
     #[test]
     fn the_environment_is_the_dockerfiles() {
-        let base = [
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LANG=C.UTF-8",
-        ]
-        .map(String::from);
+        let base = debian_env();
         let plan = plan(&[
             ("APP_ENV", "e2e"),
             ("WITHSPACE", "a b"),
@@ -215,11 +220,7 @@ pub(crate) mod tests {
     /// puts `/root/.venv/bin` on `PATH` a second time.
     #[test]
     fn a_uv_lock_image_has_the_venv_env_after_uv_sync() {
-        let base = [
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LANG=C.UTF-8",
-        ]
-        .map(String::from);
+        let base = debian_env();
         let mut plan = plan(&[]);
         plan.install = PythonInstall::UvLock {
             base_python: Some("python3".into()),

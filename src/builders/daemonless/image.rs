@@ -579,15 +579,13 @@ impl Ready {
 
 #[cfg(test)]
 mod tests {
-    use super::super::base::tests::layer;
+    use super::super::base::tests::tree;
     use super::super::user::Item;
     use super::*;
 
     #[test]
     fn layers_carry_every_parent_with_the_bases_attributes_and_are_reproducible() {
-        let mut base = BaseTree::default();
-        base.apply_layer(&layer(&[("etc", 'd', ""), ("home", 'd', "")])[..])
-            .unwrap();
+        let base = tree(&[("etc", 'd', ""), ("home", 'd', "")]);
         let mut overlay = Overlay::default();
         overlay.items.insert(
             "home/flytekit/.profile".into(),
@@ -648,14 +646,7 @@ mod tests {
         )
         .unwrap();
         std::os::unix::fs::symlink("/usr/bin/python3", venv.join("bin/python")).unwrap();
-        let mut base = BaseTree::default();
-        base.apply_layer(&layer(&[("usr/bin", 'd', "")])[..])
-            .unwrap();
-        let root = Attrs {
-            uid: 1000,
-            gid: 0,
-            mode: 0o700,
-        };
+        let (base, root) = usr_bin_base();
         let layers = venv_layers(&base, &venv, 1000, root).unwrap();
         assert_eq!(layers.len(), 1, "no package: the venv's own layer only");
         let plan = &layers[0].0;
@@ -705,16 +696,20 @@ mod tests {
         stage
     }
 
-    #[test]
-    fn packages_are_spread_over_layers_by_name_and_a_new_one_changes_one_layer() {
-        let mut base = BaseTree::default();
-        base.apply_layer(&layer(&[("usr/bin", 'd', "")])[..])
-            .unwrap();
+    /// A base holding only `usr/bin`, and the attributes of a root owned by uid 1000.
+    fn usr_bin_base() -> (BaseTree, Attrs) {
+        let base = tree(&[("usr/bin", 'd', "")]);
         let root = Attrs {
             uid: 1000,
             gid: 0,
             mode: 0o700,
         };
+        (base, root)
+    }
+
+    #[test]
+    fn packages_are_spread_over_layers_by_name_and_a_new_one_changes_one_layer() {
+        let (base, root) = usr_bin_base();
         let diff_ids = |packages: &[(&str, &str)]| {
             let stage = venv_with(packages);
             let layers = venv_layers(&base, stage.path(), 1000, root).unwrap();

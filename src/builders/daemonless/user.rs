@@ -492,41 +492,33 @@ pub fn append_profile(
 
 #[cfg(test)]
 mod tests {
-    use super::super::base::tests::layer;
+    use super::super::base::tests::{layer, tree};
     use super::*;
+
+    /// Debian 12's `/etc/passwd`, `/etc/group` and `/etc/login.defs`, shortened.
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+    const GROUP: &str = "root:x:0:\nusers:x:100:\nnogroup:x:65534:\n";
+    const LOGIN_DEFS: &str = "# comment UID_MIN 5\nUMASK\t\t022\nPASS_MAX_DAYS\t99999\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\nSUB_UID_MIN\t\t   100000\nSUB_UID_COUNT\t\t    65536\nGID_MIN\t\t\t 1000\nUSERGROUPS_ENAB yes\n";
 
     /// The relevant files of localhost:5000/debian-python:bookworm (Debian 12 minbase),
     /// shortened.
     fn debian() -> BaseTree {
-        let mut t = BaseTree::default();
-        t.apply_layer(
-            &layer(&[
-                ("etc", 'd', ""),
-                (
-                    "etc/passwd",
-                    'f',
-                    "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-                ),
-                ("etc/group", 'f', "root:x:0:\nusers:x:100:\nnogroup:x:65534:\n"),
-                ("etc/shadow", 'f', "root:*:20788:0:99999:7:::\n"),
-                ("etc/gshadow", 'f', "root:*::\n"),
-                ("etc/subuid", 'f', ""),
-                ("etc/subgid", 'f', ""),
-                (
-                    "etc/login.defs",
-                    'f',
-                    "# comment UID_MIN 5\nUMASK\t\t022\nPASS_MAX_DAYS\t99999\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\nSUB_UID_MIN\t\t   100000\nSUB_UID_COUNT\t\t    65536\nGID_MIN\t\t\t 1000\nUSERGROUPS_ENAB yes\n",
-                ),
-                ("etc/default/useradd", 'f', "SHELL=/bin/sh\n"),
-                ("etc/skel/.bashrc", 'f', "# bashrc\n"),
-                ("etc/skel/.profile", 'f', "# profile\n"),
-                ("home", 'd', ""),
-                ("root", 'd', ""),
-                ("root/.profile", 'f', "root profile\n"),
-            ])[..],
-        )
-        .unwrap();
-        t
+        tree(&[
+            ("etc", 'd', ""),
+            ("etc/passwd", 'f', PASSWD),
+            ("etc/group", 'f', GROUP),
+            ("etc/shadow", 'f', "root:*:20788:0:99999:7:::\n"),
+            ("etc/gshadow", 'f', "root:*::\n"),
+            ("etc/subuid", 'f', ""),
+            ("etc/subgid", 'f', ""),
+            ("etc/login.defs", 'f', LOGIN_DEFS),
+            ("etc/default/useradd", 'f', "SHELL=/bin/sh\n"),
+            ("etc/skel/.bashrc", 'f', "# bashrc\n"),
+            ("etc/skel/.profile", 'f', "# profile\n"),
+            ("home", 'd', ""),
+            ("root", 'd', ""),
+            ("root/.profile", 'f', "root profile\n"),
+        ])
     }
 
     fn file(overlay: &Overlay, path: &str) -> String {

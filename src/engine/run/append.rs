@@ -73,6 +73,21 @@ async fn append_source(
     })
 }
 
+/// The step that pushes `assembled` as `image`: `target` (` for linux/arm64`, or empty) and
+/// `on` (what the layer goes on, or empty) are said as given.
+fn push_step(
+    image: &str,
+    target: &str,
+    assembled: &registry_backend::Assembled,
+    on: &str,
+) -> String {
+    format!(
+        "push {image}{target} ({} files, {}{on})",
+        assembled.files,
+        crate::progress::bytes(assembled.layer_size)
+    )
+}
+
 /// The source layer on the dependency image, pushed under the tag once the tag check holds.
 async fn push_one(
     job: &Job<'_>,
@@ -82,12 +97,7 @@ async fn push_one(
     let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
     let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
     // The dependency image was named by the line before ("dependencies unchanged (...)").
-    let step = format!(
-        "push {} ({} files, {} on the dependency image)",
-        plan.image,
-        assembled.files,
-        crate::progress::bytes(assembled.layer_size)
-    );
+    let step = push_step(&plan.image, "", &assembled, " on the dependency image");
     let publisher = Registry::new(client, &plan.image).metered(progress, "append");
     let pushing = publisher.push(&assembled.image, Reference::Tag, tag_check(job));
     let pushed = progress.in_step("append", &step, pushing).await;
@@ -117,12 +127,7 @@ async fn push_index(
     let mut index = Index::default();
     for (platform, deps) in platforms.iter().zip(found) {
         let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
-        let step = format!(
-            "push {} for {platform} ({} files, {})",
-            plan.image,
-            assembled.files,
-            crate::progress::bytes(assembled.layer_size)
-        );
+        let step = push_step(&plan.image, &format!(" for {platform}"), &assembled, "");
         let pushing = publisher.push(&assembled.image, Reference::Digest, Check::none());
         let pushed = progress.in_step("append", &step, pushing).await;
         pushed.map_err(|e| published(e, None))?;

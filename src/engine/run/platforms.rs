@@ -28,7 +28,7 @@ use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
 use crate::registry::client::RegistryClient;
-use crate::registry::index::{IndexEntry, platforms_of};
+use crate::registry::index::{ImagePlatforms, IndexEntry, platforms_of};
 use crate::spec::NormalizedSpec;
 use crate::timeouts::Timeouts;
 
@@ -83,6 +83,26 @@ fn client_for(
     Ok(crate::registry::session(host, config.as_deref(), timeouts).map_err(BackendError::from)?)
 }
 
+/// The platforms of `image` in its registry; `None` when the registry cannot be asked, which
+/// is said (`unknown`: the image as the line names it, and what happens instead).
+async fn platforms_or_say(
+    spec: &NormalizedSpec,
+    image: &str,
+    (what, instead): (&str, &str),
+    timeouts: Timeouts,
+    progress: &Progress,
+) -> Result<Option<ImagePlatforms>, EngineError> {
+    match platforms_of(&client_for(spec, image, timeouts)?, image).await {
+        Ok(found) => Ok(Some(found)),
+        Err(e) => {
+            progress.event(Event::Info(&format!(
+                "cannot check the platforms of {what} ({e}); {instead}"
+            )));
+            Ok(None)
+        }
+    }
+}
+
 /// The base image must have every platform: asked of its registry before any build, so that
 /// a base lacking arm64 fails at once, naming it, instead of after the amd64 build. When the
 /// registry cannot be asked, BuildKit will say.
@@ -93,14 +113,10 @@ async fn check_base(
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
-    let found = match platforms_of(&client_for(spec, base, timeouts)?, base).await {
-        Ok(found) => found,
-        Err(e) => {
-            progress.event(Event::Info(&format!(
-                "cannot check the platforms of the base image {base} ({e}); building"
-            )));
-            return Ok(());
-        }
+    let what = format!("the base image {base}");
+    let Some(found) = platforms_or_say(spec, base, (&what, "building"), timeouts, progress).await?
+    else {
+        return Ok(());
     };
     let missing = found.missing(wanted);
     if missing.is_empty() {
@@ -129,14 +145,9 @@ pub async fn check_noop_base(
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
-    let found = match platforms_of(&client_for(spec, image, timeouts)?, image).await {
-        Ok(found) => found,
-        Err(e) => {
-            progress.event(Event::Info(&format!(
-                "cannot check the platforms of {image} ({e}); using it as is"
-            )));
-            return Ok(());
-        }
+    let unknown = (image, "using it as is");
+    let Some(found) = platforms_or_say(spec, image, unknown, timeouts, progress).await? else {
+        return Ok(());
     };
     let wanted = Platforms::parse(platform);
     let wanted: Vec<&str> = wanted.iter().collect();
