@@ -198,24 +198,14 @@ pub async fn source_layer(
         1 => "write source layer (1 entry)".to_string(),
         n => format!("write source layer ({n} entries)"),
     };
-    progress.event(Event::StepStarted {
-        id: "source-layer",
-        name: &step,
-        label: None,
-    });
     let dir = std::env::temp_dir();
-    let layer = tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, &dir))
-        .await
-        .map_err(|e| BackendError::Context(e.to_string()))?
-        .map_err(|e| BackendError::Context(e.to_string()));
-    progress.event(Event::StepDone {
-        id: "source-layer",
-        name: &step,
-        label: None,
-        cached: false,
-        error: layer.as_ref().err().map(|e| e.to_string()).as_deref(),
-    });
-    layer
+    let writing = async move {
+        tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, &dir))
+            .await
+            .map_err(|e| BackendError::Context(e.to_string()))?
+            .map_err(|e| BackendError::Context(e.to_string()))
+    };
+    progress.in_step("source-layer", &step, writing).await
 }
 
 /// The image of `plan` on top of its dependency image, ready to publish or write out.

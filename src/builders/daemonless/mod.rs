@@ -124,36 +124,6 @@ pub fn days_since_epoch(time: &str) -> Option<i64> {
     Some(era * 146097 + doe - 719468)
 }
 
-/// A step shown in the progress output.
-struct Step<'a> {
-    progress: &'a Progress,
-    id: &'static str,
-    name: String,
-}
-
-impl<'a> Step<'a> {
-    fn start(progress: &'a Progress, id: &'static str, name: String) -> Step<'a> {
-        progress.event(Event::StepStarted {
-            id,
-            name: &name,
-            label: None,
-        });
-        Step { progress, id, name }
-    }
-
-    fn done<T, E: std::fmt::Display>(self, result: Result<T, E>) -> Result<T, E> {
-        let error = result.as_ref().err().map(ToString::to_string);
-        self.progress.event(Event::StepDone {
-            id: self.id,
-            name: &self.name,
-            label: None,
-            cached: false,
-            error: error.as_deref(),
-        });
-        result
-    }
-}
-
 /// The base image read from its registry: the image (its layers left there), its file
 /// tree, and the session it was read with.
 struct Base {
@@ -238,12 +208,9 @@ async fn read_base(
     let tree = match cached_tree {
         Some(tree) => tree,
         None => {
-            let step = Step::start(
-                progress,
-                "base",
-                format!("read {image} ({} layers)", manifest.layers.len()),
-            );
-            let tree = step.done(read_tree(&client, image, &manifest).await)?;
+            let step = format!("read {image} ({} layers)", manifest.layers.len());
+            let reading = read_tree(&client, image, &manifest);
+            let tree = progress.in_step("base", &step, reading).await?;
             if let Some(path) = cached {
                 keep_tree(&path, &tree);
             }
@@ -641,16 +608,17 @@ async fn install_venv(
         venv::Packages::Requirements { .. } => "uv pip install",
         venv::Packages::Lock { .. } => "uv sync of uv.lock (uv export, uv pip install)",
     };
-    let step = Step::start(
-        progress,
-        "uv",
-        format!(
-            "{how} for {platform} ({python_platform}), Python {} ({})",
-            python.version, python.path
-        ),
+    let step = format!(
+        "{how} for {platform} ({python_platform}), Python {} ({})",
+        python.version, python.path
     );
-    let made = install.make(stage.path()).await;
-    let (venv_dir, pins) = step.done(made.map_err(DaemonlessError::from))?;
+    let made = async {
+        install
+            .make(stage.path())
+            .await
+            .map_err(DaemonlessError::from)
+    };
+    let (venv_dir, pins) = progress.in_step("uv", &step, made).await?;
     Ok((stage, venv_dir, pins))
 }
 
@@ -726,12 +694,9 @@ async fn make_platform(
     let user = user_steps(&base, &path_at_end)?;
     let (stage, venv_dir, pins) =
         install_venv(deps, platform, &checked, installing, progress).await?;
-    let step = Step::start(
-        progress,
-        "layers",
-        format!("write the user and venv layers for {platform}"),
-    );
-    let layers = step.done(write_layers(&base, &user, &venv_dir, installing, progress).await)?;
+    let step = format!("write the user and venv layers for {platform}");
+    let writing = write_layers(&base, &user, &venv_dir, installing, progress);
+    let layers = progress.in_step("layers", &step, writing).await?;
     // Thousands of files: removed while the layers upload.
     tokio::task::spawn_blocking(move || drop(stage));
     let layers = layers

@@ -175,21 +175,8 @@ pub(super) async fn push(
     progress: &Progress,
 ) -> Result<Option<String>, BackendError> {
     let step = format!("push {image}");
-    progress.event(Event::StepStarted {
-        id: "push",
-        name: &step,
-        label: None,
-    });
-    let result = d.push(image, credentials, "push", progress).await;
-    let error = result.as_ref().err().map(ToString::to_string);
-    progress.event(Event::StepDone {
-        id: "push",
-        name: &step,
-        label: None,
-        cached: false,
-        error: error.as_deref(),
-    });
-    result
+    let pushing = d.push(image, credentials, "push", progress);
+    progress.in_step("push", &step, pushing).await
 }
 
 /// Publishes what dockerd built ([`Built::Local`]) under `image`: one platform pushed as it
