@@ -60,6 +60,7 @@ pub mod py;
 pub mod redact;
 pub mod registry;
 pub mod render;
+pub mod sbom;
 pub mod scratch;
 pub mod source;
 pub mod spec;

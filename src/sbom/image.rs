@@ -1,0 +1,356 @@
+//! An image read for its SBOM: from a registry (by the digest its publish returned) or from
+//! an OCI layout directory (`--output oci:DIR`). Every platform of an index is read; each
+//! layer is streamed to a scratch file and read from there ([`super::layers`]), unless its
+//! facts are cached already.
+
+use super::layers::{self, LayerFacts};
+use super::{BaseImage, Contents, Source, Subject};
+use crate::oci::Digest;
+use crate::oci::image::Descriptor;
+use crate::oci::manifest::{check_config, check_manifest};
+use crate::registry::client::{RegistryClient, RegistryError};
+use crate::timeouts::Timeouts;
+use oci_client::manifest::{OciImageManifest, OciManifest};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Why an image could not be described.
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("reading layer {digest}: {source}")]
+    Layer {
+        digest: Digest,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {message}")]
+    Refused { what: String, message: String },
+}
+
+/// Where an image's manifests and blobs are.
+#[derive(Clone, Copy)]
+pub enum Store<'a> {
+    /// A registry repository (`registry/repository[:tag]`).
+    Registry {
+        client: &'a RegistryClient,
+        image: &'a str,
+    },
+    /// An OCI layout directory.
+    Layout(&'a Path),
+}
+
+/// One platform's image: its manifest's descriptor, the manifest and the config.
+#[derive(Debug, Clone)]
+pub struct PlatformImage {
+    pub platform: Option<String>,
+    pub descriptor: Descriptor,
+    pub manifest: OciImageManifest,
+    pub config: Value,
+}
+
+fn refused(what: impl std::fmt::Display, message: impl std::fmt::Display) -> SbomError {
+    SbomError::Refused {
+        what: what.to_string(),
+        message: message.to_string(),
+    }
+}
+
+impl Store<'_> {
+    fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+        dir.join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// The manifest `digest` names, its bytes and media type.
+    async fn manifest(&self, digest: &Digest) -> Result<(OciManifest, Descriptor), SbomError> {
+        let (bytes, manifest) = match self {
+            Store::Registry { client, image } => {
+                let raw = client.manifest_by_digest(image, digest.as_str()).await?;
+                (raw.bytes.to_vec(), raw.manifest)
+            }
+            Store::Layout(dir) => {
+                let path = Self::blob_path(dir, digest);
+                let bytes = std::fs::read(&path).map_err(|source| SbomError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                if Digest::of_bytes(&bytes) != *digest {
+                    return Err(refused(path.display(), "its content is not its digest"));
+                }
+                let manifest = check_manifest(&bytes, None).map_err(|e| refused(digest, e))?;
+                (bytes, manifest)
+            }
+        };
+        let media_type = match &manifest {
+            OciManifest::Image(m) => m.media_type.clone(),
+            OciManifest::ImageIndex(i) => i.media_type.clone(),
+        };
+        let media_type = media_type.unwrap_or_else(|| match &manifest {
+            OciManifest::Image(_) => oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.into(),
+            OciManifest::ImageIndex(_) => oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE.into(),
+        });
+        let descriptor = Descriptor::new(&media_type, digest.clone(), bytes.len() as u64);
+        Ok((manifest, descriptor))
+    }
+
+    async fn config(&self, manifest: &OciImageManifest) -> Result<Value, SbomError> {
+        match self {
+            Store::Registry { client, image } => Ok(client.config(image, manifest).await?),
+            Store::Layout(dir) => {
+                let digest =
+                    Digest::parse(&manifest.config.digest).map_err(|e| refused("the config", e))?;
+                let path = Self::blob_path(dir, &digest);
+                let bytes =
+                    std::fs::read(&path).map_err(|source| SbomError::Io { path, source })?;
+                check_config(&bytes).map_err(|e| refused("the config", e))
+            }
+        }
+    }
+
+    /// The facts of the layer `layer`: cached, else read from its blob.
+    async fn layer_facts(&self, layer: &Descriptor) -> Result<LayerFacts, SbomError> {
+        let digest = &layer.digest;
+        if let Some(facts) = layers::cached(digest.hex()) {
+            return Ok(facts);
+        }
+        let scratch;
+        let path = match self {
+            Store::Layout(dir) => Self::blob_path(dir, digest),
+            Store::Registry { client, image } => {
+                scratch = tempfile::tempdir().map_err(|source| SbomError::Layer {
+                    digest: digest.clone(),
+                    source,
+                })?;
+                let path = scratch.path().join(digest.hex());
+                client
+                    .blob_to_file(image, digest.as_str(), Some(layer.size), &path, None)
+                    .await?;
+                path
+            }
+        };
+        let read =
+            tokio::task::spawn_blocking(move || layers::read_layer(std::fs::File::open(path)?));
+        let facts = read
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| SbomError::Layer {
+                digest: digest.clone(),
+                source,
+            })?;
+        layers::remember(digest.hex(), &facts);
+        Ok(facts)
+    }
+}
+
+/// The platform images of the manifest `digest` names: itself, or each entry of an index
+/// (attestations and other `unknown/unknown` entries left out).
+pub async fn platform_images(
+    store: Store<'_>,
+    digest: &Digest,
+) -> Result<Vec<PlatformImage>, SbomError> {
+    let (manifest, descriptor) = store.manifest(digest).await?;
+    let index = match manifest {
+        OciManifest::Image(manifest) => {
+            let config = store.config(&manifest).await?;
+            let platform = crate::registry::index::config_platform(&config);
+            return Ok(vec![PlatformImage {
+                platform,
+                descriptor,
+                manifest,
+                config,
+            }]);
+        }
+        OciManifest::ImageIndex(index) => index,
+    };
+    let mut images = Vec::new();
+    for entry in &index.manifests {
+        let platform = entry.platform.as_ref().map(|p| {
+            let mut s = format!("{}/{}", p.os, p.architecture);
+            if let Some(v) = &p.variant {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        });
+        if platform.as_deref().is_some_and(|p| p.contains("unknown")) {
+            continue;
+        }
+        let digest = Digest::parse(&entry.digest).map_err(|e| refused("an index entry", e))?;
+        let (manifest, descriptor) = store.manifest(&digest).await?;
+        let OciManifest::Image(manifest) = manifest else {
+            return Err(refused(&digest, "an index inside an index"));
+        };
+        let config = store.config(&manifest).await?;
+        images.push(PlatformImage {
+            platform,
+            descriptor,
+            manifest,
+            config,
+        });
+    }
+    Ok(images)
+}
+
+/// What the document of `image` (in `repository`) says: its layers' packages, the source and
+/// base its `org.imagespec.inputs` label records (the base's digest asked of its registry,
+/// best effort), `created` from `source_date_epoch` or the config.
+pub async fn contents(
+    store: Store<'_>,
+    repository: &str,
+    image: &PlatformImage,
+    source_date_epoch: Option<&str>,
+    timeouts: Timeouts,
+) -> Result<Contents, SbomError> {
+    let mut facts = Vec::new();
+    let mut descriptors = Vec::new();
+    for layer in &image.manifest.layers {
+        let descriptor = Descriptor::from_oci(layer).map_err(|e| refused("a layer", e))?;
+        facts.push(store.layer_facts(&descriptor).await?);
+        descriptors.push(descriptor);
+    }
+    let inputs = inputs_label(&image.config);
+    let base = match inputs.as_ref().and_then(base_name) {
+        Some(name) => Some(BaseImage {
+            digest: base_digest(store, &name, timeouts).await,
+            name,
+        }),
+        None => None,
+    };
+    let config_created = image.config.get("created").and_then(Value::as_str);
+    Ok(Contents {
+        subject: Subject {
+            repository: repository.to_string(),
+            digest: image.descriptor.digest.clone(),
+            platform: image.platform.clone(),
+        },
+        created: super::created(source_date_epoch, config_created),
+        base,
+        source: inputs
+            .as_ref()
+            .map(|i| source_of(i, &image.config, &descriptors)),
+        packages: layers::merge(&facts),
+    })
+}
+
+/// The `org.imagespec.inputs` label of a config, parsed.
+fn inputs_label(config: &Value) -> Option<Value> {
+    let label = config
+        .get("config")?
+        .get("Labels")?
+        .get("org.imagespec.inputs")?
+        .as_str()?;
+    serde_json::from_str(label).ok()
+}
+
+/// The base image the record names: its `base_image` field, when it is a string (its
+/// Python repr is `'name'`).
+fn base_name(inputs: &Value) -> Option<String> {
+    let repr = inputs.get("fields")?.get("base_image")?.as_str()?;
+    let name = repr.strip_prefix('\'')?.strip_suffix('\'')?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// The source component: the digest of the file list the record holds, and the layer the
+/// history names as the source layer.
+fn source_of(inputs: &Value, config: &Value, layers: &[Descriptor]) -> Source {
+    let files = inputs.get("files").and_then(Value::as_object);
+    let listed = files.map_or(0, |f| f.len());
+    let omitted = inputs.get("files_omitted").and_then(Value::as_u64);
+    let digest = files.filter(|f| !f.is_empty()).map(|files| {
+        let mut lines: Vec<String> = files
+            .iter()
+            .map(|(name, d)| format!("{name} {}\n", d.as_str().unwrap_or_default()))
+            .collect();
+        lines.sort();
+        Digest::of_bytes(lines.concat().as_bytes())
+    });
+    Source {
+        digest,
+        files: omitted.map_or(listed, |n| n as usize),
+        layer: source_layer(config, layers),
+    }
+}
+
+/// The layer whose history entry imagespec's fast path wrote (`imagespec source layer`).
+fn source_layer(config: &Value, layers: &[Descriptor]) -> Option<Digest> {
+    let history = config.get("history")?.as_array()?;
+    let with_layers = history.iter().filter(|h| {
+        !h.get("empty_layer")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    });
+    with_layers
+        .zip(layers)
+        .find(|(h, _)| h.get("comment").and_then(Value::as_str) == Some("imagespec source layer"))
+        .map(|(_, l)| l.digest.clone())
+}
+
+/// The base's digest in its registry (the spec's registry client when it is the same
+/// registry, else an anonymous session with stored credentials); `None` when it cannot be
+/// asked.
+async fn base_digest(store: Store<'_>, name: &str, timeouts: Timeouts) -> Option<Digest> {
+    let host = crate::registry::registry_host(name);
+    if let Store::Registry { client, image } = store
+        && crate::registry::registry_host(image) == host
+    {
+        return client.digest(name).await.ok().flatten();
+    }
+    let client = crate::registry::session(host, None, timeouts).ok()?;
+    client.digest(name).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(files: Value) -> Value {
+        let inputs = json!({"v": 1, "image": "r/app:t",
+            "fields": {"base_image": "'localhost:5000/python:3.12-slim'", "name": "'app'"},
+            "files": files, "dependency_image": null});
+        json!({"created": "2024-01-01T00:00:00Z",
+        "config": {"Labels": {"org.imagespec.inputs": inputs.to_string()}},
+        "history": [
+            {"created_by": "base"},
+            {"created_by": "ENV X=1", "empty_layer": true},
+            {"created_by": "COPY", "comment": "imagespec source layer"},
+        ]})
+    }
+
+    #[test]
+    fn the_label_gives_the_base_and_the_source() {
+        let config = config(json!({"src/a.py": "00aa", "src/b.py": "11bb"}));
+        let inputs = inputs_label(&config).unwrap();
+        assert_eq!(
+            base_name(&inputs).as_deref(),
+            Some("localhost:5000/python:3.12-slim")
+        );
+        let layers = [
+            Descriptor::new("t", Digest::of_bytes(b"base"), 1),
+            Descriptor::new("t", Digest::of_bytes(b"source"), 1),
+        ];
+        let source = source_of(&inputs, &config, &layers);
+        assert_eq!(source.files, 2);
+        assert_eq!(source.layer, Some(Digest::of_bytes(b"source")));
+        assert_eq!(
+            source.digest,
+            Some(Digest::of_bytes(b"src/a.py 00aa\nsrc/b.py 11bb\n"))
+        );
+    }
+
+    #[test]
+    fn no_label_no_base_and_a_none_base_is_none() {
+        assert!(inputs_label(&json!({"config": {}})).is_none());
+        assert_eq!(base_name(&json!({"fields": {"base_image": "None"}})), None);
+    }
+}

@@ -1,0 +1,340 @@
+//! What a layer says about packages, read from its tar as it streams (never the whole layer
+//! in memory): only the files the catalogers read are kept (dpkg's status, a distribution's
+//! `METADATA`, conda's records), parsed at once, with the layer's whiteouts. The layers are
+//! then merged base first, as an overlay file system stacks them: a whiteout (`.wh.NAME`)
+//! removes `NAME` and what is under it from the layers below, an opaque directory
+//! (`.wh..wh..opq`) everything below it, and a file replaces the one below.
+//!
+//! A layer's [`LayerFacts`] depend on its bytes only, so they are cached by the layer's
+//! digest (`sbom-layers/` in imagespec's cache): a base's or dependency image's layers are
+//! read once per machine, and the fast path reads only its source layer.
+
+use super::{Package, conda, dpkg, python};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Past this size a file the catalogers would read is left out (a status file is a few MB).
+const FILE_LIMIT: u64 = 64 << 20;
+
+/// The packages a layer's files describe, and what the layer removes from those below.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerFacts {
+    /// A file's path (no leading `/` or `./`) → the packages it describes (none: the file
+    /// is there, and replaces a lower one, but describes nothing).
+    pub files: BTreeMap<String, Vec<Package>>,
+    /// Paths this layer deletes from the layers below (`dir/.wh.NAME` → `dir/NAME`).
+    pub whiteouts: Vec<String>,
+    /// Directories whose lower contents this layer hides (`dir/.wh..wh..opq` → `dir`).
+    pub opaque: Vec<String>,
+}
+
+/// `path` as the merge compares them: no leading `./` or `/`, no trailing `/`.
+fn normalize(path: &str) -> &str {
+    let path = path.trim_start_matches("./").trim_start_matches('/');
+    path.trim_end_matches('/')
+}
+
+/// Which cataloger reads the file at `path`, if any.
+fn cataloger(path: &str) -> Option<fn(&[u8]) -> Vec<Package>> {
+    fn status(bytes: &[u8]) -> Vec<Package> {
+        dpkg::parse_status(&String::from_utf8_lossy(bytes))
+    }
+    fn metadata(bytes: &[u8]) -> Vec<Package> {
+        python::parse_metadata(&String::from_utf8_lossy(bytes))
+            .into_iter()
+            .collect()
+    }
+    fn record(bytes: &[u8]) -> Vec<Package> {
+        conda::parse_record(bytes).into_iter().collect()
+    }
+    if path == "var/lib/dpkg/status"
+        || path
+            .strip_prefix("var/lib/dpkg/status.d/")
+            .is_some_and(|name| !name.contains('/') && !name.ends_with(".md5sums"))
+    {
+        Some(status)
+    } else if python::is_metadata(path) {
+        Some(metadata)
+    } else if conda::is_record(path) {
+        Some(record)
+    } else {
+        None
+    }
+}
+
+/// The facts of one layer: a tar, gzip'd or not (the first bytes say which).
+pub fn read_layer(layer: impl Read) -> std::io::Result<LayerFacts> {
+    let mut buffered = BufReader::with_capacity(1 << 16, layer);
+    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        read_tar(flate2::read::MultiGzDecoder::new(buffered))
+    } else {
+        read_tar(buffered)
+    }
+}
+
+fn read_tar(tar: impl Read) -> std::io::Result<LayerFacts> {
+    let mut facts = LayerFacts::default();
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.to_string_lossy().into_owned();
+        let path = normalize(&raw);
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((dir, name)) => (dir, name),
+            None => ("", path),
+        };
+        if name == ".wh..wh..opq" {
+            facts.opaque.push(dir.to_string());
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(".wh.") {
+            let joined = if dir.is_empty() {
+                hidden.to_string()
+            } else {
+                format!("{dir}/{hidden}")
+            };
+            facts.whiteouts.push(joined);
+            continue;
+        }
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let Some(parse) = cataloger(path) else {
+            continue;
+        };
+        let path = path.to_string();
+        if entry.size() > FILE_LIMIT {
+            facts.files.insert(path, Vec::new());
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.by_ref().take(FILE_LIMIT).read_to_end(&mut bytes)?;
+        facts.files.insert(path, parse(&bytes));
+    }
+    Ok(facts)
+}
+
+/// The packages of the image whose layers (base first) are `layers`, by the path of the
+/// file that describes them.
+pub fn merge<'a>(layers: impl IntoIterator<Item = &'a LayerFacts>) -> Vec<(String, Package)> {
+    let mut seen: BTreeMap<String, Vec<Package>> = BTreeMap::new();
+    let remove_under = |seen: &mut BTreeMap<String, Vec<Package>>, dir: &str| {
+        if dir.is_empty() {
+            seen.clear();
+        } else {
+            let prefix = format!("{dir}/");
+            seen.retain(|path, _| !path.starts_with(&prefix));
+        }
+    };
+    for layer in layers {
+        for dir in &layer.opaque {
+            remove_under(&mut seen, dir);
+        }
+        for path in &layer.whiteouts {
+            seen.remove(path);
+            remove_under(&mut seen, path);
+        }
+        for (path, packages) in &layer.files {
+            seen.insert(path.clone(), packages.clone());
+        }
+    }
+    seen.into_iter()
+        .flat_map(|(path, packages)| packages.into_iter().map(move |p| (path.clone(), p)))
+        .collect()
+}
+
+/// The first line of a cache entry: its format and version.
+const CACHE_HEADER: &str = "imagespec-sbom-layer 1";
+
+/// Where the facts of the layer `hex` (its sha256) are cached, when caching is on.
+fn cache_file(hex: &str) -> Option<PathBuf> {
+    let home = crate::source::cache_home_if_enabled()?;
+    Some(home.join("sbom-layers").join(format!("{hex}.json")))
+}
+
+/// The cached facts of the layer `hex`; `None` when absent or not ours (a miss).
+pub fn cached(hex: &str) -> Option<LayerFacts> {
+    read_cache(&cache_file(hex)?)
+}
+
+fn read_cache(file: &Path) -> Option<LayerFacts> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (header, body) = text.split_once('\n')?;
+    (header == CACHE_HEADER)
+        .then(|| serde_json::from_str(body).ok())
+        .flatten()
+}
+
+/// Keeps `facts` of the layer `hex` (best effort: a cache that cannot be written is skipped).
+pub fn remember(hex: &str, facts: &LayerFacts) {
+    if let Some(file) = cache_file(hex) {
+        write_cache(&file, facts);
+    }
+}
+
+fn write_cache(file: &Path, facts: &LayerFacts) {
+    let Some(dir) = file.parent() else { return };
+    let body = serde_json::to_string(facts).expect("facts serialise");
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::write(temp.path(), format!("{CACHE_HEADER}\n{body}"))?;
+        temp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    };
+    let _ = write();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar of `(path, contents)` files; `None` contents: a directory.
+    pub(crate) fn tar(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, contents) in entries {
+            let mut header = tar::Header::new_gnu();
+            match contents {
+                Some(text) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_size(text.len() as u64);
+                    header.set_mode(0o644);
+                    builder
+                        .append_data(&mut header, path, text.as_bytes())
+                        .unwrap();
+                }
+                None => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_size(0);
+                    header.set_mode(0o755);
+                    builder
+                        .append_data(&mut header, path, std::io::empty())
+                        .unwrap();
+                }
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    const SITE: &str = "opt/venv/lib/python3.12/site-packages";
+
+    fn names(found: &[(String, Package)]) -> Vec<String> {
+        found
+            .iter()
+            .map(|(_, p)| format!("{}={}", p.name, p.version))
+            .collect()
+    }
+
+    #[test]
+    fn a_layer_keeps_the_files_the_catalogers_read_and_its_whiteouts() {
+        let metadata = format!("{SITE}/six-1.16.0.dist-info/METADATA");
+        let layer = tar(&[
+            ("./var/lib/dpkg/", None),
+            (
+                "./var/lib/dpkg/status",
+                Some("Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n"),
+            ),
+            (&metadata, Some("Name: six\nVersion: 1.16.0\n")),
+            ("usr/bin/python3", Some("binary")),
+            ("etc/.wh.motd", Some("")),
+            ("opt/conda/.wh..wh..opq", Some("")),
+        ]);
+        let facts = read_layer(&gzip(&layer)[..]).unwrap();
+        assert_eq!(facts, read_layer(&layer[..]).unwrap(), "gzip'd or not");
+        assert_eq!(
+            facts.files.keys().collect::<Vec<_>>(),
+            [
+                "opt/venv/lib/python3.12/site-packages/six-1.16.0.dist-info/METADATA",
+                "var/lib/dpkg/status"
+            ]
+        );
+        assert_eq!(facts.whiteouts, ["etc/motd"]);
+        assert_eq!(facts.opaque, ["opt/conda"]);
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_directories_remove_what_is_below() {
+        let meta = |name: &str| format!("{SITE}/{name}-1.dist-info/METADATA");
+        let content = |name: &str| format!("Name: {name}\nVersion: 1\n");
+        let (a, b, c) = (meta("a"), meta("b"), meta("c"));
+        let base = tar(&[
+            (&a, Some(&content("a"))),
+            (&b, Some(&content("b"))),
+            (
+                "opt/conda/conda-meta/x-1-0.json",
+                Some(r#"{"name":"x","version":"1"}"#),
+            ),
+        ]);
+        let wh_a = format!("{SITE}/.wh.a-1.dist-info");
+        let upper = tar(&[
+            (&wh_a, Some("")),
+            ("opt/conda/.wh..wh..opq", Some("")),
+            (&c, Some(&content("c"))),
+        ]);
+        let layers = [
+            read_layer(&base[..]).unwrap(),
+            read_layer(&upper[..]).unwrap(),
+        ];
+        assert_eq!(names(&merge(&layers)), ["b=1", "c=1"]);
+        // The same layers the other way round: the whiteout has nothing below it.
+        let reversed = [layers[1].clone(), layers[0].clone()];
+        assert_eq!(names(&merge(&reversed)), ["x=1", "a=1", "b=1", "c=1"]);
+    }
+
+    #[test]
+    fn an_upper_status_file_replaces_the_lower_one() {
+        let status = |v: &str| format!("Package: p\nStatus: install ok installed\nVersion: {v}\n");
+        let (one, two) = (status("1"), status("2"));
+        let lower = read_layer(&tar(&[("var/lib/dpkg/status", Some(&one))])[..]).unwrap();
+        let upper = read_layer(&tar(&[("var/lib/dpkg/status", Some(&two))])[..]).unwrap();
+        assert_eq!(names(&merge([&lower, &upper])), ["p=2"]);
+    }
+
+    #[test]
+    fn status_d_files_count_and_their_md5sums_do_not() {
+        let layer = tar(&[
+            (
+                "var/lib/dpkg/status.d/base",
+                Some("Package: base-files\nVersion: 12\n"),
+            ),
+            (
+                "var/lib/dpkg/status.d/base.md5sums",
+                Some("Package: no\nVersion: 0\n"),
+            ),
+        ]);
+        let facts = read_layer(&layer[..]).unwrap();
+        assert_eq!(names(&merge([&facts])), ["base-files=12"]);
+    }
+
+    #[test]
+    fn the_cache_gives_back_what_was_kept_and_misses_on_anything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sbom-layers/ab.json");
+        let facts = LayerFacts {
+            whiteouts: vec!["x".into()],
+            ..Default::default()
+        };
+        assert_eq!(read_cache(&file), None);
+        write_cache(&file, &facts);
+        assert_eq!(read_cache(&file), Some(facts));
+        std::fs::write(&file, "imagespec-sbom-layer 0\n{}").unwrap();
+        assert_eq!(read_cache(&file), None, "another version's entry is a miss");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(read_cache(&file), None);
+    }
+
+    #[test]
+    fn a_broken_tar_is_an_error_not_a_panic() {
+        assert!(read_layer(&[0x1f, 0x8b, 0, 1, 2][..]).is_err());
+    }
+}
