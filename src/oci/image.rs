@@ -23,6 +23,8 @@
 //! assert_eq!(image.digest(), Digest::of_bytes(&image.manifest_bytes()));
 //! ```
 
+pub mod artifact;
+
 use super::digest::{Digest, DigestError};
 use crate::scratch::ScratchFile;
 use bytes::Bytes;

@@ -138,7 +138,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError {
 /// Makes `path` a directory of the layout (0777 less the umask) unless it is one: a
 /// symbolic link there is refused, wherever it points (`blobs -> /home/u` would put the
 /// blobs there), and so is a file.
-fn layout_dir(path: &Path) -> Result<(), LayoutError> {
+pub(super) fn layout_dir(path: &Path) -> Result<(), LayoutError> {
     for _ in 0..2 {
         match fs::symlink_metadata(path) {
             Ok(meta) if meta.is_dir() => return Ok(()),
@@ -193,7 +193,7 @@ fn is_plain_file(path: &Path) -> bool {
 /// The file of the layout at `path`, unless there is none or it is a link (which is then
 /// replaced, never read: `index.json -> ~/.docker/config.json` would copy the file into the
 /// layout).
-fn read_layout_file(path: &Path) -> Result<Option<Vec<u8>>, LayoutError> {
+pub(super) fn read_layout_file(path: &Path) -> Result<Option<Vec<u8>>, LayoutError> {
     use std::io::Read;
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -231,7 +231,11 @@ fn as_oci(manifest: &OciImageManifest) -> OciImageManifest {
 
 /// What a blob file holds: `Ok(())` when it is `digest` with `size` bytes (`size` < 0:
 /// any), else a description of what it is instead.
-fn check_blob(path: &Path, digest: &str, size: i64) -> Result<Result<(), String>, LayoutError> {
+pub(super) fn check_blob(
+    path: &Path,
+    digest: &str,
+    size: i64,
+) -> Result<Result<(), String>, LayoutError> {
     use sha2::{Digest, Sha256};
     let Some(want) = digest.strip_prefix("sha256:") else {
         return Ok(Err(format!(
@@ -396,7 +400,7 @@ async fn collect_blobs(
 
 /// Writes `bytes` to `path` through a scratch file and a rename: `path` is always either
 /// the old or the new content (a link there is replaced, not written through).
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -12,6 +12,7 @@
 //! `index.json` written): flytekit's check that the tag still matches the files.
 
 pub mod layout;
+pub mod referrers;
 pub mod registry;
 
 use crate::oci::{Digest, Image, Index};

@@ -4,6 +4,7 @@
 //! facts are cached already.
 
 use super::layers::{self, LayerFacts};
+use super::spdx::Document;
 use super::{BaseImage, Contents, Source, Subject};
 use crate::oci::Digest;
 use crate::oci::image::Descriptor;
@@ -240,6 +241,56 @@ pub async fn contents(
             .map(|i| source_of(i, &image.config, &descriptors)),
         packages: layers::merge(&facts),
     })
+}
+
+/// The SPDX document of every platform image of the manifest `digest` names, in `store`
+/// (its repository `repository`, named in the documents), in the index's order.
+pub async fn documents(
+    store: Store<'_>,
+    repository: &str,
+    digest: &Digest,
+    source_date_epoch: Option<&str>,
+    timeouts: Timeouts,
+) -> Result<Vec<(PlatformImage, Document)>, SbomError> {
+    let mut out = Vec::new();
+    for image in platform_images(store, digest).await? {
+        let contents = contents(store, repository, &image, source_date_epoch, timeouts).await?;
+        out.push((image, super::document(&contents)));
+    }
+    Ok(out)
+}
+
+/// The SBOM attached to the platform image `subject` in `image`'s repository (the last one
+/// its referrers list, when several), as stored; `None` when none is.
+pub async fn attached(
+    client: &RegistryClient,
+    image: &str,
+    subject: &Digest,
+) -> Result<Option<Vec<u8>>, SbomError> {
+    let listed = client.referrers_listed(image, subject).await?;
+    let Some(entry) = listed
+        .iter()
+        .rev()
+        .find(|e| e.artifact_type.as_deref() == Some(super::SPDX_MEDIA_TYPE))
+    else {
+        return Ok(None);
+    };
+    let raw = client.manifest_by_digest(image, &entry.digest).await?;
+    let OciManifest::Image(manifest) = raw.manifest else {
+        return Err(refused(&entry.digest, "a referrer that is an index"));
+    };
+    let Some(layer) = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == super::SPDX_MEDIA_TYPE)
+    else {
+        return Err(refused(
+            &entry.digest,
+            "an SBOM artifact without an SPDX layer",
+        ));
+    };
+    let size = u64::try_from(layer.size).ok();
+    Ok(Some(client.blob(image, &layer.digest, size).await?))
 }
 
 /// The `org.imagespec.inputs` label of a config, parsed.

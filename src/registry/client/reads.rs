@@ -21,6 +21,8 @@ use oci_client::errors::{OciDistributionError as E, OciEnvelope};
 use oci_client::secrets::RegistryAuth;
 use tokio::io::AsyncWriteExt;
 
+mod referrers;
+
 impl From<BodyError> for Failure {
     fn from(e: BodyError) -> Failure {
         match e {

@@ -1,0 +1,238 @@
+//! Artifacts attached to an image as OCI 1.1 referrers (an SBOM; provenance and signatures
+//! the same way): the artifact's manifest names the image as its `subject` and is pushed by
+//! digest with [`Registry::push`] (the same blob uploads as every image). A registry with
+//! the referrers API indexes it by itself; for one without (it answers 404, as the
+//! distribution registry 2.x does) the referrers tag schema of distribution-spec 1.1 is
+//! kept: an index of the referrers under the tag `sha256-<hex of the subject>`, merged with
+//! what it lists already, which `oras discover`, `cosign` and `regctl` read alike.
+//!
+//! In an OCI layout (`--output oci:DIR`), the artifact's blobs and manifest go into
+//! `blobs/`, and `index.json` lists the manifest (no ref name: it is found by its `subject`,
+//! as `oras discover --oci-layout` finds it).
+//!
+use super::layout::{self, LayoutError};
+use super::registry::{Reference, Registry};
+use super::{Check, PublishError};
+use crate::oci::image::artifact::fallback_tag;
+use crate::oci::{Digest, Image};
+use crate::registry::client::RegistryClient;
+use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// How a registry lists the attached artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// By its referrers API.
+    ReferrersApi,
+    /// Under the referrers tag schema's tag (`sha256-<hex>`).
+    Tag(String),
+}
+
+/// An artifact attached: its manifest's digest, and how it is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub digest: Digest,
+    pub listed: Listed,
+}
+
+/// The `subject` digest of an artifact.
+fn subject_of(artifact: &Image) -> Result<Digest, PublishError> {
+    let manifest = artifact.manifest();
+    let subject = manifest.subject.ok_or_else(|| PublishError::Io {
+        context: "attaching an artifact".into(),
+        source: std::io::Error::other("the artifact names no subject"),
+    })?;
+    Digest::parse(&subject.digest).map_err(|e| PublishError::Io {
+        context: "the artifact's subject".into(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// The entry of a referrers index that lists `artifact`.
+fn referrer_entry(artifact: &Image) -> Value {
+    let descriptor = artifact.descriptor();
+    let mut entry = json!({
+        "mediaType": OCI_IMAGE_MEDIA_TYPE,
+        "digest": descriptor.digest.as_str(),
+        "size": descriptor.size,
+    });
+    if let Some(kind) = artifact.artifact_type() {
+        entry["artifactType"] = json!(kind);
+    }
+    if let Some(annotations) = artifact.manifest().annotations {
+        entry["annotations"] = json!(annotations);
+    }
+    entry
+}
+
+/// A referrers index (`existing`, or a new one) listing `entry` once: an entry of the same
+/// digest is replaced, the others kept in their order.
+pub fn merged_referrers(existing: Option<&[u8]>, entry: Value) -> Result<Value, String> {
+    let mut index = match existing {
+        None => {
+            json!({"schemaVersion": 2, "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE, "manifests": []})
+        }
+        Some(bytes) => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
+    };
+    let manifests = index
+        .as_object_mut()
+        .ok_or("not a JSON object")?
+        .entry("manifests")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .ok_or("`manifests` is not a list")?;
+    manifests.retain(|m| m["digest"] != entry["digest"]);
+    manifests.push(entry);
+    Ok(index)
+}
+
+/// Pushes `artifact` (by digest) into the repository of `name` (`registry/repository:tag`)
+/// and makes it a referrer of its subject: by the registry's referrers API when it has
+/// one, else under the fallback tag.
+pub async fn attach(
+    client: &RegistryClient,
+    name: &str,
+    artifact: &Image,
+) -> Result<Attached, PublishError> {
+    let subject = subject_of(artifact)?;
+    let pushed = Registry::new(client, name)
+        .push(artifact, Reference::Digest, Check::none())
+        .await?;
+    if client.referrers(name, &subject).await?.is_some() {
+        return Ok(Attached {
+            digest: pushed.digest,
+            listed: Listed::ReferrersApi,
+        });
+    }
+    let tag = fallback_tag(&subject);
+    let repository = crate::registry::split_tag(name.split('@').next().unwrap_or(name)).0;
+    let tagged = format!("{repository}:{tag}");
+    let existing = match client.manifest(&tagged).await {
+        Ok(raw) => Some(raw.bytes),
+        Err(e) if e.not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let index = merged_referrers(existing.as_deref(), referrer_entry(artifact)).map_err(|m| {
+        PublishError::Io {
+            context: format!("the referrers index {tagged}"),
+            source: std::io::Error::other(m),
+        }
+    })?;
+    let body = serde_json::to_vec(&index).expect("an index serialises");
+    client
+        .push_manifest(&tagged, body.into(), OCI_IMAGE_INDEX_MEDIA_TYPE)
+        .await?;
+    Ok(Attached {
+        digest: pushed.digest,
+        listed: Listed::Tag(tag),
+    })
+}
+
+/// Writes `artifact` into the OCI layout at `dir` (its subject written there already):
+/// its blobs and manifest, and an `index.json` entry for the manifest. Repeating it
+/// changes nothing.
+pub fn write_to_layout(dir: &Path, artifact: &Image) -> Result<Digest, LayoutError> {
+    let blobs = dir.join("blobs").join("sha256");
+    layout::layout_dir(&dir.join("blobs"))?;
+    layout::layout_dir(&blobs)?;
+    let put = |bytes: &[u8]| -> Result<Digest, LayoutError> {
+        let digest = Digest::of_bytes(bytes);
+        let path = blobs.join(digest.hex());
+        let present = path.exists()
+            && layout::check_blob(&path, digest.as_str(), bytes.len() as i64)?.is_ok();
+        if !present {
+            layout::write_atomically(&path, bytes)?;
+        }
+        Ok(digest)
+    };
+    put(artifact.config_bytes())?;
+    for layer in artifact.layers() {
+        let crate::oci::image::Blob::Bytes(bytes) = &layer.blob else {
+            return Err(LayoutError::Io {
+                path: blobs.clone(),
+                source: std::io::Error::other("an artifact's content is held in memory"),
+            });
+        };
+        put(bytes)?;
+    }
+    let digest = put(&artifact.manifest_bytes())?;
+    let path = dir.join("index.json");
+    let lock = std::fs::File::open(dir).map_err(|source| LayoutError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    lock.lock().map_err(|source| LayoutError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let existing = layout::read_layout_file(&path)?;
+    let index =
+        merged_referrers(existing.as_deref(), referrer_entry(artifact)).map_err(|message| {
+            LayoutError::Index {
+                path: path.clone(),
+                message,
+            }
+        })?;
+    layout::write_atomically(&path, &serde_json::to_vec(&index).expect("json"))?;
+    Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::image::Descriptor;
+
+    fn artifact(content: &'static [u8]) -> Image {
+        let subject = Descriptor::new(OCI_IMAGE_MEDIA_TYPE, Digest::of_bytes(b"image"), 5);
+        Image::artifact(
+            "application/spdx+json",
+            "application/spdx+json",
+            bytes::Bytes::from_static(content),
+            &subject,
+            Default::default(),
+        )
+    }
+
+    #[test]
+    fn merging_keeps_other_referrers_and_lists_each_once() {
+        let (a, b) = (
+            referrer_entry(&artifact(b"a")),
+            referrer_entry(&artifact(b"b")),
+        );
+        let one = merged_referrers(None, a.clone()).unwrap();
+        assert_eq!(one["mediaType"], OCI_IMAGE_INDEX_MEDIA_TYPE);
+        assert_eq!(one["manifests"][0]["artifactType"], "application/spdx+json");
+        let bytes = serde_json::to_vec(&one).unwrap();
+        let two = merged_referrers(Some(&bytes), b.clone()).unwrap();
+        let bytes = serde_json::to_vec(&two).unwrap();
+        let again = merged_referrers(Some(&bytes), a.clone()).unwrap();
+        let digests: Vec<&Value> = again["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["digest"])
+            .collect();
+        assert_eq!(digests, [&b["digest"], &a["digest"]]);
+        assert!(merged_referrers(Some(b"[1]"), a).is_err());
+    }
+
+    #[test]
+    fn a_layout_gets_the_artifact_once_beside_its_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": OCI_IMAGE_MEDIA_TYPE, "digest": Digest::of_bytes(b"image").as_str(), "size": 5,
+             "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
+        std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+        let sbom = artifact(b"{}");
+        let digest = write_to_layout(dir.path(), &sbom).unwrap();
+        assert_eq!(write_to_layout(dir.path(), &sbom).unwrap(), digest);
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        let manifests = index["manifests"].as_array().unwrap();
+        assert_eq!(manifests.len(), 2, "{index}");
+        assert_eq!(manifests[1]["digest"], digest.as_str());
+        let manifest = std::fs::read(dir.path().join("blobs/sha256").join(digest.hex())).unwrap();
+        assert_eq!(manifest, sbom.manifest_bytes());
+    }
+}
