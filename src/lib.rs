@@ -88,6 +88,8 @@ pub enum Error {
     Engine(#[from] engine::EngineError),
     #[error(transparent)]
     Explain(#[from] explain::ExplainError),
+    #[error(transparent)]
+    Sbom(#[from] sbom::image::SbomError),
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },
     /// A file the command line names could not be read.
@@ -126,6 +128,9 @@ impl Error {
             },
             Error::Unknown { .. } => ExitCode::CannotTell,
             Error::Explain(e) => ExitCode::from_code(e.exit_code()),
+            // An image that is not there is input; reading it failing is a failure.
+            Error::Sbom(sbom::image::SbomError::NotFound { .. }) => ExitCode::BadInput,
+            Error::Sbom(_) => ExitCode::Failed,
             // Refusing to render into a directory with other files in it is bad input.
             Error::Write(render::WriteError::Io { .. }) => ExitCode::Failed,
             Error::Write(_) => ExitCode::BadInput,

@@ -536,6 +536,7 @@ fn build_help_groups_its_options_in_sections() {
     Output:
       --output <KIND:PATH>
       --json
+      --sbom [<BOOL>]
       -q, --quiet
       --progress <MODE>
       --color <WHEN>

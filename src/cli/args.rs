@@ -86,6 +86,34 @@ pub enum Command {
     /// image a kept tag names. Exit 0 done, 1 a removal failed, 2 bad input, 3 cannot tell
     /// what is used (a registry unreachable or refusing, a tag unreadable).
     Prune(PruneArgs),
+    /// Print the SBOM (SPDX 2.3 JSON) attached to an image: the one a spec file names
+    /// (SPEC), or an image reference (`registry/name:tag`) in place of SPEC. When none is
+    /// attached, it is computed from the image's layers, and stderr says so. One document
+    /// per platform, one per line (`--platform` picks one). Exit 0, 1 failed, 2 no such
+    /// image or bad input.
+    Sbom(SbomArgs),
+}
+
+/// `imagespec sbom`'s arguments.
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub timeouts: TimeoutFlags,
+    /// The document format.
+    #[arg(long, value_enum, default_value = "spdx")]
+    pub format: SbomFormat,
+    /// Only this platform's document (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+/// The formats `imagespec sbom` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON.
+    Spdx,
 }
 
 /// `imagespec prune`'s arguments.
@@ -349,6 +377,12 @@ pub struct BuildArgs {
     /// (with `digest`).
     #[arg(long, help_heading = "Output")]
     pub json: bool,
+    /// Attach an SBOM (SPDX 2.3) to every image published, as an OCI referrer (written into
+    /// an `oci:DIR` output too). `--sbom=false` turns it off (also `IMAGESPEC_NO_SBOM=true`,
+    /// or `sbom = false` in the defaults file).
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Output")]
+    pub sbom: bool,
     /// Only errors on stderr.
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,

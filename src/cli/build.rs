@@ -67,6 +67,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.force |= args.decision.force;
         options.fast_path &= !args.decision.no_fast_path;
         options.daemonless &= !args.decision.no_daemonless;
+        options.sbom &= args.sbom;
         options.output = args.output.clone();
         options.build_bases = !args.decision.bases_built;
         options.assume_exists |= args.decision.assume_exists;

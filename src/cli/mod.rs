@@ -8,6 +8,7 @@ mod inspect;
 mod plan;
 mod prune;
 mod render;
+mod sbom;
 mod tag;
 
 use imagespec::{Error, SpecFile, TagOptions};
@@ -36,6 +37,7 @@ pub fn run(cli: args::Cli) -> Result<u8, Error> {
         args::Command::Exists(a) => exists::run(&a).map(answer),
         args::Command::IsContainer(a) => exists::is_container(&a).map(answer),
         args::Command::Prune(a) => prune::run(&a),
+        args::Command::Sbom(a) => sbom::run(&a).map(|()| 0),
     }
 }
 

@@ -28,6 +28,7 @@ mod full;
 mod output;
 pub mod platforms;
 mod recorded;
+mod sbom;
 
 /// What the build does besides building.
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub struct BuildOptions {
     /// `false` (`--bases-built`): they are only named, because the caller has already
     /// built them, as flytekit's engine does before it calls a builder.
     pub build_bases: bool,
+    /// Attach an SBOM to every image published (`--sbom=false`, `IMAGESPEC_NO_SBOM` or the
+    /// defaults file's `sbom = false` turn it off).
+    pub sbom: bool,
 }
 
 impl BuildOptions {
@@ -98,6 +102,10 @@ impl BuildOptions {
             ),
             output: None,
             build_bases: true,
+            sbom: switch(
+                var("IMAGESPEC_NO_SBOM").as_deref(),
+                defaults.values.sbom.as_ref(),
+            ),
         }
     }
 }
@@ -286,6 +294,9 @@ fn build_spec<'a>(
         };
         let (decision, gathered) = decide_image(&job).await?;
         let done = run(&job, &decision, gathered).await?;
+        if let (true, Some(digest)) = (done.pushed, &done.digest) {
+            sbom::attach(&job, &done.image, digest).await;
+        }
         Ok(BuildOutcome {
             image: done.image,
             id: tag.id.clone(),

@@ -34,6 +34,8 @@ pub enum SbomError {
     },
     #[error("{what}: {message}")]
     Refused { what: String, message: String },
+    #[error("{image} not found")]
+    NotFound { image: String },
 }
 
 /// Where an image's manifests and blobs are.

@@ -36,8 +36,11 @@ fn normalize(path: &str) -> &str {
     path.trim_end_matches('/')
 }
 
+/// A cataloger: a file's bytes → the packages it describes.
+type Cataloger = fn(&[u8]) -> Vec<Package>;
+
 /// Which cataloger reads the file at `path`, if any.
-fn cataloger(path: &str) -> Option<fn(&[u8]) -> Vec<Package>> {
+fn cataloger(path: &str) -> Option<Cataloger> {
     fn status(bytes: &[u8]) -> Vec<Package> {
         dpkg::parse_status(&String::from_utf8_lossy(bytes))
     }

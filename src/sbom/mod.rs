@@ -29,6 +29,7 @@ pub mod dpkg;
 pub mod image;
 pub mod layers;
 pub mod python;
+pub mod show;
 pub mod spdx;
 
 use crate::oci::Digest;

@@ -67,7 +67,7 @@ pub const KEEP_NAME_ENV: &str = "IMAGESPEC_DEFAULTS_KEEP_NAME";
 /// hashed fields of flytekit's `ImageSpec`, filled in as if the spec had written them.
 pub const NAME_CHANGING: [&str; 2] = ["base_image", "registry"];
 /// Every key of a `[defaults]` table (`builder_config` and `registry_mirrors` are tables).
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "base_image",
     "registry",
     "builder_config",
@@ -75,6 +75,7 @@ pub const KEYS: [&str; 7] = [
     "registry_mirrors",
     "fast_path",
     "daemonless",
+    "sbom",
 ];
 /// The keys of `[defaults.builder_config]`.
 pub const BUILDER_CONFIG_KEYS: [&str; 2] = ["uv_image", "micromamba_image"];
@@ -145,6 +146,7 @@ pub struct DefaultValues {
     pub registry_mirrors: RegistryMirrors,
     pub fast_path: Option<Setting<bool>>,
     pub daemonless: Option<Setting<bool>>,
+    pub sbom: Option<Setting<bool>>,
 }
 
 impl DefaultValues {
@@ -207,6 +209,7 @@ impl DefaultValues {
             registry_mirrors: RegistryMirrors(mirrors),
             fast_path: self.fast_path.or(lower.fast_path),
             daemonless: self.daemonless.or(lower.daemonless),
+            sbom: self.sbom.or(lower.sbom),
         }
     }
 }
@@ -316,6 +319,7 @@ impl Reader {
                 "ca_bundle" => values.ca_bundle = Some(self.ca_bundle(node, f)?),
                 "fast_path" => values.fast_path = Some(self.boolean(node, f)?),
                 "daemonless" => values.daemonless = Some(self.boolean(node, f)?),
+                "sbom" => values.sbom = Some(self.boolean(node, f)?),
                 "builder_config" => {
                     for (k, v) in self.table(node, f)? {
                         let field = format!("{f}.{}", k.name);
@@ -651,6 +655,9 @@ pub fn uses(spec: &NormalizedSpec, overrides: &Overrides) -> Vec<DefaultUse> {
     if let Some(s) = &values.daemonless {
         let by = overrides.daemonless.clone();
         push("daemonless", serde_json::json!(s.value), &s.at, by);
+    }
+    if let Some(s) = &values.sbom {
+        push("sbom", serde_json::json!(s.value), &s.at, None);
     }
     out
 }

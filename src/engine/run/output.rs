@@ -155,6 +155,7 @@ async fn write_images(
     let written = progress
         .in_step(crate::progress::OUTPUT_STEP, &step, writing)
         .await;
-    written.map_err(|e| super::published(e, Some(target)))?;
+    let digest = written.map_err(|e| super::published(e, Some(target)))?;
+    super::sbom::write_into(job, target, &digest).await;
     Ok(())
 }
