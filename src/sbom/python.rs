@@ -1,7 +1,7 @@
 //! Python distributions as installed (`<site-packages>/<name>-<version>.dist-info/METADATA`,
-//! the core metadata of PEP 566 / PEP 639, which pip and uv write alike): name, version and
-//! the license. Only the header is read (it ends at the first blank line; the description
-//! follows).
+//! the core metadata of PEP 566 / PEP 639, which pip and uv write alike; an egg's
+//! `PKG-INFO`, the same format): name, version and the license. Only the header is read (it
+//! ends at the first blank line; the description follows).
 //!
 //! The license goes to SPDX's `licenseDeclared` only when the distribution declares an SPDX
 //! expression (`License-Expression`, PEP 639); the free text of `License` and the
@@ -67,16 +67,26 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
-/// Whether `path` (in a layer) is a distribution's `METADATA` in a `site-packages` or
-/// `dist-packages` directory (a venv's, the system's, a user's).
+/// Whether `path` (in a layer) is a distribution's core metadata in a `site-packages` or
+/// `dist-packages` directory (a venv's, the system's, a user's): a wheel install's
+/// `NAME.dist-info/METADATA`, or an egg's `NAME.egg-info/PKG-INFO` or `NAME.egg-info` file
+/// (what Debian's python3-* packages and setuptools' develop installs leave; the same
+/// format), as `importlib.metadata` finds them.
 pub fn is_metadata(path: &str) -> bool {
     let mut parts = path.rsplit('/');
-    let (Some(file), Some(dir), Some(packages)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(file), Some(dir)) = (parts.next(), parts.next()) else {
         return false;
     };
-    file == "METADATA"
-        && dir.ends_with(".dist-info")
-        && matches!(packages, "site-packages" | "dist-packages")
+    let packages = |name: &str| matches!(name, "site-packages" | "dist-packages");
+    if file.ends_with(".egg-info") && packages(dir) {
+        return true;
+    }
+    let Some(above) = parts.next() else {
+        return false;
+    };
+    packages(above)
+        && ((file == "METADATA" && dir.ends_with(".dist-info"))
+            || (file == "PKG-INFO" && dir.ends_with(".egg-info")))
 }
 
 #[cfg(test)]
@@ -135,5 +145,12 @@ mod tests {
             "opt/venv/lib/python3.12/site-packages/uv-0.4.dist-info/RECORD"
         ));
         assert!(!is_metadata("METADATA"));
+        let dist = "usr/lib/python3/dist-packages";
+        assert!(is_metadata(&format!(
+            "{dist}/setuptools-66.1.1.egg-info/PKG-INFO"
+        )));
+        assert!(is_metadata(&format!("{dist}/distro_info-1.5.egg-info")));
+        assert!(!is_metadata(&format!("{dist}/x.egg-info/SOURCES.txt")));
+        assert!(!is_metadata(&format!("{dist}/x.dist-info/PKG-INFO")));
     }
 }
