@@ -60,6 +60,41 @@ fn get(env: &Services, path: &str, accept: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// A Go tool of `scripts/e2e/go-tools.sh` (`IMAGESPEC_<TOOL>`, else its pinned build in the
+/// harness's cache), or `None` with a note (a failure under `CI`).
+fn go_tool(env: &Services, tool: &str, version: &str) -> Option<std::path::PathBuf> {
+    let var = format!("IMAGESPEC_{}", tool.to_uppercase());
+    let path = std::env::var_os(&var).map(Into::into).unwrap_or_else(|| {
+        Path::new(&env.file.cache()).join(format!("{tool}-{version}/bin/{tool}"))
+    });
+    if path.is_file() {
+        Some(path)
+    } else {
+        common::e2e::missing(&format!(
+            "{tool} is not at {} (scripts/e2e/go-tools.sh {tool} builds it, or set {var})",
+            path.display()
+        ))
+    }
+}
+
+/// `oras discover` of `reference` (`--plain-http` or `--oci-layout` in `args`): the SBOM
+/// referrers it lists, by digest.
+fn oras_sboms(oras: &Path, args: &[&str], reference: &str) -> Vec<String> {
+    let out = output(
+        Process::new(oras)
+            .args(["discover", "--format", "json"])
+            .args(args)
+            .arg(reference),
+    );
+    json(out.as_bytes())["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|m| m["artifactType"] == SPDX)
+        .map(|m| m["digest"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 fn json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).expect("json")
 }
@@ -256,6 +291,10 @@ fn a_daemonless_image_carries_its_sbom() {
     assert_eq!(result["digest"], digest.as_str());
 
     let document = attached_sbom(&env, repository(&image), &digest);
+    if let Some(oras) = go_tool(&env, "oras", "1.2.3") {
+        let listed = oras_sboms(&oras, &["--plain-http"], &image);
+        assert_eq!(listed.len(), 1, "oras discover lists the SBOM: {listed:?}");
+    }
     let doc = check_document(proj, &image, &document);
     let python = names(&doc, "pypi");
     assert!(
@@ -362,4 +401,17 @@ fn sbom_false_attaches_nothing_and_a_layout_holds_it() {
     );
     let document = json(&blob(&artifact["layers"][0]["digest"]));
     assert!(names(&document, "pypi").contains("six"), "{document}");
+    if let Some(oras) = go_tool(&env, "oras", "1.2.3") {
+        let reference = format!(
+            "{}@{}",
+            layout.display(),
+            image_entry["digest"].as_str().unwrap()
+        );
+        let listed = oras_sboms(&oras, &["--oci-layout"], &reference);
+        assert_eq!(
+            listed,
+            [sbom_entry["digest"].as_str().unwrap()],
+            "oras discover --oci-layout"
+        );
+    }
 }
