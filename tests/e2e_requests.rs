@@ -11,6 +11,8 @@
 //! - `build` on the fast path with the dependency image present: its manifest is read once
 //!   (the dependency key computed once, the image it names asked once), and the image's
 //!   manifest is asked once (HEAD: not there) and written once (PUT), never read back.
+//!   Its SBOM (docs/sbom.md) then adds its artifact (PUT by digest) and the referrers tag
+//!   (GET, PUT).
 //!
 //! Without the services this test fails under `CI`, and says why and passes elsewhere.
 
@@ -143,7 +145,13 @@ fn the_registry_is_asked_once_per_fact() {
         "the dependency image read once: {requests:?}"
     );
     assert!(deps[0].starts_with("GET "), "{requests:?}");
-    let own: Vec<&String> = requests.iter().filter(|r| !r.contains(" deps-")).collect();
+    // The SBOM's artifact (pushed by digest) and its referrers tag (docs/sbom.md) are
+    // requests of their own, after the image's.
+    let sbom = |r: &&String| r.contains(" sha256:") || r.contains(" sha256-");
+    let own: Vec<&String> = requests
+        .iter()
+        .filter(|r| !r.contains(" deps-") && !sbom(r))
+        .collect();
     assert_eq!(
         own,
         [&format!("HEAD {tag}"), &format!("PUT {tag}")],
@@ -152,4 +160,22 @@ fn the_registry_is_asked_once_per_fact() {
     );
     let digest = appended.result()["digest"].as_str().expect("a digest");
     assert_eq!(digest, registry_digest(&image));
+    let referrers_tag = format!("sha256-{}", digest.trim_start_matches("sha256:"));
+    let sbom_requests: Vec<String> = requests
+        .iter()
+        .filter(sbom)
+        .map(|r| {
+            r.split_once(" sha256:")
+                .map_or(r.clone(), |(m, _)| format!("{m} sha256:…"))
+        })
+        .collect();
+    assert_eq!(
+        sbom_requests,
+        [
+            "PUT sha256:…".to_string(),
+            format!("GET {referrers_tag}"),
+            format!("PUT {referrers_tag}")
+        ],
+        "the SBOM: its artifact, the referrers tag read and written; {requests:?}"
+    );
 }

@@ -294,8 +294,9 @@ fn build_spec<'a>(
         };
         let (decision, gathered) = decide_image(&job).await?;
         let done = run(&job, &decision, gathered).await?;
-        if let (true, Some(digest)) = (done.pushed, &done.digest) {
-            sbom::attach(&job, &done.image, digest).await;
+        // The fast path attaches the SBOM of the images it pushed itself (append.rs).
+        if let (true, Action::Built, Some(digest)) = (done.pushed, done.action, &done.digest) {
+            sbom::attach(&job, &done.image, sbom::Published::Digest(digest)).await;
         }
         Ok(BuildOutcome {
             image: done.image,

@@ -254,12 +254,38 @@ pub async fn documents(
     source_date_epoch: Option<&str>,
     timeouts: Timeouts,
 ) -> Result<Vec<(PlatformImage, Document)>, SbomError> {
+    let images = platform_images(store, digest).await?;
+    documents_of(store, repository, images, source_date_epoch, timeouts).await
+}
+
+/// [`documents`] of images already in hand (just published: their manifests are not read
+/// back), their layers read from `store`.
+pub async fn documents_of(
+    store: Store<'_>,
+    repository: &str,
+    images: Vec<PlatformImage>,
+    source_date_epoch: Option<&str>,
+    timeouts: Timeouts,
+) -> Result<Vec<(PlatformImage, Document)>, SbomError> {
     let mut out = Vec::new();
-    for image in platform_images(store, digest).await? {
+    for image in images {
         let contents = contents(store, repository, &image, source_date_epoch, timeouts).await?;
         out.push((image, super::document(&contents)));
     }
     Ok(out)
+}
+
+impl PlatformImage {
+    /// An image value as published (`platform`, when it is one of an index).
+    pub fn of(image: &crate::oci::Image, platform: Option<String>) -> PlatformImage {
+        let config = image.config();
+        PlatformImage {
+            platform: platform.or_else(|| crate::registry::index::config_platform(&config)),
+            descriptor: image.descriptor(),
+            manifest: image.manifest(),
+            config,
+        }
+    }
 }
 
 /// The SBOM attached to the platform image `subject` in `image`'s repository (the last one

@@ -12,6 +12,7 @@ use crate::explain;
 use crate::oci::{Digest, Index, Platforms};
 use crate::publish::Check;
 use crate::publish::registry::{Reference, Registry};
+use crate::sbom::image::PlatformImage;
 
 /// `append`: the dependency images were found (and read) while the facts were gathered.
 pub(super) async fn append(
@@ -111,6 +112,8 @@ async fn push_one(
         "pushed {} ({}), {} files, layer {} bytes{already}",
         plan.image, pushed.digest, assembled.files, assembled.layer_size
     ));
+    let images = vec![PlatformImage::of(&assembled.image, None)];
+    super::sbom::attach(job, &plan.image, super::sbom::Published::Images(images)).await;
     Ok(pushed.digest)
 }
 
@@ -125,6 +128,7 @@ async fn push_index(
     let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
     let publisher = Registry::new(client, &plan.image).metered(progress, "append");
     let mut index = Index::default();
+    let mut images = Vec::new();
     for (platform, deps) in platforms.iter().zip(found) {
         let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
         let step = push_step(&plan.image, &format!(" for {platform}"), &assembled, "");
@@ -132,6 +136,10 @@ async fn push_index(
         let pushed = progress.in_step("append", &step, pushing).await;
         pushed.map_err(|e| published(e, None))?;
         index.push_descriptor(platform, assembled.image.descriptor());
+        images.push(PlatformImage::of(
+            &assembled.image,
+            Some(platform.to_string()),
+        ));
     }
     let pushing = publisher.push_index(&index, tag_check(job));
     let digest = pushing.await.map_err(|e| published(e, None))?;
@@ -141,6 +149,7 @@ async fn push_index(
         digest,
         platforms.len()
     ));
+    super::sbom::attach(job, &plan.image, super::sbom::Published::Images(images)).await;
     Ok(digest)
 }
 

@@ -11,7 +11,7 @@ use crate::publish::PublishError;
 use crate::publish::layout::OutputTarget;
 use crate::publish::referrers::{self, Listed};
 use crate::registry::client::RegistryClient;
-use crate::sbom::image::{self as sbom_image, SbomError, Store};
+use crate::sbom::image::{self as sbom_image, PlatformImage, SbomError, Store};
 use crate::sbom::{SPDX_MEDIA_TYPE, spdx::Document};
 use std::collections::BTreeMap;
 
@@ -69,14 +69,23 @@ fn attached_message(image: &str, packages: usize, listed: &[Listed]) -> String {
     format!("attached {documents} to {image} ({packages} packages), listed by {how}")
 }
 
-/// The SBOM of the image just pushed as `job.tag.image` (`digest`) attached to it, unless
-/// `--sbom=false`; a failure is a warning.
-pub(super) async fn attach(job: &Job<'_>, image: &str, digest: &Digest) {
+/// What the SBOM is made of: the images as pushed, or only the digest (read back).
+pub(super) enum Published<'a> {
+    /// The manifest (or index) digest of an image another program pushed (dockerd).
+    Digest(&'a Digest),
+    /// The images just pushed, one per platform (their manifests are not read back).
+    Images(Vec<PlatformImage>),
+}
+
+/// The SBOM of the image just pushed as `image` attached to it, unless `--sbom=false`; a
+/// failure is a warning.
+pub(super) async fn attach(job: &Job<'_>, image: &str, published: Published<'_>) {
     let Some(client) = job.client.filter(|_| job.options.sbom) else {
         return;
     };
-    let work =
-        async { Ok::<_, std::convert::Infallible>(attach_all(job, client, image, digest).await) };
+    let work = async {
+        Ok::<_, std::convert::Infallible>(attach_all(job, client, image, published).await)
+    };
     let step = format!("attach the SBOM of {image}");
     let Ok(result) = job.progress.in_step("sbom", &step, work).await;
     match result {
@@ -94,14 +103,20 @@ async fn attach_all(
     job: &Job<'_>,
     client: &RegistryClient,
     image: &str,
-    digest: &Digest,
+    published: Published<'_>,
 ) -> Result<(usize, Vec<Listed>), SbomFailure> {
     let repository = crate::registry::split_tag(image).0;
     let epoch = source_date_epoch();
-    let timeouts = job.options.timeouts;
+    let (epoch, timeouts) = (epoch.as_deref(), job.options.timeouts);
     let store = Store::Registry { client, image };
-    let documents =
-        sbom_image::documents(store, repository, digest, epoch.as_deref(), timeouts).await?;
+    let documents = match published {
+        Published::Digest(digest) => {
+            sbom_image::documents(store, repository, digest, epoch, timeouts).await?
+        }
+        Published::Images(images) => {
+            sbom_image::documents_of(store, repository, images, epoch, timeouts).await?
+        }
+    };
     let mut listed = Vec::new();
     let mut packages = 0;
     for (platform_image, document) in &documents {
