@@ -266,6 +266,19 @@ fn names(doc: &Value, kind: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A project in a new directory: `src/main.py` holding `source`, and a spec named
+/// `<prefix>-<run id>` with `lines` (all of `src` copied).
+fn project(env: &Services, prefix: &str, source: &str, lines: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path();
+    std::fs::create_dir_all(proj.join("src")).expect("src");
+    std::fs::write(proj.join("src/main.py"), source).expect("source");
+    let name = format!("{prefix}-{}", run_id());
+    let lines = format!("{lines}\nsource_root = \"src\"\nsource_copy_mode = \"all\"");
+    write_spec(proj, env, &name, &lines);
+    dir
+}
+
 /// A pip-only image made without a daemon (uv, then the source appended): its SBOM is
 /// attached under the referrers tag and lists what uv installed and what dpkg has.
 #[test]
@@ -273,17 +286,9 @@ fn a_daemonless_image_carries_its_sbom() {
     let Some(env) = common::e2e::services() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let packages = "packages = [\"six\", \"pyyaml\"]";
+    let dir = project(&env, "h-sbom-uv", "import six\n", packages);
     let proj = dir.path();
-    std::fs::create_dir_all(proj.join("src")).expect("src");
-    std::fs::write(proj.join("src/main.py"), "import six\n").expect("source");
-    let name = format!("h-sbom-uv-{}", run_id());
-    write_spec(
-        proj,
-        &env,
-        &name,
-        "packages = [\"six\", \"pyyaml\"]\nsource_root = \"src\"\nsource_copy_mode = \"all\"",
-    );
     let result = build(proj, &env, Some(NO_DAEMON), &["spec.toml"]);
     assert_eq!(result["action"], "appended", "{result}");
     let image = result["image"].as_str().expect("image").to_string();
@@ -313,14 +318,9 @@ fn a_buildkit_image_carries_its_sbom() {
     let Some(env) = common::e2e::services() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = "apt_packages = [\"jq\"]\npackages = [\"six\"]\ncommands = [\"jq --version\"]";
+    let dir = project(&env, "h-sbom-docker", "import six\n", lines);
     let proj = dir.path();
-    std::fs::create_dir_all(proj.join("src")).expect("src");
-    std::fs::write(proj.join("src/main.py"), "import six\n").expect("source");
-    let name = format!("h-sbom-docker-{}", run_id());
-    let lines = "apt_packages = [\"jq\"]\npackages = [\"six\"]\ncommands = [\"jq --version\"]\n\
-                 source_root = \"src\"\nsource_copy_mode = \"all\"";
-    write_spec(proj, &env, &name, lines);
     let result = build(proj, &env, None, &["spec.toml"]);
     assert_eq!(result["action"], "built", "{result}");
     let image = result["image"].as_str().expect("image").to_string();
@@ -339,17 +339,8 @@ fn sbom_false_attaches_nothing_and_a_layout_holds_it() {
     let Some(env) = common::e2e::services() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = project(&env, "h-sbom-off", "print(1)\n", "packages = [\"six\"]");
     let proj = dir.path();
-    std::fs::create_dir_all(proj.join("src")).expect("src");
-    std::fs::write(proj.join("src/main.py"), "print(1)\n").expect("source");
-    let name = format!("h-sbom-off-{}", run_id());
-    write_spec(
-        proj,
-        &env,
-        &name,
-        "packages = [\"six\"]\nsource_root = \"src\"\nsource_copy_mode = \"all\"",
-    );
     let result = build(proj, &env, Some(NO_DAEMON), &["spec.toml", "--sbom=false"]);
     let image = result["image"].as_str().expect("image").to_string();
     let digest = registry_digest(&image);
