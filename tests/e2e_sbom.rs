@@ -60,18 +60,18 @@ fn get(env: &Services, path: &str, accept: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// A Go tool of `scripts/e2e/go-tools.sh` (`IMAGESPEC_<TOOL>`, else its pinned build in the
-/// harness's cache), or `None` with a note (a failure under `CI`).
-fn go_tool(env: &Services, tool: &str, version: &str) -> Option<std::path::PathBuf> {
+/// A tool of `scripts/e2e/sbom-tools.sh` (`IMAGESPEC_<TOOL>`, else its pinned install in
+/// the harness's cache: `<dir>/bin/<tool>`), or `None` with a note (a failure under `CI`).
+fn sbom_tool(env: &Services, tool: &str, dir: &str) -> Option<std::path::PathBuf> {
     let var = format!("IMAGESPEC_{}", tool.to_uppercase());
-    let path = std::env::var_os(&var).map(Into::into).unwrap_or_else(|| {
-        Path::new(&env.file.cache()).join(format!("{tool}-{version}/bin/{tool}"))
-    });
+    let path = std::env::var_os(&var)
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(&env.file.cache()).join(format!("{dir}/bin/{tool}")));
     if path.is_file() {
         Some(path)
     } else {
         common::e2e::missing(&format!(
-            "{tool} is not at {} (scripts/e2e/go-tools.sh {tool} builds it, or set {var})",
+            "{tool} is not at {} (scripts/e2e/sbom-tools.sh installs it, or set {var})",
             path.display()
         ))
     }
@@ -221,7 +221,21 @@ for d in m.distributions():
 
 /// The document lists exactly the image's dpkg packages, and every distribution its Python
 /// sees (with the version installed, at its path); `imagespec sbom` prints the same bytes.
-fn check_document(proj: &Path, image: &str, document: &[u8]) -> Value {
+fn check_document(env: &Services, proj: &Path, image: &str, document: &[u8]) -> Value {
+    if let Some(validator) = sbom_tool(env, "pyspdxtools", "spdx-tools-0.8.5") {
+        let file = proj.join("sbom.spdx.json");
+        std::fs::write(&file, document).expect("write the document");
+        let out = Process::new(validator)
+            .arg("-i")
+            .arg(&file)
+            .output()
+            .expect("pyspdxtools");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.is_empty(),
+            "SPDX 2.3 validation: {said}"
+        );
+    }
     let doc = json(document);
     assert_eq!(doc["spdxVersion"], "SPDX-2.3");
     assert_eq!(doc["packages"][0]["SPDXID"], "SPDXRef-Image");
@@ -296,11 +310,11 @@ fn a_daemonless_image_carries_its_sbom() {
     assert_eq!(result["digest"], digest.as_str());
 
     let document = attached_sbom(&env, repository(&image), &digest);
-    if let Some(oras) = go_tool(&env, "oras", "1.2.3") {
+    if let Some(oras) = sbom_tool(&env, "oras", "oras-1.2.3") {
         let listed = oras_sboms(&oras, &["--plain-http"], &image);
         assert_eq!(listed.len(), 1, "oras discover lists the SBOM: {listed:?}");
     }
-    let doc = check_document(proj, &image, &document);
+    let doc = check_document(&env, proj, &image, &document);
     let python = names(&doc, "pypi");
     assert!(
         python.contains("six") && python.contains("pyyaml"),
@@ -327,7 +341,7 @@ fn a_buildkit_image_carries_its_sbom() {
     let digest = registry_digest(&image);
 
     let document = attached_sbom(&env, repository(&image), &digest);
-    let doc = check_document(proj, &image, &document);
+    let doc = check_document(&env, proj, &image, &document);
     assert!(names(&doc, "deb").contains("jq"), "{doc}");
     assert!(names(&doc, "pypi").contains("six"), "{doc}");
 }
@@ -392,7 +406,7 @@ fn sbom_false_attaches_nothing_and_a_layout_holds_it() {
     );
     let document = json(&blob(&artifact["layers"][0]["digest"]));
     assert!(names(&document, "pypi").contains("six"), "{document}");
-    if let Some(oras) = go_tool(&env, "oras", "1.2.3") {
+    if let Some(oras) = sbom_tool(&env, "oras", "oras-1.2.3") {
         let reference = format!(
             "{}@{}",
             layout.display(),
