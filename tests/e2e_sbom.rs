@@ -420,3 +420,53 @@ fn sbom_false_attaches_nothing_and_a_layout_holds_it() {
         );
     }
 }
+
+/// An index (linux/amd64 and linux/arm64, made without a daemon): one SBOM per platform,
+/// each attached to its platform's manifest and listing that platform's Debian packages.
+#[test]
+fn each_platform_of_an_index_carries_its_own_sbom() {
+    let Some(env) = common::e2e::services() else {
+        return;
+    };
+    let dir = project(&env, "h-sbom-multi", "import six\n", "packages = [\"six\"]");
+    let proj = dir.path();
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    let multi = format!(
+        "base_image = \"{}\"\nplatform = \"linux/amd64,linux/arm64\"\n",
+        env.file.base_python_multi()
+    );
+    let spec = spec.replace(&format!("base_image = \"{}\"\n", env.base_python), &multi);
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    let result = build(proj, &env, Some(NO_DAEMON), &["spec.toml"]);
+    assert_eq!(result["action"], "appended", "{result}");
+    let image = result["image"].as_str().expect("image").to_string();
+    let index = get(
+        &env,
+        &format!(
+            "{}/manifests/{}",
+            repository(&image),
+            image.rsplit_once(':').unwrap().1
+        ),
+        &format!("{INDEX}, application/vnd.docker.distribution.manifest.list.v2+json"),
+    )
+    .expect("the index");
+    let index = json(&index);
+    let entries = index["manifests"].as_array().expect("an index");
+    assert_eq!(entries.len(), 2, "{index}");
+    for entry in entries {
+        let arch = entry["platform"]["architecture"].as_str().expect("arch");
+        let digest = entry["digest"].as_str().expect("digest");
+        let doc = json(&attached_sbom(&env, repository(&image), digest));
+        let debs: BTreeSet<String> = packages(&doc)
+            .into_iter()
+            .filter(|p| p.0 == "deb")
+            .map(|p| p.3)
+            .collect();
+        assert!(debs.contains(arch), "{arch}: {debs:?}");
+        assert!(
+            debs.iter().all(|a| a == arch || a == "all"),
+            "{arch}: {debs:?}"
+        );
+        assert!(names(&doc, "pypi").contains("six"), "{arch}");
+    }
+}
