@@ -384,7 +384,12 @@ async fn base_digest(store: Store<'_>, name: &str, timeouts: Timeouts) -> Option
     {
         return client.digest(name).await.ok().flatten();
     }
-    let client = crate::registry::session(host, None, timeouts).ok()?;
+    // Best effort, so short: a base read through a mirror may not be reachable by name.
+    let short = Timeouts {
+        connect: timeouts.connect.min(std::time::Duration::from_secs(3)),
+        stall: timeouts.stall.min(std::time::Duration::from_secs(10)),
+    };
+    let client = crate::registry::session(host, None, short).ok()?;
     client.digest(name).await.ok().flatten()
 }
 
