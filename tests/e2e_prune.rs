@@ -196,7 +196,14 @@ fn skopeo(args: &[&str]) -> std::process::Output {
     Process::new("skopeo").args(args).output().expect("skopeo")
 }
 
-/// The repository's tags, as the registry lists them.
+/// Whether `tag` is a referrers tag (`sha256-<hex>`: the index of an image's SBOM, see
+/// docs/sbom.md), which lists artifacts about an image rather than naming one.
+fn referrers_tag(tag: &str) -> bool {
+    tag.strip_prefix("sha256-")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The repository's tags, as the registry lists them (referrers tags left out).
 fn tags(repository: &str) -> BTreeSet<String> {
     let out = skopeo(&[
         "list-tags",
@@ -214,6 +221,7 @@ fn tags(repository: &str) -> BTreeSet<String> {
         .expect("tags")
         .iter()
         .map(|t| t.as_str().expect("tag").to_string())
+        .filter(|t| !referrers_tag(t))
         .collect()
 }
 
@@ -325,6 +333,7 @@ fn registry_prune_removes_only_unused_dependency_images() {
             client.tags_in_pages(&repository, 2).await
         })
         .expect("tags");
+    let paged: Vec<String> = paged.into_iter().filter(|t| !referrers_tag(t)).collect();
     assert_eq!(paged.len(), 5, "{paged:?}");
     assert_eq!(paged.into_iter().collect::<BTreeSet<_>>(), before);
 
