@@ -141,13 +141,12 @@ fn kill_while_writing(child: &mut Child, watch: &Path, signal: &str) -> bool {
     false
 }
 
-/// The images of an OCI layout, by ref name (artifacts about them, the SBOMs, have none).
+/// The images of an OCI layout, by ref name.
 fn layout_refs(layout: &Path) -> Vec<String> {
     let mut refs: Vec<String> = layout_index(layout)["manifests"]
         .as_array()
         .expect("manifests")
         .iter()
-        .filter(|m| m.get("artifactType").is_none())
         .map(|m| ref_name(m).to_string())
         .collect();
     refs.sort();

@@ -7,8 +7,9 @@
 //! what it lists already, which `oras discover`, `cosign` and `regctl` read alike.
 //!
 //! In an OCI layout (`--output oci:DIR`), the artifact's blobs and manifest go into
-//! `blobs/`, and `index.json` lists the manifest (no ref name: it is found by its `subject`,
-//! as `oras discover --oci-layout` finds it).
+//! `blobs/`, named by the annotation `org.imagespec.sbom` of the image's `index.json`
+//! entry; `index.json` lists no second manifest, which `skopeo copy oci:DIR` (no ref name)
+//! would refuse.
 //!
 use super::layout::{self, LayoutError};
 use super::registry::{Reference, Registry};
@@ -129,9 +130,15 @@ pub async fn attach(
     })
 }
 
-/// Writes `artifact` into the OCI layout at `dir` (its subject written there already):
-/// its blobs and manifest, and an `index.json` entry for the manifest. Repeating it
-/// changes nothing.
+/// The annotation of a layout's `index.json` entry that names the SBOM manifests written
+/// beside the image (comma-separated digests).
+pub const LAYOUT_SBOM_ANNOTATION: &str = "org.imagespec.sbom";
+
+/// Writes `artifact` into the OCI layout at `dir` (its subject written there already): its
+/// blobs and its manifest, in `blobs/`. The manifest is not listed in `index.json`: a
+/// layout whose `index.json` lists one image is what `skopeo copy oci:DIR` reads without a
+/// ref name, and a second entry would make it refuse ("more than one image"); see
+/// [`annotate_layout`]. Repeating it changes nothing.
 pub fn write_to_layout(dir: &Path, artifact: &Image) -> Result<Digest, LayoutError> {
     let blobs = dir.join("blobs").join("sha256");
     layout::layout_dir(&dir.join("blobs"))?;
@@ -156,26 +163,48 @@ pub fn write_to_layout(dir: &Path, artifact: &Image) -> Result<Digest, LayoutErr
         };
         put(bytes)?;
     }
-    let digest = put(&artifact.manifest_bytes())?;
+    put(&artifact.manifest_bytes())
+}
+
+/// Names `artifacts` (manifests written by [`write_to_layout`]) in the annotation
+/// [`LAYOUT_SBOM_ANNOTATION`] of the `index.json` entry of `top` (the image or index they
+/// are about), under the layout's lock.
+pub fn annotate_layout(dir: &Path, top: &Digest, artifacts: &[Digest]) -> Result<(), LayoutError> {
     let path = dir.join("index.json");
-    let lock = std::fs::File::open(dir).map_err(|source| LayoutError::Io {
+    let io = |source| LayoutError::Io {
         path: dir.to_path_buf(),
         source,
-    })?;
-    lock.lock().map_err(|source| LayoutError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    };
+    let lock = std::fs::File::open(dir).map_err(io)?;
+    lock.lock().map_err(io)?;
     let existing = layout::read_layout_file(&path)?;
     let index =
-        merged_referrers(existing.as_deref(), referrer_entry(artifact)).map_err(|message| {
-            LayoutError::Index {
-                path: path.clone(),
-                message,
-            }
+        annotated(existing.as_deref(), top, artifacts).map_err(|message| LayoutError::Index {
+            path: path.clone(),
+            message,
         })?;
-    layout::write_atomically(&path, &serde_json::to_vec(&index).expect("json"))?;
-    Ok(digest)
+    layout::write_atomically(&path, &serde_json::to_vec(&index).expect("json"))
+}
+
+/// `index.json` with the entry of `top` annotated with `artifacts`.
+fn annotated(existing: Option<&[u8]>, top: &Digest, artifacts: &[Digest]) -> Result<Value, String> {
+    let mut index: Value =
+        serde_json::from_slice(existing.ok_or("no index.json")?).map_err(|e| e.to_string())?;
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or("`manifests` is not a list")?;
+    let entry = manifests
+        .iter_mut()
+        .find(|m| m["digest"] == top.as_str())
+        .ok_or_else(|| format!("no entry for {top}"))?;
+    let list: Vec<&str> = artifacts.iter().map(Digest::as_str).collect();
+    let annotations = entry
+        .as_object_mut()
+        .ok_or("an entry is not a JSON object")?
+        .entry("annotations")
+        .or_insert_with(|| json!({}));
+    annotations[LAYOUT_SBOM_ANNOTATION] = json!(list.join(","));
+    Ok(index)
 }
 
 #[cfg(test)]
@@ -218,21 +247,31 @@ mod tests {
     }
 
     #[test]
-    fn a_layout_gets_the_artifact_once_beside_its_image() {
+    fn a_layout_gets_the_artifact_beside_its_image_named_by_its_entry() {
         let dir = tempfile::tempdir().unwrap();
+        let image = Digest::of_bytes(b"image");
         let index = json!({"schemaVersion": 2, "manifests": [
-            {"mediaType": OCI_IMAGE_MEDIA_TYPE, "digest": Digest::of_bytes(b"image").as_str(), "size": 5,
+            {"mediaType": OCI_IMAGE_MEDIA_TYPE, "digest": image.as_str(), "size": 5,
              "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
         std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
         let sbom = artifact(b"{}");
         let digest = write_to_layout(dir.path(), &sbom).unwrap();
         assert_eq!(write_to_layout(dir.path(), &sbom).unwrap(), digest);
+        let manifest = std::fs::read(dir.path().join("blobs/sha256").join(digest.hex())).unwrap();
+        assert_eq!(manifest, sbom.manifest_bytes());
+        annotate_layout(dir.path(), &image, std::slice::from_ref(&digest)).unwrap();
         let index: Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
         let manifests = index["manifests"].as_array().unwrap();
-        assert_eq!(manifests.len(), 2, "{index}");
-        assert_eq!(manifests[1]["digest"], digest.as_str());
-        let manifest = std::fs::read(dir.path().join("blobs/sha256").join(digest.hex())).unwrap();
-        assert_eq!(manifest, sbom.manifest_bytes());
+        assert_eq!(manifests.len(), 1, "one image listed: {index}");
+        assert_eq!(
+            manifests[0]["annotations"][LAYOUT_SBOM_ANNOTATION],
+            digest.as_str()
+        );
+        assert_eq!(
+            manifests[0]["annotations"]["org.opencontainers.image.ref.name"],
+            "v1"
+        );
+        assert!(annotate_layout(dir.path(), &Digest::of_bytes(b"other"), &[digest]).is_err());
     }
 }

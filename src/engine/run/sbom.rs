@@ -149,9 +149,14 @@ pub(super) async fn write_into(job: &Job<'_>, target: &OutputTarget, digest: &Di
         let timeouts = job.options.timeouts;
         let documents =
             sbom_image::documents(store, repository, digest, epoch.as_deref(), timeouts).await?;
+        let mut written = Vec::new();
         for (platform_image, document) in &documents {
-            referrers::write_to_layout(dir, &artifact(platform_image, document))?;
+            written.push(referrers::write_to_layout(
+                dir,
+                &artifact(platform_image, document),
+            )?);
         }
+        referrers::annotate_layout(dir, digest, &written)?;
         Ok::<_, SbomFailure>(documents.len())
     };
     match written.await {
