@@ -10,7 +10,7 @@
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
-use super::session::{self, ContextWriter, SecretSource, Solve, SolveError};
+use super::session::{self, ContextWriter, Solve, SolveError};
 use crate::plan::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -145,23 +145,7 @@ impl DockerDaemon {
         for sparse in plan.sparse_files() {
             progress.event(Event::Warning(&sparse.to_string()));
         }
-        // Written while it is sent (a large source file is never held in memory).
-        let written = std::sync::Arc::new(plan.clone());
-        let context: ContextWriter =
-            std::sync::Arc::new(move |out| Ok(written.write_context_tar(out)?));
-        let mut secrets: Vec<(String, SecretSource)> = plan
-            .secrets
-            .iter()
-            .map(|s| (s.id.clone(), SecretSource::File(s.source.clone())))
-            .collect();
-        secrets.extend(
-            plan.index_secrets
-                .iter()
-                .map(|s| (s.id.clone(), SecretSource::Value(s.url.clone()))),
-        );
-        if let Some(ca) = &plan.ca_bundle {
-            secrets.push(("imagespec_ca_bundle".into(), SecretSource::File(ca.clone())));
-        }
+        let (context, secrets) = session::plan_inputs(plan);
         let build = Solve {
             image: &plan.image,
             platform: &plan.platform,
@@ -730,7 +714,7 @@ fn step_label(labels: &StepLabels, name: &str) -> String {
 }
 
 /// Turns BuildKit status messages into step events.
-struct StepTracker {
+pub(crate) struct StepTracker {
     labels: StepLabels,
     /// Per step: BuildKit's name and the label shown.
     names: HashMap<String, (String, String)>,
@@ -743,7 +727,7 @@ struct StepTracker {
 }
 
 impl StepTracker {
-    fn new(labels: StepLabels) -> StepTracker {
+    pub(crate) fn new(labels: StepLabels) -> StepTracker {
         StepTracker {
             labels,
             names: HashMap::new(),
@@ -756,7 +740,7 @@ impl StepTracker {
         }
     }
 
-    fn apply(
+    pub(crate) fn apply(
         &mut self,
         status: bollard_buildkit_proto::moby::buildkit::v1::StatusResponse,
         progress: &Progress,
@@ -821,7 +805,7 @@ impl StepTracker {
     }
 
     /// The failing step's label and the tail of its output.
-    fn failed(&self) -> (Option<String>, Vec<String>) {
+    pub(crate) fn failed(&self) -> (Option<String>, Vec<String>) {
         match &self.failed {
             Some((digest, _)) => {
                 let log = self.logs.get(digest).cloned().unwrap_or_default();

@@ -10,6 +10,7 @@ pub mod docker;
 pub mod emulation;
 pub mod envd;
 pub mod registry;
+pub mod remote;
 pub mod session;
 
 use crate::registry::client::RegistryError;
@@ -78,6 +79,9 @@ pub enum BackendError {
     Daemonless(#[from] daemonless::DaemonlessError),
     #[error(transparent)]
     Emulation(#[from] emulation::EmulationError),
+    /// A remote buildkitd unreachable, refusing TLS, lacking a platform.
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
     /// dockerd's push failed (its words).
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },

@@ -297,7 +297,7 @@ impl Health for Alive {
 }
 
 /// A random id as BuildKit makes them (sessions, uploads).
-fn new_id() -> String {
+pub fn new_id() -> String {
     bollard::grpc::BuildRef::random().as_ref().to_string()
 }
 
@@ -318,8 +318,30 @@ pub struct Solve<'a> {
     pub registry_config: Option<PathBuf>,
 }
 
-/// The headers that open our session: its id and the gRPC methods it serves.
-fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
+/// A plan's context (written while it is sent: a large source file is never held in
+/// memory) and its secrets (`pip_secret_mounts`, index URLs with credentials, the CA bundle).
+pub fn plan_inputs(plan: &crate::plan::BuildPlan) -> (ContextWriter, Vec<(String, SecretSource)>) {
+    let written = Arc::new(plan.clone());
+    let context: ContextWriter = Arc::new(move |out| Ok(written.write_context_tar(out)?));
+    let mut secrets: Vec<(String, SecretSource)> = plan
+        .secrets
+        .iter()
+        .map(|s| (s.id.clone(), SecretSource::File(s.source.clone())))
+        .collect();
+    secrets.extend(
+        plan.index_secrets
+            .iter()
+            .map(|s| (s.id.clone(), SecretSource::Value(s.url.clone()))),
+    );
+    if let Some(ca) = &plan.ca_bundle {
+        secrets.push(("imagespec_ca_bundle".into(), SecretSource::File(ca.clone())));
+    }
+    (context, secrets)
+}
+
+/// The headers that open our session: its id and the gRPC methods it serves (as HTTP
+/// headers on dockerd's `/session`, as gRPC metadata on `Control.Session`).
+pub fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
     let methods = [
         "/moby.upload.v1.Upload/Pull",
         "/moby.buildkit.secrets.v1.Secrets/GetSecret",
@@ -339,18 +361,37 @@ fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
     headers
 }
 
-/// The Dockerfile frontend's solve of `platform`, exported by dockerd as `image` with
-/// `labels`, its context read from our session's upload `upload_id`.
-fn solve_request(
-    platform: &str,
-    image: &str,
-    labels: &[(String, String)],
+/// Where a solve's image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exporter {
+    /// dockerd's `moby` exporter: tagged in dockerd as `image`.
+    Moby { image: String },
+    /// BuildKit's `image` exporter, pushed to `image`'s registry by the builder itself (the
+    /// credentials come through the session's `Auth`).
+    Push { image: String },
+}
+
+/// What one solve makes and where it goes.
+pub struct SolveTarget<'a> {
+    /// `os/arch[/variant]`, or several joined by commas (one solve, an index).
+    pub platform: String,
+    /// Labels the image gets (the frontend's `label:KEY` options).
+    pub labels: &'a [(String, String)],
+    pub exporter: Exporter,
+    /// Cache imports and exports (a registry cache; none for dockerd).
+    pub cache: CacheOptions,
+}
+
+/// The Dockerfile frontend's solve of `target`, its context read from our session's upload
+/// `upload_id`.
+pub fn solve_request(
+    target: SolveTarget<'_>,
     build_ref: String,
     session_id: String,
     upload_id: &str,
 ) -> SolveRequest {
     let mut frontend_attrs = HashMap::from([
-        ("platform".to_string(), platform.to_string()),
+        ("platform".to_string(), target.platform),
         ("image-resolve-mode".to_string(), "default".to_string()),
         (
             "context".to_string(),
@@ -358,18 +399,110 @@ fn solve_request(
         ),
     ]);
     frontend_attrs.insert("filename".into(), "Dockerfile".into());
-    for (key, value) in labels {
+    for (key, value) in target.labels {
         frontend_attrs.insert(format!("label:{key}"), value.clone());
     }
-    SolveRequest {
+    let mut request = SolveRequest {
         r#ref: build_ref,
         session: session_id,
         frontend: "dockerfile.v0".into(),
         frontend_attrs,
-        exporter_deprecated: "moby".into(),
-        exporter_attrs_deprecated: HashMap::from([("name".to_string(), image.to_string())]),
-        cache: Some(CacheOptions::default()),
+        cache: Some(target.cache),
         ..Default::default()
+    };
+    match target.exporter {
+        // dockerd 20.10's BuildKit knows only the one exporter of the first API.
+        Exporter::Moby { image } => {
+            request.exporter_deprecated = "moby".into();
+            request.exporter_attrs_deprecated = HashMap::from([("name".to_string(), image)]);
+        }
+        Exporter::Push { image } => {
+            request.exporters = vec![bollard_buildkit_proto::moby::buildkit::v1::Exporter {
+                r#type: "image".into(),
+                attrs: HashMap::from([
+                    ("name".to_string(), image),
+                    ("push".to_string(), "true".to_string()),
+                ]),
+            }];
+        }
+    }
+    request
+}
+
+/// What a build's session serves, whatever carries it (dockerd's `/session` upgrade, or a
+/// remote buildkitd's `Control.Session`, [`super::remote`]): the context, the secrets, the
+/// registry credentials, the health check.
+pub struct SessionServices {
+    context: ContextWriter,
+    secrets: HashMap<String, SecretSource>,
+    registry_config: Option<PathBuf>,
+    /// Why writing the context failed, for the error the build reports.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl SessionServices {
+    /// The services of a build of `context` with `secrets`, pulling with the credentials
+    /// of `registry_config` (else docker's config).
+    pub fn new(
+        context: ContextWriter,
+        secrets: &[(String, SecretSource)],
+        registry_config: Option<PathBuf>,
+    ) -> SessionServices {
+        SessionServices {
+            context,
+            secrets: secrets.iter().cloned().collect(),
+            registry_config,
+            failure: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Why the context could not be written, once the solve is over.
+    pub fn context_failure(failure: &Arc<Mutex<Option<String>>>) -> Option<String> {
+        failure.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Serves these services on the one connection `io` until `stopped` resolves; returns
+    /// the handle of the server's task and where a context failure is kept.
+    pub fn serve<IO>(
+        self,
+        io: IO,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<String>>>)
+    where
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+    {
+        let failure = self.failure.clone();
+        let upload = UploadServer::new(ContextUpload {
+            context: self.context,
+            failure: self.failure,
+        });
+        // The incoming stream stays open so that the server does not shut down after
+        // accepting its one connection.
+        let incoming = futures_util::StreamExt::chain(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(io)]),
+            futures_util::stream::pending(),
+        );
+        let server = tonic::transport::Server::builder()
+            .add_service(HealthServer::new(Alive))
+            .add_service(upload.max_encoding_message_size(16 << 20))
+            .add_service(SecretsServer::new(SecretFiles {
+                files: self.secrets,
+            }))
+            .add_service(AuthServer::new(RegistryCredentials {
+                registry_config: self.registry_config,
+            }))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            });
+        let task = tokio::spawn(async move {
+            let _ = server.await;
+        });
+        (task, failure)
     }
 }
 
@@ -382,47 +515,24 @@ pub async fn solve(
 ) -> Result<(), SolveError> {
     let session_id = new_id();
     let upload_id = new_id();
-    let failure = Arc::new(Mutex::new(None));
-    let upload = UploadServer::new(ContextUpload {
-        context: build.context,
-        failure: failure.clone(),
-    });
-    let secrets = SecretsServer::new(SecretFiles {
-        files: build.secrets.iter().cloned().collect(),
-    });
-    let auth = AuthServer::new(RegistryCredentials {
-        registry_config: build.registry_config,
-    });
+    let services = SessionServices::new(build.context, build.secrets, build.registry_config);
     let headers = session_headers(&session_id);
     let io = buildkit_status::upgraded(address.clone(), "/session", &headers, within)
         .await
         .map_err(|e| SolveError::Connect(format!("opening a BuildKit session: {e}")))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // One connection, served until the solve is over (then closed gracefully); the incoming
-    // stream stays open so that the server does not shut down after accepting it.
-    let incoming = futures_util::StreamExt::chain(
-        futures_util::stream::iter([Ok::<_, std::io::Error>(io.into_inner())]),
-        futures_util::stream::pending(),
-    );
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(HealthServer::new(Alive))
-            .add_service(upload.max_encoding_message_size(16 << 20))
-            .add_service(secrets)
-            .add_service(auth)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
+    // One connection, served until the solve is over (then closed gracefully).
+    let (server, failure) = services.serve(io.into_inner(), stopped);
 
-    let request = solve_request(
-        build.platform,
-        build.image,
-        build.labels,
-        build.build_ref,
-        session_id,
-        &upload_id,
-    );
+    let target = SolveTarget {
+        platform: build.platform.to_string(),
+        labels: build.labels,
+        exporter: Exporter::Moby {
+            image: build.image.to_string(),
+        },
+        cache: CacheOptions::default(),
+    };
+    let request = solve_request(target, build.build_ref, session_id, &upload_id);
     let solved = async {
         let channel = buildkit_status::control_channel(address.clone(), within)
             .await
@@ -440,10 +550,7 @@ pub async fn solve(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     match solved {
         Ok(_) => Ok(()),
-        Err(e) => {
-            let context_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
-            Err(context_failure.map_or(e, SolveError::Context))
-        }
+        Err(e) => Err(SessionServices::context_failure(&failure).map_or(e, SolveError::Context)),
     }
 }
 

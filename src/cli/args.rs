@@ -328,6 +328,8 @@ pub struct DecisionFlags {
     /// built, also not with `--force`.
     #[arg(long)]
     pub bases_built: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteFlags,
 }
 
 #[derive(Debug, Args)]

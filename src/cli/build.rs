@@ -71,6 +71,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.build_bases = !args.decision.bases_built;
         options.assume_exists |= args.decision.assume_exists;
         options.timeouts = args.timeouts.timeouts();
+        options.remote = args.decision.remote.options(spec.defaults())?;
         let outcome = runtime.block_on(imagespec::engine::run::build(spec, &options, progress));
         // The live view's header stays, saying how this image's build ended, above what
         // follows (the image's name, the next image's view, an error).

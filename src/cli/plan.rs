@@ -30,6 +30,11 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     render.platform = args.decision.platform.clone();
     let mut worst = 0;
     for (_, spec) in chosen {
+        let remote = args.decision.remote.options(spec.defaults())?;
+        let builder = remote.as_ref().map(|r| {
+            let from = args.decision.remote.source(spec.defaults());
+            (r.names(), from.unwrap_or_default())
+        });
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
         let plans = runtime.block_on(imagespec::engine::plan(
             spec,
@@ -44,13 +49,20 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
             let requested = i + 1 == plans.len();
             if args.json {
                 let mut line = plan.to_json();
-                if requested && let Some(object) = line.as_object_mut() {
-                    let defaults = imagespec::inspect::defaults_json(spec, &overrides);
-                    object.insert("defaults".into(), defaults);
+                if let Some(object) = line.as_object_mut() {
+                    if requested {
+                        let defaults = imagespec::inspect::defaults_json(spec, &overrides);
+                        object.insert("defaults".into(), defaults);
+                    }
+                    let host = builder.as_ref().map(|(host, _)| host.clone());
+                    object.insert("builder_host".into(), serde_json::json!(host));
                 }
                 println!("{line}");
             } else {
                 print_plan(plan);
+                if let Some((host, from)) = &builder {
+                    println!("  builder:    BuildKit at {host} ({from}), pushes the image itself");
+                }
                 if requested {
                     super::inspect::print_defaults(spec, &overrides, "  default:    ");
                 }
@@ -80,6 +92,11 @@ fn overrides(args: &PlanArgs) -> Overrides {
             args.decision.no_daemonless,
             "--no-daemonless",
             env.daemonless,
+        ),
+        buildkit_host: flag(
+            args.decision.remote.builder_host.is_some(),
+            "--builder-host",
+            env.buildkit_host,
         ),
     }
 }

@@ -28,6 +28,7 @@ mod full;
 mod output;
 pub mod platforms;
 mod recorded;
+mod remote;
 
 /// What the build does besides building.
 #[derive(Debug, Clone)]
@@ -56,6 +57,9 @@ pub struct BuildOptions {
     /// `false` (`--bases-built`): they are only named, because the caller has already
     /// built them, as flytekit's engine does before it calls a builder.
     pub build_bases: bool,
+    /// Build on a remote buildkitd instead of dockerd (`--builder-host`, `BUILDKIT_HOST`,
+    /// `buildkit_host`): it pushes the images itself ([`remote`]).
+    pub remote: Option<crate::builders::remote::RemoteOptions>,
 }
 
 impl BuildOptions {
@@ -98,6 +102,7 @@ impl BuildOptions {
             ),
             output: None,
             build_bases: true,
+            remote: None,
         }
     }
 }
@@ -353,7 +358,10 @@ async fn run(job: &Job<'_>, decision: &Decision, gathered: Gathered) -> Result<D
             platforms, target, ..
         } => {
             let planned = Planned::of(job, gathered)?;
-            full::build_image(job, planned, platforms, *target, &decision.reason).await
+            match &job.options.remote {
+                Some(r) => remote::build_image(job, planned, platforms, *target, r).await,
+                None => full::build_image(job, planned, platforms, *target, &decision.reason).await,
+            }
         }
         Strategy::WriteOutput {
             dependencies,

@@ -7,6 +7,11 @@
 //! base_image = "python:3.12-slim"        # only for specs without one: changes their name
 //! ca_bundle = "certs/proxy-ca.pem"       # relative to this file
 //! fast_path = true
+//! buildkit_host = "tcp://buildkit.internal:1234"  # a remote BuildKit (docs/remote-builds.md)
+//! [defaults.buildkit_tls]                 # its mTLS files, relative to this file
+//! ca = "certs/buildkit-ca.pem"
+//! cert = "certs/client.pem"
+//! key = "certs/client-key.pem"
 //! [defaults.builder_config]
 //! uv_image = "mirror.example:5000/astral-sh/uv:0.5.1"
 //! [defaults.registry_mirrors]
@@ -67,7 +72,7 @@ pub const KEEP_NAME_ENV: &str = "IMAGESPEC_DEFAULTS_KEEP_NAME";
 /// hashed fields of flytekit's `ImageSpec`, filled in as if the spec had written them.
 pub const NAME_CHANGING: [&str; 2] = ["base_image", "registry"];
 /// Every key of a `[defaults]` table (`builder_config` and `registry_mirrors` are tables).
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 9] = [
     "base_image",
     "registry",
     "builder_config",
@@ -75,7 +80,22 @@ pub const KEYS: [&str; 7] = [
     "registry_mirrors",
     "fast_path",
     "daemonless",
+    "buildkit_host",
+    "buildkit_tls",
 ];
+/// The keys of `[defaults.buildkit_tls]` (buildctl's `--tlscacert`, `--tlscert`,
+/// `--tlskey`, `--tlsservername`).
+pub const BUILDKIT_TLS_KEYS: [&str; 4] = ["ca", "cert", "key", "server_name"];
+
+/// `[defaults.buildkit_tls]`: the remote builder's TLS files (resolved against the file's
+/// directory) and the name its certificate holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BuildkitTls {
+    pub ca: Option<Setting<PathBuf>>,
+    pub cert: Option<Setting<PathBuf>>,
+    pub key: Option<Setting<PathBuf>>,
+    pub server_name: Option<Setting<String>>,
+}
 /// The keys of `[defaults.builder_config]`.
 pub const BUILDER_CONFIG_KEYS: [&str; 2] = ["uv_image", "micromamba_image"];
 
@@ -145,6 +165,10 @@ pub struct DefaultValues {
     pub registry_mirrors: RegistryMirrors,
     pub fast_path: Option<Setting<bool>>,
     pub daemonless: Option<Setting<bool>>,
+    /// A remote buildkitd, `tcp://HOST:PORT` or `unix:///PATH` (never part of the name).
+    pub buildkit_host: Option<Setting<String>>,
+    /// The TLS files for it, taken with the host of the same file.
+    pub buildkit_tls: BuildkitTls,
 }
 
 impl DefaultValues {
@@ -207,6 +231,13 @@ impl DefaultValues {
             registry_mirrors: RegistryMirrors(mirrors),
             fast_path: self.fast_path.or(lower.fast_path),
             daemonless: self.daemonless.or(lower.daemonless),
+            // The TLS files go with their host: one file's pair, not a mix.
+            buildkit_tls: if self.buildkit_host.is_some() || lower.buildkit_host.is_none() {
+                self.buildkit_tls
+            } else {
+                lower.buildkit_tls
+            },
+            buildkit_host: self.buildkit_host.or(lower.buildkit_host),
         }
     }
 }
@@ -316,6 +347,8 @@ impl Reader {
                 "ca_bundle" => values.ca_bundle = Some(self.ca_bundle(node, f)?),
                 "fast_path" => values.fast_path = Some(self.boolean(node, f)?),
                 "daemonless" => values.daemonless = Some(self.boolean(node, f)?),
+                "buildkit_host" => values.buildkit_host = Some(self.buildkit_host(node, f)?),
+                "buildkit_tls" => values.buildkit_tls = self.buildkit_tls(node, f)?,
                 "builder_config" => {
                     for (k, v) in self.table(node, f)? {
                         let field = format!("{f}.{}", k.name);
@@ -355,8 +388,51 @@ impl Reader {
         Ok(values)
     }
 
+    /// A builder address as `BUILDKIT_HOST` takes it.
+    fn buildkit_host(&self, node: &Node, field: &str) -> Result<Setting<String>, SpecError> {
+        let setting = self.string(node, field)?;
+        let scheme = ["tcp://", "unix:///"]
+            .iter()
+            .any(|s| setting.value.starts_with(s));
+        if !scheme {
+            return Err(type_error(
+                &self.file,
+                node,
+                field,
+                "a builder address, tcp://HOST:PORT or unix:///PATH",
+            ));
+        }
+        Ok(setting)
+    }
+
+    /// `[defaults.buildkit_tls]`: the files must exist.
+    fn buildkit_tls(&self, node: &Node, field: &str) -> Result<BuildkitTls, SpecError> {
+        let mut tls = BuildkitTls::default();
+        for (k, v) in self.table(node, field)? {
+            let f = format!("{field}.{}", k.name);
+            match k.name.as_str() {
+                "ca" => tls.ca = Some(self.file_path(v, &f, "a PEM file of CA certificates")?),
+                "cert" => tls.cert = Some(self.file_path(v, &f, "a PEM client certificate")?),
+                "key" => tls.key = Some(self.file_path(v, &f, "a PEM private key")?),
+                "server_name" => tls.server_name = Some(self.string(v, &f)?),
+                _ => return Err(self.unknown(k, &f, &BUILDKIT_TLS_KEYS)),
+            }
+        }
+        Ok(tls)
+    }
+
     /// A PEM bundle, relative to the defaults file's directory; it must be a file.
     fn ca_bundle(&self, node: &Node, field: &str) -> Result<Setting<PathBuf>, SpecError> {
+        self.file_path(node, field, "a PEM bundle of CA certificates")
+    }
+
+    /// A file (`what`), relative to the defaults file's directory; it must be a file.
+    fn file_path(
+        &self,
+        node: &Node,
+        field: &str,
+        what: &str,
+    ) -> Result<Setting<PathBuf>, SpecError> {
         let written = self.string(node, field)?;
         let dir = self
             .file
@@ -371,8 +447,8 @@ impl Reader {
                 pos: node.pos,
                 field: field.to_string(),
                 message: format!(
-                    "{} is not a file (a PEM bundle of CA certificates; a relative path is \
-                     relative to this file's directory)",
+                    "{} is not a file ({what}; a relative path is relative to this file's \
+                     directory)",
                     path.display()
                 ),
             });
@@ -553,6 +629,8 @@ pub struct Overrides {
     pub ca_bundle: Option<String>,
     pub fast_path: Option<String>,
     pub daemonless: Option<String>,
+    /// `--builder-host` or `BUILDKIT_HOST`, over `buildkit_host`.
+    pub buildkit_host: Option<String>,
 }
 
 impl Overrides {
@@ -567,6 +645,7 @@ impl Overrides {
             ca_bundle: set("IMAGESPEC_CA_BUNDLE"),
             fast_path: set("IMAGESPEC_NO_FAST_PATH"),
             daemonless: set("IMAGESPEC_NO_DAEMONLESS"),
+            buildkit_host: set("BUILDKIT_HOST"),
         }
     }
 }
@@ -651,6 +730,10 @@ pub fn uses(spec: &NormalizedSpec, overrides: &Overrides) -> Vec<DefaultUse> {
     if let Some(s) = &values.daemonless {
         let by = overrides.daemonless.clone();
         push("daemonless", serde_json::json!(s.value), &s.at, by);
+    }
+    if let Some(s) = &values.buildkit_host {
+        let by = overrides.buildkit_host.clone();
+        push("buildkit_host", serde_json::json!(s.value), &s.at, by);
     }
     out
 }
