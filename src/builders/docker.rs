@@ -10,7 +10,7 @@
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
-use super::session::{self, ContextWriter, Solve, SolveError};
+use super::session::{self, Solve, SolveError};
 use crate::plan::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -170,22 +170,10 @@ impl DockerDaemon {
     ) -> Result<(), BackendError> {
         let mut dockerfile = format!("FROM {from}\n");
         for (k, v) in labels {
-            dockerfile.push_str(&format!(
-                "LABEL {k}=\"{}\"\n",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
+            dockerfile.push_str(&session::label_line(k, v));
         }
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(dockerfile.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(crate::render::CONTEXT_MTIME);
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        let context = session::dockerfile_only(&dockerfile)
             .map_err(|e| BackendError::Context(e.to_string()))?;
-        let tar = tar
-            .into_inner()
-            .map_err(|e| BackendError::Context(e.to_string()))?;
-        let context: ContextWriter = std::sync::Arc::new(move |out| Ok(out.write_all(&tar)?));
         let build = Solve {
             image,
             platform,
@@ -214,18 +202,10 @@ impl DockerDaemon {
         image: &str,
         platform: &str,
     ) -> Result<String, BackendError> {
-        let script = r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
-        let out = self.run_script(image, platform, script).await?;
-        let fields: Vec<&str> = out.split_whitespace().collect();
-        let valid = fields.len() == 4
-            && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())
-            && u32::from_str_radix(fields[3], 8).is_ok();
-        if !valid {
-            return Err(BackendError::Context(format!(
-                "{image}: could not read the flytekit user and /root (`id`, `stat`): {out:?}"
-            )));
-        }
-        Ok(fields.join(" "))
+        let out = self
+            .run_script(image, platform, DEPENDENCY_FACTS_SCRIPT)
+            .await?;
+        dependency_facts(image, &out)
     }
 
     /// Runs `script` with `/bin/sh -c` as root in a container of `image`; its stdout.
@@ -502,6 +482,24 @@ impl DockerDaemon {
         }
         Ok(digest)
     }
+}
+
+/// The shell script that prints a dependency image's facts (`DEPENDENCY_LABEL`).
+pub(crate) const DEPENDENCY_FACTS_SCRIPT: &str =
+    r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
+
+/// [`DEPENDENCY_FACTS_SCRIPT`]'s output checked: `<uid> <uid> <gid> <octal mode>`.
+pub(crate) fn dependency_facts(image: &str, out: &str) -> Result<String, BackendError> {
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    let valid = fields.len() == 4
+        && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())
+        && u32::from_str_radix(fields[3], 8).is_ok();
+    if !valid {
+        return Err(BackendError::Context(format!(
+            "{image}: could not read the flytekit user and /root (`id`, `stat`): {out:?}"
+        )));
+    }
+    Ok(fields.join(" "))
 }
 
 /// dockerd's "denied"/"unauthorized" for a push, as the line a user acts on. The build

@@ -32,10 +32,11 @@ use bollard_buildkit_proto::moby::buildkit::v1::{
     CacheOptions, SolveRequest, control_client::ControlClient,
 };
 use bollard_buildkit_proto::moby::filesync::v1::{
-    CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
-    GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
-    VerifyTokenAuthorityResponse,
+    BytesMessage as FileBytes, CredentialsRequest, CredentialsResponse, FetchTokenRequest,
+    FetchTokenResponse, GetTokenAuthorityRequest, GetTokenAuthorityResponse,
+    VerifyTokenAuthorityRequest, VerifyTokenAuthorityResponse,
     auth_server::{Auth, AuthServer},
+    file_send_server::{FileSend, FileSendServer},
 };
 use bollard_buildkit_proto::moby::upload::v1::{
     BytesMessage,
@@ -268,6 +269,38 @@ impl Auth for RegistryCredentials {
     }
 }
 
+/// The most an exporter may send back through the session (`FileSend`): small files only
+/// (what a build found out), never an image.
+const MAX_RECEIVED: usize = 1 << 20;
+
+/// `FileSend.DiffCopy`: what BuildKit's `tar` exporter sends, kept (up to [`MAX_RECEIVED`]).
+struct Received {
+    bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+#[tonic::async_trait]
+impl FileSend for Received {
+    type DiffCopyStream = MessageStream<FileBytes>;
+
+    async fn diff_copy(
+        &self,
+        request: Request<tonic::Streaming<FileBytes>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        let mut incoming = request.into_inner();
+        let mut kept = Vec::new();
+        while let Some(message) = incoming.message().await? {
+            if kept.len() + message.data.len() > MAX_RECEIVED {
+                return Err(Status::resource_exhausted(format!(
+                    "more than {MAX_RECEIVED} bytes exported to this client"
+                )));
+            }
+            kept.extend_from_slice(&message.data);
+        }
+        *self.bytes.lock().unwrap_or_else(|p| p.into_inner()) = kept;
+        Ok(Response::new(Box::pin(futures_util::stream::empty())))
+    }
+}
+
 /// `Health`: BuildKit checks that the session still answers.
 struct Alive;
 
@@ -339,6 +372,26 @@ pub fn plan_inputs(plan: &crate::plan::BuildPlan) -> (ContextWriter, Vec<(String
     (context, secrets)
 }
 
+/// A context holding only `dockerfile` (a relabel, a small solve of our own).
+pub fn dockerfile_only(dockerfile: &str) -> Result<ContextWriter, ContextError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(crate::render::CONTEXT_MTIME);
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+    let tar = tar.into_inner()?;
+    Ok(Arc::new(move |out| Ok(out.write_all(&tar)?)))
+}
+
+/// A Dockerfile `LABEL` line for `key` and `value` (quoted).
+pub fn label_line(key: &str, value: &str) -> String {
+    format!(
+        "LABEL {key}=\"{}\"\n",
+        value.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
 /// The headers that open our session: its id and the gRPC methods it serves (as HTTP
 /// headers on dockerd's `/session`, as gRPC metadata on `Control.Session`).
 pub fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
@@ -346,6 +399,7 @@ pub fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
         "/moby.upload.v1.Upload/Pull",
         "/moby.buildkit.secrets.v1.Secrets/GetSecret",
         "/moby.filesync.v1.Auth/Credentials",
+        "/moby.filesync.v1.FileSend/DiffCopy",
         "/grpc.health.v1.Health/Check",
     ];
     let mut headers = vec![
@@ -369,6 +423,11 @@ pub enum Exporter {
     /// BuildKit's `image` exporter, pushed to `image`'s registry by the builder itself (the
     /// credentials come through the session's `Auth`).
     Push { image: String },
+    /// The same, pushed by digest only into `repository` (no tag is moved).
+    PushByDigest { repository: String },
+    /// BuildKit's `tar` exporter: the result's files sent back through the session (small
+    /// results only, [`MAX_RECEIVED`]).
+    Tar,
 }
 
 /// What one solve makes and where it goes.
@@ -417,16 +476,33 @@ pub fn solve_request(
             request.exporter_attrs_deprecated = HashMap::from([("name".to_string(), image)]);
         }
         Exporter::Push { image } => {
-            request.exporters = vec![bollard_buildkit_proto::moby::buildkit::v1::Exporter {
-                r#type: "image".into(),
-                attrs: HashMap::from([
-                    ("name".to_string(), image),
-                    ("push".to_string(), "true".to_string()),
-                ]),
-            }];
+            request.exporters = vec![exporter("image", &[("name", &image), ("push", "true")])]
         }
+        Exporter::PushByDigest { repository } => {
+            let attrs = [
+                ("name", repository.as_str()),
+                ("push", "true"),
+                ("push-by-digest", "true"),
+            ];
+            request.exporters = vec![exporter("image", &attrs)];
+        }
+        Exporter::Tar => request.exporters = vec![exporter("tar", &[])],
     }
     request
+}
+
+/// An exporter of BuildKit's current API (`SolveRequest.exporters`).
+fn exporter(
+    kind: &str,
+    attrs: &[(&str, &str)],
+) -> bollard_buildkit_proto::moby::buildkit::v1::Exporter {
+    bollard_buildkit_proto::moby::buildkit::v1::Exporter {
+        r#type: kind.into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
 }
 
 /// What a build's session serves, whatever carries it (dockerd's `/session` upgrade, or a
@@ -438,6 +514,8 @@ pub struct SessionServices {
     registry_config: Option<PathBuf>,
     /// Why writing the context failed, for the error the build reports.
     failure: Arc<Mutex<Option<String>>>,
+    /// What a `tar` exporter sent back.
+    received: Arc<Mutex<Vec<u8>>>,
 }
 
 impl SessionServices {
@@ -453,7 +531,13 @@ impl SessionServices {
             secrets: secrets.iter().cloned().collect(),
             registry_config,
             failure: Arc::new(Mutex::new(None)),
+            received: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Where what a `tar` exporter sends back is kept (read it after the solve).
+    pub fn received(&self) -> Arc<Mutex<Vec<u8>>> {
+        self.received.clone()
     }
 
     /// Why the context could not be written, once the solve is over.
@@ -495,6 +579,9 @@ impl SessionServices {
             }))
             .add_service(AuthServer::new(RegistryCredentials {
                 registry_config: self.registry_config,
+            }))
+            .add_service(FileSendServer::new(Received {
+                bytes: self.received,
             }))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;

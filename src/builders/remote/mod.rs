@@ -14,6 +14,7 @@
 
 pub mod cache;
 pub mod connect;
+pub mod dependency;
 pub mod host;
 
 use super::BackendError;
@@ -174,7 +175,7 @@ impl RemoteBuildkit {
 
     /// Connects and checks the workers have every platform (the first call: a wrong
     /// certificate or an unreachable builder fails here, before anything is sent).
-    async fn connect(&self, platforms: &Platforms) -> Result<Channel, RemoteError> {
+    pub(crate) async fn connect(&self, platforms: &Platforms) -> Result<Channel, RemoteError> {
         let channel = connect::control(&self.host, self.timeouts.connect)
             .await
             .map_err(|source| match &source {
@@ -226,8 +227,8 @@ impl RemoteBuildkit {
         Ok(channel)
     }
 
-    /// One solve of `plan` for every platform, pushed by the builder: the digest it pushed
-    /// (an index for several platforms).
+    /// One solve of `plan` for every platform, pushed by the builder under `plan.image`,
+    /// with the registry cache: the digest it pushed (an index for several platforms).
     async fn solve(
         &self,
         plan: &BuildPlan,
@@ -235,11 +236,41 @@ impl RemoteBuildkit {
         progress: &Progress,
     ) -> Result<Digest, BackendError> {
         let channel = self.connect(platforms).await?;
-        for sparse in plan.sparse_files() {
-            progress.event(Event::Warning(&sparse.to_string()));
-        }
-        let (context, secrets) = session::plan_inputs(plan);
-        let services = SessionServices::new(context, &secrets, plan.registry_config.clone());
+        let (cache, said) = self.cache.options(&plan.image);
+        progress.event(Event::Info(&said));
+        let solve = RemoteSolve::of_plan(
+            plan,
+            platforms,
+            session::Exporter::Push {
+                image: plan.image.clone(),
+            },
+            cache,
+        );
+        let solved = self.run(&channel, solve, progress).await?;
+        self.digest_of(solved, &plan.image)
+    }
+
+    /// The digest the exporter pushed, which it must say.
+    fn digest_of(&self, solved: Solved, image: &str) -> Result<Digest, BackendError> {
+        solved.digest.ok_or_else(|| {
+            RemoteError::NoDigest {
+                host: self.host_name(),
+                image: image.to_string(),
+            }
+            .into()
+        })
+    }
+
+    /// Runs `solve` on `channel` (from [`RemoteBuildkit::connect`]), its session carried by
+    /// `Control.Session`, its progress followed.
+    async fn run(
+        &self,
+        channel: &Channel,
+        solve: RemoteSolve<'_>,
+        progress: &Progress,
+    ) -> Result<Solved, BackendError> {
+        let services = SessionServices::new(solve.context, &solve.secrets, solve.registry_config);
+        let received = services.received();
         let session_id = session::new_id();
         let upload_id = session::new_id();
         let build_ref = session::new_id();
@@ -249,20 +280,16 @@ impl RemoteBuildkit {
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (server, failure) = services.serve(io, stopped);
-        let platform = platforms.iter().collect::<Vec<_>>().join(",");
-        let (cache, said) = self.cache.options(&plan.image);
-        progress.event(Event::Info(&said));
         let target = SolveTarget {
-            platform,
-            labels: &plan.labels,
-            exporter: session::Exporter::Push {
-                image: plan.image.clone(),
-            },
-            cache,
+            platform: solve.platforms.iter().collect::<Vec<_>>().join(","),
+            labels: solve.labels,
+            exporter: solve.exporter,
+            cache: solve.cache,
         };
         let request = session::solve_request(target, build_ref.clone(), session_id, &upload_id);
-        let mut tracker = crate::builders::docker::StepTracker::new(StepLabels::new(plan));
-        let solved = follow_while(channel, request, build_ref, &mut tracker, progress).await;
+        let mut tracker = crate::builders::docker::StepTracker::new(solve.steps);
+        let solved =
+            follow_while(channel.clone(), request, build_ref, &mut tracker, progress).await;
         let _ = stop.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
         progress.clear();
@@ -275,16 +302,13 @@ impl RemoteBuildkit {
                 return Err(self.failed(&status, &tracker, progress));
             }
         };
-        let digest = response
-            .exporter_response
-            .get("containerimage.digest")
-            .and_then(|d| Digest::parse(d).ok());
-        digest.ok_or_else(|| {
-            RemoteError::NoDigest {
-                host: self.host_name(),
-                image: plan.image.clone(),
-            }
-            .into()
+        let received = std::mem::take(&mut *received.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(Solved {
+            digest: response
+                .exporter_response
+                .get("containerimage.digest")
+                .and_then(|d| Digest::parse(d).ok()),
+            received,
         })
     }
 
@@ -318,6 +342,47 @@ impl RemoteBuildkit {
             log,
         }
     }
+}
+
+/// One solve: its context and secrets, what it builds for which platforms, where the
+/// result goes, its cache, how its steps are shown.
+struct RemoteSolve<'a> {
+    context: session::ContextWriter,
+    secrets: Vec<(String, session::SecretSource)>,
+    registry_config: Option<std::path::PathBuf>,
+    labels: &'a [(String, String)],
+    platforms: &'a Platforms,
+    exporter: session::Exporter,
+    cache: bollard_buildkit_proto::moby::buildkit::v1::CacheOptions,
+    steps: StepLabels,
+}
+
+impl<'a> RemoteSolve<'a> {
+    /// The solve of a plan's Dockerfile and context.
+    fn of_plan(
+        plan: &'a BuildPlan,
+        platforms: &'a Platforms,
+        exporter: session::Exporter,
+        cache: bollard_buildkit_proto::moby::buildkit::v1::CacheOptions,
+    ) -> RemoteSolve<'a> {
+        let (context, secrets) = session::plan_inputs(plan);
+        RemoteSolve {
+            context,
+            secrets,
+            registry_config: plan.registry_config.clone(),
+            labels: &plan.labels,
+            platforms,
+            exporter,
+            cache,
+            steps: StepLabels::new(plan),
+        }
+    }
+}
+
+/// What a solve gave: the digest an image exporter pushed, the bytes a tar exporter sent.
+struct Solved {
+    digest: Option<Digest>,
+    received: Vec<u8>,
 }
 
 /// Runs `request` on `channel` while `Control.Status` of `build_ref` feeds `tracker`.

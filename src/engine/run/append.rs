@@ -160,7 +160,7 @@ pub(super) async fn dependency_images(
         job.spec,
         Some(&planned.plan.pull_ref(&planned.plan.base_image)),
         &planned.plan.platform,
-        !uv,
+        !uv && job.options.remote.is_none(),
         job.options.timeouts,
         job.progress,
     )
@@ -194,10 +194,14 @@ pub(super) async fn dependency_images(
     // What only the build finds out (no wheel, no Python in the base) falls back to dockerd.
     let made = uv && by_uv(job, planned, platforms).await?;
     if !made {
-        if uv {
-            check_emulation(platforms)?;
+        if let Some(remote) = &job.options.remote {
+            super::remote::build_dependency_images(job, deps, platforms, remote).await?;
+        } else {
+            if uv {
+                check_emulation(platforms)?;
+            }
+            platforms::build_dependency_images(job, deps, platforms).await?;
         }
-        platforms::build_dependency_images(job, deps, platforms).await?;
     }
     read_back(job, deps, &list).await
 }

@@ -98,3 +98,26 @@ pub(super) async fn build_image(
         digest: Some(digest),
     })
 }
+
+/// The dependency image of every platform made on the remote builder, labelled with its
+/// facts and pushed by it under `deps.image` (an index for several platforms).
+pub(super) async fn build_dependency_images(
+    job: &Job<'_>,
+    deps: &BuildPlan,
+    platforms: &Platforms,
+    remote: &RemoteOptions,
+) -> Result<(), EngineError> {
+    let builder = builder(job, remote)?;
+    job.info(&format!(
+        "building the dependency image on the BuildKit builder at {}",
+        builder.host
+    ));
+    let digest = builder
+        .build_dependency_image(deps, platforms, job.progress)
+        .await?;
+    job.info(&format!(
+        "pushed {} ({digest}) from the builder",
+        deps.image
+    ));
+    Ok(())
+}
