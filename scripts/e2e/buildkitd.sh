@@ -217,7 +217,9 @@ wipe() {
     stop
     if [[ -d $BUILDKIT_ROOT ]]; then
         # buildkitd leaves overlay mounts under its root when killed: unmount them first.
-        grep -o " $BUILDKIT_ROOT[^ ]*" /proc/self/mounts | sort -r | while read -r m; do
+        local mounts
+        mounts=$(grep -o " $BUILDKIT_ROOT[^ ]*" /proc/self/mounts | sort -r || true)
+        for m in $mounts; do
             umount -l "$m" 2>/dev/null || true
         done
         rm -rf "$BUILDKIT_ROOT"

@@ -461,6 +461,20 @@ pub fn solve_request(
     for (key, value) in target.labels {
         frontend_attrs.insert(format!("label:{key}"), value.clone());
     }
+    // The frontend resolves its cache imports itself: buildctl passes them as this
+    // attribute too (client/solve.go), `[{"Type": …, "Attrs": {…}}]`.
+    if !target.cache.imports.is_empty() {
+        let imports: Vec<serde_json::Value> = target
+            .cache
+            .imports
+            .iter()
+            .map(|i| serde_json::json!({"Type": i.r#type, "Attrs": i.attrs}))
+            .collect();
+        frontend_attrs.insert(
+            "cache-imports".into(),
+            serde_json::Value::Array(imports).to_string(),
+        );
+    }
     let mut request = SolveRequest {
         r#ref: build_ref,
         session: session_id,
@@ -651,6 +665,51 @@ mod tests {
             username: username.into(),
             password: password.into(),
         }))
+    }
+
+    #[test]
+    fn a_pushed_solve_names_its_exporter_and_its_cache_for_the_frontend() {
+        use bollard_buildkit_proto::moby::buildkit::v1::CacheOptionsEntry;
+        let import = CacheOptionsEntry {
+            r#type: "registry".into(),
+            attrs: HashMap::from([("ref".to_string(), "r/a:buildcache".to_string())]),
+        };
+        let target = SolveTarget {
+            platform: "linux/amd64,linux/arm64".into(),
+            labels: &[("k".into(), "v".into())],
+            exporter: Exporter::Push {
+                image: "r/a:1".into(),
+            },
+            cache: CacheOptions {
+                imports: vec![import],
+                ..Default::default()
+            },
+        };
+        let request = solve_request(target, "ref".into(), "s".into(), "u");
+        assert_eq!(
+            request.frontend_attrs["platform"],
+            "linux/amd64,linux/arm64"
+        );
+        assert_eq!(request.frontend_attrs["label:k"], "v");
+        assert_eq!(
+            request.frontend_attrs["cache-imports"],
+            r#"[{"Attrs":{"ref":"r/a:buildcache"},"Type":"registry"}]"#
+        );
+        assert_eq!(request.exporters[0].r#type, "image");
+        assert_eq!(request.exporters[0].attrs["push"], "true");
+        assert_eq!(request.exporter_deprecated, "");
+        let moby = SolveTarget {
+            platform: "linux/amd64".into(),
+            labels: &[],
+            exporter: Exporter::Moby {
+                image: "r/a:1".into(),
+            },
+            cache: CacheOptions::default(),
+        };
+        let request = solve_request(moby, "ref".into(), "s".into(), "u");
+        assert_eq!(request.exporter_deprecated, "moby");
+        assert!(request.exporters.is_empty());
+        assert!(!request.frontend_attrs.contains_key("cache-imports"));
     }
 
     #[test]
