@@ -693,7 +693,7 @@ mod tests {
         assert_eq!(request.frontend_attrs["label:k"], "v");
         assert_eq!(
             request.frontend_attrs["cache-imports"],
-            r#"[{"Attrs":{"ref":"r/a:buildcache"},"Type":"registry"}]"#
+            r#"[{"Type":"registry","Attrs":{"ref":"r/a:buildcache"}}]"#
         );
         assert_eq!(request.exporters[0].r#type, "image");
         assert_eq!(request.exporters[0].attrs["push"], "true");
