@@ -84,6 +84,42 @@ fn remote() -> Option<Remote> {
     })
 }
 
+/// What each test starts with: the builder (its turn taken: the tests take turns), a
+/// temporary directory and a registry path of its own.
+struct Setup {
+    remote: Remote,
+    dir: tempfile::TempDir,
+    registry: String,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Setup {
+    /// [`project`] on the harness's base and uv images, in this test's registry path.
+    fn project(&self, name: &str, lines: &str) -> PathBuf {
+        let env = &self.remote.env;
+        project(
+            self.dir.path(),
+            name,
+            &self.registry,
+            &env.base_python,
+            &env.uv_image,
+            lines,
+        )
+    }
+}
+
+fn setup() -> Option<Setup> {
+    let remote = remote()?;
+    let turn = BUILDER.lock().unwrap_or_else(|p| p.into_inner());
+    let registry = format!("{}/remote-e2e/{}", remote.env.registry, run_id());
+    Some(Setup {
+        remote,
+        dir: tempfile::tempdir().unwrap(),
+        registry,
+        _turn: turn,
+    })
+}
+
 /// A project in `dir/name`: `spec.toml` with `name`, `registry`, the base image, uv image,
 /// `lines` (`BEFORE_COPY` in them: `commands` run before the copy), no flytekit, and a
 /// source file.
@@ -135,21 +171,11 @@ const APT_PIP_COMMANDS: &str = "apt_packages = [\"jq\"]\npackages = [\"six\"]\n\
 /// and the dependency image for the fast path), pushed by the builder, and run.
 #[test]
 fn apt_pip_and_commands_are_built_on_the_remote_builder_and_run() {
-    let Some(remote) = remote() else { return };
-    let _turn = BUILDER.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let env = &remote.env;
-    let registry = format!("{}/remote-e2e/{}", env.registry, run_id());
+    let Some(t) = setup() else { return };
+    let remote = &t.remote;
 
     // `commands` after the copy: the whole Dockerfile on the builder.
-    let full = project(
-        dir.path(),
-        "full",
-        &registry,
-        &env.base_python,
-        &env.uv_image,
-        APT_PIP_COMMANDS,
-    );
+    let full = t.project("full", APT_PIP_COMMANDS);
     let run = build(&full, &remote.flags());
     let image = built(&run);
     assert_eq!(run.result()["strategy"], "build", "{}", run.text);
@@ -176,14 +202,7 @@ fn apt_pip_and_commands_are_built_on_the_remote_builder_and_run() {
 
     // `commands` before the copy: the dependency image on the builder, the source appended.
     let lines = format!("{APT_PIP_COMMANDS}{BEFORE_COPY}");
-    let fast = project(
-        dir.path(),
-        "fast",
-        &registry,
-        &env.base_python,
-        &env.uv_image,
-        &lines,
-    );
+    let fast = t.project("fast", &lines);
     let run = build(&fast, &remote.flags());
     let image = built(&run);
     assert_eq!(
@@ -276,19 +295,9 @@ fn a_private_base_is_pulled_with_the_sessions_credentials() {
 /// naming the builder and the TLS failure.
 #[test]
 fn a_wrong_client_certificate_is_refused_with_the_host_and_the_tls_failure() {
-    let Some(remote) = remote() else { return };
-    let _turn = BUILDER.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let env = &remote.env;
-    let registry = format!("{}/remote-e2e/{}", env.registry, run_id());
-    let proj = project(
-        dir.path(),
-        "stranger",
-        &registry,
-        &env.base_python,
-        &env.uv_image,
-        APT_PIP_COMMANDS,
-    );
+    let Some(t) = setup() else { return };
+    let remote = &t.remote;
+    let proj = t.project("stranger", APT_PIP_COMMANDS);
     let out = imagespec_in(&proj)
         .args(["build", "spec.toml"])
         .args(remote.flags_with(&remote.other_cert, &remote.other_key))
@@ -336,19 +345,9 @@ fn cached_steps(run: &JsonRun) -> Vec<(String, bool)> {
 /// registry cache; without the cache (`--cache-from` elsewhere) it runs again.
 #[test]
 fn a_fresh_runner_rebuilds_a_changed_spec_from_the_registry_cache() {
-    let Some(remote) = remote() else { return };
-    let _turn = BUILDER.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let env = &remote.env;
-    let registry = format!("{}/remote-e2e/{}", env.registry, run_id());
-    let first = project(
-        dir.path(),
-        "cached",
-        &registry,
-        &env.base_python,
-        &env.uv_image,
-        APT_PIP_COMMANDS,
-    );
+    let Some(t) = setup() else { return };
+    let remote = &t.remote;
+    let first = t.project("cached", APT_PIP_COMMANDS);
     built(&build(&first, &remote.flags()));
 
     remote.script("wipe");
@@ -395,15 +394,19 @@ fn a_fresh_runner_rebuilds_a_changed_spec_from_the_registry_cache() {
 /// an index pushed by BuildKit with a manifest per platform.
 #[test]
 fn two_platforms_are_one_remote_solve_giving_an_index() {
-    let Some(remote) = remote() else { return };
-    let _turn = BUILDER.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let env = &remote.env;
-    let registry = format!("{}/remote-e2e/{}", env.registry, run_id());
+    let Some(t) = setup() else { return };
+    let (remote, env) = (&t.remote, &t.remote.env);
     let lines = "platform = \"linux/amd64,linux/arm64\"\npackages = [\"six\"]\n\
                  commands = [\"uname -m > /arch\"]\n";
     let base = env.file.base_python_multi();
-    let proj = project(dir.path(), "multi", &registry, &base, &env.uv_image, lines);
+    let proj = project(
+        t.dir.path(),
+        "multi",
+        &t.registry,
+        &base,
+        &env.uv_image,
+        lines,
+    );
     let run = build(&proj, &remote.flags());
     let image = built(&run);
     let raw = output(Process::new("skopeo").args([

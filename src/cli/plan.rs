@@ -59,7 +59,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
                 }
                 println!("{line}");
             } else {
-                print_plan(plan);
+                print_plan(plan, builder.as_ref().map(|(host, _)| host.as_str()));
                 if let Some((host, from)) = &builder {
                     println!("  builder:    BuildKit at {host} ({from}), pushes the image itself");
                 }
@@ -103,15 +103,16 @@ fn overrides(args: &PlanArgs) -> Overrides {
 
 /// `plan` without `--json`: the lines, URL credentials cut out (a reason may quote an
 /// install step).
-fn print_plan(plan: &ImagePlan) {
+fn print_plan(plan: &ImagePlan, remote: Option<&str>) {
     let mut text = String::new();
-    write_plan(&mut text, plan).expect("writing to a String");
+    write_plan(&mut text, plan, remote).expect("writing to a String");
     let text = imagespec::redact::url_credentials(&text);
     println!("{}", text.trim_end_matches('\n'));
 }
 
-fn write_plan(out: &mut String, plan: &ImagePlan) -> std::fmt::Result {
-    use imagespec::engine::{Dependency, Existence};
+/// `remote`: the remote builder's address, which builds what dockerd would.
+fn write_plan(out: &mut String, plan: &ImagePlan, remote: Option<&str>) -> std::fmt::Result {
+    use imagespec::engine::{Dependency, DependencyBuilder, Existence};
     use std::fmt::Write as _;
     writeln!(out, "{}", plan.image)?;
     let exists = match &plan.existence {
@@ -133,8 +134,12 @@ fn write_plan(out: &mut String, plan: &ImagePlan) -> std::fmt::Result {
             Dependency::NotAsked => "not asked".to_string(),
         };
         writeln!(out, "  dependency: {deps} ({state})")?;
-        if let Some(builder) = &plan.dependency_builder {
-            writeln!(out, "  built by:   {builder}")?;
+        match (&plan.dependency_builder, remote) {
+            (Some(DependencyBuilder::Docker(why)), Some(host)) => {
+                writeln!(out, "  built by:   BuildKit at {host} ({why})")?
+            }
+            (Some(builder), _) => writeln!(out, "  built by:   {builder}")?,
+            (None, _) => {}
         }
     }
     writeln!(out, "  files:      {}", plan.files)?;

@@ -780,6 +780,79 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_builder_and_its_tls_files_are_read_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        for f in ["ca.pem", "client.pem", "client-key.pem"] {
+            std::fs::write(dir.path().join("certs").join(f), "").unwrap();
+        }
+        let file = dir.path().join("imagespec.toml");
+        let text = "[defaults]\nbuildkit_host = \"tcp://b:1234\"\n[defaults.buildkit_tls]\n\
+                    ca = \"certs/ca.pem\"\ncert = \"certs/client.pem\"\n\
+                    key = \"certs/client-key.pem\"\nserver_name = \"buildkitd\"\n";
+        let values = DefaultValues::parse(&file, text).unwrap().unwrap();
+        assert_eq!(values.buildkit_host.unwrap().value, "tcp://b:1234");
+        let tls = values.buildkit_tls;
+        assert_eq!(tls.ca.unwrap().value, dir.path().join("certs/ca.pem"));
+        assert_eq!(
+            tls.key.unwrap().value,
+            dir.path().join("certs/client-key.pem")
+        );
+        assert_eq!(tls.server_name.unwrap().value, "buildkitd");
+
+        let wrong = error(
+            "/r/imagespec.toml",
+            "[defaults]\nbuildkit_host = \"b:1234\"\n",
+        );
+        assert!(wrong.contains("tcp://HOST:PORT or unix:///PATH"), "{wrong}");
+        let missing = error(
+            "/r/imagespec.toml",
+            "[defaults.buildkit_tls]\ncert = \"nope.pem\"\n",
+        );
+        assert!(
+            missing.contains("is not a file (a PEM client certificate"),
+            "{missing}"
+        );
+        let unknown = error(
+            "/r/imagespec.toml",
+            "[defaults.buildkit_tls]\ncacert = \"x\"\n",
+        );
+        assert!(unknown.contains("buildkit_tls.cacert"), "{unknown}");
+    }
+
+    #[test]
+    fn the_tls_files_go_with_the_host_of_their_file() {
+        let at = FieldAt::new("/f".into(), Default::default(), "x".into());
+        let setting = |v: &str| Setting {
+            value: v.to_string(),
+            at: at.clone(),
+        };
+        let tls = |name: &str| BuildkitTls {
+            server_name: Some(setting(name)),
+            ..Default::default()
+        };
+        let project = DefaultValues {
+            buildkit_tls: tls("project"),
+            ..Default::default()
+        };
+        let user = DefaultValues {
+            buildkit_host: Some(setting("tcp://user:1")),
+            buildkit_tls: tls("user"),
+            ..Default::default()
+        };
+        let merged = project.over(user.clone());
+        assert_eq!(merged.buildkit_host.unwrap().value, "tcp://user:1");
+        assert_eq!(merged.buildkit_tls.server_name.unwrap().value, "user");
+        let hosted = DefaultValues {
+            buildkit_host: Some(setting("tcp://project:1")),
+            buildkit_tls: tls("project"),
+            ..Default::default()
+        };
+        let merged = hosted.over(user);
+        assert_eq!(merged.buildkit_tls.server_name.unwrap().value, "project");
+    }
+
+    #[test]
     fn the_project_file_wins_over_the_users_key_by_key() {
         let project = parse(
             "[defaults]\nfast_path = false\n[defaults.registry_mirrors]\n\"docker.io\" = \"p:5000\"\n",

@@ -22,9 +22,7 @@ pub const CACHE_TAG: &str = "buildcache";
 
 /// `<repository>:buildcache` for `image` (`repo:tag` or `repo@digest`).
 pub fn default_ref(image: &str) -> String {
-    let repository = image.split_once('@').map_or(image, |(r, _)| r);
-    let (repository, _) = crate::registry::split_tag(repository);
-    format!("{repository}:{CACHE_TAG}")
+    format!("{}:{CACHE_TAG}", super::repository_of(image))
 }
 
 /// One cache ref and its BuildKit attributes (`mode`, ...), as `--cache-to`/`--cache-from`

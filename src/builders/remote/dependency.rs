@@ -17,7 +17,7 @@ use crate::builders::docker::{DEPENDENCY_FACTS_SCRIPT, dependency_facts};
 use crate::builders::session::{self, Exporter};
 use crate::oci::{Digest, Platform, Platforms};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
-use crate::progress::{Event, Progress};
+use crate::progress::Progress;
 use crate::render::steps::StepLabels;
 
 /// Where the facts file is written in the image and found in the tar sent back.
@@ -100,24 +100,9 @@ impl RemoteBuildkit {
         platforms: &Platforms,
         progress: &Progress,
     ) -> Result<Digest, BackendError> {
+        let digest = self.build_untagged(deps, platforms, progress).await?;
+        let unlabelled = format!("{}@{digest}", super::repository_of(&deps.image));
         let channel = self.connect(platforms).await?;
-        for sparse in deps.sparse_files() {
-            progress.event(Event::Warning(&sparse.to_string()));
-        }
-        let (cache, said) = self.cache.options(&deps.image);
-        progress.event(Event::Info(&said));
-        let repository = deps
-            .image
-            .split_once('@')
-            .map_or(deps.image.as_str(), |(r, _)| r);
-        let (repository, _) = crate::registry::split_tag(repository);
-        let exporter = Exporter::PushByDigest {
-            repository: repository.to_string(),
-        };
-        let built = RemoteSolve::of_plan(deps, platforms, exporter, cache);
-        let solved = self.run(&channel, built, progress).await?;
-        let unlabelled = format!("{repository}@{}", self.digest_of(solved, &deps.image)?);
-
         let dockerfile = facts_dockerfile(&unlabelled);
         let read = self.small_solve(
             &dockerfile,

@@ -115,12 +115,21 @@ impl Builder for RemoteBuildkit {
         platforms: &Platforms,
         progress: &Progress,
     ) -> Result<Built, BackendError> {
-        let digest = self.solve(plan, platforms, progress).await?;
+        let exporter = session::Exporter::Push {
+            image: plan.image.clone(),
+        };
+        let digest = self.solve(plan, platforms, exporter, progress).await?;
         Ok(Built::Pushed {
             image: plan.image.clone(),
             digest: Some(digest),
         })
     }
+}
+
+/// The repository of `image` (`repo:tag` or `repo@digest`): where a push by digest goes.
+pub fn repository_of(image: &str) -> &str {
+    let repository = image.split_once('@').map_or(image, |(r, _)| r);
+    crate::registry::split_tag(repository).0
 }
 
 /// BuildKit's answer in words, and whether it is a TLS failure (a client certificate
@@ -227,25 +236,36 @@ impl RemoteBuildkit {
         Ok(channel)
     }
 
-    /// One solve of `plan` for every platform, pushed by the builder under `plan.image`,
-    /// with the registry cache: the digest it pushed (an index for several platforms).
-    async fn solve(
+    /// Builds `plan` for `platforms` and pushes it by digest into its repository, no tag
+    /// moved (the caller tags it once its checks hold): the digest.
+    pub async fn build_untagged(
         &self,
         plan: &BuildPlan,
         platforms: &Platforms,
         progress: &Progress,
     ) -> Result<Digest, BackendError> {
+        let exporter = session::Exporter::PushByDigest {
+            repository: repository_of(&plan.image).to_string(),
+        };
+        self.solve(plan, platforms, exporter, progress).await
+    }
+
+    /// One solve of `plan` for every platform, pushed by the builder as `exporter` says,
+    /// with the registry cache: the digest it pushed (an index for several platforms).
+    async fn solve(
+        &self,
+        plan: &BuildPlan,
+        platforms: &Platforms,
+        exporter: session::Exporter,
+        progress: &Progress,
+    ) -> Result<Digest, BackendError> {
         let channel = self.connect(platforms).await?;
+        for sparse in plan.sparse_files() {
+            progress.event(Event::Warning(&sparse.to_string()));
+        }
         let (cache, said) = self.cache.options(&plan.image);
         progress.event(Event::Info(&said));
-        let solve = RemoteSolve::of_plan(
-            plan,
-            platforms,
-            session::Exporter::Push {
-                image: plan.image.clone(),
-            },
-            cache,
-        );
+        let solve = RemoteSolve::of_plan(plan, platforms, exporter, cache);
         let solved = self.run(&channel, solve, progress).await?;
         self.digest_of(solved, &plan.image)
     }
@@ -426,6 +446,16 @@ async fn follow_while(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_push_by_digest_goes_to_the_images_repository() {
+        assert_eq!(
+            repository_of("localhost:5000/a/b:deps-1"),
+            "localhost:5000/a/b"
+        );
+        assert_eq!(repository_of("r/a@sha256:0123"), "r/a");
+        assert_eq!(repository_of("app"), "app");
+    }
 
     #[test]
     fn a_platform_the_workers_lack_is_named() {

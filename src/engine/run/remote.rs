@@ -2,13 +2,12 @@
 //! buildkitd ([`crate::builders::remote`]): the builder pushes the image itself, so the
 //! image must go to a registry; the digest is the one BuildKit's exporter pushed.
 //!
-//! A full build pushes under the tag from inside the solve: the tag check (the files did not
-//! change meanwhile) runs after it, and a changed tree fails the build after the push, as
-//! a dockerd build's check would fail before it (the next build with the files as they are
-//! then has another tag).
+//! A full build is pushed by digest (no tag moves); once flytekit's check holds (the files
+//! did not change meanwhile), the tag is put on that manifest here: its bytes read back and
+//! pushed under the tag, a few kilobytes.
 
 use super::{Action, Done, Job, Planned, platforms};
-use crate::builders::builder::{Builder as _, Built};
+use crate::builders::BackendError;
 use crate::builders::remote::{RemoteBuildkit, RemoteOptions};
 use crate::engine::{EngineError, Target};
 use crate::explain;
@@ -40,26 +39,28 @@ async fn preflight(job: &Job<'_>, plan: &BuildPlan) -> Result<(), EngineError> {
     .await
 }
 
-/// `plan` solved on the builder for `platforms` and pushed by it: the digest it pushed.
-pub(super) async fn solve(
-    job: &Job<'_>,
-    plan: &BuildPlan,
-    platforms: &Platforms,
-    remote: &RemoteOptions,
-) -> Result<Digest, EngineError> {
-    let builder = builder(job, remote)?;
-    job.info(&format!(
-        "building {} on the BuildKit builder at {}",
-        plan.image, builder.host
-    ));
-    match builder.build(plan, platforms, job.progress).await? {
-        Built::Pushed {
-            digest: Some(digest),
-            ..
-        } => Ok(digest),
-        Built::Pushed { image, .. } => super::pushed_digest(job.registry()?, &image).await,
-        Built::Local(_) => unreachable!("the remote builder pushes"),
-    }
+/// Moves `image`'s tag to `digest` (pushed by the builder into its repository): the
+/// manifest read back (small) and put under the tag, the same bytes.
+async fn tag(job: &Job<'_>, image: &str, digest: &Digest) -> Result<(), EngineError> {
+    use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciManifest};
+    let client = job.registry()?;
+    let raw = client
+        .manifest_by_digest(image, digest.as_ref())
+        .await
+        .map_err(BackendError::from)?;
+    let media_type = match &raw.manifest {
+        OciManifest::Image(m) => m.media_type.clone(),
+        OciManifest::ImageIndex(i) => i.media_type.clone(),
+    };
+    let media_type = media_type.unwrap_or_else(|| match &raw.manifest {
+        OciManifest::Image(_) => OCI_IMAGE_MEDIA_TYPE.to_string(),
+        OciManifest::ImageIndex(_) => OCI_IMAGE_INDEX_MEDIA_TYPE.to_string(),
+    });
+    let step = format!("tag {image}");
+    let pushing = client.push_manifest(image, raw.bytes, &media_type);
+    let pushed = job.progress.in_step("push", &step, pushing).await;
+    pushed.map_err(BackendError::from)?;
+    Ok(())
 }
 
 /// The whole Dockerfile of `planned` built on the remote builder and pushed by it.
@@ -83,8 +84,17 @@ pub(super) async fn build_image(
     }
     let plan = &planned.plan;
     preflight(job, plan).await?;
-    let digest = solve(job, plan, platforms, remote).await?;
+    let builder = builder(job, remote)?;
+    job.info(&format!(
+        "building {} on the BuildKit builder at {}",
+        plan.image, builder.host
+    ));
+    let digest = builder
+        .build_untagged(plan, platforms, job.progress)
+        .await?;
+    // The tag moves only once the files are known not to have changed meanwhile.
     crate::tag::verify_unchanged(job.spec, &job.options.tag, job.tag)?;
+    tag(job, &plan.image, &digest).await?;
     job.info(&format!(
         "pushed {} ({digest}) from the builder",
         plan.image
