@@ -292,7 +292,7 @@ fn a_private_base_is_pulled_with_the_sessions_credentials() {
 }
 
 /// A client certificate of another CA: refused at the first call, exit 1, one message
-/// naming the builder and the TLS failure.
+/// naming the builder and the TLS failure; so is a builder that is not there.
 #[test]
 fn a_wrong_client_certificate_is_refused_with_the_host_and_the_tls_failure() {
     let Some(t) = setup() else { return };
@@ -326,6 +326,20 @@ fn a_wrong_client_certificate_is_refused_with_the_host_and_the_tls_failure() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("refused the TLS connection"), "{stderr}");
+    // No builder at the address: exit 1 before anything is built, naming it.
+    let nowhere = format!("tcp://127.0.0.1:{}", free_port());
+    let out = imagespec_in(&proj)
+        .args(["build", "spec.toml", "--builder-host", &nowhere])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the BuildKit builder at {nowhere} is not reachable"
+        )),
+        "{stderr}"
+    );
 }
 
 /// The steps of a `--json` run, by label: whether each was taken from the cache.
