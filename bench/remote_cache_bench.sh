@@ -13,6 +13,7 @@ set -a
 set +a
 bin=${IMAGESPEC_BIN:-target/release/imagespec}
 [[ -x $bin ]] || cargo build --release --locked -q
+bin=$(realpath "$bin")
 script=$IMAGESPEC_E2E_BUILDKIT_SCRIPT
 flags=(--builder-host "$IMAGESPEC_E2E_BUILDKIT_HOST" --tlscacert "$IMAGESPEC_E2E_BUILDKIT_CA"
     --tlscert "$IMAGESPEC_E2E_BUILDKIT_CERT" --tlskey "$IMAGESPEC_E2E_BUILDKIT_KEY" -q)

@@ -17,6 +17,12 @@
 //!    the image in dockerd.
 //!
 //! Memory stays at the channel's few chunks whatever the context's size.
+//!
+//! The services ([`SessionServices`], also `FileSend` for what a `tar` exporter sends back)
+//! do not depend on what carries them: [`solve`] serves them on dockerd's `/session`, the
+//! remote builder ([`super::remote`]) inside a buildkitd's `Control.Session` stream.
+//! [`solve_request`] makes the solve for either (`moby` exporter for dockerd; `image`, pushed
+//! by the builder, with a registry cache for a remote one).
 
 use super::buildkit_status::{self, DaemonAddress};
 use bollard_buildkit_proto::health::{
