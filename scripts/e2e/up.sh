@@ -359,8 +359,9 @@ EOF
 mv "$E2E_ENV_FILE.tmp" "$E2E_ENV_FILE"
 
 # The remote BuildKit builder (tests/e2e_remote.rs): its own script, also runnable alone; it
-# adds its lines to the env file.
-"$E2E_DIR/buildkitd.sh" up
+# adds its lines to the env file. Without it only those tests fail (under CI), not the rest.
+"$E2E_DIR/buildkitd.sh" up \
+    || log "warning: no remote buildkitd (scripts/e2e/buildkitd.sh up failed): tests/e2e_remote.rs cannot run"
 
 if ((${#started[@]})); then
     log "started: ${started[*]}"
