@@ -11,6 +11,7 @@
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
 use super::session::{self, ContextWriter, SecretSource, Solve, SolveError};
+use crate::oci::Platform;
 use crate::plan::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -137,7 +138,7 @@ impl DockerDaemon {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
-        if crate::oci::Platforms::parse(&plan.platform).several() {
+        if plan.platform.several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -164,7 +165,7 @@ impl DockerDaemon {
         }
         let build = Solve {
             image: &plan.image,
-            platform: &plan.platform,
+            platform: plan.platform.first().as_str(),
             context,
             secrets: &secrets,
             labels: &plan.labels,
@@ -181,7 +182,7 @@ impl DockerDaemon {
         from: &str,
         image: &str,
         labels: &[(&str, String)],
-        platform: &str,
+        platform: &Platform,
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let mut dockerfile = format!("FROM {from}\n");
@@ -204,7 +205,7 @@ impl DockerDaemon {
         let context: ContextWriter = std::sync::Arc::new(move |out| Ok(out.write_all(&tar)?));
         let build = Solve {
             image,
-            platform,
+            platform: platform.as_str(),
             context,
             secrets: &[],
             labels: &[],
@@ -228,10 +229,10 @@ impl DockerDaemon {
     pub async fn dependency_facts(
         &self,
         image: &str,
-        platform: &str,
+        platform: &Platform,
     ) -> Result<String, BackendError> {
         let script = r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
-        let out = self.run_script(image, platform, script).await?;
+        let out = self.run_script(image, platform.as_str(), script).await?;
         let fields: Vec<&str> = out.split_whitespace().collect();
         let valid = fields.len() == 4
             && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())

@@ -64,7 +64,7 @@ impl Envd {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming envd's progress.
     pub async fn build(&self, plan: &EnvdPlan, progress: &Progress) -> Result<(), BackendError> {
-        if crate::oci::Platforms::parse(&plan.platform).several() {
+        if plan.platform.several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -96,6 +96,7 @@ impl Envd {
                 .await?;
         }
         let dir_arg = dir.to_string_lossy().into_owned();
+        let platform = plan.platform.to_string();
         self.run(
             &[
                 "build",
@@ -104,7 +105,7 @@ impl Envd {
                 "--tag",
                 &plan.image,
                 "--platform",
-                &plan.platform,
+                &platform,
             ],
             progress,
         )

@@ -52,7 +52,7 @@ pub enum BackendError {
     #[error(
         "platform `{platform}` lists several platforms: dockerd 20.10's builder (no buildx) builds one platform per image; build them one at a time"
     )]
-    MultiPlatform { platform: String },
+    MultiPlatform { platform: crate::oci::Platforms },
     #[error("build context: {0}")]
     Context(String),
     /// A step failed: its label, the command that failed (when BuildKit names one) and how

@@ -17,8 +17,8 @@
 //! every time.
 
 use super::BackendError;
-use crate::oci::Digest;
 use crate::oci::image::{Blob, History, Image, NewLayer};
+use crate::oci::{Digest, Platform, Platforms};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{Operation, RegistryClient, RegistryError, RegistryErrorKind};
@@ -63,7 +63,7 @@ fn parse_label(value: &str) -> Option<(Owner, DirAttrs)> {
 pub async fn image_config(
     client: &RegistryClient,
     image: &str,
-    platform: &str,
+    platform: &Platform,
 ) -> Result<Option<(OciImageManifest, Value)>, BackendError> {
     Ok(read_image(client, image, platform)
         .await?
@@ -75,7 +75,7 @@ pub async fn image_config(
 async fn read_image(
     client: &RegistryClient,
     image: &str,
-    platform: &str,
+    platform: &Platform,
 ) -> Result<Option<(OciImageManifest, Image)>, BackendError> {
     // No HEAD first: a missing tag is the manifest request's 404.
     let manifest = match client.image_manifest(image, platform).await {
@@ -101,7 +101,7 @@ async fn read_image(
 pub async fn find_dependency_image(
     client: &RegistryClient,
     image: &str,
-    platform: &str,
+    platform: &Platform,
 ) -> Result<Option<DependencyImage>, BackendError> {
     let found = read_image(client, image, platform).await?;
     Ok(found.and_then(|(_, value)| DependencyImage::from_image(image, value)))
@@ -247,10 +247,10 @@ pub async fn assemble_image(
 pub async fn find_dependency_images(
     client: &RegistryClient,
     image: &str,
-    platforms: &[&str],
+    platforms: &Platforms,
 ) -> Result<Option<Vec<DependencyImage>>, BackendError> {
     let mut found = Vec::new();
-    for platform in platforms {
+    for platform in platforms.iter() {
         match find_dependency_image(client, image, platform).await {
             Ok(Some(deps)) => found.push(deps),
             Ok(None) => return Ok(None),

@@ -322,7 +322,7 @@ pub struct DecisionFlags {
     /// of the spec's `platform`, under the same name: flytekit hashes `platform` into the
     /// tag, this does not change it. Also for nested base specs.
     #[arg(long, value_name = "LIST", value_parser = platform_list)]
-    pub platform: Option<String>,
+    pub platform: Option<imagespec::oci::Platforms>,
     /// Nested base specs are built already (by the caller, e.g. flytekit's ImageBuildEngine):
     /// they name the image's base and enter its id and tag, but are neither looked up nor
     /// built, also not with `--force`.
@@ -434,8 +434,10 @@ pub struct ExplainArgs {
 }
 
 /// `--platform`'s value, each platform checked (`os/arch[/variant]`).
-fn platform_list(value: &str) -> Result<String, imagespec::oci::platform::PlatformError> {
-    imagespec::engine::Platforms::parse_list(value).map(|p| p.iter().collect::<Vec<_>>().join(","))
+fn platform_list(
+    value: &str,
+) -> Result<imagespec::oci::Platforms, imagespec::oci::platform::PlatformError> {
+    imagespec::oci::Platforms::parse(value)
 }
 
 /// `--progress`.

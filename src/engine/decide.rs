@@ -26,7 +26,7 @@
 //!     appendable: Appendable::Yes,
 //!     dependency: Dependency::Found(Found::default()),
 //!     dependency_image: Some("localhost:5000/app:deps-0123".into()),
-//!     platforms: Platforms::parse("linux/amd64"),
+//!     platforms: Platforms::parse("linux/amd64").unwrap(),
 //!     files: 3,
 //!     dependency_builder: None,
 //! };
@@ -633,7 +633,7 @@ mod tests {
     /// The first `n` of amd64, arm64, arm/v7.
     fn platforms(n: usize) -> Platforms {
         let all = ["linux/amd64", "linux/arm64", "linux/arm/v7"];
-        Platforms::parse(&all[..n].join(","))
+        Platforms::parse(&all[..n].join(",")).unwrap()
     }
 
     /// The default options with `change` made.

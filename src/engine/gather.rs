@@ -80,7 +80,7 @@ pub async fn gather(
     daemon: &Daemon,
 ) -> Gathered {
     let builder = Builder::of(spec);
-    let platforms = Platforms::parse(render.platform(spec));
+    let platforms = render.platforms(spec).clone();
     let registry = spec.registry().is_some();
     let files = tag.source.as_ref().map_or(0, |s| s.files.len())
         + tag
@@ -231,8 +231,7 @@ async fn find_all(
     image: &str,
     platforms: &Platforms,
 ) -> Result<Option<Vec<DependencyImage>>, BackendError> {
-    let platforms: Vec<&str> = platforms.iter().collect();
-    registry_backend::find_dependency_images(client, image, &platforms).await
+    registry_backend::find_dependency_images(client, image, platforms).await
 }
 
 #[cfg(test)]

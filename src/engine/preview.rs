@@ -184,7 +184,7 @@ fn plan_into<'a>(
                 .facts
                 .platforms
                 .iter()
-                .map(str::to_string)
+                .map(ToString::to_string)
                 .collect(),
             plan_error,
         });

@@ -391,8 +391,7 @@ async fn skip(job: &Job<'_>, digest: Option<Digest>) -> Result<Done, EngineError
     let image = job.tag.image.clone();
     job.info(&format!("{image} exists, skipped"));
     if let Some(client) = job.client {
-        let platforms = Platforms::parse(job.spec.platform());
-        let platform = platforms.iter().next().unwrap_or("linux/amd64");
+        let platform = job.spec.platforms().first();
         if let Some(recorded) = recorded::inputs(client, &image, platform, digest.as_ref()).await
             && let Some(warning) = explain::stale_files(&recorded, job.tag)
         {
@@ -423,11 +422,10 @@ fn assume(job: &Job<'_>, reason: &str) -> Done {
 async fn noop(job: &Job<'_>, platforms: &Platforms) -> Result<Done, EngineError> {
     let image = noop_image(job.spec, job.tag, job.base)?;
     if platforms.several() {
-        let platform = job.options.render.platform(job.spec);
         platforms::check_noop_base(
             job.spec,
             &image,
-            platform,
+            platforms,
             job.options.timeouts,
             job.progress,
         )

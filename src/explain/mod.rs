@@ -10,6 +10,7 @@
 //! information removed from URLs and absolute host paths cut to their last component; file
 //! digests are SHA-256 prefixes, not contents.
 
+use crate::oci::Platform;
 use crate::spec::NormalizedSpec;
 use crate::tag::ImageTag;
 use indexmap::IndexMap;
@@ -404,7 +405,7 @@ impl ExplainError {
 /// registry with the credentials `registry_config` (or docker's config) has for it.
 pub async fn recorded(
     image: &str,
-    platform: &str,
+    platform: &Platform,
     registry_config: Option<&Path>,
     timeouts: crate::timeouts::Timeouts,
 ) -> Result<Inputs, ExplainError> {
@@ -419,7 +420,7 @@ pub async fn recorded(
 pub async fn recorded_in(
     client: &crate::registry::client::RegistryClient,
     image: &str,
-    platform: &str,
+    platform: &Platform,
 ) -> Result<Inputs, ExplainError> {
     let Some((_, config)) =
         crate::builders::registry::image_config(client, image, platform).await?

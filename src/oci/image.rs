@@ -24,6 +24,7 @@
 //! ```
 
 use super::digest::{Digest, DigestError};
+use super::platform::Platform;
 use crate::scratch::ScratchFile;
 use bytes::Bytes;
 use oci_client::manifest::{
@@ -381,8 +382,8 @@ impl Image {
 /// the index, else only its descriptor (a manifest in the registry already).
 #[derive(Debug, Clone)]
 pub struct IndexEntry {
-    /// `os/arch[/variant]` (see [`super::Platform`]).
-    pub platform: String,
+    /// The platform of the manifest.
+    pub platform: Platform,
     pub descriptor: Descriptor,
     pub image: Option<Image>,
 }
@@ -397,7 +398,7 @@ pub struct Index {
 
 impl Index {
     /// The index of `images` (platform, image).
-    pub fn of_images(images: impl IntoIterator<Item = (String, Image)>) -> Index {
+    pub fn of_images(images: impl IntoIterator<Item = (Platform, Image)>) -> Index {
         Index {
             manifests: images
                 .into_iter()
@@ -411,9 +412,9 @@ impl Index {
     }
 
     /// Adds a platform's manifest that is in the registry already.
-    pub fn push_descriptor(&mut self, platform: &str, descriptor: Descriptor) {
+    pub fn push_descriptor(&mut self, platform: &Platform, descriptor: Descriptor) {
         self.manifests.push(IndexEntry {
-            platform: platform.to_string(),
+            platform: platform.clone(),
             descriptor,
             image: None,
         });
@@ -438,12 +439,11 @@ impl Index {
             .manifests
             .iter()
             .map(|e| {
-                let mut parts = e.platform.split('/');
                 let mut p = json!({
-                    "os": parts.next().unwrap_or("linux"),
-                    "architecture": parts.next().unwrap_or("amd64"),
+                    "os": e.platform.os(),
+                    "architecture": e.platform.architecture(),
                 });
-                if let Some(variant) = parts.next() {
+                if let Some(variant) = e.platform.variant() {
                     p["variant"] = json!(variant);
                 }
                 let d = &e.descriptor;
@@ -633,11 +633,12 @@ mod tests {
 
     #[test]
     fn an_index_is_a_manifest_list_only_of_docker_manifests() {
+        let platform = |p: &str| Platform::parse(p).unwrap();
         let oci = base(OCI_IMAGE_MEDIA_TYPE);
         let docker = base_docker();
         let index = Index::of_images([
-            ("linux/amd64".to_string(), docker.clone()),
-            ("linux/arm/v7".to_string(), docker.clone()),
+            (platform("linux/amd64"), docker.clone()),
+            (platform("linux/arm/v7"), docker.clone()),
         ]);
         assert_eq!(index.media_type(), IMAGE_MANIFEST_LIST_MEDIA_TYPE);
         let body: Value = serde_json::from_slice(&index.to_bytes()).unwrap();
@@ -647,8 +648,8 @@ mod tests {
             json!({"os": "linux", "architecture": "arm", "variant": "v7"})
         );
         assert_eq!(index.digest(), Digest::of_bytes(&index.to_bytes()));
-        let mut mixed = Index::of_images([("linux/amd64".to_string(), docker)]);
-        mixed.push_descriptor("linux/arm64", oci.descriptor());
+        let mut mixed = Index::of_images([(platform("linux/amd64"), docker)]);
+        mixed.push_descriptor(&platform("linux/arm64"), oci.descriptor());
         assert_eq!(mixed.media_type(), OCI_IMAGE_INDEX_MEDIA_TYPE);
         assert!(mixed.manifests[1].image.is_none());
     }

@@ -23,6 +23,7 @@
 use super::PlanError;
 use super::copies::{check_inside, place_copies, place_source};
 use super::image::{ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions};
+use crate::oci::Platforms;
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue, Scalar};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
@@ -69,8 +70,8 @@ pub struct EnvdPlan {
     pub image: String,
     /// flytekit's image id (`_F_IMG_ID`, also in `env`).
     pub image_id: String,
-    /// The platforms built, comma-separated.
-    pub platform: String,
+    /// The platforms built.
+    pub platform: Platforms,
     /// `base(image=...)`.
     pub base_image: String,
     /// `run(commands=[...])`: envd runs them after everything else, in one `bash -c`.
@@ -152,7 +153,7 @@ impl EnvdPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
             image_id: tag.id.clone(),
-            platform: options.platform(spec).to_string(),
+            platform: options.platforms(spec).clone(),
             base_image,
             commands: spec.commands.clone().unwrap_or_default(),
             python_packages: spec.packages.clone().unwrap_or_default(),

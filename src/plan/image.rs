@@ -3,6 +3,7 @@
 use super::PlanError;
 use super::copies::{CopyStep, check_inside, place_copies, place_source};
 use super::python::{check_secrets, python_plan};
+use crate::oci::Platforms;
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
 use crate::spec::defaults::{RegistryMirrors, choose};
@@ -48,7 +49,7 @@ pub struct RenderOptions {
     pub flytekit_requirement: String,
     /// `--platform`: the platforms built instead of the spec's `platform` (which flytekit
     /// hashes into the tag: the name stays the spec's).
-    pub platform: Option<String>,
+    pub platform: Option<Platforms>,
 }
 
 impl RenderOptions {
@@ -62,8 +63,8 @@ impl RenderOptions {
     }
 
     /// The platforms to build: `--platform`'s, else the spec's `platform`.
-    pub fn platform<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a str {
-        self.platform.as_deref().unwrap_or_else(|| spec.platform())
+    pub fn platforms<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a Platforms {
+        self.platform.as_ref().unwrap_or_else(|| spec.platforms())
     }
 }
 
@@ -209,8 +210,8 @@ pub struct BuildPlan {
     pub reference: ImageRef,
     /// flytekit's image id: `_F_IMG_ID` in the image (empty in a dependency plan).
     pub image_id: String,
-    /// The platforms built, comma-separated (`linux/amd64,linux/arm64`).
-    pub platform: String,
+    /// The platforms built (`linux/amd64,linux/arm64`).
+    pub platform: Platforms,
     /// The image the build starts from (`FROM`).
     pub base_image: String,
     /// The image uv is taken from (a build stage, never in the image).
@@ -422,7 +423,7 @@ impl BuildPlan {
             image: tag.image.clone(),
             reference: tag.reference.clone(),
             image_id: tag.id.clone(),
-            platform: options.platform(spec).to_string(),
+            platform: options.platforms(spec).clone(),
             base_image: base_image(spec, tag),
             uv_image,
             micromamba_image: (compat || micromamba.is_some()).then_some(micromamba_image),

@@ -25,7 +25,7 @@
 
 use super::{Check, PublishError, Publisher};
 use crate::oci::image::{Blob, Descriptor};
-use crate::oci::{Digest, Image, Index};
+use crate::oci::{Digest, Image, Index, Platform};
 use crate::progress::{Event, Meter, OUTPUT_STEP, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::scratch::{ScratchDir, ScratchFile};
@@ -114,7 +114,7 @@ pub enum LayoutError {
     )]
     SeveralPlatforms,
     #[error("the image for {platform} is only a descriptor: its blobs are not at hand")]
-    NotLocal { platform: String },
+    NotLocal { platform: Platform },
 }
 
 /// A blob digest that is safe as a file name under `blobs/sha256/`: the registry (named by
@@ -425,11 +425,12 @@ pub async fn write(
 pub async fn write_platforms(
     client: &RegistryClient,
     name: &str,
-    images: &[(&str, &Image)],
+    images: &[(&Platform, &Image)],
     target: &OutputTarget,
     progress: &Progress,
 ) -> Result<Digest, LayoutError> {
-    let images: Vec<(Option<&str>, &Image)> = images.iter().map(|(p, i)| (Some(*p), *i)).collect();
+    let images: Vec<(Option<&Platform>, &Image)> =
+        images.iter().map(|(p, i)| (Some(*p), *i)).collect();
     write_images(client, name, &images, target, progress).await
 }
 
@@ -438,7 +439,7 @@ pub async fn write_platforms(
 async fn write_images(
     client: &RegistryClient,
     name: &str,
-    images: &[(Option<&str>, &Image)],
+    images: &[(Option<&Platform>, &Image)],
     target: &OutputTarget,
     progress: &Progress,
 ) -> Result<Digest, LayoutError> {
@@ -516,24 +517,28 @@ enum Shared {
 async fn write_oci_dir(
     client: &RegistryClient,
     name: &str,
-    images: &[(Option<&str>, &Image)],
+    images: &[(Option<&Platform>, &Image)],
     dir: &Path,
     shared: Shared,
     progress: &Progress,
 ) -> Result<Digest, LayoutError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let mut index = Index::default();
+    let mut alone = None;
     for (platform, image) in images {
         collect_blobs(client, image, dir, progress).await?;
         let body = serde_json::to_vec(&as_oci(&image.manifest())).expect("a manifest serialises");
         let descriptor = put_bytes(client, dir, &body, progress).await?;
         let descriptor = Descriptor::new(OCI_IMAGE_MEDIA_TYPE, descriptor.0, descriptor.1);
-        index.push_descriptor(platform.unwrap_or_default(), descriptor);
+        match platform {
+            Some(platform) => index.push_descriptor(platform, descriptor),
+            None => alone = Some(descriptor),
+        }
     }
     // One image is the layout's image itself; several platforms' are joined by an index
     // blob, which the layout's index.json names (as `skopeo copy --all` writes them).
-    let top = match (images, index.manifests.as_slice()) {
-        ([(None, _)], [one]) => one.descriptor.clone(),
+    let top = match alone {
+        Some(one) if images.len() == 1 => one,
         _ => {
             let (digest, size) = put_bytes(client, dir, &index.to_bytes(), progress).await?;
             Descriptor::new(index.media_type(), digest, size)
@@ -730,7 +735,7 @@ impl Publisher for Layout<'_> {
             .manifests
             .iter()
             .map(|e| match &e.image {
-                Some(image) => Ok((e.platform.as_str(), image)),
+                Some(image) => Ok((&e.platform, image)),
                 None => Err(LayoutError::NotLocal {
                     platform: e.platform.clone(),
                 }),
@@ -1071,8 +1076,8 @@ mod tests {
         );
 
         let index = Index::of_images([
-            ("linux/amd64".to_string(), image.clone()),
-            ("linux/arm64".to_string(), image.clone()),
+            (Platform::parse("linux/amd64").unwrap(), image.clone()),
+            (Platform::parse("linux/arm64").unwrap(), image.clone()),
         ]);
         let target = OutputTarget::OciDir(d.join("two"));
         let layout = Layout {
@@ -1084,7 +1089,8 @@ mod tests {
         assert!(d.join("two/blobs/sha256").join(digest.hex()).is_file());
 
         let mut remote = Index::default();
-        remote.push_descriptor("linux/amd64", image.descriptor());
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        remote.push_descriptor(&amd64, image.descriptor());
         let refused = layout.publish_index(&remote, Check::none()).await;
         assert!(matches!(
             refused,

@@ -17,8 +17,8 @@
 //! Plain HTTP is used for `localhost`/`127.0.0.1` registries and those listed in
 //! `IMAGESPEC_INSECURE_REGISTRIES` (comma-separated hosts), TLS otherwise.
 
-use crate::oci::Digest;
 use crate::oci::manifest::{CONFIG_LIMIT, check_config};
+use crate::oci::{Digest, Platform};
 use crate::registry::auth::Credentials;
 use crate::registry::body;
 use crate::registry::token;
@@ -636,7 +636,7 @@ impl RegistryClient {
     pub async fn image_manifest(
         &self,
         image: &str,
-        platform: &str,
+        platform: &Platform,
     ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
         use oci_client::manifest::OciManifest;
         let raw = self.manifest(image).await?;
@@ -646,12 +646,8 @@ impl RegistryClient {
                 Ok((raw, m))
             }
             OciManifest::ImageIndex(index) => {
-                let mut parts = platform.split('/');
-                let (os, arch, variant) = (
-                    parts.next().unwrap_or("linux"),
-                    parts.next().unwrap_or("amd64"),
-                    parts.next(),
-                );
+                let (os, arch, variant) =
+                    (platform.os(), platform.architecture(), platform.variant());
                 let entry = index.manifests.iter().find(|e| {
                     e.platform.as_ref().is_some_and(|p| {
                         p.os.to_string() == os
@@ -664,7 +660,7 @@ impl RegistryClient {
                         image,
                         Operation::ReadManifest,
                         RegistryErrorKind::NoPlatform {
-                            platform: platform.to_string(),
+                            platform: platform.clone(),
                         },
                     ));
                 };

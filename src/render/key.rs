@@ -40,7 +40,7 @@ fn content_key(plan: &BuildPlan) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(b"imagespec dependency image v1\0");
-    hash.update(plan.platform.as_bytes());
+    hash.update(plan.platform.to_string().as_bytes());
     hash.update(b"\0");
     hash.update(super::dockerfile(plan).as_bytes());
     // The Dockerfile reads these from secrets: their hosts and paths count, their

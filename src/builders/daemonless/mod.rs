@@ -30,7 +30,7 @@ pub mod user;
 pub mod uvlock;
 pub mod venv;
 
-use crate::oci::{Digest, Image};
+use crate::oci::{Digest, Image, Platform};
 use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
@@ -139,7 +139,7 @@ struct Base {
 async fn read_base_image(
     client: &RegistryClient,
     image: &str,
-    platform: &str,
+    platform: &Platform,
 ) -> Result<(Digest, oci_client::manifest::OciImageManifest, Image), DaemonlessError> {
     let unreadable = |e: &dyn std::fmt::Display| {
         Fallback(format!(
@@ -158,11 +158,7 @@ async fn read_base_image(
     let config = crate::oci::manifest::check_config(&bytes).map_err(|e| unreadable(&e))?;
     let value = Image::from_registry(&manifest, bytes.into(), image).map_err(|e| unreadable(&e))?;
     // A single-platform base is returned for any platform asked: it must be the one.
-    let mut wanted = platform.split('/');
-    let (os, arch) = (
-        wanted.next().unwrap_or("linux"),
-        wanted.next().unwrap_or("amd64"),
-    );
+    let (os, arch) = (platform.os(), platform.architecture());
     let field = |k: &str| config.get(k).and_then(|v| v.as_str());
     if field("os").is_some_and(|o| o != os) || field("architecture").is_some_and(|a| a != arch) {
         return Err(Fallback(format!(
@@ -184,7 +180,7 @@ async fn read_base_image(
 
 async fn read_base(
     image: &str,
-    platform: &str,
+    platform: &Platform,
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Base, DaemonlessError> {
@@ -410,7 +406,7 @@ impl<'a> DependencyBuild<'a> {
     /// The dependency image of `platform`.
     pub async fn platform(
         &mut self,
-        platform: &str,
+        platform: &Platform,
         progress: &Progress,
     ) -> Result<Made, DaemonlessError> {
         let (base_python, packages) = self.inputs.packages();
@@ -446,12 +442,12 @@ pub async fn make_local(
     progress: &Progress,
 ) -> Result<Vec<LocalDependency>, DaemonlessError> {
     let mut build = DependencyBuild::new(deps, None, timeouts)?;
-    let platforms = crate::oci::Platforms::parse(&deps.platform);
+    let platforms = &deps.platform;
     let mut made_all = Vec::new();
     for platform in platforms.iter() {
         let _scope = platforms
             .several()
-            .then(|| progress.platform_scope(platform));
+            .then(|| progress.platform_scope(platform.as_str()));
         let made = build.platform(platform, progress).await?;
         let image = crate::builders::registry::DependencyImage::from_image(&deps.image, made.image)
             .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
@@ -487,7 +483,7 @@ struct Checked {
 fn check_base(
     deps: &BuildPlan,
     base: &Base,
-    platform: &str,
+    platform: &Platform,
     installing: &Installing<'_>,
 ) -> Result<Checked, DaemonlessError> {
     let env = config::dependency_env(&base_env(base), deps).map_err(|e| Fallback(e.to_string()))?;
@@ -573,7 +569,7 @@ fn user_steps(base: &Base, path_at_end: &str) -> Result<UserSteps, DaemonlessErr
 /// the venv in it and the versions installed.
 async fn install_venv(
     deps: &BuildPlan,
-    platform: &str,
+    platform: &Platform,
     checked: &Checked,
     installing: &Installing<'_>,
     progress: &Progress,
@@ -676,7 +672,7 @@ async fn write_layers(
 /// One platform's dependency image, and the versions installed.
 async fn make_platform(
     deps: &BuildPlan,
-    platform: &str,
+    platform: &Platform,
     installing: &Installing<'_>,
     progress: &Progress,
 ) -> Result<(Made, String), DaemonlessError> {

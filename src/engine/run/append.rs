@@ -169,9 +169,8 @@ pub(super) async fn dependency_images(
         .await
         .map_err(BackendError::from)?;
     // Asked again under the lock: another run may have pushed it since the facts.
-    let list: Vec<&str> = platforms.iter().collect();
     if let Some(found) =
-        registry_backend::find_dependency_images(client, &deps.image, &list).await?
+        registry_backend::find_dependency_images(client, &deps.image, platforms).await?
     {
         job.info(&format!(
             "dependency image {} pushed meanwhile by another run: appending the source",
@@ -183,7 +182,7 @@ pub(super) async fn dependency_images(
         job.info(&format!(
             "dependency image {} not found, building it for {}",
             deps.image,
-            list.join(", ")
+            platforms::list(platforms.iter())
         ));
     } else {
         job.info(&format!(
@@ -199,7 +198,7 @@ pub(super) async fn dependency_images(
         }
         platforms::build_dependency_images(job, deps, platforms).await?;
     }
-    read_back(job, deps, &list).await
+    read_back(job, deps, platforms).await
 }
 
 /// `true` when uv made (and pushed) the dependency images; `false` when it cannot, after
@@ -235,8 +234,7 @@ async fn by_uv(
 /// Before dockerd builds what uv could not: this machine runs every platform's programs
 /// (the check [`platforms::preflight`] leaves out when uv was to build).
 fn check_emulation(platforms: &Platforms) -> Result<(), EngineError> {
-    let list: Vec<&str> = platforms.iter().collect();
-    crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+    crate::builders::emulation::check_local_daemon(platforms).map_err(BackendError::from)?;
     Ok(())
 }
 
@@ -245,7 +243,7 @@ fn check_emulation(platforms: &Platforms) -> Result<(), EngineError> {
 async fn read_back(
     job: &Job<'_>,
     deps: &crate::plan::BuildPlan,
-    platforms: &[&str],
+    platforms: &Platforms,
 ) -> Result<Vec<DependencyImage>, EngineError> {
     let client = job.registry()?;
     let found = registry_backend::find_dependency_images(client, &deps.image, platforms).await?;

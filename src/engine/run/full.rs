@@ -63,7 +63,7 @@ pub(super) async fn build_envd(
     platforms::preflight(
         spec,
         None,
-        options.render.platform(spec),
+        options.render.platforms(spec),
         true,
         options.timeouts,
         job.progress,

@@ -34,7 +34,7 @@ use crate::timeouts::Timeouts;
 
 /// Whether the daemon's build of `platform` runs programs this machine does not run
 /// natively (then the base is checked too).
-fn foreign(platform: &str) -> bool {
+fn foreign(platform: &Platform) -> bool {
     !crate::builders::emulation::runs_natively(platform, std::env::consts::ARCH)
 }
 
@@ -46,26 +46,17 @@ fn foreign(platform: &str) -> bool {
 pub async fn preflight(
     spec: &NormalizedSpec,
     base: Option<&str>,
-    platform: &str,
+    platforms: &Platforms,
     emulation: bool,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
-    let platforms = Platforms::parse(platform);
-    let list: Vec<&str> = platforms.iter().collect();
-    for p in &list {
-        Platform::parse(p).map_err(|message| EngineError::Invalid {
-            name: spec.name().into(),
-            at: Some(spec.at("platform")),
-            message: format!("platform {message}"),
-        })?;
-    }
     if emulation {
-        crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+        crate::builders::emulation::check_local_daemon(platforms).map_err(BackendError::from)?;
     }
     match base {
-        Some(base) if platforms.several() || list.iter().any(|p| foreign(p)) => {
-            check_base(spec, base, &list, timeouts, progress).await
+        Some(base) if platforms.several() || platforms.iter().any(foreign) => {
+            check_base(spec, base, platforms, timeouts, progress).await
         }
         _ => Ok(()),
     }
@@ -109,7 +100,7 @@ async fn platforms_or_say(
 async fn check_base(
     spec: &NormalizedSpec,
     base: &str,
-    wanted: &[&str],
+    wanted: &Platforms,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
@@ -130,10 +121,16 @@ async fn check_base(
             "the base image {base} has no image for {}: it is {found}; every platform built \
              needs one in the base (an index of {}), or build fewer platforms (`platform`, or \
              --platform)",
-            missing.join(", "),
-            wanted.join(", ")
+            list(missing),
+            list(wanted.iter())
         ),
     })
+}
+
+/// `linux/amd64, linux/arm64`: platforms as a message lists them.
+pub(super) fn list<'a>(platforms: impl IntoIterator<Item = &'a Platform>) -> String {
+    let names: Vec<&str> = platforms.into_iter().map(Platform::as_str).collect();
+    names.join(", ")
 }
 
 /// noop with several platforms: the base must be an index that has every one of them.
@@ -141,7 +138,7 @@ async fn check_base(
 pub async fn check_noop_base(
     spec: &NormalizedSpec,
     image: &str,
-    platform: &str,
+    platforms: &Platforms,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
@@ -149,20 +146,18 @@ pub async fn check_noop_base(
     let Some(found) = platforms_or_say(spec, image, unknown, timeouts, progress).await? else {
         return Ok(());
     };
-    let wanted = Platforms::parse(platform);
-    let wanted: Vec<&str> = wanted.iter().collect();
-    let missing = found.missing(&wanted);
+    let missing = found.missing(platforms);
     if !missing.is_empty() {
         return Err(EngineError::Invalid {
             name: image.into(),
             at: Some(spec.at("platform")),
             message: format!(
-                "noop builder: platform asks for {platform}, but {image} is {found}: no image for {}",
-                missing.join(", ")
+                "noop builder: platform asks for {platforms}, but {image} is {found}: no image for {}",
+                list(missing)
             ),
         });
     }
-    progress.event(Event::Info(&format!("{image}: an index with {platform}")));
+    progress.event(Event::Info(&format!("{image}: an index with {platforms}")));
     Ok(())
 }
 
@@ -208,7 +203,7 @@ pub(super) async fn publish(
     }
     let mut entries = Vec::new();
     for one in local {
-        let _scope = job.progress.platform_scope(&one.platform);
+        let _scope = job.progress.platform_scope(one.platform.as_str());
         entries.push(push_platform(job, d, one).await?);
     }
     push_index(client, image, &entries, job.progress).await
@@ -291,20 +286,18 @@ pub(super) async fn build_dependency_images(
     for platform in platforms.iter() {
         let _scope = platforms
             .several()
-            .then(|| job.progress.platform_scope(platform));
+            .then(|| job.progress.platform_scope(platform.as_str()));
         let tagged = if platforms.several() {
             platform_tag(&deps.image, platform)
         } else {
             deps.image.clone()
         };
         let mut one = deps.clone();
-        one.platform = platform.to_string();
+        one.platform = platform.clone().into();
         one.image = format!("{tagged}-unlabelled-{}", working_suffix());
         let labelled = async {
             let docker = Docker { daemon: d };
-            docker
-                .build(&one, &Platforms::parse(platform), job.progress)
-                .await?;
+            docker.build(&one, &one.platform, job.progress).await?;
             let facts = d.dependency_facts(&one.image, platform).await?;
             let labels = [(DEPENDENCY_LABEL, facts)];
             d.relabel(&one.image, &tagged, &labels, platform, job.progress)
@@ -315,7 +308,7 @@ pub(super) async fn build_dependency_images(
         d.untag(&one.image).await;
         labelled?;
         let image = LocalImage {
-            platform: platform.to_string(),
+            platform: platform.clone(),
             image: tagged,
         };
         if platforms.several() {

@@ -7,7 +7,7 @@
 //! cannot be written or read is read from the registry.
 
 use crate::explain::{self, Inputs};
-use crate::oci::Digest;
+use crate::oci::{Digest, Platform};
 use crate::registry::client::RegistryClient;
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub(super) async fn inputs(
     client: &RegistryClient,
     image: &str,
-    platform: &str,
+    platform: &Platform,
     digest: Option<&Digest>,
 ) -> Option<Inputs> {
     if let Some(kept) = digest.and_then(kept) {

@@ -160,7 +160,7 @@ pub enum RegistryErrorKind {
     },
     /// The index has no image for the platform asked for.
     #[error("the index has no image for {platform}")]
-    NoPlatform { platform: String },
+    NoPlatform { platform: crate::oci::Platform },
     /// Our checks of what the registry (or its token server) sent refused it.
     #[error("{host}'s answer is refused: {source}")]
     AnswerRefused {
@@ -361,7 +361,7 @@ mod tests {
             "r/app",
             Operation::ReadManifest,
             RegistryErrorKind::NoPlatform {
-                platform: "linux/s390x".into(),
+                platform: crate::oci::Platform::parse("linux/s390x").unwrap(),
             },
         );
         assert!(missing.not_found() && !missing.operation.writes());
