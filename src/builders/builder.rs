@@ -16,7 +16,8 @@
 use super::BackendError;
 use super::docker::DockerDaemon;
 use super::envd::Envd;
-use crate::oci::{Digest, Platform, Platforms};
+use crate::oci::reference::ReferenceError;
+use crate::oci::{Digest, ImageRef, Platform, Platforms};
 use crate::plan::{BuildPlan, EnvdPlan};
 use crate::progress::Progress;
 use crate::registry::client::RegistryClient;
@@ -28,7 +29,7 @@ pub struct LocalImage {
     pub platform: Platform,
     /// The daemon's name for it: the plan's image, or with several platforms its
     /// [`platform_tag`].
-    pub image: String,
+    pub image: ImageRef,
 }
 
 /// What a builder made.
@@ -38,7 +39,7 @@ pub enum Built {
     Local(Vec<LocalImage>),
     /// Pushed by the builder itself: the manifest (or index) digest, when it says.
     Pushed {
-        image: String,
+        image: ImageRef,
         digest: Option<Digest>,
     },
 }
@@ -61,8 +62,8 @@ pub trait Builder {
 }
 
 /// The tag one platform's image is built and pushed under before an index joins several.
-pub fn platform_tag(image: &str, platform: &Platform) -> String {
-    format!("{image}-{}", platform.tag_suffix())
+pub fn platform_tag(image: &ImageRef, platform: &Platform) -> Result<ImageRef, ReferenceError> {
+    image.with_tag_suffix(&format!("-{}", platform.tag_suffix()))
 }
 
 /// BuildKit through dockerd: one solve per platform (dockerd 20.10 keeps one platform per
@@ -96,7 +97,7 @@ impl Builder for Docker<'_> {
             let _scope = progress.platform_scope(platform.as_str());
             let mut one = plan.clone();
             one.platform = platform.clone().into();
-            one.image = platform_tag(&plan.image, platform);
+            one.image = platform_tag(&plan.image, platform)?;
             self.daemon.build(&one, progress).await?;
             built.push(LocalImage {
                 platform: platform.clone(),
@@ -177,11 +178,16 @@ mod tests {
 
     #[test]
     fn each_platform_has_a_tag_of_its_own() {
+        let tag = |image: &str, platform: &str| {
+            let image: ImageRef = image.parse().unwrap();
+            platform_tag(&image, &p(platform)).unwrap().to_string()
+        };
         assert_eq!(
-            platform_tag("localhost:5000/app:deps-0123", &p("linux/arm64")),
+            tag("localhost:5000/app:deps-0123", "linux/arm64"),
             "localhost:5000/app:deps-0123-linux-arm64"
         );
-        let arm = p("linux/arm/v7");
-        assert_eq!(platform_tag("r/a:T", &arm), "r/a:T-linux-arm-v7");
+        assert_eq!(tag("r/a:T", "linux/arm/v7"), "r/a:T-linux-arm-v7");
+        let long: ImageRef = format!("r/a:{}", "t".repeat(120)).parse().unwrap();
+        assert!(platform_tag(&long, &p("linux/arm64")).is_err());
     }
 }

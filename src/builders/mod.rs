@@ -55,6 +55,9 @@ pub enum BackendError {
     MultiPlatform { platform: crate::oci::Platforms },
     #[error("build context: {0}")]
     Context(String),
+    /// A name made for a build (a platform's tag, a working tag) is not an image name.
+    #[error("image name for the build: {0}")]
+    Name(#[from] crate::oci::reference::ReferenceError),
     /// A step failed: its label, the command that failed (when BuildKit names one) and how
     /// it ended, and the tail of its output, unless the progress view showed all of it
     /// (`log_shown`): each is said once.

@@ -33,10 +33,7 @@ pub fn run(args: &ExplainArgs) -> Result<(), Error> {
                 args.timeouts.timeouts(),
             ))?
         }
-        None => {
-            let (repository, _) = imagespec::registry::split_tag(&tag.image);
-            imagespec::explain::last_built_or_err(repository)?
-        }
+        None => imagespec::explain::last_built_or_err(&tag.image.name().to_string())?,
     };
     let explanation = before.compare(&now);
     if args.json {

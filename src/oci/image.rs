@@ -25,6 +25,7 @@
 
 use super::digest::{Digest, DigestError};
 use super::platform::Platform;
+use super::reference::ImageRef;
 use crate::scratch::ScratchFile;
 use bytes::Bytes;
 use oci_client::manifest::{
@@ -43,7 +44,7 @@ pub enum Blob {
     /// In a registry, in the repository of this image (`registry/repository[:tag]`): a
     /// publisher to the same repository has it, one to the same registry mounts it, others
     /// copy it from there.
-    Remote(String),
+    Remote(ImageRef),
     /// A file on this machine, removed when the last image holding it is dropped.
     File(Arc<ScratchFile>),
     /// Bytes in memory.
@@ -206,7 +207,7 @@ impl Image {
     pub fn from_registry(
         manifest: &OciImageManifest,
         config: Bytes,
-        blobs_in: &str,
+        blobs_in: &ImageRef,
     ) -> Result<Image, ImageError> {
         let at = |what: String| move |source| ImageError::Digest { at: what, source };
         let config_descriptor =
@@ -227,7 +228,7 @@ impl Image {
             .map(|(i, d)| {
                 Ok(Layer {
                     descriptor: Descriptor::from_oci(d).map_err(at(format!("layer {i}")))?,
-                    blob: Blob::Remote(blobs_in.to_string()),
+                    blob: Blob::Remote(blobs_in.clone()),
                 })
             })
             .collect::<Result<_, ImageError>>()?;
@@ -487,7 +488,7 @@ mod tests {
             annotations: Some([("a".to_string(), "b".to_string())].into()),
             ..Default::default()
         };
-        Image::from_registry(&manifest, bytes, "localhost:5000/base:1").unwrap()
+        Image::from_registry(&manifest, bytes, &"localhost:5000/base:1".parse().unwrap()).unwrap()
     }
 
     fn new_layer(name: &str) -> NewLayer {
@@ -509,7 +510,9 @@ mod tests {
             manifest.config.digest,
             image.config_descriptor().digest.as_str()
         );
-        assert!(matches!(&image.layers()[0].blob, Blob::Remote(i) if i == "localhost:5000/base:1"));
+        assert!(
+            matches!(&image.layers()[0].blob, Blob::Remote(i) if i.to_string() == "localhost:5000/base:1")
+        );
         let bytes = image.manifest_bytes();
         assert_eq!(image.digest(), Digest::of_bytes(&bytes));
         assert_eq!(image.descriptor().size, bytes.len() as u64);
@@ -521,13 +524,13 @@ mod tests {
         let mut manifest = image.manifest();
         let other = Bytes::from_static(b"{}");
         assert!(matches!(
-            Image::from_registry(&manifest, other, "x"),
+            Image::from_registry(&manifest, other, &"x".parse().unwrap()),
             Err(ImageError::ConfigMismatch { .. })
         ));
         manifest.layers[0].digest = "sha256:../../etc/passwd".into();
         let config = image.config_bytes().clone();
         assert!(matches!(
-            Image::from_registry(&manifest, config, "x"),
+            Image::from_registry(&manifest, config, &"x".parse().unwrap()),
             Err(ImageError::Digest { at, .. }) if at == "layer 0"
         ));
     }

@@ -12,6 +12,8 @@ use super::decide::{self, Manifest, Tagged, Target, Unreadable};
 use super::{Item, Note, Place, PruneOptions, Report};
 use crate::builders::docker::{DockerDaemon, ImageLayers, LocalImage};
 use crate::explain::{INPUTS_LABEL, Inputs};
+use crate::oci::ImageRef;
+use crate::oci::reference::Repository;
 use crate::plan::DEPENDENCY_LABEL;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,7 +35,7 @@ pub fn working_tag_is_stale(tagged: i64, now: i64, held: bool) -> bool {
 
 /// Prunes the dependency images of `repositories` in dockerd (every repository when
 /// empty), into `report`.
-pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut Report) {
+pub async fn prune(repositories: &[&Repository], options: &PruneOptions, report: &mut Report) {
     let note = |group: &str, message: String, cannot_tell: bool| Note {
         place: Place::Daemon,
         group: group.to_string(),
@@ -54,21 +56,25 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
             return;
         }
     };
-    let mut by_repository: BTreeMap<String, Vec<(String, &LocalImage)>> = BTreeMap::new();
+    let mut by_repository: BTreeMap<Repository, Vec<(String, &LocalImage)>> = BTreeMap::new();
     for image in &images {
         for full in &image.tags {
-            let (repository, tag) = crate::registry::split_tag(full);
-            let Some(tag) = tag else { continue };
-            if repositories.is_empty() || repositories.contains(&repository) {
+            // dockerd's names are input: one that is no image reference is none of ours.
+            let Ok(named) = full.parse::<ImageRef>() else {
+                continue;
+            };
+            let Some(tag) = named.tag() else { continue };
+            if repositories.is_empty() || repositories.contains(&named.name()) {
                 by_repository
-                    .entry(repository.to_string())
+                    .entry(named.name().clone())
                     .or_default()
                     .push((tag.to_string(), image));
             }
         }
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    for (repository, tags) in by_repository {
+    for (named, tags) in by_repository {
+        let repository = named.to_string();
         if !tags
             .iter()
             .any(|(t, _)| decide::dependency_set(t).is_some())
@@ -114,7 +120,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
                         .collect(),
                 }],
                 created: Some(image.created),
-                dependency_images: dependency_tag(image, &repository).into_iter().collect(),
+                dependency_images: dependency_tag(image, &named).into_iter().collect(),
                 is_dependency: image.labels.contains_key(DEPENDENCY_LABEL),
             });
             tagged.push(Tagged {
@@ -196,7 +202,7 @@ async fn remove(daemon: &DockerDaemon, items: &mut [Item]) {
 }
 
 /// The dependency tag (in `repository`) the inputs label of `image` names.
-fn dependency_tag(image: &LocalImage, repository: &str) -> Option<String> {
+fn dependency_tag(image: &LocalImage, repository: &Repository) -> Option<String> {
     let label = image.labels.get(INPUTS_LABEL)?;
     let dependency = Inputs::from_label(label).ok()?.dependency_image?;
     super::registry::dependency_tag_in(&dependency, repository)

@@ -25,7 +25,7 @@
 
 use super::{Check, PublishError, Publisher};
 use crate::oci::image::{Blob, Descriptor};
-use crate::oci::{Digest, Image, Index, Platform};
+use crate::oci::{Digest, Image, ImageRef, Index, Platform};
 use crate::progress::{Event, Meter, OUTPUT_STEP, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::scratch::{ScratchDir, ScratchFile};
@@ -256,7 +256,7 @@ fn check_blob(path: &Path, digest: &str, size: i64) -> Result<Result<(), String>
 /// Where one blob comes from.
 enum BlobSource<'a> {
     /// Read from the registry (the repository of this image).
-    Registry(&'a str),
+    Registry(&'a ImageRef),
     /// A file on disk.
     File(&'a Path),
     Bytes(&'a [u8]),
@@ -411,7 +411,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
 /// are removed (also on SIGINT/SIGTERM, see [`crate::scratch`]).
 pub async fn write(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     image: &Image,
     target: &OutputTarget,
     progress: &Progress,
@@ -424,7 +424,7 @@ pub async fn write(
 /// A `docker-archive:` holds one image per name: it is refused.
 pub async fn write_platforms(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     images: &[(&Platform, &Image)],
     target: &OutputTarget,
     progress: &Progress,
@@ -438,7 +438,7 @@ pub async fn write_platforms(
 /// (an index), to `target`.
 async fn write_images(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     images: &[(Option<&Platform>, &Image)],
     target: &OutputTarget,
     progress: &Progress,
@@ -516,7 +516,7 @@ enum Shared {
 /// Writes `images` into the layout at `dir`; the digest `index.json` names them by.
 async fn write_oci_dir(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     images: &[(Option<&Platform>, &Image)],
     dir: &Path,
     shared: Shared,
@@ -550,15 +550,14 @@ async fn write_oci_dir(
     if read_layout_file(&layout)?.as_deref() != Some(layout_json.as_slice()) {
         write_atomically(&layout, layout_json)?;
     }
-    let (_, tag) = crate::registry::split_tag(name);
-    let ref_name = layout_ref_name(tag.unwrap_or("latest"));
+    let ref_name = layout_ref_name(name.tag().unwrap_or("latest"));
     let entry = serde_json::json!({
         "mediaType": media_type,
         "digest": digest,
         "size": size,
         "annotations": {
             "org.opencontainers.image.ref.name": ref_name,
-            "io.containerd.image.name": name,
+            "io.containerd.image.name": name.to_string(),
         },
     });
     // Read, merge and replace under a lock on the directory: two runs writing into one
@@ -641,7 +640,7 @@ pub fn layout_ref_name(tag: &str) -> &str {
 /// image ID `docker load` gives it): an archive has no manifest.
 async fn write_docker_dir(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     image: &Image,
     dir: &Path,
     progress: &Progress,
@@ -655,7 +654,7 @@ async fn write_docker_dir(
     let config = &image.config_descriptor().digest;
     let manifest = serde_json::json!([{
         "Config": format!("blobs/sha256/{}", config.hex()),
-        "RepoTags": [name],
+        "RepoTags": [name.to_string()],
         "Layers": layers,
     }]);
     let path = dir.join("manifest.json");
@@ -709,7 +708,7 @@ fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
 pub struct Layout<'a> {
     pub client: &'a RegistryClient,
     /// `[registry/]name:tag`, the name the written image carries.
-    pub name: &'a str,
+    pub name: &'a ImageRef,
     pub target: &'a OutputTarget,
     pub progress: &'a Progress,
 }
@@ -865,7 +864,7 @@ mod tests {
     async fn write_local(dir: &Path, target: &OutputTarget) -> Result<(), LayoutError> {
         let (image, _) = local_image(dir);
         let (client, progress) = offline();
-        write(&client, "127.0.0.1:9/x:1", &image, target, &progress).await?;
+        write(&client, test_name(), &image, target, &progress).await?;
         Ok(())
     }
 
@@ -1040,6 +1039,13 @@ mod tests {
         (client, Progress::new(false, true))
     }
 
+    /// The name the tests' images are written under.
+    fn test_name() -> &'static ImageRef {
+        static NAME: std::sync::LazyLock<ImageRef> =
+            std::sync::LazyLock::new(|| "127.0.0.1:9/x:1".parse().unwrap());
+        &NAME
+    }
+
     fn layout_at<'a>(
         client: &'a RegistryClient,
         target: &'a OutputTarget,
@@ -1047,7 +1053,7 @@ mod tests {
     ) -> Layout<'a> {
         Layout {
             client,
-            name: "127.0.0.1:9/x:1",
+            name: test_name(),
             target,
             progress,
         }

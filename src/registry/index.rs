@@ -72,7 +72,7 @@ pub fn config_platform(config: &Value) -> Option<String> {
 /// left out), or the platform its config names.
 pub async fn platforms_of(
     client: &super::client::RegistryClient,
-    image: &str,
+    image: &crate::oci::ImageRef,
 ) -> Result<ImagePlatforms, super::client::RegistryError> {
     use oci_client::manifest::OciManifest;
     let raw = client.manifest(image).await?;

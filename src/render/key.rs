@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(key, content_key(&plan.without_source()));
         // Clones carry it; the dependency plan is named by it and is its own.
         let deps = plan.clone().dependencies();
-        assert_eq!(deps.image, format!("localhost:5000/app:deps-{key}"));
+        assert_eq!(
+            deps.image.to_string(),
+            format!("localhost:5000/app:deps-{key}")
+        );
         assert_eq!(deps.dependency_key(), key);
         assert_eq!(deps.dependencies().image, deps.image);
         // Another spec, another key.

@@ -1,12 +1,12 @@
 //! Defaults and normalisation exactly as flytekit's `ImageSpec.__post_init__` applies them,
-//! and the image names parsed by the OCI grammar (see [`super::reference`]).
+//! and the image names parsed by the OCI grammar (see [`crate::oci::reference`]).
 
 use super::defaults::Defaults;
 use super::error::SpecError;
 use super::fields::Spec;
 use super::model::{BaseImage, CopyMode};
-use super::reference::{ImageRef, ReferenceError, Registry, Repository};
 use crate::oci::Platforms;
+use crate::oci::reference::{ImageRef, ReferenceError, Registry, Repository};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub struct NormalizedSpec {
     repository: Repository,
     /// `platform`, parsed (the spec keeps it as written: flytekit hashes that).
     platforms: Platforms,
+    /// `base_image` when it names an image, parsed (the spec keeps it as written).
+    base_ref: Option<ImageRef>,
     /// The defaults of the spec's files (one value shared by a file's images).
     defaults: Arc<Defaults>,
     /// The fields the defaults filled in (hashed as if written).
@@ -113,12 +115,13 @@ impl NormalizedSpec {
         let name = spec.name.as_deref().unwrap_or("flytekit");
         let repository =
             Repository::new(registry.as_ref(), name).map_err(|e| invalid("name", e))?;
-        if let Some(BaseImage::Ref(r)) = &spec.base_image
-            && !r.is_empty()
-        {
-            r.parse::<ImageRef>()
-                .map_err(|e| invalid("base_image", e))?;
-        }
+        let base_ref = match &spec.base_image {
+            Some(BaseImage::Ref(r)) if !r.is_empty() => Some(
+                r.parse::<ImageRef>()
+                    .map_err(|e| invalid("base_image", e))?,
+            ),
+            _ => None,
+        };
         let base = match spec.base_image.take() {
             None => None,
             Some(BaseImage::Ref(r)) => Some(NormalizedBase::Ref(r)),
@@ -132,6 +135,7 @@ impl NormalizedSpec {
             dir: dir.to_path_buf(),
             repository,
             platforms,
+            base_ref,
             defaults: Arc::clone(defaults),
             from_defaults,
         })
@@ -176,6 +180,11 @@ impl NormalizedSpec {
     /// The normalised base image.
     pub fn base(&self) -> Option<&NormalizedBase> {
         self.base.as_ref()
+    }
+
+    /// `base_image` when it names an image (not a spec, not empty), parsed.
+    pub fn base_ref(&self) -> Option<&ImageRef> {
+        self.base_ref.as_ref()
     }
 
     /// The directory relative paths in this spec are relative to.

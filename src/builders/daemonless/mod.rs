@@ -30,7 +30,7 @@ pub mod user;
 pub mod uvlock;
 pub mod venv;
 
-use crate::oci::{Digest, Image, Platform};
+use crate::oci::{Digest, Image, ImageRef, Platform};
 use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
@@ -127,7 +127,7 @@ pub fn days_since_epoch(time: &str) -> Option<i64> {
 /// The base image read from its registry: the image (its layers left there), its file
 /// tree, and the session it was read with.
 struct Base {
-    image: String,
+    image: ImageRef,
     client: RegistryClient,
     value: Image,
     config: serde_json::Value,
@@ -138,7 +138,7 @@ struct Base {
 /// platform and to have no `ONBUILD` trigger; and the manifest's digest.
 async fn read_base_image(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     platform: &Platform,
 ) -> Result<(Digest, oci_client::manifest::OciImageManifest, Image), DaemonlessError> {
     let unreadable = |e: &dyn std::fmt::Display| {
@@ -179,12 +179,12 @@ async fn read_base_image(
 }
 
 async fn read_base(
-    image: &str,
+    image: &ImageRef,
     platform: &Platform,
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Base, DaemonlessError> {
-    let host = crate::registry::registry_host(image);
+    let host = image.host();
     let credentials = crate::registry::auth::lookup(host, None).map_err(|e| {
         Fallback(format!(
             "the base image {image} cannot be read from its registry ({e})"
@@ -214,7 +214,7 @@ async fn read_base(
         }
     };
     Ok(Base {
-        image: image.to_string(),
+        image: image.clone(),
         client,
         value,
         config,
@@ -237,7 +237,7 @@ fn keep_tree(path: &std::path::Path, tree: &BaseTree) {
 /// Downloads each layer of the base (streamed to a temporary file) and applies it.
 async fn read_tree(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     manifest: &oci_client::manifest::OciImageManifest,
 ) -> Result<BaseTree, DaemonlessError> {
     let dir = tempfile::tempdir().map_err(|source| DaemonlessError::Io {
@@ -379,7 +379,7 @@ pub struct DependencyBuild<'a> {
 pub struct Made {
     /// The base's registry client and name: the base layers are read from there.
     pub base_client: RegistryClient,
-    pub base_image: String,
+    pub base_image: ImageRef,
     /// The dependency image: the base's layers (in its registry), ours (files, or blobs
     /// the target repository has), the config.
     pub image: Image,
@@ -412,9 +412,7 @@ impl<'a> DependencyBuild<'a> {
         let (base_python, packages) = self.inputs.packages();
         let install = Installing {
             uv: &self.uv,
-            push_to: self
-                .push_to
-                .map(|client| (client, self.deps.image.as_str())),
+            push_to: self.push_to.map(|client| (client, &self.deps.image)),
             timeouts: self.timeouts,
             base_python,
             packages,
@@ -464,7 +462,7 @@ struct Installing<'a> {
     uv: &'a std::path::Path,
     /// The dependency image's registry and name, when its layers are to be pushed there
     /// (else they are written to disk only).
-    push_to: Option<(&'a RegistryClient, &'a str)>,
+    push_to: Option<(&'a RegistryClient, &'a ImageRef)>,
     /// The timeouts of the image's registry session, for reading the base.
     timeouts: crate::timeouts::Timeouts,
     base_python: &'a str,
@@ -678,7 +676,12 @@ async fn make_platform(
 ) -> Result<(Made, String), DaemonlessError> {
     // From its registry's mirror when the defaults file names one: its layers are then read
     // (and mounted) from there.
-    let base_ref = deps.pull_ref(&deps.base_image);
+    let base_ref = deps.pulled_base().map_err(|e| {
+        Fallback(format!(
+            "the base image {} is not an image name: {e}",
+            deps.base_image
+        ))
+    })?;
     let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
     let checked = check_base(deps, &base, platform, installing)?;
     let path_at_end = checked

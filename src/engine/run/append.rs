@@ -9,7 +9,7 @@ use crate::builders::daemonless::DaemonlessError;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{DependencyBuilder, EngineError};
 use crate::explain;
-use crate::oci::{Digest, Index, Platforms};
+use crate::oci::{Digest, ImageRef, Index, Platforms};
 use crate::publish::Check;
 use crate::publish::registry::{Reference, Registry};
 
@@ -76,7 +76,7 @@ async fn append_source(
 /// The step that pushes `assembled` as `image`: `target` (` for linux/arm64`, or empty) and
 /// `on` (what the layer goes on, or empty) are said as given.
 fn push_step(
-    image: &str,
+    image: &ImageRef,
     target: &str,
     assembled: &registry_backend::Assembled,
     on: &str,
@@ -158,14 +158,15 @@ pub(super) async fn dependency_images(
     let uv = builder == Some(&DependencyBuilder::Uv);
     platforms::preflight(
         job.spec,
-        Some(&planned.plan.pull_ref(&planned.plan.base_image)),
+        planned.plan.pulled_base().ok().as_ref(),
         &planned.plan.platform,
         !uv,
         job.options.timeouts,
         job.progress,
     )
     .await?;
-    let _lock = crate::lock::ImageLock::acquire(&deps.image, |message| job.info(message))
+    let name = deps.image.to_string();
+    let _lock = crate::lock::ImageLock::acquire(&name, |message| job.info(message))
         .await
         .map_err(BackendError::from)?;
     // Asked again under the lock: another run may have pushed it since the facts.
@@ -248,7 +249,7 @@ async fn read_back(
     let client = job.registry()?;
     let found = registry_backend::find_dependency_images(client, &deps.image, platforms).await?;
     Ok(found.ok_or_else(|| BackendError::Push {
-        image: deps.image.clone(),
+        image: deps.image.to_string(),
         message: "pushed, but the registry does not return it".into(),
     })?)
 }

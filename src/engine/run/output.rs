@@ -109,7 +109,7 @@ async fn write_output_local(
             return Err(BackendError::Output {
                 target: target.to_string(),
                 source: crate::publish::layout::LayoutError::Io {
-                    path: std::path::PathBuf::from(&plan.image),
+                    path: std::path::PathBuf::from(plan.image.to_string()),
                     source: std::io::Error::other(format!(
                         "the dependencies cannot be installed without a daemon ({why}), and \
                          with no `registry` there is nowhere to keep a dependency image \

@@ -23,7 +23,7 @@ use crate::builders::BackendError;
 use crate::builders::builder::{Builder as _, Built, Docker, LocalImage, platform_tag};
 use crate::builders::docker::DockerDaemon;
 use crate::engine::{EngineError, Platform, Platforms};
-use crate::oci::Digest;
+use crate::oci::{Digest, ImageRef};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -38,14 +38,13 @@ fn foreign(platform: &Platform) -> bool {
     !crate::builders::emulation::runs_natively(platform, std::env::consts::ARCH)
 }
 
-/// Checks made before an image of `platform` (one or several, comma-separated) is built:
-/// each is `os/arch[/variant]`, this machine can run its programs (`emulation`: dockerd
-/// builds them, on this machine; uv runs nothing of the image), and — for several or a
-/// foreign platform — `base` (the image the Dockerfile starts from, `None` for envd) has
-/// every one of them.
+/// Checks made before an image of `platforms` is built: this machine can run their
+/// programs (`emulation`: dockerd builds them, on this machine; uv runs nothing of the
+/// image), and — for several or a foreign platform — `base` (the image the Dockerfile
+/// starts from, `None` for envd or a base that is no image name) has every one of them.
 pub async fn preflight(
     spec: &NormalizedSpec,
-    base: Option<&str>,
+    base: Option<&ImageRef>,
     platforms: &Platforms,
     emulation: bool,
     timeouts: Timeouts,
@@ -66,10 +65,10 @@ pub async fn preflight(
 /// `registry_config` (or the docker config) holds for it.
 fn client_for(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     timeouts: Timeouts,
 ) -> Result<RegistryClient, EngineError> {
-    let host = crate::registry::registry_host(image);
+    let host = image.host();
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     Ok(crate::registry::session(host, config.as_deref(), timeouts).map_err(BackendError::from)?)
 }
@@ -78,7 +77,7 @@ fn client_for(
 /// is said (`unknown`: the image as the line names it, and what happens instead).
 async fn platforms_or_say(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     (what, instead): (&str, &str),
     timeouts: Timeouts,
     progress: &Progress,
@@ -99,7 +98,7 @@ async fn platforms_or_say(
 /// registry cannot be asked, BuildKit will say.
 async fn check_base(
     spec: &NormalizedSpec,
-    base: &str,
+    base: &ImageRef,
     wanted: &Platforms,
     timeouts: Timeouts,
     progress: &Progress,
@@ -137,19 +136,20 @@ pub(super) fn list<'a>(platforms: impl IntoIterator<Item = &'a Platform>) -> Str
 /// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
 pub async fn check_noop_base(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     platforms: &Platforms,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
-    let unknown = (image, "using it as is");
+    let name = image.to_string();
+    let unknown = (name.as_str(), "using it as is");
     let Some(found) = platforms_or_say(spec, image, unknown, timeouts, progress).await? else {
         return Ok(());
     };
     let missing = found.missing(platforms);
     if !missing.is_empty() {
         return Err(EngineError::Invalid {
-            name: image.into(),
+            name: image.to_string(),
             at: Some(spec.at("platform")),
             message: format!(
                 "noop builder: platform asks for {platforms}, but {image} is {found}: no image for {}",
@@ -165,7 +165,7 @@ pub async fn check_noop_base(
 /// for it, when it says.
 pub(super) async fn push(
     d: &DockerDaemon,
-    image: &str,
+    image: &ImageRef,
     credentials: Option<&Credentials>,
     progress: &Progress,
 ) -> Result<Option<String>, BackendError> {
@@ -181,7 +181,7 @@ pub(super) async fn publish(
     job: &Job<'_>,
     d: &DockerDaemon,
     built: &Built,
-    image: &str,
+    image: &ImageRef,
 ) -> Result<Digest, EngineError> {
     let client = job.registry()?;
     let local = match built {
@@ -193,7 +193,7 @@ pub(super) async fn publish(
         Built::Pushed { image, .. } => return super::pushed_digest(client, image).await,
     };
     if let [one] = local.as_slice()
-        && one.image == image
+        && one.image == *image
     {
         let pushed = push(d, image, job.credentials, job.progress).await?;
         return match pushed.as_deref().map(Digest::parse) {
@@ -215,7 +215,7 @@ async fn push_platform(
     d: &DockerDaemon,
     one: &LocalImage,
 ) -> Result<IndexEntry, EngineError> {
-    let (client, image) = (job.registry()?, one.image.as_str());
+    let (client, image) = (job.registry()?, &one.image);
     let pushed = push(d, image, job.credentials, job.progress).await?;
     let raw = match &pushed {
         Some(digest) => client.manifest_by_digest(image, digest).await,
@@ -230,7 +230,7 @@ async fn push_platform(
             .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string()),
         oci_client::manifest::OciManifest::ImageIndex(_) => {
             return Err(BackendError::Push {
-                image: image.into(),
+                image: image.to_string(),
                 message: "pushed one platform, but the registry returns an index".into(),
             }
             .into());
@@ -248,7 +248,7 @@ async fn push_platform(
 /// digest is its bytes'.
 async fn push_index(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     entries: &[IndexEntry],
     progress: &Progress,
 ) -> Result<Digest, EngineError> {
@@ -256,7 +256,7 @@ async fn push_index(
     let mut index = Index::default();
     for e in entries {
         let digest = Digest::parse(&e.digest).map_err(|err| BackendError::Push {
-            image: image.into(),
+            image: image.to_string(),
             message: err.to_string(),
         })?;
         index.push_descriptor(
@@ -288,13 +288,16 @@ pub(super) async fn build_dependency_images(
             .several()
             .then(|| job.progress.platform_scope(platform.as_str()));
         let tagged = if platforms.several() {
-            platform_tag(&deps.image, platform)
+            platform_tag(&deps.image, platform).map_err(BackendError::from)?
         } else {
             deps.image.clone()
         };
         let mut one = deps.clone();
         one.platform = platform.clone().into();
-        one.image = format!("{tagged}-unlabelled-{}", working_suffix());
+        let working = format!("-unlabelled-{}", working_suffix());
+        one.image = tagged
+            .with_tag_suffix(&working)
+            .map_err(BackendError::from)?;
         let labelled = async {
             let docker = Docker { daemon: d };
             docker.build(&one, &one.platform, job.progress).await?;

@@ -34,7 +34,12 @@ pub struct RegistryError {
 
 impl RegistryError {
     /// An error of one attempt (nothing was retried).
-    pub fn new(image: &str, operation: Operation, kind: RegistryErrorKind) -> RegistryError {
+    /// `image`: the image or repository asked about, as its messages name it.
+    pub fn new(
+        image: &(impl std::fmt::Display + ?Sized),
+        operation: Operation,
+        kind: RegistryErrorKind,
+    ) -> RegistryError {
         RegistryError {
             image: image.to_string(),
             operation,
