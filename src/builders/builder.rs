@@ -10,7 +10,11 @@
 //!
 //! ```
 //! use imagespec::builders::builder::platform_tag;
-//! assert_eq!(platform_tag("r/app:T", "linux/arm/v7"), "r/app:T-linux-arm-v7");
+//! use imagespec::oci::{ImageRef, Platform};
+//! let image: ImageRef = "r/app:T".parse()?;
+//! let tagged = platform_tag(&image, &Platform::parse("linux/arm/v7")?)?;
+//! assert_eq!(tagged.to_string(), "r/app:T-linux-arm-v7");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use super::BackendError;

@@ -8,7 +8,8 @@
 //! # async fn f(client: &imagespec::registry::client::RegistryClient, image: &imagespec::oci::Image)
 //! # -> Result<(), imagespec::publish::PublishError> {
 //! use imagespec::publish::{Check, Publisher, registry::Registry};
-//! let digest = Registry::new(client, "localhost:5000/app:v1").publish(image, Check::none()).await?;
+//! let name: imagespec::oci::ImageRef = "localhost:5000/app:v1".parse().expect("a name");
+//! let digest = Registry::new(client, &name).publish(image, Check::none()).await?;
 //! println!("pushed {digest}");
 //! # Ok(()) }
 //! ```

@@ -13,7 +13,7 @@
 //! let tag = tag::compute(spec, &Default::default())?;
 //! let plan = BuildPlan::new(spec, &tag, &RenderOptions::default())?;
 //! let deps = plan.dependencies(); // computes the key
-//! assert!(deps.image.ends_with(plan.dependency_key())); // reuses it
+//! assert!(deps.image.to_string().ends_with(plan.dependency_key())); // reuses it
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
