@@ -145,7 +145,7 @@ impl Registry {
 /// A repository: `[registry/]name`, what a tag is applied to. Kept as Docker splits it:
 /// the registry host and the path at that host (a spec registry's path prefix is part of
 /// the path), so two spellings of one repository are equal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Repository {
     registry: Option<String>,
     path: String,

@@ -56,25 +56,9 @@ pub async fn prune(repositories: &[&Repository], options: &PruneOptions, report:
             return;
         }
     };
-    let mut by_repository: BTreeMap<Repository, Vec<(String, &LocalImage)>> = BTreeMap::new();
-    for image in &images {
-        for full in &image.tags {
-            // dockerd's names are input: one that is no image reference is none of ours.
-            let Ok(named) = full.parse::<ImageRef>() else {
-                continue;
-            };
-            let Some(tag) = named.tag() else { continue };
-            if repositories.is_empty() || repositories.contains(&named.name()) {
-                by_repository
-                    .entry(named.name().clone())
-                    .or_default()
-                    .push((tag.to_string(), image));
-            }
-        }
-    }
+    let by_repository = tags_by_repository(&images, repositories);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    for (named, tags) in by_repository {
-        let repository = named.to_string();
+    for (repository, (named, tags)) in by_repository {
         if !tags
             .iter()
             .any(|(t, _)| decide::dependency_set(t).is_some())
@@ -201,6 +185,32 @@ async fn remove(daemon: &DockerDaemon, items: &mut [Item]) {
     }
 }
 
+/// The tags of `images` in `repositories` (every repository when empty), by repository
+/// (in the order of its name).
+fn tags_by_repository<'i>(
+    images: &'i [LocalImage],
+    repositories: &[&Repository],
+) -> BTreeMap<String, (Repository, Vec<(String, &'i LocalImage)>)> {
+    let mut by_repository: BTreeMap<String, (Repository, Vec<_>)> = BTreeMap::new();
+    for image in images {
+        for full in &image.tags {
+            // dockerd's names are input: one that is no image reference is none of ours.
+            let Ok(named) = full.parse::<ImageRef>() else {
+                continue;
+            };
+            let Some(tag) = named.tag() else { continue };
+            if repositories.is_empty() || repositories.contains(&named.name()) {
+                by_repository
+                    .entry(named.name().to_string())
+                    .or_insert_with(|| (named.name().clone(), Vec::new()))
+                    .1
+                    .push((tag.to_string(), image));
+            }
+        }
+    }
+    by_repository
+}
+
 /// The dependency tag (in `repository`) the inputs label of `image` names.
 fn dependency_tag(image: &LocalImage, repository: &Repository) -> Option<String> {
     let label = image.labels.get(INPUTS_LABEL)?;
@@ -233,6 +243,34 @@ fn working_item(repository: &str, full: &str, image: &LocalImage, tagged: i64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_tags_are_grouped_by_repository_as_docker_names_them() {
+        let image = LocalImage {
+            id: "sha256:1".into(),
+            tags: vec![
+                "localhost:5000/app:deps-1".into(),
+                "localhost:5000/app:v1".into(),
+                "other:deps-2".into(),
+                "not a name".into(),
+                "<none>:<none>".into(),
+            ],
+            labels: Default::default(),
+            created: 0,
+            size: 0,
+        };
+        let images = [image];
+        let all = tags_by_repository(&images, &[]);
+        let names: Vec<&str> = all.keys().map(String::as_str).collect();
+        assert_eq!(names, ["localhost:5000/app", "other"]);
+        let app = Repository::new(None, "localhost:5000/app").unwrap();
+        let only = tags_by_repository(&images, &[&app]);
+        assert_eq!(only.len(), 1);
+        let (named, tags) = &only["localhost:5000/app"];
+        assert_eq!(named, &app);
+        let tags: Vec<&str> = tags.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(tags, ["deps-1", "v1"]);
+    }
 
     #[test]
     fn working_tags_go_a_day_after_their_build_unless_a_run_holds_them() {

@@ -109,6 +109,23 @@ pub async fn gather(
     Ok(read_tags(client, repository, tags).await)
 }
 
+/// The manifest `tag` of `repository` names; `None` when it is gone (or, the registry's
+/// tag list being input, when the name is no tag).
+async fn read_top(
+    client: &RegistryClient,
+    repository: &Repository,
+    tag: &str,
+) -> Result<Option<RawManifest>, Unreadable> {
+    let Ok(tag) = Tag::parse(tag) else {
+        return Ok(None);
+    };
+    match client.manifest(&repository.with_tag(tag)).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.not_found() => Ok(None),
+        Err(e) => Err(unreadable(e)),
+    }
+}
+
 /// What each of `tags` points at. A tag gone meanwhile is left out; one that cannot be
 /// read says why.
 pub async fn read_tags(
@@ -121,15 +138,7 @@ pub async fn read_tags(
     // The manifest each tag names.
     let tops: Vec<(String, Result<Option<RawManifest>, Unreadable>)> = stream::iter(tags)
         .map(|tag| async move {
-            // The registry's tag list is input: a name that is no tag is no image here.
-            let Ok(parsed) = Tag::parse(&tag) else {
-                return (tag, Ok(None));
-            };
-            let got = match client.manifest(&repository.with_tag(parsed)).await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.not_found() => Ok(None),
-                Err(e) => Err(unreadable(e)),
-            };
+            let got = read_top(client, repository, &tag).await;
             (tag, got)
         })
         .buffer_unordered(CONCURRENT)
