@@ -185,12 +185,12 @@ async fn remove(daemon: &DockerDaemon, items: &mut [Item]) {
     }
 }
 
+/// A repository's local tags (tag, image), under the repository's name.
+type LocalTags<'i> = BTreeMap<String, (Repository, Vec<(String, &'i LocalImage)>)>;
+
 /// The tags of `images` in `repositories` (every repository when empty), by repository
 /// (in the order of its name).
-fn tags_by_repository<'i>(
-    images: &'i [LocalImage],
-    repositories: &[&Repository],
-) -> BTreeMap<String, (Repository, Vec<(String, &'i LocalImage)>)> {
+fn tags_by_repository<'i>(images: &'i [LocalImage], repositories: &[&Repository]) -> LocalTags<'i> {
     let mut by_repository: BTreeMap<String, (Repository, Vec<_>)> = BTreeMap::new();
     for image in images {
         for full in &image.tags {
