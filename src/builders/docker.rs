@@ -11,6 +11,7 @@
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
 use super::session::{self, Solve, SolveError};
+use crate::oci::{ImageRef, Platform};
 use crate::plan::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -125,8 +126,8 @@ impl DockerDaemon {
 
     /// Whether dockerd has `image` locally (flytekit's `exist()` for a spec without a
     /// registry; with one, the registry is asked directly: [`crate::registry::client`]).
-    pub async fn exists_locally(&self, image: &str) -> Existence {
-        match self.client.inspect_image(image).await {
+    pub async fn exists_locally(&self, image: &ImageRef) -> Existence {
+        match self.client.inspect_image(&image.to_string()).await {
             Ok(_) => Existence::Yes,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -137,7 +138,7 @@ impl DockerDaemon {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
-        if crate::oci::Platforms::parse(&plan.platform).several() {
+        if plan.platform.several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -146,9 +147,10 @@ impl DockerDaemon {
             progress.event(Event::Warning(&sparse.to_string()));
         }
         let (context, secrets) = session::plan_inputs(plan);
+        let image = plan.image.to_string();
         let build = Solve {
-            image: &plan.image,
-            platform: &plan.platform,
+            image: &image,
+            platform: plan.platform.first().as_str(),
             context,
             secrets: &secrets,
             labels: &plan.labels,
@@ -162,10 +164,10 @@ impl DockerDaemon {
     /// Builds `image` as `from` plus `labels` (no layer is added).
     pub async fn relabel(
         &self,
-        from: &str,
-        image: &str,
+        from: &ImageRef,
+        image: &ImageRef,
         labels: &[(&str, String)],
-        platform: &str,
+        platform: &Platform,
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let mut dockerfile = format!("FROM {from}\n");
@@ -174,9 +176,10 @@ impl DockerDaemon {
         }
         let context = session::dockerfile_only(&dockerfile)
             .map_err(|e| BackendError::Context(e.to_string()))?;
+        let name = image.to_string();
         let build = Solve {
-            image,
-            platform,
+            image: &name,
+            platform: platform.as_str(),
             context,
             secrets: &[],
             labels: &[],
@@ -199,13 +202,17 @@ impl DockerDaemon {
     /// `platform`: the image's (another architecture's runs under emulation).
     pub async fn dependency_facts(
         &self,
-        image: &str,
-        platform: &str,
+        image: &ImageRef,
+        platform: &Platform,
     ) -> Result<String, BackendError> {
         let out = self
-            .run_script(image, platform, DEPENDENCY_FACTS_SCRIPT)
+            .run_script(
+                &image.to_string(),
+                platform.as_str(),
+                DEPENDENCY_FACTS_SCRIPT,
+            )
             .await?;
-        dependency_facts(image, &out)
+        dependency_facts(&image.to_string(), &out)
     }
 
     /// Runs `script` with `/bin/sh -c` as root in a container of `image`; its stdout.
@@ -290,11 +297,11 @@ impl DockerDaemon {
     }
 
     /// Removes the tag `image` from dockerd (the image stays while other tags use it).
-    pub async fn untag(&self, image: &str) {
+    pub async fn untag(&self, image: &ImageRef) {
         let _ = self
             .client
             .remove_image(
-                image,
+                &image.to_string(),
                 None::<bollard::query_parameters::RemoveImageOptions>,
                 None,
             )
@@ -426,20 +433,20 @@ impl DockerDaemon {
     /// its last status).
     pub async fn push(
         &self,
-        image: &str,
+        image: &ImageRef,
         credentials: Option<&Credentials>,
         step: &str,
         progress: &Progress,
     ) -> Result<Option<String>, BackendError> {
         let mut digest = None;
-        let (repo, tag) = crate::registry::split_tag(image);
         let options = bollard::query_parameters::PushImageOptions {
-            tag: tag.map(String::from),
+            tag: image.tag().map(String::from),
             platform: None,
         };
+        let repo = image.name().to_string();
         let mut stream =
             self.client
-                .push_image(repo, Some(options), credentials.map(docker_credentials));
+                .push_image(&repo, Some(options), credentials.map(docker_credentials));
         let failed = |message: String| BackendError::Push {
             image: image.to_string(),
             message,
@@ -456,12 +463,12 @@ impl DockerDaemon {
         {
             let info = item.map_err(|e| {
                 let message = self.failure(&format!("the push of {image}"), &e);
-                failed(push_refusal(&message, credentials, repo).unwrap_or(message))
+                failed(push_refusal(&message, credentials, image).unwrap_or(message))
             })?;
             if let Some(detail) = info.error_detail {
                 let message = detail.message.unwrap_or_default();
                 return Err(failed(
-                    push_refusal(&message, credentials, repo).unwrap_or(message),
+                    push_refusal(&message, credentials, image).unwrap_or(message),
                 ));
             }
             if let Some(status) = info.status.as_deref() {
@@ -505,7 +512,11 @@ pub(crate) fn dependency_facts(image: &str, out: &str) -> Result<String, Backend
 /// dockerd's "denied"/"unauthorized" for a push, as the line a user acts on. The build
 /// asked the registry whether the image exists with the same credentials first, so a
 /// refusal now is of the push, not of the credentials.
-fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) -> Option<String> {
+fn push_refusal(
+    message: &str,
+    credentials: Option<&Credentials>,
+    image: &ImageRef,
+) -> Option<String> {
     use crate::registry::client::{Refusal, refusal_message};
     // The registry's own words as dockerd relays them (not "permission denied" on a socket).
     let lower = message.to_lowercase();
@@ -519,11 +530,6 @@ fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) ->
     {
         return None;
     }
-    let host = crate::registry::registry_host(repo);
-    let repository = repo
-        .strip_prefix(host)
-        .unwrap_or(repo)
-        .trim_start_matches('/');
     let refusal = match credentials {
         None => Refusal::Anonymous { config: None },
         Some(c) if c.identity_token().is_some() => Refusal::NoPush {
@@ -533,7 +539,7 @@ fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) ->
             user: c.username.clone(),
         },
     };
-    Some(refusal_message(&refusal, host, repository))
+    Some(refusal_message(&refusal, image.host(), image.repository()))
 }
 
 /// The manifest digest in dockerd's last push status, `TAG: digest: sha256:… size: N`

@@ -53,9 +53,12 @@ pub enum BackendError {
     #[error(
         "platform `{platform}` lists several platforms: dockerd 20.10's builder (no buildx) builds one platform per image; build them one at a time"
     )]
-    MultiPlatform { platform: String },
+    MultiPlatform { platform: crate::oci::Platforms },
     #[error("build context: {0}")]
     Context(String),
+    /// A name made for a build (a platform's tag, a working tag) is not an image name.
+    #[error("image name for the build: {0}")]
+    Name(#[from] crate::oci::reference::ReferenceError),
     /// A step failed: its label, the command that failed (when BuildKit names one) and how
     /// it ended, and the tail of its output, unless the progress view showed all of it
     /// (`log_shown`): each is said once.

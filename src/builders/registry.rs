@@ -17,8 +17,8 @@
 //! every time.
 
 use super::BackendError;
-use crate::oci::Digest;
 use crate::oci::image::{Blob, History, Image, NewLayer};
+use crate::oci::{Digest, ImageRef, Platform, Platforms};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{Operation, RegistryClient, RegistryError, RegistryErrorKind};
@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub struct DependencyImage {
     /// `<repository>:deps-<key>`.
-    pub image: String,
+    pub image: ImageRef,
     /// The image itself: its layers are in the registry, under `image`.
     pub value: Image,
     /// The `flytekit` user's ids in it.
@@ -62,8 +62,8 @@ fn parse_label(value: &str) -> Option<(Owner, DirAttrs)> {
 /// have it.
 pub async fn image_config(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
 ) -> Result<Option<(OciImageManifest, Value)>, BackendError> {
     Ok(read_image(client, image, platform)
         .await?
@@ -74,8 +74,8 @@ pub async fn image_config(
 /// read, or `None` when the registry does not have it.
 async fn read_image(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
 ) -> Result<Option<(OciImageManifest, Image)>, BackendError> {
     // No HEAD first: a missing tag is the manifest request's 404.
     let manifest = match client.image_manifest(image, platform).await {
@@ -100,8 +100,8 @@ async fn read_image(
 /// and is not appended to).
 pub async fn find_dependency_image(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
 ) -> Result<Option<DependencyImage>, BackendError> {
     let found = read_image(client, image, platform).await?;
     Ok(found.and_then(|(_, value)| DependencyImage::from_image(image, value)))
@@ -110,7 +110,7 @@ pub async fn find_dependency_image(
 impl DependencyImage {
     /// `value`, named `image`, if its config has the label imagespec puts on dependency
     /// images.
-    pub fn from_image(image: &str, value: Image) -> Option<DependencyImage> {
+    pub fn from_image(image: &ImageRef, value: Image) -> Option<DependencyImage> {
         let (owner, root_dir) = value
             .config()
             .pointer("/config/Labels")
@@ -118,7 +118,7 @@ impl DependencyImage {
             .and_then(Value::as_str)
             .and_then(parse_label)?;
         Some(DependencyImage {
-            image: image.to_string(),
+            image: image.clone(),
             value,
             owner,
             root_dir,
@@ -246,11 +246,11 @@ pub async fn assemble_image(
 /// `None` when one of them is missing.
 pub async fn find_dependency_images(
     client: &RegistryClient,
-    image: &str,
-    platforms: &[&str],
+    image: &ImageRef,
+    platforms: &Platforms,
 ) -> Result<Option<Vec<DependencyImage>>, BackendError> {
     let mut found = Vec::new();
-    for platform in platforms {
+    for platform in platforms.iter() {
         match find_dependency_image(client, image, platform).await {
             Ok(Some(deps)) => found.push(deps),
             Ok(None) => return Ok(None),
@@ -299,8 +299,11 @@ mod tests {
             assert!(parse_label(bad).is_none(), "{bad:?}");
         }
         let base = Image::scratch(json!({"config": {"Labels": {DEPENDENCY_LABEL: "1 2 3 755"}}}));
-        let deps = DependencyImage::from_image("r/x:deps-1", base).unwrap();
+        let deps = DependencyImage::from_image(&"r/x:deps-1".parse().unwrap(), base).unwrap();
         assert_eq!(deps.root_dir.mode, 0o755);
-        assert!(DependencyImage::from_image("r/x:1", Image::scratch(json!({}))).is_none());
+        assert!(
+            DependencyImage::from_image(&"r/x:1".parse().unwrap(), Image::scratch(json!({})))
+                .is_none()
+        );
     }
 }

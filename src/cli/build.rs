@@ -112,7 +112,7 @@ fn summary_lines(done: &[(String, BuildOutcome)]) -> String {
         out.push_str(&format!(
             "\n  {key:<width$}  {action:<8}  {:>6.1}s  {}",
             o.seconds,
-            o.digest.as_deref().unwrap_or(&o.image)
+            o.digest.clone().unwrap_or_else(|| o.image.to_string())
         ));
     }
     out
@@ -145,8 +145,7 @@ fn report(outcome: &BuildOutcome, print_ref: PrintRef, progress: &Progress) {
     }
     progress.suspend(|| match (print_ref, &outcome.digest) {
         (PrintRef::Digest, Some(digest)) => {
-            let (repository, _) = imagespec::registry::split_tag(&outcome.image);
-            println!("{repository}@{digest}");
+            println!("{}@{digest}", outcome.image.name());
         }
         _ => println!("{}", outcome.image),
     });

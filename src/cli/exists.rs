@@ -24,7 +24,7 @@ pub fn run(exists: &ExistsArgs) -> Result<bool, Error> {
             }
             Existence::Unknown(reason) => {
                 return Err(Error::Unknown {
-                    image: tag.image,
+                    image: tag.image.to_string(),
                     reason,
                 });
             }

@@ -10,7 +10,7 @@ use super::{
 use crate::builders::BackendError;
 use crate::builders::docker::DockerDaemon;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
-use crate::oci::Digest;
+use crate::oci::{Digest, ImageRef};
 use crate::plan::{BuildPlan, Flavor, RenderOptions};
 use crate::registry::client::RegistryClient;
 use crate::spec::NormalizedSpec;
@@ -63,7 +63,7 @@ pub struct Gathered {
     /// The build plan, when the builder makes one (`Err`: reported only if a build is due).
     pub plan: Option<Result<BuildPlan, EngineError>>,
     /// The dependency image's name, when the fast path may apply.
-    pub dependency_image: Option<String>,
+    pub dependency_image: Option<ImageRef>,
     /// Its plan ([`BuildPlan::dependencies`], computed once), when the fast path may apply.
     pub dependency_plan: Option<BuildPlan>,
 }
@@ -80,7 +80,7 @@ pub async fn gather(
     daemon: &Daemon,
 ) -> Gathered {
     let builder = Builder::of(spec);
-    let platforms = Platforms::parse(render.platform(spec));
+    let platforms = render.platforms(spec).clone();
     let registry = spec.registry().is_some();
     let files = tag.source.as_ref().map_or(0, |s| s.files.len())
         + tag
@@ -175,7 +175,7 @@ async fn existence(
     if options.output {
         (None, Asked::NotAsked)
     } else if let Some(client) = client {
-        let host = crate::registry::registry_host(&tag.image).to_string();
+        let host = tag.image.host().to_string();
         let answer = registry_existence(client, &tag.image).await;
         (Some(answer), Asked::Registry(host))
     } else {
@@ -185,7 +185,10 @@ async fn existence(
 
 /// The registry's answer to "does `image` exist", with its manifest digest when it does:
 /// one HEAD, whose digest is kept (the skip path names it without asking again).
-async fn registry_existence(client: &RegistryClient, image: &str) -> (Existence, Option<Digest>) {
+async fn registry_existence(
+    client: &RegistryClient,
+    image: &ImageRef,
+) -> (Existence, Option<Digest>) {
     match client.digest(image).await {
         Ok(Some(digest)) => (Existence::Yes, Some(digest)),
         Ok(None) => (Existence::No, None),
@@ -217,7 +220,7 @@ impl Daemon {
     }
 
     /// flytekit's `exist()` asked of the daemon (one that cannot be reached cannot tell).
-    pub async fn exists(&self, image: &str) -> Existence {
+    pub async fn exists(&self, image: &ImageRef) -> Existence {
         match self.get().await {
             Ok(d) => d.exists_locally(image).await,
             Err(e) => Existence::Unknown(e.to_string()),
@@ -228,11 +231,10 @@ impl Daemon {
 /// The dependency image for every platform, or `None` when one is missing.
 async fn find_all(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     platforms: &Platforms,
 ) -> Result<Option<Vec<DependencyImage>>, BackendError> {
-    let platforms: Vec<&str> = platforms.iter().collect();
-    registry_backend::find_dependency_images(client, image, &platforms).await
+    registry_backend::find_dependency_images(client, image, platforms).await
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::{DecideOptions, Decision, EngineError, Strategy, StrategyKind};
 use crate::builders::BackendError;
 use crate::builders::docker::Existence;
 use crate::explain::{self, INPUTS_LABEL, Inputs};
-use crate::oci::{Digest, Platforms};
+use crate::oci::{Digest, ImageRef, Platforms};
 use crate::plan::{BuildPlan, RenderOptions};
 use crate::progress::{Event, Progress};
 use crate::publish::layout::OutputTarget;
@@ -146,7 +146,7 @@ pub enum Action {
 /// The outcome for one image (and its base specs).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BuildOutcome {
-    pub image: String,
+    pub image: ImageRef,
     pub id: String,
     pub tag: String,
     pub action: Action,
@@ -166,7 +166,7 @@ pub struct BuildOutcome {
 /// (a daemon that cannot be reached cannot tell).
 pub async fn exists(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     timeouts: Timeouts,
 ) -> Result<Existence, EngineError> {
     if let Some(client) = super::preview::registry_session(spec, image, timeouts)? {
@@ -188,7 +188,7 @@ pub async fn build(
     // The registry client (credentials, TLS roots) is made while the tag is computed.
     let host = spec
         .registry()
-        .map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
+        .map(|_| spec.repository().host().to_string());
     let timeouts = options.timeouts;
     let client = host.map(|host| {
         let spec = spec.clone();
@@ -241,7 +241,7 @@ impl Job<'_> {
 struct Done {
     action: Action,
     pushed: bool,
-    image: String,
+    image: ImageRef,
     /// The manifest (or index) digest, as the publish (or the existence check) gave it.
     digest: Option<Digest>,
 }
@@ -326,7 +326,7 @@ async fn decide_image(job: &Job<'_>) -> Result<(Decision, Gathered), EngineError
         Err(refusal) => match gathered.plan.take() {
             Some(Err(e)) => Err(e),
             _ => Err(EngineError::Refused {
-                image: tag.image.clone(),
+                image: tag.image.to_string(),
                 at: refusal.field().map(|f| spec.at(f)),
                 refusal,
             }),
@@ -399,8 +399,7 @@ async fn skip(job: &Job<'_>, digest: Option<Digest>) -> Result<Done, EngineError
     let image = job.tag.image.clone();
     job.info(&format!("{image} exists, skipped"));
     if let Some(client) = job.client {
-        let platforms = Platforms::parse(job.spec.platform());
-        let platform = platforms.iter().next().unwrap_or("linux/amd64");
+        let platform = job.spec.platforms().first();
         if let Some(recorded) = recorded::inputs(client, &image, platform, digest.as_ref()).await
             && let Some(warning) = explain::stale_files(&recorded, job.tag)
         {
@@ -431,11 +430,10 @@ fn assume(job: &Job<'_>, reason: &str) -> Done {
 async fn noop(job: &Job<'_>, platforms: &Platforms) -> Result<Done, EngineError> {
     let image = noop_image(job.spec, job.tag, job.base)?;
     if platforms.several() {
-        let platform = job.options.render.platform(job.spec);
         platforms::check_noop_base(
             job.spec,
             &image,
-            platform,
+            platforms,
             job.options.timeouts,
             job.progress,
         )
@@ -455,14 +453,19 @@ fn noop_image(
     spec: &NormalizedSpec,
     tag: &ImageTag,
     base: Option<&BuildOutcome>,
-) -> Result<String, EngineError> {
-    match spec.base() {
-        Some(NormalizedBase::Ref(r)) if !r.is_empty() => Ok(r.clone()),
-        Some(NormalizedBase::Spec(_)) => Ok(base
-            .map(|b| b.image.clone())
+) -> Result<ImageRef, EngineError> {
+    let built_base = || {
+        base.map(|b| b.image.clone())
             .or_else(|| tag.base.as_ref().map(|b| b.image.clone()))
-            .unwrap_or_default()),
-        _ => Err(EngineError::Invalid {
+    };
+    let found = match spec.base() {
+        Some(NormalizedBase::Ref(_)) => spec.base_ref().cloned(),
+        Some(NormalizedBase::Spec(_)) => built_base(),
+        None => None,
+    };
+    match found {
+        Some(image) => Ok(image),
+        None => Err(EngineError::Invalid {
             name: spec.name().into(),
             at: Some(spec.at("base_image")),
             message: "base_image must be a string to use the noop image builder".into(),
@@ -502,7 +505,7 @@ impl Planned {
 
 /// The digest of `image`, just pushed, asked of the registry (for a publish that did not
 /// say it): a green run means the image is there.
-async fn pushed_digest(client: &RegistryClient, image: &str) -> Result<Digest, EngineError> {
+async fn pushed_digest(client: &RegistryClient, image: &ImageRef) -> Result<Digest, EngineError> {
     match client.digest(image).await {
         Ok(Some(digest)) => Ok(digest),
         Ok(None) => Err(BackendError::Push {

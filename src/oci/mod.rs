@@ -9,7 +9,9 @@ pub mod digest;
 pub mod image;
 pub mod manifest;
 pub mod platform;
+pub mod reference;
 
 pub use digest::Digest;
 pub use image::{Image, Index};
 pub use platform::{Platform, Platforms};
+pub use reference::ImageRef;

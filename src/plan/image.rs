@@ -3,10 +3,12 @@
 use super::PlanError;
 use super::copies::{CopyStep, check_inside, place_copies, place_source};
 use super::python::{check_secrets, python_plan};
+use crate::oci::ImageRef;
+use crate::oci::Platforms;
+use crate::oci::reference::Tag;
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
 use crate::spec::defaults::{RegistryMirrors, choose};
-use crate::spec::reference::ImageRef;
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
@@ -48,7 +50,7 @@ pub struct RenderOptions {
     pub flytekit_requirement: String,
     /// `--platform`: the platforms built instead of the spec's `platform` (which flytekit
     /// hashes into the tag: the name stays the spec's).
-    pub platform: Option<String>,
+    pub platform: Option<Platforms>,
 }
 
 impl RenderOptions {
@@ -62,8 +64,8 @@ impl RenderOptions {
     }
 
     /// The platforms to build: `--platform`'s, else the spec's `platform`.
-    pub fn platform<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a str {
-        self.platform.as_deref().unwrap_or_else(|| spec.platform())
+    pub fn platforms<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a Platforms {
+        self.platform.as_ref().unwrap_or_else(|| spec.platforms())
     }
 }
 
@@ -202,15 +204,13 @@ pub enum ContextFile {
 pub struct BuildPlan {
     /// Which Dockerfile `render` writes (imagespec's, or flytekit's own).
     pub flavor: Flavor,
-    /// `[registry/]name:tag`.
-    pub image: String,
-    /// The tag's [`ImageRef`]: the image's name as computed (`image` is it written out,
-    /// unless a builder renamed the plan it was handed).
-    pub reference: ImageRef,
+    /// `[registry/]name:tag`: the tag's image, or the name a builder gave the plan it was
+    /// handed (a platform's tag, a working tag).
+    pub image: ImageRef,
     /// flytekit's image id: `_F_IMG_ID` in the image (empty in a dependency plan).
     pub image_id: String,
-    /// The platforms built, comma-separated (`linux/amd64,linux/arm64`).
-    pub platform: String,
+    /// The platforms built (`linux/amd64,linux/arm64`).
+    pub platform: Platforms,
     /// The image the build starts from (`FROM`).
     pub base_image: String,
     /// The image uv is taken from (a build stage, never in the image).
@@ -339,7 +339,7 @@ fn base_image(spec: &NormalizedSpec, tag: &ImageTag) -> String {
         Some(NormalizedBase::Spec(_)) => tag
             .base
             .as_ref()
-            .map(|b| b.image.clone())
+            .map(|b| b.image.to_string())
             .unwrap_or_default(),
         _ => DEFAULT_BASE_IMAGE.to_string(),
     }
@@ -420,9 +420,8 @@ impl BuildPlan {
         Ok(BuildPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
-            reference: tag.reference.clone(),
             image_id: tag.id.clone(),
-            platform: options.platform(spec).to_string(),
+            platform: options.platforms(spec).clone(),
             base_image: base_image(spec, tag),
             uv_image,
             micromamba_image: (compat || micromamba.is_some()).then_some(micromamba_image),
@@ -461,6 +460,12 @@ impl BuildPlan {
         self.mirrors
             .pull_ref(image)
             .unwrap_or_else(|| image.to_string())
+    }
+
+    /// The base image as pulled (from its mirror, when the defaults file names one),
+    /// parsed: normalisation checked the name written, and a mirror keeps the repository.
+    pub fn pulled_base(&self) -> Result<ImageRef, crate::oci::reference::ReferenceError> {
+        self.pull_ref(&self.base_image).parse()
     }
 
     /// This plan with the images it pulls (base, uv, micromamba) read from their mirrors:
@@ -507,19 +512,16 @@ impl BuildPlan {
     /// `<repository>:deps-<key>`.
     pub fn dependencies_keyed(&self, key: &str) -> BuildPlan {
         let mut deps = self.without_source();
-        deps.image = format!("{}:deps-{key}", repository(&self.reference));
+        deps.image = self.image.name().with_tag(dependency_tag(key));
         // The dependency image's own dependency image is itself.
         let _ = deps.computed_key.0.set(key.to_string());
         deps
     }
 }
 
-/// `[registry/]repository` of `reference`: the image name without its tag.
-fn repository(reference: &ImageRef) -> String {
-    match reference.registry() {
-        Some(registry) => format!("{registry}/{}", reference.repository()),
-        None => reference.repository().to_string(),
-    }
+/// `deps-<key>`: the dependency image's tag (a key is hex digits, so always a tag).
+fn dependency_tag(key: &str) -> Tag {
+    Tag::parse(&format!("deps-{key}")).expect("a dependency key is hex digits")
 }
 
 /// A plan's dependency key, kept once computed: `render` digests the rendered Dockerfile and

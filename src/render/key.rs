@@ -13,7 +13,7 @@
 //! let tag = tag::compute(spec, &Default::default())?;
 //! let plan = BuildPlan::new(spec, &tag, &RenderOptions::default())?;
 //! let deps = plan.dependencies(); // computes the key
-//! assert!(deps.image.ends_with(plan.dependency_key())); // reuses it
+//! assert!(deps.image.to_string().ends_with(plan.dependency_key())); // reuses it
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -40,7 +40,7 @@ fn content_key(plan: &BuildPlan) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(b"imagespec dependency image v1\0");
-    hash.update(plan.platform.as_bytes());
+    hash.update(plan.platform.to_string().as_bytes());
     hash.update(b"\0");
     hash.update(super::dockerfile(plan).as_bytes());
     // The Dockerfile reads these from secrets: their hosts and paths count, their
@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(key, content_key(&plan.without_source()));
         // Clones carry it; the dependency plan is named by it and is its own.
         let deps = plan.clone().dependencies();
-        assert_eq!(deps.image, format!("localhost:5000/app:deps-{key}"));
+        assert_eq!(
+            deps.image.to_string(),
+            format!("localhost:5000/app:deps-{key}")
+        );
         assert_eq!(deps.dependency_key(), key);
         assert_eq!(deps.dependencies().image, deps.image);
         // Another spec, another key.

@@ -50,7 +50,7 @@ use super::error::SpecError;
 use super::node::{Key, Node, Value};
 use super::normalize::NormalizedSpec;
 use super::origin::FieldAt;
-use super::reference::{ImageRef, Registry};
+use crate::oci::reference::{ImageRef, Registry};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -984,7 +984,7 @@ mod tests {
             .expect("spec");
         let (_, spec) = file.select(None).expect("one image");
         let tag = crate::tag::compute(spec, &Default::default()).expect("tag");
-        [tag.id, tag.tag, tag.image]
+        [tag.id, tag.tag, tag.image.to_string()]
     }
 
     #[test]

@@ -23,7 +23,6 @@ mod model;
 mod node;
 mod normalize;
 mod origin;
-pub mod reference;
 pub mod toml;
 pub mod yaml;
 
@@ -36,7 +35,6 @@ pub use model::{BaseImage, CopyMode, Scalar, SecretMount};
 pub use node::{Key, LineIndex, MAX_DEPTH, Node, Pos, Value};
 pub use normalize::{NormalizedBase, NormalizedSpec, default_platform};
 pub use origin::{FieldAt, Origin};
-pub use reference::{ImageRef, ReferenceError, Repository};
 
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};

@@ -8,12 +8,14 @@
 //!
 //! ```
 //! use imagespec::builders::remote::cache::{CacheChoice, default_ref};
-//! assert_eq!(default_ref("r.example/team/app:1a2b"), "r.example/team/app:buildcache");
-//! let (options, said) = CacheChoice::default().options("r.example/team/app:1a2b");
+//! let image = "r.example/team/app:1a2b".parse().unwrap();
+//! assert_eq!(default_ref(&image), "r.example/team/app:buildcache");
+//! let (options, said) = CacheChoice::default().options(&image);
 //! assert_eq!(options.imports[0].attrs["ref"], "r.example/team/app:buildcache");
 //! assert_eq!(options.exports[0].attrs["mode"], "max");
 //! ```
 
+use crate::oci::ImageRef;
 use bollard_buildkit_proto::moby::buildkit::v1::{CacheOptions, CacheOptionsEntry};
 use std::collections::HashMap;
 
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 pub const CACHE_TAG: &str = "buildcache";
 
 /// `<repository>:buildcache` for `image` (`repo:tag` or `repo@digest`).
-pub fn default_ref(image: &str) -> String {
+pub fn default_ref(image: &ImageRef) -> String {
     format!("{}:{CACHE_TAG}", super::repository_of(image))
 }
 
@@ -98,7 +100,7 @@ impl Default for CacheChoice {
 
 impl CacheChoice {
     /// BuildKit's cache options for a build of `image`, and the line that says them.
-    pub fn options(&self, image: &str) -> (CacheOptions, String) {
+    pub fn options(&self, image: &ImageRef) -> (CacheOptions, String) {
         let default = || CacheRef {
             reference: default_ref(image),
             attrs: Vec::new(),
@@ -140,15 +142,19 @@ impl CacheChoice {
 mod tests {
     use super::*;
 
+    fn image(name: &str) -> ImageRef {
+        name.parse().unwrap()
+    }
+
     #[test]
     fn the_default_ref_is_the_repository_tagged_buildcache() {
         assert_eq!(
-            default_ref("localhost:5000/app:deps-1"),
+            default_ref(&image("localhost:5000/app:deps-1")),
             "localhost:5000/app:buildcache"
         );
-        assert_eq!(default_ref("app"), "app:buildcache");
+        assert_eq!(default_ref(&image("app")), "app:buildcache");
         assert_eq!(
-            default_ref("r:5000/a/b@sha256:0123"),
+            default_ref(&image("r:5000/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000")),
             "r:5000/a/b:buildcache"
         );
     }
@@ -176,7 +182,7 @@ mod tests {
 
     #[test]
     fn the_export_is_max_and_may_be_turned_off() {
-        let (on, said) = CacheChoice::default().options("r/app:1");
+        let (on, said) = CacheChoice::default().options(&image("r/app:1"));
         assert_eq!(on.exports.len(), 1);
         assert_eq!(on.exports[0].attrs["ignore-error"], "true");
         assert_eq!(
@@ -188,7 +194,7 @@ mod tests {
             to: Some(CacheRef::parse("type=registry,ref=r/mine:cache,mode=min").unwrap()),
             export: true,
         };
-        let (set, _) = choice.options("r/app:1");
+        let (set, _) = choice.options(&image("r/app:1"));
         assert_eq!(set.imports[0].attrs["ref"], "r/shared:cache");
         assert_eq!(set.exports[0].attrs["mode"], "min");
         assert_eq!(set.exports[0].attrs["ref"], "r/mine:cache");
@@ -196,7 +202,7 @@ mod tests {
             export: false,
             ..CacheChoice::default()
         };
-        let (none, said) = off.options("r/app:1");
+        let (none, said) = off.options(&image("r/app:1"));
         assert!(none.exports.is_empty());
         assert!(said.ends_with("(not exported: --no-cache-export)"));
     }

@@ -15,7 +15,7 @@ use super::{RemoteBuildkit, RemoteSolve};
 use crate::builders::BackendError;
 use crate::builders::docker::{DEPENDENCY_FACTS_SCRIPT, dependency_facts};
 use crate::builders::session::{self, Exporter};
-use crate::oci::{Digest, Platform, Platforms};
+use crate::oci::{Digest, ImageRef, Platform, Platforms};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::Progress;
 use crate::render::steps::StepLabels;
@@ -52,7 +52,7 @@ fn label_dockerfile(image: &str, facts: &[(String, String)]) -> String {
 /// Each platform's facts from the tar solve 2 sent back: one platform's file at the top,
 /// several under `os_arch[_variant]/` (BuildKit's multi-platform tar layout).
 fn facts_of(
-    image: &str,
+    image: &ImageRef,
     tar_bytes: &[u8],
     platforms: &Platforms,
 ) -> Result<Vec<(String, String)>, BackendError> {
@@ -77,7 +77,7 @@ fn facts_of(
     let mut facts = Vec::new();
     for platform in platforms.iter() {
         let key = if platforms.several() {
-            platform.replace('/', "_")
+            platform.as_str().replace('/', "_")
         } else {
             String::new()
         };
@@ -86,7 +86,10 @@ fn facts_of(
                 "{image}: the builder sent no facts for {platform} (`id`, `stat`)"
             ))
         })?;
-        facts.push((platform.to_string(), dependency_facts(image, text)?));
+        facts.push((
+            platform.to_string(),
+            dependency_facts(&image.to_string(), text)?,
+        ));
     }
     Ok(facts)
 }
@@ -115,7 +118,7 @@ impl RemoteBuildkit {
 
         let dockerfile = label_dockerfile(&unlabelled, &facts);
         let exporter = Exporter::Push {
-            image: deps.image.clone(),
+            image: deps.image.to_string(),
         };
         let label = format!("label {}", deps.image);
         let labelled = self.small_solve(&dockerfile, platforms, exporter, &label)?;
@@ -197,7 +200,12 @@ mod tests {
     #[test]
     fn the_facts_are_read_per_platform_from_the_tar() {
         let one = tar_of(&[(FACTS_FILE, "1000 1000 0 700\n")]);
-        let facts = facts_of("r/a", &one, &Platforms::parse("linux/amd64")).unwrap();
+        let facts = facts_of(
+            &"r/a".parse().unwrap(),
+            &one,
+            &Platforms::parse("linux/amd64").unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             facts,
             vec![("linux/amd64".to_string(), "1000 1000 0 700".to_string())]
@@ -208,14 +216,30 @@ mod tests {
             (&path_amd, "1000 1000 0 700\n"),
             (&path_arm, "1000 1000 0 750\n"),
         ]);
-        let facts = facts_of("r/a", &two, &Platforms::parse("linux/amd64,linux/arm64")).unwrap();
+        let facts = facts_of(
+            &"r/a".parse().unwrap(),
+            &two,
+            &Platforms::parse("linux/amd64,linux/arm64").unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             facts[1],
             ("linux/arm64".to_string(), "1000 1000 0 750".to_string())
         );
-        let missing = facts_of("r/a", &one, &Platforms::parse("linux/amd64,linux/arm64"));
+        let missing = facts_of(
+            &"r/a".parse().unwrap(),
+            &one,
+            &Platforms::parse("linux/amd64,linux/arm64").unwrap(),
+        );
         assert!(missing.is_err());
         let garbage = tar_of(&[(FACTS_FILE, "id: flytekit: no such user\n")]);
-        assert!(facts_of("r/a", &garbage, &Platforms::parse("linux/amd64")).is_err());
+        assert!(
+            facts_of(
+                &"r/a".parse().unwrap(),
+                &garbage,
+                &Platforms::parse("linux/amd64").unwrap()
+            )
+            .is_err()
+        );
     }
 }

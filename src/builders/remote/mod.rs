@@ -20,7 +20,7 @@ pub mod host;
 use super::BackendError;
 use super::builder::{Builder, Built};
 use super::session::{self, SessionServices, SolveTarget};
-use crate::oci::{Digest, Platforms};
+use crate::oci::{Digest, ImageRef, Platforms};
 use crate::plan::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::render::steps::StepLabels;
@@ -116,7 +116,7 @@ impl Builder for RemoteBuildkit {
         progress: &Progress,
     ) -> Result<Built, BackendError> {
         let exporter = session::Exporter::Push {
-            image: plan.image.clone(),
+            image: plan.image.to_string(),
         };
         let digest = self.solve(plan, platforms, exporter, progress).await?;
         Ok(Built::Pushed {
@@ -126,10 +126,9 @@ impl Builder for RemoteBuildkit {
     }
 }
 
-/// The repository of `image` (`repo:tag` or `repo@digest`): where a push by digest goes.
-pub fn repository_of(image: &str) -> &str {
-    let repository = image.split_once('@').map_or(image, |(r, _)| r);
-    crate::registry::split_tag(repository).0
+/// The repository of `image` (without its tag or digest): where a push by digest goes.
+pub fn repository_of(image: &ImageRef) -> String {
+    image.name().to_string()
 }
 
 /// BuildKit's answer in words, and whether it is a TLS failure (a client certificate
@@ -152,8 +151,8 @@ pub fn missing_platforms(wanted: &Platforms, has: &[String]) -> Vec<String> {
     let normal = |p: &str| p.trim_end_matches("/v8").to_string();
     wanted
         .iter()
-        .filter(|w| !has.iter().any(|h| normal(h) == normal(w)))
-        .map(str::to_string)
+        .filter(|w| !has.iter().any(|h| normal(h) == normal(w.as_str())))
+        .map(|w| w.to_string())
         .collect()
 }
 
@@ -245,7 +244,7 @@ impl RemoteBuildkit {
         progress: &Progress,
     ) -> Result<Digest, BackendError> {
         let exporter = session::Exporter::PushByDigest {
-            repository: repository_of(&plan.image).to_string(),
+            repository: repository_of(&plan.image),
         };
         self.solve(plan, platforms, exporter, progress).await
     }
@@ -271,7 +270,7 @@ impl RemoteBuildkit {
     }
 
     /// The digest the exporter pushed, which it must say.
-    fn digest_of(&self, solved: Solved, image: &str) -> Result<Digest, BackendError> {
+    fn digest_of(&self, solved: Solved, image: &ImageRef) -> Result<Digest, BackendError> {
         solved.digest.ok_or_else(|| {
             RemoteError::NoDigest {
                 host: self.host_name(),
@@ -301,7 +300,7 @@ impl RemoteBuildkit {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (server, failure) = services.serve(io, stopped);
         let target = SolveTarget {
-            platform: solve.platforms.iter().collect::<Vec<_>>().join(","),
+            platform: solve.platforms.to_string(),
             labels: solve.labels,
             exporter: solve.exporter,
             cache: solve.cache,
@@ -450,19 +449,19 @@ mod tests {
     #[test]
     fn a_push_by_digest_goes_to_the_images_repository() {
         assert_eq!(
-            repository_of("localhost:5000/a/b:deps-1"),
+            repository_of(&"localhost:5000/a/b:deps-1".parse().unwrap()),
             "localhost:5000/a/b"
         );
-        assert_eq!(repository_of("r/a@sha256:0123"), "r/a");
-        assert_eq!(repository_of("app"), "app");
+        assert_eq!(repository_of(&"r/a@sha256:0000000000000000000000000000000000000000000000000000000000000000".parse().unwrap()), "r/a");
+        assert_eq!(repository_of(&"app".parse().unwrap()), "app");
     }
 
     #[test]
     fn a_platform_the_workers_lack_is_named() {
         let has = vec!["linux/amd64".to_string(), "linux/arm64".to_string()];
-        let wanted = Platforms::parse("linux/amd64,linux/arm64/v8,linux/s390x");
+        let wanted = Platforms::parse("linux/amd64,linux/arm64/v8,linux/s390x").unwrap();
         assert_eq!(missing_platforms(&wanted, &has), vec!["linux/s390x"]);
-        assert!(missing_platforms(&Platforms::parse("linux/amd64"), &has).is_empty());
+        assert!(missing_platforms(&Platforms::parse("linux/amd64").unwrap(), &has).is_empty());
     }
 
     #[test]

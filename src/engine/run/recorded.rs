@@ -7,7 +7,7 @@
 //! cannot be written or read is read from the registry.
 
 use crate::explain::{self, Inputs};
-use crate::oci::Digest;
+use crate::oci::{Digest, ImageRef, Platform};
 use crate::registry::client::RegistryClient;
 use std::path::PathBuf;
 
@@ -15,8 +15,8 @@ use std::path::PathBuf;
 /// kept here, else read from the registry. `None` when it has none or cannot be read.
 pub(super) async fn inputs(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
     digest: Option<&Digest>,
 ) -> Option<Inputs> {
     if let Some(kept) = digest.and_then(kept) {

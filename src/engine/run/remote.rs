@@ -11,7 +11,7 @@ use crate::builders::BackendError;
 use crate::builders::remote::{RemoteBuildkit, RemoteOptions};
 use crate::engine::{EngineError, Target};
 use crate::explain;
-use crate::oci::{Digest, Platforms};
+use crate::oci::{Digest, ImageRef, Platforms};
 use crate::plan::BuildPlan;
 
 /// The remote builder of `remote`, named in the progress.
@@ -30,7 +30,7 @@ fn builder(job: &Job<'_>, remote: &RemoteOptions) -> Result<RemoteBuildkit, Engi
 async fn preflight(job: &Job<'_>, plan: &BuildPlan) -> Result<(), EngineError> {
     platforms::preflight(
         job.spec,
-        Some(&plan.pull_ref(&plan.base_image)),
+        plan.pulled_base().ok().as_ref(),
         &plan.platform,
         false,
         job.options.timeouts,
@@ -41,7 +41,7 @@ async fn preflight(job: &Job<'_>, plan: &BuildPlan) -> Result<(), EngineError> {
 
 /// Moves `image`'s tag to `digest` (pushed by the builder into its repository): the
 /// manifest read back (small) and put under the tag, the same bytes.
-async fn tag(job: &Job<'_>, image: &str, digest: &Digest) -> Result<(), EngineError> {
+async fn tag(job: &Job<'_>, image: &ImageRef, digest: &Digest) -> Result<(), EngineError> {
     use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciManifest};
     let client = job.registry()?;
     let raw = client
