@@ -13,14 +13,6 @@
 //!
 //! Only for a daemon on this machine: a remote `DOCKER_HOST` (tcp://) has its own kernel,
 //! which imagespec cannot see, so no check is made there.
-//!
-//! ```
-//! use imagespec::builders::emulation::{Binfmt, check};
-//! let none = Binfmt { mounted: false, enabled: false, handlers: vec![] };
-//! assert!(check(&["linux/amd64"], "x86_64", &none).is_ok());
-//! let err = check(&["linux/amd64", "linux/arm64"], "x86_64", &none).unwrap_err();
-//! assert!(err.to_string().contains("qemu-aarch64"));
-//! ```
 
 use std::path::Path;
 
@@ -347,6 +339,18 @@ pub fn check_local_daemon(platforms: &[&str]) -> Result<(), EmulationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_platform_needs_its_binfmt_handler() {
+        let none = Binfmt {
+            mounted: false,
+            enabled: false,
+            handlers: vec![],
+        };
+        assert!(check(&["linux/amd64"], "x86_64", &none).is_ok());
+        let err = check(&["linux/amd64", "linux/arm64"], "x86_64", &none).unwrap_err();
+        assert!(err.to_string().contains("qemu-aarch64"));
+    }
 
     /// What Debian 12's qemu-user-static registers for arm64 (`cat …/qemu-aarch64`).
     const DEBIAN_AARCH64: &str = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n\

@@ -42,7 +42,7 @@ pub enum Asked {
     /// The local Docker daemon (the spec names no registry).
     Daemon,
     /// Not asked (`noop`, an unknown builder, `--output`).
-    NotAsked,
+    Nowhere,
 }
 
 impl std::fmt::Display for Asked {
@@ -50,7 +50,7 @@ impl std::fmt::Display for Asked {
         match self {
             Asked::Registry(host) => write!(f, "the registry {host}"),
             Asked::Daemon => f.write_str("the local daemon"),
-            Asked::NotAsked => f.write_str("not asked"),
+            Asked::Nowhere => f.write_str("not asked"),
         }
     }
 }
@@ -101,7 +101,7 @@ pub async fn gather(
     };
     let mut gathered = Gathered {
         facts: facts.clone(),
-        asked: Asked::NotAsked,
+        asked: Asked::Nowhere,
         plan: None,
         dependency_image: None,
         dependency_plan: None,
@@ -173,7 +173,7 @@ async fn existence(
     daemon: &Daemon,
 ) -> (Option<(Existence, Option<Digest>)>, Asked) {
     if options.output {
-        (None, Asked::NotAsked)
+        (None, Asked::Nowhere)
     } else if let Some(client) = client {
         let host = crate::registry::registry_host(&tag.image).to_string();
         let answer = registry_existence(client, &tag.image).await;

@@ -1,5 +1,5 @@
 //! `engine::run`: a decided [`Strategy`] executed, one function per strategy, each in the
-//! file named for it ([`append`], [`full`], [`output`]; skip, assume and noop here). The
+//! file named for it (`append`, `full`, `output`; skip, assume and noop here). The
 //! strategy carries what it needs (the builder, the platforms, the dependency images as
 //! read, where the image goes): nothing here decides again or asks the registry what the
 //! facts already said. [`build`] is the pipeline of flytekit's `ImageBuildEngine.build` for
@@ -26,7 +26,7 @@ use std::time::Instant;
 mod append;
 mod full;
 mod output;
-pub mod platforms;
+pub(crate) mod platforms;
 mod recorded;
 
 /// What the build does besides building.
@@ -45,10 +45,10 @@ pub struct BuildOptions {
     pub render: RenderOptions,
     pub tag: TagOptions,
     /// Assemble code-only changes in the registry on the dependency image
-    /// ([`crate::builders::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
+    /// (`builders::registry`) instead of rebuilding (`--no-fast-path` turns it off).
     pub fast_path: bool,
     /// Build a missing dependency image without a daemon (uv) when the spec allows it
-    /// ([`engine::dependency_builder`]); `--no-daemonless` turns it off.
+    /// ([`crate::engine::dependency_builder`]); `--no-daemonless` turns it off.
     pub daemonless: bool,
     /// Write the image here instead of pushing it (`--output`).
     pub output: Option<crate::publish::layout::OutputTarget>,
@@ -103,7 +103,7 @@ impl BuildOptions {
 }
 
 impl BuildOptions {
-    /// The options that change the decision ([`engine::decide`]).
+    /// The options that change the decision ([`crate::engine::decide()`]).
     pub fn decide_options(&self) -> DecideOptions {
         DecideOptions {
             push: self.push,

@@ -36,8 +36,7 @@ mod error;
 mod reads;
 use error::with_causes;
 pub use error::{
-    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, UrlError,
-    refusal_message,
+    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, refusal_message,
 };
 use reads::Limit;
 
@@ -686,7 +685,7 @@ impl RegistryClient {
     }
 
     /// A (small) blob's bytes, e.g. an image config: at most its `declared` size (the
-    /// descriptor's) and [`CONFIG_LIMIT`], checked against `digest`.
+    /// descriptor's) and `CONFIG_LIMIT`, checked against `digest`.
     pub async fn blob(
         &self,
         image: &str,
@@ -719,7 +718,7 @@ impl RegistryClient {
     }
 
     /// The config of `manifest` (an image in `image`'s repository): read up to its
-    /// descriptor's size, checked against its digest and by [`check_config`].
+    /// descriptor's size, checked against its digest and by `check_config`.
     pub async fn config(
         &self,
         image: &str,
