@@ -16,7 +16,7 @@ use crate::progress::{Event, Progress};
 use crate::publish::layout::OutputTarget;
 use crate::publish::{Check, PublishError};
 use crate::registry::auth::Credentials;
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RawManifest, RegistryClient};
 use crate::spec::defaults::{Defaults, switch};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
@@ -27,7 +27,7 @@ mod append;
 mod full;
 mod output;
 pub(crate) mod platforms;
-mod recorded;
+pub(super) mod recorded;
 
 /// What the build does besides building.
 #[derive(Debug, Clone)]
@@ -333,7 +333,7 @@ async fn decide_image(job: &Job<'_>) -> Result<(Decision, Gathered), EngineError
 async fn run(job: &Job<'_>, decision: &Decision, gathered: Gathered) -> Result<Done, EngineError> {
     announce(job, &gathered, decision.strategy.kind());
     match &decision.strategy {
-        Strategy::Skip { digest } => skip(job, digest.clone()).await,
+        Strategy::Skip { digest } => skip(job, digest.clone(), gathered.manifest).await,
         Strategy::Assume => Ok(assume(job, &decision.reason)),
         Strategy::Noop { platforms } => noop(job, platforms).await,
         Strategy::Append {
@@ -386,14 +386,20 @@ fn announce(job: &Job<'_>, gathered: &Gathered, strategy: StrategyKind) {
 
 /// The image exists: named with the digest the existence check gave. Best effort, a warning
 /// when the files it records are not the files the spec copies now (flytekit's digest does
-/// not see every rename): its record is read once per digest ([`recorded`]).
-async fn skip(job: &Job<'_>, digest: Option<Digest>) -> Result<Done, EngineError> {
+/// not see every rename): its record is read once per digest ([`recorded`]), through the
+/// `manifest` the existence check read, if it did.
+async fn skip(
+    job: &Job<'_>,
+    digest: Option<Digest>,
+    manifest: Option<RawManifest>,
+) -> Result<Done, EngineError> {
     let image = job.tag.image.clone();
     job.info(&format!("{image} exists, skipped"));
     if let Some(client) = job.client {
         let platforms = Platforms::parse(job.spec.platform());
         let platform = platforms.iter().next().unwrap_or("linux/amd64");
-        if let Some(recorded) = recorded::inputs(client, &image, platform, digest.as_ref()).await
+        if let Some(recorded) =
+            recorded::inputs(client, &image, platform, digest.as_ref(), manifest).await
             && let Some(warning) = explain::stale_files(&recorded, job.tag)
         {
             job.progress.event(Event::Warning(&warning));

@@ -428,6 +428,28 @@ pub async fn recorded_in(
             image: image.into(),
         });
     };
+    recorded_in_config(image, &config)
+}
+
+/// The inputs recorded in `image`, whose manifest (or index) `raw` was already read: only
+/// its config is asked for (and, for an index, the platform's manifest).
+pub async fn recorded_in_manifest(
+    client: &crate::registry::client::RegistryClient,
+    image: &str,
+    raw: crate::registry::client::RawManifest,
+    platform: &str,
+) -> Result<Inputs, ExplainError> {
+    let Some(config) = crate::builders::registry::config_of(client, image, raw, platform).await?
+    else {
+        return Err(ExplainError::NotFound {
+            image: image.into(),
+        });
+    };
+    recorded_in_config(image, &config)
+}
+
+/// The inputs recorded in `config`, `image`'s config.
+fn recorded_in_config(image: &str, config: &serde_json::Value) -> Result<Inputs, ExplainError> {
     let label = config
         .pointer("/config/Labels")
         .and_then(|l| l.get(INPUTS_LABEL))

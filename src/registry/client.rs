@@ -637,8 +637,19 @@ impl RegistryClient {
         image: &str,
         platform: &str,
     ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
-        use oci_client::manifest::OciManifest;
         let raw = self.manifest(image).await?;
+        self.platform_manifest(image, raw, platform).await
+    }
+
+    /// The image manifest for `platform` of `raw`, `image`'s manifest as already read: `raw`
+    /// itself, or the matching entry of the index it is (read by its digest).
+    pub async fn platform_manifest(
+        &self,
+        image: &str,
+        raw: RawManifest,
+        platform: &str,
+    ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
+        use oci_client::manifest::OciManifest;
         match &raw.manifest {
             OciManifest::Image(m) => {
                 let m = m.clone();

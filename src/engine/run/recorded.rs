@@ -1,34 +1,68 @@
 //! The record of its inputs an image carries (`INPUTS_LABEL`), kept on this machine by the
-//! image's manifest digest when this machine pushed it. A digest names one manifest, hence
-//! one config and one record, forever: the skip path then asks the registry one manifest
-//! request (the existence check, which gives the digest) instead of reading the manifest and
-//! config again to warn about renamed files. An image pushed elsewhere is read from the
-//! registry ([`explain::recorded_in`]), as before. Best effort, as a cache is: a record that
-//! cannot be written or read is read from the registry.
+//! image's manifest digest when this machine pushed it or read it. A digest names one
+//! manifest, hence one config and one record, forever: the skip path then asks the registry
+//! one manifest request (the existence check, a HEAD, which gives the digest) instead of
+//! reading the manifest and config again to warn about renamed files. In a repository this
+//! machine knows nothing of (its images pushed elsewhere: CI, another machine), the
+//! existence check is a GET instead ([`known`]), and the record is read through the
+//! manifest it gave ([`explain::recorded_in_manifest`]): one manifest request either way
+//! (for an index, the platform's manifest too: the record is in that image's config). Best
+//! effort, as a cache is: a record that cannot be written or read is read from the registry.
 
 use crate::explain::{self, Inputs};
 use crate::oci::Digest;
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RawManifest, RegistryClient};
 use std::path::PathBuf;
 
 /// The record of `image` (whose manifest digest is `digest`, when known) for `platform`:
-/// kept here, else read from the registry. `None` when it has none or cannot be read.
+/// kept here, else read from the registry, through `manifest` when the existence check read
+/// it, and then kept. `None` when it has none or cannot be read.
 pub(super) async fn inputs(
     client: &RegistryClient,
     image: &str,
     platform: &str,
     digest: Option<&Digest>,
+    manifest: Option<RawManifest>,
 ) -> Option<Inputs> {
     if let Some(kept) = digest.and_then(kept) {
         return Some(kept);
     }
-    explain::recorded_in(client, image, platform).await.ok()
+    let read = match manifest {
+        Some(raw) => explain::recorded_in_manifest(client, image, raw, platform).await,
+        None => explain::recorded_in(client, image, platform).await,
+    };
+    let read = read.ok()?;
+    if let Some(digest) = digest {
+        keep(image, digest, &read);
+    }
+    Some(read)
 }
 
 /// Keeps `inputs` as the record of the image this run pushed as `digest`.
 pub(super) fn remember(digest: &Digest, inputs: &Inputs) {
+    keep(&inputs.image, digest, inputs);
+}
+
+/// Whether this machine keeps records of images of `image`'s repository (it pushed one, or
+/// read its record): then the existence check is a HEAD, whose digest finds the record
+/// here, or names a tag not pushed yet (the next build's). A tag of a known repository
+/// pushed elsewhere (a teammate's) costs a second request, for its manifest: the HEAD
+/// cannot tell it from a new tag, and a GET for every new tag would read manifests a build
+/// does not need (a registry such as Docker Hub counts each GET as a pull).
+pub(crate) fn known(image: &str) -> bool {
+    repository_path(image).is_some_and(|path| path.exists())
+}
+
+/// Keeps `inputs` under `digest`, and notes that `image`'s repository is known.
+fn keep(image: &str, digest: &Digest, inputs: &Inputs) {
     if let Some(path) = path(digest) {
         explain::keep_record(&path, inputs);
+    }
+    if let Some(path) = repository_path(image)
+        && let Some(dir) = path.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = std::fs::write(path, digest.to_string());
     }
 }
 
@@ -39,11 +73,19 @@ fn kept(digest: &Digest) -> Option<Inputs> {
 
 /// Named only by the digest's validated file name.
 fn path(digest: &Digest) -> Option<PathBuf> {
-    Some(
-        crate::source::cache_home_if_enabled()?
-            .join("pushed")
-            .join(digest.file_name()),
-    )
+    Some(pushed_dir()?.join(digest.file_name()))
+}
+
+/// The note that `image`'s repository is known: named by the digest of the repository's
+/// name, never by the name.
+fn repository_path(image: &str) -> Option<PathBuf> {
+    let (repository, _) = crate::registry::split_tag(image);
+    let name = Digest::of_bytes(repository.as_bytes());
+    Some(pushed_dir()?.join("repositories").join(name.file_name()))
+}
+
+fn pushed_dir() -> Option<PathBuf> {
+    Some(crate::source::cache_home_if_enabled()?.join("pushed"))
 }
 
 #[cfg(test)]
@@ -61,6 +103,26 @@ mod tests {
         assert_eq!(
             path.parent().and_then(|p| p.file_name()),
             Some(std::ffi::OsStr::new("pushed"))
+        );
+    }
+
+    #[test]
+    fn a_repository_is_noted_by_its_digest_only() {
+        let Some(path) = repository_path("localhost:5000/../app:v1") else {
+            return;
+        };
+        assert_eq!(
+            repository_path("localhost:5000/../app:v2"),
+            Some(path.clone())
+        );
+        let name = Digest::of_bytes(b"localhost:5000/../app").file_name();
+        assert_eq!(
+            path.file_name().and_then(|n| n.to_str()),
+            Some(name.as_str())
+        );
+        assert_eq!(
+            path.parent().and_then(|p| p.file_name()),
+            Some(std::ffi::OsStr::new("repositories"))
         );
     }
 }
