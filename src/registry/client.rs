@@ -1249,6 +1249,25 @@ mod tests {
     use super::*;
     use oci_client::errors::OciDistributionError as E;
 
+    #[tokio::test]
+    async fn a_server_error_with_an_error_envelope_is_retried() {
+        let answer = |code: u16, body: &'static str| {
+            let response = http::Response::builder().status(code).body(body).unwrap();
+            reads::error_answer(
+                reqwest::Response::from(response),
+                "http://r/v2/x/manifests/t",
+            )
+        };
+        let envelope = r#"{"errors": [{"code": "UNAVAILABLE", "message": "fault: 503"}]}"#;
+        let failure = Failure::Registry(answer(503, envelope).await);
+        assert!(transient(&failure), "a 503 with an envelope");
+        let failure = Failure::Registry(answer(429, envelope).await);
+        assert!(transient(&failure), "a rate limit with an envelope");
+        let unknown = r#"{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown"}]}"#;
+        let failure = Failure::Registry(answer(404, unknown).await);
+        assert!(!transient(&failure) && not_found(&failure));
+    }
+
     #[test]
     fn what_is_retried_and_what_is_not_found() {
         let server = |code| {
