@@ -19,8 +19,8 @@
 //!   pushed it; pushed elsewhere, the platform's manifest too (the record is in its
 //!   config, which only that manifest names). A nested base spec: ONE for each image.
 //!   Two for a tag pushed elsewhere in a repository this machine pushes to: its HEAD
-//!   (which cannot tell it from a tag not pushed yet), then its manifest (`recorded::known`
-//!   in src/engine/run/recorded.rs says why).
+//!   (which cannot tell it from a tag not pushed yet), then its manifest; two also with
+//!   the cache off (`recorded::ask_with_head` in src/engine/run/recorded.rs says why).
 //!
 //! Without the services these tests fail under `CI`, and say why and pass elsewhere.
 

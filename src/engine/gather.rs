@@ -213,11 +213,11 @@ async fn existence(
 /// The registry's answer to "does `image` exist", with its manifest digest when it does
 /// (the skip path names the image by it without asking again): one manifest request. A
 /// HEAD when this machine knows the repository (it keeps the records of the files by
-/// digest: `recorded::known` says when a second request remains); else a GET, whose
+/// digest: `recorded::ask_with_head` says when a second request remains); else a GET, whose
 /// manifest the skip path reads that record through (a HEAD then would be a second request
 /// for the same manifest).
 async fn registry_existence(client: &RegistryClient, image: &str) -> Answer {
-    if !super::run::recorded::known(image) {
+    if !super::run::recorded::ask_with_head(image) {
         match client.manifest(image).await {
             Ok(raw) => {
                 return Answer {

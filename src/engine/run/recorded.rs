@@ -4,7 +4,7 @@
 //! one manifest request (the existence check, a HEAD, which gives the digest) instead of
 //! reading the manifest and config again to warn about renamed files. In a repository this
 //! machine knows nothing of (its images pushed elsewhere: CI, another machine), the
-//! existence check is a GET instead ([`known`]), and the record is read through the
+//! existence check is a GET instead ([`ask_with_head`]), and the record is read through the
 //! manifest it gave ([`explain::recorded_in_manifest`]): one manifest request either way
 //! (for an index, the platform's manifest too: the record is in that image's config). Best
 //! effort, as a cache is: a record that cannot be written or read is read from the registry.
@@ -43,14 +43,18 @@ pub(super) fn remember(digest: &Digest, inputs: &Inputs) {
     keep(&inputs.image, digest, inputs);
 }
 
-/// Whether this machine keeps records of images of `image`'s repository (it pushed one, or
-/// read its record): then the existence check is a HEAD, whose digest finds the record
-/// here, or names a tag not pushed yet (the next build's). A tag of a known repository
-/// pushed elsewhere (a teammate's) costs a second request, for its manifest: the HEAD
-/// cannot tell it from a new tag, and a GET for every new tag would read manifests a build
-/// does not need (a registry such as Docker Hub counts each GET as a pull).
-pub(crate) fn known(image: &str) -> bool {
-    repository_path(image).is_some_and(|path| path.exists())
+/// Whether the existence check of `image` is a HEAD: when this machine keeps records of
+/// images of its repository (it pushed one, or read its record), whose digest then finds
+/// the record here, or names a tag not pushed yet (the next build's); else a GET, whose
+/// manifest leads to the record. A tag of a known repository pushed elsewhere (a
+/// teammate's) costs a second request, for its manifest: the HEAD cannot tell it from a new
+/// tag, and a GET for every new tag would read manifests a build does not need (a registry
+/// such as Docker Hub counts each GET as a pull). With the cache off (`IMAGESPEC_NO_CACHE`)
+/// nothing is remembered and the check stays the HEAD it always was (its failures name the
+/// HEAD, as scripts and tests read them): a skip then reads the record with a second
+/// request.
+pub(crate) fn ask_with_head(image: &str) -> bool {
+    repository_path(image).is_none_or(|path| path.exists())
 }
 
 /// Keeps `inputs` under `digest`, and notes that `image`'s repository is known.
