@@ -34,7 +34,7 @@ pub const TARGETS: [(&str, Body); 6] = [
 ];
 
 /// A manifest, index or config as a registry, a layout or an archive sends it, through the
-/// checks every one passes before use ([`crate::oci::manifest`]). Checks:
+/// checks every one passes before use (`oci::manifest`). Checks:
 /// - a manifest accepted has only [`crate::oci::Digest`]s and byte counts in its
 ///   descriptors, and is an image with a config or an index;
 /// - a config accepted has only digests in `rootfs.diff_ids`;

@@ -44,14 +44,14 @@
 
 pub mod builders;
 pub mod engine;
-pub mod exit;
+mod exit;
 pub mod explain;
 /// The bodies of the fuzz targets in `fuzz/`, replayed by `cargo test` over
 /// `testdata/fuzz/`: for the fuzzers and that test, not an API.
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
-pub mod lock;
+mod lock;
 pub mod oci;
 pub mod plan;
 pub mod progress;

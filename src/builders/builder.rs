@@ -3,7 +3,7 @@
 //! its result is published: an image left in dockerd is pushed (or kept) by the engine, and
 //! a builder that pushes itself (uv without a daemon) says where.
 //!
-//! Implementations: [`Docker`] (BuildKit through dockerd, one solve per platform), [`Envd`]
+//! Implementations: [`Docker`] (BuildKit through dockerd, one solve per platform), `Envd`
 //! (the envd CLI, into dockerd) and [`Uv`] (dependency images made with uv, no daemon). A
 //! remote BuildKit builder would be one more: a `Builder<Plan = BuildPlan>` returning
 //! [`Built::Pushed`].

@@ -13,16 +13,6 @@
 //!
 //! Only for a daemon on this machine: a remote `DOCKER_HOST` (tcp://) has its own kernel,
 //! which imagespec cannot see, so no check is made there.
-//!
-//! ```
-//! use imagespec::builders::emulation::{Binfmt, check};
-//! use imagespec::oci::Platforms;
-//! let none = Binfmt { mounted: false, enabled: false, handlers: vec![] };
-//! assert!(check(&Platforms::parse("linux/amd64").unwrap(), "x86_64", &none).is_ok());
-//! let two = Platforms::parse("linux/amd64,linux/arm64").unwrap();
-//! let err = check(&two, "x86_64", &none).unwrap_err();
-//! assert!(err.to_string().contains("qemu-aarch64"));
-//! ```
 
 use crate::oci::{Platform, Platforms};
 use std::path::Path;
@@ -354,6 +344,18 @@ mod tests {
 
     fn ps(list: &[&str]) -> Platforms {
         Platforms::parse(&list.join(",")).unwrap()
+    }
+
+    #[test]
+    fn a_second_platform_needs_its_binfmt_handler() {
+        let none = Binfmt {
+            mounted: false,
+            enabled: false,
+            handlers: vec![],
+        };
+        assert!(check(&ps(&["linux/amd64"]), "x86_64", &none).is_ok());
+        let err = check(&ps(&["linux/amd64", "linux/arm64"]), "x86_64", &none).unwrap_err();
+        assert!(err.to_string().contains("qemu-aarch64"));
     }
 
     /// What Debian 12's qemu-user-static registers for arm64 (`cat …/qemu-aarch64`).

@@ -6,11 +6,8 @@
 //! flytekit's plugin runs) needs Docker API 1.46 ("platform" requires API version 1.46), which
 //! dockerd 20.10 does not have.
 //!
-//! ```no_run
-//! # async fn f(plan: &imagespec::plan::EnvdPlan, progress: &imagespec::progress::Progress) -> Result<(), imagespec::builders::BackendError> {
-//! imagespec::builders::envd::Envd::find()?.build(plan, progress).await?;
-//! # Ok(()) }
-//! ```
+//! `Envd::find()?.build(&plan, &progress)`: the `envd` on `PATH` (or `IMAGESPEC_ENVD`) builds
+//! the plan into dockerd.
 
 use super::BackendError;
 use crate::oci::ImageRef;
@@ -56,11 +53,6 @@ impl Envd {
                 detail: "no `envd` on PATH".into(),
             }),
         }
-    }
-
-    /// The binary in use.
-    pub fn binary(&self) -> &std::path::Path {
-        &self.binary
     }
 
     /// Builds `plan` into dockerd as `plan.image`, streaming envd's progress.

@@ -1,17 +1,17 @@
-//! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit, [`envd`] with
-//! the envd CLI (into dockerd too), [`daemonless`] makes dependency images with uv and no
-//! daemon; [`emulation`] says whether this machine runs another platform's programs
+//! Builders: one file per backend. `docker` builds through dockerd's BuildKit, `envd` with
+//! the envd CLI (into dockerd too), `daemonless` makes dependency images with uv and no
+//! daemon; `emulation` says whether this machine runs another platform's programs
 //! (binfmt_misc), before a daemon builds one.
 
 pub mod builder;
-pub mod buildkit_status;
-pub mod daemonless;
-pub mod docker;
-pub mod emulation;
-pub mod envd;
-pub mod registry;
+pub(crate) mod buildkit_status;
+pub(crate) mod daemonless;
+pub(crate) mod docker;
+pub(crate) mod emulation;
+pub(crate) mod envd;
+pub(crate) mod registry;
 pub mod remote;
-pub mod session;
+pub(crate) mod session;
 
 use crate::registry::client::RegistryError;
 

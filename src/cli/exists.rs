@@ -2,7 +2,7 @@
 
 use super::args::{ExistsArgs, SpecArgs};
 use imagespec::Error;
-use imagespec::builders::docker::Existence;
+use imagespec::engine::Existence;
 
 /// Prints `yes IMAGE`/`no IMAGE` for the chosen image, or for every image of a multi-image
 /// file (as `build` builds every image): `Ok(true)` when all exist. "Cannot tell" for any is

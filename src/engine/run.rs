@@ -1,5 +1,5 @@
 //! `engine::run`: a decided [`Strategy`] executed, one function per strategy, each in the
-//! file named for it ([`append`], [`full`], [`output`]; skip, assume and noop here). The
+//! file named for it (`append`, `full`, `output`; skip, assume and noop here). The
 //! strategy carries what it needs (the builder, the platforms, the dependency images as
 //! read, where the image goes): nothing here decides again or asks the registry what the
 //! facts already said. [`build`] is the pipeline of flytekit's `ImageBuildEngine.build` for
@@ -16,7 +16,7 @@ use crate::progress::{Event, Progress};
 use crate::publish::layout::OutputTarget;
 use crate::publish::{Check, PublishError};
 use crate::registry::auth::Credentials;
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RawManifest, RegistryClient};
 use crate::spec::defaults::{Defaults, switch};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
@@ -26,8 +26,8 @@ use std::time::Instant;
 mod append;
 mod full;
 mod output;
-pub mod platforms;
-mod recorded;
+pub(crate) mod platforms;
+pub(super) mod recorded;
 mod remote;
 
 /// What the build does besides building.
@@ -46,10 +46,10 @@ pub struct BuildOptions {
     pub render: RenderOptions,
     pub tag: TagOptions,
     /// Assemble code-only changes in the registry on the dependency image
-    /// ([`crate::builders::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
+    /// (`builders::registry`) instead of rebuilding (`--no-fast-path` turns it off).
     pub fast_path: bool,
     /// Build a missing dependency image without a daemon (uv) when the spec allows it
-    /// ([`engine::dependency_builder`]); `--no-daemonless` turns it off.
+    /// ([`crate::engine::dependency_builder`]); `--no-daemonless` turns it off.
     pub daemonless: bool,
     /// Write the image here instead of pushing it (`--output`).
     pub output: Option<crate::publish::layout::OutputTarget>,
@@ -108,7 +108,7 @@ impl BuildOptions {
 }
 
 impl BuildOptions {
-    /// The options that change the decision ([`engine::decide`]).
+    /// The options that change the decision ([`crate::engine::decide()`]).
     pub fn decide_options(&self) -> DecideOptions {
         DecideOptions {
             push: self.push,
@@ -338,7 +338,7 @@ async fn decide_image(job: &Job<'_>) -> Result<(Decision, Gathered), EngineError
 async fn run(job: &Job<'_>, decision: &Decision, gathered: Gathered) -> Result<Done, EngineError> {
     announce(job, &gathered, decision.strategy.kind());
     match &decision.strategy {
-        Strategy::Skip { digest } => skip(job, digest.clone()).await,
+        Strategy::Skip { digest } => skip(job, digest.clone(), gathered.manifest).await,
         Strategy::Assume => Ok(assume(job, &decision.reason)),
         Strategy::Noop { platforms } => noop(job, platforms).await,
         Strategy::Append {
@@ -394,13 +394,19 @@ fn announce(job: &Job<'_>, gathered: &Gathered, strategy: StrategyKind) {
 
 /// The image exists: named with the digest the existence check gave. Best effort, a warning
 /// when the files it records are not the files the spec copies now (flytekit's digest does
-/// not see every rename): its record is read once per digest ([`recorded`]).
-async fn skip(job: &Job<'_>, digest: Option<Digest>) -> Result<Done, EngineError> {
+/// not see every rename): its record is read once per digest ([`recorded`]), through the
+/// `manifest` the existence check read, if it did.
+async fn skip(
+    job: &Job<'_>,
+    digest: Option<Digest>,
+    manifest: Option<RawManifest>,
+) -> Result<Done, EngineError> {
     let image = job.tag.image.clone();
     job.info(&format!("{image} exists, skipped"));
     if let Some(client) = job.client {
         let platform = job.spec.platforms().first();
-        if let Some(recorded) = recorded::inputs(client, &image, platform, digest.as_ref()).await
+        if let Some(recorded) =
+            recorded::inputs(client, &image, platform, digest.as_ref(), manifest).await
             && let Some(warning) = explain::stale_files(&recorded, job.tag)
         {
             job.progress.event(Event::Warning(&warning));

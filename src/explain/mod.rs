@@ -428,6 +428,31 @@ pub async fn recorded_in(
             image: image.to_string(),
         });
     };
+    recorded_in_config(image, &config)
+}
+
+/// The inputs recorded in `image`, whose manifest (or index) `raw` was already read: only
+/// its config is asked for (and, for an index, the platform's manifest).
+pub async fn recorded_in_manifest(
+    client: &crate::registry::client::RegistryClient,
+    image: &ImageRef,
+    raw: crate::registry::client::RawManifest,
+    platform: &Platform,
+) -> Result<Inputs, ExplainError> {
+    let Some(config) = crate::builders::registry::config_of(client, image, raw, platform).await?
+    else {
+        return Err(ExplainError::NotFound {
+            image: image.to_string(),
+        });
+    };
+    recorded_in_config(image, &config)
+}
+
+/// The inputs recorded in `config`, `image`'s config.
+fn recorded_in_config(
+    image: &ImageRef,
+    config: &serde_json::Value,
+) -> Result<Inputs, ExplainError> {
     let label = config
         .pointer("/config/Labels")
         .and_then(|l| l.get(INPUTS_LABEL))

@@ -12,6 +12,7 @@ use crate::spec::defaults::{RegistryMirrors, choose};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// The flytekit requirement added when a spec's packages do not name flytekit: the version
 /// imagespec matches (flytekit's builder pins its own version the same way).
@@ -200,7 +201,7 @@ pub enum ContextFile {
 }
 
 /// Everything a backend needs to build one image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BuildPlan {
     /// Which Dockerfile `render` writes (imagespec's, or flytekit's own).
     pub flavor: Flavor,
@@ -264,8 +265,9 @@ pub struct BuildPlan {
     /// micromamba) are pulled from. Never part of the Dockerfile the dependency key digests
     /// or `render` writes: only of what a builder is handed ([`BuildPlan::pulled`]).
     pub mirrors: RegistryMirrors,
-    /// The dependency key, once `render` computed it (`BuildPlan::dependency_key`).
-    pub computed_key: DependencyKey,
+    /// The dependency key, once `render` computed it (`BuildPlan::dependency_key`), kept
+    /// with the fields it was computed from: a clone changed afterwards gets its own.
+    key: DependencyKey,
 }
 
 /// `builder_options[key]` as a string (unset or `None`: `None`).
@@ -444,7 +446,7 @@ impl BuildPlan {
             labels: Vec::new(),
             registry_config: spec.registry_config.as_deref().map(|p| spec.resolve(p)),
             mirrors: spec.defaults().values.registry_mirrors.clone(),
-            computed_key: DependencyKey::default(),
+            key: DependencyKey::default(),
         })
     }
 
@@ -503,18 +505,34 @@ impl BuildPlan {
             let to = f.to();
             !(to == "src" || to.starts_with("src/") || to == "copy" || to.starts_with("copy/"))
         });
-        deps.computed_key = DependencyKey::default();
+        deps.key = DependencyKey::default();
         deps
+    }
+
+    /// What the dependency key digests: [`BuildPlan::without_source`] without its name (the
+    /// Dockerfile never names the image it builds, and the dependency image is named by the
+    /// key), so a plan and its dependency plan have the same inputs.
+    pub fn key_inputs(&self) -> BuildPlan {
+        let mut inputs = self.without_source();
+        // The repository alone: a plan and its dependency plan share it.
+        inputs.image = self.image.name().clone().into();
+        inputs
+    }
+
+    /// The dependency key of this plan: the one kept when it was computed from these very
+    /// [`BuildPlan::key_inputs`] (by this plan or the plan it was cloned from), else
+    /// `compute(inputs)`, kept. `render` computes it (`BuildPlan::dependency_key`).
+    pub(crate) fn dependency_key_with(&self, compute: impl FnOnce(&BuildPlan) -> String) -> String {
+        self.key.get_or_compute(self.key_inputs(), compute)
     }
 
     /// The plan of the dependency image, whose key is `key` (what `render` computes for
     /// this plan: `BuildPlan::dependencies`): [`BuildPlan::without_source`] named
-    /// `<repository>:deps-<key>`.
-    pub fn dependencies_keyed(&self, key: &str) -> BuildPlan {
+    /// `<repository>:deps-<key>`, carrying this plan's key (the inputs are the same).
+    pub(crate) fn dependencies_keyed(&self, key: &str) -> BuildPlan {
         let mut deps = self.without_source();
         deps.image = self.image.name().with_tag(dependency_tag(key));
-        // The dependency image's own dependency image is itself.
-        let _ = deps.computed_key.0.set(key.to_string());
+        deps.key = self.key.clone();
         deps
     }
 }
@@ -526,20 +544,71 @@ fn dependency_tag(key: &str) -> Tag {
 
 /// A plan's dependency key, kept once computed: `render` digests the rendered Dockerfile and
 /// the context files (reading lock files) once per plan, and the plan's clones carry the
-/// value. A plan is a value: change its fields before the key is asked for, not after (the
-/// builds per platform change `platform` of clones that never ask for it).
-#[derive(Debug, Clone, Default)]
-pub struct DependencyKey(std::sync::OnceLock<String>);
+/// value. It is kept with the inputs it was computed from and used only for equal inputs,
+/// so a clone whose platform (or anything else the key digests) was changed afterwards
+/// cannot see its original's key: comparing two plans is cheap, rendering is not.
+#[derive(Default)]
+struct DependencyKey(Mutex<Option<Arc<KeyMemo>>>);
+
+/// A computed key and the [`BuildPlan::key_inputs`] it was computed from.
+struct KeyMemo {
+    inputs: BuildPlan,
+    key: String,
+}
 
 impl DependencyKey {
-    /// The key, computed by `compute` the first time it is asked for.
-    pub fn get_or_init(&self, compute: impl FnOnce() -> String) -> &str {
-        self.0.get_or_init(compute)
+    /// The key of `inputs`: the one kept if it was computed from equal inputs, else
+    /// `compute(&inputs)`, which is then kept.
+    fn get_or_compute(
+        &self,
+        inputs: BuildPlan,
+        compute: impl FnOnce(&BuildPlan) -> String,
+    ) -> String {
+        if let Some(memo) = self.memo().filter(|memo| memo.inputs == inputs) {
+            return memo.key.clone();
+        }
+        let key = compute(&inputs);
+        *self.lock() = Some(Arc::new(KeyMemo {
+            inputs,
+            key: key.clone(),
+        }));
+        key
     }
 
-    /// The key, if it was computed.
-    pub fn get(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
+    /// The key kept, if one was computed (for whatever inputs).
+    fn get(&self) -> Option<String> {
+        self.memo().map(|memo| memo.key.clone())
+    }
+
+    fn memo(&self) -> Option<Arc<KeyMemo>> {
+        self.lock().clone()
+    }
+
+    /// The memo, also after a thread panicked holding it (it is replaced whole, never
+    /// left half-written).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<KeyMemo>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Clone for DependencyKey {
+    fn clone(&self) -> Self {
+        DependencyKey(Mutex::new(self.memo()))
+    }
+}
+
+/// A cache, not part of the plan's value: two plans are equal whatever keys they kept.
+impl PartialEq for DependencyKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for DependencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DependencyKey").field(&self.get()).finish()
     }
 }
 
@@ -613,6 +682,37 @@ mod tests {
         assert_eq!(plan_with("name = \"i\"\n", table).uv_image, "m:5000/uv:9");
         let spec = "name = \"i\"\nbuilder_config = { uv_image = \"s/uv:1\" }\n";
         assert_eq!(plan_with(spec, table).uv_image, "s/uv:1");
+    }
+
+    #[test]
+    fn the_key_is_computed_once_per_inputs_and_clones_carry_it() {
+        let plan = plan_with("name = \"i\"\npackages = [\"six\"]\n", "");
+        let calls = std::cell::Cell::new(0);
+        let key_of = |plan: &BuildPlan| {
+            plan.dependency_key_with(|inputs| {
+                calls.set(calls.get() + 1);
+                format!("{} {}", inputs.platform, inputs.apt_packages.len())
+            })
+        };
+        assert_eq!(key_of(&plan), "linux/amd64 0");
+        assert_eq!(key_of(&plan), "linux/amd64 0");
+        assert_eq!(key_of(&plan.clone()), "linux/amd64 0");
+        // The dependency plan and a plan with other labels digest the same.
+        assert_eq!(key_of(&plan.dependencies_keyed("k")), "linux/amd64 0");
+        let mut labelled = plan.clone();
+        labelled.labels.push(("a".into(), "b".into()));
+        assert_eq!(key_of(&labelled), "linux/amd64 0");
+        assert_eq!(calls.get(), 1);
+        // A clone changed afterwards computes its own, once.
+        let mut arm = plan.clone();
+        arm.platform = crate::oci::Platforms::parse("linux/arm64").unwrap();
+        assert_eq!(key_of(&arm), "linux/arm64 0");
+        assert_eq!(key_of(&arm), "linux/arm64 0");
+        arm.apt_packages.push("git".into());
+        assert_eq!(key_of(&arm), "linux/arm64 1");
+        assert_eq!(calls.get(), 3);
+        assert_eq!(key_of(&plan), "linux/amd64 0");
+        assert_eq!(calls.get(), 3);
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //!
 //! - **Registry**: the dependency images (`<repository>:deps-<key>`, one per dependency set
 //!   and, for several platforms, an index with one tag per platform) that no image tag of
-//!   the repository uses ([`decide`]: the inputs label names it, or an unlabelled image
+//!   the repository uses (`decide`: the inputs label names it, or an unlabelled image
 //!   starts with its layers); `keep` keeps the
 //!   most recently created unused ones. A manifest another kept tag names is never deleted.
 //! - **Daemon**: the same for dockerd's local `deps-*` tags (an image of the repository
 //!   uses one by label or layers), and working tags (`…-unlabelled-…`) left by builds
 //!   that ended more than a day ago. Skipped, with a note, when no daemon answers.
-//! - **Cache**: stale entries of the cache directory ([`cache`]).
+//! - **Cache**: stale entries of the cache directory (`cache`).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), imagespec::Error> {
@@ -32,10 +32,10 @@
 //! # Ok(()) }
 //! ```
 
-pub mod cache;
-pub mod daemon;
-pub mod decide;
-pub mod registry;
+pub(crate) mod cache;
+pub(crate) mod daemon;
+pub(crate) mod decide;
+pub(crate) mod registry;
 
 use crate::builders::BackendError;
 use crate::oci::reference::Repository;

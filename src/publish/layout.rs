@@ -420,7 +420,7 @@ pub async fn write(
 }
 
 /// Writes the images of several platforms (`os/arch[/variant]`, each with its image) as one
-/// OCI image index named `name`, to an OCI layout or archive, as [`write`] writes one image.
+/// OCI image index named `name`, to an OCI layout or archive, as [`write()`] writes one image.
 /// A `docker-archive:` holds one image per name: it is refused.
 pub async fn write_platforms(
     client: &RegistryClient,

@@ -5,7 +5,7 @@
 //! An index's images are pushed by digest, and the index last under the tag.
 //!
 //! ```no_run
-//! # async fn f(client: &imagespec::registry::client::RegistryClient, image: &imagespec::oci::Image)
+//! # async fn f(client: &imagespec::registry::RegistryClient, image: &imagespec::oci::Image)
 //! # -> Result<(), imagespec::publish::PublishError> {
 //! use imagespec::publish::{Check, Publisher, registry::Registry};
 //! let name: imagespec::oci::ImageRef = "localhost:5000/app:v1".parse().expect("a name");

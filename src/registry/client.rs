@@ -37,8 +37,7 @@ mod error;
 mod reads;
 use error::with_causes;
 pub use error::{
-    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, UrlError,
-    refusal_message,
+    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, refusal_message,
 };
 use reads::Limit;
 
@@ -640,8 +639,19 @@ impl RegistryClient {
         image: &ImageRef,
         platform: &Platform,
     ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
-        use oci_client::manifest::OciManifest;
         let raw = self.manifest(image).await?;
+        self.platform_manifest(image, raw, platform).await
+    }
+
+    /// The image manifest for `platform` of `raw`, `image`'s manifest as already read: `raw`
+    /// itself, or the matching entry of the index it is (read by its digest).
+    pub async fn platform_manifest(
+        &self,
+        image: &ImageRef,
+        raw: RawManifest,
+        platform: &Platform,
+    ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
+        use oci_client::manifest::OciManifest;
         match &raw.manifest {
             OciManifest::Image(m) => {
                 let m = m.clone();
@@ -684,7 +694,7 @@ impl RegistryClient {
     }
 
     /// A (small) blob's bytes, e.g. an image config: at most its `declared` size (the
-    /// descriptor's) and [`CONFIG_LIMIT`], checked against `digest`.
+    /// descriptor's) and `CONFIG_LIMIT`, checked against `digest`.
     pub async fn blob(
         &self,
         image: &ImageRef,
@@ -717,7 +727,7 @@ impl RegistryClient {
     }
 
     /// The config of `manifest` (an image in `image`'s repository): read up to its
-    /// descriptor's size, checked against its digest and by [`check_config`].
+    /// descriptor's size, checked against its digest and by `check_config`.
     pub async fn config(
         &self,
         image: &ImageRef,
@@ -1242,6 +1252,25 @@ fn reqwest_header(media_type: &str) -> http::HeaderValue {
 mod tests {
     use super::*;
     use oci_client::errors::OciDistributionError as E;
+
+    #[tokio::test]
+    async fn a_server_error_with_an_error_envelope_is_retried() {
+        let answer = |code: u16, body: &'static str| {
+            let response = http::Response::builder().status(code).body(body).unwrap();
+            reads::error_answer(
+                reqwest::Response::from(response),
+                "http://r/v2/x/manifests/t",
+            )
+        };
+        let envelope = r#"{"errors": [{"code": "UNAVAILABLE", "message": "fault: 503"}]}"#;
+        let failure = Failure::Registry(answer(503, envelope).await);
+        assert!(transient(&failure), "a 503 with an envelope");
+        let failure = Failure::Registry(answer(429, envelope).await);
+        assert!(transient(&failure), "a rate limit with an envelope");
+        let unknown = r#"{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown"}]}"#;
+        let failure = Failure::Registry(answer(404, unknown).await);
+        assert!(!transient(&failure) && not_found(&failure));
+    }
 
     #[test]
     fn what_is_retried_and_what_is_not_found() {

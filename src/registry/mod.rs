@@ -2,14 +2,16 @@
 //! one registry, and what is asked of it (by [`crate::oci::ImageRef`]: its host, its
 //! repository there, its tag or digest).
 
-pub mod auth;
-pub mod body;
-pub mod client;
-pub mod index;
-pub mod token;
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod client;
+pub(crate) mod index;
+pub(crate) mod token;
+
+pub use client::{RegistryClient, RegistryError};
 
 /// A client for the registry `host`, with its credentials looked up as everywhere else
-/// ([`auth::lookup`]: `registry_config` or docker's config, its helpers): the one place
+/// (`auth::lookup`: `registry_config` or docker's config, its helpers): the one place
 /// registry clients are made, so that `exists`, the fast path, `--output` and the push agree.
 pub fn session(
     host: &str,

@@ -13,18 +13,18 @@
 //! assert_eq!((key, app.name()), ("app", "flytekit"));
 //! ```
 
-pub mod control;
+pub(crate) mod control;
 mod decode;
 pub mod defaults;
 mod error;
 mod fields;
-pub mod json;
+pub(crate) mod json;
 mod model;
 mod node;
 mod normalize;
 mod origin;
-pub mod toml;
-pub mod yaml;
+pub(crate) mod toml;
+pub(crate) mod yaml;
 
 pub use crate::py::PyValue;
 pub use decode::MAX_BASE_DEPTH;

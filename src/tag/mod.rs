@@ -458,11 +458,13 @@ mod tests {
             panic!("the base spec is a dict");
         };
         assert_eq!(nested, base.fields.entries());
-        // Computed again from the same fields, the tag is the same.
-        assert_eq!(
-            compute_from(&spec, &TagOptions::default(), Some(&tag)).unwrap(),
-            tag
-        );
+        // Computed again from the same fields, the tag is the same, and the dict is the one
+        // computed first (built once per image: verify_unchanged reads only the files).
+        let again = compute_from(&spec, &TagOptions::default(), Some(&tag)).unwrap();
+        assert_eq!(again, tag);
+        assert!(Arc::ptr_eq(&again.fields, &tag.fields));
+        let again_base = again.base.as_deref().unwrap();
+        assert!(Arc::ptr_eq(&again_base.fields, &base.fields));
         verify_unchanged(&spec, &TagOptions::default(), &tag).unwrap();
     }
 

@@ -22,13 +22,13 @@
 //! that runs it), and the `/etc/shadow` day of the user's last password change (the base's
 //! creation day instead of the build's).
 
-pub mod base;
-pub mod config;
-pub mod image;
-pub mod push;
-pub mod user;
-pub mod uvlock;
-pub mod venv;
+pub(crate) mod base;
+pub(crate) mod config;
+pub(crate) mod image;
+pub(crate) mod push;
+pub(crate) mod user;
+pub(crate) mod uvlock;
+pub(crate) mod venv;
 
 use crate::oci::{Digest, Image, ImageRef, Platform};
 use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};

@@ -154,7 +154,9 @@ mod tests {
         );
         assert_eq!(default_ref(&image("app")), "app:buildcache");
         assert_eq!(
-            default_ref(&image("r:5000/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000")),
+            default_ref(&image(
+                "r:5000/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            )),
             "r:5000/a/b:buildcache"
         );
     }

@@ -452,7 +452,14 @@ mod tests {
             repository_of(&"localhost:5000/a/b:deps-1".parse().unwrap()),
             "localhost:5000/a/b"
         );
-        assert_eq!(repository_of(&"r/a@sha256:0000000000000000000000000000000000000000000000000000000000000000".parse().unwrap()), "r/a");
+        assert_eq!(
+            repository_of(
+                &"r/a@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                    .parse()
+                    .unwrap()
+            ),
+            "r/a"
+        );
         assert_eq!(repository_of(&"app".parse().unwrap()), "app");
     }
 
