@@ -9,12 +9,13 @@
 //! Each function takes the fuzzer's bytes; input that is not UTF-8 is skipped (a spec file
 //! or `.dockerignore` that is not UTF-8 is refused before any parser sees it).
 
+use crate::oci::ImageRef;
+use crate::oci::reference::Tag;
 use crate::py::fnmatch::{self, PatternError};
 use crate::py::format::{MAX_TAG_LEN, format_spec_hash};
 use crate::py::repr::str_repr;
 use crate::source::ignore::DockerIgnore;
-use crate::spec::reference::Tag;
-use crate::spec::{FIELDS, ImageRef, NormalizedBase, NormalizedSpec, Pos, SpecError, SpecFile};
+use crate::spec::{FIELDS, NormalizedBase, NormalizedSpec, Pos, SpecError, SpecFile};
 use crate::tag::{self, ImageTag, TagError, TagOptions};
 use std::path::Path;
 
@@ -33,7 +34,7 @@ pub const TARGETS: [(&str, Body); 6] = [
 ];
 
 /// A manifest, index or config as a registry, a layout or an archive sends it, through the
-/// checks every one passes before use ([`crate::oci::manifest`]). Checks:
+/// checks every one passes before use (`oci::manifest`). Checks:
 /// - a manifest accepted has only [`crate::oci::Digest`]s and byte counts in its
 ///   descriptors, and is an image with a config or an index;
 /// - a config accepted has only digests in `rootfs.diff_ids`;
@@ -175,12 +176,12 @@ fn check_tag(spec: &NormalizedSpec, tag: &ImageTag) {
         tag.tag
     );
     assert_eq!(tag.id, tag::id(spec));
-    assert_eq!(tag.image, format!("{}:{}", spec.repository(), tag.tag));
-    let reparsed: ImageRef = tag
-        .image
+    let image = tag.image.to_string();
+    assert_eq!(image, format!("{}:{}", spec.repository(), tag.tag));
+    let reparsed: ImageRef = image
         .parse()
-        .unwrap_or_else(|e| panic!("the image name {:?} does not parse: {e}", tag.image));
-    assert_eq!(reparsed.to_string(), tag.image);
+        .unwrap_or_else(|e| panic!("the image name {image:?} does not parse: {e}"));
+    assert_eq!(reparsed, tag.image);
     assert_eq!(reparsed.tag(), Some(tag.tag.as_str()));
     if let (Some(NormalizedBase::Spec(inner)), Some(base)) = (spec.base(), &tag.base) {
         check_tag(inner, base);

@@ -88,7 +88,7 @@ pub fn image_json(
         "key": key,
         "id": tag.id,
         "tag": tag.tag,
-        "image": tag.image,
+        "image": tag.image.to_string(),
         "spec": spec_json(spec),
         "defaults": defaults_json(spec, overrides),
     });

@@ -4,16 +4,8 @@
 //! The lock is released when the holder ends in any way (also SIGKILL): a crashed run never
 //! blocks the next one.
 //!
-//! ```no_run
-//! # async fn f() -> Result<(), imagespec::lock::LockError> {
-//! let lock = imagespec::lock::ImageLock::acquire("localhost:5000/app:deps-0123", |msg| {
-//!     eprintln!("{msg}")
-//! })
-//! .await?;
-//! // ... check the registry again, build, push ...
-//! drop(lock);
-//! # Ok(()) }
-//! ```
+//! `ImageLock::acquire(image, say)` waits (saying so) until the lock is free and holds it
+//! until dropped: between it and the drop, check the registry again, build, push.
 
 use std::fs::{self, File};
 use std::path::PathBuf;

@@ -533,6 +533,15 @@ fn build_help_groups_its_options_in_sections() {
       --assume-exists
       --platform <LIST>
       --bases-built
+    Remote builder (build and plan alike):
+      --builder-host <ADDRESS>
+      --tlscacert <FILE>
+      --tlscert <FILE>
+      --tlskey <FILE>
+      --tlsservername <NAME>
+      --cache-from <REF>
+      --cache-to <REF>
+      --no-cache-export
     Output:
       --output <KIND:PATH>
       --json

@@ -330,7 +330,9 @@ fn registry_prune_removes_only_unused_dependency_images() {
         .block_on(async {
             let client = imagespec::registry::session(&env.registry, None, Default::default())
                 .expect("session");
-            client.tags_in_pages(&repository, 2).await
+            let name = imagespec::oci::reference::Repository::new(None, &repository)
+                .expect("a repository name");
+            client.tags_in_pages(&name, 2).await
         })
         .expect("tags");
     let paged: Vec<String> = paged.into_iter().filter(|t| !referrers_tag(t)).collect();

@@ -14,13 +14,25 @@
 //!   Its SBOM (docs/sbom.md) then adds its artifact (PUT by digest) and the referrers tag
 //!   (GET, PUT).
 //!
-//! Without the services this test fails under `CI`, and says why and passes elsewhere.
+//! - The same skip when this machine did not push the image (another cache directory, as on
+//!   another machine or in CI): still ONE manifest request for it, the existence check,
+//!   which then is a GET whose manifest leads to the record of its files (a config blob,
+//!   not a manifest). For a multi-platform image: ONE for the index when this machine
+//!   pushed it; pushed elsewhere, the platform's manifest too (the record is in its
+//!   config, which only that manifest names). A nested base spec: ONE for each image.
+//!   Two for a tag pushed elsewhere in a repository this machine pushes to: its HEAD
+//!   (which cannot tell it from a tag not pushed yet), then its manifest; two also with
+//!   the cache off (`recorded::ask_with_head` in src/engine/run/recorded.rs says why).
+//!
+//! Without the services these tests fail under `CI`, and say why and pass elsewhere.
 
 use std::path::Path;
 
 mod common;
 
-use common::e2e::{Services, imagespec_in, registry_digest, run_id, run_json, services};
+use common::e2e::{
+    Services, imagespec_in, registry_digest, run_id, run_json, services, skopeo_inspect,
+};
 
 /// The repository of this test's images (and of its dependency image, found after the
 /// first run ever).
@@ -28,12 +40,18 @@ const NAME: &str = "h-e2e-requests";
 
 /// Writes the project: a source file unique to `content`, the spec naming the registry.
 fn project(proj: &Path, s: &Services, content: &str) {
+    project_with(proj, s, content, NAME, &s.base_python, "");
+}
+
+/// [`project`] with the image named `name`, on `base`, with `more` lines in the spec.
+fn project_with(proj: &Path, s: &Services, content: &str, name: &str, base: &str, more: &str) {
     std::fs::create_dir_all(proj.join("src")).expect("mkdir");
     std::fs::write(proj.join("src/app.py"), format!("RUN = {content:?}\n")).expect("source");
     let spec = format!(
-        r#"name = "{NAME}"
+        r#"name = "{name}"
 registry = "{registry}"
 base_image = "{base}"
+{more}
 env = {{ APP = "requests" }}
 source_root = "src"
 source_copy_mode = "all"
@@ -41,7 +59,6 @@ builder_config = {{ uv_image = "{uv}" }}
 builder_options = {{ add_flytekit = false }}
 "#,
         registry = s.registry,
-        base = s.base_python,
         uv = s.uv_image,
     );
     std::fs::write(proj.join("spec.toml"), spec).expect("spec");
@@ -66,9 +83,14 @@ impl RegistryLog {
 
     /// The manifest requests (`METHOD reference`) for `NAME` logged since `mark`, in order.
     fn manifest_requests(&self, mark: u64) -> Vec<String> {
+        self.manifest_requests_of(NAME, mark)
+    }
+
+    /// The manifest requests for the repository `name` logged since `mark`, in order.
+    fn manifest_requests_of(&self, name: &str, mark: u64) -> Vec<String> {
         let bytes = std::fs::read(&self.0).expect("the registry's log");
         let text = String::from_utf8_lossy(&bytes[mark as usize..]);
-        let path = format!("/v2/{NAME}/manifests/");
+        let path = format!("/v2/{name}/manifests/");
         text.lines()
             // The access log's line: `… "HEAD /v2/NAME/manifests/TAG HTTP/1.1" 200 …`.
             .filter_map(|line| {
@@ -89,13 +111,19 @@ impl RegistryLog {
 
 /// `imagespec build --json` in `proj` with its own cache directory (the default: caches on).
 fn build(proj: &Path, cache: &Path) -> common::e2e::JsonRun {
+    build_args(proj, cache, &[])
+}
+
+/// [`build`] with more arguments.
+fn build_args(proj: &Path, cache: &Path, args: &[&str]) -> common::e2e::JsonRun {
     let mut cmd = imagespec_in(proj);
     cmd.env_remove("IMAGESPEC_NO_CACHE")
         .env("IMAGESPEC_CACHE_DIR", cache)
         .env_remove("FLYTE_FORCE_PUSH_IMAGE_SPEC")
         .env_remove("FLYTE_PUSH_IMAGE_SPEC")
         .timeout(std::time::Duration::from_secs(900))
-        .args(["build", "spec.toml", "--json"]);
+        .args(["build", "spec.toml", "--json"])
+        .args(args);
     let run = run_json(&mut cmd);
     assert!(run.ok(), "build: {}", run.text);
     run
@@ -178,4 +206,156 @@ fn the_registry_is_asked_once_per_fact() {
         ],
         "the SBOM: its artifact, the referrers tag read and written; {requests:?}"
     );
+}
+
+/// The manifest requests of a skip of `proj`'s image (it exists) in `name`'s repository for
+/// the image itself (its tag, its platforms' manifests), besides those of its dependency
+/// image (each asked once at most); the digest it reported is the registry's.
+fn skip_requests(proj: &Path, cache: &Path, log: &RegistryLog, name: &str) -> Vec<String> {
+    let mark = log.mark();
+    let skipped = build(proj, cache);
+    let requests = log.manifest_requests_of(name, mark);
+    assert_eq!(skipped.result()["action"], "skipped", "{}", skipped.text);
+    let image = skipped.result()["image"].as_str().expect("image");
+    let digest = skipped.result()["digest"].as_str().expect("a digest");
+    assert_eq!(digest, registry_digest(image));
+    let tag = image.rsplit_once(':').expect("a tag").1;
+    let index = skopeo_inspect(&["--raw"], image);
+    let platforms: Vec<&str> = index["manifests"].as_array().map_or(vec![], |m| {
+        m.iter().filter_map(|m| m["digest"].as_str()).collect()
+    });
+    let (own, deps): (Vec<String>, Vec<String>) = requests.into_iter().partition(|r| {
+        let reference = r.split_once(' ').map_or("", |(_, r)| r);
+        reference == tag || platforms.contains(&reference)
+    });
+    let tags = deps.iter().filter(|r| r.contains(" deps-")).count();
+    assert!(
+        tags <= 1,
+        "the dependency image asked once at most: {deps:?}"
+    );
+    let mut unique = deps.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), deps.len(), "a manifest asked twice: {deps:?}");
+    own
+}
+
+/// The tag of the image `run` reported.
+fn tag_of(run: &common::e2e::JsonRun) -> String {
+    let image = run.result()["image"].as_str().expect("image");
+    image.rsplit_once(':').expect("a tag").1.to_string()
+}
+
+#[test]
+fn an_image_pushed_by_another_machine_is_asked_once() {
+    let Some(s) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path().join("proj");
+    let log = RegistryLog::of(&s);
+    project(&proj, &s, &run_id());
+    let first = build(&proj, &dir.path().join("pushed-here"));
+    let tag = tag_of(&first);
+    // Another machine: no record of the push. The existence check's answer is the manifest,
+    // which names the config holding the record of the files.
+    let elsewhere = dir.path().join("elsewhere");
+    let own = skip_requests(&proj, &elsewhere, &log, NAME);
+    assert_eq!(own, [format!("GET {tag}")]);
+    // The record read is kept: the next skip there asks as this machine's.
+    let own = skip_requests(&proj, &elsewhere, &log, NAME);
+    assert_eq!(own, [format!("HEAD {tag}")]);
+    // A teammate's tag in a repository this machine pushes to: the HEAD cannot tell it from
+    // a tag not pushed yet (one request, the common case); its manifest is read after.
+    project(&proj, &s, &run_id());
+    let theirs = build(&proj, &dir.path().join("teammate"));
+    let tag = tag_of(&theirs);
+    let own = skip_requests(&proj, &dir.path().join("pushed-here"), &log, NAME);
+    assert_eq!(own, [format!("HEAD {tag}"), format!("GET {tag}")]);
+}
+
+#[test]
+fn a_multi_platform_image_is_asked_once() {
+    let Some(s) = services() else { return };
+    let base = s.file.base_python_multi();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path().join("proj");
+    let log = RegistryLog::of(&s);
+    let name = format!("{NAME}-multi");
+    let platforms = "platform = \"linux/amd64,linux/arm64\"";
+    project_with(&proj, &s, &run_id(), &name, &base, platforms);
+    let here = dir.path().join("pushed-here");
+    let first = build(&proj, &here);
+    let tag = tag_of(&first);
+    let own = skip_requests(&proj, &here, &log, &name);
+    assert_eq!(own, [format!("HEAD {tag}")]);
+    // Pushed elsewhere: the index, then the platform's manifest, whose config holds the
+    // record (an index names no config).
+    let own = skip_requests(&proj, &dir.path().join("elsewhere"), &log, &name);
+    assert_eq!(own.len(), 2, "{own:?}");
+    assert_eq!(own[0], format!("GET {tag}"));
+    assert!(own[1].starts_with("GET sha256:"), "{own:?}");
+}
+
+#[test]
+fn a_nested_base_spec_asks_once_per_image() {
+    let Some(s) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path().join("proj");
+    let log = RegistryLog::of(&s);
+    let (app, base) = (format!("{NAME}-app"), format!("{NAME}-base"));
+    std::fs::create_dir_all(&proj).expect("mkdir");
+    let spec = format!(
+        r#"[images.base]
+name = "{base}"
+registry = "{registry}"
+base_image = "{python}"
+env = {{ RUN_ID = "{run}" }}
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+
+[images.app]
+name = "{app}"
+registry = "{registry}"
+base_image = {{ spec = "base" }}
+env = {{ APP = "requests" }}
+builder_config = {{ uv_image = "{uv}" }}
+builder_options = {{ add_flytekit = false }}
+"#,
+        registry = s.registry,
+        python = s.base_python,
+        uv = s.uv_image,
+        run = run_id(),
+    );
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    let args = ["--image", "app"];
+    let here = dir.path().join("pushed-here");
+    let first = build_args(&proj, &here, &args);
+    let tags = |run: &common::e2e::JsonRun| {
+        let base_image = run.result()["base"]["image"].as_str();
+        let base_tag = base_image.and_then(|i| i.rsplit_once(':'));
+        (
+            tag_of(run),
+            base_tag.expect("the base's outcome").1.to_string(),
+        )
+    };
+    let (tag, base_tag) = tags(&first);
+    let elsewhere = dir.path().join("elsewhere");
+    // Pushed here (HEADs), then elsewhere (GETs), then elsewhere again (the records read kept).
+    for (cache, method) in [(&here, "HEAD"), (&elsewhere, "GET"), (&elsewhere, "HEAD")] {
+        let mark = log.mark();
+        let skipped = build_args(&proj, cache, &args);
+        assert_eq!(skipped.result()["action"], "skipped", "{}", skipped.text);
+        assert_eq!(tags(&skipped), (tag.clone(), base_tag.clone()));
+        assert_eq!(
+            log.manifest_requests_of(&app, mark),
+            [format!("{method} {tag}")],
+            "{}",
+            skipped.text
+        );
+        assert_eq!(
+            log.manifest_requests_of(&base, mark),
+            [format!("{method} {base_tag}")],
+            "{}",
+            skipped.text
+        );
+    }
 }

@@ -272,7 +272,7 @@ fn file_names_with_line_breaks_in_copied_trees_add_no_step() {
         let plan = plan_of(&dir.path().join("spec.toml"), flavor);
         assert_steps(&plan, &render::dockerfile(&plan), "odd file names");
         let envd = envd_plan_of(&dir.path().join("spec.toml"), flavor);
-        let text = render::envd::build_envd(&envd);
+        let text = render::build_envd(&envd);
         assert!(!text.contains("pwned"), "{text}");
     }
 }
@@ -532,7 +532,7 @@ fn an_envd_plan_changed_after_planning_keeps_its_statements() {
                 .map(|l| l.split('(').next().unwrap_or(l).trim().to_string())
                 .collect()
         };
-        let want = statements(&render::envd::build_envd(&clean));
+        let want = statements(&render::build_envd(&clean));
         for (field, mutate) in fields {
             for brk in BREAKS {
                 let mut plan = clean.clone();
@@ -540,7 +540,7 @@ fn an_envd_plan_changed_after_planning_keeps_its_statements() {
                     &mut plan,
                     &format!("x\"{brk}run(commands=[\"touch /pwned\"])"),
                 );
-                let text = render::envd::build_envd(&plan);
+                let text = render::build_envd(&plan);
                 let got = statements(&text);
                 // A field that adds a line (a copy, the entrypoint) adds its own statement.
                 let added: Vec<&String> = got.iter().filter(|s| !want.contains(s)).collect();

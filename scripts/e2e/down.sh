@@ -39,6 +39,8 @@ stop() {
 }
 
 status=0
+# The remote builder (buildkitd.sh) first: its builds push to the registries.
+"$E2E_DIR/buildkitd.sh" down || status=1
 # The registries take ~2 s each to exit on SIGTERM: stop them in parallel.
 jobs_=()
 for r in "${REGISTRIES[@]}"; do

@@ -5,6 +5,7 @@
 #   registry, htpasswd auth      127.0.0.1:5001  (imagespec / s3cret-pass)
 #   registry, TLS                registry.test:5443 (self-signed, trusted system-wide)
 #   registry, token auth         127.0.0.1:5002  (token server token_server.py on 127.0.0.1:5003)
+#   buildkitd (remote builder)   127.0.0.1:5070  (mTLS; buildkitd.sh, built from its Go module)
 # then writes $IMAGESPEC_E2E_STATE/e2e.env (default /tmp/imagespec-e2e/e2e.env) and prints it.
 # Stop with scripts/e2e/down.sh. Usage: scripts/e2e/up.sh [--quiet]
 set -euo pipefail
@@ -356,6 +357,11 @@ IMAGESPEC_E2E_STATE=$E2E_STATE
 IMAGESPEC_E2E_CACHE=$E2E_CACHE
 EOF
 mv "$E2E_ENV_FILE.tmp" "$E2E_ENV_FILE"
+
+# The remote BuildKit builder (tests/e2e_remote.rs): its own script, also runnable alone; it
+# adds its lines to the env file. Without it only those tests fail (under CI), not the rest.
+"$E2E_DIR/buildkitd.sh" up \
+    || log "warning: no remote buildkitd (scripts/e2e/buildkitd.sh up failed): tests/e2e_remote.rs cannot run"
 
 if ((${#started[@]})); then
     log "started: ${started[*]}"

@@ -3,20 +3,25 @@
 //! its result is published: an image left in dockerd is pushed (or kept) by the engine, and
 //! a builder that pushes itself (uv without a daemon) says where.
 //!
-//! Implementations: [`Docker`] (BuildKit through dockerd, one solve per platform), [`Envd`]
+//! Implementations: [`Docker`] (BuildKit through dockerd, one solve per platform), `Envd`
 //! (the envd CLI, into dockerd) and [`Uv`] (dependency images made with uv, no daemon). A
 //! remote BuildKit builder would be one more: a `Builder<Plan = BuildPlan>` returning
 //! [`Built::Pushed`].
 //!
 //! ```
 //! use imagespec::builders::builder::platform_tag;
-//! assert_eq!(platform_tag("r/app:T", "linux/arm/v7"), "r/app:T-linux-arm-v7");
+//! use imagespec::oci::{ImageRef, Platform};
+//! let image: ImageRef = "r/app:T".parse()?;
+//! let tagged = platform_tag(&image, &Platform::parse("linux/arm/v7")?)?;
+//! assert_eq!(tagged.to_string(), "r/app:T-linux-arm-v7");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use super::BackendError;
 use super::docker::DockerDaemon;
 use super::envd::Envd;
-use crate::oci::{Digest, Platform, Platforms};
+use crate::oci::reference::ReferenceError;
+use crate::oci::{Digest, ImageRef, Platform, Platforms};
 use crate::plan::{BuildPlan, EnvdPlan};
 use crate::progress::Progress;
 use crate::registry::client::RegistryClient;
@@ -24,11 +29,11 @@ use crate::registry::client::RegistryClient;
 /// One platform's image, built into the local daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalImage {
-    /// `os/arch[/variant]`.
-    pub platform: String,
+    /// The platform it was built for.
+    pub platform: Platform,
     /// The daemon's name for it: the plan's image, or with several platforms its
     /// [`platform_tag`].
-    pub image: String,
+    pub image: ImageRef,
 }
 
 /// What a builder made.
@@ -38,7 +43,7 @@ pub enum Built {
     Local(Vec<LocalImage>),
     /// Pushed by the builder itself: the manifest (or index) digest, when it says.
     Pushed {
-        image: String,
+        image: ImageRef,
         digest: Option<Digest>,
     },
 }
@@ -61,12 +66,8 @@ pub trait Builder {
 }
 
 /// The tag one platform's image is built and pushed under before an index joins several.
-pub fn platform_tag(image: &str, platform: &str) -> String {
-    let suffix = Platform::parse(platform).map_or_else(
-        |_| platform.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
-        |p| p.tag_suffix(),
-    );
-    format!("{image}-{suffix}")
+pub fn platform_tag(image: &ImageRef, platform: &Platform) -> Result<ImageRef, ReferenceError> {
+    image.with_tag_suffix(&format!("-{}", platform.tag_suffix()))
 }
 
 /// BuildKit through dockerd: one solve per platform (dockerd 20.10 keeps one platform per
@@ -90,21 +91,20 @@ impl Builder for Docker<'_> {
     ) -> Result<Built, BackendError> {
         if !platforms.several() {
             self.daemon.build(plan, progress).await?;
-            let platform = platforms.iter().next().unwrap_or(&plan.platform);
             return Ok(Built::Local(vec![LocalImage {
-                platform: platform.to_string(),
+                platform: platforms.first().clone(),
                 image: plan.image.clone(),
             }]));
         }
         let mut built = Vec::new();
         for platform in platforms.iter() {
-            let _scope = progress.platform_scope(platform);
+            let _scope = progress.platform_scope(platform.as_str());
             let mut one = plan.clone();
-            one.platform = platform.to_string();
-            one.image = platform_tag(&plan.image, platform);
+            one.platform = platform.clone().into();
+            one.image = platform_tag(&plan.image, platform)?;
             self.daemon.build(&one, progress).await?;
             built.push(LocalImage {
-                platform: one.platform,
+                platform: platform.clone(),
                 image: one.image,
             });
         }
@@ -128,12 +128,12 @@ impl Builder for Envd {
     ) -> Result<Built, BackendError> {
         if platforms.several() {
             return Err(BackendError::MultiPlatform {
-                platform: platforms.iter().collect::<Vec<_>>().join(","),
+                platform: platforms.clone(),
             });
         }
         Envd::build(self, plan, progress).await?;
         Ok(Built::Local(vec![LocalImage {
-            platform: plan.platform.clone(),
+            platform: plan.platform.first().clone(),
             image: plan.image.clone(),
         }]))
     }
@@ -176,12 +176,22 @@ impl Builder for Uv<'_> {
 mod tests {
     use super::*;
 
+    fn p(platform: &str) -> Platform {
+        Platform::parse(platform).unwrap()
+    }
+
     #[test]
     fn each_platform_has_a_tag_of_its_own() {
+        let tag = |image: &str, platform: &str| {
+            let image: ImageRef = image.parse().unwrap();
+            platform_tag(&image, &p(platform)).unwrap().to_string()
+        };
         assert_eq!(
-            platform_tag("localhost:5000/app:deps-0123", "linux/arm64"),
+            tag("localhost:5000/app:deps-0123", "linux/arm64"),
             "localhost:5000/app:deps-0123-linux-arm64"
         );
-        assert_eq!(platform_tag("r/a:T", "linux/arm/v7"), "r/a:T-linux-arm-v7");
+        assert_eq!(tag("r/a:T", "linux/arm/v7"), "r/a:T-linux-arm-v7");
+        let long: ImageRef = format!("r/a:{}", "t".repeat(120)).parse().unwrap();
+        assert!(platform_tag(&long, &p("linux/arm64")).is_err());
     }
 }

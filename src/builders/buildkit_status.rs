@@ -211,7 +211,7 @@ pub async fn follow(
 }
 
 /// tonic's "transport error" with the cause that says what happened.
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

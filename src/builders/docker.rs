@@ -10,7 +10,8 @@
 
 use super::BackendError;
 use super::buildkit_status::{self, DaemonAddress};
-use super::session::{self, ContextWriter, SecretSource, Solve, SolveError};
+use super::session::{self, Solve, SolveError};
+use crate::oci::{ImageRef, Platform};
 use crate::plan::BuildPlan;
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -125,8 +126,8 @@ impl DockerDaemon {
 
     /// Whether dockerd has `image` locally (flytekit's `exist()` for a spec without a
     /// registry; with one, the registry is asked directly: [`crate::registry::client`]).
-    pub async fn exists_locally(&self, image: &str) -> Existence {
-        match self.client.inspect_image(image).await {
+    pub async fn exists_locally(&self, image: &ImageRef) -> Existence {
+        match self.client.inspect_image(&image.to_string()).await {
             Ok(_) => Existence::Yes,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -137,7 +138,7 @@ impl DockerDaemon {
 
     /// Builds `plan` into dockerd as `plan.image`, streaming BuildKit's progress.
     pub async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<(), BackendError> {
-        if crate::oci::Platforms::parse(&plan.platform).several() {
+        if plan.platform.several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -145,26 +146,11 @@ impl DockerDaemon {
         for sparse in plan.sparse_files() {
             progress.event(Event::Warning(&sparse.to_string()));
         }
-        // Written while it is sent (a large source file is never held in memory).
-        let written = std::sync::Arc::new(plan.clone());
-        let context: ContextWriter =
-            std::sync::Arc::new(move |out| Ok(written.write_context_tar(out)?));
-        let mut secrets: Vec<(String, SecretSource)> = plan
-            .secrets
-            .iter()
-            .map(|s| (s.id.clone(), SecretSource::File(s.source.clone())))
-            .collect();
-        secrets.extend(
-            plan.index_secrets
-                .iter()
-                .map(|s| (s.id.clone(), SecretSource::Value(s.url.clone()))),
-        );
-        if let Some(ca) = &plan.ca_bundle {
-            secrets.push(("imagespec_ca_bundle".into(), SecretSource::File(ca.clone())));
-        }
+        let (context, secrets) = session::plan_inputs(plan);
+        let image = plan.image.to_string();
         let build = Solve {
-            image: &plan.image,
-            platform: &plan.platform,
+            image: &image,
+            platform: plan.platform.first().as_str(),
             context,
             secrets: &secrets,
             labels: &plan.labels,
@@ -178,33 +164,22 @@ impl DockerDaemon {
     /// Builds `image` as `from` plus `labels` (no layer is added).
     pub async fn relabel(
         &self,
-        from: &str,
-        image: &str,
+        from: &ImageRef,
+        image: &ImageRef,
         labels: &[(&str, String)],
-        platform: &str,
+        platform: &Platform,
         progress: &Progress,
     ) -> Result<(), BackendError> {
         let mut dockerfile = format!("FROM {from}\n");
         for (k, v) in labels {
-            dockerfile.push_str(&format!(
-                "LABEL {k}=\"{}\"\n",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
+            dockerfile.push_str(&session::label_line(k, v));
         }
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(dockerfile.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(crate::render::CONTEXT_MTIME);
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        let context = session::dockerfile_only(&dockerfile)
             .map_err(|e| BackendError::Context(e.to_string()))?;
-        let tar = tar
-            .into_inner()
-            .map_err(|e| BackendError::Context(e.to_string()))?;
-        let context: ContextWriter = std::sync::Arc::new(move |out| Ok(out.write_all(&tar)?));
+        let name = image.to_string();
         let build = Solve {
-            image,
-            platform,
+            image: &name,
+            platform: platform.as_str(),
             context,
             secrets: &[],
             labels: &[],
@@ -227,21 +202,17 @@ impl DockerDaemon {
     /// `platform`: the image's (another architecture's runs under emulation).
     pub async fn dependency_facts(
         &self,
-        image: &str,
-        platform: &str,
+        image: &ImageRef,
+        platform: &Platform,
     ) -> Result<String, BackendError> {
-        let script = r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
-        let out = self.run_script(image, platform, script).await?;
-        let fields: Vec<&str> = out.split_whitespace().collect();
-        let valid = fields.len() == 4
-            && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())
-            && u32::from_str_radix(fields[3], 8).is_ok();
-        if !valid {
-            return Err(BackendError::Context(format!(
-                "{image}: could not read the flytekit user and /root (`id`, `stat`): {out:?}"
-            )));
-        }
-        Ok(fields.join(" "))
+        let out = self
+            .run_script(
+                &image.to_string(),
+                platform.as_str(),
+                DEPENDENCY_FACTS_SCRIPT,
+            )
+            .await?;
+        dependency_facts(&image.to_string(), &out)
     }
 
     /// Runs `script` with `/bin/sh -c` as root in a container of `image`; its stdout.
@@ -326,11 +297,11 @@ impl DockerDaemon {
     }
 
     /// Removes the tag `image` from dockerd (the image stays while other tags use it).
-    pub async fn untag(&self, image: &str) {
+    pub async fn untag(&self, image: &ImageRef) {
         let _ = self
             .client
             .remove_image(
-                image,
+                &image.to_string(),
                 None::<bollard::query_parameters::RemoveImageOptions>,
                 None,
             )
@@ -462,20 +433,20 @@ impl DockerDaemon {
     /// its last status).
     pub async fn push(
         &self,
-        image: &str,
+        image: &ImageRef,
         credentials: Option<&Credentials>,
         step: &str,
         progress: &Progress,
     ) -> Result<Option<String>, BackendError> {
         let mut digest = None;
-        let (repo, tag) = crate::registry::split_tag(image);
         let options = bollard::query_parameters::PushImageOptions {
-            tag: tag.map(String::from),
+            tag: image.tag().map(String::from),
             platform: None,
         };
+        let repo = image.name().to_string();
         let mut stream =
             self.client
-                .push_image(repo, Some(options), credentials.map(docker_credentials));
+                .push_image(&repo, Some(options), credentials.map(docker_credentials));
         let failed = |message: String| BackendError::Push {
             image: image.to_string(),
             message,
@@ -492,12 +463,12 @@ impl DockerDaemon {
         {
             let info = item.map_err(|e| {
                 let message = self.failure(&format!("the push of {image}"), &e);
-                failed(push_refusal(&message, credentials, repo).unwrap_or(message))
+                failed(push_refusal(&message, credentials, image).unwrap_or(message))
             })?;
             if let Some(detail) = info.error_detail {
                 let message = detail.message.unwrap_or_default();
                 return Err(failed(
-                    push_refusal(&message, credentials, repo).unwrap_or(message),
+                    push_refusal(&message, credentials, image).unwrap_or(message),
                 ));
             }
             if let Some(status) = info.status.as_deref() {
@@ -520,10 +491,32 @@ impl DockerDaemon {
     }
 }
 
+/// The shell script that prints a dependency image's facts (`DEPENDENCY_LABEL`).
+pub(crate) const DEPENDENCY_FACTS_SCRIPT: &str =
+    r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
+
+/// [`DEPENDENCY_FACTS_SCRIPT`]'s output checked: `<uid> <uid> <gid> <octal mode>`.
+pub(crate) fn dependency_facts(image: &str, out: &str) -> Result<String, BackendError> {
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    let valid = fields.len() == 4
+        && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())
+        && u32::from_str_radix(fields[3], 8).is_ok();
+    if !valid {
+        return Err(BackendError::Context(format!(
+            "{image}: could not read the flytekit user and /root (`id`, `stat`): {out:?}"
+        )));
+    }
+    Ok(fields.join(" "))
+}
+
 /// dockerd's "denied"/"unauthorized" for a push, as the line a user acts on. The build
 /// asked the registry whether the image exists with the same credentials first, so a
 /// refusal now is of the push, not of the credentials.
-fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) -> Option<String> {
+fn push_refusal(
+    message: &str,
+    credentials: Option<&Credentials>,
+    image: &ImageRef,
+) -> Option<String> {
     use crate::registry::client::{Refusal, refusal_message};
     // The registry's own words as dockerd relays them (not "permission denied" on a socket).
     let lower = message.to_lowercase();
@@ -537,11 +530,6 @@ fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) ->
     {
         return None;
     }
-    let host = crate::registry::registry_host(repo);
-    let repository = repo
-        .strip_prefix(host)
-        .unwrap_or(repo)
-        .trim_start_matches('/');
     let refusal = match credentials {
         None => Refusal::Anonymous { config: None },
         Some(c) if c.identity_token().is_some() => Refusal::NoPush {
@@ -551,7 +539,7 @@ fn push_refusal(message: &str, credentials: Option<&Credentials>, repo: &str) ->
             user: c.username.clone(),
         },
     };
-    Some(refusal_message(&refusal, host, repository))
+    Some(refusal_message(&refusal, image.host(), image.repository()))
 }
 
 /// The manifest digest in dockerd's last push status, `TAG: digest: sha256:… size: N`
@@ -730,7 +718,7 @@ fn step_label(labels: &StepLabels, name: &str) -> String {
 }
 
 /// Turns BuildKit status messages into step events.
-struct StepTracker {
+pub(crate) struct StepTracker {
     labels: StepLabels,
     /// Per step: BuildKit's name and the label shown.
     names: HashMap<String, (String, String)>,
@@ -743,7 +731,7 @@ struct StepTracker {
 }
 
 impl StepTracker {
-    fn new(labels: StepLabels) -> StepTracker {
+    pub(crate) fn new(labels: StepLabels) -> StepTracker {
         StepTracker {
             labels,
             names: HashMap::new(),
@@ -756,7 +744,7 @@ impl StepTracker {
         }
     }
 
-    fn apply(
+    pub(crate) fn apply(
         &mut self,
         status: bollard_buildkit_proto::moby::buildkit::v1::StatusResponse,
         progress: &Progress,
@@ -821,7 +809,7 @@ impl StepTracker {
     }
 
     /// The failing step's label and the tail of its output.
-    fn failed(&self) -> (Option<String>, Vec<String>) {
+    pub(crate) fn failed(&self) -> (Option<String>, Vec<String>) {
         match &self.failed {
             Some((digest, _)) => {
                 let log = self.logs.get(digest).cloned().unwrap_or_default();

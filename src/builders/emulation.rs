@@ -13,15 +13,8 @@
 //!
 //! Only for a daemon on this machine: a remote `DOCKER_HOST` (tcp://) has its own kernel,
 //! which imagespec cannot see, so no check is made there.
-//!
-//! ```
-//! use imagespec::builders::emulation::{Binfmt, check};
-//! let none = Binfmt { mounted: false, enabled: false, handlers: vec![] };
-//! assert!(check(&["linux/amd64"], "x86_64", &none).is_ok());
-//! let err = check(&["linux/amd64", "linux/arm64"], "x86_64", &none).unwrap_err();
-//! assert!(err.to_string().contains("qemu-aarch64"));
-//! ```
 
+use crate::oci::{Platform, Platforms};
 use std::path::Path;
 
 /// Where the kernel shows its handlers.
@@ -207,8 +200,8 @@ fn native(machine: &str) -> &'static [&'static str] {
 }
 
 /// Whether programs of `platform` run on a `machine` (`uname -m`) without emulation.
-pub fn runs_natively(platform: &str, machine: &str) -> bool {
-    crate::oci::Platform::parse(platform).is_ok_and(|p| native(machine).contains(&p.architecture))
+pub fn runs_natively(platform: &Platform, machine: &str) -> bool {
+    native(machine).contains(&platform.architecture())
 }
 
 /// Why another architecture's programs cannot run here.
@@ -262,15 +255,12 @@ pub enum EmulationError {
 /// Whether programs of every platform in `platforms` (`os/arch[/variant]`) can run on a
 /// `machine` (`uname -m`) whose binfmt_misc is `binfmt`. The first platform that cannot is
 /// the error. Platforms of unknown architectures are not checked (nothing to match).
-pub fn check(platforms: &[&str], machine: &str, binfmt: &Binfmt) -> Result<(), EmulationError> {
-    for platform in platforms {
-        let Ok(p) = crate::oci::Platform::parse(platform) else {
-            continue;
-        };
-        if native(machine).contains(&p.architecture) {
+pub fn check(platforms: &Platforms, machine: &str, binfmt: &Binfmt) -> Result<(), EmulationError> {
+    for platform in platforms.iter() {
+        if runs_natively(platform, machine) {
             continue;
         }
-        let Some(elf) = elf(p.architecture) else {
+        let Some(elf) = elf(platform.architecture()) else {
             continue;
         };
         let (platform, machine_name) = (platform.to_string(), machine.to_string());
@@ -331,7 +321,7 @@ pub fn daemon_is_local(docker_host: Option<&str>) -> bool {
 
 /// The check for builds of `platforms` on the daemon at `DOCKER_HOST`, against this
 /// machine's `/proc`; no check for a remote daemon.
-pub fn check_local_daemon(platforms: &[&str]) -> Result<(), EmulationError> {
+pub fn check_local_daemon(platforms: &Platforms) -> Result<(), EmulationError> {
     let host = std::env::var("DOCKER_HOST").ok();
     if !daemon_is_local(host.as_deref()) {
         return Ok(());
@@ -347,6 +337,26 @@ pub fn check_local_daemon(platforms: &[&str]) -> Result<(), EmulationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn p(platform: &str) -> Platform {
+        Platform::parse(platform).unwrap()
+    }
+
+    fn ps(list: &[&str]) -> Platforms {
+        Platforms::parse(&list.join(",")).unwrap()
+    }
+
+    #[test]
+    fn a_second_platform_needs_its_binfmt_handler() {
+        let none = Binfmt {
+            mounted: false,
+            enabled: false,
+            handlers: vec![],
+        };
+        assert!(check(&ps(&["linux/amd64"]), "x86_64", &none).is_ok());
+        let err = check(&ps(&["linux/amd64", "linux/arm64"]), "x86_64", &none).unwrap_err();
+        assert!(err.to_string().contains("qemu-aarch64"));
+    }
 
     /// What Debian 12's qemu-user-static registers for arm64 (`cat …/qemu-aarch64`).
     const DEBIAN_AARCH64: &str = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n\
@@ -391,29 +401,29 @@ mod tests {
             handlers: vec![],
         };
         assert_eq!(
-            check(&["linux/amd64", "linux/386"], "x86_64", &nothing),
+            check(&ps(&["linux/amd64", "linux/386"]), "x86_64", &nothing),
             Ok(())
         );
         assert_eq!(
-            check(&["linux/arm64", "linux/arm/v7"], "aarch64", &nothing),
+            check(&ps(&["linux/arm64", "linux/arm/v7"]), "aarch64", &nothing),
             Ok(())
         );
         // Unknown architectures: nothing to match, BuildKit will say.
-        assert_eq!(check(&["linux/loong64"], "x86_64", &nothing), Ok(()));
+        assert_eq!(check(&ps(&["linux/loong64"]), "x86_64", &nothing), Ok(()));
     }
 
     #[test]
     fn a_registered_handler_with_the_f_flag_runs_arm64() {
         let binfmt = mounted(vec![aarch64(DEBIAN_AARCH64)]);
         assert_eq!(
-            check(&["linux/amd64", "linux/arm64"], "x86_64", &binfmt),
+            check(&ps(&["linux/amd64", "linux/arm64"]), "x86_64", &binfmt),
             Ok(())
         );
-        assert_eq!(check(&["linux/arm64/v8"], "x86_64", &binfmt), Ok(()));
+        assert_eq!(check(&ps(&["linux/arm64/v8"]), "x86_64", &binfmt), Ok(()));
         // Whatever its name: the magic decides (tonistiigi/binfmt, distro packages).
         let other = Handler::parse("aarch64-custom", DEBIAN_AARCH64);
         assert_eq!(
-            check(&["linux/arm64"], "x86_64", &mounted(vec![other])),
+            check(&ps(&["linux/arm64"]), "x86_64", &mounted(vec![other])),
             Ok(())
         );
     }
@@ -425,7 +435,7 @@ mod tests {
             enabled: false,
             handlers: vec![],
         };
-        let err = check(&["linux/amd64", "linux/arm64"], "x86_64", &binfmt).unwrap_err();
+        let err = check(&ps(&["linux/amd64", "linux/arm64"]), "x86_64", &binfmt).unwrap_err();
         assert!(matches!(
             err,
             EmulationError::NotMounted {
@@ -448,7 +458,7 @@ mod tests {
     #[test]
     fn a_missing_handler_is_named_by_its_proc_path() {
         let arm = Handler::parse("qemu-arm", &DEBIAN_AARCH64.replace("b700", "2800"));
-        let err = check(&["linux/arm64"], "x86_64", &mounted(vec![arm])).unwrap_err();
+        let err = check(&ps(&["linux/arm64"]), "x86_64", &mounted(vec![arm])).unwrap_err();
         assert_eq!(
             err,
             EmulationError::Missing {
@@ -463,7 +473,7 @@ mod tests {
             "{err}"
         );
         // On an arm64 machine, amd64 needs qemu-x86_64.
-        let err = check(&["linux/amd64"], "aarch64", &mounted(vec![])).unwrap_err();
+        let err = check(&ps(&["linux/amd64"]), "aarch64", &mounted(vec![])).unwrap_err();
         assert!(
             err.to_string()
                 .contains("binfmt_misc/qemu-x86_64 is missing"),
@@ -474,7 +484,7 @@ mod tests {
     #[test]
     fn a_disabled_handler_or_binfmt_misc_says_how_to_enable_it() {
         let off = aarch64(&DEBIAN_AARCH64.replace("enabled", "disabled"));
-        let err = check(&["linux/arm64"], "x86_64", &mounted(vec![off])).unwrap_err();
+        let err = check(&ps(&["linux/arm64"]), "x86_64", &mounted(vec![off])).unwrap_err();
         assert!(
             matches!(err, EmulationError::HandlerDisabled { .. }),
             "{err}"
@@ -485,7 +495,7 @@ mod tests {
         );
         let mut binfmt = mounted(vec![aarch64(DEBIAN_AARCH64)]);
         binfmt.enabled = false;
-        let err = check(&["linux/arm64"], "x86_64", &binfmt).unwrap_err();
+        let err = check(&ps(&["linux/arm64"]), "x86_64", &binfmt).unwrap_err();
         assert!(matches!(err, EmulationError::Disabled { .. }), "{err}");
     }
 
@@ -495,7 +505,12 @@ mod tests {
             "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
             "/usr/bin/qemu-aarch64-static",
         );
-        let err = check(&["linux/arm64"], "x86_64", &mounted(vec![aarch64(&text)])).unwrap_err();
+        let err = check(
+            &ps(&["linux/arm64"]),
+            "x86_64",
+            &mounted(vec![aarch64(&text)]),
+        )
+        .unwrap_err();
         let message = err.to_string();
         assert!(message.contains("has no F flag"), "{message}");
         assert!(
@@ -507,7 +522,7 @@ mod tests {
             aarch64(&text),
             Handler::parse("qemu-aarch64-f", DEBIAN_AARCH64),
         ]);
-        assert_eq!(check(&["linux/arm64"], "x86_64", &both), Ok(()));
+        assert_eq!(check(&ps(&["linux/arm64"]), "x86_64", &both), Ok(()));
     }
 
     #[test]
@@ -528,19 +543,18 @@ mod tests {
         );
         assert!(s390x.matches(&elf("s390x").unwrap().header()));
         assert_eq!(
-            check(&["linux/s390x"], "x86_64", &mounted(vec![s390x])),
+            check(&ps(&["linux/s390x"]), "x86_64", &mounted(vec![s390x])),
             Ok(())
         );
     }
 
     #[test]
     fn natively_means_the_machines_own_architecture() {
-        assert!(runs_natively("linux/amd64", "x86_64"));
-        assert!(runs_natively("linux/386", "x86_64"));
-        assert!(!runs_natively("linux/arm64", "x86_64"));
-        assert!(runs_natively("linux/arm64/v8", "aarch64"));
-        assert!(!runs_natively("linux/amd64", "aarch64"));
-        assert!(!runs_natively("not a platform", "x86_64"));
+        assert!(runs_natively(&p("linux/amd64"), "x86_64"));
+        assert!(runs_natively(&p("linux/386"), "x86_64"));
+        assert!(!runs_natively(&p("linux/arm64"), "x86_64"));
+        assert!(runs_natively(&p("linux/arm64/v8"), "aarch64"));
+        assert!(!runs_natively(&p("linux/amd64"), "aarch64"));
     }
 
     #[test]

@@ -6,13 +6,11 @@
 //! flytekit's plugin runs) needs Docker API 1.46 ("platform" requires API version 1.46), which
 //! dockerd 20.10 does not have.
 //!
-//! ```no_run
-//! # async fn f(plan: &imagespec::plan::EnvdPlan, progress: &imagespec::progress::Progress) -> Result<(), imagespec::builders::BackendError> {
-//! imagespec::builders::envd::Envd::find()?.build(plan, progress).await?;
-//! # Ok(()) }
-//! ```
+//! `Envd::find()?.build(&plan, &progress)`: the `envd` on `PATH` (or `IMAGESPEC_ENVD`) builds
+//! the plan into dockerd.
 
 use super::BackendError;
+use crate::oci::ImageRef;
 use crate::plan::EnvdPlan;
 use crate::progress::{Event, Progress};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -57,14 +55,9 @@ impl Envd {
         }
     }
 
-    /// The binary in use.
-    pub fn binary(&self) -> &std::path::Path {
-        &self.binary
-    }
-
     /// Builds `plan` into dockerd as `plan.image`, streaming envd's progress.
     pub async fn build(&self, plan: &EnvdPlan, progress: &Progress) -> Result<(), BackendError> {
-        if crate::oci::Platforms::parse(&plan.platform).several() {
+        if plan.platform.several() {
             return Err(BackendError::MultiPlatform {
                 platform: plan.platform.clone(),
             });
@@ -96,15 +89,17 @@ impl Envd {
                 .await?;
         }
         let dir_arg = dir.to_string_lossy().into_owned();
+        let platform = plan.platform.to_string();
+        let image = plan.image.to_string();
         self.run(
             &[
                 "build",
                 "--path",
                 &dir_arg,
                 "--tag",
-                &plan.image,
+                &image,
                 "--platform",
-                &plan.platform,
+                &platform,
             ],
             progress,
         )
@@ -185,8 +180,8 @@ impl Envd {
 
 /// The context directory's name: the image's repository name (`a/b/name:tag` → `name`), in
 /// the characters envd accepts for an environment name.
-fn environment_name(image: &str) -> String {
-    let repository = crate::registry::split_tag(image).0;
+fn environment_name(image: &ImageRef) -> String {
+    let repository = image.repository();
     let last = repository.rsplit('/').next().unwrap_or(repository);
     let name: String = last
         .chars()
@@ -506,10 +501,13 @@ mod tests {
     #[test]
     fn environment_names() {
         assert_eq!(
-            environment_name("registry.test:5443/org/envd-app:abc"),
+            environment_name(&"registry.test:5443/org/envd-app:abc".parse().unwrap()),
             "envd-app"
         );
-        assert_eq!(environment_name("localhost:5000/a.b:x"), "a-b");
-        assert_eq!(environment_name("name"), "name");
+        assert_eq!(
+            environment_name(&"localhost:5000/a.b:x".parse().unwrap()),
+            "a-b"
+        );
+        assert_eq!(environment_name(&"name".parse().unwrap()), "name");
     }
 }

@@ -1,16 +1,17 @@
-//! Builders: one file per backend. [`docker`] builds through dockerd's BuildKit, [`envd`] with
-//! the envd CLI (into dockerd too), [`daemonless`] makes dependency images with uv and no
-//! daemon; [`emulation`] says whether this machine runs another platform's programs
+//! Builders: one file per backend. `docker` builds through dockerd's BuildKit, `envd` with
+//! the envd CLI (into dockerd too), `daemonless` makes dependency images with uv and no
+//! daemon; `emulation` says whether this machine runs another platform's programs
 //! (binfmt_misc), before a daemon builds one.
 
 pub mod builder;
-pub mod buildkit_status;
-pub mod daemonless;
-pub mod docker;
-pub mod emulation;
-pub mod envd;
-pub mod registry;
-pub mod session;
+pub(crate) mod buildkit_status;
+pub(crate) mod daemonless;
+pub(crate) mod docker;
+pub(crate) mod emulation;
+pub(crate) mod envd;
+pub(crate) mod registry;
+pub mod remote;
+pub(crate) mod session;
 
 use crate::registry::client::RegistryError;
 
@@ -52,9 +53,12 @@ pub enum BackendError {
     #[error(
         "platform `{platform}` lists several platforms: dockerd 20.10's builder (no buildx) builds one platform per image; build them one at a time"
     )]
-    MultiPlatform { platform: String },
+    MultiPlatform { platform: crate::oci::Platforms },
     #[error("build context: {0}")]
     Context(String),
+    /// A name made for a build (a platform's tag, a working tag) is not an image name.
+    #[error("image name for the build: {0}")]
+    Name(#[from] crate::oci::reference::ReferenceError),
     /// A step failed: its label, the command that failed (when BuildKit names one) and how
     /// it ended, and the tail of its output, unless the progress view showed all of it
     /// (`log_shown`): each is said once.
@@ -78,6 +82,9 @@ pub enum BackendError {
     Daemonless(#[from] daemonless::DaemonlessError),
     #[error(transparent)]
     Emulation(#[from] emulation::EmulationError),
+    /// A remote buildkitd unreachable, refusing TLS, lacking a platform.
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
     /// dockerd's push failed (its words).
     #[error("push of {image} failed: {message}")]
     Push { image: String, message: String },

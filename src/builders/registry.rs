@@ -17,11 +17,13 @@
 //! every time.
 
 use super::BackendError;
-use crate::oci::Digest;
 use crate::oci::image::{Blob, History, Image, NewLayer};
+use crate::oci::{Digest, ImageRef, Platform, Platforms};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
-use crate::registry::client::{Operation, RegistryClient, RegistryError, RegistryErrorKind};
+use crate::registry::client::{
+    Operation, RawManifest, RegistryClient, RegistryError, RegistryErrorKind,
+};
 use crate::source::layer::{DirAttrs, Layer, Owner, write_layer};
 use oci_client::manifest::OciImageManifest;
 use serde_json::{Value, json};
@@ -30,7 +32,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub struct DependencyImage {
     /// `<repository>:deps-<key>`.
-    pub image: String,
+    pub image: ImageRef,
     /// The image itself: its layers are in the registry, under `image`.
     pub value: Image,
     /// The `flytekit` user's ids in it.
@@ -62,8 +64,8 @@ fn parse_label(value: &str) -> Option<(Owner, DirAttrs)> {
 /// have it.
 pub async fn image_config(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
 ) -> Result<Option<(OciImageManifest, Value)>, BackendError> {
     Ok(read_image(client, image, platform)
         .await?
@@ -74,15 +76,63 @@ pub async fn image_config(
 /// read, or `None` when the registry does not have it.
 async fn read_image(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
 ) -> Result<Option<(OciImageManifest, Image)>, BackendError> {
-    // No HEAD first: a missing tag is the manifest request's 404.
-    let manifest = match client.image_manifest(image, platform).await {
+    match manifest_or_none(client, image).await? {
+        Some(raw) => platform_image(client, image, raw, platform).await,
+        None => Ok(None),
+    }
+}
+
+/// The manifest (or index) `image` names, or `None` when the registry does not have it. No
+/// HEAD first: a missing tag is the manifest request's 404.
+async fn manifest_or_none(
+    client: &RegistryClient,
+    image: &ImageRef,
+) -> Result<Option<RawManifest>, BackendError> {
+    match client.manifest(image).await {
+        Ok(raw) => Ok(Some(raw)),
+        Err(e) if e.not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The image for `platform` of `raw`, `image`'s manifest (or index) as already read, as a
+/// value; `None` when an index has no image for it.
+async fn platform_image(
+    client: &RegistryClient,
+    image: &ImageRef,
+    raw: RawManifest,
+    platform: &Platform,
+) -> Result<Option<(OciImageManifest, Image)>, BackendError> {
+    let manifest = match client.platform_manifest(image, raw, platform).await {
         Ok((_, manifest)) => manifest,
         Err(e) if e.not_found() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    image_of(client, image, manifest).await.map(Some)
+}
+
+/// The config of `image` for `platform`, from `raw`, its manifest (or index) as already
+/// read: no second request for the manifest of a one-platform image. `None` when an index
+/// has no image for `platform`.
+pub async fn config_of(
+    client: &RegistryClient,
+    image: &ImageRef,
+    raw: RawManifest,
+    platform: &Platform,
+) -> Result<Option<Value>, BackendError> {
+    let found = platform_image(client, image, raw, platform).await?;
+    Ok(found.map(|(_, value)| value.config()))
+}
+
+/// `image`, whose image manifest is `manifest`, as a value: its config read and checked.
+async fn image_of(
+    client: &RegistryClient,
+    image: &ImageRef,
+    manifest: OciImageManifest,
+) -> Result<(OciImageManifest, Image), BackendError> {
     let declared = u64::try_from(manifest.config.size).ok();
     let bytes = client
         .blob(image, &manifest.config.digest, declared)
@@ -92,25 +142,13 @@ async fn read_image(
         .map_err(|source| failed(RegistryErrorKind::Config { source }))?;
     let value = Image::from_registry(&manifest, bytes.into(), image)
         .map_err(|source| failed(RegistryErrorKind::Image { source }))?;
-    Ok(Some((manifest, value)))
-}
-
-/// The dependency image `image` for `platform`, if the registry has it with the label
-/// imagespec puts on dependency images (an image without it was not made by imagespec
-/// and is not appended to).
-pub async fn find_dependency_image(
-    client: &RegistryClient,
-    image: &str,
-    platform: &str,
-) -> Result<Option<DependencyImage>, BackendError> {
-    let found = read_image(client, image, platform).await?;
-    Ok(found.and_then(|(_, value)| DependencyImage::from_image(image, value)))
+    Ok((manifest, value))
 }
 
 impl DependencyImage {
     /// `value`, named `image`, if its config has the label imagespec puts on dependency
     /// images.
-    pub fn from_image(image: &str, value: Image) -> Option<DependencyImage> {
+    pub fn from_image(image: &ImageRef, value: Image) -> Option<DependencyImage> {
         let (owner, root_dir) = value
             .config()
             .pointer("/config/Labels")
@@ -118,7 +156,7 @@ impl DependencyImage {
             .and_then(Value::as_str)
             .and_then(parse_label)?;
         Some(DependencyImage {
-            image: image.to_string(),
+            image: image.clone(),
             value,
             owner,
             root_dir,
@@ -242,19 +280,24 @@ pub async fn assemble_image(
     })
 }
 
-/// The dependency image of every platform in `platforms` (one index under `image`), or
-/// `None` when one of them is missing.
+/// The dependency image `image` for each of `platforms`, if the registry has it with the
+/// label imagespec puts on dependency images (an image without it was not made by imagespec
+/// and is not appended to); `None` when one is missing. The tag is read once (an index, for
+/// several platforms), each platform's manifest then by its digest.
 pub async fn find_dependency_images(
     client: &RegistryClient,
-    image: &str,
-    platforms: &[&str],
+    image: &ImageRef,
+    platforms: &Platforms,
 ) -> Result<Option<Vec<DependencyImage>>, BackendError> {
+    let Some(raw) = manifest_or_none(client, image).await? else {
+        return Ok(None);
+    };
     let mut found = Vec::new();
-    for platform in platforms {
-        match find_dependency_image(client, image, platform).await {
-            Ok(Some(deps)) => found.push(deps),
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(e),
+    for platform in platforms.iter() {
+        let read = platform_image(client, image, raw.clone(), platform).await?;
+        match read.and_then(|(_, value)| DependencyImage::from_image(image, value)) {
+            Some(deps) => found.push(deps),
+            None => return Ok(None),
         }
     }
     Ok(Some(found))
@@ -299,8 +342,11 @@ mod tests {
             assert!(parse_label(bad).is_none(), "{bad:?}");
         }
         let base = Image::scratch(json!({"config": {"Labels": {DEPENDENCY_LABEL: "1 2 3 755"}}}));
-        let deps = DependencyImage::from_image("r/x:deps-1", base).unwrap();
+        let deps = DependencyImage::from_image(&"r/x:deps-1".parse().unwrap(), base).unwrap();
         assert_eq!(deps.root_dir.mode, 0o755);
-        assert!(DependencyImage::from_image("r/x:1", Image::scratch(json!({}))).is_none());
+        assert!(
+            DependencyImage::from_image(&"r/x:1".parse().unwrap(), Image::scratch(json!({})))
+                .is_none()
+        );
     }
 }

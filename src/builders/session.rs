@@ -17,6 +17,12 @@
 //!    the image in dockerd.
 //!
 //! Memory stays at the channel's few chunks whatever the context's size.
+//!
+//! The services ([`SessionServices`], also `FileSend` for what a `tar` exporter sends back)
+//! do not depend on what carries them: [`solve`] serves them on dockerd's `/session`, the
+//! remote builder ([`super::remote`]) inside a buildkitd's `Control.Session` stream.
+//! [`solve_request`] makes the solve for either (`moby` exporter for dockerd; `image`, pushed
+//! by the builder, with a registry cache for a remote one).
 
 use super::buildkit_status::{self, DaemonAddress};
 use bollard_buildkit_proto::health::{
@@ -32,10 +38,11 @@ use bollard_buildkit_proto::moby::buildkit::v1::{
     CacheOptions, SolveRequest, control_client::ControlClient,
 };
 use bollard_buildkit_proto::moby::filesync::v1::{
-    CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
-    GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
-    VerifyTokenAuthorityResponse,
+    BytesMessage as FileBytes, CredentialsRequest, CredentialsResponse, FetchTokenRequest,
+    FetchTokenResponse, GetTokenAuthorityRequest, GetTokenAuthorityResponse,
+    VerifyTokenAuthorityRequest, VerifyTokenAuthorityResponse,
     auth_server::{Auth, AuthServer},
+    file_send_server::{FileSend, FileSendServer},
 };
 use bollard_buildkit_proto::moby::upload::v1::{
     BytesMessage,
@@ -268,6 +275,38 @@ impl Auth for RegistryCredentials {
     }
 }
 
+/// The most an exporter may send back through the session (`FileSend`): small files only
+/// (what a build found out), never an image.
+const MAX_RECEIVED: usize = 1 << 20;
+
+/// `FileSend.DiffCopy`: what BuildKit's `tar` exporter sends, kept (up to [`MAX_RECEIVED`]).
+struct Received {
+    bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+#[tonic::async_trait]
+impl FileSend for Received {
+    type DiffCopyStream = MessageStream<FileBytes>;
+
+    async fn diff_copy(
+        &self,
+        request: Request<tonic::Streaming<FileBytes>>,
+    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+        let mut incoming = request.into_inner();
+        let mut kept = Vec::new();
+        while let Some(message) = incoming.message().await? {
+            if kept.len() + message.data.len() > MAX_RECEIVED {
+                return Err(Status::resource_exhausted(format!(
+                    "more than {MAX_RECEIVED} bytes exported to this client"
+                )));
+            }
+            kept.extend_from_slice(&message.data);
+        }
+        *self.bytes.lock().unwrap_or_else(|p| p.into_inner()) = kept;
+        Ok(Response::new(Box::pin(futures_util::stream::empty())))
+    }
+}
+
 /// `Health`: BuildKit checks that the session still answers.
 struct Alive;
 
@@ -297,7 +336,7 @@ impl Health for Alive {
 }
 
 /// A random id as BuildKit makes them (sessions, uploads).
-fn new_id() -> String {
+pub fn new_id() -> String {
     bollard::grpc::BuildRef::random().as_ref().to_string()
 }
 
@@ -318,12 +357,55 @@ pub struct Solve<'a> {
     pub registry_config: Option<PathBuf>,
 }
 
-/// The headers that open our session: its id and the gRPC methods it serves.
-fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
+/// A plan's context (written while it is sent: a large source file is never held in
+/// memory) and its secrets (`pip_secret_mounts`, index URLs with credentials, the CA bundle).
+pub fn plan_inputs(plan: &crate::plan::BuildPlan) -> (ContextWriter, Vec<(String, SecretSource)>) {
+    let written = Arc::new(plan.clone());
+    let context: ContextWriter = Arc::new(move |out| Ok(written.write_context_tar(out)?));
+    let mut secrets: Vec<(String, SecretSource)> = plan
+        .secrets
+        .iter()
+        .map(|s| (s.id.clone(), SecretSource::File(s.source.clone())))
+        .collect();
+    secrets.extend(
+        plan.index_secrets
+            .iter()
+            .map(|s| (s.id.clone(), SecretSource::Value(s.url.clone()))),
+    );
+    if let Some(ca) = &plan.ca_bundle {
+        secrets.push(("imagespec_ca_bundle".into(), SecretSource::File(ca.clone())));
+    }
+    (context, secrets)
+}
+
+/// A context holding only `dockerfile` (a relabel, a small solve of our own).
+pub fn dockerfile_only(dockerfile: &str) -> Result<ContextWriter, ContextError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(crate::render::CONTEXT_MTIME);
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+    let tar = tar.into_inner()?;
+    Ok(Arc::new(move |out| Ok(out.write_all(&tar)?)))
+}
+
+/// A Dockerfile `LABEL` line for `key` and `value` (quoted).
+pub fn label_line(key: &str, value: &str) -> String {
+    format!(
+        "LABEL {key}=\"{}\"\n",
+        value.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+/// The headers that open our session: its id and the gRPC methods it serves (as HTTP
+/// headers on dockerd's `/session`, as gRPC metadata on `Control.Session`).
+pub fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
     let methods = [
         "/moby.upload.v1.Upload/Pull",
         "/moby.buildkit.secrets.v1.Secrets/GetSecret",
         "/moby.filesync.v1.Auth/Credentials",
+        "/moby.filesync.v1.FileSend/DiffCopy",
         "/grpc.health.v1.Health/Check",
     ];
     let mut headers = vec![
@@ -339,18 +421,42 @@ fn session_headers(session_id: &str) -> Vec<(&'static str, String)> {
     headers
 }
 
-/// The Dockerfile frontend's solve of `platform`, exported by dockerd as `image` with
-/// `labels`, its context read from our session's upload `upload_id`.
-fn solve_request(
-    platform: &str,
-    image: &str,
-    labels: &[(String, String)],
+/// Where a solve's image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exporter {
+    /// dockerd's `moby` exporter: tagged in dockerd as `image`.
+    Moby { image: String },
+    /// BuildKit's `image` exporter, pushed to `image`'s registry by the builder itself (the
+    /// credentials come through the session's `Auth`).
+    Push { image: String },
+    /// The same, pushed by digest only into `repository` (no tag is moved).
+    PushByDigest { repository: String },
+    /// BuildKit's `tar` exporter: the result's files sent back through the session (small
+    /// results only, [`MAX_RECEIVED`]).
+    Tar,
+}
+
+/// What one solve makes and where it goes.
+pub struct SolveTarget<'a> {
+    /// `os/arch[/variant]`, or several joined by commas (one solve, an index).
+    pub platform: String,
+    /// Labels the image gets (the frontend's `label:KEY` options).
+    pub labels: &'a [(String, String)],
+    pub exporter: Exporter,
+    /// Cache imports and exports (a registry cache; none for dockerd).
+    pub cache: CacheOptions,
+}
+
+/// The Dockerfile frontend's solve of `target`, its context read from our session's upload
+/// `upload_id`.
+pub fn solve_request(
+    target: SolveTarget<'_>,
     build_ref: String,
     session_id: String,
     upload_id: &str,
 ) -> SolveRequest {
     let mut frontend_attrs = HashMap::from([
-        ("platform".to_string(), platform.to_string()),
+        ("platform".to_string(), target.platform),
         ("image-resolve-mode".to_string(), "default".to_string()),
         (
             "context".to_string(),
@@ -358,18 +464,152 @@ fn solve_request(
         ),
     ]);
     frontend_attrs.insert("filename".into(), "Dockerfile".into());
-    for (key, value) in labels {
+    for (key, value) in target.labels {
         frontend_attrs.insert(format!("label:{key}"), value.clone());
     }
-    SolveRequest {
+    // The frontend resolves its cache imports itself: buildctl passes them as this
+    // attribute too (client/solve.go), `[{"Type": …, "Attrs": {…}}]`.
+    if !target.cache.imports.is_empty() {
+        let imports: Vec<serde_json::Value> = target
+            .cache
+            .imports
+            .iter()
+            .map(|i| serde_json::json!({"Type": i.r#type, "Attrs": i.attrs}))
+            .collect();
+        frontend_attrs.insert(
+            "cache-imports".into(),
+            serde_json::Value::Array(imports).to_string(),
+        );
+    }
+    let mut request = SolveRequest {
         r#ref: build_ref,
         session: session_id,
         frontend: "dockerfile.v0".into(),
         frontend_attrs,
-        exporter_deprecated: "moby".into(),
-        exporter_attrs_deprecated: HashMap::from([("name".to_string(), image.to_string())]),
-        cache: Some(CacheOptions::default()),
+        cache: Some(target.cache),
         ..Default::default()
+    };
+    match target.exporter {
+        // dockerd 20.10's BuildKit knows only the one exporter of the first API.
+        Exporter::Moby { image } => {
+            request.exporter_deprecated = "moby".into();
+            request.exporter_attrs_deprecated = HashMap::from([("name".to_string(), image)]);
+        }
+        Exporter::Push { image } => {
+            request.exporters = vec![exporter("image", &[("name", &image), ("push", "true")])]
+        }
+        Exporter::PushByDigest { repository } => {
+            let attrs = [
+                ("name", repository.as_str()),
+                ("push", "true"),
+                ("push-by-digest", "true"),
+            ];
+            request.exporters = vec![exporter("image", &attrs)];
+        }
+        Exporter::Tar => request.exporters = vec![exporter("tar", &[])],
+    }
+    request
+}
+
+/// An exporter of BuildKit's current API (`SolveRequest.exporters`).
+fn exporter(
+    kind: &str,
+    attrs: &[(&str, &str)],
+) -> bollard_buildkit_proto::moby::buildkit::v1::Exporter {
+    bollard_buildkit_proto::moby::buildkit::v1::Exporter {
+        r#type: kind.into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// What a build's session serves, whatever carries it (dockerd's `/session` upgrade, or a
+/// remote buildkitd's `Control.Session`, [`super::remote`]): the context, the secrets, the
+/// registry credentials, the health check.
+pub struct SessionServices {
+    context: ContextWriter,
+    secrets: HashMap<String, SecretSource>,
+    registry_config: Option<PathBuf>,
+    /// Why writing the context failed, for the error the build reports.
+    failure: Arc<Mutex<Option<String>>>,
+    /// What a `tar` exporter sent back.
+    received: Arc<Mutex<Vec<u8>>>,
+}
+
+impl SessionServices {
+    /// The services of a build of `context` with `secrets`, pulling with the credentials
+    /// of `registry_config` (else docker's config).
+    pub fn new(
+        context: ContextWriter,
+        secrets: &[(String, SecretSource)],
+        registry_config: Option<PathBuf>,
+    ) -> SessionServices {
+        SessionServices {
+            context,
+            secrets: secrets.iter().cloned().collect(),
+            registry_config,
+            failure: Arc::new(Mutex::new(None)),
+            received: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Where what a `tar` exporter sends back is kept (read it after the solve).
+    pub fn received(&self) -> Arc<Mutex<Vec<u8>>> {
+        self.received.clone()
+    }
+
+    /// Why the context could not be written, once the solve is over.
+    pub fn context_failure(failure: &Arc<Mutex<Option<String>>>) -> Option<String> {
+        failure.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Serves these services on the one connection `io` until `stopped` resolves; returns
+    /// the handle of the server's task and where a context failure is kept.
+    pub fn serve<IO>(
+        self,
+        io: IO,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<String>>>)
+    where
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+    {
+        let failure = self.failure.clone();
+        let upload = UploadServer::new(ContextUpload {
+            context: self.context,
+            failure: self.failure,
+        });
+        // The incoming stream stays open so that the server does not shut down after
+        // accepting its one connection.
+        let incoming = futures_util::StreamExt::chain(
+            futures_util::stream::iter([Ok::<_, std::io::Error>(io)]),
+            futures_util::stream::pending(),
+        );
+        let server = tonic::transport::Server::builder()
+            .add_service(HealthServer::new(Alive))
+            .add_service(upload.max_encoding_message_size(16 << 20))
+            .add_service(SecretsServer::new(SecretFiles {
+                files: self.secrets,
+            }))
+            .add_service(AuthServer::new(RegistryCredentials {
+                registry_config: self.registry_config,
+            }))
+            .add_service(FileSendServer::new(Received {
+                bytes: self.received,
+            }))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            });
+        let task = tokio::spawn(async move {
+            let _ = server.await;
+        });
+        (task, failure)
     }
 }
 
@@ -382,47 +622,24 @@ pub async fn solve(
 ) -> Result<(), SolveError> {
     let session_id = new_id();
     let upload_id = new_id();
-    let failure = Arc::new(Mutex::new(None));
-    let upload = UploadServer::new(ContextUpload {
-        context: build.context,
-        failure: failure.clone(),
-    });
-    let secrets = SecretsServer::new(SecretFiles {
-        files: build.secrets.iter().cloned().collect(),
-    });
-    let auth = AuthServer::new(RegistryCredentials {
-        registry_config: build.registry_config,
-    });
+    let services = SessionServices::new(build.context, build.secrets, build.registry_config);
     let headers = session_headers(&session_id);
     let io = buildkit_status::upgraded(address.clone(), "/session", &headers, within)
         .await
         .map_err(|e| SolveError::Connect(format!("opening a BuildKit session: {e}")))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // One connection, served until the solve is over (then closed gracefully); the incoming
-    // stream stays open so that the server does not shut down after accepting it.
-    let incoming = futures_util::StreamExt::chain(
-        futures_util::stream::iter([Ok::<_, std::io::Error>(io.into_inner())]),
-        futures_util::stream::pending(),
-    );
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(HealthServer::new(Alive))
-            .add_service(upload.max_encoding_message_size(16 << 20))
-            .add_service(secrets)
-            .add_service(auth)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
+    // One connection, served until the solve is over (then closed gracefully).
+    let (server, failure) = services.serve(io.into_inner(), stopped);
 
-    let request = solve_request(
-        build.platform,
-        build.image,
-        build.labels,
-        build.build_ref,
-        session_id,
-        &upload_id,
-    );
+    let target = SolveTarget {
+        platform: build.platform.to_string(),
+        labels: build.labels,
+        exporter: Exporter::Moby {
+            image: build.image.to_string(),
+        },
+        cache: CacheOptions::default(),
+    };
+    let request = solve_request(target, build.build_ref, session_id, &upload_id);
     let solved = async {
         let channel = buildkit_status::control_channel(address.clone(), within)
             .await
@@ -440,10 +657,7 @@ pub async fn solve(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     match solved {
         Ok(_) => Ok(()),
-        Err(e) => {
-            let context_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
-            Err(context_failure.map_or(e, SolveError::Context))
-        }
+        Err(e) => Err(SessionServices::context_failure(&failure).map_or(e, SolveError::Context)),
     }
 }
 
@@ -457,6 +671,51 @@ mod tests {
             username: username.into(),
             password: password.into(),
         }))
+    }
+
+    #[test]
+    fn a_pushed_solve_names_its_exporter_and_its_cache_for_the_frontend() {
+        use bollard_buildkit_proto::moby::buildkit::v1::CacheOptionsEntry;
+        let import = CacheOptionsEntry {
+            r#type: "registry".into(),
+            attrs: HashMap::from([("ref".to_string(), "r/a:buildcache".to_string())]),
+        };
+        let target = SolveTarget {
+            platform: "linux/amd64,linux/arm64".into(),
+            labels: &[("k".into(), "v".into())],
+            exporter: Exporter::Push {
+                image: "r/a:1".into(),
+            },
+            cache: CacheOptions {
+                imports: vec![import],
+                ..Default::default()
+            },
+        };
+        let request = solve_request(target, "ref".into(), "s".into(), "u");
+        assert_eq!(
+            request.frontend_attrs["platform"],
+            "linux/amd64,linux/arm64"
+        );
+        assert_eq!(request.frontend_attrs["label:k"], "v");
+        assert_eq!(
+            request.frontend_attrs["cache-imports"],
+            r#"[{"Type":"registry","Attrs":{"ref":"r/a:buildcache"}}]"#
+        );
+        assert_eq!(request.exporters[0].r#type, "image");
+        assert_eq!(request.exporters[0].attrs["push"], "true");
+        assert_eq!(request.exporter_deprecated, "");
+        let moby = SolveTarget {
+            platform: "linux/amd64".into(),
+            labels: &[],
+            exporter: Exporter::Moby {
+                image: "r/a:1".into(),
+            },
+            cache: CacheOptions::default(),
+        };
+        let request = solve_request(moby, "ref".into(), "s".into(), "u");
+        assert_eq!(request.exporter_deprecated, "moby");
+        assert!(request.exporters.is_empty());
+        assert!(!request.frontend_attrs.contains_key("cache-imports"));
     }
 
     #[test]

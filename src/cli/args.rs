@@ -105,8 +105,8 @@ pub struct SbomArgs {
     #[arg(long, value_enum, default_value = "spdx")]
     pub format: SbomFormat,
     /// Only this platform's document (`os/arch[/variant]`).
-    #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
+    #[arg(long, value_name = "PLATFORM", value_parser = imagespec::oci::Platform::parse)]
+    pub platform: Option<imagespec::oci::Platform>,
 }
 
 /// The formats `imagespec sbom` prints.
@@ -127,7 +127,7 @@ pub struct PruneArgs {
     /// A registry repository to prune, `REGISTRY/NAME` (no tag), besides or instead of
     /// SPEC's. Repeatable.
     #[arg(long = "repository", value_name = "REGISTRY/NAME", value_parser = repository_name)]
-    pub repositories: Vec<String>,
+    pub repositories: Vec<imagespec::oci::reference::Repository>,
     /// List what would be removed (with sizes); remove nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -168,21 +168,31 @@ enum RepositoryArgError {
     #[error("`{0}` names a tag or digest: give the repository alone (e.g. localhost:5000/app)")]
     TagOrDigest(String),
     #[error(transparent)]
-    Reference(#[from] imagespec::spec::reference::ReferenceError),
+    Reference(#[from] imagespec::oci::reference::ReferenceError),
 }
 
 /// `--repository`'s value: `[registry/]name` by the reference grammar, no tag or digest.
-fn repository_name(value: &str) -> Result<String, RepositoryArgError> {
+fn repository_name(
+    value: &str,
+) -> Result<imagespec::oci::reference::Repository, RepositoryArgError> {
     if value.contains('@') || has_tag(value) {
         return Err(RepositoryArgError::TagOrDigest(value.to_string()));
     }
-    Ok(imagespec::spec::Repository::new(None, value)?.to_string())
+    Ok(imagespec::oci::reference::Repository::new(None, value)?)
 }
 
 /// Whether `value` ends with `:tag` (a colon after the last `/`; a port's colon is before
-/// it).
+/// it): said as such before the name is checked, whatever the tag holds.
 fn has_tag(value: &str) -> bool {
-    imagespec::registry::split_tag(value).1.is_some()
+    let last = value.rsplit('/').next().unwrap_or(value);
+    last.contains(':')
+}
+
+/// `--against`'s value: an image reference by the grammar.
+fn image_ref(
+    value: &str,
+) -> Result<imagespec::oci::ImageRef, imagespec::oci::reference::ReferenceError> {
+    value.parse()
 }
 
 /// Which spec, and what only a running program would otherwise know.
@@ -350,12 +360,14 @@ pub struct DecisionFlags {
     /// of the spec's `platform`, under the same name: flytekit hashes `platform` into the
     /// tag, this does not change it. Also for nested base specs.
     #[arg(long, value_name = "LIST", value_parser = platform_list)]
-    pub platform: Option<String>,
+    pub platform: Option<imagespec::oci::Platforms>,
     /// Nested base specs are built already (by the caller, e.g. flytekit's ImageBuildEngine):
     /// they name the image's base and enter its id and tag, but are neither looked up nor
     /// built, also not with `--force`.
     #[arg(long)]
     pub bases_built: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteFlags,
 }
 
 #[derive(Debug, Args)]
@@ -455,8 +467,8 @@ pub struct ExplainArgs {
     pub spec: SpecArgs,
     /// The image to compare with (any registry; its platform image for the spec's first
     /// platform when it is an index).
-    #[arg(long, value_name = "IMAGE")]
-    pub against: Option<String>,
+    #[arg(long, value_name = "IMAGE", value_parser = image_ref)]
+    pub against: Option<imagespec::oci::ImageRef>,
     #[command(flatten)]
     pub render: RenderFlags,
     #[command(flatten)]
@@ -468,8 +480,10 @@ pub struct ExplainArgs {
 }
 
 /// `--platform`'s value, each platform checked (`os/arch[/variant]`).
-fn platform_list(value: &str) -> Result<String, imagespec::oci::platform::PlatformError> {
-    imagespec::engine::Platforms::parse_list(value).map(|p| p.iter().collect::<Vec<_>>().join(","))
+fn platform_list(
+    value: &str,
+) -> Result<imagespec::oci::Platforms, imagespec::oci::platform::PlatformError> {
+    imagespec::oci::Platforms::parse(value)
 }
 
 /// `--progress`.

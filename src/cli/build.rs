@@ -72,6 +72,7 @@ fn run_with(args: &BuildArgs, progress: &Progress) -> Result<(), Error> {
         options.build_bases = !args.decision.bases_built;
         options.assume_exists |= args.decision.assume_exists;
         options.timeouts = args.timeouts.timeouts();
+        options.remote = args.decision.remote.options(spec.defaults())?;
         let outcome = runtime.block_on(imagespec::engine::run::build(spec, &options, progress));
         // The live view's header stays, saying how this image's build ended, above what
         // follows (the image's name, the next image's view, an error).
@@ -112,7 +113,7 @@ fn summary_lines(done: &[(String, BuildOutcome)]) -> String {
         out.push_str(&format!(
             "\n  {key:<width$}  {action:<8}  {:>6.1}s  {}",
             o.seconds,
-            o.digest.as_deref().unwrap_or(&o.image)
+            o.digest.clone().unwrap_or_else(|| o.image.to_string())
         ));
     }
     out
@@ -145,8 +146,7 @@ fn report(outcome: &BuildOutcome, print_ref: PrintRef, progress: &Progress) {
     }
     progress.suspend(|| match (print_ref, &outcome.digest) {
         (PrintRef::Digest, Some(digest)) => {
-            let (repository, _) = imagespec::registry::split_tag(&outcome.image);
-            println!("{repository}@{digest}");
+            println!("{}@{digest}", outcome.image.name());
         }
         _ => println!("{}", outcome.image),
     });

@@ -2,7 +2,7 @@
 
 use super::args::{ExistsArgs, SpecArgs};
 use imagespec::Error;
-use imagespec::builders::docker::Existence;
+use imagespec::engine::Existence;
 
 /// Prints `yes IMAGE`/`no IMAGE` for the chosen image, or for every image of a multi-image
 /// file (as `build` builds every image): `Ok(true)` when all exist. "Cannot tell" for any is
@@ -24,7 +24,7 @@ pub fn run(exists: &ExistsArgs) -> Result<bool, Error> {
             }
             Existence::Unknown(reason) => {
                 return Err(Error::Unknown {
-                    image: tag.image,
+                    image: tag.image.to_string(),
                     reason,
                 });
             }

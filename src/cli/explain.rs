@@ -3,7 +3,7 @@
 
 use super::args::ExplainArgs;
 use imagespec::Error;
-use imagespec::engine::{Builder, Platforms};
+use imagespec::engine::Builder;
 use imagespec::explain::{Explanation, Inputs};
 use imagespec::plan::BuildPlan;
 
@@ -24,8 +24,7 @@ pub fn run(args: &ExplainArgs) -> Result<(), Error> {
     })?;
     let before = match &args.against {
         Some(image) => {
-            let platforms = Platforms::parse(spec.platform());
-            let platform = platforms.iter().next().unwrap_or("linux/amd64");
+            let platform = spec.platforms().first();
             let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
             super::runtime()?.block_on(imagespec::explain::recorded(
                 image,
@@ -34,10 +33,7 @@ pub fn run(args: &ExplainArgs) -> Result<(), Error> {
                 args.timeouts.timeouts(),
             ))?
         }
-        None => {
-            let (repository, _) = imagespec::registry::split_tag(&tag.image);
-            imagespec::explain::last_built_or_err(repository)?
-        }
+        None => imagespec::explain::last_built_or_err(&tag.image.name().to_string())?,
     };
     let explanation = before.compare(&now);
     if args.json {

@@ -7,6 +7,7 @@ mod explain;
 mod inspect;
 mod plan;
 mod prune;
+mod remote;
 mod render;
 mod sbom;
 mod tag;

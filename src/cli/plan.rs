@@ -30,6 +30,11 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
     render.platform = args.decision.platform.clone();
     let mut worst = 0;
     for (_, spec) in chosen {
+        let remote = args.decision.remote.options(spec.defaults())?;
+        let builder = remote.as_ref().map(|r| {
+            let from = args.decision.remote.source(spec.defaults());
+            (r.names(), from.unwrap_or_default())
+        });
         let tag = imagespec::tag::compute(spec, &super::tag_options(&args.spec, spec)?)?;
         let plans = runtime.block_on(imagespec::engine::plan(
             spec,
@@ -44,13 +49,20 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
             let requested = i + 1 == plans.len();
             if args.json {
                 let mut line = plan.to_json();
-                if requested && let Some(object) = line.as_object_mut() {
-                    let defaults = imagespec::inspect::defaults_json(spec, &overrides);
-                    object.insert("defaults".into(), defaults);
+                if let Some(object) = line.as_object_mut() {
+                    if requested {
+                        let defaults = imagespec::inspect::defaults_json(spec, &overrides);
+                        object.insert("defaults".into(), defaults);
+                    }
+                    let host = builder.as_ref().map(|(host, _)| host.clone());
+                    object.insert("builder_host".into(), serde_json::json!(host));
                 }
                 println!("{line}");
             } else {
-                print_plan(plan);
+                print_plan(plan, builder.as_ref().map(|(host, _)| host.as_str()));
+                if let Some((host, from)) = &builder {
+                    println!("  builder:    BuildKit at {host} ({from}), pushes the image itself");
+                }
                 if requested {
                     super::inspect::print_defaults(spec, &overrides, "  default:    ");
                 }
@@ -81,20 +93,26 @@ fn overrides(args: &PlanArgs) -> Overrides {
             "--no-daemonless",
             env.daemonless,
         ),
+        buildkit_host: flag(
+            args.decision.remote.builder_host.is_some(),
+            "--builder-host",
+            env.buildkit_host,
+        ),
     }
 }
 
 /// `plan` without `--json`: the lines, URL credentials cut out (a reason may quote an
 /// install step).
-fn print_plan(plan: &ImagePlan) {
+fn print_plan(plan: &ImagePlan, remote: Option<&str>) {
     let mut text = String::new();
-    write_plan(&mut text, plan).expect("writing to a String");
+    write_plan(&mut text, plan, remote).expect("writing to a String");
     let text = imagespec::redact::url_credentials(&text);
     println!("{}", text.trim_end_matches('\n'));
 }
 
-fn write_plan(out: &mut String, plan: &ImagePlan) -> std::fmt::Result {
-    use imagespec::engine::{Dependency, Existence};
+/// `remote`: the remote builder's address, which builds what dockerd would.
+fn write_plan(out: &mut String, plan: &ImagePlan, remote: Option<&str>) -> std::fmt::Result {
+    use imagespec::engine::{Dependency, DependencyBuilder, Existence};
     use std::fmt::Write as _;
     writeln!(out, "{}", plan.image)?;
     let exists = match &plan.existence {
@@ -116,8 +134,12 @@ fn write_plan(out: &mut String, plan: &ImagePlan) -> std::fmt::Result {
             Dependency::NotAsked => "not asked".to_string(),
         };
         writeln!(out, "  dependency: {deps} ({state})")?;
-        if let Some(builder) = &plan.dependency_builder {
-            writeln!(out, "  built by:   {builder}")?;
+        match (&plan.dependency_builder, remote) {
+            (Some(DependencyBuilder::Docker(why)), Some(host)) => {
+                writeln!(out, "  built by:   BuildKit at {host} ({why})")?
+            }
+            (Some(builder), _) => writeln!(out, "  built by:   {builder}")?,
+            (None, _) => {}
         }
     }
     writeln!(out, "  files:      {}", plan.files)?;

@@ -3,6 +3,7 @@
 
 use super::args::PruneArgs;
 use imagespec::Error;
+use imagespec::oci::reference::Repository;
 use imagespec::prune::{Item, Place, Places, PruneOptions, Report, RepositoryTarget};
 use imagespec::spec::NormalizedBase;
 
@@ -24,15 +25,11 @@ pub fn run(args: &PruneArgs) -> Result<u8, Error> {
 /// registry_config, in a registry)`.
 fn repositories_of(
     spec: &imagespec::NormalizedSpec,
-    out: &mut Vec<(String, Option<std::path::PathBuf>, bool)>,
+    out: &mut Vec<(Repository, Option<std::path::PathBuf>, bool)>,
 ) {
     let repository = spec.repository();
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
-    let entry = (
-        repository.to_string(),
-        config,
-        repository.registry().is_some(),
-    );
+    let entry = (repository.clone(), config, repository.registry().is_some());
     if !out.contains(&entry) {
         out.push(entry);
     }

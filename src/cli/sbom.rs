@@ -9,21 +9,20 @@ use std::io::Write;
 pub fn run(args: &SbomArgs) -> Result<(), Error> {
     let (image, registry_config) = target(args)?;
     let timeouts = args.timeouts.timeouts();
-    let host = imagespec::registry::registry_host(&image);
-    let client = imagespec::registry::session(host, registry_config.as_deref(), timeouts)
+    let client = imagespec::registry::session(image.host(), registry_config.as_deref(), timeouts)
         .map_err(imagespec::builders::BackendError::from)?;
     let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     let runtime = super::runtime()?;
     let shown = runtime.block_on(imagespec::sbom::show::show(
         &client,
         &image,
-        args.platform.as_deref(),
+        args.platform.as_ref(),
         epoch.as_deref(),
         timeouts,
     ))?;
     let mut out = std::io::stdout().lock();
     for one in &shown {
-        let platform = one.platform.as_deref().unwrap_or("its platform");
+        let platform = one.platform.as_ref().map_or("its platform", |p| p.as_str());
         if !one.attached {
             eprintln!("{image} ({platform}): no SBOM attached; computed from the image");
         }
@@ -39,9 +38,13 @@ pub fn run(args: &SbomArgs) -> Result<(), Error> {
 }
 
 /// The image: the spec file's (with its registry config), or the reference given.
-fn target(args: &SbomArgs) -> Result<(String, Option<std::path::PathBuf>), Error> {
+fn target(
+    args: &SbomArgs,
+) -> Result<(imagespec::oci::ImageRef, Option<std::path::PathBuf>), Error> {
     if !args.spec.spec.is_file() {
-        return Ok((args.spec.spec.to_string_lossy().into_owned(), None));
+        let image = args.spec.spec.to_string_lossy().parse();
+        let image = image.map_err(imagespec::sbom::image::SbomError::Reference)?;
+        return Ok((image, None));
     }
     let file = super::load(&args.spec)?;
     let (_, spec) = file.select(args.spec.image.as_deref())?;

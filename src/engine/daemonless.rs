@@ -13,7 +13,7 @@
 //! the lock, no uv on this machine) falls back to dockerd then, with its reason.
 //!
 //! ```
-//! use imagespec::engine::daemonless::{DependencyBuilder, NotDaemonless};
+//! use imagespec::engine::{DependencyBuilder, NotDaemonless};
 //! let b = DependencyBuilder::Docker(NotDaemonless::AptPackages);
 //! assert_eq!(
 //!     b.to_string(),

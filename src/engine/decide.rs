@@ -25,8 +25,8 @@
 //!     digest: None,
 //!     appendable: Appendable::Yes,
 //!     dependency: Dependency::Found(Found::default()),
-//!     dependency_image: Some("localhost:5000/app:deps-0123".into()),
-//!     platforms: Platforms::parse("linux/amd64"),
+//!     dependency_image: Some("localhost:5000/app:deps-0123".parse().unwrap()),
+//!     platforms: Platforms::parse("linux/amd64").unwrap(),
 //!     files: 3,
 //!     dependency_builder: None,
 //! };
@@ -216,7 +216,7 @@ pub struct Facts {
     pub appendable: Appendable,
     pub dependency: Dependency,
     /// The dependency image's name, when the fast path may apply.
-    pub dependency_image: Option<String>,
+    pub dependency_image: Option<crate::oci::ImageRef>,
     /// The platforms the spec builds, in order.
     pub platforms: Platforms,
     /// How many files are copied into the image.
@@ -619,7 +619,7 @@ mod tests {
             appendable: Appendable::Yes,
             digest: None,
             dependency: Dependency::Found(Found::default()),
-            dependency_image: Some("r/app:deps-1".into()),
+            dependency_image: Some("r/app:deps-1".parse().unwrap()),
             platforms: platforms(1),
             files: 2,
             dependency_builder: None,
@@ -633,7 +633,7 @@ mod tests {
     /// The first `n` of amd64, arm64, arm/v7.
     fn platforms(n: usize) -> Platforms {
         let all = ["linux/amd64", "linux/arm64", "linux/arm/v7"];
-        Platforms::parse(&all[..n].join(","))
+        Platforms::parse(&all[..n].join(",")).unwrap()
     }
 
     /// The default options with `change` made.

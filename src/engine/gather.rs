@@ -10,9 +10,9 @@ use super::{
 use crate::builders::BackendError;
 use crate::builders::docker::DockerDaemon;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
-use crate::oci::Digest;
+use crate::oci::{Digest, ImageRef};
 use crate::plan::{BuildPlan, Flavor, RenderOptions};
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RawManifest, RegistryClient, RegistryErrorKind};
 use crate::spec::NormalizedSpec;
 use crate::tag::ImageTag;
 use crate::timeouts::Timeouts;
@@ -42,7 +42,7 @@ pub enum Asked {
     /// The local Docker daemon (the spec names no registry).
     Daemon,
     /// Not asked (`noop`, an unknown builder, `--output`).
-    NotAsked,
+    Nowhere,
 }
 
 impl std::fmt::Display for Asked {
@@ -50,7 +50,7 @@ impl std::fmt::Display for Asked {
         match self {
             Asked::Registry(host) => write!(f, "the registry {host}"),
             Asked::Daemon => f.write_str("the local daemon"),
-            Asked::NotAsked => f.write_str("not asked"),
+            Asked::Nowhere => f.write_str("not asked"),
         }
     }
 }
@@ -63,9 +63,12 @@ pub struct Gathered {
     /// The build plan, when the builder makes one (`Err`: reported only if a build is due).
     pub plan: Option<Result<BuildPlan, EngineError>>,
     /// The dependency image's name, when the fast path may apply.
-    pub dependency_image: Option<String>,
+    pub dependency_image: Option<ImageRef>,
     /// Its plan ([`BuildPlan::dependencies`], computed once), when the fast path may apply.
     pub dependency_plan: Option<BuildPlan>,
+    /// The image's manifest, when the existence check read it (a GET): the skip path reads
+    /// the record of its files through it.
+    pub manifest: Option<RawManifest>,
 }
 
 /// Asks the registry (or daemon) what `decide` needs for one image: the existence check and
@@ -80,7 +83,7 @@ pub async fn gather(
     daemon: &Daemon,
 ) -> Gathered {
     let builder = Builder::of(spec);
-    let platforms = Platforms::parse(render.platform(spec));
+    let platforms = render.platforms(spec).clone();
     let registry = spec.registry().is_some();
     let files = tag.source.as_ref().map_or(0, |s| s.files.len())
         + tag
@@ -101,10 +104,11 @@ pub async fn gather(
     };
     let mut gathered = Gathered {
         facts: facts.clone(),
-        asked: Asked::NotAsked,
+        asked: Asked::Nowhere,
         plan: None,
         dependency_image: None,
         dependency_plan: None,
+        manifest: None,
     };
     if !matches!(builder, Builder::Default | Builder::Envd) {
         return gathered;
@@ -129,8 +133,11 @@ pub async fn gather(
         }
     };
     let existence = existence(tag, options, client, daemon);
-    let ((existence, asked), found) = tokio::join!(existence, lookup_dependency);
-    (facts.existence, facts.digest) = existence.map_or((None, None), |(e, d)| (Some(e), d));
+    let ((answer, asked), found) = tokio::join!(existence, lookup_dependency);
+    if let Some(answer) = answer {
+        (facts.existence, facts.digest) = (Some(answer.existence), answer.digest);
+        gathered.manifest = answer.manifest;
+    }
     match found {
         Some(Ok(Some(found))) => facts.dependency = Dependency::Found(Found(found)),
         Some(Ok(None)) => facts.dependency = Dependency::Missing,
@@ -164,32 +171,75 @@ fn who_builds(
     super::dependency_builder(deps, nested_base, options.daemonless, uv)
 }
 
-/// The existence check (`None` for `--output`), where it was asked, and the image's digest
-/// when a registry said it exists.
+/// What the existence check answered: with the image's digest when a registry said it
+/// exists, and its manifest when that was read.
+struct Answer {
+    existence: Existence,
+    digest: Option<Digest>,
+    manifest: Option<RawManifest>,
+}
+
+impl Answer {
+    fn of(existence: Existence) -> Answer {
+        Answer {
+            existence,
+            digest: None,
+            manifest: None,
+        }
+    }
+}
+
+/// The existence check (`None` for `--output`) and where it was asked.
 async fn existence(
     tag: &ImageTag,
     options: &DecideOptions,
     client: Option<&RegistryClient>,
     daemon: &Daemon,
-) -> (Option<(Existence, Option<Digest>)>, Asked) {
+) -> (Option<Answer>, Asked) {
     if options.output {
-        (None, Asked::NotAsked)
+        (None, Asked::Nowhere)
     } else if let Some(client) = client {
-        let host = crate::registry::registry_host(&tag.image).to_string();
+        let host = tag.image.host().to_string();
         let answer = registry_existence(client, &tag.image).await;
         (Some(answer), Asked::Registry(host))
     } else {
-        (Some((daemon.exists(&tag.image).await, None)), Asked::Daemon)
+        (
+            Some(Answer::of(daemon.exists(&tag.image).await)),
+            Asked::Daemon,
+        )
     }
 }
 
-/// The registry's answer to "does `image` exist", with its manifest digest when it does:
-/// one HEAD, whose digest is kept (the skip path names it without asking again).
-async fn registry_existence(client: &RegistryClient, image: &str) -> (Existence, Option<Digest>) {
+/// The registry's answer to "does `image` exist", with its manifest digest when it does
+/// (the skip path names the image by it without asking again): one manifest request. A
+/// HEAD when this machine knows the repository (it keeps the records of the files by
+/// digest: `recorded::ask_with_head` says when a second request remains); else a GET, whose
+/// manifest the skip path reads that record through (a HEAD then would be a second request
+/// for the same manifest).
+async fn registry_existence(client: &RegistryClient, image: &ImageRef) -> Answer {
+    if !super::run::recorded::ask_with_head(image) {
+        match client.manifest(image).await {
+            Ok(raw) => {
+                return Answer {
+                    existence: Existence::Yes,
+                    digest: Some(raw.digest.clone()),
+                    manifest: Some(raw),
+                };
+            }
+            Err(e) if e.not_found() => return Answer::of(Existence::No),
+            // A manifest our checks refuse (a type we do not read) still exists: the HEAD
+            // says so, as it did before.
+            Err(e) if matches!(*e.kind, RegistryErrorKind::AnswerRefused { .. }) => {}
+            Err(e) => return Answer::of(Existence::Unknown(e.detail())),
+        }
+    }
     match client.digest(image).await {
-        Ok(Some(digest)) => (Existence::Yes, Some(digest)),
-        Ok(None) => (Existence::No, None),
-        Err(e) => (Existence::Unknown(e.detail()), None),
+        Ok(Some(digest)) => Answer {
+            digest: Some(digest),
+            ..Answer::of(Existence::Yes)
+        },
+        Ok(None) => Answer::of(Existence::No),
+        Err(e) => Answer::of(Existence::Unknown(e.detail())),
     }
 }
 
@@ -217,7 +267,7 @@ impl Daemon {
     }
 
     /// flytekit's `exist()` asked of the daemon (one that cannot be reached cannot tell).
-    pub async fn exists(&self, image: &str) -> Existence {
+    pub async fn exists(&self, image: &ImageRef) -> Existence {
         match self.get().await {
             Ok(d) => d.exists_locally(image).await,
             Err(e) => Existence::Unknown(e.to_string()),
@@ -228,11 +278,10 @@ impl Daemon {
 /// The dependency image for every platform, or `None` when one is missing.
 async fn find_all(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     platforms: &Platforms,
 ) -> Result<Option<Vec<DependencyImage>>, BackendError> {
-    let platforms: Vec<&str> = platforms.iter().collect();
-    registry_backend::find_dependency_images(client, image, &platforms).await
+    registry_backend::find_dependency_images(client, image, platforms).await
 }
 
 #[cfg(test)]

@@ -3,17 +3,17 @@
 //! flytekit's `ImageBuildEngine.build` looks an image up, then hands it to a builder; the
 //! choice between skipping, assuming, using the base as is, appending files in the registry
 //! and building is spread over its builders. Here it is one pure function, [`decide`], over
-//! [`Facts`] gathered beforehand ([`gather`]: the registry or daemon asked once per fact), so
+//! [`Facts`] gathered beforehand (`gather`: the registry or daemon asked once per fact), so
 //! `imagespec plan` can show the decision `build` takes and every choice is unit-tested
 //! without services. The [`Strategy`] carries what executing it needs, and [`run`] executes
 //! it, one function per strategy, with a [`crate::builders::builder::Builder`] the strategy
 //! names; nothing is decided or asked twice. Errors are [`EngineError`].
 
-pub mod daemonless;
+pub(crate) mod daemonless;
 mod decide;
 mod error;
-pub mod gather;
-pub mod preview;
+pub(crate) mod gather;
+pub(crate) mod preview;
 pub mod run;
 
 pub use crate::builders::docker::Existence;

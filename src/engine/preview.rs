@@ -5,6 +5,7 @@ use super::gather::{Asked, Daemon, gather};
 use super::{
     DecideOptions, Decision, Dependency, EngineError, Existence, Refusal, StrategyKind, decide,
 };
+use crate::oci::ImageRef;
 use crate::plan::RenderOptions;
 use crate::registry::client::RegistryClient;
 use crate::spec::{NormalizedBase, NormalizedSpec};
@@ -14,7 +15,7 @@ use crate::timeouts::Timeouts;
 /// The decision for one image.
 #[derive(Debug)]
 pub struct ImagePlan {
-    pub image: String,
+    pub image: ImageRef,
     pub id: String,
     pub tag: String,
     /// Where the existence check was asked.
@@ -24,7 +25,7 @@ pub struct ImagePlan {
     /// The strategy and why, or why none applies.
     pub decision: Result<Decision, Refusal>,
     /// The dependency image's name, when the fast path may apply.
-    pub dependency_image: Option<String>,
+    pub dependency_image: Option<ImageRef>,
     pub dependency: Dependency,
     /// Who would make a missing dependency image (uv without a daemon, or dockerd and why).
     pub dependency_builder: Option<super::DependencyBuilder>,
@@ -85,13 +86,13 @@ impl ImagePlan {
 /// `None` for a spec without a registry.
 pub fn registry_session(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     timeouts: Timeouts,
 ) -> Result<Option<RegistryClient>, EngineError> {
     if spec.registry().is_none() {
         return Ok(None);
     }
-    let host = crate::registry::registry_host(image);
+    let host = image.host();
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     Ok(Some(
         crate::registry::session(host, config.as_deref(), timeouts)
@@ -159,8 +160,10 @@ fn plan_into<'a>(
         };
         // noop names the base image itself (flytekit's noop builder returns it).
         let image = match (&decision, spec.base()) {
-            (Ok(d), Some(NormalizedBase::Ref(base))) if d.strategy.kind() == StrategyKind::Noop => {
-                base.clone()
+            (Ok(d), Some(NormalizedBase::Ref(_))) if d.strategy.kind() == StrategyKind::Noop => {
+                spec.base_ref()
+                    .cloned()
+                    .unwrap_or_else(|| tag.image.clone())
             }
             (Ok(d), Some(NormalizedBase::Spec(_))) if d.strategy.kind() == StrategyKind::Noop => {
                 tag.base
@@ -184,7 +187,7 @@ fn plan_into<'a>(
                 .facts
                 .platforms
                 .iter()
-                .map(str::to_string)
+                .map(ToString::to_string)
                 .collect(),
             plan_error,
         });

@@ -1,5 +1,5 @@
 //! `engine::run`: a decided [`Strategy`] executed, one function per strategy, each in the
-//! file named for it ([`append`], [`full`], [`output`]; skip, assume and noop here). The
+//! file named for it (`append`, `full`, `output`; skip, assume and noop here). The
 //! strategy carries what it needs (the builder, the platforms, the dependency images as
 //! read, where the image goes): nothing here decides again or asks the registry what the
 //! facts already said. [`build`] is the pipeline of flytekit's `ImageBuildEngine.build` for
@@ -10,13 +10,13 @@ use super::{DecideOptions, Decision, EngineError, Strategy, StrategyKind};
 use crate::builders::BackendError;
 use crate::builders::docker::Existence;
 use crate::explain::{self, INPUTS_LABEL, Inputs};
-use crate::oci::{Digest, Platforms};
+use crate::oci::{Digest, ImageRef, Platforms};
 use crate::plan::{BuildPlan, RenderOptions};
 use crate::progress::{Event, Progress};
 use crate::publish::layout::OutputTarget;
 use crate::publish::{Check, PublishError};
 use crate::registry::auth::Credentials;
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RawManifest, RegistryClient};
 use crate::spec::defaults::{Defaults, switch};
 use crate::spec::{NormalizedBase, NormalizedSpec};
 use crate::tag::{ImageTag, TagOptions};
@@ -26,8 +26,9 @@ use std::time::Instant;
 mod append;
 mod full;
 mod output;
-pub mod platforms;
-mod recorded;
+pub(crate) mod platforms;
+pub(super) mod recorded;
+mod remote;
 mod sbom;
 
 /// What the build does besides building.
@@ -46,10 +47,10 @@ pub struct BuildOptions {
     pub render: RenderOptions,
     pub tag: TagOptions,
     /// Assemble code-only changes in the registry on the dependency image
-    /// ([`crate::builders::registry`]) instead of rebuilding (`--no-fast-path` turns it off).
+    /// (`builders::registry`) instead of rebuilding (`--no-fast-path` turns it off).
     pub fast_path: bool,
     /// Build a missing dependency image without a daemon (uv) when the spec allows it
-    /// ([`engine::dependency_builder`]); `--no-daemonless` turns it off.
+    /// ([`crate::engine::dependency_builder`]); `--no-daemonless` turns it off.
     pub daemonless: bool,
     /// Write the image here instead of pushing it (`--output`).
     pub output: Option<crate::publish::layout::OutputTarget>,
@@ -60,6 +61,9 @@ pub struct BuildOptions {
     /// Attach an SBOM to every image published (`--sbom=false`, `IMAGESPEC_NO_SBOM` or the
     /// defaults file's `sbom = false` turn it off).
     pub sbom: bool,
+    /// Build on a remote buildkitd instead of dockerd (`--builder-host`, `BUILDKIT_HOST`,
+    /// `buildkit_host`): it pushes the images itself ([`remote`]).
+    pub remote: Option<crate::builders::remote::RemoteOptions>,
 }
 
 impl BuildOptions {
@@ -106,12 +110,13 @@ impl BuildOptions {
                 var("IMAGESPEC_NO_SBOM").as_deref(),
                 defaults.values.sbom.as_ref(),
             ),
+            remote: None,
         }
     }
 }
 
 impl BuildOptions {
-    /// The options that change the decision ([`engine::decide`]).
+    /// The options that change the decision ([`crate::engine::decide()`]).
     pub fn decide_options(&self) -> DecideOptions {
         DecideOptions {
             push: self.push,
@@ -149,7 +154,7 @@ pub enum Action {
 /// The outcome for one image (and its base specs).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BuildOutcome {
-    pub image: String,
+    pub image: ImageRef,
     pub id: String,
     pub tag: String,
     pub action: Action,
@@ -169,7 +174,7 @@ pub struct BuildOutcome {
 /// (a daemon that cannot be reached cannot tell).
 pub async fn exists(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     timeouts: Timeouts,
 ) -> Result<Existence, EngineError> {
     if let Some(client) = super::preview::registry_session(spec, image, timeouts)? {
@@ -191,7 +196,7 @@ pub async fn build(
     // The registry client (credentials, TLS roots) is made while the tag is computed.
     let host = spec
         .registry()
-        .map(|r| crate::registry::registry_host(&format!("{r}/x")).to_string());
+        .map(|_| spec.repository().host().to_string());
     let timeouts = options.timeouts;
     let client = host.map(|host| {
         let spec = spec.clone();
@@ -244,7 +249,7 @@ impl Job<'_> {
 struct Done {
     action: Action,
     pushed: bool,
-    image: String,
+    image: ImageRef,
     /// The manifest (or index) digest, as the publish (or the existence check) gave it.
     digest: Option<Digest>,
 }
@@ -333,7 +338,7 @@ async fn decide_image(job: &Job<'_>) -> Result<(Decision, Gathered), EngineError
         Err(refusal) => match gathered.plan.take() {
             Some(Err(e)) => Err(e),
             _ => Err(EngineError::Refused {
-                image: tag.image.clone(),
+                image: tag.image.to_string(),
                 at: refusal.field().map(|f| spec.at(f)),
                 refusal,
             }),
@@ -345,7 +350,7 @@ async fn decide_image(job: &Job<'_>) -> Result<(Decision, Gathered), EngineError
 async fn run(job: &Job<'_>, decision: &Decision, gathered: Gathered) -> Result<Done, EngineError> {
     announce(job, &gathered, decision.strategy.kind());
     match &decision.strategy {
-        Strategy::Skip { digest } => skip(job, digest.clone()).await,
+        Strategy::Skip { digest } => skip(job, digest.clone(), gathered.manifest).await,
         Strategy::Assume => Ok(assume(job, &decision.reason)),
         Strategy::Noop { platforms } => noop(job, platforms).await,
         Strategy::Append {
@@ -365,7 +370,10 @@ async fn run(job: &Job<'_>, decision: &Decision, gathered: Gathered) -> Result<D
             platforms, target, ..
         } => {
             let planned = Planned::of(job, gathered)?;
-            full::build_image(job, planned, platforms, *target, &decision.reason).await
+            match &job.options.remote {
+                Some(r) => remote::build_image(job, planned, platforms, *target, r).await,
+                None => full::build_image(job, planned, platforms, *target, &decision.reason).await,
+            }
         }
         Strategy::WriteOutput {
             dependencies,
@@ -398,14 +406,19 @@ fn announce(job: &Job<'_>, gathered: &Gathered, strategy: StrategyKind) {
 
 /// The image exists: named with the digest the existence check gave. Best effort, a warning
 /// when the files it records are not the files the spec copies now (flytekit's digest does
-/// not see every rename): its record is read once per digest ([`recorded`]).
-async fn skip(job: &Job<'_>, digest: Option<Digest>) -> Result<Done, EngineError> {
+/// not see every rename): its record is read once per digest ([`recorded`]), through the
+/// `manifest` the existence check read, if it did.
+async fn skip(
+    job: &Job<'_>,
+    digest: Option<Digest>,
+    manifest: Option<RawManifest>,
+) -> Result<Done, EngineError> {
     let image = job.tag.image.clone();
     job.info(&format!("{image} exists, skipped"));
     if let Some(client) = job.client {
-        let platforms = Platforms::parse(job.spec.platform());
-        let platform = platforms.iter().next().unwrap_or("linux/amd64");
-        if let Some(recorded) = recorded::inputs(client, &image, platform, digest.as_ref()).await
+        let platform = job.spec.platforms().first();
+        if let Some(recorded) =
+            recorded::inputs(client, &image, platform, digest.as_ref(), manifest).await
             && let Some(warning) = explain::stale_files(&recorded, job.tag)
         {
             job.progress.event(Event::Warning(&warning));
@@ -435,11 +448,10 @@ fn assume(job: &Job<'_>, reason: &str) -> Done {
 async fn noop(job: &Job<'_>, platforms: &Platforms) -> Result<Done, EngineError> {
     let image = noop_image(job.spec, job.tag, job.base)?;
     if platforms.several() {
-        let platform = job.options.render.platform(job.spec);
         platforms::check_noop_base(
             job.spec,
             &image,
-            platform,
+            platforms,
             job.options.timeouts,
             job.progress,
         )
@@ -459,14 +471,19 @@ fn noop_image(
     spec: &NormalizedSpec,
     tag: &ImageTag,
     base: Option<&BuildOutcome>,
-) -> Result<String, EngineError> {
-    match spec.base() {
-        Some(NormalizedBase::Ref(r)) if !r.is_empty() => Ok(r.clone()),
-        Some(NormalizedBase::Spec(_)) => Ok(base
-            .map(|b| b.image.clone())
+) -> Result<ImageRef, EngineError> {
+    let built_base = || {
+        base.map(|b| b.image.clone())
             .or_else(|| tag.base.as_ref().map(|b| b.image.clone()))
-            .unwrap_or_default()),
-        _ => Err(EngineError::Invalid {
+    };
+    let found = match spec.base() {
+        Some(NormalizedBase::Ref(_)) => spec.base_ref().cloned(),
+        Some(NormalizedBase::Spec(_)) => built_base(),
+        None => None,
+    };
+    match found {
+        Some(image) => Ok(image),
+        None => Err(EngineError::Invalid {
             name: spec.name().into(),
             at: Some(spec.at("base_image")),
             message: "base_image must be a string to use the noop image builder".into(),
@@ -506,7 +523,7 @@ impl Planned {
 
 /// The digest of `image`, just pushed, asked of the registry (for a publish that did not
 /// say it): a green run means the image is there.
-async fn pushed_digest(client: &RegistryClient, image: &str) -> Result<Digest, EngineError> {
+async fn pushed_digest(client: &RegistryClient, image: &ImageRef) -> Result<Digest, EngineError> {
     match client.digest(image).await {
         Ok(Some(digest)) => Ok(digest),
         Ok(None) => Err(BackendError::Push {

@@ -10,6 +10,7 @@
 //! information removed from URLs and absolute host paths cut to their last component; file
 //! digests are SHA-256 prefixes, not contents.
 
+use crate::oci::{ImageRef, Platform};
 use crate::spec::NormalizedSpec;
 use crate::tag::ImageTag;
 use indexmap::IndexMap;
@@ -29,8 +30,8 @@ const MAX_FILES: usize = 20_000;
 pub struct Inputs {
     /// Format version.
     pub v: u32,
-    /// `[registry/]name:tag`.
-    pub image: String,
+    /// `[registry/]name:tag` (its string form in the record).
+    pub image: ImageRef,
     /// Hashed field → Python `repr()` of its value, in flytekit's field order.
     pub fields: IndexMap<String, String>,
     /// Copied file (`src/<path>` for `source_root` files, `copy/<entry>/<path>` for `copy`
@@ -40,7 +41,7 @@ pub struct Inputs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_omitted: Option<usize>,
     /// The dependency image (`<repository>:deps-<key>`), when the image has one.
-    pub dependency_image: Option<String>,
+    pub dependency_image: Option<ImageRef>,
 }
 
 /// A field that differs.
@@ -201,7 +202,7 @@ impl Inputs {
     pub fn of(
         spec: &NormalizedSpec,
         tag: &ImageTag,
-        dependency_image: Option<String>,
+        dependency_image: Option<ImageRef>,
     ) -> std::io::Result<Inputs> {
         let mut fields = tag
             .fields
@@ -294,8 +295,8 @@ impl Inputs {
             }
         }
         Explanation {
-            before: self.image.clone(),
-            after: now.image.clone(),
+            before: self.image.to_string(),
+            after: now.image.to_string(),
             fields,
             files,
             renamed,
@@ -339,8 +340,7 @@ fn record_path(repository: &str) -> Option<PathBuf> {
 
 /// Records `inputs` as the last image built for its repository (best effort: a cache).
 pub fn record_last_built(inputs: &Inputs) {
-    let (repository, _) = crate::registry::split_tag(&inputs.image);
-    let Some(path) = record_path(repository) else {
+    let Some(path) = record_path(&inputs.image.name().to_string()) else {
         return;
     };
     keep_record(&path, inputs);
@@ -403,13 +403,13 @@ impl ExplainError {
 /// The inputs recorded in `image` (its `platform` image, when it is an index), asked of its
 /// registry with the credentials `registry_config` (or docker's config) has for it.
 pub async fn recorded(
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
     registry_config: Option<&Path>,
     timeouts: crate::timeouts::Timeouts,
 ) -> Result<Inputs, ExplainError> {
     use crate::builders::BackendError;
-    let host = crate::registry::registry_host(image);
+    let host = image.host();
     let client =
         crate::registry::session(host, registry_config, timeouts).map_err(BackendError::from)?;
     recorded_in(&client, image, platform).await
@@ -418,25 +418,50 @@ pub async fn recorded(
 /// The inputs recorded in `image`, asked through an existing registry session.
 pub async fn recorded_in(
     client: &crate::registry::client::RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
 ) -> Result<Inputs, ExplainError> {
     let Some((_, config)) =
         crate::builders::registry::image_config(client, image, platform).await?
     else {
         return Err(ExplainError::NotFound {
-            image: image.into(),
+            image: image.to_string(),
         });
     };
+    recorded_in_config(image, &config)
+}
+
+/// The inputs recorded in `image`, whose manifest (or index) `raw` was already read: only
+/// its config is asked for (and, for an index, the platform's manifest).
+pub async fn recorded_in_manifest(
+    client: &crate::registry::client::RegistryClient,
+    image: &ImageRef,
+    raw: crate::registry::client::RawManifest,
+    platform: &Platform,
+) -> Result<Inputs, ExplainError> {
+    let Some(config) = crate::builders::registry::config_of(client, image, raw, platform).await?
+    else {
+        return Err(ExplainError::NotFound {
+            image: image.to_string(),
+        });
+    };
+    recorded_in_config(image, &config)
+}
+
+/// The inputs recorded in `config`, `image`'s config.
+fn recorded_in_config(
+    image: &ImageRef,
+    config: &serde_json::Value,
+) -> Result<Inputs, ExplainError> {
     let label = config
         .pointer("/config/Labels")
         .and_then(|l| l.get(INPUTS_LABEL))
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| ExplainError::NoRecord {
-            image: image.into(),
+            image: image.to_string(),
         })?;
     Inputs::from_label(label).map_err(|source| ExplainError::Unreadable {
-        image: image.into(),
+        image: image.to_string(),
         source,
     })
 }
@@ -455,7 +480,7 @@ mod tests {
     fn inputs(fields: &[(&str, &str)], files: &[(&str, &str)], deps: &str) -> Inputs {
         Inputs {
             v: 1,
-            image: "r/app:t".into(),
+            image: "r/app:t".parse().unwrap(),
             fields: fields
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -465,7 +490,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             files_omitted: None,
-            dependency_image: Some(deps.into()),
+            dependency_image: Some(deps.parse().unwrap()),
         }
     }
 

@@ -3,16 +3,6 @@
 //! instruction (`moby/buildkit` `frontend/dockerfile/shell/lex.go`). The daemonless builder
 //! gives its dependency image the environment the Dockerfile's `ENV` lines would
 //! (`crate::builders::daemonless::config`).
-//!
-//! ```
-//! use imagespec::oci::config::{EnvList, env_instruction};
-//! let base = EnvList::from_config(&["PATH=/usr/bin".to_string()]);
-//! let pairs = [("PATH".to_string(), "/root/.venv/bin:$PATH".to_string()),
-//!              ("OLD".to_string(), "${PATH}".to_string())];
-//! let env = env_instruction(&base, &pairs).unwrap();
-//! assert_eq!(env.get("PATH"), Some("/root/.venv/bin:/usr/bin"));
-//! assert_eq!(env.get("OLD"), Some("/usr/bin"), "the value from before the instruction");
-//! ```
 
 /// The `PATH` BuildKit gives an image whose config sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -124,6 +114,22 @@ pub fn env_instruction(env: &EnvList, pairs: &[(String, String)]) -> Result<EnvL
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_is_expanded_with_the_values_before_the_instruction() {
+        let base = EnvList::from_config(&["PATH=/usr/bin".to_string()]);
+        let pairs = [
+            ("PATH".to_string(), "/root/.venv/bin:$PATH".to_string()),
+            ("OLD".to_string(), "${PATH}".to_string()),
+        ];
+        let env = env_instruction(&base, &pairs).unwrap();
+        assert_eq!(env.get("PATH"), Some("/root/.venv/bin:/usr/bin"));
+        assert_eq!(
+            env.get("OLD"),
+            Some("/usr/bin"),
+            "the value from before the instruction"
+        );
+    }
 
     fn env(entries: &[&str]) -> EnvList {
         EnvList::from_config(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>())

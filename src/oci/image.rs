@@ -26,6 +26,8 @@
 pub mod artifact;
 
 use super::digest::{Digest, DigestError};
+use super::platform::Platform;
+use super::reference::ImageRef;
 use crate::scratch::ScratchFile;
 use bytes::Bytes;
 use oci_client::manifest::{
@@ -44,7 +46,7 @@ pub enum Blob {
     /// In a registry, in the repository of this image (`registry/repository[:tag]`): a
     /// publisher to the same repository has it, one to the same registry mounts it, others
     /// copy it from there.
-    Remote(String),
+    Remote(ImageRef),
     /// A file on this machine, removed when the last image holding it is dropped.
     File(Arc<ScratchFile>),
     /// Bytes in memory.
@@ -207,7 +209,7 @@ impl Image {
     pub fn from_registry(
         manifest: &OciImageManifest,
         config: Bytes,
-        blobs_in: &str,
+        blobs_in: &ImageRef,
     ) -> Result<Image, ImageError> {
         let at = |what: String| move |source| ImageError::Digest { at: what, source };
         let config_descriptor =
@@ -228,7 +230,7 @@ impl Image {
             .map(|(i, d)| {
                 Ok(Layer {
                     descriptor: Descriptor::from_oci(d).map_err(at(format!("layer {i}")))?,
-                    blob: Blob::Remote(blobs_in.to_string()),
+                    blob: Blob::Remote(blobs_in.clone()),
                 })
             })
             .collect::<Result<_, ImageError>>()?;
@@ -383,8 +385,8 @@ impl Image {
 /// the index, else only its descriptor (a manifest in the registry already).
 #[derive(Debug, Clone)]
 pub struct IndexEntry {
-    /// `os/arch[/variant]` (see [`super::Platform`]).
-    pub platform: String,
+    /// The platform of the manifest.
+    pub platform: Platform,
     pub descriptor: Descriptor,
     pub image: Option<Image>,
 }
@@ -399,7 +401,7 @@ pub struct Index {
 
 impl Index {
     /// The index of `images` (platform, image).
-    pub fn of_images(images: impl IntoIterator<Item = (String, Image)>) -> Index {
+    pub fn of_images(images: impl IntoIterator<Item = (Platform, Image)>) -> Index {
         Index {
             manifests: images
                 .into_iter()
@@ -413,9 +415,9 @@ impl Index {
     }
 
     /// Adds a platform's manifest that is in the registry already.
-    pub fn push_descriptor(&mut self, platform: &str, descriptor: Descriptor) {
+    pub fn push_descriptor(&mut self, platform: &Platform, descriptor: Descriptor) {
         self.manifests.push(IndexEntry {
-            platform: platform.to_string(),
+            platform: platform.clone(),
             descriptor,
             image: None,
         });
@@ -440,12 +442,11 @@ impl Index {
             .manifests
             .iter()
             .map(|e| {
-                let mut parts = e.platform.split('/');
                 let mut p = json!({
-                    "os": parts.next().unwrap_or("linux"),
-                    "architecture": parts.next().unwrap_or("amd64"),
+                    "os": e.platform.os(),
+                    "architecture": e.platform.architecture(),
                 });
-                if let Some(variant) = parts.next() {
+                if let Some(variant) = e.platform.variant() {
                     p["variant"] = json!(variant);
                 }
                 let d = &e.descriptor;
@@ -489,7 +490,7 @@ mod tests {
             annotations: Some([("a".to_string(), "b".to_string())].into()),
             ..Default::default()
         };
-        Image::from_registry(&manifest, bytes, "localhost:5000/base:1").unwrap()
+        Image::from_registry(&manifest, bytes, &"localhost:5000/base:1".parse().unwrap()).unwrap()
     }
 
     fn new_layer(name: &str) -> NewLayer {
@@ -511,7 +512,9 @@ mod tests {
             manifest.config.digest,
             image.config_descriptor().digest.as_str()
         );
-        assert!(matches!(&image.layers()[0].blob, Blob::Remote(i) if i == "localhost:5000/base:1"));
+        assert!(
+            matches!(&image.layers()[0].blob, Blob::Remote(i) if i.to_string() == "localhost:5000/base:1")
+        );
         let bytes = image.manifest_bytes();
         assert_eq!(image.digest(), Digest::of_bytes(&bytes));
         assert_eq!(image.descriptor().size, bytes.len() as u64);
@@ -523,13 +526,13 @@ mod tests {
         let mut manifest = image.manifest();
         let other = Bytes::from_static(b"{}");
         assert!(matches!(
-            Image::from_registry(&manifest, other, "x"),
+            Image::from_registry(&manifest, other, &"x".parse().unwrap()),
             Err(ImageError::ConfigMismatch { .. })
         ));
         manifest.layers[0].digest = "sha256:../../etc/passwd".into();
         let config = image.config_bytes().clone();
         assert!(matches!(
-            Image::from_registry(&manifest, config, "x"),
+            Image::from_registry(&manifest, config, &"x".parse().unwrap()),
             Err(ImageError::Digest { at, .. }) if at == "layer 0"
         ));
     }
@@ -635,11 +638,12 @@ mod tests {
 
     #[test]
     fn an_index_is_a_manifest_list_only_of_docker_manifests() {
+        let platform = |p: &str| Platform::parse(p).unwrap();
         let oci = base(OCI_IMAGE_MEDIA_TYPE);
         let docker = base_docker();
         let index = Index::of_images([
-            ("linux/amd64".to_string(), docker.clone()),
-            ("linux/arm/v7".to_string(), docker.clone()),
+            (platform("linux/amd64"), docker.clone()),
+            (platform("linux/arm/v7"), docker.clone()),
         ]);
         assert_eq!(index.media_type(), IMAGE_MANIFEST_LIST_MEDIA_TYPE);
         let body: Value = serde_json::from_slice(&index.to_bytes()).unwrap();
@@ -649,8 +653,8 @@ mod tests {
             json!({"os": "linux", "architecture": "arm", "variant": "v7"})
         );
         assert_eq!(index.digest(), Digest::of_bytes(&index.to_bytes()));
-        let mut mixed = Index::of_images([("linux/amd64".to_string(), docker)]);
-        mixed.push_descriptor("linux/arm64", oci.descriptor());
+        let mut mixed = Index::of_images([(platform("linux/amd64"), docker)]);
+        mixed.push_descriptor(&platform("linux/arm64"), oci.descriptor());
         assert_eq!(mixed.media_type(), OCI_IMAGE_INDEX_MEDIA_TYPE);
         assert!(mixed.manifests[1].image.is_none());
     }

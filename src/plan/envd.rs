@@ -23,6 +23,7 @@
 use super::PlanError;
 use super::copies::{check_inside, place_copies, place_source};
 use super::image::{ContextFile, FLYTEKIT_REQUIREMENT, Flavor, RenderOptions};
+use crate::oci::{ImageRef, Platforms};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue, Scalar};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
@@ -66,11 +67,11 @@ pub struct EnvdPlan {
     /// Which `build.envd` `render` writes (imagespec's, or the plugin's own).
     pub flavor: Flavor,
     /// The image built: `[registry/]name:tag`.
-    pub image: String,
+    pub image: ImageRef,
     /// flytekit's image id (`_F_IMG_ID`, also in `env`).
     pub image_id: String,
-    /// The platforms built, comma-separated.
-    pub platform: String,
+    /// The platforms built.
+    pub platform: Platforms,
     /// `base(image=...)`.
     pub base_image: String,
     /// `run(commands=[...])`: envd runs them after everything else, in one `bash -c`.
@@ -152,7 +153,7 @@ impl EnvdPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
             image_id: tag.id.clone(),
-            platform: options.platform(spec).to_string(),
+            platform: options.platforms(spec).clone(),
             base_image,
             commands: spec.commands.clone().unwrap_or_default(),
             python_packages: spec.packages.clone().unwrap_or_default(),
@@ -222,7 +223,7 @@ fn base_image(
         Some(NormalizedBase::Spec(_)) => tag
             .base
             .as_ref()
-            .map(|b| b.image.clone())
+            .map(|b| b.image.to_string())
             .unwrap_or_default(),
         None => format!(
             "{DEFAULT_IMAGE_PREFIX}{}-{}",

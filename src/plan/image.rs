@@ -3,13 +3,16 @@
 use super::PlanError;
 use super::copies::{CopyStep, check_inside, place_copies, place_source};
 use super::python::{check_secrets, python_plan};
+use crate::oci::ImageRef;
+use crate::oci::Platforms;
+use crate::oci::reference::Tag;
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
 use crate::spec::defaults::{RegistryMirrors, choose};
-use crate::spec::reference::ImageRef;
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// The flytekit requirement added when a spec's packages do not name flytekit: the version
 /// imagespec matches (flytekit's builder pins its own version the same way).
@@ -48,7 +51,7 @@ pub struct RenderOptions {
     pub flytekit_requirement: String,
     /// `--platform`: the platforms built instead of the spec's `platform` (which flytekit
     /// hashes into the tag: the name stays the spec's).
-    pub platform: Option<String>,
+    pub platform: Option<Platforms>,
 }
 
 impl RenderOptions {
@@ -62,8 +65,8 @@ impl RenderOptions {
     }
 
     /// The platforms to build: `--platform`'s, else the spec's `platform`.
-    pub fn platform<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a str {
-        self.platform.as_deref().unwrap_or_else(|| spec.platform())
+    pub fn platforms<'a>(&'a self, spec: &'a NormalizedSpec) -> &'a Platforms {
+        self.platform.as_ref().unwrap_or_else(|| spec.platforms())
     }
 }
 
@@ -198,19 +201,17 @@ pub enum ContextFile {
 }
 
 /// Everything a backend needs to build one image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BuildPlan {
     /// Which Dockerfile `render` writes (imagespec's, or flytekit's own).
     pub flavor: Flavor,
-    /// `[registry/]name:tag`.
-    pub image: String,
-    /// The tag's [`ImageRef`]: the image's name as computed (`image` is it written out,
-    /// unless a builder renamed the plan it was handed).
-    pub reference: ImageRef,
+    /// `[registry/]name:tag`: the tag's image, or the name a builder gave the plan it was
+    /// handed (a platform's tag, a working tag).
+    pub image: ImageRef,
     /// flytekit's image id: `_F_IMG_ID` in the image (empty in a dependency plan).
     pub image_id: String,
-    /// The platforms built, comma-separated (`linux/amd64,linux/arm64`).
-    pub platform: String,
+    /// The platforms built (`linux/amd64,linux/arm64`).
+    pub platform: Platforms,
     /// The image the build starts from (`FROM`).
     pub base_image: String,
     /// The image uv is taken from (a build stage, never in the image).
@@ -264,8 +265,9 @@ pub struct BuildPlan {
     /// micromamba) are pulled from. Never part of the Dockerfile the dependency key digests
     /// or `render` writes: only of what a builder is handed ([`BuildPlan::pulled`]).
     pub mirrors: RegistryMirrors,
-    /// The dependency key, once `render` computed it (`BuildPlan::dependency_key`).
-    pub computed_key: DependencyKey,
+    /// The dependency key, once `render` computed it (`BuildPlan::dependency_key`), kept
+    /// with the fields it was computed from: a clone changed afterwards gets its own.
+    key: DependencyKey,
 }
 
 /// `builder_options[key]` as a string (unset or `None`: `None`).
@@ -339,7 +341,7 @@ fn base_image(spec: &NormalizedSpec, tag: &ImageTag) -> String {
         Some(NormalizedBase::Spec(_)) => tag
             .base
             .as_ref()
-            .map(|b| b.image.clone())
+            .map(|b| b.image.to_string())
             .unwrap_or_default(),
         _ => DEFAULT_BASE_IMAGE.to_string(),
     }
@@ -420,9 +422,8 @@ impl BuildPlan {
         Ok(BuildPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
-            reference: tag.reference.clone(),
             image_id: tag.id.clone(),
-            platform: options.platform(spec).to_string(),
+            platform: options.platforms(spec).clone(),
             base_image: base_image(spec, tag),
             uv_image,
             micromamba_image: (compat || micromamba.is_some()).then_some(micromamba_image),
@@ -445,7 +446,7 @@ impl BuildPlan {
             labels: Vec::new(),
             registry_config: spec.registry_config.as_deref().map(|p| spec.resolve(p)),
             mirrors: spec.defaults().values.registry_mirrors.clone(),
-            computed_key: DependencyKey::default(),
+            key: DependencyKey::default(),
         })
     }
 
@@ -461,6 +462,12 @@ impl BuildPlan {
         self.mirrors
             .pull_ref(image)
             .unwrap_or_else(|| image.to_string())
+    }
+
+    /// The base image as pulled (from its mirror, when the defaults file names one),
+    /// parsed: normalisation checked the name written, and a mirror keeps the repository.
+    pub fn pulled_base(&self) -> Result<ImageRef, crate::oci::reference::ReferenceError> {
+        self.pull_ref(&self.base_image).parse()
     }
 
     /// This plan with the images it pulls (base, uv, micromamba) read from their mirrors:
@@ -498,46 +505,110 @@ impl BuildPlan {
             let to = f.to();
             !(to == "src" || to.starts_with("src/") || to == "copy" || to.starts_with("copy/"))
         });
-        deps.computed_key = DependencyKey::default();
+        deps.key = DependencyKey::default();
         deps
+    }
+
+    /// What the dependency key digests: [`BuildPlan::without_source`] without its name (the
+    /// Dockerfile never names the image it builds, and the dependency image is named by the
+    /// key), so a plan and its dependency plan have the same inputs.
+    pub fn key_inputs(&self) -> BuildPlan {
+        let mut inputs = self.without_source();
+        // The repository alone: a plan and its dependency plan share it.
+        inputs.image = self.image.name().clone().into();
+        inputs
+    }
+
+    /// The dependency key of this plan: the one kept when it was computed from these very
+    /// [`BuildPlan::key_inputs`] (by this plan or the plan it was cloned from), else
+    /// `compute(inputs)`, kept. `render` computes it (`BuildPlan::dependency_key`).
+    pub(crate) fn dependency_key_with(&self, compute: impl FnOnce(&BuildPlan) -> String) -> String {
+        self.key.get_or_compute(self.key_inputs(), compute)
     }
 
     /// The plan of the dependency image, whose key is `key` (what `render` computes for
     /// this plan: `BuildPlan::dependencies`): [`BuildPlan::without_source`] named
-    /// `<repository>:deps-<key>`.
-    pub fn dependencies_keyed(&self, key: &str) -> BuildPlan {
+    /// `<repository>:deps-<key>`, carrying this plan's key (the inputs are the same).
+    pub(crate) fn dependencies_keyed(&self, key: &str) -> BuildPlan {
         let mut deps = self.without_source();
-        deps.image = format!("{}:deps-{key}", repository(&self.reference));
-        // The dependency image's own dependency image is itself.
-        let _ = deps.computed_key.0.set(key.to_string());
+        deps.image = self.image.name().with_tag(dependency_tag(key));
+        deps.key = self.key.clone();
         deps
     }
 }
 
-/// `[registry/]repository` of `reference`: the image name without its tag.
-fn repository(reference: &ImageRef) -> String {
-    match reference.registry() {
-        Some(registry) => format!("{registry}/{}", reference.repository()),
-        None => reference.repository().to_string(),
-    }
+/// `deps-<key>`: the dependency image's tag (a key is hex digits, so always a tag).
+fn dependency_tag(key: &str) -> Tag {
+    Tag::parse(&format!("deps-{key}")).expect("a dependency key is hex digits")
 }
 
 /// A plan's dependency key, kept once computed: `render` digests the rendered Dockerfile and
 /// the context files (reading lock files) once per plan, and the plan's clones carry the
-/// value. A plan is a value: change its fields before the key is asked for, not after (the
-/// builds per platform change `platform` of clones that never ask for it).
-#[derive(Debug, Clone, Default)]
-pub struct DependencyKey(std::sync::OnceLock<String>);
+/// value. It is kept with the inputs it was computed from and used only for equal inputs,
+/// so a clone whose platform (or anything else the key digests) was changed afterwards
+/// cannot see its original's key: comparing two plans is cheap, rendering is not.
+#[derive(Default)]
+struct DependencyKey(Mutex<Option<Arc<KeyMemo>>>);
+
+/// A computed key and the [`BuildPlan::key_inputs`] it was computed from.
+struct KeyMemo {
+    inputs: BuildPlan,
+    key: String,
+}
 
 impl DependencyKey {
-    /// The key, computed by `compute` the first time it is asked for.
-    pub fn get_or_init(&self, compute: impl FnOnce() -> String) -> &str {
-        self.0.get_or_init(compute)
+    /// The key of `inputs`: the one kept if it was computed from equal inputs, else
+    /// `compute(&inputs)`, which is then kept.
+    fn get_or_compute(
+        &self,
+        inputs: BuildPlan,
+        compute: impl FnOnce(&BuildPlan) -> String,
+    ) -> String {
+        if let Some(memo) = self.memo().filter(|memo| memo.inputs == inputs) {
+            return memo.key.clone();
+        }
+        let key = compute(&inputs);
+        *self.lock() = Some(Arc::new(KeyMemo {
+            inputs,
+            key: key.clone(),
+        }));
+        key
     }
 
-    /// The key, if it was computed.
-    pub fn get(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
+    /// The key kept, if one was computed (for whatever inputs).
+    fn get(&self) -> Option<String> {
+        self.memo().map(|memo| memo.key.clone())
+    }
+
+    fn memo(&self) -> Option<Arc<KeyMemo>> {
+        self.lock().clone()
+    }
+
+    /// The memo, also after a thread panicked holding it (it is replaced whole, never
+    /// left half-written).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<KeyMemo>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Clone for DependencyKey {
+    fn clone(&self) -> Self {
+        DependencyKey(Mutex::new(self.memo()))
+    }
+}
+
+/// A cache, not part of the plan's value: two plans are equal whatever keys they kept.
+impl PartialEq for DependencyKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for DependencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DependencyKey").field(&self.get()).finish()
     }
 }
 
@@ -611,6 +682,37 @@ mod tests {
         assert_eq!(plan_with("name = \"i\"\n", table).uv_image, "m:5000/uv:9");
         let spec = "name = \"i\"\nbuilder_config = { uv_image = \"s/uv:1\" }\n";
         assert_eq!(plan_with(spec, table).uv_image, "s/uv:1");
+    }
+
+    #[test]
+    fn the_key_is_computed_once_per_inputs_and_clones_carry_it() {
+        let plan = plan_with("name = \"i\"\npackages = [\"six\"]\n", "");
+        let calls = std::cell::Cell::new(0);
+        let key_of = |plan: &BuildPlan| {
+            plan.dependency_key_with(|inputs| {
+                calls.set(calls.get() + 1);
+                format!("{} {}", inputs.platform, inputs.apt_packages.len())
+            })
+        };
+        assert_eq!(key_of(&plan), "linux/amd64 0");
+        assert_eq!(key_of(&plan), "linux/amd64 0");
+        assert_eq!(key_of(&plan.clone()), "linux/amd64 0");
+        // The dependency plan and a plan with other labels digest the same.
+        assert_eq!(key_of(&plan.dependencies_keyed("k")), "linux/amd64 0");
+        let mut labelled = plan.clone();
+        labelled.labels.push(("a".into(), "b".into()));
+        assert_eq!(key_of(&labelled), "linux/amd64 0");
+        assert_eq!(calls.get(), 1);
+        // A clone changed afterwards computes its own, once.
+        let mut arm = plan.clone();
+        arm.platform = crate::oci::Platforms::parse("linux/arm64").unwrap();
+        assert_eq!(key_of(&arm), "linux/arm64 0");
+        assert_eq!(key_of(&arm), "linux/arm64 0");
+        arm.apt_packages.push("git".into());
+        assert_eq!(key_of(&arm), "linux/arm64 1");
+        assert_eq!(calls.get(), 3);
+        assert_eq!(key_of(&plan), "linux/amd64 0");
+        assert_eq!(calls.get(), 3);
     }
 
     #[test]

@@ -28,8 +28,8 @@ mod image;
 
 pub use crate::source::layer::RootEntry;
 pub use image::{
-    BuildPlan, ContextFile, DEPENDENCY_LABEL, DependencyKey, FLYTEKIT_REQUIREMENT, Flavor,
-    IndexSecret, Micromamba, PythonInstall, RenderOptions, Secret, index_credentials_warnings,
+    BuildPlan, ContextFile, DEPENDENCY_LABEL, FLYTEKIT_REQUIREMENT, Flavor, IndexSecret,
+    Micromamba, PythonInstall, RenderOptions, Secret, index_credentials_warnings,
 };
 
 use crate::spec::FieldAt;

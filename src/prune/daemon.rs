@@ -12,6 +12,8 @@ use super::decide::{self, Manifest, Tagged, Target, Unreadable};
 use super::{Item, Note, Place, PruneOptions, Report};
 use crate::builders::docker::{DockerDaemon, ImageLayers, LocalImage};
 use crate::explain::{INPUTS_LABEL, Inputs};
+use crate::oci::ImageRef;
+use crate::oci::reference::Repository;
 use crate::plan::DEPENDENCY_LABEL;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,7 +35,7 @@ pub fn working_tag_is_stale(tagged: i64, now: i64, held: bool) -> bool {
 
 /// Prunes the dependency images of `repositories` in dockerd (every repository when
 /// empty), into `report`.
-pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut Report) {
+pub async fn prune(repositories: &[&Repository], options: &PruneOptions, report: &mut Report) {
     let note = |group: &str, message: String, cannot_tell: bool| Note {
         place: Place::Daemon,
         group: group.to_string(),
@@ -54,21 +56,9 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
             return;
         }
     };
-    let mut by_repository: BTreeMap<String, Vec<(String, &LocalImage)>> = BTreeMap::new();
-    for image in &images {
-        for full in &image.tags {
-            let (repository, tag) = crate::registry::split_tag(full);
-            let Some(tag) = tag else { continue };
-            if repositories.is_empty() || repositories.contains(&repository) {
-                by_repository
-                    .entry(repository.to_string())
-                    .or_default()
-                    .push((tag.to_string(), image));
-            }
-        }
-    }
+    let by_repository = tags_by_repository(&images, repositories);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    for (repository, tags) in by_repository {
+    for (repository, (named, tags)) in by_repository {
         if !tags
             .iter()
             .any(|(t, _)| decide::dependency_set(t).is_some())
@@ -114,7 +104,7 @@ pub async fn prune(repositories: &[&str], options: &PruneOptions, report: &mut R
                         .collect(),
                 }],
                 created: Some(image.created),
-                dependency_images: dependency_tag(image, &repository).into_iter().collect(),
+                dependency_images: dependency_tag(image, &named).into_iter().collect(),
                 is_dependency: image.labels.contains_key(DEPENDENCY_LABEL),
             });
             tagged.push(Tagged {
@@ -195,8 +185,34 @@ async fn remove(daemon: &DockerDaemon, items: &mut [Item]) {
     }
 }
 
+/// A repository's local tags (tag, image), under the repository's name.
+type LocalTags<'i> = BTreeMap<String, (Repository, Vec<(String, &'i LocalImage)>)>;
+
+/// The tags of `images` in `repositories` (every repository when empty), by repository
+/// (in the order of its name).
+fn tags_by_repository<'i>(images: &'i [LocalImage], repositories: &[&Repository]) -> LocalTags<'i> {
+    let mut by_repository: BTreeMap<String, (Repository, Vec<_>)> = BTreeMap::new();
+    for image in images {
+        for full in &image.tags {
+            // dockerd's names are input: one that is no image reference is none of ours.
+            let Ok(named) = full.parse::<ImageRef>() else {
+                continue;
+            };
+            let Some(tag) = named.tag() else { continue };
+            if repositories.is_empty() || repositories.contains(&named.name()) {
+                by_repository
+                    .entry(named.name().to_string())
+                    .or_insert_with(|| (named.name().clone(), Vec::new()))
+                    .1
+                    .push((tag.to_string(), image));
+            }
+        }
+    }
+    by_repository
+}
+
 /// The dependency tag (in `repository`) the inputs label of `image` names.
-fn dependency_tag(image: &LocalImage, repository: &str) -> Option<String> {
+fn dependency_tag(image: &LocalImage, repository: &Repository) -> Option<String> {
     let label = image.labels.get(INPUTS_LABEL)?;
     let dependency = Inputs::from_label(label).ok()?.dependency_image?;
     super::registry::dependency_tag_in(&dependency, repository)
@@ -227,6 +243,34 @@ fn working_item(repository: &str, full: &str, image: &LocalImage, tagged: i64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_tags_are_grouped_by_repository_as_docker_names_them() {
+        let image = LocalImage {
+            id: "sha256:1".into(),
+            tags: vec![
+                "localhost:5000/app:deps-1".into(),
+                "localhost:5000/app:v1".into(),
+                "other:deps-2".into(),
+                "not a name".into(),
+                "<none>:<none>".into(),
+            ],
+            labels: Default::default(),
+            created: 0,
+            size: 0,
+        };
+        let images = [image];
+        let all = tags_by_repository(&images, &[]);
+        let names: Vec<&str> = all.keys().map(String::as_str).collect();
+        assert_eq!(names, ["localhost:5000/app", "other"]);
+        let app = Repository::new(None, "localhost:5000/app").unwrap();
+        let only = tags_by_repository(&images, &[&app]);
+        assert_eq!(only.len(), 1);
+        let (named, tags) = &only["localhost:5000/app"];
+        assert_eq!(named, &app);
+        let tags: Vec<&str> = tags.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(tags, ["deps-1", "v1"]);
+    }
 
     #[test]
     fn working_tags_go_a_day_after_their_build_unless_a_run_holds_them() {

@@ -19,6 +19,7 @@
 //! tag cannot be read, no unused set is removed (which sets it uses cannot be told).
 
 use crate::builders::docker::DaemonRequestError;
+use crate::builders::remote::cache::CACHE_TAG;
 use crate::registry::client::RegistryError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -327,11 +328,13 @@ pub fn decide(tags: &[Tagged], keep: usize) -> Vec<SetDecision> {
     out
 }
 
-/// The dependency sets among `tags` (by key, each sorted by tag), and the image tags.
+/// The dependency sets among `tags` (by key, each sorted by tag), and the image tags. The
+/// registry cache of remote builds (`buildcache`, [`CACHE_TAG`]) is neither: it is kept, and
+/// its blobs (every step's, also of dependency images) use no set.
 fn group(tags: &[Tagged]) -> (BTreeMap<&str, Vec<&Tagged>>, Vec<&Tagged>) {
     let mut sets: BTreeMap<&str, Vec<&Tagged>> = BTreeMap::new();
     let mut images: Vec<&Tagged> = Vec::new();
-    for tagged in tags {
+    for tagged in tags.iter().filter(|t| t.tag != CACHE_TAG) {
         match dependency_set(&tagged.tag) {
             Some(key) => sets.entry(key).or_default().push(tagged),
             None => images.push(tagged),
@@ -624,6 +627,23 @@ mod tests {
         ] {
             assert_eq!(dependency_set(not), None, "{not}");
         }
+    }
+
+    #[test]
+    fn the_registry_cache_is_kept_and_uses_no_set() {
+        let deps = format!("deps-{}", "a".repeat(32));
+        let tags = vec![
+            image(&deps, "sha256:d1", &["sha256:l1"], Some(1)),
+            image(CACHE_TAG, "sha256:c1", &["sha256:l1", "sha256:l2"], Some(2)),
+        ];
+        let decisions = decide(&tags, 0);
+        assert_eq!(decisions.len(), 1);
+        assert!(decisions[0].removed(), "{decisions:?}");
+        assert!(
+            decisions
+                .iter()
+                .all(|d| !d.tags.contains(&CACHE_TAG.to_string()))
+        );
     }
 
     #[test]

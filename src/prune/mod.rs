@@ -3,19 +3,21 @@
 //!
 //! - **Registry**: the dependency images (`<repository>:deps-<key>`, one per dependency set
 //!   and, for several platforms, an index with one tag per platform) that no image tag of
-//!   the repository uses ([`decide`]: the inputs label names it, or an unlabelled image
+//!   the repository uses (`decide`: the inputs label names it, or an unlabelled image
 //!   starts with its layers); `keep` keeps the
 //!   most recently created unused ones. A manifest another kept tag names is never deleted.
 //! - **Daemon**: the same for dockerd's local `deps-*` tags (an image of the repository
 //!   uses one by label or layers), and working tags (`…-unlabelled-…`) left by builds
 //!   that ended more than a day ago. Skipped, with a note, when no daemon answers.
-//! - **Cache**: stale entries of the cache directory ([`cache`]).
+//! - **Cache**: stale entries of the cache directory (`cache`).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), imagespec::Error> {
 //! use imagespec::prune::{Places, PruneOptions, RepositoryTarget};
+//! use imagespec::oci::reference::Repository;
+//! let app = Repository::new(None, "localhost:5000/app").expect("a repository name");
 //! let report = imagespec::prune::run(&PruneOptions {
-//!     repositories: vec![RepositoryTarget::new("localhost:5000/app")],
+//!     repositories: vec![RepositoryTarget::new(app)],
 //!     local_repositories: vec![],
 //!     places: Places::all(),
 //!     dry_run: true,
@@ -30,12 +32,13 @@
 //! # Ok(()) }
 //! ```
 
-pub mod cache;
-pub mod daemon;
-pub mod decide;
-pub mod registry;
+pub(crate) mod cache;
+pub(crate) mod daemon;
+pub(crate) mod decide;
+pub(crate) mod registry;
 
 use crate::builders::BackendError;
+use crate::oci::reference::Repository;
 use crate::timeouts::Timeouts;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -44,15 +47,15 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryTarget {
     /// `registry/name`.
-    pub repository: String,
+    pub repository: Repository,
     /// `None`: docker's config (`DOCKER_CONFIG`, `~/.docker/config.json`).
     pub registry_config: Option<PathBuf>,
 }
 
 impl RepositoryTarget {
-    pub fn new(repository: &str) -> RepositoryTarget {
+    pub fn new(repository: Repository) -> RepositoryTarget {
         RepositoryTarget {
-            repository: repository.to_string(),
+            repository,
             registry_config: None,
         }
     }
@@ -83,7 +86,7 @@ pub struct PruneOptions {
     /// empty).
     pub repositories: Vec<RepositoryTarget>,
     /// Repositories only in dockerd (of specs without a `registry`): looked at there.
-    pub local_repositories: Vec<String>,
+    pub local_repositories: Vec<Repository>,
     pub places: Places,
     /// Decide and report, remove nothing.
     pub dry_run: bool,
@@ -264,11 +267,11 @@ pub async fn run(options: &PruneOptions) -> Result<Report, BackendError> {
         }
     }
     if options.places.daemon {
-        let repositories: Vec<&str> = options
+        let repositories: Vec<&Repository> = options
             .repositories
             .iter()
-            .map(|r| r.repository.as_str())
-            .chain(options.local_repositories.iter().map(String::as_str))
+            .map(|r| &r.repository)
+            .chain(&options.local_repositories)
             .collect();
         daemon::prune(&repositories, options, &mut report).await;
     }
@@ -283,18 +286,21 @@ async fn prune_repository(
     options: &PruneOptions,
     report: &mut Report,
 ) -> Result<(), BackendError> {
-    let repository = &target.repository;
-    let host = crate::registry::registry_host(repository);
-    let client =
-        crate::registry::session(host, target.registry_config.as_deref(), options.timeouts)
-            .map_err(BackendError::from)?;
+    let named = &target.repository;
+    let repository = &named.to_string();
+    let client = crate::registry::session(
+        named.host(),
+        target.registry_config.as_deref(),
+        options.timeouts,
+    )
+    .map_err(BackendError::from)?;
     let cannot_tell = |message: String| Note {
         place: Place::Registry,
         group: repository.clone(),
         message,
         cannot_tell: true,
     };
-    let tags = match registry::gather(&client, repository).await {
+    let tags = match registry::gather(&client, named).await {
         Ok(tags) => tags,
         Err(e) => {
             report.notes.push(cannot_tell(format!(
@@ -315,7 +321,7 @@ async fn prune_repository(
     let mut decisions = decide::decide(&tags, options.keep);
     let mut deleted = Default::default();
     if !options.dry_run && decisions.iter().any(decide::SetDecision::removed) {
-        match registry::delete(&client, repository, &tags, options.keep, &mut decisions).await {
+        match registry::delete(&client, named, &tags, options.keep, &mut decisions).await {
             Ok(d) => deleted = d,
             Err(e) => report.notes.push(cannot_tell(format!(
                 "listing the tags again before deleting: {} (nothing removed)",

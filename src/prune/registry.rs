@@ -11,6 +11,8 @@
 
 use super::decide::{self, Blob, Manifest, SetDecision, Tagged, Target, Unreadable, Verdict};
 use crate::explain::{INPUTS_LABEL, Inputs};
+use crate::oci::ImageRef;
+use crate::oci::reference::{Repository, Tag};
 use crate::plan::DEPENDENCY_LABEL;
 use crate::registry::client::{RawManifest, RegistryClient, RegistryError};
 use futures_util::{StreamExt, stream};
@@ -28,7 +30,7 @@ pub struct ConfigFacts {
     /// Unix seconds: the config's `created` or its newest `history` entry, the later one.
     pub created: Option<i64>,
     /// The dependency image (`registry/repository:deps-…`) its inputs label names.
-    pub dependency_image: Option<String>,
+    pub dependency_image: Option<ImageRef>,
     /// It carries imagespec's dependency label: a dependency image.
     pub is_dependency: bool,
 }
@@ -74,15 +76,9 @@ pub fn config_facts(config: &serde_json::Value) -> ConfigFacts {
 /// The tag of `dependency_image` when it is in `repository` (compared without the
 /// registry host: `localhost:5000` and `127.0.0.1:5000` name one registry, and a label
 /// written on another machine may name either).
-pub fn dependency_tag_in(dependency_image: &str, repository: &str) -> Option<String> {
-    let (repo, tag) = crate::registry::split_tag(dependency_image);
-    let path = |r: &'_ str| -> String {
-        let host = crate::registry::registry_host(r);
-        r.strip_prefix(host)
-            .map_or(r, |p| p.trim_start_matches('/'))
-            .to_string()
-    };
-    (path(repo) == path(repository)).then(|| tag.map(str::to_string))?
+pub fn dependency_tag_in(dependency_image: &ImageRef, repository: &Repository) -> Option<String> {
+    let same = dependency_image.repository() == repository.path();
+    same.then(|| dependency_image.tag().map(str::to_string))?
 }
 
 fn blob(d: &oci_client::manifest::OciDescriptor) -> Blob {
@@ -107,27 +103,42 @@ fn unreadable(e: RegistryError) -> Unreadable {
 /// Lists the tags of `repository` and reads what each points at.
 pub async fn gather(
     client: &RegistryClient,
-    repository: &str,
+    repository: &Repository,
 ) -> Result<Vec<Tagged>, RegistryError> {
     let tags = client.tags(repository).await?;
     Ok(read_tags(client, repository, tags).await)
+}
+
+/// The manifest `tag` of `repository` names; `None` when it is gone (or, the registry's
+/// tag list being input, when the name is no tag).
+async fn read_top(
+    client: &RegistryClient,
+    repository: &Repository,
+    tag: &str,
+) -> Result<Option<RawManifest>, Unreadable> {
+    let Ok(tag) = Tag::parse(tag) else {
+        return Ok(None);
+    };
+    match client.manifest(&repository.with_tag(tag)).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.not_found() => Ok(None),
+        Err(e) => Err(unreadable(e)),
+    }
 }
 
 /// What each of `tags` points at. A tag gone meanwhile is left out; one that cannot be
 /// read says why.
 pub async fn read_tags(
     client: &RegistryClient,
-    repository: &str,
+    repository: &Repository,
     tags: Vec<String>,
 ) -> Vec<Tagged> {
+    // What is asked of the repository itself (manifests and blobs by digest).
+    let whole = &ImageRef::from(repository.clone());
     // The manifest each tag names.
     let tops: Vec<(String, Result<Option<RawManifest>, Unreadable>)> = stream::iter(tags)
         .map(|tag| async move {
-            let got = match client.manifest(&format!("{repository}:{tag}")).await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.not_found() => Ok(None),
-                Err(e) => Err(unreadable(e)),
-            };
+            let got = read_top(client, repository, &tag).await;
             (tag, got)
         })
         .buffer_unordered(CONCURRENT)
@@ -147,7 +158,7 @@ pub async fn read_tags(
         .collect();
     let entries: HashMap<String, Result<OciImageManifest, Unreadable>> = stream::iter(entries)
         .map(|digest| async move {
-            let got = match client.manifest_by_digest(repository, &digest).await {
+            let got = match client.manifest_by_digest(whole, &digest).await {
                 Ok(RawManifest {
                     manifest: OciManifest::Image(m),
                     ..
@@ -189,7 +200,7 @@ pub async fn read_tags(
         .collect();
     let configs: HashMap<String, Result<ConfigFacts, Unreadable>> = stream::iter(configs)
         .map(|digest| async move {
-            let got = match client.blob(repository, &digest, None).await {
+            let got = match client.blob(whole, &digest, None).await {
                 Ok(bytes) => Ok(serde_json::from_slice(&bytes)
                     .map(|v| config_facts(&v))
                     .unwrap_or_default()),
@@ -221,7 +232,7 @@ pub async fn read_tags(
 /// tag only loses its time.
 fn target_of(
     tag: &str,
-    repository: &str,
+    repository: &Repository,
     raw: &RawManifest,
     images: &[(String, Result<OciImageManifest, Unreadable>)],
     configs: &HashMap<String, Result<ConfigFacts, Unreadable>>,
@@ -240,7 +251,7 @@ fn target_of(
                 is_dependency |= facts.is_dependency;
                 if let Some(tag) = facts
                     .dependency_image
-                    .as_deref()
+                    .as_ref()
                     .and_then(|d| dependency_tag_in(d, repository))
                 {
                     dependency_images.push(tag);
@@ -275,7 +286,7 @@ pub struct Deleted {
 /// failure stops the repository's deletions (a registry refusing one refuses all).
 pub async fn delete(
     client: &RegistryClient,
-    repository: &str,
+    repository: &Repository,
     known: &[Tagged],
     keep: usize,
     decisions: &mut [SetDecision],
@@ -352,15 +363,18 @@ mod tests {
     fn the_inputs_label_names_the_dependency_image() {
         let inputs = Inputs {
             v: 1,
-            image: "localhost:5000/app:abc".into(),
+            image: "localhost:5000/app:abc".parse().unwrap(),
             fields: Default::default(),
             files: Default::default(),
             files_omitted: None,
-            dependency_image: Some("localhost:5000/app:deps-1".into()),
+            dependency_image: Some("localhost:5000/app:deps-1".parse().unwrap()),
         };
         let config = json!({"config": {"Labels": {INPUTS_LABEL: inputs.to_label()}}});
         assert_eq!(
-            config_facts(&config).dependency_image.as_deref(),
+            config_facts(&config)
+                .dependency_image
+                .map(|d| d.to_string())
+                .as_deref(),
             Some("localhost:5000/app:deps-1")
         );
         assert!(!config_facts(&config).is_dependency);
@@ -374,7 +388,9 @@ mod tests {
 
     #[test]
     fn a_dependency_image_is_ours_when_its_repository_path_is() {
-        let ours = "127.0.0.1:5000/team/app";
+        let ours = &Repository::new(None, "127.0.0.1:5000/team/app").unwrap();
+        let dependency_tag_in =
+            |image: &str, ours| dependency_tag_in(&image.parse().unwrap(), ours);
         assert_eq!(
             dependency_tag_in("localhost:5000/team/app:deps-1", ours).as_deref(),
             Some("deps-1")

@@ -25,7 +25,7 @@
 
 use super::{Check, PublishError, Publisher};
 use crate::oci::image::{Blob, Descriptor};
-use crate::oci::{Digest, Image, Index};
+use crate::oci::{Digest, Image, ImageRef, Index, Platform};
 use crate::progress::{Event, Meter, OUTPUT_STEP, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::scratch::{ScratchDir, ScratchFile};
@@ -114,7 +114,7 @@ pub enum LayoutError {
     )]
     SeveralPlatforms,
     #[error("the image for {platform} is only a descriptor: its blobs are not at hand")]
-    NotLocal { platform: String },
+    NotLocal { platform: Platform },
 }
 
 /// A blob digest that is safe as a file name under `blobs/sha256/`: the registry (named by
@@ -260,7 +260,7 @@ pub(super) fn check_blob(
 /// Where one blob comes from.
 enum BlobSource<'a> {
     /// Read from the registry (the repository of this image).
-    Registry(&'a str),
+    Registry(&'a ImageRef),
     /// A file on disk.
     File(&'a Path),
     Bytes(&'a [u8]),
@@ -415,7 +415,7 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutEr
 /// are removed (also on SIGINT/SIGTERM, see [`crate::scratch`]).
 pub async fn write(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     image: &Image,
     target: &OutputTarget,
     progress: &Progress,
@@ -424,16 +424,17 @@ pub async fn write(
 }
 
 /// Writes the images of several platforms (`os/arch[/variant]`, each with its image) as one
-/// OCI image index named `name`, to an OCI layout or archive, as [`write`] writes one image.
+/// OCI image index named `name`, to an OCI layout or archive, as [`write()`] writes one image.
 /// A `docker-archive:` holds one image per name: it is refused.
 pub async fn write_platforms(
     client: &RegistryClient,
-    name: &str,
-    images: &[(&str, &Image)],
+    name: &ImageRef,
+    images: &[(&Platform, &Image)],
     target: &OutputTarget,
     progress: &Progress,
 ) -> Result<Digest, LayoutError> {
-    let images: Vec<(Option<&str>, &Image)> = images.iter().map(|(p, i)| (Some(*p), *i)).collect();
+    let images: Vec<(Option<&Platform>, &Image)> =
+        images.iter().map(|(p, i)| (Some(*p), *i)).collect();
     write_images(client, name, &images, target, progress).await
 }
 
@@ -441,8 +442,8 @@ pub async fn write_platforms(
 /// (an index), to `target`.
 async fn write_images(
     client: &RegistryClient,
-    name: &str,
-    images: &[(Option<&str>, &Image)],
+    name: &ImageRef,
+    images: &[(Option<&Platform>, &Image)],
     target: &OutputTarget,
     progress: &Progress,
 ) -> Result<Digest, LayoutError> {
@@ -519,25 +520,29 @@ enum Shared {
 /// Writes `images` into the layout at `dir`; the digest `index.json` names them by.
 async fn write_oci_dir(
     client: &RegistryClient,
-    name: &str,
-    images: &[(Option<&str>, &Image)],
+    name: &ImageRef,
+    images: &[(Option<&Platform>, &Image)],
     dir: &Path,
     shared: Shared,
     progress: &Progress,
 ) -> Result<Digest, LayoutError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let mut index = Index::default();
+    let mut alone = None;
     for (platform, image) in images {
         collect_blobs(client, image, dir, progress).await?;
         let body = serde_json::to_vec(&as_oci(&image.manifest())).expect("a manifest serialises");
         let descriptor = put_bytes(client, dir, &body, progress).await?;
         let descriptor = Descriptor::new(OCI_IMAGE_MEDIA_TYPE, descriptor.0, descriptor.1);
-        index.push_descriptor(platform.unwrap_or_default(), descriptor);
+        match platform {
+            Some(platform) => index.push_descriptor(platform, descriptor),
+            None => alone = Some(descriptor),
+        }
     }
     // One image is the layout's image itself; several platforms' are joined by an index
     // blob, which the layout's index.json names (as `skopeo copy --all` writes them).
-    let top = match (images, index.manifests.as_slice()) {
-        ([(None, _)], [one]) => one.descriptor.clone(),
+    let top = match alone {
+        Some(one) if images.len() == 1 => one,
         _ => {
             let (digest, size) = put_bytes(client, dir, &index.to_bytes(), progress).await?;
             Descriptor::new(index.media_type(), digest, size)
@@ -549,15 +554,14 @@ async fn write_oci_dir(
     if read_layout_file(&layout)?.as_deref() != Some(layout_json.as_slice()) {
         write_atomically(&layout, layout_json)?;
     }
-    let (_, tag) = crate::registry::split_tag(name);
-    let ref_name = layout_ref_name(tag.unwrap_or("latest"));
+    let ref_name = layout_ref_name(name.tag().unwrap_or("latest"));
     let entry = serde_json::json!({
         "mediaType": media_type,
         "digest": digest,
         "size": size,
         "annotations": {
             "org.opencontainers.image.ref.name": ref_name,
-            "io.containerd.image.name": name,
+            "io.containerd.image.name": name.to_string(),
         },
     });
     // Read, merge and replace under a lock on the directory: two runs writing into one
@@ -640,7 +644,7 @@ pub fn layout_ref_name(tag: &str) -> &str {
 /// image ID `docker load` gives it): an archive has no manifest.
 async fn write_docker_dir(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     image: &Image,
     dir: &Path,
     progress: &Progress,
@@ -654,7 +658,7 @@ async fn write_docker_dir(
     let config = &image.config_descriptor().digest;
     let manifest = serde_json::json!([{
         "Config": format!("blobs/sha256/{}", config.hex()),
-        "RepoTags": [name],
+        "RepoTags": [name.to_string()],
         "Layers": layers,
     }]);
     let path = dir.join("manifest.json");
@@ -708,7 +712,7 @@ fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
 pub struct Layout<'a> {
     pub client: &'a RegistryClient,
     /// `[registry/]name:tag`, the name the written image carries.
-    pub name: &'a str,
+    pub name: &'a ImageRef,
     pub target: &'a OutputTarget,
     pub progress: &'a Progress,
 }
@@ -734,7 +738,7 @@ impl Publisher for Layout<'_> {
             .manifests
             .iter()
             .map(|e| match &e.image {
-                Some(image) => Ok((e.platform.as_str(), image)),
+                Some(image) => Ok((&e.platform, image)),
                 None => Err(LayoutError::NotLocal {
                     platform: e.platform.clone(),
                 }),
@@ -864,7 +868,7 @@ mod tests {
     async fn write_local(dir: &Path, target: &OutputTarget) -> Result<(), LayoutError> {
         let (image, _) = local_image(dir);
         let (client, progress) = offline();
-        write(&client, "127.0.0.1:9/x:1", &image, target, &progress).await?;
+        write(&client, test_name(), &image, target, &progress).await?;
         Ok(())
     }
 
@@ -1039,6 +1043,13 @@ mod tests {
         (client, Progress::new(false, true))
     }
 
+    /// The name the tests' images are written under.
+    fn test_name() -> &'static ImageRef {
+        static NAME: std::sync::LazyLock<ImageRef> =
+            std::sync::LazyLock::new(|| "127.0.0.1:9/x:1".parse().unwrap());
+        &NAME
+    }
+
     fn layout_at<'a>(
         client: &'a RegistryClient,
         target: &'a OutputTarget,
@@ -1046,7 +1057,7 @@ mod tests {
     ) -> Layout<'a> {
         Layout {
             client,
-            name: "127.0.0.1:9/x:1",
+            name: test_name(),
             target,
             progress,
         }
@@ -1075,8 +1086,8 @@ mod tests {
         );
 
         let index = Index::of_images([
-            ("linux/amd64".to_string(), image.clone()),
-            ("linux/arm64".to_string(), image.clone()),
+            (Platform::parse("linux/amd64").unwrap(), image.clone()),
+            (Platform::parse("linux/arm64").unwrap(), image.clone()),
         ]);
         let target = OutputTarget::OciDir(d.join("two"));
         let layout = Layout {
@@ -1088,7 +1099,8 @@ mod tests {
         assert!(d.join("two/blobs/sha256").join(digest.hex()).is_file());
 
         let mut remote = Index::default();
-        remote.push_descriptor("linux/amd64", image.descriptor());
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        remote.push_descriptor(&amd64, image.descriptor());
         let refused = layout.publish_index(&remote, Check::none()).await;
         assert!(matches!(
             refused,

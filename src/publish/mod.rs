@@ -4,7 +4,7 @@
 //! from the publish and not from another request. A publisher never knows how the image
 //! was made (the fast path, the uv builder and dockerd's per-platform builds all end here).
 //!
-//! - [`registry::Registry`]: blobs uploaded (or mounted, or found in the repository),
+//! - `registry::Registry`: blobs uploaded (or mounted, or found in the repository),
 //!   manifest put last, so an interrupted push never publishes the tag;
 //! - [`layout::Layout`]: an OCI layout directory, an oci-archive or a docker-archive.
 //!

@@ -15,7 +15,7 @@ use super::layout::{self, LayoutError};
 use super::registry::{Reference, Registry};
 use super::{Check, PublishError};
 use crate::oci::image::artifact::fallback_tag;
-use crate::oci::{Digest, Image};
+use crate::oci::{Digest, Image, ImageRef};
 use crate::registry::client::RegistryClient;
 use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
 use serde_json::{Value, json};
@@ -93,7 +93,7 @@ pub fn merged_referrers(existing: Option<&[u8]>, entry: Value) -> Result<Value, 
 /// one, else under the fallback tag.
 pub async fn attach(
     client: &RegistryClient,
-    name: &str,
+    name: &ImageRef,
     artifact: &Image,
 ) -> Result<Attached, PublishError> {
     let subject = subject_of(artifact)?;
@@ -107,8 +107,7 @@ pub async fn attach(
         });
     }
     let tag = fallback_tag(&subject);
-    let repository = crate::registry::split_tag(name.split('@').next().unwrap_or(name)).0;
-    let tagged = format!("{repository}:{tag}");
+    let tagged = name.with_tag(tag.clone());
     let existing = match client.manifest(&tagged).await {
         Ok(raw) => Some(raw.bytes),
         Err(e) if e.not_found() => None,
@@ -126,7 +125,7 @@ pub async fn attach(
         .await?;
     Ok(Attached {
         digest: pushed.digest,
-        listed: Listed::Tag(tag),
+        listed: Listed::Tag(tag.as_str().to_string()),
     })
 }
 

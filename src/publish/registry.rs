@@ -5,26 +5,26 @@
 //! An index's images are pushed by digest, and the index last under the tag.
 //!
 //! ```no_run
-//! # async fn f(client: &imagespec::registry::client::RegistryClient, image: &imagespec::oci::Image)
+//! # async fn f(client: &imagespec::registry::RegistryClient, image: &imagespec::oci::Image)
 //! # -> Result<(), imagespec::publish::PublishError> {
 //! use imagespec::publish::{Check, Publisher, registry::Registry};
-//! let digest = Registry::new(client, "localhost:5000/app:v1").publish(image, Check::none()).await?;
+//! let name: imagespec::oci::ImageRef = "localhost:5000/app:v1".parse().expect("a name");
+//! let digest = Registry::new(client, &name).publish(image, Check::none()).await?;
 //! println!("pushed {digest}");
 //! # Ok(()) }
 //! ```
 
 use super::{Check, PublishError, Publisher};
 use crate::oci::image::{Blob, Layer};
-use crate::oci::{Digest, Image, Index};
+use crate::oci::{Digest, Image, ImageRef, Index};
 use crate::progress::Progress;
 use crate::registry::client::RegistryClient;
-use crate::registry::{registry_host, split_tag};
 
 /// A registry repository to push to, under `name`'s tag.
 pub struct Registry<'a> {
     client: &'a RegistryClient,
     /// `registry/repository:tag`.
-    name: &'a str,
+    name: &'a ImageRef,
     /// Where blobs of another registry are read from (else from `client`).
     source: Option<&'a RegistryClient>,
     /// The step whose meters hear the bytes of each upload.
@@ -48,15 +48,9 @@ pub struct Pushed {
     pub uploaded: Vec<Digest>,
 }
 
-/// `registry/repository` of an image reference (no tag, no digest).
-fn repository(image: &str) -> &str {
-    let name = image.split('@').next().unwrap_or(image);
-    split_tag(name).0
-}
-
 impl<'a> Registry<'a> {
     /// Pushes to `name` (`registry/repository:tag`) through `client`.
-    pub fn new(client: &'a RegistryClient, name: &'a str) -> Registry<'a> {
+    pub fn new(client: &'a RegistryClient, name: &'a ImageRef) -> Registry<'a> {
         Registry {
             client,
             name,
@@ -109,16 +103,16 @@ impl<'a> Registry<'a> {
     /// registry) or copied through a file.
     async fn copy_remote(
         &self,
-        from: &str,
+        from: &ImageRef,
         digest: &Digest,
         size: u64,
     ) -> Result<bool, PublishError> {
-        if repository(from) == repository(self.name)
+        if from.name() == self.name.name()
             || self.client.has_blob(self.name, digest.as_str()).await?
         {
             return Ok(false);
         }
-        if registry_host(from) == registry_host(self.name)
+        if from.host() == self.name.host()
             && self
                 .client
                 .mount_blob(self.name, from, digest.as_str())
@@ -229,6 +223,10 @@ impl Publisher for Registry<'_> {
 mod tests {
     use super::*;
 
+    fn repository(image: &str) -> String {
+        image.parse::<ImageRef>().unwrap().name().to_string()
+    }
+
     #[test]
     fn a_repository_is_the_name_without_tag_or_digest() {
         assert_eq!(
@@ -237,7 +235,7 @@ mod tests {
         );
         assert_eq!(repository("localhost:5000/a/b"), "localhost:5000/a/b");
         assert_eq!(
-            repository("ghcr.io/a/b@sha256:0123"),
+            repository("ghcr.io/a/b@sha256:0123456789abcdef0123456789abcdef"),
             "ghcr.io/a/b",
             "a digest's colon is not a tag's"
         );

@@ -11,7 +11,7 @@
 use super::repr::str_repr;
 
 /// The widest field a format spec may ask for: 128, the longest tag the OCI distribution
-/// grammar accepts (`spec::reference::MAX_TAG_LEN`; a test keeps the two equal).
+/// grammar accepts (`oci::reference::MAX_TAG_LEN`; a test keeps the two equal).
 pub const MAX_TAG_LEN: usize = 128;
 
 /// Why Python's `str.format` would refuse a `tag_format` (its words where it has them).

@@ -460,8 +460,8 @@ mod tests {
         assert_eq!(helper_server("ghcr.io"), "ghcr.io");
         assert_eq!(helper_server("127.0.0.1:5002"), "127.0.0.1:5002");
         // Unqualified names are Docker Hub's.
-        let host = crate::registry::registry_host("python:3.12");
-        assert_eq!(helper_server(host), "https://index.docker.io/v1/");
+        let image: crate::oci::ImageRef = "python:3.12".parse().unwrap();
+        assert_eq!(helper_server(image.host()), "https://index.docker.io/v1/");
     }
 
     #[test]

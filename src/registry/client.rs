@@ -17,8 +17,9 @@
 //! Plain HTTP is used for `localhost`/`127.0.0.1` registries and those listed in
 //! `IMAGESPEC_INSECURE_REGISTRIES` (comma-separated hosts), TLS otherwise.
 
-use crate::oci::Digest;
 use crate::oci::manifest::{CONFIG_LIMIT, check_config};
+use crate::oci::reference::{DOCKER_HUB, Repository};
+use crate::oci::{Digest, ImageRef, Platform};
 use crate::registry::auth::Credentials;
 use crate::registry::body;
 use crate::registry::token;
@@ -36,8 +37,7 @@ mod error;
 mod reads;
 use error::with_causes;
 pub use error::{
-    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, UrlError,
-    refusal_message,
+    AnswerError, Operation, Refusal, RegistryError, RegistryErrorKind, Transport, refusal_message,
 };
 use reads::Limit;
 
@@ -51,25 +51,26 @@ pub enum Existence {
     Unknown(String),
 }
 
-/// `registry/repository:tag` as an oci-client reference, split the way Docker splits it.
-/// (Parsing with `Reference::from_str` compiles the full reference grammar's regexes on every
-/// run: most of a no-op `build`'s time.)
-fn reference(image: &str) -> Reference {
-    let host = super::registry_host(image);
-    let rest = image
-        .strip_prefix(host)
-        .map_or(image, |r| r.trim_start_matches('/'));
-    let (repository, tag) = super::split_tag(rest);
-    let repository = if host == "docker.io" && !repository.contains('/') {
-        format!("library/{repository}")
+/// `image` as an oci-client reference: its host, its repository at the host (Docker Hub's
+/// `library/` added to a one-part name) and its digest, else its tag (`latest` when none).
+/// (Parsing with `Reference::from_str` would compile the full grammar's regexes again.)
+fn reference(image: &ImageRef) -> Reference {
+    let (host, repository) = at_host(image.name());
+    match image.digest() {
+        Some(digest) => Reference::with_digest(host, repository, digest.to_string()),
+        None => Reference::with_tag(host, repository, image.tag().unwrap_or("latest").into()),
+    }
+}
+
+/// A repository's host and its path there, as oci-client names them.
+fn at_host(repository: &Repository) -> (String, String) {
+    let (host, path) = (repository.host(), repository.path());
+    let path = if host == DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
     } else {
-        repository.to_string()
+        path.to_string()
     };
-    Reference::with_tag(
-        host.to_string(),
-        repository,
-        tag.unwrap_or("latest").to_string(),
-    )
+    (host.to_string(), path)
 }
 
 /// A client for one registry.
@@ -313,7 +314,7 @@ impl RegistryClient {
 
     /// HEAD of the manifest: does `image` (`registry/repo:tag`) exist? Retried like every
     /// request; what is left after the retries is "cannot tell", with the reason.
-    pub async fn exists(&self, image: &str) -> Existence {
+    pub async fn exists(&self, image: &ImageRef) -> Existence {
         match self.digest(image).await {
             Ok(Some(_)) => Existence::Yes,
             Ok(None) => Existence::No,
@@ -326,7 +327,7 @@ impl RegistryClient {
     /// The digest of `image`'s manifest (or index) as the registry stores it, or `None` when
     /// the registry does not have it. A `HEAD`; its `Docker-Content-Digest` must be a
     /// [`Digest`] (a registry that sends none is asked for the manifest, and its bytes hashed).
-    pub async fn digest(&self, image: &str) -> Result<Option<Digest>, RegistryError> {
+    pub async fn digest(&self, image: &ImageRef) -> Result<Option<Digest>, RegistryError> {
         let reference = reference(image);
         let reference = &reference;
         let asked = self
@@ -554,7 +555,7 @@ impl RegistryClient {
     /// it shows no sign of life for the stall timeout.
     async fn retry<T, F, Fut>(
         &self,
-        image: &str,
+        image: &ImageRef,
         operation: Operation,
         push: bool,
         mut attempt: F,
@@ -602,14 +603,14 @@ impl RegistryClient {
     }
 
     /// The manifest `image` names (a tag or `@digest`), as stored.
-    pub async fn manifest(&self, image: &str) -> Result<RawManifest, RegistryError> {
+    pub async fn manifest(&self, image: &ImageRef) -> Result<RawManifest, RegistryError> {
         let reference = reference(image);
         self.manifest_of(image, &reference).await
     }
 
     async fn manifest_of(
         &self,
-        image: &str,
+        image: &ImageRef,
         reference: &Reference,
     ) -> Result<RawManifest, RegistryError> {
         self.retry(
@@ -624,7 +625,7 @@ impl RegistryClient {
     /// The manifest `digest` in `image`'s repository, as stored.
     pub async fn manifest_by_digest(
         &self,
-        image: &str,
+        image: &ImageRef,
         digest: &str,
     ) -> Result<RawManifest, RegistryError> {
         let by_digest = reference(image).clone_with_digest(digest.to_string());
@@ -635,23 +636,30 @@ impl RegistryClient {
     /// itself, or the matching entry of an index.
     pub async fn image_manifest(
         &self,
-        image: &str,
-        platform: &str,
+        image: &ImageRef,
+        platform: &Platform,
+    ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
+        let raw = self.manifest(image).await?;
+        self.platform_manifest(image, raw, platform).await
+    }
+
+    /// The image manifest for `platform` of `raw`, `image`'s manifest as already read: `raw`
+    /// itself, or the matching entry of the index it is (read by its digest).
+    pub async fn platform_manifest(
+        &self,
+        image: &ImageRef,
+        raw: RawManifest,
+        platform: &Platform,
     ) -> Result<(RawManifest, oci_client::manifest::OciImageManifest), RegistryError> {
         use oci_client::manifest::OciManifest;
-        let raw = self.manifest(image).await?;
         match &raw.manifest {
             OciManifest::Image(m) => {
                 let m = m.clone();
                 Ok((raw, m))
             }
             OciManifest::ImageIndex(index) => {
-                let mut parts = platform.split('/');
-                let (os, arch, variant) = (
-                    parts.next().unwrap_or("linux"),
-                    parts.next().unwrap_or("amd64"),
-                    parts.next(),
-                );
+                let (os, arch, variant) =
+                    (platform.os(), platform.architecture(), platform.variant());
                 let entry = index.manifests.iter().find(|e| {
                     e.platform.as_ref().is_some_and(|p| {
                         p.os.to_string() == os
@@ -664,7 +672,7 @@ impl RegistryClient {
                         image,
                         Operation::ReadManifest,
                         RegistryErrorKind::NoPlatform {
-                            platform: platform.to_string(),
+                            platform: platform.clone(),
                         },
                     ));
                 };
@@ -686,10 +694,10 @@ impl RegistryClient {
     }
 
     /// A (small) blob's bytes, e.g. an image config: at most its `declared` size (the
-    /// descriptor's) and [`CONFIG_LIMIT`], checked against `digest`.
+    /// descriptor's) and `CONFIG_LIMIT`, checked against `digest`.
     pub async fn blob(
         &self,
-        image: &str,
+        image: &ImageRef,
         digest: &str,
         declared: Option<u64>,
     ) -> Result<Vec<u8>, RegistryError> {
@@ -719,10 +727,10 @@ impl RegistryClient {
     }
 
     /// The config of `manifest` (an image in `image`'s repository): read up to its
-    /// descriptor's size, checked against its digest and by [`check_config`].
+    /// descriptor's size, checked against its digest and by `check_config`.
     pub async fn config(
         &self,
-        image: &str,
+        image: &ImageRef,
         manifest: &oci_client::manifest::OciImageManifest,
     ) -> Result<serde_json::Value, RegistryError> {
         let descriptor = &manifest.config;
@@ -741,7 +749,7 @@ impl RegistryClient {
     /// `digest` is checked to be a [`Digest`] before anything is written.
     pub async fn blob_to_file(
         &self,
-        image: &str,
+        image: &ImageRef,
         digest: &str,
         declared: Option<u64>,
         out: &std::path::Path,
@@ -770,7 +778,7 @@ impl RegistryClient {
     }
 
     /// Whether the repository of `image` has the blob.
-    pub async fn has_blob(&self, image: &str, digest: &str) -> Result<bool, RegistryError> {
+    pub async fn has_blob(&self, image: &ImageRef, digest: &str) -> Result<bool, RegistryError> {
         let reference = reference(image);
         let reference = &reference;
         self.retry(
@@ -787,7 +795,7 @@ impl RegistryClient {
     /// Returns whether it was uploaded.
     pub async fn push_blob_file(
         &self,
-        image: &str,
+        image: &ImageRef,
         path: &std::path::Path,
         digest: &str,
         size: u64,
@@ -827,7 +835,7 @@ impl RegistryClient {
     /// Uploads `data` as blob `digest` unless the registry has it.
     pub async fn push_blob_bytes(
         &self,
-        image: &str,
+        image: &ImageRef,
         data: bytes::Bytes,
         digest: &str,
     ) -> Result<bool, RegistryError> {
@@ -844,7 +852,7 @@ impl RegistryClient {
     /// it was uploaded.
     async fn upload_blob<T, F, Fut>(
         &self,
-        image: &str,
+        image: &ImageRef,
         digest: &str,
         upload: F,
     ) -> Result<bool, RegistryError>
@@ -864,7 +872,7 @@ impl RegistryClient {
     /// interrupted push never publishes a tag.
     pub async fn push_manifest(
         &self,
-        image: &str,
+        image: &ImageRef,
         body: bytes::Bytes,
         media_type: &str,
     ) -> Result<(), RegistryError> {
@@ -876,7 +884,7 @@ impl RegistryClient {
     /// Pushes `body` (of `media_type`) as the manifest `reference` names, retried.
     async fn put_manifest(
         &self,
-        image: &str,
+        image: &ImageRef,
         reference: &Reference,
         body: bytes::Bytes,
         media_type: &str,
@@ -893,7 +901,11 @@ impl RegistryClient {
 }
 
 /// `digest` as a [`Digest`], or the error naming it.
-fn valid_digest(image: &str, operation: &Operation, digest: &str) -> Result<Digest, RegistryError> {
+fn valid_digest(
+    image: &ImageRef,
+    operation: &Operation,
+    digest: &str,
+) -> Result<Digest, RegistryError> {
     Digest::parse(digest).map_err(|source| {
         RegistryError::new(
             image,
@@ -907,7 +919,7 @@ impl RegistryClient {
     /// Pushes a manifest by its digest, untagged (a platform's manifest inside an index).
     pub async fn push_manifest_by_digest(
         &self,
-        image: &str,
+        image: &ImageRef,
         body: bytes::Bytes,
         media_type: &str,
         digest: &str,
@@ -923,7 +935,7 @@ impl RegistryClient {
     /// Asks the registry to mount blob `digest` from `from` (another repository of the same
     /// registry) into `image`'s repository; `false` when it would not (the blob must then
     /// be uploaded).
-    pub async fn mount_blob(&self, image: &str, from: &str, digest: &str) -> bool {
+    pub async fn mount_blob(&self, image: &ImageRef, from: &ImageRef, digest: &str) -> bool {
         let target = reference(image);
         let source = reference(from);
         self.client
@@ -970,7 +982,7 @@ impl RegistryClient {
     /// (tag pages with their `Link` header, manifest deletes).
     fn http(
         &self,
-        repository: &str,
+        repository: &ImageRef,
         operation: &Operation,
     ) -> Result<&reqwest::Client, RegistryError> {
         self.read_client().map_err(|source| {
@@ -1042,16 +1054,17 @@ impl RegistryClient {
     /// the `Link` header names (distribution's pagination; oci-client does not return
     /// headers), or, from a registry that sends a full page and no `Link`, `&last=<the
     /// page's greatest tag>`. Empty when the registry has no such repository.
-    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+    pub async fn tags(&self, repository: &Repository) -> Result<Vec<String>, RegistryError> {
         self.tags_in_pages(repository, TAGS_PAGE).await
     }
 
     /// [`RegistryClient::tags`], `page` tags per request.
     pub async fn tags_in_pages(
         &self,
-        repository: &str,
+        repository: &Repository,
         page: usize,
     ) -> Result<Vec<String>, RegistryError> {
+        let repository = &ImageRef::from(repository.clone());
         let failed = |kind| RegistryError::new(repository, Operation::ListTags, kind);
         let page = page.max(1);
         let reference = reference(repository);
@@ -1153,9 +1166,10 @@ impl RegistryClient {
     /// without the right.
     pub async fn delete_manifest(
         &self,
-        repository: &str,
+        repository: &Repository,
         digest: &str,
     ) -> Result<bool, RegistryError> {
+        let repository = &ImageRef::from(repository.clone());
         let operation = Operation::Delete(digest.to_string());
         let reference = reference(repository);
         let url = format!(
@@ -1238,6 +1252,25 @@ fn reqwest_header(media_type: &str) -> http::HeaderValue {
 mod tests {
     use super::*;
     use oci_client::errors::OciDistributionError as E;
+
+    #[tokio::test]
+    async fn a_server_error_with_an_error_envelope_is_retried() {
+        let answer = |code: u16, body: &'static str| {
+            let response = http::Response::builder().status(code).body(body).unwrap();
+            reads::error_answer(
+                reqwest::Response::from(response),
+                "http://r/v2/x/manifests/t",
+            )
+        };
+        let envelope = r#"{"errors": [{"code": "UNAVAILABLE", "message": "fault: 503"}]}"#;
+        let failure = Failure::Registry(answer(503, envelope).await);
+        assert!(transient(&failure), "a 503 with an envelope");
+        let failure = Failure::Registry(answer(429, envelope).await);
+        assert!(transient(&failure), "a rate limit with an envelope");
+        let unknown = r#"{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown"}]}"#;
+        let failure = Failure::Registry(answer(404, unknown).await);
+        assert!(!transient(&failure) && not_found(&failure));
+    }
 
     #[test]
     fn what_is_retried_and_what_is_not_found() {
@@ -1358,7 +1391,7 @@ mod tests {
             let (host, asked) = paging_registry(link).await;
             let client = RegistryClient::new(&host, None, Timeouts::default());
             let tags = client
-                .tags_in_pages(&format!("{host}/app"), 3)
+                .tags_in_pages(format!("{host}/app").parse::<ImageRef>().unwrap().name(), 3)
                 .await
                 .unwrap();
             assert_eq!(tags, want, "link: {link}");
@@ -1380,7 +1413,7 @@ mod tests {
             ("python:3.11", "docker.io/library/python:3.11"),
             ("user/app", "docker.io/user/app:latest"),
         ] {
-            let fast = reference(image);
+            let fast = reference(&image.parse().unwrap());
             let parsed: Reference = want.parse().expect("valid");
             assert_eq!(
                 (fast.registry(), fast.repository(), fast.tag()),

@@ -1,13 +1,13 @@
 //! The platforms of an image in a registry, and one platform's entry of the index that joins
 //! several platforms' images under one name (`oci::Index` writes the index itself).
 
+use crate::oci::{Platform, Platforms};
 use serde_json::Value;
 
 /// One platform's manifest, as an index names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
-    /// `os/arch[/variant]`.
-    pub platform: String,
+    pub platform: Platform,
     pub media_type: String,
     /// `sha256:…` of the manifest.
     pub digest: String,
@@ -35,7 +35,7 @@ fn serves(have: &str, want: &str) -> bool {
 
 impl ImagePlatforms {
     /// The platforms of `wanted` the image has no image for, in `wanted`'s order.
-    pub fn missing<'a>(&self, wanted: &[&'a str]) -> Vec<&'a str> {
+    pub fn missing<'a>(&self, wanted: &'a Platforms) -> Vec<&'a Platform> {
         let have: &[String] = match self {
             ImagePlatforms::Index(list) => list,
             ImagePlatforms::Single(Some(one)) => std::slice::from_ref(one),
@@ -43,8 +43,7 @@ impl ImagePlatforms {
         };
         wanted
             .iter()
-            .filter(|want| !have.iter().any(|h| serves(h, want)))
-            .copied()
+            .filter(|want| !have.iter().any(|h| serves(h, want.as_str())))
             .collect()
     }
 }
@@ -73,7 +72,7 @@ pub fn config_platform(config: &Value) -> Option<String> {
 /// left out), or the platform its config names.
 pub async fn platforms_of(
     client: &super::client::RegistryClient,
-    image: &str,
+    image: &crate::oci::ImageRef,
 ) -> Result<ImagePlatforms, super::client::RegistryError> {
     use oci_client::manifest::OciManifest;
     let raw = client.manifest(image).await?;
@@ -102,6 +101,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn ps(list: &[&str]) -> Platforms {
+        Platforms::parse(&list.join(",")).unwrap()
+    }
+
+    fn names(missing: Vec<&Platform>) -> Vec<&str> {
+        missing.into_iter().map(Platform::as_str).collect()
+    }
+
     #[test]
     fn missing_platforms_follow_the_variant_rules() {
         let index = ImagePlatforms::Index(vec![
@@ -109,22 +116,26 @@ mod tests {
             "linux/arm64/v8".into(),
             "linux/arm/v7".into(),
         ]);
-        assert!(index.missing(&["linux/amd64", "linux/arm64"]).is_empty());
         assert!(
             index
-                .missing(&["linux/arm64/v8", "linux/arm/v7"])
+                .missing(&ps(&["linux/amd64", "linux/arm64"]))
+                .is_empty()
+        );
+        assert!(
+            index
+                .missing(&ps(&["linux/arm64/v8", "linux/arm/v7"]))
                 .is_empty()
         );
         assert_eq!(
-            index.missing(&["linux/arm/v6", "linux/s390x", "linux/amd64"]),
+            names(index.missing(&ps(&["linux/arm/v6", "linux/s390x", "linux/amd64"]))),
             ["linux/arm/v6", "linux/s390x"]
         );
         let plain_arm64 = ImagePlatforms::Index(vec!["linux/arm64".into()]);
-        assert!(plain_arm64.missing(&["linux/arm64/v8"]).is_empty());
+        assert!(plain_arm64.missing(&ps(&["linux/arm64/v8"])).is_empty());
         let single = ImagePlatforms::Single(Some("linux/amd64".into()));
-        assert!(single.missing(&["linux/amd64"]).is_empty());
+        assert!(single.missing(&ps(&["linux/amd64"])).is_empty());
         assert_eq!(
-            single.missing(&["linux/amd64", "linux/arm64"]),
+            names(single.missing(&ps(&["linux/amd64", "linux/arm64"]))),
             ["linux/arm64"]
         );
         assert_eq!(
@@ -132,7 +143,7 @@ mod tests {
             "a single-platform image for linux/amd64"
         );
         assert_eq!(
-            ImagePlatforms::Single(None).missing(&["linux/amd64"]),
+            names(ImagePlatforms::Single(None).missing(&ps(&["linux/amd64"]))),
             ["linux/amd64"]
         );
         assert_eq!(

@@ -8,10 +8,6 @@
 //! flavor writes proper Starlark string literals, and escapes `'` in `commands` for the
 //! `bash -c '<commands>'` envd wraps them in (envd v1 `compileRun`, parsed by BuildKit's
 //! shell lexer: `'\''` is a quote inside a single-quoted word).
-//!
-//! ```
-//! assert_eq!(imagespec::render::envd::starlark_string("say \"hi\"\n"), r#""say \"hi\"\n""#);
-//! ```
 
 use crate::plan::{ENVD_REQUIREMENTS, EnvdPlan, Flavor};
 use crate::spec::PyValue;
@@ -104,4 +100,12 @@ pub fn starlark_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn starlark_strings_escape_quotes_and_newlines() {
+        assert_eq!(super::starlark_string("say \"hi\"\n"), r#""say \"hi\"\n""#);
+    }
 }

@@ -4,7 +4,8 @@
 //! can reuse one it finds under `<repository>:deps-<key>`.
 //!
 //! Computed once per plan (it renders a Dockerfile and reads the lock files): the plan keeps
-//! it ([`crate::plan::DependencyKey`]), and its clones carry it.
+//! it with the fields it digests ([`BuildPlan::key_inputs`]), and its clones carry it; a
+//! clone changed afterwards (another platform) computes its own.
 //!
 //! ```no_run
 //! # use imagespec::{plan::{BuildPlan, RenderOptions}, tag};
@@ -13,7 +14,7 @@
 //! let tag = tag::compute(spec, &Default::default())?;
 //! let plan = BuildPlan::new(spec, &tag, &RenderOptions::default())?;
 //! let deps = plan.dependencies(); // computes the key
-//! assert!(deps.image.ends_with(plan.dependency_key())); // reuses it
+//! assert!(deps.image.to_string().ends_with(&plan.dependency_key())); // reuses it
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -21,16 +22,15 @@ use crate::plan::{BuildPlan, ContextFile};
 
 impl BuildPlan {
     /// The dependency key of this plan (hex, 32 digits), computed the first time it is
-    /// asked for.
-    pub fn dependency_key(&self) -> &str {
-        self.computed_key
-            .get_or_init(|| content_key(&self.without_source()))
+    /// asked for, and again only if what it digests changed.
+    pub fn dependency_key(&self) -> String {
+        self.dependency_key_with(content_key)
     }
 
     /// The plan of the dependency image: [`BuildPlan::without_source`], named
     /// `<repository>:deps-<key>`.
     pub fn dependencies(&self) -> BuildPlan {
-        self.dependencies_keyed(self.dependency_key())
+        self.dependencies_keyed(&self.dependency_key())
     }
 }
 
@@ -40,7 +40,7 @@ fn content_key(plan: &BuildPlan) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(b"imagespec dependency image v1\0");
-    hash.update(plan.platform.as_bytes());
+    hash.update(plan.platform.to_string().as_bytes());
     hash.update(b"\0");
     hash.update(super::dockerfile(plan).as_bytes());
     // The Dockerfile reads these from secrets: their hosts and paths count, their
@@ -117,20 +117,56 @@ mod tests {
     }
 
     #[test]
-    fn the_key_is_computed_once_and_names_the_dependency_image() {
+    fn the_key_names_the_dependency_image() {
         let plan = plan_of("name = \"app\"\nregistry = \"localhost:5000\"\npackages = [\"six\"]\n");
-        assert_eq!(plan.computed_key.get(), None);
-        let key = plan.dependency_key().to_string();
-        assert_eq!(plan.clone().computed_key.get(), Some(key.as_str()));
+        let key = plan.dependency_key();
         assert_eq!(key.len(), 32);
-        assert_eq!(key, content_key(&plan.without_source()));
-        // Clones carry it; the dependency plan is named by it and is its own.
+        assert_eq!(key, content_key(&plan.key_inputs()));
+        // The dependency plan is named by it and is its own.
         let deps = plan.clone().dependencies();
-        assert_eq!(deps.image, format!("localhost:5000/app:deps-{key}"));
+        assert_eq!(
+            deps.image.to_string(),
+            format!("localhost:5000/app:deps-{key}")
+        );
         assert_eq!(deps.dependency_key(), key);
         assert_eq!(deps.dependencies().image, deps.image);
         // Another spec, another key.
         let other = plan_of("name = \"app\"\nregistry = \"localhost:5000\"\npackages = [\"x\"]\n");
         assert_ne!(other.dependency_key(), key);
+    }
+
+    #[test]
+    fn a_clone_given_another_platform_has_another_key() {
+        let plan = plan_of("name = \"app\"\nregistry = \"localhost:5000\"\npackages = [\"six\"]\n");
+        let key = plan.dependency_key();
+        let mut arm = plan.clone();
+        arm.platform = crate::oci::Platforms::parse("linux/arm64").unwrap();
+        let arm_key = arm.dependency_key();
+        assert_ne!(arm_key, key);
+        assert_eq!(
+            arm_key,
+            plan_with_platform(&plan, "linux/arm64").dependency_key()
+        );
+        assert_ne!(arm.dependencies().image, plan.dependencies().image);
+        // The original keeps its own.
+        assert_eq!(plan.dependency_key(), key);
+    }
+
+    /// `plan` as planned afresh for `platform`: no key computed yet.
+    fn plan_with_platform(plan: &BuildPlan, platform: &str) -> BuildPlan {
+        let file = crate::SpecFile::parse(
+            Path::new("/p/spec.toml"),
+            &format!(
+                "name = \"app\"\nregistry = \"localhost:5000\"\npackages = [\"six\"]\n\
+                 platform = \"{platform}\"\n"
+            ),
+        )
+        .unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        let fresh = BuildPlan::new(spec, &tag, &Default::default()).unwrap();
+        assert_eq!(fresh.platform.to_string(), platform);
+        assert_eq!(fresh.key_inputs().files, plan.key_inputs().files);
+        fresh
     }
 }

@@ -1,5 +1,5 @@
-//! Templates → Dockerfile (and, in [`envd`], `build.envd`). Nothing else: every decision was
-//! made in the [`BuildPlan`](crate::plan::BuildPlan); the template
+//! Templates → Dockerfile (and, in [`build_envd`], `build.envd`). Nothing else: every decision
+//! was made in the [`BuildPlan`]; the template
 //! (`templates/Dockerfile.j2`, data compiled into the binary) only lays it out.
 //!
 //! `Flavor::FlytekitCompat` reproduces flytekit 1.16's Dockerfile byte for byte, including
@@ -8,10 +8,11 @@
 //! as one line `RUN a     b`. The template keeps the readable form and the compat flavor
 //! joins those lines the same way.
 
-pub mod envd;
+pub(crate) mod envd;
 mod key;
-pub mod steps;
+pub(crate) mod steps;
 mod write;
+pub use envd::build_envd;
 pub use write::{CONTEXT_MTIME, Existing, WriteError};
 
 use crate::plan::{BuildPlan, CopyStep, Flavor, PythonInstall};
@@ -196,7 +197,7 @@ fn collapse_blank_lines(text: &str) -> String {
     out
 }
 
-/// `text` with every character the spec refuses ([`crate::spec::control::is_refused`])
+/// `text` with every character the spec refuses (`spec::control::is_refused`)
 /// escaped as `\n`, `\u{2028}`...: one line of Dockerfile text whatever a value holds.
 pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     if crate::spec::control::first_refused(text).is_none() {

@@ -106,7 +106,7 @@ impl EnvdPlan {
 
 impl BuildPlan {
     /// The sparse files the context copies: the image layer a builder makes of them holds
-    /// their holes as zeros (see [`SparseFile`]).
+    /// their holes as zeros (see `SparseFile`).
     pub fn sparse_files(&self) -> Vec<SparseFile> {
         copied_sparse_files(&self.files)
     }

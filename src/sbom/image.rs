@@ -6,9 +6,10 @@
 use super::layers::{self, LayerFacts};
 use super::spdx::Document;
 use super::{BaseImage, Contents, Source, Subject};
-use crate::oci::Digest;
 use crate::oci::image::Descriptor;
 use crate::oci::manifest::{check_config, check_manifest};
+use crate::oci::reference::Repository;
+use crate::oci::{Digest, ImageRef, Platform};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::timeouts::Timeouts;
 use oci_client::manifest::{OciImageManifest, OciManifest};
@@ -35,7 +36,9 @@ pub enum SbomError {
     #[error("{what}: {message}")]
     Refused { what: String, message: String },
     #[error("{image} not found")]
-    NotFound { image: String },
+    NotFound { image: ImageRef },
+    #[error("not a spec file, nor an image reference: {0}")]
+    Reference(#[source] crate::oci::reference::ReferenceError),
 }
 
 /// Where an image's manifests and blobs are.
@@ -44,7 +47,7 @@ pub enum Store<'a> {
     /// A registry repository (`registry/repository[:tag]`).
     Registry {
         client: &'a RegistryClient,
-        image: &'a str,
+        image: &'a ImageRef,
     },
     /// An OCI layout directory.
     Layout(&'a Path),
@@ -53,7 +56,7 @@ pub enum Store<'a> {
 /// One platform's image: its manifest's descriptor, the manifest and the config.
 #[derive(Debug, Clone)]
 pub struct PlatformImage {
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     pub descriptor: Descriptor,
     pub manifest: OciImageManifest,
     pub config: Value,
@@ -165,7 +168,7 @@ pub async fn platform_images(
     let index = match manifest {
         OciManifest::Image(manifest) => {
             let config = store.config(&manifest).await?;
-            let platform = crate::registry::index::config_platform(&config);
+            let platform = config_platform(&config);
             return Ok(vec![PlatformImage {
                 platform,
                 descriptor,
@@ -188,6 +191,8 @@ pub async fn platform_images(
         if platform.as_deref().is_some_and(|p| p.contains("unknown")) {
             continue;
         }
+        // An entry's platform is the registry's input: one that is not a platform is unknown.
+        let platform = platform.and_then(|p| Platform::parse(&p).ok());
         let digest = Digest::parse(&entry.digest).map_err(|e| refused("an index entry", e))?;
         let (manifest, descriptor) = store.manifest(&digest).await?;
         let OciManifest::Image(manifest) = manifest else {
@@ -209,7 +214,7 @@ pub async fn platform_images(
 /// best effort), `created` from `source_date_epoch` or the config.
 pub async fn contents(
     store: Store<'_>,
-    repository: &str,
+    repository: &Repository,
     image: &PlatformImage,
     source_date_epoch: Option<&str>,
     timeouts: Timeouts,
@@ -232,7 +237,7 @@ pub async fn contents(
     let config_created = image.config.get("created").and_then(Value::as_str);
     Ok(Contents {
         subject: Subject {
-            repository: repository.to_string(),
+            repository: repository.clone(),
             digest: image.descriptor.digest.clone(),
             platform: image.platform.clone(),
         },
@@ -249,7 +254,7 @@ pub async fn contents(
 /// (its repository `repository`, named in the documents), in the index's order.
 pub async fn documents(
     store: Store<'_>,
-    repository: &str,
+    repository: &Repository,
     digest: &Digest,
     source_date_epoch: Option<&str>,
     timeouts: Timeouts,
@@ -262,7 +267,7 @@ pub async fn documents(
 /// back), their layers read from `store`.
 pub async fn documents_of(
     store: Store<'_>,
-    repository: &str,
+    repository: &Repository,
     images: Vec<PlatformImage>,
     source_date_epoch: Option<&str>,
     timeouts: Timeouts,
@@ -277,10 +282,10 @@ pub async fn documents_of(
 
 impl PlatformImage {
     /// An image value as published (`platform`, when it is one of an index).
-    pub fn of(image: &crate::oci::Image, platform: Option<String>) -> PlatformImage {
+    pub fn of(image: &crate::oci::Image, platform: Option<Platform>) -> PlatformImage {
         let config = image.config();
         PlatformImage {
-            platform: platform.or_else(|| crate::registry::index::config_platform(&config)),
+            platform: platform.or_else(|| config_platform(&config)),
             descriptor: image.descriptor(),
             manifest: image.manifest(),
             config,
@@ -292,7 +297,7 @@ impl PlatformImage {
 /// its referrers list, when several), as stored; `None` when none is.
 pub async fn attached(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     subject: &Digest,
 ) -> Result<Option<Vec<u8>>, SbomError> {
     let listed = client.referrers_listed(image, subject).await?;
@@ -321,6 +326,12 @@ pub async fn attached(
     Ok(Some(client.blob(image, &layer.digest, size).await?))
 }
 
+/// The platform an image config names; `None` when it names none, or not a platform.
+fn config_platform(config: &Value) -> Option<Platform> {
+    let platform = crate::registry::index::config_platform(config)?;
+    Platform::parse(&platform).ok()
+}
+
 /// The `org.imagespec.inputs` label of a config, parsed.
 fn inputs_label(config: &Value) -> Option<Value> {
     let label = config
@@ -333,10 +344,11 @@ fn inputs_label(config: &Value) -> Option<Value> {
 
 /// The base image the record names: its `base_image` field, when it is a string (its
 /// Python repr is `'name'`).
-fn base_name(inputs: &Value) -> Option<String> {
+fn base_name(inputs: &Value) -> Option<ImageRef> {
     let repr = inputs.get("fields")?.get("base_image")?.as_str()?;
     let name = repr.strip_prefix('\'')?.strip_suffix('\'')?;
-    (!name.is_empty()).then(|| name.to_string())
+    // The label is the image's (input): a name that is not a reference names no base.
+    name.parse().ok()
 }
 
 /// The source component: the digest of the file list the record holds, and the layer the
@@ -377,10 +389,10 @@ fn source_layer(config: &Value, layers: &[Descriptor]) -> Option<Digest> {
 /// The base's digest in its registry (the spec's registry client when it is the same
 /// registry, else an anonymous session with stored credentials); `None` when it cannot be
 /// asked.
-async fn base_digest(store: Store<'_>, name: &str, timeouts: Timeouts) -> Option<Digest> {
-    let host = crate::registry::registry_host(name);
+async fn base_digest(store: Store<'_>, name: &ImageRef, timeouts: Timeouts) -> Option<Digest> {
+    let host = name.host();
     if let Store::Registry { client, image } = store
-        && crate::registry::registry_host(image) == host
+        && image.host() == host
     {
         return client.digest(name).await.ok().flatten();
     }
@@ -416,7 +428,7 @@ mod tests {
         let config = config(json!({"src/a.py": "00aa", "src/b.py": "11bb"}));
         let inputs = inputs_label(&config).unwrap();
         assert_eq!(
-            base_name(&inputs).as_deref(),
+            base_name(&inputs).map(|n| n.to_string()).as_deref(),
             Some("localhost:5000/python:3.12-slim")
         );
         let layers = [

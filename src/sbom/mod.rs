@@ -12,10 +12,11 @@
 //!
 //! ```
 //! use imagespec::sbom::{Contents, Ecosystem, Package, Subject, document};
+//! use imagespec::oci::{Platform, reference::Repository};
 //! let subject = Subject {
-//!     repository: "localhost:5000/app".into(),
+//!     repository: Repository::new(None, "localhost:5000/app").unwrap(),
 //!     digest: imagespec::oci::Digest::of_bytes(b"manifest"),
-//!     platform: Some("linux/amd64".into()),
+//!     platform: Some(Platform::parse("linux/amd64").unwrap()),
 //! };
 //! let six = Package::new(Ecosystem::Python, "six", "1.16.0");
 //! let contents = Contents { subject, created: "2024-01-01T00:00:00Z".into(),
@@ -32,7 +33,8 @@ pub mod python;
 pub mod show;
 pub mod spdx;
 
-use crate::oci::Digest;
+use crate::oci::reference::Repository;
+use crate::oci::{Digest, ImageRef, Platform};
 use serde::{Deserialize, Serialize};
 use spdx::{Checksum, Document, ExternalRef, Relationship, SpdxPackage, spdx_id};
 
@@ -146,17 +148,17 @@ fn encode(text: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
     /// `registry/repository`, no tag.
-    pub repository: String,
+    pub repository: Repository,
     /// The platform manifest's digest.
     pub digest: Digest,
     /// `os/arch[/variant]`, when known.
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
 }
 
 /// The base image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseImage {
-    pub name: String,
+    pub name: ImageRef,
     /// Its digest in its registry, when it could be asked.
     pub digest: Option<Digest>,
 }
@@ -253,15 +255,16 @@ pub fn document(contents: &Contents) -> Document {
 }
 
 /// `pkg:oci/NAME@DIGEST?repository_url=…`: the OCI purl of an image.
-fn oci_purl(repository: &str, digest: &Digest, platform: Option<&str>) -> String {
-    let name = repository.rsplit('/').next().unwrap_or(repository);
+fn oci_purl(repository: &Repository, digest: &Digest, platform: Option<&Platform>) -> String {
+    let path = repository.path();
+    let name = path.rsplit('/').next().unwrap_or(path);
     let mut purl = format!(
         "pkg:oci/{}@{}?repository_url={}",
         encode(&name.to_ascii_lowercase()),
         encode(digest.as_str()),
-        encode(repository)
+        encode(&repository.to_string())
     );
-    if let Some(arch) = platform.and_then(|p| p.split('/').nth(1)) {
+    if let Some(arch) = platform.map(Platform::architecture) {
         purl.push_str(&format!("&arch={}", encode(arch)));
     }
     purl
@@ -277,7 +280,7 @@ fn sha256(digest: &Digest) -> Vec<Checksum> {
 fn image_package(subject: &Subject) -> SpdxPackage {
     let mut p = SpdxPackage::new(
         IMAGE_ID.into(),
-        subject.repository.clone(),
+        subject.repository.to_string(),
         Some(subject.digest.to_string()),
     );
     p.primary_package_purpose = Some("CONTAINER".into());
@@ -285,7 +288,7 @@ fn image_package(subject: &Subject) -> SpdxPackage {
     p.external_refs = vec![ExternalRef::purl(oci_purl(
         &subject.repository,
         &subject.digest,
-        subject.platform.as_deref(),
+        subject.platform.as_ref(),
     ))];
     p.comment = subject.platform.as_ref().map(|p| format!("platform {p}"));
     p
@@ -293,12 +296,12 @@ fn image_package(subject: &Subject) -> SpdxPackage {
 
 fn base_package(base: &BaseImage) -> SpdxPackage {
     let version = base.digest.as_ref().map(ToString::to_string);
-    let mut p = SpdxPackage::new("SPDXRef-BaseImage".into(), base.name.clone(), version);
+    let name = base.name.to_string();
+    let mut p = SpdxPackage::new("SPDXRef-BaseImage".into(), name, version);
     p.primary_package_purpose = Some("CONTAINER".into());
     if let Some(digest) = &base.digest {
         p.checksums = sha256(digest);
-        let repository = crate::registry::split_tag(base.name.split('@').next().unwrap_or(""));
-        p.external_refs = vec![ExternalRef::purl(oci_purl(repository.0, digest, None))];
+        p.external_refs = vec![ExternalRef::purl(oci_purl(base.name.name(), digest, None))];
     }
     p
 }
@@ -359,9 +362,9 @@ mod tests {
 
     fn subject() -> Subject {
         Subject {
-            repository: "localhost:5000/app".into(),
+            repository: Repository::new(None, "localhost:5000/app").unwrap(),
             digest: Digest::of_bytes(b"m"),
-            platform: Some("linux/arm64/v8".into()),
+            platform: Some(Platform::parse("linux/arm64/v8").unwrap()),
         }
     }
 
@@ -412,7 +415,7 @@ mod tests {
             subject: subject(),
             created: created(Some("0"), None),
             base: Some(BaseImage {
-                name: "python:3.12-slim".into(),
+                name: "python:3.12-slim".parse().unwrap(),
                 digest: Some(Digest::of_bytes(b"b")),
             }),
             source: Some(Source {

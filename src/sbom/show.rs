@@ -2,13 +2,14 @@
 //! the one attaching would give, computed from the image now.
 
 use super::image::{PlatformImage, SbomError, Store, attached, contents, platform_images};
+use crate::oci::{ImageRef, Platform};
 use crate::registry::client::RegistryClient;
 use crate::timeouts::Timeouts;
 
 /// One platform's SBOM.
 #[derive(Debug, Clone)]
 pub struct Shown {
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     /// Attached to the image (else computed now).
     pub attached: bool,
     /// The SPDX JSON document, as attached (or as attaching would write it).
@@ -18,8 +19,8 @@ pub struct Shown {
 /// The SBOM of each platform of `image` (only `platform`'s, when given).
 pub async fn show(
     client: &RegistryClient,
-    image: &str,
-    platform: Option<&str>,
+    image: &ImageRef,
+    platform: Option<&Platform>,
     source_date_epoch: Option<&str>,
     timeouts: Timeouts,
 ) -> Result<Vec<Shown>, SbomError> {
@@ -27,11 +28,11 @@ pub async fn show(
         .digest(image)
         .await?
         .ok_or_else(|| SbomError::NotFound {
-            image: image.to_string(),
+            image: image.clone(),
         })?;
     let store = Store::Registry { client, image };
-    let repository = crate::registry::split_tag(image.split('@').next().unwrap_or(image)).0;
-    let wanted = |i: &PlatformImage| platform.is_none() || i.platform.as_deref() == platform;
+    let repository = image.name();
+    let wanted = |i: &PlatformImage| platform.is_none() || i.platform.as_ref() == platform;
     let mut shown = Vec::new();
     for one in platform_images(store, &digest)
         .await?

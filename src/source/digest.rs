@@ -323,7 +323,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// imagespec's cache directory: `$IMAGESPEC_CACHE_DIR`, else `$XDG_CACHE_HOME/imagespec`,
-/// else `~/.cache/imagespec` (also where the locks between runs live: [`crate::lock`]).
+/// else `~/.cache/imagespec` (also where the locks between runs live: `lock`).
 pub fn cache_home() -> Option<PathBuf> {
     std::env::var_os("IMAGESPEC_CACHE_DIR")
         .map(PathBuf::from)

@@ -150,7 +150,7 @@ struct DockerPattern {
 impl IgnoreGroup {
     /// Loads the rules for `root` (as written in the spec), `cwd` anchoring relative paths.
     /// `.dockerignore` is read only when it is a regular file inside `links`' root (a FIFO
-    /// would block; a link out of the tree is refused under [`Root`]'s policy).
+    /// would block; a link out of the tree is refused under `Root`'s policy).
     pub fn new(root: &str, cwd: &Path, links: &Root) -> Result<IgnoreGroup, SourceError> {
         let root_dir = cwd.join(root);
         let git = Git::start(&root_dir);

@@ -8,14 +8,8 @@
 //! Entries are sorted, the gzip headers carry no name or time and the compression is cut at
 //! fixed points, so the same files give the same layer digest on every machine.
 //!
-//! ```no_run
-//! use imagespec::source::layer::{write_layer, DirAttrs, Owner, RootEntry};
-//! let entries = vec![RootEntry::File { to: "app/main.py".into(), from: "src/app/main.py".into() }];
-//! let root = DirAttrs { uid: 1000, gid: 0, mode: 0o700 };
-//! let layer = write_layer(&entries, Owner { uid: 1000, gid: 1000 }, root, std::path::Path::new("/tmp"))?;
-//! println!("{} ({} bytes)", layer.digest, layer.size);
-//! # Ok::<(), imagespec::source::SourceError>(())
-//! ```
+//! `write_layer(entries, owner, root_attrs, dir)` writes it; the tests below read layers
+//! back entry by entry.
 
 use super::SourceError;
 use sha2::{Digest as _, Sha256};
@@ -63,12 +57,6 @@ pub struct Layer {
     pub size: u64,
     /// Number of files in it.
     pub files: usize,
-}
-
-impl Layer {
-    pub fn path(&self) -> &Path {
-        self.file.path()
-    }
 }
 
 /// A writer that hashes what passes through it.
@@ -208,18 +196,6 @@ impl Write for Output {
 /// links in the order they are to appear (sorted, parents first), each with its owner and
 /// mode; times are [`LAYER_MTIME`], user and group names empty, gzip as for the source
 /// layer. The same entries give the same digest on every machine.
-///
-/// ```no_run
-/// use imagespec::source::layer::{Attrs, LayerWriter};
-/// let root = Attrs { uid: 0, gid: 0, mode: 0o755 };
-/// let mut layer = LayerWriter::new(std::path::Path::new("/tmp"))?;
-/// layer.dir("etc", root)?;
-/// layer.bytes("etc/motd", Attrs { mode: 0o644, ..root }, b"hello\n")?;
-/// layer.symlink("etc/issue", Attrs { mode: 0o777, ..root }, "motd")?;
-/// let layer = layer.finish()?;
-/// println!("{}", layer.digest);
-/// # Ok::<(), imagespec::source::SourceError>(())
-/// ```
 pub struct LayerWriter {
     tar: tar::Builder<Hashing<Output>>,
     /// The gzip'd tar's file and its directory (none for [`LayerWriter::diff_id_only`]).
@@ -633,7 +609,7 @@ mod tests {
         );
         assert_eq!(one.files, 2);
 
-        let gz = flate2::read::GzDecoder::new(fs::File::open(one.path()).unwrap());
+        let gz = flate2::read::GzDecoder::new(fs::File::open(one.file.path()).unwrap());
         let mut archive = tar::Archive::new(gz);
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
@@ -702,7 +678,7 @@ mod tests {
             mode: 0o700,
         };
         let layer = write_layer(&e, Owner { uid: 1, gid: 1 }, root, tmp.path()).unwrap();
-        let gz = flate2::read::MultiGzDecoder::new(fs::File::open(layer.path()).unwrap());
+        let gz = flate2::read::MultiGzDecoder::new(fs::File::open(layer.file.path()).unwrap());
         let mut archive = tar::Archive::new(gz);
         let mut entries = archive.entries().unwrap();
         let _root = entries.next().unwrap().unwrap();

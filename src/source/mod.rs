@@ -12,10 +12,10 @@
 //! - `requirements`: sha1 of the file's bytes with surrounding whitespace stripped.
 
 mod digest;
-pub mod ignore;
+pub(crate) mod ignore;
 pub mod imports;
-pub mod layer;
-pub mod untrusted;
+pub(crate) mod layer;
+pub(crate) mod untrusted;
 mod walk;
 
 pub use digest::{

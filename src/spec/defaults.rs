@@ -7,6 +7,11 @@
 //! base_image = "python:3.12-slim"        # only for specs without one: changes their name
 //! ca_bundle = "certs/proxy-ca.pem"       # relative to this file
 //! fast_path = true
+//! buildkit_host = "tcp://buildkit.internal:1234"  # a remote BuildKit (docs/remote-builds.md)
+//! [defaults.buildkit_tls]                 # its mTLS files, relative to this file
+//! ca = "certs/buildkit-ca.pem"
+//! cert = "certs/client.pem"
+//! key = "certs/client-key.pem"
 //! [defaults.builder_config]
 //! uv_image = "mirror.example:5000/astral-sh/uv:0.5.1"
 //! [defaults.registry_mirrors]
@@ -45,7 +50,7 @@ use super::error::SpecError;
 use super::node::{Key, Node, Value};
 use super::normalize::NormalizedSpec;
 use super::origin::FieldAt;
-use super::reference::{ImageRef, Registry};
+use crate::oci::reference::{ImageRef, Registry};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,7 +72,7 @@ pub const KEEP_NAME_ENV: &str = "IMAGESPEC_DEFAULTS_KEEP_NAME";
 /// hashed fields of flytekit's `ImageSpec`, filled in as if the spec had written them.
 pub const NAME_CHANGING: [&str; 2] = ["base_image", "registry"];
 /// Every key of a `[defaults]` table (`builder_config` and `registry_mirrors` are tables).
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 10] = [
     "base_image",
     "registry",
     "builder_config",
@@ -75,8 +80,23 @@ pub const KEYS: [&str; 8] = [
     "registry_mirrors",
     "fast_path",
     "daemonless",
+    "buildkit_host",
+    "buildkit_tls",
     "sbom",
 ];
+/// The keys of `[defaults.buildkit_tls]` (buildctl's `--tlscacert`, `--tlscert`,
+/// `--tlskey`, `--tlsservername`).
+pub const BUILDKIT_TLS_KEYS: [&str; 4] = ["ca", "cert", "key", "server_name"];
+
+/// `[defaults.buildkit_tls]`: the remote builder's TLS files (resolved against the file's
+/// directory) and the name its certificate holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BuildkitTls {
+    pub ca: Option<Setting<PathBuf>>,
+    pub cert: Option<Setting<PathBuf>>,
+    pub key: Option<Setting<PathBuf>>,
+    pub server_name: Option<Setting<String>>,
+}
 /// The keys of `[defaults.builder_config]`.
 pub const BUILDER_CONFIG_KEYS: [&str; 2] = ["uv_image", "micromamba_image"];
 
@@ -147,6 +167,10 @@ pub struct DefaultValues {
     pub fast_path: Option<Setting<bool>>,
     pub daemonless: Option<Setting<bool>>,
     pub sbom: Option<Setting<bool>>,
+    /// A remote buildkitd, `tcp://HOST:PORT` or `unix:///PATH` (never part of the name).
+    pub buildkit_host: Option<Setting<String>>,
+    /// The TLS files for it, taken with the host of the same file.
+    pub buildkit_tls: BuildkitTls,
 }
 
 impl DefaultValues {
@@ -210,6 +234,13 @@ impl DefaultValues {
             fast_path: self.fast_path.or(lower.fast_path),
             daemonless: self.daemonless.or(lower.daemonless),
             sbom: self.sbom.or(lower.sbom),
+            // The TLS files go with their host: one file's pair, not a mix.
+            buildkit_tls: if self.buildkit_host.is_some() || lower.buildkit_host.is_none() {
+                self.buildkit_tls
+            } else {
+                lower.buildkit_tls
+            },
+            buildkit_host: self.buildkit_host.or(lower.buildkit_host),
         }
     }
 }
@@ -320,6 +351,8 @@ impl Reader {
                 "fast_path" => values.fast_path = Some(self.boolean(node, f)?),
                 "daemonless" => values.daemonless = Some(self.boolean(node, f)?),
                 "sbom" => values.sbom = Some(self.boolean(node, f)?),
+                "buildkit_host" => values.buildkit_host = Some(self.buildkit_host(node, f)?),
+                "buildkit_tls" => values.buildkit_tls = self.buildkit_tls(node, f)?,
                 "builder_config" => {
                     for (k, v) in self.table(node, f)? {
                         let field = format!("{f}.{}", k.name);
@@ -359,8 +392,51 @@ impl Reader {
         Ok(values)
     }
 
+    /// A builder address as `BUILDKIT_HOST` takes it.
+    fn buildkit_host(&self, node: &Node, field: &str) -> Result<Setting<String>, SpecError> {
+        let setting = self.string(node, field)?;
+        let scheme = ["tcp://", "unix:///"]
+            .iter()
+            .any(|s| setting.value.starts_with(s));
+        if !scheme {
+            return Err(type_error(
+                &self.file,
+                node,
+                field,
+                "a builder address, tcp://HOST:PORT or unix:///PATH",
+            ));
+        }
+        Ok(setting)
+    }
+
+    /// `[defaults.buildkit_tls]`: the files must exist.
+    fn buildkit_tls(&self, node: &Node, field: &str) -> Result<BuildkitTls, SpecError> {
+        let mut tls = BuildkitTls::default();
+        for (k, v) in self.table(node, field)? {
+            let f = format!("{field}.{}", k.name);
+            match k.name.as_str() {
+                "ca" => tls.ca = Some(self.file_path(v, &f, "a PEM file of CA certificates")?),
+                "cert" => tls.cert = Some(self.file_path(v, &f, "a PEM client certificate")?),
+                "key" => tls.key = Some(self.file_path(v, &f, "a PEM private key")?),
+                "server_name" => tls.server_name = Some(self.string(v, &f)?),
+                _ => return Err(self.unknown(k, &f, &BUILDKIT_TLS_KEYS)),
+            }
+        }
+        Ok(tls)
+    }
+
     /// A PEM bundle, relative to the defaults file's directory; it must be a file.
     fn ca_bundle(&self, node: &Node, field: &str) -> Result<Setting<PathBuf>, SpecError> {
+        self.file_path(node, field, "a PEM bundle of CA certificates")
+    }
+
+    /// A file (`what`), relative to the defaults file's directory; it must be a file.
+    fn file_path(
+        &self,
+        node: &Node,
+        field: &str,
+        what: &str,
+    ) -> Result<Setting<PathBuf>, SpecError> {
         let written = self.string(node, field)?;
         let dir = self
             .file
@@ -375,8 +451,8 @@ impl Reader {
                 pos: node.pos,
                 field: field.to_string(),
                 message: format!(
-                    "{} is not a file (a PEM bundle of CA certificates; a relative path is \
-                     relative to this file's directory)",
+                    "{} is not a file ({what}; a relative path is relative to this file's \
+                     directory)",
                     path.display()
                 ),
             });
@@ -557,6 +633,8 @@ pub struct Overrides {
     pub ca_bundle: Option<String>,
     pub fast_path: Option<String>,
     pub daemonless: Option<String>,
+    /// `--builder-host` or `BUILDKIT_HOST`, over `buildkit_host`.
+    pub buildkit_host: Option<String>,
 }
 
 impl Overrides {
@@ -571,6 +649,7 @@ impl Overrides {
             ca_bundle: set("IMAGESPEC_CA_BUNDLE"),
             fast_path: set("IMAGESPEC_NO_FAST_PATH"),
             daemonless: set("IMAGESPEC_NO_DAEMONLESS"),
+            buildkit_host: set("BUILDKIT_HOST"),
         }
     }
 }
@@ -659,6 +738,10 @@ pub fn uses(spec: &NormalizedSpec, overrides: &Overrides) -> Vec<DefaultUse> {
     if let Some(s) = &values.sbom {
         push("sbom", serde_json::json!(s.value), &s.at, None);
     }
+    if let Some(s) = &values.buildkit_host {
+        let by = overrides.buildkit_host.clone();
+        push("buildkit_host", serde_json::json!(s.value), &s.at, by);
+    }
     out
 }
 
@@ -701,6 +784,79 @@ mod tests {
             choose(None, None, None, "built-in"),
             ("built-in", Source::BuiltIn)
         );
+    }
+
+    #[test]
+    fn a_remote_builder_and_its_tls_files_are_read_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        for f in ["ca.pem", "client.pem", "client-key.pem"] {
+            std::fs::write(dir.path().join("certs").join(f), "").unwrap();
+        }
+        let file = dir.path().join("imagespec.toml");
+        let text = "[defaults]\nbuildkit_host = \"tcp://b:1234\"\n[defaults.buildkit_tls]\n\
+                    ca = \"certs/ca.pem\"\ncert = \"certs/client.pem\"\n\
+                    key = \"certs/client-key.pem\"\nserver_name = \"buildkitd\"\n";
+        let values = DefaultValues::parse(&file, text).unwrap().unwrap();
+        assert_eq!(values.buildkit_host.unwrap().value, "tcp://b:1234");
+        let tls = values.buildkit_tls;
+        assert_eq!(tls.ca.unwrap().value, dir.path().join("certs/ca.pem"));
+        assert_eq!(
+            tls.key.unwrap().value,
+            dir.path().join("certs/client-key.pem")
+        );
+        assert_eq!(tls.server_name.unwrap().value, "buildkitd");
+
+        let wrong = error(
+            "/r/imagespec.toml",
+            "[defaults]\nbuildkit_host = \"b:1234\"\n",
+        );
+        assert!(wrong.contains("tcp://HOST:PORT or unix:///PATH"), "{wrong}");
+        let missing = error(
+            "/r/imagespec.toml",
+            "[defaults.buildkit_tls]\ncert = \"nope.pem\"\n",
+        );
+        assert!(
+            missing.contains("is not a file (a PEM client certificate"),
+            "{missing}"
+        );
+        let unknown = error(
+            "/r/imagespec.toml",
+            "[defaults.buildkit_tls]\ncacert = \"x\"\n",
+        );
+        assert!(unknown.contains("buildkit_tls.cacert"), "{unknown}");
+    }
+
+    #[test]
+    fn the_tls_files_go_with_the_host_of_their_file() {
+        let at = FieldAt::new("/f".into(), Default::default(), "x".into());
+        let setting = |v: &str| Setting {
+            value: v.to_string(),
+            at: at.clone(),
+        };
+        let tls = |name: &str| BuildkitTls {
+            server_name: Some(setting(name)),
+            ..Default::default()
+        };
+        let project = DefaultValues {
+            buildkit_tls: tls("project"),
+            ..Default::default()
+        };
+        let user = DefaultValues {
+            buildkit_host: Some(setting("tcp://user:1")),
+            buildkit_tls: tls("user"),
+            ..Default::default()
+        };
+        let merged = project.over(user.clone());
+        assert_eq!(merged.buildkit_host.unwrap().value, "tcp://user:1");
+        assert_eq!(merged.buildkit_tls.server_name.unwrap().value, "user");
+        let hosted = DefaultValues {
+            buildkit_host: Some(setting("tcp://project:1")),
+            buildkit_tls: tls("project"),
+            ..Default::default()
+        };
+        let merged = hosted.over(user);
+        assert_eq!(merged.buildkit_tls.server_name.unwrap().value, "project");
     }
 
     #[test]
@@ -835,7 +991,7 @@ mod tests {
             .expect("spec");
         let (_, spec) = file.select(None).expect("one image");
         let tag = crate::tag::compute(spec, &Default::default()).expect("tag");
-        [tag.id, tag.tag, tag.image]
+        [tag.id, tag.tag, tag.image.to_string()]
     }
 
     #[test]

@@ -13,19 +13,18 @@
 //! assert_eq!((key, app.name()), ("app", "flytekit"));
 //! ```
 
-pub mod control;
+pub(crate) mod control;
 mod decode;
 pub mod defaults;
 mod error;
 mod fields;
-pub mod json;
+pub(crate) mod json;
 mod model;
 mod node;
 mod normalize;
 mod origin;
-pub mod reference;
-pub mod toml;
-pub mod yaml;
+pub(crate) mod toml;
+pub(crate) mod yaml;
 
 pub use crate::py::PyValue;
 pub use decode::MAX_BASE_DEPTH;
@@ -36,7 +35,6 @@ pub use model::{BaseImage, CopyMode, Scalar, SecretMount};
 pub use node::{Key, LineIndex, MAX_DEPTH, Node, Pos, Value};
 pub use normalize::{NormalizedBase, NormalizedSpec, default_platform};
 pub use origin::{FieldAt, Origin};
-pub use reference::{ImageRef, ReferenceError, Repository};
 
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};

@@ -1,11 +1,12 @@
 //! Defaults and normalisation exactly as flytekit's `ImageSpec.__post_init__` applies them,
-//! and the image names parsed by the OCI grammar (see [`super::reference`]).
+//! and the image names parsed by the OCI grammar (see [`crate::oci::reference`]).
 
 use super::defaults::Defaults;
 use super::error::SpecError;
 use super::fields::Spec;
 use super::model::{BaseImage, CopyMode};
-use super::reference::{ImageRef, ReferenceError, Registry, Repository};
+use crate::oci::Platforms;
+use crate::oci::reference::{ImageRef, ReferenceError, Registry, Repository};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,10 @@ pub struct NormalizedSpec {
     base: Option<NormalizedBase>,
     dir: PathBuf,
     repository: Repository,
+    /// `platform`, parsed (the spec keeps it as written: flytekit hashes that).
+    platforms: Platforms,
+    /// `base_image` when it names an image, parsed (the spec keeps it as written).
+    base_ref: Option<ImageRef>,
     /// The defaults of the spec's files (one value shared by a file's images).
     defaults: Arc<Defaults>,
     /// The fields the defaults filled in (hashed as if written).
@@ -93,17 +98,30 @@ impl NormalizedSpec {
                 found: e.found,
             }
         };
+        let written = spec.platform.as_deref().unwrap_or_default();
+        let platforms = Platforms::parse(written).map_err(|e| {
+            let expected = "platforms `os/arch[/variant]`, comma-separated (e.g. `linux/amd64` \
+                            or `linux/amd64,linux/arm64`)";
+            invalid(
+                "platform",
+                ReferenceError {
+                    expected: expected.into(),
+                    found: e.to_string(),
+                },
+            )
+        })?;
         let registry = Registry::parse(spec.registry.as_deref().unwrap_or(""))
             .map_err(|e| invalid("registry", e))?;
         let name = spec.name.as_deref().unwrap_or("flytekit");
         let repository =
             Repository::new(registry.as_ref(), name).map_err(|e| invalid("name", e))?;
-        if let Some(BaseImage::Ref(r)) = &spec.base_image
-            && !r.is_empty()
-        {
-            r.parse::<ImageRef>()
-                .map_err(|e| invalid("base_image", e))?;
-        }
+        let base_ref = match &spec.base_image {
+            Some(BaseImage::Ref(r)) if !r.is_empty() => Some(
+                r.parse::<ImageRef>()
+                    .map_err(|e| invalid("base_image", e))?,
+            ),
+            _ => None,
+        };
         let base = match spec.base_image.take() {
             None => None,
             Some(BaseImage::Ref(r)) => Some(NormalizedBase::Ref(r)),
@@ -116,6 +134,8 @@ impl NormalizedSpec {
             base,
             dir: dir.to_path_buf(),
             repository,
+            platforms,
+            base_ref,
             defaults: Arc::clone(defaults),
             from_defaults,
         })
@@ -142,9 +162,14 @@ impl NormalizedSpec {
         self.spec.name.as_deref().unwrap_or("flytekit")
     }
 
-    /// The target platform(s), e.g. `linux/amd64`.
+    /// The target platform(s) as written (what flytekit hashes), e.g. `linux/amd64`.
     pub fn platform(&self) -> &str {
         self.spec.platform.as_deref().unwrap_or("linux/amd64")
+    }
+
+    /// The target platforms, parsed.
+    pub fn platforms(&self) -> &Platforms {
+        &self.platforms
     }
 
     /// The registry, when one is set and non-empty.
@@ -155,6 +180,11 @@ impl NormalizedSpec {
     /// The normalised base image.
     pub fn base(&self) -> Option<&NormalizedBase> {
         self.base.as_ref()
+    }
+
+    /// `base_image` when it names an image (not a spec, not empty), parsed.
+    pub fn base_ref(&self) -> Option<&ImageRef> {
+        self.base_ref.as_ref()
     }
 
     /// The directory relative paths in this spec are relative to.
@@ -172,5 +202,39 @@ impl Deref for NormalizedSpec {
     type Target = Spec;
     fn deref(&self) -> &Spec {
         &self.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SpecFile;
+    use std::path::Path;
+
+    fn platform_of(spec: &str) -> Result<String, String> {
+        let file = SpecFile::parse(Path::new("/w/spec.toml"), spec).unwrap();
+        let (_, spec) = file.select(None).map_err(|e| e.to_string())?;
+        Ok(spec.platforms().to_string())
+    }
+
+    #[test]
+    fn the_platform_is_parsed_once_and_kept_as_written() {
+        let text = "platform = \"linux/amd64, linux/arm64\"\n";
+        let file = SpecFile::parse(Path::new("/w/spec.toml"), text).unwrap();
+        let (_, spec) = file.select(None).unwrap();
+        assert_eq!(spec.platform(), "linux/amd64, linux/arm64");
+        assert_eq!(spec.platforms().to_string(), "linux/amd64,linux/arm64");
+        assert_eq!(platform_of("name = \"a\"\n").unwrap(), "linux/amd64");
+    }
+
+    #[test]
+    fn a_malformed_platform_is_refused_at_its_field() {
+        let err = platform_of("name = \"a\"\nplatform = \"linux/amd64,arm64\"\n").unwrap_err();
+        assert!(
+            err.starts_with("/w/spec.toml:2:12: `platform`: expected platforms"),
+            "{err}"
+        );
+        assert!(err.contains("`arm64`: expected os/arch"), "{err}");
+        let err = platform_of("platform = \"\"\n").unwrap_err();
+        assert!(err.contains("no platform"), "{err}");
     }
 }

@@ -48,7 +48,7 @@ impl Origin {
     }
 }
 
-/// A field of a spec file and where it was written; shown as `spec.toml:3:8: `copy[1]``,
+/// A field of a spec file and where it was written; shown as ``spec.toml:3:8: `copy[1]` ``,
 /// the same prefix a parse error has. Boxed: it rides in error enums, which stay small.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldAt(Box<Located>);

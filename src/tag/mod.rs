@@ -11,8 +11,8 @@
 /// The Unicode version whose printability rules `repr()` follows here (CPython 3.11's).
 pub use crate::py::UNICODE_VERSION as PYTHON_UNICODE_VERSION;
 
+use crate::oci::reference::{ImageRef, ReferenceError, Tag};
 use crate::source::{self, CopySet, SourceError, SourceSet};
-use crate::spec::reference::{ImageRef, ReferenceError, Tag};
 use crate::spec::{CopyMode, FieldAt, FieldValue, NormalizedBase, NormalizedSpec, PyValue};
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -96,10 +96,9 @@ pub struct ImageTag {
     pub id: String,
     /// `ImageSpec.tag`.
     pub tag: String,
-    /// `ImageSpec.image_name()`: `[registry/]name:tag`.
-    pub image: String,
-    /// [`ImageTag::image`] parsed: valid by the OCI distribution grammar.
-    pub reference: ImageRef,
+    /// `ImageSpec.image_name()`: `[registry/]name:tag`, valid by the OCI distribution
+    /// grammar (its `Display` is flytekit's string).
+    pub image: ImageRef,
     /// The `source_root` files the image gets (`None` when nothing is copied).
     pub source: Option<SourceSet>,
     /// The `copy` entries and their files (`None` when `copy` is unset or empty).
@@ -229,7 +228,10 @@ fn compute_from(
     let mut dict = fields.entries().to_vec();
     let digest = |digest: &str| Some(PyValue::Str(digest.to_string()));
     let replacements = [
-        ("base_image", base.as_ref().and_then(|b| digest(&b.image))),
+        (
+            "base_image",
+            base.as_ref().and_then(|b| digest(&b.image.to_string())),
+        ),
         (
             "source_root",
             source.as_ref().and_then(|s| digest(&s.digest)),
@@ -248,8 +250,7 @@ fn compute_from(
     Ok(ImageTag {
         id: fields.id(),
         tag,
-        image: reference.to_string(),
-        reference,
+        image: reference,
         source,
         copy,
         base,
@@ -457,11 +458,13 @@ mod tests {
             panic!("the base spec is a dict");
         };
         assert_eq!(nested, base.fields.entries());
-        // Computed again from the same fields, the tag is the same.
-        assert_eq!(
-            compute_from(&spec, &TagOptions::default(), Some(&tag)).unwrap(),
-            tag
-        );
+        // Computed again from the same fields, the tag is the same, and the dict is the one
+        // computed first (built once per image: verify_unchanged reads only the files).
+        let again = compute_from(&spec, &TagOptions::default(), Some(&tag)).unwrap();
+        assert_eq!(again, tag);
+        assert!(Arc::ptr_eq(&again.fields, &tag.fields));
+        let again_base = again.base.as_deref().unwrap();
+        assert!(Arc::ptr_eq(&again_base.fields, &base.fields));
         verify_unchanged(&spec, &TagOptions::default(), &tag).unwrap();
     }
 

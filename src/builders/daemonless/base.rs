@@ -9,25 +9,6 @@
 //! string compiled into it) and its C library (glibc's "release version X.Y" string, or
 //! musl's loader), which picks the wheels' platform tag. The tree is cached by the base's
 //! manifest digest in the imagespec cache dir: a second build reads no layer.
-//!
-//! ```
-//! use imagespec::builders::daemonless::base::BaseTree;
-//! let mut tree = BaseTree::default();
-//! let mut tar = tar::Builder::new(Vec::new());
-//! let mut h = tar::Header::new_gnu();
-//! h.set_entry_type(tar::EntryType::Regular);
-//! h.set_mode(0o755);
-//! h.set_size(7);
-//! tar.append_data(&mut h, "usr/bin/python3.11", &b"\x003.11.9\x00"[..]).unwrap();
-//! let mut h = tar::Header::new_gnu();
-//! h.set_entry_type(tar::EntryType::Symlink);
-//! h.set_mode(0o777);
-//! h.set_size(0);
-//! tar.append_link(&mut h, "usr/bin/python3", "python3.11").unwrap();
-//! tree.apply_layer(&tar.into_inner().unwrap()[..]).unwrap();
-//! let python = tree.python("python3", "/usr/local/bin:/usr/bin").unwrap();
-//! assert_eq!((python.path.as_str(), python.version.as_str()), ("/usr/bin/python3", "3.11.9"));
-//! ```
 
 use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet};
@@ -516,6 +497,30 @@ impl BaseTree {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_python_is_found_through_its_link() {
+        let mut tree = BaseTree::default();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(7);
+        tar.append_data(&mut h, "usr/bin/python3.11", &b"\x003.11.9\x00"[..])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        tar.append_link(&mut h, "usr/bin/python3", "python3.11")
+            .unwrap();
+        tree.apply_layer(&tar.into_inner().unwrap()[..]).unwrap();
+        let python = tree.python("python3", "/usr/local/bin:/usr/bin").unwrap();
+        assert_eq!(
+            (python.path.as_str(), python.version.as_str()),
+            ("/usr/bin/python3", "3.11.9")
+        );
+    }
 
     /// A layer tar from (path, kind, content or link target).
     /// A tree of one layer of `entries` (as [`layer`] takes them).

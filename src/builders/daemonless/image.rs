@@ -7,8 +7,8 @@
 use super::DaemonlessError;
 use super::base::{BaseTree, Kind};
 use super::user::{Body, Overlay};
-use crate::oci::Digest;
 use crate::oci::image::{Blob, History, NewLayer};
+use crate::oci::{Digest, ImageRef};
 use crate::registry::client::RegistryClient;
 use crate::source::layer::{Attrs, Layer, LayerWriter};
 use std::collections::BTreeMap;
@@ -381,7 +381,7 @@ struct KnownLayer {
     digest: Digest,
     size: u64,
     /// The image (`registry/repository:tag`) it was pushed with.
-    image: String,
+    image: ImageRef,
 }
 
 impl KnownLayers {
@@ -427,7 +427,7 @@ impl KnownLayers {
 
     /// Remembers a layer pushed with `image` (a cache that cannot be written only costs a
     /// later build a compression).
-    fn put(&self, layer: &Layer, image: &str) {
+    fn put(&self, layer: &Layer, image: &ImageRef) {
         let (Ok(diff_id), Ok(digest)) = (layer.diff_id.parse(), layer.digest.parse()) else {
             return;
         };
@@ -435,7 +435,7 @@ impl KnownLayers {
             diff_id,
             digest,
             size: layer.size,
-            image: image.to_string(),
+            image: image.clone(),
         };
         let _ = std::fs::create_dir_all(&self.dir);
         let path = self.path(&layer.diff_id);
@@ -453,7 +453,7 @@ impl KnownLayers {
 pub struct PushTarget<'a> {
     pub client: &'a RegistryClient,
     /// The image (`registry/repository:tag`) they are pushed with.
-    pub image: &'a str,
+    pub image: &'a ImageRef,
     pub known: Option<&'a KnownLayers>,
 }
 
@@ -489,8 +489,7 @@ pub async fn prepare_layers(
             let Some(k) = known.get(diff_id) else {
                 continue;
             };
-            let same_registry =
-                crate::registry::registry_host(&k.image) == crate::registry::registry_host(image);
+            let same_registry = k.image.host() == image.host();
             if client.has_blob(image, k.digest.as_str()).await?
                 || (same_registry && client.mount_blob(image, &k.image, k.digest.as_str()).await)
             {
@@ -560,12 +559,12 @@ impl Ready {
     /// repository has it already, the blob there (`image`: the target).
     pub fn into_new_layer(
         self,
-        image: &str,
+        image: &ImageRef,
         created_by: String,
     ) -> Result<NewLayer, DaemonlessError> {
         let blob = match self.written {
             Some(layer) => Blob::file(layer.file),
-            None => Blob::Remote(image.to_string()),
+            None => Blob::Remote(image.clone()),
         };
         Ok(NewLayer {
             digest: Digest::parse(&self.digest)?,

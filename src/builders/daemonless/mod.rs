@@ -22,15 +22,15 @@
 //! that runs it), and the `/etc/shadow` day of the user's last password change (the base's
 //! creation day instead of the build's).
 
-pub mod base;
-pub mod config;
-pub mod image;
-pub mod push;
-pub mod user;
-pub mod uvlock;
-pub mod venv;
+pub(crate) mod base;
+pub(crate) mod config;
+pub(crate) mod image;
+pub(crate) mod push;
+pub(crate) mod user;
+pub(crate) mod uvlock;
+pub(crate) mod venv;
 
-use crate::oci::{Digest, Image};
+use crate::oci::{Digest, Image, ImageRef, Platform};
 use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
@@ -127,7 +127,7 @@ pub fn days_since_epoch(time: &str) -> Option<i64> {
 /// The base image read from its registry: the image (its layers left there), its file
 /// tree, and the session it was read with.
 struct Base {
-    image: String,
+    image: ImageRef,
     client: RegistryClient,
     value: Image,
     config: serde_json::Value,
@@ -138,8 +138,8 @@ struct Base {
 /// platform and to have no `ONBUILD` trigger; and the manifest's digest.
 async fn read_base_image(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
 ) -> Result<(Digest, oci_client::manifest::OciImageManifest, Image), DaemonlessError> {
     let unreadable = |e: &dyn std::fmt::Display| {
         Fallback(format!(
@@ -158,11 +158,7 @@ async fn read_base_image(
     let config = crate::oci::manifest::check_config(&bytes).map_err(|e| unreadable(&e))?;
     let value = Image::from_registry(&manifest, bytes.into(), image).map_err(|e| unreadable(&e))?;
     // A single-platform base is returned for any platform asked: it must be the one.
-    let mut wanted = platform.split('/');
-    let (os, arch) = (
-        wanted.next().unwrap_or("linux"),
-        wanted.next().unwrap_or("amd64"),
-    );
+    let (os, arch) = (platform.os(), platform.architecture());
     let field = |k: &str| config.get(k).and_then(|v| v.as_str());
     if field("os").is_some_and(|o| o != os) || field("architecture").is_some_and(|a| a != arch) {
         return Err(Fallback(format!(
@@ -183,12 +179,12 @@ async fn read_base_image(
 }
 
 async fn read_base(
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Base, DaemonlessError> {
-    let host = crate::registry::registry_host(image);
+    let host = image.host();
     let credentials = crate::registry::auth::lookup(host, None).map_err(|e| {
         Fallback(format!(
             "the base image {image} cannot be read from its registry ({e})"
@@ -218,7 +214,7 @@ async fn read_base(
         }
     };
     Ok(Base {
-        image: image.to_string(),
+        image: image.clone(),
         client,
         value,
         config,
@@ -241,7 +237,7 @@ fn keep_tree(path: &std::path::Path, tree: &BaseTree) {
 /// Downloads each layer of the base (streamed to a temporary file) and applies it.
 async fn read_tree(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     manifest: &oci_client::manifest::OciImageManifest,
 ) -> Result<BaseTree, DaemonlessError> {
     let dir = tempfile::tempdir().map_err(|source| DaemonlessError::Io {
@@ -383,7 +379,7 @@ pub struct DependencyBuild<'a> {
 pub struct Made {
     /// The base's registry client and name: the base layers are read from there.
     pub base_client: RegistryClient,
-    pub base_image: String,
+    pub base_image: ImageRef,
     /// The dependency image: the base's layers (in its registry), ours (files, or blobs
     /// the target repository has), the config.
     pub image: Image,
@@ -410,15 +406,13 @@ impl<'a> DependencyBuild<'a> {
     /// The dependency image of `platform`.
     pub async fn platform(
         &mut self,
-        platform: &str,
+        platform: &Platform,
         progress: &Progress,
     ) -> Result<Made, DaemonlessError> {
         let (base_python, packages) = self.inputs.packages();
         let install = Installing {
             uv: &self.uv,
-            push_to: self
-                .push_to
-                .map(|client| (client, self.deps.image.as_str())),
+            push_to: self.push_to.map(|client| (client, &self.deps.image)),
             timeouts: self.timeouts,
             base_python,
             packages,
@@ -446,12 +440,12 @@ pub async fn make_local(
     progress: &Progress,
 ) -> Result<Vec<LocalDependency>, DaemonlessError> {
     let mut build = DependencyBuild::new(deps, None, timeouts)?;
-    let platforms = crate::oci::Platforms::parse(&deps.platform);
+    let platforms = &deps.platform;
     let mut made_all = Vec::new();
     for platform in platforms.iter() {
         let _scope = platforms
             .several()
-            .then(|| progress.platform_scope(platform));
+            .then(|| progress.platform_scope(platform.as_str()));
         let made = build.platform(platform, progress).await?;
         let image = crate::builders::registry::DependencyImage::from_image(&deps.image, made.image)
             .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
@@ -468,7 +462,7 @@ struct Installing<'a> {
     uv: &'a std::path::Path,
     /// The dependency image's registry and name, when its layers are to be pushed there
     /// (else they are written to disk only).
-    push_to: Option<(&'a RegistryClient, &'a str)>,
+    push_to: Option<(&'a RegistryClient, &'a ImageRef)>,
     /// The timeouts of the image's registry session, for reading the base.
     timeouts: crate::timeouts::Timeouts,
     base_python: &'a str,
@@ -487,7 +481,7 @@ struct Checked {
 fn check_base(
     deps: &BuildPlan,
     base: &Base,
-    platform: &str,
+    platform: &Platform,
     installing: &Installing<'_>,
 ) -> Result<Checked, DaemonlessError> {
     let env = config::dependency_env(&base_env(base), deps).map_err(|e| Fallback(e.to_string()))?;
@@ -573,7 +567,7 @@ fn user_steps(base: &Base, path_at_end: &str) -> Result<UserSteps, DaemonlessErr
 /// the venv in it and the versions installed.
 async fn install_venv(
     deps: &BuildPlan,
-    platform: &str,
+    platform: &Platform,
     checked: &Checked,
     installing: &Installing<'_>,
     progress: &Progress,
@@ -676,13 +670,18 @@ async fn write_layers(
 /// One platform's dependency image, and the versions installed.
 async fn make_platform(
     deps: &BuildPlan,
-    platform: &str,
+    platform: &Platform,
     installing: &Installing<'_>,
     progress: &Progress,
 ) -> Result<(Made, String), DaemonlessError> {
     // From its registry's mirror when the defaults file names one: its layers are then read
     // (and mounted) from there.
-    let base_ref = deps.pull_ref(&deps.base_image);
+    let base_ref = deps.pulled_base().map_err(|e| {
+        Fallback(format!(
+            "the base image {} is not an image name: {e}",
+            deps.base_image
+        ))
+    })?;
     let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
     let checked = check_base(deps, &base, platform, installing)?;
     let path_at_end = checked

@@ -29,6 +29,7 @@
 
 use super::Fallback;
 use super::base::BasePython;
+use crate::oci::Platform;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -66,16 +67,11 @@ pub fn find_uv() -> Result<PathBuf, Fallback> {
 
 /// The wheel platform uv installs for: `x86_64-manylinux_2_31` and the like, the newest
 /// manylinux level (of those every uv since 0.4 knows) the base's glibc supports.
-pub fn python_platform(platform: &str, glibc: (u32, u32)) -> Result<String, Fallback> {
-    let arch = match platform.split('/').nth(1) {
-        Some("amd64") => "x86_64",
-        Some("arm64") => "aarch64",
-        other => {
-            return Err(Fallback(format!(
-                "no wheels platform for {}",
-                other.unwrap_or(platform)
-            )));
-        }
+pub fn python_platform(platform: &Platform, glibc: (u32, u32)) -> Result<String, Fallback> {
+    let arch = match platform.architecture() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        other => return Err(Fallback(format!("no wheels platform for {other}"))),
     };
     let level = [(2, 31), (2, 28), (2, 17)]
         .into_iter()
@@ -716,19 +712,19 @@ mod tests {
     #[test]
     fn the_platform_tag_follows_the_base_glibc() {
         assert_eq!(
-            python_platform("linux/amd64", (2, 36)).unwrap(),
+            python_platform(&Platform::parse("linux/amd64").unwrap(), (2, 36)).unwrap(),
             "x86_64-manylinux_2_31"
         );
         assert_eq!(
-            python_platform("linux/arm64", (2, 28)).unwrap(),
+            python_platform(&Platform::parse("linux/arm64").unwrap(), (2, 28)).unwrap(),
             "aarch64-manylinux_2_28"
         );
         assert_eq!(
-            python_platform("linux/arm64/v8", (2, 17)).unwrap(),
+            python_platform(&Platform::parse("linux/arm64/v8").unwrap(), (2, 17)).unwrap(),
             "aarch64-manylinux_2_17"
         );
-        assert!(python_platform("linux/amd64", (2, 12)).is_err());
-        assert!(python_platform("linux/s390x", (2, 36)).is_err());
+        assert!(python_platform(&Platform::parse("linux/amd64").unwrap(), (2, 12)).is_err());
+        assert!(python_platform(&Platform::parse("linux/s390x").unwrap(), (2, 36)).is_err());
     }
 
     #[test]

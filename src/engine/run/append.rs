@@ -9,7 +9,7 @@ use crate::builders::daemonless::DaemonlessError;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{DependencyBuilder, EngineError};
 use crate::explain;
-use crate::oci::{Digest, Index, Platforms};
+use crate::oci::{Digest, ImageRef, Index, Platforms};
 use crate::publish::Check;
 use crate::publish::registry::{Reference, Registry};
 use crate::sbom::image::PlatformImage;
@@ -77,7 +77,7 @@ async fn append_source(
 /// The step that pushes `assembled` as `image`: `target` (` for linux/arm64`, or empty) and
 /// `on` (what the layer goes on, or empty) are said as given.
 fn push_step(
-    image: &str,
+    image: &ImageRef,
     target: &str,
     assembled: &registry_backend::Assembled,
     on: &str,
@@ -136,10 +136,7 @@ async fn push_index(
         let pushed = progress.in_step("append", &step, pushing).await;
         pushed.map_err(|e| published(e, None))?;
         index.push_descriptor(platform, assembled.image.descriptor());
-        images.push(PlatformImage::of(
-            &assembled.image,
-            Some(platform.to_string()),
-        ));
+        images.push(PlatformImage::of(&assembled.image, Some(platform.clone())));
     }
     let pushing = publisher.push_index(&index, tag_check(job));
     let digest = pushing.await.map_err(|e| published(e, None))?;
@@ -167,20 +164,20 @@ pub(super) async fn dependency_images(
     let uv = builder == Some(&DependencyBuilder::Uv);
     platforms::preflight(
         job.spec,
-        Some(&planned.plan.pull_ref(&planned.plan.base_image)),
+        planned.plan.pulled_base().ok().as_ref(),
         &planned.plan.platform,
-        !uv,
+        !uv && job.options.remote.is_none(),
         job.options.timeouts,
         job.progress,
     )
     .await?;
-    let _lock = crate::lock::ImageLock::acquire(&deps.image, |message| job.info(message))
+    let name = deps.image.to_string();
+    let _lock = crate::lock::ImageLock::acquire(&name, |message| job.info(message))
         .await
         .map_err(BackendError::from)?;
     // Asked again under the lock: another run may have pushed it since the facts.
-    let list: Vec<&str> = platforms.iter().collect();
     if let Some(found) =
-        registry_backend::find_dependency_images(client, &deps.image, &list).await?
+        registry_backend::find_dependency_images(client, &deps.image, platforms).await?
     {
         job.info(&format!(
             "dependency image {} pushed meanwhile by another run: appending the source",
@@ -192,7 +189,7 @@ pub(super) async fn dependency_images(
         job.info(&format!(
             "dependency image {} not found, building it for {}",
             deps.image,
-            list.join(", ")
+            platforms::list(platforms.iter())
         ));
     } else {
         job.info(&format!(
@@ -203,12 +200,16 @@ pub(super) async fn dependency_images(
     // What only the build finds out (no wheel, no Python in the base) falls back to dockerd.
     let made = uv && by_uv(job, planned, platforms).await?;
     if !made {
-        if uv {
-            check_emulation(platforms)?;
+        if let Some(remote) = &job.options.remote {
+            super::remote::build_dependency_images(job, deps, platforms, remote).await?;
+        } else {
+            if uv {
+                check_emulation(platforms)?;
+            }
+            platforms::build_dependency_images(job, deps, platforms).await?;
         }
-        platforms::build_dependency_images(job, deps, platforms).await?;
     }
-    read_back(job, deps, &list).await
+    read_back(job, deps, platforms).await
 }
 
 /// `true` when uv made (and pushed) the dependency images; `false` when it cannot, after
@@ -244,8 +245,7 @@ async fn by_uv(
 /// Before dockerd builds what uv could not: this machine runs every platform's programs
 /// (the check [`platforms::preflight`] leaves out when uv was to build).
 fn check_emulation(platforms: &Platforms) -> Result<(), EngineError> {
-    let list: Vec<&str> = platforms.iter().collect();
-    crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+    crate::builders::emulation::check_local_daemon(platforms).map_err(BackendError::from)?;
     Ok(())
 }
 
@@ -254,12 +254,12 @@ fn check_emulation(platforms: &Platforms) -> Result<(), EngineError> {
 async fn read_back(
     job: &Job<'_>,
     deps: &crate::plan::BuildPlan,
-    platforms: &[&str],
+    platforms: &Platforms,
 ) -> Result<Vec<DependencyImage>, EngineError> {
     let client = job.registry()?;
     let found = registry_backend::find_dependency_images(client, &deps.image, platforms).await?;
     Ok(found.ok_or_else(|| BackendError::Push {
-        image: deps.image.clone(),
+        image: deps.image.to_string(),
         message: "pushed, but the registry does not return it".into(),
     })?)
 }

@@ -21,7 +21,7 @@ pub(super) async fn build_image(
     let plan = &planned.plan;
     platforms::preflight(
         job.spec,
-        Some(&plan.pull_ref(&plan.base_image)),
+        plan.pulled_base().ok().as_ref(),
         &plan.platform,
         true,
         job.options.timeouts,
@@ -63,7 +63,7 @@ pub(super) async fn build_envd(
     platforms::preflight(
         spec,
         None,
-        options.render.platform(spec),
+        options.render.platforms(spec),
         true,
         options.timeouts,
         job.progress,

@@ -8,7 +8,7 @@ use crate::builders::BackendError;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{EngineError, OutputDependencies};
 use crate::explain;
-use crate::oci::{Image, Index, Platforms};
+use crate::oci::{Image, Index, Platform, Platforms};
 use crate::plan::BuildPlan;
 use crate::publish::layout::{Layout, OutputTarget};
 use crate::publish::{Check, Publisher};
@@ -78,14 +78,14 @@ async fn assemble_each<'d>(
     plan: &BuildPlan,
     platforms: &Platforms,
     deps: impl IntoIterator<Item = &'d DependencyImage>,
-) -> Result<Vec<(String, Image)>, EngineError> {
+) -> Result<Vec<(Platform, Image)>, EngineError> {
     let mut images = Vec::new();
     for (platform, deps) in platforms.iter().zip(deps) {
         let _scope = platforms
             .several()
-            .then(|| job.progress.platform_scope(platform));
+            .then(|| job.progress.platform_scope(platform.as_str()));
         let assembled = registry_backend::assemble_image(plan, deps, job.progress).await?;
-        images.push((platform.to_string(), assembled.image));
+        images.push((platform.clone(), assembled.image));
     }
     crate::tag::verify_unchanged(job.spec, &job.options.tag, job.tag)?;
     Ok(images)
@@ -109,7 +109,7 @@ async fn write_output_local(
             return Err(BackendError::Output {
                 target: target.to_string(),
                 source: crate::publish::layout::LayoutError::Io {
-                    path: std::path::PathBuf::from(&plan.image),
+                    path: std::path::PathBuf::from(plan.image.to_string()),
                     source: std::io::Error::other(format!(
                         "the dependencies cannot be installed without a daemon ({why}), and \
                          with no `registry` there is nowhere to keep a dependency image \
@@ -132,7 +132,7 @@ async fn write_output_local(
 async fn write_images(
     job: &Job<'_>,
     client: &RegistryClient,
-    images: Vec<(String, Image)>,
+    images: Vec<(Platform, Image)>,
     target: &OutputTarget,
 ) -> Result<(), EngineError> {
     let progress = job.progress;

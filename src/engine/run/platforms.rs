@@ -23,7 +23,7 @@ use crate::builders::BackendError;
 use crate::builders::builder::{Builder as _, Built, Docker, LocalImage, platform_tag};
 use crate::builders::docker::DockerDaemon;
 use crate::engine::{EngineError, Platform, Platforms};
-use crate::oci::Digest;
+use crate::oci::{Digest, ImageRef};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
 use crate::registry::auth::Credentials;
@@ -34,38 +34,28 @@ use crate::timeouts::Timeouts;
 
 /// Whether the daemon's build of `platform` runs programs this machine does not run
 /// natively (then the base is checked too).
-fn foreign(platform: &str) -> bool {
+fn foreign(platform: &Platform) -> bool {
     !crate::builders::emulation::runs_natively(platform, std::env::consts::ARCH)
 }
 
-/// Checks made before an image of `platform` (one or several, comma-separated) is built:
-/// each is `os/arch[/variant]`, this machine can run its programs (`emulation`: dockerd
-/// builds them, on this machine; uv runs nothing of the image), and — for several or a
-/// foreign platform — `base` (the image the Dockerfile starts from, `None` for envd) has
-/// every one of them.
+/// Checks made before an image of `platforms` is built: this machine can run their
+/// programs (`emulation`: dockerd builds them, on this machine; uv runs nothing of the
+/// image), and — for several or a foreign platform — `base` (the image the Dockerfile
+/// starts from, `None` for envd or a base that is no image name) has every one of them.
 pub async fn preflight(
     spec: &NormalizedSpec,
-    base: Option<&str>,
-    platform: &str,
+    base: Option<&ImageRef>,
+    platforms: &Platforms,
     emulation: bool,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
-    let platforms = Platforms::parse(platform);
-    let list: Vec<&str> = platforms.iter().collect();
-    for p in &list {
-        Platform::parse(p).map_err(|message| EngineError::Invalid {
-            name: spec.name().into(),
-            at: Some(spec.at("platform")),
-            message: format!("platform {message}"),
-        })?;
-    }
     if emulation {
-        crate::builders::emulation::check_local_daemon(&list).map_err(BackendError::from)?;
+        crate::builders::emulation::check_local_daemon(platforms).map_err(BackendError::from)?;
     }
     match base {
-        Some(base) if platforms.several() || list.iter().any(|p| foreign(p)) => {
-            check_base(spec, base, &list, timeouts, progress).await
+        Some(base) if platforms.several() || platforms.iter().any(foreign) => {
+            check_base(spec, base, platforms, timeouts, progress).await
         }
         _ => Ok(()),
     }
@@ -75,10 +65,10 @@ pub async fn preflight(
 /// `registry_config` (or the docker config) holds for it.
 fn client_for(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     timeouts: Timeouts,
 ) -> Result<RegistryClient, EngineError> {
-    let host = crate::registry::registry_host(image);
+    let host = image.host();
     let config = spec.registry_config.as_deref().map(|p| spec.resolve(p));
     Ok(crate::registry::session(host, config.as_deref(), timeouts).map_err(BackendError::from)?)
 }
@@ -87,7 +77,7 @@ fn client_for(
 /// is said (`unknown`: the image as the line names it, and what happens instead).
 async fn platforms_or_say(
     spec: &NormalizedSpec,
-    image: &str,
+    image: &ImageRef,
     (what, instead): (&str, &str),
     timeouts: Timeouts,
     progress: &Progress,
@@ -108,8 +98,8 @@ async fn platforms_or_say(
 /// registry cannot be asked, BuildKit will say.
 async fn check_base(
     spec: &NormalizedSpec,
-    base: &str,
-    wanted: &[&str],
+    base: &ImageRef,
+    wanted: &Platforms,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
@@ -130,39 +120,44 @@ async fn check_base(
             "the base image {base} has no image for {}: it is {found}; every platform built \
              needs one in the base (an index of {}), or build fewer platforms (`platform`, or \
              --platform)",
-            missing.join(", "),
-            wanted.join(", ")
+            list(missing),
+            list(wanted.iter())
         ),
     })
+}
+
+/// `linux/amd64, linux/arm64`: platforms as a message lists them.
+pub(super) fn list<'a>(platforms: impl IntoIterator<Item = &'a Platform>) -> String {
+    let names: Vec<&str> = platforms.into_iter().map(Platform::as_str).collect();
+    names.join(", ")
 }
 
 /// noop with several platforms: the base must be an index that has every one of them.
 /// When the registry cannot be asked, the image is used as is (flytekit checks nothing).
 pub async fn check_noop_base(
     spec: &NormalizedSpec,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platforms: &Platforms,
     timeouts: Timeouts,
     progress: &Progress,
 ) -> Result<(), EngineError> {
-    let unknown = (image, "using it as is");
+    let name = image.to_string();
+    let unknown = (name.as_str(), "using it as is");
     let Some(found) = platforms_or_say(spec, image, unknown, timeouts, progress).await? else {
         return Ok(());
     };
-    let wanted = Platforms::parse(platform);
-    let wanted: Vec<&str> = wanted.iter().collect();
-    let missing = found.missing(&wanted);
+    let missing = found.missing(platforms);
     if !missing.is_empty() {
         return Err(EngineError::Invalid {
-            name: image.into(),
+            name: image.to_string(),
             at: Some(spec.at("platform")),
             message: format!(
-                "noop builder: platform asks for {platform}, but {image} is {found}: no image for {}",
-                missing.join(", ")
+                "noop builder: platform asks for {platforms}, but {image} is {found}: no image for {}",
+                list(missing)
             ),
         });
     }
-    progress.event(Event::Info(&format!("{image}: an index with {platform}")));
+    progress.event(Event::Info(&format!("{image}: an index with {platforms}")));
     Ok(())
 }
 
@@ -170,7 +165,7 @@ pub async fn check_noop_base(
 /// for it, when it says.
 pub(super) async fn push(
     d: &DockerDaemon,
-    image: &str,
+    image: &ImageRef,
     credentials: Option<&Credentials>,
     progress: &Progress,
 ) -> Result<Option<String>, BackendError> {
@@ -186,7 +181,7 @@ pub(super) async fn publish(
     job: &Job<'_>,
     d: &DockerDaemon,
     built: &Built,
-    image: &str,
+    image: &ImageRef,
 ) -> Result<Digest, EngineError> {
     let client = job.registry()?;
     let local = match built {
@@ -198,7 +193,7 @@ pub(super) async fn publish(
         Built::Pushed { image, .. } => return super::pushed_digest(client, image).await,
     };
     if let [one] = local.as_slice()
-        && one.image == image
+        && one.image == *image
     {
         let pushed = push(d, image, job.credentials, job.progress).await?;
         return match pushed.as_deref().map(Digest::parse) {
@@ -208,7 +203,7 @@ pub(super) async fn publish(
     }
     let mut entries = Vec::new();
     for one in local {
-        let _scope = job.progress.platform_scope(&one.platform);
+        let _scope = job.progress.platform_scope(one.platform.as_str());
         entries.push(push_platform(job, d, one).await?);
     }
     push_index(client, image, &entries, job.progress).await
@@ -220,7 +215,7 @@ async fn push_platform(
     d: &DockerDaemon,
     one: &LocalImage,
 ) -> Result<IndexEntry, EngineError> {
-    let (client, image) = (job.registry()?, one.image.as_str());
+    let (client, image) = (job.registry()?, &one.image);
     let pushed = push(d, image, job.credentials, job.progress).await?;
     let raw = match &pushed {
         Some(digest) => client.manifest_by_digest(image, digest).await,
@@ -235,7 +230,7 @@ async fn push_platform(
             .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string()),
         oci_client::manifest::OciManifest::ImageIndex(_) => {
             return Err(BackendError::Push {
-                image: image.into(),
+                image: image.to_string(),
                 message: "pushed one platform, but the registry returns an index".into(),
             }
             .into());
@@ -253,7 +248,7 @@ async fn push_platform(
 /// digest is its bytes'.
 async fn push_index(
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     entries: &[IndexEntry],
     progress: &Progress,
 ) -> Result<Digest, EngineError> {
@@ -261,7 +256,7 @@ async fn push_index(
     let mut index = Index::default();
     for e in entries {
         let digest = Digest::parse(&e.digest).map_err(|err| BackendError::Push {
-            image: image.into(),
+            image: image.to_string(),
             message: err.to_string(),
         })?;
         index.push_descriptor(
@@ -291,20 +286,21 @@ pub(super) async fn build_dependency_images(
     for platform in platforms.iter() {
         let _scope = platforms
             .several()
-            .then(|| job.progress.platform_scope(platform));
+            .then(|| job.progress.platform_scope(platform.as_str()));
         let tagged = if platforms.several() {
-            platform_tag(&deps.image, platform)
+            platform_tag(&deps.image, platform).map_err(BackendError::from)?
         } else {
             deps.image.clone()
         };
         let mut one = deps.clone();
-        one.platform = platform.to_string();
-        one.image = format!("{tagged}-unlabelled-{}", working_suffix());
+        one.platform = platform.clone().into();
+        let working = format!("-unlabelled-{}", working_suffix());
+        one.image = tagged
+            .with_tag_suffix(&working)
+            .map_err(BackendError::from)?;
         let labelled = async {
             let docker = Docker { daemon: d };
-            docker
-                .build(&one, &Platforms::parse(platform), job.progress)
-                .await?;
+            docker.build(&one, &one.platform, job.progress).await?;
             let facts = d.dependency_facts(&one.image, platform).await?;
             let labels = [(DEPENDENCY_LABEL, facts)];
             d.relabel(&one.image, &tagged, &labels, platform, job.progress)
@@ -315,7 +311,7 @@ pub(super) async fn build_dependency_images(
         d.untag(&one.image).await;
         labelled?;
         let image = LocalImage {
-            platform: platform.to_string(),
+            platform: platform.clone(),
             image: tagged,
         };
         if platforms.several() {

@@ -1,34 +1,72 @@
 //! The record of its inputs an image carries (`INPUTS_LABEL`), kept on this machine by the
-//! image's manifest digest when this machine pushed it. A digest names one manifest, hence
-//! one config and one record, forever: the skip path then asks the registry one manifest
-//! request (the existence check, which gives the digest) instead of reading the manifest and
-//! config again to warn about renamed files. An image pushed elsewhere is read from the
-//! registry ([`explain::recorded_in`]), as before. Best effort, as a cache is: a record that
-//! cannot be written or read is read from the registry.
+//! image's manifest digest when this machine pushed it or read it. A digest names one
+//! manifest, hence one config and one record, forever: the skip path then asks the registry
+//! one manifest request (the existence check, a HEAD, which gives the digest) instead of
+//! reading the manifest and config again to warn about renamed files. In a repository this
+//! machine knows nothing of (its images pushed elsewhere: CI, another machine), the
+//! existence check is a GET instead ([`ask_with_head`]), and the record is read through the
+//! manifest it gave ([`explain::recorded_in_manifest`]): one manifest request either way
+//! (for an index, the platform's manifest too: the record is in that image's config). Best
+//! effort, as a cache is: a record that cannot be written or read is read from the registry.
 
 use crate::explain::{self, Inputs};
-use crate::oci::Digest;
-use crate::registry::client::RegistryClient;
+use crate::oci::{Digest, ImageRef, Platform};
+use crate::registry::client::{RawManifest, RegistryClient};
 use std::path::PathBuf;
 
 /// The record of `image` (whose manifest digest is `digest`, when known) for `platform`:
-/// kept here, else read from the registry. `None` when it has none or cannot be read.
+/// kept here, else read from the registry, through `manifest` when the existence check read
+/// it, and then kept. `None` when it has none or cannot be read.
 pub(super) async fn inputs(
     client: &RegistryClient,
-    image: &str,
-    platform: &str,
+    image: &ImageRef,
+    platform: &Platform,
     digest: Option<&Digest>,
+    manifest: Option<RawManifest>,
 ) -> Option<Inputs> {
     if let Some(kept) = digest.and_then(kept) {
         return Some(kept);
     }
-    explain::recorded_in(client, image, platform).await.ok()
+    let read = match manifest {
+        Some(raw) => explain::recorded_in_manifest(client, image, raw, platform).await,
+        None => explain::recorded_in(client, image, platform).await,
+    };
+    let read = read.ok()?;
+    if let Some(digest) = digest {
+        keep(image, digest, &read);
+    }
+    Some(read)
 }
 
 /// Keeps `inputs` as the record of the image this run pushed as `digest`.
 pub(super) fn remember(digest: &Digest, inputs: &Inputs) {
+    keep(&inputs.image, digest, inputs);
+}
+
+/// Whether the existence check of `image` is a HEAD: when this machine keeps records of
+/// images of its repository (it pushed one, or read its record), whose digest then finds
+/// the record here, or names a tag not pushed yet (the next build's); else a GET, whose
+/// manifest leads to the record. A tag of a known repository pushed elsewhere (a
+/// teammate's) costs a second request, for its manifest: the HEAD cannot tell it from a new
+/// tag, and a GET for every new tag would read manifests a build does not need (a registry
+/// such as Docker Hub counts each GET as a pull). With the cache off (`IMAGESPEC_NO_CACHE`)
+/// nothing is remembered and the check stays the HEAD it always was (its failures name the
+/// HEAD, as scripts and tests read them): a skip then reads the record with a second
+/// request.
+pub(crate) fn ask_with_head(image: &ImageRef) -> bool {
+    repository_path(image).is_none_or(|path| path.exists())
+}
+
+/// Keeps `inputs` under `digest`, and notes that `image`'s repository is known.
+fn keep(image: &ImageRef, digest: &Digest, inputs: &Inputs) {
     if let Some(path) = path(digest) {
         explain::keep_record(&path, inputs);
+    }
+    if let Some(path) = repository_path(image)
+        && let Some(dir) = path.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = std::fs::write(path, digest.to_string());
     }
 }
 
@@ -39,11 +77,18 @@ fn kept(digest: &Digest) -> Option<Inputs> {
 
 /// Named only by the digest's validated file name.
 fn path(digest: &Digest) -> Option<PathBuf> {
-    Some(
-        crate::source::cache_home_if_enabled()?
-            .join("pushed")
-            .join(digest.file_name()),
-    )
+    Some(pushed_dir()?.join(digest.file_name()))
+}
+
+/// The note that `image`'s repository is known: named by the digest of the repository's
+/// name, never by the name.
+fn repository_path(image: &ImageRef) -> Option<PathBuf> {
+    let name = Digest::of_bytes(image.name().to_string().as_bytes());
+    Some(pushed_dir()?.join("repositories").join(name.file_name()))
+}
+
+fn pushed_dir() -> Option<PathBuf> {
+    Some(crate::source::cache_home_if_enabled()?.join("pushed"))
 }
 
 #[cfg(test)]
@@ -61,6 +106,27 @@ mod tests {
         assert_eq!(
             path.parent().and_then(|p| p.file_name()),
             Some(std::ffi::OsStr::new("pushed"))
+        );
+    }
+
+    #[test]
+    fn a_repository_is_noted_by_its_digest_only() {
+        let image = |name: &str| name.parse::<ImageRef>().unwrap();
+        let Some(path) = repository_path(&image("localhost:5000/team/app:v1")) else {
+            return;
+        };
+        assert_eq!(
+            repository_path(&image("localhost:5000/team/app:v2")),
+            Some(path.clone())
+        );
+        let name = Digest::of_bytes(b"localhost:5000/team/app").file_name();
+        assert_eq!(
+            path.file_name().and_then(|n| n.to_str()),
+            Some(name.as_str())
+        );
+        assert_eq!(
+            path.parent().and_then(|p| p.file_name()),
+            Some(std::ffi::OsStr::new("repositories"))
         );
     }
 }

@@ -5,7 +5,7 @@
 //! SBOM that cannot be made or attached is a warning: the image is built and published.
 
 use super::Job;
-use crate::oci::{Digest, Image};
+use crate::oci::{Digest, Image, ImageRef};
 use crate::progress::Event;
 use crate::publish::PublishError;
 use crate::publish::layout::OutputTarget;
@@ -56,7 +56,7 @@ fn found_packages(document: &Document) -> usize {
 }
 
 /// What is said once the SBOMs are attached: `n` documents, packages in all, where.
-fn attached_message(image: &str, packages: usize, listed: &[Listed]) -> String {
+fn attached_message(image: &ImageRef, packages: usize, listed: &[Listed]) -> String {
     let how = match listed.first() {
         Some(Listed::ReferrersApi) | None => "the registry's referrers API".to_string(),
         Some(Listed::Tag(tag)) => format!("the referrers tag {tag}"),
@@ -79,7 +79,7 @@ pub(super) enum Published<'a> {
 
 /// The SBOM of the image just pushed as `image` attached to it, unless `--sbom=false`; a
 /// failure is a warning.
-pub(super) async fn attach(job: &Job<'_>, image: &str, published: Published<'_>) {
+pub(super) async fn attach(job: &Job<'_>, image: &ImageRef, published: Published<'_>) {
     let Some(client) = job.client.filter(|_| job.options.sbom) else {
         return;
     };
@@ -94,7 +94,7 @@ pub(super) async fn attach(job: &Job<'_>, image: &str, published: Published<'_>)
     }
 }
 
-fn warn(job: &Job<'_>, image: &str, e: &SbomFailure) {
+fn warn(job: &Job<'_>, image: &ImageRef, e: &SbomFailure) {
     let message = format!("no SBOM for {image}: {e} (the image itself is published)");
     job.progress.event(Event::Warning(&message));
 }
@@ -102,10 +102,10 @@ fn warn(job: &Job<'_>, image: &str, e: &SbomFailure) {
 async fn attach_all(
     job: &Job<'_>,
     client: &RegistryClient,
-    image: &str,
+    image: &ImageRef,
     published: Published<'_>,
 ) -> Result<(usize, Vec<Listed>), SbomFailure> {
-    let repository = crate::registry::split_tag(image).0;
+    let repository = image.name();
     let epoch = source_date_epoch();
     let (epoch, timeouts) = (epoch.as_deref(), job.options.timeouts);
     let store = Store::Registry { client, image };
@@ -141,9 +141,9 @@ pub(super) async fn write_into(job: &Job<'_>, target: &OutputTarget, digest: &Di
         ));
         return;
     };
-    let image = job.tag.image.as_str();
+    let image = &job.tag.image;
     let written = async {
-        let repository = crate::registry::split_tag(image).0;
+        let repository = image.name();
         let epoch = source_date_epoch();
         let store = Store::Layout(dir);
         let timeouts = job.options.timeouts;
@@ -171,12 +171,13 @@ mod tests {
 
     #[test]
     fn the_message_says_how_the_sboms_are_listed() {
-        let one = attached_message("r/a:t", 12, &[Listed::Tag("sha256-ab".into())]);
+        let image: ImageRef = "r/a:t".parse().unwrap();
+        let one = attached_message(&image, 12, &[Listed::Tag("sha256-ab".into())]);
         assert_eq!(
             one,
             "attached an SBOM to r/a:t (12 packages), listed by the referrers tag sha256-ab"
         );
-        let two = attached_message("r/a:t", 3, &[Listed::ReferrersApi, Listed::ReferrersApi]);
+        let two = attached_message(&image, 3, &[Listed::ReferrersApi, Listed::ReferrersApi]);
         assert!(two.contains("2 SBOMs (one per platform)"), "{two}");
         assert!(two.ends_with("the registry's referrers API"), "{two}");
     }

@@ -19,10 +19,14 @@ pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// ```
 /// use imagespec::oci::{Digest, image::artifact::fallback_tag};
 /// let subject = Digest::of_bytes(b"image");
-/// assert_eq!(fallback_tag(&subject), format!("sha256-{}", subject.hex()));
+/// assert_eq!(fallback_tag(&subject).as_str(), format!("sha256-{}", subject.hex()));
 /// ```
-pub fn fallback_tag(subject: &Digest) -> String {
-    format!("{}-{}", subject.algorithm().as_str(), subject.hex())
+pub fn fallback_tag(subject: &Digest) -> crate::oci::reference::Tag {
+    // The schema cuts the hex at 64 characters, so a sha512's tag is a tag too (at most
+    // 128 characters): `sha256`/`sha512`, `-` and hex digits always parse.
+    let hex = &subject.hex()[..subject.hex().len().min(64)];
+    let tag = format!("{}-{hex}", subject.algorithm().as_str());
+    crate::oci::reference::Tag::parse(&tag).expect("an algorithm and hex digits make a tag")
 }
 
 impl Image {

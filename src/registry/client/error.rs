@@ -34,7 +34,12 @@ pub struct RegistryError {
 
 impl RegistryError {
     /// An error of one attempt (nothing was retried).
-    pub fn new(image: &str, operation: Operation, kind: RegistryErrorKind) -> RegistryError {
+    /// `image`: the image or repository asked about, as its messages name it.
+    pub fn new(
+        image: &(impl std::fmt::Display + ?Sized),
+        operation: Operation,
+        kind: RegistryErrorKind,
+    ) -> RegistryError {
         RegistryError {
             image: image.to_string(),
             operation,
@@ -160,7 +165,7 @@ pub enum RegistryErrorKind {
     },
     /// The index has no image for the platform asked for.
     #[error("the index has no image for {platform}")]
-    NoPlatform { platform: String },
+    NoPlatform { platform: crate::oci::Platform },
     /// Our checks of what the registry (or its token server) sent refused it.
     #[error("{host}'s answer is refused: {source}")]
     AnswerRefused {
@@ -361,7 +366,7 @@ mod tests {
             "r/app",
             Operation::ReadManifest,
             RegistryErrorKind::NoPlatform {
-                platform: "linux/s390x".into(),
+                platform: crate::oci::Platform::parse("linux/s390x").unwrap(),
             },
         );
         assert!(missing.not_found() && !missing.operation.writes());

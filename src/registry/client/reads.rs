@@ -310,6 +310,13 @@ pub(super) async fn error_answer(response: reqwest::Response, url: &str) -> E {
         });
     match (status, envelope) {
         (401, _) => E::UnauthorizedError { url: url.into() },
+        // A server error or a rate limit is retried (`transient`) whatever its body says:
+        // a 503 with an error envelope is as passing as one without.
+        (code, _) if code >= 500 || code == 429 => E::ServerError {
+            code,
+            url: url.into(),
+            message: body::one_line(&text),
+        },
         (_, Some(envelope)) => E::RegistryError {
             envelope,
             url: url.into(),

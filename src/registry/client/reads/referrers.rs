@@ -6,8 +6,8 @@
 //! registry has: asked here, with the client's credentials, retries and bounds.
 
 use super::super::{Failure, RegistryClient, reference};
-use crate::oci::Digest;
 use crate::oci::manifest::MANIFEST_LIMIT;
+use crate::oci::{Digest, ImageRef};
 use crate::registry::body;
 use crate::registry::client::{Operation, RegistryError};
 
@@ -16,7 +16,7 @@ impl RegistryClient {
     /// the registry has no referrers API (it answers 404).
     pub async fn referrers(
         &self,
-        image: &str,
+        image: &ImageRef,
         subject: &Digest,
     ) -> Result<Option<bytes::Bytes>, RegistryError> {
         let reference = reference(image);
@@ -53,16 +53,14 @@ impl RegistryClient {
     /// the one under the referrers tag schema's tag (none there: no referrers).
     pub async fn referrers_listed(
         &self,
-        image: &str,
+        image: &ImageRef,
         subject: &Digest,
     ) -> Result<Vec<oci_client::manifest::ImageIndexEntry>, RegistryError> {
         let bytes = match self.referrers(image, subject).await? {
             Some(bytes) => bytes,
             None => {
                 let tag = crate::oci::image::artifact::fallback_tag(subject);
-                let repository =
-                    crate::registry::split_tag(image.split('@').next().unwrap_or(image)).0;
-                match self.manifest(&format!("{repository}:{tag}")).await {
+                match self.manifest(&image.with_tag(tag)).await {
                     Ok(raw) => raw.bytes,
                     Err(e) if e.not_found() => return Ok(Vec::new()),
                     Err(e) => return Err(e),

@@ -1,6 +1,8 @@
 //! Image references by the OCI distribution grammar (`distribution/reference`'s
-//! `regexp.go`, which docker, containerd and registries apply), parsed once where a spec
-//! names an image.
+//! `regexp.go`, which docker, containerd and registries apply), parsed once where a spec,
+//! a flag or a daemon names an image, and carried as [`ImageRef`] from there on: the
+//! registry host, the repository at that host and the tag are its accessors, never a
+//! string split again.
 //!
 //! flytekit builds `[registry/]name:tag` by string concatenation and checks only the
 //! registry, with a looser pattern: `name = "zzz/../adv1"` reports one repository and (after
@@ -9,11 +11,13 @@
 //! fail before anything runs, naming the field.
 //!
 //! ```
-//! use imagespec::spec::ImageRef;
+//! use imagespec::oci::ImageRef;
 //! let r: ImageRef = "localhost:5000/team/app:v1".parse().unwrap();
 //! assert_eq!(r.registry(), Some("localhost:5000"));
 //! assert_eq!(r.repository(), "team/app");
 //! assert_eq!(r.tag(), Some("v1"));
+//! assert_eq!(r.host(), "localhost:5000");
+//! assert_eq!(r.name().to_string(), "localhost:5000/team/app");
 //! assert!("zzz/../adv1:v1".parse::<ImageRef>().is_err());
 //! ```
 
@@ -138,7 +142,9 @@ impl Registry {
     }
 }
 
-/// A repository: `[registry/]name`, what a tag is applied to.
+/// A repository: `[registry/]name`, what a tag is applied to. Kept as Docker splits it:
+/// the registry host and the path at that host (a spec registry's path prefix is part of
+/// the path), so two spellings of one repository are equal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Repository {
     registry: Option<String>,
@@ -153,9 +159,13 @@ impl Repository {
         let repository = match registry {
             Some(registry) => {
                 check_path(name, name, "an image name")?;
+                let (host, path) = match registry.0.split_once('/') {
+                    Some((host, prefix)) => (host, format!("{prefix}/{name}")),
+                    None => (registry.0.as_str(), name.to_string()),
+                };
                 Repository {
-                    registry: Some(registry.0.clone()),
-                    path: name.to_string(),
+                    registry: Some(host.to_string()),
+                    path,
                 }
             }
             None => Repository::parse(name)?,
@@ -201,14 +211,20 @@ impl Repository {
         })
     }
 
-    /// The registry host (and path prefix, for a spec's `registry`), if any.
+    /// The registry host, if the name has one.
     pub fn registry(&self) -> Option<&str> {
         self.registry.as_deref()
     }
 
-    /// The repository path under the registry.
+    /// The repository path at the registry host (a spec registry's path prefix included).
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The registry host, as Docker decides it: the registry's first component (its host,
+    /// without a path prefix), `docker.io` when the name has none.
+    pub fn host(&self) -> &str {
+        self.registry.as_deref().unwrap_or(DOCKER_HUB)
     }
 
     /// This repository with `tag`.
@@ -229,6 +245,9 @@ impl std::fmt::Display for Repository {
         }
     }
 }
+
+/// The registry of a name without one (Docker Hub).
+pub const DOCKER_HUB: &str = "docker.io";
 
 /// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -280,12 +299,12 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    /// The registry host (with a path prefix when a spec's `registry` has one).
+    /// The registry host, if the name has one.
     pub fn registry(&self) -> Option<&str> {
         self.repository.registry()
     }
 
-    /// The repository path under the registry.
+    /// The repository path at the registry host.
     pub fn repository(&self) -> &str {
         self.repository.path()
     }
@@ -298,6 +317,47 @@ impl ImageRef {
     /// The digest (`sha256:...`), if any.
     pub fn digest(&self) -> Option<&str> {
         self.digest.as_deref()
+    }
+
+    /// The registry host, as Docker decides it (`docker.io` when the name has none).
+    pub fn host(&self) -> &str {
+        self.repository.host()
+    }
+
+    /// `[registry/]repository`: the name without tag or digest.
+    pub fn name(&self) -> &Repository {
+        &self.repository
+    }
+
+    /// This image's repository with `tag` (and no digest).
+    pub fn with_tag(&self, tag: Tag) -> ImageRef {
+        self.repository.with_tag(tag)
+    }
+
+    /// This image's tag with `suffix` appended (`app:deps-1` → `app:deps-1-linux-arm64`),
+    /// checked to still be a tag (at most [`MAX_TAG_LEN`] characters).
+    pub fn with_tag_suffix(&self, suffix: &str) -> Result<ImageRef, ReferenceError> {
+        let tag = format!("{}{suffix}", self.tag.as_deref().unwrap_or("latest"));
+        Ok(self.with_tag(Tag::parse(&tag)?))
+    }
+
+    /// This image named by `digest` (its tag kept, as `name:tag@digest`).
+    pub fn with_digest(&self, digest: &crate::oci::Digest) -> ImageRef {
+        ImageRef {
+            digest: Some(digest.as_str().to_string()),
+            ..self.clone()
+        }
+    }
+}
+
+/// The repository itself, with no tag or digest (what is asked of a repository: its tags).
+impl From<Repository> for ImageRef {
+    fn from(repository: Repository) -> ImageRef {
+        ImageRef {
+            repository,
+            tag: None,
+            digest: None,
+        }
     }
 }
 
@@ -347,6 +407,21 @@ impl std::str::FromStr for ImageRef {
             tag,
             digest,
         })
+    }
+}
+
+/// Written as its string form (a record on disk, a JSON answer).
+impl serde::Serialize for ImageRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Read from its string form, parsed by the grammar: a record with anything else is refused.
+impl<'de> serde::Deserialize<'de> for ImageRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ImageRef, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -410,6 +485,40 @@ mod tests {
     }
 
     #[test]
+    fn serialises_as_its_string() {
+        let r = image("localhost:5000/a/b:t").unwrap();
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, "\"localhost:5000/a/b:t\"");
+        assert_eq!(serde_json::from_str::<ImageRef>(&json).unwrap(), r);
+        assert!(serde_json::from_str::<ImageRef>("\"a/../b\"").is_err());
+    }
+
+    #[test]
+    fn hosts_and_paths_at_the_host() {
+        let r = image("localhost:5000/a/b:t").unwrap();
+        assert_eq!((r.host(), r.repository()), ("localhost:5000", "a/b"));
+        assert_eq!(r.name().to_string(), "localhost:5000/a/b");
+        let r = image("library/python:3.11").unwrap();
+        assert_eq!((r.host(), r.repository()), ("docker.io", "library/python"));
+        assert_eq!(image("python").unwrap().host(), "docker.io");
+        let ghcr = Registry::parse("ghcr.io/org").unwrap();
+        let repo = Repository::new(ghcr.as_ref(), "team/app").unwrap();
+        assert_eq!((repo.host(), repo.path()), ("ghcr.io", "org/team/app"));
+        let parsed: ImageRef = "ghcr.io/org/team/app:v1".parse().unwrap();
+        assert_eq!(parsed.name(), &repo);
+        let tagged = repo.with_tag(Tag::parse("v1").unwrap());
+        assert_eq!(tagged.to_string(), "ghcr.io/org/team/app:v1");
+        let suffixed = tagged.with_tag_suffix("-linux-arm64").unwrap();
+        assert_eq!(suffixed.to_string(), "ghcr.io/org/team/app:v1-linux-arm64");
+        assert!(tagged.with_tag_suffix(&"x".repeat(128)).is_err());
+        let digest = crate::oci::Digest::of_bytes(b"x");
+        let pinned = tagged.with_digest(&digest);
+        let expected = format!("ghcr.io/org/team/app:v1@{}", digest.as_str());
+        assert_eq!(pinned.to_string(), expected);
+        assert_eq!(pinned.with_tag(Tag::parse("v2").unwrap()).digest(), None);
+    }
+
+    #[test]
     fn rejects_what_would_push_elsewhere_or_fail() {
         for bad in [
             "",
@@ -446,7 +555,7 @@ mod tests {
         assert_eq!(Registry::parse("").unwrap(), None);
         let repo = Repository::new(ghcr.as_ref(), "team/app").unwrap();
         assert_eq!(repo.to_string(), "ghcr.io/org/team/app");
-        assert_eq!(repo.registry(), Some("ghcr.io/org"));
+        assert_eq!(repo.registry(), Some("ghcr.io"));
         // With a registry, the name is path components only.
         assert!(Repository::new(ghcr.as_ref(), "localhost:5000/app").is_err());
         // Without, it may begin with a host, as flytekit concatenates.
