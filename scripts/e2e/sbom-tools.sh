@@ -6,7 +6,8 @@
 # $IMAGESPEC_E2E_CACHE/gopath); the SPDX tools' validator (`pyspdxtools`, PyPI's
 # spdx-tools, in a venv). Prints each binary's path. Cheap when they are there.
 # tests/e2e_sbom.rs finds them there (or through IMAGESPEC_ORAS / IMAGESPEC_SYFT /
-# IMAGESPEC_PYSPDXTOOLS).
+# IMAGESPEC_PYSPDXTOOLS). up.sh runs it for oras and spdx-tools (what the tests use); syft's
+# build takes over 25 minutes, so it is built only when asked for.
 # Usage: scripts/e2e/sbom-tools.sh [oras|syft|spdx-tools]...   (default: all three)
 set -euo pipefail
 # shellcheck source=lib.sh

@@ -6,6 +6,7 @@
 #   registry, TLS                registry.test:5443 (self-signed, trusted system-wide)
 #   registry, token auth         127.0.0.1:5002  (token server token_server.py on 127.0.0.1:5003)
 #   buildkitd (remote builder)   127.0.0.1:5070  (mTLS; buildkitd.sh, built from its Go module)
+# and installs the SBOM witnesses (oras, spdx-tools: sbom-tools.sh, cached; not syft),
 # then writes $IMAGESPEC_E2E_STATE/e2e.env (default /tmp/imagespec-e2e/e2e.env) and prints it.
 # Stop with scripts/e2e/down.sh. Usage: scripts/e2e/up.sh [--quiet]
 set -euo pipefail
@@ -362,6 +363,12 @@ mv "$E2E_ENV_FILE.tmp" "$E2E_ENV_FILE"
 # adds its lines to the env file. Without it only those tests fail (under CI), not the rest.
 "$E2E_DIR/buildkitd.sh" up \
     || log "warning: no remote buildkitd (scripts/e2e/buildkitd.sh up failed): tests/e2e_remote.rs cannot run"
+
+# The SBOM witnesses (tests/e2e_sbom.rs): oras and PyPI's spdx-tools, pinned and cached under
+# $E2E_CACHE, so only a first run downloads them. Not syft: its build takes over 25 minutes
+# and no test needs it (`scripts/e2e/sbom-tools.sh syft` builds it by hand).
+"$E2E_DIR/sbom-tools.sh" oras spdx-tools >/dev/null \
+    || log "warning: scripts/e2e/sbom-tools.sh failed: tests/e2e_sbom.rs fails under CI without oras and pyspdxtools"
 
 if ((${#started[@]})); then
     log "started: ${started[*]}"
