@@ -630,6 +630,18 @@ mod tests {
         decide(facts, options).expect("a decision").strategy.kind()
     }
 
+    /// The decision for `facts` under the default options, checked to be of `kind`.
+    fn decided(facts: &Facts, kind: StrategyKind) -> Decision {
+        decided_with(facts, &DecideOptions::default(), kind)
+    }
+
+    /// The decision for `facts` under `options`, checked to be of `kind`.
+    fn decided_with(facts: &Facts, options: &DecideOptions, kind: StrategyKind) -> Decision {
+        let d = decide(facts, options).expect("a decision");
+        assert_eq!(d.strategy.kind(), kind, "{}", d.reason);
+        d
+    }
+
     /// The first `n` of amd64, arm64, arm/v7.
     fn platforms(n: usize) -> Platforms {
         let all = ["linux/amd64", "linux/arm64", "linux/arm/v7"];
@@ -665,8 +677,7 @@ mod tests {
     fn an_existing_image_is_skipped_and_says_where_it_was_found() {
         let mut f = facts();
         f.existence = Some(Existence::Yes);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Skip);
+        let d = decided(&f, StrategyKind::Skip);
         assert_eq!(d.reason, "the image exists in the registry");
         f.registry = false;
         let d = decide(&f, &DecideOptions::default()).unwrap();
@@ -678,8 +689,7 @@ mod tests {
         let mut f = facts();
         f.existence = Some(Existence::Yes);
         let options = options_with(|o| o.force = true);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Append);
+        let d = decided_with(&f, &options, StrategyKind::Append);
         assert!(
             d.reason
                 .starts_with("the image exists, rebuilt as forced: ")
@@ -694,15 +704,13 @@ mod tests {
         assert_eq!(refusal, Refusal::CannotTell("connection refused".into()));
         assert_eq!(refusal.exit_code(), 3);
         let options = options_with(|o| o.assume_exists = true);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Assume);
+        let d = decided_with(&f, &options, StrategyKind::Assume);
         assert!(d.reason.contains("connection refused"));
     }
 
     #[test]
     fn unchanged_dependencies_append_the_files() {
-        let d = decide(&facts(), &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Append);
+        let d = decided(&facts(), StrategyKind::Append);
         assert_eq!(
             d.reason,
             "dependencies unchanged: append 2 files to the dependency image"
@@ -721,15 +729,13 @@ mod tests {
     fn changed_dependencies_are_built_then_the_files_appended() {
         let mut f = facts();
         f.dependency = Dependency::Missing;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build the dependency image, then append 2 files"
         );
         f.dependency = Dependency::Unknown("503".into());
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("503"));
     }
 
@@ -739,8 +745,7 @@ mod tests {
         let mut f = facts();
         f.dependency = Dependency::Missing;
         f.dependency_builder = Some(DependencyBuilder::Uv);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build the dependency image without a daemon (uv), then append 2 files"
@@ -766,8 +771,7 @@ mod tests {
         let mut f = facts();
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         f.dependency = Dependency::NotAsked;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
+        let d = decided(&f, StrategyKind::Build);
         assert_eq!(
             d.reason,
             "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build"
@@ -779,8 +783,7 @@ mod tests {
         for why in [NotAppendable::NoFiles, NotAppendable::FlytekitDockerfile] {
             let mut f = facts();
             f.appendable = Appendable::No(why);
-            let d = decide(&f, &DecideOptions::default()).unwrap();
-            assert_eq!(d.strategy.kind(), StrategyKind::Build);
+            let d = decided(&f, StrategyKind::Build);
             assert!(d.reason.ends_with(": full build"), "{}", d.reason);
         }
     }
@@ -817,8 +820,7 @@ mod tests {
     fn envd_always_builds() {
         let mut f = facts();
         f.builder = Builder::Envd;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
+        let d = decided(&f, StrategyKind::Build);
         assert!(d.reason.contains("envd"));
     }
 
@@ -826,8 +828,7 @@ mod tests {
     fn several_platforms_append_when_every_dependency_image_is_there() {
         let mut f = facts();
         f.platforms = platforms(2);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Append);
+        let d = decided(&f, StrategyKind::Append);
         assert_eq!(
             d.reason,
             "dependencies unchanged: append 2 files to the dependency image of each of 2 platforms"
@@ -839,15 +840,13 @@ mod tests {
         let mut f = facts();
         f.platforms = platforms(2);
         f.dependency = Dependency::Missing;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build the dependency image for each of 2 platforms (one BuildKit solve each), pushed as one index, then append 2 files to each of 2 platforms"
         );
         f.dependency = Dependency::Unknown("503".into());
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("(503)") && d.reason.contains("for each of 2 platforms"));
     }
 
@@ -857,8 +856,7 @@ mod tests {
         f.platforms = platforms(2);
         f.dependency = Dependency::Missing;
         f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert_eq!(
             d.reason,
             "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files"
@@ -871,8 +869,7 @@ mod tests {
         f.platforms = platforms(3);
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         f.dependency = Dependency::NotAsked;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
+        let d = decided(&f, StrategyKind::Build);
         assert!(
             d.reason.ends_with(
                 ": full build for each of 3 platforms (one BuildKit solve each), pushed as one index"
@@ -882,8 +879,7 @@ mod tests {
         );
         f.appendable = Appendable::Yes;
         let options = options_with(|o| o.fast_path = false);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
+        let d = decided_with(&f, &options, StrategyKind::Build);
         assert!(
             d.reason
                 .starts_with("the fast path is off: full build for each of 3")
@@ -931,8 +927,7 @@ mod tests {
         let options = options_with(|o| o.output = true);
         let mut f = facts();
         f.existence = None;
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
+        let d = decided_with(&f, &options, StrategyKind::WriteOutput);
         assert!(d.reason.starts_with("dependencies unchanged"));
         f.dependency = Dependency::Missing;
         assert!(
@@ -981,8 +976,7 @@ mod tests {
             files: 3,
             ..facts()
         };
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
+        let d = decided_with(&f, &options, StrategyKind::WriteOutput);
         assert!(
             d.reason
                 .starts_with("no registry: the dependencies are installed here with uv")
@@ -1016,8 +1010,7 @@ mod tests {
         let mut f = facts();
         f.existence = None;
         f.platforms = platforms(2);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
+        let d = decided_with(&f, &options, StrategyKind::WriteOutput);
         assert!(
             d.reason.ends_with("written to disk as one index"),
             "{}",
