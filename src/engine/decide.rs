@@ -709,12 +709,93 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_dependencies_append_the_files() {
-        let d = decided(&facts(), StrategyKind::Append);
-        assert_eq!(
-            d.reason,
-            "dependencies unchanged: append 2 files to the dependency image"
-        );
+    fn each_set_of_facts_gets_its_strategy_and_says_why() {
+        use crate::engine::{DependencyBuilder, NotDaemonless};
+        use StrategyKind::{Append, Build, BuildDependenciesThenAppend as ThenAppend};
+        let missing = Dependency::Missing;
+        let cases = [
+            // Unchanged dependencies append the files.
+            (
+                facts(),
+                Append,
+                "dependencies unchanged: append 2 files to the dependency image",
+            ),
+            // Changed dependencies are built, then the files appended.
+            (
+                Facts {
+                    dependency: missing.clone(),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image, then append 2 files",
+            ),
+            // The reason names who builds the dependency image.
+            (
+                Facts {
+                    dependency: missing.clone(),
+                    dependency_builder: Some(DependencyBuilder::Uv),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image without a daemon (uv), then append 2 files",
+            ),
+            (
+                Facts {
+                    dependency: missing.clone(),
+                    dependency_builder: Some(DependencyBuilder::Docker(NotDaemonless::AptPackages)),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files",
+            ),
+            // Commands after the copy make a full build.
+            (
+                Facts {
+                    appendable: Appendable::No(NotAppendable::CommandsAfterCopy),
+                    dependency: Dependency::NotAsked,
+                    ..facts()
+                },
+                Build,
+                "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build",
+            ),
+            // Several platforms append when every dependency image is there.
+            (
+                Facts {
+                    platforms: platforms(2),
+                    ..facts()
+                },
+                Append,
+                "dependencies unchanged: append 2 files to the dependency image of each of 2 platforms",
+            ),
+            // Several platforms build the dependency image per platform, then append.
+            (
+                Facts {
+                    platforms: platforms(2),
+                    dependency: missing.clone(),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image for each of 2 platforms (one BuildKit solve each), pushed as one index, then append 2 files to each of 2 platforms",
+            ),
+            // Several platforms with uv build every platform without a daemon.
+            (
+                Facts {
+                    platforms: platforms(2),
+                    dependency: missing,
+                    dependency_builder: Some(DependencyBuilder::Uv),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files",
+            ),
+        ];
+        for (f, kind, reason) in cases {
+            assert_eq!(decided(&f, kind).reason, reason);
+        }
+    }
+
+    #[test]
+    fn one_file_is_named_in_the_singular() {
         let mut f = facts();
         f.files = 1;
         assert!(
@@ -726,55 +807,24 @@ mod tests {
     }
 
     #[test]
-    fn changed_dependencies_are_built_then_the_files_appended() {
+    fn an_unknown_dependency_image_is_built_and_says_why() {
         let mut f = facts();
-        f.dependency = Dependency::Missing;
-        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image, then append 2 files"
-        );
         f.dependency = Dependency::Unknown("503".into());
         let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("503"));
     }
 
     #[test]
-    fn the_reason_names_who_builds_the_dependency_image() {
-        use crate::engine::{DependencyBuilder, NotDaemonless};
+    fn the_output_reason_names_who_builds_the_dependency_image() {
         let mut f = facts();
         f.dependency = Dependency::Missing;
-        f.dependency_builder = Some(DependencyBuilder::Uv);
-        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image without a daemon (uv), then append 2 files"
-        );
-        f.dependency_builder = Some(DependencyBuilder::Docker(NotDaemonless::AptPackages));
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files"
-        );
+        f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
         let output = options_with(|o| o.output = true);
-        f.dependency_builder = Some(DependencyBuilder::Uv);
         assert!(
             decide(&f, &output)
                 .unwrap()
                 .reason
                 .contains("built without a daemon (uv) and pushed first")
-        );
-    }
-
-    #[test]
-    fn commands_after_the_copy_make_a_full_build() {
-        let mut f = facts();
-        f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
-        f.dependency = Dependency::NotAsked;
-        let d = decided(&f, StrategyKind::Build);
-        assert_eq!(
-            d.reason,
-            "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build"
         );
     }
 
@@ -825,42 +875,12 @@ mod tests {
     }
 
     #[test]
-    fn several_platforms_append_when_every_dependency_image_is_there() {
+    fn several_platforms_with_an_unknown_dependency_image_build_it_per_platform() {
         let mut f = facts();
         f.platforms = platforms(2);
-        let d = decided(&f, StrategyKind::Append);
-        assert_eq!(
-            d.reason,
-            "dependencies unchanged: append 2 files to the dependency image of each of 2 platforms"
-        );
-    }
-
-    #[test]
-    fn several_platforms_build_the_dependency_image_per_platform_then_append() {
-        let mut f = facts();
-        f.platforms = platforms(2);
-        f.dependency = Dependency::Missing;
-        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image for each of 2 platforms (one BuildKit solve each), pushed as one index, then append 2 files to each of 2 platforms"
-        );
         f.dependency = Dependency::Unknown("503".into());
         let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("(503)") && d.reason.contains("for each of 2 platforms"));
-    }
-
-    #[test]
-    fn several_platforms_with_uv_build_every_platform_without_a_daemon() {
-        let mut f = facts();
-        f.platforms = platforms(2);
-        f.dependency = Dependency::Missing;
-        f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
-        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files"
-        );
     }
 
     #[test]
