@@ -642,6 +642,11 @@ mod tests {
         d
     }
 
+    /// Why `facts` under `options` are decided as they are.
+    fn reason_of(facts: &Facts, options: &DecideOptions) -> String {
+        decide(facts, options).expect("a decision").reason
+    }
+
     /// The first `n` of amd64, arm64, arm/v7.
     fn platforms(n: usize) -> Platforms {
         let all = ["linux/amd64", "linux/arm64", "linux/arm/v7"];
@@ -685,15 +690,34 @@ mod tests {
     }
 
     #[test]
-    fn force_rebuilds_an_existing_image_and_says_so() {
-        let mut f = facts();
-        f.existence = Some(Existence::Yes);
-        let options = options_with(|o| o.force = true);
-        let d = decided_with(&f, &options, StrategyKind::Append);
-        assert!(
-            d.reason
-                .starts_with("the image exists, rebuilt as forced: ")
-        );
+    fn an_option_changes_the_strategy_and_the_reason_says_so_first() {
+        let cases = [
+            // Force rebuilds an existing image.
+            (
+                Facts {
+                    existence: Some(Existence::Yes),
+                    ..facts()
+                },
+                options_with(|o| o.force = true),
+                StrategyKind::Append,
+                "the image exists, rebuilt as forced: ",
+            ),
+            // Without the fast path, several appendable platforms are built per platform.
+            (
+                Facts {
+                    platforms: platforms(3),
+                    dependency: Dependency::NotAsked,
+                    ..facts()
+                },
+                options_with(|o| o.fast_path = false),
+                StrategyKind::Build,
+                "the fast path is off: full build for each of 3",
+            ),
+        ];
+        for (f, options, kind, start) in cases {
+            let d = decided_with(&f, &options, kind);
+            assert!(d.reason.starts_with(start), "{}", d.reason);
+        }
     }
 
     #[test]
@@ -798,12 +822,7 @@ mod tests {
     fn one_file_is_named_in_the_singular() {
         let mut f = facts();
         f.files = 1;
-        assert!(
-            decide(&f, &DecideOptions::default())
-                .unwrap()
-                .reason
-                .contains("append 1 file to")
-        );
+        assert!(reason_of(&f, &DecideOptions::default()).contains("append 1 file to"));
     }
 
     #[test]
@@ -820,12 +839,7 @@ mod tests {
         f.dependency = Dependency::Missing;
         f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
         let output = options_with(|o| o.output = true);
-        assert!(
-            decide(&f, &output)
-                .unwrap()
-                .reason
-                .contains("built without a daemon (uv) and pushed first")
-        );
+        assert!(reason_of(&f, &output).contains("built without a daemon (uv) and pushed first"));
     }
 
     #[test]
@@ -897,13 +911,6 @@ mod tests {
             "{}",
             d.reason
         );
-        f.appendable = Appendable::Yes;
-        let options = options_with(|o| o.fast_path = false);
-        let d = decided_with(&f, &options, StrategyKind::Build);
-        assert!(
-            d.reason
-                .starts_with("the fast path is off: full build for each of 3")
-        );
     }
 
     #[test]
@@ -950,12 +957,7 @@ mod tests {
         let d = decided_with(&f, &options, StrategyKind::WriteOutput);
         assert!(d.reason.starts_with("dependencies unchanged"));
         f.dependency = Dependency::Missing;
-        assert!(
-            decide(&f, &options)
-                .unwrap()
-                .reason
-                .contains("built and pushed first")
-        );
+        assert!(reason_of(&f, &options).contains("built and pushed first"));
         let refusals = [
             (Builder::Envd, true, Appendable::Yes, platforms(1)),
             (Builder::Default, false, Appendable::Yes, platforms(1)),
@@ -1006,12 +1008,7 @@ mod tests {
             platforms: platforms(2),
             ..f.clone()
         };
-        assert!(
-            decide(&two, &options)
-                .unwrap()
-                .reason
-                .contains("each of 2 platforms")
-        );
+        assert!(reason_of(&two, &options).contains("each of 2 platforms"));
         let apt = Facts {
             dependency_builder: Some(crate::engine::DependencyBuilder::Docker(
                 crate::engine::NotDaemonless::AptPackages,
@@ -1038,9 +1035,7 @@ mod tests {
         );
         f.dependency = Dependency::Missing;
         assert!(
-            decide(&f, &options)
-                .unwrap()
-                .reason
+            reason_of(&f, &options)
                 .starts_with("the dependency image is built for each of 2 platforms")
         );
         options.output_one_platform = true;
@@ -1121,26 +1116,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        assert_eq!(
-            target(Builder::Default, true, true),
-            (Builder::Default, Target::Registry)
-        );
-        assert_eq!(
-            target(Builder::Default, false, true),
-            (Builder::Default, Target::Daemon)
-        );
-        assert_eq!(
-            target(Builder::Default, true, false),
-            (Builder::Default, Target::Daemon)
-        );
-        assert_eq!(
-            target(Builder::Envd, true, true),
-            (Builder::Envd, Target::Registry)
-        );
-        assert_eq!(
-            target(Builder::Envd, true, false),
-            (Builder::Envd, Target::Daemon)
-        );
+        // (builder, registry, push) and where the image goes.
+        let cases = [
+            (Builder::Default, true, true, Target::Registry),
+            (Builder::Default, false, true, Target::Daemon),
+            (Builder::Default, true, false, Target::Daemon),
+            (Builder::Envd, true, true, Target::Registry),
+            (Builder::Envd, true, false, Target::Daemon),
+        ];
+        for (builder, registry, push, goes) in cases {
+            assert_eq!(target(builder.clone(), registry, push), (builder, goes));
+        }
     }
 
     #[test]
