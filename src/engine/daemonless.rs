@@ -190,17 +190,14 @@ mod tests {
     }
 
     fn deps_with(toml: &str, options: &crate::plan::RenderOptions) -> BuildPlan {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("requirements.txt"), "six\n").unwrap();
-        std::fs::write(dir.path().join("uv.lock"), "version = 1\n").unwrap();
-        std::fs::write(dir.path().join("poetry.lock"), "").unwrap();
-        std::fs::write(dir.path().join("pyproject.toml"), "[project]\n").unwrap();
-        std::fs::write(dir.path().join("secret"), "x").unwrap();
-        std::fs::write(dir.path().join("spec.toml"), toml).unwrap();
-        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
-        let (_, spec) = file.select(None).unwrap();
-        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
-        BuildPlan::new(spec, &tag, options).unwrap().dependencies()
+        let files = [
+            ("requirements.txt", "six\n"),
+            ("uv.lock", "version = 1\n"),
+            ("poetry.lock", ""),
+            ("pyproject.toml", "[project]\n"),
+            ("secret", "x"),
+        ];
+        crate::plan::plan_in_dir(toml, &files, options).dependencies()
     }
 
     fn why(toml: &str) -> Option<NotDaemonless> {

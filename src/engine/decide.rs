@@ -630,6 +630,23 @@ mod tests {
         decide(facts, options).expect("a decision").strategy.kind()
     }
 
+    /// The decision for `facts` under the default options, checked to be of `kind`.
+    fn decided(facts: &Facts, kind: StrategyKind) -> Decision {
+        decided_with(facts, &DecideOptions::default(), kind)
+    }
+
+    /// The decision for `facts` under `options`, checked to be of `kind`.
+    fn decided_with(facts: &Facts, options: &DecideOptions, kind: StrategyKind) -> Decision {
+        let d = decide(facts, options).expect("a decision");
+        assert_eq!(d.strategy.kind(), kind, "{}", d.reason);
+        d
+    }
+
+    /// Why `facts` under `options` are decided as they are.
+    fn reason_of(facts: &Facts, options: &DecideOptions) -> String {
+        decide(facts, options).expect("a decision").reason
+    }
+
     /// The first `n` of amd64, arm64, arm/v7.
     fn platforms(n: usize) -> Platforms {
         let all = ["linux/amd64", "linux/arm64", "linux/arm/v7"];
@@ -665,8 +682,7 @@ mod tests {
     fn an_existing_image_is_skipped_and_says_where_it_was_found() {
         let mut f = facts();
         f.existence = Some(Existence::Yes);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Skip);
+        let d = decided(&f, StrategyKind::Skip);
         assert_eq!(d.reason, "the image exists in the registry");
         f.registry = false;
         let d = decide(&f, &DecideOptions::default()).unwrap();
@@ -674,16 +690,34 @@ mod tests {
     }
 
     #[test]
-    fn force_rebuilds_an_existing_image_and_says_so() {
-        let mut f = facts();
-        f.existence = Some(Existence::Yes);
-        let options = options_with(|o| o.force = true);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Append);
-        assert!(
-            d.reason
-                .starts_with("the image exists, rebuilt as forced: ")
-        );
+    fn an_option_changes_the_strategy_and_the_reason_says_so_first() {
+        let cases = [
+            // Force rebuilds an existing image.
+            (
+                Facts {
+                    existence: Some(Existence::Yes),
+                    ..facts()
+                },
+                options_with(|o| o.force = true),
+                StrategyKind::Append,
+                "the image exists, rebuilt as forced: ",
+            ),
+            // Without the fast path, several appendable platforms are built per platform.
+            (
+                Facts {
+                    platforms: platforms(3),
+                    dependency: Dependency::NotAsked,
+                    ..facts()
+                },
+                options_with(|o| o.fast_path = false),
+                StrategyKind::Build,
+                "the fast path is off: full build for each of 3",
+            ),
+        ];
+        for (f, options, kind, start) in cases {
+            let d = decided_with(&f, &options, kind);
+            assert!(d.reason.starts_with(start), "{}", d.reason);
+        }
     }
 
     #[test]
@@ -694,84 +728,118 @@ mod tests {
         assert_eq!(refusal, Refusal::CannotTell("connection refused".into()));
         assert_eq!(refusal.exit_code(), 3);
         let options = options_with(|o| o.assume_exists = true);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Assume);
+        let d = decided_with(&f, &options, StrategyKind::Assume);
         assert!(d.reason.contains("connection refused"));
     }
 
     #[test]
-    fn unchanged_dependencies_append_the_files() {
-        let d = decide(&facts(), &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Append);
-        assert_eq!(
-            d.reason,
-            "dependencies unchanged: append 2 files to the dependency image"
-        );
-        let mut f = facts();
-        f.files = 1;
-        assert!(
-            decide(&f, &DecideOptions::default())
-                .unwrap()
-                .reason
-                .contains("append 1 file to")
-        );
+    fn each_set_of_facts_gets_its_strategy_and_says_why() {
+        use crate::engine::{DependencyBuilder, NotDaemonless};
+        use StrategyKind::{Append, Build, BuildDependenciesThenAppend as ThenAppend};
+        let missing = Dependency::Missing;
+        let cases = [
+            // Unchanged dependencies append the files.
+            (
+                facts(),
+                Append,
+                "dependencies unchanged: append 2 files to the dependency image",
+            ),
+            // Changed dependencies are built, then the files appended.
+            (
+                Facts {
+                    dependency: missing.clone(),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image, then append 2 files",
+            ),
+            // The reason names who builds the dependency image.
+            (
+                Facts {
+                    dependency: missing.clone(),
+                    dependency_builder: Some(DependencyBuilder::Uv),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image without a daemon (uv), then append 2 files",
+            ),
+            (
+                Facts {
+                    dependency: missing.clone(),
+                    dependency_builder: Some(DependencyBuilder::Docker(NotDaemonless::AptPackages)),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files",
+            ),
+            // Commands after the copy make a full build.
+            (
+                Facts {
+                    appendable: Appendable::No(NotAppendable::CommandsAfterCopy),
+                    dependency: Dependency::NotAsked,
+                    ..facts()
+                },
+                Build,
+                "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build",
+            ),
+            // Several platforms append when every dependency image is there.
+            (
+                Facts {
+                    platforms: platforms(2),
+                    ..facts()
+                },
+                Append,
+                "dependencies unchanged: append 2 files to the dependency image of each of 2 platforms",
+            ),
+            // Several platforms build the dependency image per platform, then append.
+            (
+                Facts {
+                    platforms: platforms(2),
+                    dependency: missing.clone(),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image for each of 2 platforms (one BuildKit solve each), pushed as one index, then append 2 files to each of 2 platforms",
+            ),
+            // Several platforms with uv build every platform without a daemon.
+            (
+                Facts {
+                    platforms: platforms(2),
+                    dependency: missing,
+                    dependency_builder: Some(DependencyBuilder::Uv),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files",
+            ),
+        ];
+        for (f, kind, reason) in cases {
+            assert_eq!(decided(&f, kind).reason, reason);
+        }
     }
 
     #[test]
-    fn changed_dependencies_are_built_then_the_files_appended() {
+    fn one_file_is_named_in_the_singular() {
         let mut f = facts();
-        f.dependency = Dependency::Missing;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image, then append 2 files"
-        );
+        f.files = 1;
+        assert!(reason_of(&f, &DecideOptions::default()).contains("append 1 file to"));
+    }
+
+    #[test]
+    fn an_unknown_dependency_image_is_built_and_says_why() {
+        let mut f = facts();
         f.dependency = Dependency::Unknown("503".into());
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("503"));
     }
 
     #[test]
-    fn the_reason_names_who_builds_the_dependency_image() {
-        use crate::engine::{DependencyBuilder, NotDaemonless};
+    fn the_output_reason_names_who_builds_the_dependency_image() {
         let mut f = facts();
         f.dependency = Dependency::Missing;
-        f.dependency_builder = Some(DependencyBuilder::Uv);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image without a daemon (uv), then append 2 files"
-        );
-        f.dependency_builder = Some(DependencyBuilder::Docker(NotDaemonless::AptPackages));
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files"
-        );
+        f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
         let output = options_with(|o| o.output = true);
-        f.dependency_builder = Some(DependencyBuilder::Uv);
-        assert!(
-            decide(&f, &output)
-                .unwrap()
-                .reason
-                .contains("built without a daemon (uv) and pushed first")
-        );
-    }
-
-    #[test]
-    fn commands_after_the_copy_make_a_full_build() {
-        let mut f = facts();
-        f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
-        f.dependency = Dependency::NotAsked;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
-        assert_eq!(
-            d.reason,
-            "`commands` run after the source is copied (they may use it; `builder_options = { commands_before_copy = true }` runs them before): full build"
-        );
+        assert!(reason_of(&f, &output).contains("built without a daemon (uv) and pushed first"));
     }
 
     #[test]
@@ -779,8 +847,7 @@ mod tests {
         for why in [NotAppendable::NoFiles, NotAppendable::FlytekitDockerfile] {
             let mut f = facts();
             f.appendable = Appendable::No(why);
-            let d = decide(&f, &DecideOptions::default()).unwrap();
-            assert_eq!(d.strategy.kind(), StrategyKind::Build);
+            let d = decided(&f, StrategyKind::Build);
             assert!(d.reason.ends_with(": full build"), "{}", d.reason);
         }
     }
@@ -817,52 +884,17 @@ mod tests {
     fn envd_always_builds() {
         let mut f = facts();
         f.builder = Builder::Envd;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
+        let d = decided(&f, StrategyKind::Build);
         assert!(d.reason.contains("envd"));
     }
 
     #[test]
-    fn several_platforms_append_when_every_dependency_image_is_there() {
+    fn several_platforms_with_an_unknown_dependency_image_build_it_per_platform() {
         let mut f = facts();
         f.platforms = platforms(2);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Append);
-        assert_eq!(
-            d.reason,
-            "dependencies unchanged: append 2 files to the dependency image of each of 2 platforms"
-        );
-    }
-
-    #[test]
-    fn several_platforms_build_the_dependency_image_per_platform_then_append() {
-        let mut f = facts();
-        f.platforms = platforms(2);
-        f.dependency = Dependency::Missing;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build the dependency image for each of 2 platforms (one BuildKit solve each), pushed as one index, then append 2 files to each of 2 platforms"
-        );
         f.dependency = Dependency::Unknown("503".into());
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
+        let d = decided(&f, StrategyKind::BuildDependenciesThenAppend);
         assert!(d.reason.contains("(503)") && d.reason.contains("for each of 2 platforms"));
-    }
-
-    #[test]
-    fn several_platforms_with_uv_build_every_platform_without_a_daemon() {
-        let mut f = facts();
-        f.platforms = platforms(2);
-        f.dependency = Dependency::Missing;
-        f.dependency_builder = Some(crate::engine::DependencyBuilder::Uv);
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::BuildDependenciesThenAppend);
-        assert_eq!(
-            d.reason,
-            "dependencies changed: build each of 2 platforms' dependency image without a daemon (uv), then append 2 files"
-        );
     }
 
     #[test]
@@ -871,22 +903,13 @@ mod tests {
         f.platforms = platforms(3);
         f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
         f.dependency = Dependency::NotAsked;
-        let d = decide(&f, &DecideOptions::default()).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
+        let d = decided(&f, StrategyKind::Build);
         assert!(
             d.reason.ends_with(
                 ": full build for each of 3 platforms (one BuildKit solve each), pushed as one index"
             ),
             "{}",
             d.reason
-        );
-        f.appendable = Appendable::Yes;
-        let options = options_with(|o| o.fast_path = false);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::Build);
-        assert!(
-            d.reason
-                .starts_with("the fast path is off: full build for each of 3")
         );
     }
 
@@ -931,16 +954,10 @@ mod tests {
         let options = options_with(|o| o.output = true);
         let mut f = facts();
         f.existence = None;
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
+        let d = decided_with(&f, &options, StrategyKind::WriteOutput);
         assert!(d.reason.starts_with("dependencies unchanged"));
         f.dependency = Dependency::Missing;
-        assert!(
-            decide(&f, &options)
-                .unwrap()
-                .reason
-                .contains("built and pushed first")
-        );
+        assert!(reason_of(&f, &options).contains("built and pushed first"));
         let refusals = [
             (Builder::Envd, true, Appendable::Yes, platforms(1)),
             (Builder::Default, false, Appendable::Yes, platforms(1)),
@@ -981,8 +998,7 @@ mod tests {
             files: 3,
             ..facts()
         };
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
+        let d = decided_with(&f, &options, StrategyKind::WriteOutput);
         assert!(
             d.reason
                 .starts_with("no registry: the dependencies are installed here with uv")
@@ -992,12 +1008,7 @@ mod tests {
             platforms: platforms(2),
             ..f.clone()
         };
-        assert!(
-            decide(&two, &options)
-                .unwrap()
-                .reason
-                .contains("each of 2 platforms")
-        );
+        assert!(reason_of(&two, &options).contains("each of 2 platforms"));
         let apt = Facts {
             dependency_builder: Some(crate::engine::DependencyBuilder::Docker(
                 crate::engine::NotDaemonless::AptPackages,
@@ -1016,8 +1027,7 @@ mod tests {
         let mut f = facts();
         f.existence = None;
         f.platforms = platforms(2);
-        let d = decide(&f, &options).unwrap();
-        assert_eq!(d.strategy.kind(), StrategyKind::WriteOutput);
+        let d = decided_with(&f, &options, StrategyKind::WriteOutput);
         assert!(
             d.reason.ends_with("written to disk as one index"),
             "{}",
@@ -1025,9 +1035,7 @@ mod tests {
         );
         f.dependency = Dependency::Missing;
         assert!(
-            decide(&f, &options)
-                .unwrap()
-                .reason
+            reason_of(&f, &options)
                 .starts_with("the dependency image is built for each of 2 platforms")
         );
         options.output_one_platform = true;
@@ -1108,26 +1116,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        assert_eq!(
-            target(Builder::Default, true, true),
-            (Builder::Default, Target::Registry)
-        );
-        assert_eq!(
-            target(Builder::Default, false, true),
-            (Builder::Default, Target::Daemon)
-        );
-        assert_eq!(
-            target(Builder::Default, true, false),
-            (Builder::Default, Target::Daemon)
-        );
-        assert_eq!(
-            target(Builder::Envd, true, true),
-            (Builder::Envd, Target::Registry)
-        );
-        assert_eq!(
-            target(Builder::Envd, true, false),
-            (Builder::Envd, Target::Daemon)
-        );
+        // (builder, registry, push) and where the image goes.
+        let cases = [
+            (Builder::Default, true, true, Target::Registry),
+            (Builder::Default, false, true, Target::Daemon),
+            (Builder::Default, true, false, Target::Daemon),
+            (Builder::Envd, true, true, Target::Registry),
+            (Builder::Envd, true, false, Target::Daemon),
+        ];
+        for (builder, registry, push, goes) in cases {
+            assert_eq!(target(builder.clone(), registry, push), (builder, goes));
+        }
     }
 
     #[test]

@@ -623,6 +623,25 @@ impl ContextFile {
     }
 }
 
+/// The plan of `toml`, written as `spec.toml` into a new directory beside `files` (path,
+/// text), under `options`: how the tests of later stages make a plan from a spec.
+#[cfg(test)]
+pub(crate) fn plan_in_dir(
+    toml: &str,
+    files: &[(&str, &str)],
+    options: &RenderOptions,
+) -> BuildPlan {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        std::fs::write(dir.path().join(path), text).unwrap();
+    }
+    std::fs::write(dir.path().join("spec.toml"), toml).unwrap();
+    let file = crate::load(&dir.path().join("spec.toml")).unwrap();
+    let (_, spec) = file.select(None).unwrap();
+    let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+    BuildPlan::new(spec, &tag, options).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,8 @@ pub use envd::{
     BUILD_ENVD, CondaInstall, CudaInstall, ENVD_REQUIREMENTS, ENVD_ROOT_DIR, EnvdCopy, EnvdPlan,
 };
 mod image;
+#[cfg(test)]
+pub(crate) use image::plan_in_dir;
 
 pub use crate::source::layer::RootEntry;
 pub use image::{

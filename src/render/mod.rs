@@ -226,18 +226,15 @@ mod tests {
     use crate::plan::{BuildPlan, RenderOptions};
 
     fn dockerfile_of(toml: &str, flavor: Flavor) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("uv.lock"), "version = 1\n").unwrap();
-        std::fs::write(dir.path().join("pyproject.toml"), "[project]\n").unwrap();
-        std::fs::write(dir.path().join("spec.toml"), toml).unwrap();
-        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
-        let (_, spec) = file.select(None).unwrap();
-        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
+        let files = [
+            ("uv.lock", "version = 1\n"),
+            ("pyproject.toml", "[project]\n"),
+        ];
         let options = RenderOptions {
             flavor,
             ..Default::default()
         };
-        dockerfile(&BuildPlan::new(spec, &tag, &options).unwrap())
+        dockerfile(&crate::plan::plan_in_dir(toml, &files, &options))
     }
 
     #[test]

@@ -155,12 +155,8 @@ pub(crate) mod tests {
 
     /// The plan of a spec of one package, with `env` added.
     pub(crate) fn plan(env: &[(&str, &str)]) -> BuildPlan {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("spec.toml"), "packages = [\"six\"]\n").unwrap();
-        let file = crate::load(&dir.path().join("spec.toml")).unwrap();
-        let (_, spec) = file.select(None).unwrap();
-        let tag = crate::tag::compute(spec, &Default::default()).unwrap();
-        let mut plan = BuildPlan::new(spec, &tag, &Default::default()).unwrap();
+        let toml = "packages = [\"six\"]\n";
+        let mut plan = crate::plan::plan_in_dir(toml, &[], &Default::default());
         plan.env
             .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         plan

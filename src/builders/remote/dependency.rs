@@ -197,15 +197,19 @@ mod tests {
         tar.into_inner().unwrap()
     }
 
+    /// [`facts_of`] an image `r/a` whose exporter sent `tar`, built for `platforms`.
+    fn facts_for(tar: &[u8], platforms: &str) -> Result<Vec<(String, String)>, BackendError> {
+        facts_of(
+            &"r/a".parse().unwrap(),
+            tar,
+            &Platforms::parse(platforms).unwrap(),
+        )
+    }
+
     #[test]
     fn the_facts_are_read_per_platform_from_the_tar() {
         let one = tar_of(&[(FACTS_FILE, "1000 1000 0 700\n")]);
-        let facts = facts_of(
-            &"r/a".parse().unwrap(),
-            &one,
-            &Platforms::parse("linux/amd64").unwrap(),
-        )
-        .unwrap();
+        let facts = facts_for(&one, "linux/amd64").unwrap();
         assert_eq!(
             facts,
             vec![("linux/amd64".to_string(), "1000 1000 0 700".to_string())]
@@ -216,30 +220,14 @@ mod tests {
             (&path_amd, "1000 1000 0 700\n"),
             (&path_arm, "1000 1000 0 750\n"),
         ]);
-        let facts = facts_of(
-            &"r/a".parse().unwrap(),
-            &two,
-            &Platforms::parse("linux/amd64,linux/arm64").unwrap(),
-        )
-        .unwrap();
+        let facts = facts_for(&two, "linux/amd64,linux/arm64").unwrap();
         assert_eq!(
             facts[1],
             ("linux/arm64".to_string(), "1000 1000 0 750".to_string())
         );
-        let missing = facts_of(
-            &"r/a".parse().unwrap(),
-            &one,
-            &Platforms::parse("linux/amd64,linux/arm64").unwrap(),
-        );
+        let missing = facts_for(&one, "linux/amd64,linux/arm64");
         assert!(missing.is_err());
         let garbage = tar_of(&[(FACTS_FILE, "id: flytekit: no such user\n")]);
-        assert!(
-            facts_of(
-                &"r/a".parse().unwrap(),
-                &garbage,
-                &Platforms::parse("linux/amd64").unwrap()
-            )
-            .is_err()
-        );
+        assert!(facts_for(&garbage, "linux/amd64").is_err());
     }
 }
