@@ -127,10 +127,41 @@ async fn open(
             let server = rustls::pki_types::ServerName::try_from(server)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let connector = tokio_rustls::TlsConnector::from(config);
-            Box::new(connector.connect(server, tcp).await?)
+            let tls = connector.connect(server, tcp).await?;
+            if host.tls.as_ref().is_some_and(|f| f.cert.is_some()) {
+                Box::new(first_answer(tls).await?)
+            } else {
+                Box::new(tls)
+            }
         }
     };
     Ok(TokioIo::new(io))
+}
+
+/// How long a connection with a client certificate waits for the builder's first bytes.
+const FIRST_ANSWER: Duration = Duration::from_secs(3);
+
+/// `tls` once the builder has said something, its bytes kept for the gRPC client. In TLS 1.3
+/// the server checks a client certificate after the client's handshake is over and answers a
+/// refused one with an alert: read here, it is the TLS error it is; read later, the first
+/// request fails as a bare broken pipe. gRPC servers send their HTTP/2 settings at once; a
+/// server that waits for ours instead costs [`FIRST_ANSWER`], then the connection goes on.
+async fn first_answer<T>(tls: T) -> std::io::Result<tokio::io::BufReader<T>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut buffered = tokio::io::BufReader::new(tls);
+    if let Ok(read) = tokio::time::timeout(FIRST_ANSWER, buffered.fill_buf()).await
+        && read?.is_empty()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the builder closed the connection after the TLS handshake \
+             (its CA may not have signed our client certificate)",
+        ));
+    }
+    Ok(buffered)
 }
 
 /// A gRPC channel to `host`'s `Control` API, connected within `within`.
