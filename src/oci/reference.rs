@@ -159,14 +159,9 @@ impl Repository {
         let repository = match registry {
             Some(registry) => {
                 check_path(name, name, "an image name")?;
-                let (host, path) = match registry.0.split_once('/') {
-                    Some((host, prefix)) => (host, format!("{prefix}/{name}")),
-                    None => (registry.0.as_str(), name.to_string()),
-                };
-                Repository {
-                    registry: Some(host.to_string()),
-                    path,
-                }
+                // Split as Docker splits the whole name: a registry `team` (no `.`, `:` or
+                // `localhost`) is a path component on Docker Hub, not a host.
+                Repository::parse(&format!("{}/{name}", registry.0))?
             }
             None => Repository::parse(name)?,
         };
@@ -516,6 +511,24 @@ mod tests {
         let expected = format!("ghcr.io/org/team/app:v1@{}", digest.as_str());
         assert_eq!(pinned.to_string(), expected);
         assert_eq!(pinned.with_tag(Tag::parse("v2").unwrap()).digest(), None);
+    }
+
+    #[test]
+    fn a_registry_that_is_no_host_is_a_path_on_docker_hub() {
+        // Found by the spec fuzz targets: `registry = "ghcrn"` names docker.io/ghcrn/…, as
+        // Docker reads `ghcrn/flytekit`; the spec's repository and its name reparsed agree.
+        let team = Registry::parse("ghcrn").unwrap();
+        let repo = Repository::new(team.as_ref(), "flytekit").unwrap();
+        assert_eq!((repo.registry(), repo.path()), (None, "ghcrn/flytekit"));
+        assert_eq!(repo.host(), "docker.io");
+        let parsed: ImageRef = "ghcrn/flytekit:t".parse().unwrap();
+        assert_eq!(parsed.name(), &repo);
+        let local = Registry::parse("localhost:5000/team").unwrap();
+        let repo = Repository::new(local.as_ref(), "app").unwrap();
+        assert_eq!(
+            (repo.registry(), repo.path()),
+            (Some("localhost:5000"), "team/app")
+        );
     }
 
     #[test]
