@@ -162,15 +162,8 @@ pub(super) async fn dependency_images(
 ) -> Result<Vec<DependencyImage>, EngineError> {
     let (client, deps) = (job.registry()?, &planned.deps);
     let uv = builder == Some(&DependencyBuilder::Uv);
-    platforms::preflight(
-        job.spec,
-        planned.plan.pulled_base().ok().as_ref(),
-        &planned.plan.platform,
-        !uv && job.options.remote.is_none(),
-        job.options.timeouts,
-        job.progress,
-    )
-    .await?;
+    let emulation = !uv && job.options.remote.is_none();
+    platforms::preflight_plan(job, &planned.plan, emulation).await?;
     let name = deps.image.to_string();
     let _lock = crate::lock::ImageLock::acquire(&name, |message| job.info(message))
         .await

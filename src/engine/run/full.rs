@@ -19,15 +19,7 @@ pub(super) async fn build_image(
     reason: &str,
 ) -> Result<Done, EngineError> {
     let plan = &planned.plan;
-    platforms::preflight(
-        job.spec,
-        plan.pulled_base().ok().as_ref(),
-        &plan.platform,
-        true,
-        job.options.timeouts,
-        job.progress,
-    )
-    .await?;
+    platforms::preflight_plan(job, plan, true).await?;
     if target == Target::Registry && job.options.fast_path {
         job.info(reason);
     }

@@ -38,6 +38,25 @@ fn foreign(platform: &Platform) -> bool {
     !crate::builders::emulation::runs_natively(platform, std::env::consts::ARCH)
 }
 
+/// [`preflight`] for `plan`: its platforms, the base it pulls (after the mirror rewrite).
+pub(super) async fn preflight_plan(
+    job: &super::Job<'_>,
+    plan: &crate::plan::BuildPlan,
+    emulation: bool,
+) -> Result<(), EngineError> {
+    let base = plan.pulled_base().ok();
+    let (timeouts, progress) = (job.options.timeouts, job.progress);
+    preflight(
+        job.spec,
+        base.as_ref(),
+        &plan.platform,
+        emulation,
+        timeouts,
+        progress,
+    )
+    .await
+}
+
 /// Checks made before an image of `platforms` is built: this machine can run their
 /// programs (`emulation`: dockerd builds them, on this machine; uv runs nothing of the
 /// image), and — for several or a foreign platform — `base` (the image the Dockerfile

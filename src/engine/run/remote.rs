@@ -25,20 +25,6 @@ fn builder(job: &Job<'_>, remote: &RemoteOptions) -> Result<RemoteBuildkit, Engi
         })
 }
 
-/// The checks made before a remote build: each platform is `os/arch[/variant]` and the
-/// base has it (this machine's emulation does not matter: the builder runs the steps).
-async fn preflight(job: &Job<'_>, plan: &BuildPlan) -> Result<(), EngineError> {
-    platforms::preflight(
-        job.spec,
-        plan.pulled_base().ok().as_ref(),
-        &plan.platform,
-        false,
-        job.options.timeouts,
-        job.progress,
-    )
-    .await
-}
-
 /// Moves `image`'s tag to `digest` (pushed by the builder into its repository): the
 /// manifest read back (small) and put under the tag, the same bytes.
 async fn tag(job: &Job<'_>, image: &ImageRef, digest: &Digest) -> Result<(), EngineError> {
@@ -83,7 +69,8 @@ pub(super) async fn build_image(
         });
     }
     let plan = &planned.plan;
-    preflight(job, plan).await?;
+    // No emulation check: the builder runs the steps, not this machine.
+    platforms::preflight_plan(job, plan, false).await?;
     let builder = builder(job, remote)?;
     job.info(&format!(
         "building {} on the BuildKit builder at {}",
