@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command, in tiers, each failing fast:
 #   1. cargo fmt --check (also of fuzz/), cargo clippy --all-targets -D warnings, and the
-#      architecture test (modules layered as README's Layout says, functions <= 120 lines);
+#      architecture test (modules layered as docs/architecture.md's Layout says, functions <= 120 lines);
 #   2. unit, doc and in-process tests that need no service (lib, bins, doctests; among them
 #      the replay of every saved fuzz input, testdata/fuzz/);
 #   3. the fuzz step (scripts/fuzz.sh): each fuzz target runs IMAGESPEC_FUZZ_SECONDS
@@ -39,7 +39,7 @@ tier "1/4 format and lints"
 cargo fmt --check
 cargo fmt --check --manifest-path fuzz/Cargo.toml
 cargo clippy --locked --all-targets -- -D warnings
-# Layering (README, Layout) and function lengths; prints the longest functions.
+# Layering (docs/architecture.md, Layout) and function lengths; prints the longest functions.
 cargo test --locked --test architecture -- --nocapture
 
 tier "2/4 unit and doc tests (no services)"

@@ -1,6 +1,6 @@
-//! The exit codes of every command (README, *Exit codes*).
+//! The exit codes of every command (docs/cli.md, *Exit codes*).
 
-/// The exit codes of every command: the contract a CI script relies on (README, *Exit
+/// The exit codes of every command: the contract a CI script relies on (docs/cli.md, *Exit
 /// codes*). `IMAGE=$(imagespec build spec.toml)` exits 0 only when the image exists as named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {

@@ -345,16 +345,8 @@ impl Bounds {
     }
 
     fn check_spec_error(&self, error: &SpecError) {
-        let message = error.to_string();
-        match error {
-            SpecError::Syntax { pos, .. }
-            | SpecError::Type { pos, .. }
-            | SpecError::UnknownField { pos, .. }
-            | SpecError::Invalid { pos, .. } => self.check(*pos, &message),
-            SpecError::Read { .. }
-            | SpecError::ReadDefaults { .. }
-            | SpecError::Format { .. }
-            | SpecError::Selection { .. } => {}
+        if let Some(pos) = error.pos() {
+            self.check(pos, &error.to_string());
         }
     }
 

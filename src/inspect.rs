@@ -29,7 +29,8 @@ fn value_json(value: FieldValue<'_>) -> Value {
                 .map(|(k, v)| (k.clone(), py_json(&PyValue::from(v))))
                 .collect(),
         ),
-        FieldValue::Base(NormalizedBase::Ref(r)) => json!(r),
+        FieldValue::Base(NormalizedBase::Ref(r)) => json!(r.to_string()),
+        FieldValue::Base(NormalizedBase::Empty) => json!(""),
         FieldValue::Base(NormalizedBase::Spec(inner)) => spec_json(inner),
         FieldValue::SecretMounts(mounts) => json!(
             mounts

@@ -1,7 +1,7 @@
 //! imagespec: container images from a declarative ImageSpec, named exactly as flytekit names
 //! them.
 //!
-//! The pipeline, one module per stage, each using only the stages below it (README,
+//! The pipeline, one module per stage, each using only the stages below it (docs/architecture.md,
 //! *Layout*): [`spec`] (files → model, normalised as flytekit's `__post_init__`) → [`tag`]
 //! (flytekit-exact id, tag and image name, with [`source`]: which files go in) → [`plan`]
 //! (typed, builder-neutral steps) → [`render`] (Dockerfile, build.envd, the context) →
@@ -42,6 +42,8 @@
 //! # }
 //! ```
 
+mod apt;
+mod batched;
 pub mod builders;
 pub mod engine;
 mod exit;
@@ -91,6 +93,9 @@ pub enum Error {
     Explain(#[from] explain::ExplainError),
     #[error(transparent)]
     Sbom(#[from] sbom::image::SbomError),
+    /// `SOURCE_DATE_EPOCH` is set to something that is no time.
+    #[error(transparent)]
+    Epoch(#[from] oci::epoch::EpochError),
     #[error("cannot tell whether {image} exists: {reason}")]
     Unknown { image: String, reason: String },
     /// A file the command line names could not be read.
@@ -117,7 +122,7 @@ impl Error {
         use engine::EngineError;
         match self {
             Error::Spec(_) | Error::Tag(_) | Error::Plan(_) => ExitCode::BadInput,
-            Error::Io { .. } => ExitCode::BadInput,
+            Error::Io { .. } | Error::Epoch(_) => ExitCode::BadInput,
             Error::Backend(e) => backend_kind(e),
             Error::Engine(e) => match e {
                 EngineError::Tag(_)

@@ -1,6 +1,6 @@
-//! The shape of `src/`, checked from the code itself (README, *Layout*):
+//! The shape of `src/`, checked from the code itself (docs/architecture.md, *Layout*):
 //!
-//! - **layering**: the README's layout lists the library's modules from the top of the
+//! - **layering**: docs/architecture.md's *Layout* lists the library's modules from the top of the
 //!   pipeline down; a module may use (`crate::x`, outside `#[cfg(test)]`) only modules listed
 //!   below it, so dependencies point one way and there are no module cycles;
 //! - **function length**: no function in `src/` is longer than [`MAX_LINES`]; the longest are
@@ -54,14 +54,15 @@ fn module_of(path: &Path) -> String {
     name.strip_suffix(".rs").unwrap_or(&name).to_string()
 }
 
-/// The README's layout block, top to bottom: each line `  name/` or `  name.rs` (several
+/// docs/architecture.md's layout block, top to bottom: each line `  name/` or `  name.rs` (several
 /// names on one line are separated by `, `), the description after two spaces.
 fn declared_order() -> Vec<String> {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let readme =
+        std::fs::read_to_string(root().join("docs/architecture.md")).expect("docs/architecture.md");
     let layout = readme
         .split("\n## Layout")
         .nth(1)
-        .expect("README has a ## Layout section");
+        .expect("docs/architecture.md has a ## Layout section");
     let block = layout
         .split("```")
         .nth(1)
@@ -161,7 +162,7 @@ fn modules_use_only_the_modules_below_them() {
         let module = module_of(&file);
         let Some(own) = rank(&module) else {
             wrong.push(format!(
-                "{}: module `{module}` is not in README's Layout",
+                "{}: module `{module}` is not in docs/architecture.md's Layout",
                 file.display()
             ));
             continue;
@@ -272,7 +273,7 @@ fn the_layout_names_every_module() {
         let module = module_of(&file);
         assert!(
             order.contains(&module),
-            "{}: add `{module}` to README's Layout",
+            "{}: add `{module}` to docs/architecture.md's Layout",
             shown(&file)
         );
     }

@@ -724,3 +724,28 @@ fn a_hundred_thousand_packages_parse_in_linear_time() {
         "{err}"
     );
 }
+
+#[test]
+fn a_source_date_epoch_that_is_no_time_is_bad_input_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        "name = \"x\"\nregistry = \"127.0.0.1:1\"\npackages = [\"six\"]\n",
+    )
+    .expect("spec");
+    for command in ["build", "plan"] {
+        let out = imagespec(dir.path())
+            .env("SOURCE_DATE_EPOCH", "yesterday")
+            .args([command, "spec.toml"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("SOURCE_DATE_EPOCH=\"yesterday\": expected whole seconds"),
+            "{command}: {stderr}"
+        );
+        // Refused before the registry (a closed port) was asked.
+        assert!(!stderr.contains("127.0.0.1:1"), "{command}: {stderr}");
+    }
+}

@@ -242,15 +242,15 @@ fn output_refuses_what_it_cannot_assemble() {
             String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
         )
     };
-    // No registry: only dependencies uv installs here can be written (apt needs dockerd,
-    // whose dependency image would need a registry).
+    // No registry: only dependencies installed here without a daemon can be written (conda
+    // needs dockerd, whose dependency image would need a registry).
     let (code, err) = run(
-        "name = \"x\"\napt_packages = [\"git\"]\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
+        "name = \"x\"\nconda_packages = [\"numpy\"]\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
         "oci:out",
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--output without a `registry`"), "{err}");
-    assert!(err.contains("`apt_packages`"), "{err}");
+    assert!(err.contains("`conda_packages`"), "{err}");
     let (code, err) = run(
         "name = \"x\"\nregistry = \"localhost:1\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\ncommands = [\"true\"]\n",
         "oci-archive:out.tar",
@@ -546,11 +546,14 @@ fn build_help_groups_its_options_in_sections() {
       --output <KIND:PATH>
       --json
       --sbom [<BOOL>]
+      --provenance [<BOOL>]
       -q, --quiet
       --progress <MODE>
       --color <WHEN>
       --print-ref <KIND>
       --metadata-file <FILE>
+    Scheduling:
+      -j, --jobs <N>
     ");
     let plan = outline(&["plan", "--help"]);
     assert!(

@@ -37,14 +37,19 @@ fn imagespec(
 
 #[test]
 fn plan_names_the_builder_and_where_its_address_came_from() {
-    // No daemon here: the plans say "cannot tell" (exit 3), and still name the builder.
+    // The spec names no registry: a remote builder could not keep the image here (exit 2),
+    // and the plan still names the builder.
     imagespec(
         None,
         &[("BUILDKIT_HOST", "tcp://127.0.0.1:1")],
         &["plan", "spec.toml"],
     )
+    .code(2)
     .stdout(predicate::str::contains(
         "  builder:    BuildKit at tcp://127.0.0.1:1 (BUILDKIT_HOST), pushes the image itself",
+    ))
+    .stdout(predicate::str::contains(
+        "a remote BuildKit builder pushes the image it builds, but the spec names no registry",
     ));
     // The flag wins over the variable.
     imagespec(

@@ -19,7 +19,7 @@ use common::e2e::{
     skopeo_inspect, tree_difference,
 };
 
-/// Paths the daemonless image lacks on purpose (README, "Dependencies without a daemon"):
+/// Paths the daemonless image lacks on purpose (docs/daemonless.md):
 /// bytecode, which the Docker build compiles (`UV_COMPILE_BYTECODE=1`) and Python writes on
 /// first import otherwise.
 fn accepted_difference(line: &str) -> bool {
@@ -321,11 +321,9 @@ fn daemonless_and_docker_give_the_same_image() {
 fn fallback_reasons_show_in_plan() {
     let Some(env) = services() else { return };
     let run = run_id();
+    // `apt_packages` build without a daemon since issue 24 (tests/e2e_apt.rs: a package
+    // whose scripts must run falls back at the build).
     let cases = [
-        (
-            "apt_packages = [\"jq\"]",
-            "`apt_packages` are installed by the base's package manager",
-        ),
         (
             "commands = [\"echo hi\"]\n[builder_options]\nadd_flytekit = false\ncommands_before_copy = true",
             "`commands` run in the image",

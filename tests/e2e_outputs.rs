@@ -554,7 +554,7 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// An OCI layout someone prepared with links (README, "Security"): `blobs` or
+/// An OCI layout someone prepared with links (docs/security.md): `blobs` or
 /// `blobs/sha256` a link to another directory is refused with exit 2, naming the link and
 /// its target, and nothing lands there (the blobs went through such a link before); a link
 /// where `index.json` or `oci-layout` goes is replaced by the file, and what it points at is

@@ -17,9 +17,10 @@
 //! - The same skip when this machine did not push the image (another cache directory, as on
 //!   another machine or in CI): still ONE manifest request for it, the existence check,
 //!   which then is a GET whose manifest leads to the record of its files (a config blob,
-//!   not a manifest). For a multi-platform image: ONE for the index when this machine
-//!   pushed it; pushed elsewhere, the platform's manifest too (the record is in its
-//!   config, which only that manifest names). A nested base spec: ONE for each image.
+//!   not a manifest). For a multi-platform image: ONE for the index, pushed here or
+//!   elsewhere (the index imagespec pushes carries the images' record as an annotation; an
+//!   index without one costs the platform's manifest too). A nested base spec: ONE for
+//!   each image.
 //!   Two for a tag pushed elsewhere in a repository this machine pushes to: its HEAD
 //!   (which cannot tell it from a tag not pushed yet), then its manifest; two also with
 //!   the cache off (`recorded::ask_with_head` in src/engine/run/recorded.rs says why).
@@ -197,14 +198,27 @@ fn the_registry_is_asked_once_per_fact() {
                 .map_or(r.clone(), |(m, _)| format!("{m} sha256:…"))
         })
         .collect();
+    // The fast path reuses the dependency image's SBOM: its referrers tag and its document
+    // read (when this machine has not cached its findings), each once at most.
+    let (dependency_reads, own): (Vec<String>, Vec<String>) = sbom_requests
+        .into_iter()
+        .partition(|r| r.starts_with("GET ") && !r.ends_with(&referrers_tag));
+    let mut distinct = dependency_reads.clone();
+    distinct.dedup();
+    assert!(
+        dependency_reads.len() <= 2 && distinct == dependency_reads,
+        "the dependency image's SBOM read once at most: {requests:?}"
+    );
     assert_eq!(
-        sbom_requests,
+        own,
         [
+            "PUT sha256:…".to_string(),
             "PUT sha256:…".to_string(),
             format!("GET {referrers_tag}"),
             format!("PUT {referrers_tag}")
         ],
-        "the SBOM: its artifact, the referrers tag read and written; {requests:?}"
+        "the SBOM and the provenance: their artifacts, the referrers tag read and written \
+         once for both; {requests:?}"
     );
 }
 
@@ -252,23 +266,26 @@ fn an_image_pushed_by_another_machine_is_asked_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let proj = dir.path().join("proj");
     let log = RegistryLog::of(&s);
-    project(&proj, &s, &run_id());
+    // A repository of its own: the other tests' requests, run meanwhile, are not counted.
+    let name = format!("{NAME}-elsewhere");
+    let project = |content: &str| project_with(&proj, &s, content, &name, &s.base_python, "");
+    project(&run_id());
     let first = build(&proj, &dir.path().join("pushed-here"));
     let tag = tag_of(&first);
     // Another machine: no record of the push. The existence check's answer is the manifest,
     // which names the config holding the record of the files.
     let elsewhere = dir.path().join("elsewhere");
-    let own = skip_requests(&proj, &elsewhere, &log, NAME);
+    let own = skip_requests(&proj, &elsewhere, &log, &name);
     assert_eq!(own, [format!("GET {tag}")]);
     // The record read is kept: the next skip there asks as this machine's.
-    let own = skip_requests(&proj, &elsewhere, &log, NAME);
+    let own = skip_requests(&proj, &elsewhere, &log, &name);
     assert_eq!(own, [format!("HEAD {tag}")]);
     // A teammate's tag in a repository this machine pushes to: the HEAD cannot tell it from
     // a tag not pushed yet (one request, the common case); its manifest is read after.
-    project(&proj, &s, &run_id());
+    project(&run_id());
     let theirs = build(&proj, &dir.path().join("teammate"));
     let tag = tag_of(&theirs);
-    let own = skip_requests(&proj, &dir.path().join("pushed-here"), &log, NAME);
+    let own = skip_requests(&proj, &dir.path().join("pushed-here"), &log, &name);
     assert_eq!(own, [format!("HEAD {tag}"), format!("GET {tag}")]);
 }
 
@@ -287,12 +304,19 @@ fn a_multi_platform_image_is_asked_once() {
     let tag = tag_of(&first);
     let own = skip_requests(&proj, &here, &log, &name);
     assert_eq!(own, [format!("HEAD {tag}")]);
-    // Pushed elsewhere: the index, then the platform's manifest, whose config holds the
-    // record (an index names no config).
-    let own = skip_requests(&proj, &dir.path().join("elsewhere"), &log, &name);
-    assert_eq!(own.len(), 2, "{own:?}");
-    assert_eq!(own[0], format!("GET {tag}"));
-    assert!(own[1].starts_with("GET sha256:"), "{own:?}");
+    // Pushed elsewhere (another machine: a fresh cache directory): the index alone, which
+    // carries the images' record as an annotation (no platform's manifest read for it).
+    let elsewhere = dir.path().join("elsewhere");
+    let own = skip_requests(&proj, &elsewhere, &log, &name);
+    assert_eq!(own, [format!("GET {tag}")]);
+    let index = skopeo_inspect(&["--raw"], first.result()["image"].as_str().expect("image"));
+    assert!(
+        index["annotations"]["org.imagespec.inputs"].is_string(),
+        "the record on the index: {index}"
+    );
+    // The record read is kept: the next skip there asks as this machine's.
+    let own = skip_requests(&proj, &elsewhere, &log, &name);
+    assert_eq!(own, [format!("HEAD {tag}")]);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use common::e2e::{
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const SPDX: &str = "application/spdx+json";
+const IN_TOTO: &str = "application/vnd.in-toto+json";
 
 /// `imagespec build --json ARGS` in `proj` (uv from the harness): the result event.
 fn build(proj: &Path, env: &Services, docker_host: Option<&str>, args: &[&str]) -> Value {
@@ -67,6 +68,15 @@ fn sbom_tool(env: &Services, tool: &str, dir: &str) -> Option<std::path::PathBuf
     let path = std::env::var_os(&var)
         .map(Into::into)
         .unwrap_or_else(|| Path::new(&env.file.cache()).join(format!("{dir}/bin/{tool}")));
+    if !path.is_file() && std::env::var_os("CI").is_some() && std::env::var_os(&var).is_none() {
+        // Under CI, build it now (or wait for up.sh's build of it: the script locks).
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/e2e/sbom-tools.sh");
+        let name = dir
+            .split('-')
+            .take_while(|p| !p.starts_with(char::is_numeric));
+        let name = name.collect::<Vec<_>>().join("-").replace("-lib", "");
+        output(Process::new("bash").arg(script).arg(name));
+    }
     if path.is_file() {
         Some(path)
     } else {
@@ -80,19 +90,32 @@ fn sbom_tool(env: &Services, tool: &str, dir: &str) -> Option<std::path::PathBuf
 /// `oras discover` of `reference` (`--plain-http` in `args`): the SBOM referrers it lists,
 /// by digest.
 fn oras_sboms(oras: &Path, args: &[&str], reference: &str) -> Vec<String> {
+    oras_discover(oras, args, reference)
+        .into_iter()
+        .filter(|m| m["artifactType"] == SPDX)
+        .map(|m| m["digest"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The artifact types of the referrers `oras discover` lists for `reference`, sorted.
+fn oras_referrers(oras: &Path, args: &[&str], reference: &str) -> Vec<String> {
+    let mut kinds: Vec<String> = oras_discover(oras, args, reference)
+        .iter()
+        .map(|m| m["artifactType"].as_str().unwrap_or_default().to_string())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn oras_discover(oras: &Path, args: &[&str], reference: &str) -> Vec<Value> {
     let out = output(
         Process::new(oras)
             .args(["discover", "--format", "json"])
             .args(args)
             .arg(reference),
     );
-    json(out.as_bytes())["manifests"]
-        .as_array()
-        .expect("manifests")
-        .iter()
-        .filter(|m| m["artifactType"] == SPDX)
-        .map(|m| m["digest"].as_str().unwrap_or_default().to_string())
-        .collect()
+    let listed = json(out.as_bytes());
+    listed["manifests"].as_array().expect("manifests").clone()
 }
 
 fn json(bytes: &[u8]) -> Value {
@@ -105,10 +128,15 @@ fn repository(image: &str) -> &str {
     path.rsplit_once(':').map_or(path, |(r, _)| r)
 }
 
-/// The SBOM attached to `digest` in `repository`, read as a client without the referrers API
-/// reads it: the referrers tag's index, the artifact manifest, its blob. Asserts the
-/// artifact's shape on the way; the document's bytes.
+/// The SBOM attached to `digest` in `repository` (see [`attached`]).
 fn attached_sbom(env: &Services, repository: &str, digest: &str) -> Vec<u8> {
+    attached(env, repository, digest, SPDX)
+}
+
+/// The artifact of `kind` attached to `digest` in `repository`, read as a client without
+/// the referrers API reads it: the referrers tag's index, the artifact manifest, its blob.
+/// Asserts the artifact's shape on the way; the content's bytes.
+fn attached(env: &Services, repository: &str, digest: &str, kind: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("sha256");
     let api = get(env, &format!("{repository}/referrers/{digest}"), INDEX);
     assert!(api.is_none(), "the harness's registry has no referrers API");
@@ -119,7 +147,7 @@ fn attached_sbom(env: &Services, repository: &str, digest: &str) -> Vec<u8> {
         .as_array()
         .expect("manifests")
         .iter()
-        .filter(|m| m["artifactType"] == SPDX)
+        .filter(|m| m["artifactType"] == kind)
         .collect();
     assert_eq!(entries.len(), 1, "{index}");
     let artifact = get(
@@ -132,20 +160,46 @@ fn attached_sbom(env: &Services, repository: &str, digest: &str) -> Vec<u8> {
     )
     .expect("the artifact manifest");
     let artifact = json(&artifact);
-    assert_eq!(artifact["artifactType"], SPDX, "{artifact}");
+    assert_eq!(artifact["artifactType"], kind, "{artifact}");
     assert_eq!(artifact["subject"]["digest"], digest, "{artifact}");
     assert_eq!(
         artifact["config"]["mediaType"],
         "application/vnd.oci.empty.v1+json"
     );
     let layer = &artifact["layers"][0];
-    assert_eq!(layer["mediaType"], SPDX, "{artifact}");
+    assert_eq!(layer["mediaType"], kind, "{artifact}");
     get(
         env,
         &format!("{repository}/blobs/{}", layer["digest"].as_str().unwrap()),
         "*/*",
     )
-    .expect("the SBOM blob")
+    .expect("the artifact's blob")
+}
+
+/// The provenance attached to `digest` (an in-toto statement of SLSA provenance v1 about
+/// it); `imagespec sbom --provenance` prints it.
+fn check_provenance(env: &Services, proj: &Path, image: &str, digest: &str) -> Value {
+    let bytes = attached(env, repository(image), digest, IN_TOTO);
+    let statement = json(&bytes);
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    let hex = digest.trim_start_matches("sha256:");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], hex);
+    let definition = &statement["predicate"]["buildDefinition"];
+    let base = &definition["resolvedDependencies"][0];
+    assert_eq!(base["name"], "base image", "{statement}");
+    assert!(base["digest"]["sha256"].is_string(), "{statement}");
+    let spec = &definition["externalParameters"]["spec"];
+    assert!(spec["base_image"].is_string(), "{statement}");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains(&*proj.to_string_lossy()),
+        "no host path: {text}"
+    );
+    let run = &statement["predicate"]["runDetails"];
+    assert!(run["builder"]["id"].is_string() && run["metadata"]["startedOn"].is_string());
+    prints_attached(proj, &["--provenance", image], &bytes);
+    statement
 }
 
 /// `(purl type, name, version, extra)` of every package the document lists, and the Python
@@ -249,26 +303,7 @@ fn check_document(env: &Services, proj: &Path, image: &str, document: &[u8]) -> 
     for dist in reported.iter().filter(|p| p.0 == "pypi") {
         assert!(listed.contains(dist), "{dist:?} missing from {listed:#?}");
     }
-    let out = imagespec_in(proj)
-        .args(["sbom", image])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = out.stdout;
-    assert_eq!(
-        printed.strip_suffix(b"\n").unwrap_or(&printed),
-        document,
-        "imagespec sbom prints it"
-    );
+    prints_attached(proj, &[image], document);
     doc
 }
 
@@ -323,6 +358,140 @@ fn a_daemonless_image_carries_its_sbom() {
     let source = &doc["packages"][2];
     assert_eq!(source["SPDXID"], "SPDXRef-Source", "{doc}");
     assert_eq!(doc["packages"][1]["name"], env.base_python.as_str());
+    let statement = check_provenance(&env, proj, &image, &digest);
+    let builder = &statement["predicate"]["runDetails"]["builder"]["id"];
+    assert!(
+        builder.as_str().unwrap().ends_with("/registry-append"),
+        "{builder}"
+    );
+    check_cyclonedx(&env, proj, &image, &doc);
+    syft_agrees(&env, &image, &doc);
+}
+
+/// `imagespec ARGS` in `proj`: its stdout, once it succeeded (its stderr in the message).
+fn imagespec_stdout(proj: &Path, args: &[&str]) -> Vec<u8> {
+    stdout_of(imagespec_in(proj).args(args))
+}
+
+/// What `cmd` printed, once it succeeded (its stderr in the message).
+fn stdout_of(cmd: &mut assert_cmd::Command) -> Vec<u8> {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `imagespec sbom ARGS` prints `document` (and a newline), and nothing on stderr: it is
+/// attached, not computed.
+fn prints_attached(proj: &Path, args: &[&str], document: &[u8]) {
+    let out = imagespec_in(proj)
+        .arg("sbom")
+        .args(args)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    let printed = out.stdout;
+    assert_eq!(printed.strip_suffix(b"\n").unwrap_or(&printed), document);
+}
+
+/// `imagespec sbom --format cyclonedx` validates as CycloneDX 1.6 (cyclonedx-python-lib's
+/// JSON validator) and lists the SPDX document's packages by purl.
+fn check_cyclonedx(env: &Services, proj: &Path, image: &str, spdx: &Value) {
+    let printed = imagespec_stdout(proj, &["sbom", "--format", "cyclonedx", image]);
+    if let Some(python) = sbom_tool(env, "python", "cyclonedx-lib-9.1.0") {
+        let file = proj.join("sbom.cdx.json");
+        std::fs::write(&file, &printed).expect("write the BOM");
+        let check = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\n\
+            from cyclonedx.schema import SchemaVersion\n\
+            e = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\n\
+            sys.exit(str(e) if e else 0)\n";
+        let validated = Process::new(python)
+            .args(["-c", check])
+            .arg(&file)
+            .output()
+            .expect("python");
+        assert!(
+            validated.status.success(),
+            "CycloneDX 1.6: {}",
+            String::from_utf8_lossy(&validated.stderr)
+        );
+    }
+    let bom = json(&printed);
+    assert_eq!(bom["specVersion"], "1.6");
+    let purls = |packages: &Value, key: &str| -> BTreeSet<String> {
+        let all = packages.as_array().expect("a list").iter();
+        all.filter_map(|p| p.pointer(key).and_then(Value::as_str).map(String::from))
+            .filter(|p| !p.starts_with("pkg:oci/"))
+            .collect()
+    };
+    assert_eq!(
+        purls(&bom["components"], "/purl"),
+        purls(&spdx["packages"], "/externalRefs/0/referenceLocator")
+    );
+}
+
+/// The fast path on a machine that has read none of the image's layers (a new cache dir)
+/// takes the dependency image's SBOM (attached by the first build, which read its layers)
+/// and reads only the source layer it wrote: its findings cache holds one layer. The
+/// document lists the same packages as the first build's.
+#[test]
+fn a_fast_path_build_on_a_new_machine_reads_only_its_source_layer() {
+    let Some(env) = common::e2e::services() else {
+        return;
+    };
+    let dir = project(&env, "h-sbom-fast", "import six\n", "packages = [\"six\"]");
+    let proj = dir.path();
+    let first = build(proj, &env, Some(NO_DAEMON), &["spec.toml"]);
+    let image = first["image"].as_str().expect("image").to_string();
+    let before = json(&attached_sbom(
+        &env,
+        repository(&image),
+        &registry_digest(&image),
+    ));
+    let provenance = attached(&env, repository(&image), &registry_digest(&image), IN_TOTO);
+    let dependency = json(&provenance)["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("resolved")
+        .iter()
+        .find(|d| d["name"] == "dependency image")
+        .and_then(|d| d["uri"].as_str())
+        .expect("the dependency image")
+        .to_string();
+    let dependency_digest = registry_digest(&dependency);
+    let deps_doc = json(&attached_sbom(
+        &env,
+        repository(&dependency),
+        &dependency_digest,
+    ));
+    assert_eq!(names(&deps_doc, "pypi"), names(&before, "pypi"));
+
+    std::fs::write(proj.join("src/main.py"), "import six  # changed\n").expect("source");
+    let cache = tempfile::tempdir().expect("cache");
+    let mut cmd = imagespec_in(proj);
+    cmd.env("IMAGESPEC_NO_CACHE", "0")
+        .env("IMAGESPEC_CACHE_DIR", cache.path())
+        .env("IMAGESPEC_UV", env.file.uv().unwrap_or_default())
+        .env("DOCKER_HOST", NO_DAEMON);
+    let run = run_json(cmd.args(["build", "--json", "spec.toml"]));
+    assert!(run.ok(), "build failed:\n{}", run.text);
+    assert_eq!(run.result()["action"], "appended", "{}", run.text);
+    let read: Vec<_> = std::fs::read_dir(cache.path().join("sbom-layers"))
+        .expect("the findings cache")
+        .collect();
+    assert_eq!(read.len(), 1, "only the source layer was read: {read:?}");
+    let second = run.result()["image"].as_str().expect("image").to_string();
+    assert_ne!(second, image, "a new tag for the new source");
+    let after = json(&attached_sbom(
+        &env,
+        repository(&second),
+        &registry_digest(&second),
+    ));
+    assert_eq!(packages(&after), packages(&before));
+    assert_ne!(after["name"], before["name"], "another image");
 }
 
 /// An apt + pip image built by dockerd's BuildKit (a `commands` step: the whole Dockerfile):
@@ -344,6 +513,7 @@ fn a_buildkit_image_carries_its_sbom() {
     let doc = check_document(&env, proj, &image, &document);
     assert!(names(&doc, "deb").contains("jq"), "{doc}");
     assert!(names(&doc, "pypi").contains("six"), "{doc}");
+    syft_agrees(&env, &image, &doc);
 }
 
 /// `--sbom=false`: nothing is attached, and `imagespec sbom` computes the document, saying so.
@@ -397,8 +567,14 @@ fn sbom_false_attaches_nothing_and_a_layout_holds_it() {
     let named = image_entry["annotations"]["org.imagespec.sbom"]
         .as_str()
         .expect("the entry names its SBOM");
-    let artifact = json(&blob(named));
-    assert_eq!(artifact["artifactType"], SPDX, "{artifact}");
+    let artifacts: Vec<Value> = named.split(',').map(|d| json(&blob(d))).collect();
+    let kinds: Vec<&Value> = artifacts.iter().map(|a| &a["artifactType"]).collect();
+    assert_eq!(
+        kinds,
+        [SPDX, IN_TOTO],
+        "the SBOM and the provenance: {named}"
+    );
+    let artifact = &artifacts[0];
     assert_eq!(
         artifact["subject"]["digest"], image_entry["digest"],
         "{artifact}"
@@ -463,5 +639,141 @@ fn each_platform_of_an_index_carries_its_own_sbom() {
             "{arch}: {debs:?}"
         );
         assert!(names(&doc, "pypi").contains("six"), "{arch}");
+        let statement = json(&attached(&env, repository(&image), digest, IN_TOTO));
+        let platform = &statement["predicate"]["buildDefinition"]["externalParameters"]["platform"];
+        assert_eq!(platform.as_str(), Some(format!("linux/{arch}").as_str()));
     }
+    if let Some(oras) = sbom_tool(&env, "oras", "oras-1.2.3") {
+        for entry in entries {
+            let at = format!(
+                "{}@{}",
+                image.rsplit_once(':').unwrap().0,
+                entry["digest"].as_str().unwrap()
+            );
+            let kinds = oras_referrers(&oras, &["--plain-http"], &at);
+            assert_eq!(kinds, [SPDX, IN_TOTO], "oras discover {at}");
+        }
+    }
+}
+
+/// syft's own scan of `image` (`syft registry:…`, plain HTTP): its Debian and Python
+/// packages, as (kind, PEP 503 name, version).
+fn syft_packages(syft: &Path, image: &str) -> BTreeSet<(String, String, String)> {
+    let out = output(
+        Process::new(syft)
+            .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true")
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+            .args(["-q", "-o", "json"])
+            .arg(format!("registry:{image}")),
+    );
+    let scan = json(out.as_bytes());
+    let artifacts = scan["artifacts"].as_array().expect("artifacts").iter();
+    artifacts
+        .filter_map(|a| {
+            let kind = match a["type"].as_str()? {
+                "deb" => "deb",
+                "python" => "pypi",
+                _ => return None,
+            };
+            Some((
+                kind.to_string(),
+                name_of(kind, a["name"].as_str()?),
+                a["version"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// A package's name as the comparison takes it: PEP 503's for Python's, as is for Debian's.
+fn name_of(kind: &str, name: &str) -> String {
+    if kind == "pypi" {
+        pep503(name)
+    } else {
+        name.to_string()
+    }
+}
+
+/// A Python name as PEP 503 compares them (lower case, runs of `-_.` one `-`).
+fn pep503(name: &str) -> String {
+    let lower = name.to_lowercase().replace(['_', '.'], "-");
+    lower
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// syft's scan of `image` finds the same Debian and Python packages (name, version) as
+/// imagespec's document `doc`.
+fn syft_agrees(env: &Services, image: &str, doc: &Value) {
+    let Some(syft) = sbom_tool(env, "syft", "syft-1.18.1") else {
+        return;
+    };
+    let ours: BTreeSet<(String, String, String)> = packages(doc)
+        .into_iter()
+        .map(|(kind, name, version, _)| (name_of(&kind, &name), kind, version))
+        .map(|(name, kind, version)| (kind, name, version))
+        .collect();
+    let theirs = syft_packages(&syft, image);
+    assert_eq!(
+        ours, theirs,
+        "imagespec's SBOM against syft's scan of {image}"
+    );
+}
+
+/// A stock `cosign sign --key` (a key made here, no transparency log) and `cosign verify
+/// --key` pass on an imagespec image by digest, and the SBOM and the provenance are still
+/// its referrers (`oras discover`) beside the signature.
+#[test]
+fn cosign_signs_and_verifies_and_the_sbom_stays() {
+    let Some(env) = common::e2e::services() else {
+        return;
+    };
+    let (Some(cosign), Some(oras)) = (
+        sbom_tool(&env, "cosign", "cosign-2.6.5"),
+        sbom_tool(&env, "oras", "oras-1.2.3"),
+    ) else {
+        return;
+    };
+    let dir = project(&env, "h-sbom-cosign", "print(1)\n", "packages = [\"six\"]");
+    let proj = dir.path();
+    build(proj, &env, Some(NO_DAEMON), &["spec.toml"]);
+    let mut cmd = imagespec_in(proj);
+    cmd.env("DOCKER_HOST", NO_DAEMON)
+        .args(["build", "-q", "--print-ref", "digest", "spec.toml"]);
+    let printed = stdout_of(&mut cmd);
+    let reference = String::from_utf8_lossy(&printed).trim().to_string();
+    assert!(reference.contains("@sha256:"), "{reference}");
+    let cosign_in = |args: &[&str]| {
+        let mut c = Process::new(&cosign);
+        // A key of this test's own; the TUF root stays here: nothing is asked of sigstore.
+        c.current_dir(proj)
+            .env("COSIGN_PASSWORD", "e2e-only-pass")
+            .env("TUF_ROOT", proj.join("tuf"))
+            .args(args);
+        output(&mut c)
+    };
+    cosign_in(&["generate-key-pair"]);
+    let http = ["--allow-insecure-registry", "--allow-http-registry"];
+    let mut sign = vec!["sign", "--key", "cosign.key", "--tlog-upload=false", "-y"];
+    sign.extend(http);
+    sign.push(&reference);
+    cosign_in(&sign);
+    let mut verify = vec![
+        "verify",
+        "--key",
+        "cosign.pub",
+        "--insecure-ignore-tlog",
+        "--offline",
+    ];
+    verify.extend(http);
+    verify.push(&reference);
+    let verified = json(cosign_in(&verify).as_bytes());
+    let digest = reference.rsplit_once('@').unwrap().1;
+    assert_eq!(
+        verified[0]["critical"]["image"]["docker-manifest-digest"], digest,
+        "{verified}"
+    );
+    let kinds = oras_referrers(&oras, &["--plain-http"], &reference);
+    assert_eq!(kinds, [SPDX, IN_TOTO], "oras discover {reference}");
 }

@@ -1,5 +1,5 @@
 //! End-to-end: what `.dockerignore` excludes never reaches a pushed image, while the image
-//! keeps flytekit's name (README, "Security"). The spec is the corpus case
+//! keeps flytekit's name (docs/security.md). The spec is the corpus case
 //! `dockerignore_relative_root_secret` (a relative `source_root` whose `.dockerignore`
 //! excludes `secrets.json`, which flytekit hashes and copies); its flytekit-made tag is in
 //! `testdata/goldens/tags.json`. Built three ways — the whole Dockerfile through dockerd's
@@ -21,7 +21,7 @@ const CASE: &str = "dockerignore_relative_root_secret";
 
 /// `imagespec build --json ARGS` in `dir`: (success, events, everything printed). The
 /// requirement flytekit adds to an image whose packages do not name it is not part of the
-/// tag (README, `--flytekit-requirement`): a small package stands in for flytekit and its
+/// tag (docs/cli.md, `--flytekit-requirement`): a small package stands in for flytekit and its
 /// hundred dependencies.
 fn build_json(dir: &Path, args: &[&str]) -> (bool, Vec<Value>, String) {
     let mut cmd = imagespec_in(dir);

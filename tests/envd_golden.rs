@@ -6,8 +6,7 @@
 //! same contents (sha256), executable bits and empty directories; where flytekit refuses the
 //! image, imagespec exits 2.
 //!
-//! The default flavor (what `imagespec build` uses) differs on purpose (README, "The envd
-//! builder"): `/root` gets exactly the hashed files from one `root/` directory, strings are
+//! The default flavor (what `imagespec build` uses) differs on purpose (docs/envd.md): `/root` gets exactly the hashed files from one `root/` directory, strings are
 //! Starlark literals, `'` in commands is escaped for envd's `bash -c '...'`, env values are
 //! strings, `entrypoint` is kept. `default_flavor_of_the_envd_cases` pins it with a snapshot
 //! and checks that it is refused exactly where the compat flavor is.
@@ -18,7 +17,7 @@ use common::{case_args, isolated_imagespec, materialise, materialise_from, repo}
 use serde_json::Value;
 
 /// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
-/// a context (README, "Deliberate differences").
+/// a context (docs/differences.md).
 const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[(
     "yaml_only_scalar_typing",
     "",

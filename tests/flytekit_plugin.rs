@@ -12,7 +12,9 @@
 //! - registration: `pyflyte package` with the wheel builds and pushes through the plugin,
 //!   checked from outside (skopeo, the package's task templates, `docker run`); then, after a
 //!   code change, again with `DOCKER_HOST` pointing nowhere: the changed images are appended
-//!   in the registry, the unchanged base skipped.
+//!   in the registry, the unchanged base skipped;
+//! - the same on a CI pod with no Docker and the team's remote BuildKit builder named by
+//!   `BUILDKIT_HOST` and a defaults file (its certificates): nothing changed in the project.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -128,6 +130,18 @@ fn in_image(image: &str, run_id: &str, root: &str, code: &str) -> String {
     ]))
 }
 
+/// Pulls the `app` and `src` images and checks what [`IS_CONTAINER`] prints in each (its
+/// last line), as a task of this run sees it.
+fn tasks_see(images: [&str; 2], run_id: &str, root: &str, expected: [&str; 2]) {
+    for image in images {
+        output(Command::new(DOCKER).args(["pull", "-q", image]));
+    }
+    for (image, expected) in images.into_iter().zip(expected) {
+        let says = in_image(image, run_id, root, IS_CONTAINER);
+        assert_eq!(says.lines().last(), Some(expected), "in {image}: {says}");
+    }
+}
+
 /// Prints, as a task sees it: both specs' `is_container()`, both tasks run on 3, and whether
 /// `/root/run_id.txt` (only in the `src` image) holds this run's id.
 const IS_CONTAINER: &str = "import os\n\
@@ -137,6 +151,17 @@ c = M.current_context()\n\
 copied = os.path.exists('/root/run_id.txt') and open('/root/run_id.txt').read() == wf.RUN\n\
 with M.with_context(c.with_execution_state(c.execution_state.with_params(mode=E.Mode.TASK_EXECUTION))):\n    print(wf.app.is_container(), wf.src.is_container(), wf.uses_six(x=3), wf.uses_source(x=3), copied)";
 
+/// A copy of the test project in `dir`, with a file only this run has (its id, returned): a
+/// new `src` image, whose whole tree is copied in.
+fn project_copy(dir: &Path) -> (PathBuf, String) {
+    let project = dir.join("project");
+    let from = repo().join("plugins/flytekit/tests/project");
+    output(Command::new("cp").arg("-r").arg(&from).arg(&project));
+    let run_id = run_id();
+    std::fs::write(project.join("run_id.txt"), &run_id).expect("run id file");
+    (project, run_id)
+}
+
 #[test]
 fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     let Some(bin) = venv_bin() else { return };
@@ -144,20 +169,7 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = dir.path().join("project");
-    output(
-        Command::new("cp").args([
-            "-r",
-            repo()
-                .join("plugins/flytekit/tests/project")
-                .to_str()
-                .unwrap(),
-            project.to_str().unwrap(),
-        ]),
-    );
-    let run_id = run_id();
-    // A file only this run has: a new `src` image (its whole tree is copied in).
-    std::fs::write(project.join("run_id.txt"), &run_id).expect("run id file");
+    let (project, run_id) = project_copy(dir.path());
     let helper = repo().join("plugins/flytekit/tests/registration.py");
     let python = |args: &[&str]| {
         output(
@@ -221,20 +233,11 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     let root = project.to_str().unwrap();
     assert_eq!(python(&["is-container", "app"]), "False\n");
     assert_eq!(python(&["is-container", "src"]), "False\n");
-    for image in [app_image, src_image] {
-        output(Command::new(DOCKER).args(["pull", "-q", image]));
-    }
-    let app_says = in_image(app_image, &run_id, root, IS_CONTAINER);
-    assert_eq!(
-        app_says.lines().last(),
-        Some("True False 4 6 False"),
-        "in {app_image}: {app_says}"
-    );
-    let src_says = in_image(src_image, &run_id, root, IS_CONTAINER);
-    assert_eq!(
-        src_says.lines().last(),
-        Some("False True 4 6 True"),
-        "in {src_image} (the whole tree in /root): {src_says}"
+    tasks_see(
+        [app_image, src_image],
+        &run_id,
+        root,
+        ["True False 4 6 False", "False True 4 6 True"],
     );
 
     // A code change on a runner without Docker: flytekit's own exist() would ask the daemon,
@@ -298,22 +301,98 @@ fn pyflyte_package_builds_and_pushes_through_the_plugin() {
     );
 
     // The changed images carry the new code (inc adds 10 now).
-    for image in [new_app, new_src] {
-        output(Command::new(DOCKER).args(["pull", "-q", image]));
-    }
-    let app_says = in_image(new_app, &run_id, root, IS_CONTAINER);
-    assert_eq!(
-        app_says.lines().last(),
-        Some("True False 13 6 False"),
-        "in {new_app}: {app_says}"
-    );
-    let src_says = in_image(new_src, &run_id, root, IS_CONTAINER);
-    assert_eq!(
-        src_says.lines().last(),
-        Some("False True 13 6 True"),
-        "in {new_src}: {src_says}"
+    tasks_see(
+        [new_app, new_src],
+        &run_id,
+        root,
+        ["True False 13 6 False", "False True 13 6 True"],
     );
     for image in [app_image, src_image, new_app, new_src] {
+        let _ = Command::new(DOCKER).args(["rmi", image]).output();
+    }
+}
+
+/// `pyflyte package` on a CI pod with no Docker and the team's BuildKit builder named only in
+/// the environment (`BUILDKIT_HOST`) and a defaults file (its mTLS files): the base spec,
+/// whose `commands` need BuildKit, is built and pushed by the remote builder; the app's
+/// dependency image is made without a daemon on top of it and the `src` image appended in
+/// the registry. No code change in the project. Checked from outside: the images run.
+#[test]
+fn pyflyte_package_builds_on_a_remote_builder_without_docker() {
+    let Some(bin) = venv_bin() else { return };
+    let Some(env) = services() else { return };
+    let Some(host) = env.file.get("IMAGESPEC_E2E_BUILDKIT_HOST") else {
+        let _: Option<()> = missing(&format!(
+            "no remote buildkitd in {} (scripts/e2e/buildkitd.sh up starts it)",
+            env.file.path
+        ));
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (project, run_id) = project_copy(dir.path());
+    let config = dir.path().join("imagespec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults.buildkit_tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            env.file.need("IMAGESPEC_E2E_BUILDKIT_CA"),
+            env.file.need("IMAGESPEC_E2E_BUILDKIT_CERT"),
+            env.file.need("IMAGESPEC_E2E_BUILDKIT_KEY"),
+        ),
+    )
+    .expect("defaults file");
+    let config = config.to_str().unwrap();
+    let pod = [
+        ("DOCKER_HOST", NO_DAEMON),
+        ("BUILDKIT_HOST", host.as_str()),
+        ("IMAGESPEC_CONFIG", config),
+    ];
+    let pkg = dir.path().join("flyte-package.tgz");
+    let log = package(&bin, &project, &run_id, &pkg, &pod);
+    assert_eq!(
+        log.matches("not found. building...").count(),
+        3,
+        "three new images:\n{log}"
+    );
+    // The base (its `commands`) and the app's dependency image (on the nested base's venv).
+    assert_eq!(
+        log.matches(&format!("on the BuildKit builder at {host}"))
+            .count(),
+        2,
+        "the base and the app's dependencies built on the remote builder:\n{log}"
+    );
+    assert!(
+        !log.contains("with dockerd") && !log.contains("DOCKER_HOST"),
+        "nothing asked of dockerd:\n{log}"
+    );
+    assert_eq!(
+        log.matches("assembled in the registry").count(),
+        2,
+        "the app and src images appended in the registry:\n{log}"
+    );
+
+    let helper = repo().join("plugins/flytekit/tests/registration.py");
+    let names = output(
+        Command::new(bin.join("python"))
+            .current_dir(&project)
+            .env("PYTHONPATH", &project)
+            .env("PLUGIN_RUN_ID", &run_id)
+            .arg(&helper)
+            .arg("images"),
+    );
+    let names: Value = serde_json::from_str(&names).expect("json");
+    let (app, src) = (
+        names["app"].as_str().unwrap(),
+        names["src"].as_str().unwrap(),
+    );
+    let root = project.to_str().unwrap();
+    tasks_see(
+        [app, src],
+        &run_id,
+        root,
+        ["True False 4 6 False", "False True 4 6 True"],
+    );
+    for image in [app, src] {
         let _ = Command::new(DOCKER).args(["rmi", image]).output();
     }
 }

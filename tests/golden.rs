@@ -9,7 +9,7 @@ mod common;
 use common::{case_args, isolated_imagespec, materialise, repo};
 use serde_json::Value;
 
-/// What imagespec does instead of what flytekit does, on purpose (README, "Deliberate
+/// What imagespec does instead of what flytekit does, on purpose (docs/differences.md,
 /// differences").
 #[derive(Clone, Copy, PartialEq)]
 enum Instead {
@@ -48,7 +48,7 @@ const DELIBERATE: &[(&str, &str, &str, Instead, &str)] = &[
         "",
         "*",
         Instead::RefusesExternalLinks,
-        "src/link_outside -> ../outside.txt leaves source_root: a link could bake any host file into the image (README, \"Security\")",
+        "src/link_outside -> ../outside.txt leaves source_root: a link could bake any host file into the image (docs/security.md)",
     ),
     (
         "copy_edge_forms",
@@ -124,7 +124,7 @@ fn tags_match_flytekit_for_the_whole_corpus() {
     assert!(checked >= 60, "only {checked} checks ran");
 }
 
-/// A defaults file with every key that must not change a name (README, "Defaults file")
+/// A defaults file with every key that must not change a name (docs/defaults.md)
 /// leaves every name flytekit's: `builder_config` defaults are not the spec's (which
 /// flytekit hashes), mirrors and the rest are used only to build. TOML forms only.
 #[test]

@@ -337,7 +337,12 @@ type Mutation = (&'static str, fn(&mut BuildPlan, &str));
 
 /// Each text field of a plan that reaches the Dockerfile, set (or appended to) `injected`.
 const PLAN_FIELDS: &[Mutation] = &[
-    ("base_image", |p, s| p.base_image = s.into()),
+    // An image name is a parsed value: a text that is no name cannot be put in the plan.
+    ("base_image", |p, s| {
+        if let Ok(image) = s.parse() {
+            p.base_image = image;
+        }
+    }),
     ("uv_image", |p, s| p.uv_image = s.into()),
     ("micromamba_image", |p, s| {
         if let Some(m) = &mut p.micromamba_image {
@@ -640,7 +645,7 @@ fn expected_steps(plan: &BuildPlan) -> Vec<Step> {
     if let Some(m) = &plan.micromamba_image {
         steps.push(holding("FROM", m));
     }
-    steps.push(holding("FROM", &plan.base_image));
+    steps.push(holding("FROM", &plan.base_image.to_string()));
     steps.extend([step("WORKDIR"), step("USER")]);
     if !plan.apt_packages.is_empty() {
         steps.push(step("RUN"));

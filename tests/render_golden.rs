@@ -12,7 +12,7 @@ use common::{case_args, isolated_imagespec, materialise, repo};
 use serde_json::Value;
 
 /// (case, image key, why): images imagespec rejects (exit 2) on purpose where flytekit writes
-/// a context (README, "Deliberate differences").
+/// a context (docs/differences.md).
 const DELIBERATE_REJECTS: &[(&str, &str, &str)] = &[
     (
         "yaml_only_scalar_typing",

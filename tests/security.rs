@@ -1,4 +1,4 @@
-//! The security contract (README, "Security"): a spec and its source tree are untrusted data
+//! The security contract (docs/security.md): a spec and its source tree are untrusted data
 //! (CI builds pull requests). Every attack here is made by the test in a temporary directory
 //! (FIFOs, sockets and links to host files cannot live in git) and must exit 2 — or render
 //! without the files it must not hold — within a second, never run planted code (marker

@@ -3,10 +3,15 @@
 # built from their Go module (pinned, cached under $IMAGESPEC_E2E_CACHE so a machine builds
 # them once), certificates for mTLS, buildkitd as root on 127.0.0.1 with its own state dir.
 #
-#   scripts/e2e/buildkitd.sh install   builds buildkitd + buildctl (once per version)
-#   scripts/e2e/buildkitd.sh up        install, certificates, start (if not running), env
-#   scripts/e2e/buildkitd.sh down      stops it by its PID (keeps its state)
-#   scripts/e2e/buildkitd.sh wipe      stops it and deletes its state (a fresh runner)
+#   scripts/e2e/buildkitd.sh install        builds buildkitd + buildctl (once per version)
+#   scripts/e2e/buildkitd.sh up [1|2]       install, certificates, start (if not running), env
+#   scripts/e2e/buildkitd.sh down [1|2]     stops it by its PID (keeps its state)
+#   scripts/e2e/buildkitd.sh wipe [1|2]     stops it and deletes its state (a fresh runner)
+#
+# Two builders (images spread over builders, tests/e2e_jobs.rs): the first on
+# 127.0.0.1:5070 (state $IMAGESPEC_E2E_STATE/buildkitd), the second on 127.0.0.1:5071
+# (state .../buildkitd2), the same certificates. `up`, `down` and `wipe` act on both, or on
+# the one named (1 or 2).
 #
 # Runnable alone (it uses only lib.sh): up.sh calls `up` after the registries are started.
 # The address and certificate paths go to $IMAGESPEC_E2E_STATE/buildkitd.env, and the same
@@ -16,18 +21,29 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 BUILDKIT_VERSION=${IMAGESPEC_E2E_BUILDKIT_VERSION:-v0.35.0}
-BUILDKIT_PORT=${IMAGESPEC_E2E_BUILDKIT_PORT:-5070}
+BUILDKIT_PORT1=${IMAGESPEC_E2E_BUILDKIT_PORT:-5070}
+BUILDKIT_PORT2=${IMAGESPEC_E2E_BUILDKIT_PORT2:-5071}
 BUILDKIT_BIN=$E2E_CACHE/buildkit-$BUILDKIT_VERSION/bin
 BUILDKITD=$BUILDKIT_BIN/buildkitd
 BUILDCTL=$BUILDKIT_BIN/buildctl
-BUILDKIT_STATE=$E2E_STATE/buildkitd
-BUILDKIT_ROOT=$BUILDKIT_STATE/root
 BUILDKIT_CERTS=$E2E_CACHE/buildkit-certs
 RUNC=/usr/sbin/runc
 WAIT_SECS=${IMAGESPEC_E2E_WAIT:-60}
-PIDFILE=$BUILDKIT_STATE/buildkitd.pid
-LOGF=$BUILDKIT_STATE/buildkitd.log
 ENV_OUT=$E2E_STATE/buildkitd.env
+
+# daemon N: the functions below act on buildkitd N (1 or 2): its port, state, pid and log.
+daemon() {
+    local suffix
+    case $1 in
+        1) BUILDKIT_PORT=$BUILDKIT_PORT1 suffix= ;;
+        2) BUILDKIT_PORT=$BUILDKIT_PORT2 suffix=2 ;;
+        *) die "no buildkitd $1 (1 or 2)" ;;
+    esac
+    BUILDKIT_STATE=$E2E_STATE/buildkitd$suffix
+    BUILDKIT_ROOT=$BUILDKIT_STATE/root
+    PIDFILE=$BUILDKIT_STATE/buildkitd.pid
+    LOGF=$BUILDKIT_STATE/buildkitd.log
+}
 
 # ---------------------------------------------------------------- build from the Go module
 install_buildkit() {
@@ -146,7 +162,7 @@ start() {
     fi
     rm -f "$PIDFILE"
     if port_open "$BUILDKIT_PORT"; then
-        die "127.0.0.1:$BUILDKIT_PORT is taken by another process (set IMAGESPEC_E2E_BUILDKIT_PORT)"
+        die "127.0.0.1:$BUILDKIT_PORT is taken by another process (set IMAGESPEC_E2E_BUILDKIT_PORT or _PORT2)"
     fi
     write_config
     mkdir -p "$BUILDKIT_ROOT"
@@ -175,7 +191,9 @@ write_env() {
 # BEGIN buildkitd.sh
 # A remote buildkitd (scripts/e2e/buildkitd.sh, BuildKit $BUILDKIT_VERSION), mTLS on loopback:
 # its CA, a client certificate it accepts, and OTHER_* signed by another CA (refused).
-IMAGESPEC_E2E_BUILDKIT_HOST=tcp://127.0.0.1:$BUILDKIT_PORT
+# HOST2: a second one, the same certificates (several builders: tests/e2e_jobs.rs).
+IMAGESPEC_E2E_BUILDKIT_HOST=tcp://127.0.0.1:$BUILDKIT_PORT1
+IMAGESPEC_E2E_BUILDKIT_HOST2=tcp://127.0.0.1:$BUILDKIT_PORT2
 IMAGESPEC_E2E_BUILDKIT_CA=$d/ca.crt
 IMAGESPEC_E2E_BUILDKIT_CERT=$d/client.crt
 IMAGESPEC_E2E_BUILDKIT_KEY=$d/client.key
@@ -228,16 +246,30 @@ wipe() {
 
 need_root
 mkdir -p "$E2E_STATE" "$E2E_CACHE"
-case ${1:-up} in
+action=${1:-up}
+case ${2:-both} in
+    both) daemons=(1 2) ;;
+    1 | 2) daemons=("$2") ;;
+    *) die "usage: buildkitd.sh install|up|down|wipe [1|2]" ;;
+esac
+case $action in
     install) install_buildkit ;;
     up)
         install_buildkit
         setup_certs
-        start
+        for n in "${daemons[@]}"; do
+            daemon "$n"
+            start
+            log "buildkitd $n: tcp://127.0.0.1:$BUILDKIT_PORT"
+        done
         write_env
-        log "buildkitd: tcp://127.0.0.1:$BUILDKIT_PORT (env: $ENV_OUT)"
+        log "env: $ENV_OUT"
         ;;
-    down) stop ;;
-    wipe) wipe ;;
-    *) die "usage: buildkitd.sh install|up|down|wipe" ;;
+    down | wipe)
+        for n in "${daemons[@]}"; do
+            daemon "$n"
+            if [[ $action == down ]]; then stop; else wipe; fi
+        done
+        ;;
+    *) die "usage: buildkitd.sh install|up|down|wipe [1|2]" ;;
 esac

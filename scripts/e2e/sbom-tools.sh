@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # Installs the tools the SBOM e2e tests use as witnesses, once, at pinned versions, into
 # $IMAGESPEC_E2E_CACHE/<tool>-<version>/bin (default /var/cache/imagespec-e2e): oras
-# (`oras discover` lists an image's referrers) and syft (its own scan of an image, compared
-# with imagespec's SBOM), built from their Go modules (downloads and build caches under
-# $IMAGESPEC_E2E_CACHE/gopath); the SPDX tools' validator (`pyspdxtools`, PyPI's
-# spdx-tools, in a venv). Prints each binary's path. Cheap when they are there.
+# (`oras discover` lists an image's referrers), syft (its own scan of an image, compared
+# with imagespec's SBOM) and cosign (signs and verifies an image with a key), built from
+# their Go modules (module downloads under $IMAGESPEC_E2E_CACHE/gopath, Go's own build
+# cache as usual); the SPDX tools' validator (`pyspdxtools`, PyPI's
+# spdx-tools) and CycloneDX's (`cyclonedx-py`'s library, PyPI's cyclonedx-python-lib), each
+# in a venv. Prints each binary's path. Cheap when they are there; a second run while one
+# is building waits for it (flock), so up.sh can start the slow Go builds in the background.
 # tests/e2e_sbom.rs finds them there (or through IMAGESPEC_ORAS / IMAGESPEC_SYFT /
-# IMAGESPEC_PYSPDXTOOLS). up.sh runs it for oras and spdx-tools (what the tests use); syft's
-# build takes over 25 minutes, so it is built only when asked for.
-# Usage: scripts/e2e/sbom-tools.sh [oras|syft|spdx-tools]...   (default: all three)
+# IMAGESPEC_COSIGN / IMAGESPEC_PYSPDXTOOLS / IMAGESPEC_PYTHON, the CycloneDX venv's python).
+# Usage: scripts/e2e/sbom-tools.sh [oras|syft|cosign|spdx-tools|cyclonedx]...   (default: all)
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ORAS_VERSION=${IMAGESPEC_E2E_ORAS_VERSION:-1.2.3}
 SYFT_VERSION=${IMAGESPEC_E2E_SYFT_VERSION:-1.18.1}
+COSIGN_VERSION=${IMAGESPEC_E2E_COSIGN_VERSION:-2.6.5}
 SPDX_TOOLS_VERSION=${IMAGESPEC_E2E_SPDX_TOOLS_VERSION:-0.8.5}
+CYCLONEDX_LIB_VERSION=${IMAGESPEC_E2E_CYCLONEDX_LIB_VERSION:-9.1.0}
 
 install_tool() {
     local name=$1 version=$2 module=$3
     local bin=$E2E_CACHE/$name-$version/bin/$name
+    mkdir -p "$E2E_CACHE/$name-$version"
+    # One build at a time per tool: a second caller waits for the first, then finds the binary.
+    exec {lock}>"$E2E_CACHE/$name-$version/.lock"
+    flock "$lock"
     if [[ ! -x $bin ]]; then
         need_cmd go
         log "building $name $version from $module"
@@ -27,28 +35,46 @@ install_tool() {
         GOPATH=$E2E_CACHE/gopath GOBIN=$E2E_CACHE/$name-$version/bin GOFLAGS=-mod=mod \
             go install "$module@v$version" || die "go install $module@v$version failed"
     fi
+    exec {lock}>&-
     echo "$bin"
+}
+
+# A venv holding one PyPI package at a pinned version; prints the venv's path.
+install_venv() {
+    local venv=$1 package=$2 probe=$3
+    if [[ ! -e $venv/$probe ]]; then
+        log "installing $package from PyPI into $venv"
+        rm -rf "$venv"
+        /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$package" \
+            || die "pip install $package failed"
+    fi
 }
 
 install_spdx_tools() {
     local venv=$E2E_CACHE/spdx-tools-$SPDX_TOOLS_VERSION
-    if [[ ! -x $venv/bin/pyspdxtools ]]; then
-        log "installing spdx-tools $SPDX_TOOLS_VERSION from PyPI into $venv"
-        rm -rf "$venv"
-        /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "spdx-tools==$SPDX_TOOLS_VERSION" \
-            || die "pip install spdx-tools==$SPDX_TOOLS_VERSION failed"
-    fi
+    install_venv "$venv" "spdx-tools==$SPDX_TOOLS_VERSION" bin/pyspdxtools
     echo "$venv/bin/pyspdxtools"
 }
 
+# CycloneDX's Python library validates a document against the 1.6 JSON schema; the test runs
+# the venv's python with `cyclonedx.validation.json`.
+install_cyclonedx() {
+    local venv=$E2E_CACHE/cyclonedx-lib-$CYCLONEDX_LIB_VERSION
+    install_venv "$venv" "cyclonedx-python-lib[json-validation]==$CYCLONEDX_LIB_VERSION" .installed
+    touch "$venv/.installed"
+    echo "$venv/bin/python"
+}
+
 tools=("$@")
-((${#tools[@]})) || tools=(oras syft spdx-tools)
+((${#tools[@]})) || tools=(oras syft cosign spdx-tools cyclonedx)
 for tool in "${tools[@]}"; do
     case $tool in
         oras) install_tool oras "$ORAS_VERSION" oras.land/oras/cmd/oras ;;
         syft) install_tool syft "$SYFT_VERSION" github.com/anchore/syft/cmd/syft ;;
+        cosign) install_tool cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign ;;
         spdx-tools) install_spdx_tools ;;
-        *) die "unknown tool $tool (oras, syft or spdx-tools)" ;;
+        cyclonedx) install_cyclonedx ;;
+        *) die "unknown tool $tool (oras, syft, cosign, spdx-tools or cyclonedx)" ;;
     esac
 done

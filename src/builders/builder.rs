@@ -21,7 +21,7 @@ use super::BackendError;
 use super::docker::DockerDaemon;
 use super::envd::Envd;
 use crate::oci::reference::ReferenceError;
-use crate::oci::{Digest, ImageRef, Platform, Platforms};
+use crate::oci::{Digest, ImageRef, Platform};
 use crate::plan::{BuildPlan, EnvdPlan};
 use crate::progress::Progress;
 use crate::registry::client::RegistryClient;
@@ -41,28 +41,18 @@ pub struct LocalImage {
 pub enum Built {
     /// Images in the local daemon, one per platform in the order asked: to push or keep.
     Local(Vec<LocalImage>),
-    /// Pushed by the builder itself: the manifest (or index) digest, when it says.
-    Pushed {
-        image: ImageRef,
-        digest: Option<Digest>,
-    },
+    /// Pushed by the builder itself, with the manifest (or index) digest it reported.
+    Pushed { image: ImageRef, digest: Digest },
 }
 
-/// A builder: `plan` made for `platforms`.
+/// A builder: `plan` made for the platforms it names.
 // The engine awaits each build on its own task: nothing needs the futures to be `Send`.
 #[allow(async_fn_in_trait)]
 pub trait Builder {
     /// What it builds from.
     type Plan;
-    /// Its name in messages (`docker`, `envd`, `uv`).
-    fn name(&self) -> &'static str;
-    /// Builds `plan` for each of `platforms`.
-    async fn build(
-        &self,
-        plan: &Self::Plan,
-        platforms: &Platforms,
-        progress: &Progress,
-    ) -> Result<Built, BackendError>;
+    /// Builds `plan` for each of its platforms.
+    async fn build(&self, plan: &Self::Plan, progress: &Progress) -> Result<Built, BackendError>;
 }
 
 /// The tag one platform's image is built and pushed under before an index joins several.
@@ -79,16 +69,8 @@ pub struct Docker<'a> {
 impl Builder for Docker<'_> {
     type Plan = BuildPlan;
 
-    fn name(&self) -> &'static str {
-        "docker"
-    }
-
-    async fn build(
-        &self,
-        plan: &BuildPlan,
-        platforms: &Platforms,
-        progress: &Progress,
-    ) -> Result<Built, BackendError> {
+    async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<Built, BackendError> {
+        let platforms = &plan.platform;
         if !platforms.several() {
             self.daemon.build(plan, progress).await?;
             return Ok(Built::Local(vec![LocalImage {
@@ -115,17 +97,9 @@ impl Builder for Docker<'_> {
 impl Builder for Envd {
     type Plan = EnvdPlan;
 
-    fn name(&self) -> &'static str {
-        "envd"
-    }
-
     /// One platform only (the engine refuses several for envd).
-    async fn build(
-        &self,
-        plan: &EnvdPlan,
-        platforms: &Platforms,
-        progress: &Progress,
-    ) -> Result<Built, BackendError> {
+    async fn build(&self, plan: &EnvdPlan, progress: &Progress) -> Result<Built, BackendError> {
+        let platforms = &plan.platform;
         if platforms.several() {
             return Err(BackendError::MultiPlatform {
                 platform: platforms.clone(),
@@ -149,26 +123,15 @@ pub struct Uv<'a> {
 impl Builder for Uv<'_> {
     type Plan = BuildPlan;
 
-    fn name(&self) -> &'static str {
-        "uv"
-    }
-
-    async fn build(
-        &self,
-        plan: &BuildPlan,
-        platforms: &Platforms,
-        progress: &Progress,
-    ) -> Result<Built, BackendError> {
+    async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<Built, BackendError> {
         use super::daemonless::push::{UvError, build_and_push};
-        let digest = match build_and_push(self.client, plan, platforms, progress).await {
+        let digest = match build_and_push(self.client, plan, &plan.platform, progress).await {
             Ok(digest) => digest,
             Err(UvError::Build(e)) => return Err(e.into()),
             Err(UvError::Publish(e)) => return Err(e.into()),
         };
-        Ok(Built::Pushed {
-            image: plan.image.clone(),
-            digest: Some(digest),
-        })
+        let image = plan.image.clone();
+        Ok(Built::Pushed { image, digest })
     }
 }
 

@@ -17,6 +17,7 @@
 //! every time.
 
 use super::BackendError;
+use crate::oci::epoch::SourceDateEpoch;
 use crate::oci::image::{Blob, History, Image, NewLayer};
 use crate::oci::{Digest, ImageRef, Platform, Platforms};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
@@ -164,9 +165,17 @@ impl DependencyImage {
     }
 }
 
-/// The config change of `plan`'s image on its dependency image: `_F_IMG_ID` set (last in
-/// `Env`), the dependency label gone, `plan`'s labels added (no labels left: `null`).
-fn image_config_edit(plan: &BuildPlan, config: &mut Value) {
+/// The config change of `plan`'s image on its dependency image: `created` set to
+/// `SOURCE_DATE_EPOCH`'s time when set (else the dependency image's is kept), `_F_IMG_ID`
+/// set (last in `Env`), the dependency label gone, `plan`'s labels added (no labels left:
+/// `null`).
+fn image_config_edit(plan: &BuildPlan, epoch: Option<SourceDateEpoch>, config: &mut Value) {
+    if let (Some(created), Some(root)) = (
+        crate::oci::epoch::created(epoch, None),
+        config.as_object_mut(),
+    ) {
+        root.insert("created".into(), created);
+    }
     let Some(inner) = config.get_mut("config").and_then(Value::as_object_mut) else {
         return;
     };
@@ -201,7 +210,12 @@ fn image_config_edit(plan: &BuildPlan, config: &mut Value) {
 }
 
 /// `plan`'s image: `deps` with `layer` (the source files under `/root`) and `_F_IMG_ID`.
-fn assemble(plan: &BuildPlan, deps: &DependencyImage, layer: Layer) -> Result<Image, BackendError> {
+fn assemble(
+    plan: &BuildPlan,
+    deps: &DependencyImage,
+    layer: Layer,
+    epoch: Option<SourceDateEpoch>,
+) -> Result<Image, BackendError> {
     let digest = |text: &str| {
         Digest::parse(text).map_err(|e| BackendError::Context(format!("the source layer: {e}")))
     };
@@ -218,14 +232,16 @@ fn assemble(plan: &BuildPlan, deps: &DependencyImage, layer: Layer) -> Result<Im
     let env = History::new(&format!("ENV _F_IMG_ID={}", plan.image_id), "imagespec");
     Ok(deps
         .value
-        .append(vec![new], |c| image_config_edit(plan, c), &[env]))
+        .append(vec![new], |c| image_config_edit(plan, epoch, c), &[env]))
 }
 
-/// The source layer of `plan` for `owner`, written in a blocking task.
+/// The source layer of `plan` for `owner`, written in a blocking task, every entry at
+/// `mtime`.
 pub async fn source_layer(
     plan: &BuildPlan,
     owner: Owner,
     root_dir: DirAttrs,
+    mtime: u64,
     progress: &Progress,
 ) -> Result<Layer, BackendError> {
     let entries = plan.root_entries.clone();
@@ -238,7 +254,7 @@ pub async fn source_layer(
     };
     let dir = std::env::temp_dir();
     let writing = async move {
-        tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, &dir))
+        tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, mtime, &dir))
             .await
             .map_err(|e| BackendError::Context(e.to_string()))?
             .map_err(|e| BackendError::Context(e.to_string()))
@@ -256,15 +272,18 @@ pub struct Assembled {
 }
 
 /// Writes the source layer and makes `plan`'s image on `deps` (go-containerregistry's
-/// `mutate.Append`, [`Image::append`]).
+/// `mutate.Append`, [`Image::append`]); `SOURCE_DATE_EPOCH`, when set, is every time it
+/// writes (the layer's entries, `created`, the new history entries).
 pub async fn assemble_image(
     plan: &BuildPlan,
     deps: &DependencyImage,
     progress: &Progress,
 ) -> Result<Assembled, BackendError> {
-    let layer = source_layer(plan, deps.owner, deps.root_dir, progress).await?;
+    let epoch = SourceDateEpoch::from_env().map_err(|e| BackendError::Context(e.to_string()))?;
+    let mtime = crate::oci::epoch::layer_mtime(epoch);
+    let layer = source_layer(plan, deps.owner, deps.root_dir, mtime, progress).await?;
     let (layer_size, files) = (layer.size, layer.files);
-    let image = assemble(plan, deps, layer)?;
+    let image = assemble(plan, deps, layer, epoch)?;
     let layer_digest = image
         .layers()
         .last()
@@ -323,14 +342,19 @@ mod tests {
             "Env": ["PATH=/bin", "_F_IMG_ID=old", "A=1"],
             "Labels": {DEPENDENCY_LABEL: "1000 1000 0 700"},
         }});
-        image_config_edit(&plan, &mut config);
+        image_config_edit(&plan, None, &mut config);
         let id = format!("_F_IMG_ID={}", plan.image_id);
         assert_eq!(config["config"]["Env"], json!(["PATH=/bin", "A=1", id]));
         assert_eq!(config["config"]["Labels"], Value::Null, "no label left");
         let plan = self::plan(&[("team", "a")]);
         let mut config = json!({"config": {"Labels": {DEPENDENCY_LABEL: "x", "b": "2"}}});
-        image_config_edit(&plan, &mut config);
+        image_config_edit(&plan, None, &mut config);
         assert_eq!(config["config"]["Labels"], json!({"b": "2", "team": "a"}));
+        assert!(config.get("created").is_none(), "kept as it was");
+        let epoch = SourceDateEpoch::parse("1700000000").ok();
+        let mut config = json!({"created": "2026-01-01T00:00:00Z", "config": {}});
+        image_config_edit(&plan, epoch, &mut config);
+        assert_eq!(config["created"], "2023-11-14T22:13:20Z");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! by the builder, with a registry cache for a remote one).
 
 use super::buildkit_status::{self, DaemonAddress};
+use crate::batched::{Batched, Sink};
 use bollard_buildkit_proto::health::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
     health_check_response::ServingStatus,
@@ -87,39 +88,23 @@ pub enum SolveError {
     Connect(String),
 }
 
-/// A writer that hands full chunks to the upload stream, blocking while it is full.
-struct ChannelWriter {
+/// Hands each chunk of the context to the upload stream, blocking while it is full.
+struct Channel {
     tx: tokio::sync::mpsc::Sender<Result<BytesMessage, Status>>,
-    chunk: Vec<u8>,
 }
 
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        let data = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+impl Sink for Channel {
+    fn take(&mut self, data: Vec<u8>) -> std::io::Result<()> {
         self.tx
             .blocking_send(Ok(BytesMessage { data }))
             .map_err(|_| std::io::Error::other("BuildKit stopped reading the context"))
     }
 }
 
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.chunk.len());
-        self.chunk.extend_from_slice(&buf[..n]);
-        if self.chunk.len() == CHUNK {
-            self.send()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.chunk.is_empty() {
-            self.send()?;
-        }
-        Ok(())
-    }
-}
-
 type MessageStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+/// A request of a client-streaming call, and what every call answers.
+type Streamed<T> = Request<tonic::Streaming<T>>;
+type Answer<T> = Result<Response<T>, Status>;
 
 /// `Upload.Pull`: the context, made as it is sent.
 struct ContextUpload {
@@ -132,20 +117,14 @@ struct ContextUpload {
 impl Upload for ContextUpload {
     type PullStream = MessageStream<BytesMessage>;
 
-    async fn pull(
-        &self,
-        _request: Request<tonic::Streaming<BytesMessage>>,
-    ) -> Result<Response<Self::PullStream>, Status> {
+    async fn pull(&self, _request: Streamed<BytesMessage>) -> Answer<Self::PullStream> {
         let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         let context = self.context.clone();
         let failure = self.failure.clone();
         tokio::task::spawn_blocking(move || {
-            let mut out = ChannelWriter {
-                tx: tx.clone(),
-                chunk: Vec::with_capacity(CHUNK),
-            };
-            let written = context(&mut out)
-                .and_then(|()| std::io::Write::flush(&mut out).map_err(ContextError::from));
+            let mut out = Batched::new(Channel { tx: tx.clone() }, CHUNK);
+            let written =
+                context(&mut out).and_then(|()| out.finish().map(drop).map_err(ContextError::from));
             if let Err(e) = written {
                 let message = e.to_string();
                 let _ = tx.blocking_send(Err(Status::aborted(message.clone())));
@@ -175,10 +154,7 @@ struct SecretFiles {
 
 #[tonic::async_trait]
 impl Secrets for SecretFiles {
-    async fn get_secret(
-        &self,
-        request: Request<GetSecretRequest>,
-    ) -> Result<Response<GetSecretResponse>, Status> {
+    async fn get_secret(&self, request: Request<GetSecretRequest>) -> Answer<GetSecretResponse> {
         let id = &request.get_ref().id;
         let path = match self.files.get(id) {
             None => return Err(Status::not_found(format!("no secret `{id}`"))),
@@ -242,7 +218,7 @@ impl Auth for RegistryCredentials {
     async fn credentials(
         &self,
         request: Request<CredentialsRequest>,
-    ) -> Result<Response<CredentialsResponse>, Status> {
+    ) -> Answer<CredentialsResponse> {
         let host = request.into_inner().host;
         let config = self.registry_config.clone();
         // A helper is a process: not on the runtime's threads.
@@ -258,19 +234,19 @@ impl Auth for RegistryCredentials {
     async fn fetch_token(
         &self,
         _request: Request<FetchTokenRequest>,
-    ) -> Result<Response<FetchTokenResponse>, Status> {
+    ) -> Answer<FetchTokenResponse> {
         Err(Status::unimplemented("fetch_token"))
     }
     async fn get_token_authority(
         &self,
         _request: Request<GetTokenAuthorityRequest>,
-    ) -> Result<Response<GetTokenAuthorityResponse>, Status> {
+    ) -> Answer<GetTokenAuthorityResponse> {
         Err(Status::unimplemented("get_token_authority"))
     }
     async fn verify_token_authority(
         &self,
         _request: Request<VerifyTokenAuthorityRequest>,
-    ) -> Result<Response<VerifyTokenAuthorityResponse>, Status> {
+    ) -> Answer<VerifyTokenAuthorityResponse> {
         Err(Status::unimplemented("verify_token_authority"))
     }
 }
@@ -288,10 +264,7 @@ struct Received {
 impl FileSend for Received {
     type DiffCopyStream = MessageStream<FileBytes>;
 
-    async fn diff_copy(
-        &self,
-        request: Request<tonic::Streaming<FileBytes>>,
-    ) -> Result<Response<Self::DiffCopyStream>, Status> {
+    async fn diff_copy(&self, request: Streamed<FileBytes>) -> Answer<Self::DiffCopyStream> {
         let mut incoming = request.into_inner();
         let mut kept = Vec::new();
         while let Some(message) = incoming.message().await? {
@@ -312,25 +285,16 @@ struct Alive;
 
 #[tonic::async_trait]
 impl Health for Alive {
-    async fn check(
-        &self,
-        _request: Request<HealthCheckRequest>,
-    ) -> Result<Response<HealthCheckResponse>, Status> {
+    async fn check(&self, _request: Request<HealthCheckRequest>) -> Answer<HealthCheckResponse> {
         Ok(Response::new(HealthCheckResponse {
             status: ServingStatus::Serving as i32,
         }))
     }
-    async fn list(
-        &self,
-        _request: Request<HealthListRequest>,
-    ) -> Result<Response<HealthListResponse>, Status> {
+    async fn list(&self, _request: Request<HealthListRequest>) -> Answer<HealthListResponse> {
         Err(Status::unimplemented("list"))
     }
     type WatchStream = MessageStream<HealthCheckResponse>;
-    async fn watch(
-        &self,
-        _request: Request<HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, _request: Request<HealthCheckRequest>) -> Answer<Self::WatchStream> {
         Err(Status::unimplemented("watch"))
     }
 }
@@ -736,19 +700,16 @@ mod tests {
     /// The context reaches the stream whole, in chunks no larger than a message, with at
     /// most a few chunks waiting (the writer blocks until they are read).
     #[tokio::test(flavor = "multi_thread")]
-    async fn the_channel_writer_sends_bounded_chunks_in_order() {
+    async fn the_context_reaches_the_channel_in_bounded_chunks_in_order() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         let data: Vec<u8> = (0..(3 * CHUNK + 1234)).map(|i| (i % 251) as u8).collect();
         let sent = data.clone();
         let writer = tokio::task::spawn_blocking(move || {
-            let mut out = ChannelWriter {
-                tx,
-                chunk: Vec::new(),
-            };
+            let mut out = Batched::new(Channel { tx }, CHUNK);
             for piece in sent.chunks(10_000) {
                 std::io::Write::write_all(&mut out, piece).unwrap();
             }
-            std::io::Write::flush(&mut out).unwrap();
+            out.finish().unwrap();
         });
         let mut received = Vec::new();
         while let Some(message) = rx.recv().await {

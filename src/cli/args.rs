@@ -107,6 +107,9 @@ pub struct SbomArgs {
     /// Only this platform's document (`os/arch[/variant]`).
     #[arg(long, value_name = "PLATFORM", value_parser = imagespec::oci::Platform::parse)]
     pub platform: Option<imagespec::oci::Platform>,
+    /// Print the SLSA provenance (an in-toto statement) instead of the SBOM.
+    #[arg(long)]
+    pub provenance: bool,
 }
 
 /// The formats `imagespec sbom` prints.
@@ -114,6 +117,8 @@ pub struct SbomArgs {
 pub enum SbomFormat {
     /// SPDX 2.3 JSON.
     Spdx,
+    /// CycloneDX 1.6 JSON.
+    Cyclonedx,
 }
 
 /// `imagespec prune`'s arguments.
@@ -395,6 +400,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Output")]
     pub sbom: bool,
+    /// Attach SLSA provenance v1 (an in-toto statement) beside the SBOM: how the image was
+    /// built, from what. `--provenance=false` turns it off (also `IMAGESPEC_NO_PROVENANCE=true`);
+    /// without an SBOM there is none.
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Output")]
+    pub provenance: bool,
     /// Only errors on stderr.
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
@@ -434,6 +445,11 @@ pub struct BuildArgs {
     /// object per image key when several images are built).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub metadata_file: Option<PathBuf>,
+    /// Build up to N images of a multi-image file at once, each after the image it builds
+    /// on (also `IMAGESPEC_JOBS`, or `jobs` in the defaults file; default 1: one after the
+    /// other).
+    #[arg(short = 'j', long, value_name = "N", help_heading = "Scheduling", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
 }
 
 /// How `build` names the image on stdout.

@@ -93,4 +93,9 @@ fn print_explanation(e: &Explanation) {
             "unchanged"
         }
     );
+    // What is in the earlier image and how it was made: attached beside it when pushed.
+    println!(
+        "contents: `imagespec sbom {}` prints its SBOM, `--provenance` its provenance",
+        e.before
+    );
 }

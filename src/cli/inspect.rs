@@ -65,7 +65,7 @@ fn print_human(key: &str, spec: &NormalizedSpec, tag: &ImageTag) {
     println!("platform  {}", spec.platform());
     if let Some(base) = &tag.base {
         println!("base      {} (built from its spec)", base.image);
-    } else if let Some(imagespec::spec::NormalizedBase::Ref(r)) = spec.base() {
+    } else if let Some(r) = spec.base_ref() {
         println!("base      {r}");
     }
     if let Some(source) = &tag.source {

@@ -8,6 +8,8 @@ use imagespec::spec::defaults::Overrides;
 /// Prints the plan of every chosen image (bases first); `Ok(false)` when some image has no
 /// strategy (its refusal's exit code is returned through `exit_code`).
 pub fn run(args: &PlanArgs) -> Result<i32, Error> {
+    // A bad SOURCE_DATE_EPOCH is bad input, refused before anything is asked or built.
+    imagespec::oci::epoch::SourceDateEpoch::from_env()?;
     let file = super::load(&args.spec)?;
     let chosen = super::chosen(&file, args.spec.image.as_deref())?;
     let runtime = super::runtime()?;
@@ -25,6 +27,7 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
         assume_exists: args.decision.assume_exists,
         daemonless: env.daemonless && !args.decision.no_daemonless,
         output_one_platform: false,
+        remote_builder: false,
     };
     let mut render = super::render::options(&args.render)?;
     render.platform = args.decision.platform.clone();
@@ -40,7 +43,10 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
             spec,
             &tag,
             &render,
-            &options,
+            &DecideOptions {
+                remote_builder: remote.is_some(),
+                ..options
+            },
             !args.decision.bases_built,
             args.timeouts.timeouts(),
         ))?;
@@ -94,7 +100,7 @@ fn overrides(args: &PlanArgs) -> Overrides {
             env.daemonless,
         ),
         buildkit_host: flag(
-            args.decision.remote.builder_host.is_some(),
+            !args.decision.remote.builder_host.is_empty(),
             "--builder-host",
             env.buildkit_host,
         ),

@@ -16,9 +16,11 @@ use std::path::PathBuf;
 pub struct RemoteFlags {
     /// Build on this buildkitd instead of dockerd: `tcp://HOST:PORT` or `unix:///PATH`
     /// (also `BUILDKIT_HOST`, or `buildkit_host` in the defaults file). The builder pushes
-    /// the image itself; a registry cache at `<repository>:buildcache` is used.
-    #[arg(long, value_name = "ADDRESS", value_parser = builder_host)]
-    pub builder_host: Option<String>,
+    /// the image itself; a registry cache at `<repository>:buildcache` is used. Given
+    /// several times (or `buildkit_hosts` in the defaults file), builds are spread over the
+    /// builders, the least busy first (`build --jobs`).
+    #[arg(long, value_name = "ADDRESS", value_parser = builder_host, action = clap::ArgAction::Append)]
+    pub builder_host: Vec<String>,
     /// The CA of the builder's certificate (TLS; as buildctl's flag).
     #[arg(long, value_name = "FILE")]
     pub tlscacert: Option<PathBuf>,
@@ -59,10 +61,16 @@ impl RemoteFlags {
     /// defaults file.
     pub fn source(&self, defaults: &Defaults) -> Option<String> {
         let env = std::env::var(host::BUILDKIT_HOST_ENV).ok();
-        if self.builder_host.is_some() {
+        if !self.builder_host.is_empty() {
             Some("--builder-host".into())
         } else if env.is_some_and(|v| !v.trim().is_empty()) {
             Some(host::BUILDKIT_HOST_ENV.into())
+        } else if let Some(s) = &defaults.values.buildkit_hosts {
+            Some(format!(
+                "buildkit_hosts at {}:{}",
+                s.at.file().display(),
+                s.at.pos()
+            ))
         } else {
             defaults
                 .values
@@ -73,31 +81,39 @@ impl RemoteFlags {
     }
 
     /// The remote builder chosen (`None`: dockerd builds), its TLS files from the flags,
-    /// else from the defaults file when the address is the file's.
+    /// else from the defaults file when the address is the file's or the file names no
+    /// address (TLS files only: for the builder `BUILDKIT_HOST` names, as a CI pod's
+    /// `pyflyte register` is told it).
     pub fn options(&self, defaults: &Defaults) -> Result<Option<RemoteOptions>, Error> {
         let env = std::env::var(host::BUILDKIT_HOST_ENV).ok();
-        let file = defaults
-            .values
-            .buildkit_host
-            .as_ref()
-            .map(|s| s.value.as_str());
-        let Some(address) = host::choose(self.builder_host.as_deref(), env.as_deref(), file) else {
+        let values = &defaults.values;
+        let file_hosts = values.buildkit_hosts.as_ref().map(|s| s.value.as_slice());
+        let file_host = values.buildkit_host.as_ref().map(|s| s.value.as_str());
+        let addresses = host::choose_all(&self.builder_host, env.as_deref(), file_hosts, file_host);
+        if addresses.is_empty() {
             return Ok(None);
-        };
-        let parsed = BuilderHost::parse(address).map_err(|e| Error::Io {
-            context: format!(
-                "the remote builder ({})",
-                self.source(defaults).unwrap_or_default()
-            ),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-        })?;
+        }
+        let parsed = addresses
+            .iter()
+            .map(|address| BuilderHost::parse(address))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Io {
+                context: format!(
+                    "the remote builder ({})",
+                    self.source(defaults).unwrap_or_default()
+                ),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            })?;
         let flags = TlsFiles {
             ca: self.tlscacert.clone(),
             cert: self.tlscert.clone(),
             key: self.tlskey.clone(),
             server_name: self.tlsservername.clone(),
         };
-        let from_file = Some(address) == file;
+        // The file's TLS files: its addresses were chosen, or it names none.
+        let chosen_file =
+            self.builder_host.is_empty() && env.as_deref().is_none_or(|e| e.trim().is_empty());
+        let from_file = chosen_file || (file_hosts.is_none() && file_host.is_none());
         let tls = if flags.any() || !from_file {
             flags
         } else {
@@ -110,12 +126,16 @@ impl RemoteFlags {
             }
         };
         Ok(Some(RemoteOptions {
-            hosts: vec![parsed.with_tls(tls)],
+            hosts: parsed
+                .into_iter()
+                .map(|h| h.with_tls(tls.clone()))
+                .collect(),
             cache: CacheChoice {
                 from: self.cache_from.clone(),
                 to: self.cache_to.clone(),
                 export: !self.no_cache_export,
             },
+            load: Default::default(),
         }))
     }
 }

@@ -1,8 +1,10 @@
-//! `imagespec sbom IMAGE_OR_SPEC [--format spdx] [--platform P]`: the SBOM attached to the
-//! image (the spec's, or the reference given), else computed from it.
+//! `imagespec sbom IMAGE_OR_SPEC [--format spdx|cyclonedx] [--provenance] [--platform P]`:
+//! the SBOM (or provenance) attached to the image (the spec's, or the reference given),
+//! else computed from it.
 
-use super::args::SbomArgs;
+use super::args::{SbomArgs, SbomFormat};
 use imagespec::Error;
+use imagespec::sbom::show::Shown;
 use std::io::Write;
 
 /// Prints each platform's document on one line.
@@ -11,20 +13,34 @@ pub fn run(args: &SbomArgs) -> Result<(), Error> {
     let timeouts = args.timeouts.timeouts();
     let client = imagespec::registry::session(image.host(), registry_config.as_deref(), timeouts)
         .map_err(imagespec::builders::BackendError::from)?;
-    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    // A bad value is ignored here, as before: `sbom` writes nothing.
+    let epoch = imagespec::oci::epoch::SourceDateEpoch::from_env()
+        .ok()
+        .flatten();
     let runtime = super::runtime()?;
+    let what = match (args.provenance, args.format) {
+        (true, _) => Shown::Provenance,
+        (false, SbomFormat::Spdx) => Shown::Spdx,
+        (false, SbomFormat::Cyclonedx) => Shown::CycloneDx,
+    };
     let shown = runtime.block_on(imagespec::sbom::show::show(
         &client,
         &image,
         args.platform.as_ref(),
-        epoch.as_deref(),
+        what,
+        epoch,
         timeouts,
     ))?;
     let mut out = std::io::stdout().lock();
     for one in &shown {
         let platform = one.platform.as_ref().map_or("its platform", |p| p.as_str());
-        if !one.attached {
-            eprintln!("{image} ({platform}): no SBOM attached; computed from the image");
+        if !one.attached && what != Shown::CycloneDx {
+            let kind = if args.provenance {
+                "provenance"
+            } else {
+                "SBOM"
+            };
+            eprintln!("{image} ({platform}): no {kind} attached; computed from the image");
         }
         let written = out
             .write_all(&one.document)

@@ -6,11 +6,13 @@
 //! The daemonless builder reproduces exactly one shape of the Dockerfile
 //! (templates/Dockerfile.j2): the `flytekit` user, `/root` handed to it, the base's Python
 //! in a venv at `/root/.venv` with the packages uv installs (`uv pip install`, or `uv sync`
-//! of a `uv.lock`), `ENV`, `ENTRYPOINT`. Anything that runs a program *inside* the image (a
-//! package manager, conda, `commands`, poetry) or mounts build secrets needs a container,
+//! of a `uv.lock`), `ENV`, `ENTRYPOINT`; and the `apt_packages` step, whose packages are
+//! laid down from the base's Debian mirror ([`crate::apt`]). Anything else that runs a
+//! program *inside* the image (conda, `commands`, poetry) or mounts build secrets needs a container,
 //! hence dockerd; `poetry.lock` too, as only poetry picks its groups and markers. What only
 //! the build can find out (the base has no Python, a package has no wheel, a git source in
-//! the lock, no uv on this machine) falls back to dockerd then, with its reason.
+//! the lock, no uv on this machine, an apt package whose maintainer scripts must run, a
+//! base that is not Debian) falls back to dockerd then, with its reason.
 //!
 //! ```
 //! use imagespec::engine::{DependencyBuilder, NotDaemonless};
@@ -66,6 +68,8 @@ pub enum NotDaemonless {
     TurnedOff,
     #[error("--flytekit-compat renders flytekit's own Dockerfile")]
     FlytekitDockerfile,
+    /// Not given by [`dependency_builder`] any more (the apt step is daemonless: an apt
+    /// package that needs its scripts run is an [`NotDaemonless::AtBuild`] reason).
     #[error("`apt_packages` are installed by the base's package manager")]
     AptPackages,
     #[error("`conda_packages`/`conda_channels` are installed by micromamba in the image")]
@@ -122,9 +126,8 @@ fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<
     if deps.flavor != Flavor::Imagespec {
         return Some(NotDaemonless::FlytekitDockerfile);
     }
-    if !deps.apt_packages.is_empty() {
-        return Some(NotDaemonless::AptPackages);
-    }
+    // `apt_packages` are laid down without a daemon (crate::apt); a package whose
+    // maintainer scripts must run is found at the build, which falls back then.
     if let Some(mm) = &deps.micromamba {
         return Some(if mm.packages.is_empty() && mm.channels.is_empty() {
             NotDaemonless::PythonVersion
@@ -229,7 +232,6 @@ python_exec = "/usr/bin/python3"
     #[test]
     fn what_runs_in_the_image_falls_back_to_dockerd_with_its_reason() {
         let cases = [
-            (r#"apt_packages = ["jq"]"#, NotDaemonless::AptPackages),
             (r#"conda_packages = ["numpy"]"#, NotDaemonless::Conda),
             (r#"conda_channels = ["bioconda"]"#, NotDaemonless::Conda),
             (r#"python_version = "3.11""#, NotDaemonless::PythonVersion),
@@ -259,6 +261,16 @@ python_exec = "/usr/bin/python3"
             panic!("an unexpandable env value falls back")
         };
         assert_eq!(key, "A");
+    }
+
+    #[test]
+    fn apt_packages_build_without_a_daemon() {
+        assert_eq!(
+            why("apt_packages = [\"git\", \"curl\"]\npackages = [\"six\"]\n"),
+            None
+        );
+        let several = "apt_packages = [\"jq\"]\nplatform = \"linux/amd64,linux/arm64\"\n";
+        assert_eq!(why(several), None, "each platform's own architecture");
     }
 
     #[test]
@@ -292,7 +304,8 @@ python_exec = "/usr/bin/python3"
         );
         assert_eq!(
             why(&format!("{lock}apt_packages = [\"jq\"]\n")),
-            Some(NotDaemonless::AptPackages)
+            None,
+            "apt packages are laid down without a daemon"
         );
     }
 
@@ -336,7 +349,17 @@ python_exec = "/usr/bin/python3"
                 true,
                 Err(why)
             ),
-            DependencyBuilder::Docker(NotDaemonless::AptPackages)
+            DependencyBuilder::Docker(NotDaemonless::NoUv(why.into())),
+            "apt packages are laid down without a daemon, the venv needs uv"
+        );
+        assert_eq!(
+            dependency_builder(
+                &deps("packages = [\"six\"]\ncommands = [\"echo\"]\n"),
+                false,
+                true,
+                Err(why)
+            ),
+            DependencyBuilder::Docker(NotDaemonless::Commands)
         );
         assert_eq!(
             dependency_builder(&deps(r#"packages = ["six"]"#), false, false, Err(why)),

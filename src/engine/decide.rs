@@ -244,6 +244,10 @@ pub struct DecideOptions {
     pub daemonless: bool,
     /// `--output`'s format holds one platform per name (`docker-archive:`).
     pub output_one_platform: bool,
+    /// A remote BuildKit builder makes what needs BuildKit (`--builder-host`,
+    /// `BUILDKIT_HOST`, `buildkit_host`): it pushes what it builds, in one solve for every
+    /// platform.
+    pub remote_builder: bool,
 }
 
 impl Default for DecideOptions {
@@ -256,6 +260,7 @@ impl Default for DecideOptions {
             assume_exists: false,
             daemonless: true,
             output_one_platform: false,
+            remote_builder: false,
         }
     }
 }
@@ -309,6 +314,10 @@ pub enum Refusal {
         "several platforms: --output docker-archive: holds one image per name (`docker load` keeps one platform per tag); write them with --output oci:DIR or oci-archive:FILE"
     )]
     OutputOnePlatform,
+    #[error(
+        "a remote BuildKit builder pushes the image it builds, but {0}; build without --builder-host/BUILDKIT_HOST to keep it in dockerd"
+    )]
+    RemoteNotPushed(&'static str),
 }
 
 impl Refusal {
@@ -320,7 +329,7 @@ impl Refusal {
             | Refusal::EnvdMultiPlatform
             | Refusal::OutputOnePlatform => Some("platform"),
             Refusal::OutputNotAppendable(_) | Refusal::CannotTell(_) => None,
-            Refusal::OutputNeedsRegistry(_) => Some("registry"),
+            Refusal::OutputNeedsRegistry(_) | Refusal::RemoteNotPushed(_) => Some("registry"),
         }
     }
 
@@ -341,10 +350,14 @@ fn files(n: usize) -> String {
     }
 }
 
-/// " with uv, without a daemon" / " with dockerd (reason)", when known.
-fn by(facts: &Facts) -> String {
+/// " without a daemon (uv)" / " with dockerd (reason)" / " on the remote BuildKit builder
+/// (reason)", when known.
+fn by(facts: &Facts, options: &DecideOptions) -> String {
     match &facts.dependency_builder {
         Some(DependencyBuilder::Uv) => " without a daemon (uv)".into(),
+        Some(DependencyBuilder::Docker(why)) if options.remote_builder => {
+            format!(" on the remote BuildKit builder ({why})")
+        }
         Some(DependencyBuilder::Docker(why)) => format!(" with dockerd ({why})"),
         None => String::new(),
     }
@@ -366,6 +379,15 @@ pub fn decide(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refusa
     }
     if options.output {
         return decide_output(facts, options);
+    }
+    // Whether it exists here does not matter: nothing a remote builder makes stays here.
+    if options.remote_builder && facts.builder == Builder::Default {
+        if !facts.registry {
+            return Err(Refusal::RemoteNotPushed("the spec names no registry"));
+        }
+        if !options.push {
+            return Err(Refusal::RemoteNotPushed("--no-push keeps it here"));
+        }
     }
     let forced = match &facts.existence {
         Some(Existence::Yes) if !options.force => {
@@ -436,7 +458,12 @@ fn decide_build(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refu
     }
     // Several platforms: dockerd 20.10's BuildKit (no buildx) builds one platform per solve,
     // so each is built and pushed on its own and an index joins them, pushed last.
-    let per_platform = if several {
+    let per_platform = if several && options.remote_builder {
+        format!(
+            " for {} platforms in one solve on the remote BuildKit builder, pushed as one index",
+            facts.platforms.len()
+        )
+    } else if several {
         format!(
             " for each of {} platforms (one BuildKit solve each), pushed as one index",
             facts.platforms.len()
@@ -451,7 +478,7 @@ fn decide_build(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refu
     } else if !options.fast_path {
         "the fast path is off: full build"
     } else {
-        return Ok(decide_fast_path(facts, &per_platform));
+        return Ok(decide_fast_path(facts, options, &per_platform));
     };
     let target = if facts.registry && options.push {
         Target::Registry
@@ -466,7 +493,7 @@ fn decide_build(facts: &Facts, options: &DecideOptions) -> Result<Decision, Refu
 
 /// The registry, a push and the fast path: the files appended to the dependency image
 /// (found, or made first), unless the image is not its dependency image plus files.
-fn decide_fast_path(facts: &Facts, per_platform: &str) -> Decision {
+fn decide_fast_path(facts: &Facts, options: &DecideOptions, per_platform: &str) -> Decision {
     let (several, n) = (facts.platforms.several(), facts.platforms.len());
     let each = if several {
         format!(" to each of {n} platforms")
@@ -504,16 +531,16 @@ fn decide_fast_path(facts: &Facts, per_platform: &str) -> Decision {
         {
             then_append(format!(
                 "dependencies changed: build each of {n} platforms' dependency image{}, then append {files}",
-                by(facts)
+                by(facts, options)
             ))
         }
         (Appendable::Yes, Dependency::Unknown(why)) => then_append(format!(
             "the dependency image could not be looked up ({why}): build it{}{per_platform}, then append {files}{each}",
-            by(facts)
+            by(facts, options)
         )),
         (Appendable::Yes, _) => then_append(format!(
             "dependencies changed: build the dependency image{}{per_platform}, then append {files}{each}",
-            by(facts)
+            by(facts, options)
         )),
         (Appendable::No(why), _) => Decision::new(
             Strategy::Build {
@@ -594,7 +621,7 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
         ),
         (_, false) => format!(
             "the dependency image is built{} and pushed first, then it plus {files} is written to disk",
-            by(facts)
+            by(facts, options)
         ),
         (_, true) => format!(
             "the dependency image is built for each of {n} platforms and pushed as an index first, then each plus {files} is written to disk as one index"
@@ -911,6 +938,57 @@ mod tests {
             "{}",
             d.reason
         );
+    }
+
+    #[test]
+    fn a_remote_builder_pushes_what_it_builds() {
+        use crate::engine::{DependencyBuilder, NotDaemonless};
+        let remote = options_with(|o| o.remote_builder = true);
+        let mut f = facts();
+        f.dependency = Dependency::Missing;
+        f.dependency_builder = Some(DependencyBuilder::Docker(NotDaemonless::AptPackages));
+        assert_eq!(
+            reason_of(&f, &remote),
+            "dependencies changed: build the dependency image on the remote BuildKit builder \
+             (`apt_packages` are installed by the base's package manager), then append 2 files"
+        );
+        // Several platforms are one solve on the builder.
+        f.platforms = platforms(2);
+        f.appendable = Appendable::No(NotAppendable::CommandsAfterCopy);
+        let d = decided_with(&f, &remote, StrategyKind::Build);
+        assert!(
+            d.reason.ends_with(
+                ": full build for 2 platforms in one solve on the remote BuildKit builder, pushed as one index"
+            ),
+            "{}",
+            d.reason
+        );
+        // Nothing it builds can stay on this machine: refused before anything is built.
+        let kept = options_with(|o| {
+            o.remote_builder = true;
+            o.push = false;
+        });
+        let refusal = decide(&f, &kept).unwrap_err();
+        assert_eq!(refusal, Refusal::RemoteNotPushed("--no-push keeps it here"));
+        assert_eq!(
+            (refusal.exit_code(), refusal.field()),
+            (2, Some("registry"))
+        );
+        f.registry = false;
+        assert_eq!(
+            decide(&f, &remote).unwrap_err(),
+            Refusal::RemoteNotPushed("the spec names no registry")
+        );
+        // Refused before the existence check, which would ask a daemon the build never uses.
+        f.existence = Some(Existence::Unknown("no daemon".into()));
+        assert_eq!(
+            decide(&f, &remote).unwrap_err(),
+            Refusal::RemoteNotPushed("the spec names no registry")
+        );
+        // An image in a registry that exists is skipped.
+        f.registry = true;
+        f.existence = Some(Existence::Yes);
+        decided_with(&f, &remote, StrategyKind::Skip);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod error;
 pub(crate) mod gather;
 pub(crate) mod preview;
 pub mod run;
+pub mod schedule;
 
 pub use crate::builders::docker::Existence;
 pub use crate::oci::{Platform, Platforms};

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 mod append;
 mod full;
+pub mod jobs;
 mod output;
 pub(crate) mod platforms;
 pub(super) mod recorded;
@@ -61,6 +62,9 @@ pub struct BuildOptions {
     /// Attach an SBOM to every image published (`--sbom=false`, `IMAGESPEC_NO_SBOM` or the
     /// defaults file's `sbom = false` turn it off).
     pub sbom: bool,
+    /// Attach SLSA provenance beside the SBOM (`--provenance=false` or
+    /// `IMAGESPEC_NO_PROVENANCE` turn it off; no SBOM, no provenance).
+    pub provenance: bool,
     /// Build on a remote buildkitd instead of dockerd (`--builder-host`, `BUILDKIT_HOST`,
     /// `buildkit_host`): it pushes the images itself ([`remote`]).
     pub remote: Option<crate::builders::remote::RemoteOptions>,
@@ -110,6 +114,7 @@ impl BuildOptions {
                 var("IMAGESPEC_NO_SBOM").as_deref(),
                 defaults.values.sbom.as_ref(),
             ),
+            provenance: switch(var("IMAGESPEC_NO_PROVENANCE").as_deref(), None),
             remote: None,
         }
     }
@@ -129,6 +134,7 @@ impl BuildOptions {
                 self.output,
                 Some(crate::publish::layout::OutputTarget::DockerArchive(_))
             ),
+            remote_builder: self.remote.is_some(),
         }
     }
 }
@@ -228,6 +234,8 @@ struct Job<'a> {
     credentials: Option<&'a Credentials>,
     /// The outcome of the nested base spec, built first.
     base: Option<&'a BuildOutcome>,
+    /// When this build started (the provenance's `startedOn`).
+    started: std::time::SystemTime,
 }
 
 impl Job<'_> {
@@ -254,6 +262,20 @@ struct Done {
     digest: Option<Digest>,
 }
 
+impl Done {
+    /// The job's image made by `action`, pushed as `digest` when there is one.
+    fn made(job: &Job<'_>, action: Action, digest: Option<Digest>) -> Done {
+        let image = job.tag.image.clone();
+        let pushed = digest.is_some();
+        Done {
+            action,
+            pushed,
+            image,
+            digest,
+        }
+    }
+}
+
 /// `spec`'s base specs built first (flytekit's `ImageBuildEngine.build`), then `spec`:
 /// gathered, decided, run.
 fn build_spec<'a>(
@@ -266,6 +288,7 @@ fn build_spec<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<BuildOutcome, EngineError>> + 'a>> {
     Box::pin(async move {
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let base = match (spec.base(), &tag.base) {
             (Some(NormalizedBase::Spec(inner)), Some(inner_tag)) if options.build_bases => {
                 // A base is pushed, never written to --output (flytekit's engine builds it).
@@ -296,6 +319,7 @@ fn build_spec<'a>(
             client: client.as_ref(),
             credentials: credentials.as_ref(),
             base: base.as_deref(),
+            started: started_at,
         };
         let (decision, gathered) = decide_image(&job).await?;
         let done = run(&job, &decision, gathered).await?;
@@ -363,17 +387,12 @@ async fn run(job: &Job<'_>, decision: &Decision, gathered: Gathered) -> Result<D
         }
         Strategy::Build {
             builder: super::Builder::Envd,
-            platforms,
             target,
-        } => full::build_envd(job, platforms, *target).await,
-        Strategy::Build {
-            platforms, target, ..
-        } => {
+            ..
+        } => full::build_envd(job, *target).await,
+        Strategy::Build { target, .. } => {
             let planned = Planned::of(job, gathered)?;
-            match &job.options.remote {
-                Some(r) => remote::build_image(job, planned, platforms, *target, r).await,
-                None => full::build_image(job, planned, platforms, *target, &decision.reason).await,
-            }
+            full::build_image(job, planned, *target, &decision.reason).await
         }
         Strategy::WriteOutput {
             dependencies,
@@ -477,9 +496,9 @@ fn noop_image(
             .or_else(|| tag.base.as_ref().map(|b| b.image.clone()))
     };
     let found = match spec.base() {
-        Some(NormalizedBase::Ref(_)) => spec.base_ref().cloned(),
+        Some(NormalizedBase::Ref(image)) => Some(image.clone()),
         Some(NormalizedBase::Spec(_)) => built_base(),
-        None => None,
+        Some(NormalizedBase::Empty) | None => None,
     };
     match found {
         Some(image) => Ok(image),
@@ -518,6 +537,16 @@ impl Planned {
             })?;
         plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
         Ok(Planned { plan, deps, inputs })
+    }
+
+    /// The image of this plan made by `action` (pushed as `digest`, if it was): its record
+    /// kept for `explain` and, by digest, for the skip path.
+    fn made(&self, job: &Job<'_>, action: Action, digest: Option<Digest>) -> Done {
+        explain::record_last_built(&self.inputs);
+        if let Some(digest) = &digest {
+            recorded::remember(digest, &self.inputs);
+        }
+        Done::made(job, action, digest)
     }
 }
 

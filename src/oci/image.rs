@@ -397,6 +397,10 @@ pub struct IndexEntry {
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     pub manifests: Vec<IndexEntry>,
+    /// The index's own annotations (what holds for every platform's image, such as its
+    /// record of inputs), written when there are any; readers that do not know a key
+    /// ignore it, also in a Docker manifest list.
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Index {
@@ -411,6 +415,7 @@ impl Index {
                     image: Some(image),
                 })
                 .collect(),
+            annotations: BTreeMap::new(),
         }
     }
 
@@ -453,8 +458,11 @@ impl Index {
                 json!({"mediaType": d.media_type, "digest": d.digest.as_str(), "size": d.size, "platform": p})
             })
             .collect();
-        let index =
+        let mut index =
             json!({"schemaVersion": 2, "mediaType": self.media_type(), "manifests": manifests});
+        if !self.annotations.is_empty() {
+            index["annotations"] = json!(self.annotations);
+        }
         serde_json::to_vec(&index).expect("an index serialises")
     }
 
@@ -657,5 +665,17 @@ mod tests {
         mixed.push_descriptor(&platform("linux/arm64"), oci.descriptor());
         assert_eq!(mixed.media_type(), OCI_IMAGE_INDEX_MEDIA_TYPE);
         assert!(mixed.manifests[1].image.is_none());
+    }
+
+    #[test]
+    fn an_index_writes_its_annotations_only_when_it_has_some() {
+        let index = Index::of_images([(Platform::parse("linux/amd64").unwrap(), base_docker())]);
+        let body: Value = serde_json::from_slice(&index.to_bytes()).unwrap();
+        assert!(body.get("annotations").is_none());
+        let mut annotated = index.clone();
+        annotated.annotations.insert("k".into(), "v".into());
+        let body: Value = serde_json::from_slice(&annotated.to_bytes()).unwrap();
+        assert_eq!(body["annotations"], json!({"k": "v"}));
+        assert_ne!(annotated.digest(), index.digest());
     }
 }

@@ -6,6 +6,7 @@
 
 pub(crate) mod config;
 pub(crate) mod digest;
+pub mod epoch;
 pub mod image;
 pub(crate) mod manifest;
 pub mod platform;

@@ -345,6 +345,16 @@ impl ImageRef {
     }
 }
 
+impl ImageRef {
+    /// The same tag and digest in `repository` (where a mirror keeps the image).
+    pub fn in_repository(&self, repository: Repository) -> ImageRef {
+        ImageRef {
+            repository,
+            ..self.clone()
+        }
+    }
+}
+
 /// The repository itself, with no tag or digest (what is asked of a repository: its tags).
 impl From<Repository> for ImageRef {
     fn from(repository: Repository) -> ImageRef {

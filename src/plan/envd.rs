@@ -4,8 +4,7 @@
 //! `Flavor::FlytekitCompat` is the plugin's context byte for byte: the requirements file as
 //! `requirements.txt`, the source files and `copy` entries at the context root (next to
 //! `build.envd`), one `io.copy` per entry. The default flavor differs where the plugin's
-//! output cannot build or builds something else than the spec says (README, "The envd
-//! builder"): `/root` gets exactly the files the tag hashed, from one `root/` directory
+//! output cannot build or builds something else than the spec says (docs/envd.md): `/root` gets exactly the files the tag hashed, from one `root/` directory
 //! (`io.copy(source="root", target="/")`: envd copies a directory *into* its target, so the
 //! plugin's `io.copy(source="data", target="/root/data/")` makes `/root/data/data`), env
 //! values are strings (envd panics on an int), `entrypoint` is kept.
@@ -219,7 +218,8 @@ fn base_image(
 ) -> String {
     match spec.base() {
         _ if cuda => CUDA_BASE_IMAGE.to_string(),
-        Some(NormalizedBase::Ref(r)) => r.clone(),
+        Some(NormalizedBase::Ref(r)) => r.to_string(),
+        Some(NormalizedBase::Empty) => String::new(),
         Some(NormalizedBase::Spec(_)) => tag
             .base
             .as_ref()

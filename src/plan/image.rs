@@ -213,7 +213,7 @@ pub struct BuildPlan {
     /// The platforms built (`linux/amd64,linux/arm64`).
     pub platform: Platforms,
     /// The image the build starts from (`FROM`).
-    pub base_image: String,
+    pub base_image: ImageRef,
     /// The image uv is taken from (a build stage, never in the image).
     pub uv_image: String,
     /// The micromamba stage, when used (always in `FlytekitCompat`).
@@ -333,18 +333,19 @@ fn builder_config_str(spec: &NormalizedSpec, key: &str) -> Option<String> {
         })
 }
 
-/// The image the plan builds on: the spec's `base_image`, the base spec's image, or
-/// flytekit's default.
-fn base_image(spec: &NormalizedSpec, tag: &ImageTag) -> String {
-    match spec.base() {
-        Some(NormalizedBase::Ref(r)) if !r.is_empty() => r.clone(),
-        Some(NormalizedBase::Spec(_)) => tag
-            .base
-            .as_ref()
-            .map(|b| b.image.to_string())
-            .unwrap_or_default(),
-        _ => DEFAULT_BASE_IMAGE.to_string(),
+/// The image the plan builds on: the spec's `base_image`, the base spec's image (its tag
+/// is in `tag`, computed with it), or flytekit's default.
+fn base_image(spec: &NormalizedSpec, tag: &ImageTag) -> ImageRef {
+    match (spec.base(), &tag.base) {
+        (Some(NormalizedBase::Ref(image)), _) => image.clone(),
+        (Some(NormalizedBase::Spec(_)), Some(base)) => base.image.clone(),
+        _ => default_base_image(),
     }
+}
+
+/// [`DEFAULT_BASE_IMAGE`], parsed.
+pub fn default_base_image() -> ImageRef {
+    DEFAULT_BASE_IMAGE.parse().expect("a valid constant")
 }
 
 /// The image's environment: `PYTHONPATH=/root`, then the spec's `env` (as Python's `str()`
@@ -458,16 +459,24 @@ impl BuildPlan {
 
     /// Where `image` is read from: its registry's mirror ([`BuildPlan::mirrors`]), else
     /// itself.
-    pub fn pull_ref(&self, image: &str) -> String {
+    pub fn pull_ref(&self, image: &ImageRef) -> ImageRef {
         self.mirrors
             .pull_ref(image)
-            .unwrap_or_else(|| image.to_string())
+            .unwrap_or_else(|| image.clone())
     }
 
-    /// The base image as pulled (from its mirror, when the defaults file names one),
-    /// parsed: normalisation checked the name written, and a mirror keeps the repository.
-    pub fn pulled_base(&self) -> Result<ImageRef, crate::oci::reference::ReferenceError> {
-        self.pull_ref(&self.base_image).parse()
+    /// The base image as pulled (from its mirror, when the defaults file names one).
+    pub fn pulled_base(&self) -> ImageRef {
+        self.pull_ref(&self.base_image)
+    }
+
+    /// [`BuildPlan::pull_ref`] of an image named by the builder config (`uv_image`,
+    /// `micromamba_image`): one that is no valid name is pulled as written.
+    fn pull_named(&self, image: &str) -> String {
+        match image.parse() {
+            Ok(image) => self.pull_ref(&image).to_string(),
+            Err(_) => image.to_string(),
+        }
     }
 
     /// This plan with the images it pulls (base, uv, micromamba) read from their mirrors:
@@ -477,9 +486,9 @@ impl BuildPlan {
             return std::borrow::Cow::Borrowed(self);
         }
         let mut plan = self.clone();
-        plan.base_image = self.pull_ref(&self.base_image);
-        plan.uv_image = self.pull_ref(&self.uv_image);
-        plan.micromamba_image = self.micromamba_image.as_deref().map(|m| self.pull_ref(m));
+        plan.base_image = self.pulled_base();
+        plan.uv_image = self.pull_named(&self.uv_image);
+        plan.micromamba_image = self.micromamba_image.as_deref().map(|m| self.pull_named(m));
         std::borrow::Cow::Owned(plan)
     }
 }
@@ -747,7 +756,7 @@ mod tests {
             crate::render::dockerfile(&mirrored)
         );
         let pulled = mirrored.pulled();
-        assert_eq!(pulled.base_image, "localhost:5000/py:3");
+        assert_eq!(pulled.base_image.to_string(), "localhost:5000/py:3");
         assert_eq!(pulled.uv_image, "localhost:5000/ghcr/astral-sh/uv:0.5.1");
         let dockerfile = crate::render::dockerfile(&pulled);
         assert!(

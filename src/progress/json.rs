@@ -19,7 +19,14 @@ impl JsonEvents {
     }
 
     /// Shows `event` (`change`: what it changed); a queued step is not an event here.
-    pub fn show(&self, event: &Shown<'_>, change: &Change, platform: Option<&str>) {
+    /// `platform` and `image`: the ones in scope.
+    pub fn show(
+        &self,
+        event: &Shown<'_>,
+        change: &Change,
+        platform: Option<&str>,
+        image: Option<&str>,
+    ) {
         let value = match (event, change) {
             (Shown::Message { text, warning }, _) => {
                 let kind = if *warning { "warning" } else { "info" };
@@ -54,19 +61,25 @@ impl JsonEvents {
                 "current": push.current, "total": push.total,
             }),
         };
-        self.write(value, platform);
+        self.write(value, platform, image);
     }
 
-    /// Writes `value` as one line, with `elapsed` and (for the events about one image of
-    /// several) `platform` added.
-    pub fn write(&self, mut value: Value, platform: Option<&str>) {
+    /// Writes `value` as one line, with `elapsed` and (for the events about one platform's
+    /// image of several) `platform` added, and `key` for the events of one image of
+    /// several built at once (`--jobs`).
+    pub fn write(&self, mut value: Value, platform: Option<&str>, image: Option<&str>) {
         if let Some(object) = value.as_object_mut() {
             let elapsed = (self.created.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
             object.insert("elapsed".into(), json!(elapsed));
-            if let (Some(p), Some("step" | "info" | "log" | "push" | "warning")) =
-                (platform, object.get("event").and_then(Value::as_str))
-            {
+            let about_one = matches!(
+                object.get("event").and_then(Value::as_str),
+                Some("step" | "info" | "log" | "push" | "warning")
+            );
+            if let (Some(p), true) = (platform, about_one) {
                 object.insert("platform".into(), json!(p));
+            }
+            if let Some(image) = image {
+                object.insert("key".into(), json!(image));
             }
         }
         let mut out = std::io::stdout().lock();

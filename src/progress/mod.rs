@@ -98,9 +98,12 @@ pub struct Progress {
 struct Inner {
     mode: Mode,
     state: Mutex<State>,
-    /// The live view (its `suspend` serves every mode).
+    /// The live view (its `suspend` serves every mode); an image's own block of a view
+    /// shared with the other images' ([`Progress::for_image`]).
     tty: TtyView,
-    json: JsonEvents,
+    json: Arc<JsonEvents>,
+    /// The image these events are about, when several build at once (`--jobs`).
+    image: Option<String>,
     /// The platform whose image is being made, when a build makes several (see
     /// [`Progress::platform_scope`]).
     platform: Mutex<Option<String>>,
@@ -139,7 +142,25 @@ impl Progress {
                 mode,
                 state: Mutex::new(State::default()),
                 tty: TtyView::new(),
-                json: JsonEvents::new(),
+                json: Arc::new(JsonEvents::new()),
+                image: None,
+                platform: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A printer for the events of one image of several built at once (`--jobs`): its
+    /// lines start with `[name]`, its `--json` events carry `"key": name`, and the live
+    /// view gives it a block of its own (a header and its running steps), all on the same
+    /// terminal and stdout as this one's.
+    pub fn for_image(&self, name: &str) -> Progress {
+        Progress {
+            inner: Arc::new(Inner {
+                mode: self.inner.mode,
+                state: Mutex::new(State::default()),
+                tty: self.inner.tty.block(name),
+                json: Arc::clone(&self.inner.json),
+                image: Some(name.to_string()),
                 platform: Mutex::new(None),
             }),
         }
@@ -168,9 +189,10 @@ impl Progress {
     pub fn json(&self, mut value: Value) {
         if self.inner.mode == Mode::Json {
             crate::redact::json_strings(&mut value);
+            let image = self.inner.image.as_deref();
             self.inner
                 .json
-                .write(value, self.inner.platform().as_deref());
+                .write(value, self.inner.platform().as_deref(), image);
         }
     }
 
@@ -277,18 +299,32 @@ impl Inner {
         self.platform.lock().expect("progress lock").clone()
     }
 
+    /// What the lines start with: the image (of several at once) and the platform (of
+    /// several made one after the other), as `[image platform]`.
+    fn scope(&self) -> Option<String> {
+        match (self.image.as_deref(), self.platform()) {
+            (Some(image), Some(platform)) => Some(format!("{image} {platform}")),
+            (Some(image), None) => Some(image.to_string()),
+            (None, platform) => platform,
+        }
+    }
+
     /// Updates the state with `event`, then shows it in the mode's view.
     fn event(&self, event: &Shown<'_>) {
-        let platform = self.platform();
-        let platform = platform.as_deref();
+        let scope = self.scope();
+        let scope = scope.as_deref();
         // Held while the view draws: events from several threads are shown in the order
         // they changed the state.
         let mut state = self.state.lock().expect("progress lock");
-        let change = update(&mut state, event, platform, Instant::now());
+        let change = update(&mut state, event, scope, Instant::now());
         match self.mode {
-            Mode::Tty => self.tty.show(event, &change, platform),
-            Mode::Plain => plain::show(event, &change, platform),
-            Mode::Json => self.json.show(event, &change, platform),
+            Mode::Tty => self.tty.show(event, &change, scope),
+            Mode::Plain => plain::show(event, &change, scope),
+            Mode::Json => {
+                let platform = self.platform();
+                let image = self.image.as_deref();
+                self.json.show(event, &change, platform.as_deref(), image)
+            }
             Mode::Quiet => {}
         }
     }
@@ -490,6 +526,23 @@ impl<'a> Ended<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_of_several_has_its_own_steps_and_names_itself_before_the_platform() {
+        let progress = Progress::with_mode(Mode::Quiet);
+        let mid = progress.for_image("mid");
+        assert_eq!(mid.mode(), Mode::Quiet);
+        assert_eq!(mid.inner.scope().as_deref(), Some("mid"));
+        {
+            let _scope = mid.platform_scope("linux/arm64");
+            assert_eq!(mid.inner.scope().as_deref(), Some("mid linux/arm64"));
+        }
+        assert_eq!(progress.inner.scope(), None);
+        // Steps of one image are not the other's (BuildKit's ids may repeat).
+        mid.event(Event::StepQueued { id: "a" });
+        let counts = |p: &Progress| p.inner.state.lock().unwrap().counts().total;
+        assert_eq!((counts(&mid), counts(&progress)), (1, 0));
+    }
 
     #[test]
     fn the_header_counts_steps_once_each_and_again_when_an_id_comes_back() {

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub(super) struct TtyView {
     multi: MultiProgress,
     bars: Mutex<Bars>,
+    /// The image of this block, when several build at once ([`TtyView::block`]).
+    name: Option<String>,
 }
 
 #[derive(Default)]
@@ -26,6 +28,26 @@ impl TtyView {
         TtyView {
             multi: MultiProgress::new(),
             bars: Mutex::new(Bars::default()),
+            name: None,
+        }
+    }
+
+    /// A block of this view for the image `name`: its own header (`[+] name Building`)
+    /// and running steps under it, below the blocks already there.
+    pub fn block(&self, name: &str) -> TtyView {
+        TtyView {
+            multi: self.multi.clone(),
+            bars: Mutex::new(Bars::default()),
+            name: Some(name.to_string()),
+        }
+    }
+
+    /// `[+]`, and the image's name in a block.
+    fn prefix(&self) -> String {
+        let mark = console::style("[+]").blue().bold().for_stderr();
+        match &self.name {
+            Some(name) => format!("{mark} {}", console::style(name).bold().for_stderr()),
+            None => mark.to_string(),
         }
     }
 
@@ -46,10 +68,13 @@ impl TtyView {
             let style = ProgressStyle::with_template("{prefix} Building {secs} {msg}")
                 .expect("header template")
                 .with_key("secs", seconds);
-            let header = self
-                .multi
-                .insert(0, ProgressBar::new_spinner().with_style(style));
-            header.set_prefix(console::style("[+]").blue().bold().for_stderr().to_string());
+            let bar = ProgressBar::new_spinner().with_style(style);
+            // A block goes below the others; the one view is the whole view.
+            let header = match self.name {
+                Some(_) => self.multi.add(bar),
+                None => self.multi.insert(0, bar),
+            };
+            header.set_prefix(self.prefix());
             header.enable_steady_tick(Duration::from_millis(100));
             header
         });
@@ -62,9 +87,14 @@ impl TtyView {
         let style = ProgressStyle::with_template(" {spinner:.cyan} {wide_msg} {secs:>7}")
             .expect("step template")
             .with_key("secs", seconds);
-        let bar = self.multi.add(ProgressBar::new_spinner().with_style(style));
-        bar.enable_steady_tick(Duration::from_millis(120));
+        let bar = ProgressBar::new_spinner().with_style(style);
         let mut bars = self.bars.lock().expect("progress lock");
+        // In a block, a step goes right under its image's header.
+        let bar = match (&self.name, &bars.header) {
+            (Some(_), Some(header)) => self.multi.insert_after(header, bar),
+            _ => self.multi.add(bar),
+        };
+        bar.enable_steady_tick(Duration::from_millis(120));
         bars.steps.insert(id.to_string(), bar);
         drop(bars);
         self.redraw(
@@ -144,7 +174,7 @@ impl TtyView {
         let seconds = header.elapsed().as_secs_f64();
         header.finish_and_clear();
         self.multi.remove(&header);
-        let prefix = console::style("[+]").blue().bold().for_stderr();
+        let prefix = self.prefix();
         let (done, total) = (counts.done, counts.total);
         let line = format!("{prefix} Building {seconds:.1}s ({done}/{total}) {how}");
         self.multi.suspend(|| eprintln!("{line}"));

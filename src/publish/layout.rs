@@ -113,6 +113,8 @@ pub enum LayoutError {
          layout (oci:DIR) or archive (oci-archive:FILE)"
     )]
     SeveralPlatforms,
+    #[error(transparent)]
+    Epoch(#[from] crate::oci::epoch::EpochError),
     #[error("the image for {platform} is only a descriptor: its blobs are not at hand")]
     NotLocal { platform: Platform },
 }
@@ -666,9 +668,10 @@ async fn write_docker_dir(
     Ok(config.clone())
 }
 
-/// `dir`'s contents as a tar into `out` (at `file`; sorted, fixed times: the same image
-/// gives the same archive).
+/// `dir`'s contents as a tar into `out` (at `file`; sorted, fixed times —
+/// `SOURCE_DATE_EPOCH`'s, else 1980-01-01: the same image gives the same archive).
 fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
+    let mtime = crate::oci::epoch::layer_mtime(crate::oci::epoch::SourceDateEpoch::from_env()?);
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let path = entry
@@ -680,7 +683,7 @@ fn tar_dir(dir: &Path, out: &fs::File, file: &Path) -> Result<(), LayoutError> {
         let rel = path.strip_prefix(dir).expect("under dir");
         let meta = fs::metadata(&path).map_err(io(&path))?;
         let mut header = tar::Header::new_gnu();
-        header.set_mtime(crate::render::CONTEXT_MTIME);
+        header.set_mtime(mtime);
         header.set_uid(0);
         header.set_gid(0);
         if meta.is_dir() {

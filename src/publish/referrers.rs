@@ -88,45 +88,71 @@ pub fn merged_referrers(existing: Option<&[u8]>, entry: Value) -> Result<Value, 
     Ok(index)
 }
 
-/// Pushes `artifact` (by digest) into the repository of `name` (`registry/repository:tag`)
-/// and makes it a referrer of its subject: by the registry's referrers API when it has
-/// one, else under the fallback tag.
+/// Pushes `artifacts` (by digest, each about the same subject: an SBOM and its provenance)
+/// into the repository of `name` (`registry/repository:tag`) and makes them referrers of
+/// their subject: by the registry's referrers API when it has one, else under the fallback
+/// tag, whose index is read and written once for all of them.
 pub async fn attach(
     client: &RegistryClient,
     name: &ImageRef,
-    artifact: &Image,
-) -> Result<Attached, PublishError> {
-    let subject = subject_of(artifact)?;
-    let pushed = Registry::new(client, name)
-        .push(artifact, Reference::Digest, Check::none())
-        .await?;
-    if client.referrers(name, &subject).await?.is_some() {
-        return Ok(Attached {
-            digest: pushed.digest,
-            listed: Listed::ReferrersApi,
-        });
+    artifacts: &[Image],
+) -> Result<Vec<Attached>, PublishError> {
+    let Some(first) = artifacts.first() else {
+        return Ok(Vec::new());
+    };
+    let subject = subject_of(first)?;
+    let mut pushed = Vec::new();
+    for artifact in artifacts {
+        if subject_of(artifact)? != subject {
+            return Err(PublishError::Io {
+                context: "attaching artifacts".into(),
+                source: std::io::Error::other("artifacts about different subjects"),
+            });
+        }
+        let registry = Registry::new(client, name);
+        let done = registry.push(artifact, Reference::Digest, Check::none());
+        pushed.push(done.await?.digest);
     }
-    let tag = fallback_tag(&subject);
+    let listed = if client.referrers(name, &subject).await?.is_some() {
+        Listed::ReferrersApi
+    } else {
+        Listed::Tag(tag_referrers(client, name, &subject, artifacts).await?)
+    };
+    let attached = pushed.into_iter().map(|digest| Attached {
+        digest,
+        listed: listed.clone(),
+    });
+    Ok(attached.collect())
+}
+
+/// Lists `artifacts` in the referrers tag's index of `subject` (the tag's name returned).
+async fn tag_referrers(
+    client: &RegistryClient,
+    name: &ImageRef,
+    subject: &Digest,
+    artifacts: &[Image],
+) -> Result<String, PublishError> {
+    let tag = fallback_tag(subject);
     let tagged = name.with_tag(tag.clone());
     let existing = match client.manifest(&tagged).await {
-        Ok(raw) => Some(raw.bytes),
+        Ok(raw) => Some(raw.bytes.to_vec()),
         Err(e) if e.not_found() => None,
         Err(e) => return Err(e.into()),
     };
-    let index = merged_referrers(existing.as_deref(), referrer_entry(artifact)).map_err(|m| {
-        PublishError::Io {
+    let mut index = existing;
+    for artifact in artifacts {
+        let merged = merged_referrers(index.as_deref(), referrer_entry(artifact));
+        let merged = merged.map_err(|m| PublishError::Io {
             context: format!("the referrers index {tagged}"),
             source: std::io::Error::other(m),
-        }
-    })?;
-    let body = serde_json::to_vec(&index).expect("an index serialises");
+        })?;
+        index = Some(serde_json::to_vec(&merged).expect("an index serialises"));
+    }
+    let body = index.expect("one artifact at least");
     client
         .push_manifest(&tagged, body.into(), OCI_IMAGE_INDEX_MEDIA_TYPE)
         .await?;
-    Ok(Attached {
-        digest: pushed.digest,
-        listed: Listed::Tag(tag.as_str().to_string()),
-    })
+    Ok(tag.as_str().to_string())
 }
 
 /// The annotation of a layout's `index.json` entry that names the SBOM manifests written

@@ -1009,16 +1009,16 @@ impl RegistryClient {
     }
 
     /// Sends `request()` with this client's credentials: basic ones as they are (or the
-    /// token in `token`); when the registry answers with a `Bearer` challenge, a token for
-    /// `scope` is fetched (docker's flow, or the identity token's exchange), kept in
-    /// `token` for the next request, and the request sent again. A token the token server
+    /// token `scoped` holds); when the registry answers with a `Bearer` challenge, a token
+    /// for its scope is fetched (docker's flow, or the identity token's exchange), kept in
+    /// `scoped` for the next request, and the request sent again. A token the token server
     /// refuses leaves the registry's 401 as the answer.
     async fn send_with_credentials(
         &self,
         request: impl Fn() -> reqwest::RequestBuilder,
-        scope: &str,
-        token: &std::sync::Mutex<Option<String>>,
+        scoped: &Scoped<'_>,
     ) -> Result<reqwest::Response, reqwest::Error> {
+        let (scope, token) = (&scoped.scope, &scoped.token);
         let basic = self.basic();
         let held = token.lock().map(|t| t.clone()).unwrap_or_default();
         let first = match (&held, basic) {
@@ -1071,9 +1071,7 @@ impl RegistryClient {
         let base = self.base_url(&reference);
         let first = format!("{base}/v2/{}/tags/list?n={page}", reference.repository());
         let scope = format!("repository:{}:pull", reference.repository());
-        let http = self.http(repository, &Operation::ListTags)?;
-        let token = std::sync::Mutex::new(None);
-        let (scope, token) = (&scope, &token);
+        let scoped = &Scoped::new(self.http(repository, &Operation::ListTags)?, scope, None);
         let mut all = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut url = first.clone();
@@ -1081,7 +1079,7 @@ impl RegistryClient {
             let fetched = self
                 .retry(repository, Operation::ListTags, false, |_, _, _| {
                     let url = url.clone();
-                    async move { self.tags_page(http, &url, scope, token).await }
+                    async move { self.tags_page(scoped, &url).await }
                 })
                 .await;
             let fetched = match fetched {
@@ -1121,17 +1119,10 @@ impl RegistryClient {
     }
 
     /// One page of a tag list.
-    async fn tags_page(
-        &self,
-        http: &reqwest::Client,
-        url: &str,
-        scope: &str,
-        token: &std::sync::Mutex<Option<String>>,
-    ) -> Result<TagsPage, Failure> {
+    async fn tags_page(&self, scoped: &Scoped<'_>, url: &str) -> Result<TagsPage, Failure> {
         use oci_client::errors::OciDistributionError as E;
-        let response = self
-            .send_with_credentials(|| http.get(url), scope, token)
-            .await?;
+        let request = || scoped.http.get(url);
+        let response = self.send_with_credentials(request, scoped).await?;
         let status = response.status().as_u16();
         let next = response
             .headers()
@@ -1177,13 +1168,12 @@ impl RegistryClient {
             self.base_url(&reference),
             reference.repository()
         );
-        let http = self.http(repository, &operation)?;
         let scope = format!("repository:{}:delete", reference.repository());
-        let token = std::sync::Mutex::new(None);
-        let (url, scope, token) = (&url, &scope, &token);
+        let scoped = &Scoped::new(self.http(repository, &operation)?, scope, None);
+        let url = &url;
         let answer = self
             .retry(repository, operation.clone(), false, |_, _, _| async move {
-                self.delete_once(http, url, scope, token).await
+                self.delete_once(scoped, url).await
             })
             .await?;
         let refused = |kind| Err(RegistryError::new(repository, operation, kind));
@@ -1207,19 +1197,10 @@ impl RegistryClient {
 
     /// One `DELETE`. Failures that may pass are errors (retried); the registry's refusals
     /// are answers.
-    async fn delete_once(
-        &self,
-        http: &reqwest::Client,
-        url: &str,
-        scope: &str,
-        token: &std::sync::Mutex<Option<String>>,
-    ) -> Result<DeleteAnswer, Failure> {
+    async fn delete_once(&self, scoped: &Scoped<'_>, url: &str) -> Result<DeleteAnswer, Failure> {
         let accept = MANIFEST_TYPES.join(", ");
-        let request = || {
-            http.delete(url)
-                .header(http::header::ACCEPT, accept.as_str())
-        };
-        let response = self.send_with_credentials(request, scope, token).await?;
+        let request = || (scoped.http.delete(url)).header(http::header::ACCEPT, accept.as_str());
+        let response = self.send_with_credentials(request, scoped).await?;
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(DeleteAnswer::Deleted),
@@ -1228,6 +1209,21 @@ impl RegistryClient {
             405 => Ok(DeleteAnswer::NotAllowed),
             _ => Err(reads::error_answer(response, url).await.into()),
         }
+    }
+}
+
+/// Requests of one scope (`repository:<name>:pull`) through one HTTP client, with the
+/// bearer token for that scope once one is held (given, or fetched on a challenge).
+pub(super) struct Scoped<'a> {
+    http: &'a reqwest::Client,
+    scope: String,
+    token: std::sync::Mutex<Option<String>>,
+}
+
+impl<'a> Scoped<'a> {
+    pub(super) fn new(http: &'a reqwest::Client, scope: String, token: Option<String>) -> Self {
+        let token = std::sync::Mutex::new(token);
+        Scoped { http, scope, token }
     }
 }
 

@@ -54,7 +54,7 @@ fn render(plan: &BuildPlan, markers: bool) -> String {
                 compat,
                 uv_image => plan.uv_image,
                 micromamba_image => plan.micromamba_image,
-                base_image => plan.base_image,
+                base_image => plan.base_image.to_string(),
                 apt_packages => plan.apt_packages.join(" "),
                 micromamba,
                 extra_path => plan.extra_path,

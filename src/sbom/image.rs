@@ -6,7 +6,7 @@
 use super::layers::{self, LayerFacts};
 use super::spdx::Document;
 use super::{BaseImage, Contents, Source, Subject};
-use crate::oci::image::Descriptor;
+use crate::oci::image::{Blob, Descriptor};
 use crate::oci::manifest::{check_config, check_manifest};
 use crate::oci::reference::Repository;
 use crate::oci::{Digest, ImageRef, Platform};
@@ -60,6 +60,33 @@ pub struct PlatformImage {
     pub descriptor: Descriptor,
     pub manifest: OciImageManifest,
     pub config: Value,
+    /// The dependency image it was appended to (the fast path), whose SBOM stands for its
+    /// lower layers.
+    pub dependency: Option<Dependency>,
+    /// Layers on this machine (just written): read here, not from the store.
+    pub local: Vec<(Digest, Blob)>,
+}
+
+/// The dependency image an image was appended to: its first `layers` layers are its.
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    /// `<repository>:deps-<key>`.
+    pub image: ImageRef,
+    /// Its platform manifest.
+    pub descriptor: Descriptor,
+    pub layers: usize,
+}
+
+/// The document of one platform image, and the document of its dependency image when
+/// that was read from its layers now (it had none attached): attaching that too lets the
+/// next fast path on any machine read no base layer.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub image: PlatformImage,
+    /// What the document says (the provenance is made of it too).
+    pub contents: Contents,
+    pub document: Document,
+    pub dependency: Option<(Dependency, Document)>,
 }
 
 fn refused(what: impl std::fmt::Display, message: impl std::fmt::Display) -> SbomError {
@@ -122,16 +149,30 @@ impl Store<'_> {
         }
     }
 
-    /// The facts of the layer `layer`: cached, else read from its blob.
-    async fn layer_facts(&self, layer: &Descriptor) -> Result<LayerFacts, SbomError> {
+    /// The facts of the layer `layer`: cached, else read from `local` (its bytes on this
+    /// machine) or its blob in the store.
+    async fn layer_facts(
+        &self,
+        layer: &Descriptor,
+        local: Option<&Blob>,
+    ) -> Result<LayerFacts, SbomError> {
         let digest = &layer.digest;
         if let Some(facts) = layers::cached(digest.hex()) {
             return Ok(facts);
         }
+        if let Some(Blob::Bytes(bytes)) = local {
+            let facts = layers::read_layer(&bytes[..]).map_err(|source| SbomError::Layer {
+                digest: digest.clone(),
+                source,
+            })?;
+            layers::remember(digest.hex(), &facts);
+            return Ok(facts);
+        }
         let scratch;
-        let path = match self {
-            Store::Layout(dir) => Self::blob_path(dir, digest),
-            Store::Registry { client, image } => {
+        let path = match (self, local.and_then(Blob::path)) {
+            (_, Some(path)) => path.to_path_buf(),
+            (Store::Layout(dir), None) => Self::blob_path(dir, digest),
+            (Store::Registry { client, image }, None) => {
                 scratch = tempfile::tempdir().map_err(|source| SbomError::Layer {
                     digest: digest.clone(),
                     source,
@@ -167,14 +208,7 @@ pub async fn platform_images(
     let (manifest, descriptor) = store.manifest(digest).await?;
     let index = match manifest {
         OciManifest::Image(manifest) => {
-            let config = store.config(&manifest).await?;
-            let platform = config_platform(&config);
-            return Ok(vec![PlatformImage {
-                platform,
-                descriptor,
-                manifest,
-                config,
-            }]);
+            return Ok(vec![read(store, None, manifest, descriptor).await?]);
         }
         OciManifest::ImageIndex(index) => index,
     };
@@ -198,56 +232,149 @@ pub async fn platform_images(
         let OciManifest::Image(manifest) = manifest else {
             return Err(refused(&digest, "an index inside an index"));
         };
-        let config = store.config(&manifest).await?;
-        images.push(PlatformImage {
-            platform,
-            descriptor,
-            manifest,
-            config,
-        });
+        images.push(read(store, platform, manifest, descriptor).await?);
     }
     Ok(images)
 }
 
+/// The platform image `manifest` describes, its config read from `store` (its platform
+/// the config's when the index named none).
+async fn read(
+    store: Store<'_>,
+    platform: Option<Platform>,
+    manifest: OciImageManifest,
+    descriptor: Descriptor,
+) -> Result<PlatformImage, SbomError> {
+    let config = store.config(&manifest).await?;
+    Ok(PlatformImage {
+        platform: platform.or_else(|| config_platform(&config)),
+        descriptor,
+        manifest,
+        config,
+        dependency: None,
+        local: Vec::new(),
+    })
+}
+
+/// The findings of each layer of `image`, lowest first: the layers its dependency image
+/// has come from that image's attached SBOM (one entry for all of them) when this machine
+/// has not read them all before; the others are read (cached, local or from `store`), all
+/// at once.
+/// With them, what the dependency image's document said of its base; and whether the
+/// dependency image's layers were read here (so it had no SBOM to reuse).
+async fn layer_findings(
+    store: Store<'_>,
+    image: &PlatformImage,
+) -> Result<(Vec<LayerFacts>, Option<BaseImage>, bool), SbomError> {
+    let descriptors = layer_descriptors(image)?;
+    let mut facts = Vec::new();
+    let (mut skip, mut base, mut read_dependency) = (0, None, false);
+    if let Some(dep) = image
+        .dependency
+        .as_ref()
+        .filter(|d| d.layers <= descriptors.len())
+    {
+        let lower = &descriptors[..dep.layers];
+        let cached = lower
+            .iter()
+            .all(|d| layers::cached(d.digest.hex()).is_some());
+        match (cached, store) {
+            (false, Store::Registry { client, .. }) => {
+                if let Some(reused) = dependency_sbom(client, dep).await? {
+                    facts.push(reused.facts);
+                    (skip, base) = (dep.layers, reused.base);
+                } else {
+                    read_dependency = true;
+                }
+            }
+            _ => read_dependency = !cached,
+        }
+    }
+    // Read side by side: each layer streams from the registry while others are parsed.
+    let reads = descriptors[skip..].iter().map(|descriptor| {
+        let local = image.local.iter().find(|(d, _)| *d == descriptor.digest);
+        store.layer_facts(descriptor, local.map(|(_, b)| b))
+    });
+    facts.extend(futures_util::future::try_join_all(reads).await?);
+    Ok((facts, base, read_dependency))
+}
+
+fn layer_descriptors(image: &PlatformImage) -> Result<Vec<Descriptor>, SbomError> {
+    let layers = image.manifest.layers.iter();
+    layers
+        .map(|l| Descriptor::from_oci(l).map_err(|e| refused("a layer", e)))
+        .collect()
+}
+
+/// The SBOM attached to the dependency image `dep`, read back as findings; `None` when it
+/// has none (or one about another image).
+async fn dependency_sbom(
+    client: &RegistryClient,
+    dep: &Dependency,
+) -> Result<Option<super::reuse::Reused>, SbomError> {
+    let subject = &dep.descriptor.digest;
+    let Some(bytes) = attached(client, &dep.image, subject, super::SPDX_MEDIA_TYPE).await? else {
+        return Ok(None);
+    };
+    // An unreadable document is one to make anew, not a failed SBOM.
+    let document: Option<Document> = serde_json::from_slice(&bytes).ok();
+    Ok(document.and_then(|d| super::reuse::reused(&d, &dep.descriptor.digest)))
+}
+
 /// What the document of `image` (in `repository`) says: its layers' packages, the source and
 /// base its `org.imagespec.inputs` label records (the base's digest asked of its registry,
-/// best effort), `created` from `source_date_epoch` or the config.
+/// best effort, unless the dependency image's document gave it), `created` from
+/// `source_date_epoch` or the config. With it, the contents of its dependency image when
+/// its layers were read now.
 pub async fn contents(
     store: Store<'_>,
     repository: &Repository,
     image: &PlatformImage,
-    source_date_epoch: Option<&str>,
+    source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
     timeouts: Timeouts,
-) -> Result<Contents, SbomError> {
-    let mut facts = Vec::new();
-    let mut descriptors = Vec::new();
-    for layer in &image.manifest.layers {
-        let descriptor = Descriptor::from_oci(layer).map_err(|e| refused("a layer", e))?;
-        facts.push(store.layer_facts(&descriptor).await?);
-        descriptors.push(descriptor);
-    }
+) -> Result<(Contents, Option<Contents>), SbomError> {
+    let (facts, reused_base, read_dependency) = layer_findings(store, image).await?;
     let inputs = inputs_label(&image.config);
-    let base = match inputs.as_ref().and_then(base_name) {
-        Some(name) => Some(BaseImage {
+    let base = match (reused_base, inputs.as_ref().and_then(base_name)) {
+        (Some(base), Some(name)) if base.name == name => Some(base),
+        (_, Some(name)) => Some(BaseImage {
             digest: base_digest(store, &name, timeouts).await,
             name,
         }),
-        None => None,
+        (_, None) => None,
     };
     let config_created = image.config.get("created").and_then(Value::as_str);
-    Ok(Contents {
+    let created = super::created(source_date_epoch, config_created);
+    let dependency = image
+        .dependency
+        .as_ref()
+        .filter(|_| read_dependency)
+        .map(|dep| Contents {
+            subject: Subject {
+                repository: dep.image.name().clone(),
+                digest: dep.descriptor.digest.clone(),
+                platform: image.platform.clone(),
+            },
+            created: created.clone(),
+            base: base.clone(),
+            source: None,
+            packages: layers::merge(&facts[..dep.layers.min(facts.len())]),
+        });
+    let descriptors = layer_descriptors(image)?;
+    let own = Contents {
         subject: Subject {
             repository: repository.clone(),
             digest: image.descriptor.digest.clone(),
             platform: image.platform.clone(),
         },
-        created: super::created(source_date_epoch, config_created),
+        created,
         base,
         source: inputs
             .as_ref()
             .map(|i| source_of(i, &image.config, &descriptors)),
         packages: layers::merge(&facts),
-    })
+    };
+    Ok((own, dependency))
 }
 
 /// The SPDX document of every platform image of the manifest `digest` names, in `store`
@@ -256,26 +383,36 @@ pub async fn documents(
     store: Store<'_>,
     repository: &Repository,
     digest: &Digest,
-    source_date_epoch: Option<&str>,
+    source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
     timeouts: Timeouts,
-) -> Result<Vec<(PlatformImage, Document)>, SbomError> {
+) -> Result<Vec<Described>, SbomError> {
     let images = platform_images(store, digest).await?;
     documents_of(store, repository, images, source_date_epoch, timeouts).await
 }
 
 /// [`documents`] of images already in hand (just published: their manifests are not read
-/// back), their layers read from `store`.
+/// back), their layers read from `store` (or from this machine, for those they hold).
 pub async fn documents_of(
     store: Store<'_>,
     repository: &Repository,
     images: Vec<PlatformImage>,
-    source_date_epoch: Option<&str>,
+    source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
     timeouts: Timeouts,
-) -> Result<Vec<(PlatformImage, Document)>, SbomError> {
+) -> Result<Vec<Described>, SbomError> {
     let mut out = Vec::new();
     for image in images {
-        let contents = contents(store, repository, &image, source_date_epoch, timeouts).await?;
-        out.push((image, super::document(&contents)));
+        let (own, dependency) =
+            contents(store, repository, &image, source_date_epoch, timeouts).await?;
+        let dependency = image
+            .dependency
+            .clone()
+            .zip(dependency.as_ref().map(super::document));
+        out.push(Described {
+            document: super::document(&own),
+            contents: own,
+            image,
+            dependency,
+        });
     }
     Ok(out)
 }
@@ -284,27 +421,49 @@ impl PlatformImage {
     /// An image value as published (`platform`, when it is one of an index).
     pub fn of(image: &crate::oci::Image, platform: Option<Platform>) -> PlatformImage {
         let config = image.config();
+        let local = image
+            .layers()
+            .iter()
+            .filter(|l| !matches!(l.blob, Blob::Remote(_)));
         PlatformImage {
             platform: platform.or_else(|| config_platform(&config)),
             descriptor: image.descriptor(),
             manifest: image.manifest(),
             config,
+            dependency: None,
+            local: local
+                .map(|l| (l.descriptor.digest.clone(), l.blob.clone()))
+                .collect(),
+        }
+    }
+
+    /// The same image, appended to the dependency image `value` (named `image`).
+    pub fn on_dependency(self, image: &ImageRef, value: &crate::oci::Image) -> PlatformImage {
+        PlatformImage {
+            dependency: Some(Dependency {
+                image: image.clone(),
+                descriptor: value.descriptor(),
+                layers: value.layers().len(),
+            }),
+            ..self
         }
     }
 }
 
-/// The SBOM attached to the platform image `subject` in `image`'s repository (the last one
-/// its referrers list, when several), as stored; `None` when none is.
+/// The artifact of type `artifact_type` attached to the platform image `subject` in
+/// `image`'s repository (the last one its referrers list, when several): its content as
+/// stored; `None` when none is.
 pub async fn attached(
     client: &RegistryClient,
     image: &ImageRef,
     subject: &Digest,
+    artifact_type: &str,
 ) -> Result<Option<Vec<u8>>, SbomError> {
     let listed = client.referrers_listed(image, subject).await?;
     let Some(entry) = listed
         .iter()
         .rev()
-        .find(|e| e.artifact_type.as_deref() == Some(super::SPDX_MEDIA_TYPE))
+        .find(|e| e.artifact_type.as_deref() == Some(artifact_type))
     else {
         return Ok(None);
     };
@@ -315,11 +474,11 @@ pub async fn attached(
     let Some(layer) = manifest
         .layers
         .iter()
-        .find(|l| l.media_type == super::SPDX_MEDIA_TYPE)
+        .find(|l| l.media_type == artifact_type)
     else {
         return Err(refused(
             &entry.digest,
-            "an SBOM artifact without an SPDX layer",
+            format!("an artifact without a {artifact_type} layer"),
         ));
     };
     let size = u64::try_from(layer.size).ok();
@@ -333,7 +492,7 @@ fn config_platform(config: &Value) -> Option<Platform> {
 }
 
 /// The `org.imagespec.inputs` label of a config, parsed.
-fn inputs_label(config: &Value) -> Option<Value> {
+pub(crate) fn inputs_label(config: &Value) -> Option<Value> {
     let label = config
         .get("config")?
         .get("Labels")?

@@ -26,10 +26,13 @@
 //! ```
 
 pub mod conda;
+pub mod cyclonedx;
 pub mod dpkg;
 pub mod image;
 pub mod layers;
+pub mod provenance;
 pub mod python;
+pub mod reuse;
 pub mod show;
 pub mod spdx;
 
@@ -186,20 +189,19 @@ pub struct Contents {
     pub packages: Vec<(String, Package)>,
 }
 
-/// The document's `created`: `SOURCE_DATE_EPOCH` (seconds) when set and valid, else the
-/// image config's `created`, else the epoch; RFC 3339 in whole seconds, UTC.
-pub fn created(source_date_epoch: Option<&str>, config_created: Option<&str>) -> String {
+/// The document's `created`: `SOURCE_DATE_EPOCH` when set, else the image config's
+/// `created`, else the epoch; RFC 3339 in whole seconds, UTC.
+pub fn created(
+    source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
+    config_created: Option<&str>,
+) -> String {
     use time::format_description::well_known::Rfc3339;
-    let from_epoch = source_date_epoch
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok());
-    let from_config = || {
-        config_created
-            .and_then(|c| time::OffsetDateTime::parse(c, &Rfc3339).ok())
-            .map(|t| t.to_offset(time::UtcOffset::UTC))
-    };
-    let at = from_epoch
-        .or_else(from_config)
+    if let Some(epoch) = source_date_epoch {
+        return epoch.rfc3339();
+    }
+    let at = config_created
+        .and_then(|c| time::OffsetDateTime::parse(c, &Rfc3339).ok())
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let at = at.replace_nanosecond(0).unwrap_or(at);
     at.format(&Rfc3339)
@@ -356,6 +358,30 @@ fn found_package(
     p
 }
 
+/// The contents the tests of this module's files describe: `localhost:5000/app` (the
+/// digest of `image`, linux/amd64) on `localhost:5000/python:3.12`, two source files.
+#[cfg(test)]
+pub(crate) fn sample(packages: Vec<(String, Package)>) -> Contents {
+    Contents {
+        subject: Subject {
+            repository: Repository::new(None, "localhost:5000/app").unwrap(),
+            digest: Digest::of_bytes(b"image"),
+            platform: Some(Platform::parse("linux/amd64").unwrap()),
+        },
+        created: "2024-01-01T00:00:00Z".into(),
+        base: Some(BaseImage {
+            name: "localhost:5000/python:3.12".parse().unwrap(),
+            digest: Some(Digest::of_bytes(b"base")),
+        }),
+        source: Some(Source {
+            digest: Some(Digest::of_bytes(b"files")),
+            files: 2,
+            layer: None,
+        }),
+        packages,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,10 +409,15 @@ mod tests {
         assert_eq!(conda.purl(), "pkg:conda/numpy@1.26.4?build=py312_0");
     }
 
+    /// `SOURCE_DATE_EPOCH` as the process reads it: a bad value counts as unset.
+    fn epoch(value: &str) -> Option<crate::oci::epoch::SourceDateEpoch> {
+        crate::oci::epoch::SourceDateEpoch::parse(value).ok()
+    }
+
     #[test]
     fn created_is_source_date_epoch_else_the_configs_never_now() {
         assert_eq!(
-            created(Some("1700000000"), Some("2001-01-01T00:00:00Z")),
+            created(epoch("1700000000"), Some("2001-01-01T00:00:00Z")),
             "2023-11-14T22:13:20Z"
         );
         assert_eq!(
@@ -394,7 +425,7 @@ mod tests {
             "2024-05-01T12:34:56Z"
         );
         assert_eq!(
-            created(Some("not a number"), Some("2024-05-01T12:34:56+02:00")),
+            created(epoch("not a number"), Some("2024-05-01T12:34:56+02:00")),
             "2024-05-01T10:34:56Z"
         );
         assert_eq!(created(None, None), "1970-01-01T00:00:00Z");
@@ -411,20 +442,8 @@ mod tests {
             ("venv/site-packages/b".to_string(), b),
             ("var/lib/dpkg/status".to_string(), a),
         ];
-        let mut contents = Contents {
-            subject: subject(),
-            created: created(Some("0"), None),
-            base: Some(BaseImage {
-                name: "python:3.12-slim".parse().unwrap(),
-                digest: Some(Digest::of_bytes(b"b")),
-            }),
-            source: Some(Source {
-                digest: Some(Digest::of_bytes(b"s")),
-                files: 3,
-                layer: None,
-            }),
-            packages: packages.clone(),
-        };
+        let mut contents = sample(packages);
+        contents.subject = subject();
         let doc = document(&contents);
         contents.packages.reverse();
         assert_eq!(

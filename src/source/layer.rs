@@ -8,19 +8,20 @@
 //! Entries are sorted, the gzip headers carry no name or time and the compression is cut at
 //! fixed points, so the same files give the same layer digest on every machine.
 //!
-//! `write_layer(entries, owner, root_attrs, dir)` writes it; the tests below read layers
+//! `write_layer(entries, owner, root_attrs, mtime, dir)` writes it; the tests below read layers
 //! back entry by entry.
 
 use super::SourceError;
+use crate::batched::{Batched, Sink};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The modification time of every entry: the build context's (1980-01-01), which BuildKit's
-/// COPY keeps.
-pub const LAYER_MTIME: u64 = 315_532_800;
+/// The modification time of every entry unless `SOURCE_DATE_EPOCH` sets one: the build
+/// context's (1980-01-01), which BuildKit's COPY keeps.
+pub const LAYER_MTIME: u64 = crate::oci::epoch::DEFAULT_LAYER_MTIME;
 
 /// A file or directory that lands under `/root` (path relative to it, `/`-separated).
 #[derive(Debug, Clone, PartialEq)]
@@ -83,26 +84,33 @@ impl<W: Write> Write for Hashing<W> {
 /// and the members are written in order. A file of several members is one gzip stream to
 /// every reader (RFC 1952; Go's, Python's, zlib's), and fixed pieces keep the output — and
 /// the layer digest — the same on every machine.
-struct ParallelGzip<W: Write> {
-    inner: W,
-    pending: Vec<u8>,
+type ParallelGzip<W> = Batched<GzipMembers<W>>;
+
+fn parallel_gzip<W: Write>(inner: W) -> ParallelGzip<W> {
+    Batched::new(GzipMembers { inner }, GZIP_BATCH)
 }
 
 const GZIP_PIECE: usize = 1 << 20;
+
+/// What compresses layers, as a cache of blobs by `diff_id` records it: another imagespec
+/// may compress the same tar to other bytes (another level, piece size or deflate
+/// implementation), so its blob is not this one's.
+pub const LAYER_GZIP: &str = concat!(
+    "imagespec ",
+    env!("CARGO_PKG_VERSION"),
+    ": flate2 (zlib-rs) level 1, 1 MiB members"
+);
 const GZIP_BATCH: usize = 16 * GZIP_PIECE;
 
-impl<W: Write> ParallelGzip<W> {
-    fn new(inner: W) -> Self {
-        ParallelGzip {
-            inner,
-            pending: Vec::with_capacity(GZIP_BATCH),
-        }
-    }
+/// Each batch's pieces compressed in parallel, written to `inner` in order.
+struct GzipMembers<W: Write> {
+    inner: W,
+}
 
-    fn compress_pending(&mut self) -> std::io::Result<()> {
+impl<W: Write> Sink for GzipMembers<W> {
+    fn take(&mut self, batch: Vec<u8>) -> std::io::Result<()> {
         use rayon::prelude::*;
-        let members: Vec<std::io::Result<Vec<u8>>> = self
-            .pending
+        let members: Vec<std::io::Result<Vec<u8>>> = batch
             .par_chunks(GZIP_PIECE)
             .map(|piece| {
                 // Level 1: about three times faster than the default for source code, a
@@ -118,28 +126,6 @@ impl<W: Write> ParallelGzip<W> {
         for member in members {
             self.inner.write_all(&member?)?;
         }
-        self.pending.clear();
-        Ok(())
-    }
-
-    fn finish(mut self) -> std::io::Result<W> {
-        if !self.pending.is_empty() {
-            self.compress_pending()?;
-        }
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for ParallelGzip<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(GZIP_BATCH - self.pending.len());
-        self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() == GZIP_BATCH {
-            self.compress_pending()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -194,10 +180,13 @@ impl Write for Output {
 
 /// A deterministic layer written entry by entry: the caller adds directories, files and
 /// links in the order they are to appear (sorted, parents first), each with its owner and
-/// mode; times are [`LAYER_MTIME`], user and group names empty, gzip as for the source
-/// layer. The same entries give the same digest on every machine.
+/// mode; times are [`LAYER_MTIME`] (or [`LayerWriter::timed`]'s), user and group names
+/// empty, gzip as for the source layer. The same entries give the same digest on every
+/// machine.
 pub struct LayerWriter {
     tar: tar::Builder<Hashing<Output>>,
+    /// Every entry's modification time.
+    mtime: u64,
     /// The gzip'd tar's file and its directory (none for [`LayerWriter::diff_id_only`]).
     file: Option<(crate::scratch::ScratchFile, PathBuf)>,
     files: usize,
@@ -217,7 +206,7 @@ impl LayerWriter {
             written: 0,
         };
         Ok(Self::with_output(
-            Output::Gzip(ParallelGzip::new(out)),
+            Output::Gzip(parallel_gzip(out)),
             Some((file, dir.to_path_buf())),
         ))
     }
@@ -241,18 +230,26 @@ impl LayerWriter {
         tar.mode(tar::HeaderMode::Deterministic);
         LayerWriter {
             tar,
+            mtime: LAYER_MTIME,
             file,
             files: 0,
         }
     }
 
-    fn header(kind: tar::EntryType, attrs: Attrs, size: u64) -> tar::Header {
+    /// The same writer with `mtime` as every entry's time (`SOURCE_DATE_EPOCH`'s, see
+    /// [`crate::oci::epoch::layer_mtime`]).
+    pub fn timed(mut self, mtime: u64) -> LayerWriter {
+        self.mtime = mtime;
+        self
+    }
+
+    fn header(&self, kind: tar::EntryType, attrs: Attrs, size: u64) -> tar::Header {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_uid(attrs.uid);
         header.set_gid(attrs.gid);
         header.set_mode(attrs.mode & 0o7777);
-        header.set_mtime(LAYER_MTIME);
+        header.set_mtime(self.mtime);
         header.set_size(size);
         header
     }
@@ -264,7 +261,7 @@ impl LayerWriter {
 
     /// A directory (`path` relative to `/`, without a trailing slash).
     pub fn dir(&mut self, path: &str, attrs: Attrs) -> Result<(), SourceError> {
-        let mut header = Self::header(tar::EntryType::Directory, attrs, 0);
+        let mut header = self.header(tar::EntryType::Directory, attrs, 0);
         self.tar
             .append_data(&mut header, format!("{path}/"), std::io::empty())
             .map_err(Self::failed(path))
@@ -278,7 +275,7 @@ impl LayerWriter {
         size: u64,
         content: impl std::io::Read,
     ) -> Result<(), SourceError> {
-        let mut header = Self::header(tar::EntryType::Regular, attrs, size);
+        let mut header = self.header(tar::EntryType::Regular, attrs, size);
         self.tar
             .append_data(&mut header, path, content)
             .map_err(Self::failed(path))?;
@@ -309,7 +306,15 @@ impl LayerWriter {
 
     /// A symbolic link to `target`.
     pub fn symlink(&mut self, path: &str, attrs: Attrs, target: &str) -> Result<(), SourceError> {
-        let mut header = Self::header(tar::EntryType::Symlink, attrs, 0);
+        let mut header = self.header(tar::EntryType::Symlink, attrs, 0);
+        self.tar
+            .append_link(&mut header, path, target)
+            .map_err(Self::failed(path))
+    }
+
+    /// A hard link to `target`, an earlier entry of this layer (a `.deb`'s hard links).
+    pub fn hardlink(&mut self, path: &str, attrs: Attrs, target: &str) -> Result<(), SourceError> {
+        let mut header = self.header(tar::EntryType::Link, attrs, 0);
         self.tar
             .append_link(&mut header, path, target)
             .map_err(Self::failed(path))
@@ -337,7 +342,7 @@ impl LayerWriter {
         let Output::Gzip(gzip) = raw.inner else {
             unreachable!("a writer with a file gzips into it")
         };
-        let mut compressed = gzip.finish().map_err(io)?;
+        let mut compressed = gzip.finish().map_err(io)?.inner;
         compressed.flush().map_err(io)?;
         Ok(Layer {
             file,
@@ -358,13 +363,15 @@ impl LayerWriter {
     }
 }
 
-/// Writes `entries` as a layer under `root/` into a new file in `dir`. `root_dir` is what
-/// `/root` itself is in the image below: a layer is unpacked on its own, so a parent it
-/// leaves out would be made anew (root-owned, 0755) and hide the one below.
+/// Writes `entries` as a layer under `root/` into a new file in `dir`, every entry at
+/// `mtime`. `root_dir` is what `/root` itself is in the image below: a layer is unpacked on
+/// its own, so a parent it leaves out would be made anew (root-owned, 0755) and hide the
+/// one below.
 pub fn write_layer(
     entries: &[RootEntry],
     owner: Owner,
     root_dir: DirAttrs,
+    mtime: u64,
     dir: &Path,
 ) -> Result<Layer, SourceError> {
     // Later entries replace earlier ones at the same path, as a later COPY does. Every
@@ -409,7 +416,7 @@ pub fn write_layer(
         }
     }
 
-    let mut layer = LayerWriter::new(dir)?;
+    let mut layer = LayerWriter::new(dir)?.timed(mtime);
     layer.dir(
         "root",
         Attrs {
@@ -601,8 +608,8 @@ mod tests {
             gid: 0,
             mode: 0o700,
         };
-        let one = write_layer(&e, owner, root, tmp.path()).unwrap();
-        let two = write_layer(&e, owner, root, tmp.path()).unwrap();
+        let one = write_layer(&e, owner, root, LAYER_MTIME, tmp.path()).unwrap();
+        let two = write_layer(&e, owner, root, LAYER_MTIME, tmp.path()).unwrap();
         assert_eq!(
             (&one.digest, &one.diff_id, one.size),
             (&two.digest, &two.diff_id, two.size)
@@ -648,6 +655,7 @@ mod tests {
                 gid: 1001,
             },
             root,
+            LAYER_MTIME,
             tmp.path(),
         )
         .unwrap();
@@ -677,7 +685,8 @@ mod tests {
             gid: 0,
             mode: 0o700,
         };
-        let layer = write_layer(&e, Owner { uid: 1, gid: 1 }, root, tmp.path()).unwrap();
+        let layer =
+            write_layer(&e, Owner { uid: 1, gid: 1 }, root, LAYER_MTIME, tmp.path()).unwrap();
         let gz = flate2::read::MultiGzDecoder::new(fs::File::open(layer.file.path()).unwrap());
         let mut archive = tar::Archive::new(gz);
         let mut entries = archive.entries().unwrap();
@@ -686,7 +695,129 @@ mod tests {
         let mut read = Vec::new();
         std::io::Read::read_to_end(&mut big, &mut read).unwrap();
         assert!(read == bytes, "the file comes back whole");
-        let again = write_layer(&e, Owner { uid: 1, gid: 1 }, root, tmp.path()).unwrap();
+        let again =
+            write_layer(&e, Owner { uid: 1, gid: 1 }, root, LAYER_MTIME, tmp.path()).unwrap();
         assert_eq!(again.digest, layer.digest);
+    }
+
+    /// The header fields that could carry this machine, of one entry read back.
+    struct Seen {
+        path: String,
+        mtime: u64,
+        ids: (u64, u64),
+        /// User and group names (empty when none).
+        names: (Vec<u8>, Vec<u8>),
+    }
+
+    fn headers(layer: &Layer) -> Vec<Seen> {
+        let gz = flate2::read::MultiGzDecoder::new(fs::File::open(layer.file.path()).unwrap());
+        let mut archive = tar::Archive::new(gz);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                Seen {
+                    path: e.path().unwrap().display().to_string(),
+                    mtime: h.mtime().unwrap(),
+                    ids: (h.uid().unwrap(), h.gid().unwrap()),
+                    names: (
+                        h.username_bytes().unwrap_or_default().to_vec(),
+                        h.groupname_bytes().unwrap_or_default().to_vec(),
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn headers_carry_nothing_of_the_machine_and_the_time_given() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // The same files at two places, with other times on disk.
+        let (e1, e2) = (entries(one.path()), entries(two.path()));
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for f in ["pkg/a.py", "b.txt"] {
+            fs::File::options()
+                .write(true)
+                .open(two.path().join(f))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let owner = Owner { uid: 7, gid: 8 };
+        let root = DirAttrs {
+            uid: 0,
+            gid: 0,
+            mode: 0o700,
+        };
+        let a = write_layer(&e1, owner, root, LAYER_MTIME, one.path()).unwrap();
+        let b = write_layer(&e2, owner, root, LAYER_MTIME, two.path()).unwrap();
+        assert_eq!((&a.digest, &a.diff_id), (&b.digest, &b.diff_id));
+        for seen in headers(&a) {
+            let path = &seen.path;
+            assert_eq!(seen.mtime, LAYER_MTIME, "{path}");
+            assert!(
+                seen.names.0.is_empty() && seen.names.1.is_empty(),
+                "{path}: no names"
+            );
+            if path != "root/" {
+                assert_eq!(seen.ids, (7, 8), "{path}");
+            }
+        }
+
+        // SOURCE_DATE_EPOCH's time instead: every entry, and a new digest.
+        let timed = write_layer(&e1, owner, root, 1_700_000_000, one.path()).unwrap();
+        assert!(headers(&timed).iter().all(|h| h.mtime == 1_700_000_000));
+        assert_ne!(timed.diff_id, a.diff_id);
+        let root_only = |writer: LayerWriter| {
+            let mut writer = writer;
+            let attrs = Attrs {
+                uid: 0,
+                gid: 0,
+                mode: 0o700,
+            };
+            writer.dir("root", attrs).unwrap();
+            writer.finish_diff_id().unwrap()
+        };
+        assert_ne!(
+            root_only(LayerWriter::diff_id_only().timed(1_700_000_000)),
+            root_only(LayerWriter::diff_id_only())
+        );
+    }
+
+    /// `bytes` through [`ParallelGzip`] on a pool of `threads`, written `chunk` bytes at a
+    /// time.
+    fn gzip_on(threads: usize, chunk: usize, bytes: &[u8]) -> Vec<u8> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut gz = parallel_gzip(Vec::new());
+            for piece in bytes.chunks(chunk) {
+                gz.write_all(piece).unwrap();
+            }
+            gz.finish().unwrap().inner
+        })
+    }
+
+    #[test]
+    fn gzip_gives_the_same_bytes_on_any_number_of_cores_and_writes() {
+        // More than one batch (16 MiB), not a multiple of a piece, partly compressible.
+        let bytes: Vec<u8> = (0..(GZIP_BATCH + 3 * GZIP_PIECE + 12_345))
+            .map(|i| ((i / 7) as u8).wrapping_mul((i % 251) as u8))
+            .collect();
+        let one = gzip_on(1, 1 << 20, &bytes);
+        assert_eq!(one, gzip_on(4, 1 << 20, &bytes), "4 cores");
+        assert_eq!(one, gzip_on(3, 65_537, &bytes), "3 cores, other writes");
+        // No time (bytes 4..8), no OS (byte 9: 255, unknown), no name (FLG 0).
+        assert_eq!(&one[..4], &[0x1f, 0x8b, 8, 0]);
+        assert_eq!(&one[4..8], &[0, 0, 0, 0]);
+        assert_eq!(one[9], 255);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&one[..]), &mut back)
+            .unwrap();
+        assert!(back == bytes, "one stream to a reader");
     }
 }

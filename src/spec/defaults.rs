@@ -40,9 +40,10 @@
 //!     .unwrap()
 //!     .unwrap();
 //! assert_eq!(
-//!     values.registry_mirrors.pull_ref("python:3.12-slim").as_deref(),
-//!     Some("mirror.example:5000/library/python:3.12-slim")
+//!     values.registry_mirrors.pull_ref(&"python:3.12-slim".parse()?).map(|i| i.to_string()),
+//!     Some("mirror.example:5000/library/python:3.12-slim".to_string())
 //! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use super::decode::{REGISTRY, did_you_mean, type_error};
@@ -50,7 +51,7 @@ use super::error::SpecError;
 use super::node::{Key, Node, Value};
 use super::normalize::NormalizedSpec;
 use super::origin::FieldAt;
-use crate::oci::reference::{ImageRef, Registry};
+use crate::oci::reference::{DOCKER_HUB, ImageRef, Registry, Repository};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,7 +73,7 @@ pub const KEEP_NAME_ENV: &str = "IMAGESPEC_DEFAULTS_KEEP_NAME";
 /// hashed fields of flytekit's `ImageSpec`, filled in as if the spec had written them.
 pub const NAME_CHANGING: [&str; 2] = ["base_image", "registry"];
 /// Every key of a `[defaults]` table (`builder_config` and `registry_mirrors` are tables).
-pub const KEYS: [&str; 10] = [
+pub const KEYS: [&str; 12] = [
     "base_image",
     "registry",
     "builder_config",
@@ -83,20 +84,48 @@ pub const KEYS: [&str; 10] = [
     "buildkit_host",
     "buildkit_tls",
     "sbom",
+    "jobs",
+    "buildkit_hosts",
 ];
 /// The keys of `[defaults.buildkit_tls]` (buildctl's `--tlscacert`, `--tlscert`,
 /// `--tlskey`, `--tlsservername`).
 pub const BUILDKIT_TLS_KEYS: [&str; 4] = ["ca", "cert", "key", "server_name"];
 
+/// The TLS files of a connection to a remote builder, as buildctl's flags name them: `P` a
+/// file, `S` a name (as a defaults file writes them, [`BuildkitTls`], or as a connection
+/// uses them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls<P, S> {
+    /// `--tlscacert`: the CA that signed buildkitd's certificate (else the system's roots).
+    pub ca: Option<P>,
+    /// `--tlscert` and `--tlskey`: this client's certificate and key (mutual TLS).
+    pub cert: Option<P>,
+    pub key: Option<P>,
+    /// `--tlsservername`: the name buildkitd's certificate must hold (else the host's).
+    pub server_name: Option<S>,
+}
+
+impl<P, S> Default for Tls<P, S> {
+    fn default() -> Self {
+        Tls {
+            ca: None,
+            cert: None,
+            key: None,
+            server_name: None,
+        }
+    }
+}
+
+impl<P, S> Tls<P, S> {
+    /// Whether any TLS option is given (then the connection uses TLS, as buildctl's does).
+    pub fn any(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some() || self.server_name.is_some()
+    }
+}
+
 /// `[defaults.buildkit_tls]`: the remote builder's TLS files (resolved against the file's
 /// directory) and the name its certificate holds.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BuildkitTls {
-    pub ca: Option<Setting<PathBuf>>,
-    pub cert: Option<Setting<PathBuf>>,
-    pub key: Option<Setting<PathBuf>>,
-    pub server_name: Option<Setting<String>>,
-}
+pub type BuildkitTls = Tls<Setting<PathBuf>, Setting<String>>;
 /// The keys of `[defaults.builder_config]`.
 pub const BUILDER_CONFIG_KEYS: [&str; 2] = ["uv_image", "micromamba_image"];
 
@@ -133,24 +162,22 @@ impl RegistryMirrors {
     }
 
     /// Where `image` is read from: the same repository, tag and digest in its registry's
-    /// mirror; `None` when no mirror is set for its registry. The image's name is not
-    /// changed by this: it names what to pull, not what was hashed.
-    pub fn pull_ref(&self, image: &str) -> Option<String> {
-        let (host, rest) = match image.split_once('/') {
-            // docker's rule: a first part with `.` or `:`, or `localhost`, is a registry.
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-                (first.to_ascii_lowercase(), rest)
-            }
-            _ => ("docker.io".to_string(), image),
-        };
+    /// mirror; `None` when no mirror is set for its registry (or the mirrored name would be
+    /// no valid name). The image's name is not changed by this: it names what to pull, not
+    /// what was hashed.
+    pub fn pull_ref(&self, image: &ImageRef) -> Option<ImageRef> {
+        let host = image.host().to_ascii_lowercase();
         let host = hub_key(&host);
         let mirror = self.0.get(host)?;
-        let path = if host == "docker.io" && !rest.split(['@', ':']).next()?.contains('/') {
-            format!("library/{rest}")
+        let path = image.repository();
+        let path = if host == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
         } else {
-            rest.to_string()
+            path.to_string()
         };
-        Some(format!("{}/{path}", mirror.value))
+        let registry = Registry::parse(&mirror.value).ok().flatten()?;
+        let repository = Repository::new(Some(&registry), &path).ok()?;
+        Some(image.in_repository(repository))
     }
 }
 
@@ -171,6 +198,11 @@ pub struct DefaultValues {
     pub buildkit_host: Option<Setting<String>>,
     /// The TLS files for it, taken with the host of the same file.
     pub buildkit_tls: BuildkitTls,
+    /// Several remote buildkitds, images spread over them (`--builder-host` given twice);
+    /// the TLS files of `buildkit_tls` serve them all.
+    pub buildkit_hosts: Option<Setting<Vec<String>>>,
+    /// How many images build at once (`--jobs`, `IMAGESPEC_JOBS`), at least 1.
+    pub jobs: Option<Setting<u32>>,
 }
 
 impl DefaultValues {
@@ -235,12 +267,17 @@ impl DefaultValues {
             daemonless: self.daemonless.or(lower.daemonless),
             sbom: self.sbom.or(lower.sbom),
             // The TLS files go with their host: one file's pair, not a mix.
-            buildkit_tls: if self.buildkit_host.is_some() || lower.buildkit_host.is_none() {
+            buildkit_tls: if self.buildkit_host.is_some()
+                || self.buildkit_hosts.is_some()
+                || (lower.buildkit_host.is_none() && lower.buildkit_hosts.is_none())
+            {
                 self.buildkit_tls
             } else {
                 lower.buildkit_tls
             },
             buildkit_host: self.buildkit_host.or(lower.buildkit_host),
+            buildkit_hosts: self.buildkit_hosts.or(lower.buildkit_hosts),
+            jobs: self.jobs.or(lower.jobs),
         }
     }
 }
@@ -353,6 +390,8 @@ impl Reader {
                 "sbom" => values.sbom = Some(self.boolean(node, f)?),
                 "buildkit_host" => values.buildkit_host = Some(self.buildkit_host(node, f)?),
                 "buildkit_tls" => values.buildkit_tls = self.buildkit_tls(node, f)?,
+                "buildkit_hosts" => values.buildkit_hosts = Some(self.buildkit_hosts(node, f)?),
+                "jobs" => values.jobs = Some(self.jobs(node, f)?),
                 "builder_config" => {
                     for (k, v) in self.table(node, f)? {
                         let field = format!("{f}.{}", k.name);
@@ -407,6 +446,36 @@ impl Reader {
             ));
         }
         Ok(setting)
+    }
+
+    /// A list of builder addresses, at least one.
+    fn buildkit_hosts(&self, node: &Node, field: &str) -> Result<Setting<Vec<String>>, SpecError> {
+        let expected = "a list of builder addresses, [\"tcp://HOST:PORT\", ...]";
+        let Value::List(items) = &node.value else {
+            return Err(type_error(&self.file, node, field, expected));
+        };
+        if items.is_empty() {
+            return Err(type_error(&self.file, node, field, expected));
+        }
+        let hosts = items
+            .iter()
+            .map(|item| self.buildkit_host(item, field).map(|s| s.value))
+            .collect::<Result<_, _>>()?;
+        Ok(Setting {
+            value: hosts,
+            at: self.at(node, field),
+        })
+    }
+
+    /// How many images build at once: a whole number from 1.
+    fn jobs(&self, node: &Node, field: &str) -> Result<Setting<u32>, SpecError> {
+        match &node.value {
+            Value::Int(n) if *n >= 1 && *n <= i128::from(u32::MAX) => Ok(Setting {
+                value: *n as u32,
+                at: self.at(node, field),
+            }),
+            _ => Err(type_error(&self.file, node, field, "a whole number from 1")),
+        }
     }
 
     /// `[defaults.buildkit_tls]`: the files must exist.
@@ -742,6 +811,13 @@ pub fn uses(spec: &NormalizedSpec, overrides: &Overrides) -> Vec<DefaultUse> {
         let by = overrides.buildkit_host.clone();
         push("buildkit_host", serde_json::json!(s.value), &s.at, by);
     }
+    if let Some(s) = &values.buildkit_hosts {
+        let by = overrides.buildkit_host.clone();
+        push("buildkit_hosts", serde_json::json!(s.value), &s.at, by);
+    }
+    if let Some(s) = &values.jobs {
+        push("jobs", serde_json::json!(s.value), &s.at, None);
+    }
     out
 }
 
@@ -784,6 +860,30 @@ mod tests {
             choose(None, None, None, "built-in"),
             ("built-in", Source::BuiltIn)
         );
+    }
+
+    #[test]
+    fn jobs_and_several_builders_are_read_and_checked() {
+        let values =
+            parse("[defaults]\njobs = 3\nbuildkit_hosts = [\"tcp://a:1\", \"tcp://b:2\"]\n");
+        assert_eq!(values.jobs.unwrap().value, 3);
+        assert_eq!(
+            values.buildkit_hosts.unwrap().value,
+            ["tcp://a:1", "tcp://b:2"]
+        );
+        for (text, expected) in [
+            ("jobs = 0", "a whole number from 1"),
+            ("jobs = \"2\"", "a whole number from 1"),
+            ("buildkit_hosts = []", "a list of builder addresses"),
+            (
+                "buildkit_hosts = \"tcp://a:1\"",
+                "a list of builder addresses",
+            ),
+            ("buildkit_hosts = [\"a:1\"]", "tcp://HOST:PORT"),
+        ] {
+            let err = error("/r/imagespec.toml", &format!("[defaults]\n{text}\n"));
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]
@@ -916,16 +1016,15 @@ mod tests {
              \"mirror-me.invalid\" = \"localhost:5000\"\n\"GHCR.io\" = \"m:5000\"\n",
         );
         let m = &values.registry_mirrors;
+        let pinned = format!("org/app@sha256:{}", "0".repeat(64));
+        let pinned_mirrored = format!("m:5000/hub/{pinned}");
         let cases = [
             (
                 "python:3.12-slim",
                 Some("m:5000/hub/library/python:3.12-slim"),
             ),
             ("docker.io/python:3", Some("m:5000/hub/library/python:3")),
-            (
-                "org/app@sha256:0123",
-                Some("m:5000/hub/org/app@sha256:0123"),
-            ),
+            (pinned.as_str(), Some(pinned_mirrored.as_str())),
             (
                 "mirror-me.invalid/debian-python:bookworm",
                 Some("localhost:5000/debian-python:bookworm"),
@@ -938,7 +1037,9 @@ mod tests {
             ("quay.io/a/b", None),
         ];
         for (image, want) in cases {
-            assert_eq!(m.pull_ref(image).as_deref(), want, "{image}");
+            let image: ImageRef = image.parse().unwrap();
+            let pulled = m.pull_ref(&image).map(|i| i.to_string());
+            assert_eq!(pulled.as_deref(), want, "{image}");
         }
     }
 

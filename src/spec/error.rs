@@ -51,3 +51,19 @@ pub enum SpecError {
     #[error("{}: {message}", file.display())]
     Selection { file: PathBuf, message: String },
 }
+
+impl SpecError {
+    /// Where in the file the error is, when it is at a place (not about the whole file).
+    pub fn pos(&self) -> Option<Pos> {
+        match self {
+            SpecError::Syntax { pos, .. }
+            | SpecError::Type { pos, .. }
+            | SpecError::UnknownField { pos, .. }
+            | SpecError::Invalid { pos, .. } => Some(*pos),
+            SpecError::Read { .. }
+            | SpecError::ReadDefaults { .. }
+            | SpecError::Format { .. }
+            | SpecError::Selection { .. } => None,
+        }
+    }
+}

@@ -255,6 +255,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Each format takes values nested as deep as [`MAX_DEPTH`] allows.
+    #[test]
+    fn each_format_takes_the_deepest_nesting_allowed() {
+        let lists = nested_lists(MAX_DEPTH - 1);
+        assert!(crate::spec::json::parse(&format!("{{\"a\": {lists}}}")).is_ok());
+        assert!(crate::spec::toml::parse(&format!("a = {lists}\n")).is_ok());
+        assert!(crate::spec::yaml::parse(&format!("a: {lists}\n")).is_ok());
+    }
+
     /// The position by rescanning, as it was computed before the index.
     fn naive(text: &str, offset: usize) -> Pos {
         let before = &text[..offset];

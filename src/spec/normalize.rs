@@ -34,8 +34,6 @@ pub struct NormalizedSpec {
     repository: Repository,
     /// `platform`, parsed (the spec keeps it as written: flytekit hashes that).
     platforms: Platforms,
-    /// `base_image` when it names an image, parsed (the spec keeps it as written).
-    base_ref: Option<ImageRef>,
     /// The defaults of the spec's files (one value shared by a file's images).
     defaults: Arc<Defaults>,
     /// The fields the defaults filled in (hashed as if written).
@@ -45,7 +43,10 @@ pub struct NormalizedSpec {
 /// A normalised `base_image`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NormalizedBase {
-    Ref(String),
+    /// An image, parsed (its `Display` is the name as written: flytekit hashes that).
+    Ref(ImageRef),
+    /// `base_image = ""`: no image (flytekit's default base), hashed as the empty string.
+    Empty,
     Spec(Box<NormalizedSpec>),
 }
 
@@ -116,16 +117,16 @@ impl NormalizedSpec {
         let repository =
             Repository::new(registry.as_ref(), name).map_err(|e| invalid("name", e))?;
         let base_ref = match &spec.base_image {
-            Some(BaseImage::Ref(r)) if !r.is_empty() => Some(
-                r.parse::<ImageRef>()
-                    .map_err(|e| invalid("base_image", e))?,
-            ),
+            Some(BaseImage::Ref(r)) if !r.is_empty() => {
+                Some(r.parse().map_err(|e| invalid("base_image", e))?)
+            }
             _ => None,
         };
-        let base = match spec.base_image.take() {
-            None => None,
-            Some(BaseImage::Ref(r)) => Some(NormalizedBase::Ref(r)),
-            Some(BaseImage::Spec(s)) => Some(NormalizedBase::Spec(Box::new(
+        let base = match (spec.base_image.take(), base_ref) {
+            (None, _) => None,
+            (Some(BaseImage::Ref(_)), Some(image)) => Some(NormalizedBase::Ref(image)),
+            (Some(BaseImage::Ref(_)), None) => Some(NormalizedBase::Empty),
+            (Some(BaseImage::Spec(s)), _) => Some(NormalizedBase::Spec(Box::new(
                 NormalizedSpec::with_defaults(*s, dir, defaults)?,
             ))),
         };
@@ -135,7 +136,6 @@ impl NormalizedSpec {
             dir: dir.to_path_buf(),
             repository,
             platforms,
-            base_ref,
             defaults: Arc::clone(defaults),
             from_defaults,
         })
@@ -184,7 +184,10 @@ impl NormalizedSpec {
 
     /// `base_image` when it names an image (not a spec, not empty), parsed.
     pub fn base_ref(&self) -> Option<&ImageRef> {
-        self.base_ref.as_ref()
+        match &self.base {
+            Some(NormalizedBase::Ref(image)) => Some(image),
+            _ => None,
+        }
     }
 
     /// The directory relative paths in this spec are relative to.

@@ -165,7 +165,8 @@ fn py_value(value: FieldValue<'_>, base: Option<&HashedFields>) -> PyValue {
                 .map(|(k, v)| (k.clone(), PyValue::from(v)))
                 .collect(),
         ),
-        FieldValue::Base(NormalizedBase::Ref(r)) => PyValue::Str(r.clone()),
+        FieldValue::Base(NormalizedBase::Ref(r)) => PyValue::Str(r.to_string()),
+        FieldValue::Base(NormalizedBase::Empty) => PyValue::Str(String::new()),
         FieldValue::Base(NormalizedBase::Spec(inner)) => PyValue::Dict(match base {
             Some(fields) => fields.0.clone(),
             None => HashedFields::of(inner).0,
@@ -328,7 +329,7 @@ fn copy_set(spec: &NormalizedSpec, options: &TagOptions) -> Result<Option<CopySe
     })?;
     // flytekit hashes a missing entry as nothing and names the image; its build then
     // fails. A name that cannot be built is never handed out: refused here, for every
-    // command (a deliberate difference, listed in the README).
+    // command (a deliberate difference, listed in docs/differences.md).
     if let Some(bad) = copy
         .iter()
         .find(|written| written.starts_with('/') || written.split('/').any(|part| part == ".."))

@@ -34,7 +34,7 @@ pub fn corpus_lock() -> CorpusLock {
 
 /// Images whose name or tag the OCI distribution grammar refuses, (case, image key, why):
 /// flytekit computes a name (and writes a context), and its `docker push` fails later;
-/// imagespec refuses them (exit 2) before anything runs (README, "Deliberate differences").
+/// imagespec refuses them (exit 2) before anything runs (docs/differences.md).
 pub const INVALID_IMAGE_NAMES: &[(&str, &str, &str)] = &[
     (
         "name_unicode_lowercase",
@@ -86,7 +86,7 @@ pub const INVALID_IMAGE_NAMES: &[(&str, &str, &str)] = &[
 /// Images with a string that would break a Dockerfile line (a control character: a line
 /// break, NEL, U+2028...; a trailing `\`), (case, image key, why): flytekit writes it into the
 /// Dockerfile / build.envd, where it ends the instruction and starts another (or continues it
-/// into the next); imagespec refuses the spec (exit 2, README, "Deliberate differences";
+/// into the next); imagespec refuses the spec (exit 2, docs/differences.md;
 /// `src/spec/control.rs`).
 pub const LINE_BREAKING_STRINGS: &[(&str, &str, &str)] = &[
     (
@@ -317,7 +317,7 @@ pub fn both_rendered(
 
 /// Cases whose source tree holds a link out of `source_root` (`src/link_outside ->
 /// ../outside.txt`): imagespec refuses them (exit 2, naming the link) unless
-/// `--allow-external-links`, with which the result is flytekit's (README, "Security").
+/// `--allow-external-links`, with which the result is flytekit's (docs/security.md).
 pub const EXTERNAL_LINK_CASES: &[&str] = &["source_walk_special_files"];
 
 /// Runs `cmd`; for an [`EXTERNAL_LINK_CASES`] case, checks that imagespec refuses the link
@@ -346,7 +346,7 @@ pub fn output_allowing_links(
 
 /// The source files imagespec hashes (they are part of flytekit's tag) but leaves out of the
 /// image because the ignore rules, read as written, exclude them: `inspect --json`'s
-/// `source.excluded` (README, "Deliberate differences").
+/// `source.excluded` (docs/differences.md).
 pub fn excluded_source_files(dir: &Path, home: &Path, file: &str, key: &str) -> Vec<String> {
     let mut cmd = isolated_imagespec(dir, home);
     cmd.args(["inspect", file, "--json"]);

@@ -94,7 +94,12 @@ fn wants_content(path: &str) -> bool {
             | "etc/subgid"
             | "etc/login.defs"
             | "etc/default/useradd"
-    ) || ["etc/skel/", "root/", "home/"]
+            // What the apt step reads (crate::apt): os-release, apt sources, dpkg status.
+            | "etc/os-release"
+            | "usr/lib/os-release"
+            | "etc/apt/sources.list"
+            | "var/lib/dpkg/status"
+    ) || ["etc/skel/", "root/", "home/", "etc/apt/sources.list.d/"]
         .iter()
         .any(|p| path.starts_with(p))
 }

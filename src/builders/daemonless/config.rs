@@ -72,6 +72,8 @@ pub struct DependencyConfig<'a> {
     pub env: &'a EnvList,
     pub entrypoint: Option<&'a [String]>,
     pub labels: &'a [(&'a str, String)],
+    /// `SOURCE_DATE_EPOCH`: the config's `created` (and the new history entries').
+    pub epoch: Option<crate::oci::epoch::SourceDateEpoch>,
 }
 
 /// The comment of the history entries the daemonless builder writes.
@@ -81,8 +83,9 @@ const COMMENT: &str = "imagespec (daemonless)";
 /// credentials removed, see [`crate::redact`]) and its config as the Dockerfile leaves it:
 /// the environment, `USER flytekit`, `WORKDIR /root`, `SHELL`, the entrypoint (clearing
 /// the base's `CMD`, as Docker's `ENTRYPOINT` does), no `ONBUILD`, the labels added.
-/// Times are the base's `created`, so the same inputs give the same config; the base
-/// manifest's annotations are not inherited.
+/// Times are `SOURCE_DATE_EPOCH`'s, else the base's `created` (1980-01-01 when it has
+/// none), so the same inputs give the same config; the base manifest's annotations are not
+/// inherited.
 pub fn dependency_image(
     base: &Image,
     config: &DependencyConfig<'_>,
@@ -110,9 +113,7 @@ fn edit_config(config: &mut Value, with: &DependencyConfig<'_>) {
     if !config.is_object() {
         *config = json!({});
     }
-    let created = config
-        .get("created")
-        .cloned()
+    let created = crate::oci::epoch::created(with.epoch, config.get("created"))
         .unwrap_or_else(|| Value::String("1980-01-01T00:00:00Z".into()));
     let root = config.as_object_mut().expect("made an object");
     root.insert("created".into(), created);
@@ -257,6 +258,7 @@ pub(crate) mod tests {
             env,
             entrypoint,
             labels,
+            epoch: None,
         }
     }
 
@@ -326,6 +328,34 @@ pub(crate) mod tests {
             c["config"]["Cmd"],
             Value::Null,
             "ENTRYPOINT clears the base's CMD"
+        );
+    }
+
+    #[test]
+    fn source_date_epoch_sets_created_and_the_new_history_entries() {
+        let base = Image::scratch(json!({
+            "created": "2026-01-01T00:00:00Z",
+            "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "base"}]
+        }));
+        let env = env(&[]);
+        let mut with = config(&env, None, &[]);
+        with.epoch = crate::oci::epoch::SourceDateEpoch::parse("1700000000").ok();
+        let c = dependency_image(&base, &with, vec![layer("venv")]).config();
+        assert_eq!(c["created"], "2023-11-14T22:13:20Z");
+        let times: Vec<&str> = c["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["created"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            times,
+            [
+                "2026-01-01T00:00:00Z",
+                "2023-11-14T22:13:20Z",
+                "2023-11-14T22:13:20Z"
+            ],
+            "the base's own entry is the base's"
         );
     }
 }

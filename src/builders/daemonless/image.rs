@@ -10,7 +10,7 @@ use super::user::{Body, Overlay};
 use crate::oci::image::{Blob, History, NewLayer};
 use crate::oci::{Digest, ImageRef};
 use crate::registry::client::RegistryClient;
-use crate::source::layer::{Attrs, Layer, LayerWriter};
+use crate::source::layer::{Attrs, LAYER_GZIP, Layer, LayerWriter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,16 +58,16 @@ impl LayerPlan {
         }
     }
 
-    /// Writes the layer into `dir`.
-    fn write(&self, dir: &Path) -> Result<Layer, crate::source::SourceError> {
-        let mut layer = LayerWriter::new(dir)?;
+    /// Writes the layer into `dir`, every entry at `mtime`.
+    fn write(&self, dir: &Path, mtime: u64) -> Result<Layer, crate::source::SourceError> {
+        let mut layer = LayerWriter::new(dir)?.timed(mtime);
         self.add_to(&mut layer)?;
         layer.finish()
     }
 
     /// The layer's `diff_id`, computed without writing or compressing it.
-    fn diff_id(&self) -> Result<String, crate::source::SourceError> {
-        let mut layer = LayerWriter::diff_id_only();
+    fn diff_id(&self, mtime: u64) -> Result<String, crate::source::SourceError> {
+        let mut layer = LayerWriter::diff_id_only().timed(mtime);
         self.add_to(&mut layer)?;
         layer.finish_diff_id()
     }
@@ -368,7 +368,9 @@ pub struct Ready {
 
 /// Where earlier layers were pushed: `diff_id` → blob, remembered in the imagespec cache
 /// (`layers/<hex>.json`) so that a layer whose tar is the same as one pushed before is not
-/// compressed again. Only a hint: the registry is asked whether it has the blob.
+/// compressed again. Only a hint: the registry is asked whether it has the blob. An entry
+/// made by another compressor ([`LAYER_GZIP`]: an older imagespec) is a miss, so the image
+/// digest never depends on which version's cache a machine has.
 #[derive(Debug, Clone)]
 pub struct KnownLayers {
     dir: PathBuf,
@@ -382,6 +384,9 @@ struct KnownLayer {
     size: u64,
     /// The image (`registry/repository:tag`) it was pushed with.
     image: ImageRef,
+    /// The compressor that made the blob ([`LAYER_GZIP`]; none in older entries).
+    #[serde(default)]
+    gzip: String,
 }
 
 impl KnownLayers {
@@ -400,7 +405,7 @@ impl KnownLayers {
     fn get(&self, diff_id: &str) -> Option<KnownLayer> {
         let known: KnownLayer =
             serde_json::from_slice(&std::fs::read(self.path(diff_id)).ok()?).ok()?;
-        (known.diff_id == diff_id).then_some(known)
+        (known.diff_id == diff_id && known.gzip == LAYER_GZIP).then_some(known)
     }
 
     /// The directory of the entries.
@@ -436,6 +441,7 @@ impl KnownLayers {
             digest,
             size: layer.size,
             image: image.clone(),
+            gzip: LAYER_GZIP.to_string(),
         };
         let _ = std::fs::create_dir_all(&self.dir);
         let path = self.path(&layer.diff_id);
@@ -464,6 +470,7 @@ pub struct PushTarget<'a> {
 /// (compressed, in parallel).
 pub async fn prepare_layers(
     plans: Vec<LayerPlan>,
+    mtime: u64,
     target: Option<PushTarget<'_>>,
 ) -> Result<Vec<Ready>, DaemonlessError> {
     let plans = std::sync::Arc::new(plans);
@@ -480,7 +487,7 @@ pub async fn prepare_layers(
                 use rayon::prelude::*;
                 plans
                     .par_iter()
-                    .map(|p| p.diff_id().map_err(DaemonlessError::from))
+                    .map(|p| p.diff_id(mtime).map_err(DaemonlessError::from))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?
@@ -505,7 +512,7 @@ pub async fn prepare_layers(
             let dir = std::env::temp_dir();
             missing
                 .par_iter()
-                .map(|&i| Ok((i, plans[i].write(&dir)?)))
+                .map(|&i| Ok((i, plans[i].write(&dir, mtime)?)))
                 .collect::<Result<Vec<_>, DaemonlessError>>()
         })
         .await?
@@ -621,8 +628,12 @@ mod tests {
             ]
         );
         let dir = tempfile::tempdir().unwrap();
-        let one = plan.write(dir.path()).unwrap();
-        let two = user_layer(&base, &overlay).write(dir.path()).unwrap();
+        let one = plan
+            .write(dir.path(), crate::source::layer::LAYER_MTIME)
+            .unwrap();
+        let two = user_layer(&base, &overlay)
+            .write(dir.path(), crate::source::layer::LAYER_MTIME)
+            .unwrap();
         assert_eq!((one.digest, one.diff_id), (two.digest, two.diff_id));
     }
 
@@ -718,7 +729,12 @@ mod tests {
                 .collect();
             let ids: BTreeMap<String, String> = layers
                 .iter()
-                .map(|(p, history)| (history.clone(), p.diff_id().unwrap()))
+                .map(|(p, history)| {
+                    (
+                        history.clone(),
+                        p.diff_id(crate::source::layer::LAYER_MTIME).unwrap(),
+                    )
+                })
                 .collect();
             (files, ids)
         };
@@ -784,6 +800,41 @@ mod tests {
         assert_eq!(
             venv_relative(site, "./x/y.py").as_deref(),
             Some("lib/python3.11/site-packages/x/y.py")
+        );
+    }
+
+    #[test]
+    fn a_blob_another_compressor_made_is_not_taken_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = KnownLayers::in_cache(dir.path());
+        let mut writer = LayerWriter::new(dir.path()).unwrap();
+        writer
+            .bytes(
+                "a",
+                Attrs {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o644,
+                },
+                b"a",
+            )
+            .unwrap();
+        let layer = writer.finish().unwrap();
+        let image: ImageRef = "r.test/x:deps-1".parse().unwrap();
+        known.put(&layer, &image);
+        assert!(
+            known.get(&layer.diff_id).is_some(),
+            "this compressor's entry"
+        );
+        // An entry as an older imagespec wrote it: no compressor named.
+        let path = known.path(&layer.diff_id);
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("gzip");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert!(
+            known.get(&layer.diff_id).is_none(),
+            "a miss: the layer is compressed again"
         );
     }
 }

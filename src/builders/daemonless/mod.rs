@@ -22,6 +22,7 @@
 //! that runs it), and the `/etc/shadow` day of the user's last password change (the base's
 //! creation day instead of the build's).
 
+pub(crate) mod apt_layers;
 pub(crate) mod base;
 pub(crate) mod config;
 pub(crate) mod image;
@@ -30,6 +31,7 @@ pub(crate) mod user;
 pub(crate) mod uvlock;
 pub(crate) mod venv;
 
+use crate::oci::epoch::SourceDateEpoch;
 use crate::oci::{Digest, Image, ImageRef, Platform};
 use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
@@ -77,6 +79,8 @@ pub enum DaemonlessError {
     /// A descriptor's digest is not a digest (the registry's manifest names a path).
     #[error("the base image's manifest: {0}")]
     Digest(#[from] crate::oci::digest::DigestError),
+    #[error(transparent)]
+    Epoch(#[from] crate::oci::epoch::EpochError),
 }
 
 impl From<venv::InstallError> for DaemonlessError {
@@ -195,7 +199,7 @@ async fn read_base(
     let config = value.config();
     let cached = cache_dir().map(|d| {
         d.join(BASES_DIR)
-            .join(format!("{}.v1.json", digest.file_name()))
+            .join(format!("{}.v2.json", digest.file_name()))
     });
     let cached_tree = cached
         .as_ref()
@@ -373,6 +377,8 @@ pub struct DependencyBuild<'a> {
     timeouts: crate::timeouts::Timeouts,
     /// The first platform's pins (a lock pins them already: unused).
     pins: Option<String>,
+    /// `SOURCE_DATE_EPOCH`: every time the build writes, when set.
+    epoch: Option<SourceDateEpoch>,
 }
 
 /// One platform's dependency image, ready to publish.
@@ -400,6 +406,7 @@ impl<'a> DependencyBuild<'a> {
             push_to,
             timeouts,
             pins: None,
+            epoch: SourceDateEpoch::from_env()?,
         })
     }
 
@@ -417,6 +424,7 @@ impl<'a> DependencyBuild<'a> {
             base_python,
             packages,
             constraints: self.pins.as_deref(),
+            epoch: self.epoch,
         };
         let (made, pins) = make_platform(self.deps, platform, &install, progress).await?;
         self.pins.get_or_insert(pins);
@@ -469,6 +477,8 @@ struct Installing<'a> {
     packages: venv::Packages<'a>,
     /// Another platform's pins (a lock pins them already: unused).
     constraints: Option<&'a str>,
+    /// `SOURCE_DATE_EPOCH`: the layers' times, the config's `created`, the shadow day.
+    epoch: Option<SourceDateEpoch>,
 }
 
 /// The base checked for what the install needs: its Python and its wheels' platform.
@@ -525,7 +535,11 @@ struct UserSteps {
     root_dir: crate::source::layer::Attrs,
 }
 
-fn user_steps(base: &Base, path_at_end: &str) -> Result<UserSteps, DaemonlessError> {
+fn user_steps(
+    base: &Base,
+    path_at_end: &str,
+    epoch: Option<SourceDateEpoch>,
+) -> Result<UserSteps, DaemonlessError> {
     let tree = &base.tree;
     let base_path = crate::oci::config::EnvList::from_config(&base_env(base))
         .get("PATH")
@@ -539,11 +553,13 @@ fn user_steps(base: &Base, path_at_end: &str) -> Result<UserSteps, DaemonlessErr
     if !has_user && tree.executable("useradd", &base_path).is_none() {
         return Err(Fallback("the base image has no useradd".into()).into());
     }
-    let day = base
-        .config
-        .get("created")
-        .and_then(|c| c.as_str())
-        .and_then(days_since_epoch);
+    // `SOURCE_DATE_EPOCH`'s day, else the base's creation day: never today's.
+    let day = epoch.map(SourceDateEpoch::days).or_else(|| {
+        base.config
+            .get("created")
+            .and_then(|c| c.as_str())
+            .and_then(days_since_epoch)
+    });
     let mut overlay = user::Overlay::default();
     let flytekit = user::useradd(tree, &mut overlay, day).map_err(Fallback::from)?;
     for dir in ["root", "home"] {
@@ -656,7 +672,8 @@ async fn write_layers(
         image,
         known: known.as_ref(),
     });
-    let layers = image::prepare_layers(plans, target).await?;
+    let mtime = crate::oci::epoch::layer_mtime(installing.epoch);
+    let layers = image::prepare_layers(plans, mtime, target).await?;
     let reused = layers.iter().filter(|l| l.written.is_none()).count();
     if reused > 0 {
         progress.event(Event::Info(&format!(
@@ -676,13 +693,9 @@ async fn make_platform(
 ) -> Result<(Made, String), DaemonlessError> {
     // From its registry's mirror when the defaults file names one: its layers are then read
     // (and mounted) from there.
-    let base_ref = deps.pulled_base().map_err(|e| {
-        Fallback(format!(
-            "the base image {} is not an image name: {e}",
-            deps.base_image
-        ))
-    })?;
+    let base_ref = deps.pulled_base();
     let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
+    let apt = apt_layers::new_layers(&base.tree, platform, deps, progress).await?;
     let checked = check_base(deps, &base, platform, installing)?;
     let path_at_end = checked
         .env
@@ -690,7 +703,7 @@ async fn make_platform(
         .get("PATH")
         .unwrap_or_default()
         .to_string();
-    let user = user_steps(&base, &path_at_end)?;
+    let user = user_steps(&base, &path_at_end, installing.epoch)?;
     let (stage, venv_dir, pins) =
         install_venv(deps, platform, &checked, installing, progress).await?;
     let step = format!("write the user and venv layers for {platform}");
@@ -702,6 +715,7 @@ async fn make_platform(
         .into_iter()
         .map(|(ready, created_by)| ready.into_new_layer(&deps.image, created_by))
         .collect::<Result<Vec<_>, _>>()?;
+    let layers = apt.into_iter().chain(layers).collect();
     let root_dir = user.root_dir;
     let label = format!(
         "{} {} {} {:o}",
@@ -711,6 +725,7 @@ async fn make_platform(
         env: &checked.env.at_end,
         entrypoint: deps.entrypoint.as_deref(),
         labels: &[(DEPENDENCY_LABEL, label)],
+        epoch: installing.epoch,
     };
     let image = config::dependency_image(&base.value, &with, layers);
     let made = Made {

@@ -60,7 +60,7 @@ pub fn find_uv() -> Result<PathBuf, Fallback> {
         .find(|p| p.is_file())
         .ok_or_else(|| {
             Fallback(format!(
-                "no uv on this machine (`pip install uv`, or set {UV_ENV} to its binary)"
+                "no uv on this machine (`pipx install uv` or `uv` from https://docs.astral.sh/uv, or set {UV_ENV} to its binary)"
             ))
         })
 }

@@ -2,7 +2,9 @@
 //! `tcp://HOST:PORT` (with `--tlscacert`, `--tlscert`, `--tlskey`, `--tlsservername`: TLS,
 //! mutual when a client certificate is given) or `unix:///PATH`. From `--builder-host`,
 //! else `BUILDKIT_HOST` (buildctl's variable), else the defaults file's `buildkit_host`;
-//! never part of the image's name or hash.
+//! never part of the image's name or hash. Several builders (`--builder-host` given more
+//! than once, or `buildkit_hosts` in the defaults file) share the images of one run: each
+//! BuildKit build takes the least busy one ([`Load`]).
 //!
 //! ```
 //! use imagespec::builders::remote::host::{BuilderHost, Endpoint};
@@ -12,6 +14,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// buildctl's variable for the builder's address.
 pub const BUILDKIT_HOST_ENV: &str = "BUILDKIT_HOST";
@@ -23,24 +26,8 @@ pub enum Endpoint {
     Unix(PathBuf),
 }
 
-/// The TLS files of a connection, as buildctl's flags name them.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsFiles {
-    /// `--tlscacert`: the CA that signed buildkitd's certificate (else the system's roots).
-    pub ca: Option<PathBuf>,
-    /// `--tlscert` and `--tlskey`: this client's certificate and key (mutual TLS).
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    /// `--tlsservername`: the name buildkitd's certificate must hold (else the host's).
-    pub server_name: Option<String>,
-}
-
-impl TlsFiles {
-    /// Whether any TLS option is given (then the connection uses TLS, as buildctl's does).
-    pub fn any(&self) -> bool {
-        self.ca.is_some() || self.cert.is_some() || self.key.is_some() || self.server_name.is_some()
-    }
-}
+/// The TLS files of a connection.
+pub type TlsFiles = crate::spec::defaults::Tls<PathBuf, String>;
 
 /// One remote builder: its address and TLS files. A list of them (builders shared by
 /// images built in parallel) is a `Vec<BuilderHost>`.
@@ -132,6 +119,94 @@ impl std::fmt::Display for BuilderHost {
     }
 }
 
+/// The builders' addresses: the flags (every `--builder-host`), else `BUILDKIT_HOST` (one
+/// address, as buildctl reads it), else the defaults file's `buildkit_hosts`, else its
+/// `buildkit_host`. Empty ones count as not given.
+pub fn choose_all<'a>(
+    flags: &'a [String],
+    env: Option<&'a str>,
+    file_hosts: Option<&'a [String]>,
+    file_host: Option<&'a str>,
+) -> Vec<&'a str> {
+    let given = |list: &'a [String]| -> Vec<&'a str> {
+        list.iter()
+            .map(String::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .collect()
+    };
+    [
+        given(flags),
+        choose(None, env, None).into_iter().collect(),
+        file_hosts.map(given).unwrap_or_default(),
+        choose(None, None, file_host).into_iter().collect(),
+    ]
+    .into_iter()
+    .find(|hosts| !hosts.is_empty())
+    .unwrap_or_default()
+}
+
+/// How many BuildKit builds each builder of a run has going: shared by the images of one
+/// run (clones count together), so that each build takes the least busy builder. It is the
+/// run's state, not a setting: any two compare equal.
+#[derive(Debug, Clone, Default)]
+pub struct Load(Arc<Mutex<Vec<usize>>>);
+
+impl PartialEq for Load {
+    fn eq(&self, _: &Load) -> bool {
+        true
+    }
+}
+
+impl Eq for Load {}
+
+impl Load {
+    /// One more build on the least busy of `builders` builders (the first of equally busy
+    /// ones), until the lease is dropped; `None` when there are no builders.
+    pub fn take(&self, builders: usize) -> Option<Lease> {
+        let mut busy = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if busy.len() < builders {
+            busy.resize(builders, 0);
+        }
+        let index = least_busy(&busy[..builders])?;
+        busy[index] += 1;
+        Some(Lease {
+            load: self.clone(),
+            index,
+        })
+    }
+}
+
+/// The index of the smallest count, the first of equal ones.
+fn least_busy(busy: &[usize]) -> Option<usize> {
+    busy.iter()
+        .enumerate()
+        .min_by_key(|(i, n)| (**n, *i))
+        .map(|(i, _)| i)
+}
+
+/// A build on builder [`Lease::index`], counted in its [`Load`] until dropped.
+#[derive(Debug)]
+pub struct Lease {
+    load: Load,
+    index: usize,
+}
+
+impl Lease {
+    /// The builder's index in the run's list.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut busy = self.load.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = busy.get_mut(self.index) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 /// The builder's address from the flag, else `BUILDKIT_HOST`, else the defaults file: the
 /// first one given (an empty one counts as not given, as buildctl reads its variable).
 pub fn choose<'a>(
@@ -205,6 +280,42 @@ mod tests {
             .unwrap()
             .with_tls(files);
         assert_eq!(unix.tls, None);
+    }
+
+    #[test]
+    fn builds_go_to_the_least_busy_builder_and_leave_it_when_done() {
+        assert_eq!(least_busy(&[2, 1, 1]), Some(1));
+        assert_eq!(least_busy(&[]), None);
+        let load = Load::default();
+        let a = load.take(2).unwrap();
+        let b = load.take(2).unwrap();
+        assert_eq!((a.index(), b.index()), (0, 1));
+        let c = load.clone().take(2).unwrap();
+        assert_eq!(c.index(), 0, "a clone counts with the others");
+        drop(b);
+        assert_eq!(load.take(2).unwrap().index(), 1);
+        assert!(load.take(0).is_none());
+    }
+
+    #[test]
+    fn several_builders_come_from_the_flags_else_the_variable_else_the_file() {
+        let flags = ["tcp://a:1".to_string(), "tcp://b:1".to_string()];
+        let file = ["tcp://c:1".to_string(), "tcp://d:1".to_string()];
+        let all = choose_all;
+        assert_eq!(
+            all(&flags, Some("tcp://e:1"), Some(&file), None),
+            ["tcp://a:1", "tcp://b:1"]
+        );
+        assert_eq!(
+            all(&[], Some("tcp://e:1"), Some(&file), None),
+            ["tcp://e:1"]
+        );
+        assert_eq!(
+            all(&[], Some(" "), Some(&file), Some("tcp://f:1")),
+            ["tcp://c:1", "tcp://d:1"]
+        );
+        assert_eq!(all(&[], None, None, Some("tcp://f:1")), ["tcp://f:1"]);
+        assert!(all(&[], None, None, None).is_empty());
     }
 
     #[test]

@@ -75,15 +75,20 @@ pub enum RemoteError {
 pub struct RemoteOptions {
     pub hosts: Vec<BuilderHost>,
     pub cache: cache::CacheChoice,
+    /// The builds each host has going, shared by the images of one run.
+    pub load: host::Load,
 }
 
 impl RemoteOptions {
-    /// The builder an image is built on (the first).
+    /// The builder a build runs on: the least busy host, counted busy while the builder
+    /// lives.
     pub fn builder(&self, timeouts: Timeouts) -> Option<RemoteBuildkit> {
-        self.hosts.first().map(|host| RemoteBuildkit {
+        let lease = self.load.take(self.hosts.len())?;
+        self.hosts.get(lease.index()).map(|host| RemoteBuildkit {
             host: host.clone(),
             cache: self.cache.clone(),
             timeouts,
+            _lease: Some(lease),
         })
     }
 
@@ -99,30 +104,21 @@ pub struct RemoteBuildkit {
     pub host: BuilderHost,
     pub cache: cache::CacheChoice,
     pub timeouts: Timeouts,
+    /// The host counted busy while this builder lives (several hosts share a run).
+    _lease: Option<host::Lease>,
 }
 
 impl Builder for RemoteBuildkit {
     type Plan = BuildPlan;
 
-    fn name(&self) -> &'static str {
-        "buildkit"
-    }
-
-    /// Solves `plan` for `platforms` on the builder, which pushes `plan.image` itself.
-    async fn build(
-        &self,
-        plan: &BuildPlan,
-        platforms: &Platforms,
-        progress: &Progress,
-    ) -> Result<Built, BackendError> {
+    /// Solves `plan` for its platforms on the builder, which pushes `plan.image` itself.
+    async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<Built, BackendError> {
         let exporter = session::Exporter::Push {
             image: plan.image.to_string(),
         };
-        let digest = self.solve(plan, platforms, exporter, progress).await?;
-        Ok(Built::Pushed {
-            image: plan.image.clone(),
-            digest: Some(digest),
-        })
+        let digest = self.solve(plan, &plan.platform, exporter, progress).await?;
+        let image = plan.image.clone();
+        Ok(Built::Pushed { image, digest })
     }
 }
 

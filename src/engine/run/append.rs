@@ -8,7 +8,6 @@ use crate::builders::builder::{Builder as _, Uv};
 use crate::builders::daemonless::DaemonlessError;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{DependencyBuilder, EngineError};
-use crate::explain;
 use crate::oci::{Digest, ImageRef, Index, Platforms};
 use crate::publish::Check;
 use crate::publish::registry::{Reference, Registry};
@@ -22,7 +21,7 @@ pub(super) async fn append(
     platforms: &Platforms,
 ) -> Result<Done, EngineError> {
     announce_found(job, &planned, found.len(), platforms);
-    append_source(job, &planned, found, platforms).await
+    append_source(job, &planned, found).await
 }
 
 /// Says the dependency images were found (`n` of them).
@@ -49,29 +48,22 @@ pub(super) async fn build_dependencies_then_append(
     platforms: &Platforms,
 ) -> Result<Done, EngineError> {
     let found = dependency_images(job, &planned, builder, platforms).await?;
-    append_source(job, &planned, &found, platforms).await
+    append_source(job, &planned, &found).await
 }
 
-/// The source layer on each platform's dependency image, pushed (several: as one index,
-/// last), while another thread checks the tag still matches the files.
+/// The source layer on each platform's dependency image (`found`, in the order of the
+/// plan's platforms), pushed (several: as one index, last), while another thread checks the
+/// tag still matches the files.
 async fn append_source(
     job: &Job<'_>,
     planned: &Planned,
     found: &[DependencyImage],
-    platforms: &Platforms,
 ) -> Result<Done, EngineError> {
     let digest = match found {
-        [one] if !platforms.several() => push_one(job, planned, one).await?,
-        several => push_index(job, planned, several, platforms).await?,
+        [one] if !planned.plan.platform.several() => push_one(job, planned, one).await?,
+        several => push_index(job, planned, several).await?,
     };
-    explain::record_last_built(&planned.inputs);
-    super::recorded::remember(&digest, &planned.inputs);
-    Ok(Done {
-        action: Action::Appended,
-        pushed: true,
-        image: job.tag.image.clone(),
-        digest: Some(digest),
-    })
+    Ok(planned.made(job, Action::Appended, Some(digest)))
 }
 
 /// The step that pushes `assembled` as `image`: `target` (` for linux/arm64`, or empty) and
@@ -112,7 +104,8 @@ async fn push_one(
         "pushed {} ({}), {} files, layer {} bytes{already}",
         plan.image, pushed.digest, assembled.files, assembled.layer_size
     ));
-    let images = vec![PlatformImage::of(&assembled.image, None)];
+    let images =
+        vec![PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value)];
     super::sbom::attach(job, &plan.image, super::sbom::Published::Images(images)).await;
     Ok(pushed.digest)
 }
@@ -123,11 +116,12 @@ async fn push_index(
     job: &Job<'_>,
     planned: &Planned,
     found: &[DependencyImage],
-    platforms: &Platforms,
 ) -> Result<Digest, EngineError> {
     let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
+    let platforms = &plan.platform;
     let publisher = Registry::new(client, &plan.image).metered(progress, "append");
     let mut index = Index::default();
+    super::recorded::annotate(&mut index, &planned.inputs);
     let mut images = Vec::new();
     for (platform, deps) in platforms.iter().zip(found) {
         let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
@@ -136,7 +130,8 @@ async fn push_index(
         let pushed = progress.in_step("append", &step, pushing).await;
         pushed.map_err(|e| published(e, None))?;
         index.push_descriptor(platform, assembled.image.descriptor());
-        images.push(PlatformImage::of(&assembled.image, Some(platform.clone())));
+        let image = PlatformImage::of(&assembled.image, Some(platform.clone()));
+        images.push(image.on_dependency(&deps.image, &deps.value));
     }
     let pushing = publisher.push_index(&index, tag_check(job));
     let digest = pushing.await.map_err(|e| published(e, None))?;
@@ -193,8 +188,8 @@ pub(super) async fn dependency_images(
     // What only the build finds out (no wheel, no Python in the base) falls back to dockerd.
     let made = uv && by_uv(job, planned, platforms).await?;
     if !made {
-        if let Some(remote) = &job.options.remote {
-            super::remote::build_dependency_images(job, deps, platforms, remote).await?;
+        if job.options.remote.is_some() {
+            super::remote::build_dependency_images(job, deps, platforms).await?;
         } else {
             if uv {
                 check_emulation(platforms)?;
@@ -215,7 +210,7 @@ async fn by_uv(
     let uv = Uv {
         client: job.registry()?,
     };
-    match uv.build(&planned.deps, platforms, job.progress).await {
+    match uv.build(&planned.deps, job.progress).await {
         Ok(_) => Ok(true),
         Err(BackendError::Daemonless(DaemonlessError::Fallback(why))) => {
             if platforms.several() {

@@ -7,7 +7,6 @@ use super::{Action, Done, Job, Planned};
 use crate::builders::BackendError;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{EngineError, OutputDependencies};
-use crate::explain;
 use crate::oci::{Image, Index, Platform, Platforms};
 use crate::plan::BuildPlan;
 use crate::publish::layout::{Layout, OutputTarget};
@@ -48,13 +47,7 @@ pub(super) async fn write_output(
 }
 
 fn written(job: &Job<'_>, planned: &Planned) -> Done {
-    explain::record_last_built(&planned.inputs);
-    Done {
-        action: Action::Written,
-        pushed: false,
-        image: job.tag.image.clone(),
-        digest: None,
-    }
+    planned.made(job, Action::Written, None)
 }
 
 /// The image of each platform assembled on its dependency image (from the registry) and

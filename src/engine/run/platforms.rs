@@ -23,6 +23,7 @@ use crate::builders::BackendError;
 use crate::builders::builder::{Builder as _, Built, Docker, LocalImage, platform_tag};
 use crate::builders::docker::DockerDaemon;
 use crate::engine::{EngineError, Platform, Platforms};
+use crate::explain::Inputs;
 use crate::oci::{Digest, ImageRef};
 use crate::plan::{BuildPlan, DEPENDENCY_LABEL};
 use crate::progress::{Event, Progress};
@@ -44,7 +45,7 @@ pub(super) async fn preflight_plan(
     plan: &crate::plan::BuildPlan,
     emulation: bool,
 ) -> Result<(), EngineError> {
-    let base = plan.pulled_base().ok();
+    let base = Some(plan.pulled_base());
     let (timeouts, progress) = (job.options.timeouts, job.progress);
     preflight(
         job.spec,
@@ -194,22 +195,20 @@ pub(super) async fn push(
 }
 
 /// Publishes what dockerd built ([`Built::Local`]) under `image`: one platform pushed as it
-/// is; several each pushed under its platform tag, then the index joining them, last. The
-/// digest is the publish's (dockerd's report, or the index's own bytes).
+/// is; several each pushed under its platform tag, then the index joining them (carrying
+/// `record`, the images' record of inputs), last. The digest is the publish's (dockerd's
+/// report, or the index's own bytes).
 pub(super) async fn publish(
     job: &Job<'_>,
     d: &DockerDaemon,
     built: &Built,
     image: &ImageRef,
+    record: Option<&Inputs>,
 ) -> Result<Digest, EngineError> {
     let client = job.registry()?;
     let local = match built {
         Built::Local(local) => local,
-        Built::Pushed {
-            digest: Some(digest),
-            ..
-        } => return Ok(digest.clone()),
-        Built::Pushed { image, .. } => return super::pushed_digest(client, image).await,
+        Built::Pushed { digest, .. } => return Ok(digest.clone()),
     };
     if let [one] = local.as_slice()
         && one.image == *image
@@ -225,7 +224,7 @@ pub(super) async fn publish(
         let _scope = job.progress.platform_scope(one.platform.as_str());
         entries.push(push_platform(job, d, one).await?);
     }
-    push_index(client, image, &entries, job.progress).await
+    push_index(client, image, &entries, record, job.progress).await
 }
 
 /// Pushes one platform's image (from dockerd) and returns what the index names of it.
@@ -269,10 +268,14 @@ async fn push_index(
     client: &RegistryClient,
     image: &ImageRef,
     entries: &[IndexEntry],
+    record: Option<&Inputs>,
     progress: &Progress,
 ) -> Result<Digest, EngineError> {
     use crate::oci::{Index, image::Descriptor};
     let mut index = Index::default();
+    if let Some(record) = record {
+        super::recorded::annotate(&mut index, record);
+    }
     for e in entries {
         let digest = Digest::parse(&e.digest).map_err(|err| BackendError::Push {
             image: image.to_string(),
@@ -319,7 +322,7 @@ pub(super) async fn build_dependency_images(
             .map_err(BackendError::from)?;
         let labelled = async {
             let docker = Docker { daemon: d };
-            docker.build(&one, &one.platform, job.progress).await?;
+            docker.build(&one, job.progress).await?;
             let facts = d.dependency_facts(&one.image, platform).await?;
             let labels = [(DEPENDENCY_LABEL, facts)];
             d.relabel(&one.image, &tagged, &labels, platform, job.progress)
@@ -340,7 +343,7 @@ pub(super) async fn build_dependency_images(
         }
     }
     if platforms.several() {
-        push_index(job.registry()?, &deps.image, &built, job.progress).await?;
+        push_index(job.registry()?, &deps.image, &built, None, job.progress).await?;
     }
     Ok(())
 }

@@ -6,12 +6,14 @@
 //! machine knows nothing of (its images pushed elsewhere: CI, another machine), the
 //! existence check is a GET instead ([`ask_with_head`]), and the record is read through the
 //! manifest it gave ([`explain::recorded_in_manifest`]): one manifest request either way
-//! (for an index, the platform's manifest too: the record is in that image's config). Best
+//! (an index imagespec pushed carries the record as an annotation, [`annotate`]; for one
+//! without, the platform's manifest too: the record is in that image's config). Best
 //! effort, as a cache is: a record that cannot be written or read is read from the registry.
 
-use crate::explain::{self, Inputs};
-use crate::oci::{Digest, ImageRef, Platform};
+use crate::explain::{self, INPUTS_LABEL, Inputs};
+use crate::oci::{Digest, ImageRef, Index, Platform};
 use crate::registry::client::{RawManifest, RegistryClient};
+use oci_client::manifest::OciManifest;
 use std::path::PathBuf;
 
 /// The record of `image` (whose manifest digest is `digest`, when known) for `platform`:
@@ -27,15 +29,36 @@ pub(super) async fn inputs(
     if let Some(kept) = digest.and_then(kept) {
         return Some(kept);
     }
-    let read = match manifest {
-        Some(raw) => explain::recorded_in_manifest(client, image, raw, platform).await,
-        None => explain::recorded_in(client, image, platform).await,
+    let raw = match manifest {
+        Some(raw) => raw,
+        None => client.manifest(image).await.ok()?,
     };
-    let read = read.ok()?;
+    let read = match annotated(&raw) {
+        Some(record) => record,
+        None => explain::recorded_in_manifest(client, image, raw, platform)
+            .await
+            .ok()?,
+    };
     if let Some(digest) = digest {
         keep(image, digest, &read);
     }
     Some(read)
+}
+
+/// Puts `inputs`, the record every platform's image carries in its config, on `index` too,
+/// so that a reader of the index needs no platform's manifest to read it.
+pub(super) fn annotate(index: &mut Index, inputs: &Inputs) {
+    (index.annotations).insert(INPUTS_LABEL.to_string(), inputs.to_label());
+}
+
+/// The record an index carries ([`annotate`]); `None` for an image manifest, an index
+/// without one, or one that does not read.
+fn annotated(raw: &RawManifest) -> Option<Inputs> {
+    let OciManifest::ImageIndex(index) = &raw.manifest else {
+        return None;
+    };
+    let label = index.annotations.as_ref()?.get(INPUTS_LABEL)?;
+    Inputs::from_label(label).ok()
 }
 
 /// Keeps `inputs` as the record of the image this run pushed as `digest`.

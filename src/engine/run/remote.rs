@@ -6,18 +6,18 @@
 //! did not change meanwhile), the tag is put on that manifest here: its bytes read back and
 //! pushed under the tag, a few kilobytes.
 
-use super::{Action, Done, Job, Planned, platforms};
+use super::{Job, platforms};
 use crate::builders::BackendError;
-use crate::builders::remote::{RemoteBuildkit, RemoteOptions};
-use crate::engine::{EngineError, Target};
-use crate::explain;
+use crate::builders::remote::RemoteBuildkit;
+use crate::engine::EngineError;
 use crate::oci::{Digest, ImageRef, Platforms};
 use crate::plan::BuildPlan;
 
-/// The remote builder of `remote`, named in the progress.
-fn builder(job: &Job<'_>, remote: &RemoteOptions) -> Result<RemoteBuildkit, EngineError> {
+/// The remote builder the options name, named in the progress.
+fn builder(job: &Job<'_>) -> Result<RemoteBuildkit, EngineError> {
+    let remote = job.options.remote.as_ref();
     remote
-        .builder(job.options.timeouts)
+        .and_then(|r| r.builder(job.options.timeouts))
         .ok_or_else(|| EngineError::Invalid {
             name: job.spec.name().into(),
             at: None,
@@ -49,51 +49,27 @@ async fn tag(job: &Job<'_>, image: &ImageRef, digest: &Digest) -> Result<(), Eng
     Ok(())
 }
 
-/// The whole Dockerfile of `planned` built on the remote builder and pushed by it.
-pub(super) async fn build_image(
-    job: &Job<'_>,
-    planned: Planned,
-    platforms: &Platforms,
-    target: Target,
-    remote: &RemoteOptions,
-) -> Result<Done, EngineError> {
-    if target == Target::Daemon {
-        return Err(EngineError::Invalid {
-            name: job.spec.name().into(),
-            at: Some(job.spec.at("registry")),
-            message: format!(
-                "the remote builder at {} pushes the image it builds: the spec needs a \
-                 `registry` and the build must push (no --no-push)",
-                remote.names()
-            ),
-        });
-    }
-    let plan = &planned.plan;
+/// The whole Dockerfile `plan` built on the remote builder and pushed by it (`decide`
+/// refused a remote build of an image that would stay here): the digest, tagged once the
+/// files are known not to have changed meanwhile.
+pub(super) async fn build_image(job: &Job<'_>, plan: &BuildPlan) -> Result<Digest, EngineError> {
+    let builder = builder(job)?;
     // No emulation check: the builder runs the steps, not this machine.
     platforms::preflight_plan(job, plan, false).await?;
-    let builder = builder(job, remote)?;
     job.info(&format!(
         "building {} on the BuildKit builder at {}",
         plan.image, builder.host
     ));
     let digest = builder
-        .build_untagged(plan, platforms, job.progress)
+        .build_untagged(plan, &plan.platform, job.progress)
         .await?;
-    // The tag moves only once the files are known not to have changed meanwhile.
     crate::tag::verify_unchanged(job.spec, &job.options.tag, job.tag)?;
     tag(job, &plan.image, &digest).await?;
     job.info(&format!(
         "pushed {} ({digest}) from the builder",
         plan.image
     ));
-    explain::record_last_built(&planned.inputs);
-    super::recorded::remember(&digest, &planned.inputs);
-    Ok(Done {
-        action: Action::Built,
-        pushed: true,
-        image: job.tag.image.clone(),
-        digest: Some(digest),
-    })
+    Ok(digest)
 }
 
 /// The dependency image of every platform made on the remote builder, labelled with its
@@ -102,9 +78,8 @@ pub(super) async fn build_dependency_images(
     job: &Job<'_>,
     deps: &BuildPlan,
     platforms: &Platforms,
-    remote: &RemoteOptions,
 ) -> Result<(), EngineError> {
-    let builder = builder(job, remote)?;
+    let builder = builder(job)?;
     job.info(&format!(
         "building the dependency image on the BuildKit builder at {}",
         builder.host

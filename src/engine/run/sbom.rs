@@ -5,15 +5,20 @@
 //! SBOM that cannot be made or attached is a warning: the image is built and published.
 
 use super::Job;
+use crate::engine::Builder;
+use crate::oci::epoch::SourceDateEpoch;
+use crate::oci::image::Descriptor;
 use crate::oci::{Digest, Image, ImageRef};
 use crate::progress::Event;
 use crate::publish::PublishError;
 use crate::publish::layout::OutputTarget;
 use crate::publish::referrers::{self, Listed};
 use crate::registry::client::RegistryClient;
-use crate::sbom::image::{self as sbom_image, PlatformImage, SbomError, Store};
+use crate::sbom::image::{self as sbom_image, Described, PlatformImage, SbomError, Store};
+use crate::sbom::provenance::{self, IN_TOTO_MEDIA_TYPE, Invocation};
 use crate::sbom::{SPDX_MEDIA_TYPE, spdx::Document};
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 /// Why no SBOM was attached.
 #[derive(Debug, thiserror::Error)]
@@ -26,23 +31,75 @@ enum SbomFailure {
     Write(#[from] crate::publish::layout::LayoutError),
 }
 
-/// `SOURCE_DATE_EPOCH`, which sets the documents' `created`.
-fn source_date_epoch() -> Option<String> {
-    std::env::var("SOURCE_DATE_EPOCH").ok()
+/// `SOURCE_DATE_EPOCH`, which sets the documents' `created` (the command line refused a
+/// bad value before the build).
+fn source_date_epoch() -> Option<SourceDateEpoch> {
+    SourceDateEpoch::from_env().ok().flatten()
 }
 
 /// The artifact carrying `document`, about `subject`.
-fn artifact(image: &sbom_image::PlatformImage, document: &Document) -> Image {
+fn artifact(subject: &Descriptor, document: &Document) -> Image {
     let bytes = serde_json::to_vec(document).expect("a document serialises");
     let created = document.creation_info.created.clone();
+    content_artifact(SPDX_MEDIA_TYPE, subject, bytes, created)
+}
+
+/// An artifact of `media_type` holding `bytes`, about `subject`, made at `created`.
+fn content_artifact(
+    media_type: &str,
+    subject: &Descriptor,
+    bytes: Vec<u8>,
+    created: String,
+) -> Image {
     let annotations = BTreeMap::from([("org.opencontainers.image.created".to_string(), created)]);
-    Image::artifact(
-        SPDX_MEDIA_TYPE,
-        SPDX_MEDIA_TYPE,
-        bytes.into(),
-        &image.descriptor,
-        annotations,
-    )
+    Image::artifact(media_type, media_type, bytes.into(), subject, annotations)
+}
+
+/// RFC 3339 in whole seconds, UTC.
+fn rfc3339(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    let at = at.replace_nanosecond(0).unwrap_or(at);
+    let text = at.format(&time::format_description::well_known::Rfc3339);
+    text.unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// The run, for the provenance: the builder that made the image (`append`: the fast path),
+/// an id unique to this build, when it started and now.
+fn invocation(job: &Job<'_>, appended: bool) -> Invocation {
+    let builder = match (appended, &job.options.remote, Builder::of(job.spec)) {
+        (true, _, _) => "registry-append",
+        (false, Some(_), _) => "remote-buildkit",
+        (false, None, Builder::Envd) => "envd",
+        (false, None, _) => "docker",
+    };
+    let nanos = job
+        .started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Invocation {
+        builder: builder.to_string(),
+        id: format!("{}-{}", nanos.as_nanos(), std::process::id()),
+        started_on: rfc3339(job.started),
+        finished_on: rfc3339(SystemTime::now()),
+    }
+}
+
+/// The artifacts about one platform image: its SBOM, and its provenance unless turned off.
+fn artifacts_of(job: &Job<'_>, described: &Described, run: &Invocation) -> Vec<Image> {
+    let subject = &described.image.descriptor;
+    let mut artifacts = vec![artifact(subject, &described.document)];
+    if job.options.provenance {
+        let statement = provenance::statement(&described.contents, &described.image.config, run);
+        let bytes = serde_json::to_vec(&statement).expect("a statement serialises");
+        let created = run.finished_on.clone();
+        artifacts.push(content_artifact(
+            IN_TOTO_MEDIA_TYPE,
+            subject,
+            bytes,
+            created,
+        ));
+    }
+    artifacts
 }
 
 /// How many packages `document` lists besides the image, its base and its source.
@@ -56,7 +113,12 @@ fn found_packages(document: &Document) -> usize {
 }
 
 /// What is said once the SBOMs are attached: `n` documents, packages in all, where.
-fn attached_message(image: &ImageRef, packages: usize, listed: &[Listed]) -> String {
+fn attached_message(
+    image: &ImageRef,
+    packages: usize,
+    listed: &[Listed],
+    provenance: bool,
+) -> String {
     let how = match listed.first() {
         Some(Listed::ReferrersApi) | None => "the registry's referrers API".to_string(),
         Some(Listed::Tag(tag)) => format!("the referrers tag {tag}"),
@@ -65,6 +127,11 @@ fn attached_message(image: &ImageRef, packages: usize, listed: &[Listed]) -> Str
         "an SBOM".to_string()
     } else {
         format!("{} SBOMs (one per platform)", listed.len())
+    };
+    let documents = if provenance {
+        format!("{documents} and provenance")
+    } else {
+        documents
     };
     format!("attached {documents} to {image} ({packages} packages), listed by {how}")
 }
@@ -77,8 +144,8 @@ pub(super) enum Published<'a> {
     Images(Vec<PlatformImage>),
 }
 
-/// The SBOM of the image just pushed as `image` attached to it, unless `--sbom=false`; a
-/// failure is a warning.
+/// The SBOM of the image just pushed as `image` attached to it, unless `--sbom=false`, and
+/// its provenance, unless `--provenance=false`; a failure is a warning.
 pub(super) async fn attach(job: &Job<'_>, image: &ImageRef, published: Published<'_>) {
     let Some(client) = job.client.filter(|_| job.options.sbom) else {
         return;
@@ -89,7 +156,10 @@ pub(super) async fn attach(job: &Job<'_>, image: &ImageRef, published: Published
     let step = format!("attach the SBOM of {image}");
     let Ok(result) = job.progress.in_step("sbom", &step, work).await;
     match result {
-        Ok((packages, listed)) => job.info(&attached_message(image, packages, &listed)),
+        Ok((packages, listed)) => {
+            let provenance = job.options.provenance;
+            job.info(&attached_message(image, packages, &listed, provenance))
+        }
         Err(e) => warn(job, image, &e),
     }
 }
@@ -107,8 +177,9 @@ async fn attach_all(
 ) -> Result<(usize, Vec<Listed>), SbomFailure> {
     let repository = image.name();
     let epoch = source_date_epoch();
-    let (epoch, timeouts) = (epoch.as_deref(), job.options.timeouts);
+    let timeouts = job.options.timeouts;
     let store = Store::Registry { client, image };
+    let appended = matches!(published, Published::Images(_));
     let documents = match published {
         Published::Digest(digest) => {
             sbom_image::documents(store, repository, digest, epoch, timeouts).await?
@@ -117,14 +188,30 @@ async fn attach_all(
             sbom_image::documents_of(store, repository, images, epoch, timeouts).await?
         }
     };
+    let run = invocation(job, appended);
     let mut listed = Vec::new();
     let mut packages = 0;
-    for (platform_image, document) in &documents {
-        packages += found_packages(document);
-        let artifact = artifact(platform_image, document);
-        listed.push(referrers::attach(client, image, &artifact).await?.listed);
+    for described in &documents {
+        packages += found_packages(&described.document);
+        let artifacts = artifacts_of(job, described, &run);
+        let attached = referrers::attach(client, image, &artifacts).await?;
+        listed.extend(attached.into_iter().map(|a| a.listed).take(1));
+        attach_dependency(job, client, described).await;
     }
     Ok((packages, listed))
+}
+
+/// The dependency image's SBOM (read from its layers now: it had none) attached to it, so
+/// the next fast path on it, on any machine, reads none of its layers; a failure is a
+/// warning.
+async fn attach_dependency(job: &Job<'_>, client: &RegistryClient, described: &Described) {
+    let Some((dependency, document)) = &described.dependency else {
+        return;
+    };
+    let artifacts = [artifact(&dependency.descriptor, document)];
+    if let Err(e) = referrers::attach(client, &dependency.image, &artifacts).await {
+        warn(job, &dependency.image, &SbomFailure::Attach(e));
+    }
 }
 
 /// The SBOM of the image written to `target` (`digest`, as its `index.json` names it)
@@ -147,14 +234,13 @@ pub(super) async fn write_into(job: &Job<'_>, target: &OutputTarget, digest: &Di
         let epoch = source_date_epoch();
         let store = Store::Layout(dir);
         let timeouts = job.options.timeouts;
-        let documents =
-            sbom_image::documents(store, repository, digest, epoch.as_deref(), timeouts).await?;
+        let documents = sbom_image::documents(store, repository, digest, epoch, timeouts).await?;
+        let run = invocation(job, false);
         let mut written = Vec::new();
-        for (platform_image, document) in &documents {
-            written.push(referrers::write_to_layout(
-                dir,
-                &artifact(platform_image, document),
-            )?);
+        for described in &documents {
+            for artifact in artifacts_of(job, described, &run) {
+                written.push(referrers::write_to_layout(dir, &artifact)?);
+            }
         }
         referrers::annotate_layout(dir, digest, &written)?;
         Ok::<_, SbomFailure>(documents.len())
@@ -172,13 +258,17 @@ mod tests {
     #[test]
     fn the_message_says_how_the_sboms_are_listed() {
         let image: ImageRef = "r/a:t".parse().unwrap();
-        let one = attached_message(&image, 12, &[Listed::Tag("sha256-ab".into())]);
+        let one = attached_message(&image, 12, &[Listed::Tag("sha256-ab".into())], false);
         assert_eq!(
             one,
             "attached an SBOM to r/a:t (12 packages), listed by the referrers tag sha256-ab"
         );
-        let two = attached_message(&image, 3, &[Listed::ReferrersApi, Listed::ReferrersApi]);
-        assert!(two.contains("2 SBOMs (one per platform)"), "{two}");
+        let both = [Listed::ReferrersApi, Listed::ReferrersApi];
+        let two = attached_message(&image, 3, &both, true);
+        assert!(
+            two.contains("2 SBOMs (one per platform) and provenance"),
+            "{two}"
+        );
         assert!(two.ends_with("the registry's referrers API"), "{two}");
     }
 }

@@ -11,7 +11,7 @@
 //! A redirect (a blob served from object storage) is followed by reqwest, which drops the
 //! `Authorization` header when the host or port changes.
 
-use super::{AnswerError, Failure, MANIFEST_TYPES, RegistryClient};
+use super::{AnswerError, Failure, MANIFEST_TYPES, RegistryClient, Scoped};
 use crate::oci::Digest;
 use crate::oci::manifest::{MANIFEST_LIMIT, ManifestError, check_manifest};
 use crate::registry::body::{self, BodyError};
@@ -63,9 +63,9 @@ impl RegistryClient {
             RegistryAuth::Bearer(token) => Some(token.clone()),
             _ => None,
         };
-        let token = std::sync::Mutex::new(held);
+        let scoped = Scoped::new(http, scope, held);
         Ok(self
-            .send_with_credentials(|| request(http), &scope, &token)
+            .send_with_credentials(|| request(scoped.http), &scoped)
             .await?)
     }
 

@@ -1,0 +1,302 @@
+//! The mirror's files over HTTP: a suite's `InRelease` (bounded), its `Packages` indexes
+//! and the `.deb`s, each checked against the SHA256 and size the level above lists
+//! (InRelease → Packages → .deb) and kept on this machine by that hash
+//! (`<cache>/apt/sha256/<hex>`), so an unchanged index or package is never downloaded
+//! twice. A body longer than announced is cut off and an error, never read to the end.
+
+use super::deb822;
+use super::release::{Listed, Release};
+use super::resolve::{Available, Universe};
+use super::sources::Source;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The largest `InRelease` read (Debian's is 150 kB).
+const MAX_RELEASE: u64 = 8 << 20;
+
+/// A mirror file that could not be had or was not the one listed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("GET {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("GET {url}: more than {max} bytes")]
+    TooLong { url: String, max: u64 },
+    #[error("GET {url}: SHA256 {found}, expected {expected} (from {from})")]
+    Hash {
+        url: String,
+        expected: String,
+        found: String,
+        from: &'static str,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: {source}")]
+    Release {
+        url: String,
+        #[source]
+        source: super::release::ReleaseError,
+    },
+    #[error("{url}: {source}")]
+    Index {
+        url: String,
+        #[source]
+        source: deb822::Deb822Error,
+    },
+    #[error("{url} lists no {component}/binary-{arch}/Packages index")]
+    NoIndex {
+        url: String,
+        component: String,
+        arch: String,
+    },
+    #[error("apt package {package}: its index entry has no {field}")]
+    Entry {
+        package: String,
+        field: &'static str,
+    },
+}
+
+/// Downloads into a directory of files named by their SHA256.
+pub struct Fetcher {
+    http: reqwest::Client,
+    dir: PathBuf,
+    /// Holds the directory when there is no cache (removed on drop).
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Fetcher {
+    /// Files kept in `cache/apt/sha256` (`None`: a temporary directory).
+    pub fn new(cache: Option<&Path>) -> Result<Fetcher, FetchError> {
+        let (dir, temp) = match cache {
+            Some(c) => (c.join("apt").join("sha256"), None),
+            None => {
+                let t = tempfile::tempdir().map_err(|source| FetchError::Io {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| FetchError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|source| FetchError::Http {
+                url: String::new(),
+                source,
+            })?;
+        Ok(Fetcher {
+            http,
+            dir,
+            _temp: temp,
+        })
+    }
+
+    /// The body of `url`, at most `max` bytes, written to `out`; its SHA256.
+    async fn get(
+        &self,
+        url: &str,
+        max: u64,
+        out: &mut dyn std::io::Write,
+    ) -> Result<String, FetchError> {
+        let http = |source| FetchError::Http {
+            url: url.to_string(),
+            source,
+        };
+        let mut response = self.http.get(url).send().await.map_err(http)?;
+        if !response.status().is_success() {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status: response.status().as_u16(),
+            });
+        }
+        let (mut hash, mut read) = (Sha256::new(), 0u64);
+        while let Some(chunk) = response.chunk().await.map_err(http)? {
+            read += chunk.len() as u64;
+            if read > max {
+                return Err(FetchError::TooLong {
+                    url: url.to_string(),
+                    max,
+                });
+            }
+            hash.update(&chunk);
+            out.write_all(&chunk).map_err(|source| FetchError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        }
+        Ok(hex(hash))
+    }
+
+    /// A file whose SHA256 and size `listed` gives: the kept copy, or downloaded and
+    /// checked (`from` names the list in errors).
+    pub async fn verified(
+        &self,
+        url: &str,
+        listed: &Listed,
+        from: &'static str,
+    ) -> Result<PathBuf, FetchError> {
+        let expected = listed.sha256.to_ascii_lowercase();
+        if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(FetchError::Hash {
+                url: url.to_string(),
+                expected,
+                found: String::new(),
+                from,
+            });
+        }
+        let path = self.dir.join(&expected);
+        if path.is_file() {
+            return Ok(path);
+        }
+        let io = |source| FetchError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
+        let found = self.get(url, listed.size, tmp.as_file_mut()).await?;
+        if found != expected {
+            return Err(FetchError::Hash {
+                url: url.to_string(),
+                expected,
+                found,
+                from,
+            });
+        }
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        Ok(path)
+    }
+
+    /// A suite's `InRelease`, parsed (its signature is not checked: see [`super`]).
+    pub async fn release(&self, source: &Source) -> Result<Release, FetchError> {
+        let url = format!("{}/dists/{}/InRelease", source.uri, source.suite);
+        let mut body = Vec::new();
+        self.get(&url, MAX_RELEASE, &mut body).await?;
+        Release::parse(&String::from_utf8_lossy(&body))
+            .map_err(|source| FetchError::Release { url, source })
+    }
+
+    /// Every package `sources` offer for `arch`, each index checked against its InRelease.
+    pub async fn universe(&self, sources: &[Source], arch: &str) -> Result<Universe, FetchError> {
+        let mut available = Vec::new();
+        for source in sources.iter().filter(|s| s.serves(arch)) {
+            let release = self.release(source).await?;
+            let dists = format!("{}/dists/{}", source.uri, source.suite);
+            for component in &source.components {
+                let Some((path, listed)) = release.packages_index(component, arch) else {
+                    return Err(FetchError::NoIndex {
+                        url: format!("{dists}/InRelease"),
+                        component: component.clone(),
+                        arch: arch.to_string(),
+                    });
+                };
+                let url = format!("{dists}/{path}");
+                let file = self.verified(&url, listed, "InRelease").await?;
+                let text = read_index(&file, path)?;
+                let paragraphs = deb822::parse(&text).map_err(|source| FetchError::Index {
+                    url: url.clone(),
+                    source,
+                })?;
+                available.extend(paragraphs.into_iter().map(|paragraph| Available {
+                    paragraph,
+                    mirror: source.uri.clone(),
+                }));
+            }
+        }
+        Ok(Universe::new(arch, available))
+    }
+
+    /// A chosen package's `.deb`, checked against its index entry.
+    pub async fn deb(&self, package: &Available) -> Result<PathBuf, FetchError> {
+        let field = |field: &'static str| {
+            package.paragraph.get(field).ok_or(FetchError::Entry {
+                package: package.name().to_string(),
+                field,
+            })
+        };
+        let listed = Listed {
+            sha256: field("SHA256")?.to_string(),
+            size: field("Size")?.parse().map_err(|_| FetchError::Entry {
+                package: package.name().to_string(),
+                field: "Size",
+            })?,
+        };
+        let url = format!("{}/{}", package.mirror, field("Filename")?);
+        self.verified(&url, &listed, "the Packages index").await
+    }
+}
+
+/// A kept index file's text, decompressed as its name says.
+fn read_index(file: &Path, name: &str) -> Result<String, FetchError> {
+    use std::io::Read;
+    let io = |source| FetchError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    let raw = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
+    let mut reader: Box<dyn Read> = if name.ends_with(".xz") {
+        Box::new(xz2::read::XzDecoder::new(raw))
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(raw))
+    } else {
+        Box::new(raw)
+    };
+    let mut text = String::new();
+    reader.read_to_string(&mut text).map_err(io)?;
+    Ok(text)
+}
+
+fn hex(hash: Sha256) -> String {
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_index_is_read_through_its_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "Package: a\nVersion: 1\n";
+        let xz_path = dir.path().join("x");
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        std::io::Write::write_all(&mut xz, text.as_bytes()).unwrap();
+        std::fs::write(&xz_path, xz.finish().unwrap()).unwrap();
+        assert_eq!(
+            read_index(&xz_path, "main/binary-amd64/Packages.xz").unwrap(),
+            text
+        );
+        std::fs::write(&xz_path, text).unwrap();
+        assert_eq!(read_index(&xz_path, "Packages").unwrap(), text);
+    }
+
+    #[test]
+    fn a_hash_that_is_not_one_is_refused_before_any_request() {
+        let fetcher = Fetcher::new(None).unwrap();
+        let listed = Listed {
+            sha256: "../../etc/passwd".into(),
+            size: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(fetcher.verified("http://127.0.0.1:9/x", &listed, "test"))
+            .unwrap_err();
+        assert!(matches!(e, FetchError::Hash { .. }), "{e}");
+    }
+}

@@ -1,0 +1,388 @@
+//! The Dockerfile's `apt-get install --no-install-recommends` step without a daemon
+//! ([`crate::apt`]): the base's sources and dpkg status read from its tree, the package set
+//! resolved against the mirror's indexes for the platform's own architecture (no
+//! emulation), every chosen package's maintainer scripts checked against the rule of
+//! [`crate::apt::scripts`], then two layers: the packages' files, and the dpkg database
+//! (`status`, `info/`). A base that is not Debian-like, a package set apt would resolve
+//! otherwise, or a package whose scripts must run is a [`Fallback`] naming why.
+
+use super::base::{BaseTree, Kind};
+use super::{DaemonlessError, Fallback};
+use crate::apt::{deb, deb822, fetch, resolve, scripts, sources};
+use crate::oci::Platform;
+use crate::progress::Progress;
+use crate::source::layer::{Attrs, Layer, LayerWriter};
+use std::path::PathBuf;
+
+/// The apt layers of `deps` (none without `apt_packages`), to go below the user and venv
+/// layers, each with the Dockerfile step's history line.
+pub async fn new_layers(
+    tree: &BaseTree,
+    platform: &Platform,
+    deps: &crate::plan::BuildPlan,
+    progress: &Progress,
+) -> Result<Vec<crate::oci::image::NewLayer>, DaemonlessError> {
+    if deps.apt_packages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let made = layers(tree, platform, &deps.apt_packages, progress).await?;
+    made.into_iter()
+        .map(|layer| {
+            let ready = super::image::Ready {
+                diff_id: layer.diff_id.clone(),
+                digest: layer.digest.clone(),
+                size: layer.size,
+                written: Some(layer),
+            };
+            ready.into_new_layer(&deps.image, created_by(&deps.apt_packages))
+        })
+        .collect()
+}
+
+/// The history line of the apt layers, as the Dockerfile's step reads.
+fn created_by(names: &[String]) -> String {
+    format!(
+        "RUN apt-get update && apt-get install -y --no-install-recommends {}",
+        names.join(" ")
+    )
+}
+
+fn fallback(e: impl std::fmt::Display) -> DaemonlessError {
+    Fallback(e.to_string()).into()
+}
+
+/// What the apt step reads from the base: its sources and installed packages.
+struct BaseApt {
+    sources: Vec<sources::Source>,
+    status: String,
+    /// The directories `apt-get update` makes that the base lacks (`/var/log/apt`,
+    /// `/var/lib/apt/lists/partial`, owned by `_apt`), with their parents.
+    apt_dirs: Vec<(String, Attrs)>,
+}
+
+fn read_base(tree: &BaseTree) -> Result<BaseApt, DaemonlessError> {
+    let text = |path: &str| {
+        let resolved = tree.resolve(path).map_or(path.to_string(), |(p, _)| p);
+        tree.content(&resolved)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    let os = text("etc/os-release")
+        .or_else(|| text("usr/lib/os-release"))
+        .map(|t| sources::OsRelease::parse(&t))
+        .unwrap_or_default();
+    if !os.is_debian_like() {
+        return Err(fallback(format!(
+            "`apt_packages` need a Debian or Ubuntu base (os-release ID {:?})",
+            os.id
+        )));
+    }
+    let mut files: Vec<(String, String)> = text("etc/apt/sources.list")
+        .map(|t| vec![("etc/apt/sources.list".to_string(), t)])
+        .unwrap_or_default();
+    for (path, node) in tree.below("etc/apt/sources.list.d") {
+        if node.kind == Kind::File {
+            files.extend(text(path).map(|t| (path.clone(), t)));
+        }
+    }
+    let sources = sources::all_sources(&files).map_err(fallback)?;
+    if sources.is_empty() {
+        return Err(fallback("the base image has no apt sources"));
+    }
+    let status = text("var/lib/dpkg/status")
+        .ok_or_else(|| fallback("the base image has no /var/lib/dpkg/status"))?;
+    let apt_dirs = apt_dirs(tree, text("etc/passwd").as_deref());
+    Ok(BaseApt {
+        sources,
+        status,
+        apt_dirs,
+    })
+}
+
+/// The directories `apt-get update` leaves that `tree` lacks (`/var/log/apt`,
+/// `/var/lib/apt/lists/partial`, owned by `_apt` as `passwd` says), with their parents.
+fn apt_dirs(tree: &BaseTree, passwd: Option<&str>) -> Vec<(String, Attrs)> {
+    let apt_uid = passwd
+        .and_then(|p| {
+            p.lines()
+                .find_map(|l| l.strip_prefix("_apt:")?.split(':').nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    let root = |mode| Attrs {
+        uid: 0,
+        gid: 0,
+        mode,
+    };
+    let leaves = [
+        ("var/log/apt", root(0o755)),
+        (
+            "var/lib/apt/lists/partial",
+            Attrs {
+                uid: apt_uid,
+                gid: 0,
+                mode: 0o700,
+            },
+        ),
+    ];
+    let mut apt_dirs = Vec::new();
+    for (leaf, attrs) in leaves.into_iter().filter(|(l, _)| tree.node(l).is_none()) {
+        let mut at = String::new();
+        for part in leaf.split('/') {
+            at = if at.is_empty() {
+                part.to_string()
+            } else {
+                format!("{at}/{part}")
+            };
+            let here = tree.node(&at).map_or(root(0o755), |n| Attrs {
+                uid: n.uid,
+                gid: n.gid,
+                mode: n.mode,
+            });
+            if !apt_dirs.iter().any(|(p, _)| p == &at) {
+                apt_dirs.push((at.clone(), if at == leaf { attrs } else { here }));
+            }
+        }
+    }
+    apt_dirs
+}
+
+/// The packages `names` add for `platform`, each with its `.deb` on this machine and its
+/// control files, every one checked by the maintainer-script rule.
+async fn chosen_debs(
+    tree: &BaseTree,
+    base: &BaseApt,
+    platform: &Platform,
+    names: &[String],
+    progress: &Progress,
+) -> Result<(fetch::Fetcher, Vec<(PathBuf, deb::ControlFiles)>), DaemonlessError> {
+    let arch = sources::dpkg_arch(platform)
+        .ok_or_else(|| fallback(format!("Debian has no architecture for {platform}")))?;
+    let fetcher = fetch::Fetcher::new(
+        super::cache_dir()
+            .as_deref()
+            .filter(|d| std::fs::create_dir_all(d).is_ok()),
+    )
+    .map_err(fallback)?;
+    let step = format!("apt indexes for {arch}");
+    let universe = progress
+        .in_step("apt", &step, fetcher.universe(&base.sources, arch))
+        .await
+        .map_err(fallback)?;
+    let status = deb822::parse(&base.status).map_err(fallback)?;
+    let installed = resolve::installed(&status);
+    let chosen = resolve::resolve(&universe, &installed, names).map_err(fallback)?;
+    let step = format!("{} .debs for {arch}", chosen.len());
+    let fetching = async {
+        let mut debs = Vec::new();
+        for package in &chosen {
+            let path = fetcher.deb(package).await.map_err(fallback)?;
+            let control = deb::read_control(std::fs::File::open(&path).map_err(fallback)?)
+                .map_err(fallback)?;
+            let files = control
+                .files
+                .iter()
+                .map(|(k, v)| (k.as_str(), std::str::from_utf8(v).unwrap_or("\u{0}")));
+            let effects = scripts::effects(package.name(), files).map_err(fallback)?;
+            for name in &effects.removed_alternatives {
+                if tree
+                    .node(&format!("var/lib/dpkg/alternatives/{name}"))
+                    .is_some()
+                {
+                    return Err(fallback(format!(
+                        "apt package {}'s postinst removes the base's alternative {name}",
+                        package.name()
+                    )));
+                }
+            }
+            if let Some(alt) = effects.alternatives.first() {
+                return Err(fallback(format!(
+                    "apt package {}'s alternative {} is not laid down without a daemon yet",
+                    package.name(),
+                    alt.name
+                )));
+            }
+            debs.push((path, control));
+        }
+        Ok::<_, DaemonlessError>(debs)
+    };
+    let debs = progress.in_step("apt", &step, fetching).await?;
+    Ok((fetcher, debs))
+}
+
+/// The two apt layers of `names` on `tree` for `platform`: the files, the dpkg database.
+pub async fn layers(
+    tree: &BaseTree,
+    platform: &Platform,
+    names: &[String],
+    progress: &Progress,
+) -> Result<Vec<Layer>, DaemonlessError> {
+    let base = read_base(tree)?;
+    // The fetcher holds the .debs' directory (a temporary one without a cache).
+    let (fetcher, debs) = chosen_debs(tree, &base, platform, names, progress).await?;
+    let dir_links = directory_links(tree);
+    let writing = tokio::task::spawn_blocking(move || write(&base, &debs, &dir_links));
+    let written = writing.await.map_err(|e| DaemonlessError::Io {
+        context: "writing the apt layers".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    drop(fetcher);
+    written
+}
+
+/// The base's top directories that are symlinks to directories (`bin` → `usr/bin`).
+fn directory_links(tree: &BaseTree) -> Vec<(String, String)> {
+    tree.entries
+        .iter()
+        .filter(|(p, n)| n.kind == Kind::Symlink && !p.contains('/'))
+        .filter_map(|(p, _)| {
+            let (target, node) = tree.resolve(p)?;
+            (node.kind == Kind::Dir).then(|| (p.clone(), target))
+        })
+        .collect()
+}
+
+fn write(
+    base: &BaseApt,
+    debs: &[(PathBuf, deb::ControlFiles)],
+    dir_links: &[(String, String)],
+) -> Result<Vec<Layer>, DaemonlessError> {
+    let dir_link = |p: &str| {
+        dir_links
+            .iter()
+            .find(|(link, _)| link == p)
+            .map(|(_, t)| t.clone())
+    };
+    let tmp = std::env::temp_dir();
+    let mut data = LayerWriter::new(&tmp)?;
+    let mut status = base.status.trim_end().to_string();
+    status.push_str("\n\n");
+    let mut info = std::collections::BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, control) in debs {
+        let file = std::fs::File::open(path).map_err(|e| DaemonlessError::Io {
+            context: format!("reading {}", path.display()),
+            source: e,
+        })?;
+        let list = deb::unpack_data(
+            std::io::BufReader::new(file),
+            control,
+            &mut data,
+            &dir_link,
+            &mut seen,
+        )
+        .map_err(fallback)?;
+        let (paragraph, files) = deb::database_entries(control, &list).map_err(fallback)?;
+        status.push_str(&paragraph.to_text());
+        status.push('\n');
+        info.extend(files);
+    }
+    let mut db = LayerWriter::new(&tmp)?;
+    let dir = Attrs {
+        uid: 0,
+        gid: 0,
+        mode: 0o755,
+    };
+    let mut dirs: std::collections::BTreeMap<&str, Attrs> = base
+        .apt_dirs
+        .iter()
+        .map(|(p, a)| (p.as_str(), *a))
+        .collect();
+    for d in ["var", "var/lib", "var/lib/dpkg", "var/lib/dpkg/info"] {
+        dirs.entry(d).or_insert(dir);
+    }
+    for (path, attrs) in dirs {
+        db.dir(path, attrs)?;
+    }
+    for (name, bytes) in &info {
+        let mode = if deb::is_script(name) { 0o755 } else { 0o644 };
+        db.bytes(
+            &format!("var/lib/dpkg/info/{name}"),
+            Attrs { mode, ..dir },
+            bytes,
+        )?;
+    }
+    db.bytes(
+        "var/lib/dpkg/status",
+        Attrs { mode: 0o644, ..dir },
+        status.as_bytes(),
+    )?;
+    Ok(vec![data.finish()?, db.finish()?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::base::tests::tree;
+    use super::*;
+
+    fn debian() -> BaseTree {
+        tree(&[
+            ("bin", 'l', "usr/bin"),
+            ("usr", 'd', ""),
+            ("usr/bin", 'd', ""),
+            (
+                "usr/lib/os-release",
+                'f',
+                "ID=debian\nVERSION_CODENAME=bookworm\n",
+            ),
+            ("etc/os-release", 'l', "../usr/lib/os-release"),
+            (
+                "etc/apt/sources.list",
+                'f',
+                "deb http://deb.debian.org/debian bookworm main\n",
+            ),
+            (
+                "etc/passwd",
+                'f',
+                "root:x:0:0::/root:/bin/sh\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n",
+            ),
+            (
+                "var/lib/dpkg/status",
+                'f',
+                "Package: libc6\nStatus: install ok installed\nVersion: 2.36\n",
+            ),
+            ("var/log", 'd', ""),
+        ])
+    }
+
+    #[test]
+    fn a_debian_base_is_read_with_its_links_and_missing_apt_directories() {
+        let base = debian();
+        let read = read_base(&base).unwrap();
+        assert_eq!(read.sources[0].uri, "http://deb.debian.org/debian");
+        assert!(read.status.starts_with("Package: libc6"));
+        assert_eq!(
+            directory_links(&base),
+            [("bin".to_string(), "usr/bin".to_string())]
+        );
+        let dirs: Vec<_> = read
+            .apt_dirs
+            .iter()
+            .map(|(p, a)| format!("{p} {} {:o}", a.uid, a.mode))
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                "var 0 755",
+                "var/log 0 755",
+                "var/log/apt 0 755",
+                "var/lib 0 755",
+                "var/lib/apt 0 755",
+                "var/lib/apt/lists 0 755",
+                "var/lib/apt/lists/partial 42 700",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_base_that_is_not_debian_falls_back() {
+        let alpine = tree(&[("etc/os-release", 'f', "ID=alpine\n")]);
+        let Err(DaemonlessError::Fallback(why)) = read_base(&alpine) else {
+            panic!("not Debian")
+        };
+        assert_eq!(
+            why.to_string(),
+            "`apt_packages` need a Debian or Ubuntu base (os-release ID \"alpine\")"
+        );
+        let no_sources = tree(&[("etc/os-release", 'f', "ID=debian\n")]);
+        assert!(read_base(&no_sources).is_err());
+    }
+}

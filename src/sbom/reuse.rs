@@ -1,0 +1,143 @@
+//! An SBOM read back as findings: the dependency image's document (attached when an image
+//! was first appended to it) stands for all its layers, so the fast path reads only the
+//! source layer it just wrote, on any machine, whatever this machine has cached. Each
+//! found package's `sourceInfo` (`found in /PATH`) and purl give back the file and the
+//! package, so the document of the image made from them is the one its layers would give.
+
+use super::layers::LayerFacts;
+use super::spdx::{Document, NOASSERTION, SpdxPackage};
+use super::{Ecosystem, IMAGE_ID, Package};
+use crate::oci::{Digest, ImageRef};
+
+/// What a dependency image's document gives back: its packages as one layer's findings,
+/// and the base it names (with its digest, when it has one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reused {
+    pub facts: LayerFacts,
+    pub base: Option<super::BaseImage>,
+}
+
+/// The findings `document` lists, when it is the document of `subject` (its image
+/// package's checksum): `None` for another image's.
+pub fn reused(document: &Document, subject: &Digest) -> Option<Reused> {
+    let image = document.packages.iter().find(|p| p.spdx_id == IMAGE_ID)?;
+    let checksum = image.checksums.first()?;
+    if checksum.checksum_value != subject.hex() {
+        return None;
+    }
+    let mut facts = LayerFacts::default();
+    for p in &document.packages {
+        if let Some((path, package)) = found(p) {
+            facts.files.entry(path).or_default().push(package);
+        }
+    }
+    let base = document
+        .packages
+        .iter()
+        .find(|p| p.spdx_id == "SPDXRef-BaseImage")
+        .and_then(base_image);
+    Some(Reused { facts, base })
+}
+
+fn base_image(p: &SpdxPackage) -> Option<super::BaseImage> {
+    let name: ImageRef = p.name.parse().ok()?;
+    let digest = p
+        .version_info
+        .as_deref()
+        .and_then(|v| Digest::parse(v).ok());
+    Some(super::BaseImage { name, digest })
+}
+
+/// A found package (`LIBRARY`) back as the file it was found in and the package.
+fn found(p: &SpdxPackage) -> Option<(String, Package)> {
+    if p.primary_package_purpose.as_deref() != Some("LIBRARY") {
+        return None;
+    }
+    let path = p.source_info.as_deref()?.strip_prefix("found in /")?;
+    let purl = p.purl()?.strip_prefix("pkg:")?;
+    let (head, qualifiers) = purl.split_once('?').unwrap_or((purl, ""));
+    let ecosystem = match head.split('/').next()? {
+        "deb" => Ecosystem::Deb,
+        "pypi" => Ecosystem::Python,
+        "conda" => Ecosystem::Conda,
+        _ => return None,
+    };
+    let mut package = Package::new(ecosystem, &p.name, p.version_info.as_deref()?);
+    for pair in qualifiers.split('&').filter(|q| !q.is_empty()) {
+        let (key, value) = pair.split_once('=')?;
+        let value = decode(value)?;
+        if key == "arch" && ecosystem == Ecosystem::Deb {
+            package.architecture = Some(value);
+        } else {
+            package.qualifiers.push((key.to_string(), value));
+        }
+    }
+    package.license = Some(p.license_declared.clone()).filter(|l| l != NOASSERTION);
+    package.license_comment = p.license_comments.clone();
+    Some((path.to_string(), package))
+}
+
+/// purl's percent-decoding; `None` for a bad escape or bytes that are not UTF-8.
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sbom::{Contents, document, layers};
+
+    fn contents(digest: &Digest, packages: Vec<(String, Package)>) -> Contents {
+        let mut contents = crate::sbom::sample(packages);
+        contents.subject.digest = digest.clone();
+        contents
+    }
+
+    #[test]
+    fn a_document_read_back_gives_the_same_document() {
+        let mut deb = Package::new(Ecosystem::Deb, "libc6", "1:2.36-9+deb12u4");
+        deb.architecture = Some("amd64".into());
+        let mut py = Package::new(Ecosystem::Python, "Flask_SQLAlchemy", "3.1.1");
+        py.license = Some("MIT".into());
+        py.license_comment = Some("License :: OSI Approved".into());
+        let mut conda = Package::new(Ecosystem::Conda, "numpy", "1.26.4");
+        conda.qualifiers = vec![
+            ("build".into(), "py312 0".into()),
+            ("subdir".into(), "linux-64".into()),
+        ];
+        let packages = vec![
+            ("var/lib/dpkg/status".to_string(), deb),
+            ("venv/site-packages/f.dist-info/METADATA".to_string(), py),
+            ("opt/conda/conda-meta/numpy.json".to_string(), conda),
+        ];
+        let digest = Digest::of_bytes(b"deps");
+        let first = contents(&digest, packages);
+        let doc = document(&first);
+        let back = reused(&doc, &digest).expect("its own document");
+        assert_eq!(back.base, first.base);
+        let again = contents(&digest, layers::merge(&[back.facts]));
+        assert_eq!(document(&again), doc);
+        assert_eq!(reused(&doc, &Digest::of_bytes(b"other")), None);
+    }
+
+    #[test]
+    fn purl_escapes_decode_and_bad_ones_refuse() {
+        assert_eq!(decode("1%3A2.36+x").as_deref(), Some("1:2.36+x"));
+        assert_eq!(decode("%2"), None);
+        assert_eq!(decode("%zz"), None);
+        assert_eq!(decode("%FF"), None);
+    }
+}
