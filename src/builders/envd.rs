@@ -183,16 +183,10 @@ impl Envd {
 fn environment_name(image: &ImageRef) -> String {
     let repository = image.repository();
     let last = repository.rsplit('/').next().unwrap_or(repository);
-    let name: String = last
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let name = last.replace(
+        |c: char| !(c.is_ascii_alphanumeric() || "-_".contains(c)),
+        "-",
+    );
     if name.is_empty() {
         "imagespec".into()
     } else {

@@ -321,16 +321,10 @@ fn cache_base() -> Option<PathBuf> {
 
 /// Where the last build of `repository` (`[registry/]name`) is recorded.
 fn record_path(repository: &str) -> Option<PathBuf> {
-    let file: String = repository
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let file = repository.replace(
+        |c: char| !(c.is_ascii_alphanumeric() || ".-".contains(c)),
+        "_",
+    );
     Some(
         cache_base()?
             .join("last-built")

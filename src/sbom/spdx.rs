@@ -144,16 +144,10 @@ impl Relationship {
 /// else becomes `-`).
 pub fn spdx_id(parts: &[&str]) -> String {
     let joined = parts.join("-");
-    let clean: String = joined
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean = joined.replace(
+        |c: char| !(c.is_ascii_alphanumeric() || ".-".contains(c)),
+        "-",
+    );
     format!("SPDXRef-{clean}")
 }
 
