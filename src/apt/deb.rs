@@ -364,14 +364,19 @@ pub(crate) mod tests {
             std::io::Write::write_all(&mut xz, &raw).unwrap();
             xz.finish().unwrap()
         };
-        let file = |t: &mut tar::Builder<Vec<u8>>, path: &str, content: &str, mode: u32| {
+        // Owned by root, at time 0.
+        let header = |kind: tar::EntryType, mode: u32, size: usize| {
             let mut h = tar::Header::new_gnu();
             h.set_uid(0);
             h.set_gid(0);
             h.set_mtime(0);
-            h.set_size(content.len() as u64);
+            h.set_entry_type(kind);
             h.set_mode(mode);
-            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(size as u64);
+            h
+        };
+        let file = |t: &mut tar::Builder<Vec<u8>>, path: &str, content: &str, mode: u32| {
+            let mut h = header(tar::EntryType::Regular, mode, content.len());
             t.append_data(&mut h, path, content.as_bytes()).unwrap();
         };
         let control_tar = tar_xz(&mut |t| {
@@ -383,24 +388,12 @@ pub(crate) mod tests {
             for (path, content) in data {
                 match content {
                     Some(c) if c.starts_with("->") => {
-                        let mut h = tar::Header::new_gnu();
-                        h.set_uid(0);
-                        h.set_gid(0);
-                        h.set_mtime(0);
-                        h.set_entry_type(tar::EntryType::Symlink);
-                        h.set_mode(0o777);
-                        h.set_size(0);
+                        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
                         t.append_link(&mut h, path, &c[2..]).unwrap();
                     }
                     Some(c) => file(t, path, c, 0o755),
                     None => {
-                        let mut h = tar::Header::new_gnu();
-                        h.set_uid(0);
-                        h.set_gid(0);
-                        h.set_mtime(0);
-                        h.set_entry_type(tar::EntryType::Directory);
-                        h.set_mode(0o755);
-                        h.set_size(0);
+                        let mut h = header(tar::EntryType::Directory, 0o755, 0);
                         t.append_data(&mut h, path, std::io::empty()).unwrap();
                     }
                 }
@@ -457,15 +450,11 @@ pub(crate) mod tests {
         let control = read_control(jq_deb().as_slice()).unwrap();
         let mut layer = LayerWriter::diff_id_only();
         let dir_link = |p: &str| (p == "bin").then(|| "usr/bin".to_string());
+        let unpack = |layer: &mut LayerWriter, seen: &mut std::collections::BTreeSet<String>| {
+            unpack_data(jq_deb().as_slice(), &control, layer, &dir_link, seen)
+        };
         let mut seen = Default::default();
-        let list = unpack_data(
-            jq_deb().as_slice(),
-            &control,
-            &mut layer,
-            &dir_link,
-            &mut seen,
-        )
-        .unwrap();
+        let list = unpack(&mut layer, &mut seen).unwrap();
         // md5 of "x".
         assert_eq!(
             list.conffiles["/etc/jq.conf"],
@@ -485,25 +474,10 @@ pub(crate) mod tests {
         );
         let first = layer.finish_diff_id().unwrap();
         let mut again = LayerWriter::diff_id_only();
-        let mut seen_again = Default::default();
-        unpack_data(
-            jq_deb().as_slice(),
-            &control,
-            &mut again,
-            &dir_link,
-            &mut seen_again,
-        )
-        .unwrap();
+        unpack(&mut again, &mut Default::default()).unwrap();
         // A second package with the same directories adds them once; the same file is an error.
         let mut third = LayerWriter::diff_id_only();
-        let e = unpack_data(
-            jq_deb().as_slice(),
-            &control,
-            &mut third,
-            &dir_link,
-            &mut seen,
-        )
-        .unwrap_err();
+        let e = unpack(&mut third, &mut seen).unwrap_err();
         assert!(
             matches!(
                 e,
