@@ -179,19 +179,13 @@ impl Envd {
 }
 
 /// The context directory's name: the image's repository name (`a/b/name:tag` → `name`), in
-/// the characters envd accepts for an environment name.
+/// the characters envd accepts for an environment name. A repository path component is
+/// never empty and holds only `[a-z0-9._-]` (the reference grammar `ImageRef` was parsed
+/// by), so only `.` needs replacing.
 fn environment_name(image: &ImageRef) -> String {
     let repository = image.repository();
     let last = repository.rsplit('/').next().unwrap_or(repository);
-    let name = last.replace(
-        |c: char| !(c.is_ascii_alphanumeric() || "-_".contains(c)),
-        "-",
-    );
-    if name.is_empty() {
-        "imagespec".into()
-    } else {
-        name
-    }
+    last.replace('.', "-")
 }
 
 /// BuildKit's plain progress (what envd prints when its output is not a terminal), turned
