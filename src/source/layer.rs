@@ -595,6 +595,15 @@ mod tests {
         ]
     }
 
+    /// `/root` as a Debian base has it (mode 0700, group root), owned by `uid`.
+    fn root_dir(uid: u64) -> DirAttrs {
+        DirAttrs {
+            uid,
+            gid: 0,
+            mode: 0o700,
+        }
+    }
+
     #[test]
     fn layers_are_deterministic_and_later_entries_win() {
         let tmp = tempfile::tempdir().unwrap();
@@ -603,11 +612,7 @@ mod tests {
             uid: 1000,
             gid: 1000,
         };
-        let root = DirAttrs {
-            uid: 1000,
-            gid: 0,
-            mode: 0o700,
-        };
+        let root = root_dir(1000);
         let one = write_layer(&e, owner, root, LAYER_MTIME, tmp.path()).unwrap();
         let two = write_layer(&e, owner, root, LAYER_MTIME, tmp.path()).unwrap();
         assert_eq!(
@@ -680,11 +685,7 @@ mod tests {
             to: "big.bin".into(),
             from: tmp.path().join("big.bin"),
         }];
-        let root = DirAttrs {
-            uid: 0,
-            gid: 0,
-            mode: 0o700,
-        };
+        let root = root_dir(0);
         let layer =
             write_layer(&e, Owner { uid: 1, gid: 1 }, root, LAYER_MTIME, tmp.path()).unwrap();
         let gz = flate2::read::MultiGzDecoder::new(fs::File::open(layer.file.path()).unwrap());
@@ -746,11 +747,7 @@ mod tests {
                 .unwrap();
         }
         let owner = Owner { uid: 7, gid: 8 };
-        let root = DirAttrs {
-            uid: 0,
-            gid: 0,
-            mode: 0o700,
-        };
+        let root = root_dir(0);
         let a = write_layer(&e1, owner, root, LAYER_MTIME, one.path()).unwrap();
         let b = write_layer(&e2, owner, root, LAYER_MTIME, two.path()).unwrap();
         assert_eq!((&a.digest, &a.diff_id), (&b.digest, &b.diff_id));
