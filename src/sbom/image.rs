@@ -53,6 +53,18 @@ pub enum Store<'a> {
     Layout(&'a Path),
 }
 
+/// How the images of one repository are described: where they are read, the repository
+/// the documents name, and what dates them.
+#[derive(Clone, Copy)]
+pub struct Reading<'a> {
+    pub store: Store<'a>,
+    pub repository: &'a Repository,
+    /// `created`, when set; else the image config's.
+    pub source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
+    /// For the base image's digest, asked of its registry.
+    pub timeouts: Timeouts,
+}
+
 /// One platform's image: its manifest's descriptor, the manifest and the config.
 #[derive(Debug, Clone)]
 pub struct PlatformImage {
@@ -321,18 +333,21 @@ async fn dependency_sbom(
     Ok(document.and_then(|d| super::reuse::reused(&d, &dep.descriptor.digest)))
 }
 
-/// What the document of `image` (in `repository`) says: its layers' packages, the source and
-/// base its `org.imagespec.inputs` label records (the base's digest asked of its registry,
-/// best effort, unless the dependency image's document gave it), `created` from
+/// What the document of `image` (read as `reading` says) says: its layers' packages, the
+/// source and base its `org.imagespec.inputs` label records (the base's digest asked of its
+/// registry, best effort, unless the dependency image's document gave it), `created` from
 /// `source_date_epoch` or the config. With it, the contents of its dependency image when
 /// its layers were read now.
 pub async fn contents(
-    store: Store<'_>,
-    repository: &Repository,
+    reading: Reading<'_>,
     image: &PlatformImage,
-    source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
-    timeouts: Timeouts,
 ) -> Result<(Contents, Option<Contents>), SbomError> {
+    let Reading {
+        store,
+        repository,
+        source_date_epoch,
+        timeouts,
+    } = reading;
     let (facts, reused_base, read_dependency) = layer_findings(store, image).await?;
     let inputs = inputs_label(&image.config);
     let base = match (reused_base, inputs.as_ref().and_then(base_name)) {
@@ -377,32 +392,22 @@ pub async fn contents(
     Ok((own, dependency))
 }
 
-/// The SPDX document of every platform image of the manifest `digest` names, in `store`
-/// (its repository `repository`, named in the documents), in the index's order.
-pub async fn documents(
-    store: Store<'_>,
-    repository: &Repository,
-    digest: &Digest,
-    source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
-    timeouts: Timeouts,
-) -> Result<Vec<Described>, SbomError> {
-    let images = platform_images(store, digest).await?;
-    documents_of(store, repository, images, source_date_epoch, timeouts).await
+/// The SPDX document of every platform image of the manifest `digest` names, in the
+/// index's order.
+pub async fn documents(reading: Reading<'_>, digest: &Digest) -> Result<Vec<Described>, SbomError> {
+    let images = platform_images(reading.store, digest).await?;
+    documents_of(reading, images).await
 }
 
 /// [`documents`] of images already in hand (just published: their manifests are not read
-/// back), their layers read from `store` (or from this machine, for those they hold).
+/// back), their layers read from the store (or from this machine, for those they hold).
 pub async fn documents_of(
-    store: Store<'_>,
-    repository: &Repository,
+    reading: Reading<'_>,
     images: Vec<PlatformImage>,
-    source_date_epoch: Option<crate::oci::epoch::SourceDateEpoch>,
-    timeouts: Timeouts,
 ) -> Result<Vec<Described>, SbomError> {
     let mut out = Vec::new();
     for image in images {
-        let (own, dependency) =
-            contents(store, repository, &image, source_date_epoch, timeouts).await?;
+        let (own, dependency) = contents(reading, &image).await?;
         let dependency = image
             .dependency
             .clone()

@@ -2,7 +2,7 @@
 //! where none is, the one attaching would give, computed from the image now. CycloneDX is
 //! always computed (what is attached is SPDX).
 
-use super::image::{PlatformImage, SbomError, Store, attached, contents, platform_images};
+use super::image::{PlatformImage, Reading, SbomError, Store, attached, contents, platform_images};
 use super::provenance::{IN_TOTO_MEDIA_TYPE, Invocation};
 use crate::oci::{ImageRef, Platform};
 use crate::registry::client::RegistryClient;
@@ -69,7 +69,13 @@ pub async fn show(
             });
             continue;
         }
-        let (contents, _) = contents(store, repository, &one, source_date_epoch, timeouts).await?;
+        let reading = Reading {
+            store,
+            repository,
+            source_date_epoch,
+            timeouts,
+        };
+        let (contents, _) = contents(reading, &one).await?;
         let document = match what {
             Shown::Spdx => serde_json::to_vec(&super::document(&contents)),
             Shown::CycloneDx => serde_json::to_vec(&super::cyclonedx::bom(&contents)),

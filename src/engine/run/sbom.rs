@@ -14,7 +14,7 @@ use crate::publish::PublishError;
 use crate::publish::layout::OutputTarget;
 use crate::publish::referrers::{self, Listed};
 use crate::registry::client::RegistryClient;
-use crate::sbom::image::{self as sbom_image, Described, PlatformImage, SbomError, Store};
+use crate::sbom::image::{self as sbom_image, Described, PlatformImage, Reading, SbomError, Store};
 use crate::sbom::provenance::{self, IN_TOTO_MEDIA_TYPE, Invocation};
 use crate::sbom::{SPDX_MEDIA_TYPE, spdx::Document};
 use std::collections::BTreeMap;
@@ -169,24 +169,28 @@ fn warn(job: &Job<'_>, image: &ImageRef, e: &SbomFailure) {
     job.progress.event(Event::Warning(&message));
 }
 
+/// How `image` is described when read from `store`: named by its repository, dated by
+/// `SOURCE_DATE_EPOCH`.
+fn reading<'a>(job: &Job<'_>, image: &'a ImageRef, store: Store<'a>) -> Reading<'a> {
+    Reading {
+        store,
+        repository: image.name(),
+        source_date_epoch: source_date_epoch(),
+        timeouts: job.options.timeouts,
+    }
+}
+
 async fn attach_all(
     job: &Job<'_>,
     client: &RegistryClient,
     image: &ImageRef,
     published: Published<'_>,
 ) -> Result<(usize, Vec<Listed>), SbomFailure> {
-    let repository = image.name();
-    let epoch = source_date_epoch();
-    let timeouts = job.options.timeouts;
-    let store = Store::Registry { client, image };
+    let reading = reading(job, image, Store::Registry { client, image });
     let appended = matches!(published, Published::Images(_));
     let documents = match published {
-        Published::Digest(digest) => {
-            sbom_image::documents(store, repository, digest, epoch, timeouts).await?
-        }
-        Published::Images(images) => {
-            sbom_image::documents_of(store, repository, images, epoch, timeouts).await?
-        }
+        Published::Digest(digest) => sbom_image::documents(reading, digest).await?,
+        Published::Images(images) => sbom_image::documents_of(reading, images).await?,
     };
     let run = invocation(job, appended);
     let mut listed = Vec::new();
@@ -230,11 +234,8 @@ pub(super) async fn write_into(job: &Job<'_>, target: &OutputTarget, digest: &Di
     };
     let image = &job.tag.image;
     let written = async {
-        let repository = image.name();
-        let epoch = source_date_epoch();
-        let store = Store::Layout(dir);
-        let timeouts = job.options.timeouts;
-        let documents = sbom_image::documents(store, repository, digest, epoch, timeouts).await?;
+        let reading = reading(job, image, Store::Layout(dir));
+        let documents = sbom_image::documents(reading, digest).await?;
         let run = invocation(job, false);
         let mut written = Vec::new();
         for described in &documents {
