@@ -343,10 +343,14 @@ const PLAN_FIELDS: &[Mutation] = &[
             p.base_image = image;
         }
     }),
-    ("uv_image", |p, s| p.uv_image = s.into()),
+    ("uv_image", |p, s| {
+        if let Ok(image) = s.parse() {
+            p.uv_image = image;
+        }
+    }),
     ("micromamba_image", |p, s| {
-        if let Some(m) = &mut p.micromamba_image {
-            *m = s.into();
+        if let (Some(m), Ok(image)) = (&mut p.micromamba_image, s.parse()) {
+            *m = image;
         }
     }),
     ("apt_packages", |p, s| p.apt_packages.push(s.into())),
@@ -641,9 +645,9 @@ fn holding(kind: &'static str, holds: &str) -> Step {
 /// the Dockerfile to do (templates/Dockerfile.j2, written out from the plan's fields).
 fn expected_steps(plan: &BuildPlan) -> Vec<Step> {
     let compat = plan.flavor == Flavor::FlytekitCompat;
-    let mut steps = vec![holding("FROM", &plan.uv_image)];
+    let mut steps = vec![holding("FROM", &plan.uv_image.to_string())];
     if let Some(m) = &plan.micromamba_image {
-        steps.push(holding("FROM", m));
+        steps.push(holding("FROM", &m.to_string()));
     }
     steps.push(holding("FROM", &plan.base_image.to_string()));
     steps.extend([step("WORKDIR"), step("USER")]);

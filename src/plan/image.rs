@@ -8,7 +8,7 @@ use crate::oci::Platforms;
 use crate::oci::reference::Tag;
 use crate::source::SourceSet;
 use crate::source::layer::RootEntry;
-use crate::spec::defaults::{RegistryMirrors, choose};
+use crate::spec::defaults::{RegistryMirrors, Setting, choose};
 use crate::spec::{CopyMode, NormalizedBase, NormalizedSpec, PyValue};
 use crate::tag::ImageTag;
 use std::path::PathBuf;
@@ -215,9 +215,9 @@ pub struct BuildPlan {
     /// The image the build starts from (`FROM`).
     pub base_image: ImageRef,
     /// The image uv is taken from (a build stage, never in the image).
-    pub uv_image: String,
+    pub uv_image: ImageRef,
     /// The micromamba stage, when used (always in `FlytekitCompat`).
-    pub micromamba_image: Option<String>,
+    pub micromamba_image: Option<ImageRef>,
     /// The conda environment micromamba makes, when the spec asks for one.
     pub micromamba: Option<Micromamba>,
     /// Debian packages installed first.
@@ -362,23 +362,27 @@ fn env(spec: &NormalizedSpec) -> Vec<(String, String)> {
     env
 }
 
-/// The uv and micromamba images: the spec's `builder_config` (hashed by flytekit), else the
-/// defaults file's (used, never hashed: the name stays the spec's), else flytekit's.
-fn builder_images(spec: &NormalizedSpec) -> (String, String) {
-    let defaults = &spec.defaults().values;
-    let (uv_image, _) = choose(
-        None,
-        builder_config_str(spec, "uv_image"),
-        defaults.uv_image.as_ref(),
-        DEFAULT_UV_IMAGE.into(),
-    );
-    let (micromamba_image, _) = choose(
-        None,
-        builder_config_str(spec, "micromamba_image"),
-        defaults.micromamba_image.as_ref(),
-        DEFAULT_MICROMAMBA_IMAGE.into(),
-    );
-    (uv_image, micromamba_image)
+/// The uv or micromamba image (`key`): the spec's `builder_config[key]` (hashed by flytekit
+/// as written, parsed here: a value that is no image reference is refused), else the
+/// defaults file's `file` (used, never hashed: the name stays the spec's), else flytekit's
+/// `built_in`.
+fn builder_image(
+    spec: &NormalizedSpec,
+    key: &'static str,
+    file: Option<&Setting<ImageRef>>,
+    built_in: &str,
+) -> Result<ImageRef, PlanError> {
+    let written = builder_config_str(spec, key).map(|text| {
+        text.parse::<ImageRef>()
+            .map_err(|source| PlanError::BuilderImage {
+                at: spec.at(&format!("builder_config.{key}")),
+                name: spec.name().to_string(),
+                key,
+                source,
+            })
+    });
+    let built_in = built_in.parse().expect("a valid constant");
+    Ok(choose(None, written.transpose()?, file, built_in).0)
 }
 
 impl BuildPlan {
@@ -418,8 +422,20 @@ impl BuildPlan {
         // stay flytekit's); flytekit's own Dockerfile keeps its order.
         let commands_before_copy =
             !compat && option_bool(spec, "commands_before_copy")?.unwrap_or(false);
-        let (uv_image, micromamba_image) = builder_images(spec);
+        let defaults = &spec.defaults().values;
+        let uv_image = builder_image(
+            spec,
+            "uv_image",
+            defaults.uv_image.as_ref(),
+            DEFAULT_UV_IMAGE,
+        )?;
         let micromamba = python.micromamba;
+        let micromamba_image = (compat || micromamba.is_some())
+            .then(|| {
+                let file = defaults.micromamba_image.as_ref();
+                builder_image(spec, "micromamba_image", file, DEFAULT_MICROMAMBA_IMAGE)
+            })
+            .transpose()?;
         Ok(BuildPlan {
             flavor: options.flavor,
             image: tag.image.clone(),
@@ -427,7 +443,7 @@ impl BuildPlan {
             platform: options.platforms(spec).clone(),
             base_image: base_image(spec, tag),
             uv_image,
-            micromamba_image: (compat || micromamba.is_some()).then_some(micromamba_image),
+            micromamba_image,
             micromamba,
             apt_packages: spec.apt_packages.clone().unwrap_or_default(),
             extra_path: python.extra_path.into(),
@@ -470,15 +486,6 @@ impl BuildPlan {
         self.pull_ref(&self.base_image)
     }
 
-    /// [`BuildPlan::pull_ref`] of an image named by the builder config (`uv_image`,
-    /// `micromamba_image`): one that is no valid name is pulled as written.
-    fn pull_named(&self, image: &str) -> String {
-        match image.parse() {
-            Ok(image) => self.pull_ref(&image).to_string(),
-            Err(_) => image.to_string(),
-        }
-    }
-
     /// This plan with the images it pulls (base, uv, micromamba) read from their mirrors:
     /// what a builder is handed. Its Dockerfile differs only in those `FROM`s.
     pub fn pulled(&self) -> std::borrow::Cow<'_, BuildPlan> {
@@ -487,8 +494,8 @@ impl BuildPlan {
         }
         let mut plan = self.clone();
         plan.base_image = self.pulled_base();
-        plan.uv_image = self.pull_named(&self.uv_image);
-        plan.micromamba_image = self.micromamba_image.as_deref().map(|m| self.pull_named(m));
+        plan.uv_image = self.pull_ref(&self.uv_image);
+        plan.micromamba_image = self.micromamba_image.as_ref().map(|m| self.pull_ref(m));
         std::borrow::Cow::Owned(plan)
     }
 }
@@ -658,6 +665,10 @@ mod tests {
 
     /// The plan of the only image of `spec` with the `[defaults]` of `table`.
     fn plan_with(spec: &str, table: &str) -> BuildPlan {
+        try_plan_with(spec, table).unwrap()
+    }
+
+    fn try_plan_with(spec: &str, table: &str) -> Result<BuildPlan, PlanError> {
         use crate::spec::defaults::{DefaultValues, Defaults};
         let file = Path::new("/p/imagespec.toml");
         let values = DefaultValues::parse(file, table)
@@ -672,7 +683,7 @@ mod tests {
             .unwrap();
         let (_, spec) = file.select(None).unwrap();
         let tag = crate::tag::compute(spec, &Default::default()).unwrap();
-        BuildPlan::new(spec, &tag, &RenderOptions::default()).unwrap()
+        BuildPlan::new(spec, &tag, &RenderOptions::default())
     }
 
     #[test]
@@ -706,10 +717,44 @@ mod tests {
     #[test]
     fn builder_images_come_from_the_spec_then_the_defaults_then_flytekit() {
         let table = "[defaults.builder_config]\nuv_image = \"m:5000/uv:9\"\n";
-        assert_eq!(plan_with("name = \"i\"\n", "").uv_image, DEFAULT_UV_IMAGE);
-        assert_eq!(plan_with("name = \"i\"\n", table).uv_image, "m:5000/uv:9");
+        let uv_image = |spec, table| plan_with(spec, table).uv_image.to_string();
+        assert_eq!(uv_image("name = \"i\"\n", ""), DEFAULT_UV_IMAGE);
+        assert_eq!(uv_image("name = \"i\"\n", table), "m:5000/uv:9");
         let spec = "name = \"i\"\nbuilder_config = { uv_image = \"s/uv:1\" }\n";
-        assert_eq!(plan_with(spec, table).uv_image, "s/uv:1");
+        assert_eq!(uv_image(spec, table), "s/uv:1");
+    }
+
+    #[test]
+    fn a_builder_image_that_is_no_reference_is_refused_where_it_is_written() {
+        let spec = "name = \"i\"\nbuilder_config = { uv_image = true }\n";
+        let err = try_plan_with(spec, "").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PlanError::BuilderImage {
+                    key: "uv_image",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("/p/spec.toml:2:") && message.contains("`builder_config.uv_image`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("\"True\""),
+            "flytekit's str() of it: {message}"
+        );
+        // Not used, so not read: micromamba only with conda or `python_version`.
+        let unused = "name = \"i\"\nbuilder_config = { micromamba_image = \"Bad Name\" }\n";
+        assert!(
+            try_plan_with(unused, "")
+                .unwrap()
+                .micromamba_image
+                .is_none()
+        );
     }
 
     #[test]
@@ -757,7 +802,10 @@ mod tests {
         );
         let pulled = mirrored.pulled();
         assert_eq!(pulled.base_image.to_string(), "localhost:5000/py:3");
-        assert_eq!(pulled.uv_image, "localhost:5000/ghcr/astral-sh/uv:0.5.1");
+        assert_eq!(
+            pulled.uv_image.to_string(),
+            "localhost:5000/ghcr/astral-sh/uv:0.5.1"
+        );
         let dockerfile = crate::render::dockerfile(&pulled);
         assert!(
             dockerfile.contains("FROM localhost:5000/py:3"),

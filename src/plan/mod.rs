@@ -139,4 +139,14 @@ pub enum PlanError {
         "{at}: image `{name}`: `cuda` needs `python_version` with the envd builder (flytekit: \"python_version is required when cuda and cudnn are specified\")"
     )]
     EnvdCudaWithoutPythonVersion { at: FieldAt, name: String },
+    /// `builder_config.uv_image` or `.micromamba_image` is no image reference (flytekit
+    /// would write it into a `FROM` line, which the build then refuses); `at` names the field.
+    #[error("{at}: image `{name}`: {source}")]
+    BuilderImage {
+        at: FieldAt,
+        name: String,
+        key: &'static str,
+        #[source]
+        source: crate::oci::reference::ReferenceError,
+    },
 }

@@ -185,7 +185,10 @@ fn label(plan: &BuildPlan, kind: &str, text: &str) -> Option<String> {
         "uv" => format!("uv image {}", plan.uv_image),
         "micromamba" => format!(
             "micromamba image {}",
-            plan.micromamba_image.as_deref().unwrap_or_default()
+            plan.micromamba_image
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
         ),
         "base" => format!("base image {}", plan.base_image),
         "workdir" => format!("working directory {}", words.get(1)?),

@@ -186,8 +186,8 @@ impl RegistryMirrors {
 pub struct DefaultValues {
     pub base_image: Option<Setting<String>>,
     pub registry: Option<Setting<String>>,
-    pub uv_image: Option<Setting<String>>,
-    pub micromamba_image: Option<Setting<String>>,
+    pub uv_image: Option<Setting<ImageRef>>,
+    pub micromamba_image: Option<Setting<ImageRef>>,
     /// Resolved against the directory of the file that names it.
     pub ca_bundle: Option<Setting<PathBuf>>,
     pub registry_mirrors: RegistryMirrors,
@@ -338,9 +338,10 @@ impl Reader {
     }
 
     /// An image reference, checked as a spec's `base_image` is.
-    fn image(&self, node: &Node, field: &str) -> Result<Setting<String>, SpecError> {
+    /// An image reference, parsed.
+    fn image(&self, node: &Node, field: &str) -> Result<Setting<ImageRef>, SpecError> {
         let setting = self.string(node, field)?;
-        setting
+        let value = setting
             .value
             .parse::<ImageRef>()
             .map_err(|e| SpecError::Type {
@@ -350,7 +351,17 @@ impl Reader {
                 expected: e.expected,
                 found: e.found,
             })?;
-        Ok(setting)
+        Ok(Setting {
+            value,
+            at: setting.at,
+        })
+    }
+
+    /// A `base_image`: checked as an image reference, kept as written (it stands for the
+    /// spec's own `base_image`, which flytekit hashes as a string).
+    fn base_image(&self, node: &Node, field: &str) -> Result<Setting<String>, SpecError> {
+        self.image(node, field)?;
+        self.string(node, field)
     }
 
     /// A registry, checked as a spec's `registry` is (flytekit's pattern, then the OCI
@@ -382,7 +393,7 @@ impl Reader {
             let field = format!("{TABLE}.{}", key.name);
             let f = field.as_str();
             match key.name.as_str() {
-                "base_image" => values.base_image = Some(self.image(node, f)?),
+                "base_image" => values.base_image = Some(self.base_image(node, f)?),
                 "registry" => values.registry = Some(self.registry(node, f)?),
                 "ca_bundle" => values.ca_bundle = Some(self.ca_bundle(node, f)?),
                 "fast_path" => values.fast_path = Some(self.boolean(node, f)?),
