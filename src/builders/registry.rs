@@ -215,13 +215,10 @@ fn assemble(
     deps: &DependencyImage,
     layer: Layer,
     epoch: Option<SourceDateEpoch>,
-) -> Result<Image, BackendError> {
-    let digest = |text: &str| {
-        Digest::parse(text).map_err(|e| BackendError::Context(format!("the source layer: {e}")))
-    };
+) -> Image {
     let new = NewLayer {
-        digest: digest(&layer.digest)?,
-        diff_id: digest(&layer.diff_id)?,
+        digest: layer.digest,
+        diff_id: layer.diff_id,
         size: layer.size,
         blob: Blob::file(layer.file),
         history: History::new(
@@ -230,9 +227,8 @@ fn assemble(
         ),
     };
     let env = History::new(&format!("ENV _F_IMG_ID={}", plan.image_id), "imagespec");
-    Ok(deps
-        .value
-        .append(vec![new], |c| image_config_edit(plan, epoch, c), &[env]))
+    deps.value
+        .append(vec![new], |c| image_config_edit(plan, epoch, c), &[env])
 }
 
 /// The source layer of `plan` for `owner`, written in a blocking task, every entry at
@@ -282,15 +278,8 @@ pub async fn assemble_image(
     let epoch = SourceDateEpoch::from_env().map_err(|e| BackendError::Context(e.to_string()))?;
     let mtime = crate::oci::epoch::layer_mtime(epoch);
     let layer = source_layer(plan, deps.owner, deps.root_dir, mtime, progress).await?;
-    let (layer_size, files) = (layer.size, layer.files);
-    let image = assemble(plan, deps, layer, epoch)?;
-    let layer_digest = image
-        .layers()
-        .last()
-        .expect("one appended")
-        .descriptor
-        .digest
-        .clone();
+    let (layer_digest, layer_size, files) = (layer.digest.clone(), layer.size, layer.files);
+    let image = assemble(plan, deps, layer, epoch);
     Ok(Assembled {
         image,
         layer_digest,

@@ -13,6 +13,7 @@
 
 use super::SourceError;
 use crate::batched::{Batched, Sink};
+use crate::oci::Digest;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
@@ -51,9 +52,9 @@ pub struct Layer {
     /// The gzip'd tar (deleted when this value is dropped, or the run interrupted).
     pub file: crate::scratch::ScratchFile,
     /// `sha256:…` of the compressed bytes (the blob digest).
-    pub digest: String,
+    pub digest: Digest,
     /// `sha256:…` of the uncompressed tar (the config's `rootfs.diff_ids` entry).
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// Compressed size in bytes.
     pub size: u64,
     /// Number of files in it.
@@ -130,14 +131,8 @@ impl<W: Write> Sink for GzipMembers<W> {
     }
 }
 
-fn hex_digest(hash: Sha256) -> String {
-    let bytes = hash.finalize();
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+fn digest_of(hash: Sha256) -> Digest {
+    Digest::from_sha256(&hash.finalize())
 }
 
 /// `a/./b` → `a/b`; `.` → `` (the directory itself).
@@ -338,7 +333,7 @@ impl LayerWriter {
             source,
         };
         let raw = self.tar.into_inner().map_err(io)?;
-        let diff_id = hex_digest(raw.hash);
+        let diff_id = digest_of(raw.hash);
         let Output::Gzip(gzip) = raw.inner else {
             unreachable!("a writer with a file gzips into it")
         };
@@ -346,7 +341,7 @@ impl LayerWriter {
         compressed.flush().map_err(io)?;
         Ok(Layer {
             file,
-            digest: hex_digest(compressed.hash),
+            digest: digest_of(compressed.hash),
             diff_id,
             size: compressed.written,
             files: self.files,
@@ -354,12 +349,12 @@ impl LayerWriter {
     }
 
     /// Ends the tar; its `diff_id` (`sha256:…` of the uncompressed tar).
-    pub fn finish_diff_id(self) -> Result<String, SourceError> {
+    pub fn finish_diff_id(self) -> Result<Digest, SourceError> {
         let raw = self.tar.into_inner().map_err(|source| SourceError::Io {
             path: PathBuf::new(),
             source,
         })?;
-        Ok(hex_digest(raw.hash))
+        Ok(digest_of(raw.hash))
     }
 }
 

@@ -26,17 +26,16 @@ pub async fn new_layers(
         return Ok(Vec::new());
     }
     let made = layers(tree, platform, &deps.apt_packages, progress).await?;
-    made.into_iter()
-        .map(|layer| {
-            let ready = super::image::Ready {
-                diff_id: layer.diff_id.clone(),
-                digest: layer.digest.clone(),
-                size: layer.size,
-                written: Some(layer),
-            };
-            ready.into_new_layer(&deps.image, created_by(&deps.apt_packages))
-        })
-        .collect()
+    let made = made.into_iter().map(|layer| {
+        let ready = super::image::Ready {
+            diff_id: layer.diff_id.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            written: Some(layer),
+        };
+        ready.into_new_layer(&deps.image, created_by(&deps.apt_packages))
+    });
+    Ok(made.collect())
 }
 
 /// The history line of the apt layers, as the Dockerfile's step reads.

@@ -66,7 +66,7 @@ impl LayerPlan {
     }
 
     /// The layer's `diff_id`, computed without writing or compressing it.
-    fn diff_id(&self, mtime: u64) -> Result<String, crate::source::SourceError> {
+    fn diff_id(&self, mtime: u64) -> Result<Digest, crate::source::SourceError> {
         let mut layer = LayerWriter::diff_id_only().timed(mtime);
         self.add_to(&mut layer)?;
         layer.finish_diff_id()
@@ -359,8 +359,8 @@ fn venv_relative(site_rel: &str, file: &str) -> Option<String> {
 /// A layer ready to push: written now, or found where it was pushed before.
 #[derive(Debug)]
 pub struct Ready {
-    pub diff_id: String,
-    pub digest: String,
+    pub diff_id: Digest,
+    pub digest: Digest,
     pub size: u64,
     /// The gzip'd tar to upload; `None` when the target repository has the blob already.
     pub written: Option<Layer>,
@@ -397,15 +397,14 @@ impl KnownLayers {
         }
     }
 
-    fn path(&self, diff_id: &str) -> PathBuf {
-        self.dir
-            .join(format!("{}.json", diff_id.trim_start_matches("sha256:")))
+    fn path(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.json", diff_id.hex()))
     }
 
-    fn get(&self, diff_id: &str) -> Option<KnownLayer> {
+    fn get(&self, diff_id: &Digest) -> Option<KnownLayer> {
         let known: KnownLayer =
             serde_json::from_slice(&std::fs::read(self.path(diff_id)).ok()?).ok()?;
-        (known.diff_id == diff_id && known.gzip == LAYER_GZIP).then_some(known)
+        (known.diff_id == *diff_id && known.gzip == LAYER_GZIP).then_some(known)
     }
 
     /// The directory of the entries.
@@ -426,19 +425,15 @@ impl KnownLayers {
         let Ok(bytes) = std::fs::read(path) else {
             return false;
         };
-        serde_json::from_slice::<KnownLayer>(&bytes)
-            .is_ok_and(|k| k.diff_id.as_str() == format!("sha256:{hex}"))
+        serde_json::from_slice::<KnownLayer>(&bytes).is_ok_and(|k| k.diff_id.hex() == hex)
     }
 
     /// Remembers a layer pushed with `image` (a cache that cannot be written only costs a
     /// later build a compression).
     fn put(&self, layer: &Layer, image: &ImageRef) {
-        let (Ok(diff_id), Ok(digest)) = (layer.diff_id.parse(), layer.digest.parse()) else {
-            return;
-        };
         let known = KnownLayer {
-            diff_id,
-            digest,
+            diff_id: layer.diff_id.clone(),
+            digest: layer.digest.clone(),
             size: layer.size,
             image: image.clone(),
             gzip: LAYER_GZIP.to_string(),
@@ -522,8 +517,8 @@ pub async fn prepare_layers(
     for (i, hit) in found.into_iter().enumerate() {
         ready.push(match (hit, written.remove(&i)) {
             (Some(k), _) => Ready {
-                diff_id: k.diff_id.to_string(),
-                digest: k.digest.to_string(),
+                diff_id: k.diff_id,
+                digest: k.digest,
                 size: k.size,
                 written: None,
             },
@@ -564,22 +559,18 @@ async fn blocking<T: Send + 'static>(
 impl Ready {
     /// The layer to append, with its history line: the file written, or, when the target
     /// repository has it already, the blob there (`image`: the target).
-    pub fn into_new_layer(
-        self,
-        image: &ImageRef,
-        created_by: String,
-    ) -> Result<NewLayer, DaemonlessError> {
+    pub fn into_new_layer(self, image: &ImageRef, created_by: String) -> NewLayer {
         let blob = match self.written {
             Some(layer) => Blob::file(layer.file),
             None => Blob::Remote(image.clone()),
         };
-        Ok(NewLayer {
-            digest: Digest::parse(&self.digest)?,
-            diff_id: Digest::parse(&self.diff_id)?,
+        NewLayer {
+            digest: self.digest,
+            diff_id: self.diff_id,
             size: self.size,
             blob,
             history: History::new(&created_by, ""),
-        })
+        }
     }
 }
 
@@ -727,7 +718,7 @@ mod tests {
                 .iter()
                 .map(|(p, _)| p.entries.keys().cloned().collect())
                 .collect();
-            let ids: BTreeMap<String, String> = layers
+            let ids: BTreeMap<String, Digest> = layers
                 .iter()
                 .map(|(p, history)| {
                     (

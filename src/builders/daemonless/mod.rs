@@ -714,7 +714,7 @@ async fn make_platform(
     let layers = layers
         .into_iter()
         .map(|(ready, created_by)| ready.into_new_layer(&deps.image, created_by))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Vec<_>>();
     let layers = apt.into_iter().chain(layers).collect();
     let root_dir = user.root_dir;
     let label = format!(
