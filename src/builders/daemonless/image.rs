@@ -305,10 +305,7 @@ fn package_owners(venv: &Path) -> std::io::Result<BTreeMap<String, String>> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            for line in record.lines() {
-                let Some(file) = record_path(line) else {
-                    continue;
-                };
+            for file in record_paths(&record) {
                 if let Some(rel) = venv_relative(&site_rel, &file) {
                     owners.entry(rel).or_insert_with(|| name.clone());
                 }
@@ -318,26 +315,17 @@ fn package_owners(venv: &Path) -> std::io::Result<BTreeMap<String, String>> {
     Ok(owners)
 }
 
-/// The path field of a `RECORD` line (a CSV row: quoted when it holds a comma or quote).
-fn record_path(line: &str) -> Option<String> {
-    if let Some(rest) = line.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = rest.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    out.push('"');
-                }
-                '"' => return Some(out),
-                c => out.push(c),
-            }
-        }
-        None
-    } else {
-        let path = line.split(',').next()?;
-        (!path.is_empty()).then(|| path.to_string())
-    }
+/// The path fields of a `RECORD` file: CSV rows as Python's `csv` module writes them (a
+/// field holding a comma, a quote or a line break is quoted), read by the `csv` crate; a
+/// row without a path, or that is no CSV, is skipped.
+fn record_paths(record: &str) -> impl Iterator<Item = String> + '_ {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(record.as_bytes())
+        .into_records()
+        .filter_map(|row| Some(row.ok()?.get(0)?.to_string()))
+        .filter(|path| !path.is_empty())
 }
 
 /// `file` (relative to the site-packages at `site_rel`, maybe with `..`) relative to the
@@ -776,12 +764,11 @@ mod tests {
 
     #[test]
     fn record_paths_are_csv_fields_resolved_against_site_packages() {
-        assert_eq!(record_path("a/b.py,sha256=x,3").as_deref(), Some("a/b.py"));
-        assert_eq!(
-            record_path("\"a/we,ird\"\"q.py\",sha256=x,3").as_deref(),
-            Some("a/we,ird\"q.py")
-        );
-        assert_eq!(record_path(""), None);
+        let paths = |record: &str| record_paths(record).collect::<Vec<_>>();
+        assert_eq!(paths("a/b.py,sha256=x,3"), ["a/b.py"]);
+        assert_eq!(paths("\"a/we,ird\"\"q.py\",sha256=x,3"), ["a/we,ird\"q.py"]);
+        assert_eq!(paths(""), Vec::<String>::new());
+        assert_eq!(paths("a.py,,\n,,\n\"b\nc.py\",,\n"), ["a.py", "b\nc.py"]);
         let site = "lib/python3.11/site-packages";
         assert_eq!(
             venv_relative(site, "../../../bin/tool").as_deref(),
