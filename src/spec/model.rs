@@ -82,18 +82,12 @@ pub enum BaseImage {
     Spec(Box<Spec>),
 }
 
-/// A `pip_secret_mounts` entry: a local secret file and where RUN steps see it.
-#[derive(Clone, PartialEq)]
+/// A `pip_secret_mounts` entry: a local secret file and where RUN steps see it. Paths only
+/// (the secret's content is never read into the spec), so its `Debug` shows nothing secret.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SecretMount {
     pub source: String,
     pub target: String,
-}
-
-impl std::fmt::Debug for SecretMount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Paths only: the secret's content is never read here.
-        write!(f, "SecretMount({:?} -> {:?})", self.source, self.target)
-    }
 }
 
 impl Spec {
