@@ -7,6 +7,7 @@
 //! `ImageLock::acquire(image, say)` waits (saying so) until the lock is free and holds it
 //! until dropped: between it and the drop, check the registry again, build, push.
 
+use crate::oci::{Digest, ImageRef};
 use std::fs::{self, File};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -44,16 +45,11 @@ fn lock_dir() -> PathBuf {
         .join("locks")
 }
 
-/// The lock file of `image`: its name is a digest of the reference (any characters, any
-/// length), with a readable prefix.
-fn lock_path(image: &str) -> PathBuf {
-    use sha2::{Digest, Sha256};
-    let digest: String = Sha256::digest(image.as_bytes())
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    lock_dir().join(format!("image-{digest}.lock"))
+/// The lock file of `image`: its name is (the first 32 hex digits of) the digest of the
+/// reference, with a readable prefix.
+fn lock_path(image: &ImageRef) -> PathBuf {
+    let digest = Digest::of_bytes(image.to_string().as_bytes());
+    lock_dir().join(format!("image-{}.lock", &digest.hex()[..32]))
 }
 
 /// The wait bound: `IMAGESPEC_LOCK_TIMEOUT_SECS` when it is a number of seconds, else
@@ -67,7 +63,7 @@ fn wait_bound() -> Duration {
 
 /// Whether an imagespec run on this machine holds the lock of `image` now (is making it):
 /// `imagespec prune` leaves such an image's working tags alone.
-pub fn is_held(image: &str) -> bool {
+pub fn is_held(image: &ImageRef) -> bool {
     let Ok(file) = File::open(lock_path(image)) else {
         return false;
     };
@@ -79,8 +75,9 @@ impl ImageLock {
     /// one line when the wait starts and one when it ends. When the lock file cannot be
     /// made at all (a read-only cache directory), the run goes on unlocked after saying so:
     /// coordination is a help, not a condition for building.
-    pub async fn acquire(image: &str, say: impl Fn(&str)) -> Result<ImageLock, LockError> {
-        ImageLock::acquire_at(lock_path(image), image, wait_bound(), say).await
+    pub async fn acquire(image: &ImageRef, say: impl Fn(&str)) -> Result<ImageLock, LockError> {
+        let name = image.to_string();
+        ImageLock::acquire_at(lock_path(image), &name, wait_bound(), say).await
     }
 
     async fn acquire_at(
@@ -195,10 +192,11 @@ mod tests {
 
     #[test]
     fn lock_files_are_per_image_and_safe_names() {
-        let a = lock_path("localhost:5000/app:deps-1");
-        let b = lock_path("localhost:5000/app:deps-2");
+        let path = |image: &str| lock_path(&image.parse().unwrap());
+        let a = path("localhost:5000/app:deps-1");
+        let b = path("localhost:5000/app:deps-2");
         assert_ne!(a, b);
-        assert_eq!(a, lock_path("localhost:5000/app:deps-1"));
+        assert_eq!(a, path("localhost:5000/app:deps-1"));
         let name = a.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with("image-") && name.ends_with(".lock"));
         assert!(!name.contains([':', '/']));

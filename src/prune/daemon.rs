@@ -78,7 +78,8 @@ pub async fn prune(repositories: &[&Repository], options: &PruneOptions, report:
             let full = format!("{repository}:{tag}");
             let facts = layers[image.id.as_str()].clone();
             if let Some(set) = working_tag_set(tag) {
-                let held = crate::lock::is_held(&format!("{repository}:{set}"));
+                let working = format!("{repository}:{set}").parse();
+                let held = working.is_ok_and(|image| crate::lock::is_held(&image));
                 let last = facts
                     .as_ref()
                     .ok()

@@ -159,8 +159,7 @@ pub(super) async fn dependency_images(
     let uv = builder == Some(&DependencyBuilder::Uv);
     let emulation = !uv && job.options.remote.is_none();
     platforms::preflight_plan(job, &planned.plan, emulation).await?;
-    let name = deps.image.to_string();
-    let _lock = crate::lock::ImageLock::acquire(&name, |message| job.info(message))
+    let _lock = crate::lock::ImageLock::acquire(&deps.image, |message| job.info(message))
         .await
         .map_err(BackendError::from)?;
     // Asked again under the lock: another run may have pushed it since the facts.
