@@ -24,6 +24,7 @@
 //! ```
 
 use super::{Check, PublishError, Publisher};
+use crate::oci::digest::Algorithm;
 use crate::oci::image::{Blob, Descriptor};
 use crate::oci::{Digest, Image, ImageRef, Index, Platform};
 use crate::progress::{Event, Meter, OUTPUT_STEP, Progress};
@@ -211,10 +212,6 @@ pub(super) fn read_layout_file(path: &Path) -> Result<Option<Vec<u8>>, LayoutErr
     }
 }
 
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
-}
-
 /// The manifest with OCI media types (the blobs are the same).
 fn as_oci(manifest: &OciImageManifest) -> OciImageManifest {
     use oci_client::manifest as m;
@@ -235,27 +232,33 @@ fn as_oci(manifest: &OciImageManifest) -> OciImageManifest {
 /// any), else a description of what it is instead.
 pub(super) fn check_blob(
     path: &Path,
-    digest: &str,
+    digest: &Digest,
     size: i64,
 ) -> Result<Result<(), String>, LayoutError> {
-    use sha2::{Digest, Sha256};
-    let Some(want) = digest.strip_prefix("sha256:") else {
+    if digest.algorithm() != Algorithm::Sha256 {
         return Ok(Err(format!(
             "`{digest}` is not a sha256 digest, which is all an OCI layout written here holds"
         )));
-    };
+    }
     let mut file = open_no_link(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len();
     if size >= 0 && len != size as u64 {
         return Ok(Err(format!("{len} bytes, {size} expected")));
     }
-    let mut hash = Sha256::new();
-    std::io::copy(&mut file, &mut hash).map_err(io(path))?;
-    let found = format!("{:x}", hash.finalize());
-    Ok(if found == want {
+    let mut verifier = digest.verifier();
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        verifier.update(&buffer[..n]);
+    }
+    let found = verifier.finish();
+    Ok(if found == *digest {
         Ok(())
     } else {
-        Err(format!("sha256:{found}"))
+        Err(found.to_string())
     })
 }
 
@@ -278,13 +281,13 @@ async fn put_blob(
     client: &RegistryClient,
     blobs: &Path,
     scratch: &Path,
-    digest: &str,
+    digest: &Digest,
     size: i64,
     from: BlobSource<'_>,
     progress: &Progress,
     written: Option<Meter>,
 ) -> Result<(), LayoutError> {
-    let target = blobs.join(hex(digest));
+    let target = blobs.join(digest.hex());
     match fs::symlink_metadata(&target) {
         Ok(meta) if meta.is_file() => match check_blob(&target, digest, size)? {
             Ok(()) => return Ok(()),
@@ -305,7 +308,7 @@ async fn put_blob(
             client
                 .blob_to_file(
                     image,
-                    digest,
+                    digest.as_str(),
                     Some(size.max(0) as u64),
                     file.path(),
                     written.clone(),
@@ -374,24 +377,14 @@ async fn collect_blobs(
         };
         let d = &layer.descriptor;
         let size = i64::try_from(d.size).unwrap_or(i64::MAX);
-        put_blob(
-            client,
-            &blobs,
-            dir,
-            d.digest.as_str(),
-            size,
-            from,
-            progress,
-            meter,
-        )
-        .await?;
+        put_blob(client, &blobs, dir, &d.digest, size, from, progress, meter).await?;
     }
     let config = image.config_bytes();
     put_blob(
         client,
         &blobs,
         dir,
-        image.config_descriptor().digest.as_str(),
+        &image.config_descriptor().digest,
         config.len() as i64,
         BlobSource::Bytes(config),
         progress,
@@ -593,17 +586,7 @@ async fn put_bytes(
     let blobs = dir.join("blobs/sha256");
     let size = body.len() as i64;
     let from = BlobSource::Bytes(body);
-    put_blob(
-        client,
-        &blobs,
-        dir,
-        digest.as_str(),
-        size,
-        from,
-        progress,
-        None,
-    )
-    .await?;
+    put_blob(client, &blobs, dir, &digest, size, from, progress, None).await?;
     Ok((digest, body.len() as u64))
 }
 
@@ -837,7 +820,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
         fs::write(&path, b"hello").unwrap();
-        let digest = format!("sha256:{}", Digest::of_bytes(b"hello").hex());
+        let digest = Digest::of_bytes(b"hello");
         assert_eq!(check_blob(&path, &digest, 5).unwrap(), Ok(()));
         assert_eq!(check_blob(&path, &digest, -1).unwrap(), Ok(()));
         assert!(check_blob(&path, &digest, 6).unwrap().is_err());
@@ -846,12 +829,13 @@ mod tests {
             check_blob(&path, &digest, 5).unwrap(),
             Err(format!("sha256:{}", Digest::of_bytes(b"hellO").hex()))
         );
-        assert!(check_blob(&path, "sha512:00", 5).unwrap().is_err());
+        let sha512 = Digest::parse(&format!("sha512:{}", "0".repeat(128))).unwrap();
+        assert!(check_blob(&path, &sha512, 5).unwrap().is_err());
     }
 
     /// An image of one layer, all on disk under `dir` (no registry is asked), and the
     /// layer's digest.
-    fn local_image(dir: &Path) -> (Image, String) {
+    fn local_image(dir: &Path) -> (Image, Digest) {
         use crate::oci::image::{History, NewLayer};
         let layer = crate::scratch::ScratchFile::new_in(dir, "layer").unwrap();
         std::io::Write::write_all(&mut layer.file(), b"layer bytes").unwrap();
@@ -865,7 +849,7 @@ mod tests {
             history: History::new("test", "test"),
         };
         let image = Image::scratch(config).append(vec![new], |_| {}, &[]);
-        (image, digest.to_string())
+        (image, digest)
     }
 
     async fn write_local(dir: &Path, target: &OutputTarget) -> Result<(), LayoutError> {
@@ -945,7 +929,7 @@ mod tests {
         let layout = d.join("layout");
         let (_, digest) = local_image(d);
         fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-        let blob = layout.join("blobs/sha256").join(hex(&digest));
+        let blob = layout.join("blobs/sha256").join(digest.hex());
         mkfifo(&blob);
         mkfifo(&layout.join(format!("{}blob-planted", crate::scratch::PREFIX)));
         // On a thread of its own: a blocked open() cannot be cancelled, only waited for.

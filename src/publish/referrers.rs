@@ -171,8 +171,8 @@ pub fn write_to_layout(dir: &Path, artifact: &Image) -> Result<Digest, LayoutErr
     let put = |bytes: &[u8]| -> Result<Digest, LayoutError> {
         let digest = Digest::of_bytes(bytes);
         let path = blobs.join(digest.hex());
-        let present = path.exists()
-            && layout::check_blob(&path, digest.as_str(), bytes.len() as i64)?.is_ok();
+        let present =
+            path.exists() && layout::check_blob(&path, &digest, bytes.len() as i64)?.is_ok();
         if !present {
             layout::write_atomically(&path, bytes)?;
         }
