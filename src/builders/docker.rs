@@ -206,19 +206,15 @@ impl DockerDaemon {
         platform: &Platform,
     ) -> Result<String, BackendError> {
         let out = self
-            .run_script(
-                &image.to_string(),
-                platform.as_str(),
-                DEPENDENCY_FACTS_SCRIPT,
-            )
+            .run_script(image, platform.as_str(), DEPENDENCY_FACTS_SCRIPT)
             .await?;
-        dependency_facts(&image.to_string(), &out)
+        dependency_facts(image, &out)
     }
 
     /// Runs `script` with `/bin/sh -c` as root in a container of `image`; its stdout.
     async fn run_script(
         &self,
-        image: &str,
+        image: &ImageRef,
         platform: &str,
         script: &str,
     ) -> Result<String, BackendError> {
@@ -496,7 +492,7 @@ pub(crate) const DEPENDENCY_FACTS_SCRIPT: &str =
     r#"printf '%s %s\n' "$(id -u flytekit)" "$(stat -c '%u %g %a' /root)""#;
 
 /// [`DEPENDENCY_FACTS_SCRIPT`]'s output checked: `<uid> <uid> <gid> <octal mode>`.
-pub(crate) fn dependency_facts(image: &str, out: &str) -> Result<String, BackendError> {
+pub(crate) fn dependency_facts(image: &ImageRef, out: &str) -> Result<String, BackendError> {
     let fields: Vec<&str> = out.split_whitespace().collect();
     let valid = fields.len() == 4
         && fields[..3].iter().all(|f| f.parse::<u64>().is_ok())

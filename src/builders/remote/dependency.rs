@@ -24,7 +24,7 @@ use crate::render::steps::StepLabels;
 const FACTS_FILE: &str = "imagespec-dependency-facts";
 
 /// The Dockerfile of solve 2: the facts of `image`, as root, in a file of their own.
-fn facts_dockerfile(image: &str) -> String {
+fn facts_dockerfile(image: &ImageRef) -> String {
     format!(
         "FROM {image} AS deps\nUSER 0\nRUN {DEPENDENCY_FACTS_SCRIPT} > /tmp/{FACTS_FILE}\n\
          FROM scratch\nCOPY --from=deps /tmp/{FACTS_FILE} /{FACTS_FILE}\n"
@@ -32,7 +32,7 @@ fn facts_dockerfile(image: &str) -> String {
 }
 
 /// The Dockerfile of solve 3: `image` labelled with each platform's facts.
-fn label_dockerfile(image: &str, facts: &[(String, String)]) -> String {
+fn label_dockerfile(image: &ImageRef, facts: &[(Platform, String)]) -> String {
     if let [(_, one)] = facts {
         return format!(
             "FROM {image}\n{}",
@@ -41,7 +41,7 @@ fn label_dockerfile(image: &str, facts: &[(String, String)]) -> String {
     }
     let mut text = String::new();
     for (platform, value) in facts {
-        let stage = Platform::parse(platform).map_or_else(|_| platform.clone(), |p| p.tag_suffix());
+        let stage = platform.tag_suffix();
         text.push_str(&format!("FROM {image} AS p-{stage}\n"));
         text.push_str(&session::label_line(DEPENDENCY_LABEL, value));
     }
@@ -55,7 +55,7 @@ fn facts_of(
     image: &ImageRef,
     tar_bytes: &[u8],
     platforms: &Platforms,
-) -> Result<Vec<(String, String)>, BackendError> {
+) -> Result<Vec<(Platform, String)>, BackendError> {
     let mut found = std::collections::HashMap::new();
     let unreadable = |e: std::io::Error| BackendError::Context(format!("{image}: {e}"));
     let mut archive = tar::Archive::new(tar_bytes);
@@ -86,10 +86,7 @@ fn facts_of(
                 "{image}: the builder sent no facts for {platform} (`id`, `stat`)"
             ))
         })?;
-        facts.push((
-            platform.to_string(),
-            dependency_facts(&image.to_string(), text)?,
-        ));
+        facts.push((platform.clone(), dependency_facts(image, text)?));
     }
     Ok(facts)
 }
@@ -104,7 +101,7 @@ impl RemoteBuildkit {
         progress: &Progress,
     ) -> Result<Digest, BackendError> {
         let digest = self.build_untagged(deps, platforms, progress).await?;
-        let unlabelled = format!("{}@{digest}", super::repository_of(&deps.image));
+        let unlabelled = ImageRef::from(deps.image.name().clone()).with_digest(&digest);
         let channel = self.connect(platforms).await?;
         let dockerfile = facts_dockerfile(&unlabelled);
         let read = self.small_solve(
@@ -157,27 +154,29 @@ mod tests {
 
     #[test]
     fn one_platform_is_labelled_directly_several_through_a_stage_each() {
+        let image: ImageRef = format!("r/a@sha256:{}", "1".repeat(64)).parse().unwrap();
+        let platform = |p: &str| Platform::parse(p).unwrap();
         let one = label_dockerfile(
-            "r/a@sha256:1",
-            &[("linux/amd64".into(), "1000 1000 0 700".into())],
+            &image,
+            &[(platform("linux/amd64"), "1000 1000 0 700".into())],
         );
         assert_eq!(
             one,
-            "FROM r/a@sha256:1\nLABEL org.imagespec.dependency-image=\"1000 1000 0 700\"\n"
+            format!("FROM {image}\nLABEL org.imagespec.dependency-image=\"1000 1000 0 700\"\n")
         );
         let two = label_dockerfile(
-            "r/a@sha256:1",
+            &image,
             &[
-                ("linux/amd64".into(), "1000 1000 0 700".into()),
-                ("linux/arm/v7".into(), "1001 1001 0 700".into()),
+                (platform("linux/amd64"), "1000 1000 0 700".into()),
+                (platform("linux/arm/v7"), "1001 1001 0 700".into()),
             ],
         );
         assert!(
-            two.contains("FROM r/a@sha256:1 AS p-linux-amd64\n"),
+            two.contains(&format!("FROM {image} AS p-linux-amd64\n")),
             "{two}"
         );
         assert!(
-            two.contains("FROM r/a@sha256:1 AS p-linux-arm-v7\n"),
+            two.contains(&format!("FROM {image} AS p-linux-arm-v7\n")),
             "{two}"
         );
         assert!(
@@ -199,11 +198,12 @@ mod tests {
 
     /// [`facts_of`] an image `r/a` whose exporter sent `tar`, built for `platforms`.
     fn facts_for(tar: &[u8], platforms: &str) -> Result<Vec<(String, String)>, BackendError> {
-        facts_of(
+        let facts = facts_of(
             &"r/a".parse().unwrap(),
             tar,
             &Platforms::parse(platforms).unwrap(),
-        )
+        )?;
+        Ok(facts.into_iter().map(|(p, f)| (p.to_string(), f)).collect())
     }
 
     #[test]
