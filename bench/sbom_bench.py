@@ -10,7 +10,8 @@ source layer is appended; 1,000 source files, as fast_path_bench.py):
 - cold: a new repository each run (the dependency image made by uv, warm uv cache), no
   SBOM findings cached on this machine;
 - fast path, new machine: every source file rewritten, no SBOM findings cached on this
-  machine (`sbom-layers/` removed before each run);
+  machine (`sbom-layers/` removed before each run, with the dependency images' documents
+  kept in it);
 - fast path: the same with the findings cache kept.
 Writes the table into docs/benchmarks.md (between the sbom-bench markers).
 Needs the e2e services: scripts/e2e/up.sh && scripts/e2e/base-images.sh.

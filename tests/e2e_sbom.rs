@@ -479,10 +479,21 @@ fn a_fast_path_build_on_a_new_machine_reads_only_its_source_layer() {
     let run = run_json(cmd.args(["build", "--json", "spec.toml"]));
     assert!(run.ok(), "build failed:\n{}", run.text);
     assert_eq!(run.result()["action"], "appended", "{}", run.text);
-    let read: Vec<_> = std::fs::read_dir(cache.path().join("sbom-layers"))
+    let findings = cache.path().join("sbom-layers");
+    let read: Vec<_> = std::fs::read_dir(&findings)
         .expect("the findings cache")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
         .collect();
     assert_eq!(read.len(), 1, "only the source layer was read: {read:?}");
+    // The dependency image's document is kept by its digest: the next build on it here
+    // asks the registry nothing for it.
+    let kept = findings.join("images").join(format!(
+        "{}.spdx.json",
+        dependency_digest.replacen(':', "-", 1)
+    ));
+    let kept_doc = json(&std::fs::read(&kept).expect("the dependency image's document kept"));
+    assert_eq!(names(&kept_doc, "pypi"), names(&deps_doc, "pypi"));
     let second = run.result()["image"].as_str().expect("image").to_string();
     assert_ne!(second, image, "a new tag for the new source");
     let after = json(&attached_sbom(

@@ -401,8 +401,8 @@ pub struct BuildArgs {
           default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Output")]
     pub sbom: bool,
     /// Attach SLSA provenance v1 (an in-toto statement) beside the SBOM: how the image was
-    /// built, from what. `--provenance=false` turns it off (also `IMAGESPEC_NO_PROVENANCE=true`);
-    /// without an SBOM there is none.
+    /// built, from what. `--provenance=false` turns it off (also `IMAGESPEC_NO_PROVENANCE=true`,
+    /// or `provenance = false` in the defaults file); without an SBOM there is none.
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Output")]
     pub provenance: bool,

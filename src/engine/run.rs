@@ -62,8 +62,9 @@ pub struct BuildOptions {
     /// Attach an SBOM to every image published (`--sbom=false`, `IMAGESPEC_NO_SBOM` or the
     /// defaults file's `sbom = false` turn it off).
     pub sbom: bool,
-    /// Attach SLSA provenance beside the SBOM (`--provenance=false` or
-    /// `IMAGESPEC_NO_PROVENANCE` turn it off; no SBOM, no provenance).
+    /// Attach SLSA provenance beside the SBOM (`--provenance=false`,
+    /// `IMAGESPEC_NO_PROVENANCE` or the defaults file's `provenance = false` turn it off; no
+    /// SBOM, no provenance).
     pub provenance: bool,
     /// Build on a remote buildkitd instead of dockerd (`--builder-host`, `BUILDKIT_HOST`,
     /// `buildkit_host`): it pushes the images itself ([`remote`]).
@@ -76,8 +77,8 @@ impl BuildOptions {
         BuildOptions::from_env_with(render, tag, &Defaults::default())
     }
 
-    /// [`BuildOptions::from_env`] with a defaults file's `fast_path` and `daemonless`, which
-    /// apply when `IMAGESPEC_NO_FAST_PATH` / `IMAGESPEC_NO_DAEMONLESS` are not set.
+    /// [`BuildOptions::from_env`] with a defaults file's `fast_path`, `daemonless`, `sbom`
+    /// and `provenance`, which apply when their `IMAGESPEC_NO_…` variable is not set.
     pub fn from_env_with(
         render: RenderOptions,
         tag: TagOptions,
@@ -114,7 +115,10 @@ impl BuildOptions {
                 var("IMAGESPEC_NO_SBOM").as_deref(),
                 defaults.values.sbom.as_ref(),
             ),
-            provenance: switch(var("IMAGESPEC_NO_PROVENANCE").as_deref(), None),
+            provenance: switch(
+                var("IMAGESPEC_NO_PROVENANCE").as_deref(),
+                defaults.values.provenance.as_ref(),
+            ),
             remote: None,
         }
     }

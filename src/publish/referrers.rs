@@ -1,6 +1,7 @@
 //! Artifacts attached to an image as OCI 1.1 referrers (an SBOM; provenance and signatures
 //! the same way): the artifact's manifest names the image as its `subject` and is pushed by
-//! digest with [`Registry::push`] (the same blob uploads as every image). A registry with
+//! digest (its blobs first, [`upload`], which may go beside the subject's own push; then the
+//! manifest, once the subject is pushed, [`list`]). A registry with
 //! the referrers API indexes it by itself; for one without (it answers 404, as the
 //! distribution registry 2.x does) the referrers tag schema of distribution-spec 1.1 is
 //! kept: an index of the referrers under the tag `sha256-<hex of the subject>`, merged with
@@ -11,9 +12,8 @@
 //! entry; `index.json` lists no second manifest, which `skopeo copy oci:DIR` (no ref name)
 //! would refuse.
 //!
+use super::PublishError;
 use super::layout::{self, LayoutError};
-use super::registry::{Reference, Registry};
-use super::{Check, PublishError};
 use crate::oci::image::artifact::fallback_tag;
 use crate::oci::{Digest, Image, ImageRef};
 use crate::registry::client::RegistryClient;
@@ -90,18 +90,59 @@ pub fn merged_referrers(existing: Option<&[u8]>, entry: Value) -> Result<Value, 
 
 /// Pushes `artifacts` (by digest, each about the same subject: an SBOM and its provenance)
 /// into the repository of `name` (`registry/repository:tag`) and makes them referrers of
-/// their subject: by the registry's referrers API when it has one, else under the fallback
-/// tag, whose index is read and written once for all of them.
+/// their subject: [`upload`], then [`list`].
 pub async fn attach(
     client: &RegistryClient,
     name: &ImageRef,
     artifacts: &[Image],
 ) -> Result<Vec<Attached>, PublishError> {
+    upload(client, name, artifacts).await?;
+    list(client, name, artifacts).await
+}
+
+/// Makes the blobs of `artifacts` present in `name`'s repository, each once (their shared
+/// empty config), all at once: what can be done before their subject is pushed (blobs no
+/// manifest names are no one's referrers).
+pub async fn upload(
+    client: &RegistryClient,
+    name: &ImageRef,
+    artifacts: &[Image],
+) -> Result<(), PublishError> {
+    let mut blobs: Vec<(&Digest, &bytes::Bytes)> = Vec::new();
+    for artifact in artifacts {
+        let config = (
+            &artifact.config_descriptor().digest,
+            artifact.config_bytes(),
+        );
+        let mut content = vec![config];
+        for layer in artifact.layers() {
+            let crate::oci::image::Blob::Bytes(bytes) = &layer.blob else {
+                return Err(PublishError::Io {
+                    context: "attaching an artifact".into(),
+                    source: std::io::Error::other("an artifact's content is held in memory"),
+                });
+            };
+            content.push((&layer.descriptor.digest, bytes));
+        }
+        for blob in content {
+            if !blobs.iter().any(|(d, _)| *d == blob.0) {
+                blobs.push(blob);
+            }
+        }
+    }
+    let pushes = blobs
+        .into_iter()
+        .map(|(digest, bytes)| client.push_blob_bytes(name, bytes.clone(), digest.as_str()));
+    futures_util::future::try_join_all(pushes).await?;
+    Ok(())
+}
+
+/// The subject all of `artifacts` are about; `None` for none.
+fn common_subject(artifacts: &[Image]) -> Result<Option<Digest>, PublishError> {
     let Some(first) = artifacts.first() else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let subject = subject_of(first)?;
-    let mut pushed = Vec::new();
     for artifact in artifacts {
         if subject_of(artifact)? != subject {
             return Err(PublishError::Io {
@@ -109,14 +150,44 @@ pub async fn attach(
                 source: std::io::Error::other("artifacts about different subjects"),
             });
         }
-        let registry = Registry::new(client, name);
-        let done = registry.push(artifact, Reference::Digest, Check::none());
-        pushed.push(done.await?.digest);
     }
-    let listed = if client.referrers(name, &subject).await?.is_some() {
+    Ok(Some(subject))
+}
+
+/// Pushes the manifests of `artifacts` (their blobs [`upload`]ed) by digest and lists them
+/// as referrers of their subject: by the registry's referrers API when it has one, else
+/// under the fallback tag, whose index is read and written once for all of them. The
+/// manifests, the question whether the API answers, and the read of the tag go at once:
+/// one round trip, then the tag's write when there is no API.
+pub async fn list(
+    client: &RegistryClient,
+    name: &ImageRef,
+    artifacts: &[Image],
+) -> Result<Vec<Attached>, PublishError> {
+    let Some(subject) = common_subject(artifacts)? else {
+        return Ok(Vec::new());
+    };
+    let manifests = artifacts.iter().map(|artifact| async move {
+        let body = artifact.manifest_bytes();
+        let digest = Digest::of_bytes(&body);
+        let media_type = artifact.media_type();
+        let pushing =
+            client.push_manifest_by_digest(name, body.into(), media_type, digest.as_str());
+        pushing.await.map(|()| digest)
+    });
+    let tagged = name.with_tag(fallback_tag(&subject));
+    let (pushed, api, existing) = tokio::join!(
+        futures_util::future::try_join_all(manifests),
+        client.referrers(name, &subject),
+        read_tag(client, &tagged),
+    );
+    let pushed = pushed?;
+    let listed = if api?.is_some() {
         Listed::ReferrersApi
     } else {
-        Listed::Tag(tag_referrers(client, name, &subject, artifacts).await?)
+        let existing = existing?;
+        write_tag(client, &tagged, existing, artifacts).await?;
+        Listed::Tag(fallback_tag(&subject).as_str().to_string())
     };
     let attached = pushed.into_iter().map(|digest| Attached {
         digest,
@@ -125,20 +196,25 @@ pub async fn attach(
     Ok(attached.collect())
 }
 
-/// Lists `artifacts` in the referrers tag's index of `subject` (the tag's name returned).
-async fn tag_referrers(
+/// The referrers tag's index as stored; `None` when there is none yet.
+async fn read_tag(
     client: &RegistryClient,
-    name: &ImageRef,
-    subject: &Digest,
+    tagged: &ImageRef,
+) -> Result<Option<Vec<u8>>, PublishError> {
+    match client.manifest(tagged).await {
+        Ok(raw) => Ok(Some(raw.bytes.to_vec())),
+        Err(e) if e.not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lists `artifacts` in the referrers tag's index (`existing`, as read) and writes it.
+async fn write_tag(
+    client: &RegistryClient,
+    tagged: &ImageRef,
+    existing: Option<Vec<u8>>,
     artifacts: &[Image],
-) -> Result<String, PublishError> {
-    let tag = fallback_tag(subject);
-    let tagged = name.with_tag(tag.clone());
-    let existing = match client.manifest(&tagged).await {
-        Ok(raw) => Some(raw.bytes.to_vec()),
-        Err(e) if e.not_found() => None,
-        Err(e) => return Err(e.into()),
-    };
+) -> Result<(), PublishError> {
     let mut index = existing;
     for artifact in artifacts {
         let merged = merged_referrers(index.as_deref(), referrer_entry(artifact));
@@ -150,9 +226,9 @@ async fn tag_referrers(
     }
     let body = index.expect("one artifact at least");
     client
-        .push_manifest(&tagged, body.into(), OCI_IMAGE_INDEX_MEDIA_TYPE)
+        .push_manifest(tagged, body.into(), OCI_IMAGE_INDEX_MEDIA_TYPE)
         .await?;
-    Ok(tag.as_str().to_string())
+    Ok(())
 }
 
 /// The annotation of a layout's `index.json` entry that names the SBOM manifests written

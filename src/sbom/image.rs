@@ -290,8 +290,13 @@ async fn layer_findings(
         let cached = lower
             .iter()
             .all(|d| layers::cached(d.digest.hex()).is_some());
-        match (cached, store) {
-            (false, Store::Registry { client, .. }) => {
+        let kept = super::reuse::kept(&dep.descriptor.digest);
+        match (kept, cached, store) {
+            (Some(reused), _, _) => {
+                facts.push(reused.facts);
+                (skip, base) = (dep.layers, reused.base);
+            }
+            (None, false, Store::Registry { client, .. }) => {
                 if let Some(reused) = dependency_sbom(client, dep).await? {
                     facts.push(reused.facts);
                     (skip, base) = (dep.layers, reused.base);
@@ -299,7 +304,7 @@ async fn layer_findings(
                     read_dependency = true;
                 }
             }
-            _ => read_dependency = !cached,
+            (None, cached, _) => read_dependency = !cached,
         }
     }
     // Read side by side: each layer streams from the registry while others are parsed.
@@ -318,8 +323,9 @@ fn layer_descriptors(image: &PlatformImage) -> Result<Vec<Descriptor>, SbomError
         .collect()
 }
 
-/// The SBOM attached to the dependency image `dep`, read back as findings; `None` when it
-/// has none (or one about another image).
+/// The SBOM attached to the dependency image `dep`, read back as findings and kept on this
+/// machine by its digest ([`super::reuse::keep`]: the next build on it asks the registry
+/// nothing); `None` when it has none (or one about another image).
 async fn dependency_sbom(
     client: &RegistryClient,
     dep: &Dependency,
@@ -330,7 +336,11 @@ async fn dependency_sbom(
     };
     // An unreadable document is one to make anew, not a failed SBOM.
     let document: Option<Document> = serde_json::from_slice(&bytes).ok();
-    Ok(document.and_then(|d| super::reuse::reused(&d, &dep.descriptor.digest)))
+    let reused = document.and_then(|d| super::reuse::reused(&d, subject));
+    if reused.is_some() {
+        super::reuse::keep(subject, &bytes);
+    }
+    Ok(reused)
 }
 
 /// What the document of `image` (read as `reading` says) says: its layers' packages, the

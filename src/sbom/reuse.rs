@@ -3,11 +3,20 @@
 //! source layer it just wrote, on any machine, whatever this machine has cached. Each
 //! found package's `sourceInfo` (`found in /PATH`) and purl give back the file and the
 //! package, so the document of the image made from them is the one its layers would give.
+//!
+//! The document is kept on this machine by the dependency image's digest ([`keep`],
+//! [`kept`]; `sbom-layers/images/` in imagespec's cache, beside the layers' findings): a
+//! digest names one image forever, so a rebuild on the same dependency image asks the
+//! registry nothing for it (no referrers lookup, no artifact read).
 
 use super::layers::LayerFacts;
 use super::spdx::{Document, NOASSERTION, SpdxPackage};
 use super::{Ecosystem, IMAGE_ID, Package};
 use crate::oci::{Digest, ImageRef};
+use std::path::PathBuf;
+
+/// A kept document larger than this is not read (a document lists a few thousand packages).
+const KEPT_LIMIT: u64 = 64 << 20;
 
 /// What a dependency image's document gives back: its packages as one layer's findings,
 /// and the base it names (with its digest, when it has one).
@@ -37,6 +46,49 @@ pub fn reused(document: &Document, subject: &Digest) -> Option<Reused> {
         .find(|p| p.spdx_id == "SPDXRef-BaseImage")
         .and_then(base_image);
     Some(Reused { facts, base })
+}
+
+/// Where the document of the image `subject` is kept, when caching is on: named by the
+/// digest's validated file name only.
+fn kept_path(subject: &Digest) -> Option<PathBuf> {
+    let home = crate::source::cache_home_if_enabled()?;
+    let dir = home.join("sbom-layers").join("images");
+    Some(dir.join(format!("{}.spdx.json", subject.file_name())))
+}
+
+/// Keeps `document` (SPDX JSON, the document of the image `subject`) on this machine; best
+/// effort, as a cache is.
+pub fn keep(subject: &Digest, document: &[u8]) {
+    if let Some(path) = kept_path(subject) {
+        write_kept(&path, document);
+    }
+}
+
+fn write_kept(path: &std::path::Path, document: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::write(temp.path(), document)?;
+        temp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    let _ = write();
+}
+
+/// The findings of the document kept for the image `subject`; `None` when none is kept, or
+/// it does not read as that image's.
+pub fn kept(subject: &Digest) -> Option<Reused> {
+    read_kept(&kept_path(subject)?, subject)
+}
+
+fn read_kept(path: &std::path::Path, subject: &Digest) -> Option<Reused> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(KEPT_LIMIT).read_to_end(&mut bytes).ok()?;
+    let document: Document = serde_json::from_slice(&bytes).ok()?;
+    reused(&document, subject)
 }
 
 fn base_image(p: &SpdxPackage) -> Option<super::BaseImage> {
@@ -131,6 +183,22 @@ mod tests {
         let again = contents(&digest, layers::merge(&[back.facts]));
         assert_eq!(document(&again), doc);
         assert_eq!(reused(&doc, &Digest::of_bytes(b"other")), None);
+    }
+
+    #[test]
+    fn a_kept_document_reads_back_for_its_image_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images/x.spdx.json");
+        let digest = Digest::of_bytes(b"deps");
+        let py = Package::new(Ecosystem::Python, "six", "1.16.0");
+        let doc = document(&contents(&digest, vec![("venv/six/METADATA".into(), py)]));
+        assert_eq!(read_kept(&path, &digest), None, "nothing kept yet");
+        write_kept(&path, &serde_json::to_vec(&doc).unwrap());
+        let back = read_kept(&path, &digest).expect("kept");
+        assert_eq!(Some(back), reused(&doc, &digest));
+        assert_eq!(read_kept(&path, &Digest::of_bytes(b"other")), None);
+        std::fs::write(&path, "{").unwrap();
+        assert_eq!(read_kept(&path, &digest), None, "a broken file is a miss");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub const KEEP_NAME_ENV: &str = "IMAGESPEC_DEFAULTS_KEEP_NAME";
 /// hashed fields of flytekit's `ImageSpec`, filled in as if the spec had written them.
 pub const NAME_CHANGING: [&str; 2] = ["base_image", "registry"];
 /// Every key of a `[defaults]` table (`builder_config` and `registry_mirrors` are tables).
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "base_image",
     "registry",
     "builder_config",
@@ -84,6 +84,7 @@ pub const KEYS: [&str; 12] = [
     "buildkit_host",
     "buildkit_tls",
     "sbom",
+    "provenance",
     "jobs",
     "buildkit_hosts",
 ];
@@ -194,6 +195,9 @@ pub struct DefaultValues {
     pub fast_path: Option<Setting<bool>>,
     pub daemonless: Option<Setting<bool>>,
     pub sbom: Option<Setting<bool>>,
+    /// SLSA provenance beside the SBOM (`--provenance`, `IMAGESPEC_NO_PROVENANCE`); no SBOM,
+    /// no provenance.
+    pub provenance: Option<Setting<bool>>,
     /// A remote buildkitd, `tcp://HOST:PORT` or `unix:///PATH` (never part of the name).
     pub buildkit_host: Option<Setting<String>>,
     /// The TLS files for it, taken with the host of the same file.
@@ -266,6 +270,7 @@ impl DefaultValues {
             fast_path: self.fast_path.or(lower.fast_path),
             daemonless: self.daemonless.or(lower.daemonless),
             sbom: self.sbom.or(lower.sbom),
+            provenance: self.provenance.or(lower.provenance),
             // The TLS files go with their host: one file's pair, not a mix.
             buildkit_tls: if self.buildkit_host.is_some()
                 || self.buildkit_hosts.is_some()
@@ -399,6 +404,7 @@ impl Reader {
                 "fast_path" => values.fast_path = Some(self.boolean(node, f)?),
                 "daemonless" => values.daemonless = Some(self.boolean(node, f)?),
                 "sbom" => values.sbom = Some(self.boolean(node, f)?),
+                "provenance" => values.provenance = Some(self.boolean(node, f)?),
                 "buildkit_host" => values.buildkit_host = Some(self.buildkit_host(node, f)?),
                 "buildkit_tls" => values.buildkit_tls = self.buildkit_tls(node, f)?,
                 "buildkit_hosts" => values.buildkit_hosts = Some(self.buildkit_hosts(node, f)?),
@@ -818,6 +824,9 @@ pub fn uses(spec: &NormalizedSpec, overrides: &Overrides) -> Vec<DefaultUse> {
     if let Some(s) = &values.sbom {
         push("sbom", serde_json::json!(s.value), &s.at, None);
     }
+    if let Some(s) = &values.provenance {
+        push("provenance", serde_json::json!(s.value), &s.at, None);
+    }
     if let Some(s) = &values.buildkit_host {
         let by = overrides.buildkit_host.clone();
         push("buildkit_host", serde_json::json!(s.value), &s.at, by);
@@ -871,6 +880,24 @@ mod tests {
             choose(None, None, None, "built-in"),
             ("built-in", Source::BuiltIn)
         );
+    }
+
+    #[test]
+    fn sbom_and_provenance_are_read_merged_and_checked() {
+        let project = parse("[defaults]\nprovenance = false\n");
+        let user = parse("[defaults]\nsbom = true\nprovenance = true\n");
+        assert_eq!(project.provenance.as_ref().map(|s| s.value), Some(false));
+        let merged = project.over(user);
+        assert_eq!(merged.provenance.as_ref().map(|s| s.value), Some(false));
+        assert_eq!(merged.sbom.as_ref().map(|s| s.value), Some(true));
+        assert!(!switch(None, merged.provenance.as_ref()));
+        assert!(switch(Some("false"), merged.provenance.as_ref()));
+        let at = merged.provenance.unwrap().at;
+        assert_eq!(at.file(), Path::new("/r/imagespec.toml"));
+        let refused = error("/r/imagespec.toml", "[defaults]\nprovenance = \"no\"\n");
+        assert!(refused.contains("defaults.provenance"), "{refused}");
+        let unknown = error("/r/imagespec.toml", "[defaults]\nprovenanse = false\n");
+        assert!(unknown.contains("did you mean `provenance`"), "{unknown}");
     }
 
     #[test]

@@ -93,7 +93,10 @@ async fn push_one(
     let step = push_step(&plan.image, "", &assembled, " on the dependency image");
     let publisher = Registry::new(client, &plan.image).metered(progress, "append");
     let pushing = publisher.push(&assembled.image, Reference::Tag, tag_check(job));
-    let pushed = progress.in_step("append", &step, pushing).await;
+    let pushing = progress.in_step("append", &step, pushing);
+    // The SBOM is made of the image value, beside its push, and attached once it is pushed.
+    let image = PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value);
+    let (pushed, sbom) = super::sbom::beside(job, &plan.image, vec![image], pushing).await;
     let pushed = pushed.map_err(|e| published(e, None))?;
     let already = if pushed.uploaded.contains(&assembled.layer_digest) {
         ""
@@ -104,9 +107,7 @@ async fn push_one(
         "pushed {} ({}), {} files, layer {} bytes{already}",
         plan.image, pushed.digest, assembled.files, assembled.layer_size
     ));
-    let images =
-        vec![PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value)];
-    super::sbom::attach(job, &plan.image, super::sbom::Published::Images(images)).await;
+    super::sbom::finish_beside(job, &plan.image, sbom).await;
     Ok(pushed.digest)
 }
 
@@ -122,26 +123,32 @@ async fn push_index(
     let publisher = Registry::new(client, &plan.image).metered(progress, "append");
     let mut index = Index::default();
     super::recorded::annotate(&mut index, &planned.inputs);
-    let mut images = Vec::new();
+    let (mut images, mut assembled) = (Vec::new(), Vec::new());
     for (platform, deps) in platforms.iter().zip(found) {
-        let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
-        let step = push_step(&plan.image, &format!(" for {platform}"), &assembled, "");
-        let pushing = publisher.push(&assembled.image, Reference::Digest, Check::none());
-        let pushed = progress.in_step("append", &step, pushing).await;
-        pushed.map_err(|e| published(e, None))?;
-        index.push_descriptor(platform, assembled.image.descriptor());
-        let image = PlatformImage::of(&assembled.image, Some(platform.clone()));
-        images.push(image.on_dependency(&deps.image, &deps.value));
+        let image = registry_backend::assemble_image(plan, deps, progress).await?;
+        index.push_descriptor(platform, image.image.descriptor());
+        let value = PlatformImage::of(&image.image, Some(platform.clone()));
+        images.push(value.on_dependency(&deps.image, &deps.value));
+        assembled.push((platform, image));
     }
-    let pushing = publisher.push_index(&index, tag_check(job));
-    let digest = pushing.await.map_err(|e| published(e, None))?;
+    let pushing = async {
+        for (platform, assembled) in &assembled {
+            let step = push_step(&plan.image, &format!(" for {platform}"), assembled, "");
+            let pushing = publisher.push(&assembled.image, Reference::Digest, Check::none());
+            progress.in_step("append", &step, pushing).await?;
+        }
+        publisher.push_index(&index, tag_check(job)).await
+    };
+    // The SBOMs are made of the image values, beside their push, and attached once it is done.
+    let (digest, sbom) = super::sbom::beside(job, &plan.image, images, pushing).await;
+    let digest = digest.map_err(|e| published(e, None))?;
     job.info(&format!(
         "pushed {} ({}), an index of {} platforms",
         plan.image,
         digest,
         platforms.len()
     ));
-    super::sbom::attach(job, &plan.image, super::sbom::Published::Images(images)).await;
+    super::sbom::finish_beside(job, &plan.image, sbom).await;
     Ok(digest)
 }
 

@@ -151,8 +151,51 @@ pub(super) async fn attach(job: &Job<'_>, image: &ImageRef, published: Published
         return;
     };
     let work = async {
-        Ok::<_, std::convert::Infallible>(attach_all(job, client, image, published).await)
+        let prepared = prepare(job, client, image, published).await?;
+        finish(job, client, image, prepared).await
     };
+    attach_step(job, image, work).await;
+}
+
+/// What is left of the SBOM once its image is pushed ([`beside`]): its artifacts' manifests
+/// and their listing, or why there is none.
+pub(super) struct Pending(Option<Result<Prepared, SbomFailure>>);
+
+/// Runs `pushing` (the push of `images` as `image`) and, at the same time, what the SBOM
+/// needs only the images for: the documents (the dependency image's SBOM, the layers this
+/// machine wrote) and the upload of the artifacts' blobs. The images' manifests are made
+/// here, so their digests are known before the push; nothing names the artifacts until
+/// [`finish_beside`] pushes their manifests, after the push succeeded.
+pub(super) async fn beside<T>(
+    job: &Job<'_>,
+    image: &ImageRef,
+    images: Vec<PlatformImage>,
+    pushing: impl std::future::Future<Output = T>,
+) -> (T, Pending) {
+    let Some(client) = job.client.filter(|_| job.options.sbom) else {
+        return (pushing.await, Pending(None));
+    };
+    let preparing = prepare(job, client, image, Published::Images(images));
+    let (pushed, prepared) = tokio::join!(pushing, preparing);
+    (pushed, Pending(Some(prepared)))
+}
+
+/// Attaches what [`beside`] prepared, once the image is pushed; a failure is a warning.
+pub(super) async fn finish_beside(job: &Job<'_>, image: &ImageRef, pending: Pending) {
+    let (Some(client), Pending(Some(prepared))) = (job.client, pending) else {
+        return;
+    };
+    let work = async { finish(job, client, image, prepared?).await };
+    attach_step(job, image, work).await;
+}
+
+/// Runs `work` as the step that attaches the SBOM of `image`, and says what it did.
+async fn attach_step(
+    job: &Job<'_>,
+    image: &ImageRef,
+    work: impl std::future::Future<Output = Result<(usize, Vec<Listed>), SbomFailure>>,
+) {
+    let work = async { Ok::<_, std::convert::Infallible>(work.await) };
     let step = format!("attach the SBOM of {image}");
     let Ok(result) = job.progress.in_step("sbom", &step, work).await;
     match result {
@@ -180,12 +223,21 @@ fn reading<'a>(job: &Job<'_>, image: &'a ImageRef, store: Store<'a>) -> Reading<
     }
 }
 
-async fn attach_all(
+/// The documents of each platform image and their artifacts, whose blobs are uploaded.
+pub(super) struct Prepared {
+    documents: Vec<Described>,
+    artifacts: Vec<Vec<Image>>,
+}
+
+/// What needs no manifest of `image` in the registry: the documents, the artifacts made of
+/// them (the provenance's `finishedOn` is when the image was made, before its push), their
+/// blobs uploaded (all platforms' at once).
+async fn prepare(
     job: &Job<'_>,
     client: &RegistryClient,
     image: &ImageRef,
     published: Published<'_>,
-) -> Result<(usize, Vec<Listed>), SbomFailure> {
+) -> Result<Prepared, SbomFailure> {
     let reading = reading(job, image, Store::Registry { client, image });
     let appended = matches!(published, Published::Images(_));
     let documents = match published {
@@ -193,28 +245,60 @@ async fn attach_all(
         Published::Images(images) => sbom_image::documents_of(reading, images).await?,
     };
     let run = invocation(job, appended);
-    let mut listed = Vec::new();
-    let mut packages = 0;
-    for described in &documents {
-        packages += found_packages(&described.document);
-        let artifacts = artifacts_of(job, described, &run);
-        let attached = referrers::attach(client, image, &artifacts).await?;
-        listed.extend(attached.into_iter().map(|a| a.listed).take(1));
-        attach_dependency(job, client, described).await;
-    }
-    Ok((packages, listed))
+    let artifacts: Vec<Vec<Image>> = documents
+        .iter()
+        .map(|described| artifacts_of(job, described, &run))
+        .collect();
+    let uploads = artifacts
+        .iter()
+        .map(|a| referrers::upload(client, image, a));
+    futures_util::future::try_join_all(uploads).await?;
+    Ok(Prepared {
+        documents,
+        artifacts,
+    })
+}
+
+/// The prepared artifacts listed as referrers of their images (all platforms at once), and
+/// beside them the dependency images' own SBOMs when they were made now: the packages
+/// found, and how each platform's artifacts are listed.
+async fn finish(
+    job: &Job<'_>,
+    client: &RegistryClient,
+    image: &ImageRef,
+    prepared: Prepared,
+) -> Result<(usize, Vec<Listed>), SbomFailure> {
+    let lists = (prepared.artifacts.iter()).map(|a| referrers::list(client, image, a));
+    let dependencies = (prepared.documents.iter()).map(|d| attach_dependency(job, client, d));
+    let (listed, _) = tokio::join!(
+        futures_util::future::try_join_all(lists),
+        futures_util::future::join_all(dependencies)
+    );
+    let listed = listed?.into_iter().filter_map(|attached| {
+        let first = attached.into_iter().next();
+        first.map(|a| a.listed)
+    });
+    let packages = prepared
+        .documents
+        .iter()
+        .map(|d| found_packages(&d.document));
+    Ok((packages.sum(), listed.collect()))
 }
 
 /// The dependency image's SBOM (read from its layers now: it had none) attached to it, so
-/// the next fast path on it, on any machine, reads none of its layers; a failure is a
-/// warning.
+/// the next fast path on it, on any machine, reads none of its layers, and kept on this
+/// machine by its digest; a failure is a warning.
 async fn attach_dependency(job: &Job<'_>, client: &RegistryClient, described: &Described) {
     let Some((dependency, document)) = &described.dependency else {
         return;
     };
     let artifacts = [artifact(&dependency.descriptor, document)];
-    if let Err(e) = referrers::attach(client, &dependency.image, &artifacts).await {
-        warn(job, &dependency.image, &SbomFailure::Attach(e));
+    match referrers::attach(client, &dependency.image, &artifacts).await {
+        Ok(_) => {
+            let bytes = serde_json::to_vec(document).expect("a document serialises");
+            crate::sbom::reuse::keep(&dependency.descriptor.digest, &bytes);
+        }
+        Err(e) => warn(job, &dependency.image, &SbomFailure::Attach(e)),
     }
 }
 
