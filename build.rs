@@ -34,7 +34,11 @@ fn from_git() -> Option<String> {
     }
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
     // HEAD and the branch's ref live in different directories in a worktree: ask git.
-    let mut watched = vec!["HEAD".to_string(), "index".to_string(), "packed-refs".into()];
+    let mut watched = vec![
+        "HEAD".to_string(),
+        "index".to_string(),
+        "packed-refs".into(),
+    ];
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watched.push(branch);
     }
@@ -51,6 +55,11 @@ fn from_git() -> Option<String> {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=templates");
     println!("cargo:rerun-if-changed=Cargo.toml");
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty { format!("{commit}-dirty") } else { commit })
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }

@@ -21,7 +21,7 @@ use std::process::Command;
 mod common;
 
 use common::e2e::{
-    DOCKER, NO_DAEMON, Services, missing, output, registry_digest, run_json, services,
+    DOCKER, NO_DAEMON, Services, missing, output, registry_digest, run_id, run_json, services,
 };
 use common::repo;
 
@@ -64,7 +64,9 @@ fn install(dir: &Path, wheel: &Path) -> PathBuf {
 fn readme_example() -> (String, String) {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
     let block = |fence: &str| -> String {
-        let start = readme.find(fence).unwrap_or_else(|| panic!("{fence} in README"));
+        let start = readme
+            .find(fence)
+            .unwrap_or_else(|| panic!("{fence} in README"));
         let body = &readme[start + fence.len()..];
         body[..body.find("```").expect("closing fence")].to_string()
     };
@@ -96,7 +98,11 @@ fn the_wheel_installs_the_binary_and_uv_into_a_fresh_venv() {
     let bin = install(dir.path(), &wheel);
 
     let version = output(Command::new(bin.join("imagespec")).arg("--version"));
-    let head = output(Command::new("git").current_dir(repo()).args(["rev-parse", "HEAD"]));
+    let head = output(
+        Command::new("git")
+            .current_dir(repo())
+            .args(["rev-parse", "HEAD"]),
+    );
     let commit = version
         .trim()
         .strip_prefix(concat!("imagespec ", env!("CARGO_PKG_VERSION"), " ("))
@@ -131,16 +137,19 @@ fn docker_hub_mirror(env: &Services) -> String {
     mirror
 }
 
-/// `imagespec build --json --force` with the venv's binary: the result event's digest.
-fn build(cmd: &mut Command, spec: &str) -> String {
+/// `imagespec build --json --force` with the venv's binary: the result event.
+fn build(cmd: &mut Command, spec: &str) -> Value {
     let mut cmd = assert_cmd::Command::from_std(std::mem::replace(cmd, Command::new("true")));
     let run = run_json(cmd.args(["build", spec, "--json", "--force"]));
     assert!(run.ok(), "the venv's imagespec build failed:\n{}", run.text);
-    let result: &Value = run.result();
+    run.result().clone()
+}
+
+/// The result's pushed digest.
+fn digest(result: &Value) -> &str {
     result["digest"]
         .as_str()
         .unwrap_or_else(|| panic!("no digest in the result: {result}"))
-        .to_string()
 }
 
 fn run_in(image: &str, code: &str) -> String {
@@ -171,8 +180,12 @@ fn the_wheels_imagespec_builds_the_readme_example() {
 
     // As the README has it: apt_packages, so dockerd builds; pushed under the README's name.
     let mut cmd = venv_imagespec(&bin, d, Some(&config));
-    let digest = build(&mut cmd, "hello.toml");
-    assert_eq!(registry_digest(&name), digest, "skopeo sees what was pushed");
+    let built = build(&mut cmd, "hello.toml");
+    assert_eq!(
+        registry_digest(&name),
+        digest(&built),
+        "skopeo sees what was pushed"
+    );
     let said = run_in(
         &name,
         "import os, subprocess, requests, yaml; \
@@ -186,18 +199,40 @@ fn the_wheels_imagespec_builds_the_readme_example() {
         .filter(|l| !l.starts_with("apt_packages"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let python_only = python_only.replace("name = \"hello\"", "name = \"hello-no-daemon\"");
+    // With files to copy: the dependency image (uv's venv) is made here, the files appended.
+    // A new dependency image each run (its env differs), so uv runs rather than a lookup.
+    let python_only = python_only
+        .replace("name = \"hello\"", "name = \"hello-no-daemon\"")
+        .replace(
+            "HF_HOME = \"/tmp/hf\"",
+            &format!("HF_HOME = \"/tmp/hf\", RUN = \"{}\"", run_id()),
+        )
+        + "source_root = \"src\"\nsource_copy_mode = \"all\"\n";
     std::fs::write(d.join("python.toml"), python_only).expect("spec");
-    let image = output(
-        venv_imagespec(&bin, d, Some(&config)).args(["tag", "python.toml"]),
-    );
+    std::fs::create_dir(d.join("src")).expect("src");
+    std::fs::write(
+        d.join("src/hello.py"),
+        "GREETING = 'hello from the wheel'\n",
+    )
+    .expect("src");
+    let image = output(venv_imagespec(&bin, d, Some(&config)).args(["tag", "python.toml"]));
     let image = image.trim();
     let mut cmd = venv_imagespec(&bin, d, Some(&config));
     cmd.env("DOCKER_HOST", NO_DAEMON);
-    let digest = build(&mut cmd, "python.toml");
-    assert_eq!(registry_digest(image), digest, "skopeo sees what was pushed");
-    let said = run_in(image, "import requests, yaml; print(requests.__name__, yaml.__name__)");
-    assert_eq!(said.lines().last(), Some("requests yaml"), "{said}");
+    let built = build(&mut cmd, "python.toml");
+    assert!(
+        built["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("without a daemon (uv)")),
+        "the dependency image was made by uv: {built}"
+    );
+    assert_eq!(
+        registry_digest(image),
+        digest(&built),
+        "skopeo sees what was pushed"
+    );
+    let said = run_in(image, "import requests, yaml, hello; print(hello.GREETING)");
+    assert_eq!(said.lines().last(), Some("hello from the wheel"), "{said}");
     for image in [name.as_str(), image] {
         let _ = Command::new(DOCKER).args(["rmi", image]).output();
     }

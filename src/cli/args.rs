@@ -4,7 +4,12 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// `imagespec --version`: the crate's version and the commit it was built from (build.rs).
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("IMAGESPEC_COMMIT"), ")");
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("IMAGESPEC_COMMIT"),
+    ")"
+);
 
 /// Build container images from a declarative ImageSpec, named exactly as flytekit names them.
 ///

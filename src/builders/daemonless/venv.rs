@@ -50,9 +50,12 @@ pub fn find_uv() -> Result<PathBuf, Fallback> {
     // uv's symlink in ~/.local/bin.
     let exe = std::env::current_exe().ok();
     let path = std::env::var_os("PATH");
-    locate_uv(explicit.map(PathBuf::from), exe.as_deref(), path.as_deref(), |p| {
-        p.is_file()
-    })
+    locate_uv(
+        explicit.map(PathBuf::from),
+        exe.as_deref(),
+        path.as_deref(),
+        |p| p.is_file(),
+    )
 }
 
 /// Where [`find_uv`] looks, in order, given the environment's values; `is_file` is the only
@@ -754,12 +757,19 @@ mod tests {
         // A binary without uv beside it (cargo install): PATH's.
         let bare = bin_with(&["imagespec"]);
         let bare_exe = bare.path().join("imagespec");
-        assert_eq!(find(None, Some(&bare_exe)).unwrap(), elsewhere.path().join("uv"));
+        assert_eq!(
+            find(None, Some(&bare_exe)).unwrap(),
+            elsewhere.path().join("uv")
+        );
         // IMAGESPEC_UV first, and a wrong one is said, not replaced by another uv.
         let chosen = elsewhere.path().join("uv");
         assert_eq!(find(Some(chosen.clone()), Some(&exe)).unwrap(), chosen);
         let wrong = find(Some(venv.path().join("nope")), Some(&exe)).unwrap_err();
-        assert!(wrong.0.contains("IMAGESPEC_UV=") && wrong.0.contains("not a file"), "{}", wrong.0);
+        assert!(
+            wrong.0.contains("IMAGESPEC_UV=") && wrong.0.contains("not a file"),
+            "{}",
+            wrong.0
+        );
         // None anywhere: the reason names what to install.
         let none = locate_uv(None, Some(&bare_exe), None, |p| p.is_file()).unwrap_err();
         assert!(none.0.contains("pipx install imagespec-cli"), "{}", none.0);
