@@ -75,8 +75,8 @@ fn push_step(
     on: &str,
 ) -> String {
     format!(
-        "push {image}{target} ({} files, {}{on})",
-        assembled.files,
+        "push {image}{target} ({}, {}{on})",
+        crate::progress::count(assembled.files, "file"),
         crate::progress::bytes(assembled.layer_size)
     )
 }
@@ -101,8 +101,11 @@ async fn push_one(
         " (already in the registry)"
     };
     job.info(&format!(
-        "pushed {} ({}), {} files, layer {} bytes{already}",
-        plan.image, pushed.digest, assembled.files, assembled.layer_size
+        "pushed {} ({}), {}, a layer of {}{already}",
+        plan.image,
+        pushed.digest,
+        crate::progress::count(assembled.files, "file"),
+        crate::progress::bytes(assembled.layer_size)
     ));
     let images =
         vec![PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value)];
