@@ -66,7 +66,10 @@ cleanup() {
 }
 trap cleanup EXIT
 scripts/e2e/base-images.sh
-# The flytekit plugin's venv with its freshly built wheel (tests/flytekit_plugin.rs).
+# The imagespec-cli wheel, dev profile (reuses this build; tests/wheel.rs installs it into a
+# fresh venv), and uv's wheel beside it in /var/cache/imagespec-wheel.
+scripts/wheel.sh >/dev/null
+# The flytekit plugin's venv with that wheel and the plugin (tests/flytekit_plugin.rs).
 scripts/e2e/plugin.sh --quiet >/dev/null
 # uv on the host for the daemonless dependency builder (tests/e2e_daemonless.rs,
 # tests/e2e_hostile.rs).

@@ -794,6 +794,14 @@ fn the_first_build_script_runs_with_no_services() {
         "{text}"
     );
     assert!(text.contains("hello from your first image"), "{text}");
+    // The summary names the image and the layout's digest; nothing installed when all is here.
+    let summary = &text[text.find("== summary").expect("a summary")..];
+    assert!(summary.contains("digest: sha256:"), "{summary}");
+    assert!(summary.contains("image:  first-image:"), "{summary}");
+    assert!(
+        !text.contains("installs"),
+        "nothing to install, none said:\n{text}"
+    );
 }
 
 /// A project whose `requirements` is a `uv.lock` that the host's uv makes (PyPI): requests

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The flytekit plugin's test environment (idempotent): a venv with flytekit 1.16.31, maturin
-# and pytest (for plugins/flytekit/tests), and the plugin's wheel (carrying the imagespec
-# binary) built from this checkout and installed into it. The wheel is built with cargo's
-# dev profile, so it reuses what `cargo test` compiles. Prints the venv's python.
+# The flytekit plugin's test environment (idempotent): a venv with flytekit 1.16.31 and pytest
+# (for plugins/flytekit/tests), the `imagespec-cli` wheel scripts/wheel.sh builds from this
+# checkout (the binary, and uv, as users get them; cargo's dev profile, so it reuses what
+# `cargo test` compiles) and the plugin (pure Python) installed into it. Prints the venv's
+# python.
 # Usage: scripts/e2e/plugin.sh [--quiet]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,20 +20,24 @@ if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import flytekit, sys;
     log "creating $VENV with $FLYTEKIT"
     rm -rf "$VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "$FLYTEKIT" "maturin>=1.5,<2" "$PYTEST"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$FLYTEKIT" "$PYTEST"
 fi
-"$VENV/bin/python" -c 'import maturin' 2>/dev/null || "$VENV/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2"
 "$VENV/bin/python" -c 'import pytest' 2>/dev/null || "$VENV/bin/pip" install -q --disable-pip-version-check "$PYTEST"
 
-# Rebuild the wheel when the crate or the plugin changed since the installed one.
+# Reinstall when the imagespec-cli wheel or the plugin changed since the installed ones.
+wheel=$(scripts/wheel.sh)
 stamp=$VENV/.imagespec-wheel-stamp
-want=$(git ls-files -s Cargo.toml Cargo.lock src templates plugins/flytekit | sha1sum | cut -d' ' -f1)$(git diff HEAD -- Cargo.toml Cargo.lock src templates plugins/flytekit | sha1sum | cut -d' ' -f1)
+want=$(sha1sum "$wheel" | cut -d' ' -f1)$(git ls-files -s plugins/flytekit | sha1sum | cut -d' ' -f1)$(git diff HEAD -- plugins/flytekit | sha1sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-    log "building the plugin wheel"
-    out=$(mktemp -d)
-    (cd plugins/flytekit && "$VENV/bin/maturin" build --profile dev --quiet --out "$out" --interpreter "$VENV/bin/python") >&2
-    "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$out"/*.whl
-    rm -rf "$out"
+    log "installing $(basename "$wheel") and the plugin"
+    pip=("$VENV/bin/pip" install -q --disable-pip-version-check)
+    # An older plugin wheel carried bin/imagespec itself: removed first, so that its
+    # uninstall cannot take the imagespec-cli wheel's binary with it. Same versions as
+    # installed, new contents: forced, without touching flytekit's dependencies; then once
+    # more with dependencies, for uv (a no-op when it is there).
+    "$VENV/bin/pip" uninstall -q -y flytekitplugins-imagespec imagespec-cli >/dev/null 2>&1 || true
+    "${pip[@]}" --force-reinstall --no-deps "$wheel" ./plugins/flytekit
+    "${pip[@]}" "$wheel" ./plugins/flytekit
     echo "$want" >"$stamp"
 fi
 echo "$VENV/bin/python"

@@ -3,6 +3,14 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// `imagespec --version`: the crate's version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("IMAGESPEC_COMMIT"),
+    ")"
+);
+
 /// Build container images from a declarative ImageSpec, named exactly as flytekit names them.
 ///
 /// Exit codes, for every command: 0 done (the image exists as named, or the answer is yes),
@@ -10,7 +18,7 @@ use std::path::PathBuf;
 /// 3 cannot tell whether the image exists (registry unreachable, stalled, credentials
 /// refused).
 #[derive(Debug, Parser)]
-#[command(name = "imagespec", version, about, long_about, max_term_width = 100)]
+#[command(name = "imagespec", version = VERSION, about, long_about, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -267,6 +267,12 @@ fn report(outcome: &BuildOutcome, print_ref: PrintRef, progress: &Progress) {
     let what = match (outcome.action, outcome.pushed) {
         (Action::Built, true) => "built and pushed",
         (Action::Built, false) => "built",
+        // What ran: a fresh dependency image too, not only the fast path's append.
+        (Action::Appended, _)
+            if outcome.strategy == imagespec::engine::StrategyKind::BuildDependenciesThenAppend =>
+        {
+            "dependency image built and pushed, the source assembled in the registry"
+        }
         (Action::Appended, _) => "assembled in the registry",
         (Action::Written, _) => "written",
         // Already said, in one line, by the build itself.

@@ -343,11 +343,7 @@ impl Refusal {
 }
 
 fn files(n: usize) -> String {
-    if n == 1 {
-        "1 file".into()
-    } else {
-        format!("{n} files")
-    }
+    crate::progress::count(n, "file")
 }
 
 /// " without a daemon (uv)" / " with dockerd (reason)" / " on the remote BuildKit builder

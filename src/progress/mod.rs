@@ -25,7 +25,7 @@ mod plain;
 mod state;
 mod tty;
 
-pub use state::{OUTPUT_STEP, bytes};
+pub use state::{OUTPUT_STEP, bytes, count};
 pub use tty::fit;
 
 use json::JsonEvents;

@@ -267,6 +267,15 @@ fn transfer_text(step: &str, layers: &Layers) -> Option<String> {
     (size > 0).then(|| format!("{verb} {} / {}", bytes(sent), bytes(size)))
 }
 
+/// `n` things, the noun in the plural unless `n` is 1: `1 file`, `3 files`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A byte count in decimal units with one decimal, as registries and `docker images`
 /// count: `532 B`, `45.2 MB`.
 pub fn bytes(n: u64) -> String {
@@ -286,6 +295,13 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_say_one_thing_and_several_things() {
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(1000, "file"), "1000 files");
+    }
 
     #[test]
     fn bytes_are_decimal_with_one_decimal() {

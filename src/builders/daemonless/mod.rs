@@ -145,9 +145,12 @@ async fn read_base_image(
     image: &ImageRef,
     platform: &Platform,
 ) -> Result<(Digest, oci_client::manifest::OciImageManifest, Image), DaemonlessError> {
+    // What to do comes before the cause, which can be long (a resolver's or TLS error).
     let unreadable = |e: &dyn std::fmt::Display| {
         Fallback(format!(
-            "the base image {image} cannot be read from its registry ({e})"
+            "the base image {image} cannot be read from its registry: read it through a \
+             mirror (`[defaults.registry_mirrors]` in the defaults file, docs/defaults.md) or \
+             name a base a reachable registry has (`base_image`); the cause: {e}"
         ))
     };
     let (raw, manifest) = client

@@ -21,7 +21,8 @@
 //! project venv (no system site-packages, uv sync's prompt), the locked set from `uv export
 //! --locked` installed as it is, wheels only and hash-checked; [`super::uvlock`] says how.
 //!
-//! uv is the PyPI wheel's binary: `IMAGESPEC_UV`, else `uv` on `PATH`. uv's cache is
+//! uv is the PyPI wheel's binary: `IMAGESPEC_UV`, else the `uv` beside the running
+//! `imagespec` (the `imagespec-cli` wheel brings it), else `uv` on `PATH`. uv's cache is
 //! `UV_CACHE_DIR`, else `uv/` in the imagespec cache dir, so a second build downloads
 //! nothing. uv does not use the system's CA store by default: it gets `UV_NATIVE_TLS=1`
 //! (or `SSL_CERT_FILE` = `--ca-bundle`). `UV_*` settings and uv config files of this
@@ -40,11 +41,33 @@ pub const UV_ENV: &str = "IMAGESPEC_UV";
 /// The venv's place in the image.
 pub const VENV: &str = "/root/.venv";
 
-/// The uv binary: `IMAGESPEC_UV`, else `uv` on `PATH`.
+/// The uv binary: `IMAGESPEC_UV`, else the `uv` beside the running `imagespec` (the
+/// `imagespec-cli` wheel depends on PyPI's `uv` wheel, so pip, pipx and `uv tool install`
+/// put both in one venv's `bin/`), else `uv` on `PATH`.
 pub fn find_uv() -> Result<PathBuf, Fallback> {
-    if let Some(path) = std::env::var_os(UV_ENV).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
+    let explicit = std::env::var_os(UV_ENV).filter(|p| !p.is_empty());
+    // /proc/self/exe: the venv's own binary, also when PATH reaches it through pipx's or
+    // uv's symlink in ~/.local/bin.
+    let exe = std::env::current_exe().ok();
+    let path = std::env::var_os("PATH");
+    locate_uv(
+        explicit.map(PathBuf::from),
+        exe.as_deref(),
+        path.as_deref(),
+        |p| p.is_file(),
+    )
+}
+
+/// Where [`find_uv`] looks, in order, given the environment's values; `is_file` is the only
+/// look at the disk.
+fn locate_uv(
+    explicit: Option<PathBuf>,
+    exe: Option<&Path>,
+    path: Option<&std::ffi::OsStr>,
+    is_file: impl Fn(&Path) -> bool,
+) -> Result<PathBuf, Fallback> {
+    if let Some(path) = explicit {
+        return if is_file(&path) {
             Ok(path)
         } else {
             Err(Fallback(format!(
@@ -53,14 +76,16 @@ pub fn find_uv() -> Result<PathBuf, Fallback> {
             )))
         };
     }
-    std::env::var_os("PATH")
+    let beside = exe.and_then(Path::parent).map(Path::to_path_buf);
+    let on_path = path.map(|p| std::env::split_paths(p).collect::<Vec<_>>());
+    beside
         .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(on_path.into_iter().flatten())
         .map(|dir| dir.join("uv"))
-        .find(|p| p.is_file())
+        .find(|p| is_file(p))
         .ok_or_else(|| {
             Fallback(format!(
-                "no uv on this machine (`pipx install uv` or `uv` from https://docs.astral.sh/uv, or set {UV_ENV} to its binary)"
+                "no uv on this machine (`pipx install imagespec-cli` brings it, or `pipx install uv`, or set {UV_ENV} to its binary)"
             ))
         })
 }
@@ -708,6 +733,47 @@ fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `bin/` with the files named, as a wheel's install leaves it.
+    fn bin_with(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for f in files {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn uv_is_found_beside_the_binary_before_path_and_after_the_variable() {
+        let venv = bin_with(&["imagespec", "uv"]);
+        let elsewhere = bin_with(&["uv"]);
+        let exe = venv.path().join("imagespec");
+        let path = std::env::join_paths([elsewhere.path()]).unwrap();
+        let find = |explicit: Option<PathBuf>, exe: Option<&Path>| {
+            locate_uv(explicit, exe, Some(&path), |p| p.is_file())
+        };
+        // The wheel's venv: its own uv, not the one PATH finds first.
+        assert_eq!(find(None, Some(&exe)).unwrap(), venv.path().join("uv"));
+        // A binary without uv beside it (cargo install): PATH's.
+        let bare = bin_with(&["imagespec"]);
+        let bare_exe = bare.path().join("imagespec");
+        assert_eq!(
+            find(None, Some(&bare_exe)).unwrap(),
+            elsewhere.path().join("uv")
+        );
+        // IMAGESPEC_UV first, and a wrong one is said, not replaced by another uv.
+        let chosen = elsewhere.path().join("uv");
+        assert_eq!(find(Some(chosen.clone()), Some(&exe)).unwrap(), chosen);
+        let wrong = find(Some(venv.path().join("nope")), Some(&exe)).unwrap_err();
+        assert!(
+            wrong.0.contains("IMAGESPEC_UV=") && wrong.0.contains("not a file"),
+            "{}",
+            wrong.0
+        );
+        // None anywhere: the reason names what to install.
+        let none = locate_uv(None, Some(&bare_exe), None, |p| p.is_file()).unwrap_err();
+        assert!(none.0.contains("pipx install imagespec-cli"), "{}", none.0);
+    }
 
     #[test]
     fn the_platform_tag_follows_the_base_glibc() {

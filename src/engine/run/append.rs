@@ -75,8 +75,8 @@ fn push_step(
     on: &str,
 ) -> String {
     format!(
-        "push {image}{target} ({} files, {}{on})",
-        assembled.files,
+        "push {image}{target} ({}, {}{on})",
+        crate::progress::count(assembled.files, "file"),
         crate::progress::bytes(assembled.layer_size)
     )
 }
@@ -104,8 +104,11 @@ async fn push_one(
         " (already in the registry)"
     };
     job.info(&format!(
-        "pushed {} ({}), {} files, layer {} bytes{already}",
-        plan.image, pushed.digest, assembled.files, assembled.layer_size
+        "pushed {} ({}), {}, a layer of {}{already}",
+        plan.image,
+        pushed.digest,
+        crate::progress::count(assembled.files, "file"),
+        crate::progress::bytes(assembled.layer_size)
     ));
     super::sbom::finish_beside(job, &plan.image, sbom).await;
     Ok(pushed.digest)

@@ -104,8 +104,8 @@ async fn write_output_local(
                 source: crate::publish::layout::LayoutError::Io {
                     path: std::path::PathBuf::from(plan.image.to_string()),
                     source: std::io::Error::other(format!(
-                        "the dependencies cannot be installed without a daemon ({why}), and \
-                         with no `registry` there is nowhere to keep a dependency image \
+                        "{why}; so the dependencies cannot be installed without a daemon, \
+                         and with no `registry` there is nowhere to keep a dependency image \
                          dockerd would build"
                     )),
                 },

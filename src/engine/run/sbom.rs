@@ -331,7 +331,10 @@ pub(super) async fn write_into(job: &Job<'_>, target: &OutputTarget, digest: &Di
         Ok::<_, SbomFailure>(documents.len())
     };
     match written.await {
-        Ok(n) => job.info(&format!("wrote {n} SBOM(s) of {image} into {target}")),
+        Ok(n) => job.info(&format!(
+            "wrote {} of {image} into {target}",
+            crate::progress::count(n, "SBOM")
+        )),
         Err(e) => warn(job, image, &e),
     }
 }
