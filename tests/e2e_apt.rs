@@ -123,23 +123,59 @@ fn apt_packages_without_a_daemon_install_what_apt_get_installs() {
     }
 }
 
+/// `imagespec plan --json spec.toml` in `proj` with no daemon: the image's plan.
+fn plan(proj: &Path, uv: &Path) -> serde_json::Value {
+    let mut cmd = imagespec_in(proj);
+    cmd.env("IMAGESPEC_UV", uv)
+        .env_remove("IMAGESPEC_NO_DAEMONLESS")
+        .env("DOCKER_HOST", NO_DAEMON);
+    let run = run_json(cmd.args(["plan", "--json", "spec.toml"]));
+    assert!(run.ok(), "{}", run.text);
+    run.events.last().cloned().expect("a plan")
+}
+
 /// Issue 24: a package whose maintainer scripts must run (sudo's postinst) is left to
-/// dockerd, with the package and the command named in the reason.
+/// dockerd, decided before the build: `plan` names the package and the command, and the
+/// build does what the plan said (no daemonless attempt that falls back on the way).
 #[test]
 fn a_package_whose_scripts_must_run_falls_back_naming_it() {
     let Some((env, uv)) = services() else { return };
     let proj = project(&env, &format!("h-apt-fallback-{}", run_id()), r#"["sudo"]"#);
+    let planned = plan(proj.path(), &uv);
+    assert_eq!(planned["dependency_builder"], "docker", "{planned}");
+    let reason = planned["dependency_builder_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with("apt package sudo: its postinst runs `"),
+        "{planned}"
+    );
     let (ok, _, log) = build(proj.path(), &uv, false, &[]);
     assert!(!ok, "no daemon to fall back to: {log}");
-    assert!(log.contains("apt package sudo's postinst runs `"), "{log}");
+    assert!(
+        log.contains("apt package sudo: its postinst runs `"),
+        "{log}"
+    );
     let (ok, _, log) = build(proj.path(), &uv, true, &[]);
     assert!(ok, "{log}");
     assert!(
-        log.contains(
-            "cannot build the dependency image without a daemon (apt package sudo's postinst runs `"
-        ) && log.contains("building it with dockerd"),
-        "{log}"
+        log.contains("with dockerd (apt package sudo: its postinst runs `")
+            && !log.contains("cannot build the dependency image without a daemon"),
+        "decided once, before the build: {log}"
     );
+}
+
+/// Issue 24: the plan of a package set laid down without a daemon says so.
+#[test]
+fn plan_says_git_curl_and_jq_are_laid_down_without_a_daemon() {
+    let Some((env, uv)) = services() else { return };
+    let proj = project(
+        &env,
+        &format!("h-apt-plan-{}", run_id()),
+        r#"["git", "curl", "jq"]"#,
+    );
+    let planned = plan(proj.path(), &uv);
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
 }
 
 /// Issue 24: for two platforms each gets its own architecture's packages, with no

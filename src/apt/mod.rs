@@ -6,7 +6,8 @@
 //! The pieces, each pure but [`fetch`]: [`deb822`] control paragraphs, [`version`]
 //! (dpkg's ordering), [`relation`] (`Depends` fields), [`sources`] (the base's apt sources
 //! and os-release), [`release`] (a suite's `InRelease` and its SHA256 list), [`resolve`]
-//! (the package set apt would add), [`scripts`] (the maintainer-script rule: which
+//! (the package set apt would add), [`facts`] (what the decision reads: the packages
+//! and what their scripts need), [`scripts`] (the maintainer-script rule: which
 //! packages can be laid down without running their scripts), [`deb`] (a `.deb`'s control
 //! files and data, and the dpkg database entries it gets), [`fetch`] (indexes and `.deb`s
 //! over HTTP, bounded, checked against the hashes, cached on this machine by hash).
@@ -22,6 +23,7 @@
 
 pub mod deb;
 pub mod deb822;
+pub mod facts;
 pub mod fetch;
 pub mod relation;
 pub mod release;

@@ -2,30 +2,32 @@
 //! ([`crate::apt`]): the base's sources and dpkg status read from its tree, the package set
 //! resolved against the mirror's indexes for the platform's own architecture (no
 //! emulation), every chosen package's maintainer scripts checked against the rule of
-//! [`crate::apt::scripts`], then two layers: the packages' files, and the dpkg database
-//! (`status`, `info/`). A base that is not Debian-like, a package set apt would resolve
-//! otherwise, or a package whose scripts must run is a [`Fallback`] naming why.
+//! [`crate::apt::scripts`] ([`prepare`], before the decision: its [`AptFacts`] say whether
+//! the step is laid down here), then two layers ([`layers`], at the build): the packages'
+//! files, and the dpkg database (`status`, `info/`). A base that is not Debian-like, a
+//! package set apt would resolve otherwise, or a package whose scripts must run is left to
+//! dockerd by the decision, naming why.
 
 use super::base::{BaseTree, Kind};
 use super::{DaemonlessError, Fallback};
+use crate::apt::facts::{self, AptFacts, PackageFacts};
 use crate::apt::{deb, deb822, fetch, resolve, scripts, sources};
 use crate::oci::Platform;
 use crate::progress::Progress;
 use crate::source::layer::{Attrs, Layer, LayerWriter};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// The apt layers of `deps` (none without `apt_packages`), to go below the user and venv
-/// layers, each with the Dockerfile step's history line.
+/// The apt layers of `prepared` (none without one), to go below the user and venv layers,
+/// each with the Dockerfile step's history line.
 pub async fn new_layers(
-    tree: &BaseTree,
-    platform: &Platform,
+    prepared: Option<&Prepared>,
     deps: &crate::plan::BuildPlan,
-    progress: &Progress,
 ) -> Result<Vec<crate::oci::image::NewLayer>, DaemonlessError> {
-    if deps.apt_packages.is_empty() {
+    let Some(prepared) = prepared else {
         return Ok(Vec::new());
-    }
-    let made = layers(tree, platform, &deps.apt_packages, progress).await?;
+    };
+    let made = layers(prepared).await?;
     made.into_iter()
         .map(|layer| {
             let ready = super::image::Ready {
@@ -145,15 +147,83 @@ fn apt_dirs(tree: &BaseTree, passwd: Option<&str>) -> Vec<(String, Attrs)> {
     apt_dirs
 }
 
-/// The packages `names` add for `platform`, each with its `.deb` on this machine and its
-/// control files, every one checked by the maintainer-script rule.
-async fn chosen_debs(
+/// One platform's apt step worked out before the build, so that the decision is made once
+/// ([`crate::engine::decide`], `imagespec plan` shows it): the [`AptFacts`] the decision
+/// reads and, when the packages were resolved, what writing their layers needs (the base's
+/// apt files, each chosen `.deb` on this machine with its control files). Cheap to clone.
+#[derive(Clone)]
+pub struct Prepared {
+    pub platform: Platform,
+    pub facts: AptFacts,
+    chosen: Option<Arc<Chosen>>,
+    /// The error behind [`AptFacts::Failed`], kept for the build to report.
+    error: Option<Arc<DaemonlessError>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("platform", &self.platform)
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What writing the layers of a resolved package set needs.
+struct Chosen {
+    base: BaseApt,
+    debs: Vec<(PathBuf, deb::ControlFiles)>,
+    dir_links: Vec<(String, String)>,
+    /// Holds the `.deb`s' directory (a temporary one without a cache).
+    _fetcher: fetch::Fetcher,
+}
+
+/// The apt step of `names` on `tree` for `platform`, worked out: resolved, fetched, every
+/// package's scripts read. What makes it dockerd's is [`AptFacts::Unavailable`] (or a
+/// package's script facts); an error to report is [`AptFacts::Failed`].
+pub async fn prepare(
     tree: &BaseTree,
-    base: &BaseApt,
     platform: &Platform,
     names: &[String],
     progress: &Progress,
-) -> Result<(fetch::Fetcher, Vec<(PathBuf, deb::ControlFiles)>), DaemonlessError> {
+) -> Prepared {
+    match resolve_and_fetch(tree, platform, names, progress).await {
+        Ok((packages, chosen)) => Prepared {
+            platform: platform.clone(),
+            facts: AptFacts::Resolved(packages),
+            chosen: Some(Arc::new(chosen)),
+            error: None,
+        },
+        Err(e) => Prepared::not_resolved(platform, e),
+    }
+}
+
+impl Prepared {
+    /// A step that could not be worked out: a [`Fallback`] is [`AptFacts::Unavailable`]
+    /// (dockerd builds it), any other error [`AptFacts::Failed`] (reported).
+    pub fn not_resolved(platform: &Platform, e: DaemonlessError) -> Prepared {
+        let (facts, error) = match e {
+            DaemonlessError::Fallback(why) => (AptFacts::Unavailable(why.0), None),
+            e => (AptFacts::Failed(e.to_string()), Some(Arc::new(e))),
+        };
+        Prepared {
+            platform: platform.clone(),
+            facts,
+            chosen: None,
+            error,
+        }
+    }
+}
+
+/// The packages `names` add for `platform`, each with its `.deb` on this machine, its
+/// control files and what its scripts need.
+async fn resolve_and_fetch(
+    tree: &BaseTree,
+    platform: &Platform,
+    names: &[String],
+    progress: &Progress,
+) -> Result<(Vec<PackageFacts>, Chosen), DaemonlessError> {
+    let base = read_base(tree)?;
     let arch = sources::dpkg_arch(platform)
         .ok_or_else(|| fallback(format!("Debian has no architecture for {platform}")))?;
     let fetcher = fetch::Fetcher::new(
@@ -172,60 +242,77 @@ async fn chosen_debs(
     let chosen = resolve::resolve(&universe, &installed, names).map_err(fallback)?;
     let step = format!("{} .debs for {arch}", chosen.len());
     let fetching = async {
-        let mut debs = Vec::new();
+        let (mut debs, mut facts) = (Vec::new(), Vec::new());
         for package in &chosen {
             let path = fetcher.deb(package).await.map_err(fallback)?;
             let control = deb::read_control(std::fs::File::open(&path).map_err(fallback)?)
                 .map_err(fallback)?;
-            let files = control
-                .files
-                .iter()
-                .map(|(k, v)| (k.as_str(), std::str::from_utf8(v).unwrap_or("\u{0}")));
-            let effects = scripts::effects(package.name(), files).map_err(fallback)?;
-            for name in &effects.removed_alternatives {
-                if tree
-                    .node(&format!("var/lib/dpkg/alternatives/{name}"))
-                    .is_some()
-                {
-                    return Err(fallback(format!(
-                        "apt package {}'s postinst removes the base's alternative {name}",
-                        package.name()
-                    )));
-                }
-            }
-            if let Some(alt) = effects.alternatives.first() {
-                return Err(fallback(format!(
-                    "apt package {}'s alternative {} is not laid down without a daemon yet",
-                    package.name(),
-                    alt.name
-                )));
-            }
+            facts.push(package_facts(tree, package, &control));
             debs.push((path, control));
         }
-        Ok::<_, DaemonlessError>(debs)
+        Ok::<_, DaemonlessError>((debs, facts))
     };
-    let debs = progress.in_step("apt", &step, fetching).await?;
-    Ok((fetcher, debs))
+    let (debs, facts) = progress.in_step("apt", &step, fetching).await?;
+    let chosen = Chosen {
+        base,
+        debs,
+        dir_links: directory_links(tree),
+        _fetcher: fetcher,
+    };
+    Ok((facts, chosen))
 }
 
-/// The two apt layers of `names` on `tree` for `platform`: the files, the dpkg database.
-pub async fn layers(
+/// What `package`'s scripts need on `tree` ([`scripts::effects`]).
+fn package_facts(
     tree: &BaseTree,
-    platform: &Platform,
-    names: &[String],
-    progress: &Progress,
-) -> Result<Vec<Layer>, DaemonlessError> {
-    let base = read_base(tree)?;
-    // The fetcher holds the .debs' directory (a temporary one without a cache).
-    let (fetcher, debs) = chosen_debs(tree, &base, platform, names, progress).await?;
-    let dir_links = directory_links(tree);
-    let writing = tokio::task::spawn_blocking(move || write(&base, &debs, &dir_links));
-    let written = writing.await.map_err(|e| DaemonlessError::Io {
+    package: &resolve::Available,
+    control: &deb::ControlFiles,
+) -> PackageFacts {
+    let files = control
+        .files
+        .iter()
+        .map(|(k, v)| (k.as_str(), std::str::from_utf8(v).unwrap_or("\u{0}")));
+    let scripts = scripts::effects(package.name(), files);
+    let removes_base_alternative = scripts.as_ref().ok().and_then(|effects| {
+        effects
+            .removed_alternatives
+            .iter()
+            .find(|name| {
+                tree.node(&format!("var/lib/dpkg/alternatives/{name}"))
+                    .is_some()
+            })
+            .cloned()
+    });
+    PackageFacts {
+        name: package.name().to_string(),
+        version: package.version().to_string(),
+        scripts,
+        removes_base_alternative,
+    }
+}
+
+/// The two apt layers of a prepared step: the files, the dpkg database. A step the
+/// decision left to dockerd is a [`Fallback`] (the engine does not build it this way).
+pub async fn layers(prepared: &Prepared) -> Result<Vec<Layer>, DaemonlessError> {
+    if let Some(e) = &prepared.error {
+        return Err(DaemonlessError::Apt(e.clone()));
+    }
+    let chosen = match (&prepared.facts, &prepared.chosen) {
+        (AptFacts::Resolved(packages), Some(chosen)) => match facts::blocker(packages) {
+            Some((package, why)) => {
+                return Err(fallback(format!("apt package {package}: {why}")));
+            }
+            None => chosen.clone(),
+        },
+        (AptFacts::Unavailable(why) | AptFacts::Failed(why), _) => return Err(fallback(why)),
+        (AptFacts::Resolved(_), None) => return Err(fallback("the apt step was not prepared")),
+    };
+    let writing =
+        tokio::task::spawn_blocking(move || write(&chosen.base, &chosen.debs, &chosen.dir_links));
+    writing.await.map_err(|e| DaemonlessError::Io {
         context: "writing the apt layers".into(),
         source: std::io::Error::other(e.to_string()),
-    })?;
-    drop(fetcher);
-    written
+    })?
 }
 
 /// The base's top directories that are symlinks to directories (`bin` → `usr/bin`).
