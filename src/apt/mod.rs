@@ -16,10 +16,12 @@
 //! async-std, rPGP, an older reqwest and S3 clients into the build for the few hundred
 //! lines used here; the `.deb` container is read with `ar` and `xz2` (dpkg's own liblzma).
 //!
-//! Trust: every `Packages` index is checked against the suite's `InRelease` SHA256 list and
-//! every `.deb` against its index's SHA256. Left: the `InRelease` OpenPGP signature is not
-//! verified against the base's keyrings (`Signed-By`), and `data.tar.zst` (Ubuntu's
-//! `.deb`s since 21.10) is not read — such a base falls back to dockerd.
+//! Trust: every `InRelease` must verify with the keys the base trusts for its source
+//! ([`signature`]: `signed-by`, else apt's default keyrings; a bad or missing signature is
+//! an error naming the file, never a fallback), every `Packages` index is checked against
+//! its signed SHA256 list and every `.deb` against its index's SHA256. Left:
+//! `data.tar.zst` (Ubuntu's `.deb`s since 21.10) is not read — such a base falls back to
+//! dockerd.
 
 pub mod deb;
 pub mod deb822;
@@ -29,5 +31,6 @@ pub mod relation;
 pub mod release;
 pub mod resolve;
 pub mod scripts;
+pub mod signature;
 pub mod sources;
 pub mod version;

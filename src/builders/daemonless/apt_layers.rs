@@ -11,6 +11,7 @@
 use super::base::{BaseTree, Kind};
 use super::{DaemonlessError, Fallback};
 use crate::apt::facts::{self, AptFacts, PackageFacts};
+use crate::apt::signature::KeyringFile;
 use crate::apt::{deb, deb822, fetch, resolve, scripts, sources};
 use crate::oci::Platform;
 use crate::progress::Progress;
@@ -55,7 +56,8 @@ fn fallback(e: impl std::fmt::Display) -> DaemonlessError {
 
 /// What the apt step reads from the base: its sources and installed packages.
 struct BaseApt {
-    sources: Vec<sources::Source>,
+    /// Each source with the keyrings its `InRelease` must verify with.
+    sources: Vec<(sources::Source, Vec<KeyringFile>)>,
     status: String,
     /// The directories `apt-get update` makes that the base lacks (`/var/log/apt`,
     /// `/var/lib/apt/lists/partial`, owned by `_apt`), with their parents.
@@ -90,6 +92,13 @@ fn read_base(tree: &BaseTree) -> Result<BaseApt, DaemonlessError> {
     if sources.is_empty() {
         return Err(fallback("the base image has no apt sources"));
     }
+    let sources = sources
+        .into_iter()
+        .map(|source| {
+            let keys = keyrings(tree, &source)?;
+            Ok((source, keys))
+        })
+        .collect::<Result<_, DaemonlessError>>()?;
     let status = text("var/lib/dpkg/status")
         .ok_or_else(|| fallback("the base image has no /var/lib/dpkg/status"))?;
     let apt_dirs = apt_dirs(tree, text("etc/passwd").as_deref());
@@ -98,6 +107,60 @@ fn read_base(tree: &BaseTree) -> Result<BaseApt, DaemonlessError> {
         status,
         apt_dirs,
     })
+}
+
+/// The keyrings `source`'s `InRelease` must verify with, as apt-secure(8) picks them: those
+/// its `signed-by` names (files, or a key block written in the paragraph), else apt's
+/// default ones (`/etc/apt/trusted.gpg`, `/etc/apt/trusted.gpg.d/*.gpg|*.asc`). A keyring
+/// named but absent is left out (no key then is the signature check's error);
+/// fingerprints in `signed-by` are not read (dockerd's apt does).
+fn keyrings(
+    tree: &BaseTree,
+    source: &sources::Source,
+) -> Result<Vec<KeyringFile>, DaemonlessError> {
+    let file = |path: &str| {
+        let at = path.trim_start_matches('/');
+        let resolved = tree.resolve(at).map_or(at.to_string(), |(p, _)| p);
+        tree.content(&resolved).map(|bytes| KeyringFile {
+            path: format!("/{at}"),
+            bytes: bytes.to_vec(),
+        })
+    };
+    let Some(signed_by) = &source.signed_by else {
+        let mut found: Vec<KeyringFile> = file("etc/apt/trusted.gpg").into_iter().collect();
+        for (path, node) in tree.below("etc/apt/trusted.gpg.d") {
+            if node.kind != Kind::Symlink && node.kind != Kind::File {
+                continue;
+            }
+            if path.ends_with(".gpg") || path.ends_with(".asc") {
+                found.extend(file(path));
+            }
+        }
+        return Ok(found);
+    };
+    if signed_by.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+        // A deb822 field's continuation lines, a lone `.` standing for an empty line.
+        let block: Vec<&str> = signed_by
+            .lines()
+            .map(str::trim)
+            .map(|l| if l == "." { "" } else { l })
+            .collect();
+        return Ok(vec![KeyringFile {
+            path: format!("the Signed-By key block of {}", source.uri),
+            bytes: block.join("\n").into_bytes(),
+        }]);
+    }
+    let mut found = Vec::new();
+    for entry in signed_by.split([',', ' ', '\n']).filter(|e| !e.is_empty()) {
+        if !entry.starts_with('/') {
+            return Err(fallback(format!(
+                "the apt source {} is signed-by a key fingerprint ({entry}), which is not read                  without a daemon",
+                source.uri
+            )));
+        }
+        found.extend(file(entry));
+    }
+    Ok(found)
 }
 
 /// The directories `apt-get update` leaves that `tree` lacks (`/var/log/apt`,
@@ -236,7 +299,11 @@ async fn resolve_and_fetch(
     let universe = progress
         .in_step("apt", &step, fetcher.universe(&base.sources, arch))
         .await
-        .map_err(fallback)?;
+        .map_err(|e| match e {
+            // A bad or missing signature is an error, never a fallback.
+            fetch::FetchError::Signature(e) => DaemonlessError::AptSignature(e),
+            e => fallback(e),
+        })?;
     let status = deb822::parse(&base.status).map_err(fallback)?;
     let installed = resolve::installed(&status);
     let chosen = resolve::resolve(&universe, &installed, names).map_err(fallback)?;
@@ -427,14 +494,64 @@ mod tests {
                 "Package: libc6\nStatus: install ok installed\nVersion: 2.36\n",
             ),
             ("var/log", 'd', ""),
+            (
+                "etc/apt/trusted.gpg.d/debian.asc",
+                'f',
+                "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            ),
+            ("etc/apt/trusted.gpg.d/README", 'f', "not a keyring"),
         ])
+    }
+
+    #[test]
+    fn signed_by_names_the_keyrings_else_apts_defaults() {
+        let base = tree(&[
+            ("usr/share/keyrings/debian-archive-keyring.gpg", 'f', "keys"),
+            ("etc/apt/trusted.gpg.d/other.gpg", 'f', "other"),
+        ]);
+        let source = |signed_by: Option<&str>| sources::Source {
+            uri: "http://deb.debian.org/debian".into(),
+            suite: "bookworm".into(),
+            components: vec!["main".into()],
+            architectures: Vec::new(),
+            signed_by: signed_by.map(String::from),
+        };
+        let paths = |s| -> Vec<String> {
+            keyrings(&base, &source(s))
+                .unwrap()
+                .into_iter()
+                .map(|k| k.path)
+                .collect()
+        };
+        assert_eq!(
+            paths(Some("/usr/share/keyrings/debian-archive-keyring.gpg")),
+            ["/usr/share/keyrings/debian-archive-keyring.gpg"]
+        );
+        assert_eq!(paths(None), ["/etc/apt/trusted.gpg.d/other.gpg"]);
+        assert!(paths(Some("/usr/share/keyrings/absent.gpg")).is_empty());
+        let inline = "\n-----BEGIN PGP PUBLIC KEY BLOCK-----\n.\nmQINBGP\n-----END PGP PUBLIC KEY BLOCK-----";
+        let block = keyrings(&base, &source(Some(inline))).unwrap();
+        assert!(
+            String::from_utf8_lossy(&block[0].bytes)
+                .starts_with("\n-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBGP")
+        );
+        assert!(matches!(
+            keyrings(&base, &source(Some("0123ABCD"))),
+            Err(DaemonlessError::Fallback(_))
+        ));
     }
 
     #[test]
     fn a_debian_base_is_read_with_its_links_and_missing_apt_directories() {
         let base = debian();
         let read = read_base(&base).unwrap();
-        assert_eq!(read.sources[0].uri, "http://deb.debian.org/debian");
+        assert_eq!(read.sources[0].0.uri, "http://deb.debian.org/debian");
+        let keys: Vec<_> = read.sources[0].1.iter().map(|k| k.path.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["/etc/apt/trusted.gpg.d/debian.asc"],
+            "apt's default keyrings"
+        );
         assert!(read.status.starts_with("Package: libc6"));
         assert_eq!(
             directory_links(&base),

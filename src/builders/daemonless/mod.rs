@@ -85,6 +85,9 @@ pub enum DaemonlessError {
     /// before the decision, reported by the build).
     #[error(transparent)]
     Apt(std::sync::Arc<DaemonlessError>),
+    /// A suite's `InRelease` whose signature does not verify with the base's keys.
+    #[error(transparent)]
+    AptSignature(#[from] crate::apt::signature::SignatureError),
 }
 
 impl From<venv::InstallError> for DaemonlessError {
@@ -203,7 +206,7 @@ async fn read_base(
     let config = value.config();
     let cached = cache_dir().map(|d| {
         d.join(BASES_DIR)
-            .join(format!("{}.v2.json", digest.file_name()))
+            .join(format!("{}.v3.json", digest.file_name()))
     });
     let cached_tree = cached
         .as_ref()
