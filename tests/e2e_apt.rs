@@ -12,7 +12,8 @@ use std::process::Command as Process;
 mod common;
 
 use common::e2e::{
-    DOCKER, NO_DAEMON, Services, imagespec_in, inspect_json, output, run_id, run_json, write_spec,
+    DOCKER, NO_DAEMON, Services, image_snapshot, imagespec_in, inspect_json, output, run_id,
+    run_json, tree_difference, write_spec,
 };
 
 /// The harness's services and uv, or `None`.
@@ -72,12 +73,66 @@ fn project(env: &Services, name: &str, apt: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The programs run; a compiled library newly installed (libjq) is loaded and called from
+/// Python's ctypes, and the dynamic linker resolves jq's and curl's libraries.
 const CHECK: &str = r#"set -e
 git --version
 curl --version | head -1
 jq --version
 python -c 'import six; print("six", six.PY3)'
+python -c 'import ctypes; jq = ctypes.CDLL("libjq.so.1"); jq.jq_init.restype = ctypes.c_void_p; print("libjq", bool(jq.jq_init()))'
+! ldd /usr/bin/jq /usr/bin/curl | grep 'not found'
 "#;
+
+/// What the two images may differ in, each line of `image_snapshot` by its path:
+/// - what apt and dpkg leave as they run, which the daemonless step does not run:
+///   `/var/log` (dpkg.log, apt's history and term logs, alternatives.log), `/var/cache/apt`
+///   (the package caches, a build cache mount in the Dockerfile), `/var/cache/debconf`
+///   (debconf's databases, rewritten when a script asks debconf), `/var/lib/apt/lists`
+///   (the downloaded indexes: not kept, as a slim image leaves them out),
+///   `/var/lib/dpkg/status-old`, `available`, `lock*`, `triggers/` (dpkg's journal and
+///   backups), `/etc/ld.so.cache` and `/var/cache/ldconfig` (the linker cache `ldconfig`
+///   rewrites: not needed, `ld.so` searches the multiarch directories);
+/// - `/var/lib/dpkg/status`: the same packages and fields (`dpkg-query -W` above), but
+///   dpkg keeps the trailing blank of a `Description` line that imagespec's paragraphs
+///   drop (libgdbm6's: two bytes), and orders the paragraphs by name;
+/// - a directory's size (the file system's, not the image's: it depends on the order its
+///   entries were made in);
+/// - the differences the uv path has without apt (docs/daemonless.md): the venv's files
+///   (`/root/.venv`, bytecode and uv's version), `/etc/shadow` (the day of the last
+///   password change) and their `-` backups, `/tmp` (what uv and apt left there).
+const ACCEPTED: &[&str] = &[
+    "/var/log",
+    "/var/cache/apt",
+    "/var/cache/debconf",
+    "/var/lib/apt/lists",
+    "/var/lib/dpkg/status-old",
+    "/var/lib/dpkg/available",
+    "/var/lib/dpkg/lock",
+    "/var/lib/dpkg/triggers",
+    "/etc/ld.so.cache",
+    "/var/cache/ldconfig",
+    "/var/lib/dpkg/status",
+    "/root",
+    "/etc/shadow",
+    "/tmp",
+];
+
+/// A snapshot line with a directory's size left out.
+fn no_dir_size(line: &str) -> String {
+    let mut fields: Vec<&str> = line.split('\t').collect();
+    if fields.get(4) == Some(&"d") {
+        fields[5] = "-";
+    }
+    fields.join("\t")
+}
+
+fn accepted(line: &str) -> bool {
+    let path = line.split('\t').next().unwrap_or_default();
+    ACCEPTED.iter().any(|a| {
+        path == *a || path.starts_with(&format!("{a}/")) || path.starts_with(&format!("{a}-"))
+    })
+}
 
 /// Issue 24: git, curl and jq with a pip package, built with no daemon and by dockerd:
 /// the same `dpkg-query -W` set, dpkg's audit and verify clean, the programs run.
@@ -117,10 +172,26 @@ fn apt_packages_without_a_daemon_install_what_apt_get_installs() {
     for image in [&ours, &theirs] {
         let out = run_as_root(image, CHECK);
         assert!(
-            out.contains("git version") && out.contains("jq-") && out.contains("six True"),
+            out.contains("git version")
+                && out.contains("jq-")
+                && out.contains("six True")
+                && out.contains("libjq True"),
             "{image}: {out}"
         );
     }
+    // The same files (path, owner, group, mode, type, size, link) but what ACCEPTED lists.
+    let files = |image: &str| -> Vec<String> {
+        let (lines, _) = image_snapshot(image);
+        lines.into_iter().map(|l| no_dir_size(&l)).collect()
+    };
+    let (our_files, their_files) = (files(&ours), files(&theirs));
+    let (only_ours, only_theirs) = tree_difference(&our_files, &their_files, accepted);
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "only without a daemon:\n{}\nonly with dockerd:\n{}",
+        only_ours.join("\n"),
+        only_theirs.join("\n")
+    );
 }
 
 /// `imagespec plan --json spec.toml` in `proj` with no daemon: the image's plan.

@@ -59,6 +59,9 @@ struct BaseApt {
     /// Each source with the keyrings its `InRelease` must verify with.
     sources: Vec<(sources::Source, Vec<KeyringFile>)>,
     status: String,
+    /// apt's `/var/lib/apt/extended_states` (which packages were installed only as
+    /// dependencies: `apt-get autoremove` removes them), the base's then with the step's.
+    extended_states: String,
     /// The directories `apt-get update` makes that the base lacks (`/var/log/apt`,
     /// `/var/lib/apt/lists/partial`, owned by `_apt`), with their parents.
     apt_dirs: Vec<(String, Attrs)>,
@@ -102,9 +105,11 @@ fn read_base(tree: &BaseTree) -> Result<BaseApt, DaemonlessError> {
     let status = text("var/lib/dpkg/status")
         .ok_or_else(|| fallback("the base image has no /var/lib/dpkg/status"))?;
     let apt_dirs = apt_dirs(tree, text("etc/passwd").as_deref());
+    let extended_states = text("var/lib/apt/extended_states").unwrap_or_default();
     Ok(BaseApt {
         sources,
         status,
+        extended_states,
         apt_dirs,
     })
 }
@@ -286,7 +291,7 @@ async fn resolve_and_fetch(
     names: &[String],
     progress: &Progress,
 ) -> Result<(Vec<PackageFacts>, Chosen), DaemonlessError> {
-    let base = read_base(tree)?;
+    let mut base = read_base(tree)?;
     let arch = sources::dpkg_arch(platform)
         .ok_or_else(|| fallback(format!("Debian has no architecture for {platform}")))?;
     let fetcher = fetch::Fetcher::new(
@@ -307,6 +312,11 @@ async fn resolve_and_fetch(
     let status = deb822::parse(&base.status).map_err(fallback)?;
     let installed = resolve::installed(&status);
     let chosen = resolve::resolve(&universe, &installed, names).map_err(fallback)?;
+    let auto = chosen
+        .iter()
+        .map(|p| p.name())
+        .filter(|n| !names.iter().any(|r| r == n));
+    base.extended_states = auto_installed(&base.extended_states, auto, arch);
     let step = format!("{} .debs for {arch}", chosen.len());
     let fetching = async {
         let (mut debs, mut facts) = (Vec::new(), Vec::new());
@@ -327,6 +337,25 @@ async fn resolve_and_fetch(
         _fetcher: fetcher,
     };
     Ok((facts, chosen))
+}
+
+/// `extended_states` with `auto` (the packages apt adds as dependencies only) marked
+/// `Auto-Installed: 1` for `arch`, as `apt-get install` records them.
+fn auto_installed<'a>(
+    extended_states: &str,
+    auto: impl Iterator<Item = &'a str>,
+    arch: &str,
+) -> String {
+    let mut out = extended_states.trim_end().to_string();
+    if !out.is_empty() {
+        out.push_str("\n\n");
+    }
+    for name in auto {
+        out.push_str(&format!(
+            "Package: {name}\nArchitecture: {arch}\nAuto-Installed: 1\n\n"
+        ));
+    }
+    out
 }
 
 /// What `package`'s scripts need on `tree` ([`scripts::effects`]).
@@ -440,7 +469,13 @@ fn write(
         .iter()
         .map(|(p, a)| (p.as_str(), *a))
         .collect();
-    for d in ["var", "var/lib", "var/lib/dpkg", "var/lib/dpkg/info"] {
+    for d in [
+        "var",
+        "var/lib",
+        "var/lib/apt",
+        "var/lib/dpkg",
+        "var/lib/dpkg/info",
+    ] {
         dirs.entry(d).or_insert(dir);
     }
     for (path, attrs) in dirs {
@@ -459,6 +494,13 @@ fn write(
         Attrs { mode: 0o644, ..dir },
         status.as_bytes(),
     )?;
+    if !base.extended_states.is_empty() {
+        db.bytes(
+            "var/lib/apt/extended_states",
+            Attrs { mode: 0o644, ..dir },
+            base.extended_states.as_bytes(),
+        )?;
+    }
     Ok(vec![data.finish()?, db.finish()?])
 }
 
@@ -574,6 +616,18 @@ mod tests {
                 "var/lib/apt/lists/partial 42 700",
             ]
         );
+    }
+
+    #[test]
+    fn dependencies_only_are_marked_auto_installed_after_the_bases_marks() {
+        let base = "Package: a\nArchitecture: amd64\nAuto-Installed: 1\n";
+        assert_eq!(
+            auto_installed(base, ["libjq1", "libonig5"].into_iter(), "arm64"),
+            "Package: a\nArchitecture: amd64\nAuto-Installed: 1\n\n\
+             Package: libjq1\nArchitecture: arm64\nAuto-Installed: 1\n\n\
+             Package: libonig5\nArchitecture: arm64\nAuto-Installed: 1\n\n"
+        );
+        assert_eq!(auto_installed("", std::iter::empty(), "amd64"), "");
     }
 
     #[test]

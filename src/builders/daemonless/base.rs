@@ -101,6 +101,7 @@ fn wants_content(path: &str) -> bool {
             | "etc/apt/sources.list"
             | "var/lib/dpkg/status"
             | "etc/apt/trusted.gpg"
+            | "var/lib/apt/extended_states"
     ) || [
         "etc/skel/",
         "root/",
