@@ -26,7 +26,22 @@ fn services() -> Option<(Services, std::path::PathBuf)> {
 /// `imagespec build --json spec.toml ARGS` in `proj` (no daemon unless `docker`): success,
 /// the result event, all output.
 fn build(proj: &Path, uv: &Path, docker: bool, args: &[&str]) -> (bool, serde_json::Value, String) {
+    build_with_cache(proj, uv, docker, None, args)
+}
+
+/// [`build`] with the imagespec cache in `cache` (else none).
+fn build_with_cache(
+    proj: &Path,
+    uv: &Path,
+    docker: bool,
+    cache: Option<&Path>,
+    args: &[&str],
+) -> (bool, serde_json::Value, String) {
     let mut cmd = imagespec_in(proj);
+    if let Some(cache) = cache {
+        cmd.env_remove("IMAGESPEC_NO_CACHE")
+            .env("IMAGESPEC_CACHE_DIR", cache);
+    }
     cmd.env("IMAGESPEC_UV", uv)
         .env_remove("IMAGESPEC_NO_DAEMONLESS");
     if !docker {
@@ -292,4 +307,36 @@ fn two_platforms_get_their_own_architectures_packages() {
     for (line, start) in lines.iter().zip(expected) {
         assert!(line.starts_with(start), "{out}");
     }
+}
+
+/// Issue 24: the apt layers are cached by content: a second build whose pip packages
+/// changed (a new dependency image) takes the apt layers pushed by the first as they are,
+/// not unpacked, compressed or uploaded again, and gives the same layers.
+#[test]
+fn an_unchanged_package_set_reuses_its_apt_layers() {
+    let Some((env, uv)) = services() else { return };
+    let proj = project(&env, &format!("h-apt-cache-{}", run_id()), r#"["jq"]"#);
+    let cache = tempfile::tempdir().expect("cache dir");
+    let (ok, _, first) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
+    assert!(ok, "{first}");
+    assert!(!first.contains("not written again"), "{first}");
+    let spec_path = proj.path().join("spec.toml");
+    let spec = std::fs::read_to_string(&spec_path).expect("spec");
+    std::fs::write(
+        &spec_path,
+        spec.replace(r#"["six"]"#, r#"["six", "pyyaml"]"#),
+    )
+    .expect("spec");
+    let (ok, _, second) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
+    assert!(ok, "{second}");
+    let reused = second
+        .matches("apt layers for linux/amd64 unchanged since an earlier build: not written again")
+        .count();
+    assert_eq!(reused, 1, "{second}");
+    let image = inspect_json(proj.path(), "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let out = run_as_root(&image, "jq --version; dpkg -V; python -c 'import yaml'");
+    assert!(out.starts_with("jq-"), "{out}");
 }

@@ -14,32 +14,127 @@ use crate::apt::facts::{self, AptFacts, PackageFacts};
 use crate::apt::signature::KeyringFile;
 use crate::apt::{deb, deb822, fetch, resolve, scripts, sources};
 use crate::oci::Platform;
-use crate::progress::Progress;
+use crate::progress::{Event, Progress};
 use crate::source::layer::{Attrs, Layer, LayerWriter};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The apt layers of `prepared` (none without one), to go below the user and venv layers,
-/// each with the Dockerfile step's history line.
+/// each with the Dockerfile step's history line. Cached by content: when the same step
+/// (the same base status, the same `.deb`s: [`content_key`]) was written and pushed before
+/// and `target`'s repository has (or mounts) its blobs, they are taken as they are —
+/// nothing unpacked, compressed or uploaded again.
 pub async fn new_layers(
     prepared: Option<&Prepared>,
     deps: &crate::plan::BuildPlan,
+    target: Option<&super::image::PushTarget<'_>>,
+    progress: &Progress,
 ) -> Result<Vec<crate::oci::image::NewLayer>, DaemonlessError> {
     let Some(prepared) = prepared else {
         return Ok(Vec::new());
     };
-    let made = layers(prepared).await?;
-    made.into_iter()
-        .map(|layer| {
-            let ready = super::image::Ready {
-                diff_id: layer.diff_id.clone(),
-                digest: layer.digest.clone(),
-                size: layer.size,
-                written: Some(layer),
-            };
-            ready.into_new_layer(&deps.image, created_by(&deps.apt_packages))
-        })
+    let record = prepared.chosen.as_ref().and_then(|chosen| {
+        let dir = super::cache_dir()?.join("apt").join("layers");
+        Some(dir.join(format!("{}.json", content_key(chosen))))
+    });
+    let ready = match reused(record.as_deref(), target).await? {
+        Some(ready) => {
+            progress.event(Event::Info(&format!(
+                "apt layers for {} unchanged since an earlier build: not written again",
+                prepared.platform
+            )));
+            ready
+        }
+        None => {
+            let made = layers(prepared).await?;
+            remember(record.as_deref(), &made, target);
+            made.into_iter()
+                .map(|layer| super::image::Ready {
+                    diff_id: layer.diff_id.clone(),
+                    digest: layer.digest.clone(),
+                    size: layer.size,
+                    written: Some(layer),
+                })
+                .collect()
+        }
+    };
+    ready
+        .into_iter()
+        .map(|ready| ready.into_new_layer(&deps.image, created_by(&deps.apt_packages)))
         .collect()
+}
+
+/// What the apt layers are made of, hashed: the base's dpkg status, the directories and
+/// links they are laid over, and each `.deb` (by the SHA256 its cached file is named by),
+/// in order. The same key, the same layers.
+fn content_key(chosen: &Chosen) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"imagespec apt layers 1\n");
+    hash.update(chosen.base.status.as_bytes());
+    hash.update(chosen.base.extended_states.as_bytes());
+    hash.update(format!(
+        "\n{:?}\n{:?}\n",
+        chosen.base.apt_dirs, chosen.dir_links
+    ));
+    for (path, _) in &chosen.debs {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        hash.update(format!("{}\n", name.unwrap_or_default()));
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The layers a record names, when every one of them is where `target` can take it from.
+async fn reused(
+    record: Option<&std::path::Path>,
+    target: Option<&super::image::PushTarget<'_>>,
+) -> Result<Option<Vec<super::image::Ready>>, DaemonlessError> {
+    let (Some(record), Some(target)) = (record, target) else {
+        return Ok(None);
+    };
+    let Some(known) = target.known else {
+        return Ok(None);
+    };
+    let Some(diff_ids) = std::fs::read(record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<crate::oci::Digest>>(&b).ok())
+    else {
+        return Ok(None);
+    };
+    let mut ready = Vec::new();
+    for diff_id in &diff_ids {
+        match known.find(target, diff_id.as_str()).await? {
+            Some(found) => ready.push(found),
+            None => return Ok(None),
+        }
+    }
+    Ok((!ready.is_empty()).then_some(ready))
+}
+
+/// Records the layers just written under their content key, and each as pushed with the
+/// target (a cache that cannot be written only costs a later build the writing).
+fn remember(
+    record: Option<&std::path::Path>,
+    made: &[Layer],
+    target: Option<&super::image::PushTarget<'_>>,
+) {
+    let (Some(record), Some(target)) = (record, target) else {
+        return;
+    };
+    let Some(known) = target.known else {
+        return;
+    };
+    for layer in made {
+        known.put(layer, target.image);
+    }
+    let diff_ids: Vec<&str> = made.iter().map(|l| l.diff_id.as_str()).collect();
+    if let (Some(dir), Ok(json)) = (record.parent(), serde_json::to_vec(&diff_ids)) {
+        let _ = std::fs::create_dir_all(dir);
+        let tmp = record.with_extension(format!("{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, record);
+        }
+    }
 }
 
 /// The history line of the apt layers, as the Dockerfile's step reads.
@@ -543,6 +638,18 @@ mod tests {
             ),
             ("etc/apt/trusted.gpg.d/README", 'f', "not a keyring"),
         ])
+    }
+
+    #[test]
+    fn dependencies_only_are_marked_auto_installed_after_the_bases_marks() {
+        let base = "Package: a\nArchitecture: amd64\nAuto-Installed: 1\n";
+        assert_eq!(
+            auto_installed(base, ["libjq1", "libonig5"].into_iter(), "arm64"),
+            "Package: a\nArchitecture: amd64\nAuto-Installed: 1\n\n\
+             Package: libjq1\nArchitecture: arm64\nAuto-Installed: 1\n\n\
+             Package: libonig5\nArchitecture: arm64\nAuto-Installed: 1\n\n"
+        );
+        assert_eq!(auto_installed("", std::iter::empty(), "amd64"), "");
     }
 
     #[test]

@@ -430,9 +430,31 @@ impl KnownLayers {
             .is_ok_and(|k| k.diff_id.as_str() == format!("sha256:{hex}"))
     }
 
+    /// The layer `diff_id` as pushed before, when `target`'s repository has its blob or
+    /// can mount it from the repository it was pushed to: ready, nothing to write.
+    pub(super) async fn find(
+        &self,
+        target: &PushTarget<'_>,
+        diff_id: &str,
+    ) -> Result<Option<Ready>, DaemonlessError> {
+        let Some(k) = self.get(diff_id) else {
+            return Ok(None);
+        };
+        let (client, image) = (target.client, target.image);
+        let same_registry = k.image.host() == image.host();
+        let there = client.has_blob(image, k.digest.as_str()).await?
+            || (same_registry && client.mount_blob(image, &k.image, k.digest.as_str()).await);
+        Ok(there.then(|| Ready {
+            diff_id: k.diff_id.to_string(),
+            digest: k.digest.to_string(),
+            size: k.size,
+            written: None,
+        }))
+    }
+
     /// Remembers a layer pushed with `image` (a cache that cannot be written only costs a
     /// later build a compression).
-    fn put(&self, layer: &Layer, image: &ImageRef) {
+    pub(super) fn put(&self, layer: &Layer, image: &ImageRef) {
         let (Ok(diff_id), Ok(digest)) = (layer.diff_id.parse(), layer.digest.parse()) else {
             return;
         };

@@ -748,7 +748,13 @@ async fn make_platform(
         }
         None => None,
     };
-    let apt = apt_layers::new_layers(apt.as_ref(), deps).await?;
+    let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
+    let target = installing.push_to.map(|(client, image)| image::PushTarget {
+        client,
+        image,
+        known: known.as_ref(),
+    });
+    let apt = apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress).await?;
     let checked = check_base(deps, &base, platform, installing)?;
     let path_at_end = checked
         .env
