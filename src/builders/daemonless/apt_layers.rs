@@ -726,18 +726,6 @@ mod tests {
     }
 
     #[test]
-    fn dependencies_only_are_marked_auto_installed_after_the_bases_marks() {
-        let base = "Package: a\nArchitecture: amd64\nAuto-Installed: 1\n";
-        assert_eq!(
-            auto_installed(base, ["libjq1", "libonig5"].into_iter(), "arm64"),
-            "Package: a\nArchitecture: amd64\nAuto-Installed: 1\n\n\
-             Package: libjq1\nArchitecture: arm64\nAuto-Installed: 1\n\n\
-             Package: libonig5\nArchitecture: arm64\nAuto-Installed: 1\n\n"
-        );
-        assert_eq!(auto_installed("", std::iter::empty(), "amd64"), "");
-    }
-
-    #[test]
     fn a_base_that_is_not_debian_falls_back() {
         let alpine = tree(&[("etc/os-release", 'f', "ID=alpine\n")]);
         let Err(DaemonlessError::Fallback(why)) = read_base(&alpine) else {
