@@ -12,7 +12,8 @@ use std::process::Command as Process;
 mod common;
 
 use common::e2e::{
-    DOCKER, NO_DAEMON, Services, imagespec_in, inspect_json, output, run_id, run_json, write_spec,
+    DOCKER, NO_DAEMON, Services, image_snapshot, imagespec_in, inspect_json, output, run_id,
+    run_json, tree_difference, write_spec,
 };
 
 /// The harness's services and uv, or `None`.
@@ -25,7 +26,22 @@ fn services() -> Option<(Services, std::path::PathBuf)> {
 /// `imagespec build --json spec.toml ARGS` in `proj` (no daemon unless `docker`): success,
 /// the result event, all output.
 fn build(proj: &Path, uv: &Path, docker: bool, args: &[&str]) -> (bool, serde_json::Value, String) {
+    build_with_cache(proj, uv, docker, None, args)
+}
+
+/// [`build`] with the imagespec cache in `cache` (else none).
+fn build_with_cache(
+    proj: &Path,
+    uv: &Path,
+    docker: bool,
+    cache: Option<&Path>,
+    args: &[&str],
+) -> (bool, serde_json::Value, String) {
     let mut cmd = imagespec_in(proj);
+    if let Some(cache) = cache {
+        cmd.env_remove("IMAGESPEC_NO_CACHE")
+            .env("IMAGESPEC_CACHE_DIR", cache);
+    }
     cmd.env("IMAGESPEC_UV", uv)
         .env_remove("IMAGESPEC_NO_DAEMONLESS");
     if !docker {
@@ -72,12 +88,66 @@ fn project(env: &Services, name: &str, apt: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The programs run; a compiled library newly installed (libjq) is loaded and called from
+/// Python's ctypes, and the dynamic linker resolves jq's and curl's libraries.
 const CHECK: &str = r#"set -e
 git --version
 curl --version | head -1
 jq --version
 python -c 'import six; print("six", six.PY3)'
+python -c 'import ctypes; jq = ctypes.CDLL("libjq.so.1"); jq.jq_init.restype = ctypes.c_void_p; print("libjq", bool(jq.jq_init()))'
+! ldd /usr/bin/jq /usr/bin/curl | grep 'not found'
 "#;
+
+/// What the two images may differ in, each line of `image_snapshot` by its path:
+/// - what apt and dpkg leave as they run, which the daemonless step does not run:
+///   `/var/log` (dpkg.log, apt's history and term logs, alternatives.log), `/var/cache/apt`
+///   (the package caches, a build cache mount in the Dockerfile), `/var/cache/debconf`
+///   (debconf's databases, rewritten when a script asks debconf), `/var/lib/apt/lists`
+///   (the downloaded indexes: not kept, as a slim image leaves them out),
+///   `/var/lib/dpkg/status-old`, `available`, `lock*`, `triggers/` (dpkg's journal and
+///   backups), `/etc/ld.so.cache` and `/var/cache/ldconfig` (the linker cache `ldconfig`
+///   rewrites: not needed, `ld.so` searches the multiarch directories);
+/// - `/var/lib/dpkg/status`: the same packages and fields (`dpkg-query -W` above), but
+///   dpkg keeps the trailing blank of a `Description` line that imagespec's paragraphs
+///   drop (libgdbm6's: two bytes), and orders the paragraphs by name;
+/// - a directory's size (the file system's, not the image's: it depends on the order its
+///   entries were made in);
+/// - the differences the uv path has without apt (docs/daemonless.md): the venv's files
+///   (`/root/.venv`, bytecode and uv's version), `/etc/shadow` (the day of the last
+///   password change) and their `-` backups, `/tmp` (what uv and apt left there).
+const ACCEPTED: &[&str] = &[
+    "/var/log",
+    "/var/cache/apt",
+    "/var/cache/debconf",
+    "/var/lib/apt/lists",
+    "/var/lib/dpkg/status-old",
+    "/var/lib/dpkg/available",
+    "/var/lib/dpkg/lock",
+    "/var/lib/dpkg/triggers",
+    "/etc/ld.so.cache",
+    "/var/cache/ldconfig",
+    "/var/lib/dpkg/status",
+    "/root",
+    "/etc/shadow",
+    "/tmp",
+];
+
+/// A snapshot line with a directory's size left out.
+fn no_dir_size(line: &str) -> String {
+    let mut fields: Vec<&str> = line.split('\t').collect();
+    if fields.get(4) == Some(&"d") {
+        fields[5] = "-";
+    }
+    fields.join("\t")
+}
+
+fn accepted(line: &str) -> bool {
+    let path = line.split('\t').next().unwrap_or_default();
+    ACCEPTED.iter().any(|a| {
+        path == *a || path.starts_with(&format!("{a}/")) || path.starts_with(&format!("{a}-"))
+    })
+}
 
 /// Issue 24: git, curl and jq with a pip package, built with no daemon and by dockerd:
 /// the same `dpkg-query -W` set, dpkg's audit and verify clean, the programs run.
@@ -117,29 +187,81 @@ fn apt_packages_without_a_daemon_install_what_apt_get_installs() {
     for image in [&ours, &theirs] {
         let out = run_as_root(image, CHECK);
         assert!(
-            out.contains("git version") && out.contains("jq-") && out.contains("six True"),
+            out.contains("git version")
+                && out.contains("jq-")
+                && out.contains("six True")
+                && out.contains("libjq True"),
             "{image}: {out}"
         );
     }
+    // The same files (path, owner, group, mode, type, size, link) but what ACCEPTED lists.
+    let files = |image: &str| -> Vec<String> {
+        let (lines, _) = image_snapshot(image);
+        lines.into_iter().map(|l| no_dir_size(&l)).collect()
+    };
+    let (our_files, their_files) = (files(&ours), files(&theirs));
+    let (only_ours, only_theirs) = tree_difference(&our_files, &their_files, accepted);
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "only without a daemon:\n{}\nonly with dockerd:\n{}",
+        only_ours.join("\n"),
+        only_theirs.join("\n")
+    );
+}
+
+/// `imagespec plan --json spec.toml` in `proj` with no daemon: the image's plan.
+fn plan(proj: &Path, uv: &Path) -> serde_json::Value {
+    let mut cmd = imagespec_in(proj);
+    cmd.env("IMAGESPEC_UV", uv)
+        .env_remove("IMAGESPEC_NO_DAEMONLESS")
+        .env("DOCKER_HOST", NO_DAEMON);
+    let run = run_json(cmd.args(["plan", "--json", "spec.toml"]));
+    assert!(run.ok(), "{}", run.text);
+    run.events.last().cloned().expect("a plan")
 }
 
 /// Issue 24: a package whose maintainer scripts must run (sudo's postinst) is left to
-/// dockerd, with the package and the command named in the reason.
+/// dockerd, decided before the build: `plan` names the package and the command, and the
+/// build does what the plan said (no daemonless attempt that falls back on the way).
 #[test]
 fn a_package_whose_scripts_must_run_falls_back_naming_it() {
     let Some((env, uv)) = services() else { return };
     let proj = project(&env, &format!("h-apt-fallback-{}", run_id()), r#"["sudo"]"#);
+    let planned = plan(proj.path(), &uv);
+    assert_eq!(planned["dependency_builder"], "docker", "{planned}");
+    let reason = planned["dependency_builder_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with("apt package sudo: its postinst runs `"),
+        "{planned}"
+    );
     let (ok, _, log) = build(proj.path(), &uv, false, &[]);
     assert!(!ok, "no daemon to fall back to: {log}");
-    assert!(log.contains("apt package sudo's postinst runs `"), "{log}");
+    assert!(
+        log.contains("apt package sudo: its postinst runs `"),
+        "{log}"
+    );
     let (ok, _, log) = build(proj.path(), &uv, true, &[]);
     assert!(ok, "{log}");
     assert!(
-        log.contains(
-            "cannot build the dependency image without a daemon (apt package sudo's postinst runs `"
-        ) && log.contains("building it with dockerd"),
-        "{log}"
+        log.contains("with dockerd (apt package sudo: its postinst runs `")
+            && !log.contains("cannot build the dependency image without a daemon"),
+        "decided once, before the build: {log}"
     );
+}
+
+/// Issue 24: the plan of a package set laid down without a daemon says so.
+#[test]
+fn plan_says_git_curl_and_jq_are_laid_down_without_a_daemon() {
+    let Some((env, uv)) = services() else { return };
+    let proj = project(
+        &env,
+        &format!("h-apt-plan-{}", run_id()),
+        r#"["git", "curl", "jq"]"#,
+    );
+    let planned = plan(proj.path(), &uv);
+    assert_eq!(planned["dependency_builder"], "uv", "{planned}");
 }
 
 /// Issue 24: for two platforms each gets its own architecture's packages, with no
@@ -185,4 +307,36 @@ fn two_platforms_get_their_own_architectures_packages() {
     for (line, start) in lines.iter().zip(expected) {
         assert!(line.starts_with(start), "{out}");
     }
+}
+
+/// Issue 24: the apt layers are cached by content: a second build whose pip packages
+/// changed (a new dependency image) takes the apt layers pushed by the first as they are,
+/// not unpacked, compressed or uploaded again, and gives the same layers.
+#[test]
+fn an_unchanged_package_set_reuses_its_apt_layers() {
+    let Some((env, uv)) = services() else { return };
+    let proj = project(&env, &format!("h-apt-cache-{}", run_id()), r#"["jq"]"#);
+    let cache = tempfile::tempdir().expect("cache dir");
+    let (ok, _, first) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
+    assert!(ok, "{first}");
+    assert!(!first.contains("not written again"), "{first}");
+    let spec_path = proj.path().join("spec.toml");
+    let spec = std::fs::read_to_string(&spec_path).expect("spec");
+    std::fs::write(
+        &spec_path,
+        spec.replace(r#"["six"]"#, r#"["six", "pyyaml"]"#),
+    )
+    .expect("spec");
+    let (ok, _, second) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
+    assert!(ok, "{second}");
+    let reused = second
+        .matches("apt layers for linux/amd64 unchanged since an earlier build: not written again")
+        .count();
+    assert_eq!(reused, 1, "{second}");
+    let image = inspect_json(proj.path(), "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let out = run_as_root(&image, "jq --version; dpkg -V; python -c 'import yaml'");
+    assert!(out.starts_with("jq-"), "{out}");
 }

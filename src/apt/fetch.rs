@@ -7,6 +7,7 @@
 use super::deb822;
 use super::release::{Listed, Release};
 use super::resolve::{Available, Universe};
+use super::signature::{KeyringFile, SignatureError};
 use super::sources::Source;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,9 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+    /// A bad or missing signature: an error, never a fallback.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
     #[error("{url}: {source}")]
     Release {
         url: String,
@@ -180,20 +184,31 @@ impl Fetcher {
         Ok(path)
     }
 
-    /// A suite's `InRelease`, parsed (its signature is not checked: see [`super`]).
-    pub async fn release(&self, source: &Source) -> Result<Release, FetchError> {
+    /// A suite's `InRelease`, its signature verified with `keyrings` (the base's keys for
+    /// `source`), and the text signed parsed.
+    pub async fn release(
+        &self,
+        source: &Source,
+        keyrings: &[KeyringFile],
+    ) -> Result<Release, FetchError> {
         let url = format!("{}/dists/{}/InRelease", source.uri, source.suite);
         let mut body = Vec::new();
         self.get(&url, MAX_RELEASE, &mut body).await?;
-        Release::parse(&String::from_utf8_lossy(&body))
-            .map_err(|source| FetchError::Release { url, source })
+        let signed =
+            super::signature::verified_text(&url, &String::from_utf8_lossy(&body), keyrings)?;
+        Release::parse(&signed).map_err(|source| FetchError::Release { url, source })
     }
 
-    /// Every package `sources` offer for `arch`, each index checked against its InRelease.
-    pub async fn universe(&self, sources: &[Source], arch: &str) -> Result<Universe, FetchError> {
+    /// Every package `sources` offer for `arch`, each `InRelease` verified with the
+    /// source's keyrings and each index checked against it.
+    pub async fn universe(
+        &self,
+        sources: &[(Source, Vec<KeyringFile>)],
+        arch: &str,
+    ) -> Result<Universe, FetchError> {
         let mut available = Vec::new();
-        for source in sources.iter().filter(|s| s.serves(arch)) {
-            let release = self.release(source).await?;
+        for (source, keyrings) in sources.iter().filter(|(s, _)| s.serves(arch)) {
+            let release = self.release(source, keyrings).await?;
             let dists = format!("{}/dists/{}", source.uri, source.suite);
             for component in &source.components {
                 let Some((path, listed)) = release.packages_index(component, arch) else {

@@ -1,9 +1,7 @@
 //! A suite's `Release` (or `InRelease`) file: the SHA256 of every index of the suite
 //! (`SHA256:` lines ` <hex> <size> <path>`), which is how a `Packages` index is checked
 //! before use, and through it every `.deb` (the index holds their SHA256).
-//!
-//! Left: the OpenPGP signature of `InRelease` is not verified (the hash chain is, from the
-//! `InRelease` down); see the module docs of [`super`].
+//! The text parsed is the one [`super::signature`] verified.
 
 use super::deb822;
 use std::collections::BTreeMap;

@@ -16,6 +16,9 @@ pub struct Source {
     pub components: Vec<String>,
     /// The `arch=`/`Architectures:` restriction, empty when none.
     pub architectures: Vec<String>,
+    /// The `signed-by=`/`Signed-By:` option: keyring paths (or fingerprints), or a key
+    /// block written in the paragraph; `None`: apt's default keyrings.
+    pub signed_by: Option<String>,
 }
 
 impl Source {
@@ -59,12 +62,14 @@ pub fn parse_list(file: &str, text: &str) -> Result<Vec<Source>, SourcesError> {
         };
         let (kind, rest) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
         let mut rest = rest.trim_start();
-        let mut architectures = Vec::new();
+        let (mut architectures, mut signed_by) = (Vec::new(), None);
         if let Some(opts) = rest.strip_prefix('[') {
             let (opts, after) = opts.split_once(']').ok_or_else(bad)?;
             for opt in opts.split_whitespace() {
                 if let Some(list) = opt.strip_prefix("arch=") {
                     architectures = list.split(',').map(String::from).collect();
+                } else if let Some(keys) = opt.strip_prefix("signed-by=") {
+                    signed_by = Some(keys.to_string());
                 }
             }
             rest = after.trim_start();
@@ -77,6 +82,7 @@ pub fn parse_list(file: &str, text: &str) -> Result<Vec<Source>, SourcesError> {
                 suite: suite.to_string(),
                 components: words.map(String::from).collect(),
                 architectures,
+                signed_by,
             });
         } else if kind != "deb-src" {
             return Err(bad());
@@ -123,6 +129,7 @@ pub fn parse_sources(file: &str, text: &str) -> Result<Vec<Source>, SourcesError
                     suite: suite.clone(),
                     components: words("Components"),
                     architectures: words("Architectures"),
+                    signed_by: p.get("Signed-By").map(str::to_string),
                 });
             }
         }
@@ -248,6 +255,8 @@ mod tests {
             ("bookworm", vec!["main".to_string()])
         );
         assert_eq!(s[1].architectures, vec!["amd64".to_string()]);
+        assert_eq!(s[0].signed_by, None);
+        assert_eq!(s[1].signed_by.as_deref(), Some("/usr/share/keyrings/x.gpg"));
         assert!(s[1].serves("amd64") && !s[1].serves("arm64") && s[0].serves("arm64"));
         let e = parse_list("x.list", "deb http://a\n").unwrap_err();
         assert_eq!(
@@ -268,6 +277,10 @@ mod tests {
                 "http://deb.debian.org/debian bookworm-updates",
                 "http://deb.debian.org/debian-security bookworm-security",
             ]
+        );
+        assert_eq!(
+            s[2].signed_by.as_deref(),
+            Some("/usr/share/keyrings/debian-archive-keyring.gpg")
         );
         let e = parse_sources("x.sources", "Types: deb\nSuites: a\n").unwrap_err();
         assert_eq!(e.to_string(), "x.sources: a paragraph without URIs");

@@ -1,7 +1,9 @@
 //! Which builder makes a dependency image: uv on this machine with no daemon
 //! ([`crate::builders::daemonless`]), or dockerd's BuildKit from the Dockerfile. Pure: the
-//! answer depends on the dependency plan and the caller's choice only, so `imagespec plan`
-//! shows it and every reason is unit-tested.
+//! answer depends on the dependency plan, the caller's choice and, for `apt_packages`, the
+//! apt step's facts gathered before the decision ([`with_apt`]: the package set and what
+//! each package's maintainer scripts need), so `imagespec plan` shows it and every reason
+//! is unit-tested.
 //!
 //! The daemonless builder reproduces exactly one shape of the Dockerfile
 //! (templates/Dockerfile.j2): the `flytekit` user, `/root` handed to it, the base's Python
@@ -11,18 +13,24 @@
 //! program *inside* the image (conda, `commands`, poetry) or mounts build secrets needs a container,
 //! hence dockerd; `poetry.lock` too, as only poetry picks its groups and markers. What only
 //! the build can find out (the base has no Python, a package has no wheel, a git source in
-//! the lock, no uv on this machine, an apt package whose maintainer scripts must run, a
-//! base that is not Debian) falls back to dockerd then, with its reason.
+//! the lock) falls back to dockerd then, with its reason; an apt package whose maintainer
+//! scripts must run, or a base that is not Debian, is known before (the apt facts).
 //!
 //! ```
 //! use imagespec::engine::{DependencyBuilder, NotDaemonless};
-//! let b = DependencyBuilder::Docker(NotDaemonless::AptPackages);
+//! let b = DependencyBuilder::Docker(NotDaemonless::AptPackage {
+//!     package: "sudo".into(),
+//!     why: "its postinst runs `addgroup --system sudo`".into(),
+//! });
 //! assert_eq!(
 //!     b.to_string(),
-//!     "dockerd (`apt_packages` are installed by the base's package manager)"
+//!     "dockerd (apt package sudo: its postinst runs `addgroup --system sudo`, \
+//!      which only the base's apt-get does)"
 //! );
 //! ```
 
+use crate::apt::facts::{self, AptFacts};
+use crate::oci::Platform;
 use crate::plan::{BuildPlan, Flavor, PythonInstall};
 
 /// Who makes the dependency image.
@@ -68,10 +76,14 @@ pub enum NotDaemonless {
     TurnedOff,
     #[error("--flytekit-compat renders flytekit's own Dockerfile")]
     FlytekitDockerfile,
-    /// Not given by [`dependency_builder`] any more (the apt step is daemonless: an apt
-    /// package that needs its scripts run is an [`NotDaemonless::AtBuild`] reason).
-    #[error("`apt_packages` are installed by the base's package manager")]
-    AptPackages,
+    /// A package of the apt step whose maintainer scripts must run (or do what is not
+    /// reproduced without running them): [`with_apt`].
+    #[error("apt package {package}: {why}, which only the base's apt-get does")]
+    AptPackage { package: String, why: String },
+    /// The apt step is not laid down without a daemon on `platform` (the base is not
+    /// Debian, apt would resolve the set otherwise…): [`with_apt`].
+    #[error("`apt_packages` for {platform}: {why}")]
+    Apt { platform: Platform, why: String },
     #[error("`conda_packages`/`conda_channels` are installed by micromamba in the image")]
     Conda,
     #[error("`python_version` is installed by micromamba in the image")]
@@ -117,6 +129,34 @@ pub fn dependency_builder(
             Err(why) => DependencyBuilder::Docker(NotDaemonless::NoUv(why.to_string())),
         },
     }
+}
+
+/// Who makes the dependency image once the apt step's facts are in (`apt`: each platform's,
+/// gathered when `builder` was uv): uv still, unless a platform's packages cannot be laid
+/// down without a daemon — the first package whose maintainer scripts must run, or why the
+/// step is not laid down — then dockerd, naming it. [`AptFacts::Failed`] stays uv: its
+/// error is reported by the build, not fallen back from.
+pub fn with_apt(builder: DependencyBuilder, apt: &[(Platform, AptFacts)]) -> DependencyBuilder {
+    if builder != DependencyBuilder::Uv {
+        return builder;
+    }
+    for (platform, found) in apt {
+        match found {
+            AptFacts::Resolved(packages) => {
+                if let Some((package, why)) = facts::blocker(packages) {
+                    return DependencyBuilder::Docker(NotDaemonless::AptPackage { package, why });
+                }
+            }
+            AptFacts::Unavailable(why) => {
+                return DependencyBuilder::Docker(NotDaemonless::Apt {
+                    platform: platform.clone(),
+                    why: why.clone(),
+                });
+            }
+            AptFacts::Failed(_) => {}
+        }
+    }
+    builder
 }
 
 fn not_daemonless(deps: &BuildPlan, nested_base: bool, enabled: bool) -> Option<NotDaemonless> {
@@ -367,12 +407,83 @@ python_exec = "/usr/bin/python3"
         );
     }
 
+    fn package(name: &str, postinst: &str) -> crate::apt::facts::PackageFacts {
+        crate::apt::facts::PackageFacts {
+            name: name.into(),
+            version: "1.0".into(),
+            scripts: crate::apt::scripts::effects(name, [("postinst", postinst)]),
+            removes_base_alternative: None,
+        }
+    }
+
+    #[test]
+    fn the_apt_facts_leave_a_package_whose_scripts_must_run_to_dockerd_naming_it() {
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let fine = AptFacts::Resolved(vec![
+            package("libjq1", "#!/bin/sh\nset -e\nldconfig\n"),
+            package("jq", ""),
+        ]);
+        let both = [(amd64.clone(), fine.clone()), (arm64.clone(), fine.clone())];
+        assert_eq!(
+            with_apt(DependencyBuilder::Uv, &both),
+            DependencyBuilder::Uv
+        );
+        let sudo = AptFacts::Resolved(vec![
+            package("libjq1", "ldconfig\n"),
+            package("sudo", "#!/bin/sh\nset -e\naddgroup --system sudo\n"),
+        ]);
+        let b = with_apt(
+            DependencyBuilder::Uv,
+            &[(amd64.clone(), fine), (arm64, sudo)],
+        );
+        assert_eq!(
+            b,
+            DependencyBuilder::Docker(NotDaemonless::AptPackage {
+                package: "sudo".into(),
+                why: "its postinst runs `addgroup --system sudo`".into(),
+            })
+        );
+        assert_eq!(
+            b.reason().unwrap(),
+            "apt package sudo: its postinst runs `addgroup --system sudo`, \
+             which only the base's apt-get does"
+        );
+        let alpine = [(
+            amd64.clone(),
+            AptFacts::Unavailable("`apt_packages` need a Debian or Ubuntu base".into()),
+        )];
+        assert!(matches!(
+            with_apt(DependencyBuilder::Uv, &alpine),
+            DependencyBuilder::Docker(NotDaemonless::Apt { .. })
+        ));
+        let failed = [(amd64, AptFacts::Failed("bad signature".into()))];
+        assert_eq!(
+            with_apt(DependencyBuilder::Uv, &failed),
+            DependencyBuilder::Uv,
+            "an error is the build's to report, not a fallback"
+        );
+        let commands = DependencyBuilder::Docker(NotDaemonless::Commands);
+        assert_eq!(
+            with_apt(commands.clone(), &alpine),
+            commands,
+            "the spec's reason first"
+        );
+    }
+
     #[test]
     fn every_reason_is_one_line() {
         let all = [
             NotDaemonless::TurnedOff,
             NotDaemonless::FlytekitDockerfile,
-            NotDaemonless::AptPackages,
+            NotDaemonless::AptPackage {
+                package: "sudo".into(),
+                why: "its postinst runs `x`".into(),
+            },
+            NotDaemonless::Apt {
+                platform: Platform::parse("linux/amd64").unwrap(),
+                why: "the base image has no apt sources".into(),
+            },
             NotDaemonless::Conda,
             NotDaemonless::PythonVersion,
             NotDaemonless::Commands,

@@ -29,6 +29,7 @@
 //!     platforms: Platforms::parse("linux/amd64").unwrap(),
 //!     files: 3,
 //!     dependency_builder: None,
+//!     apt: None,
 //! };
 //! let decision = decide(&facts, &DecideOptions::default()).unwrap();
 //! assert_eq!(decision.strategy.kind(), StrategyKind::Append);
@@ -222,8 +223,23 @@ pub struct Facts {
     /// How many files are copied into the image.
     pub files: usize,
     /// Who would make the dependency image when it is missing (uv without a daemon, or
-    /// dockerd and why), when the fast path may apply.
+    /// dockerd and why), when the fast path may apply, as the spec and this machine say.
     pub dependency_builder: Option<DependencyBuilder>,
+    /// Each platform's apt step, worked out before the decision when uv would make a
+    /// missing dependency image with `apt_packages` ([`super::with_apt`] reads it).
+    pub apt: Option<Vec<(crate::oci::Platform, crate::apt::facts::AptFacts)>>,
+}
+
+impl Facts {
+    /// Who makes the dependency image: [`Facts::dependency_builder`], unless the apt step's
+    /// facts leave it to dockerd.
+    pub fn builder(&self) -> Option<DependencyBuilder> {
+        let builder = self.dependency_builder.clone()?;
+        Some(match &self.apt {
+            Some(apt) => super::with_apt(builder, apt),
+            None => builder,
+        })
+    }
 }
 
 /// The choices of the caller that change the decision.
@@ -349,7 +365,7 @@ fn files(n: usize) -> String {
 /// " without a daemon (uv)" / " with dockerd (reason)" / " on the remote BuildKit builder
 /// (reason)", when known.
 fn by(facts: &Facts, options: &DecideOptions) -> String {
-    match &facts.dependency_builder {
+    match &facts.builder() {
         Some(DependencyBuilder::Uv) => " without a daemon (uv)".into(),
         Some(DependencyBuilder::Docker(why)) if options.remote_builder => {
             format!(" on the remote BuildKit builder ({why})")
@@ -499,7 +515,7 @@ fn decide_fast_path(facts: &Facts, options: &DecideOptions, per_platform: &str) 
     let then_append = |reason: String| {
         Decision::new(
             Strategy::BuildDependenciesThenAppend {
-                builder: facts.dependency_builder.clone(),
+                builder: facts.builder(),
                 platforms: facts.platforms.clone(),
             },
             reason,
@@ -522,9 +538,7 @@ fn decide_fast_path(facts: &Facts, options: &DecideOptions, per_platform: &str) 
             Decision::new(strategy, what)
         }
         // dockerd 20.10 builds one platform per image; uv makes every platform's.
-        (Appendable::Yes, _)
-            if several && facts.dependency_builder == Some(DependencyBuilder::Uv) =>
-        {
+        (Appendable::Yes, _) if several && facts.builder() == Some(DependencyBuilder::Uv) => {
             then_append(format!(
                 "dependencies changed: build each of {n} platforms' dependency image{}, then append {files}",
                 by(facts, options)
@@ -585,7 +599,7 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
     if !facts.registry {
         // No registry to keep the dependency image in: it is made here, without a daemon,
         // and written with the image.
-        return match &facts.dependency_builder {
+        return match &facts.builder() {
             Some(DependencyBuilder::Uv) => write(
                 OutputDependencies::Local,
                 format!(
@@ -625,7 +639,7 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
     };
     let dependencies = match &facts.dependency {
         Dependency::Found(found) => OutputDependencies::Found(found.clone()),
-        _ => OutputDependencies::Build(facts.dependency_builder.clone()),
+        _ => OutputDependencies::Build(facts.builder()),
     };
     write(dependencies, reason)
 }
@@ -646,6 +660,7 @@ mod tests {
             platforms: platforms(1),
             files: 2,
             dependency_builder: None,
+            apt: None,
         }
     }
 
@@ -789,11 +804,35 @@ mod tests {
             (
                 Facts {
                     dependency: missing.clone(),
-                    dependency_builder: Some(DependencyBuilder::Docker(NotDaemonless::AptPackages)),
+                    dependency_builder: Some(DependencyBuilder::Docker(NotDaemonless::Commands)),
                     ..facts()
                 },
                 ThenAppend,
-                "dependencies changed: build the dependency image with dockerd (`apt_packages` are installed by the base's package manager), then append 2 files",
+                "dependencies changed: build the dependency image with dockerd (`commands` run in the image), then append 2 files",
+            ),
+            // The apt step's facts, gathered before the decision, leave it to dockerd.
+            (
+                Facts {
+                    dependency: missing.clone(),
+                    dependency_builder: Some(DependencyBuilder::Uv),
+                    apt: Some(vec![(
+                        platforms(1).first().clone(),
+                        crate::apt::facts::AptFacts::Resolved(vec![
+                            crate::apt::facts::PackageFacts {
+                                name: "sudo".into(),
+                                version: "1.9".into(),
+                                scripts: crate::apt::scripts::effects(
+                                    "sudo",
+                                    [("postinst", "addgroup sudo\n")],
+                                ),
+                                removes_base_alternative: None,
+                            },
+                        ]),
+                    )]),
+                    ..facts()
+                },
+                ThenAppend,
+                "dependencies changed: build the dependency image with dockerd (apt package sudo: its postinst runs `addgroup sudo`, which only the base's apt-get does), then append 2 files",
             ),
             // Commands after the copy make a full build.
             (
@@ -942,11 +981,11 @@ mod tests {
         let remote = options_with(|o| o.remote_builder = true);
         let mut f = facts();
         f.dependency = Dependency::Missing;
-        f.dependency_builder = Some(DependencyBuilder::Docker(NotDaemonless::AptPackages));
+        f.dependency_builder = Some(DependencyBuilder::Docker(NotDaemonless::Commands));
         assert_eq!(
             reason_of(&f, &remote),
             "dependencies changed: build the dependency image on the remote BuildKit builder \
-             (`apt_packages` are installed by the base's package manager), then append 2 files"
+             (`commands` run in the image), then append 2 files"
         );
         // Several platforms are one solve on the builder.
         f.platforms = platforms(2);
@@ -1083,16 +1122,29 @@ mod tests {
             ..f.clone()
         };
         assert!(reason_of(&two, &options).contains("each of 2 platforms"));
+        // The apt step's facts, gathered before: a package whose scripts must run.
+        let sudo = crate::apt::facts::PackageFacts {
+            name: "sudo".into(),
+            version: "1.9".into(),
+            scripts: crate::apt::scripts::effects("sudo", [("postinst", "addgroup sudo\n")]),
+            removes_base_alternative: None,
+        };
         let apt = Facts {
-            dependency_builder: Some(crate::engine::DependencyBuilder::Docker(
-                crate::engine::NotDaemonless::AptPackages,
-            )),
+            apt: Some(vec![(
+                platforms(1).first().clone(),
+                crate::apt::facts::AptFacts::Resolved(vec![sudo]),
+            )]),
             ..f
         };
         let refusal = decide(&apt, &options).unwrap_err();
         assert_eq!(refusal.exit_code(), 2);
         assert_eq!(refusal.field(), Some("registry"));
-        assert!(refusal.to_string().contains("`apt_packages`"), "{refusal}");
+        assert!(
+            refusal
+                .to_string()
+                .contains("apt package sudo: its postinst runs `addgroup sudo`"),
+            "{refusal}"
+        );
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Gathered {
     /// The image's manifest, when the existence check read it (a GET): the skip path reads
     /// the record of its files through it.
     pub manifest: Option<RawManifest>,
+    /// Each platform's apt step as worked out for the decision ([`Facts::apt`]): the build
+    /// lays down what was decided, without resolving again.
+    pub apt: Vec<crate::builders::daemonless::apt_layers::Prepared>,
 }
 
 /// Asks the registry (or daemon) what `decide` needs for one image: the existence check and
@@ -81,6 +84,7 @@ pub async fn gather(
     options: &DecideOptions,
     client: Option<&RegistryClient>,
     daemon: &Daemon,
+    progress: &crate::progress::Progress,
 ) -> Gathered {
     let builder = Builder::of(spec);
     let platforms = render.platforms(spec).clone();
@@ -101,6 +105,7 @@ pub async fn gather(
         platforms: platforms.clone(),
         files,
         dependency_builder: None,
+        apt: None,
     };
     let mut gathered = Gathered {
         facts: facts.clone(),
@@ -109,6 +114,7 @@ pub async fn gather(
         dependency_image: None,
         dependency_plan: None,
         manifest: None,
+        apt: Vec::new(),
     };
     if !matches!(builder, Builder::Default | Builder::Envd) {
         return gathered;
@@ -147,6 +153,20 @@ pub async fn gather(
     facts.dependency_builder = dependency_plan
         .as_ref()
         .map(|deps| who_builds(spec, deps, options));
+    if let Some(deps) = dependency_plan
+        .as_ref()
+        .filter(|d| !d.apt_packages.is_empty() && apt_step_due(&facts, options))
+    {
+        let timeouts = daemon.timeouts;
+        gathered.apt = crate::builders::daemonless::prepare_apt(deps, timeouts, progress).await;
+        facts.apt = Some(
+            gathered
+                .apt
+                .iter()
+                .map(|p| (p.platform.clone(), p.facts.clone()))
+                .collect(),
+        );
+    }
     gathered.dependency_image = dependency_plan.as_ref().map(|p| p.image.clone());
     gathered.dependency_plan = dependency_plan;
     facts.dependency_image = gathered.dependency_image.clone();
@@ -154,6 +174,15 @@ pub async fn gather(
     gathered.asked = asked;
     gathered.plan = plan.map(|p| p.map_err(EngineError::from));
     gathered
+}
+
+/// Whether the apt step is to be worked out for the decision: uv would make the dependency
+/// image, which has `apt_packages` and is to be made (not in the registry, and the image is
+/// missing or `--force`d). Never for an image that is skipped.
+fn apt_step_due(facts: &Facts, options: &DecideOptions) -> bool {
+    facts.dependency_builder == Some(super::DependencyBuilder::Uv)
+        && !matches!(facts.dependency, Dependency::Found(_))
+        && (options.force || facts.existence != Some(Existence::Yes))
 }
 
 /// Who would make the dependency image `deps` ([`super::dependency_builder`]).

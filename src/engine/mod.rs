@@ -19,7 +19,7 @@ pub mod schedule;
 
 pub use crate::builders::docker::Existence;
 pub use crate::oci::{Platform, Platforms};
-pub use daemonless::{DependencyBuilder, NotDaemonless, dependency_builder};
+pub use daemonless::{DependencyBuilder, NotDaemonless, dependency_builder, with_apt};
 pub use decide::{
     Appendable, DecideOptions, Decision, Dependency, Facts, Found, NotAppendable,
     OutputDependencies, Refusal, Strategy, StrategyKind, Target, decide,

@@ -152,7 +152,8 @@ fn plan_into<'a>(
             plan_into(inner, inner_tag, &base_how, daemon, out).await?;
         }
         let client = registry_session(spec, &tag.image, how.timeouts)?;
-        let gathered = gather(spec, tag, render, options, client.as_ref(), daemon).await;
+        let quiet = crate::progress::Progress::new(false, true);
+        let gathered = gather(spec, tag, render, options, client.as_ref(), daemon, &quiet).await;
         let decision = decide(&gathered.facts, options);
         let plan_error = match (&gathered.plan, &decision) {
             (Some(Err(e)), Ok(d)) if d.strategy.kind() != StrategyKind::Skip => Some(e.to_string()),
@@ -181,7 +182,7 @@ fn plan_into<'a>(
             decision,
             dependency_image: gathered.dependency_image,
             dependency: gathered.facts.dependency.clone(),
-            dependency_builder: gathered.facts.dependency_builder.clone(),
+            dependency_builder: gathered.facts.builder(),
             files: gathered.facts.files,
             platforms: gathered
                 .facts

@@ -357,6 +357,7 @@ async fn decide_image(job: &Job<'_>) -> Result<(Decision, Gathered), EngineError
         &options,
         job.client,
         job.daemon,
+        job.progress,
     )
     .await;
     match super::decide(&gathered.facts, &options) {
@@ -521,6 +522,8 @@ struct Planned {
     /// [`BuildPlan::dependencies`] of `plan`.
     deps: BuildPlan,
     inputs: Inputs,
+    /// The apt step of each platform as the decision saw it ([`Gathered::apt`]).
+    apt: Vec<crate::builders::daemonless::apt_layers::Prepared>,
 }
 
 impl Planned {
@@ -540,7 +543,12 @@ impl Planned {
                 source,
             })?;
         plan.labels.push((INPUTS_LABEL.into(), inputs.to_label()));
-        Ok(Planned { plan, deps, inputs })
+        Ok(Planned {
+            plan,
+            deps,
+            inputs,
+            apt: gathered.apt,
+        })
     }
 
     /// The image of this plan made by `action` (pushed as `digest`, if it was): its record

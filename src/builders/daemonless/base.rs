@@ -94,14 +94,25 @@ fn wants_content(path: &str) -> bool {
             | "etc/subgid"
             | "etc/login.defs"
             | "etc/default/useradd"
-            // What the apt step reads (crate::apt): os-release, apt sources, dpkg status.
+            // What the apt step reads (crate::apt): os-release, apt sources, dpkg status,
+            // the keyrings its InRelease files are verified with.
             | "etc/os-release"
             | "usr/lib/os-release"
             | "etc/apt/sources.list"
             | "var/lib/dpkg/status"
-    ) || ["etc/skel/", "root/", "home/", "etc/apt/sources.list.d/"]
-        .iter()
-        .any(|p| path.starts_with(p))
+            | "etc/apt/trusted.gpg"
+            | "var/lib/apt/extended_states"
+    ) || [
+        "etc/skel/",
+        "root/",
+        "home/",
+        "etc/apt/sources.list.d/",
+        "etc/apt/trusted.gpg.d/",
+        "etc/apt/keyrings/",
+        "usr/share/keyrings/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 /// Interpreters and C libraries, whose version strings are kept.

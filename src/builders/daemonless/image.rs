@@ -416,9 +416,31 @@ impl KnownLayers {
         serde_json::from_slice::<KnownLayer>(&bytes).is_ok_and(|k| k.diff_id.hex() == hex)
     }
 
+    /// The layer `diff_id` as pushed before, when `target`'s repository has its blob or
+    /// can mount it from the repository it was pushed to: ready, nothing to write.
+    pub(super) async fn find(
+        &self,
+        target: &PushTarget<'_>,
+        diff_id: &Digest,
+    ) -> Result<Option<Ready>, DaemonlessError> {
+        let Some(k) = self.get(diff_id) else {
+            return Ok(None);
+        };
+        let (client, image) = (target.client, target.image);
+        let same_registry = k.image.host() == image.host();
+        let there = client.has_blob(image, k.digest.as_str()).await?
+            || (same_registry && client.mount_blob(image, &k.image, k.digest.as_str()).await);
+        Ok(there.then(|| Ready {
+            diff_id: k.diff_id,
+            digest: k.digest,
+            size: k.size,
+            written: None,
+        }))
+    }
+
     /// Remembers a layer pushed with `image` (a cache that cannot be written only costs a
     /// later build a compression).
-    fn put(&self, layer: &Layer, image: &ImageRef) {
+    pub(super) fn put(&self, layer: &Layer, image: &ImageRef) {
         let known = KnownLayer {
             diff_id: layer.diff_id.clone(),
             digest: layer.digest.clone(),
@@ -457,12 +479,12 @@ pub async fn prepare_layers(
     target: Option<PushTarget<'_>>,
 ) -> Result<Vec<Ready>, DaemonlessError> {
     let plans = std::sync::Arc::new(plans);
-    let mut found: Vec<Option<KnownLayer>> = (0..plans.len()).map(|_| None).collect();
-    if let Some(PushTarget {
-        client,
-        image,
-        known: Some(known),
-    }) = &target
+    let mut found: Vec<Option<Ready>> = (0..plans.len()).map(|_| None).collect();
+    if let Some(
+        push @ PushTarget {
+            known: Some(known), ..
+        },
+    ) = &target
     {
         let diff_ids = {
             let plans = plans.clone();
@@ -476,15 +498,7 @@ pub async fn prepare_layers(
             .await?
         };
         for (slot, diff_id) in found.iter_mut().zip(&diff_ids) {
-            let Some(k) = known.get(diff_id) else {
-                continue;
-            };
-            let same_registry = k.image.host() == image.host();
-            if client.has_blob(image, k.digest.as_str()).await?
-                || (same_registry && client.mount_blob(image, &k.image, k.digest.as_str()).await)
-            {
-                *slot = Some(k);
-            }
+            *slot = known.find(push, diff_id).await?;
         }
     }
     let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
@@ -504,12 +518,7 @@ pub async fn prepare_layers(
     let mut ready = Vec::with_capacity(plans.len());
     for (i, hit) in found.into_iter().enumerate() {
         ready.push(match (hit, written.remove(&i)) {
-            (Some(k), _) => Ready {
-                diff_id: k.diff_id,
-                digest: k.digest,
-                size: k.size,
-                written: None,
-            },
+            (Some(found), _) => found,
             (None, Some(layer)) => {
                 if let Some(PushTarget {
                     image,

@@ -22,7 +22,7 @@
 //! that runs it), and the `/etc/shadow` day of the user's last password change (the base's
 //! creation day instead of the build's).
 
-pub(crate) mod apt_layers;
+pub mod apt_layers;
 pub(crate) mod base;
 pub(crate) mod config;
 pub(crate) mod image;
@@ -81,6 +81,13 @@ pub enum DaemonlessError {
     Digest(#[from] crate::oci::digest::DigestError),
     #[error(transparent)]
     Epoch(#[from] crate::oci::epoch::EpochError),
+    /// The apt step could not be worked out, for a reason not to fall back from (found
+    /// before the decision, reported by the build).
+    #[error(transparent)]
+    Apt(std::sync::Arc<DaemonlessError>),
+    /// A suite's `InRelease` whose signature does not verify with the base's keys.
+    #[error(transparent)]
+    AptSignature(#[from] crate::apt::signature::SignatureError),
 }
 
 impl From<venv::InstallError> for DaemonlessError {
@@ -202,7 +209,7 @@ async fn read_base(
     let config = value.config();
     let cached = cache_dir().map(|d| {
         d.join(BASES_DIR)
-            .join(format!("{}.v2.json", digest.file_name()))
+            .join(format!("{}.v3.json", digest.file_name()))
     });
     let cached_tree = cached
         .as_ref()
@@ -382,6 +389,8 @@ pub struct DependencyBuild<'a> {
     pins: Option<String>,
     /// `SOURCE_DATE_EPOCH`: every time the build writes, when set.
     epoch: Option<SourceDateEpoch>,
+    /// Each platform's apt step as the decision saw it ([`prepare_apt`]).
+    apt: Vec<apt_layers::Prepared>,
 }
 
 /// One platform's dependency image, ready to publish.
@@ -410,7 +419,15 @@ impl<'a> DependencyBuild<'a> {
             timeouts,
             pins: None,
             epoch: SourceDateEpoch::from_env()?,
+            apt: Vec::new(),
         })
+    }
+
+    /// The apt steps [`prepare_apt`] worked out before the decision: built as they are, not
+    /// resolved again.
+    pub fn with_apt(mut self, apt: Vec<apt_layers::Prepared>) -> DependencyBuild<'a> {
+        self.apt = apt;
+        self
     }
 
     /// The dependency image of `platform`.
@@ -429,7 +446,8 @@ impl<'a> DependencyBuild<'a> {
             constraints: self.pins.as_deref(),
             epoch: self.epoch,
         };
-        let (made, pins) = make_platform(self.deps, platform, &install, progress).await?;
+        let apt = self.apt.iter().find(|p| &p.platform == platform).cloned();
+        let (made, pins) = make_platform(self.deps, platform, &install, apt, progress).await?;
         self.pins.get_or_insert(pins);
         Ok(made)
     }
@@ -444,13 +462,15 @@ pub struct LocalDependency {
 }
 
 /// Makes the dependency image of every platform of `deps` (one resolution, as
-/// [`DependencyBuild`]) on this machine without pushing it anywhere.
+/// [`DependencyBuild`]; `apt`: the apt steps the decision saw) on this machine without
+/// pushing it anywhere.
 pub async fn make_local(
     deps: &BuildPlan,
+    apt: &[apt_layers::Prepared],
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Vec<LocalDependency>, DaemonlessError> {
-    let mut build = DependencyBuild::new(deps, None, timeouts)?;
+    let mut build = DependencyBuild::new(deps, None, timeouts)?.with_apt(apt.to_vec());
     let platforms = &deps.platform;
     let mut made_all = Vec::new();
     for platform in platforms.iter() {
@@ -466,6 +486,30 @@ pub async fn make_local(
         });
     }
     Ok(made_all)
+}
+
+/// The apt step of `deps` for each of its platforms, worked out before the decision (the
+/// base read from its registry, the package set resolved, the `.deb`s fetched and their
+/// scripts read): empty without `apt_packages`. Nothing is built.
+pub async fn prepare_apt(
+    deps: &BuildPlan,
+    timeouts: crate::timeouts::Timeouts,
+    progress: &Progress,
+) -> Vec<apt_layers::Prepared> {
+    if deps.apt_packages.is_empty() {
+        return Vec::new();
+    }
+    let mut prepared = Vec::new();
+    for platform in deps.platform.iter() {
+        let base = read_base(&deps.pulled_base(), platform, timeouts, progress).await;
+        prepared.push(match base {
+            Ok(base) => {
+                apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await
+            }
+            Err(e) => apt_layers::Prepared::not_resolved(platform, e),
+        });
+    }
+    prepared
 }
 
 /// What the install step of every platform shares.
@@ -692,13 +736,28 @@ async fn make_platform(
     deps: &BuildPlan,
     platform: &Platform,
     installing: &Installing<'_>,
+    apt: Option<apt_layers::Prepared>,
     progress: &Progress,
 ) -> Result<(Made, String), DaemonlessError> {
     // From its registry's mirror when the defaults file names one: its layers are then read
     // (and mounted) from there.
     let base_ref = deps.pulled_base();
     let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
-    let apt = apt_layers::new_layers(&base.tree, platform, deps, progress).await?;
+    // Worked out before the decision; else (a caller that did not) now, by the same rule.
+    let apt = match apt {
+        Some(apt) => Some(apt),
+        None if !deps.apt_packages.is_empty() => {
+            Some(apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await)
+        }
+        None => None,
+    };
+    let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
+    let target = installing.push_to.map(|(client, image)| image::PushTarget {
+        client,
+        image,
+        known: known.as_ref(),
+    });
+    let apt = apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress).await?;
     let checked = check_base(deps, &base, platform, installing)?;
     let path_at_end = checked
         .env

@@ -3,7 +3,7 @@
 //! index under the dependency tag.
 
 use super::{DaemonlessError, DependencyBuild};
-use crate::oci::{Digest, Index, Platforms};
+use crate::oci::{Digest, Index};
 use crate::plan::BuildPlan;
 use crate::progress::Progress;
 use crate::publish::registry::{Reference, Registry};
@@ -20,15 +20,17 @@ pub enum UvError {
 }
 
 /// Builds the dependency image of `deps` (a [`BuildPlan::dependencies`] plan) for each of
-/// `platforms` with uv and pushes it to `client`'s registry as `deps.image` (several: one
+/// its platforms with uv (`apt`: the apt steps the decision saw) and pushes it to `client`'s registry as `deps.image` (several: one
 /// index). Returns the digest of what the tag names.
 pub async fn build_and_push(
     client: &RegistryClient,
     deps: &BuildPlan,
-    platforms: &Platforms,
+    apt: &[super::apt_layers::Prepared],
     progress: &Progress,
 ) -> Result<Digest, UvError> {
-    let mut build = DependencyBuild::new(deps, Some(client), client.timeouts())?;
+    let platforms = &deps.platform;
+    let mut build =
+        DependencyBuild::new(deps, Some(client), client.timeouts())?.with_apt(apt.to_vec());
     let several = platforms.several();
     let mut index = Index::default();
     for platform in platforms.iter() {

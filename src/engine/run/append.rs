@@ -167,6 +167,10 @@ pub(super) async fn dependency_images(
 ) -> Result<Vec<DependencyImage>, EngineError> {
     let (client, deps) = (job.registry()?, &planned.deps);
     let uv = builder == Some(&DependencyBuilder::Uv);
+    // Said before anything needs dockerd: the decision's reason, not a fallback.
+    if let Some(DependencyBuilder::Docker(why)) = builder {
+        job.info(&format!("the dependency image needs BuildKit: {why}"));
+    }
     let emulation = !uv && job.options.remote.is_none();
     platforms::preflight_plan(job, &planned.plan, emulation).await?;
     let _lock = crate::lock::ImageLock::acquire(&deps.image, |message| job.info(message))
@@ -194,7 +198,8 @@ pub(super) async fn dependency_images(
             deps.image
         ));
     }
-    // What only the build finds out (no wheel, no Python in the base) falls back to dockerd.
+    // What only the build finds out (no wheel, no Python in the base) falls back to dockerd;
+    // the apt step was worked out before the decision.
     let made = uv && by_uv(job, planned, platforms).await?;
     if !made {
         if job.options.remote.is_some() {
@@ -218,6 +223,7 @@ async fn by_uv(
 ) -> Result<bool, EngineError> {
     let uv = Uv {
         client: job.registry()?,
+        apt: &planned.apt,
     };
     match uv.build(&planned.deps, job.progress).await {
         Ok(_) => Ok(true),

@@ -30,7 +30,7 @@ pub(super) async fn write_output(
     };
     let deps = match dependencies {
         OutputDependencies::Local => {
-            write_output_local(job, &planned.plan, target, platforms).await?;
+            write_output_local(job, &planned, target, platforms).await?;
             return Ok(written(job, &planned));
         }
         OutputDependencies::Found(found) => {
@@ -89,14 +89,14 @@ async fn assemble_each<'d>(
 /// written with the base's layers read from the base's registry.
 async fn write_output_local(
     job: &Job<'_>,
-    plan: &BuildPlan,
+    planned: &Planned,
     target: &OutputTarget,
     platforms: &Platforms,
 ) -> Result<(), EngineError> {
     let (progress, options) = (job.progress, job.options);
     use crate::builders::daemonless::{DaemonlessError, make_local};
-    let deps_plan = plan.dependencies();
-    let made = match make_local(&deps_plan, options.timeouts, progress).await {
+    let (plan, deps_plan) = (&planned.plan, &planned.deps);
+    let made = match make_local(deps_plan, &planned.apt, options.timeouts, progress).await {
         Ok(made) => made,
         Err(DaemonlessError::Fallback(why)) => {
             return Err(BackendError::Output {
