@@ -85,6 +85,11 @@ impl BuildOptions {
         defaults: &Defaults,
     ) -> BuildOptions {
         let var = |name: &str| std::env::var(name).ok();
+        // Each switch: its IMAGESPEC_NO_* variable, else the defaults file's key.
+        let values = &defaults.values;
+        let on = |no_env: &str, file: &Option<crate::spec::defaults::Setting<bool>>| {
+            switch(var(no_env).as_deref(), file.as_ref())
+        };
         // flytekit: FLYTE_PUSH_IMAGE_SPEC is on unless it is "true"/"1" (case-insensitive);
         // the two others use str2bool (anything but false/0/off/no is true).
         let push = var("FLYTE_PUSH_IMAGE_SPEC")
@@ -101,24 +106,12 @@ impl BuildOptions {
             timeouts: Timeouts::default(),
             render,
             tag,
-            fast_path: switch(
-                var("IMAGESPEC_NO_FAST_PATH").as_deref(),
-                defaults.values.fast_path.as_ref(),
-            ),
-            daemonless: switch(
-                var("IMAGESPEC_NO_DAEMONLESS").as_deref(),
-                defaults.values.daemonless.as_ref(),
-            ),
+            fast_path: on("IMAGESPEC_NO_FAST_PATH", &values.fast_path),
+            daemonless: on("IMAGESPEC_NO_DAEMONLESS", &values.daemonless),
             output: None,
             build_bases: true,
-            sbom: switch(
-                var("IMAGESPEC_NO_SBOM").as_deref(),
-                defaults.values.sbom.as_ref(),
-            ),
-            provenance: switch(
-                var("IMAGESPEC_NO_PROVENANCE").as_deref(),
-                defaults.values.provenance.as_ref(),
-            ),
+            sbom: on("IMAGESPEC_NO_SBOM", &values.sbom),
+            provenance: on("IMAGESPEC_NO_PROVENANCE", &values.provenance),
             remote: None,
         }
     }
