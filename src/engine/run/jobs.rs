@@ -13,6 +13,9 @@ use crate::progress::Progress;
 use crate::spec::NormalizedSpec;
 use std::sync::mpsc;
 
+/// The stack of each build's thread: the main thread's 8 MiB.
+const BUILD_THREAD_STACK: usize = 8 << 20;
+
 /// One image of the file, with the options it is built with.
 pub struct Image<'a> {
     pub key: &'a str,
@@ -69,13 +72,24 @@ pub fn build_all<'a>(
             for node in schedule.start() {
                 let (sender, spec, options) =
                     (sender.clone(), graph.nodes[node].spec, &options[node]);
+                let failed = sender.clone();
                 let progress = progress.for_image(name(node));
-                scope.spawn(move || {
-                    let outcome = runtime.block_on(build(spec, options, &progress));
+                // The build's future is boxed and its thread gets the main thread's stack:
+                // a debug build's future is deep enough to overflow a spawned thread's
+                // default 2 MiB (seen with the SBOM attached beside the push).
+                let job = move || {
+                    let outcome = runtime.block_on(Box::pin(build(spec, options, &progress)));
                     progress.finish(outcome.is_ok());
                     // The receiver lives until every thread has sent.
                     let _ = sender.send((node, outcome));
-                });
+                };
+                let thread = std::thread::Builder::new()
+                    .name(format!("build {}", name(node)))
+                    .stack_size(BUILD_THREAD_STACK);
+                if let Err(source) = thread.spawn_scoped(scope, job) {
+                    let context = format!("starting the build of {}", name(node));
+                    let _ = failed.send((node, Err(EngineError::Io { context, source })));
+                }
             }
             let Ok((node, outcome)) = results.recv() else {
                 break;
