@@ -80,6 +80,33 @@ fn an_unknown_builder_is_refused_with_exit_2() {
 }
 
 #[test]
+fn plan_takes_builds_output_target_and_refuses_as_build_does() {
+    let spec = "name = \"x\"\nbase_image = \"127.0.0.1:1/py:3\"\ncopy = [\"spec.toml\"]\n\
+                platform = \"linux/amd64,linux/arm64\"\n";
+    // `docker load` keeps one platform per name: refused, with build's exit code.
+    let (code, plans, out) = plan(spec, &["--json", "--output", "docker-archive:x.tar"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(plans[0]["exit_code"], 2, "{out}");
+    assert!(
+        plans[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("--output docker-archive: holds one image per name")),
+        "{out}"
+    );
+    // An OCI layout holds an index: not that refusal.
+    let (_, plans, out) = plan(spec, &["--json", "--output", "oci:layout"]);
+    assert!(
+        !plans[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("docker-archive")),
+        "{out}"
+    );
+    // A target that is none is bad input, as for build.
+    let (code, _, out) = plan(spec, &["--json", "--output", "tar:x"]);
+    assert_eq!(code, Some(2), "{out}");
+}
+
+#[test]
 fn nested_bases_come_first_and_the_text_view_names_each_image() {
     let spec = r#"
 [images.base]

@@ -118,8 +118,8 @@ impl Builder for Envd {
 /// wheel, no Python in the base) is `BackendError::Daemonless(DaemonlessError::Fallback)`.
 pub struct Uv<'a> {
     pub client: &'a RegistryClient,
-    /// Each platform's apt step as the decision saw it (laid down as it is).
-    pub apt: &'a [super::daemonless::apt_layers::Prepared],
+    /// What the decision saw of each platform's base and apt step (built on as it is).
+    pub preflight: &'a super::daemonless::Preflight,
 }
 
 impl Builder for Uv<'_> {
@@ -127,7 +127,7 @@ impl Builder for Uv<'_> {
 
     async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<Built, BackendError> {
         use super::daemonless::push::{UvError, build_and_push};
-        let digest = match build_and_push(self.client, plan, self.apt, progress).await {
+        let digest = match build_and_push(self.client, plan, self.preflight, progress).await {
             Ok(digest) => digest,
             Err(UvError::Build(e)) => return Err(e.into()),
             Err(UvError::Publish(e)) => return Err(e.into()),

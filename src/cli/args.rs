@@ -475,9 +475,10 @@ pub struct PlanArgs {
     pub render: RenderFlags,
     #[command(flatten)]
     pub decision: DecisionFlags,
-    /// Plan as `build --output ...` would run (the image written to disk).
-    #[arg(long)]
-    pub output: bool,
+    /// Plan as `build --output KIND:PATH` would run (the image written to disk); the target
+    /// may be left out, but `docker-archive:` (one platform per name) changes the plan.
+    #[arg(long, value_name = "KIND:PATH", num_args = 0..=1)]
+    pub output: Option<Option<imagespec::publish::layout::OutputTarget>>,
     #[command(flatten)]
     pub timeouts: TimeoutFlags,
     /// One JSON object per line per image, bases first, the requested image last.

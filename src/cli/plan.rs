@@ -23,10 +23,15 @@ pub fn run(args: &PlanArgs) -> Result<i32, Error> {
         push: env.push && !args.decision.no_push,
         force: env.force || args.decision.force,
         fast_path: env.fast_path && !args.decision.no_fast_path,
-        output: args.output,
+        output: args.output.is_some(),
         assume_exists: args.decision.assume_exists,
         daemonless: env.daemonless && !args.decision.no_daemonless,
-        output_one_platform: false,
+        output_one_platform: matches!(
+            args.output,
+            Some(Some(
+                imagespec::publish::layout::OutputTarget::DockerArchive(_)
+            ))
+        ),
         remote_builder: false,
     };
     let mut render = super::render::options(&args.render)?;

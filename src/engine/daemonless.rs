@@ -106,9 +106,11 @@ pub enum NotDaemonless {
     /// uv is not on this machine (or `IMAGESPEC_UV` names no file): the reason says which.
     #[error("{0}")]
     NoUv(String),
-    /// Found out while building (no Python in the base, a package without a wheel, no uv).
+    /// The base, as read from its registry before the decision, is not one uv starts from
+    /// (it cannot be read, is another platform, has `ONBUILD` triggers): the reason says
+    /// which.
     #[error("{0}")]
-    AtBuild(String),
+    Base(String),
 }
 
 /// Who makes `deps`'s dependency image (`deps` is [`BuildPlan::dependencies`]).

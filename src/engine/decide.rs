@@ -29,6 +29,7 @@
 //!     platforms: Platforms::parse("linux/amd64").unwrap(),
 //!     files: 3,
 //!     dependency_builder: None,
+//!     unreadable_base: None,
 //!     apt: None,
 //! };
 //! let decision = decide(&facts, &DecideOptions::default()).unwrap();
@@ -225,16 +226,25 @@ pub struct Facts {
     /// Who would make the dependency image when it is missing (uv without a daemon, or
     /// dockerd and why), when the fast path may apply, as the spec and this machine say.
     pub dependency_builder: Option<DependencyBuilder>,
+    /// Why uv cannot start from the base (it cannot be read from its registry, is another
+    /// platform, has `ONBUILD` triggers), when uv would make a missing dependency image and
+    /// the base was read for the decision.
+    pub unreadable_base: Option<String>,
     /// Each platform's apt step, worked out before the decision when uv would make a
     /// missing dependency image with `apt_packages` ([`super::with_apt`] reads it).
     pub apt: Option<Vec<(crate::oci::Platform, crate::apt::facts::AptFacts)>>,
 }
 
 impl Facts {
-    /// Who makes the dependency image: [`Facts::dependency_builder`], unless the apt step's
-    /// facts leave it to dockerd.
+    /// Who makes the dependency image: [`Facts::dependency_builder`], unless the base read
+    /// or the apt step's facts leave it to dockerd.
     pub fn builder(&self) -> Option<DependencyBuilder> {
-        let builder = self.dependency_builder.clone()?;
+        let builder = match (self.dependency_builder.clone()?, &self.unreadable_base) {
+            (DependencyBuilder::Uv, Some(why)) => {
+                DependencyBuilder::Docker(super::NotDaemonless::Base(why.clone()))
+            }
+            (builder, _) => builder,
+        };
         Some(match &self.apt {
             Some(apt) => super::with_apt(builder, apt),
             None => builder,
@@ -318,6 +328,11 @@ pub enum Refusal {
         "--output without a `registry`: the dependencies must be installed here without a daemon, which cannot be done ({0}); name a `registry` to keep its dependency image in"
     )]
     OutputNeedsRegistry(String),
+    /// Not the spec's fault: the base cannot be read from here (exit 1, as a failed build).
+    #[error(
+        "--output without a `registry`: the dependencies are installed here on the base image as its registry serves it, which cannot be done: {0}"
+    )]
+    OutputBaseUnreadable(String),
     #[error(
         "several platforms: each is built on its own and they are joined as an index in the registry (dockerd 20.10 keeps one platform per tag), so the image must be pushed, but {0}; or write it with --output oci:DIR"
     )]
@@ -346,13 +361,15 @@ impl Refusal {
             | Refusal::OutputOnePlatform => Some("platform"),
             Refusal::OutputNotAppendable(_) | Refusal::CannotTell(_) => None,
             Refusal::OutputNeedsRegistry(_) | Refusal::RemoteNotPushed(_) => Some("registry"),
+            Refusal::OutputBaseUnreadable(_) => Some("base_image"),
         }
     }
 
-    /// Bad input (2) but for "cannot tell" (3).
+    /// Bad input (2) but for "cannot tell" (3) and a base that cannot be read (1).
     pub fn exit_code(&self) -> i32 {
         match self {
             Refusal::CannotTell(_) => 3,
+            Refusal::OutputBaseUnreadable(_) => 1,
             _ => 2,
         }
     }
@@ -613,6 +630,9 @@ fn decide_output(facts: &Facts, options: &DecideOptions) -> Result<Decision, Ref
                     files(facts.files)
                 ),
             ),
+            Some(DependencyBuilder::Docker(super::NotDaemonless::Base(why))) => {
+                Err(Refusal::OutputBaseUnreadable(why.clone()))
+            }
             Some(DependencyBuilder::Docker(why)) => {
                 Err(Refusal::OutputNeedsRegistry(why.to_string()))
             }
@@ -660,6 +680,7 @@ mod tests {
             platforms: platforms(1),
             files: 2,
             dependency_builder: None,
+            unreadable_base: None,
             apt: None,
         }
     }
@@ -1145,6 +1166,60 @@ mod tests {
                 .contains("apt package sudo: its postinst runs `addgroup sudo`"),
             "{refusal}"
         );
+    }
+
+    #[test]
+    fn a_base_uv_cannot_read_goes_to_dockerd_or_refuses_output_with_exit_1() {
+        let why =
+            "the base image r/py:3 cannot be read from its registry: read it through a mirror";
+        let f = Facts {
+            dependency: Dependency::Missing,
+            dependency_builder: Some(crate::engine::DependencyBuilder::Uv),
+            unreadable_base: Some(why.into()),
+            ..facts()
+        };
+        // dockerd reads bases its own way (its store, its mirrors): it builds, saying why.
+        assert_eq!(
+            f.builder(),
+            Some(crate::engine::DependencyBuilder::Docker(
+                crate::engine::NotDaemonless::Base(why.into())
+            ))
+        );
+        let d = decided_with(
+            &f,
+            &DecideOptions::default(),
+            StrategyKind::BuildDependenciesThenAppend,
+        );
+        assert!(
+            d.reason.contains(&format!("with dockerd ({why})")),
+            "{}",
+            d.reason
+        );
+        // A base uv reads is no reason: uv builds.
+        let readable = Facts {
+            unreadable_base: None,
+            ..f.clone()
+        };
+        assert_eq!(
+            readable.builder(),
+            Some(crate::engine::DependencyBuilder::Uv)
+        );
+        // `--output` without a registry has no dockerd to turn to: the build would fail,
+        // and the plan says so with the build's exit code.
+        let options = options_with(|o| o.output = true);
+        let here = Facts {
+            registry: false,
+            existence: None,
+            dependency: Dependency::NotAsked,
+            ..f
+        };
+        let refusal = decide(&here, &options).unwrap_err();
+        assert_eq!(refusal, Refusal::OutputBaseUnreadable(why.into()));
+        assert_eq!(
+            (refusal.exit_code(), refusal.field()),
+            (1, Some("base_image"))
+        );
+        assert!(refusal.to_string().ends_with(why), "{refusal}");
     }
 
     #[test]

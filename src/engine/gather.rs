@@ -8,6 +8,7 @@ use super::{
     NotAppendable, Platforms,
 };
 use crate::builders::BackendError;
+use crate::builders::daemonless::Preflight;
 use crate::builders::docker::DockerDaemon;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::oci::{Digest, ImageRef};
@@ -69,9 +70,10 @@ pub struct Gathered {
     /// The image's manifest, when the existence check read it (a GET): the skip path reads
     /// the record of its files through it.
     pub manifest: Option<RawManifest>,
-    /// Each platform's apt step as worked out for the decision ([`Facts::apt`]): the build
-    /// lays down what was decided, without resolving again.
-    pub apt: Vec<crate::builders::daemonless::apt_layers::Prepared>,
+    /// Each platform's base as read and apt step as worked out for the decision
+    /// ([`Facts::unreadable_base`], [`Facts::apt`]): the build starts from them, without
+    /// reading or resolving again.
+    pub preflight: Preflight,
 }
 
 /// Asks the registry (or daemon) what `decide` needs for one image: the existence check and
@@ -105,6 +107,7 @@ pub async fn gather(
         platforms: platforms.clone(),
         files,
         dependency_builder: None,
+        unreadable_base: None,
         apt: None,
     };
     let mut gathered = Gathered {
@@ -114,7 +117,7 @@ pub async fn gather(
         dependency_image: None,
         dependency_plan: None,
         manifest: None,
-        apt: Vec::new(),
+        preflight: Preflight::default(),
     };
     if !matches!(builder, Builder::Default | Builder::Envd) {
         return gathered;
@@ -155,17 +158,18 @@ pub async fn gather(
         .map(|deps| who_builds(spec, deps, options));
     if let Some(deps) = dependency_plan
         .as_ref()
-        .filter(|d| !d.apt_packages.is_empty() && apt_step_due(&facts, options))
+        .filter(|_| uv_step_due(&facts, options))
     {
-        let timeouts = daemon.timeouts;
-        gathered.apt = crate::builders::daemonless::prepare_apt(deps, timeouts, progress).await;
-        facts.apt = Some(
+        gathered.preflight = preflight(deps, daemon.timeouts, progress).await;
+        facts.unreadable_base = gathered.preflight.unreadable_base();
+        facts.apt = (!deps.apt_packages.is_empty()).then(|| {
             gathered
+                .preflight
                 .apt
                 .iter()
                 .map(|p| (p.platform.clone(), p.facts.clone()))
-                .collect(),
-        );
+                .collect()
+        });
     }
     gathered.dependency_image = dependency_plan.as_ref().map(|p| p.image.clone());
     gathered.dependency_plan = dependency_plan;
@@ -176,10 +180,27 @@ pub async fn gather(
     gathered
 }
 
-/// Whether the apt step is to be worked out for the decision: uv would make the dependency
-/// image, which has `apt_packages` and is to be made (not in the registry, and the image is
-/// missing or `--force`d). Never for an image that is skipped.
-fn apt_step_due(facts: &Facts, options: &DecideOptions) -> bool {
+/// What uv's build would start from, found out for the decision: each platform's base read
+/// from its registry and, when it could be and the spec has `apt_packages`, the apt step.
+async fn preflight(
+    deps: &BuildPlan,
+    timeouts: Timeouts,
+    progress: &crate::progress::Progress,
+) -> Preflight {
+    use crate::builders::daemonless::{look_at_bases, prepare_apt};
+    let bases = look_at_bases(deps, timeouts).await;
+    let readable = bases.iter().all(|b| b.why_not().is_none());
+    let apt = match readable {
+        true => prepare_apt(deps, &bases, timeouts, progress).await,
+        false => Vec::new(),
+    };
+    Preflight { bases, apt }
+}
+
+/// Whether what uv's build starts from is to be found out for the decision (its base, its
+/// apt step): uv would make the dependency image, which is to be made (not in the registry,
+/// and the image is missing or `--force`d). Never for an image that is skipped.
+fn uv_step_due(facts: &Facts, options: &DecideOptions) -> bool {
     facts.dependency_builder == Some(super::DependencyBuilder::Uv)
         && !matches!(facts.dependency, Dependency::Found(_))
         && (options.force || facts.existence != Some(Existence::Yes))

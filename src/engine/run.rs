@@ -515,8 +515,9 @@ struct Planned {
     /// [`BuildPlan::dependencies`] of `plan`.
     deps: BuildPlan,
     inputs: Inputs,
-    /// The apt step of each platform as the decision saw it ([`Gathered::apt`]).
-    apt: Vec<crate::builders::daemonless::apt_layers::Prepared>,
+    /// What the decision saw of each platform's base and apt step
+    /// ([`Gathered::preflight`]).
+    preflight: crate::builders::daemonless::Preflight,
 }
 
 impl Planned {
@@ -540,7 +541,7 @@ impl Planned {
             plan,
             deps,
             inputs,
-            apt: gathered.apt,
+            preflight: gathered.preflight,
         })
     }
 

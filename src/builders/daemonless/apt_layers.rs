@@ -486,7 +486,7 @@ fn package_facts(
 /// decision left to dockerd is a [`Fallback`] (the engine does not build it this way).
 pub async fn layers(prepared: &Prepared) -> Result<Vec<Layer>, DaemonlessError> {
     if let Some(e) = &prepared.error {
-        return Err(DaemonlessError::Apt(e.clone()));
+        return Err(DaemonlessError::Before(e.clone()));
     }
     let chosen = match (&prepared.facts, &prepared.chosen) {
         (AptFacts::Resolved(packages), Some(chosen)) => match facts::blocker(packages) {

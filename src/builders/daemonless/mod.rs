@@ -12,10 +12,11 @@
 //! [`DEPENDENCY_LABEL`] facts, so that the registry fast path appends the source to it.
 //! Same inputs, same digests.
 //!
-//! What only the build can tell — the base has no Python or no glibc, a package has no
-//! wheel, a lock's source needs a build, there is no uv here, the base cannot be read from
-//! its registry — is a
-//! [`Fallback`]: the caller builds the dependency image with dockerd instead and says why.
+//! Whether the base can be read from its registry is found out before the decision
+//! ([`look_at_bases`], kept in a [`Preflight`] the build starts from). What only the build
+//! can tell — the base has no Python or no glibc, a package has no wheel, a lock's source
+//! needs a build — is a [`Fallback`]: the caller builds the dependency image with dockerd
+//! instead and says why.
 //!
 //! Deliberate differences from the Docker build, which the e2e comparison lists: no
 //! bytecode (`__pycache__`; Python writes it on first import, the venv belongs to the user
@@ -38,6 +39,7 @@ use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use base::BaseTree;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why the dependency image is left to dockerd, found while building (one line).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,13 +83,24 @@ pub enum DaemonlessError {
     Digest(#[from] crate::oci::digest::DigestError),
     #[error(transparent)]
     Epoch(#[from] crate::oci::epoch::EpochError),
-    /// The apt step could not be worked out, for a reason not to fall back from (found
-    /// before the decision, reported by the build).
+    /// Found before the decision (the base read, the apt step), for a reason not to fall
+    /// back from, and reported by the build.
     #[error(transparent)]
-    Apt(std::sync::Arc<DaemonlessError>),
+    Before(Arc<DaemonlessError>),
     /// A suite's `InRelease` whose signature does not verify with the base's keys.
     #[error(transparent)]
     AptSignature(#[from] crate::apt::signature::SignatureError),
+}
+
+impl DaemonlessError {
+    /// What was found before the decision, as the build reports it: a [`Fallback`] stays
+    /// one (dockerd builds then).
+    fn before(e: &Arc<DaemonlessError>) -> DaemonlessError {
+        match &**e {
+            DaemonlessError::Fallback(why) => DaemonlessError::Fallback(why.clone()),
+            _ => DaemonlessError::Before(Arc::clone(e)),
+        }
+    }
 }
 
 impl From<venv::InstallError> for DaemonlessError {
@@ -139,10 +152,104 @@ pub fn days_since_epoch(time: &str) -> Option<i64> {
 /// tree, and the session it was read with.
 struct Base {
     image: ImageRef,
-    client: RegistryClient,
+    client: Arc<RegistryClient>,
     value: Image,
     config: serde_json::Value,
     tree: BaseTree,
+}
+
+/// The base image of one platform as its registry answered before the decision: its
+/// manifest and config read and checked (the platform, no `ONBUILD`), or why the daemonless
+/// builder cannot start from it. The apt step and the build read its layers through it and
+/// ask for the manifest no more. Cheap to clone.
+#[derive(Clone)]
+pub struct SeenBase {
+    pub platform: Platform,
+    read: Result<Arc<BaseImage>, Arc<DaemonlessError>>,
+}
+
+impl SeenBase {
+    /// Why uv cannot build on it (one line), when the read failed.
+    pub fn why_not(&self) -> Option<String> {
+        self.read.as_ref().err().map(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Debug for SeenBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeenBase")
+            .field("platform", &self.platform)
+            .field("why_not", &self.why_not())
+            .finish()
+    }
+}
+
+/// A base image's manifest and config, read with `client`.
+struct BaseImage {
+    image: ImageRef,
+    client: Arc<RegistryClient>,
+    digest: Digest,
+    manifest: oci_client::manifest::OciImageManifest,
+    value: Image,
+}
+
+/// What the daemonless builder found out before the decision, for each platform: the base
+/// image as read ([`look_at_bases`]) and the apt step ([`prepare_apt`]). The build starts
+/// from it and resolves nothing again.
+#[derive(Clone, Debug, Default)]
+pub struct Preflight {
+    pub bases: Vec<SeenBase>,
+    pub apt: Vec<apt_layers::Prepared>,
+}
+
+impl Preflight {
+    /// Why uv cannot build: the first platform whose base could not be read.
+    pub fn unreadable_base(&self) -> Option<String> {
+        self.bases.iter().find_map(SeenBase::why_not)
+    }
+
+    fn base(&self, platform: &Platform) -> Option<&SeenBase> {
+        self.bases.iter().find(|b| &b.platform == platform)
+    }
+}
+
+/// The base image of `deps` (from its mirror when the defaults file names one) for each of
+/// its platforms, read from its registry: what decides whether uv can start from it.
+pub async fn look_at_bases(deps: &BuildPlan, timeouts: crate::timeouts::Timeouts) -> Vec<SeenBase> {
+    let image = deps.pulled_base();
+    let mut seen = Vec::new();
+    for platform in deps.platform.iter() {
+        let read = look_at_base(&image, platform, timeouts).await;
+        seen.push(SeenBase {
+            platform: platform.clone(),
+            read: read.map(Arc::new).map_err(Arc::new),
+        });
+    }
+    seen
+}
+
+/// The manifest and config of `image` for `platform` ([`read_base_image`]), with the
+/// session they were read with.
+async fn look_at_base(
+    image: &ImageRef,
+    platform: &Platform,
+    timeouts: crate::timeouts::Timeouts,
+) -> Result<BaseImage, DaemonlessError> {
+    let host = image.host();
+    let credentials = crate::registry::auth::lookup(host, None).map_err(|e| {
+        Fallback(format!(
+            "the base image {image} cannot be read from its registry ({e})"
+        ))
+    })?;
+    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
+    let (digest, manifest, value) = read_base_image(&client, image, platform).await?;
+    Ok(BaseImage {
+        image: image.clone(),
+        client: Arc::new(client),
+        digest,
+        manifest,
+        value,
+    })
 }
 
 /// The manifest and config of `image` for `platform`, as a value, checked to be that
@@ -192,20 +299,27 @@ async fn read_base_image(
     Ok((raw.digest, manifest, value))
 }
 
+/// The base of `platform`: as seen before the decision when it was, else read now; and its
+/// file tree (kept on this machine by the manifest's digest, else read from its layers).
 async fn read_base(
     image: &ImageRef,
     platform: &Platform,
+    seen: Option<&SeenBase>,
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Base, DaemonlessError> {
-    let host = image.host();
-    let credentials = crate::registry::auth::lookup(host, None).map_err(|e| {
-        Fallback(format!(
-            "the base image {image} cannot be read from its registry ({e})"
-        ))
-    })?;
-    let client = RegistryClient::new(host, credentials.as_ref(), timeouts);
-    let (digest, manifest, value) = read_base_image(&client, image, platform).await?;
+    let looked = match seen.map(|s| &s.read) {
+        Some(Ok(base)) => Arc::clone(base),
+        Some(Err(e)) => return Err(DaemonlessError::before(e)),
+        None => Arc::new(look_at_base(image, platform, timeouts).await?),
+    };
+    let BaseImage {
+        image,
+        client,
+        digest,
+        manifest,
+        value,
+    } = &*looked;
     let config = value.config();
     let cached = cache_dir().map(|d| {
         d.join(BASES_DIR)
@@ -219,7 +333,7 @@ async fn read_base(
         Some(tree) => tree,
         None => {
             let step = format!("read {image} ({} layers)", manifest.layers.len());
-            let reading = read_tree(&client, image, &manifest);
+            let reading = read_tree(client, image, manifest);
             let tree = progress.in_step("base", &step, reading).await?;
             if let Some(path) = cached {
                 keep_tree(&path, &tree);
@@ -229,8 +343,8 @@ async fn read_base(
     };
     Ok(Base {
         image: image.clone(),
-        client,
-        value,
+        client: Arc::clone(client),
+        value: value.clone(),
         config,
         tree,
     })
@@ -389,14 +503,14 @@ pub struct DependencyBuild<'a> {
     pins: Option<String>,
     /// `SOURCE_DATE_EPOCH`: every time the build writes, when set.
     epoch: Option<SourceDateEpoch>,
-    /// Each platform's apt step as the decision saw it ([`prepare_apt`]).
-    apt: Vec<apt_layers::Prepared>,
+    /// What the decision saw of each platform's base and apt step.
+    preflight: Preflight,
 }
 
 /// One platform's dependency image, ready to publish.
 pub struct Made {
     /// The base's registry client and name: the base layers are read from there.
-    pub base_client: RegistryClient,
+    pub base_client: Arc<RegistryClient>,
     pub base_image: ImageRef,
     /// The dependency image: the base's layers (in its registry), ours (files, or blobs
     /// the target repository has), the config.
@@ -419,14 +533,14 @@ impl<'a> DependencyBuild<'a> {
             timeouts,
             pins: None,
             epoch: SourceDateEpoch::from_env()?,
-            apt: Vec::new(),
+            preflight: Preflight::default(),
         })
     }
 
-    /// The apt steps [`prepare_apt`] worked out before the decision: built as they are, not
-    /// resolved again.
-    pub fn with_apt(mut self, apt: Vec<apt_layers::Prepared>) -> DependencyBuild<'a> {
-        self.apt = apt;
+    /// The bases read and the apt steps worked out before the decision: built on as they
+    /// are, not read or resolved again.
+    pub fn with_preflight(mut self, preflight: Preflight) -> DependencyBuild<'a> {
+        self.preflight = preflight;
         self
     }
 
@@ -446,8 +560,8 @@ impl<'a> DependencyBuild<'a> {
             constraints: self.pins.as_deref(),
             epoch: self.epoch,
         };
-        let apt = self.apt.iter().find(|p| &p.platform == platform).cloned();
-        let (made, pins) = make_platform(self.deps, platform, &install, apt, progress).await?;
+        let (made, pins) =
+            make_platform(self.deps, platform, &install, &self.preflight, progress).await?;
         self.pins.get_or_insert(pins);
         Ok(made)
     }
@@ -457,20 +571,20 @@ impl<'a> DependencyBuild<'a> {
 /// without a registry): its base's layers stay in the base's registry, ours are files.
 pub struct LocalDependency {
     /// The base's registry client: the base layers are read from there.
-    pub base_client: RegistryClient,
+    pub base_client: Arc<RegistryClient>,
     pub image: crate::builders::registry::DependencyImage,
 }
 
 /// Makes the dependency image of every platform of `deps` (one resolution, as
-/// [`DependencyBuild`]; `apt`: the apt steps the decision saw) on this machine without
-/// pushing it anywhere.
+/// [`DependencyBuild`], on what the decision saw) on this machine without pushing it
+/// anywhere.
 pub async fn make_local(
     deps: &BuildPlan,
-    apt: &[apt_layers::Prepared],
+    preflight: &Preflight,
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Vec<LocalDependency>, DaemonlessError> {
-    let mut build = DependencyBuild::new(deps, None, timeouts)?.with_apt(apt.to_vec());
+    let mut build = DependencyBuild::new(deps, None, timeouts)?.with_preflight(preflight.clone());
     let platforms = &deps.platform;
     let mut made_all = Vec::new();
     for platform in platforms.iter() {
@@ -488,11 +602,12 @@ pub async fn make_local(
     Ok(made_all)
 }
 
-/// The apt step of `deps` for each of its platforms, worked out before the decision (the
-/// base read from its registry, the package set resolved, the `.deb`s fetched and their
+/// The apt step of `deps` for each of its platforms, worked out before the decision on the
+/// bases `seen` (their trees read, the package set resolved, the `.deb`s fetched and their
 /// scripts read): empty without `apt_packages`. Nothing is built.
 pub async fn prepare_apt(
     deps: &BuildPlan,
+    seen: &[SeenBase],
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Vec<apt_layers::Prepared> {
@@ -501,7 +616,8 @@ pub async fn prepare_apt(
     }
     let mut prepared = Vec::new();
     for platform in deps.platform.iter() {
-        let base = read_base(&deps.pulled_base(), platform, timeouts, progress).await;
+        let seen = seen.iter().find(|s| &s.platform == platform);
+        let base = read_base(&deps.pulled_base(), platform, seen, timeouts, progress).await;
         prepared.push(match base {
             Ok(base) => {
                 apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await
@@ -736,13 +852,19 @@ async fn make_platform(
     deps: &BuildPlan,
     platform: &Platform,
     installing: &Installing<'_>,
-    apt: Option<apt_layers::Prepared>,
+    preflight: &Preflight,
     progress: &Progress,
 ) -> Result<(Made, String), DaemonlessError> {
     // From its registry's mirror when the defaults file names one: its layers are then read
     // (and mounted) from there.
     let base_ref = deps.pulled_base();
-    let base = read_base(&base_ref, platform, installing.timeouts, progress).await?;
+    let seen = preflight.base(platform);
+    let base = read_base(&base_ref, platform, seen, installing.timeouts, progress).await?;
+    let apt = preflight
+        .apt
+        .iter()
+        .find(|p| &p.platform == platform)
+        .cloned();
     // Worked out before the decision; else (a caller that did not) now, by the same rule.
     let apt = match apt {
         Some(apt) => Some(apt),

@@ -20,17 +20,18 @@ pub enum UvError {
 }
 
 /// Builds the dependency image of `deps` (a [`BuildPlan::dependencies`] plan) for each of
-/// its platforms with uv (`apt`: the apt steps the decision saw) and pushes it to `client`'s registry as `deps.image` (several: one
-/// index). Returns the digest of what the tag names.
+/// its platforms with uv on what the decision saw (`preflight`) and pushes it to
+/// `client`'s registry as `deps.image` (several: one index). Returns the digest of what the
+/// tag names.
 pub async fn build_and_push(
     client: &RegistryClient,
     deps: &BuildPlan,
-    apt: &[super::apt_layers::Prepared],
+    preflight: &super::Preflight,
     progress: &Progress,
 ) -> Result<Digest, UvError> {
     let platforms = &deps.platform;
-    let mut build =
-        DependencyBuild::new(deps, Some(client), client.timeouts())?.with_apt(apt.to_vec());
+    let mut build = DependencyBuild::new(deps, Some(client), client.timeouts())?
+        .with_preflight(preflight.clone());
     let several = platforms.several();
     let mut index = Index::default();
     for platform in platforms.iter() {

@@ -223,7 +223,7 @@ async fn by_uv(
 ) -> Result<bool, EngineError> {
     let uv = Uv {
         client: job.registry()?,
-        apt: &planned.apt,
+        preflight: &planned.preflight,
     };
     match uv.build(&planned.deps, job.progress).await {
         Ok(_) => Ok(true),

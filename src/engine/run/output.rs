@@ -96,7 +96,7 @@ async fn write_output_local(
     let (progress, options) = (job.progress, job.options);
     use crate::builders::daemonless::{DaemonlessError, make_local};
     let (plan, deps_plan) = (&planned.plan, &planned.deps);
-    let made = match make_local(deps_plan, &planned.apt, options.timeouts, progress).await {
+    let made = match make_local(deps_plan, &planned.preflight, options.timeouts, progress).await {
         Ok(made) => made,
         Err(DaemonlessError::Fallback(why)) => {
             return Err(BackendError::Output {
