@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/e2e/install.sh
 scripts/e2e/up.sh --quiet
-scripts/e2e/base-images.sh
+scripts/e2e/base-images.sh --example
 set -a
 # shellcheck disable=SC1091
 . "${IMAGESPEC_E2E_STATE:-/tmp/imagespec-e2e}/e2e.env"

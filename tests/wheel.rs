@@ -115,6 +115,23 @@ fn the_wheel_installs_the_binary_and_uv_into_a_fresh_venv() {
     );
     let uv = output(Command::new(bin.join("uv")).arg("--version"));
     assert!(uv.starts_with("uv 0.5.1"), "uv beside the binary: {uv}");
+    // The licence travels with the wheel, as PyPI shows it and pip keeps it.
+    let show = output(Command::new(bin.join("pip")).args(["show", "imagespec-cli"]));
+    assert!(show.contains("License: Apache-2.0"), "{show}");
+    let licences = std::fs::read_dir(bin.parent().unwrap().join("lib"))
+        .expect("lib")
+        .flatten()
+        .map(|python| {
+            python.path().join(concat!(
+                "site-packages/imagespec_cli-",
+                env!("CARGO_PKG_VERSION"),
+                ".dist-info/licenses/LICENSE"
+            ))
+        })
+        .find(|p| p.is_file())
+        .expect("the LICENSE in the wheel's dist-info");
+    let text = std::fs::read_to_string(licences).expect("LICENSE");
+    assert!(text.contains("Apache License") && text.contains("Version 2.0"));
 
     let (spec, name) = readme_example();
     std::fs::write(dir.path().join("hello.toml"), spec).expect("spec");

@@ -19,15 +19,25 @@
 # An image is skipped when the registry already has it with the same recipe label (which
 # includes a hash of the host CA bundle); the slow parts (rootfs tarball, uv wheel) are cached
 # in $IMAGESPEC_E2E_CACHE (default /var/cache/imagespec-e2e).
-# Usage: scripts/e2e/base-images.sh [--force]    (--force: rebuild and push all three)
+# Usage: scripts/e2e/base-images.sh [--force] [--example]
+#   --force:   rebuild and push them all
+#   --example: only what scripts/example.sh and first-build.sh use (debian-python, uv,
+#              busybox): no arm64 base (a debootstrap under qemu, 5-30 min on a cold
+#              machine), no envd
 # Env: IMAGESPEC_E2E_UV_VERSION (default 0.5.1, the version flytekit's Dockerfile copies),
 #      IMAGESPEC_E2E_DEBIAN_MIRROR (default: the machine's own apt mirror).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-force=0
-[[ ${1:-} == --force ]] && force=1
+force=0 example=0
+for arg in "$@"; do
+    case $arg in
+    --force) force=1 ;;
+    --example) example=1 ;;
+    *) die "unknown argument $arg (usage: base-images.sh [--force] [--example])" ;;
+    esac
+done
 
 UV_VERSION=${IMAGESPEC_E2E_UV_VERSION:-0.5.1}
 [[ $UV_VERSION == 0.5.* ]] || die "IMAGESPEC_E2E_UV_VERSION must be a 0.5.x version (the image is tagged uv:0.5)"
@@ -364,6 +374,10 @@ bb_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo un
 ensure "debian-python-v2-ca-$ca_hash" build_debian_python "$BASE_PYTHON_IMAGE"
 ensure "uv-$UV_VERSION-v1" build_uv "$UV_IMAGE" "localhost:$PLAIN_PORT/uv:$UV_VERSION"
 ensure "busybox-${bb_version//[^A-Za-z0-9.+-]/_}-v1" build_busybox "$BUSYBOX_IMAGE"
+if ((example)); then
+    log "the example's base images ready in $((SECONDS - t_all))s (no arm64 base, no envd: --example)"
+    exit 0
+fi
 mkdir -p "$TMP/empty-context"
 ensure "envd-python-v1-ca-$ca_hash" build_envd_python "$ENVD_BASE_IMAGE"
 # arm64 needs emulation: binfmt_misc mounted, qemu-aarch64 registered (F flag).
