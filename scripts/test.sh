@@ -66,9 +66,11 @@ cleanup() {
 }
 trap cleanup EXIT
 scripts/e2e/base-images.sh
-# The imagespec-cli wheel, dev profile (reuses this build; tests/wheel.rs installs it into a
-# fresh venv), and uv's wheel beside it in /var/cache/imagespec-wheel.
-scripts/wheel.sh >/dev/null
+# The imagespec-cli wheels, dev profile: x86_64 (reuses this build; tests/wheel.rs installs it
+# into a fresh venv) and aarch64 (cross-compiled, its dependencies kept in
+# /var/cache/imagespec-wheel/target; tests/wheel.rs runs it on arm64), and uv's wheel beside
+# them in /var/cache/imagespec-wheel.
+scripts/wheel.sh --aarch64 >/dev/null
 # The flytekit plugin's venv with that wheel and the plugin (tests/flytekit_plugin.rs).
 scripts/e2e/plugin.sh --quiet >/dev/null
 # uv on the host for the daemonless dependency builder (tests/e2e_daemonless.rs,

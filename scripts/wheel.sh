@@ -9,7 +9,9 @@
 #               scripts/test.sh; tests/wheel.rs and the flytekit plugin install it)
 #   --release   x86_64, the release profile (the wheel to publish)
 #   --aarch64   also aarch64, cross-compiled with rustup's aarch64-unknown-linux-gnu target
-#               and Debian's gcc-aarch64-linux-gnu (installed when missing; needs root)
+#               and Debian's gcc-aarch64-linux-gnu (installed when missing; needs root), in
+#               $IMAGESPEC_WHEEL_CACHE/target so that a fresh clone compiles only imagespec
+#               (~17 min cold on 2 cores, minutes warm)
 # Wheels go to target/wheels/<profile>/; one made from the same tree (git's tree hash, and
 # no local change) is kept and printed again without a build.
 set -euo pipefail
@@ -76,6 +78,8 @@ for arch in "${arches[@]}"; do
         export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
         export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
         target=(--target $AARCH64)
+        # Its dependencies, compiled once per machine rather than once per clone.
+        export CARGO_TARGET_DIR=$CACHE/target
     fi
     log "building the $arch wheel ($profile profile, commit $commit)"
     start=$SECONDS

@@ -11,6 +11,8 @@
 //! - the same spec without `apt_packages`, with no daemon and no uv on `PATH`: the venv's uv
 //!   (found beside the binary) installs the packages, and the image runs them.
 //!
+//! - the aarch64 wheel's binary runs on arm64 and names images as flytekit does there.
+//!
 //! `IMAGESPEC_WHEEL` names the wheel, else the one `scripts/wheel.sh` leaves in
 //! `target/wheels/dev/`.
 
@@ -30,11 +32,17 @@ fn wheel() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("IMAGESPEC_WHEEL") {
         return Some(PathBuf::from(path));
     }
+    wheel_for("x86_64")
+}
+
+/// The `arch` wheel `scripts/wheel.sh` left in `target/wheels/dev/`, or `None` (a failure
+/// under CI).
+fn wheel_for(arch: &str) -> Option<PathBuf> {
     let dir = repo().join("target/wheels/dev");
     let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
         entries.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with("imagespec_cli-") && name.ends_with("_x86_64.whl")
+            name.starts_with("imagespec_cli-") && name.ends_with(&format!("_{arch}.whl"))
         })
     });
     found.or_else(|| {
@@ -98,21 +106,7 @@ fn the_wheel_installs_the_binary_and_uv_into_a_fresh_venv() {
     let bin = install(dir.path(), &wheel);
 
     let version = output(Command::new(bin.join("imagespec")).arg("--version"));
-    let head = output(
-        Command::new("git")
-            .current_dir(repo())
-            .args(["rev-parse", "HEAD"]),
-    );
-    let commit = version
-        .trim()
-        .strip_prefix(concat!("imagespec ", env!("CARGO_PKG_VERSION"), " ("))
-        .and_then(|rest| rest.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("`imagespec --version` names no commit: {version}"));
-    let hex = commit.strip_suffix("-dirty").unwrap_or(commit);
-    assert!(
-        hex.len() == 12 && head.starts_with(hex),
-        "the wheel's binary names commit {commit}, the checkout is at {head}"
-    );
+    assert_names_this_commit(&version);
     let uv = output(Command::new(bin.join("uv")).arg("--version"));
     assert!(uv.starts_with("uv 0.5.1"), "uv beside the binary: {uv}");
     // The licence travels with the wheel, as PyPI shows it and pip keeps it.
@@ -137,6 +131,98 @@ fn the_wheel_installs_the_binary_and_uv_into_a_fresh_venv() {
     std::fs::write(dir.path().join("hello.toml"), spec).expect("spec");
     let tag = output(venv_imagespec(&bin, dir.path(), None).args(["tag", "hello.toml"]));
     assert_eq!(tag.trim(), name, "the README's name");
+}
+
+/// The commit `imagespec --version` names (12 hex digits, `-dirty` dropped), checked to be
+/// this checkout's.
+fn assert_names_this_commit(version: &str) {
+    let head = output(
+        Command::new("git")
+            .current_dir(repo())
+            .args(["rev-parse", "HEAD"]),
+    );
+    let commit = version
+        .trim()
+        .strip_prefix(concat!("imagespec ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("`imagespec --version` names no commit: {version}"));
+    let hex = commit.strip_suffix("-dirty").unwrap_or(commit);
+    assert!(
+        hex.len() == 12 && head.starts_with(hex),
+        "the wheel's binary names commit {commit}, the checkout is at {head}"
+    );
+}
+
+/// The aarch64 wheel (cross-compiled by `scripts/wheel.sh --aarch64`): its binary runs on
+/// arm64 (the harness's arm64 Debian, under qemu), names this commit, and names images as
+/// flytekit does on an arm64 host, where a `localhost:` registry defaults to linux/arm64:
+/// the name this machine's binary gives the spec with that platform written out.
+#[test]
+fn the_aarch64_wheels_binary_runs_on_arm64_and_names_as_flytekit_there() {
+    let Some(wheel) = wheel_for("aarch64") else {
+        return;
+    };
+    let Some(env) = services() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    output(
+        Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(d.join("wheel")),
+    );
+    let data = concat!("imagespec_cli-", env!("CARGO_PKG_VERSION"), ".data");
+    let binary = d.join("wheel").join(data).join("scripts/imagespec");
+    std::fs::copy(&binary, d.join("imagespec")).expect("the binary in the wheel");
+    std::fs::set_permissions(
+        d.join("imagespec"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let spec = "name = \"hello\"\nregistry = \"localhost:5000\"\npackages = [\"pyyaml\"]\n";
+    std::fs::write(d.join("spec.toml"), spec).expect("spec");
+    std::fs::write(
+        d.join("arm64.toml"),
+        format!("{spec}platform = \"linux/arm64\"\n"),
+    )
+    .expect("spec");
+    let here = assert_cmd::Command::cargo_bin("imagespec")
+        .expect("binary")
+        .current_dir(d)
+        .env("IMAGESPEC_NO_CONFIG", "1")
+        .args(["tag", "arm64.toml"])
+        .output()
+        .expect("tag");
+    let expected = String::from_utf8_lossy(&here.stdout).trim().to_string();
+
+    let base = env.file.base_python_multi();
+    output(Command::new(DOCKER).args(["pull", "-q", "--platform", "linux/arm64", &base]));
+    let mount = format!("{}:/x:ro", d.display());
+    let said = output(Command::new(DOCKER).args([
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        "-v",
+        &mount,
+        "-w",
+        "/x",
+        "-e",
+        "IMAGESPEC_NO_CONFIG=1",
+        "--entrypoint",
+        "sh",
+        &base,
+        "-c",
+        "uname -m && ./imagespec --version && ./imagespec tag spec.toml",
+    ]));
+    let lines: Vec<&str> = said.lines().collect();
+    let [arch, version, name] = lines.as_slice() else {
+        panic!("uname, version and name: {said}")
+    };
+    assert_eq!(*arch, "aarch64");
+    assert_names_this_commit(version);
+    assert_eq!(*name, expected, "flytekit's arm64-host name");
+    assert!(expected.starts_with("localhost:5000/hello:"), "{expected}");
 }
 
 /// The mirror of Docker Hub the test's defaults file names: the e2e base under

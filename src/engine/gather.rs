@@ -88,28 +88,9 @@ pub async fn gather(
     daemon: &Daemon,
     progress: &crate::progress::Progress,
 ) -> Gathered {
-    let builder = Builder::of(spec);
-    let platforms = render.platforms(spec).clone();
-    let registry = spec.registry().is_some();
-    let files = tag.source.as_ref().map_or(0, |s| s.files.len())
-        + tag
-            .copy
-            .as_ref()
-            .map_or(0, |c| c.entries.iter().map(|e| e.files.len()).sum());
-    let mut facts = Facts {
-        builder: builder.clone(),
-        registry,
-        existence: None,
-        digest: None,
-        appendable: Appendable::No(NotAppendable::NoFiles),
-        dependency: Dependency::NotAsked,
-        dependency_image: None,
-        platforms: platforms.clone(),
-        files,
-        dependency_builder: None,
-        unreadable_base: None,
-        apt: None,
-    };
+    let mut facts = known_here(spec, tag, render);
+    let (builder, registry) = (facts.builder.clone(), facts.registry);
+    let platforms = facts.platforms.clone();
     let mut gathered = Gathered {
         facts: facts.clone(),
         asked: Asked::Nowhere,
@@ -162,14 +143,7 @@ pub async fn gather(
     {
         gathered.preflight = preflight(deps, daemon.timeouts, progress).await;
         facts.unreadable_base = gathered.preflight.unreadable_base();
-        facts.apt = (!deps.apt_packages.is_empty()).then(|| {
-            gathered
-                .preflight
-                .apt
-                .iter()
-                .map(|p| (p.platform.clone(), p.facts.clone()))
-                .collect()
-        });
+        facts.apt = (!deps.apt_packages.is_empty()).then(|| gathered.preflight.apt_facts());
     }
     gathered.dependency_image = dependency_plan.as_ref().map(|p| p.image.clone());
     gathered.dependency_plan = dependency_plan;
@@ -178,6 +152,30 @@ pub async fn gather(
     gathered.asked = asked;
     gathered.plan = plan.map(|p| p.map_err(EngineError::from));
     gathered
+}
+
+/// The facts of an image that need no one asked: its builder, registry, platforms and
+/// file count; the rest as not known yet.
+fn known_here(spec: &NormalizedSpec, tag: &ImageTag, render: &RenderOptions) -> Facts {
+    let files = tag.source.as_ref().map_or(0, |s| s.files.len())
+        + tag
+            .copy
+            .as_ref()
+            .map_or(0, |c| c.entries.iter().map(|e| e.files.len()).sum());
+    Facts {
+        builder: Builder::of(spec),
+        registry: spec.registry().is_some(),
+        existence: None,
+        digest: None,
+        appendable: Appendable::No(NotAppendable::NoFiles),
+        dependency: Dependency::NotAsked,
+        dependency_image: None,
+        platforms: render.platforms(spec).clone(),
+        files,
+        dependency_builder: None,
+        unreadable_base: None,
+        apt: None,
+    }
 }
 
 /// What uv's build would start from, found out for the decision: each platform's base read

@@ -208,6 +208,14 @@ impl Preflight {
         self.bases.iter().find_map(SeenBase::why_not)
     }
 
+    /// Each platform's apt facts ([`crate::engine::Facts::apt`]).
+    pub fn apt_facts(&self) -> Vec<(Platform, crate::apt::facts::AptFacts)> {
+        self.apt
+            .iter()
+            .map(|p| (p.platform.clone(), p.facts.clone()))
+            .collect()
+    }
+
     fn base(&self, platform: &Platform) -> Option<&SeenBase> {
         self.bases.iter().find(|b| &b.platform == platform)
     }
