@@ -110,10 +110,15 @@ def deps_tag(repo: str) -> str:
     return next(t for t in tags if t.startswith("deps-"))
 
 
+def simple_files(name: str) -> list[dict]:
+    """A project's files on PyPI's simple index (JSON: names, sizes, URLs)."""
+    page = get(f"https://pypi.org/simple/{name}/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+    return json.loads(page)["files"]
+
+
 def download_rate() -> float:
-    """Bytes per second of a large wheel (botocore's) from PyPI's file host."""
-    info = json.loads(get("https://pypi.org/pypi/botocore/json"))
-    url = next(u["url"] for u in info["urls"] if u["packagetype"] == "bdist_wheel")
+    """Bytes per second of a large wheel (botocore's newest) from PyPI's file host."""
+    url = [f["url"] for f in simple_files("botocore") if f["filename"].endswith(".whl")][-1]
     t0 = time.perf_counter()
     n = len(get(url))
     return n / (time.perf_counter() - t0)
@@ -133,19 +138,19 @@ def wheel_bytes(pins: list[str]) -> int:
     """The sizes of the wheels uv downloads for `pins` (x86_64 manylinux, CPython 3.11)."""
     def size(pin: str) -> int:
         name, _, version = pin.partition("==")
-        files = json.loads(get(f"https://pypi.org/pypi/{name}/{version}/json"))["urls"]
-        wheels = [f for f in files if f["packagetype"] == "bdist_wheel"]
+        wheels = [f for f in simple_files(name)
+                  if f["filename"].endswith(".whl") and f"-{version}-" in f["filename"]]
         fits = [f for f in wheels if ("x86_64" in f["filename"] and "manylinux" in f["filename"]
                                       and ("cp311" in f["filename"] or "abi3" in f["filename"]))]
         fits = fits or [f for f in wheels if f["filename"].endswith("-none-any.whl")] or wheels
-        return min(f["size"] for f in fits) if fits else 0
+        return min(f.get("size") or 0 for f in fits) if fits else 0
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         return sum(pool.map(size, [p for p in pins if "==" in p]))
 
 
 def upload_rate() -> float:
-    """Bytes per second of a 64 MiB blob pushed to the local registry (monolithic PUT)."""
-    blob = os.urandom(64 << 20)
+    """Bytes per second of a 32 MiB blob pushed to the local registry (monolithic PUT)."""
+    blob = os.urandom(32 << 20)
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     req = urllib.request.Request(f"http://{REGISTRY}/v2/bench-upload-rate/blobs/uploads/", method="POST")
     t0 = time.perf_counter()
@@ -193,6 +198,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--binary", default=None, help="imagespec binary (default: build --release)")
     ap.add_argument("--with-docker", action="store_true", help="also imagespec through dockerd")
+    ap.add_argument("--only-uv", action="store_true", help="imagespec only (a check of the script)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.binary:
@@ -209,6 +215,8 @@ def main() -> None:
         "flytekit": ([py, "-c", FLYTEKIT_BUILD], env),
         "uv": ([binary, "build", "-q", "spec.toml"], dict(env, DOCKER_HOST="unix:///nonexistent.sock")),
     }
+    if args.only_uv:
+        del tools["flytekit"]
     if args.with_docker:
         tools["docker"] = ([binary, "build", "-q", "--no-daemonless", "spec.toml"], env)
     results, loads, sizes = {}, [], {}
@@ -264,6 +272,9 @@ def main() -> None:
         "warm": [0.0, floor["raw"] / floor["compress_rate"], up["warm"] / floor["upload_rate"]],
         "add": [2 * floor["rtt"], floor["raw_add"] / floor["compress_rate"], up["add"] / floor["upload_rate"]],
     }
+    if "flytekit" not in results:
+        print(results, parts)
+        return
     f, u = results["flytekit"], results["uv"]
     lo, hi = min(loads), max(loads)
     lines = [
