@@ -582,7 +582,8 @@ fn several_platforms_get_their_own_wheels_in_one_index() {
     assert!(out.starts_with("flytekit\nok: true\n"), "{out}");
 }
 
-/// A dependency change (one package added) reuses the package layers that did not change
+/// A dependency change (one package added) starts from the venv the first build kept (uv
+/// installs only the added package) and reuses the package layers that did not change
 /// (remembered in the imagespec cache, found in the registry: not compressed or uploaded
 /// again), and the image is the same, digest for digest, as one built with no cache.
 #[test]
@@ -622,6 +623,10 @@ fn a_dependency_change_reuses_the_unchanged_package_layers() {
     )
     .unwrap();
     let second = with_cache(&proj, &["spec.toml"]);
+    assert!(
+        second.contains("started from the venv an earlier build kept"),
+        "the kept venv is not used:\n{second}"
+    );
     let reused = second
         .lines()
         .find(|l| l.contains("unchanged since an earlier build"))

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | scratch entries (`.imagespec-tmp-*`, anywhere in the cache) | no process holds their lock (a run killed before it could remove them; [`crate::scratch`]) |
 //! | `staging/imagespec-venv-*` (venvs staged by uv builds) | older than a day (a build stages for minutes) |
+//! | `staging/kept/*` (venvs kept for a later build to add to: [`crate::builders::daemonless`]) | no build holds its lock, and not kept again for 14 days (a miss costs one install from uv's cache) |
 //! | `layers/*.json` (known layers: `diff_id` → blob) | not a whole record for the name (a lookup only misses on it) |
 //! | `layers/*.tmp` (unfinished writes) | older than a day |
 //! | `tree-digests/*` (source digests) | not a whole entry, or not written for 30 days (a miss costs one re-hash) |
@@ -32,6 +33,7 @@ pub struct Ages {
     pub unfinished: Duration,
     pub tree_digests: Duration,
     pub base_trees: Duration,
+    pub kept_venvs: Duration,
 }
 
 impl Default for Ages {
@@ -41,6 +43,7 @@ impl Default for Ages {
             unfinished: DAY,
             tree_digests: 30 * DAY,
             base_trees: 14 * DAY,
+            kept_venvs: 14 * DAY,
         }
     }
 }
@@ -54,6 +57,7 @@ pub enum Area {
     KnownLayer,
     TreeDigest,
     BaseTree,
+    KeptVenv,
     UvCache,
 }
 
@@ -66,6 +70,7 @@ impl Area {
             Area::KnownLayer => "known layer",
             Area::TreeDigest => "source digest",
             Area::BaseTree => "base tree",
+            Area::KeptVenv => "kept venv",
             Area::UvCache => "uv cache",
         }
     }
@@ -112,6 +117,10 @@ pub fn stale(entry: &Entry, ages: &Ages) -> Option<String> {
         )),
         Area::BaseTree if entry.age > ages.base_trees => Some(format!(
             "not used for {} days (a miss reads the base's layers again)",
+            days(entry.age)
+        )),
+        Area::KeptVenv if !entry.locked && entry.age > ages.kept_venvs => Some(format!(
+            "not kept again for {} days (a miss costs one install from uv's cache)",
             days(entry.age)
         )),
         Area::UvCache => Some("--uv-cache".into()),
@@ -171,6 +180,7 @@ pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
             Some(Area::TreeDigest),
         ),
         (cache.join(BASES_DIR), Some(Area::BaseTree)),
+        (cache.join(STAGING_DIR).join("kept"), Some(Area::KeptVenv)),
         // Scratch entries only: the records themselves stay.
         (cache.join("last-built"), None),
     ];
@@ -199,6 +209,13 @@ pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
                 }
                 Area::KnownLayer => e.whole = KnownLayers::is_whole_entry(&path),
                 Area::TreeDigest => e.whole = crate::source::is_whole_cache_entry(&path),
+                Area::KeptVenv => {
+                    // Kept again: its record rewritten; in use: its lock held.
+                    e.locked = scratch_locked(&path.join("lock"));
+                    if let Ok(record) = fs::metadata(path.join("kept.json")) {
+                        e.age = age_since(now, record.modified().ok());
+                    }
+                }
                 Area::BaseTree => {
                     // Read, not written, when used: the access time says when, where the
                     // file system keeps it (relatime: to the day).
@@ -353,6 +370,13 @@ mod tests {
     fn each_area_has_its_rule() {
         let ages = Ages::default();
         let goes = |e: &Entry| stale(e, &ages).is_some();
+        // Kept venvs: two weeks, and never while a build holds one.
+        assert!(!goes(&entry(Area::KeptVenv, 13)));
+        assert!(goes(&entry(Area::KeptVenv, 14)));
+        assert!(!goes(&Entry {
+            locked: true,
+            ..entry(Area::KeptVenv, 30)
+        }));
         // Scratch: the lock decides, not the age.
         assert!(goes(&entry(Area::Scratch, 0)));
         assert!(!goes(&Entry {

@@ -20,6 +20,10 @@ enum Entry {
     Dir,
     Bytes(Vec<u8>),
     File(PathBuf),
+    /// A file of an installed package, with the hash and size its `RECORD` line gives
+    /// (`sha256=…,1234`, the size checked against the file's): its content in the layer's
+    /// [`LayerPlan::key`], instead of reading it.
+    Recorded(PathBuf, String),
     Symlink(String),
 }
 
@@ -77,11 +81,44 @@ impl LayerPlan {
             match entry {
                 Entry::Dir => layer.dir(path, *attrs)?,
                 Entry::Bytes(b) => layer.bytes(path, *attrs, b)?,
-                Entry::File(from) => layer.copy(path, *attrs, from)?,
+                Entry::File(from) | Entry::Recorded(from, _) => layer.copy(path, *attrs, from)?,
                 Entry::Symlink(target) => layer.symlink(path, *attrs, target)?,
             }
         }
         Ok(())
+    }
+
+    /// A key of the layer's tar, cheaper than its `diff_id`: every entry's path, owner,
+    /// mode and kind, with a file's content as its package's `RECORD` declares it (read
+    /// and hashed only for a file no `RECORD` hashes: the venv's own, a `RECORD` itself).
+    /// Two plans with one key give one tar; [`LayerKeys`] maps keys to `diff_id`s, so an
+    /// unchanged package layer is neither read nor hashed again.
+    fn key(&self, mtime: u64) -> Result<String, crate::source::SourceError> {
+        use sha2::{Digest as _, Sha256};
+        let mut key = Sha256::new();
+        key.update(format!("imagespec layer key v1 {mtime}\n"));
+        for (path, (attrs, entry)) in &self.entries {
+            key.update(format!(
+                "{path:?} {} {} {:o} ",
+                attrs.uid, attrs.gid, attrs.mode
+            ));
+            match entry {
+                Entry::Dir => key.update("d"),
+                Entry::Bytes(b) => key.update(format!("b {:x}", Sha256::digest(b))),
+                Entry::File(from) => {
+                    let content =
+                        std::fs::read(from).map_err(|source| crate::source::SourceError::Io {
+                            path: from.clone(),
+                            source,
+                        })?;
+                    key.update(format!("b {:x}", Sha256::digest(&content)));
+                }
+                Entry::Recorded(_, record) => key.update(format!("r {record:?}")),
+                Entry::Symlink(target) => key.update(format!("l {target:?}")),
+            }
+            key.update("\n");
+        }
+        Ok(format!("{:x}", key.finalize()))
     }
 }
 
@@ -120,12 +157,12 @@ pub fn venv_layers(
     owner: u64,
     root_dir: Attrs,
 ) -> Result<Vec<(LayerPlan, String)>, DaemonlessError> {
-    let all = venv_entries(base, venv, owner, root_dir)?;
-    let owners = package_owners(venv).map_err(|source| DaemonlessError::Io {
+    let records = package_records(venv).map_err(|source| DaemonlessError::Io {
         context: format!("reading the staged venv at {}", venv.display()),
         source,
     })?;
-    Ok(split_by_package(base, &all, &owners))
+    let all = venv_entries(base, venv, owner, root_dir, &records.hashes)?;
+    Ok(split_by_package(base, &all, &records.owners))
 }
 
 /// Every entry of the venv layers: `/root`, the install step's mount points and the venv.
@@ -134,6 +171,7 @@ fn venv_entries(
     venv: &Path,
     owner: u64,
     root_dir: Attrs,
+    hashes: &BTreeMap<String, String>,
 ) -> Result<LayerPlan, DaemonlessError> {
     let mut all = LayerPlan::default();
     all.entries.insert("root".into(), (root_dir, Entry::Dir));
@@ -171,13 +209,21 @@ fn venv_entries(
         } else {
             format!("root/.venv/{rel}")
         };
-        all.entries.insert(path, venv_entry(&entry, owner)?);
+        let declared = hashes.get(&rel);
+        all.entries
+            .insert(path, venv_entry(&entry, owner, declared)?);
     }
     Ok(all)
 }
 
-/// One entry of the venv, owned by `owner` (group 0), modes as a umask of 022 leaves them.
-fn venv_entry(entry: &walkdir::DirEntry, owner: u64) -> Result<(Attrs, Entry), DaemonlessError> {
+/// One entry of the venv, owned by `owner` (group 0), modes as a umask of 022 leaves them;
+/// `declared`: the hash and size a `RECORD` gives for it (`sha256=…,1234`), taken when the
+/// size is the file's.
+fn venv_entry(
+    entry: &walkdir::DirEntry,
+    owner: u64,
+    declared: Option<&String>,
+) -> Result<(Attrs, Entry), DaemonlessError> {
     let io = |source: std::io::Error| DaemonlessError::Io {
         context: format!("reading {}", entry.path().display()),
         source,
@@ -198,13 +244,21 @@ fn venv_entry(entry: &walkdir::DirEntry, owner: u64) -> Result<(Attrs, Entry), D
         (attrs(0o755), Entry::Dir)
     } else {
         use std::os::unix::fs::PermissionsExt;
-        let mode = entry.metadata().map_err(|e| io(e.into()))?;
-        let mode = if mode.permissions().mode() & 0o111 != 0 {
+        let meta = entry.metadata().map_err(|e| io(e.into()))?;
+        let mode = if meta.permissions().mode() & 0o111 != 0 {
             0o755
         } else {
             0o644
         };
-        (attrs(mode), Entry::File(entry.path().to_path_buf()))
+        let from = entry.path().to_path_buf();
+        let size = meta.len().to_string();
+        let file = match declared {
+            Some(d) if d.rsplit_once(',').is_some_and(|(_, s)| s == size) => {
+                Entry::Recorded(from, d.clone())
+            }
+            _ => Entry::File(from),
+        };
+        (attrs(mode), file)
     })
 }
 
@@ -265,13 +319,20 @@ fn package_layer(name: &str) -> usize {
 /// `RECORD` of each `*.dist-info` in its site-packages; the name is the distribution's, as
 /// the directory spells it before the version (`PyYAML-6.0.2.dist-info` → `pyyaml`). A file
 /// two packages list goes to the first in name order; files outside the venv are left out.
-fn package_owners(venv: &Path) -> std::io::Result<BTreeMap<String, String>> {
-    let mut owners = BTreeMap::new();
+/// With the hash and size each `RECORD` line gives (`sha256=…,1234`), where it gives both.
+#[derive(Debug, Default)]
+struct Records {
+    owners: BTreeMap<String, String>,
+    hashes: BTreeMap<String, String>,
+}
+
+fn package_records(venv: &Path) -> std::io::Result<Records> {
+    let mut records = Records::default();
     let lib = venv.join("lib");
     let mut sites = Vec::new();
     let entries = match std::fs::read_dir(&lib) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(owners),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(records),
         Err(e) => return Err(e),
     };
     for entry in entries {
@@ -305,27 +366,46 @@ fn package_owners(venv: &Path) -> std::io::Result<BTreeMap<String, String>> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            for file in record_paths(&record) {
-                if let Some(rel) = venv_relative(&site_rel, &file) {
-                    owners.entry(rel).or_insert_with(|| name.clone());
+            for (file, hash) in record_rows(&record) {
+                let Some(rel) = venv_relative(&site_rel, &file) else {
+                    continue;
+                };
+                if let Some(hash) = hash {
+                    records.hashes.entry(rel.clone()).or_insert(hash);
                 }
+                records.owners.entry(rel).or_insert_with(|| name.clone());
             }
         }
     }
-    Ok(owners)
+    Ok(records)
 }
 
 /// The path fields of a `RECORD` file: CSV rows as Python's `csv` module writes them (a
 /// field holding a comma, a quote or a line break is quoted), read by the `csv` crate; a
 /// row without a path, or that is no CSV, is skipped.
+#[cfg(test)]
 fn record_paths(record: &str) -> impl Iterator<Item = String> + '_ {
+    record_rows(record).map(|(path, _)| path)
+}
+
+/// The rows of a `RECORD` file (CSV, as Python's `csv` module writes it): each path, with its
+/// `hash,size` when the row has both.
+fn record_rows(record: &str) -> impl Iterator<Item = (String, Option<String>)> + '_ {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(record.as_bytes())
         .into_records()
-        .filter_map(|row| Some(row.ok()?.get(0)?.to_string()))
-        .filter(|path| !path.is_empty())
+        .filter_map(|row| {
+            let row = row.ok()?;
+            let path = row.get(0)?.to_string();
+            let hash = match (row.get(1), row.get(2)) {
+                (Some(h), Some(n)) if h.contains('=') && !n.is_empty() => Some(format!("{h},{n}")),
+                _ => None,
+            };
+            Some((path, hash))
+        })
+        .filter(|(path, _)| !path.is_empty())
 }
 
 /// `file` (relative to the site-packages at `site_rel`, maybe with `..`) relative to the
@@ -362,6 +442,9 @@ pub struct Ready {
 #[derive(Debug, Clone)]
 pub struct KnownLayers {
     dir: PathBuf,
+    /// Layer keys ([`LayerPlan::key`]) → `diff_id`s (`layer-keys/<key>`, the `diff_id` in
+    /// it): a layer whose key was seen is not hashed again to find its `diff_id`.
+    keys: PathBuf,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -382,6 +465,24 @@ impl KnownLayers {
     pub fn in_cache(cache: &Path) -> KnownLayers {
         KnownLayers {
             dir: cache.join("layers"),
+            keys: cache.join("layer-keys"),
+        }
+    }
+
+    /// The `diff_id` of the layer with this key, as an earlier build found it.
+    fn diff_id_of(&self, key: &str) -> Option<Digest> {
+        let text = std::fs::read_to_string(self.keys.join(key)).ok()?;
+        Digest::parse(text.trim()).ok()
+    }
+
+    /// Remembers the `diff_id` of the layer with this key (a cache that cannot be written
+    /// only costs a later build a hash).
+    fn put_key(&self, key: &str, diff_id: &Digest) {
+        let _ = std::fs::create_dir_all(&self.keys);
+        let path = self.keys.join(key);
+        let tmp = self.keys.join(format!("{key}.{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, diff_id.as_str()).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
         }
     }
 
@@ -487,13 +588,9 @@ pub async fn prepare_layers(
     ) = &target
     {
         let diff_ids = {
-            let plans = plans.clone();
+            let (plans, known) = (plans.clone(), (*known).clone());
             blocking("hashing the layers", move || {
-                use rayon::prelude::*;
-                plans
-                    .par_iter()
-                    .map(|p| p.diff_id(mtime).map_err(DaemonlessError::from))
-                    .collect::<Result<Vec<_>, _>>()
+                known_diff_ids(&plans, mtime, &known)
             })
             .await?
         };
@@ -527,6 +624,9 @@ pub async fn prepare_layers(
                 }) = &target
                 {
                     known.put(&layer, image);
+                    if let Ok(key) = plans[i].key(mtime) {
+                        known.put_key(&key, &layer.diff_id);
+                    }
                 }
                 Ready {
                     diff_id: layer.diff_id.clone(),
@@ -539,6 +639,28 @@ pub async fn prepare_layers(
         });
     }
     Ok(ready)
+}
+
+/// Each plan's `diff_id`: as [`KnownLayers`] remembers it for the plan's key, else hashed
+/// (and then remembered), in parallel.
+fn known_diff_ids(
+    plans: &[LayerPlan],
+    mtime: u64,
+    known: &KnownLayers,
+) -> Result<Vec<Digest>, DaemonlessError> {
+    use rayon::prelude::*;
+    plans
+        .par_iter()
+        .map(|p| {
+            let key = p.key(mtime)?;
+            if let Some(diff_id) = known.diff_id_of(&key) {
+                return Ok(diff_id);
+            }
+            let diff_id = p.diff_id(mtime)?;
+            known.put_key(&key, &diff_id);
+            Ok(diff_id)
+        })
+        .collect()
 }
 
 async fn blocking<T: Send + 'static>(
@@ -769,6 +891,54 @@ mod tests {
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         assert_eq!(unchanged, untouched_layers, "{before:?}\n{after:?}");
+    }
+
+    /// A package layer's key follows its `RECORD` (a file is not read for it), and a key
+    /// seen before gives the `diff_id` remembered for it without hashing the layer.
+    #[test]
+    fn a_package_layer_is_keyed_by_its_record_and_not_hashed_again() {
+        let (base, root) = usr_bin_base();
+        let stage = tempfile::tempdir().unwrap();
+        let venv = stage.path();
+        let site = venv.join("lib/python3.11/site-packages");
+        std::fs::create_dir_all(site.join("six-1.17.0.dist-info")).unwrap();
+        std::fs::write(site.join("six.py"), "six = 6\n").unwrap();
+        let record =
+            |hash: &str| format!("six.py,sha256={hash},8\nsix-1.17.0.dist-info/RECORD,,\n");
+        let record_file = site.join("six-1.17.0.dist-info/RECORD");
+        std::fs::write(&record_file, record("aaa")).unwrap();
+        let package_layer = || {
+            let mut layers = venv_layers(&base, venv, 1000, root).unwrap();
+            assert_eq!(layers.len(), 2, "the venv's own layer and six's");
+            layers.pop().unwrap().0
+        };
+        let mtime = crate::source::layer::LAYER_MTIME;
+        let key = package_layer().key(mtime).unwrap();
+        assert!(matches!(
+            package_layer().entries.get("root/.venv/lib/python3.11/site-packages/six.py"),
+            Some((_, Entry::Recorded(_, r))) if r == "sha256=aaa,8"
+        ));
+        // The same RECORD: the same key, the file unread; another RECORD: another key.
+        std::fs::write(site.join("six.py"), "six = 7\n").unwrap();
+        assert_eq!(package_layer().key(mtime).unwrap(), key);
+        std::fs::write(&record_file, record("bbb")).unwrap();
+        let other = package_layer().key(mtime).unwrap();
+        assert_ne!(other, key);
+        assert_ne!(
+            package_layer().key(mtime + 1).unwrap(),
+            other,
+            "the time is in it"
+        );
+
+        let cache = tempfile::tempdir().unwrap();
+        let known = KnownLayers::in_cache(cache.path());
+        let plans = vec![package_layer()];
+        let hashed = known_diff_ids(&plans, mtime, &known).unwrap();
+        assert_eq!(hashed, [plans[0].diff_id(mtime).unwrap()]);
+        // What the cache says is taken as it is: nothing is hashed again.
+        let planted = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+        known.put_key(&other, &planted);
+        assert_eq!(known_diff_ids(&plans, mtime, &known).unwrap(), [planted]);
     }
 
     #[test]

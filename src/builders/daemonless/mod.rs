@@ -27,6 +27,7 @@ pub mod apt_layers;
 pub(crate) mod base;
 pub(crate) mod config;
 pub(crate) mod image;
+pub(crate) mod kept;
 pub(crate) mod push;
 pub(crate) mod user;
 pub(crate) mod uvlock;
@@ -749,29 +750,114 @@ fn user_steps(
     })
 }
 
-/// The venv installed by uv into a scratch directory (staged beside uv's cache when there
-/// is one: same file system, so uv links files instead of copying them); the directory,
-/// the venv in it and the versions installed.
+/// Where a venv is staged: a scratch directory, or a kept venv's ([`kept`]), kept for a
+/// later build once the layers are written ([`Stage::done`]).
+enum Stage {
+    Scratch(crate::scratch::ScratchDir),
+    Kept(kept::Slot, kept::Kept),
+}
+
+impl Stage {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Stage::Scratch(dir) => dir.path(),
+            Stage::Kept(slot, _) => slot.path(),
+        }
+    }
+
+    /// The layers are written: a kept venv is kept now (a run may end before background
+    /// work does); what is left (removing the scratch directory, or the kept venvs this one
+    /// supersedes) is returned, to run in the background.
+    fn done(self) -> Box<dyn FnOnce() + Send> {
+        match self {
+            Stage::Scratch(dir) => Box::new(move || drop(dir)),
+            Stage::Kept(slot, kept) => match slot.keep(&kept) {
+                Ok(tidy) => Box::new(move || tidy.run()),
+                Err(_) => Box::new(|| ()),
+            },
+        }
+    }
+}
+
+/// The kept venv to start from (and what it was made from), or a new one to keep, for a
+/// requirements install of the first platform; `None` for others (a lock, a second
+/// platform's constraints, an option line in the requirements) or without a cache dir.
+fn kept_stage(
+    staging: &std::path::Path,
+    checked: &Checked,
+    installing: &Installing<'_>,
+) -> Option<(kept::Slot, Option<kept::Kept>, kept::Kept)> {
+    let venv::Packages::Requirements { args, requirements } = installing.packages else {
+        return None;
+    };
+    if installing.constraints.is_some() {
+        return None;
+    }
+    let lines = kept::requirement_lines(requirements)?;
+    let uv = std::fs::metadata(installing.uv).ok()?;
+    let uv_id = format!(
+        "{} {} {:?}",
+        installing.uv.display(),
+        uv.len(),
+        uv.modified().ok()
+    );
+    let python = &checked.python;
+    let key = kept::key(&[
+        "requirements v1",
+        &uv_id,
+        &python.path,
+        &python.version,
+        &python.minor,
+        &checked.python_platform,
+        args,
+    ]);
+    let store = staging.join("kept");
+    let (slot, previous) = match kept::take(&store, &key, &lines) {
+        Some((slot, previous)) => (slot, Some(previous)),
+        None => (kept::fresh(&store).ok()?, None),
+    };
+    let next = kept::Kept {
+        key,
+        lines,
+        pins: String::new(),
+        uv_form: kept::UvForm::default(),
+    };
+    Some((slot, previous, next))
+}
+
+/// The venv installed by uv into a staging directory (beside uv's cache when there is one:
+/// same file system, so uv links files instead of copying them), from the kept venv of an
+/// earlier build when the requirements only add to its own ([`kept`]); the directory, the
+/// venv in it and the versions installed.
 async fn install_venv(
     deps: &BuildPlan,
     platform: &Platform,
     checked: &Checked,
     installing: &Installing<'_>,
     progress: &Progress,
-) -> Result<(crate::scratch::ScratchDir, PathBuf, String), DaemonlessError> {
+) -> Result<(Stage, PathBuf, String), DaemonlessError> {
     let cache = cache_dir();
     let staging = cache
         .as_ref()
         .map_or_else(std::env::temp_dir, |c| c.join(STAGING_DIR));
     let _ = std::fs::create_dir_all(&staging);
-    // Scratch: removed in the background after the layers are written; a run that ends
-    // first leaves it to the next run's sweep (its lock died with it).
-    let stage = crate::scratch::ScratchDir::new_in(&staging, "venv").map_err(|source| {
-        DaemonlessError::Io {
-            context: format!("a staging directory in {}", staging.display()),
-            source,
+    let kept_stage = cache
+        .as_ref()
+        .and_then(|_| kept_stage(&staging, checked, installing));
+    let (stage, previous) = match kept_stage {
+        Some((slot, previous, next)) => (Stage::Kept(slot, next), previous),
+        // Scratch: removed in the background after the layers are written; a run that
+        // ends first leaves it to the next run's sweep (its lock died with it).
+        None => {
+            let dir = crate::scratch::ScratchDir::new_in(&staging, "venv").map_err(|source| {
+                DaemonlessError::Io {
+                    context: format!("a staging directory in {}", staging.display()),
+                    source,
+                }
+            })?;
+            (Stage::Scratch(dir), None)
         }
-    })?;
+    };
     let (python, python_platform) = (&checked.python, &checked.python_platform);
     let install = venv::Install {
         uv: installing.uv,
@@ -795,12 +881,25 @@ async fn install_venv(
     );
     let made = async {
         install
-            .make(stage.path())
+            .make(stage.path(), previous.as_ref())
             .await
             .map_err(DaemonlessError::from)
     };
-    let (venv_dir, pins) = progress.in_step("uv", &step, made).await?;
-    Ok((stage, venv_dir, pins))
+    let made = progress.in_step("uv", &step, made).await?;
+    if made.incremental {
+        progress.event(Event::Info(
+            "started from the venv an earlier build kept: only the added requirements installed",
+        ));
+    }
+    let stage = match stage {
+        Stage::Kept(slot, mut next) => {
+            next.pins = made.pins.clone();
+            next.uv_form = made.uv_form;
+            Stage::Kept(slot, next)
+        }
+        scratch => scratch,
+    };
+    Ok((stage, made.venv, made.pins))
 }
 
 /// The user and venv layers, written or found where an earlier build pushed them, each
@@ -901,8 +1000,8 @@ async fn make_platform(
     let step = format!("write the user and venv layers for {platform}");
     let writing = write_layers(&base, &user, &venv_dir, installing, progress);
     let layers = progress.in_step("layers", &step, writing).await?;
-    // Thousands of files: removed while the layers upload.
-    tokio::task::spawn_blocking(move || drop(stage));
+    // Thousands of files: removed (or kept for a later build) while the layers upload.
+    tokio::task::spawn_blocking(stage.done());
     let layers = layers
         .into_iter()
         .map(|(ready, created_by)| ready.into_new_layer(&deps.image, created_by))

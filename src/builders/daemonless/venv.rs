@@ -30,6 +30,7 @@
 
 use super::Fallback;
 use super::base::BasePython;
+use super::kept::{Kept, UvForm};
 use crate::oci::Platform;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
@@ -292,9 +293,10 @@ impl Install<'_> {
         }
     }
 
-    /// Makes the venv under `stage` (`stage/root/.venv`) as the image will have it; the
-    /// venv and the pins it was installed from (`name==version` lines).
-    pub async fn make(&self, stage: &Path) -> Result<(PathBuf, String), InstallError> {
+    /// Makes the venv under `stage` (`stage/root/.venv`) as the image will have it, from
+    /// the kept venv there when `previous` says what it was made from (a requirements
+    /// file that only adds lines to its own: [`super::kept`]).
+    pub async fn make(&self, stage: &Path, previous: Option<&Kept>) -> Result<Made, InstallError> {
         let venv = stage.join("root/.venv");
         let words = shlex::split(self.packages.args()).ok_or_else(|| {
             Fallback(format!(
@@ -302,10 +304,31 @@ impl Install<'_> {
                 self.packages.args()
             ))
         })?;
+        let mut incremental = false;
         let pinned = match self.packages {
             Packages::Requirements { requirements, .. } => {
-                self.install_requirements(stage, &venv, words, requirements)
-                    .await?
+                let added = match previous {
+                    Some(kept) => {
+                        self.install_added(stage, &venv, &words, kept, requirements)
+                            .await?
+                    }
+                    None => None,
+                };
+                match added {
+                    Some(pins) => {
+                        incremental = true;
+                        pins
+                    }
+                    None => {
+                        remove_venv(&venv)?;
+                        let pins = self
+                            .install_requirements(stage, &venv, words, requirements)
+                            .await?;
+                        // The dry run's venv is not kept.
+                        let _ = std::fs::remove_dir_all(stage.join("dry-run"));
+                        pins
+                    }
+                }
             }
             Packages::Lock {
                 lock, pyproject, ..
@@ -315,11 +338,92 @@ impl Install<'_> {
             }
         };
         let system_site_packages = matches!(self.packages, Packages::Requirements { .. });
-        make_the_images(&venv, self.python, system_site_packages).map_err(|e| UvError {
+        let rewriting = |e: std::io::Error| UvError {
             step: "venv",
             message: format!("rewriting the venv for the image: {e}"),
+        };
+        let uv_form = uv_form(&venv, self.python).map_err(rewriting)?;
+        make_the_images(&venv, self.python, system_site_packages).map_err(rewriting)?;
+        Ok(Made {
+            venv,
+            pins: pinned,
+            uv_form,
+            incremental,
+        })
+    }
+
+    /// Into the kept venv at `venv` (made from `kept`), what `requirements` adds to its
+    /// lines, wheels only, checked against a dry run as [`Install::install_requirements`]
+    /// does; the pins of the whole venv. `None` when it is no addition: a line removed or
+    /// changed, or a package the new lines would upgrade or remove (then the venv is made
+    /// from nothing).
+    async fn install_added(
+        &self,
+        stage: &Path,
+        venv: &Path,
+        words: &[String],
+        kept: &Kept,
+        requirements: &str,
+    ) -> Result<Option<String>, InstallError> {
+        let Some(wanted) = super::kept::requirement_lines(requirements) else {
+            return Ok(None);
+        };
+        let Some(added) = super::kept::added(&kept.lines, &wanted) else {
+            return Ok(None);
+        };
+        if self.constraints.is_some() || restore_uv_form(venv, &kept.uv_form).is_err() {
+            return Ok(None);
+        }
+        if added.is_empty() {
+            return Ok(Some(kept.pins.clone()));
+        }
+        std::fs::write(stage.join("requirements_uv.txt"), added.join("\n")).map_err(|e| {
+            UvError {
+                step: "install",
+                message: format!("writing requirements_uv.txt: {e}"),
+            }
         })?;
-        Ok((venv, pinned))
+        let python = format!("{}/bin/python", venv.to_string_lossy());
+        let run = |first: &[&str]| {
+            let mut args: Vec<String> = first.iter().map(|a| a.to_string()).collect();
+            args.extend(["--python".to_string(), python.clone()]);
+            args.extend(self.for_the_image());
+            args.extend(words.iter().cloned());
+            args
+        };
+        // One after the other: uv locks the venv, and the dry run must see it as it was.
+        let resolved = self
+            .run(stage, "resolve", &run(&["pip", "install", "--dry-run"]))
+            .await
+            .map_err(|(_, e)| e)?;
+        if not_an_addition(&resolved) {
+            return Ok(None);
+        }
+        let installed = self
+            .run(stage, "install", &run(&["pip", "install", "--no-build"]))
+            .await
+            .map_err(|(text, e)| self.install_failed(&text, e))?;
+        if not_an_addition(&installed) {
+            return Ok(None);
+        }
+        let wanted = pins(&resolved);
+        let missing = not_installed(&wanted, &pins(&installed));
+        if !missing.is_empty() {
+            return Err(Fallback(format!(
+                "with wheels only for {}, uv would not install {} (a release without such a wheel)",
+                self.python_platform,
+                missing.join(", ")
+            ))
+            .into());
+        }
+        let mut all: Vec<&str> = kept
+            .pins
+            .lines()
+            .chain(wanted.iter().map(String::as_str))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        Ok(Some(all.join("\n")))
     }
 
     /// `uv venv` at each of `paths` (at the same time), with a Python of the image's version
@@ -531,6 +635,90 @@ impl Install<'_> {
     }
 }
 
+/// A staged venv made ([`Install::make`]): where, the versions in it (`name==version`
+/// lines), what [`make_the_images`] changed (to undo before uv runs in it again), and
+/// whether it was made from a kept venv.
+#[derive(Debug)]
+pub struct Made {
+    pub venv: PathBuf,
+    pub pins: String,
+    pub uv_form: UvForm,
+    pub incremental: bool,
+}
+
+/// Whether uv's output says it removes or reinstalls a package (` - x==1`, ` ~ x==1`).
+fn not_an_addition(output: &str) -> bool {
+    output.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("- ") || l.starts_with("~ ")
+    })
+}
+
+/// Removes a venv that is no addition's start (none there is fine).
+fn remove_venv(venv: &Path) -> Result<(), UvError> {
+    match std::fs::remove_dir_all(venv) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(UvError {
+            step: "venv",
+            message: format!("removing {}: {e}", venv.display()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `python`, `python3`, `python3.11`: the interpreter links of a venv's `bin/`.
+fn is_python_link(name: &str) -> bool {
+    name == "python"
+        || name
+            .strip_prefix("python")
+            .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+}
+
+/// What [`make_the_images`] is about to change in the staged `venv`, as uv left it.
+fn uv_form(venv: &Path, python: &BasePython) -> std::io::Result<UvForm> {
+    let mut links = Vec::new();
+    for entry in std::fs::read_dir(venv.join("bin"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_python_link(&name) && entry.file_type()?.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            links.push((name, target.to_string_lossy().into_owned()));
+        }
+    }
+    links.sort();
+    let wanted = format!("python{}", python.minor);
+    let mut lib = None;
+    for entry in std::fs::read_dir(venv.join("lib"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with("python") && name != wanted {
+            lib = Some((name, wanted.clone()));
+        }
+    }
+    Ok(UvForm {
+        links,
+        cfg: std::fs::read_to_string(venv.join("pyvenv.cfg"))?,
+        lib,
+    })
+}
+
+/// Undoes [`make_the_images`] in a kept venv: uv's `lib/python*` name, interpreter links
+/// and `pyvenv.cfg` again (the scripts keep `/root/.venv`: uv does not read them).
+fn restore_uv_form(venv: &Path, form: &UvForm) -> std::io::Result<()> {
+    if let Some((uv, image)) = &form.lib {
+        std::fs::rename(venv.join("lib").join(image), venv.join("lib").join(uv))?;
+    }
+    let bin = venv.join("bin");
+    for entry in std::fs::read_dir(&bin)? {
+        let entry = entry?;
+        if is_python_link(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for (name, target) in &form.links {
+        std::os::unix::fs::symlink(target, bin.join(name))?;
+    }
+    replace_file(&venv.join("pyvenv.cfg"), form.cfg.as_bytes())
+}
+
 /// `sha256=<urlsafe base64>,<size>`, a RECORD line's hash and size fields.
 fn record_hash(content: &[u8]) -> String {
     let digest = Sha256::digest(content);
@@ -584,12 +772,7 @@ fn relink_python(bin: &Path, python: &BasePython) -> std::io::Result<()> {
     use std::os::unix::fs::symlink;
     for entry in std::fs::read_dir(bin)? {
         let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == "python"
-            || name
-                .strip_prefix("python")
-                .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        {
+        if is_python_link(&entry.file_name().to_string_lossy()) {
             std::fs::remove_file(entry.path())?;
         }
     }
@@ -851,6 +1034,16 @@ mod tests {
             version: "3.12.7".into(),
             minor: "3.12".into(),
         };
+        let form = uv_form(&venv, &python).unwrap();
+        make_the_images(&venv, &python, true).unwrap();
+        // A kept venv: back to uv's form (links, pyvenv.cfg, lib name), and made again.
+        restore_uv_form(&venv, &form).unwrap();
+        assert_eq!(uv_form(&venv, &python).unwrap(), form);
+        assert!(site.is_dir(), "uv's lib/python3.11 again");
+        assert_eq!(
+            std::fs::read_link(venv.join("bin/python")).unwrap(),
+            Path::new("/home/me/.pyenv/bin/python3.11")
+        );
         make_the_images(&venv, &python, true).unwrap();
 
         let link = |p: &str| std::fs::read_link(venv.join(p)).unwrap();
