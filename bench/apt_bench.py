@@ -179,8 +179,11 @@ def mirror_rate() -> float:
 
 
 def cache_bytes(cache: Path) -> dict[str, int]:
+    """The mirror's files kept on the host (named by their SHA256): name -> size."""
     d = cache / "apt" / "sha256"
-    return {p.name: p.stat().st_size for p in d.iterdir()} if d.is_dir() else {}
+    if not d.is_dir():
+        return {}
+    return {p.name: p.stat().st_size for p in d.iterdir() if len(p.name) == 64}
 
 
 def load() -> str:
