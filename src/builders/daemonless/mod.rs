@@ -757,7 +757,6 @@ async fn make_platform(
         image,
         known: known.as_ref(),
     });
-    let apt = apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress).await?;
     let checked = check_base(deps, &base, platform, installing)?;
     let path_at_end = checked
         .env
@@ -766,8 +765,14 @@ async fn make_platform(
         .unwrap_or_default()
         .to_string();
     let user = user_steps(&base, &path_at_end, installing.epoch)?;
-    let (stage, venv_dir, pins) =
-        install_venv(deps, platform, &checked, installing, progress).await?;
+    // At once: the apt layers (unpacking and compressing, on a blocking thread) and uv's
+    // install (a child process, mostly the network and the disk). Neither reads the other.
+    let (apt, installed) = tokio::join!(
+        apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress),
+        install_venv(deps, platform, &checked, installing, progress),
+    );
+    let apt = apt?;
+    let (stage, venv_dir, pins) = installed?;
     let step = format!("write the user and venv layers for {platform}");
     let writing = write_layers(&base, &user, &venv_dir, installing, progress);
     let layers = progress.in_step("layers", &step, writing).await?;
