@@ -294,6 +294,12 @@ fn two_platforms_get_their_own_architectures_packages() {
     std::fs::write(proj.path().join("spec.toml"), spec).expect("spec");
     let (ok, _, log) = build(proj.path(), &uv, false, &[]);
     assert!(ok, "{log}");
+    // The two platforms' indexes are read at once, not one after the other.
+    assert!(
+        step_at(&log, "started", "apt indexes for arm64")
+            < step_at(&log, "done", "apt indexes for amd64"),
+        "{log}"
+    );
     let image = inspect_json(proj.path(), "spec.toml")["image"]
         .as_str()
         .expect("image")

@@ -490,7 +490,9 @@ pub async fn make_local(
 
 /// The apt step of `deps` for each of its platforms, worked out before the decision (the
 /// base read from its registry, the package set resolved, the `.deb`s fetched and their
-/// scripts read): empty without `apt_packages`. Nothing is built.
+/// scripts read): empty without `apt_packages`. Nothing is built. The platforms are
+/// worked out at once (each its own base, index and `.deb`s: the network for one while the
+/// other parses), in the order of `deps.platform`.
 pub async fn prepare_apt(
     deps: &BuildPlan,
     timeouts: crate::timeouts::Timeouts,
@@ -499,17 +501,26 @@ pub async fn prepare_apt(
     if deps.apt_packages.is_empty() {
         return Vec::new();
     }
-    let mut prepared = Vec::new();
-    for platform in deps.platform.iter() {
-        let base = read_base(&deps.pulled_base(), platform, timeouts, progress).await;
-        prepared.push(match base {
-            Ok(base) => {
-                apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await
-            }
-            Err(e) => apt_layers::Prepared::not_resolved(platform, e),
-        });
+    let pulled = deps.pulled_base();
+    let each = deps
+        .platform
+        .iter()
+        .map(|platform| prepare_apt_for(deps, &pulled, platform, timeouts, progress));
+    futures_util::future::join_all(each).await
+}
+
+/// [`prepare_apt`] of one platform.
+async fn prepare_apt_for(
+    deps: &BuildPlan,
+    pulled: &crate::oci::ImageRef,
+    platform: &Platform,
+    timeouts: crate::timeouts::Timeouts,
+    progress: &Progress,
+) -> apt_layers::Prepared {
+    match read_base(pulled, platform, timeouts, progress).await {
+        Ok(base) => apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await,
+        Err(e) => apt_layers::Prepared::not_resolved(platform, e),
     }
-    prepared
 }
 
 /// What the install step of every platform shares.
