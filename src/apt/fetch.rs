@@ -271,7 +271,10 @@ impl Fetcher {
         }
         let file = self.verified(url, listed, "InRelease").await?;
         let text = deb822::keep_fields(&read_index(&file, path)?, INDEX_FIELDS);
-        if let Some(kept) = kept.filter(|k| k.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())) {
+        if let Some(kept) = kept.filter(|k| {
+            k.parent()
+                .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+        }) {
             let tmp = kept.with_extension(format!("{}.tmp", std::process::id()));
             if std::fs::write(&tmp, &text).is_ok() {
                 let _ = std::fs::rename(&tmp, &kept);
@@ -378,7 +381,10 @@ mod tests {
         let fields = block_on(fetcher.index_fields(url, "main/binary-amd64/Packages", &listed));
         assert_eq!(fields.unwrap(), "Package: jq\nVersion: 1.6\nSHA256: ab\n\n");
         let kept = cache.path().join("apt/fields").join(&sha);
-        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "Package: jq\nVersion: 1.6\nSHA256: ab\n\n");
+        assert_eq!(
+            std::fs::read_to_string(&kept).unwrap(),
+            "Package: jq\nVersion: 1.6\nSHA256: ab\n\n"
+        );
         // A later build reads the kept fields: the index itself is not needed.
         std::fs::remove_file(cache.path().join("apt/sha256").join(&sha)).unwrap();
         std::fs::write(&kept, "Package: kept\n").unwrap();
