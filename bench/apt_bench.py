@@ -227,7 +227,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.binary:
-        binary = args.binary
+        binary = str(Path(args.binary).resolve())
     else:
         subprocess.run(["cargo", "build", "--release", "-q"], cwd=REPO, check=True)
         binary = str(REPO / "target" / "release" / "imagespec")
