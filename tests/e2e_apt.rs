@@ -210,6 +210,19 @@ fn apt_packages_without_a_daemon_install_what_apt_get_installs() {
 }
 
 /// `imagespec plan --json spec.toml` in `proj` with no daemon: the image's plan.
+/// Where in `log`'s JSON lines the first `step` event in `state` whose name starts with
+/// `name` is.
+fn step_at(log: &str, state: &str, name: &str) -> usize {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .position(|e| {
+            e["event"] == "step"
+                && e["state"] == state
+                && e["name"].as_str().is_some_and(|n| n.starts_with(name))
+        })
+        .unwrap_or_else(|| panic!("no step {name:?} {state}:\n{log}"))
+}
+
 fn plan(proj: &Path, uv: &Path) -> serde_json::Value {
     let mut cmd = imagespec_in(proj);
     cmd.env("IMAGESPEC_UV", uv)
@@ -281,6 +294,12 @@ fn two_platforms_get_their_own_architectures_packages() {
     std::fs::write(proj.path().join("spec.toml"), spec).expect("spec");
     let (ok, _, log) = build(proj.path(), &uv, false, &[]);
     assert!(ok, "{log}");
+    // The two platforms' indexes are read at once, not one after the other.
+    assert!(
+        step_at(&log, "started", "apt indexes for arm64")
+            < step_at(&log, "done", "apt indexes for amd64"),
+        "{log}"
+    );
     let image = inspect_json(proj.path(), "spec.toml")["image"]
         .as_str()
         .expect("image")
@@ -320,6 +339,12 @@ fn an_unchanged_package_set_reuses_its_apt_layers() {
     let (ok, _, first) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
     assert!(ok, "{first}");
     assert!(!first.contains("not written again"), "{first}");
+    // The apt layers are written while uv installs.
+    assert!(
+        step_at(&first, "started", "uv pip install for linux/amd64")
+            < step_at(&first, "done", "write the apt layers for linux/amd64"),
+        "{first}"
+    );
     let spec_path = proj.path().join("spec.toml");
     let spec = std::fs::read_to_string(&spec_path).expect("spec");
     std::fs::write(

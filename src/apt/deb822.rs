@@ -99,6 +99,40 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, Deb822Error> {
     Ok(out)
 }
 
+/// `text` with only the fields `keep` names (any case) of each paragraph, continuation
+/// lines with their field, paragraphs still apart: what [`parse`] of it gives is
+/// [`parse`] of `text` without the other fields, from a fraction of the text (a `Packages`
+/// index is mostly descriptions). A line that is not a field is kept, so [`parse`] still
+/// reports it (its number is then the kept text's).
+pub fn keep_fields(text: &str, keep: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len() / 4);
+    let (mut keeping, mut open) = (false, false);
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if open {
+                out.push('\n');
+            }
+            (keeping, open) = (false, false);
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with([' ', '\t']) {
+            keeping = match line.split_once(':') {
+                Some((key, _)) => keep.iter().any(|k| k.eq_ignore_ascii_case(key.trim())),
+                None => true,
+            };
+        }
+        if keeping {
+            out.push_str(line);
+            out.push('\n');
+            open = true;
+        }
+    }
+    out
+}
+
 /// The signed text of a clearsigned message (`-----BEGIN PGP SIGNED MESSAGE-----`), with
 /// any other text as it is (a Release file has no dash-escaped lines). The signature is not
 /// checked here.
@@ -131,6 +165,25 @@ mod tests {
             ps[0].to_text(),
             text.split("\n\n").next().unwrap().to_string() + "\n"
         );
+    }
+
+    #[test]
+    fn kept_fields_parse_as_the_whole_text_without_the_others() {
+        let text = "Package: jq\nVersion: 1.6\nDescription: lightweight\n and flexible\nDepends: libjq1 (= 1.6),\n libc6\n\n# c\n\nPackage: doc\nDescription: x\n\nMD5sum: 00\n\npackage: curl\n";
+        let keep = ["Package", "Version", "depends"];
+        let kept = keep_fields(text, &keep);
+        assert_eq!(
+            kept,
+            "Package: jq\nVersion: 1.6\nDepends: libjq1 (= 1.6),\n libc6\n\nPackage: doc\n\npackage: curl\n"
+        );
+        let mut whole = parse(text).unwrap();
+        for p in &mut whole {
+            p.fields
+                .retain(|(k, _)| keep.iter().any(|f| f.eq_ignore_ascii_case(k)));
+        }
+        whole.retain(|p| !p.fields.is_empty());
+        assert_eq!(parse(&kept).unwrap(), whole);
+        assert!(parse(&keep_fields("Package: a\nnot a field\n", &keep)).is_err());
     }
 
     #[test]

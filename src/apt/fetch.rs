@@ -69,10 +69,29 @@ pub enum FetchError {
     },
 }
 
+/// The fields of a `Packages` index entry that resolving ([`super::resolve`]) and
+/// fetching ([`Fetcher::deb`]) read. The rest — descriptions, tags, other checksums, most
+/// of an index's text — is dropped before parsing ([`deb822::keep_fields`]).
+pub const INDEX_FIELDS: &[&str] = &[
+    "Package",
+    "Version",
+    "Architecture",
+    "Provides",
+    "Pre-Depends",
+    "Depends",
+    "Conflicts",
+    "Breaks",
+    "Filename",
+    "SHA256",
+    "Size",
+];
+
 /// Downloads into a directory of files named by their SHA256.
 pub struct Fetcher {
     http: reqwest::Client,
     dir: PathBuf,
+    /// Each `Packages` index's [`INDEX_FIELDS`], by the index's SHA256 (no cache: none).
+    fields: Option<PathBuf>,
     /// Holds the directory when there is no cache (removed on drop).
     _temp: Option<tempfile::TempDir>,
 }
@@ -80,6 +99,7 @@ pub struct Fetcher {
 impl Fetcher {
     /// Files kept in `cache/apt/sha256` (`None`: a temporary directory).
     pub fn new(cache: Option<&Path>) -> Result<Fetcher, FetchError> {
+        let fields = cache.map(|c| c.join("apt").join("fields"));
         let (dir, temp) = match cache {
             Some(c) => (c.join("apt").join("sha256"), None),
             None => {
@@ -105,6 +125,7 @@ impl Fetcher {
         Ok(Fetcher {
             http,
             dir,
+            fields,
             _temp: temp,
         })
     }
@@ -153,15 +174,12 @@ impl Fetcher {
         listed: &Listed,
         from: &'static str,
     ) -> Result<PathBuf, FetchError> {
-        let expected = listed.sha256.to_ascii_lowercase();
-        if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(FetchError::Hash {
-                url: url.to_string(),
-                expected,
-                found: String::new(),
-                from,
-            });
-        }
+        let expected = file_name(listed).ok_or_else(|| FetchError::Hash {
+            url: url.to_string(),
+            expected: listed.sha256.clone(),
+            found: String::new(),
+            from,
+        })?;
         let path = self.dir.join(&expected);
         if path.is_file() {
             return Ok(path);
@@ -219,8 +237,7 @@ impl Fetcher {
                     });
                 };
                 let url = format!("{dists}/{path}");
-                let file = self.verified(&url, listed, "InRelease").await?;
-                let text = read_index(&file, path)?;
+                let text = self.index_fields(&url, path, listed).await?;
                 let paragraphs = deb822::parse(&text).map_err(|source| FetchError::Index {
                     url: url.clone(),
                     source,
@@ -232,6 +249,38 @@ impl Fetcher {
             }
         }
         Ok(Universe::new(arch, available))
+    }
+
+    /// The [`INDEX_FIELDS`] of the `Packages` index `listed` (at `url`, `path` in its
+    /// suite): kept on this machine by the index's SHA256 (`<cache>/apt/fields/`), written
+    /// once from the verified index, so a later build neither decompresses the index nor
+    /// reads its descriptions again (a cache that cannot be written only costs that).
+    async fn index_fields(
+        &self,
+        url: &str,
+        path: &str,
+        listed: &Listed,
+    ) -> Result<String, FetchError> {
+        let kept = self
+            .fields
+            .as_ref()
+            .zip(file_name(listed))
+            .map(|(dir, name)| dir.join(name));
+        if let Some(text) = kept.as_ref().and_then(|k| std::fs::read_to_string(k).ok()) {
+            return Ok(text);
+        }
+        let file = self.verified(url, listed, "InRelease").await?;
+        let text = deb822::keep_fields(&read_index(&file, path)?, INDEX_FIELDS);
+        if let Some(kept) = kept.filter(|k| {
+            k.parent()
+                .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+        }) {
+            let tmp = kept.with_extension(format!("{}.tmp", std::process::id()));
+            if std::fs::write(&tmp, &text).is_ok() {
+                let _ = std::fs::rename(&tmp, &kept);
+            }
+        }
+        Ok(text)
     }
 
     /// A chosen package's `.deb`, checked against its index entry.
@@ -252,6 +301,12 @@ impl Fetcher {
         let url = format!("{}/{}", package.mirror, field("Filename")?);
         self.verified(&url, &listed, "the Packages index").await
     }
+}
+
+/// The name a listed file is kept under: its SHA256 in lower-case hex (`None`: not one).
+fn file_name(listed: &Listed) -> Option<String> {
+    let hex = listed.sha256.to_ascii_lowercase();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
 /// A kept index file's text, decompressed as its name says.
@@ -296,6 +351,45 @@ mod tests {
         );
         std::fs::write(&xz_path, text).unwrap();
         assert_eq!(read_index(&xz_path, "Packages").unwrap(), text);
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn an_indexs_fields_are_kept_by_its_hash_and_read_back_without_the_index() {
+        let cache = tempfile::tempdir().unwrap();
+        let fetcher = Fetcher::new(Some(cache.path())).unwrap();
+        let index = "Package: jq\nVersion: 1.6\nDescription: json\n more\nSHA256: ab\n\n";
+        let sha = hex({
+            let mut h = Sha256::new();
+            h.update(index);
+            h
+        });
+        let listed = Listed {
+            sha256: sha.to_ascii_uppercase(),
+            size: index.len() as u64,
+        };
+        // The index was downloaded and verified before; nothing listens at the URL.
+        std::fs::write(cache.path().join("apt/sha256").join(&sha), index).unwrap();
+        let url = "http://127.0.0.1:9/Packages";
+        let fields = block_on(fetcher.index_fields(url, "main/binary-amd64/Packages", &listed));
+        assert_eq!(fields.unwrap(), "Package: jq\nVersion: 1.6\nSHA256: ab\n\n");
+        let kept = cache.path().join("apt/fields").join(&sha);
+        assert_eq!(
+            std::fs::read_to_string(&kept).unwrap(),
+            "Package: jq\nVersion: 1.6\nSHA256: ab\n\n"
+        );
+        // A later build reads the kept fields: the index itself is not needed.
+        std::fs::remove_file(cache.path().join("apt/sha256").join(&sha)).unwrap();
+        std::fs::write(&kept, "Package: kept\n").unwrap();
+        let again = block_on(fetcher.index_fields(url, "main/binary-amd64/Packages", &listed));
+        assert_eq!(again.unwrap(), "Package: kept\n");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub async fn new_layers(
             ready
         }
         None => {
-            let made = layers(prepared).await?;
+            let step = format!("write the apt layers for {}", prepared.platform);
+            let made = progress.in_step("apt", &step, layers(prepared)).await?;
             remember(record.as_deref(), &made, target);
             made.into_iter()
                 .map(|layer| super::image::Ready {

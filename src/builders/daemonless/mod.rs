@@ -223,18 +223,18 @@ impl Preflight {
 }
 
 /// The base image of `deps` (from its mirror when the defaults file names one) for each of
-/// its platforms, read from its registry: what decides whether uv can start from it.
+/// its platforms, read from its registry (the platforms at once): what decides whether uv
+/// can start from it.
 pub async fn look_at_bases(deps: &BuildPlan, timeouts: crate::timeouts::Timeouts) -> Vec<SeenBase> {
     let image = deps.pulled_base();
-    let mut seen = Vec::new();
-    for platform in deps.platform.iter() {
+    let each = deps.platform.iter().map(|platform| async {
         let read = look_at_base(&image, platform, timeouts).await;
-        seen.push(SeenBase {
+        SeenBase {
             platform: platform.clone(),
             read: read.map(Arc::new).map_err(Arc::new),
-        });
-    }
-    seen
+        }
+    });
+    futures_util::future::join_all(each).await
 }
 
 /// The manifest and config of `image` for `platform` ([`read_base_image`]), with the
@@ -613,7 +613,9 @@ pub async fn make_local(
 
 /// The apt step of `deps` for each of its platforms, worked out before the decision on the
 /// bases `seen` (their trees read, the package set resolved, the `.deb`s fetched and their
-/// scripts read): empty without `apt_packages`. Nothing is built.
+/// scripts read): empty without `apt_packages`. Nothing is built. The platforms are
+/// worked out at once (each its own base, index and `.deb`s: the network for one while the
+/// other parses), in the order of `deps.platform`.
 pub async fn prepare_apt(
     deps: &BuildPlan,
     seen: &[SeenBase],
@@ -623,18 +625,27 @@ pub async fn prepare_apt(
     if deps.apt_packages.is_empty() {
         return Vec::new();
     }
-    let mut prepared = Vec::new();
-    for platform in deps.platform.iter() {
+    let pulled = deps.pulled_base();
+    let each = deps.platform.iter().map(|platform| {
         let seen = seen.iter().find(|s| &s.platform == platform);
-        let base = read_base(&deps.pulled_base(), platform, seen, timeouts, progress).await;
-        prepared.push(match base {
-            Ok(base) => {
-                apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await
-            }
-            Err(e) => apt_layers::Prepared::not_resolved(platform, e),
-        });
+        prepare_apt_for(deps, &pulled, platform, seen, timeouts, progress)
+    });
+    futures_util::future::join_all(each).await
+}
+
+/// [`prepare_apt`] of one platform.
+async fn prepare_apt_for(
+    deps: &BuildPlan,
+    pulled: &crate::oci::ImageRef,
+    platform: &Platform,
+    seen: Option<&SeenBase>,
+    timeouts: crate::timeouts::Timeouts,
+    progress: &Progress,
+) -> apt_layers::Prepared {
+    match read_base(pulled, platform, seen, timeouts, progress).await {
+        Ok(base) => apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await,
+        Err(e) => apt_layers::Prepared::not_resolved(platform, e),
     }
-    prepared
 }
 
 /// What the install step of every platform shares.
@@ -986,7 +997,6 @@ async fn make_platform(
         image,
         known: known.as_ref(),
     });
-    let apt = apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress).await?;
     let checked = check_base(deps, &base, platform, installing)?;
     let path_at_end = checked
         .env
@@ -995,8 +1005,14 @@ async fn make_platform(
         .unwrap_or_default()
         .to_string();
     let user = user_steps(&base, &path_at_end, installing.epoch)?;
-    let (stage, venv_dir, pins) =
-        install_venv(deps, platform, &checked, installing, progress).await?;
+    // At once: the apt layers (unpacking and compressing, on a blocking thread) and uv's
+    // install (a child process, mostly the network and the disk). Neither reads the other.
+    let (apt, installed) = tokio::join!(
+        apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress),
+        install_venv(deps, platform, &checked, installing, progress),
+    );
+    let apt = apt?;
+    let (stage, venv_dir, pins) = installed?;
     let step = format!("write the user and venv layers for {platform}");
     let writing = write_layers(&base, &user, &venv_dir, installing, progress);
     let layers = progress.in_step("layers", &step, writing).await?;
