@@ -406,16 +406,7 @@ impl Install<'_> {
         if not_an_addition(&installed) {
             return Ok(None);
         }
-        let wanted = pins(&resolved);
-        let missing = not_installed(&wanted, &pins(&installed));
-        if !missing.is_empty() {
-            return Err(Fallback(format!(
-                "with wheels only for {}, uv would not install {} (a release without such a wheel)",
-                self.python_platform,
-                missing.join(", ")
-            ))
-            .into());
-        }
+        let wanted = self.installed_as_resolved(&resolved, &installed)?;
         let mut all: Vec<&str> = kept
             .pins
             .lines()
@@ -529,17 +520,29 @@ impl Install<'_> {
         );
         let resolved = resolved.map_err(|(_, e)| e)?;
         let installed = installed.map_err(|(text, e)| self.install_failed(&text, e))?;
-        let wanted = pins(&resolved);
-        let missing = not_installed(&wanted, &pins(&installed));
-        if !missing.is_empty() {
-            return Err(Fallback(format!(
-                "with wheels only for {}, uv would not install {} (a release without such a wheel)",
-                self.python_platform,
-                missing.join(", ")
-            ))
-            .into());
+        Ok(self
+            .installed_as_resolved(&resolved, &installed)?
+            .join("\n"))
+    }
+
+    /// The pins of `resolved` (the dry run, sources allowed), checked to be what the
+    /// wheels-only run `installed`: a release without a wheel for this platform is a
+    /// [`Fallback`] (the Docker build would compile it).
+    fn installed_as_resolved(
+        &self,
+        resolved: &str,
+        installed: &str,
+    ) -> Result<Vec<String>, Fallback> {
+        let wanted = pins(resolved);
+        let missing = not_installed(&wanted, &pins(installed));
+        if missing.is_empty() {
+            return Ok(wanted);
         }
-        Ok(wanted.join("\n"))
+        Err(Fallback(format!(
+            "with wheels only for {}, uv would not install {} (a release without such a wheel)",
+            self.python_platform,
+            missing.join(", ")
+        )))
     }
 
     /// `uv sync <args>` of a lock: `uv export` of the locked set (uv sync's `--locked`
