@@ -9,7 +9,9 @@
 //! | `layers/*.json` (known layers: `diff_id` → blob) | not a whole record for the name (a lookup only misses on it) |
 //! | `layers/*.tmp` (unfinished writes) | older than a day |
 //! | `tree-digests/*` (source digests) | not a whole entry, or not written for 30 days (a miss costs one re-hash) |
+//! | `layer-keys/*` (layer keys → `diff_id`) | an unfinished write older than a day, or not written for 30 days (a miss costs one hash of that layer) |
 //! | `daemonless-bases/*` (base file trees) | not used for 14 days (the newer of access and write time; a miss costs one read of the base's layers) |
+//! | `apt/sha256/*`, `apt/fields/*`, `apt/layers/*` (`.deb`s and indexes by content, their kept fields, apt layer records) | not used for 14 days (the newer of access and write time; a miss costs one download from the mirror, or one parse) |
 //! | `uv/` (uv's cache) | only with `--uv-cache` (a miss costs every wheel's download) |
 //!
 //! Never touched: `locks/` (a run may wait on one), `last-built/` (`imagespec explain`'s
@@ -34,6 +36,8 @@ pub struct Ages {
     pub tree_digests: Duration,
     pub base_trees: Duration,
     pub kept_venvs: Duration,
+    pub layer_keys: Duration,
+    pub apt_files: Duration,
 }
 
 impl Default for Ages {
@@ -44,6 +48,8 @@ impl Default for Ages {
             tree_digests: 30 * DAY,
             base_trees: 14 * DAY,
             kept_venvs: 14 * DAY,
+            layer_keys: 30 * DAY,
+            apt_files: 14 * DAY,
         }
     }
 }
@@ -58,6 +64,8 @@ pub enum Area {
     TreeDigest,
     BaseTree,
     KeptVenv,
+    LayerKey,
+    AptFile,
     UvCache,
 }
 
@@ -71,6 +79,8 @@ impl Area {
             Area::TreeDigest => "source digest",
             Area::BaseTree => "base tree",
             Area::KeptVenv => "kept venv",
+            Area::LayerKey => "layer key",
+            Area::AptFile => "apt file",
             Area::UvCache => "uv cache",
         }
     }
@@ -105,7 +115,9 @@ pub fn stale(entry: &Entry, ages: &Ages) -> Option<String> {
             "staged {} day(s) ago: no build stages that long",
             days(entry.age)
         )),
-        Area::KnownLayer | Area::TreeDigest if entry.unfinished && entry.age > ages.unfinished => {
+        Area::KnownLayer | Area::TreeDigest | Area::LayerKey
+            if entry.unfinished && entry.age > ages.unfinished =>
+        {
             Some("an unfinished write older than a day".into())
         }
         Area::KnownLayer | Area::TreeDigest if !entry.unfinished && !entry.whole => {
@@ -113,6 +125,14 @@ pub fn stale(entry: &Entry, ages: &Ages) -> Option<String> {
         }
         Area::TreeDigest if entry.age > ages.tree_digests => Some(format!(
             "not written for {} days (a miss costs one re-hash)",
+            days(entry.age)
+        )),
+        Area::LayerKey if !entry.unfinished && entry.age > ages.layer_keys => Some(format!(
+            "not written for {} days (a miss costs one hash of that layer)",
+            days(entry.age)
+        )),
+        Area::AptFile if entry.age > ages.apt_files => Some(format!(
+            "not used for {} days (a miss costs one download from the mirror, or one parse)",
             days(entry.age)
         )),
         Area::BaseTree if entry.age > ages.base_trees => Some(format!(
@@ -181,6 +201,10 @@ pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
         ),
         (cache.join(BASES_DIR), Some(Area::BaseTree)),
         (cache.join(STAGING_DIR).join("kept"), Some(Area::KeptVenv)),
+        (known_layers.keys_dir().to_path_buf(), Some(Area::LayerKey)),
+        (cache.join("apt/sha256"), Some(Area::AptFile)),
+        (cache.join("apt/fields"), Some(Area::AptFile)),
+        (cache.join("apt/layers"), Some(Area::AptFile)),
         // Scratch entries only: the records themselves stay.
         (cache.join("last-built"), None),
     ];
@@ -204,7 +228,7 @@ pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
             let mut e = entry(path.clone(), area, &meta);
             match area {
                 Area::Staging if !name.starts_with(STAGING_PREFIX) => continue,
-                Area::KnownLayer | Area::TreeDigest if name.ends_with(".tmp") => {
+                Area::KnownLayer | Area::TreeDigest | Area::LayerKey if name.ends_with(".tmp") => {
                     e.unfinished = true;
                 }
                 Area::KnownLayer => e.whole = KnownLayers::is_whole_entry(&path),
@@ -216,7 +240,7 @@ pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
                         e.age = age_since(now, record.modified().ok());
                     }
                 }
-                Area::BaseTree => {
+                Area::BaseTree | Area::AptFile => {
                     // Read, not written, when used: the access time says when, where the
                     // file system keeps it (relatime: to the day).
                     let used = meta.accessed().ok().max(meta.modified().ok());
@@ -419,6 +443,11 @@ mod tests {
         // Base trees: 14 days unused.
         assert!(!goes(&entry(Area::BaseTree, 13)));
         assert!(goes(&entry(Area::BaseTree, 14)));
+        // Layer keys: 30 days written; apt files: 14 days unused.
+        assert!(!goes(&entry(Area::LayerKey, 29)));
+        assert!(goes(&entry(Area::LayerKey, 30)));
+        assert!(!goes(&entry(Area::AptFile, 13)));
+        assert!(goes(&entry(Area::AptFile, 14)));
         // uv's cache is only ever scanned when asked for.
         assert!(goes(&entry(Area::UvCache, 0)));
     }
@@ -431,6 +460,8 @@ mod tests {
             "staging/imagespec-venv-old/lib",
             "staging/other",
             "layers",
+            "layer-keys",
+            "apt/sha256",
             "tree-digests",
             "daemonless-bases",
             "last-built",
@@ -450,6 +481,8 @@ mod tests {
         .unwrap();
         fs::write(c.join(format!("layers/{}.json", "cd".repeat(32))), "{trunc").unwrap();
         fs::write(c.join("tree-digests/0123"), "garbage").unwrap();
+        fs::write(c.join("layer-keys/k1"), "sha256:x").unwrap();
+        fs::write(c.join(format!("apt/sha256/{hex}")), "a .deb").unwrap();
         fs::write(c.join("last-built/r_a.json"), "{}").unwrap();
         fs::write(c.join("locks/image-1.lock"), "").unwrap();
         fs::write(c.join("uv/wheels/w.whl"), "wheel").unwrap();
@@ -472,6 +505,8 @@ mod tests {
         assert_eq!(
             names,
             vec![
+                (format!("apt/sha256/{hex}"), Area::AptFile),
+                ("layer-keys/k1".into(), Area::LayerKey),
                 (format!("layers/{}.json", "ab".repeat(32)), Area::KnownLayer),
                 (format!("layers/{}.json", "cd".repeat(32)), Area::KnownLayer),
                 ("staging/imagespec-venv-old".into(), Area::Staging),
@@ -503,7 +538,7 @@ mod tests {
                 "0123"
             ]
         );
-        assert_eq!(found[2].size, 5, "a directory's size is its files'");
+        assert_eq!(found[4].size, 5, "a directory's size is its files'");
 
         for e in found.iter().filter(|e| stale(e, &ages).is_some()) {
             remove(e).unwrap();

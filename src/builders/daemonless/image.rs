@@ -501,6 +501,11 @@ impl KnownLayers {
         &self.dir
     }
 
+    /// The directory of the layer keys.
+    pub fn keys_dir(&self) -> &Path {
+        &self.keys
+    }
+
     /// Whether the file at `path` (in [`KnownLayers::dir`]) is an entry a lookup would use:
     /// a record for the `diff_id` its name says. Anything else is only ever a miss.
     pub fn is_whole_entry(path: &Path) -> bool {
