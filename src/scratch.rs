@@ -26,6 +26,21 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+/// Writes `bytes` to `path`, an entry of a cache, through a scratch file in its directory
+/// (made when missing) renamed over it: a reader finds the whole entry or none, and a
+/// killed run leaves only scratch ([`sweep`]). Best effort: a cache that cannot be written
+/// only costs a later miss.
+pub fn keep_in_cache(path: &Path, bytes: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    let write = || -> io::Result<()> {
+        fs::create_dir_all(dir)?;
+        let scratch = ScratchFile::new_in(dir, "cache")?;
+        fs::write(scratch.path(), bytes)?;
+        scratch.rename_to(path)
+    };
+    let _ = write();
+}
+
 /// The name every scratch entry starts with. The source walk skips names with it (a run's
 /// own temporary files, with `TMPDIR` inside `source_root`, are not source files).
 pub const PREFIX: &str = ".imagespec-tmp-";
@@ -205,8 +220,14 @@ impl ScratchFile {
 
     /// Flushes the file to disk and renames it to `target` (replacing what is there): the
     /// target is either as before or complete, also after a power cut.
-    pub fn persist(mut self, target: &Path) -> io::Result<()> {
+    pub fn persist(self, target: &Path) -> io::Result<()> {
         self.file.sync_all()?;
+        self.rename_to(target)
+    }
+
+    /// Renames the file to `target` (replacing what is there) without flushing it to disk:
+    /// for a cache entry, which a power cut may lose but a reader never finds half written.
+    fn rename_to(mut self, target: &Path) -> io::Result<()> {
         let mut registered = registry();
         fs::rename(&self.path, target)?;
         registered.remove(&self.path);

@@ -271,14 +271,8 @@ impl Fetcher {
         }
         let file = self.verified(url, listed, "InRelease").await?;
         let text = deb822::keep_fields(&read_index(&file, path)?, INDEX_FIELDS);
-        if let Some(kept) = kept.filter(|k| {
-            k.parent()
-                .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
-        }) {
-            let tmp = kept.with_extension(format!("{}.tmp", std::process::id()));
-            if std::fs::write(&tmp, &text).is_ok() {
-                let _ = std::fs::rename(&tmp, &kept);
-            }
+        if let Some(kept) = kept {
+            crate::scratch::keep_in_cache(&kept, text.as_bytes());
         }
         Ok(text)
     }

@@ -60,20 +60,8 @@ fn kept_path(subject: &Digest) -> Option<PathBuf> {
 /// effort, as a cache is.
 pub fn keep(subject: &Digest, document: &[u8]) {
     if let Some(path) = kept_path(subject) {
-        write_kept(&path, document);
+        crate::scratch::keep_in_cache(&path, document);
     }
-}
-
-fn write_kept(path: &std::path::Path, document: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let temp = tempfile::NamedTempFile::new_in(dir)?;
-        std::fs::write(temp.path(), document)?;
-        temp.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    };
-    let _ = write();
 }
 
 /// The findings of the document kept for the image `subject`; `None` when none is kept, or
@@ -193,7 +181,7 @@ mod tests {
         let py = Package::new(Ecosystem::Python, "six", "1.16.0");
         let doc = document(&contents(&digest, vec![("venv/six/METADATA".into(), py)]));
         assert_eq!(read_kept(&path, &digest), None, "nothing kept yet");
-        write_kept(&path, &serde_json::to_vec(&doc).unwrap());
+        crate::scratch::keep_in_cache(&path, &serde_json::to_vec(&doc).unwrap());
         let back = read_kept(&path, &digest).expect("kept");
         assert_eq!(Some(back), reused(&doc, &digest));
         assert_eq!(read_kept(&path, &Digest::of_bytes(b"other")), None);

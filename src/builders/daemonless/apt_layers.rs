@@ -129,12 +129,8 @@ fn remember(
         known.put(layer, target.image);
     }
     let diff_ids: Vec<&str> = made.iter().map(|l| l.diff_id.as_str()).collect();
-    if let (Some(dir), Ok(json)) = (record.parent(), serde_json::to_vec(&diff_ids)) {
-        let _ = std::fs::create_dir_all(dir);
-        let tmp = record.with_extension(format!("{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, json).is_ok() {
-            let _ = std::fs::rename(&tmp, record);
-        }
+    if let Ok(json) = serde_json::to_vec(&diff_ids) {
+        crate::scratch::keep_in_cache(record, &json);
     }
 }
 

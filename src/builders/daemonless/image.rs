@@ -478,12 +478,7 @@ impl KnownLayers {
     /// Remembers the `diff_id` of the layer with this key (a cache that cannot be written
     /// only costs a later build a hash).
     fn put_key(&self, key: &str, diff_id: &Digest) {
-        let _ = std::fs::create_dir_all(&self.keys);
-        let path = self.keys.join(key);
-        let tmp = self.keys.join(format!("{key}.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, diff_id.as_str()).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
+        crate::scratch::keep_in_cache(&self.keys.join(key), diff_id.as_str().as_bytes());
     }
 
     fn path(&self, diff_id: &Digest) -> PathBuf {
@@ -554,13 +549,8 @@ impl KnownLayers {
             image: image.clone(),
             gzip: LAYER_GZIP.to_string(),
         };
-        let _ = std::fs::create_dir_all(&self.dir);
-        let path = self.path(&layer.diff_id);
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        if let Ok(json) = serde_json::to_vec(&known)
-            && std::fs::write(&tmp, json).is_ok()
-        {
-            let _ = std::fs::rename(&tmp, &path);
+        if let Ok(json) = serde_json::to_vec(&known) {
+            crate::scratch::keep_in_cache(&self.path(&layer.diff_id), &json);
         }
     }
 }

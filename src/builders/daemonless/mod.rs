@@ -362,12 +362,8 @@ async fn read_base(
 /// Keeps a base's tree in the cache (one that cannot be written only costs the next build
 /// a download).
 fn keep_tree(path: &std::path::Path, tree: &BaseTree) {
-    let _ = std::fs::create_dir_all(path.parent().expect("in a directory"));
     if let Ok(json) = serde_json::to_vec(tree) {
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, json).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
-        }
+        crate::scratch::keep_in_cache(path, &json);
     }
 }
 
