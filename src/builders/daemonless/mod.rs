@@ -218,8 +218,13 @@ impl Preflight {
     }
 
     fn base(&self, platform: &Platform) -> Option<&SeenBase> {
-        self.bases.iter().find(|b| &b.platform == platform)
+        seen_on(&self.bases, platform)
     }
+}
+
+/// The base of `platform` among those `seen`.
+fn seen_on<'a>(seen: &'a [SeenBase], platform: &Platform) -> Option<&'a SeenBase> {
+    seen.iter().find(|s| &s.platform == platform)
 }
 
 /// The base image of `deps` (from its mirror when the defaults file names one) for each of
@@ -623,7 +628,7 @@ pub async fn prepare_apt(
     }
     let pulled = deps.pulled_base();
     let each = deps.platform.iter().map(|platform| {
-        let seen = seen.iter().find(|s| &s.platform == platform);
+        let seen = seen_on(seen, platform);
         prepare_apt_for(deps, &pulled, platform, seen, timeouts, progress)
     });
     futures_util::future::join_all(each).await
