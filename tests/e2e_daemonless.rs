@@ -635,9 +635,11 @@ fn a_dependency_change_reuses_the_unchanged_package_layers() {
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect();
+    // Written again: the venv's own layer (its directories) and pyfiglet's (7 MB, a layer
+    // of its own); every other package layer and the user layer are reused.
     assert!(
-        counts.len() == 2 && counts[0] >= 3 && counts[0] < counts[1],
-        "most layers are reused, not all: {reused}"
+        counts.len() == 2 && counts[0] >= 3 && counts[0] + 2 == counts[1],
+        "all layers but two are reused: {reused}"
     );
     let image = inspect_json(&proj, "spec.toml")["image"]
         .as_str()

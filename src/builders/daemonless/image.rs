@@ -137,20 +137,65 @@ pub fn user_layer(base: &BaseTree, overlay: &Overlay) -> LayerPlan {
     plan
 }
 
-/// How many layers the installed packages are spread over (beside the venv's own layer).
-/// One layer per package would make an image of a hundred layers (slow to pull, near
-/// overlayfs' limits); one layer for all would change whole with any package. Each
-/// package's files go to the layer its name hashes to, so adding or upgrading one
-/// package changes one of these layers and the others are found in the registry as they
-/// are ([`prepare_layers`]).
-pub const PACKAGE_LAYERS: usize = 12;
+/// How many shared layers the small installed packages are spread over (beside the venv's
+/// own layer and the large packages' own layers). One layer per package would make an
+/// image of a hundred layers for flytekit's 100 dependencies (slow to pull, near
+/// overlayfs' limits); one layer for all would change whole with any package. Each small
+/// package's files go to the shared layer its name hashes to, so adding or upgrading one
+/// changes one small layer, and the others are found in the registry as they are
+/// ([`prepare_layers`]).
+pub const SHARED_PACKAGE_LAYERS: usize = 12;
+
+/// A package whose files (as its `RECORD` sizes them) reach this many bytes gets a layer
+/// of its own: a new small package then never shares a layer with a large one, so adding
+/// `pyfiglet` to a flytekit spec compresses and uploads `pyfiglet` and one small layer,
+/// not `botocore` again. About 20 of flytekit's 100 dependencies reach 1 MiB, and they
+/// hold about 90% of the venv's bytes.
+pub const OWN_LAYER_BYTES: u64 = 1 << 20;
+
+/// At most this many packages get a layer of their own (the largest; ties by name): with
+/// [`SHARED_PACKAGE_LAYERS`] and the venv's own layer, a venv is at most 53 layers, well
+/// under overlayfs' 128 with any base.
+pub const MAX_OWN_LAYERS: usize = 40;
+
+/// Where a package's files go: a layer of its own, or one of the shared layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    Shared(usize),
+    Own(usize),
+}
+
+/// Each package's [`Slot`], from the bytes its files take: the [`MAX_OWN_LAYERS`] largest
+/// of those reaching [`OWN_LAYER_BYTES`] get their own layer, numbered by name; every other
+/// package goes to the shared layer its name hashes to. The same package set gives the
+/// same layout on every machine (the image's digest is reproducible), and a package keeps
+/// its slot when others are added unless it is pushed out of the largest forty.
+fn package_layout(sizes: &BTreeMap<String, u64>) -> BTreeMap<String, Slot> {
+    let mut large: Vec<(&String, u64)> = sizes
+        .iter()
+        .filter(|(_, size)| **size >= OWN_LAYER_BYTES)
+        .map(|(name, size)| (name, *size))
+        .collect();
+    large.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    large.truncate(MAX_OWN_LAYERS);
+    let mut own: Vec<&String> = large.into_iter().map(|(name, _)| name).collect();
+    own.sort();
+    let mut layout: BTreeMap<String, Slot> = sizes
+        .keys()
+        .map(|name| (name.clone(), Slot::Shared(shared_layer(name))))
+        .collect();
+    for (i, name) in own.into_iter().enumerate() {
+        layout.insert(name.clone(), Slot::Own(i));
+    }
+    layout
+}
 
 /// The venv's layers: `venv` (a local directory) as `/root/.venv`, owned by `owner` (group
 /// 0: `chown -R flytekit /root/.venv` after root made it), modes as a umask of 022 leaves
 /// them; `/root` as `root_dir`. The first layer has the venv's directories, the files no
 /// package owns (`pyvenv.cfg`, `bin/python`, activate scripts) and the install step's
-/// mount points; then up to [`PACKAGE_LAYERS`] layers of the packages' files (by their
-/// `RECORD`s), each with its parent directories. Each comes with the history line it gets.
+/// mount points; then the packages' files (by their `RECORD`s) in the layers
+/// [`package_layout`] gives them, each with its parent directories. Each comes with the history line it gets.
 pub fn venv_layers(
     base: &BaseTree,
     venv: &Path,
@@ -162,7 +207,12 @@ pub fn venv_layers(
         source,
     })?;
     let all = venv_entries(base, venv, owner, root_dir, &records.hashes)?;
-    Ok(split_by_package(base, &all, &records.owners))
+    Ok(split_by_package(
+        base,
+        &all,
+        &records.owners,
+        &package_layout(&records.sizes),
+    ))
 }
 
 /// Every entry of the venv layers: `/root`, the install step's mount points and the venv.
@@ -262,16 +312,18 @@ fn venv_entry(
     })
 }
 
-/// The venv's own layer (what no package owns) and the packages' layers, each with its
-/// parents and its history line.
+/// The venv's own layer (what no package owns) and the packages' layers (as `layout` puts
+/// them: the shared ones, then the large packages' own), each with its parents and its
+/// history line.
 fn split_by_package(
     base: &BaseTree,
     all: &LayerPlan,
     owners: &BTreeMap<String, String>,
+    layout: &BTreeMap<String, Slot>,
 ) -> Vec<(LayerPlan, String)> {
     let mut own = LayerPlan::default();
-    let mut packages: Vec<(LayerPlan, std::collections::BTreeSet<String>)> =
-        (0..PACKAGE_LAYERS).map(|_| Default::default()).collect();
+    let mut packages: BTreeMap<Slot, (LayerPlan, std::collections::BTreeSet<String>)> =
+        BTreeMap::new();
     for (path, item) in &all.entries {
         let owner = path
             .strip_prefix("root/.venv/")
@@ -281,7 +333,11 @@ fn split_by_package(
             own.entries.insert(path.clone(), item.clone());
             continue;
         };
-        let (plan, names) = &mut packages[package_layer(package)];
+        let slot = layout
+            .get(package)
+            .copied()
+            .unwrap_or_else(|| Slot::Shared(shared_layer(package)));
+        let (plan, names) = packages.entry(slot).or_default();
         names.insert(package.clone());
         plan.entries.insert(path.clone(), item.clone());
         // Its parents as the venv has them (`/root` as the user steps left it).
@@ -295,10 +351,7 @@ fn split_by_package(
     }
     own.add_parents(base);
     let mut layers = vec![(own, "RUN uv venv /root/.venv".to_string())];
-    for (mut plan, names) in packages {
-        if names.is_empty() {
-            continue;
-        }
+    for (mut plan, names) in packages.into_values() {
         plan.add_parents(base);
         let names: Vec<String> = names.into_iter().collect();
         layers.push((plan, format!("RUN uv pip install # {}", names.join(" "))));
@@ -306,24 +359,26 @@ fn split_by_package(
     layers
 }
 
-/// The layer (of [`PACKAGE_LAYERS`]) a package's files go to: by a hash of its name, the
-/// same on every machine and for every version.
-fn package_layer(name: &str) -> usize {
+/// The shared layer (of [`SHARED_PACKAGE_LAYERS`]) a small package's files go to: by a hash
+/// of its name, the same on every machine and for every version.
+fn shared_layer(name: &str) -> usize {
     use sha2::{Digest as _, Sha256};
     let hash = Sha256::digest(name.as_bytes());
     let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
-    (n % PACKAGE_LAYERS as u64) as usize
+    (n % SHARED_PACKAGE_LAYERS as u64) as usize
 }
 
 /// Which installed package owns each file of `venv` (paths relative to it), from the
 /// `RECORD` of each `*.dist-info` in its site-packages; the name is the distribution's, as
 /// the directory spells it before the version (`PyYAML-6.0.2.dist-info` → `pyyaml`). A file
 /// two packages list goes to the first in name order; files outside the venv are left out.
-/// With the hash and size each `RECORD` line gives (`sha256=…,1234`), where it gives both.
+/// With the hash and size each `RECORD` line gives (`sha256=…,1234`), where it gives both,
+/// and each package's bytes: the sizes its `RECORD` gives for the files it owns.
 #[derive(Debug, Default)]
 struct Records {
     owners: BTreeMap<String, String>,
     hashes: BTreeMap<String, String>,
+    sizes: BTreeMap<String, u64>,
 }
 
 fn package_records(venv: &Path) -> std::io::Result<Records> {
@@ -370,10 +425,16 @@ fn package_records(venv: &Path) -> std::io::Result<Records> {
                 let Some(rel) = venv_relative(&site_rel, &file) else {
                     continue;
                 };
-                if let Some(hash) = hash {
-                    records.hashes.entry(rel.clone()).or_insert(hash);
+                if records.owners.contains_key(&rel) {
+                    continue;
                 }
-                records.owners.entry(rel).or_insert_with(|| name.clone());
+                let size = hash.as_deref().and_then(|h| h.rsplit_once(','));
+                let size = size.and_then(|(_, n)| n.parse::<u64>().ok()).unwrap_or(0);
+                *records.sizes.entry(name.clone()).or_default() += size;
+                if let Some(hash) = hash {
+                    records.hashes.insert(rel.clone(), hash);
+                }
+                records.owners.insert(rel, name.clone());
             }
         }
     }
@@ -865,7 +926,7 @@ mod tests {
             );
         }
         assert_eq!(
-            package_layer("requests") == package_layer("pyyaml"),
+            shared_layer("requests") == shared_layer("pyyaml"),
             files.len() == 2,
             "{files:?}"
         );
@@ -880,12 +941,84 @@ mod tests {
             .iter()
             .filter(|(h, id)| h.starts_with("RUN uv pip install") && after.get(*h) == Some(id))
             .count();
-        let untouched_layers = [package_layer("requests"), package_layer("pyyaml")]
+        let untouched_layers = [shared_layer("requests"), shared_layer("pyyaml")]
             .into_iter()
-            .filter(|l| *l != package_layer("six"))
+            .filter(|l| *l != shared_layer("six"))
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         assert_eq!(unchanged, untouched_layers, "{before:?}\n{after:?}");
+    }
+
+    /// Large packages get layers of their own (the largest forty, numbered by name), small
+    /// ones the shared layer of their name; adding a package moves no other package.
+    #[test]
+    fn large_packages_get_their_own_layers_and_small_ones_share_by_name() {
+        let mib = OWN_LAYER_BYTES;
+        let sizes: BTreeMap<String, u64> = [
+            ("botocore", 20 * mib),
+            ("grpcio", 18 * mib),
+            ("six", 40_000),
+            ("idna", mib - 1),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect();
+        let layout = package_layout(&sizes);
+        assert_eq!(layout["botocore"], Slot::Own(0));
+        assert_eq!(layout["grpcio"], Slot::Own(1));
+        assert_eq!(layout["six"], Slot::Shared(shared_layer("six")));
+        assert_eq!(layout["idna"], Slot::Shared(shared_layer("idna")));
+        // A new small package and a new large one: every other package keeps its slot
+        // (the own layers are numbered by name, so a name after the others moves none).
+        let mut more = sizes.clone();
+        more.insert("pyfiglet".into(), 6 * mib);
+        more.insert("attrs".into(), 200_000);
+        let after = package_layout(&more);
+        for name in sizes.keys() {
+            assert_eq!(after[name], layout[name], "{name}");
+        }
+        assert_eq!(after["pyfiglet"], Slot::Own(2));
+        // At most MAX_OWN_LAYERS own layers: the largest; the rest share.
+        let many: BTreeMap<String, u64> = (0..MAX_OWN_LAYERS as u64 + 5)
+            .map(|i| (format!("p{i:03}"), mib + i))
+            .collect();
+        let layout = package_layout(&many);
+        let own = layout
+            .values()
+            .filter(|s| matches!(s, Slot::Own(_)))
+            .count();
+        assert_eq!(own, MAX_OWN_LAYERS);
+        assert!(
+            matches!(layout["p000"], Slot::Shared(_)),
+            "the smallest share"
+        );
+        assert!(matches!(layout["p044"], Slot::Own(_)));
+    }
+
+    /// A large package's files are a layer of their own, sized by its `RECORD`.
+    #[test]
+    fn a_large_package_is_a_layer_of_its_own() {
+        let (base, root) = usr_bin_base();
+        let stage = venv_with(&[("requests", "2.32.3"), ("pyyaml", "6.0.2")]);
+        let site = stage.path().join("lib/python3.11/site-packages");
+        let record = site.join("requests-2.32.3.dist-info/RECORD");
+        let text = std::fs::read_to_string(&record).unwrap();
+        let big = format!("requests/big.bin,sha256=z,{OWN_LAYER_BYTES}\n");
+        std::fs::write(&record, format!("{text}{big}")).unwrap();
+        std::fs::write(site.join("requests/big.bin"), b"x").unwrap();
+        let layers = venv_layers(&base, stage.path(), 1000, root).unwrap();
+        let histories: Vec<&str> = layers.iter().map(|(_, h)| h.as_str()).collect();
+        assert_eq!(
+            histories,
+            [
+                "RUN uv venv /root/.venv",
+                "RUN uv pip install # pyyaml",
+                "RUN uv pip install # requests"
+            ]
+        );
+        let requests = &layers[2].0.entries;
+        assert!(requests.contains_key("root/.venv/lib/python3.11/site-packages/requests/big.bin"));
+        assert!(!requests.keys().any(|k| k.contains("pyyaml")));
     }
 
     /// A package layer's key follows its `RECORD` (a file is not read for it), and a key
