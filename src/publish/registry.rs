@@ -20,6 +20,11 @@ use crate::oci::{Digest, Image, ImageRef, Index};
 use crate::progress::Progress;
 use crate::registry::client::RegistryClient;
 
+/// How many layer blobs are made present at once (go-containerregistry's `remote.Write`
+/// default is 4): an image of 30 package layers is not 30 round trips one after another,
+/// and one large upload does not hold up the small ones behind it.
+const LAYER_JOBS: usize = 4;
+
 /// A registry repository to push to, under `name`'s tag.
 pub struct Registry<'a> {
     client: &'a RegistryClient,
@@ -152,13 +157,20 @@ impl<'a> Registry<'a> {
     ) -> Result<Pushed, PublishError> {
         let checked = check.start();
         let layers = async {
-            let mut uploaded = Vec::new();
-            for layer in image.layers() {
-                if self.put_layer(layer).await? {
-                    uploaded.push(layer.descriptor.digest.clone());
-                }
-            }
-            Ok::<_, PublishError>(uploaded)
+            use futures_util::{StreamExt as _, TryStreamExt as _};
+            let put: Vec<(bool, &Layer)> =
+                futures_util::stream::iter(image.layers().iter().map(|layer| async move {
+                    Ok::<_, PublishError>((self.put_layer(layer).await?, layer))
+                }))
+                .buffered(LAYER_JOBS)
+                .try_collect()
+                .await?;
+            Ok::<_, PublishError>(
+                put.into_iter()
+                    .filter(|(uploaded, _)| *uploaded)
+                    .map(|(_, layer)| layer.descriptor.digest.clone())
+                    .collect::<Vec<_>>(),
+            )
         };
         let config = self.client.push_blob_bytes(
             self.name,

@@ -70,6 +70,7 @@ impl LayerPlan {
     }
 
     /// The layer's `diff_id`, computed without writing or compressing it.
+    #[cfg(test)]
     fn diff_id(&self, mtime: u64) -> Result<Digest, crate::source::SourceError> {
         let mut layer = LayerWriter::diff_id_only().timed(mtime);
         self.add_to(&mut layer)?;
@@ -626,10 +627,10 @@ pub struct PushTarget<'a> {
 }
 
 /// Turns `plans` into layers ready to push to `target` (or to write to disk, with no
-/// target): with [`KnownLayers`], each is hashed first (its `diff_id`, without
-/// compressing), and one whose blob the registry has in the target repository, or can
-/// mount from another repository of it, is taken as it is; the others are written
-/// (compressed, in parallel).
+/// target): with [`KnownLayers`], a layer whose key was seen before has its `diff_id`
+/// without being read, and one whose blob the registry has in the target repository, or
+/// can mount from another repository of it, is taken as it is; the others are written
+/// (compressed, in parallel: the one pass over their files).
 pub async fn prepare_layers(
     plans: Vec<LayerPlan>,
     mtime: u64,
@@ -651,7 +652,9 @@ pub async fn prepare_layers(
             .await?
         };
         for (slot, diff_id) in found.iter_mut().zip(&diff_ids) {
-            *slot = known.find(push, diff_id).await?;
+            if let Some(diff_id) = diff_id {
+                *slot = known.find(push, diff_id).await?;
+            }
         }
     }
     let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
@@ -697,25 +700,20 @@ pub async fn prepare_layers(
     Ok(ready)
 }
 
-/// Each plan's `diff_id`: as [`KnownLayers`] remembers it for the plan's key, else hashed
-/// (and then remembered), in parallel.
+/// Each plan's `diff_id` as [`KnownLayers`] remembers it for the plan's key (computed in
+/// parallel), `None` for a key never seen. An unseen layer is not hashed on its own: its
+/// `diff_id` comes from writing it, which the build must do anyway unless the registry has
+/// the blob, and a key is unseen only for a layer never built here (or one whose key was
+/// pruned before its record: it is compressed again, and its push finds the blob there).
 fn known_diff_ids(
     plans: &[LayerPlan],
     mtime: u64,
     known: &KnownLayers,
-) -> Result<Vec<Digest>, DaemonlessError> {
+) -> Result<Vec<Option<Digest>>, DaemonlessError> {
     use rayon::prelude::*;
     plans
         .par_iter()
-        .map(|p| {
-            let key = p.key(mtime)?;
-            if let Some(diff_id) = known.diff_id_of(&key) {
-                return Ok(diff_id);
-            }
-            let diff_id = p.diff_id(mtime)?;
-            known.put_key(&key, &diff_id);
-            Ok(diff_id)
-        })
+        .map(|p| Ok(known.diff_id_of(&p.key(mtime)?)))
         .collect()
 }
 
@@ -1061,12 +1059,15 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let known = KnownLayers::in_cache(cache.path());
         let plans = vec![package_layer()];
-        let hashed = known_diff_ids(&plans, mtime, &known).unwrap();
-        assert_eq!(hashed, [plans[0].diff_id(mtime).unwrap()]);
-        // What the cache says is taken as it is: nothing is hashed again.
+        // A key never seen: no diff_id (the layer is written, not hashed on its own).
+        assert_eq!(known_diff_ids(&plans, mtime, &known).unwrap(), [None]);
+        // What the cache says is taken as it is: nothing is hashed.
         let planted = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
         known.put_key(&other, &planted);
-        assert_eq!(known_diff_ids(&plans, mtime, &known).unwrap(), [planted]);
+        assert_eq!(
+            known_diff_ids(&plans, mtime, &known).unwrap(),
+            [Some(planted)]
+        );
     }
 
     #[test]

@@ -305,8 +305,13 @@ impl RemoteBuildkit {
         let mut tracker = crate::builders::docker::StepTracker::new(solve.steps);
         let solved =
             follow_while(channel.clone(), request, build_ref, &mut tracker, progress).await;
-        let _ = stop.send(());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        // The solve has returned: the builder asks nothing more on this session. buildkitd
+        // keeps the session's stream open until this side ends it, so a graceful shutdown
+        // (which waits for the builder to close first) only ever timed out, 5 s on every
+        // remote build: end it here.
+        drop(stop);
+        server.abort();
+        let _ = server.await;
         progress.clear();
         let response = match solved {
             Ok(response) => response,
