@@ -10,6 +10,7 @@ use super::user::{Body, Overlay};
 use crate::oci::image::{Blob, History, NewLayer};
 use crate::oci::{Digest, ImageRef};
 use crate::registry::client::RegistryClient;
+use crate::sbom::layers::{LayerFacts, add_file};
 use crate::source::layer::{Attrs, LAYER_GZIP, Layer, LayerWriter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,27 @@ impl LayerPlan {
             }
         }
         Ok(())
+    }
+
+    /// What the layer's tar would tell the SBOM ([`crate::sbom::layers`]), from the files
+    /// at hand: the packages whose metadata it holds (a new layer deletes nothing).
+    pub fn sbom_facts(&self) -> std::io::Result<LayerFacts> {
+        let mut facts = LayerFacts::default();
+        for (path, (_, entry)) in &self.entries {
+            if !crate::sbom::layers::cataloged(path) {
+                continue;
+            }
+            match entry {
+                Entry::Bytes(b) => add_file(&mut facts, path, b.len() as u64, &b[..])?,
+                Entry::File(from) | Entry::Recorded(from, _) => {
+                    let file = std::fs::File::open(from)?;
+                    let size = file.metadata()?.len();
+                    add_file(&mut facts, path, size, file)?;
+                }
+                Entry::Dir | Entry::Symlink(_) => {}
+            }
+        }
+        Ok(facts)
     }
 
     /// A key of the layer's tar, cheaper than its `diff_id`: every entry's path, owner,
@@ -886,6 +908,31 @@ mod tests {
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         assert_eq!(unchanged, untouched_layers, "{before:?}\n{after:?}");
+    }
+
+    /// The findings a plan hands to the SBOM are those the SBOM reads from the layer written.
+    #[test]
+    fn a_plans_sbom_facts_are_what_its_written_layer_gives() {
+        let (base, root) = usr_bin_base();
+        let stage = venv_with(&[("requests", "2.32.3"), ("pyyaml", "6.0.2")]);
+        let site = stage.path().join("lib/python3.11/site-packages");
+        for (name, version) in [("requests", "2.32.3"), ("pyyaml", "6.0.2")] {
+            let metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+            std::fs::write(site.join(format!("{name}-{version}.dist-info/METADATA")), metadata)
+                .unwrap();
+        }
+        let layers = venv_layers(&base, stage.path(), 1000, root).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut found = Vec::new();
+        for (plan, _) in &layers {
+            let written = plan.write(dir.path(), 0).unwrap();
+            let file = std::fs::File::open(written.file.path()).unwrap();
+            let read = crate::sbom::layers::read_layer(file).unwrap();
+            assert_eq!(plan.sbom_facts().unwrap(), read);
+            found.extend(read.files.into_values().flatten().map(|p| p.name));
+        }
+        found.sort();
+        assert_eq!(found, ["pyyaml", "requests"]);
     }
 
     /// A package layer's key follows its `RECORD` (a file is not read for it), and a key
