@@ -505,6 +505,67 @@ fn a_fast_path_build_on_a_new_machine_reads_only_its_source_layer() {
     assert_ne!(after["name"], before["name"], "another image");
 }
 
+/// The LIBRARY packages of a document, each whole (id, name, version, purl, license,
+/// where it was found, checksums).
+fn library_packages(document: &Value) -> Vec<Value> {
+    let all = document["packages"].as_array().expect("packages").iter();
+    all.filter(|p| p["primaryPackagePurpose"] == "LIBRARY")
+        .cloned()
+        .collect()
+}
+
+/// A cold build with a cache (a new machine's): the findings of the base's layers come
+/// from the builder's read of the base tree and those of uv's layers from the files it
+/// wrote, not from the registry. The documents (the image's and its dependency image's)
+/// list exactly what a build that reads every layer from the registry (no cache) lists.
+#[test]
+fn a_cold_builds_findings_from_the_builder_are_those_of_its_layers() {
+    let Some(env) = common::e2e::services() else {
+        return;
+    };
+    let packages = "packages = [\"six\", \"pyyaml\"]";
+    let cached = project(&env, "h-sbom-cold-cache", "import six\n", packages);
+    let cache = tempfile::tempdir().expect("cache");
+    let mut cmd = imagespec_in(cached.path());
+    cmd.env("IMAGESPEC_NO_CACHE", "0")
+        .env("IMAGESPEC_CACHE_DIR", cache.path())
+        .env("IMAGESPEC_UV", env.file.uv().unwrap_or_default())
+        .env("DOCKER_HOST", NO_DAEMON);
+    let run = run_json(cmd.args(["build", "--json", "spec.toml"]));
+    assert!(run.ok(), "build failed:\n{}", run.text);
+    let with_cache = run.result()["image"].as_str().expect("image").to_string();
+    let base_read = (run.events.iter()).any(|e| e["event"] == "step" && e["id"] == "base");
+    assert!(base_read, "a new cache reads the base tree:\n{}", run.text);
+    let uncached = project(&env, "h-sbom-cold-none", "import six\n", packages);
+    let without = build(uncached.path(), &env, Some(NO_DAEMON), &["spec.toml"]);
+    let without = without["image"].as_str().expect("image").to_string();
+    let document = |image: &str| {
+        json(&attached_sbom(
+            &env,
+            repository(image),
+            &registry_digest(image),
+        ))
+    };
+    let (a, b) = (document(&with_cache), document(&without));
+    assert_eq!(library_packages(&a), library_packages(&b));
+    assert!(names(&a, "deb").contains("libc6") && names(&a, "pypi").contains("pyyaml"));
+    assert_eq!(a["packages"][1], b["packages"][1], "the base, by digest");
+    let dependency = |image: &str| {
+        let provenance = attached(&env, repository(image), &registry_digest(image), IN_TOTO);
+        let uri = json(&provenance)["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .expect("resolved")
+            .iter()
+            .find(|d| d["name"] == "dependency image")
+            .and_then(|d| d["uri"].as_str())
+            .expect("the dependency image")
+            .to_string();
+        document(&uri)
+    };
+    let (a, b) = (dependency(&with_cache), dependency(&without));
+    assert_eq!(library_packages(&a), library_packages(&b), "the dependency image's");
+}
+
 /// An apt + pip image built by dockerd's BuildKit (a `commands` step: the whole Dockerfile):
 /// the same, with the apt package among dpkg's.
 #[test]
