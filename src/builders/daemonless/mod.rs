@@ -980,8 +980,16 @@ async fn write_layers(
         };
     }
     let (plans, history): (Vec<_>, Vec<_>) = plans.into_iter().unzip();
-    // What the SBOM would read in them, from the files at hand (before they move).
-    let facts: Vec<_> = plans.iter().map(image::LayerPlan::sbom_facts).collect();
+    // What the SBOM would read in them, from the files at hand (before they move), with
+    // the wheels' hashes a lock gives.
+    let locked = match installing.packages {
+        venv::Packages::Lock { lock, .. } => Some(uvlock::LockedWheels::of(lock)),
+        venv::Packages::Requirements { .. } => None,
+    };
+    let facts: Vec<_> = plans
+        .iter()
+        .map(|plan| plan.sbom_facts(locked.as_ref()))
+        .collect();
     let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
     let target = installing.push_to.map(|(client, image)| image::PushTarget {
         client,
