@@ -7,7 +7,11 @@
 //!
 //! A layer's [`LayerFacts`] depend on its bytes only, so they are cached by the layer's
 //! digest (`sbom-layers/` in imagespec's cache): a base's or dependency image's layers are
-//! read once per machine, and the fast path reads only its source layer.
+//! read once per machine, and the fast path reads only its source layer. The daemonless
+//! builder hands over the facts of the layers it reads (the base's, [`read_beside`] its
+//! tree) and writes (from their files, [`add_file`]), in this run and in the cache, so a
+//! cold build reads no layer twice; its wheels' hashes (a `uv.lock`'s) are the one thing
+//! they hold that a layer's bytes do not say.
 
 use super::{Package, conda, dpkg, python};
 use serde::{Deserialize, Serialize};
@@ -253,9 +257,17 @@ fn cache_file(hex: &str) -> Option<PathBuf> {
     Some(home.join("sbom-layers").join(format!("{hex}.json")))
 }
 
-/// The cached facts of the layer `hex`; `None` when absent or not ours (a miss).
+/// Facts handed over in this process, by blob hex: those the daemonless builder made of
+/// the layers it read or wrote (with what only it knows, a wheel's hash) reach the SBOM of
+/// the image it builds also without a cache dir. A few KB a layer, for this run's layers.
+static IN_THIS_RUN: std::sync::Mutex<BTreeMap<String, LayerFacts>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The facts of the layer `hex` handed over in this run, else cached on this machine;
+/// `None` when absent or not ours (a miss).
 pub fn cached(hex: &str) -> Option<LayerFacts> {
-    read_cache(&cache_file(hex)?)
+    let handed = IN_THIS_RUN.lock().ok().and_then(|m| m.get(hex).cloned());
+    handed.or_else(|| read_cache(&cache_file(hex)?))
 }
 
 fn read_cache(file: &Path) -> Option<LayerFacts> {
@@ -266,8 +278,12 @@ fn read_cache(file: &Path) -> Option<LayerFacts> {
         .flatten()
 }
 
-/// Keeps `facts` of the layer `hex` (best effort: a cache that cannot be written is skipped).
+/// Keeps `facts` of the layer `hex` for this run and on this machine (best effort: a cache
+/// that cannot be written is skipped).
 pub fn remember(hex: &str, facts: &LayerFacts) {
+    if let Ok(mut handed) = IN_THIS_RUN.lock() {
+        handed.insert(hex.to_string(), facts.clone());
+    }
     if let Some(file) = cache_file(hex) {
         write_cache(&file, facts);
     }
