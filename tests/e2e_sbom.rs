@@ -578,7 +578,10 @@ fn a_cold_builds_findings_from_the_builder_are_those_of_its_layers() {
     let attached = spdx_finds(&document(&image));
     assert_eq!(attached, computed_from_the_registry(proj, &image));
     let has = |kind: &str| attached.iter().any(|(purl, _, _)| purl.starts_with(kind));
-    assert!(has("pkg:deb/debian/libc6@") && has("pkg:pypi/pyyaml@"), "{attached:?}");
+    assert!(
+        has("pkg:deb/debian/libc6@") && has("pkg:pypi/pyyaml@"),
+        "{attached:?}"
+    );
     let provenance = attached_provenance(&env, &image);
     let dependency = dependency_image(&provenance);
     assert_eq!(
@@ -611,7 +614,11 @@ fn a_uv_lock_images_wheels_carry_their_locked_hashes() {
         .current_dir(proj)
         .output()
         .expect("uv lock");
-    assert!(locked.status.success(), "{}", String::from_utf8_lossy(&locked.stderr));
+    assert!(
+        locked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&locked.stderr)
+    );
     let lines = "requirements = \"uv.lock\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"";
     write_spec(proj, &env, &format!("h-sbom-lock-{}", run_id()), lines);
     let result = build(proj, &env, Some(NO_DAEMON), &["spec.toml"]);
@@ -624,11 +631,22 @@ fn a_uv_lock_images_wheels_carry_their_locked_hashes() {
     let mut wheels: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
     for package in lock["package"].as_array().expect("packages") {
         let name = pep503(package["name"].as_str().unwrap());
-        for wheel in package.get("wheels").and_then(|w| w.as_array()).into_iter().flatten() {
+        for wheel in package
+            .get("wheels")
+            .and_then(|w| w.as_array())
+            .into_iter()
+            .flatten()
+        {
             let url = wheel["url"].as_str().unwrap();
-            let hash = wheel["hash"].as_str().unwrap().trim_start_matches("sha256:");
+            let hash = wheel["hash"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:");
             let file = url.rsplit('/').next().unwrap().to_string();
-            wheels.entry(name.clone()).or_default().push((file, hash.to_string()));
+            wheels
+                .entry(name.clone())
+                .or_default()
+                .push((file, hash.to_string()));
         }
     }
     let arch = match std::env::consts::ARCH {
@@ -637,40 +655,65 @@ fn a_uv_lock_images_wheels_carry_their_locked_hashes() {
     };
     let doc = json(&bytes);
     let mut hashed = BTreeSet::new();
-    let venv = doc["packages"].as_array().expect("packages").iter().filter(|p| {
-        p["primaryPackagePurpose"] == "LIBRARY"
-            && p["sourceInfo"].as_str().is_some_and(|s| s.contains("/root/.venv/"))
-    });
+    let venv = doc["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| {
+            p["primaryPackagePurpose"] == "LIBRARY"
+                && p["sourceInfo"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("/root/.venv/"))
+        });
     for package in venv {
         let name = pep503(package["name"].as_str().unwrap());
         let checksum = &package["checksums"][0];
         assert_eq!(checksum["algorithm"], "SHA256", "{package}");
         let hex = checksum["checksumValue"].as_str().unwrap().to_string();
-        let file = wheels[&name].iter().find(|(_, h)| *h == hex).map(|(f, _)| f);
+        let file = wheels[&name]
+            .iter()
+            .find(|(_, h)| *h == hex)
+            .map(|(f, _)| f);
         let file = file.unwrap_or_else(|| panic!("{name}: {hex} is no wheel of the lock"));
         assert!(
             file.ends_with("-none-any.whl") || file.contains(arch),
             "{name}: the wheel of the image's platform, not {file}"
         );
-        let purl = package["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+        let purl = package["externalRefs"][0]["referenceLocator"]
+            .as_str()
+            .unwrap();
         hashed.insert((purl.to_string(), hex));
     }
     let names: BTreeSet<&str> = hashed.iter().map(|(p, _)| p.as_str()).collect();
-    assert!(names.iter().any(|p| p.contains("pkg:pypi/pyyaml@")), "{names:?}");
-    assert!(names.iter().any(|p| p.contains("pkg:pypi/six@")), "{names:?}");
+    assert!(
+        names.iter().any(|p| p.contains("pkg:pypi/pyyaml@")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|p| p.contains("pkg:pypi/six@")),
+        "{names:?}"
+    );
     let provenance = attached_provenance(&env, &image);
     let resolved = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
         .as_array()
         .expect("resolved");
     for (purl, hex) in &hashed {
-        let entry = resolved.iter().find(|d| d["uri"] == purl.as_str()).expect("resolved");
+        let entry = resolved
+            .iter()
+            .find(|d| d["uri"] == purl.as_str())
+            .expect("resolved");
         assert_eq!(entry["digest"]["sha256"], hex.as_str(), "{entry}");
     }
 }
 
 /// The provenance attached to `image`.
 fn attached_provenance(env: &Services, image: &str) -> Value {
-    json(&attached(env, repository(image), &registry_digest(image), IN_TOTO))
+    json(&attached(
+        env,
+        repository(image),
+        &registry_digest(image),
+        IN_TOTO,
+    ))
 }
 
 /// The dependency image a provenance names among its resolved dependencies.

@@ -483,7 +483,10 @@ mod tests {
     fn read_beside_survives_a_reader_that_stops_early_and_a_broken_tar() {
         let layer = sample_layer();
         let (_, facts) = read_beside(&layer[..], |tar| tar.read(&mut [0; 512]).unwrap());
-        assert!(facts.map_or(true, |f| f.files.is_empty()), "only a header seen");
+        assert!(
+            facts.map_or(true, |f| f.files.is_empty()),
+            "only a header seen"
+        );
         let (n, facts) = read_beside(&[7u8; 4096][..], |tar| {
             std::io::copy(tar, &mut std::io::sink()).unwrap()
         });

@@ -361,11 +361,14 @@ fn found_package(
     p.license_comments = package.license_comment.clone();
     p.source_info = Some(format!("found in /{path}"));
     p.external_refs = vec![ExternalRef::purl(package.purl())];
-    p.checksums = package.sha256.iter().map(|hex| Checksum {
-        algorithm: "SHA256".into(),
-        checksum_value: hex.clone(),
-    })
-    .collect();
+    p.checksums = package
+        .sha256
+        .iter()
+        .map(|hex| Checksum {
+            algorithm: "SHA256".into(),
+            checksum_value: hex.clone(),
+        })
+        .collect();
     p
 }
 
@@ -484,7 +487,10 @@ mod tests {
         let found = &hashed.packages[3];
         assert_eq!(found.checksums.len(), 1);
         assert_eq!(
-            (found.checksums[0].algorithm.as_str(), found.checksums[0].checksum_value.as_str()),
+            (
+                found.checksums[0].algorithm.as_str(),
+                found.checksums[0].checksum_value.as_str()
+            ),
             ("SHA256", "8abb".repeat(16).as_str())
         );
         assert_eq!(

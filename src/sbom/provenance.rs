@@ -239,7 +239,11 @@ mod tests {
         );
         let deps = definition["resolvedDependencies"].as_array().unwrap();
         assert_eq!(deps[2]["name"], "source");
-        assert_eq!(deps[4]["digest"]["sha256"], "8abb".repeat(16), "the wheel's hash");
+        assert_eq!(
+            deps[4]["digest"]["sha256"],
+            "8abb".repeat(16),
+            "the wheel's hash"
+        );
         assert!(deps[3].get("digest").is_none(), "a Debian package has none");
         assert_eq!(deps[2]["annotations"]["files"], 2);
         let builder = &s["predicate"]["runDetails"]["builder"];

@@ -7,11 +7,11 @@
 use super::DaemonlessError;
 use super::base::{BaseTree, Kind};
 use super::user::{Body, Overlay};
+use super::uvlock::LockedWheels;
 use crate::oci::image::{Blob, History, NewLayer};
 use crate::oci::{Digest, ImageRef};
 use crate::registry::client::RegistryClient;
 use crate::sbom::layers::{LayerFacts, add_file};
-use super::uvlock::LockedWheels;
 use crate::source::layer::{Attrs, LAYER_GZIP, Layer, LayerWriter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -950,8 +950,11 @@ mod tests {
         let site = stage.path().join("lib/python3.11/site-packages");
         for (name, version) in [("requests", "2.32.3"), ("pyyaml", "6.0.2")] {
             let metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
-            std::fs::write(site.join(format!("{name}-{version}.dist-info/METADATA")), metadata)
-                .unwrap();
+            std::fs::write(
+                site.join(format!("{name}-{version}.dist-info/METADATA")),
+                metadata,
+            )
+            .unwrap();
         }
         let layers = venv_layers(&base, stage.path(), 1000, root).unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -97,11 +97,8 @@ async fn push_one(
     let pushing = publisher.push(&assembled.image, Reference::Tag, tag_check(job));
     let pushing = progress.in_step("append", &step, pushing);
     // The SBOM is made of the image value, beside its push, and attached once it is pushed.
-    let image = PlatformImage::of(&assembled.image, None).on_dependency(
-        &deps.image,
-        &deps.value,
-        made_now,
-    );
+    let image =
+        PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value, made_now);
     let (pushed, sbom) = super::sbom::beside(job, &plan.image, vec![image], pushing).await;
     let pushed = pushed.map_err(|e| published(e, None))?;
     let already = if pushed.uploaded.contains(&assembled.layer_digest) {
