@@ -8,7 +8,9 @@ cost is the difference of the medians as a share of the `--sbom=false` build.
 Scenarios (a pip-only spec built without a daemon: uv makes the dependency image, then the
 source layer is appended; 1,000 source files, as fast_path_bench.py):
 - cold: a new repository each run (the dependency image made by uv, warm uv cache), no
-  SBOM findings cached on this machine;
+  SBOM findings cached on this machine (the base tree kept: its findings with it);
+- cold, new machine: the same with the base trees removed too (both sides read the base's
+  layers; the SBOM takes their findings from that read);
 - fast path, new machine: every source file rewritten, no SBOM findings cached on this
   machine (`sbom-layers/` removed before each run, with the dependency images' documents
   kept in it);
@@ -73,17 +75,22 @@ def main() -> None:
         env["IMAGESPEC_UV"] = str(uv)
     forget = lambda: shutil.rmtree(cache / "sbom-layers", ignore_errors=True)  # noqa: E731
     flags = {"on": [], "off": ["--sbom=false"]}
-    times = {(s, k): [] for s in ("cold", "new", "warm") for k in flags}
+    times = {(s, k): [] for s in ("cold", "cold-new", "new", "warm") for k in flags}
     try:
         proj = work / "proj"
         proj.mkdir()
         write_sources(proj)
         stamp = time.time_ns()
         for r in range(args.cold_runs):
-            for kind, extra in flags.items():
-                (proj / "spec.toml").write_text(spec_text(f"bench-sbom-{stamp}-{r}-{kind}"))
-                forget()
-                times["cold", kind].append(timed([binary, "build", "-q", "spec.toml", *extra], proj, env)[0])
+            for scenario in ("cold", "cold-new"):
+                for kind, extra in flags.items():
+                    name = f"bench-sbom-{stamp}-{r}-{scenario}-{kind}"
+                    (proj / "spec.toml").write_text(spec_text(name))
+                    forget()
+                    if scenario == "cold-new":
+                        shutil.rmtree(cache / "daemonless-bases", ignore_errors=True)
+                    t, _ = timed([binary, "build", "-q", "spec.toml", *extra], proj, env)
+                    times[scenario, kind].append(t)
         for r in range(args.runs):
             for scenario in ("new", "warm"):
                 for kind, extra in flags.items():
@@ -96,6 +103,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     names = {
         "cold": "cold build (uv, new repository)",
+        "cold-new": "cold build, new machine (no base tree either)",
         "new": "fast path, nothing cached on this machine",
         "warm": "fast path, SBOM findings cached",
     }

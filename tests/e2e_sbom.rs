@@ -202,6 +202,24 @@ fn check_provenance(env: &Services, proj: &Path, image: &str, digest: &str) -> V
     statement
 }
 
+/// `document` validates as SPDX 2.3 (the SPDX tools' `pyspdxtools -i`).
+fn validate_spdx(env: &Services, proj: &Path, document: &[u8]) {
+    if let Some(validator) = sbom_tool(env, "pyspdxtools", "spdx-tools-0.8.5") {
+        let file = proj.join("sbom.spdx.json");
+        std::fs::write(&file, document).expect("write the document");
+        let out = Process::new(validator)
+            .arg("-i")
+            .arg(&file)
+            .output()
+            .expect("pyspdxtools");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.is_empty(),
+            "SPDX 2.3 validation: {said}"
+        );
+    }
+}
+
 /// `(purl type, name, version, extra)` of every package the document lists, and the Python
 /// packages' paths: `extra` is the deb architecture, or the METADATA path for pypi.
 fn packages(document: &Value) -> BTreeSet<(String, String, String, String)> {
@@ -276,20 +294,7 @@ for d in m.distributions():
 /// The document lists exactly the image's dpkg packages, and every distribution its Python
 /// sees (with the version installed, at its path); `imagespec sbom` prints the same bytes.
 fn check_document(env: &Services, proj: &Path, image: &str, document: &[u8]) -> Value {
-    if let Some(validator) = sbom_tool(env, "pyspdxtools", "spdx-tools-0.8.5") {
-        let file = proj.join("sbom.spdx.json");
-        std::fs::write(&file, document).expect("write the document");
-        let out = Process::new(validator)
-            .arg("-i")
-            .arg(&file)
-            .output()
-            .expect("pyspdxtools");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && said.is_empty(),
-            "SPDX 2.3 validation: {said}"
-        );
-    }
+    validate_spdx(env, proj, document);
     let doc = json(document);
     assert_eq!(doc["spdxVersion"], "SPDX-2.3");
     assert_eq!(doc["packages"][0]["SPDXID"], "SPDXRef-Image");
@@ -503,6 +508,224 @@ fn a_fast_path_build_on_a_new_machine_reads_only_its_source_layer() {
     ));
     assert_eq!(packages(&after), packages(&before));
     assert_ne!(after["name"], before["name"], "another image");
+}
+
+/// Each found package of an SPDX document: (purl, where found, declared license).
+fn spdx_finds(document: &Value) -> BTreeSet<(String, String, String)> {
+    let all = document["packages"].as_array().expect("packages").iter();
+    all.filter(|p| p["primaryPackagePurpose"] == "LIBRARY")
+        .map(|p| {
+            let text = |key: &str| p.pointer(key).and_then(Value::as_str).unwrap_or_default();
+            let found = text("/sourceInfo").trim_start_matches("found in ");
+            let license = Some(text("/licenseDeclared")).filter(|l| *l != "NOASSERTION");
+            let license = license.unwrap_or_default().to_string();
+            let purl = text("/externalRefs/0/referenceLocator").to_string();
+            (purl, found.to_string(), license)
+        })
+        .collect()
+}
+
+/// The same of a CycloneDX BOM (`imagespec sbom --format cyclonedx`, always computed).
+fn cyclonedx_finds(bom: &Value) -> BTreeSet<(String, String, String)> {
+    let all = bom["components"].as_array().expect("components").iter();
+    all.filter(|c| c["type"] == "library")
+        .map(|c| {
+            let text = |key: &str| c.pointer(key).and_then(Value::as_str).unwrap_or_default();
+            let purl = text("/purl").to_string();
+            let found = text("/properties/0/value").to_string();
+            (purl, found, text("/licenses/0/expression").to_string())
+        })
+        .collect()
+}
+
+/// What `imagespec sbom --format cyclonedx IMAGE` finds in a new process with no cache:
+/// every layer read from the registry.
+fn computed_from_the_registry(proj: &Path, image: &str) -> BTreeSet<(String, String, String)> {
+    let printed = imagespec_stdout(proj, &["sbom", "--format", "cyclonedx", image]);
+    cyclonedx_finds(&json(&printed))
+}
+
+/// A cold build (a new machine's cache): the findings of the base's layers come from the
+/// builder's read of the base tree and those of uv's layers from the files it wrote, not
+/// from the registry. The attached documents (the image's and its dependency image's) list
+/// exactly what reading every layer from the registry finds.
+#[test]
+fn a_cold_builds_findings_from_the_builder_are_those_of_its_layers() {
+    let Some(env) = common::e2e::services() else {
+        return;
+    };
+    let packages = "packages = [\"six\", \"pyyaml\"]";
+    let dir = project(&env, "h-sbom-cold", "import six\n", packages);
+    let proj = dir.path();
+    let cache = tempfile::tempdir().expect("cache");
+    let mut cmd = imagespec_in(proj);
+    cmd.env("IMAGESPEC_NO_CACHE", "0")
+        .env("IMAGESPEC_CACHE_DIR", cache.path())
+        .env("IMAGESPEC_UV", env.file.uv().unwrap_or_default())
+        .env("DOCKER_HOST", NO_DAEMON);
+    let run = run_json(cmd.args(["build", "--json", "spec.toml"]));
+    assert!(run.ok(), "build failed:\n{}", run.text);
+    let image = run.result()["image"].as_str().expect("image").to_string();
+    let base_read = (run.events.iter()).any(|e| e["event"] == "step" && e["id"] == "base");
+    assert!(base_read, "a new cache reads the base tree:\n{}", run.text);
+    let document = |image: &str| {
+        json(&attached_sbom(
+            &env,
+            repository(image),
+            &registry_digest(image),
+        ))
+    };
+    let attached = spdx_finds(&document(&image));
+    assert_eq!(attached, computed_from_the_registry(proj, &image));
+    let has = |kind: &str| attached.iter().any(|(purl, _, _)| purl.starts_with(kind));
+    assert!(
+        has("pkg:deb/debian/libc6@") && has("pkg:pypi/pyyaml@"),
+        "{attached:?}"
+    );
+    let provenance = attached_provenance(&env, &image);
+    let dependency = dependency_image(&provenance);
+    assert_eq!(
+        spdx_finds(&document(&dependency)),
+        computed_from_the_registry(proj, &dependency),
+        "the dependency image's"
+    );
+}
+
+/// A `uv.lock` spec made without a daemon: every package uv installed into the venv carries
+/// its wheel's sha256, the one the lock lists for the wheel of the image's platform (uv
+/// checked the file against it), in the SPDX document (which validates) and as the digest
+/// of its resolved dependency in the provenance.
+#[test]
+fn a_uv_lock_images_wheels_carry_their_locked_hashes() {
+    let Some(env) = common::e2e::services() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path();
+    std::fs::create_dir_all(proj.join("src")).expect("src");
+    std::fs::write(proj.join("src/main.py"), "import yaml\n").expect("source");
+    let pyproject = "[project]\nname = \"h-sbom-lock\"\nversion = \"0.1.0\"\n\
+                     requires-python = \">=3.9\"\ndependencies = [\"pyyaml\", \"six\"]\n";
+    std::fs::write(proj.join("pyproject.toml"), pyproject).expect("pyproject");
+    let uv = env.file.uv().expect("uv from the harness");
+    let locked = Process::new(&uv)
+        .args(["lock", "--quiet", "--no-config"])
+        .env("UV_NATIVE_TLS", "1")
+        .current_dir(proj)
+        .output()
+        .expect("uv lock");
+    assert!(
+        locked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&locked.stderr)
+    );
+    let lines = "requirements = \"uv.lock\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"";
+    write_spec(proj, &env, &format!("h-sbom-lock-{}", run_id()), lines);
+    let result = build(proj, &env, Some(NO_DAEMON), &["spec.toml"]);
+    let image = result["image"].as_str().expect("image").to_string();
+    let bytes = attached_sbom(&env, repository(&image), &registry_digest(&image));
+    validate_spdx(&env, proj, &bytes);
+    // The lock's wheels: file name → sha256, by normalised package name.
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(proj.join("uv.lock")).unwrap())
+        .expect("uv.lock parses");
+    let mut wheels: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+    for package in lock["package"].as_array().expect("packages") {
+        let name = pep503(package["name"].as_str().unwrap());
+        for wheel in package
+            .get("wheels")
+            .and_then(|w| w.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let url = wheel["url"].as_str().unwrap();
+            let hash = wheel["hash"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:");
+            let file = url.rsplit('/').next().unwrap().to_string();
+            wheels
+                .entry(name.clone())
+                .or_default()
+                .push((file, hash.to_string()));
+        }
+    }
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "aarch64",
+        _ => "x86_64",
+    };
+    let doc = json(&bytes);
+    let mut hashed = BTreeSet::new();
+    let venv = doc["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| {
+            p["primaryPackagePurpose"] == "LIBRARY"
+                && p["sourceInfo"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("/root/.venv/"))
+        });
+    for package in venv {
+        let name = pep503(package["name"].as_str().unwrap());
+        let checksum = &package["checksums"][0];
+        assert_eq!(checksum["algorithm"], "SHA256", "{package}");
+        let hex = checksum["checksumValue"].as_str().unwrap().to_string();
+        let file = wheels[&name]
+            .iter()
+            .find(|(_, h)| *h == hex)
+            .map(|(f, _)| f);
+        let file = file.unwrap_or_else(|| panic!("{name}: {hex} is no wheel of the lock"));
+        assert!(
+            file.ends_with("-none-any.whl") || file.contains(arch),
+            "{name}: the wheel of the image's platform, not {file}"
+        );
+        let purl = package["externalRefs"][0]["referenceLocator"]
+            .as_str()
+            .unwrap();
+        hashed.insert((purl.to_string(), hex));
+    }
+    let names: BTreeSet<&str> = hashed.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(
+        names.iter().any(|p| p.contains("pkg:pypi/pyyaml@")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|p| p.contains("pkg:pypi/six@")),
+        "{names:?}"
+    );
+    let provenance = attached_provenance(&env, &image);
+    let resolved = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("resolved");
+    for (purl, hex) in &hashed {
+        let entry = resolved
+            .iter()
+            .find(|d| d["uri"] == purl.as_str())
+            .expect("resolved");
+        assert_eq!(entry["digest"]["sha256"], hex.as_str(), "{entry}");
+    }
+}
+
+/// The provenance attached to `image`.
+fn attached_provenance(env: &Services, image: &str) -> Value {
+    json(&attached(
+        env,
+        repository(image),
+        &registry_digest(image),
+        IN_TOTO,
+    ))
+}
+
+/// The dependency image a provenance names among its resolved dependencies.
+fn dependency_image(provenance: &Value) -> String {
+    provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("resolved")
+        .iter()
+        .find(|d| d["name"] == "dependency image")
+        .and_then(|d| d["uri"].as_str())
+        .expect("the dependency image")
+        .to_string()
 }
 
 /// An apt + pip image built by dockerd's BuildKit (a `commands` step: the whole Dockerfile):

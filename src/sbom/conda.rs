@@ -37,6 +37,7 @@ pub fn parse_record(bytes: &[u8]) -> Option<Package> {
         license: None,
         license_comment: record.license.filter(|l| !l.is_empty()),
         qualifiers,
+        sha256: None,
     })
 }
 

@@ -67,6 +67,9 @@ fn library(n: usize, path: &str, package: &Package) -> Value {
     if let Some(license) = &package.license {
         c["licenses"] = json!([{"expression": license}]);
     }
+    if let Some(hex) = &package.sha256 {
+        c["hashes"] = json!([{"alg": "SHA-256", "content": hex}]);
+    }
     c
 }
 

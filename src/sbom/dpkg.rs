@@ -46,6 +46,7 @@ fn package(fields: &[(&str, &str)]) -> Option<Package> {
         license: None,
         license_comment: None,
         qualifiers: Vec::new(),
+        sha256: None,
     })
 }
 

@@ -87,6 +87,9 @@ pub struct Dependency {
     /// Its platform manifest.
     pub descriptor: Descriptor,
     pub layers: usize,
+    /// Made by this run (it has no SBOM attached yet): its document is made here, of its
+    /// layers' findings, and attached to it, without asking the registry for one.
+    pub made_now: bool,
 }
 
 /// The document of one platform image, and the document of its dependency image when
@@ -296,6 +299,7 @@ async fn layer_findings(
                 facts.push(reused.facts);
                 (skip, base) = (dep.layers, reused.base);
             }
+            (None, _, _) if dep.made_now => read_dependency = true,
             (None, false, Store::Registry { client, .. }) => {
                 if let Some(reused) = dependency_sbom(client, dep).await? {
                     facts.push(reused.facts);
@@ -452,13 +456,20 @@ impl PlatformImage {
         }
     }
 
-    /// The same image, appended to the dependency image `value` (named `image`).
-    pub fn on_dependency(self, image: &ImageRef, value: &crate::oci::Image) -> PlatformImage {
+    /// The same image, appended to the dependency image `value` (named `image`; made by
+    /// this run when `made_now`).
+    pub fn on_dependency(
+        self,
+        image: &ImageRef,
+        value: &crate::oci::Image,
+        made_now: bool,
+    ) -> PlatformImage {
         PlatformImage {
             dependency: Some(Dependency {
                 image: image.clone(),
                 descriptor: value.descriptor(),
                 layers: value.layers().len(),
+                made_now,
             }),
             ..self
         }

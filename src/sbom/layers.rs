@@ -7,7 +7,11 @@
 //!
 //! A layer's [`LayerFacts`] depend on its bytes only, so they are cached by the layer's
 //! digest (`sbom-layers/` in imagespec's cache): a base's or dependency image's layers are
-//! read once per machine, and the fast path reads only its source layer.
+//! read once per machine, and the fast path reads only its source layer. The daemonless
+//! builder hands over the facts of the layers it reads (the base's, [`read_beside`] its
+//! tree) and writes (from their files, [`add_file`]), in this run and in the cache, so a
+//! cold build reads no layer twice; its wheels' hashes (a `uv.lock`'s) are the one thing
+//! they hold that a layer's bytes do not say.
 
 use super::{Package, conda, dpkg, python};
 use serde::{Deserialize, Serialize};
@@ -105,19 +109,114 @@ fn read_tar(tar: impl Read) -> std::io::Result<LayerFacts> {
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let Some(parse) = cataloger(path) else {
-            continue;
-        };
-        let path = path.to_string();
-        if entry.size() > FILE_LIMIT {
-            facts.files.insert(path, Vec::new());
-            continue;
-        }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.by_ref().take(FILE_LIMIT).read_to_end(&mut bytes)?;
-        facts.files.insert(path, parse(&bytes));
+        let size = entry.size();
+        add_file(&mut facts, path, size, &mut entry)?;
     }
     Ok(facts)
+}
+
+/// Whether a cataloger reads the file at `path` (in a layer, no leading `/`).
+pub fn cataloged(path: &str) -> bool {
+    cataloger(normalize(path)).is_some()
+}
+
+/// Adds what the regular file at `path` (`size` bytes, `content`) says to `facts`, as
+/// reading it from a layer's tar does: nothing for a file no cataloger reads, no packages
+/// for one past [`FILE_LIMIT`]. For a layer made on this machine (its files at hand).
+pub fn add_file(
+    facts: &mut LayerFacts,
+    path: &str,
+    size: u64,
+    content: impl Read,
+) -> std::io::Result<()> {
+    let path = normalize(path);
+    let Some(parse) = cataloger(path) else {
+        return Ok(());
+    };
+    if size > FILE_LIMIT {
+        facts.files.insert(path.to_string(), Vec::new());
+        return Ok(());
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    content.take(FILE_LIMIT).read_to_end(&mut bytes)?;
+    facts.files.insert(path.to_string(), parse(&bytes));
+    Ok(())
+}
+
+/// Runs `read` on `tar` (an uncompressed layer) while the same bytes are read for their
+/// facts on another thread: one decompression for a caller that reads the layer anyway
+/// (the daemonless builder's base tree). Every byte `read` takes is handed over; what it
+/// leaves unread (the padding after the tar's end) is not needed.
+pub fn read_beside<R: Read, T>(
+    tar: R,
+    read: impl FnOnce(&mut dyn Read) -> T,
+) -> (T, std::io::Result<LayerFacts>) {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    std::thread::scope(|scope| {
+        let facts = scope.spawn(move || {
+            read_tar(Received {
+                receiver,
+                chunk: Vec::new(),
+                at: 0,
+            })
+        });
+        // The sender is dropped with the tee: the other side then sees the end.
+        let mut tee = std::io::BufReader::with_capacity(
+            1 << 20,
+            Tee {
+                inner: tar,
+                sender: Some(sender),
+            },
+        );
+        let out = read(&mut tee);
+        drop(tee);
+        let facts = facts
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the facts reader panicked")));
+        (out, facts)
+    })
+}
+
+/// A reader that hands every chunk it reads to a channel too (until the other side
+/// hangs up: its error is its own).
+struct Tee<R> {
+    inner: R,
+    sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0
+            && let Some(sender) = &self.sender
+            && sender.send(buf[..n].to_vec()).is_err()
+        {
+            self.sender = None;
+        }
+        Ok(n)
+    }
+}
+
+/// The chunks a [`Tee`] sent, as one stream; its end when the tee is gone.
+struct Received {
+    receiver: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Received {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(chunk) => (self.chunk, self.at) = (chunk, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// The packages of the image whose layers (base first) are `layers`, by the path of the
@@ -158,9 +257,17 @@ fn cache_file(hex: &str) -> Option<PathBuf> {
     Some(home.join("sbom-layers").join(format!("{hex}.json")))
 }
 
-/// The cached facts of the layer `hex`; `None` when absent or not ours (a miss).
+/// Facts handed over in this process, by blob hex: those the daemonless builder made of
+/// the layers it read or wrote (with what only it knows, a wheel's hash) reach the SBOM of
+/// the image it builds also without a cache dir. A few KB a layer, for this run's layers.
+static IN_THIS_RUN: std::sync::Mutex<BTreeMap<String, LayerFacts>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The facts of the layer `hex` handed over in this run, else cached on this machine;
+/// `None` when absent or not ours (a miss).
 pub fn cached(hex: &str) -> Option<LayerFacts> {
-    read_cache(&cache_file(hex)?)
+    let handed = IN_THIS_RUN.lock().ok().and_then(|m| m.get(hex).cloned());
+    handed.or_else(|| read_cache(&cache_file(hex)?))
 }
 
 fn read_cache(file: &Path) -> Option<LayerFacts> {
@@ -171,8 +278,12 @@ fn read_cache(file: &Path) -> Option<LayerFacts> {
         .flatten()
 }
 
-/// Keeps `facts` of the layer `hex` (best effort: a cache that cannot be written is skipped).
+/// Keeps `facts` of the layer `hex` for this run and on this machine (best effort: a cache
+/// that cannot be written is skipped).
 pub fn remember(hex: &str, facts: &LayerFacts) {
+    if let Ok(mut handed) = IN_THIS_RUN.lock() {
+        handed.insert(hex.to_string(), facts.clone());
+    }
     if let Some(file) = cache_file(hex) {
         write_cache(&file, facts);
     }
@@ -334,6 +445,68 @@ mod tests {
         assert_eq!(read_cache(&file), None, "another version's entry is a miss");
         std::fs::write(&file, "").unwrap();
         assert_eq!(read_cache(&file), None);
+    }
+
+    /// A layer with a status file, a METADATA, a whiteout and a file no cataloger reads.
+    fn sample_layer() -> Vec<u8> {
+        let metadata = format!("{SITE}/six-1.16.0.dist-info/METADATA");
+        tar(&[
+            (
+                "var/lib/dpkg/status",
+                Some("Package: a\nStatus: install ok installed\nVersion: 1\n"),
+            ),
+            (&metadata, Some("Name: six\nVersion: 1.16.0\n")),
+            ("usr/bin/big", Some(&"x".repeat(3 << 20))),
+            ("etc/.wh.motd", Some("")),
+        ])
+    }
+
+    #[test]
+    fn read_beside_gives_the_facts_of_the_bytes_the_other_reader_took() {
+        let layer = sample_layer();
+        let (taken, facts) = read_beside(&layer[..], |tar| {
+            let mut all = Vec::new();
+            tar.read_to_end(&mut all).map(|_| all)
+        });
+        assert_eq!(taken.unwrap(), layer, "the reader sees the layer as it is");
+        assert_eq!(facts.unwrap(), read_layer(&layer[..]).unwrap());
+        // A tar reader stops at the tar's end: what it took is enough.
+        let (entries, facts) = read_beside(&layer[..], |tar| {
+            let mut archive = tar::Archive::new(tar);
+            archive.entries().unwrap().count()
+        });
+        assert_eq!(entries, 4);
+        assert_eq!(facts.unwrap(), read_layer(&layer[..]).unwrap());
+    }
+
+    #[test]
+    fn read_beside_survives_a_reader_that_stops_early_and_a_broken_tar() {
+        let layer = sample_layer();
+        let (_, facts) = read_beside(&layer[..], |tar| tar.read(&mut [0; 512]).unwrap());
+        assert!(
+            facts.map_or(true, |f| f.files.is_empty()),
+            "only a header seen"
+        );
+        let (n, facts) = read_beside(&[7u8; 4096][..], |tar| {
+            std::io::copy(tar, &mut std::io::sink()).unwrap()
+        });
+        assert_eq!(n, 4096, "the other side's error does not stop this one");
+        assert!(facts.is_err());
+    }
+
+    #[test]
+    fn add_file_is_what_reading_the_tar_gives() {
+        let mut facts = LayerFacts::default();
+        let status = "Package: a\nStatus: install ok installed\nVersion: 1\n";
+        add_file(&mut facts, "./var/lib/dpkg/status", 48, status.as_bytes()).unwrap();
+        let metadata = format!("{SITE}/six-1.16.0.dist-info/METADATA");
+        let text = "Name: six\nVersion: 1.16.0\n";
+        add_file(&mut facts, &metadata, text.len() as u64, text.as_bytes()).unwrap();
+        add_file(&mut facts, "usr/bin/big", 3, &b"xyz"[..]).unwrap();
+        let mut expected = read_layer(&sample_layer()[..]).unwrap();
+        expected.whiteouts.clear();
+        assert_eq!(facts, expected);
+        assert!(cataloged(&metadata) && !cataloged("usr/bin/big"));
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub struct Package {
     pub license_comment: Option<String>,
     /// purl qualifiers besides `arch` (conda's `build`, `subdir`), in order.
     pub qualifiers: Vec<(String, String)>,
+    /// The sha256 (hex) of the archive it was installed from, where the installer gave it:
+    /// a wheel uv installed from a `uv.lock` (the lock's hash of that file, which uv
+    /// checked it against). Never a `RECORD`'s hash of an installed file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl Package {
@@ -90,6 +95,7 @@ impl Package {
             license: None,
             license_comment: None,
             qualifiers: Vec::new(),
+            sha256: None,
         }
     }
 
@@ -355,6 +361,14 @@ fn found_package(
     p.license_comments = package.license_comment.clone();
     p.source_info = Some(format!("found in /{path}"));
     p.external_refs = vec![ExternalRef::purl(package.purl())];
+    p.checksums = package
+        .sha256
+        .iter()
+        .map(|hex| Checksum {
+            algorithm: "SHA256".into(),
+            checksum_value: hex.clone(),
+        })
+        .collect();
     p
 }
 
@@ -463,6 +477,22 @@ mod tests {
             ]
         );
         assert_eq!(doc.relationships.len(), 1 + 1 + 1 + 3);
+        assert!(doc.packages.iter().all(|p| p.spdx_id == "SPDXRef-Image"
+            || p.spdx_id == "SPDXRef-BaseImage"
+            || p.spdx_id == "SPDXRef-Source"
+            || p.checksums.is_empty()));
+        let mut wheel = Package::new(Ecosystem::Python, "six", "1.16.0");
+        wheel.sha256 = Some("8abb".repeat(16));
+        let hashed = document(&sample(vec![("site-packages/six".into(), wheel)]));
+        let found = &hashed.packages[3];
+        assert_eq!(found.checksums.len(), 1);
+        assert_eq!(
+            (
+                found.checksums[0].algorithm.as_str(),
+                found.checksums[0].checksum_value.as_str()
+            ),
+            ("SHA256", "8abb".repeat(16).as_str())
+        );
         assert_eq!(
             doc.packages[0].external_refs[0].reference_locator,
             format!(

@@ -140,9 +140,27 @@ fn packages(contents: &Contents, apt: &[String]) -> Vec<Value> {
         .filter(|p| p.ecosystem != Ecosystem::Deb || apt.contains(&p.name))
         .collect();
     found.sort_by(|a, b| a.key().cmp(&b.key()));
-    let mut purls: Vec<String> = found.iter().map(|p| p.purl()).collect();
-    purls.dedup();
-    purls.into_iter().map(|uri| json!({"uri": uri})).collect()
+    // One entry per purl, in the SBOM's order: with the archive's hash when a find has it.
+    let mut resolved: Vec<(String, Option<&str>)> = Vec::new();
+    let mut at: std::collections::BTreeMap<String, usize> = Default::default();
+    for package in found {
+        let purl = package.purl();
+        match at.get(&purl) {
+            Some(&i) => {
+                let slot = &mut resolved[i].1;
+                *slot = slot.or(package.sha256.as_deref());
+            }
+            None => {
+                at.insert(purl.clone(), resolved.len());
+                resolved.push((purl, package.sha256.as_deref()));
+            }
+        }
+    }
+    let entry = |(uri, sha256): (String, Option<&str>)| match sha256 {
+        Some(hex) => json!({"uri": uri, "digest": {"sha256": hex}}),
+        None => json!({"uri": uri}),
+    };
+    resolved.into_iter().map(entry).collect()
 }
 
 /// The names in the record's `apt_packages` (a Python list repr, `['jq', 'git']`).
@@ -168,11 +186,13 @@ mod tests {
         jq.architecture = Some("amd64".into());
         let libc = Package::new(Ecosystem::Deb, "libc6", "2.36");
         let six = Package::new(Ecosystem::Python, "six", "1.16.0");
+        let mut hashed = six.clone();
+        hashed.sha256 = Some("8abb".repeat(16));
         crate::sbom::sample(vec![
             ("var/lib/dpkg/status".into(), jq),
             ("var/lib/dpkg/status".into(), libc),
-            ("venv/six.dist-info/METADATA".into(), six.clone()),
-            ("venv2/six.dist-info/METADATA".into(), six),
+            ("venv/six.dist-info/METADATA".into(), six),
+            ("venv2/six.dist-info/METADATA".into(), hashed),
         ])
     }
 
@@ -219,6 +239,12 @@ mod tests {
         );
         let deps = definition["resolvedDependencies"].as_array().unwrap();
         assert_eq!(deps[2]["name"], "source");
+        assert_eq!(
+            deps[4]["digest"]["sha256"],
+            "8abb".repeat(16),
+            "the wheel's hash"
+        );
+        assert!(deps[3].get("digest").is_none(), "a Debian package has none");
         assert_eq!(deps[2]["annotations"]["files"], 2);
         let builder = &s["predicate"]["runDetails"]["builder"];
         assert!(builder["id"].as_str().unwrap().ends_with("/docker"));

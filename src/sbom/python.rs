@@ -45,6 +45,7 @@ pub fn parse_metadata(text: &str) -> Option<Package> {
         license: expression,
         license_comment: (!comments.is_empty()).then(|| comments.join("; ")),
         qualifiers: Vec::new(),
+        sha256: None,
     })
 }
 

@@ -114,6 +114,9 @@ fn found(p: &SpdxPackage) -> Option<(String, Package)> {
     }
     package.license = Some(p.license_declared.clone()).filter(|l| l != NOASSERTION);
     package.license_comment = p.license_comments.clone();
+    package.sha256 = (p.checksums.iter())
+        .find(|c| c.algorithm == "SHA256")
+        .map(|c| c.checksum_value.clone());
     Some((path.to_string(), package))
 }
 
@@ -152,6 +155,7 @@ mod tests {
         deb.architecture = Some("amd64".into());
         let mut py = Package::new(Ecosystem::Python, "Flask_SQLAlchemy", "3.1.1");
         py.license = Some("MIT".into());
+        py.sha256 = Some("ab".repeat(32));
         py.license_comment = Some("License :: OSI Approved".into());
         let mut conda = Package::new(Ecosystem::Conda, "numpy", "1.26.4");
         conda.qualifiers = vec![

@@ -7,9 +7,11 @@
 use super::DaemonlessError;
 use super::base::{BaseTree, Kind};
 use super::user::{Body, Overlay};
+use super::uvlock::LockedWheels;
 use crate::oci::image::{Blob, History, NewLayer};
 use crate::oci::{Digest, ImageRef};
 use crate::registry::client::RegistryClient;
+use crate::sbom::layers::{LayerFacts, add_file};
 use crate::source::layer::{Attrs, LAYER_GZIP, Layer, LayerWriter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -84,6 +86,58 @@ impl LayerPlan {
                 Entry::Bytes(b) => layer.bytes(path, *attrs, b)?,
                 Entry::File(from) | Entry::Recorded(from, _) => layer.copy(path, *attrs, from)?,
                 Entry::Symlink(target) => layer.symlink(path, *attrs, target)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// What the layer's tar would tell the SBOM ([`crate::sbom::layers`]), from the files
+    /// at hand: the packages whose metadata it holds (a new layer deletes nothing); with
+    /// `locked`, each wheel's sha256 as the lock gives it ([`LockedWheels::hash_of`], the
+    /// tags its `.dist-info/WHEEL` lists).
+    pub fn sbom_facts(&self, locked: Option<&LockedWheels>) -> std::io::Result<LayerFacts> {
+        let mut facts = LayerFacts::default();
+        for path in self.entries.keys() {
+            if !crate::sbom::layers::cataloged(path) {
+                continue;
+            }
+            if let Some(content) = self.content(path)? {
+                add_file(&mut facts, path, content.len() as u64, &content[..])?;
+            }
+        }
+        if let Some(locked) = locked {
+            self.add_wheel_hashes(&mut facts, locked)?;
+        }
+        Ok(facts)
+    }
+
+    /// The content of the file at `path`; `None` for a directory or a link.
+    fn content(&self, path: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match self.entries.get(path).map(|(_, entry)| entry) {
+            Some(Entry::Bytes(b)) => Ok(Some(b.clone())),
+            Some(Entry::File(from) | Entry::Recorded(from, _)) => std::fs::read(from).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Each Python package of `facts` found in a `.dist-info/METADATA` beside a `WHEEL`
+    /// file gets the sha256 `locked` gives of the wheel with that file's tags.
+    fn add_wheel_hashes(
+        &self,
+        facts: &mut LayerFacts,
+        locked: &LockedWheels,
+    ) -> std::io::Result<()> {
+        for (path, packages) in facts.files.iter_mut() {
+            let Some(dist_info) = path.strip_suffix("/METADATA") else {
+                continue;
+            };
+            let Some(wheel) = self.content(&format!("{dist_info}/WHEEL"))? else {
+                continue;
+            };
+            let wheel = String::from_utf8_lossy(&wheel);
+            for package in packages.iter_mut() {
+                let hash = locked.hash_of(&package.name, &package.version, &wheel);
+                package.sha256 = hash.map(str::to_string);
             }
         }
         Ok(())
@@ -1017,6 +1071,55 @@ mod tests {
         let requests = &layers[2].0.entries;
         assert!(requests.contains_key("root/.venv/lib/python3.11/site-packages/requests/big.bin"));
         assert!(!requests.keys().any(|k| k.contains("pyyaml")));
+    }
+
+    /// The findings a plan hands to the SBOM are those the SBOM reads from the layer written.
+    #[test]
+    fn a_plans_sbom_facts_are_what_its_written_layer_gives() {
+        let (base, root) = usr_bin_base();
+        let stage = venv_with(&[("requests", "2.32.3"), ("pyyaml", "6.0.2")]);
+        let site = stage.path().join("lib/python3.11/site-packages");
+        for (name, version) in [("requests", "2.32.3"), ("pyyaml", "6.0.2")] {
+            let metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+            std::fs::write(
+                site.join(format!("{name}-{version}.dist-info/METADATA")),
+                metadata,
+            )
+            .unwrap();
+        }
+        let layers = venv_layers(&base, stage.path(), 1000, root).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut found = Vec::new();
+        for (plan, _) in &layers {
+            let written = plan.write(dir.path(), 0).unwrap();
+            let file = std::fs::File::open(written.file.path()).unwrap();
+            let read = crate::sbom::layers::read_layer(file).unwrap();
+            assert_eq!(plan.sbom_facts(None).unwrap(), read);
+            found.extend(read.files.into_values().flatten().map(|p| p.name));
+        }
+        found.sort();
+        assert_eq!(found, ["pyyaml", "requests"]);
+        // With a lock, the wheel whose tags the WHEEL file lists gets the lock's hash.
+        for dist in ["requests-2.32.3", "pyyaml-6.0.2"] {
+            let wheel = "Wheel-Version: 1.0\nTag: py3-none-any\n";
+            std::fs::write(site.join(format!("{dist}.dist-info/WHEEL")), wheel).unwrap();
+        }
+        let hex = "70761cfe03c773ceb22aa2f671b4757976145175cdfca038c02654d061d6dcc6";
+        let lock = format!(
+            "version = 1\n[[package]]\nname = \"requests\"\nversion = \"2.32.3\"\n\
+             wheels = [{{ url = \"https://f.org/requests-2.32.3-py3-none-any.whl\", \
+             hash = \"sha256:{hex}\" }}]\n"
+        );
+        let locked = LockedWheels::of(&lock);
+        let layers = venv_layers(&base, stage.path(), 1000, root).unwrap();
+        let hashes: BTreeMap<String, Option<String>> = layers
+            .iter()
+            .flat_map(|(plan, _)| plan.sbom_facts(Some(&locked)).unwrap().files)
+            .flat_map(|(_, packages)| packages)
+            .map(|p| (p.name, p.sha256))
+            .collect();
+        assert_eq!(hashes["requests"].as_deref(), Some(hex));
+        assert_eq!(hashes["pyyaml"], None, "not in the lock: no hash");
     }
 
     /// A package layer's key follows its `RECORD` (a file is not read for it), and a key

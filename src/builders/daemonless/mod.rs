@@ -38,6 +38,7 @@ use crate::oci::{Digest, Image, ImageRef, Platform};
 use crate::plan::{BuildPlan, ContextFile, DEPENDENCY_LABEL, PythonInstall};
 use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
+use crate::sbom::layers::LayerFacts;
 use base::BaseTree;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -337,24 +338,26 @@ async fn read_base(
     let config = value.config();
     let cached = cache_dir().map(|d| {
         d.join(BASES_DIR)
-            .join(format!("{}.v3.json", digest.file_name()))
+            .join(format!("{}.v4.json", digest.file_name()))
     });
-    let cached_tree = cached
+    let cached_base = cached
         .as_ref()
         .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice::<BaseTree>(&b).ok());
-    let tree = match cached_tree {
-        Some(tree) => tree,
+        .and_then(|b| serde_json::from_slice::<KeptBase>(&b).ok());
+    let kept = match cached_base {
+        Some(kept) => kept,
         None => {
             let step = format!("read {image} ({} layers)", manifest.layers.len());
             let reading = read_tree(client, image, manifest);
-            let tree = progress.in_step("base", &step, reading).await?;
+            let kept = progress.in_step("base", &step, reading).await?;
             if let Some(path) = cached {
-                keep_tree(&path, &tree);
+                keep_tree(&path, &kept);
             }
-            tree
+            kept
         }
     };
+    kept.hand_to_the_sbom();
+    let tree = kept.tree;
     Ok(Base {
         image: image.clone(),
         client: Arc::clone(client),
@@ -364,25 +367,50 @@ async fn read_base(
     })
 }
 
+/// A base's tree as read from its layers, with what each layer says of its packages (the
+/// SBOM's findings, [`crate::sbom::layers`]), made in the same read: kept together on this
+/// machine by the base's digest.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptBase {
+    tree: BaseTree,
+    /// Each layer's blob digest and findings (none for a layer whose tar the SBOM's reader
+    /// refused: the SBOM reads that one itself, and says why).
+    findings: Vec<(Digest, LayerFacts)>,
+}
+
+impl KeptBase {
+    /// The findings of the base's layers handed to the SBOM's findings cache (those it
+    /// lacks), so that the image's SBOM reads none of the base's layers again.
+    fn hand_to_the_sbom(&self) {
+        for (digest, facts) in &self.findings {
+            if crate::sbom::layers::cached(digest.hex()).is_none() {
+                crate::sbom::layers::remember(digest.hex(), facts);
+            }
+        }
+    }
+}
+
 /// Keeps a base's tree in the cache (one that cannot be written only costs the next build
 /// a download).
-fn keep_tree(path: &std::path::Path, tree: &BaseTree) {
-    if let Ok(json) = serde_json::to_vec(tree) {
+fn keep_tree(path: &std::path::Path, kept: &KeptBase) {
+    if let Ok(json) = serde_json::to_vec(kept) {
         crate::scratch::keep_in_cache(path, &json);
     }
 }
 
-/// Downloads each layer of the base (streamed to a temporary file) and applies it.
+/// Downloads each layer of the base (streamed to a temporary file) and applies it, reading
+/// the SBOM's findings from the same decompressed stream.
 async fn read_tree(
     client: &RegistryClient,
     image: &ImageRef,
     manifest: &oci_client::manifest::OciImageManifest,
-) -> Result<BaseTree, DaemonlessError> {
+) -> Result<KeptBase, DaemonlessError> {
     let dir = tempfile::tempdir().map_err(|source| DaemonlessError::Io {
         context: "a temporary directory".into(),
         source,
     })?;
     let mut tree = BaseTree::default();
+    let mut findings = Vec::new();
     for layer in &manifest.layers {
         let gzip = layer.media_type.ends_with("gzip");
         if !gzip && !layer.media_type.ends_with(".tar") {
@@ -393,7 +421,8 @@ async fn read_tree(
             .into());
         }
         // Only a checked digest names a file (the manifest is the registry's).
-        let file = dir.path().join(Digest::parse(&layer.digest)?.file_name());
+        let digest = Digest::parse(&layer.digest)?;
+        let file = dir.path().join(digest.file_name());
         client
             .blob_to_file(
                 image,
@@ -403,16 +432,18 @@ async fn read_tree(
                 None,
             )
             .await?;
-        tree = tokio::task::spawn_blocking(move || {
+        let facts;
+        (tree, facts) = tokio::task::spawn_blocking(move || {
             let reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
-            if gzip {
-                tree.apply_layer(flate2::read::MultiGzDecoder::new(reader))
+            let (applied, facts) = if gzip {
+                let tar = flate2::read::MultiGzDecoder::new(reader);
+                crate::sbom::layers::read_beside(tar, |tar| tree.apply_layer(tar))
             } else {
-                tree.apply_layer(reader)
-            }
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                crate::sbom::layers::read_beside(reader, |tar| tree.apply_layer(tar))
+            };
+            applied.map_err(|e| std::io::Error::other(e.to_string()))?;
             std::fs::remove_file(&file)?;
-            Ok::<_, std::io::Error>(tree)
+            Ok::<_, std::io::Error>((tree, facts.ok()))
         })
         .await
         .map_err(|e| DaemonlessError::Io {
@@ -423,8 +454,9 @@ async fn read_tree(
             context: format!("reading layer {} of {image}", layer.digest),
             source,
         })?;
+        findings.extend(facts.map(|facts| (digest, facts)));
     }
-    Ok(tree)
+    Ok(KeptBase { tree, findings })
 }
 
 /// What the install step reads from the dependency plan: the base's interpreter and the
@@ -948,6 +980,16 @@ async fn write_layers(
         };
     }
     let (plans, history): (Vec<_>, Vec<_>) = plans.into_iter().unzip();
+    // What the SBOM would read in them, from the files at hand (before they move), with
+    // the wheels' hashes a lock gives.
+    let locked = match installing.packages {
+        venv::Packages::Lock { lock, .. } => Some(uvlock::LockedWheels::of(lock)),
+        venv::Packages::Requirements { .. } => None,
+    };
+    let facts: Vec<_> = plans
+        .iter()
+        .map(|plan| plan.sbom_facts(locked.as_ref()))
+        .collect();
     let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
     let target = installing.push_to.map(|(client, image)| image::PushTarget {
         client,
@@ -956,6 +998,13 @@ async fn write_layers(
     });
     let mtime = crate::oci::epoch::layer_mtime(installing.epoch);
     let layers = image::prepare_layers(plans, mtime, target).await?;
+    // Handed to the SBOM's findings cache by blob digest: it reads none of them again
+    // (one it could not be told of, it reads from the registry).
+    for (layer, facts) in layers.iter().zip(facts) {
+        if let Ok(facts) = facts {
+            crate::sbom::layers::remember(layer.digest.hex(), &facts);
+        }
+    }
     let reused = layers.iter().filter(|l| l.written.is_none()).count();
     if reused > 0 {
         progress.event(Event::Info(&format!(

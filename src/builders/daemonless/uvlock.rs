@@ -281,9 +281,150 @@ pub fn check_locked(lock: &str, names: &[String], indexes: &[String]) -> Result<
     Ok(())
 }
 
+/// The wheels a `uv.lock` lists, with the sha256 uv locked for each: what the install
+/// checks every wheel against (`--require-hashes`), so the hash of the wheel installed is
+/// the lock's line for the file whose tags are those the installed `WHEEL` file lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockedWheels {
+    /// (normalised name, version) → (the wheel's file name, its sha256 in hex).
+    wheels: std::collections::BTreeMap<(String, String), Vec<(String, String)>>,
+}
+
+impl LockedWheels {
+    /// The wheels of `lock` (none of a lock that does not parse: the SBOM then names no
+    /// hash, the install reports the lock's error).
+    pub fn of(lock: &str) -> LockedWheels {
+        let mut out = LockedWheels::default();
+        let Ok(doc) = toml::from_str::<toml::Table>(lock) else {
+            return out;
+        };
+        let packages = doc.get("package").and_then(|p| p.as_array());
+        for package in packages.map(Vec::as_slice).unwrap_or_default() {
+            let field = |k: &str| package.get(k).and_then(|v| v.as_str());
+            let (Some(name), Some(version)) = (field("name"), field("version")) else {
+                continue;
+            };
+            let wheels = package.get("wheels").and_then(|w| w.as_array());
+            let listed = wheels.map(Vec::as_slice).unwrap_or_default().iter();
+            let files = listed.filter_map(|wheel| {
+                let text = |k: &str| wheel.get(k).and_then(|v| v.as_str());
+                let hex = text("hash")?.strip_prefix("sha256:")?;
+                let file = text("filename").or_else(|| text("url")?.rsplit('/').next())?;
+                let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+                hex_ok.then(|| (file.to_string(), hex.to_ascii_lowercase()))
+            });
+            let key = (normalise(name), version.to_string());
+            out.wheels.entry(key).or_default().extend(files);
+        }
+        out
+    }
+
+    /// The sha256 (hex) of the wheel of `name` `version` whose tags (and build number) are
+    /// those `wheel_metadata` (its installed `.dist-info/WHEEL`) lists; `None` when the
+    /// lock lists no such file, or more than one.
+    pub fn hash_of(&self, name: &str, version: &str, wheel_metadata: &str) -> Option<&str> {
+        let files = self.wheels.get(&(normalise(name), version.to_string()))?;
+        let installed = installed_tags(wheel_metadata);
+        let mut matching = files
+            .iter()
+            .filter(|(file, _)| file_tags(file).as_ref() == Some(&installed));
+        let (_, hex) = matching.next()?;
+        matching.next().is_none().then_some(hex.as_str())
+    }
+}
+
+/// A wheel's tags and build number: (`py3-none-any`, … expanded), build.
+type WheelTags = (std::collections::BTreeSet<String>, Option<String>);
+
+/// The tags and build number of a wheel's file name (`name-version[-build]-py-abi-plat.whl`,
+/// each tag part possibly a `.`-joined set).
+fn file_tags(file: &str) -> Option<WheelTags> {
+    let stem = file.strip_suffix(".whl")?;
+    let parts: Vec<&str> = stem.split('-').collect();
+    let build = match parts.len() {
+        5 => None,
+        6 => Some(parts[2].to_string()),
+        _ => return None,
+    };
+    let [py, abi, plat] = parts[parts.len() - 3..] else {
+        return None;
+    };
+    let mut tags = std::collections::BTreeSet::new();
+    for py in py.split('.') {
+        for abi in abi.split('.') {
+            for plat in plat.split('.') {
+                tags.insert(format!("{py}-{abi}-{plat}"));
+            }
+        }
+    }
+    Some((tags, build))
+}
+
+/// The `Tag:` lines and `Build:` of a `WHEEL` file.
+fn installed_tags(wheel_metadata: &str) -> WheelTags {
+    let mut tags = std::collections::BTreeSet::new();
+    let mut build = None;
+    for line in wheel_metadata.lines() {
+        if let Some((key, value)) = line.split_once(':') {
+            match key.trim() {
+                "Tag" => {
+                    tags.insert(value.trim().to_string());
+                }
+                "Build" => build = Some(value.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    (tags, build)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const WHEELS_LOCK: &str = r#"version = 1
+[[package]]
+name = "PyYAML"
+version = "6.0.2"
+source = { registry = "https://pypi.org/simple" }
+sdist = { url = "https://f.org/pyyaml-6.0.2.tar.gz", hash = "sha256:d584d9ec91ad65861cc08d42e834324ef890a082e591037abe114850ff7bbc3e" }
+wheels = [
+    { url = "https://f.org/PyYAML-6.0.2-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", hash = "sha256:80bab7bfc629882493af4aa31a4cfa43a4c57c83813253626916b8c7ada83476", size = 1 },
+    { url = "https://f.org/PyYAML-6.0.2-cp312-cp312-manylinux_2_17_aarch64.manylinux2014_aarch64.whl", hash = "sha256:0ffe8360bab4910ef1b9e87fb812d8bc0a308b0d0eef8c8f44e0254ab3b07133", size = 1 },
+]
+[[package]]
+name = "six"
+version = "1.16.0"
+source = { registry = "https://pypi.org/simple" }
+wheels = [{ url = "https://f.org/six-1.16.0-py2.py3-none-any.whl", hash = "sha256:8ABB2F1D86890A2DFB989F9A77CFCFD3E47C2A354B01111771326F8AA26E0254" }]
+"#;
+
+    #[test]
+    fn the_installed_wheel_is_the_locked_file_with_its_tags() {
+        let wheels = LockedWheels::of(WHEELS_LOCK);
+        let x86 = "Wheel-Version: 1.0\nRoot-Is-Purelib: false\n\
+                   Tag: cp312-cp312-manylinux_2_17_x86_64\nTag: cp312-cp312-manylinux2014_x86_64\n";
+        assert_eq!(
+            wheels.hash_of("pyyaml", "6.0.2", x86),
+            Some("80bab7bfc629882493af4aa31a4cfa43a4c57c83813253626916b8c7ada83476")
+        );
+        let arm = x86.replace("x86_64", "aarch64");
+        assert_eq!(
+            wheels.hash_of("PyYAML", "6.0.2", &arm),
+            Some("0ffe8360bab4910ef1b9e87fb812d8bc0a308b0d0eef8c8f44e0254ab3b07133")
+        );
+        let pure = "Tag: py2-none-any\nTag: py3-none-any\n";
+        assert_eq!(
+            wheels.hash_of("six", "1.16.0", pure),
+            Some("8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254")
+        );
+        // Another version, other tags, a build number the file has not: no hash.
+        assert_eq!(wheels.hash_of("six", "1.17.0", pure), None);
+        assert_eq!(wheels.hash_of("six", "1.16.0", "Tag: py3-none-any\n"), None);
+        let built = format!("{pure}Build: 1\n");
+        assert_eq!(wheels.hash_of("six", "1.16.0", &built), None);
+        assert_eq!(LockedWheels::of("not toml ["), LockedWheels::default());
+    }
 
     fn words(s: &str) -> Vec<String> {
         shlex::split(s).unwrap()

@@ -21,7 +21,7 @@ pub(super) async fn append(
     platforms: &Platforms,
 ) -> Result<Done, EngineError> {
     announce_found(job, &planned, found.len(), platforms);
-    append_source(job, &planned, found).await
+    append_source(job, &planned, found, false).await
 }
 
 /// Says the dependency images were found (`n` of them).
@@ -47,21 +47,22 @@ pub(super) async fn build_dependencies_then_append(
     builder: Option<&DependencyBuilder>,
     platforms: &Platforms,
 ) -> Result<Done, EngineError> {
-    let found = dependency_images(job, &planned, builder, platforms).await?;
-    append_source(job, &planned, &found).await
+    let (found, made_now) = made_dependency_images(job, &planned, builder, platforms).await?;
+    append_source(job, &planned, &found, made_now).await
 }
 
 /// The source layer on each platform's dependency image (`found`, in the order of the
-/// plan's platforms), pushed (several: as one index, last), while another thread checks the
-/// tag still matches the files.
+/// plan's platforms; `made_now`: by this run), pushed (several: as one index, last), while
+/// another thread checks the tag still matches the files.
 async fn append_source(
     job: &Job<'_>,
     planned: &Planned,
     found: &[DependencyImage],
+    made_now: bool,
 ) -> Result<Done, EngineError> {
     let digest = match found {
-        [one] if !planned.plan.platform.several() => push_one(job, planned, one).await?,
-        several => push_index(job, planned, several).await?,
+        [one] if !planned.plan.platform.several() => push_one(job, planned, one, made_now).await?,
+        several => push_index(job, planned, several, made_now).await?,
     };
     Ok(planned.made(job, Action::Appended, Some(digest)))
 }
@@ -86,6 +87,7 @@ async fn push_one(
     job: &Job<'_>,
     planned: &Planned,
     deps: &DependencyImage,
+    made_now: bool,
 ) -> Result<Digest, EngineError> {
     let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
     let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
@@ -95,7 +97,8 @@ async fn push_one(
     let pushing = publisher.push(&assembled.image, Reference::Tag, tag_check(job));
     let pushing = progress.in_step("append", &step, pushing);
     // The SBOM is made of the image value, beside its push, and attached once it is pushed.
-    let image = PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value);
+    let image =
+        PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value, made_now);
     let (pushed, sbom) = super::sbom::beside(job, &plan.image, vec![image], pushing).await;
     let pushed = pushed.map_err(|e| published(e, None))?;
     let already = if pushed.uploaded.contains(&assembled.layer_digest) {
@@ -120,6 +123,7 @@ async fn push_index(
     job: &Job<'_>,
     planned: &Planned,
     found: &[DependencyImage],
+    made_now: bool,
 ) -> Result<Digest, EngineError> {
     let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
     let platforms = &plan.platform;
@@ -131,7 +135,7 @@ async fn push_index(
         let image = registry_backend::assemble_image(plan, deps, progress).await?;
         index.push_descriptor(platform, image.image.descriptor());
         let value = PlatformImage::of(&image.image, Some(platform.clone()));
-        images.push(value.on_dependency(&deps.image, &deps.value));
+        images.push(value.on_dependency(&deps.image, &deps.value, made_now));
         assembled.push((platform, image));
     }
     let pushing = async {
@@ -165,6 +169,18 @@ pub(super) async fn dependency_images(
     builder: Option<&DependencyBuilder>,
     platforms: &Platforms,
 ) -> Result<Vec<DependencyImage>, EngineError> {
+    let (images, _) = made_dependency_images(job, planned, builder, platforms).await?;
+    Ok(images)
+}
+
+/// [`dependency_images`], and whether this run made them (`false`: another run pushed them
+/// meanwhile).
+async fn made_dependency_images(
+    job: &Job<'_>,
+    planned: &Planned,
+    builder: Option<&DependencyBuilder>,
+    platforms: &Platforms,
+) -> Result<(Vec<DependencyImage>, bool), EngineError> {
     let (client, deps) = (job.registry()?, &planned.deps);
     let uv = builder == Some(&DependencyBuilder::Uv);
     // Said before anything needs dockerd: the decision's reason, not a fallback.
@@ -184,7 +200,7 @@ pub(super) async fn dependency_images(
             "dependency image {} pushed meanwhile by another run: appending the source",
             deps.image
         ));
-        return Ok(found);
+        return Ok((found, false));
     }
     if platforms.several() {
         job.info(&format!(
@@ -211,7 +227,7 @@ pub(super) async fn dependency_images(
             platforms::build_dependency_images(job, deps, platforms).await?;
         }
     }
-    read_back(job, deps, platforms).await
+    Ok((read_back(job, deps, platforms).await?, true))
 }
 
 /// `true` when uv made (and pushed) the dependency images; `false` when it cannot, after
