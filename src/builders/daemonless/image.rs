@@ -34,6 +34,17 @@ pub struct LayerPlan {
 }
 
 impl LayerPlan {
+    /// Adds a directory at `path` (relative to `/`).
+    pub fn dir(&mut self, path: &str, attrs: Attrs) {
+        self.entries.insert(path.to_string(), (attrs, Entry::Dir));
+    }
+
+    /// Adds a file at `path` with `content`.
+    pub fn bytes(&mut self, path: &str, attrs: Attrs, content: Vec<u8>) {
+        self.entries
+            .insert(path.to_string(), (attrs, Entry::Bytes(content)));
+    }
+
     /// A directory entry for each parent of the entries that has none, with the base's
     /// attributes (a layer unpacked on its own must not hide them with defaults).
     fn add_parents(&mut self, base: &BaseTree) {
@@ -555,6 +566,33 @@ impl KnownLayers {
     }
 }
 
+/// A layer to write, or to find where an earlier build pushed it ([`prepare_layers`]):
+/// a [`LayerPlan`], or the apt step's layer of some packages
+/// ([`super::apt_layers`]).
+pub trait PlannedLayer: Send + Sync + 'static {
+    /// A key of the layer's tar, cheaper than its `diff_id`: one key, one tar.
+    fn layer_key(&self, mtime: u64) -> Result<String, DaemonlessError>;
+    /// The layer's `diff_id` without compressing it; `None` when working it out costs
+    /// about what writing does (the layer is then written when its key is new).
+    fn unknown_diff_id(&self, mtime: u64) -> Result<Option<Digest>, DaemonlessError>;
+    /// Writes the compressed layer into `dir`.
+    fn write_layer(&self, dir: &Path, mtime: u64) -> Result<Layer, DaemonlessError>;
+}
+
+impl PlannedLayer for LayerPlan {
+    fn layer_key(&self, mtime: u64) -> Result<String, DaemonlessError> {
+        Ok(self.key(mtime)?)
+    }
+
+    fn unknown_diff_id(&self, mtime: u64) -> Result<Option<Digest>, DaemonlessError> {
+        Ok(Some(self.diff_id(mtime)?))
+    }
+
+    fn write_layer(&self, dir: &Path, mtime: u64) -> Result<Layer, DaemonlessError> {
+        Ok(self.write(dir, mtime)?)
+    }
+}
+
 /// Where the layers go: a repository of a registry, and what is known of layers pushed
 /// before.
 pub struct PushTarget<'a> {
@@ -569,8 +607,8 @@ pub struct PushTarget<'a> {
 /// compressing), and one whose blob the registry has in the target repository, or can
 /// mount from another repository of it, is taken as it is; the others are written
 /// (compressed, in parallel).
-pub async fn prepare_layers(
-    plans: Vec<LayerPlan>,
+pub async fn prepare_layers<P: PlannedLayer>(
+    plans: Vec<P>,
     mtime: u64,
     target: Option<PushTarget<'_>>,
 ) -> Result<Vec<Ready>, DaemonlessError> {
@@ -590,7 +628,9 @@ pub async fn prepare_layers(
             .await?
         };
         for (slot, diff_id) in found.iter_mut().zip(&diff_ids) {
-            *slot = known.find(push, diff_id).await?;
+            if let Some(diff_id) = diff_id {
+                *slot = known.find(push, diff_id).await?;
+            }
         }
     }
     let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
@@ -601,7 +641,7 @@ pub async fn prepare_layers(
             let dir = std::env::temp_dir();
             missing
                 .par_iter()
-                .map(|&i| Ok((i, plans[i].write(&dir, mtime)?)))
+                .map(|&i| Ok((i, plans[i].write_layer(&dir, mtime)?)))
                 .collect::<Result<Vec<_>, DaemonlessError>>()
         })
         .await?
@@ -619,7 +659,7 @@ pub async fn prepare_layers(
                 }) = &target
                 {
                     known.put(&layer, image);
-                    if let Ok(key) = plans[i].key(mtime) {
+                    if let Ok(key) = plans[i].layer_key(mtime) {
                         known.put_key(&key, &layer.diff_id);
                     }
                 }
@@ -637,22 +677,24 @@ pub async fn prepare_layers(
 }
 
 /// Each plan's `diff_id`: as [`KnownLayers`] remembers it for the plan's key, else hashed
-/// (and then remembered), in parallel.
-fn known_diff_ids(
-    plans: &[LayerPlan],
+/// (and then remembered), in parallel; `None` for a plan not hashed before it is written.
+fn known_diff_ids<P: PlannedLayer>(
+    plans: &[P],
     mtime: u64,
     known: &KnownLayers,
-) -> Result<Vec<Digest>, DaemonlessError> {
+) -> Result<Vec<Option<Digest>>, DaemonlessError> {
     use rayon::prelude::*;
     plans
         .par_iter()
         .map(|p| {
-            let key = p.key(mtime)?;
+            let key = p.layer_key(mtime)?;
             if let Some(diff_id) = known.diff_id_of(&key) {
-                return Ok(diff_id);
+                return Ok(Some(diff_id));
             }
-            let diff_id = p.diff_id(mtime)?;
-            known.put_key(&key, &diff_id);
+            let diff_id = p.unknown_diff_id(mtime)?;
+            if let Some(diff_id) = &diff_id {
+                known.put_key(&key, diff_id);
+            }
             Ok(diff_id)
         })
         .collect()
@@ -929,11 +971,14 @@ mod tests {
         let known = KnownLayers::in_cache(cache.path());
         let plans = vec![package_layer()];
         let hashed = known_diff_ids(&plans, mtime, &known).unwrap();
-        assert_eq!(hashed, [plans[0].diff_id(mtime).unwrap()]);
+        assert_eq!(hashed, [Some(plans[0].diff_id(mtime).unwrap())]);
         // What the cache says is taken as it is: nothing is hashed again.
         let planted = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
         known.put_key(&other, &planted);
-        assert_eq!(known_diff_ids(&plans, mtime, &known).unwrap(), [planted]);
+        assert_eq!(
+            known_diff_ids(&plans, mtime, &known).unwrap(),
+            [Some(planted)]
+        );
     }
 
     #[test]

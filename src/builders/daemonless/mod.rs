@@ -1008,8 +1008,9 @@ async fn make_platform(
     let user = user_steps(&base, &path_at_end, installing.epoch)?;
     // At once: the apt layers (unpacking and compressing, on a blocking thread) and uv's
     // install (a child process, mostly the network and the disk). Neither reads the other.
+    let mtime = crate::oci::epoch::layer_mtime(installing.epoch);
     let (apt, installed) = tokio::join!(
-        apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress),
+        apt_layers::new_layers(apt.as_ref(), deps, mtime, target.as_ref(), progress),
         install_venv(deps, platform, &checked, installing, progress),
     );
     let apt = apt?;
