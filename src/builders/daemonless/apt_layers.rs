@@ -491,9 +491,16 @@ async fn resolve_and_fetch(
     base.extended_states = auto_installed(&base.extended_states, auto, arch);
     let step = format!("{} .debs for {arch}", chosen.len());
     let fetching = async {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        // A few at once (a set of small `.deb`s is mostly round trips), kept in order.
+        let paths: Vec<PathBuf> = futures_util::stream::iter(&chosen)
+            .map(|package| fetcher.deb(package))
+            .buffered(DEBS_AT_ONCE)
+            .try_collect()
+            .await
+            .map_err(fallback)?;
         let (mut debs, mut facts) = (Vec::new(), Vec::new());
-        for package in &chosen {
-            let path = fetcher.deb(package).await.map_err(fallback)?;
+        for (package, path) in chosen.iter().zip(paths) {
             let control = deb::read_control(std::fs::File::open(&path).map_err(fallback)?)
                 .map_err(fallback)?;
             facts.push(package_facts(tree, package, &control));
@@ -526,6 +533,9 @@ async fn resolve_and_fetch(
     };
     Ok((facts, chosen))
 }
+
+/// How many `.deb`s are downloaded at once.
+const DEBS_AT_ONCE: usize = 4;
 
 /// `extended_states` with `auto` (the packages apt adds as dependencies only) marked
 /// `Auto-Installed: 1` for `arch`, as `apt-get install` records them.
