@@ -401,7 +401,8 @@ fn an_unchanged_package_set_reuses_its_apt_layers() {
         .iter()
         .filter(|(diff_id, _)| !before.iter().any(|(d, _)| d == diff_id))
         .collect();
-    let (database, packages): (Vec<&(String, String)>, Vec<&(String, String)>) =
+    type Layers<'a> = Vec<&'a (String, String)>;
+    let (database, packages): (Layers, Layers) =
         new.into_iter().partition(|(_, line)| !line.contains('#'));
     assert_eq!(database.len(), 1, "dpkg's database: {after:?}");
     assert_eq!(

@@ -197,11 +197,9 @@ impl image::PlannedLayer for PackageLayer {
         let mut seen = BTreeSet::new();
         for &i in &self.members {
             let unpacked = self.chosen.unpack(i, &mut layer, &mut seen)?;
-            if let Some(kept) = &self.kept {
-                if let Ok(json) = serde_json::to_vec(&unpacked) {
-                    let at = kept.join(format!("{}.json", self.chosen.sha256(i)));
-                    crate::scratch::keep_in_cache(&at, &json);
-                }
+            if let (Some(kept), Ok(json)) = (&self.kept, serde_json::to_vec(&unpacked)) {
+                let at = kept.join(format!("{}.json", self.chosen.sha256(i)));
+                crate::scratch::keep_in_cache(&at, &json);
             }
             if let Ok(mut all) = self.unpacked.lock() {
                 all.insert(i, unpacked);
