@@ -13,7 +13,7 @@ mod common;
 
 use common::e2e::{
     DOCKER, NO_DAEMON, Services, image_snapshot, imagespec_in, inspect_json, output, run_id,
-    run_json, tree_difference, write_spec,
+    run_json, skopeo_inspect, tree_difference, write_spec,
 };
 
 /// The harness's services and uv, or `None`.
@@ -328,9 +328,35 @@ fn two_platforms_get_their_own_architectures_packages() {
     }
 }
 
+/// The apt layers of the image built from `proj`'s spec, read from the registry with
+/// skopeo: each layer's `diff_id` with its history line (`RUN apt-get …`, the packages'
+/// layers naming theirs after a `#`).
+fn apt_layers(proj: &Path) -> Vec<(String, String)> {
+    let image = inspect_json(proj, "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let config = skopeo_inspect(&["--config"], &image);
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().expect("diff_ids");
+    let history = config["history"].as_array().expect("history");
+    let lines = history
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .map(|h| h["created_by"].as_str().unwrap_or_default().to_string());
+    assert_eq!(lines.clone().count(), diff_ids.len(), "{config}");
+    diff_ids
+        .iter()
+        .map(|d| d.as_str().expect("diff_id").to_string())
+        .zip(lines)
+        .filter(|(_, line)| line.starts_with("RUN apt-get update"))
+        .collect()
+}
+
 /// Issue 24: the apt layers are cached by content: a second build whose pip packages
 /// changed (a new dependency image) takes the apt layers pushed by the first as they are,
-/// not unpacked, compressed or uploaded again, and gives the same layers.
+/// not unpacked, compressed or uploaded again, and gives the same layers. A third with one
+/// apt package more (`tree`) changes exactly two apt layers — the one of the packages
+/// `tree` lands in and dpkg's database — and its image is still dpkg-clean.
 #[test]
 fn an_unchanged_package_set_reuses_its_apt_layers() {
     let Some((env, uv)) = services() else { return };
@@ -355,7 +381,7 @@ fn an_unchanged_package_set_reuses_its_apt_layers() {
     let (ok, _, second) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
     assert!(ok, "{second}");
     let reused = second
-        .matches("apt layers for linux/amd64 unchanged since an earlier build: not written again")
+        .matches("\"apt layers for linux/amd64 unchanged since an earlier build: not written again")
         .count();
     assert_eq!(reused, 1, "{second}");
     let image = inspect_json(proj.path(), "spec.toml")["image"]
@@ -364,4 +390,59 @@ fn an_unchanged_package_set_reuses_its_apt_layers() {
         .to_string();
     let out = run_as_root(&image, "jq --version; dpkg -V; python -c 'import yaml'");
     assert!(out.starts_with("jq-"), "{out}");
+
+    let before = apt_layers(proj.path());
+    let spec = std::fs::read_to_string(&spec_path).expect("spec");
+    std::fs::write(&spec_path, spec.replace(r#"["jq"]"#, r#"["jq", "tree"]"#)).expect("spec");
+    let (ok, _, third) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
+    assert!(ok, "{third}");
+    let after = apt_layers(proj.path());
+    let new: Vec<&(String, String)> = after
+        .iter()
+        .filter(|(diff_id, _)| !before.iter().any(|(d, _)| d == diff_id))
+        .collect();
+    type Layers<'a> = Vec<&'a (String, String)>;
+    let (database, packages): (Layers, Layers) =
+        new.into_iter().partition(|(_, line)| !line.contains('#'));
+    assert_eq!(database.len(), 1, "dpkg's database: {after:?}");
+    assert_eq!(
+        packages.len(),
+        1,
+        "one packages' layer: {before:?} {after:?}"
+    );
+    let names: Vec<&str> = packages[0]
+        .1
+        .rsplit_once(" # ")
+        .expect("names")
+        .1
+        .split(' ')
+        .collect();
+    assert!(names.contains(&"tree"), "{names:?}");
+    let unchanged = after.len() - 2;
+    assert!(
+        third.contains(&format!(
+            "{unchanged} of {} apt layers for linux/amd64 unchanged since an earlier build",
+            after.len()
+        )),
+        "{third}"
+    );
+    // Every other package's layer is the second build's; at most one of them is gone
+    // (the one `tree` joined) beside the old database.
+    assert!(
+        before.len() - (after.len() - 2) <= 2,
+        "{before:?} {after:?}"
+    );
+    let image = inspect_json(proj.path(), "spec.toml")["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let out = run_as_root(
+        &image,
+        "dpkg --audit; dpkg -V; tree --version | cut -c1-7; jq --version; dpkg-query -W -f '${Status}\n' tree",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "tree v2", "{out}");
+    assert!(lines[1].starts_with("jq-"), "{out}");
+    assert_eq!(lines[2], "install ok installed", "{out}");
 }

@@ -133,11 +133,14 @@ pub fn redirect(path: &str, dir_link: &dyn Fn(&str) -> Option<String>) -> String
 
 /// What unpacking a `.deb`'s data found: the paths as `info/PKG.list` lists them, and the
 /// md5sum of each conffile (`/etc/x` → hex), which `md5sums` leaves out and the `status`
-/// paragraph's `Conffiles` holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// paragraph's `Conffiles` holds; and which of the listed paths are directories (two
+/// packages may both ship a directory, never the same file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Unpacked {
     pub list: Vec<String>,
     pub conffiles: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dirs: std::collections::BTreeSet<String>,
 }
 
 /// A reader that hashes what passes through it.
@@ -184,6 +187,9 @@ pub fn unpack_data(
                 });
             }
             let kind = entry.header().entry_type();
+            if kind == tar::EntryType::Directory {
+                out.dirs.insert(listed(&raw));
+            }
             if kind == tar::EntryType::Directory && dir_link(&rel).is_some() {
                 continue;
             }
@@ -472,6 +478,11 @@ pub(crate) mod tests {
                 "/usr/lib/libjq.so"
             ]
         );
+        assert_eq!(
+            list.dirs.iter().collect::<Vec<_>>(),
+            ["/bin", "/etc"],
+            "the root is no directory of the package's"
+        );
         let first = layer.finish_diff_id().unwrap();
         let mut again = LayerWriter::diff_id_only();
         unpack(&mut again, &mut Default::default()).unwrap();
@@ -499,6 +510,7 @@ pub(crate) mod tests {
         let unpacked = Unpacked {
             list: vec!["/.".to_string(), "/usr/lib/libjq.so.1".to_string()],
             conffiles: [("/etc/jq.conf".to_string(), "9dd4".to_string())].into(),
+            dirs: Default::default(),
         };
         let (status, info) = database_entries(&control, &unpacked).unwrap();
         assert_eq!(

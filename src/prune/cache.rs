@@ -11,7 +11,7 @@
 //! | `tree-digests/*` (source digests) | not a whole entry, or not written for 30 days (a miss costs one re-hash) |
 //! | `layer-keys/*` (layer keys → `diff_id`) | an unfinished write older than a day, or not written for 30 days (a miss costs one hash of that layer) |
 //! | `daemonless-bases/*` (base file trees) | not used for 14 days (the newer of access and write time; a miss costs one read of the base's layers) |
-//! | `apt/sha256/*`, `apt/fields/*`, `apt/layers/*` (`.deb`s and indexes by content, their kept fields, apt layer records) | not used for 14 days (the newer of access and write time; a miss costs one download from the mirror, or one parse) |
+//! | `apt/sha256/*`, `apt/fields/*`, `apt/unpacked/*`, `apt/layers/*` (`.deb`s and indexes by content, their kept fields, what each `.deb` unpacks to, apt layer records of older versions) | not used for 14 days (the newer of access and write time; a miss costs one download from the mirror, or one parse) |
 //! | `uv/` (uv's cache) | only with `--uv-cache` (a miss costs every wheel's download) |
 //!
 //! Never touched: `locks/` (a run may wait on one), `last-built/` (`imagespec explain`'s
@@ -204,6 +204,7 @@ pub fn scan(cache: &Path, uv: bool, now: SystemTime) -> Vec<Entry> {
         (known_layers.keys_dir().to_path_buf(), Some(Area::LayerKey)),
         (cache.join("apt/sha256"), Some(Area::AptFile)),
         (cache.join("apt/fields"), Some(Area::AptFile)),
+        (cache.join("apt/unpacked"), Some(Area::AptFile)),
         (cache.join("apt/layers"), Some(Area::AptFile)),
         // Scratch entries only: the records themselves stay.
         (cache.join("last-built"), None),
@@ -462,6 +463,7 @@ mod tests {
             "layers",
             "layer-keys",
             "apt/sha256",
+            "apt/unpacked",
             "tree-digests",
             "daemonless-bases",
             "last-built",
@@ -483,6 +485,7 @@ mod tests {
         fs::write(c.join("tree-digests/0123"), "garbage").unwrap();
         fs::write(c.join("layer-keys/k1"), "sha256:x").unwrap();
         fs::write(c.join(format!("apt/sha256/{hex}")), "a .deb").unwrap();
+        fs::write(c.join(format!("apt/unpacked/{hex}.json")), "{}").unwrap();
         fs::write(c.join("last-built/r_a.json"), "{}").unwrap();
         fs::write(c.join("locks/image-1.lock"), "").unwrap();
         fs::write(c.join("uv/wheels/w.whl"), "wheel").unwrap();
@@ -506,6 +509,7 @@ mod tests {
             names,
             vec![
                 (format!("apt/sha256/{hex}"), Area::AptFile),
+                (format!("apt/unpacked/{hex}.json"), Area::AptFile),
                 ("layer-keys/k1".into(), Area::LayerKey),
                 (format!("layers/{}.json", "ab".repeat(32)), Area::KnownLayer),
                 (format!("layers/{}.json", "cd".repeat(32)), Area::KnownLayer),
@@ -538,7 +542,7 @@ mod tests {
                 "0123"
             ]
         );
-        assert_eq!(found[4].size, 5, "a directory's size is its files'");
+        assert_eq!(found[5].size, 5, "a directory's size is its files'");
 
         for e in found.iter().filter(|e| stale(e, &ages).is_some()) {
             remove(e).unwrap();

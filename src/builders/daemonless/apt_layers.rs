@@ -3,12 +3,14 @@
 //! resolved against the mirror's indexes for the platform's own architecture (no
 //! emulation), every chosen package's maintainer scripts checked against the rule of
 //! [`crate::apt::scripts`] ([`prepare`], before the decision: its [`AptFacts`] say whether
-//! the step is laid down here), then two layers ([`layers`], at the build): the packages'
-//! files, and the dpkg database (`status`, `info/`). A base that is not Debian-like, a
+//! the step is laid down here), then its layers ([`new_layers`], at the build): the
+//! packages' files spread over a few layers by package ([`layout`]), each cached by its
+//! `.deb`s, and the dpkg database (`status`, `info/`). A base that is not Debian-like, a
 //! package set apt would resolve otherwise, or a package whose scripts must run is left to
 //! dockerd by the decision, naming why.
 
 use super::base::{BaseTree, Kind};
+use super::image;
 use super::{DaemonlessError, Fallback};
 use crate::apt::facts::{self, AptFacts, PackageFacts};
 use crate::apt::signature::KeyringFile;
@@ -16,121 +18,189 @@ use crate::apt::{deb, deb822, fetch, resolve, scripts, sources};
 use crate::oci::Platform;
 use crate::progress::{Event, Progress};
 use crate::source::layer::{Attrs, Layer, LayerWriter};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The apt layers of `prepared` (none without one), to go below the user and venv layers,
-/// each with the Dockerfile step's history line. Cached by content: when the same step
-/// (the same base status, the same `.deb`s: [`content_key`]) was written and pushed before
-/// and `target`'s repository has (or mounts) its blobs, they are taken as they are —
-/// nothing unpacked, compressed or uploaded again.
+/// each with its history line: the packages' files spread over a few layers ([`layout`]),
+/// then the dpkg database (`status`, `info/`, apt's `extended_states`). Each is cached by
+/// content ([`image::prepare_layers`]): a package layer by its `.deb`s' SHA256s and the
+/// base's directory links it is laid over, the database by its bytes. Adding one package
+/// writes the layer it lands in and the database's; an unchanged layer whose blob
+/// `target`'s repository has (or mounts) is taken as it is — nothing unpacked, compressed
+/// or uploaded again.
 pub async fn new_layers(
     prepared: Option<&Prepared>,
     deps: &crate::plan::BuildPlan,
-    target: Option<&super::image::PushTarget<'_>>,
+    mtime: u64,
+    target: Option<&image::PushTarget<'_>>,
     progress: &Progress,
 ) -> Result<Vec<crate::oci::image::NewLayer>, DaemonlessError> {
     let Some(prepared) = prepared else {
         return Ok(Vec::new());
     };
-    let record = prepared.chosen.as_ref().and_then(|chosen| {
-        let dir = super::cache_dir()?.join("apt").join("layers");
-        Some(dir.join(format!("{}.json", content_key(chosen))))
-    });
-    let ready = match reused(record.as_deref(), target).await? {
-        Some(ready) => {
-            progress.event(Event::Info(&format!(
-                "apt layers for {} unchanged since an earlier build: not written again",
-                prepared.platform
-            )));
-            ready
-        }
-        None => {
-            let step = format!("write the apt layers for {}", prepared.platform);
-            let made = progress.in_step("apt", &step, layers(prepared)).await?;
-            remember(record.as_deref(), &made, target);
-            made.into_iter()
-                .map(|layer| super::image::Ready {
-                    diff_id: layer.diff_id.clone(),
-                    digest: layer.digest.clone(),
-                    size: layer.size,
-                    written: Some(layer),
-                })
-                .collect()
-        }
-    };
+    let chosen = chosen(prepared)?;
+    let step = format!("write the apt layers for {}", prepared.platform);
+    let writing = ready_layers(&chosen, mtime, target);
+    let (ready, groups) = progress.in_step("apt", &step, writing).await?;
+    let reused = ready.iter().filter(|r| r.written.is_none()).count();
+    let platform = &prepared.platform;
+    if reused == ready.len() {
+        progress.event(Event::Info(&format!(
+            "apt layers for {platform} unchanged since an earlier build: not written again"
+        )));
+    } else if reused > 0 {
+        progress.event(Event::Info(&format!(
+            "{reused} of {} apt layers for {platform} unchanged since an earlier build: not \
+             written again",
+            ready.len()
+        )));
+    }
+    let step_line = created_by(&deps.apt_packages);
+    let mut lines: Vec<String> = groups
+        .iter()
+        .map(|group| {
+            let names: Vec<&str> = group.iter().map(|&i| chosen.name(i)).collect();
+            format!("{step_line} # {}", names.join(" "))
+        })
+        .collect();
+    lines.push(step_line);
     Ok(ready
         .into_iter()
-        .map(|ready| ready.into_new_layer(&deps.image, created_by(&deps.apt_packages)))
+        .zip(lines)
+        .map(|(ready, line)| ready.into_new_layer(&deps.image, line))
         .collect())
 }
 
-/// What the apt layers are made of, hashed: the base's dpkg status, the directories and
-/// links they are laid over, and each `.deb` (by the SHA256 its cached file is named by),
-/// in order. The same key, the same layers.
-fn content_key(chosen: &Chosen) -> String {
+/// The packages' layers ([`layout`]'s groups, with them) and the database's, ready.
+async fn ready_layers(
+    chosen: &Arc<Chosen>,
+    mtime: u64,
+    target: Option<&image::PushTarget<'_>>,
+) -> Result<(Vec<image::Ready>, Vec<Vec<usize>>), DaemonlessError> {
+    let again = || {
+        target.map(|t| image::PushTarget {
+            client: t.client,
+            image: t.image,
+            known: t.known,
+        })
+    };
+    let sizes: Vec<(&str, u64)> = (0..chosen.debs.len())
+        .map(|i| (chosen.name(i), chosen.installed_kib(i)))
+        .collect();
+    let groups = layout(&sizes);
+    let unpacked = Arc::new(Mutex::new(BTreeMap::new()));
+    let kept = super::cache_dir().map(|d| d.join("apt").join("unpacked"));
+    let plans = groups
+        .iter()
+        .map(|group| PackageLayer {
+            chosen: chosen.clone(),
+            members: group.clone(),
+            unpacked: unpacked.clone(),
+            kept: kept.clone(),
+        })
+        .collect();
+    let mut ready = image::prepare_layers(plans, mtime, again()).await?;
+    let db = {
+        let chosen = chosen.clone();
+        tokio::task::spawn_blocking(move || database(&chosen, &unpacked, kept.as_deref()))
+            .await
+            .map_err(|e| DaemonlessError::Io {
+                context: "writing the dpkg database layer".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??
+    };
+    ready.extend(image::prepare_layers(vec![db], mtime, again()).await?);
+    Ok((ready, groups))
+}
+
+/// Installed size (KiB, the `Installed-Size` the index and the `.deb` give) from which a
+/// package gets a layer of its own.
+pub const OWN_LAYER_KIB: u64 = 4 * 1024;
+/// At most this many packages get a layer of their own: the largest (then by name).
+pub const MAX_OWN_LAYERS: usize = 10;
+/// The other packages are spread over this many layers, by a hash of their name.
+pub const SHARED_LAYERS: usize = 6;
+
+/// How a package set is spread over layers, the same on every machine for the same
+/// packages (names and `Installed-Size`s, KiB): each of the largest, from
+/// [`OWN_LAYER_KIB`] (at most [`MAX_OWN_LAYERS`]), alone, in name order; the others in
+/// [`SHARED_LAYERS`] layers by a hash of their name (empty ones left out), each in name
+/// order. One layer for all would change whole with any package; one per package would make
+/// a hundred layers of a large set (slow to pull, near overlayfs' limits). Indexes into
+/// `packages`.
+pub fn layout(packages: &[(&str, u64)]) -> Vec<Vec<usize>> {
+    let mut own: Vec<usize> = (0..packages.len())
+        .filter(|&i| packages[i].1 >= OWN_LAYER_KIB)
+        .collect();
+    own.sort_by(|&a, &b| {
+        (packages[b].1.cmp(&packages[a].1)).then(packages[a].0.cmp(packages[b].0))
+    });
+    own.truncate(MAX_OWN_LAYERS);
+    own.sort_by_key(|&i| packages[i].0);
+    let mut shared: Vec<Vec<usize>> = vec![Vec::new(); SHARED_LAYERS];
+    for i in (0..packages.len()).filter(|i| !own.contains(i)) {
+        shared[shared_layer(packages[i].0)].push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = own.into_iter().map(|i| vec![i]).collect();
+    for mut group in shared.into_iter().filter(|g| !g.is_empty()) {
+        group.sort_by_key(|&i| packages[i].0);
+        groups.push(group);
+    }
+    groups
+}
+
+/// The shared layer (of [`SHARED_LAYERS`]) a package goes to: by a hash of its name, the
+/// same on every machine and for every version.
+fn shared_layer(name: &str) -> usize {
     use sha2::{Digest as _, Sha256};
-    let mut hash = Sha256::new();
-    hash.update(b"imagespec apt layers 1\n");
-    hash.update(chosen.base.status.as_bytes());
-    hash.update(chosen.base.extended_states.as_bytes());
-    hash.update(format!(
-        "\n{:?}\n{:?}\n",
-        chosen.base.apt_dirs, chosen.dir_links
-    ));
-    for (path, _) in &chosen.debs {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        hash.update(format!("{}\n", name.unwrap_or_default()));
-    }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let hash = Sha256::digest(name.as_bytes());
+    let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+    (n % SHARED_LAYERS as u64) as usize
 }
 
-/// The layers a record names, when every one of them is where `target` can take it from.
-async fn reused(
-    record: Option<&std::path::Path>,
-    target: Option<&super::image::PushTarget<'_>>,
-) -> Result<Option<Vec<super::image::Ready>>, DaemonlessError> {
-    let (Some(record), Some(target)) = (record, target) else {
-        return Ok(None);
-    };
-    let Some(known) = target.known else {
-        return Ok(None);
-    };
-    let Some(diff_ids) = std::fs::read(record)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Vec<crate::oci::Digest>>(&b).ok())
-    else {
-        return Ok(None);
-    };
-    let mut ready = Vec::new();
-    for diff_id in &diff_ids {
-        match known.find(target, diff_id).await? {
-            Some(found) => ready.push(found),
-            None => return Ok(None),
+/// One layer of packages' files: the `.deb`s of `members` unpacked in turn (a directory two
+/// of them ship goes in once, as the first has it). What each unpacked is kept for the
+/// database (`unpacked`, and by the `.deb`'s SHA256 in `kept`: a later build that finds the
+/// layer pushed does not unpack it to list it).
+struct PackageLayer {
+    chosen: Arc<Chosen>,
+    members: Vec<usize>,
+    unpacked: Arc<Mutex<BTreeMap<usize, deb::Unpacked>>>,
+    kept: Option<PathBuf>,
+}
+
+impl image::PlannedLayer for PackageLayer {
+    /// What the layer is made of: each `.deb` (by the SHA256 its file is named by) and the
+    /// base's directory links they are unpacked through.
+    fn layer_key(&self, mtime: u64) -> Result<String, DaemonlessError> {
+        use sha2::{Digest as _, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(format!(
+            "imagespec apt package layer v1 {mtime}\n{:?}\n",
+            self.chosen.dir_links
+        ));
+        for &i in &self.members {
+            hash.update(format!("{}\n", self.chosen.sha256(i)));
         }
+        Ok(format!("{:x}", hash.finalize()))
     }
-    Ok((!ready.is_empty()).then_some(ready))
-}
 
-/// Records the layers just written under their content key, and each as pushed with the
-/// target (a cache that cannot be written only costs a later build the writing).
-fn remember(
-    record: Option<&std::path::Path>,
-    made: &[Layer],
-    target: Option<&super::image::PushTarget<'_>>,
-) {
-    let (Some(record), Some(target)) = (record, target) else {
-        return;
-    };
-    let Some(known) = target.known else {
-        return;
-    };
-    for layer in made {
-        known.put(layer, target.image);
-    }
-    let diff_ids: Vec<&str> = made.iter().map(|l| l.diff_id.as_str()).collect();
-    if let Ok(json) = serde_json::to_vec(&diff_ids) {
-        crate::scratch::keep_in_cache(record, &json);
+    fn write_layer(&self, dir: &std::path::Path, mtime: u64) -> Result<Layer, DaemonlessError> {
+        let mut layer = LayerWriter::new(dir)?.timed(mtime);
+        let mut seen = BTreeSet::new();
+        for &i in &self.members {
+            let unpacked = self.chosen.unpack(i, &mut layer, &mut seen)?;
+            if let (Some(kept), Ok(json)) = (&self.kept, serde_json::to_vec(&unpacked)) {
+                let at = kept.join(format!("{}.json", self.chosen.sha256(i)));
+                crate::scratch::keep_in_cache(&at, &json);
+            }
+            if let Ok(mut all) = self.unpacked.lock() {
+                all.insert(i, unpacked);
+            }
+        }
+        Ok(layer.finish()?)
     }
 }
 
@@ -333,6 +403,9 @@ impl std::fmt::Debug for Prepared {
 struct Chosen {
     base: BaseApt,
     debs: Vec<(PathBuf, deb::ControlFiles)>,
+    /// Each `.deb`'s package name and `Installed-Size` (KiB), from its control file.
+    names: Vec<String>,
+    sizes: Vec<u64>,
     dir_links: Vec<(String, String)>,
     /// Holds the `.deb`s' directory (a temporary one without a cache).
     _fetcher: fetch::Fetcher,
@@ -411,9 +484,16 @@ async fn resolve_and_fetch(
     base.extended_states = auto_installed(&base.extended_states, auto, arch);
     let step = format!("{} .debs for {arch}", chosen.len());
     let fetching = async {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        // A few at once (a set of small `.deb`s is mostly round trips), kept in order.
+        let paths: Vec<PathBuf> = futures_util::stream::iter(&chosen)
+            .map(|package| fetcher.deb(package))
+            .buffered(DEBS_AT_ONCE)
+            .try_collect()
+            .await
+            .map_err(fallback)?;
         let (mut debs, mut facts) = (Vec::new(), Vec::new());
-        for package in &chosen {
-            let path = fetcher.deb(package).await.map_err(fallback)?;
+        for (package, path) in chosen.iter().zip(paths) {
             let control = deb::read_control(std::fs::File::open(&path).map_err(fallback)?)
                 .map_err(fallback)?;
             facts.push(package_facts(tree, package, &control));
@@ -422,14 +502,33 @@ async fn resolve_and_fetch(
         Ok::<_, DaemonlessError>((debs, facts))
     };
     let (debs, facts) = progress.in_step("apt", &step, fetching).await?;
+    let (names, sizes) = debs
+        .iter()
+        .map(|(_, control)| {
+            let paragraph = control.paragraph().ok();
+            let field = |f| {
+                paragraph
+                    .as_ref()
+                    .and_then(|p| p.get(f))
+                    .map(str::to_string)
+            };
+            let size = field("Installed-Size").and_then(|s| s.trim().parse().ok());
+            (field("Package").unwrap_or_default(), size.unwrap_or(0))
+        })
+        .unzip();
     let chosen = Chosen {
         base,
         debs,
+        names,
+        sizes,
         dir_links: directory_links(tree),
         _fetcher: fetcher,
     };
     Ok((facts, chosen))
 }
+
+/// How many `.deb`s are downloaded at once.
+const DEBS_AT_ONCE: usize = 4;
 
 /// `extended_states` with `auto` (the packages apt adds as dependencies only) marked
 /// `Auto-Installed: 1` for `arch`, as `apt-get install` records them.
@@ -479,28 +578,72 @@ fn package_facts(
     }
 }
 
-/// The two apt layers of a prepared step: the files, the dpkg database. A step the
-/// decision left to dockerd is a [`Fallback`] (the engine does not build it this way).
-pub async fn layers(prepared: &Prepared) -> Result<Vec<Layer>, DaemonlessError> {
+/// The resolved package set of a prepared step. A step the decision left to dockerd is a
+/// [`Fallback`] (the engine does not build it this way).
+fn chosen(prepared: &Prepared) -> Result<Arc<Chosen>, DaemonlessError> {
     if let Some(e) = &prepared.error {
         return Err(DaemonlessError::Before(e.clone()));
     }
-    let chosen = match (&prepared.facts, &prepared.chosen) {
+    match (&prepared.facts, &prepared.chosen) {
         (AptFacts::Resolved(packages), Some(chosen)) => match facts::blocker(packages) {
-            Some((package, why)) => {
-                return Err(fallback(format!("apt package {package}: {why}")));
-            }
-            None => chosen.clone(),
+            Some((package, why)) => Err(fallback(format!("apt package {package}: {why}"))),
+            None => Ok(chosen.clone()),
         },
-        (AptFacts::Unavailable(why) | AptFacts::Failed(why), _) => return Err(fallback(why)),
-        (AptFacts::Resolved(_), None) => return Err(fallback("the apt step was not prepared")),
-    };
-    let writing =
-        tokio::task::spawn_blocking(move || write(&chosen.base, &chosen.debs, &chosen.dir_links));
-    writing.await.map_err(|e| DaemonlessError::Io {
-        context: "writing the apt layers".into(),
-        source: std::io::Error::other(e.to_string()),
-    })?
+        (AptFacts::Unavailable(why) | AptFacts::Failed(why), _) => Err(fallback(why)),
+        (AptFacts::Resolved(_), None) => Err(fallback("the apt step was not prepared")),
+    }
+}
+
+impl Chosen {
+    /// The `i`th package's name.
+    fn name(&self, i: usize) -> &str {
+        self.names.get(i).map_or("", String::as_str)
+    }
+
+    /// The `i`th package's `Installed-Size` (KiB; 0 when it gives none).
+    fn installed_kib(&self, i: usize) -> u64 {
+        self.sizes.get(i).copied().unwrap_or(0)
+    }
+
+    /// The SHA256 of the `i`th `.deb`: the name of its file.
+    fn sha256(&self, i: usize) -> String {
+        self.debs[i]
+            .0
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The target of a directory link the base has at `path`.
+    fn dir_link(&self, path: &str) -> Option<String> {
+        self.dir_links
+            .iter()
+            .find(|(link, _)| link == path)
+            .map(|(_, t)| t.clone())
+    }
+
+    /// Unpacks the `i`th `.deb`'s data into `layer` ([`deb::unpack_data`]).
+    fn unpack(
+        &self,
+        i: usize,
+        layer: &mut LayerWriter,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<deb::Unpacked, DaemonlessError> {
+        let (path, control) = &self.debs[i];
+        let file = std::fs::File::open(path).map_err(|e| DaemonlessError::Io {
+            context: format!("reading {}", path.display()),
+            source: e,
+        })?;
+        let dir_link = |p: &str| self.dir_link(p);
+        deb::unpack_data(
+            std::io::BufReader::new(file),
+            control,
+            layer,
+            &dir_link,
+            seen,
+        )
+        .map_err(|e| fallback(format!("apt package {}: {e}", self.name(i))))
+    }
 }
 
 /// The base's top directories that are symlinks to directories (`bin` → `usr/bin`).
@@ -515,52 +658,52 @@ fn directory_links(tree: &BaseTree) -> Vec<(String, String)> {
         .collect()
 }
 
-fn write(
-    base: &BaseApt,
-    debs: &[(PathBuf, deb::ControlFiles)],
-    dir_links: &[(String, String)],
-) -> Result<Vec<Layer>, DaemonlessError> {
-    let dir_link = |p: &str| {
-        dir_links
-            .iter()
-            .find(|(link, _)| link == p)
-            .map(|(_, t)| t.clone())
-    };
-    let tmp = std::env::temp_dir();
-    let mut data = LayerWriter::new(&tmp)?;
-    let mut status = base.status.trim_end().to_string();
+/// The dpkg database layer: the base's `status` with a paragraph for each package, their
+/// `info/` files, apt's `extended_states` and the directories `apt-get update` leaves. What
+/// each package unpacked comes from `unpacked` (the layers written now), else from `kept`
+/// (by its `.deb`'s SHA256), else from unpacking it again (a layer found pushed whose
+/// record was pruned). Two packages shipping one file is a [`Fallback`], as one layer had it.
+fn database(
+    chosen: &Chosen,
+    unpacked: &Mutex<BTreeMap<usize, deb::Unpacked>>,
+    kept: Option<&std::path::Path>,
+) -> Result<super::image::LayerPlan, DaemonlessError> {
+    let mut status = chosen.base.status.trim_end().to_string();
     status.push_str("\n\n");
-    let mut info = std::collections::BTreeMap::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for (path, control) in debs {
-        let file = std::fs::File::open(path).map_err(|e| DaemonlessError::Io {
-            context: format!("reading {}", path.display()),
-            source: e,
-        })?;
-        let list = deb::unpack_data(
-            std::io::BufReader::new(file),
-            control,
-            &mut data,
-            &dir_link,
-            &mut seen,
-        )
-        .map_err(fallback)?;
+    let mut info = BTreeMap::new();
+    let mut all = Vec::new();
+    for (i, (_, control)) in chosen.debs.iter().enumerate() {
+        let now = unpacked.lock().ok().and_then(|mut u| u.remove(&i));
+        let found = now.or_else(|| {
+            let at = kept?.join(format!("{}.json", chosen.sha256(i)));
+            serde_json::from_slice::<deb::Unpacked>(&std::fs::read(at).ok()?).ok()
+        });
+        let list = match found {
+            Some(list) => list,
+            None => chosen.unpack(i, &mut LayerWriter::diff_id_only(), &mut BTreeSet::new())?,
+        };
         let (paragraph, files) = deb::database_entries(control, &list).map_err(fallback)?;
         status.push_str(&paragraph.to_text());
         status.push('\n');
         info.extend(files);
+        all.push((chosen.name(i), list));
     }
-    let mut db = LayerWriter::new(&tmp)?;
+    shipped_once(&all, &|p| chosen.dir_link(p)).map_err(fallback)?;
+    Ok(database_plan(&chosen.base, &info, &status))
+}
+
+/// The database layer's entries.
+fn database_plan(
+    base: &BaseApt,
+    info: &BTreeMap<String, Vec<u8>>,
+    status: &str,
+) -> super::image::LayerPlan {
     let dir = Attrs {
         uid: 0,
         gid: 0,
         mode: 0o755,
     };
-    let mut dirs: std::collections::BTreeMap<&str, Attrs> = base
-        .apt_dirs
-        .iter()
-        .map(|(p, a)| (p.as_str(), *a))
-        .collect();
+    let mut db = super::image::LayerPlan::default();
     for d in [
         "var",
         "var/lib",
@@ -568,32 +711,53 @@ fn write(
         "var/lib/dpkg",
         "var/lib/dpkg/info",
     ] {
-        dirs.entry(d).or_insert(dir);
+        db.dir(d, dir);
     }
-    for (path, attrs) in dirs {
-        db.dir(path, attrs)?;
+    for (path, attrs) in &base.apt_dirs {
+        db.dir(path, *attrs);
     }
-    for (name, bytes) in &info {
+    for (name, bytes) in info {
         let mode = if deb::is_script(name) { 0o755 } else { 0o644 };
-        db.bytes(
-            &format!("var/lib/dpkg/info/{name}"),
-            Attrs { mode, ..dir },
-            bytes,
-        )?;
+        let path = format!("var/lib/dpkg/info/{name}");
+        db.bytes(&path, Attrs { mode, ..dir }, bytes.clone());
     }
-    db.bytes(
-        "var/lib/dpkg/status",
-        Attrs { mode: 0o644, ..dir },
-        status.as_bytes(),
-    )?;
+    let file = Attrs { mode: 0o644, ..dir };
+    db.bytes("var/lib/dpkg/status", file, status.as_bytes().to_vec());
     if !base.extended_states.is_empty() {
-        db.bytes(
-            "var/lib/apt/extended_states",
-            Attrs { mode: 0o644, ..dir },
-            base.extended_states.as_bytes(),
-        )?;
+        let states = base.extended_states.as_bytes().to_vec();
+        db.bytes("var/lib/apt/extended_states", file, states);
     }
-    Ok(vec![data.finish()?, db.finish()?])
+    db
+}
+
+/// Whether each path the packages unpack to (through the base's directory links) is one
+/// package's, or a directory they all ship as one: the packages' layers may be laid over
+/// each other in any order only then. Else which two ship what.
+fn shipped_once(
+    packages: &[(&str, deb::Unpacked)],
+    dir_link: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let mut owners: std::collections::HashMap<String, (&str, bool)> = Default::default();
+    for (name, unpacked) in packages {
+        for listed in &unpacked.list {
+            let rel = listed.trim_start_matches('/');
+            let is_dir = unpacked.dirs.contains(listed);
+            if rel == "." || (is_dir && dir_link(rel).is_some()) {
+                continue;
+            }
+            let path = deb::redirect(rel, dir_link);
+            match owners.get(&path) {
+                Some((other, other_dir)) if !(is_dir && *other_dir) => {
+                    return Err(format!("apt packages {other} and {name} both ship /{path}"));
+                }
+                Some(_) => {}
+                None => {
+                    owners.insert(path, (name, is_dir));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -720,6 +884,111 @@ mod tests {
                 "var/lib/apt/lists/partial 42 700",
             ]
         );
+    }
+
+    #[test]
+    fn large_packages_get_a_layer_each_and_the_others_share_a_few_by_name() {
+        let mib = |n: u64| n * 1024;
+        let packages = [
+            ("perl-modules-5.36", mib(17)),
+            ("git", mib(40)),
+            ("jq", 100),
+            ("libjq1", 400),
+            ("curl", 500),
+            ("libperl5.36", mib(28)),
+            ("git-man", mib(4)),
+        ];
+        let groups = layout(&packages);
+        let names = |packages: &[(&'static str, u64)]| -> Vec<Vec<&str>> {
+            layout(packages)
+                .iter()
+                .map(|g| g.iter().map(|&i| packages[i].0).collect())
+                .collect()
+        };
+        let named = names(&packages);
+        // From OWN_LAYER_KIB, alone and in name order; then the shared layers.
+        assert_eq!(
+            named[..4],
+            [
+                vec!["git"],
+                vec!["git-man"],
+                vec!["libperl5.36"],
+                vec!["perl-modules-5.36"]
+            ]
+        );
+        let mut small: Vec<&str> = named[4..].concat();
+        small.sort();
+        assert_eq!(small, ["curl", "jq", "libjq1"]);
+        for group in &groups[4..] {
+            let layer = shared_layer(packages[group[0]].0);
+            assert!(group.iter().all(|&i| shared_layer(packages[i].0) == layer));
+        }
+        // The same set in another order: the same layers.
+        let mut reversed = packages;
+        reversed.reverse();
+        assert_eq!(names(&reversed), named);
+        // One small package more changes one shared layer and adds nothing else.
+        let mut more = packages.to_vec();
+        more.push(("tree", 150));
+        let with_tree = names(&more);
+        let changed: Vec<_> = with_tree.iter().filter(|g| !named.contains(g)).collect();
+        assert_eq!(changed.len(), 1, "{with_tree:?}");
+        assert!(changed[0].contains(&"tree"));
+        assert!(with_tree.len() <= named.len() + 1);
+    }
+
+    #[test]
+    fn a_hundred_packages_make_at_most_a_bounded_number_of_layers() {
+        let names: Vec<String> = (0..150).map(|i| format!("lib{i}")).collect();
+        let packages: Vec<(&str, u64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), (i as u64) * 100))
+            .collect();
+        let groups = layout(&packages);
+        assert_eq!(groups.len(), MAX_OWN_LAYERS + SHARED_LAYERS);
+        let own: Vec<&str> = groups[..MAX_OWN_LAYERS]
+            .iter()
+            .map(|g| packages[g[0]].0)
+            .collect();
+        // The ten largest (lib140 … lib149), in name order.
+        let mut largest: Vec<&str> = names[140..].iter().map(String::as_str).collect();
+        largest.sort();
+        assert_eq!(own, largest);
+        let mut all: Vec<usize> = groups.concat();
+        all.sort();
+        assert_eq!(all, (0..150).collect::<Vec<_>>(), "each package once");
+        assert!(layout(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_file_two_packages_ship_is_refused_a_directory_is_not() {
+        let unpacked = |paths: &[&str], dirs: &[&str]| deb::Unpacked {
+            list: paths.iter().map(|p| p.to_string()).collect(),
+            conffiles: Default::default(),
+            dirs: dirs.iter().map(|p| p.to_string()).collect(),
+        };
+        let dir_link = |p: &str| (p == "bin").then(|| "usr/bin".to_string());
+        let a = unpacked(
+            &["/.", "/usr", "/usr/bin", "/usr/bin/a"],
+            &["/usr", "/usr/bin"],
+        );
+        let b = unpacked(&["/.", "/bin", "/bin/b"], &["/bin"]);
+        assert_eq!(
+            shipped_once(&[("a", a.clone()), ("b", b)], &dir_link),
+            Ok(())
+        );
+        let c = unpacked(&["/.", "/bin", "/bin/a"], &["/bin"]);
+        assert_eq!(
+            shipped_once(&[("a", a.clone()), ("c", c)], &dir_link),
+            Err("apt packages a and c both ship /usr/bin/a".to_string())
+        );
+        // A directory of one where another has a file.
+        let d = unpacked(
+            &["/usr", "/usr/bin", "/usr/bin/a", "/usr/bin/a/x"],
+            &["/usr", "/usr/bin", "/usr/bin/a"],
+        );
+        assert!(shipped_once(&[("a", a), ("d", d)], &dir_link).is_err());
     }
 
     #[test]

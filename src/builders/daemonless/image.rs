@@ -36,6 +36,17 @@ pub struct LayerPlan {
 }
 
 impl LayerPlan {
+    /// Adds a directory at `path` (relative to `/`).
+    pub fn dir(&mut self, path: &str, attrs: Attrs) {
+        self.entries.insert(path.to_string(), (attrs, Entry::Dir));
+    }
+
+    /// Adds a file at `path` with `content`.
+    pub fn bytes(&mut self, path: &str, attrs: Attrs, content: Vec<u8>) {
+        self.entries
+            .insert(path.to_string(), (attrs, Entry::Bytes(content)));
+    }
+
     /// A directory entry for each parent of the entries that has none, with the base's
     /// attributes (a layer unpacked on its own must not hide them with defaults).
     fn add_parents(&mut self, base: &BaseTree) {
@@ -671,6 +682,26 @@ impl KnownLayers {
     }
 }
 
+/// A layer to write, or to find where an earlier build pushed it ([`prepare_layers`]):
+/// a [`LayerPlan`], or the apt step's layer of some packages
+/// ([`super::apt_layers`]).
+pub trait PlannedLayer: Send + Sync + 'static {
+    /// A key of the layer's tar, cheaper than its `diff_id`: one key, one tar.
+    fn layer_key(&self, mtime: u64) -> Result<String, DaemonlessError>;
+    /// Writes the compressed layer into `dir`.
+    fn write_layer(&self, dir: &Path, mtime: u64) -> Result<Layer, DaemonlessError>;
+}
+
+impl PlannedLayer for LayerPlan {
+    fn layer_key(&self, mtime: u64) -> Result<String, DaemonlessError> {
+        Ok(self.key(mtime)?)
+    }
+
+    fn write_layer(&self, dir: &Path, mtime: u64) -> Result<Layer, DaemonlessError> {
+        Ok(self.write(dir, mtime)?)
+    }
+}
+
 /// Where the layers go: a repository of a registry, and what is known of layers pushed
 /// before.
 pub struct PushTarget<'a> {
@@ -685,8 +716,8 @@ pub struct PushTarget<'a> {
 /// without being read, and one whose blob the registry has in the target repository, or
 /// can mount from another repository of it, is taken as it is; the others are written
 /// (compressed, in parallel: the one pass over their files).
-pub async fn prepare_layers(
-    plans: Vec<LayerPlan>,
+pub async fn prepare_layers<P: PlannedLayer>(
+    plans: Vec<P>,
     mtime: u64,
     target: Option<PushTarget<'_>>,
 ) -> Result<Vec<Ready>, DaemonlessError> {
@@ -700,7 +731,7 @@ pub async fn prepare_layers(
     {
         let diff_ids = {
             let (plans, known) = (plans.clone(), (*known).clone());
-            blocking("hashing the layers", move || {
+            blocking("looking up the layers", move || {
                 known_diff_ids(&plans, mtime, &known)
             })
             .await?
@@ -719,7 +750,7 @@ pub async fn prepare_layers(
             let dir = std::env::temp_dir();
             missing
                 .par_iter()
-                .map(|&i| Ok((i, plans[i].write(&dir, mtime)?)))
+                .map(|&i| Ok((i, plans[i].write_layer(&dir, mtime)?)))
                 .collect::<Result<Vec<_>, DaemonlessError>>()
         })
         .await?
@@ -737,7 +768,7 @@ pub async fn prepare_layers(
                 }) = &target
                 {
                     known.put(&layer, image);
-                    if let Ok(key) = plans[i].key(mtime) {
+                    if let Ok(key) = plans[i].layer_key(mtime) {
                         known.put_key(&key, &layer.diff_id);
                     }
                 }
@@ -759,15 +790,15 @@ pub async fn prepare_layers(
 /// `diff_id` comes from writing it, which the build must do anyway unless the registry has
 /// the blob, and a key is unseen only for a layer never built here (or one whose key was
 /// pruned before its record: it is compressed again, and its push finds the blob there).
-fn known_diff_ids(
-    plans: &[LayerPlan],
+fn known_diff_ids<P: PlannedLayer>(
+    plans: &[P],
     mtime: u64,
     known: &KnownLayers,
 ) -> Result<Vec<Option<Digest>>, DaemonlessError> {
     use rayon::prelude::*;
     plans
         .par_iter()
-        .map(|p| Ok(known.diff_id_of(&p.key(mtime)?)))
+        .map(|p| Ok(known.diff_id_of(&p.layer_key(mtime)?)))
         .collect()
 }
 

@@ -824,8 +824,10 @@ impl Stage {
 }
 
 /// The kept venv to start from (and what it was made from), or a new one to keep, for a
-/// requirements install of the first platform; `None` for others (a lock, a second
-/// platform's constraints, an option line in the requirements) or without a cache dir.
+/// requirements install; `None` for others (a lock, an option line in the requirements)
+/// or without a cache dir. A later platform's venv (installed with the first platform's
+/// versions as constraints) is kept under a key with those constraints in it, and taken
+/// only when the requirements are the same ([`venv::Install`] adds nothing to it).
 fn kept_stage(
     staging: &std::path::Path,
     checked: &Checked,
@@ -834,9 +836,6 @@ fn kept_stage(
     let venv::Packages::Requirements { args, requirements } = installing.packages else {
         return None;
     };
-    if installing.constraints.is_some() {
-        return None;
-    }
     let lines = kept::requirement_lines(requirements)?;
     let uv = std::fs::metadata(installing.uv).ok()?;
     let uv_id = format!(
@@ -846,7 +845,7 @@ fn kept_stage(
         uv.modified().ok()
     );
     let python = &checked.python;
-    let key = kept::key(&[
+    let mut parts = vec![
         "requirements v1",
         &uv_id,
         &python.path,
@@ -854,7 +853,11 @@ fn kept_stage(
         &python.minor,
         &checked.python_platform,
         args,
-    ]);
+    ];
+    if let Some(constraints) = installing.constraints {
+        parts.extend(["constraints", constraints]);
+    }
+    let key = kept::key(&parts);
     let store = staging.join("kept");
     let (slot, previous) = match kept::take(&store, &key, &lines) {
         Some((slot, previous)) => (slot, Some(previous)),
@@ -1057,8 +1060,9 @@ async fn make_platform(
     let user = user_steps(&base, &path_at_end, installing.epoch)?;
     // At once: the apt layers (unpacking and compressing, on a blocking thread) and uv's
     // install (a child process, mostly the network and the disk). Neither reads the other.
+    let mtime = crate::oci::epoch::layer_mtime(installing.epoch);
     let (apt, installed) = tokio::join!(
-        apt_layers::new_layers(apt.as_ref(), deps, target.as_ref(), progress),
+        apt_layers::new_layers(apt.as_ref(), deps, mtime, target.as_ref(), progress),
         install_venv(deps, platform, &checked, installing, progress),
     );
     let apt = apt?;

@@ -21,8 +21,8 @@ pub enum UvError {
 
 /// Builds the dependency image of `deps` (a [`BuildPlan::dependencies`] plan) for each of
 /// its platforms with uv on what the decision saw (`preflight`) and pushes it to
-/// `client`'s registry as `deps.image` (several: one index). Returns the digest of what the
-/// tag names.
+/// `client`'s registry as `deps.image` (several: one index). A platform's image is pushed
+/// while the next one is built. Returns the digest of what the tag names.
 pub async fn build_and_push(
     client: &RegistryClient,
     deps: &BuildPlan,
@@ -34,28 +34,56 @@ pub async fn build_and_push(
         .with_preflight(preflight.clone());
     let several = platforms.several();
     let mut index = Index::default();
+    let mut pushing = None;
     for platform in platforms.iter() {
-        let made = build.platform(platform, progress).await?;
-        let (name, reference) = if several {
-            let name = format!(
-                "push {} for {platform} (on {})",
-                deps.image, made.base_image
-            );
-            (name, Reference::Digest)
-        } else {
-            let name = format!("push {} (on {})", deps.image, made.base_image);
-            (name, Reference::Tag)
+        let building = build.platform(platform, progress);
+        let made = match pushing.take() {
+            Some(push) => {
+                let (made, pushed) = tokio::join!(building, push);
+                let (platform, descriptor, _) = pushed?;
+                index.push_descriptor(&platform, descriptor);
+                made?
+            }
+            None => building.await?,
         };
-        let publisher = Registry::new(client, &deps.image)
-            .copying_from(&made.base_client)
-            .metered(progress, "push-deps");
-        let pushing = publisher.push(&made.image, reference, Check::none());
-        let pushed = progress.in_step("push-deps", &name, pushing).await?;
+        let push = push_one(client, deps, platform.clone(), made, several, progress);
         if !several {
-            return Ok(pushed.digest);
+            return Ok(push.await?.2);
         }
-        index.push_descriptor(platform, made.image.descriptor());
+        pushing = Some(Box::pin(push));
+    }
+    if let Some(push) = pushing {
+        let (platform, descriptor, _) = push.await?;
+        index.push_descriptor(&platform, descriptor);
     }
     let publisher = Registry::new(client, &deps.image);
     Ok(publisher.push_index(&index, Check::none()).await?)
+}
+
+/// Pushes one platform's image (by digest when there are `several`): the platform, the
+/// image's descriptor and the digest pushed.
+async fn push_one(
+    client: &RegistryClient,
+    deps: &BuildPlan,
+    platform: crate::oci::Platform,
+    made: super::Made,
+    several: bool,
+    progress: &Progress,
+) -> Result<(crate::oci::Platform, crate::oci::image::Descriptor, Digest), UvError> {
+    let (name, reference) = if several {
+        let name = format!(
+            "push {} for {platform} (on {})",
+            deps.image, made.base_image
+        );
+        (name, Reference::Digest)
+    } else {
+        let name = format!("push {} (on {})", deps.image, made.base_image);
+        (name, Reference::Tag)
+    };
+    let publisher = Registry::new(client, &deps.image)
+        .copying_from(&made.base_client)
+        .metered(progress, "push-deps");
+    let pushing = publisher.push(&made.image, reference, Check::none());
+    let pushed = progress.in_step("push-deps", &name, pushing).await?;
+    Ok((platform, made.image.descriptor(), pushed.digest))
 }

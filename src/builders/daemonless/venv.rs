@@ -371,7 +371,10 @@ impl Install<'_> {
         let Some(added) = super::kept::added(&kept.lines, &wanted) else {
             return Ok(None);
         };
-        if self.constraints.is_some() || restore_uv_form(venv, &kept.uv_form).is_err() {
+        // Under another platform's constraints (in the kept venv's key) only the same
+        // requirements: what uv would add under them is not checked here.
+        let constrained = self.constraints.is_some() && !added.is_empty();
+        if constrained || restore_uv_form(venv, &kept.uv_form).is_err() {
             return Ok(None);
         }
         if added.is_empty() {
