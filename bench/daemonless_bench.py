@@ -202,7 +202,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.binary:
-        binary = args.binary
+        binary = str(Path(args.binary).resolve())  # the builds run in their project dirs
     else:
         subprocess.run(["cargo", "build", "--release", "-q"], cwd=REPO, check=True)
         binary = str(REPO / "target" / "release" / "imagespec")
@@ -279,7 +279,7 @@ def main() -> None:
     lo, hi = min(loads), max(loads)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, load "
-        f"{lo:.1f}–{hi:.1f} during the builds (another benchmark shared the machine), dockerd 20.10 "
+        f"{lo:.1f}–{hi:.1f} during the builds, dockerd 20.10 "
         f"(BuildKit) and a local registry; flytekit {FLYTEKIT.split('==')[1]}; "
         f"uv {subprocess.run([UV_BIN, '--version'], capture_output=True, text=True).stdout.split()[1]}; "
         f"median of {args.runs}; release binary. Floor = download + compression + upload at this "
