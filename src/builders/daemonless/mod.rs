@@ -347,7 +347,10 @@ async fn read_base(
     let kept = match cached_base {
         Some(kept) => kept,
         None => {
-            let step = format!("read {image} ({} layers)", manifest.layers.len());
+            let step = format!(
+                "read {image} for {platform} ({} layers)",
+                manifest.layers.len()
+            );
             let reading = read_tree(client, image, manifest);
             let kept = progress.in_step("base", &step, reading).await?;
             if let Some(path) = cached {
