@@ -290,16 +290,8 @@ pub fn remember(hex: &str, facts: &LayerFacts) {
 }
 
 fn write_cache(file: &Path, facts: &LayerFacts) {
-    let Some(dir) = file.parent() else { return };
     let body = serde_json::to_string(facts).expect("facts serialise");
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let temp = tempfile::NamedTempFile::new_in(dir)?;
-        std::fs::write(temp.path(), format!("{CACHE_HEADER}\n{body}"))?;
-        temp.persist(file).map_err(|e| e.error)?;
-        Ok(())
-    };
-    let _ = write();
+    crate::scratch::keep_in_cache(file, format!("{CACHE_HEADER}\n{body}").as_bytes());
 }
 
 #[cfg(test)]

@@ -131,14 +131,7 @@ pub const SHARED_LAYERS: usize = 6;
 /// a hundred layers of a large set (slow to pull, near overlayfs' limits). Indexes into
 /// `packages`.
 pub fn layout(packages: &[(&str, u64)]) -> Vec<Vec<usize>> {
-    let mut own: Vec<usize> = (0..packages.len())
-        .filter(|&i| packages[i].1 >= OWN_LAYER_KIB)
-        .collect();
-    own.sort_by(|&a, &b| {
-        (packages[b].1.cmp(&packages[a].1)).then(packages[a].0.cmp(packages[b].0))
-    });
-    own.truncate(MAX_OWN_LAYERS);
-    own.sort_by_key(|&i| packages[i].0);
+    let own = APT_SPREAD.own(packages);
     let mut shared: Vec<Vec<usize>> = vec![Vec::new(); SHARED_LAYERS];
     for i in (0..packages.len()).filter(|i| !own.contains(i)) {
         shared[shared_layer(packages[i].0)].push(i);
@@ -151,13 +144,16 @@ pub fn layout(packages: &[(&str, u64)]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// The shared layer (of [`SHARED_LAYERS`]) a package goes to: by a hash of its name, the
-/// same on every machine and for every version.
+/// The apt step's [`image::Spread`].
+const APT_SPREAD: image::Spread = image::Spread {
+    own_from: OWN_LAYER_KIB,
+    max_own: MAX_OWN_LAYERS,
+    shared: SHARED_LAYERS,
+};
+
+/// The shared layer (of [`SHARED_LAYERS`]) a package goes to.
 fn shared_layer(name: &str) -> usize {
-    use sha2::{Digest as _, Sha256};
-    let hash = Sha256::digest(name.as_bytes());
-    let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
-    (n % SHARED_LAYERS as u64) as usize
+    APT_SPREAD.shared_layer(name)
 }
 
 /// One layer of packages' files: the `.deb`s of `members` unpacked in turn (a directory two

@@ -237,23 +237,58 @@ enum Slot {
 /// same layout on every machine (the image's digest is reproducible), and a package keeps
 /// its slot when others are added unless it is pushed out of the largest forty.
 fn package_layout(sizes: &BTreeMap<String, u64>) -> BTreeMap<String, Slot> {
-    let mut large: Vec<(&String, u64)> = sizes
-        .iter()
-        .filter(|(_, size)| **size >= OWN_LAYER_BYTES)
-        .map(|(name, size)| (name, *size))
-        .collect();
-    large.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    large.truncate(MAX_OWN_LAYERS);
-    let mut own: Vec<&String> = large.into_iter().map(|(name, _)| name).collect();
-    own.sort();
+    let packages: Vec<(&str, u64)> = sizes.iter().map(|(n, s)| (n.as_str(), *s)).collect();
     let mut layout: BTreeMap<String, Slot> = sizes
         .keys()
         .map(|name| (name.clone(), Slot::Shared(shared_layer(name))))
         .collect();
-    for (i, name) in own.into_iter().enumerate() {
-        layout.insert(name.clone(), Slot::Own(i));
+    for (slot, i) in VENV_SPREAD.own(&packages).into_iter().enumerate() {
+        layout.insert(packages[i].0.to_string(), Slot::Own(slot));
     }
     layout
+}
+
+/// The venv's [`Spread`].
+const VENV_SPREAD: Spread = Spread {
+    own_from: OWN_LAYER_BYTES,
+    max_own: MAX_OWN_LAYERS,
+    shared: SHARED_PACKAGE_LAYERS,
+};
+
+/// The rule both package layers follow (the venv's, [`package_layout`], and the apt
+/// step's, [`super::apt_layers::layout`]): the `max_own` largest packages of at least
+/// `own_from` (in the caller's unit) get a layer each; the others share `shared` layers by
+/// a hash of their name. The same packages give the same spread on every machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    pub own_from: u64,
+    pub max_own: usize,
+    pub shared: usize,
+}
+
+impl Spread {
+    /// The packages (indexes into `packages`: name and size) with a layer of their own:
+    /// the largest from `own_from`, ties by name, at most `max_own`, in name order.
+    pub fn own(&self, packages: &[(&str, u64)]) -> Vec<usize> {
+        let mut own: Vec<usize> = (0..packages.len())
+            .filter(|&i| packages[i].1 >= self.own_from)
+            .collect();
+        own.sort_by(|&a, &b| {
+            (packages[b].1.cmp(&packages[a].1)).then(packages[a].0.cmp(packages[b].0))
+        });
+        own.truncate(self.max_own);
+        own.sort_by_key(|&i| packages[i].0);
+        own
+    }
+
+    /// The shared layer (of `shared`) a package goes to: by a hash of its name, the same
+    /// on every machine and for every version.
+    pub fn shared_layer(&self, name: &str) -> usize {
+        use sha2::{Digest as _, Sha256};
+        let hash = Sha256::digest(name.as_bytes());
+        let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+        (n % self.shared as u64) as usize
+    }
 }
 
 /// The venv's layers: `venv` (a local directory) as `/root/.venv`, owned by `owner` (group
@@ -425,13 +460,9 @@ fn split_by_package(
     layers
 }
 
-/// The shared layer (of [`SHARED_PACKAGE_LAYERS`]) a small package's files go to: by a hash
-/// of its name, the same on every machine and for every version.
+/// The shared layer (of [`SHARED_PACKAGE_LAYERS`]) a small package's files go to.
 fn shared_layer(name: &str) -> usize {
-    use sha2::{Digest as _, Sha256};
-    let hash = Sha256::digest(name.as_bytes());
-    let n = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
-    (n % SHARED_PACKAGE_LAYERS as u64) as usize
+    VENV_SPREAD.shared_layer(name)
 }
 
 /// Which installed package owns each file of `venv` (paths relative to it), from the
