@@ -262,6 +262,44 @@ fn output_refuses_what_it_cannot_assemble() {
     assert!(err.contains("unknown output kind"), "{err}");
 }
 
+/// A source file whose name an image layer reads as a whiteout (`.wh.NAME` deletes `NAME`
+/// from the layers below) is refused with exit 2 before anything is built, for the
+/// Dockerfile's context and for the layer imagespec writes itself; `tag` still names it as
+/// flytekit does.
+#[test]
+fn a_source_file_named_as_a_whiteout_is_refused_before_the_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("src/pkg")).unwrap();
+    std::fs::write(dir.path().join("src/pkg/app.py"), "x = 1\n").unwrap();
+    std::fs::write(dir.path().join("src/pkg/.wh.app.py"), "").unwrap();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        "name = \"x\"\nregistry = \"localhost:1\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
+    )
+    .unwrap();
+    for args in [
+        &["render", "spec.toml", "-o", "ctx"][..],
+        &["build", "spec.toml", "--output", "oci:out"][..],
+    ] {
+        let out = imagespec(dir.path()).args(args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(".wh.app.py"), "{args:?}: {err}");
+        assert!(err.contains("OCI whiteout"), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("out").exists());
+    let tag = imagespec(dir.path())
+        .args(["tag", "spec.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        tag.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&tag.stderr)
+    );
+}
+
 /// The flytekit requirement added to packages can be set (the plugin passes the running
 /// flytekit's, as flytekit's builder does) without changing the image name.
 #[test]

@@ -12,8 +12,8 @@ use std::process::Command as Process;
 mod common;
 
 use common::e2e::{
-    DOCKER, NO_DAEMON, Services, image_snapshot, imagespec_in, inspect_json, output, run_id,
-    run_json, skopeo_inspect, tree_difference, write_spec,
+    DOCKER, NO_DAEMON, RegistryLog, Services, image_snapshot, imagespec_in, inspect_json, output,
+    run_id, run_json, skopeo_inspect, tree_difference, write_spec,
 };
 
 /// The harness's services and uv, or `None`.
@@ -364,9 +364,28 @@ fn an_unchanged_package_set_reuses_its_apt_layers() {
     let Some((env, uv)) = services() else { return };
     let proj = project(&env, &format!("h-apt-cache-{}", run_id()), r#"["jq"]"#);
     let cache = tempfile::tempdir().expect("cache dir");
-    let (ok, _, first) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
+    let log = RegistryLog::of(&env);
+    let mark = log.mark();
+    let (ok, result, first) = build_with_cache(proj.path(), &uv, false, Some(cache.path()), &[]);
     assert!(ok, "{first}");
     assert!(!first.contains("not written again"), "{first}");
+    // The SBOM attached to the image (and to its dependency image) took every layer's
+    // findings from the build: the apt layers' from the files it wrote, none read back.
+    let image = result["image"].as_str().expect("image");
+    let repository = image
+        .split_once('/')
+        .expect("host")
+        .1
+        .rsplit_once(':')
+        .expect("tag")
+        .0;
+    let read_back: Vec<String> = log
+        .requests_of(repository, "blobs", mark)
+        .into_iter()
+        .filter(|request| request.starts_with("GET "))
+        .collect();
+    assert_eq!(read_back, Vec::<String>::new(), "{first}");
+    assert!(first.contains("\"sbom\""), "an SBOM was attached: {first}");
     // The apt layers are written while uv installs.
     assert!(
         step_at(&first, "started", "uv pip install for linux/amd64")

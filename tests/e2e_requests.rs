@@ -32,7 +32,8 @@ use std::path::Path;
 mod common;
 
 use common::e2e::{
-    Services, imagespec_in, registry_digest, run_id, run_json, services, skopeo_inspect,
+    RegistryLog, Services, imagespec_in, registry_digest, run_id, run_json, services,
+    skopeo_inspect,
 };
 
 /// The repository of this test's images (and of its dependency image, found after the
@@ -63,51 +64,6 @@ builder_options = {{ add_flytekit = false }}
         uv = s.uv_image,
     );
     std::fs::write(proj.join("spec.toml"), spec).expect("spec");
-}
-
-/// The harness registry's request log.
-struct RegistryLog(std::path::PathBuf);
-
-impl RegistryLog {
-    fn of(s: &Services) -> RegistryLog {
-        let state = s
-            .file
-            .get("IMAGESPEC_E2E_STATE")
-            .unwrap_or_else(|| "/tmp/imagespec-e2e".into());
-        RegistryLog(Path::new(&state).join("registry-plain.log"))
-    }
-
-    /// Its length now: the requests after it are the next run's.
-    fn mark(&self) -> u64 {
-        std::fs::metadata(&self.0).map_or(0, |m| m.len())
-    }
-
-    /// The manifest requests (`METHOD reference`) for `NAME` logged since `mark`, in order.
-    fn manifest_requests(&self, mark: u64) -> Vec<String> {
-        self.manifest_requests_of(NAME, mark)
-    }
-
-    /// The manifest requests for the repository `name` logged since `mark`, in order.
-    fn manifest_requests_of(&self, name: &str, mark: u64) -> Vec<String> {
-        let bytes = std::fs::read(&self.0).expect("the registry's log");
-        let text = String::from_utf8_lossy(&bytes[mark as usize..]);
-        let path = format!("/v2/{name}/manifests/");
-        text.lines()
-            // The access log's line: `… "HEAD /v2/NAME/manifests/TAG HTTP/1.1" 200 …`.
-            .filter_map(|line| {
-                line.split_once(" - - [")?
-                    .1
-                    .split_once("] \"")?
-                    .1
-                    .split_once(' ')
-            })
-            .filter_map(|(method, rest)| {
-                let uri = rest.split_once(" HTTP/")?.0;
-                let reference = uri.strip_prefix(&path)?;
-                Some(format!("{method} {reference}"))
-            })
-            .collect()
-    }
 }
 
 /// `imagespec build --json` in `proj` with its own cache directory (the default: caches on).
@@ -144,7 +100,7 @@ fn the_registry_is_asked_once_per_fact() {
     // Skip: one manifest request for the image, and the digest it gave names the image.
     let mark = log.mark();
     let skipped = build(&proj, &cache);
-    let requests = log.manifest_requests(mark);
+    let requests = log.requests_of(NAME, "manifests", mark);
     assert_eq!(skipped.result()["action"], "skipped", "{}", skipped.text);
     let own: Vec<&String> = requests.iter().filter(|r| !r.contains(" deps-")).collect();
     assert_eq!(own, [&format!("HEAD {tag}")], "{}", skipped.text);
@@ -160,7 +116,7 @@ fn the_registry_is_asked_once_per_fact() {
     project(&proj, &s, &run_id());
     let mark = log.mark();
     let appended = build(&proj, &cache);
-    let requests = log.manifest_requests(mark);
+    let requests = log.requests_of(NAME, "manifests", mark);
     assert_eq!(appended.result()["action"], "appended", "{}", appended.text);
     let image = appended.result()["image"]
         .as_str()
@@ -235,7 +191,7 @@ fn the_registry_is_asked_once_per_fact() {
 fn skip_requests(proj: &Path, cache: &Path, log: &RegistryLog, name: &str) -> Vec<String> {
     let mark = log.mark();
     let skipped = build(proj, cache);
-    let requests = log.manifest_requests_of(name, mark);
+    let requests = log.manifests_of(name, mark);
     assert_eq!(skipped.result()["action"], "skipped", "{}", skipped.text);
     let image = skipped.result()["image"].as_str().expect("image");
     let digest = skipped.result()["digest"].as_str().expect("a digest");
@@ -377,13 +333,13 @@ builder_options = {{ add_flytekit = false }}
         assert_eq!(skipped.result()["action"], "skipped", "{}", skipped.text);
         assert_eq!(tags(&skipped), (tag.clone(), base_tag.clone()));
         assert_eq!(
-            log.manifest_requests_of(&app, mark),
+            log.manifests_of(&app, mark),
             [format!("{method} {tag}")],
             "{}",
             skipped.text
         );
         assert_eq!(
-            log.manifest_requests_of(&base, mark),
+            log.manifests_of(&base, mark),
             [format!("{method} {base_tag}")],
             "{}",
             skipped.text

@@ -15,7 +15,7 @@
 
 use super::PlanError;
 use super::image::ContextFile;
-use crate::source::layer::RootEntry;
+use crate::source::layer::{RootEntry, is_whiteout};
 use crate::source::untrusted::Root;
 use crate::source::{CopyEntry, LinkPolicy, SourceSet};
 use crate::spec::NormalizedSpec;
@@ -264,7 +264,8 @@ fn inside_context(to: &str) -> bool {
     true
 }
 
-/// Refuses a plan that would write a file outside its context (or outside `/root`).
+/// Refuses a plan that would write a file outside its context (or outside `/root`), or one
+/// whose name a layer would read as a whiteout.
 pub(super) fn check_inside(
     spec: &NormalizedSpec,
     files: &[ContextFile],
@@ -276,8 +277,20 @@ pub(super) fn check_inside(
         to: to.to_string(),
         from: from.cloned(),
     };
+    let whiteout = |to: String, from: Option<&PathBuf>| PlanError::Whiteout {
+        at: spec.at("source_root"),
+        name: spec.name().to_string(),
+        to,
+        from: from.cloned(),
+    };
     for file in files {
         match file {
+            ContextFile::Copy { from, to } if is_whiteout(to) => {
+                return Err(whiteout(to.clone(), Some(from)));
+            }
+            ContextFile::Content { to, .. } | ContextFile::Dir { to } if is_whiteout(to) => {
+                return Err(whiteout(to.clone(), None));
+            }
             ContextFile::Copy { from, to } if !inside_context(to) => {
                 return Err(outside(to, Some(from)));
             }
@@ -289,6 +302,12 @@ pub(super) fn check_inside(
     }
     for entry in root_entries {
         match entry {
+            RootEntry::File { to, from } if is_whiteout(to) => {
+                return Err(whiteout(format!("/root/{to}"), Some(from)));
+            }
+            RootEntry::Dir { to } if is_whiteout(to) => {
+                return Err(whiteout(format!("/root/{to}"), None));
+            }
             RootEntry::File { to, from } if !inside_context(to) => {
                 return Err(outside(&format!("/root/{to}"), Some(from)));
             }
@@ -304,6 +323,43 @@ pub(super) fn check_inside(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_a_layer_reads_as_a_whiteout_is_refused_wherever_it_is_copied() {
+        for name in [".wh.app.py", "pkg/.wh..wh..opq", ".wh.pkg/x.py"] {
+            assert!(is_whiteout(name), "{name}");
+        }
+        for name in ["x.wh.py", "pkg/wh.x", ".whx", "a/.w.h/b"] {
+            assert!(!is_whiteout(name), "{name}");
+        }
+        let spec_file =
+            crate::SpecFile::parse(Path::new("/p/spec.toml"), "name = \"i\"\n").unwrap();
+        let (_, spec) = spec_file.select(None).unwrap();
+        let copied = ContextFile::Copy {
+            from: PathBuf::from("/m/.wh.app.py"),
+            to: "src/.wh.app.py".into(),
+        };
+        let err = check_inside(spec, &[copied], &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("/m/.wh.app.py would be copied to src/.wh.app.py"),
+            "{err}"
+        );
+        assert!(err.contains("OCI whiteout"), "{err}");
+        let layered = RootEntry::File {
+            to: ".wh.pkg/x.py".into(),
+            from: PathBuf::from("/m/.wh.pkg/x.py"),
+        };
+        let err = check_inside(spec, &[], &[layered]).unwrap_err().to_string();
+        assert!(err.contains("copied to /root/.wh.pkg/x.py"), "{err}");
+        let dir = RootEntry::Dir {
+            to: "pkg/.wh..wh..opq".into(),
+        };
+        let err = check_inside(spec, &[], &[dir]).unwrap_err().to_string();
+        assert!(
+            err.contains("the directory /root/pkg/.wh..wh..opq"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn context_paths_stay_inside_once_dots_are_resolved() {

@@ -103,6 +103,22 @@ pub enum PlanError {
         to: String,
         from: Option<std::path::PathBuf>,
     },
+    /// A file or directory named `.wh.NAME`: in an image layer that name is a whiteout,
+    /// which deletes `NAME` from the layers below instead of adding a file.
+    #[error(
+        "{at}: image `{name}`: {}{to}, and a name starting with `.wh.` is an OCI whiteout: \
+         in an image layer it deletes files of the layers below instead of adding one; \
+         rename it, or keep it out of what is copied (.dockerignore)",
+        from.as_ref()
+            .map(|f| format!("{} would be copied to ", f.display()))
+            .unwrap_or_else(|| "the image would get the directory ".into())
+    )]
+    Whiteout {
+        at: FieldAt,
+        name: String,
+        to: String,
+        from: Option<std::path::PathBuf>,
+    },
     #[error("{at}: image `{name}`: `copy` entry `{entry}` does not exist (relative to {})", dir.display())]
     CopyMissing {
         at: FieldAt,

@@ -105,47 +105,58 @@ pub struct Entry {
 
 /// Why `entry` goes, or `None` when it stays.
 pub fn stale(entry: &Entry, ages: &Ages) -> Option<String> {
-    let days = |d: Duration| d.as_secs() / DAY.as_secs();
     match entry.area {
-        Area::Scratch if !entry.locked => {
-            Some("left by a run that ended (no process holds its lock)".into())
+        Area::Scratch => {
+            (!entry.locked).then(|| "left by a run that ended (no process holds its lock)".into())
         }
-        Area::Scratch => None,
-        Area::Staging if entry.age > ages.staging => Some(format!(
-            "staged {} day(s) ago: no build stages that long",
-            days(entry.age)
-        )),
-        Area::KnownLayer | Area::TreeDigest | Area::LayerKey
-            if entry.unfinished && entry.age > ages.unfinished =>
-        {
-            Some("an unfinished write older than a day".into())
+        Area::UvCache => Some("--uv-cache".into()),
+        Area::KnownLayer | Area::TreeDigest | Area::LayerKey if entry.unfinished => {
+            (entry.age > ages.unfinished).then(|| "an unfinished write older than a day".into())
         }
-        Area::KnownLayer | Area::TreeDigest if !entry.unfinished && !entry.whole => {
+        Area::KnownLayer | Area::TreeDigest if !entry.whole => {
             Some("not a whole record (a lookup only misses on it)".into())
         }
-        Area::TreeDigest if entry.age > ages.tree_digests => Some(format!(
-            "not written for {} days (a miss costs one re-hash)",
-            days(entry.age)
-        )),
-        Area::LayerKey if !entry.unfinished && entry.age > ages.layer_keys => Some(format!(
-            "not written for {} days (a miss costs one hash of that layer)",
-            days(entry.age)
-        )),
-        Area::AptFile if entry.age > ages.apt_files => Some(format!(
-            "not used for {} days (a miss costs one download from the mirror, or one parse)",
-            days(entry.age)
-        )),
-        Area::BaseTree if entry.age > ages.base_trees => Some(format!(
-            "not used for {} days (a miss reads the base's layers again)",
-            days(entry.age)
-        )),
-        Area::KeptVenv if !entry.locked && entry.age > ages.kept_venvs => Some(format!(
-            "not kept again for {} days (a miss costs one install from uv's cache)",
-            days(entry.age)
-        )),
-        Area::UvCache => Some("--uv-cache".into()),
-        _ => None,
+        Area::KeptVenv if entry.locked => None,
+        area => {
+            let (limit, since, cost) = age_rule(area, ages)?;
+            let days = entry.age.as_secs() / DAY.as_secs();
+            (entry.age > limit).then(|| format!("{since} {days} day(s) ({cost})"))
+        }
     }
+}
+
+/// The areas whose entries go once unused for long: the limit, what the age counts, and what
+/// a lookup that then misses costs.
+fn age_rule(area: Area, ages: &Ages) -> Option<(Duration, &'static str, &'static str)> {
+    Some(match area {
+        Area::Staging => (ages.staging, "left staged for", "no build stages that long"),
+        Area::TreeDigest => (
+            ages.tree_digests,
+            "not written for",
+            "a miss costs one re-hash",
+        ),
+        Area::LayerKey => (
+            ages.layer_keys,
+            "not written for",
+            "a miss costs one hash of that layer",
+        ),
+        Area::AptFile => (
+            ages.apt_files,
+            "not used for",
+            "a miss costs one download from the mirror, or one parse",
+        ),
+        Area::BaseTree => (
+            ages.base_trees,
+            "not used for",
+            "a miss reads the base's layers again",
+        ),
+        Area::KeptVenv => (
+            ages.kept_venvs,
+            "not kept again for",
+            "a miss costs one install from uv's cache",
+        ),
+        Area::Scratch | Area::UvCache | Area::KnownLayer => return None,
+    })
 }
 
 fn age_since(now: SystemTime, then: Option<SystemTime>) -> Duration {

@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Past this size a file the catalogers would read is left out (a status file is a few MB).
-const FILE_LIMIT: u64 = 64 << 20;
+pub const FILE_LIMIT: u64 = 64 << 20;
 
 /// The packages a layer's files describe, and what the layer removes from those below.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use crate::oci::Digest;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 
 /// The modification time of every entry unless `SOURCE_DATE_EPOCH` sets one: the build
@@ -173,6 +173,12 @@ impl Write for Output {
     }
 }
 
+/// Whether a component of `path` starts with `.wh.`: a name an image layer reads as a
+/// whiteout (`.wh.NAME` deletes `NAME` below it, `.wh..wh..opq` a directory's contents).
+pub fn is_whiteout(path: &str) -> bool {
+    path.split('/').any(|part| part.starts_with(".wh."))
+}
+
 /// A deterministic layer written entry by entry: the caller adds directories, files and
 /// links in the order they are to appear (sorted, parents first), each with its owner and
 /// mode; times are [`LAYER_MTIME`] (or [`LayerWriter::timed`]'s), user and group names
@@ -185,6 +191,27 @@ pub struct LayerWriter {
     /// The gzip'd tar's file and its directory (none for [`LayerWriter::diff_id_only`]).
     file: Option<(crate::scratch::ScratchFile, PathBuf)>,
     files: usize,
+    /// Which regular files to keep a copy of as they are written, and up to what size
+    /// ([`LayerWriter::keeping`]).
+    keep: Option<Keep>,
+    kept: Vec<KeptFile>,
+}
+
+/// Which regular files a writer keeps a copy of, and up to what size.
+#[derive(Clone, Copy)]
+struct Keep {
+    wanted: fn(&str) -> bool,
+    limit: u64,
+}
+
+/// A regular file a [`LayerWriter::keeping`] writer kept as it wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptFile {
+    /// As written into the layer (relative to `/`).
+    pub path: String,
+    pub size: u64,
+    /// Its bytes; empty past the writer's limit.
+    pub bytes: Vec<u8>,
 }
 
 impl LayerWriter {
@@ -227,7 +254,22 @@ impl LayerWriter {
             mtime: LAYER_MTIME,
             file,
             files: 0,
+            keep: None,
+            kept: Vec::new(),
         }
+    }
+
+    /// The same writer keeping a copy of each regular file `wanted` names (its bytes when
+    /// at most `limit`): what a layer's reader would find in it (the SBOM's catalogers'
+    /// files), known without reading the layer back.
+    pub fn keeping(mut self, wanted: fn(&str) -> bool, limit: u64) -> LayerWriter {
+        self.keep = Some(Keep { wanted, limit });
+        self
+    }
+
+    /// The files kept so far ([`LayerWriter::keeping`]), in the order written.
+    pub fn take_kept(&mut self) -> Vec<KeptFile> {
+        std::mem::take(&mut self.kept)
     }
 
     /// The same writer with `mtime` as every entry's time (`SOURCE_DATE_EPOCH`'s, see
@@ -248,6 +290,18 @@ impl LayerWriter {
         header
     }
 
+    /// Refuses a path an image layer would read as a whiteout ([`is_whiteout`]): whatever
+    /// it comes from (a `.deb`, a wheel, a source tree), it would delete files of the layers
+    /// below rather than add one.
+    fn named(path: &str) -> Result<(), SourceError> {
+        match is_whiteout(path) {
+            true => Err(SourceError::Whiteout {
+                path: path.to_string(),
+            }),
+            false => Ok(()),
+        }
+    }
+
     fn failed(path: &str) -> impl FnOnce(std::io::Error) -> SourceError {
         let path = PathBuf::from(path);
         move |source| SourceError::Io { path, source }
@@ -255,6 +309,7 @@ impl LayerWriter {
 
     /// A directory (`path` relative to `/`, without a trailing slash).
     pub fn dir(&mut self, path: &str, attrs: Attrs) -> Result<(), SourceError> {
+        Self::named(path)?;
         let mut header = self.header(tar::EntryType::Directory, attrs, 0);
         self.tar
             .append_data(&mut header, format!("{path}/"), std::io::empty())
@@ -269,10 +324,29 @@ impl LayerWriter {
         size: u64,
         content: impl std::io::Read,
     ) -> Result<(), SourceError> {
+        Self::named(path)?;
         let mut header = self.header(tar::EntryType::Regular, attrs, size);
-        self.tar
-            .append_data(&mut header, path, content)
-            .map_err(Self::failed(path))?;
+        match self.keep {
+            Some(keep) if (keep.wanted)(path) => {
+                let mut bytes = Vec::new();
+                if size <= keep.limit {
+                    let mut content = content.take(size);
+                    content
+                        .read_to_end(&mut bytes)
+                        .map_err(Self::failed(path))?;
+                    self.tar.append_data(&mut header, path, &bytes[..])
+                } else {
+                    self.tar.append_data(&mut header, path, content)
+                }
+                .map_err(Self::failed(path))?;
+                let path = path.to_string();
+                self.kept.push(KeptFile { path, size, bytes });
+            }
+            _ => self
+                .tar
+                .append_data(&mut header, path, content)
+                .map_err(Self::failed(path))?,
+        }
         self.files += 1;
         Ok(())
     }
@@ -300,6 +374,7 @@ impl LayerWriter {
 
     /// A symbolic link to `target`.
     pub fn symlink(&mut self, path: &str, attrs: Attrs, target: &str) -> Result<(), SourceError> {
+        Self::named(path)?;
         let mut header = self.header(tar::EntryType::Symlink, attrs, 0);
         self.tar
             .append_link(&mut header, path, target)
@@ -308,6 +383,7 @@ impl LayerWriter {
 
     /// A hard link to `target`, an earlier entry of this layer (a `.deb`'s hard links).
     pub fn hardlink(&mut self, path: &str, attrs: Attrs, target: &str) -> Result<(), SourceError> {
+        Self::named(path)?;
         let mut header = self.header(tar::EntryType::Link, attrs, 0);
         self.tar
             .append_link(&mut header, path, target)
@@ -532,6 +608,61 @@ mod tests {
         let file = fs::File::create(path).unwrap();
         (&file).write_all(&vec![7u8; data]).unwrap();
         file.set_len(len).unwrap();
+    }
+
+    #[test]
+    fn a_whiteout_name_is_not_written_and_kept_files_are_what_the_layer_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let attrs = Attrs {
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+        };
+        let mut layer = LayerWriter::new(tmp.path())
+            .unwrap()
+            .keeping(|p| p.ends_with("METADATA"), 4);
+        for refused in ["usr/.wh.bin", "opt/.wh..wh..opq", ".wh.etc/x"] {
+            let err = layer.bytes(refused, attrs, b"").unwrap_err().to_string();
+            assert!(err.contains("OCI whiteout"), "{err}");
+            let err = layer.dir(refused, attrs).unwrap_err().to_string();
+            assert!(err.contains(refused), "{err}");
+            assert!(layer.symlink(refused, attrs, "x").is_err());
+            assert!(layer.hardlink(refused, attrs, "x").is_err());
+        }
+        layer.bytes("a/METADATA", attrs, b"abc").unwrap();
+        layer.bytes("b/METADATA", attrs, b"too long").unwrap();
+        layer.bytes("c/other", attrs, b"other").unwrap();
+        let kept = layer.take_kept();
+        let written = layer.finish().unwrap();
+        let kept: Vec<_> = kept
+            .iter()
+            .map(|k| (k.path.as_str(), k.size, &k.bytes[..]))
+            .collect();
+        assert_eq!(
+            kept,
+            [("a/METADATA", 3, &b"abc"[..]), ("b/METADATA", 8, &b""[..])]
+        );
+        let file = fs::File::open(written.file.path()).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let mut found = Vec::new();
+        for entry in tar.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+            found.push((entry.path().unwrap().display().to_string(), body));
+        }
+        let found: Vec<_> = found
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("a/METADATA", "abc"),
+                ("b/METADATA", "too long"),
+                ("c/other", "other")
+            ]
+        );
     }
 
     #[test]

@@ -57,4 +57,11 @@ pub enum SourceError {
     GitTimeout { dir: PathBuf, seconds: u64 },
     #[error(".dockerignore: {0}")]
     Pattern(#[from] crate::py::fnmatch::PatternError),
+    /// An entry named `.wh.NAME` in a layer imagespec writes: a whiteout, which deletes
+    /// `NAME` from the layers below.
+    #[error(
+        "{path}: a name starting with `.wh.` is an OCI whiteout (in a layer it deletes files \
+         of the layers below instead of adding one): not written"
+    )]
+    Whiteout { path: String },
 }

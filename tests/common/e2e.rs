@@ -588,3 +588,51 @@ pub fn curl_json(url: &str, accept: &str) -> Value {
     let body = output(Process::new("curl").args(["-sf", "-H", &format!("Accept: {accept}"), url]));
     serde_json::from_str(&body).expect("json")
 }
+
+/// The harness registry's request log (`$IMAGESPEC_E2E_STATE/registry-plain.log`, written
+/// by `scripts/e2e/up.sh`'s plain registry: one access-log line per request). Other tests
+/// share that registry: read only the repositories a test made.
+pub struct RegistryLog(PathBuf);
+
+impl RegistryLog {
+    pub fn of(s: &Services) -> RegistryLog {
+        let state = s
+            .file
+            .get("IMAGESPEC_E2E_STATE")
+            .unwrap_or_else(|| "/tmp/imagespec-e2e".into());
+        RegistryLog(Path::new(&state).join("registry-plain.log"))
+    }
+
+    /// Its length now: the requests after it are the next run's.
+    pub fn mark(&self) -> u64 {
+        std::fs::metadata(&self.0).map_or(0, |m| m.len())
+    }
+
+    /// The manifest requests for the repository `name` logged since `mark`, in order.
+    pub fn manifests_of(&self, name: &str, mark: u64) -> Vec<String> {
+        self.requests_of(name, "manifests", mark)
+    }
+
+    /// The requests (`METHOD reference`) for `name`'s `kind` (`manifests`, `blobs`) logged
+    /// since `mark`, in order.
+    pub fn requests_of(&self, name: &str, kind: &str, mark: u64) -> Vec<String> {
+        let bytes = std::fs::read(&self.0).expect("the registry's log");
+        let text = String::from_utf8_lossy(&bytes[mark as usize..]);
+        let path = format!("/v2/{name}/{kind}/");
+        text.lines()
+            // The access log's line: `… "HEAD /v2/NAME/manifests/TAG HTTP/1.1" 200 …`.
+            .filter_map(|line| {
+                line.split_once(" - - [")?
+                    .1
+                    .split_once("] \"")?
+                    .1
+                    .split_once(' ')
+            })
+            .filter_map(|(method, rest)| {
+                let uri = rest.split_once(" HTTP/")?.0;
+                let reference = uri.strip_prefix(&path)?;
+                Some(format!("{method} {reference}"))
+            })
+            .collect()
+    }
+}

@@ -111,7 +111,13 @@ async fn ready_layers(
                 source: std::io::Error::other(e.to_string()),
             })??
     };
-    ready.extend(image::prepare_layers(vec![db], mtime, again()).await?);
+    // dpkg's status, from the bytes at hand: the SBOM does not read the layer back.
+    let facts = db.sbom_facts(None);
+    let db = image::prepare_layers(vec![db], mtime, again()).await?;
+    if let (Ok(facts), Some(layer)) = (facts, db.first()) {
+        crate::sbom::layers::remember(layer.digest.hex(), &facts);
+    }
+    ready.extend(db);
     Ok((ready, groups))
 }
 
@@ -183,8 +189,13 @@ impl image::PlannedLayer for PackageLayer {
         Ok(format!("{:x}", hash.finalize()))
     }
 
+    /// Also hands the SBOM what the layer holds for its catalogers (a Python package's
+    /// metadata a `.deb` ships), by the blob's digest: it does not read the layer back.
     fn write_layer(&self, dir: &std::path::Path, mtime: u64) -> Result<Layer, DaemonlessError> {
-        let mut layer = LayerWriter::new(dir)?.timed(mtime);
+        use crate::sbom::layers::{FILE_LIMIT, LayerFacts, add_file, cataloged, remember};
+        let mut layer = LayerWriter::new(dir)?
+            .timed(mtime)
+            .keeping(cataloged, FILE_LIMIT);
         let mut seen = BTreeSet::new();
         for &i in &self.members {
             let unpacked = self.chosen.unpack(i, &mut layer, &mut seen)?;
@@ -196,7 +207,15 @@ impl image::PlannedLayer for PackageLayer {
                 all.insert(i, unpacked);
             }
         }
-        Ok(layer.finish()?)
+        let kept = layer.take_kept();
+        let written = layer.finish()?;
+        let mut facts = LayerFacts::default();
+        for file in kept {
+            // In memory: reading it cannot fail.
+            let _ = add_file(&mut facts, &file.path, file.size, &file.bytes[..]);
+        }
+        remember(written.digest.hex(), &facts);
+        Ok(written)
     }
 }
 
