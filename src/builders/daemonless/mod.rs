@@ -618,7 +618,14 @@ impl<'a> DependencyBuild<'a> {
             .iter()
             .zip(each)
             .map(move |(platform, pins)| {
-                make_platform(self.deps, platform, install, pins, &self.preflight, progress)
+                make_platform(
+                    self.deps,
+                    platform,
+                    install,
+                    pins,
+                    &self.preflight,
+                    progress,
+                )
             })
             .collect()
     }
