@@ -611,6 +611,7 @@ impl<'a> DependencyBuild<'a> {
             base_python,
             packages,
             constraints: None,
+            resolved: None,
             epoch: self.epoch,
         };
         let each = Pins::each(platforms.iter(), &packages);
@@ -711,6 +712,9 @@ struct Installing<'a> {
     packages: venv::Packages<'a>,
     /// Another platform's pins (a lock pins them already: unused).
     constraints: Option<&'a str>,
+    /// Told this platform's versions as soon as they are resolved (the first platform's,
+    /// for the others).
+    resolved: Option<venv::OnResolved<'a>>,
     /// `SOURCE_DATE_EPOCH`: the layers' times, the config's `created`, the shadow day.
     epoch: Option<SourceDateEpoch>,
 }
@@ -935,6 +939,7 @@ async fn install_venv(
             venv::Packages::Requirements { .. } => installing.constraints,
             venv::Packages::Lock { .. } => None,
         },
+        resolved: installing.resolved,
     };
     let how = match installing.packages {
         venv::Packages::Requirements { .. } => "uv pip install",
@@ -1145,13 +1150,17 @@ impl Ours<'_> {
     ) -> Result<Vec<crate::oci::image::NewLayer>, DaemonlessError> {
         let (deps, platform) = (self.deps, self.platform);
         let constraints = self.pins.constraints().await?;
+        let pins = &self.pins;
+        let tell = |resolved: &str| pins.tell(resolved);
         let installing = Installing {
             constraints: constraints.as_deref(),
+            resolved: Some(venv::OnResolved(&tell)),
             ..self.installing
         };
         let installed = install_venv(deps, platform, self.checked, &installing, progress);
-        let (stage, venv_dir, pins) = installed.await?;
-        self.pins.tell(&pins);
+        let (stage, venv_dir, resolved) = installed.await?;
+        // Told again when the dry run already did (a kept venv's install has none).
+        self.pins.tell(&resolved);
         let step = format!("write the user and venv layers for {platform}");
         let writing = write_layers(self.base, self.user, &venv_dir, &installing, progress);
         let layers = progress.in_step("layers", &step, writing).await?;

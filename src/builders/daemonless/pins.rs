@@ -69,7 +69,7 @@ impl Pins {
     }
 
     /// The first platform's versions, told to the platforms waiting for them.
-    pub(super) fn tell(&mut self, pins: &str) {
+    pub(super) fn tell(&self, pins: &str) {
         if let Pins::First(Some(tell)) = self {
             tell.send_replace(Some(pins.to_string()));
         }
