@@ -2,7 +2,9 @@
 //! platforms, the first platform's `uv pip install` resolves, and each later platform
 //! installs with its versions as constraints (one set of versions for every platform, as
 //! one lock would give). The platforms are built at once ([`super::DependencyBuild`]); only
-//! a later platform's install waits, for those versions.
+//! a later platform's install waits, for those versions, which the first platform's dry
+//! run tells as soon as it has them ([`super::venv::Install::resolved`]), while the first's
+//! install still downloads.
 
 use super::DaemonlessError;
 use super::venv::Packages;
