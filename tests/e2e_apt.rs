@@ -213,14 +213,17 @@ fn apt_packages_without_a_daemon_install_what_apt_get_installs() {
 /// Where in `log`'s JSON lines the first `step` event in `state` whose name starts with
 /// `name` is.
 fn step_at(log: &str, state: &str, name: &str) -> usize {
+    step_where(log, state, |n| n.starts_with(name))
+}
+
+/// Where in `log`'s JSON lines the first `step` event in `state` whose name is `named` is.
+fn step_where(log: &str, state: &str, named: impl Fn(&str) -> bool) -> usize {
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .position(|e| {
-            e["event"] == "step"
-                && e["state"] == state
-                && e["name"].as_str().is_some_and(|n| n.starts_with(name))
+            e["event"] == "step" && e["state"] == state && e["name"].as_str().is_some_and(&named)
         })
-        .unwrap_or_else(|| panic!("no step {name:?} {state}:\n{log}"))
+        .unwrap_or_else(|| panic!("no such step {state}:\n{log}"))
 }
 
 fn plan(proj: &Path, uv: &Path) -> serde_json::Value {
@@ -300,6 +303,21 @@ fn two_platforms_get_their_own_architectures_packages() {
     assert!(
         step_at(&log, "started", &format!("read {multi} for linux/arm64"))
             < step_at(&log, "done", "apt indexes for amd64"),
+        "{log}"
+    );
+    // And built at once: arm64's apt layers are being written before amd64's image is
+    // pushed (only arm64's uv install waits, for amd64's versions).
+    let amd64_push = step_where(&log, "started", |n| {
+        n.starts_with("push ") && n.contains(" for linux/amd64 (on ")
+    });
+    assert!(
+        step_at(&log, "started", "write the apt layers for linux/arm64") < amd64_push,
+        "{log}"
+    );
+    // arm64 installs with amd64's versions: it starts once amd64's dry run has them.
+    assert!(
+        step_at(&log, "started", "uv pip install for linux/amd64")
+            < step_at(&log, "started", "uv pip install for linux/arm64"),
         "{log}"
     );
     let image = inspect_json(proj.path(), "spec.toml")["image"]

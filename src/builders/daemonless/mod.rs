@@ -28,6 +28,7 @@ pub(crate) mod base;
 pub(crate) mod config;
 pub(crate) mod image;
 pub(crate) mod kept;
+mod pins;
 pub(crate) mod push;
 pub(crate) mod user;
 pub(crate) mod uvlock;
@@ -40,6 +41,7 @@ use crate::progress::{Event, Progress};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::sbom::layers::LayerFacts;
 use base::BaseTree;
+use pins::Pins;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -92,6 +94,10 @@ pub enum DaemonlessError {
     /// A suite's `InRelease` whose signature does not verify with the base's keys.
     #[error(transparent)]
     AptSignature(#[from] crate::apt::signature::SignatureError),
+    /// A later platform's install waited for the versions of the first platform, whose
+    /// build ended without them (its own error says why).
+    #[error("the build for {0}, whose versions every platform installs, did not finish")]
+    FirstPlatform(Platform),
 }
 
 impl DaemonlessError {
@@ -532,10 +538,11 @@ impl InstallInputs {
     }
 }
 
-/// The daemonless build of a dependency plan's images, one platform at a time: each
-/// platform's wheels, the versions of the first platform's resolution (one set of
-/// versions, as one lock would give), no emulation. Nothing is pushed here: each
-/// [`Made::image`] goes to a publisher ([`crate::publish`]).
+/// The daemonless build of a dependency plan's images: each platform's wheels, the
+/// versions of the first platform's resolution (one set of versions, as one lock would
+/// give), no emulation. The platforms are built at once ([`DependencyBuild::platforms`]):
+/// only a later platform's uv install waits, for the first platform's versions. Nothing is
+/// pushed here: each [`Made::image`] goes to a publisher ([`crate::publish`]).
 pub struct DependencyBuild<'a> {
     deps: &'a BuildPlan,
     inputs: InstallInputs,
@@ -544,8 +551,6 @@ pub struct DependencyBuild<'a> {
     /// an earlier build are then not written again).
     push_to: Option<&'a RegistryClient>,
     timeouts: crate::timeouts::Timeouts,
-    /// The first platform's pins (a lock pins them already: unused).
-    pins: Option<String>,
     /// `SOURCE_DATE_EPOCH`: every time the build writes, when set.
     epoch: Option<SourceDateEpoch>,
     /// What the decision saw of each platform's base and apt step.
@@ -576,7 +581,6 @@ impl<'a> DependencyBuild<'a> {
             uv: venv::find_uv()?,
             push_to,
             timeouts,
-            pins: None,
             epoch: SourceDateEpoch::from_env()?,
             preflight: Preflight::default(),
         })
@@ -589,26 +593,42 @@ impl<'a> DependencyBuild<'a> {
         self
     }
 
-    /// The dependency image of `platform`.
-    pub async fn platform(
-        &mut self,
-        platform: &Platform,
-        progress: &Progress,
-    ) -> Result<Made, DaemonlessError> {
+    /// The dependency image of each platform of the plan, in its order: futures to run at
+    /// once (each then publishes its own). What needs no other platform — the base, the
+    /// apt layers, the user steps, a `uv.lock`'s install — starts at once for every
+    /// platform; a later platform's `uv pip install` starts when the first platform's
+    /// versions are known ([`pins::waits_for_first`]), beside the first's layers and push.
+    pub fn platforms<'s>(
+        &'s self,
+        progress: &'s Progress,
+    ) -> Vec<impl std::future::Future<Output = Result<Made, DaemonlessError>> + 's> {
         let (base_python, packages) = self.inputs.packages();
+        let platforms = &self.deps.platform;
         let install = Installing {
             uv: &self.uv,
             push_to: self.push_to.map(|client| (client, &self.deps.image)),
             timeouts: self.timeouts,
             base_python,
             packages,
-            constraints: self.pins.as_deref(),
+            constraints: None,
+            resolved: None,
             epoch: self.epoch,
         };
-        let (made, pins) =
-            make_platform(self.deps, platform, &install, &self.preflight, progress).await?;
-        self.pins.get_or_insert(pins);
-        Ok(made)
+        let each = Pins::each(platforms.iter(), &packages);
+        platforms
+            .iter()
+            .zip(each)
+            .map(move |(platform, pins)| {
+                make_platform(
+                    self.deps,
+                    platform,
+                    install,
+                    pins,
+                    &self.preflight,
+                    progress,
+                )
+            })
+            .collect()
     }
 }
 
@@ -620,31 +640,26 @@ pub struct LocalDependency {
     pub image: crate::builders::registry::DependencyImage,
 }
 
-/// Makes the dependency image of every platform of `deps` (one resolution, as
-/// [`DependencyBuild`], on what the decision saw) on this machine without pushing it
-/// anywhere.
+/// Makes the dependency image of every platform of `deps` (one resolution, the platforms
+/// at once, as [`DependencyBuild::platforms`], on what the decision saw) on this machine
+/// without pushing it anywhere. Its steps name their platform.
 pub async fn make_local(
     deps: &BuildPlan,
     preflight: &Preflight,
     timeouts: crate::timeouts::Timeouts,
     progress: &Progress,
 ) -> Result<Vec<LocalDependency>, DaemonlessError> {
-    let mut build = DependencyBuild::new(deps, None, timeouts)?.with_preflight(preflight.clone());
-    let platforms = &deps.platform;
-    let mut made_all = Vec::new();
-    for platform in platforms.iter() {
-        let _scope = platforms
-            .several()
-            .then(|| progress.platform_scope(platform.as_str()));
-        let made = build.platform(platform, progress).await?;
+    let build = DependencyBuild::new(deps, None, timeouts)?.with_preflight(preflight.clone());
+    let each = build.platforms(progress).into_iter().map(|making| async {
+        let made = making.await?;
         let image = crate::builders::registry::DependencyImage::from_image(&deps.image, made.image)
             .ok_or_else(|| Fallback("the dependency image has no dependency label".into()))?;
-        made_all.push(LocalDependency {
+        Ok::<_, DaemonlessError>(LocalDependency {
             base_client: made.base_client,
             image,
-        });
-    }
-    Ok(made_all)
+        })
+    });
+    futures_util::future::try_join_all(each).await
 }
 
 /// The apt step of `deps` for each of its platforms, worked out before the decision on the
@@ -685,6 +700,7 @@ async fn prepare_apt_for(
 }
 
 /// What the install step of every platform shares.
+#[derive(Clone, Copy)]
 struct Installing<'a> {
     uv: &'a std::path::Path,
     /// The dependency image's registry and name, when its layers are to be pushed there
@@ -696,6 +712,9 @@ struct Installing<'a> {
     packages: venv::Packages<'a>,
     /// Another platform's pins (a lock pins them already: unused).
     constraints: Option<&'a str>,
+    /// Told this platform's versions as soon as they are resolved (the first platform's,
+    /// for the others).
+    resolved: Option<venv::OnResolved<'a>>,
     /// `SOURCE_DATE_EPOCH`: the layers' times, the config's `created`, the shadow day.
     epoch: Option<SourceDateEpoch>,
 }
@@ -920,6 +939,7 @@ async fn install_venv(
             venv::Packages::Requirements { .. } => installing.constraints,
             venv::Packages::Lock { .. } => None,
         },
+        resolved: installing.resolved,
     };
     let how = match installing.packages {
         venv::Packages::Requirements { .. } => "uv pip install",
@@ -1021,39 +1041,25 @@ async fn write_layers(
     Ok(layers.into_iter().zip(history).collect())
 }
 
-/// One platform's dependency image, and the versions installed.
+/// One platform's dependency image: what needs no other platform (its base, the checks,
+/// the user steps, the apt layers) at once with its uv install and the user and venv
+/// layers, the install waiting for the first platform's versions when `pins` says so
+/// ([`DependencyBuild::platforms`]).
 async fn make_platform(
     deps: &BuildPlan,
     platform: &Platform,
-    installing: &Installing<'_>,
+    installing: Installing<'_>,
+    pins: Pins,
     preflight: &Preflight,
     progress: &Progress,
-) -> Result<(Made, String), DaemonlessError> {
+) -> Result<Made, DaemonlessError> {
     // From its registry's mirror when the defaults file names one: its layers are then read
     // (and mounted) from there.
     let base_ref = deps.pulled_base();
     let seen = preflight.base(platform);
     let base = read_base(&base_ref, platform, seen, installing.timeouts, progress).await?;
-    let apt = preflight
-        .apt
-        .iter()
-        .find(|p| &p.platform == platform)
-        .cloned();
-    // Worked out before the decision; else (a caller that did not) now, by the same rule.
-    let apt = match apt {
-        Some(apt) => Some(apt),
-        None if !deps.apt_packages.is_empty() => {
-            Some(apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await)
-        }
-        None => None,
-    };
-    let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
-    let target = installing.push_to.map(|(client, image)| image::PushTarget {
-        client,
-        image,
-        known: known.as_ref(),
-    });
-    let checked = check_base(deps, &base, platform, installing)?;
+    let apt = apt_step(deps, &base, platform, preflight, progress).await;
+    let checked = check_base(deps, &base, platform, &installing)?;
     let path_at_end = checked
         .env
         .at_end
@@ -1061,25 +1067,30 @@ async fn make_platform(
         .unwrap_or_default()
         .to_string();
     let user = user_steps(&base, &path_at_end, installing.epoch)?;
-    // At once: the apt layers (unpacking and compressing, on a blocking thread) and uv's
-    // install (a child process, mostly the network and the disk). Neither reads the other.
+    let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
+    let target = installing.push_to.map(|(client, image)| image::PushTarget {
+        client,
+        image,
+        known: known.as_ref(),
+    });
+    // At once: the apt layers (unpacking and compressing, on blocking threads) and uv's
+    // install (a child process, mostly the network and the disk) then the user and venv
+    // layers. Neither reads the other.
     let mtime = crate::oci::epoch::layer_mtime(installing.epoch);
-    let (apt, installed) = tokio::join!(
+    let ours = Ours {
+        deps,
+        platform,
+        base: &base,
+        checked: &checked,
+        user: &user,
+        installing,
+        pins,
+    };
+    let (apt, ours) = tokio::join!(
         apt_layers::new_layers(apt.as_ref(), deps, mtime, target.as_ref(), progress),
-        install_venv(deps, platform, &checked, installing, progress),
+        ours.run(progress),
     );
-    let apt = apt?;
-    let (stage, venv_dir, pins) = installed?;
-    let step = format!("write the user and venv layers for {platform}");
-    let writing = write_layers(&base, &user, &venv_dir, installing, progress);
-    let layers = progress.in_step("layers", &step, writing).await?;
-    // Thousands of files: removed (or kept for a later build) while the layers upload.
-    tokio::task::spawn_blocking(stage.done());
-    let layers = layers
-        .into_iter()
-        .map(|(ready, created_by)| ready.into_new_layer(&deps.image, created_by))
-        .collect::<Vec<_>>();
-    let layers = apt.into_iter().chain(layers).collect();
+    let layers = apt?.into_iter().chain(ours?).collect();
     let root_dir = user.root_dir;
     let label = format!(
         "{} {} {} {:o}",
@@ -1092,12 +1103,74 @@ async fn make_platform(
         epoch: installing.epoch,
     };
     let image = config::dependency_image(&base.value, &with, layers);
-    let made = Made {
+    Ok(Made {
         base_client: base.client,
         base_image: base.image,
         image,
-    };
-    Ok((made, pins))
+    })
+}
+
+/// The apt step of `platform` as worked out before the decision; else (a caller that did
+/// not) worked out now on `base`, by the same rule; `None` without `apt_packages`.
+async fn apt_step(
+    deps: &BuildPlan,
+    base: &Base,
+    platform: &Platform,
+    preflight: &Preflight,
+    progress: &Progress,
+) -> Option<apt_layers::Prepared> {
+    let prepared = preflight.apt.iter().find(|p| &p.platform == platform);
+    match prepared {
+        Some(apt) => Some(apt.clone()),
+        None if !deps.apt_packages.is_empty() => {
+            Some(apt_layers::prepare(&base.tree, platform, &deps.apt_packages, progress).await)
+        }
+        None => None,
+    }
+}
+
+/// A platform's own layers to make: the venv installed (with the first platform's
+/// versions, for a later one), then the user and venv layers written.
+struct Ours<'b> {
+    deps: &'b BuildPlan,
+    platform: &'b Platform,
+    base: &'b Base,
+    checked: &'b Checked,
+    user: &'b UserSteps,
+    installing: Installing<'b>,
+    pins: Pins,
+}
+
+impl Ours<'_> {
+    /// Installs the venv (telling its versions to the platforms that wait for them), then
+    /// writes the user and venv layers.
+    async fn run(
+        mut self,
+        progress: &Progress,
+    ) -> Result<Vec<crate::oci::image::NewLayer>, DaemonlessError> {
+        let (deps, platform) = (self.deps, self.platform);
+        let constraints = self.pins.constraints().await?;
+        let pins = &self.pins;
+        let tell = |resolved: &str| pins.tell(resolved);
+        let installing = Installing {
+            constraints: constraints.as_deref(),
+            resolved: Some(venv::OnResolved(&tell)),
+            ..self.installing
+        };
+        let installed = install_venv(deps, platform, self.checked, &installing, progress);
+        let (stage, venv_dir, resolved) = installed.await?;
+        // Told again when the dry run already did (a kept venv's install has none).
+        self.pins.tell(&resolved);
+        let step = format!("write the user and venv layers for {platform}");
+        let writing = write_layers(self.base, self.user, &venv_dir, &installing, progress);
+        let layers = progress.in_step("layers", &step, writing).await?;
+        // Thousands of files: removed (or kept for a later build) while the layers upload.
+        tokio::task::spawn_blocking(stage.done());
+        Ok(layers
+            .into_iter()
+            .map(|(ready, created_by)| ready.into_new_layer(&deps.image, created_by))
+            .collect())
+    }
 }
 
 #[cfg(test)]

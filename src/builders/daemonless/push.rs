@@ -21,8 +21,9 @@ pub enum UvError {
 
 /// Builds the dependency image of `deps` (a [`BuildPlan::dependencies`] plan) for each of
 /// its platforms with uv on what the decision saw (`preflight`) and pushes it to
-/// `client`'s registry as `deps.image` (several: one index). A platform's image is pushed
-/// while the next one is built. Returns the digest of what the tag names.
+/// `client`'s registry as `deps.image` (several: one index). The platforms are built at
+/// once ([`DependencyBuild::platforms`]), each pushed as soon as it is made. Returns the
+/// digest of what the tag names.
 pub async fn build_and_push(
     client: &RegistryClient,
     deps: &BuildPlan,
@@ -30,30 +31,23 @@ pub async fn build_and_push(
     progress: &Progress,
 ) -> Result<Digest, UvError> {
     let platforms = &deps.platform;
-    let mut build = DependencyBuild::new(deps, Some(client), client.timeouts())?
+    let build = DependencyBuild::new(deps, Some(client), client.timeouts())?
         .with_preflight(preflight.clone());
     let several = platforms.several();
+    let each = build
+        .platforms(progress)
+        .into_iter()
+        .zip(platforms.iter())
+        .map(|(making, platform)| async move {
+            let made = making.await?;
+            push_one(client, deps, platform.clone(), made, several, progress).await
+        });
+    let pushed = futures_util::future::try_join_all(each).await?;
     let mut index = Index::default();
-    let mut pushing = None;
-    for platform in platforms.iter() {
-        let building = build.platform(platform, progress);
-        let made = match pushing.take() {
-            Some(push) => {
-                let (made, pushed) = tokio::join!(building, push);
-                let (platform, descriptor, _) = pushed?;
-                index.push_descriptor(&platform, descriptor);
-                made?
-            }
-            None => building.await?,
-        };
-        let push = push_one(client, deps, platform.clone(), made, several, progress);
+    for (platform, descriptor, digest) in pushed {
         if !several {
-            return Ok(push.await?.2);
+            return Ok(digest);
         }
-        pushing = Some(Box::pin(push));
-    }
-    if let Some(push) = pushing {
-        let (platform, descriptor, _) = push.await?;
         index.push_descriptor(&platform, descriptor);
     }
     let publisher = Registry::new(client, &deps.image);

@@ -151,6 +151,20 @@ pub struct Install<'a> {
     pub cache_dir: Option<PathBuf>,
     /// Pins of another platform's resolution (several platforms: one set of versions).
     pub constraints: Option<&'a str>,
+    /// Told the versions of a requirements install from nothing as soon as its dry run
+    /// has resolved them, before the install ends (they are the versions the install
+    /// gives when it succeeds): the other platforms install with them meanwhile.
+    pub resolved: Option<OnResolved<'a>>,
+}
+
+/// What is told the versions a dry run resolved ([`Install::resolved`]).
+#[derive(Clone, Copy)]
+pub struct OnResolved<'a>(pub &'a (dyn Fn(&str) + Sync));
+
+impl std::fmt::Debug for OnResolved<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnResolved")
+    }
 }
 
 /// A failed uv run that is not a reason to fall back.
@@ -517,10 +531,14 @@ impl Install<'_> {
         install.extend(["--python".to_string(), format!("{venv_arg}/bin/python")]);
         install.extend(shared);
         install.extend(words);
-        let (resolved, installed) = tokio::join!(
-            self.run(stage, "resolve", &dry),
-            self.run(stage, "install", &install)
-        );
+        let resolving = async {
+            let resolved = self.run(stage, "resolve", &dry).await;
+            if let (Ok(text), Some(OnResolved(tell))) = (&resolved, self.resolved) {
+                tell(&pins(text).join("\n"));
+            }
+            resolved
+        };
+        let (resolved, installed) = tokio::join!(resolving, self.run(stage, "install", &install));
         let resolved = resolved.map_err(|(_, e)| e)?;
         let installed = installed.map_err(|(text, e)| self.install_failed(&text, e))?;
         Ok(self
