@@ -45,13 +45,35 @@ fi
 build=(cargo fuzz build -O -a --codegen-units 16 --target-dir "$target_dir")
 # cargo fuzz builds one target or all of them.
 ((${#targets[@]} == 1)) && build+=("${targets[0]}")
+# cargo names imagespec's build by its absolute path (a path dependency outside fuzz/'s
+# workspace), and incremental compilation keys what it kept by source paths: built where the
+# clone is, every fresh clone compiled imagespec from nothing (5 min). So the build runs on a
+# copy of the sources kept at one place, $cache/src, where only the files whose content
+# changed are written (unchanged ones keep their times, and cargo reuses what it compiled).
+src=$cache/src
 build_start=$SECONDS
-(cd fuzz && "${build[@]}")
+# One copy and build at a time (another clone's CI run, a developer's).
+mkdir -p "$cache"
+exec 9>"$cache/build.lock"
+flock 9
+git ls-files -z Cargo.toml Cargo.lock build.rs src templates fuzz | sort -z >"$cache/src.list"
+while IFS= read -r -d '' file; do
+    if ! cmp -s "$file" "$src/$file"; then
+        mkdir -p "$src/$(dirname "$file")"
+        cp "$file" "$src/$file"
+    fi
+done <"$cache/src.list"
+# Files the clone no longer has go (a removed module would still compile otherwise).
+(cd "$src" && find Cargo.toml Cargo.lock build.rs src templates fuzz -type f -not -path 'fuzz/target/*' -print0 2>/dev/null | sort -z) |
+    comm -z -23 - "$cache/src.list" | (cd "$src" && xargs -0 -r rm -f)
+# The copy is no git checkout: build.rs names no commit, the same for every run (a commit
+# passed in would recompile imagespec for a change of docs alone).
+(cd "$src/fuzz" && env -u IMAGESPEC_COMMIT "${build[@]}")
+flock -u 9
 echo "fuzz.sh: build took $((SECONDS - build_start)) s (target dir $target_dir)"
 bin_dir=$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release
-# cargo hashes the absolute path of imagespec (a path dependency outside fuzz/'s workspace),
-# so each clone location builds its own copy (150 MB, 400 MB incremental): those not rebuilt
-# for a week go, so that the cache does not grow with every new location.
+# Builds named by the clone locations of earlier runs (before the copy above): gone once
+# not rebuilt for a week.
 find "$bin_dir/deps" "$bin_dir/incremental" "$bin_dir/.fingerprint" -maxdepth 1 \
     -name '*imagespec-*' -mtime +7 -exec rm -rf {} + 2>/dev/null || true
 
