@@ -451,7 +451,10 @@ fn update(state: &mut State, event: &Shown<'_>, platform: Option<&str>, now: Ins
                 .start(step.id, label.clone(), now)
                 .map(|counts| Change::Started(counts, label))
         }
-        Shown::Done { step, .. } => Some(Change::Finished(state.finish(step.id, now))),
+        Shown::Done { step, .. } => {
+            let label = tagged(platform, &step.label);
+            Some(Change::Finished(state.finish(step.id, &label, now)))
+        }
         Shown::Log { id, text } => state.output(id, text).map(Change::Output),
         Shown::Push(push) => state
             .push(
@@ -666,7 +669,7 @@ mod tests {
             (0, 1, "[linux/arm64] install")
         );
         assert!(matches!(
-            update(&mut state, &started, None, now),
+            update(&mut state, &started, Some("linux/arm64"), now),
             Change::Nothing
         ));
         let log = Shown::from(Event::Log {

@@ -2,7 +2,7 @@
 //! the header's count, the bytes each step pushed. Pure: the views (`tty`, `plain`, `json`)
 //! show what an update returns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Bytes per layer of one step: `(sent, size)`.
@@ -17,10 +17,12 @@ pub const OUTPUT_STEP: &str = "output";
 
 #[derive(Debug, Default)]
 pub(super) struct State {
-    running: HashMap<String, Step>,
-    /// Steps queued or running: a step id counts once in `total` while it is here (ids
-    /// such as "push" come back for a later push, which counts again).
-    live: HashSet<String>,
+    /// The running steps of each id: several at once where one step runs for each platform
+    /// at the same time (the uv builder's `apt`, `uv`, `layers`), told apart by label.
+    running: HashMap<String, Vec<Step>>,
+    /// Steps queued or running, by id: how many of that id count in `total` now (ids such
+    /// as "push" come back for a later push, which counts again).
+    live: HashMap<String, usize>,
     total: usize,
     done: usize,
     /// Bytes per step and layer.
@@ -106,35 +108,54 @@ impl State {
 
     /// A step that will run: the new count, unless it was counted already.
     pub fn queue(&mut self, id: &str) -> Option<Counts> {
-        self.live.insert(id.to_string()).then(|| {
-            self.total += 1;
-            self.counts()
-        })
-    }
-
-    /// Step `id` started, shown as `label`: the new count, or `None` when it runs already.
-    pub fn start(&mut self, id: &str, label: String, now: Instant) -> Option<Counts> {
-        if self.live.insert(id.to_string()) {
-            self.total += 1;
-        }
-        if self.running.contains_key(id) {
+        let counted = self.live.entry(id.to_string()).or_insert(0);
+        if *counted > 0 {
             return None;
         }
-        let step = Step {
+        *counted = 1;
+        self.total += 1;
+        Some(self.counts())
+    }
+
+    /// Step `id` started, shown as `label`: the new count, or `None` when it runs already
+    /// (the same id and label). Another label of a running id is another step beside it.
+    pub fn start(&mut self, id: &str, label: String, now: Instant) -> Option<Counts> {
+        let instances = self.running.entry(id.to_string()).or_default();
+        if instances.iter().any(|s| s.label == label) {
+            return None;
+        }
+        // A queued id was counted once, for its first step.
+        let counted = self.live.entry(id.to_string()).or_insert(0);
+        if *counted <= instances.len() {
+            *counted += 1;
+            self.total += 1;
+        }
+        instances.push(Step {
             label,
             started: now,
             last_line: None,
             bytes_said: now,
-        };
-        self.running.insert(id.to_string(), step);
+        });
         Some(self.counts())
     }
 
-    /// Step `id` ended (a step never announced counts too).
-    pub fn finish(&mut self, id: &str, now: Instant) -> Finished {
-        let step = self.running.remove(id);
-        if !self.live.remove(id) {
-            self.total += 1;
+    /// Step `id` shown as `label` ended (else the oldest of that id; a step never announced
+    /// counts too).
+    pub fn finish(&mut self, id: &str, label: &str, now: Instant) -> Finished {
+        let step = self.running.get_mut(id).and_then(|instances| {
+            let at = instances.iter().position(|s| s.label == label);
+            let at = at.or((!instances.is_empty()).then_some(0))?;
+            Some(instances.remove(at))
+        });
+        if self.running.get(id).is_some_and(Vec::is_empty) {
+            self.running.remove(id);
+        }
+        match self.live.get_mut(id) {
+            Some(counted) if *counted > 1 => *counted -= 1,
+            Some(_) => {
+                self.live.remove(id);
+            }
+            None => self.total += 1,
         }
         self.done += 1;
         let transfer = self.transfers.remove(id);
@@ -150,7 +171,7 @@ impl State {
     /// Output of step `id`: its line now, when it runs and `text` has a line that is not
     /// blank (the last one is shown).
     pub fn output(&mut self, id: &str, text: &str) -> Option<Running> {
-        let step = self.running.get_mut(id)?;
+        let step = self.running.get_mut(id)?.last_mut()?;
         let last = text.lines().rfind(|l| !l.trim().is_empty())?;
         step.last_line = Some(last.trim().to_string());
         Some(running(id, step, self.transfers.get(id)))
@@ -175,7 +196,7 @@ impl State {
         let layers = self.transfers.entry(id.to_string()).or_default();
         let entry = layers.entry(layer).or_insert((0, None));
         *entry = pushed(*entry, status, current, total);
-        let step = self.running.get_mut(id)?;
+        let step = self.running.get_mut(id)?.last_mut()?;
         let layers = self.transfers.get(id);
         let text = layers.and_then(|t| transfer_text(id, t));
         let due =
@@ -196,7 +217,7 @@ impl State {
         for id in &ids {
             self.live.remove(id);
         }
-        self.total -= self.live.len();
+        self.total -= self.live.values().sum::<usize>();
         self.live.clear();
         (ids, self.counts())
     }
@@ -369,15 +390,44 @@ mod tests {
         // Started twice: nothing new to show.
         assert_eq!(state.start("a", "A".into(), now), None);
         let later = now + Duration::from_millis(1500);
-        let finished = state.finish("a", later);
+        let finished = state.finish("a", "A", later);
         assert_eq!(finished.counts, counts(1, 1));
         assert_eq!(finished.seconds, 1.5);
         assert_eq!(finished.when(false), "1.5s");
         // A step never announced nor started counts when it ends, and took no time.
-        let cached = state.finish("b", later);
+        let cached = state.finish("b", "B", later);
         assert_eq!((cached.counts, cached.seconds), (counts(2, 2), 0.0));
         assert_eq!(cached.when(true), "CACHED");
         assert_eq!(state.start("a", "A".into(), later), Some(counts(2, 3)));
+    }
+
+    /// Two platforms' steps of one id at once (the uv builder's `apt` for amd64 and arm64):
+    /// each counts, shows and times apart, whichever ends first.
+    #[test]
+    fn steps_of_one_id_running_at_once_are_told_apart_by_label() {
+        let now = Instant::now();
+        let mut state = State::default();
+        assert_eq!(state.queue("apt"), Some(counts(0, 1)));
+        let amd64 = "write the apt layers for linux/amd64";
+        let arm64 = "write the apt layers for linux/arm64";
+        assert_eq!(state.start("apt", amd64.into(), now), Some(counts(0, 1)));
+        let later = now + Duration::from_secs(1);
+        assert_eq!(state.start("apt", arm64.into(), later), Some(counts(0, 2)));
+        assert_eq!(
+            state.start("apt", arm64.into(), later),
+            None,
+            "started twice"
+        );
+        let line = state.output("apt", "unpacking").unwrap();
+        assert_eq!(line.label, arm64, "output goes to the latest");
+        let arm64_done = state.finish("apt", arm64, now + Duration::from_secs(3));
+        assert_eq!((arm64_done.counts, arm64_done.seconds), (counts(1, 2), 2.0));
+        let amd64_done = state.finish("apt", amd64, now + Duration::from_secs(4));
+        assert_eq!((amd64_done.counts, amd64_done.seconds), (counts(2, 2), 4.0));
+        assert_eq!(state.output("apt", "x"), None, "none runs");
+        // The id comes back: one more step.
+        assert_eq!(state.start("apt", amd64.into(), later), Some(counts(2, 3)));
+        assert_eq!(state.clear(), (vec!["apt".to_string()], counts(2, 3)));
     }
 
     #[test]
@@ -419,7 +469,7 @@ mod tests {
         assert_eq!(due.unwrap().due.as_deref(), Some("pushing 3.0 kB / 4.0 kB"));
         let again = state.push("push", Some("l"), "Pushed", (None, None), later);
         assert_eq!(again.unwrap().due, None);
-        let finished = state.finish("push", later);
+        let finished = state.finish("push", "[linux/arm64] push", later);
         assert_eq!(finished.sent, 4_000);
         assert_eq!(finished.when(false), "4.0 kB 10.0s");
     }
