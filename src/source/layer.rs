@@ -374,17 +374,23 @@ impl LayerWriter {
 
     /// A symbolic link to `target`.
     pub fn symlink(&mut self, path: &str, attrs: Attrs, target: &str) -> Result<(), SourceError> {
-        Self::named(path)?;
-        let mut header = self.header(tar::EntryType::Symlink, attrs, 0);
-        self.tar
-            .append_link(&mut header, path, target)
-            .map_err(Self::failed(path))
+        self.link(tar::EntryType::Symlink, path, attrs, target)
     }
 
     /// A hard link to `target`, an earlier entry of this layer (a `.deb`'s hard links).
     pub fn hardlink(&mut self, path: &str, attrs: Attrs, target: &str) -> Result<(), SourceError> {
+        self.link(tar::EntryType::Link, path, attrs, target)
+    }
+
+    fn link(
+        &mut self,
+        kind: tar::EntryType,
+        path: &str,
+        attrs: Attrs,
+        target: &str,
+    ) -> Result<(), SourceError> {
         Self::named(path)?;
-        let mut header = self.header(tar::EntryType::Link, attrs, 0);
+        let mut header = self.header(kind, attrs, 0);
         self.tar
             .append_link(&mut header, path, target)
             .map_err(Self::failed(path))

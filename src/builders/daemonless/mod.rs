@@ -719,6 +719,21 @@ struct Installing<'a> {
     epoch: Option<SourceDateEpoch>,
 }
 
+impl<'a> Installing<'a> {
+    /// Where the layers go, when they are pushed, with what `known` says of earlier pushes.
+    fn target<'k>(&self, known: Option<&'k image::KnownLayers>) -> Option<image::PushTarget<'k>>
+    where
+        'a: 'k,
+    {
+        let (client, image) = self.push_to?;
+        Some(image::PushTarget {
+            client,
+            image,
+            known,
+        })
+    }
+}
+
 /// The base checked for what the install needs: its Python and its wheels' platform.
 struct Checked {
     env: config::DependencyEnv,
@@ -1017,11 +1032,7 @@ async fn write_layers(
         .map(|plan| plan.sbom_facts(locked.as_ref()))
         .collect();
     let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
-    let target = installing.push_to.map(|(client, image)| image::PushTarget {
-        client,
-        image,
-        known: known.as_ref(),
-    });
+    let target = installing.target(known.as_ref());
     let mtime = crate::oci::epoch::layer_mtime(installing.epoch);
     let layers = image::prepare_layers(plans, mtime, target).await?;
     // Handed to the SBOM's findings cache by blob digest: it reads none of them again
@@ -1068,11 +1079,7 @@ async fn make_platform(
         .to_string();
     let user = user_steps(&base, &path_at_end, installing.epoch)?;
     let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
-    let target = installing.push_to.map(|(client, image)| image::PushTarget {
-        client,
-        image,
-        known: known.as_ref(),
-    });
+    let target = installing.target(known.as_ref());
     // At once: the apt layers (unpacking and compressing, on blocking threads) and uv's
     // install (a child process, mostly the network and the disk) then the user and venv
     // layers. Neither reads the other.
