@@ -13,8 +13,8 @@
 //!   steps:   CopyStep { from: "copy/data", to: "data" }, CopyStep { from: "copy/cfg/app.toml", to: "cfg" }
 //! ```
 
-use super::PlanError;
 use super::image::ContextFile;
+use super::{Misplaced, PlanError};
 use crate::source::layer::{RootEntry, is_whiteout};
 use crate::source::untrusted::Root;
 use crate::source::{CopyEntry, LinkPolicy, SourceSet};
@@ -271,18 +271,15 @@ pub(super) fn check_inside(
     files: &[ContextFile],
     root_entries: &[RootEntry],
 ) -> Result<(), PlanError> {
-    let outside = |to: &str, from: Option<&PathBuf>| PlanError::OutsideContext {
-        at: spec.at("source_root"),
-        name: spec.name().to_string(),
-        to: to.to_string(),
-        from: from.cloned(),
-    };
-    let whiteout = |to: String, from: Option<&PathBuf>| PlanError::Whiteout {
+    let refuse = |why, to: String, from: Option<&PathBuf>| PlanError::Placement {
         at: spec.at("source_root"),
         name: spec.name().to_string(),
         to,
         from: from.cloned(),
+        why,
     };
+    let outside = |to: &str, from| refuse(Misplaced::OutsideContext, to.to_string(), from);
+    let whiteout = |to: String, from| refuse(Misplaced::Whiteout, to, from);
     for file in files {
         match file {
             ContextFile::Copy { from, to } if is_whiteout(to) => {
@@ -341,7 +338,7 @@ mod tests {
         };
         let err = check_inside(spec, &[copied], &[]).unwrap_err().to_string();
         assert!(
-            err.contains("/m/.wh.app.py would be copied to src/.wh.app.py"),
+            err.contains("/m/.wh.app.py would be written to `src/.wh.app.py`"),
             "{err}"
         );
         assert!(err.contains("OCI whiteout"), "{err}");
@@ -350,15 +347,12 @@ mod tests {
             from: PathBuf::from("/m/.wh.pkg/x.py"),
         };
         let err = check_inside(spec, &[], &[layered]).unwrap_err().to_string();
-        assert!(err.contains("copied to /root/.wh.pkg/x.py"), "{err}");
+        assert!(err.contains("written to `/root/.wh.pkg/x.py`"), "{err}");
         let dir = RootEntry::Dir {
             to: "pkg/.wh..wh..opq".into(),
         };
         let err = check_inside(spec, &[], &[dir]).unwrap_err().to_string();
-        assert!(
-            err.contains("the directory /root/pkg/.wh..wh..opq"),
-            "{err}"
-        );
+        assert!(err.contains("the path `/root/pkg/.wh..wh..opq`"), "{err}");
     }
 
     #[test]

@@ -88,36 +88,20 @@ pub enum PlanError {
         #[source]
         source: Box<crate::source::SourceError>,
     },
+    /// A file the plan would copy where it must not go: outside the context (or `/root`),
+    /// or under a name an image layer reads as a whiteout.
     #[error(
-        "{at}: image `{name}`: {}`{to}`, which lies outside the build context (and outside \
-         /root in the image) once `..` is resolved: imagespec writes only inside its output; \
-         every source file must lie inside source_root after normalisation (a module path \
-         like `src/../../x.py` climbs out)",
+        "{at}: image `{name}`: {}`{to}`, {why}",
         from.as_ref()
             .map(|f| format!("{} would be written to ", f.display()))
-            .unwrap_or_else(|| "the context path ".into())
+            .unwrap_or_else(|| "the path ".into())
     )]
-    OutsideContext {
+    Placement {
         at: FieldAt,
         name: String,
         to: String,
         from: Option<std::path::PathBuf>,
-    },
-    /// A file or directory named `.wh.NAME`: in an image layer that name is a whiteout,
-    /// which deletes `NAME` from the layers below instead of adding a file.
-    #[error(
-        "{at}: image `{name}`: {}{to}, and a name starting with `.wh.` is an OCI whiteout: \
-         in an image layer it deletes files of the layers below instead of adding one; \
-         rename it, or keep it out of what is copied (.dockerignore)",
-        from.as_ref()
-            .map(|f| format!("{} would be copied to ", f.display()))
-            .unwrap_or_else(|| "the image would get the directory ".into())
-    )]
-    Whiteout {
-        at: FieldAt,
-        name: String,
-        to: String,
-        from: Option<std::path::PathBuf>,
+        why: Misplaced,
     },
     #[error("{at}: image `{name}`: `copy` entry `{entry}` does not exist (relative to {})", dir.display())]
     CopyMissing {
@@ -165,4 +149,32 @@ pub enum PlanError {
         #[source]
         source: crate::oci::reference::ReferenceError,
     },
+}
+
+/// Why a copied file cannot go where the plan would put it ([`PlanError::Placement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misplaced {
+    /// Outside the build context (and `/root` in the image) once `..` is resolved.
+    OutsideContext,
+    /// A component named `.wh.NAME`: in an image layer a whiteout, which deletes `NAME`
+    /// from the layers below instead of adding a file.
+    Whiteout,
+}
+
+impl std::fmt::Display for Misplaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Misplaced::OutsideContext => {
+                "which lies outside the build context (and outside /root in the image) once \
+                 `..` is resolved: imagespec writes only inside its output; every source file \
+                 must lie inside source_root after normalisation (a module path like \
+                 `src/../../x.py` climbs out)"
+            }
+            Misplaced::Whiteout => {
+                "and a name starting with `.wh.` is an OCI whiteout: in an image layer it \
+                 deletes files of the layers below instead of adding one; rename it, or keep \
+                 it out of what is copied (.dockerignore)"
+            }
+        })
+    }
 }
