@@ -15,6 +15,31 @@ use std::path::{Path, PathBuf};
 /// The largest `InRelease` read (Debian's is 150 kB).
 const MAX_RELEASE: u64 = 8 << 20;
 
+/// Tries of one download ([`Fetcher::get`]), and the pause before the next (times the
+/// tries so far).
+const ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Where a download goes, emptied before each try.
+trait Restart: std::io::Write + Send {
+    fn restart(&mut self) -> std::io::Result<()>;
+}
+
+impl Restart for Vec<u8> {
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+impl Restart for std::fs::File {
+    fn restart(&mut self) -> std::io::Result<()> {
+        use std::io::Seek as _;
+        self.set_len(0)?;
+        self.rewind()
+    }
+}
+
 /// A mirror file that could not be had or was not the one listed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -72,6 +97,18 @@ pub enum FetchError {
 /// The fields of a `Packages` index entry that resolving ([`super::resolve`]) and
 /// fetching ([`Fetcher::deb`]) read. The rest — descriptions, tags, other checksums, most
 /// of an index's text — is dropped before parsing ([`deb822::keep_fields`]).
+impl FetchError {
+    /// Whether trying the download again may succeed: the connection or the body failed, or
+    /// the server answered 5xx.
+    fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Http { .. } => true,
+            FetchError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
 pub const INDEX_FIELDS: &[&str] = &[
     "Package",
     "Version",
@@ -130,8 +167,28 @@ impl Fetcher {
         })
     }
 
-    /// The body of `url`, at most `max` bytes, written to `out`; its SHA256.
-    async fn get(
+    /// The body of `url`, at most `max` bytes, written to `out`; its SHA256. A download
+    /// that fails on the way (no answer, a reset, a time-out, a 5xx) is tried again, from
+    /// the start, [`ATTEMPTS`] times in all with a pause between, as apt's
+    /// `Acquire::Retries` does; a refusal (4xx), a body too long or a wrong hash is final.
+    async fn get(&self, url: &str, max: u64, out: &mut dyn Restart) -> Result<String, FetchError> {
+        let mut attempt = 1;
+        loop {
+            out.restart().map_err(|source| FetchError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            match self.get_once(url, max, out).await {
+                Err(e) if attempt < ATTEMPTS && e.is_transient() => {
+                    tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn get_once(
         &self,
         url: &str,
         max: u64,
@@ -330,6 +387,66 @@ fn hex(hash: Sha256) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server on loopback answering each connection in turn with `answers` (a status
+    /// line and a body); the connections it got.
+    fn server(
+        answers: Vec<(&'static str, &'static str)>,
+    ) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/f", listener.local_addr().unwrap());
+        let served = std::thread::spawn(move || {
+            let mut served = 0;
+            for (status, body) in answers {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    break;
+                };
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request);
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes());
+                served += 1;
+            }
+            served
+        });
+        (url, served)
+    }
+
+    #[tokio::test]
+    async fn a_download_failing_on_the_way_is_tried_again_and_a_refusal_is_not() {
+        let fetcher = Fetcher::new(None).unwrap();
+        let (url, served) = server(vec![
+            ("503 Service Unavailable", "busy"),
+            ("500 Internal Server Error", "oops"),
+            ("200 OK", "hello"),
+        ]);
+        let mut body = Vec::new();
+        let sha = fetcher.get(&url, 100, &mut body).await.unwrap();
+        assert_eq!(body, b"hello", "only the last try's body");
+        assert_eq!(sha, hex(Sha256::new_with_prefix(b"hello")));
+        assert_eq!(served.join().unwrap(), 3);
+
+        // One answer only: a second try would find no server and end in another error.
+        let (url, served) = server(vec![("404 Not Found", "no")]);
+        let err = fetcher.get(&url, 100, &mut body).await.unwrap_err();
+        assert!(
+            matches!(err, FetchError::Status { status: 404, .. }),
+            "{err}"
+        );
+        assert_eq!(served.join().unwrap(), 1);
+
+        let (url, served) = server(vec![("503 Service Unavailable", ""); 3]);
+        let err = fetcher.get(&url, 100, &mut body).await.unwrap_err();
+        assert!(
+            matches!(err, FetchError::Status { status: 503, .. }),
+            "{err}"
+        );
+        assert_eq!(served.join().unwrap(), ATTEMPTS as usize);
+    }
 
     #[test]
     fn a_kept_index_is_read_through_its_compression() {
