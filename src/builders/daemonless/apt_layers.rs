@@ -112,12 +112,7 @@ async fn ready_layers(
             })??
     };
     // dpkg's status, from the bytes at hand: the SBOM does not read the layer back.
-    let facts = db.sbom_facts(None);
-    let db = image::prepare_layers(vec![db], mtime, again()).await?;
-    if let (Ok(facts), Some(layer)) = (facts, db.first()) {
-        crate::sbom::layers::remember(layer.digest.hex(), &facts);
-    }
-    ready.extend(db);
+    ready.extend(image::prepare_described_layers(vec![db], None, mtime, again()).await?);
     Ok((ready, groups))
 }
 

@@ -742,6 +742,25 @@ pub struct PushTarget<'a> {
     pub known: Option<&'a KnownLayers>,
 }
 
+/// [`prepare_layers`] of layers planned from files at hand, each layer's SBOM findings
+/// (from those files; with `locked`, the wheels' hashes) handed to the SBOM by its blob
+/// digest, so that it reads none of them back from the registry.
+pub async fn prepare_described_layers(
+    plans: Vec<LayerPlan>,
+    locked: Option<&LockedWheels>,
+    mtime: u64,
+    target: Option<PushTarget<'_>>,
+) -> Result<Vec<Ready>, DaemonlessError> {
+    let facts: Vec<_> = plans.iter().map(|plan| plan.sbom_facts(locked)).collect();
+    let layers = prepare_layers(plans, mtime, target).await?;
+    for (layer, facts) in layers.iter().zip(facts) {
+        if let Ok(facts) = facts {
+            crate::sbom::layers::remember(layer.digest.hex(), &facts);
+        }
+    }
+    Ok(layers)
+}
+
 /// Turns `plans` into layers ready to push to `target` (or to write to disk, with no
 /// target): with [`KnownLayers`], a layer whose key was seen before has its `diff_id`
 /// without being read, and one whose blob the registry has in the target repository, or

@@ -1027,21 +1027,10 @@ async fn write_layers(
         venv::Packages::Lock { lock, .. } => Some(uvlock::LockedWheels::of(lock)),
         venv::Packages::Requirements { .. } => None,
     };
-    let facts: Vec<_> = plans
-        .iter()
-        .map(|plan| plan.sbom_facts(locked.as_ref()))
-        .collect();
     let known = cache_dir().map(|d| image::KnownLayers::in_cache(&d));
     let target = installing.target(known.as_ref());
     let mtime = crate::oci::epoch::layer_mtime(installing.epoch);
-    let layers = image::prepare_layers(plans, mtime, target).await?;
-    // Handed to the SBOM's findings cache by blob digest: it reads none of them again
-    // (one it could not be told of, it reads from the registry).
-    for (layer, facts) in layers.iter().zip(facts) {
-        if let Ok(facts) = facts {
-            crate::sbom::layers::remember(layer.digest.hex(), &facts);
-        }
-    }
+    let layers = image::prepare_described_layers(plans, locked.as_ref(), mtime, target).await?;
     let reused = layers.iter().filter(|l| l.written.is_none()).count();
     if reused > 0 {
         progress.event(Event::Info(&format!(
