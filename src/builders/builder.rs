@@ -21,7 +21,7 @@ use super::BackendError;
 use super::docker::DockerDaemon;
 use super::envd::Envd;
 use crate::oci::reference::ReferenceError;
-use crate::oci::{Digest, ImageRef, Platform};
+use crate::oci::{Digest, Image, ImageRef, Platform};
 use crate::plan::{BuildPlan, EnvdPlan};
 use crate::progress::Progress;
 use crate::registry::client::RegistryClient;
@@ -37,12 +37,18 @@ pub struct LocalImage {
 }
 
 /// What a builder made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Built {
     /// Images in the local daemon, one per platform in the order asked: to push or keep.
     Local(Vec<LocalImage>),
-    /// Pushed by the builder itself, with the manifest (or index) digest it reported.
-    Pushed { image: ImageRef, digest: Digest },
+    /// Pushed by the builder itself, with the manifest (or index) digest it reported, and
+    /// each platform's image as pushed (in the order asked) when the builder made them
+    /// itself: what comes next is appended to those, not read back from the registry.
+    Pushed {
+        image: ImageRef,
+        digest: Digest,
+        images: Option<Vec<Image>>,
+    },
 }
 
 /// A builder: `plan` made for the platforms it names.
@@ -127,13 +133,19 @@ impl Builder for Uv<'_> {
 
     async fn build(&self, plan: &BuildPlan, progress: &Progress) -> Result<Built, BackendError> {
         use super::daemonless::push::{UvError, build_and_push};
-        let digest = match build_and_push(self.client, plan, self.preflight, progress).await {
-            Ok(digest) => digest,
-            Err(UvError::Build(e)) => return Err(e.into()),
-            Err(UvError::Publish(e)) => return Err(e.into()),
-        };
+        let (digest, images) =
+            match build_and_push(self.client, plan, self.preflight, progress).await {
+                Ok(pushed) => pushed,
+                Err(UvError::Build(e)) => return Err(e.into()),
+                Err(UvError::Publish(e)) => return Err(e.into()),
+            };
         let image = plan.image.clone();
-        Ok(Built::Pushed { image, digest })
+        let images = Some(images);
+        Ok(Built::Pushed {
+            image,
+            digest,
+            images,
+        })
     }
 }
 

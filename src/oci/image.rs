@@ -244,6 +244,24 @@ impl Image {
         })
     }
 
+    /// The same image once pushed to `at` (`registry/repository[:tag]`): every layer's blob
+    /// is in that repository now, so the image is appended to and published from there, and
+    /// the files the layers were written to are let go.
+    pub fn pushed_to(&self, at: &ImageRef) -> Image {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| Layer {
+                descriptor: l.descriptor.clone(),
+                blob: Blob::Remote(at.clone()),
+            })
+            .collect();
+        Image {
+            layers,
+            ..self.clone()
+        }
+    }
+
     /// An image of no layers with `config` (an OCI manifest), to append to.
     pub fn scratch(config: Value) -> Image {
         let bytes = Bytes::from(serde_json::to_vec(&config).expect("a JSON value serialises"));
@@ -581,6 +599,24 @@ mod tests {
 
     fn base_docker() -> Image {
         base(IMAGE_MANIFEST_MEDIA_TYPE)
+    }
+
+    #[test]
+    fn a_pushed_image_is_the_same_image_with_its_layers_in_the_registry() {
+        let made = base(OCI_IMAGE_MEDIA_TYPE).append(vec![new_layer("a")], |_| {}, &[]);
+        let at: ImageRef = "localhost:5000/app:deps-1".parse().unwrap();
+        let pushed = made.pushed_to(&at);
+        assert_eq!(pushed.digest(), made.digest());
+        assert_eq!(pushed.config_bytes(), made.config_bytes());
+        assert!(matches!(&made.layers()[1].blob, Blob::Bytes(_)));
+        assert!(
+            pushed
+                .layers()
+                .iter()
+                .all(|l| matches!(&l.blob, Blob::Remote(i) if *i == at)),
+            "{:?}",
+            pushed.layers()
+        );
     }
 
     #[test]

@@ -775,38 +775,25 @@ mod tests {
     use super::super::base::tests::tree;
     use super::*;
 
+    const OS_RELEASE: &str = "ID=debian\nVERSION_CODENAME=bookworm\n";
+    const SOURCES: &str = "deb http://deb.debian.org/debian bookworm main\n";
+    const PASSWD: &str =
+        "root:x:0:0::/root:/bin/sh\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n";
+    const STATUS: &str = "Package: libc6\nStatus: install ok installed\nVersion: 2.36\n";
+    const KEY: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+
     fn debian() -> BaseTree {
         tree(&[
             ("bin", 'l', "usr/bin"),
             ("usr", 'd', ""),
             ("usr/bin", 'd', ""),
-            (
-                "usr/lib/os-release",
-                'f',
-                "ID=debian\nVERSION_CODENAME=bookworm\n",
-            ),
+            ("usr/lib/os-release", 'f', OS_RELEASE),
             ("etc/os-release", 'l', "../usr/lib/os-release"),
-            (
-                "etc/apt/sources.list",
-                'f',
-                "deb http://deb.debian.org/debian bookworm main\n",
-            ),
-            (
-                "etc/passwd",
-                'f',
-                "root:x:0:0::/root:/bin/sh\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n",
-            ),
-            (
-                "var/lib/dpkg/status",
-                'f',
-                "Package: libc6\nStatus: install ok installed\nVersion: 2.36\n",
-            ),
+            ("etc/apt/sources.list", 'f', SOURCES),
+            ("etc/passwd", 'f', PASSWD),
+            ("var/lib/dpkg/status", 'f', STATUS),
             ("var/log", 'd', ""),
-            (
-                "etc/apt/trusted.gpg.d/debian.asc",
-                'f',
-                "-----BEGIN PGP PUBLIC KEY BLOCK-----",
-            ),
+            ("etc/apt/trusted.gpg.d/debian.asc", 'f', KEY),
             ("etc/apt/trusted.gpg.d/README", 'f', "not a keyring"),
         ])
     }

@@ -3,7 +3,7 @@
 //! index under the dependency tag.
 
 use super::{DaemonlessError, DependencyBuild};
-use crate::oci::{Digest, Index};
+use crate::oci::{Digest, Image, Index};
 use crate::plan::BuildPlan;
 use crate::progress::Progress;
 use crate::publish::registry::{Reference, Registry};
@@ -23,13 +23,14 @@ pub enum UvError {
 /// its platforms with uv on what the decision saw (`preflight`) and pushes it to
 /// `client`'s registry as `deps.image` (several: one index). The platforms are built at
 /// once ([`DependencyBuild::platforms`]), each pushed as soon as it is made. Returns the
-/// digest of what the tag names.
+/// digest of what the tag names and each platform's image as pushed (its layers in the
+/// registry now, [`Image::pushed_to`]), in the order of the plan's platforms.
 pub async fn build_and_push(
     client: &RegistryClient,
     deps: &BuildPlan,
     preflight: &super::Preflight,
     progress: &Progress,
-) -> Result<Digest, UvError> {
+) -> Result<(Digest, Vec<Image>), UvError> {
     let platforms = &deps.platform;
     let build = DependencyBuild::new(deps, Some(client), client.timeouts())?
         .with_preflight(preflight.clone());
@@ -44,18 +45,20 @@ pub async fn build_and_push(
         });
     let pushed = futures_util::future::try_join_all(each).await?;
     let mut index = Index::default();
-    for (platform, descriptor, digest) in pushed {
+    let mut images = Vec::new();
+    for (platform, image, digest) in pushed {
         if !several {
-            return Ok(digest);
+            return Ok((digest, vec![image]));
         }
-        index.push_descriptor(&platform, descriptor);
+        index.push_descriptor(&platform, image.descriptor());
+        images.push(image);
     }
     let publisher = Registry::new(client, &deps.image);
-    Ok(publisher.push_index(&index, Check::none()).await?)
+    Ok((publisher.push_index(&index, Check::none()).await?, images))
 }
 
 /// Pushes one platform's image (by digest when there are `several`): the platform, the
-/// image's descriptor and the digest pushed.
+/// image as pushed and the digest pushed.
 async fn push_one(
     client: &RegistryClient,
     deps: &BuildPlan,
@@ -63,7 +66,7 @@ async fn push_one(
     made: super::Made,
     several: bool,
     progress: &Progress,
-) -> Result<(crate::oci::Platform, crate::oci::image::Descriptor, Digest), UvError> {
+) -> Result<(crate::oci::Platform, Image, Digest), UvError> {
     let (name, reference) = if several {
         let name = format!(
             "push {} for {platform} (on {})",
@@ -79,5 +82,5 @@ async fn push_one(
         .metered(progress, "push-deps");
     let pushing = publisher.push(&made.image, reference, Check::none());
     let pushed = progress.in_step("push-deps", &name, pushing).await?;
-    Ok((platform, made.image.descriptor(), pushed.digest))
+    Ok((platform, made.image.pushed_to(&deps.image), pushed.digest))
 }

@@ -118,7 +118,13 @@ impl Builder for RemoteBuildkit {
         };
         let digest = self.solve(plan, &plan.platform, exporter, progress).await?;
         let image = plan.image.clone();
-        Ok(Built::Pushed { image, digest })
+        // The builder has the images, not this process: they are read back when needed.
+        let images = None;
+        Ok(Built::Pushed {
+            image,
+            digest,
+            images,
+        })
     }
 }
 

@@ -4,11 +4,11 @@
 
 use super::{Action, Done, Job, Planned, platforms, published, tag_check};
 use crate::builders::BackendError;
-use crate::builders::builder::{Builder as _, Uv};
+use crate::builders::builder::{Builder as _, Built, Uv};
 use crate::builders::daemonless::DaemonlessError;
 use crate::builders::registry::{self as registry_backend, DependencyImage};
 use crate::engine::{DependencyBuilder, EngineError};
-use crate::oci::{Digest, ImageRef, Index, Platforms};
+use crate::oci::{Digest, ImageRef, Index, Platform, Platforms};
 use crate::publish::Check;
 use crate::publish::registry::{Reference, Registry};
 use crate::sbom::image::PlatformImage;
@@ -60,9 +60,14 @@ async fn append_source(
     found: &[DependencyImage],
     made_now: bool,
 ) -> Result<Done, EngineError> {
+    let appending = Appending {
+        job,
+        planned,
+        made_now,
+    };
     let digest = match found {
-        [one] if !planned.plan.platform.several() => push_one(job, planned, one, made_now).await?,
-        several => push_index(job, planned, several, made_now).await?,
+        [one] if !planned.plan.platform.several() => appending.push_one(one).await?,
+        several => appending.push_index(several).await?,
     };
     Ok(planned.made(job, Action::Appended, Some(digest)))
 }
@@ -82,81 +87,98 @@ fn push_step(
     )
 }
 
-/// The source layer on the dependency image, pushed under the tag once the tag check holds.
-async fn push_one(
-    job: &Job<'_>,
-    planned: &Planned,
-    deps: &DependencyImage,
+/// The source layer appended to the dependency images of `planned` (`made_now`: by this
+/// run) and pushed.
+struct Appending<'a, 'j> {
+    job: &'a Job<'j>,
+    planned: &'a Planned,
     made_now: bool,
-) -> Result<Digest, EngineError> {
-    let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
-    let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
-    // The dependency image was named by the line before ("dependencies unchanged (...)").
-    let step = push_step(&plan.image, "", &assembled, " on the dependency image");
-    let publisher = Registry::new(client, &plan.image).metered(progress, "append");
-    let pushing = publisher.push(&assembled.image, Reference::Tag, tag_check(job));
-    let pushing = progress.in_step("append", &step, pushing);
-    // The SBOM is made of the image value, beside its push, and attached once it is pushed.
-    let image =
-        PlatformImage::of(&assembled.image, None).on_dependency(&deps.image, &deps.value, made_now);
-    let (pushed, sbom) = super::sbom::beside(job, &plan.image, vec![image], pushing).await;
-    let pushed = pushed.map_err(|e| published(e, None))?;
-    let already = if pushed.uploaded.contains(&assembled.layer_digest) {
-        ""
-    } else {
-        " (already in the registry)"
-    };
-    job.info(&format!(
-        "pushed {} ({}), {}, a layer of {}{already}",
-        plan.image,
-        pushed.digest,
-        crate::progress::count(assembled.files, "file"),
-        crate::progress::bytes(assembled.layer_size)
-    ));
-    super::sbom::finish_beside(job, &plan.image, sbom).await;
-    Ok(pushed.digest)
 }
 
-/// Each platform's image (the source layer on its dependency image) pushed by digest, then
-/// their index under the tag once the tag check holds.
-async fn push_index(
-    job: &Job<'_>,
-    planned: &Planned,
-    found: &[DependencyImage],
-    made_now: bool,
-) -> Result<Digest, EngineError> {
-    let (client, plan, progress) = (job.registry()?, &planned.plan, job.progress);
-    let platforms = &plan.platform;
-    let publisher = Registry::new(client, &plan.image).metered(progress, "append");
-    let mut index = Index::default();
-    super::recorded::annotate(&mut index, &planned.inputs);
-    let (mut images, mut assembled) = (Vec::new(), Vec::new());
-    for (platform, deps) in platforms.iter().zip(found) {
-        let image = registry_backend::assemble_image(plan, deps, progress).await?;
-        index.push_descriptor(platform, image.image.descriptor());
-        let value = PlatformImage::of(&image.image, Some(platform.clone()));
-        images.push(value.on_dependency(&deps.image, &deps.value, made_now));
-        assembled.push((platform, image));
+impl Appending<'_, '_> {
+    /// The publisher of the plan's image, its pushes shown as the `append` step.
+    fn publisher(&self) -> Result<Registry<'_>, EngineError> {
+        let client = self.job.registry()?;
+        Ok(Registry::new(client, &self.planned.plan.image).metered(self.job.progress, "append"))
     }
-    let pushing = async {
-        for (platform, assembled) in &assembled {
-            let step = push_step(&plan.image, &format!(" for {platform}"), assembled, "");
-            let pushing = publisher.push(&assembled.image, Reference::Digest, Check::none());
-            progress.in_step("append", &step, pushing).await?;
+
+    /// The source layer on `deps` (the image of `platform`, `None` for the only one), and
+    /// the image as its SBOM describes it.
+    async fn assemble(
+        &self,
+        deps: &DependencyImage,
+        platform: Option<&Platform>,
+    ) -> Result<(registry_backend::Assembled, PlatformImage), EngineError> {
+        let (plan, progress) = (&self.planned.plan, self.job.progress);
+        let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
+        let image = PlatformImage::of(&assembled.image, platform.cloned());
+        let image = image.on_dependency(&deps.image, &deps.value, self.made_now);
+        Ok((assembled, image))
+    }
+
+    /// The source layer on the dependency image, pushed under the tag once the tag check holds.
+    async fn push_one(&self, deps: &DependencyImage) -> Result<Digest, EngineError> {
+        let (job, plan) = (self.job, &self.planned.plan);
+        let (assembled, image) = self.assemble(deps, None).await?;
+        // The dependency image was named by the line before ("dependencies unchanged (...)").
+        let step = push_step(&plan.image, "", &assembled, " on the dependency image");
+        let publisher = self.publisher()?;
+        let pushing = publisher.push(&assembled.image, Reference::Tag, tag_check(job));
+        let pushing = job.progress.in_step("append", &step, pushing);
+        // The SBOM is made of the image value, beside its push, and attached once it is pushed.
+        let (pushed, sbom) = super::sbom::beside(job, &plan.image, vec![image], pushing).await;
+        let pushed = pushed.map_err(|e| published(e, None))?;
+        let already = if pushed.uploaded.contains(&assembled.layer_digest) {
+            ""
+        } else {
+            " (already in the registry)"
+        };
+        job.info(&format!(
+            "pushed {} ({}), {}, a layer of {}{already}",
+            plan.image,
+            pushed.digest,
+            crate::progress::count(assembled.files, "file"),
+            crate::progress::bytes(assembled.layer_size)
+        ));
+        super::sbom::finish_beside(job, &plan.image, sbom).await;
+        Ok(pushed.digest)
+    }
+
+    /// Each platform's image (the source layer on its dependency image) pushed by digest, then
+    /// their index under the tag once the tag check holds.
+    async fn push_index(&self, found: &[DependencyImage]) -> Result<Digest, EngineError> {
+        let (job, plan) = (self.job, &self.planned.plan);
+        let platforms = &plan.platform;
+        let publisher = self.publisher()?;
+        let mut index = Index::default();
+        super::recorded::annotate(&mut index, &self.planned.inputs);
+        let (mut images, mut assembled) = (Vec::new(), Vec::new());
+        for (platform, deps) in platforms.iter().zip(found) {
+            let (made, image) = self.assemble(deps, Some(platform)).await?;
+            index.push_descriptor(platform, made.image.descriptor());
+            images.push(image);
+            assembled.push((platform, made));
         }
-        publisher.push_index(&index, tag_check(job)).await
-    };
-    // The SBOMs are made of the image values, beside their push, and attached once it is done.
-    let (digest, sbom) = super::sbom::beside(job, &plan.image, images, pushing).await;
-    let digest = digest.map_err(|e| published(e, None))?;
-    job.info(&format!(
-        "pushed {} ({}), an index of {} platforms",
-        plan.image,
-        digest,
-        platforms.len()
-    ));
-    super::sbom::finish_beside(job, &plan.image, sbom).await;
-    Ok(digest)
+        let pushing = async {
+            for (platform, assembled) in &assembled {
+                let step = push_step(&plan.image, &format!(" for {platform}"), assembled, "");
+                let pushing = publisher.push(&assembled.image, Reference::Digest, Check::none());
+                job.progress.in_step("append", &step, pushing).await?;
+            }
+            publisher.push_index(&index, tag_check(job)).await
+        };
+        // The SBOMs are made of the image values, beside their push, and attached once it is done.
+        let (digest, sbom) = super::sbom::beside(job, &plan.image, images, pushing).await;
+        let digest = digest.map_err(|e| published(e, None))?;
+        job.info(&format!(
+            "pushed {} ({}), an index of {} platforms",
+            plan.image,
+            digest,
+            platforms.len()
+        ));
+        super::sbom::finish_beside(job, &plan.image, sbom).await;
+        Ok(digest)
+    }
 }
 
 /// The dependency image of every platform, made now: the registry lacked one of them when
@@ -216,33 +238,43 @@ async fn made_dependency_images(
     }
     // What only the build finds out (no wheel, no Python in the base) falls back to dockerd;
     // the apt step was worked out before the decision.
-    let made = uv && by_uv(job, planned, platforms).await?;
-    if !made {
-        if job.options.remote.is_some() {
-            super::remote::build_dependency_images(job, deps, platforms).await?;
-        } else {
-            if uv {
-                check_emulation(platforms)?;
-            }
-            platforms::build_dependency_images(job, deps, platforms).await?;
+    let made = if uv {
+        by_uv(job, planned, platforms).await?
+    } else {
+        None
+    };
+    if let Some(made) = made {
+        return Ok((made, true));
+    }
+    if job.options.remote.is_some() {
+        super::remote::build_dependency_images(job, deps, platforms).await?;
+    } else {
+        if uv {
+            check_emulation(platforms)?;
         }
+        platforms::build_dependency_images(job, deps, platforms).await?;
     }
     Ok((read_back(job, deps, platforms).await?, true))
 }
 
-/// `true` when uv made (and pushed) the dependency images; `false` when it cannot, after
-/// it said why (dockerd makes them then).
+/// The dependency images uv made and pushed, as pushed (not read back: the registry is
+/// asked once per fact); `None` when uv cannot make them, after it said why (dockerd makes
+/// them then).
 async fn by_uv(
     job: &Job<'_>,
     planned: &Planned,
     platforms: &Platforms,
-) -> Result<bool, EngineError> {
+) -> Result<Option<Vec<DependencyImage>>, EngineError> {
     let uv = Uv {
         client: job.registry()?,
         preflight: &planned.preflight,
     };
     match uv.build(&planned.deps, job.progress).await {
-        Ok(_) => Ok(true),
+        Ok(Built::Pushed {
+            images: Some(images),
+            ..
+        }) => Ok(Some(as_dependency_images(&planned.deps.image, images)?)),
+        Ok(_) => Ok(Some(read_back(job, &planned.deps, platforms).await?)),
         Err(BackendError::Daemonless(DaemonlessError::Fallback(why))) => {
             if platforms.several() {
                 job.info(&format!(
@@ -255,7 +287,7 @@ async fn by_uv(
                      building it with dockerd"
                 ));
             }
-            Ok(false)
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }
@@ -266,6 +298,22 @@ async fn by_uv(
 fn check_emulation(platforms: &Platforms) -> Result<(), EngineError> {
     crate::builders::emulation::check_local_daemon(platforms).map_err(BackendError::from)?;
     Ok(())
+}
+
+/// The images uv pushed as `image`, as dependency images (each has the dependency label
+/// uv put on it).
+fn as_dependency_images(
+    image: &ImageRef,
+    images: Vec<crate::oci::Image>,
+) -> Result<Vec<DependencyImage>, EngineError> {
+    let unlabelled = || BackendError::Push {
+        image: image.to_string(),
+        message: "pushed without the dependency label".into(),
+    };
+    let each = images
+        .into_iter()
+        .map(|value| DependencyImage::from_image(image, value).ok_or_else(unlabelled));
+    Ok(each.collect::<Result<_, _>>()?)
 }
 
 /// The dependency images just pushed, read back from the registry (their manifests and
