@@ -430,6 +430,16 @@ fn an_unchanged_package_set_reuses_its_apt_layers() {
         !manifests[pushed..].contains(&format!("GET {deps_tag}")),
         "read back after its push: {manifests:#?}"
     );
+    // The image's referrers tag is read beside its push and written after it (the
+    // dependency image's SBOM is attached beside too, and may end after it).
+    let tag = image.rsplit_once(':').expect("tag").1;
+    let digest = result["digest"].as_str().expect("digest");
+    let at = |request: String| manifests.iter().position(|r| *r == request);
+    let referrers_tag = digest.replace(':', "-");
+    let pushed = at(format!("PUT {tag}")).expect("the image pushed");
+    let read = at(format!("GET {referrers_tag}")).expect("the referrers tag read");
+    let written = at(format!("PUT {referrers_tag}")).expect("the referrers tag written");
+    assert!(read < pushed && pushed < written, "{manifests:#?}");
     assert!(first.contains("\"sbom\""), "an SBOM was attached: {first}");
     // The apt layers are written while uv installs.
     assert!(

@@ -165,8 +165,19 @@ fn the_registry_is_asked_once_per_fact() {
         dependency_reads.len() <= 2 && distinct == dependency_reads,
         "the dependency image's SBOM read once at most: {requests:?}"
     );
-    // The artifacts' manifests and the read of the referrers tag go at once (any order),
-    // the tag's write last.
+    // The artifacts are listed only once their subject is pushed: the referrers tag's write
+    // is the last request, after the image's manifest. (The artifacts' manifests, by
+    // digest and named by nothing yet, and the tag's read go beside the image's push.)
+    let pushed = requests.iter().position(|r| *r == format!("PUT {tag}"));
+    let listed = requests
+        .iter()
+        .position(|r| *r == format!("PUT {referrers_tag}"));
+    assert!(
+        pushed.is_some() && pushed < listed && listed == Some(requests.len() - 1),
+        "{requests:?}"
+    );
+    // The artifacts' manifests and the read of the referrers tag (any order), the tag's
+    // write last.
     let mut first = own.clone();
     let last = first.pop();
     first.sort();

@@ -1,7 +1,8 @@
 //! Artifacts attached to an image as OCI 1.1 referrers (an SBOM; provenance and signatures
 //! the same way): the artifact's manifest names the image as its `subject` and is pushed by
-//! digest (its blobs first, [`upload`], which may go beside the subject's own push; then the
-//! manifest, once the subject is pushed, [`list`]). A registry with
+//! digest (its blobs first, [`upload`]; then the manifest, once the subject is pushed,
+//! [`list`]; or [`Unlisted`]: all that names nothing yet beside the subject's own push,
+//! one round trip after it). A registry with
 //! the referrers API indexes it by itself; for one without (it answers 404, as the
 //! distribution registry 2.x does) the referrers tag schema of distribution-spec 1.1 is
 //! kept: an index of the referrers under the tag `sha256-<hex of the subject>`, merged with
@@ -167,6 +168,89 @@ pub async fn list(
     let Some(subject) = common_subject(artifacts)? else {
         return Ok(Vec::new());
     };
+    let tagged = name.with_tag(fallback_tag(&subject));
+    let (pushed, api, existing) = tokio::join!(
+        push_manifests(client, name, artifacts),
+        client.referrers(name, &subject),
+        read_tag(client, &tagged),
+    );
+    let pushed = pushed?;
+    let listed = if api?.is_some() {
+        Listed::ReferrersApi
+    } else {
+        write_tag(client, &tagged, existing?, artifacts).await?;
+        Listed::Tag(fallback_tag(&subject).as_str().to_string())
+    };
+    Ok(attached(pushed, listed))
+}
+
+/// [`upload`] and [`list`] in two halves for artifacts whose subject is being pushed: what
+/// names nothing yet, done beside the subject's push ([`Unlisted::upload`]), and the one
+/// round trip left once it is pushed ([`Unlisted::list`]).
+#[derive(Debug)]
+pub struct Unlisted {
+    subject: Digest,
+    /// `Some`: the registry has no referrers API, and the artifacts' manifests (these
+    /// digests) are pushed already, named by no tag yet; the tag's index as read.
+    by_tag: Option<(Vec<Digest>, Option<Vec<u8>>)>,
+}
+
+impl Unlisted {
+    /// Uploads the blobs of `artifacts`, asks whether the registry has the referrers API
+    /// and reads the referrers tag, all at once; without the API, the manifests are pushed
+    /// then (by digest: only the tag's write lists them). With the API they wait: it lists
+    /// a manifest as soon as it is pushed, and an artifact must not be listed before its
+    /// subject exists. `None` for no artifacts.
+    pub async fn upload(
+        client: &RegistryClient,
+        name: &ImageRef,
+        artifacts: &[Image],
+    ) -> Result<Option<Unlisted>, PublishError> {
+        let Some(subject) = common_subject(artifacts)? else {
+            return Ok(None);
+        };
+        let tagged = name.with_tag(fallback_tag(&subject));
+        let (uploaded, api, existing) = tokio::join!(
+            upload(client, name, artifacts),
+            client.referrers(name, &subject),
+            read_tag(client, &tagged)
+        );
+        uploaded?;
+        let by_tag = match api? {
+            Some(_) => None,
+            None => Some((push_manifests(client, name, artifacts).await?, existing?)),
+        };
+        Ok(Some(Unlisted { subject, by_tag }))
+    }
+
+    /// Lists `artifacts` (those [`Unlisted::upload`] had) once their subject is pushed:
+    /// their manifests pushed (the API lists them), or the tag's index written.
+    pub async fn list(
+        self,
+        client: &RegistryClient,
+        name: &ImageRef,
+        artifacts: &[Image],
+    ) -> Result<Vec<Attached>, PublishError> {
+        match self.by_tag {
+            None => {
+                let pushed = push_manifests(client, name, artifacts).await?;
+                Ok(attached(pushed, Listed::ReferrersApi))
+            }
+            Some((pushed, existing)) => {
+                let tag = fallback_tag(&self.subject);
+                write_tag(client, &name.with_tag(tag.clone()), existing, artifacts).await?;
+                Ok(attached(pushed, Listed::Tag(tag.as_str().to_string())))
+            }
+        }
+    }
+}
+
+/// Pushes the manifests of `artifacts` by digest, all at once; their digests.
+async fn push_manifests(
+    client: &RegistryClient,
+    name: &ImageRef,
+    artifacts: &[Image],
+) -> Result<Vec<Digest>, PublishError> {
     let manifests = artifacts.iter().map(|artifact| async move {
         let body = artifact.manifest_bytes();
         let digest = Digest::of_bytes(&body);
@@ -175,25 +259,16 @@ pub async fn list(
             client.push_manifest_by_digest(name, body.into(), media_type, digest.as_str());
         pushing.await.map(|()| digest)
     });
-    let tagged = name.with_tag(fallback_tag(&subject));
-    let (pushed, api, existing) = tokio::join!(
-        futures_util::future::try_join_all(manifests),
-        client.referrers(name, &subject),
-        read_tag(client, &tagged),
-    );
-    let pushed = pushed?;
-    let listed = if api?.is_some() {
-        Listed::ReferrersApi
-    } else {
-        let existing = existing?;
-        write_tag(client, &tagged, existing, artifacts).await?;
-        Listed::Tag(fallback_tag(&subject).as_str().to_string())
-    };
-    let attached = pushed.into_iter().map(|digest| Attached {
+    Ok(futures_util::future::try_join_all(manifests).await?)
+}
+
+/// The artifacts `pushed`, each `listed` so.
+fn attached(pushed: Vec<Digest>, listed: Listed) -> Vec<Attached> {
+    let each = pushed.into_iter().map(|digest| Attached {
         digest,
         listed: listed.clone(),
     });
-    Ok(attached.collect())
+    each.collect()
 }
 
 /// The referrers tag's index as stored; `None` when there is none yet.

@@ -12,7 +12,7 @@ use crate::oci::{Digest, Image, ImageRef};
 use crate::progress::Event;
 use crate::publish::PublishError;
 use crate::publish::layout::OutputTarget;
-use crate::publish::referrers::{self, Listed};
+use crate::publish::referrers::{self, Listed, Unlisted};
 use crate::registry::client::RegistryClient;
 use crate::sbom::image::{self as sbom_image, Described, PlatformImage, Reading, SbomError, Store};
 use crate::sbom::provenance::{self, IN_TOTO_MEDIA_TYPE, Invocation};
@@ -151,7 +151,7 @@ pub(super) async fn attach(job: &Job<'_>, image: &ImageRef, published: Published
         return;
     };
     let work = async {
-        let prepared = prepare(job, client, image, published).await?;
+        let prepared = prepare(job, client, image, published, Subject::Pushed).await?;
         finish(job, client, image, prepared).await
     };
     attach_step(job, image, work).await;
@@ -165,7 +165,8 @@ pub(super) struct Pending(Option<Result<Prepared, SbomFailure>>);
 /// needs only the images for: the documents (the dependency image's SBOM, the layers this
 /// machine wrote) and the upload of the artifacts' blobs. The images' manifests are made
 /// here, so their digests are known before the push; nothing names the artifacts until
-/// [`finish_beside`] pushes their manifests, after the push succeeded.
+/// [`finish_beside`] lists them, after the push succeeded: one round trip (their
+/// manifests pushed to a registry with the referrers API, or the referrers tag written).
 pub(super) async fn beside<T>(
     job: &Job<'_>,
     image: &ImageRef,
@@ -175,7 +176,13 @@ pub(super) async fn beside<T>(
     let Some(client) = job.client.filter(|_| job.options.sbom) else {
         return (pushing.await, Pending(None));
     };
-    let preparing = prepare(job, client, image, Published::Images(images));
+    let preparing = prepare(
+        job,
+        client,
+        image,
+        Published::Images(images),
+        Subject::Pushing,
+    );
     let (pushed, prepared) = tokio::join!(pushing, preparing);
     (pushed, Pending(Some(prepared)))
 }
@@ -227,16 +234,30 @@ fn reading<'a>(job: &Job<'_>, image: &'a ImageRef, store: Store<'a>) -> Reading<
 pub(super) struct Prepared {
     documents: Vec<Described>,
     artifacts: Vec<Vec<Image>>,
+    /// Beside the image's push: each platform's artifacts as far as they go unlisted.
+    unlisted: Option<Vec<Option<Unlisted>>>,
+}
+
+/// Whether the image the SBOM describes is in the registry yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    /// Pushed already (by dockerd): the artifacts are listed as soon as they are made.
+    Pushed,
+    /// Its push is running: only what names nothing yet is done.
+    Pushing,
 }
 
 /// What needs no manifest of `image` in the registry: the documents, the artifacts made of
 /// them (the provenance's `finishedOn` is when the image was made, before its push), their
-/// blobs uploaded (all platforms' at once).
+/// blobs uploaded (all platforms' at once); while its push runs, also everything of their
+/// listing that names nothing yet ([`Unlisted`]), and the dependency images' own SBOMs
+/// (those images are pushed).
 async fn prepare(
     job: &Job<'_>,
     client: &RegistryClient,
     image: &ImageRef,
     published: Published<'_>,
+    subject: Subject,
 ) -> Result<Prepared, SbomFailure> {
     let reading = reading(job, image, Store::Registry { client, image });
     let appended = matches!(published, Published::Images(_));
@@ -249,13 +270,23 @@ async fn prepare(
         .iter()
         .map(|described| artifacts_of(job, described, &run))
         .collect();
-    let uploads = artifacts
-        .iter()
-        .map(|a| referrers::upload(client, image, a));
-    futures_util::future::try_join_all(uploads).await?;
+    let unlisted = if subject == Subject::Pushing {
+        let uploads = (artifacts.iter()).map(|a| Unlisted::upload(client, image, a));
+        let dependencies = documents.iter().map(|d| attach_dependency(job, client, d));
+        let (unlisted, _) = tokio::join!(
+            futures_util::future::try_join_all(uploads),
+            futures_util::future::join_all(dependencies)
+        );
+        Some(unlisted?)
+    } else {
+        let uploads = (artifacts.iter()).map(|a| referrers::upload(client, image, a));
+        futures_util::future::try_join_all(uploads).await?;
+        None
+    };
     Ok(Prepared {
         documents,
         artifacts,
+        unlisted,
     })
 }
 
@@ -268,20 +299,40 @@ async fn finish(
     image: &ImageRef,
     prepared: Prepared,
 ) -> Result<(usize, Vec<Listed>), SbomFailure> {
-    let lists = (prepared.artifacts.iter()).map(|a| referrers::list(client, image, a));
-    let dependencies = (prepared.documents.iter()).map(|d| attach_dependency(job, client, d));
-    let (listed, _) = tokio::join!(
-        futures_util::future::try_join_all(lists),
-        futures_util::future::join_all(dependencies)
-    );
+    let Prepared {
+        documents,
+        artifacts,
+        unlisted,
+    } = prepared;
+    let listed = match unlisted {
+        // The dependency images' SBOMs went beside the push.
+        Some(unlisted) => {
+            let lists = unlisted
+                .into_iter()
+                .zip(&artifacts)
+                .map(|(u, a)| async move {
+                    match u {
+                        Some(u) => u.list(client, image, a).await,
+                        None => Ok(Vec::new()),
+                    }
+                });
+            futures_util::future::try_join_all(lists).await
+        }
+        None => {
+            let lists = artifacts.iter().map(|a| referrers::list(client, image, a));
+            let dependencies = documents.iter().map(|d| attach_dependency(job, client, d));
+            let (listed, _) = tokio::join!(
+                futures_util::future::try_join_all(lists),
+                futures_util::future::join_all(dependencies)
+            );
+            listed
+        }
+    };
     let listed = listed?.into_iter().filter_map(|attached| {
         let first = attached.into_iter().next();
         first.map(|a| a.listed)
     });
-    let packages = prepared
-        .documents
-        .iter()
-        .map(|d| found_packages(&d.document));
+    let packages = documents.iter().map(|d| found_packages(&d.document));
     Ok((packages.sum(), listed.collect()))
 }
 
