@@ -1011,3 +1011,153 @@ fn cosign_signs_and_verifies_and_the_sbom_stays() {
     let kinds = oras_referrers(&oras, &["--plain-http"], &reference);
     assert_eq!(kinds, [SPDX, IN_TOTO], "oras discover {reference}");
 }
+
+/// A registry with the OCI referrers API (`scripts/e2e/referrers-registry`, in memory), on a
+/// free loopback port, stopped (by its PID) when dropped.
+struct ReferrersRegistry {
+    child: std::process::Child,
+    address: String,
+}
+
+impl ReferrersRegistry {
+    /// Started, or `None` with a note when it cannot be built here (a failure under `CI`).
+    fn start() -> Option<ReferrersRegistry> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/e2e/sbom-tools.sh");
+        let built = Process::new("bash")
+            .arg(script)
+            .arg("referrers-registry")
+            .output()
+            .expect("bash");
+        let path = String::from_utf8_lossy(&built.stdout).trim().to_string();
+        if !built.status.success() || !Path::new(&path).is_file() {
+            let said = String::from_utf8_lossy(&built.stderr).into_owned();
+            return common::e2e::missing(&format!("no referrers registry: {said}"));
+        }
+        let mut child = Process::new(path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the referrers registry");
+        let mut port = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut port)
+            .expect("its port");
+        let address = format!("127.0.0.1:{}", port.trim());
+        Some(ReferrersRegistry { child, address })
+    }
+
+    /// GET `path` of its `/v2/` API: the JSON body (a 200 asserted).
+    fn get(&self, path: &str) -> Value {
+        let url = format!("http://{}/v2/{path}", self.address);
+        json(
+            output(Process::new("curl").args([
+                "-sf",
+                "-H",
+                &format!("Accept: {INDEX}, {MANIFEST}"),
+                &url,
+            ]))
+            .as_bytes(),
+        )
+    }
+}
+
+impl ReferrersRegistry {
+    /// The artifact types of the manifests its referrers API lists for `digest`, read from
+    /// each manifest (its listing gives the config's media type, not the manifest's
+    /// `artifactType`), sorted.
+    fn referrers(&self, repository: &str, digest: &str) -> Vec<String> {
+        let listed = self.get(&format!("{repository}/referrers/{digest}"));
+        let mut kinds: Vec<String> = listed["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .map(|m| {
+                let at = m["digest"].as_str().expect("digest");
+                let manifest = self.get(&format!("{repository}/manifests/{at}"));
+                assert_eq!(manifest["subject"]["digest"], digest, "{manifest}");
+                manifest["artifactType"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        kinds.sort();
+        kinds
+    }
+}
+
+impl Drop for ReferrersRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A registry with the referrers API lists the artifacts itself: the SBOM and the
+/// provenance of a cold build (uv) and of a fast-path build, and the dependency image's
+/// SBOM, are found by its API, and no referrers tag is written. The artifacts' manifests
+/// wait for the image's push there (the API lists a manifest as soon as it is pushed). That
+/// registry answers a manifest pushed by digest without a `Location` header, as ECR does:
+/// the pushes go through (oci-client's push panicked on that answer).
+#[test]
+fn a_registry_with_the_referrers_api_lists_the_artifacts_itself() {
+    let Some(env) = common::e2e::services() else {
+        return;
+    };
+    let Some(registry) = ReferrersRegistry::start() else {
+        return;
+    };
+    let base = format!("{}/debian-python:bookworm", registry.address);
+    output(Process::new("skopeo").args([
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{}", env.base_python),
+        &format!("docker://{base}"),
+    ]));
+    let dir = project(&env, "h-sbom-api", "import six\n", "packages = [\"six\"]");
+    let proj = dir.path();
+    let spec = std::fs::read_to_string(proj.join("spec.toml")).expect("spec");
+    let spec = spec.replace(&env.base_python, &base).replace(
+        &format!("registry = \"{}\"", env.registry),
+        &format!("registry = \"{}\"", registry.address),
+    );
+    std::fs::write(proj.join("spec.toml"), spec).expect("spec");
+    for round in ["cold", "fast path"] {
+        if round == "fast path" {
+            std::fs::write(proj.join("src/main.py"), "import six  # changed\n").expect("source");
+        }
+        let result = build(proj, &env, Some(NO_DAEMON), &["spec.toml"]);
+        assert_eq!(result["action"], "appended", "{round}: {result}");
+        let image = result["image"].as_str().expect("image").to_string();
+        let digest = result["digest"].as_str().expect("digest");
+        let repository = repository(&image);
+        let kinds = registry.referrers(repository, digest);
+        assert_eq!(kinds, [SPDX, IN_TOTO], "{round}");
+        let tags = registry.get(&format!("{repository}/tags/list"));
+        let tags: Vec<&str> = tags["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            !tags.iter().any(|t| t.starts_with("sha256-")),
+            "{round}: no referrers tag: {tags:?}"
+        );
+        let deps = tags
+            .iter()
+            .find(|t| t.starts_with("deps-"))
+            .expect("the dependency image");
+        let deps_digest = output(Process::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &format!("docker://{}/{repository}:{deps}", registry.address),
+        ]));
+        let deps_kinds = registry.referrers(repository, deps_digest.trim());
+        assert_eq!(deps_kinds, [SPDX], "{round}: the dependency image's SBOM");
+    }
+}

@@ -42,6 +42,9 @@ scenario says otherwise) is valid but for the scenario: one gzip layer holding
   (307) to the same path on the other listener, which serves the blob.
 - ``slow-headers``: every request gets its status line, then one header byte every
   ``--trickle`` (2) seconds.
+- ``bad-upload-location``: uploads are taken as far as their start: a ``POST`` to
+  ``/v2/NAME/blobs/uploads/`` is answered 202 with ``Location: --location`` (``::not a
+  url``), which names no upload.
 
 Bounded: an endless body stops at --cap bytes (2 GiB) or when the client goes; a trickle
 stops after --cap-seconds (600). Stops on SIGTERM (and SIGINT).
@@ -98,6 +101,7 @@ SCENARIOS = (
     "mismatched-blob",
     "token-elsewhere",
     "redirect",
+    "bad-upload-location",
     "slow-headers",
 )
 
@@ -452,6 +456,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if "/blobs/" in rest and "/blobs/uploads" not in rest:
                 name, digest = rest.rsplit("/blobs/", 1)
                 return self.blob(name, digest)
+        if (
+            self.server.args.scenario == "bad-upload-location"
+            and self.command == "POST"
+            and path.startswith("/v2/")
+            and path.endswith("/blobs/uploads/")
+        ):
+            self.record("bad-location")
+            self.send_response(202)
+            self.send_header("Location", self.server.args.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if self.command in ("GET", "HEAD"):
             # A path no API route has: what a digest with `..` in it becomes.
             self.record("planted")
@@ -483,6 +499,7 @@ def main() -> int:
     parser.add_argument("--media-type", default="text/html", help="wrong-media-type: the type")
     parser.add_argument("--schema-version", type=int, default=1, help="bad-schema: the version")
     parser.add_argument("--blob", default="layer", choices=("layer", "config"), help="mismatched-blob")
+    parser.add_argument("--location", default="::not a url", help="bad-upload-location")
     parser.add_argument("--realm-host", default="127.0.0.1", help="token-elsewhere: the realm's host")
     parser.add_argument("--trickle", type=float, default=2.0, help="slow-headers: seconds per byte")
     parser.add_argument("--cap", type=int, default=2 * 1024 * MIB, help="most bytes of an endless body")

@@ -6,11 +6,14 @@
 # their Go modules (module downloads under $IMAGESPEC_E2E_CACHE/gopath, Go's own build
 # cache as usual); the SPDX tools' validator (`pyspdxtools`, PyPI's
 # spdx-tools) and CycloneDX's (`cyclonedx-py`'s library, PyPI's cyclonedx-python-lib), each
-# in a venv. Prints each binary's path. Cheap when they are there; a second run while one
+# in a venv; and a registry with the OCI referrers API (`referrers-registry`: go-containerregistry's
+# registry package, built from scripts/e2e/referrers-registry/, keyed by its sources' hash).
+# Prints each binary's path. Cheap when they are there; a second run while one
 # is building waits for it (flock), so up.sh can start the slow Go builds in the background.
 # tests/e2e_sbom.rs finds them there (or through IMAGESPEC_ORAS / IMAGESPEC_SYFT /
 # IMAGESPEC_COSIGN / IMAGESPEC_PYSPDXTOOLS / IMAGESPEC_PYTHON, the CycloneDX venv's python).
-# Usage: scripts/e2e/sbom-tools.sh [oras|syft|cosign|spdx-tools|cyclonedx]...   (default: all)
+# Usage: scripts/e2e/sbom-tools.sh [oras|syft|cosign|spdx-tools|cyclonedx|referrers-registry]...
+#        (default: all)
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -37,6 +40,26 @@ install_tool() {
     fi
     exec {lock}>&-
     echo "$bin"
+}
+
+# The referrers registry, built from its sources in this repository (their pinned go.sum);
+# a change to them builds it again under a new directory.
+install_referrers_registry() {
+    local src key dir
+    src=$(cd "$(dirname "$0")/referrers-registry" && pwd)
+    key=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+    dir=$E2E_CACHE/referrers-registry-$key
+    mkdir -p "$dir/bin"
+    exec {lock}>"$dir/.lock"
+    flock "$lock"
+    if [[ ! -x $dir/bin/referrers-registry ]]; then
+        need_cmd go
+        log "building referrers-registry from $src"
+        (cd "$src" && GOPATH=$E2E_CACHE/gopath GOFLAGS=-mod=readonly \
+            go build -o "$dir/bin/referrers-registry" .) || die "building referrers-registry failed"
+    fi
+    exec {lock}>&-
+    echo "$dir/bin/referrers-registry"
 }
 
 # A venv holding one PyPI package at a pinned version; prints the venv's path.
@@ -67,7 +90,7 @@ install_cyclonedx() {
 }
 
 tools=("$@")
-((${#tools[@]})) || tools=(oras syft cosign spdx-tools cyclonedx)
+((${#tools[@]})) || tools=(oras syft cosign spdx-tools cyclonedx referrers-registry)
 for tool in "${tools[@]}"; do
     case $tool in
         oras) install_tool oras "$ORAS_VERSION" oras.land/oras/cmd/oras ;;
@@ -75,6 +98,7 @@ for tool in "${tools[@]}"; do
         cosign) install_tool cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign ;;
         spdx-tools) install_spdx_tools ;;
         cyclonedx) install_cyclonedx ;;
-        *) die "unknown tool $tool (oras, syft, cosign, spdx-tools or cyclonedx)" ;;
+        referrers-registry) install_referrers_registry ;;
+        *) die "unknown tool $tool (oras, syft, cosign, spdx-tools, cyclonedx or referrers-registry)" ;;
     esac
 done

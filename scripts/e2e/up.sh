@@ -364,11 +364,11 @@ mv "$E2E_ENV_FILE.tmp" "$E2E_ENV_FILE"
 "$E2E_DIR/buildkitd.sh" up \
     || log "warning: no remote buildkitd (scripts/e2e/buildkitd.sh up failed): tests/e2e_remote.rs cannot run"
 
-# The SBOM witnesses (tests/e2e_sbom.rs): oras, PyPI's spdx-tools and CycloneDX validator,
-# pinned and cached under $E2E_CACHE, so only a first run downloads them. cosign and syft are
+# The SBOM witnesses (tests/e2e_sbom.rs): oras, PyPI's spdx-tools and CycloneDX validator, a
+# registry with the referrers API (a few seconds of Go build), pinned and cached under $E2E_CACHE, so only a first run downloads them. cosign and syft are
 # Go builds of many minutes on a new machine: started here in the background (their log in
 # $E2E_CACHE/go-witnesses.log); a test that needs one runs sbom-tools.sh, which waits for it.
-"$E2E_DIR/sbom-tools.sh" oras spdx-tools cyclonedx >/dev/null \
+"$E2E_DIR/sbom-tools.sh" oras spdx-tools cyclonedx referrers-registry >/dev/null \
     || log "warning: scripts/e2e/sbom-tools.sh failed: tests/e2e_sbom.rs fails under CI without oras and pyspdxtools"
 if [[ ! -x $E2E_CACHE/cosign-2.6.5/bin/cosign || ! -x $E2E_CACHE/syft-1.18.1/bin/syft ]]; then
     mkdir -p "$E2E_CACHE"

@@ -832,7 +832,10 @@ impl RegistryClient {
         .await
     }
 
-    /// Uploads `data` as blob `digest` unless the registry has it.
+    /// Uploads `data` as blob `digest` unless the registry has it. Sent as a stream of one
+    /// chunk: oci-client's upload of bytes unwraps the upload's `Location` as a URL (a
+    /// registry answering one that is none panicked the process); its stream upload
+    /// returns the error.
     pub async fn push_blob_bytes(
         &self,
         image: &ImageRef,
@@ -843,7 +846,12 @@ impl RegistryClient {
         let reference = &reference;
         self.upload_blob(image, digest, |_, c, _| {
             let data = data.clone();
-            async move { Ok(c.push_blob(reference, data, digest).await?) }
+            async move {
+                let size = data.len() as u64;
+                let stream = futures_util::stream::once(async move { Ok(data) });
+                Ok(c.push_blob_stream(reference, stream, digest, Some(size))
+                    .await?)
+            }
         })
         .await
     }
@@ -881,7 +889,10 @@ impl RegistryClient {
             .await
     }
 
-    /// Pushes `body` (of `media_type`) as the manifest `reference` names, retried.
+    /// Pushes `body` (of `media_type`) as the manifest `reference` names, retried: a `PUT` on
+    /// reqwest, not oci-client's, which panics when a registry answers a push by digest
+    /// without a `Location` header (ECR does; so does go-containerregistry's registry). The
+    /// `Location` is not needed: the manifest's digest is known.
     async fn put_manifest(
         &self,
         image: &ImageRef,
@@ -890,13 +901,32 @@ impl RegistryClient {
         media_type: &str,
         operation: Operation,
     ) -> Result<(), RegistryError> {
-        let content_type = reqwest_header(media_type);
-        self.retry(image, operation, true, |_, c, _| {
-            let (body, content_type) = (body.clone(), content_type.clone());
-            async move { Ok(c.push_manifest_raw(reference, body, content_type).await?) }
+        let url = &self.manifest_url(reference);
+        let http = self.http(image, &operation)?;
+        let content_type = &reqwest_header(media_type);
+        self.retry(image, operation, true, |_, _, auth| {
+            let body = body.clone();
+            async move {
+                let scope = format!("repository:{}:pull,push", reference.repository());
+                let held = match auth {
+                    RegistryAuth::Bearer(token) => Some(token),
+                    _ => None,
+                };
+                let scoped = Scoped::new(http, scope, held);
+                let request = || {
+                    (scoped.http.put(url))
+                        .header(http::header::CONTENT_TYPE, content_type)
+                        .body(body.clone())
+                };
+                let response = self.send_with_credentials(request, &scoped).await?;
+                if response.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(reads::error_answer(response, url).await.into())
+                }
+            }
         })
-        .await?;
-        Ok(())
+        .await
     }
 }
 

@@ -162,10 +162,23 @@ async fn token_answer(
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
         TokenError::new(format!("token endpoint {realm}: the answer has no token"))
     })?;
+    if !usable_in_a_header(&token) {
+        return Err(TokenError::new(format!(
+            "token endpoint {realm}: the token is not one an Authorization header can carry \
+             (control characters or spaces)"
+        )));
+    }
     Ok(AccessToken {
         token,
         expires_in: Duration::from_secs(reply.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(1)),
     })
+}
+
+/// Whether `token` can go into `Authorization: Bearer <token>` as it is: visible ASCII
+/// only. oci-client puts it into a header value unchecked (and panics on one that is not),
+/// and a token with a line break in it would be a header of its own.
+fn usable_in_a_header(token: &str) -> bool {
+    token.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A token for `scopes` from the realm by docker's `GET` flow (basic auth with a username
@@ -238,6 +251,14 @@ mod tests {
         assert!(form.contains(&("refresh_token", "idt".into())));
         assert!(form.contains(&("service", "svc".into())));
         assert!(form.contains(&("scope", "repository:a:pull repository:b:pull,push".into())));
+    }
+
+    #[test]
+    fn only_tokens_a_header_can_carry_are_taken() {
+        assert!(usable_in_a_header("eyJhbGciOiJSUzI1NiJ9.e30.c2ln-_~+/="));
+        for bad in ["a\nb", "a\r\nX-Evil: 1", "a b", "tab\t", "é", "\u{7f}"] {
+            assert!(!usable_in_a_header(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl RegistryClient {
         )
     }
 
-    fn manifest_url(&self, reference: &Reference) -> String {
+    pub(super) fn manifest_url(&self, reference: &Reference) -> String {
         let name = reference.digest().or(reference.tag()).unwrap_or("latest");
         self.v2_url(reference, "manifests", name)
     }
