@@ -11,6 +11,8 @@ source layer is appended; 1,000 source files, as fast_path_bench.py):
   SBOM findings cached on this machine (the base tree kept: its findings with it);
 - cold, new machine: the same with the base trees removed too (both sides read the base's
   layers; the SBOM takes their findings from that read);
+- cold, nothing cached: a new CI machine: the uv cache and the layer caches removed too
+  (both sides download their wheels);
 - fast path, new machine: every source file rewritten, no SBOM findings cached on this
   machine (`sbom-layers/` removed before each run, with the dependency images' documents
   kept in it);
@@ -75,20 +77,23 @@ def main() -> None:
         env["IMAGESPEC_UV"] = str(uv)
     forget = lambda: shutil.rmtree(cache / "sbom-layers", ignore_errors=True)  # noqa: E731
     flags = {"on": [], "off": ["--sbom=false"]}
-    times = {(s, k): [] for s in ("cold", "cold-new", "new", "warm") for k in flags}
+    times = {(s, k): [] for s in ("cold", "cold-new", "cold-empty", "new", "warm") for k in flags}
     try:
         proj = work / "proj"
         proj.mkdir()
         write_sources(proj)
         stamp = time.time_ns()
         for r in range(args.cold_runs):
-            for scenario in ("cold", "cold-new"):
+            for scenario in ("cold", "cold-new", "cold-empty"):
                 for kind, extra in flags.items():
                     name = f"bench-sbom-{stamp}-{r}-{scenario}-{kind}"
                     (proj / "spec.toml").write_text(spec_text(name))
                     forget()
-                    if scenario == "cold-new":
+                    if scenario in ("cold-new", "cold-empty"):
                         shutil.rmtree(cache / "daemonless-bases", ignore_errors=True)
+                    if scenario == "cold-empty":
+                        for sub in ("uv", "layers", "layer-keys", "staging"):
+                            shutil.rmtree(cache / sub, ignore_errors=True)
                     t, _ = timed([binary, "build", "-q", "spec.toml", *extra], proj, env)
                     times[scenario, kind].append(t)
         for r in range(args.runs):
@@ -104,6 +109,7 @@ def main() -> None:
     names = {
         "cold": "cold build (uv, new repository)",
         "cold-new": "cold build, new machine (no base tree either)",
+        "cold-empty": "cold build, nothing cached (no uv cache either: wheels downloaded)",
         "new": "fast path, nothing cached on this machine",
         "warm": "fast path, SBOM findings cached",
     }

@@ -1,8 +1,8 @@
 //! Artifacts attached to an image as OCI 1.1 referrers (an SBOM; provenance and signatures
 //! the same way): the artifact's manifest names the image as its `subject` and is pushed by
-//! digest (its blobs first, [`upload`]; then the manifest, once the subject is pushed,
-//! [`list`]; or [`Unlisted`]: all that names nothing yet beside the subject's own push,
-//! one round trip after it). A registry with
+//! digest: [`Unlisted`] does all that names nothing yet (the blobs, the questions, and
+//! without the referrers API the manifests), which may run beside the subject's own push,
+//! then lists them in one round trip once the subject is pushed. A registry with
 //! the referrers API indexes it by itself; for one without (it answers 404, as the
 //! distribution registry 2.x does) the referrers tag schema of distribution-spec 1.1 is
 //! kept: an index of the referrers under the tag `sha256-<hex of the subject>`, merged with
@@ -91,20 +91,22 @@ pub fn merged_referrers(existing: Option<&[u8]>, entry: Value) -> Result<Value, 
 
 /// Pushes `artifacts` (by digest, each about the same subject: an SBOM and its provenance)
 /// into the repository of `name` (`registry/repository:tag`) and makes them referrers of
-/// their subject: [`upload`], then [`list`].
+/// their subject (pushed already): [`Unlisted::upload`], then [`Unlisted::list`].
 pub async fn attach(
     client: &RegistryClient,
     name: &ImageRef,
     artifacts: &[Image],
 ) -> Result<Vec<Attached>, PublishError> {
-    upload(client, name, artifacts).await?;
-    list(client, name, artifacts).await
+    match Unlisted::upload(client, name, artifacts).await? {
+        Some(unlisted) => unlisted.list(client, name, artifacts).await,
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Makes the blobs of `artifacts` present in `name`'s repository, each once (their shared
 /// empty config), all at once: what can be done before their subject is pushed (blobs no
 /// manifest names are no one's referrers).
-pub async fn upload(
+async fn upload(
     client: &RegistryClient,
     name: &ImageRef,
     artifacts: &[Image],
@@ -155,38 +157,32 @@ fn common_subject(artifacts: &[Image]) -> Result<Option<Digest>, PublishError> {
     Ok(Some(subject))
 }
 
-/// Pushes the manifests of `artifacts` (their blobs [`upload`]ed) by digest and lists them
-/// as referrers of their subject: by the registry's referrers API when it has one, else
-/// under the fallback tag, whose index is read and written once for all of them. The
-/// manifests, the question whether the API answers, and the read of the tag go at once:
-/// one round trip, then the tag's write when there is no API.
-pub async fn list(
-    client: &RegistryClient,
-    name: &ImageRef,
-    artifacts: &[Image],
-) -> Result<Vec<Attached>, PublishError> {
-    let Some(subject) = common_subject(artifacts)? else {
-        return Ok(Vec::new());
-    };
-    let tagged = name.with_tag(fallback_tag(&subject));
-    let (pushed, api, existing) = tokio::join!(
-        push_manifests(client, name, artifacts),
-        client.referrers(name, &subject),
-        read_tag(client, &tagged),
-    );
-    let pushed = pushed?;
-    let listed = if api?.is_some() {
-        Listed::ReferrersApi
-    } else {
-        write_tag(client, &tagged, existing?, artifacts).await?;
-        Listed::Tag(fallback_tag(&subject).as_str().to_string())
-    };
-    Ok(attached(pushed, listed))
+/// How a registry lists the referrers of a subject, as asked before listing more.
+enum Asked {
+    /// By its referrers API.
+    Api,
+    /// Under the referrers tag, whose index is this as stored (`None`: no tag yet).
+    Tag(Option<Vec<u8>>),
 }
 
-/// [`upload`] and [`list`] in two halves for artifacts whose subject is being pushed: what
-/// names nothing yet, done beside the subject's push ([`Unlisted::upload`]), and the one
-/// round trip left once it is pushed ([`Unlisted::list`]).
+/// Asks whether the registry has the referrers API and reads the referrers tag of
+/// `subject`, at once (the tag's read matters only without the API).
+async fn ask(
+    client: &RegistryClient,
+    name: &ImageRef,
+    subject: &Digest,
+) -> Result<Asked, PublishError> {
+    let tagged = name.with_tag(fallback_tag(subject));
+    let (api, existing) = tokio::join!(client.referrers(name, subject), read_tag(client, &tagged));
+    Ok(match api? {
+        Some(_) => Asked::Api,
+        None => Asked::Tag(existing?),
+    })
+}
+
+/// Attaching in two halves, so that the subject's push can run beside the first: what names
+/// nothing yet ([`Unlisted::upload`]), and the one round trip left once the subject is
+/// pushed ([`Unlisted::list`]). [`attach`] runs both for a subject pushed already.
 #[derive(Debug)]
 pub struct Unlisted {
     subject: Digest,
@@ -209,16 +205,14 @@ impl Unlisted {
         let Some(subject) = common_subject(artifacts)? else {
             return Ok(None);
         };
-        let tagged = name.with_tag(fallback_tag(&subject));
-        let (uploaded, api, existing) = tokio::join!(
-            upload(client, name, artifacts),
-            client.referrers(name, &subject),
-            read_tag(client, &tagged)
-        );
+        let (uploaded, asked) =
+            tokio::join!(upload(client, name, artifacts), ask(client, name, &subject));
         uploaded?;
-        let by_tag = match api? {
-            Some(_) => None,
-            None => Some((push_manifests(client, name, artifacts).await?, existing?)),
+        let by_tag = match asked? {
+            Asked::Api => None,
+            Asked::Tag(existing) => {
+                Some((push_manifests(client, name, artifacts).await?, existing))
+            }
         };
         Ok(Some(Unlisted { subject, by_tag }))
     }

@@ -801,9 +801,7 @@ impl RegistryClient {
         size: u64,
         sent: Option<crate::progress::Meter>,
     ) -> Result<bool, RegistryError> {
-        let reference = reference(image);
-        let reference = &reference;
-        self.upload_blob(image, digest, |activity, c, _| {
+        self.push_blob_streamed(image, digest, size, |activity| {
             let sent = sent.clone();
             async move {
                 let file = tokio::fs::File::open(path).await?;
@@ -812,7 +810,7 @@ impl RegistryClient {
                 }
                 let mut so_far = 0u64;
                 // A chunk taken by the connection is a sign of life: the registry reads.
-                let stream = futures_util::StreamExt::inspect(
+                Ok(futures_util::StreamExt::inspect(
                     futures_util::TryStreamExt::map_err(
                         tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
                         oci_client::errors::OciDistributionError::from,
@@ -824,55 +822,56 @@ impl RegistryClient {
                             sent(so_far);
                         }
                     },
-                );
-                Ok(c.push_blob_stream(reference, stream, digest, Some(size))
-                    .await?)
+                ))
             }
         })
         .await
     }
 
-    /// Uploads `data` as blob `digest` unless the registry has it. Sent as a stream of one
-    /// chunk: oci-client's upload of bytes unwraps the upload's `Location` as a URL (a
-    /// registry answering one that is none panicked the process); its stream upload
-    /// returns the error.
+    /// Uploads `data` as blob `digest` unless the registry has it, as a stream of one chunk:
+    /// oci-client's upload of bytes unwraps the upload's `Location` as a URL (a registry
+    /// answering one that is none panicked the process); its stream upload returns the
+    /// error.
     pub async fn push_blob_bytes(
         &self,
         image: &ImageRef,
         data: bytes::Bytes,
         digest: &str,
     ) -> Result<bool, RegistryError> {
-        let reference = reference(image);
-        let reference = &reference;
-        self.upload_blob(image, digest, |_, c, _| {
+        let size = data.len() as u64;
+        self.push_blob_streamed(image, digest, size, |_| {
             let data = data.clone();
-            async move {
-                let size = data.len() as u64;
-                let stream = futures_util::stream::once(async move { Ok(data) });
-                Ok(c.push_blob_stream(reference, stream, digest, Some(size))
-                    .await?)
-            }
+            async move { Ok(futures_util::stream::once(async move { Ok(data) })) }
         })
         .await
     }
 
-    /// Uploads blob `digest` with `upload` (retried) unless the registry has it; whether
-    /// it was uploaded.
-    async fn upload_blob<T, F, Fut>(
+    /// Uploads blob `digest` (`size` bytes) from the stream `open` makes (again for each
+    /// try, retried) unless the registry has it; whether it was uploaded.
+    async fn push_blob_streamed<S, F, Fut>(
         &self,
         image: &ImageRef,
         digest: &str,
-        upload: F,
+        size: u64,
+        open: F,
     ) -> Result<bool, RegistryError>
     where
-        F: FnMut(Activity, Arc<Client>, RegistryAuth) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
+        S: futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static,
+        F: Fn(Activity) -> Fut,
+        Fut: std::future::Future<Output = Result<S, Failure>>,
     {
         if self.has_blob(image, digest).await? {
             return Ok(false);
         }
+        let reference = reference(image);
+        let (reference, open) = (&reference, &open);
         let operation = Operation::UploadBlob(digest.to_string());
-        self.retry(image, operation, true, upload).await?;
+        self.retry(image, operation, true, |activity, c, _| async move {
+            let stream = open(activity).await?;
+            Ok(c.push_blob_stream(reference, stream, digest, Some(size))
+                .await?)
+        })
+        .await?;
         Ok(true)
     }
 

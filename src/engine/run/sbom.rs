@@ -151,8 +151,8 @@ pub(super) async fn attach(job: &Job<'_>, image: &ImageRef, published: Published
         return;
     };
     let work = async {
-        let prepared = prepare(job, client, image, published, Subject::Pushed).await?;
-        finish(job, client, image, prepared).await
+        let prepared = prepare(job, client, image, published).await?;
+        finish(client, image, prepared).await
     };
     attach_step(job, image, work).await;
 }
@@ -176,13 +176,7 @@ pub(super) async fn beside<T>(
     let Some(client) = job.client.filter(|_| job.options.sbom) else {
         return (pushing.await, Pending(None));
     };
-    let preparing = prepare(
-        job,
-        client,
-        image,
-        Published::Images(images),
-        Subject::Pushing,
-    );
+    let preparing = prepare(job, client, image, Published::Images(images));
     let (pushed, prepared) = tokio::join!(pushing, preparing);
     (pushed, Pending(Some(prepared)))
 }
@@ -192,7 +186,7 @@ pub(super) async fn finish_beside(job: &Job<'_>, image: &ImageRef, pending: Pend
     let (Some(client), Pending(Some(prepared))) = (job.client, pending) else {
         return;
     };
-    let work = async { finish(job, client, image, prepared?).await };
+    let work = async { finish(client, image, prepared?).await };
     attach_step(job, image, work).await;
 }
 
@@ -230,34 +224,24 @@ fn reading<'a>(job: &Job<'_>, image: &'a ImageRef, store: Store<'a>) -> Reading<
     }
 }
 
-/// The documents of each platform image and their artifacts, whose blobs are uploaded.
+/// The documents of each platform image, their artifacts, and how far each platform's
+/// artifacts went without being listed.
 pub(super) struct Prepared {
     documents: Vec<Described>,
     artifacts: Vec<Vec<Image>>,
-    /// Beside the image's push: each platform's artifacts as far as they go unlisted.
-    unlisted: Option<Vec<Option<Unlisted>>>,
+    unlisted: Vec<Option<Unlisted>>,
 }
 
-/// Whether the image the SBOM describes is in the registry yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Subject {
-    /// Pushed already (by dockerd): the artifacts are listed as soon as they are made.
-    Pushed,
-    /// Its push is running: only what names nothing yet is done.
-    Pushing,
-}
-
-/// What needs no manifest of `image` in the registry: the documents, the artifacts made of
-/// them (the provenance's `finishedOn` is when the image was made, before its push), their
-/// blobs uploaded (all platforms' at once); while its push runs, also everything of their
-/// listing that names nothing yet ([`Unlisted`]), and the dependency images' own SBOMs
-/// (those images are pushed).
+/// What needs no manifest of `image` in the registry, so that it can run beside its push:
+/// the documents, the artifacts made of them (the provenance's `finishedOn` is when the
+/// image was made, before its push), everything of their listing that names nothing yet
+/// ([`Unlisted`]: their blobs uploaded, all platforms' at once), and the dependency images'
+/// own SBOMs (those images are pushed).
 async fn prepare(
     job: &Job<'_>,
     client: &RegistryClient,
     image: &ImageRef,
     published: Published<'_>,
-    subject: Subject,
 ) -> Result<Prepared, SbomFailure> {
     let reading = reading(job, image, Store::Registry { client, image });
     let appended = matches!(published, Published::Images(_));
@@ -270,31 +254,22 @@ async fn prepare(
         .iter()
         .map(|described| artifacts_of(job, described, &run))
         .collect();
-    let unlisted = if subject == Subject::Pushing {
-        let uploads = (artifacts.iter()).map(|a| Unlisted::upload(client, image, a));
-        let dependencies = documents.iter().map(|d| attach_dependency(job, client, d));
-        let (unlisted, _) = tokio::join!(
-            futures_util::future::try_join_all(uploads),
-            futures_util::future::join_all(dependencies)
-        );
-        Some(unlisted?)
-    } else {
-        let uploads = (artifacts.iter()).map(|a| referrers::upload(client, image, a));
-        futures_util::future::try_join_all(uploads).await?;
-        None
-    };
+    let uploads = (artifacts.iter()).map(|a| Unlisted::upload(client, image, a));
+    let dependencies = documents.iter().map(|d| attach_dependency(job, client, d));
+    let (unlisted, _) = tokio::join!(
+        futures_util::future::try_join_all(uploads),
+        futures_util::future::join_all(dependencies)
+    );
     Ok(Prepared {
         documents,
         artifacts,
-        unlisted,
+        unlisted: unlisted?,
     })
 }
 
-/// The prepared artifacts listed as referrers of their images (all platforms at once), and
-/// beside them the dependency images' own SBOMs when they were made now: the packages
-/// found, and how each platform's artifacts are listed.
+/// The prepared artifacts listed as referrers of their images (all platforms at once), once
+/// the images are pushed: the packages found, and how each platform's artifacts are listed.
 async fn finish(
-    job: &Job<'_>,
     client: &RegistryClient,
     image: &ImageRef,
     prepared: Prepared,
@@ -304,30 +279,16 @@ async fn finish(
         artifacts,
         unlisted,
     } = prepared;
-    let listed = match unlisted {
-        // The dependency images' SBOMs went beside the push.
-        Some(unlisted) => {
-            let lists = unlisted
-                .into_iter()
-                .zip(&artifacts)
-                .map(|(u, a)| async move {
-                    match u {
-                        Some(u) => u.list(client, image, a).await,
-                        None => Ok(Vec::new()),
-                    }
-                });
-            futures_util::future::try_join_all(lists).await
-        }
-        None => {
-            let lists = artifacts.iter().map(|a| referrers::list(client, image, a));
-            let dependencies = documents.iter().map(|d| attach_dependency(job, client, d));
-            let (listed, _) = tokio::join!(
-                futures_util::future::try_join_all(lists),
-                futures_util::future::join_all(dependencies)
-            );
-            listed
-        }
-    };
+    let lists = unlisted
+        .into_iter()
+        .zip(&artifacts)
+        .map(|(u, a)| async move {
+            match u {
+                Some(u) => u.list(client, image, a).await,
+                None => Ok(Vec::new()),
+            }
+        });
+    let listed = futures_util::future::try_join_all(lists).await;
     let listed = listed?.into_iter().filter_map(|attached| {
         let first = attached.into_iter().next();
         first.map(|a| a.listed)
