@@ -25,7 +25,8 @@ use crate::progress::{Event, Progress};
 use crate::registry::client::{
     Operation, RawManifest, RegistryClient, RegistryError, RegistryErrorKind,
 };
-use crate::source::layer::{DirAttrs, Layer, Owner, write_layer};
+use crate::sbom::layers as sbom_layers;
+use crate::source::layer::{DirAttrs, Layer, Owner, write_layer_keeping};
 use oci_client::manifest::OciImageManifest;
 use serde_json::{Value, json};
 
@@ -249,13 +250,23 @@ pub async fn source_layer(
         n => format!("write source layer ({n} entries)"),
     };
     let dir = std::env::temp_dir();
+    // The SBOM's catalogers' files are kept as they go in: the layer is described without
+    // being read back.
+    let keep = (
+        sbom_layers::cataloged as fn(&str) -> bool,
+        sbom_layers::FILE_LIMIT,
+    );
     let writing = async move {
-        tokio::task::spawn_blocking(move || write_layer(&entries, owner, root_dir, mtime, &dir))
-            .await
-            .map_err(|e| BackendError::Context(e.to_string()))?
-            .map_err(|e| BackendError::Context(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            write_layer_keeping(&entries, owner, root_dir, mtime, &dir, keep)
+        })
+        .await
+        .map_err(|e| BackendError::Context(e.to_string()))?
+        .map_err(|e| BackendError::Context(e.to_string()))
     };
-    progress.in_step("source-layer", &step, writing).await
+    let (layer, kept) = progress.in_step("source-layer", &step, writing).await?;
+    sbom_layers::hand_over(layer.digest.hex(), &sbom_layers::facts_of_kept(&kept));
+    Ok(layer)
 }
 
 /// The image of `plan` on top of its dependency image, ready to publish or write out.

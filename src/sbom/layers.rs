@@ -289,6 +289,25 @@ pub fn remember(hex: &str, facts: &LayerFacts) {
     }
 }
 
+/// Hands `facts` of the layer `hex` to this run's SBOM only (a layer made for one image,
+/// like the fast path's source layer, is not kept on this machine).
+pub fn hand_over(hex: &str, facts: &LayerFacts) {
+    if let Ok(mut handed) = IN_THIS_RUN.lock() {
+        handed.insert(hex.to_string(), facts.clone());
+    }
+}
+
+/// The facts of the files `kept` as a layer writer kept them ([`cataloged`]'s), all read
+/// from memory.
+pub fn facts_of_kept(kept: &[crate::source::layer::KeptFile]) -> LayerFacts {
+    let mut facts = LayerFacts::default();
+    for file in kept {
+        // In memory: reading it cannot fail.
+        let _ = add_file(&mut facts, &file.path, file.size, &file.bytes[..]);
+    }
+    facts
+}
+
 fn write_cache(file: &Path, facts: &LayerFacts) {
     let body = serde_json::to_string(facts).expect("facts serialise");
     crate::scratch::keep_in_cache(file, format!("{CACHE_HEADER}\n{body}").as_bytes());

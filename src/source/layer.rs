@@ -8,8 +8,8 @@
 //! Entries are sorted, the gzip headers carry no name or time and the compression is cut at
 //! fixed points, so the same files give the same layer digest on every machine.
 //!
-//! `write_layer(entries, owner, root_attrs, mtime, dir)` writes it; the tests below read layers
-//! back entry by entry.
+//! `write_layer_keeping(entries, owner, root_attrs, mtime, dir, keep)` writes it, keeping the
+//! files an SBOM's catalogers read; the tests below read layers back entry by entry.
 
 use super::SourceError;
 use crate::batched::{Batched, Sink};
@@ -444,6 +444,7 @@ impl LayerWriter {
 /// `mtime`. `root_dir` is what `/root` itself is in the image below: a layer is unpacked on
 /// its own, so a parent it leaves out would be made anew (root-owned, 0755) and hide the
 /// one below.
+#[cfg(test)]
 pub fn write_layer(
     entries: &[RootEntry],
     owner: Owner,
@@ -451,6 +452,31 @@ pub fn write_layer(
     mtime: u64,
     dir: &Path,
 ) -> Result<Layer, SourceError> {
+    let writer = LayerWriter::new(dir)?.timed(mtime);
+    Ok(write_entries(entries, owner, root_dir, writer)?.0)
+}
+
+/// [`write_layer`], keeping a copy of each file `wanted` names as it goes in
+/// ([`LayerWriter::keeping`], at most `limit` bytes each): the layer and those files.
+pub fn write_layer_keeping(
+    entries: &[RootEntry],
+    owner: Owner,
+    root_dir: DirAttrs,
+    mtime: u64,
+    dir: &Path,
+    (wanted, limit): (fn(&str) -> bool, u64),
+) -> Result<(Layer, Vec<KeptFile>), SourceError> {
+    let writer = LayerWriter::new(dir)?.timed(mtime).keeping(wanted, limit);
+    write_entries(entries, owner, root_dir, writer)
+}
+
+/// The entries written through `layer` (see [`write_layer`]), and the files it kept.
+fn write_entries(
+    entries: &[RootEntry],
+    owner: Owner,
+    root_dir: DirAttrs,
+    mut layer: LayerWriter,
+) -> Result<(Layer, Vec<KeptFile>), SourceError> {
     // Later entries replace earlier ones at the same path, as a later COPY does. Every
     // parent directory below /root is an entry of its own (0755, owned like the files).
     let mut tree: BTreeMap<String, Option<&Path>> = BTreeMap::new();
@@ -493,7 +519,6 @@ pub fn write_layer(
         }
     }
 
-    let mut layer = LayerWriter::new(dir)?.timed(mtime);
     layer.dir(
         "root",
         Attrs {
@@ -530,7 +555,8 @@ pub fn write_layer(
             }
         }
     }
-    layer.finish()
+    let kept = layer.take_kept();
+    Ok((layer.finish()?, kept))
 }
 
 /// How much of a file must be holes before a layer of it is worth a warning.
@@ -734,6 +760,31 @@ mod tests {
             gid: 0,
             mode: 0o700,
         }
+    }
+
+    #[test]
+    fn the_files_asked_for_are_kept_as_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = entries(tmp.path());
+        let owner = Owner { uid: 1, gid: 1 };
+        let wanted: fn(&str) -> bool = |path| path.ends_with(".py");
+        let (kept_layer, kept) = write_layer_keeping(
+            &e,
+            owner,
+            root_dir(1),
+            LAYER_MTIME,
+            tmp.path(),
+            (wanted, 64),
+        )
+        .unwrap();
+        let plain = write_layer(&e, owner, root_dir(1), LAYER_MTIME, tmp.path()).unwrap();
+        assert_eq!(kept_layer.digest, plain.digest, "keeping changes no byte");
+        let kept: Vec<(&str, u64, &[u8])> = kept
+            .iter()
+            .map(|k| (k.path.as_str(), k.size, &k.bytes[..]))
+            .collect();
+        // The later entry at `pkg/a.py` (b.txt's bytes) is what the layer holds.
+        assert_eq!(kept, [("root/pkg/a.py", 1, &b"b"[..])]);
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl image::PlannedLayer for PackageLayer {
     /// Also hands the SBOM what the layer holds for its catalogers (a Python package's
     /// metadata a `.deb` ships), by the blob's digest: it does not read the layer back.
     fn write_layer(&self, dir: &std::path::Path, mtime: u64) -> Result<Layer, DaemonlessError> {
-        use crate::sbom::layers::{FILE_LIMIT, LayerFacts, add_file, cataloged, remember};
+        use crate::sbom::layers::{FILE_LIMIT, cataloged, facts_of_kept, remember};
         let mut layer = LayerWriter::new(dir)?
             .timed(mtime)
             .keeping(cataloged, FILE_LIMIT);
@@ -204,12 +204,7 @@ impl image::PlannedLayer for PackageLayer {
         }
         let kept = layer.take_kept();
         let written = layer.finish()?;
-        let mut facts = LayerFacts::default();
-        for file in kept {
-            // In memory: reading it cannot fail.
-            let _ = add_file(&mut facts, &file.path, file.size, &file.bytes[..]);
-        }
-        remember(written.digest.hex(), &facts);
+        remember(written.digest.hex(), &facts_of_kept(&kept));
         Ok(written)
     }
 }
