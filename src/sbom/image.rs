@@ -327,19 +327,6 @@ fn layer_descriptors(image: &PlatformImage) -> Result<Vec<Descriptor>, SbomError
         .collect()
 }
 
-/// What [`contents`] would ask the registry for the dependency image `dep` (found, not made
-/// now), asked ahead: its attached SBOM fetched and kept on this machine by its digest, when
-/// none is kept and the findings of its layers (`lower`) are not all here. Run beside the
-/// source layer's writing, so that the SBOM made beside the image's push reads it from here.
-/// Best effort: what fails here is asked again there.
-pub async fn fetch_dependency_sbom(client: &RegistryClient, dep: &Dependency, lower: &[Digest]) {
-    let all_here = lower.iter().all(|d| layers::cached(d.hex()).is_some());
-    if dep.made_now || all_here || super::reuse::kept(&dep.descriptor.digest).is_some() {
-        return;
-    }
-    let _ = dependency_sbom(client, dep).await;
-}
-
 /// The SBOM attached to the dependency image `dep`, read back as findings and kept on this
 /// machine by its digest ([`super::reuse::keep`]: the next build on it asks the registry
 /// nothing); `None` when it has none (or one about another image).
@@ -478,20 +465,13 @@ impl PlatformImage {
         made_now: bool,
     ) -> PlatformImage {
         PlatformImage {
-            dependency: Some(Dependency::of(image, value, made_now)),
+            dependency: Some(Dependency {
+                image: image.clone(),
+                descriptor: value.descriptor(),
+                layers: value.layers().len(),
+                made_now,
+            }),
             ..self
-        }
-    }
-}
-
-impl Dependency {
-    /// The dependency image `value`, named `image` (`made_now`: by this run).
-    pub fn of(image: &ImageRef, value: &crate::oci::Image, made_now: bool) -> Dependency {
-        Dependency {
-            image: image.clone(),
-            descriptor: value.descriptor(),
-            layers: value.layers().len(),
-            made_now,
         }
     }
 }

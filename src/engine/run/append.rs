@@ -110,12 +110,7 @@ impl Appending<'_, '_> {
         platform: Option<&Platform>,
     ) -> Result<(registry_backend::Assembled, PlatformImage), EngineError> {
         let (plan, progress) = (&self.planned.plan, self.job.progress);
-        // The dependency image's SBOM is asked for while the source layer is written.
-        let (assembled, ()) = tokio::join!(
-            registry_backend::assemble_image(plan, deps, progress),
-            super::sbom::fetch_dependency(self.job, deps, self.made_now)
-        );
-        let assembled = assembled?;
+        let assembled = registry_backend::assemble_image(plan, deps, progress).await?;
         let image = PlatformImage::of(&assembled.image, platform.cloned());
         let image = image.on_dependency(&deps.image, &deps.value, self.made_now);
         Ok((assembled, image))

@@ -5,7 +5,6 @@
 //! SBOM that cannot be made or attached is a warning: the image is built and published.
 
 use super::Job;
-use crate::builders::registry::DependencyImage;
 use crate::engine::Builder;
 use crate::oci::epoch::SourceDateEpoch;
 use crate::oci::image::Descriptor;
@@ -15,9 +14,7 @@ use crate::publish::PublishError;
 use crate::publish::layout::OutputTarget;
 use crate::publish::referrers::{self, Listed, Unlisted};
 use crate::registry::client::RegistryClient;
-use crate::sbom::image::{
-    self as sbom_image, Dependency, Described, PlatformImage, Reading, SbomError, Store,
-};
+use crate::sbom::image::{self as sbom_image, Described, PlatformImage, Reading, SbomError, Store};
 use crate::sbom::provenance::{self, IN_TOTO_MEDIA_TYPE, Invocation};
 use crate::sbom::{SPDX_MEDIA_TYPE, spdx::Document};
 use std::collections::BTreeMap;
@@ -182,19 +179,6 @@ pub(super) async fn beside<T>(
     let preparing = prepare(job, client, image, Published::Images(images));
     let (pushed, prepared) = tokio::join!(pushing, preparing);
     (pushed, Pending(Some(prepared)))
-}
-
-/// Beside the source layer's writing: the SBOM of the dependency image `deps` (found, not
-/// made now) fetched and kept here, so that [`beside`] takes it from this machine.
-pub(super) async fn fetch_dependency(job: &Job<'_>, deps: &DependencyImage, made_now: bool) {
-    let Some(client) = job.client.filter(|_| job.options.sbom) else {
-        return;
-    };
-    let dependency = Dependency::of(&deps.image, &deps.value, made_now);
-    let layers: Vec<Digest> = (deps.value.layers().iter())
-        .map(|l| l.descriptor.digest.clone())
-        .collect();
-    sbom_image::fetch_dependency_sbom(client, &dependency, &layers).await;
 }
 
 /// Attaches what [`beside`] prepared, once the image is pushed; a failure is a warning.
