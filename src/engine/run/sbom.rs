@@ -230,6 +230,8 @@ pub(super) struct Prepared {
     documents: Vec<Described>,
     artifacts: Vec<Vec<Image>>,
     unlisted: Vec<Option<Unlisted>>,
+    /// The dependency images' documents attached now, kept on this machine by [`finish`].
+    keep: Vec<(Digest, Vec<u8>)>,
 }
 
 /// What needs no manifest of `image` in the registry, so that it can run beside its push:
@@ -256,7 +258,7 @@ async fn prepare(
         .collect();
     let uploads = (artifacts.iter()).map(|a| Unlisted::upload(client, image, a));
     let dependencies = documents.iter().map(|d| attach_dependency(job, client, d));
-    let (unlisted, _) = tokio::join!(
+    let (unlisted, kept) = tokio::join!(
         futures_util::future::try_join_all(uploads),
         futures_util::future::join_all(dependencies)
     );
@@ -264,11 +266,13 @@ async fn prepare(
         documents,
         artifacts,
         unlisted: unlisted?,
+        keep: kept.into_iter().flatten().collect(),
     })
 }
 
 /// The prepared artifacts listed as referrers of their images (all platforms at once), once
-/// the images are pushed: the packages found, and how each platform's artifacts are listed.
+/// the images are pushed, and the dependency images' documents kept: the packages found,
+/// and how each platform's artifacts are listed.
 async fn finish(
     client: &RegistryClient,
     image: &ImageRef,
@@ -278,7 +282,11 @@ async fn finish(
         documents,
         artifacts,
         unlisted,
+        keep,
     } = prepared;
+    for (digest, bytes) in &keep {
+        crate::sbom::reuse::keep(digest, bytes);
+    }
     let lists = unlisted
         .into_iter()
         .zip(&artifacts)
@@ -298,19 +306,26 @@ async fn finish(
 }
 
 /// The dependency image's SBOM (read from its layers now: it had none) attached to it, so
-/// the next fast path on it, on any machine, reads none of its layers, and kept on this
-/// machine by its digest; a failure is a warning.
-async fn attach_dependency(job: &Job<'_>, client: &RegistryClient, described: &Described) {
-    let Some((dependency, document)) = &described.dependency else {
-        return;
-    };
+/// the next fast path on it, on any machine, reads none of its layers: its digest and the
+/// document's bytes, to keep on this machine once the image is pushed (a write into the
+/// cache while the tag is checked would change the tag of a `source_root` holding the
+/// cache); a failure is a warning.
+async fn attach_dependency(
+    job: &Job<'_>,
+    client: &RegistryClient,
+    described: &Described,
+) -> Option<(Digest, Vec<u8>)> {
+    let (dependency, document) = described.dependency.as_ref()?;
     let artifacts = [artifact(&dependency.descriptor, document)];
     match referrers::attach(client, &dependency.image, &artifacts).await {
         Ok(_) => {
             let bytes = serde_json::to_vec(document).expect("a document serialises");
-            crate::sbom::reuse::keep(&dependency.descriptor.digest, &bytes);
+            Some((dependency.descriptor.digest.clone(), bytes))
         }
-        Err(e) => warn(job, &dependency.image, &SbomFailure::Attach(e)),
+        Err(e) => {
+            warn(job, &dependency.image, &SbomFailure::Attach(e));
+            None
+        }
     }
 }
 
