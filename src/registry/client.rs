@@ -901,23 +901,16 @@ impl RegistryClient {
         operation: Operation,
     ) -> Result<(), RegistryError> {
         let url = &self.manifest_url(reference);
-        let http = self.http(image, &operation)?;
         let content_type = &reqwest_header(media_type);
         self.retry(image, operation, true, |_, _, auth| {
-            let body = body.clone();
+            let body = &body;
             async move {
-                let scope = format!("repository:{}:pull,push", reference.repository());
-                let held = match auth {
-                    RegistryAuth::Bearer(token) => Some(token),
-                    _ => None,
-                };
-                let scoped = Scoped::new(http, scope, held);
-                let request = || {
-                    (scoped.http.put(url))
+                let request = |http: &reqwest::Client| {
+                    (http.put(url))
                         .header(http::header::CONTENT_TYPE, content_type)
                         .body(body.clone())
                 };
-                let response = self.send_with_credentials(request, &scoped).await?;
+                let response = self.send_as(reference, &auth, "pull,push", request).await?;
                 if response.status().is_success() {
                     Ok(())
                 } else {

@@ -281,9 +281,7 @@ fn read_cache(file: &Path) -> Option<LayerFacts> {
 /// Keeps `facts` of the layer `hex` for this run and on this machine (best effort: a cache
 /// that cannot be written is skipped).
 pub fn remember(hex: &str, facts: &LayerFacts) {
-    if let Ok(mut handed) = IN_THIS_RUN.lock() {
-        handed.insert(hex.to_string(), facts.clone());
-    }
+    hand_over(hex, facts);
     if let Some(file) = cache_file(hex) {
         write_cache(&file, facts);
     }

@@ -57,8 +57,19 @@ impl RegistryClient {
         auth: &RegistryAuth,
         request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, E> {
+        self.send_as(reference, auth, "pull", request).await
+    }
+
+    /// [`RegistryClient::send_read`] for `actions` on the repository (`pull`, `pull,push`).
+    pub(super) async fn send_as(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        actions: &str,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, E> {
         let http = self.read_client()?;
-        let scope = format!("repository:{}:pull", reference.repository());
+        let scope = format!("repository:{}:{actions}", reference.repository());
         let held = match auth {
             RegistryAuth::Bearer(token) => Some(token.clone()),
             _ => None,
