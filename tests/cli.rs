@@ -636,3 +636,52 @@ fn a_closed_stdout_ends_the_process_quietly() {
     );
     assert!(stderr.is_empty(), "quietly: {stderr}");
 }
+
+/// imagespec's own cache directory inside `source_root` (or a `copy` directory) is not
+/// source: the tag is the same before the cache exists and after it holds entries, and a
+/// file beside it still counts.
+#[test]
+fn the_cache_directory_inside_the_source_is_not_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proj = dir.path();
+    std::fs::create_dir_all(proj.join("src/data")).expect("mkdir");
+    std::fs::write(proj.join("src/app.py"), "print(1)\n").expect("write");
+    std::fs::write(proj.join("src/data/a.csv"), "1,2\n").expect("write");
+    std::fs::write(
+        proj.join("spec.toml"),
+        "source_root = \"src\"\nsource_copy_mode = \"all\"\ncopy = [\"src/data\"]\n",
+    )
+    .expect("write");
+    let tag = |cache: &Path| {
+        let out = imagespec(proj)
+            .env("IMAGESPEC_CACHE_DIR", cache)
+            .env("IMAGESPEC_NO_CACHE", "1")
+            .args(["inspect", "spec.toml", "--json"])
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["tag"].as_str().expect("tag").to_string()
+    };
+    for cache in [
+        proj.join("src/.cache/imagespec"),
+        proj.join("src/data/cache"),
+    ] {
+        let before = tag(&cache);
+        std::fs::create_dir_all(cache.join("pushed")).expect("mkdir cache");
+        std::fs::write(cache.join("pushed/entry"), "written by a run").expect("write");
+        assert_eq!(
+            tag(&cache),
+            before,
+            "{}: the cache changed the tag",
+            cache.display()
+        );
+        std::fs::write(cache.with_file_name("beside.txt"), "source").expect("write");
+        assert_ne!(tag(&cache), before, "a file beside the cache is source");
+        std::fs::remove_dir_all(&cache).expect("rm cache");
+    }
+}

@@ -209,8 +209,9 @@ pub fn copy_digest(
         let is_dir = path.is_dir();
         let mut listed = Vec::new();
         let root = if is_dir {
-            walk_in_dir_order(&path, "", &mut listed)?;
-            Some(Root::new(&path, links)?)
+            let root = Root::new(&path, links)?;
+            walk_in_dir_order(&path, "", &root, &mut listed)?;
+            Some(root)
         } else {
             listed.push((pypath::basename(entry).to_string(), path.clone()));
             None
@@ -268,6 +269,7 @@ fn hash_existing(
 fn walk_in_dir_order(
     dir: &Path,
     rel: &str,
+    root: &Root,
     out: &mut Vec<(String, PathBuf)>,
 ) -> Result<(), SourceError> {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -292,7 +294,7 @@ fn walk_in_dir_order(
         };
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
-            if !ft.is_symlink() {
+            if !ft.is_symlink() && !root.is_own_cache(&child) {
                 dirs.push((child, path));
             }
         } else {
@@ -302,7 +304,7 @@ fn walk_in_dir_order(
     files.sort_by(|a, b| a.0.cmp(&b.0));
     out.extend(files.into_iter().map(|(_, child, path)| (child, path)));
     for (child, path) in dirs {
-        walk_in_dir_order(&path, &child, out)?;
+        walk_in_dir_order(&path, &child, root, out)?;
     }
     Ok(())
 }

@@ -53,6 +53,15 @@ impl std::fmt::Display for LinkOutside {
     }
 }
 
+/// Where imagespec's cache directory lies below `real` (a canonical path), relative to it;
+/// `None` when it lies elsewhere, is `real` itself or does not exist yet (then no walk
+/// meets it: a walk that starts after it is made finds it here).
+fn own_cache_within(real: &Path) -> Option<String> {
+    let cache = fs::canonicalize(crate::source::cache_home()?).ok()?;
+    let rel = cache.strip_prefix(real).ok()?.to_str()?;
+    (!rel.is_empty()).then(|| rel.to_string())
+}
+
 /// A directory whose links must not lead out of it.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -61,6 +70,11 @@ pub struct Root {
     /// Its canonical path, which resolved targets are compared with.
     real: PathBuf,
     policy: LinkPolicy,
+    /// imagespec's cache directory relative to the root, when it lies inside (with
+    /// `XDG_CACHE_HOME=$PWD/.cache` and `source_root = "."`, say): never source, like a run's
+    /// scratch files. Hashing it would change the tag whenever a run writes a cache entry,
+    /// and a cache written while the tag is checked again would fail the build.
+    own_cache: Option<String>,
 }
 
 impl Root {
@@ -70,11 +84,19 @@ impl Root {
             path: dir.to_path_buf(),
             source,
         })?;
+        let own_cache = own_cache_within(&real);
         Ok(Root {
             shown: dir.to_path_buf(),
             real,
             policy,
+            own_cache,
         })
+    }
+
+    /// Whether `rel` (a directory relative to the root, `/`-separated) is imagespec's own
+    /// cache directory, which walks leave out.
+    pub fn is_own_cache(&self, rel: &str) -> bool {
+        self.own_cache.as_deref() == Some(rel)
     }
 
     /// The policy links are checked under.

@@ -283,7 +283,7 @@ fn examine(
     };
     // scandir's is_dir() follows symlinks; a symlinked directory is listed but not entered.
     if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
-        if name == ".git" || file_type.is_symlink() {
+        if name == ".git" || file_type.is_symlink() || links.is_own_cache(&rel) {
             return Ok(Entry::Skip);
         }
         return Ok(Entry::Dir {
