@@ -1,8 +1,8 @@
 //! Artifacts attached to an image as OCI 1.1 referrers (an SBOM; provenance and signatures
 //! the same way): the artifact's manifest names the image as its `subject` and is pushed by
-//! digest: [`Unlisted`] does all that names nothing yet (the blobs, the questions, and
-//! without the referrers API the manifests), which may run beside the subject's own push,
-//! then lists them in one round trip once the subject is pushed. A registry with
+//! digest: [`Unlisted`] does all that may run beside the subject's own push (the blobs,
+//! the questions, and without the referrers API the manifests and the referrers tag), then,
+//! with the API, pushes the manifests once the subject is pushed. A registry with
 //! the referrers API indexes it by itself; for one without (it answers 404, as the
 //! distribution registry 2.x does) the referrers tag schema of distribution-spec 1.1 is
 //! kept: an index of the referrers under the tag `sha256-<hex of the subject>`, merged with
@@ -180,23 +180,25 @@ async fn ask(
     })
 }
 
-/// Attaching in two halves, so that the subject's push can run beside the first: what names
-/// nothing yet ([`Unlisted::upload`]), and the one round trip left once the subject is
-/// pushed ([`Unlisted::list`]). [`attach`] runs both for a subject pushed already.
+/// Attaching in two halves, so that the subject's push can run beside the first
+/// ([`Unlisted::upload`]), and what must wait for the subject ([`Unlisted::list`]).
+/// [`attach`] runs both for a subject pushed already.
 #[derive(Debug)]
 pub struct Unlisted {
-    subject: Digest,
-    /// `Some`: the registry has no referrers API, and the artifacts' manifests (these
-    /// digests) are pushed already, named by no tag yet; the tag's index as read.
-    by_tag: Option<(Vec<Digest>, Option<Vec<u8>>)>,
+    /// `Some`: the registry has no referrers API, and the artifacts are listed already
+    /// under the referrers tag; `None`: their manifests wait for the subject.
+    by_tag: Option<Vec<Attached>>,
 }
 
 impl Unlisted {
     /// Uploads the blobs of `artifacts`, asks whether the registry has the referrers API
-    /// and reads the referrers tag, all at once; without the API, the manifests are pushed
-    /// then (by digest: only the tag's write lists them). With the API they wait: it lists
-    /// a manifest as soon as it is pushed, and an artifact must not be listed before its
-    /// subject exists. `None` for no artifacts.
+    /// and reads the referrers tag, all at once. Without the API, the manifests are pushed
+    /// then (by digest) and the tag's index written: the tag is named by the subject's
+    /// digest, so what it lists describes exactly that image whenever it exists (a push that
+    /// fails leaves a tag for an image not there yet, which its retry completes). With the
+    /// API the manifests wait: it lists a manifest as soon as it is pushed, and a registry
+    /// may refuse a manifest whose subject is missing (GitLab's did).
+    /// `None` for no artifacts.
     pub async fn upload(
         client: &RegistryClient,
         name: &ImageRef,
@@ -211,14 +213,17 @@ impl Unlisted {
         let by_tag = match asked? {
             Asked::Api => None,
             Asked::Tag(existing) => {
-                Some((push_manifests(client, name, artifacts).await?, existing))
+                let pushed = push_manifests(client, name, artifacts).await?;
+                let tag = fallback_tag(&subject);
+                write_tag(client, &name.with_tag(tag.clone()), existing, artifacts).await?;
+                Some(attached(pushed, Listed::Tag(tag.as_str().to_string())))
             }
         };
-        Ok(Some(Unlisted { subject, by_tag }))
+        Ok(Some(Unlisted { by_tag }))
     }
 
     /// Lists `artifacts` (those [`Unlisted::upload`] had) once their subject is pushed:
-    /// their manifests pushed (the API lists them), or the tag's index written.
+    /// their manifests pushed (the API lists them); under the tag they are listed already.
     pub async fn list(
         self,
         client: &RegistryClient,
@@ -226,14 +231,10 @@ impl Unlisted {
         artifacts: &[Image],
     ) -> Result<Vec<Attached>, PublishError> {
         match self.by_tag {
+            Some(listed) => Ok(listed),
             None => {
                 let pushed = push_manifests(client, name, artifacts).await?;
                 Ok(attached(pushed, Listed::ReferrersApi))
-            }
-            Some((pushed, existing)) => {
-                let tag = fallback_tag(&self.subject);
-                write_tag(client, &name.with_tag(tag.clone()), existing, artifacts).await?;
-                Ok(attached(pushed, Listed::Tag(tag.as_str().to_string())))
             }
         }
     }

@@ -163,10 +163,11 @@ pub(super) struct Pending(Option<Result<Prepared, SbomFailure>>);
 
 /// Runs `pushing` (the push of `images` as `image`) and, at the same time, what the SBOM
 /// needs only the images for: the documents (the dependency image's SBOM, the layers this
-/// machine wrote) and the upload of the artifacts' blobs. The images' manifests are made
-/// here, so their digests are known before the push; nothing names the artifacts until
-/// [`finish_beside`] lists them, after the push succeeded: one round trip (their
-/// manifests pushed to a registry with the referrers API, or the referrers tag written).
+/// machine wrote), the upload of the artifacts' blobs and, on a registry without the
+/// referrers API, their listing under the referrers tag (named by the image's digest,
+/// which is known before the push: the images' manifests are made here). With the API,
+/// [`finish_beside`] pushes the artifacts' manifests after the push succeeded: one round
+/// trip.
 pub(super) async fn beside<T>(
     job: &Job<'_>,
     image: &ImageRef,
@@ -236,8 +237,9 @@ pub(super) struct Prepared {
 
 /// What needs no manifest of `image` in the registry, so that it can run beside its push:
 /// the documents, the artifacts made of them (the provenance's `finishedOn` is when the
-/// image was made, before its push), everything of their listing that names nothing yet
-/// ([`Unlisted`]: their blobs uploaded, all platforms' at once), and the dependency images'
+/// image was made, before its push), everything of their listing that may go before the
+/// image ([`Unlisted`]: their blobs uploaded, all platforms' at once; without the referrers
+/// API, listed under the referrers tag), and the dependency images'
 /// own SBOMs (those images are pushed).
 async fn prepare(
     job: &Job<'_>,
