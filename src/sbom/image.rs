@@ -364,14 +364,7 @@ pub async fn contents(
     } = reading;
     let (facts, reused_base, read_dependency) = layer_findings(store, image).await?;
     let inputs = inputs_label(&image.config);
-    let base = match (reused_base, inputs.as_ref().and_then(base_name)) {
-        (Some(base), Some(name)) if base.name == name => Some(base),
-        (_, Some(name)) => Some(BaseImage {
-            digest: base_digest(store, &name, timeouts).await,
-            name,
-        }),
-        (_, None) => None,
-    };
+    let base = named_base(store, reused_base, inputs.as_ref(), timeouts).await;
     let config_created = image.config.get("created").and_then(Value::as_str);
     let created = super::created(source_date_epoch, config_created);
     let dependency = image
@@ -404,6 +397,82 @@ pub async fn contents(
         packages: layers::merge(&facts),
     };
     Ok((own, dependency))
+}
+
+/// The base image the inputs label `inputs` names: `reused` (what a dependency image's
+/// document said of it) when it names the same image, else with the digest asked of its
+/// registry (best effort).
+async fn named_base(
+    store: Store<'_>,
+    reused: Option<BaseImage>,
+    inputs: Option<&Value>,
+    timeouts: Timeouts,
+) -> Option<BaseImage> {
+    let name = inputs.and_then(base_name)?;
+    match reused {
+        Some(base) if base.name == name => Some(base),
+        _ => Some(BaseImage {
+            digest: base_digest(store, &name, timeouts).await,
+            name,
+        }),
+    }
+}
+
+/// A dependency image this run made, described before the image appended to it is made:
+/// what the SBOM of that image takes from it, and what its own document needs.
+#[derive(Debug, Clone)]
+pub struct MadeDependency {
+    /// `<repository>:deps-<key>`.
+    pub name: ImageRef,
+    pub image: PlatformImage,
+    /// Its packages, each with the file it was found in.
+    pub packages: Vec<(String, super::Package)>,
+}
+
+/// The dependency image `image` (named `name`) this run made, when this machine has the
+/// findings of all its layers (its builder handed them over, or they are cached; nothing
+/// is read): handed to this run's SBOM of the image appended to it, which then reads none
+/// of them ([`super::reuse::hand_over`]) and leaves the dependency image's own document to
+/// [`dependency_contents`]. `None` when a layer would have to be read (dockerd built it).
+pub fn hand_over_made(name: &ImageRef, image: PlatformImage) -> Option<MadeDependency> {
+    let descriptors = layer_descriptors(&image).ok()?;
+    let facts: Option<Vec<LayerFacts>> = (descriptors.iter())
+        .map(|d| layers::cached(d.digest.hex()))
+        .collect();
+    let packages = layers::merge(&facts?);
+    let reused = super::reuse::Reused {
+        facts: layers::squashed(&packages),
+        base: None,
+    };
+    super::reuse::hand_over(&image.descriptor.digest, reused);
+    Some(MadeDependency {
+        name: name.clone(),
+        image,
+        packages,
+    })
+}
+
+/// What the document of the dependency image `made` says: its packages, its base as
+/// `inputs` (the `org.imagespec.inputs` label of the image appended to it) names it, its
+/// `created` from `source_date_epoch` or its config (the appended image keeps it).
+pub async fn dependency_contents(
+    reading: Reading<'_>,
+    made: &MadeDependency,
+    inputs: Option<&Value>,
+) -> Contents {
+    let image = &made.image;
+    let config_created = image.config.get("created").and_then(Value::as_str);
+    Contents {
+        subject: Subject {
+            repository: made.name.name().clone(),
+            digest: image.descriptor.digest.clone(),
+            platform: image.platform.clone(),
+        },
+        created: super::created(reading.source_date_epoch, config_created),
+        base: named_base(reading.store, None, inputs, reading.timeouts).await,
+        source: None,
+        packages: made.packages.clone(),
+    }
 }
 
 /// The SPDX document of every platform image of the manifest `digest` names, in the

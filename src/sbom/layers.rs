@@ -248,6 +248,17 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a LayerFacts>) -> Vec<(Strin
         .collect()
 }
 
+/// `packages` as [`merge`] gave them, back as the findings of one layer (a file that
+/// describes nothing is left out: under the lowest layer it replaces nothing).
+pub fn squashed(packages: &[(String, Package)]) -> LayerFacts {
+    let mut facts = LayerFacts::default();
+    for (path, package) in packages {
+        let entry = facts.files.entry(path.clone()).or_default();
+        entry.push(package.clone());
+    }
+    facts
+}
+
 /// The first line of a cache entry: its format and version.
 const CACHE_HEADER: &str = "imagespec-sbom-layer 1";
 
@@ -412,6 +423,28 @@ mod tests {
         // The same layers the other way round: the whiteout has nothing below it.
         let reversed = [layers[1].clone(), layers[0].clone()];
         assert_eq!(names(&merge(&reversed)), ["x=1", "a=1", "b=1", "c=1"]);
+    }
+
+    /// A dependency image's layers squashed into one (what this run hands over of an image
+    /// it made) give, under any upper layer, what the layers themselves give.
+    #[test]
+    fn squashed_layers_merge_as_the_layers_do() {
+        let meta = |name: &str| format!("{SITE}/{name}-1.dist-info/METADATA");
+        let content = |name: &str| format!("Name: {name}\nVersion: 1\n");
+        let (a, b, c) = (meta("a"), meta("b"), meta("c"));
+        let status = "Package: p\nStatus: install ok installed\nVersion: 1\n";
+        let base = tar(&[
+            (&a, Some(&content("a"))),
+            ("var/lib/dpkg/status", Some(status)),
+        ]);
+        let venv = tar(&[(&b, Some(&content("b"))), ("usr/bin/tool", Some("x"))]);
+        let wh_a = format!("{SITE}/.wh.a-1.dist-info");
+        let source = tar(&[(&wh_a, Some("")), (&c, Some(&content("c")))]);
+        let [base, venv, source] = [base, venv, source].map(|t| read_layer(&t[..]).unwrap());
+        let whole = merge([&base, &venv, &source]);
+        let squashed = squashed(&merge([&base, &venv]));
+        assert_eq!(merge([&squashed, &source]), whole);
+        assert_eq!(names(&whole), ["b=1", "c=1", "p=1"]);
     }
 
     #[test]

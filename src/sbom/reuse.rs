@@ -64,10 +64,25 @@ pub fn keep(subject: &Digest, document: &[u8]) {
     }
 }
 
-/// The findings of the document kept for the image `subject`; `None` when none is kept, or
-/// it does not read as that image's.
+/// What this run handed over of the dependency images it made ([`hand_over`]), by digest.
+static IN_THIS_RUN: std::sync::Mutex<std::collections::BTreeMap<String, Reused>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Hands what the image `subject` holds (`reused`) to this run's SBOMs of the images
+/// appended to it, as its kept document would: a dependency image this run made is
+/// described once, by the run that made it, also without a cache dir.
+pub fn hand_over(subject: &Digest, reused: Reused) {
+    if let Ok(mut handed) = IN_THIS_RUN.lock() {
+        handed.insert(subject.as_str().to_string(), reused);
+    }
+}
+
+/// The findings of the document kept for the image `subject` (handed over in this run, else
+/// kept on this machine); `None` when none is kept, or it does not read as that image's.
 pub fn kept(subject: &Digest) -> Option<Reused> {
-    read_kept(&kept_path(subject)?, subject)
+    let handed = IN_THIS_RUN.lock().ok();
+    let handed = handed.and_then(|m| m.get(subject.as_str()).cloned());
+    handed.or_else(|| read_kept(&kept_path(subject)?, subject))
 }
 
 fn read_kept(path: &std::path::Path, subject: &Digest) -> Option<Reused> {

@@ -761,6 +761,9 @@ pub async fn prepare_described_layers(
     Ok(layers)
 }
 
+/// How many layers [`prepare_layers`] looks up in the registry at once.
+const FIND_JOBS: usize = 8;
+
 /// Turns `plans` into layers ready to push to `target` (or to write to disk, with no
 /// target): with [`KnownLayers`], a layer whose key was seen before has its `diff_id`
 /// without being read, and one whose blob the registry has in the target repository, or
@@ -786,11 +789,18 @@ pub async fn prepare_layers<P: PlannedLayer>(
             })
             .await?
         };
-        for (slot, diff_id) in found.iter_mut().zip(&diff_ids) {
-            if let Some(diff_id) = diff_id {
-                *slot = known.find(push, diff_id).await?;
+        // Each lookup is up to three round trips (found? mounted? there now?): all at once.
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        let lookups = diff_ids.iter().map(|diff_id| async move {
+            match diff_id {
+                Some(diff_id) => known.find(push, diff_id).await,
+                None => Ok(None),
             }
-        }
+        });
+        found = futures_util::stream::iter(lookups)
+            .buffered(FIND_JOBS)
+            .try_collect()
+            .await?;
     }
     let missing: Vec<usize> = (0..plans.len()).filter(|&i| found[i].is_none()).collect();
     let written = {

@@ -65,11 +65,22 @@ async fn append_source(
         planned,
         made_now,
     };
-    let digest = match found {
-        [one] if !planned.plan.platform.several() => appending.push_one(one).await?,
-        several => appending.push_index(several).await?,
+    let plan = &planned.plan;
+    // A dependency image made now is described before the source layer is written, and its
+    // SBOM attached beside that and the push.
+    let made = match made_now {
+        true => super::sbom::hand_over_made(job, found, &plan.platform),
+        false => Vec::new(),
     };
-    Ok(planned.made(job, Action::Appended, Some(digest)))
+    let attaching = super::sbom::attach_made(job, &plan.image, &plan.labels, made);
+    let pushing = async {
+        match found {
+            [one] if !plan.platform.several() => appending.push_one(one).await,
+            several => appending.push_index(several).await,
+        }
+    };
+    let (digest, ()) = tokio::join!(pushing, attaching);
+    Ok(planned.made(job, Action::Appended, Some(digest?)))
 }
 
 /// The step that pushes `assembled` as `image`: `target` (` for linux/arm64`, or empty) and

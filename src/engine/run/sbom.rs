@@ -5,7 +5,10 @@
 //! SBOM that cannot be made or attached is a warning: the image is built and published.
 
 use super::Job;
+use crate::builders::registry::DependencyImage;
 use crate::engine::Builder;
+use crate::explain::INPUTS_LABEL;
+use crate::oci::Platforms;
 use crate::oci::epoch::SourceDateEpoch;
 use crate::oci::image::Descriptor;
 use crate::oci::{Digest, Image, ImageRef};
@@ -14,7 +17,9 @@ use crate::publish::PublishError;
 use crate::publish::layout::OutputTarget;
 use crate::publish::referrers::{self, Listed, Unlisted};
 use crate::registry::client::RegistryClient;
-use crate::sbom::image::{self as sbom_image, Described, PlatformImage, Reading, SbomError, Store};
+use crate::sbom::image::{
+    self as sbom_image, Described, MadeDependency, PlatformImage, Reading, SbomError, Store,
+};
 use crate::sbom::provenance::{self, IN_TOTO_MEDIA_TYPE, Invocation};
 use crate::sbom::{SPDX_MEDIA_TYPE, spdx::Document};
 use std::collections::BTreeMap;
@@ -309,25 +314,97 @@ async fn finish(
 
 /// The dependency image's SBOM (read from its layers now: it had none) attached to it, so
 /// the next fast path on it, on any machine, reads none of its layers: its digest and the
-/// document's bytes, to keep on this machine once the image is pushed (a write into the
-/// cache while the tag is checked would change the tag of a `source_root` holding the
-/// cache); a failure is a warning.
+/// document's bytes, to keep on this machine once the image is pushed; a failure is a
+/// warning.
 async fn attach_dependency(
     job: &Job<'_>,
     client: &RegistryClient,
     described: &Described,
 ) -> Option<(Digest, Vec<u8>)> {
     let (dependency, document) = described.dependency.as_ref()?;
-    let artifacts = [artifact(&dependency.descriptor, document)];
-    match referrers::attach(client, &dependency.image, &artifacts).await {
+    attach_document(
+        job,
+        client,
+        &dependency.image,
+        &dependency.descriptor,
+        document,
+    )
+    .await
+}
+
+/// `document` attached to the image `descriptor` (in `name`'s repository): its digest and
+/// the document's bytes, to keep on this machine; a failure is a warning.
+async fn attach_document(
+    job: &Job<'_>,
+    client: &RegistryClient,
+    name: &ImageRef,
+    descriptor: &Descriptor,
+    document: &Document,
+) -> Option<(Digest, Vec<u8>)> {
+    let artifacts = [artifact(descriptor, document)];
+    match referrers::attach(client, name, &artifacts).await {
         Ok(_) => {
             let bytes = serde_json::to_vec(document).expect("a document serialises");
-            Some((dependency.descriptor.digest.clone(), bytes))
+            Some((descriptor.digest.clone(), bytes))
         }
         Err(e) => {
-            warn(job, &dependency.image, &SbomFailure::Attach(e));
+            warn(job, name, &SbomFailure::Attach(e));
             None
         }
+    }
+}
+
+/// The dependency images `found` (one per platform of `platforms`) this run made, handed to
+/// this run's SBOMs of the images appended to them ([`sbom_image::hand_over_made`]), so
+/// that [`attach_made`] describes and attaches them beside that image's build, not after
+/// it; none with `--sbom=false`, nor those whose layers' findings this machine lacks.
+pub(super) fn hand_over_made(
+    job: &Job<'_>,
+    found: &[DependencyImage],
+    platforms: &Platforms,
+) -> Vec<MadeDependency> {
+    if job.client.is_none() || !job.options.sbom {
+        return Vec::new();
+    }
+    let several = platforms.several();
+    let each = found
+        .iter()
+        .zip(platforms.iter())
+        .filter_map(|(deps, platform)| {
+            let image = PlatformImage::of(&deps.value, several.then(|| platform.clone()));
+            sbom_image::hand_over_made(&deps.image, image)
+        });
+    each.collect()
+}
+
+/// The document of each dependency image in `made` (its base named by `labels`' inputs
+/// label, as the image appended to it names it) attached to it, all at once, and kept on
+/// this machine; a failure is a warning.
+pub(super) async fn attach_made(
+    job: &Job<'_>,
+    image: &ImageRef,
+    labels: &[(String, String)],
+    made: Vec<MadeDependency>,
+) {
+    let Some(client) = job.client.filter(|_| job.options.sbom && !made.is_empty()) else {
+        return;
+    };
+    let inputs: Option<serde_json::Value> = (labels.iter())
+        .find(|(key, _)| key == INPUTS_LABEL)
+        .and_then(|(_, value)| serde_json::from_str(value).ok());
+    let reading = reading(job, image, Store::Registry { client, image });
+    let each = made.iter().map(|made| async {
+        let contents = sbom_image::dependency_contents(reading, made, inputs.as_ref()).await;
+        let document = crate::sbom::document(&contents);
+        let descriptor = &made.image.descriptor;
+        attach_document(job, client, &made.name, descriptor, &document).await
+    });
+    for (digest, bytes) in futures_util::future::join_all(each)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        crate::sbom::reuse::keep(&digest, &bytes);
     }
 }
 
