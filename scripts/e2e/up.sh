@@ -272,6 +272,38 @@ registry_ready() {
     [[ $code == 200 ]]
 }
 
+# The repositories base-images.sh fills (kept by trim_registry): the last path component of
+# each base image's name, without its tag.
+BASE_REPOSITORIES=()
+for ref in "$BASE_PYTHON_IMAGE" "$MULTI_PYTHON_IMAGE" "$UV_IMAGE" "$BUSYBOX_IMAGE" "$ENVD_BASE_IMAGE"; do
+    repo=${ref#*/}
+    BASE_REPOSITORIES+=("${repo%:*}")
+done
+
+# trim_registry NAME CFG DATA: the tests leave a repository behind per run (a new name each
+# time), so a registry kept between CI runs grows without end. Past
+# $IMAGESPEC_E2E_REGISTRY_MAX_MB (default 4096) of data, every repository but the base
+# images' is removed and the registry's own garbage collection deletes the blobs nothing
+# names any more; the base images stay, so base-images.sh has nothing to redo. Runs only
+# while the registry is stopped.
+trim_registry() {
+    local name=$1 cfg=$2 data=$3 max=${IMAGESPEC_E2E_REGISTRY_MAX_MB:-4096} size repos dir keep b t0=$SECONDS
+    repos=$data/docker/registry/v2/repositories
+    [[ -d $repos ]] || return 0
+    size=$(du -sm "$data" | cut -f1)
+    ((size > max)) || return 0
+    log "registry-$name holds ${size} MB (over ${max} MB): removing the tests' repositories"
+    for dir in "$repos"/*; do
+        [[ -d $dir ]] || continue
+        keep=0
+        for b in "${BASE_REPOSITORIES[@]}"; do [[ ${dir##*/} == "$b" ]] && keep=1; done
+        ((keep)) || rm -rf "$dir"
+    done
+    "$REGISTRY_BIN" garbage-collect "$cfg" >>"$E2E_STATE/registry-$name.log" 2>&1 \
+        || die "registry-$name: garbage collection failed (log: $E2E_STATE/registry-$name.log)"
+    log "registry-$name: $(du -sm "$data" | cut -f1) MB left after $((SECONDS - t0))s"
+}
+
 start_registry() {
     local name=$1 port=$2
     local cfg=$E2E_STATE/registry-$name.yml data=$E2E_STATE/registry/$name
@@ -284,6 +316,7 @@ start_registry() {
     rm -f "$pidfile"
     port_open "$port" && die "127.0.0.1:$port is taken by a process up.sh did not start (registry-$name)"
     write_registry_config "$name" "$port" "$cfg" "$data"
+    trim_registry "$name" "$cfg" "$data"
     log "starting registry-$name on 127.0.0.1:$port (log: $logf)"
     echo "=== $(date -Is) up.sh starts registry-$name" >>"$logf"
     # shellcheck disable=SC2016  # $$ and $@ expand in the child shell
