@@ -10,7 +10,9 @@ use super::resolve::{Available, Universe};
 use super::signature::{KeyringFile, SignatureError};
 use super::sources::Source;
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The largest `InRelease` read (Debian's is 150 kB).
 const MAX_RELEASE: u64 = 8 << 20;
@@ -260,13 +262,26 @@ impl Fetcher {
     }
 
     /// A suite's `InRelease`, its signature verified with `keyrings` (the base's keys for
-    /// `source`), and the text signed parsed.
+    /// `source`), and the text signed parsed: once per run for a suite and keys, however
+    /// many platforms ask (a suite's `InRelease` lists every architecture's indexes, and
+    /// every platform then reads the same one).
     pub async fn release(
         &self,
         source: &Source,
         keyrings: &[KeyringFile],
     ) -> Result<Release, FetchError> {
         let url = format!("{}/dists/{}/InRelease", source.uri, source.suite);
+        let cell = released(&url, keyrings);
+        let release = cell.get_or_try_init(|| self.release_now(url, keyrings));
+        Ok(release.await?.clone())
+    }
+
+    /// [`Fetcher::release`] of `url`, fetched and verified now.
+    async fn release_now(
+        &self,
+        url: String,
+        keyrings: &[KeyringFile],
+    ) -> Result<Release, FetchError> {
         let mut body = Vec::new();
         self.get(&url, MAX_RELEASE, &mut body).await?;
         let signed =
@@ -282,8 +297,13 @@ impl Fetcher {
         arch: &str,
     ) -> Result<Universe, FetchError> {
         let mut available = Vec::new();
-        for (source, keyrings) in sources.iter().filter(|(s, _)| s.serves(arch)) {
-            let release = self.release(source, keyrings).await?;
+        let served: Vec<_> = sources.iter().filter(|(s, _)| s.serves(arch)).collect();
+        // Every suite's `InRelease` at once: a round trip each, and nothing else waits.
+        let releases = served
+            .iter()
+            .map(|(source, keys)| self.release(source, keys));
+        let releases = futures_util::future::try_join_all(releases).await?;
+        for ((source, _), release) in served.into_iter().zip(releases) {
             let dists = format!("{}/dists/{}", source.uri, source.suite);
             for component in &source.components {
                 let Some((path, listed)) = release.packages_index(component, arch) else {
@@ -352,6 +372,22 @@ impl Fetcher {
         let url = format!("{}/{}", package.mirror, field("Filename")?);
         self.verified(&url, &listed, "the Packages index").await
     }
+}
+
+/// The cell of this run's `InRelease` at `url` verified with `keyrings` (the key: the URL
+/// and a SHA256 over the keyrings' bytes); empty until one fetch of it succeeded.
+fn released(url: &str, keyrings: &[KeyringFile]) -> Arc<tokio::sync::OnceCell<Release>> {
+    static RELEASES: Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Release>>>> =
+        Mutex::new(BTreeMap::new());
+    let mut keys = Sha256::new();
+    for keyring in keyrings {
+        keys.update(Sha256::digest(&keyring.bytes));
+    }
+    let key = format!("{url} {}", hex(keys));
+    let mut releases = RELEASES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    releases.entry(key).or_default().clone()
 }
 
 /// The name a listed file is kept under: its SHA256 in lower-case hex (`None`: not one).
@@ -446,6 +482,24 @@ mod tests {
             "{err}"
         );
         assert_eq!(served.join().unwrap(), ATTEMPTS as usize);
+    }
+
+    /// One `InRelease` per suite and keys in a run: the platforms that ask for the same
+    /// one share its cell; other keys (another base's) or another suite get their own.
+    #[test]
+    fn a_suites_release_is_shared_by_the_platforms_with_the_same_keys() {
+        let keys = |bytes: &[u8]| {
+            vec![KeyringFile {
+                path: "/usr/share/keyrings/debian-archive-keyring.gpg".into(),
+                bytes: bytes.to_vec(),
+            }]
+        };
+        let url = "http://mirror.test/debian/dists/bookworm/InRelease";
+        let first = released(url, &keys(b"debian"));
+        assert!(Arc::ptr_eq(&first, &released(url, &keys(b"debian"))));
+        assert!(!Arc::ptr_eq(&first, &released(url, &keys(b"other"))));
+        let updates = "http://mirror.test/debian/dists/bookworm-updates/InRelease";
+        assert!(!Arc::ptr_eq(&first, &released(updates, &keys(b"debian"))));
     }
 
     #[test]
