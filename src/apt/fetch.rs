@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// The largest `InRelease` read (Debian's is 150 kB).
 const MAX_RELEASE: u64 = 8 << 20;
@@ -262,9 +263,9 @@ impl Fetcher {
     }
 
     /// A suite's `InRelease`, its signature verified with `keyrings` (the base's keys for
-    /// `source`), and the text signed parsed: once per run for a suite and keys, however
+    /// `source`), and the text signed parsed: once per build for a suite and keys, however
     /// many platforms ask (a suite's `InRelease` lists every architecture's indexes, and
-    /// every platform then reads the same one).
+    /// every platform then reads the same one; [`RELEASE_SHARED_FOR`]).
     pub async fn release(
         &self,
         source: &Source,
@@ -374,20 +375,35 @@ impl Fetcher {
     }
 }
 
-/// The cell of this run's `InRelease` at `url` verified with `keyrings` (the key: the URL
-/// and a SHA256 over the keyrings' bytes); empty until one fetch of it succeeded.
-fn released(url: &str, keyrings: &[KeyringFile]) -> Arc<tokio::sync::OnceCell<Release>> {
-    static RELEASES: Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Release>>>> =
+/// How long an `InRelease` fetched for one platform serves the others: the platforms of a
+/// build ask within seconds of each other, and a process that builds again later (a library
+/// user) reads the suite anew.
+const RELEASE_SHARED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A suite's `InRelease` shared by the platforms of a build; empty until one fetch of it
+/// succeeded.
+type SharedRelease = Arc<tokio::sync::OnceCell<Release>>;
+
+/// The cell of this build's `InRelease` at `url` verified with `keyrings` (the key: the URL
+/// and a SHA256 over the keyrings' bytes), made anew once it is older than
+/// [`RELEASE_SHARED_FOR`].
+fn released(url: &str, keyrings: &[KeyringFile]) -> SharedRelease {
+    static RELEASES: Mutex<BTreeMap<String, (Instant, SharedRelease)>> =
         Mutex::new(BTreeMap::new());
     let mut keys = Sha256::new();
     for keyring in keyrings {
         keys.update(Sha256::digest(&keyring.bytes));
     }
     let key = format!("{url} {}", hex(keys));
+    let now = Instant::now();
     let mut releases = RELEASES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    releases.entry(key).or_default().clone()
+    releases.retain(|_, (made, _)| now.duration_since(*made) < RELEASE_SHARED_FOR);
+    let (_, cell) = releases
+        .entry(key)
+        .or_insert_with(|| (now, SharedRelease::default()));
+    cell.clone()
 }
 
 /// The name a listed file is kept under: its SHA256 in lower-case hex (`None`: not one).
