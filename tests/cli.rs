@@ -10,6 +10,18 @@ fn imagespec(dir: &Path) -> Command {
     cmd
 }
 
+/// `imagespec inspect SPEC --json` run by `cmd` (its directory and environment), which must
+/// succeed: what it printed.
+fn inspected(cmd: &mut Command, spec: &str) -> serde_json::Value {
+    let out = cmd.args(["inspect", spec, "--json"]).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// Runs `imagespec tag FILE` on `text` written to FILE; returns (exit code, stdout, stderr).
 fn tag_of(file: &str, text: &str) -> (i32, String, String) {
     tag_with(file, text, &[])
@@ -153,21 +165,8 @@ fn inspect_resolves_paths_against_the_spec_file_from_any_directory() {
         "requirements = \"requirements.txt\"\nsource_root = \"src\"\nsource_copy_mode = \"all\"\n",
     )
     .expect("write");
-    let from_root = imagespec(dir.path())
-        .args(["inspect", "proj/spec.toml", "--json"])
-        .output()
-        .expect("run");
-    let from_inside = imagespec(&proj)
-        .args(["inspect", "spec.toml", "--json"])
-        .output()
-        .expect("run");
-    assert!(
-        from_root.status.success(),
-        "{}",
-        String::from_utf8_lossy(&from_root.stderr)
-    );
-    let a: serde_json::Value = serde_json::from_slice(&from_root.stdout).expect("json");
-    let b: serde_json::Value = serde_json::from_slice(&from_inside.stdout).expect("json");
+    let a = inspected(&mut imagespec(dir.path()), "proj/spec.toml");
+    let b = inspected(&mut imagespec(&proj), "spec.toml");
     assert_eq!(a, b);
     assert_eq!(a["source"]["files"], serde_json::json!(["app.py"]));
     assert_eq!(a["spec"]["source_copy_mode"], "all");
@@ -653,18 +652,8 @@ fn the_cache_directory_inside_the_source_is_not_source() {
     )
     .expect("write");
     let tag = |cache: &Path| {
-        let out = imagespec(proj)
-            .env("IMAGESPEC_CACHE_DIR", cache)
-            .env("IMAGESPEC_NO_CACHE", "1")
-            .args(["inspect", "spec.toml", "--json"])
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let mut cmd = imagespec(proj);
+        let v = inspected(cmd.env("IMAGESPEC_CACHE_DIR", cache), "spec.toml");
         v["tag"].as_str().expect("tag").to_string()
     };
     for cache in [
